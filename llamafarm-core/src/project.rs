@@ -1,0 +1,291 @@
+//! Projects: `{data}/projects/{namespace}/{project}/llamafarm.yaml`.
+//!
+//! Writes are atomic (temp file, fsync, rename); an update keeps a timestamped
+//! backup of the previous config under `.backups/`; deleting a project really
+//! removes its directory (renamed away first, so a crash never leaves half a project).
+
+use crate::config::{self, LlamaFarmConfig, CONFIG_FILE_NAMES};
+use crate::error::{Error, Result};
+use crate::fsutil;
+use crate::paths::validate_segment;
+use crate::LlamaFarm;
+use chrono::{DateTime, Utc};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// How many config backups a project keeps.
+pub const MAX_BACKUPS: usize = 20;
+
+/// The template used when a create request names none.
+pub const DEFAULT_TEMPLATE: &str = "default";
+
+/// A project as listed: its config, or why it could not be loaded.
+#[derive(Debug, Clone)]
+pub struct ProjectSummary {
+    /// Namespace (directory name).
+    pub namespace: String,
+    /// Project name (directory name).
+    pub name: String,
+    /// The parsed config, when it loads.
+    pub config: Option<LlamaFarmConfig>,
+    /// Why the config did not load or validate.
+    pub validation_error: Option<String>,
+    /// Modification time of the config file.
+    pub last_modified: Option<DateTime<Utc>>,
+}
+
+/// A handle on one existing project. Cheap to clone.
+#[derive(Clone)]
+pub struct Project {
+    lf: LlamaFarm,
+    namespace: String,
+    name: String,
+    dir: PathBuf,
+}
+
+impl std::fmt::Debug for Project {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Project").field("namespace", &self.namespace).field("name", &self.name).finish()
+    }
+}
+
+/// Project operations on a [`LlamaFarm`] handle: `lf.projects()`.
+pub struct Projects<'a> {
+    lf: &'a LlamaFarm,
+}
+
+impl<'a> Projects<'a> {
+    pub(crate) fn new(lf: &'a LlamaFarm) -> Self {
+        Self { lf }
+    }
+
+    /// All projects of a namespace, sorted by name. A project whose config is
+    /// broken is listed with its `validation_error` instead of failing the list.
+    pub fn list(&self, namespace: &str) -> Result<Vec<ProjectSummary>> {
+        validate_segment("namespace", namespace)?;
+        let dir = self.lf.layout().namespace_dir(namespace);
+        let mut out = Vec::new();
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(Error::io(&dir, e)),
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            if validate_segment("project", &name).is_err() || !entry.path().is_dir() {
+                continue;
+            }
+            let Some(cfg_path) = find_config(&entry.path()) else { continue };
+            let last_modified = fs::metadata(&cfg_path).and_then(|m| m.modified()).ok().map(DateTime::<Utc>::from);
+            let (config, validation_error) = match load_config(&cfg_path) {
+                Ok(c) => (Some(c), None),
+                Err(e) => (None, Some(e.to_string())),
+            };
+            out.push(ProjectSummary { namespace: namespace.to_string(), name, config, validation_error, last_modified });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// Open an existing project.
+    pub fn get(&self, namespace: &str, name: &str) -> Result<Project> {
+        validate_segment("namespace", namespace)?;
+        validate_segment("project", name)?;
+        let dir = self.lf.layout().project_dir(namespace, name);
+        if find_config(&dir).is_none() {
+            return Err(Error::not_found(format!("Project {namespace}/{name}")));
+        }
+        Ok(Project { lf: self.lf.clone(), namespace: namespace.into(), name: name.into(), dir })
+    }
+
+    /// Create a project from a built-in template (`default`, `server`, `rag`;
+    /// `None` means `default`). Fails with [`Error::Conflict`] if it exists.
+    pub fn create(&self, namespace: &str, name: &str, template: Option<&str>) -> Result<Project> {
+        validate_segment("namespace", namespace)?;
+        validate_segment("project", name)?;
+        let cfg = config::template(template.unwrap_or(DEFAULT_TEMPLATE), namespace, name)?;
+        self.create_with_config(namespace, name, cfg)
+    }
+
+    /// Create a project from a full config (its name and namespace are set to the
+    /// given ones). Fails with [`Error::Conflict`] if it exists.
+    pub fn create_with_config(&self, namespace: &str, name: &str, mut cfg: LlamaFarmConfig) -> Result<Project> {
+        validate_segment("namespace", namespace)?;
+        validate_segment("project", name)?;
+        cfg.namespace = namespace.into();
+        cfg.name = name.into();
+        cfg.validate()?;
+        let dir = self.lf.layout().project_dir(namespace, name);
+        let lock = self.lf.project_lock(&dir);
+        let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+        if find_config(&dir).is_some() {
+            return Err(Error::Conflict(format!("Project {namespace}/{name} already exists")));
+        }
+        fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        fsutil::atomic_write(&dir.join(CONFIG_FILE_NAMES[0]), cfg.to_yaml_string()?.as_bytes())?;
+        Ok(Project { lf: self.lf.clone(), namespace: namespace.into(), name: name.into(), dir })
+    }
+
+    /// Replace a project's config (validated; the old one is backed up).
+    pub fn update(&self, namespace: &str, name: &str, cfg: LlamaFarmConfig) -> Result<Project> {
+        let project = self.get(namespace, name)?;
+        project.replace_config(cfg)?;
+        Ok(project)
+    }
+
+    /// Delete a project and everything under its directory. Returns the config it had.
+    pub fn delete(&self, namespace: &str, name: &str) -> Result<LlamaFarmConfig> {
+        let project = self.get(namespace, name)?;
+        let lock = self.lf.project_lock(&project.dir);
+        let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let cfg = project.config()?;
+        fsutil::remove_dir_atomic(&project.dir, &self.lf.layout().trash_dir())?;
+        // Remove the namespace directory when it became empty.
+        let ns_dir = self.lf.layout().namespace_dir(namespace);
+        let _ = fs::remove_dir(&ns_dir);
+        Ok(cfg)
+    }
+}
+
+impl Project {
+    /// Namespace.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+    /// Project name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// The project directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    /// The library handle this project belongs to.
+    pub fn llamafarm(&self) -> &LlamaFarm {
+        &self.lf
+    }
+
+    /// Path of the config file.
+    pub fn config_path(&self) -> PathBuf {
+        find_config(&self.dir).unwrap_or_else(|| self.dir.join(CONFIG_FILE_NAMES[0]))
+    }
+
+    /// Read and validate the current config from disk.
+    pub fn config(&self) -> Result<LlamaFarmConfig> {
+        match load_config(&self.config_path()) {
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                Err(Error::not_found(format!("Project {}/{}", self.namespace, self.name)))
+            }
+            other => other,
+        }
+    }
+
+    /// Modification time of the config file.
+    pub fn last_modified(&self) -> Option<DateTime<Utc>> {
+        fs::metadata(self.config_path()).and_then(|m| m.modified()).ok().map(DateTime::<Utc>::from)
+    }
+
+    /// Replace the config with `cfg` (validated). Its name and namespace must match the project.
+    pub fn replace_config(&self, cfg: LlamaFarmConfig) -> Result<LlamaFarmConfig> {
+        self.update_config(|current| {
+            *current = cfg;
+            Ok(())
+        })
+    }
+
+    /// Read-modify-write the config under the project's lock. The closure's result
+    /// is validated before anything is written; the previous file is kept as a backup.
+    pub fn update_config<F>(&self, f: F) -> Result<LlamaFarmConfig>
+    where
+        F: FnOnce(&mut LlamaFarmConfig) -> Result<()>,
+    {
+        let lock = self.lf.project_lock(&self.dir);
+        let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let path = self.config_path();
+        let old_text = fs::read_to_string(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::not_found(format!("Project {}/{}", self.namespace, self.name)),
+            _ => Error::io(&path, e),
+        })?;
+        // A broken file on disk can still be replaced wholesale.
+        let mut cfg = parse_config_text(&path, &old_text)
+            .and_then(LlamaFarmConfig::from_value_unvalidated)
+            .unwrap_or_else(|_| placeholder(&self.namespace, &self.name));
+        f(&mut cfg)?;
+        if cfg.name != self.name {
+            return Err(Error::validation("name", format!("must be '{}' (the project's name), got '{}'", self.name, cfg.name)));
+        }
+        if cfg.namespace != self.namespace {
+            return Err(Error::validation(
+                "namespace",
+                format!("must be '{}' (the project's namespace), got '{}'", self.namespace, cfg.namespace),
+            ));
+        }
+        cfg.validate()?;
+        self.backup(&old_text)?;
+        let yaml = cfg.to_yaml_string()?;
+        let target = if path.extension().and_then(|e| e.to_str()) == Some("json") {
+            self.dir.join(CONFIG_FILE_NAMES[0])
+        } else {
+            path.clone()
+        };
+        fsutil::atomic_write(&target, yaml.as_bytes())?;
+        if target != path {
+            let _ = fs::remove_file(&path);
+        }
+        Ok(cfg)
+    }
+
+    /// Backups of previous configs, newest first.
+    pub fn backups(&self) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = fs::read_dir(self.dir.join(".backups"))
+            .map(|rd| rd.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "yaml")).collect())
+            .unwrap_or_default();
+        v.sort();
+        v.reverse();
+        v
+    }
+
+    fn backup(&self, old_text: &str) -> Result<()> {
+        let dir = self.dir.join(".backups");
+        let stamp = Utc::now().format("%Y%m%dT%H%M%S%.6fZ");
+        fsutil::atomic_write(&dir.join(format!("llamafarm.{stamp}.yaml")), old_text.as_bytes())?;
+        for old in self.backups().into_iter().skip(MAX_BACKUPS) {
+            let _ = fs::remove_file(old);
+        }
+        Ok(())
+    }
+}
+
+fn placeholder(namespace: &str, name: &str) -> LlamaFarmConfig {
+    LlamaFarmConfig {
+        version: "v1".into(),
+        name: name.into(),
+        namespace: namespace.into(),
+        components: None,
+        prompts: None,
+        rag: None,
+        datasets: None,
+        runtime: Default::default(),
+        mcp: None,
+        voice: None,
+        extra: Default::default(),
+    }
+}
+
+/// The config file in a project directory, trying the original's file names in order.
+pub fn find_config(dir: &Path) -> Option<PathBuf> {
+    CONFIG_FILE_NAMES.iter().map(|n| dir.join(n)).find(|p| p.is_file())
+}
+
+fn parse_config_text(path: &Path, text: &str) -> Result<serde_json::Value> {
+    if path.extension().and_then(|e| e.to_str()) == Some("toml") {
+        return Err(Error::Invalid(format!("{}: TOML configs are not supported; use YAML", path.display())));
+    }
+    config::parse_yaml_value(text)
+}
+
+/// Load and validate a config file.
+pub fn load_config(path: &Path) -> Result<LlamaFarmConfig> {
+    let text = fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    LlamaFarmConfig::from_value(parse_config_text(path, &text)?)
+}

@@ -1,0 +1,91 @@
+//! Facts about the machine: disk space of the data and model directories, versions.
+
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// The crate version, reported by `/info` and `lf version`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Space on the filesystem holding `path`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct DiskUsage {
+    /// Filesystem size.
+    pub total_bytes: u64,
+    /// Used bytes.
+    pub used_bytes: u64,
+    /// Bytes available to unprivileged users.
+    pub free_bytes: u64,
+    /// The path asked about.
+    pub path: String,
+    /// `free / total * 100`.
+    pub percent_free: f64,
+}
+
+/// Disk usage for the filesystem of `path`; walks up to the nearest existing ancestor.
+pub fn disk_usage(path: &Path) -> std::io::Result<DiskUsage> {
+    let mut probe: PathBuf = path.to_path_buf();
+    while !probe.exists() {
+        match probe.parent() {
+            Some(p) if !p.as_os_str().is_empty() => probe = p.to_path_buf(),
+            _ => {
+                probe = PathBuf::from("/");
+                break;
+            }
+        }
+    }
+    let c = std::ffi::CString::new(probe.to_string_lossy().as_bytes())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: `statvfs` only writes into the zeroed struct we pass, and `c` is a valid C string.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let frsize = st.f_frsize as u64;
+    let total = st.f_blocks as u64 * frsize;
+    let free_all = st.f_bfree as u64 * frsize;
+    let avail = st.f_bavail as u64 * frsize;
+    let used = total.saturating_sub(free_all);
+    let percent_free = if total > 0 { avail as f64 / total as f64 * 100.0 } else { 0.0 };
+    Ok(DiskUsage { total_bytes: total, used_bytes: used, free_bytes: avail, path: path.display().to_string(), percent_free })
+}
+
+/// Which SIMD paths this binary was compiled with (candle picks kernels at compile time).
+pub fn simd_features() -> Vec<&'static str> {
+    let mut v = Vec::new();
+    if cfg!(target_feature = "sse4.2") {
+        v.push("sse4.2");
+    }
+    if cfg!(target_feature = "avx") {
+        v.push("avx");
+    }
+    if cfg!(target_feature = "avx2") {
+        v.push("avx2");
+    }
+    if cfg!(target_feature = "fma") {
+        v.push("fma");
+    }
+    if cfg!(target_feature = "f16c") {
+        v.push("f16c");
+    }
+    if cfg!(target_feature = "avx512f") {
+        v.push("avx512f");
+    }
+    if cfg!(target_feature = "neon") {
+        v.push("neon");
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disk_usage_is_real() {
+        let d = disk_usage(Path::new("/tmp/does/not/exist/yet")).unwrap();
+        assert!(d.total_bytes > 0);
+        assert!(d.free_bytes <= d.total_bytes);
+        assert!((0.0..=100.0).contains(&d.percent_free));
+    }
+}
