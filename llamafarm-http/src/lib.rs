@@ -1,1 +1,138 @@
+//! # llamafarm-http
+//!
+//! The LlamaFarm REST API as an [`axum::Router`] over a [`llamafarm_core::LlamaFarm`]
+//! handle. Handlers are thin: extract, one core call, map to a DTO. Mount the
+//! router in any axum app:
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let lf = llamafarm_core::LlamaFarm::open("/tmp/lf-data")?;
+//! let app = axum::Router::new()
+//!     .nest("/llamafarm", llamafarm_http::api_router(lf.clone(), &llamafarm_http::HttpOptions::default()));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8000").await?;
+//! axum::serve(listener, app).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Two routers exist, served by `lf serve` on two ports from the same library
+//! instance: [`api_router`] (the LlamaFarm API, default port 8000) and
+//! [`runtime_router`] (the Universal Runtime API, default port 11540).
 
+#![warn(missing_docs)]
+
+pub mod docs;
+pub mod error;
+mod routes;
+
+pub use error::{ApiError, ApiResult};
+
+use axum::http::{HeaderName, HeaderValue, Method, Request};
+use axum::Router;
+use llamafarm_core::LlamaFarm;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use utoipa_axum::router::OpenApiRouter;
+
+/// Default limit for a request body: 256 MiB (uploads of large documents).
+pub const DEFAULT_BODY_LIMIT: usize = 256 * 1024 * 1024;
+
+/// Settings of the HTTP layer.
+#[derive(Debug, Clone)]
+pub struct HttpOptions {
+    /// Allowed CORS origins; `["*"]` allows any (the original's behaviour).
+    pub cors_origins: Vec<String>,
+    /// Largest accepted request body in bytes (413 past it).
+    pub body_limit: usize,
+    /// The address the API is reachable at, reported by `/health`.
+    pub public_url: Option<String>,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        Self { cors_origins: vec!["*".into()], body_limit: DEFAULT_BODY_LIMIT, public_url: None }
+    }
+}
+
+/// Shared state of the handlers.
+#[derive(Clone)]
+pub struct AppState {
+    /// The library handle.
+    pub lf: LlamaFarm,
+    /// Options the router was built with.
+    pub opts: Arc<HttpOptions>,
+    /// When the router was built.
+    pub started: Instant,
+}
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The LlamaFarm API router (projects, system, health, and `/openapi.json` + `/docs`).
+pub fn api_router(lf: LlamaFarm, opts: &HttpOptions) -> Router {
+    let state = AppState { lf, opts: Arc::new(opts.clone()), started: Instant::now() };
+    let (router, openapi) = api_openapi_router().with_state(state).split_for_parts();
+    let router = router.merge(docs::docs_router(openapi, "LlamaFarm API"));
+    with_common_layers(router, opts)
+}
+
+/// The Universal Runtime router (OpenAI-compatible model endpoints).
+pub fn runtime_router(lf: LlamaFarm, opts: &HttpOptions) -> Router {
+    let state = AppState { lf, opts: Arc::new(opts.clone()), started: Instant::now() };
+    let (router, openapi) = runtime_openapi_router().with_state(state).split_for_parts();
+    let router = router.merge(docs::docs_router(openapi, "LlamaFarm Universal Runtime"));
+    with_common_layers(router, opts)
+}
+
+/// The OpenAPI document of the LlamaFarm API, generated from the handlers.
+pub fn api_openapi() -> utoipa::openapi::OpenApi {
+    api_openapi_router().into_openapi()
+}
+
+fn api_openapi_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(docs::base_doc("LlamaFarm API", "Projects, datasets, RAG, chat and ML for local AI apps."))
+        .merge(routes::system::router())
+        .merge(routes::projects::router())
+}
+
+fn runtime_openapi_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(docs::base_doc(
+        "LlamaFarm Universal Runtime",
+        "OpenAI-compatible model endpoints served from the same process as the LlamaFarm API.",
+    ))
+    .merge(routes::runtime::router())
+}
+
+fn with_common_layers(router: Router, opts: &HttpOptions) -> Router {
+    let cors = if opts.cors_origins.iter().any(|o| o == "*") {
+        CorsLayer::new().allow_origin(Any).allow_methods(Any).allow_headers(Any).expose_headers(Any)
+    } else {
+        let origins: Vec<HeaderValue> = opts.cors_origins.iter().filter_map(|o| o.parse().ok()).collect();
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE, Method::OPTIONS])
+            .allow_headers(Any)
+            .expose_headers(Any)
+            .max_age(Duration::from_secs(600))
+    };
+    let trace = TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+        let id = req
+            .extensions()
+            .get::<RequestId>()
+            .and_then(|id| id.header_value().to_str().ok())
+            .unwrap_or("-")
+            .to_string();
+        tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+    });
+    router
+        .fallback(routes::not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(opts.body_limit))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(error::panic_response))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(opts.body_limit))
+        .layer(axum::middleware::map_response(error::json_errors))
+        .layer(cors)
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(trace)
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}

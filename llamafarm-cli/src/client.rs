@@ -1,0 +1,64 @@
+//! A small JSON client for the LlamaFarm API. Server errors surface as their `detail`.
+
+use anyhow::{anyhow, Result};
+use serde_json::Value;
+use std::time::Duration;
+
+pub struct Client {
+    base: String,
+    http: reqwest::Client,
+}
+
+/// Percent-encode one path segment.
+pub fn encode_segment(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+impl Client {
+    pub fn new(base: &str) -> Result<Self> {
+        let http = reqwest::Client::builder().connect_timeout(Duration::from_secs(5)).build()?;
+        Ok(Self { base: base.trim_end_matches('/').to_string(), http })
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder, path: &str) -> Result<Value> {
+        let resp = req.send().await.map_err(|e| {
+            if e.is_connect() {
+                anyhow!("cannot reach the LlamaFarm server at {} (start it with `lf serve`)", self.base)
+            } else {
+                anyhow!("request to {}{path} failed: {e}", self.base)
+            }
+        })?;
+        let status = resp.status();
+        let text = resp.text().await?;
+        let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text.clone()));
+        if !status.is_success() {
+            let detail = match &body["detail"] {
+                Value::String(s) => s.clone(),
+                Value::Null => text,
+                other => other.to_string(),
+            };
+            return Err(anyhow!("{detail} (HTTP {})", status.as_u16()));
+        }
+        Ok(body)
+    }
+
+    pub async fn get(&self, path: &str) -> Result<Value> {
+        self.send(self.http.get(format!("{}{path}", self.base)), path).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Result<Value> {
+        self.send(self.http.post(format!("{}{path}", self.base)).json(body), path).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Result<Value> {
+        self.send(self.http.delete(format!("{}{path}", self.base)), path).await
+    }
+}

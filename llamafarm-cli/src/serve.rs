@@ -1,0 +1,98 @@
+//! `lf serve`: the API and the Universal Runtime from one process and one library instance.
+
+use anyhow::{Context, Result};
+use clap::Args;
+use llamafarm_core::LlamaFarm;
+use llamafarm_http::HttpOptions;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Address to listen on (loopback by default; use 0.0.0.0 to expose).
+    #[arg(long, env = "LF_HOST", default_value = "127.0.0.1")]
+    host: String,
+    /// LlamaFarm API port.
+    #[arg(long, env = "LF_PORT", default_value_t = 8000)]
+    port: u16,
+    /// Universal Runtime API port.
+    #[arg(long, env = "LF_RUNTIME_PORT", default_value_t = 11540)]
+    runtime_port: u16,
+    /// Data directory (default: $LF_DATA_DIR or ~/.llamafarm).
+    #[arg(long, env = "LF_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Allowed CORS origins (repeatable); `*` allows any.
+    #[arg(long = "cors-origin", env = "LF_CORS_ORIGINS", value_delimiter = ',', default_value = "*")]
+    cors_origins: Vec<String>,
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "LF_MAX_BODY_BYTES", default_value_t = llamafarm_http::DEFAULT_BODY_LIMIT)]
+    max_body_bytes: usize,
+}
+
+pub async fn serve(args: ServeArgs, debug: bool) -> Result<()> {
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| if debug { "debug".into() } else { "info,tower_http=info".into() });
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).try_init();
+
+    let data_dir = args.data_dir.unwrap_or_else(llamafarm_core::paths::default_data_dir);
+    let lf = LlamaFarm::open(&data_dir).with_context(|| format!("opening data directory {}", data_dir.display()))?;
+    let api_addr: SocketAddr = format!("{}:{}", args.host, args.port).parse().context("invalid --host/--port")?;
+    let rt_addr: SocketAddr = format!("{}:{}", args.host, args.runtime_port).parse().context("invalid --runtime-port")?;
+    let api_listener = tokio::net::TcpListener::bind(api_addr).await.with_context(|| format!("binding {api_addr}"))?;
+    let rt_listener = tokio::net::TcpListener::bind(rt_addr).await.with_context(|| format!("binding {rt_addr}"))?;
+    let api_addr = api_listener.local_addr()?;
+    let rt_addr = rt_listener.local_addr()?;
+
+    let opts = HttpOptions {
+        cors_origins: args.cors_origins,
+        body_limit: args.max_body_bytes,
+        public_url: Some(format!("http://{api_addr}")),
+    };
+    let api = llamafarm_http::api_router(lf.clone(), &opts);
+    let runtime = llamafarm_http::runtime_router(lf.clone(), &opts);
+
+    tracing::info!(version = llamafarm_core::system::VERSION, data_dir = %lf.data_dir().display(),
+        model_cache = %lf.models().hub_dir().display(), simd = ?llamafarm_core::system::simd_features(), "starting");
+    for c in lf.health().components {
+        if c.status != llamafarm_core::HealthStatus::Healthy {
+            tracing::warn!(component = %c.name, "{}", c.message);
+        }
+    }
+    // Machine-readable lines for scripts and tests that start us on port 0.
+    println!("LlamaFarm API listening on http://{api_addr}");
+    println!("Universal Runtime listening on http://{rt_addr}");
+
+    let (tx, _) = tokio::sync::broadcast::channel::<()>(1);
+    let mut rx_api = tx.subscribe();
+    let mut rx_rt = tx.subscribe();
+    let api_srv = axum::serve(api_listener, api).with_graceful_shutdown(async move {
+        let _ = rx_api.recv().await;
+    });
+    let rt_srv = axum::serve(rt_listener, runtime).with_graceful_shutdown(async move {
+        let _ = rx_rt.recv().await;
+    });
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        let _ = tx.send(());
+    });
+    let (a, b) = tokio::join!(api_srv, rt_srv);
+    a?;
+    b?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

@@ -1,0 +1,25 @@
+//! Handlers, one module per section of the API reference.
+
+pub(crate) mod projects;
+pub(crate) mod runtime;
+pub(crate) mod system;
+
+use crate::error::ApiError;
+use axum::http::{StatusCode, Uri};
+
+/// Fallback for unknown routes: 404 `{"detail": "Not Found: /path"}`.
+pub(crate) async fn not_found(uri: Uri) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, format!("Not Found: {}", uri.path()))
+}
+
+/// Run blocking core work (filesystem, model loading) off the async threads.
+pub(crate) async fn blocking<T, F>(f: F) -> Result<T, ApiError>
+where
+    F: FnOnce() -> llamafarm_core::Result<T> + Send + 'static,
+    T: Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(ApiError::from),
+        Err(e) => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("task failed: {e}"))),
+    }
+}
