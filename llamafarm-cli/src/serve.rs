@@ -31,7 +31,7 @@ pub struct ServeArgs {
 
 pub async fn serve(args: ServeArgs, debug: bool) -> Result<()> {
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| if debug { "debug".into() } else { "info,tower_http=info".into() });
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).try_init();
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_writer(std::io::stderr).try_init();
 
     let data_dir = args.data_dir.unwrap_or_else(llamafarm_core::paths::default_data_dir);
     let lf = LlamaFarm::open(&data_dir).with_context(|| format!("opening data directory {}", data_dir.display()))?;
@@ -57,6 +57,9 @@ pub async fn serve(args: ServeArgs, debug: bool) -> Result<()> {
             tracing::warn!(component = %c.name, "{}", c.message);
         }
     }
+    // Install the signal handlers before announcing readiness, so a SIGTERM sent right
+    // after the "listening" line is never lost.
+    let shutdown = shutdown_signal()?;
     // Machine-readable lines for scripts and tests that start us on port 0.
     println!("LlamaFarm API listening on http://{api_addr}");
     println!("Universal Runtime listening on http://{rt_addr}");
@@ -71,7 +74,7 @@ pub async fn serve(args: ServeArgs, debug: bool) -> Result<()> {
         let _ = rx_rt.recv().await;
     });
     tokio::spawn(async move {
-        shutdown_signal().await;
+        shutdown.await;
         tracing::info!("shutting down");
         let _ = tx.send(());
     });
@@ -82,17 +85,21 @@ pub async fn serve(args: ServeArgs, debug: bool) -> Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Resolves on SIGINT or SIGTERM; the handlers are registered when this is called.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
-    let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            s.recv().await;
-        }
-    };
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        Ok(async move {
+            tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+        })
+    }
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+    }
 }

@@ -171,3 +171,40 @@ pub fn panic_response(err: Box<dyn std::any::Any + Send + 'static>) -> Response<
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    #[test]
+    fn every_kind_has_its_status() {
+        use ErrorKind::*;
+        let got: Vec<u16> = [BadRequest, NotFound, Conflict, PayloadTooLarge, Invalid, Unavailable, Internal]
+            .into_iter()
+            .map(|k| status_for(k).as_u16())
+            .collect();
+        assert_eq!(got, vec![400, 404, 409, 413, 422, 503, 500]);
+        let e = ApiError::from(Error::ModelMissing { model: "m".into(), reason: "gone".into(), fetch_hint: "scripts/fetch-models.sh".into() });
+        assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(e.detail().contains("scripts/fetch-models.sh"));
+    }
+
+    #[tokio::test]
+    async fn plain_text_errors_become_json_detail() {
+        let app = axum::Router::new()
+            .route("/teapot", get(|| async { (StatusCode::IM_A_TEAPOT, "short and stout") }))
+            .route("/boom", get(|| async { panic!("kaboom") as &'static str }))
+            .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
+            .layer(axum::middleware::map_response(json_errors));
+        for (uri, status, detail) in [("/teapot", 418, "short and stout"), ("/boom", 500, "Internal server error")] {
+            let resp = app.clone().oneshot(axum::http::Request::get(uri).body(Body::empty()).unwrap()).await.unwrap();
+            assert_eq!(resp.status().as_u16(), status);
+            assert_eq!(resp.headers()[header::CONTENT_TYPE], "application/json");
+            let bytes = axum::body::to_bytes(resp.into_body(), 1 << 16).await.unwrap();
+            let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(v, serde_json::json!({"detail": detail}));
+        }
+    }
+}

@@ -1,1 +1,5 @@
+//! End-to-end tests of the HTTP API over a real socket (the `lf` binary has its
+//! own in `llamafarm-cli/tests/lf.rs`, where cargo guarantees the binary is built).
 
+mod http_api;
+mod support;

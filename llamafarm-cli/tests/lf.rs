@@ -1,0 +1,132 @@
+//! The `lf` binary: `lf serve` in a child process, other subcommands against it.
+//! (The HTTP API itself is tested over a socket in the workspace's `tests/` crate.)
+
+fn lf_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_lf")
+}
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+struct Served {
+    child: Child,
+    url: String,
+    runtime_url: String,
+    _data: tempfile::TempDir,
+}
+
+impl Served {
+    /// `lf serve` on ephemeral ports; the addresses come from its first stdout lines.
+    fn start() -> Self {
+        let data = tempfile::tempdir().unwrap();
+        let mut child = Command::new(lf_bin())
+            .args(["serve", "--port", "0", "--runtime-port", "0", "--data-dir"])
+            .arg(data.path())
+            .env("HF_HUB_CACHE", data.path().join("hub"))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut grab = |prefix: &str| {
+            let line = lines.next().expect("lf serve exited early").unwrap();
+            line.strip_prefix(prefix).unwrap_or_else(|| panic!("unexpected line: {line}")).to_string()
+        };
+        let url = grab("LlamaFarm API listening on ");
+        let runtime_url = grab("Universal Runtime listening on ");
+        Served { child, url, runtime_url, _data: data }
+    }
+
+    fn lf(&self, cwd: &Path, args: &[&str]) -> Output {
+        Command::new(lf_bin()).current_dir(cwd).arg("--server-url").arg(&self.url).args(args).output().unwrap()
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn ok(o: &Output) -> String {
+    assert!(o.status.success(), "stdout: {}\nstderr: {}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+fn fails_with(o: &Output, needle: &str) {
+    assert!(!o.status.success(), "expected failure, got: {}", String::from_utf8_lossy(&o.stdout));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(needle), "stderr lacks {needle:?}: {err}");
+}
+
+#[test]
+fn lf_drives_a_spawned_server() {
+    let srv = Served::start();
+    let work = tempfile::tempdir().unwrap();
+
+    // init creates the project through the server and writes llamafarm.yaml.
+    let out = ok(&srv.lf(work.path(), &["init", "support-bot", "--namespace", "acme", "--template", "rag"]));
+    assert!(out.contains("Created project acme/support-bot"), "{out}");
+    let proj_dir = work.path().join("support-bot");
+    let yaml = std::fs::read_to_string(proj_dir.join("llamafarm.yaml")).unwrap();
+    let cfg = llamafarm_core::LlamaFarmConfig::from_yaml_str(&yaml).unwrap();
+    assert_eq!((cfg.namespace.as_str(), cfg.name.as_str()), ("acme", "support-bot"));
+    assert_eq!(cfg.default_database().unwrap().name, "documents_db");
+
+    // A second init in the same directory fails before touching the server.
+    fails_with(&srv.lf(work.path(), &["init", "support-bot", "--namespace", "acme"]), "already exists");
+    // The server's own errors print their detail and exit non-zero.
+    std::fs::create_dir_all(work.path().join("again")).unwrap();
+    let o = srv.lf(&work.path().join("again"), &["init", "--namespace", "bad/ns"]);
+    fails_with(&o, "Invalid namespace name");
+
+    // Namespace and project default from ./llamafarm.yaml.
+    let list = ok(&srv.lf(&proj_dir, &["projects", "list"]));
+    assert_eq!(list.trim(), "acme/support-bot");
+    let json: serde_json::Value = serde_json::from_str(&ok(&srv.lf(&proj_dir, &["--json", "projects", "list"]))).unwrap();
+    assert_eq!(json["total"], 1);
+    let got = ok(&srv.lf(&proj_dir, &["projects", "get"]));
+    assert!(got.contains("name: support-bot"), "{got}");
+    let models = ok(&srv.lf(&proj_dir, &["models", "list"]));
+    assert!(models.contains("SmolLM2-135M-Instruct-GGUF:Q4_1") && models.starts_with('*'), "{models}");
+
+    // Delete needs --force without a terminal, then really deletes.
+    fails_with(&srv.lf(&proj_dir, &["projects", "delete"]), "--force");
+    ok(&srv.lf(&proj_dir, &["projects", "delete", "acme/support-bot", "--force"]));
+    fails_with(&srv.lf(&proj_dir, &["projects", "get"]), "not found");
+
+    // The runtime port answers from the same process.
+    let o = Command::new("curl").args(["-s", &format!("{}/health", srv.runtime_url)]).output();
+    if let Ok(o) = o {
+        if o.status.success() {
+            let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            assert_eq!(v["status"], "healthy");
+        }
+    }
+}
+
+#[test]
+fn unreachable_server_is_a_clear_error() {
+    let work = tempfile::tempdir().unwrap();
+    let o = Command::new(lf_bin()).current_dir(work.path()).args(["--server-url", "http://127.0.0.1:9", "projects", "list"]).output().unwrap();
+    fails_with(&o, "cannot reach the LlamaFarm server");
+}
+
+#[test]
+fn serve_shuts_down_gracefully_on_sigterm() {
+    let mut srv = Served::start();
+    let pid = srv.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let start = Instant::now();
+    loop {
+        if let Some(status) = srv.child.try_wait().unwrap() {
+            assert!(status.success(), "exit status {status}");
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "lf serve did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

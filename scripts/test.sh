@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The test suite, exactly as CI runs it. Works on a fresh machine with Rust,
+# python3 and pip: it fetches the pinned real models first (cached after the first run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/fetch-models.sh
+cargo test --workspace --locked
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
+# The embedding example must run, not just build.
+cargo run --locked --quiet -p llamafarm-examples --example embed_projects "$(mktemp -d)" >/dev/null
+echo "scripts/test.sh: all checks passed"

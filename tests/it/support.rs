@@ -1,0 +1,85 @@
+//! Test helpers: an in-process server on an ephemeral port, and the `lf` binary.
+
+use llamafarm_core::{LlamaFarm, ModelCache};
+use llamafarm_http::HttpOptions;
+use std::net::SocketAddr;
+
+/// A running API server (and runtime) on 127.0.0.1 with a fresh data directory.
+pub struct TestServer {
+    pub base: String,
+    pub runtime_base: String,
+    pub lf: LlamaFarm,
+    pub _dir: tempfile::TempDir,
+    pub http: reqwest::Client,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(HttpOptions::default()).await
+    }
+
+    pub async fn start_with(opts: HttpOptions) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        // An empty model cache: tests here must not depend on fetched weights.
+        let lf = LlamaFarm::open_with(dir.path().join("data"), ModelCache::new(dir.path().join("hub"))).unwrap();
+        let api = spawn(llamafarm_http::api_router(lf.clone(), &opts)).await;
+        let rt = spawn(llamafarm_http::runtime_router(lf.clone(), &opts)).await;
+        Self {
+            base: format!("http://{api}"),
+            runtime_base: format!("http://{rt}"),
+            lf,
+            _dir: dir,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// GET returning (status, JSON body).
+    pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        let r = self.http.get(self.url(path)).send().await.unwrap();
+        split(r).await
+    }
+
+    pub async fn post(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        split(self.http.post(self.url(path)).json(&body).send().await.unwrap()).await
+    }
+
+    pub async fn put(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        split(self.http.put(self.url(path)).json(&body).send().await.unwrap()).await
+    }
+
+    pub async fn delete(&self, path: &str) -> (u16, serde_json::Value) {
+        split(self.http.delete(self.url(path)).send().await.unwrap()).await
+    }
+}
+
+async fn spawn(router: axum::Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, router).await.unwrap();
+    });
+    addr
+}
+
+/// Status and JSON body; a non-JSON body fails the test (every answer must be JSON).
+pub async fn split(r: reqwest::Response) -> (u16, serde_json::Value) {
+    let status = r.status().as_u16();
+    let ctype = r.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let text = r.text().await.unwrap();
+    let v = serde_json::from_str(&text).unwrap_or_else(|_| panic!("status {status}, content-type {ctype}: body is not JSON: {text}"));
+    (status, v)
+}
+
+/// Assert an error response: the status and a `{"detail": "<string>"}` body.
+pub fn assert_detail(got: &(u16, serde_json::Value), status: u16) -> String {
+    assert_eq!(got.0, status, "body: {}", got.1);
+    let detail = got.1["detail"].as_str().unwrap_or_else(|| panic!("no string detail in {}", got.1));
+    assert!(!detail.is_empty());
+    assert_eq!(got.1.as_object().unwrap().len(), 1, "only `detail` expected: {}", got.1);
+    detail.to_string()
+}
+
