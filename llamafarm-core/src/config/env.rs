@@ -14,11 +14,7 @@ pub fn substitute_env(value: &mut Value) {
 /// Replace variables in every string of `value` using `lookup`.
 pub fn substitute_env_with(value: &mut Value, lookup: &dyn Fn(&str) -> Option<String>) {
     match value {
-        Value::String(s) => {
-            if s.contains('$') {
-                *s = substitute_str(s, lookup);
-            }
-        }
+        Value::String(s) if s.contains('$') => *s = substitute_str(s, lookup),
         Value::Array(items) => items.iter_mut().for_each(|v| substitute_env_with(v, lookup)),
         Value::Object(map) => map.values_mut().for_each(|v| substitute_env_with(v, lookup)),
         _ => {}
@@ -32,9 +28,9 @@ pub(crate) fn substitute_str(input: &str, lookup: &dyn Fn(&str) -> Option<String
     while let Some(pos) = rest.find('$') {
         out.push_str(&rest[..pos]);
         let after = &rest[pos..];
-        if after.starts_with("$${") {
+        if let Some(tail) = after.strip_prefix("$${") {
             out.push_str("${");
-            rest = &after[3..];
+            rest = tail;
             continue;
         }
         if !after.starts_with("${") {

@@ -500,6 +500,7 @@ pub struct DataProcessingStrategy {
 /// A parser given inline or as the name of a `components.parsers[]` entry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
+#[allow(clippy::large_enum_variant)]
 pub enum ParserRef {
     /// `parsers: [my_pdf_parser]`.
     Named(String),
