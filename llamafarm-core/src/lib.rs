@@ -36,6 +36,8 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod embed;
+pub mod store;
 pub mod error;
 pub mod fsutil;
 pub mod health;

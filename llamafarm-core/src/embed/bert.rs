@@ -1,0 +1,237 @@
+//! Sentence-transformers (BERT family) in candle.
+
+use super::{normalize, Embedder};
+use crate::error::{Error, Result};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::bert::{BertModel, Config as BertConfig};
+use std::path::Path;
+use tokenizers::{Tokenizer, TruncationParams};
+
+/// How token vectors become one sentence vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pooling {
+    /// Mean over real (non-padding) tokens.
+    Mean,
+    /// The `[CLS]` token.
+    Cls,
+    /// Element-wise max over real tokens.
+    Max,
+}
+
+/// A local sentence-transformers model.
+pub struct BertEmbedder {
+    id: String,
+    model: BertModel,
+    tokenizer: Tokenizer,
+    pooling: Pooling,
+    normalize: bool,
+    dim: usize,
+    max_len: usize,
+    batch_size: usize,
+    pad_id: u32,
+}
+
+fn ce(e: candle_core::Error) -> Error {
+    Error::Internal(format!("candle: {e}"))
+}
+
+fn read_json(path: &Path) -> Result<serde_json::Value> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    serde_json::from_str(&text).map_err(|e| Error::Parse { what: path.display().to_string(), message: e.to_string() })
+}
+
+impl BertEmbedder {
+    /// Load from a sentence-transformers directory (`config.json`, `tokenizer.json`,
+    /// `model.safetensors`, optional `modules.json`, `1_Pooling/config.json`,
+    /// `sentence_bert_config.json`).
+    pub fn load(dir: &Path, id: &str, batch_size: usize) -> Result<Self> {
+        let config_path = dir.join("config.json");
+        let config: BertConfig = serde_json::from_value(read_json(&config_path)?)
+            .map_err(|e| Error::Parse { what: config_path.display().to_string(), message: e.to_string() })?;
+        let weights = dir.join("model.safetensors");
+        if !weights.is_file() {
+            return Err(Error::ModelMissing {
+                model: id.into(),
+                reason: format!("{} is missing", weights.display()),
+                fetch_hint: crate::model_cache::FETCH_COMMAND.into(),
+            });
+        }
+        // SAFETY: the file is memory-mapped read-only; the model cache is not modified while in use.
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &Device::Cpu) }.map_err(ce)?;
+        let model = BertModel::load(vb, &config).map_err(ce)?;
+        let tokenizer = Tokenizer::from_file(dir.join("tokenizer.json"))
+            .map_err(|e| Error::Internal(format!("loading tokenizer of {id}: {e}")))?;
+
+        // modules.json decides normalisation; 1_Pooling/config.json the pooling.
+        let mut normalize = false;
+        let mut pooling = Pooling::Mean;
+        if let Ok(modules) = read_json(&dir.join("modules.json")) {
+            for m in modules.as_array().into_iter().flatten() {
+                let ty = m["type"].as_str().unwrap_or("");
+                if ty.ends_with("Normalize") {
+                    normalize = true;
+                }
+                if ty.ends_with("Pooling") {
+                    let p = m["path"].as_str().unwrap_or("1_Pooling");
+                    if let Ok(pc) = read_json(&dir.join(p).join("config.json")) {
+                        if pc["pooling_mode_cls_token"].as_bool() == Some(true) {
+                            pooling = Pooling::Cls;
+                        } else if pc["pooling_mode_max_tokens"].as_bool() == Some(true) {
+                            pooling = Pooling::Max;
+                        }
+                    }
+                }
+            }
+        }
+        let max_len = read_json(&dir.join("sentence_bert_config.json"))
+            .ok()
+            .and_then(|v| v["max_seq_length"].as_u64())
+            .map(|v| v as usize)
+            .unwrap_or(config.max_position_embeddings.min(512));
+        Self::from_parts(id, model, tokenizer, config.hidden_size, pooling, normalize, max_len, batch_size)
+    }
+
+    /// Assemble from a loaded model (used with tiny random models in tests).
+    #[allow(clippy::too_many_arguments)]
+    pub fn from_parts(
+        id: &str,
+        model: BertModel,
+        mut tokenizer: Tokenizer,
+        dim: usize,
+        pooling: Pooling,
+        normalize: bool,
+        max_len: usize,
+        batch_size: usize,
+    ) -> Result<Self> {
+        // The shipped tokenizer pads every input to 128 tokens; we pad per batch
+        // ourselves and pool with the attention mask.
+        tokenizer.with_padding(None);
+        tokenizer
+            .with_truncation(Some(TruncationParams { max_length: max_len, ..Default::default() }))
+            .map_err(|e| Error::Internal(format!("tokenizer truncation: {e}")))?;
+        let pad_id = tokenizer.token_to_id("[PAD]").unwrap_or(0);
+        Ok(Self { id: id.into(), model, tokenizer, pooling, normalize, dim, max_len, batch_size: batch_size.max(1), pad_id })
+    }
+
+    /// Maximum tokens per text (longer texts are truncated).
+    pub fn max_len(&self) -> usize {
+        self.max_len
+    }
+
+    /// Token ids of `text` (with special tokens, truncated).
+    pub fn tokenize(&self, text: &str) -> Result<Vec<u32>> {
+        let enc = self.tokenizer.encode(text, true).map_err(|e| Error::Internal(format!("tokenizer: {e}")))?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    /// Run one padded batch; returns one pooled vector per input.
+    fn forward_batch(&self, batch: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
+        let n = batch.len();
+        let len = batch.iter().map(|b| b.len()).max().unwrap_or(1).max(1);
+        let mut ids = Vec::with_capacity(n * len);
+        let mut mask = Vec::with_capacity(n * len);
+        for b in batch {
+            ids.extend_from_slice(b);
+            ids.extend(std::iter::repeat_n(self.pad_id, len - b.len()));
+            mask.extend(std::iter::repeat_n(1u32, b.len()));
+            mask.extend(std::iter::repeat_n(0u32, len - b.len()));
+        }
+        let dev = &self.model.device;
+        let ids = Tensor::from_vec(ids, (n, len), dev).map_err(ce)?;
+        let mask_t = Tensor::from_vec(mask, (n, len), dev).map_err(ce)?;
+        let types = ids.zeros_like().map_err(ce)?;
+        let hidden = self.model.forward(&ids, &types, Some(&mask_t)).map_err(ce)?; // (n, len, dim)
+        let pooled = match self.pooling {
+            Pooling::Cls => hidden.narrow(1, 0, 1).and_then(|t| t.squeeze(1)).map_err(ce)?,
+            Pooling::Mean => {
+                let m = mask_t.to_dtype(DType::F32).and_then(|m| m.unsqueeze(2)).map_err(ce)?; // (n, len, 1)
+                let summed = hidden.broadcast_mul(&m).and_then(|t| t.sum(1)).map_err(ce)?; // (n, dim)
+                let counts = m.sum(1).and_then(|c| c.clamp(1e-9f32, f32::MAX)).map_err(ce)?; // (n, 1)
+                summed.broadcast_div(&counts).map_err(ce)?
+            }
+            Pooling::Max => {
+                let m = mask_t.to_dtype(DType::F32).and_then(|m| m.unsqueeze(2)).map_err(ce)?;
+                let neg = ((m.ones_like().map_err(ce)? - &m).map_err(ce)? * -1e9f64).map_err(ce)?;
+                hidden.broadcast_add(&neg).and_then(|t| t.max(1)).map_err(ce)?
+            }
+        };
+        let mut out: Vec<Vec<f32>> = pooled.to_vec2::<f32>().map_err(ce)?;
+        if self.normalize {
+            out.iter_mut().for_each(|v| normalize(v));
+        }
+        Ok(out)
+    }
+}
+
+impl Embedder for BertEmbedder {
+    fn model_id(&self) -> &str {
+        &self.id
+    }
+
+    fn dimension(&self) -> usize {
+        self.dim
+    }
+
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        let tokens: Vec<Vec<u32>> = texts.iter().map(|t| self.tokenize(t)).collect::<Result<_>>()?;
+        // Sort by length so each batch pads little; restore the order afterwards.
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        order.sort_by_key(|&i| tokens[i].len());
+        let mut out = vec![Vec::new(); texts.len()];
+        for chunk in order.chunks(self.batch_size) {
+            let batch: Vec<Vec<u32>> = chunk.iter().map(|&i| tokens[i].clone()).collect();
+            for (&i, v) in chunk.iter().zip(self.forward_batch(&batch)?) {
+                out[i] = v;
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::embed::cosine;
+
+    /// The real all-MiniLM-L6-v2 from the model cache (`scripts/fetch-models.sh` puts it there).
+    pub(crate) fn minilm() -> BertEmbedder {
+        let cache = crate::ModelCache::from_env();
+        let m = cache
+            .resolve(crate::embed::DEFAULT_EMBEDDING_MODEL)
+            .unwrap_or_else(|e| panic!("{e}\n(the test suite needs the real model: run scripts/fetch-models.sh)"));
+        BertEmbedder::load(&m.dir, crate::embed::DEFAULT_EMBEDDING_MODEL, 32).unwrap()
+    }
+
+    #[test]
+    fn golden_values_match_sentence_transformers() {
+        let e = minilm();
+        assert_eq!(e.dimension(), 384);
+        let v = e.embed_one("This is an example sentence").unwrap();
+        let want = [0.067657, 0.063496, 0.048713, 0.079305, 0.037448];
+        for (g, w) in v.iter().zip(want) {
+            assert!((g - w).abs() < 1e-4, "got {:?}", &v[..5]);
+        }
+        let norm: f32 = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-5);
+
+        // Batched with very different lengths (padding must not leak into the mean).
+        let texts = ["A man is eating food.", "A man is eating a piece of bread.", "The girl is carrying a baby.", "This is an example sentence"];
+        let vs = e.embed(&texts).unwrap();
+        assert!((cosine(&vs[0], &vs[1]) - 0.7553).abs() < 1e-3, "{}", cosine(&vs[0], &vs[1]));
+        assert!((cosine(&vs[0], &vs[2]) - (-0.105)).abs() < 1e-3, "{}", cosine(&vs[0], &vs[2]));
+        for (a, b) in vs[3].iter().zip(&v) {
+            assert!((a - b).abs() < 1e-5, "batched result differs from single");
+        }
+    }
+
+    #[test]
+    fn long_inputs_are_truncated_not_rejected() {
+        let e = minilm();
+        let long = "word ".repeat(5000);
+        let v = e.embed(&[long.as_str(), ""]).unwrap();
+        assert_eq!(v.len(), 2);
+        assert!(v.iter().all(|x| x.len() == 384 && x.iter().all(|f| f.is_finite())));
+        assert!(e.tokenize(&long).unwrap().len() <= 256);
+    }
+}

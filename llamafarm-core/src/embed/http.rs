@@ -1,0 +1,112 @@
+//! Embeddings from an OpenAI-compatible `/v1/embeddings` endpoint.
+
+use super::Embedder;
+use crate::error::{Error, Result};
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+/// A client of `POST {base_url}/embeddings` (OpenAI, Ollama, vLLM, our own runtime).
+pub struct HttpEmbedder {
+    base_url: String,
+    model: String,
+    api_key: Option<String>,
+    batch_size: usize,
+    /// 0 until known (declared by config or learned from the first response).
+    dim: AtomicUsize,
+    agent: ureq::Agent,
+}
+
+impl HttpEmbedder {
+    /// A client; `dimension` is checked against every response when given.
+    pub fn new(base_url: &str, model: &str, api_key: Option<String>, dimension: Option<usize>, batch_size: usize, timeout_s: u64) -> Self {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(timeout_s.max(1))))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        Self {
+            base_url: base_url.trim_end_matches('/').to_string(),
+            model: model.to_string(),
+            api_key,
+            batch_size: batch_size.max(1),
+            dim: AtomicUsize::new(dimension.unwrap_or(0)),
+            agent,
+        }
+    }
+
+    /// Ask the endpoint for one vector to learn the dimension (when the config gave none).
+    pub fn probe_dimension(&self) -> Result<usize> {
+        if self.dim.load(Ordering::Relaxed) == 0 {
+            self.embed(&["dimension probe"])?;
+        }
+        Ok(self.dim.load(Ordering::Relaxed))
+    }
+
+    fn request(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        let url = format!("{}/embeddings", self.base_url);
+        let mut req = self.agent.post(&url);
+        if let Some(k) = &self.api_key {
+            req = req.header("Authorization", &format!("Bearer {k}"));
+        }
+        let mut resp = req
+            .send_json(json!({"model": self.model, "input": texts, "encoding_format": "float"}))
+            .map_err(|e| Error::Unavailable(format!("embedding endpoint {url} unreachable: {e}")))?;
+        let status = resp.status();
+        let body: Value = resp
+            .body_mut()
+            .read_json()
+            .map_err(|e| Error::Unavailable(format!("embedding endpoint {url} sent an unreadable answer ({status}): {e}")))?;
+        if !status.is_success() {
+            let msg = body["error"]["message"].as_str().or(body["detail"].as_str()).map(str::to_string).unwrap_or_else(|| body.to_string());
+            return Err(Error::Unavailable(format!("embedding endpoint {url} answered {status}: {msg}")));
+        }
+        let mut data: Vec<(usize, Vec<f32>)> = body["data"]
+            .as_array()
+            .ok_or_else(|| Error::Unavailable(format!("embedding endpoint {url}: no `data` array")))?
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let idx = d["index"].as_u64().map(|x| x as usize).unwrap_or(i);
+                let v = d["embedding"].as_array().map(|a| a.iter().filter_map(|x| x.as_f64()).map(|x| x as f32).collect()).unwrap_or_default();
+                (idx, v)
+            })
+            .collect();
+        data.sort_by_key(|(i, _)| *i);
+        if data.len() != texts.len() {
+            return Err(Error::Unavailable(format!("embedding endpoint {url} returned {} vectors for {} inputs", data.len(), texts.len())));
+        }
+        let vecs: Vec<Vec<f32>> = data.into_iter().map(|(_, v)| v).collect();
+        for v in &vecs {
+            let want = self.dim.load(Ordering::Relaxed);
+            if want == 0 {
+                self.dim.store(v.len(), Ordering::Relaxed);
+            } else if v.len() != want {
+                return Err(Error::Invalid(format!(
+                    "embedding dimension mismatch: model '{}' returned {} dimensions, expected {want}",
+                    self.model,
+                    v.len()
+                )));
+            }
+        }
+        Ok(vecs)
+    }
+}
+
+impl Embedder for HttpEmbedder {
+    fn model_id(&self) -> &str {
+        &self.model
+    }
+
+    fn dimension(&self) -> usize {
+        self.dim.load(Ordering::Relaxed)
+    }
+
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        let mut out = Vec::with_capacity(texts.len());
+        for chunk in texts.chunks(self.batch_size) {
+            out.extend(self.request(chunk)?);
+        }
+        Ok(out)
+    }
+}

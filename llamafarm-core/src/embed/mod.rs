@@ -1,0 +1,189 @@
+//! Text embeddings: the [`Embedder`] trait and its backends.
+//!
+//! - [`BertEmbedder`]: sentence-transformers models (BERT family) run in-process
+//!   with candle: safetensors + `config.json` + `tokenizer.json`, pooling and
+//!   normalisation as the model's `modules.json` says, attention-mask pooling
+//!   (padding never leaks into the mean), batched by length.
+//! - [`HttpEmbedder`]: any OpenAI-compatible `/v1/embeddings` endpoint (OpenAI,
+//!   Ollama, our own Universal Runtime, an inference fleet).
+//!
+//! Config types map onto them in [`EmbedderSpec::from_strategy`]:
+//! `UniversalEmbedder`, `SentenceTransformerEmbedder` and `HuggingFaceEmbedder` run
+//! locally; `OllamaEmbedder` and `OpenAIEmbedder` call HTTP.
+
+mod bert;
+mod http;
+
+pub use bert::{BertEmbedder, Pooling};
+pub use http::HttpEmbedder;
+
+use crate::config::EmbeddingStrategyConfig;
+use crate::error::{Error, Result};
+use serde_json::Value;
+
+/// The model the built-in templates embed with.
+pub const DEFAULT_EMBEDDING_MODEL: &str = "sentence-transformers/all-MiniLM-L6-v2";
+
+/// Turns texts into vectors. Implementations are thread-safe and shared.
+pub trait Embedder: Send + Sync {
+    /// The model id (as configured).
+    fn model_id(&self) -> &str;
+    /// Length of each vector.
+    fn dimension(&self) -> usize;
+    /// Embed a batch of texts, in order.
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>>;
+    /// Embed one text.
+    fn embed_one(&self, text: &str) -> Result<Vec<f32>> {
+        self.embed(&[text])?.pop().ok_or_else(|| Error::Internal("embedder returned no vector".into()))
+    }
+}
+
+/// Where an embedding strategy's vectors come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EmbedderSpec {
+    /// A local sentence-transformers model, by id (resolved in the model cache).
+    Local {
+        /// Model id, e.g. `sentence-transformers/all-MiniLM-L6-v2`.
+        model: String,
+        /// The dimension the config promises, if it says one.
+        dimension: Option<usize>,
+        /// Texts per forward pass.
+        batch_size: usize,
+    },
+    /// An OpenAI-compatible HTTP endpoint.
+    Http {
+        /// Base URL ending before `/embeddings` (e.g. `http://localhost:11434/v1`).
+        base_url: String,
+        /// Model name sent in the request.
+        model: String,
+        /// Bearer token.
+        api_key: Option<String>,
+        /// The dimension the config promises, if it says one.
+        dimension: Option<usize>,
+        /// Texts per request.
+        batch_size: usize,
+        /// Request timeout in seconds.
+        timeout_s: u64,
+    },
+}
+
+fn cfg_str(cfg: &serde_json::Map<String, Value>, key: &str) -> Option<String> {
+    cfg.get(key).and_then(|v| v.as_str()).map(str::to_string).filter(|s| !s.is_empty())
+}
+
+fn cfg_usize(cfg: &serde_json::Map<String, Value>, key: &str) -> Option<usize> {
+    cfg.get(key).and_then(|v| v.as_u64()).map(|v| v as usize)
+}
+
+impl EmbedderSpec {
+    /// Read an embedding strategy (env variables already substituted).
+    pub fn from_strategy(s: &EmbeddingStrategyConfig) -> Result<Self> {
+        let empty = serde_json::Map::new();
+        let cfg = s.config.as_ref().unwrap_or(&empty);
+        let dimension = cfg_usize(cfg, "dimension");
+        let batch = |d: usize| cfg_usize(cfg, "batch_size").filter(|b| *b > 0).unwrap_or(d);
+        match s.kind.as_str() {
+            "UniversalEmbedder" | "SentenceTransformerEmbedder" | "HuggingFaceEmbedder" => {
+                let model = cfg_str(cfg, "model").unwrap_or_else(|| DEFAULT_EMBEDDING_MODEL.to_string());
+                Ok(EmbedderSpec::Local { model, dimension, batch_size: batch(32) })
+            }
+            "OllamaEmbedder" => {
+                let base = cfg_str(cfg, "base_url").unwrap_or_else(|| "http://localhost:11434".into());
+                Ok(EmbedderSpec::Http {
+                    base_url: openai_base(&base),
+                    model: cfg_str(cfg, "model").unwrap_or_else(|| "nomic-embed-text".into()),
+                    api_key: cfg_str(cfg, "api_key"),
+                    dimension,
+                    batch_size: batch(16),
+                    timeout_s: cfg_usize(cfg, "timeout").unwrap_or(60) as u64,
+                })
+            }
+            "OpenAIEmbedder" => {
+                let base = cfg_str(cfg, "base_url").unwrap_or_else(|| "https://api.openai.com/v1".into());
+                Ok(EmbedderSpec::Http {
+                    base_url: openai_base(&base),
+                    model: cfg_str(cfg, "model").unwrap_or_else(|| "text-embedding-3-small".into()),
+                    api_key: cfg_str(cfg, "api_key").or_else(|| std::env::var("OPENAI_API_KEY").ok()),
+                    dimension,
+                    batch_size: batch(100),
+                    timeout_s: cfg_usize(cfg, "timeout").unwrap_or(60) as u64,
+                })
+            }
+            other => Err(Error::Invalid(format!("unknown embedder type '{other}'"))),
+        }
+    }
+
+    /// A stable key for caching loaded embedders.
+    pub fn cache_key(&self) -> String {
+        match self {
+            EmbedderSpec::Local { model, .. } => format!("local:{model}"),
+            EmbedderSpec::Http { base_url, model, .. } => format!("http:{base_url}:{model}"),
+        }
+    }
+
+    /// The dimension the config promises, if any.
+    pub fn declared_dimension(&self) -> Option<usize> {
+        match self {
+            EmbedderSpec::Local { dimension, .. } | EmbedderSpec::Http { dimension, .. } => *dimension,
+        }
+    }
+}
+
+/// `http://host:11434` -> `http://host:11434/v1`; a URL that already ends in a version
+/// segment (`/v1`) is kept.
+fn openai_base(base: &str) -> String {
+    let b = base.trim_end_matches('/');
+    let last = b.rsplit('/').next().unwrap_or("");
+    if last.len() >= 2 && last.starts_with('v') && last[1..].chars().all(|c| c.is_ascii_digit()) {
+        b.to_string()
+    } else {
+        format!("{b}/v1")
+    }
+}
+
+/// L2-normalise in place (a zero vector stays zero).
+pub fn normalize(v: &mut [f32]) {
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if n > 0.0 {
+        v.iter_mut().for_each(|x| *x /= n);
+    }
+}
+
+/// Cosine similarity.
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let (mut d, mut na, mut nb) = (0.0f32, 0.0f32, 0.0f32);
+    for (x, y) in a.iter().zip(b) {
+        d += x * y;
+        na += x * x;
+        nb += y * y;
+    }
+    if na == 0.0 || nb == 0.0 {
+        0.0
+    } else {
+        d / (na.sqrt() * nb.sqrt())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_from_config() {
+        let s = EmbeddingStrategyConfig {
+            name: "e".into(),
+            kind: "OllamaEmbedder".into(),
+            config: Some(serde_json::json!({"base_url": "http://h:11434", "dimension": 768}).as_object().unwrap().clone()),
+            ..Default::default()
+        };
+        match EmbedderSpec::from_strategy(&s).unwrap() {
+            EmbedderSpec::Http { base_url, model, dimension, .. } => {
+                assert_eq!((base_url.as_str(), model.as_str(), dimension), ("http://h:11434/v1", "nomic-embed-text", Some(768)));
+            }
+            other => panic!("{other:?}"),
+        }
+        let s = EmbeddingStrategyConfig { name: "e".into(), kind: "UniversalEmbedder".into(), ..Default::default() };
+        assert_eq!(EmbedderSpec::from_strategy(&s).unwrap().cache_key(), format!("local:{DEFAULT_EMBEDDING_MODEL}"));
+        assert_eq!(openai_base("http://x:8000/v1/"), "http://x:8000/v1");
+    }
+}

@@ -1,0 +1,134 @@
+//! Chunk stores: the [`ChunkStore`] trait and the embedded default, [`EmbeddedStore`].
+//!
+//! The embedded store keeps one index per RAG database on disk: tantivy holds the
+//! text (BM25), the metadata, the stored content and each chunk's vector; vectors
+//! are also held in memory for search (exact scan, plus an HNSW graph from
+//! `hnsw_rs` once the index is large). Tantivy's commit is the only durable
+//! state, so after a `kill -9` the store reopens at the last commit with text and
+//! vectors in agreement by construction. Deleting a file's chunks deletes them in
+//! tantivy and tombstones them in the vector graph (rebuilt when tombstones pile up).
+
+mod embedded;
+mod filter;
+
+pub use embedded::{EmbeddedStore, HNSW_THRESHOLD};
+pub use filter::MetadataFilter;
+
+use crate::error::Result;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+/// A chunk to store.
+#[derive(Debug, Clone)]
+pub struct ChunkRecord {
+    /// Chunk id, e.g. `{file_hash[:16]}_{i:04}`.
+    pub id: String,
+    /// SHA-256 of the source file (chunks are deleted by it).
+    pub file_hash: String,
+    /// The text.
+    pub content: String,
+    /// Metadata (document name, page, ...).
+    pub metadata: Map<String, Value>,
+    /// The embedding.
+    pub vector: Vec<f32>,
+}
+
+/// A stored chunk, without its vector.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoredChunk {
+    /// Chunk id.
+    pub id: String,
+    /// Source file hash.
+    pub file_hash: String,
+    /// The text.
+    pub content: String,
+    /// Metadata.
+    pub metadata: Map<String, Value>,
+}
+
+/// A search hit: a chunk id and its score (higher is better).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hit {
+    /// Chunk id.
+    pub id: String,
+    /// Similarity in 0..1 for vector search (the original's conversions), raw BM25 for keyword search.
+    pub score: f32,
+}
+
+/// Vector similarity measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Metric {
+    /// Cosine; score `1 - d/2` with `d = 1 - cos`.
+    Cosine,
+    /// Squared euclidean; score `1 / (1 + d/100)`.
+    L2,
+    /// Inner product; score `clamp((1 + dot) / 2)`.
+    Ip,
+    /// L1; score `1 / (1 + d)`.
+    Manhattan,
+}
+
+impl Metric {
+    /// Parse the names configs use: cosine, l2/euclidean, ip/dot, manhattan.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "cosine" => Some(Metric::Cosine),
+            "l2" | "euclidean" => Some(Metric::L2),
+            "ip" | "dot" | "inner_product" => Some(Metric::Ip),
+            "manhattan" | "l1" => Some(Metric::Manhattan),
+            _ => None,
+        }
+    }
+}
+
+/// What an add did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct AddReport {
+    /// Chunks written.
+    pub added: usize,
+    /// Chunks whose id was already present (deduplicated).
+    pub skipped: usize,
+}
+
+/// Size and shape of a store.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoreStats {
+    /// Live chunks.
+    pub vector_count: usize,
+    /// Distinct source files.
+    pub document_count: usize,
+    /// Bytes on disk.
+    pub storage_bytes: u64,
+    /// Vector length (None while empty).
+    pub embedding_dimension: Option<usize>,
+    /// Whether the HNSW graph is built (else exact search).
+    pub ann_index: bool,
+    /// Deleted chunks not yet compacted out of the vector graph.
+    pub tombstones: usize,
+}
+
+/// Where chunks and their vectors live. The embedded store is the default; a
+/// server-backed store (Qdrant, Chroma server) implements the same trait.
+pub trait ChunkStore: Send + Sync {
+    /// Add chunks; ids already present are skipped. Vectors must all have the store's dimension.
+    fn add(&self, chunks: Vec<ChunkRecord>) -> Result<AddReport>;
+    /// Delete every chunk of a file; returns how many.
+    fn delete_file(&self, file_hash: &str) -> Result<usize>;
+    /// Delete everything; returns how many.
+    fn clear(&self) -> Result<usize>;
+    /// Nearest chunks to `query`.
+    fn vector_search(&self, query: &[f32], k: usize, metric: Metric, filter: Option<&MetadataFilter>) -> Result<Vec<Hit>>;
+    /// BM25 over the chunk text.
+    fn keyword_search(&self, query: &str, k: usize, filter: Option<&MetadataFilter>) -> Result<Vec<Hit>>;
+    /// Fetch chunks by id (missing ids are left out).
+    fn get(&self, ids: &[String]) -> Result<Vec<StoredChunk>>;
+    /// Some chunks, in insertion order.
+    fn list(&self, limit: usize, offset: usize) -> Result<Vec<StoredChunk>>;
+    /// Counts and sizes.
+    fn stats(&self) -> Result<StoreStats>;
+    /// Vector length, once known.
+    fn dimension(&self) -> Option<usize>;
+    /// The metric the store was created with.
+    fn metric(&self) -> Metric;
+}
