@@ -132,3 +132,6 @@ pub trait ChunkStore: Send + Sync {
     /// The metric the store was created with.
     fn metric(&self) -> Metric;
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,176 @@
+use super::*;
+use serde_json::json;
+
+/// Deterministic pseudo-random unit vectors.
+fn vecs(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
+    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            let mut v: Vec<f32> = (0..dim)
+                .map(|_| {
+                    s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    ((s >> 33) as f32 / (1u64 << 31) as f32) - 0.5
+                })
+                .collect();
+            crate::embed::normalize(&mut v);
+            v
+        })
+        .collect()
+}
+
+fn chunk(id: &str, file: &str, text: &str, meta: serde_json::Value, v: Vec<f32>) -> ChunkRecord {
+    ChunkRecord { id: id.into(), file_hash: file.into(), content: text.into(), metadata: meta.as_object().unwrap().clone(), vector: v }
+}
+
+#[test]
+fn add_search_filter_delete_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let vs = vecs(4, 8, 1);
+    {
+        let s = EmbeddedStore::open(dir.path(), Metric::Cosine).unwrap();
+        let r = s
+            .add(vec![
+                chunk("a_0000", "a", "The cat sat on the mat", json!({"page": 1, "doc": "a.txt"}), vs[0].clone()),
+                chunk("a_0001", "a", "Dogs chase cats in the garden", json!({"page": 2, "doc": "a.txt"}), vs[1].clone()),
+                chunk("b_0000", "b", "Neural scaling laws for language models", json!({"page": 1, "doc": "b.pdf"}), vs[2].clone()),
+            ])
+            .unwrap();
+        assert_eq!(r, AddReport { added: 3, skipped: 0 });
+        // Same ids again are skipped (dedup), new ones added.
+        let r = s.add(vec![chunk("a_0000", "a", "dup", json!({}), vs[0].clone()), chunk("b_0001", "b", "power law of compute", json!({"page": 2}), vs[3].clone())]).unwrap();
+        assert_eq!(r, AddReport { added: 1, skipped: 1 });
+
+        let hits = s.vector_search(&vs[2], 2, Metric::Cosine, None).unwrap();
+        assert_eq!(hits[0].id, "b_0000");
+        assert!((hits[0].score - 1.0).abs() < 1e-5, "cosine 1 -> score 1");
+        assert!(hits[1].score < hits[0].score);
+
+        let hits = s.keyword_search("cats", 10, None).unwrap();
+        let ids: Vec<&str> = hits.iter().map(|h| h.id.as_str()).collect();
+        assert_eq!(ids.len(), 2, "stemming matches cat and cats: {ids:?}");
+        assert!(s.keyword_search("the of and", 10, None).unwrap().is_empty(), "stop words only");
+        assert!(s.keyword_search("", 10, None).unwrap().is_empty());
+        assert!(s.keyword_search("AND OR ( \" : *", 10, None).unwrap().is_empty(), "query syntax is just text");
+
+        let f = MetadataFilter::parse(&json!({"doc": "a.txt"})).unwrap();
+        let hits = s.vector_search(&vs[2], 10, Metric::Cosine, Some(&f)).unwrap();
+        assert!(hits.iter().all(|h| h.id.starts_with("a_")) && hits.len() == 2);
+        let hits = s.keyword_search("cat", 10, Some(&MetadataFilter::parse(&json!({"page": 2})).unwrap())).unwrap();
+        assert_eq!(hits.iter().map(|h| h.id.as_str()).collect::<Vec<_>>(), vec!["a_0001"]);
+
+        let got = s.get(&["b_0000".into(), "nope".into()]).unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].content, "Neural scaling laws for language models");
+        assert_eq!(got[0].metadata["doc"], "b.pdf");
+
+        // Wrong dimension: a clear error, nothing written.
+        let e = s.add(vec![chunk("c_0000", "c", "x", json!({}), vec![0.5; 9])]).unwrap_err();
+        assert!(e.to_string().contains("dimension mismatch"), "{e}");
+        assert!(s.vector_search(&[0.1; 3], 1, Metric::Cosine, None).is_err());
+
+        assert_eq!(s.delete_file("a").unwrap(), 2);
+        assert_eq!(s.delete_file("a").unwrap(), 0);
+        assert!(s.keyword_search("cats", 10, None).unwrap().is_empty());
+        let st = s.stats().unwrap();
+        assert_eq!((st.vector_count, st.document_count, st.embedding_dimension), (2, 1, Some(8)));
+        assert!(st.storage_bytes > 0);
+    }
+    // Reopen: the committed state, vectors and text agreeing.
+    let s = EmbeddedStore::open(dir.path(), Metric::L2).unwrap();
+    assert_eq!(s.metric(), Metric::Cosine, "a store keeps the metric it was created with");
+    assert_eq!(s.stats().unwrap().vector_count, 2);
+    assert_eq!(s.vector_search(&vs[3], 1, Metric::Cosine, None).unwrap()[0].id, "b_0001");
+    assert_eq!(s.list(10, 0).unwrap().len(), 2);
+    assert_eq!(s.clear().unwrap(), 2);
+    assert_eq!(s.stats().unwrap().vector_count, 0);
+}
+
+#[test]
+fn metrics_convert_scores_like_the_original() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = EmbeddedStore::open(dir.path(), Metric::Cosine).unwrap();
+    s.add(vec![chunk("x", "f", "t", json!({}), vec![1.0, 0.0]), chunk("y", "f", "t", json!({}), vec![0.0, 1.0])]).unwrap();
+    let q = [1.0, 0.0];
+    let score = |m| s.vector_search(&q, 2, m, None).unwrap().iter().map(|h| (h.id.clone(), h.score)).collect::<Vec<_>>();
+    assert_eq!(score(Metric::Cosine), vec![("x".to_string(), 1.0), ("y".to_string(), 0.5)]);
+    let l2 = score(Metric::L2);
+    assert_eq!(l2[0], ("x".to_string(), 1.0));
+    assert!((l2[1].1 - 1.0 / 1.02).abs() < 1e-6);
+    assert_eq!(score(Metric::Ip)[1], ("y".to_string(), 0.5));
+}
+
+#[test]
+fn hnsw_agrees_with_exact_search_and_skips_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = HNSW_THRESHOLD + 500;
+    let dim = 16;
+    let vs = vecs(n, dim, 7);
+    let s = EmbeddedStore::open(dir.path(), Metric::Cosine).unwrap();
+    let chunks: Vec<ChunkRecord> =
+        vs.iter().enumerate().map(|(i, v)| chunk(&format!("c{i}"), &format!("f{}", i % 100), "text", json!({}), v.clone())).collect();
+    s.add(chunks).unwrap();
+    s.wait_for_index();
+    assert!(s.stats().unwrap().ann_index);
+    let mut agree = 0;
+    for (qi, q) in vs.iter().enumerate().step_by(997).take(20) {
+        let ann = s.vector_search(q, 10, Metric::Cosine, None).unwrap();
+        assert_eq!(ann[0].id, format!("c{qi}"));
+        let f = MetadataFilter::parse(&json!({"none": {"$ne": 1}})).unwrap(); // forces the exact path
+        let exact = s.vector_search(q, 10, Metric::Cosine, Some(&f)).unwrap();
+        agree += ann.iter().filter(|h| exact.iter().any(|e| e.id == h.id)).count();
+    }
+    assert!(agree >= 190, "recall@10 of HNSW vs exact: {agree}/200");
+    s.delete_file("f0").unwrap();
+    let hits = s.vector_search(&vs[0], 5, Metric::Cosine, None).unwrap();
+    assert!(hits.iter().all(|h| h.id != "c0"), "deleted chunks never come back");
+}
+
+/// A child process writes batches until it is SIGKILLed; the store must reopen with
+/// every batch whole or absent, and text and vectors in agreement.
+#[test]
+fn survives_kill_9_during_writes() {
+    if let Ok(dir) = std::env::var("LF_KILL9_CHILD_DIR") {
+        let s = EmbeddedStore::open(std::path::Path::new(&dir), Metric::Cosine).unwrap();
+        for b in 0.. {
+            let vs = vecs(10, 8, b);
+            let batch = vs.into_iter().enumerate().map(|(i, v)| chunk(&format!("b{b}_{i}"), &format!("batch{b}"), "some words here", json!({"batch": b}), v)).collect();
+            s.add(batch).unwrap();
+            if b % 3 == 0 {
+                s.delete_file(&format!("batch{}", b / 2)).unwrap();
+            }
+        }
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for round in 0..3u64 {
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "store::tests::survives_kill_9_during_writes", "--nocapture", "--test-threads=1"])
+            .env("LF_KILL9_CHILD_DIR", dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(300 + 170 * round));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+
+        let s = EmbeddedStore::open(dir.path(), Metric::Cosine).unwrap();
+        let st = s.stats().unwrap();
+        let all = s.list(usize::MAX, 0).unwrap();
+        assert_eq!(all.len(), st.vector_count);
+        let mut per_batch = std::collections::HashMap::new();
+        for c in &all {
+            *per_batch.entry(c.file_hash.clone()).or_insert(0) += 1;
+        }
+        assert!(per_batch.values().all(|&n| n == 10), "a batch was half-written: {per_batch:?}");
+        // Every stored chunk is findable by its own vector (vectors and text agree).
+        for c in all.iter().take(50) {
+            let b: u64 = c.file_hash.trim_start_matches("batch").parse().unwrap();
+            let i: usize = c.id.rsplit('_').next().unwrap().parse().unwrap();
+            let v = &vecs(10, 8, b)[i];
+            let hit = &s.vector_search(v, 1, Metric::Cosine, None).unwrap()[0];
+            assert!((hit.score - 1.0).abs() < 1e-5);
+        }
+        assert!(st.vector_count > 0 || round == 0, "round {round}: nothing was committed");
+    }
+}
