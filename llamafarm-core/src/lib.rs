@@ -44,6 +44,7 @@ pub mod health;
 pub mod model_cache;
 pub mod paths;
 pub mod project;
+pub mod rag;
 pub mod system;
 
 pub use config::LlamaFarmConfig;
@@ -73,6 +74,7 @@ struct Inner {
     layout: Layout,
     models: ModelCache,
     project_locks: Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>,
+    rag: rag::RagEngine,
 }
 
 impl std::fmt::Debug for LlamaFarm {
@@ -104,7 +106,9 @@ impl LlamaFarm {
         let layout = Layout::new(root);
         // Finish deletes that a crash interrupted.
         fsutil::empty_trash(&layout.trash_dir());
-        Ok(Self { inner: Arc::new(Inner { layout, models, project_locks: Mutex::new(HashMap::new()) }) })
+        Ok(Self {
+            inner: Arc::new(Inner { layout, models, project_locks: Mutex::new(HashMap::new()), rag: rag::RagEngine::default() }),
+        })
     }
 
     /// The data directory.
@@ -120,6 +124,11 @@ impl LlamaFarm {
     /// The model cache.
     pub fn models(&self) -> &ModelCache {
         &self.inner.models
+    }
+
+    /// Loaded embedders, rerankers and open stores.
+    pub fn rag_engine(&self) -> &rag::RagEngine {
+        &self.inner.rag
     }
 
     /// Project operations.

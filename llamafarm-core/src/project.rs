@@ -139,6 +139,7 @@ impl<'a> Projects<'a> {
         let lock = self.lf.project_lock(&project.dir);
         let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
         let cfg = project.config()?;
+        self.lf.rag_engine().forget_stores_under(&project.dir);
         fsutil::remove_dir_atomic(&project.dir, &self.lf.layout().trash_dir())?;
         // Remove the namespace directory when it became empty.
         let ns_dir = self.lf.layout().namespace_dir(namespace);

@@ -62,6 +62,12 @@ impl MetadataFilter {
         Ok(Self { conds })
     }
 
+    /// Both filters' conditions.
+    pub fn and(mut self, other: MetadataFilter) -> Self {
+        self.conds.extend(other.conds);
+        self
+    }
+
     /// Whether the filter has no conditions.
     pub fn is_empty(&self) -> bool {
         self.conds.is_empty()

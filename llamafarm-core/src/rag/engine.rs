@@ -1,0 +1,110 @@
+//! Process-wide caches of loaded embedders, rerankers and open stores, shared by
+//! every project of a [`crate::LlamaFarm`] handle.
+
+use crate::embed::{BertEmbedder, Embedder, EmbedderSpec, HttpEmbedder};
+use crate::error::{Error, Result};
+use crate::model_cache::ModelCache;
+use crate::rag::rerank::CrossEncoder;
+use crate::store::{EmbeddedStore, Metric};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+type Slot<T> = Arc<OnceLock<std::result::Result<Arc<T>, String>>>;
+
+/// Loaded models and open stores. One per [`crate::LlamaFarm`].
+#[derive(Default)]
+pub struct RagEngine {
+    embedders: Mutex<HashMap<String, Slot<dyn Embedder>>>,
+    rerankers: Mutex<HashMap<String, Slot<CrossEncoder>>>,
+    stores: Mutex<HashMap<PathBuf, Arc<EmbeddedStore>>>,
+}
+
+impl RagEngine {
+    /// The embedder for a spec, loaded once and shared. Concurrent first calls wait
+    /// for one load instead of loading twice.
+    pub fn embedder(&self, spec: &EmbedderSpec, models: &ModelCache) -> Result<Arc<dyn Embedder>> {
+        let slot = {
+            let mut map = self.embedders.lock().unwrap_or_else(|p| p.into_inner());
+            map.entry(spec.cache_key()).or_default().clone()
+        };
+        let loaded = slot.get_or_init(|| load_embedder(spec, models).map_err(|e| e.to_string()));
+        match loaded {
+            Ok(e) => {
+                if let Some(d) = spec.declared_dimension() {
+                    let actual = e.dimension();
+                    if actual != 0 && actual != d {
+                        return Err(Error::Invalid(format!(
+                            "embedding dimension mismatch: the config declares dimension {d}, but model '{}' produces {actual}",
+                            e.model_id()
+                        )));
+                    }
+                }
+                Ok(e.clone())
+            }
+            Err(msg) => {
+                // Do not cache failures (the model may be fetched later).
+                self.embedders.lock().unwrap_or_else(|p| p.into_inner()).remove(&spec.cache_key());
+                if let EmbedderSpec::Local { model, .. } = spec {
+                    if let Err(e @ Error::ModelMissing { .. }) = models.resolve(model) {
+                        return Err(e);
+                    }
+                }
+                Err(Error::Unavailable(msg.clone()))
+            }
+        }
+    }
+
+    /// A cross-encoder by model id, loaded once.
+    pub fn cross_encoder(&self, model: &str, models: &ModelCache) -> Result<Arc<CrossEncoder>> {
+        let slot = {
+            let mut map = self.rerankers.lock().unwrap_or_else(|p| p.into_inner());
+            map.entry(model.to_string()).or_default().clone()
+        };
+        match slot.get_or_init(|| {
+            models.resolve(model).and_then(|m| CrossEncoder::load(&m.dir, model)).map(Arc::new).map_err(|e| e.to_string())
+        }) {
+            Ok(c) => Ok(c.clone()),
+            Err(msg) => {
+                self.rerankers.lock().unwrap_or_else(|p| p.into_inner()).remove(model);
+                Err(Error::Unavailable(msg.clone()))
+            }
+        }
+    }
+
+    /// The store in `dir`, opened once.
+    pub fn store(&self, dir: &Path, metric: Metric) -> Result<Arc<EmbeddedStore>> {
+        let mut map = self.stores.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = map.get(dir) {
+            return Ok(s.clone());
+        }
+        let s = Arc::new(EmbeddedStore::open(dir, metric)?);
+        map.insert(dir.to_path_buf(), s.clone());
+        Ok(s)
+    }
+
+    /// Whether a store directory exists on disk (without opening it).
+    pub fn store_exists(dir: &Path) -> bool {
+        dir.join("tantivy").is_dir()
+    }
+
+    /// Close every store under `prefix` (before its directory is deleted).
+    pub fn forget_stores_under(&self, prefix: &Path) {
+        self.stores.lock().unwrap_or_else(|p| p.into_inner()).retain(|k, _| !k.starts_with(prefix));
+    }
+}
+
+fn load_embedder(spec: &EmbedderSpec, models: &ModelCache) -> Result<Arc<dyn Embedder>> {
+    match spec {
+        EmbedderSpec::Local { model, batch_size, .. } => {
+            let m = models.resolve(model)?;
+            let t = std::time::Instant::now();
+            let e = BertEmbedder::load(&m.dir, model, *batch_size)?;
+            tracing::info!(model = %model, secs = t.elapsed().as_secs_f64(), "loaded embedding model");
+            Ok(Arc::new(e))
+        }
+        EmbedderSpec::Http { base_url, model, api_key, dimension, batch_size, timeout_s } => {
+            Ok(Arc::new(HttpEmbedder::new(base_url, model, api_key.clone(), *dimension, *batch_size, *timeout_s)))
+        }
+    }
+}
