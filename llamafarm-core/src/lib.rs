@@ -45,6 +45,7 @@ pub mod model_cache;
 pub mod paths;
 pub mod project;
 pub mod rag;
+pub mod runtime;
 pub mod system;
 
 pub use config::LlamaFarmConfig;

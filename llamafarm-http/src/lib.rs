@@ -94,6 +94,7 @@ fn api_openapi_router() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(docs::base_doc("LlamaFarm API", "Projects, datasets, RAG, chat and ML for local AI apps."))
         .merge(routes::system::router())
         .merge(routes::projects::router())
+        .merge(routes::rag::router())
 }
 
 fn runtime_openapi_router() -> OpenApiRouter<AppState> {

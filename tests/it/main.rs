@@ -2,4 +2,5 @@
 //! own in `llamafarm-cli/tests/lf.rs`, where cargo guarantees the binary is built).
 
 mod http_api;
+mod rag_api;
 mod support;

@@ -19,9 +19,19 @@ impl TestServer {
     }
 
     pub async fn start_with(opts: HttpOptions) -> Self {
+        Self::start_full(opts, false).await
+    }
+
+    /// With the real model cache (`scripts/fetch-models.sh` fills it).
+    pub async fn start_with_models() -> Self {
+        Self::start_full(HttpOptions::default(), true).await
+    }
+
+    async fn start_full(opts: HttpOptions, real_models: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        // An empty model cache: tests here must not depend on fetched weights.
-        let lf = LlamaFarm::open_with(dir.path().join("data"), ModelCache::new(dir.path().join("hub"))).unwrap();
+        // By default an empty model cache, so "model missing" paths are exercised.
+        let cache = if real_models { ModelCache::from_env() } else { ModelCache::new(dir.path().join("hub")) };
+        let lf = LlamaFarm::open_with(dir.path().join("data"), cache).unwrap();
         let api = spawn(llamafarm_http::api_router(lf.clone(), &opts)).await;
         let rt = spawn(llamafarm_http::runtime_router(lf.clone(), &opts)).await;
         Self {
@@ -49,6 +59,14 @@ impl TestServer {
 
     pub async fn put(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
         split(self.http.put(self.url(path)).json(&body).send().await.unwrap()).await
+    }
+
+    pub async fn patch(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        split(self.http.patch(self.url(path)).json(&body).send().await.unwrap()).await
+    }
+
+    pub async fn runtime_post(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        split(self.http.post(format!("{}{path}", self.runtime_base)).json(&body).send().await.unwrap()).await
     }
 
     pub async fn delete(&self, path: &str) -> (u16, serde_json::Value) {

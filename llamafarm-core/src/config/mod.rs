@@ -50,11 +50,7 @@ impl LlamaFarmConfig {
         if !value.is_object() {
             return Err(Error::validation("", "the configuration must be a mapping"));
         }
-        serde_path_to_error::deserialize::<_, LlamaFarmConfig>(value).map_err(|e| {
-            let path = e.path().to_string();
-            let path = if path == "." { String::new() } else { path };
-            Error::Validation(vec![ValidationIssue { path, message: e.into_inner().to_string() }])
-        })
+        from_json(value)
     }
 
     /// Check every rule of the schema plus cross references (names that must exist).
@@ -229,6 +225,15 @@ fn merge_named<T, F: Fn(&T) -> String>(base: &mut Option<Vec<T>>, over: Option<V
             list.push(item);
         }
     }
+}
+
+/// Deserialize a config fragment; errors name the path (`retrieval_strategies[0].type: ...`).
+pub fn from_json<T: serde::de::DeserializeOwned>(value: Value) -> Result<T> {
+    serde_path_to_error::deserialize::<_, T>(value).map_err(|e| {
+        let path = e.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        Error::Validation(vec![ValidationIssue { path, message: e.into_inner().to_string() }])
+    })
 }
 
 /// Parse YAML text into a JSON value, with line/column in the error.

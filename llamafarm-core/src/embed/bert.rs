@@ -173,6 +173,10 @@ impl Embedder for BertEmbedder {
         self.dim
     }
 
+    fn count_tokens(&self, text: &str) -> Option<usize> {
+        self.tokenize(text).ok().map(|t| t.len())
+    }
+
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
         let tokens: Vec<Vec<u32>> = texts.iter().map(|t| self.tokenize(t)).collect::<Result<_>>()?;
         // Sort by length so each batch pads little; restore the order afterwards.

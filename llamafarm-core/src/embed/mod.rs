@@ -32,6 +32,10 @@ pub trait Embedder: Send + Sync {
     fn dimension(&self) -> usize;
     /// Embed a batch of texts, in order.
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>>;
+    /// Tokens `text` costs (for usage accounting), when the backend knows.
+    fn count_tokens(&self, _text: &str) -> Option<usize> {
+        None
+    }
     /// Embed one text.
     fn embed_one(&self, text: &str) -> Result<Vec<f32>> {
         self.embed(&[text])?.pop().ok_or_else(|| Error::Internal("embedder returned no vector".into()))

@@ -169,7 +169,7 @@ impl Rag {
                     }
                 }
             }
-            *db = serde_path_to_error::deserialize(v).map_err(|e| Error::validation(format!("rag.databases[{name}].{}", e.path()), e.inner().to_string()))?;
+            *db = crate::config::from_json(v)?;
             Ok(())
         })?;
         let db = cfg.database(name).cloned().ok_or_else(|| Error::not_found(format!("Database '{name}'")))?;

@@ -46,7 +46,8 @@ impl RagEngine {
                 // Do not cache failures (the model may be fetched later).
                 self.embedders.lock().unwrap_or_else(|p| p.into_inner()).remove(&spec.cache_key());
                 if let EmbedderSpec::Local { model, .. } = spec {
-                    if let Err(e @ Error::ModelMissing { .. }) = models.resolve(model) {
+                    // Report a bad id or a missing model as such, not as "unavailable".
+                    if let Err(e) = models.resolve(model) {
                         return Err(e);
                     }
                 }

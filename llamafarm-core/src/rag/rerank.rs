@@ -106,12 +106,12 @@ impl Reranker for CrossEncoder {
 
 /// Reranks by cosine similarity of query and document embeddings (the fallback
 /// when a configured cross-encoder is missing).
-pub struct EmbeddingReranker<'a> {
+pub struct EmbeddingReranker {
     /// The embedder to use.
-    pub embedder: &'a dyn Embedder,
+    pub embedder: std::sync::Arc<dyn Embedder>,
 }
 
-impl Reranker for EmbeddingReranker<'_> {
+impl Reranker for EmbeddingReranker {
     fn score(&self, query: &str, documents: &[&str]) -> Result<Vec<f32>> {
         let q = self.embedder.embed_one(query)?;
         let d = self.embedder.embed(documents)?;

@@ -471,7 +471,7 @@ fn cross_encode(ctx: &mut Ctx, cfg: &LlamaFarmConfig, model: &str, cands: Vec<Hi
         Ok(ce) => ce.score(&ctx.query, &docs)?,
         Err(e) => {
             ctx.notes.push(format!("cross-encoder '{model}' unavailable ({e}); reranked by embedding similarity instead"));
-            EmbeddingReranker { embedder: ctx.db.embedder.as_ref() }.score(&ctx.query, &docs)?
+            EmbeddingReranker { embedder: ctx.db.embedder.clone() }.score(&ctx.query, &docs)?
         }
     };
     let norm = min_max(&raw);

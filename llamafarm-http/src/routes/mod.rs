@@ -1,6 +1,7 @@
 //! Handlers, one module per section of the API reference.
 
 pub(crate) mod projects;
+pub(crate) mod rag;
 pub(crate) mod runtime;
 pub(crate) mod system;
 

@@ -1,15 +1,18 @@
-//! The Universal Runtime listener (default port 11540). Model endpoints join it
-//! as their engines land; it shares the library instance with the main API.
+//! The Universal Runtime listener (default port 11540): OpenAI-compatible model
+//! endpoints sharing the library instance with the main API.
 
-use crate::error::Json;
+use super::blocking;
+use crate::error::{ApiResult, ErrorBody, Json};
 use crate::AppState;
 use axum::extract::State;
-use serde::Serialize;
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(runtime_health))
+    OpenApiRouter::new().routes(routes!(runtime_health)).routes(routes!(embeddings)).routes(routes!(rerank))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -34,4 +37,116 @@ async fn runtime_health(State(st): State<AppState>) -> Json<RuntimeHealth> {
         cached_models,
         simd: llamafarm_core::system::simd_features(),
     })
+}
+
+/// `input` of an embeddings request: one string or a list of strings.
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+pub(crate) enum EmbeddingInput {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct EmbeddingsRequest {
+    /// A local sentence-transformers model id, e.g. `sentence-transformers/all-MiniLM-L6-v2`.
+    model: String,
+    input: EmbeddingInput,
+    /// `float` (default) or `base64` (little-endian f32, what the OpenAI SDKs ask for).
+    #[serde(default)]
+    encoding_format: Option<String>,
+    /// Accepted for compatibility; must equal the model's dimension when given.
+    #[serde(default)]
+    dimensions: Option<usize>,
+    /// Accepted for compatibility.
+    #[serde(default)]
+    #[allow(dead_code)]
+    user: Option<String>,
+}
+
+/// OpenAI-compatible embeddings from a local model.
+#[utoipa::path(post, path = "/v1/embeddings", tag = "runtime", request_body = EmbeddingsRequest,
+    responses((status = 200, description = "OpenAI embeddings list", body = Object), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn embeddings(State(st): State<AppState>, Json(req): Json<EmbeddingsRequest>) -> ApiResult<Json<Value>> {
+    let texts = match req.input {
+        EmbeddingInput::One(s) => vec![s],
+        EmbeddingInput::Many(v) => v,
+    };
+    let base64 = match req.encoding_format.as_deref() {
+        None | Some("float") => false,
+        Some("base64") => true,
+        Some(other) => return Err(llamafarm_core::Error::Invalid(format!("encoding_format must be float or base64, got '{other}'")).into()),
+    };
+    let lf = st.lf.clone();
+    blocking(move || {
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let out = lf.embed(&req.model, &refs)?;
+        if let (Some(d), Some(v)) = (req.dimensions, out.vectors.first()) {
+            if d != v.len() {
+                return Err(llamafarm_core::Error::Invalid(format!("model '{}' produces {} dimensions; `dimensions: {d}` is not supported", req.model, v.len())));
+            }
+        }
+        let data: Vec<Value> = out
+            .vectors
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let embedding = if base64 {
+                    let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+                    Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
+                } else {
+                    json!(v)
+                };
+                json!({"object": "embedding", "index": i, "embedding": embedding})
+            })
+            .collect();
+        Ok(Json(json!({
+            "object": "list",
+            "data": data,
+            "model": out.model,
+            "usage": {"prompt_tokens": out.prompt_tokens, "total_tokens": out.prompt_tokens},
+        })))
+    })
+    .await
+}
+
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct RerankRequest {
+    /// A cross-encoder, or any sentence-transformers model (scored by embedding similarity).
+    model: String,
+    query: String,
+    documents: Vec<String>,
+    /// Return only the best n.
+    #[serde(default)]
+    top_n: Option<usize>,
+    /// Include the document text in each result.
+    #[serde(default)]
+    return_documents: Option<bool>,
+}
+
+/// Score documents against a query, best first.
+#[utoipa::path(post, path = "/v1/rerank", tag = "runtime", request_body = RerankRequest,
+    responses((status = 200, description = "Results with index and relevance_score", body = Object), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn rerank(State(st): State<AppState>, Json(req): Json<RerankRequest>) -> ApiResult<Json<Value>> {
+    let lf = st.lf.clone();
+    blocking(move || {
+        let docs: Vec<&str> = req.documents.iter().map(String::as_str).collect();
+        let r = lf.rerank(&req.model, &req.query, &docs)?;
+        let mut order: Vec<usize> = (0..docs.len()).collect();
+        order.sort_by(|&a, &b| r.scores[b].total_cmp(&r.scores[a]));
+        let n = req.top_n.unwrap_or(docs.len()).min(docs.len());
+        let results: Vec<Value> = order
+            .into_iter()
+            .take(n)
+            .map(|i| {
+                let mut o = json!({"index": i, "relevance_score": r.scores[i]});
+                if req.return_documents == Some(true) {
+                    o["document"] = json!({"text": docs[i]});
+                }
+                o
+            })
+            .collect();
+        Ok(Json(json!({"object": "list", "model": r.model, "method": r.method, "results": results})))
+    })
+    .await
 }

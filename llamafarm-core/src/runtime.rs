@@ -1,0 +1,76 @@
+//! Model-level operations by model id, for the Universal Runtime API
+//! (`/v1/embeddings`, `/v1/rerank`): no project needed.
+
+use crate::embed::{Embedder, EmbedderSpec};
+use crate::error::{Error, Result};
+use crate::rag::rerank::{EmbeddingReranker, Reranker};
+use crate::LlamaFarm;
+use std::sync::Arc;
+
+/// Vectors for a batch of inputs.
+#[derive(Debug, Clone)]
+pub struct Embeddings {
+    /// The model that produced them.
+    pub model: String,
+    /// One per input, in order.
+    pub vectors: Vec<Vec<f32>>,
+    /// Tokens read (after truncation).
+    pub prompt_tokens: usize,
+}
+
+/// Relevance of each document to a query.
+#[derive(Debug, Clone)]
+pub struct Reranked {
+    /// The model used.
+    pub model: String,
+    /// `cross-encoder` or `bi-encoder` (embedding similarity).
+    pub method: &'static str,
+    /// One score per document, 0..1, in input order.
+    pub scores: Vec<f32>,
+}
+
+impl LlamaFarm {
+    /// A local embedding model by id, loaded once and shared.
+    pub fn embedder(&self, model: &str) -> Result<Arc<dyn Embedder>> {
+        let spec = EmbedderSpec::Local { model: model.to_string(), dimension: None, batch_size: 32 };
+        self.rag_engine().embedder(&spec, self.models())
+    }
+
+    /// Embed texts with a local model.
+    pub fn embed(&self, model: &str, texts: &[&str]) -> Result<Embeddings> {
+        if texts.is_empty() {
+            return Err(Error::Invalid("input must not be empty".into()));
+        }
+        let e = self.embedder(model)?;
+        let vectors = e.embed(texts)?;
+        let prompt_tokens = texts.iter().map(|t| e.count_tokens(t).unwrap_or_else(|| t.split_whitespace().count())).sum();
+        Ok(Embeddings { model: model.to_string(), vectors, prompt_tokens })
+    }
+
+    /// Score documents against a query. A cross-encoder checkpoint
+    /// (`*ForSequenceClassification`) scores pairs (sigmoid of its logit); any other
+    /// sentence-transformers model scores by embedding cosine similarity mapped to 0..1.
+    pub fn rerank(&self, model: &str, query: &str, documents: &[&str]) -> Result<Reranked> {
+        if query.trim().is_empty() {
+            return Err(Error::Invalid("query must not be empty".into()));
+        }
+        if documents.is_empty() {
+            return Err(Error::Invalid("documents must not be empty".into()));
+        }
+        let m = self.models().resolve(model)?;
+        let is_cross = std::fs::read_to_string(m.dir.join("config.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v["architectures"].as_array().cloned())
+            .is_some_and(|a| a.iter().any(|x| x.as_str().is_some_and(|s| s.ends_with("ForSequenceClassification"))));
+        if is_cross {
+            let ce = self.rag_engine().cross_encoder(model, self.models())?;
+            let logits = ce.score(query, documents)?;
+            Ok(Reranked { model: model.into(), method: "cross-encoder", scores: logits.iter().map(|x| 1.0 / (1.0 + (-x).exp())).collect() })
+        } else {
+            let r = EmbeddingReranker { embedder: self.embedder(model)? };
+            let cos = r.score(query, documents)?;
+            Ok(Reranked { model: model.into(), method: "bi-encoder", scores: cos.iter().map(|c| ((1.0 + c) / 2.0).clamp(0.0, 1.0)).collect() })
+        }
+    }
+}
