@@ -112,6 +112,7 @@ enum ModelsCmd {
 }
 
 fn main() {
+    llamafarm_core::system::tune_allocator();
     let cli = Cli::parse();
     let code = match run(cli) {
         Ok(()) => 0,

@@ -32,7 +32,7 @@ pub struct Reranked {
 impl LlamaFarm {
     /// A local embedding model by id, loaded once and shared.
     pub fn embedder(&self, model: &str) -> Result<Arc<dyn Embedder>> {
-        let spec = EmbedderSpec::Local { model: model.to_string(), dimension: None, batch_size: 32 };
+        let spec = EmbedderSpec::Local { model: model.to_string(), dimension: None, batch_size: crate::embed::LOCAL_MICRO_BATCH };
         self.rag_engine().embedder(&spec, self.models())
     }
 

@@ -169,3 +169,39 @@ async fn missing_models_are_503_with_the_fetch_command() {
     assert_eq!(st, 200);
     assert_eq!(h["status"], "degraded", "{h}");
 }
+
+/// `OpenAIEmbedder` is a real HTTP client: point it at our own runtime listener.
+#[tokio::test]
+async fn openai_embedder_talks_to_our_runtime() {
+    let s = TestServer::start_with_models().await;
+    s.post("/v1/projects/acme", json!({"name": "remote", "config_template": "server"})).await;
+    let db = json!({"name": "remote_db", "type": "ChromaStore",
+        "embedding_strategies": [{"name": "remote", "type": "OpenAIEmbedder",
+            "config": {"base_url": format!("{}/v1", s.runtime_base), "model": "sentence-transformers/all-MiniLM-L6-v2", "dimension": 384, "api_key": "unused"}}],
+        "retrieval_strategies": [{"name": "basic", "type": "BasicSimilarityStrategy", "default": true}]});
+    let (st, body) = s.post("/v1/projects/acme/remote/rag/databases", db).await;
+    assert_eq!(st, 201, "{body}");
+    let lf = s.lf.clone();
+    tokio::task::spawn_blocking(move || {
+        let rag = lf.project("acme", "remote").unwrap().rag();
+        rag.add_texts("remote_db", vec![NewChunk::new("ab", 0, "Cats purr."), NewChunk::new("cd", 0, "Stocks fell sharply.")]).unwrap();
+    })
+    .await
+    .unwrap();
+    let (st, r) = s.post("/v1/projects/acme/remote/rag/query", json!({"query": "feline", "database": "remote_db", "top_k": 1})).await;
+    assert_eq!(st, 200, "{r}");
+    assert_eq!(r["results"][0]["content"], "Cats purr.");
+
+    // A wrong declared dimension is caught on the first response.
+    let bad = json!({"name": "bad_db", "type": "ChromaStore",
+        "embedding_strategies": [{"name": "remote", "type": "OllamaEmbedder",
+            "config": {"base_url": s.runtime_base.clone(), "model": "sentence-transformers/all-MiniLM-L6-v2", "dimension": 768}}]});
+    assert_eq!(s.post("/v1/projects/acme/remote/rag/databases", bad).await.0, 201);
+    let d = assert_detail(&s.post("/v1/projects/acme/remote/rag/query", json!({"query": "x", "database": "bad_db"})).await, 422);
+    assert!(d.contains("dimension"), "{d}");
+    // An unreachable endpoint is a 503, not a hang or a 500.
+    let down = json!({"name": "down_db", "type": "ChromaStore",
+        "embedding_strategies": [{"name": "remote", "type": "OpenAIEmbedder", "config": {"base_url": "http://127.0.0.1:9/v1", "model": "m", "dimension": 8}}]});
+    assert_eq!(s.post("/v1/projects/acme/remote/rag/databases", down).await.0, 201);
+    assert_detail(&s.post("/v1/projects/acme/remote/rag/query", json!({"query": "x", "database": "down_db"})).await, 503);
+}

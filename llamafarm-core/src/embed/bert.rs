@@ -182,10 +182,20 @@ impl Embedder for BertEmbedder {
         // Sort by length so each batch pads little; restore the order afterwards.
         let mut order: Vec<usize> = (0..texts.len()).collect();
         order.sort_by_key(|&i| tokens[i].len());
+        // Batches run concurrently: while one is in an element-wise op (single-threaded
+        // in candle), the other keeps the second core busy in a matmul.
+        use rayon::prelude::*;
+        let batches: Vec<&[usize]> = order.chunks(self.batch_size).collect();
+        let results: Vec<Result<Vec<Vec<f32>>>> = batches
+            .par_iter()
+            .map(|chunk| {
+                let batch: Vec<Vec<u32>> = chunk.iter().map(|&i| tokens[i].clone()).collect();
+                self.forward_batch(&batch)
+            })
+            .collect();
         let mut out = vec![Vec::new(); texts.len()];
-        for chunk in order.chunks(self.batch_size) {
-            let batch: Vec<Vec<u32>> = chunk.iter().map(|&i| tokens[i].clone()).collect();
-            for (&i, v) in chunk.iter().zip(self.forward_batch(&batch)?) {
+        for (chunk, r) in batches.iter().zip(results) {
+            for (&i, v) in chunk.iter().zip(r?) {
                 out[i] = v;
             }
         }

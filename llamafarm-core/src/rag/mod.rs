@@ -335,6 +335,22 @@ impl Rag {
         self.add_with(&db, chunks)
     }
 
+    /// Index chunks whose vectors were computed elsewhere (they must come from the
+    /// database's embedder: the dimension is checked, the model cannot be).
+    pub fn add_records(&self, database: &str, records: Vec<ChunkRecord>) -> Result<crate::store::AddReport> {
+        let cfg = self.config()?;
+        let db = self.open(&cfg, Some(database))?;
+        let d = db.embedder.dimension();
+        if let Some(bad) = records.iter().find(|r| d != 0 && r.vector.len() != d) {
+            return Err(Error::Invalid(format!(
+                "embedding dimension mismatch: chunk '{}' has {} dimensions, the database's embedder produces {d}",
+                bad.id,
+                bad.vector.len()
+            )));
+        }
+        db.store.add(records)
+    }
+
     pub(crate) fn add_with(&self, db: &OpenDb, chunks: Vec<NewChunk>) -> Result<crate::store::AddReport> {
         let texts: Vec<&str> = chunks.iter().map(|c| c.content.as_str()).collect();
         let vectors = db.embedder.embed(&texts)?;

@@ -1,6 +1,6 @@
 //! Retrieval strategies: choosing one, running it, shaping the response.
 
-use super::rerank::{min_max, EmbeddingReranker, Reranker};
+use super::rerank::{min_max, Reranker};
 use super::{OpenDb, Rag, RagQuery, RagResponse, RagResult, MAX_TOP_K};
 use crate::config::{ConfigMap, LlamaFarmConfig, RetrievalStrategyConfig};
 use crate::error::{Error, Result};
@@ -471,7 +471,10 @@ fn cross_encode(ctx: &mut Ctx, cfg: &LlamaFarmConfig, model: &str, cands: Vec<Hi
         Ok(ce) => ce.score(&ctx.query, &docs)?,
         Err(e) => {
             ctx.notes.push(format!("cross-encoder '{model}' unavailable ({e}); reranked by embedding similarity instead"));
-            EmbeddingReranker { embedder: ctx.db.embedder.clone() }.score(&ctx.query, &docs)?
+            // The chunks' vectors are already in the store: no need to embed them again.
+            let qv = ctx.embed(&ctx.query.clone())?;
+            let ids: Vec<String> = kept.iter().map(|h| h.id.clone()).collect();
+            ctx.db.store.similarities(&qv, &ids, Metric::Cosine)?.into_iter().map(|s| s.unwrap_or(0.0)).collect()
         }
     };
     let norm = min_max(&raw);

@@ -531,6 +531,18 @@ impl ChunkStore for EmbeddedStore {
         }
     }
 
+    fn similarities(&self, query: &[f32], ids: &[String], metric: Metric) -> Result<Vec<Option<f32>>> {
+        let st = self.state.read().unwrap_or_else(|p| p.into_inner());
+        if st.dim.is_some_and(|d| d != query.len()) {
+            return Err(Error::Invalid(format!("embedding dimension mismatch: query has {} dimensions", query.len())));
+        }
+        let qn = dot(query, query).sqrt();
+        Ok(ids
+            .iter()
+            .map(|id| st.by_id.get(id.as_str()).map(|&r| similarity(metric, query, qn, st.row(r), st.norms[r])))
+            .collect())
+    }
+
     fn get(&self, ids: &[String]) -> Result<Vec<StoredChunk>> {
         let searcher = self.reader.searcher();
         let mut out = Vec::with_capacity(ids.len());

@@ -121,6 +121,8 @@ pub trait ChunkStore: Send + Sync {
     fn vector_search(&self, query: &[f32], k: usize, metric: Metric, filter: Option<&MetadataFilter>) -> Result<Vec<Hit>>;
     /// BM25 over the chunk text.
     fn keyword_search(&self, query: &str, k: usize, filter: Option<&MetadataFilter>) -> Result<Vec<Hit>>;
+    /// Similarity of `query` to each chunk by id, from stored vectors (None for unknown ids).
+    fn similarities(&self, query: &[f32], ids: &[String], metric: Metric) -> Result<Vec<Option<f32>>>;
     /// Fetch chunks by id (missing ids are left out).
     fn get(&self, ids: &[String]) -> Result<Vec<StoredChunk>>;
     /// Some chunks, in insertion order.

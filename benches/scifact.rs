@@ -1,0 +1,259 @@
+//! Retrieval quality and speed on BEIR SciFact (test split), through the public
+//! library API: nDCG@10 and recall@100 per strategy, embedding throughput, index
+//! build time and size, query latency p50/p99.
+//!
+//! Run: `cargo bench -p llamafarm-benches --bench scifact`
+//! Data: `../shared/data/ir/scifact` (or `SCIFACT_DIR`); skipped with a message when absent.
+//! Peers side by side: `benches/peers/run_rag_peers.sh` (sentence-transformers, chromadb).
+
+use llamafarm_core::rag::RagQuery;
+use llamafarm_core::store::{ChunkRecord, ChunkStore, EmbeddedStore, Metric};
+use llamafarm_core::LlamaFarm;
+use serde_json::Value;
+use std::collections::{HashMap, HashSet};
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::time::Instant;
+
+fn read_jsonl(p: &PathBuf) -> Vec<Value> {
+    let f = std::fs::File::open(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    std::io::BufReader::new(f).lines().map_while(Result::ok).filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(&l).unwrap()).collect()
+}
+
+fn ndcg_at_10(ranked: &[String], rel: &HashMap<String, u32>) -> f64 {
+    let dcg: f64 = ranked.iter().take(10).enumerate().map(|(i, d)| rel.get(d).copied().unwrap_or(0) as f64 / ((i + 2) as f64).log2()).sum();
+    let mut ideal: Vec<u32> = rel.values().copied().collect();
+    ideal.sort_unstable_by(|a, b| b.cmp(a));
+    let idcg: f64 = ideal.iter().take(10).enumerate().map(|(i, &g)| g as f64 / ((i + 2) as f64).log2()).sum();
+    if idcg == 0.0 {
+        0.0
+    } else {
+        dcg / idcg
+    }
+}
+
+fn recall_at(ranked: &[String], rel: &HashMap<String, u32>, k: usize) -> f64 {
+    let relevant: HashSet<&String> = rel.iter().filter(|(_, &g)| g > 0).map(|(d, _)| d).collect();
+    if relevant.is_empty() {
+        return 0.0;
+    }
+    ranked.iter().take(k).filter(|d| relevant.contains(d)).count() as f64 / relevant.len() as f64
+}
+
+fn pct(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn main() {
+    llamafarm_core::system::tune_allocator();
+    let dir = std::env::var("SCIFACT_DIR").map(PathBuf::from).unwrap_or_else(|_| {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/ir/scifact")
+    });
+    if !dir.join("corpus.jsonl").is_file() {
+        eprintln!("SKIP scifact bench: {} is absent (set SCIFACT_DIR)", dir.display());
+        return;
+    }
+    let corpus = read_jsonl(&dir.join("corpus.jsonl"));
+    let queries: HashMap<String, String> = read_jsonl(&dir.join("queries.jsonl"))
+        .into_iter()
+        .map(|q| (q["_id"].as_str().unwrap().to_string(), q["text"].as_str().unwrap().to_string()))
+        .collect();
+    let mut qrels: HashMap<String, HashMap<String, u32>> = HashMap::new();
+    for line in std::fs::read_to_string(dir.join("qrels/test.tsv")).unwrap().lines().skip(1) {
+        let f: Vec<&str> = line.split('\t').collect();
+        if f.len() == 3 {
+            qrels.entry(f[0].into()).or_default().insert(f[1].into(), f[2].parse().unwrap_or(0));
+        }
+    }
+    let mut qids: Vec<&String> = qrels.keys().collect();
+    qids.sort_by_key(|q| q.parse::<u64>().unwrap_or(0));
+
+    let work = tempfile::tempdir().unwrap();
+    let lf = LlamaFarm::open(work.path()).unwrap();
+    let project = lf.projects().create("bench", "scifact", None).unwrap();
+    let rag = project.rag();
+    println!("SciFact: {} documents, {} test queries; model all-MiniLM-L6-v2 (max 256 tokens), fp32, {} threads",
+        corpus.len(), qids.len(), std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+
+    // Embed the whole corpus once (throughput), then index the vectors through the library.
+    let texts: Vec<String> = corpus
+        .iter()
+        .map(|d| format!("{} {}", d["title"].as_str().unwrap_or(""), d["text"].as_str().unwrap_or("")).trim().to_string())
+        .collect();
+    let embedder = lf.embedder("sentence-transformers/all-MiniLM-L6-v2").unwrap();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let t = Instant::now();
+    let vectors = embedder.embed(&refs).unwrap();
+    let embed_s = t.elapsed().as_secs_f64();
+    let eps = texts.len() as f64 / embed_s;
+    println!("embedding throughput: {eps:.1} docs/s ({} abstracts in {embed_s:.1} s)", texts.len());
+
+    let t = Instant::now();
+    let records: Vec<ChunkRecord> = corpus
+        .iter()
+        .zip(&texts)
+        .zip(&vectors)
+        .map(|((d, text), v)| {
+            let id = d["_id"].as_str().unwrap().to_string();
+            ChunkRecord { id: id.clone(), file_hash: id, content: text.clone(), metadata: Default::default(), vector: v.clone() }
+        })
+        .collect();
+    for batch in records.chunks(1000) {
+        rag.add_records("main_database", batch.to_vec()).unwrap();
+    }
+    let build = t.elapsed().as_secs_f64();
+    let stats = rag.stats(None).unwrap();
+    println!(
+        "index build (excluding embedding): {build:.2} s for {} chunks; on disk {} ({:.0} bytes/chunk)",
+        stats.vector_count,
+        stats.storage_human,
+        stats.storage_bytes as f64 / stats.vector_count.max(1) as f64
+    );
+
+    println!("\n| strategy | nDCG@10 | recall@100 | p50 ms | p99 ms |");
+    println!("|---|---|---|---|---|");
+    let runs: Vec<(&str, Box<dyn Fn(&str) -> RagQuery>)> = vec![
+        ("bm25", Box::new(|q: &str| RagQuery { retrieval_strategy: Some("bm25".into()), top_k: Some(100), ..RagQuery::new(q) })),
+        ("vector", Box::new(|q: &str| RagQuery { retrieval_strategy: Some("vector".into()), top_k: Some(100), ..RagQuery::new(q) })),
+        ("hybrid (RRF)", Box::new(|q: &str| RagQuery { retrieval_strategy: Some("hybrid_search".into()), top_k: Some(100), ..RagQuery::new(q) })),
+        ("hybrid (alpha 0.5, min-max)", Box::new(|q: &str| RagQuery {
+            retrieval_strategy: Some("HybridUniversalStrategy".into()), hybrid_alpha: Some(0.5), top_k: Some(100), ..RagQuery::new(q)
+        })),
+        ("hybrid RRF + rerank (embedding fallback)", Box::new(|q: &str| RagQuery {
+            retrieval_strategy: Some("hybrid_search".into()), rerank_model: Some("cross-encoder/ms-marco-MiniLM-L-6-v2".into()), top_k: Some(100), ..RagQuery::new(q)
+        })),
+    ];
+    for (name, make) in &runs {
+        let (mut ndcg, mut rec, mut lat) = (0.0, 0.0, Vec::new());
+        for qid in &qids {
+            let q = make(&queries[*qid]);
+            let t = Instant::now();
+            let r = rag.query(&q).unwrap();
+            lat.push(t.elapsed().as_secs_f64() * 1000.0);
+            let ranked: Vec<String> = r.results.iter().map(|x| x.chunk_id.clone()).collect();
+            ndcg += ndcg_at_10(&ranked, &qrels[*qid]);
+            rec += recall_at(&ranked, &qrels[*qid], 100);
+        }
+        let n = qids.len() as f64;
+        println!("| {name} | {:.4} | {:.4} | {:.2} | {:.2} |", ndcg / n, rec / n, pct(&mut lat, 0.5), pct(&mut lat, 0.99));
+    }
+    println!("\n(latencies include embedding the query; top_k = 100)");
+
+    // Store-level query latency with precomputed query vectors (what the Chroma peer measures).
+    let qtexts: Vec<&str> = qids.iter().map(|q| queries[*q].as_str()).collect();
+    let qvecs = embedder.embed(&qtexts).unwrap();
+    let out_dir = work.path().join("peer-io");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    std::fs::write(out_dir.join("vectors.json"), serde_json::to_vec(&vectors).unwrap()).unwrap();
+    std::fs::write(out_dir.join("queries.json"), serde_json::to_vec(&qvecs).unwrap()).unwrap();
+    std::fs::write(out_dir.join("ours_first512.json"), serde_json::to_vec(&vectors[..512.min(vectors.len())]).unwrap()).unwrap();
+
+    println!("\n| chunks | ours vector p50 / p99 ms | ours hybrid (BM25+vector, RRF) p50 / p99 ms | HNSW |");
+    println!("|---|---|---|---|");
+    let mut rng = 0x2545F4914F6CDD1Du64;
+    let mut noise = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        ((rng >> 11) as f32 / (1u64 << 53) as f32 - 0.5) * 0.1732 // ~N(0, 0.05) spread
+    };
+    let mut ours = Vec::new();
+    for size in [5_000usize, 100_000] {
+        let sdir = work.path().join(format!("store-{size}"));
+        let store = EmbeddedStore::open(&sdir, Metric::Cosine).unwrap();
+        let mut recs = Vec::with_capacity(size);
+        for i in 0..size {
+            let b = i % vectors.len();
+            let mut v = vectors[b].clone();
+            if i >= vectors.len() {
+                v.iter_mut().for_each(|x| *x += noise());
+                llamafarm_core::embed::normalize(&mut v);
+            }
+            recs.push(ChunkRecord { id: format!("c{i}"), file_hash: format!("f{}", i / 10), content: texts[b].clone(), metadata: Default::default(), vector: v });
+        }
+        let t = Instant::now();
+        for batch in recs.chunks(5000) {
+            store.add(batch.to_vec()).unwrap();
+        }
+        store.wait_for_index();
+        let build = t.elapsed().as_secs_f64();
+        let (mut vl, mut hl) = (Vec::new(), Vec::new());
+        for (qv, qt) in qvecs.iter().zip(&qtexts) {
+            let t = Instant::now();
+            store.vector_search(qv, 10, Metric::Cosine, None).unwrap();
+            vl.push(t.elapsed().as_secs_f64() * 1000.0);
+            let t = Instant::now();
+            let v = store.vector_search(qv, 50, Metric::Cosine, None).unwrap();
+            let k = store.keyword_search(qt, 50, None).unwrap();
+            let mut fused: HashMap<String, f32> = HashMap::new();
+            for list in [&v, &k] {
+                for (r, h) in list.iter().enumerate() {
+                    *fused.entry(h.id.clone()).or_default() += 1.0 / (61.0 + r as f32);
+                }
+            }
+            let mut top: Vec<(String, f32)> = fused.into_iter().collect();
+            top.sort_by(|a, b| b.1.total_cmp(&a.1));
+            let ids: Vec<String> = top.into_iter().take(10).map(|x| x.0).collect();
+            store.get(&ids).unwrap();
+            hl.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        let st = store.stats().unwrap();
+        let row = (size, pct(&mut vl, 0.5), pct(&mut vl, 0.99), pct(&mut hl, 0.5), pct(&mut hl, 0.99));
+        println!("| {size} | {:.2} / {:.2} | {:.2} / {:.2} | {} (build {build:.1} s, {:.0} bytes/chunk) |", row.1, row.2, row.3, row.4, st.ann_index, st.storage_bytes as f64 / size as f64);
+        ours.push(row);
+    }
+
+    // Peers, in the same run, on the same vectors and model files.
+    let py = std::env::var("PEERS_PYTHON").map(PathBuf::from).unwrap_or_else(|_| {
+        PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/llamafarm-rs/peers-venv/bin/python")
+    });
+    if !py.is_file() {
+        println!("\npeers skipped: run benches/peers/setup.sh first (or set PEERS_PYTHON)");
+        return;
+    }
+    let peers = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("peers");
+    let model_dir = lf.models().resolve("sentence-transformers/all-MiniLM-L6-v2").unwrap().dir;
+    let st_out = std::process::Command::new(&py)
+        .arg(peers.join("st_embed.py"))
+        .arg(&model_dir)
+        .arg(dir.join("corpus.jsonl"))
+        .args(["--n", &texts.len().to_string(), "--ours"])
+        .arg(out_dir.join("ours_first512.json"))
+        .output()
+        .unwrap();
+    let st: Value = serde_json::from_slice(st_out.stdout.trim_ascii()).unwrap_or(Value::Null);
+    if let Some(peer_eps) = st["docs_per_s"].as_f64() {
+        println!(
+            "\nembeddings: ours {eps:.1} docs/s vs sentence-transformers (torch {}) {peer_eps:.1} docs/s = {:.2}x; cosine agreement min {:.5}, mean {:.6}",
+            st["torch"].as_str().unwrap_or("?"),
+            eps / peer_eps,
+            st["cosine_min"].as_f64().unwrap_or(0.0),
+            st["cosine_mean"].as_f64().unwrap_or(0.0)
+        );
+    } else {
+        println!("\nsentence-transformers peer failed: {}", String::from_utf8_lossy(&st_out.stderr));
+    }
+    let ch_out = std::process::Command::new(&py)
+        .arg(peers.join("chroma_query.py"))
+        .arg("--vectors")
+        .arg(out_dir.join("vectors.json"))
+        .arg("--queries")
+        .arg(out_dir.join("queries.json"))
+        .args(["--sizes", "5000,100000"])
+        .output()
+        .unwrap();
+    match serde_json::from_slice::<Vec<Value>>(ch_out.stdout.trim_ascii()) {
+        Ok(rows) => {
+            for (r, o) in rows.iter().zip(&ours) {
+                let p50 = r["p50_ms"].as_f64().unwrap_or(f64::NAN);
+                println!(
+                    "query latency at {}: chromadb {} vector-only p50 {:.2} / p99 {:.2} ms (build {:.1} s); ours hybrid p50 {:.2} ms = {:.2}x of chroma's vector-only p50, ours vector p50 = {:.2}x",
+                    r["size"], r["version"].as_str().unwrap_or("?"), p50, r["p99_ms"].as_f64().unwrap_or(f64::NAN), r["build_s"].as_f64().unwrap_or(0.0),
+                    o.3, o.3 / p50, o.1 / p50
+                );
+            }
+        }
+        Err(_) => println!("chromadb peer failed: {}", String::from_utf8_lossy(&ch_out.stderr)),
+    }
+}
