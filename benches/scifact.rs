@@ -72,6 +72,19 @@ fn main() {
     let work = tempfile::tempdir().unwrap();
     let lf = LlamaFarm::open(work.path()).unwrap();
     let project = lf.projects().create("bench", "scifact", None).unwrap();
+    // A second hybrid strategy that fuses by alpha-weighted min-max scores.
+    project
+        .update_config(|c| {
+            let db = &mut c.rag.as_mut().unwrap().databases.as_mut().unwrap()[0];
+            let weighted: llamafarm_core::config::RetrievalStrategyConfig = serde_json::from_value(serde_json::json!({
+                "name": "hybrid_weighted", "type": "HybridUniversalStrategy",
+                "config": {"combination_method": "weighted_average", "hybrid_alpha": 0.5}
+            }))
+            .unwrap();
+            db.retrieval_strategies.as_mut().unwrap().push(weighted);
+            Ok(())
+        })
+        .unwrap();
     let rag = project.rag();
     println!("SciFact: {} documents, {} test queries; model all-MiniLM-L6-v2 (max 256 tokens), fp32, {} threads",
         corpus.len(), qids.len(), std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
@@ -118,7 +131,7 @@ fn main() {
         ("vector", Box::new(|q: &str| RagQuery { retrieval_strategy: Some("vector".into()), top_k: Some(100), ..RagQuery::new(q) })),
         ("hybrid (RRF)", Box::new(|q: &str| RagQuery { retrieval_strategy: Some("hybrid_search".into()), top_k: Some(100), ..RagQuery::new(q) })),
         ("hybrid (alpha 0.5, min-max)", Box::new(|q: &str| RagQuery {
-            retrieval_strategy: Some("HybridUniversalStrategy".into()), hybrid_alpha: Some(0.5), top_k: Some(100), ..RagQuery::new(q)
+            retrieval_strategy: Some("hybrid_weighted".into()), top_k: Some(100), ..RagQuery::new(q)
         })),
         ("hybrid RRF + rerank (embedding fallback)", Box::new(|q: &str| RagQuery {
             retrieval_strategy: Some("hybrid_search".into()), rerank_model: Some("cross-encoder/ms-marco-MiniLM-L-6-v2".into()), top_k: Some(100), ..RagQuery::new(q)

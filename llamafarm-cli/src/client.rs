@@ -58,6 +58,20 @@ impl Client {
         self.send(self.http.post(format!("{}{path}", self.base)).json(body), path).await
     }
 
+    /// Multipart upload of one file as field `file` (streamed from disk).
+    pub async fn upload(&self, path: &str, file: &std::path::Path, overrides: Option<&Value>) -> Result<Value> {
+        let name = file.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "upload".into());
+        let f = tokio::fs::File::open(file).await.map_err(|e| anyhow!("{}: {e}", file.display()))?;
+        let len = f.metadata().await.map(|m| m.len()).unwrap_or(0);
+        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(f));
+        let part = reqwest::multipart::Part::stream_with_length(body, len).file_name(name);
+        let mut form = reqwest::multipart::Form::new().part("file", part);
+        if let Some(o) = overrides {
+            form = form.text("parser_overrides", o.to_string());
+        }
+        self.send(self.http.post(format!("{}{path}", self.base)).multipart(form), path).await
+    }
+
     pub async fn delete(&self, path: &str) -> Result<Value> {
         self.send(self.http.delete(format!("{}{path}", self.base)), path).await
     }

@@ -5,6 +5,7 @@
 //! other subcommand talks HTTP to `--server-url`, like the original's Go CLI.
 
 mod client;
+mod data;
 mod serve;
 
 use anyhow::{bail, Context, Result};
@@ -44,6 +45,12 @@ enum Command {
     /// Models configured in a project.
     #[command(subcommand)]
     Models(ModelsCmd),
+    /// Datasets: create, upload, process, list, delete.
+    #[command(subcommand)]
+    Datasets(data::DatasetsCmd),
+    /// Retrieval: query, health, stats.
+    #[command(subcommand)]
+    Rag(data::RagCmd),
     /// Print the CLI and server versions.
     Version,
 }
@@ -61,7 +68,7 @@ struct InitArgs {
 }
 
 #[derive(Args, Clone)]
-struct ProjectSel {
+pub(crate) struct ProjectSel {
     /// Namespace (default: from ./llamafarm.yaml).
     #[arg(long)]
     namespace: Option<String>,
@@ -135,6 +142,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Init(args) => rt.block_on(init(&Client::new(&cli.server_url)?, args, &cwd, cli.json)),
         Command::Projects(cmd) => rt.block_on(projects(&Client::new(&cli.server_url)?, cmd, &cwd, cli.json)),
         Command::Models(cmd) => rt.block_on(models(&Client::new(&cli.server_url)?, cmd, &cwd, cli.json)),
+        Command::Datasets(cmd) => rt.block_on(data::datasets(&Client::new(&cli.server_url)?, cmd, &cwd, cli.json)),
+        Command::Rag(cmd) => rt.block_on(data::rag(&Client::new(&cli.server_url)?, cmd, &cwd, cli.json)),
         Command::Version => {
             println!("lf {}", llamafarm_core::system::VERSION);
             let c = Client::new(&cli.server_url)?;
@@ -156,7 +165,7 @@ fn local_project(cwd: &Path) -> Option<(String, String)> {
 }
 
 /// Resolve `NS/PROJECT` from an argument, flags, or `./llamafarm.yaml`.
-fn resolve_project(id: Option<&str>, sel: &ProjectSel, cwd: &Path) -> Result<(String, String)> {
+pub(crate) fn resolve_project(id: Option<&str>, sel: &ProjectSel, cwd: &Path) -> Result<(String, String)> {
     if let Some(id) = id {
         let Some((ns, p)) = id.split_once('/') else {
             bail!("expected NAMESPACE/PROJECT, got '{id}'");

@@ -36,8 +36,12 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod dataset;
 pub mod embed;
+pub mod event;
+pub mod ingest;
 pub mod store;
+pub mod task;
 pub mod error;
 pub mod fsutil;
 pub mod health;
@@ -76,6 +80,18 @@ struct Inner {
     models: ModelCache,
     project_locks: Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>,
     rag: rag::RagEngine,
+    tasks: task::TaskRunner,
+}
+
+/// A weak handle (held by worker threads so they stop when the library is dropped).
+#[derive(Clone)]
+pub struct WeakLlamaFarm(std::sync::Weak<Inner>);
+
+impl WeakLlamaFarm {
+    /// The handle, if it is still alive.
+    pub fn upgrade(&self) -> Option<LlamaFarm> {
+        self.0.upgrade().map(|inner| LlamaFarm { inner })
+    }
 }
 
 impl std::fmt::Debug for LlamaFarm {
@@ -105,10 +121,11 @@ impl LlamaFarm {
         std::fs::create_dir_all(root.join("projects")).map_err(|e| Error::io(root, e))?;
         let root = root.canonicalize().map_err(|e| Error::io(root, e))?;
         let layout = Layout::new(root);
-        // Finish deletes that a crash interrupted.
+        // Finish deletes that a crash interrupted; fail tasks a crash cut off.
         fsutil::empty_trash(&layout.trash_dir());
+        task::recover_interrupted(&layout.projects_dir());
         Ok(Self {
-            inner: Arc::new(Inner { layout, models, project_locks: Mutex::new(HashMap::new()), rag: rag::RagEngine::default() }),
+            inner: Arc::new(Inner { layout, models, project_locks: Mutex::new(HashMap::new()), rag: rag::RagEngine::default(), tasks: task::TaskRunner::default() }),
         })
     }
 
@@ -130,6 +147,16 @@ impl LlamaFarm {
     /// Loaded embedders, rerankers and open stores.
     pub fn rag_engine(&self) -> &rag::RagEngine {
         &self.inner.rag
+    }
+
+    /// Background tasks (dataset processing).
+    pub fn tasks(&self) -> &task::TaskRunner {
+        &self.inner.tasks
+    }
+
+    /// A weak handle.
+    pub fn downgrade(&self) -> WeakLlamaFarm {
+        WeakLlamaFarm(Arc::downgrade(&self.inner))
     }
 
     /// Project operations.

@@ -95,6 +95,7 @@ fn api_openapi_router() -> OpenApiRouter<AppState> {
         .merge(routes::system::router())
         .merge(routes::projects::router())
         .merge(routes::rag::router())
+        .merge(routes::datasets::router())
 }
 
 fn runtime_openapi_router() -> OpenApiRouter<AppState> {

@@ -123,8 +123,10 @@ impl State {
 
 struct Ann {
     hnsw: Hnsw<'static, f32, NormalizedCosine>,
-    /// Rows `0..rows` are in the graph.
-    rows: usize,
+    /// Rows `0..rows` are in the graph (rows added later are inserted, or scanned exactly).
+    rows: std::sync::atomic::AtomicUsize,
+    /// Serialises inserts.
+    insert: Mutex<()>,
 }
 
 /// The default store. Open one per database directory; share it via `Arc`.
@@ -137,7 +139,7 @@ pub struct EmbeddedStore {
     writer: Mutex<IndexWriter>,
     fields: Fields,
     metric: Metric,
-    state: RwLock<State>,
+    state: Arc<RwLock<State>>,
     ann: Arc<RwLock<Option<Arc<Ann>>>>,
     building: Arc<AtomicBool>,
 }
@@ -184,7 +186,7 @@ impl EmbeddedStore {
             writer: Mutex::new(writer),
             fields,
             metric: meta.metric,
-            state: RwLock::new(State { dim: meta.dimension, ..Default::default() }),
+            state: Arc::new(RwLock::new(State { dim: meta.dimension, ..Default::default() })),
             ann: Arc::new(RwLock::new(None)),
             building: Arc::new(AtomicBool::new(false)),
         };
@@ -248,11 +250,11 @@ impl EmbeddedStore {
             let st = self.state.read().unwrap_or_else(|p| p.into_inner());
             (st.live, st.ids.len(), st.ids.len() - st.live)
         };
-        let current = self.ann.read().unwrap_or_else(|p| p.into_inner()).as_ref().map(|a| a.rows);
+        let current = self.ann.read().unwrap_or_else(|p| p.into_inner()).as_ref().map(|a| a.rows.load(Ordering::SeqCst));
         let stale = match current {
             None => live >= HNSW_THRESHOLD,
-            // Rebuild when many rows are missing from the graph or dead in it.
-            Some(covered) => rows - covered > covered / 4 || dead > rows / 4,
+            // Rebuild when many rows are dead in the graph (new rows are inserted as they come).
+            Some(covered) => rows.saturating_sub(covered) > covered / 2 || dead > rows / 4,
         };
         if stale && !self.building.swap(true, Ordering::SeqCst) {
             // Built from a snapshot in a background thread; searches stay exact until it lands.
@@ -260,13 +262,56 @@ impl EmbeddedStore {
                 let st = self.state.read().unwrap_or_else(|p| p.into_inner());
                 (st.vectors.clone(), st.norms.clone(), st.dim.unwrap_or(0), st.ids.len())
             };
-            let (ann, building) = (self.ann.clone(), self.building.clone());
+            let (ann, building, state) = (self.ann.clone(), self.building.clone(), self.state.clone());
             std::thread::spawn(move || {
-                let built = build_ann(snapshot.0, snapshot.1, snapshot.2, snapshot.3);
-                *ann.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(built));
+                let built = Arc::new(build_ann(snapshot.0, snapshot.1, snapshot.2, snapshot.3));
+                // Catch up with rows added while building, then swap the graph in.
+                let _g = built.insert.lock().unwrap_or_else(|p| p.into_inner());
+                let tail: Vec<(Vec<f32>, usize)> = {
+                    let st = state.read().unwrap_or_else(|p| p.into_inner());
+                    (snapshot.3..st.ids.len())
+                        .map(|r| {
+                            let n = st.norms[r].max(1e-12);
+                            (st.row(r).iter().map(|x| x / n).collect(), r)
+                        })
+                        .collect()
+                };
+                if !tail.is_empty() {
+                    let data: Vec<(&Vec<f32>, usize)> = tail.iter().map(|(v, r)| (v, *r)).collect();
+                    built.hnsw.parallel_insert(&data);
+                    built.rows.store(snapshot.3 + tail.len(), Ordering::SeqCst);
+                }
+                drop(_g);
+                *ann.write().unwrap_or_else(|p| p.into_inner()) = Some(built);
                 building.store(false, Ordering::SeqCst);
             });
         }
+    }
+
+    /// Insert rows `from..` into the graph when it already covers everything before them.
+    fn extend_ann(&self, from: usize) {
+        let Some(ann) = self.ann.read().unwrap_or_else(|p| p.into_inner()).clone() else { return };
+        let _g = ann.insert.lock().unwrap_or_else(|p| p.into_inner());
+        if ann.rows.load(Ordering::SeqCst) != from {
+            return; // a gap: the tail is scanned exactly until the next rebuild
+        }
+        let (rows, dim) = {
+            let st = self.state.read().unwrap_or_else(|p| p.into_inner());
+            let dim = st.dim.unwrap_or(0);
+            let rows: Vec<(Vec<f32>, usize)> = (from..st.ids.len())
+                .map(|r| {
+                    let n = st.norms[r].max(1e-12);
+                    (st.row(r).iter().map(|x| x / n).collect(), r)
+                })
+                .collect();
+            (rows, dim)
+        };
+        if rows.is_empty() || dim == 0 {
+            return;
+        }
+        let data: Vec<(&Vec<f32>, usize)> = rows.iter().map(|(v, r)| (v, *r)).collect();
+        ann.hnsw.parallel_insert(&data);
+        ann.rows.store(from + rows.len(), Ordering::SeqCst);
     }
 
     /// Wait until no graph build is running (tests and benchmarks).
@@ -319,7 +364,7 @@ fn build_ann(vectors: Vec<f32>, norms: Vec<f32>, dim: usize, rows: usize) -> Ann
     let mut hnsw = hnsw;
     hnsw.set_searching_mode(true);
     tracing::info!(rows, secs = t.elapsed().as_secs_f64(), "built HNSW graph");
-    Ann { hnsw, rows }
+    Ann { hnsw, rows: std::sync::atomic::AtomicUsize::new(rows), insert: Mutex::new(()) }
 }
 
 /// Similarity in 0..1 with the original's distance-to-score conversions.
@@ -396,14 +441,17 @@ impl ChunkStore for EmbeddedStore {
             self.save_meta(Some(dim))?;
         }
         self.commit(&mut w)?;
-        {
+        let first_new = {
             let mut st = self.state.write().unwrap_or_else(|p| p.into_inner());
             st.dim = Some(dim);
+            let first = st.ids.len();
             for c in fresh {
                 st.push(c.id.into(), c.file_hash.into(), c.metadata, &c.vector);
             }
-        }
+            first
+        };
         drop(w);
+        self.extend_ann(first_new);
         self.maybe_build_ann();
         Ok(AddReport { added, skipped: total - added })
     }
@@ -459,18 +507,28 @@ impl ChunkStore for EmbeddedStore {
         let filter = filter.filter(|f| !f.is_empty());
         // The graph holds cosine geometry; other metrics, filters and rows not yet in
         // the graph are served exactly.
-        let use_ann = ann.as_ref().is_some_and(|a| metric == Metric::Cosine && filter.is_none() && a.rows == st.ids.len());
+        let covered = ann.as_ref().map(|a| a.rows.load(Ordering::SeqCst).min(st.ids.len())).unwrap_or(0);
+        let use_ann = ann.is_some() && metric == Metric::Cosine && filter.is_none() && covered > 0;
         let rows: Vec<(usize, f32)> = if use_ann {
             let a = ann.unwrap_or_else(|| unreachable!());
             let qn1 = qn.max(1e-12);
             let qv: Vec<f32> = query.iter().map(|x| x / qn1).collect();
-            let alive = |id: &usize| st.alive[*id];
+            let alive = |id: &usize| *id < covered && st.alive[*id];
             let ef = (k * 4).max(96);
-            let found = a.hnsw.search_filter(&qv, k, ef, Some(&alive));
-            found
+            let mut found: Vec<(usize, f32)> = a
+                .hnsw
+                .search_filter(&qv, k, ef, Some(&alive))
                 .into_iter()
                 .map(|n| (n.d_id, similarity(metric, query, qn, st.row(n.d_id), st.norms[n.d_id])))
-                .collect()
+                .collect();
+            // Rows added since the graph was built: exact.
+            for r in covered..st.ids.len() {
+                if st.alive[r] {
+                    found.push((r, similarity(metric, query, qn, st.row(r), st.norms[r])));
+                }
+            }
+            top_k(&mut found, k);
+            found
         } else {
             self.exact(&st, query, qn, k, metric, filter)
         };

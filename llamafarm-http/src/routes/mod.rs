@@ -1,5 +1,6 @@
 //! Handlers, one module per section of the API reference.
 
+pub(crate) mod datasets;
 pub(crate) mod projects;
 pub(crate) mod rag;
 pub(crate) mod runtime;

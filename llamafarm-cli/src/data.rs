@@ -1,0 +1,447 @@
+//! `lf datasets ...` and `lf rag ...`.
+
+use crate::client::{encode_segment as seg, Client};
+use crate::{resolve_project, ProjectSel};
+use anyhow::{bail, Context, Result};
+use clap::Subcommand;
+use serde_json::{json, Value};
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Subcommand)]
+pub enum DatasetsCmd {
+    /// List datasets of the project.
+    #[command(alias = "ls")]
+    List {
+        #[command(flatten)]
+        sel: ProjectSel,
+    },
+    /// Create a dataset (and optionally upload files to it).
+    #[command(alias = "add")]
+    Create {
+        /// Dataset name.
+        name: String,
+        /// Files, folders or globs to upload right away.
+        files: Vec<String>,
+        /// Processing strategy.
+        #[arg(short = 's', long = "data-processing-strategy", default_value = "universal_rag")]
+        strategy: String,
+        /// Target database.
+        #[arg(short = 'b', long)]
+        database: String,
+        #[command(flatten)]
+        sel: ProjectSel,
+    },
+    /// Upload files, folders or globs to a dataset.
+    #[command(alias = "ingest")]
+    Upload {
+        /// Dataset name.
+        name: String,
+        /// Files, folders or globs.
+        #[arg(required = true)]
+        paths: Vec<String>,
+        /// Do not process after upload.
+        #[arg(long)]
+        no_process: bool,
+        /// Process after upload (the default unless the dataset says otherwise).
+        #[arg(long)]
+        process: bool,
+        /// Chunk size (sent as parser_overrides).
+        #[arg(long)]
+        chunk_size: Option<u64>,
+        /// Chunk overlap (sent as parser_overrides).
+        #[arg(long)]
+        chunk_overlap: Option<u64>,
+        #[command(flatten)]
+        sel: ProjectSel,
+    },
+    /// Process a dataset and wait for the result.
+    Process {
+        /// Dataset name.
+        name: String,
+        #[command(flatten)]
+        sel: ProjectSel,
+    },
+    /// Delete a dataset (its chunks leave the index).
+    #[command(aliases = ["rm", "remove", "del"])]
+    Delete {
+        /// Dataset name.
+        name: String,
+        #[command(flatten)]
+        sel: ProjectSel,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum RagCmd {
+    /// Search the project's documents.
+    Query {
+        /// The query text.
+        query: String,
+        /// Database.
+        #[arg(long)]
+        database: Option<String>,
+        /// Processing strategy (accepted for compatibility).
+        #[arg(short = 's', long = "data-strategy")]
+        data_strategy: Option<String>,
+        /// Retrieval strategy (a name from the config, or vector / bm25 / hybrid).
+        #[arg(short = 'r', long = "retrieval-strategy")]
+        retrieval_strategy: Option<String>,
+        /// Results.
+        #[arg(short = 'k', long = "top-k", default_value_t = 5)]
+        top_k: u32,
+        /// Metadata filter key:value (repeatable).
+        #[arg(short = 'f', long = "filter")]
+        filter: Vec<String>,
+        /// cosine, euclidean, dot, manhattan.
+        #[arg(long)]
+        distance_metric: Option<String>,
+        /// Score threshold 0..1.
+        #[arg(long)]
+        score_threshold: Option<f64>,
+        /// Hybrid weight of vectors (0 = BM25 only, 1 = vectors only).
+        #[arg(long)]
+        hybrid_alpha: Option<f64>,
+        /// Rerank with this model.
+        #[arg(long)]
+        rerank_model: Option<String>,
+        /// Also search rewrites of the query.
+        #[arg(long)]
+        query_expansion: bool,
+        /// Cut each result to about this many tokens.
+        #[arg(long)]
+        max_tokens: Option<u32>,
+        /// default, json or table.
+        #[arg(short = 'o', long, default_value = "default")]
+        output: String,
+        /// Show metadata.
+        #[arg(long)]
+        include_metadata: bool,
+        /// Show scores.
+        #[arg(long)]
+        include_score: bool,
+        #[command(flatten)]
+        sel: ProjectSel,
+    },
+    /// Health of a database's store and embedder.
+    Health {
+        #[arg(long)]
+        database: Option<String>,
+        #[command(flatten)]
+        sel: ProjectSel,
+    },
+    /// Statistics of a database.
+    Stats {
+        #[arg(long)]
+        database: Option<String>,
+        #[command(flatten)]
+        sel: ProjectSel,
+    },
+}
+
+/// Files named by paths, folders (recursively) and globs, sorted, deduplicated.
+fn expand(paths: &[String], cwd: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for p in paths {
+        let path = if Path::new(p).is_absolute() { PathBuf::from(p) } else { cwd.join(p) };
+        if p.contains('*') || p.contains('?') {
+            let dir = path.parent().map(Path::to_path_buf).unwrap_or_else(|| cwd.to_path_buf());
+            let pat = path.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default();
+            for e in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))?.flatten() {
+                if e.path().is_file() && llamafarm_core::ingest::extract::glob(&pat, &e.file_name().to_string_lossy()) {
+                    out.push(e.path());
+                }
+            }
+        } else if path.is_dir() {
+            let mut stack = vec![path];
+            while let Some(d) = stack.pop() {
+                for e in std::fs::read_dir(&d)?.flatten() {
+                    let ep = e.path();
+                    if e.file_name().to_string_lossy().starts_with('.') {
+                        continue;
+                    }
+                    if ep.is_dir() {
+                        stack.push(ep);
+                    } else if ep.is_file() {
+                        out.push(ep);
+                    }
+                }
+            }
+        } else if path.is_file() {
+            out.push(path);
+        } else {
+            bail!("no such file or folder: {p}");
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+fn bar(done: usize, total: usize, label: &str) {
+    if !std::io::stderr().is_terminal() {
+        return;
+    }
+    let width = 30;
+    let filled = if total == 0 { width } else { done * width / total };
+    eprint!("\r[{}{}] {done}/{total} {label:<40.40}", "#".repeat(filled), "-".repeat(width - filled));
+    let _ = std::io::stderr().flush();
+    if done == total {
+        eprintln!();
+    }
+}
+
+/// Poll a task until it finishes, showing progress; returns the final record.
+async fn wait_task(c: &Client, ns: &str, p: &str, id: &str) -> Result<Value> {
+    loop {
+        let t = c.get(&format!("/v1/projects/{}/{}/tasks/{}", seg(ns), seg(p), seg(id))).await?;
+        let (cur, tot) = (t["meta"]["current"].as_u64().unwrap_or(0) as usize, t["meta"]["total"].as_u64().unwrap_or(0) as usize);
+        let state = t["state"].as_str().unwrap_or("");
+        bar(cur, tot.max(cur), state);
+        if matches!(state, "SUCCESS" | "FAILURE" | "REVOKED") {
+            if cur < tot {
+                bar(tot, tot, state);
+            }
+            return Ok(t);
+        }
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+}
+
+fn print_outcomes(t: &Value) {
+    for d in t["result"]["details"].as_array().into_iter().flatten() {
+        let status = d["status"].as_str().unwrap_or("");
+        let name = d["filename"].as_str().unwrap_or("");
+        match status {
+            "failed" => println!("  FAILED     {name}: {}", d["error"].as_str().unwrap_or("")),
+            "skipped" => println!("  skipped    {name} (already indexed)"),
+            _ => println!("  processed  {name}: {} chunks ({})", d["chunks"], d["parser"].as_str().unwrap_or("")),
+        }
+    }
+    let r = &t["result"];
+    println!(
+        "{}: {} processed, {} skipped, {} failed, {} chunks",
+        t["state"].as_str().unwrap_or(""),
+        r["processed_files"],
+        r["skipped_files"],
+        r["failed_files"],
+        r["total_chunks"]
+    );
+    if let Some(e) = t["error"].as_str() {
+        println!("error: {e}");
+    }
+}
+
+async fn upload_files(c: &Client, ns: &str, p: &str, ds: &str, files: &[PathBuf], auto: Option<bool>, overrides: Option<Value>) -> Result<Vec<String>> {
+    let mut tasks = Vec::new();
+    let (mut ok, mut skipped, mut failed) = (0, 0, 0);
+    for (i, f) in files.iter().enumerate() {
+        bar(i, files.len(), &f.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default());
+        let mut q = String::new();
+        if let Some(a) = auto {
+            q = format!("?auto_process={a}");
+        }
+        match c.upload(&format!("/v1/projects/{}/{}/datasets/{}/data{q}", seg(ns), seg(p), seg(ds)), f, overrides.as_ref()).await {
+            Ok(v) => {
+                if v["skipped"].as_bool() == Some(true) {
+                    skipped += 1;
+                } else {
+                    ok += 1;
+                }
+                if let Some(id) = v["task_id"].as_str() {
+                    tasks.push(id.to_string());
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("\n  failed {}: {e:#}", f.display());
+            }
+        }
+    }
+    bar(files.len(), files.len(), "uploaded");
+    println!("Uploaded {ok} file(s), {skipped} skipped (already present), {failed} failed");
+    if failed > 0 && ok + skipped == 0 {
+        bail!("no file could be uploaded");
+    }
+    Ok(tasks)
+}
+
+pub async fn datasets(c: &Client, cmd: DatasetsCmd, cwd: &Path, json_out: bool) -> Result<()> {
+    match cmd {
+        DatasetsCmd::List { sel } => {
+            let (ns, p) = resolve_project(None, &sel, cwd)?;
+            let v = c.get(&format!("/v1/projects/{}/{}/datasets", seg(&ns), seg(&p))).await?;
+            if json_out {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                return Ok(());
+            }
+            println!("{:<24} {:<24} {:<20} {:>6}", "NAME", "STRATEGY", "DATABASE", "FILES");
+            for d in v["datasets"].as_array().into_iter().flatten() {
+                println!(
+                    "{:<24} {:<24} {:<20} {:>6}",
+                    d["name"].as_str().unwrap_or(""),
+                    d["data_processing_strategy"].as_str().unwrap_or(""),
+                    d["database"].as_str().unwrap_or(""),
+                    d["files"].as_array().map(|a| a.len()).unwrap_or(0)
+                );
+            }
+        }
+        DatasetsCmd::Create { name, files, strategy, database, sel } => {
+            let (ns, p) = resolve_project(None, &sel, cwd)?;
+            let v = c.post(&format!("/v1/projects/{}/{}/datasets", seg(&ns), seg(&p)), &json!({"name": name, "data_processing_strategy": strategy, "database": database})).await?;
+            if json_out {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!("Created dataset {name} (strategy {strategy}, database {database})");
+            }
+            if !files.is_empty() {
+                let list = expand(&files, cwd)?;
+                upload_files(c, &ns, &p, &name, &list, None, None).await?;
+            }
+        }
+        DatasetsCmd::Upload { name, paths, no_process, process, chunk_size, chunk_overlap, sel } => {
+            let (ns, p) = resolve_project(None, &sel, cwd)?;
+            let list = expand(&paths, cwd)?;
+            if list.is_empty() {
+                bail!("no files matched");
+            }
+            let auto = if no_process { Some(false) } else if process { Some(true) } else { None };
+            let mut o = serde_json::Map::new();
+            if let Some(s) = chunk_size {
+                o.insert("chunk_size".into(), json!(s));
+            }
+            if let Some(s) = chunk_overlap {
+                o.insert("chunk_overlap".into(), json!(s));
+            }
+            let overrides = if o.is_empty() { None } else { Some(json!({"*": o})) };
+            let tasks = upload_files(c, &ns, &p, &name, &list, auto, overrides).await?;
+            for id in tasks {
+                let t = wait_task(c, &ns, &p, &id).await?;
+                if !json_out {
+                    print_outcomes(&t);
+                }
+            }
+        }
+        DatasetsCmd::Process { name, sel } => {
+            let (ns, p) = resolve_project(None, &sel, cwd)?;
+            let v = c.post(&format!("/v1/projects/{}/{}/datasets/{}/actions", seg(&ns), seg(&p), seg(&name)), &json!({"action_type": "process"})).await?;
+            let id = v["task_id"].as_str().context("server returned no task id")?.to_string();
+            if !json_out {
+                println!("Processing dataset {name} (task {id})");
+            }
+            let t = wait_task(c, &ns, &p, &id).await?;
+            if json_out {
+                println!("{}", serde_json::to_string_pretty(&t)?);
+            } else {
+                print_outcomes(&t);
+            }
+            if t["state"] != "SUCCESS" {
+                bail!("task ended in state {}", t["state"]);
+            }
+        }
+        DatasetsCmd::Delete { name, sel } => {
+            let (ns, p) = resolve_project(None, &sel, cwd)?;
+            let v = c.delete(&format!("/v1/projects/{}/{}/datasets/{}", seg(&ns), seg(&p), seg(&name))).await?;
+            if json_out {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!("Deleted dataset {name}");
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn rag(c: &Client, cmd: RagCmd, cwd: &Path, json_out: bool) -> Result<()> {
+    match cmd {
+        RagCmd::Query {
+            query, database, data_strategy, retrieval_strategy, top_k, filter, distance_metric, score_threshold, hybrid_alpha,
+            rerank_model, query_expansion, max_tokens, output, include_metadata, include_score, sel,
+        } => {
+            let (ns, p) = resolve_project(None, &sel, cwd)?;
+            let mut body = json!({"query": query, "top_k": top_k});
+            let mut set = |k: &str, v: Option<Value>| {
+                if let Some(v) = v {
+                    body[k] = v;
+                }
+            };
+            set("database", database.map(Value::from));
+            set("data_processing_strategy", data_strategy.map(Value::from));
+            set("retrieval_strategy", retrieval_strategy.map(Value::from));
+            set("distance_metric", distance_metric.map(Value::from));
+            set("score_threshold", score_threshold.map(Value::from));
+            set("hybrid_alpha", hybrid_alpha.map(Value::from));
+            set("rerank_model", rerank_model.map(Value::from));
+            set("max_tokens", max_tokens.map(Value::from));
+            if query_expansion {
+                set("query_expansion", Some(Value::Bool(true)));
+            }
+            if !filter.is_empty() {
+                let mut f = serde_json::Map::new();
+                for kv in &filter {
+                    let (k, v) = kv.split_once(':').with_context(|| format!("--filter takes key:value, got '{kv}'"))?;
+                    let val = serde_json::from_str::<Value>(v).ok().filter(|x| x.is_number() || x.is_boolean()).unwrap_or(Value::String(v.into()));
+                    f.insert(k.into(), val);
+                }
+                set("metadata_filters", Some(Value::Object(f)));
+            }
+            let v = c.post(&format!("/v1/projects/{}/{}/rag/query", seg(&ns), seg(&p)), &body).await?;
+            if json_out || output == "json" {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                return Ok(());
+            }
+            let results = v["results"].as_array().cloned().unwrap_or_default();
+            if results.is_empty() {
+                println!("No results.");
+            }
+            for (i, r) in results.iter().enumerate() {
+                let doc = r["metadata"]["document_name"].as_str().unwrap_or(r["document_id"].as_str().unwrap_or(""));
+                if output == "table" {
+                    let text: String = r["content"].as_str().unwrap_or("").chars().take(80).collect::<String>().replace('\n', " ");
+                    println!("{:>2}  {:.3}  {:<30.30}  {text}", i + 1, r["score"].as_f64().unwrap_or(0.0), doc);
+                    continue;
+                }
+                let mut head = format!("[{}] {doc}", i + 1);
+                if let Some(pg) = r["metadata"]["page"].as_u64() {
+                    head.push_str(&format!(", page {pg}"));
+                }
+                if include_score || true {
+                    head.push_str(&format!(" (score {:.3})", r["score"].as_f64().unwrap_or(0.0)));
+                }
+                println!("{head}");
+                println!("{}\n", r["content"].as_str().unwrap_or("").trim());
+                if include_metadata {
+                    println!("  metadata: {}\n", r["metadata"]);
+                }
+            }
+            eprintln!("{} result(s) from {} via {} in {:.1} ms", v["total_results"], v["database_used"].as_str().unwrap_or(""), v["retrieval_strategy_used"].as_str().unwrap_or(""), v["processing_time_ms"].as_f64().unwrap_or(0.0));
+        }
+        RagCmd::Health { database, sel } => {
+            let (ns, p) = resolve_project(None, &sel, cwd)?;
+            let q = database.map(|d| format!("?database={}", seg(&d))).unwrap_or_default();
+            let v = c.get(&format!("/v1/projects/{}/{}/rag/health{q}", seg(&ns), seg(&p))).await?;
+            if json_out {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!("{}: {}", v["database"].as_str().unwrap_or(""), v["status"].as_str().unwrap_or(""));
+                for (name, comp) in v["components"].as_object().into_iter().flatten() {
+                    println!("  {name:<14} {:<10} {:>8.1} ms  {}", comp["status"].as_str().unwrap_or(""), comp["latency"].as_f64().unwrap_or(0.0), comp["message"].as_str().unwrap_or(""));
+                }
+            }
+        }
+        RagCmd::Stats { database, sel } => {
+            let (ns, p) = resolve_project(None, &sel, cwd)?;
+            let q = database.map(|d| format!("?database={}", seg(&d))).unwrap_or_default();
+            let v = c.get(&format!("/v1/projects/{}/{}/rag/stats{q}", seg(&ns), seg(&p))).await?;
+            if json_out {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                for k in ["database", "vector_count", "document_count", "storage_human", "embedding_dimension", "distance_metric", "ann_index", "last_updated"] {
+                    println!("{k:<20} {}", v[k].as_str().map(String::from).unwrap_or_else(|| v[k].to_string()));
+                }
+            }
+        }
+    }
+    Ok(())
+}

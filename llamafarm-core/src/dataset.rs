@@ -1,0 +1,386 @@
+//! Datasets: named sets of uploaded files bound to a database and a processing
+//! strategy. Files are stored by content hash, as in the original:
+//! `{project}/lf_data/datasets/{dataset}/raw/{sha256}` plus `meta/{sha256}.json`,
+//! and the dataset's `files` list in `llamafarm.yaml` holds the hashes.
+
+use crate::config::{DatasetConfig, BUILTIN_STRATEGY};
+use crate::error::{Error, Result};
+use crate::paths::validate_segment;
+use crate::Project;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// What is known about an uploaded file (`meta/{hash}.json`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FileMeta {
+    /// The name it was uploaded under (may contain anything; never used as a path).
+    pub original_file_name: String,
+    /// A safe display name: `{stem}_{timestamp}.{ext}`.
+    pub resolved_file_name: String,
+    /// Upload time, seconds since the epoch.
+    pub timestamp: f64,
+    /// Bytes.
+    pub size: u64,
+    /// Guessed from the extension.
+    pub mime_type: String,
+    /// SHA-256 of the content.
+    pub hash: String,
+}
+
+/// A dataset as listed.
+#[derive(Debug, Clone, Serialize)]
+pub struct DatasetInfo {
+    /// Name.
+    pub name: String,
+    /// Process uploads right away.
+    pub auto_process: bool,
+    /// Processing strategy.
+    pub data_processing_strategy: String,
+    /// Target database.
+    pub database: String,
+    /// File hashes.
+    pub files: Vec<String>,
+    /// Per-file details, when asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<DatasetDetails>,
+}
+
+/// Per-file details of a dataset.
+#[derive(Debug, Clone, Serialize)]
+pub struct DatasetDetails {
+    /// Number of files.
+    pub total_files: usize,
+    /// Sum of file sizes.
+    pub total_size_bytes: u64,
+    /// One entry per file.
+    pub files_metadata: Vec<FileMeta>,
+}
+
+/// The result of storing one upload.
+#[derive(Debug, Clone, Serialize)]
+pub struct UploadOutcome {
+    /// The uploaded name.
+    pub filename: String,
+    /// SHA-256 of the content.
+    pub hash: String,
+    /// Bytes.
+    pub size: u64,
+    /// True when the same content was already in the dataset (nothing stored).
+    pub skipped: bool,
+}
+
+/// Dataset operations on a project: `project.datasets()`.
+pub struct Datasets {
+    project: Project,
+}
+
+impl Project {
+    /// Dataset operations.
+    pub fn datasets(&self) -> Datasets {
+        Datasets { project: self.clone() }
+    }
+}
+
+/// MIME type from a file name.
+pub fn mime_for(name: &str) -> &'static str {
+    let ext = Path::new(name).extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    match ext.as_str() {
+        "pdf" => "application/pdf",
+        "docx" => "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        "md" | "markdown" | "mdx" => "text/markdown",
+        "html" | "htm" | "xhtml" => "text/html",
+        "csv" => "text/csv",
+        "tsv" => "text/tab-separated-values",
+        "json" => "application/json",
+        "jsonl" | "ndjson" => "application/x-ndjson",
+        "txt" | "text" | "log" => "text/plain",
+        "xml" => "application/xml",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "xlsx" => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        "rs" | "py" | "js" | "ts" | "go" | "java" | "c" | "h" | "cpp" | "cs" | "sh" | "sql" | "toml" | "yaml" | "yml" | "ini" | "cfg" => "text/plain",
+        _ => "application/octet-stream",
+    }
+}
+
+/// The last path component of an uploaded name, without control characters
+/// (`../../etc/passwd` -> `passwd`, `C:\x\y.pdf` -> `y.pdf`).
+pub fn safe_file_name(name: &str) -> String {
+    let last = name.rsplit(['/', '\\']).next().unwrap_or("");
+    let cleaned: String = last.chars().filter(|c| !c.is_control()).collect();
+    let cleaned = cleaned.trim().trim_start_matches('.').to_string();
+    if cleaned.is_empty() {
+        "upload".into()
+    } else {
+        cleaned.chars().take(200).collect()
+    }
+}
+
+/// Streams one upload to disk while hashing it; [`UploadWriter::finish`] moves it
+/// into place (or discards it as a duplicate).
+pub struct UploadWriter {
+    datasets_dir: PathBuf,
+    dataset: String,
+    project: Project,
+    file_name: String,
+    tmp: PathBuf,
+    file: Option<File>,
+    hasher: Sha256,
+    size: u64,
+    max_bytes: u64,
+}
+
+impl UploadWriter {
+    /// Append bytes. Past the size limit the upload is discarded with [`Error::PayloadTooLarge`].
+    pub fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        self.size += bytes.len() as u64;
+        if self.size > self.max_bytes {
+            self.abort();
+            return Err(Error::PayloadTooLarge(format!(
+                "file '{}' is larger than the upload limit of {} bytes",
+                self.file_name, self.max_bytes
+            )));
+        }
+        self.hasher.update(bytes);
+        let f = self.file.as_mut().ok_or_else(|| Error::Internal("upload already finished".into()))?;
+        f.write_all(bytes).map_err(|e| Error::io(&self.tmp, e))
+    }
+
+    fn abort(&mut self) {
+        self.file = None;
+        let _ = fs::remove_file(&self.tmp);
+    }
+
+    /// Store the file under its hash and record it in the dataset. A file whose
+    /// content is already in the dataset is `skipped` and not stored twice.
+    pub fn finish(mut self) -> Result<UploadOutcome> {
+        let mut f = self.file.take().ok_or_else(|| Error::Internal("upload already finished".into()))?;
+        f.flush().and_then(|_| f.sync_all()).map_err(|e| Error::io(&self.tmp, e))?;
+        drop(f);
+        let hash = format!("{:x}", std::mem::take(&mut self.hasher).finalize());
+        let dir = self.datasets_dir.join(&self.dataset);
+        let raw = dir.join("raw").join(&hash);
+        let now = chrono::Utc::now();
+        let ts = now.timestamp_micros() as f64 / 1e6;
+        let safe = safe_file_name(&self.file_name);
+        let (stem, ext) = match safe.rsplit_once('.') {
+            Some((s, e)) if !s.is_empty() => (s.to_string(), format!(".{e}")),
+            _ => (safe.clone(), String::new()),
+        };
+        let meta = FileMeta {
+            original_file_name: self.file_name.clone(),
+            resolved_file_name: format!("{stem}_{ts:.6}{ext}"),
+            timestamp: ts,
+            size: self.size,
+            mime_type: mime_for(&safe).to_string(),
+            hash: hash.clone(),
+        };
+        let mut skipped = false;
+        let (ds, file_name) = (self.dataset.clone(), self.file_name.clone());
+        let tmp = self.tmp.clone();
+        // The config lock serialises concurrent uploads of the same content: one copy.
+        self.project.update_config(|cfg| {
+            let d = cfg
+                .datasets
+                .as_mut()
+                .and_then(|l| l.iter_mut().find(|d| d.name == ds))
+                .ok_or_else(|| Error::not_found(format!("Dataset '{ds}'")))?;
+            let files = d.files.get_or_insert_with(Vec::new);
+            if files.contains(&hash) && raw.is_file() {
+                skipped = true;
+                let _ = fs::remove_file(&tmp);
+                return Ok(());
+            }
+            fs::create_dir_all(raw.parent().unwrap_or(&dir)).map_err(|e| Error::io(&dir, e))?;
+            fs::rename(&tmp, &raw).map_err(|e| Error::io(&raw, e))?;
+            crate::fsutil::atomic_write(&dir.join("meta").join(format!("{hash}.json")), &serde_json::to_vec_pretty(&meta).unwrap_or_default())?;
+            if !files.contains(&hash) {
+                files.push(hash.clone());
+            }
+            Ok(())
+        })?;
+        Ok(UploadOutcome { filename: file_name, hash, size: self.size, skipped })
+    }
+}
+
+impl Drop for UploadWriter {
+    fn drop(&mut self) {
+        if self.file.is_some() {
+            self.abort();
+        }
+    }
+}
+
+impl Datasets {
+    /// `{project}/lf_data/datasets`.
+    pub fn root(&self) -> PathBuf {
+        self.project.dir().join("lf_data").join("datasets")
+    }
+
+    /// The stored content of a file.
+    pub fn file_path(&self, dataset: &str, hash: &str) -> PathBuf {
+        self.root().join(dataset).join("raw").join(hash)
+    }
+
+    /// A file's metadata.
+    pub fn file_meta(&self, dataset: &str, hash: &str) -> Result<FileMeta> {
+        let p = self.root().join(dataset).join("meta").join(format!("{hash}.json"));
+        let text = fs::read(&p).map_err(|_| Error::not_found(format!("File {hash} in dataset '{dataset}'")))?;
+        serde_json::from_slice(&text).map_err(|e| Error::Parse { what: p.display().to_string(), message: e.to_string() })
+    }
+
+    fn info(&self, d: &DatasetConfig, details: bool) -> DatasetInfo {
+        let files = d.files.clone().unwrap_or_default();
+        let details = details.then(|| {
+            let metas: Vec<FileMeta> = files.iter().filter_map(|h| self.file_meta(&d.name, h).ok()).collect();
+            DatasetDetails { total_files: metas.len(), total_size_bytes: metas.iter().map(|m| m.size).sum(), files_metadata: metas }
+        });
+        DatasetInfo {
+            name: d.name.clone(),
+            auto_process: d.auto_process.unwrap_or(true),
+            data_processing_strategy: d.strategy().to_string(),
+            database: d.database.clone(),
+            files,
+            details,
+        }
+    }
+
+    /// All datasets.
+    pub fn list(&self, details: bool) -> Result<Vec<DatasetInfo>> {
+        let cfg = self.project.config()?;
+        Ok(cfg.dataset_list().iter().map(|d| self.info(d, details)).collect())
+    }
+
+    /// One dataset.
+    pub fn get(&self, name: &str) -> Result<DatasetConfig> {
+        let cfg = self.project.config()?;
+        cfg.dataset_list().iter().find(|d| d.name == name).cloned().ok_or_else(|| Error::not_found(format!("Dataset '{name}'")))
+    }
+
+    /// One dataset with details.
+    pub fn info_of(&self, name: &str) -> Result<DatasetInfo> {
+        Ok(self.info(&self.get(name)?, true))
+    }
+
+    /// The strategies and databases a dataset may use.
+    pub fn strategies(&self) -> Result<(Vec<String>, Vec<String>)> {
+        let cfg = self.project.config()?;
+        Ok((cfg.strategy_names(), cfg.databases().iter().map(|d| d.name.clone()).collect()))
+    }
+
+    /// Create a dataset; the strategy and database must exist.
+    pub fn create(&self, name: &str, strategy: Option<&str>, database: &str, auto_process: Option<bool>) -> Result<DatasetInfo> {
+        validate_segment("dataset", name)?;
+        let cfg = self.project.update_config(|cfg| {
+            if cfg.dataset_list().iter().any(|d| d.name == name) {
+                return Err(Error::Conflict(format!("Dataset '{name}' already exists")));
+            }
+            if cfg.database(database).is_none() {
+                return Err(Error::Invalid(format!("Database '{database}' does not exist (create it under rag.databases first)")));
+            }
+            let strategies = cfg.strategy_names();
+            let strategy = strategy.unwrap_or(BUILTIN_STRATEGY);
+            if !strategies.iter().any(|s| s == strategy) {
+                return Err(Error::Invalid(format!(
+                    "Data processing strategy '{strategy}' does not exist (available: {})",
+                    strategies.join(", ")
+                )));
+            }
+            cfg.datasets.get_or_insert_with(Vec::new).push(DatasetConfig {
+                name: name.into(),
+                data_processing_strategy: Some(strategy.into()),
+                database: database.into(),
+                auto_process,
+                files: Some(Vec::new()),
+                extra: Default::default(),
+            });
+            Ok(())
+        })?;
+        let d = cfg.dataset_list().iter().find(|d| d.name == name).cloned().ok_or_else(|| Error::Internal("dataset vanished".into()))?;
+        Ok(self.info(&d, false))
+    }
+
+    /// Delete a dataset: its chunks leave the index (unless another dataset of the same
+    /// database holds the same file), its files leave the disk, its entry the config.
+    pub fn delete(&self, name: &str) -> Result<DatasetInfo> {
+        let d = self.get(name)?;
+        let info = self.info(&d, false);
+        let cfg = self.project.config()?;
+        let shared: std::collections::HashSet<String> = cfg
+            .dataset_list()
+            .iter()
+            .filter(|o| o.name != name && o.database == d.database)
+            .flat_map(|o| o.files.clone().unwrap_or_default())
+            .collect();
+        let rag = self.project.rag();
+        for h in d.files.iter().flatten() {
+            if !shared.contains(h) {
+                rag.delete_file(&d.database, h)?;
+            }
+        }
+        self.project.update_config(|cfg| {
+            if let Some(list) = cfg.datasets.as_mut() {
+                list.retain(|x| x.name != name);
+            }
+            Ok(())
+        })?;
+        let dir = self.root().join(name);
+        if dir.exists() {
+            crate::fsutil::remove_dir_atomic(&dir, &self.project.llamafarm().layout().trash_dir())?;
+        }
+        Ok(info)
+    }
+
+    /// Start streaming an upload into a dataset. `max_bytes` bounds the file.
+    pub fn begin_upload(&self, dataset: &str, file_name: &str, max_bytes: u64) -> Result<UploadWriter> {
+        self.get(dataset)?;
+        let dir = self.root().join(dataset).join("incoming");
+        fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let tmp = dir.join(format!("{}.part", uuid::Uuid::new_v4().simple()));
+        let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        Ok(UploadWriter {
+            datasets_dir: self.root(),
+            dataset: dataset.into(),
+            project: self.project.clone(),
+            file_name: file_name.into(),
+            tmp,
+            file: Some(file),
+            hasher: Sha256::new(),
+            size: 0,
+            max_bytes,
+        })
+    }
+
+    /// Store bytes as a file of the dataset (convenience over [`Datasets::begin_upload`]).
+    pub fn upload_bytes(&self, dataset: &str, file_name: &str, bytes: &[u8]) -> Result<UploadOutcome> {
+        let mut w = self.begin_upload(dataset, file_name, u64::MAX)?;
+        w.write(bytes)?;
+        w.finish()
+    }
+
+    /// Remove a file from a dataset (its chunks leave the index); with
+    /// `remove_from_disk` its stored content goes too.
+    pub fn remove_file(&self, dataset: &str, hash: &str, remove_from_disk: bool) -> Result<usize> {
+        let d = self.get(dataset)?;
+        if !d.files.iter().flatten().any(|h| h == hash) {
+            return Err(Error::not_found(format!("File {hash} in dataset '{dataset}'")));
+        }
+        let removed = self.project.rag().delete_file(&d.database, hash)?;
+        self.project.update_config(|cfg| {
+            if let Some(x) = cfg.datasets.as_mut().and_then(|l| l.iter_mut().find(|x| x.name == dataset)) {
+                if let Some(f) = x.files.as_mut() {
+                    f.retain(|h| h != hash);
+                }
+            }
+            Ok(())
+        })?;
+        if remove_from_disk {
+            let _ = fs::remove_file(self.file_path(dataset, hash));
+            let _ = fs::remove_file(self.root().join(dataset).join("meta").join(format!("{hash}.json")));
+        }
+        Ok(removed)
+    }
+}

@@ -1,0 +1,551 @@
+//! Parsers: bytes of a file -> sections of text (with page numbers, headings, rows).
+
+use crate::error::{Error, Result};
+
+/// A run of text with where it came from.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Section {
+    /// The text.
+    pub text: String,
+    /// 1-based page (PDF).
+    pub page: Option<u32>,
+    /// The heading this text sits under (Markdown, DOCX headings, HTML h1-h6).
+    pub heading: Option<String>,
+    /// A table row (CSV, JSONL records): rows are packed, never split.
+    pub is_row: bool,
+}
+
+/// A parsed document.
+#[derive(Debug, Clone, Default)]
+pub struct ParsedDoc {
+    /// Sections in reading order.
+    pub sections: Vec<Section>,
+    /// The parser that produced it (our name).
+    pub parser: &'static str,
+    /// Pages, when the format has them.
+    pub page_count: Option<u32>,
+    /// A header line to repeat in row chunks (CSV).
+    pub header: Option<String>,
+}
+
+impl ParsedDoc {
+    /// All text, sections separated by blank lines.
+    pub fn text(&self) -> String {
+        self.sections.iter().map(|s| s.text.as_str()).collect::<Vec<_>>().join("\n\n")
+    }
+}
+
+/// Formats we parse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Plain text and source code.
+    Text,
+    /// Markdown (sections by heading).
+    Markdown,
+    /// PDF (pages).
+    Pdf,
+    /// HTML (visible text only).
+    Html,
+    /// CSV / TSV (rows).
+    Csv,
+    /// JSON / JSONL.
+    Json,
+    /// Word (paragraphs and tables from the XML).
+    Docx,
+}
+
+impl Format {
+    /// From a file extension.
+    pub fn from_ext(ext: &str) -> Option<Self> {
+        Some(match ext.to_ascii_lowercase().as_str() {
+            "md" | "markdown" | "mdown" | "mkd" | "mdx" => Format::Markdown,
+            "pdf" => Format::Pdf,
+            "html" | "htm" | "xhtml" => Format::Html,
+            "csv" | "tsv" => Format::Csv,
+            "json" | "jsonl" | "ndjson" => Format::Json,
+            "docx" | "docm" => Format::Docx,
+            "txt" | "text" | "log" | "rst" | "tex" | "asc" | "xml" | "yaml" | "yml" | "ini" | "cfg" | "conf" | "toml" | "py" | "js"
+            | "ts" | "go" | "rs" | "java" | "c" | "h" | "cpp" | "hpp" | "cs" | "sh" | "sql" | "rb" | "php" | "swift" | "kt" | "scala"
+            | "r" | "m" | "css" | "scss" => Format::Text,
+            _ => return None,
+        })
+    }
+
+    /// From a parser type name of the original (`PDFParser_PyPDF2`, `MarkdownParser_Python`, ...).
+    /// `None` for universal parsers, which dispatch by file type.
+    pub fn from_parser_type(t: &str) -> Option<Result<Self>> {
+        let l = t.to_ascii_lowercase();
+        if l.starts_with("universal") || l == "auto" || l == "directoryparser" {
+            return None;
+        }
+        Some(if l.starts_with("pdf") {
+            Ok(Format::Pdf)
+        } else if l.starts_with("docx") || l.starts_with("word") {
+            Ok(Format::Docx)
+        } else if l.starts_with("markdown") {
+            Ok(Format::Markdown)
+        } else if l.starts_with("csv") {
+            Ok(Format::Csv)
+        } else if l.starts_with("html") {
+            Ok(Format::Html)
+        } else if l.starts_with("json") {
+            Ok(Format::Json)
+        } else if l.starts_with("text") || l.starts_with("code") {
+            Ok(Format::Text)
+        } else {
+            Err(Error::Invalid(format!("parser type '{t}' is not supported (supported: PDF, DOCX, Markdown, HTML, CSV, JSON, text and Universal parsers)")))
+        })
+    }
+}
+
+/// Parse `bytes` as `format`.
+pub fn parse(format: Format, bytes: &[u8], file_name: &str) -> Result<ParsedDoc> {
+    match format {
+        Format::Text => text(bytes, file_name),
+        Format::Markdown => markdown(&utf8(bytes, file_name)?),
+        Format::Pdf => pdf(bytes, file_name),
+        Format::Html => Ok(html(&String::from_utf8_lossy(bytes))),
+        Format::Csv => csv_rows(bytes, file_name),
+        Format::Json => json(bytes, file_name),
+        Format::Docx => docx(bytes, file_name),
+    }
+}
+
+fn utf8(bytes: &[u8], name: &str) -> Result<String> {
+    let bytes = bytes.strip_prefix(&[0xEF, 0xBB, 0xBF]).unwrap_or(bytes);
+    match std::str::from_utf8(bytes) {
+        Ok(s) => Ok(s.to_string()),
+        Err(_) => {
+            let s = String::from_utf8_lossy(bytes);
+            let bad = s.chars().filter(|c| *c == '\u{FFFD}').count();
+            if bad * 20 > s.chars().count().max(1) {
+                Err(Error::Invalid(format!("'{name}' is not text (binary content)")))
+            } else {
+                Ok(s.into_owned())
+            }
+        }
+    }
+}
+
+fn text(bytes: &[u8], name: &str) -> Result<ParsedDoc> {
+    if bytes.iter().take(8192).filter(|b| **b == 0).count() > 0 {
+        return Err(Error::Invalid(format!("'{name}' is not text (binary content)")));
+    }
+    let t = utf8(bytes, name)?;
+    Ok(ParsedDoc { sections: vec![Section { text: t, ..Default::default() }], parser: "text", ..Default::default() })
+}
+
+/// Sections by ATX heading (`#` .. `######`); text before the first heading is its own section.
+pub fn markdown(src: &str) -> Result<ParsedDoc> {
+    let mut sections = Vec::new();
+    let mut cur = String::new();
+    let mut heading: Option<String> = None;
+    let mut in_code = false;
+    for line in src.lines() {
+        let t = line.trim_start();
+        if t.starts_with("```") || t.starts_with("~~~") {
+            in_code = !in_code;
+        }
+        let is_heading = !in_code && t.starts_with('#') && {
+            let hashes = t.chars().take_while(|c| *c == '#').count();
+            hashes <= 6 && t[hashes..].starts_with([' ', '\t'])
+        };
+        if is_heading {
+            if !cur.trim().is_empty() {
+                sections.push(Section { text: cur.trim().to_string(), heading: heading.clone(), ..Default::default() });
+            }
+            cur.clear();
+            heading = Some(t.trim_start_matches('#').trim().to_string());
+        }
+        cur.push_str(line);
+        cur.push('\n');
+    }
+    if !cur.trim().is_empty() {
+        sections.push(Section { text: cur.trim().to_string(), heading, ..Default::default() });
+    }
+    Ok(ParsedDoc { sections, parser: "markdown", ..Default::default() })
+}
+
+fn pdf(bytes: &[u8], name: &str) -> Result<ParsedDoc> {
+    if !bytes.starts_with(b"%PDF") && !bytes.windows(5).take(1024).any(|w| w == b"%PDF-") {
+        return Err(Error::Invalid(format!("'{name}' is not a PDF")));
+    }
+    // pdf-extract panics on some malformed files; contain it.
+    let pages = std::panic::catch_unwind(|| pdf_extract::extract_text_from_mem_by_pages(bytes))
+        .map_err(|_| Error::Invalid(format!("'{name}': the PDF could not be parsed (malformed)")))?
+        .map_err(|e| {
+            let msg = e.to_string();
+            if msg.to_lowercase().contains("encrypt") || msg.to_lowercase().contains("password") {
+                Error::Invalid(format!("'{name}' is encrypted: {msg}"))
+            } else {
+                Error::Invalid(format!("'{name}': the PDF could not be parsed: {msg}"))
+            }
+        })?;
+    let n = pages.len() as u32;
+    let sections: Vec<Section> = pages
+        .into_iter()
+        .enumerate()
+        .filter(|(_, t)| !t.trim().is_empty())
+        .map(|(i, t)| Section { text: normalize_ws(&t), page: Some(i as u32 + 1), ..Default::default() })
+        .collect();
+    if sections.is_empty() {
+        return Err(Error::Invalid(format!("'{name}': no extractable text (scanned PDF? OCR it first)")));
+    }
+    Ok(ParsedDoc { sections, parser: "pdf", page_count: Some(n), ..Default::default() })
+}
+
+/// Collapse runs of spaces, keep paragraph breaks.
+fn normalize_ws(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut blank = 0;
+    for line in s.lines() {
+        let l = line.split_whitespace().collect::<Vec<_>>().join(" ");
+        if l.is_empty() {
+            blank += 1;
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(if blank > 0 { "\n\n" } else { "\n" });
+        }
+        blank = 0;
+        out.push_str(&l);
+    }
+    out
+}
+
+/// Visible text of an HTML page: no tags, scripts, styles or comments; block
+/// elements become line breaks; headings start sections; entities are decoded.
+pub fn html(src: &str) -> ParsedDoc {
+    let mut sections: Vec<Section> = Vec::new();
+    let mut cur = String::new();
+    let mut heading: Option<String> = None;
+    let mut in_heading: Option<String> = None;
+    let mut skip_until: Option<&'static str> = None;
+    let bytes = src.as_bytes();
+    let mut i = 0;
+    let flush = |cur: &mut String, heading: &Option<String>, sections: &mut Vec<Section>| {
+        let t = normalize_ws(cur);
+        if !t.is_empty() {
+            sections.push(Section { text: t, heading: heading.clone(), ..Default::default() });
+        }
+        cur.clear();
+    };
+    while i < bytes.len() {
+        if let Some(end) = skip_until {
+            match src[i..].to_ascii_lowercase().find(end) {
+                Some(p) => {
+                    i += p + end.len();
+                    skip_until = None;
+                }
+                None => break,
+            }
+            continue;
+        }
+        if src[i..].starts_with("<!--") {
+            skip_until = Some("-->");
+            i += 4;
+            continue;
+        }
+        if bytes[i] == b'<' {
+            let Some(close) = src[i..].find('>') else { break };
+            let tag = &src[i + 1..i + close];
+            i += close + 1;
+            let lower = tag.trim().to_ascii_lowercase();
+            let name: String = lower.trim_start_matches('/').chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
+            let closing = lower.starts_with('/');
+            match name.as_str() {
+                "script" | "style" | "noscript" | "template" | "svg" | "head" if !closing && !lower.ends_with('/') => {
+                    skip_until = Some(match name.as_str() {
+                        "script" => "</script>",
+                        "style" => "</style>",
+                        "noscript" => "</noscript>",
+                        "template" => "</template>",
+                        "svg" => "</svg>",
+                        _ => "</head>",
+                    });
+                }
+                "h1" | "h2" | "h3" | "h4" | "h5" | "h6" => {
+                    if closing {
+                        if let Some(h) = in_heading.take() {
+                            let h = normalize_ws(&h);
+                            cur.push_str(&h);
+                            cur.push('\n');
+                            heading = Some(h);
+                        }
+                    } else {
+                        flush(&mut cur, &heading, &mut sections);
+                        in_heading = Some(String::new());
+                    }
+                }
+                "br" | "p" | "div" | "li" | "tr" | "table" | "section" | "article" | "ul" | "ol" | "blockquote" | "pre" | "hr" | "dt" | "dd" => {
+                    cur.push('\n');
+                    if name == "p" || name == "div" || name == "table" {
+                        cur.push('\n');
+                    }
+                }
+                "td" | "th" if closing => cur.push_str(" | "),
+                _ => {}
+            }
+            continue;
+        }
+        let next = src[i..].find('<').map(|p| i + p).unwrap_or(bytes.len());
+        let text = decode_entities(&src[i..next]);
+        match in_heading.as_mut() {
+            Some(h) => h.push_str(&text),
+            None => cur.push_str(&text),
+        }
+        i = next;
+    }
+    flush(&mut cur, &heading, &mut sections);
+    ParsedDoc { sections, parser: "html", ..Default::default() }
+}
+
+fn decode_entities(s: &str) -> String {
+    if !s.contains('&') {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(p) = rest.find('&') {
+        out.push_str(&rest[..p]);
+        let after = &rest[p..];
+        let end = after.find(';').filter(|e| *e <= 10);
+        let Some(end) = end else {
+            out.push('&');
+            rest = &after[1..];
+            continue;
+        };
+        let ent = &after[1..end];
+        let rep = match ent {
+            "amp" => Some('&'),
+            "lt" => Some('<'),
+            "gt" => Some('>'),
+            "quot" => Some('"'),
+            "apos" | "#39" => Some('\''),
+            "nbsp" | "#160" => Some(' '),
+            "mdash" => Some('—'),
+            "ndash" => Some('–'),
+            "hellip" => Some('…'),
+            "rsquo" => Some('’'),
+            "lsquo" => Some('‘'),
+            "rdquo" => Some('”'),
+            "ldquo" => Some('“'),
+            "copy" => Some('©'),
+            "reg" => Some('®'),
+            _ if ent.starts_with("#x") || ent.starts_with("#X") => u32::from_str_radix(&ent[2..], 16).ok().and_then(char::from_u32),
+            _ if ent.starts_with('#') => ent[1..].parse().ok().and_then(char::from_u32),
+            _ => None,
+        };
+        match rep {
+            Some(c) => {
+                out.push(c);
+                rest = &after[end + 1..];
+            }
+            None => {
+                out.push('&');
+                rest = &after[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn csv_rows(bytes: &[u8], name: &str) -> Result<ParsedDoc> {
+    let text = utf8(bytes, name)?;
+    let delim = if name.to_ascii_lowercase().ends_with(".tsv") || (text.lines().next().is_some_and(|l| l.contains('\t') && !l.contains(','))) {
+        b'\t'
+    } else {
+        b','
+    };
+    let mut rdr = csv::ReaderBuilder::new().delimiter(delim).flexible(true).has_headers(true).from_reader(text.as_bytes());
+    let headers: Vec<String> = rdr.headers().map_err(|e| Error::Invalid(format!("'{name}': {e}")))?.iter().map(|h| h.trim().to_string()).collect();
+    let mut sections = Vec::new();
+    for rec in rdr.records() {
+        let rec = rec.map_err(|e| Error::Invalid(format!("'{name}': {e}")))?;
+        let row: Vec<String> = rec
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| !v.trim().is_empty())
+            .map(|(i, v)| match headers.get(i) {
+                Some(h) if !h.is_empty() => format!("{h}: {}", v.trim()),
+                _ => v.trim().to_string(),
+            })
+            .collect();
+        if !row.is_empty() {
+            sections.push(Section { text: row.join(", "), is_row: true, ..Default::default() });
+        }
+    }
+    Ok(ParsedDoc { sections, parser: "csv", header: Some(headers.join(", ")), ..Default::default() })
+}
+
+fn json(bytes: &[u8], name: &str) -> Result<ParsedDoc> {
+    let text = utf8(bytes, name)?;
+    let flatten = |v: &serde_json::Value| -> String {
+        let mut parts = Vec::new();
+        flatten_json(v, String::new(), &mut parts);
+        parts.join("\n")
+    };
+    let values: Vec<serde_json::Value> = match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(serde_json::Value::Array(items)) => items,
+        Ok(v) => vec![v],
+        Err(e) => {
+            // JSON Lines.
+            let mut items = Vec::new();
+            for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+                items.push(serde_json::from_str(line).map_err(|_| Error::Invalid(format!("'{name}': invalid JSON ({e}; line {} is not JSON either)", i + 1)))?);
+            }
+            items
+        }
+    };
+    let many = values.len() > 1;
+    let sections = values
+        .iter()
+        .map(|v| Section { text: flatten(v), is_row: many, ..Default::default() })
+        .filter(|s| !s.text.trim().is_empty())
+        .collect();
+    Ok(ParsedDoc { sections, parser: "json", ..Default::default() })
+}
+
+fn flatten_json(v: &serde_json::Value, prefix: String, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, x) in m {
+                flatten_json(x, if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") }, out);
+            }
+        }
+        serde_json::Value::Array(a) => {
+            for (i, x) in a.iter().enumerate() {
+                flatten_json(x, format!("{prefix}[{i}]"), out);
+            }
+        }
+        serde_json::Value::Null => {}
+        serde_json::Value::String(s) => out.push(if prefix.is_empty() { s.clone() } else { format!("{prefix}: {s}") }),
+        other => out.push(if prefix.is_empty() { other.to_string() } else { format!("{prefix}: {other}") }),
+    }
+}
+
+/// Paragraphs and tables of `word/document.xml`; heading styles start sections.
+fn docx(bytes: &[u8], name: &str) -> Result<ParsedDoc> {
+    use quick_xml::events::Event;
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| Error::Invalid(format!("'{name}' is not a DOCX (zip): {e}")))?;
+    let mut xml = String::new();
+    {
+        use std::io::Read;
+        let mut f = zip.by_name("word/document.xml").map_err(|_| Error::Invalid(format!("'{name}': no word/document.xml")))?;
+        if f.size() > 512 * 1024 * 1024 {
+            return Err(Error::Invalid(format!("'{name}': document.xml is too large")));
+        }
+        f.read_to_string(&mut xml).map_err(|e| Error::Invalid(format!("'{name}': {e}")))?;
+    }
+    let mut reader = quick_xml::Reader::from_str(&xml);
+    let mut sections: Vec<Section> = Vec::new();
+    let mut heading: Option<String> = None;
+    let mut cur = String::new(); // paragraphs of the current section
+    let mut para = String::new();
+    let mut para_style = String::new();
+    let mut in_text = false;
+    let mut cells: Vec<String> = Vec::new();
+    let mut table_depth = 0usize;
+    loop {
+        match reader.read_event() {
+            Ok(Event::Start(e)) | Ok(Event::Empty(e)) => match e.local_name().as_ref() {
+                b"t" => in_text = true,
+                b"tab" => para.push('\t'),
+                b"br" | b"cr" => para.push('\n'),
+                b"pStyle" => {
+                    if let Some(a) = e.attributes().flatten().find(|a| a.key.local_name().as_ref() == b"val") {
+                        para_style = String::from_utf8_lossy(&a.value).to_string();
+                    }
+                }
+                b"tbl" => table_depth += 1,
+                b"tr" => cells.clear(),
+                _ => {}
+            },
+            Ok(Event::Text(t)) if in_text => {
+                let s = t.unescape().map(|c| c.into_owned()).unwrap_or_else(|_| String::from_utf8_lossy(&t).into_owned());
+                para.push_str(&s);
+            }
+            Ok(Event::End(e)) => match e.local_name().as_ref() {
+                b"t" => in_text = false,
+                b"p" => {
+                    let p = para.trim().to_string();
+                    para.clear();
+                    let style = std::mem::take(&mut para_style).to_ascii_lowercase();
+                    if p.is_empty() {
+                        continue;
+                    }
+                    if table_depth > 0 {
+                        cells.push(p);
+                    } else if style.starts_with("heading") || style == "title" {
+                        if !cur.trim().is_empty() {
+                            sections.push(Section { text: cur.trim().to_string(), heading: heading.clone(), ..Default::default() });
+                        }
+                        cur = format!("{p}\n\n");
+                        heading = Some(p);
+                    } else {
+                        cur.push_str(&p);
+                        cur.push_str("\n\n");
+                    }
+                }
+                b"tc" => {}
+                b"tr" => {
+                    if !cells.is_empty() {
+                        cur.push_str(&cells.join(" | "));
+                        cur.push('\n');
+                        cells.clear();
+                    }
+                }
+                b"tbl" => {
+                    table_depth = table_depth.saturating_sub(1);
+                    cur.push('\n');
+                }
+                _ => {}
+            },
+            Ok(Event::Eof) => break,
+            Err(e) => return Err(Error::Invalid(format!("'{name}': malformed document.xml: {e}"))),
+            _ => {}
+        }
+    }
+    if !cur.trim().is_empty() {
+        sections.push(Section { text: cur.trim().to_string(), heading, ..Default::default() });
+    }
+    Ok(ParsedDoc { sections, parser: "docx", ..Default::default() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn html_is_visible_text_only() {
+        let d = html("<html><head><title>t</title><script>var x = 1;</script></head><body><h1>Title &amp; more</h1><p>Hello <b>world</b>&nbsp;!</p><style>p{}</style><!-- hidden --><table><tr><td>a</td><td>b</td></tr></table></body></html>");
+        let t = d.text();
+        assert!(t.contains("Title & more") && t.contains("Hello world !") && t.contains("a | b"), "{t}");
+        assert!(!t.contains("var x") && !t.contains("p{}") && !t.contains("hidden") && !t.contains('<'), "{t}");
+        assert_eq!(d.sections.last().unwrap().heading.as_deref(), Some("Title & more"));
+    }
+
+    #[test]
+    fn markdown_sections_and_code_fences() {
+        let d = markdown("intro\n# One\ntext\n```\n# not a heading\n```\n## Two\nmore").unwrap();
+        let heads: Vec<_> = d.sections.iter().map(|s| s.heading.clone()).collect();
+        assert_eq!(heads, vec![None, Some("One".into()), Some("Two".into())]);
+        assert!(d.sections[1].text.contains("# not a heading"));
+    }
+
+    #[test]
+    fn csv_json_and_junk() {
+        let d = parse(Format::Csv, b"name,age\nAda,36\nAlan,41\n", "p.csv").unwrap();
+        assert_eq!(d.sections[0].text, "name: Ada, age: 36");
+        assert!(d.sections.iter().all(|s| s.is_row));
+        let d = parse(Format::Json, b"{\"a\": {\"b\": 1}, \"c\": [\"x\"]}", "x.json").unwrap();
+        assert_eq!(d.sections[0].text, "a.b: 1\nc[0]: x");
+        let d = parse(Format::Json, b"{\"q\": 1}\n{\"q\": 2}\n", "x.jsonl").unwrap();
+        assert_eq!(d.sections.len(), 2);
+        assert!(parse(Format::Text, &[0, 159, 146, 150, 0, 1, 2], "bin.txt").is_err());
+        assert!(parse(Format::Pdf, b"not a pdf", "x.pdf").is_err());
+        assert!(parse(Format::Docx, b"PK not a zip", "x.docx").is_err());
+        assert!(parse(Format::Json, b"{oops", "x.json").is_err());
+    }
+}

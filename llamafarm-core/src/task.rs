@@ -1,0 +1,411 @@
+//! Durable background tasks (dataset processing).
+//!
+//! Each task is a JSON record at `{project}/tasks/{task_id}.json`, rewritten
+//! atomically as it advances, so its state survives a restart; a task cut off by
+//! a crash is marked FAILURE with a reason when the data directory is next opened.
+//! Tasks run on in-process worker threads; within a task, files are parsed and
+//! embedded two at a time (both cores busy).
+//!
+//! States: PENDING, STARTED, SUCCESS, FAILURE, REVOKED (cancelled).
+
+use crate::error::{Error, Result};
+use crate::ingest::{self, FileOutcome};
+use crate::{LlamaFarm, Project};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// A task's state (Celery's names, as the original's clients expect).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum TaskState {
+    /// Queued.
+    Pending,
+    /// Running.
+    Started,
+    /// Finished (some files may have failed; see the result).
+    Success,
+    /// Could not run, or was cut off by a restart.
+    Failure,
+    /// Cancelled.
+    Revoked,
+}
+
+impl TaskState {
+    /// Finished one way or another.
+    pub fn is_final(self) -> bool {
+        matches!(self, TaskState::Success | TaskState::Failure | TaskState::Revoked)
+    }
+}
+
+/// Progress.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct TaskMeta {
+    /// Files finished.
+    pub current: usize,
+    /// Files in the task.
+    pub total: usize,
+}
+
+/// The persisted record of a task.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskRecord {
+    /// Id.
+    pub task_id: String,
+    /// `process_dataset`.
+    pub kind: String,
+    /// Namespace of the project.
+    pub namespace: String,
+    /// Project name.
+    pub project: String,
+    /// Dataset processed.
+    pub dataset: String,
+    /// State.
+    pub state: TaskState,
+    /// Progress.
+    pub meta: TaskMeta,
+    /// Final result (per-file outcomes and counts).
+    pub result: Option<Value>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// Extra failure context.
+    pub traceback: Option<String>,
+    /// Whether a cancel was requested.
+    pub cancelled: bool,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339.
+    pub updated_at: String,
+    /// File hashes to process, in order.
+    pub files: Vec<String>,
+    /// Outcomes so far.
+    pub outcomes: Vec<FileOutcome>,
+    /// `parser_overrides` for this run.
+    pub overrides: Option<Map<String, Value>>,
+    /// Files whose chunks were removed on cancel.
+    #[serde(default)]
+    pub files_reverted: usize,
+    /// Files whose chunks could not be removed on cancel.
+    #[serde(default)]
+    pub files_failed_to_revert: usize,
+    /// Errors while reverting.
+    #[serde(default)]
+    pub revert_errors: Vec<Value>,
+}
+
+impl TaskRecord {
+    /// The result shape of the original's ProcessDatasetResponse.
+    fn summarize(&self) -> Value {
+        let count = |s: &str| self.outcomes.iter().filter(|o| o.status == s).count();
+        json!({
+            "dataset": self.dataset,
+            "processed_files": count("processed"),
+            "skipped_files": count("skipped"),
+            "failed_files": count("failed"),
+            "total_chunks": self.outcomes.iter().map(|o| o.chunks).sum::<usize>(),
+            "details": self.outcomes,
+        })
+    }
+}
+
+/// The answer to a cancel request.
+#[derive(Debug, Clone, Serialize)]
+pub struct CancelReport {
+    /// Human-readable.
+    pub message: String,
+    /// Task id.
+    pub task_id: String,
+    /// Whether the task is (now) cancelled.
+    pub cancelled: bool,
+    /// Files that never started.
+    pub pending_tasks_cancelled: usize,
+    /// Files running when the cancel arrived.
+    pub running_tasks_at_cancel: usize,
+    /// Files whose chunks were removed.
+    pub files_reverted: usize,
+    /// Files whose chunks could not be removed.
+    pub files_failed_to_revert: usize,
+    /// Errors while reverting.
+    pub errors: Option<Vec<Value>>,
+    /// The task had finished before the request.
+    pub already_completed: bool,
+    /// The task had been cancelled before.
+    pub already_cancelled: bool,
+}
+
+struct Job {
+    namespace: String,
+    project: String,
+    task_id: String,
+}
+
+/// The worker pool. One per [`LlamaFarm`].
+#[derive(Default)]
+pub struct TaskRunner {
+    queue: Mutex<VecDeque<Job>>,
+    ready: Condvar,
+    cancels: Mutex<HashMap<String, Arc<AtomicBool>>>,
+    running: Mutex<HashMap<String, usize>>,
+    started: AtomicBool,
+}
+
+/// Worker threads (each runs one task at a time; a task uses both cores itself).
+const WORKERS: usize = 2;
+
+fn tasks_dir(project_dir: &Path) -> PathBuf {
+    project_dir.join("tasks")
+}
+
+fn valid_task_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+}
+
+fn save(project_dir: &Path, rec: &mut TaskRecord) -> Result<()> {
+    rec.updated_at = chrono::Utc::now().to_rfc3339();
+    crate::fsutil::atomic_write(&tasks_dir(project_dir).join(format!("{}.json", rec.task_id)), &serde_json::to_vec_pretty(rec).unwrap_or_default())
+}
+
+/// Read a task record.
+pub fn load(project_dir: &Path, task_id: &str) -> Result<TaskRecord> {
+    if !valid_task_id(task_id) {
+        return Err(Error::not_found(format!("Task '{task_id}'")));
+    }
+    let p = tasks_dir(project_dir).join(format!("{task_id}.json"));
+    let bytes = std::fs::read(&p).map_err(|_| Error::not_found(format!("Task '{task_id}'")))?;
+    serde_json::from_slice(&bytes).map_err(|e| Error::Parse { what: p.display().to_string(), message: e.to_string() })
+}
+
+/// Mark every task that a crash or restart cut off as FAILURE (run at open).
+pub fn recover_interrupted(projects_dir: &Path) {
+    let Ok(namespaces) = std::fs::read_dir(projects_dir) else { return };
+    for ns in namespaces.flatten() {
+        let Ok(projects) = std::fs::read_dir(ns.path()) else { continue };
+        for p in projects.flatten() {
+            let Ok(tasks) = std::fs::read_dir(tasks_dir(&p.path())) else { continue };
+            for t in tasks.flatten() {
+                let Ok(bytes) = std::fs::read(t.path()) else { continue };
+                let Ok(mut rec) = serde_json::from_slice::<TaskRecord>(&bytes) else { continue };
+                if !rec.state.is_final() {
+                    rec.state = TaskState::Failure;
+                    rec.error = Some(format!(
+                        "interrupted: the server stopped while the task was {} ({} of {} files done); run the dataset's process action again",
+                        if rec.meta.current > 0 { "running" } else { "queued" },
+                        rec.meta.current,
+                        rec.meta.total
+                    ));
+                    rec.result = Some(rec.summarize());
+                    let _ = save(&p.path(), &mut rec);
+                }
+            }
+        }
+    }
+}
+
+impl TaskRunner {
+    fn ensure_workers(&self, lf: &LlamaFarm) {
+        if self.started.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        for i in 0..WORKERS {
+            let weak = lf.downgrade();
+            std::thread::Builder::new()
+                .name(format!("lf-task-{i}"))
+                .spawn(move || worker(weak))
+                .expect("spawning a task worker");
+        }
+    }
+
+    /// Queue processing of `files` of a dataset; returns the task id.
+    pub fn submit_process(&self, project: &Project, dataset: &str, files: Vec<String>, overrides: Option<Map<String, Value>>) -> Result<String> {
+        let lf = project.llamafarm();
+        let id = uuid::Uuid::new_v4().to_string();
+        let now = chrono::Utc::now().to_rfc3339();
+        let mut rec = TaskRecord {
+            task_id: id.clone(),
+            kind: "process_dataset".into(),
+            namespace: project.namespace().into(),
+            project: project.name().into(),
+            dataset: dataset.into(),
+            state: TaskState::Pending,
+            meta: TaskMeta { current: 0, total: files.len() },
+            result: None,
+            error: None,
+            traceback: None,
+            cancelled: false,
+            created_at: now.clone(),
+            updated_at: now,
+            files,
+            outcomes: Vec::new(),
+            overrides,
+            files_reverted: 0,
+            files_failed_to_revert: 0,
+            revert_errors: Vec::new(),
+        };
+        save(project.dir(), &mut rec)?;
+        self.cancels.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), Arc::new(AtomicBool::new(false)));
+        self.ensure_workers(lf);
+        self.queue.lock().unwrap_or_else(|p| p.into_inner()).push_back(Job { namespace: rec.namespace.clone(), project: rec.project.clone(), task_id: id.clone() });
+        self.ready.notify_one();
+        Ok(id)
+    }
+
+    /// Cancel a task: pending files never start, the running ones stop at a safe
+    /// point, and files already processed are removed from the index. Idempotent.
+    pub fn cancel(&self, project: &Project, task_id: &str) -> Result<CancelReport> {
+        let rec = load(project.dir(), task_id)?;
+        let base = |rec: &TaskRecord, message: String, already_completed: bool, already_cancelled: bool| CancelReport {
+            message,
+            task_id: task_id.into(),
+            cancelled: rec.state == TaskState::Revoked || rec.cancelled,
+            pending_tasks_cancelled: 0,
+            running_tasks_at_cancel: 0,
+            files_reverted: rec.files_reverted,
+            files_failed_to_revert: rec.files_failed_to_revert,
+            errors: if rec.revert_errors.is_empty() { None } else { Some(rec.revert_errors.clone()) },
+            already_completed,
+            already_cancelled,
+        };
+        if rec.state == TaskState::Revoked || (rec.cancelled && rec.state.is_final()) {
+            return Ok(base(&rec, "Task already cancelled".into(), false, true));
+        }
+        if rec.state.is_final() {
+            let s = format!("{:?}", rec.state).to_lowercase();
+            return Ok(base(&rec, format!("Task already {s}"), true, false));
+        }
+        let pending = rec.meta.total - rec.meta.current;
+        let running = *self.running.lock().unwrap_or_else(|p| p.into_inner()).get(task_id).unwrap_or(&0);
+        let flag = self.cancels.lock().unwrap_or_else(|p| p.into_inner()).get(task_id).cloned();
+        match flag {
+            Some(f) => f.store(true, Ordering::SeqCst),
+            None => {
+                // Not known to this process (e.g. queued before a restart): revoke on disk.
+                let mut r = rec.clone();
+                r.cancelled = true;
+                r.state = TaskState::Revoked;
+                save(project.dir(), &mut r)?;
+            }
+        }
+        // Wait for the worker to stop and revert (bounded).
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let mut rec = load(project.dir(), task_id)?;
+        while !rec.state.is_final() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(25));
+            rec = load(project.dir(), task_id)?;
+        }
+        let message = if rec.files_failed_to_revert > 0 {
+            format!("Task cancelled with cleanup issues: {} reverted, {} failed", rec.files_reverted, rec.files_failed_to_revert)
+        } else {
+            format!("Task cancelled and {} file(s) reverted", rec.files_reverted)
+        };
+        let mut r = base(&rec, message, false, false);
+        r.cancelled = true;
+        r.pending_tasks_cancelled = pending.saturating_sub(running);
+        r.running_tasks_at_cancel = running;
+        Ok(r)
+    }
+}
+
+fn worker(lf: crate::WeakLlamaFarm) {
+    loop {
+        let Some(lf) = lf.upgrade() else { return };
+        let runner = lf.tasks();
+        let job = {
+            let mut q = runner.queue.lock().unwrap_or_else(|p| p.into_inner());
+            loop {
+                if let Some(j) = q.pop_front() {
+                    break Some(j);
+                }
+                let (g, timeout) = runner.ready.wait_timeout(q, Duration::from_secs(2)).unwrap_or_else(|p| p.into_inner());
+                q = g;
+                if timeout.timed_out() && q.is_empty() {
+                    break None;
+                }
+            }
+        };
+        let Some(job) = job else { continue };
+        if let Err(e) = run_job(&lf, &job) {
+            tracing::error!(task = %job.task_id, error = %e, "task failed");
+        }
+        drop(lf);
+    }
+}
+
+fn run_job(lf: &LlamaFarm, job: &Job) -> Result<()> {
+    let project = lf.project(&job.namespace, &job.project)?;
+    let dir = project.dir().to_path_buf();
+    let mut rec = load(&dir, &job.task_id)?;
+    if rec.state.is_final() {
+        return Ok(());
+    }
+    let flag = lf.tasks().cancels.lock().unwrap_or_else(|p| p.into_inner()).get(&job.task_id).cloned().unwrap_or_default();
+    rec.state = TaskState::Started;
+    save(&dir, &mut rec)?;
+    let started = Instant::now();
+    let shared = Arc::new(Mutex::new(rec));
+    let files: Vec<String> = shared.lock().unwrap_or_else(|p| p.into_inner()).files.clone();
+    let overrides = shared.lock().unwrap_or_else(|p| p.into_inner()).overrides.clone();
+    let dataset = job.task_id.clone();
+    let _ = dataset;
+    let ds_name = shared.lock().unwrap_or_else(|p| p.into_inner()).dataset.clone();
+
+    // Two files at a time: while one is parsed, the other is embedded.
+    use rayon::prelude::*;
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().map_err(|e| Error::Internal(e.to_string()))?;
+    pool.install(|| {
+        files.par_iter().for_each(|hash| {
+            if flag.load(Ordering::SeqCst) {
+                return;
+            }
+            *lf.tasks().running.lock().unwrap_or_else(|p| p.into_inner()).entry(job.task_id.clone()).or_default() += 1;
+            let outcome = ingest::process_file(&project, &ds_name, hash, overrides.as_ref(), &flag);
+            *lf.tasks().running.lock().unwrap_or_else(|p| p.into_inner()).entry(job.task_id.clone()).or_default() -= 1;
+            let cancelled_mid_file = flag.load(Ordering::SeqCst) && outcome.status == "failed";
+            let mut r = shared.lock().unwrap_or_else(|p| p.into_inner());
+            if !cancelled_mid_file {
+                r.outcomes.push(outcome);
+            }
+            r.meta.current = r.outcomes.len();
+            let _ = save(&dir, &mut r);
+        });
+    });
+
+    let mut rec = Arc::try_unwrap(shared).map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner())).unwrap_or_else(|a| a.lock().unwrap_or_else(|p| p.into_inner()).clone());
+    lf.tasks().running.lock().unwrap_or_else(|p| p.into_inner()).remove(&job.task_id);
+    if flag.load(Ordering::SeqCst) {
+        // Revert what this task indexed.
+        rec.cancelled = true;
+        let db = project.datasets().get(&rec.dataset).map(|d| d.database);
+        for o in rec.outcomes.clone().iter().filter(|o| o.status == "processed") {
+            match db.as_ref().map_err(|e| e.to_string()).and_then(|db| project.rag().delete_file(db, &o.file_hash).map_err(|e| e.to_string())) {
+                Ok(_) => rec.files_reverted += 1,
+                Err(e) => {
+                    rec.files_failed_to_revert += 1;
+                    rec.revert_errors.push(json!({"file_hash": o.file_hash, "error": e}));
+                }
+            }
+        }
+        rec.state = TaskState::Revoked;
+    } else {
+        rec.state = TaskState::Success;
+    }
+    rec.result = Some(rec.summarize());
+    save(&dir, &mut rec)?;
+    lf.tasks().cancels.lock().unwrap_or_else(|p| p.into_inner()).remove(&job.task_id);
+
+    // One `rag_processing` event per run, with a sub-event per file.
+    let sub: Vec<Value> = rec.outcomes.iter().map(|o| json!({"type": "file", "data": o})).collect();
+    let summary = json!({
+        "dataset": rec.dataset,
+        "task_id": rec.task_id,
+        "state": rec.state,
+        "files": rec.meta.total,
+        "chunks": rec.outcomes.iter().map(|o| o.chunks).sum::<usize>(),
+        "duration_ms": started.elapsed().as_secs_f64() * 1000.0,
+    });
+    let _ = project.events().record("rag_processing", summary.clone(), json!({"result": rec.result, "summary": summary}), sub);
+    Ok(())
+}
