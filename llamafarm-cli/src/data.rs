@@ -234,6 +234,7 @@ fn print_outcomes(t: &Value) {
 }
 
 async fn upload_files(c: &Client, ns: &str, p: &str, ds: &str, files: &[PathBuf], auto: Option<bool>, overrides: Option<Value>) -> Result<Vec<String>> {
+    // (Returns the ids of any tasks the server started for auto-processing.)
     let mut tasks = Vec::new();
     let (mut ok, mut skipped, mut failed) = (0, 0, 0);
     for (i, f) in files.iter().enumerate() {
@@ -306,7 +307,6 @@ pub async fn datasets(c: &Client, cmd: DatasetsCmd, cwd: &Path, json_out: bool) 
             if list.is_empty() {
                 bail!("no files matched");
             }
-            let auto = if no_process { Some(false) } else if process { Some(true) } else { None };
             let mut o = serde_json::Map::new();
             if let Some(s) = chunk_size {
                 o.insert("chunk_size".into(), json!(s));
@@ -315,12 +315,24 @@ pub async fn datasets(c: &Client, cmd: DatasetsCmd, cwd: &Path, json_out: bool) 
                 o.insert("chunk_overlap".into(), json!(s));
             }
             let overrides = if o.is_empty() { None } else { Some(json!({"*": o})) };
-            let tasks = upload_files(c, &ns, &p, &name, &list, auto, overrides).await?;
-            for id in tasks {
-                let t = wait_task(c, &ns, &p, &id).await?;
-                if !json_out {
-                    print_outcomes(&t);
-                }
+            // Upload everything first (one progress bar), then process once (one task).
+            upload_files(c, &ns, &p, &name, &list, Some(false), None).await?;
+            let ds = c.get(&format!("/v1/projects/{}/{}/datasets?include_extra_details=false", seg(&ns), seg(&p))).await?;
+            let auto = ds["datasets"].as_array().into_iter().flatten().find(|d| d["name"] == name.as_str()).and_then(|d| d["auto_process"].as_bool()).unwrap_or(true);
+            if no_process || (!auto && !process) {
+                return Ok(());
+            }
+            let mut body = json!({"action_type": "process"});
+            if let Some(o) = overrides {
+                body["parser_overrides"] = o;
+            }
+            let v = c.post(&format!("/v1/projects/{}/{}/datasets/{}/actions", seg(&ns), seg(&p), seg(&name)), &body).await?;
+            let id = v["task_id"].as_str().context("server returned no task id")?.to_string();
+            let t = wait_task(c, &ns, &p, &id).await?;
+            if json_out {
+                println!("{}", serde_json::to_string_pretty(&t)?);
+            } else {
+                print_outcomes(&t);
             }
         }
         DatasetsCmd::Process { name, sel } => {

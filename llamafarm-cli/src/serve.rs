@@ -30,7 +30,7 @@ pub struct ServeArgs {
 }
 
 pub async fn serve(args: ServeArgs, debug: bool) -> Result<()> {
-    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| if debug { "debug".into() } else { "info,tower_http=info".into() });
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| if debug { "debug".into() } else { "info,tower_http=info,pdf_extract=error,lopdf=error".into() });
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_writer(std::io::stderr).try_init();
 
     let data_dir = args.data_dir.unwrap_or_else(llamafarm_core::paths::default_data_dir);

@@ -19,11 +19,19 @@ struct Served {
 impl Served {
     /// `lf serve` on ephemeral ports; the addresses come from its first stdout lines.
     fn start() -> Self {
+        Self::start_with(false)
+    }
+
+    /// With the real model cache (`scripts/fetch-models.sh` fills it).
+    fn start_with(real_models: bool) -> Self {
         let data = tempfile::tempdir().unwrap();
-        let mut child = Command::new(lf_bin())
+        let mut cmd = Command::new(lf_bin());
+        if !real_models {
+            cmd.env("HF_HUB_CACHE", data.path().join("hub"));
+        }
+        let mut child = cmd
             .args(["serve", "--port", "0", "--runtime-port", "0", "--data-dir"])
             .arg(data.path())
-            .env("HF_HUB_CACHE", data.path().join("hub"))
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -129,4 +137,39 @@ fn serve_shuts_down_gracefully_on_sigterm() {
         assert!(start.elapsed() < Duration::from_secs(10), "lf serve did not stop on SIGTERM");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// The original's own end-to-end check, through `lf`: init, create a dataset, upload
+/// the quick_rag example, process, query.
+#[test]
+fn quick_rag_end_to_end() {
+    let files = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/llamafarm-examples/quick_rag/files");
+    if !files.is_dir() {
+        eprintln!("SKIP quick_rag_end_to_end: {} is absent", files.display());
+        return;
+    }
+    let srv = Served::start_with(true);
+    let work = tempfile::tempdir().unwrap();
+    ok(&srv.lf(work.path(), &["init", "quick"]));
+    let dir = work.path().join("quick");
+    ok(&srv.lf(&dir, &["datasets", "create", "-s", "universal_rag", "-b", "main_database", "docs"]));
+    let out = ok(&srv.lf(&dir, &["datasets", "upload", "docs", files.to_str().unwrap()]));
+    assert!(out.contains("Uploaded 2 file(s)") && out.contains("SUCCESS: 2 processed"), "{out}");
+    let q = ok(&srv.lf(&dir, &["rag", "query", "neural scaling laws", "--top-k", "3"]));
+    assert!(q.lines().next().unwrap_or("").contains("neural_scaling_laws.txt"), "{q}");
+    // Processing again skips both files; list and stats agree.
+    let p = ok(&srv.lf(&dir, &["datasets", "process", "docs"]));
+    assert!(p.contains("2 skipped"), "{p}");
+    let list = ok(&srv.lf(&dir, &["datasets", "list"]));
+    assert!(list.lines().any(|l| l.starts_with("docs ") && l.trim_end().ends_with('2')), "{list}");
+    let stats: serde_json::Value = serde_json::from_str(&ok(&srv.lf(&dir, &["--json", "rag", "stats"]))).unwrap();
+    assert!(stats["vector_count"].as_u64().unwrap() >= 2);
+    let health = ok(&srv.lf(&dir, &["rag", "health"]));
+    assert!(health.starts_with("main_database: healthy"), "{health}");
+    // Bad input exits non-zero with the server's detail.
+    fails_with(&srv.lf(&dir, &["rag", "query", "x", "--top-k", "0"]), "top_k");
+    fails_with(&srv.lf(&dir, &["datasets", "create", "-b", "nope", "other"]), "does not exist");
+    ok(&srv.lf(&dir, &["datasets", "delete", "docs"]));
+    let q = ok(&srv.lf(&dir, &["rag", "query", "neural scaling laws", "-r", "bm25"]));
+    assert!(q.contains("No results"), "{q}");
 }

@@ -409,3 +409,48 @@ fn run_job(lf: &LlamaFarm, job: &Job) -> Result<()> {
     let _ = project.events().record("rag_processing", summary.clone(), json!({"result": rec.result, "summary": summary}), sub);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tasks_cut_off_by_a_restart_become_failures() {
+        let dir = tempfile::tempdir().unwrap();
+        let lf = LlamaFarm::open_with(dir.path(), crate::ModelCache::new(dir.path().join("hub"))).unwrap();
+        let p = lf.projects().create("a", "b", None).unwrap();
+        let mut rec = TaskRecord {
+            task_id: "t-1".into(),
+            kind: "process_dataset".into(),
+            namespace: "a".into(),
+            project: "b".into(),
+            dataset: "default".into(),
+            state: TaskState::Started,
+            meta: TaskMeta { current: 1, total: 3 },
+            result: None,
+            error: None,
+            traceback: None,
+            cancelled: false,
+            created_at: String::new(),
+            updated_at: String::new(),
+            files: vec!["x".into(); 3],
+            outcomes: vec![],
+            overrides: None,
+            files_reverted: 0,
+            files_failed_to_revert: 0,
+            revert_errors: vec![],
+        };
+        save(p.dir(), &mut rec).unwrap();
+        rec.task_id = "t-2".into();
+        rec.state = TaskState::Success;
+        save(p.dir(), &mut rec).unwrap();
+        drop(lf);
+        let lf = LlamaFarm::open_with(dir.path(), crate::ModelCache::new(dir.path().join("hub"))).unwrap();
+        let p = lf.project("a", "b").unwrap();
+        let r = load(p.dir(), "t-1").unwrap();
+        assert_eq!(r.state, TaskState::Failure);
+        assert!(r.error.unwrap().contains("interrupted"));
+        assert_eq!(load(p.dir(), "t-2").unwrap().state, TaskState::Success, "finished tasks are left alone");
+        assert!(load(p.dir(), "../etc").is_err());
+    }
+}

@@ -2,5 +2,6 @@
 //! own in `llamafarm-cli/tests/lf.rs`, where cargo guarantees the binary is built).
 
 mod http_api;
+mod ingest_api;
 mod rag_api;
 mod support;

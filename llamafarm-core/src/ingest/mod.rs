@@ -169,6 +169,17 @@ fn process_inner(project: &Project, dataset: &str, hash: &str, overrides: Option
         return Err(Error::Invalid(format!("'{file_name}' is empty")));
     }
     let (parsers, extractors) = strategy_parsers(&cfg, ds.strategy())?;
+    // Already indexed (its first chunk is in the database): skip without re-parsing.
+    let rag = project.rag();
+    let db = rag.open(&cfg, Some(&ds.database))?;
+    let first_id = NewChunk::new(hash, 0, "").id;
+    let existing = crate::store::ChunkStore::get(db.store.as_ref(), std::slice::from_ref(&first_id))?;
+    if !existing.is_empty() {
+        out.status = "skipped".into();
+        out.parser = existing[0].metadata.get("parser").and_then(|v| v.as_str()).map(String::from);
+        out.skipped_chunks = existing[0].metadata.get("total_chunks").and_then(|v| v.as_u64()).unwrap_or(1) as usize;
+        return Ok(());
+    }
 
     // Try matching parsers by priority; a failure falls through to the parser's
     // `fallback_parser`, then to the next match.
@@ -253,8 +264,6 @@ fn process_inner(project: &Project, dataset: &str, hash: &str, overrides: Option
         return Err(Error::Conflict("cancelled".into()));
     }
 
-    let rag = project.rag();
-    let db = rag.open(&cfg, Some(&ds.database))?;
     let t = Instant::now();
     let texts: Vec<&str> = new_chunks.iter().map(|c| c.content.as_str()).collect();
     let vectors = db.embedder.embed(&texts)?;
