@@ -138,7 +138,7 @@ async fn runtime_embeddings_and_rerank() {
     // base64 (what the OpenAI SDKs request) decodes to the same floats.
     let (_, b) = s.runtime_post("/v1/embeddings", json!({"model": model, "input": "This is an example sentence", "encoding_format": "base64"})).await;
     let s64 = b["data"][0]["embedding"].as_str().unwrap();
-    assert_eq!(s64.len(), 384 * 4 * 4 / 3 + 0, "base64 of 1536 bytes");
+    assert_eq!(s64.len(), (384 * 4 * 4 / 3), "base64 of 1536 bytes");
 
     assert_detail(&s.runtime_post("/v1/embeddings", json!({"model": model, "input": []})).await, 422);
     assert_detail(&s.runtime_post("/v1/embeddings", json!({"model": model})).await, 422);

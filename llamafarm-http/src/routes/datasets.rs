@@ -340,7 +340,7 @@ async fn get_task(State(st): State<AppState>, Path((ns, p, id)): Path<(String, S
         let r = llamafarm_core::task::load(project.dir(), &id)?;
         let mut v = json!({"task_id": r.task_id, "state": r.state, "meta": r.meta, "cancelled": r.cancelled,
             "dataset": r.dataset, "created_at": r.created_at, "updated_at": r.updated_at});
-        for (k, x) in [("result", r.result.map(Value::from)), ("error", r.error.map(Value::from)), ("traceback", r.traceback.map(Value::from))] {
+        for (k, x) in [("result", r.result), ("error", r.error.map(Value::from)), ("traceback", r.traceback.map(Value::from))] {
             if let Some(x) = x {
                 v[k] = x;
             }

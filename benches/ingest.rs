@@ -1,0 +1,125 @@
+//! Ingestion throughput over real documents (`../shared/data/docs`: PDF, DOCX, HTML,
+//! Markdown), split into parse / chunk / embed / index, side by side in the same run
+//! with the Python pipeline a user would otherwise write (`benches/peers/ingest_pipeline.py`:
+//! pypdf / python-docx / BeautifulSoup + sentence-transformers + chromadb), on equal
+//! terms: same model files, max sequence length 256, chunk size 1000, overlap 200.
+//!
+//! Run: `cargo bench -p llamafarm-benches --bench ingest` (after `benches/peers/setup.sh`
+//! for the peer). `INGEST_FOLDERS=pdf,markdown` picks folders.
+
+use llamafarm_core::task::TaskState;
+use llamafarm_core::LlamaFarm;
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+fn main() {
+    llamafarm_core::system::tune_allocator();
+    let root = std::env::var("DOCS_DIR").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/docs"));
+    if !root.is_dir() {
+        eprintln!("SKIP ingest bench: {} is absent (set DOCS_DIR)", root.display());
+        return;
+    }
+    let folders: Vec<String> = std::env::var("INGEST_FOLDERS").unwrap_or_else(|_| "pdf,docx,html,markdown".into()).split(',').map(String::from).collect();
+    let work = tempfile::tempdir().unwrap();
+    let lf = LlamaFarm::open(work.path()).unwrap();
+    let project = lf.projects().create("bench", "ingest", None).unwrap();
+    // Same chunking as the peer: characters, 1000 / 200.
+    project
+        .update_config(|c| {
+            let s = &mut c.rag.as_mut().unwrap().data_processing_strategies.as_mut().unwrap()[0];
+            if let llamafarm_core::config::ParserRef::Inline(p) = &mut s.parsers[0] {
+                let cfg = p.config.get_or_insert_with(Default::default);
+                cfg.insert("chunk_strategy".into(), json!("characters"));
+                cfg.insert("chunk_size".into(), json!(1000));
+                cfg.insert("chunk_overlap".into(), json!(200));
+            }
+            s.extractors = None;
+            Ok(())
+        })
+        .unwrap();
+    println!("| folder | files | failed | chunks | MB | ours s | files/s | chunks/s | MB/s | parse / chunk / embed / index s (summed per file) |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    let mut ours = Vec::new();
+    for f in &folders {
+        let dir = root.join(f);
+        let mut files: Vec<PathBuf> = Vec::new();
+        let mut stack = vec![dir.clone()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap().flatten() {
+                if e.path().is_dir() {
+                    stack.push(e.path());
+                } else {
+                    files.push(e.path());
+                }
+            }
+        }
+        files.sort();
+        let ds = format!("ds_{f}");
+        project.datasets().create(&ds, None, "main_database", Some(false)).unwrap();
+        let bytes: u64 = files.iter().map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)).sum();
+        let t = Instant::now();
+        let mut hashes = Vec::new();
+        for p in &files {
+            let content = std::fs::read(p).unwrap();
+            let name = p.file_name().unwrap().to_string_lossy().to_string();
+            hashes.push(project.datasets().upload_bytes(&ds, &name, &content).unwrap().hash);
+        }
+        let id = lf.tasks().submit_process(&project, &ds, hashes, None).unwrap();
+        let rec = loop {
+            let r = llamafarm_core::task::load(project.dir(), &id).unwrap();
+            if r.state.is_final() {
+                break r;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let secs = t.elapsed().as_secs_f64();
+        assert_eq!(rec.state, TaskState::Success);
+        let chunks: usize = rec.outcomes.iter().map(|o| o.chunks).sum();
+        let failed = rec.outcomes.iter().filter(|o| o.status == "failed").count();
+        let stage = |k: &str| rec.outcomes.iter().filter_map(|o| o.timings_ms.get(k).and_then(|v| v.as_f64())).sum::<f64>() / 1000.0;
+        let mb = bytes as f64 / 1e6;
+        println!(
+            "| {f} | {} | {failed} | {chunks} | {mb:.1} | {secs:.1} | {:.2} | {:.1} | {:.3} | {:.1} / {:.2} / {:.1} / {:.2} |",
+            files.len(),
+            files.len() as f64 / secs,
+            chunks as f64 / secs,
+            mb / secs,
+            stage("parse"),
+            stage("chunk"),
+            stage("embed"),
+            stage("index")
+        );
+        for o in rec.outcomes.iter().filter(|o| o.status == "failed") {
+            println!("    failed {}: {}", o.filename, o.error.clone().unwrap_or_default());
+        }
+        ours.push((f.clone(), secs, chunks));
+    }
+
+    let py = std::env::var("PEERS_PYTHON").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/llamafarm-rs/peers-venv/bin/python"));
+    if !py.is_file() {
+        println!("\npeer skipped: run benches/peers/setup.sh first (or set PEERS_PYTHON)");
+        return;
+    }
+    let model_dir = lf.models().resolve("sentence-transformers/all-MiniLM-L6-v2").unwrap().dir;
+    let mut cmd = std::process::Command::new(&py);
+    cmd.arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("peers/ingest_pipeline.py")).arg(&model_dir);
+    for f in &folders {
+        cmd.arg(root.join(f));
+    }
+    let out = cmd.args(["--chunk-size", "1000", "--chunk-overlap", "200"]).output().unwrap();
+    let rows: Vec<Value> = serde_json::from_slice(out.stdout.trim_ascii()).unwrap_or_else(|_| {
+        println!("peer failed: {}", String::from_utf8_lossy(&out.stderr));
+        Vec::new()
+    });
+    println!("\n| folder | peer files | peer chunks | peer s (parse / chunk / embed / index) | ours s | speed-up |");
+    println!("|---|---|---|---|---|---|");
+    for (r, (f, secs, chunks)) in rows.iter().zip(&ours) {
+        let ps = r["total_s"].as_f64().unwrap_or(f64::NAN);
+        println!(
+            "| {f} | {} ({} failed) | {} | {ps:.1} ({:.1} / {:.2} / {:.1} / {:.2}) | {secs:.1} ({chunks} chunks) | {:.2}x |",
+            r["files"], r["failed"], r["chunks"], r["parse_s"].as_f64().unwrap_or(0.0), r["chunk_s"].as_f64().unwrap_or(0.0),
+            r["embed_s"].as_f64().unwrap_or(0.0), r["index_s"].as_f64().unwrap_or(0.0), ps / secs
+        );
+    }
+}
