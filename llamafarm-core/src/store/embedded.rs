@@ -513,22 +513,31 @@ impl ChunkStore for EmbeddedStore {
             let a = ann.unwrap_or_else(|| unreachable!());
             let qn1 = qn.max(1e-12);
             let qv: Vec<f32> = query.iter().map(|x| x / qn1).collect();
-            let alive = |id: &usize| *id < covered && st.alive[*id];
-            let ef = (k * 4).max(96);
+            // No filter closure: hnsw_rs explores (almost) the whole graph when given
+            // one. Deleted rows are dropped afterwards from a slightly wider search.
+            let dead = st.ids.len() - st.live;
+            let want = if dead == 0 { k } else { (k * 2 + 10).min(covered) };
+            let ef = (want * 2).max(64);
             let mut found: Vec<(usize, f32)> = a
                 .hnsw
-                .search_filter(&qv, k, ef, Some(&alive))
+                .search(&qv, want, ef)
                 .into_iter()
+                .filter(|n| n.d_id < covered && st.alive[n.d_id])
                 .map(|n| (n.d_id, similarity(metric, query, qn, st.row(n.d_id), st.norms[n.d_id])))
                 .collect();
-            // Rows added since the graph was built: exact.
-            for r in covered..st.ids.len() {
-                if st.alive[r] {
-                    found.push((r, similarity(metric, query, qn, st.row(r), st.norms[r])));
+            if found.len() < k.min(st.live) && dead > 0 {
+                // Too many deleted neighbours: fall back to the exact scan.
+                self.exact(&st, query, qn, k, metric, None)
+            } else {
+                // Rows added since the graph was built: exact.
+                for r in covered..st.ids.len() {
+                    if st.alive[r] {
+                        found.push((r, similarity(metric, query, qn, st.row(r), st.norms[r])));
+                    }
                 }
+                top_k(&mut found, k);
+                found
             }
-            top_k(&mut found, k);
-            found
         } else {
             self.exact(&st, query, qn, k, metric, filter)
         };
