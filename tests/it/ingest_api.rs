@@ -216,3 +216,26 @@ async fn concurrent_uploads_of_one_file_keep_one_copy() {
     let raw = s.lf.data_dir().join("projects/acme/docs/lf_data/datasets/notes/raw");
     assert_eq!(std::fs::read_dir(raw).unwrap().count(), 1);
 }
+
+#[tokio::test]
+async fn auto_process_on_upload_and_bulk() {
+    let s = setup().await;
+    let (st, up) = upload(&s, "notes", "a.txt", b"Alpha particles are helium nuclei.".to_vec(), "").await;
+    assert_eq!(st, 200, "{up}");
+    assert_eq!(up["status"], "processing");
+    let t = wait(&s, up["task_id"].as_str().unwrap()).await;
+    assert_eq!(t["result"]["processed_files"], 1, "{t}");
+
+    let form = reqwest::multipart::Form::new()
+        .part("files", reqwest::multipart::Part::bytes(b"Beta decay emits electrons.".to_vec()).file_name("b.txt"))
+        .part("files", reqwest::multipart::Part::bytes(b"Alpha particles are helium nuclei.".to_vec()).file_name("dup.txt"))
+        .text("parser_overrides", r#"{"*": {"chunk_size": 500}}"#);
+    let (st, bulk) = split(s.http.post(s.url(&format!("{P}/datasets/notes/data/bulk"))).multipart(form).send().await.unwrap()).await;
+    assert_eq!(st, 200, "{bulk}");
+    assert_eq!((bulk["uploaded"].as_array().unwrap().len(), bulk["skipped"].as_array().unwrap().len()), (1, 1));
+    let t = wait(&s, bulk["task_id"].as_str().unwrap()).await;
+    assert_eq!(t["meta"]["total"], 1, "only the new file is processed: {t}");
+    let bad = reqwest::multipart::Form::new().text("parser_overrides", "[1]").part("file", reqwest::multipart::Part::bytes(b"x".to_vec()).file_name("x.txt"));
+    let r = split(s.http.post(s.url(&format!("{P}/datasets/notes/data"))).multipart(bad).send().await.unwrap()).await;
+    assert_detail(&r, 422);
+}

@@ -167,6 +167,31 @@ fn multipart_err(e: axum::extract::multipart::MultipartError) -> ApiError {
     ApiError::new(if status == StatusCode::PAYLOAD_TOO_LARGE { status } else { StatusCode::UNPROCESSABLE_ENTITY }, format!("Invalid multipart body: {}", e.body_text()))
 }
 
+/// After an upload: queue processing of the new files when `auto_process` (the query
+/// parameter, else the dataset's setting) says so. Returns the task id.
+async fn start_processing(
+    st: &AppState,
+    ns: &str,
+    p: &str,
+    ds: &str,
+    fresh: Vec<String>,
+    auto_param: Option<bool>,
+    overrides: Option<Map<String, Value>>,
+) -> ApiResult<Option<String>> {
+    let lf = st.lf.clone();
+    let (ns, p, ds) = (ns.to_string(), p.to_string(), ds.to_string());
+    blocking(move || {
+        let project = lf.project(&ns, &p)?;
+        let auto = auto_param.unwrap_or(project.datasets().get(&ds)?.auto_process.unwrap_or(true));
+        if auto && !fresh.is_empty() {
+            Ok(Some(lf.tasks().submit_process(&project, &ds, fresh, overrides)?))
+        } else {
+            Ok(None)
+        }
+    })
+    .await
+}
+
 fn task_uri(headers: &HeaderMap, ns: &str, p: &str, id: &str) -> String {
     let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("localhost:8000");
     format!("http://{host}/v1/projects/{ns}/{p}/tasks/{id}")
@@ -189,19 +214,8 @@ async fn upload(
         let why = failed.first().and_then(|f| f["error"].as_str()).unwrap_or("no `file` field in the form").to_string();
         return Err(Error::Invalid(why).into());
     };
-    let lf = st.lf.clone();
-    let (ns2, p2, ds2) = (ns.clone(), p.clone(), ds.clone());
-    let o2 = o.clone();
-    let task = blocking(move || {
-        let project = lf.project(&ns2, &p2)?;
-        let auto = q.auto_process.unwrap_or(project.datasets().get(&ds2)?.auto_process.unwrap_or(true));
-        if auto && !o2.skipped {
-            Ok(Some(lf.tasks().submit_process(&project, &ds2, vec![o2.hash.clone()], overrides)?))
-        } else {
-            Ok(None)
-        }
-    })
-    .await?;
+    let fresh = if o.skipped { vec![] } else { vec![o.hash.clone()] };
+    let task = start_processing(&st, &ns, &p, &ds, fresh, q.auto_process, overrides).await?;
     let mut body = json!({
         "filename": o.filename, "hash": o.hash, "processed": false, "skipped": o.skipped,
         "status": if o.skipped { "skipped" } else if task.is_some() { "processing" } else { "uploaded" },
@@ -227,18 +241,7 @@ async fn upload_bulk(
 ) -> ApiResult<Json<Value>> {
     let (outcomes, failed, overrides) = receive(&st, &ns, &p, &ds, mp).await?;
     let fresh: Vec<String> = outcomes.iter().filter(|o| !o.skipped).map(|o| o.hash.clone()).collect();
-    let lf = st.lf.clone();
-    let (ns2, p2, ds2) = (ns.clone(), p.clone(), ds.clone());
-    let task = blocking(move || {
-        let project = lf.project(&ns2, &p2)?;
-        let auto = q.auto_process.unwrap_or(project.datasets().get(&ds2)?.auto_process.unwrap_or(true));
-        if auto && !fresh.is_empty() {
-            Ok(Some(lf.tasks().submit_process(&project, &ds2, fresh, overrides)?))
-        } else {
-            Ok(None)
-        }
-    })
-    .await?;
+    let task = start_processing(&st, &ns, &p, &ds, fresh, q.auto_process, overrides).await?;
     let uploaded: Vec<Value> = outcomes.iter().filter(|o| !o.skipped).map(|o| json!({"filename": o.filename, "hash": o.hash, "size": o.size})).collect();
     let skipped: Vec<Value> = outcomes.iter().filter(|o| o.skipped).map(|o| json!({"filename": o.filename, "hash": o.hash})).collect();
     let mut body = json!({"uploaded": uploaded, "skipped": skipped, "failed": failed,
