@@ -348,8 +348,6 @@ fn run_job(lf: &LlamaFarm, job: &Job) -> Result<()> {
     let shared = Arc::new(Mutex::new(rec));
     let files: Vec<String> = shared.lock().unwrap_or_else(|p| p.into_inner()).files.clone();
     let overrides = shared.lock().unwrap_or_else(|p| p.into_inner()).overrides.clone();
-    let dataset = job.task_id.clone();
-    let _ = dataset;
     let ds_name = shared.lock().unwrap_or_else(|p| p.into_inner()).dataset.clone();
 
     // Two files at a time: while one is parsed, the other is embedded.
