@@ -365,6 +365,13 @@ pub async fn datasets(c: &Client, cmd: DatasetsCmd, cwd: &Path, json_out: bool) 
     Ok(())
 }
 
+/// `GET .../rag/{endpoint}[?database=]` for the project in scope.
+async fn rag_get(c: &Client, sel: &ProjectSel, cwd: &Path, endpoint: &str, database: Option<&str>) -> Result<Value> {
+    let (ns, p) = resolve_project(None, sel, cwd)?;
+    let q = database.map(|d| format!("?database={}", seg(d))).unwrap_or_default();
+    c.get(&format!("/v1/projects/{}/{}/rag/{endpoint}{q}", seg(&ns), seg(&p))).await
+}
+
 pub async fn rag(c: &Client, cmd: RagCmd, cwd: &Path, json_out: bool) -> Result<()> {
     match cmd {
         RagCmd::Query {
@@ -418,9 +425,9 @@ pub async fn rag(c: &Client, cmd: RagCmd, cwd: &Path, json_out: bool) -> Result<
                 if let Some(pg) = r["metadata"]["page"].as_u64() {
                     head.push_str(&format!(", page {pg}"));
                 }
-                if include_score || true {
-                    head.push_str(&format!(" (score {:.3})", r["score"].as_f64().unwrap_or(0.0)));
-                }
+                // Scores are always shown; `--include-score` is accepted for the original's scripts.
+                let _ = include_score;
+                head.push_str(&format!(" (score {:.3})", r["score"].as_f64().unwrap_or(0.0)));
                 println!("{head}");
                 println!("{}\n", r["content"].as_str().unwrap_or("").trim());
                 if include_metadata {
@@ -430,9 +437,7 @@ pub async fn rag(c: &Client, cmd: RagCmd, cwd: &Path, json_out: bool) -> Result<
             eprintln!("{} result(s) from {} via {} in {:.1} ms", v["total_results"], v["database_used"].as_str().unwrap_or(""), v["retrieval_strategy_used"].as_str().unwrap_or(""), v["processing_time_ms"].as_f64().unwrap_or(0.0));
         }
         RagCmd::Health { database, sel } => {
-            let (ns, p) = resolve_project(None, &sel, cwd)?;
-            let q = database.map(|d| format!("?database={}", seg(&d))).unwrap_or_default();
-            let v = c.get(&format!("/v1/projects/{}/{}/rag/health{q}", seg(&ns), seg(&p))).await?;
+            let v = rag_get(c, &sel, cwd, "health", database.as_deref()).await?;
             if json_out {
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
@@ -443,9 +448,7 @@ pub async fn rag(c: &Client, cmd: RagCmd, cwd: &Path, json_out: bool) -> Result<
             }
         }
         RagCmd::Stats { database, sel } => {
-            let (ns, p) = resolve_project(None, &sel, cwd)?;
-            let q = database.map(|d| format!("?database={}", seg(&d))).unwrap_or_default();
-            let v = c.get(&format!("/v1/projects/{}/{}/rag/stats{q}", seg(&ns), seg(&p))).await?;
+            let v = rag_get(c, &sel, cwd, "stats", database.as_deref()).await?;
             if json_out {
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
