@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 scripts/fetch-models.sh
 cargo test --workspace --locked
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
+# The official openai Python SDK against a real `lf serve` (chat, streaming, models, embeddings).
+scripts/sdk/run.sh "${CARGO_TARGET_DIR:-target}/debug/lf"
 # The embedding example must run, not just build.
 cargo run --locked --quiet -p llamafarm-examples --example embed_projects "$(mktemp -d)" >/dev/null
 echo "scripts/test.sh: all checks passed"

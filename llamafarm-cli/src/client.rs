@@ -72,6 +72,29 @@ impl Client {
         self.send(self.http.post(format!("{}{path}", self.base)).multipart(form), path).await
     }
 
+    /// POST and return the raw response (for streams); non-2xx answers become their `detail`.
+    pub async fn post_raw(&self, path: &str, body: &Value, headers: &[(&str, String)]) -> Result<reqwest::Response> {
+        let mut req = self.http.post(format!("{}{path}", self.base)).json(body);
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
+        let resp = req.send().await.map_err(|e| {
+            if e.is_connect() {
+                anyhow!("cannot reach the LlamaFarm server at {} (start it with `lf serve`)", self.base)
+            } else {
+                anyhow!("request to {}{path} failed: {e}", self.base)
+            }
+        })?;
+        if !resp.status().is_success() {
+            let status = resp.status();
+            let text = resp.text().await.unwrap_or_default();
+            let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            let detail = body["detail"].as_str().map(str::to_string).unwrap_or(text);
+            return Err(anyhow!("{detail} (HTTP {})", status.as_u16()));
+        }
+        Ok(resp)
+    }
+
     pub async fn delete(&self, path: &str) -> Result<Value> {
         self.send(self.http.delete(format!("{}{path}", self.base)), path).await
     }

@@ -4,6 +4,7 @@
 //! (default 127.0.0.1:11540) from one process and one library instance. Every
 //! other subcommand talks HTTP to `--server-url`, like the original's Go CLI.
 
+mod chat;
 mod client;
 mod data;
 mod serve;
@@ -51,6 +52,8 @@ enum Command {
     /// Retrieval: query, health, stats.
     #[command(subcommand)]
     Rag(data::RagCmd),
+    /// Chat with a project's model (streams the answer; interactive without a message).
+    Chat(chat::ChatArgs),
     /// Print the CLI and server versions.
     Version,
 }
@@ -144,6 +147,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Models(cmd) => rt.block_on(models(&Client::new(&cli.server_url)?, cmd, &cwd, cli.json)),
         Command::Datasets(cmd) => rt.block_on(data::datasets(&Client::new(&cli.server_url)?, cmd, &cwd, cli.json)),
         Command::Rag(cmd) => rt.block_on(data::rag(&Client::new(&cli.server_url)?, cmd, &cwd, cli.json)),
+        Command::Chat(args) => rt.block_on(chat::chat(&Client::new(&cli.server_url)?, args, &cwd, cli.json)),
         Command::Version => {
             println!("lf {}", llamafarm_core::system::VERSION);
             let c = Client::new(&cli.server_url)?;

@@ -173,3 +173,37 @@ fn quick_rag_end_to_end() {
     let q = ok(&srv.lf(&dir, &["rag", "query", "neural scaling laws", "-r", "bm25"]));
     assert!(q.contains("No results"), "{q}");
 }
+
+/// `lf chat` streams an answer from the real local model; piped stdin is the message;
+/// errors print the server's detail.
+#[test]
+fn lf_chat_streams_and_reads_stdin() {
+    let srv = Served::start_with(true);
+    let work = tempfile::tempdir().unwrap();
+    ok(&srv.lf(work.path(), &["init", "talk"]));
+    let dir = work.path().join("talk");
+    let out = ok(&srv.lf(&dir, &["chat", "Write one sentence about cats.", "--temperature", "0", "--no-rag", "--max-tokens", "40"]));
+    assert!(out.trim().len() > 10 && out.to_lowercase().contains("cat"), "{out}");
+    // Explicit project, JSON events, a session that the server keeps.
+    let j = ok(&srv.lf(&dir, &["--json", "chat", "default/talk", "Hello", "--no-rag", "--max-tokens", "4", "--session", "s-1"]));
+    let v: serde_json::Value = serde_json::from_str(&j).unwrap();
+    assert_eq!(v["session_id"], "s-1");
+    assert!(v["events"].as_array().unwrap().iter().any(|e| e["object"] == "chat.completion.chunk"));
+    // stdin as the message.
+    let mut child = Command::new(lf_bin())
+        .current_dir(&dir)
+        .args(["--server-url", &srv.url, "chat", "--no-rag", "--max-tokens", "6"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"Say hello.").unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(!ok(&o).trim().is_empty());
+    fails_with(&srv.lf(&dir, &["chat", "hi", "--model", "nope"]), "not found");
+    fails_with(&srv.lf(&dir, &["chat", "hi", "--temperature", "9"]), "temperature");
+    let models = ok(&srv.lf(&dir, &["models", "list"]));
+    assert!(models.contains("SmolLM2-135M-Instruct-GGUF:Q4_1"), "{models}");
+}

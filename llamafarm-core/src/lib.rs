@@ -35,16 +35,19 @@
 
 #![warn(missing_docs)]
 
+pub mod chat;
 pub mod config;
 pub mod dataset;
 pub mod embed;
 pub mod event;
 pub mod ingest;
+pub mod llm;
 pub mod store;
 pub mod task;
 pub mod error;
 pub mod fsutil;
 pub mod health;
+pub mod ml;
 pub mod model_cache;
 pub mod paths;
 pub mod project;
@@ -81,6 +84,9 @@ struct Inner {
     project_locks: Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>,
     rag: rag::RagEngine,
     tasks: task::TaskRunner,
+    ml: ml::MlState,
+    llm: Arc<llm::LlmEngine>,
+    sessions: chat::SessionCache,
 }
 
 /// A weak handle (held by worker threads so they stop when the library is dropped).
@@ -125,7 +131,7 @@ impl LlamaFarm {
         fsutil::empty_trash(&layout.trash_dir());
         task::recover_interrupted(&layout.projects_dir());
         Ok(Self {
-            inner: Arc::new(Inner { layout, models, project_locks: Mutex::new(HashMap::new()), rag: rag::RagEngine::default(), tasks: task::TaskRunner::default() }),
+            inner: Arc::new(Inner { layout, models, project_locks: Mutex::new(HashMap::new()), rag: rag::RagEngine::default(), tasks: task::TaskRunner::default(), ml: Default::default(), llm: Default::default(), sessions: Default::default() }),
         })
     }
 
@@ -152,6 +158,16 @@ impl LlamaFarm {
     /// Background tasks (dataset processing).
     pub fn tasks(&self) -> &task::TaskRunner {
         &self.inner.tasks
+    }
+
+    /// Loaded chat models (shared by all projects and the runtime API).
+    pub fn llm(&self) -> &Arc<llm::LlmEngine> {
+        &self.inner.llm
+    }
+
+    /// Open chat sessions.
+    pub fn sessions(&self) -> &chat::SessionCache {
+        &self.inner.sessions
     }
 
     /// A weak handle.

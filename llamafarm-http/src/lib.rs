@@ -96,6 +96,9 @@ fn api_openapi_router() -> OpenApiRouter<AppState> {
         .merge(routes::projects::router())
         .merge(routes::rag::router())
         .merge(routes::datasets::router())
+        .merge(routes::chat::router())
+        .merge(routes::ml_classifier::router())
+        .merge(routes::ml_anomaly::router())
 }
 
 fn runtime_openapi_router() -> OpenApiRouter<AppState> {
@@ -104,6 +107,9 @@ fn runtime_openapi_router() -> OpenApiRouter<AppState> {
         "OpenAI-compatible model endpoints served from the same process as the LlamaFarm API.",
     ))
     .merge(routes::runtime::router())
+    .merge(routes::chat::runtime_router())
+    .merge(routes::ml_classifier::runtime_router())
+    .merge(routes::ml_anomaly::runtime_router())
 }
 
 fn with_common_layers(router: Router, opts: &HttpOptions) -> Router {

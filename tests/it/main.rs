@@ -1,7 +1,10 @@
 //! End-to-end tests of the HTTP API over a real socket (the `lf` binary has its
 //! own in `llamafarm-cli/tests/lf.rs`, where cargo guarantees the binary is built).
 
+mod chat_api;
 mod http_api;
 mod ingest_api;
+mod ml_anomaly_api;
+mod ml_classifier_api;
 mod rag_api;
 mod support;

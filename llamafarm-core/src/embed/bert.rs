@@ -119,6 +119,11 @@ impl BertEmbedder {
         self.max_len
     }
 
+    /// Id of the padding token.
+    pub(crate) fn pad_id(&self) -> u32 {
+        self.pad_id
+    }
+
     /// Token ids of `text` (with special tokens, truncated).
     pub fn tokenize(&self, text: &str) -> Result<Vec<u32>> {
         let enc = self.tokenizer.encode(text, true).map_err(|e| Error::Internal(format!("tokenizer: {e}")))?;

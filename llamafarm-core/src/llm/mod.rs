@@ -1,0 +1,462 @@
+//! Chat models: the [`ChatModel`] trait, its backends, and the process-wide
+//! [`LlmEngine`] that loads, shares and unloads them.
+//!
+//! Backends:
+//! - [`MistralRsModel`] (feature `llm-mistralrs`, on by default): a local GGUF run
+//!   in-process by mistral.rs. The chat template and tokenizer come from the GGUF.
+//!   The prompt is rendered and tokenised by the engine, then sent as token ids, so
+//!   a logits processor can enforce the thinking budget and `max_tokens` at the
+//!   token level and count tokens exactly.
+//! - [`OpenAiChatModel`]: any OpenAI-compatible `/v1/chat/completions` endpoint
+//!   (providers `openai`, `ollama`, `lemonade`; an inference fleet; our own Universal
+//!   Runtime), streaming included.
+//!
+//! Thinking (`<think>...</think>`) is split out of the text by [`think::ThinkSplitter`]
+//! for every backend, so callers get the answer and the reasoning separately.
+
+#[cfg(feature = "llm-mistralrs")]
+mod mistral;
+mod openai;
+pub mod think;
+
+#[cfg(feature = "llm-mistralrs")]
+pub use mistral::MistralRsModel;
+pub use openai::OpenAiChatModel;
+
+use crate::config::ModelConfig;
+use crate::error::{Error, Result};
+use crate::model_cache::ModelCache;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Answer tokens when neither the request nor the model config says (the original's default).
+pub const DEFAULT_MAX_TOKENS: usize = 512;
+/// Thinking tokens when `think` is on and no budget is given (the original's default).
+pub const DEFAULT_THINKING_BUDGET: usize = 1024;
+/// Seconds a loaded local model may sit idle before it is unloaded (`LF_MODEL_UNLOAD_TIMEOUT`).
+pub const DEFAULT_UNLOAD_TIMEOUT_S: u64 = 300;
+
+/// One chat message (OpenAI shape).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ChatMessage {
+    /// `system`, `user`, `assistant` or `tool`.
+    pub role: String,
+    /// The text. `null` content (tool-call turns) reads as empty.
+    #[serde(default, deserialize_with = "content_text")]
+    pub content: String,
+}
+
+impl ChatMessage {
+    /// A message with `role` and `content`.
+    pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
+        Self { role: role.into(), content: content.into() }
+    }
+}
+
+/// Accept `"text"`, `null`, or the OpenAI content-part array (`[{"type": "text", "text": ...}]`).
+fn content_text<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<String, D::Error> {
+    let v = serde_json::Value::deserialize(d)?;
+    match v {
+        serde_json::Value::Null => Ok(String::new()),
+        serde_json::Value::String(s) => Ok(s),
+        serde_json::Value::Array(parts) => {
+            let mut out = String::new();
+            for p in parts {
+                match p.get("type").and_then(|t| t.as_str()) {
+                    Some("text") => out.push_str(p.get("text").and_then(|t| t.as_str()).unwrap_or("")),
+                    other => {
+                        return Err(serde::de::Error::custom(format!(
+                            "unsupported content part type {:?}: only text parts are accepted",
+                            other.unwrap_or("<none>")
+                        )))
+                    }
+                }
+            }
+            Ok(out)
+        }
+        other => Err(serde::de::Error::custom(format!("content must be a string or a list of text parts, got {other}"))),
+    }
+}
+
+/// The roles a chat message may have.
+pub const ROLES: &[&str] = &["system", "user", "assistant", "tool"];
+
+/// Sampling and length settings of one generation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerationParams {
+    /// 0 = greedy. `None`: the backend's default (greedy for local models).
+    pub temperature: Option<f64>,
+    /// Nucleus sampling.
+    pub top_p: Option<f64>,
+    /// Top-k sampling.
+    pub top_k: Option<usize>,
+    /// Answer tokens (thinking tokens are not counted).
+    pub max_tokens: usize,
+    /// Reasoning on (where the model's template supports it; see [`think`]).
+    pub think: bool,
+    /// Most thinking tokens before the block is closed by force.
+    pub thinking_budget: usize,
+    /// Stop sequences.
+    pub stop: Vec<String>,
+}
+
+impl Default for GenerationParams {
+    fn default() -> Self {
+        Self {
+            temperature: None,
+            top_p: None,
+            top_k: None,
+            max_tokens: DEFAULT_MAX_TOKENS,
+            think: false,
+            thinking_budget: DEFAULT_THINKING_BUDGET,
+            stop: Vec::new(),
+        }
+    }
+}
+
+/// Why generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// End of sequence or a stop sequence.
+    Stop,
+    /// `max_tokens` reached.
+    Length,
+    /// The caller went away (client disconnect).
+    Cancelled,
+}
+
+impl FinishReason {
+    /// The OpenAI string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+            FinishReason::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// A piece of streamed output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamEvent<'a> {
+    /// Reasoning text (inside `<think>`).
+    Thinking(&'a str),
+    /// Answer text.
+    Content(&'a str),
+}
+
+/// What one generation produced.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Generation {
+    /// The answer, without the thinking block.
+    pub content: String,
+    /// The reasoning, when there was a thinking block.
+    pub thinking: Option<String>,
+    /// Tokens of the rendered prompt.
+    pub prompt_tokens: usize,
+    /// Tokens generated (thinking included).
+    pub completion_tokens: usize,
+    /// Of those, tokens of the thinking block.
+    pub reasoning_tokens: usize,
+    /// Why it ended.
+    pub finish_reason: FinishReason,
+    /// Milliseconds to the first generated token.
+    pub ttft_ms: Option<f64>,
+    /// Milliseconds for the whole generation.
+    pub duration_ms: f64,
+}
+
+/// A flag the caller sets to stop a generation early (checked every token).
+#[derive(Debug, Clone, Default)]
+pub struct CancelFlag(Arc<AtomicBool>);
+
+impl CancelFlag {
+    /// A fresh, unset flag.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Ask the generation to stop.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst)
+    }
+    /// Whether [`cancel`](Self::cancel) was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Callback for streamed output; return `false` to stop generating (client gone).
+pub type Sink<'a> = &'a mut dyn FnMut(StreamEvent<'_>) -> bool;
+
+/// A chat model. Implementations are shared by all requests and thread-safe;
+/// concurrent calls are batched or queued by the backend, never interleaved.
+pub trait ChatModel: Send + Sync {
+    /// The model id (`org/repo:QUANT`, or the remote model name).
+    fn id(&self) -> &str;
+    /// Generate a reply to `messages`, streaming pieces to `sink` as they arrive.
+    fn generate(&self, messages: &[ChatMessage], params: &GenerationParams, cancel: &CancelFlag, sink: Sink<'_>) -> Result<Generation>;
+}
+
+/// Where a configured model runs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChatModelSpec {
+    /// A GGUF in the model cache, run in-process.
+    LocalGguf {
+        /// Model id as configured.
+        id: String,
+    },
+    /// An OpenAI-compatible endpoint.
+    Http {
+        /// Base URL ending before `/chat/completions` (e.g. `http://localhost:11434/v1`).
+        base_url: String,
+        /// Model name sent upstream.
+        model: String,
+        /// Bearer token.
+        api_key: Option<String>,
+    },
+}
+
+impl ChatModelSpec {
+    /// Map a `runtime.models[]` entry (env variables already substituted).
+    pub fn from_config(m: &ModelConfig) -> Result<Self> {
+        let base = |default: &str| m.base_url.clone().filter(|s| !s.trim().is_empty()).unwrap_or_else(|| default.to_string());
+        match m.provider.as_str() {
+            // The Universal Runtime is us: run the model in this process.
+            "universal" => Ok(ChatModelSpec::LocalGguf { id: m.model.clone() }),
+            "openai" => Ok(ChatModelSpec::Http {
+                base_url: base("https://api.openai.com/v1"),
+                model: m.model.clone(),
+                api_key: m.api_key.clone().or_else(|| std::env::var("OPENAI_API_KEY").ok()),
+            }),
+            "ollama" => Ok(ChatModelSpec::Http {
+                base_url: crate::embed::openai_base(&base("http://localhost:11434")),
+                model: m.model.clone(),
+                api_key: m.api_key.clone(),
+            }),
+            "lemonade" => Ok(ChatModelSpec::Http { base_url: base("http://localhost:8000/api/v1"), model: m.model.clone(), api_key: m.api_key.clone() }),
+            other => Err(Error::Invalid(format!("model '{}': unknown provider '{other}'", m.name))),
+        }
+    }
+
+    fn key(&self) -> String {
+        match self {
+            ChatModelSpec::LocalGguf { id } => format!("local:{id}"),
+            ChatModelSpec::Http { base_url, model, .. } => format!("http:{base_url}|{model}"),
+        }
+    }
+}
+
+struct Loaded {
+    model: Arc<dyn ChatModel>,
+    last_used: Instant,
+    keep_loaded: bool,
+    local: bool,
+}
+
+/// A model currently in memory.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadedModel {
+    /// Model id.
+    pub id: String,
+    /// `local` (in-process) or `http`.
+    pub kind: &'static str,
+    /// Seconds since it was last used.
+    pub idle_s: u64,
+    /// Exempt from idle unloading.
+    pub keep_loaded: bool,
+}
+
+/// Loads chat models on first use, shares them, unloads idle local ones.
+pub struct LlmEngine {
+    loaded: Mutex<HashMap<String, Loaded>>,
+    loading: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    reaper: std::sync::Once,
+    unload_after: Duration,
+}
+
+impl Default for LlmEngine {
+    fn default() -> Self {
+        let secs = std::env::var("LF_MODEL_UNLOAD_TIMEOUT").ok().and_then(|s| s.parse().ok()).unwrap_or(DEFAULT_UNLOAD_TIMEOUT_S);
+        Self { loaded: Mutex::new(HashMap::new()), loading: Mutex::new(HashMap::new()), reaper: std::sync::Once::new(), unload_after: Duration::from_secs(secs) }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl LlmEngine {
+    /// The model for `spec`, loading it on first use (one load even under concurrent first calls).
+    pub fn get(self: &Arc<Self>, spec: &ChatModelSpec, keep_loaded: bool, models: &ModelCache) -> Result<Arc<dyn ChatModel>> {
+        let key = spec.key();
+        if let Some(m) = self.touch(&key, keep_loaded) {
+            return Ok(m);
+        }
+        let gate = lock(&self.loading).entry(key.clone()).or_default().clone();
+        let _g = lock(&gate);
+        if let Some(m) = self.touch(&key, keep_loaded) {
+            return Ok(m);
+        }
+        let (model, local): (Arc<dyn ChatModel>, bool) = match spec {
+            ChatModelSpec::LocalGguf { id } => (load_local(id, models)?, true),
+            ChatModelSpec::Http { base_url, model, api_key } => (Arc::new(OpenAiChatModel::new(base_url, model, api_key.clone())), false),
+        };
+        lock(&self.loaded).insert(key, Loaded { model: model.clone(), last_used: Instant::now(), keep_loaded, local });
+        if local {
+            self.start_reaper();
+        }
+        Ok(model)
+    }
+
+    fn touch(&self, key: &str, keep_loaded: bool) -> Option<Arc<dyn ChatModel>> {
+        let mut map = lock(&self.loaded);
+        let e = map.get_mut(key)?;
+        e.last_used = Instant::now();
+        e.keep_loaded |= keep_loaded;
+        Some(e.model.clone())
+    }
+
+    /// Models in memory.
+    pub fn loaded(&self) -> Vec<LoadedModel> {
+        let map = lock(&self.loaded);
+        let mut v: Vec<LoadedModel> = map
+            .values()
+            .map(|l| LoadedModel {
+                id: l.model.id().to_string(),
+                kind: if l.local { "local" } else { "http" },
+                idle_s: l.last_used.elapsed().as_secs(),
+                keep_loaded: l.keep_loaded,
+            })
+            .collect();
+        v.sort_by(|a, b| a.id.cmp(&b.id));
+        v
+    }
+
+    /// Unload local models idle for longer than `max_idle` (and not in use, not `keep_loaded`).
+    /// Returns how many were unloaded.
+    pub fn unload_idle(&self, max_idle: Duration) -> usize {
+        let mut map = lock(&self.loaded);
+        let before = map.len();
+        map.retain(|_, l| !l.local || l.keep_loaded || l.last_used.elapsed() < max_idle || Arc::strong_count(&l.model) > 1);
+        before - map.len()
+    }
+
+    fn start_reaper(self: &Arc<Self>) {
+        self.reaper.call_once(|| {
+            let weak = Arc::downgrade(self);
+            let every = (self.unload_after / 4).clamp(Duration::from_secs(1), Duration::from_secs(30));
+            let _ = std::thread::Builder::new().name("lf-model-reaper".into()).spawn(move || loop {
+                std::thread::sleep(every);
+                let Some(engine) = weak.upgrade() else { return };
+                let n = engine.unload_idle(engine.unload_after);
+                if n > 0 {
+                    tracing::info!(unloaded = n, "unloaded idle chat models");
+                }
+            });
+        });
+    }
+}
+
+#[cfg(feature = "llm-mistralrs")]
+fn load_local(id: &str, models: &ModelCache) -> Result<Arc<dyn ChatModel>> {
+    let resolved = models.resolve(id)?;
+    let gguf = resolved.gguf.ok_or_else(|| Error::ModelMissing {
+        model: id.into(),
+        reason: format!("no GGUF file in {}", resolved.dir.display()),
+        fetch_hint: crate::model_cache::FETCH_COMMAND.into(),
+    })?;
+    Ok(Arc::new(MistralRsModel::load(id, &gguf)?))
+}
+
+#[cfg(not(feature = "llm-mistralrs"))]
+fn load_local(id: &str, _models: &ModelCache) -> Result<Arc<dyn ChatModel>> {
+    Err(Error::Unavailable(format!(
+        "model '{id}': this build has no local LLM engine (enable the `llm-mistralrs` feature of llamafarm-core), \
+         or configure an OpenAI-compatible provider"
+    )))
+}
+
+/// Check a generation request's settings (the 422s of the API).
+pub fn validate_params(temperature: Option<f64>, top_p: Option<f64>, max_tokens: Option<i64>, thinking_budget: Option<i64>) -> Result<()> {
+    if let Some(t) = temperature {
+        if !(0.0..=2.0).contains(&t) || t.is_nan() {
+            return Err(Error::Invalid(format!("temperature must be between 0 and 2, got {t}")));
+        }
+    }
+    if let Some(p) = top_p {
+        if !(p > 0.0 && p <= 1.0) {
+            return Err(Error::Invalid(format!("top_p must be in (0, 1], got {p}")));
+        }
+    }
+    if let Some(m) = max_tokens {
+        if m < 1 {
+            return Err(Error::Invalid(format!("max_tokens must be at least 1, got {m}")));
+        }
+        if m > 1_000_000 {
+            return Err(Error::Invalid(format!("max_tokens must be at most 1000000, got {m}")));
+        }
+    }
+    if let Some(b) = thinking_budget {
+        if !(1..=1_000_000).contains(&b) {
+            return Err(Error::Invalid(format!("thinking_budget must be between 1 and 1000000, got {b}")));
+        }
+    }
+    Ok(())
+}
+
+/// Check messages: at least one, known roles.
+pub fn validate_messages(messages: &[ChatMessage]) -> Result<()> {
+    if messages.is_empty() {
+        return Err(Error::Invalid("messages must contain at least one message".into()));
+    }
+    for (i, m) in messages.iter().enumerate() {
+        if !ROLES.contains(&m.role.as_str()) {
+            return Err(Error::Invalid(format!("messages[{i}].role: must be one of {}, got '{}'", ROLES.join(", "), m.role)));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_accepts_strings_null_and_text_parts() {
+        let m: ChatMessage = serde_json::from_str(r#"{"role":"user","content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]}"#).unwrap();
+        assert_eq!(m.content, "ab");
+        let m: ChatMessage = serde_json::from_str(r#"{"role":"assistant","content":null}"#).unwrap();
+        assert_eq!(m.content, "");
+        assert!(serde_json::from_str::<ChatMessage>(r#"{"role":"user","content":[{"type":"image_url"}]}"#).is_err());
+        assert!(serde_json::from_str::<ChatMessage>(r#"{"role":"user","content":5}"#).is_err());
+    }
+
+    #[test]
+    fn validation_rejects_bad_settings() {
+        assert!(validate_params(Some(2.5), None, None, None).is_err());
+        assert!(validate_params(Some(-0.1), None, None, None).is_err());
+        assert!(validate_params(Some(0.0), Some(1.0), Some(1), Some(1)).is_ok());
+        assert!(validate_params(None, None, Some(0), None).is_err());
+        assert!(validate_params(None, Some(0.0), None, None).is_err());
+        assert!(validate_params(None, None, None, Some(0)).is_err());
+        assert!(validate_messages(&[]).is_err());
+        assert!(validate_messages(&[ChatMessage::new("wizard", "x")]).is_err());
+        assert!(validate_messages(&[ChatMessage::new("user", "x")]).is_ok());
+    }
+
+    #[test]
+    fn specs_from_config() {
+        let m = ModelConfig { name: "m".into(), provider: "ollama".into(), model: "llama3".into(), ..Default::default() };
+        assert_eq!(
+            ChatModelSpec::from_config(&m).unwrap(),
+            ChatModelSpec::Http { base_url: "http://localhost:11434/v1".into(), model: "llama3".into(), api_key: None }
+        );
+        let m = ModelConfig { name: "m".into(), provider: "universal".into(), model: "a/b:Q4_1".into(), ..Default::default() };
+        assert_eq!(ChatModelSpec::from_config(&m).unwrap(), ChatModelSpec::LocalGguf { id: "a/b:Q4_1".into() });
+    }
+}

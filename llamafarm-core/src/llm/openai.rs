@@ -1,0 +1,162 @@
+//! Any OpenAI-compatible `/v1/chat/completions` endpoint, streamed (SSE).
+
+use super::think::ThinkSplitter;
+use super::{CancelFlag, ChatMessage, ChatModel, FinishReason, Generation, GenerationParams, Sink, StreamEvent};
+use crate::error::{Error, Result};
+use serde_json::{json, Value};
+use std::io::BufRead;
+use std::time::{Duration, Instant};
+
+/// A remote chat model.
+pub struct OpenAiChatModel {
+    base_url: String,
+    model: String,
+    api_key: Option<String>,
+    agent: ureq::Agent,
+}
+
+impl OpenAiChatModel {
+    /// `base_url` ends before `/chat/completions` (e.g. `http://localhost:11540/v1`).
+    pub fn new(base_url: &str, model: &str, api_key: Option<String>) -> Self {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_connect(Some(Duration::from_secs(10)))
+            .timeout_recv_response(Some(Duration::from_secs(600)))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        Self { base_url: base_url.trim_end_matches('/').to_string(), model: model.to_string(), api_key, agent }
+    }
+
+    fn body(&self, messages: &[ChatMessage], p: &GenerationParams) -> Value {
+        let mut b = json!({
+            "model": self.model,
+            "messages": messages,
+            "stream": true,
+            "stream_options": {"include_usage": true},
+            "max_tokens": p.max_tokens,
+        });
+        let o = b.as_object_mut().expect("object");
+        if let Some(t) = p.temperature {
+            o.insert("temperature".into(), json!(t));
+        }
+        if let Some(t) = p.top_p {
+            o.insert("top_p".into(), json!(t));
+        }
+        if let Some(k) = p.top_k {
+            o.insert("top_k".into(), json!(k));
+        }
+        if !p.stop.is_empty() {
+            o.insert("stop".into(), json!(p.stop));
+        }
+        if p.think {
+            o.insert("think".into(), json!(true));
+            o.insert("thinking_budget".into(), json!(p.thinking_budget));
+        }
+        b
+    }
+}
+
+impl ChatModel for OpenAiChatModel {
+    fn id(&self) -> &str {
+        &self.model
+    }
+
+    fn generate(&self, messages: &[ChatMessage], params: &GenerationParams, cancel: &CancelFlag, sink: Sink<'_>) -> Result<Generation> {
+        let t0 = Instant::now();
+        let url = format!("{}/chat/completions", self.base_url);
+        let mut req = self.agent.post(&url).header("Accept", "text/event-stream");
+        if let Some(k) = &self.api_key {
+            req = req.header("Authorization", &format!("Bearer {k}"));
+        }
+        let resp = req
+            .send_json(self.body(messages, params))
+            .map_err(|e| Error::Unavailable(format!("chat endpoint {url} unreachable: {e}")))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let text = resp.into_body().read_to_string().unwrap_or_default();
+            let msg = serde_json::from_str::<Value>(&text)
+                .ok()
+                .and_then(|v| v["error"]["message"].as_str().or(v["detail"].as_str()).map(str::to_string))
+                .unwrap_or(text);
+            return Err(Error::Unavailable(format!("chat endpoint {url} answered {status}: {msg}")));
+        }
+        let reader = std::io::BufReader::new(resp.into_body().into_reader());
+        let mut splitter = ThinkSplitter::new(false);
+        let mut direct_thinking = String::new();
+        let mut finish: Option<String> = None;
+        let mut usage: Option<Value> = None;
+        let mut ttft: Option<f64> = None;
+        let mut chunks = 0usize;
+        let mut gone = false;
+        for line in reader.lines() {
+            if cancel.is_cancelled() || gone {
+                break;
+            }
+            let line = line.map_err(|e| Error::Unavailable(format!("chat endpoint {url}: stream broke: {e}")))?;
+            let Some(data) = line.strip_prefix("data:") else { continue };
+            let data = data.trim();
+            if data == "[DONE]" {
+                break;
+            }
+            let Ok(v) = serde_json::from_str::<Value>(data) else { continue };
+            if let Some(msg) = v["error"]["message"].as_str() {
+                return Err(Error::Unavailable(format!("chat endpoint {url}: {msg}")));
+            }
+            if v["usage"].is_object() {
+                usage = Some(v["usage"].clone());
+            }
+            let Some(choice) = v["choices"].get(0) else { continue };
+            let delta = &choice["delta"];
+            let reasoning = delta["reasoning_content"].as_str().or(delta["reasoning"].as_str()).unwrap_or("");
+            let content = delta["content"].as_str().unwrap_or("");
+            if !reasoning.is_empty() || !content.is_empty() {
+                chunks += 1;
+                ttft.get_or_insert_with(|| t0.elapsed().as_secs_f64() * 1000.0);
+            }
+            if !reasoning.is_empty() {
+                direct_thinking.push_str(reasoning);
+                gone |= !sink(StreamEvent::Thinking(reasoning));
+            }
+            if !content.is_empty() {
+                splitter.push(content, &mut |ev| gone |= !sink(ev));
+            }
+            if let Some(r) = choice["finish_reason"].as_str() {
+                finish = Some(r.to_string());
+            }
+        }
+        if gone {
+            cancel.cancel();
+        }
+        splitter.finish(&mut |ev| {
+            let _ = sink(ev);
+        });
+        let (content, mut thinking) = splitter.into_parts();
+        if !direct_thinking.is_empty() {
+            thinking = Some(direct_thinking.trim().to_string());
+        }
+        let u = |k: &str| usage.as_ref().and_then(|u| u[k].as_u64()).map(|x| x as usize);
+        let approx_prompt = messages.iter().map(|m| m.content.len() / 4 + 4).sum();
+        let completion_tokens = u("completion_tokens").unwrap_or(chunks);
+        let reasoning_tokens = usage
+            .as_ref()
+            .and_then(|u| u["completion_tokens_details"]["reasoning_tokens"].as_u64())
+            .map(|x| x as usize)
+            .unwrap_or(0);
+        Ok(Generation {
+            content,
+            thinking,
+            prompt_tokens: u("prompt_tokens").unwrap_or(approx_prompt),
+            completion_tokens,
+            reasoning_tokens,
+            finish_reason: if cancel.is_cancelled() {
+                FinishReason::Cancelled
+            } else if finish.as_deref() == Some("length") {
+                FinishReason::Length
+            } else {
+                FinishReason::Stop
+            },
+            ttft_ms: ttft,
+            duration_ms: t0.elapsed().as_secs_f64() * 1000.0,
+        })
+    }
+}

@@ -1,0 +1,250 @@
+//! Local outlier factor (Breunig et al. 2000) in novelty mode, as scikit-learn's
+//! `LocalOutlierFactor(novelty=True)` (`n_neighbors = 20`, Euclidean distance):
+//!
+//! - `reach_k(p, o) = max(k_distance(o), d(p, o))`
+//! - `lrd(p) = 1 / (mean_{o in kNN(p)} reach_k(p, o) + 1e-10)`
+//! - `LOF(q) = mean_{o in kNN(q)} lrd(o) / lrd(q)`, neighbours taken among the
+//!   training points (a training point is not its own neighbour during fit).
+//!
+//! Raw score = `LOF(q)` (PyOD's `decision_function`; about 1 for inliers). Neighbour
+//! search: exact, with a k-d tree (leaf size 32) below 16 dimensions and brute force
+//! above; queries run in parallel.
+
+use super::util::{sqdist, Mat};
+use super::AnomalyBackend;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::collections::BinaryHeap;
+use std::sync::OnceLock;
+
+const LEAF: usize = 32;
+
+/// Exact k-nearest-neighbour index over a fixed point set.
+#[derive(Debug, Clone)]
+pub struct KdTree {
+    /// Point indices, permuted so every node owns a contiguous range.
+    idx: Vec<usize>,
+    nodes: Vec<Node>,
+}
+
+#[derive(Debug, Clone)]
+struct Node {
+    start: usize,
+    end: usize,
+    /// Split dimension and value, children; `dim == usize::MAX` for leaves.
+    dim: usize,
+    split: f64,
+    left: usize,
+    right: usize,
+    lo: Vec<f64>,
+    hi: Vec<f64>,
+}
+
+#[derive(PartialEq)]
+struct Cand(f64, usize);
+impl Eq for Cand {}
+impl PartialOrd for Cand {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Cand {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&o.0).then(self.1.cmp(&o.1))
+    }
+}
+
+impl KdTree {
+    /// Build over the rows of `x`.
+    pub fn build(x: &Mat) -> Self {
+        let mut t = KdTree { idx: (0..x.n).collect(), nodes: Vec::new() };
+        if x.n > 0 {
+            t.grow(x, 0, x.n);
+        }
+        t
+    }
+
+    fn grow(&mut self, x: &Mat, start: usize, end: usize) -> usize {
+        let d = x.d;
+        let mut lo = vec![f64::INFINITY; d];
+        let mut hi = vec![f64::NEG_INFINITY; d];
+        for &i in &self.idx[start..end] {
+            for (j, v) in x.row(i).iter().enumerate() {
+                lo[j] = lo[j].min(*v);
+                hi[j] = hi[j].max(*v);
+            }
+        }
+        let me = self.nodes.len();
+        self.nodes.push(Node { start, end, dim: usize::MAX, split: 0.0, left: 0, right: 0, lo: lo.clone(), hi: hi.clone() });
+        if end - start <= LEAF {
+            return me;
+        }
+        let (dim, spread) = (0..d).map(|j| (j, hi[j] - lo[j])).fold((0, f64::NEG_INFINITY), |a, b| if b.1 > a.1 { b } else { a });
+        if spread <= 0.0 {
+            return me; // all points identical: one leaf
+        }
+        let mid = start + (end - start) / 2;
+        self.idx[start..end].select_nth_unstable_by(mid - start, |&a, &b| x.data[a * d + dim].total_cmp(&x.data[b * d + dim]));
+        let split = x.data[self.idx[mid] * d + dim];
+        let l = self.grow(x, start, mid);
+        let r = self.grow(x, mid, end);
+        let n = &mut self.nodes[me];
+        n.dim = dim;
+        n.split = split;
+        n.left = l;
+        n.right = r;
+        me
+    }
+
+    fn box_dist(n: &Node, q: &[f64]) -> f64 {
+        q.iter()
+            .enumerate()
+            .map(|(j, v)| {
+                let e = if *v < n.lo[j] { n.lo[j] - v } else if *v > n.hi[j] { v - n.hi[j] } else { 0.0 };
+                e * e
+            })
+            .sum()
+    }
+
+    /// The `k` nearest rows of `x` to `q` as (squared distance, index), nearest first;
+    /// `skip` is left out (a point's own index during fit).
+    pub fn knn(&self, x: &Mat, q: &[f64], k: usize, skip: Option<usize>) -> Vec<(f64, usize)> {
+        let mut heap: BinaryHeap<Cand> = BinaryHeap::with_capacity(k + 1);
+        if !self.nodes.is_empty() && k > 0 {
+            self.search(x, 0, q, k, skip, &mut heap);
+        }
+        let mut v: Vec<(f64, usize)> = heap.into_iter().map(|c| (c.0, c.1)).collect();
+        v.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        v
+    }
+
+    fn search(&self, x: &Mat, ni: usize, q: &[f64], k: usize, skip: Option<usize>, heap: &mut BinaryHeap<Cand>) {
+        let n = &self.nodes[ni];
+        if heap.len() == k && Self::box_dist(n, q) > heap.peek().map_or(f64::INFINITY, |c| c.0) {
+            return;
+        }
+        if n.dim == usize::MAX {
+            for &i in &self.idx[n.start..n.end] {
+                if Some(i) == skip {
+                    continue;
+                }
+                let dd = sqdist(q, x.row(i));
+                if heap.len() < k {
+                    heap.push(Cand(dd, i));
+                } else if dd < heap.peek().map_or(f64::INFINITY, |c| c.0) {
+                    heap.pop();
+                    heap.push(Cand(dd, i));
+                }
+            }
+            return;
+        }
+        let (first, second) = if q[n.dim] <= n.split { (n.left, n.right) } else { (n.right, n.left) };
+        self.search(x, first, q, k, skip, heap);
+        self.search(x, second, q, k, skip, heap);
+    }
+}
+
+fn brute_knn(x: &Mat, q: &[f64], k: usize, skip: Option<usize>) -> Vec<(f64, usize)> {
+    let mut heap: BinaryHeap<Cand> = BinaryHeap::with_capacity(k + 1);
+    for i in 0..x.n {
+        if Some(i) == skip {
+            continue;
+        }
+        let dd = sqdist(q, x.row(i));
+        if heap.len() < k {
+            heap.push(Cand(dd, i));
+        } else if dd < heap.peek().map_or(f64::INFINITY, |c| c.0) {
+            heap.pop();
+            heap.push(Cand(dd, i));
+        }
+    }
+    let mut v: Vec<(f64, usize)> = heap.into_iter().map(|c| (c.0, c.1)).collect();
+    v.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    v
+}
+
+/// A fitted LOF model: the training points, their k-distances and densities.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LocalOutlierFactor {
+    train: Mat,
+    k: usize,
+    k_distance: Vec<f64>,
+    lrd: Vec<f64>,
+    #[serde(skip)]
+    tree: OnceLock<Option<KdTree>>,
+}
+
+impl LocalOutlierFactor {
+    /// Fit with `n_neighbors` (capped at `n - 1`).
+    pub fn fit(x: &Mat, n_neighbors: usize) -> Self {
+        let k = n_neighbors.clamp(1, x.n.saturating_sub(1).max(1));
+        let mut m = Self { train: x.clone(), k, k_distance: vec![], lrd: vec![], tree: OnceLock::new() };
+        let neigh: Vec<Vec<(f64, usize)>> = (0..x.n).into_par_iter().with_min_len(32).map(|i| m.neighbours(x.row(i), Some(i))).collect();
+        m.k_distance = neigh.iter().map(|nb| nb.last().map_or(0.0, |v| v.0.sqrt())).collect();
+        m.lrd = neigh.iter().map(|nb| m.lrd_of(nb)).collect();
+        m
+    }
+
+    fn index(&self) -> Option<&KdTree> {
+        self.tree.get_or_init(|| (self.train.d < 16).then(|| KdTree::build(&self.train))).as_ref()
+    }
+
+    fn neighbours(&self, q: &[f64], skip: Option<usize>) -> Vec<(f64, usize)> {
+        match self.index() {
+            Some(t) => t.knn(&self.train, q, self.k, skip),
+            None => brute_knn(&self.train, q, self.k, skip),
+        }
+    }
+
+    fn lrd_of(&self, nb: &[(f64, usize)]) -> f64 {
+        let reach: f64 = nb.iter().map(|&(d2, o)| d2.sqrt().max(self.k_distance[o])).sum::<f64>() / nb.len().max(1) as f64;
+        1.0 / (reach + 1e-10)
+    }
+}
+
+impl AnomalyBackend for LocalOutlierFactor {
+    fn score(&self, x: &Mat) -> Vec<f64> {
+        (0..x.n)
+            .into_par_iter()
+            .with_min_len(32)
+            .map(|i| {
+                let nb = self.neighbours(x.row(i), None);
+                let lrd_q = self.lrd_of(&nb);
+                nb.iter().map(|&(_, o)| self.lrd[o]).sum::<f64>() / nb.len().max(1) as f64 / lrd_q
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ml::anomaly::util::Rng;
+
+    #[test]
+    fn kd_tree_matches_brute_force() {
+        let mut rng = Rng::new(11);
+        let rows: Vec<Vec<f64>> = (0..500).map(|i| vec![rng.normal(), rng.normal(), (i % 7) as f64]).collect();
+        let x = Mat::from_rows(&rows);
+        let t = KdTree::build(&x);
+        for q in 0..50 {
+            let a = t.knn(&x, x.row(q), 7, Some(q));
+            let b = brute_knn(&x, x.row(q), 7, Some(q));
+            let da: Vec<f64> = a.iter().map(|v| v.0).collect();
+            let db: Vec<f64> = b.iter().map(|v| v.0).collect();
+            assert_eq!(da, db);
+            assert!(a.iter().all(|v| v.1 != q));
+        }
+    }
+
+    #[test]
+    fn lof_is_about_one_inside_and_large_outside() {
+        // A 10x10 grid: interior points have LOF 1 exactly when densities are equal.
+        let rows: Vec<Vec<f64>> = (0..100).map(|i| vec![(i % 10) as f64, (i / 10) as f64]).collect();
+        let x = Mat::from_rows(&rows);
+        let m = LocalOutlierFactor::fit(&x, 5);
+        let s = m.score(&Mat::from_rows(&[vec![4.5, 4.5], vec![30.0, 30.0]]));
+        assert!((s[0] - 1.0).abs() < 0.2, "{s:?}");
+        assert!(s[1] > 5.0, "{s:?}");
+    }
+}

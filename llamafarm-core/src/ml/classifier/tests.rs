@@ -1,0 +1,253 @@
+use super::pairs::{sample_pairs, Rng};
+use super::train::{eval_loss, train, TrainConfig, TrainableBert};
+use super::*;
+use crate::{LlamaFarm, ModelCache};
+use candle_core::{Device, Tensor};
+
+/// A tiny randomly initialised BERT (same tensor names as a real checkpoint).
+fn tiny_bert(dir: &Path) {
+    let (vocab, h, inter, layers, heads, maxpos) = (50usize, 16usize, 32usize, 2usize, 2usize, 32usize);
+    let cfg = serde_json::json!({
+        "vocab_size": vocab, "hidden_size": h, "num_hidden_layers": layers, "num_attention_heads": heads,
+        "intermediate_size": inter, "hidden_act": "gelu", "hidden_dropout_prob": 0.1, "max_position_embeddings": maxpos,
+        "type_vocab_size": 2, "initializer_range": 0.02, "layer_norm_eps": 1e-12, "pad_token_id": 0, "model_type": "bert"
+    });
+    std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
+    let mut rng = Rng::new(9);
+    let mut rand = |shape: &[usize], scale: f32| {
+        let n: usize = shape.iter().product();
+        let v: Vec<f32> = (0..n).map(|_| (rng.below(20001) as f32 / 10000.0 - 1.0) * scale).collect();
+        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    };
+    let ones = |n: usize| Tensor::ones(n, candle_core::DType::F32, &Device::Cpu).unwrap();
+    let zeros = |n: usize| Tensor::zeros(n, candle_core::DType::F32, &Device::Cpu).unwrap();
+    let mut t: HashMap<String, Tensor> = HashMap::new();
+    t.insert("embeddings.word_embeddings.weight".into(), rand(&[vocab, h], 0.5));
+    t.insert("embeddings.position_embeddings.weight".into(), rand(&[maxpos, h], 0.1));
+    t.insert("embeddings.token_type_embeddings.weight".into(), rand(&[2, h], 0.1));
+    t.insert("embeddings.LayerNorm.weight".into(), ones(h));
+    t.insert("embeddings.LayerNorm.bias".into(), zeros(h));
+    for i in 0..layers {
+        let p = format!("encoder.layer.{i}");
+        for (name, o, inn) in [
+            ("attention.self.query", h, h),
+            ("attention.self.key", h, h),
+            ("attention.self.value", h, h),
+            ("attention.output.dense", h, h),
+            ("intermediate.dense", inter, h),
+            ("output.dense", h, inter),
+        ] {
+            t.insert(format!("{p}.{name}.weight"), rand(&[o, inn], 0.3));
+            t.insert(format!("{p}.{name}.bias"), zeros(o));
+        }
+        for ln in ["attention.output.LayerNorm", "output.LayerNorm"] {
+            t.insert(format!("{p}.{ln}.weight"), ones(h));
+            t.insert(format!("{p}.{ln}.bias"), zeros(h));
+        }
+    }
+    t.insert("pooler.dense.weight".into(), rand(&[h, h], 0.1));
+    candle_core::safetensors::save(&t, dir.join("model.safetensors")).unwrap();
+}
+
+#[test]
+fn contrastive_training_lowers_the_loss_and_saves_every_tensor() {
+    let dir = tempfile::tempdir().unwrap();
+    tiny_bert(dir.path());
+    let model = TrainableBert::load(dir.path()).unwrap();
+    assert!(model.frozen.contains_key("pooler.dense.weight"));
+    // Two "classes" of token sequences: low ids vs high ids, varied lengths.
+    let mut rng = Rng::new(1);
+    let mut tokens = Vec::new();
+    let mut labels = Vec::new();
+    for i in 0..12 {
+        let class = i % 2;
+        let len = 3 + rng.below(6);
+        let seq: Vec<u32> = (0..len).map(|_| (1 + class * 24 + rng.below(24)) as u32).collect();
+        tokens.push(seq);
+        labels.push(class);
+    }
+    let pairs = sample_pairs(&labels, 4, &mut Rng::new(2));
+    let before = eval_loss(&model, &tokens, &pairs, 0).unwrap();
+    let cfg = TrainConfig { batch_size: 8, epochs: 3, learning_rate: 1e-3, micro_batch: 4, ..Default::default() };
+    let report = train(&model, &tokens, &pairs, 0, &cfg, &mut Rng::new(3)).unwrap();
+    assert_eq!(report.losses.len(), 3 * pairs.len().div_ceil(8));
+    let after = eval_loss(&model, &tokens, &pairs, 0).unwrap();
+    assert!(after < before * 0.7, "loss {before} -> {after}");
+
+    // Saved weights reload to the same values (trained + frozen tensors).
+    let out = dir.path().join("trained.safetensors");
+    model.save(&out).unwrap();
+    let back = candle_core::safetensors::load(&out, &Device::Cpu).unwrap();
+    assert!(back.contains_key("pooler.dense.weight"));
+    let w = model.varmap.data().lock().unwrap()["encoder.layer.0.attention.self.query.weight"].as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let w2 = back["encoder.layer.0.attention.self.query.weight"].flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert_eq!(w, w2);
+}
+
+#[test]
+fn the_training_forward_matches_the_inference_model() {
+    // Our differentiable forward must compute what candle-transformers' BertModel
+    // (used at predict time) computes.
+    let dir = tempfile::tempdir().unwrap();
+    tiny_bert(dir.path());
+    let model = TrainableBert::load(dir.path()).unwrap();
+    let seqs = vec![vec![1u32, 5, 9, 2], vec![3u32, 7]];
+    let ours = model.forward_pooled(&seqs, 0).unwrap().to_vec2::<f32>().unwrap();
+    let cfg: candle_transformers::models::bert::Config = serde_json::from_str(&std::fs::read_to_string(dir.path().join("config.json")).unwrap()).unwrap();
+    let vb = unsafe { candle_nn::VarBuilder::from_mmaped_safetensors(&[dir.path().join("model.safetensors")], candle_core::DType::F32, &Device::Cpu) }.unwrap();
+    let bert = candle_transformers::models::bert::BertModel::load(vb, &cfg).unwrap();
+    for (i, s) in seqs.iter().enumerate() {
+        let ids = Tensor::new(s.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+        let types = ids.zeros_like().unwrap();
+        let hidden = bert.forward(&ids, &types, None).unwrap().squeeze(0).unwrap();
+        let mean = hidden.mean(0).unwrap().to_vec1::<f32>().unwrap();
+        for (a, b) in ours[i].iter().zip(&mean) {
+            assert!((a - b).abs() < 1e-4, "row {i}: {a} vs {b}");
+        }
+    }
+}
+
+fn real_lf(dir: &Path) -> LlamaFarm {
+    let cache = ModelCache::from_env();
+    if !cache.is_available(DEFAULT_BASE_MODEL) {
+        panic!("the test suite needs the real {DEFAULT_BASE_MODEL}: run scripts/fetch-models.sh");
+    }
+    LlamaFarm::open_with(dir, cache).unwrap()
+}
+
+fn intents() -> Vec<TrainingExample> {
+    let data = [
+        ("booking", ["I need to book a flight to New York", "Reserve a hotel room for two nights", "Can you book me a table for dinner tonight", "I'd like to make a reservation for Friday"]),
+        ("cancellation", ["Cancel my reservation please", "I want to cancel my booking", "Please cancel the order I placed yesterday", "Call off my hotel stay, I no longer need it"]),
+        ("weather", ["What's the weather like tomorrow?", "Will it rain this afternoon?", "How hot will it be this weekend?", "Is it going to snow in Denver?"]),
+    ];
+    data.iter().flat_map(|(l, ts)| ts.iter().map(move |t| TrainingExample::new(*t, *l))).collect()
+}
+
+#[test]
+fn real_model_fit_predict_save_load_latest_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let lf = real_lf(dir.path());
+    let mut req = ClassifierFitRequest::new("intent", intents());
+    req.num_iterations = 5;
+    let fit = lf.ml().classifier_fit(&req).unwrap();
+    assert_eq!(fit.labels, vec!["booking", "cancellation", "weather"]);
+    assert_eq!(fit.num_pairs, 2 * 5 * 12);
+    assert_eq!(fit.steps, 120usize.div_ceil(16));
+    assert!(registry::is_version_of(&fit.model, "intent") && fit.model != "intent", "{}", fit.model);
+    let path = PathBuf::from(&fit.saved_path);
+    for f in ["model.safetensors", "config.json", "tokenizer.json", "modules.json", "1_Pooling/config.json", "head.json", "metadata.json", "labels.txt"] {
+        assert!(path.join(f).is_file(), "{f} missing");
+    }
+    // No temp directory left behind.
+    assert!(std::fs::read_dir(lf.ml().classifier_dir()).unwrap().flatten().all(|e| !e.file_name().to_string_lossy().starts_with(".tmp")));
+
+    let held_out = vec![
+        "Book me a seat on the train to Boston".to_string(),
+        "Please cancel my subscription".to_string(),
+        "Is it sunny outside today?".to_string(),
+        "Reserve a room at the Hilton for Monday".to_string(),
+        "Will there be a storm tonight?".to_string(),
+        "Cancel my flight".to_string(),
+    ];
+    let want = ["booking", "cancellation", "weather", "booking", "weather", "cancellation"];
+    let pred = lf.ml().classifier_predict(&ClassifierPredictRequest { model: "intent-latest".into(), texts: held_out.clone() }).unwrap();
+    assert_eq!(pred.model, fit.model);
+    let got: Vec<&str> = pred.data.iter().map(|p| p.label.as_str()).collect();
+    assert_eq!(got, want, "{:?}", pred.data);
+    for p in &pred.data {
+        assert!((p.all_scores.values().sum::<f32>() - 1.0).abs() < 1e-4);
+        assert_eq!(p.score, p.all_scores[&p.label]);
+    }
+
+    // A fresh handle on the same data directory loads it and predicts identically.
+    let lf2 = real_lf(dir.path());
+    let loaded = lf2.ml().classifier_load(&ClassifierModelRequest { model: "intent-latest".into(), description: None }).unwrap();
+    assert_eq!(loaded.model, fit.model);
+    let pred2 = lf2.ml().classifier_predict(&ClassifierPredictRequest { model: fit.model.clone(), texts: held_out.clone() }).unwrap();
+    assert_eq!(pred.data, pred2.data);
+    // Duplicates in one request give identical answers.
+    let dup = lf2.ml().classifier_predict(&ClassifierPredictRequest { model: fit.model.clone(), texts: vec![held_out[0].clone(), held_out[0].clone()] }).unwrap();
+    assert_eq!(dup.data[0], dup.data[1]);
+    assert_eq!(dup.data[0], pred.data[0]);
+
+    // Save a description; list shows it.
+    let saved = lf.ml().classifier_save(&ClassifierModelRequest { model: fit.model.clone(), description: Some("intents v1".into()) }).unwrap();
+    assert_eq!(saved.status, "saved");
+    let list = lf.ml().classifier_models().unwrap();
+    assert_eq!(list.total, 1);
+    assert_eq!(list.data[0].description.as_deref(), Some("intents v1"));
+    assert_eq!(list.data[0].base_name, "intent");
+    assert!(list.data[0].is_versioned && list.data[0].loaded);
+    assert_eq!(list.data[0].labels, fit.labels);
+
+    // A second version: -latest now picks it.
+    let mut req2 = ClassifierFitRequest::new("intent", intents());
+    req2.num_iterations = 1;
+    let fit2 = lf.ml().classifier_fit(&req2).unwrap();
+    assert_ne!(fit2.model, fit.model);
+    let p = lf.ml().classifier_predict(&ClassifierPredictRequest { model: "intent-latest".into(), texts: vec!["hello".into()] }).unwrap();
+    assert_eq!(p.model, fit2.model);
+    assert_eq!(lf.ml().classifier_models().unwrap().total, 2);
+    // The runtime's /v1/classify serves it by name too.
+    let c = lf.ml().classify(&ClassifyRequest { model: "intent-latest".into(), texts: vec!["Will it rain?".into()], max_length: None }).unwrap();
+    assert_eq!(c.model, fit2.model);
+    assert_eq!(c.data[0].index, 0);
+    let e = lf.ml().classify(&ClassifyRequest { model: "distilbert-base-uncased-finetuned-sst-2-english".into(), texts: vec!["x".into()], max_length: None }).unwrap_err();
+    assert_eq!(e.kind(), crate::error::ErrorKind::BadRequest);
+    assert!(e.to_string().contains("SetFit"), "{e}");
+
+    // Delete both; then they are gone (404).
+    lf.ml().classifier_delete(&fit2.model).unwrap();
+    lf.ml().classifier_delete(&fit.model).unwrap();
+    assert_eq!(lf.ml().classifier_models().unwrap().total, 0);
+    let e = lf.ml().classifier_predict(&ClassifierPredictRequest { model: fit.model.clone(), texts: vec!["x".into()] }).unwrap_err();
+    assert_eq!(e.kind(), crate::error::ErrorKind::NotFound);
+    assert_eq!(lf.ml().classifier_delete(&fit.model).unwrap_err().kind(), crate::error::ErrorKind::NotFound);
+}
+
+#[test]
+fn bad_input_is_rejected_without_training() {
+    use crate::error::ErrorKind;
+    let dir = tempfile::tempdir().unwrap();
+    // An empty model cache: validation must happen before the base model is needed.
+    let lf = LlamaFarm::open_with(dir.path().join("data"), ModelCache::new(dir.path().join("hub"))).unwrap();
+    let ml = lf.ml();
+    let kind = |r: ClassifierFitRequest| ml.classifier_fit(&r).unwrap_err().kind();
+    let one_class = vec![TrainingExample::new("a", "x"), TrainingExample::new("b", "x")];
+    assert_eq!(kind(ClassifierFitRequest::new("m", one_class)), ErrorKind::Invalid);
+    assert_eq!(kind(ClassifierFitRequest::new("m", vec![])), ErrorKind::Invalid);
+    let empty_text = vec![TrainingExample::new("a", "x"), TrainingExample::new("  ", "y")];
+    assert_eq!(kind(ClassifierFitRequest::new("m", empty_text)), ErrorKind::Invalid);
+    let empty_label = vec![TrainingExample::new("a", "x"), TrainingExample::new("b", "")];
+    assert_eq!(kind(ClassifierFitRequest::new("m", empty_label)), ErrorKind::Invalid);
+    let ok = || vec![TrainingExample::new("a", "x"), TrainingExample::new("b", "y")];
+    assert_eq!(kind(ClassifierFitRequest::new("../evil", ok())), ErrorKind::Invalid);
+    assert_eq!(kind(ClassifierFitRequest::new("m-latest", ok())), ErrorKind::Invalid);
+    for (it, bs, ep, lr) in [(0, 16, 1, 2e-5), (5000, 16, 1, 2e-5), (5, 0, 1, 2e-5), (5, 16, 0, 2e-5), (5, 16, 1, 0.0), (5, 16, 1, f64::NAN)] {
+        let mut r = ClassifierFitRequest::new("m", ok());
+        (r.num_iterations, r.batch_size, r.num_epochs, r.learning_rate) = (it, bs, ep, lr);
+        assert_eq!(kind(r), ErrorKind::Invalid, "{it} {bs} {ep} {lr}");
+    }
+    // A valid request whose base model is not in the cache: 503 with the fetch hint.
+    assert_eq!(kind(ClassifierFitRequest::new("m", ok())), ErrorKind::Unavailable);
+    let mut r = ClassifierFitRequest::new("m", ok());
+    r.base_model = "../../etc".into();
+    assert_ne!(kind(r), ErrorKind::Internal);
+
+    let pred = |m: &str, texts: Vec<String>| ml.classifier_predict(&ClassifierPredictRequest { model: m.into(), texts }).unwrap_err().kind();
+    assert_eq!(pred("nope", vec!["x".into()]), ErrorKind::NotFound);
+    assert_eq!(pred("nope-latest", vec!["x".into()]), ErrorKind::NotFound);
+    assert_eq!(pred("nope", vec![]), ErrorKind::Invalid);
+    assert_eq!(pred("nope", vec!["".into()]), ErrorKind::Invalid);
+    assert_eq!(pred("bad/name", vec!["x".into()]), ErrorKind::Invalid);
+    let load = ml.classifier_load(&ClassifierModelRequest { model: "nope-latest".into(), description: None }).unwrap_err();
+    assert_eq!(load.kind(), ErrorKind::NotFound);
+    assert_eq!(ml.classifier_delete("nope").unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(ml.classifier_delete("..").unwrap_err().kind(), ErrorKind::Invalid);
+    assert_eq!(ml.classifier_models().unwrap().total, 0);
+    // A half-written directory (no head.json) is not a model.
+    std::fs::create_dir_all(ml.classifier_dir().join("broken")).unwrap();
+    assert_eq!(ml.classifier_models().unwrap().total, 0);
+    assert_eq!(pred("broken", vec!["x".into()]), ErrorKind::NotFound);
+}

@@ -1,0 +1,45 @@
+//! ML: few-shot text classifiers (SetFit, in candle) and anomaly detection, with a
+//! versioned on-disk model registry.
+//!
+//! Entry point: [`crate::LlamaFarm::ml`]. Trained models live under
+//! `{data}/models/classifier/` and `{data}/models/anomaly/` (see [`registry`]).
+
+pub mod anomaly;
+pub mod classifier;
+pub mod registry;
+
+use crate::LlamaFarm;
+
+/// In-memory state of the ML APIs (loaded models), owned by the library handle.
+#[derive(Default)]
+pub(crate) struct MlState {
+    pub(crate) anomaly: anomaly::AnomalyState,
+    pub(crate) classifier: classifier::ClassifierState,
+}
+
+/// ML operations: `lf.ml()`.
+pub struct Ml<'a> {
+    pub(crate) lf: &'a LlamaFarm,
+}
+
+impl LlamaFarm {
+    /// Classifiers and anomaly detectors.
+    pub fn ml(&self) -> Ml<'_> {
+        Ml { lf: self }
+    }
+
+    pub(crate) fn ml_state(&self) -> &MlState {
+        &self.inner.ml
+    }
+}
+
+impl<'a> Ml<'a> {
+    /// `{data}/models/classifier`.
+    pub fn classifier_dir(&self) -> std::path::PathBuf {
+        self.lf.layout().models_dir().join("classifier")
+    }
+    /// `{data}/models/anomaly`.
+    pub fn anomaly_dir(&self) -> std::path::PathBuf {
+        self.lf.layout().models_dir().join("anomaly")
+    }
+}

