@@ -28,14 +28,16 @@ impl Client {
         Ok(Self { base: base.trim_end_matches('/').to_string(), http })
     }
 
+    fn transport_error(&self, e: reqwest::Error, path: &str) -> anyhow::Error {
+        if e.is_connect() {
+            anyhow!("cannot reach the LlamaFarm server at {} (start it with `lf serve`)", self.base)
+        } else {
+            anyhow!("request to {}{path} failed: {e}", self.base)
+        }
+    }
+
     async fn send(&self, req: reqwest::RequestBuilder, path: &str) -> Result<Value> {
-        let resp = req.send().await.map_err(|e| {
-            if e.is_connect() {
-                anyhow!("cannot reach the LlamaFarm server at {} (start it with `lf serve`)", self.base)
-            } else {
-                anyhow!("request to {}{path} failed: {e}", self.base)
-            }
-        })?;
+        let resp = req.send().await.map_err(|e| self.transport_error(e, path))?;
         let status = resp.status();
         let text = resp.text().await?;
         let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text.clone()));
@@ -78,13 +80,7 @@ impl Client {
         for (k, v) in headers {
             req = req.header(*k, v);
         }
-        let resp = req.send().await.map_err(|e| {
-            if e.is_connect() {
-                anyhow!("cannot reach the LlamaFarm server at {} (start it with `lf serve`)", self.base)
-            } else {
-                anyhow!("request to {}{path} failed: {e}", self.base)
-            }
-        })?;
+        let resp = req.send().await.map_err(|e| self.transport_error(e, path))?;
         if !resp.status().is_success() {
             let status = resp.status();
             let text = resp.text().await.unwrap_or_default();

@@ -340,3 +340,45 @@ async fn missing_model_is_503_with_the_fetch_command() {
     let detail = assert_detail(&got, 503);
     assert!(detail.contains("scripts/fetch-models.sh"), "{detail}");
 }
+
+#[tokio::test]
+async fn openai_provider_talks_to_our_runtime_and_idle_models_unload() {
+    let s = TestServer::start_with_models().await;
+    // A project whose model is served over HTTP by an OpenAI-compatible endpoint: our own runtime.
+    let cfg = json!({
+        "version": "v1", "name": "remote", "namespace": "acme",
+        "runtime": {"models": [{"name": "fleet", "provider": "openai", "model": MODEL, "base_url": format!("{}/v1", s.runtime_base), "api_key": "sk-test"}]},
+    });
+    assert_eq!(s.post("/v1/projects/acme", json!({"name": "remote"})).await.0, 200);
+    assert_eq!(s.put("/v1/projects/acme/remote", json!({"config": cfg})).await.0, 200);
+    let url = "/v1/projects/acme/remote/chat/completions";
+    let (st, r) = s.post(url, json!({"messages": [{"role": "user", "content": "Write one sentence about cats."}], "temperature": 0})).await;
+    assert_eq!(st, 200, "{r}");
+    assert_eq!(r["choices"][0]["message"]["content"], GOLDEN);
+    assert_eq!(r["usage"]["prompt_tokens"], 36, "usage comes from the upstream's final chunk");
+    assert_eq!(r["usage"]["completion_tokens"], 20);
+    let resp = s.http.post(s.url(url)).json(&json!({"messages": [{"role": "user", "content": "Write one sentence about cats."}], "temperature": 0, "stream": true})).send().await.unwrap();
+    let (chunks, done) = read_sse(resp).await;
+    assert!(done);
+    assert_eq!(streamed_text(&chunks), GOLDEN);
+    // An upstream error is a clear 503 detail.
+    let bad = json!({"version": "v1", "name": "remote", "namespace": "acme",
+        "runtime": {"models": [{"name": "fleet", "provider": "openai", "model": "nobody/none-GGUF:Q4_0", "base_url": format!("{}/v1", s.runtime_base)}]}});
+    assert_eq!(s.put("/v1/projects/acme/remote", json!({"config": bad})).await.0, 200);
+    let d = assert_detail(&s.post(url, json!({"messages": [{"role": "user", "content": "hi"}]})).await, 503);
+    assert!(d.contains("answered 503"), "{d}");
+
+    // The local model is loaded (by the runtime); idle unloading frees it, a new request reloads it.
+    let lf = s.lf.clone();
+    let n = tokio::task::spawn_blocking(move || {
+        assert!(lf.llm().loaded().iter().any(|m| m.id == MODEL && m.kind == "local"));
+        let n = lf.llm().unload_idle(std::time::Duration::ZERO);
+        assert!(!lf.llm().loaded().iter().any(|m| m.kind == "local"));
+        n
+    })
+    .await
+    .unwrap();
+    assert_eq!(n, 1);
+    let (st, _) = s.runtime_post("/v1/chat/completions", json!({"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2})).await;
+    assert_eq!(st, 200);
+}

@@ -254,18 +254,11 @@ async fn delete_sessions(State(st): State<AppState>, Path((ns, p)): ProjectPath)
 }
 
 #[derive(Deserialize, ToSchema)]
-#[serde(untagged)]
-pub(crate) enum EmbeddingInput {
-    One(String),
-    Many(Vec<String>),
-}
-
-#[derive(Deserialize, ToSchema)]
 pub(crate) struct ProjectEmbeddingsRequest {
     /// A local model id; default: the embedder of the project's default database.
     #[serde(default)]
     model: Option<String>,
-    input: EmbeddingInput,
+    input: super::runtime::EmbeddingInput,
     /// Only `float` (the default) and `base64`.
     #[serde(default)]
     encoding_format: Option<String>,
@@ -277,15 +270,7 @@ pub(crate) struct ProjectEmbeddingsRequest {
     params(("namespace" = String, Path), ("project" = String, Path)), request_body = ProjectEmbeddingsRequest,
     responses((status = 200, description = "OpenAI embeddings list", body = Object), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn project_embeddings(State(st): State<AppState>, Path((ns, p)): ProjectPath, Json(req): Json<ProjectEmbeddingsRequest>) -> ApiResult<Json<Value>> {
-    let texts = match req.input {
-        EmbeddingInput::One(s) => vec![s],
-        EmbeddingInput::Many(v) => v,
-    };
-    let b64 = match req.encoding_format.as_deref() {
-        None | Some("float") => false,
-        Some("base64") => true,
-        Some(other) => return Err(llamafarm_core::Error::Invalid(format!("encoding_format must be float or base64, got '{other}'")).into()),
-    };
+    let (texts, b64) = super::runtime::embedding_texts(req.input, req.encoding_format.as_deref())?;
     let lf = st.lf.clone();
     blocking(move || {
         let project = lf.project(&ns, &p)?;

@@ -47,6 +47,19 @@ pub(crate) enum EmbeddingInput {
     Many(Vec<String>),
 }
 
+/// The texts of an embeddings request and whether base64 output was asked for.
+pub(crate) fn embedding_texts(input: EmbeddingInput, encoding_format: Option<&str>) -> Result<(Vec<String>, bool), crate::ApiError> {
+    let texts = match input {
+        EmbeddingInput::One(s) => vec![s],
+        EmbeddingInput::Many(v) => v,
+    };
+    match encoding_format {
+        None | Some("float") => Ok((texts, false)),
+        Some("base64") => Ok((texts, true)),
+        Some(other) => Err(llamafarm_core::Error::Invalid(format!("encoding_format must be float or base64, got '{other}'")).into()),
+    }
+}
+
 #[derive(Deserialize, ToSchema)]
 pub(crate) struct EmbeddingsRequest {
     /// A local sentence-transformers model id, e.g. `sentence-transformers/all-MiniLM-L6-v2`.
@@ -68,15 +81,7 @@ pub(crate) struct EmbeddingsRequest {
 #[utoipa::path(post, path = "/v1/embeddings", tag = "runtime", request_body = EmbeddingsRequest,
     responses((status = 200, description = "OpenAI embeddings list", body = Object), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn embeddings(State(st): State<AppState>, Json(req): Json<EmbeddingsRequest>) -> ApiResult<Json<Value>> {
-    let texts = match req.input {
-        EmbeddingInput::One(s) => vec![s],
-        EmbeddingInput::Many(v) => v,
-    };
-    let base64 = match req.encoding_format.as_deref() {
-        None | Some("float") => false,
-        Some("base64") => true,
-        Some(other) => return Err(llamafarm_core::Error::Invalid(format!("encoding_format must be float or base64, got '{other}'")).into()),
-    };
+    let (texts, base64) = embedding_texts(req.input, req.encoding_format.as_deref())?;
     let lf = st.lf.clone();
     blocking(move || {
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();

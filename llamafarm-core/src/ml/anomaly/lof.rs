@@ -120,7 +120,9 @@ impl KdTree {
 
     fn search(&self, x: &Mat, ni: usize, q: &[f64], k: usize, skip: Option<usize>, heap: &mut BinaryHeap<Cand>) {
         let n = &self.nodes[ni];
-        if heap.len() == k && Self::box_dist(n, q) > heap.peek().map_or(f64::INFINITY, |c| c.0) {
+        // Only strictly closer points enter a full heap, so a box at >= the worst distance
+        // cannot help (this matters with many duplicates, where the worst distance is 0).
+        if heap.len() == k && Self::box_dist(n, q) >= heap.peek().map_or(f64::INFINITY, |c| c.0) {
             return;
         }
         if n.dim == usize::MAX {
