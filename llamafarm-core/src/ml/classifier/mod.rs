@@ -3,14 +3,14 @@
 //! Training ([`Ml::classifier_fit`]) follows the `setfit` package:
 //!
 //! 1. contrastive pairs from the labelled examples (`num_iterations` positive and
-//!    `num_iterations` negative pairs per example, [`pairs`]);
+//!    `num_iterations` negative pairs per example, `pairs`);
 //! 2. fine-tuning of the sentence-transformer body on those pairs with candle's
 //!    autograd: mean pooling with the attention mask, CosineSimilarityLoss (MSE
 //!    between cos(u, v) and the 0/1 label), AdamW (lr 2e-5, weight decay 0.01),
 //!    10 % linear warm-up then linear decay, `batch_size` pairs per step, one epoch
-//!    by default, a fixed seed ([`train`]);
+//!    by default, a fixed seed (`train`);
 //! 3. a multinomial logistic-regression head (L2, C = 1, as scikit-learn's
-//!    `LogisticRegression()`) on the fine-tuned, normalised embeddings ([`head`]).
+//!    `LogisticRegression()`) on the fine-tuned, normalised embeddings (`head`).
 //!
 //! ## On-disk format
 //!
