@@ -10,5 +10,7 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 # The official openai Python SDK against a real `lf serve` (chat, streaming, models, embeddings).
 scripts/sdk/run.sh "${CARGO_TARGET_DIR:-target}/debug/lf"
 # The embedding example must run, not just build.
-cargo run --locked --quiet -p llamafarm-examples --example embed_projects "$(mktemp -d)" >/dev/null
+# (Built with the workspace's feature set: `cargo run -p` would rebuild mistral.rs for another one.)
+cargo build --workspace --examples --locked --quiet
+"${CARGO_TARGET_DIR:-target}/debug/examples/embed_projects" "$(mktemp -d)" >/dev/null
 echo "scripts/test.sh: all checks passed"
