@@ -14,6 +14,7 @@ out = []
 for case in cfg["cases"]:
     ttfts, decs = [], []
     for _ in range(cfg["runs"]):
+        llm.reset()  # no prompt reuse between runs: every run prefills from scratch, as ours does
         msgs = [{"role": "user", "content": case["prompt"]}]
         t0 = time.perf_counter()
         first = None
