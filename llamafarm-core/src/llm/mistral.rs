@@ -9,8 +9,8 @@
 //! - stops within one token when the caller cancels (client disconnect),
 //! - counts generated tokens exactly.
 //!
-//! Concurrent requests are batched by the mistral.rs scheduler; each has its own
-//! sequence, so tokens never mix.
+//! Concurrent requests queue (one generation at a time per model): batching several
+//! sequences in mistral.rs 0.8.1 on CPU mixed tokens between them in our tests.
 
 use super::think::{ThinkSplitter, THINK_CLOSE, THINK_OPEN};
 use super::{CancelFlag, ChatMessage, ChatModel, FinishReason, Generation, GenerationParams, Sink};
@@ -40,6 +40,10 @@ pub struct MistralRsModel {
     open_think: Vec<u32>,
     /// The template knows `enable_thinking` (Qwen3 style).
     template_thinks: bool,
+    /// One generation at a time: with several sequences batched, mistral.rs 0.8.1 on
+    /// CPU was seen to mix tokens between them (our concurrency test caught it), so
+    /// concurrent requests queue here instead.
+    turn: Mutex<()>,
     // Keeps the engine's async context alive.
     _rt: tokio::runtime::Runtime,
 }
@@ -99,6 +103,7 @@ impl MistralRsModel {
             close_think,
             open_think,
             template_thinks: template.contains("enable_thinking"),
+            turn: Mutex::new(()),
             _rt: rt,
         })
     }
@@ -272,6 +277,10 @@ impl ChatModel for MistralRsModel {
     }
 
     fn generate(&self, messages: &[ChatMessage], params: &GenerationParams, cancel: &CancelFlag, sink: Sink<'_>) -> Result<Generation> {
+        let _turn = self.turn.lock().unwrap_or_else(|p| p.into_inner());
+        if cancel.is_cancelled() {
+            return Err(Error::Invalid("the request was cancelled before it started".into()));
+        }
         let t0 = Instant::now();
         let mut ids = self.prompt_ids(messages, params.think)?;
         // Open the thinking block ourselves when asked and the template has no switch

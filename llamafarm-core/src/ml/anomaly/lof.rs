@@ -130,13 +130,7 @@ impl KdTree {
                 if Some(i) == skip {
                     continue;
                 }
-                let dd = sqdist(q, x.row(i));
-                if heap.len() < k {
-                    heap.push(Cand(dd, i));
-                } else if dd < heap.peek().map_or(f64::INFINITY, |c| c.0) {
-                    heap.pop();
-                    heap.push(Cand(dd, i));
-                }
+                offer(heap, k, sqdist(q, x.row(i)), i);
             }
             return;
         }
@@ -146,19 +140,23 @@ impl KdTree {
     }
 }
 
+/// Keep the k nearest candidates in a max-heap.
+fn offer(heap: &mut BinaryHeap<Cand>, k: usize, dd: f64, i: usize) {
+    if heap.len() < k {
+        heap.push(Cand(dd, i));
+    } else if dd < heap.peek().map_or(f64::INFINITY, |c| c.0) {
+        heap.pop();
+        heap.push(Cand(dd, i));
+    }
+}
+
 fn brute_knn(x: &Mat, q: &[f64], k: usize, skip: Option<usize>) -> Vec<(f64, usize)> {
     let mut heap: BinaryHeap<Cand> = BinaryHeap::with_capacity(k + 1);
     for i in 0..x.n {
         if Some(i) == skip {
             continue;
         }
-        let dd = sqdist(q, x.row(i));
-        if heap.len() < k {
-            heap.push(Cand(dd, i));
-        } else if dd < heap.peek().map_or(f64::INFINITY, |c| c.0) {
-            heap.pop();
-            heap.push(Cand(dd, i));
-        }
+        offer(&mut heap, k, sqdist(q, x.row(i)), i);
     }
     let mut v: Vec<(f64, usize)> = heap.into_iter().map(|c| (c.0, c.1)).collect();
     v.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
