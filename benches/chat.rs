@@ -1,13 +1,15 @@
-//! Local LLM speed: SmolLM2-135M-Instruct Q4_1, ours (mistral.rs through the
-//! `ChatModel` trait) vs llama.cpp (`benches/peers/llama_cpp_bench.py`, llama-cpp-python
+//! Local LLM speed: SmolLM2-135M-Instruct Q4_1, ours (mistral.rs, and with feature
+//! `llm-llamacpp` also our llama.cpp engine, both through the `ChatModel` trait) vs
+//! llama.cpp (`benches/peers/llama_cpp_bench.py`, llama-cpp-python
 //! built as `benches/peers/setup.sh` says) on the same GGUF, same prompts, same thread
 //! count, greedy, in the same run. Also the HTTP overhead: time to first token through
 //! the API (streamed, over a socket) minus in-process.
 //!
 //! Run: `cargo bench -p llamafarm-benches --bench chat` (after `scripts/fetch-models.sh`;
-//! the peer needs `benches/peers/setup.sh llama`). `CHAT_RUNS` (default 3) repeats each prompt.
+//! the peer needs `benches/peers/setup.sh llama`; add `--features llm-llamacpp` for the
+//! second engine). `CHAT_RUNS` (default 3) repeats each prompt.
 
-use llamafarm_core::llm::{CancelFlag, ChatMessage, ChatModelSpec, GenerationParams};
+use llamafarm_core::llm::{CancelFlag, ChatMessage, ChatModelSpec, GenerationParams, LocalEngine, LocalOptions};
 use llamafarm_core::LlamaFarm;
 use serde_json::{json, Value};
 use std::time::Instant;
@@ -46,9 +48,24 @@ fn main() {
             return;
         }
     };
-    let t = Instant::now();
-    let model = lf.llm().get(&ChatModelSpec::LocalGguf { id: MODEL.into() }, true, lf.models()).unwrap();
-    eprintln!("model loaded in {:.2} s; simd: {:?}", t.elapsed().as_secs_f64(), llamafarm_core::system::simd_features());
+    // Every local engine in this build, through the same `ChatModel` trait.
+    let mut engines = vec![LocalEngine::MistralRs];
+    if cfg!(feature = "llm-llamacpp") {
+        engines.push(LocalEngine::LlamaCpp);
+    }
+    let models: Vec<_> = engines
+        .iter()
+        .map(|e| {
+            let t = Instant::now();
+            let mut options = LocalOptions::from_env().unwrap();
+            options.engine = *e;
+            options.n_threads = Some(threads as i32);
+            let m = lf.llm().get(&ChatModelSpec::LocalGguf { id: MODEL.into(), options }, true, lf.models()).unwrap();
+            eprintln!("{} loaded in {:.2} s", e.as_str(), t.elapsed().as_secs_f64());
+            (*e, m)
+        })
+        .collect();
+    eprintln!("simd: {:?}", llamafarm_core::system::simd_features());
 
     // Peer first (same machine, same run).
     let peer: Option<Value> = {
@@ -69,10 +86,10 @@ fn main() {
         }
     };
 
-    println!("| prompt | prompt tok | gen tok | ours TTFT ms | ours prefill tok/s | ours decode tok/s | llama.cpp TTFT ms | llama.cpp decode tok/s | decode ours/llama.cpp | prefill ours/llama.cpp |");
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("| engine | prompt | prompt tok | gen tok | ours TTFT ms | ours prefill tok/s | ours decode tok/s | llama.cpp TTFT ms | llama.cpp decode tok/s | decode ours/llama.cpp | prefill ours/llama.cpp |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     let mut ours_ttft = Vec::new();
-    for c in cases() {
+    for ((engine, model), c) in models.iter().flat_map(|m| cases().into_iter().map(move |c| (m, c))) {
         let msgs = vec![ChatMessage::new("user", &c.prompt)];
         let params = GenerationParams { temperature: Some(0.0), max_tokens: c.max_tokens, ..Default::default() };
         let (mut ttft, mut decode, mut prefill) = (Vec::new(), Vec::new(), Vec::new());
@@ -87,7 +104,7 @@ fn main() {
         }
         let g = last.unwrap();
         let (tt, dec, pre) = (median(&mut ttft), median(&mut decode), median(&mut prefill));
-        if c.name == "cats" {
+        if c.name == "cats" && *engine == LocalEngine::MistralRs {
             ours_ttft.push(tt);
         }
         let p = peer.as_ref().and_then(|p| p["cases"].as_array()).and_then(|a| a.iter().find(|x| x["name"] == c.name)).cloned();
@@ -95,7 +112,8 @@ fn main() {
         // Same template and prompt: the same prompt tokens.
         let pp = g.prompt_tokens as f64 / (pt / 1000.0);
         println!(
-            "| {} | {} | {} | {tt:.1} | {pre:.1} | {dec:.1} | {pt:.1} | {pd:.1} | {:.2}x | {:.2}x |",
+            "| {} | {} | {} | {} | {tt:.1} | {pre:.1} | {dec:.1} | {pt:.1} | {pd:.1} | {:.2}x | {:.2}x |",
+            engine.as_str(),
             c.name,
             g.prompt_tokens,
             g.completion_tokens,

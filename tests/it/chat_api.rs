@@ -377,3 +377,93 @@ async fn openai_provider_talks_to_our_runtime_and_idle_models_unload() {
     let (st, _) = s.runtime_post("/v1/chat/completions", json!({"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2})).await;
     assert_eq!(st, 200);
 }
+
+/// A project whose one model runs on the llama.cpp engine with `extra_body`.
+async fn llamacpp_project(s: &TestServer, extra: Value) {
+    let mut body = json!({"engine": "llamacpp", "n_threads": 2});
+    body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    let cfg = json!({
+        "version": "v1", "name": "bot", "namespace": "acme",
+        "runtime": {"models": [{"name": "small", "provider": "universal", "model": MODEL, "default": true, "extra_body": body}]},
+    });
+    assert_eq!(s.post("/v1/projects/acme", json!({"name": "bot"})).await.0, 200);
+    let (st, r) = s.put(P, json!({"config": cfg})).await;
+    assert_eq!(st, 200, "{r}");
+}
+
+/// The optional llama.cpp engine gives the same answers and token counts as mistral.rs
+/// (same template, same token policy) and honours the same controls.
+#[cfg(feature = "llm-llamacpp")]
+#[tokio::test]
+async fn llamacpp_engine_matches_mistralrs() {
+    let s = TestServer::start_with_models().await;
+    llamacpp_project(&s, json!({})).await;
+    let url = format!("{P}/chat/completions");
+    let cats = json!({"messages": [{"role": "user", "content": "Write one sentence about cats."}], "temperature": 0, "rag_enabled": false});
+    let (st, r) = s.post(&url, cats.clone()).await;
+    assert_eq!(st, 200, "{r}");
+    assert_eq!(r["choices"][0]["message"]["content"], GOLDEN);
+    assert_eq!(r["choices"][0]["finish_reason"], "stop");
+    assert_eq!(r["usage"]["prompt_tokens"], 36, "{r}");
+    assert_eq!(r["usage"]["completion_tokens"], 20, "{r}");
+
+    // Streamed text equals the non-streamed text.
+    let mut sb = cats.clone();
+    sb["stream"] = json!(true);
+    let resp = s.http.post(s.url(&url)).header("X-No-Session", "1").json(&sb).send().await.unwrap();
+    let (chunks, done) = read_sse(resp).await;
+    assert!(done);
+    assert_eq!(streamed_text(&chunks), GOLDEN);
+
+    // max_tokens, stop sequences, thinking budget.
+    let (_, r) = s.post(&url, json!({"messages": [{"role": "user", "content": "Tell me a long story about a dragon."}], "max_tokens": 5, "rag_enabled": false})).await;
+    assert_eq!(r["choices"][0]["finish_reason"], "length", "{r}");
+    assert_eq!(r["usage"]["completion_tokens"], 5);
+    let mut stop = cats.clone();
+    stop["stop"] = json!(["fluffy"]);
+    let (_, r) = s.post(&url, stop).await;
+    assert_eq!(r["choices"][0]["message"]["content"], "A cat is a majestic creature with a", "{r}");
+    assert_eq!(r["choices"][0]["finish_reason"], "stop");
+    let (st, r) = s
+        .post(&url, json!({"messages": [{"role": "user", "content": "What is 15% of 85?"}], "think": true, "thinking_budget": 12, "max_tokens": 30, "temperature": 0, "rag_enabled": false}))
+        .await;
+    assert_eq!(st, 200, "{r}");
+    let reasoning = r["usage"]["completion_tokens_details"]["reasoning_tokens"].as_u64().unwrap();
+    assert!((13..=20).contains(&reasoning), "reasoning tokens {reasoning}: {r}");
+    assert!(!r["choices"][0]["message"]["content"].as_str().unwrap().contains("</think>"));
+    assert!(r["usage"]["completion_tokens"].as_u64().unwrap() - reasoning <= 30, "{r}");
+
+    // Sampling works too (any text, no error).
+    let (st, r) = s.post(&url, json!({"messages": [{"role": "user", "content": "Hi"}], "temperature": 0.8, "top_p": 0.9, "top_k": 40, "max_tokens": 8, "rag_enabled": false})).await;
+    assert_eq!(st, 200, "{r}");
+    assert!(r["usage"]["completion_tokens"].as_u64().unwrap() <= 8);
+}
+
+/// A prompt longer than the configured context is a 422 detail, not a crash.
+#[cfg(feature = "llm-llamacpp")]
+#[tokio::test]
+async fn llamacpp_context_overflow_is_422() {
+    let s = TestServer::start_with_models().await;
+    llamacpp_project(&s, json!({"n_ctx": 32})).await;
+    let got = s.post(&format!("{P}/chat/completions"), json!({"messages": [{"role": "user", "content": "Write one sentence about cats."}], "rag_enabled": false})).await;
+    let detail = assert_detail(&got, 422);
+    assert!(detail.contains("context"), "{detail}");
+}
+
+/// Without the feature, asking for llama.cpp is a 503 that names the feature.
+#[cfg(not(feature = "llm-llamacpp"))]
+#[tokio::test]
+async fn llamacpp_engine_absent_is_503_naming_the_feature() {
+    let s = TestServer::start_with_models().await;
+    llamacpp_project(&s, json!({})).await;
+    let got = s.post(&format!("{P}/chat/completions"), json!({"messages": [{"role": "user", "content": "hi"}], "rag_enabled": false})).await;
+    let detail = assert_detail(&got, 503);
+    assert!(detail.contains("llm-llamacpp"), "{detail}");
+    // An unknown engine name in the config is a 422 detail.
+    let cfg = json!({"version": "v1", "name": "bot", "namespace": "acme",
+        "runtime": {"models": [{"name": "small", "provider": "universal", "model": MODEL, "extra_body": {"engine": "vllm"}}]}});
+    assert_eq!(s.put(P, json!({"config": cfg})).await.0, 200);
+    let got = s.post(&format!("{P}/chat/completions"), json!({"messages": [{"role": "user", "content": "hi"}], "rag_enabled": false})).await;
+    let detail = assert_detail(&got, 422);
+    assert!(detail.contains("vllm"), "{detail}");
+}

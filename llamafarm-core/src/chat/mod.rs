@@ -282,7 +282,7 @@ impl crate::LlamaFarm {
     pub fn complete_with_model_check(&self, req: &ChatRequest) -> Result<()> {
         validate_request(req)?;
         let id = req.model.as_deref().map(str::trim).filter(|s| !s.is_empty()).ok_or_else(|| Error::Invalid("model is required".into()))?;
-        self.llm().get(&ChatModelSpec::LocalGguf { id: id.to_string() }, false, self.models()).map(|_| ())
+        self.llm().get(&ChatModelSpec::local(id)?, false, self.models()).map(|_| ())
     }
 
     /// A plain OpenAI completion on the Universal Runtime: `req.model` is a model id
@@ -290,7 +290,7 @@ impl crate::LlamaFarm {
     pub fn complete_with_model(&self, req: &ChatRequest, cancel: &CancelFlag, sink: Sink<'_>) -> Result<ChatOutcome> {
         validate_request(req)?;
         let id = req.model.as_deref().map(str::trim).filter(|s| !s.is_empty()).ok_or_else(|| Error::Invalid("model is required".into()))?;
-        let model = self.llm().get(&ChatModelSpec::LocalGguf { id: id.to_string() }, false, self.models())?;
+        let model = self.llm().get(&ChatModelSpec::local(id)?, false, self.models())?;
         let generation = model.generate(&req.messages, &generation_params(req, &None), cancel, sink)?;
         Ok(ChatOutcome {
             id: format!("chatcmpl-{}", uuid::Uuid::new_v4().simple()),

@@ -12,6 +12,7 @@
 //! Concurrent requests queue (one generation at a time per model): batching several
 //! sequences in mistral.rs 0.8.1 on CPU mixed tokens between them in our tests.
 
+use super::control::{Step, TokenPolicy};
 use super::think::{ThinkSplitter, THINK_CLOSE, THINK_OPEN};
 use super::{CancelFlag, ChatMessage, ChatModel, FinishReason, Generation, GenerationParams, Sink};
 use crate::error::{Error, Result};
@@ -126,29 +127,12 @@ impl MistralRsModel {
     }
 }
 
-/// Per-request state shared with the engine's sampler.
-struct ControlState {
-    prompt_len: usize,
-    steps: usize,
-    forced: std::collections::VecDeque<u32>,
-    /// Generated-token index where the answer starts (after `</think>`), once known.
-    answer_start: Option<usize>,
-    in_thinking: bool,
-    budget_forced: bool,
-    length_forced: bool,
-    cancelled: bool,
-    first_token_at: Option<Instant>,
-}
-
-/// The logits processor of one request.
+/// The logits processor of one request: applies the shared [`TokenPolicy`].
 struct TokenControl {
-    state: Mutex<ControlState>,
+    policy: Mutex<TokenPolicy>,
+    prompt_len: usize,
     decoder: Arc<tokenizers::Tokenizer>,
     eos: u32,
-    close_think: Vec<u32>,
-    max_tokens: usize,
-    budget: usize,
-    cancel: CancelFlag,
 }
 
 impl TokenControl {
@@ -165,65 +149,14 @@ impl TokenControl {
 
 impl CustomLogitsProcessor for TokenControl {
     fn apply(&self, logits: &Tensor, context: &[u32]) -> candle_core::Result<Tensor> {
-        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        st.steps += 1;
-        if st.first_token_at.is_none() {
-            st.first_token_at = Some(Instant::now());
+        let mut policy = self.policy.lock().unwrap_or_else(|p| p.into_inner());
+        let gen = context.get(self.prompt_len..).unwrap_or(&[]);
+        match policy.next(gen, |ids| self.decoder.decode(ids, false).unwrap_or_default()) {
+            Step::Free => Ok(logits.clone()),
+            Step::Force(t) => Self::force(logits, t),
+            // The engine ends on EOS.
+            Step::End => Self::force(logits, self.eos),
         }
-        let gen = context.get(st.prompt_len..).unwrap_or(&[]);
-        if let Some(t) = st.forced.pop_front() {
-            if st.forced.is_empty() && st.answer_start.is_none() && st.budget_forced {
-                // The closing tag is complete once this token is emitted.
-                st.answer_start = Some(gen.len() + 1);
-                st.in_thinking = false;
-            }
-            return Self::force(logits, t);
-        }
-        if self.cancel.is_cancelled() {
-            st.cancelled = true;
-            return Self::force(logits, self.eos);
-        }
-        // Where are we: thinking or answering?
-        if st.answer_start.is_none() && !gen.is_empty() {
-            let text = self.decoder.decode(gen, false).unwrap_or_default();
-            if st.in_thinking {
-                if text.contains(THINK_CLOSE) {
-                    st.answer_start = Some(gen.len());
-                    st.in_thinking = false;
-                }
-            } else {
-                let t = text.trim_start();
-                if t.starts_with(THINK_OPEN) {
-                    st.in_thinking = true;
-                    if t.contains(THINK_CLOSE) {
-                        st.answer_start = Some(gen.len());
-                        st.in_thinking = false;
-                    }
-                } else if !THINK_OPEN.starts_with(t) {
-                    st.answer_start = Some(0);
-                }
-            }
-        }
-        if st.in_thinking && gen.len() >= self.budget && !st.budget_forced {
-            st.budget_forced = true;
-            st.forced = self.close_think.iter().copied().collect();
-            let t = st.forced.pop_front().unwrap_or(self.eos);
-            if st.forced.is_empty() {
-                st.answer_start = Some(gen.len() + 1);
-                st.in_thinking = false;
-            }
-            return Self::force(logits, t);
-        }
-        let answer_tokens = match st.answer_start {
-            Some(s) => gen.len().saturating_sub(s),
-            None if st.in_thinking => 0,
-            None => gen.len(),
-        };
-        if answer_tokens >= self.max_tokens {
-            st.length_forced = true;
-            return Self::force(logits, self.eos);
-        }
-        Ok(logits.clone())
     }
 }
 
@@ -295,23 +228,10 @@ impl ChatModel for MistralRsModel {
         let prompt_tokens = ids.len();
         let budget = if params.think { params.thinking_budget } else { params.thinking_budget.min(super::DEFAULT_THINKING_BUDGET) };
         let control = Arc::new(TokenControl {
-            state: Mutex::new(ControlState {
-                prompt_len: prompt_tokens,
-                steps: 0,
-                forced: Default::default(),
-                answer_start: None,
-                in_thinking: prefilled,
-                budget_forced: false,
-                length_forced: false,
-                cancelled: false,
-                first_token_at: None,
-            }),
+            policy: Mutex::new(TokenPolicy::new(self.close_think.clone(), params.max_tokens, budget, prefilled, cancel.clone())),
+            prompt_len: prompt_tokens,
             decoder: self.decoder.clone(),
             eos: self.eos[0],
-            close_think: self.close_think.clone(),
-            max_tokens: params.max_tokens.max(1),
-            budget: budget.max(1),
-            cancel: cancel.clone(),
         });
         let mut sampling = match params.temperature {
             None => SamplingParams::deterministic(),
@@ -398,7 +318,7 @@ impl ChatModel for MistralRsModel {
         splitter.finish(&mut |ev| {
             let _ = sink(ev);
         });
-        let st = control.state.lock().unwrap_or_else(|p| p.into_inner());
+        let st = control.policy.lock().unwrap_or_else(|p| p.into_inner());
         let finish_reason = if st.cancelled || cancel.is_cancelled() {
             FinishReason::Cancelled
         } else if st.length_forced || finish_text.as_deref() == Some("length") {
@@ -412,11 +332,7 @@ impl ChatModel for MistralRsModel {
         let engine_cap = finish_text.as_deref() == Some("length") && !st.length_forced;
         let last_is_eos = st.steps > 0 && !engine_cap && (params.stop.is_empty() || st.length_forced || st.cancelled);
         let completion_tokens = st.steps - usize::from(last_is_eos);
-        let reasoning_tokens = match st.answer_start {
-            Some(s) => s.min(completion_tokens),
-            None if splitter.saw_thinking() => completion_tokens,
-            None => 0,
-        };
+        let reasoning_tokens = st.reasoning_tokens(completion_tokens, splitter.saw_thinking());
         let (content, thinking) = splitter.into_parts();
         Ok(Generation {
             content,

@@ -7,6 +7,11 @@
 //!   The prompt is rendered and tokenised by the engine, then sent as token ids, so
 //!   a logits processor can enforce the thinking budget and `max_tokens` at the
 //!   token level and count tokens exactly.
+//! - `LlamaCppModel` (feature `llm-llamacpp`, off by default): the same GGUF run by
+//!   llama.cpp itself, selected per model with `extra_body: {engine: llamacpp}` or for
+//!   the whole process with `LF_LLM_ENGINE=llamacpp`. The prompt comes from the same
+//!   Jinja template ([`template`]) and the same token policy applies, so both local
+//!   engines answer alike; llama.cpp's ggml kernels decode faster on CPU.
 //! - [`OpenAiChatModel`]: any OpenAI-compatible `/v1/chat/completions` endpoint
 //!   (providers `openai`, `ollama`, `lemonade`; an inference fleet; our own Universal
 //!   Runtime), streaming included.
@@ -14,11 +19,17 @@
 //! Thinking (`<think>...</think>`) is split out of the text by [`think::ThinkSplitter`]
 //! for every backend, so callers get the answer and the reasoning separately.
 
+mod control;
+#[cfg(feature = "llm-llamacpp")]
+mod llamacpp;
 #[cfg(feature = "llm-mistralrs")]
 mod mistral;
 mod openai;
+pub mod template;
 pub mod think;
 
+#[cfg(feature = "llm-llamacpp")]
+pub use llamacpp::LlamaCppModel;
 #[cfg(feature = "llm-mistralrs")]
 pub use mistral::MistralRsModel;
 pub use openai::OpenAiChatModel;
@@ -202,6 +213,96 @@ pub trait ChatModel: Send + Sync {
     fn generate(&self, messages: &[ChatMessage], params: &GenerationParams, cancel: &CancelFlag, sink: Sink<'_>) -> Result<Generation>;
 }
 
+/// The in-process engine that runs a local GGUF.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LocalEngine {
+    /// mistral.rs (feature `llm-mistralrs`, the default).
+    MistralRs,
+    /// llama.cpp (feature `llm-llamacpp`).
+    LlamaCpp,
+}
+
+impl LocalEngine {
+    /// Parse `mistralrs` / `mistral.rs` / `llamacpp` / `llama.cpp`.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().replace(['.', '-', '_'], "").as_str() {
+            "mistralrs" | "mistral" => Ok(Self::MistralRs),
+            "llamacpp" | "llama" => Ok(Self::LlamaCpp),
+            other => Err(Error::Invalid(format!("unknown local LLM engine '{other}': use mistralrs or llamacpp"))),
+        }
+    }
+
+    /// The process default: `LF_LLM_ENGINE`, else mistral.rs (llama.cpp when it is the only one built).
+    pub fn from_env() -> Result<Self> {
+        match std::env::var("LF_LLM_ENGINE") {
+            Ok(v) if !v.trim().is_empty() => Self::parse(&v),
+            _ if cfg!(all(feature = "llm-llamacpp", not(feature = "llm-mistralrs"))) => Ok(Self::LlamaCpp),
+            _ => Ok(Self::MistralRs),
+        }
+    }
+
+    /// The name used in config and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::MistralRs => "mistralrs",
+            Self::LlamaCpp => "llamacpp",
+        }
+    }
+}
+
+/// How a local GGUF is run: the engine and the original's llama.cpp settings from
+/// the model's `extra_body` (`n_ctx`, `n_batch`, `n_threads`, `use_mmap`, `use_mlock`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LocalOptions {
+    /// Which engine runs it (`extra_body.engine`, else [`LocalEngine::from_env`]).
+    pub engine: LocalEngine,
+    /// Context window (default: the model's training context).
+    pub n_ctx: Option<u32>,
+    /// Prompt-processing batch (default 512).
+    pub n_batch: Option<u32>,
+    /// CPU threads (default: all cores).
+    pub n_threads: Option<i32>,
+    /// Memory-map the file (default true).
+    pub use_mmap: Option<bool>,
+    /// Lock the weights in RAM (default false).
+    pub use_mlock: Option<bool>,
+}
+
+impl LocalOptions {
+    /// Defaults with the process's engine.
+    pub fn from_env() -> Result<Self> {
+        Ok(Self { engine: LocalEngine::from_env()?, n_ctx: None, n_batch: None, n_threads: None, use_mmap: None, use_mlock: None })
+    }
+
+    /// Read `extra_body` (wrong types are a clear error; unknown keys pass through).
+    pub fn from_extra_body(extra: Option<&crate::config::ConfigMap>) -> Result<Self> {
+        let mut o = Self::from_env()?;
+        let Some(x) = extra else { return Ok(o) };
+        let num = |k: &str| -> Result<Option<u64>> {
+            match x.get(k) {
+                None | Some(serde_json::Value::Null) => Ok(None),
+                Some(v) => v.as_u64().filter(|n| *n >= 1 && *n <= u32::MAX as u64).map(Some).ok_or_else(|| Error::Invalid(format!("extra_body.{k} must be a positive integer, got {v}"))),
+            }
+        };
+        let flag = |k: &str| -> Result<Option<bool>> {
+            match x.get(k) {
+                None | Some(serde_json::Value::Null) => Ok(None),
+                Some(v) => v.as_bool().map(Some).ok_or_else(|| Error::Invalid(format!("extra_body.{k} must be true or false, got {v}"))),
+            }
+        };
+        if let Some(v) = x.get("engine") {
+            let s = v.as_str().ok_or_else(|| Error::Invalid(format!("extra_body.engine must be a string, got {v}")))?;
+            o.engine = LocalEngine::parse(s)?;
+        }
+        o.n_ctx = num("n_ctx")?.map(|n| n as u32);
+        o.n_batch = num("n_batch")?.map(|n| n as u32);
+        o.n_threads = num("n_threads")?.map(|n| n.min(1024) as i32);
+        o.use_mmap = flag("use_mmap")?;
+        o.use_mlock = flag("use_mlock")?;
+        Ok(o)
+    }
+}
+
 /// Where a configured model runs.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ChatModelSpec {
@@ -209,6 +310,8 @@ pub enum ChatModelSpec {
     LocalGguf {
         /// Model id as configured.
         id: String,
+        /// Engine and settings.
+        options: LocalOptions,
     },
     /// An OpenAI-compatible endpoint.
     Http {
@@ -227,7 +330,7 @@ impl ChatModelSpec {
         let base = |default: &str| m.base_url.clone().filter(|s| !s.trim().is_empty()).unwrap_or_else(|| default.to_string());
         match m.provider.as_str() {
             // The Universal Runtime is us: run the model in this process.
-            "universal" => Ok(ChatModelSpec::LocalGguf { id: m.model.clone() }),
+            "universal" => Ok(ChatModelSpec::LocalGguf { id: m.model.clone(), options: LocalOptions::from_extra_body(m.extra_body.as_ref())? }),
             "openai" => Ok(ChatModelSpec::Http {
                 base_url: base("https://api.openai.com/v1"),
                 model: m.model.clone(),
@@ -243,9 +346,14 @@ impl ChatModelSpec {
         }
     }
 
+    /// A local GGUF with the process's default engine and settings.
+    pub fn local(id: &str) -> Result<Self> {
+        Ok(ChatModelSpec::LocalGguf { id: id.to_string(), options: LocalOptions::from_env()? })
+    }
+
     fn key(&self) -> String {
         match self {
-            ChatModelSpec::LocalGguf { id } => format!("local:{id}"),
+            ChatModelSpec::LocalGguf { id, options } => format!("local:{id}|{options:?}"),
             ChatModelSpec::Http { base_url, model, .. } => format!("http:{base_url}|{model}"),
         }
     }
@@ -303,7 +411,7 @@ impl LlmEngine {
             return Ok(m);
         }
         let (model, local): (Arc<dyn ChatModel>, bool) = match spec {
-            ChatModelSpec::LocalGguf { id } => (load_local(id, models)?, true),
+            ChatModelSpec::LocalGguf { id, options } => (load_local(id, options, models)?, true),
             ChatModelSpec::Http { base_url, model, api_key } => (Arc::new(OpenAiChatModel::new(base_url, model, api_key.clone())), false),
         };
         lock(&self.loaded).insert(key, Loaded { model: model.clone(), last_used: Instant::now(), keep_loaded, local });
@@ -362,23 +470,26 @@ impl LlmEngine {
     }
 }
 
-#[cfg(feature = "llm-mistralrs")]
-fn load_local(id: &str, models: &ModelCache) -> Result<Arc<dyn ChatModel>> {
+fn load_local(id: &str, options: &LocalOptions, models: &ModelCache) -> Result<Arc<dyn ChatModel>> {
     let resolved = models.resolve(id)?;
     let gguf = resolved.gguf.ok_or_else(|| Error::ModelMissing {
         model: id.into(),
         reason: format!("no GGUF file in {}", resolved.dir.display()),
         fetch_hint: crate::model_cache::FETCH_COMMAND.into(),
     })?;
-    Ok(Arc::new(MistralRsModel::load(id, &gguf)?))
-}
-
-#[cfg(not(feature = "llm-mistralrs"))]
-fn load_local(id: &str, _models: &ModelCache) -> Result<Arc<dyn ChatModel>> {
-    Err(Error::Unavailable(format!(
-        "model '{id}': this build has no local LLM engine (enable the `llm-mistralrs` feature of llamafarm-core), \
-         or configure an OpenAI-compatible provider"
-    )))
+    match options.engine {
+        #[cfg(feature = "llm-mistralrs")]
+        LocalEngine::MistralRs => Ok(Arc::new(MistralRsModel::load(id, &gguf)?)),
+        #[cfg(feature = "llm-llamacpp")]
+        LocalEngine::LlamaCpp => Ok(Arc::new(LlamaCppModel::load(id, &gguf, options)?)),
+        #[allow(unreachable_patterns)]
+        engine => Err(Error::Unavailable(format!(
+            "model '{id}': this build has no {} engine (build llamafarm-core with the `llm-{}` feature), \
+             or configure an OpenAI-compatible provider",
+            engine.as_str(),
+            engine.as_str()
+        ))),
+    }
 }
 
 /// Check a generation request's settings (the 422s of the API).
@@ -457,6 +568,15 @@ mod tests {
             ChatModelSpec::Http { base_url: "http://localhost:11434/v1".into(), model: "llama3".into(), api_key: None }
         );
         let m = ModelConfig { name: "m".into(), provider: "universal".into(), model: "a/b:Q4_1".into(), ..Default::default() };
-        assert_eq!(ChatModelSpec::from_config(&m).unwrap(), ChatModelSpec::LocalGguf { id: "a/b:Q4_1".into() });
+        let ChatModelSpec::LocalGguf { id, options } = ChatModelSpec::from_config(&m).unwrap() else { panic!("not local") };
+        assert_eq!(id, "a/b:Q4_1");
+        assert_eq!(options.n_ctx, None);
+        let extra: crate::config::ConfigMap = serde_json::from_str(r#"{"engine": "llama.cpp", "n_ctx": 2048, "n_threads": 2, "use_mmap": false, "cache_type_k": "q8_0"}"#).unwrap();
+        let o = LocalOptions::from_extra_body(Some(&extra)).unwrap();
+        assert_eq!((o.engine, o.n_ctx, o.n_threads, o.use_mmap), (LocalEngine::LlamaCpp, Some(2048), Some(2), Some(false)));
+        for bad in [r#"{"engine": "vllm"}"#, r#"{"n_ctx": -1}"#, r#"{"n_batch": "big"}"#, r#"{"use_mlock": 1}"#] {
+            let extra: crate::config::ConfigMap = serde_json::from_str(bad).unwrap();
+            assert!(LocalOptions::from_extra_body(Some(&extra)).is_err(), "{bad}");
+        }
     }
 }
