@@ -1,10 +1,9 @@
 //! Sentence-transformers (BERT family) in candle.
 
+use super::encoder::BertEncoder;
 use super::{normalize, Embedder};
 use crate::error::{Error, Result};
-use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config as BertConfig};
+use candle_transformers::models::bert::Config as BertConfig;
 use std::path::Path;
 use tokenizers::{Tokenizer, TruncationParams};
 
@@ -22,7 +21,7 @@ pub enum Pooling {
 /// A local sentence-transformers model.
 pub struct BertEmbedder {
     id: String,
-    model: BertModel,
+    encoder: BertEncoder,
     tokenizer: Tokenizer,
     pooling: Pooling,
     normalize: bool,
@@ -30,10 +29,6 @@ pub struct BertEmbedder {
     max_len: usize,
     batch_size: usize,
     pad_id: u32,
-}
-
-fn ce(e: candle_core::Error) -> Error {
-    Error::Internal(format!("candle: {e}"))
 }
 
 fn read_json(path: &Path) -> Result<serde_json::Value> {
@@ -57,9 +52,7 @@ impl BertEmbedder {
                 fetch_hint: crate::model_cache::FETCH_COMMAND.into(),
             });
         }
-        // SAFETY: the file is memory-mapped read-only; the model cache is not modified while in use.
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &Device::Cpu) }.map_err(ce)?;
-        let model = BertModel::load(vb, &config).map_err(ce)?;
+        let encoder = BertEncoder::load(&weights, &config)?;
         let tokenizer = Tokenizer::from_file(dir.join("tokenizer.json"))
             .map_err(|e| Error::Internal(format!("loading tokenizer of {id}: {e}")))?;
 
@@ -89,16 +82,14 @@ impl BertEmbedder {
             .and_then(|v| v["max_seq_length"].as_u64())
             .map(|v| v as usize)
             .unwrap_or(config.max_position_embeddings.min(512));
-        Self::from_parts(id, model, tokenizer, config.hidden_size, pooling, normalize, max_len, batch_size)
+        Self::from_parts(id, encoder, tokenizer, pooling, normalize, max_len, batch_size)
     }
 
-    /// Assemble from a loaded model (used with tiny random models in tests).
-    #[allow(clippy::too_many_arguments)]
+    /// Assemble from a loaded encoder (used with tiny random models in tests).
     pub fn from_parts(
         id: &str,
-        model: BertModel,
+        encoder: BertEncoder,
         mut tokenizer: Tokenizer,
-        dim: usize,
         pooling: Pooling,
         normalize: bool,
         max_len: usize,
@@ -111,7 +102,8 @@ impl BertEmbedder {
             .with_truncation(Some(TruncationParams { max_length: max_len, ..Default::default() }))
             .map_err(|e| Error::Internal(format!("tokenizer truncation: {e}")))?;
         let pad_id = tokenizer.token_to_id("[PAD]").unwrap_or(0);
-        Ok(Self { id: id.into(), model, tokenizer, pooling, normalize, dim, max_len, batch_size: batch_size.max(1), pad_id })
+        let dim = encoder.hidden();
+        Ok(Self { id: id.into(), encoder, tokenizer, pooling, normalize, dim, max_len, batch_size: batch_size.max(1), pad_id })
     }
 
     /// Maximum tokens per text (longer texts are truncated).
@@ -130,40 +122,39 @@ impl BertEmbedder {
         Ok(enc.get_ids().to_vec())
     }
 
-    /// Run one padded batch; returns one pooled vector per input.
-    fn forward_batch(&self, batch: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
-        let n = batch.len();
-        let len = batch.iter().map(|b| b.len()).max().unwrap_or(1).max(1);
-        let mut ids = Vec::with_capacity(n * len);
-        let mut mask = Vec::with_capacity(n * len);
-        for b in batch {
-            ids.extend_from_slice(b);
-            ids.extend(std::iter::repeat_n(self.pad_id, len - b.len()));
-            mask.extend(std::iter::repeat_n(1u32, b.len()));
-            mask.extend(std::iter::repeat_n(0u32, len - b.len()));
-        }
-        let dev = &self.model.device;
-        let ids = Tensor::from_vec(ids, (n, len), dev).map_err(ce)?;
-        let mask_t = Tensor::from_vec(mask, (n, len), dev).map_err(ce)?;
-        let types = ids.zeros_like().map_err(ce)?;
-        let hidden = self.model.forward(&ids, &types, Some(&mask_t)).map_err(ce)?; // (n, len, dim)
-        let pooled = match self.pooling {
-            Pooling::Cls => hidden.narrow(1, 0, 1).and_then(|t| t.squeeze(1)).map_err(ce)?,
-            Pooling::Mean => {
-                let m = mask_t.to_dtype(DType::F32).and_then(|m| m.unsqueeze(2)).map_err(ce)?; // (n, len, 1)
-                let summed = hidden.broadcast_mul(&m).and_then(|t| t.sum(1)).map_err(ce)?; // (n, dim)
-                let counts = m.sum(1).and_then(|c| c.clamp(1e-9f32, f32::MAX)).map_err(ce)?; // (n, 1)
-                summed.broadcast_div(&counts).map_err(ce)?
+    /// Run one batch (packed, no padding; `threads` for the encoder's own parallelism);
+    /// returns one pooled vector per input.
+    fn forward_batch(&self, batch: &[Vec<u32>], threads: usize) -> Result<Vec<Vec<f32>>> {
+        let d = self.dim;
+        let hidden = self.encoder.forward(batch, threads)?; // (sum of lengths, d)
+        let mut out = Vec::with_capacity(batch.len());
+        let mut r0 = 0;
+        for s in batch {
+            let rows = &hidden[r0 * d..(r0 + s.len()) * d];
+            r0 += s.len();
+            let mut v = vec![0f32; d];
+            if !s.is_empty() {
+                match self.pooling {
+                    Pooling::Cls => v.copy_from_slice(&rows[..d]),
+                    Pooling::Mean => {
+                        for row in rows.chunks_exact(d) {
+                            v.iter_mut().zip(row).for_each(|(a, b)| *a += b);
+                        }
+                        let n = s.len() as f32;
+                        v.iter_mut().for_each(|a| *a /= n);
+                    }
+                    Pooling::Max => {
+                        v.fill(f32::NEG_INFINITY);
+                        for row in rows.chunks_exact(d) {
+                            v.iter_mut().zip(row).for_each(|(a, b)| *a = a.max(*b));
+                        }
+                    }
+                }
             }
-            Pooling::Max => {
-                let m = mask_t.to_dtype(DType::F32).and_then(|m| m.unsqueeze(2)).map_err(ce)?;
-                let neg = ((m.ones_like().map_err(ce)? - &m).map_err(ce)? * -1e9f64).map_err(ce)?;
-                hidden.broadcast_add(&neg).and_then(|t| t.max(1)).map_err(ce)?
+            if self.normalize {
+                normalize(&mut v);
             }
-        };
-        let mut out: Vec<Vec<f32>> = pooled.to_vec2::<f32>().map_err(ce)?;
-        if self.normalize {
-            out.iter_mut().for_each(|v| normalize(v));
+            out.push(v);
         }
         Ok(out)
     }
@@ -187,17 +178,19 @@ impl Embedder for BertEmbedder {
         // Sort by length so each batch pads little; restore the order afterwards.
         let mut order: Vec<usize> = (0..texts.len()).collect();
         order.sort_by_key(|&i| tokens[i].len());
-        // Batches run concurrently: while one is in an element-wise op (single-threaded
-        // in candle), the other keeps the second core busy in a matmul.
+        // With enough batches, each runs single-threaded and the batches run concurrently
+        // (no synchronisation inside a forward pass); with few, one batch at a time uses
+        // every core inside the encoder (products split, heads in parallel).
         use rayon::prelude::*;
-        let batches: Vec<&[usize]> = order.chunks(self.batch_size).collect();
-        let results: Vec<Result<Vec<Vec<f32>>>> = batches
-            .par_iter()
-            .map(|chunk| {
-                let batch: Vec<Vec<u32>> = chunk.iter().map(|&i| tokens[i].clone()).collect();
-                self.forward_batch(&batch)
-            })
-            .collect();
+        let threads = rayon::current_num_threads().max(1);
+        let size = self.batch_size.min(texts.len().div_ceil(threads)).max(1);
+        let batches: Vec<&[usize]> = order.chunks(size).collect();
+        let run = |chunk: &&[usize], inner: usize| {
+            let batch: Vec<Vec<u32>> = chunk.iter().map(|&i| tokens[i].clone()).collect();
+            self.forward_batch(&batch, inner)
+        };
+        let results: Vec<Result<Vec<Vec<f32>>>> =
+            if batches.len() >= threads { batches.par_iter().map(|c| run(c, 1)).collect() } else { batches.iter().map(|c| run(c, threads)).collect() };
         let mut out = vec![Vec::new(); texts.len()];
         for (chunk, r) in batches.iter().zip(results) {
             for (&i, v) in chunk.iter().zip(r?) {
