@@ -49,20 +49,26 @@ fn main() {
         }
     };
     // Every local engine in this build, through the same `ChatModel` trait.
-    let mut engines = vec![LocalEngine::MistralRs];
+    // mistral.rs also with the weights re-quantised to Q8_0 on load (the requantize lever).
+    let mut engines = vec![(LocalEngine::MistralRs, None), (LocalEngine::MistralRs, Some("q8_0"))];
     if cfg!(feature = "llm-llamacpp") {
-        engines.push(LocalEngine::LlamaCpp);
+        engines.push((LocalEngine::LlamaCpp, None));
     }
     let models: Vec<_> = engines
         .iter()
-        .map(|e| {
+        .map(|(e, rq)| {
             let t = Instant::now();
             let mut options = LocalOptions::from_env().unwrap();
             options.engine = *e;
             options.n_threads = Some(threads as i32);
+            options.requantize = rq.map(str::to_string);
             let m = lf.llm().get(&ChatModelSpec::LocalGguf { id: MODEL.into(), options }, true, lf.models()).unwrap();
-            eprintln!("{} loaded in {:.2} s", e.as_str(), t.elapsed().as_secs_f64());
-            (*e, m)
+            let name = match rq {
+                Some(q) => format!("{}+{q}", e.as_str()),
+                None => e.as_str().to_string(),
+            };
+            eprintln!("{name} loaded in {:.2} s", t.elapsed().as_secs_f64());
+            ((*e, name), m)
         })
         .collect();
     eprintln!("simd: {:?}", llamafarm_core::system::simd_features());
@@ -89,7 +95,7 @@ fn main() {
     println!("| engine | prompt | prompt tok | gen tok | ours TTFT ms | ours prefill tok/s | ours decode tok/s | llama.cpp TTFT ms | llama.cpp decode tok/s | decode ours/llama.cpp | prefill ours/llama.cpp |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
     let mut ours_ttft = Vec::new();
-    for ((engine, model), c) in models.iter().flat_map(|m| cases().into_iter().map(move |c| (m, c))) {
+    for (((engine, name), model), c) in models.iter().flat_map(|m| cases().into_iter().map(move |c| (m, c))) {
         let msgs = vec![ChatMessage::new("user", &c.prompt)];
         let params = GenerationParams { temperature: Some(0.0), max_tokens: c.max_tokens, ..Default::default() };
         let (mut ttft, mut decode, mut prefill) = (Vec::new(), Vec::new(), Vec::new());
@@ -104,7 +110,7 @@ fn main() {
         }
         let g = last.unwrap();
         let (tt, dec, pre) = (median(&mut ttft), median(&mut decode), median(&mut prefill));
-        if c.name == "cats" && *engine == LocalEngine::MistralRs {
+        if c.name == "cats" && *engine == LocalEngine::MistralRs && name == "mistralrs" {
             ours_ttft.push(tt);
         }
         let p = peer.as_ref().and_then(|p| p["cases"].as_array()).and_then(|a| a.iter().find(|x| x["name"] == c.name)).cloned();
@@ -113,7 +119,7 @@ fn main() {
         let pp = g.prompt_tokens as f64 / (pt / 1000.0);
         println!(
             "| {} | {} | {} | {} | {tt:.1} | {pre:.1} | {dec:.1} | {pt:.1} | {pd:.1} | {:.2}x | {:.2}x |",
-            engine.as_str(),
+            name,
             c.name,
             g.prompt_tokens,
             g.completion_tokens,

@@ -467,3 +467,27 @@ async fn llamacpp_engine_absent_is_503_naming_the_feature() {
     let detail = assert_detail(&got, 422);
     assert!(detail.contains("vllm"), "{detail}");
 }
+
+/// `extra_body.requantize: q8_0` writes a Q8_0 copy of the Q4_1 file once and serves it:
+/// the golden answer and its token counts are unchanged.
+#[tokio::test]
+async fn requantized_model_keeps_the_golden_answer() {
+    let s = TestServer::start_with_models().await;
+    let cfg = json!({
+        "version": "v1", "name": "bot", "namespace": "acme",
+        "runtime": {"models": [{"name": "small", "provider": "universal", "model": MODEL, "default": true, "extra_body": {"requantize": "q8_0"}}]},
+    });
+    assert_eq!(s.post("/v1/projects/acme", json!({"name": "bot"})).await.0, 200);
+    assert_eq!(s.put(P, json!({"config": cfg})).await.0, 200);
+    let (st, r) = s.post(&format!("{P}/chat/completions"), json!({"messages": [{"role": "user", "content": "Write one sentence about cats."}], "temperature": 0, "rag_enabled": false})).await;
+    assert_eq!(st, 200, "{r}");
+    assert_eq!(r["choices"][0]["message"]["content"], GOLDEN);
+    assert_eq!(r["usage"]["prompt_tokens"], 36);
+    assert_eq!(r["usage"]["completion_tokens"], 20);
+    // A type we do not offer is a 422 detail.
+    let bad = json!({"version": "v1", "name": "bot", "namespace": "acme",
+        "runtime": {"models": [{"name": "small", "provider": "universal", "model": MODEL, "extra_body": {"requantize": "q1"}}]}});
+    assert_eq!(s.put(P, json!({"config": bad})).await.0, 200);
+    let got = s.post(&format!("{P}/chat/completions"), json!({"messages": [{"role": "user", "content": "hi"}], "rag_enabled": false})).await;
+    assert!(assert_detail(&got, 422).contains("requantize"));
+}

@@ -25,6 +25,7 @@ mod llamacpp;
 #[cfg(feature = "llm-mistralrs")]
 mod mistral;
 mod openai;
+pub mod requant;
 pub mod template;
 pub mod think;
 
@@ -266,12 +267,14 @@ pub struct LocalOptions {
     pub use_mmap: Option<bool>,
     /// Lock the weights in RAM (default false).
     pub use_mlock: Option<bool>,
+    /// Re-quantise slow weight types on load (`extra_body.requantize: q8_0`; see [`requant`]).
+    pub requantize: Option<String>,
 }
 
 impl LocalOptions {
     /// Defaults with the process's engine.
     pub fn from_env() -> Result<Self> {
-        Ok(Self { engine: LocalEngine::from_env()?, n_ctx: None, n_batch: None, n_threads: None, use_mmap: None, use_mlock: None })
+        Ok(Self { engine: LocalEngine::from_env()?, n_ctx: None, n_batch: None, n_threads: None, use_mmap: None, use_mlock: None, requantize: None })
     }
 
     /// Read `extra_body` (wrong types are a clear error; unknown keys pass through).
@@ -299,6 +302,11 @@ impl LocalOptions {
         o.n_threads = num("n_threads")?.map(|n| n.min(1024) as i32);
         o.use_mmap = flag("use_mmap")?;
         o.use_mlock = flag("use_mlock")?;
+        if let Some(v) = x.get("requantize").filter(|v| !v.is_null()) {
+            let s = v.as_str().ok_or_else(|| Error::Invalid(format!("extra_body.requantize must be a string, got {v}")))?;
+            requant::parse_target(s)?;
+            o.requantize = Some(s.trim().to_ascii_lowercase());
+        }
         Ok(o)
     }
 }
@@ -477,6 +485,10 @@ fn load_local(id: &str, options: &LocalOptions, models: &ModelCache) -> Result<A
         reason: format!("no GGUF file in {}", resolved.dir.display()),
         fetch_hint: crate::model_cache::FETCH_COMMAND.into(),
     })?;
+    let gguf = match &options.requantize {
+        Some(t) => requant::requantized(&gguf, requant::parse_target(t)?)?,
+        None => gguf,
+    };
     match options.engine {
         #[cfg(feature = "llm-mistralrs")]
         LocalEngine::MistralRs => Ok(Arc::new(MistralRsModel::load(id, &gguf)?)),
@@ -574,7 +586,9 @@ mod tests {
         let extra: crate::config::ConfigMap = serde_json::from_str(r#"{"engine": "llama.cpp", "n_ctx": 2048, "n_threads": 2, "use_mmap": false, "cache_type_k": "q8_0"}"#).unwrap();
         let o = LocalOptions::from_extra_body(Some(&extra)).unwrap();
         assert_eq!((o.engine, o.n_ctx, o.n_threads, o.use_mmap), (LocalEngine::LlamaCpp, Some(2048), Some(2), Some(false)));
-        for bad in [r#"{"engine": "vllm"}"#, r#"{"n_ctx": -1}"#, r#"{"n_batch": "big"}"#, r#"{"use_mlock": 1}"#] {
+        let extra: crate::config::ConfigMap = serde_json::from_str(r#"{"requantize": "Q8_0"}"#).unwrap();
+        assert_eq!(LocalOptions::from_extra_body(Some(&extra)).unwrap().requantize.as_deref(), Some("q8_0"));
+        for bad in [r#"{"requantize": "q2_k"}"#, r#"{"engine": "vllm"}"#, r#"{"n_ctx": -1}"#, r#"{"n_batch": "big"}"#, r#"{"use_mlock": 1}"#] {
             let extra: crate::config::ConfigMap = serde_json::from_str(bad).unwrap();
             assert!(LocalOptions::from_extra_body(Some(&extra)).is_err(), "{bad}");
         }
