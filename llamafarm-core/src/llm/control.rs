@@ -11,7 +11,7 @@
 //! stop handling of their own, holding back text that may be the start of one.
 
 use super::think::{THINK_CLOSE, THINK_OPEN};
-use super::CancelFlag;
+use super::{CancelFlag, GenerationParams};
 use std::collections::VecDeque;
 use std::time::Instant;
 
@@ -135,6 +135,22 @@ impl TokenPolicy {
             None => 0,
         }
     }
+}
+
+/// Open the thinking block in the prompt when thinking is asked for and the template
+/// has no switch of its own (and the rendered prompt does not already open one).
+/// Returns whether the generation starts inside a thinking block, and the thinking
+/// budget the policy should enforce.
+pub(crate) fn prepare_thinking(ids: &mut Vec<u32>, prompt_text: &str, params: &GenerationParams, template_thinks: bool, open_think: &[u32]) -> (bool, usize) {
+    let opened = prompt_text.trim_end().ends_with(THINK_OPEN);
+    let prefilled = if params.think && !template_thinks && !opened {
+        ids.extend_from_slice(open_think);
+        true
+    } else {
+        params.think && opened
+    };
+    let budget = if params.think { params.thinking_budget } else { params.thinking_budget.min(super::DEFAULT_THINKING_BUDGET) };
+    (prefilled, budget)
 }
 
 /// Finds stop sequences in streamed text (see the module docs).

@@ -13,7 +13,7 @@
 //! Settings come from the model's `extra_body` (the original's llama.cpp keys):
 //! `n_ctx`, `n_batch`, `n_threads`, `use_mmap`, `use_mlock`.
 
-use super::control::{Step, StopMatcher, TokenPolicy};
+use super::control::{prepare_thinking, Step, StopMatcher, TokenPolicy};
 use super::template::ChatTemplate;
 use super::think::{ThinkSplitter, THINK_CLOSE, THINK_OPEN};
 use super::{CancelFlag, ChatMessage, ChatModel, FinishReason, Generation, GenerationParams, LocalOptions, Sink};
@@ -146,14 +146,8 @@ impl ChatModel for LlamaCppModel {
         let t0 = Instant::now();
         let mut ids = self.prompt_ids(messages, params.think)?;
         let prompt_text = self.decode_text(&ids);
-        let prefilled = if params.think && !self.template.thinks && !prompt_text.trim_end().ends_with(THINK_OPEN) {
-            ids.extend_from_slice(&self.open_think);
-            true
-        } else {
-            params.think && prompt_text.trim_end().ends_with(THINK_OPEN)
-        };
+        let (prefilled, budget) = prepare_thinking(&mut ids, &prompt_text, params, self.template.thinks, &self.open_think);
         let prompt_tokens = ids.len();
-        let budget = if params.think { params.thinking_budget } else { params.thinking_budget.min(super::DEFAULT_THINKING_BUDGET) };
         if prompt_tokens + 1 >= self.n_ctx as usize {
             return Err(Error::Invalid(format!(
                 "the prompt is {prompt_tokens} tokens; model '{}' has a context of {} tokens (extra_body.n_ctx)",

@@ -12,7 +12,7 @@
 //! Concurrent requests queue (one generation at a time per model): batching several
 //! sequences in mistral.rs 0.8.1 on CPU mixed tokens between them in our tests.
 
-use super::control::{Step, TokenPolicy};
+use super::control::{prepare_thinking, Step, TokenPolicy};
 use super::think::{ThinkSplitter, THINK_CLOSE, THINK_OPEN};
 use super::{CancelFlag, ChatMessage, ChatModel, FinishReason, Generation, GenerationParams, Sink};
 use crate::error::{Error, Result};
@@ -216,17 +216,9 @@ impl ChatModel for MistralRsModel {
         }
         let t0 = Instant::now();
         let mut ids = self.prompt_ids(messages, params.think)?;
-        // Open the thinking block ourselves when asked and the template has no switch
-        // (and the rendered prompt does not already open one).
         let prompt_text = self.decoder.decode(&ids, false).unwrap_or_default();
-        let prefilled = if params.think && !self.template_thinks && !prompt_text.trim_end().ends_with(THINK_OPEN) {
-            ids.extend_from_slice(&self.open_think);
-            true
-        } else {
-            params.think && prompt_text.trim_end().ends_with(THINK_OPEN)
-        };
+        let (prefilled, budget) = prepare_thinking(&mut ids, &prompt_text, params, self.template_thinks, &self.open_think);
         let prompt_tokens = ids.len();
-        let budget = if params.think { params.thinking_budget } else { params.thinking_budget.min(super::DEFAULT_THINKING_BUDGET) };
         let control = Arc::new(TokenControl {
             policy: Mutex::new(TokenPolicy::new(self.close_think.clone(), params.max_tokens, budget, prefilled, cancel.clone())),
             prompt_len: prompt_tokens,
