@@ -106,6 +106,7 @@ fn main() {
     let cache = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../target/bench-cache/scifact-minilm-{}.json", texts.len()));
     let cached: Option<Vec<Vec<f32>>> = if std::env::var("SCIFACT_FRESH").is_ok() { None } else { std::fs::read(&cache).ok().and_then(|b| serde_json::from_slice(&b).ok()) };
     let (vectors, eps) = match cached {
+        Some(v) if std::env::var("SCIFACT_ONLY").is_ok_and(|v| v == "latency") => (v, f64::NAN),
         Some(v) => {
             let t = Instant::now();
             embedder.embed(&refs[..512]).unwrap();
@@ -196,7 +197,12 @@ fn main() {
         ((rng >> 11) as f32 / (1u64 << 53) as f32 - 0.5) * 0.1732 // ~N(0, 0.05) spread
     };
     let mut ours = Vec::new();
-    for size in [5_000usize, 100_000] {
+    // SCIFACT_SIZES=5000 (comma-separated) limits the latency runs; the peer runs the same sizes.
+    let sizes: Vec<usize> = std::env::var("SCIFACT_SIZES")
+        .ok()
+        .map(|s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![5_000, 100_000]);
+    for &size in &sizes {
         let sdir = work.path().join(format!("store-{size}"));
         let store = EmbeddedStore::open(&sdir, Metric::Cosine).unwrap();
         let mut recs = Vec::with_capacity(size);
@@ -214,15 +220,24 @@ fn main() {
             store.add(batch.to_vec()).unwrap();
         }
         store.wait_for_index();
+        let merged = store.optimize().unwrap();
         let build = t.elapsed().as_secs_f64();
-        let (mut vl, mut hl) = (Vec::new(), Vec::new());
+        println!("({size}: {merged} text-index segments merged into one after the bulk load)");
+        let (mut vl, mut hl, mut kl, mut gl) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for (qv, qt) in qvecs.iter().zip(&qtexts) {
+            // Parts of the hybrid on their own (BM25 top 50; fetching 10 chunks).
+            let t = Instant::now();
+            let kw = store.keyword_search(qt, 50, None).unwrap();
+            kl.push(t.elapsed().as_secs_f64() * 1000.0);
+            let some: Vec<String> = kw.iter().take(10).map(|h| h.id.clone()).collect();
+            let t = Instant::now();
+            store.get(&some).unwrap();
+            gl.push(t.elapsed().as_secs_f64() * 1000.0);
             let t = Instant::now();
             store.vector_search(qv, 10, Metric::Cosine, None).unwrap();
             vl.push(t.elapsed().as_secs_f64() * 1000.0);
             let t = Instant::now();
-            let v = store.vector_search(qv, 50, Metric::Cosine, None).unwrap();
-            let k = store.keyword_search(qt, 50, None).unwrap();
+            let (v, k) = store.hybrid_candidates(Some(qv), Some(qt), 50, Metric::Cosine, None).unwrap();
             let mut fused: HashMap<String, f32> = HashMap::new();
             for list in [&v, &k] {
                 for (r, h) in list.iter().enumerate() {
@@ -237,7 +252,17 @@ fn main() {
         }
         let st = store.stats().unwrap();
         let row = (size, pct(&mut vl, 0.5), pct(&mut vl, 0.99), pct(&mut hl, 0.5), pct(&mut hl, 0.99));
-        println!("| {size} | {:.2} / {:.2} | {:.2} / {:.2} | {} (build {build:.1} s, {:.0} bytes/chunk) |", row.1, row.2, row.3, row.4, st.ann_index, st.storage_bytes as f64 / size as f64);
+        println!(
+            "| {size} | {:.2} / {:.2} | {:.2} / {:.2} | {} (build {build:.1} s, {:.0} bytes/chunk; parts p50: BM25 top 50 {:.2} ms, fetch 10 {:.2} ms) |",
+            row.1,
+            row.2,
+            row.3,
+            row.4,
+            st.ann_index,
+            st.storage_bytes as f64 / size as f64,
+            pct(&mut kl, 0.5),
+            pct(&mut gl, 0.5)
+        );
         ours.push(row);
     }
 
@@ -280,7 +305,7 @@ fn main() {
         .arg(out_dir.join("vectors.json"))
         .arg("--queries")
         .arg(out_dir.join("queries.json"))
-        .args(["--sizes", "5000,100000"])
+        .args(["--sizes", &sizes.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(",")])
         .output()
         .unwrap();
     match serde_json::from_slice::<Vec<Value>>(ch_out.stdout.trim_ascii()) {

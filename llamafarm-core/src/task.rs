@@ -393,6 +393,14 @@ fn run_job(lf: &LlamaFarm, job: &Job) -> Result<()> {
     rec.result = Some(rec.summarize());
     save(&dir, &mut rec)?;
     lf.tasks().cancels.lock().unwrap_or_else(|p| p.into_inner()).remove(&job.task_id);
+    // One text-index segment per database after a bulk load keeps BM25 fast.
+    if rec.outcomes.iter().any(|o| o.status == "processed") {
+        if let Ok(db) = project.datasets().get(&rec.dataset).map(|d| d.database) {
+            if let Err(e) = project.rag().optimize(&db) {
+                tracing::warn!(database = %db, error = %e, "index compaction failed");
+            }
+        }
+    }
 
     // One `rag_processing` event per run, with a sub-event per file.
     let sub: Vec<Value> = rec.outcomes.iter().map(|o| json!({"type": "file", "data": o})).collect();

@@ -12,7 +12,7 @@
 //! locally; `OllamaEmbedder` and `OpenAIEmbedder` call HTTP.
 
 mod bert;
-mod encoder;
+pub(crate) mod encoder;
 mod http;
 
 pub use bert::{BertEmbedder, Pooling};

@@ -382,6 +382,15 @@ impl Rag {
         db.store.add(records)
     }
 
+    /// Compact a database's index after a bulk load (see [`ChunkStore::optimize`]);
+    /// ingestion tasks call it when they finish. Returns the segments merged.
+    pub fn optimize(&self, database: &str) -> Result<usize> {
+        let cfg = self.project.config()?;
+        let db = Self::database_config(&cfg, Some(database))?;
+        let store = self.engine().store(&self.store_dir(&db.name), Self::metric_of(&db)?)?;
+        store.optimize()
+    }
+
     /// Delete every chunk of a file from a database.
     pub fn delete_file(&self, database: &str, file_hash: &str) -> Result<usize> {
         let cfg = self.project.config()?;

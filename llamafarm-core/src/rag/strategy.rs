@@ -127,8 +127,8 @@ impl Ctx<'_> {
 
     fn hybrid(&self, text: &str, qv: &[f32], k: usize, method: &str, alpha: f32, filter: Option<&MetadataFilter>) -> Result<Vec<Hit>> {
         let n = (k * 4).max(50);
-        let vec_hits = if alpha > 0.0 { self.vector(qv, n, filter)? } else { Vec::new() };
-        let kw_hits = if alpha < 1.0 { self.db.store.keyword_search(text, n, filter)? } else { Vec::new() };
+        let (vec_hits, kw_hits) =
+            self.db.store.hybrid_candidates((alpha > 0.0).then_some(qv), (alpha < 1.0).then_some(text), n, self.metric, filter)?;
         let mut fused: HashMap<String, f32> = HashMap::new();
         match method {
             "weighted_average" | "score_fusion" => {

@@ -12,9 +12,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use tantivy::collector::TopDocs;
 use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
-use tantivy::schema::{Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value as _, STORED, STRING};
+use tantivy::schema::{Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value as _, FAST, STORED, STRING};
 use tantivy::tokenizer::{Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer};
-use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+use tantivy::{DocAddress, DocSet, Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyDocument, Term, TERMINATED};
 
 /// Below this many live chunks, vector search is an exact scan (fast and perfect);
 /// above it an HNSW graph is built in the background and used once ready.
@@ -22,6 +22,7 @@ pub const HNSW_THRESHOLD: usize = 20_000;
 
 const TOKENIZER: &str = "lf_en";
 const META_FILE: &str = "store.json";
+const SEQ_FIELD: &str = "seq";
 
 fn te(e: tantivy::TantivyError) -> Error {
     Error::Internal(format!("index: {e}"))
@@ -34,21 +35,37 @@ struct Fields {
     content: Field,
     metadata: Field,
     vector: Field,
+    /// A per-store sequence number in a fast (columnar) u64 field, so a search hit
+    /// maps to its in-memory row without reading the stored document. Stores created
+    /// before it was added keep their schema and take the stored-document path.
+    seq: Option<Field>,
 }
 
-fn schema() -> (Schema, Fields) {
+fn schema() -> Schema {
     let mut b = Schema::builder();
     let text = TextOptions::default()
         .set_indexing_options(TextFieldIndexing::default().set_tokenizer(TOKENIZER).set_index_option(IndexRecordOption::WithFreqsAndPositions))
         .set_stored();
-    let f = Fields {
-        id: b.add_text_field("id", STRING | STORED),
-        file_hash: b.add_text_field("file_hash", STRING | STORED),
-        content: b.add_text_field("content", text),
-        metadata: b.add_text_field("metadata", STORED),
-        vector: b.add_bytes_field("vector", STORED),
-    };
-    (b.build(), f)
+    b.add_text_field("id", STRING | STORED);
+    b.add_text_field("file_hash", STRING | STORED);
+    b.add_text_field("content", text);
+    b.add_text_field("metadata", STORED);
+    b.add_bytes_field("vector", STORED);
+    b.add_u64_field(SEQ_FIELD, FAST | STORED);
+    b.build()
+}
+
+/// The fields of an index's own schema (current or legacy).
+fn fields_of(schema: &Schema) -> Result<Fields> {
+    let f = |name: &str| schema.get_field(name).map_err(|_| Error::Internal(format!("index schema lacks the '{name}' field")));
+    Ok(Fields {
+        id: f("id")?,
+        file_hash: f("file_hash")?,
+        content: f("content")?,
+        metadata: f("metadata")?,
+        vector: f("vector")?,
+        seq: schema.get_field(SEQ_FIELD).ok().filter(|&f| schema.get_field_entry(f).is_fast()),
+    })
 }
 
 fn analyzer() -> TextAnalyzer {
@@ -59,32 +76,107 @@ fn analyzer() -> TextAnalyzer {
     b.filter_dynamic(Stemmer::new(Language::English)).build()
 }
 
-/// Cosine distance on pre-normalised vectors, clamped at 0 (hnsw_rs's `DistDot`
-/// asserts on the tiny negative values rounding produces).
-#[derive(Default, Clone, Copy)]
-struct NormalizedCosine;
+/// The graph's vectors: each normalised vector quantised to int8 with its own scale
+/// (`127 / max |v_i|`), the inverse scale's f32 bits in four trailing bytes. A
+/// quarter of the f32 bytes, so a search touches a quarter of the memory; the graph
+/// only navigates, and candidates are re-scored on the exact f32 vectors.
+fn quantize(v: &[f32]) -> Vec<i8> {
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+    let m = v.iter().fold(0.0f32, |m, x| m.max(x.abs())) / n;
+    let scale = if m > 0.0 { 127.0 / m } else { 1.0 };
+    let mut q: Vec<i8> = v.iter().map(|x| (x / n * scale).round().clamp(-127.0, 127.0) as i8).collect();
+    q.extend((1.0 / scale).to_le_bytes().map(|b| b as i8));
+    q
+}
 
-impl Distance<f32> for NormalizedCosine {
-    fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
-        (1.0 - dot(a, b)).max(0.0)
+/// Cosine distance between two [`quantize`]d vectors, clamped at 0 (hnsw_rs asserts
+/// on negative distances).
+#[derive(Default, Clone, Copy)]
+struct QuantizedCosine;
+
+impl Distance<i8> for QuantizedCosine {
+    fn eval(&self, a: &[i8], b: &[i8]) -> f32 {
+        let n = a.len().min(b.len()).saturating_sub(4);
+        let inv = |v: &[i8]| f32::from_le_bytes([v[n] as u8, v[n + 1] as u8, v[n + 2] as u8, v[n + 3] as u8]);
+        if a.len() < 4 || b.len() < 4 {
+            return 1.0;
+        }
+        (1.0 - dot_i8(&a[..n], &b[..n]) as f32 * inv(a) * inv(b)).max(0.0)
     }
 }
 
+/// Integer dot product of int8 vectors (AVX2: sign-extend 16 lanes to i16, `vpmaddwd`).
 #[inline]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    // Four accumulators so LLVM vectorises (AVX2/FMA with target-cpu=x86-64-v3).
-    let mut acc = [0.0f32; 8];
-    let chunks = a.len() / 8;
-    for i in 0..chunks {
-        for j in 0..8 {
-            acc[j] += a[i * 8 + j] * b[i * 8 + j];
+fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
+    {
+        // SAFETY: AVX2 is enabled at compile time; each load reads 16 bytes from a chunk of 16.
+        unsafe {
+            use std::arch::x86_64::*;
+            let mut acc = _mm256_setzero_si256();
+            let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
+            let (ra, rb) = (ca.remainder(), cb.remainder());
+            for (x, y) in ca.zip(cb) {
+                let x = _mm256_cvtepi8_epi16(_mm_loadu_si128(x.as_ptr() as *const __m128i));
+                let y = _mm256_cvtepi8_epi16(_mm_loadu_si128(y.as_ptr() as *const __m128i));
+                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(x, y));
+            }
+            let h = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256::<1>(acc));
+            let h = _mm_add_epi32(h, _mm_shuffle_epi32::<0b01_00_11_10>(h));
+            let h = _mm_add_epi32(h, _mm_shuffle_epi32::<0b10_11_00_01>(h));
+            let mut s = _mm_cvtsi128_si32(h);
+            for (x, y) in ra.iter().zip(rb) {
+                s += *x as i32 * *y as i32;
+            }
+            s
         }
     }
-    let mut s: f32 = acc.iter().sum();
-    for i in chunks * 8..a.len() {
-        s += a[i] * b[i];
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "avx2")))]
+    {
+        a.iter().zip(b).map(|(x, y)| *x as i32 * *y as i32).sum()
     }
-    s
+}
+
+/// Dot product. On x86-64 with AVX2 and FMA (our `x86-64-v3` build) it is explicit
+/// 8-lane fused multiply-adds with two accumulators: LLVM leaves the plain loop
+/// scalar (it may not reorder float additions), which made the exact scan and every
+/// HNSW distance several times slower.
+#[inline]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
+    {
+        // SAFETY: the target features are enabled at compile time, and every load reads
+        // 8 floats from a chunk of at least 8. (Chunks, not `ptr.add`: in debug builds
+        // `add` is a checked call that forces the accumulators through the stack.)
+        unsafe {
+            use std::arch::x86_64::*;
+            let (a, b) = (&a[..n], &b[..n]);
+            let (mut s0, mut s1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+            let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
+            let (ra, rb) = (ca.remainder(), cb.remainder());
+            for (x, y) in ca.zip(cb) {
+                let (x, y) = (x.as_ptr(), y.as_ptr());
+                s0 = _mm256_fmadd_ps(_mm256_loadu_ps(x), _mm256_loadu_ps(y), s0);
+                s1 = _mm256_fmadd_ps(_mm256_loadu_ps(x.wrapping_add(8)), _mm256_loadu_ps(y.wrapping_add(8)), s1);
+            }
+            let v = _mm256_add_ps(s0, s1);
+            let h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+            let h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+            let h = _mm_add_ss(h, _mm_shuffle_ps::<0b01>(h, h));
+            let mut s = _mm_cvtss_f32(h);
+            for (x, y) in ra.iter().zip(rb) {
+                s += x * y;
+            }
+            s
+        }
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma")))]
+    {
+        a[..n].iter().zip(&b[..n]).map(|(x, y)| x * y).sum()
+    }
 }
 
 #[derive(Default)]
@@ -99,6 +191,10 @@ struct State {
     norms: Vec<f32>,
     alive: Vec<bool>,
     by_id: HashMap<Arc<str>, usize>,
+    /// Row of each sequence number (stores with the `seq` column).
+    by_seq: HashMap<u64, usize>,
+    /// Next sequence number to hand out.
+    next_seq: u64,
     live: usize,
 }
 
@@ -108,8 +204,12 @@ impl State {
         &self.vectors[r * d..(r + 1) * d]
     }
 
-    fn push(&mut self, id: Arc<str>, file: Arc<str>, meta: Map<String, Value>, v: &[f32]) {
+    fn push(&mut self, id: Arc<str>, file: Arc<str>, meta: Map<String, Value>, v: &[f32], seq: Option<u64>) {
         let r = self.ids.len();
+        if let Some(q) = seq {
+            self.by_seq.insert(q, r);
+            self.next_seq = self.next_seq.max(q + 1);
+        }
         self.by_id.insert(id.clone(), r);
         self.ids.push(id);
         self.files.push(file);
@@ -122,18 +222,23 @@ impl State {
 }
 
 struct Ann {
-    hnsw: Hnsw<'static, f32, NormalizedCosine>,
+    hnsw: Hnsw<'static, i8, QuantizedCosine>,
     /// Rows `0..rows` are in the graph (rows added later are inserted, or scanned exactly).
     rows: std::sync::atomic::AtomicUsize,
     /// Serialises inserts.
     insert: Mutex<()>,
 }
 
+/// A search hit resolved to an in-memory row, or (legacy stores) to its id.
+enum RowOf {
+    Row(usize),
+    Id(String),
+}
+
 /// The default store. Open one per database directory; share it via `Arc`.
 pub struct EmbeddedStore {
     dir: PathBuf,
     /// Kept open for the life of the store (the reader and writer hang off it).
-    #[allow(dead_code)]
     index: Index,
     reader: IndexReader,
     writer: Mutex<IndexWriter>,
@@ -173,9 +278,15 @@ impl EmbeddedStore {
                 m
             }
         };
-        let (schema, fields) = schema();
         let mmap = tantivy::directory::MmapDirectory::open(&tdir).map_err(|e| Error::Internal(format!("index dir: {e}")))?;
-        let index = Index::open_or_create(mmap, schema).map_err(te)?;
+        // An existing index keeps the schema it was created with (older stores lack the
+        // fast id column and use the stored-document path); a new one gets the current.
+        let index = if Index::exists(&mmap).map_err(|e| Error::Internal(format!("index dir: {e}")))? {
+            Index::open(mmap).map_err(te)?
+        } else {
+            Index::create(mmap, schema(), tantivy::IndexSettings::default()).map_err(te)?
+        };
+        let fields = fields_of(&index.schema())?;
         index.tokenizers().register(TOKENIZER, analyzer());
         let writer: IndexWriter = index.writer_with_num_threads(1, 64 * 1024 * 1024).map_err(te)?;
         let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into().map_err(te)?;
@@ -211,7 +322,8 @@ impl EmbeddedStore {
                     tracing::warn!(chunk = %id, "skipping chunk with a vector of the wrong length");
                     continue;
                 }
-                st.push(id.into(), file.into(), meta, &vec);
+                let seq = self.fields.seq.and_then(|f| doc.get_first(f)).and_then(|v| v.as_u64());
+                st.push(id.into(), file.into(), meta, &vec, seq);
             }
         }
         *self.state.write().unwrap_or_else(|p| p.into_inner()) = st;
@@ -260,24 +372,19 @@ impl EmbeddedStore {
             // Built from a snapshot in a background thread; searches stay exact until it lands.
             let snapshot = {
                 let st = self.state.read().unwrap_or_else(|p| p.into_inner());
-                (st.vectors.clone(), st.norms.clone(), st.dim.unwrap_or(0), st.ids.len())
+                (st.vectors.clone(), (), st.dim.unwrap_or(0), st.ids.len())
             };
             let (ann, building, state) = (self.ann.clone(), self.building.clone(), self.state.clone());
             std::thread::spawn(move || {
-                let built = Arc::new(build_ann(snapshot.0, snapshot.1, snapshot.2, snapshot.3));
+                let built = Arc::new(build_ann(snapshot.0, snapshot.2, snapshot.3));
                 // Catch up with rows added while building, then swap the graph in.
                 let _g = built.insert.lock().unwrap_or_else(|p| p.into_inner());
-                let tail: Vec<(Vec<f32>, usize)> = {
+                let tail: Vec<(Vec<i8>, usize)> = {
                     let st = state.read().unwrap_or_else(|p| p.into_inner());
-                    (snapshot.3..st.ids.len())
-                        .map(|r| {
-                            let n = st.norms[r].max(1e-12);
-                            (st.row(r).iter().map(|x| x / n).collect(), r)
-                        })
-                        .collect()
+                    (snapshot.3..st.ids.len()).map(|r| (quantize(st.row(r)), r)).collect()
                 };
                 if !tail.is_empty() {
-                    let data: Vec<(&Vec<f32>, usize)> = tail.iter().map(|(v, r)| (v, *r)).collect();
+                    let data: Vec<(&Vec<i8>, usize)> = tail.iter().map(|(v, r)| (v, *r)).collect();
                     built.hnsw.parallel_insert(&data);
                     built.rows.store(snapshot.3 + tail.len(), Ordering::SeqCst);
                 }
@@ -298,18 +405,13 @@ impl EmbeddedStore {
         let (rows, dim) = {
             let st = self.state.read().unwrap_or_else(|p| p.into_inner());
             let dim = st.dim.unwrap_or(0);
-            let rows: Vec<(Vec<f32>, usize)> = (from..st.ids.len())
-                .map(|r| {
-                    let n = st.norms[r].max(1e-12);
-                    (st.row(r).iter().map(|x| x / n).collect(), r)
-                })
-                .collect();
+            let rows: Vec<(Vec<i8>, usize)> = (from..st.ids.len()).map(|r| (quantize(st.row(r)), r)).collect();
             (rows, dim)
         };
         if rows.is_empty() || dim == 0 {
             return;
         }
-        let data: Vec<(&Vec<f32>, usize)> = rows.iter().map(|(v, r)| (v, *r)).collect();
+        let data: Vec<(&Vec<i8>, usize)> = rows.iter().map(|(v, r)| (v, *r)).collect();
         ann.hnsw.parallel_insert(&data);
         ann.rows.store(from + rows.len(), Ordering::SeqCst);
     }
@@ -331,6 +433,51 @@ impl EmbeddedStore {
         &self.dir
     }
 
+    /// The in-memory rows of search hits, from the fast `seq` column (O(1) per hit), or
+    /// their ids read from the stored documents on stores created before that column.
+    fn rows_of(&self, searcher: &Searcher, addrs: impl Iterator<Item = DocAddress>) -> Result<Vec<RowOf>> {
+        let mut cols: HashMap<u32, Option<tantivy::columnar::Column<u64>>> = HashMap::new();
+        let st = self.state.read().unwrap_or_else(|p| p.into_inner());
+        let mut out = Vec::new();
+        for addr in addrs {
+            if self.fields.seq.is_some() {
+                let col = match cols.entry(addr.segment_ord) {
+                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(e) => {
+                        e.insert(searcher.segment_reader(addr.segment_ord).fast_fields().u64(SEQ_FIELD).ok())
+                    }
+                };
+                if let Some(&r) = col.as_ref().and_then(|c| c.first(addr.doc_id)).and_then(|q| st.by_seq.get(&q)) {
+                    out.push(RowOf::Row(r));
+                    continue;
+                }
+            }
+            let doc: TantivyDocument = searcher.doc(addr).map_err(te)?;
+            out.push(RowOf::Id(doc.get_first(self.fields.id).and_then(|v| v.as_str()).unwrap_or("").to_string()));
+        }
+        Ok(out)
+    }
+
+    /// Where the live document with this chunk id is: a term lookup in each segment's
+    /// id postings (no scoring, no collector).
+    fn addr_of(&self, searcher: &Searcher, id: &str) -> Result<Option<DocAddress>> {
+        let term = Term::from_field_text(self.fields.id, id);
+        for (ord, seg) in searcher.segment_readers().iter().enumerate() {
+            let inv = seg.inverted_index(self.fields.id).map_err(te)?;
+            let Some(mut postings) = inv.read_postings(&term, IndexRecordOption::Basic).map_err(|e| Error::Internal(format!("index: {e}")))? else {
+                continue;
+            };
+            let mut d = postings.doc();
+            while d != TERMINATED {
+                if seg.alive_bitset().is_none_or(|b| b.is_alive(d)) {
+                    return Ok(Some(DocAddress::new(ord as u32, d)));
+                }
+                d = postings.advance();
+            }
+        }
+        Ok(None)
+    }
+
     fn exact(&self, st: &State, q: &[f32], qn: f32, k: usize, metric: Metric, filter: Option<&MetadataFilter>) -> Vec<(usize, f32)> {
         let n = st.ids.len();
         let score_row = |r: usize| -> Option<(usize, f32)> {
@@ -339,7 +486,7 @@ impl EmbeddedStore {
             }
             Some((r, similarity(metric, q, qn, st.row(r), st.norms[r])))
         };
-        let mut scored: Vec<(usize, f32)> = if n > 8192 {
+        let mut scored: Vec<(usize, f32)> = if n > 2048 {
             use rayon::prelude::*;
             (0..n).into_par_iter().filter_map(score_row).collect()
         } else {
@@ -350,16 +497,11 @@ impl EmbeddedStore {
     }
 }
 
-fn build_ann(vectors: Vec<f32>, norms: Vec<f32>, dim: usize, rows: usize) -> Ann {
+fn build_ann(vectors: Vec<f32>, dim: usize, rows: usize) -> Ann {
     let t = std::time::Instant::now();
-    let hnsw: Hnsw<'static, f32, NormalizedCosine> = Hnsw::new(24, rows.max(1), 16, 200, NormalizedCosine);
-    let normalized: Vec<Vec<f32>> = (0..rows)
-        .map(|r| {
-            let n = norms[r].max(1e-12);
-            vectors[r * dim..(r + 1) * dim].iter().map(|x| x / n).collect()
-        })
-        .collect();
-    let data: Vec<(&Vec<f32>, usize)> = normalized.iter().zip(0..rows).collect();
+    let hnsw: Hnsw<'static, i8, QuantizedCosine> = Hnsw::new(24, rows.max(1), 16, 200, QuantizedCosine);
+    let quantized: Vec<Vec<i8>> = (0..rows).map(|r| quantize(&vectors[r * dim..(r + 1) * dim])).collect();
+    let data: Vec<(&Vec<i8>, usize)> = quantized.iter().zip(0..rows).collect();
     hnsw.parallel_insert(&data);
     let mut hnsw = hnsw;
     hnsw.set_searching_mode(true);
@@ -426,8 +568,12 @@ impl ChunkStore for EmbeddedStore {
             }
         }
         let added = fresh.len();
-        for c in &fresh {
+        let seq0 = self.state.read().unwrap_or_else(|p| p.into_inner()).next_seq;
+        for (i, c) in fresh.iter().enumerate() {
             let mut doc = TantivyDocument::default();
+            if let Some(f) = self.fields.seq {
+                doc.add_u64(f, seq0 + i as u64);
+            }
             doc.add_text(self.fields.id, &c.id);
             doc.add_text(self.fields.file_hash, &c.file_hash);
             doc.add_text(self.fields.content, &c.content);
@@ -445,8 +591,9 @@ impl ChunkStore for EmbeddedStore {
             let mut st = self.state.write().unwrap_or_else(|p| p.into_inner());
             st.dim = Some(dim);
             let first = st.ids.len();
-            for c in fresh {
-                st.push(c.id.into(), c.file_hash.into(), c.metadata, &c.vector);
+            let with_seq = self.fields.seq.is_some();
+            for (i, c) in fresh.into_iter().enumerate() {
+                st.push(c.id.into(), c.file_hash.into(), c.metadata, &c.vector, with_seq.then_some(seq0 + i as u64));
             }
             first
         };
@@ -486,8 +633,11 @@ impl ChunkStore for EmbeddedStore {
         let n = self.state.read().unwrap_or_else(|p| p.into_inner()).live;
         w.delete_all_documents().map_err(te)?;
         self.commit(&mut w)?;
-        let dim = self.state.read().unwrap_or_else(|p| p.into_inner()).dim;
-        *self.state.write().unwrap_or_else(|p| p.into_inner()) = State { dim, ..Default::default() };
+        let (dim, next_seq) = {
+            let st = self.state.read().unwrap_or_else(|p| p.into_inner());
+            (st.dim, st.next_seq)
+        };
+        *self.state.write().unwrap_or_else(|p| p.into_inner()) = State { dim, next_seq, ..Default::default() };
         *self.ann.write().unwrap_or_else(|p| p.into_inner()) = None;
         Ok(n)
     }
@@ -511,12 +661,13 @@ impl ChunkStore for EmbeddedStore {
         let use_ann = ann.is_some() && metric == Metric::Cosine && filter.is_none() && covered > 0;
         let rows: Vec<(usize, f32)> = if use_ann {
             let a = ann.unwrap_or_else(|| unreachable!());
-            let qn1 = qn.max(1e-12);
-            let qv: Vec<f32> = query.iter().map(|x| x / qn1).collect();
+            let qv = quantize(query);
             // No filter closure: hnsw_rs explores (almost) the whole graph when given
-            // one. Deleted rows are dropped afterwards from a slightly wider search.
+            // one. Deleted rows are dropped afterwards from a slightly wider search,
+            // and a few extra candidates absorb the int8 graph's ranking noise (all are
+            // re-scored on the f32 vectors).
             let dead = st.ids.len() - st.live;
-            let want = if dead == 0 { k } else { (k * 2 + 10).min(covered) };
+            let want = if dead == 0 { (k + 8).min(covered) } else { (k * 2 + 10).min(covered) };
             let ef = (want * 2).max(64);
             let mut found: Vec<(usize, f32)> = a
                 .hnsw
@@ -548,7 +699,7 @@ impl ChunkStore for EmbeddedStore {
         let searcher = self.reader.searcher();
         // Free text, no query syntax: analyse it like the content and OR the terms.
         let mut tokens = Vec::new();
-        let mut a = analyzer();
+        let mut a = self.index.tokenizers().get(TOKENIZER).unwrap_or_else(analyzer);
         let mut stream = a.token_stream(query);
         while stream.advance() {
             tokens.push(stream.token().text.clone());
@@ -572,17 +723,21 @@ impl ChunkStore for EmbeddedStore {
         loop {
             let top = searcher.search(&q, &TopDocs::with_limit(want).order_by_score()).map_err(te)?;
             let exhausted = top.len() < want;
+            let rows = self.rows_of(&searcher, top.iter().map(|(_, a)| *a))?;
+            let st = self.state.read().unwrap_or_else(|p| p.into_inner());
             let mut hits = Vec::new();
-            for (score, addr) in top {
-                let doc: TantivyDocument = searcher.doc(addr).map_err(te)?;
-                let id = doc.get_first(self.fields.id).and_then(|v| v.as_str()).unwrap_or("").to_string();
+            for ((score, _), row) in top.into_iter().zip(rows) {
+                let (id, r) = match row {
+                    RowOf::Row(r) if r < st.ids.len() => (st.ids[r].to_string(), Some(r)),
+                    RowOf::Row(_) => continue,
+                    RowOf::Id(id) => {
+                        let r = st.by_id.get(id.as_str()).copied();
+                        (id, r)
+                    }
+                };
                 if let Some(f) = filter {
-                    let meta: Map<String, Value> = doc
-                        .get_first(self.fields.metadata)
-                        .and_then(|v| v.as_str())
-                        .and_then(|s| serde_json::from_str(s).ok())
-                        .unwrap_or_default();
-                    if !f.matches(&meta) {
+                    // Metadata is in memory: no stored-document read per candidate.
+                    if !r.is_some_and(|r| f.matches(&st.metas[r])) {
                         continue;
                     }
                 }
@@ -614,8 +769,7 @@ impl ChunkStore for EmbeddedStore {
         let searcher = self.reader.searcher();
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
-            let q = TermQuery::new(Term::from_field_text(self.fields.id, id), IndexRecordOption::Basic);
-            if let Some((_, addr)) = searcher.search(&q, &TopDocs::with_limit(1).order_by_score()).map_err(te)?.into_iter().next() {
+            if let Some(addr) = self.addr_of(&searcher, id)? {
                 let doc: TantivyDocument = searcher.doc(addr).map_err(te)?;
                 out.push(self.to_stored(&doc));
             }
@@ -645,6 +799,32 @@ impl ChunkStore for EmbeddedStore {
         })
     }
 
+    fn optimize(&self) -> Result<usize> {
+        // Background merges (tantivy's log merge policy) may hold some of the segments;
+        // then the merge request is refused and retried once they finish.
+        for _ in 0..200 {
+            let ids = self.index.searchable_segment_ids().map_err(te)?;
+            if ids.len() <= 1 {
+                return Ok(0);
+            }
+            let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+            match w.merge(&ids).wait() {
+                Ok(_) => {
+                    let _ = w.garbage_collect_files().wait();
+                    drop(w);
+                    self.reader.reload().map_err(te)?;
+                    return Ok(ids.len());
+                }
+                Err(e) => {
+                    drop(w);
+                    tracing::debug!(error = %e, "segment merge deferred");
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+            }
+        }
+        Ok(0)
+    }
+
     fn dimension(&self) -> Option<usize> {
         self.state.read().unwrap_or_else(|p| p.into_inner()).dim
     }
@@ -670,4 +850,42 @@ pub(crate) fn dir_size(dir: &Path) -> u64 {
         }
     }
     total
+}
+
+#[cfg(test)]
+mod dot_tests {
+    #[test]
+    fn quantized_cosine_tracks_the_exact_distance() {
+        use hnsw_rs::prelude::Distance;
+        let mut seed = 7u64;
+        let mut r = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        };
+        for _ in 0..50 {
+            let a: Vec<f32> = (0..384).map(|_| r()).collect();
+            let b: Vec<f32> = (0..384).map(|_| r() + 0.5 * a[0]).collect();
+            let exact = 1.0 - super::dot(&a, &b) / (super::dot(&a, &a).sqrt() * super::dot(&b, &b).sqrt());
+            let q = super::QuantizedCosine.eval(&super::quantize(&a), &super::quantize(&b));
+            assert!((q - exact.max(0.0)).abs() < 0.01, "{q} vs {exact}");
+        }
+        assert_eq!(super::dot_i8(&[1, -2, 3], &[4, 5, -6]), 4 - 10 - 18);
+        let long: Vec<i8> = (0..37).map(|i| (i * 7 % 255) as i8).collect();
+        assert_eq!(super::dot_i8(&long, &long), long.iter().map(|x| *x as i32 * *x as i32).sum::<i32>());
+    }
+
+    #[test]
+    fn dot_matches_the_plain_sum_at_every_length() {
+        for n in 0..70usize {
+            let a: Vec<f32> = (0..n).map(|i| ((i * 7 % 13) as f32 - 6.0) * 0.25).collect();
+            let b: Vec<f32> = (0..n).map(|i| ((i * 5 % 11) as f32 - 5.0) * 0.5).collect();
+            let want: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum();
+            let got = super::dot(&a, &b) as f64;
+            assert!((got - want).abs() < 1e-3, "n={n}: {got} vs {want}");
+        }
+        // Unequal lengths use the common prefix.
+        assert_eq!(super::dot(&[1.0, 2.0, 3.0], &[4.0, 5.0]), 14.0);
+    }
 }

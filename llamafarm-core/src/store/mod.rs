@@ -121,6 +121,30 @@ pub trait ChunkStore: Send + Sync {
     fn vector_search(&self, query: &[f32], k: usize, metric: Metric, filter: Option<&MetadataFilter>) -> Result<Vec<Hit>>;
     /// BM25 over the chunk text.
     fn keyword_search(&self, query: &str, k: usize, filter: Option<&MetadataFilter>) -> Result<Vec<Hit>>;
+    /// Hybrid candidates: the `k` nearest by vector (when `vector` is given) and the `k`
+    /// best by BM25 (when `text` is given), searched concurrently so a hybrid query
+    /// costs the slower of the two rather than their sum.
+    fn hybrid_candidates(
+        &self,
+        vector: Option<&[f32]>,
+        text: Option<&str>,
+        k: usize,
+        metric: Metric,
+        filter: Option<&MetadataFilter>,
+    ) -> Result<(Vec<Hit>, Vec<Hit>)> {
+        let (v, t) = rayon::join(
+            || vector.map(|q| self.vector_search(q, k, metric, filter)).transpose(),
+            || text.map(|t| self.keyword_search(t, k, filter)).transpose(),
+        );
+        Ok((v?.unwrap_or_default(), t?.unwrap_or_default()))
+    }
+    /// Compact the index after a bulk load (the embedded store merges its text-index
+    /// segments into one, so a BM25 query walks one set of postings instead of one
+    /// per commit, and purges deleted documents). Returns how many segments were
+    /// merged; stores without such a notion do nothing.
+    fn optimize(&self) -> Result<usize> {
+        Ok(0)
+    }
     /// Similarity of `query` to each chunk by id, from stored vectors (None for unknown ids).
     fn similarities(&self, query: &[f32], ids: &[String], metric: Metric) -> Result<Vec<Option<f32>>>;
     /// Fetch chunks by id (missing ids are left out).

@@ -18,7 +18,6 @@ use super::util::{Mat};
 use super::AnomalyBackend;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 
 const TAU: f64 = 1e-12;
 
@@ -48,11 +47,31 @@ pub fn gamma_scale(x: &Mat) -> f64 {
     }
 }
 
+/// `exp(-g·|x_i - x_k|²)` for every `k` in `rows`, into `out[k]`: squared distances
+/// in f64, the exponential in f32 through a branch-free polynomial the loop
+/// vectorises (libsvm keeps its kernel cache in f32 as well).
+fn kernel_row(x: &Mat, sq: &[f64], gamma: f64, i: usize, rows: &[usize], out: &mut [f32]) {
+    let (xi, sqi, d) = (x.row(i), sq[i], x.d);
+    for (o, &k) in out.iter_mut().zip(rows) {
+        let xk = &x.data[k * d..(k + 1) * d];
+        let dot: f64 = xi.iter().zip(xk).map(|(a, b)| a * b).sum();
+        *o = (-gamma * (sqi + sq[k] - 2.0 * dot).max(0.0)) as f32;
+    }
+    for o in out.iter_mut() {
+        *o = crate::embed::encoder::exp(*o);
+    }
+}
+
+/// Kernel columns computed on demand over the active rows, cached (LRU past the
+/// byte budget, like sklearn's `cache_size`). A cached column is valid for every
+/// active set contained in the one it was computed for, so the cache is only
+/// dropped when the active set grows back (unshrinking).
 struct Kernel<'a> {
     x: &'a Mat,
     sq: Vec<f64>,
     gamma: f64,
-    cache: HashMap<usize, (Vec<f64>, u64)>,
+    cols: Vec<Option<(Box<[f32]>, u64)>>,
+    cached: usize,
     capacity: usize,
     clock: u64,
 }
@@ -60,50 +79,58 @@ struct Kernel<'a> {
 impl<'a> Kernel<'a> {
     fn new(x: &'a Mat, gamma: f64, cache_bytes: usize) -> Self {
         let sq = (0..x.n).map(|i| x.row(i).iter().map(|v| v * v).sum()).collect();
-        let capacity = (cache_bytes / (x.n.max(1) * 8)).max(2);
-        Self { x, sq, gamma, cache: HashMap::new(), capacity, clock: 0 }
+        let capacity = (cache_bytes / (x.n.max(1) * 4)).max(2);
+        Self { x, sq, gamma, cols: vec![None; x.n], cached: 0, capacity, clock: 0 }
     }
 
-    fn compute(&self, i: usize, out: &mut [f64]) {
-        let xi = self.x.row(i);
-        let (sqi, g, d) = (self.sq[i], self.gamma, self.x.d);
-        let f = |(k, o): (usize, &mut f64)| {
-            let xk = &self.x.data[k * d..(k + 1) * d];
-            let dot: f64 = xi.iter().zip(xk).map(|(a, b)| a * b).sum();
-            *o = (-g * (sqi + self.sq[k] - 2.0 * dot).max(0.0)).exp();
-        };
-        if out.len() >= 4096 {
-            out.par_iter_mut().enumerate().with_min_len(1024).for_each(f);
-        } else {
-            out.iter_mut().enumerate().for_each(f);
-        }
+    fn clear(&mut self) {
+        self.cols.iter_mut().for_each(|c| *c = None);
+        self.cached = 0;
     }
 
-    /// Column `i` of Q (cached).
-    fn column(&mut self, i: usize) -> &[f64] {
+    /// Make column `i` present for `active`.
+    fn ensure(&mut self, i: usize, active: &[usize]) {
         self.clock += 1;
-        let now = self.clock;
-        if !self.cache.contains_key(&i) {
-            let mut buf = if self.cache.len() >= self.capacity {
-                let victim = *self.cache.iter().min_by_key(|(_, (_, t))| *t).map(|(k, _)| k).unwrap_or(&i);
-                self.cache.remove(&victim).map(|(v, _)| v).unwrap_or_else(|| vec![0.0; self.x.n])
-            } else {
-                vec![0.0; self.x.n]
-            };
-            self.compute(i, &mut buf);
-            self.cache.insert(i, (buf, now));
+        if let Some(c) = &mut self.cols[i] {
+            c.1 = self.clock;
+            return;
         }
-        let e = self.cache.get_mut(&i).expect("just inserted");
-        e.1 = now;
-        &e.0
+        let mut buf = if self.cached >= self.capacity {
+            let victim = (0..self.cols.len()).filter(|&t| self.cols[t].is_some()).min_by_key(|&t| self.cols[t].as_ref().map_or(0, |c| c.1));
+            self.cached -= 1;
+            victim.and_then(|v| self.cols[v].take()).map(|c| c.0).unwrap_or_else(|| vec![0.0; self.x.n].into_boxed_slice())
+        } else {
+            vec![0.0; self.x.n].into_boxed_slice()
+        };
+        // Values in active order, then scattered to their rows.
+        let mut vals = vec![0.0f32; active.len()];
+        let (x, sq, g) = (self.x, &self.sq, self.gamma);
+        if active.len() >= 4096 {
+            vals.par_chunks_mut(1024).zip(active.par_chunks(1024)).for_each(|(out, rows)| kernel_row(x, sq, g, i, rows, out));
+        } else {
+            kernel_row(x, sq, g, i, active, &mut vals);
+        }
+        for (&k, v) in active.iter().zip(vals) {
+            buf[k] = v;
+        }
+        self.cols[i] = Some((buf, self.clock));
+        self.cached += 1;
+    }
+
+    fn col(&self, i: usize) -> &[f32] {
+        self.cols[i].as_ref().map(|c| &*c.0).unwrap_or(&[])
     }
 }
 
 impl OneClassSvm {
-    /// Solve the dual on `x` (rows already scaled).
+    /// Solve the dual on `x` (rows already scaled), with libsvm's shrinking: every
+    /// `min(l, 1000)` iterations, variables at a bound that cannot enter a violating
+    /// pair leave the active set; near convergence the gradient is rebuilt for all of
+    /// them and the solver checks the full problem before stopping.
     pub fn fit(x: &Mat, nu: f64, gamma: f64, tol: f64) -> Self {
         let l = x.n;
         let mut kern = Kernel::new(x, gamma, 200 << 20);
+        let sq = kern.sq.clone();
         // libsvm's initial alphas.
         let mut alpha = vec![0.0; l];
         let total = nu * l as f64;
@@ -114,66 +141,84 @@ impl OneClassSvm {
         if n_full < l {
             alpha[n_full] = total - n_full as f64;
         }
-        // G = Q alpha, row by row in parallel.
-        let nz: Vec<(usize, f64)> = alpha.iter().copied().enumerate().filter(|(_, a)| *a > 0.0).collect();
-        let mut grad: Vec<f64> = (0..l)
-            .into_par_iter()
-            .with_min_len(64)
-            .map(|k| {
-                let xk = x.row(k);
-                nz.iter()
-                    .map(|&(j, a)| {
-                        let dot: f64 = xk.iter().zip(x.row(j)).map(|(p, q)| p * q).sum();
-                        a * (-gamma * (kern.sq[k] + kern.sq[j] - 2.0 * dot).max(0.0)).exp()
-                    })
-                    .sum::<f64>()
-            })
-            .collect();
+        let full_gradient = |alpha: &[f64], rows: &[usize]| -> Vec<(usize, f64)> {
+            let nz: Vec<(usize, f64)> = alpha.iter().copied().enumerate().filter(|(_, a)| *a > 0.0).collect();
+            let sq = &sq;
+            rows.par_iter()
+                .with_min_len(64)
+                .map(|&k| {
+                    let xk = x.row(k);
+                    let g = nz
+                        .iter()
+                        .map(|&(j, a)| {
+                            let dot: f64 = xk.iter().zip(x.row(j)).map(|(p, q)| p * q).sum();
+                            a * (-gamma * (sq[k] + sq[j] - 2.0 * dot).max(0.0)).exp()
+                        })
+                        .sum::<f64>();
+                    (k, g)
+                })
+                .collect()
+        };
+        let all: Vec<usize> = (0..l).collect();
+        let mut grad = vec![0.0; l];
+        for (k, g) in full_gradient(&alpha, &all) {
+            grad[k] = g;
+        }
+        let mut active = all.clone();
+        let mut unshrunk = false;
+        let shrink_every = l.clamp(1, 1000);
+        let mut counter = shrink_every;
         let max_iter = (100 * l).max(10_000_000);
         let mut iter = 0;
         while iter < max_iter {
-            // WSS2 (all y = +1, C = 1, QD = 1).
-            let mut gmax = f64::NEG_INFINITY;
-            let mut i = usize::MAX;
-            for t in 0..l {
-                if alpha[t] < 1.0 && -grad[t] >= gmax {
-                    gmax = -grad[t];
-                    i = t;
-                }
-            }
-            if i == usize::MAX {
-                break;
-            }
-            let qi = kern.column(i).to_vec();
-            let mut gmax2 = f64::NEG_INFINITY;
-            let mut j = usize::MAX;
-            let mut obj_min = f64::INFINITY;
-            for t in 0..l {
-                if alpha[t] > 0.0 {
-                    let gd = gmax + grad[t];
-                    if grad[t] >= gmax2 {
-                        gmax2 = grad[t];
+            counter -= 1;
+            if counter == 0 {
+                counter = shrink_every;
+                // libsvm's do_shrinking (all y = +1, C = 1).
+                let (mut gmax1, mut gmax2) = (f64::NEG_INFINITY, f64::NEG_INFINITY);
+                for &t in &active {
+                    if alpha[t] < 1.0 {
+                        gmax1 = gmax1.max(-grad[t]);
                     }
-                    if gd > 0.0 {
-                        let mut quad = 2.0 - 2.0 * qi[t];
-                        if quad <= 0.0 {
-                            quad = TAU;
-                        }
-                        let obj = -(gd * gd) / quad;
-                        if obj <= obj_min {
-                            j = t;
-                            obj_min = obj;
-                        }
+                    if alpha[t] > 0.0 {
+                        gmax2 = gmax2.max(grad[t]);
                     }
                 }
+                if !unshrunk && gmax1 + gmax2 <= tol * 10.0 {
+                    unshrunk = true;
+                    reconstruct(&mut grad, &active, &alpha, l, &full_gradient);
+                    active = all.clone();
+                    kern.clear();
+                }
+                active.retain(|&t| {
+                    let shrink = if alpha[t] >= 1.0 {
+                        -grad[t] > gmax1
+                    } else if alpha[t] <= 0.0 {
+                        grad[t] > gmax2
+                    } else {
+                        false
+                    };
+                    !shrink
+                });
             }
-            if gmax + gmax2 < tol || j == usize::MAX {
-                break;
-            }
+            let Some((i, j)) = select(&active, &alpha, &grad, &mut kern, tol) else {
+                if active.len() == l {
+                    break;
+                }
+                // Converged on the active set: rebuild the gradient and check everything.
+                reconstruct(&mut grad, &active, &alpha, l, &full_gradient);
+                active = all.clone();
+                kern.clear();
+                if select(&active, &alpha, &grad, &mut kern, tol).is_none() {
+                    break;
+                }
+                counter = 1;
+                continue;
+            };
             iter += 1;
             // Two-variable update (libsvm, y_i == y_j).
             let (oi, oj) = (alpha[i], alpha[j]);
-            let mut quad = 2.0 - 2.0 * qi[j];
+            let mut quad = 2.0 - 2.0 * kern.col(i)[j] as f64;
             if quad <= 0.0 {
                 quad = TAU;
             }
@@ -201,13 +246,10 @@ impl OneClassSvm {
             alpha[i] = ai;
             alpha[j] = aj;
             let (di, dj) = (ai - oi, aj - oj);
-            let qj = kern.column(j);
-            if l >= 8192 {
-                grad.par_iter_mut().enumerate().with_min_len(2048).for_each(|(k, g)| *g += qi[k] * di + qj[k] * dj);
-            } else {
-                for k in 0..l {
-                    grad[k] += qi[k] * di + qj[k] * dj;
-                }
+            kern.ensure(j, &active);
+            let (qi, qj) = (kern.col(i), kern.col(j));
+            for &k in &active {
+                grad[k] += qi[k] as f64 * di + qj[k] as f64 * dj;
             }
         }
         // rho: mean gradient over free alphas, else the middle of the feasible interval.
@@ -231,6 +273,64 @@ impl OneClassSvm {
     pub fn n_support(&self) -> usize {
         self.coef.len()
     }
+}
+
+/// The gradient of the rows outside the active set, recomputed from the alphas.
+fn reconstruct(grad: &mut [f64], active: &[usize], alpha: &[f64], l: usize, full: &dyn Fn(&[f64], &[usize]) -> Vec<(usize, f64)>) {
+    if active.len() == l {
+        return;
+    }
+    let mut in_active = vec![false; l];
+    active.iter().for_each(|&t| in_active[t] = true);
+    let rest: Vec<usize> = (0..l).filter(|&t| !in_active[t]).collect();
+    for (k, g) in full(alpha, &rest) {
+        grad[k] = g;
+    }
+}
+
+/// libsvm's second-order working-set selection (WSS2, all y = +1, C = 1, Q_ii = 1)
+/// over the active rows; `None` when the pair's violation is below `tol`.
+fn select(active: &[usize], alpha: &[f64], grad: &[f64], kern: &mut Kernel<'_>, tol: f64) -> Option<(usize, usize)> {
+    let mut gmax = f64::NEG_INFINITY;
+    let mut i = usize::MAX;
+    for &t in active {
+        if alpha[t] < 1.0 && -grad[t] >= gmax {
+            gmax = -grad[t];
+            i = t;
+        }
+    }
+    if i == usize::MAX {
+        return None;
+    }
+    kern.ensure(i, active);
+    let qi = kern.col(i);
+    let mut gmax2 = f64::NEG_INFINITY;
+    let mut j = usize::MAX;
+    let mut obj_min = f64::INFINITY;
+    for &t in active {
+        if alpha[t] > 0.0 {
+            let g = grad[t];
+            let gd = gmax + g;
+            if g >= gmax2 {
+                gmax2 = g;
+            }
+            if gd > 0.0 {
+                let mut quad = 2.0 - 2.0 * qi[t] as f64;
+                if quad <= 0.0 {
+                    quad = TAU;
+                }
+                let obj = -(gd * gd) / quad;
+                if obj <= obj_min {
+                    j = t;
+                    obj_min = obj;
+                }
+            }
+        }
+    }
+    if gmax + gmax2 < tol || j == usize::MAX {
+        return None;
+    }
+    Some((i, j))
 }
 
 impl AnomalyBackend for OneClassSvm {
