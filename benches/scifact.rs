@@ -223,8 +223,18 @@ fn main() {
         let merged = store.optimize().unwrap();
         let build = t.elapsed().as_secs_f64();
         println!("({size}: {merged} text-index segments merged into one after the bulk load)");
-        let (mut vl, mut hl, mut kl, mut gl) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut vl, mut hl, mut kl, mut gl, mut v50) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut recall_hits = 0usize;
         for (qv, qt) in qvecs.iter().zip(&qtexts) {
+            // Recall@10 of the store's vector search against an exact scan of the same vectors.
+            let found: HashSet<String> = store.vector_search(qv, 10, Metric::Cosine, None).unwrap().into_iter().map(|h| h.id).collect();
+            let mut exact: Vec<(f32, usize)> =
+                recs.iter().enumerate().map(|(i, r)| (r.vector.iter().zip(qv.iter()).map(|(a, b)| a * b).sum::<f32>(), i)).collect();
+            exact.select_nth_unstable_by(9, |a, b| b.0.total_cmp(&a.0));
+            recall_hits += exact[..10].iter().filter(|(_, i)| found.contains(&recs[*i].id)).count();
+            let t = Instant::now();
+            store.vector_search(qv, 50, Metric::Cosine, None).unwrap();
+            v50.push(t.elapsed().as_secs_f64() * 1000.0);
             // Parts of the hybrid on their own (BM25 top 50; fetching 10 chunks).
             let t = Instant::now();
             let kw = store.keyword_search(qt, 50, None).unwrap();
@@ -253,15 +263,17 @@ fn main() {
         let st = store.stats().unwrap();
         let row = (size, pct(&mut vl, 0.5), pct(&mut vl, 0.99), pct(&mut hl, 0.5), pct(&mut hl, 0.99));
         println!(
-            "| {size} | {:.2} / {:.2} | {:.2} / {:.2} | {} (build {build:.1} s, {:.0} bytes/chunk; parts p50: BM25 top 50 {:.2} ms, fetch 10 {:.2} ms) |",
+            "| {size} | {:.2} / {:.2} | {:.2} / {:.2} | {} (build {build:.1} s, {:.0} bytes/chunk; parts p50: vector top 50 {:.2} ms, BM25 top 50 {:.2} ms, fetch 10 {:.2} ms; vector recall@10 vs exact {:.3}) |",
             row.1,
             row.2,
             row.3,
             row.4,
             st.ann_index,
             st.storage_bytes as f64 / size as f64,
+            pct(&mut v50, 0.5),
             pct(&mut kl, 0.5),
-            pct(&mut gl, 0.5)
+            pct(&mut gl, 0.5),
+            recall_hits as f64 / (10 * qvecs.len()) as f64
         );
         ours.push(row);
     }

@@ -68,7 +68,7 @@ fn fields_of(schema: &Schema) -> Result<Fields> {
     })
 }
 
-fn analyzer() -> TextAnalyzer {
+pub(super) fn analyzer() -> TextAnalyzer {
     let mut b = TextAnalyzer::builder(SimpleTokenizer::default()).filter(RemoveLongFilter::limit(40)).filter(LowerCaser).dynamic();
     if let Some(sw) = StopWordFilter::new(Language::English) {
         b = b.filter_dynamic(sw);

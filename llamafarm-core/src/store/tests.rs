@@ -191,3 +191,75 @@ fn survives_kill_9_during_writes() {
         assert!(st.vector_count > 0, "round {round}: the child's commits were lost");
     }
 }
+
+#[test]
+fn stores_written_before_the_seq_column_still_search_filter_and_grow() {
+    // A store in the schema of earlier releases (no fast `seq` column), written directly.
+    use tantivy::schema::{IndexRecordOption, Schema, TextFieldIndexing, TextOptions, STORED, STRING};
+    let dir = tempfile::tempdir().unwrap();
+    let vs = vecs(3, 8, 9);
+    {
+        let tdir = dir.path().join("tantivy");
+        std::fs::create_dir_all(&tdir).unwrap();
+        let mut b = Schema::builder();
+        let text = TextOptions::default()
+            .set_indexing_options(TextFieldIndexing::default().set_tokenizer("lf_en").set_index_option(IndexRecordOption::WithFreqsAndPositions))
+            .set_stored();
+        let id = b.add_text_field("id", STRING | STORED);
+        let file = b.add_text_field("file_hash", STRING | STORED);
+        let content = b.add_text_field("content", text);
+        let meta = b.add_text_field("metadata", STORED);
+        let vector = b.add_bytes_field("vector", STORED);
+        let index = tantivy::Index::create_in_dir(&tdir, b.build()).unwrap();
+        index.tokenizers().register("lf_en", super::embedded::analyzer());
+        let mut w: tantivy::IndexWriter = index.writer_with_num_threads(1, 15_000_000).unwrap();
+        for (i, (t, m)) in [("cats and dogs", r#"{"doc":"a"}"#), ("scaling laws of neural models", r#"{"doc":"b"}"#)].iter().enumerate() {
+            let mut d = tantivy::TantivyDocument::default();
+            d.add_text(id, format!("old_{i}"));
+            d.add_text(file, "f_old");
+            d.add_text(content, t);
+            d.add_text(meta, m);
+            d.add_bytes(vector, &vs[i].iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>());
+            w.add_document(d).unwrap();
+        }
+        w.commit().unwrap();
+    }
+    let s = EmbeddedStore::open(dir.path(), Metric::Cosine).unwrap();
+    assert_eq!(s.stats().unwrap().vector_count, 2);
+    let hits = s.keyword_search("neural scaling", 5, None).unwrap();
+    assert_eq!(hits.first().map(|h| h.id.as_str()), Some("old_1"));
+    let f = MetadataFilter::parse(&json!({"doc": "a"})).unwrap();
+    assert!(s.keyword_search("scaling cats", 5, Some(&f)).unwrap().iter().all(|h| h.id == "old_0"));
+    assert_eq!(s.get(&["old_0".into()]).unwrap()[0].content, "cats and dogs");
+    // It keeps accepting chunks in its own schema.
+    s.add(vec![chunk("new_0", "f_new", "scaling of compute", json!({}), vs[2].clone())]).unwrap();
+    let ids: Vec<String> = s.keyword_search("scaling", 5, None).unwrap().into_iter().map(|h| h.id).collect();
+    assert!(ids.contains(&"new_0".to_string()) && ids.contains(&"old_1".to_string()), "{ids:?}");
+    assert_eq!(s.vector_search(&vs[2], 1, Metric::Cosine, None).unwrap()[0].id, "new_0");
+}
+
+#[test]
+fn optimize_merges_segments_and_keeps_every_chunk_findable() {
+    let dir = tempfile::tempdir().unwrap();
+    let vs = vecs(12, 8, 4);
+    let s = EmbeddedStore::open(dir.path(), Metric::Cosine).unwrap();
+    for (i, v) in vs.iter().enumerate() {
+        // One commit (segment) per add.
+        s.add(vec![chunk(&format!("c{i}"), &format!("f{}", i % 3), &format!("word{i} common"), json!({"i": i}), v.clone())]).unwrap();
+    }
+    s.delete_file("f0").unwrap();
+    s.optimize().unwrap();
+    assert_eq!(s.optimize().unwrap(), 0, "a second optimize has nothing to merge");
+    let hits = s.keyword_search("common", 20, None).unwrap();
+    assert_eq!(hits.len(), 8);
+    assert!(hits.iter().all(|h| !["c0", "c3", "c6", "c9"].contains(&h.id.as_str())));
+    assert_eq!(s.keyword_search("word7", 3, None).unwrap()[0].id, "c7");
+    drop(s);
+    let s = EmbeddedStore::open(dir.path(), Metric::Cosine).unwrap();
+    assert_eq!(s.keyword_search("word11", 3, None).unwrap()[0].id, "c11");
+    assert_eq!(s.stats().unwrap().vector_count, 8);
+    // New chunks after a reopen get fresh sequence numbers.
+    s.add(vec![chunk("z", "fz", "word99 common", json!({}), vs[0].clone())]).unwrap();
+    assert_eq!(s.keyword_search("word99", 3, None).unwrap()[0].id, "z");
+    assert_eq!(s.keyword_search("word5", 3, None).unwrap()[0].id, "c5");
+}

@@ -194,23 +194,40 @@ pub fn brute_knn_all(x: &Mat, q: &Mat, k: usize, skip_self: bool) -> Vec<Vec<(f6
                     );
                 }
             }
+            let mut vals: Vec<f64> = Vec::with_capacity(n);
             (0..b)
                 .map(|r| {
                     let qi = start + r;
                     let qr = q.row(qi);
                     let qn: f64 = qr.iter().map(|v| v * v).sum();
-                    let mut heap: BinaryHeap<Cand> = BinaryHeap::with_capacity(k + 1);
-                    let row = &c[r * n..(r + 1) * n];
-                    for (j, (&cj, &xj)) in row.iter().zip(&xn).enumerate() {
-                        if skip_self && j == qi {
-                            continue;
-                        }
-                        let dd = cj + qn + xj;
-                        if heap.len() < k || dd < heap.peek().map_or(f64::INFINITY, |c| c.0) {
-                            offer(&mut heap, k, dd, j);
+                    let row = &mut c[r * n..(r + 1) * n];
+                    for (cj, &xj) in row.iter_mut().zip(&xn) {
+                        *cj += qn + xj;
+                    }
+                    if skip_self && qi < n {
+                        row[qi] = f64::INFINITY;
+                    }
+                    let avail = if skip_self && qi < n { n - 1 } else { n };
+                    let kk = k.min(avail);
+                    // The k-th smallest distance by selection (O(n)), then every row
+                    // below it and, of the rows equal to it, the lowest indices.
+                    let mut picked: Vec<usize> = Vec::with_capacity(kk);
+                    if kk > 0 {
+                        vals.clear();
+                        vals.extend_from_slice(row);
+                        let (_, t, _) = vals.select_nth_unstable_by(kk - 1, |a, b| a.total_cmp(b));
+                        let t = *t;
+                        picked.extend((0..n).filter(|&j| row[j] < t));
+                        for j in 0..n {
+                            if picked.len() >= kk {
+                                break;
+                            }
+                            if row[j] == t && !(skip_self && j == qi) {
+                                picked.push(j);
+                            }
                         }
                     }
-                    let mut v: Vec<(f64, usize)> = heap.into_iter().map(|c| (sqdist(qr, x.row(c.1)), c.1)).collect();
+                    let mut v: Vec<(f64, usize)> = picked.into_iter().map(|j| (sqdist(qr, x.row(j)), j)).collect();
                     v.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
                     v
                 })
