@@ -295,7 +295,8 @@ fn main() {
         .arg(peers.join("st_embed.py"))
         .arg(&model_dir)
         .arg(dir.join("corpus.jsonl"))
-        .args(["--n", &texts.len().to_string(), "--ours"])
+        // SCIFACT_PEER_N=512 runs the peer on the same first 512 abstracts ours is timed on.
+        .args(["--n", &std::env::var("SCIFACT_PEER_N").unwrap_or_else(|_| texts.len().to_string()), "--ours"])
         .arg(out_dir.join("ours_first512.json"))
         .output()
         .unwrap();

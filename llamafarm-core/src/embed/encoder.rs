@@ -17,20 +17,21 @@
 use crate::error::{Error, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_transformers::models::bert::{Config as BertConfig, HiddenAct};
+use super::gemm::PackedB;
 use std::collections::HashMap;
 
-/// Weights are stored transposed, `(in, out)` row-major.
+/// Weights are stored transposed, `(in, out)`, and packed for [`super::gemm`].
 struct Layer {
     /// Q, K and V weights side by side: `(H, 3H)`.
-    wqkv: Vec<f32>,
+    wqkv: PackedB,
     bqkv: Vec<f32>,
-    wo: Vec<f32>,
+    wo: PackedB,
     bo: Vec<f32>,
     ln1_w: Vec<f32>,
     ln1_b: Vec<f32>,
-    wi: Vec<f32>,
+    wi: PackedB,
     bi: Vec<f32>,
-    wo2: Vec<f32>,
+    wo2: PackedB,
     bo2: Vec<f32>,
     ln2_w: Vec<f32>,
     ln2_b: Vec<f32>,
@@ -68,14 +69,14 @@ impl BertEncoder {
         if cfg.hidden_size == 0 || cfg.num_attention_heads == 0 || cfg.hidden_size % cfg.num_attention_heads != 0 {
             return Err(Error::Invalid("BERT config: hidden_size must be a positive multiple of num_attention_heads".into()));
         }
-        fn t(w: Vec<f32>, n: usize, k: usize) -> Vec<f32> {
+        fn t(w: Vec<f32>, n: usize, k: usize) -> PackedB {
             let mut out = vec![0f32; w.len()];
             for j in 0..n {
                 for kk in 0..k {
                     out[kk * n + j] = w[j * k + kk];
                 }
             }
-            out
+            PackedB::pack(&out, k, n)
         }
         let mut take = |name: &str, len: usize| -> Result<Vec<f32>> {
             let t = tensors.remove(name).ok_or_else(|| Error::Invalid(format!("model weights lack '{name}' (not a BERT sentence-transformer?)")))?;
@@ -262,19 +263,14 @@ impl SendPtr {
 }
 
 /// `dst (rows, n) = x (rows, k) · Wt`, with `Wt` the `(k, n)` transpose of PyTorch's
-/// `(n, k)` weight (transposed once at load: sgemm packs contiguous rows faster);
+/// `(n, k)` weight, transposed and packed once at load ([`super::gemm`]);
 /// `threads > 1` splits the rows over the rayon pool.
-fn linear(dst: &mut [f32], x: &[f32], rows: usize, k: usize, w: &[f32], n: usize, threads: usize) {
-    assert!(dst.len() >= rows * n && x.len() >= rows * k && w.len() >= n * k);
+fn linear(dst: &mut [f32], x: &[f32], rows: usize, k: usize, w: &PackedB, n: usize, threads: usize) {
+    assert!(dst.len() >= rows * n && x.len() >= rows * k && w.k() == k && w.n() == n);
     if rows == 0 {
         return;
     }
-    let one = |dst: &mut [f32], x: &[f32]| {
-        let m = x.len() / k;
-        // SAFETY: `x` is (m, k) row-major, `w` is (k, n) row-major,
-        // `dst` is (m, n) row-major; the lengths are checked above and by the split.
-        unsafe { matrixmultiply::sgemm(m, k, n, 1.0, x.as_ptr(), k as isize, 1, w.as_ptr(), n as isize, 1, 0.0, dst.as_mut_ptr(), n as isize, 1) }
-    };
+    let one = |dst: &mut [f32], x: &[f32]| super::gemm::gemm(x.len() / k, x, w, dst);
     if threads > 1 && rows >= 32 {
         use rayon::prelude::*;
         let per = rows.div_ceil(threads);

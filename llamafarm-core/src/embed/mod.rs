@@ -13,6 +13,7 @@
 
 mod bert;
 pub(crate) mod encoder;
+mod gemm;
 mod http;
 
 pub use bert::{BertEmbedder, Pooling};
