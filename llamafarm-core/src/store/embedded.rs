@@ -803,7 +803,16 @@ impl ChunkStore for EmbeddedStore {
         // Background merges (tantivy's log merge policy) may hold some of the segments;
         // then the merge request is refused and retried once they finish.
         for _ in 0..200 {
-            let ids = self.index.searchable_segment_ids().map_err(te)?;
+            // A segment holding half the documents or more (an earlier bulk load) is left
+            // alone: rewriting it after every small upload would cost O(index) per task.
+            // The segments added since are merged with each other.
+            let mut metas = self.index.searchable_segment_metas().map_err(te)?;
+            let total: u64 = metas.iter().map(|m| m.num_docs() as u64).sum();
+            metas.sort_by_key(|m| std::cmp::Reverse(m.num_docs()));
+            if metas.first().is_some_and(|m| 2 * m.num_docs() as u64 >= total) && metas.len() > 1 {
+                metas.remove(0);
+            }
+            let ids: Vec<_> = metas.iter().map(|m| m.id()).collect();
             if ids.len() <= 1 {
                 return Ok(0);
             }

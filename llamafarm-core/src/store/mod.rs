@@ -138,9 +138,10 @@ pub trait ChunkStore: Send + Sync {
         );
         Ok((v?.unwrap_or_default(), t?.unwrap_or_default()))
     }
-    /// Compact the index after a bulk load (the embedded store merges its text-index
-    /// segments into one, so a BM25 query walks one set of postings instead of one
-    /// per commit, and purges deleted documents). Returns how many segments were
+    /// Compact the index after a bulk load (the embedded store merges the text-index
+    /// segments written since its largest one, or all of them when none holds half the
+    /// documents, so a BM25 query walks one or two sets of postings instead of one per
+    /// commit, and purges deleted documents). Returns how many segments were
     /// merged; stores without such a notion do nothing.
     fn optimize(&self) -> Result<usize> {
         Ok(0)
