@@ -23,11 +23,58 @@ fn main() {
     let folders: Vec<String> = std::env::var("INGEST_FOLDERS").unwrap_or_else(|_| "pdf,docx,html,markdown".into()).split(',').map(String::from).collect();
     let work = tempfile::tempdir().unwrap();
     let lf = LlamaFarm::open(work.path()).unwrap();
-    let project = lf.projects().create("bench", "ingest", None).unwrap();
+    // INGEST_PRECISIONS=fp32,int8 (the default) runs ours once per embedding precision;
+    // int8 is the `model:int8` path (int8 linear layers, VNNI where the CPU has it).
+    let precisions: Vec<String> = std::env::var("INGEST_PRECISIONS").unwrap_or_else(|_| "fp32,int8".into()).split(',').map(String::from).collect();
+    let mut runs = Vec::new();
+    for p in &precisions {
+        let model = match p.as_str() {
+            "int8" => "sentence-transformers/all-MiniLM-L6-v2:int8",
+            _ => "sentence-transformers/all-MiniLM-L6-v2",
+        };
+        println!("\nours, embedding model {model}:\n");
+        runs.push((p.clone(), run_ours(&lf, &root, &folders, p, model)));
+    }
+
+    let py = std::env::var("PEERS_PYTHON").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/llamafarm-rs/peers-venv/bin/python"));
+    if !py.is_file() {
+        println!("\npeer skipped: run benches/peers/setup.sh first (or set PEERS_PYTHON)");
+        return;
+    }
+    let model_dir = lf.models().resolve("sentence-transformers/all-MiniLM-L6-v2").unwrap().dir;
+    let mut cmd = std::process::Command::new(&py);
+    cmd.arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("peers/ingest_pipeline.py")).arg(&model_dir);
+    for f in &folders {
+        cmd.arg(root.join(f));
+    }
+    let out = cmd.args(["--chunk-size", "1000", "--chunk-overlap", "200"]).output().unwrap();
+    let rows: Vec<Value> = serde_json::from_slice(out.stdout.trim_ascii()).unwrap_or_else(|_| {
+        println!("peer failed: {}", String::from_utf8_lossy(&out.stderr));
+        Vec::new()
+    });
+    println!("\n| folder | ours | peer files | peer chunks | peer s (parse / chunk / embed / index) | ours s | speed-up |");
+    println!("|---|---|---|---|---|---|---|");
+    for (tag, ours) in &runs {
+        for (r, (f, secs, chunks)) in rows.iter().zip(ours) {
+            let ps = r["total_s"].as_f64().unwrap_or(f64::NAN);
+            println!(
+                "| {f} | {tag} | {} ({} failed) | {} | {ps:.1} ({:.1} / {:.2} / {:.1} / {:.2}) | {secs:.1} ({chunks} chunks) | {:.2}x |",
+                r["files"], r["failed"], r["chunks"], r["parse_s"].as_f64().unwrap_or(0.0), r["chunk_s"].as_f64().unwrap_or(0.0),
+                r["embed_s"].as_f64().unwrap_or(0.0), r["index_s"].as_f64().unwrap_or(0.0), ps / secs
+            );
+        }
+    }
+}
+
+/// Upload and process every folder into a fresh project whose database embeds with
+/// `model`; returns (folder, seconds, chunks) per folder.
+fn run_ours(lf: &LlamaFarm, root: &std::path::Path, folders: &[String], tag: &str, model: &str) -> Vec<(String, f64, usize)> {
+    let project = lf.projects().create("bench", &format!("ingest-{tag}"), None).unwrap();
     // Same chunking as the peer: characters, 1000 / 200.
     project
         .update_config(|c| {
-            let s = &mut c.rag.as_mut().unwrap().data_processing_strategies.as_mut().unwrap()[0];
+            let rag = c.rag.as_mut().unwrap();
+            let s = &mut rag.data_processing_strategies.as_mut().unwrap()[0];
             if let llamafarm_core::config::ParserRef::Inline(p) = &mut s.parsers[0] {
                 let cfg = p.config.get_or_insert_with(Default::default);
                 cfg.insert("chunk_strategy".into(), json!("characters"));
@@ -35,13 +82,19 @@ fn main() {
                 cfg.insert("chunk_overlap".into(), json!(200));
             }
             s.extractors = None;
+            let db = &mut rag.databases.as_mut().unwrap()[0];
+            let es: llamafarm_core::config::EmbeddingStrategyConfig =
+                serde_json::from_value(json!({"name": "emb", "type": "UniversalEmbedder", "config": {"model": model}})).unwrap();
+            db.embedding_strategies = Some(vec![es]);
+            db.embedding_strategy = None;
+            db.default_embedding_strategy = Some("emb".into());
             Ok(())
         })
         .unwrap();
     println!("| folder | files | failed | chunks | MB | ours s | files/s | chunks/s | MB/s | parse / chunk / embed / index s (summed per file) |");
     println!("|---|---|---|---|---|---|---|---|---|---|");
     let mut ours = Vec::new();
-    for f in &folders {
+    for f in folders {
         let dir = root.join(f);
         let mut files: Vec<PathBuf> = Vec::new();
         let mut stack = vec![dir.clone()];
@@ -96,30 +149,5 @@ fn main() {
         ours.push((f.clone(), secs, chunks));
     }
 
-    let py = std::env::var("PEERS_PYTHON").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/llamafarm-rs/peers-venv/bin/python"));
-    if !py.is_file() {
-        println!("\npeer skipped: run benches/peers/setup.sh first (or set PEERS_PYTHON)");
-        return;
-    }
-    let model_dir = lf.models().resolve("sentence-transformers/all-MiniLM-L6-v2").unwrap().dir;
-    let mut cmd = std::process::Command::new(&py);
-    cmd.arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("peers/ingest_pipeline.py")).arg(&model_dir);
-    for f in &folders {
-        cmd.arg(root.join(f));
-    }
-    let out = cmd.args(["--chunk-size", "1000", "--chunk-overlap", "200"]).output().unwrap();
-    let rows: Vec<Value> = serde_json::from_slice(out.stdout.trim_ascii()).unwrap_or_else(|_| {
-        println!("peer failed: {}", String::from_utf8_lossy(&out.stderr));
-        Vec::new()
-    });
-    println!("\n| folder | peer files | peer chunks | peer s (parse / chunk / embed / index) | ours s | speed-up |");
-    println!("|---|---|---|---|---|---|");
-    for (r, (f, secs, chunks)) in rows.iter().zip(&ours) {
-        let ps = r["total_s"].as_f64().unwrap_or(f64::NAN);
-        println!(
-            "| {f} | {} ({} failed) | {} | {ps:.1} ({:.1} / {:.2} / {:.1} / {:.2}) | {secs:.1} ({chunks} chunks) | {:.2}x |",
-            r["files"], r["failed"], r["chunks"], r["parse_s"].as_f64().unwrap_or(0.0), r["chunk_s"].as_f64().unwrap_or(0.0),
-            r["embed_s"].as_f64().unwrap_or(0.0), r["index_s"].as_f64().unwrap_or(0.0), ps / secs
-        );
-    }
+    ours
 }

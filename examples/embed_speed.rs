@@ -1,10 +1,12 @@
-//! Embedding throughput probe: `cargo run --release -p llamafarm-examples --example embed_speed [N]`.
+//! Embedding throughput probe: `cargo run --release -p llamafarm-examples --example embed_speed [N] [MODEL]`
+//! (MODEL defaults to all-MiniLM-L6-v2; append `:int8` for the int8 path).
 use std::io::BufRead;
 fn main() -> anyhow::Result<()> {
     llamafarm_core::system::tune_allocator();
     let n: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(128);
     let lf = llamafarm_core::LlamaFarm::open(std::env::temp_dir().join("lf-embed-speed"))?;
-    let e = lf.embedder("sentence-transformers/all-MiniLM-L6-v2")?;
+    let model = std::env::args().nth(2).unwrap_or_else(|| "sentence-transformers/all-MiniLM-L6-v2".into());
+    let e = lf.embedder(&model)?;
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/ir/scifact/corpus.jsonl");
     let f = std::io::BufReader::new(std::fs::File::open(path)?);
     let texts: Vec<String> = f.lines().take(n).map(|l| {
@@ -16,6 +18,6 @@ fn main() -> anyhow::Result<()> {
     let t = std::time::Instant::now();
     e.embed(&refs)?;
     let dt = t.elapsed().as_secs_f64();
-    println!("{n} docs, {toks} tokens, {dt:.2} s: {:.1} docs/s, {:.0} tokens/s", n as f64 / dt, toks as f64 / dt);
+    println!("{model}: {n} docs, {toks} tokens, {dt:.2} s: {:.1} docs/s, {:.0} tokens/s", n as f64 / dt, toks as f64 / dt);
     Ok(())
 }

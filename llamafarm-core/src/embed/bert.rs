@@ -1,6 +1,6 @@
 //! Sentence-transformers (BERT family) in candle.
 
-use super::encoder::BertEncoder;
+use super::encoder::{BertEncoder, Precision};
 use super::{normalize, Embedder};
 use crate::error::{Error, Result};
 use candle_transformers::models::bert::Config as BertConfig;
@@ -41,6 +41,12 @@ impl BertEmbedder {
     /// `model.safetensors`, optional `modules.json`, `1_Pooling/config.json`,
     /// `sentence_bert_config.json`).
     pub fn load(dir: &Path, id: &str, batch_size: usize) -> Result<Self> {
+        Self::load_with(dir, id, batch_size, Precision::F32)
+    }
+
+    /// [`Self::load`] with the encoder's linear layers at `precision`
+    /// ([`Precision::Int8`]: about 2x the fp32 speed on CPUs with AVX-512 VNNI).
+    pub fn load_with(dir: &Path, id: &str, batch_size: usize, precision: Precision) -> Result<Self> {
         let config_path = dir.join("config.json");
         let config: BertConfig = serde_json::from_value(read_json(&config_path)?)
             .map_err(|e| Error::Parse { what: config_path.display().to_string(), message: e.to_string() })?;
@@ -52,7 +58,7 @@ impl BertEmbedder {
                 fetch_hint: crate::model_cache::FETCH_COMMAND.into(),
             });
         }
-        let encoder = BertEncoder::load(&weights, &config)?;
+        let encoder = BertEncoder::load_with(&weights, &config, precision)?;
         let tokenizer = Tokenizer::from_file(dir.join("tokenizer.json"))
             .map_err(|e| Error::Internal(format!("loading tokenizer of {id}: {e}")))?;
 
@@ -245,5 +251,32 @@ pub(crate) mod tests {
         assert_eq!(v.len(), 2);
         assert!(v.iter().all(|x| x.len() == 384 && x.iter().all(|f| f.is_finite())));
         assert!(e.tokenize(&long).unwrap().len() <= 256);
+    }
+
+    #[test]
+    fn int8_embeddings_stay_close_to_fp32_and_keep_the_ranking() {
+        let cache = crate::ModelCache::from_env();
+        let (base, precision) = crate::embed::split_precision("sentence-transformers/all-MiniLM-L6-v2:INT8");
+        assert_eq!(precision, Precision::Int8);
+        let m = cache.resolve(base).unwrap_or_else(|e| panic!("{e}\n(run scripts/fetch-models.sh)"));
+        let q = BertEmbedder::load_with(&m.dir, "int8", 32, precision).unwrap();
+        assert_eq!(q.encoder.precision(), Precision::Int8);
+        let f = minilm();
+        let texts = [
+            "A man is eating food.",
+            "A man is eating a piece of bread.",
+            "The girl is carrying a baby.",
+            "Neural scaling laws relate model size, data and compute to the loss.",
+            "Aspirin irreversibly inhibits cyclooxygenase, reducing thromboxane synthesis in platelets.",
+            &"Long documents are truncated to the model's 256 tokens. ".repeat(40),
+        ];
+        let (vf, vq) = (f.embed(&texts).unwrap(), q.embed(&texts).unwrap());
+        for (a, b) in vf.iter().zip(&vq) {
+            let c = cosine(a, b);
+            assert!(c > 0.99, "int8 vs fp32 cosine {c}");
+        }
+        // Similarity structure survives: related pair stays far above the unrelated one.
+        assert!((cosine(&vq[0], &vq[1]) - cosine(&vf[0], &vf[1])).abs() < 0.03);
+        assert!(cosine(&vq[0], &vq[1]) > cosine(&vq[0], &vq[2]) + 0.5);
     }
 }

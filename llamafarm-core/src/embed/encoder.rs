@@ -6,11 +6,12 @@
 //! - **No padding.** The sequences of a batch are packed row after row; attention runs
 //!   per sequence over its own length, so no row or key of padding is ever computed
 //!   (a masked key contributes exactly zero in the padded form, so results agree).
-//! - **No copies.** Matrix products go straight to `matrixmultiply`'s sgemm (about
-//!   1.6x the `gemm` crate candle uses, single-threaded, on this project's CPUs) with
-//!   strides: weights are transposed once at load, and each head's Q, K and V are read
-//!   inside the fused QKV buffer; bias, activation, residual and layer norm are fused
-//!   row loops.
+//! - **Own GEMM.** Linear layers run on [`super::gemm`] against weights transposed
+//!   and packed once at load (or on [`super::qgemm`] in int8). Attention runs on it
+//!   too: per head, Q (pre-scaled) and the probabilities are read straight from their
+//!   rows and only the small `len x d` Kᵀ and V are packed, so nothing of size `len²`
+//!   is copied (a general sgemm packs the probabilities on every call). Bias,
+//!   activation, residual and layer norm are fused row loops.
 //! - **Vectorisable math.** `exp` (softmax) and `erf` (GELU) are polynomial forms
 //!   that the compiler vectorises (relative error about 2e-7), instead of libm calls.
 
@@ -18,20 +19,57 @@ use crate::error::{Error, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_transformers::models::bert::{Config as BertConfig, HiddenAct};
 use super::gemm::PackedB;
+use super::qgemm::{QPackedB, QRows};
+use std::cell::RefCell;
 use std::collections::HashMap;
 
-/// Weights are stored transposed, `(in, out)`, and packed for [`super::gemm`].
+/// Numeric precision of the encoder's linear layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Precision {
+    /// fp32 weights and activations (the reference numerics).
+    #[default]
+    F32,
+    /// Weights quantised to int8 per output column at load, activations to u8 per
+    /// row at each product, i32 accumulation ([`super::qgemm`]). Attention, layer
+    /// norms and activations stay fp32.
+    Int8,
+}
+
+/// A linear layer's weight, transposed to `(in, out)` and packed.
+enum Lin {
+    F32(PackedB),
+    I8(QPackedB),
+}
+
+impl Lin {
+    fn new(wt: &[f32], k: usize, n: usize, precision: Precision) -> Self {
+        match precision {
+            Precision::F32 => Lin::F32(PackedB::pack(wt, k, n)),
+            Precision::Int8 => Lin::I8(QPackedB::quantize(wt, k, n)),
+        }
+    }
+
+    fn shape(&self) -> (usize, usize) {
+        match self {
+            Lin::F32(p) => (p.k(), p.n()),
+            Lin::I8(q) => (q.k(), q.n()),
+        }
+    }
+}
+
+/// Weights are stored transposed, `(in, out)`, and packed for [`super::gemm`]
+/// (or [`super::qgemm`]).
 struct Layer {
     /// Q, K and V weights side by side: `(H, 3H)`.
-    wqkv: PackedB,
+    wqkv: Lin,
     bqkv: Vec<f32>,
-    wo: PackedB,
+    wo: Lin,
     bo: Vec<f32>,
     ln1_w: Vec<f32>,
     ln1_b: Vec<f32>,
-    wi: PackedB,
+    wi: Lin,
     bi: Vec<f32>,
-    wo2: PackedB,
+    wo2: Lin,
     bo2: Vec<f32>,
     ln2_w: Vec<f32>,
     ln2_b: Vec<f32>,
@@ -53,6 +91,7 @@ pub struct BertEncoder {
     ln_w: Vec<f32>,
     ln_b: Vec<f32>,
     layers: Vec<Layer>,
+    precision: Precision,
 }
 
 fn ce(e: candle_core::Error) -> Error {
@@ -62,22 +101,27 @@ fn ce(e: candle_core::Error) -> Error {
 impl BertEncoder {
     /// Build from named tensors (a `model.safetensors` of a BERT sentence-transformer;
     /// a `bert.` prefix is accepted).
-    pub fn from_tensors(mut tensors: HashMap<String, Tensor>, cfg: &BertConfig) -> Result<Self> {
+    pub fn from_tensors(tensors: HashMap<String, Tensor>, cfg: &BertConfig) -> Result<Self> {
+        Self::from_tensors_with(tensors, cfg, Precision::F32)
+    }
+
+    /// [`Self::from_tensors`] with the linear layers at `precision`.
+    pub fn from_tensors_with(mut tensors: HashMap<String, Tensor>, cfg: &BertConfig, precision: Precision) -> Result<Self> {
         if !tensors.contains_key("embeddings.word_embeddings.weight") && tensors.contains_key("bert.embeddings.word_embeddings.weight") {
             tensors = tensors.into_iter().map(|(k, v)| (k.strip_prefix("bert.").map(str::to_string).unwrap_or(k), v)).collect();
         }
         if cfg.hidden_size == 0 || cfg.num_attention_heads == 0 || cfg.hidden_size % cfg.num_attention_heads != 0 {
             return Err(Error::Invalid("BERT config: hidden_size must be a positive multiple of num_attention_heads".into()));
         }
-        fn t(w: Vec<f32>, n: usize, k: usize) -> PackedB {
+        let t = |w: Vec<f32>, n: usize, k: usize| -> Lin {
             let mut out = vec![0f32; w.len()];
             for j in 0..n {
                 for kk in 0..k {
                     out[kk * n + j] = w[j * k + kk];
                 }
             }
-            PackedB::pack(&out, k, n)
-        }
+            Lin::new(&out, k, n, precision)
+        };
         let mut take = |name: &str, len: usize| -> Result<Vec<f32>> {
             let t = tensors.remove(name).ok_or_else(|| Error::Invalid(format!("model weights lack '{name}' (not a BERT sentence-transformer?)")))?;
             let v: Vec<f32> = t.to_dtype(DType::F32).and_then(|t| t.flatten_all()).and_then(|t| t.to_vec1()).map_err(ce)?;
@@ -131,13 +175,24 @@ impl BertEncoder {
             ln_w,
             ln_b,
             layers,
+            precision,
         })
     }
 
     /// Load `model.safetensors` (any float dtype) for `cfg`.
     pub fn load(path: &std::path::Path, cfg: &BertConfig) -> Result<Self> {
+        Self::load_with(path, cfg, Precision::F32)
+    }
+
+    /// [`Self::load`] with the linear layers at `precision`.
+    pub fn load_with(path: &std::path::Path, cfg: &BertConfig, precision: Precision) -> Result<Self> {
         let tensors = candle_core::safetensors::load(path, &Device::Cpu).map_err(ce)?;
-        Self::from_tensors(tensors, cfg)
+        Self::from_tensors_with(tensors, cfg, precision)
+    }
+
+    /// The linear layers' precision.
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     /// Hidden size.
@@ -213,8 +268,6 @@ impl BertEncoder {
     /// Self-attention of every sequence and head, reading Q, K, V inside `qkv`.
     fn attention(&self, qkv: &[f32], ctx: &mut [f32], seqs: &[Vec<u32>], starts: &[usize], threads: usize) {
         let (h, nh) = (self.hidden, self.heads);
-        let dh = h / nh;
-        let scale = 1.0 / (dh as f32).sqrt();
         let out = SendPtr(ctx.as_mut_ptr());
         let one = |(s, head): (usize, usize)| {
             let len = seqs[s].len();
@@ -222,24 +275,17 @@ impl BertEncoder {
                 return;
             }
             let r0 = starts[s];
-            let mut p = vec![0f32; len * len];
-            let base = qkv.as_ptr();
-            // SAFETY: all reads are inside `qkv` (rows r0..r0+len, columns of this head in
-            // Q, K and V); the write goes to this (sequence, head)'s own block of `ctx`,
-            // which no other task touches.
-            unsafe {
-                let q = base.add(r0 * 3 * h + head * dh);
-                let k = base.add(r0 * 3 * h + h + head * dh);
-                let v = base.add(r0 * 3 * h + 2 * h + head * dh);
-                // P = scale * Q K^T : (len, len)
-                matrixmultiply::sgemm(len, dh, len, scale, q, (3 * h) as isize, 1, k, 1, (3 * h) as isize, 0.0, p.as_mut_ptr(), len as isize, 1);
-                for row in p.chunks_exact_mut(len) {
-                    softmax(row);
+            let rows = &qkv[r0 * 3 * h..(r0 + len) * 3 * h];
+            ATT.with(|buf| {
+                let mut buf = buf.borrow_mut();
+                let o = attend(&mut buf, rows, h, nh, head, len);
+                for (i, orow) in o.chunks_exact(h / nh).enumerate() {
+                    // SAFETY: row r0+i, columns of this head: this (sequence, head)'s own
+                    // block of `ctx`, which no other task touches; in bounds because
+                    // `ctx` has `sum of lengths` rows of `h`.
+                    unsafe { std::ptr::copy_nonoverlapping(orow.as_ptr(), out.get().add((r0 + i) * h + head * (h / nh)), orow.len()) };
                 }
-                let dst = out.get().add(r0 * h + head * dh);
-                // ctx = P V : (len, dh)
-                matrixmultiply::sgemm(len, len, dh, 1.0, p.as_ptr(), len as isize, 1, v, (3 * h) as isize, 1, 0.0, dst, h as isize, 1);
-            }
+            });
         };
         let jobs: Vec<(usize, usize)> = (0..seqs.len()).flat_map(|s| (0..nh).map(move |hd| (s, hd))).collect();
         if threads > 1 {
@@ -249,6 +295,48 @@ impl BertEncoder {
             jobs.into_iter().for_each(one);
         }
     }
+}
+
+thread_local! {
+    static ATT: RefCell<AttnBuf> = RefCell::new(AttnBuf::default());
+}
+
+/// Per-thread scratch of [`attend`].
+#[derive(Default)]
+pub(crate) struct AttnBuf {
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    pub(crate) p: Vec<f32>,
+    o: Vec<f32>,
+}
+
+/// One head of self-attention over one sequence: `softmax(Q Kᵀ / √d) V`, with Q, K
+/// and V read from `rows` (`len` rows of the fused `3h`-wide QKV). Both products run
+/// on [`super::gemm`]: Q (scaled) and P broadcast from their rows, Kᵀ and V packed
+/// (small: `len x d`), so nothing of size `len²` is ever packed. Returns the `(len,
+/// d)` output; the probabilities stay in `buf.p`.
+pub(crate) fn attend<'b>(buf: &'b mut AttnBuf, rows: &[f32], h: usize, nh: usize, head: usize, len: usize) -> &'b [f32] {
+    let dh = h / nh;
+    let scale = 1.0 / (dh as f32).sqrt();
+    buf.q.clear();
+    buf.k.clear();
+    buf.v.clear();
+    for r in rows.chunks_exact(3 * h).take(len) {
+        buf.q.extend(r[head * dh..(head + 1) * dh].iter().map(|x| x * scale));
+        buf.k.extend_from_slice(&r[h + head * dh..h + (head + 1) * dh]);
+        buf.v.extend_from_slice(&r[2 * h + head * dh..2 * h + (head + 1) * dh]);
+    }
+    let kt = PackedB::pack_transposed(&buf.k, len, dh);
+    buf.p.resize(len * len, 0.0);
+    super::gemm::gemm(len, &buf.q, &kt, &mut buf.p);
+    for row in buf.p.chunks_exact_mut(len) {
+        softmax(row);
+    }
+    let vb = PackedB::pack(&buf.v, len, dh);
+    buf.o.resize(len * dh, 0.0);
+    super::gemm::gemm(len, &buf.p, &vb, &mut buf.o);
+    &buf.o
 }
 
 #[derive(Clone, Copy)]
@@ -265,12 +353,25 @@ impl SendPtr {
 /// `dst (rows, n) = x (rows, k) · Wt`, with `Wt` the `(k, n)` transpose of PyTorch's
 /// `(n, k)` weight, transposed and packed once at load ([`super::gemm`]);
 /// `threads > 1` splits the rows over the rayon pool.
-fn linear(dst: &mut [f32], x: &[f32], rows: usize, k: usize, w: &PackedB, n: usize, threads: usize) {
-    assert!(dst.len() >= rows * n && x.len() >= rows * k && w.k() == k && w.n() == n);
+fn linear(dst: &mut [f32], x: &[f32], rows: usize, k: usize, w: &Lin, n: usize, threads: usize) {
+    assert!(dst.len() >= rows * n && x.len() >= rows * k && w.shape() == (k, n));
     if rows == 0 {
         return;
     }
-    let one = |dst: &mut [f32], x: &[f32]| super::gemm::gemm(x.len() / k, x, w, dst);
+    thread_local! {
+        static QA: RefCell<QRows> = RefCell::new(QRows::default());
+    }
+    let one = |dst: &mut [f32], x: &[f32]| {
+        let m = x.len() / k;
+        match w {
+            Lin::F32(p) => super::gemm::gemm(m, x, p, dst),
+            Lin::I8(q) => QA.with(|qa| {
+                let mut qa = qa.borrow_mut();
+                qa.quantize(x, m, k);
+                super::qgemm::qgemm(m, &qa, q, dst);
+            }),
+        }
+    };
     if threads > 1 && rows >= 32 {
         use rayon::prelude::*;
         let per = rows.div_ceil(threads);
@@ -306,7 +407,7 @@ fn layer_norm(row: &mut [f32], w: &[f32], b: &[f32], eps: f32) {
     }
 }
 
-fn softmax(row: &mut [f32]) {
+pub(crate) fn softmax(row: &mut [f32]) {
     let max = lanes_fold(row, f32::NEG_INFINITY, f32::max);
     for v in row.iter_mut() {
         *v = exp(*v - max);
@@ -351,22 +452,29 @@ pub(crate) fn exp(x: f32) -> f32 {
     p * two_n
 }
 
-/// Exact-form GELU, `x/2 (1 + erf(x/√2))`, with erf from Abramowitz & Stegun 7.1.26
-/// (absolute error below 1.5e-7).
+/// `erf(z)` from Abramowitz & Stegun 7.1.26 (absolute error below 1.5e-7).
 #[inline(always)]
-fn gelu_erf(x: f32) -> f32 {
-    let z = x * std::f32::consts::FRAC_1_SQRT_2;
+pub(crate) fn erf(z: f32) -> f32 {
     let a = z.abs();
     let t = 1.0 / (1.0 + 0.327_591_1 * a);
     let poly = t * (0.254_829_6 + t * (-0.284_496_74 + t * (1.421_413_7 + t * (-1.453_152_1 + t * 1.061_405_4))));
     let erf_abs = 1.0 - poly * exp(-a * a);
-    let erf = if z < 0.0 { -erf_abs } else { erf_abs };
-    0.5 * x * (1.0 + erf)
+    if z < 0.0 {
+        -erf_abs
+    } else {
+        erf_abs
+    }
+}
+
+/// Exact-form GELU, `x/2 (1 + erf(x/√2))`.
+#[inline(always)]
+pub(crate) fn gelu_erf(x: f32) -> f32 {
+    0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
 }
 
 /// The tanh approximation of GELU (`gelu_new`).
 #[inline(always)]
-fn gelu_tanh(x: f32) -> f32 {
+pub(crate) fn gelu_tanh(x: f32) -> f32 {
     let u = 0.797_884_6 * (x + 0.044_715 * x * x * x);
     // tanh(u) = 1 - 2 / (e^{2u} + 1)
     let t = 1.0 - 2.0 / (exp(2.0 * u) + 1.0);

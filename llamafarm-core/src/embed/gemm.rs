@@ -49,6 +49,24 @@ impl PackedB {
         Self { k, n, data }
     }
 
+    /// Pack the transpose of a row-major `(n, k)` matrix (a PyTorch `(out, in)`
+    /// weight), i.e. the `(k, n)` matrix `w^T`, without materialising it.
+    pub fn pack_transposed(w: &[f32], n: usize, k: usize) -> Self {
+        assert!(w.len() >= k * n);
+        let panels = n.div_ceil(NR);
+        let mut data = vec![V8::default(); panels * k * 2];
+        for p in 0..panels {
+            let c0 = p * NR;
+            for j in 0..NR.min(n - c0) {
+                let col = &w[(c0 + j) * k..(c0 + j + 1) * k];
+                for (kk, &v) in col.iter().enumerate() {
+                    data[(p * k + kk) * 2 + j / 8].0[j % 8] = v;
+                }
+            }
+        }
+        Self { k, n, data }
+    }
+
     /// Rows (`k`).
     pub fn k(&self) -> usize {
         self.k
@@ -173,6 +191,11 @@ mod tests {
             let pb = PackedB::pack(&b, k, n);
             let mut c = vec![f32::NAN; m * n];
             gemm(m, &a, &pb, &mut c);
+            // The same matrix packed from its transpose gives the same product.
+            let bt: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
+            let mut c2 = vec![f32::NAN; m * n];
+            gemm(m, &a, &PackedB::pack_transposed(&bt, n, k), &mut c2);
+            assert_eq!(c, c2);
             for i in 0..m {
                 for j in 0..n {
                     let want: f64 = (0..k).map(|t| a[i * k + t] as f64 * b[t * n + j] as f64).sum();

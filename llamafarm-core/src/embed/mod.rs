@@ -13,12 +13,14 @@
 
 mod bert;
 pub(crate) mod encoder;
-mod gemm;
+pub(crate) mod gemm;
 mod http;
+pub(crate) mod qgemm;
 
 pub use bert::{BertEmbedder, Pooling};
-pub use encoder::BertEncoder;
+pub use encoder::{BertEncoder, Precision};
 pub use http::HttpEmbedder;
+pub use qgemm::has_vnni;
 
 use crate::config::EmbeddingStrategyConfig;
 use crate::error::{Error, Result};
@@ -152,6 +154,25 @@ pub(crate) fn openai_base(base: &str) -> String {
     } else {
         format!("{b}/v1")
     }
+}
+
+/// Split a local embedding model id into the model and the precision its suffix asks
+/// for, in the original's `model:QUANT` convention: `org/model:int8` (also `:q8` and
+/// `:q8_0`, any case) runs the encoder's linear layers in int8 ([`Precision::Int8`]);
+/// no suffix is fp32.
+///
+/// ```
+/// use llamafarm_core::embed::{split_precision, Precision};
+/// assert_eq!(split_precision("sentence-transformers/all-MiniLM-L6-v2:int8"), ("sentence-transformers/all-MiniLM-L6-v2", Precision::Int8));
+/// assert_eq!(split_precision("sentence-transformers/all-MiniLM-L6-v2"), ("sentence-transformers/all-MiniLM-L6-v2", Precision::F32));
+/// ```
+pub fn split_precision(id: &str) -> (&str, Precision) {
+    if let Some((base, q)) = id.rsplit_once(':') {
+        if ["int8", "q8", "q8_0"].iter().any(|s| q.eq_ignore_ascii_case(s)) && !base.is_empty() {
+            return (base, Precision::Int8);
+        }
+    }
+    (id, Precision::F32)
 }
 
 /// L2-normalise in place (a zero vector stays zero).

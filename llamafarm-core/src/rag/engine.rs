@@ -47,7 +47,7 @@ impl RagEngine {
                 self.embedders.lock().unwrap_or_else(|p| p.into_inner()).remove(&spec.cache_key());
                 if let EmbedderSpec::Local { model, .. } = spec {
                     // Report a bad id or a missing model as such, not as "unavailable".
-                    if let Err(e) = models.resolve(model) {
+                    if let Err(e) = models.resolve(crate::embed::split_precision(model).0) {
                         return Err(e);
                     }
                 }
@@ -98,10 +98,11 @@ impl RagEngine {
 fn load_embedder(spec: &EmbedderSpec, models: &ModelCache) -> Result<Arc<dyn Embedder>> {
     match spec {
         EmbedderSpec::Local { model, batch_size, .. } => {
-            let m = models.resolve(model)?;
+            let (base, precision) = crate::embed::split_precision(model);
+            let m = models.resolve(base)?;
             let t = std::time::Instant::now();
-            let e = BertEmbedder::load(&m.dir, model, *batch_size)?;
-            tracing::info!(model = %model, secs = t.elapsed().as_secs_f64(), "loaded embedding model");
+            let e = BertEmbedder::load_with(&m.dir, model, *batch_size, precision)?;
+            tracing::info!(model = %model, ?precision, secs = t.elapsed().as_secs_f64(), "loaded embedding model");
             Ok(Arc::new(e))
         }
         EmbedderSpec::Http { base_url, model, api_key, dimension, batch_size, timeout_s } => {

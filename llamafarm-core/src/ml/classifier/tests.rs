@@ -1,5 +1,6 @@
 use super::pairs::{sample_pairs, Rng};
-use super::train::{eval_loss, train, TrainConfig, TrainableBert};
+use super::native::{self, NativeBert};
+use super::train::{batch_loss, eval_loss, train, TrainConfig, TrainableBert};
 use super::*;
 use crate::{LlamaFarm, ModelCache};
 use candle_core::{Device, Tensor};
@@ -105,6 +106,76 @@ fn the_training_forward_matches_the_inference_model() {
             assert!((a - b).abs() < 1e-4, "row {i}: {a} vs {b}");
         }
     }
+}
+
+/// Token sequences of two "classes" (low vs high ids), varied lengths.
+fn two_class_tokens(n: usize) -> (Vec<Vec<u32>>, Vec<usize>) {
+    let mut rng = Rng::new(1);
+    let (mut tokens, mut labels) = (Vec::new(), Vec::new());
+    for i in 0..n {
+        let class = i % 2;
+        let len = 3 + rng.below(6);
+        tokens.push((0..len).map(|_| (1 + class * 24 + rng.below(24)) as u32).collect::<Vec<u32>>());
+        labels.push(class);
+    }
+    (tokens, labels)
+}
+
+#[test]
+fn native_loss_and_every_gradient_match_candle_autograd() {
+    let dir = tempfile::tempdir().unwrap();
+    tiny_bert(dir.path());
+    let auto = TrainableBert::load(dir.path()).unwrap();
+    let mut native = NativeBert::load(dir.path()).unwrap();
+    let (tokens, labels) = two_class_tokens(12);
+    let pairs = sample_pairs(&labels, 4, &mut Rng::new(2));
+    let batch = &pairs[..10];
+    let lt = batch_loss(&auto, &tokens, batch, 0, 4).unwrap();
+    let want_loss = lt.to_scalar::<f32>().unwrap();
+    let g = lt.backward().unwrap();
+    let data = auto.varmap.data().lock().unwrap().clone();
+    // One group, and (row_cap 10) several groups forwarded twice: same numbers.
+    for cap in [2048, 10] {
+        native.row_cap = cap;
+        let mut grads = native.zero_grads();
+        let loss = native.loss_and_grads(&tokens, batch, Some(&mut grads)).unwrap();
+        assert!((loss - want_loss).abs() < 1e-5 * (1.0 + want_loss.abs()), "loss {loss} vs {want_loss}");
+        assert_eq!(native.names().len(), data.len(), "every trained tensor has a gradient slot");
+        for (name, got) in native.names().iter().zip(&grads) {
+            let want: Vec<f32> = g.get(data[name].as_tensor()).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+            let scale = want.iter().fold(0f32, |a, v| a.max(v.abs()));
+            for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+                assert!((a - b).abs() <= 2e-4 * scale + 1e-7, "cap {cap}, {name}[{i}]: {a} vs {b} (max |grad| {scale})");
+            }
+        }
+    }
+}
+
+#[test]
+fn native_training_follows_the_autograd_trajectory() {
+    let dir = tempfile::tempdir().unwrap();
+    tiny_bert(dir.path());
+    let auto = TrainableBert::load(dir.path()).unwrap();
+    let mut native = NativeBert::load(dir.path()).unwrap();
+    let (tokens, labels) = two_class_tokens(12);
+    let pairs = sample_pairs(&labels, 4, &mut Rng::new(2));
+    let cfg = TrainConfig { batch_size: 8, epochs: 2, learning_rate: 1e-3, micro_batch: 4, ..Default::default() };
+    let a = train(&auto, &tokens, &pairs, 0, &cfg, &mut Rng::new(3)).unwrap();
+    let n = native::train(&mut native, &tokens, &pairs, &cfg, &mut Rng::new(3)).unwrap();
+    assert_eq!(a.losses.len(), n.losses.len());
+    for (i, (x, y)) in a.losses.iter().zip(&n.losses).enumerate() {
+        assert!((x - y).abs() < 2e-3 * (1.0 + x.abs()), "step {i}: autograd {x} vs native {y}");
+    }
+    assert!(n.losses.last().unwrap() < &n.losses[0]);
+    // The saved file has every tensor (trained and frozen) and loads for inference.
+    let out = dir.path().join("native.safetensors");
+    native.save(&out).unwrap();
+    let back = candle_core::safetensors::load(&out, &Device::Cpu).unwrap();
+    assert!(back.contains_key("pooler.dense.weight"));
+    let w_auto = auto.varmap.data().lock().unwrap()["encoder.layer.1.output.dense.weight"].as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let w_nat = back["encoder.layer.1.output.dense.weight"].flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let diff = w_auto.iter().zip(&w_nat).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(diff < 1e-3, "weights after training differ by {diff}");
 }
 
 fn real_lf(dir: &Path) -> LlamaFarm {

@@ -1,0 +1,381 @@
+//! Int8 matrix products for the encoder's linear layers (`:int8` embedding models).
+//!
+//! `C (m, n) ≈ A (m, k) · B (k, n)` with
+//! - `B`, a model weight, quantised once at load **per output column** (symmetric,
+//!   `w ≈ s_j · q`, `q` in -127..=127) and packed into panels of 32 columns: for every
+//!   group of 4 rows of `k`, 32 columns of 4 bytes (128 bytes, two 64-byte vectors);
+//! - `A`, the activations, quantised **per row** at each call (asymmetric u8 with a
+//!   zero point, so the one-sided GELU outputs use all 256 levels):
+//!   `a ≈ s_r · (u - z_r)`.
+//!
+//! Then `C[r][j] = s_r · s_j · (Σ u·q - z_r · Σ_k q[k][j])`: the integer dot products
+//! are exact, so every kernel gives bit-identical results. On CPUs with AVX-512 VNNI
+//! (`vpdpbusd`: 64 u8 x i8 products summed into 16 i32 lanes per instruction, four
+//! times the multiply-adds of an fp32 FMA) an 8 x 32 micro-kernel keeps the tile in
+//! sixteen registers; elsewhere a portable loop computes the same integers.
+
+use std::sync::OnceLock;
+
+const NR: usize = 32;
+const MR: usize = 8;
+/// Most rows of A per block.
+const MC: usize = 128;
+/// Bytes of A per block (a share of L2).
+const A_BLOCK_BYTES: usize = 256 * 1024;
+
+/// 64 bytes on a 64-byte boundary (one AVX-512 register).
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct V64([i8; 64]);
+
+impl Default for V64 {
+    fn default() -> Self {
+        V64([0; 64])
+    }
+}
+
+/// A `(k, n)` weight quantised per column and packed for [`qgemm`].
+#[derive(Clone)]
+pub struct QPackedB {
+    k: usize,
+    n: usize,
+    /// `k` rounded up to a multiple of 4.
+    kp: usize,
+    /// `ceil(n / 32)` panels of `kp / 4` groups of two [`V64`]s.
+    data: Vec<V64>,
+    /// Per-column scale `s_j`.
+    scale: Vec<f32>,
+    /// Per-column sum of the quantised values (for the zero-point correction).
+    colsum: Vec<i32>,
+}
+
+impl QPackedB {
+    /// Quantise and pack a row-major `(k, n)` matrix.
+    pub fn quantize(b: &[f32], k: usize, n: usize) -> Self {
+        assert!(b.len() >= k * n);
+        let kp = k.div_ceil(4) * 4;
+        let mut scale = vec![1.0f32; n];
+        for (j, s) in scale.iter_mut().enumerate() {
+            let amax = (0..k).map(|kk| b[kk * n + j].abs()).fold(0.0f32, f32::max);
+            if amax > 0.0 && amax.is_finite() {
+                *s = amax / 127.0;
+            }
+        }
+        let q = |kk: usize, j: usize| -> i8 { (b[kk * n + j] / scale[j]).round().clamp(-127.0, 127.0) as i8 };
+        let mut colsum = vec![0i32; n];
+        let panels = n.div_ceil(NR);
+        let groups = kp / 4;
+        let mut data = vec![V64::default(); panels * groups * 2];
+        for p in 0..panels {
+            let c0 = p * NR;
+            for g in 0..groups {
+                for j in 0..NR.min(n - c0) {
+                    for t in 0..4 {
+                        let kk = g * 4 + t;
+                        if kk < k {
+                            let v = q(kk, c0 + j);
+                            colsum[c0 + j] += v as i32;
+                            data[(p * groups + g) * 2 + j / 16].0[(j % 16) * 4 + t] = v;
+                        }
+                    }
+                }
+            }
+        }
+        Self { k, n, kp, data, scale, colsum }
+    }
+
+    /// Rows (`k`).
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Columns (`n`).
+    pub fn n(&self) -> usize {
+        self.n
+    }
+}
+
+/// Rows of activations quantised to u8 (see the module docs), each padded to a
+/// multiple of 4 bytes and stored as 32-bit words so every group of 4 is aligned.
+#[derive(Default)]
+pub struct QRows {
+    words: Vec<u32>,
+    scale: Vec<f32>,
+    zero: Vec<i32>,
+}
+
+impl QRows {
+    /// Quantise `m` rows of `a (m, k)` into `self` (buffers are reused).
+    pub fn quantize(&mut self, a: &[f32], m: usize, k: usize) {
+        assert!(a.len() >= m * k);
+        let wpr = k.div_ceil(4);
+        self.words.clear();
+        self.words.resize(m * wpr, 0);
+        self.scale.clear();
+        self.zero.clear();
+        for (r, row) in a[..m * k].chunks_exact(k.max(1)).enumerate().take(m) {
+            // The range always holds 0, so 0 is exactly representable. Padding bytes
+            // are 0 and meet zero weights, so they add nothing to either sum.
+            let (lo, hi) = min_max(row);
+            let s = if hi > lo && (hi - lo).is_finite() { (hi - lo) / 255.0 } else { 1.0 };
+            let z = (-lo / s).round().clamp(0.0, 255.0);
+            let inv = 1.0 / s;
+            let words = &mut self.words[r * wpr..(r + 1) * wpr];
+            // SAFETY: a `u32` slice viewed as its bytes (u8 has no alignment or validity
+            // requirements); little-endian, so byte 4g+t is value t of group g.
+            let bytes: &mut [u8] = unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr() as *mut u8, words.len() * 4) };
+            quantize_row(row, inv, z + 0.5, bytes);
+            self.scale.push(s);
+            self.zero.push(z as i32);
+        }
+    }
+}
+
+/// `(min(row ∪ {0}), max(row ∪ {0}))`.
+fn min_max(row: &[f32]) -> (f32, f32) {
+    let (mut lo, mut hi) = (0f32, 0f32);
+    let mut chunks = row.chunks_exact(8);
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
+    // SAFETY: AVX2 is enabled at compile time; each load reads one 8-float chunk.
+    unsafe {
+        use std::arch::x86_64::*;
+        let (mut l, mut h) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        for c in &mut chunks {
+            let x = _mm256_loadu_ps(c.as_ptr());
+            l = _mm256_min_ps(l, x);
+            h = _mm256_max_ps(h, x);
+        }
+        let (mut la, mut ha) = ([0f32; 8], [0f32; 8]);
+        _mm256_storeu_ps(la.as_mut_ptr(), l);
+        _mm256_storeu_ps(ha.as_mut_ptr(), h);
+        lo = la.iter().fold(lo, |a, &b| a.min(b));
+        hi = ha.iter().fold(hi, |a, &b| a.max(b));
+    }
+    for &v in chunks.remainder().iter().chain(chunks.by_ref().flatten()) {
+        lo = lo.min(v);
+        hi = hi.max(v);
+    }
+    (lo, hi)
+}
+
+/// `out[i] = clamp(row[i] · inv + zr, 0, 255)` truncated (`zr` carries the +0.5 of
+/// rounding half up).
+fn quantize_row(row: &[f32], inv: f32, zr: f32, out: &mut [u8]) {
+    let n = row.len().min(out.len());
+    let mut done = 0;
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
+    // SAFETY: AVX2/FMA are enabled at compile time; each step reads 8 floats of `row`
+    // and writes 8 bytes of `out`, both within `n`.
+    unsafe {
+        use std::arch::x86_64::*;
+        let (vi, vz, v0, v255) = (_mm256_set1_ps(inv), _mm256_set1_ps(zr), _mm256_setzero_ps(), _mm256_set1_ps(255.0));
+        while done + 8 <= n {
+            let x = _mm256_loadu_ps(row.as_ptr().wrapping_add(done));
+            let y = _mm256_min_ps(_mm256_max_ps(_mm256_fmadd_ps(x, vi, vz), v0), v255);
+            let q = _mm256_cvttps_epi32(y);
+            let p16 = _mm256_packus_epi32(q, q);
+            let p8 = _mm256_packus_epi16(p16, p16);
+            let a = _mm_cvtsi128_si32(_mm256_castsi256_si128(p8)) as u32;
+            let b = _mm_cvtsi128_si32(_mm256_extracti128_si256(p8, 1)) as u32;
+            out[done..done + 4].copy_from_slice(&a.to_le_bytes());
+            out[done + 4..done + 8].copy_from_slice(&b.to_le_bytes());
+            done += 8;
+        }
+    }
+    for i in done..n {
+        out[i] = (row[i] * inv + zr).clamp(0.0, 255.0) as u8;
+    }
+}
+
+/// Whether the AVX-512 VNNI kernel runs here (`LF_NO_VNNI=1` forces the portable one).
+pub fn has_vnni() -> bool {
+    static V: OnceLock<bool> = OnceLock::new();
+    *V.get_or_init(|| {
+        if std::env::var_os("LF_NO_VNNI").is_some_and(|v| v != "0") {
+            return false;
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512bw")
+                && std::arch::is_x86_feature_detected!("avx512vnni")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    })
+}
+
+/// `c (m, n) = dequantised a · b`; `c` is overwritten.
+pub fn qgemm(m: usize, a: &QRows, b: &QPackedB, c: &mut [f32]) {
+    qgemm_with(m, a, b, c, has_vnni());
+}
+
+fn qgemm_with(m: usize, a: &QRows, b: &QPackedB, c: &mut [f32], vnni: bool) {
+    let (n, kp) = (b.n, b.kp);
+    let wpr = kp / 4;
+    assert!(a.words.len() >= m * wpr && a.scale.len() >= m && c.len() >= m * n, "qgemm: buffer too small");
+    if m == 0 || n == 0 {
+        return;
+    }
+    let panels = n.div_ceil(NR);
+    let groups = wpr;
+    let mc = ((A_BLOCK_BYTES / kp.max(4)) / MR * MR).clamp(MR, MC);
+    let mut tile = [0i32; MR * NR];
+    let pad = vec![0u32; MR * wpr.max(1)];
+    for i0 in (0..m).step_by(mc) {
+        let rows_in_block = mc.min(m - i0);
+        for p in 0..panels {
+            let bp = &b.data[p * groups * 2..(p + 1) * groups * 2];
+            let c0 = p * NR;
+            let w = NR.min(n - c0);
+            for r0 in (i0..i0 + rows_in_block).step_by(MR) {
+                let rows = MR.min(i0 + rows_in_block - r0);
+                let mut ap = [pad.as_ptr(); MR];
+                for (r, a_r) in ap.iter_mut().enumerate().take(rows) {
+                    *a_r = a.words[(r0 + r) * wpr..(r0 + r + 1) * wpr].as_ptr();
+                }
+                kernel(groups, &ap, bp, &mut tile, vnni);
+                for r in 0..rows {
+                    let (s, z) = (a.scale[r0 + r], a.zero[r0 + r]);
+                    let dst = &mut c[(r0 + r) * n + c0..(r0 + r) * n + c0 + w];
+                    let t = &tile[r * NR..r * NR + w];
+                    let (bs, cs) = (&b.scale[c0..c0 + w], &b.colsum[c0..c0 + w]);
+                    // Wrapping ops: no overflow checks in debug builds, so the loop vectorises
+                    // (the true values fit: |Σ u·q| < k · 255 · 127).
+                    for j in 0..w {
+                        dst[j] = t[j].wrapping_sub(z.wrapping_mul(cs[j])) as f32 * (s * bs[j]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `tile (8, 32) = Σ_g a[r][g] · bp[g]` over `groups` groups of 4 bytes.
+#[inline]
+fn kernel(groups: usize, ap: &[*const u32; MR], bp: &[V64], tile: &mut [i32; MR * NR], vnni: bool) {
+    assert!(bp.len() >= groups * 2);
+    #[cfg(target_arch = "x86_64")]
+    if vnni {
+        // SAFETY: the CPU has AVX-512F/BW/VNNI (checked by `has_vnni`, the only source
+        // of `vnni = true` outside tests, which check it too). Each `ap[r]` points at
+        // `groups` readable words, `bp` holds `2 * groups` aligned vectors (asserted).
+        unsafe { kernel_vnni(groups, ap, bp, tile) };
+        return;
+    }
+    tile.iter_mut().for_each(|v| *v = 0);
+    for g in 0..groups {
+        let (b0, b1) = (&bp[g * 2].0, &bp[g * 2 + 1].0);
+        for r in 0..MR {
+            // SAFETY: `ap[r]` points at `groups` readable, aligned words (see `qgemm_with`).
+            let av = unsafe { ap[r].wrapping_add(g).read() }.to_le_bytes();
+            let row = &mut tile[r * NR..(r + 1) * NR];
+            for j in 0..NR {
+                let bq = if j < 16 { &b0[j * 4..j * 4 + 4] } else { &b1[(j - 16) * 4..(j - 16) * 4 + 4] };
+                row[j] += (0..4).map(|t| av[t] as i32 * bq[t] as i32).sum::<i32>();
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn kernel_vnni(groups: usize, ap: &[*const u32; MR], bp: &[V64], tile: &mut [i32; MR * NR]) {
+    use std::arch::x86_64::*;
+    let mut c = [[_mm512_setzero_si512(); 2]; MR];
+    let mut b = bp.as_ptr();
+    let mut a = *ap;
+    for _ in 0..groups {
+        // Aligned loads and pointer bumps only: debug builds add no checks that spill.
+        let b0 = _mm512_load_si512(b as *const __m512i);
+        let b1 = _mm512_load_si512(b.wrapping_add(1) as *const __m512i);
+        for r in 0..MR {
+            // Broadcast the row's 4 bytes to all 16 lanes (a float load of the same bits).
+            let av = _mm512_castps_si512(_mm512_broadcastss_ps(_mm_load_ss(a[r] as *const f32)));
+            c[r][0] = _mm512_dpbusd_epi32(c[r][0], av, b0);
+            c[r][1] = _mm512_dpbusd_epi32(c[r][1], av, b1);
+            a[r] = a[r].wrapping_add(1);
+        }
+        b = b.wrapping_add(2);
+    }
+    let t = tile.as_mut_ptr();
+    for r in 0..MR {
+        _mm512_storeu_si512(t.wrapping_add(r * NR) as *mut __m512i, c[r][0]);
+        _mm512_storeu_si512(t.wrapping_add(r * NR + 16) as *mut __m512i, c[r][1]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rnd(s: &mut u64) -> f32 {
+        *s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((*s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+    }
+
+    #[test]
+    fn int8_product_is_close_to_fp32_and_kernels_agree_exactly() {
+        let mut s = 99u64;
+        for &(m, k, n) in &[(1, 1, 1), (5, 7, 16), (9, 300, 40), (13, 257, 33), (97, 384, 1152), (20, 1536, 384)] {
+            // Activations one-sided like GELU outputs, weights symmetric.
+            let a: Vec<f32> = (0..m * k).map(|_| rnd(&mut s) * 3.0 + 0.9).collect();
+            let b: Vec<f32> = (0..k * n).map(|_| rnd(&mut s) * 0.2).collect();
+            let qb = QPackedB::quantize(&b, k, n);
+            let mut qa = QRows::default();
+            qa.quantize(&a, m, k);
+            let mut portable = vec![f32::NAN; m * n];
+            qgemm_with(m, &qa, &qb, &mut portable, false);
+            if has_vnni() {
+                let mut fast = vec![f32::NAN; m * n];
+                qgemm_with(m, &qa, &qb, &mut fast, true);
+                assert_eq!(fast, portable, "({m},{k},{n}): VNNI and portable kernels differ");
+            }
+            // Error bound: each term's error is at most half a step of each factor.
+            for i in 0..m {
+                for j in 0..n {
+                    let want: f64 = (0..k).map(|t| a[i * k + t] as f64 * b[t * n + j] as f64).sum();
+                    let got = portable[i * n + j] as f64;
+                    let amax = a[i * k..(i + 1) * k].iter().fold(0f32, |x, v| x.max(v.abs())) as f64;
+                    let bmax = (0..k).map(|t| b[t * n + j].abs()).fold(0f32, f32::max) as f64;
+                    let tol = k as f64 * (amax * bmax) * (1.0 / 127.0 + 1.0 / 255.0) + 1e-6;
+                    assert!((got - want).abs() <= tol, "({m},{k},{n}) at ({i},{j}): {got} vs {want} (tol {tol})");
+                }
+            }
+            // And on average far better than the bound: relative Frobenius error < 2%.
+            let (mut num, mut den) = (0f64, 0f64);
+            for i in 0..m {
+                for j in 0..n {
+                    let want: f64 = (0..k).map(|t| a[i * k + t] as f64 * b[t * n + j] as f64).sum();
+                    num += (portable[i * n + j] as f64 - want).powi(2);
+                    den += want * want;
+                }
+            }
+            if k >= 32 {
+                assert!((num / den).sqrt() < 0.02, "({m},{k},{n}): relative error {}", (num / den).sqrt());
+            }
+        }
+    }
+
+    #[test]
+    fn zero_and_constant_rows_quantise_exactly() {
+        let (m, k, n) = (3, 8, 4);
+        // Values on the quantisation grids: row 3 spans 2.55 (step 0.01, zero point
+        // 100); the weights' largest magnitude is 1.27 (step 0.01).
+        let a = [vec![0.0; 8], vec![2.0; 8], vec![-1.0, -0.5, 0.0, 0.25, 0.5, 1.0, 1.55, 0.01]].concat();
+        let b: Vec<f32> = (0..k * n).map(|v| [-127.0, -1.0, 0.0, 1.0, 127.0][v % 5] * 0.01).collect();
+        let qb = QPackedB::quantize(&b, k, n);
+        let mut qa = QRows::default();
+        qa.quantize(&a, m, k);
+        let mut c = vec![f32::NAN; m * n];
+        qgemm(m, &qa, &qb, &mut c);
+        for i in 0..m {
+            for j in 0..n {
+                let want: f32 = (0..k).map(|t| a[i * k + t] * b[t * n + j]).sum();
+                assert!((c[i * n + j] - want).abs() < 1e-3 * (1.0 + want.abs()), "({i},{j}): {} vs {want}", c[i * n + j]);
+            }
+        }
+    }
+}
