@@ -132,6 +132,10 @@ fn run_peer(model_dir: &Path, train: &[(String, String)], test: &[(String, Strin
 
 fn main() {
     llamafarm_core::system::tune_allocator();
+    // RUST_LOG=info prints the fit's phases (fine-tuning, embedding, head).
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_writer(std::io::stderr).try_init();
+    }
     let dir = std::env::var("BANKING77_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/classification/banking77"));

@@ -38,14 +38,22 @@ impl PackedB {
         assert!(b.len() >= k * n);
         let panels = n.div_ceil(NR);
         let mut data = vec![V8::default(); panels * k * 2];
-        for p in 0..panels {
+        let fill = |p: usize, panel: &mut [V8]| {
             let c0 = p * NR;
-            for kk in 0..k {
-                for j in 0..NR.min(n - c0) {
-                    data[(p * k + kk) * 2 + j / 8].0[j % 8] = b[kk * n + c0 + j];
+            let w = NR.min(n - c0);
+            for (kk, d) in panel.chunks_exact_mut(2).enumerate() {
+                let src = &b[kk * n + c0..kk * n + c0 + w];
+                if w == NR {
+                    d[0].0.copy_from_slice(&src[..8]);
+                    d[1].0.copy_from_slice(&src[8..]);
+                } else {
+                    for (j, &v) in src.iter().enumerate() {
+                        d[j / 8].0[j % 8] = v;
+                    }
                 }
             }
-        }
+        };
+        Self::fill_panels(&mut data, k, fill);
         Self { k, n, data }
     }
 
@@ -55,16 +63,31 @@ impl PackedB {
         assert!(w.len() >= k * n);
         let panels = n.div_ceil(NR);
         let mut data = vec![V8::default(); panels * k * 2];
-        for p in 0..panels {
+        let fill = |p: usize, panel: &mut [V8]| {
             let c0 = p * NR;
             for j in 0..NR.min(n - c0) {
                 let col = &w[(c0 + j) * k..(c0 + j + 1) * k];
-                for (kk, &v) in col.iter().enumerate() {
-                    data[(p * k + kk) * 2 + j / 8].0[j % 8] = v;
+                for (d, &v) in panel.chunks_exact_mut(2).zip(col) {
+                    d[j / 8].0[j % 8] = v;
                 }
             }
-        }
+        };
+        Self::fill_panels(&mut data, k, fill);
         Self { k, n, data }
+    }
+
+    /// Run `fill(panel index, panel)` over every panel, on the rayon pool when the
+    /// matrix is large.
+    fn fill_panels(data: &mut [V8], k: usize, fill: impl Fn(usize, &mut [V8]) + Sync) {
+        if k == 0 {
+            return;
+        }
+        if data.len() * 8 >= 1 << 17 && rayon::current_num_threads() > 1 {
+            use rayon::prelude::*;
+            data.par_chunks_mut(k * 2).enumerate().for_each(|(p, panel)| fill(p, panel));
+        } else {
+            data.chunks_mut(k * 2).enumerate().for_each(|(p, panel)| fill(p, panel));
+        }
     }
 
     /// Rows (`k`).

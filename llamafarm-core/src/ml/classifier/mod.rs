@@ -641,7 +641,9 @@ impl<'a> Ml<'a> {
             (Body::Autograd(body), report)
         } else {
             let mut body = native::NativeBert::load(&base.dir)?;
+            let t = Instant::now();
             let report = native::train(&mut body, &tokens, &pairs, &cfg, &mut rng)?;
+            tracing::info!(secs = t.elapsed().as_secs_f64(), steps = report.losses.len(), "classifier body fine-tuned");
             (Body::Native(body), report)
         };
 
@@ -655,8 +657,11 @@ impl<'a> Ml<'a> {
             drop(body);
             let embedder = BertEmbedder::load(&tmp, &req.model, 16)?;
             let texts: Vec<&str> = req.training_data.iter().map(|e| e.text.as_str()).collect();
+            let t = Instant::now();
             let x = embedder.embed(&texts)?;
-            let (head, _iters) = head::fit(&x, &y, labels.clone(), 1.0, 1000);
+            let embed_s = t.elapsed().as_secs_f64();
+            let (head, iters) = head::fit(&x, &y, labels.clone(), 1.0, 1000);
+            tracing::info!(embed_s, head_s = t.elapsed().as_secs_f64() - embed_s, iters, "classifier head fitted");
             write_json(&tmp.join("head.json"), &head)?;
             std::fs::write(tmp.join("labels.txt"), labels.join("\n") + "\n").map_err(|e| Error::io(tmp.join("labels.txt"), e))?;
             let training_time_ms = started.elapsed().as_secs_f64() * 1000.0;

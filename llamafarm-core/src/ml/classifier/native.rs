@@ -188,34 +188,22 @@ impl NativeBert {
             .collect()
     }
 
-    fn act(&self, x: f32) -> f32 {
+    /// `d *= act'(pre)` elementwise (one loop per activation, so each vectorises).
+    fn act_backward(&self, d: &mut [f32], pre: &[f32]) {
+        let it = d.iter_mut().zip(pre);
         match self.act {
-            HiddenAct::Gelu => gelu_erf(x),
-            HiddenAct::GeluApproximate => gelu_tanh(x),
-            HiddenAct::Relu => x.max(0.0),
-        }
-    }
-
-    fn act_grad(&self, x: f32) -> f32 {
-        match self.act {
-            HiddenAct::Gelu => {
+            HiddenAct::Gelu => it.for_each(|(d, &x)| {
                 let cdf = 0.5 * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
                 let pdf = exp(-0.5 * x * x) * 0.398_942_3; // 1/√(2π)
-                cdf + x * pdf
-            }
-            HiddenAct::GeluApproximate => {
+                *d *= cdf + x * pdf;
+            }),
+            HiddenAct::GeluApproximate => it.for_each(|(d, &x)| {
                 let c = 0.797_884_6f32;
                 let u = c * (x + 0.044_715 * x * x * x);
                 let t = 1.0 - 2.0 / (exp(2.0 * u) + 1.0);
-                0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * c * (1.0 + 3.0 * 0.044_715 * x * x)
-            }
-            HiddenAct::Relu => {
-                if x > 0.0 {
-                    1.0
-                } else {
-                    0.0
-                }
-            }
+                *d *= 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * c * (1.0 + 3.0 * 0.044_715 * x * x);
+            }),
+            HiddenAct::Relu => it.for_each(|(d, &x)| *d = if x > 0.0 { *d } else { 0.0 }),
         }
     }
 
@@ -271,7 +259,11 @@ impl NativeBert {
             let mut pre = vec![0f32; rows * inter];
             mm(rows, &y, &pk.i_f, &mut pre);
             add_bias(&mut pre, self.p(l, IB));
-            let mid: Vec<f32> = pre.iter().map(|&v| self.act(v)).collect();
+            let mid: Vec<f32> = match self.act {
+                HiddenAct::Gelu => pre.iter().map(|&v| gelu_erf(v)).collect(),
+                HiddenAct::GeluApproximate => pre.iter().map(|&v| gelu_tanh(v)).collect(),
+                HiddenAct::Relu => pre.iter().map(|&v| v.max(0.0)).collect(),
+            };
             let mut out = vec![0f32; rows * h];
             mm(rows, &mid, &pk.o_f, &mut out);
             let bo2 = self.p(l, OB);
@@ -338,7 +330,7 @@ impl NativeBert {
             weight_grad(&dz, h, &lc.mid, inter, &mut grads[g(OW)]);
             let mut dmid = vec![0f32; rows * inter];
             mm(rows, &dz, &pk.o_b, &mut dmid);
-            dmid.iter_mut().zip(&lc.pre).for_each(|(d, &p)| *d *= self.act_grad(p));
+            self.act_backward(&mut dmid, &lc.pre);
             // pre = y · Wiᵀ + bi
             col_sums_add(&dmid, &mut grads[g(IB)]);
             weight_grad(&dmid, inter, &lc.y, h, &mut grads[g(IW)]);
@@ -690,14 +682,17 @@ impl AdamW {
         let sv = (1.0 / (1.0 - self.beta2.powi(self.t))) as f32;
         let decay = (1.0 - self.lr * self.wd) as f32;
         let (lr, eps) = (self.lr as f32, self.eps as f32);
+        // Chunks of 64k values, so the word-embedding table (half of all parameters)
+        // is shared by every thread.
+        const CH: usize = 1 << 16;
         model.params.par_iter_mut().zip(grads.par_iter()).zip(self.m.par_iter_mut().zip(self.v.par_iter_mut())).for_each(|((p, g), (m, v))| {
-            for i in 0..p.len() {
-                m[i] = m[i] * b1 + g[i] * (1.0 - b1);
-                v[i] = v[i] * b2 + g[i] * g[i] * (1.0 - b2);
-                let mh = m[i] * sm;
-                let vh = v[i] * sv;
-                p[i] = p[i] * decay - lr * mh / (vh.sqrt() + eps);
-            }
+            p.par_chunks_mut(CH).zip(g.par_chunks(CH)).zip(m.par_chunks_mut(CH).zip(v.par_chunks_mut(CH))).for_each(|((p, g), (m, v))| {
+                for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+                    *m = *m * b1 + g * (1.0 - b1);
+                    *v = *v * b2 + g * g * (1.0 - b2);
+                    *p = *p * decay - lr * (*m * sm) / ((*v * sv).sqrt() + eps);
+                }
+            });
         });
     }
 }
@@ -725,7 +720,7 @@ pub(crate) fn train(model: &mut NativeBert, tokens: &[Vec<u32>], pairs: &[Pair],
                 cfg.learning_rate * (total - step) as f64 / (total - warmup).max(1) as f64
             };
             opt.set_lr(lr);
-            grads.par_iter_mut().for_each(|g| g.iter_mut().for_each(|v| *v = 0.0));
+            grads.par_iter_mut().for_each(|g| g.par_chunks_mut(1 << 16).for_each(|c| c.fill(0.0)));
             let loss = model.loss_and_grads(tokens, batch, Some(&mut grads))?;
             if !loss.is_finite() {
                 return Err(Error::Internal(format!("training diverged at step {step} (loss {loss})")));
