@@ -194,7 +194,6 @@ pub fn brute_knn_all(x: &Mat, q: &Mat, k: usize, skip_self: bool) -> Vec<Vec<(f6
                     );
                 }
             }
-            let mut vals: Vec<f64> = Vec::with_capacity(n);
             (0..b)
                 .map(|r| {
                     let qi = start + r;
@@ -204,29 +203,29 @@ pub fn brute_knn_all(x: &Mat, q: &Mat, k: usize, skip_self: bool) -> Vec<Vec<(f6
                     for (cj, &xj) in row.iter_mut().zip(&xn) {
                         *cj += qn + xj;
                     }
-                    if skip_self && qi < n {
-                        row[qi] = f64::INFINITY;
-                    }
                     let avail = if skip_self && qi < n { n - 1 } else { n };
                     let kk = k.min(avail);
-                    // The k-th smallest distance by selection (O(n)), then every row
-                    // below it and, of the rows equal to it, the lowest indices.
-                    let mut picked: Vec<usize> = Vec::with_capacity(kk);
+                    // The kk smallest by (distance, index): a sorted buffer that a value
+                    // enters only if it beats the current worst (ties keep the lower
+                    // index, scanned first). Few values enter once it is full, so this is
+                    // about one comparison per row (quickselect moved the whole row).
+                    let mut best: Vec<(f64, usize)> = Vec::with_capacity(kk + 1);
                     if kk > 0 {
-                        vals.clear();
-                        vals.extend_from_slice(row);
-                        let (_, t, _) = vals.select_nth_unstable_by(kk - 1, |a, b| a.total_cmp(b));
-                        let t = *t;
-                        picked.extend((0..n).filter(|&j| row[j] < t));
-                        for j in 0..n {
-                            if picked.len() >= kk {
-                                break;
+                        for (j, &dv) in row.iter().enumerate() {
+                            if best.len() == kk && dv >= best[kk - 1].0 {
+                                continue;
                             }
-                            if row[j] == t && !(skip_self && j == qi) {
-                                picked.push(j);
+                            if skip_self && j == qi {
+                                continue;
+                            }
+                            let pos = best.partition_point(|b| b.0 <= dv);
+                            best.insert(pos, (dv, j));
+                            if best.len() > kk {
+                                best.pop();
                             }
                         }
                     }
+                    let picked = best.into_iter().map(|b| b.1);
                     let mut v: Vec<(f64, usize)> = picked.into_iter().map(|j| (sqdist(qr, x.row(j)), j)).collect();
                     v.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
                     v
