@@ -140,6 +140,17 @@ async fn runtime_embeddings_and_rerank() {
     let s64 = b["data"][0]["embedding"].as_str().unwrap();
     assert_eq!(s64.len(), (384 * 4 * 4 / 3), "base64 of 1536 bytes");
 
+    // The int8 path (`model:int8`): same shape, nearly the same vector.
+    let (st, q) = s.runtime_post("/v1/embeddings", json!({"model": format!("{model}:int8"), "input": ["This is an example sentence", "hi"]})).await;
+    assert_eq!(st, 200, "{q}");
+    let q0: Vec<f64> = q["data"][0]["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+    let f0: Vec<f64> = v.iter().map(|x| x.as_f64().unwrap()).collect();
+    assert_eq!(q0.len(), 384);
+    let cos = q0.iter().zip(&f0).map(|(a, b)| a * b).sum::<f64>() / (q0.iter().map(|a| a * a).sum::<f64>().sqrt() * f0.iter().map(|a| a * a).sum::<f64>().sqrt());
+    assert!(cos > 0.99 && cos < 0.999_999, "int8 vs fp32 cosine {cos}");
+    let d = assert_detail(&s.runtime_post("/v1/embeddings", json!({"model": "nobody/nothing:int8", "input": "x"})).await, 503);
+    assert!(d.contains("nobody/nothing"), "{d}");
+
     assert_detail(&s.runtime_post("/v1/embeddings", json!({"model": model, "input": []})).await, 422);
     assert_detail(&s.runtime_post("/v1/embeddings", json!({"model": model})).await, 422);
     assert_detail(&s.runtime_post("/v1/embeddings", json!({"model": model, "input": "x", "dimensions": 12})).await, 422);
