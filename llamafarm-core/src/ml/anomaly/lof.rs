@@ -258,16 +258,31 @@ pub struct LocalOutlierFactor {
     lrd: Vec<f64>,
     #[serde(skip)]
     tree: OnceLock<Option<KdTree>>,
+    /// The fit's neighbour lists (self excluded), kept until the training set is
+    /// scored once (`score_training`), then dropped.
+    #[serde(skip)]
+    fit_neighbours: FitNeighbours,
+}
+
+/// The fit's neighbour lists, taken once; a clone starts empty.
+#[derive(Debug, Default)]
+struct FitNeighbours(std::sync::Mutex<Option<Vec<Vec<(f64, usize)>>>>);
+
+impl Clone for FitNeighbours {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
 }
 
 impl LocalOutlierFactor {
     /// Fit with `n_neighbors` (capped at `n - 1`).
     pub fn fit(x: &Mat, n_neighbors: usize) -> Self {
         let k = n_neighbors.clamp(1, x.n.saturating_sub(1).max(1));
-        let mut m = Self { train: x.clone(), k, k_distance: vec![], lrd: vec![], tree: OnceLock::new() };
+        let mut m = Self { train: x.clone(), k, k_distance: vec![], lrd: vec![], tree: OnceLock::new(), fit_neighbours: Default::default() };
         let neigh = m.neighbours_all(x, true);
         m.k_distance = neigh.iter().map(|nb| nb.last().map_or(0.0, |v| v.0.sqrt())).collect();
         m.lrd = neigh.iter().map(|nb| m.lrd_of(nb)).collect();
+        m.fit_neighbours = FitNeighbours(std::sync::Mutex::new(Some(neigh)));
         m
     }
 
@@ -293,9 +308,9 @@ impl LocalOutlierFactor {
     }
 }
 
-impl AnomalyBackend for LocalOutlierFactor {
-    fn score(&self, x: &Mat) -> Vec<f64> {
-        self.neighbours_all(x, false)
+impl LocalOutlierFactor {
+    fn score_from(&self, neigh: &[Vec<(f64, usize)>]) -> Vec<f64> {
+        neigh
             .iter()
             .map(|nb| {
                 let lrd_q = self.lrd_of(nb);
@@ -305,10 +320,53 @@ impl AnomalyBackend for LocalOutlierFactor {
     }
 }
 
+impl AnomalyBackend for LocalOutlierFactor {
+    fn score(&self, x: &Mat) -> Vec<f64> {
+        self.score_from(&self.neighbours_all(x, false))
+    }
+
+    /// A training point queried against the training set finds itself first (at
+    /// distance 0), then its fit neighbours: so its k neighbours are itself plus the
+    /// first k - 1 of the fit's list, with no second search. (Exact duplicates of a
+    /// point may order differently at the k-th place; the scores of test points never
+    /// depend on this.)
+    fn score_training(&self, x: &Mat) -> Vec<f64> {
+        let cached = self.fit_neighbours.0.lock().unwrap_or_else(|p| p.into_inner()).take();
+        match cached {
+            Some(neigh) if neigh.len() == x.n && x.n == self.train.n && x.data == self.train.data => {
+                let with_self: Vec<Vec<(f64, usize)>> = neigh
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, nb)| std::iter::once((0.0, i)).chain(nb.into_iter().take(self.k.saturating_sub(1))).collect())
+                    .collect();
+                self.score_from(&with_self)
+            }
+            _ => self.score(x),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::ml::anomaly::util::Rng;
+
+    #[test]
+    fn training_scores_from_the_fit_equal_a_fresh_search() {
+        let mut rng = Rng::new(5);
+        for d in [3usize, 20] {
+            let rows: Vec<Vec<f64>> = (0..300).map(|_| (0..d).map(|_| rng.normal()).collect()).collect();
+            let x = Mat::from_rows(&rows);
+            let m = LocalOutlierFactor::fit(&x, 20);
+            let fresh = m.score(&x);
+            let reused = m.score_training(&x);
+            for (a, b) in fresh.iter().zip(&reused) {
+                assert!((a - b).abs() < 1e-9 * (1.0 + a.abs()), "d={d}: {a} vs {b}");
+            }
+            // The cache is used once; later calls search again and agree.
+            assert_eq!(m.score_training(&x), fresh);
+        }
+    }
 
     #[test]
     fn kd_tree_matches_brute_force() {

@@ -84,6 +84,13 @@ use util::{mean_std, percentile, RobustScaler};
 pub trait AnomalyBackend: Send + Sync {
     /// Raw anomaly scores, one per row of `x`.
     fn score(&self, x: &Mat) -> Vec<f64>;
+
+    /// Raw scores of the training set `x` the model was just fitted on (what the
+    /// thresholds are computed from). Equals `score(x)`; a backend may reuse work
+    /// from its fit.
+    fn score_training(&self, x: &Mat) -> Vec<f64> {
+        self.score(x)
+    }
 }
 
 /// The detection algorithms.
@@ -259,6 +266,10 @@ impl Detector {
 impl AnomalyBackend for Detector {
     fn score(&self, x: &Mat) -> Vec<f64> {
         self.backend().score(x)
+    }
+
+    fn score_training(&self, x: &Mat) -> Vec<f64> {
+        self.backend().score_training(x)
     }
 }
 
@@ -852,7 +863,7 @@ impl AnomalyModel {
         let scaler = RobustScaler::fit(&x);
         let xs = scaler.transform(&x);
         let detector = Detector::fit(req.backend, &xs, &params)?;
-        let raw = detector.score(&xs);
+        let raw = detector.score_training(&xs);
         if raw.iter().any(|v| !v.is_finite()) {
             return Err(Error::Internal(format!("{} produced non-finite training scores", req.backend)));
         }
