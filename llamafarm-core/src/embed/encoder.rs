@@ -30,7 +30,7 @@ pub enum Precision {
     #[default]
     F32,
     /// Weights quantised to int8 per output column at load, activations to u8 per
-    /// row at each product, i32 accumulation ([`super::qgemm`]). Attention, layer
+    /// row at each product, i32 accumulation (`embed::qgemm`). Attention, layer
     /// norms and activations stay fp32.
     Int8,
 }

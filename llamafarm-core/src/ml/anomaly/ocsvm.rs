@@ -30,6 +30,20 @@ pub struct OneClassSvm {
     gamma: f64,
     /// SMO iterations used.
     iterations: usize,
+    /// Scores of the training rows, `rho - (Qα)_k` from the solver's final gradient,
+    /// kept until `score_training` takes them.
+    #[serde(skip)]
+    train_scores: TrainScores,
+}
+
+/// The fit's training scores, taken once; a clone starts empty.
+#[derive(Debug, Default)]
+struct TrainScores(std::sync::Mutex<Option<Vec<f64>>>);
+
+impl Clone for TrainScores {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
 }
 
 /// sklearn's `gamma="scale"`: `1 / (n_features * X.var())` (1.0 when the variance is 0).
@@ -252,6 +266,10 @@ impl OneClassSvm {
                 grad[k] += qi[k] as f64 * di + qj[k] as f64 * dj;
             }
         }
+        if active.len() < l {
+            // Stopped at the iteration cap on a shrunk set: bring every gradient up to date.
+            reconstruct(&mut grad, &active, &alpha, l, &full_gradient);
+        }
         // rho: mean gradient over free alphas, else the middle of the feasible interval.
         let (mut ub, mut lb, mut sum_free, mut nr_free) = (f64::INFINITY, f64::NEG_INFINITY, 0.0, 0usize);
         for t in 0..l {
@@ -266,7 +284,10 @@ impl OneClassSvm {
         }
         let rho = if nr_free > 0 { sum_free / nr_free as f64 } else { (ub + lb) / 2.0 };
         let sv: Vec<usize> = (0..l).filter(|&t| alpha[t] > 0.0).collect();
-        Self { support: x.select(&sv), coef: sv.iter().map(|&t| alpha[t]).collect(), rho, gamma, iterations: iter }
+        // The decision value of training row k is sum_j a_j K(x_k, x_j) = grad[k] (one-class
+        // SVM has no linear term), so its score needs no second pass over the data.
+        let train_scores = TrainScores(std::sync::Mutex::new(Some(grad.iter().map(|g| rho - g).collect())));
+        Self { support: x.select(&sv), coef: sv.iter().map(|&t| alpha[t]).collect(), rho, gamma, iterations: iter, train_scores }
     }
 
     /// Number of support vectors.
@@ -353,12 +374,35 @@ impl AnomalyBackend for OneClassSvm {
             })
             .collect()
     }
+
+    /// From the solver's final gradient (see `fit`): equal to `score(x)` up to the f32
+    /// kernel cache's rounding (relative 1e-6).
+    fn score_training(&self, x: &Mat) -> Vec<f64> {
+        match self.train_scores.0.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            Some(s) if s.len() == x.n => s,
+            _ => self.score(x),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::ml::anomaly::util::Rng;
+
+    #[test]
+    fn training_scores_from_the_gradient_match_a_fresh_pass() {
+        let mut rng = Rng::new(17);
+        let rows: Vec<Vec<f64>> = (0..600).map(|i| (0..5).map(|_| rng.normal() * if i % 10 == 0 { 3.0 } else { 1.0 }).collect()).collect();
+        let x = Mat::from_rows(&rows);
+        let m = OneClassSvm::fit(&x, 0.1, gamma_scale(&x), 1e-3);
+        let fresh = m.score(&x);
+        let reused = m.score_training(&x);
+        let scale = fresh.iter().fold(0f64, |a, v| a.max(v.abs()));
+        for (a, b) in fresh.iter().zip(&reused) {
+            assert!((a - b).abs() < 1e-5 * scale, "{a} vs {b}");
+        }
+    }
 
     #[test]
     fn dual_constraints_and_kkt_hold() {
