@@ -40,6 +40,22 @@ fn recall_at(ranked: &[String], rel: &HashMap<String, u32>, k: usize) -> f64 {
     ranked.iter().take(k).filter(|d| relevant.contains(d)).count() as f64 / relevant.len() as f64
 }
 
+/// One chunk per abstract (id = file hash = the document id), added in batches of 1000.
+fn index_corpus(rag: &llamafarm_core::rag::Rag, corpus: &[Value], texts: &[String], vectors: &[Vec<f32>]) {
+    let records: Vec<ChunkRecord> = corpus
+        .iter()
+        .zip(texts)
+        .zip(vectors)
+        .map(|((d, text), v)| {
+            let id = d["_id"].as_str().unwrap().to_string();
+            ChunkRecord { id: id.clone(), file_hash: id, content: text.clone(), metadata: Default::default(), vector: v.clone() }
+        })
+        .collect();
+    for batch in records.chunks(1000) {
+        rag.add_records("main_database", batch.to_vec()).unwrap();
+    }
+}
+
 fn pct(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[((v.len() as f64 - 1.0) * p).round() as usize]
@@ -127,18 +143,7 @@ fn main() {
     };
 
     let t = Instant::now();
-    let records: Vec<ChunkRecord> = corpus
-        .iter()
-        .zip(&texts)
-        .zip(&vectors)
-        .map(|((d, text), v)| {
-            let id = d["_id"].as_str().unwrap().to_string();
-            ChunkRecord { id: id.clone(), file_hash: id, content: text.clone(), metadata: Default::default(), vector: v.clone() }
-        })
-        .collect();
-    for batch in records.chunks(1000) {
-        rag.add_records("main_database", batch.to_vec()).unwrap();
-    }
+    index_corpus(&rag, &corpus, &texts, &vectors);
     let build = t.elapsed().as_secs_f64();
     let stats = rag.stats(None).unwrap();
     println!(
@@ -223,18 +228,7 @@ fn main() {
         })
         .unwrap();
         let rag8 = p8.rag();
-        let recs: Vec<ChunkRecord> = corpus
-            .iter()
-            .zip(&texts)
-            .zip(&v8)
-            .map(|((d, text), v)| {
-                let id = d["_id"].as_str().unwrap().to_string();
-                ChunkRecord { id: id.clone(), file_hash: id, content: text.clone(), metadata: Default::default(), vector: v.clone() }
-            })
-            .collect();
-        for batch in recs.chunks(1000) {
-            rag8.add_records("main_database", batch.to_vec()).unwrap();
-        }
+        index_corpus(&rag8, &corpus, &texts, &v8);
         println!("\n| int8 index (int8 corpus and query vectors) | nDCG@10 | recall@100 |");
         println!("|---|---|---|");
         for (name, strategy) in [("vector", "vector"), ("hybrid (RRF)", "hybrid_rrf")] {

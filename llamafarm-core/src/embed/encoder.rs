@@ -207,25 +207,10 @@ impl BertEncoder {
         let rows: usize = seqs.iter().map(Vec::len).sum();
         let par = threads;
         // Embeddings + layer norm.
-        let mut x = vec![0f32; rows * h];
-        let mut r = 0;
-        for s in seqs {
-            if s.len() > self.max_pos {
-                return Err(Error::Invalid(format!("sequence of {} tokens exceeds the model's {} positions", s.len(), self.max_pos)));
-            }
-            for (p, &t) in s.iter().enumerate() {
-                let t = t as usize;
-                if t >= self.vocab {
-                    return Err(Error::Invalid(format!("token id {t} is outside the vocabulary ({})", self.vocab)));
-                }
-                let row = &mut x[r * h..(r + 1) * h];
-                let (w, pe) = (&self.word[t * h..(t + 1) * h], &self.pos[p * h..(p + 1) * h]);
-                for j in 0..h {
-                    row[j] = w[j] + pe[j] + self.typ0[j];
-                }
-                layer_norm(row, &self.ln_w, &self.ln_b, self.eps);
-                r += 1;
-            }
+        let refs: Vec<&[u32]> = seqs.iter().map(Vec::as_slice).collect();
+        let mut x = embed_tokens(&refs, &self.word, &self.pos, &self.typ0, self.vocab, self.max_pos)?;
+        for row in x.chunks_exact_mut(h) {
+            layer_norm(row, &self.ln_w, &self.ln_b, self.eps);
         }
         let mut qkv = vec![0f32; rows * 3 * h];
         let mut ctx = vec![0f32; rows * h];
@@ -337,6 +322,32 @@ pub(crate) fn attend<'b>(buf: &'b mut AttnBuf, rows: &[f32], h: usize, nh: usize
     buf.o.resize(len * dh, 0.0);
     super::gemm::gemm(len, &buf.p, &vb, &mut buf.o);
     &buf.o
+}
+
+/// `word[t] + pos[p] + typ0` for every token of `seqs`, packed row after row (the
+/// embedding sum before its layer norm); token ids and lengths are checked.
+pub(crate) fn embed_tokens(seqs: &[&[u32]], word: &[f32], pos: &[f32], typ0: &[f32], vocab: usize, max_pos: usize) -> Result<Vec<f32>> {
+    let h = typ0.len();
+    let rows: usize = seqs.iter().map(|s| s.len()).sum();
+    let mut x = vec![0f32; rows * h];
+    let mut rows_out = x.chunks_exact_mut(h.max(1));
+    for s in seqs {
+        if s.len() > max_pos {
+            return Err(Error::Invalid(format!("sequence of {} tokens exceeds the model's {max_pos} positions", s.len())));
+        }
+        for (p, &t) in s.iter().enumerate() {
+            let t = t as usize;
+            if t >= vocab {
+                return Err(Error::Invalid(format!("token id {t} is outside the vocabulary ({vocab})")));
+            }
+            let Some(row) = rows_out.next() else { break };
+            let (w, pe) = (&word[t * h..(t + 1) * h], &pos[p * h..(p + 1) * h]);
+            for j in 0..h {
+                row[j] = w[j] + pe[j] + typ0[j];
+            }
+        }
+    }
+    Ok(x)
 }
 
 #[derive(Clone, Copy)]

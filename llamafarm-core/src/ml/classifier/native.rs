@@ -14,7 +14,7 @@
 
 use super::pairs::Pair;
 use super::train::{ce, TrainConfig, TrainReport};
-use crate::embed::encoder::{erf, exp, gelu_erf, gelu_tanh, softmax};
+use crate::embed::encoder::{embed_tokens, erf, exp, gelu_erf, gelu_tanh, softmax};
 use crate::embed::gemm::{gemm, PackedB};
 use crate::error::{Error, Result};
 use candle_core::{DType, Device, Tensor};
@@ -217,26 +217,8 @@ impl NativeBert {
             Some(st)
         })
         .collect();
-        let mut x = vec![0f32; rows * h];
+        let mut x = embed_tokens(seqs, &self.params[WORD], &self.params[POS], &self.params[TYP][..h], self.vocab, self.max_pos)?;
         let (mut xhat0, mut rstd0) = (vec![0f32; rows * h], vec![0f32; rows]);
-        let (word, pos, typ) = (&self.params[WORD], &self.params[POS], &self.params[TYP][..h]);
-        let mut r = 0;
-        for s in seqs {
-            if s.len() > self.max_pos {
-                return Err(Error::Invalid(format!("sequence of {} tokens exceeds the model's {} positions", s.len(), self.max_pos)));
-            }
-            for (p, &t) in s.iter().enumerate() {
-                let t = t as usize;
-                if t >= self.vocab {
-                    return Err(Error::Invalid(format!("token id {t} is outside the vocabulary ({})", self.vocab)));
-                }
-                let row = &mut x[r * h..(r + 1) * h];
-                for j in 0..h {
-                    row[j] = word[t * h + j] + pos[p * h + j] + typ[j];
-                }
-                r += 1;
-            }
-        }
         ln_forward(&mut x, &mut xhat0, &mut rstd0, &self.params[LNW], &self.params[LNB], self.eps);
         let mut layers = Vec::with_capacity(self.layers);
         for (l, pk) in w.iter().enumerate() {
@@ -703,7 +685,6 @@ pub(crate) fn train(model: &mut NativeBert, tokens: &[Vec<u32>], pairs: &[Pair],
     let bs = cfg.batch_size.max(1);
     let steps_per_epoch = pairs.len().div_ceil(bs);
     let total = steps_per_epoch * cfg.epochs.max(1);
-    let warmup = (total as f64 * cfg.warmup_proportion).ceil() as usize;
     let mut opt = AdamW::new(model, cfg.learning_rate, cfg.weight_decay);
     let mut report = TrainReport::default();
     let mut order: Vec<Pair> = pairs.to_vec();
@@ -714,12 +695,7 @@ pub(crate) fn train(model: &mut NativeBert, tokens: &[Vec<u32>], pairs: &[Pair],
             rng.shuffle(&mut order);
         }
         for batch in order.chunks(bs) {
-            let lr = if step < warmup {
-                cfg.learning_rate * step as f64 / warmup.max(1) as f64
-            } else {
-                cfg.learning_rate * (total - step) as f64 / (total - warmup).max(1) as f64
-            };
-            opt.set_lr(lr);
+            opt.set_lr(cfg.lr_at(step, total));
             grads.par_iter_mut().for_each(|g| g.par_chunks_mut(1 << 16).for_each(|c| c.fill(0.0)));
             let loss = model.loss_and_grads(tokens, batch, Some(&mut grads))?;
             if !loss.is_finite() {

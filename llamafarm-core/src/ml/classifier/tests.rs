@@ -121,14 +121,20 @@ fn two_class_tokens(n: usize) -> (Vec<Vec<u32>>, Vec<usize>) {
     (tokens, labels)
 }
 
-#[test]
-fn native_loss_and_every_gradient_match_candle_autograd() {
+/// The tiny random BERT loaded by both trainers, with two-class token data and pairs.
+fn both_trainers() -> (tempfile::TempDir, TrainableBert, NativeBert, Vec<Vec<u32>>, Vec<super::pairs::Pair>) {
     let dir = tempfile::tempdir().unwrap();
     tiny_bert(dir.path());
     let auto = TrainableBert::load(dir.path()).unwrap();
-    let mut native = NativeBert::load(dir.path()).unwrap();
+    let native = NativeBert::load(dir.path()).unwrap();
     let (tokens, labels) = two_class_tokens(12);
     let pairs = sample_pairs(&labels, 4, &mut Rng::new(2));
+    (dir, auto, native, tokens, pairs)
+}
+
+#[test]
+fn native_loss_and_every_gradient_match_candle_autograd() {
+    let (_dir, auto, mut native, tokens, pairs) = both_trainers();
     let batch = &pairs[..10];
     let lt = batch_loss(&auto, &tokens, batch, 0, 4).unwrap();
     let want_loss = lt.to_scalar::<f32>().unwrap();
@@ -153,12 +159,7 @@ fn native_loss_and_every_gradient_match_candle_autograd() {
 
 #[test]
 fn native_training_follows_the_autograd_trajectory() {
-    let dir = tempfile::tempdir().unwrap();
-    tiny_bert(dir.path());
-    let auto = TrainableBert::load(dir.path()).unwrap();
-    let mut native = NativeBert::load(dir.path()).unwrap();
-    let (tokens, labels) = two_class_tokens(12);
-    let pairs = sample_pairs(&labels, 4, &mut Rng::new(2));
+    let (dir, auto, mut native, tokens, pairs) = both_trainers();
     let cfg = TrainConfig { batch_size: 8, epochs: 2, learning_rate: 1e-3, micro_batch: 4, ..Default::default() };
     let a = train(&auto, &tokens, &pairs, 0, &cfg, &mut Rng::new(3)).unwrap();
     let n = native::train(&mut native, &tokens, &pairs, &cfg, &mut Rng::new(3)).unwrap();

@@ -203,6 +203,19 @@ impl Default for TrainConfig {
     }
 }
 
+impl TrainConfig {
+    /// Learning rate at `step` of `total`: linear warm-up over `warmup_proportion` of
+    /// the steps, then linear decay to 0 (transformers' `get_linear_schedule_with_warmup`).
+    pub(crate) fn lr_at(&self, step: usize, total: usize) -> f64 {
+        let warmup = (total as f64 * self.warmup_proportion).ceil() as usize;
+        if step < warmup {
+            self.learning_rate * step as f64 / warmup.max(1) as f64
+        } else {
+            self.learning_rate * total.saturating_sub(step) as f64 / (total - warmup).max(1) as f64
+        }
+    }
+}
+
 /// Loss of each optimisation step.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct TrainReport {
@@ -277,7 +290,6 @@ pub(crate) fn train(
     let bs = cfg.batch_size.max(1);
     let steps_per_epoch = pairs.len().div_ceil(bs);
     let total = steps_per_epoch * cfg.epochs.max(1);
-    let warmup = (total as f64 * cfg.warmup_proportion).ceil() as usize;
     let vars = model.varmap.all_vars();
     let params = candle_nn::ParamsAdamW { lr: cfg.learning_rate, weight_decay: cfg.weight_decay, ..Default::default() };
     let mut opt = candle_nn::AdamW::new(vars, params).map_err(ce)?;
@@ -289,13 +301,7 @@ pub(crate) fn train(
             rng.shuffle(&mut order);
         }
         for batch in order.chunks(bs) {
-            // Linear warm-up then linear decay to 0 (transformers' get_linear_schedule_with_warmup).
-            let lr = if step < warmup {
-                cfg.learning_rate * step as f64 / warmup.max(1) as f64
-            } else {
-                cfg.learning_rate * (total - step) as f64 / (total - warmup).max(1) as f64
-            };
-            opt.set_learning_rate(lr);
+            opt.set_learning_rate(cfg.lr_at(step, total));
             let (loss, grads) = step_grads(model, tokens, batch, pad_id, cfg.micro_batch).map_err(ce)?;
             if !loss.is_finite() {
                 return Err(Error::Internal(format!("training diverged at step {step} (loss {loss})")));
