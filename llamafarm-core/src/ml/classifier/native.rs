@@ -14,7 +14,7 @@
 
 use super::pairs::Pair;
 use super::train::{ce, TrainConfig, TrainReport};
-use crate::embed::encoder::{embed_tokens, erf, exp, gelu_erf, gelu_tanh, softmax};
+use crate::embed::encoder::{attend, embed_tokens, erf, exp, gelu_erf, gelu_tanh, AttnBuf};
 use crate::embed::gemm::{gemm, PackedB};
 use crate::error::{Error, Result};
 use candle_core::{DType, Device, Tensor};
@@ -266,32 +266,24 @@ impl NativeBert {
     fn attention(&self, qkv: &[f32], ctx: &mut [f32], seqs: &[&[u32]], starts: &[usize]) -> Vec<Vec<f32>> {
         let (h, nh) = (self.h, self.heads);
         let dh = h / nh;
-        let scale = 1.0 / (dh as f32).sqrt();
         let out = SendPtr(ctx.as_mut_ptr());
         let jobs: Vec<(usize, usize)> = (0..seqs.len()).flat_map(|s| (0..nh).map(move |hd| (s, hd))).collect();
         jobs.into_par_iter()
             .map(|(s, head)| {
                 let len = seqs[s].len();
-                let r0 = starts[s];
-                let mut p = vec![0f32; len * len];
                 if len == 0 {
-                    return p;
+                    return Vec::new();
                 }
-                let base = qkv.as_ptr();
-                // SAFETY: reads stay inside `qkv` (this sequence's rows, this head's
-                // columns of Q, K and V); the write goes to this job's own block of `ctx`.
-                unsafe {
-                    let q = base.add(r0 * 3 * h + head * dh);
-                    let k = base.add(r0 * 3 * h + h + head * dh);
-                    let v = base.add(r0 * 3 * h + 2 * h + head * dh);
-                    matrixmultiply::sgemm(len, dh, len, scale, q, (3 * h) as isize, 1, k, 1, (3 * h) as isize, 0.0, p.as_mut_ptr(), len as isize, 1);
-                    for row in p.chunks_exact_mut(len) {
-                        softmax(row);
-                    }
-                    let dst = out.get().add(r0 * h + head * dh);
-                    matrixmultiply::sgemm(len, len, dh, 1.0, p.as_ptr(), len as isize, 1, v, (3 * h) as isize, 1, 0.0, dst, h as isize, 1);
+                let r0 = starts[s];
+                // The inference encoder's head attention; its probabilities are kept.
+                let mut buf = AttnBuf::default();
+                let o = attend(&mut buf, &qkv[r0 * 3 * h..(r0 + len) * 3 * h], h, nh, head, len);
+                for (i, orow) in o.chunks_exact(dh).enumerate() {
+                    // SAFETY: row r0+i, this head's columns: this job's own block of `ctx`
+                    // (which has one row of `h` per token).
+                    unsafe { std::ptr::copy_nonoverlapping(orow.as_ptr(), out.get().add((r0 + i) * h + head * dh), dh) };
                 }
-                p
+                std::mem::take(&mut buf.p)
             })
             .collect()
     }
