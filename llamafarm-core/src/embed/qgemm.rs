@@ -9,15 +9,23 @@
 //!   `a ≈ s_r · (u - z_r)`.
 //!
 //! Then `C[r][j] = s_r · s_j · (Σ u·q - z_r · Σ_k q[k][j])`: the integer dot products
-//! are exact, so every kernel gives bit-identical results. On CPUs with AVX-512 VNNI
-//! (`vpdpbusd`: 64 u8 x i8 products summed into 16 i32 lanes per instruction, four
-//! times the multiply-adds of an fp32 FMA) an 8 x 32 micro-kernel keeps the tile in
-//! sixteen registers; elsewhere a portable loop computes the same integers.
+//! are exact, so every kernel gives bit-identical results. Three kernels, chosen at
+//! run time ([`int8_kernel`]):
+//! - AVX-512 VNNI (`vpdpbusd`: 64 u8 x i8 products summed into 16 i32 lanes per
+//!   instruction, four times the multiply-adds of an fp32 FMA): an 8 x 32 micro-kernel
+//!   over panels of 4-byte groups;
+//! - AVX2 (`vpmaddwd`: 16 i16 x i16 products summed in pairs into 8 i32 lanes, twice an
+//!   fp32 FMA's multiply-adds): a 6 x 16 micro-kernel over panels that hold the weights
+//!   widened to i16 pairs at load, with the activations widened per block;
+//! - a portable loop computing the same integers.
 
 use std::sync::OnceLock;
 
 const NR: usize = 32;
 const MR: usize = 8;
+/// The AVX2 kernel's tile.
+const NR2: usize = 16;
+const MR2: usize = 6;
 /// Most rows of A per block.
 const MC: usize = 128;
 /// Bytes of A per block (a share of L2).
@@ -34,6 +42,44 @@ impl Default for V64 {
     }
 }
 
+/// 32 bytes on a 32-byte boundary (one AVX2 register).
+#[derive(Clone, Copy, Default)]
+#[repr(C, align(32))]
+struct V32([i16; 16]);
+
+/// Which micro-kernel runs the integer products.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Int8Kernel {
+    /// AVX-512 VNNI, 8 x 32.
+    Vnni,
+    /// AVX2 `vpmaddwd`, 6 x 16.
+    Avx2,
+    /// Plain loops (any CPU), the same integers.
+    Portable,
+}
+
+impl Int8Kernel {
+    /// `"avx512-vnni"`, `"avx2"` or `"portable"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Int8Kernel::Vnni => "avx512-vnni",
+            Int8Kernel::Avx2 => "avx2",
+            Int8Kernel::Portable => "portable",
+        }
+    }
+}
+
+/// Packed quantised weights, in the layout of the kernel that will use them.
+#[derive(Clone)]
+enum Packed {
+    /// `ceil(n / 32)` panels of `ceil(k / 4)` groups of two [`V64`]s: for each group of
+    /// 4 rows, 32 columns of 4 bytes (VNNI and portable kernels).
+    Groups4(Vec<V64>),
+    /// `ceil(n / 16)` panels of `ceil(k / 2)` pairs of two [`V32`]s: for each pair of
+    /// rows, 16 columns of two i16 (AVX2 kernel).
+    Pairs16(Vec<V32>),
+}
+
 /// A `(k, n)` weight quantised per column and packed for [`qgemm`].
 #[derive(Clone)]
 pub struct QPackedB {
@@ -41,8 +87,7 @@ pub struct QPackedB {
     n: usize,
     /// `k` rounded up to a multiple of 4.
     kp: usize,
-    /// `ceil(n / 32)` panels of `kp / 4` groups of two [`V64`]s.
-    data: Vec<V64>,
+    data: Packed,
     /// Per-column scale `s_j`.
     scale: Vec<f32>,
     /// Per-column sum of the quantised values (for the zero-point correction).
@@ -50,8 +95,13 @@ pub struct QPackedB {
 }
 
 impl QPackedB {
-    /// Quantise and pack a row-major `(k, n)` matrix.
+    /// Quantise and pack a row-major `(k, n)` matrix for this CPU's kernel.
     pub fn quantize(b: &[f32], k: usize, n: usize) -> Self {
+        Self::quantize_for(b, k, n, int8_kernel())
+    }
+
+    /// Quantise and pack for a given kernel (the AVX2 one needs AVX2 at [`qgemm`] time).
+    pub fn quantize_for(b: &[f32], k: usize, n: usize, kernel: Int8Kernel) -> Self {
         assert!(b.len() >= k * n);
         let kp = k.div_ceil(4) * 4;
         let mut scale = vec![1.0f32; n];
@@ -61,27 +111,62 @@ impl QPackedB {
                 *s = amax / 127.0;
             }
         }
-        let q = |kk: usize, j: usize| -> i8 { (b[kk * n + j] / scale[j]).round().clamp(-127.0, 127.0) as i8 };
+        let q = |kk: usize, j: usize| -> i8 {
+            (b[kk * n + j] / scale[j]).round().clamp(-127.0, 127.0) as i8
+        };
         let mut colsum = vec![0i32; n];
-        let panels = n.div_ceil(NR);
-        let groups = kp / 4;
-        let mut data = vec![V64::default(); panels * groups * 2];
-        for p in 0..panels {
-            let c0 = p * NR;
-            for g in 0..groups {
-                for j in 0..NR.min(n - c0) {
-                    for t in 0..4 {
-                        let kk = g * 4 + t;
-                        if kk < k {
-                            let v = q(kk, c0 + j);
-                            colsum[c0 + j] += v as i32;
-                            data[(p * groups + g) * 2 + j / 16].0[(j % 16) * 4 + t] = v;
+        for kk in 0..k {
+            for (j, cs) in colsum.iter_mut().enumerate() {
+                *cs += q(kk, j) as i32;
+            }
+        }
+        let data = if kernel == Int8Kernel::Avx2 {
+            let panels = n.div_ceil(NR2);
+            let pairs = kp / 2;
+            let mut data = vec![V32::default(); panels * pairs * 2];
+            for p in 0..panels {
+                let c0 = p * NR2;
+                for g in 0..pairs {
+                    for j in 0..NR2.min(n - c0) {
+                        for t in 0..2 {
+                            let kk = g * 2 + t;
+                            if kk < k {
+                                data[(p * pairs + g) * 2 + j / 8].0[(j % 8) * 2 + t] =
+                                    q(kk, c0 + j) as i16;
+                            }
                         }
                     }
                 }
             }
+            Packed::Pairs16(data)
+        } else {
+            let panels = n.div_ceil(NR);
+            let groups = kp / 4;
+            let mut data = vec![V64::default(); panels * groups * 2];
+            for p in 0..panels {
+                let c0 = p * NR;
+                for g in 0..groups {
+                    for j in 0..NR.min(n - c0) {
+                        for t in 0..4 {
+                            let kk = g * 4 + t;
+                            if kk < k {
+                                data[(p * groups + g) * 2 + j / 16].0[(j % 16) * 4 + t] =
+                                    q(kk, c0 + j);
+                            }
+                        }
+                    }
+                }
+            }
+            Packed::Groups4(data)
+        };
+        Self {
+            k,
+            n,
+            kp,
+            data,
+            scale,
+            colsum,
         }
-        Self { k, n, kp, data, scale, colsum }
     }
 
     /// Rows (`k`).
@@ -117,13 +202,19 @@ impl QRows {
             // The range always holds 0, so 0 is exactly representable. Padding bytes
             // are 0 and meet zero weights, so they add nothing to either sum.
             let (lo, hi) = min_max(row);
-            let s = if hi > lo && (hi - lo).is_finite() { (hi - lo) / 255.0 } else { 1.0 };
+            let s = if hi > lo && (hi - lo).is_finite() {
+                (hi - lo) / 255.0
+            } else {
+                1.0
+            };
             let z = (-lo / s).round().clamp(0.0, 255.0);
             let inv = 1.0 / s;
             let words = &mut self.words[r * wpr..(r + 1) * wpr];
             // SAFETY: a `u32` slice viewed as its bytes (u8 has no alignment or validity
             // requirements); little-endian, so byte 4g+t is value t of group g.
-            let bytes: &mut [u8] = unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr() as *mut u8, words.len() * 4) };
+            let bytes: &mut [u8] = unsafe {
+                std::slice::from_raw_parts_mut(words.as_mut_ptr() as *mut u8, words.len() * 4)
+            };
             quantize_row(row, inv, z + 0.5, bytes);
             self.scale.push(s);
             self.zero.push(z as i32);
@@ -163,12 +254,21 @@ fn min_max(row: &[f32]) -> (f32, f32) {
 fn quantize_row(row: &[f32], inv: f32, zr: f32, out: &mut [u8]) {
     let n = row.len().min(out.len());
     let mut done = 0;
-    #[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma"
+    ))]
     // SAFETY: AVX2/FMA are enabled at compile time; each step reads 8 floats of `row`
     // and writes 8 bytes of `out`, both within `n`.
     unsafe {
         use std::arch::x86_64::*;
-        let (vi, vz, v0, v255) = (_mm256_set1_ps(inv), _mm256_set1_ps(zr), _mm256_setzero_ps(), _mm256_set1_ps(255.0));
+        let (vi, vz, v0, v255) = (
+            _mm256_set1_ps(inv),
+            _mm256_set1_ps(zr),
+            _mm256_setzero_ps(),
+            _mm256_set1_ps(255.0),
+        );
         while done + 8 <= n {
             let x = _mm256_loadu_ps(row.as_ptr().wrapping_add(done));
             let y = _mm256_min_ps(_mm256_max_ps(_mm256_fmadd_ps(x, vi, vz), v0), v255);
@@ -187,7 +287,7 @@ fn quantize_row(row: &[f32], inv: f32, zr: f32, out: &mut [u8]) {
     }
 }
 
-/// Whether the AVX-512 VNNI kernel runs here (`LF_NO_VNNI=1` forces the portable one).
+/// Whether this CPU has AVX-512 VNNI and `LF_NO_VNNI=1` is not set.
 pub fn has_vnni() -> bool {
     static V: OnceLock<bool> = OnceLock::new();
     *V.get_or_init(|| {
@@ -207,15 +307,177 @@ pub fn has_vnni() -> bool {
     })
 }
 
-/// `c (m, n) = dequantised a · b`; `c` is overwritten.
-pub fn qgemm(m: usize, a: &QRows, b: &QPackedB, c: &mut [f32]) {
-    qgemm_with(m, a, b, c, has_vnni());
+/// Whether the AVX2 kernel can run here.
+fn has_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
 }
 
-fn qgemm_with(m: usize, a: &QRows, b: &QPackedB, c: &mut [f32], vnni: bool) {
+/// The kernel [`QPackedB::quantize`] packs for: VNNI where the CPU has it, else AVX2,
+/// else portable. `LF_INT8_KERNEL=vnni|avx2|portable` asks for one (a kernel the CPU
+/// lacks falls back); `LF_NO_VNNI=1` skips VNNI.
+pub fn int8_kernel() -> Int8Kernel {
+    static K: OnceLock<Int8Kernel> = OnceLock::new();
+    *K.get_or_init(|| {
+        let want = std::env::var("LF_INT8_KERNEL").unwrap_or_default();
+        match want.as_str() {
+            "portable" => Int8Kernel::Portable,
+            "avx2" if has_avx2() => Int8Kernel::Avx2,
+            _ if want != "avx2" && has_vnni() => Int8Kernel::Vnni,
+            _ if has_avx2() => Int8Kernel::Avx2,
+            _ => Int8Kernel::Portable,
+        }
+    })
+}
+
+/// `c (m, n) = dequantised a · b`; `c` is overwritten.
+pub fn qgemm(m: usize, a: &QRows, b: &QPackedB, c: &mut [f32]) {
+    match &b.data {
+        Packed::Groups4(d) => qgemm_groups(m, a, b, d, c, int8_kernel() == Int8Kernel::Vnni),
+        Packed::Pairs16(d) => {
+            assert!(
+                has_avx2(),
+                "qgemm: weights packed for AVX2 on a CPU without it"
+            );
+            qgemm_pairs(m, a, b, d, c)
+        }
+    }
+}
+
+/// Writes `rows` dequantised rows of an integer tile (`tile[r * stride + j]`) into `c`.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn epilogue(
+    c: &mut [f32],
+    n: usize,
+    r0: usize,
+    rows: usize,
+    c0: usize,
+    w: usize,
+    a: &QRows,
+    b: &QPackedB,
+    tile: &[i32],
+    stride: usize,
+) {
+    for r in 0..rows {
+        let (s, z) = (a.scale[r0 + r], a.zero[r0 + r]);
+        let dst = &mut c[(r0 + r) * n + c0..(r0 + r) * n + c0 + w];
+        let t = &tile[r * stride..r * stride + w];
+        let (bs, cs) = (&b.scale[c0..c0 + w], &b.colsum[c0..c0 + w]);
+        // Wrapping ops: no overflow checks in debug builds, so the loop vectorises
+        // (the true values fit: |Σ u·q| < k · 255 · 127).
+        for j in 0..w {
+            dst[j] = t[j].wrapping_sub(z.wrapping_mul(cs[j])) as f32 * (s * bs[j]);
+        }
+    }
+}
+
+/// The AVX2 path: each block of A rows is widened to i16 pairs (one 32-bit word per
+/// pair), then 6 x 16 tiles run over the i16 panels.
+fn qgemm_pairs(m: usize, a: &QRows, b: &QPackedB, bd: &[V32], c: &mut [f32]) {
     let (n, kp) = (b.n, b.kp);
     let wpr = kp / 4;
-    assert!(a.words.len() >= m * wpr && a.scale.len() >= m && c.len() >= m * n, "qgemm: buffer too small");
+    let pairs = kp / 2;
+    assert!(
+        a.words.len() >= m * wpr && a.scale.len() >= m && c.len() >= m * n,
+        "qgemm: buffer too small"
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    let panels = n.div_ceil(NR2);
+    assert!(bd.len() >= panels * pairs * 2);
+    let mc = ((A_BLOCK_BYTES / (2 * kp).max(4)) / MR2 * MR2).clamp(MR2, MC / MR2 * MR2);
+    thread_local! {
+        static WIDE: std::cell::RefCell<Vec<u32>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    WIDE.with(|wide| {
+        let mut wide = wide.borrow_mut();
+        let mut tile = [0i32; MR2 * NR2];
+        let pad = vec![0u32; pairs.max(1)];
+        for i0 in (0..m).step_by(mc) {
+            let rows_in_block = mc.min(m - i0);
+            wide.clear();
+            wide.resize(rows_in_block * pairs, 0);
+            for r in 0..rows_in_block {
+                // SAFETY: the row's `u32` words viewed as bytes (see `QRows::quantize`).
+                let src = &a.words[(i0 + r) * wpr..(i0 + r + 1) * wpr];
+                let bytes: &[u8] =
+                    unsafe { std::slice::from_raw_parts(src.as_ptr() as *const u8, src.len() * 4) };
+                for (w, pr) in wide[r * pairs..(r + 1) * pairs]
+                    .iter_mut()
+                    .zip(bytes.chunks_exact(2))
+                {
+                    *w = pr[0] as u32 | (pr[1] as u32) << 16;
+                }
+            }
+            for p in 0..panels {
+                let bp = &bd[p * pairs * 2..(p + 1) * pairs * 2];
+                let c0 = p * NR2;
+                let w = NR2.min(n - c0);
+                for r0 in (0..rows_in_block).step_by(MR2) {
+                    let rows = MR2.min(rows_in_block - r0);
+                    let mut ap = [pad.as_ptr(); MR2];
+                    for (r, a_r) in ap.iter_mut().enumerate().take(rows) {
+                        *a_r = wide[(r0 + r) * pairs..(r0 + r + 1) * pairs].as_ptr();
+                    }
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: AVX2 was checked by the caller; each `ap[r]` points at `pairs`
+                    // readable words and `bp` holds `2 * pairs` aligned vectors.
+                    unsafe {
+                        kernel_avx2(pairs, &ap, bp, &mut tile)
+                    };
+                    epilogue(c, n, i0 + r0, rows, c0, w, a, b, &tile, NR2);
+                }
+            }
+        }
+    });
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn kernel_avx2(
+    pairs: usize,
+    ap: &[*const u32; MR2],
+    bp: &[V32],
+    tile: &mut [i32; MR2 * NR2],
+) {
+    use std::arch::x86_64::*;
+    let mut c = [[_mm256_setzero_si256(); 2]; MR2];
+    let mut b = bp.as_ptr();
+    let mut a = *ap;
+    for _ in 0..pairs {
+        let b0 = _mm256_load_si256(b as *const __m256i);
+        let b1 = _mm256_load_si256(b.wrapping_add(1) as *const __m256i);
+        for r in 0..MR2 {
+            // The row's pair of i16 in every lane (a float broadcast of the same bits).
+            let av = _mm256_castps_si256(_mm256_broadcast_ss(&*(a[r] as *const f32)));
+            c[r][0] = _mm256_add_epi32(c[r][0], _mm256_madd_epi16(av, b0));
+            c[r][1] = _mm256_add_epi32(c[r][1], _mm256_madd_epi16(av, b1));
+            a[r] = a[r].wrapping_add(1);
+        }
+        b = b.wrapping_add(2);
+    }
+    let t = tile.as_mut_ptr();
+    for r in 0..MR2 {
+        _mm256_storeu_si256(t.wrapping_add(r * NR2) as *mut __m256i, c[r][0]);
+        _mm256_storeu_si256(t.wrapping_add(r * NR2 + 8) as *mut __m256i, c[r][1]);
+    }
+}
+
+fn qgemm_groups(m: usize, a: &QRows, b: &QPackedB, bd: &[V64], c: &mut [f32], vnni: bool) {
+    let (n, kp) = (b.n, b.kp);
+    let wpr = kp / 4;
+    assert!(
+        a.words.len() >= m * wpr && a.scale.len() >= m && c.len() >= m * n,
+        "qgemm: buffer too small"
+    );
     if m == 0 || n == 0 {
         return;
     }
@@ -227,7 +489,7 @@ fn qgemm_with(m: usize, a: &QRows, b: &QPackedB, c: &mut [f32], vnni: bool) {
     for i0 in (0..m).step_by(mc) {
         let rows_in_block = mc.min(m - i0);
         for p in 0..panels {
-            let bp = &b.data[p * groups * 2..(p + 1) * groups * 2];
+            let bp = &bd[p * groups * 2..(p + 1) * groups * 2];
             let c0 = p * NR;
             let w = NR.min(n - c0);
             for r0 in (i0..i0 + rows_in_block).step_by(MR) {
@@ -237,17 +499,7 @@ fn qgemm_with(m: usize, a: &QRows, b: &QPackedB, c: &mut [f32], vnni: bool) {
                     *a_r = a.words[(r0 + r) * wpr..(r0 + r + 1) * wpr].as_ptr();
                 }
                 kernel(groups, &ap, bp, &mut tile, vnni);
-                for r in 0..rows {
-                    let (s, z) = (a.scale[r0 + r], a.zero[r0 + r]);
-                    let dst = &mut c[(r0 + r) * n + c0..(r0 + r) * n + c0 + w];
-                    let t = &tile[r * NR..r * NR + w];
-                    let (bs, cs) = (&b.scale[c0..c0 + w], &b.colsum[c0..c0 + w]);
-                    // Wrapping ops: no overflow checks in debug builds, so the loop vectorises
-                    // (the true values fit: |Σ u·q| < k · 255 · 127).
-                    for j in 0..w {
-                        dst[j] = t[j].wrapping_sub(z.wrapping_mul(cs[j])) as f32 * (s * bs[j]);
-                    }
-                }
+                epilogue(c, n, r0, rows, c0, w, a, b, &tile, NR);
             }
         }
     }
@@ -259,8 +511,8 @@ fn kernel(groups: usize, ap: &[*const u32; MR], bp: &[V64], tile: &mut [i32; MR 
     assert!(bp.len() >= groups * 2);
     #[cfg(target_arch = "x86_64")]
     if vnni {
-        // SAFETY: the CPU has AVX-512F/BW/VNNI (checked by `has_vnni`, the only source
-        // of `vnni = true` outside tests, which check it too). Each `ap[r]` points at
+        // SAFETY: the CPU has AVX-512F/BW/VNNI (`vnni` is true only when `int8_kernel`
+        // chose VNNI, which checks `has_vnni`; tests check it too). Each `ap[r]` points at
         // `groups` readable words, `bp` holds `2 * groups` aligned vectors (asserted).
         unsafe { kernel_vnni(groups, ap, bp, tile) };
         return;
@@ -273,7 +525,11 @@ fn kernel(groups: usize, ap: &[*const u32; MR], bp: &[V64], tile: &mut [i32; MR 
             let av = unsafe { ap[r].wrapping_add(g).read() }.to_le_bytes();
             let row = &mut tile[r * NR..(r + 1) * NR];
             for j in 0..NR {
-                let bq = if j < 16 { &b0[j * 4..j * 4 + 4] } else { &b1[(j - 16) * 4..(j - 16) * 4 + 4] };
+                let bq = if j < 16 {
+                    &b0[j * 4..j * 4 + 4]
+                } else {
+                    &b1[(j - 16) * 4..(j - 16) * 4 + 4]
+                };
                 row[j] += (0..4).map(|t| av[t] as i32 * bq[t] as i32).sum::<i32>();
             }
         }
@@ -312,49 +568,95 @@ mod tests {
     use super::*;
 
     fn rnd(s: &mut u64) -> f32 {
-        *s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        *s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((*s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
     }
 
     #[test]
     fn int8_product_is_close_to_fp32_and_kernels_agree_exactly() {
         let mut s = 99u64;
-        for &(m, k, n) in &[(1, 1, 1), (5, 7, 16), (9, 300, 40), (13, 257, 33), (97, 384, 1152), (20, 1536, 384)] {
+        for &(m, k, n) in &[
+            (1, 1, 1),
+            (5, 7, 16),
+            (9, 300, 40),
+            (13, 257, 33),
+            (97, 384, 1152),
+            (20, 1536, 384),
+        ] {
             // Activations one-sided like GELU outputs, weights symmetric.
             let a: Vec<f32> = (0..m * k).map(|_| rnd(&mut s) * 3.0 + 0.9).collect();
             let b: Vec<f32> = (0..k * n).map(|_| rnd(&mut s) * 0.2).collect();
-            let qb = QPackedB::quantize(&b, k, n);
+            let qb = QPackedB::quantize_for(&b, k, n, Int8Kernel::Portable);
             let mut qa = QRows::default();
             qa.quantize(&a, m, k);
+            let Packed::Groups4(bd) = &qb.data else {
+                unreachable!()
+            };
             let mut portable = vec![f32::NAN; m * n];
-            qgemm_with(m, &qa, &qb, &mut portable, false);
+            qgemm_groups(m, &qa, &qb, bd, &mut portable, false);
             if has_vnni() {
                 let mut fast = vec![f32::NAN; m * n];
-                qgemm_with(m, &qa, &qb, &mut fast, true);
-                assert_eq!(fast, portable, "({m},{k},{n}): VNNI and portable kernels differ");
+                qgemm_groups(m, &qa, &qb, bd, &mut fast, true);
+                assert_eq!(
+                    fast, portable,
+                    "({m},{k},{n}): VNNI and portable kernels differ"
+                );
             }
+            if has_avx2() {
+                let q2 = QPackedB::quantize_for(&b, k, n, Int8Kernel::Avx2);
+                let mut fast = vec![f32::NAN; m * n];
+                qgemm(m, &qa, &q2, &mut fast);
+                assert_eq!(
+                    fast, portable,
+                    "({m},{k},{n}): AVX2 and portable kernels differ"
+                );
+            }
+            // Whatever this CPU picks agrees too.
+            let mut auto = vec![f32::NAN; m * n];
+            qgemm(m, &qa, &QPackedB::quantize(&b, k, n), &mut auto);
+            assert_eq!(
+                auto,
+                portable,
+                "({m},{k},{n}): {} and portable kernels differ",
+                int8_kernel().name()
+            );
             // Error bound: each term's error is at most half a step of each factor.
             for i in 0..m {
                 for j in 0..n {
-                    let want: f64 = (0..k).map(|t| a[i * k + t] as f64 * b[t * n + j] as f64).sum();
+                    let want: f64 = (0..k)
+                        .map(|t| a[i * k + t] as f64 * b[t * n + j] as f64)
+                        .sum();
                     let got = portable[i * n + j] as f64;
-                    let amax = a[i * k..(i + 1) * k].iter().fold(0f32, |x, v| x.max(v.abs())) as f64;
+                    let amax = a[i * k..(i + 1) * k]
+                        .iter()
+                        .fold(0f32, |x, v| x.max(v.abs())) as f64;
                     let bmax = (0..k).map(|t| b[t * n + j].abs()).fold(0f32, f32::max) as f64;
                     let tol = k as f64 * (amax * bmax) * (1.0 / 127.0 + 1.0 / 255.0) + 1e-6;
-                    assert!((got - want).abs() <= tol, "({m},{k},{n}) at ({i},{j}): {got} vs {want} (tol {tol})");
+                    assert!(
+                        (got - want).abs() <= tol,
+                        "({m},{k},{n}) at ({i},{j}): {got} vs {want} (tol {tol})"
+                    );
                 }
             }
             // And on average far better than the bound: relative Frobenius error < 2%.
             let (mut num, mut den) = (0f64, 0f64);
             for i in 0..m {
                 for j in 0..n {
-                    let want: f64 = (0..k).map(|t| a[i * k + t] as f64 * b[t * n + j] as f64).sum();
+                    let want: f64 = (0..k)
+                        .map(|t| a[i * k + t] as f64 * b[t * n + j] as f64)
+                        .sum();
                     num += (portable[i * n + j] as f64 - want).powi(2);
                     den += want * want;
                 }
             }
             if k >= 32 {
-                assert!((num / den).sqrt() < 0.02, "({m},{k},{n}): relative error {}", (num / den).sqrt());
+                assert!(
+                    (num / den).sqrt() < 0.02,
+                    "({m},{k},{n}): relative error {}",
+                    (num / den).sqrt()
+                );
             }
         }
     }
@@ -364,8 +666,15 @@ mod tests {
         let (m, k, n) = (3, 8, 4);
         // Values on the quantisation grids: row 3 spans 2.55 (step 0.01, zero point
         // 100); the weights' largest magnitude is 1.27 (step 0.01).
-        let a = [vec![0.0; 8], vec![2.0; 8], vec![-1.0, -0.5, 0.0, 0.25, 0.5, 1.0, 1.55, 0.01]].concat();
-        let b: Vec<f32> = (0..k * n).map(|v| [-127.0, -1.0, 0.0, 1.0, 127.0][v % 5] * 0.01).collect();
+        let a = [
+            vec![0.0; 8],
+            vec![2.0; 8],
+            vec![-1.0, -0.5, 0.0, 0.25, 0.5, 1.0, 1.55, 0.01],
+        ]
+        .concat();
+        let b: Vec<f32> = (0..k * n)
+            .map(|v| [-127.0, -1.0, 0.0, 1.0, 127.0][v % 5] * 0.01)
+            .collect();
         let qb = QPackedB::quantize(&b, k, n);
         let mut qa = QRows::default();
         qa.quantize(&a, m, k);
@@ -374,7 +683,11 @@ mod tests {
         for i in 0..m {
             for j in 0..n {
                 let want: f32 = (0..k).map(|t| a[i * k + t] * b[t * n + j]).sum();
-                assert!((c[i * n + j] - want).abs() < 1e-3 * (1.0 + want.abs()), "({i},{j}): {} vs {want}", c[i * n + j]);
+                assert!(
+                    (c[i * n + j] - want).abs() < 1e-3 * (1.0 + want.abs()),
+                    "({i},{j}): {} vs {want}",
+                    c[i * n + j]
+                );
             }
         }
     }

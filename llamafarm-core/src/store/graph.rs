@@ -1,0 +1,285 @@
+//! A flat, read-only copy of the HNSW graph that hnsw_rs builds, for searching.
+//!
+//! hnsw_rs builds the graph well but searches it slowly for our sizes: every visited
+//! point is an `Arc` behind a lock, every candidate a heap allocation, the visited set
+//! a `HashMap`. After each build or batch of inserts the store copies the graph into
+//! this form (neighbour lists as `u32` arrays, the int8 codes in one matrix padded to
+//! 16 bytes, a reusable generation-stamped visited array) and searches it with the
+//! usual HNSW algorithm: greedy descent through the upper layers, then a best-first
+//! search of width `ef` on layer 0. The distance is the graph's own (cosine on the
+//! int8 codes, see `embedded::quantize`), so the copy finds what hnsw_rs would; the
+//! caller re-scores the hits on the f32 vectors.
+
+use super::embedded::{dot_i8, QuantizedCosine};
+use hnsw_rs::hnsw::Hnsw;
+use std::cell::RefCell;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+
+/// See the module docs.
+pub(super) struct FlatGraph {
+    /// Rows `0..n` are in the graph.
+    pub n: usize,
+    /// Code bytes per row (the vector's dimension).
+    dim: usize,
+    /// Bytes per row in `codes` (`dim` rounded up to 16, zero padded).
+    stride: usize,
+    codes: Vec<i8>,
+    /// Per-row inverse scale of the codes.
+    inv: Vec<f32>,
+    /// Layer-0 neighbours of row `r`: `nb0[off0[r]..off0[r + 1]]`.
+    off0: Vec<u32>,
+    nb0: Vec<u32>,
+    /// Neighbours on layers `1..=level` of the rows above layer 0 (index `layer - 1`).
+    upper: HashMap<u32, Vec<Vec<u32>>>,
+    /// Entry row and its level.
+    entry: Option<(u32, u8)>,
+}
+
+fn inv_of(code: &[i8], dim: usize) -> f32 {
+    if code.len() < dim + 4 {
+        return 0.0;
+    }
+    f32::from_le_bytes([
+        code[dim] as u8,
+        code[dim + 1] as u8,
+        code[dim + 2] as u8,
+        code[dim + 3] as u8,
+    ])
+}
+
+impl FlatGraph {
+    /// Copy `hnsw` (rows `0..n`, codes of `dim` bytes plus the 4-byte scale). The
+    /// caller holds the insert lock, so the graph does not change meanwhile.
+    pub fn from_hnsw(hnsw: &Hnsw<'static, i8, QuantizedCosine>, n: usize, dim: usize) -> Self {
+        let stride = dim.div_ceil(16) * 16;
+        let mut codes = vec![0i8; n * stride];
+        let mut inv = vec![0f32; n];
+        let mut lists: Vec<Vec<u32>> = vec![Vec::new(); n];
+        let mut upper = HashMap::new();
+        let mut entry: Option<(u32, u8)> = None;
+        for p in hnsw.get_point_indexation() {
+            let r = p.get_origin_id();
+            if r >= n {
+                continue;
+            }
+            let v = p.get_v();
+            let d = dim.min(v.len());
+            codes[r * stride..r * stride + d].copy_from_slice(&v[..d]);
+            inv[r] = inv_of(v, dim);
+            let level = p.get_point_id().0;
+            let hood = p.get_neighborhood_id();
+            let ids = |l: usize| -> Vec<u32> {
+                hood.get(l)
+                    .map(|ns| {
+                        ns.iter()
+                            .filter(|x| x.d_id < n)
+                            .map(|x| x.d_id as u32)
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
+            lists[r] = ids(0);
+            if level > 0 {
+                upper.insert(r as u32, (1..=level as usize).map(ids).collect::<Vec<_>>());
+            }
+            if entry.is_none_or(|(_, l)| level > l) {
+                entry = Some((r as u32, level));
+            }
+        }
+        let mut off0 = Vec::with_capacity(n + 1);
+        let mut nb0 = Vec::with_capacity(lists.iter().map(Vec::len).sum());
+        off0.push(0u32);
+        for l in &lists {
+            nb0.extend_from_slice(l);
+            off0.push(nb0.len() as u32);
+        }
+        Self {
+            n,
+            dim,
+            stride,
+            codes,
+            inv,
+            off0,
+            nb0,
+            upper,
+            entry,
+        }
+    }
+
+    /// The `k` nearest rows to `query` (a quantised code with its trailing scale) by
+    /// the graph's distance, nearest first, searching layer 0 with width `ef`.
+    pub fn search(&self, query: &[i8], k: usize, ef: usize) -> Vec<(usize, f32)> {
+        let Some((mut ep, top)) = self.entry else {
+            return Vec::new();
+        };
+        if self.n == 0 || query.len() < self.dim {
+            return Vec::new();
+        }
+        let mut q = vec![0i8; self.stride];
+        q[..self.dim].copy_from_slice(&query[..self.dim]);
+        let qi = inv_of(query, self.dim);
+        let dist = |r: u32| -> f32 {
+            let r = r as usize;
+            let c = &self.codes[r * self.stride..(r + 1) * self.stride];
+            (1.0 - dot_i8(&q, c) as f32 * qi * self.inv[r]).max(0.0)
+        };
+        let mut d = dist(ep);
+        for layer in (1..=top as usize).rev() {
+            loop {
+                let mut moved = false;
+                let nbs = self
+                    .upper
+                    .get(&ep)
+                    .and_then(|l| l.get(layer - 1))
+                    .map(Vec::as_slice)
+                    .unwrap_or(&[]);
+                for &nb in nbs {
+                    let dd = dist(nb);
+                    if dd < d {
+                        (d, ep, moved) = (dd, nb, true);
+                    }
+                }
+                if !moved {
+                    break;
+                }
+            }
+        }
+        let ef = ef.max(k).max(1);
+        thread_local! {
+            static VISITED: RefCell<(Vec<u32>, u32)> = const { RefCell::new((Vec::new(), 0)) };
+        }
+        VISITED.with(|v| {
+            let mut v = v.borrow_mut();
+            let (marks, gen) = &mut *v;
+            if marks.len() < self.n {
+                marks.clear();
+                marks.resize(self.n, 0);
+                *gen = 0;
+            }
+            *gen = gen.wrapping_add(1);
+            if *gen == 0 {
+                marks.iter_mut().for_each(|m| *m = 0);
+                *gen = 1;
+            }
+            let g = *gen;
+            // Distances are >= 0, so their bit patterns order like the values.
+            let mut cands: BinaryHeap<Reverse<(u32, u32)>> = BinaryHeap::with_capacity(ef * 2);
+            let mut best: BinaryHeap<(u32, u32)> = BinaryHeap::with_capacity(ef + 1);
+            marks[ep as usize] = g;
+            cands.push(Reverse((d.to_bits(), ep)));
+            best.push((d.to_bits(), ep));
+            while let Some(Reverse((cd, c))) = cands.pop() {
+                if best.len() >= ef && best.peek().is_some_and(|&(w, _)| cd > w) {
+                    break;
+                }
+                let (a, b) = (
+                    self.off0[c as usize] as usize,
+                    self.off0[c as usize + 1] as usize,
+                );
+                let nbs = &self.nb0[a..b];
+                for (i, &nb) in nbs.iter().enumerate() {
+                    if let Some(&next) = nbs.get(i + 1) {
+                        prefetch(
+                            &self.codes
+                                [next as usize * self.stride..(next as usize + 1) * self.stride],
+                        );
+                    }
+                    let m = &mut marks[nb as usize];
+                    if *m == g {
+                        continue;
+                    }
+                    *m = g;
+                    let dd = dist(nb).to_bits();
+                    if best.len() < ef || best.peek().is_some_and(|&(w, _)| dd < w) {
+                        cands.push(Reverse((dd, nb)));
+                        best.push((dd, nb));
+                        if best.len() > ef {
+                            best.pop();
+                        }
+                    }
+                }
+            }
+            let mut out: Vec<(usize, f32)> = best
+                .into_iter()
+                .map(|(dd, r)| (r as usize, f32::from_bits(dd)))
+                .collect();
+            out.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+            out.truncate(k);
+            out
+        })
+    }
+}
+
+/// Ask for every cache line of `p`.
+#[inline(always)]
+fn prefetch(p: &[i8]) {
+    #[cfg(target_arch = "x86_64")]
+    for line in p.chunks(64) {
+        // SAFETY: a prefetch is a hint; it never faults, and the pointer is in bounds.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(line.as_ptr())
+        };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::embedded::quantize;
+
+    #[test]
+    fn flat_search_finds_the_true_neighbours_and_matches_hnsw_rs() {
+        let (n, dim) = (3000, 32);
+        let mut s = 5u64;
+        let mut rnd = || {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+        };
+        let vs: Vec<Vec<f32>> = (0..n).map(|_| (0..dim).map(|_| rnd()).collect()).collect();
+        let codes: Vec<Vec<i8>> = vs.iter().map(|v| quantize(v)).collect();
+        let hnsw: Hnsw<'static, i8, QuantizedCosine> = Hnsw::new(16, n, 16, 100, QuantizedCosine);
+        let data: Vec<(&Vec<i8>, usize)> = codes.iter().zip(0..n).collect();
+        hnsw.parallel_insert(&data[..n / 2]);
+        let half = FlatGraph::from_hnsw(&hnsw, n / 2, dim);
+        hnsw.parallel_insert(&data[n / 2..]);
+        let g = FlatGraph::from_hnsw(&hnsw, n, dim);
+        assert_eq!((half.n, g.n), (n / 2, n));
+        let cos = |a: &[f32], b: &[f32]| {
+            let d: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+            d / (a.iter().map(|x| x * x).sum::<f32>().sqrt()
+                * b.iter().map(|x| x * x).sum::<f32>().sqrt())
+        };
+        let (mut ours, mut theirs) = (0, 0);
+        for qi in (0..n).step_by(61) {
+            let mut exact: Vec<(usize, f32)> = (0..n).map(|r| (r, cos(&vs[qi], &vs[r]))).collect();
+            exact.sort_by(|a, b| b.1.total_cmp(&a.1));
+            let truth: Vec<usize> = exact[..10].iter().map(|e| e.0).collect();
+            let got = g.search(&codes[qi], 10, 64);
+            assert_eq!(got.len(), 10);
+            assert_eq!(got[0].0, qi, "a stored vector is its own nearest neighbour");
+            assert!(got.windows(2).all(|w| w[0].1 <= w[1].1), "nearest first");
+            ours += got.iter().filter(|h| truth.contains(&h.0)).count();
+            theirs += hnsw
+                .search(&codes[qi], 10, 64)
+                .iter()
+                .filter(|h| truth.contains(&h.d_id))
+                .count();
+            // The copy taken halfway only knows the first half.
+            assert!(half.search(&codes[qi], 10, 64).iter().all(|h| h.0 < n / 2));
+        }
+        let total = (0..n).step_by(61).count() * 10;
+        assert!(ours * 100 >= total * 95, "recall@10 {ours}/{total}");
+        assert!(
+            ours + total / 50 >= theirs,
+            "ours {ours} vs hnsw_rs {theirs} of {total}"
+        );
+        assert!(FlatGraph::from_hnsw(&hnsw, 0, dim)
+            .search(&codes[0], 10, 64)
+            .is_empty());
+    }
+}
