@@ -9,9 +9,7 @@
 //! the peer needs `benches/peers/setup.sh llama`; add `--features llm-llamacpp` for the
 //! second engine). `CHAT_RUNS` (default 3) repeats each prompt.
 
-use llamafarm_core::llm::{
-    CancelFlag, ChatMessage, ChatModelSpec, GenerationParams, LocalEngine, LocalOptions,
-};
+use llamafarm_core::llm::{CancelFlag, ChatMessage, ChatModelSpec, GenerationParams, LocalEngine, LocalOptions};
 use llamafarm_core::LlamaFarm;
 use serde_json::{json, Value};
 use std::time::Instant;
@@ -27,21 +25,9 @@ struct Case {
 fn cases() -> Vec<Case> {
     let long: String = (0..12).map(|i| format!("Paragraph {i}: the quick brown fox jumps over the lazy dog while the farmer counts llamas. ")).collect();
     vec![
-        Case {
-            name: "cats",
-            prompt: "Write one sentence about cats.".into(),
-            max_tokens: 64,
-        },
-        Case {
-            name: "story",
-            prompt: "Write a long story about a cat named Luna.".into(),
-            max_tokens: 128,
-        },
-        Case {
-            name: "long-prompt",
-            prompt: format!("{long}\nSummarise the text above in one sentence."),
-            max_tokens: 48,
-        },
+        Case { name: "cats", prompt: "Write one sentence about cats.".into(), max_tokens: 64 },
+        Case { name: "story", prompt: "Write a long story about a cat named Luna.".into(), max_tokens: 128 },
+        Case { name: "long-prompt", prompt: format!("{long}\nSummarise the text above in one sentence."), max_tokens: 48 },
     ]
 }
 
@@ -52,14 +38,8 @@ fn median(v: &mut [f64]) -> f64 {
 
 fn main() {
     llamafarm_core::system::tune_allocator();
-    let runs: usize = std::env::var("CHAT_RUNS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3);
-    let threads = std::env::var("RAYON_NUM_THREADS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2usize);
+    let runs: usize = std::env::var("CHAT_RUNS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
+    let threads = std::env::var("RAYON_NUM_THREADS").ok().and_then(|s| s.parse().ok()).unwrap_or(2usize);
     let lf = LlamaFarm::open(tempfile::tempdir().unwrap().keep()).unwrap();
     let gguf = match lf.models().resolve(MODEL) {
         Ok(m) => m.gguf.unwrap(),
@@ -70,10 +50,7 @@ fn main() {
     };
     // Every local engine in this build, through the same `ChatModel` trait.
     // mistral.rs also with the weights re-quantised to Q8_0 on load (the requantize lever).
-    let mut engines = vec![
-        (LocalEngine::MistralRs, None),
-        (LocalEngine::MistralRs, Some("q8_0")),
-    ];
+    let mut engines = vec![(LocalEngine::MistralRs, None), (LocalEngine::MistralRs, Some("q8_0"))];
     if cfg!(feature = "llm-llamacpp") {
         engines.push((LocalEngine::LlamaCpp, None));
     }
@@ -85,17 +62,7 @@ fn main() {
             options.engine = *e;
             options.n_threads = Some(threads as i32);
             options.requantize = rq.map(str::to_string);
-            let m = lf
-                .llm()
-                .get(
-                    &ChatModelSpec::LocalGguf {
-                        id: MODEL.into(),
-                        options,
-                    },
-                    true,
-                    lf.models(),
-                )
-                .unwrap();
+            let m = lf.llm().get(&ChatModelSpec::LocalGguf { id: MODEL.into(), options }, true, lf.models()).unwrap();
             let name = match rq {
                 Some(q) => format!("{}+{q}", e.as_str()),
                 None => e.as_str().to_string(),
@@ -108,28 +75,14 @@ fn main() {
 
     // Peer first (same machine, same run).
     let peer: Option<Value> = {
-        let venv = std::env::var("PEERS_VENV").unwrap_or_else(|_| {
-            format!(
-                "{}/.cache/llamafarm-rs/peers-venv",
-                std::env::var("HOME").unwrap_or_default()
-            )
-        });
+        let venv = std::env::var("PEERS_VENV").unwrap_or_else(|_| format!("{}/.cache/llamafarm-rs/peers-venv", std::env::var("HOME").unwrap_or_default()));
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/peers/llama_cpp_bench.py");
         let input = json!({"gguf": gguf, "threads": threads, "runs": runs, "cases": cases().iter().map(|c| json!({"name": c.name, "prompt": c.prompt, "max_tokens": c.max_tokens})).collect::<Vec<_>>()});
-        let out = std::process::Command::new(format!("{venv}/bin/python"))
-            .arg(script)
-            .arg(input.to_string())
-            .output();
+        let out = std::process::Command::new(format!("{venv}/bin/python")).arg(script).arg(input.to_string()).output();
         match out {
             Ok(o) if o.status.success() => serde_json::from_slice(&o.stdout).ok(),
             Ok(o) => {
-                eprintln!(
-                    "peer llama.cpp failed: {}",
-                    String::from_utf8_lossy(&o.stderr)
-                        .lines()
-                        .last()
-                        .unwrap_or("")
-                );
+                eprintln!("peer llama.cpp failed: {}", String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or(""));
                 None
             }
             Err(e) => {
@@ -142,29 +95,17 @@ fn main() {
     println!("| engine | prompt | prompt tok | gen tok | ours TTFT ms | ours prefill tok/s | ours decode tok/s | llama.cpp TTFT ms | llama.cpp decode tok/s | decode ours/llama.cpp | prefill ours/llama.cpp |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
     let mut ours_ttft = Vec::new();
-    for (((engine, name), model), c) in models
-        .iter()
-        .flat_map(|m| cases().into_iter().map(move |c| (m, c)))
-    {
+    for (((engine, name), model), c) in models.iter().flat_map(|m| cases().into_iter().map(move |c| (m, c))) {
         let msgs = vec![ChatMessage::new("user", &c.prompt)];
-        let params = GenerationParams {
-            temperature: Some(0.0),
-            max_tokens: c.max_tokens,
-            ..Default::default()
-        };
+        let params = GenerationParams { temperature: Some(0.0), max_tokens: c.max_tokens, ..Default::default() };
         let (mut ttft, mut decode, mut prefill) = (Vec::new(), Vec::new(), Vec::new());
         let mut last = None;
         for _ in 0..runs {
-            let g = model
-                .generate(&msgs, &params, &CancelFlag::new(), &mut |_| true)
-                .unwrap();
+            let g = model.generate(&msgs, &params, &CancelFlag::new(), &mut |_| true).unwrap();
             let tt = g.ttft_ms.unwrap_or(g.duration_ms);
             ttft.push(tt);
             prefill.push(g.prompt_tokens as f64 / (tt / 1000.0));
-            decode.push(
-                (g.completion_tokens.saturating_sub(1)) as f64
-                    / ((g.duration_ms - tt).max(1e-3) / 1000.0),
-            );
+            decode.push((g.completion_tokens.saturating_sub(1)) as f64 / ((g.duration_ms - tt).max(1e-3) / 1000.0));
             last = Some(g);
         }
         let g = last.unwrap();
@@ -172,19 +113,8 @@ fn main() {
         if c.name == "cats" && *engine == LocalEngine::MistralRs && name == "mistralrs" {
             ours_ttft.push(tt);
         }
-        let p = peer
-            .as_ref()
-            .and_then(|p| p["cases"].as_array())
-            .and_then(|a| a.iter().find(|x| x["name"] == c.name))
-            .cloned();
-        let (pt, pd) = p
-            .map(|p| {
-                (
-                    p["ttft_ms"].as_f64().unwrap_or(f64::NAN),
-                    p["decode_tps"].as_f64().unwrap_or(f64::NAN),
-                )
-            })
-            .unwrap_or((f64::NAN, f64::NAN));
+        let p = peer.as_ref().and_then(|p| p["cases"].as_array()).and_then(|a| a.iter().find(|x| x["name"] == c.name)).cloned();
+        let (pt, pd) = p.map(|p| (p["ttft_ms"].as_f64().unwrap_or(f64::NAN), p["decode_tps"].as_f64().unwrap_or(f64::NAN))).unwrap_or((f64::NAN, f64::NAN));
         // Same template and prompt: the same prompt tokens.
         let pp = g.prompt_tokens as f64 / (pt / 1000.0);
         println!(
@@ -199,11 +129,7 @@ fn main() {
     }
 
     // HTTP overhead: TTFT through the API (stream, real socket) minus in-process.
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let project = lf.projects().create("bench", "chat", None).unwrap();
     project
         .update_config(|cfg| {

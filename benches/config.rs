@@ -13,11 +13,7 @@ fn per_op(label: &str, n: usize, f: impl FnMut(usize)) {
         f(i);
     }
     let dt = t.elapsed();
-    println!(
-        "{label:<40} {n:>6} ops  {:>10.1} us/op  {:>10.0} ops/s",
-        dt.as_secs_f64() * 1e6 / n as f64,
-        n as f64 / dt.as_secs_f64()
-    );
+    println!("{label:<40} {n:>6} ops  {:>10.1} us/op  {:>10.0} ops/s", dt.as_secs_f64() * 1e6 / n as f64, n as f64 / dt.as_secs_f64());
 }
 
 fn main() {
@@ -33,9 +29,7 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let lf = LlamaFarm::open_with(dir.path(), ModelCache::new(dir.path().join("hub"))).unwrap();
     per_op("create project (atomic write + fsync)", 200, |i| {
-        lf.projects()
-            .create("bench", &format!("p{i}"), None)
-            .unwrap();
+        lf.projects().create("bench", &format!("p{i}"), None).unwrap();
     });
     let p = lf.project("bench", "p0").unwrap();
     per_op("update config (backup + atomic write)", 200, |i| {

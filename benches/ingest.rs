@@ -15,32 +15,17 @@ use std::time::{Duration, Instant};
 
 fn main() {
     llamafarm_core::system::tune_allocator();
-    let root = std::env::var("DOCS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/docs")
-        });
+    let root = std::env::var("DOCS_DIR").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/docs"));
     if !root.is_dir() {
-        eprintln!(
-            "SKIP ingest bench: {} is absent (set DOCS_DIR)",
-            root.display()
-        );
+        eprintln!("SKIP ingest bench: {} is absent (set DOCS_DIR)", root.display());
         return;
     }
-    let folders: Vec<String> = std::env::var("INGEST_FOLDERS")
-        .unwrap_or_else(|_| "pdf,docx,html,markdown".into())
-        .split(',')
-        .map(String::from)
-        .collect();
+    let folders: Vec<String> = std::env::var("INGEST_FOLDERS").unwrap_or_else(|_| "pdf,docx,html,markdown".into()).split(',').map(String::from).collect();
     let work = tempfile::tempdir().unwrap();
     let lf = LlamaFarm::open(work.path()).unwrap();
     // INGEST_PRECISIONS=fp32,int8 (the default) runs ours once per embedding precision;
     // int8 is the `model:int8` path (int8 linear layers, VNNI where the CPU has it).
-    let precisions: Vec<String> = std::env::var("INGEST_PRECISIONS")
-        .unwrap_or_else(|_| "fp32,int8".into())
-        .split(',')
-        .map(String::from)
-        .collect();
+    let precisions: Vec<String> = std::env::var("INGEST_PRECISIONS").unwrap_or_else(|_| "fp32,int8".into()).split(',').map(String::from).collect();
     let mut runs = Vec::new();
     for p in &precisions {
         let model = match p.as_str() {
@@ -51,31 +36,18 @@ fn main() {
         runs.push((p.clone(), run_ours(&lf, &root, &folders, p, model)));
     }
 
-    let py = std::env::var("PEERS_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_default())
-                .join(".cache/llamafarm-rs/peers-venv/bin/python")
-        });
+    let py = std::env::var("PEERS_PYTHON").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/llamafarm-rs/peers-venv/bin/python"));
     if !py.is_file() {
         println!("\npeer skipped: run benches/peers/setup.sh first (or set PEERS_PYTHON)");
         return;
     }
-    let model_dir = lf
-        .models()
-        .resolve("sentence-transformers/all-MiniLM-L6-v2")
-        .unwrap()
-        .dir;
+    let model_dir = lf.models().resolve("sentence-transformers/all-MiniLM-L6-v2").unwrap().dir;
     let mut cmd = std::process::Command::new(&py);
-    cmd.arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("peers/ingest_pipeline.py"))
-        .arg(&model_dir);
+    cmd.arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("peers/ingest_pipeline.py")).arg(&model_dir);
     for f in &folders {
         cmd.arg(root.join(f));
     }
-    let out = cmd
-        .args(["--chunk-size", "1000", "--chunk-overlap", "200"])
-        .output()
-        .unwrap();
+    let out = cmd.args(["--chunk-size", "1000", "--chunk-overlap", "200"]).output().unwrap();
     let rows: Vec<Value> = serde_json::from_slice(out.stdout.trim_ascii()).unwrap_or_else(|_| {
         println!("peer failed: {}", String::from_utf8_lossy(&out.stderr));
         Vec::new()
@@ -96,17 +68,8 @@ fn main() {
 
 /// Upload and process every folder into a fresh project whose database embeds with
 /// `model`; returns (folder, seconds, chunks) per folder.
-fn run_ours(
-    lf: &LlamaFarm,
-    root: &std::path::Path,
-    folders: &[String],
-    tag: &str,
-    model: &str,
-) -> Vec<(String, f64, usize)> {
-    let project = lf
-        .projects()
-        .create("bench", &format!("ingest-{tag}"), None)
-        .unwrap();
+fn run_ours(lf: &LlamaFarm, root: &std::path::Path, folders: &[String], tag: &str, model: &str) -> Vec<(String, f64, usize)> {
+    let project = lf.projects().create("bench", &format!("ingest-{tag}"), None).unwrap();
     // Same chunking as the peer: characters, 1000 / 200.
     project
         .update_config(|c| {
@@ -120,10 +83,8 @@ fn run_ours(
             }
             s.extractors = None;
             let db = &mut rag.databases.as_mut().unwrap()[0];
-            let es: llamafarm_core::config::EmbeddingStrategyConfig = serde_json::from_value(
-                json!({"name": "emb", "type": "UniversalEmbedder", "config": {"model": model}}),
-            )
-            .unwrap();
+            let es: llamafarm_core::config::EmbeddingStrategyConfig =
+                serde_json::from_value(json!({"name": "emb", "type": "UniversalEmbedder", "config": {"model": model}})).unwrap();
             db.embedding_strategies = Some(vec![es]);
             db.embedding_strategy = None;
             db.default_embedding_strategy = Some("emb".into());
@@ -148,31 +109,16 @@ fn run_ours(
         }
         files.sort();
         let ds = format!("ds_{f}");
-        project
-            .datasets()
-            .create(&ds, None, "main_database", Some(false))
-            .unwrap();
-        let bytes: u64 = files
-            .iter()
-            .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
-            .sum();
+        project.datasets().create(&ds, None, "main_database", Some(false)).unwrap();
+        let bytes: u64 = files.iter().map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)).sum();
         let t = Instant::now();
         let mut hashes = Vec::new();
         for p in &files {
             let content = std::fs::read(p).unwrap();
             let name = p.file_name().unwrap().to_string_lossy().to_string();
-            hashes.push(
-                project
-                    .datasets()
-                    .upload_bytes(&ds, &name, &content)
-                    .unwrap()
-                    .hash,
-            );
+            hashes.push(project.datasets().upload_bytes(&ds, &name, &content).unwrap().hash);
         }
-        let id = lf
-            .tasks()
-            .submit_process(&project, &ds, hashes, None)
-            .unwrap();
+        let id = lf.tasks().submit_process(&project, &ds, hashes, None).unwrap();
         let rec = loop {
             let r = llamafarm_core::task::load(project.dir(), &id).unwrap();
             if r.state.is_final() {
@@ -184,13 +130,7 @@ fn run_ours(
         assert_eq!(rec.state, TaskState::Success);
         let chunks: usize = rec.outcomes.iter().map(|o| o.chunks).sum();
         let failed = rec.outcomes.iter().filter(|o| o.status == "failed").count();
-        let stage = |k: &str| {
-            rec.outcomes
-                .iter()
-                .filter_map(|o| o.timings_ms.get(k).and_then(|v| v.as_f64()))
-                .sum::<f64>()
-                / 1000.0
-        };
+        let stage = |k: &str| rec.outcomes.iter().filter_map(|o| o.timings_ms.get(k).and_then(|v| v.as_f64())).sum::<f64>() / 1000.0;
         let mb = bytes as f64 / 1e6;
         println!(
             "| {f} | {} | {failed} | {chunks} | {mb:.1} | {secs:.1} | {:.2} | {:.1} | {:.3} | {:.1} / {:.2} / {:.1} / {:.2} |",
@@ -204,11 +144,7 @@ fn run_ours(
             stage("index")
         );
         for o in rec.outcomes.iter().filter(|o| o.status == "failed") {
-            println!(
-                "    failed {}: {}",
-                o.filename,
-                o.error.clone().unwrap_or_default()
-            );
+            println!("    failed {}: {}", o.filename, o.error.clone().unwrap_or_default());
         }
         ours.push((f.clone(), secs, chunks));
     }

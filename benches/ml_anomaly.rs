@@ -16,12 +16,7 @@ use serde_json::Value;
 use std::path::PathBuf;
 use std::time::Instant;
 
-const FILES: [(&str, &str); 4] = [
-    ("cardio", "6_cardio.npz"),
-    ("thyroid", "38_thyroid.npz"),
-    ("shuttle", "32_shuttle.npz"),
-    ("breastw", "4_breastw.npz"),
-];
+const FILES: [(&str, &str); 4] = [("cardio", "6_cardio.npz"), ("thyroid", "38_thyroid.npz"), ("shuttle", "32_shuttle.npz"), ("breastw", "4_breastw.npz")];
 
 /// ROC-AUC with average ranks for ties (as sklearn's `roc_auc_score`).
 fn roc_auc(scores: &[f64], labels: &[f64]) -> f64 {
@@ -42,12 +37,7 @@ fn roc_auc(scores: &[f64], labels: &[f64]) -> f64 {
     }
     let pos = labels.iter().filter(|l| **l > 0.5).count() as f64;
     let neg = labels.len() as f64 - pos;
-    let rs: f64 = ranks
-        .iter()
-        .zip(labels)
-        .filter(|(_, l)| **l > 0.5)
-        .map(|(r, _)| r)
-        .sum();
+    let rs: f64 = ranks.iter().zip(labels).filter(|(_, l)| **l > 0.5).map(|(r, _)| r).sum();
     (rs - pos * (pos + 1.0) / 2.0) / (pos * neg)
 }
 
@@ -61,28 +51,16 @@ struct Row {
 fn main() {
     let root = std::env::var("ADBENCH_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/anomaly/adbench")
-        });
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/anomaly/adbench"));
     if !root.is_dir() {
-        eprintln!(
-            "SKIP ml_anomaly bench: {} is absent (set ADBENCH_DIR)",
-            root.display()
-        );
+        eprintln!("SKIP ml_anomaly bench: {} is absent (set ADBENCH_DIR)", root.display());
         return;
     }
-    let repeat: usize = std::env::var("ANOMALY_REPEAT")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3)
-        .max(1);
+    let repeat: usize = std::env::var("ANOMALY_REPEAT").ok().and_then(|v| v.parse().ok()).unwrap_or(3).max(1);
     let wanted: Vec<String> = std::env::var("ANOMALY_DATASETS")
         .map(|v| v.split(',').map(str::to_string).collect())
         .unwrap_or_else(|_| FILES.iter().map(|f| f.0.to_string()).collect());
-    println!(
-        "threads: {}, repeat {repeat}",
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    );
+    println!("threads: {}, repeat {repeat}", std::thread::available_parallelism().map_or(1, |n| n.get()));
     let mut ours = Vec::new();
     for (name, file) in FILES.iter().filter(|f| wanted.iter().any(|w| w == f.0)) {
         let x = npz::read_npz(&root.join(file), "X").expect("X");
@@ -97,60 +75,31 @@ fn main() {
                 train.push(AnomalyRow::Values(r));
             }
         }
-        println!(
-            "{name}: {} train, {} test, {} features, {:.1} % anomalies in test",
-            train.len(),
-            test.len(),
-            x.shape[1],
-            100.0 * labels.iter().sum::<f64>() / labels.len() as f64
-        );
-        for backend in [
-            Backend::IsolationForest,
-            Backend::OneClassSvm,
-            Backend::LocalOutlierFactor,
-            Backend::Ecod,
-            Backend::Hbos,
-        ] {
+        println!("{name}: {} train, {} test, {} features, {:.1} % anomalies in test", train.len(), test.len(), x.shape[1], 100.0 * labels.iter().sum::<f64>() / labels.len() as f64);
+        for backend in [Backend::IsolationForest, Backend::OneClassSvm, Backend::LocalOutlierFactor, Backend::Ecod, Backend::Hbos] {
             let mut best = f64::INFINITY;
             let mut auc = 0.0;
             for _ in 0..repeat {
                 let t0 = Instant::now();
-                let req = AnomalyFitRequest {
-                    nu: Some(0.1),
-                    ..AnomalyFitRequest::new(*name, train.clone())
-                        .backend(backend)
-                        .contamination(0.1)
-                };
+                let req = AnomalyFitRequest { nu: Some(0.1), ..AnomalyFitRequest::new(*name, train.clone()).backend(backend).contamination(0.1) };
                 let m = AnomalyModel::fit(&req).expect("fit");
                 let s = m.raw_scores(&test, None).expect("score");
                 best = best.min(t0.elapsed().as_secs_f64());
                 auc = roc_auc(&s, &labels);
             }
             println!("  ours {backend:<22} AUC {auc:.4}  fit+score {best:.3} s");
-            ours.push(Row {
-                dataset: name.to_string(),
-                backend,
-                auc,
-                secs: best,
-            });
+            ours.push(Row { dataset: name.to_string(), backend, auc, secs: best });
         }
     }
 
-    let py = std::env::var("PEERS_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_default())
-                .join(".cache/llamafarm-rs/peers-venv/bin/python")
-        });
+    let py = std::env::var("PEERS_PYTHON").map(PathBuf::from).unwrap_or_else(|_| {
+        PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/llamafarm-rs/peers-venv/bin/python")
+    });
     if !py.is_file() {
         println!("\npeers skipped: run benches/peers/setup.sh first (or set PEERS_PYTHON)");
         return;
     }
-    let names: Vec<&str> = FILES
-        .iter()
-        .map(|f| f.0)
-        .filter(|n| wanted.iter().any(|w| w == n))
-        .collect();
+    let names: Vec<&str> = FILES.iter().map(|f| f.0).filter(|n| wanted.iter().any(|w| w == n)).collect();
     let out = std::process::Command::new(&py)
         .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("peers/sklearn_anomaly.py"))
         .arg(&root)
@@ -161,46 +110,21 @@ fn main() {
     let peer: Vec<Value> = match serde_json::from_slice(out.stdout.trim_ascii()) {
         Ok(v) => v,
         Err(_) => {
-            println!(
-                "sklearn peer failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            println!("sklearn peer failed: {}", String::from_utf8_lossy(&out.stderr));
             return;
         }
     };
-    let version = peer
-        .first()
-        .and_then(|p| p["sklearn"].as_str())
-        .unwrap_or("?")
-        .to_string();
+    let version = peer.first().and_then(|p| p["sklearn"].as_str()).unwrap_or("?").to_string();
     println!("\n| dataset | backend | ROC-AUC ours | ROC-AUC sklearn {version} | AUC diff | fit+score ours (s) | sklearn (s) | speed-up |");
     println!("|---|---|---|---|---|---|---|---|");
     for r in &ours {
-        let p = peer
-            .iter()
-            .find(|p| p["dataset"] == r.dataset.as_str() && p["backend"] == r.backend.as_str());
+        let p = peer.iter().find(|p| p["dataset"] == r.dataset.as_str() && p["backend"] == r.backend.as_str());
         match p {
             Some(p) => {
-                let (pa, pt) = (
-                    p["auc"].as_f64().unwrap_or(f64::NAN),
-                    p["fit_score_s"].as_f64().unwrap_or(f64::NAN),
-                );
-                println!(
-                    "| {} | {} | {:.4} | {:.4} | {:+.4} | {:.3} | {:.3} | {:.2}x |",
-                    r.dataset,
-                    r.backend,
-                    r.auc,
-                    pa,
-                    r.auc - pa,
-                    r.secs,
-                    pt,
-                    pt / r.secs
-                );
+                let (pa, pt) = (p["auc"].as_f64().unwrap_or(f64::NAN), p["fit_score_s"].as_f64().unwrap_or(f64::NAN));
+                println!("| {} | {} | {:.4} | {:.4} | {:+.4} | {:.3} | {:.3} | {:.2}x |", r.dataset, r.backend, r.auc, pa, r.auc - pa, r.secs, pt, pt / r.secs);
             }
-            None => println!(
-                "| {} | {} | {:.4} | - | - | {:.3} | - | - |",
-                r.dataset, r.backend, r.auc, r.secs
-            ),
+            None => println!("| {} | {} | {:.4} | - | - | {:.3} | - | - |", r.dataset, r.backend, r.auc, r.secs),
         }
     }
 }

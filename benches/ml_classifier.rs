@@ -14,9 +14,7 @@
 //! - `ML_CLS_TEST_ROWS` cap on test rows, a seeded sample (default 0 = all 3,080);
 //! - `ML_CLS_SEED` (42); `ML_CLS_PEER=0` skips the peer; `PEERS_PYTHON` picks its python.
 
-use llamafarm_core::ml::classifier::{
-    ClassifierFitRequest, ClassifierPredictRequest, TrainingExample,
-};
+use llamafarm_core::ml::classifier::{ClassifierFitRequest, ClassifierPredictRequest, TrainingExample};
 use llamafarm_core::{LlamaFarm, ModelCache};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -82,10 +80,7 @@ impl Rng {
 }
 
 fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(default)
+    std::env::var(name).ok().and_then(|v| v.trim().parse().ok()).unwrap_or(default)
 }
 
 fn write_jsonl(path: &Path, rows: &[(String, String)]) {
@@ -101,21 +96,10 @@ struct Side {
     predict_s: f64,
 }
 
-fn run_peer(
-    model_dir: &Path,
-    train: &[(String, String)],
-    test: &[(String, String)],
-    iters: usize,
-    batch: usize,
-    seed: u64,
-    work: &Path,
-) -> Result<(Side, String), String> {
+fn run_peer(model_dir: &Path, train: &[(String, String)], test: &[(String, String)], iters: usize, batch: usize, seed: u64, work: &Path) -> Result<(Side, String), String> {
     let py = std::env::var("PEERS_PYTHON")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_default())
-                .join(".cache/llamafarm-rs/peers-venv/bin/python")
-        });
+        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/llamafarm-rs/peers-venv/bin/python"));
     if !py.exists() {
         return Err("run benches/peers/setup.sh first (or set PEERS_PYTHON)".into());
     }
@@ -135,29 +119,13 @@ fn run_peer(
         .map_err(|e| e.to_string())?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
-        return Err(err
-            .lines()
-            .rev()
-            .take(15)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect::<Vec<_>>()
-            .join("\n"));
+        return Err(err.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n"));
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout
-        .lines()
-        .rev()
-        .find(|l| l.trim_start().starts_with('{'))
-        .ok_or("peer printed no JSON")?;
+    let line = stdout.lines().rev().find(|l| l.trim_start().starts_with('{')).ok_or("peer printed no JSON")?;
     let v: serde_json::Value = serde_json::from_str(line).map_err(|e| e.to_string())?;
     Ok((
-        Side {
-            accuracy: v["accuracy"].as_f64().unwrap_or(0.0),
-            fit_s: v["fit_s"].as_f64().unwrap_or(0.0),
-            predict_s: v["predict_s"].as_f64().unwrap_or(0.0),
-        },
+        Side { accuracy: v["accuracy"].as_f64().unwrap_or(0.0), fit_s: v["fit_s"].as_f64().unwrap_or(0.0), predict_s: v["predict_s"].as_f64().unwrap_or(0.0) },
         v["versions"].as_str().unwrap_or("").to_string(),
     ))
 }
@@ -166,22 +134,13 @@ fn main() {
     llamafarm_core::system::tune_allocator();
     // RUST_LOG=info prints the fit's phases (fine-tuning, embedding, head).
     if std::env::var_os("RUST_LOG").is_some() {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_writer(std::io::stderr)
-            .try_init();
+        let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_writer(std::io::stderr).try_init();
     }
     let dir = std::env::var("BANKING77_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../../shared/data/classification/banking77")
-        });
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/classification/banking77"));
     if !dir.join("train.csv").is_file() || !dir.join("test.csv").is_file() {
-        eprintln!(
-            "SKIP ml_classifier bench: {} is absent (set BANKING77_DIR)",
-            dir.display()
-        );
+        eprintln!("SKIP ml_classifier bench: {} is absent (set BANKING77_DIR)", dir.display());
         return;
     }
     let cache = ModelCache::from_env();
@@ -202,9 +161,7 @@ fn main() {
     let batch = env_usize("ML_CLS_BATCH", 16);
     let test_cap = env_usize("ML_CLS_TEST_ROWS", 0);
     let seed = env_usize("ML_CLS_SEED", 42) as u64;
-    let peer_on = std::env::var("ML_CLS_PEER")
-        .map(|v| v != "0")
-        .unwrap_or(true);
+    let peer_on = std::env::var("ML_CLS_PEER").map(|v| v != "0").unwrap_or(true);
 
     let train_rows = read_csv(&dir.join("train.csv"));
     let mut test_rows = read_csv(&dir.join("test.csv"));
@@ -235,13 +192,7 @@ fn main() {
         }
         let work = tempfile::tempdir().unwrap();
         let lf = LlamaFarm::open_with(work.path().join("data"), ModelCache::from_env()).unwrap();
-        let mut req = ClassifierFitRequest::new(
-            "banking77",
-            sample
-                .iter()
-                .map(|(t, l)| TrainingExample::new(t, l))
-                .collect(),
-        );
+        let mut req = ClassifierFitRequest::new("banking77", sample.iter().map(|(t, l)| TrainingExample::new(t, l)).collect());
         req.num_iterations = iters;
         req.batch_size = batch;
         req.seed = seed;
@@ -252,42 +203,19 @@ fn main() {
         let t1 = Instant::now();
         let pred = lf
             .ml()
-            .classifier_predict(&ClassifierPredictRequest {
-                model: fit.model.clone(),
-                texts: test_rows.iter().map(|r| r.0.clone()).collect(),
-            })
+            .classifier_predict(&ClassifierPredictRequest { model: fit.model.clone(), texts: test_rows.iter().map(|r| r.0.clone()).collect() })
             .unwrap();
         let predict_s = t1.elapsed().as_secs_f64();
-        let correct = pred
-            .data
-            .iter()
-            .zip(&test_rows)
-            .filter(|(p, r)| p.label == r.1)
-            .count();
-        let ours = Side {
-            accuracy: correct as f64 / test_rows.len().max(1) as f64,
-            fit_s,
-            predict_s,
-        };
+        let correct = pred.data.iter().zip(&test_rows).filter(|(p, r)| p.label == r.1).count();
+        let ours = Side { accuracy: correct as f64 / test_rows.len().max(1) as f64, fit_s, predict_s };
         println!(
             "ours {n}-shot: accuracy {:.4}, fit {:.1} s ({} pairs, {} steps, loss {:.4} -> {:.4}), predict {:.1} s",
             ours.accuracy, ours.fit_s, fit.num_pairs, fit.steps, fit.initial_loss, fit.final_loss, ours.predict_s
         );
         let peer = if peer_on {
-            match run_peer(
-                &model.dir,
-                &sample,
-                &test_rows,
-                iters,
-                batch,
-                seed,
-                work.path(),
-            ) {
+            match run_peer(&model.dir, &sample, &test_rows, iters, batch, seed, work.path()) {
                 Ok((p, v)) => {
-                    println!(
-                        "setfit {n}-shot: accuracy {:.4}, fit {:.1} s, predict {:.1} s",
-                        p.accuracy, p.fit_s, p.predict_s
-                    );
+                    println!("setfit {n}-shot: accuracy {:.4}, fit {:.1} s, predict {:.1} s", p.accuracy, p.fit_s, p.predict_s);
                     versions = v;
                     Some(p)
                 }

@@ -17,29 +17,14 @@ use std::time::Instant;
 
 fn read_jsonl(p: &PathBuf) -> Vec<Value> {
     let f = std::fs::File::open(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-    std::io::BufReader::new(f)
-        .lines()
-        .map_while(Result::ok)
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(&l).unwrap())
-        .collect()
+    std::io::BufReader::new(f).lines().map_while(Result::ok).filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(&l).unwrap()).collect()
 }
 
 fn ndcg_at_10(ranked: &[String], rel: &HashMap<String, u32>) -> f64 {
-    let dcg: f64 = ranked
-        .iter()
-        .take(10)
-        .enumerate()
-        .map(|(i, d)| rel.get(d).copied().unwrap_or(0) as f64 / ((i + 2) as f64).log2())
-        .sum();
+    let dcg: f64 = ranked.iter().take(10).enumerate().map(|(i, d)| rel.get(d).copied().unwrap_or(0) as f64 / ((i + 2) as f64).log2()).sum();
     let mut ideal: Vec<u32> = rel.values().copied().collect();
     ideal.sort_unstable_by(|a, b| b.cmp(a));
-    let idcg: f64 = ideal
-        .iter()
-        .take(10)
-        .enumerate()
-        .map(|(i, &g)| g as f64 / ((i + 2) as f64).log2())
-        .sum();
+    let idcg: f64 = ideal.iter().take(10).enumerate().map(|(i, &g)| g as f64 / ((i + 2) as f64).log2()).sum();
     if idcg == 0.0 {
         0.0
     } else {
@@ -52,34 +37,18 @@ fn recall_at(ranked: &[String], rel: &HashMap<String, u32>, k: usize) -> f64 {
     if relevant.is_empty() {
         return 0.0;
     }
-    ranked
-        .iter()
-        .take(k)
-        .filter(|d| relevant.contains(d))
-        .count() as f64
-        / relevant.len() as f64
+    ranked.iter().take(k).filter(|d| relevant.contains(d)).count() as f64 / relevant.len() as f64
 }
 
 /// One chunk per abstract (id = file hash = the document id), added in batches of 1000.
-fn index_corpus(
-    rag: &llamafarm_core::rag::Rag,
-    corpus: &[Value],
-    texts: &[String],
-    vectors: &[Vec<f32>],
-) {
+fn index_corpus(rag: &llamafarm_core::rag::Rag, corpus: &[Value], texts: &[String], vectors: &[Vec<f32>]) {
     let records: Vec<ChunkRecord> = corpus
         .iter()
         .zip(texts)
         .zip(vectors)
         .map(|((d, text), v)| {
             let id = d["_id"].as_str().unwrap().to_string();
-            ChunkRecord {
-                id: id.clone(),
-                file_hash: id,
-                content: text.clone(),
-                metadata: Default::default(),
-                vector: v.clone(),
-            }
+            ChunkRecord { id: id.clone(), file_hash: id, content: text.clone(), metadata: Default::default(), vector: v.clone() }
         })
         .collect();
     for batch in records.chunks(1000) {
@@ -94,40 +63,23 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
 
 fn main() {
     llamafarm_core::system::tune_allocator();
-    let dir = std::env::var("SCIFACT_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/ir/scifact")
-        });
+    let dir = std::env::var("SCIFACT_DIR").map(PathBuf::from).unwrap_or_else(|_| {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/ir/scifact")
+    });
     if !dir.join("corpus.jsonl").is_file() {
-        eprintln!(
-            "SKIP scifact bench: {} is absent (set SCIFACT_DIR)",
-            dir.display()
-        );
+        eprintln!("SKIP scifact bench: {} is absent (set SCIFACT_DIR)", dir.display());
         return;
     }
     let corpus = read_jsonl(&dir.join("corpus.jsonl"));
     let queries: HashMap<String, String> = read_jsonl(&dir.join("queries.jsonl"))
         .into_iter()
-        .map(|q| {
-            (
-                q["_id"].as_str().unwrap().to_string(),
-                q["text"].as_str().unwrap().to_string(),
-            )
-        })
+        .map(|q| (q["_id"].as_str().unwrap().to_string(), q["text"].as_str().unwrap().to_string()))
         .collect();
     let mut qrels: HashMap<String, HashMap<String, u32>> = HashMap::new();
-    for line in std::fs::read_to_string(dir.join("qrels/test.tsv"))
-        .unwrap()
-        .lines()
-        .skip(1)
-    {
+    for line in std::fs::read_to_string(dir.join("qrels/test.tsv")).unwrap().lines().skip(1) {
         let f: Vec<&str> = line.split('\t').collect();
         if f.len() == 3 {
-            qrels
-                .entry(f[0].into())
-                .or_default()
-                .insert(f[1].into(), f[2].parse().unwrap_or(0));
+            qrels.entry(f[0].into()).or_default().insert(f[1].into(), f[2].parse().unwrap_or(0));
         }
     }
     let mut qids: Vec<&String> = qrels.keys().collect();
@@ -161,33 +113,14 @@ fn main() {
     // Embed the whole corpus once (throughput), then index the vectors through the library.
     let texts: Vec<String> = corpus
         .iter()
-        .map(|d| {
-            format!(
-                "{} {}",
-                d["title"].as_str().unwrap_or(""),
-                d["text"].as_str().unwrap_or("")
-            )
-            .trim()
-            .to_string()
-        })
+        .map(|d| format!("{} {}", d["title"].as_str().unwrap_or(""), d["text"].as_str().unwrap_or("")).trim().to_string())
         .collect();
-    let embedder = lf
-        .embedder("sentence-transformers/all-MiniLM-L6-v2")
-        .unwrap();
+    let embedder = lf.embedder("sentence-transformers/all-MiniLM-L6-v2").unwrap();
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     // Corpus vectors are cached between runs (SCIFACT_FRESH=1 recomputes); throughput is
     // then measured on the first 512 abstracts.
-    let cache = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!(
-        "../target/bench-cache/scifact-minilm-{}.json",
-        texts.len()
-    ));
-    let cached: Option<Vec<Vec<f32>>> = if std::env::var("SCIFACT_FRESH").is_ok() {
-        None
-    } else {
-        std::fs::read(&cache)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-    };
+    let cache = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../target/bench-cache/scifact-minilm-{}.json", texts.len()));
+    let cached: Option<Vec<Vec<f32>>> = if std::env::var("SCIFACT_FRESH").is_ok() { None } else { std::fs::read(&cache).ok().and_then(|b| serde_json::from_slice(&b).ok()) };
     let (vectors, eps) = match cached {
         Some(v) if std::env::var("SCIFACT_ONLY").is_ok_and(|v| v == "latency") => (v, f64::NAN),
         Some(v) => {
@@ -202,10 +135,7 @@ fn main() {
             let v = embedder.embed(&refs).unwrap();
             let embed_s = t.elapsed().as_secs_f64();
             let eps = texts.len() as f64 / embed_s;
-            println!(
-                "embedding throughput: {eps:.1} docs/s ({} abstracts in {embed_s:.1} s)",
-                texts.len()
-            );
+            println!("embedding throughput: {eps:.1} docs/s ({} abstracts in {embed_s:.1} s)", texts.len());
             let _ = std::fs::create_dir_all(cache.parent().unwrap());
             let _ = std::fs::write(&cache, serde_json::to_vec(&v).unwrap());
             (v, eps)
@@ -226,47 +156,15 @@ fn main() {
     println!("\n| strategy | nDCG@10 | recall@100 | p50 ms | p99 ms |");
     println!("|---|---|---|---|---|");
     let runs: Vec<(&str, Box<dyn Fn(&str) -> RagQuery>)> = vec![
-        (
-            "bm25",
-            Box::new(|q: &str| RagQuery {
-                retrieval_strategy: Some("bm25".into()),
-                top_k: Some(100),
-                ..RagQuery::new(q)
-            }),
-        ),
-        (
-            "vector",
-            Box::new(|q: &str| RagQuery {
-                retrieval_strategy: Some("vector".into()),
-                top_k: Some(100),
-                ..RagQuery::new(q)
-            }),
-        ),
-        (
-            "hybrid (RRF)",
-            Box::new(|q: &str| RagQuery {
-                retrieval_strategy: Some("hybrid_rrf".into()),
-                top_k: Some(100),
-                ..RagQuery::new(q)
-            }),
-        ),
-        (
-            "hybrid (alpha 0.5, min-max)",
-            Box::new(|q: &str| RagQuery {
-                retrieval_strategy: Some("hybrid_weighted".into()),
-                top_k: Some(100),
-                ..RagQuery::new(q)
-            }),
-        ),
-        (
-            "hybrid (alpha) + rerank (embedding fallback)",
-            Box::new(|q: &str| RagQuery {
-                retrieval_strategy: Some("hybrid_weighted".into()),
-                rerank_model: Some("cross-encoder/ms-marco-MiniLM-L-6-v2".into()),
-                top_k: Some(100),
-                ..RagQuery::new(q)
-            }),
-        ),
+        ("bm25", Box::new(|q: &str| RagQuery { retrieval_strategy: Some("bm25".into()), top_k: Some(100), ..RagQuery::new(q) })),
+        ("vector", Box::new(|q: &str| RagQuery { retrieval_strategy: Some("vector".into()), top_k: Some(100), ..RagQuery::new(q) })),
+        ("hybrid (RRF)", Box::new(|q: &str| RagQuery { retrieval_strategy: Some("hybrid_rrf".into()), top_k: Some(100), ..RagQuery::new(q) })),
+        ("hybrid (alpha 0.5, min-max)", Box::new(|q: &str| RagQuery {
+            retrieval_strategy: Some("hybrid_weighted".into()), top_k: Some(100), ..RagQuery::new(q)
+        })),
+        ("hybrid (alpha) + rerank (embedding fallback)", Box::new(|q: &str| RagQuery {
+            retrieval_strategy: Some("hybrid_weighted".into()), rerank_model: Some("cross-encoder/ms-marco-MiniLM-L-6-v2".into()), top_k: Some(100), ..RagQuery::new(q)
+        })),
     ];
     let only_latency = std::env::var("SCIFACT_ONLY").is_ok_and(|v| v == "latency");
     for (name, make) in runs.iter().filter(|_| !only_latency) {
@@ -281,13 +179,7 @@ fn main() {
             rec += recall_at(&ranked, &qrels[*qid], 100);
         }
         let n = qids.len() as f64;
-        println!(
-            "| {name} | {:.4} | {:.4} | {:.2} | {:.2} |",
-            ndcg / n,
-            rec / n,
-            pct(&mut lat, 0.5),
-            pct(&mut lat, 0.99)
-        );
+        println!("| {name} | {:.4} | {:.4} | {:.2} | {:.2} |", ndcg / n, rec / n, pct(&mut lat, 0.5), pct(&mut lat, 0.99));
     }
     println!("\n(latencies include embedding the query; top_k = 100)");
 
@@ -301,25 +193,15 @@ fn main() {
         let t = Instant::now();
         let first = e8.embed(&refs[..512.min(refs.len())]).unwrap();
         int8_eps = first.len() as f64 / t.elapsed().as_secs_f64();
-        let cos: Vec<f64> = first
-            .iter()
-            .zip(&vectors)
-            .map(|(a, b)| llamafarm_core::embed::cosine(a, b) as f64)
-            .collect();
-        let (cmin, cmean) = (
-            cos.iter().cloned().fold(1.0, f64::min),
-            cos.iter().sum::<f64>() / cos.len() as f64,
-        );
+        let cos: Vec<f64> = first.iter().zip(&vectors).map(|(a, b)| llamafarm_core::embed::cosine(a, b) as f64).collect();
+        let (cmin, cmean) = (cos.iter().cloned().fold(1.0, f64::min), cos.iter().sum::<f64>() / cos.len() as f64);
         println!(
             "\nint8 embeddings ({} kernel): {int8_eps:.1} docs/s on the first 512 abstracts = {:.2}x our fp32 ({eps:.1}); cosine to fp32 min {cmin:.5}, mean {cmean:.6}",
             llamafarm_core::embed::int8_kernel().name(),
             int8_eps / eps
         );
         let cache8 = cache.with_file_name(format!("scifact-minilm-int8-{}.json", texts.len()));
-        let v8: Vec<Vec<f32>> = match std::fs::read(&cache8)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-        {
+        let v8: Vec<Vec<f32>> = match std::fs::read(&cache8).ok().and_then(|b| serde_json::from_slice(&b).ok()) {
             Some(v) if std::env::var("SCIFACT_FRESH").is_err() => v,
             _ => {
                 let v = e8.embed(&refs).unwrap();
@@ -352,11 +234,7 @@ fn main() {
         for (name, strategy) in [("vector", "vector"), ("hybrid (RRF)", "hybrid_rrf")] {
             let (mut ndcg, mut rec) = (0.0, 0.0);
             for qid in &qids {
-                let q = RagQuery {
-                    retrieval_strategy: Some(strategy.into()),
-                    top_k: Some(100),
-                    ..RagQuery::new(&queries[*qid])
-                };
+                let q = RagQuery { retrieval_strategy: Some(strategy.into()), top_k: Some(100), ..RagQuery::new(&queries[*qid]) };
                 let r = rag8.query(&q).unwrap();
                 let ranked: Vec<String> = r.results.iter().map(|x| x.chunk_id.clone()).collect();
                 ndcg += ndcg_at_10(&ranked, &qrels[*qid]);
@@ -372,21 +250,9 @@ fn main() {
     let qvecs = embedder.embed(&qtexts).unwrap();
     let out_dir = work.path().join("peer-io");
     std::fs::create_dir_all(&out_dir).unwrap();
-    std::fs::write(
-        out_dir.join("vectors.json"),
-        serde_json::to_vec(&vectors).unwrap(),
-    )
-    .unwrap();
-    std::fs::write(
-        out_dir.join("queries.json"),
-        serde_json::to_vec(&qvecs).unwrap(),
-    )
-    .unwrap();
-    std::fs::write(
-        out_dir.join("ours_first512.json"),
-        serde_json::to_vec(&vectors[..512.min(vectors.len())]).unwrap(),
-    )
-    .unwrap();
+    std::fs::write(out_dir.join("vectors.json"), serde_json::to_vec(&vectors).unwrap()).unwrap();
+    std::fs::write(out_dir.join("queries.json"), serde_json::to_vec(&qvecs).unwrap()).unwrap();
+    std::fs::write(out_dir.join("ours_first512.json"), serde_json::to_vec(&vectors[..512.min(vectors.len())]).unwrap()).unwrap();
 
     println!("\n| chunks | ours vector p50 / p99 ms | ours hybrid (BM25+vector, RRF) p50 / p99 ms | HNSW |");
     println!("|---|---|---|---|");
@@ -414,13 +280,7 @@ fn main() {
                 v.iter_mut().for_each(|x| *x += noise());
                 llamafarm_core::embed::normalize(&mut v);
             }
-            recs.push(ChunkRecord {
-                id: format!("c{i}"),
-                file_hash: format!("f{}", i / 10),
-                content: texts[b].clone(),
-                metadata: Default::default(),
-                vector: v,
-            });
+            recs.push(ChunkRecord { id: format!("c{i}"), file_hash: format!("f{}", i / 10), content: texts[b].clone(), metadata: Default::default(), vector: v });
         }
         let t = Instant::now();
         for batch in recs.chunks(5000) {
@@ -430,36 +290,15 @@ fn main() {
         let merged = store.optimize().unwrap();
         let build = t.elapsed().as_secs_f64();
         println!("({size}: {merged} text-index segments merged into one after the bulk load)");
-        let (mut vl, mut hl, mut kl, mut gl, mut v50) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut vl, mut hl, mut kl, mut gl, mut v50) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut recall_hits = 0usize;
         for (qv, qt) in qvecs.iter().zip(&qtexts) {
             // Recall@10 of the store's vector search against an exact scan of the same vectors.
-            let found: HashSet<String> = store
-                .vector_search(qv, 10, Metric::Cosine, None)
-                .unwrap()
-                .into_iter()
-                .map(|h| h.id)
-                .collect();
-            let mut exact: Vec<(f32, usize)> = recs
-                .iter()
-                .enumerate()
-                .map(|(i, r)| {
-                    (
-                        r.vector
-                            .iter()
-                            .zip(qv.iter())
-                            .map(|(a, b)| a * b)
-                            .sum::<f32>(),
-                        i,
-                    )
-                })
-                .collect();
+            let found: HashSet<String> = store.vector_search(qv, 10, Metric::Cosine, None).unwrap().into_iter().map(|h| h.id).collect();
+            let mut exact: Vec<(f32, usize)> =
+                recs.iter().enumerate().map(|(i, r)| (r.vector.iter().zip(qv.iter()).map(|(a, b)| a * b).sum::<f32>(), i)).collect();
             exact.select_nth_unstable_by(9, |a, b| b.0.total_cmp(&a.0));
-            recall_hits += exact[..10]
-                .iter()
-                .filter(|(_, i)| found.contains(&recs[*i].id))
-                .count();
+            recall_hits += exact[..10].iter().filter(|(_, i)| found.contains(&recs[*i].id)).count();
             let t = Instant::now();
             store.vector_search(qv, 50, Metric::Cosine, None).unwrap();
             v50.push(t.elapsed().as_secs_f64() * 1000.0);
@@ -475,9 +314,7 @@ fn main() {
             store.vector_search(qv, 10, Metric::Cosine, None).unwrap();
             vl.push(t.elapsed().as_secs_f64() * 1000.0);
             let t = Instant::now();
-            let (v, k) = store
-                .hybrid_candidates(Some(qv), Some(qt), 50, Metric::Cosine, None)
-                .unwrap();
+            let (v, k) = store.hybrid_candidates(Some(qv), Some(qt), 50, Metric::Cosine, None).unwrap();
             let mut fused: HashMap<String, f32> = HashMap::new();
             for list in [&v, &k] {
                 for (r, h) in list.iter().enumerate() {
@@ -491,13 +328,7 @@ fn main() {
             hl.push(t.elapsed().as_secs_f64() * 1000.0);
         }
         let st = store.stats().unwrap();
-        let row = (
-            size,
-            pct(&mut vl, 0.5),
-            pct(&mut vl, 0.99),
-            pct(&mut hl, 0.5),
-            pct(&mut hl, 0.99),
-        );
+        let row = (size, pct(&mut vl, 0.5), pct(&mut vl, 0.99), pct(&mut hl, 0.5), pct(&mut hl, 0.99));
         println!(
             "| {size} | {:.2} / {:.2} | {:.2} / {:.2} | {} (build {build:.1} s, {:.0} bytes/chunk; parts p50: vector top 50 {:.2} ms, BM25 top 50 {:.2} ms, fetch 10 {:.2} ms; vector recall@10 vs exact {:.3}) |",
             row.1,
@@ -515,42 +346,27 @@ fn main() {
     }
 
     // Peers, in the same run, on the same vectors and model files.
-    let py = std::env::var("PEERS_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_default())
-                .join(".cache/llamafarm-rs/peers-venv/bin/python")
-        });
+    let py = std::env::var("PEERS_PYTHON").map(PathBuf::from).unwrap_or_else(|_| {
+        PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/llamafarm-rs/peers-venv/bin/python")
+    });
     if !py.is_file() {
         println!("\npeers skipped: run benches/peers/setup.sh first (or set PEERS_PYTHON)");
         return;
     }
     let peers = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("peers");
-    let model_dir = lf
-        .models()
-        .resolve("sentence-transformers/all-MiniLM-L6-v2")
-        .unwrap()
-        .dir;
+    let model_dir = lf.models().resolve("sentence-transformers/all-MiniLM-L6-v2").unwrap().dir;
     if only_latency {
         println!("(SCIFACT_ONLY=latency: embedding peer skipped)");
     }
-    let st_out = std::process::Command::new(if only_latency {
-        "true"
-    } else {
-        py.to_str().unwrap_or("python3")
-    })
-    .arg(peers.join("st_embed.py"))
-    .arg(&model_dir)
-    .arg(dir.join("corpus.jsonl"))
-    // SCIFACT_PEER_N=512 runs the peer on the same first 512 abstracts ours is timed on.
-    .args([
-        "--n",
-        &std::env::var("SCIFACT_PEER_N").unwrap_or_else(|_| texts.len().to_string()),
-        "--ours",
-    ])
-    .arg(out_dir.join("ours_first512.json"))
-    .output()
-    .unwrap();
+    let st_out = std::process::Command::new(if only_latency { "true" } else { py.to_str().unwrap_or("python3") })
+        .arg(peers.join("st_embed.py"))
+        .arg(&model_dir)
+        .arg(dir.join("corpus.jsonl"))
+        // SCIFACT_PEER_N=512 runs the peer on the same first 512 abstracts ours is timed on.
+        .args(["--n", &std::env::var("SCIFACT_PEER_N").unwrap_or_else(|_| texts.len().to_string()), "--ours"])
+        .arg(out_dir.join("ours_first512.json"))
+        .output()
+        .unwrap();
     let st: Value = serde_json::from_slice(st_out.stdout.trim_ascii()).unwrap_or(Value::Null);
     if let Some(peer_eps) = st["docs_per_s"].as_f64() {
         println!(
@@ -564,10 +380,7 @@ fn main() {
             println!("embeddings, int8: ours {int8_eps:.1} docs/s vs sentence-transformers fp32 {peer_eps:.1} docs/s = {:.2}x", int8_eps / peer_eps);
         }
     } else {
-        println!(
-            "\nsentence-transformers peer failed: {}",
-            String::from_utf8_lossy(&st_out.stderr)
-        );
+        println!("\nsentence-transformers peer failed: {}", String::from_utf8_lossy(&st_out.stderr));
     }
     let ch_out = std::process::Command::new(&py)
         .arg(peers.join("chroma_query.py"))
@@ -575,14 +388,7 @@ fn main() {
         .arg(out_dir.join("vectors.json"))
         .arg("--queries")
         .arg(out_dir.join("queries.json"))
-        .args([
-            "--sizes",
-            &sizes
-                .iter()
-                .map(|s| s.to_string())
-                .collect::<Vec<_>>()
-                .join(","),
-        ])
+        .args(["--sizes", &sizes.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(",")])
         .output()
         .unwrap();
     match serde_json::from_slice::<Vec<Value>>(ch_out.stdout.trim_ascii()) {
@@ -596,9 +402,6 @@ fn main() {
                 );
             }
         }
-        Err(_) => println!(
-            "chromadb peer failed: {}",
-            String::from_utf8_lossy(&ch_out.stderr)
-        ),
+        Err(_) => println!("chromadb peer failed: {}", String::from_utf8_lossy(&ch_out.stderr)),
     }
 }

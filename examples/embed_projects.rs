@@ -16,20 +16,10 @@ fn main() -> anyhow::Result<()> {
     let lf = LlamaFarm::open(&data_dir)?;
     println!("data directory: {}", lf.data_dir().display());
 
-    let project = lf
-        .projects()
-        .create("examples", "handbook-qa", Some("rag"))?;
+    let project = lf.projects().create("examples", "handbook-qa", Some("rag"))?;
     let cfg: LlamaFarmConfig = project.config()?;
-    let db = cfg
-        .default_database()
-        .expect("the rag template has a database");
-    println!(
-        "created {}/{} with database '{}' ({} retrieval strategies)",
-        project.namespace(),
-        project.name(),
-        db.name,
-        cfg.retrieval_strategies_of(db).len()
-    );
+    let db = cfg.default_database().expect("the rag template has a database");
+    println!("created {}/{} with database '{}' ({} retrieval strategies)", project.namespace(), project.name(), db.name, cfg.retrieval_strategies_of(db).len());
 
     // Typed edit: add a second model; validation runs before anything is written.
     let updated = project.update_config(|c| {
@@ -42,14 +32,7 @@ fn main() -> anyhow::Result<()> {
         c.runtime.models.get_or_insert_with(Vec::new).push(m);
         Ok(())
     })?;
-    println!(
-        "models now: {:?}",
-        updated
-            .models()
-            .iter()
-            .map(|m| m.name.as_str())
-            .collect::<Vec<_>>()
-    );
+    println!("models now: {:?}", updated.models().iter().map(|m| m.name.as_str()).collect::<Vec<_>>());
 
     // An invalid edit is refused with the path and the rule.
     let err = project
@@ -61,21 +44,13 @@ fn main() -> anyhow::Result<()> {
     println!("refused: {err}");
 
     for p in lf.projects().list("examples")? {
-        println!(
-            "project {}/{} (valid: {})",
-            p.namespace,
-            p.name,
-            p.validation_error.is_none()
-        );
+        println!("project {}/{} (valid: {})", p.namespace, p.name, p.validation_error.is_none());
     }
     for c in lf.health().components {
         println!("health {:<16} {:?}: {}", c.name, c.status, c.message);
     }
 
     lf.projects().delete("examples", "handbook-qa")?;
-    println!(
-        "deleted; {} projects left in 'examples'",
-        lf.projects().list("examples")?.len()
-    );
+    println!("deleted; {} projects left in 'examples'", lf.projects().list("examples")?.len());
     Ok(())
 }

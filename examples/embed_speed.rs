@@ -3,39 +3,21 @@
 use std::io::BufRead;
 fn main() -> anyhow::Result<()> {
     llamafarm_core::system::tune_allocator();
-    let n: usize = std::env::args()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(128);
+    let n: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(128);
     let lf = llamafarm_core::LlamaFarm::open(std::env::temp_dir().join("lf-embed-speed"))?;
-    let model = std::env::args()
-        .nth(2)
-        .unwrap_or_else(|| "sentence-transformers/all-MiniLM-L6-v2".into());
+    let model = std::env::args().nth(2).unwrap_or_else(|| "sentence-transformers/all-MiniLM-L6-v2".into());
     let e = lf.embedder(&model)?;
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/data/ir/scifact/corpus.jsonl");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/ir/scifact/corpus.jsonl");
     let f = std::io::BufReader::new(std::fs::File::open(path)?);
-    let texts: Vec<String> = f
-        .lines()
-        .take(n)
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(&l.unwrap()).unwrap();
-            format!(
-                "{} {}",
-                v["title"].as_str().unwrap_or(""),
-                v["text"].as_str().unwrap_or("")
-            )
-        })
-        .collect();
+    let texts: Vec<String> = f.lines().take(n).map(|l| {
+        let v: serde_json::Value = serde_json::from_str(&l.unwrap()).unwrap();
+        format!("{} {}", v["title"].as_str().unwrap_or(""), v["text"].as_str().unwrap_or(""))
+    }).collect();
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let toks: usize = refs.iter().map(|t| e.count_tokens(t).unwrap_or(0)).sum();
     let t = std::time::Instant::now();
     e.embed(&refs)?;
     let dt = t.elapsed().as_secs_f64();
-    println!(
-        "{model}: {n} docs, {toks} tokens, {dt:.2} s: {:.1} docs/s, {:.0} tokens/s",
-        n as f64 / dt,
-        toks as f64 / dt
-    );
+    println!("{model}: {n} docs, {toks} tokens, {dt:.2} s: {:.1} docs/s, {:.0} tokens/s", n as f64 / dt, toks as f64 / dt);
     Ok(())
 }

@@ -99,24 +99,13 @@ fn body(a: &ChatArgs, message: &str) -> Value {
 }
 
 /// Send one message and stream the answer to stdout; returns the session id the server used.
-async fn turn(
-    c: &Client,
-    path: &str,
-    a: &ChatArgs,
-    message: &str,
-    session: Option<&str>,
-    json_out: bool,
-) -> Result<Option<String>> {
+async fn turn(c: &Client, path: &str, a: &ChatArgs, message: &str, session: Option<&str>, json_out: bool) -> Result<Option<String>> {
     let headers: Vec<(&str, String)> = match session {
         Some(s) => vec![("X-Session-ID", s.to_string())],
         None => vec![("X-No-Session", "true".to_string())],
     };
     let resp = c.post_raw(path, &body(a, message), &headers).await?;
-    let sid = resp
-        .headers()
-        .get("x-session-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    let sid = resp.headers().get("x-session-id").and_then(|v| v.to_str().ok()).map(str::to_string);
     let mut stream = resp.bytes_stream();
     let mut buf = String::new();
     let mut out = std::io::stdout();
@@ -129,16 +118,12 @@ async fn turn(
         buf.push_str(&String::from_utf8_lossy(&bytes));
         while let Some(i) = buf.find('\n') {
             let line: String = buf.drain(..=i).collect();
-            let Some(data) = line.trim_end().strip_prefix("data:") else {
-                continue;
-            };
+            let Some(data) = line.trim_end().strip_prefix("data:") else { continue };
             let data = data.trim();
             if data == "[DONE]" {
                 break 'outer;
             }
-            let Ok(v) = serde_json::from_str::<Value>(data) else {
-                continue;
-            };
+            let Ok(v) = serde_json::from_str::<Value>(data) else { continue };
             if json_out {
                 events.push(v.clone());
             }
@@ -172,19 +157,13 @@ async fn turn(
         }
     }
     if json_out {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&json!({"session_id": sid, "events": events}))?
-        );
+        println!("{}", serde_json::to_string_pretty(&json!({"session_id": sid, "events": events}))?);
     } else {
         writeln!(out)?;
         if a.sources && !sources.is_empty() {
             writeln!(err, "Sources:")?;
             for s in &sources {
-                let name = s["metadata"]["filename"]
-                    .as_str()
-                    .or(s["metadata"]["source"].as_str())
-                    .unwrap_or(s["document_id"].as_str().unwrap_or(""));
+                let name = s["metadata"]["filename"].as_str().or(s["metadata"]["source"].as_str()).unwrap_or(s["document_id"].as_str().unwrap_or(""));
                 writeln!(err, "  {:.3}  {name}", s["score"].as_f64().unwrap_or(0.0))?;
             }
         }
@@ -211,20 +190,11 @@ pub(crate) async fn chat(c: &Client, mut a: ChatArgs, cwd: &Path, json_out: bool
     }
     let mut attachments = String::new();
     for f in &a.file {
-        let text =
-            std::fs::read_to_string(f).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
+        let text = std::fs::read_to_string(f).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
         attachments.push_str(&format!("\n\n--- {} ---\n{text}", f.display()));
     }
     if let Some(m) = message {
-        turn(
-            c,
-            &path,
-            &a,
-            &format!("{m}{attachments}"),
-            a.session.as_deref(),
-            json_out,
-        )
-        .await?;
+        turn(c, &path, &a, &format!("{m}{attachments}"), a.session.as_deref(), json_out).await?;
         return Ok(());
     }
     // Interactive: one session for the whole conversation.
@@ -245,11 +215,7 @@ pub(crate) async fn chat(c: &Client, mut a: ChatArgs, cwd: &Path, json_out: bool
         if line == "/exit" || line == "/quit" {
             break;
         }
-        let msg = if first {
-            format!("{line}{attachments}")
-        } else {
-            line.to_string()
-        };
+        let msg = if first { format!("{line}{attachments}") } else { line.to_string() };
         first = false;
         match turn(c, &path, &a, &msg, session.as_deref(), json_out).await {
             Ok(sid) => session = sid.or(session),
@@ -263,9 +229,6 @@ pub(crate) async fn chat(c: &Client, mut a: ChatArgs, cwd: &Path, json_out: bool
 }
 
 fn uuid_like() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
     format!("cli-{:x}-{:x}", nanos, std::process::id())
 }

@@ -24,31 +24,20 @@ pub fn encode_segment(s: &str) -> String {
 
 impl Client {
     pub fn new(base: &str) -> Result<Self> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .build()?;
-        Ok(Self {
-            base: base.trim_end_matches('/').to_string(),
-            http,
-        })
+        let http = reqwest::Client::builder().connect_timeout(Duration::from_secs(5)).build()?;
+        Ok(Self { base: base.trim_end_matches('/').to_string(), http })
     }
 
     fn transport_error(&self, e: reqwest::Error, path: &str) -> anyhow::Error {
         if e.is_connect() {
-            anyhow!(
-                "cannot reach the LlamaFarm server at {} (start it with `lf serve`)",
-                self.base
-            )
+            anyhow!("cannot reach the LlamaFarm server at {} (start it with `lf serve`)", self.base)
         } else {
             anyhow!("request to {}{path} failed: {e}", self.base)
         }
     }
 
     async fn send(&self, req: reqwest::RequestBuilder, path: &str) -> Result<Value> {
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| self.transport_error(e, path))?;
+        let resp = req.send().await.map_err(|e| self.transport_error(e, path))?;
         let status = resp.status();
         let text = resp.text().await?;
         let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text.clone()));
@@ -64,32 +53,17 @@ impl Client {
     }
 
     pub async fn get(&self, path: &str) -> Result<Value> {
-        self.send(self.http.get(format!("{}{path}", self.base)), path)
-            .await
+        self.send(self.http.get(format!("{}{path}", self.base)), path).await
     }
 
     pub async fn post(&self, path: &str, body: &Value) -> Result<Value> {
-        self.send(
-            self.http.post(format!("{}{path}", self.base)).json(body),
-            path,
-        )
-        .await
+        self.send(self.http.post(format!("{}{path}", self.base)).json(body), path).await
     }
 
     /// Multipart upload of one file as field `file` (streamed from disk).
-    pub async fn upload(
-        &self,
-        path: &str,
-        file: &std::path::Path,
-        overrides: Option<&Value>,
-    ) -> Result<Value> {
-        let name = file
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_else(|| "upload".into());
-        let f = tokio::fs::File::open(file)
-            .await
-            .map_err(|e| anyhow!("{}: {e}", file.display()))?;
+    pub async fn upload(&self, path: &str, file: &std::path::Path, overrides: Option<&Value>) -> Result<Value> {
+        let name = file.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "upload".into());
+        let f = tokio::fs::File::open(file).await.map_err(|e| anyhow!("{}: {e}", file.display()))?;
         let len = f.metadata().await.map(|m| m.len()).unwrap_or(0);
         let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(f));
         let part = reqwest::multipart::Part::stream_with_length(body, len).file_name(name);
@@ -97,30 +71,16 @@ impl Client {
         if let Some(o) = overrides {
             form = form.text("parser_overrides", o.to_string());
         }
-        self.send(
-            self.http
-                .post(format!("{}{path}", self.base))
-                .multipart(form),
-            path,
-        )
-        .await
+        self.send(self.http.post(format!("{}{path}", self.base)).multipart(form), path).await
     }
 
     /// POST and return the raw response (for streams); non-2xx answers become their `detail`.
-    pub async fn post_raw(
-        &self,
-        path: &str,
-        body: &Value,
-        headers: &[(&str, String)],
-    ) -> Result<reqwest::Response> {
+    pub async fn post_raw(&self, path: &str, body: &Value, headers: &[(&str, String)]) -> Result<reqwest::Response> {
         let mut req = self.http.post(format!("{}{path}", self.base)).json(body);
         for (k, v) in headers {
             req = req.header(*k, v);
         }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| self.transport_error(e, path))?;
+        let resp = req.send().await.map_err(|e| self.transport_error(e, path))?;
         if !resp.status().is_success() {
             let status = resp.status();
             let text = resp.text().await.unwrap_or_default();
@@ -132,7 +92,6 @@ impl Client {
     }
 
     pub async fn delete(&self, path: &str) -> Result<Value> {
-        self.send(self.http.delete(format!("{}{path}", self.base)), path)
-            .await
+        self.send(self.http.delete(format!("{}{path}", self.base)), path).await
     }
 }

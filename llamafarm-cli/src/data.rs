@@ -25,11 +25,7 @@ pub enum DatasetsCmd {
         /// Files, folders or globs to upload right away.
         files: Vec<String>,
         /// Processing strategy.
-        #[arg(
-            short = 's',
-            long = "data-processing-strategy",
-            default_value = "universal_rag"
-        )]
+        #[arg(short = 's', long = "data-processing-strategy", default_value = "universal_rag")]
         strategy: String,
         /// Target database.
         #[arg(short = 'b', long)]
@@ -148,27 +144,12 @@ pub enum RagCmd {
 fn expand(paths: &[String], cwd: &Path) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for p in paths {
-        let path = if Path::new(p).is_absolute() {
-            PathBuf::from(p)
-        } else {
-            cwd.join(p)
-        };
+        let path = if Path::new(p).is_absolute() { PathBuf::from(p) } else { cwd.join(p) };
         if p.contains('*') || p.contains('?') {
-            let dir = path
-                .parent()
-                .map(Path::to_path_buf)
-                .unwrap_or_else(|| cwd.to_path_buf());
-            let pat = path
-                .file_name()
-                .map(|f| f.to_string_lossy().to_string())
-                .unwrap_or_default();
-            for e in std::fs::read_dir(&dir)
-                .with_context(|| format!("reading {}", dir.display()))?
-                .flatten()
-            {
-                if e.path().is_file()
-                    && llamafarm_core::ingest::extract::glob(&pat, &e.file_name().to_string_lossy())
-                {
+            let dir = path.parent().map(Path::to_path_buf).unwrap_or_else(|| cwd.to_path_buf());
+            let pat = path.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default();
+            for e in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))?.flatten() {
+                if e.path().is_file() && llamafarm_core::ingest::extract::glob(&pat, &e.file_name().to_string_lossy()) {
                     out.push(e.path());
                 }
             }
@@ -203,16 +184,8 @@ fn bar(done: usize, total: usize, label: &str) {
         return;
     }
     let width = 30;
-    let filled = if total == 0 {
-        width
-    } else {
-        done * width / total
-    };
-    eprint!(
-        "\r[{}{}] {done}/{total} {label:<40.40}",
-        "#".repeat(filled),
-        "-".repeat(width - filled)
-    );
+    let filled = if total == 0 { width } else { done * width / total };
+    eprint!("\r[{}{}] {done}/{total} {label:<40.40}", "#".repeat(filled), "-".repeat(width - filled));
     let _ = std::io::stderr().flush();
     if done == total {
         eprintln!();
@@ -222,18 +195,8 @@ fn bar(done: usize, total: usize, label: &str) {
 /// Poll a task until it finishes, showing progress; returns the final record.
 async fn wait_task(c: &Client, ns: &str, p: &str, id: &str) -> Result<Value> {
     loop {
-        let t = c
-            .get(&format!(
-                "/v1/projects/{}/{}/tasks/{}",
-                seg(ns),
-                seg(p),
-                seg(id)
-            ))
-            .await?;
-        let (cur, tot) = (
-            t["meta"]["current"].as_u64().unwrap_or(0) as usize,
-            t["meta"]["total"].as_u64().unwrap_or(0) as usize,
-        );
+        let t = c.get(&format!("/v1/projects/{}/{}/tasks/{}", seg(ns), seg(p), seg(id))).await?;
+        let (cur, tot) = (t["meta"]["current"].as_u64().unwrap_or(0) as usize, t["meta"]["total"].as_u64().unwrap_or(0) as usize);
         let state = t["state"].as_str().unwrap_or("");
         bar(cur, tot.max(cur), state);
         if matches!(state, "SUCCESS" | "FAILURE" | "REVOKED") {
@@ -253,11 +216,7 @@ fn print_outcomes(t: &Value) {
         match status {
             "failed" => println!("  FAILED     {name}: {}", d["error"].as_str().unwrap_or("")),
             "skipped" => println!("  skipped    {name} (already indexed)"),
-            _ => println!(
-                "  processed  {name}: {} chunks ({})",
-                d["chunks"],
-                d["parser"].as_str().unwrap_or("")
-            ),
+            _ => println!("  processed  {name}: {} chunks ({})", d["chunks"], d["parser"].as_str().unwrap_or("")),
         }
     }
     let r = &t["result"];
@@ -274,43 +233,17 @@ fn print_outcomes(t: &Value) {
     }
 }
 
-async fn upload_files(
-    c: &Client,
-    ns: &str,
-    p: &str,
-    ds: &str,
-    files: &[PathBuf],
-    auto: Option<bool>,
-    overrides: Option<Value>,
-) -> Result<Vec<String>> {
+async fn upload_files(c: &Client, ns: &str, p: &str, ds: &str, files: &[PathBuf], auto: Option<bool>, overrides: Option<Value>) -> Result<Vec<String>> {
     // (Returns the ids of any tasks the server started for auto-processing.)
     let mut tasks = Vec::new();
     let (mut ok, mut skipped, mut failed) = (0, 0, 0);
     for (i, f) in files.iter().enumerate() {
-        bar(
-            i,
-            files.len(),
-            &f.file_name()
-                .map(|n| n.to_string_lossy().to_string())
-                .unwrap_or_default(),
-        );
+        bar(i, files.len(), &f.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default());
         let mut q = String::new();
         if let Some(a) = auto {
             q = format!("?auto_process={a}");
         }
-        match c
-            .upload(
-                &format!(
-                    "/v1/projects/{}/{}/datasets/{}/data{q}",
-                    seg(ns),
-                    seg(p),
-                    seg(ds)
-                ),
-                f,
-                overrides.as_ref(),
-            )
-            .await
-        {
+        match c.upload(&format!("/v1/projects/{}/{}/datasets/{}/data{q}", seg(ns), seg(p), seg(ds)), f, overrides.as_ref()).await {
             Ok(v) => {
                 if v["skipped"].as_bool() == Some(true) {
                     skipped += 1;
@@ -339,17 +272,12 @@ pub async fn datasets(c: &Client, cmd: DatasetsCmd, cwd: &Path, json_out: bool) 
     match cmd {
         DatasetsCmd::List { sel } => {
             let (ns, p) = resolve_project(None, &sel, cwd)?;
-            let v = c
-                .get(&format!("/v1/projects/{}/{}/datasets", seg(&ns), seg(&p)))
-                .await?;
+            let v = c.get(&format!("/v1/projects/{}/{}/datasets", seg(&ns), seg(&p))).await?;
             if json_out {
                 println!("{}", serde_json::to_string_pretty(&v)?);
                 return Ok(());
             }
-            println!(
-                "{:<24} {:<24} {:<20} {:>6}",
-                "NAME", "STRATEGY", "DATABASE", "FILES"
-            );
+            println!("{:<24} {:<24} {:<20} {:>6}", "NAME", "STRATEGY", "DATABASE", "FILES");
             for d in v["datasets"].as_array().into_iter().flatten() {
                 println!(
                     "{:<24} {:<24} {:<20} {:>6}",
@@ -360,13 +288,7 @@ pub async fn datasets(c: &Client, cmd: DatasetsCmd, cwd: &Path, json_out: bool) 
                 );
             }
         }
-        DatasetsCmd::Create {
-            name,
-            files,
-            strategy,
-            database,
-            sel,
-        } => {
+        DatasetsCmd::Create { name, files, strategy, database, sel } => {
             let (ns, p) = resolve_project(None, &sel, cwd)?;
             let v = c.post(&format!("/v1/projects/{}/{}/datasets", seg(&ns), seg(&p)), &json!({"name": name, "data_processing_strategy": strategy, "database": database})).await?;
             if json_out {
@@ -379,15 +301,7 @@ pub async fn datasets(c: &Client, cmd: DatasetsCmd, cwd: &Path, json_out: bool) 
                 upload_files(c, &ns, &p, &name, &list, None, None).await?;
             }
         }
-        DatasetsCmd::Upload {
-            name,
-            paths,
-            no_process,
-            process,
-            chunk_size,
-            chunk_overlap,
-            sel,
-        } => {
+        DatasetsCmd::Upload { name, paths, no_process, process, chunk_size, chunk_overlap, sel } => {
             let (ns, p) = resolve_project(None, &sel, cwd)?;
             let list = expand(&paths, cwd)?;
             if list.is_empty() {
@@ -400,27 +314,11 @@ pub async fn datasets(c: &Client, cmd: DatasetsCmd, cwd: &Path, json_out: bool) 
             if let Some(s) = chunk_overlap {
                 o.insert("chunk_overlap".into(), json!(s));
             }
-            let overrides = if o.is_empty() {
-                None
-            } else {
-                Some(json!({"*": o}))
-            };
+            let overrides = if o.is_empty() { None } else { Some(json!({"*": o})) };
             // Upload everything first (one progress bar), then process once (one task).
             upload_files(c, &ns, &p, &name, &list, Some(false), None).await?;
-            let ds = c
-                .get(&format!(
-                    "/v1/projects/{}/{}/datasets?include_extra_details=false",
-                    seg(&ns),
-                    seg(&p)
-                ))
-                .await?;
-            let auto = ds["datasets"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|d| d["name"] == name.as_str())
-                .and_then(|d| d["auto_process"].as_bool())
-                .unwrap_or(true);
+            let ds = c.get(&format!("/v1/projects/{}/{}/datasets?include_extra_details=false", seg(&ns), seg(&p))).await?;
+            let auto = ds["datasets"].as_array().into_iter().flatten().find(|d| d["name"] == name.as_str()).and_then(|d| d["auto_process"].as_bool()).unwrap_or(true);
             if no_process || (!auto && !process) {
                 return Ok(());
             }
@@ -428,21 +326,8 @@ pub async fn datasets(c: &Client, cmd: DatasetsCmd, cwd: &Path, json_out: bool) 
             if let Some(o) = overrides {
                 body["parser_overrides"] = o;
             }
-            let v = c
-                .post(
-                    &format!(
-                        "/v1/projects/{}/{}/datasets/{}/actions",
-                        seg(&ns),
-                        seg(&p),
-                        seg(&name)
-                    ),
-                    &body,
-                )
-                .await?;
-            let id = v["task_id"]
-                .as_str()
-                .context("server returned no task id")?
-                .to_string();
+            let v = c.post(&format!("/v1/projects/{}/{}/datasets/{}/actions", seg(&ns), seg(&p), seg(&name)), &body).await?;
+            let id = v["task_id"].as_str().context("server returned no task id")?.to_string();
             let t = wait_task(c, &ns, &p, &id).await?;
             if json_out {
                 println!("{}", serde_json::to_string_pretty(&t)?);
@@ -452,21 +337,8 @@ pub async fn datasets(c: &Client, cmd: DatasetsCmd, cwd: &Path, json_out: bool) 
         }
         DatasetsCmd::Process { name, sel } => {
             let (ns, p) = resolve_project(None, &sel, cwd)?;
-            let v = c
-                .post(
-                    &format!(
-                        "/v1/projects/{}/{}/datasets/{}/actions",
-                        seg(&ns),
-                        seg(&p),
-                        seg(&name)
-                    ),
-                    &json!({"action_type": "process"}),
-                )
-                .await?;
-            let id = v["task_id"]
-                .as_str()
-                .context("server returned no task id")?
-                .to_string();
+            let v = c.post(&format!("/v1/projects/{}/{}/datasets/{}/actions", seg(&ns), seg(&p), seg(&name)), &json!({"action_type": "process"})).await?;
+            let id = v["task_id"].as_str().context("server returned no task id")?.to_string();
             if !json_out {
                 println!("Processing dataset {name} (task {id})");
             }
@@ -482,14 +354,7 @@ pub async fn datasets(c: &Client, cmd: DatasetsCmd, cwd: &Path, json_out: bool) 
         }
         DatasetsCmd::Delete { name, sel } => {
             let (ns, p) = resolve_project(None, &sel, cwd)?;
-            let v = c
-                .delete(&format!(
-                    "/v1/projects/{}/{}/datasets/{}",
-                    seg(&ns),
-                    seg(&p),
-                    seg(&name)
-                ))
-                .await?;
+            let v = c.delete(&format!("/v1/projects/{}/{}/datasets/{}", seg(&ns), seg(&p), seg(&name))).await?;
             if json_out {
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
@@ -501,44 +366,17 @@ pub async fn datasets(c: &Client, cmd: DatasetsCmd, cwd: &Path, json_out: bool) 
 }
 
 /// `GET .../rag/{endpoint}[?database=]` for the project in scope.
-async fn rag_get(
-    c: &Client,
-    sel: &ProjectSel,
-    cwd: &Path,
-    endpoint: &str,
-    database: Option<&str>,
-) -> Result<Value> {
+async fn rag_get(c: &Client, sel: &ProjectSel, cwd: &Path, endpoint: &str, database: Option<&str>) -> Result<Value> {
     let (ns, p) = resolve_project(None, sel, cwd)?;
-    let q = database
-        .map(|d| format!("?database={}", seg(d)))
-        .unwrap_or_default();
-    c.get(&format!(
-        "/v1/projects/{}/{}/rag/{endpoint}{q}",
-        seg(&ns),
-        seg(&p)
-    ))
-    .await
+    let q = database.map(|d| format!("?database={}", seg(d))).unwrap_or_default();
+    c.get(&format!("/v1/projects/{}/{}/rag/{endpoint}{q}", seg(&ns), seg(&p))).await
 }
 
 pub async fn rag(c: &Client, cmd: RagCmd, cwd: &Path, json_out: bool) -> Result<()> {
     match cmd {
         RagCmd::Query {
-            query,
-            database,
-            data_strategy,
-            retrieval_strategy,
-            top_k,
-            filter,
-            distance_metric,
-            score_threshold,
-            hybrid_alpha,
-            rerank_model,
-            query_expansion,
-            max_tokens,
-            output,
-            include_metadata,
-            include_score,
-            sel,
+            query, database, data_strategy, retrieval_strategy, top_k, filter, distance_metric, score_threshold, hybrid_alpha,
+            rerank_model, query_expansion, max_tokens, output, include_metadata, include_score, sel,
         } => {
             let (ns, p) = resolve_project(None, &sel, cwd)?;
             let mut body = json!({"query": query, "top_k": top_k});
@@ -561,23 +399,13 @@ pub async fn rag(c: &Client, cmd: RagCmd, cwd: &Path, json_out: bool) -> Result<
             if !filter.is_empty() {
                 let mut f = serde_json::Map::new();
                 for kv in &filter {
-                    let (k, v) = kv
-                        .split_once(':')
-                        .with_context(|| format!("--filter takes key:value, got '{kv}'"))?;
-                    let val = serde_json::from_str::<Value>(v)
-                        .ok()
-                        .filter(|x| x.is_number() || x.is_boolean())
-                        .unwrap_or(Value::String(v.into()));
+                    let (k, v) = kv.split_once(':').with_context(|| format!("--filter takes key:value, got '{kv}'"))?;
+                    let val = serde_json::from_str::<Value>(v).ok().filter(|x| x.is_number() || x.is_boolean()).unwrap_or(Value::String(v.into()));
                     f.insert(k.into(), val);
                 }
                 set("metadata_filters", Some(Value::Object(f)));
             }
-            let v = c
-                .post(
-                    &format!("/v1/projects/{}/{}/rag/query", seg(&ns), seg(&p)),
-                    &body,
-                )
-                .await?;
+            let v = c.post(&format!("/v1/projects/{}/{}/rag/query", seg(&ns), seg(&p)), &body).await?;
             if json_out || output == "json" {
                 println!("{}", serde_json::to_string_pretty(&v)?);
                 return Ok(());
@@ -587,23 +415,10 @@ pub async fn rag(c: &Client, cmd: RagCmd, cwd: &Path, json_out: bool) -> Result<
                 println!("No results.");
             }
             for (i, r) in results.iter().enumerate() {
-                let doc = r["metadata"]["document_name"]
-                    .as_str()
-                    .unwrap_or(r["document_id"].as_str().unwrap_or(""));
+                let doc = r["metadata"]["document_name"].as_str().unwrap_or(r["document_id"].as_str().unwrap_or(""));
                 if output == "table" {
-                    let text: String = r["content"]
-                        .as_str()
-                        .unwrap_or("")
-                        .chars()
-                        .take(80)
-                        .collect::<String>()
-                        .replace('\n', " ");
-                    println!(
-                        "{:>2}  {:.3}  {:<30.30}  {text}",
-                        i + 1,
-                        r["score"].as_f64().unwrap_or(0.0),
-                        doc
-                    );
+                    let text: String = r["content"].as_str().unwrap_or("").chars().take(80).collect::<String>().replace('\n', " ");
+                    println!("{:>2}  {:.3}  {:<30.30}  {text}", i + 1, r["score"].as_f64().unwrap_or(0.0), doc);
                     continue;
                 }
                 let mut head = format!("[{}] {doc}", i + 1);
@@ -612,41 +427,23 @@ pub async fn rag(c: &Client, cmd: RagCmd, cwd: &Path, json_out: bool) -> Result<
                 }
                 // Scores are always shown; `--include-score` is accepted for the original's scripts.
                 let _ = include_score;
-                head.push_str(&format!(
-                    " (score {:.3})",
-                    r["score"].as_f64().unwrap_or(0.0)
-                ));
+                head.push_str(&format!(" (score {:.3})", r["score"].as_f64().unwrap_or(0.0)));
                 println!("{head}");
                 println!("{}\n", r["content"].as_str().unwrap_or("").trim());
                 if include_metadata {
                     println!("  metadata: {}\n", r["metadata"]);
                 }
             }
-            eprintln!(
-                "{} result(s) from {} via {} in {:.1} ms",
-                v["total_results"],
-                v["database_used"].as_str().unwrap_or(""),
-                v["retrieval_strategy_used"].as_str().unwrap_or(""),
-                v["processing_time_ms"].as_f64().unwrap_or(0.0)
-            );
+            eprintln!("{} result(s) from {} via {} in {:.1} ms", v["total_results"], v["database_used"].as_str().unwrap_or(""), v["retrieval_strategy_used"].as_str().unwrap_or(""), v["processing_time_ms"].as_f64().unwrap_or(0.0));
         }
         RagCmd::Health { database, sel } => {
             let v = rag_get(c, &sel, cwd, "health", database.as_deref()).await?;
             if json_out {
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
-                println!(
-                    "{}: {}",
-                    v["database"].as_str().unwrap_or(""),
-                    v["status"].as_str().unwrap_or("")
-                );
+                println!("{}: {}", v["database"].as_str().unwrap_or(""), v["status"].as_str().unwrap_or(""));
                 for (name, comp) in v["components"].as_object().into_iter().flatten() {
-                    println!(
-                        "  {name:<14} {:<10} {:>8.1} ms  {}",
-                        comp["status"].as_str().unwrap_or(""),
-                        comp["latency"].as_f64().unwrap_or(0.0),
-                        comp["message"].as_str().unwrap_or("")
-                    );
+                    println!("  {name:<14} {:<10} {:>8.1} ms  {}", comp["status"].as_str().unwrap_or(""), comp["latency"].as_f64().unwrap_or(0.0), comp["message"].as_str().unwrap_or(""));
                 }
             }
         }
@@ -655,22 +452,8 @@ pub async fn rag(c: &Client, cmd: RagCmd, cwd: &Path, json_out: bool) -> Result<
             if json_out {
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
-                for k in [
-                    "database",
-                    "vector_count",
-                    "document_count",
-                    "storage_human",
-                    "embedding_dimension",
-                    "distance_metric",
-                    "ann_index",
-                    "last_updated",
-                ] {
-                    println!(
-                        "{k:<20} {}",
-                        v[k].as_str()
-                            .map(String::from)
-                            .unwrap_or_else(|| v[k].to_string())
-                    );
+                for k in ["database", "vector_count", "document_count", "storage_human", "embedding_dimension", "distance_metric", "ann_index", "last_updated"] {
+                    println!("{k:<20} {}", v[k].as_str().map(String::from).unwrap_or_else(|| v[k].to_string()));
                 }
             }
         }

@@ -16,19 +16,10 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 #[derive(Parser)]
-#[command(
-    name = "lf",
-    version,
-    about = "LlamaFarm: local-first AI projects (Rust edition)"
-)]
+#[command(name = "lf", version, about = "LlamaFarm: local-first AI projects (Rust edition)")]
 struct Cli {
     /// LlamaFarm server to talk to.
-    #[arg(
-        long,
-        global = true,
-        env = "LF_SERVER_URL",
-        default_value = "http://localhost:8000"
-    )]
+    #[arg(long, global = true, env = "LF_SERVER_URL", default_value = "http://localhost:8000")]
     server_url: String,
     /// Print raw JSON responses.
     #[arg(long, global = true)]
@@ -144,54 +135,24 @@ fn main() {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let cwd = match &cli.cwd {
         Some(c) => c.clone(),
         None => std::env::current_dir()?,
     };
     match cli.command {
         Command::Serve(args) => rt.block_on(serve::serve(args, cli.debug)),
-        Command::Init(args) => {
-            rt.block_on(init(&Client::new(&cli.server_url)?, args, &cwd, cli.json))
-        }
-        Command::Projects(cmd) => rt.block_on(projects(
-            &Client::new(&cli.server_url)?,
-            cmd,
-            &cwd,
-            cli.json,
-        )),
-        Command::Models(cmd) => {
-            rt.block_on(models(&Client::new(&cli.server_url)?, cmd, &cwd, cli.json))
-        }
-        Command::Datasets(cmd) => rt.block_on(data::datasets(
-            &Client::new(&cli.server_url)?,
-            cmd,
-            &cwd,
-            cli.json,
-        )),
-        Command::Rag(cmd) => rt.block_on(data::rag(
-            &Client::new(&cli.server_url)?,
-            cmd,
-            &cwd,
-            cli.json,
-        )),
-        Command::Chat(args) => rt.block_on(chat::chat(
-            &Client::new(&cli.server_url)?,
-            args,
-            &cwd,
-            cli.json,
-        )),
+        Command::Init(args) => rt.block_on(init(&Client::new(&cli.server_url)?, args, &cwd, cli.json)),
+        Command::Projects(cmd) => rt.block_on(projects(&Client::new(&cli.server_url)?, cmd, &cwd, cli.json)),
+        Command::Models(cmd) => rt.block_on(models(&Client::new(&cli.server_url)?, cmd, &cwd, cli.json)),
+        Command::Datasets(cmd) => rt.block_on(data::datasets(&Client::new(&cli.server_url)?, cmd, &cwd, cli.json)),
+        Command::Rag(cmd) => rt.block_on(data::rag(&Client::new(&cli.server_url)?, cmd, &cwd, cli.json)),
+        Command::Chat(args) => rt.block_on(chat::chat(&Client::new(&cli.server_url)?, args, &cwd, cli.json)),
         Command::Version => {
             println!("lf {}", llamafarm_core::system::VERSION);
             let c = Client::new(&cli.server_url)?;
             match rt.block_on(c.get("/info")) {
-                Ok(v) => println!(
-                    "server {} at {}",
-                    v["version"].as_str().unwrap_or("?"),
-                    cli.server_url
-                ),
+                Ok(v) => println!("server {} at {}", v["version"].as_str().unwrap_or("?"), cli.server_url),
                 Err(_) => println!("server not reachable at {}", cli.server_url),
             }
             Ok(())
@@ -204,18 +165,11 @@ fn local_project(cwd: &Path) -> Option<(String, String)> {
     let path = llamafarm_core::project::find_config(cwd)?;
     let text = std::fs::read_to_string(path).ok()?;
     let v: Value = serde_yaml::from_str(&text).ok()?;
-    Some((
-        v["namespace"].as_str()?.to_string(),
-        v["name"].as_str()?.to_string(),
-    ))
+    Some((v["namespace"].as_str()?.to_string(), v["name"].as_str()?.to_string()))
 }
 
 /// Resolve `NS/PROJECT` from an argument, flags, or `./llamafarm.yaml`.
-pub(crate) fn resolve_project(
-    id: Option<&str>,
-    sel: &ProjectSel,
-    cwd: &Path,
-) -> Result<(String, String)> {
+pub(crate) fn resolve_project(id: Option<&str>, sel: &ProjectSel, cwd: &Path) -> Result<(String, String)> {
     if let Some(id) = id {
         let Some((ns, p)) = id.split_once('/') else {
             bail!("expected NAMESPACE/PROJECT, got '{id}'");
@@ -223,14 +177,8 @@ pub(crate) fn resolve_project(
         return Ok((ns.to_string(), p.to_string()));
     }
     let local = local_project(cwd);
-    let ns = sel
-        .namespace
-        .clone()
-        .or_else(|| local.as_ref().map(|l| l.0.clone()));
-    let p = sel
-        .project
-        .clone()
-        .or_else(|| local.as_ref().map(|l| l.1.clone()));
+    let ns = sel.namespace.clone().or_else(|| local.as_ref().map(|l| l.0.clone()));
+    let p = sel.project.clone().or_else(|| local.as_ref().map(|l| l.1.clone()));
     match (ns, p) {
         (Some(ns), Some(p)) => Ok((ns, p)),
         _ => bail!("no project given: pass NAMESPACE/PROJECT, --namespace and --project, or run inside a directory with llamafarm.yaml"),
@@ -262,9 +210,7 @@ async fn init(c: &Client, args: InitArgs, cwd: &Path, json: bool) -> Result<()> 
     if let Some(t) = &args.template {
         body["config_template"] = t.clone().into();
     }
-    let resp = c
-        .post(&format!("/v1/projects/{}", seg(&args.namespace)), &body)
-        .await?;
+    let resp = c.post(&format!("/v1/projects/{}", seg(&args.namespace)), &body).await?;
     let config = &resp["project"]["config"];
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let yaml = serde_yaml::to_string(config)?;
@@ -273,12 +219,7 @@ async fn init(c: &Client, args: InitArgs, cwd: &Path, json: bool) -> Result<()> 
     if json {
         println!("{}", serde_json::to_string_pretty(&resp)?);
     } else {
-        println!(
-            "Created project {}/{} in {}",
-            args.namespace,
-            name,
-            dir.display()
-        );
+        println!("Created project {}/{} in {}", args.namespace, name, dir.display());
     }
     Ok(())
 }
@@ -286,19 +227,13 @@ async fn init(c: &Client, args: InitArgs, cwd: &Path, json: bool) -> Result<()> 
 async fn projects(c: &Client, cmd: ProjectsCmd, cwd: &Path, json: bool) -> Result<()> {
     match cmd {
         ProjectsCmd::List { namespace } => {
-            let ns = namespace
-                .or_else(|| local_project(cwd).map(|l| l.0))
-                .unwrap_or_else(|| "default".into());
+            let ns = namespace.or_else(|| local_project(cwd).map(|l| l.0)).unwrap_or_else(|| "default".into());
             let v = c.get(&format!("/v1/projects/{}", seg(&ns))).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 for p in v["projects"].as_array().into_iter().flatten() {
-                    let mut line = format!(
-                        "{}/{}",
-                        p["namespace"].as_str().unwrap_or(""),
-                        p["name"].as_str().unwrap_or("")
-                    );
+                    let mut line = format!("{}/{}", p["namespace"].as_str().unwrap_or(""), p["name"].as_str().unwrap_or(""));
                     if let Some(e) = p["validation_error"].as_str() {
                         line.push_str(&format!("  (invalid config: {e})"));
                     }
@@ -311,9 +246,7 @@ async fn projects(c: &Client, cmd: ProjectsCmd, cwd: &Path, json: bool) -> Resul
         }
         ProjectsCmd::Get { id, sel } => {
             let (ns, p) = resolve_project(id.as_deref(), &sel, cwd)?;
-            let v = c
-                .get(&format!("/v1/projects/{}/{}", seg(&ns), seg(&p)))
-                .await?;
+            let v = c.get(&format!("/v1/projects/{}/{}", seg(&ns), seg(&p))).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
@@ -325,9 +258,7 @@ async fn projects(c: &Client, cmd: ProjectsCmd, cwd: &Path, json: bool) -> Resul
             if !force && !confirm(&format!("Delete project {ns}/{p} and all its data?"))? {
                 bail!("aborted");
             }
-            let v = c
-                .delete(&format!("/v1/projects/{}/{}", seg(&ns), seg(&p)))
-                .await?;
+            let v = c.delete(&format!("/v1/projects/{}/{}", seg(&ns), seg(&p))).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
@@ -342,18 +273,12 @@ async fn models(c: &Client, cmd: ModelsCmd, cwd: &Path, json: bool) -> Result<()
     match cmd {
         ModelsCmd::List { id, sel } => {
             let (ns, p) = resolve_project(id.as_deref(), &sel, cwd)?;
-            let v = c
-                .get(&format!("/v1/projects/{}/{}/models", seg(&ns), seg(&p)))
-                .await?;
+            let v = c.get(&format!("/v1/projects/{}/{}/models", seg(&ns), seg(&p))).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 for m in v["models"].as_array().into_iter().flatten() {
-                    let star = if m["default"].as_bool() == Some(true) {
-                        "*"
-                    } else {
-                        " "
-                    };
+                    let star = if m["default"].as_bool() == Some(true) { "*" } else { " " };
                     println!(
                         "{star} {:<16} {:<10} {}",
                         m["name"].as_str().unwrap_or(""),

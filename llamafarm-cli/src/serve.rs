@@ -22,12 +22,7 @@ pub struct ServeArgs {
     #[arg(long, env = "LF_DATA_DIR")]
     data_dir: Option<PathBuf>,
     /// Allowed CORS origins (repeatable); `*` allows any.
-    #[arg(
-        long = "cors-origin",
-        env = "LF_CORS_ORIGINS",
-        value_delimiter = ',',
-        default_value = "*"
-    )]
+    #[arg(long = "cors-origin", env = "LF_CORS_ORIGINS", value_delimiter = ',', default_value = "*")]
     cors_origins: Vec<String>,
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "LF_MAX_BODY_BYTES", default_value_t = llamafarm_http::DEFAULT_BODY_LIMIT)]
@@ -35,36 +30,15 @@ pub struct ServeArgs {
 }
 
 pub async fn serve(args: ServeArgs, debug: bool) -> Result<()> {
-    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| {
-        if debug {
-            "debug".into()
-        } else {
-            "info,tower_http=info,pdf_extract=error,lopdf=error".into()
-        }
-    });
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_writer(std::io::stderr)
-        .try_init();
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| if debug { "debug".into() } else { "info,tower_http=info,pdf_extract=error,lopdf=error".into() });
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_writer(std::io::stderr).try_init();
 
-    let data_dir = args
-        .data_dir
-        .unwrap_or_else(llamafarm_core::paths::default_data_dir);
-    let lf = LlamaFarm::open(&data_dir)
-        .with_context(|| format!("opening data directory {}", data_dir.display()))?;
-    let api_addr: SocketAddr = format!("{}:{}", args.host, args.port)
-        .parse()
-        .context("invalid --host/--port")?;
-    let rt_addr: SocketAddr = format!("{}:{}", args.host, args.runtime_port)
-        .parse()
-        .context("invalid --runtime-port")?;
-    let api_listener = tokio::net::TcpListener::bind(api_addr)
-        .await
-        .with_context(|| format!("binding {api_addr}"))?;
-    let rt_listener = tokio::net::TcpListener::bind(rt_addr)
-        .await
-        .with_context(|| format!("binding {rt_addr}"))?;
+    let data_dir = args.data_dir.unwrap_or_else(llamafarm_core::paths::default_data_dir);
+    let lf = LlamaFarm::open(&data_dir).with_context(|| format!("opening data directory {}", data_dir.display()))?;
+    let api_addr: SocketAddr = format!("{}:{}", args.host, args.port).parse().context("invalid --host/--port")?;
+    let rt_addr: SocketAddr = format!("{}:{}", args.host, args.runtime_port).parse().context("invalid --runtime-port")?;
+    let api_listener = tokio::net::TcpListener::bind(api_addr).await.with_context(|| format!("binding {api_addr}"))?;
+    let rt_listener = tokio::net::TcpListener::bind(rt_addr).await.with_context(|| format!("binding {rt_addr}"))?;
     let api_addr = api_listener.local_addr()?;
     let rt_addr = rt_listener.local_addr()?;
 

@@ -40,28 +40,15 @@ impl Served {
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let mut grab = |prefix: &str| {
             let line = lines.next().expect("lf serve exited early").unwrap();
-            line.strip_prefix(prefix)
-                .unwrap_or_else(|| panic!("unexpected line: {line}"))
-                .to_string()
+            line.strip_prefix(prefix).unwrap_or_else(|| panic!("unexpected line: {line}")).to_string()
         };
         let url = grab("LlamaFarm API listening on ");
         let runtime_url = grab("Universal Runtime listening on ");
-        Served {
-            child,
-            url,
-            runtime_url,
-            _data: data,
-        }
+        Served { child, url, runtime_url, _data: data }
     }
 
     fn lf(&self, cwd: &Path, args: &[&str]) -> Output {
-        Command::new(lf_bin())
-            .current_dir(cwd)
-            .arg("--server-url")
-            .arg(&self.url)
-            .args(args)
-            .output()
-            .unwrap()
+        Command::new(lf_bin()).current_dir(cwd).arg("--server-url").arg(&self.url).args(args).output().unwrap()
     }
 }
 
@@ -73,21 +60,12 @@ impl Drop for Served {
 }
 
 fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "stdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert!(o.status.success(), "stdout: {}\nstderr: {}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     String::from_utf8_lossy(&o.stdout).to_string()
 }
 
 fn fails_with(o: &Output, needle: &str) {
-    assert!(
-        !o.status.success(),
-        "expected failure, got: {}",
-        String::from_utf8_lossy(&o.stdout)
-    );
+    assert!(!o.status.success(), "expected failure, got: {}", String::from_utf8_lossy(&o.stdout));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains(needle), "stderr lacks {needle:?}: {err}");
 }
@@ -98,66 +76,38 @@ fn lf_drives_a_spawned_server() {
     let work = tempfile::tempdir().unwrap();
 
     // init creates the project through the server and writes llamafarm.yaml.
-    let out = ok(&srv.lf(
-        work.path(),
-        &[
-            "init",
-            "support-bot",
-            "--namespace",
-            "acme",
-            "--template",
-            "rag",
-        ],
-    ));
+    let out = ok(&srv.lf(work.path(), &["init", "support-bot", "--namespace", "acme", "--template", "rag"]));
     assert!(out.contains("Created project acme/support-bot"), "{out}");
     let proj_dir = work.path().join("support-bot");
     let yaml = std::fs::read_to_string(proj_dir.join("llamafarm.yaml")).unwrap();
     let cfg = llamafarm_core::LlamaFarmConfig::from_yaml_str(&yaml).unwrap();
-    assert_eq!(
-        (cfg.namespace.as_str(), cfg.name.as_str()),
-        ("acme", "support-bot")
-    );
+    assert_eq!((cfg.namespace.as_str(), cfg.name.as_str()), ("acme", "support-bot"));
     assert_eq!(cfg.default_database().unwrap().name, "documents_db");
 
     // A second init in the same directory fails before touching the server.
-    fails_with(
-        &srv.lf(work.path(), &["init", "support-bot", "--namespace", "acme"]),
-        "already exists",
-    );
+    fails_with(&srv.lf(work.path(), &["init", "support-bot", "--namespace", "acme"]), "already exists");
     // The server's own errors print their detail and exit non-zero.
     std::fs::create_dir_all(work.path().join("again")).unwrap();
-    let o = srv.lf(
-        &work.path().join("again"),
-        &["init", "--namespace", "bad/ns"],
-    );
+    let o = srv.lf(&work.path().join("again"), &["init", "--namespace", "bad/ns"]);
     fails_with(&o, "Invalid namespace name");
 
     // Namespace and project default from ./llamafarm.yaml.
     let list = ok(&srv.lf(&proj_dir, &["projects", "list"]));
     assert_eq!(list.trim(), "acme/support-bot");
-    let json: serde_json::Value =
-        serde_json::from_str(&ok(&srv.lf(&proj_dir, &["--json", "projects", "list"]))).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&ok(&srv.lf(&proj_dir, &["--json", "projects", "list"]))).unwrap();
     assert_eq!(json["total"], 1);
     let got = ok(&srv.lf(&proj_dir, &["projects", "get"]));
     assert!(got.contains("name: support-bot"), "{got}");
     let models = ok(&srv.lf(&proj_dir, &["models", "list"]));
-    assert!(
-        models.contains("SmolLM2-135M-Instruct-GGUF:Q4_1") && models.starts_with('*'),
-        "{models}"
-    );
+    assert!(models.contains("SmolLM2-135M-Instruct-GGUF:Q4_1") && models.starts_with('*'), "{models}");
 
     // Delete needs --force without a terminal, then really deletes.
     fails_with(&srv.lf(&proj_dir, &["projects", "delete"]), "--force");
-    ok(&srv.lf(
-        &proj_dir,
-        &["projects", "delete", "acme/support-bot", "--force"],
-    ));
+    ok(&srv.lf(&proj_dir, &["projects", "delete", "acme/support-bot", "--force"]));
     fails_with(&srv.lf(&proj_dir, &["projects", "get"]), "not found");
 
     // The runtime port answers from the same process.
-    let o = Command::new("curl")
-        .args(["-s", &format!("{}/health", srv.runtime_url)])
-        .output();
+    let o = Command::new("curl").args(["-s", &format!("{}/health", srv.runtime_url)]).output();
     if let Ok(o) = o {
         if o.status.success() {
             let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -169,11 +119,7 @@ fn lf_drives_a_spawned_server() {
 #[test]
 fn unreachable_server_is_a_clear_error() {
     let work = tempfile::tempdir().unwrap();
-    let o = Command::new(lf_bin())
-        .current_dir(work.path())
-        .args(["--server-url", "http://127.0.0.1:9", "projects", "list"])
-        .output()
-        .unwrap();
+    let o = Command::new(lf_bin()).current_dir(work.path()).args(["--server-url", "http://127.0.0.1:9", "projects", "list"]).output().unwrap();
     fails_with(&o, "cannot reach the LlamaFarm server");
 }
 
@@ -181,21 +127,14 @@ fn unreachable_server_is_a_clear_error() {
 fn serve_shuts_down_gracefully_on_sigterm() {
     let mut srv = Served::start();
     let pid = srv.child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     let start = Instant::now();
     loop {
         if let Some(status) = srv.child.try_wait().unwrap() {
             assert!(status.success(), "exit status {status}");
             break;
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "lf serve did not stop on SIGTERM"
-        );
+        assert!(start.elapsed() < Duration::from_secs(10), "lf serve did not stop on SIGTERM");
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -204,8 +143,7 @@ fn serve_shuts_down_gracefully_on_sigterm() {
 /// the quick_rag example, process, query.
 #[test]
 fn quick_rag_end_to_end() {
-    let files = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/data/llamafarm-examples/quick_rag/files");
+    let files = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/llamafarm-examples/quick_rag/files");
     if !files.is_dir() {
         eprintln!("SKIP quick_rag_end_to_end: {} is absent", files.display());
         return;
@@ -214,60 +152,23 @@ fn quick_rag_end_to_end() {
     let work = tempfile::tempdir().unwrap();
     ok(&srv.lf(work.path(), &["init", "quick"]));
     let dir = work.path().join("quick");
-    ok(&srv.lf(
-        &dir,
-        &[
-            "datasets",
-            "create",
-            "-s",
-            "universal_rag",
-            "-b",
-            "main_database",
-            "docs",
-        ],
-    ));
-    let out = ok(&srv.lf(
-        &dir,
-        &["datasets", "upload", "docs", files.to_str().unwrap()],
-    ));
-    assert!(
-        out.contains("Uploaded 2 file(s)") && out.contains("SUCCESS: 2 processed"),
-        "{out}"
-    );
-    let q = ok(&srv.lf(
-        &dir,
-        &["rag", "query", "neural scaling laws", "--top-k", "3"],
-    ));
-    assert!(
-        q.lines()
-            .next()
-            .unwrap_or("")
-            .contains("neural_scaling_laws.txt"),
-        "{q}"
-    );
+    ok(&srv.lf(&dir, &["datasets", "create", "-s", "universal_rag", "-b", "main_database", "docs"]));
+    let out = ok(&srv.lf(&dir, &["datasets", "upload", "docs", files.to_str().unwrap()]));
+    assert!(out.contains("Uploaded 2 file(s)") && out.contains("SUCCESS: 2 processed"), "{out}");
+    let q = ok(&srv.lf(&dir, &["rag", "query", "neural scaling laws", "--top-k", "3"]));
+    assert!(q.lines().next().unwrap_or("").contains("neural_scaling_laws.txt"), "{q}");
     // Processing again skips both files; list and stats agree.
     let p = ok(&srv.lf(&dir, &["datasets", "process", "docs"]));
     assert!(p.contains("2 skipped"), "{p}");
     let list = ok(&srv.lf(&dir, &["datasets", "list"]));
-    assert!(
-        list.lines()
-            .any(|l| l.starts_with("docs ") && l.trim_end().ends_with('2')),
-        "{list}"
-    );
-    let stats: serde_json::Value =
-        serde_json::from_str(&ok(&srv.lf(&dir, &["--json", "rag", "stats"]))).unwrap();
+    assert!(list.lines().any(|l| l.starts_with("docs ") && l.trim_end().ends_with('2')), "{list}");
+    let stats: serde_json::Value = serde_json::from_str(&ok(&srv.lf(&dir, &["--json", "rag", "stats"]))).unwrap();
     assert!(stats["vector_count"].as_u64().unwrap() >= 2);
     let health = ok(&srv.lf(&dir, &["rag", "health"]));
     assert!(health.starts_with("main_database: healthy"), "{health}");
     // Bad input exits non-zero with the server's detail.
-    fails_with(
-        &srv.lf(&dir, &["rag", "query", "x", "--top-k", "0"]),
-        "top_k",
-    );
-    fails_with(
-        &srv.lf(&dir, &["datasets", "create", "-b", "nope", "other"]),
-        "does not exist",
-    );
+    fails_with(&srv.lf(&dir, &["rag", "query", "x", "--top-k", "0"]), "top_k");
+    fails_with(&srv.lf(&dir, &["datasets", "create", "-b", "nope", "other"]), "does not exist");
     ok(&srv.lf(&dir, &["datasets", "delete", "docs"]));
     let q = ok(&srv.lf(&dir, &["rag", "query", "neural scaling laws", "-r", "bm25"]));
     assert!(q.contains("No results"), "{q}");
@@ -281,80 +182,28 @@ fn lf_chat_streams_and_reads_stdin() {
     let work = tempfile::tempdir().unwrap();
     ok(&srv.lf(work.path(), &["init", "talk"]));
     let dir = work.path().join("talk");
-    let out = ok(&srv.lf(
-        &dir,
-        &[
-            "chat",
-            "Write one sentence about cats.",
-            "--temperature",
-            "0",
-            "--no-rag",
-            "--max-tokens",
-            "40",
-        ],
-    ));
-    assert!(
-        out.trim().len() > 10 && out.to_lowercase().contains("cat"),
-        "{out}"
-    );
+    let out = ok(&srv.lf(&dir, &["chat", "Write one sentence about cats.", "--temperature", "0", "--no-rag", "--max-tokens", "40"]));
+    assert!(out.trim().len() > 10 && out.to_lowercase().contains("cat"), "{out}");
     // Explicit project, JSON events, a session that the server keeps.
-    let j = ok(&srv.lf(
-        &dir,
-        &[
-            "--json",
-            "chat",
-            "default/talk",
-            "Hello",
-            "--no-rag",
-            "--max-tokens",
-            "4",
-            "--session",
-            "s-1",
-        ],
-    ));
+    let j = ok(&srv.lf(&dir, &["--json", "chat", "default/talk", "Hello", "--no-rag", "--max-tokens", "4", "--session", "s-1"]));
     let v: serde_json::Value = serde_json::from_str(&j).unwrap();
     assert_eq!(v["session_id"], "s-1");
-    assert!(v["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|e| e["object"] == "chat.completion.chunk"));
+    assert!(v["events"].as_array().unwrap().iter().any(|e| e["object"] == "chat.completion.chunk"));
     // stdin as the message.
     let mut child = Command::new(lf_bin())
         .current_dir(&dir)
-        .args([
-            "--server-url",
-            &srv.url,
-            "chat",
-            "--no-rag",
-            "--max-tokens",
-            "6",
-        ])
+        .args(["--server-url", &srv.url, "chat", "--no-rag", "--max-tokens", "6"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"Say hello.")
-        .unwrap();
+    child.stdin.take().unwrap().write_all(b"Say hello.").unwrap();
     let o = child.wait_with_output().unwrap();
     assert!(!ok(&o).trim().is_empty());
-    fails_with(
-        &srv.lf(&dir, &["chat", "hi", "--model", "nope"]),
-        "not found",
-    );
-    fails_with(
-        &srv.lf(&dir, &["chat", "hi", "--temperature", "9"]),
-        "temperature",
-    );
+    fails_with(&srv.lf(&dir, &["chat", "hi", "--model", "nope"]), "not found");
+    fails_with(&srv.lf(&dir, &["chat", "hi", "--temperature", "9"]), "temperature");
     let models = ok(&srv.lf(&dir, &["models", "list"]));
-    assert!(
-        models.contains("SmolLM2-135M-Instruct-GGUF:Q4_1"),
-        "{models}"
-    );
+    assert!(models.contains("SmolLM2-135M-Instruct-GGUF:Q4_1"), "{models}");
 }

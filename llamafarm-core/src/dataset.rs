@@ -80,19 +80,13 @@ pub struct Datasets {
 impl Project {
     /// Dataset operations.
     pub fn datasets(&self) -> Datasets {
-        Datasets {
-            project: self.clone(),
-        }
+        Datasets { project: self.clone() }
     }
 }
 
 /// MIME type from a file name.
 pub fn mime_for(name: &str) -> &'static str {
-    let ext = Path::new(name)
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or("")
-        .to_ascii_lowercase();
+    let ext = Path::new(name).extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
     match ext.as_str() {
         "pdf" => "application/pdf",
         "docx" => "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
@@ -107,8 +101,7 @@ pub fn mime_for(name: &str) -> &'static str {
         "png" => "image/png",
         "jpg" | "jpeg" => "image/jpeg",
         "xlsx" => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-        "rs" | "py" | "js" | "ts" | "go" | "java" | "c" | "h" | "cpp" | "cs" | "sh" | "sql"
-        | "toml" | "yaml" | "yml" | "ini" | "cfg" => "text/plain",
+        "rs" | "py" | "js" | "ts" | "go" | "java" | "c" | "h" | "cpp" | "cs" | "sh" | "sql" | "toml" | "yaml" | "yml" | "ini" | "cfg" => "text/plain",
         _ => "application/octet-stream",
     }
 }
@@ -152,10 +145,7 @@ impl UploadWriter {
             )));
         }
         self.hasher.update(bytes);
-        let f = self
-            .file
-            .as_mut()
-            .ok_or_else(|| Error::Internal("upload already finished".into()))?;
+        let f = self.file.as_mut().ok_or_else(|| Error::Internal("upload already finished".into()))?;
         f.write_all(bytes).map_err(|e| Error::io(&self.tmp, e))
     }
 
@@ -167,13 +157,8 @@ impl UploadWriter {
     /// Store the file under its hash and record it in the dataset. A file whose
     /// content is already in the dataset is `skipped` and not stored twice.
     pub fn finish(mut self) -> Result<UploadOutcome> {
-        let mut f = self
-            .file
-            .take()
-            .ok_or_else(|| Error::Internal("upload already finished".into()))?;
-        f.flush()
-            .and_then(|_| f.sync_all())
-            .map_err(|e| Error::io(&self.tmp, e))?;
+        let mut f = self.file.take().ok_or_else(|| Error::Internal("upload already finished".into()))?;
+        f.flush().and_then(|_| f.sync_all()).map_err(|e| Error::io(&self.tmp, e))?;
         drop(f);
         let hash = format!("{:x}", std::mem::take(&mut self.hasher).finalize());
         let dir = self.datasets_dir.join(&self.dataset);
@@ -211,21 +196,13 @@ impl UploadWriter {
             }
             fs::create_dir_all(raw.parent().unwrap_or(&dir)).map_err(|e| Error::io(&dir, e))?;
             fs::rename(&tmp, &raw).map_err(|e| Error::io(&raw, e))?;
-            crate::fsutil::atomic_write(
-                &dir.join("meta").join(format!("{hash}.json")),
-                &serde_json::to_vec_pretty(&meta).unwrap_or_default(),
-            )?;
+            crate::fsutil::atomic_write(&dir.join("meta").join(format!("{hash}.json")), &serde_json::to_vec_pretty(&meta).unwrap_or_default())?;
             if !files.contains(&hash) {
                 files.push(hash.clone());
             }
             Ok(())
         })?;
-        Ok(UploadOutcome {
-            filename: file_name,
-            hash,
-            size: self.size,
-            skipped,
-        })
+        Ok(UploadOutcome { filename: file_name, hash, size: self.size, skipped })
     }
 }
 
@@ -250,31 +227,16 @@ impl Datasets {
 
     /// A file's metadata.
     pub fn file_meta(&self, dataset: &str, hash: &str) -> Result<FileMeta> {
-        let p = self
-            .root()
-            .join(dataset)
-            .join("meta")
-            .join(format!("{hash}.json"));
-        let text = fs::read(&p)
-            .map_err(|_| Error::not_found(format!("File {hash} in dataset '{dataset}'")))?;
-        serde_json::from_slice(&text).map_err(|e| Error::Parse {
-            what: p.display().to_string(),
-            message: e.to_string(),
-        })
+        let p = self.root().join(dataset).join("meta").join(format!("{hash}.json"));
+        let text = fs::read(&p).map_err(|_| Error::not_found(format!("File {hash} in dataset '{dataset}'")))?;
+        serde_json::from_slice(&text).map_err(|e| Error::Parse { what: p.display().to_string(), message: e.to_string() })
     }
 
     fn info(&self, d: &DatasetConfig, details: bool) -> DatasetInfo {
         let files = d.files.clone().unwrap_or_default();
         let details = details.then(|| {
-            let metas: Vec<FileMeta> = files
-                .iter()
-                .filter_map(|h| self.file_meta(&d.name, h).ok())
-                .collect();
-            DatasetDetails {
-                total_files: metas.len(),
-                total_size_bytes: metas.iter().map(|m| m.size).sum(),
-                files_metadata: metas,
-            }
+            let metas: Vec<FileMeta> = files.iter().filter_map(|h| self.file_meta(&d.name, h).ok()).collect();
+            DatasetDetails { total_files: metas.len(), total_size_bytes: metas.iter().map(|m| m.size).sum(), files_metadata: metas }
         });
         DatasetInfo {
             name: d.name.clone(),
@@ -289,21 +251,13 @@ impl Datasets {
     /// All datasets.
     pub fn list(&self, details: bool) -> Result<Vec<DatasetInfo>> {
         let cfg = self.project.config()?;
-        Ok(cfg
-            .dataset_list()
-            .iter()
-            .map(|d| self.info(d, details))
-            .collect())
+        Ok(cfg.dataset_list().iter().map(|d| self.info(d, details)).collect())
     }
 
     /// One dataset.
     pub fn get(&self, name: &str) -> Result<DatasetConfig> {
         let cfg = self.project.config()?;
-        cfg.dataset_list()
-            .iter()
-            .find(|d| d.name == name)
-            .cloned()
-            .ok_or_else(|| Error::not_found(format!("Dataset '{name}'")))
+        cfg.dataset_list().iter().find(|d| d.name == name).cloned().ok_or_else(|| Error::not_found(format!("Dataset '{name}'")))
     }
 
     /// One dataset with details.
@@ -314,29 +268,18 @@ impl Datasets {
     /// The strategies and databases a dataset may use.
     pub fn strategies(&self) -> Result<(Vec<String>, Vec<String>)> {
         let cfg = self.project.config()?;
-        Ok((
-            cfg.strategy_names(),
-            cfg.databases().iter().map(|d| d.name.clone()).collect(),
-        ))
+        Ok((cfg.strategy_names(), cfg.databases().iter().map(|d| d.name.clone()).collect()))
     }
 
     /// Create a dataset; the strategy and database must exist.
-    pub fn create(
-        &self,
-        name: &str,
-        strategy: Option<&str>,
-        database: &str,
-        auto_process: Option<bool>,
-    ) -> Result<DatasetInfo> {
+    pub fn create(&self, name: &str, strategy: Option<&str>, database: &str, auto_process: Option<bool>) -> Result<DatasetInfo> {
         validate_segment("dataset", name)?;
         let cfg = self.project.update_config(|cfg| {
             if cfg.dataset_list().iter().any(|d| d.name == name) {
                 return Err(Error::Conflict(format!("Dataset '{name}' already exists")));
             }
             if cfg.database(database).is_none() {
-                return Err(Error::Invalid(format!(
-                    "Database '{database}' does not exist (create it under rag.databases first)"
-                )));
+                return Err(Error::Invalid(format!("Database '{database}' does not exist (create it under rag.databases first)")));
             }
             let strategies = cfg.strategy_names();
             let strategy = strategy.unwrap_or(BUILTIN_STRATEGY);
@@ -346,24 +289,17 @@ impl Datasets {
                     strategies.join(", ")
                 )));
             }
-            cfg.datasets
-                .get_or_insert_with(Vec::new)
-                .push(DatasetConfig {
-                    name: name.into(),
-                    data_processing_strategy: Some(strategy.into()),
-                    database: database.into(),
-                    auto_process,
-                    files: Some(Vec::new()),
-                    extra: Default::default(),
-                });
+            cfg.datasets.get_or_insert_with(Vec::new).push(DatasetConfig {
+                name: name.into(),
+                data_processing_strategy: Some(strategy.into()),
+                database: database.into(),
+                auto_process,
+                files: Some(Vec::new()),
+                extra: Default::default(),
+            });
             Ok(())
         })?;
-        let d = cfg
-            .dataset_list()
-            .iter()
-            .find(|d| d.name == name)
-            .cloned()
-            .ok_or_else(|| Error::Internal("dataset vanished".into()))?;
+        let d = cfg.dataset_list().iter().find(|d| d.name == name).cloned().ok_or_else(|| Error::Internal("dataset vanished".into()))?;
         Ok(self.info(&d, false))
     }
 
@@ -399,12 +335,7 @@ impl Datasets {
     }
 
     /// Start streaming an upload into a dataset. `max_bytes` bounds the file.
-    pub fn begin_upload(
-        &self,
-        dataset: &str,
-        file_name: &str,
-        max_bytes: u64,
-    ) -> Result<UploadWriter> {
+    pub fn begin_upload(&self, dataset: &str, file_name: &str, max_bytes: u64) -> Result<UploadWriter> {
         self.get(dataset)?;
         let dir = self.root().join(dataset).join("incoming");
         fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
@@ -424,12 +355,7 @@ impl Datasets {
     }
 
     /// Store bytes as a file of the dataset (convenience over [`Datasets::begin_upload`]).
-    pub fn upload_bytes(
-        &self,
-        dataset: &str,
-        file_name: &str,
-        bytes: &[u8],
-    ) -> Result<UploadOutcome> {
+    pub fn upload_bytes(&self, dataset: &str, file_name: &str, bytes: &[u8]) -> Result<UploadOutcome> {
         let mut w = self.begin_upload(dataset, file_name, u64::MAX)?;
         w.write(bytes)?;
         w.finish()
@@ -440,17 +366,11 @@ impl Datasets {
     pub fn remove_file(&self, dataset: &str, hash: &str, remove_from_disk: bool) -> Result<usize> {
         let d = self.get(dataset)?;
         if !d.files.iter().flatten().any(|h| h == hash) {
-            return Err(Error::not_found(format!(
-                "File {hash} in dataset '{dataset}'"
-            )));
+            return Err(Error::not_found(format!("File {hash} in dataset '{dataset}'")));
         }
         let removed = self.project.rag().delete_file(&d.database, hash)?;
         self.project.update_config(|cfg| {
-            if let Some(x) = cfg
-                .datasets
-                .as_mut()
-                .and_then(|l| l.iter_mut().find(|x| x.name == dataset))
-            {
+            if let Some(x) = cfg.datasets.as_mut().and_then(|l| l.iter_mut().find(|x| x.name == dataset)) {
                 if let Some(f) = x.files.as_mut() {
                     f.retain(|h| h != hash);
                 }
@@ -459,12 +379,7 @@ impl Datasets {
         })?;
         if remove_from_disk {
             let _ = fs::remove_file(self.file_path(dataset, hash));
-            let _ = fs::remove_file(
-                self.root()
-                    .join(dataset)
-                    .join("meta")
-                    .join(format!("{hash}.json")),
-            );
+            let _ = fs::remove_file(self.root().join(dataset).join("meta").join(format!("{hash}.json")));
         }
         Ok(removed)
     }

@@ -116,13 +116,7 @@ impl std::fmt::Display for ValidationIssue {
 
 fn format_validation(issues: &[ValidationIssue]) -> String {
     let mut s = String::from("invalid configuration: ");
-    s.push_str(
-        &issues
-            .iter()
-            .map(|i| i.to_string())
-            .collect::<Vec<_>>()
-            .join("; "),
-    );
+    s.push_str(&issues.iter().map(|i| i.to_string()).collect::<Vec<_>>().join("; "));
     s
 }
 
@@ -147,18 +141,12 @@ impl Error {
 
     /// Shorthand for [`Error::Io`].
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io {
-            path: path.into(),
-            source,
-        }
+        Error::Io { path: path.into(), source }
     }
 
     /// A single validation issue.
     pub fn validation(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Error::Validation(vec![ValidationIssue {
-            path: path.into(),
-            message: message.into(),
-        }])
+        Error::Validation(vec![ValidationIssue { path: path.into(), message: message.into() }])
     }
 }
 

@@ -30,18 +30,12 @@ pub struct Events {
 impl Project {
     /// The project's event log.
     pub fn events(&self) -> Events {
-        Events {
-            project: self.clone(),
-        }
+        Events { project: self.clone() }
     }
 }
 
 fn valid_id(id: &str) -> bool {
-    id.starts_with("evt_")
-        && id.len() < 128
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    id.starts_with("evt_") && id.len() < 128 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 impl Events {
@@ -50,23 +44,10 @@ impl Events {
     }
 
     /// Record an event; returns its id.
-    pub fn record(
-        &self,
-        kind: &str,
-        summary: Value,
-        data: Value,
-        sub_events: Vec<Value>,
-    ) -> Result<String> {
+    pub fn record(&self, kind: &str, summary: Value, data: Value, sub_events: Vec<Value>) -> Result<String> {
         let now = chrono::Utc::now();
-        let kind_safe: String = kind
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .collect();
-        let id = format!(
-            "evt_{}_{kind_safe}_{}",
-            now.format("%Y%m%d_%H%M%S"),
-            &uuid::Uuid::new_v4().simple().to_string()[..8]
-        );
+        let kind_safe: String = kind.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+        let id = format!("evt_{}_{kind_safe}_{}", now.format("%Y%m%d_%H%M%S"), &uuid::Uuid::new_v4().simple().to_string()[..8]);
         let doc = json!({
             "event_id": id,
             "type": kind,
@@ -75,34 +56,18 @@ impl Events {
             "data": data,
             "sub_events": sub_events,
         });
-        crate::fsutil::atomic_write(
-            &self.dir().join(format!("{id}.json")),
-            &serde_json::to_vec_pretty(&doc).unwrap_or_default(),
-        )?;
+        crate::fsutil::atomic_write(&self.dir().join(format!("{id}.json")), &serde_json::to_vec_pretty(&doc).unwrap_or_default())?;
         Ok(id)
     }
 
     /// Events newest first, filtered by type and time (RFC 3339 bounds), paginated.
     /// Returns the total matching and the page.
-    pub fn list(
-        &self,
-        kind: Option<&str>,
-        start: Option<&str>,
-        end: Option<&str>,
-        limit: usize,
-        offset: usize,
-    ) -> Result<(usize, Vec<EventSummary>)> {
+    pub fn list(&self, kind: Option<&str>, start: Option<&str>, end: Option<&str>, limit: usize, offset: usize) -> Result<(usize, Vec<EventSummary>)> {
         let parse_t = |s: &str, what: &str| {
             chrono::DateTime::parse_from_rfc3339(s)
                 .map(|d| d.with_timezone(&chrono::Utc))
-                .or_else(|_| {
-                    chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S")
-                        .map(|n| n.and_utc())
-                })
-                .or_else(|_| {
-                    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
-                        .map(|d| d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc())
-                })
+                .or_else(|_| chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S").map(|n| n.and_utc()))
+                .or_else(|_| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").map(|d| d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc()))
                 .map_err(|_| Error::Invalid(format!("{what} must be an ISO 8601 time, got '{s}'")))
         };
         let start = start.map(|s| parse_t(s, "start_time")).transpose()?;
@@ -114,12 +79,8 @@ impl Events {
                 if !name.starts_with("evt_") || !name.ends_with(".json") {
                     continue;
                 }
-                let Ok(bytes) = fs::read(e.path()) else {
-                    continue;
-                };
-                let Ok(v) = serde_json::from_slice::<Value>(&bytes) else {
-                    continue;
-                };
+                let Ok(bytes) = fs::read(e.path()) else { continue };
+                let Ok(v) = serde_json::from_slice::<Value>(&bytes) else { continue };
                 let s = EventSummary {
                     event_id: v["event_id"].as_str().unwrap_or("").into(),
                     kind: v["type"].as_str().unwrap_or("").into(),
@@ -129,22 +90,14 @@ impl Events {
                 if kind.is_some_and(|k| k != s.kind) {
                     continue;
                 }
-                let t = chrono::DateTime::parse_from_rfc3339(&s.timestamp)
-                    .ok()
-                    .map(|d| d.with_timezone(&chrono::Utc));
-                if start.is_some_and(|st| t.is_none_or(|t| t < st))
-                    || end.is_some_and(|en| t.is_none_or(|t| t > en))
-                {
+                let t = chrono::DateTime::parse_from_rfc3339(&s.timestamp).ok().map(|d| d.with_timezone(&chrono::Utc));
+                if start.is_some_and(|st| t.is_none_or(|t| t < st)) || end.is_some_and(|en| t.is_none_or(|t| t > en)) {
                     continue;
                 }
                 all.push(s);
             }
         }
-        all.sort_by(|a, b| {
-            b.timestamp
-                .cmp(&a.timestamp)
-                .then_with(|| b.event_id.cmp(&a.event_id))
-        });
+        all.sort_by(|a, b| b.timestamp.cmp(&a.timestamp).then_with(|| b.event_id.cmp(&a.event_id)));
         let total = all.len();
         Ok((total, all.into_iter().skip(offset).take(limit).collect()))
     }
@@ -156,9 +109,6 @@ impl Events {
         }
         let p = self.dir().join(format!("{id}.json"));
         let bytes = fs::read(&p).map_err(|_| Error::not_found(format!("Event '{id}'")))?;
-        serde_json::from_slice(&bytes).map_err(|e| Error::Parse {
-            what: p.display().to_string(),
-            message: e.to_string(),
-        })
+        serde_json::from_slice(&bytes).map_err(|e| Error::Parse { what: p.display().to_string(), message: e.to_string() })
     }
 }

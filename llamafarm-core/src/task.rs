@@ -38,10 +38,7 @@ pub enum TaskState {
 impl TaskState {
     /// Finished one way or another.
     pub fn is_final(self) -> bool {
-        matches!(
-            self,
-            TaskState::Success | TaskState::Failure | TaskState::Revoked
-        )
+        matches!(self, TaskState::Success | TaskState::Failure | TaskState::Revoked)
     }
 }
 
@@ -169,10 +166,7 @@ fn valid_task_id(id: &str) -> bool {
 
 fn save(project_dir: &Path, rec: &mut TaskRecord) -> Result<()> {
     rec.updated_at = chrono::Utc::now().to_rfc3339();
-    crate::fsutil::atomic_write(
-        &tasks_dir(project_dir).join(format!("{}.json", rec.task_id)),
-        &serde_json::to_vec_pretty(rec).unwrap_or_default(),
-    )
+    crate::fsutil::atomic_write(&tasks_dir(project_dir).join(format!("{}.json", rec.task_id)), &serde_json::to_vec_pretty(rec).unwrap_or_default())
 }
 
 /// Read a task record.
@@ -182,32 +176,19 @@ pub fn load(project_dir: &Path, task_id: &str) -> Result<TaskRecord> {
     }
     let p = tasks_dir(project_dir).join(format!("{task_id}.json"));
     let bytes = std::fs::read(&p).map_err(|_| Error::not_found(format!("Task '{task_id}'")))?;
-    serde_json::from_slice(&bytes).map_err(|e| Error::Parse {
-        what: p.display().to_string(),
-        message: e.to_string(),
-    })
+    serde_json::from_slice(&bytes).map_err(|e| Error::Parse { what: p.display().to_string(), message: e.to_string() })
 }
 
 /// Mark every task that a crash or restart cut off as FAILURE (run at open).
 pub fn recover_interrupted(projects_dir: &Path) {
-    let Ok(namespaces) = std::fs::read_dir(projects_dir) else {
-        return;
-    };
+    let Ok(namespaces) = std::fs::read_dir(projects_dir) else { return };
     for ns in namespaces.flatten() {
-        let Ok(projects) = std::fs::read_dir(ns.path()) else {
-            continue;
-        };
+        let Ok(projects) = std::fs::read_dir(ns.path()) else { continue };
         for p in projects.flatten() {
-            let Ok(tasks) = std::fs::read_dir(tasks_dir(&p.path())) else {
-                continue;
-            };
+            let Ok(tasks) = std::fs::read_dir(tasks_dir(&p.path())) else { continue };
             for t in tasks.flatten() {
-                let Ok(bytes) = std::fs::read(t.path()) else {
-                    continue;
-                };
-                let Ok(mut rec) = serde_json::from_slice::<TaskRecord>(&bytes) else {
-                    continue;
-                };
+                let Ok(bytes) = std::fs::read(t.path()) else { continue };
+                let Ok(mut rec) = serde_json::from_slice::<TaskRecord>(&bytes) else { continue };
                 if !rec.state.is_final() {
                     rec.state = TaskState::Failure;
                     rec.error = Some(format!(
@@ -239,13 +220,7 @@ impl TaskRunner {
     }
 
     /// Queue processing of `files` of a dataset; returns the task id.
-    pub fn submit_process(
-        &self,
-        project: &Project,
-        dataset: &str,
-        files: Vec<String>,
-        overrides: Option<Map<String, Value>>,
-    ) -> Result<String> {
+    pub fn submit_process(&self, project: &Project, dataset: &str, files: Vec<String>, overrides: Option<Map<String, Value>>) -> Result<String> {
         let lf = project.llamafarm();
         let id = uuid::Uuid::new_v4().to_string();
         let now = chrono::Utc::now().to_rfc3339();
@@ -256,10 +231,7 @@ impl TaskRunner {
             project: project.name().into(),
             dataset: dataset.into(),
             state: TaskState::Pending,
-            meta: TaskMeta {
-                current: 0,
-                total: files.len(),
-            },
+            meta: TaskMeta { current: 0, total: files.len() },
             result: None,
             error: None,
             traceback: None,
@@ -274,19 +246,9 @@ impl TaskRunner {
             revert_errors: Vec::new(),
         };
         save(project.dir(), &mut rec)?;
-        self.cancels
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id.clone(), Arc::new(AtomicBool::new(false)));
+        self.cancels.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), Arc::new(AtomicBool::new(false)));
         self.ensure_workers(lf);
-        self.queue
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push_back(Job {
-                namespace: rec.namespace.clone(),
-                project: rec.project.clone(),
-                task_id: id.clone(),
-            });
+        self.queue.lock().unwrap_or_else(|p| p.into_inner()).push_back(Job { namespace: rec.namespace.clone(), project: rec.project.clone(), task_id: id.clone() });
         self.ready.notify_one();
         Ok(id)
     }
@@ -295,10 +257,7 @@ impl TaskRunner {
     /// point, and files already processed are removed from the index. Idempotent.
     pub fn cancel(&self, project: &Project, task_id: &str) -> Result<CancelReport> {
         let rec = load(project.dir(), task_id)?;
-        let base = |rec: &TaskRecord,
-                    message: String,
-                    already_completed: bool,
-                    already_cancelled: bool| CancelReport {
+        let base = |rec: &TaskRecord, message: String, already_completed: bool, already_cancelled: bool| CancelReport {
             message,
             task_id: task_id.into(),
             cancelled: rec.state == TaskState::Revoked || rec.cancelled,
@@ -306,11 +265,7 @@ impl TaskRunner {
             running_tasks_at_cancel: 0,
             files_reverted: rec.files_reverted,
             files_failed_to_revert: rec.files_failed_to_revert,
-            errors: if rec.revert_errors.is_empty() {
-                None
-            } else {
-                Some(rec.revert_errors.clone())
-            },
+            errors: if rec.revert_errors.is_empty() { None } else { Some(rec.revert_errors.clone()) },
             already_completed,
             already_cancelled,
         };
@@ -322,18 +277,8 @@ impl TaskRunner {
             return Ok(base(&rec, format!("Task already {s}"), true, false));
         }
         let pending = rec.meta.total - rec.meta.current;
-        let running = *self
-            .running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(task_id)
-            .unwrap_or(&0);
-        let flag = self
-            .cancels
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(task_id)
-            .cloned();
+        let running = *self.running.lock().unwrap_or_else(|p| p.into_inner()).get(task_id).unwrap_or(&0);
+        let flag = self.cancels.lock().unwrap_or_else(|p| p.into_inner()).get(task_id).cloned();
         match flag {
             Some(f) => f.store(true, Ordering::SeqCst),
             None => {
@@ -352,10 +297,7 @@ impl TaskRunner {
             rec = load(project.dir(), task_id)?;
         }
         let message = if rec.files_failed_to_revert > 0 {
-            format!(
-                "Task cancelled with cleanup issues: {} reverted, {} failed",
-                rec.files_reverted, rec.files_failed_to_revert
-            )
+            format!("Task cancelled with cleanup issues: {} reverted, {} failed", rec.files_reverted, rec.files_failed_to_revert)
         } else {
             format!("Task cancelled and {} file(s) reverted", rec.files_reverted)
         };
@@ -377,10 +319,7 @@ fn worker(lf: crate::WeakLlamaFarm) {
                 if let Some(j) = q.pop_front() {
                     break Some(j);
                 }
-                let (g, timeout) = runner
-                    .ready
-                    .wait_timeout(q, Duration::from_secs(2))
-                    .unwrap_or_else(|p| p.into_inner());
+                let (g, timeout) = runner.ready.wait_timeout(q, Duration::from_secs(2)).unwrap_or_else(|p| p.into_inner());
                 q = g;
                 if timeout.timed_out() && q.is_empty() {
                     break None;
@@ -402,58 +341,26 @@ fn run_job(lf: &LlamaFarm, job: &Job) -> Result<()> {
     if rec.state.is_final() {
         return Ok(());
     }
-    let flag = lf
-        .tasks()
-        .cancels
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(&job.task_id)
-        .cloned()
-        .unwrap_or_default();
+    let flag = lf.tasks().cancels.lock().unwrap_or_else(|p| p.into_inner()).get(&job.task_id).cloned().unwrap_or_default();
     rec.state = TaskState::Started;
     save(&dir, &mut rec)?;
     let started = Instant::now();
     let shared = Arc::new(Mutex::new(rec));
-    let files: Vec<String> = shared
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .files
-        .clone();
-    let overrides = shared
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .overrides
-        .clone();
-    let ds_name = shared
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .dataset
-        .clone();
+    let files: Vec<String> = shared.lock().unwrap_or_else(|p| p.into_inner()).files.clone();
+    let overrides = shared.lock().unwrap_or_else(|p| p.into_inner()).overrides.clone();
+    let ds_name = shared.lock().unwrap_or_else(|p| p.into_inner()).dataset.clone();
 
     // Two files at a time: while one is parsed, the other is embedded.
     use rayon::prelude::*;
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(2)
-        .build()
-        .map_err(|e| Error::Internal(e.to_string()))?;
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().map_err(|e| Error::Internal(e.to_string()))?;
     pool.install(|| {
         files.par_iter().for_each(|hash| {
             if flag.load(Ordering::SeqCst) {
                 return;
             }
-            *lf.tasks()
-                .running
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .entry(job.task_id.clone())
-                .or_default() += 1;
+            *lf.tasks().running.lock().unwrap_or_else(|p| p.into_inner()).entry(job.task_id.clone()).or_default() += 1;
             let outcome = ingest::process_file(&project, &ds_name, hash, overrides.as_ref(), &flag);
-            *lf.tasks()
-                .running
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .entry(job.task_id.clone())
-                .or_default() -= 1;
+            *lf.tasks().running.lock().unwrap_or_else(|p| p.into_inner()).entry(job.task_id.clone()).or_default() -= 1;
             let cancelled_mid_file = flag.load(Ordering::SeqCst) && outcome.status == "failed";
             let mut r = shared.lock().unwrap_or_else(|p| p.into_inner());
             if !cancelled_mid_file {
@@ -464,35 +371,18 @@ fn run_job(lf: &LlamaFarm, job: &Job) -> Result<()> {
         });
     });
 
-    let mut rec = Arc::try_unwrap(shared)
-        .map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner()))
-        .unwrap_or_else(|a| a.lock().unwrap_or_else(|p| p.into_inner()).clone());
-    lf.tasks()
-        .running
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .remove(&job.task_id);
+    let mut rec = Arc::try_unwrap(shared).map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner())).unwrap_or_else(|a| a.lock().unwrap_or_else(|p| p.into_inner()).clone());
+    lf.tasks().running.lock().unwrap_or_else(|p| p.into_inner()).remove(&job.task_id);
     if flag.load(Ordering::SeqCst) {
         // Revert what this task indexed.
         rec.cancelled = true;
         let db = project.datasets().get(&rec.dataset).map(|d| d.database);
-        for o in rec
-            .outcomes
-            .clone()
-            .iter()
-            .filter(|o| o.status == "processed")
-        {
-            match db.as_ref().map_err(|e| e.to_string()).and_then(|db| {
-                project
-                    .rag()
-                    .delete_file(db, &o.file_hash)
-                    .map_err(|e| e.to_string())
-            }) {
+        for o in rec.outcomes.clone().iter().filter(|o| o.status == "processed") {
+            match db.as_ref().map_err(|e| e.to_string()).and_then(|db| project.rag().delete_file(db, &o.file_hash).map_err(|e| e.to_string())) {
                 Ok(_) => rec.files_reverted += 1,
                 Err(e) => {
                     rec.files_failed_to_revert += 1;
-                    rec.revert_errors
-                        .push(json!({"file_hash": o.file_hash, "error": e}));
+                    rec.revert_errors.push(json!({"file_hash": o.file_hash, "error": e}));
                 }
             }
         }
@@ -502,11 +392,7 @@ fn run_job(lf: &LlamaFarm, job: &Job) -> Result<()> {
     }
     rec.result = Some(rec.summarize());
     save(&dir, &mut rec)?;
-    lf.tasks()
-        .cancels
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .remove(&job.task_id);
+    lf.tasks().cancels.lock().unwrap_or_else(|p| p.into_inner()).remove(&job.task_id);
     // One text-index segment per database after a bulk load keeps BM25 fast.
     if rec.outcomes.iter().any(|o| o.status == "processed") {
         if let Ok(db) = project.datasets().get(&rec.dataset).map(|d| d.database) {
@@ -517,11 +403,7 @@ fn run_job(lf: &LlamaFarm, job: &Job) -> Result<()> {
     }
 
     // One `rag_processing` event per run, with a sub-event per file.
-    let sub: Vec<Value> = rec
-        .outcomes
-        .iter()
-        .map(|o| json!({"type": "file", "data": o}))
-        .collect();
+    let sub: Vec<Value> = rec.outcomes.iter().map(|o| json!({"type": "file", "data": o})).collect();
     let summary = json!({
         "dataset": rec.dataset,
         "task_id": rec.task_id,
@@ -530,12 +412,7 @@ fn run_job(lf: &LlamaFarm, job: &Job) -> Result<()> {
         "chunks": rec.outcomes.iter().map(|o| o.chunks).sum::<usize>(),
         "duration_ms": started.elapsed().as_secs_f64() * 1000.0,
     });
-    let _ = project.events().record(
-        "rag_processing",
-        summary.clone(),
-        json!({"result": rec.result, "summary": summary}),
-        sub,
-    );
+    let _ = project.events().record("rag_processing", summary.clone(), json!({"result": rec.result, "summary": summary}), sub);
     Ok(())
 }
 
@@ -546,8 +423,7 @@ mod tests {
     #[test]
     fn tasks_cut_off_by_a_restart_become_failures() {
         let dir = tempfile::tempdir().unwrap();
-        let lf = LlamaFarm::open_with(dir.path(), crate::ModelCache::new(dir.path().join("hub")))
-            .unwrap();
+        let lf = LlamaFarm::open_with(dir.path(), crate::ModelCache::new(dir.path().join("hub"))).unwrap();
         let p = lf.projects().create("a", "b", None).unwrap();
         let mut rec = TaskRecord {
             task_id: "t-1".into(),
@@ -556,10 +432,7 @@ mod tests {
             project: "b".into(),
             dataset: "default".into(),
             state: TaskState::Started,
-            meta: TaskMeta {
-                current: 1,
-                total: 3,
-            },
+            meta: TaskMeta { current: 1, total: 3 },
             result: None,
             error: None,
             traceback: None,
@@ -578,17 +451,12 @@ mod tests {
         rec.state = TaskState::Success;
         save(p.dir(), &mut rec).unwrap();
         drop(lf);
-        let lf = LlamaFarm::open_with(dir.path(), crate::ModelCache::new(dir.path().join("hub")))
-            .unwrap();
+        let lf = LlamaFarm::open_with(dir.path(), crate::ModelCache::new(dir.path().join("hub"))).unwrap();
         let p = lf.project("a", "b").unwrap();
         let r = load(p.dir(), "t-1").unwrap();
         assert_eq!(r.state, TaskState::Failure);
         assert!(r.error.unwrap().contains("interrupted"));
-        assert_eq!(
-            load(p.dir(), "t-2").unwrap().state,
-            TaskState::Success,
-            "finished tasks are left alone"
-        );
+        assert_eq!(load(p.dir(), "t-2").unwrap().state, TaskState::Success, "finished tasks are left alone");
         assert!(load(p.dir(), "../etc").is_err());
     }
 }

@@ -28,22 +28,13 @@ pub fn docs_router(doc: OpenApi, title: &str) -> Router {
             "/openapi.json",
             get(move || {
                 let json = json.clone();
-                async move {
-                    (
-                        [(axum::http::header::CONTENT_TYPE, "application/json")],
-                        json,
-                    )
-                        .into_response()
-                }
+                async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], json).into_response() }
             }),
         )
-        .route(
-            "/docs",
-            get(move || {
-                let page = page.clone();
-                async move { Html(page) }
-            }),
-        )
+        .route("/docs", get(move || {
+            let page = page.clone();
+            async move { Html(page) }
+        }))
 }
 
 const DOCS_PAGE: &str = r#"<!doctype html>

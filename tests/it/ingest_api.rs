@@ -9,15 +9,7 @@ const P: &str = "/v1/projects/acme/docs";
 async fn upload(s: &TestServer, ds: &str, name: &str, bytes: Vec<u8>, query: &str) -> (u16, Value) {
     let part = reqwest::multipart::Part::bytes(bytes).file_name(name.to_string());
     let form = reqwest::multipart::Form::new().part("file", part);
-    split(
-        s.http
-            .post(s.url(&format!("{P}/datasets/{ds}/data{query}")))
-            .multipart(form)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await
+    split(s.http.post(s.url(&format!("{P}/datasets/{ds}/data{query}"))).multipart(form).send().await.unwrap()).await
 }
 
 async fn wait(s: &TestServer, task: &str) -> Value {
@@ -34,16 +26,8 @@ async fn wait(s: &TestServer, task: &str) -> Value {
 
 async fn setup() -> TestServer {
     let s = TestServer::start_with_models().await;
-    assert_eq!(
-        s.post("/v1/projects/acme", json!({"name": "docs"})).await.0,
-        200
-    );
-    let (st, d) = s
-        .post(
-            &format!("{P}/datasets"),
-            json!({"name": "notes", "database": "main_database"}),
-        )
-        .await;
+    assert_eq!(s.post("/v1/projects/acme", json!({"name": "docs"})).await.0, 200);
+    let (st, d) = s.post(&format!("{P}/datasets"), json!({"name": "notes", "database": "main_database"})).await;
     assert_eq!(st, 200, "{d}");
     s
 }
@@ -52,62 +36,26 @@ async fn setup() -> TestServer {
 async fn upload_process_query_and_remove() {
     let s = setup().await;
     let md = b"# Scaling\nNeural scaling laws say loss falls as a power law of compute.\n\n# Cats\nCats purr when they are content and sleep all day.\n".to_vec();
-    let (st, up) = upload(
-        &s,
-        "notes",
-        "../../etc/notes ünï.md",
-        md.clone(),
-        "?auto_process=false",
-    )
-    .await;
+    let (st, up) = upload(&s, "notes", "../../etc/notes ünï.md", md.clone(), "?auto_process=false").await;
     assert_eq!(st, 200, "{up}");
-    assert_eq!(
-        (up["skipped"].as_bool(), up["status"].as_str()),
-        (Some(false), Some("uploaded"))
-    );
+    assert_eq!((up["skipped"].as_bool(), up["status"].as_str()), (Some(false), Some("uploaded")));
     let hash = up["hash"].as_str().unwrap().to_string();
     assert_eq!(hash.len(), 64);
     // Same content again: skipped, one copy.
     let (_, again) = upload(&s, "notes", "copy.md", md, "?auto_process=false").await;
-    assert_eq!(
-        (again["skipped"].as_bool(), again["hash"].as_str()),
-        (Some(true), Some(hash.as_str()))
-    );
+    assert_eq!((again["skipped"].as_bool(), again["hash"].as_str()), (Some(true), Some(hash.as_str())));
 
     let (_, list) = s.get(&format!("{P}/datasets")).await;
-    let notes = list["datasets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["name"] == "notes")
-        .unwrap()
-        .clone();
+    let notes = list["datasets"].as_array().unwrap().iter().find(|d| d["name"] == "notes").unwrap().clone();
     assert_eq!(notes["files"], json!([hash]));
     let meta = &notes["details"]["files_metadata"][0];
     assert_eq!(meta["original_file_name"], "../../etc/notes ünï.md");
-    assert!(meta["resolved_file_name"]
-        .as_str()
-        .unwrap()
-        .starts_with("notes ünï_"));
-    assert!(s
-        .lf
-        .data_dir()
-        .join(format!(
-            "projects/acme/docs/lf_data/datasets/notes/raw/{hash}"
-        ))
-        .is_file());
+    assert!(meta["resolved_file_name"].as_str().unwrap().starts_with("notes ünï_"));
+    assert!(s.lf.data_dir().join(format!("projects/acme/docs/lf_data/datasets/notes/raw/{hash}")).is_file());
 
-    let (st, act) = s
-        .post(
-            &format!("{P}/datasets/notes/actions"),
-            json!({"action_type": "process"}),
-        )
-        .await;
+    let (st, act) = s.post(&format!("{P}/datasets/notes/actions"), json!({"action_type": "process"})).await;
     assert_eq!(st, 200, "{act}");
-    assert!(act["task_uri"]
-        .as_str()
-        .unwrap()
-        .ends_with(&format!("/tasks/{}", act["task_id"].as_str().unwrap())));
+    assert!(act["task_uri"].as_str().unwrap().ends_with(&format!("/tasks/{}", act["task_id"].as_str().unwrap())));
     let t = wait(&s, act["task_id"].as_str().unwrap()).await;
     assert_eq!(t["state"], "SUCCESS", "{t}");
     assert_eq!(t["meta"], json!({"current": 1, "total": 1}));
@@ -115,34 +63,15 @@ async fn upload_process_query_and_remove() {
     let chunks = t["result"]["total_chunks"].as_u64().unwrap();
     assert!(chunks >= 1);
 
-    let (_, r) = s
-        .post(
-            &format!("{P}/rag/query"),
-            json!({"query": "what do cats do", "top_k": 1}),
-        )
-        .await;
-    assert!(
-        r["results"][0]["content"]
-            .as_str()
-            .unwrap()
-            .contains("purr"),
-        "{r}"
-    );
+    let (_, r) = s.post(&format!("{P}/rag/query"), json!({"query": "what do cats do", "top_k": 1})).await;
+    assert!(r["results"][0]["content"].as_str().unwrap().contains("purr"), "{r}");
     let m = &r["results"][0]["metadata"];
     assert_eq!(m["document_name"], "../../etc/notes ünï.md");
     assert_eq!(m["source_dataset"], "notes");
-    assert!(r["results"][0]["chunk_id"]
-        .as_str()
-        .unwrap()
-        .starts_with(&hash[..16]));
+    assert!(r["results"][0]["chunk_id"].as_str().unwrap().starts_with(&hash[..16]));
 
     // Processing again skips the file; an event was written per run.
-    let (_, act) = s
-        .post(
-            &format!("{P}/datasets/notes/actions"),
-            json!({"action_type": "ingest"}),
-        )
-        .await;
+    let (_, act) = s.post(&format!("{P}/datasets/notes/actions"), json!({"action_type": "ingest"})).await;
     let t = wait(&s, act["task_id"].as_str().unwrap()).await;
     assert_eq!(t["result"]["skipped_files"], 1, "{t}");
     let (_, ev) = s.get(&format!("{P}/event_logs?type=rag_processing")).await;
@@ -153,30 +82,15 @@ async fn upload_process_query_and_remove() {
     assert_eq!(one["sub_events"].as_array().unwrap().len(), 1);
     assert_detail(&s.get(&format!("{P}/event_logs/evt_nope")).await, 404);
     assert_detail(&s.get(&format!("{P}/event_logs?limit=0")).await, 422);
-    assert_detail(
-        &s.get(&format!("{P}/event_logs?start_time=yesterday")).await,
-        422,
-    );
+    assert_detail(&s.get(&format!("{P}/event_logs?start_time=yesterday")).await, 422);
 
     // Remove the file: its chunks leave the index.
-    let (st, rm) = s
-        .delete(&format!(
-            "{P}/datasets/notes/data/{hash}?remove_from_disk=true"
-        ))
-        .await;
+    let (st, rm) = s.delete(&format!("{P}/datasets/notes/data/{hash}?remove_from_disk=true")).await;
     assert_eq!(st, 200, "{rm}");
     assert_eq!(rm["chunks_removed"].as_u64(), Some(chunks));
-    let (_, r) = s
-        .post(
-            &format!("{P}/rag/query"),
-            json!({"query": "cats purr", "retrieval_strategy": "bm25"}),
-        )
-        .await;
+    let (_, r) = s.post(&format!("{P}/rag/query"), json!({"query": "cats purr", "retrieval_strategy": "bm25"})).await;
     assert_eq!(r["total_results"], 0);
-    assert_detail(
-        &s.delete(&format!("{P}/datasets/notes/data/{hash}")).await,
-        404,
-    );
+    assert_detail(&s.delete(&format!("{P}/datasets/notes/data/{hash}")).await, 404);
 }
 
 #[tokio::test]
@@ -197,106 +111,31 @@ async fn bad_files_fail_alone_and_bad_requests_are_4xx() {
         assert_eq!(st, 200, "{n}: {up}");
         hashes.push(up["hash"].as_str().unwrap().to_string());
     }
-    let (_, act) = s
-        .post(
-            &format!("{P}/datasets/notes/actions"),
-            json!({"action_type": "process"}),
-        )
-        .await;
+    let (_, act) = s.post(&format!("{P}/datasets/notes/actions"), json!({"action_type": "process"})).await;
     let t = wait(&s, act["task_id"].as_str().unwrap()).await;
     assert_eq!(t["state"], "SUCCESS");
     let details = t["result"]["details"].as_array().unwrap();
-    let status = |n: &str| {
-        details
-            .iter()
-            .find(|d| d["filename"] == n)
-            .unwrap_or_else(|| panic!("{n} missing: {t}"))["status"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
+    let status = |n: &str| details.iter().find(|d| d["filename"] == n).unwrap_or_else(|| panic!("{n} missing: {t}"))["status"].as_str().unwrap().to_string();
     assert_eq!(status("good.txt"), "processed");
     assert_eq!(status("data.json"), "processed");
     assert_eq!(status("table.csv"), "processed");
     assert_eq!(status("page.html"), "processed");
     for bad in ["empty.txt", "junk.bin", "fake.pdf"] {
         assert_eq!(status(bad), "failed", "{bad}");
-        assert!(
-            details.iter().find(|d| d["filename"] == bad).unwrap()["error"]
-                .as_str()
-                .unwrap()
-                .len()
-                > 5
-        );
+        assert!(details.iter().find(|d| d["filename"] == bad).unwrap()["error"].as_str().unwrap().len() > 5);
     }
-    let (_, r) = s
-        .post(
-            &format!("{P}/rag/query"),
-            json!({"query": "evil", "retrieval_strategy": "bm25"}),
-        )
-        .await;
+    let (_, r) = s.post(&format!("{P}/rag/query"), json!({"query": "evil", "retrieval_strategy": "bm25"})).await;
     assert_eq!(r["total_results"], 0, "scripts are not indexed: {r}");
 
     // Bad requests.
-    assert_detail(
-        &s.post(
-            &format!("{P}/datasets"),
-            json!({"name": "x", "database": "nope"}),
-        )
-        .await,
-        422,
-    );
-    assert_detail(
-        &s.post(
-            &format!("{P}/datasets"),
-            json!({"name": "x", "database": "main_database", "data_processing_strategy": "nope"}),
-        )
-        .await,
-        422,
-    );
-    assert_detail(
-        &s.post(
-            &format!("{P}/datasets"),
-            json!({"name": "notes", "database": "main_database"}),
-        )
-        .await,
-        409,
-    );
-    assert_detail(
-        &s.post(
-            &format!("{P}/datasets"),
-            json!({"name": "../x", "database": "main_database"}),
-        )
-        .await,
-        400,
-    );
-    assert_detail(
-        &s.post(
-            &format!("{P}/datasets/notes/actions"),
-            json!({"action_type": "explode"}),
-        )
-        .await,
-        422,
-    );
-    assert_detail(
-        &s.post(
-            &format!("{P}/datasets/ghost/actions"),
-            json!({"action_type": "process"}),
-        )
-        .await,
-        404,
-    );
+    assert_detail(&s.post(&format!("{P}/datasets"), json!({"name": "x", "database": "nope"})).await, 422);
+    assert_detail(&s.post(&format!("{P}/datasets"), json!({"name": "x", "database": "main_database", "data_processing_strategy": "nope"})).await, 422);
+    assert_detail(&s.post(&format!("{P}/datasets"), json!({"name": "notes", "database": "main_database"})).await, 409);
+    assert_detail(&s.post(&format!("{P}/datasets"), json!({"name": "../x", "database": "main_database"})).await, 400);
+    assert_detail(&s.post(&format!("{P}/datasets/notes/actions"), json!({"action_type": "explode"})).await, 422);
+    assert_detail(&s.post(&format!("{P}/datasets/ghost/actions"), json!({"action_type": "process"})).await, 404);
     assert_detail(&upload(&s, "ghost", "a.txt", b"x".to_vec(), "").await, 404);
-    let r = split(
-        s.http
-            .post(s.url(&format!("{P}/datasets/notes/data")))
-            .header("content-type", "multipart/form-data; boundary=zzz")
-            .body("garbage")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let r = split(s.http.post(s.url(&format!("{P}/datasets/notes/data"))).header("content-type", "multipart/form-data; boundary=zzz").body("garbage").send().await.unwrap()).await;
     assert!(matches!(r.0, 400 | 422), "{r:?}");
     assert_detail(&s.get(&format!("{P}/tasks/not-a-task")).await, 404);
     assert_detail(&s.delete(&format!("{P}/tasks/not-a-task")).await, 404);
@@ -304,43 +143,19 @@ async fn bad_files_fail_alone_and_bad_requests_are_4xx() {
     // Deleting the dataset removes its chunks.
     let (st, _) = s.delete(&format!("{P}/datasets/notes")).await;
     assert_eq!(st, 200);
-    let (_, r) = s
-        .post(
-            &format!("{P}/rag/query"),
-            json!({"query": "sourdough", "retrieval_strategy": "bm25"}),
-        )
-        .await;
+    let (_, r) = s.post(&format!("{P}/rag/query"), json!({"query": "sourdough", "retrieval_strategy": "bm25"})).await;
     assert_eq!(r["total_results"], 0);
 }
 
 #[tokio::test]
 async fn upload_over_the_limit_is_413() {
-    let s = TestServer::start_with(llamafarm_http::HttpOptions {
-        body_limit: 4096,
-        ..Default::default()
-    })
-    .await;
-    s.post(
-        "/v1/projects/acme",
-        json!({"name": "docs", "config_template": "rag"}),
-    )
-    .await;
-    let (st, up) = upload(
-        &s,
-        "documents",
-        "big.txt",
-        vec![b'a'; 20_000],
-        "?auto_process=false",
-    )
-    .await;
+    let s = TestServer::start_with(llamafarm_http::HttpOptions { body_limit: 4096, ..Default::default() }).await;
+    s.post("/v1/projects/acme", json!({"name": "docs", "config_template": "rag"})).await;
+    let (st, up) = upload(&s, "documents", "big.txt", vec![b'a'; 20_000], "?auto_process=false").await;
     assert_eq!(st, 413, "{up}");
     assert!(up["detail"].is_string());
     let (_, list) = s.get(&format!("{P}/datasets")).await;
-    assert_eq!(
-        list["datasets"][0]["files"],
-        json!([]),
-        "nothing half-stored"
-    );
+    assert_eq!(list["datasets"][0]["files"], json!([]), "nothing half-stored");
 }
 
 #[tokio::test]
@@ -349,21 +164,9 @@ async fn cancel_reverts_processed_files() {
     // Enough files that the task is still running when the cancel arrives.
     for i in 0..30 {
         let text = format!("Document number {i}. ").repeat(300);
-        upload(
-            &s,
-            "notes",
-            &format!("doc{i}.txt"),
-            text.into_bytes(),
-            "?auto_process=false",
-        )
-        .await;
+        upload(&s, "notes", &format!("doc{i}.txt"), text.into_bytes(), "?auto_process=false").await;
     }
-    let (_, act) = s
-        .post(
-            &format!("{P}/datasets/notes/actions"),
-            json!({"action_type": "process"}),
-        )
-        .await;
+    let (_, act) = s.post(&format!("{P}/datasets/notes/actions"), json!({"action_type": "process"})).await;
     let id = act["task_id"].as_str().unwrap().to_string();
     // Wait until at least one file is done.
     loop {
@@ -384,10 +187,7 @@ async fn cancel_reverts_processed_files() {
     let t = wait(&s, &id).await;
     assert_eq!(t["state"], "REVOKED");
     let (_, stats) = s.get(&format!("{P}/rag/stats")).await;
-    assert_eq!(
-        stats["vector_count"], 0,
-        "every processed file was reverted: {stats}"
-    );
+    assert_eq!(stats["vector_count"], 0, "every processed file was reverted: {stats}");
     // Twice is harmless.
     let (st, c2) = s.delete(&format!("{P}/tasks/{id}")).await;
     assert_eq!((st, c2["already_cancelled"].as_bool()), (200, Some(true)));
@@ -399,16 +199,7 @@ async fn concurrent_uploads_of_one_file_keep_one_copy() {
     let mut tasks = Vec::new();
     for i in 0..6 {
         let s = s.clone();
-        tasks.push(tokio::spawn(async move {
-            upload(
-                &s,
-                "notes",
-                &format!("same{i}.txt"),
-                b"identical content".to_vec(),
-                "?auto_process=false",
-            )
-            .await
-        }));
+        tasks.push(tokio::spawn(async move { upload(&s, "notes", &format!("same{i}.txt"), b"identical content".to_vec(), "?auto_process=false").await }));
     }
     let mut skipped = 0;
     for t in tasks {
@@ -420,81 +211,31 @@ async fn concurrent_uploads_of_one_file_keep_one_copy() {
     }
     assert_eq!(skipped, 5);
     let (_, list) = s.get(&format!("{P}/datasets")).await;
-    let notes = list["datasets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["name"] == "notes")
-        .unwrap()
-        .clone();
+    let notes = list["datasets"].as_array().unwrap().iter().find(|d| d["name"] == "notes").unwrap().clone();
     assert_eq!(notes["files"].as_array().unwrap().len(), 1);
-    let raw =
-        s.lf.data_dir()
-            .join("projects/acme/docs/lf_data/datasets/notes/raw");
+    let raw = s.lf.data_dir().join("projects/acme/docs/lf_data/datasets/notes/raw");
     assert_eq!(std::fs::read_dir(raw).unwrap().count(), 1);
 }
 
 #[tokio::test]
 async fn auto_process_on_upload_and_bulk() {
     let s = setup().await;
-    let (st, up) = upload(
-        &s,
-        "notes",
-        "a.txt",
-        b"Alpha particles are helium nuclei.".to_vec(),
-        "",
-    )
-    .await;
+    let (st, up) = upload(&s, "notes", "a.txt", b"Alpha particles are helium nuclei.".to_vec(), "").await;
     assert_eq!(st, 200, "{up}");
     assert_eq!(up["status"], "processing");
     let t = wait(&s, up["task_id"].as_str().unwrap()).await;
     assert_eq!(t["result"]["processed_files"], 1, "{t}");
 
     let form = reqwest::multipart::Form::new()
-        .part(
-            "files",
-            reqwest::multipart::Part::bytes(b"Beta decay emits electrons.".to_vec())
-                .file_name("b.txt"),
-        )
-        .part(
-            "files",
-            reqwest::multipart::Part::bytes(b"Alpha particles are helium nuclei.".to_vec())
-                .file_name("dup.txt"),
-        )
+        .part("files", reqwest::multipart::Part::bytes(b"Beta decay emits electrons.".to_vec()).file_name("b.txt"))
+        .part("files", reqwest::multipart::Part::bytes(b"Alpha particles are helium nuclei.".to_vec()).file_name("dup.txt"))
         .text("parser_overrides", r#"{"*": {"chunk_size": 500}}"#);
-    let (st, bulk) = split(
-        s.http
-            .post(s.url(&format!("{P}/datasets/notes/data/bulk")))
-            .multipart(form)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (st, bulk) = split(s.http.post(s.url(&format!("{P}/datasets/notes/data/bulk"))).multipart(form).send().await.unwrap()).await;
     assert_eq!(st, 200, "{bulk}");
-    assert_eq!(
-        (
-            bulk["uploaded"].as_array().unwrap().len(),
-            bulk["skipped"].as_array().unwrap().len()
-        ),
-        (1, 1)
-    );
+    assert_eq!((bulk["uploaded"].as_array().unwrap().len(), bulk["skipped"].as_array().unwrap().len()), (1, 1));
     let t = wait(&s, bulk["task_id"].as_str().unwrap()).await;
     assert_eq!(t["meta"]["total"], 1, "only the new file is processed: {t}");
-    let bad = reqwest::multipart::Form::new()
-        .text("parser_overrides", "[1]")
-        .part(
-            "file",
-            reqwest::multipart::Part::bytes(b"x".to_vec()).file_name("x.txt"),
-        );
-    let r = split(
-        s.http
-            .post(s.url(&format!("{P}/datasets/notes/data")))
-            .multipart(bad)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let bad = reqwest::multipart::Form::new().text("parser_overrides", "[1]").part("file", reqwest::multipart::Part::bytes(b"x".to_vec()).file_name("x.txt"));
+    let r = split(s.http.post(s.url(&format!("{P}/datasets/notes/data"))).multipart(bad).send().await.unwrap()).await;
     assert_detail(&r, 422);
 }

@@ -6,42 +6,12 @@ use serde_json::{json, Value};
 
 /// 20 readings around 22-25 degrees (the reference's sensor example).
 fn readings() -> Value {
-    json!([
-        [22.1],
-        [23.5],
-        [21.8],
-        [24.2],
-        [22.7],
-        [23.1],
-        [21.5],
-        [24.8],
-        [22.3],
-        [23.9],
-        [21.2],
-        [24.5],
-        [22.8],
-        [23.2],
-        [21.9],
-        [24.1],
-        [22.5],
-        [23.7],
-        [21.6],
-        [24.3]
-    ])
+    json!([[22.1], [23.5], [21.8], [24.2], [22.7], [23.1], [21.5], [24.8], [22.3], [23.9],
+           [21.2], [24.5], [22.8], [23.2], [21.9], [24.1], [22.5], [23.7], [21.6], [24.3]])
 }
 
 fn grid(n: usize) -> Value {
-    Value::Array(
-        (0..n)
-            .map(|i| {
-                json!([
-                    (i % 10) as f64 * 0.1,
-                    (i / 10) as f64 * 0.1,
-                    ((i * 7) % 11) as f64 * 0.1
-                ])
-            })
-            .collect(),
-    )
+    Value::Array((0..n).map(|i| json!([(i % 10) as f64 * 0.1, (i / 10) as f64 * 0.1, ((i * 7) % 11) as f64 * 0.1])).collect())
 }
 
 #[tokio::test]
@@ -57,42 +27,25 @@ async fn fit_score_detect_with_versions_and_latest() {
     assert_eq!(fit["model_params"]["input_dim"], 1);
     assert_eq!(fit["model_params"]["contamination"], 0.05);
     let versioned = fit["model"].as_str().unwrap().to_string();
-    assert!(
-        versioned.starts_with("sensor_") && versioned.len() == "sensor_20260101_120000".len(),
-        "{versioned}"
-    );
+    assert!(versioned.starts_with("sensor_") && versioned.len() == "sensor_20260101_120000".len(), "{versioned}");
     assert_eq!(fit["versioned_name"], versioned.as_str());
-    assert!(fit["saved_path"]
-        .as_str()
-        .unwrap()
-        .ends_with(&format!("{versioned}_isolation_forest.json")));
+    assert!(fit["saved_path"].as_str().unwrap().ends_with(&format!("{versioned}_isolation_forest.json")));
     let th = fit["model_params"]["threshold"].as_f64().unwrap();
     assert!(th > 0.5 && th < 1.0, "{th}");
 
     let probe = json!([[22.0], [23.5], [0.0], [100.0], [21.5]]);
-    let (st, sc) = s
-        .post(
-            "/v1/ml/anomaly/score",
-            json!({"model": "sensor-latest", "backend": "isolation_forest", "data": probe}),
-        )
-        .await;
+    let (st, sc) = s.post("/v1/ml/anomaly/score", json!({"model": "sensor-latest", "backend": "isolation_forest", "data": probe})).await;
     assert_eq!(st, 200, "{sc}");
     assert_eq!(sc["object"], "list");
     assert_eq!(sc["model"], versioned.as_str());
     let pts = sc["data"].as_array().unwrap();
     assert_eq!(pts.len(), 5);
-    let flags: Vec<bool> = pts
-        .iter()
-        .map(|p| p["is_anomaly"].as_bool().unwrap())
-        .collect();
+    let flags: Vec<bool> = pts.iter().map(|p| p["is_anomaly"].as_bool().unwrap()).collect();
     // 100 is flagged at the contamination threshold; typical readings are not; 0 (beyond
     // the low end, where a forest scores like the lowest training reading) outranks them.
     assert!(flags[3] && !flags[0] && !flags[1], "{flags:?}");
     let score = |i: usize| pts[i]["score"].as_f64().unwrap();
-    assert!(
-        score(2) > score(0) && score(2) > score(1) && score(3) > score(0),
-        "{sc}"
-    );
+    assert!(score(2) > score(0) && score(2) > score(1) && score(3) > score(0), "{sc}");
     let count = flags.iter().filter(|f| **f).count();
     for (i, p) in pts.iter().enumerate() {
         assert_eq!(p["index"], i);
@@ -109,20 +62,9 @@ async fn fit_score_detect_with_versions_and_latest() {
         .post("/v1/ml/anomaly/detect", json!({"model": "sensor-latest", "data": [[22.0], [23.5], [0.0], [21.5], [100.0], [24.0], [-10.0], [22.8], [35.0], [23.2]], "threshold": 0.5}))
         .await;
     assert_eq!(st, 200, "{det}");
-    let idx: Vec<u64> = det["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["index"].as_u64().unwrap())
-        .collect();
-    assert!(
-        idx.contains(&2) && idx.contains(&4) && idx.contains(&6) && idx.contains(&8),
-        "{det}"
-    );
-    assert!(
-        det["data"][0].get("is_anomaly").is_none(),
-        "detect has no is_anomaly"
-    );
+    let idx: Vec<u64> = det["data"].as_array().unwrap().iter().map(|p| p["index"].as_u64().unwrap()).collect();
+    assert!(idx.contains(&2) && idx.contains(&4) && idx.contains(&6) && idx.contains(&8), "{det}");
+    assert!(det["data"][0].get("is_anomaly").is_none(), "detect has no is_anomaly");
     assert_eq!(det["total_count"], idx.len());
     assert_eq!(det["summary"]["anomalies_detected"], idx.len());
     assert_eq!(det["summary"]["threshold"], 0.5);
@@ -130,20 +72,10 @@ async fn fit_score_detect_with_versions_and_latest() {
 
     // A second version: -latest follows it.
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    let (_, fit2) = s
-        .post(
-            "/v1/ml/anomaly/fit",
-            json!({"model": "sensor", "data": readings(), "normalization": "zscore"}),
-        )
-        .await;
+    let (_, fit2) = s.post("/v1/ml/anomaly/fit", json!({"model": "sensor", "data": readings(), "normalization": "zscore"})).await;
     let v2 = fit2["model"].as_str().unwrap().to_string();
     assert_ne!(v2, versioned);
-    let (_, sc2) = s
-        .post(
-            "/v1/ml/anomaly/score",
-            json!({"model": "sensor-latest", "data": [[22.0], [60.0]]}),
-        )
-        .await;
+    let (_, sc2) = s.post("/v1/ml/anomaly/score", json!({"model": "sensor-latest", "data": [[22.0], [60.0]]})).await;
     assert_eq!(sc2["model"], v2.as_str());
     assert_eq!(sc2["normalization"], "zscore");
     assert_eq!(sc2["data"][1]["is_anomaly"], true);
@@ -155,25 +87,14 @@ async fn fit_score_detect_with_versions_and_latest() {
     assert_eq!(list["data"][0]["base_name"], "sensor");
     assert_eq!(list["data"][0]["is_versioned"], true);
     assert!(list["data"][0]["size_bytes"].as_u64().unwrap() > 100);
-    assert!(list["models_dir"]
-        .as_str()
-        .unwrap()
-        .ends_with("models/anomaly"));
+    assert!(list["models_dir"].as_str().unwrap().ends_with("models/anomaly"));
 }
 
 #[tokio::test]
 async fn save_load_delete_and_runtime_routes() {
     let s = TestServer::start().await;
-    for backend in [
-        "isolation_forest",
-        "one_class_svm",
-        "local_outlier_factor",
-        "ecod",
-        "hbos",
-        "autoencoder",
-    ] {
-        let mut body =
-            json!({"model": "m", "backend": backend, "data": grid(60), "overwrite": true});
+    for backend in ["isolation_forest", "one_class_svm", "local_outlier_factor", "ecod", "hbos", "autoencoder"] {
+        let mut body = json!({"model": "m", "backend": backend, "data": grid(60), "overwrite": true});
         if backend == "autoencoder" {
             body["epochs"] = json!(20);
         }
@@ -182,41 +103,19 @@ async fn save_load_delete_and_runtime_routes() {
         assert_eq!(r["model"], "m");
         let (st, r) = s.runtime_post("/v1/anomaly/detect", json!({"model": "m", "backend": backend, "data": [[0.5, 0.2, 0.5], [30.0, -30.0, 30.0]]})).await;
         assert_eq!(st, 200, "{backend}: {r}");
-        let idx: Vec<u64> = r["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| p["index"].as_u64().unwrap())
-            .collect();
+        let idx: Vec<u64> = r["data"].as_array().unwrap().iter().map(|p| p["index"].as_u64().unwrap()).collect();
         assert_eq!(idx, vec![1], "{backend}: {r}");
     }
     // Six backends under one name: score needs a backend.
-    let d = assert_detail(
-        &s.post(
-            "/v1/ml/anomaly/score",
-            json!({"model": "m", "data": [[1, 2, 3]]}),
-        )
-        .await,
-        422,
-    );
+    let d = assert_detail(&s.post("/v1/ml/anomaly/score", json!({"model": "m", "data": [[1, 2, 3]]})).await, 422);
     assert!(d.contains("several backends"), "{d}");
 
-    let (st, r) = s
-        .post(
-            "/v1/ml/anomaly/save",
-            json!({"model": "m", "backend": "hbos"}),
-        )
-        .await;
+    let (st, r) = s.post("/v1/ml/anomaly/save", json!({"model": "m", "backend": "hbos"})).await;
     assert_eq!(st, 200, "{r}");
     assert_eq!(r["object"], "save_result");
     assert_eq!(r["filename"], "m_hbos.json");
     assert_eq!(r["status"], "saved");
-    let (st, r) = s
-        .post(
-            "/v1/ml/anomaly/load",
-            json!({"model": "m-latest", "backend": "one_class_svm"}),
-        )
-        .await;
+    let (st, r) = s.post("/v1/ml/anomaly/load", json!({"model": "m-latest", "backend": "one_class_svm"})).await;
     assert_eq!(st, 200, "{r}");
     assert_eq!(r["status"], "loaded");
     assert_eq!(r["model_params"]["input_dim"], 3);
@@ -224,14 +123,7 @@ async fn save_load_delete_and_runtime_routes() {
     let (st, list) = s.get("/v1/ml/anomaly/models").await;
     assert_eq!(st, 200);
     assert_eq!(list["total"], 6);
-    let (st, rl) = crate::support::split(
-        s.http
-            .get(format!("{}/v1/anomaly/models", s.runtime_base))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (st, rl) = crate::support::split(s.http.get(format!("{}/v1/anomaly/models", s.runtime_base)).send().await.unwrap()).await;
     assert_eq!(st, 200);
     assert_eq!(rl["total"], 6);
 
@@ -239,46 +131,15 @@ async fn save_load_delete_and_runtime_routes() {
     assert_eq!(st, 200, "{r}");
     assert_eq!(r["deleted"], true);
     assert_detail(&s.delete("/v1/ml/anomaly/models/m_hbos.json").await, 404);
-    assert_detail(
-        &s.post(
-            "/v1/ml/anomaly/score",
-            json!({"model": "m", "backend": "hbos", "data": [[1, 2, 3]]}),
-        )
-        .await,
-        404,
-    );
+    assert_detail(&s.post("/v1/ml/anomaly/score", json!({"model": "m", "backend": "hbos", "data": [[1, 2, 3]]})).await, 404);
     assert_detail(&s.delete("/v1/ml/anomaly/models/nothing.pkl").await, 404);
 
     let (st, b) = s.get("/v1/ml/anomaly/backends").await;
     assert_eq!(st, 200);
     assert_eq!(b["total"], 6);
-    let names: Vec<&str> = b["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x["backend"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        names,
-        vec![
-            "isolation_forest",
-            "one_class_svm",
-            "local_outlier_factor",
-            "autoencoder",
-            "ecod",
-            "hbos"
-        ]
-    );
-    for k in [
-        "name",
-        "description",
-        "category",
-        "speed",
-        "memory",
-        "parameters",
-        "best_for",
-        "is_legacy",
-    ] {
+    let names: Vec<&str> = b["data"].as_array().unwrap().iter().map(|x| x["backend"].as_str().unwrap()).collect();
+    assert_eq!(names, vec!["isolation_forest", "one_class_svm", "local_outlier_factor", "autoencoder", "ecod", "hbos"]);
+    for k in ["name", "description", "category", "speed", "memory", "parameters", "best_for", "is_legacy"] {
         assert!(b["data"][0].get(k).is_some(), "{k}");
     }
 }
@@ -298,10 +159,7 @@ async fn mixed_rows_with_schema() {
         .await;
     assert_eq!(st, 200, "{fit}");
     assert_eq!(fit["encoder"]["schema"], schema);
-    assert_eq!(
-        fit["encoder"]["features"],
-        json!(["bytes", "method", "response_time_ms", "user_agent"])
-    );
+    assert_eq!(fit["encoder"]["features"], json!(["bytes", "method", "response_time_ms", "user_agent"]));
     let (st, det) = s
         .post("/v1/ml/anomaly/detect", json!({"model": "api-log", "normalization": "zscore", "threshold": 2.0, "data": [
             {"response_time_ms": 100, "bytes": 1020, "method": "GET", "user_agent": "Mozilla/5.0"},
@@ -313,82 +171,25 @@ async fn mixed_rows_with_schema() {
     assert!(det["data"][0]["score"].as_f64().unwrap() > 2.0);
 
     // Schema problems are 422.
-    let d = assert_detail(
-        &s.post(
-            "/v1/ml/anomaly/score",
-            json!({"model": "api-log", "data": [{"bytes": 1}]}),
-        )
-        .await,
-        422,
-    );
+    let d = assert_detail(&s.post("/v1/ml/anomaly/score", json!({"model": "api-log", "data": [{"bytes": 1}]})).await, 422);
     assert!(d.contains("response_time_ms") || d.contains("field"), "{d}");
-    assert_detail(
-        &s.post(
-            "/v1/ml/anomaly/score",
-            json!({"model": "api-log", "data": [[1, 2, 3, 4]]}),
-        )
-        .await,
-        422,
-    );
-    assert_detail(
-        &s.post(
-            "/v1/ml/anomaly/score",
-            json!({"model": "api-log", "schema": {"bytes": "numeric"}, "data": [{"bytes": 1}]}),
-        )
-        .await,
-        422,
-    );
-    assert_detail(
-        &s.post(
-            "/v1/ml/anomaly/fit",
-            json!({"model": "x", "data": [[1], [2]], "schema": {"a": "numeric"}}),
-        )
-        .await,
-        422,
-    );
+    assert_detail(&s.post("/v1/ml/anomaly/score", json!({"model": "api-log", "data": [[1, 2, 3, 4]]})).await, 422);
+    assert_detail(&s.post("/v1/ml/anomaly/score", json!({"model": "api-log", "schema": {"bytes": "numeric"}, "data": [{"bytes": 1}]})).await, 422);
+    assert_detail(&s.post("/v1/ml/anomaly/fit", json!({"model": "x", "data": [[1], [2]], "schema": {"a": "numeric"}})).await, 422);
     assert_detail(&s.post("/v1/ml/anomaly/fit", json!({"model": "x", "data": [{"a": 1}, {"a": 2}], "schema": {"a": "numeric", "b": "label"}})).await, 422);
-    assert_detail(
-        &s.post(
-            "/v1/ml/anomaly/fit",
-            json!({"model": "x", "data": [{"a": 1}, {"a": 2}], "schema": {"a": "weird"}}),
-        )
-        .await,
-        422,
-    );
-    assert_detail(
-        &s.post(
-            "/v1/ml/anomaly/fit",
-            json!({"model": "x", "data": [{"a": "high"}, {"a": 2}], "schema": {"a": "numeric"}}),
-        )
-        .await,
-        422,
-    );
+    assert_detail(&s.post("/v1/ml/anomaly/fit", json!({"model": "x", "data": [{"a": 1}, {"a": 2}], "schema": {"a": "weird"}})).await, 422);
+    assert_detail(&s.post("/v1/ml/anomaly/fit", json!({"model": "x", "data": [{"a": "high"}, {"a": 2}], "schema": {"a": "numeric"}})).await, 422);
 }
 
 #[tokio::test]
 async fn bad_input_gives_422_or_404_detail() {
     let s = TestServer::start().await;
-    let (st, _) = s
-        .post(
-            "/v1/ml/anomaly/fit",
-            json!({"model": "ok", "data": grid(30), "overwrite": true}),
-        )
-        .await;
+    let (st, _) = s.post("/v1/ml/anomaly/fit", json!({"model": "ok", "data": grid(30), "overwrite": true})).await;
     assert_eq!(st, 200);
     let raw = |body: &'static str| {
         let http = s.http.clone();
         let url = s.url("/v1/ml/anomaly/fit");
-        async move {
-            crate::support::split(
-                http.post(url)
-                    .header("content-type", "application/json")
-                    .body(body)
-                    .send()
-                    .await
-                    .unwrap(),
-            )
-            .await
-        }
+        async move { crate::support::split(http.post(url).header("content-type", "application/json").body(body).send().await.unwrap()).await }
     };
     // NaN / Infinity are not JSON; a number too large for f64 neither.
     assert_detail(&raw(r#"{"data": [[1.0, NaN], [1, 2]]}"#).await, 422);
@@ -412,69 +213,17 @@ async fn bad_input_gives_422_or_404_detail() {
         assert_detail(&s.post("/v1/ml/anomaly/fit", body.clone()).await, 422);
     }
     // Scoring: dimension, ragged, unknown model.
-    let d = assert_detail(
-        &s.post(
-            "/v1/ml/anomaly/score",
-            json!({"model": "ok", "data": [[1, 2]]}),
-        )
-        .await,
-        422,
-    );
+    let d = assert_detail(&s.post("/v1/ml/anomaly/score", json!({"model": "ok", "data": [[1, 2]]})).await, 422);
     assert!(d.contains("expects 3 features"), "{d}");
-    assert_detail(
-        &s.post(
-            "/v1/ml/anomaly/detect",
-            json!({"model": "ok", "data": [[1, 2, 3], [1, 2]]}),
-        )
-        .await,
-        422,
-    );
-    assert_detail(
-        &s.post(
-            "/v1/ml/anomaly/score",
-            json!({"model": "ok", "data": [[1, 2, 3]], "normalization": "minmax"}),
-        )
-        .await,
-        422,
-    );
-    assert_detail(
-        &s.post(
-            "/v1/ml/anomaly/score",
-            json!({"model": "nope", "data": [[1, 2, 3]]}),
-        )
-        .await,
-        404,
-    );
-    assert_detail(
-        &s.post(
-            "/v1/ml/anomaly/detect",
-            json!({"model": "nope-latest", "data": [[1, 2, 3]]}),
-        )
-        .await,
-        404,
-    );
-    assert_detail(
-        &s.post("/v1/ml/anomaly/load", json!({"model": "nope"}))
-            .await,
-        404,
-    );
-    assert_detail(
-        &s.post("/v1/ml/anomaly/save", json!({"model": "nope"}))
-            .await,
-        404,
-    );
-    assert_detail(
-        &s.runtime_post("/v1/anomaly/score", json!({"model": "nope", "data": [[1]]}))
-            .await,
-        404,
-    );
+    assert_detail(&s.post("/v1/ml/anomaly/detect", json!({"model": "ok", "data": [[1, 2, 3], [1, 2]]})).await, 422);
+    assert_detail(&s.post("/v1/ml/anomaly/score", json!({"model": "ok", "data": [[1, 2, 3]], "normalization": "minmax"})).await, 422);
+    assert_detail(&s.post("/v1/ml/anomaly/score", json!({"model": "nope", "data": [[1, 2, 3]]})).await, 404);
+    assert_detail(&s.post("/v1/ml/anomaly/detect", json!({"model": "nope-latest", "data": [[1, 2, 3]]})).await, 404);
+    assert_detail(&s.post("/v1/ml/anomaly/load", json!({"model": "nope"})).await, 404);
+    assert_detail(&s.post("/v1/ml/anomaly/save", json!({"model": "nope"})).await, 404);
+    assert_detail(&s.runtime_post("/v1/anomaly/score", json!({"model": "nope", "data": [[1]]})).await, 404);
     // The server is still fine afterwards.
-    let (st, _) = s
-        .post(
-            "/v1/ml/anomaly/score",
-            json!({"model": "ok", "data": [[0.1, 0.1, 0.1]]}),
-        )
-        .await;
+    let (st, _) = s.post("/v1/ml/anomaly/score", json!({"model": "ok", "data": [[0.1, 0.1, 0.1]]})).await;
     assert_eq!(st, 200);
 }
 
@@ -483,29 +232,17 @@ async fn openapi_lists_the_anomaly_routes() {
     let s = TestServer::start().await;
     let (st, doc) = s.get("/openapi.json").await;
     assert_eq!(st, 200);
-    for p in [
-        "/v1/ml/anomaly/fit",
-        "/v1/ml/anomaly/score",
-        "/v1/ml/anomaly/detect",
-        "/v1/ml/anomaly/save",
-        "/v1/ml/anomaly/load",
-        "/v1/ml/anomaly/models",
-        "/v1/ml/anomaly/models/{filename}",
-        "/v1/ml/anomaly/backends",
-    ] {
+    for p in ["/v1/ml/anomaly/fit", "/v1/ml/anomaly/score", "/v1/ml/anomaly/detect", "/v1/ml/anomaly/save", "/v1/ml/anomaly/load",
+              "/v1/ml/anomaly/models", "/v1/ml/anomaly/models/{filename}", "/v1/ml/anomaly/backends"] {
         assert!(doc["paths"].get(p).is_some(), "{p} missing");
     }
 }
 
 #[tokio::test]
 async fn fits_on_adbench_cardio_if_present() {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/data/anomaly/odds-csv/cardio.csv");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/anomaly/odds-csv/cardio.csv");
     let Ok(text) = std::fs::read_to_string(&path) else {
-        println!(
-            "SKIP fits_on_adbench_cardio_if_present: {} not found (needs ../shared/data)",
-            path.display()
-        );
+        println!("SKIP fits_on_adbench_cardio_if_present: {} not found (needs ../shared/data)", path.display());
         return;
     };
     let mut rows = Vec::new();
@@ -516,25 +253,10 @@ async fn fits_on_adbench_cardio_if_present() {
         rows.push(v[..v.len() - 1].to_vec());
     }
     let s = TestServer::start().await;
-    let (st, fit) = s
-        .post(
-            "/v1/ml/anomaly/fit",
-            json!({"model": "cardio", "data": rows, "overwrite": true}),
-        )
-        .await;
+    let (st, fit) = s.post("/v1/ml/anomaly/fit", json!({"model": "cardio", "data": rows, "overwrite": true})).await;
     assert_eq!(st, 200, "{fit}");
-    let (_, sc) = s
-        .post(
-            "/v1/ml/anomaly/score",
-            json!({"model": "cardio", "data": rows}),
-        )
-        .await;
-    let scores: Vec<f64> = sc["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["raw_score"].as_f64().unwrap())
-        .collect();
+    let (_, sc) = s.post("/v1/ml/anomaly/score", json!({"model": "cardio", "data": rows})).await;
+    let scores: Vec<f64> = sc["data"].as_array().unwrap().iter().map(|p| p["raw_score"].as_f64().unwrap()).collect();
     // ROC-AUC by ranks (training-set AUC, unsupervised fit).
     let mut idx: Vec<usize> = (0..scores.len()).collect();
     idx.sort_by(|a, b| scores[*a].total_cmp(&scores[*b]));

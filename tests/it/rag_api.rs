@@ -8,35 +8,21 @@ const P: &str = "/v1/projects/acme/kb";
 
 async fn seeded() -> TestServer {
     let s = TestServer::start_with_models().await;
-    assert_eq!(
-        s.post("/v1/projects/acme", json!({"name": "kb"})).await.0,
-        200
-    );
+    assert_eq!(s.post("/v1/projects/acme", json!({"name": "kb"})).await.0, 200);
     let lf = s.lf.clone();
     tokio::task::spawn_blocking(move || {
         let rag = lf.project("acme", "kb").unwrap().rag();
         let texts = [
-            (
-                "Neural scaling laws: loss falls as a power law in compute.",
-                "scaling.txt",
-            ),
+            ("Neural scaling laws: loss falls as a power law in compute.", "scaling.txt"),
             ("Cats purr and sleep most of the day.", "cats.txt"),
-            (
-                "The invoice number is INV-55321 for the March order.",
-                "invoice.txt",
-            ),
+            ("The invoice number is INV-55321 for the March order.", "invoice.txt"),
         ];
         let chunks = texts
             .iter()
             .enumerate()
             .map(|(i, (t, n))| {
                 let h = format!("{}{}", ["aa", "bb", "cc"][i], "0".repeat(62));
-                NewChunk::new(&h, 0, *t).with_metadata(
-                    json!({"document_name": n, "kind": if i == 2 { "finance" } else { "general" }})
-                        .as_object()
-                        .unwrap()
-                        .clone(),
-                )
+                NewChunk::new(&h, 0, *t).with_metadata(json!({"document_name": n, "kind": if i == 2 { "finance" } else { "general" }}).as_object().unwrap().clone())
             })
             .collect();
         rag.add_texts("main_database", chunks).unwrap();
@@ -49,30 +35,17 @@ async fn seeded() -> TestServer {
 #[tokio::test]
 async fn rag_query_and_bad_input() {
     let s = seeded().await;
-    let (st, r) = s
-        .post(
-            &format!("{P}/rag/query"),
-            json!({"query": "how does loss scale with compute", "top_k": 2}),
-        )
-        .await;
+    let (st, r) = s.post(&format!("{P}/rag/query"), json!({"query": "how does loss scale with compute", "top_k": 2})).await;
     assert_eq!(st, 200, "{r}");
     assert_eq!(r["database_used"], "main_database");
     assert_eq!(r["retrieval_strategy_used"], "hybrid_search");
     assert_eq!(r["total_results"], 2);
     assert_eq!(r["results"][0]["metadata"]["document_name"], "scaling.txt");
     assert!(r["processing_time_ms"].as_f64().unwrap() > 0.0);
-    assert!(r["results"][0]["chunk_id"]
-        .as_str()
-        .unwrap()
-        .ends_with("_0000"));
+    assert!(r["results"][0]["chunk_id"].as_str().unwrap().ends_with("_0000"));
     assert!(r.get("notes").is_none(), "empty notes are omitted");
 
-    let (_, r) = s
-        .post(
-            &format!("{P}/rag/query"),
-            json!({"query": "INV-55321", "retrieval_strategy": "bm25"}),
-        )
-        .await;
+    let (_, r) = s.post(&format!("{P}/rag/query"), json!({"query": "INV-55321", "retrieval_strategy": "bm25"})).await;
     assert_eq!(r["results"][0]["metadata"]["document_name"], "invoice.txt");
     let (_, r) = s.post(&format!("{P}/rag/query"), json!({"query": "pets", "metadata_filters": {"kind": "finance"}, "retrieval_strategy": "vector"})).await;
     assert_eq!(r["total_results"], 1);
@@ -84,27 +57,14 @@ async fn rag_query_and_bad_input() {
         (json!({"query": "x", "top_k": "five"}), 422),
         (json!({"query": "x", "database": "nope"}), 404),
         (json!({"query": "x", "retrieval_strategy": "nope"}), 404),
-        (
-            json!({"query": "x", "metadata_filters": "kind=finance"}),
-            422,
-        ),
-        (
-            json!({"query": "x", "metadata_filters": {"kind": {"$gt": "a"}}}),
-            422,
-        ),
+        (json!({"query": "x", "metadata_filters": "kind=finance"}), 422),
+        (json!({"query": "x", "metadata_filters": {"kind": {"$gt": "a"}}}), 422),
         (json!({"query": "x", "score_threshold": 2}), 422),
         (json!({"top_k": 3}), 422),
     ] {
-        assert_detail(
-            &s.post(&format!("{P}/rag/query"), body.clone()).await,
-            status,
-        );
+        assert_detail(&s.post(&format!("{P}/rag/query"), body.clone()).await, status);
     }
-    assert_detail(
-        &s.post("/v1/projects/acme/nope/rag/query", json!({"query": "x"}))
-            .await,
-        404,
-    );
+    assert_detail(&s.post("/v1/projects/acme/nope/rag/query", json!({"query": "x"})).await, 404);
 }
 
 #[tokio::test]
@@ -113,29 +73,16 @@ async fn rag_health_stats_databases_documents() {
     let (st, h) = s.get(&format!("{P}/rag/health")).await;
     assert_eq!(st, 200);
     assert_eq!(h["status"], "healthy", "{h}");
-    assert!(h["components"]["vector_store"]["latency"]
-        .as_f64()
-        .is_some());
-    let (_, stats) = s
-        .get(&format!("{P}/rag/stats?database=main_database"))
-        .await;
-    assert_eq!(
-        (
-            stats["vector_count"].as_u64(),
-            stats["embedding_dimension"].as_u64()
-        ),
-        (Some(3), Some(384))
-    );
+    assert!(h["components"]["vector_store"]["latency"].as_f64().is_some());
+    let (_, stats) = s.get(&format!("{P}/rag/stats?database=main_database")).await;
+    assert_eq!((stats["vector_count"].as_u64(), stats["embedding_dimension"].as_u64()), (Some(3), Some(384)));
     assert!(stats["storage_human"].is_string() && stats["storage_bytes"].as_u64().unwrap() > 0);
     assert_detail(&s.get(&format!("{P}/rag/stats?database=ghost")).await, 404);
 
     let (_, dbs) = s.get(&format!("{P}/rag/databases")).await;
     assert_eq!(dbs["default_database"], "main_database");
     assert_eq!(dbs["databases"][0]["is_default"], true);
-    assert_eq!(
-        dbs["databases"][0]["retrieval_strategies"][0]["is_default"],
-        true
-    );
+    assert_eq!(dbs["databases"][0]["retrieval_strategies"][0]["is_default"], true);
 
     let (st, db) = s.get(&format!("{P}/rag/databases/main_database")).await;
     assert_eq!(st, 200);
@@ -148,74 +95,29 @@ async fn rag_health_stats_databases_documents() {
     assert_eq!(st, 201, "{created}");
     assert_eq!(created["database"]["name"], "notes_db");
     assert_detail(&s.post(&format!("{P}/rag/databases"), new_db).await, 409);
-    assert_detail(
-        &s.post(
-            &format!("{P}/rag/databases"),
-            json!({"name": "Bad Name", "type": "ChromaStore"}),
-        )
-        .await,
-        422,
-    );
-    assert_detail(
-        &s.post(
-            &format!("{P}/rag/databases"),
-            json!({"name": "x_db", "type": "MongoStore"}),
-        )
-        .await,
-        422,
-    );
+    assert_detail(&s.post(&format!("{P}/rag/databases"), json!({"name": "Bad Name", "type": "ChromaStore"})).await, 422);
+    assert_detail(&s.post(&format!("{P}/rag/databases"), json!({"name": "x_db", "type": "MongoStore"})).await, 422);
 
-    let (st, patched) = s
-        .patch(
-            &format!("{P}/rag/databases/notes_db"),
-            json!({"config": {"collection_name": "notes"}}),
-        )
-        .await;
+    let (st, patched) = s.patch(&format!("{P}/rag/databases/notes_db"), json!({"config": {"collection_name": "notes"}})).await;
     assert_eq!(st, 200, "{patched}");
     assert_eq!(patched["config"]["collection_name"], "notes");
-    assert_detail(
-        &s.patch(
-            &format!("{P}/rag/databases/notes_db"),
-            json!({"type": "QdrantStore"}),
-        )
-        .await,
-        422,
-    );
-    assert_detail(
-        &s.patch(&format!("{P}/rag/databases/ghost"), json!({}))
-            .await,
-        404,
-    );
+    assert_detail(&s.patch(&format!("{P}/rag/databases/notes_db"), json!({"type": "QdrantStore"})).await, 422);
+    assert_detail(&s.patch(&format!("{P}/rag/databases/ghost"), json!({})).await, 404);
 
-    let d = assert_detail(
-        &s.delete(&format!("{P}/rag/databases/main_database")).await,
-        409,
-    );
+    let d = assert_detail(&s.delete(&format!("{P}/rag/databases/main_database")).await, 409);
     assert!(d.contains("['default']"), "{d}");
-    let (st, del) = s
-        .delete(&format!(
-            "{P}/rag/databases/notes_db?delete_collection=false"
-        ))
-        .await;
+    let (st, del) = s.delete(&format!("{P}/rag/databases/notes_db?delete_collection=false")).await;
     assert_eq!(st, 200);
     assert_eq!(del["collection_deleted"], false);
     assert_detail(&s.delete(&format!("{P}/rag/databases/notes_db")).await, 404);
 
-    let (st, docs) = s
-        .get(&format!(
-            "{P}/rag/databases/main_database/documents?limit=2"
-        ))
-        .await;
+    let (st, docs) = s.get(&format!("{P}/rag/databases/main_database/documents?limit=2")).await;
     assert_eq!(st, 200);
     assert_eq!(docs.as_array().unwrap().len(), 2);
     assert_eq!(docs[0]["chunk_count"], 1);
     assert_eq!(docs[0]["filename"], "scaling.txt");
     for bad in ["0", "1001", "x"] {
-        let r = s
-            .get(&format!(
-                "{P}/rag/databases/main_database/documents?limit={bad}"
-            ))
-            .await;
+        let r = s.get(&format!("{P}/rag/databases/main_database/documents?limit={bad}")).await;
         assert!(r.0 == 422 || r.0 == 400, "{r:?}");
     }
 }
@@ -224,12 +126,7 @@ async fn rag_health_stats_databases_documents() {
 async fn runtime_embeddings_and_rerank() {
     let s = TestServer::start_with_models().await;
     let model = "sentence-transformers/all-MiniLM-L6-v2";
-    let (st, r) = s
-        .runtime_post(
-            "/v1/embeddings",
-            json!({"model": model, "input": ["This is an example sentence", "hi"]}),
-        )
-        .await;
+    let (st, r) = s.runtime_post("/v1/embeddings", json!({"model": model, "input": ["This is an example sentence", "hi"]})).await;
     assert_eq!(st, 200, "{r}");
     assert_eq!(r["object"], "list");
     assert_eq!(r["data"][1]["index"], 1);
@@ -246,63 +143,20 @@ async fn runtime_embeddings_and_rerank() {
     // The int8 path (`model:int8`): same shape, nearly the same vector.
     let (st, q) = s.runtime_post("/v1/embeddings", json!({"model": format!("{model}:int8"), "input": ["This is an example sentence", "hi"]})).await;
     assert_eq!(st, 200, "{q}");
-    let q0: Vec<f64> = q["data"][0]["embedding"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect();
+    let q0: Vec<f64> = q["data"][0]["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
     let f0: Vec<f64> = v.iter().map(|x| x.as_f64().unwrap()).collect();
     assert_eq!(q0.len(), 384);
-    let cos = q0.iter().zip(&f0).map(|(a, b)| a * b).sum::<f64>()
-        / (q0.iter().map(|a| a * a).sum::<f64>().sqrt()
-            * f0.iter().map(|a| a * a).sum::<f64>().sqrt());
+    let cos = q0.iter().zip(&f0).map(|(a, b)| a * b).sum::<f64>() / (q0.iter().map(|a| a * a).sum::<f64>().sqrt() * f0.iter().map(|a| a * a).sum::<f64>().sqrt());
     assert!(cos > 0.99 && cos < 0.999_999, "int8 vs fp32 cosine {cos}");
-    let d = assert_detail(
-        &s.runtime_post(
-            "/v1/embeddings",
-            json!({"model": "nobody/nothing:int8", "input": "x"}),
-        )
-        .await,
-        503,
-    );
+    let d = assert_detail(&s.runtime_post("/v1/embeddings", json!({"model": "nobody/nothing:int8", "input": "x"})).await, 503);
     assert!(d.contains("nobody/nothing"), "{d}");
 
-    assert_detail(
-        &s.runtime_post("/v1/embeddings", json!({"model": model, "input": []}))
-            .await,
-        422,
-    );
-    assert_detail(
-        &s.runtime_post("/v1/embeddings", json!({"model": model}))
-            .await,
-        422,
-    );
-    assert_detail(
-        &s.runtime_post(
-            "/v1/embeddings",
-            json!({"model": model, "input": "x", "dimensions": 12}),
-        )
-        .await,
-        422,
-    );
-    let d = assert_detail(
-        &s.runtime_post(
-            "/v1/embeddings",
-            json!({"model": "nobody/nothing", "input": "x"}),
-        )
-        .await,
-        503,
-    );
+    assert_detail(&s.runtime_post("/v1/embeddings", json!({"model": model, "input": []})).await, 422);
+    assert_detail(&s.runtime_post("/v1/embeddings", json!({"model": model})).await, 422);
+    assert_detail(&s.runtime_post("/v1/embeddings", json!({"model": model, "input": "x", "dimensions": 12})).await, 422);
+    let d = assert_detail(&s.runtime_post("/v1/embeddings", json!({"model": "nobody/nothing", "input": "x"})).await, 503);
     assert!(d.contains("huggingface-cli download nobody/nothing"), "{d}");
-    assert_detail(
-        &s.runtime_post(
-            "/v1/embeddings",
-            json!({"model": "../../etc", "input": "x"}),
-        )
-        .await,
-        422,
-    );
+    assert_detail(&s.runtime_post("/v1/embeddings", json!({"model": "../../etc", "input": "x"})).await, 422);
 
     let (st, rr) = s
         .runtime_post("/v1/rerank", json!({"model": model, "query": "feline pets", "documents": ["stock prices fell", "cats purr when happy"], "return_documents": true, "top_n": 1}))
@@ -312,33 +166,15 @@ async fn runtime_embeddings_and_rerank() {
     assert_eq!(rr["results"][0]["index"], 1);
     assert_eq!(rr["results"][0]["document"]["text"], "cats purr when happy");
     assert_eq!(rr["method"], "bi-encoder");
-    assert_detail(
-        &s.runtime_post(
-            "/v1/rerank",
-            json!({"model": model, "query": "", "documents": ["a"]}),
-        )
-        .await,
-        422,
-    );
-    assert_detail(
-        &s.runtime_post(
-            "/v1/rerank",
-            json!({"model": model, "query": "q", "documents": []}),
-        )
-        .await,
-        422,
-    );
+    assert_detail(&s.runtime_post("/v1/rerank", json!({"model": model, "query": "", "documents": ["a"]})).await, 422);
+    assert_detail(&s.runtime_post("/v1/rerank", json!({"model": model, "query": "q", "documents": []})).await, 422);
 }
 
 #[tokio::test]
 async fn missing_models_are_503_with_the_fetch_command() {
     let s = TestServer::start().await; // empty model cache
     s.post("/v1/projects/acme", json!({"name": "kb"})).await;
-    let d = assert_detail(
-        &s.post(&format!("{P}/rag/query"), json!({"query": "x"}))
-            .await,
-        503,
-    );
+    let d = assert_detail(&s.post(&format!("{P}/rag/query"), json!({"query": "x"})).await, 503);
     assert!(d.contains("scripts/fetch-models.sh"), "{d}");
     let (st, h) = s.get(&format!("{P}/rag/health")).await;
     assert_eq!(st, 200);
@@ -349,11 +185,7 @@ async fn missing_models_are_503_with_the_fetch_command() {
 #[tokio::test]
 async fn openai_embedder_talks_to_our_runtime() {
     let s = TestServer::start_with_models().await;
-    s.post(
-        "/v1/projects/acme",
-        json!({"name": "remote", "config_template": "server"}),
-    )
-    .await;
+    s.post("/v1/projects/acme", json!({"name": "remote", "config_template": "server"})).await;
     let db = json!({"name": "remote_db", "type": "ChromaStore",
         "embedding_strategies": [{"name": "remote", "type": "OpenAIEmbedder",
             "config": {"base_url": format!("{}/v1", s.runtime_base), "model": "sentence-transformers/all-MiniLM-L6-v2", "dimension": 384, "api_key": "unused"}}],
@@ -363,23 +195,11 @@ async fn openai_embedder_talks_to_our_runtime() {
     let lf = s.lf.clone();
     tokio::task::spawn_blocking(move || {
         let rag = lf.project("acme", "remote").unwrap().rag();
-        rag.add_texts(
-            "remote_db",
-            vec![
-                NewChunk::new("ab", 0, "Cats purr."),
-                NewChunk::new("cd", 0, "Stocks fell sharply."),
-            ],
-        )
-        .unwrap();
+        rag.add_texts("remote_db", vec![NewChunk::new("ab", 0, "Cats purr."), NewChunk::new("cd", 0, "Stocks fell sharply.")]).unwrap();
     })
     .await
     .unwrap();
-    let (st, r) = s
-        .post(
-            "/v1/projects/acme/remote/rag/query",
-            json!({"query": "feline", "database": "remote_db", "top_k": 1}),
-        )
-        .await;
+    let (st, r) = s.post("/v1/projects/acme/remote/rag/query", json!({"query": "feline", "database": "remote_db", "top_k": 1})).await;
     assert_eq!(st, 200, "{r}");
     assert_eq!(r["results"][0]["content"], "Cats purr.");
 
@@ -387,36 +207,12 @@ async fn openai_embedder_talks_to_our_runtime() {
     let bad = json!({"name": "bad_db", "type": "ChromaStore",
         "embedding_strategies": [{"name": "remote", "type": "OllamaEmbedder",
             "config": {"base_url": s.runtime_base.clone(), "model": "sentence-transformers/all-MiniLM-L6-v2", "dimension": 768}}]});
-    assert_eq!(
-        s.post("/v1/projects/acme/remote/rag/databases", bad)
-            .await
-            .0,
-        201
-    );
-    let d = assert_detail(
-        &s.post(
-            "/v1/projects/acme/remote/rag/query",
-            json!({"query": "x", "database": "bad_db"}),
-        )
-        .await,
-        422,
-    );
+    assert_eq!(s.post("/v1/projects/acme/remote/rag/databases", bad).await.0, 201);
+    let d = assert_detail(&s.post("/v1/projects/acme/remote/rag/query", json!({"query": "x", "database": "bad_db"})).await, 422);
     assert!(d.contains("dimension"), "{d}");
     // An unreachable endpoint is a 503, not a hang or a 500.
     let down = json!({"name": "down_db", "type": "ChromaStore",
         "embedding_strategies": [{"name": "remote", "type": "OpenAIEmbedder", "config": {"base_url": "http://127.0.0.1:9/v1", "model": "m", "dimension": 8}}]});
-    assert_eq!(
-        s.post("/v1/projects/acme/remote/rag/databases", down)
-            .await
-            .0,
-        201
-    );
-    assert_detail(
-        &s.post(
-            "/v1/projects/acme/remote/rag/query",
-            json!({"query": "x", "database": "down_db"}),
-        )
-        .await,
-        503,
-    );
+    assert_eq!(s.post("/v1/projects/acme/remote/rag/databases", down).await.0, 201);
+    assert_detail(&s.post("/v1/projects/acme/remote/rag/query", json!({"query": "x", "database": "down_db"})).await, 503);
 }

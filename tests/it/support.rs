@@ -30,11 +30,7 @@ impl TestServer {
     async fn start_full(opts: HttpOptions, real_models: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
         // By default an empty model cache, so "model missing" paths are exercised.
-        let cache = if real_models {
-            ModelCache::from_env()
-        } else {
-            ModelCache::new(dir.path().join("hub"))
-        };
+        let cache = if real_models { ModelCache::from_env() } else { ModelCache::new(dir.path().join("hub")) };
         let lf = LlamaFarm::open_with(dir.path().join("data"), cache).unwrap();
         let api = spawn(llamafarm_http::api_router(lf.clone(), &opts)).await;
         let rt = spawn(llamafarm_http::runtime_router(lf.clone(), &opts)).await;
@@ -58,55 +54,19 @@ impl TestServer {
     }
 
     pub async fn post(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
-        split(
-            self.http
-                .post(self.url(path))
-                .json(&body)
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await
+        split(self.http.post(self.url(path)).json(&body).send().await.unwrap()).await
     }
 
     pub async fn put(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
-        split(
-            self.http
-                .put(self.url(path))
-                .json(&body)
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await
+        split(self.http.put(self.url(path)).json(&body).send().await.unwrap()).await
     }
 
     pub async fn patch(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
-        split(
-            self.http
-                .patch(self.url(path))
-                .json(&body)
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await
+        split(self.http.patch(self.url(path)).json(&body).send().await.unwrap()).await
     }
 
-    pub async fn runtime_post(
-        &self,
-        path: &str,
-        body: serde_json::Value,
-    ) -> (u16, serde_json::Value) {
-        split(
-            self.http
-                .post(format!("{}{path}", self.runtime_base))
-                .json(&body)
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await
+    pub async fn runtime_post(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        split(self.http.post(format!("{}{path}", self.runtime_base)).json(&body).send().await.unwrap()).await
     }
 
     pub async fn delete(&self, path: &str) -> (u16, serde_json::Value) {
@@ -126,31 +86,18 @@ async fn spawn(router: axum::Router) -> SocketAddr {
 /// Status and JSON body; a non-JSON body fails the test (every answer must be JSON).
 pub async fn split(r: reqwest::Response) -> (u16, serde_json::Value) {
     let status = r.status().as_u16();
-    let ctype = r
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
+    let ctype = r.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     let text = r.text().await.unwrap();
-    let v = serde_json::from_str(&text).unwrap_or_else(|_| {
-        panic!("status {status}, content-type {ctype}: body is not JSON: {text}")
-    });
+    let v = serde_json::from_str(&text).unwrap_or_else(|_| panic!("status {status}, content-type {ctype}: body is not JSON: {text}"));
     (status, v)
 }
 
 /// Assert an error response: the status and a `{"detail": "<string>"}` body.
 pub fn assert_detail(got: &(u16, serde_json::Value), status: u16) -> String {
     assert_eq!(got.0, status, "body: {}", got.1);
-    let detail = got.1["detail"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no string detail in {}", got.1));
+    let detail = got.1["detail"].as_str().unwrap_or_else(|| panic!("no string detail in {}", got.1));
     assert!(!detail.is_empty());
-    assert_eq!(
-        got.1.as_object().unwrap().len(),
-        1,
-        "only `detail` expected: {}",
-        got.1
-    );
+    assert_eq!(got.1.as_object().unwrap().len(), 1, "only `detail` expected: {}", got.1);
     detail.to_string()
 }
+

@@ -27,9 +27,7 @@ pub use session::SessionCache;
 
 use crate::config::{LlamaFarmConfig, ModelConfig};
 use crate::error::{Error, Result};
-use crate::llm::{
-    self, CancelFlag, ChatMessage, ChatModelSpec, FinishReason, Generation, GenerationParams, Sink,
-};
+use crate::llm::{self, CancelFlag, ChatMessage, ChatModelSpec, FinishReason, Generation, GenerationParams, Sink};
 use crate::rag::{RagQuery, RagResult};
 use crate::Project;
 use serde::{Deserialize, Serialize};
@@ -186,9 +184,7 @@ pub struct Chat {
 impl Project {
     /// Chat completions and sessions.
     pub fn chat(&self) -> Chat {
-        Chat {
-            project: self.clone(),
-        }
+        Chat { project: self.clone() }
     }
 }
 
@@ -197,22 +193,14 @@ pub fn substitute_variables(text: &str, vars: &Map<String, Value>) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(start) = rest.find("{{") {
-        let Some(end) = rest[start + 2..].find("}}") else {
-            break;
-        };
+        let Some(end) = rest[start + 2..].find("}}") else { break };
         let inner = &rest[start + 2..start + 2 + end];
         out.push_str(&rest[..start]);
         let (name, default) = match inner.split_once('|') {
-            Some((n, d)) => (
-                n.trim(),
-                Some(d.trim().trim_matches(|c| c == '"' || c == '\'')),
-            ),
+            Some((n, d)) => (n.trim(), Some(d.trim().trim_matches(|c| c == '"' || c == '\''))),
             None => (inner.trim(), None),
         };
-        let valid = !name.is_empty()
-            && name
-                .chars()
-                .all(|c| c.is_alphanumeric() || c == '_' || c == '.');
+        let valid = !name.is_empty() && name.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '.');
         match (valid, vars.get(name), default) {
             (true, Some(Value::String(s)), _) => out.push_str(s),
             (true, Some(v), _) if !v.is_null() => out.push_str(&v.to_string()),
@@ -226,9 +214,7 @@ pub fn substitute_variables(text: &str, vars: &Map<String, Value>) -> String {
 }
 
 fn num(cfg: &Option<Map<String, Value>>, key: &str) -> Option<f64> {
-    cfg.as_ref()
-        .and_then(|m| m.get(key))
-        .and_then(|v| v.as_f64())
+    cfg.as_ref().and_then(|m| m.get(key)).and_then(|v| v.as_f64())
 }
 
 /// The original's context block, appended to the system prompt.
@@ -247,15 +233,8 @@ pub fn render_context(chunks: &[RagResult]) -> String {
             .or_else(|| c.metadata.get("document_name"))
             .and_then(|v| v.as_str())
             .unwrap_or(&c.document_id);
-        let name = std::path::Path::new(name)
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or(name);
-        let page = c
-            .metadata
-            .get("page_number")
-            .or_else(|| c.metadata.get("page"))
-            .and_then(|v| v.as_i64());
+        let name = std::path::Path::new(name).file_name().and_then(|n| n.to_str()).unwrap_or(name);
+        let page = c.metadata.get("page_number").or_else(|| c.metadata.get("page")).and_then(|v| v.as_i64());
         let page = page.map(|p| format!(", Page {p}")).unwrap_or_default();
         s.push_str(&format!(
             "<chunk>\n  <chunk_name>Source {}: \"{name}\"{page}, Relevance: {:.3}</chunk_name>\n  <chunk_content>{}</chunk_content>\n</chunk>\n",
@@ -270,24 +249,14 @@ pub fn render_context(chunks: &[RagResult]) -> String {
 
 /// Sampling settings from a request, falling back to a model's `model_api_parameters`.
 pub fn generation_params(req: &ChatRequest, api: &Option<Map<String, Value>>) -> GenerationParams {
-    let max_tokens = req
-        .max_tokens
-        .map(|m| m as usize)
-        .or_else(|| num(api, "max_tokens").map(|m| m as usize))
-        .unwrap_or(llm::DEFAULT_MAX_TOKENS);
+    let max_tokens = req.max_tokens.map(|m| m as usize).or_else(|| num(api, "max_tokens").map(|m| m as usize)).unwrap_or(llm::DEFAULT_MAX_TOKENS);
     GenerationParams {
         temperature: req.temperature.or_else(|| num(api, "temperature")),
         top_p: req.top_p.or_else(|| num(api, "top_p")),
-        top_k: req
-            .top_k
-            .map(|k| k as usize)
-            .or_else(|| num(api, "top_k").map(|k| k as usize)),
+        top_k: req.top_k.map(|k| k as usize).or_else(|| num(api, "top_k").map(|k| k as usize)),
         max_tokens: max_tokens.max(1),
         think: req.think.unwrap_or(false),
-        thinking_budget: req
-            .thinking_budget
-            .map(|b| b as usize)
-            .unwrap_or(llm::DEFAULT_THINKING_BUDGET),
+        thinking_budget: req.thinking_budget.map(|b| b as usize).unwrap_or(llm::DEFAULT_THINKING_BUDGET),
         stop: match &req.stop {
             Some(StopSequences::One(s)) if !s.is_empty() => vec![s.clone()],
             Some(StopSequences::Many(v)) => v.iter().filter(|s| !s.is_empty()).cloned().collect(),
@@ -298,17 +267,10 @@ pub fn generation_params(req: &ChatRequest, api: &Option<Map<String, Value>>) ->
 
 fn validate_request(req: &ChatRequest) -> Result<()> {
     llm::validate_messages(&req.messages)?;
-    llm::validate_params(
-        req.temperature,
-        req.top_p,
-        req.max_tokens,
-        req.thinking_budget,
-    )?;
+    llm::validate_params(req.temperature, req.top_p, req.max_tokens, req.thinking_budget)?;
     if let Some(k) = req.top_k {
         if k < 0 {
-            return Err(Error::Invalid(format!(
-                "top_k must not be negative, got {k}"
-            )));
+            return Err(Error::Invalid(format!("top_k must not be negative, got {k}")));
         }
     }
     Ok(())
@@ -319,37 +281,17 @@ impl crate::LlamaFarm {
     /// with a real status code).
     pub fn complete_with_model_check(&self, req: &ChatRequest) -> Result<()> {
         validate_request(req)?;
-        let id = req
-            .model
-            .as_deref()
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| Error::Invalid("model is required".into()))?;
-        self.llm()
-            .get(&ChatModelSpec::local(id)?, false, self.models())
-            .map(|_| ())
+        let id = req.model.as_deref().map(str::trim).filter(|s| !s.is_empty()).ok_or_else(|| Error::Invalid("model is required".into()))?;
+        self.llm().get(&ChatModelSpec::local(id)?, false, self.models()).map(|_| ())
     }
 
     /// A plain OpenAI completion on the Universal Runtime: `req.model` is a model id
     /// (`org/repo:QUANT` in the model cache), no project, no RAG, no session.
-    pub fn complete_with_model(
-        &self,
-        req: &ChatRequest,
-        cancel: &CancelFlag,
-        sink: Sink<'_>,
-    ) -> Result<ChatOutcome> {
+    pub fn complete_with_model(&self, req: &ChatRequest, cancel: &CancelFlag, sink: Sink<'_>) -> Result<ChatOutcome> {
         validate_request(req)?;
-        let id = req
-            .model
-            .as_deref()
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| Error::Invalid("model is required".into()))?;
-        let model = self
-            .llm()
-            .get(&ChatModelSpec::local(id)?, false, self.models())?;
-        let generation =
-            model.generate(&req.messages, &generation_params(req, &None), cancel, sink)?;
+        let id = req.model.as_deref().map(str::trim).filter(|s| !s.is_empty()).ok_or_else(|| Error::Invalid("model is required".into()))?;
+        let model = self.llm().get(&ChatModelSpec::local(id)?, false, self.models())?;
+        let generation = model.generate(&req.messages, &generation_params(req, &None), cancel, sink)?;
         Ok(ChatOutcome {
             id: format!("chatcmpl-{}", uuid::Uuid::new_v4().simple()),
             created: chrono::Utc::now().timestamp(),
@@ -366,97 +308,48 @@ impl Chat {
     fn pick_model(cfg: &LlamaFarmConfig, requested: Option<&str>) -> Result<ModelConfig> {
         let models = cfg.models();
         match requested.map(str::trim).filter(|s| !s.is_empty()) {
-            Some(name) => models
-                .iter()
-                .find(|m| m.name == name)
-                .or_else(|| models.iter().find(|m| m.model == name))
-                .cloned()
-                .ok_or_else(|| {
-                    Error::not_found(format!(
-                        "Model '{name}' (available: {})",
-                        if models.is_empty() {
-                            "none".to_string()
-                        } else {
-                            models
-                                .iter()
-                                .map(|m| m.name.as_str())
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        }
-                    ))
-                }),
-            None => cfg.default_model().ok_or_else(|| {
-                Error::Invalid(
-                    "the project has no models configured (runtime.models is empty)".into(),
-                )
+            Some(name) => models.iter().find(|m| m.name == name).or_else(|| models.iter().find(|m| m.model == name)).cloned().ok_or_else(|| {
+                Error::not_found(format!(
+                    "Model '{name}' (available: {})",
+                    if models.is_empty() { "none".to_string() } else { models.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", ") }
+                ))
             }),
+            None => cfg.default_model().ok_or_else(|| Error::Invalid("the project has no models configured (runtime.models is empty)".into())),
         }
     }
 
-    fn rag_for(
-        &self,
-        cfg: &LlamaFarmConfig,
-        model: &ModelConfig,
-        req: &ChatRequest,
-    ) -> Result<(Vec<RagResult>, Option<Value>)> {
+    fn rag_for(&self, cfg: &LlamaFarmConfig, model: &ModelConfig, req: &ChatRequest) -> Result<(Vec<RagResult>, Option<Value>)> {
         let has_dbs = !cfg.databases().is_empty();
         let enabled = req.rag_enabled.or(model.rag_enabled).unwrap_or(has_dbs);
         if !enabled {
             return Ok((Vec::new(), None));
         }
         let explicit = req.rag_enabled == Some(true) || req.database.is_some();
-        let database = req
-            .database
-            .clone()
-            .or_else(|| model.target_database.clone())
-            .or_else(|| cfg.default_database().map(|d| d.name.clone()));
+        let database = req.database.clone().or_else(|| model.target_database.clone()).or_else(|| cfg.default_database().map(|d| d.name.clone()));
         let Some(database) = database else {
-            return if explicit {
-                Err(Error::Invalid(
-                    "rag_enabled is true but the project has no databases".into(),
-                ))
-            } else {
-                Ok((Vec::new(), None))
-            };
+            return if explicit { Err(Error::Invalid("rag_enabled is true but the project has no databases".into())) } else { Ok((Vec::new(), None)) };
         };
         if cfg.database(&database).is_none() {
             return Err(Error::not_found(format!("Database '{database}'")));
         }
         let top_k = match req.rag_top_k {
-            Some(k) if !(1..=100).contains(&k) => {
-                return Err(Error::Invalid(format!(
-                    "rag_top_k must be between 1 and 100, got {k}"
-                )))
-            }
+            Some(k) if !(1..=100).contains(&k) => return Err(Error::Invalid(format!("rag_top_k must be between 1 and 100, got {k}"))),
             Some(k) => k as usize,
             None => DEFAULT_RAG_TOP_K,
         };
         if let Some(t) = req.rag_score_threshold {
             if !(0.0..=1.0).contains(&t) {
-                return Err(Error::Invalid(format!(
-                    "rag_score_threshold must be between 0 and 1, got {t}"
-                )));
+                return Err(Error::Invalid(format!("rag_score_threshold must be between 0 and 1, got {t}")));
             }
         }
         let queries: Vec<String> = match &req.rag_queries {
             Some(q) if !q.is_empty() => {
                 if q.len() > 10 {
-                    return Err(Error::Invalid(
-                        "rag_queries takes at most 10 queries".into(),
-                    ));
+                    return Err(Error::Invalid("rag_queries takes at most 10 queries".into()));
                 }
-                q.iter()
-                    .map(|s| s.trim().to_string())
-                    .filter(|s| !s.is_empty())
-                    .collect()
+                q.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
             }
-            _ => req
-                .messages
-                .iter()
-                .rev()
-                .find(|m| m.role == "user")
-                .map(|m| vec![m.content.clone()])
-                .unwrap_or_default(),
+            _ => req.messages.iter().rev().find(|m| m.role == "user").map(|m| vec![m.content.clone()]).unwrap_or_default(),
         };
         if queries.is_empty() {
             return Ok((Vec::new(), None));
@@ -479,14 +372,7 @@ impl Chat {
                     s.spawn(move || rag.query(&rq))
                 })
                 .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join().unwrap_or_else(|_| {
-                        Err(Error::Internal("retrieval thread panicked".into()))
-                    })
-                })
-                .collect()
+            handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(Error::Internal("retrieval thread panicked".into())))).collect()
         });
         let mut merged: Vec<RagResult> = Vec::new();
         let mut seen = std::collections::HashSet::new();
@@ -510,11 +396,7 @@ impl Chat {
         if merged.is_empty() && !errors.is_empty() && explicit {
             return Err(errors.remove(0));
         }
-        merged.sort_by(|a, b| {
-            b.score
-                .partial_cmp(&a.score)
-                .unwrap_or(std::cmp::Ordering::Equal)
-        });
+        merged.sort_by(|a, b| b.score.partial_cmp(&a.score).unwrap_or(std::cmp::Ordering::Equal));
         merged.truncate(top_k);
         let event = json!({
             "type": "rag_retrieval",
@@ -536,9 +418,7 @@ impl Chat {
         validate_request(req)?;
         let sources_limit = match req.sources_limit {
             Some(n) if !(1..=MAX_SOURCES_LIMIT as i64).contains(&n) => {
-                return Err(Error::Invalid(format!(
-                    "sources_limit must be between 1 and {MAX_SOURCES_LIMIT}, got {n}"
-                )))
+                return Err(Error::Invalid(format!("sources_limit must be between 1 and {MAX_SOURCES_LIMIT}, got {n}")))
             }
             Some(n) => n as usize,
             None => DEFAULT_SOURCES_LIMIT,
@@ -548,19 +428,13 @@ impl Chat {
         let spec = ChatModelSpec::from_config(&model_cfg)?;
         let lf = self.project.llamafarm();
         // Loaded here (first use), so a missing model is an error before any streaming.
-        let model = lf
-            .llm()
-            .get(&spec, model_cfg.keep_loaded.unwrap_or(false), lf.models())?;
+        let model = lf.llm().get(&spec, model_cfg.keep_loaded.unwrap_or(false), lf.models())?;
         let vars = req.variables.clone().unwrap_or_default();
 
         // Config prompts: the model's prompt sets (all sets when it names none).
         let sets = cfg.prompts.clone().unwrap_or_default();
         let chosen: Vec<_> = match &model_cfg.prompts {
-            Some(names) => names
-                .iter()
-                .filter_map(|n| sets.iter().find(|s| &s.name == n))
-                .cloned()
-                .collect(),
+            Some(names) => names.iter().filter_map(|n| sets.iter().find(|s| &s.name == n)).cloned().collect(),
             None => sets,
         };
         let mut system_parts: Vec<String> = Vec::new();
@@ -573,12 +447,7 @@ impl Chat {
                 seeded.push(ChatMessage::new(m.role.clone(), content));
             }
         }
-        let request_system: Vec<String> = req
-            .messages
-            .iter()
-            .filter(|m| m.role == "system")
-            .map(|m| substitute_variables(&m.content, &vars))
-            .collect();
+        let request_system: Vec<String> = req.messages.iter().filter(|m| m.role == "system").map(|m| substitute_variables(&m.content, &vars)).collect();
         if !request_system.is_empty() {
             system_parts = request_system;
         }
@@ -588,21 +457,11 @@ impl Chat {
         }
 
         let session = match session {
-            Some(id) => Some(
-                self.project
-                    .llamafarm()
-                    .sessions()
-                    .open(&self.project, id)?,
-            ),
+            Some(id) => Some(self.project.llamafarm().sessions().open(&self.project, id)?),
             None => None,
         };
         let history = session.as_ref().map(|s| s.history()).unwrap_or_default();
-        let new_messages: Vec<ChatMessage> = req
-            .messages
-            .iter()
-            .filter(|m| m.role != "system")
-            .cloned()
-            .collect();
+        let new_messages: Vec<ChatMessage> = req.messages.iter().filter(|m| m.role != "system").cloned().collect();
         let mut messages = Vec::new();
         if !system_parts.is_empty() {
             messages.push(ChatMessage::new("system", system_parts.join("\n\n")));
@@ -633,9 +492,7 @@ impl Chat {
 
     /// Run a prepared turn: load the model (first use), generate, persist, record the event.
     pub fn run(turn: PreparedTurn, cancel: &CancelFlag, sink: Sink<'_>) -> Result<ChatOutcome> {
-        let gen_result = turn
-            .model
-            .generate(&turn.messages, &turn.params, cancel, sink);
+        let gen_result = turn.model.generate(&turn.messages, &turn.params, cancel, sink);
         let generation = match gen_result {
             Ok(g) => g,
             Err(e) => {
@@ -700,39 +557,24 @@ impl Chat {
     }
 
     /// Prepare and run in one call.
-    pub fn complete(
-        &self,
-        req: &ChatRequest,
-        session: Option<&str>,
-        cancel: &CancelFlag,
-        sink: Sink<'_>,
-    ) -> Result<ChatOutcome> {
+    pub fn complete(&self, req: &ChatRequest, session: Option<&str>, cancel: &CancelFlag, sink: Sink<'_>) -> Result<ChatOutcome> {
         let turn = self.prepare(req, session)?;
         Self::run(turn, cancel, sink)
     }
 
     /// A session's stored messages (404 when it does not exist).
     pub fn history(&self, session_id: &str) -> Result<Vec<ChatMessage>> {
-        self.project
-            .llamafarm()
-            .sessions()
-            .history(&self.project, session_id)
+        self.project.llamafarm().sessions().history(&self.project, session_id)
     }
 
     /// Delete one session (404 when it does not exist).
     pub fn delete_session(&self, session_id: &str) -> Result<()> {
-        self.project
-            .llamafarm()
-            .sessions()
-            .delete(&self.project, session_id)
+        self.project.llamafarm().sessions().delete(&self.project, session_id)
     }
 
     /// Delete every session of the project; returns how many there were.
     pub fn delete_all_sessions(&self) -> Result<usize> {
-        self.project
-            .llamafarm()
-            .sessions()
-            .delete_all(&self.project)
+        self.project.llamafarm().sessions().delete_all(&self.project)
     }
 
     /// Session ids stored for the project.
@@ -747,24 +589,11 @@ mod tests {
 
     #[test]
     fn variables() {
-        let vars: Map<String, Value> =
-            serde_json::from_value(json!({"name": "Ada", "n": 3})).unwrap();
-        assert_eq!(
-            substitute_variables("Hi {{name}}, {{ n }} items", &vars),
-            "Hi Ada, 3 items"
-        );
-        assert_eq!(
-            substitute_variables("{{missing | friend}}!", &vars),
-            "friend!"
-        );
-        assert_eq!(
-            substitute_variables("{{missing | \"quoted\"}}", &vars),
-            "quoted"
-        );
-        assert_eq!(
-            substitute_variables("keep {{unknown}} and {{ broken", &vars),
-            "keep {{unknown}} and {{ broken"
-        );
+        let vars: Map<String, Value> = serde_json::from_value(json!({"name": "Ada", "n": 3})).unwrap();
+        assert_eq!(substitute_variables("Hi {{name}}, {{ n }} items", &vars), "Hi Ada, 3 items");
+        assert_eq!(substitute_variables("{{missing | friend}}!", &vars), "friend!");
+        assert_eq!(substitute_variables("{{missing | \"quoted\"}}", &vars), "quoted");
+        assert_eq!(substitute_variables("keep {{unknown}} and {{ broken", &vars), "keep {{unknown}} and {{ broken");
     }
 
     #[test]
@@ -772,21 +601,10 @@ mod tests {
         let mut md = Map::new();
         md.insert("source".into(), json!("/x/y/report.pdf"));
         md.insert("page_number".into(), json!(3));
-        let c = RagResult {
-            content: " text ".into(),
-            score: 0.8123,
-            metadata: md,
-            chunk_id: "c".into(),
-            document_id: "d".into(),
-        };
+        let c = RagResult { content: " text ".into(), score: 0.8123, metadata: md, chunk_id: "c".into(), document_id: "d".into() };
         let s = render_context(&[c]);
         assert!(s.starts_with("# EXTRA INFORMATION AND CONTEXT\n## Project Chat Context\n"));
-        assert!(
-            s.contains(
-                "<chunk_name>Source 1: \"report.pdf\", Page 3, Relevance: 0.812</chunk_name>"
-            ),
-            "{s}"
-        );
+        assert!(s.contains("<chunk_name>Source 1: \"report.pdf\", Page 3, Relevance: 0.812</chunk_name>"), "{s}");
         assert!(s.contains("<chunk_content>text</chunk_content>"));
     }
 }

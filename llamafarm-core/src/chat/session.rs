@@ -36,18 +36,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Session ids become directory names: 1..=128 of `[A-Za-z0-9_.-]`, not starting with `.`.
 pub fn validate_session_id(id: &str) -> Result<()> {
-    let ok = !id.is_empty()
-        && id.len() <= 128
-        && !id.starts_with('.')
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    let ok = !id.is_empty() && id.len() <= 128 && !id.starts_with('.') && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
     if ok {
         Ok(())
     } else {
-        Err(Error::BadRequest(format!(
-            "invalid session id '{id}': use 1-128 letters, digits, '_', '-' or '.'"
-        )))
+        Err(Error::BadRequest(format!("invalid session id '{id}': use 1-128 letters, digits, '_', '-' or '.'")))
     }
 }
 
@@ -57,10 +50,7 @@ fn sessions_dir(project: &Project) -> PathBuf {
 
 fn read_history(file: &Path) -> Result<Vec<ChatMessage>> {
     match std::fs::read(file) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::Parse {
-            what: file.display().to_string(),
-            message: e.to_string(),
-        }),
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::Parse { what: file.display().to_string(), message: e.to_string() }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
         Err(e) => Err(Error::io(file, e)),
     }
@@ -105,9 +95,7 @@ impl Drop for SessionHandle {
 impl SessionCache {
     fn evict_idle(&self) {
         let mut map = lock(&self.map);
-        map.retain(|_, e| {
-            Arc::strong_count(e) > 1 || *lock(&e.busy) || lock(&e.last_used).elapsed() < SESSION_TTL
-        });
+        map.retain(|_, e| Arc::strong_count(e) > 1 || *lock(&e.busy) || lock(&e.last_used).elapsed() < SESSION_TTL);
     }
 
     /// Sessions currently in memory.
@@ -175,11 +163,7 @@ impl SessionCache {
         let dir = sessions_dir(project).join(id);
         let in_mem = lock(&self.map).remove(&dir).is_some();
         if !dir.exists() {
-            return if in_mem {
-                Ok(())
-            } else {
-                Err(Error::not_found(format!("Session '{id}'")))
-            };
+            return if in_mem { Ok(()) } else { Err(Error::not_found(format!("Session '{id}'"))) };
         }
         std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))
     }
@@ -229,11 +213,7 @@ mod tests {
         assert!(lf.sessions().history(&p, "s1").is_err());
         {
             let h = lf.sessions().open(&p, "s1").unwrap();
-            h.append(&[
-                ChatMessage::new("user", "hi"),
-                ChatMessage::new("assistant", "hello"),
-            ])
-            .unwrap();
+            h.append(&[ChatMessage::new("user", "hi"), ChatMessage::new("assistant", "hello")]).unwrap();
         }
         // Concurrent turns on one session: each appends after the other, nothing lost.
         std::thread::scope(|s| {
@@ -244,8 +224,7 @@ mod tests {
                     let h = lf.sessions().open(&p, "s1").unwrap();
                     let n = h.history().len();
                     std::thread::sleep(Duration::from_millis(5));
-                    h.append(&[ChatMessage::new("user", format!("m{i} after {n}"))])
-                        .unwrap();
+                    h.append(&[ChatMessage::new("user", format!("m{i} after {n}"))]).unwrap();
                 });
             }
         });
@@ -254,11 +233,7 @@ mod tests {
         let lf2 = LlamaFarm::open(dir.path()).unwrap();
         let p2 = lf2.project("ns", "p").unwrap();
         assert_eq!(lf2.sessions().history(&p2, "s1").unwrap().len(), 6);
-        lf2.sessions()
-            .open(&p2, "s2")
-            .unwrap()
-            .append(&[ChatMessage::new("user", "x")])
-            .unwrap();
+        lf2.sessions().open(&p2, "s2").unwrap().append(&[ChatMessage::new("user", "x")]).unwrap();
         assert_eq!(lf2.sessions().list(&p2).unwrap(), vec!["s1", "s2"]);
         lf2.sessions().delete(&p2, "s1").unwrap();
         assert!(lf2.sessions().delete(&p2, "s1").is_err());

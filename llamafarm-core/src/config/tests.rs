@@ -9,8 +9,7 @@ fn fixtures() -> PathBuf {
 /// of the original document is still there.
 fn round_trip(path: &Path) {
     let text = std::fs::read_to_string(path).unwrap();
-    let cfg =
-        LlamaFarmConfig::from_yaml_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let cfg = LlamaFarmConfig::from_yaml_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let saved = cfg.to_yaml_string().unwrap();
     let again = LlamaFarmConfig::from_yaml_str(&saved).unwrap();
     assert_eq!(cfg, again, "{}", path.display());
@@ -27,9 +26,7 @@ fn assert_same_keys(a: &Value, b: &Value, at: &str, file: &Path) {
                 if v.is_null() {
                     continue;
                 }
-                let w = y
-                    .get(k)
-                    .unwrap_or_else(|| panic!("{}: key {at}.{k} lost", file.display()));
+                let w = y.get(k).unwrap_or_else(|| panic!("{}: key {at}.{k} lost", file.display()));
                 assert_same_keys(v, w, &format!("{at}.{k}"), file);
             }
         }
@@ -39,21 +36,14 @@ fn assert_same_keys(a: &Value, b: &Value, at: &str, file: &Path) {
                 assert_same_keys(v, w, &format!("{at}[{i}]"), file);
             }
         }
-        (Value::Number(x), Value::Number(y)) => {
-            assert_eq!(x.as_f64(), y.as_f64(), "{}: {at}", file.display())
-        }
+        (Value::Number(x), Value::Number(y)) => assert_eq!(x.as_f64(), y.as_f64(), "{}: {at}", file.display()),
         _ => assert_eq!(a, b, "{}: {at}", file.display()),
     }
 }
 
 #[test]
 fn upstream_templates_and_examples_load_unchanged() {
-    for f in [
-        "template_default.yaml",
-        "template_advanced.yaml",
-        "example_fda_rag.llamafarm.yaml",
-        "example_quick_rag.llamafarm.yaml",
-    ] {
+    for f in ["template_default.yaml", "template_advanced.yaml", "example_fda_rag.llamafarm.yaml", "example_quick_rag.llamafarm.yaml"] {
         round_trip(&fixtures().join(f));
     }
 }
@@ -62,10 +52,7 @@ fn upstream_templates_and_examples_load_unchanged() {
 fn shared_example_projects_load_unchanged() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/llamafarm-examples");
     let Ok(entries) = std::fs::read_dir(&root) else {
-        eprintln!(
-            "SKIP shared_example_projects_load_unchanged: {} is absent",
-            root.display()
-        );
+        eprintln!("SKIP shared_example_projects_load_unchanged: {} is absent", root.display());
         return;
     };
     let mut n = 0;
@@ -83,13 +70,7 @@ fn shared_example_projects_load_unchanged() {
 fn advanced_template_keeps_unmodelled_keys() {
     let text = std::fs::read_to_string(fixtures().join("template_advanced.yaml")).unwrap();
     let cfg = LlamaFarmConfig::from_yaml_str(&text).unwrap();
-    let s = &cfg
-        .rag
-        .as_ref()
-        .unwrap()
-        .data_processing_strategies
-        .as_ref()
-        .unwrap()[0];
+    let s = &cfg.rag.as_ref().unwrap().data_processing_strategies.as_ref().unwrap()[0];
     assert!(s.extra.contains_key("directory_config"));
     assert!(cfg.to_yaml_string().unwrap().contains("directory_config"));
 }
@@ -120,26 +101,16 @@ fn validation_names_path_and_rule() {
     let mut v = base();
     v["rag"]["databases"][0]["name"] = "Main-DB".into();
     let got = issues(v);
-    assert!(
-        got.iter()
-            .any(|s| s == "rag.databases[0].name: must match ^[a-z][a-z0-9_]*$"),
-        "{got:?}"
-    );
+    assert!(got.iter().any(|s| s == "rag.databases[0].name: must match ^[a-z][a-z0-9_]*$"), "{got:?}");
 
     let mut v = base();
     v["runtime"]["models"][0]["provider"] = "llamacpp".into();
     let got = issues(v);
-    assert!(
-        got.iter()
-            .any(|s| s.starts_with("runtime.models[0].provider: must be one of openai, ollama")),
-        "{got:?}"
-    );
+    assert!(got.iter().any(|s| s.starts_with("runtime.models[0].provider: must be one of openai, ollama")), "{got:?}");
 
     let mut v = base();
     v["datasets"][0]["database"] = "nope".into();
-    assert!(issues(v)
-        .iter()
-        .any(|s| s.starts_with("datasets[0].database: unknown database")));
+    assert!(issues(v).iter().any(|s| s.starts_with("datasets[0].database: unknown database")));
 
     let mut v = base();
     v["version"] = "v2".into();
@@ -147,21 +118,15 @@ fn validation_names_path_and_rule() {
 
     let mut v = base();
     v["runtime"]["default_model"] = "ghost".into();
-    assert!(issues(v)
-        .iter()
-        .any(|s| s.starts_with("runtime.default_model:")));
+    assert!(issues(v).iter().any(|s| s.starts_with("runtime.default_model:")));
 
     let mut v = base();
     v["rag"]["databases"][0]["retrieval_strategies"][0]["config"] = serde_json::json!({"top_k": 0});
-    assert!(issues(v)
-        .iter()
-        .any(|s| s.contains("retrieval_strategies[0].config.top_k")));
+    assert!(issues(v).iter().any(|s| s.contains("retrieval_strategies[0].config.top_k")));
 
     let mut v = base();
     v["rag"]["databases"] = serde_json::json!([]);
-    assert!(issues(v)
-        .iter()
-        .any(|s| s.starts_with("rag.databases: must contain at least 1")));
+    assert!(issues(v).iter().any(|s| s.starts_with("rag.databases: must contain at least 1")));
 
     let mut v = base();
     v["datasets"][0]["name"] = "../../etc".into();
@@ -173,19 +138,12 @@ fn type_errors_and_missing_keys_name_the_path() {
     let mut v = base();
     v["runtime"]["models"][0]["keep_loaded"] = "yes".into();
     let got = issues(v);
-    assert!(
-        got.iter()
-            .any(|s| s.starts_with("runtime.models[0].keep_loaded:")),
-        "{got:?}"
-    );
+    assert!(got.iter().any(|s| s.starts_with("runtime.models[0].keep_loaded:")), "{got:?}");
 
     let mut v = base();
     v.as_object_mut().unwrap().remove("runtime");
     let got = issues(v);
-    assert!(
-        got.iter().any(|s| s.contains("missing field `runtime`")),
-        "{got:?}"
-    );
+    assert!(got.iter().any(|s| s.contains("missing field `runtime`")), "{got:?}");
 
     assert!(LlamaFarmConfig::from_yaml_str("version: [").is_err());
     assert!(LlamaFarmConfig::from_yaml_str("- a\n- b\n").is_err());
@@ -198,10 +156,7 @@ fn env_substitution_applies_to_use_not_storage() {
     v["runtime"]["models"][0]["base_url"] = "${LF_TEST_BASE_URL_X}".into();
     v["runtime"]["models"][0]["api_key"] = "${LF_TEST_UNSET_KEY_X:-none}".into();
     let cfg = LlamaFarmConfig::from_value(v).unwrap();
-    assert!(cfg
-        .to_yaml_string()
-        .unwrap()
-        .contains("${LF_TEST_BASE_URL_X}"));
+    assert!(cfg.to_yaml_string().unwrap().contains("${LF_TEST_BASE_URL_X}"));
     let r = cfg.with_env_substituted();
     let m = &r.runtime.models.as_ref().unwrap()[0];
     assert_eq!(m.base_url.as_deref(), Some("http://10.1.2.3:9000/v1"));
@@ -211,9 +166,7 @@ fn env_substitution_applies_to_use_not_storage() {
     std::env::set_var("LF_TEST_DB_NAME_X", "Bad Name");
     let mut v = base();
     v["rag"]["default_database"] = "${LF_TEST_DB_NAME_X}".into();
-    assert!(issues(v)
-        .iter()
-        .any(|s| s.starts_with("rag.default_database: must match")));
+    assert!(issues(v).iter().any(|s| s.starts_with("rag.default_database: must match")));
 }
 
 #[test]
@@ -222,30 +175,15 @@ fn legacy_single_model_runtime_and_defaults() {
         "runtime": {"provider": "ollama", "model": "llama3.2:3b"}});
     let cfg = LlamaFarmConfig::from_value(v).unwrap();
     let m = cfg.default_model().unwrap();
-    assert_eq!(
-        (m.name.as_str(), m.provider.as_str(), m.model.as_str()),
-        ("default", "ollama", "llama3.2:3b")
-    );
+    assert_eq!((m.name.as_str(), m.provider.as_str(), m.model.as_str()), ("default", "ollama", "llama3.2:3b"));
 
     let mut v = base();
     v["runtime"]["models"] = serde_json::json!([
         {"name": "a", "provider": "openai", "model": "x"},
         {"name": "b", "provider": "openai", "model": "y", "default": true}]);
-    assert_eq!(
-        LlamaFarmConfig::from_value(v.clone())
-            .unwrap()
-            .default_model_name()
-            .as_deref(),
-        Some("b")
-    );
+    assert_eq!(LlamaFarmConfig::from_value(v.clone()).unwrap().default_model_name().as_deref(), Some("b"));
     v["runtime"]["default_model"] = "a".into();
-    assert_eq!(
-        LlamaFarmConfig::from_value(v)
-            .unwrap()
-            .default_model_name()
-            .as_deref(),
-        Some("a")
-    );
+    assert_eq!(LlamaFarmConfig::from_value(v).unwrap().default_model_name().as_deref(), Some("a"));
 }
 
 #[test]
@@ -264,14 +202,9 @@ fn component_references_resolve() {
     v["rag"]["data_processing_strategies"] = serde_json::json!([{"name": "s", "parsers": ["pdf"]}]);
     let cfg = LlamaFarmConfig::from_value(v.clone()).unwrap();
     let db = cfg.database("main_db").unwrap();
-    assert_eq!(
-        cfg.embedding_strategies_of(db)[0].kind,
-        "SentenceTransformerEmbedder"
-    );
+    assert_eq!(cfg.embedding_strategies_of(db)[0].kind, "SentenceTransformerEmbedder");
     assert_eq!(cfg.retrieval_strategies_of(db)[0].name, "shared_ret");
 
     v["rag"]["data_processing_strategies"][0]["parsers"][0] = "missing_parser".into();
-    assert!(issues(v)
-        .iter()
-        .any(|s| s.contains("unknown component parser 'missing_parser'")));
+    assert!(issues(v).iter().any(|s| s.contains("unknown component parser 'missing_parser'")));
 }

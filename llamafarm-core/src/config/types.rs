@@ -102,9 +102,7 @@ pub struct DatasetConfig {
 impl DatasetConfig {
     /// The processing strategy, with the original's default.
     pub fn strategy(&self) -> &str {
-        self.data_processing_strategy
-            .as_deref()
-            .unwrap_or(crate::config::BUILTIN_STRATEGY)
+        self.data_processing_strategy.as_deref().unwrap_or(crate::config::BUILTIN_STRATEGY)
     }
 }
 

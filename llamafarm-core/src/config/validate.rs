@@ -19,14 +19,7 @@ const PROVIDERS: &[&str] = &["openai", "ollama", "lemonade", "universal"];
 const TOOL_CALL_STRATEGIES: &[&str] = &["native_api", "prompt_based"];
 const ENCODER_TASKS: &[&str] = &["embedding", "classification", "reranking", "ner"];
 const TRANSPORTS: &[&str] = &["stdio", "http", "sse"];
-const STT_MODELS: &[&str] = &[
-    "tiny",
-    "base",
-    "small",
-    "medium",
-    "large-v3",
-    "distil-large-v3-turbo",
-];
+const STT_MODELS: &[&str] = &["tiny", "base", "small", "medium", "large-v3", "distil-large-v3-turbo"];
 /// Store types of the `Database.type` enum.
 pub const DATABASE_TYPES: &[&str] = &["ChromaStore", "QdrantStore"];
 /// Embedder types of the schema.
@@ -60,10 +53,7 @@ struct V {
 
 impl V {
     fn err(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.issues.push(ValidationIssue {
-            path: path.into(),
-            message: message.into(),
-        });
+        self.issues.push(ValidationIssue { path: path.into(), message: message.into() });
     }
     fn ident(&mut self, path: &str, s: &str, max: Option<usize>) {
         if !is_identifier(s) {
@@ -77,10 +67,7 @@ impl V {
     }
     fn one_of(&mut self, path: &str, s: &str, allowed: &[&str]) {
         if !allowed.contains(&s) {
-            self.err(
-                path,
-                format!("must be one of {}, got '{s}'", allowed.join(", ")),
-            );
+            self.err(path, format!("must be one of {}, got '{s}'", allowed.join(", ")));
         }
     }
     fn range_f(&mut self, path: &str, v: Option<f64>, lo: f64, hi: f64) {
@@ -101,24 +88,16 @@ impl V {
         let mut seen = HashSet::new();
         for (i, n) in names.enumerate() {
             if !seen.insert(n) {
-                self.err(
-                    format!("{path}[{i}].name"),
-                    format!("duplicate {what} name '{n}'"),
-                );
+                self.err(format!("{path}[{i}].name"), format!("duplicate {what} name '{n}'"));
             }
         }
     }
     /// An integer in a free-form map (e.g. `extra_body.n_threads`), if present.
     fn map_int_min(&mut self, path: &str, map: Option<&ConfigMap>, key: &str, min: i64) {
-        let Some(v) = map.and_then(|m| m.get(key)) else {
-            return;
-        };
+        let Some(v) = map.and_then(|m| m.get(key)) else { return };
         match v.as_i64() {
             Some(x) if x >= min => {}
-            Some(x) => self.err(
-                format!("{path}.{key}"),
-                format!("must be at least {min}, got {x}"),
-            ),
+            Some(x) => self.err(format!("{path}.{key}"), format!("must be at least {min}, got {x}")),
             None if v.is_null() => {}
             None => self.err(format!("{path}.{key}"), "must be an integer"),
         }
@@ -128,10 +107,7 @@ impl V {
 pub(crate) fn validate(cfg: &LlamaFarmConfig) -> Vec<ValidationIssue> {
     let mut v = V { issues: Vec::new() };
     if cfg.version != "v1" {
-        v.err(
-            "version",
-            format!("must be one of v1, got '{}'", cfg.version),
-        );
+        v.err("version", format!("must be one of v1, got '{}'", cfg.version));
     }
     if cfg.name.trim().is_empty() {
         v.err("name", "must not be empty");
@@ -145,31 +121,15 @@ pub(crate) fn validate(cfg: &LlamaFarmConfig) -> Vec<ValidationIssue> {
     for (i, p) in prompts.iter().enumerate() {
         v.ident(&format!("prompts[{i}].name"), &p.name, None);
     }
-    v.unique(
-        "prompts",
-        prompts.iter().map(|p| p.name.as_str()),
-        "prompt set",
-    );
+    v.unique("prompts", prompts.iter().map(|p| p.name.as_str()), "prompt set");
     let prompt_names: HashSet<&str> = prompts.iter().map(|p| p.name.as_str()).collect();
 
     // mcp
-    let mcp_servers = cfg
-        .mcp
-        .as_ref()
-        .and_then(|m| m.servers.as_deref())
-        .unwrap_or(&[]);
+    let mcp_servers = cfg.mcp.as_ref().and_then(|m| m.servers.as_deref()).unwrap_or(&[]);
     for (i, s) in mcp_servers.iter().enumerate() {
-        v.one_of(
-            &format!("mcp.servers[{i}].transport"),
-            &s.transport,
-            TRANSPORTS,
-        );
+        v.one_of(&format!("mcp.servers[{i}].transport"), &s.transport, TRANSPORTS);
     }
-    v.unique(
-        "mcp.servers",
-        mcp_servers.iter().map(|s| s.name.as_str()),
-        "MCP server",
-    );
+    v.unique("mcp.servers", mcp_servers.iter().map(|s| s.name.as_str()), "MCP server");
     let mcp_names: HashSet<&str> = mcp_servers.iter().map(|s| s.name.as_str()).collect();
 
     // rag
@@ -193,11 +153,7 @@ pub(crate) fn validate(cfg: &LlamaFarmConfig) -> Vec<ValidationIssue> {
             v.err(format!("{path}.model"), "must not be empty");
         }
         if let Some(t) = &m.tool_call_strategy {
-            v.one_of(
-                &format!("{path}.tool_call_strategy"),
-                t,
-                TOOL_CALL_STRATEGIES,
-            );
+            v.one_of(&format!("{path}.tool_call_strategy"), t, TOOL_CALL_STRATEGIES);
         }
         if let Some(enc) = &m.encoder_config {
             if let Some(t) = &enc.task {
@@ -205,10 +161,7 @@ pub(crate) fn validate(cfg: &LlamaFarmConfig) -> Vec<ValidationIssue> {
             }
             if let Some(l) = enc.max_length {
                 if l < 1 {
-                    v.err(
-                        format!("{path}.encoder_config.max_length"),
-                        format!("must be at least 1, got {l}"),
-                    );
+                    v.err(format!("{path}.encoder_config.max_length"), format!("must be at least 1, got {l}"));
                 }
             }
         }
@@ -219,18 +172,12 @@ pub(crate) fn validate(cfg: &LlamaFarmConfig) -> Vec<ValidationIssue> {
         v.map_int_min(&format!("{path}.extra_body"), eb, "n_ctx", 0);
         for (j, p) in m.prompts.as_deref().unwrap_or(&[]).iter().enumerate() {
             if !prompt_names.contains(p.as_str()) {
-                v.err(
-                    format!("{path}.prompts[{j}]"),
-                    format!("unknown prompt set '{p}'"),
-                );
+                v.err(format!("{path}.prompts[{j}]"), format!("unknown prompt set '{p}'"));
             }
         }
         for (j, s) in m.mcp_servers.as_deref().unwrap_or(&[]).iter().enumerate() {
             if !mcp_names.contains(s.as_str()) {
-                v.err(
-                    format!("{path}.mcp_servers[{j}]"),
-                    format!("unknown MCP server '{s}'"),
-                );
+                v.err(format!("{path}.mcp_servers[{j}]"), format!("unknown MCP server '{s}'"));
             }
         }
         for (j, t) in m.tools.as_deref().unwrap_or(&[]).iter().enumerate() {
@@ -238,18 +185,11 @@ pub(crate) fn validate(cfg: &LlamaFarmConfig) -> Vec<ValidationIssue> {
         }
         if let Some(db) = &m.target_database {
             if !db_names.contains(db.as_str()) {
-                v.err(
-                    format!("{path}.target_database"),
-                    format!("unknown database '{db}'"),
-                );
+                v.err(format!("{path}.target_database"), format!("unknown database '{db}'"));
             }
         }
     }
-    v.unique(
-        "runtime.models",
-        models.iter().map(|m| m.name.as_str()),
-        "model",
-    );
+    v.unique("runtime.models", models.iter().map(|m| m.name.as_str()), "model");
     if let Some(d) = &cfg.runtime.default_model {
         if !models.iter().any(|m| &m.name == d) {
             v.err("runtime.default_model", format!("unknown model '{d}'"));
@@ -265,19 +205,13 @@ pub(crate) fn validate(cfg: &LlamaFarmConfig) -> Vec<ValidationIssue> {
             v.err(format!("{path}.name"), e.to_string());
         }
         if cfg.rag.is_some() && !db_names.contains(d.database.as_str()) {
-            v.err(
-                format!("{path}.database"),
-                format!("unknown database '{}'", d.database),
-            );
+            v.err(format!("{path}.database"), format!("unknown database '{}'", d.database));
         }
         if let Some(s) = &d.data_processing_strategy {
             if !strategies.iter().any(|x| x == s) {
                 v.err(
                     format!("{path}.data_processing_strategy"),
-                    format!(
-                        "unknown data processing strategy '{s}' (defined: {})",
-                        strategies.join(", ")
-                    ),
+                    format!("unknown data processing strategy '{s}' (defined: {})", strategies.join(", ")),
                 );
             }
         }
@@ -287,11 +221,7 @@ pub(crate) fn validate(cfg: &LlamaFarmConfig) -> Vec<ValidationIssue> {
             }
         }
     }
-    v.unique(
-        "datasets",
-        datasets.iter().map(|d| d.name.as_str()),
-        "dataset",
-    );
+    v.unique("datasets", datasets.iter().map(|d| d.name.as_str()), "dataset");
 
     // voice
     if let Some(voice) = &cfg.voice {
@@ -305,43 +235,18 @@ pub(crate) fn validate(cfg: &LlamaFarmConfig) -> Vec<ValidationIssue> {
             v.range_f("voice.tts.temperature", t.temperature, 0.1, 2.0);
             v.range_i("voice.tts.top_k", t.top_k, 1, 5000);
             v.range_f("voice.tts.top_p", t.top_p, 0.0, 1.0);
-            v.range_f(
-                "voice.tts.repetition_penalty",
-                t.repetition_penalty,
-                1.0,
-                2.0,
-            );
+            v.range_f("voice.tts.repetition_penalty", t.repetition_penalty, 1.0, 2.0);
         }
         if let Some(s) = voice.stt.as_ref().and_then(|s| s.model.as_ref()) {
             v.one_of("voice.stt.model", s, STT_MODELS);
         }
         if let Some(t) = &voice.turn_detection {
-            v.range_f(
-                "voice.turn_detection.base_silence_duration",
-                t.base_silence_duration,
-                0.1,
-                2.0,
-            );
-            v.range_f(
-                "voice.turn_detection.thinking_silence_duration",
-                t.thinking_silence_duration,
-                0.3,
-                5.0,
-            );
-            v.range_f(
-                "voice.turn_detection.max_silence_duration",
-                t.max_silence_duration,
-                0.5,
-                10.0,
-            );
+            v.range_f("voice.turn_detection.base_silence_duration", t.base_silence_duration, 0.1, 2.0);
+            v.range_f("voice.turn_detection.thinking_silence_duration", t.thinking_silence_duration, 0.3, 5.0);
+            v.range_f("voice.turn_detection.max_silence_duration", t.max_silence_duration, 0.5, 10.0);
         }
         if let Some(e) = &voice.emotion {
-            v.range_f(
-                "voice.emotion.confidence_threshold",
-                e.confidence_threshold,
-                0.0,
-                1.0,
-            );
+            v.range_f("voice.emotion.confidence_threshold", e.confidence_threshold, 0.0, 1.0);
         }
     }
 
@@ -356,24 +261,11 @@ fn validate_rag(v: &mut V, cfg: &LlamaFarmConfig, rag: &RagConfig) {
     if let Some(c) = &rag.components {
         validate_components(v, "rag.components", c);
     }
-    let named_emb: HashSet<String> = comps
-        .embedding_strategies
-        .iter()
-        .flatten()
-        .map(|s| s.name.clone())
-        .collect();
-    let named_ret: HashSet<String> = comps
-        .retrieval_strategies
-        .iter()
-        .flatten()
-        .map(|s| s.name.clone())
-        .collect();
-    let named_parsers: HashSet<String> = comps
-        .parsers
-        .iter()
-        .flatten()
-        .filter_map(|p| p.name.clone())
-        .collect();
+    let named_emb: HashSet<String> =
+        comps.embedding_strategies.iter().flatten().map(|s| s.name.clone()).collect();
+    let named_ret: HashSet<String> =
+        comps.retrieval_strategies.iter().flatten().map(|s| s.name.clone()).collect();
+    let named_parsers: HashSet<String> = comps.parsers.iter().flatten().filter_map(|p| p.name.clone()).collect();
 
     if let Some(dbs) = &rag.databases {
         if dbs.is_empty() {
@@ -385,77 +277,41 @@ fn validate_rag(v: &mut V, cfg: &LlamaFarmConfig, rag: &RagConfig) {
             v.one_of(&format!("{path}.type"), &db.kind, DATABASE_TYPES);
             let embs = db.embedding_strategies.as_deref().unwrap_or(&[]);
             for (j, e) in embs.iter().enumerate() {
-                v.one_of(
-                    &format!("{path}.embedding_strategies[{j}].type"),
-                    &e.kind,
-                    EMBEDDER_TYPES,
-                );
+                v.one_of(&format!("{path}.embedding_strategies[{j}].type"), &e.kind, EMBEDDER_TYPES);
             }
-            v.unique(
-                &format!("{path}.embedding_strategies"),
-                embs.iter().map(|e| e.name.as_str()),
-                "embedding strategy",
-            );
+            v.unique(&format!("{path}.embedding_strategies"), embs.iter().map(|e| e.name.as_str()), "embedding strategy");
             let rets = db.retrieval_strategies.as_deref().unwrap_or(&[]);
             for (j, r) in rets.iter().enumerate() {
-                v.one_of(
-                    &format!("{path}.retrieval_strategies[{j}].type"),
-                    &r.kind,
-                    RETRIEVAL_TYPES,
-                );
-                validate_retrieval_config(
-                    v,
-                    &format!("{path}.retrieval_strategies[{j}].config"),
-                    r,
-                );
+                v.one_of(&format!("{path}.retrieval_strategies[{j}].type"), &r.kind, RETRIEVAL_TYPES);
+                validate_retrieval_config(v, &format!("{path}.retrieval_strategies[{j}].config"), r);
             }
-            v.unique(
-                &format!("{path}.retrieval_strategies"),
-                rets.iter().map(|r| r.name.as_str()),
-                "retrieval strategy",
-            );
+            v.unique(&format!("{path}.retrieval_strategies"), rets.iter().map(|r| r.name.as_str()), "retrieval strategy");
             if let Some(r) = &db.embedding_strategy {
                 v.ident(&format!("{path}.embedding_strategy"), r, None);
                 if !named_emb.contains(r) {
-                    v.err(
-                        format!("{path}.embedding_strategy"),
-                        format!("unknown component embedding strategy '{r}'"),
-                    );
+                    v.err(format!("{path}.embedding_strategy"), format!("unknown component embedding strategy '{r}'"));
                 }
             }
             if let Some(r) = &db.retrieval_strategy {
                 v.ident(&format!("{path}.retrieval_strategy"), r, None);
                 if !named_ret.contains(r) {
-                    v.err(
-                        format!("{path}.retrieval_strategy"),
-                        format!("unknown component retrieval strategy '{r}'"),
-                    );
+                    v.err(format!("{path}.retrieval_strategy"), format!("unknown component retrieval strategy '{r}'"));
                 }
             }
             let effective_emb = cfg.embedding_strategies_of(db);
             if let Some(d) = &db.default_embedding_strategy {
                 if !effective_emb.iter().any(|e| &e.name == d) {
-                    v.err(
-                        format!("{path}.default_embedding_strategy"),
-                        format!("unknown embedding strategy '{d}'"),
-                    );
+                    v.err(format!("{path}.default_embedding_strategy"), format!("unknown embedding strategy '{d}'"));
                 }
             }
             let effective_ret = cfg.retrieval_strategies_of(db);
             if let Some(d) = &db.default_retrieval_strategy {
                 if !effective_ret.iter().any(|r| &r.name == d) {
-                    v.err(
-                        format!("{path}.default_retrieval_strategy"),
-                        format!("unknown retrieval strategy '{d}'"),
-                    );
+                    v.err(format!("{path}.default_retrieval_strategy"), format!("unknown retrieval strategy '{d}'"));
                 }
             }
         }
-        v.unique(
-            "rag.databases",
-            dbs.iter().map(|d| d.name.as_str()),
-            "database",
-        );
+        v.unique("rag.databases", dbs.iter().map(|d| d.name.as_str()), "database");
     }
     if let Some(d) = &rag.default_database {
         v.ident("rag.default_database", d, None);
@@ -469,10 +325,7 @@ fn validate_rag(v: &mut V, cfg: &LlamaFarmConfig, rag: &RagConfig) {
             v.ident(&format!("{path}.name"), &s.name, Some(50));
             if let Some(d) = &s.description {
                 if d.chars().count() > 500 {
-                    v.err(
-                        format!("{path}.description"),
-                        "must be at most 500 characters",
-                    );
+                    v.err(format!("{path}.description"), "must be at most 500 characters");
                 }
             }
             if s.parsers.is_empty() {
@@ -491,61 +344,24 @@ fn validate_rag(v: &mut V, cfg: &LlamaFarmConfig, rag: &RagConfig) {
                 }
             }
             for (j, e) in s.extractors.as_deref().unwrap_or(&[]).iter().enumerate() {
-                v.range_i(
-                    &format!("{path}.extractors[{j}].priority"),
-                    e.priority,
-                    0,
-                    1000,
-                );
+                v.range_i(&format!("{path}.extractors[{j}].priority"), e.priority, 0, 1000);
                 if e.kind.trim().is_empty() {
                     v.err(format!("{path}.extractors[{j}].type"), "must not be empty");
                 }
             }
         }
-        v.unique(
-            "rag.data_processing_strategies",
-            strats.iter().map(|s| s.name.as_str()),
-            "data processing strategy",
-        );
+        v.unique("rag.data_processing_strategies", strats.iter().map(|s| s.name.as_str()), "data processing strategy");
     }
 }
 
 fn validate_components(v: &mut V, path: &str, c: &ComponentsDefinition) {
-    for (i, e) in c
-        .embedding_strategies
-        .as_deref()
-        .unwrap_or(&[])
-        .iter()
-        .enumerate()
-    {
-        v.ident(
-            &format!("{path}.embedding_strategies[{i}].name"),
-            &e.name,
-            None,
-        );
-        v.one_of(
-            &format!("{path}.embedding_strategies[{i}].type"),
-            &e.kind,
-            EMBEDDER_TYPES,
-        );
+    for (i, e) in c.embedding_strategies.as_deref().unwrap_or(&[]).iter().enumerate() {
+        v.ident(&format!("{path}.embedding_strategies[{i}].name"), &e.name, None);
+        v.one_of(&format!("{path}.embedding_strategies[{i}].type"), &e.kind, EMBEDDER_TYPES);
     }
-    for (i, r) in c
-        .retrieval_strategies
-        .as_deref()
-        .unwrap_or(&[])
-        .iter()
-        .enumerate()
-    {
-        v.ident(
-            &format!("{path}.retrieval_strategies[{i}].name"),
-            &r.name,
-            None,
-        );
-        v.one_of(
-            &format!("{path}.retrieval_strategies[{i}].type"),
-            &r.kind,
-            RETRIEVAL_TYPES,
-        );
+    for (i, r) in c.retrieval_strategies.as_deref().unwrap_or(&[]).iter().enumerate() {
+        v.ident(&format!("{path}.retrieval_strategies[{i}].name"), &r.name, None);
+        v.one_of(&format!("{path}.retrieval_strategies[{i}].type"), &r.kind, RETRIEVAL_TYPES);
         validate_retrieval_config(v, &format!("{path}.retrieval_strategies[{i}].config"), r);
     }
     for (i, p) in c.parsers.as_deref().unwrap_or(&[]).iter().enumerate() {
@@ -586,31 +402,15 @@ fn validate_parser(v: &mut V, path: &str, p: &ParserConfig) {
         }
         None => v.err(format!("{path}.type"), "is required"),
     }
-    for (k, ext) in p
-        .file_extensions
-        .as_deref()
-        .unwrap_or(&[])
-        .iter()
-        .enumerate()
-    {
-        let ok = ext.len() > 1
-            && ext.starts_with('.')
-            && ext[1..].chars().all(|c| c.is_ascii_alphanumeric());
+    for (k, ext) in p.file_extensions.as_deref().unwrap_or(&[]).iter().enumerate() {
+        let ok = ext.len() > 1 && ext.starts_with('.') && ext[1..].chars().all(|c| c.is_ascii_alphanumeric());
         if !ok {
-            v.err(
-                format!("{path}.file_extensions[{k}]"),
-                format!("must match ^\\.[a-zA-Z0-9]+$, got '{ext}'"),
-            );
+            v.err(format!("{path}.file_extensions[{k}]"), format!("must match ^\\.[a-zA-Z0-9]+$, got '{ext}'"));
         }
     }
     v.range_i(&format!("{path}.priority"), p.priority, 0, 1000);
     if let Some(cfg) = &p.config {
-        for key in [
-            "chunk_size",
-            "chunk_overlap",
-            "min_chunk_size",
-            "max_chunk_size",
-        ] {
+        for key in ["chunk_size", "chunk_overlap", "min_chunk_size", "max_chunk_size"] {
             v.map_int_min(&format!("{path}.config"), Some(cfg), key, 0);
         }
     }
@@ -624,28 +424,19 @@ fn validate_retrieval_config(v: &mut V, path: &str, r: &RetrievalStrategyConfig)
             match x.as_i64() {
                 Some(n) if (1..=1000).contains(&n) => {}
                 _ if x.is_null() => {}
-                _ => v.err(
-                    format!("{path}.{key}"),
-                    format!("must be an integer between 1 and 1000, got {x}"),
-                ),
+                _ => v.err(format!("{path}.{key}"), format!("must be an integer between 1 and 1000, got {x}")),
             }
         }
     }
     if let Some(x) = cfg.get("score_threshold") {
         if !x.is_null() && !x.as_f64().is_some_and(|f| (0.0..=1.0).contains(&f)) {
-            v.err(
-                format!("{path}.score_threshold"),
-                format!("must be a number between 0 and 1, got {x}"),
-            );
+            v.err(format!("{path}.score_threshold"), format!("must be a number between 0 and 1, got {x}"));
         }
     }
     if let Some(Value::String(m)) = cfg.get("distance_metric") {
         let allowed = ["cosine", "euclidean", "manhattan", "dot", "l2", "ip"];
         if !allowed.contains(&m.as_str()) {
-            v.err(
-                format!("{path}.distance_metric"),
-                format!("must be one of {}, got '{m}'", allowed.join(", ")),
-            );
+            v.err(format!("{path}.distance_metric"), format!("must be one of {}, got '{m}'", allowed.join(", ")));
         }
     }
 }

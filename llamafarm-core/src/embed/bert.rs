@@ -33,10 +33,7 @@ pub struct BertEmbedder {
 
 fn read_json(path: &Path) -> Result<serde_json::Value> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    serde_json::from_str(&text).map_err(|e| Error::Parse {
-        what: path.display().to_string(),
-        message: e.to_string(),
-    })
+    serde_json::from_str(&text).map_err(|e| Error::Parse { what: path.display().to_string(), message: e.to_string() })
 }
 
 impl BertEmbedder {
@@ -49,18 +46,10 @@ impl BertEmbedder {
 
     /// [`Self::load`] with the encoder's linear layers at `precision`
     /// ([`Precision::Int8`]: about 2x the fp32 speed on CPUs with AVX-512 VNNI).
-    pub fn load_with(
-        dir: &Path,
-        id: &str,
-        batch_size: usize,
-        precision: Precision,
-    ) -> Result<Self> {
+    pub fn load_with(dir: &Path, id: &str, batch_size: usize, precision: Precision) -> Result<Self> {
         let config_path = dir.join("config.json");
-        let config: BertConfig =
-            serde_json::from_value(read_json(&config_path)?).map_err(|e| Error::Parse {
-                what: config_path.display().to_string(),
-                message: e.to_string(),
-            })?;
+        let config: BertConfig = serde_json::from_value(read_json(&config_path)?)
+            .map_err(|e| Error::Parse { what: config_path.display().to_string(), message: e.to_string() })?;
         let weights = dir.join("model.safetensors");
         if !weights.is_file() {
             return Err(Error::ModelMissing {
@@ -99,9 +88,7 @@ impl BertEmbedder {
             .and_then(|v| v["max_seq_length"].as_u64())
             .map(|v| v as usize)
             .unwrap_or(config.max_position_embeddings.min(512));
-        Self::from_parts(
-            id, encoder, tokenizer, pooling, normalize, max_len, batch_size,
-        )
+        Self::from_parts(id, encoder, tokenizer, pooling, normalize, max_len, batch_size)
     }
 
     /// Assemble from a loaded encoder (used with tiny random models in tests).
@@ -118,24 +105,11 @@ impl BertEmbedder {
         // ourselves and pool with the attention mask.
         tokenizer.with_padding(None);
         tokenizer
-            .with_truncation(Some(TruncationParams {
-                max_length: max_len,
-                ..Default::default()
-            }))
+            .with_truncation(Some(TruncationParams { max_length: max_len, ..Default::default() }))
             .map_err(|e| Error::Internal(format!("tokenizer truncation: {e}")))?;
         let pad_id = tokenizer.token_to_id("[PAD]").unwrap_or(0);
         let dim = encoder.hidden();
-        Ok(Self {
-            id: id.into(),
-            encoder,
-            tokenizer,
-            pooling,
-            normalize,
-            dim,
-            max_len,
-            batch_size: batch_size.max(1),
-            pad_id,
-        })
+        Ok(Self { id: id.into(), encoder, tokenizer, pooling, normalize, dim, max_len, batch_size: batch_size.max(1), pad_id })
     }
 
     /// Maximum tokens per text (longer texts are truncated).
@@ -150,10 +124,7 @@ impl BertEmbedder {
 
     /// Token ids of `text` (with special tokens, truncated).
     pub fn tokenize(&self, text: &str) -> Result<Vec<u32>> {
-        let enc = self
-            .tokenizer
-            .encode(text, true)
-            .map_err(|e| Error::Internal(format!("tokenizer: {e}")))?;
+        let enc = self.tokenizer.encode(text, true).map_err(|e| Error::Internal(format!("tokenizer: {e}")))?;
         Ok(enc.get_ids().to_vec())
     }
 
@@ -209,10 +180,7 @@ impl Embedder for BertEmbedder {
     }
 
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
-        let tokens: Vec<Vec<u32>> = texts
-            .iter()
-            .map(|t| self.tokenize(t))
-            .collect::<Result<_>>()?;
+        let tokens: Vec<Vec<u32>> = texts.iter().map(|t| self.tokenize(t)).collect::<Result<_>>()?;
         // Sort by length so each batch pads little; restore the order afterwards.
         let mut order: Vec<usize> = (0..texts.len()).collect();
         order.sort_by_key(|&i| tokens[i].len());
@@ -227,11 +195,8 @@ impl Embedder for BertEmbedder {
             let batch: Vec<Vec<u32>> = chunk.iter().map(|&i| tokens[i].clone()).collect();
             self.forward_batch(&batch, inner)
         };
-        let results: Vec<Result<Vec<Vec<f32>>>> = if batches.len() >= threads {
-            batches.par_iter().map(|c| run(c, 1)).collect()
-        } else {
-            batches.iter().map(|c| run(c, threads)).collect()
-        };
+        let results: Vec<Result<Vec<Vec<f32>>>> =
+            if batches.len() >= threads { batches.par_iter().map(|c| run(c, 1)).collect() } else { batches.iter().map(|c| run(c, threads)).collect() };
         let mut out = vec![Vec::new(); texts.len()];
         for (chunk, r) in batches.iter().zip(results) {
             for (&i, v) in chunk.iter().zip(r?) {
@@ -252,9 +217,7 @@ pub(crate) mod tests {
         let cache = crate::ModelCache::from_env();
         let m = cache
             .resolve(crate::embed::DEFAULT_EMBEDDING_MODEL)
-            .unwrap_or_else(|e| {
-                panic!("{e}\n(the test suite needs the real model: run scripts/fetch-models.sh)")
-            });
+            .unwrap_or_else(|e| panic!("{e}\n(the test suite needs the real model: run scripts/fetch-models.sh)"));
         BertEmbedder::load(&m.dir, crate::embed::DEFAULT_EMBEDDING_MODEL, 32).unwrap()
     }
 
@@ -271,23 +234,10 @@ pub(crate) mod tests {
         assert!((norm - 1.0).abs() < 1e-5);
 
         // Batched with very different lengths (padding must not leak into the mean).
-        let texts = [
-            "A man is eating food.",
-            "A man is eating a piece of bread.",
-            "The girl is carrying a baby.",
-            "This is an example sentence",
-        ];
+        let texts = ["A man is eating food.", "A man is eating a piece of bread.", "The girl is carrying a baby.", "This is an example sentence"];
         let vs = e.embed(&texts).unwrap();
-        assert!(
-            (cosine(&vs[0], &vs[1]) - 0.7553).abs() < 1e-3,
-            "{}",
-            cosine(&vs[0], &vs[1])
-        );
-        assert!(
-            (cosine(&vs[0], &vs[2]) - (-0.105)).abs() < 1e-3,
-            "{}",
-            cosine(&vs[0], &vs[2])
-        );
+        assert!((cosine(&vs[0], &vs[1]) - 0.7553).abs() < 1e-3, "{}", cosine(&vs[0], &vs[1]));
+        assert!((cosine(&vs[0], &vs[2]) - (-0.105)).abs() < 1e-3, "{}", cosine(&vs[0], &vs[2]));
         for (a, b) in vs[3].iter().zip(&v) {
             assert!((a - b).abs() < 1e-5, "batched result differs from single");
         }
@@ -299,21 +249,16 @@ pub(crate) mod tests {
         let long = "word ".repeat(5000);
         let v = e.embed(&[long.as_str(), ""]).unwrap();
         assert_eq!(v.len(), 2);
-        assert!(v
-            .iter()
-            .all(|x| x.len() == 384 && x.iter().all(|f| f.is_finite())));
+        assert!(v.iter().all(|x| x.len() == 384 && x.iter().all(|f| f.is_finite())));
         assert!(e.tokenize(&long).unwrap().len() <= 256);
     }
 
     #[test]
     fn int8_embeddings_stay_close_to_fp32_and_keep_the_ranking() {
         let cache = crate::ModelCache::from_env();
-        let (base, precision) =
-            crate::embed::split_precision("sentence-transformers/all-MiniLM-L6-v2:INT8");
+        let (base, precision) = crate::embed::split_precision("sentence-transformers/all-MiniLM-L6-v2:INT8");
         assert_eq!(precision, Precision::Int8);
-        let m = cache
-            .resolve(base)
-            .unwrap_or_else(|e| panic!("{e}\n(run scripts/fetch-models.sh)"));
+        let m = cache.resolve(base).unwrap_or_else(|e| panic!("{e}\n(run scripts/fetch-models.sh)"));
         let q = BertEmbedder::load_with(&m.dir, "int8", 32, precision).unwrap();
         assert_eq!(q.encoder.precision(), Precision::Int8);
         let f = minilm();

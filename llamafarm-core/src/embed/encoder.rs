@@ -15,11 +15,11 @@
 //! - **Vectorisable math.** `exp` (softmax) and `erf` (GELU) are polynomial forms
 //!   that the compiler vectorises (relative error about 2e-7), instead of libm calls.
 
-use super::gemm::PackedB;
-use super::qgemm::{QPackedB, QRows};
 use crate::error::{Error, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_transformers::models::bert::{Config as BertConfig, HiddenAct};
+use super::gemm::PackedB;
+use super::qgemm::{QPackedB, QRows};
 use std::cell::RefCell;
 use std::collections::HashMap;
 
@@ -106,27 +106,12 @@ impl BertEncoder {
     }
 
     /// [`Self::from_tensors`] with the linear layers at `precision`.
-    pub fn from_tensors_with(
-        mut tensors: HashMap<String, Tensor>,
-        cfg: &BertConfig,
-        precision: Precision,
-    ) -> Result<Self> {
-        if !tensors.contains_key("embeddings.word_embeddings.weight")
-            && tensors.contains_key("bert.embeddings.word_embeddings.weight")
-        {
-            tensors = tensors
-                .into_iter()
-                .map(|(k, v)| (k.strip_prefix("bert.").map(str::to_string).unwrap_or(k), v))
-                .collect();
+    pub fn from_tensors_with(mut tensors: HashMap<String, Tensor>, cfg: &BertConfig, precision: Precision) -> Result<Self> {
+        if !tensors.contains_key("embeddings.word_embeddings.weight") && tensors.contains_key("bert.embeddings.word_embeddings.weight") {
+            tensors = tensors.into_iter().map(|(k, v)| (k.strip_prefix("bert.").map(str::to_string).unwrap_or(k), v)).collect();
         }
-        if cfg.hidden_size == 0
-            || cfg.num_attention_heads == 0
-            || cfg.hidden_size % cfg.num_attention_heads != 0
-        {
-            return Err(Error::Invalid(
-                "BERT config: hidden_size must be a positive multiple of num_attention_heads"
-                    .into(),
-            ));
+        if cfg.hidden_size == 0 || cfg.num_attention_heads == 0 || cfg.hidden_size % cfg.num_attention_heads != 0 {
+            return Err(Error::Invalid("BERT config: hidden_size must be a positive multiple of num_attention_heads".into()));
         }
         let t = |w: Vec<f32>, n: usize, k: usize| -> Lin {
             let mut out = vec![0f32; w.len()];
@@ -138,35 +123,18 @@ impl BertEncoder {
             Lin::new(&out, k, n, precision)
         };
         let mut take = |name: &str, len: usize| -> Result<Vec<f32>> {
-            let t = tensors.remove(name).ok_or_else(|| {
-                Error::Invalid(format!(
-                    "model weights lack '{name}' (not a BERT sentence-transformer?)"
-                ))
-            })?;
-            let v: Vec<f32> = t
-                .to_dtype(DType::F32)
-                .and_then(|t| t.flatten_all())
-                .and_then(|t| t.to_vec1())
-                .map_err(ce)?;
+            let t = tensors.remove(name).ok_or_else(|| Error::Invalid(format!("model weights lack '{name}' (not a BERT sentence-transformer?)")))?;
+            let v: Vec<f32> = t.to_dtype(DType::F32).and_then(|t| t.flatten_all()).and_then(|t| t.to_vec1()).map_err(ce)?;
             if v.len() != len {
-                return Err(Error::Invalid(format!(
-                    "model weight '{name}' has {} values, the config implies {len}",
-                    v.len()
-                )));
+                return Err(Error::Invalid(format!("model weight '{name}' has {} values, the config implies {len}", v.len())));
             }
             Ok(v)
         };
         let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
         let e = "embeddings";
         let word = take(&format!("{e}.word_embeddings.weight"), cfg.vocab_size * h)?;
-        let pos = take(
-            &format!("{e}.position_embeddings.weight"),
-            cfg.max_position_embeddings * h,
-        )?;
-        let typ = take(
-            &format!("{e}.token_type_embeddings.weight"),
-            cfg.type_vocab_size.max(1) * h,
-        )?;
+        let pos = take(&format!("{e}.position_embeddings.weight"), cfg.max_position_embeddings * h)?;
+        let typ = take(&format!("{e}.token_type_embeddings.weight"), cfg.type_vocab_size.max(1) * h)?;
         let ln_w = take(&format!("{e}.LayerNorm.weight"), h)?;
         let ln_b = take(&format!("{e}.LayerNorm.bias"), h)?;
         let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
@@ -181,19 +149,11 @@ impl BertEncoder {
             layers.push(Layer {
                 wqkv: t(wqkv, 3 * h, h),
                 bqkv,
-                wo: t(
-                    take(&format!("{p}.attention.output.dense.weight"), h * h)?,
-                    h,
-                    h,
-                ),
+                wo: t(take(&format!("{p}.attention.output.dense.weight"), h * h)?, h, h),
                 bo: take(&format!("{p}.attention.output.dense.bias"), h)?,
                 ln1_w: take(&format!("{p}.attention.output.LayerNorm.weight"), h)?,
                 ln1_b: take(&format!("{p}.attention.output.LayerNorm.bias"), h)?,
-                wi: t(
-                    take(&format!("{p}.intermediate.dense.weight"), i * h)?,
-                    i,
-                    h,
-                ),
+                wi: t(take(&format!("{p}.intermediate.dense.weight"), i * h)?, i, h),
                 bi: take(&format!("{p}.intermediate.dense.bias"), i)?,
                 wo2: t(take(&format!("{p}.output.dense.weight"), h * i)?, h, i),
                 bo2: take(&format!("{p}.output.dense.bias"), h)?,
@@ -225,11 +185,7 @@ impl BertEncoder {
     }
 
     /// [`Self::load`] with the linear layers at `precision`.
-    pub fn load_with(
-        path: &std::path::Path,
-        cfg: &BertConfig,
-        precision: Precision,
-    ) -> Result<Self> {
+    pub fn load_with(path: &std::path::Path, cfg: &BertConfig, precision: Precision) -> Result<Self> {
         let tensors = candle_core::safetensors::load(path, &Device::Cpu).map_err(ce)?;
         Self::from_tensors_with(tensors, cfg, precision)
     }
@@ -252,14 +208,7 @@ impl BertEncoder {
         let par = threads;
         // Embeddings + layer norm.
         let refs: Vec<&[u32]> = seqs.iter().map(Vec::as_slice).collect();
-        let mut x = embed_tokens(
-            &refs,
-            &self.word,
-            &self.pos,
-            &self.typ0,
-            self.vocab,
-            self.max_pos,
-        )?;
+        let mut x = embed_tokens(&refs, &self.word, &self.pos, &self.typ0, self.vocab, self.max_pos)?;
         for row in x.chunks_exact_mut(h) {
             layer_norm(row, &self.ln_w, &self.ln_b, self.eps);
         }
@@ -267,14 +216,12 @@ impl BertEncoder {
         let mut ctx = vec![0f32; rows * h];
         let mut y = vec![0f32; rows * h];
         let mut mid = vec![0f32; rows * self.inter];
-        let starts: Vec<usize> = seqs
-            .iter()
-            .scan(0, |acc, s| {
-                let st = *acc;
-                *acc += s.len();
-                Some(st)
-            })
-            .collect();
+        let starts: Vec<usize> = seqs.iter().scan(0, |acc, s| {
+            let st = *acc;
+            *acc += s.len();
+            Some(st)
+        })
+        .collect();
         for l in &self.layers {
             linear(&mut qkv, &x, rows, h, &l.wqkv, 3 * h, par);
             add_rows(&mut qkv, &l.bqkv, |v| v);
@@ -304,14 +251,7 @@ impl BertEncoder {
     }
 
     /// Self-attention of every sequence and head, reading Q, K, V inside `qkv`.
-    fn attention(
-        &self,
-        qkv: &[f32],
-        ctx: &mut [f32],
-        seqs: &[Vec<u32>],
-        starts: &[usize],
-        threads: usize,
-    ) {
+    fn attention(&self, qkv: &[f32], ctx: &mut [f32], seqs: &[Vec<u32>], starts: &[usize], threads: usize) {
         let (h, nh) = (self.hidden, self.heads);
         let out = SendPtr(ctx.as_mut_ptr());
         let one = |(s, head): (usize, usize)| {
@@ -328,19 +268,11 @@ impl BertEncoder {
                     // SAFETY: row r0+i, columns of this head: this (sequence, head)'s own
                     // block of `ctx`, which no other task touches; in bounds because
                     // `ctx` has `sum of lengths` rows of `h`.
-                    unsafe {
-                        std::ptr::copy_nonoverlapping(
-                            orow.as_ptr(),
-                            out.get().add((r0 + i) * h + head * (h / nh)),
-                            orow.len(),
-                        )
-                    };
+                    unsafe { std::ptr::copy_nonoverlapping(orow.as_ptr(), out.get().add((r0 + i) * h + head * (h / nh)), orow.len()) };
                 }
             });
         };
-        let jobs: Vec<(usize, usize)> = (0..seqs.len())
-            .flat_map(|s| (0..nh).map(move |hd| (s, hd)))
-            .collect();
+        let jobs: Vec<(usize, usize)> = (0..seqs.len()).flat_map(|s| (0..nh).map(move |hd| (s, hd))).collect();
         if threads > 1 {
             use rayon::prelude::*;
             jobs.into_par_iter().for_each(one);
@@ -369,26 +301,16 @@ pub(crate) struct AttnBuf {
 /// on [`super::gemm`]: Q (scaled) and P broadcast from their rows, Kᵀ and V packed
 /// (small: `len x d`), so nothing of size `len²` is ever packed. Returns the `(len,
 /// d)` output; the probabilities stay in `buf.p`.
-pub(crate) fn attend<'b>(
-    buf: &'b mut AttnBuf,
-    rows: &[f32],
-    h: usize,
-    nh: usize,
-    head: usize,
-    len: usize,
-) -> &'b [f32] {
+pub(crate) fn attend<'b>(buf: &'b mut AttnBuf, rows: &[f32], h: usize, nh: usize, head: usize, len: usize) -> &'b [f32] {
     let dh = h / nh;
     let scale = 1.0 / (dh as f32).sqrt();
     buf.q.clear();
     buf.k.clear();
     buf.v.clear();
     for r in rows.chunks_exact(3 * h).take(len) {
-        buf.q
-            .extend(r[head * dh..(head + 1) * dh].iter().map(|x| x * scale));
-        buf.k
-            .extend_from_slice(&r[h + head * dh..h + (head + 1) * dh]);
-        buf.v
-            .extend_from_slice(&r[2 * h + head * dh..2 * h + (head + 1) * dh]);
+        buf.q.extend(r[head * dh..(head + 1) * dh].iter().map(|x| x * scale));
+        buf.k.extend_from_slice(&r[h + head * dh..h + (head + 1) * dh]);
+        buf.v.extend_from_slice(&r[2 * h + head * dh..2 * h + (head + 1) * dh]);
     }
     let kt = PackedB::pack_transposed(&buf.k, len, dh);
     buf.p.resize(len * len, 0.0);
@@ -404,31 +326,19 @@ pub(crate) fn attend<'b>(
 
 /// `word[t] + pos[p] + typ0` for every token of `seqs`, packed row after row (the
 /// embedding sum before its layer norm); token ids and lengths are checked.
-pub(crate) fn embed_tokens(
-    seqs: &[&[u32]],
-    word: &[f32],
-    pos: &[f32],
-    typ0: &[f32],
-    vocab: usize,
-    max_pos: usize,
-) -> Result<Vec<f32>> {
+pub(crate) fn embed_tokens(seqs: &[&[u32]], word: &[f32], pos: &[f32], typ0: &[f32], vocab: usize, max_pos: usize) -> Result<Vec<f32>> {
     let h = typ0.len();
     let rows: usize = seqs.iter().map(|s| s.len()).sum();
     let mut x = vec![0f32; rows * h];
     let mut rows_out = x.chunks_exact_mut(h.max(1));
     for s in seqs {
         if s.len() > max_pos {
-            return Err(Error::Invalid(format!(
-                "sequence of {} tokens exceeds the model's {max_pos} positions",
-                s.len()
-            )));
+            return Err(Error::Invalid(format!("sequence of {} tokens exceeds the model's {max_pos} positions", s.len())));
         }
         for (p, &t) in s.iter().enumerate() {
             let t = t as usize;
             if t >= vocab {
-                return Err(Error::Invalid(format!(
-                    "token id {t} is outside the vocabulary ({vocab})"
-                )));
+                return Err(Error::Invalid(format!("token id {t} is outside the vocabulary ({vocab})")));
             }
             let Some(row) = rows_out.next() else { break };
             let (w, pe) = (&word[t * h..(t + 1) * h], &pos[p * h..(p + 1) * h]);
@@ -476,10 +386,7 @@ fn linear(dst: &mut [f32], x: &[f32], rows: usize, k: usize, w: &Lin, n: usize, 
     if threads > 1 && rows >= 32 {
         use rayon::prelude::*;
         let per = rows.div_ceil(threads);
-        dst[..rows * n]
-            .par_chunks_mut(per * n)
-            .zip(x[..rows * k].par_chunks(per * k))
-            .for_each(|(d, xs)| one(d, xs));
+        dst[..rows * n].par_chunks_mut(per * n).zip(x[..rows * k].par_chunks(per * k)).for_each(|(d, xs)| one(d, xs));
     } else {
         one(&mut dst[..rows * n], &x[..rows * k]);
     }
@@ -504,13 +411,7 @@ fn layer_norm(row: &mut [f32], w: &[f32], b: &[f32], eps: f32) {
             sq[i] += (c[i] - mean) * (c[i] - mean);
         }
     }
-    let var = (chunks
-        .remainder()
-        .iter()
-        .map(|v| (v - mean) * (v - mean))
-        .sum::<f32>()
-        + sq.iter().sum::<f32>())
-        / n;
+    let var = (chunks.remainder().iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() + sq.iter().sum::<f32>()) / n;
     let inv = 1.0 / (var + eps).sqrt();
     for ((v, ww), bb) in row.iter_mut().zip(w).zip(b) {
         *v = (*v - mean) * inv * ww + bb;
@@ -556,11 +457,7 @@ pub(crate) fn exp(x: f32) -> f32 {
     let n = y - MAGIC;
     // x - n ln2, in two parts for accuracy.
     let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
-    let p = 1.0
-        + r * (1.0
-            + r * (0.5
-                + r * (0.166_666_67
-                    + r * (0.041_666_668 + r * (0.008_333_334 + r * 0.001_388_889)))));
+    let p = 1.0 + r * (1.0 + r * (0.5 + r * (0.166_666_67 + r * (0.041_666_668 + r * (0.008_333_334 + r * 0.001_388_889)))));
     // 2^n: the exponent field is n + 127.
     let two_n = f32::from_bits(y.to_bits().wrapping_sub(MAGIC.to_bits()).wrapping_add(127) << 23);
     p * two_n
@@ -571,9 +468,7 @@ pub(crate) fn exp(x: f32) -> f32 {
 pub(crate) fn erf(z: f32) -> f32 {
     let a = z.abs();
     let t = 1.0 / (1.0 + 0.327_591_1 * a);
-    let poly = t
-        * (0.254_829_6
-            + t * (-0.284_496_74 + t * (1.421_413_7 + t * (-1.453_152_1 + t * 1.061_405_4))));
+    let poly = t * (0.254_829_6 + t * (-0.284_496_74 + t * (1.421_413_7 + t * (-1.453_152_1 + t * 1.061_405_4))));
     let erf_abs = 1.0 - poly * exp(-a * a);
     if z < 0.0 {
         -erf_abs
@@ -608,18 +503,10 @@ mod tests {
         for i in -2000..=2000 {
             let x = i as f32 / 50.0;
             let (e, want) = (exp(x), x.exp());
-            assert!(
-                ((e - want) / want).abs() < 1e-6,
-                "exp({x}) = {e}, want {want}"
-            );
+            assert!(((e - want) / want).abs() < 1e-6, "exp({x}) = {e}, want {want}");
         }
         let xs: Vec<f32> = (-2000..=2000).map(|i| i as f32 / 200.0).collect();
-        let want: Vec<f32> = Tensor::new(xs.as_slice(), &Device::Cpu)
-            .unwrap()
-            .gelu_erf()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
+        let want: Vec<f32> = Tensor::new(xs.as_slice(), &Device::Cpu).unwrap().gelu_erf().unwrap().to_vec1().unwrap();
         for (x, w) in xs.iter().zip(want) {
             let g = gelu_erf(*x);
             assert!((g - w).abs() < 1e-6, "gelu({x}) = {g}, want {w}");
@@ -650,19 +537,9 @@ mod tests {
             let r = Tensor::randn(0f32, 0.2, v.shape(), &Device::Cpu).unwrap();
             v.set(&(v.as_tensor() + r).unwrap()).unwrap();
         }
-        let tensors: HashMap<String, Tensor> = varmap
-            .data()
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
-            .collect();
+        let tensors: HashMap<String, Tensor> = varmap.data().lock().unwrap().iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect();
         let enc = BertEncoder::from_tensors(tensors, &cfg).unwrap();
-        let seqs = vec![
-            vec![1u32, 5, 7, 9, 2],
-            vec![1, 3, 2],
-            vec![1, 4, 4, 4, 4, 4, 4, 2],
-        ];
+        let seqs = vec![vec![1u32, 5, 7, 9, 2], vec![1, 3, 2], vec![1, 4, 4, 4, 4, 4, 4, 2]];
         for threads in [1, 2] {
             let ours = enc.forward(&seqs, threads).unwrap();
             let mut row = 0;
@@ -674,9 +551,7 @@ mod tests {
                 let mask: Vec<u32> = (0..len).map(|i| u32::from(i < s.len())).collect();
                 let ids_t = Tensor::from_vec(ids, (1, len), &Device::Cpu).unwrap();
                 let mask_t = Tensor::from_vec(mask, (1, len), &Device::Cpu).unwrap();
-                let out = bert
-                    .forward(&ids_t, &ids_t.zeros_like().unwrap(), Some(&mask_t))
-                    .unwrap();
+                let out = bert.forward(&ids_t, &ids_t.zeros_like().unwrap(), Some(&mask_t)).unwrap();
                 let want: Vec<Vec<f32>> = out.squeeze(0).unwrap().to_vec2().unwrap();
                 for w in want.iter().take(s.len()) {
                     let got = &ours[row * 32..(row + 1) * 32];
@@ -687,13 +562,10 @@ mod tests {
                 }
             }
         }
-        assert!(
-            enc.forward(&[vec![999]], 1).is_err(),
-            "token outside the vocabulary"
-        );
-        assert!(
-            enc.forward(&[vec![1; 65]], 1).is_err(),
-            "sequence longer than the positions"
-        );
+        assert!(enc.forward(&[vec![999]], 1).is_err(), "token outside the vocabulary");
+        assert!(enc.forward(&[vec![1; 65]], 1).is_err(), "sequence longer than the positions");
     }
 }
+
+
+

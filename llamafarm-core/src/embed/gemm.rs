@@ -84,13 +84,9 @@ impl PackedB {
         }
         if data.len() * 8 >= 1 << 17 && rayon::current_num_threads() > 1 {
             use rayon::prelude::*;
-            data.par_chunks_mut(k * 2)
-                .enumerate()
-                .for_each(|(p, panel)| fill(p, panel));
+            data.par_chunks_mut(k * 2).enumerate().for_each(|(p, panel)| fill(p, panel));
         } else {
-            data.chunks_mut(k * 2)
-                .enumerate()
-                .for_each(|(p, panel)| fill(p, panel));
+            data.chunks_mut(k * 2).enumerate().for_each(|(p, panel)| fill(p, panel));
         }
     }
 
@@ -108,10 +104,7 @@ impl PackedB {
 /// `c (m, n) = a (m, k) · b`, all row-major and contiguous; `c` is overwritten.
 pub fn gemm(m: usize, a: &[f32], b: &PackedB, c: &mut [f32]) {
     let (k, n) = (b.k, b.n);
-    assert!(
-        a.len() >= m * k && c.len() >= m * n,
-        "gemm: buffer too small"
-    );
+    assert!(a.len() >= m * k && c.len() >= m * n, "gemm: buffer too small");
     if m == 0 || n == 0 {
         return;
     }
@@ -149,8 +142,7 @@ pub fn gemm(m: usize, a: &[f32], b: &PackedB, c: &mut [f32]) {
                 }
                 kernel(k, &ap, bp, &mut tile);
                 for r in 0..rows {
-                    c[(r0 + r) * n + c0..(r0 + r) * n + c0 + w]
-                        .copy_from_slice(&tile[r * NR..r * NR + w]);
+                    c[(r0 + r) * n + c0..(r0 + r) * n + c0 + w].copy_from_slice(&tile[r * NR..r * NR + w]);
                 }
             }
         }
@@ -161,11 +153,7 @@ pub fn gemm(m: usize, a: &[f32], b: &PackedB, c: &mut [f32]) {
 #[inline]
 fn kernel(kc: usize, ap: &[*const f32; MR], bp: &[V8], tile: &mut [f32; MR * NR]) {
     assert!(bp.len() >= kc * 2);
-    #[cfg(all(
-        target_arch = "x86_64",
-        target_feature = "avx2",
-        target_feature = "fma"
-    ))]
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
     // SAFETY: AVX2/FMA are enabled at compile time. Each `ap[r]` points at `kc` readable
     // floats (a row slice of A or the zero pad, checked by the slicing in `gemm`), `bp`
     // holds `2 * kc` aligned `V8`s (asserted), and `tile` has 96 floats. The loop only
@@ -193,20 +181,11 @@ fn kernel(kc: usize, ap: &[*const f32; MR], bp: &[V8], tile: &mut [f32; MR * NR]
             _mm256_storeu_ps(t.wrapping_add(r * NR + 8), c[r][1]);
         }
     }
-    #[cfg(not(all(
-        target_arch = "x86_64",
-        target_feature = "avx2",
-        target_feature = "fma"
-    )))]
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma")))]
     {
         tile.iter_mut().for_each(|v| *v = 0.0);
         for kk in 0..kc {
-            let brow: Vec<f32> = bp[kk * 2]
-                .0
-                .iter()
-                .chain(bp[kk * 2 + 1].0.iter())
-                .copied()
-                .collect();
+            let brow: Vec<f32> = bp[kk * 2].0.iter().chain(bp[kk * 2 + 1].0.iter()).copied().collect();
             for r in 0..MR {
                 // SAFETY: `ap[r]` points at `kc` readable floats (see `gemm`).
                 let av = unsafe { *ap[r].wrapping_add(kk) };
@@ -226,20 +205,10 @@ mod tests {
     fn matches_the_naive_product_on_odd_shapes() {
         let mut s = 12345u64;
         let mut rnd = || {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
         };
-        for &(m, k, n) in &[
-            (1, 1, 1),
-            (5, 7, 16),
-            (6, 300, 40),
-            (13, 257, 33),
-            (97, 600, 48),
-            (200, 384, 1152),
-            (7, 1536, 384),
-        ] {
+        for &(m, k, n) in &[(1, 1, 1), (5, 7, 16), (6, 300, 40), (13, 257, 33), (97, 600, 48), (200, 384, 1152), (7, 1536, 384)] {
             let a: Vec<f32> = (0..m * k).map(|_| rnd()).collect();
             let b: Vec<f32> = (0..k * n).map(|_| rnd()).collect();
             let pb = PackedB::pack(&b, k, n);
@@ -252,14 +221,9 @@ mod tests {
             assert_eq!(c, c2);
             for i in 0..m {
                 for j in 0..n {
-                    let want: f64 = (0..k)
-                        .map(|t| a[i * k + t] as f64 * b[t * n + j] as f64)
-                        .sum();
+                    let want: f64 = (0..k).map(|t| a[i * k + t] as f64 * b[t * n + j] as f64).sum();
                     let got = c[i * n + j] as f64;
-                    assert!(
-                        (got - want).abs() <= 1e-4 * (1.0 + want.abs()),
-                        "({m},{k},{n}) at ({i},{j}): {got} vs {want}"
-                    );
+                    assert!((got - want).abs() <= 1e-4 * (1.0 + want.abs()), "({m},{k},{n}) at ({i},{j}): {got} vs {want}");
                 }
             }
         }

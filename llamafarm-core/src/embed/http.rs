@@ -19,14 +19,7 @@ pub struct HttpEmbedder {
 
 impl HttpEmbedder {
     /// A client; `dimension` is checked against every response when given.
-    pub fn new(
-        base_url: &str,
-        model: &str,
-        api_key: Option<String>,
-        dimension: Option<usize>,
-        batch_size: usize,
-        timeout_s: u64,
-    ) -> Self {
+    pub fn new(base_url: &str, model: &str, api_key: Option<String>, dimension: Option<usize>, batch_size: usize, timeout_s: u64) -> Self {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .timeout_global(Some(Duration::from_secs(timeout_s.max(1))))
             .http_status_as_error(false)
@@ -58,53 +51,30 @@ impl HttpEmbedder {
         }
         let mut resp = req
             .send_json(json!({"model": self.model, "input": texts, "encoding_format": "float"}))
-            .map_err(|e| {
-                Error::Unavailable(format!("embedding endpoint {url} unreachable: {e}"))
-            })?;
+            .map_err(|e| Error::Unavailable(format!("embedding endpoint {url} unreachable: {e}")))?;
         let status = resp.status();
-        let body: Value = resp.body_mut().read_json().map_err(|e| {
-            Error::Unavailable(format!(
-                "embedding endpoint {url} sent an unreadable answer ({status}): {e}"
-            ))
-        })?;
+        let body: Value = resp
+            .body_mut()
+            .read_json()
+            .map_err(|e| Error::Unavailable(format!("embedding endpoint {url} sent an unreadable answer ({status}): {e}")))?;
         if !status.is_success() {
-            let msg = body["error"]["message"]
-                .as_str()
-                .or(body["detail"].as_str())
-                .map(str::to_string)
-                .unwrap_or_else(|| body.to_string());
-            return Err(Error::Unavailable(format!(
-                "embedding endpoint {url} answered {status}: {msg}"
-            )));
+            let msg = body["error"]["message"].as_str().or(body["detail"].as_str()).map(str::to_string).unwrap_or_else(|| body.to_string());
+            return Err(Error::Unavailable(format!("embedding endpoint {url} answered {status}: {msg}")));
         }
         let mut data: Vec<(usize, Vec<f32>)> = body["data"]
             .as_array()
-            .ok_or_else(|| {
-                Error::Unavailable(format!("embedding endpoint {url}: no `data` array"))
-            })?
+            .ok_or_else(|| Error::Unavailable(format!("embedding endpoint {url}: no `data` array")))?
             .iter()
             .enumerate()
             .map(|(i, d)| {
                 let idx = d["index"].as_u64().map(|x| x as usize).unwrap_or(i);
-                let v = d["embedding"]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|x| x.as_f64())
-                            .map(|x| x as f32)
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                let v = d["embedding"].as_array().map(|a| a.iter().filter_map(|x| x.as_f64()).map(|x| x as f32).collect()).unwrap_or_default();
                 (idx, v)
             })
             .collect();
         data.sort_by_key(|(i, _)| *i);
         if data.len() != texts.len() {
-            return Err(Error::Unavailable(format!(
-                "embedding endpoint {url} returned {} vectors for {} inputs",
-                data.len(),
-                texts.len()
-            )));
+            return Err(Error::Unavailable(format!("embedding endpoint {url} returned {} vectors for {} inputs", data.len(), texts.len())));
         }
         let vecs: Vec<Vec<f32>> = data.into_iter().map(|(_, v)| v).collect();
         for v in &vecs {

@@ -47,9 +47,7 @@ pub trait Embedder: Send + Sync {
     }
     /// Embed one text.
     fn embed_one(&self, text: &str) -> Result<Vec<f32>> {
-        self.embed(&[text])?
-            .pop()
-            .ok_or_else(|| Error::Internal("embedder returned no vector".into()))
+        self.embed(&[text])?.pop().ok_or_else(|| Error::Internal("embedder returned no vector".into()))
     }
 }
 
@@ -83,10 +81,7 @@ pub enum EmbedderSpec {
 }
 
 fn cfg_str(cfg: &serde_json::Map<String, Value>, key: &str) -> Option<String> {
-    cfg.get(key)
-        .and_then(|v| v.as_str())
-        .map(str::to_string)
-        .filter(|s| !s.is_empty())
+    cfg.get(key).and_then(|v| v.as_str()).map(str::to_string).filter(|s| !s.is_empty())
 }
 
 fn cfg_usize(cfg: &serde_json::Map<String, Value>, key: &str) -> Option<usize> {
@@ -102,19 +97,13 @@ impl EmbedderSpec {
         let batch = |d: usize| cfg_usize(cfg, "batch_size").filter(|b| *b > 0).unwrap_or(d);
         match s.kind.as_str() {
             "UniversalEmbedder" | "SentenceTransformerEmbedder" | "HuggingFaceEmbedder" => {
-                let model =
-                    cfg_str(cfg, "model").unwrap_or_else(|| DEFAULT_EMBEDDING_MODEL.to_string());
+                let model = cfg_str(cfg, "model").unwrap_or_else(|| DEFAULT_EMBEDDING_MODEL.to_string());
                 // On CPU small micro-batches are fastest (cache-resident activations, one
                 // batch in flight per core); `batch_size` caps it.
-                Ok(EmbedderSpec::Local {
-                    model,
-                    dimension,
-                    batch_size: batch(LOCAL_MICRO_BATCH).min(LOCAL_MICRO_BATCH),
-                })
+                Ok(EmbedderSpec::Local { model, dimension, batch_size: batch(LOCAL_MICRO_BATCH).min(LOCAL_MICRO_BATCH) })
             }
             "OllamaEmbedder" => {
-                let base =
-                    cfg_str(cfg, "base_url").unwrap_or_else(|| "http://localhost:11434".into());
+                let base = cfg_str(cfg, "base_url").unwrap_or_else(|| "http://localhost:11434".into());
                 Ok(EmbedderSpec::Http {
                     base_url: openai_base(&base),
                     model: cfg_str(cfg, "model").unwrap_or_else(|| "nomic-embed-text".into()),
@@ -125,13 +114,11 @@ impl EmbedderSpec {
                 })
             }
             "OpenAIEmbedder" => {
-                let base =
-                    cfg_str(cfg, "base_url").unwrap_or_else(|| "https://api.openai.com/v1".into());
+                let base = cfg_str(cfg, "base_url").unwrap_or_else(|| "https://api.openai.com/v1".into());
                 Ok(EmbedderSpec::Http {
                     base_url: openai_base(&base),
                     model: cfg_str(cfg, "model").unwrap_or_else(|| "text-embedding-3-small".into()),
-                    api_key: cfg_str(cfg, "api_key")
-                        .or_else(|| std::env::var("OPENAI_API_KEY").ok()),
+                    api_key: cfg_str(cfg, "api_key").or_else(|| std::env::var("OPENAI_API_KEY").ok()),
                     dimension,
                     batch_size: batch(100),
                     timeout_s: cfg_usize(cfg, "timeout").unwrap_or(60) as u64,
@@ -145,18 +132,14 @@ impl EmbedderSpec {
     pub fn cache_key(&self) -> String {
         match self {
             EmbedderSpec::Local { model, .. } => format!("local:{model}"),
-            EmbedderSpec::Http {
-                base_url, model, ..
-            } => format!("http:{base_url}:{model}"),
+            EmbedderSpec::Http { base_url, model, .. } => format!("http:{base_url}:{model}"),
         }
     }
 
     /// The dimension the config promises, if any.
     pub fn declared_dimension(&self) -> Option<usize> {
         match self {
-            EmbedderSpec::Local { dimension, .. } | EmbedderSpec::Http { dimension, .. } => {
-                *dimension
-            }
+            EmbedderSpec::Local { dimension, .. } | EmbedderSpec::Http { dimension, .. } => *dimension,
         }
     }
 }
@@ -185,11 +168,7 @@ pub(crate) fn openai_base(base: &str) -> String {
 /// ```
 pub fn split_precision(id: &str) -> (&str, Precision) {
     if let Some((base, q)) = id.rsplit_once(':') {
-        if ["int8", "q8", "q8_0"]
-            .iter()
-            .any(|s| q.eq_ignore_ascii_case(s))
-            && !base.is_empty()
-        {
+        if ["int8", "q8", "q8_0"].iter().any(|s| q.eq_ignore_ascii_case(s)) && !base.is_empty() {
             return (base, Precision::Int8);
         }
     }
@@ -228,37 +207,17 @@ mod tests {
         let s = EmbeddingStrategyConfig {
             name: "e".into(),
             kind: "OllamaEmbedder".into(),
-            config: Some(
-                serde_json::json!({"base_url": "http://h:11434", "dimension": 768})
-                    .as_object()
-                    .unwrap()
-                    .clone(),
-            ),
+            config: Some(serde_json::json!({"base_url": "http://h:11434", "dimension": 768}).as_object().unwrap().clone()),
             ..Default::default()
         };
         match EmbedderSpec::from_strategy(&s).unwrap() {
-            EmbedderSpec::Http {
-                base_url,
-                model,
-                dimension,
-                ..
-            } => {
-                assert_eq!(
-                    (base_url.as_str(), model.as_str(), dimension),
-                    ("http://h:11434/v1", "nomic-embed-text", Some(768))
-                );
+            EmbedderSpec::Http { base_url, model, dimension, .. } => {
+                assert_eq!((base_url.as_str(), model.as_str(), dimension), ("http://h:11434/v1", "nomic-embed-text", Some(768)));
             }
             other => panic!("{other:?}"),
         }
-        let s = EmbeddingStrategyConfig {
-            name: "e".into(),
-            kind: "UniversalEmbedder".into(),
-            ..Default::default()
-        };
-        assert_eq!(
-            EmbedderSpec::from_strategy(&s).unwrap().cache_key(),
-            format!("local:{DEFAULT_EMBEDDING_MODEL}")
-        );
+        let s = EmbeddingStrategyConfig { name: "e".into(), kind: "UniversalEmbedder".into(), ..Default::default() };
+        assert_eq!(EmbedderSpec::from_strategy(&s).unwrap().cache_key(), format!("local:{DEFAULT_EMBEDDING_MODEL}"));
         assert_eq!(openai_base("http://x:8000/v1/"), "http://x:8000/v1");
     }
 }

@@ -9,17 +9,14 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 const STOP: &[&str] = &[
-    "a", "about", "above", "after", "again", "against", "all", "am", "an", "and", "any", "are",
-    "as", "at", "be", "because", "been", "before", "being", "below", "between", "both", "but",
-    "by", "can", "could", "did", "do", "does", "doing", "down", "during", "each", "few", "for",
-    "from", "further", "had", "has", "have", "having", "he", "her", "here", "hers", "him", "his",
-    "how", "i", "if", "in", "into", "is", "it", "its", "itself", "just", "me", "more", "most",
-    "my", "no", "nor", "not", "now", "of", "off", "on", "once", "only", "or", "other", "our",
-    "ours", "out", "over", "own", "same", "she", "should", "so", "some", "such", "than", "that",
-    "the", "their", "theirs", "them", "then", "there", "these", "they", "this", "those", "through",
-    "to", "too", "under", "until", "up", "very", "was", "we", "were", "what", "when", "where",
-    "which", "while", "who", "whom", "why", "will", "with", "would", "you", "your", "yours",
-    "also", "may", "must", "shall", "upon", "within", "without", "one", "two",
+    "a", "about", "above", "after", "again", "against", "all", "am", "an", "and", "any", "are", "as", "at", "be", "because", "been",
+    "before", "being", "below", "between", "both", "but", "by", "can", "could", "did", "do", "does", "doing", "down", "during", "each",
+    "few", "for", "from", "further", "had", "has", "have", "having", "he", "her", "here", "hers", "him", "his", "how", "i", "if", "in",
+    "into", "is", "it", "its", "itself", "just", "me", "more", "most", "my", "no", "nor", "not", "now", "of", "off", "on", "once",
+    "only", "or", "other", "our", "ours", "out", "over", "own", "same", "she", "should", "so", "some", "such", "than", "that", "the",
+    "their", "theirs", "them", "then", "there", "these", "they", "this", "those", "through", "to", "too", "under", "until", "up",
+    "very", "was", "we", "were", "what", "when", "where", "which", "while", "who", "whom", "why", "will", "with", "would", "you",
+    "your", "yours", "also", "may", "must", "shall", "upon", "within", "without", "one", "two",
 ];
 
 fn re(cell: &'static OnceLock<Regex>, pat: &str) -> &'static Regex {
@@ -27,9 +24,7 @@ fn re(cell: &'static OnceLock<Regex>, pat: &str) -> &'static Regex {
 }
 
 fn words(text: &str) -> Vec<&str> {
-    text.split(|c: char| !(c.is_alphanumeric() || c == '-' || c == '\''))
-        .filter(|w| !w.is_empty())
-        .collect()
+    text.split(|c: char| !(c.is_alphanumeric() || c == '-' || c == '\'')).filter(|w| !w.is_empty()).collect()
 }
 
 /// YAKE-style keywords: candidates are 1-3 word phrases without stop words,
@@ -64,12 +59,7 @@ pub fn keywords(text: &str, n: usize) -> Vec<String> {
             if sa.0 >= 2.0 && sb.0 >= 2.0 {
                 let phrase = format!("{a} {b}");
                 if !scored.iter().any(|(p, _)| p == &phrase) {
-                    let s = scored
-                        .iter()
-                        .filter(|(p, _)| p == &a || p == &b)
-                        .map(|x| x.1)
-                        .fold(f64::MAX, f64::min)
-                        * 0.9;
+                    let s = scored.iter().filter(|(p, _)| p == &a || p == &b).map(|x| x.1).fold(f64::MAX, f64::min) * 0.9;
                     scored.push((phrase, s));
                 }
             }
@@ -92,26 +82,18 @@ pub fn summary(text: &str, n: usize) -> String {
         .map(|(i, s)| {
             let l = s.to_lowercase();
             let hits = kws.iter().filter(|k| l.contains(k.as_str())).count() as f64;
-            (
-                i,
-                hits / (1.0 + (words(s).len() as f64).ln()) + if i == 0 { 0.5 } else { 0.0 },
-            )
+            (i, hits / (1.0 + (words(s).len() as f64).ln()) + if i == 0 { 0.5 } else { 0.0 })
         })
         .collect();
     scored.sort_by(|a, b| b.1.total_cmp(&a.1));
     let mut keep: Vec<usize> = scored.into_iter().take(n).map(|x| x.0).collect();
     keep.sort_unstable();
-    keep.into_iter()
-        .map(|i| sents[i].clone())
-        .collect::<Vec<_>>()
-        .join(" ")
+    keep.into_iter().map(|i| sents[i].clone()).collect::<Vec<_>>().join(" ")
 }
 
 /// ISO 639-3 code of the text's language (whatlang), with its confidence.
 pub fn language(text: &str) -> Option<(String, f64)> {
-    whatlang::detect(text)
-        .filter(|i| i.is_reliable() || text.len() > 200)
-        .map(|i| (i.lang().code().to_string(), i.confidence()))
+    whatlang::detect(text).filter(|i| i.is_reliable() || text.len() > 200).map(|i| (i.lang().code().to_string(), i.confidence()))
 }
 
 fn statistics(text: &str) -> Map<String, Value> {
@@ -125,21 +107,9 @@ fn statistics(text: &str) -> Map<String, Value> {
     m.insert("word_count".into(), json!(ws.len()));
     m.insert("sentence_count".into(), json!(sents));
     m.insert("character_count".into(), json!(text.chars().count()));
-    m.insert(
-        "avg_word_length".into(),
-        json!(
-            (ws.iter().map(|w| w.chars().count()).sum::<usize>() as f64 / wc * 100.0).round()
-                / 100.0
-        ),
-    );
-    m.insert(
-        "reading_time_minutes".into(),
-        json!((wc / 200.0 * 100.0).round() / 100.0),
-    );
-    m.insert(
-        "flesch_reading_ease".into(),
-        json!((flesch * 10.0).round() / 10.0),
-    );
+    m.insert("avg_word_length".into(), json!((ws.iter().map(|w| w.chars().count()).sum::<usize>() as f64 / wc * 100.0).round() / 100.0));
+    m.insert("reading_time_minutes".into(), json!((wc / 200.0 * 100.0).round() / 100.0));
+    m.insert("flesch_reading_ease".into(), json!((flesch * 10.0).round() / 10.0));
     m
 }
 
@@ -166,61 +136,30 @@ fn patterns(text: &str, cfg: &Map<String, Value>) -> Map<String, Value> {
     static PHONE: OnceLock<Regex> = OnceLock::new();
     static IP: OnceLock<Regex> = OnceLock::new();
     let builtin: [(&str, &Regex); 4] = [
-        (
-            "email",
-            re(&EMAIL, r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"),
-        ),
+        ("email", re(&EMAIL, r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")),
         ("url", re(&URL, r#"https?://[^\s<>"')\]]+"#)),
-        (
-            "phone",
-            re(
-                &PHONE,
-                r"(?:\+?\d{1,3}[\s.-])?\(?\d{3}\)?[\s.-]\d{3}[\s.-]\d{4}\b",
-            ),
-        ),
+        ("phone", re(&PHONE, r"(?:\+?\d{1,3}[\s.-])?\(?\d{3}\)?[\s.-]\d{3}[\s.-]\d{4}\b")),
         ("ip_address", re(&IP, r"\b(?:\d{1,3}\.){3}\d{1,3}\b")),
     ];
     let wanted: Option<Vec<String>> = cfg
         .get("predefined_patterns")
         .or_else(|| cfg.get("patterns"))
         .and_then(|v| v.as_array())
-        .map(|a| {
-            a.iter()
-                .filter_map(|x| x.as_str().map(String::from))
-                .collect()
-        });
+        .map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect());
     let mut m = Map::new();
     for (name, r) in builtin {
-        if wanted
-            .as_ref()
-            .is_some_and(|w| !w.iter().any(|x| x == name))
-        {
+        if wanted.as_ref().is_some_and(|w| !w.iter().any(|x| x == name)) {
             continue;
         }
-        let found: Vec<String> = r
-            .find_iter(text)
-            .map(|x| x.as_str().trim_end_matches(['.', ',']).to_string())
-            .take(50)
-            .collect();
+        let found: Vec<String> = r.find_iter(text).map(|x| x.as_str().trim_end_matches(['.', ',']).to_string()).take(50).collect();
         if !found.is_empty() {
             m.insert(format!("{name}s"), json!(dedup(found)));
         }
     }
-    for p in cfg
-        .get("custom_patterns")
-        .and_then(|v| v.as_array())
-        .into_iter()
-        .flatten()
-    {
-        let (Some(name), Some(pat)) = (p["name"].as_str(), p["pattern"].as_str()) else {
-            continue;
-        };
+    for p in cfg.get("custom_patterns").and_then(|v| v.as_array()).into_iter().flatten() {
+        let (Some(name), Some(pat)) = (p["name"].as_str(), p["pattern"].as_str()) else { continue };
         if let Ok(r) = Regex::new(pat) {
-            let found: Vec<String> = r
-                .find_iter(text)
-                .map(|x| x.as_str().to_string())
-                .take(50)
-                .collect();
+            let found: Vec<String> = r.find_iter(text).map(|x| x.as_str().to_string()).take(50).collect();
             if !found.is_empty() {
                 m.insert(name.to_string(), json!(dedup(found)));
             }
@@ -241,12 +180,7 @@ fn dates(text: &str) -> Vec<String> {
         &D,
         r"(?i)\b(?:\d{4}-\d{2}-\d{2}|\d{1,2}/\d{1,2}/\d{2,4}|(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.? \d{1,2},? \d{4}|\d{1,2} (?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]* \d{4})\b",
     );
-    dedup(
-        r.find_iter(text)
-            .map(|m| m.as_str().to_string())
-            .take(50)
-            .collect(),
-    )
+    dedup(r.find_iter(text).map(|m| m.as_str().to_string()).take(50).collect())
 }
 
 /// Rule-based entities: capitalised multi-word names, organisations by suffix,
@@ -255,61 +189,22 @@ fn entities(text: &str) -> Map<String, Value> {
     static NAME: OnceLock<Regex> = OnceLock::new();
     static MONEY: OnceLock<Regex> = OnceLock::new();
     static PCT: OnceLock<Regex> = OnceLock::new();
-    let name = re(
-        &NAME,
-        r"\b([A-Z][a-z]+(?:\s+(?:[A-Z][a-z]+|[A-Z]\.|of|de|van|von))*\s+[A-Z][a-zA-Z]+)\b",
-    );
+    let name = re(&NAME, r"\b([A-Z][a-z]+(?:\s+(?:[A-Z][a-z]+|[A-Z]\.|of|de|van|von))*\s+[A-Z][a-zA-Z]+)\b");
     let mut orgs = Vec::new();
     let mut people = Vec::new();
     for m in name.find_iter(text).take(100) {
         let s = m.as_str();
         let last = s.rsplit(' ').next().unwrap_or("");
-        if [
-            "Inc",
-            "Corp",
-            "Corporation",
-            "Ltd",
-            "LLC",
-            "Company",
-            "University",
-            "Institute",
-            "Agency",
-            "Administration",
-            "Association",
-            "Bank",
-            "Group",
-            "Foundation",
-            "Department",
-        ]
-        .contains(&last)
-        {
+        if ["Inc", "Corp", "Corporation", "Ltd", "LLC", "Company", "University", "Institute", "Agency", "Administration", "Association", "Bank", "Group", "Foundation", "Department"].contains(&last) {
             orgs.push(s.to_string());
-        } else if s.split(' ').count() <= 3
-            && !STOP.contains(&s.split(' ').next().unwrap_or("").to_lowercase().as_str())
-        {
+        } else if s.split(' ').count() <= 3 && !STOP.contains(&s.split(' ').next().unwrap_or("").to_lowercase().as_str()) {
             people.push(s.to_string());
         }
     }
-    let money: Vec<String> = re(
-        &MONEY,
-        r"[$€£]\s?\d[\d,]*(?:\.\d+)?(?:\s?(?:million|billion|thousand|[MBK]))?",
-    )
-    .find_iter(text)
-    .map(|m| m.as_str().to_string())
-    .take(50)
-    .collect();
-    let pct: Vec<String> = re(&PCT, r"\b\d+(?:\.\d+)?\s?%")
-        .find_iter(text)
-        .map(|m| m.as_str().to_string())
-        .take(50)
-        .collect();
+    let money: Vec<String> = re(&MONEY, r"[$€£]\s?\d[\d,]*(?:\.\d+)?(?:\s?(?:million|billion|thousand|[MBK]))?").find_iter(text).map(|m| m.as_str().to_string()).take(50).collect();
+    let pct: Vec<String> = re(&PCT, r"\b\d+(?:\.\d+)?\s?%").find_iter(text).map(|m| m.as_str().to_string()).take(50).collect();
     let mut m = Map::new();
-    for (k, v) in [
-        ("PERSON", people),
-        ("ORG", orgs),
-        ("MONEY", money),
-        ("PERCENT", pct),
-    ] {
+    for (k, v) in [("PERSON", people), ("ORG", orgs), ("MONEY", money), ("PERCENT", pct)] {
         if !v.is_empty() {
             m.insert(k.into(), json!(dedup(v)));
         }
@@ -349,12 +244,7 @@ pub fn glob(pat: &str, name: &str) -> bool {
 
 /// Run the configured extractors over a chunk; results go into `meta`.
 /// Unknown extractor types are reported once in `extractor_warnings`.
-pub fn run(
-    extractors: &[ExtractorConfig],
-    file_name: &str,
-    text: &str,
-    meta: &mut Map<String, Value>,
-) {
+pub fn run(extractors: &[ExtractorConfig], file_name: &str, text: &str, meta: &mut Map<String, Value>) {
     for e in extractors {
         if let Some(pats) = &e.file_include_patterns {
             if !pats.is_empty() && !pats.iter().any(|p| glob(p, file_name)) {
@@ -363,12 +253,7 @@ pub fn run(
         }
         let empty = Map::new();
         let cfg = e.config.as_ref().unwrap_or(&empty);
-        let n = |k: &str, d: usize| {
-            cfg.get(k)
-                .and_then(|v| v.as_u64())
-                .map(|v| v as usize)
-                .unwrap_or(d)
-        };
+        let n = |k: &str, d: usize| cfg.get(k).and_then(|v| v.as_u64()).map(|v| v as usize).unwrap_or(d);
         let b = |k: &str, d: bool| cfg.get(k).and_then(|v| v.as_bool()).unwrap_or(d);
         match e.kind.as_str() {
             "ContentStatisticsExtractor" | "StatisticsExtractor" => {
@@ -397,21 +282,12 @@ pub fn run(
                 meta.insert("entities".into(), Value::Object(entities(text)));
             }
             "SummaryExtractor" => {
-                meta.insert(
-                    "summary".into(),
-                    json!(summary(text, n("summary_sentences", n("num_sentences", 3)))),
-                );
+                meta.insert("summary".into(), json!(summary(text, n("summary_sentences", n("num_sentences", 3)))));
             }
             "UniversalExtractor" => {
-                meta.insert(
-                    "keywords".into(),
-                    json!(keywords(text, n("keyword_count", 10))),
-                );
+                meta.insert("keywords".into(), json!(keywords(text, n("keyword_count", 10))));
                 if b("generate_summary", true) {
-                    meta.insert(
-                        "summary".into(),
-                        json!(summary(text, n("summary_sentences", 3))),
-                    );
+                    meta.insert("summary".into(), json!(summary(text, n("summary_sentences", 3))));
                 }
                 if b("extract_entities", true) {
                     meta.insert("entities".into(), Value::Object(entities(text)));
@@ -419,17 +295,12 @@ pub fn run(
                 if b("detect_language", true) {
                     if let Some((lang, conf)) = language(text) {
                         meta.insert("language".into(), json!(lang));
-                        meta.insert(
-                            "language_confidence".into(),
-                            json!((conf * 100.0).round() / 100.0),
-                        );
+                        meta.insert("language_confidence".into(), json!((conf * 100.0).round() / 100.0));
                     }
                 }
             }
             other => {
-                let w = meta
-                    .entry("extractor_warnings")
-                    .or_insert_with(|| json!([]));
+                let w = meta.entry("extractor_warnings").or_insert_with(|| json!([]));
                 if let Value::Array(a) = w {
                     let msg = format!("extractor '{other}' is not supported; skipped");
                     if !a.iter().any(|x| x.as_str() == Some(msg.as_str())) {
@@ -453,28 +324,11 @@ mod tests {
         assert!(kws.iter().any(|k| k.contains("scaling")), "{kws:?}");
         assert!(!kws.iter().any(|k| STOP.contains(&k.as_str())));
         let s = summary(text, 2);
-        assert!(
-            s.contains("Neural scaling laws") && !s.contains("weather"),
-            "{s}"
-        );
-        assert_eq!(
-            language("Le chat est sur la table et il dort tranquillement toute la journée.")
-                .map(|x| x.0)
-                .as_deref(),
-            Some("fra")
-        );
+        assert!(s.contains("Neural scaling laws") && !s.contains("weather"), "{s}");
+        assert_eq!(language("Le chat est sur la table et il dort tranquillement toute la journée.").map(|x| x.0).as_deref(), Some("fra"));
         let mut m = Map::new();
         run(
-            &[
-                ExtractorConfig {
-                    kind: "PatternExtractor".into(),
-                    ..Default::default()
-                },
-                ExtractorConfig {
-                    kind: "DateTimeExtractor".into(),
-                    ..Default::default()
-                },
-            ],
+            &[ExtractorConfig { kind: "PatternExtractor".into(), ..Default::default() }, ExtractorConfig { kind: "DateTimeExtractor".into(), ..Default::default() }],
             "a.txt",
             "Mail ada@example.org or call 555-123-4567 on 2024-01-15, see https://x.org/a.",
             &mut m,
@@ -483,10 +337,6 @@ mod tests {
         assert_eq!(m["urls"], json!(["https://x.org/a"]));
         assert_eq!(m["phones"], json!(["555-123-4567"]));
         assert_eq!(m["dates"], json!(["2024-01-15"]));
-        assert!(
-            glob("*.PDF", "report.pdf")
-                && glob("report_*.csv", "report_q1.csv")
-                && !glob("*.md", "x.txt")
-        );
+        assert!(glob("*.PDF", "report.pdf") && glob("report_*.csv", "report_q1.csv") && !glob("*.md", "x.txt"));
     }
 }

@@ -49,33 +49,15 @@ struct ParserChoice {
 }
 
 /// The parsers of a strategy, component references resolved, ordered by priority.
-fn strategy_parsers(
-    cfg: &LlamaFarmConfig,
-    strategy: &str,
-) -> Result<(Vec<ParserChoice>, Vec<crate::config::ExtractorConfig>)> {
-    let strategies = cfg
-        .rag
-        .as_ref()
-        .and_then(|r| r.data_processing_strategies.clone())
-        .unwrap_or_default();
+fn strategy_parsers(cfg: &LlamaFarmConfig, strategy: &str) -> Result<(Vec<ParserChoice>, Vec<crate::config::ExtractorConfig>)> {
+    let strategies = cfg.rag.as_ref().and_then(|r| r.data_processing_strategies.clone()).unwrap_or_default();
     let Some(s) = strategies.iter().find(|s| s.name == strategy) else {
         if strategy == crate::config::BUILTIN_STRATEGY {
             // The built-in universal strategy.
-            let p = ParserConfig {
-                kind: Some("UniversalParser".into()),
-                ..Default::default()
-            };
-            return Ok((
-                vec![ParserChoice {
-                    kind: "UniversalParser".into(),
-                    config: p,
-                }],
-                vec![],
-            ));
+            let p = ParserConfig { kind: Some("UniversalParser".into()), ..Default::default() };
+            return Ok((vec![ParserChoice { kind: "UniversalParser".into(), config: p }], vec![]));
         }
-        return Err(Error::not_found(format!(
-            "Data processing strategy '{strategy}'"
-        )));
+        return Err(Error::not_found(format!("Data processing strategy '{strategy}'")));
     };
     let comps = cfg.components();
     let mut out = Vec::new();
@@ -88,42 +70,19 @@ fn strategy_parsers(
                 .flatten()
                 .find(|c| c.name.as_deref() == Some(n.as_str()))
                 .cloned()
-                .ok_or_else(|| {
-                    Error::Invalid(format!("strategy '{strategy}' names unknown parser '{n}'"))
-                })?,
+                .ok_or_else(|| Error::Invalid(format!("strategy '{strategy}' names unknown parser '{n}'")))?,
         };
-        out.push(ParserChoice {
-            kind: pc.kind.clone().unwrap_or_else(|| "UniversalParser".into()),
-            config: pc,
-        });
+        out.push(ParserChoice { kind: pc.kind.clone().unwrap_or_else(|| "UniversalParser".into()), config: pc });
     }
     out.sort_by_key(|p| p.config.priority.unwrap_or(50));
     Ok((out, s.extractors.clone().unwrap_or_default()))
 }
 
 fn matches(p: &ParserConfig, file_name: &str, mime: &str) -> bool {
-    let ext = Path::new(file_name)
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(|e| format!(".{}", e.to_ascii_lowercase()));
-    let by_ext = p
-        .file_extensions
-        .as_ref()
-        .filter(|l| !l.is_empty())
-        .map(|l| {
-            ext.as_ref()
-                .is_some_and(|e| l.iter().any(|x| x.eq_ignore_ascii_case(e)))
-        });
-    let by_glob = p
-        .file_include_patterns
-        .as_ref()
-        .filter(|l| !l.is_empty())
-        .map(|l| l.iter().any(|g| extract::glob(g, file_name)));
-    let by_mime = p
-        .mime_types
-        .as_ref()
-        .filter(|l| !l.is_empty())
-        .map(|l| l.iter().any(|m| m == mime));
+    let ext = Path::new(file_name).extension().and_then(|e| e.to_str()).map(|e| format!(".{}", e.to_ascii_lowercase()));
+    let by_ext = p.file_extensions.as_ref().filter(|l| !l.is_empty()).map(|l| ext.as_ref().is_some_and(|e| l.iter().any(|x| x.eq_ignore_ascii_case(e))));
+    let by_glob = p.file_include_patterns.as_ref().filter(|l| !l.is_empty()).map(|l| l.iter().any(|g| extract::glob(g, file_name)));
+    let by_mime = p.mime_types.as_ref().filter(|l| !l.is_empty()).map(|l| l.iter().any(|m| m == mime));
     match (by_ext, by_glob, by_mime) {
         (None, None, None) => true, // no filter: handles anything it can parse
         (a, b, c) => a == Some(true) || b == Some(true) || c == Some(true),
@@ -132,25 +91,15 @@ fn matches(p: &ParserConfig, file_name: &str, mime: &str) -> bool {
 
 /// The format a parser type handles for this file (`None`: it cannot).
 fn format_for(kind: &str, file_name: &str) -> Option<Result<Format>> {
-    let ext = Path::new(file_name)
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or("");
+    let ext = Path::new(file_name).extension().and_then(|e| e.to_str()).unwrap_or("");
     match Format::from_parser_type(kind) {
         Some(r) => Some(r),
-        None => Some(Format::from_ext(ext).ok_or_else(|| {
-            Error::Invalid(format!(
-                "no parser for '{file_name}' (unknown file type '.{ext}')"
-            ))
-        })),
+        None => Some(Format::from_ext(ext).ok_or_else(|| Error::Invalid(format!("no parser for '{file_name}' (unknown file type '.{ext}')")))),
     }
 }
 
 /// A parser's settings with the upload's `parser_overrides` (keys are parser types or `*`) applied.
-fn effective_config(
-    p: &ParserConfig,
-    overrides: Option<&Map<String, Value>>,
-) -> Map<String, Value> {
+fn effective_config(p: &ParserConfig, overrides: Option<&Map<String, Value>>) -> Map<String, Value> {
     let mut cfg = p.config.clone().unwrap_or_default();
     if let Some(o) = overrides {
         for key in ["*", p.kind.as_deref().unwrap_or("")] {
@@ -164,12 +113,7 @@ fn effective_config(
 
 fn chunk_config(p: &ParserConfig, overrides: Option<&Map<String, Value>>) -> ChunkConfig {
     let cfg = effective_config(p, overrides);
-    let u = |k: &str, d: usize| {
-        cfg.get(k)
-            .and_then(|v| v.as_u64())
-            .map(|v| v as usize)
-            .unwrap_or(d)
-    };
+    let u = |k: &str, d: usize| cfg.get(k).and_then(|v| v.as_u64()).map(|v| v as usize).unwrap_or(d);
     let default_strategy = match p.kind.as_deref().unwrap_or("") {
         k if k.starts_with("PDF") => "paragraphs",
         k if k.starts_with("CSV") || k.starts_with("Excel") => "rows",
@@ -179,11 +123,7 @@ fn chunk_config(p: &ParserConfig, overrides: Option<&Map<String, Value>>) -> Chu
         _ => "sections",
     };
     ChunkConfig {
-        strategy: cfg
-            .get("chunk_strategy")
-            .and_then(|v| v.as_str())
-            .unwrap_or(default_strategy)
-            .to_string(),
+        strategy: cfg.get("chunk_strategy").and_then(|v| v.as_str()).unwrap_or(default_strategy).to_string(),
         chunk_size: u("chunk_size", 1000).max(1),
         chunk_overlap: u("chunk_overlap", 100),
         min_chunk_size: u("min_chunk_size", 50),
@@ -220,21 +160,9 @@ pub fn process_file(
     out
 }
 
-fn process_inner(
-    project: &Project,
-    dataset: &str,
-    hash: &str,
-    overrides: Option<&Map<String, Value>>,
-    cancel: &AtomicBool,
-    out: &mut FileOutcome,
-) -> Result<()> {
+fn process_inner(project: &Project, dataset: &str, hash: &str, overrides: Option<&Map<String, Value>>, cancel: &AtomicBool, out: &mut FileOutcome) -> Result<()> {
     let cfg = project.config()?.with_env_substituted();
-    let ds = cfg
-        .dataset_list()
-        .iter()
-        .find(|d| d.name == dataset)
-        .cloned()
-        .ok_or_else(|| Error::not_found(format!("Dataset '{dataset}'")))?;
+    let ds = cfg.dataset_list().iter().find(|d| d.name == dataset).cloned().ok_or_else(|| Error::not_found(format!("Dataset '{dataset}'")))?;
     let datasets = project.datasets();
     let meta = datasets.file_meta(dataset, hash)?;
     out.filename = meta.original_file_name.clone();
@@ -250,20 +178,11 @@ fn process_inner(
     let rag = project.rag();
     let db = rag.open(&cfg, Some(&ds.database))?;
     let first_id = NewChunk::new(hash, 0, "").id;
-    let existing =
-        crate::store::ChunkStore::get(db.store.as_ref(), std::slice::from_ref(&first_id))?;
+    let existing = crate::store::ChunkStore::get(db.store.as_ref(), std::slice::from_ref(&first_id))?;
     if !existing.is_empty() {
         out.status = "skipped".into();
-        out.parser = existing[0]
-            .metadata
-            .get("parser")
-            .and_then(|v| v.as_str())
-            .map(String::from);
-        out.skipped_chunks = existing[0]
-            .metadata
-            .get("total_chunks")
-            .and_then(|v| v.as_u64())
-            .unwrap_or(1) as usize;
+        out.parser = existing[0].metadata.get("parser").and_then(|v| v.as_str()).map(String::from);
+        out.skipped_chunks = existing[0].metadata.get("total_chunks").and_then(|v| v.as_u64()).unwrap_or(1) as usize;
         return Ok(());
     }
 
@@ -272,21 +191,15 @@ fn process_inner(
     let mut doc = None;
     let mut errors = Vec::new();
     let mut used: Option<ParserConfig> = None;
-    let candidates: Vec<&ParserChoice> = parsers
-        .iter()
-        .filter(|p| matches(&p.config, &file_name, &meta.mime_type))
-        .collect();
+    let candidates: Vec<&ParserChoice> = parsers.iter().filter(|p| matches(&p.config, &file_name, &meta.mime_type)).collect();
     'outer: for p in &candidates {
         let mut kinds = vec![p.kind.clone()];
         if let Some(f) = &p.config.fallback_parser {
             kinds.push(f.clone());
         }
         for kind in kinds {
-            let Some(fmt) = format_for(&kind, &file_name) else {
-                continue;
-            };
-            let opts =
-                parse::ParseOptions::from_config(&kind, &effective_config(&p.config, overrides));
+            let Some(fmt) = format_for(&kind, &file_name) else { continue };
+            let opts = parse::ParseOptions::from_config(&kind, &effective_config(&p.config, overrides));
             match fmt.and_then(|f| parse::parse_with(f, &bytes, &file_name, &opts)) {
                 Ok(d) if !d.sections.is_empty() => {
                     out.parser = Some(kind.clone());
@@ -301,16 +214,10 @@ fn process_inner(
     }
     let doc = match doc {
         Some(d) => d,
-        None if candidates.is_empty() => {
-            return Err(Error::Invalid(format!(
-                "no parser of strategy '{}' accepts '{file_name}'",
-                ds.strategy()
-            )))
-        }
+        None if candidates.is_empty() => return Err(Error::Invalid(format!("no parser of strategy '{}' accepts '{file_name}'", ds.strategy()))),
         None => return Err(Error::Invalid(errors.join("; "))),
     };
-    out.timings_ms
-        .insert("parse".into(), json!(t.elapsed().as_secs_f64() * 1000.0));
+    out.timings_ms.insert("parse".into(), json!(t.elapsed().as_secs_f64() * 1000.0));
     if cancel.load(Ordering::SeqCst) {
         return Err(Error::Conflict("cancelled".into()));
     }
@@ -323,11 +230,7 @@ fn process_inner(
     }
     let total = chunks.len();
     let processed_at = chrono::Utc::now().to_rfc3339();
-    let ext = Path::new(&file_name)
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or("")
-        .to_ascii_lowercase();
+    let ext = Path::new(&file_name).extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
     let mut new_chunks = Vec::with_capacity(total);
     for (i, c) in chunks.into_iter().enumerate() {
         let mut m = Map::new();
@@ -343,25 +246,11 @@ fn process_inner(
         m.insert("total_chunks".into(), json!(total));
         m.insert(
             "chunk_position".into(),
-            json!(if total == 1 {
-                "only"
-            } else if i == 0 {
-                "start"
-            } else if i + 1 == total {
-                "end"
-            } else {
-                "middle"
-            }),
+            json!(if total == 1 { "only" } else if i == 0 { "start" } else if i + 1 == total { "end" } else { "middle" }),
         );
         m.insert("character_count".into(), json!(c.text.chars().count()));
-        m.insert(
-            "word_count".into(),
-            json!(c.text.split_whitespace().count()),
-        );
-        m.insert(
-            "sentence_count".into(),
-            json!(chunk::sentences(&c.text).len()),
-        );
+        m.insert("word_count".into(), json!(c.text.split_whitespace().count()));
+        m.insert("sentence_count".into(), json!(chunk::sentences(&c.text).len()));
         m.insert("parser".into(), json!(out.parser));
         m.insert("chunk_strategy".into(), json!(ccfg.strategy));
         if let Some(p) = c.page {
@@ -376,8 +265,7 @@ fn process_inner(
         extract::run(&extractors, &file_name, &c.text, &mut m);
         new_chunks.push(NewChunk::new(hash, i, c.text).with_metadata(m));
     }
-    out.timings_ms
-        .insert("chunk".into(), json!(t.elapsed().as_secs_f64() * 1000.0));
+    out.timings_ms.insert("chunk".into(), json!(t.elapsed().as_secs_f64() * 1000.0));
     if cancel.load(Ordering::SeqCst) {
         return Err(Error::Conflict("cancelled".into()));
     }
@@ -385,8 +273,7 @@ fn process_inner(
     let t = Instant::now();
     let texts: Vec<&str> = new_chunks.iter().map(|c| c.content.as_str()).collect();
     let vectors = db.embedder.embed(&texts)?;
-    out.timings_ms
-        .insert("embed".into(), json!(t.elapsed().as_secs_f64() * 1000.0));
+    out.timings_ms.insert("embed".into(), json!(t.elapsed().as_secs_f64() * 1000.0));
     if cancel.load(Ordering::SeqCst) {
         return Err(Error::Conflict("cancelled".into()));
     }
@@ -394,24 +281,12 @@ fn process_inner(
     let records = new_chunks
         .into_iter()
         .zip(vectors)
-        .map(|(c, vector)| crate::store::ChunkRecord {
-            id: c.id,
-            file_hash: c.file_hash,
-            content: c.content,
-            metadata: c.metadata,
-            vector,
-        })
+        .map(|(c, vector)| crate::store::ChunkRecord { id: c.id, file_hash: c.file_hash, content: c.content, metadata: c.metadata, vector })
         .collect();
     let report = crate::store::ChunkStore::add(db.store.as_ref(), records)?;
-    out.timings_ms
-        .insert("index".into(), json!(t.elapsed().as_secs_f64() * 1000.0));
+    out.timings_ms.insert("index".into(), json!(t.elapsed().as_secs_f64() * 1000.0));
     out.chunks = report.added;
     out.skipped_chunks = report.skipped;
-    out.status = if report.added == 0 && report.skipped > 0 {
-        "skipped"
-    } else {
-        "processed"
-    }
-    .into();
+    out.status = if report.added == 0 && report.skipped > 0 { "skipped" } else { "processed" }.into();
     Ok(())
 }

@@ -31,11 +31,7 @@ pub struct ParsedDoc {
 impl ParsedDoc {
     /// All text, sections separated by blank lines.
     pub fn text(&self) -> String {
-        self.sections
-            .iter()
-            .map(|s| s.text.as_str())
-            .collect::<Vec<_>>()
-            .join("\n\n")
+        self.sections.iter().map(|s| s.text.as_str()).collect::<Vec<_>>().join("\n\n")
     }
 }
 
@@ -71,9 +67,8 @@ impl Format {
             "json" | "jsonl" | "ndjson" => Format::Json,
             "docx" | "docm" => Format::Docx,
             "xlsx" | "xlsm" => Format::Xlsx,
-            "txt" | "text" | "log" | "rst" | "tex" | "asc" | "xml" | "yaml" | "yml" | "ini"
-            | "cfg" | "conf" | "toml" | "py" | "js" | "ts" | "go" | "rs" | "java" | "c" | "h"
-            | "cpp" | "hpp" | "cs" | "sh" | "sql" | "rb" | "php" | "swift" | "kt" | "scala"
+            "txt" | "text" | "log" | "rst" | "tex" | "asc" | "xml" | "yaml" | "yml" | "ini" | "cfg" | "conf" | "toml" | "py" | "js"
+            | "ts" | "go" | "rs" | "java" | "c" | "h" | "cpp" | "hpp" | "cs" | "sh" | "sql" | "rb" | "php" | "swift" | "kt" | "scala"
             | "r" | "m" | "css" | "scss" => Format::Text,
             _ => return None,
         })
@@ -114,12 +109,7 @@ pub fn parse(format: Format, bytes: &[u8], file_name: &str) -> Result<ParsedDoc>
 }
 
 /// Parse `bytes` as `format`.
-pub fn parse_with(
-    format: Format,
-    bytes: &[u8],
-    file_name: &str,
-    opts: &ParseOptions,
-) -> Result<ParsedDoc> {
+pub fn parse_with(format: Format, bytes: &[u8], file_name: &str, opts: &ParseOptions) -> Result<ParsedDoc> {
     match format {
         Format::Text => text(bytes, file_name),
         Format::Markdown => markdown(&utf8(bytes, file_name)?),
@@ -140,9 +130,7 @@ fn utf8(bytes: &[u8], name: &str) -> Result<String> {
             let s = String::from_utf8_lossy(bytes);
             let bad = s.chars().filter(|c| *c == '\u{FFFD}').count();
             if bad * 20 > s.chars().count().max(1) {
-                Err(Error::Invalid(format!(
-                    "'{name}' is not text (binary content)"
-                )))
+                Err(Error::Invalid(format!("'{name}' is not text (binary content)")))
             } else {
                 Ok(s.into_owned())
             }
@@ -152,19 +140,10 @@ fn utf8(bytes: &[u8], name: &str) -> Result<String> {
 
 fn text(bytes: &[u8], name: &str) -> Result<ParsedDoc> {
     if bytes.iter().take(8192).filter(|b| **b == 0).count() > 0 {
-        return Err(Error::Invalid(format!(
-            "'{name}' is not text (binary content)"
-        )));
+        return Err(Error::Invalid(format!("'{name}' is not text (binary content)")));
     }
     let t = utf8(bytes, name)?;
-    Ok(ParsedDoc {
-        sections: vec![Section {
-            text: t,
-            ..Default::default()
-        }],
-        parser: "text",
-        ..Default::default()
-    })
+    Ok(ParsedDoc { sections: vec![Section { text: t, ..Default::default() }], parser: "text", ..Default::default() })
 }
 
 /// Sections by ATX heading (`#` .. `######`); text before the first heading is its own section.
@@ -184,11 +163,7 @@ pub fn markdown(src: &str) -> Result<ParsedDoc> {
         };
         if is_heading {
             if !cur.trim().is_empty() {
-                sections.push(Section {
-                    text: cur.trim().to_string(),
-                    heading: heading.clone(),
-                    ..Default::default()
-                });
+                sections.push(Section { text: cur.trim().to_string(), heading: heading.clone(), ..Default::default() });
             }
             cur.clear();
             heading = Some(t.trim_start_matches('#').trim().to_string());
@@ -197,17 +172,9 @@ pub fn markdown(src: &str) -> Result<ParsedDoc> {
         cur.push('\n');
     }
     if !cur.trim().is_empty() {
-        sections.push(Section {
-            text: cur.trim().to_string(),
-            heading,
-            ..Default::default()
-        });
+        sections.push(Section { text: cur.trim().to_string(), heading, ..Default::default() });
     }
-    Ok(ParsedDoc {
-        sections,
-        parser: "markdown",
-        ..Default::default()
-    })
+    Ok(ParsedDoc { sections, parser: "markdown", ..Default::default() })
 }
 
 fn pdf(bytes: &[u8], name: &str) -> Result<ParsedDoc> {
@@ -230,23 +197,12 @@ fn pdf(bytes: &[u8], name: &str) -> Result<ParsedDoc> {
         .into_iter()
         .enumerate()
         .filter(|(_, t)| !t.trim().is_empty())
-        .map(|(i, t)| Section {
-            text: normalize_ws(&t),
-            page: Some(i as u32 + 1),
-            ..Default::default()
-        })
+        .map(|(i, t)| Section { text: normalize_ws(&t), page: Some(i as u32 + 1), ..Default::default() })
         .collect();
     if sections.is_empty() {
-        return Err(Error::Invalid(format!(
-            "'{name}': no extractable text (scanned PDF? OCR it first)"
-        )));
+        return Err(Error::Invalid(format!("'{name}': no extractable text (scanned PDF? OCR it first)")));
     }
-    Ok(ParsedDoc {
-        sections,
-        parser: "pdf",
-        page_count: Some(n),
-        ..Default::default()
-    })
+    Ok(ParsedDoc { sections, parser: "pdf", page_count: Some(n), ..Default::default() })
 }
 
 /// Collapse runs of spaces, keep paragraph breaks.
@@ -281,11 +237,7 @@ pub fn html(src: &str) -> ParsedDoc {
     let flush = |cur: &mut String, heading: &Option<String>, sections: &mut Vec<Section>| {
         let t = normalize_ws(cur);
         if !t.is_empty() {
-            sections.push(Section {
-                text: t,
-                heading: heading.clone(),
-                ..Default::default()
-            });
+            sections.push(Section { text: t, heading: heading.clone(), ..Default::default() });
         }
         cur.clear();
     };
@@ -306,22 +258,14 @@ pub fn html(src: &str) -> ParsedDoc {
             continue;
         }
         if bytes[i] == b'<' {
-            let Some(close) = src[i..].find('>') else {
-                break;
-            };
+            let Some(close) = src[i..].find('>') else { break };
             let tag = &src[i + 1..i + close];
             i += close + 1;
             let lower = tag.trim().to_ascii_lowercase();
-            let name: String = lower
-                .trim_start_matches('/')
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric())
-                .collect();
+            let name: String = lower.trim_start_matches('/').chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
             let closing = lower.starts_with('/');
             match name.as_str() {
-                "script" | "style" | "noscript" | "template" | "svg" | "head"
-                    if !closing && !lower.ends_with('/') =>
-                {
+                "script" | "style" | "noscript" | "template" | "svg" | "head" if !closing && !lower.ends_with('/') => {
                     skip_until = Some(match name.as_str() {
                         "script" => "</script>",
                         "style" => "</style>",
@@ -344,8 +288,7 @@ pub fn html(src: &str) -> ParsedDoc {
                         in_heading = Some(String::new());
                     }
                 }
-                "br" | "p" | "div" | "li" | "tr" | "table" | "section" | "article" | "ul"
-                | "ol" | "blockquote" | "pre" | "hr" | "dt" | "dd" => {
+                "br" | "p" | "div" | "li" | "tr" | "table" | "section" | "article" | "ul" | "ol" | "blockquote" | "pre" | "hr" | "dt" | "dd" => {
                     cur.push('\n');
                     if name == "p" || name == "div" || name == "table" {
                         cur.push('\n');
@@ -365,11 +308,7 @@ pub fn html(src: &str) -> ParsedDoc {
         i = next;
     }
     flush(&mut cur, &heading, &mut sections);
-    ParsedDoc {
-        sections,
-        parser: "html",
-        ..Default::default()
-    }
+    ParsedDoc { sections, parser: "html", ..Default::default() }
 }
 
 fn decode_entities(s: &str) -> String {
@@ -404,11 +343,7 @@ fn decode_entities(s: &str) -> String {
             "ldquo" => Some('“'),
             "copy" => Some('©'),
             "reg" => Some('®'),
-            _ if ent.starts_with("#x") || ent.starts_with("#X") => {
-                u32::from_str_radix(&ent[2..], 16)
-                    .ok()
-                    .and_then(char::from_u32)
-            }
+            _ if ent.starts_with("#x") || ent.starts_with("#X") => u32::from_str_radix(&ent[2..], 16).ok().and_then(char::from_u32),
             _ if ent.starts_with('#') => ent[1..].parse().ok().and_then(char::from_u32),
             _ => None,
         };
@@ -429,27 +364,13 @@ fn decode_entities(s: &str) -> String {
 
 fn csv_rows(bytes: &[u8], name: &str) -> Result<ParsedDoc> {
     let text = utf8(bytes, name)?;
-    let delim = if name.to_ascii_lowercase().ends_with(".tsv")
-        || (text
-            .lines()
-            .next()
-            .is_some_and(|l| l.contains('\t') && !l.contains(',')))
-    {
+    let delim = if name.to_ascii_lowercase().ends_with(".tsv") || (text.lines().next().is_some_and(|l| l.contains('\t') && !l.contains(','))) {
         b'\t'
     } else {
         b','
     };
-    let mut rdr = csv::ReaderBuilder::new()
-        .delimiter(delim)
-        .flexible(true)
-        .has_headers(true)
-        .from_reader(text.as_bytes());
-    let headers: Vec<String> = rdr
-        .headers()
-        .map_err(|e| Error::Invalid(format!("'{name}': {e}")))?
-        .iter()
-        .map(|h| h.trim().to_string())
-        .collect();
+    let mut rdr = csv::ReaderBuilder::new().delimiter(delim).flexible(true).has_headers(true).from_reader(text.as_bytes());
+    let headers: Vec<String> = rdr.headers().map_err(|e| Error::Invalid(format!("'{name}': {e}")))?.iter().map(|h| h.trim().to_string()).collect();
     let mut sections = Vec::new();
     for rec in rdr.records() {
         let rec = rec.map_err(|e| Error::Invalid(format!("'{name}': {e}")))?;
@@ -463,19 +384,10 @@ fn csv_rows(bytes: &[u8], name: &str) -> Result<ParsedDoc> {
             })
             .collect();
         if !row.is_empty() {
-            sections.push(Section {
-                text: row.join(", "),
-                is_row: true,
-                ..Default::default()
-            });
+            sections.push(Section { text: row.join(", "), is_row: true, ..Default::default() });
         }
     }
-    Ok(ParsedDoc {
-        sections,
-        parser: "csv",
-        header: Some(headers.join(", ")),
-        ..Default::default()
-    })
+    Ok(ParsedDoc { sections, parser: "csv", header: Some(headers.join(", ")), ..Default::default() })
 }
 
 fn json(bytes: &[u8], name: &str) -> Result<ParsedDoc> {
@@ -491,17 +403,8 @@ fn json(bytes: &[u8], name: &str) -> Result<ParsedDoc> {
         Err(e) => {
             // JSON Lines.
             let mut items = Vec::new();
-            for (i, line) in text
-                .lines()
-                .enumerate()
-                .filter(|(_, l)| !l.trim().is_empty())
-            {
-                items.push(serde_json::from_str(line).map_err(|_| {
-                    Error::Invalid(format!(
-                        "'{name}': invalid JSON ({e}; line {} is not JSON either)",
-                        i + 1
-                    ))
-                })?);
+            for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+                items.push(serde_json::from_str(line).map_err(|_| Error::Invalid(format!("'{name}': invalid JSON ({e}; line {} is not JSON either)", i + 1)))?);
             }
             items
         }
@@ -509,33 +412,17 @@ fn json(bytes: &[u8], name: &str) -> Result<ParsedDoc> {
     let many = values.len() > 1;
     let sections = values
         .iter()
-        .map(|v| Section {
-            text: flatten(v),
-            is_row: many,
-            ..Default::default()
-        })
+        .map(|v| Section { text: flatten(v), is_row: many, ..Default::default() })
         .filter(|s| !s.text.trim().is_empty())
         .collect();
-    Ok(ParsedDoc {
-        sections,
-        parser: "json",
-        ..Default::default()
-    })
+    Ok(ParsedDoc { sections, parser: "json", ..Default::default() })
 }
 
 fn flatten_json(v: &serde_json::Value, prefix: String, out: &mut Vec<String>) {
     match v {
         serde_json::Value::Object(m) => {
             for (k, x) in m {
-                flatten_json(
-                    x,
-                    if prefix.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{prefix}.{k}")
-                    },
-                    out,
-                );
+                flatten_json(x, if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") }, out);
             }
         }
         serde_json::Value::Array(a) => {
@@ -544,16 +431,8 @@ fn flatten_json(v: &serde_json::Value, prefix: String, out: &mut Vec<String>) {
             }
         }
         serde_json::Value::Null => {}
-        serde_json::Value::String(s) => out.push(if prefix.is_empty() {
-            s.clone()
-        } else {
-            format!("{prefix}: {s}")
-        }),
-        other => out.push(if prefix.is_empty() {
-            other.to_string()
-        } else {
-            format!("{prefix}: {other}")
-        }),
+        serde_json::Value::String(s) => out.push(if prefix.is_empty() { s.clone() } else { format!("{prefix}: {s}") }),
+        other => out.push(if prefix.is_empty() { other.to_string() } else { format!("{prefix}: {other}") }),
     }
 }
 
@@ -778,21 +657,14 @@ fn docx_part(
     Ok(())
 }
 
-fn zip_entry(
-    zip: &mut zip::ZipArchive<std::io::Cursor<&[u8]>>,
-    name: &str,
-    file: &str,
-) -> Result<Option<String>> {
+fn zip_entry(zip: &mut zip::ZipArchive<std::io::Cursor<&[u8]>>, name: &str, file: &str) -> Result<Option<String>> {
     use std::io::Read;
-    let Ok(mut f) = zip.by_name(name) else {
-        return Ok(None);
-    };
+    let Ok(mut f) = zip.by_name(name) else { return Ok(None) };
     if f.size() > 512 * 1024 * 1024 {
         return Err(Error::Invalid(format!("'{file}': {name} is too large")));
     }
     let mut s = String::new();
-    f.read_to_string(&mut s)
-        .map_err(|e| Error::Invalid(format!("'{file}': {e}")))?;
+    f.read_to_string(&mut s).map_err(|e| Error::Invalid(format!("'{file}': {e}")))?;
     Ok(Some(s))
 }
 
@@ -800,8 +672,7 @@ fn zip_entry(
 /// row of a sheet is its header, repeated as `header: value` in each row.
 fn xlsx(bytes: &[u8], name: &str) -> Result<ParsedDoc> {
     use quick_xml::events::Event;
-    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes))
-        .map_err(|e| Error::Invalid(format!("'{name}' is not an XLSX (zip): {e}")))?;
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| Error::Invalid(format!("'{name}' is not an XLSX (zip): {e}")))?;
     let mut shared: Vec<String> = Vec::new();
     if let Some(xml) = zip_entry(&mut zip, "xl/sharedStrings.xml", name)? {
         let mut r = quick_xml::Reader::from_str(&xml);
@@ -809,38 +680,20 @@ fn xlsx(bytes: &[u8], name: &str) -> Result<ParsedDoc> {
         loop {
             match r.read_event() {
                 Ok(Event::Start(e)) if e.local_name().as_ref() == b"t" => in_t = true,
-                Ok(Event::Text(t)) if in_t => {
-                    cur.push_str(&t.unescape().map(|c| c.into_owned()).unwrap_or_default())
-                }
+                Ok(Event::Text(t)) if in_t => cur.push_str(&t.unescape().map(|c| c.into_owned()).unwrap_or_default()),
                 Ok(Event::End(e)) if e.local_name().as_ref() == b"t" => in_t = false,
-                Ok(Event::End(e)) if e.local_name().as_ref() == b"si" => {
-                    shared.push(std::mem::take(&mut cur))
-                }
+                Ok(Event::End(e)) if e.local_name().as_ref() == b"si" => shared.push(std::mem::take(&mut cur)),
                 Ok(Event::Eof) => break,
-                Err(e) => {
-                    return Err(Error::Invalid(format!(
-                        "'{name}': malformed sharedStrings.xml: {e}"
-                    )))
-                }
+                Err(e) => return Err(Error::Invalid(format!("'{name}': malformed sharedStrings.xml: {e}"))),
                 _ => {}
             }
         }
     }
-    let mut sheets: Vec<String> = (0..zip.len())
-        .filter_map(|i| zip.by_index(i).ok().map(|f| f.name().to_string()))
-        .filter(|n| n.starts_with("xl/worksheets/sheet") && n.ends_with(".xml"))
-        .collect();
-    sheets.sort_by_key(|n| {
-        n.trim_start_matches("xl/worksheets/sheet")
-            .trim_end_matches(".xml")
-            .parse::<u32>()
-            .unwrap_or(0)
-    });
+    let mut sheets: Vec<String> = (0..zip.len()).filter_map(|i| zip.by_index(i).ok().map(|f| f.name().to_string())).filter(|n| n.starts_with("xl/worksheets/sheet") && n.ends_with(".xml")).collect();
+    sheets.sort_by_key(|n| n.trim_start_matches("xl/worksheets/sheet").trim_end_matches(".xml").parse::<u32>().unwrap_or(0));
     let mut sections = Vec::new();
     for (si, sheet) in sheets.iter().enumerate() {
-        let Some(xml) = zip_entry(&mut zip, sheet, name)? else {
-            continue;
-        };
+        let Some(xml) = zip_entry(&mut zip, sheet, name)? else { continue };
         let mut r = quick_xml::Reader::from_str(&xml);
         let (mut row, mut header): (Vec<String>, Option<Vec<String>>) = (Vec::new(), None);
         let (mut cell_type, mut val, mut in_v) = (String::new(), String::new(), false);
@@ -848,32 +701,17 @@ fn xlsx(bytes: &[u8], name: &str) -> Result<ParsedDoc> {
             match r.read_event() {
                 Ok(Event::Start(e)) => match e.local_name().as_ref() {
                     b"c" => {
-                        cell_type = e
-                            .attributes()
-                            .flatten()
-                            .find(|a| a.key.local_name().as_ref() == b"t")
-                            .map(|a| String::from_utf8_lossy(&a.value).to_string())
-                            .unwrap_or_default();
+                        cell_type = e.attributes().flatten().find(|a| a.key.local_name().as_ref() == b"t").map(|a| String::from_utf8_lossy(&a.value).to_string()).unwrap_or_default();
                         val.clear();
                     }
                     b"v" | b"t" => in_v = true,
                     _ => {}
                 },
-                Ok(Event::Text(t)) if in_v => {
-                    val.push_str(&t.unescape().map(|c| c.into_owned()).unwrap_or_default())
-                }
+                Ok(Event::Text(t)) if in_v => val.push_str(&t.unescape().map(|c| c.into_owned()).unwrap_or_default()),
                 Ok(Event::End(e)) => match e.local_name().as_ref() {
                     b"v" | b"t" => in_v = false,
                     b"c" => {
-                        let v = if cell_type == "s" {
-                            val.trim()
-                                .parse::<usize>()
-                                .ok()
-                                .and_then(|i| shared.get(i).cloned())
-                                .unwrap_or_default()
-                        } else {
-                            val.clone()
-                        };
+                        let v = if cell_type == "s" { val.trim().parse::<usize>().ok().and_then(|i| shared.get(i).cloned()).unwrap_or_default() } else { val.clone() };
                         row.push(v.trim().to_string());
                     }
                     b"row" => {
@@ -894,12 +732,7 @@ fn xlsx(bytes: &[u8], name: &str) -> Result<ParsedDoc> {
                                     })
                                     .collect::<Vec<_>>()
                                     .join(", ");
-                                sections.push(Section {
-                                    text,
-                                    is_row: true,
-                                    heading: Some(format!("sheet {}", si + 1)),
-                                    ..Default::default()
-                                });
+                                sections.push(Section { text, is_row: true, heading: Some(format!("sheet {}", si + 1)), ..Default::default() });
                             }
                         }
                     }
@@ -911,11 +744,7 @@ fn xlsx(bytes: &[u8], name: &str) -> Result<ParsedDoc> {
             }
         }
     }
-    Ok(ParsedDoc {
-        sections,
-        parser: "xlsx",
-        ..Default::default()
-    })
+    Ok(ParsedDoc { sections, parser: "xlsx", ..Default::default() })
 }
 
 #[cfg(test)]
@@ -937,10 +766,7 @@ mod tests {
         }
         let d = parse(Format::Xlsx, buf.get_ref(), "stock.xlsx").unwrap();
         let rows: Vec<&str> = d.sections.iter().map(|s| s.text.as_str()).collect();
-        assert_eq!(
-            rows,
-            vec!["name: apples & pears, qty: 12", "name: plums, qty: 3"]
-        );
+        assert_eq!(rows, vec!["name: apples & pears, qty: 12", "name: plums, qty: 3"]);
         assert!(parse(Format::Xlsx, b"nope", "x.xlsx").is_err());
     }
 
@@ -948,18 +774,9 @@ mod tests {
     fn html_is_visible_text_only() {
         let d = html("<html><head><title>t</title><script>var x = 1;</script></head><body><h1>Title &amp; more</h1><p>Hello <b>world</b>&nbsp;!</p><style>p{}</style><!-- hidden --><table><tr><td>a</td><td>b</td></tr></table></body></html>");
         let t = d.text();
-        assert!(
-            t.contains("Title & more") && t.contains("Hello world !") && t.contains("a | b"),
-            "{t}"
-        );
-        assert!(
-            !t.contains("var x") && !t.contains("p{}") && !t.contains("hidden") && !t.contains('<'),
-            "{t}"
-        );
-        assert_eq!(
-            d.sections.last().unwrap().heading.as_deref(),
-            Some("Title & more")
-        );
+        assert!(t.contains("Title & more") && t.contains("Hello world !") && t.contains("a | b"), "{t}");
+        assert!(!t.contains("var x") && !t.contains("p{}") && !t.contains("hidden") && !t.contains('<'), "{t}");
+        assert_eq!(d.sections.last().unwrap().heading.as_deref(), Some("Title & more"));
     }
 
     #[test]
@@ -975,12 +792,7 @@ mod tests {
         let d = parse(Format::Csv, b"name,age\nAda,36\nAlan,41\n", "p.csv").unwrap();
         assert_eq!(d.sections[0].text, "name: Ada, age: 36");
         assert!(d.sections.iter().all(|s| s.is_row));
-        let d = parse(
-            Format::Json,
-            b"{\"a\": {\"b\": 1}, \"c\": [\"x\"]}",
-            "x.json",
-        )
-        .unwrap();
+        let d = parse(Format::Json, b"{\"a\": {\"b\": 1}, \"c\": [\"x\"]}", "x.json").unwrap();
         assert_eq!(d.sections[0].text, "a.b: 1\nc[0]: x");
         let d = parse(Format::Json, b"{\"q\": 1}\n{\"q\": 2}\n", "x.jsonl").unwrap();
         assert_eq!(d.sections.len(), 2);
@@ -1084,4 +896,5 @@ mod tests {
         let e = parse(Format::Docx, &bad, "x.docx").unwrap_err().to_string();
         assert!(e.contains("document.xml"), "{e}");
     }
+
 }

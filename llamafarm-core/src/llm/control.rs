@@ -49,13 +49,7 @@ pub(crate) struct TokenPolicy {
 
 impl TokenPolicy {
     /// `prefilled`: the prompt already opened a thinking block.
-    pub fn new(
-        close_think: Vec<u32>,
-        max_tokens: usize,
-        budget: usize,
-        prefilled: bool,
-        cancel: CancelFlag,
-    ) -> Self {
+    pub fn new(close_think: Vec<u32>, max_tokens: usize, budget: usize, prefilled: bool, cancel: CancelFlag) -> Self {
         Self {
             steps: 0,
             forced: VecDeque::new(),
@@ -111,11 +105,7 @@ impl TokenPolicy {
                 }
             }
         }
-        if self.in_thinking
-            && gen.len() >= self.budget
-            && !self.budget_forced
-            && !self.close_think.is_empty()
-        {
+        if self.in_thinking && gen.len() >= self.budget && !self.budget_forced && !self.close_think.is_empty() {
             self.budget_forced = true;
             self.forced = self.close_think.iter().copied().collect();
             let t = self.forced.pop_front().unwrap_or_default();
@@ -151,13 +141,7 @@ impl TokenPolicy {
 /// has no switch of its own (and the rendered prompt does not already open one).
 /// Returns whether the generation starts inside a thinking block, and the thinking
 /// budget the policy should enforce.
-pub(crate) fn prepare_thinking(
-    ids: &mut Vec<u32>,
-    prompt_text: &str,
-    params: &GenerationParams,
-    template_thinks: bool,
-    open_think: &[u32],
-) -> (bool, usize) {
+pub(crate) fn prepare_thinking(ids: &mut Vec<u32>, prompt_text: &str, params: &GenerationParams, template_thinks: bool, open_think: &[u32]) -> (bool, usize) {
     let opened = prompt_text.trim_end().ends_with(THINK_OPEN);
     let prefilled = if params.think && !template_thinks && !opened {
         ids.extend_from_slice(open_think);
@@ -165,11 +149,7 @@ pub(crate) fn prepare_thinking(
     } else {
         params.think && opened
     };
-    let budget = if params.think {
-        params.thinking_budget
-    } else {
-        params.thinking_budget.min(super::DEFAULT_THINKING_BUDGET)
-    };
+    let budget = if params.think { params.thinking_budget } else { params.thinking_budget.min(super::DEFAULT_THINKING_BUDGET) };
     (prefilled, budget)
 }
 
@@ -185,11 +165,7 @@ pub(crate) struct StopMatcher {
 #[cfg_attr(not(feature = "llm-llamacpp"), allow(dead_code))]
 impl StopMatcher {
     pub fn new(stops: &[String]) -> Self {
-        Self {
-            stops: stops.iter().filter(|s| !s.is_empty()).cloned().collect(),
-            pending: String::new(),
-            hit: false,
-        }
+        Self { stops: stops.iter().filter(|s| !s.is_empty()).cloned().collect(), pending: String::new(), hit: false }
     }
 
     /// Whether a stop sequence was seen (generation should end).
@@ -203,12 +179,7 @@ impl StopMatcher {
             return String::new();
         }
         self.pending.push_str(text);
-        if let Some(at) = self
-            .stops
-            .iter()
-            .filter_map(|s| self.pending.find(s.as_str()))
-            .min()
-        {
+        if let Some(at) = self.stops.iter().filter_map(|s| self.pending.find(s.as_str())).min() {
             self.hit = true;
             let out = self.pending[..at].to_string();
             self.pending.clear();
@@ -241,13 +212,12 @@ mod tests {
 
     fn words(gen: &[u32]) -> String {
         // Token 1 = "<think>", 2 = "</think>", others = "x".
-        gen.iter()
-            .map(|t| match t {
-                1 => THINK_OPEN,
-                2 => THINK_CLOSE,
-                _ => "x",
-            })
-            .collect()
+        gen.iter().map(|t| match t {
+            1 => THINK_OPEN,
+            2 => THINK_CLOSE,
+            _ => "x",
+        })
+        .collect()
     }
 
     #[test]

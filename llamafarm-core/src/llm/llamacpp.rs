@@ -16,10 +16,7 @@
 use super::control::{prepare_thinking, Step, StopMatcher, TokenPolicy};
 use super::template::ChatTemplate;
 use super::think::{ThinkSplitter, THINK_CLOSE, THINK_OPEN};
-use super::{
-    CancelFlag, ChatMessage, ChatModel, FinishReason, Generation, GenerationParams, LocalOptions,
-    Sink,
-};
+use super::{CancelFlag, ChatMessage, ChatModel, FinishReason, Generation, GenerationParams, LocalOptions, Sink};
 use crate::error::{Error, Result};
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::llama_backend::LlamaBackend;
@@ -39,12 +36,8 @@ fn backend() -> Result<&'static LlamaBackend> {
     BACKEND
         .get_or_init(|| {
             // llama.cpp logs every load step to stderr; route it to tracing (off unless asked).
-            let on = std::env::var("LF_LLAMACPP_LOG")
-                .map(|v| v == "1")
-                .unwrap_or(false);
-            llama_cpp_2::send_logs_to_tracing(
-                llama_cpp_2::LogOptions::default().with_logs_enabled(on),
-            );
+            let on = std::env::var("LF_LLAMACPP_LOG").map(|v| v == "1").unwrap_or(false);
+            llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default().with_logs_enabled(on));
             LlamaBackend::init().map_err(|e| e.to_string())
         })
         .as_ref()
@@ -71,55 +64,20 @@ impl LlamaCppModel {
     pub fn load(id: &str, gguf: &Path, options: &LocalOptions) -> Result<Self> {
         let t0 = Instant::now();
         let backend = backend()?;
-        let params = LlamaModelParams::default()
-            .with_use_mmap(options.use_mmap.unwrap_or(true))
-            .with_use_mlock(options.use_mlock.unwrap_or(false));
-        let model = LlamaModel::load_from_file(backend, gguf, &params).map_err(|e| {
-            Error::Unavailable(format!(
-                "loading {id} from {} with llama.cpp: {e}",
-                gguf.display()
-            ))
-        })?;
-        let source = model.meta_val_str("tokenizer.chat_template").map_err(|_| {
-            Error::Invalid(format!("{}: the GGUF has no chat template", gguf.display()))
-        })?;
+        let params = LlamaModelParams::default().with_use_mmap(options.use_mmap.unwrap_or(true)).with_use_mlock(options.use_mlock.unwrap_or(false));
+        let model = LlamaModel::load_from_file(backend, gguf, &params)
+            .map_err(|e| Error::Unavailable(format!("loading {id} from {} with llama.cpp: {e}", gguf.display())))?;
+        let source = model.meta_val_str("tokenizer.chat_template").map_err(|_| Error::Invalid(format!("{}: the GGUF has no chat template", gguf.display())))?;
         let vocab = model.vocab();
-        let text_of = |t: LlamaToken| {
-            vocab
-                .text(t)
-                .map(|c| c.to_string_lossy().to_string())
-                .unwrap_or_default()
-        };
-        let bos_text = if vocab.should_add_bos() {
-            text_of(vocab.bos())
-        } else {
-            String::new()
-        };
+        let text_of = |t: LlamaToken| vocab.text(t).map(|c| c.to_string_lossy().to_string()).unwrap_or_default();
+        let bos_text = if vocab.should_add_bos() { text_of(vocab.bos()) } else { String::new() };
         let template = ChatTemplate::new(&source, &text_of(vocab.bos()), &text_of(vocab.eos()))?;
-        let ids = |s: &str| {
-            vocab
-                .tokenize(s.as_bytes(), false, true)
-                .into_iter()
-                .map(|t| t.0 as u32)
-                .collect::<Vec<u32>>()
-        };
+        let ids = |s: &str| vocab.tokenize(s.as_bytes(), false, true).into_iter().map(|t| t.0 as u32).collect::<Vec<u32>>();
         let close_think = ids(&format!("\n{THINK_CLOSE}\n\n"));
         let open_think = ids(&format!("{THINK_OPEN}\n"));
         let train = model.n_ctx_train().max(1);
-        let n_threads = options
-            .n_threads
-            .unwrap_or_else(|| {
-                std::thread::available_parallelism()
-                    .map(|n| n.get() as i32)
-                    .unwrap_or(2)
-            })
-            .max(1);
-        tracing::info!(
-            model = id,
-            secs = t0.elapsed().as_secs_f32(),
-            engine = "llama.cpp",
-            "loaded GGUF chat model"
-        );
+        let n_threads = options.n_threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get() as i32).unwrap_or(2)).max(1);
+        tracing::info!(model = id, secs = t0.elapsed().as_secs_f32(), engine = "llama.cpp", "loaded GGUF chat model");
         Ok(Self {
             id: id.to_string(),
             template,
@@ -138,19 +96,11 @@ impl LlamaCppModel {
     pub fn prompt_ids(&self, messages: &[ChatMessage], think: bool) -> Result<Vec<u32>> {
         let text = self.template.render(messages, think)?;
         let add_bos = !self.bos_text.is_empty() && !text.starts_with(&self.bos_text);
-        Ok(self
-            .model
-            .vocab()
-            .tokenize(text.as_bytes(), add_bos, true)
-            .into_iter()
-            .map(|t| t.0 as u32)
-            .collect())
+        Ok(self.model.vocab().tokenize(text.as_bytes(), add_bos, true).into_iter().map(|t| t.0 as u32).collect())
     }
 
     fn piece(&self, t: u32) -> Vec<u8> {
-        self.model
-            .vocab()
-            .token_to_piece(LlamaToken(t as i32), false, None)
+        self.model.vocab().token_to_piece(LlamaToken(t as i32), false, None)
     }
 
     fn decode_text(&self, ids: &[u32]) -> String {
@@ -173,10 +123,7 @@ impl LlamaCppModel {
         }
         // top_k without a temperature samples at temperature 1 among the top k.
         chain.push(LlamaSampler::temp(if t > 0.0 { t as f32 } else { 1.0 }));
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(42);
+        let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(42);
         chain.push(LlamaSampler::dist(seed));
         LlamaSampler::chain_simple(chain)
     }
@@ -191,29 +138,15 @@ impl ChatModel for LlamaCppModel {
         &self.id
     }
 
-    fn generate(
-        &self,
-        messages: &[ChatMessage],
-        params: &GenerationParams,
-        cancel: &CancelFlag,
-        sink: Sink<'_>,
-    ) -> Result<Generation> {
+    fn generate(&self, messages: &[ChatMessage], params: &GenerationParams, cancel: &CancelFlag, sink: Sink<'_>) -> Result<Generation> {
         let _turn = self.turn.lock().unwrap_or_else(|p| p.into_inner());
         if cancel.is_cancelled() {
-            return Err(Error::Invalid(
-                "the request was cancelled before it started".into(),
-            ));
+            return Err(Error::Invalid("the request was cancelled before it started".into()));
         }
         let t0 = Instant::now();
         let mut ids = self.prompt_ids(messages, params.think)?;
         let prompt_text = self.decode_text(&ids);
-        let (prefilled, budget) = prepare_thinking(
-            &mut ids,
-            &prompt_text,
-            params,
-            self.template.thinks,
-            &self.open_think,
-        );
+        let (prefilled, budget) = prepare_thinking(&mut ids, &prompt_text, params, self.template.thinks, &self.open_think);
         let prompt_tokens = ids.len();
         if prompt_tokens + 1 >= self.n_ctx as usize {
             return Err(Error::Invalid(format!(
@@ -222,8 +155,7 @@ impl ChatModel for LlamaCppModel {
             )));
         }
         // Room for thinking + closing tag + answer, within the context.
-        let cap =
-            budget * usize::from(params.think) + self.close_think.len() + params.max_tokens + 2;
+        let cap = budget * usize::from(params.think) + self.close_think.len() + params.max_tokens + 2;
         let want = (prompt_tokens + cap).next_multiple_of(256) as u32;
         let n_ctx = want.min(self.n_ctx);
         let n_batch = self.n_batch.min(n_ctx);
@@ -233,10 +165,7 @@ impl ChatModel for LlamaCppModel {
             .with_n_ubatch(n_batch)
             .with_n_threads(self.n_threads)
             .with_n_threads_batch(self.n_threads);
-        let mut ctx = self
-            .model
-            .new_context(backend()?, cparams)
-            .map_err(|e| engine_err("context", e))?;
+        let mut ctx = self.model.new_context(backend()?, cparams).map_err(|e| engine_err("context", e))?;
 
         // Prefill.
         let mut batch = LlamaBatch::new(n_batch as usize, 1);
@@ -246,22 +175,13 @@ impl ChatModel for LlamaCppModel {
             batch.clear();
             for (i, t) in chunk.iter().enumerate() {
                 let last = ci + 1 == chunks.len() && i + 1 == chunk.len();
-                batch
-                    .add(LlamaToken(*t as i32), pos, &[0], last)
-                    .map_err(|e| engine_err("batch", e))?;
+                batch.add(LlamaToken(*t as i32), pos, &[0], last).map_err(|e| engine_err("batch", e))?;
                 pos += 1;
             }
-            ctx.decode(&mut batch)
-                .map_err(|e| engine_err("prefill", e))?;
+            ctx.decode(&mut batch).map_err(|e| engine_err("prefill", e))?;
         }
 
-        let mut policy = TokenPolicy::new(
-            self.close_think.clone(),
-            params.max_tokens,
-            budget,
-            prefilled,
-            cancel.clone(),
-        );
+        let mut policy = TokenPolicy::new(self.close_think.clone(), params.max_tokens, budget, prefilled, cancel.clone());
         let mut sampler = Self::sampler(params);
         let mut stops = StopMatcher::new(&params.stop);
         let mut splitter = ThinkSplitter::new(prefilled);
@@ -310,12 +230,9 @@ impl ChatModel for LlamaCppModel {
                 break;
             }
             batch.clear();
-            batch
-                .add(LlamaToken(token as i32), pos, &[0], true)
-                .map_err(|e| engine_err("batch", e))?;
+            batch.add(LlamaToken(token as i32), pos, &[0], true).map_err(|e| engine_err("batch", e))?;
             pos += 1;
-            ctx.decode(&mut batch)
-                .map_err(|e| engine_err("decode", e))?;
+            ctx.decode(&mut batch).map_err(|e| engine_err("decode", e))?;
         }
         let tail = String::from_utf8_lossy(&pending).into_owned();
         let mut rest = stops.push(&tail);
@@ -343,9 +260,7 @@ impl ChatModel for LlamaCppModel {
             completion_tokens,
             reasoning_tokens,
             finish_reason,
-            ttft_ms: policy
-                .first_token_at
-                .map(|t| (t - t0).as_secs_f64() * 1000.0),
+            ttft_ms: policy.first_token_at.map(|t| (t - t0).as_secs_f64() * 1000.0),
             duration_ms: t0.elapsed().as_secs_f64() * 1000.0,
         })
     }

@@ -21,8 +21,7 @@ use candle_core::quantized::tokenizer::TokenizerFromGguf;
 use candle_core::{Device, Tensor};
 use either::Either;
 use mistralrs::{
-    Constraint, CustomLogitsProcessor, GgufModelBuilder, Model, RequestLike, Response,
-    SamplingParams, StopTokens, TextMessageRole, TextMessages,
+    Constraint, CustomLogitsProcessor, GgufModelBuilder, Model, RequestLike, Response, SamplingParams, StopTokens, TextMessageRole, TextMessages,
 };
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -55,42 +54,20 @@ impl MistralRsModel {
     pub fn load(id: &str, gguf: &Path) -> Result<Self> {
         let t0 = Instant::now();
         let mut f = std::fs::File::open(gguf).map_err(|e| Error::io(gguf, e))?;
-        let ct = gguf_file::Content::read(&mut f).map_err(|e| {
-            Error::Invalid(format!(
-                "{} is not a readable GGUF file: {e}",
-                gguf.display()
-            ))
-        })?;
+        let ct = gguf_file::Content::read(&mut f).map_err(|e| Error::Invalid(format!("{} is not a readable GGUF file: {e}", gguf.display())))?;
         let meta_str = |k: &str| ct.metadata.get(k).and_then(|v| v.to_string().ok()).cloned();
         let template = meta_str("tokenizer.chat_template").unwrap_or_default();
-        let mut eos: Vec<u32> = ct
-            .metadata
-            .get("tokenizer.ggml.eos_token_id")
-            .and_then(|v| v.to_u32().ok())
-            .into_iter()
-            .collect();
-        let mut decoder = tokenizers::Tokenizer::from_gguf(&ct)
-            .map_err(|e| Error::Internal(format!("tokenizer of {id}: {e}")))?;
+        let mut eos: Vec<u32> = ct.metadata.get("tokenizer.ggml.eos_token_id").and_then(|v| v.to_u32().ok()).into_iter().collect();
+        let mut decoder = tokenizers::Tokenizer::from_gguf(&ct).map_err(|e| Error::Internal(format!("tokenizer of {id}: {e}")))?;
         // candle's from_gguf adds a prefix space for unknown `pre` types (e.g. "smollm");
         // decoding is unaffected, but keep encode faithful for anything that uses it.
         if meta_str("tokenizer.ggml.pre").as_deref() == Some("smollm") {
-            use tokenizers::pre_tokenizers::{
-                byte_level::ByteLevel, digits::Digits, sequence::Sequence, PreTokenizerWrapper,
-            };
-            let seq = Sequence::new(vec![
-                PreTokenizerWrapper::Digits(Digits::new(true)),
-                PreTokenizerWrapper::ByteLevel(ByteLevel::new(false, true, true)),
-            ]);
+            use tokenizers::pre_tokenizers::{byte_level::ByteLevel, digits::Digits, sequence::Sequence, PreTokenizerWrapper};
+            let seq = Sequence::new(vec![PreTokenizerWrapper::Digits(Digits::new(true)), PreTokenizerWrapper::ByteLevel(ByteLevel::new(false, true, true))]);
             decoder.with_pre_tokenizer(Some(PreTokenizerWrapper::Sequence(seq)));
         }
         drop(f);
-        for t in [
-            "<|im_end|>",
-            "<|eot_id|>",
-            "<|end_of_text|>",
-            "<end_of_turn>",
-            "</s>",
-        ] {
+        for t in ["<|im_end|>", "<|eot_id|>", "<|end_of_text|>", "<end_of_turn>", "</s>"] {
             if let Some(i) = decoder.token_to_id(t) {
                 if template.contains(t) && !eos.contains(&i) {
                     eos.push(i);
@@ -98,21 +75,11 @@ impl MistralRsModel {
             }
         }
         if eos.is_empty() {
-            return Err(Error::Invalid(format!(
-                "{}: the GGUF names no end-of-sequence token",
-                gguf.display()
-            )));
+            return Err(Error::Invalid(format!("{}: the GGUF names no end-of-sequence token", gguf.display())));
         }
 
-        let dir = gguf
-            .parent()
-            .unwrap_or(Path::new("."))
-            .to_string_lossy()
-            .to_string();
-        let file = gguf
-            .file_name()
-            .map(|s| s.to_string_lossy().to_string())
-            .unwrap_or_default();
+        let dir = gguf.parent().unwrap_or(Path::new(".")).to_string_lossy().to_string();
+        let file = gguf.file_name().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("lf-mistralrs")
@@ -120,25 +87,15 @@ impl MistralRsModel {
             .build()
             .map_err(|e| Error::Internal(format!("tokio runtime: {e}")))?;
         let model = rt
-            .block_on(
-                GgufModelBuilder::new(dir, vec![file])
-                    .with_force_cpu()
-                    .build(),
-            )
-            .map_err(|e| {
-                Error::Unavailable(format!("loading {id} from {}: {e}", gguf.display()))
-            })?;
+            .block_on(GgufModelBuilder::new(dir, vec![file]).with_force_cpu().build())
+            .map_err(|e| Error::Unavailable(format!("loading {id} from {}: {e}", gguf.display())))?;
         let tokenize = |text: &str| -> Result<Vec<u32>> {
             rt.block_on(model.tokenize(Either::Right(text.to_string()), None, false, false, None))
                 .map_err(|e| Error::Internal(format!("tokenize: {e}")))
         };
         let close_think = tokenize(&format!("\n{THINK_CLOSE}\n\n"))?;
         let open_think = tokenize(&format!("{THINK_OPEN}\n"))?;
-        tracing::info!(
-            model = id,
-            secs = t0.elapsed().as_secs_f32(),
-            "loaded GGUF chat model"
-        );
+        tracing::info!(model = id, secs = t0.elapsed().as_secs_f32(), "loaded GGUF chat model");
         Ok(Self {
             id: id.to_string(),
             model,
@@ -164,16 +121,9 @@ impl MistralRsModel {
             };
             tm = tm.add_message(role, &m.content);
         }
-        let enable = if self.template_thinks {
-            Some(think)
-        } else {
-            None
-        };
-        futures::executor::block_on(
-            self.model
-                .tokenize(Either::Left(tm), None, true, true, enable),
-        )
-        .map_err(|e| Error::Invalid(format!("rendering the chat template of {}: {e}", self.id)))
+        let enable = if self.template_thinks { Some(think) } else { None };
+        futures::executor::block_on(self.model.tokenize(Either::Left(tm), None, true, true, enable))
+            .map_err(|e| Error::Invalid(format!("rendering the chat template of {}: {e}", self.id)))
     }
 }
 
@@ -201,9 +151,7 @@ impl CustomLogitsProcessor for TokenControl {
     fn apply(&self, logits: &Tensor, context: &[u32]) -> candle_core::Result<Tensor> {
         let mut policy = self.policy.lock().unwrap_or_else(|p| p.into_inner());
         let gen = context.get(self.prompt_len..).unwrap_or(&[]);
-        match policy.next(gen, |ids| {
-            self.decoder.decode(ids, false).unwrap_or_default()
-        }) {
+        match policy.next(gen, |ids| self.decoder.decode(ids, false).unwrap_or_default()) {
             Step::Free => Ok(logits.clone()),
             Step::Force(t) => Self::force(logits, t),
             // The engine ends on EOS.
@@ -249,9 +197,7 @@ impl RequestLike for TokenRequest {
         None
     }
     fn take_sampling_params(&mut self) -> SamplingParams {
-        self.sampling
-            .take()
-            .unwrap_or_else(SamplingParams::deterministic)
+        self.sampling.take().unwrap_or_else(SamplingParams::deterministic)
     }
     fn take_web_search_options(&mut self) -> Option<mistralrs::WebSearchOptions> {
         None
@@ -263,38 +209,18 @@ impl ChatModel for MistralRsModel {
         &self.id
     }
 
-    fn generate(
-        &self,
-        messages: &[ChatMessage],
-        params: &GenerationParams,
-        cancel: &CancelFlag,
-        sink: Sink<'_>,
-    ) -> Result<Generation> {
+    fn generate(&self, messages: &[ChatMessage], params: &GenerationParams, cancel: &CancelFlag, sink: Sink<'_>) -> Result<Generation> {
         let _turn = self.turn.lock().unwrap_or_else(|p| p.into_inner());
         if cancel.is_cancelled() {
-            return Err(Error::Invalid(
-                "the request was cancelled before it started".into(),
-            ));
+            return Err(Error::Invalid("the request was cancelled before it started".into()));
         }
         let t0 = Instant::now();
         let mut ids = self.prompt_ids(messages, params.think)?;
         let prompt_text = self.decoder.decode(&ids, false).unwrap_or_default();
-        let (prefilled, budget) = prepare_thinking(
-            &mut ids,
-            &prompt_text,
-            params,
-            self.template_thinks,
-            &self.open_think,
-        );
+        let (prefilled, budget) = prepare_thinking(&mut ids, &prompt_text, params, self.template_thinks, &self.open_think);
         let prompt_tokens = ids.len();
         let control = Arc::new(TokenControl {
-            policy: Mutex::new(TokenPolicy::new(
-                self.close_think.clone(),
-                params.max_tokens,
-                budget,
-                prefilled,
-                cancel.clone(),
-            )),
+            policy: Mutex::new(TokenPolicy::new(self.close_think.clone(), params.max_tokens, budget, prefilled, cancel.clone())),
             prompt_len: prompt_tokens,
             decoder: self.decoder.clone(),
             eos: self.eos[0],
@@ -320,16 +246,8 @@ impl ChatModel for MistralRsModel {
         }
         // Hard cap: thinking + closing tag + answer + EOS.
         sampling.max_len = Some(budget + self.close_think.len() + params.max_tokens + 2);
-        sampling.stop_toks = if params.stop.is_empty() {
-            None
-        } else {
-            Some(StopTokens::Seqs(params.stop.clone()))
-        };
-        let request = TokenRequest {
-            ids: Some(ids),
-            sampling: Some(sampling),
-            processor: Some(control.clone()),
-        };
+        sampling.stop_toks = if params.stop.is_empty() { None } else { Some(StopTokens::Seqs(params.stop.clone())) };
+        let request = TokenRequest { ids: Some(ids), sampling: Some(sampling), processor: Some(control.clone()) };
 
         let mut splitter = ThinkSplitter::new(prefilled);
         let mut failure: Option<Error> = None;
@@ -404,9 +322,7 @@ impl ChatModel for MistralRsModel {
         // forced for max_tokens / cancel) unless the engine's length cap ended it or a
         // stop sequence did (whose tokens OpenAI counts).
         let engine_cap = finish_text.as_deref() == Some("length") && !st.length_forced;
-        let last_is_eos = st.steps > 0
-            && !engine_cap
-            && (params.stop.is_empty() || st.length_forced || st.cancelled);
+        let last_is_eos = st.steps > 0 && !engine_cap && (params.stop.is_empty() || st.length_forced || st.cancelled);
         let completion_tokens = st.steps - usize::from(last_is_eos);
         let reasoning_tokens = st.reasoning_tokens(completion_tokens, splitter.saw_thinking());
         let (content, thinking) = splitter.into_parts();

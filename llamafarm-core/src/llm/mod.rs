@@ -65,10 +65,7 @@ pub struct ChatMessage {
 impl ChatMessage {
     /// A message with `role` and `content`.
     pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
-        Self {
-            role: role.into(),
-            content: content.into(),
-        }
+        Self { role: role.into(), content: content.into() }
     }
 }
 
@@ -82,9 +79,7 @@ fn content_text<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<S
             let mut out = String::new();
             for p in parts {
                 match p.get("type").and_then(|t| t.as_str()) {
-                    Some("text") => {
-                        out.push_str(p.get("text").and_then(|t| t.as_str()).unwrap_or(""))
-                    }
+                    Some("text") => out.push_str(p.get("text").and_then(|t| t.as_str()).unwrap_or("")),
                     other => {
                         return Err(serde::de::Error::custom(format!(
                             "unsupported content part type {:?}: only text parts are accepted",
@@ -95,9 +90,7 @@ fn content_text<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<S
             }
             Ok(out)
         }
-        other => Err(serde::de::Error::custom(format!(
-            "content must be a string or a list of text parts, got {other}"
-        ))),
+        other => Err(serde::de::Error::custom(format!("content must be a string or a list of text parts, got {other}"))),
     }
 }
 
@@ -218,13 +211,7 @@ pub trait ChatModel: Send + Sync {
     /// The model id (`org/repo:QUANT`, or the remote model name).
     fn id(&self) -> &str;
     /// Generate a reply to `messages`, streaming pieces to `sink` as they arrive.
-    fn generate(
-        &self,
-        messages: &[ChatMessage],
-        params: &GenerationParams,
-        cancel: &CancelFlag,
-        sink: Sink<'_>,
-    ) -> Result<Generation>;
+    fn generate(&self, messages: &[ChatMessage], params: &GenerationParams, cancel: &CancelFlag, sink: Sink<'_>) -> Result<Generation>;
 }
 
 /// The in-process engine that runs a local GGUF.
@@ -239,17 +226,10 @@ pub enum LocalEngine {
 impl LocalEngine {
     /// Parse `mistralrs` / `mistral.rs` / `llamacpp` / `llama.cpp`.
     pub fn parse(s: &str) -> Result<Self> {
-        match s
-            .trim()
-            .to_ascii_lowercase()
-            .replace(['.', '-', '_'], "")
-            .as_str()
-        {
+        match s.trim().to_ascii_lowercase().replace(['.', '-', '_'], "").as_str() {
             "mistralrs" | "mistral" => Ok(Self::MistralRs),
             "llamacpp" | "llama" => Ok(Self::LlamaCpp),
-            other => Err(Error::Invalid(format!(
-                "unknown local LLM engine '{other}': use mistralrs or llamacpp"
-            ))),
+            other => Err(Error::Invalid(format!("unknown local LLM engine '{other}': use mistralrs or llamacpp"))),
         }
     }
 
@@ -257,13 +237,7 @@ impl LocalEngine {
     pub fn from_env() -> Result<Self> {
         match std::env::var("LF_LLM_ENGINE") {
             Ok(v) if !v.trim().is_empty() => Self::parse(&v),
-            _ if cfg!(all(
-                feature = "llm-llamacpp",
-                not(feature = "llm-mistralrs")
-            )) =>
-            {
-                Ok(Self::LlamaCpp)
-            }
+            _ if cfg!(all(feature = "llm-llamacpp", not(feature = "llm-mistralrs"))) => Ok(Self::LlamaCpp),
             _ => Ok(Self::MistralRs),
         }
     }
@@ -300,15 +274,7 @@ pub struct LocalOptions {
 impl LocalOptions {
     /// Defaults with the process's engine.
     pub fn from_env() -> Result<Self> {
-        Ok(Self {
-            engine: LocalEngine::from_env()?,
-            n_ctx: None,
-            n_batch: None,
-            n_threads: None,
-            use_mmap: None,
-            use_mlock: None,
-            requantize: None,
-        })
+        Ok(Self { engine: LocalEngine::from_env()?, n_ctx: None, n_batch: None, n_threads: None, use_mmap: None, use_mlock: None, requantize: None })
     }
 
     /// Read `extra_body` (wrong types are a clear error; unknown keys pass through).
@@ -318,29 +284,17 @@ impl LocalOptions {
         let num = |k: &str| -> Result<Option<u64>> {
             match x.get(k) {
                 None | Some(serde_json::Value::Null) => Ok(None),
-                Some(v) => v
-                    .as_u64()
-                    .filter(|n| *n >= 1 && *n <= u32::MAX as u64)
-                    .map(Some)
-                    .ok_or_else(|| {
-                        Error::Invalid(format!(
-                            "extra_body.{k} must be a positive integer, got {v}"
-                        ))
-                    }),
+                Some(v) => v.as_u64().filter(|n| *n >= 1 && *n <= u32::MAX as u64).map(Some).ok_or_else(|| Error::Invalid(format!("extra_body.{k} must be a positive integer, got {v}"))),
             }
         };
         let flag = |k: &str| -> Result<Option<bool>> {
             match x.get(k) {
                 None | Some(serde_json::Value::Null) => Ok(None),
-                Some(v) => v.as_bool().map(Some).ok_or_else(|| {
-                    Error::Invalid(format!("extra_body.{k} must be true or false, got {v}"))
-                }),
+                Some(v) => v.as_bool().map(Some).ok_or_else(|| Error::Invalid(format!("extra_body.{k} must be true or false, got {v}"))),
             }
         };
         if let Some(v) = x.get("engine") {
-            let s = v.as_str().ok_or_else(|| {
-                Error::Invalid(format!("extra_body.engine must be a string, got {v}"))
-            })?;
+            let s = v.as_str().ok_or_else(|| Error::Invalid(format!("extra_body.engine must be a string, got {v}")))?;
             o.engine = LocalEngine::parse(s)?;
         }
         o.n_ctx = num("n_ctx")?.map(|n| n as u32);
@@ -349,9 +303,7 @@ impl LocalOptions {
         o.use_mmap = flag("use_mmap")?;
         o.use_mlock = flag("use_mlock")?;
         if let Some(v) = x.get("requantize").filter(|v| !v.is_null()) {
-            let s = v.as_str().ok_or_else(|| {
-                Error::Invalid(format!("extra_body.requantize must be a string, got {v}"))
-            })?;
+            let s = v.as_str().ok_or_else(|| Error::Invalid(format!("extra_body.requantize must be a string, got {v}")))?;
             requant::parse_target(s)?;
             o.requantize = Some(s.trim().to_ascii_lowercase());
         }
@@ -383,57 +335,34 @@ pub enum ChatModelSpec {
 impl ChatModelSpec {
     /// Map a `runtime.models[]` entry (env variables already substituted).
     pub fn from_config(m: &ModelConfig) -> Result<Self> {
-        let base = |default: &str| {
-            m.base_url
-                .clone()
-                .filter(|s| !s.trim().is_empty())
-                .unwrap_or_else(|| default.to_string())
-        };
+        let base = |default: &str| m.base_url.clone().filter(|s| !s.trim().is_empty()).unwrap_or_else(|| default.to_string());
         match m.provider.as_str() {
             // The Universal Runtime is us: run the model in this process.
-            "universal" => Ok(ChatModelSpec::LocalGguf {
-                id: m.model.clone(),
-                options: LocalOptions::from_extra_body(m.extra_body.as_ref())?,
-            }),
+            "universal" => Ok(ChatModelSpec::LocalGguf { id: m.model.clone(), options: LocalOptions::from_extra_body(m.extra_body.as_ref())? }),
             "openai" => Ok(ChatModelSpec::Http {
                 base_url: base("https://api.openai.com/v1"),
                 model: m.model.clone(),
-                api_key: m
-                    .api_key
-                    .clone()
-                    .or_else(|| std::env::var("OPENAI_API_KEY").ok()),
+                api_key: m.api_key.clone().or_else(|| std::env::var("OPENAI_API_KEY").ok()),
             }),
             "ollama" => Ok(ChatModelSpec::Http {
                 base_url: crate::embed::openai_base(&base("http://localhost:11434")),
                 model: m.model.clone(),
                 api_key: m.api_key.clone(),
             }),
-            "lemonade" => Ok(ChatModelSpec::Http {
-                base_url: base("http://localhost:8000/api/v1"),
-                model: m.model.clone(),
-                api_key: m.api_key.clone(),
-            }),
-            other => Err(Error::Invalid(format!(
-                "model '{}': unknown provider '{other}'",
-                m.name
-            ))),
+            "lemonade" => Ok(ChatModelSpec::Http { base_url: base("http://localhost:8000/api/v1"), model: m.model.clone(), api_key: m.api_key.clone() }),
+            other => Err(Error::Invalid(format!("model '{}': unknown provider '{other}'", m.name))),
         }
     }
 
     /// A local GGUF with the process's default engine and settings.
     pub fn local(id: &str) -> Result<Self> {
-        Ok(ChatModelSpec::LocalGguf {
-            id: id.to_string(),
-            options: LocalOptions::from_env()?,
-        })
+        Ok(ChatModelSpec::LocalGguf { id: id.to_string(), options: LocalOptions::from_env()? })
     }
 
     fn key(&self) -> String {
         match self {
             ChatModelSpec::LocalGguf { id, options } => format!("local:{id}|{options:?}"),
-            ChatModelSpec::Http {
-                base_url, model, ..
-            } => format!("http:{base_url}|{model}"),
+            ChatModelSpec::Http { base_url, model, .. } => format!("http:{base_url}|{model}"),
         }
     }
 }
@@ -468,16 +397,8 @@ pub struct LlmEngine {
 
 impl Default for LlmEngine {
     fn default() -> Self {
-        let secs = std::env::var("LF_MODEL_UNLOAD_TIMEOUT")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(DEFAULT_UNLOAD_TIMEOUT_S);
-        Self {
-            loaded: Mutex::new(HashMap::new()),
-            loading: Mutex::new(HashMap::new()),
-            reaper: std::sync::Once::new(),
-            unload_after: Duration::from_secs(secs),
-        }
+        let secs = std::env::var("LF_MODEL_UNLOAD_TIMEOUT").ok().and_then(|s| s.parse().ok()).unwrap_or(DEFAULT_UNLOAD_TIMEOUT_S);
+        Self { loaded: Mutex::new(HashMap::new()), loading: Mutex::new(HashMap::new()), reaper: std::sync::Once::new(), unload_after: Duration::from_secs(secs) }
     }
 }
 
@@ -487,12 +408,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl LlmEngine {
     /// The model for `spec`, loading it on first use (one load even under concurrent first calls).
-    pub fn get(
-        self: &Arc<Self>,
-        spec: &ChatModelSpec,
-        keep_loaded: bool,
-        models: &ModelCache,
-    ) -> Result<Arc<dyn ChatModel>> {
+    pub fn get(self: &Arc<Self>, spec: &ChatModelSpec, keep_loaded: bool, models: &ModelCache) -> Result<Arc<dyn ChatModel>> {
         let key = spec.key();
         if let Some(m) = self.touch(&key, keep_loaded) {
             return Ok(m);
@@ -504,24 +420,9 @@ impl LlmEngine {
         }
         let (model, local): (Arc<dyn ChatModel>, bool) = match spec {
             ChatModelSpec::LocalGguf { id, options } => (load_local(id, options, models)?, true),
-            ChatModelSpec::Http {
-                base_url,
-                model,
-                api_key,
-            } => (
-                Arc::new(OpenAiChatModel::new(base_url, model, api_key.clone())),
-                false,
-            ),
+            ChatModelSpec::Http { base_url, model, api_key } => (Arc::new(OpenAiChatModel::new(base_url, model, api_key.clone())), false),
         };
-        lock(&self.loaded).insert(
-            key,
-            Loaded {
-                model: model.clone(),
-                last_used: Instant::now(),
-                keep_loaded,
-                local,
-            },
-        );
+        lock(&self.loaded).insert(key, Loaded { model: model.clone(), last_used: Instant::now(), keep_loaded, local });
         if local {
             self.start_reaper();
         }
@@ -557,30 +458,22 @@ impl LlmEngine {
     pub fn unload_idle(&self, max_idle: Duration) -> usize {
         let mut map = lock(&self.loaded);
         let before = map.len();
-        map.retain(|_, l| {
-            !l.local
-                || l.keep_loaded
-                || l.last_used.elapsed() < max_idle
-                || Arc::strong_count(&l.model) > 1
-        });
+        map.retain(|_, l| !l.local || l.keep_loaded || l.last_used.elapsed() < max_idle || Arc::strong_count(&l.model) > 1);
         before - map.len()
     }
 
     fn start_reaper(self: &Arc<Self>) {
         self.reaper.call_once(|| {
             let weak = Arc::downgrade(self);
-            let every =
-                (self.unload_after / 4).clamp(Duration::from_secs(1), Duration::from_secs(30));
-            let _ = std::thread::Builder::new()
-                .name("lf-model-reaper".into())
-                .spawn(move || loop {
-                    std::thread::sleep(every);
-                    let Some(engine) = weak.upgrade() else { return };
-                    let n = engine.unload_idle(engine.unload_after);
-                    if n > 0 {
-                        tracing::info!(unloaded = n, "unloaded idle chat models");
-                    }
-                });
+            let every = (self.unload_after / 4).clamp(Duration::from_secs(1), Duration::from_secs(30));
+            let _ = std::thread::Builder::new().name("lf-model-reaper".into()).spawn(move || loop {
+                std::thread::sleep(every);
+                let Some(engine) = weak.upgrade() else { return };
+                let n = engine.unload_idle(engine.unload_after);
+                if n > 0 {
+                    tracing::info!(unloaded = n, "unloaded idle chat models");
+                }
+            });
         });
     }
 }
@@ -612,17 +505,10 @@ fn load_local(id: &str, options: &LocalOptions, models: &ModelCache) -> Result<A
 }
 
 /// Check a generation request's settings (the 422s of the API).
-pub fn validate_params(
-    temperature: Option<f64>,
-    top_p: Option<f64>,
-    max_tokens: Option<i64>,
-    thinking_budget: Option<i64>,
-) -> Result<()> {
+pub fn validate_params(temperature: Option<f64>, top_p: Option<f64>, max_tokens: Option<i64>, thinking_budget: Option<i64>) -> Result<()> {
     if let Some(t) = temperature {
         if !(0.0..=2.0).contains(&t) || t.is_nan() {
-            return Err(Error::Invalid(format!(
-                "temperature must be between 0 and 2, got {t}"
-            )));
+            return Err(Error::Invalid(format!("temperature must be between 0 and 2, got {t}")));
         }
     }
     if let Some(p) = top_p {
@@ -632,21 +518,15 @@ pub fn validate_params(
     }
     if let Some(m) = max_tokens {
         if m < 1 {
-            return Err(Error::Invalid(format!(
-                "max_tokens must be at least 1, got {m}"
-            )));
+            return Err(Error::Invalid(format!("max_tokens must be at least 1, got {m}")));
         }
         if m > 1_000_000 {
-            return Err(Error::Invalid(format!(
-                "max_tokens must be at most 1000000, got {m}"
-            )));
+            return Err(Error::Invalid(format!("max_tokens must be at most 1000000, got {m}")));
         }
     }
     if let Some(b) = thinking_budget {
         if !(1..=1_000_000).contains(&b) {
-            return Err(Error::Invalid(format!(
-                "thinking_budget must be between 1 and 1000000, got {b}"
-            )));
+            return Err(Error::Invalid(format!("thinking_budget must be between 1 and 1000000, got {b}")));
         }
     }
     Ok(())
@@ -655,17 +535,11 @@ pub fn validate_params(
 /// Check messages: at least one, known roles.
 pub fn validate_messages(messages: &[ChatMessage]) -> Result<()> {
     if messages.is_empty() {
-        return Err(Error::Invalid(
-            "messages must contain at least one message".into(),
-        ));
+        return Err(Error::Invalid("messages must contain at least one message".into()));
     }
     for (i, m) in messages.iter().enumerate() {
         if !ROLES.contains(&m.role.as_str()) {
-            return Err(Error::Invalid(format!(
-                "messages[{i}].role: must be one of {}, got '{}'",
-                ROLES.join(", "),
-                m.role
-            )));
+            return Err(Error::Invalid(format!("messages[{i}].role: must be one of {}, got '{}'", ROLES.join(", "), m.role)));
         }
     }
     Ok(())
@@ -677,18 +551,11 @@ mod tests {
 
     #[test]
     fn content_accepts_strings_null_and_text_parts() {
-        let m: ChatMessage = serde_json::from_str(
-            r#"{"role":"user","content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]}"#,
-        )
-        .unwrap();
+        let m: ChatMessage = serde_json::from_str(r#"{"role":"user","content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]}"#).unwrap();
         assert_eq!(m.content, "ab");
-        let m: ChatMessage =
-            serde_json::from_str(r#"{"role":"assistant","content":null}"#).unwrap();
+        let m: ChatMessage = serde_json::from_str(r#"{"role":"assistant","content":null}"#).unwrap();
         assert_eq!(m.content, "");
-        assert!(serde_json::from_str::<ChatMessage>(
-            r#"{"role":"user","content":[{"type":"image_url"}]}"#
-        )
-        .is_err());
+        assert!(serde_json::from_str::<ChatMessage>(r#"{"role":"user","content":[{"type":"image_url"}]}"#).is_err());
         assert!(serde_json::from_str::<ChatMessage>(r#"{"role":"user","content":5}"#).is_err());
     }
 
@@ -707,59 +574,23 @@ mod tests {
 
     #[test]
     fn specs_from_config() {
-        let m = ModelConfig {
-            name: "m".into(),
-            provider: "ollama".into(),
-            model: "llama3".into(),
-            ..Default::default()
-        };
+        let m = ModelConfig { name: "m".into(), provider: "ollama".into(), model: "llama3".into(), ..Default::default() };
         assert_eq!(
             ChatModelSpec::from_config(&m).unwrap(),
-            ChatModelSpec::Http {
-                base_url: "http://localhost:11434/v1".into(),
-                model: "llama3".into(),
-                api_key: None
-            }
+            ChatModelSpec::Http { base_url: "http://localhost:11434/v1".into(), model: "llama3".into(), api_key: None }
         );
-        let m = ModelConfig {
-            name: "m".into(),
-            provider: "universal".into(),
-            model: "a/b:Q4_1".into(),
-            ..Default::default()
-        };
-        let ChatModelSpec::LocalGguf { id, options } = ChatModelSpec::from_config(&m).unwrap()
-        else {
-            panic!("not local")
-        };
+        let m = ModelConfig { name: "m".into(), provider: "universal".into(), model: "a/b:Q4_1".into(), ..Default::default() };
+        let ChatModelSpec::LocalGguf { id, options } = ChatModelSpec::from_config(&m).unwrap() else { panic!("not local") };
         assert_eq!(id, "a/b:Q4_1");
         assert_eq!(options.n_ctx, None);
         let extra: crate::config::ConfigMap = serde_json::from_str(r#"{"engine": "llama.cpp", "n_ctx": 2048, "n_threads": 2, "use_mmap": false, "cache_type_k": "q8_0"}"#).unwrap();
         let o = LocalOptions::from_extra_body(Some(&extra)).unwrap();
-        assert_eq!(
-            (o.engine, o.n_ctx, o.n_threads, o.use_mmap),
-            (LocalEngine::LlamaCpp, Some(2048), Some(2), Some(false))
-        );
-        let extra: crate::config::ConfigMap =
-            serde_json::from_str(r#"{"requantize": "Q8_0"}"#).unwrap();
-        assert_eq!(
-            LocalOptions::from_extra_body(Some(&extra))
-                .unwrap()
-                .requantize
-                .as_deref(),
-            Some("q8_0")
-        );
-        for bad in [
-            r#"{"requantize": "q2_k"}"#,
-            r#"{"engine": "vllm"}"#,
-            r#"{"n_ctx": -1}"#,
-            r#"{"n_batch": "big"}"#,
-            r#"{"use_mlock": 1}"#,
-        ] {
+        assert_eq!((o.engine, o.n_ctx, o.n_threads, o.use_mmap), (LocalEngine::LlamaCpp, Some(2048), Some(2), Some(false)));
+        let extra: crate::config::ConfigMap = serde_json::from_str(r#"{"requantize": "Q8_0"}"#).unwrap();
+        assert_eq!(LocalOptions::from_extra_body(Some(&extra)).unwrap().requantize.as_deref(), Some("q8_0"));
+        for bad in [r#"{"requantize": "q2_k"}"#, r#"{"engine": "vllm"}"#, r#"{"n_ctx": -1}"#, r#"{"n_batch": "big"}"#, r#"{"use_mlock": 1}"#] {
             let extra: crate::config::ConfigMap = serde_json::from_str(bad).unwrap();
-            assert!(
-                LocalOptions::from_extra_body(Some(&extra)).is_err(),
-                "{bad}"
-            );
+            assert!(LocalOptions::from_extra_body(Some(&extra)).is_err(), "{bad}");
         }
     }
 }

@@ -1,10 +1,7 @@
 //! Any OpenAI-compatible `/v1/chat/completions` endpoint, streamed (SSE).
 
 use super::think::ThinkSplitter;
-use super::{
-    CancelFlag, ChatMessage, ChatModel, FinishReason, Generation, GenerationParams, Sink,
-    StreamEvent,
-};
+use super::{CancelFlag, ChatMessage, ChatModel, FinishReason, Generation, GenerationParams, Sink, StreamEvent};
 use crate::error::{Error, Result};
 use serde_json::{json, Value};
 use std::io::BufRead;
@@ -27,12 +24,7 @@ impl OpenAiChatModel {
             .http_status_as_error(false)
             .build()
             .into();
-        Self {
-            base_url: base_url.trim_end_matches('/').to_string(),
-            model: model.to_string(),
-            api_key,
-            agent,
-        }
+        Self { base_url: base_url.trim_end_matches('/').to_string(), model: model.to_string(), api_key, agent }
     }
 
     fn body(&self, messages: &[ChatMessage], p: &GenerationParams) -> Value {
@@ -69,13 +61,7 @@ impl ChatModel for OpenAiChatModel {
         &self.model
     }
 
-    fn generate(
-        &self,
-        messages: &[ChatMessage],
-        params: &GenerationParams,
-        cancel: &CancelFlag,
-        sink: Sink<'_>,
-    ) -> Result<Generation> {
+    fn generate(&self, messages: &[ChatMessage], params: &GenerationParams, cancel: &CancelFlag, sink: Sink<'_>) -> Result<Generation> {
         let t0 = Instant::now();
         let url = format!("{}/chat/completions", self.base_url);
         let mut req = self.agent.post(&url).header("Accept", "text/event-stream");
@@ -90,16 +76,9 @@ impl ChatModel for OpenAiChatModel {
             let text = resp.into_body().read_to_string().unwrap_or_default();
             let msg = serde_json::from_str::<Value>(&text)
                 .ok()
-                .and_then(|v| {
-                    v["error"]["message"]
-                        .as_str()
-                        .or(v["detail"].as_str())
-                        .map(str::to_string)
-                })
+                .and_then(|v| v["error"]["message"].as_str().or(v["detail"].as_str()).map(str::to_string))
                 .unwrap_or(text);
-            return Err(Error::Unavailable(format!(
-                "chat endpoint {url} answered {status}: {msg}"
-            )));
+            return Err(Error::Unavailable(format!("chat endpoint {url} answered {status}: {msg}")));
         }
         let reader = std::io::BufReader::new(resp.into_body().into_reader());
         let mut splitter = ThinkSplitter::new(false);
@@ -113,33 +92,22 @@ impl ChatModel for OpenAiChatModel {
             if cancel.is_cancelled() || gone {
                 break;
             }
-            let line = line.map_err(|e| {
-                Error::Unavailable(format!("chat endpoint {url}: stream broke: {e}"))
-            })?;
-            let Some(data) = line.strip_prefix("data:") else {
-                continue;
-            };
+            let line = line.map_err(|e| Error::Unavailable(format!("chat endpoint {url}: stream broke: {e}")))?;
+            let Some(data) = line.strip_prefix("data:") else { continue };
             let data = data.trim();
             if data == "[DONE]" {
                 break;
             }
-            let Ok(v) = serde_json::from_str::<Value>(data) else {
-                continue;
-            };
+            let Ok(v) = serde_json::from_str::<Value>(data) else { continue };
             if let Some(msg) = v["error"]["message"].as_str() {
                 return Err(Error::Unavailable(format!("chat endpoint {url}: {msg}")));
             }
             if v["usage"].is_object() {
                 usage = Some(v["usage"].clone());
             }
-            let Some(choice) = v["choices"].get(0) else {
-                continue;
-            };
+            let Some(choice) = v["choices"].get(0) else { continue };
             let delta = &choice["delta"];
-            let reasoning = delta["reasoning_content"]
-                .as_str()
-                .or(delta["reasoning"].as_str())
-                .unwrap_or("");
+            let reasoning = delta["reasoning_content"].as_str().or(delta["reasoning"].as_str()).unwrap_or("");
             let content = delta["content"].as_str().unwrap_or("");
             if !reasoning.is_empty() || !content.is_empty() {
                 chunks += 1;
@@ -166,12 +134,7 @@ impl ChatModel for OpenAiChatModel {
         if !direct_thinking.is_empty() {
             thinking = Some(direct_thinking.trim().to_string());
         }
-        let u = |k: &str| {
-            usage
-                .as_ref()
-                .and_then(|u| u[k].as_u64())
-                .map(|x| x as usize)
-        };
+        let u = |k: &str| usage.as_ref().and_then(|u| u[k].as_u64()).map(|x| x as usize);
         let approx_prompt = messages.iter().map(|m| m.content.len() / 4 + 4).sum();
         let completion_tokens = u("completion_tokens").unwrap_or(chunks);
         let reasoning_tokens = usage

@@ -25,25 +25,17 @@ fn slow(t: GgmlDType) -> bool {
 pub fn parse_target(s: &str) -> Result<GgmlDType> {
     match s.trim().to_ascii_lowercase().as_str() {
         "q8_0" => Ok(GgmlDType::Q8_0),
-        other => Err(Error::Invalid(format!(
-            "extra_body.requantize: unsupported type '{other}' (use q8_0)"
-        ))),
+        other => Err(Error::Invalid(format!("extra_body.requantize: unsupported type '{other}' (use q8_0)"))),
     }
 }
 
 /// Path of the re-quantised copy of `src` (written on first use, reused after).
 pub fn requantized(src: &Path, target: GgmlDType) -> Result<PathBuf> {
-    let name = src
-        .file_stem()
-        .map(|s| s.to_string_lossy().to_string())
-        .unwrap_or_else(|| "model".into());
+    let name = src.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_else(|| "model".into());
     let tag = format!("{target:?}").to_ascii_lowercase();
     let dst = src.with_file_name(format!("{name}.lf-{tag}.gguf"));
     let fresh = |p: &Path| -> Option<bool> {
-        let (a, b) = (
-            std::fs::metadata(p).ok()?.modified().ok()?,
-            std::fs::metadata(src).ok()?.modified().ok()?,
-        );
+        let (a, b) = (std::fs::metadata(p).ok()?.modified().ok()?, std::fs::metadata(src).ok()?.modified().ok()?);
         Some(a >= b)
     };
     if fresh(&dst) == Some(true) {
@@ -51,12 +43,7 @@ pub fn requantized(src: &Path, target: GgmlDType) -> Result<PathBuf> {
     }
     let t0 = std::time::Instant::now();
     let mut f = std::fs::File::open(src).map_err(|e| Error::io(src, e))?;
-    let ct = gguf_file::Content::read(&mut f).map_err(|e| {
-        Error::Invalid(format!(
-            "{} is not a readable GGUF file: {e}",
-            src.display()
-        ))
-    })?;
+    let ct = gguf_file::Content::read(&mut f).map_err(|e| Error::Invalid(format!("{} is not a readable GGUF file: {e}", src.display())))?;
     let mut names: Vec<&String> = ct.tensor_infos.keys().collect();
     names.sort_by_key(|n| ct.tensor_infos[*n].offset);
     let mut tensors: Vec<(String, QTensor)> = Vec::with_capacity(names.len());
@@ -71,17 +58,13 @@ pub fn requantized(src: &Path, target: GgmlDType) -> Result<PathBuf> {
         };
         tensors.push((n.clone(), q));
     }
-    let meta: Vec<(&str, &gguf_file::Value)> =
-        ct.metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let meta: Vec<(&str, &gguf_file::Value)> = ct.metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, q)| (n.as_str(), q)).collect();
     let tmp = dst.with_extension(format!("tmp-{}", std::process::id()));
     let write = || -> Result<()> {
-        let mut out =
-            std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?);
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?);
         gguf_file::write(&mut out, &meta, &refs).map_err(ce)?;
-        let file = out
-            .into_inner()
-            .map_err(|e| Error::io(&tmp, e.into_error()))?;
+        let file = out.into_inner().map_err(|e| Error::io(&tmp, e.into_error()))?;
         file.sync_all().map_err(|e| Error::io(&tmp, e))?;
         std::fs::rename(&tmp, &dst).map_err(|e| Error::io(&dst, e))
     };
@@ -106,12 +89,7 @@ mod tests {
         let f32t = QTensor::quantize(&a, GgmlDType::F32).unwrap();
         let v = gguf_file::Value::String("x".into());
         let mut out = std::fs::File::create(&src).unwrap();
-        gguf_file::write(
-            &mut out,
-            &[("general.name", &v)],
-            &[("w", &q41), ("norm", &f32t)],
-        )
-        .unwrap();
+        gguf_file::write(&mut out, &[("general.name", &v)], &[("w", &q41), ("norm", &f32t)]).unwrap();
         drop(out);
         let dst = requantized(&src, GgmlDType::Q8_0).unwrap();
         assert!(dst.to_string_lossy().ends_with("m.lf-q8_0.gguf"));
@@ -120,23 +98,10 @@ mod tests {
         assert_eq!(ct.metadata["general.name"].to_string().unwrap(), "x");
         let w = ct.tensor(&mut f, "w", &Device::Cpu).unwrap();
         assert_eq!(w.dtype(), GgmlDType::Q8_0);
-        assert_eq!(
-            ct.tensor(&mut f, "norm", &Device::Cpu).unwrap().dtype(),
-            GgmlDType::F32
-        );
+        assert_eq!(ct.tensor(&mut f, "norm", &Device::Cpu).unwrap().dtype(), GgmlDType::F32);
         // Q8_0 of the Q4_1 values is within Q8_0's step of them.
-        let (x, y) = (
-            q41.dequantize(&Device::Cpu).unwrap(),
-            w.dequantize(&Device::Cpu).unwrap(),
-        );
-        let diff: f32 = (x - y)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar()
-            .unwrap();
+        let (x, y) = (q41.dequantize(&Device::Cpu).unwrap(), w.dequantize(&Device::Cpu).unwrap());
+        let diff: f32 = (x - y).unwrap().abs().unwrap().max_all().unwrap().to_scalar().unwrap();
         assert!(diff < 0.05, "{diff}");
         // Reused, not rewritten.
         let t = std::fs::metadata(&dst).unwrap().modified().unwrap();

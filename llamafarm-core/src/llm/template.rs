@@ -25,38 +25,21 @@ impl ChatTemplate {
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.set_lstrip_blocks(true);
         env.set_trim_blocks(true);
-        env.add_function(
-            "raise_exception",
-            |msg: String| -> std::result::Result<String, minijinja::Error> {
-                Err(minijinja::Error::new(ErrorKind::InvalidOperation, msg))
-            },
-        );
-        env.add_function("strftime_now", |fmt: String| {
-            chrono::Utc::now().format(&fmt).to_string()
+        env.add_function("raise_exception", |msg: String| -> std::result::Result<String, minijinja::Error> {
+            Err(minijinja::Error::new(ErrorKind::InvalidOperation, msg))
         });
+        env.add_function("strftime_now", |fmt: String| chrono::Utc::now().format(&fmt).to_string());
         // Python slicing that minijinja lacks.
         let src = source.replace("[::-1]", "|reverse");
-        env.add_template_owned("chat", src).map_err(|e| {
-            Error::Invalid(format!("the model's chat template does not compile: {e}"))
-        })?;
-        Ok(Self {
-            env,
-            bos: bos.to_string(),
-            eos: eos.to_string(),
-            thinks: source.contains("enable_thinking"),
-        })
+        env.add_template_owned("chat", src).map_err(|e| Error::Invalid(format!("the model's chat template does not compile: {e}")))?;
+        Ok(Self { env, bos: bos.to_string(), eos: eos.to_string(), thinks: source.contains("enable_thinking") })
     }
 
     /// Render `messages` with the generation prompt appended.
     pub fn render(&self, messages: &[ChatMessage], think: bool) -> Result<String> {
-        let t = self
-            .env
-            .get_template("chat")
-            .map_err(|e| Error::Internal(format!("chat template: {e}")))?;
-        let msgs: Vec<minijinja::Value> = messages
-            .iter()
-            .map(|m| context! { role => m.role.clone(), content => m.content.clone() })
-            .collect();
+        let t = self.env.get_template("chat").map_err(|e| Error::Internal(format!("chat template: {e}")))?;
+        let msgs: Vec<minijinja::Value> =
+            messages.iter().map(|m| context! { role => m.role.clone(), content => m.content.clone() }).collect();
         t.render(context! {
             messages => msgs,
             add_generation_prompt => true,
@@ -83,15 +66,7 @@ mod tests {
             s,
             "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
         );
-        let s = t
-            .render(
-                &[
-                    ChatMessage::new("system", "Be brief."),
-                    ChatMessage::new("user", "Hi"),
-                ],
-                false,
-            )
-            .unwrap();
+        let s = t.render(&[ChatMessage::new("system", "Be brief."), ChatMessage::new("user", "Hi")], false).unwrap();
         assert!(s.starts_with("<|im_start|>system\nBe brief.<|im_end|>\n"));
         assert!(!t.thinks);
     }
@@ -99,17 +74,8 @@ mod tests {
     #[test]
     fn python_methods_and_exceptions() {
         let t = ChatTemplate::new("{{ messages[0]['content'].strip() }}{% if messages|length > 1 %}{{ raise_exception('one message only') }}{% endif %}", "", "").unwrap();
-        assert_eq!(
-            t.render(&[ChatMessage::new("user", "  x  ")], false)
-                .unwrap(),
-            "x"
-        );
-        let e = t
-            .render(
-                &[ChatMessage::new("user", "a"), ChatMessage::new("user", "b")],
-                false,
-            )
-            .unwrap_err();
+        assert_eq!(t.render(&[ChatMessage::new("user", "  x  ")], false).unwrap(), "x");
+        let e = t.render(&[ChatMessage::new("user", "a"), ChatMessage::new("user", "b")], false).unwrap_err();
         assert!(e.to_string().contains("one message only"), "{e}");
         assert!(ChatTemplate::new("{% for %}", "", "").is_err());
     }

@@ -40,21 +40,14 @@ pub struct ThinkSplitter {
 
 /// Length of the longest suffix of `s` that is a proper prefix of `tag`.
 fn partial_tag_suffix(s: &str, tag: &str) -> usize {
-    (1..tag.len())
-        .rev()
-        .find(|&k| s.ends_with(&tag[..k]))
-        .unwrap_or(0)
+    (1..tag.len()).rev().find(|&k| s.ends_with(&tag[..k])).unwrap_or(0)
 }
 
 impl ThinkSplitter {
     /// `in_thinking`: the prompt already opened the block (prefilled `<think>`).
     pub fn new(in_thinking: bool) -> Self {
         Self {
-            mode: if in_thinking {
-                Mode::Thinking
-            } else {
-                Mode::Start
-            },
+            mode: if in_thinking { Mode::Thinking } else { Mode::Start },
             buf: String::new(),
             thinking: String::new(),
             content: String::new(),
@@ -92,11 +85,7 @@ impl ThinkSplitter {
     }
 
     fn emit_thinking(&mut self, text: &str, out: &mut dyn FnMut(StreamEvent<'_>)) {
-        let text = if self.thinking.is_empty() {
-            text.trim_start()
-        } else {
-            text
-        };
+        let text = if self.thinking.is_empty() { text.trim_start() } else { text };
         if text.is_empty() {
             return;
         }
@@ -200,10 +189,7 @@ mod tests {
 
     #[test]
     fn split_tags_across_pieces() {
-        let (c, t, th, co) = run(
-            false,
-            &["  <", "thi", "nk>a b", "</", "think>", "\n\nanswer"],
-        );
+        let (c, t, th, co) = run(false, &["  <", "thi", "nk>a b", "</", "think>", "\n\nanswer"]);
         assert_eq!(c, "answer");
         assert_eq!(t.as_deref(), Some("a b"));
         assert_eq!(th, "a b");

@@ -17,9 +17,7 @@ pub fn validate_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 128
         && !name.starts_with('.')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
     if ok {
         Ok(())
     } else {
@@ -39,10 +37,7 @@ pub fn version_name(name: &str, overwrite: bool, existing: &[String]) -> String 
     if !existing.iter().any(|e| e == &base) {
         return base;
     }
-    (2..)
-        .map(|i| format!("{base}_{i}"))
-        .find(|c| !existing.iter().any(|e| e == c))
-        .unwrap_or(base)
+    (2..).map(|i| format!("{base}_{i}")).find(|c| !existing.iter().any(|e| e == c)).unwrap_or(base)
 }
 
 /// True when `candidate` is `base` or a version of it (`{base}_{8 digits}_{6 digits}[_{n}]`).
@@ -50,19 +45,12 @@ pub fn is_version_of(candidate: &str, base: &str) -> bool {
     if candidate == base {
         return true;
     }
-    let Some(rest) = candidate
-        .strip_prefix(base)
-        .and_then(|r| r.strip_prefix('_'))
-    else {
-        return false;
-    };
+    let Some(rest) = candidate.strip_prefix(base).and_then(|r| r.strip_prefix('_')) else { return false };
     let parts: Vec<&str> = rest.split('_').collect();
     let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
     match parts.as_slice() {
         [d, t] => digits(d, 8) && digits(t, 6),
-        [d, t, n] => {
-            digits(d, 8) && digits(t, 6) && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
-        }
+        [d, t, n] => digits(d, 8) && digits(t, 6) && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()),
         _ => false,
     }
 }
@@ -80,11 +68,7 @@ pub fn resolve(requested: &str, stored: &[String]) -> Option<String> {
                 let n: u64 = it.next().and_then(|s| s.parse().ok()).unwrap_or(1);
                 (ts, n)
             };
-            stored
-                .iter()
-                .filter(|n| is_version_of(n, base))
-                .max_by_key(|n| key(n))
-                .cloned()
+            stored.iter().filter(|n| is_version_of(n, base)).max_by_key(|n| key(n)).cloned()
         }
         None => stored.iter().find(|n| *n == requested).cloned(),
     }
@@ -96,20 +80,11 @@ mod tests {
 
     #[test]
     fn versions_and_latest() {
-        let stored: Vec<String> = [
-            "intent",
-            "intent_20260101_120000",
-            "intent_20261130_090000",
-            "intent_20261130_090000_2",
-            "intentx_20990101_000000",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        assert_eq!(
-            resolve("intent-latest", &stored).as_deref(),
-            Some("intent_20261130_090000_2")
-        );
+        let stored: Vec<String> = ["intent", "intent_20260101_120000", "intent_20261130_090000", "intent_20261130_090000_2", "intentx_20990101_000000"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(resolve("intent-latest", &stored).as_deref(), Some("intent_20261130_090000_2"));
         assert_eq!(resolve("intent", &stored).as_deref(), Some("intent"));
         assert_eq!(resolve("nope-latest", &stored), None);
         assert_eq!(resolve("nope", &stored), None);

@@ -75,48 +75,29 @@ pub struct DocumentSummary {
 fn summary(cfg: &LlamaFarmConfig, db: &DatabaseConfig) -> DatabaseSummary {
     let default_db = cfg.default_database().map(|d| d.name.clone());
     let embs = cfg.embedding_strategies_of(db);
-    let default_emb = db
-        .default_embedding_strategy
-        .clone()
-        .or_else(|| embs.first().map(|e| e.name.clone()));
+    let default_emb = db.default_embedding_strategy.clone().or_else(|| embs.first().map(|e| e.name.clone()));
     let rets = cfg.retrieval_strategies_of(db);
-    let default_ret = db.default_retrieval_strategy.clone().or_else(|| {
-        rets.iter()
-            .find(|r| r.default == Some(true))
-            .or(rets.first())
-            .map(|r| r.name.clone())
-    });
+    let default_ret = db
+        .default_retrieval_strategy
+        .clone()
+        .or_else(|| rets.iter().find(|r| r.default == Some(true)).or(rets.first()).map(|r| r.name.clone()));
     DatabaseSummary {
         name: db.name.clone(),
         kind: db.kind.clone(),
         is_default: default_db.as_deref() == Some(db.name.as_str()),
         embedding_strategies: embs
             .iter()
-            .map(|e| StrategySummary {
-                name: e.name.clone(),
-                kind: e.kind.clone(),
-                priority: Some(e.priority.unwrap_or(0)),
-                is_default: Some(&e.name) == default_emb.as_ref(),
-            })
+            .map(|e| StrategySummary { name: e.name.clone(), kind: e.kind.clone(), priority: Some(e.priority.unwrap_or(0)), is_default: Some(&e.name) == default_emb.as_ref() })
             .collect(),
         retrieval_strategies: rets
             .iter()
-            .map(|r| StrategySummary {
-                name: r.name.clone(),
-                kind: r.kind.clone(),
-                priority: None,
-                is_default: Some(&r.name) == default_ret.as_ref(),
-            })
+            .map(|r| StrategySummary { name: r.name.clone(), kind: r.kind.clone(), priority: None, is_default: Some(&r.name) == default_ret.as_ref() })
             .collect(),
     }
 }
 
 fn dependents(cfg: &LlamaFarmConfig, db: &str) -> Vec<String> {
-    cfg.dataset_list()
-        .iter()
-        .filter(|d| d.database == db)
-        .map(|d| d.name.clone())
-        .collect()
+    cfg.dataset_list().iter().filter(|d| d.database == db).map(|d| d.name.clone()).collect()
 }
 
 impl Rag {
@@ -130,14 +111,8 @@ impl Rag {
     /// One database in detail.
     pub fn database(&self, name: &str) -> Result<DatabaseInfo> {
         let cfg = self.project.config()?;
-        let db = cfg
-            .database(name)
-            .cloned()
-            .ok_or_else(|| Error::not_found(format!("Database '{name}'")))?;
-        Ok(DatabaseInfo {
-            dependent_datasets: dependents(&cfg, name),
-            config: db,
-        })
+        let db = cfg.database(name).cloned().ok_or_else(|| Error::not_found(format!("Database '{name}'")))?;
+        Ok(DatabaseInfo { dependent_datasets: dependents(&cfg, name), config: db })
     }
 
     /// Add a database to the config (validated). 409 if the name exists.
@@ -149,17 +124,12 @@ impl Rag {
             }
             let rag = cfg.rag.get_or_insert_with(RagConfig::default);
             rag.databases.get_or_insert_with(Vec::new).push(db);
-            if rag.default_database.is_none()
-                && rag.databases.as_ref().is_some_and(|d| d.len() == 1)
-            {
+            if rag.default_database.is_none() && rag.databases.as_ref().is_some_and(|d| d.len() == 1) {
                 rag.default_database = Some(name.clone());
             }
             Ok(())
         })?;
-        let db = cfg
-            .database(&name)
-            .cloned()
-            .ok_or_else(|| Error::Internal("database vanished".into()))?;
+        let db = cfg.database(&name).cloned().ok_or_else(|| Error::Internal("database vanished".into()))?;
         Ok(summary(&cfg, &db))
     }
 
@@ -179,26 +149,15 @@ impl Rag {
             }
         }
         let cfg = self.project.update_config(|cfg| {
-            let rag = cfg
-                .rag
-                .as_mut()
-                .ok_or_else(|| Error::not_found(format!("Database '{name}'")))?;
-            let dbs = rag
-                .databases
-                .as_mut()
-                .ok_or_else(|| Error::not_found(format!("Database '{name}'")))?;
-            let db = dbs
-                .iter_mut()
-                .find(|d| d.name == name)
-                .ok_or_else(|| Error::not_found(format!("Database '{name}'")))?;
+            let rag = cfg.rag.as_mut().ok_or_else(|| Error::not_found(format!("Database '{name}'")))?;
+            let dbs = rag.databases.as_mut().ok_or_else(|| Error::not_found(format!("Database '{name}'")))?;
+            let db = dbs.iter_mut().find(|d| d.name == name).ok_or_else(|| Error::not_found(format!("Database '{name}'")))?;
             let mut v = serde_json::to_value(&*db).map_err(|e| Error::Internal(e.to_string()))?;
             if let Value::Object(o) = &mut v {
                 for (k, val) in patch {
                     if k == "config" {
                         // Merge store settings key by key.
-                        let base = o
-                            .entry("config")
-                            .or_insert_with(|| Value::Object(Map::new()));
+                        let base = o.entry("config").or_insert_with(|| Value::Object(Map::new()));
                         match (base, val) {
                             (Value::Object(b), Value::Object(p)) => b.extend(p.clone()),
                             (b, p) => *b = p.clone(),
@@ -213,23 +172,13 @@ impl Rag {
             *db = crate::config::from_json(v)?;
             Ok(())
         })?;
-        let db = cfg
-            .database(name)
-            .cloned()
-            .ok_or_else(|| Error::not_found(format!("Database '{name}'")))?;
-        Ok(DatabaseInfo {
-            dependent_datasets: dependents(&cfg, name),
-            config: db,
-        })
+        let db = cfg.database(name).cloned().ok_or_else(|| Error::not_found(format!("Database '{name}'")))?;
+        Ok(DatabaseInfo { dependent_datasets: dependents(&cfg, name), config: db })
     }
 
     /// Remove a database from the config; 409 while datasets use it. With
     /// `delete_collection` its index is deleted from disk too.
-    pub fn delete_database(
-        &self,
-        name: &str,
-        delete_collection: bool,
-    ) -> Result<(DatabaseConfig, bool)> {
+    pub fn delete_database(&self, name: &str, delete_collection: bool) -> Result<(DatabaseConfig, bool)> {
         let mut removed = None;
         self.project.update_config(|cfg| {
             let deps = dependents(cfg, name);
@@ -261,10 +210,7 @@ impl Rag {
             let dir = self.store_dir(name);
             self.engine().forget_stores_under(&dir);
             if RagEngine::store_exists(&dir) || dir.exists() {
-                crate::fsutil::remove_dir_atomic(
-                    &dir,
-                    &self.project.llamafarm().layout().trash_dir(),
-                )?;
+                crate::fsutil::remove_dir_atomic(&dir, &self.project.llamafarm().layout().trash_dir())?;
                 deleted = true;
             }
         }
@@ -274,13 +220,8 @@ impl Rag {
     /// Source documents in a database, with chunk counts (at most `limit`).
     pub fn documents(&self, database: &str, limit: usize) -> Result<Vec<DocumentSummary>> {
         let cfg = self.project.config()?;
-        let db = cfg
-            .database(database)
-            .cloned()
-            .ok_or_else(|| Error::not_found(format!("Database '{database}'")))?;
-        let store = self
-            .engine()
-            .store(&self.store_dir(&db.name), Self::metric_of(&db)?)?;
+        let db = cfg.database(database).cloned().ok_or_else(|| Error::not_found(format!("Database '{database}'")))?;
+        let store = self.engine().store(&self.store_dir(&db.name), Self::metric_of(&db)?)?;
         let mut docs: BTreeMap<String, DocumentSummary> = BTreeMap::new();
         let mut order: Vec<String> = Vec::new();
         // Walk all chunks in insertion order (the listing is an overview, not a hot path).
@@ -297,26 +238,16 @@ impl Rag {
                 }
                 DocumentSummary {
                     id: c.file_hash.clone(),
-                    filename: s("document_name")
-                        .or_else(|| s("filename"))
-                        .or_else(|| s("source")),
+                    filename: s("document_name").or_else(|| s("filename")).or_else(|| s("source")),
                     chunk_count: 0,
                     size_bytes: m.get("document_size").and_then(|v| v.as_u64()),
                     parser_used: s("parser"),
                     date_ingested: m.get("processed_at").cloned(),
-                    metadata: if doc_meta.is_empty() {
-                        None
-                    } else {
-                        Some(doc_meta)
-                    },
+                    metadata: if doc_meta.is_empty() { None } else { Some(doc_meta) },
                 }
             });
             entry.chunk_count += 1;
         }
-        Ok(order
-            .into_iter()
-            .take(limit)
-            .filter_map(|h| docs.remove(&h))
-            .collect())
+        Ok(order.into_iter().take(limit).filter_map(|h| docs.remove(&h)).collect())
     }
 }

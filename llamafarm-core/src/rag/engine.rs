@@ -44,10 +44,7 @@ impl RagEngine {
             }
             Err(msg) => {
                 // Do not cache failures (the model may be fetched later).
-                self.embedders
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&spec.cache_key());
+                self.embedders.lock().unwrap_or_else(|p| p.into_inner()).remove(&spec.cache_key());
                 if let EmbedderSpec::Local { model, .. } = spec {
                     // Report a bad id or a missing model as such, not as "unavailable".
                     if let Err(e) = models.resolve(crate::embed::split_precision(model).0) {
@@ -66,18 +63,11 @@ impl RagEngine {
             map.entry(model.to_string()).or_default().clone()
         };
         match slot.get_or_init(|| {
-            models
-                .resolve(model)
-                .and_then(|m| CrossEncoder::load(&m.dir, model))
-                .map(Arc::new)
-                .map_err(|e| e.to_string())
+            models.resolve(model).and_then(|m| CrossEncoder::load(&m.dir, model)).map(Arc::new).map_err(|e| e.to_string())
         }) {
             Ok(c) => Ok(c.clone()),
             Err(msg) => {
-                self.rerankers
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(model);
+                self.rerankers.lock().unwrap_or_else(|p| p.into_inner()).remove(model);
                 Err(Error::Unavailable(msg.clone()))
             }
         }
@@ -101,18 +91,13 @@ impl RagEngine {
 
     /// Close every store under `prefix` (before its directory is deleted).
     pub fn forget_stores_under(&self, prefix: &Path) {
-        self.stores
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|k, _| !k.starts_with(prefix));
+        self.stores.lock().unwrap_or_else(|p| p.into_inner()).retain(|k, _| !k.starts_with(prefix));
     }
 }
 
 fn load_embedder(spec: &EmbedderSpec, models: &ModelCache) -> Result<Arc<dyn Embedder>> {
     match spec {
-        EmbedderSpec::Local {
-            model, batch_size, ..
-        } => {
+        EmbedderSpec::Local { model, batch_size, .. } => {
             let (base, precision) = crate::embed::split_precision(model);
             let m = models.resolve(base)?;
             let t = std::time::Instant::now();
@@ -120,20 +105,8 @@ fn load_embedder(spec: &EmbedderSpec, models: &ModelCache) -> Result<Arc<dyn Emb
             tracing::info!(model = %model, ?precision, secs = t.elapsed().as_secs_f64(), "loaded embedding model");
             Ok(Arc::new(e))
         }
-        EmbedderSpec::Http {
-            base_url,
-            model,
-            api_key,
-            dimension,
-            batch_size,
-            timeout_s,
-        } => Ok(Arc::new(HttpEmbedder::new(
-            base_url,
-            model,
-            api_key.clone(),
-            *dimension,
-            *batch_size,
-            *timeout_s,
-        ))),
+        EmbedderSpec::Http { base_url, model, api_key, dimension, batch_size, timeout_s } => {
+            Ok(Arc::new(HttpEmbedder::new(base_url, model, api_key.clone(), *dimension, *batch_size, *timeout_s)))
+        }
     }
 }

@@ -103,10 +103,7 @@ pub struct RagQuery {
 impl RagQuery {
     /// A query with defaults for everything else.
     pub fn new(query: impl Into<String>) -> Self {
-        Self {
-            query: query.into(),
-            ..Default::default()
-        }
+        Self { query: query.into(), ..Default::default() }
     }
 }
 
@@ -165,12 +162,7 @@ impl NewChunk {
     /// A chunk with the original's id scheme `{file_hash[:16]}_{i:04}`.
     pub fn new(file_hash: &str, index: usize, content: impl Into<String>) -> Self {
         let prefix: String = file_hash.chars().take(16).collect();
-        Self {
-            id: format!("{prefix}_{index:04}"),
-            file_hash: file_hash.into(),
-            content: content.into(),
-            metadata: Map::new(),
-        }
+        Self { id: format!("{prefix}_{index:04}"), file_hash: file_hash.into(), content: content.into(), metadata: Map::new() }
     }
 
     /// With metadata.
@@ -243,9 +235,7 @@ pub struct Rag {
 impl Project {
     /// Retrieval on this project.
     pub fn rag(&self) -> Rag {
-        Rag {
-            project: self.clone(),
-        }
+        Rag { project: self.clone() }
     }
 }
 
@@ -277,48 +267,29 @@ impl Rag {
 
     /// Directory of a database's store.
     pub fn store_dir(&self, database: &str) -> PathBuf {
-        self.project
-            .dir()
-            .join("lf_data")
-            .join("stores")
-            .join(database)
+        self.project.dir().join("lf_data").join("stores").join(database)
     }
 
     fn database_config(cfg: &LlamaFarmConfig, name: Option<&str>) -> Result<DatabaseConfig> {
         match name {
             Some(n) => cfg.database(n).cloned().ok_or_else(|| {
                 let have: Vec<&str> = cfg.databases().iter().map(|d| d.name.as_str()).collect();
-                Error::not_found(format!(
-                    "Database '{n}' (available: {})",
-                    if have.is_empty() {
-                        "none".into()
-                    } else {
-                        have.join(", ")
-                    }
-                ))
+                Error::not_found(format!("Database '{n}' (available: {})", if have.is_empty() { "none".into() } else { have.join(", ") }))
             }),
-            None => cfg.default_database().cloned().ok_or_else(|| {
-                Error::Invalid(
-                    "the project has no RAG databases (add one under rag.databases)".into(),
-                )
-            }),
+            None => cfg
+                .default_database()
+                .cloned()
+                .ok_or_else(|| Error::Invalid("the project has no RAG databases (add one under rag.databases)".into())),
         }
     }
 
     /// The embedding strategy a database indexes with: `default_embedding_strategy`,
     /// else the one with the lowest priority.
-    pub(crate) fn embedding_strategy(
-        cfg: &LlamaFarmConfig,
-        db: &DatabaseConfig,
-    ) -> Result<EmbeddingStrategyConfig> {
+    pub(crate) fn embedding_strategy(cfg: &LlamaFarmConfig, db: &DatabaseConfig) -> Result<EmbeddingStrategyConfig> {
         let mut list = cfg.embedding_strategies_of(db);
         if list.is_empty() {
             // The original falls back to its default embedder too.
-            return Ok(EmbeddingStrategyConfig {
-                name: "default".into(),
-                kind: "UniversalEmbedder".into(),
-                ..Default::default()
-            });
+            return Ok(EmbeddingStrategyConfig { name: "default".into(), kind: "UniversalEmbedder".into(), ..Default::default() });
         }
         if let Some(d) = &db.default_embedding_strategy {
             if let Some(s) = list.iter().find(|s| &s.name == d) {
@@ -330,18 +301,10 @@ impl Rag {
     }
 
     fn metric_of(db: &DatabaseConfig) -> Result<Metric> {
-        match db
-            .config
-            .as_ref()
-            .and_then(|c| c.get("distance_function").or_else(|| c.get("distance")))
-            .and_then(|v| v.as_str())
-        {
+        match db.config.as_ref().and_then(|c| c.get("distance_function").or_else(|| c.get("distance"))).and_then(|v| v.as_str()) {
             None => Ok(Metric::Cosine),
             Some(s) => Metric::parse(s).ok_or_else(|| {
-                Error::Invalid(format!(
-                    "database '{}': unknown distance_function '{s}' (cosine, l2, ip)",
-                    db.name
-                ))
+                Error::Invalid(format!("database '{}': unknown distance_function '{s}' (cosine, l2, ip)", db.name))
             }),
         }
     }
@@ -351,9 +314,7 @@ impl Rag {
         let spec = EmbedderSpec::from_strategy(&Self::embedding_strategy(cfg, &db)?)?;
         let models = self.project.llamafarm().models();
         let embedder = self.engine().embedder(&spec, models)?;
-        let store = self
-            .engine()
-            .store(&self.store_dir(&db.name), Self::metric_of(&db)?)?;
+        let store = self.engine().store(&self.store_dir(&db.name), Self::metric_of(&db)?)?;
         if let (Some(sd), d) = (store.dimension(), embedder.dimension()) {
             if d != 0 && sd != d {
                 return Err(Error::Invalid(format!(
@@ -364,11 +325,7 @@ impl Rag {
                 )));
             }
         }
-        Ok(OpenDb {
-            config: db,
-            store,
-            embedder,
-        })
+        Ok(OpenDb { config: db, store, embedder })
     }
 
     /// Embed texts with `model` (a local model id), or with the embedder of the
@@ -383,32 +340,16 @@ impl Rag {
                 let cfg = self.config()?;
                 let db = Self::database_config(&cfg, None)?;
                 let spec = EmbedderSpec::from_strategy(&Self::embedding_strategy(&cfg, &db)?)?;
-                let e = self
-                    .engine()
-                    .embedder(&spec, self.project.llamafarm().models())?;
+                let e = self.engine().embedder(&spec, self.project.llamafarm().models())?;
                 let vectors = e.embed(texts)?;
-                let prompt_tokens = texts
-                    .iter()
-                    .map(|t| {
-                        e.count_tokens(t)
-                            .unwrap_or_else(|| t.split_whitespace().count())
-                    })
-                    .sum();
-                Ok(crate::runtime::Embeddings {
-                    model: e.model_id().to_string(),
-                    vectors,
-                    prompt_tokens,
-                })
+                let prompt_tokens = texts.iter().map(|t| e.count_tokens(t).unwrap_or_else(|| t.split_whitespace().count())).sum();
+                Ok(crate::runtime::Embeddings { model: e.model_id().to_string(), vectors, prompt_tokens })
             }
         }
     }
 
     /// Embed and index chunks in a database. Chunks whose id is present are skipped.
-    pub fn add_texts(
-        &self,
-        database: &str,
-        chunks: Vec<NewChunk>,
-    ) -> Result<crate::store::AddReport> {
+    pub fn add_texts(&self, database: &str, chunks: Vec<NewChunk>) -> Result<crate::store::AddReport> {
         let cfg = self.config()?;
         let db = self.open(&cfg, Some(database))?;
         self.add_with(&db, chunks)
@@ -416,11 +357,7 @@ impl Rag {
 
     /// Index chunks whose vectors were computed elsewhere (they must come from the
     /// database's embedder: the dimension is checked, the model cannot be).
-    pub fn add_records(
-        &self,
-        database: &str,
-        records: Vec<ChunkRecord>,
-    ) -> Result<crate::store::AddReport> {
+    pub fn add_records(&self, database: &str, records: Vec<ChunkRecord>) -> Result<crate::store::AddReport> {
         let cfg = self.config()?;
         let db = self.open(&cfg, Some(database))?;
         let d = db.embedder.dimension();
@@ -434,23 +371,13 @@ impl Rag {
         db.store.add(records)
     }
 
-    pub(crate) fn add_with(
-        &self,
-        db: &OpenDb,
-        chunks: Vec<NewChunk>,
-    ) -> Result<crate::store::AddReport> {
+    pub(crate) fn add_with(&self, db: &OpenDb, chunks: Vec<NewChunk>) -> Result<crate::store::AddReport> {
         let texts: Vec<&str> = chunks.iter().map(|c| c.content.as_str()).collect();
         let vectors = db.embedder.embed(&texts)?;
         let records = chunks
             .into_iter()
             .zip(vectors)
-            .map(|(c, vector)| ChunkRecord {
-                id: c.id,
-                file_hash: c.file_hash,
-                content: c.content,
-                metadata: c.metadata,
-                vector,
-            })
+            .map(|(c, vector)| ChunkRecord { id: c.id, file_hash: c.file_hash, content: c.content, metadata: c.metadata, vector })
             .collect();
         db.store.add(records)
     }
@@ -460,9 +387,7 @@ impl Rag {
     pub fn optimize(&self, database: &str) -> Result<usize> {
         let cfg = self.project.config()?;
         let db = Self::database_config(&cfg, Some(database))?;
-        let store = self
-            .engine()
-            .store(&self.store_dir(&db.name), Self::metric_of(&db)?)?;
+        let store = self.engine().store(&self.store_dir(&db.name), Self::metric_of(&db)?)?;
         store.optimize()
     }
 
@@ -470,9 +395,7 @@ impl Rag {
     pub fn delete_file(&self, database: &str, file_hash: &str) -> Result<usize> {
         let cfg = self.project.config()?;
         let db = Self::database_config(&cfg, Some(database))?;
-        let store = self
-            .engine()
-            .store(&self.store_dir(&db.name), Self::metric_of(&db)?)?;
+        let store = self.engine().store(&self.store_dir(&db.name), Self::metric_of(&db)?)?;
         store.delete_file(file_hash)
     }
 
@@ -503,12 +426,7 @@ impl Rag {
             storage_bytes: st.storage_bytes,
             storage_human: human_bytes(st.storage_bytes),
             embedding_dimension: st.embedding_dimension,
-            collection_name: db
-                .config
-                .as_ref()
-                .and_then(|c| c.get("collection_name"))
-                .and_then(|v| v.as_str())
-                .map(String::from),
+            collection_name: db.config.as_ref().and_then(|c| c.get("collection_name")).and_then(|v| v.as_str()).map(String::from),
             distance_metric: metric,
             ann_index: st.ann_index,
             tombstones: st.tombstones,
@@ -523,71 +441,36 @@ impl Rag {
         let db = Self::database_config(&cfg, database)?;
         let mut comps: Vec<ComponentHealth> = Vec::new();
         let mut store_ok = None;
-        comps.push(health::timed("vector_store", || {
-            match Self::metric_of(&db)
-                .and_then(|m| self.engine().store(&self.store_dir(&db.name), m))
-            {
-                Ok(s) => match s.stats() {
-                    Ok(st) => {
-                        store_ok = Some(s);
-                        (
-                            HealthStatus::Healthy,
-                            format!("embedded store operational ({} chunks)", st.vector_count),
-                            None,
-                        )
-                    }
-                    Err(e) => (HealthStatus::Unhealthy, e.to_string(), None),
-                },
+        comps.push(health::timed("vector_store", || match Self::metric_of(&db).and_then(|m| self.engine().store(&self.store_dir(&db.name), m)) {
+            Ok(s) => match s.stats() {
+                Ok(st) => {
+                    store_ok = Some(s);
+                    (HealthStatus::Healthy, format!("embedded store operational ({} chunks)", st.vector_count), None)
+                }
                 Err(e) => (HealthStatus::Unhealthy, e.to_string(), None),
-            }
+            },
+            Err(e) => (HealthStatus::Unhealthy, e.to_string(), None),
         }));
         comps.push(health::timed("embeddings", || {
-            let spec = match Self::embedding_strategy(&cfg, &db)
-                .and_then(|s| EmbedderSpec::from_strategy(&s))
-            {
+            let spec = match Self::embedding_strategy(&cfg, &db).and_then(|s| EmbedderSpec::from_strategy(&s)) {
                 Ok(s) => s,
                 Err(e) => return (HealthStatus::Unhealthy, e.to_string(), None),
             };
-            match self
-                .engine()
-                .embedder(&spec, self.project.llamafarm().models())
-                .and_then(|e| e.embed_one("health check").map(|v| (e, v)))
-            {
+            match self.engine().embedder(&spec, self.project.llamafarm().models()).and_then(|e| e.embed_one("health check").map(|v| (e, v))) {
                 Ok((e, v)) => {
-                    let dim_ok = store_ok
-                        .as_ref()
-                        .and_then(|s| s.dimension())
-                        .is_none_or(|d| d == v.len());
+                    let dim_ok = store_ok.as_ref().and_then(|s| s.dimension()).is_none_or(|d| d == v.len());
                     if dim_ok {
-                        (
-                            HealthStatus::Healthy,
-                            format!("{} operational ({} dimensions)", e.model_id(), v.len()),
-                            None,
-                        )
+                        (HealthStatus::Healthy, format!("{} operational ({} dimensions)", e.model_id(), v.len()), None)
                     } else {
-                        (
-                            HealthStatus::Unhealthy,
-                            format!(
-                                "{} produces {} dimensions; the index holds a different size",
-                                e.model_id(),
-                                v.len()
-                            ),
-                            None,
-                        )
+                        (HealthStatus::Unhealthy, format!("{} produces {} dimensions; the index holds a different size", e.model_id(), v.len()), None)
                     }
                 }
-                Err(e @ Error::ModelMissing { .. }) => {
-                    (HealthStatus::Degraded, e.to_string(), None)
-                }
+                Err(e @ Error::ModelMissing { .. }) => (HealthStatus::Degraded, e.to_string(), None),
                 Err(e) => (HealthStatus::Unhealthy, e.to_string(), None),
             }
         }));
         let report = crate::HealthReport::from_components(comps.clone());
-        let issues: Vec<String> = comps
-            .iter()
-            .filter(|c| c.status != HealthStatus::Healthy)
-            .map(|c| format!("{}: {}", c.name, c.message))
-            .collect();
+        let issues: Vec<String> = comps.iter().filter(|c| c.status != HealthStatus::Healthy).map(|c| format!("{}: {}", c.name, c.message)).collect();
         let mut components = Map::new();
         for c in comps {
             components.insert(
@@ -600,11 +483,7 @@ impl Rag {
             database: db.name,
             components,
             last_check: report.timestamp,
-            issues: if issues.is_empty() {
-                None
-            } else {
-                Some(issues)
-            },
+            issues: if issues.is_empty() { None } else { Some(issues) },
         })
     }
 }

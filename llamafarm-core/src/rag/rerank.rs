@@ -37,27 +37,17 @@ impl CrossEncoder {
     pub fn load(dir: &Path, id: &str) -> Result<Self> {
         let cfg_path = dir.join("config.json");
         let text = std::fs::read_to_string(&cfg_path).map_err(|e| Error::io(&cfg_path, e))?;
-        let config: BertConfig = serde_json::from_str(&text).map_err(|e| Error::Parse {
-            what: cfg_path.display().to_string(),
-            message: e.to_string(),
-        })?;
+        let config: BertConfig =
+            serde_json::from_str(&text).map_err(|e| Error::Parse { what: cfg_path.display().to_string(), message: e.to_string() })?;
         let weights = dir.join("model.safetensors");
         // SAFETY: read-only mapping of a file in the model cache.
-        let vb =
-            unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &Device::Cpu) }
-                .map_err(ce)?;
-        let tokenizer = Tokenizer::from_file(dir.join("tokenizer.json"))
-            .map_err(|e| Error::Internal(format!("tokenizer of {id}: {e}")))?;
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &Device::Cpu) }.map_err(ce)?;
+        let tokenizer = Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|e| Error::Internal(format!("tokenizer of {id}: {e}")))?;
         Self::from_var_builder(vb, &config, tokenizer, id)
     }
 
     /// Build from weights (`bert.*`, `bert.pooler.dense`, `classifier`).
-    pub fn from_var_builder(
-        vb: VarBuilder,
-        config: &BertConfig,
-        mut tokenizer: Tokenizer,
-        id: &str,
-    ) -> Result<Self> {
+    pub fn from_var_builder(vb: VarBuilder, config: &BertConfig, mut tokenizer: Tokenizer, id: &str) -> Result<Self> {
         let h = config.hidden_size;
         let bert = BertModel::load(vb.pp("bert"), config).map_err(ce)?;
         let pooler = candle_nn::linear(h, h, vb.pp("bert.pooler.dense")).map_err(ce)?;
@@ -65,19 +55,9 @@ impl CrossEncoder {
         let max_len = config.max_position_embeddings.min(512);
         tokenizer.with_padding(None);
         tokenizer
-            .with_truncation(Some(TruncationParams {
-                max_length: max_len,
-                ..Default::default()
-            }))
+            .with_truncation(Some(TruncationParams { max_length: max_len, ..Default::default() }))
             .map_err(|e| Error::Internal(format!("tokenizer truncation: {e}")))?;
-        Ok(Self {
-            id: id.into(),
-            bert,
-            pooler,
-            classifier,
-            tokenizer,
-            max_len,
-        })
+        Ok(Self { id: id.into(), bert, pooler, classifier, tokenizer, max_len })
     }
 
     /// Longest pair, in tokens.
@@ -92,24 +72,11 @@ impl Reranker for CrossEncoder {
         for batch in documents.chunks(16) {
             let encs = batch
                 .iter()
-                .map(|d| {
-                    self.tokenizer
-                        .encode((query, *d), true)
-                        .map_err(|e| Error::Internal(format!("tokenizer: {e}")))
-                })
+                .map(|d| self.tokenizer.encode((query, *d), true).map_err(|e| Error::Internal(format!("tokenizer: {e}"))))
                 .collect::<Result<Vec<_>>>()?;
             let n = encs.len();
-            let len = encs
-                .iter()
-                .map(|e| e.get_ids().len())
-                .max()
-                .unwrap_or(1)
-                .max(1);
-            let (mut ids, mut types, mut mask) = (
-                Vec::with_capacity(n * len),
-                Vec::with_capacity(n * len),
-                Vec::with_capacity(n * len),
-            );
+            let len = encs.iter().map(|e| e.get_ids().len()).max().unwrap_or(1).max(1);
+            let (mut ids, mut types, mut mask) = (Vec::with_capacity(n * len), Vec::with_capacity(n * len), Vec::with_capacity(n * len));
             for e in &encs {
                 let pad = len - e.get_ids().len();
                 ids.extend_from_slice(e.get_ids());
@@ -124,20 +91,9 @@ impl Reranker for CrossEncoder {
             let types = Tensor::from_vec(types, (n, len), dev).map_err(ce)?;
             let mask = Tensor::from_vec(mask, (n, len), dev).map_err(ce)?;
             let hidden = self.bert.forward(&ids, &types, Some(&mask)).map_err(ce)?;
-            let cls = hidden
-                .narrow(1, 0, 1)
-                .and_then(|t| t.squeeze(1))
-                .map_err(ce)?;
-            let pooled = self
-                .pooler
-                .forward(&cls)
-                .and_then(|t| t.tanh())
-                .map_err(ce)?;
-            let logits = self
-                .classifier
-                .forward(&pooled)
-                .and_then(|t| t.squeeze(1))
-                .map_err(ce)?;
+            let cls = hidden.narrow(1, 0, 1).and_then(|t| t.squeeze(1)).map_err(ce)?;
+            let pooled = self.pooler.forward(&cls).and_then(|t| t.tanh()).map_err(ce)?;
+            let logits = self.classifier.forward(&pooled).and_then(|t| t.squeeze(1)).map_err(ce)?;
             out.extend(logits.to_vec1::<f32>().map_err(ce)?);
         }
         Ok(out)
@@ -169,11 +125,7 @@ impl Reranker for EmbeddingReranker {
 
 /// Min-max normalise to 0..1 (all equal: 0.5), as the original does with reranker scores.
 pub fn min_max(scores: &[f32]) -> Vec<f32> {
-    let (lo, hi) = scores
-        .iter()
-        .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &x| {
-            (l.min(x), h.max(x))
-        });
+    let (lo, hi) = scores.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &x| (l.min(x), h.max(x)));
     if !(hi > lo) {
         return vec![0.5; scores.len()];
     }
@@ -190,9 +142,7 @@ mod tests {
     #[test]
     fn tiny_random_cross_encoder_loads_and_scores() {
         let cache = crate::ModelCache::from_env();
-        let minilm = cache
-            .resolve(crate::embed::DEFAULT_EMBEDDING_MODEL)
-            .expect("run scripts/fetch-models.sh");
+        let minilm = cache.resolve(crate::embed::DEFAULT_EMBEDDING_MODEL).expect("run scripts/fetch-models.sh");
         let dir = tempfile::tempdir().unwrap();
         let config = BertConfig {
             vocab_size: 30522,
@@ -215,18 +165,10 @@ mod tests {
             "classifier_dropout": null, "model_type": "bert", "architectures": ["BertForSequenceClassification"]
         });
         std::fs::write(dir.path().join("config.json"), cfg_json.to_string()).unwrap();
-        std::fs::copy(
-            minilm.dir.join("tokenizer.json"),
-            dir.path().join("tokenizer.json"),
-        )
-        .unwrap();
+        std::fs::copy(minilm.dir.join("tokenizer.json"), dir.path().join("tokenizer.json")).unwrap();
 
         let ce = CrossEncoder::load(dir.path(), "tiny").unwrap();
-        let docs = [
-            "cats purr",
-            "the stock market fell",
-            &"long text ".repeat(400),
-        ];
+        let docs = ["cats purr", "the stock market fell", &"long text ".repeat(400)];
         let s1 = ce.score("what do cats do", &docs).unwrap();
         assert_eq!(s1.len(), 3);
         assert!(s1.iter().all(|x| x.is_finite()));

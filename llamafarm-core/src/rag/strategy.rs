@@ -37,9 +37,7 @@ impl StrategyKind {
     /// From a config `type` or a shorthand (`vector`, `bm25`, `keyword`, `hybrid`).
     pub fn from_type(t: &str) -> Option<Self> {
         Some(match t {
-            "BasicSimilarityStrategy" | "VectorRetriever" | "vector" | "similarity" | "basic" => {
-                Self::Vector
-            }
+            "BasicSimilarityStrategy" | "VectorRetriever" | "vector" | "similarity" | "basic" => Self::Vector,
             "BM25Retriever" | "ElasticRetriever" | "bm25" | "keyword" => Self::Bm25,
             "HybridUniversalStrategy" | "HybridRetriever" | "hybrid" => Self::Hybrid,
             "MetadataFilteredStrategy" | "filtered" => Self::MetadataFiltered,
@@ -71,32 +69,16 @@ struct Chosen {
 fn choose(cfg: &LlamaFarmConfig, db: &OpenDb, wanted: Option<&str>) -> Result<Chosen> {
     let list = cfg.retrieval_strategies_of(&db.config);
     let make = |s: &RetrievalStrategyConfig| -> Result<Chosen> {
-        let kind = StrategyKind::from_type(&s.kind).ok_or_else(|| {
-            Error::Invalid(format!(
-                "retrieval strategy '{}' has unknown type '{}'",
-                s.name, s.kind
-            ))
-        })?;
-        Ok(Chosen {
-            name: s.name.clone(),
-            kind,
-            config: s.config.clone().unwrap_or_default(),
-        })
+        let kind = StrategyKind::from_type(&s.kind)
+            .ok_or_else(|| Error::Invalid(format!("retrieval strategy '{}' has unknown type '{}'", s.name, s.kind)))?;
+        Ok(Chosen { name: s.name.clone(), kind, config: s.config.clone().unwrap_or_default() })
     };
     if let Some(w) = wanted {
-        if let Some(s) = list
-            .iter()
-            .find(|s| s.name == w)
-            .or_else(|| list.iter().find(|s| s.kind == w))
-        {
+        if let Some(s) = list.iter().find(|s| s.name == w).or_else(|| list.iter().find(|s| s.kind == w)) {
             return make(s);
         }
         if let Some(kind) = StrategyKind::from_type(w) {
-            return Ok(Chosen {
-                name: w.to_string(),
-                kind,
-                config: Map::new(),
-            });
+            return Ok(Chosen { name: w.to_string(), kind, config: Map::new() });
         }
         let names: Vec<&str> = list.iter().map(|s| s.name.as_str()).collect();
         return Err(Error::not_found(format!(
@@ -110,19 +92,11 @@ fn choose(cfg: &LlamaFarmConfig, db: &OpenDb, wanted: Option<&str>) -> Result<Ch
             return make(s);
         }
     }
-    if let Some(s) = list
-        .iter()
-        .find(|s| s.default == Some(true))
-        .or(list.first())
-    {
+    if let Some(s) = list.iter().find(|s| s.default == Some(true)).or(list.first()) {
         return make(s);
     }
     // No strategy configured: our best one.
-    Ok(Chosen {
-        name: "hybrid".into(),
-        kind: StrategyKind::Hybrid,
-        config: Map::new(),
-    })
+    Ok(Chosen { name: "hybrid".into(), kind: StrategyKind::Hybrid, config: Map::new() })
 }
 
 /// Request-level settings after validation.
@@ -148,32 +122,13 @@ impl Ctx<'_> {
     fn bm25(&self, text: &str, k: usize, filter: Option<&MetadataFilter>) -> Result<Vec<Hit>> {
         let hits = self.db.store.keyword_search(text, k, filter)?;
         // Report BM25 as 0..1 (s / (s + 1) is monotonic; raw BM25 is unbounded).
-        Ok(hits
-            .into_iter()
-            .map(|h| Hit {
-                score: h.score / (h.score + 1.0),
-                ..h
-            })
-            .collect())
+        Ok(hits.into_iter().map(|h| Hit { score: h.score / (h.score + 1.0), ..h }).collect())
     }
 
-    fn hybrid(
-        &self,
-        text: &str,
-        qv: &[f32],
-        k: usize,
-        method: &str,
-        alpha: f32,
-        filter: Option<&MetadataFilter>,
-    ) -> Result<Vec<Hit>> {
+    fn hybrid(&self, text: &str, qv: &[f32], k: usize, method: &str, alpha: f32, filter: Option<&MetadataFilter>) -> Result<Vec<Hit>> {
         let n = (k * 4).max(50);
-        let (vec_hits, kw_hits) = self.db.store.hybrid_candidates(
-            (alpha > 0.0).then_some(qv),
-            (alpha < 1.0).then_some(text),
-            n,
-            self.metric,
-            filter,
-        )?;
+        let (vec_hits, kw_hits) =
+            self.db.store.hybrid_candidates((alpha > 0.0).then_some(qv), (alpha < 1.0).then_some(text), n, self.metric, filter)?;
         let mut fused: HashMap<String, f32> = HashMap::new();
         match method {
             "weighted_average" | "score_fusion" => {
@@ -190,51 +145,31 @@ impl Ctx<'_> {
                 let max = (wv + wk) / (RRF_K + 1.0);
                 for (hits, w) in [(&vec_hits, wv), (&kw_hits, wk)] {
                     for (rank, h) in hits.iter().enumerate() {
-                        *fused.entry(h.id.clone()).or_default() +=
-                            w / (RRF_K + rank as f32 + 1.0) / max;
+                        *fused.entry(h.id.clone()).or_default() += w / (RRF_K + rank as f32 + 1.0) / max;
                     }
                 }
             }
         }
-        let mut out: Vec<Hit> = fused
-            .into_iter()
-            .map(|(id, score)| Hit { id, score })
-            .collect();
+        let mut out: Vec<Hit> = fused.into_iter().map(|(id, score)| Hit { id, score }).collect();
         out.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
         out.truncate(k);
         Ok(out)
     }
 }
 
-fn validate(
-    q: &RagQuery,
-) -> Result<(
-    Option<usize>,
-    Option<f32>,
-    Option<Metric>,
-    Option<MetadataFilter>,
-    Option<f32>,
-)> {
+fn validate(q: &RagQuery) -> Result<(Option<usize>, Option<f32>, Option<Metric>, Option<MetadataFilter>, Option<f32>)> {
     if q.query.trim().is_empty() {
         return Err(Error::Invalid("query must not be empty".into()));
     }
     let top_k = match q.top_k {
         None => None,
         Some(k) if (1..=MAX_TOP_K as i64).contains(&k) => Some(k as usize),
-        Some(k) => {
-            return Err(Error::Invalid(format!(
-                "top_k must be between 1 and {MAX_TOP_K}, got {k}"
-            )))
-        }
+        Some(k) => return Err(Error::Invalid(format!("top_k must be between 1 and {MAX_TOP_K}, got {k}"))),
     };
     let threshold = match q.score_threshold {
         None => None,
         Some(t) if (0.0..=1.0).contains(&t) => Some(t as f32),
-        Some(t) => {
-            return Err(Error::Invalid(format!(
-                "score_threshold must be between 0 and 1, got {t}"
-            )))
-        }
+        Some(t) => return Err(Error::Invalid(format!("score_threshold must be between 0 and 1, got {t}"))),
     };
     let metric = match &q.distance_metric {
         None => None,
@@ -249,17 +184,11 @@ fn validate(
     let alpha = match q.hybrid_alpha {
         None => None,
         Some(a) if (0.0..=1.0).contains(&a) => Some(a as f32),
-        Some(a) => {
-            return Err(Error::Invalid(format!(
-                "hybrid_alpha must be between 0 and 1, got {a}"
-            )))
-        }
+        Some(a) => return Err(Error::Invalid(format!("hybrid_alpha must be between 0 and 1, got {a}"))),
     };
     if let Some(m) = q.max_tokens {
         if m < 1 {
-            return Err(Error::Invalid(format!(
-                "max_tokens must be at least 1, got {m}"
-            )));
+            return Err(Error::Invalid(format!("max_tokens must be at least 1, got {m}")));
         }
     }
     Ok((top_k, threshold, metric, filter, alpha))
@@ -267,9 +196,7 @@ fn validate(
 
 /// Merge filters: request conditions and strategy conditions must all hold.
 fn merge_filters(a: Option<MetadataFilter>, cfg: Option<&Value>) -> Result<Option<MetadataFilter>> {
-    let Some(Value::Object(extra)) = cfg else {
-        return Ok(a);
-    };
+    let Some(Value::Object(extra)) = cfg else { return Ok(a) };
     if extra.is_empty() {
         return Ok(a);
     }
@@ -285,26 +212,12 @@ pub(super) fn run(rag: &Rag, cfg: &LlamaFarmConfig, q: &RagQuery) -> Result<RagR
     let db = rag.open(cfg, q.database.as_deref())?;
     let chosen = choose(cfg, &db, q.retrieval_strategy.as_deref())?;
     let c = &chosen.config;
-    let k = top_k
-        .or_else(|| get_u(c, "final_k"))
-        .or_else(|| get_u(c, "top_k"))
-        .unwrap_or(DEFAULT_TOP_K)
-        .clamp(1, MAX_TOP_K);
-    let threshold = threshold
-        .or_else(|| get_f(c, "score_threshold").map(|x| x as f32))
-        .or_else(|| get_f(c, "relevance_threshold").map(|x| x as f32));
+    let k = top_k.or_else(|| get_u(c, "final_k")).or_else(|| get_u(c, "top_k")).unwrap_or(DEFAULT_TOP_K).clamp(1, MAX_TOP_K);
+    let threshold = threshold.or_else(|| get_f(c, "score_threshold").map(|x| x as f32)).or_else(|| get_f(c, "relevance_threshold").map(|x| x as f32));
     let metric = metric
         .or_else(|| get_s(c, "distance_metric").and_then(Metric::parse))
         .unwrap_or_else(|| db.store.metric());
-    let mut ctx = Ctx {
-        rag,
-        db: &db,
-        query: q.query.clone(),
-        metric,
-        filter,
-        alpha,
-        notes: Vec::new(),
-    };
+    let mut ctx = Ctx { rag, db: &db, query: q.query.clone(), metric, filter, alpha, notes: Vec::new() };
 
     let hits = execute(&mut ctx, chosen.kind, c, k, q)?;
     let mut hits = hits;
@@ -313,24 +226,15 @@ pub(super) fn run(rag: &Rag, cfg: &LlamaFarmConfig, q: &RagQuery) -> Result<RagR
         hits = cross_encode(&mut ctx, cfg, model, hits, k, 0.0)?;
     }
     let ids: Vec<String> = hits.iter().map(|h| h.id.clone()).collect();
-    let chunks: HashMap<String, StoredChunk> = db
-        .store
-        .get(&ids)?
-        .into_iter()
-        .map(|s| (s.id.clone(), s))
-        .collect();
-    let dedup = chosen.kind == StrategyKind::MultiQuery
-        || chosen.kind == StrategyKind::MultiTurn
-        || q.query_expansion == Some(true);
+    let chunks: HashMap<String, StoredChunk> = db.store.get(&ids)?.into_iter().map(|s| (s.id.clone(), s)).collect();
+    let dedup = chosen.kind == StrategyKind::MultiQuery || chosen.kind == StrategyKind::MultiTurn || q.query_expansion == Some(true);
     let mut seen = HashSet::new();
     let mut results = Vec::new();
     for h in hits {
         if threshold.is_some_and(|t| h.score < t) {
             continue;
         }
-        let Some(ch) = chunks.get(&h.id) else {
-            continue;
-        };
+        let Some(ch) = chunks.get(&h.id) else { continue };
         if dedup && !seen.insert(content_key(&ch.content)) {
             continue;
         }
@@ -341,19 +245,8 @@ pub(super) fn run(rag: &Rag, cfg: &LlamaFarmConfig, q: &RagQuery) -> Result<RagR
                 content = content.chars().take(max_chars).collect();
             }
         }
-        let document_id = ch
-            .metadata
-            .get("document_id")
-            .and_then(|v| v.as_str())
-            .map(String::from)
-            .unwrap_or_else(|| ch.file_hash.clone());
-        results.push(RagResult {
-            content,
-            score: h.score,
-            metadata: ch.metadata.clone(),
-            chunk_id: ch.id.clone(),
-            document_id,
-        });
+        let document_id = ch.metadata.get("document_id").and_then(|v| v.as_str()).map(String::from).unwrap_or_else(|| ch.file_hash.clone());
+        results.push(RagResult { content, score: h.score, metadata: ch.metadata.clone(), chunk_id: ch.id.clone(), document_id });
         if results.len() == k {
             break;
         }
@@ -370,22 +263,10 @@ pub(super) fn run(rag: &Rag, cfg: &LlamaFarmConfig, q: &RagQuery) -> Result<RagR
 }
 
 fn content_key(s: &str) -> String {
-    s.split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .to_lowercase()
-        .chars()
-        .take(200)
-        .collect()
+    s.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase().chars().take(200).collect()
 }
 
-fn execute(
-    ctx: &mut Ctx,
-    kind: StrategyKind,
-    c: &ConfigMap,
-    k: usize,
-    q: &RagQuery,
-) -> Result<Vec<Hit>> {
+fn execute(ctx: &mut Ctx, kind: StrategyKind, c: &ConfigMap, k: usize, q: &RagQuery) -> Result<Vec<Hit>> {
     let text = ctx.query.clone();
     let expansion = q.query_expansion == Some(true);
     match kind {
@@ -396,18 +277,8 @@ fn execute(
         StrategyKind::Bm25 => ctx.bm25(&text, k, ctx.filter.as_ref()),
         StrategyKind::Hybrid if !expansion => {
             let qv = ctx.embed(&text)?;
-            let alpha = ctx
-                .alpha
-                .or_else(|| {
-                    get_f(c, "hybrid_alpha")
-                        .or_else(|| get_f(c, "alpha"))
-                        .map(|a| a as f32)
-                })
-                .unwrap_or(0.5)
-                .clamp(0.0, 1.0);
-            let method = get_s(c, "combination_method")
-                .unwrap_or("weighted_average")
-                .to_string();
+            let alpha = ctx.alpha.or_else(|| get_f(c, "hybrid_alpha").or_else(|| get_f(c, "alpha")).map(|a| a as f32)).unwrap_or(0.5).clamp(0.0, 1.0);
+            let method = get_s(c, "combination_method").unwrap_or("weighted_average").to_string();
             ctx.hybrid(&text, &qv, k, &method, alpha, ctx.filter.as_ref())
         }
         StrategyKind::MetadataFiltered => {
@@ -419,16 +290,8 @@ fn execute(
                     let mult = get_u(c, "fallback_multiplier").unwrap_or(3).max(1);
                     let wide = ctx.vector(&qv, k * mult, None)?;
                     let ids: Vec<String> = wide.iter().map(|h| h.id.clone()).collect();
-                    let keep: HashSet<String> = ctx
-                        .db
-                        .store
-                        .get(&ids)?
-                        .into_iter()
-                        .filter(|s| f.matches(&s.metadata))
-                        .map(|s| s.id)
-                        .collect();
-                    let mut out: Vec<Hit> =
-                        wide.into_iter().filter(|h| keep.contains(&h.id)).collect();
+                    let keep: HashSet<String> = ctx.db.store.get(&ids)?.into_iter().filter(|s| f.matches(&s.metadata)).map(|s| s.id).collect();
+                    let mut out: Vec<Hit> = wide.into_iter().filter(|h| keep.contains(&h.id)).collect();
                     if out.len() < k {
                         // Not enough survived the post-filter: fall back to a pre-filtered search.
                         out = ctx.vector(&qv, k, Some(&f))?;
@@ -446,15 +309,7 @@ fn execute(
                 variants.extend(extra.iter().filter_map(|v| v.as_str()).map(String::from));
                 variants.truncate(n.max(variants.len().min(10)));
             }
-            multi_query(
-                ctx,
-                &variants,
-                k,
-                get_s(c, "aggregation_method")
-                    .or(get_s(c, "aggregation"))
-                    .unwrap_or("weighted"),
-                c,
-            )
+            multi_query(ctx, &variants, k, get_s(c, "aggregation_method").or(get_s(c, "aggregation")).unwrap_or("weighted"), c)
         }
         StrategyKind::Reranked => {
             let initial = get_u(c, "initial_k").unwrap_or(30).max(k);
@@ -464,33 +319,11 @@ fn execute(
         }
         StrategyKind::CrossEncoder => {
             let initial = get_u(c, "initial_k").unwrap_or(30).max(k);
-            let base = get_s(c, "base_strategy")
-                .and_then(StrategyKind::from_type)
-                .unwrap_or(StrategyKind::Vector);
-            let base = if matches!(base, StrategyKind::CrossEncoder) {
-                StrategyKind::Vector
-            } else {
-                base
-            };
-            let base_cfg = c
-                .get("base_strategy_config")
-                .and_then(|v| v.as_object())
-                .cloned()
-                .unwrap_or_default();
-            let cands = execute(
-                ctx,
-                base,
-                &base_cfg,
-                initial,
-                &RagQuery {
-                    query_expansion: None,
-                    ..q.clone()
-                },
-            )?;
-            let model = get_s(c, "model_name")
-                .or(get_s(c, "model"))
-                .unwrap_or("")
-                .to_string();
+            let base = get_s(c, "base_strategy").and_then(StrategyKind::from_type).unwrap_or(StrategyKind::Vector);
+            let base = if matches!(base, StrategyKind::CrossEncoder) { StrategyKind::Vector } else { base };
+            let base_cfg = c.get("base_strategy_config").and_then(|v| v.as_object()).cloned().unwrap_or_default();
+            let cands = execute(ctx, base, &base_cfg, initial, &RagQuery { query_expansion: None, ..q.clone() })?;
+            let model = get_s(c, "model_name").or(get_s(c, "model")).unwrap_or("").to_string();
             let final_k = get_u(c, "final_k").unwrap_or(k).min(k);
             let threshold = get_f(c, "relevance_threshold").unwrap_or(0.0) as f32;
             let cfg = ctx.rag.config()?;
@@ -511,14 +344,8 @@ fn execute(
 /// The query plus simple rewrites: keywords only, and each sentence or clause.
 fn query_variants(q: &str, n: usize) -> Vec<String> {
     let mut out = vec![q.to_string()];
-    let stop = [
-        "what", "which", "who", "how", "why", "when", "where", "is", "are", "the", "a", "an", "of",
-        "in", "on", "to", "do", "does", "for", "and", "or", "with", "about",
-    ];
-    let kw: Vec<&str> = q
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty() && !stop.contains(&w.to_lowercase().as_str()))
-        .collect();
+    let stop = ["what", "which", "who", "how", "why", "when", "where", "is", "are", "the", "a", "an", "of", "in", "on", "to", "do", "does", "for", "and", "or", "with", "about"];
+    let kw: Vec<&str> = q.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty() && !stop.contains(&w.to_lowercase().as_str())).collect();
     let kw = kw.join(" ");
     if !kw.is_empty() && kw != q {
         out.push(kw);
@@ -533,16 +360,8 @@ fn query_variants(q: &str, n: usize) -> Vec<String> {
 /// Split a complex question into parts: sentences, then " and " / ";" clauses.
 fn decompose(q: &str) -> Vec<String> {
     let mut parts: Vec<String> = Vec::new();
-    for s in q
-        .split(['?', ';', '.'])
-        .map(str::trim)
-        .filter(|s| s.len() > 3)
-    {
-        for p in s
-            .split(" and ")
-            .map(str::trim)
-            .filter(|p| p.split_whitespace().count() >= 2)
-        {
+    for s in q.split(['?', ';', '.']).map(str::trim).filter(|s| s.len() > 3) {
+        for p in s.split(" and ").map(str::trim).filter(|p| p.split_whitespace().count() >= 2) {
             parts.push(p.to_string());
         }
     }
@@ -552,33 +371,18 @@ fn decompose(q: &str) -> Vec<String> {
     parts
 }
 
-fn multi_query(
-    ctx: &mut Ctx,
-    variants: &[String],
-    k: usize,
-    aggregation: &str,
-    c: &ConfigMap,
-) -> Result<Vec<Hit>> {
+fn multi_query(ctx: &mut Ctx, variants: &[String], k: usize, aggregation: &str, c: &ConfigMap) -> Result<Vec<Hit>> {
     let texts: Vec<&str> = variants.iter().map(String::as_str).collect();
     let qvs = ctx.db.embedder.embed(&texts)?;
     let weights: Vec<f32> = match c.get("query_weights").and_then(|v| v.as_array()) {
-        Some(w) => w
-            .iter()
-            .filter_map(|x| x.as_f64())
-            .map(|x| x as f32)
-            .collect(),
-        None => (0..variants.len())
-            .map(|i| 1.0 / (1.0 + 0.25 * i as f32))
-            .collect(),
+        Some(w) => w.iter().filter_map(|x| x.as_f64()).map(|x| x as f32).collect(),
+        None => (0..variants.len()).map(|i| 1.0 / (1.0 + 0.25 * i as f32)).collect(),
     };
     let per = (k * 2).max(10);
     let filter = ctx.filter.clone();
     // The searches run concurrently.
     use rayon::prelude::*;
-    let lists: Vec<Result<Vec<Hit>>> = qvs
-        .par_iter()
-        .map(|qv| ctx.vector(qv, per, filter.as_ref()))
-        .collect();
+    let lists: Vec<Result<Vec<Hit>>> = qvs.par_iter().map(|qv| ctx.vector(qv, per, filter.as_ref())).collect();
     let mut agg: HashMap<String, (f32, f32, usize)> = HashMap::new(); // (max, sum or weighted sum, count)
     for (i, list) in lists.into_iter().enumerate() {
         let w = weights.get(i).copied().unwrap_or(1.0);
@@ -613,59 +417,19 @@ fn multi_query(
     Ok(out)
 }
 
-fn rerank_by_factors(
-    ctx: &Ctx,
-    cands: Vec<Hit>,
-    factors: Option<&Value>,
-    k: usize,
-) -> Result<Vec<Hit>> {
-    let f = factors
-        .and_then(|v| v.as_object())
-        .cloned()
-        .unwrap_or_default();
-    let w = |key: &str, d: f32| {
-        f.get(key)
-            .and_then(|v| v.as_f64())
-            .map(|x| x as f32)
-            .unwrap_or(d)
-    };
-    let (ws, wr, wl, wm) = (
-        w("similarity_weight", 0.7),
-        w("recency_weight", 0.1),
-        w("length_weight", 0.1),
-        w("metadata_weight", 0.1),
-    );
+fn rerank_by_factors(ctx: &Ctx, cands: Vec<Hit>, factors: Option<&Value>, k: usize) -> Result<Vec<Hit>> {
+    let f = factors.and_then(|v| v.as_object()).cloned().unwrap_or_default();
+    let w = |key: &str, d: f32| f.get(key).and_then(|v| v.as_f64()).map(|x| x as f32).unwrap_or(d);
+    let (ws, wr, wl, wm) = (w("similarity_weight", 0.7), w("recency_weight", 0.1), w("length_weight", 0.1), w("metadata_weight", 0.1));
     let ids: Vec<String> = cands.iter().map(|h| h.id.clone()).collect();
-    let chunks: HashMap<String, StoredChunk> = ctx
-        .db
-        .store
-        .get(&ids)?
-        .into_iter()
-        .map(|s| (s.id.clone(), s))
-        .collect();
+    let chunks: HashMap<String, StoredChunk> = ctx.db.store.get(&ids)?.into_iter().map(|s| (s.id.clone(), s)).collect();
     let times: Vec<f64> = cands
         .iter()
         .filter_map(|h| chunks.get(&h.id))
-        .filter_map(|c| {
-            c.metadata.get("processed_at").and_then(|v| {
-                v.as_f64().or_else(|| {
-                    v.as_str()
-                        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
-                        .map(|d| d.timestamp() as f64)
-                })
-            })
-        })
+        .filter_map(|c| c.metadata.get("processed_at").and_then(|v| v.as_f64().or_else(|| v.as_str().and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok()).map(|d| d.timestamp() as f64))))
         .collect();
-    let (tmin, tmax) = times
-        .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &t| {
-            (a.min(t), b.max(t))
-        });
-    let qterms: HashSet<String> = ctx
-        .query
-        .split_whitespace()
-        .map(|t| t.to_lowercase())
-        .collect();
+    let (tmin, tmax) = times.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &t| (a.min(t), b.max(t)));
+    let qterms: HashSet<String> = ctx.query.split_whitespace().map(|t| t.to_lowercase()).collect();
     let mut out: Vec<Hit> = cands
         .into_iter()
         .filter_map(|h| {
@@ -673,40 +437,14 @@ fn rerank_by_factors(
             let recency = c
                 .metadata
                 .get("processed_at")
-                .and_then(|v| {
-                    v.as_f64().or_else(|| {
-                        v.as_str()
-                            .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
-                            .map(|d| d.timestamp() as f64)
-                    })
-                })
-                .map(|t| {
-                    if tmax > tmin {
-                        ((t - tmin) / (tmax - tmin)) as f32
-                    } else {
-                        0.5
-                    }
-                })
+                .and_then(|v| v.as_f64().or_else(|| v.as_str().and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok()).map(|d| d.timestamp() as f64)))
+                .map(|t| if tmax > tmin { ((t - tmin) / (tmax - tmin)) as f32 } else { 0.5 })
                 .unwrap_or(0.5);
             // Prefer chunks near 1000 characters: neither fragments nor walls of text.
             let len = c.content.chars().count() as f32;
             let length = (1.0 - ((len - 1000.0).abs() / 1000.0)).clamp(0.0, 1.0);
-            let meta_text: String = c
-                .metadata
-                .values()
-                .filter_map(|v| v.as_str())
-                .collect::<Vec<_>>()
-                .join(" ")
-                .to_lowercase();
-            let meta = if qterms.is_empty() {
-                0.0
-            } else {
-                qterms
-                    .iter()
-                    .filter(|t| meta_text.contains(t.as_str()))
-                    .count() as f32
-                    / qterms.len() as f32
-            };
+            let meta_text: String = c.metadata.values().filter_map(|v| v.as_str()).collect::<Vec<_>>().join(" ").to_lowercase();
+            let meta = if qterms.is_empty() { 0.0 } else { qterms.iter().filter(|t| meta_text.contains(t.as_str())).count() as f32 / qterms.len() as f32 };
             let total = ws + wr + wl + wm;
             let score = (ws * h.score + wr * recency + wl * length + wm * meta) / total.max(1e-6);
             Some(Hit { id: h.id, score })
@@ -718,70 +456,29 @@ fn rerank_by_factors(
 }
 
 /// Rescore candidates with a cross-encoder; without one, with embedding similarity (and a note).
-fn cross_encode(
-    ctx: &mut Ctx,
-    cfg: &LlamaFarmConfig,
-    model: &str,
-    cands: Vec<Hit>,
-    k: usize,
-    threshold: f32,
-) -> Result<Vec<Hit>> {
+fn cross_encode(ctx: &mut Ctx, cfg: &LlamaFarmConfig, model: &str, cands: Vec<Hit>, k: usize, threshold: f32) -> Result<Vec<Hit>> {
     if cands.is_empty() {
         return Ok(cands);
     }
     // `model` may name a runtime model (whose `model` is the id) or be an id itself.
-    let id = cfg
-        .models()
-        .into_iter()
-        .find(|m| m.name == model)
-        .map(|m| m.model)
-        .unwrap_or_else(|| model.to_string());
+    let id = cfg.models().into_iter().find(|m| m.name == model).map(|m| m.model).unwrap_or_else(|| model.to_string());
     let ids: Vec<String> = cands.iter().map(|h| h.id.clone()).collect();
-    let chunks: HashMap<String, StoredChunk> = ctx
-        .db
-        .store
-        .get(&ids)?
-        .into_iter()
-        .map(|s| (s.id.clone(), s))
-        .collect();
-    let kept: Vec<&Hit> = cands
-        .iter()
-        .filter(|h| chunks.contains_key(&h.id))
-        .collect();
-    let docs: Vec<&str> = kept
-        .iter()
-        .map(|h| chunks[&h.id].content.as_str())
-        .collect();
+    let chunks: HashMap<String, StoredChunk> = ctx.db.store.get(&ids)?.into_iter().map(|s| (s.id.clone(), s)).collect();
+    let kept: Vec<&Hit> = cands.iter().filter(|h| chunks.contains_key(&h.id)).collect();
+    let docs: Vec<&str> = kept.iter().map(|h| chunks[&h.id].content.as_str()).collect();
     let models = ctx.rag.project.llamafarm().models();
-    let raw = match if id.is_empty() {
-        Err(Error::Invalid("no cross-encoder model configured".into()))
-    } else {
-        ctx.rag.engine().cross_encoder(&id, models)
-    } {
+    let raw = match if id.is_empty() { Err(Error::Invalid("no cross-encoder model configured".into())) } else { ctx.rag.engine().cross_encoder(&id, models) } {
         Ok(ce) => ce.score(&ctx.query, &docs)?,
         Err(e) => {
             ctx.notes.push(format!("cross-encoder '{model}' unavailable ({e}); reranked by embedding similarity instead"));
             // The chunks' vectors are already in the store: no need to embed them again.
             let qv = ctx.embed(&ctx.query.clone())?;
             let ids: Vec<String> = kept.iter().map(|h| h.id.clone()).collect();
-            ctx.db
-                .store
-                .similarities(&qv, &ids, Metric::Cosine)?
-                .into_iter()
-                .map(|s| s.unwrap_or(0.0))
-                .collect()
+            ctx.db.store.similarities(&qv, &ids, Metric::Cosine)?.into_iter().map(|s| s.unwrap_or(0.0)).collect()
         }
     };
     let norm = min_max(&raw);
-    let mut out: Vec<Hit> = kept
-        .into_iter()
-        .zip(norm)
-        .filter(|(_, s)| *s >= threshold)
-        .map(|(h, s)| Hit {
-            id: h.id.clone(),
-            score: s,
-        })
-        .collect();
+    let mut out: Vec<Hit> = kept.into_iter().zip(norm).filter(|(_, s)| *s >= threshold).map(|(h, s)| Hit { id: h.id.clone(), score: s }).collect();
     out.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
     out.truncate(k);
     Ok(out)
@@ -793,10 +490,7 @@ mod tests {
 
     #[test]
     fn kinds_and_variants() {
-        assert_eq!(
-            StrategyKind::from_type("HybridUniversalStrategy"),
-            Some(StrategyKind::Hybrid)
-        );
+        assert_eq!(StrategyKind::from_type("HybridUniversalStrategy"), Some(StrategyKind::Hybrid));
         assert_eq!(StrategyKind::from_type("bm25"), Some(StrategyKind::Bm25));
         assert_eq!(StrategyKind::from_type("nope"), None);
         let v = query_variants("What are neural scaling laws?", 3);

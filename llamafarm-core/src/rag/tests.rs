@@ -20,12 +20,7 @@ fn project() -> (tempfile::TempDir, crate::Project) {
         .enumerate()
         .map(|(i, (h, name, text))| {
             let hash = format!("{h}{}", "0".repeat(60));
-            NewChunk::new(&hash, i, *text).with_metadata(
-                json!({"document_name": name, "page": i % 2, "parser": "TextParser_Python"})
-                    .as_object()
-                    .unwrap()
-                    .clone(),
-            )
+            NewChunk::new(&hash, i, *text).with_metadata(json!({"document_name": name, "page": i % 2, "parser": "TextParser_Python"}).as_object().unwrap().clone())
         })
         .collect();
     let r = p.rag().add_texts("main_database", chunks).unwrap();
@@ -42,9 +37,7 @@ fn strategies_find_the_right_documents() {
     let (_d, p) = project();
     let rag = p.rag();
     // Default strategy of the default template: hybrid.
-    let r = rag
-        .query(&RagQuery::new("how does loss scale with compute?"))
-        .unwrap();
+    let r = rag.query(&RagQuery::new("how does loss scale with compute?")).unwrap();
     assert_eq!(r.retrieval_strategy_used, "hybrid_search");
     assert_eq!(r.database_used, "main_database");
     assert_eq!(first_doc(&r), "neural_scaling_laws.txt");
@@ -68,11 +61,7 @@ fn strategies_find_the_right_documents() {
     assert_eq!(first_doc(&r), "xylophone.txt");
 
     // Hybrid by alpha weighting; alpha 0 = BM25, alpha 1 = vectors.
-    for (alpha, method) in [
-        (0.0, "rank_fusion"),
-        (1.0, "weighted_average"),
-        (0.3, "weighted_average"),
-    ] {
+    for (alpha, method) in [(0.0, "rank_fusion"), (1.0, "weighted_average"), (0.3, "weighted_average")] {
         let mut q = RagQuery::new("zylofonic quasar code");
         q.retrieval_strategy = Some("hybrid".into());
         q.hybrid_alpha = Some(alpha);
@@ -100,28 +89,14 @@ fn strategies_find_the_right_documents() {
     q.retrieval_strategy = Some("MultiQueryStrategy".into());
     q.top_k = Some(4);
     let r = rag.query(&q).unwrap();
-    let names: Vec<&str> = r
-        .results
-        .iter()
-        .map(|x| x.metadata["document_name"].as_str().unwrap())
-        .collect();
-    assert!(
-        names.contains(&"bread.txt") && names.contains(&"cats.md"),
-        "{names:?}"
-    );
+    let names: Vec<&str> = r.results.iter().map(|x| x.metadata["document_name"].as_str().unwrap()).collect();
+    assert!(names.contains(&"bread.txt") && names.contains(&"cats.md"), "{names:?}");
     let mut q = RagQuery::new("cat claws");
     q.rerank_model = Some("no-such/cross-encoder".into());
     let r = rag.query(&q).unwrap();
     assert_eq!(first_doc(&r), "cats.md");
-    assert!(
-        r.notes.iter().any(|n| n.contains("embedding similarity")),
-        "{:?}",
-        r.notes
-    );
-    assert!(
-        (r.results[0].score - 1.0).abs() < 1e-6,
-        "min-max normalised"
-    );
+    assert!(r.notes.iter().any(|n| n.contains("embedding similarity")), "{:?}", r.notes);
+    assert!((r.results[0].score - 1.0).abs() < 1e-6, "min-max normalised");
 }
 
 #[test]
@@ -131,63 +106,15 @@ fn bad_queries_are_4xx() {
     let kind = |q: RagQuery| rag.query(&q).unwrap_err().kind();
     assert_eq!(kind(RagQuery::new("  ")), ErrorKind::Invalid);
     for k in [0, 100000, -1] {
-        assert_eq!(
-            kind(RagQuery {
-                top_k: Some(k),
-                ..RagQuery::new("x")
-            }),
-            ErrorKind::Invalid
-        );
+        assert_eq!(kind(RagQuery { top_k: Some(k), ..RagQuery::new("x") }), ErrorKind::Invalid);
     }
-    assert_eq!(
-        kind(RagQuery {
-            database: Some("nope".into()),
-            ..RagQuery::new("x")
-        }),
-        ErrorKind::NotFound
-    );
-    assert_eq!(
-        kind(RagQuery {
-            retrieval_strategy: Some("nope".into()),
-            ..RagQuery::new("x")
-        }),
-        ErrorKind::NotFound
-    );
-    assert_eq!(
-        kind(RagQuery {
-            metadata_filters: Some(json!(["a"])),
-            ..RagQuery::new("x")
-        }),
-        ErrorKind::Invalid
-    );
-    assert_eq!(
-        kind(RagQuery {
-            metadata_filters: Some(json!({"a": {"$gt": "b"}})),
-            ..RagQuery::new("x")
-        }),
-        ErrorKind::Invalid
-    );
-    assert_eq!(
-        kind(RagQuery {
-            score_threshold: Some(1.5),
-            ..RagQuery::new("x")
-        }),
-        ErrorKind::Invalid
-    );
-    assert_eq!(
-        kind(RagQuery {
-            hybrid_alpha: Some(-0.1),
-            ..RagQuery::new("x")
-        }),
-        ErrorKind::Invalid
-    );
-    assert_eq!(
-        kind(RagQuery {
-            distance_metric: Some("hamming".into()),
-            ..RagQuery::new("x")
-        }),
-        ErrorKind::Invalid
-    );
+    assert_eq!(kind(RagQuery { database: Some("nope".into()), ..RagQuery::new("x") }), ErrorKind::NotFound);
+    assert_eq!(kind(RagQuery { retrieval_strategy: Some("nope".into()), ..RagQuery::new("x") }), ErrorKind::NotFound);
+    assert_eq!(kind(RagQuery { metadata_filters: Some(json!(["a"])), ..RagQuery::new("x") }), ErrorKind::Invalid);
+    assert_eq!(kind(RagQuery { metadata_filters: Some(json!({"a": {"$gt": "b"}})), ..RagQuery::new("x") }), ErrorKind::Invalid);
+    assert_eq!(kind(RagQuery { score_threshold: Some(1.5), ..RagQuery::new("x") }), ErrorKind::Invalid);
+    assert_eq!(kind(RagQuery { hybrid_alpha: Some(-0.1), ..RagQuery::new("x") }), ErrorKind::Invalid);
+    assert_eq!(kind(RagQuery { distance_metric: Some("hamming".into()), ..RagQuery::new("x") }), ErrorKind::Invalid);
 }
 
 #[test]
@@ -195,10 +122,7 @@ fn stats_health_documents_and_database_crud() {
     let (_d, p) = project();
     let rag = p.rag();
     let s = rag.stats(None).unwrap();
-    assert_eq!(
-        (s.vector_count, s.document_count, s.embedding_dimension),
-        (6, 4, Some(384))
-    );
+    assert_eq!((s.vector_count, s.document_count, s.embedding_dimension), (6, 4, Some(384)));
     assert!(s.storage_bytes > 0 && s.storage_human.ends_with("KB"));
     let h = rag.health(None).unwrap();
     assert_eq!(h.status, HealthStatus::Healthy, "{h:?}");
@@ -218,61 +142,16 @@ fn stats_health_documents_and_database_crud() {
     })).unwrap();
     let created = rag.create_database(new_db.clone()).unwrap();
     assert!(!created.is_default);
-    assert_eq!(
-        rag.create_database(new_db).unwrap_err().kind(),
-        ErrorKind::Conflict
-    );
-    rag.add_texts(
-        "second_db",
-        vec![NewChunk::new("eeee", 0, "keyword retrieval with bm25")],
-    )
-    .unwrap();
-    let r = rag
-        .query(&RagQuery {
-            database: Some("second_db".into()),
-            ..RagQuery::new("bm25")
-        })
-        .unwrap();
-    assert_eq!(
-        (r.retrieval_strategy_used.as_str(), r.total_results),
-        ("kw", 1)
-    );
+    assert_eq!(rag.create_database(new_db).unwrap_err().kind(), ErrorKind::Conflict);
+    rag.add_texts("second_db", vec![NewChunk::new("eeee", 0, "keyword retrieval with bm25")]).unwrap();
+    let r = rag.query(&RagQuery { database: Some("second_db".into()), ..RagQuery::new("bm25") }).unwrap();
+    assert_eq!((r.retrieval_strategy_used.as_str(), r.total_results), ("kw", 1));
 
-    let patched = rag
-        .update_database(
-            "second_db",
-            json!({"config": {"collection_name": "c2"}})
-                .as_object()
-                .unwrap(),
-        )
-        .unwrap();
+    let patched = rag.update_database("second_db", json!({"config": {"collection_name": "c2"}}).as_object().unwrap()).unwrap();
     assert_eq!(patched.config.config.unwrap()["collection_name"], "c2");
-    assert_eq!(
-        rag.update_database(
-            "second_db",
-            json!({"type": "ChromaStore"}).as_object().unwrap()
-        )
-        .unwrap_err()
-        .kind(),
-        ErrorKind::Invalid
-    );
-    assert_eq!(
-        rag.update_database("second_db", json!({"name": "x"}).as_object().unwrap())
-            .unwrap_err()
-            .kind(),
-        ErrorKind::Invalid
-    );
-    assert_eq!(
-        rag.update_database(
-            "second_db",
-            json!({"default_retrieval_strategy": "ghost"})
-                .as_object()
-                .unwrap()
-        )
-        .unwrap_err()
-        .kind(),
-        ErrorKind::Invalid
-    );
+    assert_eq!(rag.update_database("second_db", json!({"type": "ChromaStore"}).as_object().unwrap()).unwrap_err().kind(), ErrorKind::Invalid);
+    assert_eq!(rag.update_database("second_db", json!({"name": "x"}).as_object().unwrap()).unwrap_err().kind(), ErrorKind::Invalid);
+    assert_eq!(rag.update_database("second_db", json!({"default_retrieval_strategy": "ghost"}).as_object().unwrap()).unwrap_err().kind(), ErrorKind::Invalid);
 
     // The default dataset depends on main_database.
     let e = rag.delete_database("main_database", true).unwrap_err();
@@ -280,14 +159,8 @@ fn stats_health_documents_and_database_crud() {
     assert!(e.to_string().contains("'default'"), "{e}");
     let (removed, deleted) = rag.delete_database("second_db", false).unwrap();
     assert_eq!((removed.name.as_str(), deleted), ("second_db", false));
-    assert!(
-        rag.store_dir("second_db").exists(),
-        "delete_collection=false keeps the data"
-    );
-    assert_eq!(
-        rag.database("second_db").unwrap_err().kind(),
-        ErrorKind::NotFound
-    );
+    assert!(rag.store_dir("second_db").exists(), "delete_collection=false keeps the data");
+    assert_eq!(rag.database("second_db").unwrap_err().kind(), ErrorKind::NotFound);
 }
 
 #[test]
@@ -296,11 +169,7 @@ fn embedder_dimension_mismatch_is_an_error() {
     // Declared 768 for a 384-dimensional model.
     p.update_config(|c| {
         let db = &mut c.rag.as_mut().unwrap().databases.as_mut().unwrap()[0];
-        db.embedding_strategies.as_mut().unwrap()[0]
-            .config
-            .as_mut()
-            .unwrap()
-            .insert("dimension".into(), json!(768));
+        db.embedding_strategies.as_mut().unwrap()[0].config.as_mut().unwrap().insert("dimension".into(), json!(768));
         Ok(())
     })
     .unwrap();

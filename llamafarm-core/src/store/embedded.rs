@@ -2,9 +2,7 @@
 //! in-memory vector matrix and, past [`HNSW_THRESHOLD`] chunks, an HNSW graph.
 
 use super::graph::FlatGraph;
-use super::{
-    AddReport, ChunkRecord, ChunkStore, Hit, MetadataFilter, Metric, StoreStats, StoredChunk,
-};
+use super::{AddReport, ChunkRecord, ChunkStore, Hit, MetadataFilter, Metric, StoreStats, StoredChunk};
 use crate::error::{Error, Result};
 use hnsw_rs::hnsw::Hnsw;
 use hnsw_rs::prelude::Distance;
@@ -15,17 +13,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use tantivy::collector::TopDocs;
 use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
-use tantivy::schema::{
-    Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value as _, FAST, STORED,
-    STRING,
-};
-use tantivy::tokenizer::{
-    Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer,
-};
-use tantivy::{
-    DocAddress, DocSet, Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyDocument,
-    Term, TERMINATED,
-};
+use tantivy::schema::{Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value as _, FAST, STORED, STRING};
+use tantivy::tokenizer::{Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer};
+use tantivy::{DocAddress, DocSet, Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyDocument, Term, TERMINATED};
 
 /// Below this many live chunks, vector search is an exact scan (fast and perfect);
 /// above it an HNSW graph is built in the background and used once ready.
@@ -55,11 +45,7 @@ struct Fields {
 fn schema() -> Schema {
     let mut b = Schema::builder();
     let text = TextOptions::default()
-        .set_indexing_options(
-            TextFieldIndexing::default()
-                .set_tokenizer(TOKENIZER)
-                .set_index_option(IndexRecordOption::WithFreqsAndPositions),
-        )
+        .set_indexing_options(TextFieldIndexing::default().set_tokenizer(TOKENIZER).set_index_option(IndexRecordOption::WithFreqsAndPositions))
         .set_stored();
     b.add_text_field("id", STRING | STORED);
     b.add_text_field("file_hash", STRING | STORED);
@@ -72,29 +58,19 @@ fn schema() -> Schema {
 
 /// The fields of an index's own schema (current or legacy).
 fn fields_of(schema: &Schema) -> Result<Fields> {
-    let f = |name: &str| {
-        schema
-            .get_field(name)
-            .map_err(|_| Error::Internal(format!("index schema lacks the '{name}' field")))
-    };
+    let f = |name: &str| schema.get_field(name).map_err(|_| Error::Internal(format!("index schema lacks the '{name}' field")));
     Ok(Fields {
         id: f("id")?,
         file_hash: f("file_hash")?,
         content: f("content")?,
         metadata: f("metadata")?,
         vector: f("vector")?,
-        seq: schema
-            .get_field(SEQ_FIELD)
-            .ok()
-            .filter(|&f| schema.get_field_entry(f).is_fast()),
+        seq: schema.get_field(SEQ_FIELD).ok().filter(|&f| schema.get_field_entry(f).is_fast()),
     })
 }
 
 pub(super) fn analyzer() -> TextAnalyzer {
-    let mut b = TextAnalyzer::builder(SimpleTokenizer::default())
-        .filter(RemoveLongFilter::limit(40))
-        .filter(LowerCaser)
-        .dynamic();
+    let mut b = TextAnalyzer::builder(SimpleTokenizer::default()).filter(RemoveLongFilter::limit(40)).filter(LowerCaser).dynamic();
     if let Some(sw) = StopWordFilter::new(Language::English) {
         b = b.filter_dynamic(sw);
     }
@@ -109,10 +85,7 @@ pub(super) fn quantize(v: &[f32]) -> Vec<i8> {
     let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
     let m = v.iter().fold(0.0f32, |m, x| m.max(x.abs())) / n;
     let scale = if m > 0.0 { 127.0 / m } else { 1.0 };
-    let mut q: Vec<i8> = v
-        .iter()
-        .map(|x| (x / n * scale).round().clamp(-127.0, 127.0) as i8)
-        .collect();
+    let mut q: Vec<i8> = v.iter().map(|x| (x / n * scale).round().clamp(-127.0, 127.0) as i8).collect();
     q.extend((1.0 / scale).to_le_bytes().map(|b| b as i8));
     q
 }
@@ -125,9 +98,7 @@ pub(super) struct QuantizedCosine;
 impl Distance<i8> for QuantizedCosine {
     fn eval(&self, a: &[i8], b: &[i8]) -> f32 {
         let n = a.len().min(b.len()).saturating_sub(4);
-        let inv = |v: &[i8]| {
-            f32::from_le_bytes([v[n] as u8, v[n + 1] as u8, v[n + 2] as u8, v[n + 3] as u8])
-        };
+        let inv = |v: &[i8]| f32::from_le_bytes([v[n] as u8, v[n + 1] as u8, v[n + 2] as u8, v[n + 3] as u8]);
         if a.len() < 4 || b.len() < 4 {
             return 1.0;
         }
@@ -153,10 +124,7 @@ pub(super) fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
                 let y = _mm256_cvtepi8_epi16(_mm_loadu_si128(y.as_ptr() as *const __m128i));
                 acc = _mm256_add_epi32(acc, _mm256_madd_epi16(x, y));
             }
-            let h = _mm_add_epi32(
-                _mm256_castsi256_si128(acc),
-                _mm256_extracti128_si256::<1>(acc),
-            );
+            let h = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256::<1>(acc));
             let h = _mm_add_epi32(h, _mm_shuffle_epi32::<0b01_00_11_10>(h));
             let h = _mm_add_epi32(h, _mm_shuffle_epi32::<0b10_11_00_01>(h));
             let mut s = _mm_cvtsi128_si32(h);
@@ -179,11 +147,7 @@ pub(super) fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
 #[inline]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
-    #[cfg(all(
-        target_arch = "x86_64",
-        target_feature = "avx2",
-        target_feature = "fma"
-    ))]
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
     {
         // SAFETY: the target features are enabled at compile time, and every load reads
         // 8 floats from a chunk of at least 8. (Chunks, not `ptr.add`: in debug builds
@@ -197,11 +161,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
             for (x, y) in ca.zip(cb) {
                 let (x, y) = (x.as_ptr(), y.as_ptr());
                 s0 = _mm256_fmadd_ps(_mm256_loadu_ps(x), _mm256_loadu_ps(y), s0);
-                s1 = _mm256_fmadd_ps(
-                    _mm256_loadu_ps(x.wrapping_add(8)),
-                    _mm256_loadu_ps(y.wrapping_add(8)),
-                    s1,
-                );
+                s1 = _mm256_fmadd_ps(_mm256_loadu_ps(x.wrapping_add(8)), _mm256_loadu_ps(y.wrapping_add(8)), s1);
             }
             let v = _mm256_add_ps(s0, s1);
             let h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
@@ -214,11 +174,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
             s
         }
     }
-    #[cfg(not(all(
-        target_arch = "x86_64",
-        target_feature = "avx2",
-        target_feature = "fma"
-    )))]
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma")))]
     {
         a[..n].iter().zip(&b[..n]).map(|(x, y)| x * y).sum()
     }
@@ -249,14 +205,7 @@ impl State {
         &self.vectors[r * d..(r + 1) * d]
     }
 
-    fn push(
-        &mut self,
-        id: Arc<str>,
-        file: Arc<str>,
-        meta: Map<String, Value>,
-        v: &[f32],
-        seq: Option<u64>,
-    ) {
+    fn push(&mut self, id: Arc<str>, file: Arc<str>, meta: Map<String, Value>, v: &[f32], seq: Option<u64>) {
         let r = self.ids.len();
         if let Some(q) = seq {
             self.by_seq.insert(q, r);
@@ -293,7 +242,7 @@ impl Ann {
     fn refresh_now(&self) {
         let _g = self.insert.lock().unwrap_or_else(|p| p.into_inner());
         let n = self.rows.load(Ordering::SeqCst);
-        if self.flat.read().unwrap_or_else(|p| p.into_inner()).n == n {
+        if self.flat().n == n {
             return;
         }
         let f = Arc::new(FlatGraph::from_hnsw(&self.hnsw, n, self.dim));
@@ -310,9 +259,7 @@ impl Ann {
             me.refresh_now();
             me.refreshing.store(false, Ordering::SeqCst);
             // Rows inserted after the copy whose request found the flag still set.
-            let stale = me.flat.read().unwrap_or_else(|p| p.into_inner()).n
-                != me.rows.load(Ordering::SeqCst);
-            if !stale || me.refreshing.swap(true, Ordering::SeqCst) {
+            if !me.stale() || me.refreshing.swap(true, Ordering::SeqCst) {
                 break;
             }
         });
@@ -320,6 +267,11 @@ impl Ann {
 
     fn flat(&self) -> Arc<FlatGraph> {
         self.flat.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Rows are in the graph that `flat` does not have yet.
+    fn stale(&self) -> bool {
+        self.flat().n != self.rows.load(Ordering::SeqCst)
     }
 }
 
@@ -365,42 +317,25 @@ impl EmbeddedStore {
         std::fs::create_dir_all(&tdir).map_err(|e| Error::io(&tdir, e))?;
         let meta_path = dir.join(META_FILE);
         let meta: StoreMeta = match std::fs::read(&meta_path) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| Error::Parse {
-                what: meta_path.display().to_string(),
-                message: e.to_string(),
-            })?,
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| Error::Parse { what: meta_path.display().to_string(), message: e.to_string() })?,
             Err(_) => {
-                let m = StoreMeta {
-                    metric,
-                    dimension: None,
-                };
-                crate::fsutil::atomic_write(
-                    &meta_path,
-                    &serde_json::to_vec(&m).unwrap_or_default(),
-                )?;
+                let m = StoreMeta { metric, dimension: None };
+                crate::fsutil::atomic_write(&meta_path, &serde_json::to_vec(&m).unwrap_or_default())?;
                 m
             }
         };
-        let mmap = tantivy::directory::MmapDirectory::open(&tdir)
-            .map_err(|e| Error::Internal(format!("index dir: {e}")))?;
+        let mmap = tantivy::directory::MmapDirectory::open(&tdir).map_err(|e| Error::Internal(format!("index dir: {e}")))?;
         // An existing index keeps the schema it was created with (older stores lack the
         // fast id column and use the stored-document path); a new one gets the current.
-        let index =
-            if Index::exists(&mmap).map_err(|e| Error::Internal(format!("index dir: {e}")))? {
-                Index::open(mmap).map_err(te)?
-            } else {
-                Index::create(mmap, schema(), tantivy::IndexSettings::default()).map_err(te)?
-            };
+        let index = if Index::exists(&mmap).map_err(|e| Error::Internal(format!("index dir: {e}")))? {
+            Index::open(mmap).map_err(te)?
+        } else {
+            Index::create(mmap, schema(), tantivy::IndexSettings::default()).map_err(te)?
+        };
         let fields = fields_of(&index.schema())?;
         index.tokenizers().register(TOKENIZER, analyzer());
-        let writer: IndexWriter = index
-            .writer_with_num_threads(1, 64 * 1024 * 1024)
-            .map_err(te)?;
-        let reader = index
-            .reader_builder()
-            .reload_policy(ReloadPolicy::Manual)
-            .try_into()
-            .map_err(te)?;
+        let writer: IndexWriter = index.writer_with_num_threads(1, 64 * 1024 * 1024).map_err(te)?;
+        let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into().map_err(te)?;
         let store = Self {
             dir: dir.to_path_buf(),
             index,
@@ -408,10 +343,7 @@ impl EmbeddedStore {
             writer: Mutex::new(writer),
             fields,
             metric: meta.metric,
-            state: Arc::new(RwLock::new(State {
-                dim: meta.dimension,
-                ..Default::default()
-            })),
+            state: Arc::new(RwLock::new(State { dim: meta.dimension, ..Default::default() })),
             ann: Arc::new(RwLock::new(None)),
             building: Arc::new(AtomicBool::new(false)),
         };
@@ -423,14 +355,9 @@ impl EmbeddedStore {
     /// Read every live chunk's id, file, metadata and vector from the last commit.
     fn load_state(&self) -> Result<()> {
         let searcher = self.reader.searcher();
-        let mut st = State {
-            dim: self.state.read().unwrap_or_else(|p| p.into_inner()).dim,
-            ..Default::default()
-        };
+        let mut st = State { dim: self.state.read().unwrap_or_else(|p| p.into_inner()).dim, ..Default::default() };
         for seg in searcher.segment_readers() {
-            let store = seg
-                .get_store_reader(64)
-                .map_err(|e| Error::Internal(format!("doc store: {e}")))?;
+            let store = seg.get_store_reader(64).map_err(|e| Error::Internal(format!("doc store: {e}")))?;
             for doc in store.iter::<TantivyDocument>(seg.alive_bitset()) {
                 let doc = doc.map_err(te)?;
                 let (id, file, meta, vec) = self.decode(&doc);
@@ -441,11 +368,7 @@ impl EmbeddedStore {
                     tracing::warn!(chunk = %id, "skipping chunk with a vector of the wrong length");
                     continue;
                 }
-                let seq = self
-                    .fields
-                    .seq
-                    .and_then(|f| doc.get_first(f))
-                    .and_then(|v| v.as_u64());
+                let seq = self.fields.seq.and_then(|f| doc.get_first(f)).and_then(|v| v.as_u64());
                 st.push(id.into(), file.into(), meta, &vec, seq);
             }
         }
@@ -454,33 +377,18 @@ impl EmbeddedStore {
     }
 
     fn decode(&self, doc: &TantivyDocument) -> (String, String, Map<String, Value>, Vec<f32>) {
-        let s = |f: Field| {
-            doc.get_first(f)
-                .and_then(|v| v.as_str())
-                .unwrap_or("")
-                .to_string()
-        };
-        let meta = serde_json::from_str::<Map<String, Value>>(&s(self.fields.metadata))
-            .unwrap_or_default();
+        let s = |f: Field| doc.get_first(f).and_then(|v| v.as_str()).unwrap_or("").to_string();
+        let meta = serde_json::from_str::<Map<String, Value>>(&s(self.fields.metadata)).unwrap_or_default();
         let vec = doc
             .get_first(self.fields.vector)
             .and_then(|v| v.as_bytes())
-            .map(|b| {
-                b.chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect()
-            })
+            .map(|b| b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
             .unwrap_or_default();
         (s(self.fields.id), s(self.fields.file_hash), meta, vec)
     }
 
     fn to_stored(&self, doc: &TantivyDocument) -> StoredChunk {
-        let s = |f: Field| {
-            doc.get_first(f)
-                .and_then(|v| v.as_str())
-                .unwrap_or("")
-                .to_string()
-        };
+        let s = |f: Field| doc.get_first(f).and_then(|v| v.as_str()).unwrap_or("").to_string();
         StoredChunk {
             id: s(self.fields.id),
             file_hash: s(self.fields.file_hash),
@@ -490,14 +398,8 @@ impl EmbeddedStore {
     }
 
     fn save_meta(&self, dim: Option<usize>) -> Result<()> {
-        let m = StoreMeta {
-            metric: self.metric,
-            dimension: dim,
-        };
-        crate::fsutil::atomic_write(
-            &self.dir.join(META_FILE),
-            &serde_json::to_vec(&m).unwrap_or_default(),
-        )
+        let m = StoreMeta { metric: self.metric, dimension: dim };
+        crate::fsutil::atomic_write(&self.dir.join(META_FILE), &serde_json::to_vec(&m).unwrap_or_default())
     }
 
     /// Build the HNSW graph in a background thread when the store is large enough.
@@ -506,12 +408,7 @@ impl EmbeddedStore {
             let st = self.state.read().unwrap_or_else(|p| p.into_inner());
             (st.live, st.ids.len(), st.ids.len() - st.live)
         };
-        let current = self
-            .ann
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .map(|a| a.rows.load(Ordering::SeqCst));
+        let current = self.ann.read().unwrap_or_else(|p| p.into_inner()).as_ref().map(|a| a.rows.load(Ordering::SeqCst));
         let stale = match current {
             None => live >= HNSW_THRESHOLD,
             // Rebuild when many rows are dead in the graph (new rows are inserted as they come).
@@ -523,17 +420,14 @@ impl EmbeddedStore {
                 let st = self.state.read().unwrap_or_else(|p| p.into_inner());
                 (st.vectors.clone(), (), st.dim.unwrap_or(0), st.ids.len())
             };
-            let (ann, building, state) =
-                (self.ann.clone(), self.building.clone(), self.state.clone());
+            let (ann, building, state) = (self.ann.clone(), self.building.clone(), self.state.clone());
             std::thread::spawn(move || {
                 let built = Arc::new(build_ann(snapshot.0, snapshot.2, snapshot.3));
                 // Catch up with rows added while building, then swap the graph in.
                 let _g = built.insert.lock().unwrap_or_else(|p| p.into_inner());
                 let tail: Vec<(Vec<i8>, usize)> = {
                     let st = state.read().unwrap_or_else(|p| p.into_inner());
-                    (snapshot.3..st.ids.len())
-                        .map(|r| (quantize(st.row(r)), r))
-                        .collect()
+                    (snapshot.3..st.ids.len()).map(|r| (quantize(st.row(r)), r)).collect()
                 };
                 if !tail.is_empty() {
                     let data: Vec<(&Vec<i8>, usize)> = tail.iter().map(|(v, r)| (v, *r)).collect();
@@ -550,9 +444,7 @@ impl EmbeddedStore {
 
     /// Insert rows `from..` into the graph when it already covers everything before them.
     fn extend_ann(&self, from: usize) {
-        let Some(ann) = self.ann.read().unwrap_or_else(|p| p.into_inner()).clone() else {
-            return;
-        };
+        let Some(ann) = self.ann.read().unwrap_or_else(|p| p.into_inner()).clone() else { return };
         let _g = ann.insert.lock().unwrap_or_else(|p| p.into_inner());
         if ann.rows.load(Ordering::SeqCst) != from {
             return; // a gap: the tail is scanned exactly until the next rebuild
@@ -560,9 +452,7 @@ impl EmbeddedStore {
         let (rows, dim) = {
             let st = self.state.read().unwrap_or_else(|p| p.into_inner());
             let dim = st.dim.unwrap_or(0);
-            let rows: Vec<(Vec<i8>, usize)> = (from..st.ids.len())
-                .map(|r| (quantize(st.row(r)), r))
-                .collect();
+            let rows: Vec<(Vec<i8>, usize)> = (from..st.ids.len()).map(|r| (quantize(st.row(r)), r)).collect();
             (rows, dim)
         };
         if rows.is_empty() || dim == 0 {
@@ -579,9 +469,7 @@ impl EmbeddedStore {
     pub fn wait_for_index(&self) {
         let refreshing = || {
             let ann = self.ann.read().unwrap_or_else(|p| p.into_inner()).clone();
-            ann.is_some_and(|a| {
-                a.refreshing.load(Ordering::SeqCst) || a.flat().n != a.rows.load(Ordering::SeqCst)
-            })
+            ann.is_some_and(|a| a.refreshing.load(Ordering::SeqCst) || a.stale())
         };
         while self.building.load(Ordering::SeqCst) || refreshing() {
             std::thread::sleep(std::time::Duration::from_millis(20));
@@ -600,11 +488,7 @@ impl EmbeddedStore {
 
     /// The in-memory rows of search hits, from the fast `seq` column (O(1) per hit), or
     /// their ids read from the stored documents on stores created before that column.
-    fn rows_of(
-        &self,
-        searcher: &Searcher,
-        addrs: impl Iterator<Item = DocAddress>,
-    ) -> Result<Vec<RowOf>> {
+    fn rows_of(&self, searcher: &Searcher, addrs: impl Iterator<Item = DocAddress>) -> Result<Vec<RowOf>> {
         let mut cols: HashMap<u32, Option<tantivy::columnar::Column<u64>>> = HashMap::new();
         let st = self.state.read().unwrap_or_else(|p| p.into_inner());
         let mut out = Vec::new();
@@ -612,30 +496,17 @@ impl EmbeddedStore {
             if self.fields.seq.is_some() {
                 let col = match cols.entry(addr.segment_ord) {
                     std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                    std::collections::hash_map::Entry::Vacant(e) => e.insert(
-                        searcher
-                            .segment_reader(addr.segment_ord)
-                            .fast_fields()
-                            .u64(SEQ_FIELD)
-                            .ok(),
-                    ),
+                    std::collections::hash_map::Entry::Vacant(e) => {
+                        e.insert(searcher.segment_reader(addr.segment_ord).fast_fields().u64(SEQ_FIELD).ok())
+                    }
                 };
-                if let Some(&r) = col
-                    .as_ref()
-                    .and_then(|c| c.first(addr.doc_id))
-                    .and_then(|q| st.by_seq.get(&q))
-                {
+                if let Some(&r) = col.as_ref().and_then(|c| c.first(addr.doc_id)).and_then(|q| st.by_seq.get(&q)) {
                     out.push(RowOf::Row(r));
                     continue;
                 }
             }
             let doc: TantivyDocument = searcher.doc(addr).map_err(te)?;
-            out.push(RowOf::Id(
-                doc.get_first(self.fields.id)
-                    .and_then(|v| v.as_str())
-                    .unwrap_or("")
-                    .to_string(),
-            ));
+            out.push(RowOf::Id(doc.get_first(self.fields.id).and_then(|v| v.as_str()).unwrap_or("").to_string()));
         }
         Ok(out)
     }
@@ -646,10 +517,7 @@ impl EmbeddedStore {
         let term = Term::from_field_text(self.fields.id, id);
         for (ord, seg) in searcher.segment_readers().iter().enumerate() {
             let inv = seg.inverted_index(self.fields.id).map_err(te)?;
-            let Some(mut postings) = inv
-                .read_postings(&term, IndexRecordOption::Basic)
-                .map_err(|e| Error::Internal(format!("index: {e}")))?
-            else {
+            let Some(mut postings) = inv.read_postings(&term, IndexRecordOption::Basic).map_err(|e| Error::Internal(format!("index: {e}")))? else {
                 continue;
             };
             let mut d = postings.doc();
@@ -663,15 +531,7 @@ impl EmbeddedStore {
         Ok(None)
     }
 
-    fn exact(
-        &self,
-        st: &State,
-        q: &[f32],
-        qn: f32,
-        k: usize,
-        metric: Metric,
-        filter: Option<&MetadataFilter>,
-    ) -> Vec<(usize, f32)> {
+    fn exact(&self, st: &State, q: &[f32], qn: f32, k: usize, metric: Metric, filter: Option<&MetadataFilter>) -> Vec<(usize, f32)> {
         let n = st.ids.len();
         let score_row = |r: usize| -> Option<(usize, f32)> {
             if !st.alive[r] || filter.is_some_and(|f| !f.matches(&st.metas[r])) {
@@ -692,36 +552,22 @@ impl EmbeddedStore {
 
 fn build_ann(vectors: Vec<f32>, dim: usize, rows: usize) -> Ann {
     let t = std::time::Instant::now();
-    let hnsw: Hnsw<'static, i8, QuantizedCosine> =
-        Hnsw::new(24, rows.max(1), 16, 200, QuantizedCosine);
-    let quantized: Vec<Vec<i8>> = (0..rows)
-        .map(|r| quantize(&vectors[r * dim..(r + 1) * dim]))
-        .collect();
+    let hnsw: Hnsw<'static, i8, QuantizedCosine> = Hnsw::new(24, rows.max(1), 16, 200, QuantizedCosine);
+    let quantized: Vec<Vec<i8>> = (0..rows).map(|r| quantize(&vectors[r * dim..(r + 1) * dim])).collect();
     let data: Vec<(&Vec<i8>, usize)> = quantized.iter().zip(0..rows).collect();
     hnsw.parallel_insert(&data);
     let mut hnsw = hnsw;
     hnsw.set_searching_mode(true);
     tracing::info!(rows, secs = t.elapsed().as_secs_f64(), "built HNSW graph");
     let flat = RwLock::new(Arc::new(FlatGraph::from_hnsw(&hnsw, rows, dim)));
-    Ann {
-        hnsw,
-        rows: std::sync::atomic::AtomicUsize::new(rows),
-        insert: Mutex::new(()),
-        dim,
-        flat,
-        refreshing: AtomicBool::new(false),
-    }
+    Ann { hnsw, rows: std::sync::atomic::AtomicUsize::new(rows), insert: Mutex::new(()), dim, flat, refreshing: AtomicBool::new(false) }
 }
 
 /// Similarity in 0..1 with the original's distance-to-score conversions.
 fn similarity(metric: Metric, q: &[f32], qn: f32, v: &[f32], vn: f32) -> f32 {
     match metric {
         Metric::Cosine => {
-            let cos = if qn == 0.0 || vn == 0.0 {
-                0.0
-            } else {
-                dot(q, v) / (qn * vn)
-            };
+            let cos = if qn == 0.0 || vn == 0.0 { 0.0 } else { dot(q, v) / (qn * vn) };
             1.0 - (1.0 - cos) / 2.0
         }
         Metric::L2 => {
@@ -756,16 +602,12 @@ impl ChunkStore for EmbeddedStore {
             let st = self.state.read().unwrap_or_else(|p| p.into_inner());
             let dim = st.dim.unwrap_or(chunks[0].vector.len());
             let mut seen = HashSet::new();
-            let fresh: Vec<ChunkRecord> = chunks
-                .into_iter()
-                .filter(|c| !st.by_id.contains_key(c.id.as_str()) && seen.insert(c.id.clone()))
-                .collect();
+            let fresh: Vec<ChunkRecord> =
+                chunks.into_iter().filter(|c| !st.by_id.contains_key(c.id.as_str()) && seen.insert(c.id.clone())).collect();
             (dim, fresh)
         };
         if dim == 0 {
-            return Err(Error::Invalid(
-                "cannot store an empty embedding vector".into(),
-            ));
+            return Err(Error::Invalid("cannot store an empty embedding vector".into()));
         }
         for c in &fresh {
             if c.vector.len() != dim {
@@ -776,18 +618,11 @@ impl ChunkStore for EmbeddedStore {
                 )));
             }
             if c.vector.iter().any(|x| !x.is_finite()) {
-                return Err(Error::Invalid(format!(
-                    "chunk '{}' has a non-finite embedding value",
-                    c.id
-                )));
+                return Err(Error::Invalid(format!("chunk '{}' has a non-finite embedding value", c.id)));
             }
         }
         let added = fresh.len();
-        let seq0 = self
-            .state
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .next_seq;
+        let seq0 = self.state.read().unwrap_or_else(|p| p.into_inner()).next_seq;
         for (i, c) in fresh.iter().enumerate() {
             let mut doc = TantivyDocument::default();
             if let Some(f) = self.fields.seq {
@@ -796,20 +631,12 @@ impl ChunkStore for EmbeddedStore {
             doc.add_text(self.fields.id, &c.id);
             doc.add_text(self.fields.file_hash, &c.file_hash);
             doc.add_text(self.fields.content, &c.content);
-            doc.add_text(
-                self.fields.metadata,
-                serde_json::to_string(&c.metadata).unwrap_or_default(),
-            );
+            doc.add_text(self.fields.metadata, serde_json::to_string(&c.metadata).unwrap_or_default());
             let bytes: Vec<u8> = c.vector.iter().flat_map(|x| x.to_le_bytes()).collect();
             doc.add_bytes(self.fields.vector, &bytes);
             w.add_document(doc).map_err(te)?;
         }
-        let first = self
-            .state
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .dim
-            .is_none();
+        let first = self.state.read().unwrap_or_else(|p| p.into_inner()).dim.is_none();
         if first {
             self.save_meta(Some(dim))?;
         }
@@ -820,32 +647,21 @@ impl ChunkStore for EmbeddedStore {
             let first = st.ids.len();
             let with_seq = self.fields.seq.is_some();
             for (i, c) in fresh.into_iter().enumerate() {
-                st.push(
-                    c.id.into(),
-                    c.file_hash.into(),
-                    c.metadata,
-                    &c.vector,
-                    with_seq.then_some(seq0 + i as u64),
-                );
+                st.push(c.id.into(), c.file_hash.into(), c.metadata, &c.vector, with_seq.then_some(seq0 + i as u64));
             }
             first
         };
         drop(w);
         self.extend_ann(first_new);
         self.maybe_build_ann();
-        Ok(AddReport {
-            added,
-            skipped: total - added,
-        })
+        Ok(AddReport { added, skipped: total - added })
     }
 
     fn delete_file(&self, file_hash: &str) -> Result<usize> {
         let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let rows: Vec<usize> = {
             let st = self.state.read().unwrap_or_else(|p| p.into_inner());
-            (0..st.ids.len())
-                .filter(|&r| st.alive[r] && &*st.files[r] == file_hash)
-                .collect()
+            (0..st.ids.len()).filter(|&r| st.alive[r] && &*st.files[r] == file_hash).collect()
         };
         if rows.is_empty() {
             return Ok(0);
@@ -875,26 +691,14 @@ impl ChunkStore for EmbeddedStore {
             let st = self.state.read().unwrap_or_else(|p| p.into_inner());
             (st.dim, st.next_seq)
         };
-        *self.state.write().unwrap_or_else(|p| p.into_inner()) = State {
-            dim,
-            next_seq,
-            ..Default::default()
-        };
+        *self.state.write().unwrap_or_else(|p| p.into_inner()) = State { dim, next_seq, ..Default::default() };
         *self.ann.write().unwrap_or_else(|p| p.into_inner()) = None;
         Ok(n)
     }
 
-    fn vector_search(
-        &self,
-        query: &[f32],
-        k: usize,
-        metric: Metric,
-        filter: Option<&MetadataFilter>,
-    ) -> Result<Vec<Hit>> {
+    fn vector_search(&self, query: &[f32], k: usize, metric: Metric, filter: Option<&MetadataFilter>) -> Result<Vec<Hit>> {
         let st = self.state.read().unwrap_or_else(|p| p.into_inner());
-        let Some(dim) = st.dim else {
-            return Ok(Vec::new());
-        };
+        let Some(dim) = st.dim else { return Ok(Vec::new()) };
         if query.len() != dim {
             return Err(Error::Invalid(format!(
                 "embedding dimension mismatch: the query vector has {} dimensions, the index holds {dim}",
@@ -918,11 +722,7 @@ impl ChunkStore for EmbeddedStore {
             // and a few extra candidates absorb the int8 graph's ranking noise (all are
             // re-scored on the f32 vectors).
             let dead = st.ids.len() - st.live;
-            let want = if dead == 0 {
-                (k + 8).min(covered)
-            } else {
-                (k * 2 + 10).min(covered)
-            };
+            let want = if dead == 0 { (k + 8).min(covered) } else { (k * 2 + 10).min(covered) };
             let ef = (want * 2).max(64);
             let mut found: Vec<(usize, f32)> = graph
                 .search(&qv, want, ef)
@@ -946,29 +746,14 @@ impl ChunkStore for EmbeddedStore {
         } else {
             self.exact(&st, query, qn, k, metric, filter)
         };
-        Ok(rows
-            .into_iter()
-            .map(|(r, s)| Hit {
-                id: st.ids[r].to_string(),
-                score: s,
-            })
-            .collect())
+        Ok(rows.into_iter().map(|(r, s)| Hit { id: st.ids[r].to_string(), score: s }).collect())
     }
 
-    fn keyword_search(
-        &self,
-        query: &str,
-        k: usize,
-        filter: Option<&MetadataFilter>,
-    ) -> Result<Vec<Hit>> {
+    fn keyword_search(&self, query: &str, k: usize, filter: Option<&MetadataFilter>) -> Result<Vec<Hit>> {
         let searcher = self.reader.searcher();
         // Free text, no query syntax: analyse it like the content and OR the terms.
         let mut tokens = Vec::new();
-        let mut a = self
-            .index
-            .tokenizers()
-            .get(TOKENIZER)
-            .unwrap_or_else(analyzer);
+        let mut a = self.index.tokenizers().get(TOKENIZER).unwrap_or_else(analyzer);
         let mut stream = a.token_stream(query);
         while stream.advance() {
             tokens.push(stream.token().text.clone());
@@ -981,10 +766,8 @@ impl ChunkStore for EmbeddedStore {
         let clauses: Vec<(Occur, Box<dyn Query>)> = tokens
             .iter()
             .map(|t| {
-                let q: Box<dyn Query> = Box::new(TermQuery::new(
-                    Term::from_field_text(self.fields.content, t),
-                    IndexRecordOption::WithFreqs,
-                ));
+                let q: Box<dyn Query> =
+                    Box::new(TermQuery::new(Term::from_field_text(self.fields.content, t), IndexRecordOption::WithFreqs));
                 (Occur::Should, q)
             })
             .collect();
@@ -992,9 +775,7 @@ impl ChunkStore for EmbeddedStore {
         let filter = filter.filter(|f| !f.is_empty());
         let mut want = if filter.is_some() { k * 4 } else { k };
         loop {
-            let top = searcher
-                .search(&q, &TopDocs::with_limit(want).order_by_score())
-                .map_err(te)?;
+            let top = searcher.search(&q, &TopDocs::with_limit(want).order_by_score()).map_err(te)?;
             let exhausted = top.len() < want;
             let rows = self.rows_of(&searcher, top.iter().map(|(_, a)| *a))?;
             let st = self.state.read().unwrap_or_else(|p| p.into_inner());
@@ -1026,27 +807,15 @@ impl ChunkStore for EmbeddedStore {
         }
     }
 
-    fn similarities(
-        &self,
-        query: &[f32],
-        ids: &[String],
-        metric: Metric,
-    ) -> Result<Vec<Option<f32>>> {
+    fn similarities(&self, query: &[f32], ids: &[String], metric: Metric) -> Result<Vec<Option<f32>>> {
         let st = self.state.read().unwrap_or_else(|p| p.into_inner());
         if st.dim.is_some_and(|d| d != query.len()) {
-            return Err(Error::Invalid(format!(
-                "embedding dimension mismatch: query has {} dimensions",
-                query.len()
-            )));
+            return Err(Error::Invalid(format!("embedding dimension mismatch: query has {} dimensions", query.len())));
         }
         let qn = dot(query, query).sqrt();
         Ok(ids
             .iter()
-            .map(|id| {
-                st.by_id
-                    .get(id.as_str())
-                    .map(|&r| similarity(metric, query, qn, st.row(r), st.norms[r]))
-            })
+            .map(|id| st.by_id.get(id.as_str()).map(|&r| similarity(metric, query, qn, st.row(r), st.norms[r])))
             .collect())
     }
 
@@ -1065,22 +834,14 @@ impl ChunkStore for EmbeddedStore {
     fn list(&self, limit: usize, offset: usize) -> Result<Vec<StoredChunk>> {
         let ids: Vec<String> = {
             let st = self.state.read().unwrap_or_else(|p| p.into_inner());
-            (0..st.ids.len())
-                .filter(|&r| st.alive[r])
-                .skip(offset)
-                .take(limit)
-                .map(|r| st.ids[r].to_string())
-                .collect()
+            (0..st.ids.len()).filter(|&r| st.alive[r]).skip(offset).take(limit).map(|r| st.ids[r].to_string()).collect()
         };
         self.get(&ids)
     }
 
     fn stats(&self) -> Result<StoreStats> {
         let st = self.state.read().unwrap_or_else(|p| p.into_inner());
-        let files: HashSet<&str> = (0..st.ids.len())
-            .filter(|&r| st.alive[r])
-            .map(|r| &*st.files[r])
-            .collect();
+        let files: HashSet<&str> = (0..st.ids.len()).filter(|&r| st.alive[r]).map(|r| &*st.files[r]).collect();
         let ann = self.ann.read().unwrap_or_else(|p| p.into_inner()).is_some();
         Ok(StoreStats {
             vector_count: st.live,
@@ -1102,11 +863,7 @@ impl ChunkStore for EmbeddedStore {
             let mut metas = self.index.searchable_segment_metas().map_err(te)?;
             let total: u64 = metas.iter().map(|m| m.num_docs() as u64).sum();
             metas.sort_by_key(|m| std::cmp::Reverse(m.num_docs()));
-            if metas
-                .first()
-                .is_some_and(|m| 2 * m.num_docs() as u64 >= total)
-                && metas.len() > 1
-            {
+            if metas.first().is_some_and(|m| 2 * m.num_docs() as u64 >= total) && metas.len() > 1 {
                 metas.remove(0);
             }
             let ids: Vec<_> = metas.iter().map(|m| m.id()).collect();
@@ -1173,17 +930,13 @@ mod dot_tests {
         for _ in 0..50 {
             let a: Vec<f32> = (0..384).map(|_| r()).collect();
             let b: Vec<f32> = (0..384).map(|_| r() + 0.5 * a[0]).collect();
-            let exact =
-                1.0 - super::dot(&a, &b) / (super::dot(&a, &a).sqrt() * super::dot(&b, &b).sqrt());
+            let exact = 1.0 - super::dot(&a, &b) / (super::dot(&a, &a).sqrt() * super::dot(&b, &b).sqrt());
             let q = super::QuantizedCosine.eval(&super::quantize(&a), &super::quantize(&b));
             assert!((q - exact.max(0.0)).abs() < 0.01, "{q} vs {exact}");
         }
         assert_eq!(super::dot_i8(&[1, -2, 3], &[4, 5, -6]), 4 - 10 - 18);
         let long: Vec<i8> = (0..37).map(|i| (i * 7 % 255) as i8).collect();
-        assert_eq!(
-            super::dot_i8(&long, &long),
-            long.iter().map(|x| *x as i32 * *x as i32).sum::<i32>()
-        );
+        assert_eq!(super::dot_i8(&long, &long), long.iter().map(|x| *x as i32 * *x as i32).sum::<i32>());
     }
 
     #[test]

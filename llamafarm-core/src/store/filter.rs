@@ -23,9 +23,7 @@ enum Cond {
 impl MetadataFilter {
     /// Parse a filter object; malformed filters are an [`Error::Invalid`].
     pub fn parse(v: &Value) -> Result<Self> {
-        let obj = v
-            .as_object()
-            .ok_or_else(|| Error::Invalid("metadata_filters must be an object".into()))?;
+        let obj = v.as_object().ok_or_else(|| Error::Invalid("metadata_filters must be an object".into()))?;
         Self::from_map(obj)
     }
 
@@ -39,9 +37,7 @@ impl MetadataFilter {
             match v {
                 Value::Object(ops) => {
                     if ops.is_empty() {
-                        return Err(Error::Invalid(format!(
-                            "metadata_filters.{k}: empty operator object"
-                        )));
+                        return Err(Error::Invalid(format!("metadata_filters.{k}: empty operator object")));
                     }
                     for (op, arg) in ops {
                         let c = match op.as_str() {
@@ -50,36 +46,16 @@ impl MetadataFilter {
                             "$in" => Cond::In(list(k, arg)?),
                             "$nin" => Cond::Nin(list(k, arg)?),
                             "$gt" | "$gte" | "$lt" | "$lte" => {
-                                let n = arg.as_f64().ok_or_else(|| {
-                                    Error::Invalid(format!(
-                                        "metadata_filters.{k}.{op}: must be a number"
-                                    ))
-                                })?;
-                                Cond::Cmp(
-                                    match op.as_str() {
-                                        "$gt" => "gt",
-                                        "$gte" => "gte",
-                                        "$lt" => "lt",
-                                        _ => "lte",
-                                    },
-                                    n,
-                                )
+                                let n = arg.as_f64().ok_or_else(|| Error::Invalid(format!("metadata_filters.{k}.{op}: must be a number")))?;
+                                Cond::Cmp(match op.as_str() { "$gt" => "gt", "$gte" => "gte", "$lt" => "lt", _ => "lte" }, n)
                             }
-                            other => {
-                                return Err(Error::Invalid(format!(
-                                    "metadata_filters.{k}: unknown operator '{other}'"
-                                )))
-                            }
+                            other => return Err(Error::Invalid(format!("metadata_filters.{k}: unknown operator '{other}'"))),
                         };
                         conds.push((k.clone(), c));
                     }
                 }
                 Value::Array(_) => conds.push((k.clone(), Cond::In(list(k, v)?))),
-                Value::Null => {
-                    return Err(Error::Invalid(format!(
-                        "metadata_filters.{k}: null is not a filter value"
-                    )))
-                }
+                Value::Null => return Err(Error::Invalid(format!("metadata_filters.{k}: null is not a filter value"))),
                 other => conds.push((k.clone(), Cond::Eq(other.clone()))),
             }
         }
@@ -120,16 +96,12 @@ impl MetadataFilter {
 fn scalar(k: &str, v: &Value) -> Result<Value> {
     match v {
         Value::String(_) | Value::Number(_) | Value::Bool(_) => Ok(v.clone()),
-        _ => Err(Error::Invalid(format!(
-            "metadata_filters.{k}: must be a string, number or boolean"
-        ))),
+        _ => Err(Error::Invalid(format!("metadata_filters.{k}: must be a string, number or boolean"))),
     }
 }
 
 fn list(k: &str, v: &Value) -> Result<Vec<Value>> {
-    let a = v
-        .as_array()
-        .ok_or_else(|| Error::Invalid(format!("metadata_filters.{k}: must be a list")))?;
+    let a = v.as_array().ok_or_else(|| Error::Invalid(format!("metadata_filters.{k}: must be a list")))?;
     a.iter().map(|x| scalar(k, x)).collect()
 }
 
@@ -149,10 +121,7 @@ mod tests {
 
     #[test]
     fn operators() {
-        let meta = json!({"page": 3, "type": "pdf", "tags": ["a", "b"]})
-            .as_object()
-            .unwrap()
-            .clone();
+        let meta = json!({"page": 3, "type": "pdf", "tags": ["a", "b"]}).as_object().unwrap().clone();
         let f = |v: Value| MetadataFilter::parse(&v).unwrap().matches(&meta);
         assert!(f(json!({"type": "pdf"})));
         assert!(!f(json!({"type": "txt"})));
@@ -163,13 +132,7 @@ mod tests {
         assert!(f(json!({"tags": "b"})));
         assert!(f(json!({"missing": {"$ne": 1}})));
         assert!(!f(json!({"missing": 1})));
-        for bad in [
-            json!([1]),
-            json!({"a": null}),
-            json!({"a": {"$regex": "x"}}),
-            json!({"a": {"$gt": "x"}}),
-            json!({"a": {}}),
-        ] {
+        for bad in [json!([1]), json!({"a": null}), json!({"a": {"$regex": "x"}}), json!({"a": {"$gt": "x"}}), json!({"a": {}})] {
             assert!(MetadataFilter::parse(&bad).is_err(), "{bad}");
         }
     }

@@ -119,20 +119,9 @@ pub trait ChunkStore: Send + Sync {
     /// Delete everything; returns how many.
     fn clear(&self) -> Result<usize>;
     /// Nearest chunks to `query`.
-    fn vector_search(
-        &self,
-        query: &[f32],
-        k: usize,
-        metric: Metric,
-        filter: Option<&MetadataFilter>,
-    ) -> Result<Vec<Hit>>;
+    fn vector_search(&self, query: &[f32], k: usize, metric: Metric, filter: Option<&MetadataFilter>) -> Result<Vec<Hit>>;
     /// BM25 over the chunk text.
-    fn keyword_search(
-        &self,
-        query: &str,
-        k: usize,
-        filter: Option<&MetadataFilter>,
-    ) -> Result<Vec<Hit>>;
+    fn keyword_search(&self, query: &str, k: usize, filter: Option<&MetadataFilter>) -> Result<Vec<Hit>>;
     /// Hybrid candidates: the `k` nearest by vector (when `vector` is given) and the `k`
     /// best by BM25 (when `text` is given), searched concurrently so a hybrid query
     /// costs the slower of the two rather than their sum.
@@ -145,11 +134,7 @@ pub trait ChunkStore: Send + Sync {
         filter: Option<&MetadataFilter>,
     ) -> Result<(Vec<Hit>, Vec<Hit>)> {
         let (v, t) = rayon::join(
-            || {
-                vector
-                    .map(|q| self.vector_search(q, k, metric, filter))
-                    .transpose()
-            },
+            || vector.map(|q| self.vector_search(q, k, metric, filter)).transpose(),
             || text.map(|t| self.keyword_search(t, k, filter)).transpose(),
         );
         Ok((v?.unwrap_or_default(), t?.unwrap_or_default()))
@@ -163,12 +148,7 @@ pub trait ChunkStore: Send + Sync {
         Ok(0)
     }
     /// Similarity of `query` to each chunk by id, from stored vectors (None for unknown ids).
-    fn similarities(
-        &self,
-        query: &[f32],
-        ids: &[String],
-        metric: Metric,
-    ) -> Result<Vec<Option<f32>>>;
+    fn similarities(&self, query: &[f32], ids: &[String], metric: Metric) -> Result<Vec<Option<f32>>>;
     /// Fetch chunks by id (missing ids are left out).
     fn get(&self, ids: &[String]) -> Result<Vec<StoredChunk>>;
     /// Some chunks, in insertion order.

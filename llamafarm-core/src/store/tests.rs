@@ -3,16 +3,12 @@ use serde_json::json;
 
 /// Deterministic pseudo-random unit vectors.
 fn vecs(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
-    let mut s = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
+    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
     (0..n)
         .map(|_| {
             let mut v: Vec<f32> = (0..dim)
                 .map(|_| {
-                    s = s
-                        .wrapping_mul(6364136223846793005)
-                        .wrapping_add(1442695040888963407);
+                    s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
                     ((s >> 33) as f32 / (1u64 << 31) as f32) - 0.5
                 })
                 .collect();
@@ -23,13 +19,7 @@ fn vecs(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
 }
 
 fn chunk(id: &str, file: &str, text: &str, meta: serde_json::Value, v: Vec<f32>) -> ChunkRecord {
-    ChunkRecord {
-        id: id.into(),
-        file_hash: file.into(),
-        content: text.into(),
-        metadata: meta.as_object().unwrap().clone(),
-        vector: v,
-    }
+    ChunkRecord { id: id.into(), file_hash: file.into(), content: text.into(), metadata: meta.as_object().unwrap().clone(), vector: v }
 }
 
 #[test]
@@ -40,56 +30,15 @@ fn add_search_filter_delete_reopen() {
         let s = EmbeddedStore::open(dir.path(), Metric::Cosine).unwrap();
         let r = s
             .add(vec![
-                chunk(
-                    "a_0000",
-                    "a",
-                    "The cat sat on the mat",
-                    json!({"page": 1, "doc": "a.txt"}),
-                    vs[0].clone(),
-                ),
-                chunk(
-                    "a_0001",
-                    "a",
-                    "Dogs chase cats in the garden",
-                    json!({"page": 2, "doc": "a.txt"}),
-                    vs[1].clone(),
-                ),
-                chunk(
-                    "b_0000",
-                    "b",
-                    "Neural scaling laws for language models",
-                    json!({"page": 1, "doc": "b.pdf"}),
-                    vs[2].clone(),
-                ),
+                chunk("a_0000", "a", "The cat sat on the mat", json!({"page": 1, "doc": "a.txt"}), vs[0].clone()),
+                chunk("a_0001", "a", "Dogs chase cats in the garden", json!({"page": 2, "doc": "a.txt"}), vs[1].clone()),
+                chunk("b_0000", "b", "Neural scaling laws for language models", json!({"page": 1, "doc": "b.pdf"}), vs[2].clone()),
             ])
             .unwrap();
-        assert_eq!(
-            r,
-            AddReport {
-                added: 3,
-                skipped: 0
-            }
-        );
+        assert_eq!(r, AddReport { added: 3, skipped: 0 });
         // Same ids again are skipped (dedup), new ones added.
-        let r = s
-            .add(vec![
-                chunk("a_0000", "a", "dup", json!({}), vs[0].clone()),
-                chunk(
-                    "b_0001",
-                    "b",
-                    "power law of compute",
-                    json!({"page": 2}),
-                    vs[3].clone(),
-                ),
-            ])
-            .unwrap();
-        assert_eq!(
-            r,
-            AddReport {
-                added: 1,
-                skipped: 1
-            }
-        );
+        let r = s.add(vec![chunk("a_0000", "a", "dup", json!({}), vs[0].clone()), chunk("b_0001", "b", "power law of compute", json!({"page": 2}), vs[3].clone())]).unwrap();
+        assert_eq!(r, AddReport { added: 1, skipped: 1 });
 
         let hits = s.vector_search(&vs[2], 2, Metric::Cosine, None).unwrap();
         assert_eq!(hits[0].id, "b_0000");
@@ -99,34 +48,15 @@ fn add_search_filter_delete_reopen() {
         let hits = s.keyword_search("cats", 10, None).unwrap();
         let ids: Vec<&str> = hits.iter().map(|h| h.id.as_str()).collect();
         assert_eq!(ids.len(), 2, "stemming matches cat and cats: {ids:?}");
-        assert!(
-            s.keyword_search("the of and", 10, None).unwrap().is_empty(),
-            "stop words only"
-        );
+        assert!(s.keyword_search("the of and", 10, None).unwrap().is_empty(), "stop words only");
         assert!(s.keyword_search("", 10, None).unwrap().is_empty());
-        assert!(
-            s.keyword_search("AND OR ( \" : *", 10, None)
-                .unwrap()
-                .is_empty(),
-            "query syntax is just text"
-        );
+        assert!(s.keyword_search("AND OR ( \" : *", 10, None).unwrap().is_empty(), "query syntax is just text");
 
         let f = MetadataFilter::parse(&json!({"doc": "a.txt"})).unwrap();
-        let hits = s
-            .vector_search(&vs[2], 10, Metric::Cosine, Some(&f))
-            .unwrap();
+        let hits = s.vector_search(&vs[2], 10, Metric::Cosine, Some(&f)).unwrap();
         assert!(hits.iter().all(|h| h.id.starts_with("a_")) && hits.len() == 2);
-        let hits = s
-            .keyword_search(
-                "cat",
-                10,
-                Some(&MetadataFilter::parse(&json!({"page": 2})).unwrap()),
-            )
-            .unwrap();
-        assert_eq!(
-            hits.iter().map(|h| h.id.as_str()).collect::<Vec<_>>(),
-            vec!["a_0001"]
-        );
+        let hits = s.keyword_search("cat", 10, Some(&MetadataFilter::parse(&json!({"page": 2})).unwrap())).unwrap();
+        assert_eq!(hits.iter().map(|h| h.id.as_str()).collect::<Vec<_>>(), vec!["a_0001"]);
 
         let got = s.get(&["b_0000".into(), "nope".into()]).unwrap();
         assert_eq!(got.len(), 1);
@@ -134,9 +64,7 @@ fn add_search_filter_delete_reopen() {
         assert_eq!(got[0].metadata["doc"], "b.pdf");
 
         // Wrong dimension: a clear error, nothing written.
-        let e = s
-            .add(vec![chunk("c_0000", "c", "x", json!({}), vec![0.5; 9])])
-            .unwrap_err();
+        let e = s.add(vec![chunk("c_0000", "c", "x", json!({}), vec![0.5; 9])]).unwrap_err();
         assert!(e.to_string().contains("dimension mismatch"), "{e}");
         assert!(s.vector_search(&[0.1; 3], 1, Metric::Cosine, None).is_err());
 
@@ -144,24 +72,14 @@ fn add_search_filter_delete_reopen() {
         assert_eq!(s.delete_file("a").unwrap(), 0);
         assert!(s.keyword_search("cats", 10, None).unwrap().is_empty());
         let st = s.stats().unwrap();
-        assert_eq!(
-            (st.vector_count, st.document_count, st.embedding_dimension),
-            (2, 1, Some(8))
-        );
+        assert_eq!((st.vector_count, st.document_count, st.embedding_dimension), (2, 1, Some(8)));
         assert!(st.storage_bytes > 0);
     }
     // Reopen: the committed state, vectors and text agreeing.
     let s = EmbeddedStore::open(dir.path(), Metric::L2).unwrap();
-    assert_eq!(
-        s.metric(),
-        Metric::Cosine,
-        "a store keeps the metric it was created with"
-    );
+    assert_eq!(s.metric(), Metric::Cosine, "a store keeps the metric it was created with");
     assert_eq!(s.stats().unwrap().vector_count, 2);
-    assert_eq!(
-        s.vector_search(&vs[3], 1, Metric::Cosine, None).unwrap()[0].id,
-        "b_0001"
-    );
+    assert_eq!(s.vector_search(&vs[3], 1, Metric::Cosine, None).unwrap()[0].id, "b_0001");
     assert_eq!(s.list(10, 0).unwrap().len(), 2);
     assert_eq!(s.clear().unwrap(), 2);
     assert_eq!(s.stats().unwrap().vector_count, 0);
@@ -171,23 +89,10 @@ fn add_search_filter_delete_reopen() {
 fn metrics_convert_scores_like_the_original() {
     let dir = tempfile::tempdir().unwrap();
     let s = EmbeddedStore::open(dir.path(), Metric::Cosine).unwrap();
-    s.add(vec![
-        chunk("x", "f", "t", json!({}), vec![1.0, 0.0]),
-        chunk("y", "f", "t", json!({}), vec![0.0, 1.0]),
-    ])
-    .unwrap();
+    s.add(vec![chunk("x", "f", "t", json!({}), vec![1.0, 0.0]), chunk("y", "f", "t", json!({}), vec![0.0, 1.0])]).unwrap();
     let q = [1.0, 0.0];
-    let score = |m| {
-        s.vector_search(&q, 2, m, None)
-            .unwrap()
-            .iter()
-            .map(|h| (h.id.clone(), h.score))
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(
-        score(Metric::Cosine),
-        vec![("x".to_string(), 1.0), ("y".to_string(), 0.5)]
-    );
+    let score = |m| s.vector_search(&q, 2, m, None).unwrap().iter().map(|h| (h.id.clone(), h.score)).collect::<Vec<_>>();
+    assert_eq!(score(Metric::Cosine), vec![("x".to_string(), 1.0), ("y".to_string(), 0.5)]);
     let l2 = score(Metric::L2);
     assert_eq!(l2[0], ("x".to_string(), 1.0));
     assert!((l2[1].1 - 1.0 / 1.02).abs() < 1e-6);
@@ -201,19 +106,8 @@ fn hnsw_agrees_with_exact_search_and_skips_deleted() {
     let dim = 16;
     let vs = vecs(n, dim, 7);
     let s = EmbeddedStore::open(dir.path(), Metric::Cosine).unwrap();
-    let chunks: Vec<ChunkRecord> = vs
-        .iter()
-        .enumerate()
-        .map(|(i, v)| {
-            chunk(
-                &format!("c{i}"),
-                &format!("f{}", i % 100),
-                "text",
-                json!({}),
-                v.clone(),
-            )
-        })
-        .collect();
+    let chunks: Vec<ChunkRecord> =
+        vs.iter().enumerate().map(|(i, v)| chunk(&format!("c{i}"), &format!("f{}", i % 100), "text", json!({}), v.clone())).collect();
     s.add(chunks).unwrap();
     s.wait_for_index();
     assert!(s.stats().unwrap().ann_index);
@@ -223,18 +117,12 @@ fn hnsw_agrees_with_exact_search_and_skips_deleted() {
         assert_eq!(ann[0].id, format!("c{qi}"));
         let f = MetadataFilter::parse(&json!({"none": {"$ne": 1}})).unwrap(); // forces the exact path
         let exact = s.vector_search(q, 10, Metric::Cosine, Some(&f)).unwrap();
-        agree += ann
-            .iter()
-            .filter(|h| exact.iter().any(|e| e.id == h.id))
-            .count();
+        agree += ann.iter().filter(|h| exact.iter().any(|e| e.id == h.id)).count();
     }
     assert!(agree >= 190, "recall@10 of HNSW vs exact: {agree}/200");
     s.delete_file("f0").unwrap();
     let hits = s.vector_search(&vs[0], 5, Metric::Cosine, None).unwrap();
-    assert!(
-        hits.iter().all(|h| h.id != "c0"),
-        "deleted chunks never come back"
-    );
+    assert!(hits.iter().all(|h| h.id != "c0"), "deleted chunks never come back");
 }
 
 /// A child process writes batches until it is SIGKILLed; the store must reopen with
@@ -245,19 +133,7 @@ fn survives_kill_9_during_writes() {
         let s = EmbeddedStore::open(std::path::Path::new(&dir), Metric::Cosine).unwrap();
         for b in 0.. {
             let vs = vecs(10, 8, b);
-            let batch = vs
-                .into_iter()
-                .enumerate()
-                .map(|(i, v)| {
-                    chunk(
-                        &format!("b{b}_{i}"),
-                        &format!("batch{b}"),
-                        "some words here",
-                        json!({"batch": b}),
-                        v,
-                    )
-                })
-                .collect();
+            let batch = vs.into_iter().enumerate().map(|(i, v)| chunk(&format!("b{b}_{i}"), &format!("batch{b}"), "some words here", json!({"batch": b}), v)).collect();
             s.add(batch).unwrap();
             if b % 3 == 0 {
                 s.delete_file(&format!("batch{}", b / 2)).unwrap();
@@ -273,12 +149,7 @@ fn survives_kill_9_during_writes() {
     let dir = tempfile::tempdir().unwrap();
     for round in 0..3u64 {
         let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "store::tests::survives_kill_9_during_writes",
-                "--nocapture",
-                "--test-threads=1",
-            ])
+            .args(["--exact", "store::tests::survives_kill_9_during_writes", "--nocapture", "--test-threads=1"])
             .env("LF_KILL9_CHILD_DIR", dir.path())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
@@ -308,10 +179,7 @@ fn survives_kill_9_during_writes() {
         for c in &all {
             *per_batch.entry(c.file_hash.clone()).or_insert(0) += 1;
         }
-        assert!(
-            per_batch.values().all(|&n| n == 10),
-            "a batch was half-written: {per_batch:?}"
-        );
+        assert!(per_batch.values().all(|&n| n == 10), "a batch was half-written: {per_batch:?}");
         // Every stored chunk is findable by its own vector (vectors and text agree).
         for c in all.iter().take(50) {
             let b: u64 = c.file_hash.trim_start_matches("batch").parse().unwrap();
@@ -320,19 +188,14 @@ fn survives_kill_9_during_writes() {
             let hit = &s.vector_search(v, 1, Metric::Cosine, None).unwrap()[0];
             assert!((hit.score - 1.0).abs() < 1e-5);
         }
-        assert!(
-            st.vector_count > 0,
-            "round {round}: the child's commits were lost"
-        );
+        assert!(st.vector_count > 0, "round {round}: the child's commits were lost");
     }
 }
 
 #[test]
 fn stores_written_before_the_seq_column_still_search_filter_and_grow() {
     // A store in the schema of earlier releases (no fast `seq` column), written directly.
-    use tantivy::schema::{
-        IndexRecordOption, Schema, TextFieldIndexing, TextOptions, STORED, STRING,
-    };
+    use tantivy::schema::{IndexRecordOption, Schema, TextFieldIndexing, TextOptions, STORED, STRING};
     let dir = tempfile::tempdir().unwrap();
     let vs = vecs(3, 8, 9);
     {
@@ -340,11 +203,7 @@ fn stores_written_before_the_seq_column_still_search_filter_and_grow() {
         std::fs::create_dir_all(&tdir).unwrap();
         let mut b = Schema::builder();
         let text = TextOptions::default()
-            .set_indexing_options(
-                TextFieldIndexing::default()
-                    .set_tokenizer("lf_en")
-                    .set_index_option(IndexRecordOption::WithFreqsAndPositions),
-            )
+            .set_indexing_options(TextFieldIndexing::default().set_tokenizer("lf_en").set_index_option(IndexRecordOption::WithFreqsAndPositions))
             .set_stored();
         let id = b.add_text_field("id", STRING | STORED);
         let file = b.add_text_field("file_hash", STRING | STORED);
@@ -352,29 +211,15 @@ fn stores_written_before_the_seq_column_still_search_filter_and_grow() {
         let meta = b.add_text_field("metadata", STORED);
         let vector = b.add_bytes_field("vector", STORED);
         let index = tantivy::Index::create_in_dir(&tdir, b.build()).unwrap();
-        index
-            .tokenizers()
-            .register("lf_en", super::embedded::analyzer());
+        index.tokenizers().register("lf_en", super::embedded::analyzer());
         let mut w: tantivy::IndexWriter = index.writer_with_num_threads(1, 15_000_000).unwrap();
-        for (i, (t, m)) in [
-            ("cats and dogs", r#"{"doc":"a"}"#),
-            ("scaling laws of neural models", r#"{"doc":"b"}"#),
-        ]
-        .iter()
-        .enumerate()
-        {
+        for (i, (t, m)) in [("cats and dogs", r#"{"doc":"a"}"#), ("scaling laws of neural models", r#"{"doc":"b"}"#)].iter().enumerate() {
             let mut d = tantivy::TantivyDocument::default();
             d.add_text(id, format!("old_{i}"));
             d.add_text(file, "f_old");
             d.add_text(content, t);
             d.add_text(meta, m);
-            d.add_bytes(
-                vector,
-                &vs[i]
-                    .iter()
-                    .flat_map(|x| x.to_le_bytes())
-                    .collect::<Vec<u8>>(),
-            );
+            d.add_bytes(vector, &vs[i].iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>());
             w.add_document(d).unwrap();
         }
         w.commit().unwrap();
@@ -384,38 +229,13 @@ fn stores_written_before_the_seq_column_still_search_filter_and_grow() {
     let hits = s.keyword_search("neural scaling", 5, None).unwrap();
     assert_eq!(hits.first().map(|h| h.id.as_str()), Some("old_1"));
     let f = MetadataFilter::parse(&json!({"doc": "a"})).unwrap();
-    assert!(s
-        .keyword_search("scaling cats", 5, Some(&f))
-        .unwrap()
-        .iter()
-        .all(|h| h.id == "old_0"));
-    assert_eq!(
-        s.get(&["old_0".into()]).unwrap()[0].content,
-        "cats and dogs"
-    );
+    assert!(s.keyword_search("scaling cats", 5, Some(&f)).unwrap().iter().all(|h| h.id == "old_0"));
+    assert_eq!(s.get(&["old_0".into()]).unwrap()[0].content, "cats and dogs");
     // It keeps accepting chunks in its own schema.
-    s.add(vec![chunk(
-        "new_0",
-        "f_new",
-        "scaling of compute",
-        json!({}),
-        vs[2].clone(),
-    )])
-    .unwrap();
-    let ids: Vec<String> = s
-        .keyword_search("scaling", 5, None)
-        .unwrap()
-        .into_iter()
-        .map(|h| h.id)
-        .collect();
-    assert!(
-        ids.contains(&"new_0".to_string()) && ids.contains(&"old_1".to_string()),
-        "{ids:?}"
-    );
-    assert_eq!(
-        s.vector_search(&vs[2], 1, Metric::Cosine, None).unwrap()[0].id,
-        "new_0"
-    );
+    s.add(vec![chunk("new_0", "f_new", "scaling of compute", json!({}), vs[2].clone())]).unwrap();
+    let ids: Vec<String> = s.keyword_search("scaling", 5, None).unwrap().into_iter().map(|h| h.id).collect();
+    assert!(ids.contains(&"new_0".to_string()) && ids.contains(&"old_1".to_string()), "{ids:?}");
+    assert_eq!(s.vector_search(&vs[2], 1, Metric::Cosine, None).unwrap()[0].id, "new_0");
 }
 
 #[test]
@@ -425,41 +245,21 @@ fn optimize_merges_segments_and_keeps_every_chunk_findable() {
     let s = EmbeddedStore::open(dir.path(), Metric::Cosine).unwrap();
     for (i, v) in vs.iter().enumerate() {
         // One commit (segment) per add.
-        s.add(vec![chunk(
-            &format!("c{i}"),
-            &format!("f{}", i % 3),
-            &format!("word{i} common"),
-            json!({"i": i}),
-            v.clone(),
-        )])
-        .unwrap();
+        s.add(vec![chunk(&format!("c{i}"), &format!("f{}", i % 3), &format!("word{i} common"), json!({"i": i}), v.clone())]).unwrap();
     }
     s.delete_file("f0").unwrap();
     s.optimize().unwrap();
-    assert_eq!(
-        s.optimize().unwrap(),
-        0,
-        "a second optimize has nothing to merge"
-    );
+    assert_eq!(s.optimize().unwrap(), 0, "a second optimize has nothing to merge");
     let hits = s.keyword_search("common", 20, None).unwrap();
     assert_eq!(hits.len(), 8);
-    assert!(hits
-        .iter()
-        .all(|h| !["c0", "c3", "c6", "c9"].contains(&h.id.as_str())));
+    assert!(hits.iter().all(|h| !["c0", "c3", "c6", "c9"].contains(&h.id.as_str())));
     assert_eq!(s.keyword_search("word7", 3, None).unwrap()[0].id, "c7");
     drop(s);
     let s = EmbeddedStore::open(dir.path(), Metric::Cosine).unwrap();
     assert_eq!(s.keyword_search("word11", 3, None).unwrap()[0].id, "c11");
     assert_eq!(s.stats().unwrap().vector_count, 8);
     // New chunks after a reopen get fresh sequence numbers.
-    s.add(vec![chunk(
-        "z",
-        "fz",
-        "word99 common",
-        json!({}),
-        vs[0].clone(),
-    )])
-    .unwrap();
+    s.add(vec![chunk("z", "fz", "word99 common", json!({}), vs[0].clone())]).unwrap();
     assert_eq!(s.keyword_search("word99", 3, None).unwrap()[0].id, "z");
     assert_eq!(s.keyword_search("word5", 3, None).unwrap()[0].id, "c5");
 }

@@ -32,9 +32,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
 }
 
 pub(crate) fn runtime_router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(runtime_completions))
-        .routes(routes!(runtime_models))
+    OpenApiRouter::new().routes(routes!(runtime_completions)).routes(routes!(runtime_models))
 }
 
 type ProjectPath = Path<(String, String)>;
@@ -117,40 +115,22 @@ struct StreamMeta {
 /// Run `work` on a blocking thread and stream its pieces as SSE.
 fn sse<F>(meta: StreamMeta, work: F) -> Response
 where
-    F: FnOnce(
-            &CancelFlag,
-            &mut dyn FnMut(StreamEvent<'_>) -> bool,
-        ) -> llamafarm_core::Result<ChatOutcome>
-        + Send
-        + 'static,
+    F: FnOnce(&CancelFlag, &mut dyn FnMut(StreamEvent<'_>) -> bool) -> llamafarm_core::Result<ChatOutcome> + Send + 'static,
 {
     let (tx, rx) = tokio::sync::mpsc::channel::<Event>(64);
-    let StreamMeta {
-        id,
-        created,
-        model,
-        include_usage,
-        first_events,
-    } = meta;
+    let StreamMeta { id, created, model, include_usage, first_events } = meta;
     tokio::task::spawn_blocking(move || {
         let cancel = CancelFlag::new();
         for e in first_events {
             let _ = tx.blocking_send(e);
         }
-        let _ = tx.blocking_send(chunk(
-            &id,
-            created,
-            &model,
-            json!({"role": "assistant", "content": ""}),
-            None,
-        ));
+        let _ = tx.blocking_send(chunk(&id, created, &model, json!({"role": "assistant", "content": ""}), None));
         let mut sink = |ev: StreamEvent<'_>| {
             let delta = match ev {
                 StreamEvent::Content(c) => json!({"content": c}),
                 StreamEvent::Thinking(t) => json!({"reasoning_content": t}),
             };
-            tx.blocking_send(chunk(&id, created, &model, delta, None))
-                .is_ok()
+            tx.blocking_send(chunk(&id, created, &model, delta, None)).is_ok()
         };
         match work(&cancel, &mut sink) {
             Ok(o) => {
@@ -159,8 +139,7 @@ where
                     "choices": [{"index": 0, "delta": {}, "finish_reason": o.generation.finish_reason.as_str()}],
                 });
                 if let Some(t) = &o.generation.thinking {
-                    last["thinking"] =
-                        json!({"content": t, "tokens": o.generation.reasoning_tokens});
+                    last["thinking"] = json!({"content": t, "tokens": o.generation.reasoning_tokens});
                 }
                 let _ = tx.blocking_send(Event::default().data(last.to_string()));
                 if include_usage {
@@ -176,28 +155,16 @@ where
         }
         let _ = tx.blocking_send(Event::default().data("[DONE]"));
     });
-    let stream = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|e| (Ok::<Event, Infallible>(e), rx))
-    });
-    Sse::new(stream)
-        .keep_alive(KeepAlive::default())
-        .into_response()
+    let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (Ok::<Event, Infallible>(e), rx)) });
+    Sse::new(stream).keep_alive(KeepAlive::default()).into_response()
 }
 
 fn session_mode(headers: &HeaderMap) -> Option<String> {
     if headers.contains_key("x-no-session") {
         return None;
     }
-    let given = headers
-        .get(SESSION_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|s| !s.is_empty());
-    Some(
-        given
-            .map(str::to_string)
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
-    )
+    let given = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()).map(str::trim).filter(|s| !s.is_empty());
+    Some(given.map(str::to_string).unwrap_or_else(|| uuid::Uuid::new_v4().to_string()))
 }
 
 fn with_session_header(mut resp: Response, session: Option<&str>) -> Response {
@@ -219,26 +186,15 @@ fn with_session_header(mut resp: Response, session: Option<&str>) -> Response {
     request_body = ChatRequest,
     responses((status = 200, description = "chat.completion (or an SSE stream of chat.completion.chunk)", body = Object),
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
-async fn completions(
-    State(st): State<AppState>,
-    Path((ns, p)): ProjectPath,
-    headers: HeaderMap,
-    Json(body): Json<CompletionBody>,
-) -> ApiResult<Response> {
+async fn completions(State(st): State<AppState>, Path((ns, p)): ProjectPath, headers: HeaderMap, Json(body): Json<CompletionBody>) -> ApiResult<Response> {
     let session = session_mode(&headers);
     let req = body.req;
-    let include_usage = body
-        .stream_options
-        .map(|o| o.include_usage)
-        .unwrap_or(false);
+    let include_usage = body.stream_options.map(|o| o.include_usage).unwrap_or(false);
     let lf = st.lf.clone();
     let (turn, req) = {
         let session = session.clone();
         blocking(move || {
-            let turn: PreparedTurn = lf
-                .project(&ns, &p)?
-                .chat()
-                .prepare(&req, session.as_deref())?;
+            let turn: PreparedTurn = lf.project(&ns, &p)?.chat().prepare(&req, session.as_deref())?;
             Ok((turn, req))
         })
         .await?
@@ -247,32 +203,14 @@ async fn completions(
     if req.stream == Some(true) {
         let mut first_events = Vec::new();
         if include_sources {
-            first_events.push(
-                Event::default().data(
-                    json!({"type": "sources", "sources": sources_json(turn.visible_sources())})
-                        .to_string(),
-                ),
-            );
+            first_events.push(Event::default().data(json!({"type": "sources", "sources": sources_json(turn.visible_sources())}).to_string()));
         }
-        let meta = StreamMeta {
-            id: turn.id.clone(),
-            created: turn.created,
-            model: turn.model_id().to_string(),
-            include_usage,
-            first_events,
-        };
-        let resp = sse(meta, move |cancel, sink| {
-            llamafarm_core::chat::Chat::run(turn, cancel, sink)
-        });
+        let meta = StreamMeta { id: turn.id.clone(), created: turn.created, model: turn.model_id().to_string(), include_usage, first_events };
+        let resp = sse(meta, move |cancel, sink| llamafarm_core::chat::Chat::run(turn, cancel, sink));
         return Ok(with_session_header(resp, session.as_deref()));
     }
-    let outcome =
-        blocking(move || llamafarm_core::chat::Chat::run(turn, &CancelFlag::new(), &mut |_| true))
-            .await?;
-    Ok(with_session_header(
-        Json(completion_json(&outcome, include_sources)).into_response(),
-        session.as_deref(),
-    ))
+    let outcome = blocking(move || llamafarm_core::chat::Chat::run(turn, &CancelFlag::new(), &mut |_| true)).await?;
+    Ok(with_session_header(Json(completion_json(&outcome, include_sources)).into_response(), session.as_deref()))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -284,27 +222,16 @@ pub(crate) struct History {
 #[utoipa::path(get, path = "/v1/projects/{namespace}/{project}/chat/sessions/{session_id}/history", tag = "chat",
     params(("namespace" = String, Path), ("project" = String, Path), ("session_id" = String, Path)),
     responses((status = 200, body = History), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn history(
-    State(st): State<AppState>,
-    Path((ns, p, sid)): Path<(String, String, String)>,
-) -> ApiResult<Json<History>> {
+async fn history(State(st): State<AppState>, Path((ns, p, sid)): Path<(String, String, String)>) -> ApiResult<Json<History>> {
     let lf = st.lf.clone();
-    blocking(move || {
-        Ok(Json(History {
-            messages: lf.project(&ns, &p)?.chat().history(&sid)?,
-        }))
-    })
-    .await
+    blocking(move || Ok(Json(History { messages: lf.project(&ns, &p)?.chat().history(&sid)? }))).await
 }
 
 /// Delete one session and its history.
 #[utoipa::path(delete, path = "/v1/projects/{namespace}/{project}/chat/sessions/{session_id}", tag = "chat",
     params(("namespace" = String, Path), ("project" = String, Path), ("session_id" = String, Path)),
     responses((status = 200, description = "`{message}`", body = Object), (status = 404, body = ErrorBody)))]
-async fn delete_session(
-    State(st): State<AppState>,
-    Path((ns, p, sid)): Path<(String, String, String)>,
-) -> ApiResult<Json<Value>> {
+async fn delete_session(State(st): State<AppState>, Path((ns, p, sid)): Path<(String, String, String)>) -> ApiResult<Json<Value>> {
     let lf = st.lf.clone();
     blocking(move || {
         lf.project(&ns, &p)?.chat().delete_session(&sid)?;
@@ -317,16 +244,11 @@ async fn delete_session(
 #[utoipa::path(delete, path = "/v1/projects/{namespace}/{project}/chat/sessions", tag = "chat",
     params(("namespace" = String, Path), ("project" = String, Path)),
     responses((status = 200, description = "`{message, count}`", body = Object), (status = 404, body = ErrorBody)))]
-async fn delete_sessions(
-    State(st): State<AppState>,
-    Path((ns, p)): ProjectPath,
-) -> ApiResult<Json<Value>> {
+async fn delete_sessions(State(st): State<AppState>, Path((ns, p)): ProjectPath) -> ApiResult<Json<Value>> {
     let lf = st.lf.clone();
     blocking(move || {
         let n = lf.project(&ns, &p)?.chat().delete_all_sessions()?;
-        Ok(Json(
-            json!({"message": format!("Deleted {n} session(s)"), "count": n}),
-        ))
+        Ok(Json(json!({"message": format!("Deleted {n} session(s)"), "count": n})))
     })
     .await
 }
@@ -347,23 +269,14 @@ pub(crate) struct ProjectEmbeddingsRequest {
 #[utoipa::path(post, path = "/v1/projects/{namespace}/{project}/embeddings", tag = "chat",
     params(("namespace" = String, Path), ("project" = String, Path)), request_body = ProjectEmbeddingsRequest,
     responses((status = 200, description = "OpenAI embeddings list", body = Object), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
-async fn project_embeddings(
-    State(st): State<AppState>,
-    Path((ns, p)): ProjectPath,
-    Json(req): Json<ProjectEmbeddingsRequest>,
-) -> ApiResult<Json<Value>> {
+async fn project_embeddings(State(st): State<AppState>, Path((ns, p)): ProjectPath, Json(req): Json<ProjectEmbeddingsRequest>) -> ApiResult<Json<Value>> {
     let (texts, b64) = super::runtime::embedding_texts(req.input, req.encoding_format.as_deref())?;
     let lf = st.lf.clone();
     blocking(move || {
         let project = lf.project(&ns, &p)?;
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         let out = project.rag().embed(req.model.as_deref(), &refs)?;
-        Ok(Json(super::runtime::embeddings_json(
-            &out.model,
-            &out.vectors,
-            out.prompt_tokens,
-            b64,
-        )))
+        Ok(Json(super::runtime::embeddings_json(&out.model, &out.vectors, out.prompt_tokens, b64)))
     })
     .await
 }
@@ -373,21 +286,12 @@ async fn project_embeddings(
 #[utoipa::path(post, path = "/v1/chat/completions", tag = "runtime", request_body = ChatRequest,
     responses((status = 200, description = "chat.completion (or an SSE stream of chat.completion.chunk)", body = Object),
         (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
-async fn runtime_completions(
-    State(st): State<AppState>,
-    Json(body): Json<CompletionBody>,
-) -> ApiResult<Response> {
+async fn runtime_completions(State(st): State<AppState>, Json(body): Json<CompletionBody>) -> ApiResult<Response> {
     let req = body.req;
-    let include_usage = body
-        .stream_options
-        .map(|o| o.include_usage)
-        .unwrap_or(false);
+    let include_usage = body.stream_options.map(|o| o.include_usage).unwrap_or(false);
     let model = req.model.clone().unwrap_or_default();
     if model.trim().is_empty() {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "model is required",
-        ));
+        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "model is required"));
     }
     // Check the request and load the model before answering, so errors are real status codes.
     {
@@ -404,12 +308,9 @@ async fn runtime_completions(
             include_usage,
             first_events: Vec::new(),
         };
-        return Ok(sse(meta, move |cancel, sink| {
-            lf.complete_with_model(&req, cancel, sink)
-        }));
+        return Ok(sse(meta, move |cancel, sink| lf.complete_with_model(&req, cancel, sink)));
     }
-    let o =
-        blocking(move || lf.complete_with_model(&req, &CancelFlag::new(), &mut |_| true)).await?;
+    let o = blocking(move || lf.complete_with_model(&req, &CancelFlag::new(), &mut |_| true)).await?;
     Ok(Json(completion_json(&o, false)).into_response())
 }
 

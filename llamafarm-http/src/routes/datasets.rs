@@ -36,17 +36,10 @@ pub(crate) struct DetailsParam {
 #[utoipa::path(get, path = "/v1/projects/{namespace}/{project}/datasets", tag = "datasets", operation_id = "dataset_list",
     params(("namespace" = String, Path), ("project" = String, Path), DetailsParam),
     responses((status = 200, description = "{total, datasets}", body = Object), (status = 404, body = ErrorBody)))]
-async fn list_datasets(
-    State(st): State<AppState>,
-    Path((ns, p)): Path<(String, String)>,
-    Query(q): Query<DetailsParam>,
-) -> ApiResult<Json<Value>> {
+async fn list_datasets(State(st): State<AppState>, Path((ns, p)): Path<(String, String)>, Query(q): Query<DetailsParam>) -> ApiResult<Json<Value>> {
     let lf = st.lf.clone();
     blocking(move || {
-        let list = lf
-            .project(&ns, &p)?
-            .datasets()
-            .list(q.include_extra_details.unwrap_or(true))?;
+        let list = lf.project(&ns, &p)?.datasets().list(q.include_extra_details.unwrap_or(true))?;
         Ok(Json(json!({"total": list.len(), "datasets": list})))
     })
     .await
@@ -56,16 +49,11 @@ async fn list_datasets(
 #[utoipa::path(get, path = "/v1/projects/{namespace}/{project}/datasets/strategies", tag = "datasets", operation_id = "dataset_strategies_list",
     params(("namespace" = String, Path), ("project" = String, Path)),
     responses((status = 200, description = "{data_processing_strategies, databases}", body = Object), (status = 404, body = ErrorBody)))]
-async fn strategies(
-    State(st): State<AppState>,
-    Path((ns, p)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
+async fn strategies(State(st): State<AppState>, Path((ns, p)): Path<(String, String)>) -> ApiResult<Json<Value>> {
     let lf = st.lf.clone();
     blocking(move || {
         let (s, d) = lf.project(&ns, &p)?.datasets().strategies()?;
-        Ok(Json(
-            json!({"data_processing_strategies": s, "databases": d}),
-        ))
+        Ok(Json(json!({"data_processing_strategies": s, "databases": d})))
     })
     .await
 }
@@ -84,19 +72,10 @@ pub(crate) struct CreateDataset {
 #[utoipa::path(post, path = "/v1/projects/{namespace}/{project}/datasets", tag = "datasets", operation_id = "dataset_create",
     params(("namespace" = String, Path), ("project" = String, Path)), request_body = CreateDataset,
     responses((status = 200, description = "{dataset}", body = Object), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn create_dataset(
-    State(st): State<AppState>,
-    Path((ns, p)): Path<(String, String)>,
-    Json(b): Json<CreateDataset>,
-) -> ApiResult<Json<Value>> {
+async fn create_dataset(State(st): State<AppState>, Path((ns, p)): Path<(String, String)>, Json(b): Json<CreateDataset>) -> ApiResult<Json<Value>> {
     let lf = st.lf.clone();
     blocking(move || {
-        let d = lf.project(&ns, &p)?.datasets().create(
-            &b.name,
-            b.data_processing_strategy.as_deref(),
-            &b.database,
-            b.auto_process,
-        )?;
+        let d = lf.project(&ns, &p)?.datasets().create(&b.name, b.data_processing_strategy.as_deref(), &b.database, b.auto_process)?;
         Ok(Json(json!({"dataset": d})))
     })
     .await
@@ -106,17 +85,9 @@ async fn create_dataset(
 #[utoipa::path(delete, path = "/v1/projects/{namespace}/{project}/datasets/{dataset}", tag = "datasets", operation_id = "dataset_delete",
     params(("namespace" = String, Path), ("project" = String, Path), ("dataset" = String, Path)),
     responses((status = 200, description = "{dataset}", body = Object), (status = 404, body = ErrorBody)))]
-async fn delete_dataset(
-    State(st): State<AppState>,
-    Path((ns, p, ds)): Path<(String, String, String)>,
-) -> ApiResult<Json<Value>> {
+async fn delete_dataset(State(st): State<AppState>, Path((ns, p, ds)): Path<(String, String, String)>) -> ApiResult<Json<Value>> {
     let lf = st.lf.clone();
-    blocking(move || {
-        Ok(Json(
-            json!({"dataset": lf.project(&ns, &p)?.datasets().delete(&ds)?}),
-        ))
-    })
-    .await
+    blocking(move || Ok(Json(json!({"dataset": lf.project(&ns, &p)?.datasets().delete(&ds)?})))).await
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -153,23 +124,14 @@ async fn receive(
             }
             match serde_json::from_str::<Value>(&text) {
                 Ok(Value::Object(m)) => overrides = Some(m),
-                _ => {
-                    return Err(Error::Invalid(
-                        "parser_overrides must be a JSON object keyed by parser type or \"*\""
-                            .into(),
-                    )
-                    .into())
-                }
+                _ => return Err(Error::Invalid("parser_overrides must be a JSON object keyed by parser type or \"*\"".into()).into()),
             }
             continue;
         }
         if name != "file" && name != "files" && name != "files[]" {
             continue;
         }
-        let file_name = field
-            .file_name()
-            .map(str::to_string)
-            .unwrap_or_else(|| "upload".into());
+        let file_name = field.file_name().map(str::to_string).unwrap_or_else(|| "upload".into());
         let mut w = datasets.begin_upload(ds, &file_name, max)?;
         let mut res: Result<(), ApiError> = Ok(());
         loop {
@@ -202,14 +164,7 @@ async fn receive(
 
 fn multipart_err(e: axum::extract::multipart::MultipartError) -> ApiError {
     let status = e.status();
-    ApiError::new(
-        if status == StatusCode::PAYLOAD_TOO_LARGE {
-            status
-        } else {
-            StatusCode::UNPROCESSABLE_ENTITY
-        },
-        format!("Invalid multipart body: {}", e.body_text()),
-    )
+    ApiError::new(if status == StatusCode::PAYLOAD_TOO_LARGE { status } else { StatusCode::UNPROCESSABLE_ENTITY }, format!("Invalid multipart body: {}", e.body_text()))
 }
 
 /// After an upload: queue processing of the new files when `auto_process` (the query
@@ -229,9 +184,7 @@ async fn start_processing(
         let project = lf.project(&ns, &p)?;
         let auto = auto_param.unwrap_or(project.datasets().get(&ds)?.auto_process.unwrap_or(true));
         if auto && !fresh.is_empty() {
-            Ok(Some(
-                lf.tasks().submit_process(&project, &ds, fresh, overrides)?,
-            ))
+            Ok(Some(lf.tasks().submit_process(&project, &ds, fresh, overrides)?))
         } else {
             Ok(None)
         }
@@ -240,10 +193,7 @@ async fn start_processing(
 }
 
 fn task_uri(headers: &HeaderMap, ns: &str, p: &str, id: &str) -> String {
-    let host = headers
-        .get("host")
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost:8000");
+    let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("localhost:8000");
     format!("http://{host}/v1/projects/{ns}/{p}/tasks/{id}")
 }
 
@@ -261,18 +211,10 @@ async fn upload(
 ) -> ApiResult<Json<Value>> {
     let (outcomes, failed, overrides) = receive(&st, &ns, &p, &ds, mp).await?;
     let Some(o) = outcomes.into_iter().next() else {
-        let why = failed
-            .first()
-            .and_then(|f| f["error"].as_str())
-            .unwrap_or("no `file` field in the form")
-            .to_string();
+        let why = failed.first().and_then(|f| f["error"].as_str()).unwrap_or("no `file` field in the form").to_string();
         return Err(Error::Invalid(why).into());
     };
-    let fresh = if o.skipped {
-        vec![]
-    } else {
-        vec![o.hash.clone()]
-    };
+    let fresh = if o.skipped { vec![] } else { vec![o.hash.clone()] };
     let task = start_processing(&st, &ns, &p, &ds, fresh, q.auto_process, overrides).await?;
     let mut body = json!({
         "filename": o.filename, "hash": o.hash, "processed": false, "skipped": o.skipped,
@@ -298,22 +240,10 @@ async fn upload_bulk(
     mp: Multipart,
 ) -> ApiResult<Json<Value>> {
     let (outcomes, failed, overrides) = receive(&st, &ns, &p, &ds, mp).await?;
-    let fresh: Vec<String> = outcomes
-        .iter()
-        .filter(|o| !o.skipped)
-        .map(|o| o.hash.clone())
-        .collect();
+    let fresh: Vec<String> = outcomes.iter().filter(|o| !o.skipped).map(|o| o.hash.clone()).collect();
     let task = start_processing(&st, &ns, &p, &ds, fresh, q.auto_process, overrides).await?;
-    let uploaded: Vec<Value> = outcomes
-        .iter()
-        .filter(|o| !o.skipped)
-        .map(|o| json!({"filename": o.filename, "hash": o.hash, "size": o.size}))
-        .collect();
-    let skipped: Vec<Value> = outcomes
-        .iter()
-        .filter(|o| o.skipped)
-        .map(|o| json!({"filename": o.filename, "hash": o.hash}))
-        .collect();
+    let uploaded: Vec<Value> = outcomes.iter().filter(|o| !o.skipped).map(|o| json!({"filename": o.filename, "hash": o.hash, "size": o.size})).collect();
+    let skipped: Vec<Value> = outcomes.iter().filter(|o| o.skipped).map(|o| json!({"filename": o.filename, "hash": o.hash})).collect();
     let mut body = json!({"uploaded": uploaded, "skipped": skipped, "failed": failed,
         "status": if task.is_some() { "processing" } else { "uploaded" }});
     if let Some(id) = task {
@@ -340,11 +270,7 @@ async fn remove_file(
 ) -> ApiResult<Json<Value>> {
     let lf = st.lf.clone();
     blocking(move || {
-        let n = lf.project(&ns, &p)?.datasets().remove_file(
-            &ds,
-            &hash,
-            q.remove_from_disk.unwrap_or(false),
-        )?;
+        let n = lf.project(&ns, &p)?.datasets().remove_file(&ds, &hash, q.remove_from_disk.unwrap_or(false))?;
         Ok(Json(json!({"file_hash": hash, "chunks_removed": n})))
     })
     .await
@@ -410,10 +336,7 @@ async fn actions(
 #[utoipa::path(get, path = "/v1/projects/{namespace}/{project}/tasks/{task_id}", tag = "tasks", operation_id = "task_get",
     params(("namespace" = String, Path), ("project" = String, Path), ("task_id" = String, Path)),
     responses((status = 200, description = "{task_id, state, meta, result, error, traceback, cancelled}", body = Object), (status = 404, body = ErrorBody)))]
-async fn get_task(
-    State(st): State<AppState>,
-    Path((ns, p, id)): Path<(String, String, String)>,
-) -> ApiResult<Json<Value>> {
+async fn get_task(State(st): State<AppState>, Path((ns, p, id)): Path<(String, String, String)>) -> ApiResult<Json<Value>> {
     let lf = st.lf.clone();
     blocking(move || {
         let project = lf.project(&ns, &p)?;
@@ -434,16 +357,11 @@ async fn get_task(
 #[utoipa::path(delete, path = "/v1/projects/{namespace}/{project}/tasks/{task_id}", tag = "tasks",
     params(("namespace" = String, Path), ("project" = String, Path), ("task_id" = String, Path)),
     responses((status = 200, description = "Cancel report", body = Object), (status = 404, body = ErrorBody)))]
-async fn cancel_task(
-    State(st): State<AppState>,
-    Path((ns, p, id)): Path<(String, String, String)>,
-) -> ApiResult<Json<Value>> {
+async fn cancel_task(State(st): State<AppState>, Path((ns, p, id)): Path<(String, String, String)>) -> ApiResult<Json<Value>> {
     let lf = st.lf.clone();
     blocking(move || {
         let project = lf.project(&ns, &p)?;
-        Ok(Json(
-            serde_json::to_value(lf.tasks().cancel(&project, &id)?).unwrap_or_default(),
-        ))
+        Ok(Json(serde_json::to_value(lf.tasks().cancel(&project, &id)?).unwrap_or_default()))
     })
     .await
 }
@@ -467,11 +385,7 @@ pub(crate) struct EventParams {
 #[utoipa::path(get, path = "/v1/projects/{namespace}/{project}/event_logs", tag = "events",
     params(("namespace" = String, Path), ("project" = String, Path), EventParams),
     responses((status = 200, description = "{total, events, limit, offset}", body = Object), (status = 422, body = ErrorBody)))]
-async fn list_events(
-    State(st): State<AppState>,
-    Path((ns, p)): Path<(String, String)>,
-    Query(q): Query<EventParams>,
-) -> ApiResult<Json<Value>> {
+async fn list_events(State(st): State<AppState>, Path((ns, p)): Path<(String, String)>, Query(q): Query<EventParams>) -> ApiResult<Json<Value>> {
     let limit = q.limit.unwrap_or(10);
     let offset = q.offset.unwrap_or(0);
     if !(1..=100).contains(&limit) {
@@ -482,16 +396,8 @@ async fn list_events(
     }
     let lf = st.lf.clone();
     blocking(move || {
-        let (total, events) = lf.project(&ns, &p)?.events().list(
-            q.kind.as_deref(),
-            q.start_time.as_deref(),
-            q.end_time.as_deref(),
-            limit as usize,
-            offset as usize,
-        )?;
-        Ok(Json(
-            json!({"total": total, "events": events, "limit": limit, "offset": offset}),
-        ))
+        let (total, events) = lf.project(&ns, &p)?.events().list(q.kind.as_deref(), q.start_time.as_deref(), q.end_time.as_deref(), limit as usize, offset as usize)?;
+        Ok(Json(json!({"total": total, "events": events, "limit": limit, "offset": offset})))
     })
     .await
 }
@@ -500,10 +406,7 @@ async fn list_events(
 #[utoipa::path(get, path = "/v1/projects/{namespace}/{project}/event_logs/{event_id}", tag = "events",
     params(("namespace" = String, Path), ("project" = String, Path), ("event_id" = String, Path)),
     responses((status = 200, description = "Event", body = Object), (status = 404, body = ErrorBody)))]
-async fn get_event(
-    State(st): State<AppState>,
-    Path((ns, p, id)): Path<(String, String, String)>,
-) -> ApiResult<Json<Value>> {
+async fn get_event(State(st): State<AppState>, Path((ns, p, id)): Path<(String, String, String)>) -> ApiResult<Json<Value>> {
     let lf = st.lf.clone();
     blocking(move || Ok(Json(lf.project(&ns, &p)?.events().get(&id)?))).await
 }

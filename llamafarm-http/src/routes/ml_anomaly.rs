@@ -6,9 +6,8 @@ use crate::error::{ApiResult, ErrorBody, Json, Path};
 use crate::AppState;
 use axum::extract::State;
 use llamafarm_core::ml::anomaly::{
-    AnomalyDeleteResponse, AnomalyDetectResponse, AnomalyFitRequest, AnomalyFitResponse,
-    AnomalyModelList, AnomalyModelRef, AnomalySaveResponse, AnomalyScoreRequest,
-    AnomalyScoreResponse, BackendList,
+    AnomalyDeleteResponse, AnomalyDetectResponse, AnomalyFitRequest, AnomalyFitResponse, AnomalyModelList, AnomalyModelRef, AnomalySaveResponse,
+    AnomalyScoreRequest, AnomalyScoreResponse, BackendList,
 };
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -46,10 +45,7 @@ async fn do_score(st: AppState, req: AnomalyScoreRequest) -> ApiResult<Json<Anom
     let lf = st.lf.clone();
     blocking(move || Ok(Json(lf.ml().anomaly_score(&req)?))).await
 }
-async fn do_detect(
-    st: AppState,
-    req: AnomalyScoreRequest,
-) -> ApiResult<Json<AnomalyDetectResponse>> {
+async fn do_detect(st: AppState, req: AnomalyScoreRequest) -> ApiResult<Json<AnomalyDetectResponse>> {
     let lf = st.lf.clone();
     blocking(move || Ok(Json(lf.ml().anomaly_detect(&req)?))).await
 }
@@ -75,50 +71,35 @@ async fn do_delete(st: AppState, filename: String) -> ApiResult<Json<AnomalyDele
 /// Train an anomaly detector (auto-saved; `overwrite: false` adds a timestamp).
 #[utoipa::path(post, path = "/v1/ml/anomaly/fit", tag = "anomaly", operation_id = "anomaly_fit", request_body = AnomalyFitRequest,
     responses((status = 200, body = AnomalyFitResponse), (status = 422, body = ErrorBody)))]
-async fn fit(
-    State(st): State<AppState>,
-    Json(req): Json<AnomalyFitRequest>,
-) -> ApiResult<Json<AnomalyFitResponse>> {
+async fn fit(State(st): State<AppState>, Json(req): Json<AnomalyFitRequest>) -> ApiResult<Json<AnomalyFitResponse>> {
     do_fit(st, req).await
 }
 
 /// Score every data point (`{name}-latest` allowed).
 #[utoipa::path(post, path = "/v1/ml/anomaly/score", tag = "anomaly", operation_id = "anomaly_score", request_body = AnomalyScoreRequest,
     responses((status = 200, body = AnomalyScoreResponse), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn score(
-    State(st): State<AppState>,
-    Json(req): Json<AnomalyScoreRequest>,
-) -> ApiResult<Json<AnomalyScoreResponse>> {
+async fn score(State(st): State<AppState>, Json(req): Json<AnomalyScoreRequest>) -> ApiResult<Json<AnomalyScoreResponse>> {
     do_score(st, req).await
 }
 
 /// Score and return only the anomalous points.
 #[utoipa::path(post, path = "/v1/ml/anomaly/detect", tag = "anomaly", operation_id = "anomaly_detect", request_body = AnomalyScoreRequest,
     responses((status = 200, body = AnomalyDetectResponse), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn detect(
-    State(st): State<AppState>,
-    Json(req): Json<AnomalyScoreRequest>,
-) -> ApiResult<Json<AnomalyDetectResponse>> {
+async fn detect(State(st): State<AppState>, Json(req): Json<AnomalyScoreRequest>) -> ApiResult<Json<AnomalyDetectResponse>> {
     do_detect(st, req).await
 }
 
 /// Write a fitted model to `{data}/models/anomaly/`.
 #[utoipa::path(post, path = "/v1/ml/anomaly/save", tag = "anomaly", operation_id = "anomaly_save", request_body = AnomalyModelRef,
     responses((status = 200, body = AnomalySaveResponse), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn save(
-    State(st): State<AppState>,
-    Json(req): Json<AnomalyModelRef>,
-) -> ApiResult<Json<AnomalySaveResponse>> {
+async fn save(State(st): State<AppState>, Json(req): Json<AnomalyModelRef>) -> ApiResult<Json<AnomalySaveResponse>> {
     do_save(st, req).await
 }
 
 /// Load a stored model (`{name}-latest` allowed).
 #[utoipa::path(post, path = "/v1/ml/anomaly/load", tag = "anomaly", operation_id = "anomaly_load", request_body = AnomalyModelRef,
     responses((status = 200, body = AnomalySaveResponse), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn load(
-    State(st): State<AppState>,
-    Json(req): Json<AnomalyModelRef>,
-) -> ApiResult<Json<AnomalySaveResponse>> {
+async fn load(State(st): State<AppState>, Json(req): Json<AnomalyModelRef>) -> ApiResult<Json<AnomalySaveResponse>> {
     do_load(st, req).await
 }
 
@@ -133,10 +114,7 @@ async fn models(State(st): State<AppState>) -> ApiResult<Json<AnomalyModelList>>
 #[utoipa::path(delete, path = "/v1/ml/anomaly/models/{filename}", tag = "anomaly", operation_id = "anomaly_delete",
     params(("filename" = String, Path, description = "e.g. sensor_isolation_forest.json")),
     responses((status = 200, body = AnomalyDeleteResponse), (status = 404, body = ErrorBody), (status = 400, body = ErrorBody)))]
-async fn delete_model(
-    State(st): State<AppState>,
-    Path(filename): Path<String>,
-) -> ApiResult<Json<AnomalyDeleteResponse>> {
+async fn delete_model(State(st): State<AppState>, Path(filename): Path<String>) -> ApiResult<Json<AnomalyDeleteResponse>> {
     do_delete(st, filename).await
 }
 
@@ -152,50 +130,35 @@ async fn backends(State(st): State<AppState>) -> Json<BackendList> {
 /// Train an anomaly detector.
 #[utoipa::path(post, path = "/v1/anomaly/fit", tag = "anomaly", operation_id = "runtime_anomaly_fit", request_body = AnomalyFitRequest,
     responses((status = 200, body = AnomalyFitResponse), (status = 422, body = ErrorBody)))]
-async fn rt_fit(
-    State(st): State<AppState>,
-    Json(req): Json<AnomalyFitRequest>,
-) -> ApiResult<Json<AnomalyFitResponse>> {
+async fn rt_fit(State(st): State<AppState>, Json(req): Json<AnomalyFitRequest>) -> ApiResult<Json<AnomalyFitResponse>> {
     do_fit(st, req).await
 }
 
 /// Score every data point.
 #[utoipa::path(post, path = "/v1/anomaly/score", tag = "anomaly", operation_id = "runtime_anomaly_score", request_body = AnomalyScoreRequest,
     responses((status = 200, body = AnomalyScoreResponse), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn rt_score(
-    State(st): State<AppState>,
-    Json(req): Json<AnomalyScoreRequest>,
-) -> ApiResult<Json<AnomalyScoreResponse>> {
+async fn rt_score(State(st): State<AppState>, Json(req): Json<AnomalyScoreRequest>) -> ApiResult<Json<AnomalyScoreResponse>> {
     do_score(st, req).await
 }
 
 /// Return only the anomalous points.
 #[utoipa::path(post, path = "/v1/anomaly/detect", tag = "anomaly", operation_id = "runtime_anomaly_detect", request_body = AnomalyScoreRequest,
     responses((status = 200, body = AnomalyDetectResponse), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn rt_detect(
-    State(st): State<AppState>,
-    Json(req): Json<AnomalyScoreRequest>,
-) -> ApiResult<Json<AnomalyDetectResponse>> {
+async fn rt_detect(State(st): State<AppState>, Json(req): Json<AnomalyScoreRequest>) -> ApiResult<Json<AnomalyDetectResponse>> {
     do_detect(st, req).await
 }
 
 /// Write a fitted model to disk.
 #[utoipa::path(post, path = "/v1/anomaly/save", tag = "anomaly", operation_id = "runtime_anomaly_save", request_body = AnomalyModelRef,
     responses((status = 200, body = AnomalySaveResponse), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn rt_save(
-    State(st): State<AppState>,
-    Json(req): Json<AnomalyModelRef>,
-) -> ApiResult<Json<AnomalySaveResponse>> {
+async fn rt_save(State(st): State<AppState>, Json(req): Json<AnomalyModelRef>) -> ApiResult<Json<AnomalySaveResponse>> {
     do_save(st, req).await
 }
 
 /// Load a stored model.
 #[utoipa::path(post, path = "/v1/anomaly/load", tag = "anomaly", operation_id = "runtime_anomaly_load", request_body = AnomalyModelRef,
     responses((status = 200, body = AnomalySaveResponse), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn rt_load(
-    State(st): State<AppState>,
-    Json(req): Json<AnomalyModelRef>,
-) -> ApiResult<Json<AnomalySaveResponse>> {
+async fn rt_load(State(st): State<AppState>, Json(req): Json<AnomalyModelRef>) -> ApiResult<Json<AnomalySaveResponse>> {
     do_load(st, req).await
 }
 
@@ -210,10 +173,7 @@ async fn rt_models(State(st): State<AppState>) -> ApiResult<Json<AnomalyModelLis
 #[utoipa::path(delete, path = "/v1/anomaly/models/{filename}", tag = "anomaly", operation_id = "runtime_anomaly_delete",
     params(("filename" = String, Path, description = "e.g. sensor_isolation_forest.json")),
     responses((status = 200, body = AnomalyDeleteResponse), (status = 404, body = ErrorBody), (status = 400, body = ErrorBody)))]
-async fn rt_delete_model(
-    State(st): State<AppState>,
-    Path(filename): Path<String>,
-) -> ApiResult<Json<AnomalyDeleteResponse>> {
+async fn rt_delete_model(State(st): State<AppState>, Path(filename): Path<String>) -> ApiResult<Json<AnomalyDeleteResponse>> {
     do_delete(st, filename).await
 }
 

@@ -9,9 +9,8 @@ use crate::error::{ApiResult, ErrorBody, Json, Path};
 use crate::AppState;
 use axum::extract::State;
 use llamafarm_core::ml::classifier::{
-    ClassifierDeleteResponse, ClassifierFitRequest, ClassifierFitResponse, ClassifierLoadResponse,
-    ClassifierModelList, ClassifierModelRequest, ClassifierPredictRequest,
-    ClassifierPredictResponse, ClassifierSaveResponse, ClassifyRequest, ClassifyResponse,
+    ClassifierDeleteResponse, ClassifierFitRequest, ClassifierFitResponse, ClassifierLoadResponse, ClassifierModelList, ClassifierModelRequest,
+    ClassifierPredictRequest, ClassifierPredictResponse, ClassifierSaveResponse, ClassifyRequest, ClassifyResponse,
 };
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -42,24 +41,15 @@ async fn do_fit(st: AppState, req: ClassifierFitRequest) -> ApiResult<Json<Class
     let lf = st.lf.clone();
     blocking(move || Ok(Json(lf.ml().classifier_fit(&req)?))).await
 }
-async fn do_predict(
-    st: AppState,
-    req: ClassifierPredictRequest,
-) -> ApiResult<Json<ClassifierPredictResponse>> {
+async fn do_predict(st: AppState, req: ClassifierPredictRequest) -> ApiResult<Json<ClassifierPredictResponse>> {
     let lf = st.lf.clone();
     blocking(move || Ok(Json(lf.ml().classifier_predict(&req)?))).await
 }
-async fn do_save(
-    st: AppState,
-    req: ClassifierModelRequest,
-) -> ApiResult<Json<ClassifierSaveResponse>> {
+async fn do_save(st: AppState, req: ClassifierModelRequest) -> ApiResult<Json<ClassifierSaveResponse>> {
     let lf = st.lf.clone();
     blocking(move || Ok(Json(lf.ml().classifier_save(&req)?))).await
 }
-async fn do_load(
-    st: AppState,
-    req: ClassifierModelRequest,
-) -> ApiResult<Json<ClassifierLoadResponse>> {
+async fn do_load(st: AppState, req: ClassifierModelRequest) -> ApiResult<Json<ClassifierLoadResponse>> {
     let lf = st.lf.clone();
     blocking(move || Ok(Json(lf.ml().classifier_load(&req)?))).await
 }
@@ -76,10 +66,7 @@ async fn do_delete(st: AppState, name: String) -> ApiResult<Json<ClassifierDelet
 #[utoipa::path(post, path = "/v1/ml/classifier/fit", tag = "ml", operation_id = "classifier_fit",
     request_body = ClassifierFitRequest,
     responses((status = 200, body = ClassifierFitResponse), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
-async fn fit(
-    State(st): State<AppState>,
-    Json(req): Json<ClassifierFitRequest>,
-) -> ApiResult<Json<ClassifierFitResponse>> {
+async fn fit(State(st): State<AppState>, Json(req): Json<ClassifierFitRequest>) -> ApiResult<Json<ClassifierFitResponse>> {
     do_fit(st, req).await
 }
 
@@ -87,10 +74,7 @@ async fn fit(
 #[utoipa::path(post, path = "/v1/ml/classifier/predict", tag = "ml", operation_id = "classifier_predict",
     request_body = ClassifierPredictRequest,
     responses((status = 200, body = ClassifierPredictResponse), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn predict(
-    State(st): State<AppState>,
-    Json(req): Json<ClassifierPredictRequest>,
-) -> ApiResult<Json<ClassifierPredictResponse>> {
+async fn predict(State(st): State<AppState>, Json(req): Json<ClassifierPredictRequest>) -> ApiResult<Json<ClassifierPredictResponse>> {
     do_predict(st, req).await
 }
 
@@ -98,10 +82,7 @@ async fn predict(
 #[utoipa::path(post, path = "/v1/ml/classifier/save", tag = "ml", operation_id = "classifier_save",
     request_body = ClassifierModelRequest,
     responses((status = 200, body = ClassifierSaveResponse), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn save(
-    State(st): State<AppState>,
-    Json(req): Json<ClassifierModelRequest>,
-) -> ApiResult<Json<ClassifierSaveResponse>> {
+async fn save(State(st): State<AppState>, Json(req): Json<ClassifierModelRequest>) -> ApiResult<Json<ClassifierSaveResponse>> {
     do_save(st, req).await
 }
 
@@ -109,10 +90,7 @@ async fn save(
 #[utoipa::path(post, path = "/v1/ml/classifier/load", tag = "ml", operation_id = "classifier_load",
     request_body = ClassifierModelRequest,
     responses((status = 200, body = ClassifierLoadResponse), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn load(
-    State(st): State<AppState>,
-    Json(req): Json<ClassifierModelRequest>,
-) -> ApiResult<Json<ClassifierLoadResponse>> {
+async fn load(State(st): State<AppState>, Json(req): Json<ClassifierModelRequest>) -> ApiResult<Json<ClassifierLoadResponse>> {
     do_load(st, req).await
 }
 
@@ -127,10 +105,7 @@ async fn models(State(st): State<AppState>) -> ApiResult<Json<ClassifierModelLis
 #[utoipa::path(delete, path = "/v1/ml/classifier/models/{name}", tag = "ml", operation_id = "classifier_delete",
     params(("name" = String, Path, description = "Stored name, e.g. intent_20260101_120000")),
     responses((status = 200, body = ClassifierDeleteResponse), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn delete(
-    State(st): State<AppState>,
-    Path(name): Path<String>,
-) -> ApiResult<Json<ClassifierDeleteResponse>> {
+async fn delete(State(st): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<ClassifierDeleteResponse>> {
     do_delete(st, name).await
 }
 
@@ -138,10 +113,7 @@ async fn delete(
 #[utoipa::path(post, path = "/v1/classifier/fit", tag = "classifier", operation_id = "runtime_classifier_fit",
     request_body = ClassifierFitRequest,
     responses((status = 200, body = ClassifierFitResponse), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
-async fn rt_fit(
-    State(st): State<AppState>,
-    Json(req): Json<ClassifierFitRequest>,
-) -> ApiResult<Json<ClassifierFitResponse>> {
+async fn rt_fit(State(st): State<AppState>, Json(req): Json<ClassifierFitRequest>) -> ApiResult<Json<ClassifierFitResponse>> {
     do_fit(st, req).await
 }
 
@@ -149,10 +121,7 @@ async fn rt_fit(
 #[utoipa::path(post, path = "/v1/classifier/predict", tag = "classifier", operation_id = "runtime_classifier_predict",
     request_body = ClassifierPredictRequest,
     responses((status = 200, body = ClassifierPredictResponse), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn rt_predict(
-    State(st): State<AppState>,
-    Json(req): Json<ClassifierPredictRequest>,
-) -> ApiResult<Json<ClassifierPredictResponse>> {
+async fn rt_predict(State(st): State<AppState>, Json(req): Json<ClassifierPredictRequest>) -> ApiResult<Json<ClassifierPredictResponse>> {
     do_predict(st, req).await
 }
 
@@ -160,10 +129,7 @@ async fn rt_predict(
 #[utoipa::path(post, path = "/v1/classifier/save", tag = "classifier", operation_id = "runtime_classifier_save",
     request_body = ClassifierModelRequest,
     responses((status = 200, body = ClassifierSaveResponse), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn rt_save(
-    State(st): State<AppState>,
-    Json(req): Json<ClassifierModelRequest>,
-) -> ApiResult<Json<ClassifierSaveResponse>> {
+async fn rt_save(State(st): State<AppState>, Json(req): Json<ClassifierModelRequest>) -> ApiResult<Json<ClassifierSaveResponse>> {
     do_save(st, req).await
 }
 
@@ -171,10 +137,7 @@ async fn rt_save(
 #[utoipa::path(post, path = "/v1/classifier/load", tag = "classifier", operation_id = "runtime_classifier_load",
     request_body = ClassifierModelRequest,
     responses((status = 200, body = ClassifierLoadResponse), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn rt_load(
-    State(st): State<AppState>,
-    Json(req): Json<ClassifierModelRequest>,
-) -> ApiResult<Json<ClassifierLoadResponse>> {
+async fn rt_load(State(st): State<AppState>, Json(req): Json<ClassifierModelRequest>) -> ApiResult<Json<ClassifierLoadResponse>> {
     do_load(st, req).await
 }
 
@@ -189,10 +152,7 @@ async fn rt_models(State(st): State<AppState>) -> ApiResult<Json<ClassifierModel
 #[utoipa::path(delete, path = "/v1/classifier/models/{name}", tag = "classifier", operation_id = "runtime_classifier_delete",
     params(("name" = String, Path, description = "Stored name")),
     responses((status = 200, body = ClassifierDeleteResponse), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn rt_delete(
-    State(st): State<AppState>,
-    Path(name): Path<String>,
-) -> ApiResult<Json<ClassifierDeleteResponse>> {
+async fn rt_delete(State(st): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<ClassifierDeleteResponse>> {
     do_delete(st, name).await
 }
 
@@ -201,10 +161,7 @@ async fn rt_delete(
 #[utoipa::path(post, path = "/v1/classify", tag = "classifier", operation_id = "runtime_classify",
     request_body = ClassifyRequest,
     responses((status = 200, body = ClassifyResponse), (status = 400, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn classify(
-    State(st): State<AppState>,
-    Json(req): Json<ClassifyRequest>,
-) -> ApiResult<Json<ClassifyResponse>> {
+async fn classify(State(st): State<AppState>, Json(req): Json<ClassifyRequest>) -> ApiResult<Json<ClassifyResponse>> {
     let lf = st.lf.clone();
     blocking(move || Ok(Json(lf.ml().classify(&req)?))).await
 }

@@ -28,11 +28,7 @@ pub(crate) struct ProjectDto {
 
 impl ProjectDto {
     fn new(namespace: &str, name: &str, config: &LlamaFarmConfig) -> Self {
-        Self {
-            namespace: namespace.into(),
-            name: name.into(),
-            config: config.to_value(),
-        }
+        Self { namespace: namespace.into(), name: name.into(), config: config.to_value() }
     }
 }
 
@@ -78,16 +74,10 @@ pub(crate) struct ProjectList {
 #[utoipa::path(get, path = "/v1/projects/{namespace}", tag = "projects", operation_id = "projects_list",
     params(("namespace" = String, Path, description = "Namespace")),
     responses((status = 200, body = ProjectList), (status = 400, body = ErrorBody)))]
-async fn list_projects(
-    State(st): State<AppState>,
-    Path(namespace): Path<String>,
-) -> ApiResult<Json<ProjectList>> {
+async fn list_projects(State(st): State<AppState>, Path(namespace): Path<String>) -> ApiResult<Json<ProjectList>> {
     let lf = st.lf.clone();
     let list = blocking(move || lf.projects().list(&namespace)).await?;
-    Ok(Json(ProjectList {
-        total: list.len(),
-        projects: list.into_iter().map(Into::into).collect(),
-    }))
+    Ok(Json(ProjectList { total: list.len(), projects: list.into_iter().map(Into::into).collect() }))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -111,13 +101,9 @@ async fn create_project(
 ) -> ApiResult<Json<ProjectResponse>> {
     let lf = st.lf.clone();
     blocking(move || {
-        let p = lf
-            .projects()
-            .create(&namespace, &req.name, req.config_template.as_deref())?;
+        let p = lf.projects().create(&namespace, &req.name, req.config_template.as_deref())?;
         let cfg = p.config()?;
-        Ok(Json(ProjectResponse {
-            project: ProjectDto::new(&namespace, &req.name, &cfg),
-        }))
+        Ok(Json(ProjectResponse { project: ProjectDto::new(&namespace, &req.name, &cfg) }))
     })
     .await
 }
@@ -133,9 +119,7 @@ async fn get_project(
     let lf = st.lf.clone();
     blocking(move || {
         let cfg = lf.project(&namespace, &project)?.config()?;
-        Ok(Json(ProjectResponse {
-            project: ProjectDto::new(&namespace, &project, &cfg),
-        }))
+        Ok(Json(ProjectResponse { project: ProjectDto::new(&namespace, &project, &cfg) }))
     })
     .await
 }
@@ -162,9 +146,7 @@ async fn update_project(
         let p = lf.project(&namespace, &project)?;
         let cfg = LlamaFarmConfig::from_value_unvalidated(req.config)?;
         let saved = p.replace_config(cfg)?;
-        Ok(Json(ProjectResponse {
-            project: ProjectDto::new(&namespace, &project, &saved),
-        }))
+        Ok(Json(ProjectResponse { project: ProjectDto::new(&namespace, &project, &saved) }))
     })
     .await
 }
@@ -180,9 +162,7 @@ async fn delete_project(
     let lf = st.lf.clone();
     blocking(move || {
         let cfg = lf.projects().delete(&namespace, &project)?;
-        Ok(Json(ProjectResponse {
-            project: ProjectDto::new(&namespace, &project, &cfg),
-        }))
+        Ok(Json(ProjectResponse { project: ProjectDto::new(&namespace, &project, &cfg) }))
     })
     .await
 }

@@ -29,11 +29,7 @@ type ProjectPath = Path<(String, String)>;
     params(("namespace" = String, Path), ("project" = String, Path)),
     request_body = RagQuery,
     responses((status = 200, body = RagResponse), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
-async fn query(
-    State(st): State<AppState>,
-    Path((ns, p)): ProjectPath,
-    Json(q): Json<RagQuery>,
-) -> ApiResult<Json<RagResponse>> {
+async fn query(State(st): State<AppState>, Path((ns, p)): ProjectPath, Json(q): Json<RagQuery>) -> ApiResult<Json<RagResponse>> {
     let lf = st.lf.clone();
     blocking(move || Ok(Json(lf.project(&ns, &p)?.rag().query(&q)?))).await
 }
@@ -48,38 +44,18 @@ pub(crate) struct DatabaseParam {
 #[utoipa::path(get, path = "/v1/projects/{namespace}/{project}/rag/health", tag = "rag",
     params(("namespace" = String, Path), ("project" = String, Path), DatabaseParam),
     responses((status = 200, description = "Health of the database's components", body = Object), (status = 404, body = ErrorBody)))]
-async fn health(
-    State(st): State<AppState>,
-    Path((ns, p)): ProjectPath,
-    Query(d): Query<DatabaseParam>,
-) -> ApiResult<Json<Value>> {
+async fn health(State(st): State<AppState>, Path((ns, p)): ProjectPath, Query(d): Query<DatabaseParam>) -> ApiResult<Json<Value>> {
     let lf = st.lf.clone();
-    blocking(move || {
-        Ok(Json(
-            serde_json::to_value(lf.project(&ns, &p)?.rag().health(d.database.as_deref())?)
-                .unwrap_or_default(),
-        ))
-    })
-    .await
+    blocking(move || Ok(Json(serde_json::to_value(lf.project(&ns, &p)?.rag().health(d.database.as_deref())?).unwrap_or_default()))).await
 }
 
 /// Vector count, storage, embedding dimension of a database.
 #[utoipa::path(get, path = "/v1/projects/{namespace}/{project}/rag/stats", tag = "rag",
     params(("namespace" = String, Path), ("project" = String, Path), DatabaseParam),
     responses((status = 200, description = "Database statistics", body = Object), (status = 404, body = ErrorBody)))]
-async fn stats(
-    State(st): State<AppState>,
-    Path((ns, p)): ProjectPath,
-    Query(d): Query<DatabaseParam>,
-) -> ApiResult<Json<Value>> {
+async fn stats(State(st): State<AppState>, Path((ns, p)): ProjectPath, Query(d): Query<DatabaseParam>) -> ApiResult<Json<Value>> {
     let lf = st.lf.clone();
-    blocking(move || {
-        Ok(Json(
-            serde_json::to_value(lf.project(&ns, &p)?.rag().stats(d.database.as_deref())?)
-                .unwrap_or_default(),
-        ))
-    })
-    .await
+    blocking(move || Ok(Json(serde_json::to_value(lf.project(&ns, &p)?.rag().stats(d.database.as_deref())?).unwrap_or_default()))).await
 }
 
 #[derive(Serialize, ToSchema)]
@@ -94,20 +70,11 @@ pub(crate) struct DatabaseList {
 #[utoipa::path(get, path = "/v1/projects/{namespace}/{project}/rag/databases", tag = "rag",
     params(("namespace" = String, Path), ("project" = String, Path)),
     responses((status = 200, body = DatabaseList), (status = 404, body = ErrorBody)))]
-async fn list_databases(
-    State(st): State<AppState>,
-    Path((ns, p)): ProjectPath,
-) -> ApiResult<Json<DatabaseList>> {
+async fn list_databases(State(st): State<AppState>, Path((ns, p)): ProjectPath) -> ApiResult<Json<DatabaseList>> {
     let lf = st.lf.clone();
     blocking(move || {
         let (list, default_database) = lf.project(&ns, &p)?.rag().databases()?;
-        Ok(Json(DatabaseList {
-            databases: list
-                .iter()
-                .map(|d| serde_json::to_value(d).unwrap_or_default())
-                .collect(),
-            default_database,
-        }))
+        Ok(Json(DatabaseList { databases: list.iter().map(|d| serde_json::to_value(d).unwrap_or_default()).collect(), default_database }))
     })
     .await
 }
@@ -117,11 +84,7 @@ async fn list_databases(
     params(("namespace" = String, Path), ("project" = String, Path)),
     request_body(content = Object, description = "A database: name, type, config, embedding_strategies, retrieval_strategies, defaults"),
     responses((status = 201, description = "Created", body = Object), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn create_database(
-    State(st): State<AppState>,
-    Path((ns, p)): ProjectPath,
-    Json(body): Json<Value>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+async fn create_database(State(st): State<AppState>, Path((ns, p)): ProjectPath, Json(body): Json<Value>) -> ApiResult<(StatusCode, Json<Value>)> {
     let lf = st.lf.clone();
     blocking(move || {
         let db: DatabaseConfig = llamafarm_core::config::from_json(body)?;
@@ -135,17 +98,9 @@ async fn create_database(
 #[utoipa::path(get, path = "/v1/projects/{namespace}/{project}/rag/databases/{database}", tag = "rag", operation_id = "database_get",
     params(("namespace" = String, Path), ("project" = String, Path), ("database" = String, Path)),
     responses((status = 200, description = "Database", body = Object), (status = 404, body = ErrorBody)))]
-async fn get_database(
-    State(st): State<AppState>,
-    Path((ns, p, db)): Path<(String, String, String)>,
-) -> ApiResult<Json<Value>> {
+async fn get_database(State(st): State<AppState>, Path((ns, p, db)): Path<(String, String, String)>) -> ApiResult<Json<Value>> {
     let lf = st.lf.clone();
-    blocking(move || {
-        Ok(Json(
-            serde_json::to_value(lf.project(&ns, &p)?.rag().database(&db)?).unwrap_or_default(),
-        ))
-    })
-    .await
+    blocking(move || Ok(Json(serde_json::to_value(lf.project(&ns, &p)?.rag().database(&db)?).unwrap_or_default()))).await
 }
 
 /// Change a database's mutable fields (name and type are immutable).
@@ -159,13 +114,7 @@ async fn update_database(
     Json(patch): Json<Map<String, Value>>,
 ) -> ApiResult<Json<Value>> {
     let lf = st.lf.clone();
-    blocking(move || {
-        Ok(Json(
-            serde_json::to_value(lf.project(&ns, &p)?.rag().update_database(&db, &patch)?)
-                .unwrap_or_default(),
-        ))
-    })
-    .await
+    blocking(move || Ok(Json(serde_json::to_value(lf.project(&ns, &p)?.rag().update_database(&db, &patch)?).unwrap_or_default()))).await
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -185,10 +134,7 @@ async fn delete_database(
 ) -> ApiResult<Json<Value>> {
     let lf = st.lf.clone();
     blocking(move || {
-        let (removed, deleted) = lf
-            .project(&ns, &p)?
-            .rag()
-            .delete_database(&db, q.delete_collection.unwrap_or(true))?;
+        let (removed, deleted) = lf.project(&ns, &p)?.rag().delete_database(&db, q.delete_collection.unwrap_or(true))?;
         Ok(Json(json!({
             "message": format!("Database '{db}' deleted successfully"),
             "database": removed,
@@ -215,17 +161,8 @@ async fn documents(
 ) -> ApiResult<Json<Value>> {
     let limit = q.limit.unwrap_or(50);
     if !(1..=1000).contains(&limit) {
-        return Err(llamafarm_core::Error::Invalid(format!(
-            "limit must be between 1 and 1000, got {limit}"
-        ))
-        .into());
+        return Err(llamafarm_core::Error::Invalid(format!("limit must be between 1 and 1000, got {limit}")).into());
     }
     let lf = st.lf.clone();
-    blocking(move || {
-        Ok(Json(
-            serde_json::to_value(lf.project(&ns, &p)?.rag().documents(&db, limit as usize)?)
-                .unwrap_or_default(),
-        ))
-    })
-    .await
+    blocking(move || Ok(Json(serde_json::to_value(lf.project(&ns, &p)?.rag().documents(&db, limit as usize)?).unwrap_or_default()))).await
 }

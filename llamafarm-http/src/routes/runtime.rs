@@ -12,10 +12,7 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(runtime_health))
-        .routes(routes!(embeddings))
-        .routes(routes!(rerank))
+    OpenApiRouter::new().routes(routes!(runtime_health)).routes(routes!(embeddings)).routes(routes!(rerank))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -31,10 +28,9 @@ pub(crate) struct RuntimeHealth {
 #[utoipa::path(get, path = "/health", tag = "runtime", responses((status = 200, body = RuntimeHealth)))]
 async fn runtime_health(State(st): State<AppState>) -> Json<RuntimeHealth> {
     let lf = st.lf.clone();
-    let cached_models =
-        tokio::task::spawn_blocking(move || lf.models().list().into_iter().map(|m| m.id).collect())
-            .await
-            .unwrap_or_default();
+    let cached_models = tokio::task::spawn_blocking(move || lf.models().list().into_iter().map(|m| m.id).collect())
+        .await
+        .unwrap_or_default();
     Json(RuntimeHealth {
         status: "healthy".into(),
         version: llamafarm_core::system::VERSION.into(),
@@ -52,10 +48,7 @@ pub(crate) enum EmbeddingInput {
 }
 
 /// The texts of an embeddings request and whether base64 output was asked for.
-pub(crate) fn embedding_texts(
-    input: EmbeddingInput,
-    encoding_format: Option<&str>,
-) -> Result<(Vec<String>, bool), crate::ApiError> {
+pub(crate) fn embedding_texts(input: EmbeddingInput, encoding_format: Option<&str>) -> Result<(Vec<String>, bool), crate::ApiError> {
     let texts = match input {
         EmbeddingInput::One(s) => vec![s],
         EmbeddingInput::Many(v) => v,
@@ -63,10 +56,7 @@ pub(crate) fn embedding_texts(
     match encoding_format {
         None | Some("float") => Ok((texts, false)),
         Some("base64") => Ok((texts, true)),
-        Some(other) => Err(llamafarm_core::Error::Invalid(format!(
-            "encoding_format must be float or base64, got '{other}'"
-        ))
-        .into()),
+        Some(other) => Err(llamafarm_core::Error::Invalid(format!("encoding_format must be float or base64, got '{other}'")).into()),
     }
 }
 
@@ -90,10 +80,7 @@ pub(crate) struct EmbeddingsRequest {
 /// OpenAI-compatible embeddings from a local model.
 #[utoipa::path(post, path = "/v1/embeddings", tag = "runtime", request_body = EmbeddingsRequest,
     responses((status = 200, description = "OpenAI embeddings list", body = Object), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
-async fn embeddings(
-    State(st): State<AppState>,
-    Json(req): Json<EmbeddingsRequest>,
-) -> ApiResult<Json<Value>> {
+async fn embeddings(State(st): State<AppState>, Json(req): Json<EmbeddingsRequest>) -> ApiResult<Json<Value>> {
     let (texts, base64) = embedding_texts(req.input, req.encoding_format.as_deref())?;
     let lf = st.lf.clone();
     blocking(move || {
@@ -101,30 +88,16 @@ async fn embeddings(
         let out = lf.embed(&req.model, &refs)?;
         if let (Some(d), Some(v)) = (req.dimensions, out.vectors.first()) {
             if d != v.len() {
-                return Err(llamafarm_core::Error::Invalid(format!(
-                    "model '{}' produces {} dimensions; `dimensions: {d}` is not supported",
-                    req.model,
-                    v.len()
-                )));
+                return Err(llamafarm_core::Error::Invalid(format!("model '{}' produces {} dimensions; `dimensions: {d}` is not supported", req.model, v.len())));
             }
         }
-        Ok(Json(embeddings_json(
-            &out.model,
-            &out.vectors,
-            out.prompt_tokens,
-            base64,
-        )))
+        Ok(Json(embeddings_json(&out.model, &out.vectors, out.prompt_tokens, base64)))
     })
     .await
 }
 
 /// The OpenAI embeddings list (`float` arrays or base64 of little-endian f32).
-pub(crate) fn embeddings_json(
-    model: &str,
-    vectors: &[Vec<f32>],
-    prompt_tokens: usize,
-    base64: bool,
-) -> Value {
+pub(crate) fn embeddings_json(model: &str, vectors: &[Vec<f32>], prompt_tokens: usize, base64: bool) -> Value {
     let data: Vec<Value> = vectors
         .iter()
         .enumerate()
@@ -158,10 +131,7 @@ pub(crate) struct RerankRequest {
 /// Score documents against a query, best first.
 #[utoipa::path(post, path = "/v1/rerank", tag = "runtime", request_body = RerankRequest,
     responses((status = 200, description = "Results with index and relevance_score", body = Object), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
-async fn rerank(
-    State(st): State<AppState>,
-    Json(req): Json<RerankRequest>,
-) -> ApiResult<Json<Value>> {
+async fn rerank(State(st): State<AppState>, Json(req): Json<RerankRequest>) -> ApiResult<Json<Value>> {
     let lf = st.lf.clone();
     blocking(move || {
         let docs: Vec<&str> = req.documents.iter().map(String::as_str).collect();
@@ -180,9 +150,7 @@ async fn rerank(
                 o
             })
             .collect();
-        Ok(Json(
-            json!({"object": "list", "model": r.model, "method": r.method, "results": results}),
-        ))
+        Ok(Json(json!({"object": "list", "model": r.model, "method": r.method, "results": results})))
     })
     .await
 }

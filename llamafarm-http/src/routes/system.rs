@@ -32,11 +32,7 @@ pub(crate) struct RootResponse {
 /// Hello endpoint.
 #[utoipa::path(get, path = "/", tag = "system", responses((status = 200, body = RootResponse)))]
 async fn root() -> Json<RootResponse> {
-    Json(RootResponse {
-        message: "LlamaFarm API".into(),
-        version: VERSION.into(),
-        docs: "/docs".into(),
-    })
+    Json(RootResponse { message: "LlamaFarm API".into(), version: VERSION.into(), docs: "/docs".into() })
 }
 
 /// Health of every component, with measured latency. A missing model is `degraded`.
@@ -68,9 +64,7 @@ pub(crate) struct Liveness {
 /// Liveness probe.
 #[utoipa::path(get, path = "/health/liveness", tag = "health", responses((status = 200, body = Liveness)))]
 async fn liveness() -> Json<Liveness> {
-    Json(Liveness {
-        status: "alive".into(),
-    })
+    Json(Liveness { status: "alive".into() })
 }
 
 #[derive(Serialize, ToSchema)]
@@ -101,13 +95,7 @@ pub(crate) struct DiskInfo {
 
 impl From<DiskUsage> for DiskInfo {
     fn from(d: DiskUsage) -> Self {
-        Self {
-            total_bytes: d.total_bytes,
-            used_bytes: d.used_bytes,
-            free_bytes: d.free_bytes,
-            path: d.path,
-            percent_free: d.percent_free,
-        }
+        Self { total_bytes: d.total_bytes, used_bytes: d.used_bytes, free_bytes: d.free_bytes, path: d.path, percent_free: d.percent_free }
     }
 }
 
@@ -131,9 +119,7 @@ async fn disk(State(st): State<AppState>) -> ApiResult<Json<DiskResponse>> {
         let io = |p: &std::path::Path, e| llamafarm_core::Error::io(p, e);
         Ok(Json(DiskResponse {
             cache: disk_usage(&cache).map_err(|e| io(&cache, e))?.into(),
-            system: disk_usage(std::path::Path::new("/"))
-                .map_err(|e| io(std::path::Path::new("/"), e))?
-                .into(),
+            system: disk_usage(std::path::Path::new("/")).map_err(|e| io(std::path::Path::new("/"), e))?.into(),
             data: disk_usage(&data).map_err(|e| io(&data, e))?.into(),
         }))
     })

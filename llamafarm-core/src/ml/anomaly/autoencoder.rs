@@ -46,17 +46,12 @@ impl AutoEncoder {
         let sizes = [d, HIDDEN[0], HIDDEN[1], HIDDEN[2], d];
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
-        let layers: Vec<candle_nn::Linear> = (0..4)
-            .map(|i| candle_nn::linear(sizes[i], sizes[i + 1], vb.pp(format!("l{i}"))))
-            .collect::<std::result::Result<_, _>>()
-            .map_err(ce)?;
+        let layers: Vec<candle_nn::Linear> =
+            (0..4).map(|i| candle_nn::linear(sizes[i], sizes[i + 1], vb.pp(format!("l{i}")))).collect::<std::result::Result<_, _>>().map_err(ce)?;
         // Deterministic initialisation.
         let mut rng = Rng::new(seed);
         {
-            let data = varmap
-                .data()
-                .lock()
-                .map_err(|_| Error::Internal("autoencoder: poisoned var map".into()))?;
+            let data = varmap.data().lock().map_err(|_| Error::Internal("autoencoder: poisoned var map".into()))?;
             let mut names: Vec<&String> = data.keys().collect();
             names.sort();
             for name in names {
@@ -64,18 +59,11 @@ impl AutoEncoder {
                 let bound = 1.0 / (sizes[layer] as f64).sqrt();
                 let var = &data[name];
                 let shape = var.shape().clone();
-                let vals: Vec<f32> = (0..shape.elem_count())
-                    .map(|_| ((rng.f64() * 2.0 - 1.0) * bound) as f32)
-                    .collect();
-                var.set(&Tensor::from_vec(vals, shape, &dev).map_err(ce)?)
-                    .map_err(ce)?;
+                let vals: Vec<f32> = (0..shape.elem_count()).map(|_| ((rng.f64() * 2.0 - 1.0) * bound) as f32).collect();
+                var.set(&Tensor::from_vec(vals, shape, &dev).map_err(ce)?).map_err(ce)?;
             }
         }
-        let params = candle_nn::ParamsAdamW {
-            lr: 1e-3,
-            weight_decay: 1e-5,
-            ..Default::default()
-        };
+        let params = candle_nn::ParamsAdamW { lr: 1e-3, weight_decay: 1e-5, ..Default::default() };
         let mut opt = candle_nn::AdamW::new(varmap.all_vars(), params).map_err(ce)?;
         let xs: Vec<f32> = x.data.iter().map(|v| *v as f32).collect();
         let xt = Tensor::from_vec(xs, (x.n, d), &dev).map_err(ce)?;
@@ -99,43 +87,22 @@ impl AutoEncoder {
                 let ids = Tensor::from_slice(chunk, chunk.len(), &dev).map_err(ce)?;
                 let xb = xt.index_select(&ids, 0).map_err(ce)?;
                 let out = forward(&xb).map_err(ce)?;
-                let loss = (out - &xb)
-                    .map_err(ce)?
-                    .sqr()
-                    .map_err(ce)?
-                    .mean_all()
-                    .map_err(ce)?;
+                let loss = (out - &xb).map_err(ce)?.sqr().map_err(ce)?.mean_all().map_err(ce)?;
                 opt.backward_step(&loss).map_err(ce)?;
                 total += loss.to_scalar::<f32>().map_err(ce)? as f64;
                 batches += 1;
             }
             final_loss = total / batches.max(1) as f64;
         }
-        let data = varmap
-            .data()
-            .lock()
-            .map_err(|_| Error::Internal("autoencoder: poisoned var map".into()))?;
+        let data = varmap.data().lock().map_err(|_| Error::Internal("autoencoder: poisoned var map".into()))?;
         let get = |n: String| -> Result<Vec<f32>> {
-            data.get(&n)
-                .ok_or_else(|| Error::Internal(format!("autoencoder: no {n}")))?
-                .as_tensor()
-                .flatten_all()
-                .and_then(|t| t.to_vec1::<f32>())
-                .map_err(ce)
+            data.get(&n).ok_or_else(|| Error::Internal(format!("autoencoder: no {n}")))?.as_tensor().flatten_all().and_then(|t| t.to_vec1::<f32>()).map_err(ce)
         };
         let mut dense = Vec::with_capacity(4);
         for i in 0..4 {
-            dense.push(Dense {
-                inputs: sizes[i],
-                outputs: sizes[i + 1],
-                weight: get(format!("l{i}.weight"))?,
-                bias: get(format!("l{i}.bias"))?,
-            });
+            dense.push(Dense { inputs: sizes[i], outputs: sizes[i + 1], weight: get(format!("l{i}.weight"))?, bias: get(format!("l{i}.bias"))? });
         }
-        Ok(Self {
-            layers: dense,
-            final_loss,
-        })
+        Ok(Self { layers: dense, final_loss })
     }
 
     fn reconstruct(&self, row: &[f64]) -> Vec<f32> {
@@ -168,11 +135,7 @@ impl AnomalyBackend for AutoEncoder {
             .map(|i| {
                 let row = x.row(i);
                 let r = self.reconstruct(row);
-                row.iter()
-                    .zip(&r)
-                    .map(|(a, b)| (a - *b as f64).powi(2))
-                    .sum::<f64>()
-                    / row.len().max(1) as f64
+                row.iter().zip(&r).map(|(a, b)| (a - *b as f64).powi(2)).sum::<f64>() / row.len().max(1) as f64
             })
             .collect()
     }

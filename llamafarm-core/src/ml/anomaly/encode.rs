@@ -72,17 +72,11 @@ impl<'de> Deserialize<'de> for AnomalyRow {
             Value::Array(a) => a
                 .iter()
                 .enumerate()
-                .map(|(i, v)| {
-                    v.as_f64().ok_or_else(|| {
-                        D::Error::custom(format!("row value {i} is not a number: {v}"))
-                    })
-                })
+                .map(|(i, v)| v.as_f64().ok_or_else(|| D::Error::custom(format!("row value {i} is not a number: {v}"))))
                 .collect::<std::result::Result<Vec<f64>, _>>()
                 .map(AnomalyRow::Values),
             Value::Object(m) => Ok(AnomalyRow::Record(m)),
-            other => Err(D::Error::custom(format!(
-                "a row must be an array of numbers or an object, got {other}"
-            ))),
+            other => Err(D::Error::custom(format!("a row must be an array of numbers or an object, got {other}"))),
         }
     }
 }
@@ -160,11 +154,7 @@ pub fn infer_schema(rows: &[&Map<String, Value>]) -> BTreeMap<String, FieldEncod
     let keys: BTreeSet<&String> = rows.iter().flat_map(|r| r.keys()).collect();
     keys.into_iter()
         .map(|k| {
-            let vals: Vec<&Value> = rows
-                .iter()
-                .filter_map(|r| r.get(k))
-                .filter(|v| !v.is_null())
-                .collect();
+            let vals: Vec<&Value> = rows.iter().filter_map(|r| r.get(k)).filter(|v| !v.is_null()).collect();
             let enc = if !vals.is_empty() && vals.iter().all(|v| v.is_boolean()) {
                 FieldEncoding::Binary
             } else if !vals.is_empty() && vals.iter().all(|v| v.is_number()) {
@@ -178,16 +168,12 @@ pub fn infer_schema(rows: &[&Map<String, Value>]) -> BTreeMap<String, FieldEncod
 }
 
 fn field<'a>(row: &'a Map<String, Value>, i: usize, name: &str) -> Result<&'a Value> {
-    row.get(name)
-        .ok_or_else(|| Error::Invalid(format!("row {i} has no field '{name}' of the schema")))
+    row.get(name).ok_or_else(|| Error::Invalid(format!("row {i} has no field '{name}' of the schema")))
 }
 
 impl FeatureEncoder {
     /// Learn category tables from the training rows.
-    pub fn fit(
-        schema: BTreeMap<String, FieldEncoding>,
-        rows: &[&Map<String, Value>],
-    ) -> Result<Self> {
+    pub fn fit(schema: BTreeMap<String, FieldEncoding>, rows: &[&Map<String, Value>]) -> Result<Self> {
         if schema.is_empty() {
             return Err(Error::Invalid("schema has no fields".into()));
         }
@@ -207,15 +193,11 @@ impl FeatureEncoder {
                 FieldEncoding::Hash => FieldState::Hash { buckets: 1000 },
                 FieldEncoding::Label => {
                     let set: BTreeSet<String> = cats()?.into_iter().collect();
-                    FieldState::Label {
-                        classes: set.into_iter().collect(),
-                    }
+                    FieldState::Label { classes: set.into_iter().collect() }
                 }
                 FieldEncoding::Onehot => {
                     let set: BTreeSet<String> = cats()?.into_iter().collect();
-                    FieldState::Onehot {
-                        categories: set.into_iter().collect(),
-                    }
+                    FieldState::Onehot { categories: set.into_iter().collect() }
                 }
                 FieldEncoding::Frequency => {
                     let c = cats()?;
@@ -228,18 +210,12 @@ impl FeatureEncoder {
                 }
             };
             match &st {
-                FieldState::Onehot { categories } => {
-                    features.extend(categories.iter().map(|c| format!("{name}={c}")))
-                }
+                FieldState::Onehot { categories } => features.extend(categories.iter().map(|c| format!("{name}={c}"))),
                 _ => features.push(name.clone()),
             }
             fields.push(st);
         }
-        Ok(Self {
-            schema,
-            features,
-            fields,
-        })
+        Ok(Self { schema, features, fields })
     }
 
     /// Encode object rows into a matrix.
@@ -250,18 +226,12 @@ impl FeatureEncoder {
             for ((name, _), st) in self.schema.iter().zip(&self.fields) {
                 let v = field(r, i, name)?;
                 match st {
-                    FieldState::Numeric => {
-                        data.push(numeric(v).filter(|x| x.is_finite()).ok_or_else(|| {
-                            Error::Invalid(format!(
-                                "row {i}: field '{name}' is numeric in the schema but is {v}"
-                            ))
-                        })?)
-                    }
-                    FieldState::Binary => data.push(binary(v).ok_or_else(|| {
-                        Error::Invalid(format!(
-                            "row {i}: field '{name}' is binary in the schema but is {v}"
-                        ))
-                    })?),
+                    FieldState::Numeric => data.push(
+                        numeric(v)
+                            .filter(|x| x.is_finite())
+                            .ok_or_else(|| Error::Invalid(format!("row {i}: field '{name}' is numeric in the schema but is {v}")))?,
+                    ),
+                    FieldState::Binary => data.push(binary(v).ok_or_else(|| Error::Invalid(format!("row {i}: field '{name}' is binary in the schema but is {v}")))?),
                     FieldState::Hash { buckets } => data.push(hash_bucket(&category(v), *buckets)),
                     FieldState::Label { classes } => {
                         let c = category(v);
@@ -270,33 +240,18 @@ impl FeatureEncoder {
                     FieldState::Onehot { categories } => {
                         let c = category(v);
                         let hit = categories.binary_search(&c).ok();
-                        data.extend((0..categories.len()).map(|k| {
-                            if Some(k) == hit {
-                                1.0
-                            } else {
-                                0.0
-                            }
-                        }));
+                        data.extend((0..categories.len()).map(|k| if Some(k) == hit { 1.0 } else { 0.0 }));
                     }
-                    FieldState::Frequency { freq } => {
-                        data.push(freq.get(&category(v)).copied().unwrap_or(0.0))
-                    }
+                    FieldState::Frequency { freq } => data.push(freq.get(&category(v)).copied().unwrap_or(0.0)),
                 }
             }
         }
-        Ok(Mat {
-            n: rows.len(),
-            d,
-            data,
-        })
+        Ok(Mat { n: rows.len(), d, data })
     }
 
     /// Schema and feature names.
     pub fn info(&self) -> EncoderInfo {
-        EncoderInfo {
-            schema: self.schema.clone(),
-            features: self.features.clone(),
-        }
+        EncoderInfo { schema: self.schema.clone(), features: self.features.clone() }
     }
 }
 
@@ -310,9 +265,7 @@ pub enum Rows<'a> {
 
 /// Check the rows: not empty, one kind, equal length, finite.
 pub fn split_rows(rows: &[AnomalyRow]) -> Result<Rows<'_>> {
-    let first = rows
-        .first()
-        .ok_or_else(|| Error::Invalid("data is empty".into()))?;
+    let first = rows.first().ok_or_else(|| Error::Invalid("data is empty".into()))?;
     match first {
         AnomalyRow::Values(v0) => {
             let d = v0.len();
@@ -322,38 +275,24 @@ pub fn split_rows(rows: &[AnomalyRow]) -> Result<Rows<'_>> {
             let mut data = Vec::with_capacity(rows.len() * d);
             for (i, r) in rows.iter().enumerate() {
                 let AnomalyRow::Values(v) = r else {
-                    return Err(Error::Invalid(format!(
-                        "row {i} is an object but row 0 is an array: use one kind of row"
-                    )));
+                    return Err(Error::Invalid(format!("row {i} is an object but row 0 is an array: use one kind of row")));
                 };
                 if v.len() != d {
-                    return Err(Error::Invalid(format!(
-                        "ragged rows: row {i} has {} values, row 0 has {d}",
-                        v.len()
-                    )));
+                    return Err(Error::Invalid(format!("ragged rows: row {i} has {} values, row 0 has {d}", v.len())));
                 }
                 if let Some(j) = v.iter().position(|x| !x.is_finite()) {
-                    return Err(Error::Invalid(format!(
-                        "row {i}, value {j} is {}: NaN and infinite values are not allowed",
-                        v[j]
-                    )));
+                    return Err(Error::Invalid(format!("row {i}, value {j} is {}: NaN and infinite values are not allowed", v[j])));
                 }
                 data.extend_from_slice(v);
             }
-            Ok(Rows::Numeric(Mat {
-                n: rows.len(),
-                d,
-                data,
-            }))
+            Ok(Rows::Numeric(Mat { n: rows.len(), d, data }))
         }
         AnomalyRow::Record(_) => rows
             .iter()
             .enumerate()
             .map(|(i, r)| match r {
                 AnomalyRow::Record(m) => Ok(m),
-                AnomalyRow::Values(_) => Err(Error::Invalid(format!(
-                    "row {i} is an array but row 0 is an object: use one kind of row"
-                ))),
+                AnomalyRow::Values(_) => Err(Error::Invalid(format!("row {i} is an array but row 0 is an object: use one kind of row"))),
             })
             .collect::<Result<Vec<_>>>()
             .map(Rows::Records),
@@ -366,11 +305,7 @@ mod tests {
     use serde_json::json;
 
     fn recs(v: Value) -> Vec<Map<String, Value>> {
-        v.as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r.as_object().unwrap().clone())
-            .collect()
+        v.as_array().unwrap().iter().map(|r| r.as_object().unwrap().clone()).collect()
     }
 
     #[test]
@@ -387,10 +322,7 @@ mod tests {
         }))
         .unwrap();
         let enc = FeatureEncoder::fit(schema, &refs).unwrap();
-        assert_eq!(
-            enc.features,
-            vec!["c", "m", "ok", "p=tcp", "p=udp", "t", "ua"]
-        );
+        assert_eq!(enc.features, vec!["c", "m", "ok", "p=tcp", "p=udp", "t", "ua"]);
         let x = enc.transform(&refs).unwrap();
         assert_eq!(x.d, 7);
         assert_eq!(&x.row(0)[..6], &[0.75, 0.0, 1.0, 1.0, 0.0, 1.5]);
@@ -399,18 +331,14 @@ mod tests {
         assert_eq!(x.row(0)[6], x.row(2)[6], "same value, same hash");
         assert!((0.0..1000.0).contains(&x.row(0)[6]));
         // Unseen categories at score time.
-        let new = recs(
-            json!([{"t": 1, "m": "DELETE", "ua": "sqlmap", "p": "icmp", "ok": "y", "c": "zzz"}]),
-        );
+        let new = recs(json!([{"t": 1, "m": "DELETE", "ua": "sqlmap", "p": "icmp", "ok": "y", "c": "zzz"}]));
         let nr: Vec<&Map<String, Value>> = new.iter().collect();
         let y = enc.transform(&nr).unwrap();
         assert_eq!(&y.row(0)[..6], &[0.0, -1.0, 1.0, 0.0, 0.0, 1.0]);
         // Bad values and missing fields are errors.
-        for bad in [
-            json!([{"t": "x", "m": "GET", "ua": "", "p": "tcp", "ok": true, "c": "a"}]),
-            json!([{"t": 1, "m": "GET", "ua": "", "p": "tcp", "ok": "maybe", "c": "a"}]),
-            json!([{"m": "GET", "ua": "", "p": "tcp", "ok": true, "c": "a"}]),
-        ] {
+        for bad in [json!([{"t": "x", "m": "GET", "ua": "", "p": "tcp", "ok": true, "c": "a"}]),
+                    json!([{"t": 1, "m": "GET", "ua": "", "p": "tcp", "ok": "maybe", "c": "a"}]),
+                    json!([{"m": "GET", "ua": "", "p": "tcp", "ok": true, "c": "a"}])] {
             let b = recs(bad);
             let br: Vec<&Map<String, Value>> = b.iter().collect();
             assert!(matches!(enc.transform(&br), Err(Error::Invalid(_))));
@@ -426,20 +354,14 @@ mod tests {
         assert_eq!(s["b"], FieldEncoding::Label);
         assert_eq!(s["c"], FieldEncoding::Binary);
 
-        let ragged = vec![
-            AnomalyRow::Values(vec![1.0, 2.0]),
-            AnomalyRow::Values(vec![1.0]),
-        ];
+        let ragged = vec![AnomalyRow::Values(vec![1.0, 2.0]), AnomalyRow::Values(vec![1.0])];
         assert!(matches!(split_rows(&ragged), Err(Error::Invalid(m)) if m.contains("ragged")));
         let nan = vec![AnomalyRow::Values(vec![1.0, f64::NAN])];
         assert!(matches!(split_rows(&nan), Err(Error::Invalid(m)) if m.contains("NaN")));
         let inf = vec![AnomalyRow::Values(vec![f64::INFINITY])];
         assert!(split_rows(&inf).is_err());
         assert!(split_rows(&[]).is_err());
-        let mixed = vec![
-            AnomalyRow::Values(vec![1.0]),
-            AnomalyRow::Record(Map::new()),
-        ];
+        let mixed = vec![AnomalyRow::Values(vec![1.0]), AnomalyRow::Record(Map::new())];
         assert!(split_rows(&mixed).is_err());
         let r: AnomalyRow = serde_json::from_value(json!([1, 2.5])).unwrap();
         assert_eq!(r, AnomalyRow::Values(vec![1.0, 2.5]));

@@ -44,13 +44,7 @@ pub fn c_factor(n: usize) -> f64 {
 
 impl Tree {
     fn grow(x: &Mat, idx: &mut [usize], max_depth: usize, rng: &mut Rng) -> Tree {
-        let mut t = Tree {
-            feature: vec![],
-            threshold: vec![],
-            left: vec![],
-            right: vec![],
-            value: vec![],
-        };
+        let mut t = Tree { feature: vec![], threshold: vec![], left: vec![], right: vec![], value: vec![] };
         t.node(x, idx, 0, max_depth, rng);
         t
     }
@@ -64,14 +58,7 @@ impl Tree {
         (self.feature.len() - 1) as u32
     }
 
-    fn node(
-        &mut self,
-        x: &Mat,
-        idx: &mut [usize],
-        depth: usize,
-        max_depth: usize,
-        rng: &mut Rng,
-    ) -> u32 {
+    fn node(&mut self, x: &Mat, idx: &mut [usize], depth: usize, max_depth: usize, rng: &mut Rng) -> u32 {
         if depth >= max_depth || idx.len() <= 1 {
             return self.push_leaf(depth, idx.len());
         }
@@ -99,9 +86,7 @@ impl Tree {
                 break;
             }
         }
-        let Some((f, thr)) = split else {
-            return self.push_leaf(depth, idx.len());
-        };
+        let Some((f, thr)) = split else { return self.push_leaf(depth, idx.len()) };
         // Partition: left gets values <= thr.
         let mut m = 0;
         for k in 0..idx.len() {
@@ -132,24 +117,14 @@ impl Tree {
             if f < 0 {
                 return self.value[i];
             }
-            i = if row[f as usize] <= self.threshold[i] {
-                self.left[i]
-            } else {
-                self.right[i]
-            } as usize;
+            i = if row[f as usize] <= self.threshold[i] { self.left[i] } else { self.right[i] } as usize;
         }
     }
 }
 
 impl IsolationForest {
     /// Fit `n_estimators` trees on `x`.
-    pub fn fit(
-        x: &Mat,
-        n_estimators: usize,
-        max_samples: usize,
-        contamination: f64,
-        seed: u64,
-    ) -> Self {
+    pub fn fit(x: &Mat, n_estimators: usize, max_samples: usize, contamination: f64, seed: u64) -> Self {
         let max_samples = max_samples.clamp(1, x.n.max(1));
         let max_depth = (max_samples.max(2) as f64).log2().ceil() as usize;
         let trees: Vec<Tree> = (0..n_estimators.max(1))
@@ -160,11 +135,7 @@ impl IsolationForest {
                 Tree::grow(x, &mut idx, max_depth, &mut rng)
             })
             .collect();
-        let mut f = Self {
-            trees,
-            max_samples,
-            offset: 0.0,
-        };
+        let mut f = Self { trees, max_samples, offset: 0.0 };
         // sklearn: offset_ = percentile(score_samples(X), 100 * contamination), score_samples = -s(x).
         let neg: Vec<f64> = f.anomaly(x).into_iter().map(|s| -s).collect();
         f.offset = percentile(&neg, 100.0 * contamination);
@@ -189,10 +160,7 @@ impl IsolationForest {
 
 impl AnomalyBackend for IsolationForest {
     fn score(&self, x: &Mat) -> Vec<f64> {
-        self.anomaly(x)
-            .into_iter()
-            .map(|s| s + self.offset)
-            .collect()
+        self.anomaly(x).into_iter().map(|s| s + self.offset).collect()
     }
 }
 
@@ -205,10 +173,6 @@ mod tests {
         assert_eq!(c_factor(1), 0.0);
         assert_eq!(c_factor(2), 1.0);
         // 2 * (ln 255 + gamma) - 2 * 255 / 256
-        assert!(
-            (c_factor(256) - 10.244_770_920_119_917).abs() < 1e-9,
-            "{}",
-            c_factor(256)
-        );
+        assert!((c_factor(256) - 10.244_770_920_119_917).abs() < 1e-9, "{}", c_factor(256));
     }
 }

@@ -64,10 +64,7 @@ impl Ord for Cand {
 impl KdTree {
     /// Build over the rows of `x`.
     pub fn build(x: &Mat) -> Self {
-        let mut t = KdTree {
-            idx: (0..x.n).collect(),
-            nodes: Vec::new(),
-        };
+        let mut t = KdTree { idx: (0..x.n).collect(), nodes: Vec::new() };
         if x.n > 0 {
             t.grow(x, 0, x.n);
         }
@@ -85,29 +82,16 @@ impl KdTree {
             }
         }
         let me = self.nodes.len();
-        self.nodes.push(Node {
-            start,
-            end,
-            dim: usize::MAX,
-            split: 0.0,
-            left: 0,
-            right: 0,
-            lo: lo.clone(),
-            hi: hi.clone(),
-        });
+        self.nodes.push(Node { start, end, dim: usize::MAX, split: 0.0, left: 0, right: 0, lo: lo.clone(), hi: hi.clone() });
         if end - start <= LEAF {
             return me;
         }
-        let (dim, spread) = (0..d)
-            .map(|j| (j, hi[j] - lo[j]))
-            .fold((0, f64::NEG_INFINITY), |a, b| if b.1 > a.1 { b } else { a });
+        let (dim, spread) = (0..d).map(|j| (j, hi[j] - lo[j])).fold((0, f64::NEG_INFINITY), |a, b| if b.1 > a.1 { b } else { a });
         if spread <= 0.0 {
             return me; // all points identical: one leaf
         }
         let mid = start + (end - start) / 2;
-        self.idx[start..end].select_nth_unstable_by(mid - start, |&a, &b| {
-            x.data[a * d + dim].total_cmp(&x.data[b * d + dim])
-        });
+        self.idx[start..end].select_nth_unstable_by(mid - start, |&a, &b| x.data[a * d + dim].total_cmp(&x.data[b * d + dim]));
         let split = x.data[self.idx[mid] * d + dim];
         let l = self.grow(x, start, mid);
         let r = self.grow(x, mid, end);
@@ -123,13 +107,7 @@ impl KdTree {
         q.iter()
             .enumerate()
             .map(|(j, v)| {
-                let e = if *v < n.lo[j] {
-                    n.lo[j] - v
-                } else if *v > n.hi[j] {
-                    v - n.hi[j]
-                } else {
-                    0.0
-                };
+                let e = if *v < n.lo[j] { n.lo[j] - v } else if *v > n.hi[j] { v - n.hi[j] } else { 0.0 };
                 e * e
             })
             .sum()
@@ -147,15 +125,7 @@ impl KdTree {
         v
     }
 
-    fn search(
-        &self,
-        x: &Mat,
-        ni: usize,
-        q: &[f64],
-        k: usize,
-        skip: Option<usize>,
-        heap: &mut BinaryHeap<Cand>,
-    ) {
+    fn search(&self, x: &Mat, ni: usize, q: &[f64], k: usize, skip: Option<usize>, heap: &mut BinaryHeap<Cand>) {
         let n = &self.nodes[ni];
         // Only strictly closer points enter a full heap, so a box at >= the worst distance
         // cannot help (this matters with many duplicates, where the worst distance is 0).
@@ -171,11 +141,7 @@ impl KdTree {
             }
             return;
         }
-        let (first, second) = if q[n.dim] <= n.split {
-            (n.left, n.right)
-        } else {
-            (n.right, n.left)
-        };
+        let (first, second) = if q[n.dim] <= n.split { (n.left, n.right) } else { (n.right, n.left) };
         self.search(x, first, q, k, skip, heap);
         self.search(x, second, q, k, skip, heap);
     }
@@ -199,9 +165,7 @@ fn offer(heap: &mut BinaryHeap<Cand>, k: usize, dd: f64, i: usize) {
 pub fn brute_knn_all(x: &Mat, q: &Mat, k: usize, skip_self: bool) -> Vec<Vec<(f64, usize)>> {
     const B: usize = 64;
     let (n, d) = (x.n, x.d);
-    let xn: Vec<f64> = (0..n)
-        .map(|j| x.row(j).iter().map(|v| v * v).sum())
-        .collect();
+    let xn: Vec<f64> = (0..n).map(|j| x.row(j).iter().map(|v| v * v).sum()).collect();
     let blocks: Vec<usize> = (0..q.n).step_by(B).collect();
     blocks
         .into_par_iter()
@@ -262,10 +226,7 @@ pub fn brute_knn_all(x: &Mat, q: &Mat, k: usize, skip_self: bool) -> Vec<Vec<(f6
                         }
                     }
                     let picked = best.into_iter().map(|b| b.1);
-                    let mut v: Vec<(f64, usize)> = picked
-                        .into_iter()
-                        .map(|j| (sqdist(qr, x.row(j)), j))
-                        .collect();
+                    let mut v: Vec<(f64, usize)> = picked.into_iter().map(|j| (sqdist(qr, x.row(j)), j)).collect();
                     v.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
                     v
                 })
@@ -317,28 +278,16 @@ impl LocalOutlierFactor {
     /// Fit with `n_neighbors` (capped at `n - 1`).
     pub fn fit(x: &Mat, n_neighbors: usize) -> Self {
         let k = n_neighbors.clamp(1, x.n.saturating_sub(1).max(1));
-        let mut m = Self {
-            train: x.clone(),
-            k,
-            k_distance: vec![],
-            lrd: vec![],
-            tree: OnceLock::new(),
-            fit_neighbours: Default::default(),
-        };
+        let mut m = Self { train: x.clone(), k, k_distance: vec![], lrd: vec![], tree: OnceLock::new(), fit_neighbours: Default::default() };
         let neigh = m.neighbours_all(x, true);
-        m.k_distance = neigh
-            .iter()
-            .map(|nb| nb.last().map_or(0.0, |v| v.0.sqrt()))
-            .collect();
+        m.k_distance = neigh.iter().map(|nb| nb.last().map_or(0.0, |v| v.0.sqrt())).collect();
         m.lrd = neigh.iter().map(|nb| m.lrd_of(nb)).collect();
         m.fit_neighbours = FitNeighbours(std::sync::Mutex::new(Some(neigh)));
         m
     }
 
     fn index(&self) -> Option<&KdTree> {
-        self.tree
-            .get_or_init(|| use_tree(&self.train).then(|| KdTree::build(&self.train)))
-            .as_ref()
+        self.tree.get_or_init(|| use_tree(&self.train).then(|| KdTree::build(&self.train))).as_ref()
     }
 
     /// Neighbours of every row of `q` (`skip_self`: `q` is the training set).
@@ -354,11 +303,7 @@ impl LocalOutlierFactor {
     }
 
     fn lrd_of(&self, nb: &[(f64, usize)]) -> f64 {
-        let reach: f64 = nb
-            .iter()
-            .map(|&(d2, o)| d2.sqrt().max(self.k_distance[o]))
-            .sum::<f64>()
-            / nb.len().max(1) as f64;
+        let reach: f64 = nb.iter().map(|&(d2, o)| d2.sqrt().max(self.k_distance[o])).sum::<f64>() / nb.len().max(1) as f64;
         1.0 / (reach + 1e-10)
     }
 }
@@ -386,24 +331,13 @@ impl AnomalyBackend for LocalOutlierFactor {
     /// point may order differently at the k-th place; the scores of test points never
     /// depend on this.)
     fn score_training(&self, x: &Mat) -> Vec<f64> {
-        let cached = self
-            .fit_neighbours
-            .0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        let cached = self.fit_neighbours.0.lock().unwrap_or_else(|p| p.into_inner()).take();
         match cached {
-            Some(neigh)
-                if neigh.len() == x.n && x.n == self.train.n && x.data == self.train.data =>
-            {
+            Some(neigh) if neigh.len() == x.n && x.n == self.train.n && x.data == self.train.data => {
                 let with_self: Vec<Vec<(f64, usize)>> = neigh
                     .into_iter()
                     .enumerate()
-                    .map(|(i, nb)| {
-                        std::iter::once((0.0, i))
-                            .chain(nb.into_iter().take(self.k.saturating_sub(1)))
-                            .collect()
-                    })
+                    .map(|(i, nb)| std::iter::once((0.0, i)).chain(nb.into_iter().take(self.k.saturating_sub(1))).collect())
                     .collect();
                 self.score_from(&with_self)
             }
@@ -421,9 +355,7 @@ mod tests {
     fn training_scores_from_the_fit_equal_a_fresh_search() {
         let mut rng = Rng::new(5);
         for d in [3usize, 20] {
-            let rows: Vec<Vec<f64>> = (0..300)
-                .map(|_| (0..d).map(|_| rng.normal()).collect())
-                .collect();
+            let rows: Vec<Vec<f64>> = (0..300).map(|_| (0..d).map(|_| rng.normal()).collect()).collect();
             let x = Mat::from_rows(&rows);
             let m = LocalOutlierFactor::fit(&x, 20);
             let fresh = m.score(&x);
@@ -439,9 +371,7 @@ mod tests {
     #[test]
     fn kd_tree_matches_brute_force() {
         let mut rng = Rng::new(11);
-        let rows: Vec<Vec<f64>> = (0..500)
-            .map(|i| vec![rng.normal(), rng.normal(), (i % 7) as f64])
-            .collect();
+        let rows: Vec<Vec<f64>> = (0..500).map(|i| vec![rng.normal(), rng.normal(), (i % 7) as f64]).collect();
         let x = Mat::from_rows(&rows);
         let t = KdTree::build(&x);
         for q in 0..50 {
@@ -458,23 +388,12 @@ mod tests {
     fn blocked_brute_force_matches_the_plain_scan() {
         let mut rng = Rng::new(5);
         // Duplicates included: their exact distance must come back as 0.
-        let rows: Vec<Vec<f64>> = (0..300)
-            .map(|i| {
-                if i % 50 == 0 {
-                    vec![1.0; 20]
-                } else {
-                    (0..20).map(|_| rng.normal()).collect()
-                }
-            })
-            .collect();
+        let rows: Vec<Vec<f64>> = (0..300).map(|i| if i % 50 == 0 { vec![1.0; 20] } else { (0..20).map(|_| rng.normal()).collect() }).collect();
         let x = Mat::from_rows(&rows);
         let all = brute_knn_all(&x, &x, 6, true);
         for (q, got) in all.iter().enumerate().take(120) {
             let want = brute_knn(&x, x.row(q), 6, Some(q));
-            let (dg, dw): (Vec<f64>, Vec<f64>) = (
-                got.iter().map(|v| v.0).collect(),
-                want.iter().map(|v| v.0).collect(),
-            );
+            let (dg, dw): (Vec<f64>, Vec<f64>) = (got.iter().map(|v| v.0).collect(), want.iter().map(|v| v.0).collect());
             assert_eq!(dg, dw, "query {q}");
         }
         assert_eq!(all[0][0].0, 0.0);
@@ -483,9 +402,7 @@ mod tests {
     #[test]
     fn lof_is_about_one_inside_and_large_outside() {
         // A 10x10 grid: interior points have LOF 1 exactly when densities are equal.
-        let rows: Vec<Vec<f64>> = (0..100)
-            .map(|i| vec![(i % 10) as f64, (i / 10) as f64])
-            .collect();
+        let rows: Vec<Vec<f64>> = (0..100).map(|i| vec![(i % 10) as f64, (i / 10) as f64]).collect();
         let x = Mat::from_rows(&rows);
         let m = LocalOutlierFactor::fit(&x, 5);
         let s = m.score(&Mat::from_rows(&[vec![4.5, 4.5], vec![30.0, 30.0]]));

@@ -94,9 +94,7 @@ pub trait AnomalyBackend: Send + Sync {
 }
 
 /// The detection algorithms.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Backend {
@@ -117,14 +115,8 @@ pub enum Backend {
 
 impl Backend {
     /// Every backend.
-    pub const ALL: [Backend; 6] = [
-        Backend::IsolationForest,
-        Backend::OneClassSvm,
-        Backend::LocalOutlierFactor,
-        Backend::Autoencoder,
-        Backend::Ecod,
-        Backend::Hbos,
-    ];
+    pub const ALL: [Backend; 6] =
+        [Backend::IsolationForest, Backend::OneClassSvm, Backend::LocalOutlierFactor, Backend::Autoencoder, Backend::Ecod, Backend::Hbos];
 
     /// The wire name (`isolation_forest`, ...).
     pub fn as_str(self) -> &'static str {
@@ -140,15 +132,9 @@ impl Backend {
 
     /// Parse a wire name.
     pub fn parse(s: &str) -> Result<Backend> {
-        Backend::ALL
-            .into_iter()
-            .find(|b| b.as_str() == s)
-            .ok_or_else(|| {
-                Error::Invalid(format!(
-                    "unknown backend '{s}'; one of: {}",
-                    Backend::ALL.map(|b| b.as_str()).join(", ")
-                ))
-            })
+        Backend::ALL.into_iter().find(|b| b.as_str() == s).ok_or_else(|| {
+            Error::Invalid(format!("unknown backend '{s}'; one of: {}", Backend::ALL.map(|b| b.as_str()).join(", ")))
+        })
     }
 }
 
@@ -194,12 +180,7 @@ impl NormStats {
         if iqr == 0.0 || !iqr.is_finite() {
             iqr = if std > 0.0 { std } else { 1.0 };
         }
-        Self {
-            median: percentile(raw, 50.0),
-            iqr,
-            mean,
-            std: if std > 0.0 { std } else { 1.0 },
-        }
+        Self { median: percentile(raw, 50.0), iqr, mean, std: if std > 0.0 { std } else { 1.0 } }
     }
 
     /// Normalise one raw score.
@@ -269,26 +250,13 @@ impl Detector {
     /// Fit `backend` on scaled rows.
     pub fn fit(backend: Backend, x: &Mat, p: &DetectorParams) -> Result<Detector> {
         Ok(match backend {
-            Backend::IsolationForest => Detector::IsolationForest(iforest::IsolationForest::fit(
-                x,
-                p.n_estimators,
-                256,
-                p.contamination,
-                p.seed,
-            )),
+            Backend::IsolationForest => Detector::IsolationForest(iforest::IsolationForest::fit(x, p.n_estimators, 256, p.contamination, p.seed)),
             Backend::OneClassSvm => {
                 let gamma = p.gamma.unwrap_or_else(|| ocsvm::gamma_scale(x));
                 Detector::OneClassSvm(ocsvm::OneClassSvm::fit(x, p.nu, gamma, 1e-3))
             }
-            Backend::LocalOutlierFactor => {
-                Detector::LocalOutlierFactor(lof::LocalOutlierFactor::fit(x, p.n_neighbors))
-            }
-            Backend::Autoencoder => Detector::Autoencoder(autoencoder::AutoEncoder::fit(
-                x,
-                p.epochs,
-                p.batch_size,
-                p.seed,
-            )?),
+            Backend::LocalOutlierFactor => Detector::LocalOutlierFactor(lof::LocalOutlierFactor::fit(x, p.n_neighbors)),
+            Backend::Autoencoder => Detector::Autoencoder(autoencoder::AutoEncoder::fit(x, p.epochs, p.batch_size, p.seed)?),
             Backend::Ecod => Detector::Ecod(stats::Ecod::fit(x)),
             Backend::Hbos => Detector::Hbos(stats::Hbos::fit(x, 10)),
         })
@@ -395,10 +363,7 @@ pub struct AnomalyFitRequest {
 
 impl AnomalyFitRequest {
     /// A request with the defaults.
-    pub fn new<R: Into<AnomalyRow>>(
-        model: impl Into<String>,
-        data: impl IntoIterator<Item = R>,
-    ) -> Self {
+    pub fn new<R: Into<AnomalyRow>>(model: impl Into<String>, data: impl IntoIterator<Item = R>) -> Self {
         Self {
             model: model.into(),
             backend: Backend::default(),
@@ -447,9 +412,7 @@ impl AnomalyFitRequest {
     fn params(&self) -> Result<DetectorParams> {
         let c = self.contamination;
         if !(c > 0.0 && c <= 0.5) {
-            return Err(Error::Invalid(format!(
-                "contamination must be in (0, 0.5], got {c}"
-            )));
+            return Err(Error::Invalid(format!("contamination must be in (0, 0.5], got {c}")));
         }
         let nu = self.nu.unwrap_or(c);
         if !(nu > 0.0 && nu <= 1.0) {
@@ -467,19 +430,14 @@ impl AnomalyFitRequest {
         }
         let n_estimators = self.n_estimators.unwrap_or(100);
         if !(1..=2000).contains(&n_estimators) {
-            return Err(Error::Invalid(format!(
-                "n_estimators must be 1..=2000, got {n_estimators}"
-            )));
+            return Err(Error::Invalid(format!("n_estimators must be 1..=2000, got {n_estimators}")));
         }
         let n_neighbors = self.n_neighbors.unwrap_or(20);
         if n_neighbors == 0 {
             return Err(Error::Invalid("n_neighbors must be at least 1".into()));
         }
         if !(1..=10_000).contains(&self.epochs) {
-            return Err(Error::Invalid(format!(
-                "epochs must be 1..=10000, got {}",
-                self.epochs
-            )));
+            return Err(Error::Invalid(format!("epochs must be 1..=10000, got {}", self.epochs)));
         }
         if self.batch_size == 0 {
             return Err(Error::Invalid("batch_size must be at least 1".into()));
@@ -572,18 +530,8 @@ pub struct AnomalyScoreRequest {
 
 impl AnomalyScoreRequest {
     /// A request with the defaults.
-    pub fn new<R: Into<AnomalyRow>>(
-        model: impl Into<String>,
-        data: impl IntoIterator<Item = R>,
-    ) -> Self {
-        Self {
-            model: model.into(),
-            backend: None,
-            data: data.into_iter().map(Into::into).collect(),
-            schema: None,
-            normalization: None,
-            threshold: None,
-        }
+    pub fn new<R: Into<AnomalyRow>>(model: impl Into<String>, data: impl IntoIterator<Item = R>) -> Self {
+        Self { model: model.into(), backend: None, data: data.into_iter().map(Into::into).collect(), schema: None, normalization: None, threshold: None }
     }
     /// Set the threshold.
     pub fn threshold(mut self, t: f64) -> Self {
@@ -703,10 +651,7 @@ pub struct AnomalyModelRef {
 impl AnomalyModelRef {
     /// A reference by name.
     pub fn new(model: impl Into<String>) -> Self {
-        Self {
-            model: model.into(),
-            backend: None,
-        }
+        Self { model: model.into(), backend: None }
     }
 }
 
@@ -867,27 +812,16 @@ pub struct AnomalyModel {
 }
 
 /// Rows after encoding and scaling, ready for a detector.
-fn encode_rows(
-    rows: &[AnomalyRow],
-    encoder: Option<&FeatureEncoder>,
-    schema: Option<&BTreeMap<String, FieldEncoding>>,
-) -> Result<Mat> {
+fn encode_rows(rows: &[AnomalyRow], encoder: Option<&FeatureEncoder>, schema: Option<&BTreeMap<String, FieldEncoding>>) -> Result<Mat> {
     match (split_rows(rows)?, encoder) {
         (Rows::Numeric(m), None) => {
             if schema.is_some() {
-                return Err(Error::Invalid(
-                    "a schema was given but the rows are arrays; a schema describes object rows"
-                        .into(),
-                ));
+                return Err(Error::Invalid("a schema was given but the rows are arrays; a schema describes object rows".into()));
             }
             Ok(m)
         }
-        (Rows::Numeric(_), Some(_)) => Err(Error::Invalid(
-            "the model was fitted on object rows with a schema; send objects".into(),
-        )),
-        (Rows::Records(_), None) => Err(Error::Invalid(
-            "the model was fitted on numeric arrays; send arrays of numbers".into(),
-        )),
+        (Rows::Numeric(_), Some(_)) => Err(Error::Invalid("the model was fitted on object rows with a schema; send objects".into())),
+        (Rows::Records(_), None) => Err(Error::Invalid("the model was fitted on numeric arrays; send arrays of numbers".into())),
         (Rows::Records(r), Some(enc)) => {
             if let Some(s) = schema {
                 if s != &enc.schema {
@@ -924,34 +858,19 @@ impl AnomalyModel {
             }
         };
         if x.n < 2 {
-            return Err(Error::Invalid(format!(
-                "need at least 2 training rows, got {}",
-                x.n
-            )));
+            return Err(Error::Invalid(format!("need at least 2 training rows, got {}", x.n)));
         }
         let scaler = RobustScaler::fit(&x);
         let xs = scaler.transform(&x);
         let detector = Detector::fit(req.backend, &xs, &params)?;
         let raw = detector.score_training(&xs);
         if raw.iter().any(|v| !v.is_finite()) {
-            return Err(Error::Internal(format!(
-                "{} produced non-finite training scores",
-                req.backend
-            )));
+            return Err(Error::Internal(format!("{} produced non-finite training scores", req.backend)));
         }
         let stats = NormStats::from_scores(&raw);
         let q = (1.0 - params.contamination) * 100.0;
-        let th = |n: Normalization| {
-            percentile(
-                &raw.iter().map(|r| stats.apply(*r, n)).collect::<Vec<_>>(),
-                q,
-            )
-        };
-        let thresholds = Thresholds {
-            standardization: th(Normalization::Standardization),
-            zscore: th(Normalization::Zscore),
-            raw: th(Normalization::Raw),
-        };
+        let th = |n: Normalization| percentile(&raw.iter().map(|r| stats.apply(*r, n)).collect::<Vec<_>>(), q);
+        let thresholds = Thresholds { standardization: th(Normalization::Standardization), zscore: th(Normalization::Zscore), raw: th(Normalization::Raw) };
         Ok(AnomalyModel {
             format: FORMAT.to_string(),
             name: req.model.clone(),
@@ -982,17 +901,10 @@ impl AnomalyModel {
     }
 
     /// Raw scores of rows (checked, encoded, scaled).
-    pub fn raw_scores(
-        &self,
-        rows: &[AnomalyRow],
-        schema: Option<&BTreeMap<String, FieldEncoding>>,
-    ) -> Result<Vec<f64>> {
+    pub fn raw_scores(&self, rows: &[AnomalyRow], schema: Option<&BTreeMap<String, FieldEncoding>>) -> Result<Vec<f64>> {
         let x = encode_rows(rows, self.encoder.as_ref(), schema)?;
         if x.d != self.input_dim {
-            return Err(Error::Invalid(format!(
-                "the model expects {} features per row, got {}",
-                self.input_dim, x.d
-            )));
+            return Err(Error::Invalid(format!("the model expects {} features per row, got {}", self.input_dim, x.d)));
         }
         Ok(self.detector.score(&self.scaler.transform(&x)))
     }
@@ -1012,24 +924,14 @@ impl AnomalyModel {
             .enumerate()
             .map(|(index, &r)| {
                 let score = self.stats.apply(r, norm);
-                AnomalyScore {
-                    index,
-                    score,
-                    is_anomaly: score > threshold,
-                    raw_score: r,
-                }
+                AnomalyScore { index, score, is_anomaly: score > threshold, raw_score: r }
             })
             .collect();
         let anomaly_count = data.iter().filter(|p| p.is_anomaly).count();
         let total_points = data.len();
         Ok(AnomalyScoreResponse {
             object: "list".into(),
-            summary: ScoreSummary {
-                total_points,
-                anomaly_count,
-                anomaly_rate: anomaly_count as f64 / total_points.max(1) as f64,
-                threshold,
-            },
+            summary: ScoreSummary { total_points, anomaly_count, anomaly_rate: anomaly_count as f64 / total_points.max(1) as f64, threshold },
             data,
             model: self.name.clone(),
             backend: self.backend,
@@ -1038,13 +940,7 @@ impl AnomalyModel {
     }
 
     fn params(&self) -> ModelParams {
-        ModelParams {
-            backend: self.backend,
-            contamination: self.contamination,
-            threshold: self.threshold,
-            input_dim: self.input_dim,
-            normalization: self.normalization,
-        }
+        ModelParams { backend: self.backend, contamination: self.contamination, threshold: self.threshold, input_dim: self.input_dim, normalization: self.normalization }
     }
 }
 
@@ -1058,31 +954,16 @@ pub(crate) struct AnomalyState {
 
 impl AnomalyState {
     fn get(&self, key: &(String, Backend)) -> Option<Arc<AnomalyModel>> {
-        self.models
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(key)
-            .cloned()
+        self.models.read().unwrap_or_else(|e| e.into_inner()).get(key).cloned()
     }
     fn insert(&self, m: Arc<AnomalyModel>) {
-        self.models
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert((m.name.clone(), m.backend), m);
+        self.models.write().unwrap_or_else(|e| e.into_inner()).insert((m.name.clone(), m.backend), m);
     }
     fn remove(&self, key: &(String, Backend)) {
-        self.models
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(key);
+        self.models.write().unwrap_or_else(|e| e.into_inner()).remove(key);
     }
     fn keys(&self) -> Vec<(String, Backend)> {
-        self.models
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .keys()
-            .cloned()
-            .collect()
+        self.models.read().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect()
     }
 }
 
@@ -1096,9 +977,7 @@ pub fn parse_filename(filename: &str) -> Option<(String, Backend)> {
     let stem = filename.strip_suffix(".json")?;
     Backend::ALL.into_iter().find_map(|b| {
         let name = stem.strip_suffix(b.as_str())?.strip_suffix('_')?;
-        registry::validate_name(name)
-            .ok()
-            .map(|_| (name.to_string(), b))
+        registry::validate_name(name).ok().map(|_| (name.to_string(), b))
     })
 }
 
@@ -1117,15 +996,7 @@ struct Header {
 }
 
 fn backend_info() -> Vec<BackendInfo> {
-    let e = |b: Backend,
-             name: &str,
-             desc: &str,
-             cat: &str,
-             speed: &str,
-             mem: &str,
-             params: &[&str],
-             best: &str,
-             legacy: bool| BackendInfo {
+    let e = |b: Backend, name: &str, desc: &str, cat: &str, speed: &str, mem: &str, params: &[&str], best: &str, legacy: bool| BackendInfo {
         backend: b,
         name: name.into(),
         description: desc.into(),
@@ -1137,72 +1008,18 @@ fn backend_info() -> Vec<BackendInfo> {
         is_legacy: legacy,
     };
     vec![
-        e(
-            Backend::IsolationForest,
-            "Isolation Forest",
-            "Random trees isolate points; anomalies need fewer splits.",
-            "legacy",
-            "fast",
-            "low",
-            &["contamination", "n_estimators", "seed"],
-            "General purpose (recommended default)",
-            true,
-        ),
-        e(
-            Backend::OneClassSvm,
-            "One-Class SVM",
-            "RBF-kernel boundary around the normal data (nu-SVM, SMO).",
-            "legacy",
-            "slow",
-            "medium",
-            &["contamination", "nu", "gamma"],
-            "Small datasets, tight boundaries",
-            true,
-        ),
-        e(
-            Backend::LocalOutlierFactor,
-            "Local Outlier Factor",
-            "Local density compared with the neighbours' (novelty mode).",
-            "legacy",
-            "medium",
-            "medium",
-            &["contamination", "n_neighbors"],
-            "Local/density-based anomalies",
-            true,
-        ),
-        e(
-            Backend::Autoencoder,
-            "Autoencoder",
-            "Dense autoencoder (candle); reconstruction error is the score.",
-            "deep_learning",
-            "slow",
-            "high",
-            &["contamination", "epochs", "batch_size", "seed"],
-            "Complex patterns, large datasets",
-            true,
-        ),
-        e(
-            Backend::Ecod,
-            "ECOD",
-            "Empirical cumulative distribution tails per feature; parameter-free.",
-            "fast",
-            "very_fast",
-            "low",
-            &["contamination"],
-            "Recommended for new projects - parameter-free",
-            false,
-        ),
-        e(
-            Backend::Hbos,
-            "HBOS",
-            "Histogram-based outlier score, features treated independently.",
-            "fast",
-            "very_fast",
-            "low",
-            &["contamination"],
-            "Fastest algorithm, high dimensions",
-            false,
-        ),
+        e(Backend::IsolationForest, "Isolation Forest", "Random trees isolate points; anomalies need fewer splits.", "legacy", "fast", "low",
+          &["contamination", "n_estimators", "seed"], "General purpose (recommended default)", true),
+        e(Backend::OneClassSvm, "One-Class SVM", "RBF-kernel boundary around the normal data (nu-SVM, SMO).", "legacy", "slow", "medium",
+          &["contamination", "nu", "gamma"], "Small datasets, tight boundaries", true),
+        e(Backend::LocalOutlierFactor, "Local Outlier Factor", "Local density compared with the neighbours' (novelty mode).", "legacy", "medium", "medium",
+          &["contamination", "n_neighbors"], "Local/density-based anomalies", true),
+        e(Backend::Autoencoder, "Autoencoder", "Dense autoencoder (candle); reconstruction error is the score.", "deep_learning", "slow", "high",
+          &["contamination", "epochs", "batch_size", "seed"], "Complex patterns, large datasets", true),
+        e(Backend::Ecod, "ECOD", "Empirical cumulative distribution tails per feature; parameter-free.", "fast", "very_fast", "low",
+          &["contamination"], "Recommended for new projects - parameter-free", false),
+        e(Backend::Hbos, "HBOS", "Histogram-based outlier score, features treated independently.", "fast", "very_fast", "low",
+          &["contamination"], "Fastest algorithm, high dimensions", false),
     ]
 }
 
@@ -1240,11 +1057,7 @@ impl<'a> Ml<'a> {
 
     /// Resolve a requested name (`-latest` allowed) against stored and loaded models.
     fn locate_anomaly(&self, model: &str, backend: Option<Backend>) -> Result<(String, Backend)> {
-        let mut all: Vec<(String, Backend)> = self
-            .stored_anomaly()?
-            .into_iter()
-            .map(|(n, b, _)| (n, b))
-            .collect();
+        let mut all: Vec<(String, Backend)> = self.stored_anomaly()?.into_iter().map(|(n, b, _)| (n, b)).collect();
         all.extend(self.anomaly_state().keys());
         all.sort();
         all.dedup();
@@ -1257,36 +1070,22 @@ impl<'a> Ml<'a> {
             None => format!("Anomaly model '{model}'"),
         };
         let name = registry::resolve(model, &names).ok_or_else(|| Error::not_found(what()))?;
-        let backends: Vec<Backend> = all
-            .iter()
-            .filter(|(n, _)| *n == name)
-            .map(|(_, b)| *b)
-            .collect();
+        let backends: Vec<Backend> = all.iter().filter(|(n, _)| *n == name).map(|(_, b)| *b).collect();
         match backends.as_slice() {
             [b] => Ok((name, *b)),
             [] => Err(Error::not_found(what())),
             many => Err(Error::Invalid(format!(
                 "model '{name}' exists for several backends ({}); pass `backend`",
-                many.iter()
-                    .map(|b| b.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                many.iter().map(|b| b.as_str()).collect::<Vec<_>>().join(", ")
             ))),
         }
     }
 
     fn read_anomaly_file(path: &Path) -> Result<AnomalyModel> {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let m: AnomalyModel = serde_json::from_slice(&bytes).map_err(|e| Error::Parse {
-            what: path.display().to_string(),
-            message: e.to_string(),
-        })?;
+        let m: AnomalyModel = serde_json::from_slice(&bytes).map_err(|e| Error::Parse { what: path.display().to_string(), message: e.to_string() })?;
         if m.format != FORMAT {
-            return Err(Error::Invalid(format!(
-                "{}: unsupported model format '{}'",
-                path.display(),
-                m.format
-            )));
+            return Err(Error::Invalid(format!("{}: unsupported model format '{}'", path.display(), m.format)));
         }
         Ok(m)
     }
@@ -1298,10 +1097,7 @@ impl<'a> Ml<'a> {
         }
         let path = self.anomaly_path(&key.0, key.1);
         if !path.exists() {
-            return Err(Error::not_found(format!(
-                "Anomaly model '{}' ({})",
-                key.0, key.1
-            )));
+            return Err(Error::not_found(format!("Anomaly model '{}' ({})", key.0, key.1)));
         }
         let m = Arc::new(Self::read_anomaly_file(&path)?);
         self.anomaly_state().insert(m.clone());
@@ -1310,8 +1106,7 @@ impl<'a> Ml<'a> {
 
     fn write_anomaly(&self, m: &AnomalyModel) -> Result<PathBuf> {
         let path = self.anomaly_path(&m.name, m.backend);
-        let bytes = serde_json::to_vec(m)
-            .map_err(|e| Error::Internal(format!("serialising model: {e}")))?;
+        let bytes = serde_json::to_vec(m).map_err(|e| Error::Internal(format!("serialising model: {e}")))?;
         crate::fsutil::atomic_write(&path, &bytes)?;
         Ok(path)
     }
@@ -1320,20 +1115,12 @@ impl<'a> Ml<'a> {
     pub fn anomaly_fit(&self, req: &AnomalyFitRequest) -> Result<AnomalyFitResponse> {
         registry::validate_name(&req.model)?;
         if req.model.ends_with(registry::LATEST_SUFFIX) {
-            return Err(Error::Invalid(format!(
-                "'{}': fit creates a model; the -latest suffix is only for score, detect and load",
-                req.model
-            )));
+            return Err(Error::Invalid(format!("'{}': fit creates a model; the -latest suffix is only for score, detect and load", req.model)));
         }
         let mut model = AnomalyModel::fit(req)?;
         let st = self.anomaly_state();
         let _guard = st.write.lock().unwrap_or_else(|e| e.into_inner());
-        let existing: Vec<String> = self
-            .stored_anomaly()?
-            .into_iter()
-            .filter(|(_, b, _)| *b == req.backend)
-            .map(|(n, _, _)| n)
-            .collect();
+        let existing: Vec<String> = self.stored_anomaly()?.into_iter().filter(|(_, b, _)| *b == req.backend).map(|(n, _, _)| n).collect();
         let name = registry::version_name(&req.model, req.overwrite, &existing);
         registry::validate_name(&name)?;
         model.name = name.clone();
@@ -1366,23 +1153,12 @@ impl<'a> Ml<'a> {
     /// Score and keep only the anomalies.
     pub fn anomaly_detect(&self, req: &AnomalyScoreRequest) -> Result<AnomalyDetectResponse> {
         let s = self.anomaly_score(req)?;
-        let data: Vec<DetectedAnomaly> = s
-            .data
-            .into_iter()
-            .filter(|p| p.is_anomaly)
-            .map(|p| DetectedAnomaly {
-                index: p.index,
-                score: p.score,
-                raw_score: p.raw_score,
-            })
-            .collect();
+        let data: Vec<DetectedAnomaly> =
+            s.data.into_iter().filter(|p| p.is_anomaly).map(|p| DetectedAnomaly { index: p.index, score: p.score, raw_score: p.raw_score }).collect();
         Ok(AnomalyDetectResponse {
             object: "list".into(),
             total_count: data.len(),
-            summary: DetectSummary {
-                anomalies_detected: data.len(),
-                threshold: s.summary.threshold,
-            },
+            summary: DetectSummary { anomalies_detected: data.len(), threshold: s.summary.threshold },
             data,
             model: s.model,
             backend: s.backend,
@@ -1393,11 +1169,7 @@ impl<'a> Ml<'a> {
     pub fn anomaly_save(&self, req: &AnomalyModelRef) -> Result<AnomalySaveResponse> {
         let key = self.locate_anomaly(&req.model, req.backend)?;
         let m = self.anomaly_model(&key)?;
-        let _guard = self
-            .anomaly_state()
-            .write
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let _guard = self.anomaly_state().write.lock().unwrap_or_else(|e| e.into_inner());
         let path = self.write_anomaly(&m)?;
         Ok(AnomalySaveResponse {
             object: "save_result".into(),
@@ -1417,20 +1189,14 @@ impl<'a> Ml<'a> {
             stored.retain(|(_, x, _)| *x == b);
         }
         let names: Vec<String> = stored.iter().map(|(n, _, _)| n.clone()).collect();
-        let name = registry::resolve(&req.model, &names)
-            .ok_or_else(|| Error::not_found(format!("Saved anomaly model '{}'", req.model)))?;
-        let matches: Vec<&(String, Backend, PathBuf)> =
-            stored.iter().filter(|(n, _, _)| *n == name).collect();
+        let name = registry::resolve(&req.model, &names).ok_or_else(|| Error::not_found(format!("Saved anomaly model '{}'", req.model)))?;
+        let matches: Vec<&(String, Backend, PathBuf)> = stored.iter().filter(|(n, _, _)| *n == name).collect();
         let (_, backend, path) = match matches.as_slice() {
             [one] => *one,
             _ => {
                 return Err(Error::Invalid(format!(
                     "model '{name}' exists for several backends ({}); pass `backend`",
-                    matches
-                        .iter()
-                        .map(|m| m.1.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    matches.iter().map(|m| m.1.as_str()).collect::<Vec<_>>().join(", ")
                 )))
             }
         };
@@ -1451,12 +1217,8 @@ impl<'a> Ml<'a> {
     pub fn anomaly_models(&self) -> Result<AnomalyModelList> {
         let mut data = Vec::new();
         for (name, backend, path) in self.stored_anomaly()? {
-            let Ok(meta) = std::fs::metadata(&path) else {
-                continue;
-            };
-            let header: Option<Header> = std::fs::read(&path)
-                .ok()
-                .and_then(|b| serde_json::from_slice(&b).ok());
+            let Ok(meta) = std::fs::metadata(&path) else { continue };
+            let header: Option<Header> = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok());
             let Some(h) = header else { continue };
             if h.name != name || h.backend != backend {
                 continue;
@@ -1469,11 +1231,7 @@ impl<'a> Ml<'a> {
                 name,
                 backend,
                 size_bytes: meta.len(),
-                modified: meta
-                    .modified()
-                    .ok()
-                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                    .map_or(0.0, |d| d.as_secs_f64()),
+                modified: meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0.0, |d| d.as_secs_f64()),
                 created: h.created,
                 description: h.description,
                 normalization: h.normalization,
@@ -1482,50 +1240,29 @@ impl<'a> Ml<'a> {
             });
         }
         data.sort_by(|a, b| b.created.cmp(&a.created).then(b.name.cmp(&a.name)));
-        Ok(AnomalyModelList {
-            object: "list".into(),
-            total: data.len(),
-            data,
-            models_dir: self.anomaly_dir().display().to_string(),
-        })
+        Ok(AnomalyModelList { object: "list".into(), total: data.len(), data, models_dir: self.anomaly_dir().display().to_string() })
     }
 
     /// Delete a stored model by file name (and unload it).
     pub fn anomaly_delete(&self, filename: &str) -> Result<AnomalyDeleteResponse> {
         registry::validate_name(filename)?;
-        let (name, backend) = parse_filename(filename)
-            .ok_or_else(|| Error::not_found(format!("Anomaly model file '{filename}'")))?;
+        let (name, backend) =
+            parse_filename(filename).ok_or_else(|| Error::not_found(format!("Anomaly model file '{filename}'")))?;
         let path = self.anomaly_path(&name, backend);
-        let _guard = self
-            .anomaly_state()
-            .write
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let _guard = self.anomaly_state().write.lock().unwrap_or_else(|e| e.into_inner());
         match std::fs::remove_file(&path) {
             Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::not_found(format!("Anomaly model file '{filename}'")))
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Error::not_found(format!("Anomaly model file '{filename}'"))),
             Err(e) => return Err(Error::io(&path, e)),
         }
         self.anomaly_state().remove(&(name.clone(), backend));
-        Ok(AnomalyDeleteResponse {
-            object: "delete_result".into(),
-            filename: filename.to_string(),
-            model: name,
-            backend,
-            deleted: true,
-        })
+        Ok(AnomalyDeleteResponse { object: "delete_result".into(), filename: filename.to_string(), model: name, backend, deleted: true })
     }
 
     /// The backends with their metadata.
     pub fn anomaly_backends(&self) -> BackendList {
         let data = backend_info();
-        BackendList {
-            object: "list".into(),
-            total: data.len(),
-            data,
-        }
+        BackendList { object: "list".into(), total: data.len(), data }
     }
 }
 
@@ -1535,8 +1272,7 @@ fn base_of(name: &str) -> String {
     // Try "{base}_{date}_{time}_{n}" then "{base}_{date}_{time}".
     for k in [3usize, 2] {
         if parts.len() > k {
-            let base = name[..name.len() - parts[..k].iter().map(|p| p.len() + 1).sum::<usize>()]
-                .to_string();
+            let base = name[..name.len() - parts[..k].iter().map(|p| p.len() + 1).sum::<usize>()].to_string();
             if !base.is_empty() && registry::is_version_of(name, &base) {
                 return base;
             }

@@ -18,11 +18,7 @@ pub struct NpyArray {
 impl NpyArray {
     /// Rows of a 2-D array (a 1-D array is one column).
     pub fn rows(&self) -> Vec<Vec<f64>> {
-        let cols = if self.shape.len() >= 2 {
-            self.shape[1..].iter().product()
-        } else {
-            1
-        };
+        let cols = if self.shape.len() >= 2 { self.shape[1..].iter().product() } else { 1 };
         self.data.chunks(cols.max(1)).map(|c| c.to_vec()).collect()
     }
 }
@@ -33,9 +29,7 @@ fn bad(msg: impl Into<String>) -> Error {
 
 fn header_value<'a>(h: &'a str, key: &str) -> Result<&'a str> {
     let pat = format!("'{key}':");
-    let at = h
-        .find(&pat)
-        .ok_or_else(|| bad(format!("no '{key}' in header")))?;
+    let at = h.find(&pat).ok_or_else(|| bad(format!("no '{key}' in header")))?;
     Ok(h[at + pat.len()..].trim_start())
 }
 
@@ -46,30 +40,17 @@ pub fn parse_npy(bytes: &[u8]) -> Result<NpyArray> {
     }
     let (hlen, start) = match bytes[6] {
         1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        _ if bytes.len() >= 12 => (
-            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
-            12,
-        ),
+        _ if bytes.len() >= 12 => (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12),
         _ => return Err(bad("truncated header")),
     };
-    let header = std::str::from_utf8(
-        bytes
-            .get(start..start + hlen)
-            .ok_or_else(|| bad("truncated header"))?,
-    )
-    .map_err(|_| bad("header is not UTF-8"))?;
+    let header = std::str::from_utf8(bytes.get(start..start + hlen).ok_or_else(|| bad("truncated header"))?).map_err(|_| bad("header is not UTF-8"))?;
     let descr = header_value(header, "descr")?;
     let descr = descr.trim_start_matches('\'');
     let descr = &descr[..descr.find('\'').ok_or_else(|| bad("bad descr"))?];
     let fortran = header_value(header, "fortran_order")?.starts_with("True");
     let shape_s = header_value(header, "shape")?;
     let shape_s = &shape_s[1..shape_s.find(')').ok_or_else(|| bad("bad shape"))?];
-    let shape: Vec<usize> = shape_s
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| s.parse().map_err(|_| bad("bad shape")))
-        .collect::<Result<_>>()?;
+    let shape: Vec<usize> = shape_s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| s.parse().map_err(|_| bad("bad shape"))).collect::<Result<_>>()?;
     let count: usize = shape.iter().product();
     let body = &bytes[start + hlen..];
     if descr.starts_with('>') {
@@ -120,17 +101,10 @@ pub fn parse_npy(bytes: &[u8]) -> Result<NpyArray> {
 pub fn read_npz(path: &Path, name: &str) -> Result<NpyArray> {
     let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let mut z = zip::ZipArchive::new(f).map_err(|e| bad(format!("{}: {e}", path.display())))?;
-    let entry = if name.ends_with(".npy") {
-        name.to_string()
-    } else {
-        format!("{name}.npy")
-    };
-    let mut file = z
-        .by_name(&entry)
-        .map_err(|_| Error::not_found(format!("array '{name}' in {}", path.display())))?;
+    let entry = if name.ends_with(".npy") { name.to_string() } else { format!("{name}.npy") };
+    let mut file = z.by_name(&entry).map_err(|_| Error::not_found(format!("array '{name}' in {}", path.display())))?;
     let mut bytes = Vec::with_capacity(file.size() as usize);
-    file.read_to_end(&mut bytes)
-        .map_err(|e| Error::io(path, e))?;
+    file.read_to_end(&mut bytes).map_err(|e| Error::io(path, e))?;
     parse_npy(&bytes)
 }
 
@@ -139,10 +113,7 @@ mod tests {
     use super::*;
 
     fn npy(descr: &str, shape: &str, fortran: bool, body: &[u8]) -> Vec<u8> {
-        let mut h = format!(
-            "{{'descr': '{descr}', 'fortran_order': {}, 'shape': {shape}, }}",
-            if fortran { "True" } else { "False" }
-        );
+        let mut h = format!("{{'descr': '{descr}', 'fortran_order': {}, 'shape': {shape}, }}", if fortran { "True" } else { "False" });
         while (10 + h.len() + 1) % 64 != 0 {
             h.push(' ');
         }
@@ -156,10 +127,7 @@ mod tests {
 
     #[test]
     fn reads_npy() {
-        let body: Vec<u8> = [1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0]
-            .iter()
-            .flat_map(|v| v.to_le_bytes())
-            .collect();
+        let body: Vec<u8> = [1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0].iter().flat_map(|v| v.to_le_bytes()).collect();
         let a = parse_npy(&npy("<f8", "(2, 3)", false, &body)).unwrap();
         assert_eq!(a.shape, vec![2, 3]);
         assert_eq!(a.rows(), vec![vec![1.0, 2.0, 3.0], vec![4.0, 5.0, 6.0]]);

@@ -14,7 +14,7 @@
 //! Raw score (PyOD's `decision_function`, higher = more anomalous):
 //! `rho - sum_i a_i K(x_i, x)`.
 
-use super::util::Mat;
+use super::util::{Mat};
 use super::AnomalyBackend;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -92,19 +92,9 @@ struct Kernel<'a> {
 
 impl<'a> Kernel<'a> {
     fn new(x: &'a Mat, gamma: f64, cache_bytes: usize) -> Self {
-        let sq = (0..x.n)
-            .map(|i| x.row(i).iter().map(|v| v * v).sum())
-            .collect();
+        let sq = (0..x.n).map(|i| x.row(i).iter().map(|v| v * v).sum()).collect();
         let capacity = (cache_bytes / (x.n.max(1) * 4)).max(2);
-        Self {
-            x,
-            sq,
-            gamma,
-            cols: vec![None; x.n],
-            cached: 0,
-            capacity,
-            clock: 0,
-        }
+        Self { x, sq, gamma, cols: vec![None; x.n], cached: 0, capacity, clock: 0 }
     }
 
     fn clear(&mut self) {
@@ -120,14 +110,9 @@ impl<'a> Kernel<'a> {
             return;
         }
         let mut buf = if self.cached >= self.capacity {
-            let victim = (0..self.cols.len())
-                .filter(|&t| self.cols[t].is_some())
-                .min_by_key(|&t| self.cols[t].as_ref().map_or(0, |c| c.1));
+            let victim = (0..self.cols.len()).filter(|&t| self.cols[t].is_some()).min_by_key(|&t| self.cols[t].as_ref().map_or(0, |c| c.1));
             self.cached -= 1;
-            victim
-                .and_then(|v| self.cols[v].take())
-                .map(|c| c.0)
-                .unwrap_or_else(|| vec![0.0; self.x.n].into_boxed_slice())
+            victim.and_then(|v| self.cols[v].take()).map(|c| c.0).unwrap_or_else(|| vec![0.0; self.x.n].into_boxed_slice())
         } else {
             vec![0.0; self.x.n].into_boxed_slice()
         };
@@ -135,9 +120,7 @@ impl<'a> Kernel<'a> {
         let mut vals = vec![0.0f32; active.len()];
         let (x, sq, g) = (self.x, &self.sq, self.gamma);
         if active.len() >= 4096 {
-            vals.par_chunks_mut(1024)
-                .zip(active.par_chunks(1024))
-                .for_each(|(out, rows)| kernel_row(x, sq, g, i, rows, out));
+            vals.par_chunks_mut(1024).zip(active.par_chunks(1024)).for_each(|(out, rows)| kernel_row(x, sq, g, i, rows, out));
         } else {
             kernel_row(x, sq, g, i, active, &mut vals);
         }
@@ -173,12 +156,7 @@ impl OneClassSvm {
             alpha[n_full] = total - n_full as f64;
         }
         let full_gradient = |alpha: &[f64], rows: &[usize]| -> Vec<(usize, f64)> {
-            let nz: Vec<(usize, f64)> = alpha
-                .iter()
-                .copied()
-                .enumerate()
-                .filter(|(_, a)| *a > 0.0)
-                .collect();
+            let nz: Vec<(usize, f64)> = alpha.iter().copied().enumerate().filter(|(_, a)| *a > 0.0).collect();
             let sq = &sq;
             rows.par_iter()
                 .with_min_len(64)
@@ -293,8 +271,7 @@ impl OneClassSvm {
             reconstruct(&mut grad, &active, &alpha, l, &full_gradient);
         }
         // rho: mean gradient over free alphas, else the middle of the feasible interval.
-        let (mut ub, mut lb, mut sum_free, mut nr_free) =
-            (f64::INFINITY, f64::NEG_INFINITY, 0.0, 0usize);
+        let (mut ub, mut lb, mut sum_free, mut nr_free) = (f64::INFINITY, f64::NEG_INFINITY, 0.0, 0usize);
         for t in 0..l {
             if alpha[t] >= 1.0 {
                 lb = lb.max(grad[t]);
@@ -305,25 +282,12 @@ impl OneClassSvm {
                 sum_free += grad[t];
             }
         }
-        let rho = if nr_free > 0 {
-            sum_free / nr_free as f64
-        } else {
-            (ub + lb) / 2.0
-        };
+        let rho = if nr_free > 0 { sum_free / nr_free as f64 } else { (ub + lb) / 2.0 };
         let sv: Vec<usize> = (0..l).filter(|&t| alpha[t] > 0.0).collect();
         // The decision value of training row k is sum_j a_j K(x_k, x_j) = grad[k] (one-class
         // SVM has no linear term), so its score needs no second pass over the data.
-        let train_scores = TrainScores(std::sync::Mutex::new(Some(
-            grad.iter().map(|g| rho - g).collect(),
-        )));
-        Self {
-            support: x.select(&sv),
-            coef: sv.iter().map(|&t| alpha[t]).collect(),
-            rho,
-            gamma,
-            iterations: iter,
-            train_scores,
-        }
+        let train_scores = TrainScores(std::sync::Mutex::new(Some(grad.iter().map(|g| rho - g).collect())));
+        Self { support: x.select(&sv), coef: sv.iter().map(|&t| alpha[t]).collect(), rho, gamma, iterations: iter, train_scores }
     }
 
     /// Number of support vectors.
@@ -333,13 +297,7 @@ impl OneClassSvm {
 }
 
 /// The gradient of the rows outside the active set, recomputed from the alphas.
-fn reconstruct(
-    grad: &mut [f64],
-    active: &[usize],
-    alpha: &[f64],
-    l: usize,
-    full: &dyn Fn(&[f64], &[usize]) -> Vec<(usize, f64)>,
-) {
+fn reconstruct(grad: &mut [f64], active: &[usize], alpha: &[f64], l: usize, full: &dyn Fn(&[f64], &[usize]) -> Vec<(usize, f64)>) {
     if active.len() == l {
         return;
     }
@@ -353,13 +311,7 @@ fn reconstruct(
 
 /// libsvm's second-order working-set selection (WSS2, all y = +1, C = 1, Q_ii = 1)
 /// over the active rows; `None` when the pair's violation is below `tol`.
-fn select(
-    active: &[usize],
-    alpha: &[f64],
-    grad: &[f64],
-    kern: &mut Kernel<'_>,
-    tol: f64,
-) -> Option<(usize, usize)> {
+fn select(active: &[usize], alpha: &[f64], grad: &[f64], kern: &mut Kernel<'_>, tol: f64) -> Option<(usize, usize)> {
     let mut gmax = f64::NEG_INFINITY;
     let mut i = usize::MAX;
     for &t in active {
@@ -405,9 +357,7 @@ fn select(
 impl AnomalyBackend for OneClassSvm {
     fn score(&self, x: &Mat) -> Vec<f64> {
         let sv = &self.support;
-        let sq: Vec<f64> = (0..sv.n)
-            .map(|i| sv.row(i).iter().map(|v| v * v).sum())
-            .collect();
+        let sq: Vec<f64> = (0..sv.n).map(|i| sv.row(i).iter().map(|v| v * v).sum()).collect();
         (0..x.n)
             .into_par_iter()
             .with_min_len(16)
@@ -428,13 +378,7 @@ impl AnomalyBackend for OneClassSvm {
     /// From the solver's final gradient (see `fit`): equal to `score(x)` up to the f32
     /// kernel cache's rounding (relative 1e-6).
     fn score_training(&self, x: &Mat) -> Vec<f64> {
-        match self
-            .train_scores
-            .0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-        {
+        match self.train_scores.0.lock().unwrap_or_else(|p| p.into_inner()).take() {
             Some(s) if s.len() == x.n => s,
             _ => self.score(x),
         }
@@ -449,13 +393,7 @@ mod tests {
     #[test]
     fn training_scores_from_the_gradient_match_a_fresh_pass() {
         let mut rng = Rng::new(17);
-        let rows: Vec<Vec<f64>> = (0..600)
-            .map(|i| {
-                (0..5)
-                    .map(|_| rng.normal() * if i % 10 == 0 { 3.0 } else { 1.0 })
-                    .collect()
-            })
-            .collect();
+        let rows: Vec<Vec<f64>> = (0..600).map(|i| (0..5).map(|_| rng.normal() * if i % 10 == 0 { 3.0 } else { 1.0 }).collect()).collect();
         let x = Mat::from_rows(&rows);
         let m = OneClassSvm::fit(&x, 0.1, gamma_scale(&x), 1e-3);
         let fresh = m.score(&x);

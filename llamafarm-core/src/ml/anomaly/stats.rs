@@ -39,10 +39,7 @@ impl Ecod {
             c.sort_by(|a, b| a.total_cmp(b));
             sorted.push(c);
         }
-        Self {
-            sorted,
-            negative_skew,
-        }
+        Self { sorted, negative_skew }
     }
 }
 
@@ -90,11 +87,7 @@ impl Hbos {
             let mn = c.iter().copied().fold(f64::INFINITY, f64::min);
             let mx = c.iter().copied().fold(f64::NEG_INFINITY, f64::max);
             // numpy widens a zero range to [v - 0.5, v + 0.5].
-            let (a, b) = if mx > mn {
-                (mn, mx)
-            } else {
-                (mn - 0.5, mx + 0.5)
-            };
+            let (a, b) = if mx > mn { (mn, mx) } else { (mn - 0.5, mx + 0.5) };
             let w = (b - a) / bins as f64;
             let mut h = vec![0.0; bins];
             for v in &c {
@@ -109,13 +102,7 @@ impl Hbos {
             width.push(w);
             density.push(h);
         }
-        Self {
-            lo,
-            width,
-            density,
-            alpha: 0.1,
-            tol: 0.5,
-        }
+        Self { lo, width, density, alpha: 0.1, tol: 0.5 }
     }
 }
 
@@ -133,15 +120,8 @@ impl AnomalyBackend for Hbos {
                         let pos = (v - self.lo[j]) / self.width[j];
                         let dens = if pos >= 0.0 && pos < bins as f64 {
                             self.density[j][pos as usize]
-                        } else if pos == bins as f64
-                            || (pos < 0.0 && pos >= -self.tol)
-                            || (pos > bins as f64 && pos <= bins as f64 + self.tol)
-                        {
-                            if pos < 0.0 {
-                                self.density[j][0]
-                            } else {
-                                self.density[j][bins - 1]
-                            }
+                        } else if pos == bins as f64 || (pos < 0.0 && pos >= -self.tol) || (pos > bins as f64 && pos <= bins as f64 + self.tol) {
+                            if pos < 0.0 { self.density[j][0] } else { self.density[j][bins - 1] }
                         } else {
                             0.0
                         };

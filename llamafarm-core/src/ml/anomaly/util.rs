@@ -22,11 +22,7 @@ impl Mat {
         for r in rows {
             data.extend_from_slice(r);
         }
-        Self {
-            n: rows.len(),
-            d,
-            data,
-        }
+        Self { n: rows.len(), d, data }
     }
     /// Row `i`.
     #[inline]
@@ -43,11 +39,7 @@ impl Mat {
         for &i in idx {
             data.extend_from_slice(self.row(i));
         }
-        Mat {
-            n: idx.len(),
-            d: self.d,
-            data,
-        }
+        Mat { n: idx.len(), d: self.d, data }
     }
 }
 
@@ -74,9 +66,7 @@ impl Rng {
             x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
             x ^ (x >> 31)
         };
-        Self {
-            s: [next(), next(), next(), next()],
-        }
+        Self { s: [next(), next(), next(), next()] }
     }
     /// Next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
@@ -173,11 +163,7 @@ impl RobustScaler {
             c.sort_by(|a, b| a.total_cmp(b));
             center.push(percentile_sorted(&c, 50.0));
             let iqr = percentile_sorted(&c, 75.0) - percentile_sorted(&c, 25.0);
-            scale.push(if iqr == 0.0 || !iqr.is_finite() {
-                1.0
-            } else {
-                iqr
-            });
+            scale.push(if iqr == 0.0 || !iqr.is_finite() { 1.0 } else { iqr });
         }
         Self { center, scale }
     }
@@ -201,13 +187,7 @@ mod tests {
     fn percentile_matches_numpy() {
         // numpy.percentile([1, 2, 3, 4], [0, 25, 50, 90, 100]) == [1, 1.75, 2.5, 3.7, 4]
         let v = [4.0, 1.0, 3.0, 2.0];
-        for (q, want) in [
-            (0.0, 1.0),
-            (25.0, 1.75),
-            (50.0, 2.5),
-            (90.0, 3.7),
-            (100.0, 4.0),
-        ] {
+        for (q, want) in [(0.0, 1.0), (25.0, 1.75), (50.0, 2.5), (90.0, 3.7), (100.0, 4.0)] {
             assert!((percentile(&v, q) - want).abs() < 1e-12, "q={q}");
         }
         let (m, s) = mean_std(&[1.0, 2.0, 3.0, 4.0]);
@@ -218,12 +198,7 @@ mod tests {
     fn robust_scaler_matches_sklearn() {
         // sklearn RobustScaler().fit([[1, 5], [2, 5], [3, 5], [10, 5]]):
         // center_ = [2.5, 5], scale_ = [4.75 - 1.75, 1 (zero range)]
-        let x = Mat::from_rows(&[
-            vec![1.0, 5.0],
-            vec![2.0, 5.0],
-            vec![3.0, 5.0],
-            vec![10.0, 5.0],
-        ]);
+        let x = Mat::from_rows(&[vec![1.0, 5.0], vec![2.0, 5.0], vec![3.0, 5.0], vec![10.0, 5.0]]);
         let s = RobustScaler::fit(&x);
         assert_eq!(s.center, vec![2.5, 5.0]);
         assert_eq!(s.scale, vec![3.0, 1.0]);

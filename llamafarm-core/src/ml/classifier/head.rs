@@ -21,11 +21,7 @@ impl LogisticHead {
         let mut z: Vec<f64> = (0..k)
             .map(|c| {
                 let w = &self.weights[c * self.dim..(c + 1) * self.dim];
-                self.bias[c] as f64
-                    + w.iter()
-                        .zip(x)
-                        .map(|(a, b)| (*a as f64) * (*b as f64))
-                        .sum::<f64>()
+                self.bias[c] as f64 + w.iter().zip(x).map(|(a, b)| (*a as f64) * (*b as f64)).sum::<f64>()
             })
             .collect();
         softmax_in_place(&mut z);
@@ -36,20 +32,9 @@ impl LogisticHead {
     pub(crate) fn validate(&self) -> Result<(), String> {
         let k = self.labels.len();
         if k < 2 || self.dim == 0 || self.weights.len() != k * self.dim || self.bias.len() != k {
-            return Err(format!(
-                "head has {} labels, dim {}, {} weights, {} biases",
-                k,
-                self.dim,
-                self.weights.len(),
-                self.bias.len()
-            ));
+            return Err(format!("head has {} labels, dim {}, {} weights, {} biases", k, self.dim, self.weights.len(), self.bias.len()));
         }
-        if self
-            .weights
-            .iter()
-            .chain(&self.bias)
-            .any(|v| !v.is_finite())
-        {
+        if self.weights.iter().chain(&self.bias).any(|v| !v.is_finite()) {
             return Err("head has non-finite weights".into());
         }
         Ok(())
@@ -71,15 +56,7 @@ fn softmax_in_place(z: &mut [f64]) {
 /// Objective and gradient. Parameters: `k*d` weights then `k` biases.
 /// f = mean_i(-log p_i[y_i]) + 0.5 / (C n) * ||W||^2 (sklearn's scaling; same minimiser
 /// as the sum form with 0.5 / C).
-fn objective(
-    params: &[f64],
-    x: &[Vec<f32>],
-    y: &[usize],
-    k: usize,
-    d: usize,
-    c: f64,
-    grad: &mut [f64],
-) -> f64 {
+fn objective(params: &[f64], x: &[Vec<f32>], y: &[usize], k: usize, d: usize, c: f64, grad: &mut [f64]) -> f64 {
     let n = x.len();
     let (w, b) = params.split_at(k * d);
     let chunk = n.div_ceil(rayon::current_num_threads().max(1)).max(16);
@@ -135,13 +112,7 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
 
 /// Fit on `x` (rows of equal length) with class ids `y` in `0..labels.len()`.
 /// Returns the head and the number of L-BFGS iterations used.
-pub(crate) fn fit(
-    x: &[Vec<f32>],
-    y: &[usize],
-    labels: Vec<String>,
-    c: f64,
-    max_iter: usize,
-) -> (LogisticHead, usize) {
+pub(crate) fn fit(x: &[Vec<f32>], y: &[usize], labels: Vec<String>, c: f64, max_iter: usize) -> (LogisticHead, usize) {
     let k = labels.len();
     let d = x.first().map(|r| r.len()).unwrap_or(0);
     let np = k * d + k;
@@ -166,9 +137,7 @@ pub(crate) fn fit(
         for i in (0..s_hist.len()).rev() {
             let rho = 1.0 / dot(&y_hist[i], &s_hist[i]);
             alphas[i] = rho * dot(&s_hist[i], &q);
-            q.iter_mut()
-                .zip(&y_hist[i])
-                .for_each(|(a, b)| *a -= alphas[i] * b);
+            q.iter_mut().zip(&y_hist[i]).for_each(|(a, b)| *a -= alphas[i] * b);
         }
         if let (Some(s), Some(yv)) = (s_hist.last(), y_hist.last()) {
             let gamma = dot(s, yv) / dot(yv, yv);
@@ -177,9 +146,7 @@ pub(crate) fn fit(
         for i in 0..s_hist.len() {
             let rho = 1.0 / dot(&y_hist[i], &s_hist[i]);
             let beta = rho * dot(&y_hist[i], &q);
-            q.iter_mut()
-                .zip(&s_hist[i])
-                .for_each(|(a, b)| *a += (alphas[i] - beta) * b);
+            q.iter_mut().zip(&s_hist[i]).for_each(|(a, b)| *a += (alphas[i] - beta) * b);
         }
         let mut dir: Vec<f64> = q.iter().map(|v| -v).collect();
         let mut slope = dot(&dir, &g);
@@ -191,11 +158,7 @@ pub(crate) fn fit(
             slope = dot(&dir, &g);
         }
         // Backtracking (Armijo) line search; the first step is scaled on iteration one.
-        let mut step = if s_hist.is_empty() {
-            1.0 / g.iter().map(|v| v * v).sum::<f64>().sqrt().max(1e-12)
-        } else {
-            1.0
-        };
+        let mut step = if s_hist.is_empty() { 1.0 / g.iter().map(|v| v * v).sum::<f64>().sqrt().max(1e-12) } else { 1.0 };
         let mut accepted = false;
         for _ in 0..40 {
             for i in 0..np {
@@ -252,11 +215,7 @@ mod tests {
             let v = (rng.below(1 << 30) as f64 + 0.5) / (1u64 << 30) as f64;
             ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
         };
-        let centers = [
-            [1.0f32, 0., 0., 0., 0., 0., 0., 0.],
-            [0., 1., 0., 0., 0., 0., 0., 0.],
-            [0., 0., 1., 0., 0., 0., 0., 0.],
-        ];
+        let centers = [[1.0f32, 0., 0., 0., 0., 0., 0., 0.], [0., 1., 0., 0., 0., 0., 0., 0.], [0., 0., 1., 0., 0., 0., 0., 0.]];
         let mut x = Vec::new();
         let mut y = Vec::new();
         for (c, ctr) in centers.iter().enumerate() {
@@ -280,12 +239,7 @@ mod tests {
         // At the optimum the gradient vanishes: small moves do not lower the objective.
         let k = 3;
         let d = 8;
-        let mut p: Vec<f64> = head
-            .weights
-            .iter()
-            .chain(&head.bias)
-            .map(|v| *v as f64)
-            .collect();
+        let mut p: Vec<f64> = head.weights.iter().chain(&head.bias).map(|v| *v as f64).collect();
         let mut g = vec![0.0; k * d + k];
         let f0 = objective(&p, &x, &y, k, d, 1.0, &mut g);
         assert!(g.iter().all(|v| v.abs() < 1e-3), "{g:?}");

@@ -31,8 +31,8 @@
 //! to the newest version.
 
 pub(crate) mod head;
-pub(crate) mod native;
 pub(crate) mod pairs;
+pub(crate) mod native;
 pub(crate) mod train;
 
 use super::registry;
@@ -68,10 +68,7 @@ pub struct TrainingExample {
 impl TrainingExample {
     /// Shorthand.
     pub fn new(text: impl Into<String>, label: impl Into<String>) -> Self {
-        Self {
-            text: text.into(),
-            label: label.into(),
-        }
+        Self { text: text.into(), label: label.into() }
     }
 }
 
@@ -385,22 +382,12 @@ impl LoadedClassifier {
     fn load(dir: &Path, name: &str) -> Result<Self> {
         let _meta: Metadata = read_json(&dir.join("metadata.json"))?;
         let head: head::LogisticHead = read_json(&dir.join("head.json"))?;
-        head.validate()
-            .map_err(|e| Error::Invalid(format!("classifier '{name}': {e}")))?;
+        head.validate().map_err(|e| Error::Invalid(format!("classifier '{name}': {e}")))?;
         let embedder = BertEmbedder::load(dir, name, 16)?;
         if embedder.dimension() != head.dim {
-            return Err(Error::Invalid(format!(
-                "classifier '{name}': head dimension {} differs from the body's {}",
-                head.dim,
-                embedder.dimension()
-            )));
+            return Err(Error::Invalid(format!("classifier '{name}': head dimension {} differs from the body's {}", head.dim, embedder.dimension())));
         }
-        Ok(Self {
-            name: name.to_string(),
-            dir: dir.to_path_buf(),
-            embedder,
-            head,
-        })
+        Ok(Self { name: name.to_string(), dir: dir.to_path_buf(), embedder, head })
     }
 
     /// Probabilities for each text; each distinct text is embedded once.
@@ -414,20 +401,12 @@ impl LoadedClassifier {
             .iter()
             .map(|t| {
                 let p = self.head.predict_proba(&vecs[index[t.as_str()]]);
-                let best = (0..p.len())
-                    .max_by(|&a, &b| p[a].total_cmp(&p[b]).then(b.cmp(&a)))
-                    .unwrap_or(0);
+                let best = (0..p.len()).max_by(|&a, &b| p[a].total_cmp(&p[b]).then(b.cmp(&a))).unwrap_or(0);
                 ClassifierPrediction {
                     text: t.clone(),
                     label: self.head.labels[best].clone(),
                     score: p[best],
-                    all_scores: self
-                        .head
-                        .labels
-                        .iter()
-                        .cloned()
-                        .zip(p.iter().copied())
-                        .collect(),
+                    all_scores: self.head.labels.iter().cloned().zip(p.iter().copied()).collect(),
                 }
             })
             .collect())
@@ -445,34 +424,18 @@ pub(crate) struct ClassifierState {
 
 impl ClassifierState {
     fn get(&self, name: &str) -> Option<Arc<LoadedClassifier>> {
-        self.loaded
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(name)
-            .cloned()
+        self.loaded.read().unwrap_or_else(|e| e.into_inner()).get(name).cloned()
     }
     fn insert(&self, c: LoadedClassifier) -> Arc<LoadedClassifier> {
         let c = Arc::new(c);
-        self.loaded
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(c.name.clone(), c.clone());
+        self.loaded.write().unwrap_or_else(|e| e.into_inner()).insert(c.name.clone(), c.clone());
         c
     }
     fn remove(&self, name: &str) -> bool {
-        self.loaded
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(name)
-            .is_some()
+        self.loaded.write().unwrap_or_else(|e| e.into_inner()).remove(name).is_some()
     }
     fn names(&self) -> Vec<String> {
-        self.loaded
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .keys()
-            .cloned()
-            .collect()
+        self.loaded.read().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect()
     }
 }
 
@@ -493,10 +456,7 @@ impl Body {
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    serde_json::from_str(&text).map_err(|e| Error::Parse {
-        what: path.display().to_string(),
-        message: e.to_string(),
-    })
+    serde_json::from_str(&text).map_err(|e| Error::Parse { what: path.display().to_string(), message: e.to_string() })
 }
 
 fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<()> {
@@ -515,15 +475,7 @@ fn copy_model_files(base: &Path, dst: &Path) -> Result<()> {
             let from = entry.path();
             // Weights other than the safetensors we write (pytorch_model.bin, onnx/, ...) are not copied.
             let skip = name_s.starts_with('.')
-                || (top
-                    && (name_s == "model.safetensors"
-                        || name_s.ends_with(".bin")
-                        || name_s.ends_with(".onnx")
-                        || name_s == "onnx"
-                        || name_s == "openvino"
-                        || name_s.ends_with(".h5")
-                        || name_s.ends_with(".msgpack")
-                        || name_s.ends_with(".ot")));
+                || (top && (name_s == "model.safetensors" || name_s.ends_with(".bin") || name_s.ends_with(".onnx") || name_s == "onnx" || name_s == "openvino" || name_s.ends_with(".h5") || name_s.ends_with(".msgpack") || name_s.ends_with(".ot")));
             if skip {
                 continue;
             }
@@ -541,15 +493,10 @@ fn copy_model_files(base: &Path, dst: &Path) -> Result<()> {
 
 fn check_texts(texts: &[String], what: &str, max: usize) -> Result<()> {
     if texts.is_empty() {
-        return Err(Error::Invalid(format!(
-            "{what}: at least one text is required"
-        )));
+        return Err(Error::Invalid(format!("{what}: at least one text is required")));
     }
     if texts.len() > max {
-        return Err(Error::Invalid(format!(
-            "{what}: at most {max} texts per request (got {})",
-            texts.len()
-        )));
+        return Err(Error::Invalid(format!("{what}: at most {max} texts per request (got {})", texts.len())));
     }
     if let Some(i) = texts.iter().position(|t| t.trim().is_empty()) {
         return Err(Error::Invalid(format!("{what}[{i}]: text is empty")));
@@ -571,10 +518,7 @@ impl<'a> Ml<'a> {
             .flatten()
             .filter_map(|e| {
                 let name = e.file_name().to_string_lossy().to_string();
-                (!name.starts_with('.')
-                    && e.path().join("head.json").is_file()
-                    && e.path().join("metadata.json").is_file())
-                .then_some(name)
+                (!name.starts_with('.') && e.path().join("head.json").is_file() && e.path().join("metadata.json").is_file()).then_some(name)
             })
             .collect();
         out.sort();
@@ -583,16 +527,13 @@ impl<'a> Ml<'a> {
 
     /// Resolve a requested name (`-latest` included) to a stored or loaded one.
     fn resolve_classifier(&self, requested: &str) -> Result<String> {
-        let plain = requested
-            .strip_suffix(registry::LATEST_SUFFIX)
-            .unwrap_or(requested);
+        let plain = requested.strip_suffix(registry::LATEST_SUFFIX).unwrap_or(requested);
         registry::validate_name(plain)?;
         let mut known = self.stored_classifiers();
         known.extend(self.classifier_state().names());
         known.sort();
         known.dedup();
-        registry::resolve(requested, &known)
-            .ok_or_else(|| Error::not_found(format!("Classifier '{requested}'")))
+        registry::resolve(requested, &known).ok_or_else(|| Error::not_found(format!("Classifier '{requested}'")))
     }
 
     /// The loaded classifier `name` (already resolved), loading it from disk if needed.
@@ -604,9 +545,7 @@ impl<'a> Ml<'a> {
         if !dir.join("head.json").is_file() {
             return Err(Error::not_found(format!("Classifier '{name}'")));
         }
-        Ok(self
-            .classifier_state()
-            .insert(LoadedClassifier::load(&dir, name)?))
+        Ok(self.classifier_state().insert(LoadedClassifier::load(&dir, name)?))
     }
 
     /// Train a SetFit classifier, save it (auto-save) and keep it loaded.
@@ -639,22 +578,13 @@ impl<'a> Ml<'a> {
         let started = Instant::now();
         registry::validate_name(&req.model)?;
         if req.model.ends_with(registry::LATEST_SUFFIX) {
-            return Err(Error::Invalid(format!(
-                "model name '{}' must not end in '{}' (that suffix selects the newest version)",
-                req.model,
-                registry::LATEST_SUFFIX
-            )));
+            return Err(Error::Invalid(format!("model name '{}' must not end in '{}' (that suffix selects the newest version)", req.model, registry::LATEST_SUFFIX)));
         }
         if req.training_data.is_empty() {
-            return Err(Error::Invalid(
-                "training_data: at least two examples of two classes are required".into(),
-            ));
+            return Err(Error::Invalid("training_data: at least two examples of two classes are required".into()));
         }
         if req.training_data.len() > MAX_TRAINING_EXAMPLES {
-            return Err(Error::Invalid(format!(
-                "training_data: at most {MAX_TRAINING_EXAMPLES} examples (got {})",
-                req.training_data.len()
-            )));
+            return Err(Error::Invalid(format!("training_data: at most {MAX_TRAINING_EXAMPLES} examples (got {})", req.training_data.len())));
         }
         for (i, ex) in req.training_data.iter().enumerate() {
             if ex.text.trim().is_empty() {
@@ -665,39 +595,22 @@ impl<'a> Ml<'a> {
             }
         }
         if !(1..=1000).contains(&req.num_iterations) {
-            return Err(Error::Invalid(format!(
-                "num_iterations must be in 1..=1000 (got {})",
-                req.num_iterations
-            )));
+            return Err(Error::Invalid(format!("num_iterations must be in 1..=1000 (got {})", req.num_iterations)));
         }
         if !(1..=512).contains(&req.batch_size) {
-            return Err(Error::Invalid(format!(
-                "batch_size must be in 1..=512 (got {})",
-                req.batch_size
-            )));
+            return Err(Error::Invalid(format!("batch_size must be in 1..=512 (got {})", req.batch_size)));
         }
         if !(1..=20).contains(&req.num_epochs) {
-            return Err(Error::Invalid(format!(
-                "num_epochs must be in 1..=20 (got {})",
-                req.num_epochs
-            )));
+            return Err(Error::Invalid(format!("num_epochs must be in 1..=20 (got {})", req.num_epochs)));
         }
-        if !(req.learning_rate.is_finite() && req.learning_rate > 0.0 && req.learning_rate <= 0.01)
-        {
-            return Err(Error::Invalid(format!(
-                "learning_rate must be in (0, 0.01] (got {})",
-                req.learning_rate
-            )));
+        if !(req.learning_rate.is_finite() && req.learning_rate > 0.0 && req.learning_rate <= 0.01) {
+            return Err(Error::Invalid(format!("learning_rate must be in (0, 0.01] (got {})", req.learning_rate)));
         }
         let mut labels: Vec<String> = req.training_data.iter().map(|e| e.label.clone()).collect();
         labels.sort();
         labels.dedup();
         if labels.len() < 2 {
-            return Err(Error::Invalid(format!(
-                "training_data needs at least two classes (got {}: {:?})",
-                labels.len(),
-                labels
-            )));
+            return Err(Error::Invalid(format!("training_data needs at least two classes (got {}: {:?})", labels.len(), labels)));
         }
         let n = req.training_data.len();
         let num_pairs = 2 * req.num_iterations * n;
@@ -708,30 +621,17 @@ impl<'a> Ml<'a> {
             )));
         }
         let base = self.lf.models().resolve(&req.base_model)?;
-        let y: Vec<usize> = req
-            .training_data
-            .iter()
-            .map(|e| labels.binary_search(&e.label).unwrap_or(0))
-            .collect();
+        let y: Vec<usize> = req.training_data.iter().map(|e| labels.binary_search(&e.label).unwrap_or(0)).collect();
 
         // Tokens per example, as the inference path tokenises (no padding, truncation).
         let tok_probe = BertEmbedder::load(&base.dir, &req.base_model, 16)?;
-        let tokens: Vec<Vec<u32>> = req
-            .training_data
-            .iter()
-            .map(|e| tok_probe.tokenize(&e.text))
-            .collect::<Result<_>>()?;
+        let tokens: Vec<Vec<u32>> = req.training_data.iter().map(|e| tok_probe.tokenize(&e.text)).collect::<Result<_>>()?;
         let pad_id = tok_probe.pad_id();
         drop(tok_probe);
 
         let mut rng = pairs::Rng::new(req.seed);
         let pairs = pairs::sample_pairs(&y, req.num_iterations, &mut rng);
-        let cfg = train::TrainConfig {
-            batch_size: req.batch_size,
-            epochs: req.num_epochs,
-            learning_rate: req.learning_rate,
-            ..Default::default()
-        };
+        let cfg = train::TrainConfig { batch_size: req.batch_size, epochs: req.num_epochs, learning_rate: req.learning_rate, ..Default::default() };
         // The native trainer (hand-written backward pass) by default; candle's
         // autograd with `LF_SETFIT_TRAINER=autograd`. Both compute the same gradients
         // (tested); the native one is several times faster.
@@ -743,11 +643,7 @@ impl<'a> Ml<'a> {
             let mut body = native::NativeBert::load(&base.dir)?;
             let t = Instant::now();
             let report = native::train(&mut body, &tokens, &pairs, &cfg, &mut rng)?;
-            tracing::info!(
-                secs = t.elapsed().as_secs_f64(),
-                steps = report.losses.len(),
-                "classifier body fine-tuned"
-            );
+            tracing::info!(secs = t.elapsed().as_secs_f64(), steps = report.losses.len(), "classifier body fine-tuned");
             (Body::Native(body), report)
         };
 
@@ -765,24 +661,13 @@ impl<'a> Ml<'a> {
             let x = embedder.embed(&texts)?;
             let embed_s = t.elapsed().as_secs_f64();
             let (head, iters) = head::fit(&x, &y, labels.clone(), 1.0, 1000);
-            tracing::info!(
-                embed_s,
-                head_s = t.elapsed().as_secs_f64() - embed_s,
-                iters,
-                "classifier head fitted"
-            );
+            tracing::info!(embed_s, head_s = t.elapsed().as_secs_f64() - embed_s, iters, "classifier head fitted");
             write_json(&tmp.join("head.json"), &head)?;
-            std::fs::write(tmp.join("labels.txt"), labels.join("\n") + "\n")
-                .map_err(|e| Error::io(tmp.join("labels.txt"), e))?;
+            std::fs::write(tmp.join("labels.txt"), labels.join("\n") + "\n").map_err(|e| Error::io(tmp.join("labels.txt"), e))?;
             let training_time_ms = started.elapsed().as_secs_f64() * 1000.0;
 
-            let _commit = self
-                .classifier_state()
-                .commit
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            let name =
-                registry::version_name(&req.model, req.overwrite, &self.stored_classifiers());
+            let _commit = self.classifier_state().commit.lock().unwrap_or_else(|e| e.into_inner());
+            let name = registry::version_name(&req.model, req.overwrite, &self.stored_classifiers());
             let meta = Metadata {
                 format: FORMAT.into(),
                 name: name.clone(),
@@ -808,20 +693,9 @@ impl<'a> Ml<'a> {
             }
             std::fs::rename(&tmp, &dst).map_err(|e| Error::io(&dst, e))?;
             crate::fsutil::sync_dir(&root)?;
-            self.classifier_state().insert(LoadedClassifier {
-                name: name.clone(),
-                dir: dst.clone(),
-                embedder,
-                head,
-            });
+            self.classifier_state().insert(LoadedClassifier { name: name.clone(), dir: dst.clone(), embedder, head });
             let tenth = (report.losses.len() / 10).max(1);
-            let mean = |s: &[f32]| {
-                if s.is_empty() {
-                    0.0
-                } else {
-                    s.iter().sum::<f32>() / s.len() as f32
-                }
-            };
+            let mean = |s: &[f32]| if s.is_empty() { 0.0 } else { s.iter().sum::<f32>() / s.len() as f32 };
             Ok(ClassifierFitResponse {
                 object: "fit_result".into(),
                 model: name.clone(),
@@ -849,20 +723,12 @@ impl<'a> Ml<'a> {
     }
 
     /// Classify texts with a stored or loaded classifier (`{base}-latest` allowed).
-    pub fn classifier_predict(
-        &self,
-        req: &ClassifierPredictRequest,
-    ) -> Result<ClassifierPredictResponse> {
+    pub fn classifier_predict(&self, req: &ClassifierPredictRequest) -> Result<ClassifierPredictResponse> {
         check_texts(&req.texts, "texts", MAX_PREDICT_TEXTS)?;
         let name = self.resolve_classifier(&req.model)?;
         let c = self.classifier(&name)?;
         let data = c.predict(&req.texts)?;
-        Ok(ClassifierPredictResponse {
-            object: "list".into(),
-            total_count: data.len(),
-            data,
-            model: name,
-        })
+        Ok(ClassifierPredictResponse { object: "list".into(), total_count: data.len(), data, model: name })
     }
 
     /// Persist a classifier's description (fit already saved its weights).
@@ -871,49 +737,25 @@ impl<'a> Ml<'a> {
         let c = self.classifier(&name)?;
         let meta_path = c.dir.join("metadata.json");
         if !meta_path.is_file() {
-            return Err(Error::not_found(format!(
-                "Stored files of classifier '{name}'"
-            )));
+            return Err(Error::not_found(format!("Stored files of classifier '{name}'")));
         }
         if let Some(d) = &req.description {
-            let _commit = self
-                .classifier_state()
-                .commit
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
+            let _commit = self.classifier_state().commit.lock().unwrap_or_else(|e| e.into_inner());
             let mut meta: Metadata = read_json(&meta_path)?;
             meta.description = Some(d.clone());
-            let bytes =
-                serde_json::to_vec_pretty(&meta).map_err(|e| Error::Internal(e.to_string()))?;
+            let bytes = serde_json::to_vec_pretty(&meta).map_err(|e| Error::Internal(e.to_string()))?;
             crate::fsutil::atomic_write(&meta_path, &bytes)?;
         }
-        Ok(ClassifierSaveResponse {
-            object: "save_result".into(),
-            model: name,
-            path: c.dir.display().to_string(),
-            status: "saved".into(),
-        })
+        Ok(ClassifierSaveResponse { object: "save_result".into(), model: name, path: c.dir.display().to_string(), status: "saved".into() })
     }
 
     /// Load a stored classifier into memory (reloads it if already loaded).
     pub fn classifier_load(&self, req: &ClassifierModelRequest) -> Result<ClassifierLoadResponse> {
-        let plain = req
-            .model
-            .strip_suffix(registry::LATEST_SUFFIX)
-            .unwrap_or(&req.model);
+        let plain = req.model.strip_suffix(registry::LATEST_SUFFIX).unwrap_or(&req.model);
         registry::validate_name(plain)?;
-        let name = registry::resolve(&req.model, &self.stored_classifiers())
-            .ok_or_else(|| Error::not_found(format!("Stored classifier '{}'", req.model)))?;
-        let c = self.classifier_state().insert(LoadedClassifier::load(
-            &self.classifier_dir().join(&name),
-            &name,
-        )?);
-        Ok(ClassifierLoadResponse {
-            object: "load_result".into(),
-            model: name,
-            labels: c.head.labels.clone(),
-            status: "loaded".into(),
-        })
+        let name = registry::resolve(&req.model, &self.stored_classifiers()).ok_or_else(|| Error::not_found(format!("Stored classifier '{}'", req.model)))?;
+        let c = self.classifier_state().insert(LoadedClassifier::load(&self.classifier_dir().join(&name), &name)?);
+        Ok(ClassifierLoadResponse { object: "load_result".into(), model: name, labels: c.head.labels.clone(), status: "loaded".into() })
     }
 
     /// Stored classifiers, sorted by name.
@@ -925,8 +767,7 @@ impl<'a> Ml<'a> {
             .filter_map(|name| {
                 let dir = self.classifier_dir().join(&name);
                 let meta: Metadata = read_json(&dir.join("metadata.json")).ok()?;
-                let is_versioned =
-                    name != meta.base_name && registry::is_version_of(&name, &meta.base_name);
+                let is_versioned = name != meta.base_name && registry::is_version_of(&name, &meta.base_name);
                 Some(ClassifierModelInfo {
                     loaded: loaded.contains(&name),
                     path: dir.display().to_string(),
@@ -940,11 +781,7 @@ impl<'a> Ml<'a> {
                 })
             })
             .collect();
-        Ok(ClassifierModelList {
-            object: "list".into(),
-            total: data.len(),
-            data,
-        })
+        Ok(ClassifierModelList { object: "list".into(), total: data.len(), data })
     }
 
     /// Delete a stored classifier (exact name) and unload it.
@@ -952,22 +789,14 @@ impl<'a> Ml<'a> {
         registry::validate_name(name)?;
         let root = self.classifier_dir();
         let dir = root.join(name);
-        let _commit = self
-            .classifier_state()
-            .commit
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let _commit = self.classifier_state().commit.lock().unwrap_or_else(|e| e.into_inner());
         let was_loaded = self.classifier_state().remove(name);
         if dir.is_dir() {
             crate::fsutil::remove_dir_atomic(&dir, &root.join(".trash"))?;
         } else if !was_loaded {
             return Err(Error::not_found(format!("Classifier '{name}'")));
         }
-        Ok(ClassifierDeleteResponse {
-            object: "delete_result".into(),
-            model: name.to_string(),
-            status: "deleted".into(),
-        })
+        Ok(ClassifierDeleteResponse { object: "delete_result".into(), model: name.to_string(), status: "deleted".into() })
     }
 
     /// The runtime's `/v1/classify`: serves trained SetFit classifiers by name.
@@ -980,10 +809,7 @@ impl<'a> Ml<'a> {
                 req.model
             ))
         };
-        let plain = req
-            .model
-            .strip_suffix(registry::LATEST_SUFFIX)
-            .unwrap_or(&req.model);
+        let plain = req.model.strip_suffix(registry::LATEST_SUFFIX).unwrap_or(&req.model);
         if registry::validate_name(plain).is_err() {
             return Err(not_setfit());
         }
@@ -997,18 +823,9 @@ impl<'a> Ml<'a> {
             .predict(&req.texts)?
             .into_iter()
             .enumerate()
-            .map(|(index, p)| ClassifyResult {
-                index,
-                label: p.label,
-                score: p.score,
-                all_scores: p.all_scores,
-            })
+            .map(|(index, p)| ClassifyResult { index, label: p.label, score: p.score, all_scores: p.all_scores })
             .collect();
-        Ok(ClassifyResponse {
-            object: "list".into(),
-            data,
-            model: name,
-        })
+        Ok(ClassifyResponse { object: "list".into(), data, model: name })
     }
 }
 

@@ -95,93 +95,41 @@ impl NativeBert {
     pub(crate) fn load(dir: &Path) -> Result<Self> {
         let cfg_path = dir.join("config.json");
         let text = std::fs::read_to_string(&cfg_path).map_err(|e| Error::io(&cfg_path, e))?;
-        let cfg: BertConfig = serde_json::from_str(&text).map_err(|e| {
-            Error::Invalid(format!(
-                "base model config {} is not a BERT config: {e}",
-                cfg_path.display()
-            ))
-        })?;
+        let cfg: BertConfig = serde_json::from_str(&text)
+            .map_err(|e| Error::Invalid(format!("base model config {} is not a BERT config: {e}", cfg_path.display())))?;
         if let Some(t) = &cfg.model_type {
             if t != "bert" {
                 return Err(Error::Invalid(format!("base model type '{t}' is not supported: SetFit here fine-tunes BERT sentence-transformers")));
             }
         }
-        if cfg.hidden_size == 0
-            || cfg.num_attention_heads == 0
-            || cfg.hidden_size % cfg.num_attention_heads != 0
-        {
-            return Err(Error::Invalid(
-                "base model: hidden_size is not a positive multiple of num_attention_heads".into(),
-            ));
+        if cfg.hidden_size == 0 || cfg.num_attention_heads == 0 || cfg.hidden_size % cfg.num_attention_heads != 0 {
+            return Err(Error::Invalid("base model: hidden_size is not a positive multiple of num_attention_heads".into()));
         }
-        let mut tensors =
-            candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu)
-                .map_err(ce)?;
-        if !tensors.contains_key("embeddings.word_embeddings.weight")
-            && tensors.contains_key("bert.embeddings.word_embeddings.weight")
-        {
-            tensors = tensors
-                .into_iter()
-                .map(|(k, v)| (k.strip_prefix("bert.").map(str::to_string).unwrap_or(k), v))
-                .collect();
+        let mut tensors = candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).map_err(ce)?;
+        if !tensors.contains_key("embeddings.word_embeddings.weight") && tensors.contains_key("bert.embeddings.word_embeddings.weight") {
+            tensors = tensors.into_iter().map(|(k, v)| (k.strip_prefix("bert.").map(str::to_string).unwrap_or(k), v)).collect();
         }
         let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
         let mut wanted: Vec<(String, Vec<usize>)> = vec![
-            (
-                "embeddings.word_embeddings.weight".into(),
-                vec![cfg.vocab_size, h],
-            ),
-            (
-                "embeddings.position_embeddings.weight".into(),
-                vec![cfg.max_position_embeddings, h],
-            ),
-            (
-                "embeddings.token_type_embeddings.weight".into(),
-                vec![cfg.type_vocab_size.max(1), h],
-            ),
+            ("embeddings.word_embeddings.weight".into(), vec![cfg.vocab_size, h]),
+            ("embeddings.position_embeddings.weight".into(), vec![cfg.max_position_embeddings, h]),
+            ("embeddings.token_type_embeddings.weight".into(), vec![cfg.type_vocab_size.max(1), h]),
             ("embeddings.LayerNorm.weight".into(), vec![h]),
             ("embeddings.LayerNorm.bias".into(), vec![h]),
         ];
         for l in 0..cfg.num_hidden_layers {
-            let shapes: [Vec<usize>; PER_LAYER] = [
-                vec![h, h],
-                vec![h],
-                vec![h, h],
-                vec![h],
-                vec![h, h],
-                vec![h],
-                vec![h, h],
-                vec![h],
-                vec![h],
-                vec![h],
-                vec![i, h],
-                vec![i],
-                vec![h, i],
-                vec![h],
-                vec![h],
-                vec![h],
-            ];
+            let shapes: [Vec<usize>; PER_LAYER] =
+                [vec![h, h], vec![h], vec![h, h], vec![h], vec![h, h], vec![h], vec![h, h], vec![h], vec![h], vec![h], vec![i, h], vec![i], vec![h, i], vec![h], vec![h], vec![h]];
             for (n, s) in LAYER_NAMES.iter().zip(shapes) {
                 wanted.push((format!("encoder.layer.{l}.{n}"), s));
             }
         }
         let (mut names, mut shapes, mut params) = (Vec::new(), Vec::new(), Vec::new());
         for (name, shape) in wanted {
-            let t = tensors.remove(&name).ok_or_else(|| {
-                Error::Invalid(format!(
-                    "base model weights lack '{name}' (not a BERT sentence-transformer?)"
-                ))
-            })?;
-            let v: Vec<f32> = t
-                .to_dtype(DType::F32)
-                .and_then(|t| t.flatten_all())
-                .and_then(|t| t.to_vec1())
-                .map_err(ce)?;
+            let t = tensors.remove(&name).ok_or_else(|| Error::Invalid(format!("base model weights lack '{name}' (not a BERT sentence-transformer?)")))?;
+            let v: Vec<f32> = t.to_dtype(DType::F32).and_then(|t| t.flatten_all()).and_then(|t| t.to_vec1()).map_err(ce)?;
             if v.len() != shape.iter().product::<usize>() {
-                return Err(Error::Invalid(format!(
-                    "base model weight '{name}' has {} values, the config implies {shape:?}",
-                    v.len()
-                )));
+                return Err(Error::Invalid(format!("base model weight '{name}' has {} values, the config implies {shape:?}", v.len())));
             }
             names.push(name);
             shapes.push(shape);
@@ -208,10 +156,7 @@ impl NativeBert {
     pub(crate) fn save(&self, path: &Path) -> Result<()> {
         let mut all: HashMap<String, Tensor> = self.frozen.clone();
         for ((n, s), p) in self.names.iter().zip(&self.shapes).zip(&self.params) {
-            all.insert(
-                n.clone(),
-                Tensor::from_slice(p, s.as_slice(), &Device::Cpu).map_err(ce)?,
-            );
+            all.insert(n.clone(), Tensor::from_slice(p, s.as_slice(), &Device::Cpu).map_err(ce)?);
         }
         candle_core::safetensors::save(&all, path).map_err(ce)
     }
@@ -256,8 +201,7 @@ impl NativeBert {
                 let c = 0.797_884_6f32;
                 let u = c * (x + 0.044_715 * x * x * x);
                 let t = 1.0 - 2.0 / (exp(2.0 * u) + 1.0);
-                *d *=
-                    0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * c * (1.0 + 3.0 * 0.044_715 * x * x);
+                *d *= 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * c * (1.0 + 3.0 * 0.044_715 * x * x);
             }),
             HiddenAct::Relu => it.for_each(|(d, &x)| *d = if x > 0.0 { *d } else { 0.0 }),
         }
@@ -267,31 +211,15 @@ impl NativeBert {
     fn forward(&self, w: &[Packs], seqs: &[&[u32]]) -> Result<Cache> {
         let (h, inter) = (self.h, self.inter);
         let rows: usize = seqs.iter().map(|s| s.len()).sum();
-        let starts: Vec<usize> = seqs
-            .iter()
-            .scan(0, |a, s| {
-                let st = *a;
-                *a += s.len();
-                Some(st)
-            })
-            .collect();
-        let mut x = embed_tokens(
-            seqs,
-            &self.params[WORD],
-            &self.params[POS],
-            &self.params[TYP][..h],
-            self.vocab,
-            self.max_pos,
-        )?;
+        let starts: Vec<usize> = seqs.iter().scan(0, |a, s| {
+            let st = *a;
+            *a += s.len();
+            Some(st)
+        })
+        .collect();
+        let mut x = embed_tokens(seqs, &self.params[WORD], &self.params[POS], &self.params[TYP][..h], self.vocab, self.max_pos)?;
         let (mut xhat0, mut rstd0) = (vec![0f32; rows * h], vec![0f32; rows]);
-        ln_forward(
-            &mut x,
-            &mut xhat0,
-            &mut rstd0,
-            &self.params[LNW],
-            &self.params[LNB],
-            self.eps,
-        );
+        ln_forward(&mut x, &mut xhat0, &mut rstd0, &self.params[LNW], &self.params[LNB], self.eps);
         let mut layers = Vec::with_capacity(self.layers);
         for (l, pk) in w.iter().enumerate() {
             let x_in = x;
@@ -309,14 +237,7 @@ impl NativeBert {
                 }
             }
             let (mut xhat1, mut rstd1) = (vec![0f32; rows * h], vec![0f32; rows]);
-            ln_forward(
-                &mut y,
-                &mut xhat1,
-                &mut rstd1,
-                self.p(l, LN1W),
-                self.p(l, LN1B),
-                self.eps,
-            );
+            ln_forward(&mut y, &mut xhat1, &mut rstd1, self.p(l, LN1W), self.p(l, LN1B), self.eps);
             let mut pre = vec![0f32; rows * inter];
             mm(rows, &y, &pk.i_f, &mut pre);
             add_bias(&mut pre, self.p(l, IB));
@@ -334,54 +255,19 @@ impl NativeBert {
                 }
             }
             let (mut xhat2, mut rstd2) = (vec![0f32; rows * h], vec![0f32; rows]);
-            ln_forward(
-                &mut out,
-                &mut xhat2,
-                &mut rstd2,
-                self.p(l, LN2W),
-                self.p(l, LN2B),
-                self.eps,
-            );
-            layers.push(LayerCache {
-                x_in,
-                qkv,
-                probs,
-                ctx,
-                xhat1,
-                rstd1,
-                y,
-                pre,
-                mid,
-                xhat2,
-                rstd2,
-            });
+            ln_forward(&mut out, &mut xhat2, &mut rstd2, self.p(l, LN2W), self.p(l, LN2B), self.eps);
+            layers.push(LayerCache { x_in, qkv, probs, ctx, xhat1, rstd1, y, pre, mid, xhat2, rstd2 });
             x = out;
         }
-        Ok(Cache {
-            seqs: seqs.iter().map(|s| s.to_vec()).collect(),
-            starts,
-            rows,
-            xhat0,
-            rstd0,
-            layers,
-            out: x,
-        })
+        Ok(Cache { seqs: seqs.iter().map(|s| s.to_vec()).collect(), starts, rows, xhat0, rstd0, layers, out: x })
     }
 
     /// Self-attention per (sequence, head); returns the probabilities of each job.
-    fn attention(
-        &self,
-        qkv: &[f32],
-        ctx: &mut [f32],
-        seqs: &[&[u32]],
-        starts: &[usize],
-    ) -> Vec<Vec<f32>> {
+    fn attention(&self, qkv: &[f32], ctx: &mut [f32], seqs: &[&[u32]], starts: &[usize]) -> Vec<Vec<f32>> {
         let (h, nh) = (self.h, self.heads);
         let dh = h / nh;
         let out = SendPtr(ctx.as_mut_ptr());
-        let jobs: Vec<(usize, usize)> = (0..seqs.len())
-            .flat_map(|s| (0..nh).map(move |hd| (s, hd)))
-            .collect();
+        let jobs: Vec<(usize, usize)> = (0..seqs.len()).flat_map(|s| (0..nh).map(move |hd| (s, hd))).collect();
         jobs.into_par_iter()
             .map(|(s, head)| {
                 let len = seqs[s].len();
@@ -391,24 +277,11 @@ impl NativeBert {
                 let r0 = starts[s];
                 // The inference encoder's head attention; its probabilities are kept.
                 let mut buf = AttnBuf::default();
-                let o = attend(
-                    &mut buf,
-                    &qkv[r0 * 3 * h..(r0 + len) * 3 * h],
-                    h,
-                    nh,
-                    head,
-                    len,
-                );
+                let o = attend(&mut buf, &qkv[r0 * 3 * h..(r0 + len) * 3 * h], h, nh, head, len);
                 for (i, orow) in o.chunks_exact(dh).enumerate() {
                     // SAFETY: row r0+i, this head's columns: this job's own block of `ctx`
                     // (which has one row of `h` per token).
-                    unsafe {
-                        std::ptr::copy_nonoverlapping(
-                            orow.as_ptr(),
-                            out.get().add((r0 + i) * h + head * dh),
-                            dh,
-                        )
-                    };
+                    unsafe { std::ptr::copy_nonoverlapping(orow.as_ptr(), out.get().add((r0 + i) * h + head * dh), dh) };
                 }
                 std::mem::take(&mut buf.p)
             })
@@ -424,16 +297,7 @@ impl NativeBert {
             let g = |slot: usize| BASE + l * PER_LAYER + slot;
             // LN2 and the residual around the FFN.
             let mut dz = vec![0f32; rows * h];
-            ln_backward(
-                &dx,
-                &lc.xhat2,
-                &lc.rstd2,
-                self.p(l, LN2W),
-                &mut dz,
-                grads,
-                g(LN2W),
-                g(LN2B),
-            );
+            ln_backward(&dx, &lc.xhat2, &lc.rstd2, self.p(l, LN2W), &mut dz, grads, g(LN2W), g(LN2B));
             let mut dy = dz.clone();
             // out = mid · Woᵀ + bo
             col_sums_add(&dz, &mut grads[g(OB)]);
@@ -449,16 +313,7 @@ impl NativeBert {
             dy.iter_mut().zip(&tmp).for_each(|(a, b)| *a += b);
             // LN1 and the residual around attention.
             let mut dz1 = vec![0f32; rows * h];
-            ln_backward(
-                &dy,
-                &lc.xhat1,
-                &lc.rstd1,
-                self.p(l, LN1W),
-                &mut dz1,
-                grads,
-                g(LN1W),
-                g(LN1B),
-            );
+            ln_backward(&dy, &lc.xhat1, &lc.rstd1, self.p(l, LN1W), &mut dz1, grads, g(LN1W), g(LN1B));
             let mut dxin = dz1.clone();
             // y_pre = ctx · Waoᵀ + bao + x_in
             col_sums_add(&dz1, &mut grads[g(AOB)]);
@@ -472,14 +327,8 @@ impl NativeBert {
             let mut dw = vec![0f32; 3 * h * h];
             weight_grad(&dqkv, 3 * h, &lc.x_in, h, &mut dw);
             for (t, (ws, bs)) in [(QW, QB), (KW, KB), (VW, VB)].into_iter().enumerate() {
-                grads[g(ws)]
-                    .iter_mut()
-                    .zip(&dw[t * h * h..(t + 1) * h * h])
-                    .for_each(|(a, b)| *a += b);
-                grads[g(bs)]
-                    .iter_mut()
-                    .zip(&db[t * h..(t + 1) * h])
-                    .for_each(|(a, b)| *a += b);
+                grads[g(ws)].iter_mut().zip(&dw[t * h * h..(t + 1) * h * h]).for_each(|(a, b)| *a += b);
+                grads[g(bs)].iter_mut().zip(&db[t * h..(t + 1) * h]).for_each(|(a, b)| *a += b);
             }
             mm(rows, &dqkv, &pk.qkv_b, &mut tmp);
             dxin.iter_mut().zip(&tmp).for_each(|(a, b)| *a += b);
@@ -487,24 +336,12 @@ impl NativeBert {
         }
         // Embedding layer norm, then the three tables.
         let mut de = vec![0f32; rows * h];
-        ln_backward(
-            &dx,
-            &c.xhat0,
-            &c.rstd0,
-            &self.params[LNW],
-            &mut de,
-            grads,
-            LNW,
-            LNB,
-        );
+        ln_backward(&dx, &c.xhat0, &c.rstd0, &self.params[LNW], &mut de, grads, LNW, LNB);
         let mut r = 0;
         for s in &c.seqs {
             for (p, &t) in s.iter().enumerate() {
                 let d = &de[r * h..(r + 1) * h];
-                for (a, b) in grads[WORD][t as usize * h..(t as usize + 1) * h]
-                    .iter_mut()
-                    .zip(d)
-                {
+                for (a, b) in grads[WORD][t as usize * h..(t as usize + 1) * h].iter_mut().zip(d) {
                     *a += b;
                 }
                 for (a, b) in grads[POS][p * h..(p + 1) * h].iter_mut().zip(d) {
@@ -519,21 +356,13 @@ impl NativeBert {
     }
 
     /// Gradient of `qkv` from the gradient of the attention output.
-    fn attention_backward(
-        &self,
-        qkv: &[f32],
-        probs: &[Vec<f32>],
-        dctx: &[f32],
-        c: &Cache,
-    ) -> Vec<f32> {
+    fn attention_backward(&self, qkv: &[f32], probs: &[Vec<f32>], dctx: &[f32], c: &Cache) -> Vec<f32> {
         let (h, nh) = (self.h, self.heads);
         let dh = h / nh;
         let scale = 1.0 / (dh as f32).sqrt();
         let mut dqkv = vec![0f32; c.rows * 3 * h];
         let out = SendPtr(dqkv.as_mut_ptr());
-        let jobs: Vec<(usize, usize)> = (0..c.seqs.len())
-            .flat_map(|s| (0..nh).map(move |hd| (s, hd)))
-            .collect();
+        let jobs: Vec<(usize, usize)> = (0..c.seqs.len()).flat_map(|s| (0..nh).map(move |hd| (s, hd))).collect();
         jobs.into_par_iter().for_each(|(s, head)| {
             let len = c.seqs[s].len();
             if len == 0 {
@@ -556,77 +385,17 @@ impl NativeBert {
                 let dv = d.add(r0 * 3 * h + 2 * h + head * dh);
                 let ld = (3 * h) as isize;
                 // dP = dctx · Vᵀ
-                matrixmultiply::sgemm(
-                    len,
-                    dh,
-                    len,
-                    1.0,
-                    dc,
-                    h as isize,
-                    1,
-                    v,
-                    1,
-                    ld,
-                    0.0,
-                    dp.as_mut_ptr(),
-                    len as isize,
-                    1,
-                );
+                matrixmultiply::sgemm(len, dh, len, 1.0, dc, h as isize, 1, v, 1, ld, 0.0, dp.as_mut_ptr(), len as isize, 1);
                 // dV = Pᵀ · dctx
-                matrixmultiply::sgemm(
-                    len,
-                    len,
-                    dh,
-                    1.0,
-                    p.as_ptr(),
-                    1,
-                    len as isize,
-                    dc,
-                    h as isize,
-                    1,
-                    0.0,
-                    dv,
-                    ld,
-                    1,
-                );
+                matrixmultiply::sgemm(len, len, dh, 1.0, p.as_ptr(), 1, len as isize, dc, h as isize, 1, 0.0, dv, ld, 1);
                 // dS = P ∘ (dP - rowsum(dP ∘ P))
                 for (dr, pr) in dp.chunks_exact_mut(len).zip(p.chunks_exact(len)) {
                     let dot: f32 = dr.iter().zip(pr).map(|(a, b)| a * b).sum();
                     dr.iter_mut().zip(pr).for_each(|(a, b)| *a = b * (*a - dot));
                 }
                 // dQ = scale · dS · K ; dK = scale · dSᵀ · Q
-                matrixmultiply::sgemm(
-                    len,
-                    len,
-                    dh,
-                    scale,
-                    dp.as_ptr(),
-                    len as isize,
-                    1,
-                    k,
-                    ld,
-                    1,
-                    0.0,
-                    dq,
-                    ld,
-                    1,
-                );
-                matrixmultiply::sgemm(
-                    len,
-                    len,
-                    dh,
-                    scale,
-                    dp.as_ptr(),
-                    1,
-                    len as isize,
-                    q,
-                    ld,
-                    1,
-                    0.0,
-                    dk,
-                    ld,
-                    1,
-                );
+                matrixmultiply::sgemm(len, len, dh, scale, dp.as_ptr(), len as isize, 1, k, ld, 1, 0.0, dq, ld, 1);
+                matrixmultiply::sgemm(len, len, dh, scale, dp.as_ptr(), 1, len as isize, q, ld, 1, 0.0, dk, ld, 1);
             }
         });
         dqkv
@@ -634,18 +403,12 @@ impl NativeBert {
 
     /// Loss of `pairs` and, with `grads`, its gradient, over the distinct sentences
     /// of the batch (each forwarded once).
-    pub(crate) fn loss_and_grads(
-        &self,
-        tokens: &[Vec<u32>],
-        pairs: &[Pair],
-        mut grads: Option<&mut [Vec<f32>]>,
-    ) -> Result<f32> {
+    pub(crate) fn loss_and_grads(&self, tokens: &[Vec<u32>], pairs: &[Pair], mut grads: Option<&mut [Vec<f32>]>) -> Result<f32> {
         let h = self.h;
         let mut distinct: Vec<usize> = pairs.iter().flat_map(|p| [p.a, p.b]).collect();
         distinct.sort_unstable();
         distinct.dedup();
-        let row_of: HashMap<usize, usize> =
-            distinct.iter().enumerate().map(|(r, &i)| (i, r)).collect();
+        let row_of: HashMap<usize, usize> = distinct.iter().enumerate().map(|(r, &i)| (i, r)).collect();
         // Groups of at most ROW_CAP token rows.
         let mut groups: Vec<Vec<usize>> = vec![Vec::new()];
         let mut in_group = 0;
@@ -659,9 +422,7 @@ impl NativeBert {
             in_group += len;
         }
         let w = self.pack();
-        let seqs_of = |g: &[usize]| -> Vec<&[u32]> {
-            g.iter().map(|&r| tokens[distinct[r]].as_slice()).collect()
-        };
+        let seqs_of = |g: &[usize]| -> Vec<&[u32]> { g.iter().map(|&r| tokens[distinct[r]].as_slice()).collect() };
         let mut pooled = vec![0f32; distinct.len() * h];
         let mut kept: Option<Cache> = None;
         for g in &groups {
@@ -669,9 +430,7 @@ impl NativeBert {
             for (&r, (s, st)) in g.iter().zip(c.seqs.iter().zip(&c.starts)) {
                 let u = &mut pooled[r * h..(r + 1) * h];
                 for t in 0..s.len() {
-                    u.iter_mut()
-                        .zip(&c.out[(st + t) * h..(st + t + 1) * h])
-                        .for_each(|(a, b)| *a += b);
+                    u.iter_mut().zip(&c.out[(st + t) * h..(st + t + 1) * h]).for_each(|(a, b)| *a += b);
                 }
                 let n = (s.len() as f32).max(1e-9);
                 u.iter_mut().for_each(|a| *a /= n);
@@ -688,10 +447,7 @@ impl NativeBert {
             let (ra, rb) = (row_of[&p.a], row_of[&p.b]);
             let (u, v) = (&pooled[ra * h..(ra + 1) * h], &pooled[rb * h..(rb + 1) * h]);
             let dot: f32 = u.iter().zip(v).map(|(a, b)| a * b).sum();
-            let (nu, nv) = (
-                u.iter().map(|a| a * a).sum::<f32>().sqrt(),
-                v.iter().map(|a| a * a).sum::<f32>().sqrt(),
-            );
+            let (nu, nv) = (u.iter().map(|a| a * a).sum::<f32>().sqrt(), v.iter().map(|a| a * a).sum::<f32>().sqrt());
             let den = (nu * nv).max(1e-8);
             let cos = dot / den;
             loss += (cos - p.target) * (cos - p.target) / np;
@@ -710,9 +466,7 @@ impl NativeBert {
                 }
             }
         }
-        let Some(grads) = grads.as_deref_mut() else {
-            return Ok(loss);
-        };
+        let Some(grads) = grads.as_deref_mut() else { return Ok(loss) };
         for g in &groups {
             let c = match kept.take() {
                 Some(c) => c,
@@ -723,10 +477,7 @@ impl NativeBert {
             for (&r, (s, st)) in g.iter().zip(c.seqs.iter().zip(&c.starts)) {
                 let n = (s.len() as f32).max(1e-9);
                 for t in 0..s.len() {
-                    dout[(st + t) * h..(st + t + 1) * h]
-                        .iter_mut()
-                        .zip(&dpooled[r * h..(r + 1) * h])
-                        .for_each(|(a, b)| *a = b / n);
+                    dout[(st + t) * h..(st + t + 1) * h].iter_mut().zip(&dpooled[r * h..(r + 1) * h]).for_each(|(a, b)| *a = b / n);
                 }
             }
             self.backward(&w, &c, dout, grads);
@@ -803,10 +554,7 @@ fn mm(m: usize, a: &[f32], b: &PackedB, c: &mut [f32]) {
     let threads = rayon::current_num_threads();
     if threads > 1 && m >= 32 {
         let per = m.div_ceil(threads).div_ceil(6) * 6;
-        c[..m * n]
-            .par_chunks_mut(per * n)
-            .zip(a[..m * k].par_chunks(per * k))
-            .for_each(|(cs, xs)| gemm(xs.len() / k, xs, b, cs));
+        c[..m * n].par_chunks_mut(per * n).zip(a[..m * k].par_chunks(per * k)).for_each(|(cs, xs)| gemm(xs.len() / k, xs, b, cs));
     } else {
         gemm(m, &a[..m * k], b, &mut c[..m * n]);
     }
@@ -842,11 +590,7 @@ fn col_sums_add(m: &[f32], out: &mut [f32]) {
 /// Layer norm of each row of `x` in place, saving `x̂` and `1/σ`.
 fn ln_forward(x: &mut [f32], xhat: &mut [f32], rstd: &mut [f32], w: &[f32], b: &[f32], eps: f32) {
     let h = w.len();
-    for ((row, xh), rs) in x
-        .chunks_exact_mut(h)
-        .zip(xhat.chunks_exact_mut(h))
-        .zip(rstd.iter_mut())
-    {
+    for ((row, xh), rs) in x.chunks_exact_mut(h).zip(xhat.chunks_exact_mut(h)).zip(rstd.iter_mut()) {
         let mean = row.iter().sum::<f32>() / h as f32;
         let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / h as f32;
         let inv = 1.0 / (var + eps).sqrt();
@@ -861,26 +605,12 @@ fn ln_forward(x: &mut [f32], xhat: &mut [f32], rstd: &mut [f32], w: &[f32], b: &
 /// Backward of [`ln_forward`]: `dx` from `dout`; the weight and bias gradients are
 /// added into `grads[gw]` and `grads[gb]`.
 #[allow(clippy::too_many_arguments)]
-fn ln_backward(
-    dout: &[f32],
-    xhat: &[f32],
-    rstd: &[f32],
-    w: &[f32],
-    dx: &mut [f32],
-    grads: &mut [Vec<f32>],
-    gw: usize,
-    gb: usize,
-) {
+fn ln_backward(dout: &[f32], xhat: &[f32], rstd: &[f32], w: &[f32], dx: &mut [f32], grads: &mut [Vec<f32>], gw: usize, gb: usize) {
     let h = w.len();
     let mut dg = vec![0f32; h];
     let mut dbias = vec![0f32; h];
     let mut dxh = vec![0f32; h];
-    for (((d, xh), &rs), o) in dout
-        .chunks_exact(h)
-        .zip(xhat.chunks_exact(h))
-        .zip(rstd)
-        .zip(dx.chunks_exact_mut(h))
-    {
+    for (((d, xh), &rs), o) in dout.chunks_exact(h).zip(xhat.chunks_exact(h)).zip(rstd).zip(dx.chunks_exact_mut(h)) {
         let (mut m1, mut m2) = (0f32, 0f32);
         for j in 0..h {
             dg[j] += d[j] * xh[j];
@@ -912,16 +642,7 @@ pub(crate) struct AdamW {
 
 impl AdamW {
     pub(crate) fn new(model: &NativeBert, lr: f64, wd: f64) -> Self {
-        Self {
-            lr,
-            wd,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            t: 0,
-            m: model.zero_grads(),
-            v: model.zero_grads(),
-        }
+        Self { lr, wd, beta1: 0.9, beta2: 0.999, eps: 1e-8, t: 0, m: model.zero_grads(), v: model.zero_grads() }
     }
 
     pub(crate) fn set_lr(&mut self, lr: f64) {
@@ -938,37 +659,21 @@ impl AdamW {
         // Chunks of 64k values, so the word-embedding table (half of all parameters)
         // is shared by every thread.
         const CH: usize = 1 << 16;
-        model
-            .params
-            .par_iter_mut()
-            .zip(grads.par_iter())
-            .zip(self.m.par_iter_mut().zip(self.v.par_iter_mut()))
-            .for_each(|((p, g), (m, v))| {
-                p.par_chunks_mut(CH)
-                    .zip(g.par_chunks(CH))
-                    .zip(m.par_chunks_mut(CH).zip(v.par_chunks_mut(CH)))
-                    .for_each(|((p, g), (m, v))| {
-                        for (((p, &g), m), v) in
-                            p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut())
-                        {
-                            *m = *m * b1 + g * (1.0 - b1);
-                            *v = *v * b2 + g * g * (1.0 - b2);
-                            *p = *p * decay - lr * (*m * sm) / ((*v * sv).sqrt() + eps);
-                        }
-                    });
+        model.params.par_iter_mut().zip(grads.par_iter()).zip(self.m.par_iter_mut().zip(self.v.par_iter_mut())).for_each(|((p, g), (m, v))| {
+            p.par_chunks_mut(CH).zip(g.par_chunks(CH)).zip(m.par_chunks_mut(CH).zip(v.par_chunks_mut(CH))).for_each(|((p, g), (m, v))| {
+                for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+                    *m = *m * b1 + g * (1.0 - b1);
+                    *v = *v * b2 + g * g * (1.0 - b2);
+                    *p = *p * decay - lr * (*m * sm) / ((*v * sv).sqrt() + eps);
+                }
             });
+        });
     }
 }
 
 /// Fine-tune `model` on `pairs` (already shuffled; later epochs reshuffle with `rng`),
 /// with the schedule of [`super::train::train`].
-pub(crate) fn train(
-    model: &mut NativeBert,
-    tokens: &[Vec<u32>],
-    pairs: &[Pair],
-    cfg: &TrainConfig,
-    rng: &mut super::pairs::Rng,
-) -> Result<TrainReport> {
+pub(crate) fn train(model: &mut NativeBert, tokens: &[Vec<u32>], pairs: &[Pair], cfg: &TrainConfig, rng: &mut super::pairs::Rng) -> Result<TrainReport> {
     let bs = cfg.batch_size.max(1);
     let steps_per_epoch = pairs.len().div_ceil(bs);
     let total = steps_per_epoch * cfg.epochs.max(1);
@@ -983,14 +688,10 @@ pub(crate) fn train(
         }
         for batch in order.chunks(bs) {
             opt.set_lr(cfg.lr_at(step, total));
-            grads
-                .par_iter_mut()
-                .for_each(|g| g.par_chunks_mut(1 << 16).for_each(|c| c.fill(0.0)));
+            grads.par_iter_mut().for_each(|g| g.par_chunks_mut(1 << 16).for_each(|c| c.fill(0.0)));
             let loss = model.loss_and_grads(tokens, batch, Some(&mut grads))?;
             if !loss.is_finite() {
-                return Err(Error::Internal(format!(
-                    "training diverged at step {step} (loss {loss})"
-                )));
+                return Err(Error::Internal(format!("training diverged at step {step} (loss {loss})")));
             }
             opt.step(model, &grads);
             report.losses.push(loss);

@@ -66,17 +66,9 @@ pub(crate) fn sample_pairs(labels: &[usize], num_iterations: usize, rng: &mut Rn
         let mut neg = Vec::new();
         for (i, j) in all {
             if labels[i] == labels[j] {
-                pos.push(Pair {
-                    a: i,
-                    b: j,
-                    target: 1.0,
-                });
+                pos.push(Pair { a: i, b: j, target: 1.0 });
             } else {
-                neg.push(Pair {
-                    a: i,
-                    b: j,
-                    target: 0.0,
-                });
+                neg.push(Pair { a: i, b: j, target: 0.0 });
             }
         }
         (pos, neg)
@@ -91,22 +83,14 @@ pub(crate) fn sample_pairs(labels: &[usize], num_iterations: usize, rng: &mut Rn
         while pos.len() < want {
             let i = rng.below(n);
             let same = &by_class[&labels[i]];
-            pos.push(Pair {
-                a: i,
-                b: same[rng.below(same.len())],
-                target: 1.0,
-            });
+            pos.push(Pair { a: i, b: same[rng.below(same.len())], target: 1.0 });
         }
         let mut guard = 0usize;
         while neg.len() < want && guard < want * 100 {
             guard += 1;
             let (i, j) = (rng.below(n), rng.below(n));
             if labels[i] != labels[j] {
-                neg.push(Pair {
-                    a: i,
-                    b: j,
-                    target: 0.0,
-                });
+                neg.push(Pair { a: i, b: j, target: 0.0 });
             }
         }
         (pos, neg)
@@ -137,10 +121,7 @@ mod tests {
         let pos: Vec<&Pair> = pairs.iter().filter(|p| p.target == 1.0).collect();
         assert_eq!(pos.len(), 60);
         assert!(pos.iter().all(|p| labels[p.a] == labels[p.b]));
-        assert!(pairs
-            .iter()
-            .filter(|p| p.target == 0.0)
-            .all(|p| labels[p.a] != labels[p.b]));
+        assert!(pairs.iter().filter(|p| p.target == 0.0).all(|p| labels[p.a] != labels[p.b]));
         // Every example takes part.
         let mut seen = [false; 12];
         for p in &pairs {
@@ -150,10 +131,7 @@ mod tests {
         assert!(seen.iter().all(|&s| s));
         // Every class gets positives (30 unique positive combinations are cycled).
         for c in 0..3 {
-            assert!(
-                pos.iter().filter(|p| labels[p.a] == c).count() >= 10,
-                "class {c}"
-            );
+            assert!(pos.iter().filter(|p| labels[p.a] == c).count() >= 10, "class {c}");
         }
         // Deterministic for a seed, different for another.
         assert_eq!(pairs, sample_pairs(&labels, 5, &mut Rng::new(42)));
@@ -167,9 +145,7 @@ mod tests {
         let pairs = sample_pairs(&labels, 2, &mut Rng::new(1));
         assert_eq!(pairs.len(), 2 * 2 * 3000);
         assert_eq!(pairs.iter().filter(|p| p.target == 1.0).count(), 6000);
-        assert!(pairs
-            .iter()
-            .all(|p| (labels[p.a] == labels[p.b]) == (p.target == 1.0)));
+        assert!(pairs.iter().all(|p| (labels[p.a] == labels[p.b]) == (p.target == 1.0)));
     }
 
     #[test]
@@ -179,9 +155,6 @@ mod tests {
         for _ in 0..5000 {
             counts[r.below(5)] += 1;
         }
-        assert!(
-            counts.iter().all(|&c| (800..1200).contains(&c)),
-            "{counts:?}"
-        );
+        assert!(counts.iter().all(|&c| (800..1200).contains(&c)), "{counts:?}");
     }
 }

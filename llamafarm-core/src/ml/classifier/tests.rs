@@ -1,5 +1,5 @@
-use super::native::{self, NativeBert};
 use super::pairs::{sample_pairs, Rng};
+use super::native::{self, NativeBert};
 use super::train::{batch_loss, eval_loss, train, TrainConfig, TrainableBert};
 use super::*;
 use crate::{LlamaFarm, ModelCache};
@@ -7,8 +7,7 @@ use candle_core::{Device, Tensor};
 
 /// A tiny randomly initialised BERT (same tensor names as a real checkpoint).
 fn tiny_bert(dir: &Path) {
-    let (vocab, h, inter, layers, heads, maxpos) =
-        (50usize, 16usize, 32usize, 2usize, 2usize, 32usize);
+    let (vocab, h, inter, layers, heads, maxpos) = (50usize, 16usize, 32usize, 2usize, 2usize, 32usize);
     let cfg = serde_json::json!({
         "vocab_size": vocab, "hidden_size": h, "num_hidden_layers": layers, "num_attention_heads": heads,
         "intermediate_size": inter, "hidden_act": "gelu", "hidden_dropout_prob": 0.1, "max_position_embeddings": maxpos,
@@ -18,26 +17,15 @@ fn tiny_bert(dir: &Path) {
     let mut rng = Rng::new(9);
     let mut rand = |shape: &[usize], scale: f32| {
         let n: usize = shape.iter().product();
-        let v: Vec<f32> = (0..n)
-            .map(|_| (rng.below(20001) as f32 / 10000.0 - 1.0) * scale)
-            .collect();
+        let v: Vec<f32> = (0..n).map(|_| (rng.below(20001) as f32 / 10000.0 - 1.0) * scale).collect();
         Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
     };
     let ones = |n: usize| Tensor::ones(n, candle_core::DType::F32, &Device::Cpu).unwrap();
     let zeros = |n: usize| Tensor::zeros(n, candle_core::DType::F32, &Device::Cpu).unwrap();
     let mut t: HashMap<String, Tensor> = HashMap::new();
-    t.insert(
-        "embeddings.word_embeddings.weight".into(),
-        rand(&[vocab, h], 0.5),
-    );
-    t.insert(
-        "embeddings.position_embeddings.weight".into(),
-        rand(&[maxpos, h], 0.1),
-    );
-    t.insert(
-        "embeddings.token_type_embeddings.weight".into(),
-        rand(&[2, h], 0.1),
-    );
+    t.insert("embeddings.word_embeddings.weight".into(), rand(&[vocab, h], 0.5));
+    t.insert("embeddings.position_embeddings.weight".into(), rand(&[maxpos, h], 0.1));
+    t.insert("embeddings.token_type_embeddings.weight".into(), rand(&[2, h], 0.1));
     t.insert("embeddings.LayerNorm.weight".into(), ones(h));
     t.insert("embeddings.LayerNorm.bias".into(), zeros(h));
     for i in 0..layers {
@@ -75,21 +63,13 @@ fn contrastive_training_lowers_the_loss_and_saves_every_tensor() {
     for i in 0..12 {
         let class = i % 2;
         let len = 3 + rng.below(6);
-        let seq: Vec<u32> = (0..len)
-            .map(|_| (1 + class * 24 + rng.below(24)) as u32)
-            .collect();
+        let seq: Vec<u32> = (0..len).map(|_| (1 + class * 24 + rng.below(24)) as u32).collect();
         tokens.push(seq);
         labels.push(class);
     }
     let pairs = sample_pairs(&labels, 4, &mut Rng::new(2));
     let before = eval_loss(&model, &tokens, &pairs, 0).unwrap();
-    let cfg = TrainConfig {
-        batch_size: 8,
-        epochs: 3,
-        learning_rate: 1e-3,
-        micro_batch: 4,
-        ..Default::default()
-    };
+    let cfg = TrainConfig { batch_size: 8, epochs: 3, learning_rate: 1e-3, micro_batch: 4, ..Default::default() };
     let report = train(&model, &tokens, &pairs, 0, &cfg, &mut Rng::new(3)).unwrap();
     assert_eq!(report.losses.len(), 3 * pairs.len().div_ceil(8));
     let after = eval_loss(&model, &tokens, &pairs, 0).unwrap();
@@ -100,17 +80,8 @@ fn contrastive_training_lowers_the_loss_and_saves_every_tensor() {
     model.save(&out).unwrap();
     let back = candle_core::safetensors::load(&out, &Device::Cpu).unwrap();
     assert!(back.contains_key("pooler.dense.weight"));
-    let w = model.varmap.data().lock().unwrap()["encoder.layer.0.attention.self.query.weight"]
-        .as_tensor()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap();
-    let w2 = back["encoder.layer.0.attention.self.query.weight"]
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap();
+    let w = model.varmap.data().lock().unwrap()["encoder.layer.0.attention.self.query.weight"].as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let w2 = back["encoder.layer.0.attention.self.query.weight"].flatten_all().unwrap().to_vec1::<f32>().unwrap();
     assert_eq!(w, w2);
 }
 
@@ -122,34 +93,14 @@ fn the_training_forward_matches_the_inference_model() {
     tiny_bert(dir.path());
     let model = TrainableBert::load(dir.path()).unwrap();
     let seqs = vec![vec![1u32, 5, 9, 2], vec![3u32, 7]];
-    let ours = model
-        .forward_pooled(&seqs, 0)
-        .unwrap()
-        .to_vec2::<f32>()
-        .unwrap();
-    let cfg: candle_transformers::models::bert::Config =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("config.json")).unwrap())
-            .unwrap();
-    let vb = unsafe {
-        candle_nn::VarBuilder::from_mmaped_safetensors(
-            &[dir.path().join("model.safetensors")],
-            candle_core::DType::F32,
-            &Device::Cpu,
-        )
-    }
-    .unwrap();
+    let ours = model.forward_pooled(&seqs, 0).unwrap().to_vec2::<f32>().unwrap();
+    let cfg: candle_transformers::models::bert::Config = serde_json::from_str(&std::fs::read_to_string(dir.path().join("config.json")).unwrap()).unwrap();
+    let vb = unsafe { candle_nn::VarBuilder::from_mmaped_safetensors(&[dir.path().join("model.safetensors")], candle_core::DType::F32, &Device::Cpu) }.unwrap();
     let bert = candle_transformers::models::bert::BertModel::load(vb, &cfg).unwrap();
     for (i, s) in seqs.iter().enumerate() {
-        let ids = Tensor::new(s.as_slice(), &Device::Cpu)
-            .unwrap()
-            .unsqueeze(0)
-            .unwrap();
+        let ids = Tensor::new(s.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
         let types = ids.zeros_like().unwrap();
-        let hidden = bert
-            .forward(&ids, &types, None)
-            .unwrap()
-            .squeeze(0)
-            .unwrap();
+        let hidden = bert.forward(&ids, &types, None).unwrap().squeeze(0).unwrap();
         let mean = hidden.mean(0).unwrap().to_vec1::<f32>().unwrap();
         for (a, b) in ours[i].iter().zip(&mean) {
             assert!((a - b).abs() < 1e-4, "row {i}: {a} vs {b}");
@@ -164,24 +115,14 @@ fn two_class_tokens(n: usize) -> (Vec<Vec<u32>>, Vec<usize>) {
     for i in 0..n {
         let class = i % 2;
         let len = 3 + rng.below(6);
-        tokens.push(
-            (0..len)
-                .map(|_| (1 + class * 24 + rng.below(24)) as u32)
-                .collect::<Vec<u32>>(),
-        );
+        tokens.push((0..len).map(|_| (1 + class * 24 + rng.below(24)) as u32).collect::<Vec<u32>>());
         labels.push(class);
     }
     (tokens, labels)
 }
 
 /// The tiny random BERT loaded by both trainers, with two-class token data and pairs.
-fn both_trainers() -> (
-    tempfile::TempDir,
-    TrainableBert,
-    NativeBert,
-    Vec<Vec<u32>>,
-    Vec<super::pairs::Pair>,
-) {
+fn both_trainers() -> (tempfile::TempDir, TrainableBert, NativeBert, Vec<Vec<u32>>, Vec<super::pairs::Pair>) {
     let dir = tempfile::tempdir().unwrap();
     tiny_bert(dir.path());
     let auto = TrainableBert::load(dir.path()).unwrap();
@@ -203,32 +144,14 @@ fn native_loss_and_every_gradient_match_candle_autograd() {
     for cap in [2048, 10] {
         native.row_cap = cap;
         let mut grads = native.zero_grads();
-        let loss = native
-            .loss_and_grads(&tokens, batch, Some(&mut grads))
-            .unwrap();
-        assert!(
-            (loss - want_loss).abs() < 1e-5 * (1.0 + want_loss.abs()),
-            "loss {loss} vs {want_loss}"
-        );
-        assert_eq!(
-            native.names().len(),
-            data.len(),
-            "every trained tensor has a gradient slot"
-        );
+        let loss = native.loss_and_grads(&tokens, batch, Some(&mut grads)).unwrap();
+        assert!((loss - want_loss).abs() < 1e-5 * (1.0 + want_loss.abs()), "loss {loss} vs {want_loss}");
+        assert_eq!(native.names().len(), data.len(), "every trained tensor has a gradient slot");
         for (name, got) in native.names().iter().zip(&grads) {
-            let want: Vec<f32> = g
-                .get(data[name].as_tensor())
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1()
-                .unwrap();
+            let want: Vec<f32> = g.get(data[name].as_tensor()).unwrap().flatten_all().unwrap().to_vec1().unwrap();
             let scale = want.iter().fold(0f32, |a, v| a.max(v.abs()));
             for (i, (a, b)) in got.iter().zip(&want).enumerate() {
-                assert!(
-                    (a - b).abs() <= 2e-4 * scale + 1e-7,
-                    "cap {cap}, {name}[{i}]: {a} vs {b} (max |grad| {scale})"
-                );
+                assert!((a - b).abs() <= 2e-4 * scale + 1e-7, "cap {cap}, {name}[{i}]: {a} vs {b} (max |grad| {scale})");
             }
         }
     }
@@ -237,21 +160,12 @@ fn native_loss_and_every_gradient_match_candle_autograd() {
 #[test]
 fn native_training_follows_the_autograd_trajectory() {
     let (dir, auto, mut native, tokens, pairs) = both_trainers();
-    let cfg = TrainConfig {
-        batch_size: 8,
-        epochs: 2,
-        learning_rate: 1e-3,
-        micro_batch: 4,
-        ..Default::default()
-    };
+    let cfg = TrainConfig { batch_size: 8, epochs: 2, learning_rate: 1e-3, micro_batch: 4, ..Default::default() };
     let a = train(&auto, &tokens, &pairs, 0, &cfg, &mut Rng::new(3)).unwrap();
     let n = native::train(&mut native, &tokens, &pairs, &cfg, &mut Rng::new(3)).unwrap();
     assert_eq!(a.losses.len(), n.losses.len());
     for (i, (x, y)) in a.losses.iter().zip(&n.losses).enumerate() {
-        assert!(
-            (x - y).abs() < 2e-3 * (1.0 + x.abs()),
-            "step {i}: autograd {x} vs native {y}"
-        );
+        assert!((x - y).abs() < 2e-3 * (1.0 + x.abs()), "step {i}: autograd {x} vs native {y}");
     }
     assert!(n.losses.last().unwrap() < &n.losses[0]);
     // The saved file has every tensor (trained and frozen) and loads for inference.
@@ -259,21 +173,9 @@ fn native_training_follows_the_autograd_trajectory() {
     native.save(&out).unwrap();
     let back = candle_core::safetensors::load(&out, &Device::Cpu).unwrap();
     assert!(back.contains_key("pooler.dense.weight"));
-    let w_auto = auto.varmap.data().lock().unwrap()["encoder.layer.1.output.dense.weight"]
-        .as_tensor()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap();
-    let w_nat = back["encoder.layer.1.output.dense.weight"]
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap();
-    let diff = w_auto
-        .iter()
-        .zip(&w_nat)
-        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    let w_auto = auto.varmap.data().lock().unwrap()["encoder.layer.1.output.dense.weight"].as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let w_nat = back["encoder.layer.1.output.dense.weight"].flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let diff = w_auto.iter().zip(&w_nat).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
     assert!(diff < 1e-3, "weights after training differ by {diff}");
 }
 
@@ -287,37 +189,11 @@ fn real_lf(dir: &Path) -> LlamaFarm {
 
 fn intents() -> Vec<TrainingExample> {
     let data = [
-        (
-            "booking",
-            [
-                "I need to book a flight to New York",
-                "Reserve a hotel room for two nights",
-                "Can you book me a table for dinner tonight",
-                "I'd like to make a reservation for Friday",
-            ],
-        ),
-        (
-            "cancellation",
-            [
-                "Cancel my reservation please",
-                "I want to cancel my booking",
-                "Please cancel the order I placed yesterday",
-                "Call off my hotel stay, I no longer need it",
-            ],
-        ),
-        (
-            "weather",
-            [
-                "What's the weather like tomorrow?",
-                "Will it rain this afternoon?",
-                "How hot will it be this weekend?",
-                "Is it going to snow in Denver?",
-            ],
-        ),
+        ("booking", ["I need to book a flight to New York", "Reserve a hotel room for two nights", "Can you book me a table for dinner tonight", "I'd like to make a reservation for Friday"]),
+        ("cancellation", ["Cancel my reservation please", "I want to cancel my booking", "Please cancel the order I placed yesterday", "Call off my hotel stay, I no longer need it"]),
+        ("weather", ["What's the weather like tomorrow?", "Will it rain this afternoon?", "How hot will it be this weekend?", "Is it going to snow in Denver?"]),
     ];
-    data.iter()
-        .flat_map(|(l, ts)| ts.iter().map(move |t| TrainingExample::new(*t, *l)))
-        .collect()
+    data.iter().flat_map(|(l, ts)| ts.iter().map(move |t| TrainingExample::new(*t, *l))).collect()
 }
 
 #[test]
@@ -330,29 +206,13 @@ fn real_model_fit_predict_save_load_latest_delete() {
     assert_eq!(fit.labels, vec!["booking", "cancellation", "weather"]);
     assert_eq!(fit.num_pairs, 2 * 5 * 12);
     assert_eq!(fit.steps, 120usize.div_ceil(16));
-    assert!(
-        registry::is_version_of(&fit.model, "intent") && fit.model != "intent",
-        "{}",
-        fit.model
-    );
+    assert!(registry::is_version_of(&fit.model, "intent") && fit.model != "intent", "{}", fit.model);
     let path = PathBuf::from(&fit.saved_path);
-    for f in [
-        "model.safetensors",
-        "config.json",
-        "tokenizer.json",
-        "modules.json",
-        "1_Pooling/config.json",
-        "head.json",
-        "metadata.json",
-        "labels.txt",
-    ] {
+    for f in ["model.safetensors", "config.json", "tokenizer.json", "modules.json", "1_Pooling/config.json", "head.json", "metadata.json", "labels.txt"] {
         assert!(path.join(f).is_file(), "{f} missing");
     }
     // No temp directory left behind.
-    assert!(std::fs::read_dir(lf.ml().classifier_dir())
-        .unwrap()
-        .flatten()
-        .all(|e| !e.file_name().to_string_lossy().starts_with(".tmp")));
+    assert!(std::fs::read_dir(lf.ml().classifier_dir()).unwrap().flatten().all(|e| !e.file_name().to_string_lossy().starts_with(".tmp")));
 
     let held_out = vec![
         "Book me a seat on the train to Boston".to_string(),
@@ -362,21 +222,8 @@ fn real_model_fit_predict_save_load_latest_delete() {
         "Will there be a storm tonight?".to_string(),
         "Cancel my flight".to_string(),
     ];
-    let want = [
-        "booking",
-        "cancellation",
-        "weather",
-        "booking",
-        "weather",
-        "cancellation",
-    ];
-    let pred = lf
-        .ml()
-        .classifier_predict(&ClassifierPredictRequest {
-            model: "intent-latest".into(),
-            texts: held_out.clone(),
-        })
-        .unwrap();
+    let want = ["booking", "cancellation", "weather", "booking", "weather", "cancellation"];
+    let pred = lf.ml().classifier_predict(&ClassifierPredictRequest { model: "intent-latest".into(), texts: held_out.clone() }).unwrap();
     assert_eq!(pred.model, fit.model);
     let got: Vec<&str> = pred.data.iter().map(|p| p.label.as_str()).collect();
     assert_eq!(got, want, "{:?}", pred.data);
@@ -387,41 +234,17 @@ fn real_model_fit_predict_save_load_latest_delete() {
 
     // A fresh handle on the same data directory loads it and predicts identically.
     let lf2 = real_lf(dir.path());
-    let loaded = lf2
-        .ml()
-        .classifier_load(&ClassifierModelRequest {
-            model: "intent-latest".into(),
-            description: None,
-        })
-        .unwrap();
+    let loaded = lf2.ml().classifier_load(&ClassifierModelRequest { model: "intent-latest".into(), description: None }).unwrap();
     assert_eq!(loaded.model, fit.model);
-    let pred2 = lf2
-        .ml()
-        .classifier_predict(&ClassifierPredictRequest {
-            model: fit.model.clone(),
-            texts: held_out.clone(),
-        })
-        .unwrap();
+    let pred2 = lf2.ml().classifier_predict(&ClassifierPredictRequest { model: fit.model.clone(), texts: held_out.clone() }).unwrap();
     assert_eq!(pred.data, pred2.data);
     // Duplicates in one request give identical answers.
-    let dup = lf2
-        .ml()
-        .classifier_predict(&ClassifierPredictRequest {
-            model: fit.model.clone(),
-            texts: vec![held_out[0].clone(), held_out[0].clone()],
-        })
-        .unwrap();
+    let dup = lf2.ml().classifier_predict(&ClassifierPredictRequest { model: fit.model.clone(), texts: vec![held_out[0].clone(), held_out[0].clone()] }).unwrap();
     assert_eq!(dup.data[0], dup.data[1]);
     assert_eq!(dup.data[0], pred.data[0]);
 
     // Save a description; list shows it.
-    let saved = lf
-        .ml()
-        .classifier_save(&ClassifierModelRequest {
-            model: fit.model.clone(),
-            description: Some("intents v1".into()),
-        })
-        .unwrap();
+    let saved = lf.ml().classifier_save(&ClassifierModelRequest { model: fit.model.clone(), description: Some("intents v1".into()) }).unwrap();
     assert_eq!(saved.status, "saved");
     let list = lf.ml().classifier_models().unwrap();
     assert_eq!(list.total, 1);
@@ -435,34 +258,14 @@ fn real_model_fit_predict_save_load_latest_delete() {
     req2.num_iterations = 1;
     let fit2 = lf.ml().classifier_fit(&req2).unwrap();
     assert_ne!(fit2.model, fit.model);
-    let p = lf
-        .ml()
-        .classifier_predict(&ClassifierPredictRequest {
-            model: "intent-latest".into(),
-            texts: vec!["hello".into()],
-        })
-        .unwrap();
+    let p = lf.ml().classifier_predict(&ClassifierPredictRequest { model: "intent-latest".into(), texts: vec!["hello".into()] }).unwrap();
     assert_eq!(p.model, fit2.model);
     assert_eq!(lf.ml().classifier_models().unwrap().total, 2);
     // The runtime's /v1/classify serves it by name too.
-    let c = lf
-        .ml()
-        .classify(&ClassifyRequest {
-            model: "intent-latest".into(),
-            texts: vec!["Will it rain?".into()],
-            max_length: None,
-        })
-        .unwrap();
+    let c = lf.ml().classify(&ClassifyRequest { model: "intent-latest".into(), texts: vec!["Will it rain?".into()], max_length: None }).unwrap();
     assert_eq!(c.model, fit2.model);
     assert_eq!(c.data[0].index, 0);
-    let e = lf
-        .ml()
-        .classify(&ClassifyRequest {
-            model: "distilbert-base-uncased-finetuned-sst-2-english".into(),
-            texts: vec!["x".into()],
-            max_length: None,
-        })
-        .unwrap_err();
+    let e = lf.ml().classify(&ClassifyRequest { model: "distilbert-base-uncased-finetuned-sst-2-english".into(), texts: vec!["x".into()], max_length: None }).unwrap_err();
     assert_eq!(e.kind(), crate::error::ErrorKind::BadRequest);
     assert!(e.to_string().contains("SetFit"), "{e}");
 
@@ -470,18 +273,9 @@ fn real_model_fit_predict_save_load_latest_delete() {
     lf.ml().classifier_delete(&fit2.model).unwrap();
     lf.ml().classifier_delete(&fit.model).unwrap();
     assert_eq!(lf.ml().classifier_models().unwrap().total, 0);
-    let e = lf
-        .ml()
-        .classifier_predict(&ClassifierPredictRequest {
-            model: fit.model.clone(),
-            texts: vec!["x".into()],
-        })
-        .unwrap_err();
+    let e = lf.ml().classifier_predict(&ClassifierPredictRequest { model: fit.model.clone(), texts: vec!["x".into()] }).unwrap_err();
     assert_eq!(e.kind(), crate::error::ErrorKind::NotFound);
-    assert_eq!(
-        lf.ml().classifier_delete(&fit.model).unwrap_err().kind(),
-        crate::error::ErrorKind::NotFound
-    );
+    assert_eq!(lf.ml().classifier_delete(&fit.model).unwrap_err().kind(), crate::error::ErrorKind::NotFound);
 }
 
 #[test]
@@ -489,109 +283,40 @@ fn bad_input_is_rejected_without_training() {
     use crate::error::ErrorKind;
     let dir = tempfile::tempdir().unwrap();
     // An empty model cache: validation must happen before the base model is needed.
-    let lf = LlamaFarm::open_with(
-        dir.path().join("data"),
-        ModelCache::new(dir.path().join("hub")),
-    )
-    .unwrap();
+    let lf = LlamaFarm::open_with(dir.path().join("data"), ModelCache::new(dir.path().join("hub"))).unwrap();
     let ml = lf.ml();
     let kind = |r: ClassifierFitRequest| ml.classifier_fit(&r).unwrap_err().kind();
-    let one_class = vec![
-        TrainingExample::new("a", "x"),
-        TrainingExample::new("b", "x"),
-    ];
-    assert_eq!(
-        kind(ClassifierFitRequest::new("m", one_class)),
-        ErrorKind::Invalid
-    );
-    assert_eq!(
-        kind(ClassifierFitRequest::new("m", vec![])),
-        ErrorKind::Invalid
-    );
-    let empty_text = vec![
-        TrainingExample::new("a", "x"),
-        TrainingExample::new("  ", "y"),
-    ];
-    assert_eq!(
-        kind(ClassifierFitRequest::new("m", empty_text)),
-        ErrorKind::Invalid
-    );
-    let empty_label = vec![
-        TrainingExample::new("a", "x"),
-        TrainingExample::new("b", ""),
-    ];
-    assert_eq!(
-        kind(ClassifierFitRequest::new("m", empty_label)),
-        ErrorKind::Invalid
-    );
-    let ok = || {
-        vec![
-            TrainingExample::new("a", "x"),
-            TrainingExample::new("b", "y"),
-        ]
-    };
-    assert_eq!(
-        kind(ClassifierFitRequest::new("../evil", ok())),
-        ErrorKind::Invalid
-    );
-    assert_eq!(
-        kind(ClassifierFitRequest::new("m-latest", ok())),
-        ErrorKind::Invalid
-    );
-    for (it, bs, ep, lr) in [
-        (0, 16, 1, 2e-5),
-        (5000, 16, 1, 2e-5),
-        (5, 0, 1, 2e-5),
-        (5, 16, 0, 2e-5),
-        (5, 16, 1, 0.0),
-        (5, 16, 1, f64::NAN),
-    ] {
+    let one_class = vec![TrainingExample::new("a", "x"), TrainingExample::new("b", "x")];
+    assert_eq!(kind(ClassifierFitRequest::new("m", one_class)), ErrorKind::Invalid);
+    assert_eq!(kind(ClassifierFitRequest::new("m", vec![])), ErrorKind::Invalid);
+    let empty_text = vec![TrainingExample::new("a", "x"), TrainingExample::new("  ", "y")];
+    assert_eq!(kind(ClassifierFitRequest::new("m", empty_text)), ErrorKind::Invalid);
+    let empty_label = vec![TrainingExample::new("a", "x"), TrainingExample::new("b", "")];
+    assert_eq!(kind(ClassifierFitRequest::new("m", empty_label)), ErrorKind::Invalid);
+    let ok = || vec![TrainingExample::new("a", "x"), TrainingExample::new("b", "y")];
+    assert_eq!(kind(ClassifierFitRequest::new("../evil", ok())), ErrorKind::Invalid);
+    assert_eq!(kind(ClassifierFitRequest::new("m-latest", ok())), ErrorKind::Invalid);
+    for (it, bs, ep, lr) in [(0, 16, 1, 2e-5), (5000, 16, 1, 2e-5), (5, 0, 1, 2e-5), (5, 16, 0, 2e-5), (5, 16, 1, 0.0), (5, 16, 1, f64::NAN)] {
         let mut r = ClassifierFitRequest::new("m", ok());
-        (
-            r.num_iterations,
-            r.batch_size,
-            r.num_epochs,
-            r.learning_rate,
-        ) = (it, bs, ep, lr);
+        (r.num_iterations, r.batch_size, r.num_epochs, r.learning_rate) = (it, bs, ep, lr);
         assert_eq!(kind(r), ErrorKind::Invalid, "{it} {bs} {ep} {lr}");
     }
     // A valid request whose base model is not in the cache: 503 with the fetch hint.
-    assert_eq!(
-        kind(ClassifierFitRequest::new("m", ok())),
-        ErrorKind::Unavailable
-    );
+    assert_eq!(kind(ClassifierFitRequest::new("m", ok())), ErrorKind::Unavailable);
     let mut r = ClassifierFitRequest::new("m", ok());
     r.base_model = "../../etc".into();
     assert_ne!(kind(r), ErrorKind::Internal);
 
-    let pred = |m: &str, texts: Vec<String>| {
-        ml.classifier_predict(&ClassifierPredictRequest {
-            model: m.into(),
-            texts,
-        })
-        .unwrap_err()
-        .kind()
-    };
+    let pred = |m: &str, texts: Vec<String>| ml.classifier_predict(&ClassifierPredictRequest { model: m.into(), texts }).unwrap_err().kind();
     assert_eq!(pred("nope", vec!["x".into()]), ErrorKind::NotFound);
     assert_eq!(pred("nope-latest", vec!["x".into()]), ErrorKind::NotFound);
     assert_eq!(pred("nope", vec![]), ErrorKind::Invalid);
     assert_eq!(pred("nope", vec!["".into()]), ErrorKind::Invalid);
     assert_eq!(pred("bad/name", vec!["x".into()]), ErrorKind::Invalid);
-    let load = ml
-        .classifier_load(&ClassifierModelRequest {
-            model: "nope-latest".into(),
-            description: None,
-        })
-        .unwrap_err();
+    let load = ml.classifier_load(&ClassifierModelRequest { model: "nope-latest".into(), description: None }).unwrap_err();
     assert_eq!(load.kind(), ErrorKind::NotFound);
-    assert_eq!(
-        ml.classifier_delete("nope").unwrap_err().kind(),
-        ErrorKind::NotFound
-    );
-    assert_eq!(
-        ml.classifier_delete("..").unwrap_err().kind(),
-        ErrorKind::Invalid
-    );
+    assert_eq!(ml.classifier_delete("nope").unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(ml.classifier_delete("..").unwrap_err().kind(), ErrorKind::Invalid);
     assert_eq!(ml.classifier_models().unwrap().total, 0);
     // A half-written directory (no head.json) is not a model.
     std::fs::create_dir_all(ml.classifier_dir().join("broken")).unwrap();

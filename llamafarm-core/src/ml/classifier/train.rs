@@ -57,49 +57,29 @@ impl TrainableBert {
     pub(crate) fn load(dir: &Path) -> Result<Self> {
         let cfg_path = dir.join("config.json");
         let text = std::fs::read_to_string(&cfg_path).map_err(|e| Error::io(&cfg_path, e))?;
-        let cfg: BertConfig = serde_json::from_str(&text).map_err(|e| {
-            Error::Invalid(format!(
-                "base model config {} is not a BERT config: {e}",
-                cfg_path.display()
-            ))
-        })?;
+        let cfg: BertConfig = serde_json::from_str(&text).map_err(|e| Error::Invalid(format!("base model config {} is not a BERT config: {e}", cfg_path.display())))?;
         if let Some(t) = &cfg.model_type {
             if t != "bert" {
                 return Err(Error::Invalid(format!("base model type '{t}' is not supported: SetFit here fine-tunes BERT sentence-transformers")));
             }
         }
         if cfg.hidden_size % cfg.num_attention_heads != 0 {
-            return Err(Error::Invalid(
-                "base model: hidden_size is not a multiple of num_attention_heads".into(),
-            ));
+            return Err(Error::Invalid("base model: hidden_size is not a multiple of num_attention_heads".into()));
         }
-        let mut tensors =
-            candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu)
-                .map_err(ce)?;
+        let mut tensors = candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).map_err(ce)?;
         // Checkpoints saved from a BertModel inside another model carry a `bert.` prefix.
-        if !tensors.contains_key("embeddings.word_embeddings.weight")
-            && tensors.contains_key("bert.embeddings.word_embeddings.weight")
-        {
-            tensors = tensors
-                .into_iter()
-                .map(|(k, v)| (k.strip_prefix("bert.").map(str::to_string).unwrap_or(k), v))
-                .collect();
+        if !tensors.contains_key("embeddings.word_embeddings.weight") && tensors.contains_key("bert.embeddings.word_embeddings.weight") {
+            tensors = tensors.into_iter().map(|(k, v)| (k.strip_prefix("bert.").map(str::to_string).unwrap_or(k), v)).collect();
         }
         let varmap = VarMap::new();
         let mut take = |name: String| -> Result<Tensor> {
-            let t = tensors.remove(&name).ok_or_else(|| {
-                Error::Invalid(format!(
-                    "base model weights lack '{name}' (not a BERT sentence-transformer?)"
-                ))
-            })?;
+            let t = tensors
+                .remove(&name)
+                .ok_or_else(|| Error::Invalid(format!("base model weights lack '{name}' (not a BERT sentence-transformer?)")))?;
             let t = t.to_dtype(DType::F32).map_err(ce)?;
             let var = Var::from_tensor(&t).map_err(ce)?;
             let out = var.as_tensor().clone();
-            varmap
-                .data()
-                .lock()
-                .map_err(|_| Error::Internal("varmap lock".into()))?
-                .insert(name, var);
+            varmap.data().lock().map_err(|_| Error::Internal("varmap lock".into()))?.insert(name, var);
             Ok(out)
         };
         let e = "embeddings";
@@ -130,29 +110,13 @@ impl TrainableBert {
                 ln2_b: take(format!("{p}.output.LayerNorm.bias"))?,
             });
         }
-        Ok(Self {
-            varmap,
-            frozen: tensors,
-            cfg,
-            word,
-            pos,
-            typ,
-            ln_w,
-            ln_b,
-            layers,
-        })
+        Ok(Self { varmap, frozen: tensors, cfg, word, pos, typ, ln_w, ln_b, layers })
     }
 
     /// Write the current weights (trained and frozen) as one safetensors file.
     pub(crate) fn save(&self, path: &Path) -> Result<()> {
         let mut all: HashMap<String, Tensor> = self.frozen.clone();
-        for (k, v) in self
-            .varmap
-            .data()
-            .lock()
-            .map_err(|_| Error::Internal("varmap lock".into()))?
-            .iter()
-        {
+        for (k, v) in self.varmap.data().lock().map_err(|_| Error::Internal("varmap lock".into()))?.iter() {
             all.insert(k.clone(), v.as_tensor().detach());
         }
         candle_core::safetensors::save(&all, path).map_err(ce)
@@ -168,11 +132,7 @@ impl TrainableBert {
 
     /// Mean-pooled (attention-mask) sentence vectors of one padded batch, with the
     /// graph kept for backpropagation. `ids` and `mask` are `(n, len)`.
-    pub(crate) fn forward_pooled(
-        &self,
-        ids: &[Vec<u32>],
-        pad_id: u32,
-    ) -> candle_core::Result<Tensor> {
+    pub(crate) fn forward_pooled(&self, ids: &[Vec<u32>], pad_id: u32) -> candle_core::Result<Tensor> {
         let n = ids.len();
         let len = ids.iter().map(|b| b.len()).max().unwrap_or(1).max(1);
         let hsz = self.cfg.hidden_size;
@@ -193,18 +153,12 @@ impl TrainableBert {
         let x = self.word.index_select(&ids_t, 0)?.reshape((n, len, hsz))?;
         let x = x.broadcast_add(&self.pos.narrow(0, 0, len)?.unsqueeze(0)?)?;
         let x = x.broadcast_add(&self.typ.narrow(0, 0, 1)?.unsqueeze(0)?)?;
-        let mut x = self
-            .layer_norm(&x, &self.ln_w, &self.ln_b)?
-            .reshape((n * len, hsz))?;
+        let mut x = self.layer_norm(&x, &self.ln_w, &self.ln_b)?.reshape((n * len, hsz))?;
         // Additive attention mask (n, 1, 1, len).
         let neg = ((mask_t.ones_like()? - &mask_t)? * -1e9f64)?.reshape((n, 1, 1, len))?;
         let scale = 1.0 / (hd as f64).sqrt();
         let linear = |x: &Tensor, w: &Tensor, b: &Tensor| x.matmul(&w.t()?)?.broadcast_add(b);
-        let split = |t: Tensor| {
-            t.reshape((n, len, heads, hd))?
-                .transpose(1, 2)?
-                .contiguous()
-        };
+        let split = |t: Tensor| t.reshape((n, len, heads, hd))?.transpose(1, 2)?.contiguous();
         for l in &self.layers {
             let q = split(linear(&x, &l.q_w, &l.q_b)?)?;
             let k = split(linear(&x, &l.k_w, &l.k_b)?)?;
@@ -245,14 +199,7 @@ pub(crate) struct TrainConfig {
 
 impl Default for TrainConfig {
     fn default() -> Self {
-        Self {
-            batch_size: 16,
-            epochs: 1,
-            learning_rate: 2e-5,
-            warmup_proportion: 0.1,
-            weight_decay: 0.01,
-            micro_batch: 8,
-        }
+        Self { batch_size: 16, epochs: 1, learning_rate: 2e-5, warmup_proportion: 0.1, weight_decay: 0.01, micro_batch: 8 }
     }
 }
 
@@ -278,13 +225,7 @@ pub(crate) struct TrainReport {
 /// The CosineSimilarityLoss of `pairs` over `tokens` (token ids per example), with
 /// its graph. Each distinct sentence is forwarded once; sentences are sorted by length
 /// into micro-batches that run on the rayon pool.
-pub(crate) fn batch_loss(
-    model: &TrainableBert,
-    tokens: &[Vec<u32>],
-    pairs: &[Pair],
-    pad_id: u32,
-    micro: usize,
-) -> candle_core::Result<Tensor> {
+pub(crate) fn batch_loss(model: &TrainableBert, tokens: &[Vec<u32>], pairs: &[Pair], pad_id: u32, micro: usize) -> candle_core::Result<Tensor> {
     use rayon::prelude::*;
     // Distinct sentences of the batch, by length.
     let mut distinct: Vec<usize> = pairs.iter().flat_map(|p| [p.a, p.b]).collect();
@@ -306,21 +247,9 @@ pub(crate) fn batch_loss(
     let pooled: Vec<Tensor> = pooled.into_iter().collect::<candle_core::Result<_>>()?;
     let emb = Tensor::cat(&pooled, 0)?;
     let dev = &Device::Cpu;
-    let ia = Tensor::from_vec(
-        pairs.iter().map(|p| row_of[&p.a]).collect::<Vec<u32>>(),
-        pairs.len(),
-        dev,
-    )?;
-    let ib = Tensor::from_vec(
-        pairs.iter().map(|p| row_of[&p.b]).collect::<Vec<u32>>(),
-        pairs.len(),
-        dev,
-    )?;
-    let target = Tensor::from_vec(
-        pairs.iter().map(|p| p.target).collect::<Vec<f32>>(),
-        pairs.len(),
-        dev,
-    )?;
+    let ia = Tensor::from_vec(pairs.iter().map(|p| row_of[&p.a]).collect::<Vec<u32>>(), pairs.len(), dev)?;
+    let ib = Tensor::from_vec(pairs.iter().map(|p| row_of[&p.b]).collect::<Vec<u32>>(), pairs.len(), dev)?;
+    let target = Tensor::from_vec(pairs.iter().map(|p| p.target).collect::<Vec<f32>>(), pairs.len(), dev)?;
     let u = emb.index_select(&ia, 0)?;
     let v = emb.index_select(&ib, 0)?;
     let dotp = (&u * &v)?.sum(1)?;
@@ -330,13 +259,7 @@ pub(crate) fn batch_loss(
     (cos - target)?.sqr()?.mean_all()
 }
 
-fn step_grads(
-    model: &TrainableBert,
-    tokens: &[Vec<u32>],
-    pairs: &[Pair],
-    pad_id: u32,
-    micro: usize,
-) -> candle_core::Result<(f32, candle_core::backprop::GradStore)> {
+fn step_grads(model: &TrainableBert, tokens: &[Vec<u32>], pairs: &[Pair], pad_id: u32, micro: usize) -> candle_core::Result<(f32, candle_core::backprop::GradStore)> {
     let loss = batch_loss(model, tokens, pairs, pad_id, micro)?;
     let lv = loss.to_scalar::<f32>()?;
     let grads = loss.backward()?;
@@ -345,17 +268,10 @@ fn step_grads(
 
 /// Mean loss over all `pairs` with the current weights (no training).
 #[cfg(test)]
-pub(crate) fn eval_loss(
-    model: &TrainableBert,
-    tokens: &[Vec<u32>],
-    pairs: &[Pair],
-    pad_id: u32,
-) -> Result<f32> {
+pub(crate) fn eval_loss(model: &TrainableBert, tokens: &[Vec<u32>], pairs: &[Pair], pad_id: u32) -> Result<f32> {
     let mut total = 0.0f64;
     for chunk in pairs.chunks(64) {
-        let l = batch_loss(model, tokens, chunk, pad_id, 16)
-            .and_then(|l| l.detach().to_scalar::<f32>())
-            .map_err(ce)?;
+        let l = batch_loss(model, tokens, chunk, pad_id, 16).and_then(|l| l.detach().to_scalar::<f32>()).map_err(ce)?;
         total += l as f64 * chunk.len() as f64;
     }
     Ok((total / pairs.len().max(1) as f64) as f32)
@@ -375,11 +291,7 @@ pub(crate) fn train(
     let steps_per_epoch = pairs.len().div_ceil(bs);
     let total = steps_per_epoch * cfg.epochs.max(1);
     let vars = model.varmap.all_vars();
-    let params = candle_nn::ParamsAdamW {
-        lr: cfg.learning_rate,
-        weight_decay: cfg.weight_decay,
-        ..Default::default()
-    };
+    let params = candle_nn::ParamsAdamW { lr: cfg.learning_rate, weight_decay: cfg.weight_decay, ..Default::default() };
     let mut opt = candle_nn::AdamW::new(vars, params).map_err(ce)?;
     let mut report = TrainReport::default();
     let mut order: Vec<Pair> = pairs.to_vec();
@@ -390,12 +302,9 @@ pub(crate) fn train(
         }
         for batch in order.chunks(bs) {
             opt.set_learning_rate(cfg.lr_at(step, total));
-            let (loss, grads) =
-                step_grads(model, tokens, batch, pad_id, cfg.micro_batch).map_err(ce)?;
+            let (loss, grads) = step_grads(model, tokens, batch, pad_id, cfg.micro_batch).map_err(ce)?;
             if !loss.is_finite() {
-                return Err(Error::Internal(format!(
-                    "training diverged at step {step} (loss {loss})"
-                )));
+                return Err(Error::Internal(format!("training diverged at step {step} (loss {loss})")));
             }
             opt.step(&grads).map_err(ce)?;
             report.losses.push(loss);
