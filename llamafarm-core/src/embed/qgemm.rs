@@ -282,7 +282,7 @@ fn has_avx2() -> bool {
     }
 }
 
-/// The kernel [`QPackedB::quantize`] packs for: VNNI where the CPU has it, else AVX2,
+/// The kernel that int8 weights are packed for at load: VNNI where the CPU has it, else AVX2,
 /// else portable. `LF_INT8_KERNEL=vnni|avx2|portable` asks for one (a kernel the CPU
 /// lacks falls back); `LF_NO_VNNI=1` skips VNNI.
 pub fn int8_kernel() -> Int8Kernel {
