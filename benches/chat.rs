@@ -1,5 +1,6 @@
-//! Local LLM speed: SmolLM2-135M-Instruct Q4_1, ours (mistral.rs, and with feature
-//! `llm-llamacpp` also our llama.cpp engine, both through the `ChatModel` trait) vs
+//! Local LLM speed: SmolLM2-135M-Instruct Q4_1, ours (the native engine, the default;
+//! mistral.rs; and with feature `llm-llamacpp` also our llama.cpp engine, all through
+//! the `ChatModel` trait) vs
 //! llama.cpp (`benches/peers/llama_cpp_bench.py`, llama-cpp-python
 //! built as `benches/peers/setup.sh` says) on the same GGUF, same prompts, same thread
 //! count, greedy, in the same run. Also the HTTP overhead: time to first token through
@@ -50,9 +51,13 @@ fn main() {
     };
     // Every local engine in this build, through the same `ChatModel` trait.
     // mistral.rs also with the weights re-quantised to Q8_0 on load (the requantize lever).
-    let mut engines = vec![(LocalEngine::MistralRs, None), (LocalEngine::MistralRs, Some("q8_0"))];
+    // CHAT_ENGINES=native,mistralrs limits the list.
+    let mut engines = vec![(LocalEngine::Native, None), (LocalEngine::MistralRs, None), (LocalEngine::MistralRs, Some("q8_0"))];
     if cfg!(feature = "llm-llamacpp") {
         engines.push((LocalEngine::LlamaCpp, None));
+    }
+    if let Ok(only) = std::env::var("CHAT_ENGINES") {
+        engines.retain(|(e, rq)| only.split(',').any(|o| o.trim() == e.as_str() || rq.is_some_and(|q| o.trim() == format!("{}+{q}", e.as_str()))));
     }
     let models: Vec<_> = engines
         .iter()
@@ -110,7 +115,8 @@ fn main() {
         }
         let g = last.unwrap();
         let (tt, dec, pre) = (median(&mut ttft), median(&mut decode), median(&mut prefill));
-        if c.name == "cats" && *engine == LocalEngine::MistralRs && name == "mistralrs" {
+        // The API serves this model on the default engine (native).
+        if c.name == "cats" && *engine == LocalEngine::Native {
             ours_ttft.push(tt);
         }
         let p = peer.as_ref().and_then(|p| p["cases"].as_array()).and_then(|a| a.iter().find(|x| x["name"] == c.name)).cloned();

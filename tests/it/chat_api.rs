@@ -1,6 +1,6 @@
-//! Chat over a real socket with the real SmolLM2-135M-Instruct GGUF (mistral.rs):
-//! the project endpoint (sessions, RAG, thinking, streaming, events) and the
-//! runtime's plain OpenAI endpoint.
+//! Chat over a real socket with the real SmolLM2-135M-Instruct GGUF (on the default
+//! engine, our native one; mistral.rs and llama.cpp where named): the project endpoint
+//! (sessions, RAG, thinking, streaming, events) and the runtime's plain OpenAI endpoint.
 
 use crate::support::{assert_detail, split, TestServer};
 use futures::StreamExt;
@@ -378,9 +378,9 @@ async fn openai_provider_talks_to_our_runtime_and_idle_models_unload() {
     assert_eq!(st, 200);
 }
 
-/// A project whose one model runs on the llama.cpp engine with `extra_body`.
-async fn llamacpp_project(s: &TestServer, extra: Value) {
-    let mut body = json!({"engine": "llamacpp", "n_threads": 2});
+/// A project whose one model runs on `engine` with `extra_body`.
+async fn engine_project(s: &TestServer, engine: &str, extra: Value) {
+    let mut body = json!({"engine": engine, "n_threads": 2});
     body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
     let cfg = json!({
         "version": "v1", "name": "bot", "namespace": "acme",
@@ -391,13 +391,23 @@ async fn llamacpp_project(s: &TestServer, extra: Value) {
     assert_eq!(st, 200, "{r}");
 }
 
-/// The optional llama.cpp engine gives the same answers and token counts as mistral.rs
-/// (same template, same token policy) and honours the same controls.
+/// mistral.rs gives the same answers and token counts as the native engine (same
+/// template, same token policy) and honours the same controls.
+#[tokio::test]
+async fn mistralrs_engine_matches_the_native_one() {
+    engine_matches_the_native_one("mistralrs").await;
+}
+
+/// So does the optional llama.cpp engine.
 #[cfg(feature = "llm-llamacpp")]
 #[tokio::test]
-async fn llamacpp_engine_matches_mistralrs() {
+async fn llamacpp_engine_matches_the_native_one() {
+    engine_matches_the_native_one("llamacpp").await;
+}
+
+async fn engine_matches_the_native_one(engine: &str) {
     let s = TestServer::start_with_models().await;
-    llamacpp_project(&s, json!({})).await;
+    engine_project(&s, engine, json!({})).await;
     let url = format!("{P}/chat/completions");
     let cats = json!({"messages": [{"role": "user", "content": "Write one sentence about cats."}], "temperature": 0, "rag_enabled": false});
     let (st, r) = s.post(&url, cats.clone()).await;
@@ -440,11 +450,21 @@ async fn llamacpp_engine_matches_mistralrs() {
 }
 
 /// A prompt longer than the configured context is a 422 detail, not a crash.
+#[tokio::test]
+async fn native_context_overflow_is_422() {
+    let s = TestServer::start_with_models().await;
+    engine_project(&s, "native", json!({"n_ctx": 32})).await;
+    let got = s.post(&format!("{P}/chat/completions"), json!({"messages": [{"role": "user", "content": "Write one sentence about cats."}], "rag_enabled": false})).await;
+    let detail = assert_detail(&got, 422);
+    assert!(detail.contains("context"), "{detail}");
+}
+
+/// The same on llama.cpp.
 #[cfg(feature = "llm-llamacpp")]
 #[tokio::test]
 async fn llamacpp_context_overflow_is_422() {
     let s = TestServer::start_with_models().await;
-    llamacpp_project(&s, json!({"n_ctx": 32})).await;
+    engine_project(&s, "llamacpp", json!({"n_ctx": 32})).await;
     let got = s.post(&format!("{P}/chat/completions"), json!({"messages": [{"role": "user", "content": "Write one sentence about cats."}], "rag_enabled": false})).await;
     let detail = assert_detail(&got, 422);
     assert!(detail.contains("context"), "{detail}");
@@ -455,7 +475,7 @@ async fn llamacpp_context_overflow_is_422() {
 #[tokio::test]
 async fn llamacpp_engine_absent_is_503_naming_the_feature() {
     let s = TestServer::start_with_models().await;
-    llamacpp_project(&s, json!({})).await;
+    engine_project(&s, "llamacpp", json!({})).await;
     let got = s.post(&format!("{P}/chat/completions"), json!({"messages": [{"role": "user", "content": "hi"}], "rag_enabled": false})).await;
     let detail = assert_detail(&got, 503);
     assert!(detail.contains("llm-llamacpp"), "{detail}");

@@ -153,8 +153,65 @@ pub(crate) fn prepare_thinking(ids: &mut Vec<u32>, prompt_text: &str, params: &G
     (prefilled, budget)
 }
 
+/// A request's prompt, ready for a local engine.
+pub(crate) struct PreparedPrompt {
+    /// Token ids, with a thinking block opened when asked for.
+    pub ids: Vec<u32>,
+    /// Generation starts inside a thinking block.
+    pub prefilled: bool,
+    /// The thinking budget to enforce.
+    pub budget: usize,
+    /// When the request started.
+    pub t0: Instant,
+}
+
+/// What every local engine's `generate` does first (its caller holds the model's turn):
+/// refuse a request cancelled while it queued, render and tokenise the prompt (`ids`),
+/// open the thinking block if needed, and check the prompt fits `n_ctx`.
+pub(crate) fn prepare_prompt(
+    model: &str,
+    n_ctx: usize,
+    cancel: &CancelFlag,
+    params: &GenerationParams,
+    template_thinks: bool,
+    open_think: &[u32],
+    ids: impl FnOnce() -> crate::error::Result<Vec<u32>>,
+    decode: impl Fn(&[u32]) -> String,
+) -> crate::error::Result<PreparedPrompt> {
+    use crate::error::Error;
+    if cancel.is_cancelled() {
+        return Err(Error::Invalid("the request was cancelled before it started".into()));
+    }
+    let t0 = Instant::now();
+    let mut ids = ids()?;
+    let prompt_text = decode(&ids);
+    let (prefilled, budget) = prepare_thinking(&mut ids, &prompt_text, params, template_thinks, open_think);
+    if ids.len() + 1 >= n_ctx {
+        return Err(Error::Invalid(format!("the prompt is {} tokens; model '{model}' has a context of {n_ctx} tokens (extra_body.n_ctx)", ids.len())));
+    }
+    Ok(PreparedPrompt { ids, prefilled, budget, t0 })
+}
+
+impl TokenPolicy {
+    /// The finished [`Generation`](super::Generation): text and thinking from `splitter`,
+    /// token counts, timings from `t0`.
+    pub fn generation(&self, splitter: super::think::ThinkSplitter, prompt_tokens: usize, completion_tokens: usize, finish_reason: super::FinishReason, t0: Instant) -> super::Generation {
+        let reasoning_tokens = self.reasoning_tokens(completion_tokens, splitter.saw_thinking());
+        let (content, thinking) = splitter.into_parts();
+        super::Generation {
+            content,
+            thinking,
+            prompt_tokens,
+            completion_tokens,
+            reasoning_tokens,
+            finish_reason,
+            ttft_ms: self.first_token_at.map(|t| (t - t0).as_secs_f64() * 1000.0),
+            duration_ms: t0.elapsed().as_secs_f64() * 1000.0,
+        }
+    }
+}
+
 /// Finds stop sequences in streamed text (see the module docs).
-#[cfg_attr(not(feature = "llm-llamacpp"), allow(dead_code))]
 pub(crate) struct StopMatcher {
     stops: Vec<String>,
     /// Text not yet released (may be the start of a stop sequence).
@@ -204,6 +261,99 @@ impl StopMatcher {
     pub fn finish(&mut self) -> String {
         std::mem::take(&mut self.pending)
     }
+}
+
+/// A local engine as [`decode_loop`] drives it: the model state after the prompt.
+pub(crate) trait Decoder {
+    /// Choose the next token from the current logits; `None` when the model ends its turn.
+    fn sample(&mut self) -> crate::error::Result<Option<u32>>;
+    /// Run `token` at the next position (new logits); `false` when the context is full.
+    fn feed(&mut self, token: u32) -> crate::error::Result<bool>;
+    /// The bytes of one token.
+    fn piece(&self, token: u32) -> Vec<u8>;
+    /// Text of some tokens.
+    fn decode_text(&self, ids: &[u32]) -> String;
+}
+
+/// Our own decode loop, for engines without one: the [`TokenPolicy`] decides each step,
+/// text is released as whole UTF-8 characters through the [`StopMatcher`] and split
+/// into thinking and answer for `sink`. Returns the finished [`Generation`].
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn decode_loop(
+    d: &mut dyn Decoder,
+    mut policy: TokenPolicy,
+    stop: &[String],
+    prefilled: bool,
+    cancel: &CancelFlag,
+    sink: super::Sink<'_>,
+    prompt_tokens: usize,
+    t0: Instant,
+) -> crate::error::Result<super::Generation> {
+    use super::think::ThinkSplitter;
+    use super::FinishReason;
+    let mut stops = StopMatcher::new(stop);
+    let mut splitter = ThinkSplitter::new(prefilled);
+    let mut gen: Vec<u32> = Vec::new();
+    let mut pending: Vec<u8> = Vec::new();
+    let mut gone = false;
+    let mut natural_end = false;
+    let mut out = |text: &str, splitter: &mut ThinkSplitter, gone: &mut bool| {
+        if !*gone && !text.is_empty() {
+            splitter.push(text, &mut |ev| {
+                if !sink(ev) {
+                    *gone = true;
+                }
+            });
+        }
+    };
+    loop {
+        if gone {
+            cancel.cancel();
+        }
+        let token = match policy.next(&gen, |g| d.decode_text(g)) {
+            Step::End => break,
+            Step::Force(t) => t,
+            Step::Free => match d.sample()? {
+                Some(t) => t,
+                None => {
+                    natural_end = true;
+                    break;
+                }
+            },
+        };
+        gen.push(token);
+        pending.extend(d.piece(token));
+        // Release the longest valid UTF-8 prefix (a character may span tokens).
+        let valid = match std::str::from_utf8(&pending) {
+            Ok(s) => s.len(),
+            Err(e) if e.error_len().is_none() => e.valid_up_to(),
+            Err(_) => pending.len(),
+        };
+        let text = String::from_utf8_lossy(&pending[..valid]).into_owned();
+        pending.drain(..valid);
+        let released = stops.push(&text);
+        out(&released, &mut splitter, &mut gone);
+        if stops.hit() || !d.feed(token)? {
+            break;
+        }
+    }
+    let tail = String::from_utf8_lossy(&pending).into_owned();
+    let mut rest = stops.push(&tail);
+    if !stops.hit() {
+        rest.push_str(&stops.finish());
+    }
+    out(&rest, &mut splitter, &mut gone);
+    splitter.finish(&mut |ev| {
+        let _ = sink(ev);
+    });
+    let finish_reason = if policy.cancelled || cancel.is_cancelled() {
+        FinishReason::Cancelled
+    } else if policy.length_forced || (!natural_end && !stops.hit()) {
+        FinishReason::Length
+    } else {
+        FinishReason::Stop
+    };
+    Ok(policy.generation(splitter, prompt_tokens, gen.len(), finish_reason, t0))
 }
 
 #[cfg(test)]

@@ -4,8 +4,8 @@
 //! The prompt is rendered from the GGUF's own Jinja template by
 //! [`ChatTemplate`](super::template::ChatTemplate) (the same text mistral.rs renders),
 //! tokenised by llama.cpp, prefilled in batches of `n_batch`, then decoded one token
-//! at a time in our own loop, which applies the shared [`TokenPolicy`] (thinking
-//! budget, answer-only `max_tokens`, cancel) and [`StopMatcher`] (stop sequences).
+//! at a time in the decode loop shared with the native engine, which applies the
+//! token policy (thinking budget, answer-only `max_tokens`, cancel) and stop sequences.
 //! Each request gets a fresh context sized to what it can use (prompt + thinking
 //! budget + `max_tokens`, capped at `n_ctx` or the model's training context), so
 //! nothing leaks between requests; requests to one model queue.
@@ -13,10 +13,10 @@
 //! Settings come from the model's `extra_body` (the original's llama.cpp keys):
 //! `n_ctx`, `n_batch`, `n_threads`, `use_mmap`, `use_mlock`.
 
-use super::control::{prepare_thinking, Step, StopMatcher, TokenPolicy};
+use super::control::{decode_loop, prepare_prompt, Decoder, PreparedPrompt, TokenPolicy};
 use super::template::ChatTemplate;
-use super::think::{ThinkSplitter, THINK_CLOSE, THINK_OPEN};
-use super::{CancelFlag, ChatMessage, ChatModel, FinishReason, Generation, GenerationParams, LocalOptions, Sink};
+use super::think::{THINK_CLOSE, THINK_OPEN};
+use super::{CancelFlag, ChatMessage, ChatModel, Generation, GenerationParams, LocalOptions, Sink};
 use crate::error::{Error, Result};
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::llama_backend::LlamaBackend;
@@ -129,6 +129,42 @@ impl LlamaCppModel {
     }
 }
 
+/// One generation's llama.cpp state, as the shared decode loop drives it.
+struct Run<'a> {
+    m: &'a LlamaCppModel,
+    ctx: llama_cpp_2::context::LlamaContext<'a>,
+    batch: LlamaBatch<'a>,
+    sampler: LlamaSampler,
+    pos: i32,
+    n_ctx: u32,
+}
+
+impl Decoder for Run<'_> {
+    fn sample(&mut self) -> Result<Option<u32>> {
+        let t = self.sampler.sample(&self.ctx, self.batch.n_tokens() - 1);
+        Ok((!self.m.model.vocab().is_eog(t)).then_some(t.0 as u32))
+    }
+
+    fn feed(&mut self, token: u32) -> Result<bool> {
+        if self.pos as u32 + 1 >= self.n_ctx {
+            return Ok(false);
+        }
+        self.batch.clear();
+        self.batch.add(LlamaToken(token as i32), self.pos, &[0], true).map_err(|e| engine_err("batch", e))?;
+        self.pos += 1;
+        self.ctx.decode(&mut self.batch).map_err(|e| engine_err("decode", e))?;
+        Ok(true)
+    }
+
+    fn piece(&self, token: u32) -> Vec<u8> {
+        self.m.piece(token)
+    }
+
+    fn decode_text(&self, ids: &[u32]) -> String {
+        self.m.decode_text(ids)
+    }
+}
+
 fn engine_err(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Internal(format!("llama.cpp {what}: {e}"))
 }
@@ -140,20 +176,17 @@ impl ChatModel for LlamaCppModel {
 
     fn generate(&self, messages: &[ChatMessage], params: &GenerationParams, cancel: &CancelFlag, sink: Sink<'_>) -> Result<Generation> {
         let _turn = self.turn.lock().unwrap_or_else(|p| p.into_inner());
-        if cancel.is_cancelled() {
-            return Err(Error::Invalid("the request was cancelled before it started".into()));
-        }
-        let t0 = Instant::now();
-        let mut ids = self.prompt_ids(messages, params.think)?;
-        let prompt_text = self.decode_text(&ids);
-        let (prefilled, budget) = prepare_thinking(&mut ids, &prompt_text, params, self.template.thinks, &self.open_think);
+        let PreparedPrompt { ids, prefilled, budget, t0 } = prepare_prompt(
+            &self.id,
+            self.n_ctx as usize,
+            cancel,
+            params,
+            self.template.thinks,
+            &self.open_think,
+            || self.prompt_ids(messages, params.think),
+            |ids| self.decode_text(ids),
+        )?;
         let prompt_tokens = ids.len();
-        if prompt_tokens + 1 >= self.n_ctx as usize {
-            return Err(Error::Invalid(format!(
-                "the prompt is {prompt_tokens} tokens; model '{}' has a context of {} tokens (extra_body.n_ctx)",
-                self.id, self.n_ctx
-            )));
-        }
         // Room for thinking + closing tag + answer, within the context.
         let cap = budget * usize::from(params.think) + self.close_think.len() + params.max_tokens + 2;
         let want = (prompt_tokens + cap).next_multiple_of(256) as u32;
@@ -181,87 +214,8 @@ impl ChatModel for LlamaCppModel {
             ctx.decode(&mut batch).map_err(|e| engine_err("prefill", e))?;
         }
 
-        let mut policy = TokenPolicy::new(self.close_think.clone(), params.max_tokens, budget, prefilled, cancel.clone());
-        let mut sampler = Self::sampler(params);
-        let mut stops = StopMatcher::new(&params.stop);
-        let mut splitter = ThinkSplitter::new(prefilled);
-        let mut gen: Vec<u32> = Vec::new();
-        let mut pending: Vec<u8> = Vec::new();
-        let mut gone = false;
-        let mut natural_end = false;
-        let mut out = |text: &str, splitter: &mut ThinkSplitter, gone: &mut bool| {
-            if !*gone && !text.is_empty() {
-                splitter.push(text, &mut |ev| {
-                    if !sink(ev) {
-                        *gone = true;
-                    }
-                });
-            }
-        };
-        loop {
-            if gone {
-                cancel.cancel();
-            }
-            let token = match policy.next(&gen, |g| self.decode_text(g)) {
-                Step::End => break,
-                Step::Force(t) => t,
-                Step::Free => {
-                    let t = sampler.sample(&ctx, batch.n_tokens() - 1);
-                    if self.model.vocab().is_eog(t) {
-                        natural_end = true;
-                        break;
-                    }
-                    t.0 as u32
-                }
-            };
-            gen.push(token);
-            pending.extend(self.piece(token));
-            // Release the longest valid UTF-8 prefix (a character may span tokens).
-            let valid = match std::str::from_utf8(&pending) {
-                Ok(s) => s.len(),
-                Err(e) if e.error_len().is_none() => e.valid_up_to(),
-                Err(_) => pending.len(),
-            };
-            let text = String::from_utf8_lossy(&pending[..valid]).into_owned();
-            pending.drain(..valid);
-            let released = stops.push(&text);
-            out(&released, &mut splitter, &mut gone);
-            if stops.hit() || pos as u32 + 1 >= n_ctx {
-                break;
-            }
-            batch.clear();
-            batch.add(LlamaToken(token as i32), pos, &[0], true).map_err(|e| engine_err("batch", e))?;
-            pos += 1;
-            ctx.decode(&mut batch).map_err(|e| engine_err("decode", e))?;
-        }
-        let tail = String::from_utf8_lossy(&pending).into_owned();
-        let mut rest = stops.push(&tail);
-        if !stops.hit() {
-            rest.push_str(&stops.finish());
-        }
-        out(&rest, &mut splitter, &mut gone);
-        splitter.finish(&mut |ev| {
-            let _ = sink(ev);
-        });
-        let finish_reason = if policy.cancelled || cancel.is_cancelled() {
-            FinishReason::Cancelled
-        } else if policy.length_forced || (!natural_end && !stops.hit()) {
-            FinishReason::Length
-        } else {
-            FinishReason::Stop
-        };
-        let completion_tokens = gen.len();
-        let reasoning_tokens = policy.reasoning_tokens(completion_tokens, splitter.saw_thinking());
-        let (content, thinking) = splitter.into_parts();
-        Ok(Generation {
-            content,
-            thinking,
-            prompt_tokens,
-            completion_tokens,
-            reasoning_tokens,
-            finish_reason,
-            ttft_ms: policy.first_token_at.map(|t| (t - t0).as_secs_f64() * 1000.0),
-            duration_ms: t0.elapsed().as_secs_f64() * 1000.0,
-        })
+        let policy = TokenPolicy::new(self.close_think.clone(), params.max_tokens, budget, prefilled, cancel.clone());
+        let mut run = Run { m: self, ctx, batch, sampler: Self::sampler(params), pos, n_ctx };
+        decode_loop(&mut run, policy, &params.stop, prefilled, cancel, sink, prompt_tokens, t0)
     }
 }

@@ -12,7 +12,7 @@
 //! Concurrent requests queue (one generation at a time per model): batching several
 //! sequences in mistral.rs 0.8.1 on CPU mixed tokens between them in our tests.
 
-use super::control::{prepare_thinking, Step, TokenPolicy};
+use super::control::{prepare_prompt, PreparedPrompt, Step, StopMatcher, TokenPolicy};
 use super::think::{ThinkSplitter, THINK_CLOSE, THINK_OPEN};
 use super::{CancelFlag, ChatMessage, ChatModel, FinishReason, Generation, GenerationParams, Sink};
 use crate::error::{Error, Result};
@@ -211,13 +211,16 @@ impl ChatModel for MistralRsModel {
 
     fn generate(&self, messages: &[ChatMessage], params: &GenerationParams, cancel: &CancelFlag, sink: Sink<'_>) -> Result<Generation> {
         let _turn = self.turn.lock().unwrap_or_else(|p| p.into_inner());
-        if cancel.is_cancelled() {
-            return Err(Error::Invalid("the request was cancelled before it started".into()));
-        }
-        let t0 = Instant::now();
-        let mut ids = self.prompt_ids(messages, params.think)?;
-        let prompt_text = self.decoder.decode(&ids, false).unwrap_or_default();
-        let (prefilled, budget) = prepare_thinking(&mut ids, &prompt_text, params, self.template_thinks, &self.open_think);
+        let PreparedPrompt { ids, prefilled, budget, t0 } = prepare_prompt(
+            &self.id,
+            usize::MAX,
+            cancel,
+            params,
+            self.template_thinks,
+            &self.open_think,
+            || self.prompt_ids(messages, params.think),
+            |ids| self.decoder.decode(ids, false).unwrap_or_default(),
+        )?;
         let prompt_tokens = ids.len();
         let control = Arc::new(TokenControl {
             policy: Mutex::new(TokenPolicy::new(self.close_think.clone(), params.max_tokens, budget, prefilled, cancel.clone())),
@@ -250,6 +253,7 @@ impl ChatModel for MistralRsModel {
         let request = TokenRequest { ids: Some(ids), sampling: Some(sampling), processor: Some(control.clone()) };
 
         let mut splitter = ThinkSplitter::new(prefilled);
+        let mut stops = StopMatcher::new(&params.stop);
         let mut failure: Option<Error> = None;
         let mut finish_text: Option<String> = None;
         futures::executor::block_on(async {
@@ -265,8 +269,11 @@ impl ChatModel for MistralRsModel {
                 match resp {
                     Response::CompletionChunk(c) => {
                         for ch in &c.choices {
+                            // mistral.rs stops at a stop sequence but may pass it (and
+                            // what follows it in the same chunk) through: cut it ourselves.
+                            let text = stops.push(&ch.text);
                             if !gone {
-                                splitter.push(&ch.text, &mut |ev| {
+                                splitter.push(&text, &mut |ev| {
                                     if !sink(ev) {
                                         gone = true;
                                     }
@@ -279,13 +286,17 @@ impl ChatModel for MistralRsModel {
                                 finish_text = Some(r.clone());
                             }
                         }
+                        if stops.hit() {
+                            finish_text = Some("stop".into());
+                        }
                         if finish_text.is_some() {
                             break;
                         }
                     }
                     Response::CompletionDone(d) => {
                         for ch in &d.choices {
-                            splitter.push(&ch.text, &mut |ev| {
+                            let text = stops.push(&ch.text);
+                            splitter.push(&text, &mut |ev| {
                                 let _ = sink(ev);
                             });
                             finish_text = Some(ch.finish_reason.clone());
@@ -307,6 +318,11 @@ impl ChatModel for MistralRsModel {
         if let Some(e) = failure {
             return Err(e);
         }
+        if !stops.hit() {
+            splitter.push(&stops.finish(), &mut |ev| {
+                let _ = sink(ev);
+            });
+        }
         splitter.finish(&mut |ev| {
             let _ = sink(ev);
         });
@@ -324,17 +340,6 @@ impl ChatModel for MistralRsModel {
         let engine_cap = finish_text.as_deref() == Some("length") && !st.length_forced;
         let last_is_eos = st.steps > 0 && !engine_cap && (params.stop.is_empty() || st.length_forced || st.cancelled);
         let completion_tokens = st.steps - usize::from(last_is_eos);
-        let reasoning_tokens = st.reasoning_tokens(completion_tokens, splitter.saw_thinking());
-        let (content, thinking) = splitter.into_parts();
-        Ok(Generation {
-            content,
-            thinking,
-            prompt_tokens,
-            completion_tokens,
-            reasoning_tokens,
-            finish_reason,
-            ttft_ms: st.first_token_at.map(|t| (t - t0).as_secs_f64() * 1000.0),
-            duration_ms: t0.elapsed().as_secs_f64() * 1000.0,
-        })
+        Ok(st.generation(splitter, prompt_tokens, completion_tokens, finish_reason, t0))
     }
 }

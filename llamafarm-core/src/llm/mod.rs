@@ -24,6 +24,7 @@ mod control;
 mod llamacpp;
 #[cfg(feature = "llm-mistralrs")]
 mod mistral;
+pub mod native;
 mod openai;
 pub mod requant;
 pub mod template;
@@ -33,6 +34,7 @@ pub mod think;
 pub use llamacpp::LlamaCppModel;
 #[cfg(feature = "llm-mistralrs")]
 pub use mistral::MistralRsModel;
+pub use native::NativeModel;
 pub use openai::OpenAiChatModel;
 
 use crate::config::ModelConfig;
@@ -217,36 +219,56 @@ pub trait ChatModel: Send + Sync {
 /// The in-process engine that runs a local GGUF.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum LocalEngine {
-    /// mistral.rs (feature `llm-mistralrs`, the default).
+    /// The default: [`Native`](Self::Native) for the GGUFs it runs (see
+    /// [`NativeModel::supports`]), mistral.rs for the rest.
+    Auto,
+    /// Our own engine ([`native`]): llama-architecture GGUFs with a byte-level BPE vocabulary.
+    Native,
+    /// mistral.rs (feature `llm-mistralrs`, on by default): every architecture it knows.
     MistralRs,
     /// llama.cpp (feature `llm-llamacpp`).
     LlamaCpp,
 }
 
 impl LocalEngine {
-    /// Parse `mistralrs` / `mistral.rs` / `llamacpp` / `llama.cpp`.
+    /// Parse `auto` / `native` / `mistralrs` / `mistral.rs` / `llamacpp` / `llama.cpp`.
     pub fn parse(s: &str) -> Result<Self> {
         match s.trim().to_ascii_lowercase().replace(['.', '-', '_'], "").as_str() {
+            "auto" | "default" => Ok(Self::Auto),
+            "native" | "llamafarm" | "lf" => Ok(Self::Native),
             "mistralrs" | "mistral" => Ok(Self::MistralRs),
             "llamacpp" | "llama" => Ok(Self::LlamaCpp),
-            other => Err(Error::Invalid(format!("unknown local LLM engine '{other}': use mistralrs or llamacpp"))),
+            other => Err(Error::Invalid(format!("unknown local LLM engine '{other}': use auto, native, mistralrs or llamacpp"))),
         }
     }
 
-    /// The process default: `LF_LLM_ENGINE`, else mistral.rs (llama.cpp when it is the only one built).
+    /// The process default: `LF_LLM_ENGINE`, else [`Auto`](Self::Auto).
     pub fn from_env() -> Result<Self> {
         match std::env::var("LF_LLM_ENGINE") {
             Ok(v) if !v.trim().is_empty() => Self::parse(&v),
-            _ if cfg!(all(feature = "llm-llamacpp", not(feature = "llm-mistralrs"))) => Ok(Self::LlamaCpp),
-            _ => Ok(Self::MistralRs),
+            _ => Ok(Self::Auto),
         }
     }
 
     /// The name used in config and logs.
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Auto => "auto",
+            Self::Native => "native",
             Self::MistralRs => "mistralrs",
             Self::LlamaCpp => "llamacpp",
+        }
+    }
+
+    /// The engine that runs `gguf`: `Auto` resolved (native where it can, else
+    /// mistral.rs, else llama.cpp, whichever this build has).
+    pub fn resolve(self, gguf: &std::path::Path) -> Self {
+        match self {
+            Self::Auto if NativeModel::supports(gguf) => Self::Native,
+            Self::Auto if cfg!(feature = "llm-mistralrs") => Self::MistralRs,
+            Self::Auto if cfg!(feature = "llm-llamacpp") => Self::LlamaCpp,
+            Self::Auto => Self::Native,
+            e => e,
         }
     }
 }
@@ -489,7 +511,8 @@ fn load_local(id: &str, options: &LocalOptions, models: &ModelCache) -> Result<A
         Some(t) => requant::requantized(&gguf, requant::parse_target(t)?)?,
         None => gguf,
     };
-    match options.engine {
+    match options.engine.resolve(&gguf) {
+        LocalEngine::Native => Ok(Arc::new(NativeModel::load(id, &gguf, options)?)),
         #[cfg(feature = "llm-mistralrs")]
         LocalEngine::MistralRs => Ok(Arc::new(MistralRsModel::load(id, &gguf)?)),
         #[cfg(feature = "llm-llamacpp")]
@@ -586,6 +609,9 @@ mod tests {
         let extra: crate::config::ConfigMap = serde_json::from_str(r#"{"engine": "llama.cpp", "n_ctx": 2048, "n_threads": 2, "use_mmap": false, "cache_type_k": "q8_0"}"#).unwrap();
         let o = LocalOptions::from_extra_body(Some(&extra)).unwrap();
         assert_eq!((o.engine, o.n_ctx, o.n_threads, o.use_mmap), (LocalEngine::LlamaCpp, Some(2048), Some(2), Some(false)));
+        for (name, e) in [("native", LocalEngine::Native), ("auto", LocalEngine::Auto), ("mistral.rs", LocalEngine::MistralRs)] {
+            assert_eq!(LocalEngine::parse(name).unwrap(), e);
+        }
         let extra: crate::config::ConfigMap = serde_json::from_str(r#"{"requantize": "Q8_0"}"#).unwrap();
         assert_eq!(LocalOptions::from_extra_body(Some(&extra)).unwrap().requantize.as_deref(), Some("q8_0"));
         for bad in [r#"{"requantize": "q2_k"}"#, r#"{"engine": "vllm"}"#, r#"{"n_ctx": -1}"#, r#"{"n_batch": "big"}"#, r#"{"use_mlock": 1}"#] {

@@ -163,6 +163,7 @@ impl FlatGraph {
                 *gen = 1;
             }
             let g = *gen;
+            let mut fresh: Vec<u32> = Vec::with_capacity(64);
             // Distances are >= 0, so their bit patterns order like the values.
             let mut cands: BinaryHeap<Reverse<(u32, u32)>> = BinaryHeap::with_capacity(ef * 2);
             let mut best: BinaryHeap<(u32, u32)> = BinaryHeap::with_capacity(ef + 1);
@@ -177,19 +178,18 @@ impl FlatGraph {
                     self.off0[c as usize] as usize,
                     self.off0[c as usize + 1] as usize,
                 );
-                let nbs = &self.nb0[a..b];
-                for (i, &nb) in nbs.iter().enumerate() {
-                    if let Some(&next) = nbs.get(i + 1) {
-                        prefetch(
-                            &self.codes
-                                [next as usize * self.stride..(next as usize + 1) * self.stride],
-                        );
-                    }
+                // The unvisited neighbours first, all their codes requested at once, so
+                // the memory fetches overlap instead of arriving one by one.
+                fresh.clear();
+                for &nb in &self.nb0[a..b] {
                     let m = &mut marks[nb as usize];
-                    if *m == g {
-                        continue;
+                    if *m != g {
+                        *m = g;
+                        fresh.push(nb);
+                        prefetch(&self.codes[nb as usize * self.stride..(nb as usize + 1) * self.stride]);
                     }
-                    *m = g;
+                }
+                for &nb in fresh.iter() {
                     let dd = dist(nb).to_bits();
                     if best.len() < ef || best.peek().is_some_and(|&(w, _)| dd < w) {
                         cands.push(Reverse((dd, nb)));

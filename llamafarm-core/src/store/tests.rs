@@ -263,3 +263,89 @@ fn optimize_merges_segments_and_keeps_every_chunk_findable() {
     assert_eq!(s.keyword_search("word99", 3, None).unwrap()[0].id, "z");
     assert_eq!(s.keyword_search("word5", 3, None).unwrap()[0].id, "c5");
 }
+
+#[test]
+fn term_at_a_time_bm25_ranks_like_tantivys_boolean_query() {
+    // Several segments, deleted documents and Zipf-ish term frequencies: every query's
+    // top 30 must carry tantivy's own scores, in its order (ties by address).
+    use tantivy::collector::TopDocs;
+    use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
+    use tantivy::schema::{IndexRecordOption, Schema, TextFieldIndexing, TextOptions, STRING};
+    let mut b = Schema::builder();
+    let text = TextOptions::default().set_indexing_options(TextFieldIndexing::default().set_tokenizer("lf_en").set_index_option(IndexRecordOption::WithFreqsAndPositions));
+    let id = b.add_text_field("id", STRING);
+    let content = b.add_text_field("content", text);
+    let index = tantivy::Index::create_in_ram(b.build());
+    index.tokenizers().register("lf_en", super::embedded::analyzer());
+    let mut w: tantivy::IndexWriter = index.writer_with_num_threads(1, 15_000_000).unwrap();
+    let mut s = 11u64;
+    let mut next = || {
+        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (s >> 33) as usize
+    };
+    for i in 0..3000 {
+        let len = 3 + next() % 40;
+        let words: Vec<String> = (0..len).map(|_| format!("w{}", (next() % 60) * (next() % 60) / 7)).collect();
+        let mut d = tantivy::TantivyDocument::default();
+        d.add_text(id, format!("d{i}"));
+        d.add_text(content, words.join(" "));
+        w.add_document(d).unwrap();
+        if i % 700 == 699 {
+            w.commit().unwrap();
+        }
+    }
+    for i in (0..3000).step_by(13) {
+        w.delete_term(tantivy::Term::from_field_text(id, &format!("d{i}")));
+    }
+    w.commit().unwrap();
+    let reader = index.reader().unwrap();
+    let searcher = reader.searcher();
+    assert!(searcher.segment_readers().len() > 2);
+    for q in [vec!["w0"], vec!["w1", "w5", "w100"], vec!["w3", "w4", "w7", "w8", "w9", "nope"], vec!["w50", "w2"]] {
+        let tokens: Vec<String> = q.iter().map(|t| t.to_string()).collect();
+        let clauses: Vec<(Occur, Box<dyn Query>)> = tokens
+            .iter()
+            .map(|t| (Occur::Should, Box::new(TermQuery::new(tantivy::Term::from_field_text(content, t), IndexRecordOption::WithFreqs)) as Box<dyn Query>))
+            .collect();
+        let theirs = searcher.search(&BooleanQuery::new(clauses), &TopDocs::with_limit(30).order_by_score()).unwrap();
+        let ours = super::embedded::Bm25Scores::compute(&searcher, content, &tokens).unwrap().unwrap().top(30);
+        assert_eq!(ours.len(), theirs.len(), "{q:?}");
+        for (i, ((so, ao), (st, at))) in ours.iter().zip(&theirs).enumerate() {
+            assert!((so - st).abs() < 1e-4 * st.max(1.0), "{q:?} rank {i}: {so} vs {st}");
+            let tied = ours.iter().filter(|(x, _)| (x - so).abs() < 1e-4).count() > 1;
+            assert!(tied || ao == at, "{q:?} rank {i}: {ao:?} vs {at:?}");
+        }
+        let alive = |a: &tantivy::DocAddress| searcher.segment_reader(a.segment_ord).alive_bitset().is_none_or(|b| b.is_alive(a.doc_id));
+        assert!(ours.iter().all(|(_, a)| alive(a)), "deleted documents are never returned");
+    }
+    let none = super::embedded::Bm25Scores::compute(&searcher, content, &["absent".to_string()]).unwrap().unwrap();
+    assert!(none.top(5).is_empty());
+}
+
+#[test]
+fn join_here_runs_each_half_once_on_either_side_and_passes_panics_on() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+    let runs = AtomicUsize::new(0);
+    for i in 0..100 {
+        let v = vec![i; 10];
+        let (a, b) = join_here(
+            || v.iter().sum::<usize>(),
+            || {
+                runs.fetch_add(1, Ordering::SeqCst);
+                v.len() * i
+            },
+        );
+        assert_eq!((a, b), (10 * i, 10 * i));
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 100);
+    // A slow caller half: a worker takes `b`; the caller waits for it.
+    let here = std::thread::current().id();
+    let (_, on) = join_here(|| std::thread::sleep(Duration::from_millis(50)), || std::thread::current().id());
+    assert_ne!(on, here, "b ran on a worker while a slept");
+    // Inside the pool it is rayon::join.
+    assert_eq!(rayon::scope(|_| join_here(|| 1, || 2)), (1, 2));
+    assert!(std::panic::catch_unwind(|| join_here(|| 1, || -> usize { panic!("b failed") })).is_err());
+    let borrowed = vec![1u8; 4];
+    assert!(std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| join_here(|| -> usize { panic!("a failed") }, || borrowed.len()))).is_err());
+}

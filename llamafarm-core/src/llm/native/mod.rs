@@ -1,0 +1,247 @@
+//! Our own engine for local GGUF chat models of the llama architecture with a
+//! byte-level BPE vocabulary (SmolLM2, Llama-style fine-tunes): pure Rust, on our own
+//! quantised kernels ([`quant`]), with no dispatch between the model and the kernels.
+//!
+//! Why: mistral.rs (on candle) decodes SmolLM2 Q4_1 at about half llama.cpp's speed on
+//! CPU: candle has no SIMD kernel for `Q4_1`, wakes its thread pool for every matmul and
+//! prefills row by row. Here the GGUF's `Q4_1` and `Q8_0` blocks are used as they are
+//! (other types are re-quantised to `Q8_0` at load), activations are quantised per
+//! block the way llama.cpp does, a prompt is prefilled as one batch, and each matmul
+//! splits its rows over a small spinning thread team ([`team`]).
+//!
+//! The prompt comes from the GGUF's Jinja template ([`ChatTemplate`]), generation runs
+//! the decode loop shared with the llama.cpp engine (thinking budget, answer-only `max_tokens`, stop
+//! sequences, cancel), so the engines answer alike. Models of other architectures or
+//! vocabularies go to mistral.rs (see [`NativeModel::supports`]).
+
+pub mod llama;
+pub mod quant;
+pub mod team;
+pub mod tokenizer;
+
+use super::control::{decode_loop, prepare_prompt, Decoder, PreparedPrompt, TokenPolicy};
+use super::template::ChatTemplate;
+use super::think::{THINK_CLOSE, THINK_OPEN};
+use super::{CancelFlag, ChatMessage, ChatModel, Generation, GenerationParams, LocalOptions, Sink};
+use crate::error::{Error, Result};
+use candle_core::quantized::gguf_file::Content;
+use llama::{KvCache, Llama};
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Instant;
+use team::Team;
+use tokenizer::GgufTokenizer;
+
+/// A GGUF chat model on the native engine.
+pub struct NativeModel {
+    id: String,
+    model: Llama,
+    tok: GgufTokenizer,
+    template: ChatTemplate,
+    bos_text: String,
+    close_think: Vec<u32>,
+    open_think: Vec<u32>,
+    n_ctx: usize,
+    team: Team,
+    turn: Mutex<()>,
+}
+
+fn read_content(gguf: &Path) -> Result<(Content, std::io::BufReader<std::fs::File>)> {
+    let f = std::fs::File::open(gguf).map_err(|e| Error::io(gguf, e))?;
+    let mut r = std::io::BufReader::new(f);
+    let ct = Content::read(&mut r).map_err(|e| Error::Invalid(format!("{} is not a readable GGUF file: {e}", gguf.display())))?;
+    Ok((ct, r))
+}
+
+impl NativeModel {
+    /// Whether the native engine can run `gguf` (llama architecture, byte-level BPE).
+    pub fn supports(gguf: &Path) -> bool {
+        let Ok((ct, _)) = read_content(gguf) else { return false };
+        let arch = ct.metadata.get("general.architecture").and_then(|v| v.to_string().ok()).map(String::as_str);
+        arch == Some("llama") && GgufTokenizer::supported(&ct.metadata) && ct.metadata.contains_key("tokenizer.chat_template")
+    }
+
+    /// Load `gguf` (`n_ctx` from `options` caps the context).
+    pub fn load(id: &str, gguf: &Path, options: &LocalOptions) -> Result<Self> {
+        let t0 = Instant::now();
+        let (ct, mut r) = read_content(gguf)?;
+        let tok = GgufTokenizer::from_gguf(&ct.metadata)?;
+        let model = Llama::from_gguf(&ct, &mut r)?;
+        if tok.len() != model.cfg.vocab {
+            return Err(Error::Invalid(format!("{}: {} tokens in the vocabulary but {} embedding rows", gguf.display(), tok.len(), model.cfg.vocab)));
+        }
+        let source = ct
+            .metadata
+            .get("tokenizer.chat_template")
+            .and_then(|v| v.to_string().ok())
+            .ok_or_else(|| Error::Invalid(format!("{}: the GGUF has no chat template", gguf.display())))?;
+        let text = |t: Option<u32>| t.map(|t| tok.text(t).to_string()).unwrap_or_default();
+        let template = ChatTemplate::new(source, &text(tok.bos), &text(tok.eos))?;
+        let bos_text = if tok.add_bos { text(tok.bos) } else { String::new() };
+        let close_think = tok.encode(&format!("\n{THINK_CLOSE}\n\n"))?;
+        let open_think = tok.encode(&format!("{THINK_OPEN}\n"))?;
+        let train = model.cfg.context.max(16);
+        tracing::info!(model = id, secs = t0.elapsed().as_secs_f32(), mb = model.weight_bytes() / (1 << 20), engine = "native", "loaded GGUF chat model");
+        Ok(Self {
+            id: id.to_string(),
+            n_ctx: options.n_ctx.map(|n| n as usize).unwrap_or(train).clamp(16, train),
+            model,
+            tok,
+            template,
+            bos_text,
+            close_think,
+            open_think,
+            team: Team::new(options.n_threads.map(|n| n.max(1) as usize).unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2))),
+            turn: Mutex::new(()),
+        })
+    }
+
+    /// Render `messages` with the model's template and tokenise them (what generation uses).
+    pub fn prompt_ids(&self, messages: &[ChatMessage], think: bool) -> Result<Vec<u32>> {
+        let text = self.template.render(messages, think)?;
+        let mut ids = Vec::new();
+        if !self.bos_text.is_empty() && !text.starts_with(&self.bos_text) {
+            ids.extend(self.tok.bos);
+        }
+        ids.extend(self.tok.encode(&text)?);
+        Ok(ids)
+    }
+
+    /// Logits after running `ids` from an empty context (for tests and tools).
+    pub fn logits(&self, ids: &[u32]) -> Result<Vec<f32>> {
+        let _turn = self.turn.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cache = self.model.cache(ids.len());
+        self.model.forward(ids, &mut cache, &self.team)
+    }
+
+    /// The model.
+    pub fn llama(&self) -> &Llama {
+        &self.model
+    }
+}
+
+/// Greedy, or temperature / top-k / top-p sampling (a per-request xorshift seeded from the clock).
+struct Sampler {
+    temperature: f32,
+    top_k: Option<usize>,
+    top_p: f32,
+    rng: u64,
+}
+
+impl Sampler {
+    fn new(p: &GenerationParams) -> Self {
+        let k = p.top_k.filter(|k| *k > 1);
+        let t = p.temperature.unwrap_or(0.0) as f32;
+        // top_k without a temperature samples at temperature 1 among the top k.
+        let temperature = if t <= 0.0 && k.is_some() { 1.0 } else { t.max(0.0) };
+        let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(42);
+        Self { temperature, top_k: k, top_p: p.top_p.unwrap_or(1.0) as f32, rng: seed | 1 }
+    }
+
+    fn uniform(&mut self) -> f32 {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        (self.rng >> 40) as f32 / (1u64 << 24) as f32
+    }
+
+    fn sample(&mut self, logits: &[f32]) -> u32 {
+        let argmax = || logits.iter().enumerate().fold((0usize, f32::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b }).0 as u32;
+        if self.temperature <= 0.0 {
+            return argmax();
+        }
+        let mut c: Vec<(u32, f32)> = logits.iter().enumerate().map(|(i, &v)| (i as u32, v)).collect();
+        let k = self.top_k.unwrap_or(c.len()).min(c.len()).max(1);
+        if k < c.len() {
+            c.select_nth_unstable_by(k - 1, |a, b| b.1.total_cmp(&a.1));
+            c.truncate(k);
+        }
+        c.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let m = c[0].1;
+        let mut z = 0f32;
+        for x in c.iter_mut() {
+            x.1 = ((x.1 - m) / self.temperature).exp();
+            z += x.1;
+        }
+        let mut keep = c.len();
+        if self.top_p < 1.0 {
+            let mut cum = 0f32;
+            for (i, x) in c.iter().enumerate() {
+                cum += x.1 / z;
+                if cum >= self.top_p {
+                    keep = i + 1;
+                    break;
+                }
+            }
+        }
+        let z: f32 = c[..keep].iter().map(|x| x.1).sum();
+        let mut u = self.uniform() * z;
+        for x in &c[..keep] {
+            u -= x.1;
+            if u <= 0.0 {
+                return x.0;
+            }
+        }
+        c[keep - 1].0
+    }
+}
+
+struct Run<'a> {
+    m: &'a NativeModel,
+    cache: KvCache,
+    logits: Vec<f32>,
+    sampler: Sampler,
+    cap: usize,
+}
+
+impl Decoder for Run<'_> {
+    fn sample(&mut self) -> Result<Option<u32>> {
+        let t = self.sampler.sample(&self.logits);
+        Ok((!self.m.tok.is_eog(t)).then_some(t))
+    }
+
+    fn feed(&mut self, token: u32) -> Result<bool> {
+        if self.cache.len + 1 >= self.cap {
+            return Ok(false);
+        }
+        self.logits = self.m.model.forward(&[token], &mut self.cache, &self.m.team)?;
+        Ok(true)
+    }
+
+    fn piece(&self, token: u32) -> Vec<u8> {
+        self.m.tok.piece(token).to_vec()
+    }
+
+    fn decode_text(&self, ids: &[u32]) -> String {
+        self.m.tok.decode(ids)
+    }
+}
+
+impl ChatModel for NativeModel {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn generate(&self, messages: &[ChatMessage], params: &GenerationParams, cancel: &CancelFlag, sink: Sink<'_>) -> Result<Generation> {
+        let _turn = self.turn.lock().unwrap_or_else(|p| p.into_inner());
+        let PreparedPrompt { ids, prefilled, budget, t0 } = prepare_prompt(
+            &self.id,
+            self.n_ctx,
+            cancel,
+            params,
+            self.template.thinks,
+            &self.open_think,
+            || self.prompt_ids(messages, params.think),
+            |ids| self.tok.decode(ids),
+        )?;
+        let prompt_tokens = ids.len();
+        // Room for thinking + closing tag + answer, within the context.
+        let room = budget * usize::from(params.think) + self.close_think.len() + params.max_tokens + 2;
+        let cap = (prompt_tokens + room).min(self.n_ctx);
+        let mut cache = self.model.cache(cap);
+        let logits = self.model.forward(&ids, &mut cache, &self.team)?;
+        let policy = TokenPolicy::new(self.close_think.clone(), params.max_tokens, budget, prefilled, cancel.clone());
+        let mut run = Run { m: self, cache, logits, sampler: Sampler::new(params), cap };
+        decode_loop(&mut run, policy, &params.stop, prefilled, cancel, sink, prompt_tokens, t0)
+    }
+}
