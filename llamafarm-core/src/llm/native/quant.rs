@@ -348,21 +348,22 @@ fn dot4_q4_1(qs: &[u8], d: &[f32], a: [&QRow<'_>; 4]) -> [f32; 4] {
         let low = _mm_set1_epi8(0x0f);
         let ones = _mm256_set1_epi16(1);
         let mut acc = [_mm256_setzero_ps(); 4];
-        let nb = d.len().min(qs.len() / 16);
-        let xs: [&[i8]; 4] = [a[0].qs, a[1].qs, a[2].qs, a[3].qs];
-        let ds: [&[f32]; 4] = [a[0].d, a[1].d, a[2].d, a[3].d];
-        if xs.iter().any(|x| x.len() < nb * QK) || ds.iter().any(|x| x.len() < nb) {
-            return [dot_q4_1(qs, d, a[0]), dot_q4_1(qs, d, a[1]), dot_q4_1(qs, d, a[2]), dot_q4_1(qs, d, a[3])];
-        }
-        for (b, (q, &dw)) in qs.chunks_exact(16).zip(d).enumerate() {
+        let blocks = qs
+            .chunks_exact(16)
+            .zip(d)
+            .zip(a[0].qs.chunks_exact(QK).zip(a[0].d))
+            .zip(a[1].qs.chunks_exact(QK).zip(a[1].d))
+            .zip(a[2].qs.chunks_exact(QK).zip(a[2].d))
+            .zip(a[3].qs.chunks_exact(QK).zip(a[3].d));
+        for (((((q, &dw), x0), x1), x2), x3) in blocks {
             let q = _mm_loadu_si128(q.as_ptr() as *const __m128i);
             let lo = _mm_and_si128(q, low);
             let hi = _mm_and_si128(_mm_srli_epi16::<4>(q), low);
             let w = _mm256_set_m128i(hi, lo);
-            for j in 0..4 {
-                let x = _mm256_loadu_si256(xs[j][b * QK..b * QK + QK].as_ptr() as *const __m256i);
+            for (acc, (x, &da)) in acc.iter_mut().zip([x0, x1, x2, x3]) {
+                let x = _mm256_loadu_si256(x.as_ptr() as *const __m256i);
                 let p = _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), ones);
-                acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * ds[j][b]), acc[j]);
+                *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * da), *acc);
             }
         }
         [hsum(acc[0]), hsum(acc[1]), hsum(acc[2]), hsum(acc[3])]
