@@ -896,24 +896,27 @@ impl ChunkStore for EmbeddedStore {
         if tokens.is_empty() {
             return Ok(Vec::new());
         }
-        let clauses: Vec<(Occur, Box<dyn Query>)> = tokens
-            .iter()
-            .map(|t| {
-                let q: Box<dyn Query> =
-                    Box::new(TermQuery::new(Term::from_field_text(self.fields.content, t), IndexRecordOption::WithFreqs));
-                (Occur::Should, q)
-            })
-            .collect();
-        let q = BooleanQuery::new(clauses);
         let filter = filter.filter(|f| !f.is_empty());
         let mut want = if filter.is_some() { k * 4 } else { k };
         // Term at a time over the raw postings while they are short enough (see `Bm25Scores`);
-        // tantivy's block-max WAND past that.
+        // tantivy's block-max WAND (an OR of the terms) past that.
         let scores = Bm25Scores::compute(&searcher, self.fields.content, &tokens)?;
+        let wand = scores.is_none().then(|| {
+            let clauses: Vec<(Occur, Box<dyn Query>)> = tokens
+                .iter()
+                .map(|t| {
+                    let q: Box<dyn Query> =
+                        Box::new(TermQuery::new(Term::from_field_text(self.fields.content, t), IndexRecordOption::WithFreqs));
+                    (Occur::Should, q)
+                })
+                .collect();
+            BooleanQuery::new(clauses)
+        });
         loop {
-            let top = match &scores {
-                Some(s) => s.top(want),
-                None => searcher.search(&q, &TopDocs::with_limit(want).order_by_score()).map_err(te)?,
+            let top = match (&scores, &wand) {
+                (Some(s), _) => s.top(want),
+                (None, Some(q)) => searcher.search(q, &TopDocs::with_limit(want).order_by_score()).map_err(te)?,
+                (None, None) => Vec::new(),
             };
             let exhausted = top.len() < want;
             let rows = self.rows_of(&searcher, top.iter().map(|(_, a)| *a))?;

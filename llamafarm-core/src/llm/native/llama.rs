@@ -377,7 +377,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
     use candle_core::quantized::gguf_file;
     use candle_core::{Device, Tensor};
@@ -395,10 +395,10 @@ pub(crate) mod tests {
     }
 
     /// A tiny random llama (2 layers, 64 wide, GQA 4:2, 96 tokens) as a GGUF: Q4_1
-    /// blocks, a Q8_0 embedding, f32 norms, plus `extra` metadata.
+    /// blocks, a Q8_0 embedding, f32 norms.
     /// With `exact`, every tensor is written as the `f32` values its blocks decode to
     /// (the same model, evaluated without quantised arithmetic by candle).
-    pub(crate) fn tiny_gguf(path: &std::path::Path, extra: &[(&str, gguf_file::Value)], exact: bool) {
+    fn tiny_gguf(path: &std::path::Path, exact: bool) {
         let (dim, ffn, heads, kv, layers, vocab) = (64usize, 128usize, 4usize, 2usize, 2usize, 96usize);
         let hd = dim / heads;
         let q = |rows: usize, cols: usize, seed: u64, dt: GgmlDType| {
@@ -428,7 +428,7 @@ pub(crate) mod tests {
             tensors.push((p("ffn_down"), q(dim, ffn, s + 8, if l == 0 { GgmlDType::Q4_1 } else { GgmlDType::Q5_0 })));
         }
         use gguf_file::Value as V;
-        let mut md: Vec<(String, V)> = vec![
+        let md: Vec<(String, V)> = vec![
             ("general.architecture".into(), V::String("llama".into())),
             ("llama.block_count".into(), V::U32(layers as u32)),
             ("llama.embedding_length".into(), V::U32(dim as u32)),
@@ -440,7 +440,6 @@ pub(crate) mod tests {
             ("llama.attention.layer_norm_rms_epsilon".into(), V::F32(1e-5)),
             ("llama.context_length".into(), V::U32(256)),
         ];
-        md.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
         let mdr: Vec<(&str, &V)> = md.iter().map(|(k, v)| (k.as_str(), v)).collect();
         if exact {
             for (_, t) in tensors.iter_mut() {
@@ -460,8 +459,8 @@ pub(crate) mod tests {
     fn forward_matches_candle_quantized_llama() {
         let dir = tempfile::tempdir().unwrap();
         let (path, exact) = (dir.path().join("tiny.gguf"), dir.path().join("tiny-f32.gguf"));
-        tiny_gguf(&path, &[], false);
-        tiny_gguf(&exact, &[], true);
+        tiny_gguf(&path, false);
+        tiny_gguf(&exact, true);
         let mut f = std::fs::File::open(&path).unwrap();
         let ct = Content::read(&mut f).unwrap();
         let ours = Llama::from_gguf(&ct, &mut f).unwrap();
