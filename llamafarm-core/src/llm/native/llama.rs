@@ -10,7 +10,9 @@ use super::quant::{f16_to_f32, QActs, QMatrix, QK};
 use crate::error::{Error, Result};
 use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::quantized::{GgmlDType, QTensor};
-use super::team::{share, Disjoint, Team};
+pub use super::attention::KvCache;
+use super::attention::{attention, Heads};
+use super::team::Team;
 use crate::embed::encoder::exp;
 
 /// Shape and constants of a llama model.
@@ -62,14 +64,6 @@ pub struct Llama {
     output: Option<QMatrix>,
     /// Rotation angles' cos/sin per position are computed from these.
     inv_freq: Vec<f32>,
-}
-
-/// Keys and values of every layer for the positions seen so far.
-pub struct KvCache {
-    k: Vec<Vec<f32>>,
-    v: Vec<Vec<f32>>,
-    /// Positions held.
-    pub len: usize,
 }
 
 fn bad(what: impl std::fmt::Display) -> Error {
@@ -137,12 +131,7 @@ fn stack(parts: Vec<QMatrix>) -> Result<QMatrix> {
         }
         return QMatrix::q8_0_from_f32(&f, rows, cols).ok_or_else(|| bad("stacking matrices of different widths"));
     }
-    let mut it = parts.into_iter();
-    let mut a = it.next().ok_or_else(|| bad("no matrices to stack"))?;
-    for p in it {
-        a.append_rows(p);
-    }
-    Ok(a)
+    QMatrix::stack(parts).ok_or_else(|| bad("no matrices to stack"))
 }
 
 impl Llama {
@@ -208,14 +197,9 @@ impl Llama {
         Ok(Self { norm: vector(ct, file, "output_norm.weight", dim)?, cfg, embed, layers: ls, output, inv_freq })
     }
 
-    /// An empty cache for up to `capacity` positions.
+    /// An empty cache with room for `capacity` positions (it grows past them).
     pub fn cache(&self, capacity: usize) -> KvCache {
-        let kv = self.cfg.kv_heads * self.cfg.head_dim;
-        KvCache {
-            k: (0..self.cfg.layers).map(|_| Vec::with_capacity(capacity * kv)).collect(),
-            v: (0..self.cfg.layers).map(|_| Vec::with_capacity(capacity * kv)).collect(),
-            len: 0,
-        }
+        KvCache::new(self.cfg.layers, self.cfg.kv_heads * self.cfg.head_dim, capacity)
     }
 
     /// Bytes of weights held.
@@ -267,53 +251,24 @@ impl Llama {
         let mut act = vec![0f32; n * c.ffn];
         let mut down = vec![0f32; n * dim];
         let scale = 1.0 / (hd as f32).sqrt();
-        let group = c.heads / c.kv_heads;
+        let heads = Heads { heads: c.heads, kv_heads: c.kv_heads, head_dim: hd };
+        cache.reserve(p0 + n);
         for (li, l) in self.layers.iter().enumerate() {
             rms_norm(&x, &l.attn_norm, c.eps, &mut h, dim);
             l.qkv.matmul(&QActs::quantize(&h, dim), &mut qkv, team);
-            let (kc, vc) = (&mut cache.k[li], &mut cache.v[li]);
             for t in 0..n {
                 let row = &mut qkv[t * qkv_w..(t + 1) * qkv_w];
                 for hh in 0..c.heads {
                     rope(&mut row[hh * hd..(hh + 1) * hd], t);
+                    row[hh * hd..(hh + 1) * hd].iter_mut().for_each(|x| *x *= scale);
                 }
                 for hh in 0..c.kv_heads {
                     rope(&mut row[dim + hh * hd..dim + (hh + 1) * hd], t);
                 }
-                kc.extend_from_slice(&row[dim..dim + kvd]);
-                vc.extend_from_slice(&row[dim + kvd..]);
+                let (k, v) = row[dim..].split_at(kvd);
+                cache.put(li, p0 + t, k, v);
             }
-            let (kc, vc) = (&*kc, &*vc);
-            let qkv_r = &qkv;
-            // Attention per (token, head); token t sees positions 0..=p0 + t.
-            let head = |i: usize, out: &mut [f32]| {
-                let (t, hh) = (i / c.heads, i % c.heads);
-                let q = &qkv_r[t * qkv_w + hh * hd..t * qkv_w + (hh + 1) * hd];
-                let off = (hh / group) * hd;
-                let len = p0 + t + 1;
-                let mut s: Vec<f32> = kc.chunks_exact(kvd).take(len).map(|k| dot(q, &k[off..off + hd]) * scale).collect();
-                let m = s.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-                s.iter_mut().for_each(|v| *v = exp(*v - m));
-                let inv = 1.0 / sum(&s);
-                out.fill(0.0);
-                for (w, v) in s.iter().zip(vc.chunks_exact(kvd)) {
-                    let w = w * inv;
-                    for (o, x) in out.iter_mut().zip(&v[off..off + hd]) {
-                        *o += w * x;
-                    }
-                }
-            };
-            let items = n * c.heads;
-            let parts = team.threads();
-            let ad = Disjoint::new(&mut att);
-            team.run(&|p| {
-                let r = share(items, parts, p);
-                // SAFETY: `share` gives each part its own (token, head) items.
-                let o = unsafe { ad.range(r.start * hd..r.end * hd) };
-                for (out, i) in o.chunks_mut(hd).zip(r) {
-                    head(i, out);
-                }
-            });
+            attention(&heads, &qkv, qkv_w, cache, li, p0, n, &mut att, team);
             l.wo.matmul(&QActs::quantize(&att, dim), &mut o, team);
             x.iter_mut().zip(&o).for_each(|(a, b)| *a += b);
             rms_norm(&x, &l.ffn_norm, c.eps, &mut h, dim);
@@ -345,35 +300,6 @@ fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32], dim: usize) {
             *o = v * inv * g;
         }
     }
-}
-
-/// Sum in eight independent lanes (vectorised).
-#[inline]
-fn sum(a: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let c = a.chunks_exact(8);
-    let tail: f32 = c.remainder().iter().sum();
-    for x in c {
-        for i in 0..8 {
-            acc[i] += x[i];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
-
-/// Dot product in eight independent lanes (which the compiler vectorises; a plain
-/// `sum` stays scalar, since it may not reorder float additions).
-#[inline]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
-    for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@
 //! sequences, cancel), so the engines answer alike. Models of other architectures or
 //! vocabularies go to mistral.rs (see [`NativeModel::supports`]).
 
+pub mod attention;
 pub mod llama;
 pub mod quant;
 pub mod team;

@@ -1,20 +1,26 @@
-//! Quantised weight matrices and their dot-product kernels.
+//! Quantised weight matrices and their matrix-product kernels.
 //!
-//! Weights keep the GGUF's own 32-element blocks, repacked at load so a kernel reads
-//! nibbles or bytes from one array and the block scales (already `f32`) from another:
-//! - `Q4_1`: `x = d * q + m`, `q` in `0..16` (two per byte: element `j` in the low
-//!   nibble of byte `j`, element `j + 16` in its high nibble);
-//! - `Q8_0`: `x = d * q`, `q` an `i8`.
+//! Weights keep the GGUF's own 32-element blocks, `x = d * q + m` per block:
+//! - `Q4_1`: `q` in `0..16`, a scale `d` and a minimum `m` per block;
+//! - `Q8_0`: `q` an `i8`, `m = 0` (stored as `q + 128` with `m = -128 d`, so both kinds
+//!   multiply unsigned weight codes with signed activation codes).
 //!
 //! Every other GGUF type is dequantised at load (candle's reference code) and
 //! re-quantised to `Q8_0`, a finer grid than any 4-6 bit source.
 //!
+//! At load the rows are interleaved in groups of eight ([`QMatrix`]): a kernel
+//! multiplies a 32-bit broadcast of four activation codes with four codes of each of
+//! eight rows in one instruction, so every lane accumulates its own row and no
+//! horizontal sums are needed (the layout of llama.cpp's repacked `Q4_0x8` GEMMs).
+//! Prefill multiplies each group with four activation rows per pass over its blocks;
+//! decoding is the same kernel with one.
+//!
 //! Activations are quantised per 32-element block to `i8` with an `f32` scale and the
-//! block's sum of codes (llama.cpp's `Q8_1`), so a `Q4_1` dot product is
-//! `sum_b d_w d_a (q_w . q_a) + m_w s_a` and a `Q8_0` one `sum_b d_w d_a (q_w . q_a)`:
-//! llama.cpp's arithmetic. The inner `q_w . q_a` is exact integer arithmetic; on
-//! x86-64 with AVX2 it is `vpmaddubsw` (unsigned nibbles times signed codes, which
-//! cannot saturate) and `vpmaddwd`, everywhere else a portable loop with the same result.
+//! block's sum of codes (llama.cpp's `Q8_1`), so a dot product is
+//! `sum_b d_w d_a (q_w . q_a) + m_w s_a` with `s_a = d_a sum(q_a)`: llama.cpp's
+//! arithmetic. The inner `q_w . q_a` is exact integer arithmetic: `vpdpbusd` with
+//! AVX-512 VNNI (checked at run time), `vpmaddubsw`/`vpmaddwd` with AVX2, else a
+//! portable loop; all three give the same results bit for bit.
 
 use super::team::{share, Disjoint, Team};
 
@@ -50,7 +56,55 @@ pub enum Kind {
     Q8_0,
 }
 
+/// Rows per interleaved group: one 32-bit lane of a 256-bit register per row.
+pub const RG: usize = 8;
+
+/// Activation rows one kernel call multiplies with a group (prefill tile).
+const TILE: usize = 4;
+
+/// The kernel this CPU runs (chosen once).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernel {
+    /// AVX-512 VNNI on 256-bit registers (`vpdpbusd`).
+    Vnni,
+    /// AVX2 (`vpmaddubsw`, `vpmaddwd`).
+    Avx2,
+    /// Plain Rust, the same arithmetic.
+    Portable,
+}
+
+impl Kernel {
+    /// The best kernel for this CPU: VNNI where it has AVX-512 VNNI and VL (and
+    /// `LF_NO_VNNI=1` is not set), AVX2 where the build enables it, else portable.
+    pub fn detect() -> Self {
+        static K: std::sync::OnceLock<Kernel> = std::sync::OnceLock::new();
+        *K.get_or_init(|| {
+            #[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
+            {
+                if crate::embed::qgemm::has_vnni() && std::arch::is_x86_feature_detected!("avx512vl") {
+                    return Kernel::Vnni;
+                }
+                Kernel::Avx2
+            }
+            #[cfg(not(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma")))]
+            {
+                Kernel::Portable
+            }
+        })
+    }
+}
+
 /// A `rows x cols` weight matrix (one output per row; `cols` a multiple of 32).
+///
+/// Rows are stored in groups of [`RG`], interleaved so that one 256-bit load holds four
+/// consecutive codes of each of the group's eight rows: a kernel multiplies them with
+/// four broadcast activation codes and gets eight rows' partial sums in eight lanes,
+/// with no horizontal sums. Per (group, block), `Q4_1` keeps 4 such loads of packed
+/// nibbles (load `c`, lane `j`: bytes `4c..4c + 4` of row `j`'s GGUF block, so the low
+/// nibbles are elements `4c..4c + 4` and the high ones `16 + 4c..`), `Q8_0` 8 loads of
+/// bytes (elements `4c..4c + 4`, stored plus 128 so they are unsigned). Scales and
+/// offsets are eight `f32` per (group, block): `x = d * q + m`, with `m = -128 d` for
+/// `Q8_0`. A last partial group is padded with zero rows.
 pub struct QMatrix {
     /// Block type.
     pub kind: Kind,
@@ -58,15 +112,73 @@ pub struct QMatrix {
     pub rows: usize,
     /// Inputs.
     pub cols: usize,
-    /// Codes, row-major: `cols / 2` bytes per row for `Q4_1`, `cols` for `Q8_0`.
     qs: Vec<u8>,
-    /// Per-block scale, `rows * cols / 32`.
     d: Vec<f32>,
-    /// Per-block minimum (`Q4_1` only).
     m: Vec<f32>,
 }
 
+/// Row-major blocks, as read from a GGUF (before interleaving).
+struct RowBlocks<'a> {
+    kind: Kind,
+    rows: usize,
+    cols: usize,
+    /// `cols / 2` (`Q4_1`) or `cols` (`Q8_0`, as `i8`) code bytes per row.
+    qs: &'a [u8],
+    d: &'a [f32],
+    m: &'a [f32],
+}
+
 impl QMatrix {
+    /// Code bytes per (group, block).
+    fn group_block_bytes(kind: Kind) -> usize {
+        match kind {
+            Kind::Q4_1 => 16 * RG,
+            Kind::Q8_0 => QK * RG,
+        }
+    }
+
+    fn groups(&self) -> usize {
+        self.rows.div_ceil(RG)
+    }
+
+    /// Interleave row-major blocks.
+    fn pack(src: RowBlocks<'_>) -> Self {
+        let nb = src.cols / QK;
+        let groups = src.rows.div_ceil(RG);
+        let gbb = Self::group_block_bytes(src.kind);
+        let rb = src.qs.len() / src.rows.max(1);
+        let mut qs = vec![0u8; groups * nb * gbb];
+        let (mut d, mut m) = (vec![0f32; groups * nb * RG], vec![0f32; groups * nb * RG]);
+        for r in 0..src.rows {
+            let (g, j) = (r / RG, r % RG);
+            for b in 0..nb {
+                let at = (g * nb + b) * RG + j;
+                let db = src.d[r * nb + b];
+                d[at] = db;
+                let dst = &mut qs[(g * nb + b) * gbb..(g * nb + b + 1) * gbb];
+                match src.kind {
+                    Kind::Q4_1 => {
+                        m[at] = src.m[r * nb + b];
+                        let blk = &src.qs[r * rb + b * 16..r * rb + b * 16 + 16];
+                        for c in 0..4 {
+                            dst[c * 32 + j * 4..c * 32 + j * 4 + 4].copy_from_slice(&blk[c * 4..c * 4 + 4]);
+                        }
+                    }
+                    Kind::Q8_0 => {
+                        m[at] = -128.0 * db;
+                        let blk = &src.qs[r * rb + b * QK..r * rb + (b + 1) * QK];
+                        for c in 0..8 {
+                            for i in 0..4 {
+                                dst[c * 32 + j * 4 + i] = blk[c * 4 + i] ^ 0x80;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Self { kind: src.kind, rows: src.rows, cols: src.cols, qs, d, m }
+    }
+
     /// From GGUF `Q4_1` blocks (20 bytes each: f16 d, f16 m, 16 code bytes).
     pub fn from_q4_1(bytes: &[u8], rows: usize, cols: usize) -> Option<Self> {
         let nb = rows * cols / QK;
@@ -79,7 +191,7 @@ impl QMatrix {
             m.push(f16_to_f32(u16::from_le_bytes([b[2], b[3]])));
             qs.extend_from_slice(&b[4..20]);
         }
-        Some(Self { kind: Kind::Q4_1, rows, cols, qs, d, m })
+        Some(Self::pack(RowBlocks { kind: Kind::Q4_1, rows, cols, qs: &qs, d: &d, m: &m }))
     }
 
     /// From GGUF `Q8_0` blocks (34 bytes each: f16 d, 32 codes).
@@ -93,7 +205,7 @@ impl QMatrix {
             d.push(f16_to_f32(u16::from_le_bytes([b[0], b[1]])));
             qs.extend_from_slice(&b[2..34]);
         }
-        Some(Self { kind: Kind::Q8_0, rows, cols, qs, d, m: Vec::new() })
+        Some(Self::pack(RowBlocks { kind: Kind::Q8_0, rows, cols, qs: &qs, d: &d, m: &[] }))
     }
 
     /// Quantise `f32` rows to `Q8_0` (scale `amax / 127`, codes rounded to nearest).
@@ -110,49 +222,83 @@ impl QMatrix {
             d.push(s);
             qs.extend(blk.iter().map(|x| (x * inv).round().clamp(-127.0, 127.0) as i8 as u8));
         }
-        Some(Self { kind: Kind::Q8_0, rows, cols, qs, d, m: Vec::new() })
+        Some(Self::pack(RowBlocks { kind: Kind::Q8_0, rows, cols, qs: &qs, d: &d, m: &[] }))
     }
 
-    fn code_bytes(&self) -> usize {
-        match self.kind {
-            Kind::Q4_1 => self.cols / 2,
-            Kind::Q8_0 => self.cols,
-        }
-    }
-
-    /// Row `r` as `f32` (embedding lookups).
-    pub fn row_f32(&self, r: usize, out: &mut [f32]) {
-        let nb = self.cols / QK;
-        let cb = self.code_bytes();
-        let qs = &self.qs[r * cb..(r + 1) * cb];
+    /// Row `r`'s codes as row-major GGUF-style bytes, with its scales and minimums.
+    fn row_blocks(&self, r: usize, qs: &mut Vec<u8>, d: &mut Vec<f32>, m: &mut Vec<f32>) {
+        let (nb, gbb) = (self.cols / QK, Self::group_block_bytes(self.kind));
+        let (g, j) = (r / RG, r % RG);
         for b in 0..nb {
-            let d = self.d[r * nb + b];
-            let o = &mut out[b * QK..(b + 1) * QK];
+            let src = &self.qs[(g * nb + b) * gbb..(g * nb + b + 1) * gbb];
+            let at = (g * nb + b) * RG + j;
+            d.push(self.d[at]);
             match self.kind {
                 Kind::Q4_1 => {
-                    let m = self.m[r * nb + b];
-                    let q = &qs[b * 16..(b + 1) * 16];
-                    for j in 0..16 {
-                        o[j] = d * (q[j] & 15) as f32 + m;
-                        o[j + 16] = d * (q[j] >> 4) as f32 + m;
+                    m.push(self.m[at]);
+                    for c in 0..4 {
+                        qs.extend_from_slice(&src[c * 32 + j * 4..c * 32 + j * 4 + 4]);
                     }
                 }
                 Kind::Q8_0 => {
-                    for (x, &q) in o.iter_mut().zip(&qs[b * QK..(b + 1) * QK]) {
-                        *x = d * q as i8 as f32;
+                    for c in 0..8 {
+                        qs.extend(src[c * 32 + j * 4..c * 32 + j * 4 + 4].iter().map(|x| x ^ 0x80));
                     }
                 }
             }
         }
     }
 
-    /// Append `other`'s rows (same kind and width).
-    pub fn append_rows(&mut self, other: QMatrix) {
-        assert!(self.kind == other.kind && self.cols == other.cols, "stacking different matrices");
-        self.rows += other.rows;
-        self.qs.extend(other.qs);
-        self.d.extend(other.d);
-        self.m.extend(other.m);
+    /// Row `r` as `f32` (embedding lookups).
+    pub fn row_f32(&self, r: usize, out: &mut [f32]) {
+        let (mut qs, mut d, mut m) = (Vec::new(), Vec::new(), Vec::new());
+        self.row_blocks(r, &mut qs, &mut d, &mut m);
+        for (b, o) in out[..self.cols].chunks_exact_mut(QK).enumerate() {
+            match self.kind {
+                Kind::Q4_1 => {
+                    let q = &qs[b * 16..(b + 1) * 16];
+                    for j in 0..16 {
+                        o[j] = d[b] * (q[j] & 15) as f32 + m[b];
+                        o[j + 16] = d[b] * (q[j] >> 4) as f32 + m[b];
+                    }
+                }
+                Kind::Q8_0 => {
+                    for (x, &q) in o.iter_mut().zip(&qs[b * QK..(b + 1) * QK]) {
+                        *x = d[b] * q as i8 as f32;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Stack matrices of one kind and width (their rows one after the other).
+    pub fn stack(parts: Vec<QMatrix>) -> Option<QMatrix> {
+        let first = parts.first()?;
+        let (kind, cols) = (first.kind, first.cols);
+        if parts.iter().any(|p| p.kind != kind || p.cols != cols) {
+            return None;
+        }
+        if parts[..parts.len() - 1].iter().all(|p| p.rows % RG == 0) {
+            // Whole groups: the interleaved arrays concatenate.
+            let mut it = parts.into_iter();
+            let mut a = it.next()?;
+            for p in it {
+                a.rows += p.rows;
+                a.qs.extend(p.qs);
+                a.d.extend(p.d);
+                a.m.extend(p.m);
+            }
+            return Some(a);
+        }
+        let (mut qs, mut d, mut m) = (Vec::new(), Vec::new(), Vec::new());
+        let mut rows = 0;
+        for p in &parts {
+            for r in 0..p.rows {
+                p.row_blocks(r, &mut qs, &mut d, &mut m);
+            }
+            rows += p.rows;
+        }
+        Some(Self::pack(RowBlocks { kind, rows, cols, qs: &qs, d: &d, m: &m }))
     }
 
     /// Bytes held (codes and scales).
@@ -160,96 +306,261 @@ impl QMatrix {
         self.qs.len() + 4 * (self.d.len() + self.m.len())
     }
 
-    /// Row `r`'s codes, scales and (`Q4_1`) minimums.
-    #[inline]
-    fn row_parts(&self, r: usize) -> (&[u8], &[f32], &[f32]) {
-        let (nb, cb) = (self.cols / QK, self.code_bytes());
-        let m = if self.m.is_empty() { &[][..] } else { &self.m[r * nb..(r + 1) * nb] };
-        (&self.qs[r * cb..(r + 1) * cb], &self.d[r * nb..(r + 1) * nb], m)
-    }
-
-    /// Dot product of row `r` with one quantised activation row.
-    #[inline]
-    pub fn dot(&self, r: usize, a: &QRow<'_>) -> f32 {
-        let (qs, d, m) = self.row_parts(r);
-        match self.kind {
-            Kind::Q4_1 => {
-                let mut s = dot_q4_1(qs, d, a);
-                for (mb, sa) in m.iter().zip(a.s) {
-                    s += mb * sa;
-                }
-                s
-            }
-            Kind::Q8_0 => dot_q8_0(qs, d, a),
-        }
-    }
-
-    /// Dot products of row `r` with four activation rows at once (prefill): the
-    /// weight block is loaded and unpacked once for all four.
-    #[inline]
-    pub fn dot4(&self, r: usize, a: [&QRow<'_>; 4]) -> [f32; 4] {
-        let (qs, d, m) = self.row_parts(r);
-        match self.kind {
-            Kind::Q4_1 => {
-                let mut s = dot4_q4_1(qs, d, a);
-                for (j, sj) in s.iter_mut().enumerate() {
-                    for (mb, sa) in m.iter().zip(a[j].s) {
-                        *sj += mb * sa;
-                    }
-                }
-                s
-            }
-            Kind::Q8_0 => {
-                [dot_q8_0(qs, d, a[0]), dot_q8_0(qs, d, a[1]), dot_q8_0(qs, d, a[2]), dot_q8_0(qs, d, a[3])]
-            }
-        }
-    }
-
-    /// `out[t * rows + r] = row r . activation t` for every activation row of `a`, the
-    /// rows split over `team` (each weight row is read once and used for every
-    /// activation row while it is in cache).
+    /// `out[t * rows + r] = row r . activation t` for every activation row of `a`,
+    /// with the kernel [`Kernel::detect`] picks.
     pub fn matmul(&self, a: &QActs, out: &mut [f32], team: &Team) {
+        self.matmul_with(Kernel::detect(), a, out, team)
+    }
+
+    /// [`QMatrix::matmul`] with a given kernel (one this CPU lacks falls back to the
+    /// best it has).
+    pub fn matmul_with(&self, kernel: Kernel, a: &QActs, out: &mut [f32], team: &Team) {
+        let kernel = match (kernel, Kernel::detect()) {
+            (Kernel::Vnni, best) => best,
+            (Kernel::Avx2, Kernel::Portable) => Kernel::Portable,
+            (k, _) => k,
+        };
         let n = a.n;
         assert_eq!(a.cols, self.cols, "activation width");
         assert_eq!(out.len(), n * self.rows, "output size");
-        let parts = team.threads();
-        if n == 1 {
-            let a0 = a.row(0);
-            let d = Disjoint::new(out);
-            team.run(&|p| {
-                let r = share(self.rows, parts, p);
-                // SAFETY: `share` gives each part its own rows.
-                let o = unsafe { d.range(r.clone()) };
-                for (x, row) in o.iter_mut().zip(r) {
-                    *x = self.dot(row, &a0);
-                }
-            });
-            return;
-        }
-        // Several activation rows: work out the transpose (rows x n), then lay it out.
-        let mut t = vec![0f32; self.rows * n];
-        let d = Disjoint::new(&mut t);
+        let (parts, rows, nb) = (team.threads(), self.rows, self.cols / QK);
+        let gbb = Self::group_block_bytes(self.kind);
+        let acts: Vec<QRow<'_>> = (0..n).map(|t| a.row(t)).collect();
+        let d = Disjoint::new(out);
+        // Each part takes whole groups, and each group every activation row while its
+        // weights are in cache.
+        // Activation rows in chunks that stay in L1 while every group of the part
+        // passes over them (whole tiles).
+        let chunk = (24 * 1024 / self.cols).max(TILE) / TILE * TILE;
         team.run(&|p| {
-            let r = share(self.rows, parts, p);
-            // SAFETY: as above, `n` values per row.
-            let o = unsafe { d.range(r.start * n..r.end * n) };
-            let rows_a: Vec<QRow<'_>> = (0..n).map(|tk| a.row(tk)).collect();
-            for (orow, row) in o.chunks_mut(n).zip(r) {
-                let mut quads = orow.chunks_exact_mut(4);
-                for (q, ra) in (&mut quads).zip(rows_a.chunks_exact(4)) {
-                    q.copy_from_slice(&self.dot4(row, [&ra[0], &ra[1], &ra[2], &ra[3]]));
-                }
-                for (x, ra) in quads.into_remainder().iter_mut().zip(&rows_a[n / 4 * 4..]) {
-                    *x = self.dot(row, ra);
+            let groups = share(self.groups(), parts, p);
+            for (ci, rows_c) in acts.chunks(chunk).enumerate() {
+                for g in groups.clone() {
+                    let w = Group {
+                        qs: &self.qs[g * nb * gbb..(g + 1) * nb * gbb],
+                        d: &self.d[g * nb * RG..(g + 1) * nb * RG],
+                        m: &self.m[g * nb * RG..(g + 1) * nb * RG],
+                        q8: self.kind == Kind::Q8_0,
+                    };
+                    let lanes = RG.min(rows - g * RG);
+                    for (ti, tile) in rows_c.chunks(TILE).enumerate() {
+                        let mut acc = [[0f32; RG]; TILE];
+                        w.tile(kernel, tile, &mut acc);
+                        for (i, lane) in acc.iter().take(tile.len()).enumerate() {
+                            let t = ci * chunk + ti * TILE + i;
+                            // SAFETY: `share` gives each part its own groups, so its own
+                            // rows of every output row.
+                            let o = unsafe { d.range(t * rows + g * RG..t * rows + g * RG + lanes) };
+                            o.copy_from_slice(&lane[..lanes]);
+                        }
+                    }
                 }
             }
         });
-        for r in 0..self.rows {
-            for tk in 0..n {
-                out[tk * self.rows + r] = t[r * n + tk];
+    }
+}
+
+/// One group's codes, scales and offsets.
+struct Group<'a> {
+    qs: &'a [u8],
+    d: &'a [f32],
+    m: &'a [f32],
+    q8: bool,
+}
+
+impl Group<'_> {
+    /// Dot products of the group's 8 rows with up to [`TILE`] activation rows.
+    fn tile(&self, kernel: Kernel, acts: &[QRow<'_>], acc: &mut [[f32; RG]; TILE]) {
+        #[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
+        {
+            // SAFETY: `Vnni` only reaches here where `Kernel::detect` found AVX-512 VNNI
+            // and VL (`matmul_with` falls back otherwise); AVX2 and FMA are enabled at
+            // compile time; the kernels check the slices' lengths.
+            macro_rules! go {
+                ($f:ident) => {
+                    // SAFETY: as above.
+                    unsafe {
+                        match (self.q8, acts.len()) {
+                            (false, 4) => x86::$f::<4, false>(self, acts, acc),
+                            (false, 3) => x86::$f::<3, false>(self, acts, acc),
+                            (false, 2) => x86::$f::<2, false>(self, acts, acc),
+                            (false, _) => x86::$f::<1, false>(self, acts, acc),
+                            (true, 4) => x86::$f::<4, true>(self, acts, acc),
+                            (true, 3) => x86::$f::<3, true>(self, acts, acc),
+                            (true, 2) => x86::$f::<2, true>(self, acts, acc),
+                            (true, _) => x86::$f::<1, true>(self, acts, acc),
+                        }
+                    }
+                };
+            }
+            match kernel {
+                Kernel::Vnni => return go!(tile_vnni),
+                Kernel::Avx2 => return go!(tile_avx2),
+                Kernel::Portable => {}
+            }
+        }
+        let _ = kernel;
+        self.tile_portable(acts, acc)
+    }
+
+    /// The kernels' arithmetic in plain Rust (the same operations in the same order, so
+    /// the same results bit for bit).
+    fn tile_portable(&self, acts: &[QRow<'_>], acc: &mut [[f32; RG]; TILE]) {
+        let gbb = if self.q8 { QK * RG } else { 16 * RG };
+        for (b, w) in self.qs.chunks_exact(gbb).enumerate() {
+            for (a, out) in acts.iter().zip(acc.iter_mut()) {
+                let x = &a.qs[b * QK..(b + 1) * QK];
+                for j in 0..RG {
+                    let mut s = 0i32;
+                    for c in 0..8 {
+                        for i in 0..4 {
+                            let q = if self.q8 {
+                                w[c * 32 + j * 4 + i]
+                            } else {
+                                let byte = w[(c % 4) * 32 + j * 4 + i];
+                                if c < 4 { byte & 15 } else { byte >> 4 }
+                            };
+                            s += q as i32 * x[c * 4 + i] as i32;
+                        }
+                    }
+                    let (dw, mw) = (self.d[b * RG + j], self.m[b * RG + j]);
+                    out[j] = (s as f32).mul_add(dw * a.d[b], out[j]);
+                    out[j] = mw.mul_add(a.s[b], out[j]);
+                }
             }
         }
     }
+}
+
+#[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
+mod x86 {
+    use super::{Group, QRow, QK, RG, TILE};
+    use std::arch::x86_64::*;
+
+    /// One kernel body per instruction set. `$dp4(acc, w, x)` adds the four-code dot
+    /// products of each 32-bit lane of unsigned nibbles `w` and signed codes `x` to
+    /// `acc`; `$w8(w)` prepares a load of `Q8_0` codes (stored plus 128) and `$dp8` does
+    /// the same for them, `$fix8` telling whether it left out the `128 * sum(x)` that the
+    /// biased codes add (then added from the activations' code sums).
+    macro_rules! tile_kernel {
+        ($name:ident, $features:literal, $dp4:ident, $w8:ident, $dp8:ident, $fix8:expr) => {
+            #[target_feature(enable = $features)]
+            pub(super) unsafe fn $name<const T: usize, const Q8: bool>(g: &Group<'_>, acts: &[QRow<'_>], acc: &mut [[f32; RG]; TILE]) {
+                let nb = g.d.len() / RG;
+                let gbb = if Q8 { QK * RG } else { 16 * RG };
+                assert!(acts.len() == T && g.qs.len() == nb * gbb && g.m.len() == nb * RG);
+                assert!(acts.iter().all(|a| a.q32.len() == nb * 8 && a.d.len() == nb && a.s.len() == nb && a.sum.len() == nb));
+                let low = _mm256_set1_epi8(0x0f);
+                let mut sum = [_mm256_setzero_ps(); TILE];
+                const { assert!(T <= TILE) };
+                // Pointer bumps (`wrapping_add`: no debug-build checks in the loop); the
+                // lengths were checked above.
+                let mut wp = g.qs.as_ptr();
+                let row = |t: usize| &acts[t.min(T - 1)];
+                let xp: [*const [i32; 8]; TILE] = std::array::from_fn(|t| row(t).q32.as_ptr() as *const [i32; 8]);
+                let dp: [*const f32; TILE] = std::array::from_fn(|t| row(t).d.as_ptr());
+                let sp: [*const f32; TILE] = std::array::from_fn(|t| row(t).s.as_ptr());
+                let up: [*const i32; TILE] = std::array::from_fn(|t| row(t).sum.as_ptr());
+                for b in 0..nb {
+                    let dv = _mm256_loadu_ps(g.d.as_ptr().wrapping_add(b * RG));
+                    let mv = _mm256_loadu_ps(g.m.as_ptr().wrapping_add(b * RG));
+                    let mut w = [_mm256_setzero_si256(); 8];
+                    if Q8 {
+                        for (c, wc) in w.iter_mut().enumerate() {
+                            *wc = $w8(_mm256_loadu_si256(wp.wrapping_add(c * 32) as *const __m256i));
+                        }
+                    } else {
+                        for c in 0..4 {
+                            let v = _mm256_loadu_si256(wp.wrapping_add(c * 32) as *const __m256i);
+                            w[c] = _mm256_and_si256(v, low);
+                            w[c + 4] = _mm256_and_si256(_mm256_srli_epi16::<4>(v), low);
+                        }
+                    }
+                    wp = wp.wrapping_add(gbb);
+                    // One activation row (written out per row: a loop over `T` stays a
+                    // loop, with the sums in memory).
+                    macro_rules! act {
+                        ($t:literal) => {
+                            if $t < T {
+                                // The block's codes as eight words (one aligned read, then
+                                // constant indices: no per-word checks in debug builds).
+                                let x = &*xp[$t].wrapping_add(b);
+                                let bc = |c: usize| _mm256_set1_epi32(x[c]);
+                                // Two chains, so the adds overlap.
+                                let z = _mm256_setzero_si256();
+                                let s = if Q8 {
+                                    let (mut s0, mut s1) = ($dp8(z, w[0], bc(0)), $dp8(z, w[1], bc(1)));
+                                    s0 = $dp8(s0, w[2], bc(2));
+                                    s1 = $dp8(s1, w[3], bc(3));
+                                    s0 = $dp8(s0, w[4], bc(4));
+                                    s1 = $dp8(s1, w[5], bc(5));
+                                    s0 = $dp8(s0, w[6], bc(6));
+                                    s1 = $dp8(s1, w[7], bc(7));
+                                    let s = _mm256_add_epi32(s0, s1);
+                                    if $fix8 { _mm256_add_epi32(s, _mm256_set1_epi32(128 * *up[$t].wrapping_add(b))) } else { s }
+                                } else {
+                                    let (mut s0, mut s1) = ($dp4(z, w[0], bc(0)), $dp4(z, w[1], bc(1)));
+                                    s0 = $dp4(s0, w[2], bc(2));
+                                    s1 = $dp4(s1, w[3], bc(3));
+                                    s0 = $dp4(s0, w[4], bc(4));
+                                    s1 = $dp4(s1, w[5], bc(5));
+                                    s0 = $dp4(s0, w[6], bc(6));
+                                    s1 = $dp4(s1, w[7], bc(7));
+                                    _mm256_add_epi32(s0, s1)
+                                };
+                                let s = _mm256_cvtepi32_ps(s);
+                                let (da, sa) = (*dp[$t].wrapping_add(b), *sp[$t].wrapping_add(b));
+                                sum[$t] = _mm256_fmadd_ps(s, _mm256_mul_ps(dv, _mm256_set1_ps(da)), sum[$t]);
+                                sum[$t] = _mm256_fmadd_ps(mv, _mm256_set1_ps(sa), sum[$t]);
+                            }
+                        };
+                    }
+                    act!(0);
+                    act!(1);
+                    act!(2);
+                    act!(3);
+                }
+                for t in 0..T {
+                    _mm256_storeu_ps(acc[t].as_mut_ptr(), sum[t]);
+                }
+            }
+        };
+    }
+
+    /// `vpdpbusd`: unsigned times signed bytes, four per lane, summed into `i32`.
+    #[target_feature(enable = "avx512vnni,avx512vl")]
+    #[inline]
+    unsafe fn dp_vnni(acc: __m256i, w: __m256i, x: __m256i) -> __m256i {
+        _mm256_dpbusd_epi32(acc, w, x)
+    }
+
+    #[inline(always)]
+    fn keep(w: __m256i) -> __m256i {
+        w
+    }
+
+    /// `vpmaddubsw` then `vpmaddwd`: nibbles (at most 15) times codes (at most 127 in
+    /// magnitude) cannot saturate the 16-bit pair sums.
+    #[inline(always)]
+    unsafe fn dp_avx2(acc: __m256i, w: __m256i, x: __m256i) -> __m256i {
+        _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), _mm256_set1_epi16(1)))
+    }
+
+    /// Biased `Q8_0` codes back to signed ones.
+    #[inline(always)]
+    unsafe fn unbias(w: __m256i) -> __m256i {
+        _mm256_xor_si256(w, _mm256_set1_epi8(-128))
+    }
+
+    /// Signed times signed through `vpmaddubsw`: |w| times x with w's sign (|w| <= 128
+    /// and |x| <= 127, so the pair sums stay within `i16`).
+    #[inline(always)]
+    unsafe fn dp_avx2_signed(acc: __m256i, w: __m256i, x: __m256i) -> __m256i {
+        dp_avx2(acc, _mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w))
+    }
+
+    tile_kernel!(tile_vnni, "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma", dp_vnni, keep, dp_vnni, false);
+    tile_kernel!(tile_avx2, "avx2,fma", dp_avx2, unbias, dp_avx2_signed, true);
 }
 
 /// Quantised activations: `n` rows of `cols` (a multiple of 32).
@@ -258,16 +569,24 @@ pub struct QActs {
     pub n: usize,
     /// Width.
     pub cols: usize,
-    qs: Vec<i8>,
+    /// The codes, four to a word (so a kernel reads four as one aligned `i32`).
+    qs: Vec<i32>,
     d: Vec<f32>,
     s: Vec<f32>,
+    sum: Vec<i32>,
 }
 
 /// One row of [`QActs`].
 pub struct QRow<'a> {
     qs: &'a [i8],
+    /// The same codes as words.
+    q32: &'a [i32],
+    /// Block scales.
     d: &'a [f32],
+    /// Block scale times the block's code sum.
     s: &'a [f32],
+    /// The block's code sum.
+    sum: &'a [i32],
 }
 
 impl QActs {
@@ -275,9 +594,18 @@ impl QActs {
     pub fn quantize(x: &[f32], cols: usize) -> Self {
         assert!(cols % QK == 0 && x.len() % cols == 0, "activation shape");
         let nb = x.len() / QK;
-        let (mut qs, mut d, mut s) = (vec![0i8; x.len()], Vec::with_capacity(nb), Vec::with_capacity(nb));
+        let (mut words, mut d, mut s, mut sums) = (vec![0i32; x.len() / 4], Vec::with_capacity(nb), Vec::with_capacity(nb), Vec::with_capacity(nb));
+        // SAFETY: the words' bytes, `i8` needing no more alignment than `i32`.
+        let qs = unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr() as *mut i8, x.len()) };
         for (blk, q) in x.chunks_exact(QK).zip(qs.chunks_exact_mut(QK)) {
-            let amax = blk.iter().fold(0f32, |a, v| a.max(v.abs()));
+            // Eight lanes, so the maximum vectorises.
+            let mut lanes = [0f32; 8];
+            for c in blk.chunks_exact(8) {
+                for (l, v) in lanes.iter_mut().zip(c) {
+                    *l = l.max(v.abs());
+                }
+            }
+            let amax = lanes.iter().fold(0f32, |a, &v| a.max(v));
             let sc = amax / 127.0;
             let inv = if sc > 0.0 { 1.0 / sc } else { 0.0 };
             let mut sum = 0i32;
@@ -288,130 +616,20 @@ impl QActs {
             }
             d.push(sc);
             s.push(sc * sum as f32);
+            sums.push(sum);
         }
-        Self { n: x.len() / cols, cols, qs, d, s }
+        Self { n: x.len() / cols, cols, qs: words, d, s, sum: sums }
     }
 
     /// Row `t`.
     pub fn row(&self, t: usize) -> QRow<'_> {
         let nb = self.cols / QK;
-        QRow { qs: &self.qs[t * self.cols..(t + 1) * self.cols], d: &self.d[t * nb..(t + 1) * nb], s: &self.s[t * nb..(t + 1) * nb] }
+        let b = t * nb..(t + 1) * nb;
+        let q32 = &self.qs[t * self.cols / 4..(t + 1) * self.cols / 4];
+        // SAFETY: the words' bytes, as in `quantize`.
+        let qs = unsafe { std::slice::from_raw_parts(q32.as_ptr() as *const i8, self.cols) };
+        QRow { qs, q32, d: &self.d[b.clone()], s: &self.s[b.clone()], sum: &self.sum[b] }
     }
-}
-
-/// `sum_b d_w[b] d_a[b] (q_w . q_a)` over `Q4_1` code bytes (the `m` term is the caller's).
-#[inline]
-fn dot_q4_1(qs: &[u8], d: &[f32], a: &QRow<'_>) -> f32 {
-    #[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
-    // SAFETY: the features are enabled at compile time; each load reads one whole chunk
-    // (16 code bytes, 32 activation codes). Chunks rather than `ptr.add`, which is a
-    // checked call in debug builds and forces the accumulator through memory.
-    unsafe {
-        use std::arch::x86_64::*;
-        let low = _mm_set1_epi8(0x0f);
-        let ones = _mm256_set1_epi16(1);
-        let mut acc = _mm256_setzero_ps();
-        for (((q, x), &dw), &da) in qs.chunks_exact(16).zip(a.qs.chunks_exact(QK)).zip(d).zip(a.d) {
-            let q = _mm_loadu_si128(q.as_ptr() as *const __m128i);
-            let lo = _mm_and_si128(q, low);
-            let hi = _mm_and_si128(_mm_srli_epi16::<4>(q), low);
-            let w = _mm256_set_m128i(hi, lo);
-            let x = _mm256_loadu_si256(x.as_ptr() as *const __m256i);
-            let p = _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), ones);
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * da), acc);
-        }
-        hsum(acc)
-    }
-    #[cfg(not(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma")))]
-    {
-        let mut s = 0f32;
-        for (b, (&db, &da)) in d.iter().zip(a.d).enumerate() {
-            let q = &qs[b * 16..(b + 1) * 16];
-            let x = &a.qs[b * QK..(b + 1) * QK];
-            let mut i = 0i32;
-            for j in 0..16 {
-                i += (q[j] & 15) as i32 * x[j] as i32 + (q[j] >> 4) as i32 * x[j + 16] as i32;
-            }
-            s += db * da * i as f32;
-        }
-        s
-    }
-}
-
-/// [`dot_q4_1`] for four activation rows.
-#[inline]
-fn dot4_q4_1(qs: &[u8], d: &[f32], a: [&QRow<'_>; 4]) -> [f32; 4] {
-    #[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
-    // SAFETY: as in `dot_q4_1`; the four activation rows have the same width.
-    unsafe {
-        use std::arch::x86_64::*;
-        let low = _mm_set1_epi8(0x0f);
-        let ones = _mm256_set1_epi16(1);
-        let mut acc = [_mm256_setzero_ps(); 4];
-        let blocks = qs
-            .chunks_exact(16)
-            .zip(d)
-            .zip(a[0].qs.chunks_exact(QK).zip(a[0].d))
-            .zip(a[1].qs.chunks_exact(QK).zip(a[1].d))
-            .zip(a[2].qs.chunks_exact(QK).zip(a[2].d))
-            .zip(a[3].qs.chunks_exact(QK).zip(a[3].d));
-        for (((((q, &dw), x0), x1), x2), x3) in blocks {
-            let q = _mm_loadu_si128(q.as_ptr() as *const __m128i);
-            let lo = _mm_and_si128(q, low);
-            let hi = _mm_and_si128(_mm_srli_epi16::<4>(q), low);
-            let w = _mm256_set_m128i(hi, lo);
-            for (acc, (x, &da)) in acc.iter_mut().zip([x0, x1, x2, x3]) {
-                let x = _mm256_loadu_si256(x.as_ptr() as *const __m256i);
-                let p = _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), ones);
-                *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * da), *acc);
-            }
-        }
-        [hsum(acc[0]), hsum(acc[1]), hsum(acc[2]), hsum(acc[3])]
-    }
-    #[cfg(not(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma")))]
-    {
-        [dot_q4_1(qs, d, a[0]), dot_q4_1(qs, d, a[1]), dot_q4_1(qs, d, a[2]), dot_q4_1(qs, d, a[3])]
-    }
-}
-
-/// `sum_b d_w[b] d_a[b] (q_w . q_a)` over `Q8_0` codes.
-#[inline]
-fn dot_q8_0(qs: &[u8], d: &[f32], a: &QRow<'_>) -> f32 {
-    #[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
-    // SAFETY: as in `dot_q4_1`, with 32 code bytes per block on both sides.
-    unsafe {
-        use std::arch::x86_64::*;
-        let ones = _mm256_set1_epi16(1);
-        let mut acc = _mm256_setzero_ps();
-        for (((w, x), &dw), &da) in qs.chunks_exact(QK).zip(a.qs.chunks_exact(QK)).zip(d).zip(a.d) {
-            let w = _mm256_loadu_si256(w.as_ptr() as *const __m256i);
-            let x = _mm256_loadu_si256(x.as_ptr() as *const __m256i);
-            // Signed times signed through vpmaddubsw: |w| times x with w's sign
-            // (|w| <= 127 and |x| <= 127, so pairs stay within i16).
-            let p = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w)), ones);
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * da), acc);
-        }
-        hsum(acc)
-    }
-    #[cfg(not(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma")))]
-    {
-        let mut s = 0f32;
-        for (b, (&db, &da)) in d.iter().zip(a.d).enumerate() {
-            let i: i32 = qs[b * QK..(b + 1) * QK].iter().zip(&a.qs[b * QK..(b + 1) * QK]).map(|(&w, &x)| w as i8 as i32 * x as i32).sum();
-            s += db * da * i as f32;
-        }
-        s
-    }
-}
-
-#[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
-#[inline]
-unsafe fn hsum(v: std::arch::x86_64::__m256) -> f32 {
-    use std::arch::x86_64::*;
-    let h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
-    let h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-    let h = _mm_add_ss(h, _mm_shuffle_ps::<0b01>(h, h));
-    _mm_cvtss_f32(h)
 }
 
 #[cfg(test)]
@@ -444,7 +662,7 @@ mod tests {
     fn kernels_match_candle_dequantisation_and_exact_sums() {
         let (rows, cols) = (70, 96);
         let w = rand(rows * cols, 3);
-        // Six activation rows: one group of four (`dot4`) and two single ones.
+        // Six activation rows: a tile of four and one of two; 70 rows end in a partial group.
         let x = rand(6 * cols, 9);
         let wt = Tensor::from_vec(w.clone(), (rows, cols), &Device::Cpu).unwrap();
         for dt in [GgmlDType::Q4_1, GgmlDType::Q8_0] {
@@ -480,11 +698,66 @@ mod tests {
                 }
             }
             assert_eq!(one, out[rows..2 * rows], "one row alone equals the batched row");
+            // Every kernel this CPU has gives the same results, bit for bit.
+            for k in [Kernel::Portable, Kernel::Avx2, Kernel::Vnni] {
+                if k == Kernel::Vnni && Kernel::detect() != Kernel::Vnni || k == Kernel::Avx2 && Kernel::detect() == Kernel::Portable {
+                    continue;
+                }
+                let mut o = vec![f32::NAN; 6 * rows];
+                m.matmul_with(k, &a, &mut o, &team);
+                assert_eq!(o, out, "{dt:?}: {k:?} and {:?} differ", Kernel::detect());
+            }
+            // Stacking, across a partial group or whole ones, is the rows one after the other.
+            for split in [30, 64] {
+                let q = |r: std::ops::Range<usize>| {
+                    let t = Tensor::from_vec(w[r.start * cols..r.end * cols].to_vec(), (r.len(), cols), &Device::Cpu).unwrap();
+                    let q = QTensor::quantize(&t, dt).unwrap();
+                    let b = q.data().unwrap();
+                    match dt {
+                        GgmlDType::Q4_1 => QMatrix::from_q4_1(&b, r.len(), cols).unwrap(),
+                        _ => QMatrix::from_q8_0(&b, r.len(), cols).unwrap(),
+                    }
+                };
+                let s = QMatrix::stack(vec![q(0..split), q(split..rows)]).unwrap();
+                let mut o = vec![0f32; 6 * rows];
+                s.matmul(&a, &mut o, &team);
+                assert_eq!(o, out, "{dt:?}: stacked at {split}");
+            }
         }
         let f = QMatrix::q8_0_from_f32(&w, rows, cols).unwrap();
         let mut row = vec![0f32; cols];
         f.row_f32(5, &mut row);
         assert!(row.iter().zip(&w[5 * cols..6 * cols]).all(|(a, b)| (a - b).abs() <= 1.0 / 127.0 / 2.0 + 1e-6));
         assert!(QMatrix::from_q4_1(&[0u8; 19], 1, 32).is_none());
+    }
+
+    /// Kernel throughput on SmolLM2-135M's feed-forward shape (`cargo test --release -p
+    /// llamafarm-core matmul_throughput -- --ignored --nocapture`); a measurement, not a check.
+    #[test]
+    #[ignore]
+    fn matmul_throughput() {
+        let (rows, cols) = (3072, 576);
+        let w = rand(rows * cols, 1);
+        let t = Tensor::from_vec(w, (rows, cols), &Device::Cpu).unwrap();
+        let m = QMatrix::from_q4_1(&QTensor::quantize(&t, GgmlDType::Q4_1).unwrap().data().unwrap(), rows, cols).unwrap();
+        for threads in [1, 2] {
+            let team = super::super::team::Team::new(threads);
+            for n in [1, 4, 40, 297] {
+                let a = QActs::quantize(&rand(n * cols, 2), cols);
+                let mut out = vec![0f32; n * rows];
+                for k in [Kernel::Portable, Kernel::Avx2, Kernel::Vnni] {
+                    if k == Kernel::Vnni && Kernel::detect() != Kernel::Vnni || k == Kernel::Avx2 && Kernel::detect() == Kernel::Portable {
+                        continue;
+                    }
+                    let reps = (2000 / n).max(3);
+                    let t0 = std::time::Instant::now();
+                    for _ in 0..reps {
+                        m.matmul_with(k, &a, &mut out, &team);
+                    }
+                    let s = t0.elapsed().as_secs_f64() / reps as f64;
+                    println!("threads {threads} n {n:>3} {k:?}: {:.2} ms, {:.1} GMAC/s", s * 1e3, (rows * cols * n) as f64 / s / 1e9);
+                }
+            }
+        }
     }
 }

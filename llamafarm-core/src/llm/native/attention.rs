@@ -1,0 +1,383 @@
+//! The KV cache and causal attention over it.
+//!
+//! Keys are cached transposed (`[kv_head][dim][position]`), values row by row, so both
+//! halves of attention are small register-blocked products with no horizontal sums:
+//! scores are `MR` queries times `NR` consecutive positions (one broadcast query value
+//! times a row of keys per step), and the weighted values `MR` queries times `NR`
+//! consecutive value dimensions. The queries that share a KV head (grouped-query
+//! attention) and, in a prefill, four consecutive tokens are one block, so each key and
+//! value row is read once for up to `4 x group` queries.
+
+use super::team::{share, Disjoint, Team};
+use crate::embed::encoder::exp;
+
+/// Positions are allocated in multiples of this (the widest key block).
+const POS_ALIGN: usize = 64;
+
+/// Tokens per prefill block.
+const TOKENS: usize = 4;
+
+/// Keys and values of every layer for the positions seen so far.
+pub struct KvCache {
+    /// Per layer: keys transposed, `kvd` rows of `cap` positions (zeros past `len`).
+    k: Vec<Vec<f32>>,
+    /// Per layer: values, `cap` rows of `kvd`.
+    v: Vec<Vec<f32>>,
+    /// Positions held.
+    pub len: usize,
+    cap: usize,
+    kvd: usize,
+}
+
+impl KvCache {
+    /// An empty cache of `layers` layers, `kvd` (KV heads times head width) wide, with
+    /// room for `capacity` positions before it grows.
+    pub fn new(layers: usize, kvd: usize, capacity: usize) -> Self {
+        let cap = capacity.max(1).next_multiple_of(POS_ALIGN);
+        KvCache { k: (0..layers).map(|_| vec![0f32; kvd * cap]).collect(), v: (0..layers).map(|_| vec![0f32; kvd * cap]).collect(), len: 0, cap, kvd }
+    }
+
+    /// Make room for `total` positions (doubling, so appends stay amortised).
+    pub fn reserve(&mut self, total: usize) {
+        if total <= self.cap {
+            return;
+        }
+        let cap = total.max(2 * self.cap).next_multiple_of(POS_ALIGN);
+        for k in &mut self.k {
+            let mut nk = vec![0f32; self.kvd * cap];
+            for (dst, src) in nk.chunks_exact_mut(cap).zip(k.chunks_exact(self.cap)) {
+                dst[..self.len].copy_from_slice(&src[..self.len]);
+            }
+            *k = nk;
+        }
+        for v in &mut self.v {
+            v.resize(self.kvd * cap, 0.0);
+        }
+        self.cap = cap;
+    }
+
+    /// Store layer `layer`'s key and value (each `kvd` wide) for position `pos` (below
+    /// the reserved capacity).
+    pub fn put(&mut self, layer: usize, pos: usize, k: &[f32], v: &[f32]) {
+        let cap = self.cap;
+        for (row, &x) in self.k[layer].chunks_exact_mut(cap).zip(k) {
+            row[pos] = x;
+        }
+        self.v[layer][pos * self.kvd..(pos + 1) * self.kvd].copy_from_slice(v);
+    }
+}
+
+/// Shape of one attention call.
+pub struct Heads {
+    /// Query heads.
+    pub heads: usize,
+    /// KV heads.
+    pub kv_heads: usize,
+    /// Width of one head.
+    pub head_dim: usize,
+}
+
+/// Causal attention of `n` new tokens at positions `p0..p0 + n` (already in `cache`,
+/// layer `layer`): `q` is `n x heads x head_dim`, scaled; `out` gets the same shape.
+pub fn attention(h: &Heads, q: &[f32], q_stride: usize, cache: &KvCache, layer: usize, p0: usize, n: usize, out: &mut [f32], team: &Team) {
+    let (hd, group) = (h.head_dim, h.heads / h.kv_heads);
+    let dim = h.heads * hd;
+    assert!(p0 + n <= cache.cap && out.len() == n * dim, "attention shape");
+    // Items: in a prefill, (block of tokens, KV head) with every query head of the
+    // group; when decoding, single query heads (so both threads have work).
+    let blocks = n.div_ceil(TOKENS);
+    let items = if n == 1 { h.heads } else { blocks * h.kv_heads };
+    let parts = team.threads();
+    let od = Disjoint::new(out);
+    let (kt, v) = (&cache.k[layer], &cache.v[layer]);
+    team.run(&|p| {
+        let mut s = Scratch::default();
+        for it in share(items, parts, p) {
+            let (tokens, kvh, heads) = if n == 1 {
+                (0..1, it / group, it..it + 1)
+            } else {
+                let (b, kvh) = (it / h.kv_heads, it % h.kv_heads);
+                (b * TOKENS..((b + 1) * TOKENS).min(n), kvh, kvh * group..(kvh + 1) * group)
+            };
+            s.q.clear();
+            s.lens.clear();
+            for t in tokens.clone() {
+                for hh in heads.clone() {
+                    s.q.extend_from_slice(&q[t * q_stride + hh * hd..t * q_stride + (hh + 1) * hd]);
+                    s.lens.push(p0 + t + 1);
+                }
+            }
+            let m = s.lens.len();
+            s.o.clear();
+            s.o.resize(m * hd, 0.0);
+            let kh = &kt[kvh * hd * cache.cap..(kvh + 1) * hd * cache.cap];
+            attend(&mut s, hd, kh, cache.cap, v, cache.kvd, kvh * hd);
+            let mut i = 0;
+            for t in tokens.clone() {
+                for hh in heads.clone() {
+                    // SAFETY: `share` gives each part its own items, and items cover
+                    // disjoint (token, head) pairs.
+                    let o = unsafe { od.range(t * dim + hh * hd..t * dim + (hh + 1) * hd) };
+                    o.copy_from_slice(&s.o[i * hd..(i + 1) * hd]);
+                    i += 1;
+                }
+            }
+        }
+    });
+}
+
+/// Per-thread buffers.
+#[derive(Default)]
+struct Scratch {
+    /// Queries, `m x hd`.
+    q: Vec<f32>,
+    /// Positions each query sees.
+    lens: Vec<usize>,
+    /// Scores then weights, `m x lp`.
+    s: Vec<f32>,
+    /// Queries transposed, or weights transposed, for one block of rows.
+    t: Vec<f32>,
+    /// Output, `m x hd`.
+    o: Vec<f32>,
+}
+
+/// Attention of the scratch's queries over one KV head: `kt` its keys (`hd` rows of
+/// `cap`), `v` the values (`kvd` wide, this head's at `off`).
+fn attend(s: &mut Scratch, hd: usize, kt: &[f32], cap: usize, v: &[f32], kvd: usize, off: usize) {
+    let m = s.lens.len();
+    let lmax = s.lens.iter().copied().max().unwrap_or(0);
+    let lp = lmax.next_multiple_of(POS_ALIGN).min(cap);
+    s.s.clear();
+    s.s.resize(m * lp, 0.0);
+    let mut i0 = 0;
+    while i0 < m {
+        let mr = (m - i0).min(4);
+        // The block's queries transposed (`hd x mr`), so one step reads `mr` adjacent values.
+        s.t.clear();
+        for d in 0..hd {
+            s.t.extend((i0..i0 + mr).map(|i| s.q[i * hd + d]));
+        }
+        let rows = &mut s.s[i0 * lp..(i0 + mr) * lp];
+        match mr {
+            4 => scores::<4, 16>(&s.t, kt, cap, lp, rows),
+            3 => scores::<3, 16>(&s.t, kt, cap, lp, rows),
+            2 => scores::<2, 32>(&s.t, kt, cap, lp, rows),
+            _ => scores::<1, 64>(&s.t, kt, cap, lp, rows),
+        }
+        i0 += mr;
+    }
+    for (row, &len) in s.s.chunks_exact_mut(lp).zip(&s.lens) {
+        let (seen, rest) = row.split_at_mut(len);
+        let mx = seen.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+        seen.iter_mut().for_each(|x| *x = exp(*x - mx));
+        let inv = 1.0 / sum(seen);
+        seen.iter_mut().for_each(|x| *x *= inv);
+        rest.fill(0.0);
+    }
+    let mut i0 = 0;
+    while i0 < m {
+        let mr = (m - i0).min(4);
+        let len = s.lens[i0..i0 + mr].iter().copied().max().unwrap_or(0);
+        // Weights transposed (`len x mr`).
+        s.t.clear();
+        for k in 0..len {
+            s.t.extend((i0..i0 + mr).map(|i| s.s[i * lp + k]));
+        }
+        let o = &mut s.o[i0 * hd..(i0 + mr) * hd];
+        let vh = |k: usize| &v[k * kvd + off..k * kvd + off + hd];
+        match mr {
+            4 if hd % 16 == 0 => weigh::<4, 16>(&s.t, len, v, kvd, off, hd, o),
+            3 if hd % 16 == 0 => weigh::<3, 16>(&s.t, len, v, kvd, off, hd, o),
+            2 if hd % 32 == 0 => weigh::<2, 32>(&s.t, len, v, kvd, off, hd, o),
+            1 if hd % 64 == 0 => weigh::<1, 64>(&s.t, len, v, kvd, off, hd, o),
+            _ => {
+                for k in 0..len {
+                    let vr = vh(k);
+                    for (i, oi) in o.chunks_exact_mut(hd).enumerate() {
+                        let w = s.t[k * mr + i];
+                        oi.iter_mut().zip(vr).for_each(|(a, &x)| *a = w.mul_add(x, *a));
+                    }
+                }
+            }
+        }
+        i0 += mr;
+    }
+}
+
+/// `out[i][k] = q_i . key k` for `MR` queries (`qt`: `hd x MR`) and the first `lp`
+/// positions, `NR` at a time (`lp` and `cap` are multiples of `NR`, which is a multiple
+/// of 8).
+#[inline(always)]
+fn scores<const MR: usize, const NR: usize>(qt: &[f32], kt: &[f32], cap: usize, lp: usize, out: &mut [f32]) {
+    let hd = qt.len() / MR;
+    assert!(kt.len() >= hd * cap && lp <= cap && out.len() >= MR * lp && NR % 8 == 0);
+    let mut k0 = 0;
+    while k0 + NR <= lp {
+        let mut acc = [[0f32; NR]; MR];
+        #[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
+        // SAFETY: `d < hd` rows of `cap` keys, `k0 + NR <= lp <= cap` (checked above);
+        // `qt` has `hd * MR` values.
+        unsafe {
+            x86::block::<MR, NR>(qt.as_ptr(), kt.as_ptr().wrapping_add(k0), cap, hd, &mut acc);
+        }
+        #[cfg(not(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma")))]
+        for (row, qd) in kt.chunks_exact(cap).zip(qt.chunks_exact(MR)) {
+            let kr = &row[k0..k0 + NR];
+            for i in 0..MR {
+                for j in 0..NR {
+                    acc[i][j] = qd[i].mul_add(kr[j], acc[i][j]);
+                }
+            }
+        }
+        for (i, a) in acc.iter().enumerate() {
+            out[i * lp + k0..i * lp + k0 + NR].copy_from_slice(a);
+        }
+        k0 += NR;
+    }
+}
+
+/// `out[i] = sum_k w[k][i] v_k` for `MR` queries (`wt`: `len x MR`), `NR` value
+/// dimensions at a time (`hd` a multiple of `NR`, `NR` of 8).
+#[inline(always)]
+fn weigh<const MR: usize, const NR: usize>(wt: &[f32], len: usize, v: &[f32], kvd: usize, off: usize, hd: usize, out: &mut [f32]) {
+    assert!(wt.len() >= len * MR && (len == 0 || v.len() >= (len - 1) * kvd + off + hd) && out.len() >= MR * hd && hd % NR == 0 && NR % 8 == 0);
+    let mut d0 = 0;
+    while d0 < hd {
+        let mut acc = [[0f32; NR]; MR];
+        #[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
+        // SAFETY: `len` rows of `kvd` values, each read at `off + d0 .. off + d0 + NR <=
+        // off + hd` (checked above); `wt` has `len * MR` weights.
+        unsafe {
+            x86::block::<MR, NR>(wt.as_ptr(), v.as_ptr().wrapping_add(off + d0), kvd, len, &mut acc);
+        }
+        #[cfg(not(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma")))]
+        for (k, wk) in wt.chunks_exact(MR).take(len).enumerate() {
+            let vr = &v[k * kvd + off + d0..k * kvd + off + d0 + NR];
+            for i in 0..MR {
+                for j in 0..NR {
+                    acc[i][j] = wk[i].mul_add(vr[j], acc[i][j]);
+                }
+            }
+        }
+        for (i, a) in acc.iter().enumerate() {
+            out[i * hd + d0..i * hd + d0 + NR].copy_from_slice(a);
+        }
+        d0 += NR;
+    }
+}
+
+#[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    /// `acc[i][..] = sum_s a[s][i] * b[s][..]` over `steps` steps: `a` holds `MR` values
+    /// per step, `b` `NR` consecutive values per step, `stride` apart. Both attention
+    /// halves are this product (scores: queries times key rows; weighted values:
+    /// weights times value rows).
+    ///
+    /// # Safety
+    /// `a` must have `steps * MR` values and each `b + s * stride` `NR` (a multiple of 8).
+    #[inline(always)]
+    pub(super) unsafe fn block<const MR: usize, const NR: usize>(a: *const f32, b: *const f32, stride: usize, steps: usize, acc: &mut [[f32; NR]; MR]) {
+        // At most 8 accumulators (MR * NR / 8), unrolled by the `act!` pattern below: the
+        // bounds are constants, so every branch but the live ones folds away.
+        let mut c = [_mm256_setzero_ps(); 8];
+        let nv = NR / 8;
+        const { assert!(MR * NR <= 64 && NR % 8 == 0) };
+        for s in 0..steps {
+            let bs = b.wrapping_add(s * stride);
+            let a_s = a.wrapping_add(s * MR);
+            macro_rules! lane {
+                ($k:literal) => {
+                    if $k < MR * nv {
+                        let (i, v) = ($k / nv, $k % nv);
+                        let bv = _mm256_loadu_ps(bs.wrapping_add(8 * v));
+                        c[$k] = _mm256_fmadd_ps(_mm256_set1_ps(a_s.wrapping_add(i).read()), bv, c[$k]);
+                    }
+                };
+            }
+            lane!(0);
+            lane!(1);
+            lane!(2);
+            lane!(3);
+            lane!(4);
+            lane!(5);
+            lane!(6);
+            lane!(7);
+        }
+        for i in 0..MR {
+            for v in 0..nv {
+                _mm256_storeu_ps(acc[i].as_mut_ptr().wrapping_add(8 * v), c[i * nv + v]);
+            }
+        }
+    }
+}
+
+/// Sum in eight independent lanes (vectorised).
+#[inline]
+pub(super) fn sum(a: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let c = a.chunks_exact(8);
+    let tail: f32 = c.remainder().iter().sum();
+    for x in c {
+        for i in 0..8 {
+            acc[i] += x[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Against a direct evaluation, for a prefill and a decode step, across a cache
+    /// that grows, with grouped heads and partial blocks.
+    #[test]
+    fn attention_matches_a_direct_evaluation() {
+        let (heads, kv_heads, hd) = (6, 2, 64);
+        let h = Heads { heads, kv_heads, head_dim: hd };
+        let (dim, kvd) = (heads * hd, kv_heads * hd);
+        let mut seed = 7u64;
+        let mut rnd = |n: usize| -> Vec<f32> {
+            (0..n)
+                .map(|_| {
+                    seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    (seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+                })
+                .collect()
+        };
+        let total = 75;
+        let (keys, vals) = (rnd(total * kvd), rnd(total * kvd));
+        let mut cache = KvCache::new(1, kvd, 8);
+        let team = Team::new(2);
+        let mut p0 = 0;
+        for n in [70, 1, 4] {
+            cache.reserve(p0 + n);
+            for p in p0..p0 + n {
+                cache.put(0, p, &keys[p * kvd..(p + 1) * kvd], &vals[p * kvd..(p + 1) * kvd]);
+            }
+            cache.len = p0 + n;
+            let q = rnd(n * dim);
+            let mut out = vec![f32::NAN; n * dim];
+            attention(&h, &q, dim, &cache, 0, p0, n, &mut out, &team);
+            for t in 0..n {
+                for hh in 0..heads {
+                    let off = hh / (heads / kv_heads) * hd;
+                    let qv = &q[t * dim + hh * hd..][..hd];
+                    let len = p0 + t + 1;
+                    let s: Vec<f64> = (0..len).map(|p| (0..hd).map(|d| qv[d] as f64 * keys[p * kvd + off + d] as f64).sum()).collect();
+                    let mx = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                    let e: Vec<f64> = s.iter().map(|x| (x - mx).exp()).collect();
+                    let z: f64 = e.iter().sum();
+                    for d in 0..hd {
+                        let want: f64 = (0..len).map(|p| e[p] / z * vals[p * kvd + off + d] as f64).sum();
+                        let got = out[t * dim + hh * hd + d] as f64;
+                        assert!((got - want).abs() < 1e-4, "n {n} token {t} head {hh} dim {d}: {got} vs {want}");
+                    }
+                }
+            }
+            p0 += n;
+        }
+    }
+}
