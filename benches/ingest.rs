@@ -23,16 +23,16 @@ fn main() {
     let folders: Vec<String> = std::env::var("INGEST_FOLDERS").unwrap_or_else(|_| "pdf,docx,html,markdown".into()).split(',').map(String::from).collect();
     let work = tempfile::tempdir().unwrap();
     let lf = LlamaFarm::open(work.path()).unwrap();
-    // INGEST_PRECISIONS=fp32,int8 (the default) runs ours once per embedding precision;
-    // int8 is the `model:int8` path (int8 linear layers, VNNI where the CPU has it).
-    let precisions: Vec<String> = std::env::var("INGEST_PRECISIONS").unwrap_or_else(|_| "fp32,int8".into()).split(',').map(String::from).collect();
+    // INGEST_PRECISIONS=default,fp32,int8 (the default) runs ours once per embedding
+    // precision: `default` is the model id without a suffix (bf16 where the CPU has
+    // AVX-512 BF16, else fp32), the others are `model:fp32`, `model:bf16`, `model:int8`.
+    let precisions: Vec<String> = std::env::var("INGEST_PRECISIONS").unwrap_or_else(|_| "default,fp32,int8".into()).split(',').map(String::from).collect();
     let mut runs = Vec::new();
     for p in &precisions {
-        let model = match p.as_str() {
-            "int8" => "sentence-transformers/all-MiniLM-L6-v2:int8",
-            _ => "sentence-transformers/all-MiniLM-L6-v2",
-        };
-        println!("\nours, embedding model {model}:\n");
+        let base = "sentence-transformers/all-MiniLM-L6-v2";
+        let model = if p == "default" { base.to_string() } else { format!("{base}:{p}") };
+        let model = model.as_str();
+        println!("\nours, embedding model {model} ({}):\n", llamafarm_core::embed::split_precision(model).1.name());
         runs.push((p.clone(), run_ours(&lf, &root, &folders, p, model)));
     }
 
@@ -91,8 +91,8 @@ fn run_ours(lf: &LlamaFarm, root: &std::path::Path, folders: &[String], tag: &st
             Ok(())
         })
         .unwrap();
-    println!("| folder | files | failed | chunks | MB | ours s | files/s | chunks/s | MB/s | parse / chunk / embed / index s (summed per file) |");
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("| folder | files | failed | chunks | MB | ours s | upload s | files/s | chunks/s | MB/s | parse / chunk / embed / index s (summed per file) |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     let mut ours = Vec::new();
     for f in folders {
         let dir = root.join(f);
@@ -118,6 +118,7 @@ fn run_ours(lf: &LlamaFarm, root: &std::path::Path, folders: &[String], tag: &st
             let name = p.file_name().unwrap().to_string_lossy().to_string();
             hashes.push(project.datasets().upload_bytes(&ds, &name, &content).unwrap().hash);
         }
+        let upload_s = t.elapsed().as_secs_f64();
         let id = lf.tasks().submit_process(&project, &ds, hashes, None).unwrap();
         let rec = loop {
             let r = llamafarm_core::task::load(project.dir(), &id).unwrap();
@@ -133,7 +134,7 @@ fn run_ours(lf: &LlamaFarm, root: &std::path::Path, folders: &[String], tag: &st
         let stage = |k: &str| rec.outcomes.iter().filter_map(|o| o.timings_ms.get(k).and_then(|v| v.as_f64())).sum::<f64>() / 1000.0;
         let mb = bytes as f64 / 1e6;
         println!(
-            "| {f} | {} | {failed} | {chunks} | {mb:.1} | {secs:.1} | {:.2} | {:.1} | {:.3} | {:.1} / {:.2} / {:.1} / {:.2} |",
+            "| {f} | {} | {failed} | {chunks} | {mb:.1} | {secs:.1} | {upload_s:.2} | {:.2} | {:.1} | {:.3} | {:.1} / {:.2} / {:.1} / {:.2} |",
             files.len(),
             files.len() as f64 / secs,
             chunks as f64 / secs,

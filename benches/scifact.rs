@@ -92,6 +92,14 @@ fn main() {
     project
         .update_config(|c| {
             let db = &mut c.rag.as_mut().unwrap().databases.as_mut().unwrap()[0];
+            // The fp32 reference index (the reduced precisions get their own below).
+            let es: llamafarm_core::config::EmbeddingStrategyConfig = serde_json::from_value(serde_json::json!({
+                "name": "fp32", "type": "UniversalEmbedder", "config": {"model": "sentence-transformers/all-MiniLM-L6-v2:fp32"}
+            }))
+            .unwrap();
+            db.embedding_strategies = Some(vec![es]);
+            db.embedding_strategy = None;
+            db.default_embedding_strategy = Some("fp32".into());
             let weighted: llamafarm_core::config::RetrievalStrategyConfig = serde_json::from_value(serde_json::json!({
                 "name": "hybrid_weighted", "type": "HybridUniversalStrategy",
                 "config": {"combination_method": "weighted_average", "hybrid_alpha": 0.5}
@@ -115,7 +123,7 @@ fn main() {
         .iter()
         .map(|d| format!("{} {}", d["title"].as_str().unwrap_or(""), d["text"].as_str().unwrap_or("")).trim().to_string())
         .collect();
-    let embedder = lf.embedder("sentence-transformers/all-MiniLM-L6-v2").unwrap();
+    let embedder = lf.embedder("sentence-transformers/all-MiniLM-L6-v2:fp32").unwrap();
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     // Corpus vectors are cached between runs (SCIFACT_FRESH=1 recomputes); throughput is
     // then measured on the first 512 abstracts.
@@ -183,24 +191,35 @@ fn main() {
     }
     println!("\n(latencies include embedding the query; top_k = 100)");
 
-    // The int8 path (`model:int8`): throughput on the same 512 abstracts, agreement with
-    // fp32, and retrieval quality from a second index built with int8 vectors
-    // (SCIFACT_INT8=0 skips it).
-    let mut int8_eps = f64::NAN;
-    if !only_latency && std::env::var("SCIFACT_INT8").map_or(true, |v| v != "0") {
-        let qid8 = "sentence-transformers/all-MiniLM-L6-v2:int8";
-        let e8 = lf.embedder(qid8).unwrap();
+    // The reduced precisions (`model:bf16`, the default where the CPU has AVX-512 BF16,
+    // and `model:int8`): throughput on the same 512 abstracts, agreement with fp32, and
+    // retrieval quality from a second index built with their vectors (SCIFACT_REDUCED=0
+    // skips them).
+    let mut reduced_eps: Vec<(&str, f64)> = Vec::new();
+    for tag in ["bf16", "int8"] {
+        if only_latency || std::env::var("SCIFACT_REDUCED").is_ok_and(|v| v == "0") {
+            break;
+        }
+        let qid8 = format!("sentence-transformers/all-MiniLM-L6-v2:{tag}");
+        let e8 = lf.embedder(&qid8).unwrap();
         let t = Instant::now();
         let first = e8.embed(&refs[..512.min(refs.len())]).unwrap();
-        int8_eps = first.len() as f64 / t.elapsed().as_secs_f64();
+        let eps8 = first.len() as f64 / t.elapsed().as_secs_f64();
+        reduced_eps.push((tag, eps8));
         let cos: Vec<f64> = first.iter().zip(&vectors).map(|(a, b)| llamafarm_core::embed::cosine(a, b) as f64).collect();
         let (cmin, cmean) = (cos.iter().cloned().fold(1.0, f64::min), cos.iter().sum::<f64>() / cos.len() as f64);
+        let kernel = if tag == "int8" {
+            llamafarm_core::embed::int8_kernel().name()
+        } else if llamafarm_core::embed::has_bf16() {
+            "avx512-bf16"
+        } else {
+            "portable"
+        };
         println!(
-            "\nint8 embeddings ({} kernel): {int8_eps:.1} docs/s on the first 512 abstracts = {:.2}x our fp32 ({eps:.1}); cosine to fp32 min {cmin:.5}, mean {cmean:.6}",
-            llamafarm_core::embed::int8_kernel().name(),
-            int8_eps / eps
+            "\n{tag} embeddings ({kernel} kernel): {eps8:.1} docs/s on the first 512 abstracts = {:.2}x our fp32 ({eps:.1}); cosine to fp32 min {cmin:.5}, mean {cmean:.6}",
+            eps8 / eps
         );
-        let cache8 = cache.with_file_name(format!("scifact-minilm-int8-{}.json", texts.len()));
+        let cache8 = cache.with_file_name(format!("scifact-minilm-{tag}-{}.json", texts.len()));
         let v8: Vec<Vec<f32>> = match std::fs::read(&cache8).ok().and_then(|b| serde_json::from_slice(&b).ok()) {
             Some(v) if std::env::var("SCIFACT_FRESH").is_err() => v,
             _ => {
@@ -209,16 +228,16 @@ fn main() {
                 v
             }
         };
-        let p8 = lf.projects().create("bench", "scifact-int8", None).unwrap();
+        let p8 = lf.projects().create("bench", &format!("scifact-{tag}"), None).unwrap();
         p8.update_config(|c| {
             let db = &mut c.rag.as_mut().unwrap().databases.as_mut().unwrap()[0];
             let es: llamafarm_core::config::EmbeddingStrategyConfig = serde_json::from_value(serde_json::json!({
-                "name": "int8", "type": "UniversalEmbedder", "config": {"model": qid8}
+                "name": tag, "type": "UniversalEmbedder", "config": {"model": qid8}
             }))
             .unwrap();
             db.embedding_strategies = Some(vec![es]);
             db.embedding_strategy = None;
-            db.default_embedding_strategy = Some("int8".into());
+            db.default_embedding_strategy = Some(tag.into());
             let rrf: llamafarm_core::config::RetrievalStrategyConfig = serde_json::from_value(serde_json::json!({
                 "name": "hybrid_rrf", "type": "HybridUniversalStrategy", "config": {"combination_method": "rank_fusion"}
             }))
@@ -229,7 +248,7 @@ fn main() {
         .unwrap();
         let rag8 = p8.rag();
         index_corpus(&rag8, &corpus, &texts, &v8);
-        println!("\n| int8 index (int8 corpus and query vectors) | nDCG@10 | recall@100 |");
+        println!("\n| {tag} index ({tag} corpus and query vectors) | nDCG@10 | recall@100 |");
         println!("|---|---|---|");
         for (name, strategy) in [("vector", "vector"), ("hybrid (RRF)", "hybrid_rrf")] {
             let (mut ndcg, mut rec) = (0.0, 0.0);
@@ -376,8 +395,8 @@ fn main() {
             st["cosine_min"].as_f64().unwrap_or(0.0),
             st["cosine_mean"].as_f64().unwrap_or(0.0)
         );
-        if int8_eps.is_finite() {
-            println!("embeddings, int8: ours {int8_eps:.1} docs/s vs sentence-transformers fp32 {peer_eps:.1} docs/s = {:.2}x", int8_eps / peer_eps);
+        for (tag, e) in &reduced_eps {
+            println!("embeddings, {tag}: ours {e:.1} docs/s vs sentence-transformers fp32 {peer_eps:.1} docs/s = {:.2}x", e / peer_eps);
         }
     } else {
         println!("\nsentence-transformers peer failed: {}", String::from_utf8_lossy(&st_out.stderr));

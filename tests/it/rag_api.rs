@@ -126,7 +126,9 @@ async fn rag_health_stats_databases_documents() {
 async fn runtime_embeddings_and_rerank() {
     let s = TestServer::start_with_models().await;
     let model = "sentence-transformers/all-MiniLM-L6-v2";
-    let (st, r) = s.runtime_post("/v1/embeddings", json!({"model": model, "input": ["This is an example sentence", "hi"]})).await;
+    // `:fp32` is the reference numerics (sentence-transformers' golden values); the
+    // plain id is the CPU's native precision (bf16 with AVX-512 BF16), checked below.
+    let (st, r) = s.runtime_post("/v1/embeddings", json!({"model": format!("{model}:fp32"), "input": ["This is an example sentence", "hi"]})).await;
     assert_eq!(st, 200, "{r}");
     assert_eq!(r["object"], "list");
     assert_eq!(r["data"][1]["index"], 1);
@@ -140,14 +142,19 @@ async fn runtime_embeddings_and_rerank() {
     let s64 = b["data"][0]["embedding"].as_str().unwrap();
     assert_eq!(s64.len(), (384 * 4 * 4 / 3), "base64 of 1536 bytes");
 
-    // The int8 path (`model:int8`): same shape, nearly the same vector.
-    let (st, q) = s.runtime_post("/v1/embeddings", json!({"model": format!("{model}:int8"), "input": ["This is an example sentence", "hi"]})).await;
-    assert_eq!(st, 200, "{q}");
-    let q0: Vec<f64> = q["data"][0]["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+    // The reduced precisions (`model:int8`, `model:bf16`) and the plain id: same shape,
+    // nearly the same vector, and not the fp32 one (another kernel ran).
     let f0: Vec<f64> = v.iter().map(|x| x.as_f64().unwrap()).collect();
-    assert_eq!(q0.len(), 384);
-    let cos = q0.iter().zip(&f0).map(|(a, b)| a * b).sum::<f64>() / (q0.iter().map(|a| a * a).sum::<f64>().sqrt() * f0.iter().map(|a| a * a).sum::<f64>().sqrt());
-    assert!(cos > 0.99 && cos < 0.999_999, "int8 vs fp32 cosine {cos}");
+    let native_is_bf16 = llamafarm_core::embed::Precision::native() == llamafarm_core::embed::Precision::Bf16;
+    for (id, min_cos, differs) in [(format!("{model}:int8"), 0.99, true), (format!("{model}:bf16"), 0.998, true), (model.to_string(), 0.998, native_is_bf16)] {
+        let (st, q) = s.runtime_post("/v1/embeddings", json!({"model": id, "input": ["This is an example sentence", "hi"]})).await;
+        assert_eq!(st, 200, "{q}");
+        let q0: Vec<f64> = q["data"][0]["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+        assert_eq!(q0.len(), 384);
+        let cos = q0.iter().zip(&f0).map(|(a, b)| a * b).sum::<f64>() / (q0.iter().map(|a| a * a).sum::<f64>().sqrt() * f0.iter().map(|a| a * a).sum::<f64>().sqrt());
+        assert!(cos > min_cos, "{id} vs fp32 cosine {cos}");
+        assert_eq!(cos < 0.999_999, differs, "{id} vs fp32 cosine {cos}");
+    }
     let d = assert_detail(&s.runtime_post("/v1/embeddings", json!({"model": "nobody/nothing:int8", "input": "x"})).await, 503);
     assert!(d.contains("nobody/nothing"), "{d}");
 

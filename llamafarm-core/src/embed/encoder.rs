@@ -7,7 +7,7 @@
 //!   per sequence over its own length, so no row or key of padding is ever computed
 //!   (a masked key contributes exactly zero in the padded form, so results agree).
 //! - **Own GEMM.** Linear layers run on [`super::gemm`] against weights transposed
-//!   and packed once at load (or on [`super::qgemm`] in int8). Attention runs on it
+//!   and packed once at load (or on [`super::bgemm`] in bf16, [`super::qgemm`] in int8). Attention runs on it
 //!   too: per head, Q (pre-scaled) and the probabilities are read straight from their
 //!   rows and only the small `len x d` Kᵀ and V are packed, so nothing of size `len²`
 //!   is copied (a general sgemm packs the probabilities on every call). Bias,
@@ -18,6 +18,7 @@
 use crate::error::{Error, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_transformers::models::bert::{Config as BertConfig, HiddenAct};
+use super::bgemm::{BPackedB, BRows};
 use super::gemm::PackedB;
 use super::qgemm::{QPackedB, QRows};
 use std::cell::RefCell;
@@ -29,15 +30,44 @@ pub enum Precision {
     /// fp32 weights and activations (the reference numerics).
     #[default]
     F32,
+    /// Weights and activations rounded to bfloat16 for each product, fp32 sums
+    /// (PyTorch's `autocast(bfloat16)` numerics; `embed::bgemm`). Twice fp32's
+    /// multiply-adds per instruction on CPUs with AVX-512 BF16; a portable loop
+    /// elsewhere (slower than fp32, so [`Precision::native`] picks it only where the
+    /// instruction exists). Attention, layer norms and activations stay fp32.
+    Bf16,
     /// Weights quantised to int8 per output column at load, activations to u8 per
     /// row at each product, i32 accumulation (`embed::qgemm`). Attention, layer
     /// norms and activations stay fp32.
     Int8,
 }
 
+impl Precision {
+    /// The default for a model id without a precision suffix: [`Precision::Bf16`]
+    /// where the CPU has AVX-512 BF16 ([`super::has_bf16`]; `LF_NO_BF16=1` turns it
+    /// off), [`Precision::F32`] elsewhere.
+    pub fn native() -> Self {
+        if super::bgemm::has_bf16() {
+            Precision::Bf16
+        } else {
+            Precision::F32
+        }
+    }
+
+    /// `fp32`, `bf16` or `int8`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "fp32",
+            Precision::Bf16 => "bf16",
+            Precision::Int8 => "int8",
+        }
+    }
+}
+
 /// A linear layer's weight, transposed to `(in, out)` and packed.
 enum Lin {
     F32(PackedB),
+    Bf16(BPackedB),
     I8(QPackedB),
 }
 
@@ -45,6 +75,7 @@ impl Lin {
     fn new(wt: &[f32], k: usize, n: usize, precision: Precision) -> Self {
         match precision {
             Precision::F32 => Lin::F32(PackedB::pack(wt, k, n)),
+            Precision::Bf16 => Lin::Bf16(BPackedB::pack(wt, k, n)),
             Precision::Int8 => Lin::I8(QPackedB::quantize(wt, k, n)),
         }
     }
@@ -52,6 +83,7 @@ impl Lin {
     fn shape(&self) -> (usize, usize) {
         match self {
             Lin::F32(p) => (p.k(), p.n()),
+            Lin::Bf16(p) => (p.k(), p.n()),
             Lin::I8(q) => (q.k(), q.n()),
         }
     }
@@ -263,7 +295,7 @@ impl BertEncoder {
             let rows = &qkv[r0 * 3 * h..(r0 + len) * 3 * h];
             ATT.with(|buf| {
                 let mut buf = buf.borrow_mut();
-                let o = attend(&mut buf, rows, h, nh, head, len);
+                let o = attend_infer(&mut buf, rows, h, nh, head, len, self.precision == Precision::Bf16);
                 for (i, orow) in o.chunks_exact(h / nh).enumerate() {
                     // SAFETY: row r0+i, columns of this head: this (sequence, head)'s own
                     // block of `ctx`, which no other task touches; in bounds because
@@ -294,6 +326,10 @@ pub(crate) struct AttnBuf {
     v: Vec<f32>,
     pub(crate) p: Vec<f32>,
     o: Vec<f32>,
+    /// `1 / Σ` of each unnormalised probability row ([`attend_infer`]).
+    inv: Vec<f32>,
+    /// Scratch of the bf16 route ([`attend_infer`]).
+    bf16: super::bgemm::AttnScratch,
 }
 
 /// One head of self-attention over one sequence: `softmax(Q Kᵀ / √d) V`, with Q, K
@@ -302,16 +338,7 @@ pub(crate) struct AttnBuf {
 /// (small: `len x d`), so nothing of size `len²` is ever packed. Returns the `(len,
 /// d)` output; the probabilities stay in `buf.p`.
 pub(crate) fn attend<'b>(buf: &'b mut AttnBuf, rows: &[f32], h: usize, nh: usize, head: usize, len: usize) -> &'b [f32] {
-    let dh = h / nh;
-    let scale = 1.0 / (dh as f32).sqrt();
-    buf.q.clear();
-    buf.k.clear();
-    buf.v.clear();
-    for r in rows.chunks_exact(3 * h).take(len) {
-        buf.q.extend(r[head * dh..(head + 1) * dh].iter().map(|x| x * scale));
-        buf.k.extend_from_slice(&r[h + head * dh..h + (head + 1) * dh]);
-        buf.v.extend_from_slice(&r[2 * h + head * dh..2 * h + (head + 1) * dh]);
-    }
+    let dh = buf.gather(rows, h, nh, head, len);
     let kt = PackedB::pack_transposed(&buf.k, len, dh);
     buf.p.resize(len * len, 0.0);
     super::gemm::gemm(len, &buf.q, &kt, &mut buf.p);
@@ -322,6 +349,48 @@ pub(crate) fn attend<'b>(buf: &'b mut AttnBuf, rows: &[f32], h: usize, nh: usize
     buf.o.resize(len * dh, 0.0);
     super::gemm::gemm(len, &buf.p, &vb, &mut buf.o);
     &buf.o
+}
+
+/// [`attend`] for inference: the softmax's normalisation is applied to the `(len, d)`
+/// output rather than to the `len x len` probabilities (one pass fewer over them;
+/// `buf.p` is left unnormalised), and with `bf16` it runs on [`super::bgemm::attention`]
+/// (eight query rows at a time kept in L1; `buf.p` is not used).
+pub(crate) fn attend_infer<'b>(buf: &'b mut AttnBuf, rows: &[f32], h: usize, nh: usize, head: usize, len: usize, bf16: bool) -> &'b [f32] {
+    let dh = buf.gather(rows, h, nh, head, len);
+    buf.o.resize(len * dh, 0.0);
+    if bf16 {
+        super::bgemm::attention(&buf.q, &buf.k, &buf.v, len, dh, &mut buf.o, &mut buf.bf16, softmax_unnormalised);
+        return &buf.o;
+    }
+    buf.p.resize(len * len, 0.0);
+    super::gemm::gemm(len, &buf.q, &PackedB::pack_transposed(&buf.k, len, dh), &mut buf.p);
+    buf.inv.clear();
+    for row in buf.p.chunks_exact_mut(len) {
+        buf.inv.push(softmax_unnormalised(row));
+    }
+    super::gemm::gemm(len, &buf.p, &PackedB::pack(&buf.v, len, dh), &mut buf.o);
+    for (orow, inv) in buf.o.chunks_exact_mut(dh).zip(&buf.inv) {
+        orow.iter_mut().for_each(|v| *v *= inv);
+    }
+    &buf.o
+}
+
+impl AttnBuf {
+    /// Copy one head's Q (scaled by `1/√d`), K and V out of `len` fused QKV rows;
+    /// returns `d`.
+    fn gather(&mut self, rows: &[f32], h: usize, nh: usize, head: usize, len: usize) -> usize {
+        let dh = h / nh;
+        let scale = 1.0 / (dh as f32).sqrt();
+        self.q.clear();
+        self.k.clear();
+        self.v.clear();
+        for r in rows.chunks_exact(3 * h).take(len) {
+            self.q.extend(r[head * dh..(head + 1) * dh].iter().map(|x| x * scale));
+            self.k.extend_from_slice(&r[h + head * dh..h + (head + 1) * dh]);
+            self.v.extend_from_slice(&r[2 * h + head * dh..2 * h + (head + 1) * dh]);
+        }
+        dh
+    }
 }
 
 /// `word[t] + pos[p] + typ0` for every token of `seqs`, packed row after row (the
@@ -371,11 +440,13 @@ fn linear(dst: &mut [f32], x: &[f32], rows: usize, k: usize, w: &Lin, n: usize, 
     }
     thread_local! {
         static QA: RefCell<QRows> = RefCell::new(QRows::default());
+        static BA: RefCell<BRows> = RefCell::new(BRows::default());
     }
     let one = |dst: &mut [f32], x: &[f32]| {
         let m = x.len() / k;
         match w {
             Lin::F32(p) => super::gemm::gemm(m, x, p, dst),
+            Lin::Bf16(p) => BA.with(|ba| super::bgemm::bgemm(m, x, p, dst, &mut ba.borrow_mut())),
             Lin::I8(q) => QA.with(|qa| {
                 let mut qa = qa.borrow_mut();
                 qa.quantize(x, m, k);
@@ -392,13 +463,48 @@ fn linear(dst: &mut [f32], x: &[f32], rows: usize, k: usize, w: &Lin, n: usize, 
     }
 }
 
-/// `m[r][j] = f(m[r][j] + b[j])` for every row.
-fn add_rows(m: &mut [f32], b: &[f32], f: impl Fn(f32) -> f32) {
-    for row in m.chunks_exact_mut(b.len()) {
-        for (v, bb) in row.iter_mut().zip(b) {
-            *v = f(*v + bb);
+/// `m[r][j] = f(m[r][j] + b[j])` for every row (16 lanes wide where the CPU has
+/// AVX-512, as in [`wide`]).
+fn add_rows(m: &mut [f32], b: &[f32], f: impl Fn(f32) -> f32 + Copy) {
+    #[inline(always)]
+    fn body(m: &mut [f32], b: &[f32], f: impl Fn(f32) -> f32) {
+        for row in m.chunks_exact_mut(b.len()) {
+            for (v, bb) in row.iter_mut().zip(b) {
+                *v = f(*v + bb);
+            }
         }
     }
+    // Its own AVX-512 function rather than `wide`: LLVM left a closure around this
+    // loop out of line, compiled 8 lanes wide.
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
+        unsafe fn avx512(m: &mut [f32], b: &[f32], f: impl Fn(f32) -> f32) {
+            body(m, b, f)
+        }
+        // SAFETY: the CPU has AVX-512 F (see `wide`).
+        return unsafe { avx512(m, b, f) };
+    }
+    body(m, b, f)
+}
+
+/// Runs `body` compiled with AVX-512 enabled where the CPU has it (checked at run
+/// time), so its element-wise loops vectorise 16 lanes wide instead of the build's
+/// 8; `body` is inlined into that context, and it computes the same values either way
+/// (no fused multiply-adds are introduced: Rust never contracts `a * b + c`).
+#[inline(always)]
+fn wide<R>(body: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
+        unsafe fn avx512<R>(body: impl FnOnce() -> R) -> R {
+            body()
+        }
+        // SAFETY: the CPU has AVX-512 F (detected just above; BW, DQ and VL come with
+        // it on every CPU that has it and the body only uses F).
+        return unsafe { avx512(body) };
+    }
+    body()
 }
 
 fn layer_norm(row: &mut [f32], w: &[f32], b: &[f32], eps: f32) {
@@ -419,12 +525,21 @@ fn layer_norm(row: &mut [f32], w: &[f32], b: &[f32], eps: f32) {
 }
 
 pub(crate) fn softmax(row: &mut [f32]) {
-    let max = lanes_fold(row, f32::NEG_INFINITY, f32::max);
-    for v in row.iter_mut() {
-        *v = exp(*v - max);
-    }
-    let inv = 1.0 / lanes_fold(row, 0.0, |a, b| a + b);
+    let inv = softmax_unnormalised(row);
     row.iter_mut().for_each(|v| *v *= inv);
+}
+
+/// `row = e^(row - max)`; returns `1 / Σ row`, the factor that would normalise it.
+fn softmax_unnormalised(row: &mut [f32]) -> f32 {
+    #[inline(always)]
+    fn body(row: &mut [f32]) -> f32 {
+        let max = lanes_fold(row, f32::NEG_INFINITY, f32::max);
+        for v in row.iter_mut() {
+            *v = exp(*v - max);
+        }
+        1.0 / lanes_fold(row, 0.0, |a, b| a + b)
+    }
+    wide(|| body(row))
 }
 
 /// A reduction over 8 independent lanes (so it vectorises without reassociation
@@ -515,6 +630,30 @@ mod tests {
         softmax(&mut row);
         assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-6);
         assert!(row[3] < 1e-30);
+    }
+
+    #[test]
+    fn inference_attention_matches_the_reference() {
+        let (h, nh) = (64, 2);
+        let mut s = 3u64;
+        let mut rnd = || {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+        };
+        for len in [1, 7, 40, 129] {
+            let rows: Vec<f32> = (0..len * 3 * h).map(|_| rnd() * 4.0).collect();
+            for head in 0..nh {
+                let want = attend(&mut AttnBuf::default(), &rows, h, nh, head, len).to_vec();
+                let mut buf = AttnBuf::default();
+                let f = attend_infer(&mut buf, &rows, h, nh, head, len, false).to_vec();
+                let b = attend_infer(&mut buf, &rows, h, nh, head, len, true).to_vec();
+                for ((w, f), b) in want.iter().zip(&f).zip(&b) {
+                    assert!((w - f).abs() < 1e-5, "fp32 len {len}: {f} vs {w}");
+                    // bf16 rounds Q, K, P and V: a few parts in a thousand of the values' scale (2).
+                    assert!((w - b).abs() < 0.03, "bf16 len {len}: {b} vs {w}");
+                }
+            }
+        }
     }
 
     #[test]

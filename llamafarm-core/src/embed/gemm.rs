@@ -142,7 +142,15 @@ pub fn gemm(m: usize, a: &[f32], b: &PackedB, c: &mut [f32]) {
                 }
                 kernel(k, &ap, bp, &mut tile);
                 for r in 0..rows {
-                    c[(r0 + r) * n + c0..(r0 + r) * n + c0 + w].copy_from_slice(&tile[r * NR..r * NR + w]);
+                    let at = (r0 + r) * n + c0;
+                    if w == NR {
+                        // A fixed-size copy: inline moves, not a `memcpy` call per row.
+                        let dst: &mut [f32; NR] = (&mut c[at..at + NR]).try_into().expect("NR columns");
+                        let src: &[f32; NR] = tile[r * NR..(r + 1) * NR].try_into().expect("NR columns");
+                        *dst = *src;
+                    } else {
+                        c[at..at + w].copy_from_slice(&tile[r * NR..r * NR + w]);
+                    }
                 }
             }
         }

@@ -12,12 +12,14 @@
 //! locally; `OllamaEmbedder` and `OpenAIEmbedder` call HTTP.
 
 mod bert;
+pub(crate) mod bgemm;
 pub(crate) mod encoder;
 pub(crate) mod gemm;
 mod http;
 pub(crate) mod qgemm;
 
 pub use bert::{BertEmbedder, Pooling};
+pub use bgemm::has_bf16;
 pub use encoder::{BertEncoder, Precision};
 pub use http::HttpEmbedder;
 pub use qgemm::{has_vnni, int8_kernel, Int8Kernel};
@@ -158,21 +160,35 @@ pub(crate) fn openai_base(base: &str) -> String {
 
 /// Split a local embedding model id into the model and the precision its suffix asks
 /// for, in the original's `model:QUANT` convention: `org/model:int8` (also `:q8` and
-/// `:q8_0`, any case) runs the encoder's linear layers in int8 ([`Precision::Int8`]);
-/// no suffix is fp32.
+/// `:q8_0`) runs the encoder's linear layers in int8 ([`Precision::Int8`]),
+/// `:bf16` in bfloat16 ([`Precision::Bf16`]), `:fp32` (also `:f32`) in fp32 (suffixes
+/// in any case). No suffix is [`Precision::native`]: bf16 where the CPU has AVX-512
+/// BF16, fp32 elsewhere.
 ///
 /// ```
 /// use llamafarm_core::embed::{split_precision, Precision};
-/// assert_eq!(split_precision("sentence-transformers/all-MiniLM-L6-v2:int8"), ("sentence-transformers/all-MiniLM-L6-v2", Precision::Int8));
-/// assert_eq!(split_precision("sentence-transformers/all-MiniLM-L6-v2"), ("sentence-transformers/all-MiniLM-L6-v2", Precision::F32));
+/// let id = "sentence-transformers/all-MiniLM-L6-v2";
+/// assert_eq!(split_precision("sentence-transformers/all-MiniLM-L6-v2:int8"), (id, Precision::Int8));
+/// assert_eq!(split_precision("sentence-transformers/all-MiniLM-L6-v2:FP32"), (id, Precision::F32));
+/// assert_eq!(split_precision("sentence-transformers/all-MiniLM-L6-v2:bf16"), (id, Precision::Bf16));
+/// assert_eq!(split_precision(id), (id, Precision::native()));
 /// ```
 pub fn split_precision(id: &str) -> (&str, Precision) {
     if let Some((base, q)) = id.rsplit_once(':') {
-        if ["int8", "q8", "q8_0"].iter().any(|s| q.eq_ignore_ascii_case(s)) && !base.is_empty() {
-            return (base, Precision::Int8);
+        if !base.is_empty() {
+            let is = |names: &[&str]| names.iter().any(|s| q.eq_ignore_ascii_case(s));
+            if is(&["int8", "q8", "q8_0"]) {
+                return (base, Precision::Int8);
+            }
+            if is(&["bf16"]) {
+                return (base, Precision::Bf16);
+            }
+            if is(&["fp32", "f32"]) {
+                return (base, Precision::F32);
+            }
         }
     }
-    (id, Precision::F32)
+    (id, Precision::native())
 }
 
 /// L2-normalise in place (a zero vector stays zero).
