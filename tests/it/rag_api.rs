@@ -145,8 +145,10 @@ async fn runtime_embeddings_and_rerank() {
     // The reduced precisions (`model:int8`, `model:bf16`) and the plain id: same shape,
     // nearly the same vector, and not the fp32 one (another kernel ran).
     let f0: Vec<f64> = v.iter().map(|x| x.as_f64().unwrap()).collect();
-    let native_is_bf16 = llamafarm_core::embed::Precision::native() == llamafarm_core::embed::Precision::Bf16;
-    for (id, min_cos, differs) in [(format!("{model}:int8"), 0.99, true), (format!("{model}:bf16"), 0.998, true), (model.to_string(), 0.998, native_is_bf16)] {
+    use llamafarm_core::embed::Precision;
+    let native = Precision::native();
+    let native_cos = if native == Precision::Int8 { 0.99 } else { 0.998 };
+    for (id, min_cos, differs) in [(format!("{model}:int8"), 0.99, true), (format!("{model}:bf16"), 0.998, true), (model.to_string(), native_cos, native != Precision::F32)] {
         let (st, q) = s.runtime_post("/v1/embeddings", json!({"model": id, "input": ["This is an example sentence", "hi"]})).await;
         assert_eq!(st, 200, "{q}");
         let q0: Vec<f64> = q["data"][0]["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();

@@ -24,6 +24,9 @@ use super::qgemm::{QPackedB, QRows};
 use std::cell::RefCell;
 use std::collections::HashMap;
 
+/// Rows per thread in one block of the feed-forward half (see `BertEncoder::forward`).
+const FFN_ROWS: usize = 128;
+
 /// Numeric precision of the encoder's linear layers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Precision {
@@ -45,10 +48,14 @@ pub enum Precision {
 impl Precision {
     /// The default for a model id without a precision suffix: [`Precision::Bf16`]
     /// where the CPU has AVX-512 BF16 ([`super::has_bf16`]; `LF_NO_BF16=1` turns it
-    /// off), [`Precision::F32`] elsewhere.
+    /// off), else [`Precision::Int8`] where an int8 kernel runs faster than fp32 (AVX-512
+    /// VNNI or AVX2: [`super::int8_kernel`]; `LF_INT8_KERNEL=portable` turns it off),
+    /// else [`Precision::F32`].
     pub fn native() -> Self {
         if super::bgemm::has_bf16() {
             Precision::Bf16
+        } else if super::qgemm::int8_kernel() != super::qgemm::Int8Kernel::Portable {
+            Precision::Int8
         } else {
             Precision::F32
         }
@@ -247,7 +254,9 @@ impl BertEncoder {
         let mut qkv = vec![0f32; rows * 3 * h];
         let mut ctx = vec![0f32; rows * h];
         let mut y = vec![0f32; rows * h];
-        let mut mid = vec![0f32; rows * self.inter];
+        // Rows per feed-forward block: the int8 product's row block per thread.
+        let ffn_rows = FFN_ROWS * par.max(1);
+        let mut mid = vec![0f32; rows.min(ffn_rows) * self.inter];
         let starts: Vec<usize> = seqs.iter().scan(0, |acc, s| {
             let st = *acc;
             *acc += s.len();
@@ -256,34 +265,45 @@ impl BertEncoder {
         .collect();
         for l in &self.layers {
             linear(&mut qkv, &x, rows, h, &l.wqkv, 3 * h, par);
-            add_rows(&mut qkv, &l.bqkv, |v| v);
-            self.attention(&qkv, &mut ctx, seqs, &starts, threads);
+            // The QKV bias is added as each head's rows are gathered.
+            self.attention(&qkv, &l.bqkv, &mut ctx, seqs, &starts, threads);
             linear(&mut y, &ctx, rows, h, &l.wo, h, par);
             for (yr, xr) in y.chunks_exact_mut(h).zip(x.chunks_exact(h)) {
-                for j in 0..h {
-                    yr[j] += l.bo[j] + xr[j];
+                // Zipped, not indexed: no bounds checks, so the loop vectorises.
+                for ((v, b), r) in yr.iter_mut().zip(&l.bo).zip(xr) {
+                    *v += b + r;
                 }
                 layer_norm(yr, &l.ln1_w, &l.ln1_b, self.eps);
             }
-            linear(&mut mid, &y, rows, h, &l.wi, self.inter, par);
-            match self.act {
-                HiddenAct::Gelu => add_rows(&mut mid, &l.bi, gelu_erf),
-                HiddenAct::GeluApproximate => add_rows(&mut mid, &l.bi, gelu_tanh),
-                HiddenAct::Relu => add_rows(&mut mid, &l.bi, |v: f32| v.max(0.0)),
-            }
-            linear(&mut x, &mid, rows, self.inter, &l.wo2, h, par);
-            for (xr, yr) in x.chunks_exact_mut(h).zip(y.chunks_exact(h)) {
-                for j in 0..h {
-                    xr[j] += l.bo2[j] + yr[j];
+            // The feed-forward half in blocks of rows: one block's `inter`-wide
+            // intermediate stays in cache between its product, the bias + GELU and the
+            // next product (the whole batch's is megabytes, so every pass over it went
+            // to memory). Rows are independent, so the results are the same.
+            for r0 in (0..rows).step_by(ffn_rows) {
+                let n = ffn_rows.min(rows - r0);
+                let (mid, yb) = (&mut mid[..n * self.inter], &y[r0 * h..(r0 + n) * h]);
+                linear(mid, yb, n, h, &l.wi, self.inter, par);
+                match self.act {
+                    HiddenAct::Gelu => add_rows(mid, &l.bi, gelu_erf),
+                    HiddenAct::GeluApproximate => add_rows(mid, &l.bi, gelu_tanh),
+                    HiddenAct::Relu => add_rows(mid, &l.bi, |v: f32| v.max(0.0)),
                 }
-                layer_norm(xr, &l.ln2_w, &l.ln2_b, self.eps);
+                let xb = &mut x[r0 * h..(r0 + n) * h];
+                linear(xb, mid, n, self.inter, &l.wo2, h, par);
+                for (xr, yr) in xb.chunks_exact_mut(h).zip(yb.chunks_exact(h)) {
+                    for ((v, b), r) in xr.iter_mut().zip(&l.bo2).zip(yr) {
+                        *v += b + r;
+                    }
+                    layer_norm(xr, &l.ln2_w, &l.ln2_b, self.eps);
+                }
             }
         }
         Ok(x)
     }
 
-    /// Self-attention of every sequence and head, reading Q, K, V inside `qkv`.
-    fn attention(&self, qkv: &[f32], ctx: &mut [f32], seqs: &[Vec<u32>], starts: &[usize], threads: usize) {
+    /// Self-attention of every sequence and head, reading Q, K, V inside `qkv` (before
+    /// their `bias`, which is added as they are read).
+    fn attention(&self, qkv: &[f32], bias: &[f32], ctx: &mut [f32], seqs: &[Vec<u32>], starts: &[usize], threads: usize) {
         let (h, nh) = (self.hidden, self.heads);
         let out = SendPtr(ctx.as_mut_ptr());
         let one = |(s, head): (usize, usize)| {
@@ -295,12 +315,14 @@ impl BertEncoder {
             let rows = &qkv[r0 * 3 * h..(r0 + len) * 3 * h];
             ATT.with(|buf| {
                 let mut buf = buf.borrow_mut();
-                let o = attend_infer(&mut buf, rows, h, nh, head, len, self.precision == Precision::Bf16);
+                let o = attend_infer(&mut buf, rows, Some(bias), h, nh, head, len, self.precision == Precision::Bf16);
                 for (i, orow) in o.chunks_exact(h / nh).enumerate() {
                     // SAFETY: row r0+i, columns of this head: this (sequence, head)'s own
-                    // block of `ctx`, which no other task touches; in bounds because
-                    // `ctx` has `sum of lengths` rows of `h`.
-                    unsafe { std::ptr::copy_nonoverlapping(orow.as_ptr(), out.get().add((r0 + i) * h + head * (h / nh)), orow.len()) };
+                    // block of `ctx`, which no other task touches (so no other reference
+                    // to it exists while this one lives); in bounds because `ctx` has
+                    // `sum of lengths` rows of `h`.
+                    let dst = unsafe { std::slice::from_raw_parts_mut(out.get().add((r0 + i) * h + head * (h / nh)), orow.len()) };
+                    copy_row(dst, orow);
                 }
             });
         };
@@ -338,7 +360,7 @@ pub(crate) struct AttnBuf {
 /// (small: `len x d`), so nothing of size `len²` is ever packed. Returns the `(len,
 /// d)` output; the probabilities stay in `buf.p`.
 pub(crate) fn attend<'b>(buf: &'b mut AttnBuf, rows: &[f32], h: usize, nh: usize, head: usize, len: usize) -> &'b [f32] {
-    let dh = buf.gather(rows, h, nh, head, len);
+    let dh = buf.gather(rows, None, h, nh, head, len);
     let kt = PackedB::pack_transposed(&buf.k, len, dh);
     buf.p.resize(len * len, 0.0);
     super::gemm::gemm(len, &buf.q, &kt, &mut buf.p);
@@ -354,9 +376,11 @@ pub(crate) fn attend<'b>(buf: &'b mut AttnBuf, rows: &[f32], h: usize, nh: usize
 /// [`attend`] for inference: the softmax's normalisation is applied to the `(len, d)`
 /// output rather than to the `len x len` probabilities (one pass fewer over them;
 /// `buf.p` is left unnormalised), and with `bf16` it runs on [`super::bgemm::attention`]
-/// (eight query rows at a time kept in L1; `buf.p` is not used).
-pub(crate) fn attend_infer<'b>(buf: &'b mut AttnBuf, rows: &[f32], h: usize, nh: usize, head: usize, len: usize, bf16: bool) -> &'b [f32] {
-    let dh = buf.gather(rows, h, nh, head, len);
+/// (eight query rows at a time kept in L1; `buf.p` is not used). `bias`, the QKV bias,
+/// is added to `rows` as they are read.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn attend_infer<'b>(buf: &'b mut AttnBuf, rows: &[f32], bias: Option<&[f32]>, h: usize, nh: usize, head: usize, len: usize, bf16: bool) -> &'b [f32] {
+    let dh = buf.gather(rows, bias, h, nh, head, len);
     buf.o.resize(len * dh, 0.0);
     if bf16 {
         super::bgemm::attention(&buf.q, &buf.k, &buf.v, len, dh, &mut buf.o, &mut buf.bf16, softmax_unnormalised);
@@ -376,20 +400,59 @@ pub(crate) fn attend_infer<'b>(buf: &'b mut AttnBuf, rows: &[f32], h: usize, nh:
 }
 
 impl AttnBuf {
-    /// Copy one head's Q (scaled by `1/√d`), K and V out of `len` fused QKV rows;
+    /// Copy one head's Q (scaled by `1/√d`), K and V out of `len` fused QKV rows, adding
+    /// the QKV `bias` (`3h`) on the way when given (one pass fewer over the fused rows);
     /// returns `d`.
-    fn gather(&mut self, rows: &[f32], h: usize, nh: usize, head: usize, len: usize) -> usize {
+    fn gather(&mut self, rows: &[f32], bias: Option<&[f32]>, h: usize, nh: usize, head: usize, len: usize) -> usize {
         let dh = h / nh;
         let scale = 1.0 / (dh as f32).sqrt();
-        self.q.clear();
-        self.k.clear();
-        self.v.clear();
-        for r in rows.chunks_exact(3 * h).take(len) {
-            self.q.extend(r[head * dh..(head + 1) * dh].iter().map(|x| x * scale));
-            self.k.extend_from_slice(&r[h + head * dh..h + (head + 1) * dh]);
-            self.v.extend_from_slice(&r[2 * h + head * dh..2 * h + (head + 1) * dh]);
+        for b in [&mut self.q, &mut self.k, &mut self.v] {
+            b.clear();
+            b.resize(len * dh, 0.0);
+        }
+        let zeros;
+        let bias = match bias {
+            Some(b) => b,
+            None => {
+                zeros = vec![0f32; 3 * h];
+                &zeros
+            }
+        };
+        let part = |i: usize| i * h + head * dh..i * h + (head + 1) * dh;
+        let (bq, bk, bv) = (&bias[part(0)], &bias[part(1)], &bias[part(2)]);
+        let rows = rows.chunks_exact(3 * h).take(len);
+        let dst = self.q.chunks_exact_mut(dh.max(1)).zip(self.k.chunks_exact_mut(dh.max(1))).zip(self.v.chunks_exact_mut(dh.max(1)));
+        for (r, ((q, k), v)) in rows.zip(dst) {
+            for ((d, x), b) in q.iter_mut().zip(&r[part(0)]).zip(bq) {
+                *d = (x + b) * scale;
+            }
+            for ((d, x), b) in k.iter_mut().zip(&r[part(1)]).zip(bk) {
+                *d = x + b;
+            }
+            for ((d, x), b) in v.iter_mut().zip(&r[part(2)]).zip(bv) {
+                *d = x + b;
+            }
         }
         dh
+    }
+}
+
+/// `dst = src` (equal lengths). Head rows are short (32 floats for MiniLM) and a
+/// `memcpy` call per row cost more than the copy, so the common widths are
+/// fixed-size moves.
+#[inline(always)]
+fn copy_row(dst: &mut [f32], src: &[f32]) {
+    fn fixed<const N: usize>(dst: &mut [f32], src: &[f32]) -> bool {
+        match (<&mut [f32; N]>::try_from(dst), <&[f32; N]>::try_from(src)) {
+            (Ok(d), Ok(s)) => {
+                *d = *s;
+                true
+            }
+            _ => false,
+        }
+    }
+    if !(fixed::<32>(dst, src) || fixed::<64>(dst, src)) {
+        dst.copy_from_slice(src);
     }
 }
 
@@ -509,7 +572,7 @@ fn wide<R>(body: impl FnOnce() -> R) -> R {
 
 fn layer_norm(row: &mut [f32], w: &[f32], b: &[f32], eps: f32) {
     let n = row.len() as f32;
-    let mean = lanes_fold(row, 0.0, |a, b| a + b) / n;
+    let mean = lanes_fold(row, Fold::Sum) / n;
     let mut sq = [0f32; 8];
     let mut chunks = row.chunks_exact(8);
     for c in &mut chunks {
@@ -533,21 +596,48 @@ pub(crate) fn softmax(row: &mut [f32]) {
 fn softmax_unnormalised(row: &mut [f32]) -> f32 {
     #[inline(always)]
     fn body(row: &mut [f32]) -> f32 {
-        let max = lanes_fold(row, f32::NEG_INFINITY, f32::max);
+        let max = lanes_fold(row, Fold::Max);
         for v in row.iter_mut() {
-            *v = exp(*v - max);
+            *v = exp_fma(*v - max);
         }
-        1.0 / lanes_fold(row, 0.0, |a, b| a + b)
+        1.0 / lanes_fold(row, Fold::Sum)
     }
     wide(|| body(row))
 }
 
-/// A reduction over 8 independent lanes (so it vectorises without reassociation
-/// flags), then across the lanes.
+/// Which reduction [`lanes_fold`] runs.
+#[derive(Clone, Copy)]
+enum Fold {
+    Sum,
+    Max,
+}
+
+/// A reduction over 8 independent lanes, then across the lanes (the same order on every
+/// path, so the vector and scalar forms give the same bits). The vector form is written
+/// out: LLVM left both folds scalar (`f32::max`'s NaN rule blocks `vmaxps`, and the sum
+/// stayed unvectorised), a third of the softmax's time.
 #[inline(always)]
-fn lanes_fold(v: &[f32], init: f32, f: impl Fn(f32, f32) -> f32) -> f32 {
+fn lanes_fold(v: &[f32], fold: Fold) -> f32 {
+    let (init, f): (f32, fn(f32, f32) -> f32) = match fold {
+        Fold::Sum => (0.0, |a, b| a + b),
+        Fold::Max => (f32::NEG_INFINITY, |a, b| if a > b { a } else { b }),
+    };
     let mut acc = [init; 8];
     let mut chunks = v.chunks_exact(8);
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx"))]
+    // SAFETY: AVX is enabled at compile time; each load reads one whole 8-float chunk.
+    unsafe {
+        use std::arch::x86_64::*;
+        let mut a = _mm256_set1_ps(init);
+        for c in &mut chunks {
+            let x = _mm256_loadu_ps(c.as_ptr());
+            a = match fold {
+                Fold::Sum => _mm256_add_ps(a, x),
+                Fold::Max => _mm256_max_ps(a, x),
+            };
+        }
+        _mm256_storeu_ps(acc.as_mut_ptr(), a);
+    }
     for c in &mut chunks {
         for i in 0..8 {
             acc[i] = f(acc[i], c[i]);
@@ -564,15 +654,40 @@ fn lanes_fold(v: &[f32], init: f32, f: impl Fn(f32, f32) -> f32) -> f32 {
 /// branch-free and cast-free, so loops over it vectorise.
 #[inline(always)]
 pub(crate) fn exp(x: f32) -> f32 {
+    exp_with::<false>(x)
+}
+
+/// [`exp`] with its multiply-adds fused where the build has FMA (half the instructions,
+/// one rounding each; values differ from [`exp`] in the last bits), for the encoder's
+/// softmax and GELU.
+#[inline(always)]
+pub(crate) fn exp_fma(x: f32) -> f32 {
+    exp_with::<true>(x)
+}
+
+/// `a · b + c`, fused when `FUSED` and the build targets FMA (without the instruction,
+/// `mul_add` is a slow library call, so it stays plain there).
+#[inline(always)]
+fn madd<const FUSED: bool>(a: f32, b: f32, c: f32) -> f32 {
+    if FUSED && cfg!(target_feature = "fma") {
+        a.mul_add(b, c)
+    } else {
+        a * b + c
+    }
+}
+
+#[inline(always)]
+fn exp_with<const FUSED: bool>(x: f32) -> f32 {
     const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23
+    let m = madd::<FUSED>;
     let x = x.clamp(-87.0, 88.0);
     // Round x·log2(e) to the nearest integer n with a plain add; n sits in the low
     // mantissa bits of `y`.
-    let y = x * std::f32::consts::LOG2_E + MAGIC;
+    let y = m(x, std::f32::consts::LOG2_E, MAGIC);
     let n = y - MAGIC;
     // x - n ln2, in two parts for accuracy.
-    let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
-    let p = 1.0 + r * (1.0 + r * (0.5 + r * (0.166_666_67 + r * (0.041_666_668 + r * (0.008_333_334 + r * 0.001_388_889)))));
+    let r = m(n, 2.121_944_4e-4, m(n, -0.693_359_4, x));
+    let p = m(r, m(r, m(r, m(r, m(r, m(r, 0.001_388_889, 0.008_333_334), 0.041_666_668), 0.166_666_67), 0.5), 1.0), 1.0);
     // 2^n: the exponent field is n + 127.
     let two_n = f32::from_bits(y.to_bits().wrapping_sub(MAGIC.to_bits()).wrapping_add(127) << 23);
     p * two_n
@@ -582,9 +697,10 @@ pub(crate) fn exp(x: f32) -> f32 {
 #[inline(always)]
 pub(crate) fn erf(z: f32) -> f32 {
     let a = z.abs();
-    let t = 1.0 / (1.0 + 0.327_591_1 * a);
-    let poly = t * (0.254_829_6 + t * (-0.284_496_74 + t * (1.421_413_7 + t * (-1.453_152_1 + t * 1.061_405_4))));
-    let erf_abs = 1.0 - poly * exp(-a * a);
+    let m = madd::<true>;
+    let t = 1.0 / m(0.327_591_1, a, 1.0);
+    let poly = t * m(t, m(t, m(t, m(t, 1.061_405_4, -1.453_152_1), 1.421_413_7), -0.284_496_74), 0.254_829_6);
+    let erf_abs = m(-poly, exp_fma(-a * a), 1.0);
     if z < 0.0 {
         -erf_abs
     } else {
@@ -619,6 +735,8 @@ mod tests {
             let x = i as f32 / 50.0;
             let (e, want) = (exp(x), x.exp());
             assert!(((e - want) / want).abs() < 1e-6, "exp({x}) = {e}, want {want}");
+            let e = exp_fma(x);
+            assert!(((e - want) / want).abs() < 1e-6, "exp_fma({x}) = {e}, want {want}");
         }
         let xs: Vec<f32> = (-2000..=2000).map(|i| i as f32 / 200.0).collect();
         let want: Vec<f32> = Tensor::new(xs.as_slice(), &Device::Cpu).unwrap().gelu_erf().unwrap().to_vec1().unwrap();
@@ -645,8 +763,8 @@ mod tests {
             for head in 0..nh {
                 let want = attend(&mut AttnBuf::default(), &rows, h, nh, head, len).to_vec();
                 let mut buf = AttnBuf::default();
-                let f = attend_infer(&mut buf, &rows, h, nh, head, len, false).to_vec();
-                let b = attend_infer(&mut buf, &rows, h, nh, head, len, true).to_vec();
+                let f = attend_infer(&mut buf, &rows, None, h, nh, head, len, false).to_vec();
+                let b = attend_infer(&mut buf, &rows, None, h, nh, head, len, true).to_vec();
                 for ((w, f), b) in want.iter().zip(&f).zip(&b) {
                     assert!((w - f).abs() < 1e-5, "fp32 len {len}: {f} vs {w}");
                     // bf16 rounds Q, K, P and V: a few parts in a thousand of the values' scale (2).

@@ -163,7 +163,7 @@ pub(crate) fn openai_base(base: &str) -> String {
 /// `:q8_0`) runs the encoder's linear layers in int8 ([`Precision::Int8`]),
 /// `:bf16` in bfloat16 ([`Precision::Bf16`]), `:fp32` (also `:f32`) in fp32 (suffixes
 /// in any case). No suffix is [`Precision::native`]: bf16 where the CPU has AVX-512
-/// BF16, fp32 elsewhere.
+/// BF16, else int8 where it has AVX-512 VNNI or AVX2, else fp32.
 ///
 /// ```
 /// use llamafarm_core::embed::{split_precision, Precision};

@@ -2,31 +2,30 @@
 //!
 //! `C (m, n) ≈ A (m, k) · B (k, n)` with
 //! - `B`, a model weight, quantised once at load **per output column** (symmetric,
-//!   `w ≈ s_j · q`, `q` in -127..=127) and packed into panels of 32 columns: for every
+//!   `w ≈ s_j · q`, `q` in -127..=127, or -63..=63 for the AVX2 kernel) and packed into panels of 32 columns: for every
 //!   group of 4 rows of `k`, 32 columns of 4 bytes (128 bytes, two 64-byte vectors);
 //! - `A`, the activations, quantised **per row** at each call (asymmetric u8 with a
 //!   zero point, so the one-sided GELU outputs use all 256 levels):
 //!   `a ≈ s_r · (u - z_r)`.
 //!
 //! Then `C[r][j] = s_r · s_j · (Σ u·q - z_r · Σ_k q[k][j])`: the integer dot products
-//! are exact, so every kernel gives bit-identical results. Three kernels, chosen at
-//! run time ([`int8_kernel`]):
+//! are exact, so every kernel gives bit-identical results on the same packed weights.
+//! Three kernels, chosen at run time ([`int8_kernel`]):
 //! - AVX-512 VNNI (`vpdpbusd`: 64 u8 x i8 products summed into 16 i32 lanes per
 //!   instruction, four times the multiply-adds of an fp32 FMA): an 8 x 32 micro-kernel
 //!   over panels of 4-byte groups;
-//! - AVX2 (`vpmaddwd`: 16 i16 x i16 products summed in pairs into 8 i32 lanes): a
-//!   6 x 16 micro-kernel over panels that hold the weights widened to i16 pairs at
-//!   load, with the activations widened per block. About as fast as the fp32 path
-//!   (measured 0.92x on Zen 3), far faster than the portable loop;
+//! - AVX2 (`vpmaddubsw` + `vpmaddwd`: 32 u8 x i8 products summed in pairs into i16,
+//!   then in pairs again into 8 i32 lanes): the same 8 x 32 tile and panels, computed
+//!   as four 4 x 16 passes. `vpmaddubsw` saturates at i16, so weights packed for this
+//!   kernel use **7 bits** (-63..=63: `2 · 255 · 63 < 2^15`, so no pair ever saturates
+//!   and the integer sums stay exact). Up to twice the multiply-adds per cycle of an
+//!   fp32 FMA on Zen 3 (`vpmaddwd`, the widening, is the bottleneck);
 //! - a portable loop computing the same integers.
 
 use std::sync::OnceLock;
 
 const NR: usize = 32;
 const MR: usize = 8;
-/// The AVX2 kernel's tile.
-const NR2: usize = 16;
-const MR2: usize = 6;
 /// Most rows of A per block.
 const MC: usize = 128;
 /// Bytes of A per block (a share of L2).
@@ -43,17 +42,12 @@ impl Default for V64 {
     }
 }
 
-/// 32 bytes on a 32-byte boundary (one AVX2 register).
-#[derive(Clone, Copy, Default)]
-#[repr(C, align(32))]
-struct V32([i16; 16]);
-
 /// Which micro-kernel runs the integer products.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Int8Kernel {
     /// AVX-512 VNNI, 8 x 32.
     Vnni,
-    /// AVX2 `vpmaddwd`, 6 x 16.
+    /// AVX2 `vpmaddubsw` + `vpmaddwd`, 8 x 32 in four 4 x 16 passes (7-bit weights).
     Avx2,
     /// Plain loops (any CPU), the same integers.
     Portable,
@@ -70,17 +64,6 @@ impl Int8Kernel {
     }
 }
 
-/// Packed quantised weights, in the layout of the kernel that will use them.
-#[derive(Clone)]
-enum Packed {
-    /// `ceil(n / 32)` panels of `ceil(k / 4)` groups of two [`V64`]s: for each group of
-    /// 4 rows, 32 columns of 4 bytes (VNNI and portable kernels).
-    Groups4(Vec<V64>),
-    /// `ceil(n / 16)` panels of `ceil(k / 2)` pairs of two [`V32`]s: for each pair of
-    /// rows, 16 columns of two i16 (AVX2 kernel).
-    Pairs16(Vec<V32>),
-}
-
 /// A `(k, n)` weight quantised per column and packed for [`qgemm`].
 #[derive(Clone)]
 pub struct QPackedB {
@@ -88,7 +71,11 @@ pub struct QPackedB {
     n: usize,
     /// `k` rounded up to a multiple of 4.
     kp: usize,
-    data: Packed,
+    /// `ceil(n / 32)` panels of `ceil(k / 4)` groups of two [`V64`]s: for each group of
+    /// 4 rows, 32 columns of 4 bytes.
+    data: Vec<V64>,
+    /// The kernel the weights were quantised for (its weight range).
+    kernel: Int8Kernel,
     /// Per-column scale `s_j`.
     scale: Vec<f32>,
     /// Per-column sum of the quantised values (for the zero-point correction).
@@ -101,18 +88,21 @@ impl QPackedB {
         Self::quantize_for(b, k, n, int8_kernel())
     }
 
-    /// Quantise and pack for a given kernel (the AVX2 one needs AVX2 at [`qgemm`] time).
+    /// Quantise and pack for a given kernel: -127..=127 for VNNI and portable, -63..=63
+    /// for AVX2 (which needs AVX2 at [`qgemm`] time; any kernel computes the same
+    /// integers from the same packed weights).
     pub fn quantize_for(b: &[f32], k: usize, n: usize, kernel: Int8Kernel) -> Self {
         assert!(b.len() >= k * n);
         let kp = k.div_ceil(4) * 4;
+        let levels = weight_levels(kernel);
         let mut scale = vec![1.0f32; n];
         for (j, s) in scale.iter_mut().enumerate() {
             let amax = (0..k).map(|kk| b[kk * n + j].abs()).fold(0.0f32, f32::max);
             if amax > 0.0 && amax.is_finite() {
-                *s = amax / 127.0;
+                *s = amax / levels;
             }
         }
-        let q = |kk: usize, j: usize| -> i8 { (b[kk * n + j] / scale[j]).round().clamp(-127.0, 127.0) as i8 };
+        let q = |kk: usize, j: usize| -> i8 { (b[kk * n + j] / scale[j]).round().clamp(-levels, levels) as i8 };
         let mut colsum = vec![0i32; n];
         for kk in 0..k {
             for (j, cs) in colsum.iter_mut().enumerate() {
@@ -139,12 +129,8 @@ impl QPackedB {
             }
             data
         }
-        let data = if kernel == Int8Kernel::Avx2 {
-            Packed::Pairs16(pack(k, n, NR2, 2, |kk, j| q(kk, j) as i16, |v: &mut V32, i, x| v.0[i] = x))
-        } else {
-            Packed::Groups4(pack(k, n, NR, 4, q, |v: &mut V64, i, x| v.0[i] = x))
-        };
-        Self { k, n, kp, data, scale, colsum }
+        let data = pack(k, n, NR, 4, q, |v: &mut V64, i, x| v.0[i] = x);
+        Self { k, n, kp, data, kernel, scale, colsum }
     }
 
     /// Rows (`k`).
@@ -155,6 +141,14 @@ impl QPackedB {
     /// Columns (`n`).
     pub fn n(&self) -> usize {
         self.n
+    }
+}
+
+/// Largest weight magnitude a kernel's packing uses.
+fn weight_levels(kernel: Int8Kernel) -> f32 {
+    match kernel {
+        Int8Kernel::Avx2 => 63.0,
+        Int8Kernel::Vnni | Int8Kernel::Portable => 127.0,
     }
 }
 
@@ -301,13 +295,14 @@ pub fn int8_kernel() -> Int8Kernel {
 
 /// `c (m, n) = dequantised a · b`; `c` is overwritten.
 pub fn qgemm(m: usize, a: &QRows, b: &QPackedB, c: &mut [f32]) {
-    match &b.data {
-        Packed::Groups4(d) => qgemm_groups(m, a, b, d, c, int8_kernel() == Int8Kernel::Vnni),
-        Packed::Pairs16(d) => {
-            assert!(has_avx2(), "qgemm: weights packed for AVX2 on a CPU without it");
-            qgemm_pairs(m, a, b, d, c)
-        }
-    }
+    // VNNI is exact for either weight range; AVX2 only for the 7-bit one (full 8-bit
+    // weights could saturate `vpmaddubsw`), so those run on the portable loop there.
+    let kernel = match (b.kernel, int8_kernel()) {
+        (_, Int8Kernel::Vnni) => Int8Kernel::Vnni,
+        (Int8Kernel::Avx2, _) if has_avx2() => Int8Kernel::Avx2,
+        _ => Int8Kernel::Portable,
+    };
+    qgemm_groups(m, a, b, c, kernel)
 }
 
 /// Writes `rows` dequantised rows of an integer tile (`tile[r * stride + j]`) into `c`.
@@ -327,89 +322,8 @@ fn epilogue(c: &mut [f32], n: usize, r0: usize, rows: usize, c0: usize, w: usize
     }
 }
 
-/// The AVX2 path: each block of A rows is widened to i16 pairs (one 32-bit word per
-/// pair), then 6 x 16 tiles run over the i16 panels.
-fn qgemm_pairs(m: usize, a: &QRows, b: &QPackedB, bd: &[V32], c: &mut [f32]) {
-    let (n, kp) = (b.n, b.kp);
-    let wpr = kp / 4;
-    let pairs = kp / 2;
-    assert!(a.words.len() >= m * wpr && a.scale.len() >= m && c.len() >= m * n, "qgemm: buffer too small");
-    if m == 0 || n == 0 {
-        return;
-    }
-    let panels = n.div_ceil(NR2);
-    assert!(bd.len() >= panels * pairs * 2);
-    let mc = ((A_BLOCK_BYTES / (2 * kp).max(4)) / MR2 * MR2).clamp(MR2, MC / MR2 * MR2);
-    thread_local! {
-        static WIDE: std::cell::RefCell<Vec<u32>> = const { std::cell::RefCell::new(Vec::new()) };
-    }
-    WIDE.with(|wide| {
-        let mut wide = wide.borrow_mut();
-        let mut tile = [0i32; MR2 * NR2];
-        let pad = vec![0u32; pairs.max(1)];
-        for i0 in (0..m).step_by(mc) {
-            let rows_in_block = mc.min(m - i0);
-            wide.clear();
-            wide.resize(rows_in_block * pairs, 0);
-            for r in 0..rows_in_block {
-                // SAFETY: the row's `u32` words viewed as bytes (see `QRows::quantize`).
-                let src = &a.words[(i0 + r) * wpr..(i0 + r + 1) * wpr];
-                let bytes: &[u8] = unsafe { std::slice::from_raw_parts(src.as_ptr() as *const u8, src.len() * 4) };
-                for (w, pr) in wide[r * pairs..(r + 1) * pairs].iter_mut().zip(bytes.chunks_exact(2)) {
-                    *w = pr[0] as u32 | (pr[1] as u32) << 16;
-                }
-            }
-            for p in 0..panels {
-                let bp = &bd[p * pairs * 2..(p + 1) * pairs * 2];
-                let c0 = p * NR2;
-                let w = NR2.min(n - c0);
-                for r0 in (0..rows_in_block).step_by(MR2) {
-                    let rows = MR2.min(rows_in_block - r0);
-                    let mut ap = [pad.as_ptr(); MR2];
-                    for (r, a_r) in ap.iter_mut().enumerate().take(rows) {
-                        *a_r = wide[(r0 + r) * pairs..(r0 + r + 1) * pairs].as_ptr();
-                    }
-                    #[cfg(target_arch = "x86_64")]
-                    // SAFETY: AVX2 was checked by the caller; each `ap[r]` points at `pairs`
-                    // readable words and `bp` holds `2 * pairs` aligned vectors.
-                    unsafe {
-                        kernel_avx2(pairs, &ap, bp, &mut tile)
-                    };
-                    epilogue(c, n, i0 + r0, rows, c0, w, a, b, &tile, NR2);
-                }
-            }
-        }
-    });
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn kernel_avx2(pairs: usize, ap: &[*const u32; MR2], bp: &[V32], tile: &mut [i32; MR2 * NR2]) {
-    use std::arch::x86_64::*;
-    let mut c = [[_mm256_setzero_si256(); 2]; MR2];
-    let mut b = bp.as_ptr();
-    let mut a = *ap;
-    for _ in 0..pairs {
-        let b0 = _mm256_load_si256(b as *const __m256i);
-        let b1 = _mm256_load_si256(b.wrapping_add(1) as *const __m256i);
-        for r in 0..MR2 {
-            // The row's pair of i16 in every lane (a float broadcast of the same bits).
-            let av = _mm256_castps_si256(_mm256_broadcast_ss(&*(a[r] as *const f32)));
-            c[r][0] = _mm256_add_epi32(c[r][0], _mm256_madd_epi16(av, b0));
-            c[r][1] = _mm256_add_epi32(c[r][1], _mm256_madd_epi16(av, b1));
-            a[r] = a[r].wrapping_add(1);
-        }
-        b = b.wrapping_add(2);
-    }
-    let t = tile.as_mut_ptr();
-    for r in 0..MR2 {
-        _mm256_storeu_si256(t.wrapping_add(r * NR2) as *mut __m256i, c[r][0]);
-        _mm256_storeu_si256(t.wrapping_add(r * NR2 + 8) as *mut __m256i, c[r][1]);
-    }
-}
-
-fn qgemm_groups(m: usize, a: &QRows, b: &QPackedB, bd: &[V64], c: &mut [f32], vnni: bool) {
-    let (n, kp) = (b.n, b.kp);
+fn qgemm_groups(m: usize, a: &QRows, b: &QPackedB, c: &mut [f32], kernel_kind: Int8Kernel) {
+    let (n, kp, bd) = (b.n, b.kp, &b.data);
     let wpr = kp / 4;
     assert!(a.words.len() >= m * wpr && a.scale.len() >= m && c.len() >= m * n, "qgemm: buffer too small");
     if m == 0 || n == 0 {
@@ -432,7 +346,7 @@ fn qgemm_groups(m: usize, a: &QRows, b: &QPackedB, bd: &[V64], c: &mut [f32], vn
                 for (r, a_r) in ap.iter_mut().enumerate().take(rows) {
                     *a_r = a.words[(r0 + r) * wpr..(r0 + r + 1) * wpr].as_ptr();
                 }
-                kernel(groups, &ap, bp, &mut tile, vnni);
+                kernel(groups, &ap, rows, bp, &mut tile, kernel_kind);
                 epilogue(c, n, r0, rows, c0, w, a, b, &tile, NR);
             }
         }
@@ -441,16 +355,25 @@ fn qgemm_groups(m: usize, a: &QRows, b: &QPackedB, bd: &[V64], c: &mut [f32], vn
 
 /// `tile (8, 32) = Σ_g a[r][g] · bp[g]` over `groups` groups of 4 bytes.
 #[inline]
-fn kernel(groups: usize, ap: &[*const u32; MR], bp: &[V64], tile: &mut [i32; MR * NR], vnni: bool) {
+fn kernel(groups: usize, ap: &[*const u32; MR], rows: usize, bp: &[V64], tile: &mut [i32; MR * NR], kind: Int8Kernel) {
     assert!(bp.len() >= groups * 2);
     #[cfg(target_arch = "x86_64")]
-    if vnni {
-        // SAFETY: the CPU has AVX-512F/BW/VNNI (`vnni` is true only when `int8_kernel`
-        // chose VNNI, which checks `has_vnni`; tests check it too). Each `ap[r]` points at
-        // `groups` readable words, `bp` holds `2 * groups` aligned vectors (asserted).
-        unsafe { kernel_vnni(groups, ap, bp, tile) };
-        return;
+    match kind {
+        Int8Kernel::Vnni if has_vnni() => {
+            // SAFETY: the CPU has AVX-512F/BW/VNNI (checked). Each `ap[r]` points at
+            // `groups` readable words, `bp` holds `2 * groups` aligned vectors (asserted).
+            unsafe { kernel_vnni(groups, ap, bp, tile) };
+            return;
+        }
+        Int8Kernel::Avx2 if has_avx2() => {
+            // SAFETY: the CPU has AVX2 (checked); pointers as above. The weights are
+            // 7-bit (`qgemm` sends only AVX2-packed weights here), so no pair saturates.
+            unsafe { kernel_avx2(groups, ap, rows, bp, tile) };
+            return;
+        }
+        _ => {}
     }
+    let _ = (rows, kind);
     tile.iter_mut().for_each(|v| *v = 0);
     for g in 0..groups {
         let (b0, b1) = (&bp[g * 2].0, &bp[g * 2 + 1].0);
@@ -461,6 +384,45 @@ fn kernel(groups: usize, ap: &[*const u32; MR], bp: &[V64], tile: &mut [i32; MR 
             for j in 0..NR {
                 let bq = if j < 16 { &b0[j * 4..j * 4 + 4] } else { &b1[(j - 16) * 4..(j - 16) * 4 + 4] };
                 row[j] += (0..4).map(|t| av[t] as i32 * bq[t] as i32).sum::<i32>();
+            }
+        }
+    }
+}
+
+/// `tile (8, 32)` as four `4 x 16` passes of `vpmaddubsw` (u8 · i8 pairs into i16) and
+/// `vpmaddwd` by ones (pairs of i16 into i32): 8 accumulators, two weight vectors, the
+/// broadcast row, the ones and two temporaries fit the 16 ymm registers. Rows past
+/// `rows` (at most 4 of them) are skipped.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn kernel_avx2(groups: usize, ap: &[*const u32; MR], rows: usize, bp: &[V64], tile: &mut [i32; MR * NR]) {
+    use std::arch::x86_64::*;
+    let ones = _mm256_set1_epi16(1);
+    let t = tile.as_mut_ptr();
+    for half in 0..2 {
+        for r0 in (0..rows.min(MR)).step_by(4) {
+            let mut c = [[_mm256_setzero_si256(); 2]; 4];
+            // Bytes of this half's 16 columns: the second 64-byte vector of each group.
+            let mut b = (bp.as_ptr() as *const u8).wrapping_add(half * 64);
+            let mut a = [ap[r0], ap[r0 + 1], ap[r0 + 2], ap[r0 + 3]];
+            for _ in 0..groups {
+                let b0 = _mm256_load_si256(b as *const __m256i);
+                let b1 = _mm256_load_si256(b.wrapping_add(32) as *const __m256i);
+                for r in 0..4 {
+                    // The row's 4 bytes in every lane (a float broadcast of the same bits).
+                    let av = _mm256_castps_si256(_mm256_broadcast_ss(&*(a[r] as *const f32)));
+                    let p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(av, b0), ones);
+                    let p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(av, b1), ones);
+                    c[r][0] = _mm256_add_epi32(c[r][0], p0);
+                    c[r][1] = _mm256_add_epi32(c[r][1], p1);
+                    a[r] = a[r].wrapping_add(1);
+                }
+                b = b.wrapping_add(128);
+            }
+            for r in 0..4 {
+                let row = t.wrapping_add((r0 + r) * NR + half * 16);
+                _mm256_storeu_si256(row as *mut __m256i, c[r][0]);
+                _mm256_storeu_si256(row.wrapping_add(8) as *mut __m256i, c[r][1]);
             }
         }
     }
@@ -512,46 +474,55 @@ mod tests {
             let qb = QPackedB::quantize_for(&b, k, n, Int8Kernel::Portable);
             let mut qa = QRows::default();
             qa.quantize(&a, m, k);
-            let Packed::Groups4(bd) = &qb.data else { unreachable!() };
             let mut portable = vec![f32::NAN; m * n];
-            qgemm_groups(m, &qa, &qb, bd, &mut portable, false);
+            qgemm_groups(m, &qa, &qb, &mut portable, Int8Kernel::Portable);
             if has_vnni() {
                 let mut fast = vec![f32::NAN; m * n];
-                qgemm_groups(m, &qa, &qb, bd, &mut fast, true);
+                qgemm_groups(m, &qa, &qb, &mut fast, Int8Kernel::Vnni);
                 assert_eq!(fast, portable, "({m},{k},{n}): VNNI and portable kernels differ");
             }
-            if has_avx2() {
-                let q2 = QPackedB::quantize_for(&b, k, n, Int8Kernel::Avx2);
-                let mut fast = vec![f32::NAN; m * n];
-                qgemm(m, &qa, &q2, &mut fast);
-                assert_eq!(fast, portable, "({m},{k},{n}): AVX2 and portable kernels differ");
+            // 7-bit weights: AVX2 and the portable loop agree on them, and so does VNNI.
+            let q7 = QPackedB::quantize_for(&b, k, n, Int8Kernel::Avx2);
+            let mut portable7 = vec![f32::NAN; m * n];
+            qgemm_groups(m, &qa, &q7, &mut portable7, Int8Kernel::Portable);
+            for (kind, ok) in [(Int8Kernel::Avx2, has_avx2()), (Int8Kernel::Vnni, has_vnni())] {
+                if ok {
+                    let mut fast = vec![f32::NAN; m * n];
+                    qgemm_groups(m, &qa, &q7, &mut fast, kind);
+                    assert_eq!(fast, portable7, "({m},{k},{n}): {} and portable kernels differ on 7-bit weights", kind.name());
+                }
             }
-            // Whatever this CPU picks agrees too.
+            // Whatever this CPU picks agrees with the portable loop on the same packing.
+            let qauto = QPackedB::quantize(&b, k, n);
             let mut auto = vec![f32::NAN; m * n];
-            qgemm(m, &qa, &QPackedB::quantize(&b, k, n), &mut auto);
-            assert_eq!(auto, portable, "({m},{k},{n}): {} and portable kernels differ", int8_kernel().name());
-            // Error bound: each term's error is at most half a step of each factor.
-            for i in 0..m {
-                for j in 0..n {
-                    let want: f64 = (0..k).map(|t| a[i * k + t] as f64 * b[t * n + j] as f64).sum();
-                    let got = portable[i * n + j] as f64;
-                    let amax = a[i * k..(i + 1) * k].iter().fold(0f32, |x, v| x.max(v.abs())) as f64;
-                    let bmax = (0..k).map(|t| b[t * n + j].abs()).fold(0f32, f32::max) as f64;
-                    let tol = k as f64 * (amax * bmax) * (1.0 / 127.0 + 1.0 / 255.0) + 1e-6;
-                    assert!((got - want).abs() <= tol, "({m},{k},{n}) at ({i},{j}): {got} vs {want} (tol {tol})");
+            qgemm(m, &qa, &qauto, &mut auto);
+            let mut want_auto = vec![f32::NAN; m * n];
+            qgemm_groups(m, &qa, &qauto, &mut want_auto, Int8Kernel::Portable);
+            assert_eq!(auto, want_auto, "({m},{k},{n}): {} and portable kernels differ", int8_kernel().name());
+            for (levels, got) in [(127.0, &portable), (63.0, &portable7)] {
+                // Error bound: each term's error is at most half a step of each factor.
+                for i in 0..m {
+                    for j in 0..n {
+                        let want: f64 = (0..k).map(|t| a[i * k + t] as f64 * b[t * n + j] as f64).sum();
+                        let got = got[i * n + j] as f64;
+                        let amax = a[i * k..(i + 1) * k].iter().fold(0f32, |x, v| x.max(v.abs())) as f64;
+                        let bmax = (0..k).map(|t| b[t * n + j].abs()).fold(0f32, f32::max) as f64;
+                        let tol = k as f64 * (amax * bmax) * (1.0 / levels + 1.0 / 255.0) + 1e-6;
+                        assert!((got - want).abs() <= tol, "({m},{k},{n}) at ({i},{j}): {got} vs {want} (tol {tol})");
+                    }
                 }
-            }
-            // And on average far better than the bound: relative Frobenius error < 2%.
-            let (mut num, mut den) = (0f64, 0f64);
-            for i in 0..m {
-                for j in 0..n {
-                    let want: f64 = (0..k).map(|t| a[i * k + t] as f64 * b[t * n + j] as f64).sum();
-                    num += (portable[i * n + j] as f64 - want).powi(2);
-                    den += want * want;
+                // And on average far better than the bound: relative Frobenius error < 2%.
+                let (mut num, mut den) = (0f64, 0f64);
+                for i in 0..m {
+                    for j in 0..n {
+                        let want: f64 = (0..k).map(|t| a[i * k + t] as f64 * b[t * n + j] as f64).sum();
+                        num += (got[i * n + j] as f64 - want).powi(2);
+                        den += want * want;
+                    }
                 }
-            }
-            if k >= 32 {
-                assert!((num / den).sqrt() < 0.02, "({m},{k},{n}): relative error {}", (num / den).sqrt());
+                if k >= 32 {
+                    assert!((num / den).sqrt() < 0.02, "({m},{k},{n}), {levels} levels: relative error {}", (num / den).sqrt());
+                }
             }
         }
     }
@@ -559,20 +530,52 @@ mod tests {
     #[test]
     fn zero_and_constant_rows_quantise_exactly() {
         let (m, k, n) = (3, 8, 4);
-        // Values on the quantisation grids: row 3 spans 2.55 (step 0.01, zero point
-        // 100); the weights' largest magnitude is 1.27 (step 0.01).
-        let a = [vec![0.0; 8], vec![2.0; 8], vec![-1.0, -0.5, 0.0, 0.25, 0.5, 1.0, 1.55, 0.01]].concat();
-        let b: Vec<f32> = (0..k * n).map(|v| [-127.0, -1.0, 0.0, 1.0, 127.0][v % 5] * 0.01).collect();
-        let qb = QPackedB::quantize(&b, k, n);
-        let mut qa = QRows::default();
-        qa.quantize(&a, m, k);
-        let mut c = vec![f32::NAN; m * n];
-        qgemm(m, &qa, &qb, &mut c);
-        for i in 0..m {
-            for j in 0..n {
-                let want: f32 = (0..k).map(|t| a[i * k + t] * b[t * n + j]).sum();
-                assert!((c[i * n + j] - want).abs() < 1e-3 * (1.0 + want.abs()), "({i},{j}): {} vs {want}", c[i * n + j]);
+        for kind in [Int8Kernel::Portable, int8_kernel()] {
+            let l = weight_levels(kind);
+            // Values on the quantisation grids: row 3 spans 2.55 (step 0.01, zero point
+            // 100); the weights' largest magnitude is `l` steps of 0.01.
+            let a = [vec![0.0; 8], vec![2.0; 8], vec![-1.0, -0.5, 0.0, 0.25, 0.5, 1.0, 1.55, 0.01]].concat();
+            let b: Vec<f32> = (0..k * n).map(|v| [-l, -1.0, 0.0, 1.0, l][v % 5] * 0.01).collect();
+            let qb = QPackedB::quantize_for(&b, k, n, kind);
+            let mut qa = QRows::default();
+            qa.quantize(&a, m, k);
+            let mut c = vec![f32::NAN; m * n];
+            qgemm(m, &qa, &qb, &mut c);
+            for i in 0..m {
+                for j in 0..n {
+                    let want: f32 = (0..k).map(|t| a[i * k + t] * b[t * n + j]).sum();
+                    assert!((c[i * n + j] - want).abs() < 1e-3 * (1.0 + want.abs()), "{} ({i},{j}): {} vs {want}", kind.name(), c[i * n + j]);
+                }
             }
         }
+    }
+
+    /// Throughput of the encoder's largest product against fp32 (`cargo test --release
+    /// int8_throughput -- --ignored --nocapture`).
+    #[test]
+    #[ignore]
+    fn int8_throughput() {
+        let (m, k, n) = (512, 384, 1536);
+        let mut s = 5u64;
+        let a: Vec<f32> = (0..m * k).map(|_| rnd(&mut s)).collect();
+        let b: Vec<f32> = (0..k * n).map(|_| rnd(&mut s)).collect();
+        let pb = super::super::gemm::PackedB::pack(&b, k, n);
+        let qb = QPackedB::quantize(&b, k, n);
+        let mut qa = QRows::default();
+        let mut c = vec![0f32; m * n];
+        let reps = 20;
+        let t = std::time::Instant::now();
+        for _ in 0..reps {
+            super::super::gemm::gemm(m, &a, &pb, &mut c);
+        }
+        let f32_s = t.elapsed().as_secs_f64();
+        let t = std::time::Instant::now();
+        for _ in 0..reps {
+            qa.quantize(&a, m, k);
+            qgemm(m, &qa, &qb, &mut c);
+        }
+        let q_s = t.elapsed().as_secs_f64();
+        let gmac = (m * k * n * reps) as f64 / 1e9;
+        println!("fp32 {:.1} GMAC/s, int8 ({}) {:.1} GMAC/s: {:.2}x", gmac / f32_s, int8_kernel().name(), gmac / q_s, f32_s / q_s);
     }
 }
