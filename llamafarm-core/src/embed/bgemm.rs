@@ -388,12 +388,8 @@ unsafe fn kernel_bf16(pairs: usize, ap: &[*const u32; MR], bp: &[V64], tile: &mu
 
 #[cfg(test)]
 mod tests {
+    use super::super::testutil::{gmacs, rel_error, rnd};
     use super::*;
-
-    fn rnd(s: &mut u64) -> f32 {
-        *s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        ((*s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
-    }
 
     #[test]
     fn rounding_is_nearest_even() {
@@ -448,7 +444,6 @@ mod tests {
             if !has_bf16() {
                 eprintln!("no AVX-512 BF16 here: only the portable kernel is checked");
             }
-            let (mut num, mut den) = (0f64, 0f64);
             for i in 0..m {
                 for j in 0..n {
                     // Exact sum of the bf16-rounded factors: both kernels are within fp32
@@ -462,14 +457,12 @@ mod tests {
                     for (name, got) in [("portable", portable[i * n + j]), ("fast", fast[i * n + j])] {
                         assert!((got as f64 - exact).abs() <= 2e-5 * mag + 1e-30, "{name} ({m},{k},{n}) at ({i},{j}): {got} vs {exact}");
                     }
-                    let want: f64 = (0..k).map(|t| a[i * k + t] as f64 * b[t * n + j] as f64).sum();
-                    num += (fast[i * n + j] as f64 - want).powi(2);
-                    den += want * want;
                 }
             }
             // Against the fp32 product: relative Frobenius error of bf16 rounding (~0.3 %).
             if k >= 32 {
-                assert!((num / den).sqrt() < 0.01, "({m},{k},{n}): relative error {}", (num / den).sqrt());
+                let e = rel_error(&fast, &a, &b, m, k, n);
+                assert!(e < 0.01, "({m},{k},{n}): relative error {e}");
             }
         }
     }
@@ -486,16 +479,8 @@ mod tests {
         let mut c = vec![0f32; m * n];
         let mut rows = BRows::default();
         let reps = 50;
-        let t = std::time::Instant::now();
-        for _ in 0..reps {
-            bgemm(m, &a, &pb, &mut c, &mut rows);
-        }
-        let bf = (m * k * n * reps) as f64 / t.elapsed().as_secs_f64() / 1e9;
-        let t = std::time::Instant::now();
-        for _ in 0..reps {
-            super::super::gemm::gemm(m, &a, &pf, &mut c);
-        }
-        let f32r = (m * k * n * reps) as f64 / t.elapsed().as_secs_f64() / 1e9;
+        let bf = gmacs(m, k, n, reps, || bgemm(m, &a, &pb, &mut c, &mut rows));
+        let f32r = gmacs(m, k, n, reps, || super::super::gemm::gemm(m, &a, &pf, &mut c));
         eprintln!("one thread: bf16 {bf:.1} GMAC/s, fp32 {f32r:.1} GMAC/s ({:.2}x), AVX-512 BF16: {}", bf / f32r, has_bf16());
     }
 }

@@ -771,6 +771,16 @@ mod tests {
                     assert!((w - b).abs() < 0.03, "bf16 len {len}: {b} vs {w}");
                 }
             }
+            // A QKV bias given to the gather equals the bias added to the rows first.
+            let bias: Vec<f32> = (0..3 * h).map(|_| rnd()).collect();
+            let biased: Vec<f32> = rows.chunks_exact(3 * h).flat_map(|r| r.iter().zip(&bias).map(|(x, b)| x + b)).collect();
+            for head in 0..nh {
+                let want = attend(&mut AttnBuf::default(), &biased, h, nh, head, len).to_vec();
+                let got = attend_infer(&mut AttnBuf::default(), &rows, Some(&bias), h, nh, head, len, false).to_vec();
+                for (w, g) in want.iter().zip(&got) {
+                    assert!((w - g).abs() < 1e-5, "biased len {len}: {g} vs {w}");
+                }
+            }
         }
     }
 

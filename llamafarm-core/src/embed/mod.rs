@@ -214,6 +214,38 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
     }
 }
 
+/// Helpers shared by the product kernels' tests (`gemm`, `bgemm`, `qgemm`).
+#[cfg(test)]
+pub(crate) mod testutil {
+    /// A deterministic value in [-0.5, 0.5) from an LCG state.
+    pub(crate) fn rnd(s: &mut u64) -> f32 {
+        *s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((*s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+    }
+
+    /// Relative Frobenius error of `got (m, n)` against the exact `a (m, k) · b (k, n)`.
+    pub(crate) fn rel_error(got: &[f32], a: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> f64 {
+        let (mut num, mut den) = (0f64, 0f64);
+        for i in 0..m {
+            for j in 0..n {
+                let want: f64 = (0..k).map(|t| a[i * k + t] as f64 * b[t * n + j] as f64).sum();
+                num += (got[i * n + j] as f64 - want).powi(2);
+                den += want * want;
+            }
+        }
+        (num / den).sqrt()
+    }
+
+    /// Multiply-adds per second, in billions, of `reps` calls of a `(m, k, n)` product.
+    pub(crate) fn gmacs(m: usize, k: usize, n: usize, reps: usize, mut f: impl FnMut()) -> f64 {
+        let t = std::time::Instant::now();
+        for _ in 0..reps {
+            f();
+        }
+        (m * k * n * reps) as f64 / t.elapsed().as_secs_f64() / 1e9
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,8 +2,9 @@
 //!
 //! `C (m, n) ≈ A (m, k) · B (k, n)` with
 //! - `B`, a model weight, quantised once at load **per output column** (symmetric,
-//!   `w ≈ s_j · q`, `q` in -127..=127, or -63..=63 for the AVX2 kernel) and packed into panels of 32 columns: for every
-//!   group of 4 rows of `k`, 32 columns of 4 bytes (128 bytes, two 64-byte vectors);
+//!   `w ≈ s_j · q`, `q` in -127..=127, or -63..=63 for the AVX2 kernel) and packed
+//!   into panels of 32 columns: for every group of 4 rows of `k`, 32 columns of 4
+//!   bytes (128 bytes, two 64-byte vectors);
 //! - `A`, the activations, quantised **per row** at each call (asymmetric u8 with a
 //!   zero point, so the one-sided GELU outputs use all 256 levels):
 //!   `a ≈ s_r · (u - z_r)`.
@@ -109,27 +110,23 @@ impl QPackedB {
                 *cs += q(kk, j) as i32;
             }
         }
-        // Panels of `nr` columns; for each group of `per` rows, column `j`'s `per`
-        // values sit together in vector `j / lanes` of the group.
-        fn pack<V: Default + Clone, E>(k: usize, n: usize, nr: usize, per: usize, q: impl Fn(usize, usize) -> E, set: impl Fn(&mut V, usize, E)) -> Vec<V> {
-            let (panels, groups, lanes) = (n.div_ceil(nr), k.div_ceil(4) * 4 / per, nr / 2);
-            let mut data = vec![V::default(); panels * groups * 2];
-            for p in 0..panels {
-                let c0 = p * nr;
-                for g in 0..groups {
-                    for j in 0..nr.min(n - c0) {
-                        for t in 0..per {
-                            let kk = g * per + t;
-                            if kk < k {
-                                set(&mut data[(p * groups + g) * 2 + j / lanes], (j % lanes) * per + t, q(kk, c0 + j));
-                            }
+        // Panels of 32 columns; for each group of 4 rows, column `j`'s 4 values sit
+        // together in vector `j / 16` of the group.
+        let (panels, groups) = (n.div_ceil(NR), kp / 4);
+        let mut data = vec![V64::default(); panels * groups * 2];
+        for p in 0..panels {
+            let c0 = p * NR;
+            for g in 0..groups {
+                for j in 0..NR.min(n - c0) {
+                    for t in 0..4 {
+                        let kk = g * 4 + t;
+                        if kk < k {
+                            data[(p * groups + g) * 2 + j / 16].0[(j % 16) * 4 + t] = q(kk, c0 + j);
                         }
                     }
                 }
             }
-            data
         }
-        let data = pack(k, n, NR, 4, q, |v: &mut V64, i, x| v.0[i] = x);
         Self { k, n, kp, data, kernel, scale, colsum }
     }
 
@@ -457,12 +454,8 @@ unsafe fn kernel_vnni(groups: usize, ap: &[*const u32; MR], bp: &[V64], tile: &m
 
 #[cfg(test)]
 mod tests {
+    use super::super::testutil::{gmacs, rel_error, rnd};
     use super::*;
-
-    fn rnd(s: &mut u64) -> f32 {
-        *s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        ((*s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
-    }
 
     #[test]
     fn int8_product_is_close_to_fp32_and_kernels_agree_exactly() {
@@ -512,16 +505,9 @@ mod tests {
                     }
                 }
                 // And on average far better than the bound: relative Frobenius error < 2%.
-                let (mut num, mut den) = (0f64, 0f64);
-                for i in 0..m {
-                    for j in 0..n {
-                        let want: f64 = (0..k).map(|t| a[i * k + t] as f64 * b[t * n + j] as f64).sum();
-                        num += (got[i * n + j] as f64 - want).powi(2);
-                        den += want * want;
-                    }
-                }
                 if k >= 32 {
-                    assert!((num / den).sqrt() < 0.02, "({m},{k},{n}), {levels} levels: relative error {}", (num / den).sqrt());
+                    let e = rel_error(got, &a, &b, m, k, n);
+                    assert!(e < 0.02, "({m},{k},{n}), {levels} levels: relative error {e}");
                 }
             }
         }
@@ -564,18 +550,11 @@ mod tests {
         let mut qa = QRows::default();
         let mut c = vec![0f32; m * n];
         let reps = 20;
-        let t = std::time::Instant::now();
-        for _ in 0..reps {
-            super::super::gemm::gemm(m, &a, &pb, &mut c);
-        }
-        let f32_s = t.elapsed().as_secs_f64();
-        let t = std::time::Instant::now();
-        for _ in 0..reps {
+        let f32r = gmacs(m, k, n, reps, || super::super::gemm::gemm(m, &a, &pb, &mut c));
+        let q = gmacs(m, k, n, reps, || {
             qa.quantize(&a, m, k);
             qgemm(m, &qa, &qb, &mut c);
-        }
-        let q_s = t.elapsed().as_secs_f64();
-        let gmac = (m * k * n * reps) as f64 / 1e9;
-        println!("fp32 {:.1} GMAC/s, int8 ({}) {:.1} GMAC/s: {:.2}x", gmac / f32_s, int8_kernel().name(), gmac / q_s, f32_s / q_s);
+        });
+        println!("fp32 {f32r:.1} GMAC/s, int8 ({}) {q:.1} GMAC/s: {:.2}x", int8_kernel().name(), q / f32r);
     }
 }
