@@ -51,7 +51,8 @@ pub async fn serve(args: ServeArgs, debug: bool) -> Result<()> {
     let runtime = llamafarm_http::runtime_router(lf.clone(), &opts);
 
     tracing::info!(version = llamafarm_core::system::VERSION, data_dir = %lf.data_dir().display(),
-        model_cache = %lf.models().hub_dir().display(), simd = ?llamafarm_core::system::simd_features(), "starting");
+        model_cache = %lf.models().hub_dir().display(), simd = ?llamafarm_core::system::simd_features(),
+        embedding_kernels = %llamafarm_core::system::embedding_kernels(), "starting");
     for c in lf.health().components {
         if c.status != llamafarm_core::HealthStatus::Healthy {
             tracing::warn!(component = %c.name, "{}", c.message);

@@ -90,6 +90,24 @@ pub fn simd_features() -> Vec<&'static str> {
     v
 }
 
+/// The embedding kernels this CPU runs, chosen at run time: the default precision of a
+/// plain model id, and the kernel behind each precision (`bf16`: `amx`, `avx512-bf16`
+/// or `portable`; `int8`: `avx512-vnni`, `avx-vnni`, `avx2` or `portable`).
+pub fn embedding_kernels() -> serde_json::Value {
+    let bf16 = if crate::embed::has_amx() {
+        "amx"
+    } else if crate::embed::has_bf16() {
+        "avx512-bf16"
+    } else {
+        "portable"
+    };
+    serde_json::json!({
+        "default_precision": crate::embed::Precision::native().name(),
+        "bf16": bf16,
+        "int8": crate::embed::int8_kernel().name(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -48,6 +48,10 @@ async fn health_reports_missing_models_as_degraded() {
     let comps = h["components"].as_array().unwrap();
     let by_name = |n: &str| comps.iter().find(|c| c["name"] == n).unwrap_or_else(|| panic!("no {n} in {h}")).clone();
     assert_eq!(by_name("server")["status"], "healthy");
+    // The embedding kernels chosen at run time for this CPU.
+    let kernels = by_name("server")["details"]["embedding_kernels"].clone();
+    assert!(["bf16", "int8", "fp32"].contains(&kernels["default_precision"].as_str().unwrap_or("")), "{kernels}");
+    assert_eq!(kernels, llamafarm_core::system::embedding_kernels());
     assert_eq!(by_name("storage")["status"], "healthy");
     let chat = by_name("model:chat");
     assert_eq!(chat["status"], "degraded");

@@ -47,8 +47,8 @@ impl BertEmbedder {
 
     /// [`Self::load`] with the encoder's linear layers at `precision`
     /// ([`Precision::Bf16`]: about 2x the fp32 speed of the products on CPUs with
-    /// AVX-512 BF16; [`Precision::Int8`]: about 2x-3x on CPUs with AVX-512 VNNI, 1.9x
-    /// on AVX2).
+    /// AVX-512 BF16, 4x-8x on AMX; [`Precision::Int8`]: about 2x-3x on CPUs with AVX-512
+    /// VNNI, about 3x with AVX-VNNI, 1.9x on AVX2).
     pub fn load_with(dir: &Path, id: &str, batch_size: usize, precision: Precision) -> Result<Self> {
         let config_path = dir.join("config.json");
         let config: BertConfig = serde_json::from_value(read_json(&config_path)?)

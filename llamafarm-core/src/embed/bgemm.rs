@@ -15,6 +15,15 @@
 //! 16 fp32 lanes per instruction, twice the multiply-adds of an fp32 FMA) keeps an
 //! 8 x 32 tile of `C` in sixteen registers and broadcasts each row's pair word; a
 //! portable loop computes the same sums (to fp32 rounding) on other CPUs.
+//!
+//! On CPUs with AMX (Intel Sapphire Rapids and later), [`bgemm`] computes `C` in
+//! blocks of 32 x 32 on the tile unit instead ([`has_amx`]): four 16 x 16 fp32
+//! accumulator tiles, two 16 x 32 tiles of `A` and two 16-pair tiles of `B` per step
+//! of 32 along `k`, each `tdpbf16ps` doing 8,192 multiply-adds. Both packings are
+//! already the layouts the tiles load (a row of `A` is its bf16 values in order; a
+//! pair row of a `B` panel is 16 columns of two bf16, 64 bytes), so the tiles read
+//! them in place with a stride. Rows and columns past the last full block, and a `k`
+//! that is not a multiple of 32, go to the AVX-512 kernel.
 
 use std::sync::OnceLock;
 
@@ -68,6 +77,37 @@ pub fn has_bf16() -> bool {
                 && std::arch::is_x86_feature_detected!("avx512bf16")
         }
         #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    })
+}
+
+/// Whether `bgemm` runs its full blocks on AMX: the CPU has AMX-TILE and AMX-BF16
+/// (CPUID leaf 7), the AVX-512 BF16 kernel is in use ([`has_bf16`], which covers the
+/// edges), and Linux granted this process the tile data state (`arch_prctl
+/// ARCH_REQ_XCOMP_PERM`, asked once). `LF_NO_AMX=1` says no.
+pub fn has_amx() -> bool {
+    static V: OnceLock<bool> = OnceLock::new();
+    *V.get_or_init(|| {
+        if std::env::var_os("LF_NO_AMX").is_some_and(|v| v != "0") || !has_bf16() {
+            return false;
+        }
+        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+        {
+            // CPUID leaf 7 exists on every CPU with AVX-512 (checked above).
+            let edx = std::arch::x86_64::__cpuid_count(7, 0).edx;
+            let (amx_bf16, amx_tile) = (edx & (1 << 22) != 0, edx & (1 << 24) != 0);
+            if !(amx_bf16 && amx_tile) {
+                return false;
+            }
+            const ARCH_REQ_XCOMP_PERM: libc::c_long = 0x1023;
+            const XFEATURE_XTILEDATA: libc::c_long = 18;
+            // SAFETY: a plain syscall with integer arguments; it changes only whether this
+            // process may use the tile registers.
+            unsafe { libc::syscall(libc::SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0 }
+        }
+        #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
         {
             false
         }
@@ -195,7 +235,11 @@ pub struct AttnScratch {
     q: BRows,
     scores: Vec<f32>,
     probs: Vec<u32>,
-    inv: [f32; MR],
+    inv: Vec<f32>,
+    /// `v` with zero rows up to a multiple of 32 (the AMX route).
+    vpad: Vec<f32>,
+    /// One block's unnormalised output (the AMX route).
+    obuf: Vec<f32>,
 }
 
 /// One head of attention in bf16, `out (len, d) = softmax(q kᵀ) v`, with `q` (already
@@ -206,12 +250,28 @@ pub struct AttnScratch {
 /// 32 keys), the softmax, the weights rounded to bf16 and their product with `v` all
 /// stay in L1, so nothing of size `len²` is written (the plain route, [`bgemm`] twice,
 /// writes and re-reads the whole `len x len` matrix per head).
+///
+/// With AMX ([`has_amx`]) and `d` a multiple of 32, 32 query rows at a time on the tile
+/// unit instead (`attention_amx`).
 pub fn attention(q: &[f32], k: &[f32], v: &[f32], len: usize, d: usize, out: &mut [f32], s: &mut AttnScratch, softmax: impl Fn(&mut [f32]) -> f32) {
+    attention_with(q, k, v, len, d, out, s, softmax, has_amx());
+}
+
+#[allow(clippy::too_many_arguments)]
+fn attention_with(q: &[f32], k: &[f32], v: &[f32], len: usize, d: usize, out: &mut [f32], s: &mut AttnScratch, softmax: impl Fn(&mut [f32]) -> f32, amx: bool) {
     assert!(q.len() >= len * d && k.len() >= len * d && v.len() >= len * d && out.len() >= len * d);
     if len == 0 || d == 0 {
         return;
     }
+    #[cfg(target_arch = "x86_64")]
+    if amx && has_amx() && d % (2 * AMX_PAIRS) == 0 {
+        // SAFETY: the CPU has AMX with tile data permitted (checked); shapes asserted.
+        unsafe { attention_amx(q, k, v, len, d, out, s, &softmax) };
+        return;
+    }
+    let _ = amx;
     let simd = has_bf16();
+    s.inv.resize(MR, 0.0);
     let kt = BPackedB::pack_transposed(k, len, d);
     let vb = BPackedB::pack(v, len, d);
     s.q.round(q, len, d);
@@ -256,6 +316,63 @@ pub fn attention(q: &[f32], k: &[f32], v: &[f32], len: usize, d: usize, out: &mu
     }
 }
 
+/// [`attention`] on AMX, `d` a multiple of 32. Query rows and keys are padded to
+/// whole blocks of 32 (zero rows of `q` and `v`; the zero columns of the packed `kᵀ`
+/// give padding keys a score of 0, which the softmax never sees: it gets the first
+/// `len` scores of a row, and the weights past `len` are zero). Per block of 32 query
+/// rows: the scores against every key panel ([`Tiles::block_32x32`], `d / 32` steps),
+/// the softmax and rounding row by row, then the product with `v` (`lp / 32` steps).
+///
+/// # Safety
+/// The CPU must have AMX-TILE and AMX-BF16 with tile data permitted ([`has_amx`]).
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn attention_amx(q: &[f32], k: &[f32], v: &[f32], len: usize, d: usize, out: &mut [f32], s: &mut AttnScratch, softmax: &impl Fn(&mut [f32]) -> f32) {
+    let lp = len.next_multiple_of(AMX_ROWS);
+    let (qpairs, ppairs) = (d / 2, lp / 2);
+    let kt = BPackedB::pack_transposed(k, len, d);
+    s.vpad.clear();
+    s.vpad.extend_from_slice(&v[..len * d]);
+    s.vpad.resize(lp * d, 0.0);
+    let vb = BPackedB::pack(&s.vpad, lp, d);
+    assert!(kt.pairs == qpairs && kt.data.len() >= (lp / NR) * qpairs * 2 && vb.pairs == ppairs && vb.data.len() >= (d / NR) * ppairs * 2);
+    s.q.round(q, len, d);
+    s.q.words.resize(lp * qpairs, 0);
+    s.scores.resize(AMX_ROWS * lp, 0.0);
+    s.probs.clear();
+    s.probs.resize(AMX_ROWS * ppairs, 0);
+    s.obuf.resize(AMX_ROWS * d, 0.0);
+    s.inv.resize(AMX_ROWS, 0.0);
+    let tiles = Tiles::load();
+    for r0 in (0..len).step_by(AMX_ROWS) {
+        let rows = AMX_ROWS.min(len - r0);
+        let qa = s.q.words.as_ptr().add(r0 * qpairs) as *const u8;
+        for p in 0..lp / NR {
+            let bp = kt.data.as_ptr().add(p * qpairs * 2) as *const u8;
+            tiles.block_32x32(qa, d * 2, bp, d / 32, s.scores.as_mut_ptr().add(p * NR), lp * 4);
+        }
+        for r in 0..rows {
+            let row = &mut s.scores[r * lp..r * lp + len];
+            s.inv[r] = softmax(row);
+            let dst = &mut s.probs[r * ppairs..(r + 1) * ppairs];
+            round_row(row, dst);
+            dst[len.div_ceil(2)..].fill(0);
+        }
+        // Rows past `rows` hold an earlier block's weights (or zeros): their products
+        // land in `obuf` and are never copied out.
+        for p in 0..d / NR {
+            let bp = vb.data.as_ptr().add(p * ppairs * 2) as *const u8;
+            tiles.block_32x32(s.probs.as_ptr() as *const u8, lp * 2, bp, lp / 32, s.obuf.as_mut_ptr().add(p * NR), d * 4);
+        }
+        for r in 0..rows {
+            let inv = s.inv[r];
+            for (o, t) in out[(r0 + r) * d..(r0 + r + 1) * d].iter_mut().zip(&s.obuf[r * d..(r + 1) * d]) {
+                *o = t * inv;
+            }
+        }
+    }
+}
+
 /// Rounds the leading multiple of 16 of `row` into `dst` (bf16 values in order);
 /// returns how many floats it did.
 #[cfg(target_arch = "x86_64")]
@@ -278,10 +395,26 @@ unsafe fn round_bf16(row: &[f32], dst: &mut [u32]) -> usize {
 /// overwritten. `rows` is scratch for the rounded `a`.
 pub fn bgemm(m: usize, a: &[f32], b: &BPackedB, c: &mut [f32], rows: &mut BRows) {
     rows.round(a, m, b.k);
-    bgemm_rounded(m, rows, b, c, has_bf16());
+    let kind = if has_amx() {
+        Kind::Amx
+    } else if has_bf16() {
+        Kind::Avx512
+    } else {
+        Kind::Portable
+    };
+    bgemm_rounded(m, rows, b, c, kind);
 }
 
-fn bgemm_rounded(m: usize, a: &BRows, b: &BPackedB, c: &mut [f32], simd: bool) {
+/// Which kernel [`bgemm_rounded`] runs.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    Portable,
+    Avx512,
+    /// AMX for full 32 x 32 blocks, AVX-512 for the rest.
+    Amx,
+}
+
+fn bgemm_rounded(m: usize, a: &BRows, b: &BPackedB, c: &mut [f32], kind: Kind) {
     let (n, pairs) = (b.n, b.pairs);
     assert!(a.words.len() >= m * pairs && c.len() >= m * n, "bgemm: buffer too small");
     if m == 0 || n == 0 {
@@ -291,11 +424,25 @@ fn bgemm_rounded(m: usize, a: &BRows, b: &BPackedB, c: &mut [f32], simd: bool) {
         c[..m * n].iter_mut().for_each(|v| *v = 0.0);
         return;
     }
+    let simd = kind != Kind::Portable;
+    // Rows below `amx_rows` are done on the tiles (whole blocks of 32, `k` a multiple of 32).
+    #[allow(unused_mut)]
+    let mut amx_rows = 0;
+    #[cfg(target_arch = "x86_64")]
+    if kind == Kind::Amx && has_amx() && pairs % AMX_PAIRS == 0 && m >= AMX_ROWS {
+        amx_rows = m / AMX_ROWS * AMX_ROWS;
+        // SAFETY: the CPU has AMX-TILE/BF16 and the process may use tile data (checked);
+        // `a` holds `m >= amx_rows` rows of `pairs` words and `c` `m * n` floats (asserted).
+        unsafe { bgemm_amx(amx_rows, a, b, c) };
+    }
+    if amx_rows == m {
+        return;
+    }
     let panels = n.div_ceil(NR);
     let mc = ((A_BLOCK_BYTES / (4 * pairs)) / MR * MR).clamp(MR, MC);
     let mut tile = [0f32; MR * NR];
     let pad = vec![0u32; pairs];
-    for i0 in (0..m).step_by(mc) {
+    for i0 in (amx_rows..m).step_by(mc) {
         let rows_in_block = mc.min(m - i0);
         for p in 0..panels {
             let bp = &b.data[p * pairs * 2..(p + 1) * pairs * 2];
@@ -309,6 +456,141 @@ fn bgemm_rounded(m: usize, a: &BRows, b: &BPackedB, c: &mut [f32], simd: bool) {
                 }
                 kernel(pairs, &ap, bp, &mut tile, simd);
                 store_tile(c, n, r0, rows, c0, w, &tile);
+            }
+        }
+    }
+}
+
+/// Rows of one AMX block (two 16-row tiles of `A`).
+const AMX_ROWS: usize = 32;
+/// Pairs of `k` per AMX step (a tile row of `A` is 32 bf16, 64 bytes).
+const AMX_PAIRS: usize = 16;
+
+/// The tile configuration: palette 1, tiles 0-7 all 16 rows of 64 bytes (tiles 0-3
+/// hold `C`, 4-5 `A`, 6-7 `B`).
+#[cfg(target_arch = "x86_64")]
+#[repr(C, align(64))]
+struct TileConfig([u8; 64]);
+
+#[cfg(target_arch = "x86_64")]
+impl TileConfig {
+    fn new() -> Self {
+        let mut c = [0u8; 64];
+        c[0] = 1;
+        for t in 0..8 {
+            c[16 + 2 * t] = 64; // bytes per row (u16, little-endian)
+            c[48 + t] = 16; // rows
+        }
+        TileConfig(c)
+    }
+}
+
+/// Loads the tile configuration ([`TileConfig`]) on this thread for as long as it lives;
+/// dropping it releases the tiles.
+#[cfg(target_arch = "x86_64")]
+struct Tiles;
+
+#[cfg(target_arch = "x86_64")]
+impl Tiles {
+    /// # Safety
+    /// The CPU must have AMX-TILE with tile data permitted ([`has_amx`]).
+    unsafe fn load() -> Self {
+        let cfg = TileConfig::new();
+        std::arch::asm!("ldtilecfg [{}]", in(reg) cfg.0.as_ptr(), options(nostack, readonly));
+        Tiles
+    }
+
+    /// `dst (32, 32) = A (32, 32·steps) · B (32·steps, 32)` in bf16 with fp32 sums: `a`
+    /// is the first of 32 rows of bf16 values `sa` bytes apart; `b` is a 32-column panel
+    /// of pair rows (128 bytes each: columns 0-15, then 16-31); `dst` gets 32 rows of 32
+    /// floats `sc` bytes apart. Per step of 32 along `k`: two `A` tiles (rows 0-15,
+    /// 16-31), two `B` tiles (columns 0-15, 16-31), four `tdpbf16ps` into tiles 0-3.
+    ///
+    /// # Safety
+    /// `a` must have 32 readable rows of `64 · steps` bytes, `b` `16 · steps` pair rows
+    /// of 128 bytes, `dst` 32 writable rows of 128 bytes.
+    #[inline(always)]
+    unsafe fn block_32x32(&self, a: *const u8, sa: usize, b: *const u8, steps: usize, dst: *mut f32, sc: usize) {
+        use std::arch::asm;
+        asm!("tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3", options(nostack, nomem));
+        let a1 = a.add(16 * sa);
+        for st in 0..steps {
+            let (ao, bo) = (st * 64, st * AMX_PAIRS * 128);
+            asm!(
+                "tileloadd tmm4, [{a0} + {sa}*1]",
+                "tileloadd tmm5, [{a1} + {sa}*1]",
+                "tileloadd tmm6, [{b0} + {sb}*1]",
+                "tileloadd tmm7, [{b1} + {sb}*1]",
+                "tdpbf16ps tmm0, tmm4, tmm6",
+                "tdpbf16ps tmm1, tmm4, tmm7",
+                "tdpbf16ps tmm2, tmm5, tmm6",
+                "tdpbf16ps tmm3, tmm5, tmm7",
+                a0 = in(reg) a.add(ao),
+                a1 = in(reg) a1.add(ao),
+                b0 = in(reg) b.add(bo),
+                b1 = in(reg) b.add(bo + 64),
+                sa = in(reg) sa,
+                sb = in(reg) 128usize,
+                options(nostack, readonly),
+            );
+        }
+        let half = (dst as *mut u8).add(16 * sc) as *mut f32;
+        asm!(
+            "tilestored [{d0} + {sc}*1], tmm0",
+            "tilestored [{d1} + {sc}*1], tmm1",
+            "tilestored [{d2} + {sc}*1], tmm2",
+            "tilestored [{d3} + {sc}*1], tmm3",
+            d0 = in(reg) dst,
+            d1 = in(reg) dst.add(16),
+            d2 = in(reg) half,
+            d3 = in(reg) half.add(16),
+            sc = in(reg) sc,
+            options(nostack),
+        );
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Drop for Tiles {
+    fn drop(&mut self) {
+        // SAFETY: the tiles were configured by `load` on this thread.
+        unsafe { std::arch::asm!("tilerelease", options(nostack, nomem)) };
+    }
+}
+
+/// The first `m` rows of `c (m, n) = a · b` on AMX, `m` a multiple of 32 and `b.pairs`
+/// a multiple of 16: 32 x 32 blocks ([`Tiles::block_32x32`]) reading `A`'s rows and
+/// `B`'s panels in place. Full panels store straight into `c`; a last, partial panel
+/// (its padding columns are zero) goes through a 32 x 32 buffer.
+///
+/// # Safety
+/// The CPU must have AMX-TILE and AMX-BF16 with tile data permitted ([`has_amx`]).
+#[cfg(target_arch = "x86_64")]
+unsafe fn bgemm_amx(m: usize, a: &BRows, b: &BPackedB, c: &mut [f32]) {
+    let (n, pairs) = (b.n, b.pairs);
+    assert!(m % AMX_ROWS == 0 && pairs % AMX_PAIRS == 0 && a.words.len() >= m * pairs && c.len() >= m * n);
+    let tiles = Tiles::load();
+    let panels = n.div_ceil(NR);
+    let steps = pairs / AMX_PAIRS;
+    let mut buf = [0f32; AMX_ROWS * NR];
+    // Row blocks sized like the AVX-512 path's, so a block of `A` stays in L2 while
+    // every panel of `B` passes over it.
+    let mc = ((A_BLOCK_BYTES / (4 * pairs)) / AMX_ROWS * AMX_ROWS).clamp(AMX_ROWS, 4 * AMX_ROWS);
+    for i0 in (0..m).step_by(mc) {
+        for p in 0..panels {
+            let bp = b.data.as_ptr().add(p * pairs * 2) as *const u8;
+            let (c0, w) = (p * NR, NR.min(n - p * NR));
+            for r0 in (i0..(i0 + mc).min(m)).step_by(AMX_ROWS) {
+                let a0 = a.words.as_ptr().add(r0 * pairs) as *const u8;
+                if w == NR {
+                    tiles.block_32x32(a0, pairs * 4, bp, steps, c.as_mut_ptr().add(r0 * n + c0), n * 4);
+                } else {
+                    tiles.block_32x32(a0, pairs * 4, bp, steps, buf.as_mut_ptr(), NR * 4);
+                    for r in 0..AMX_ROWS {
+                        let at = (r0 + r) * n + c0;
+                        c[at..at + w].copy_from_slice(&buf[r * NR..r * NR + w]);
+                    }
+                }
             }
         }
     }
@@ -427,7 +709,9 @@ mod tests {
     #[test]
     fn bf16_product_is_close_to_fp32_and_kernels_agree() {
         let mut s = 7u64;
-        for &(m, k, n) in &[(1, 1, 1), (5, 7, 16), (9, 300, 40), (13, 257, 33), (97, 384, 1152), (20, 1536, 384)] {
+        // (97, 384, 1152): three AMX row blocks and a tail of 1; (64, 64, 40): a partial
+        // last panel through the AMX buffer; (40, 48, 32): a `k` AMX does not take.
+        for &(m, k, n) in &[(1, 1, 1), (5, 7, 16), (9, 300, 40), (13, 257, 33), (97, 384, 1152), (20, 1536, 384), (64, 64, 40), (40, 48, 32), (160, 1536, 64)] {
             let a: Vec<f32> = (0..m * k).map(|_| rnd(&mut s) * 3.0).collect();
             let b: Vec<f32> = (0..k * n).map(|_| rnd(&mut s) * 0.2).collect();
             let pb = BPackedB::pack(&b, k, n);
@@ -438,11 +722,15 @@ mod tests {
             let mut ra = BRows::default();
             ra.round(&a, m, k);
             let mut portable = vec![f32::NAN; m * n];
-            bgemm_rounded(m, &ra, &pb, &mut portable, false);
+            bgemm_rounded(m, &ra, &pb, &mut portable, Kind::Portable);
             let mut fast = vec![f32::NAN; m * n];
             bgemm(m, &a, &pb, &mut fast, &mut BRows::default());
+            let mut avx512 = vec![f32::NAN; m * n];
+            bgemm_rounded(m, &ra, &pb, &mut avx512, if has_bf16() { Kind::Avx512 } else { Kind::Portable });
             if !has_bf16() {
                 eprintln!("no AVX-512 BF16 here: only the portable kernel is checked");
+            } else if !has_amx() {
+                eprintln!("no AMX here: the AVX-512 BF16 and portable kernels are checked");
             }
             for i in 0..m {
                 for j in 0..n {
@@ -454,7 +742,7 @@ mod tests {
                         exact += p;
                         mag += p.abs();
                     }
-                    for (name, got) in [("portable", portable[i * n + j]), ("fast", fast[i * n + j])] {
+                    for (name, got) in [("portable", portable[i * n + j]), ("fast", fast[i * n + j]), ("avx512", avx512[i * n + j])] {
                         assert!((got as f64 - exact).abs() <= 2e-5 * mag + 1e-30, "{name} ({m},{k},{n}) at ({i},{j}): {got} vs {exact}");
                     }
                 }
@@ -463,6 +751,37 @@ mod tests {
             if k >= 32 {
                 let e = rel_error(&fast, &a, &b, m, k, n);
                 assert!(e < 0.01, "({m},{k},{n}): relative error {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn amx_attention_agrees_with_the_avx512_route() {
+        if !has_amx() {
+            eprintln!("no AMX here: nothing to compare");
+            return;
+        }
+        let mut s = 11u64;
+        let softmax = |row: &mut [f32]| {
+            let m = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+            let mut sum = 0.0;
+            row.iter_mut().for_each(|v| {
+                *v = (*v - m).exp();
+                sum += *v;
+            });
+            1.0 / sum
+        };
+        for &(len, d) in &[(1, 32), (31, 32), (33, 64), (100, 32), (256, 32)] {
+            let q: Vec<f32> = (0..len * d).map(|_| rnd(&mut s) * 0.7).collect();
+            let k: Vec<f32> = (0..len * d).map(|_| rnd(&mut s) * 4.0).collect();
+            let v: Vec<f32> = (0..len * d).map(|_| rnd(&mut s) * 2.0).collect();
+            let (mut a, mut b) = (vec![f32::NAN; len * d], vec![f32::NAN; len * d]);
+            attention_with(&q, &k, &v, len, d, &mut a, &mut AttnScratch::default(), softmax, true);
+            attention_with(&q, &k, &v, len, d, &mut b, &mut AttnScratch::default(), softmax, false);
+            for (x, y) in a.iter().zip(&b) {
+                // Same rounding of every factor; only the fp32 summation order differs
+                // (which may move a weight by one bf16 step).
+                assert!((x - y).abs() < 1e-2, "len {len}, d {d}: AMX {x} vs AVX-512 {y}");
             }
         }
     }
@@ -481,6 +800,13 @@ mod tests {
         let reps = 50;
         let bf = gmacs(m, k, n, reps, || bgemm(m, &a, &pb, &mut c, &mut rows));
         let f32r = gmacs(m, k, n, reps, || super::super::gemm::gemm(m, &a, &pf, &mut c));
-        eprintln!("one thread: bf16 {bf:.1} GMAC/s, fp32 {f32r:.1} GMAC/s ({:.2}x), AVX-512 BF16: {}", bf / f32r, has_bf16());
+        eprintln!("one thread: bf16 {bf:.1} GMAC/s, fp32 {f32r:.1} GMAC/s ({:.2}x), AVX-512 BF16: {}, AMX: {}", bf / f32r, has_bf16(), has_amx());
+        if has_amx() {
+            let avx = gmacs(m, k, n, reps, || {
+                rows.round(&a, m, k);
+                bgemm_rounded(m, &rows, &pb, &mut c, Kind::Avx512)
+            });
+            eprintln!("one thread: bf16 AVX-512 kernel {avx:.1} GMAC/s ({:.2}x fp32); AMX {:.2}x AVX-512", avx / f32r, bf / avx);
+        }
     }
 }

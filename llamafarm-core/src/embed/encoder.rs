@@ -37,7 +37,9 @@ pub enum Precision {
     /// (PyTorch's `autocast(bfloat16)` numerics; `embed::bgemm`). Twice fp32's
     /// multiply-adds per instruction on CPUs with AVX-512 BF16; a portable loop
     /// elsewhere (slower than fp32, so [`Precision::native`] picks it only where the
-    /// instruction exists). Attention, layer norms and activations stay fp32.
+    /// instruction exists); on the AMX tile unit where the CPU has it
+    /// ([`super::has_amx`]), for the products and attention alike. Layer norms and
+    /// activations stay fp32.
     Bf16,
     /// Weights quantised to int8 per output column at load, activations to u8 per
     /// row at each product, i32 accumulation (`embed::qgemm`). Attention, layer
@@ -48,8 +50,9 @@ pub enum Precision {
 impl Precision {
     /// The default for a model id without a precision suffix: [`Precision::Bf16`]
     /// where the CPU has AVX-512 BF16 ([`super::has_bf16`]; `LF_NO_BF16=1` turns it
-    /// off), else [`Precision::Int8`] where an int8 kernel runs faster than fp32 (AVX-512
-    /// VNNI or AVX2: [`super::int8_kernel`]; `LF_INT8_KERNEL=portable` turns it off),
+    /// off; with AMX it runs on the tiles), else [`Precision::Int8`] where an int8 kernel
+    /// runs faster than fp32 (AVX-512 VNNI, AVX-VNNI or AVX2: [`super::int8_kernel`];
+    /// `LF_INT8_KERNEL=portable` turns it off),
     /// else [`Precision::F32`].
     pub fn native() -> Self {
         if super::bgemm::has_bf16() {
@@ -519,7 +522,9 @@ fn linear(dst: &mut [f32], x: &[f32], rows: usize, k: usize, w: &Lin, n: usize, 
     };
     if threads > 1 && rows >= 32 {
         use rayon::prelude::*;
-        let per = rows.div_ceil(threads);
+        // AMX computes whole blocks of 32 rows: split there so no share leaves a tail.
+        let align = if matches!(w, Lin::Bf16(_)) && super::bgemm::has_amx() { 32 } else { 1 };
+        let per = rows.div_ceil(threads).next_multiple_of(align);
         dst[..rows * n].par_chunks_mut(per * n).zip(x[..rows * k].par_chunks(per * k)).for_each(|(d, xs)| one(d, xs));
     } else {
         one(&mut dst[..rows * n], &x[..rows * k]);

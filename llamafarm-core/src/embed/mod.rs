@@ -19,10 +19,10 @@ mod http;
 pub(crate) mod qgemm;
 
 pub use bert::{BertEmbedder, Pooling};
-pub use bgemm::has_bf16;
+pub use bgemm::{has_amx, has_bf16};
 pub use encoder::{BertEncoder, Precision};
 pub use http::HttpEmbedder;
-pub use qgemm::{has_vnni, int8_kernel, Int8Kernel};
+pub use qgemm::{has_avx_vnni, has_vnni, int8_kernel, Int8Kernel};
 
 use crate::config::EmbeddingStrategyConfig;
 use crate::error::{Error, Result};
@@ -163,7 +163,8 @@ pub(crate) fn openai_base(base: &str) -> String {
 /// `:q8_0`) runs the encoder's linear layers in int8 ([`Precision::Int8`]),
 /// `:bf16` in bfloat16 ([`Precision::Bf16`]), `:fp32` (also `:f32`) in fp32 (suffixes
 /// in any case). No suffix is [`Precision::native`]: bf16 where the CPU has AVX-512
-/// BF16, else int8 where it has AVX-512 VNNI or AVX2, else fp32.
+/// BF16 (on AMX tiles where it has those), else int8 where it has AVX-512 VNNI, AVX-VNNI
+/// or AVX2, else fp32.
 ///
 /// ```
 /// use llamafarm_core::embed::{split_precision, Precision};

@@ -21,6 +21,10 @@
 //!   kernel use **7 bits** (-63..=63: `2 · 255 · 63 < 2^15`, so no pair ever saturates
 //!   and the integer sums stay exact). Up to twice the multiply-adds per cycle of an
 //!   fp32 FMA on Zen 3 (`vpmaddwd`, the widening, is the bottleneck);
+//! - AVX-VNNI (the VEX-encoded 256-bit `vpdpbusd` of Intel's Alder Lake and later
+//!   client CPUs, which have no AVX-512): the AVX2 kernel's four 4 x 16 passes with
+//!   one instruction doing what `vpmaddubsw` + `vpmaddwd` + `vpaddd` do, without
+//!   saturation, so it takes the full 8-bit weights;
 //! - a portable loop computing the same integers.
 
 use std::sync::OnceLock;
@@ -48,6 +52,8 @@ impl Default for V64 {
 pub enum Int8Kernel {
     /// AVX-512 VNNI, 8 x 32.
     Vnni,
+    /// AVX-VNNI (VEX `vpdpbusd` on 256-bit registers), 8 x 32 in four 4 x 16 passes.
+    AvxVnni,
     /// AVX2 `vpmaddubsw` + `vpmaddwd`, 8 x 32 in four 4 x 16 passes (7-bit weights).
     Avx2,
     /// Plain loops (any CPU), the same integers.
@@ -55,10 +61,11 @@ pub enum Int8Kernel {
 }
 
 impl Int8Kernel {
-    /// `"avx512-vnni"`, `"avx2"` or `"portable"`.
+    /// `"avx512-vnni"`, `"avx-vnni"`, `"avx2"` or `"portable"`.
     pub fn name(self) -> &'static str {
         match self {
             Int8Kernel::Vnni => "avx512-vnni",
+            Int8Kernel::AvxVnni => "avx-vnni",
             Int8Kernel::Avx2 => "avx2",
             Int8Kernel::Portable => "portable",
         }
@@ -89,7 +96,7 @@ impl QPackedB {
         Self::quantize_for(b, k, n, int8_kernel())
     }
 
-    /// Quantise and pack for a given kernel: -127..=127 for VNNI and portable, -63..=63
+    /// Quantise and pack for a given kernel: -127..=127 for both VNNIs and portable, -63..=63
     /// for AVX2 (which needs AVX2 at [`qgemm`] time; any kernel computes the same
     /// integers from the same packed weights).
     pub fn quantize_for(b: &[f32], k: usize, n: usize, kernel: Int8Kernel) -> Self {
@@ -145,7 +152,7 @@ impl QPackedB {
 fn weight_levels(kernel: Int8Kernel) -> f32 {
     match kernel {
         Int8Kernel::Avx2 => 63.0,
-        Int8Kernel::Vnni | Int8Kernel::Portable => 127.0,
+        Int8Kernel::Vnni | Int8Kernel::AvxVnni | Int8Kernel::Portable => 127.0,
     }
 }
 
@@ -261,6 +268,24 @@ pub fn has_vnni() -> bool {
     })
 }
 
+/// Whether this CPU has AVX-VNNI (the VEX-encoded `vpdpbusd`) and `LF_NO_VNNI=1` is not set.
+pub fn has_avx_vnni() -> bool {
+    static V: OnceLock<bool> = OnceLock::new();
+    *V.get_or_init(|| {
+        if std::env::var_os("LF_NO_VNNI").is_some_and(|v| v != "0") {
+            return false;
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("avxvnni")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    })
+}
+
 /// Whether the AVX2 kernel can run here.
 fn has_avx2() -> bool {
     #[cfg(target_arch = "x86_64")]
@@ -273,29 +298,35 @@ fn has_avx2() -> bool {
     }
 }
 
-/// The kernel that int8 weights are packed for at load: VNNI where the CPU has it, else AVX2,
-/// else portable. `LF_INT8_KERNEL=vnni|avx2|portable` asks for one (a kernel the CPU
-/// lacks falls back); `LF_NO_VNNI=1` skips VNNI.
+/// The kernel that int8 weights are packed for at load: AVX-512 VNNI where the CPU has
+/// it, else AVX-VNNI, else AVX2, else portable. `LF_INT8_KERNEL=vnni|avx-vnni|avx2|portable`
+/// asks for one (a kernel the CPU lacks falls back to the next in that order);
+/// `LF_NO_VNNI=1` skips both VNNIs.
 pub fn int8_kernel() -> Int8Kernel {
     static K: OnceLock<Int8Kernel> = OnceLock::new();
-    *K.get_or_init(|| {
-        let want = std::env::var("LF_INT8_KERNEL").unwrap_or_default();
-        match want.as_str() {
-            "portable" => Int8Kernel::Portable,
-            "avx2" if has_avx2() => Int8Kernel::Avx2,
-            _ if want != "avx2" && has_vnni() => Int8Kernel::Vnni,
-            _ if has_avx2() => Int8Kernel::Avx2,
-            _ => Int8Kernel::Portable,
-        }
-    })
+    *K.get_or_init(|| pick_kernel(&std::env::var("LF_INT8_KERNEL").unwrap_or_default()))
+}
+
+/// [`int8_kernel`]'s choice for an `LF_INT8_KERNEL` value.
+fn pick_kernel(want: &str) -> Int8Kernel {
+    let rank = |k: Int8Kernel| [Int8Kernel::Vnni, Int8Kernel::AvxVnni, Int8Kernel::Avx2, Int8Kernel::Portable].iter().position(|&x| x == k).unwrap_or(3);
+    let first = match want {
+        "portable" => Int8Kernel::Portable,
+        "avx2" => Int8Kernel::Avx2,
+        "avx-vnni" | "avxvnni" => Int8Kernel::AvxVnni,
+        _ => Int8Kernel::Vnni,
+    };
+    let available = [(Int8Kernel::Vnni, has_vnni()), (Int8Kernel::AvxVnni, has_avx_vnni()), (Int8Kernel::Avx2, has_avx2()), (Int8Kernel::Portable, true)];
+    available.into_iter().find(|&(k, ok)| ok && rank(k) >= rank(first)).map(|(k, _)| k).unwrap_or(Int8Kernel::Portable)
 }
 
 /// `c (m, n) = dequantised a · b`; `c` is overwritten.
 pub fn qgemm(m: usize, a: &QRows, b: &QPackedB, c: &mut [f32]) {
-    // VNNI is exact for either weight range; AVX2 only for the 7-bit one (full 8-bit
-    // weights could saturate `vpmaddubsw`), so those run on the portable loop there.
+    // Both VNNIs are exact for either weight range; AVX2 only for the 7-bit one (full
+    // 8-bit weights could saturate `vpmaddubsw`), so those run on the portable loop there.
     let kernel = match (b.kernel, int8_kernel()) {
         (_, Int8Kernel::Vnni) => Int8Kernel::Vnni,
+        (_, Int8Kernel::AvxVnni) => Int8Kernel::AvxVnni,
         (Int8Kernel::Avx2, _) if has_avx2() => Int8Kernel::Avx2,
         _ => Int8Kernel::Portable,
     };
@@ -362,6 +393,11 @@ fn kernel(groups: usize, ap: &[*const u32; MR], rows: usize, bp: &[V64], tile: &
             unsafe { kernel_vnni(groups, ap, bp, tile) };
             return;
         }
+        Int8Kernel::AvxVnni if has_avx_vnni() => {
+            // SAFETY: the CPU has AVX2 and AVX-VNNI (checked); pointers as above.
+            unsafe { kernel_avx_vnni(groups, ap, rows, bp, tile) };
+            return;
+        }
         Int8Kernel::Avx2 if has_avx2() => {
             // SAFETY: the CPU has AVX2 (checked); pointers as above. The weights are
             // 7-bit (`qgemm` sends only AVX2-packed weights here), so no pair saturates.
@@ -425,6 +461,39 @@ unsafe fn kernel_avx2(groups: usize, ap: &[*const u32; MR], rows: usize, bp: &[V
     }
 }
 
+/// [`kernel_avx2`]'s four `4 x 16` passes with one AVX-VNNI `vpdpbusd` per register in
+/// place of `vpmaddubsw` + `vpmaddwd` + `vpaddd` (no i16 stage, so no saturation: any
+/// 8-bit weights are exact).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,avxvnni")]
+unsafe fn kernel_avx_vnni(groups: usize, ap: &[*const u32; MR], rows: usize, bp: &[V64], tile: &mut [i32; MR * NR]) {
+    use std::arch::x86_64::*;
+    let t = tile.as_mut_ptr();
+    for half in 0..2 {
+        for r0 in (0..rows.min(MR)).step_by(4) {
+            let mut c = [[_mm256_setzero_si256(); 2]; 4];
+            let mut b = (bp.as_ptr() as *const u8).wrapping_add(half * 64);
+            let mut a = [ap[r0], ap[r0 + 1], ap[r0 + 2], ap[r0 + 3]];
+            for _ in 0..groups {
+                let b0 = _mm256_load_si256(b as *const __m256i);
+                let b1 = _mm256_load_si256(b.wrapping_add(32) as *const __m256i);
+                for r in 0..4 {
+                    let av = _mm256_castps_si256(_mm256_broadcast_ss(&*(a[r] as *const f32)));
+                    c[r][0] = _mm256_dpbusd_avx_epi32(c[r][0], av, b0);
+                    c[r][1] = _mm256_dpbusd_avx_epi32(c[r][1], av, b1);
+                    a[r] = a[r].wrapping_add(1);
+                }
+                b = b.wrapping_add(128);
+            }
+            for r in 0..4 {
+                let row = t.wrapping_add((r0 + r) * NR + half * 16);
+                _mm256_storeu_si256(row as *mut __m256i, c[r][0]);
+                _mm256_storeu_si256(row.wrapping_add(8) as *mut __m256i, c[r][1]);
+            }
+        }
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 unsafe fn kernel_vnni(groups: usize, ap: &[*const u32; MR], bp: &[V64], tile: &mut [i32; MR * NR]) {
@@ -469,16 +538,18 @@ mod tests {
             qa.quantize(&a, m, k);
             let mut portable = vec![f32::NAN; m * n];
             qgemm_groups(m, &qa, &qb, &mut portable, Int8Kernel::Portable);
-            if has_vnni() {
-                let mut fast = vec![f32::NAN; m * n];
-                qgemm_groups(m, &qa, &qb, &mut fast, Int8Kernel::Vnni);
-                assert_eq!(fast, portable, "({m},{k},{n}): VNNI and portable kernels differ");
+            for (kind, ok) in [(Int8Kernel::Vnni, has_vnni()), (Int8Kernel::AvxVnni, has_avx_vnni())] {
+                if ok {
+                    let mut fast = vec![f32::NAN; m * n];
+                    qgemm_groups(m, &qa, &qb, &mut fast, kind);
+                    assert_eq!(fast, portable, "({m},{k},{n}): {} and portable kernels differ", kind.name());
+                }
             }
-            // 7-bit weights: AVX2 and the portable loop agree on them, and so does VNNI.
+            // 7-bit weights: AVX2 and the portable loop agree on them, and so do the VNNIs.
             let q7 = QPackedB::quantize_for(&b, k, n, Int8Kernel::Avx2);
             let mut portable7 = vec![f32::NAN; m * n];
             qgemm_groups(m, &qa, &q7, &mut portable7, Int8Kernel::Portable);
-            for (kind, ok) in [(Int8Kernel::Avx2, has_avx2()), (Int8Kernel::Vnni, has_vnni())] {
+            for (kind, ok) in [(Int8Kernel::Avx2, has_avx2()), (Int8Kernel::Vnni, has_vnni()), (Int8Kernel::AvxVnni, has_avx_vnni())] {
                 if ok {
                     let mut fast = vec![f32::NAN; m * n];
                     qgemm_groups(m, &qa, &q7, &mut fast, kind);
@@ -536,8 +607,22 @@ mod tests {
         }
     }
 
-    /// Throughput of the encoder's largest product against fp32 (`cargo test --release
-    /// int8_throughput -- --ignored --nocapture`).
+    #[test]
+    fn kernel_choice_falls_back_in_order() {
+        assert_eq!(pick_kernel("portable"), Int8Kernel::Portable);
+        let best_from = |list: &[(Int8Kernel, bool)]| list.iter().find(|(_, ok)| *ok).map(|(k, _)| *k).unwrap_or(Int8Kernel::Portable);
+        let avx2 = [(Int8Kernel::Avx2, has_avx2())];
+        assert_eq!(pick_kernel("avx2"), best_from(&avx2));
+        let from_avx_vnni = [(Int8Kernel::AvxVnni, has_avx_vnni()), (Int8Kernel::Avx2, has_avx2())];
+        assert_eq!(pick_kernel("avx-vnni"), best_from(&from_avx_vnni));
+        let all = [(Int8Kernel::Vnni, has_vnni()), (Int8Kernel::AvxVnni, has_avx_vnni()), (Int8Kernel::Avx2, has_avx2())];
+        assert_eq!(pick_kernel(""), best_from(&all));
+        assert_eq!(pick_kernel("vnni"), best_from(&all));
+    }
+
+    /// Throughput of the encoder's largest product, on one thread, for every int8 kernel
+    /// this CPU runs against fp32 (`cargo test --release int8_throughput -- --ignored
+    /// --nocapture`).
     #[test]
     #[ignore]
     fn int8_throughput() {
@@ -546,15 +631,21 @@ mod tests {
         let a: Vec<f32> = (0..m * k).map(|_| rnd(&mut s)).collect();
         let b: Vec<f32> = (0..k * n).map(|_| rnd(&mut s)).collect();
         let pb = super::super::gemm::PackedB::pack(&b, k, n);
-        let qb = QPackedB::quantize(&b, k, n);
         let mut qa = QRows::default();
         let mut c = vec![0f32; m * n];
         let reps = 20;
         let f32r = gmacs(m, k, n, reps, || super::super::gemm::gemm(m, &a, &pb, &mut c));
-        let q = gmacs(m, k, n, reps, || {
-            qa.quantize(&a, m, k);
-            qgemm(m, &qa, &qb, &mut c);
-        });
-        println!("fp32 {f32r:.1} GMAC/s, int8 ({}) {q:.1} GMAC/s: {:.2}x", int8_kernel().name(), q / f32r);
+        println!("fp32 {f32r:.1} GMAC/s (default int8 kernel: {})", int8_kernel().name());
+        for (kind, ok) in [(Int8Kernel::Vnni, has_vnni()), (Int8Kernel::AvxVnni, has_avx_vnni()), (Int8Kernel::Avx2, has_avx2()), (Int8Kernel::Portable, true)] {
+            if !ok {
+                continue;
+            }
+            let qb = QPackedB::quantize_for(&b, k, n, kind);
+            let q = gmacs(m, k, n, reps, || {
+                qa.quantize(&a, m, k);
+                qgemm_groups(m, &qa, &qb, &mut c, kind);
+            });
+            println!("int8 ({}) {q:.1} GMAC/s: {:.2}x fp32", kind.name(), q / f32r);
+        }
     }
 }

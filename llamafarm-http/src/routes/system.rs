@@ -49,6 +49,7 @@ async fn health_check(State(st): State<AppState>) -> ApiResult<Json<HealthReport
                 "host": st.opts.public_url,
                 "uptime_s": st.started.elapsed().as_secs_f64(),
                 "simd": llamafarm_core::system::simd_features(),
+                "embedding_kernels": llamafarm_core::system::embedding_kernels(),
             })),
         )
     });
