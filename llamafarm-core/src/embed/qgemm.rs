@@ -422,15 +422,23 @@ fn kernel(groups: usize, ap: &[*const u32; MR], rows: usize, bp: &[V64], tile: &
     }
 }
 
-/// `tile (8, 32)` as four `4 x 16` passes of `vpmaddubsw` (u8 · i8 pairs into i16) and
-/// `vpmaddwd` by ones (pairs of i16 into i32): 8 accumulators, two weight vectors, the
-/// broadcast row, the ones and two temporaries fit the 16 ymm registers. Rows past
-/// `rows` (at most 4 of them) are skipped.
+/// `tile (8, 32)` as four `4 x 16` passes: per group of 4 bytes, two 16-column weight
+/// vectors, and each of 4 rows' 4 bytes broadcast to every lane; `step(acc, row, weights)`
+/// adds the row's products with 8 columns to `acc`. 8 accumulators, two weight vectors,
+/// the broadcast row and the step's temporaries fit the 16 ymm registers. Rows past `rows`
+/// (at most 4 of them) are skipped. Inlined into each kernel, so it is compiled with
+/// that kernel's instruction set.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn kernel_avx2(groups: usize, ap: &[*const u32; MR], rows: usize, bp: &[V64], tile: &mut [i32; MR * NR]) {
+#[inline(always)]
+unsafe fn passes_4x16(
+    groups: usize,
+    ap: &[*const u32; MR],
+    rows: usize,
+    bp: &[V64],
+    tile: &mut [i32; MR * NR],
+    step: impl Fn(std::arch::x86_64::__m256i, std::arch::x86_64::__m256i, std::arch::x86_64::__m256i) -> std::arch::x86_64::__m256i,
+) {
     use std::arch::x86_64::*;
-    let ones = _mm256_set1_epi16(1);
     let t = tile.as_mut_ptr();
     for half in 0..2 {
         for r0 in (0..rows.min(MR)).step_by(4) {
@@ -444,10 +452,8 @@ unsafe fn kernel_avx2(groups: usize, ap: &[*const u32; MR], rows: usize, bp: &[V
                 for r in 0..4 {
                     // The row's 4 bytes in every lane (a float broadcast of the same bits).
                     let av = _mm256_castps_si256(_mm256_broadcast_ss(&*(a[r] as *const f32)));
-                    let p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(av, b0), ones);
-                    let p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(av, b1), ones);
-                    c[r][0] = _mm256_add_epi32(c[r][0], p0);
-                    c[r][1] = _mm256_add_epi32(c[r][1], p1);
+                    c[r][0] = step(c[r][0], av, b0);
+                    c[r][1] = step(c[r][1], av, b1);
                     a[r] = a[r].wrapping_add(1);
                 }
                 b = b.wrapping_add(128);
@@ -461,37 +467,23 @@ unsafe fn kernel_avx2(groups: usize, ap: &[*const u32; MR], rows: usize, bp: &[V
     }
 }
 
-/// [`kernel_avx2`]'s four `4 x 16` passes with one AVX-VNNI `vpdpbusd` per register in
-/// place of `vpmaddubsw` + `vpmaddwd` + `vpaddd` (no i16 stage, so no saturation: any
-/// 8-bit weights are exact).
+/// [`passes_4x16`] with `vpmaddubsw` (u8 · i8 pairs into i16), `vpmaddwd` by ones (pairs
+/// of i16 into i32) and `vpaddd`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn kernel_avx2(groups: usize, ap: &[*const u32; MR], rows: usize, bp: &[V64], tile: &mut [i32; MR * NR]) {
+    use std::arch::x86_64::*;
+    let ones = _mm256_set1_epi16(1);
+    passes_4x16(groups, ap, rows, bp, tile, |c, av, b| _mm256_add_epi32(c, _mm256_madd_epi16(_mm256_maddubs_epi16(av, b), ones)));
+}
+
+/// [`passes_4x16`] with one AVX-VNNI `vpdpbusd` in place of `vpmaddubsw` + `vpmaddwd` +
+/// `vpaddd` (no i16 stage, so no saturation: any 8-bit weights are exact).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,avxvnni")]
 unsafe fn kernel_avx_vnni(groups: usize, ap: &[*const u32; MR], rows: usize, bp: &[V64], tile: &mut [i32; MR * NR]) {
     use std::arch::x86_64::*;
-    let t = tile.as_mut_ptr();
-    for half in 0..2 {
-        for r0 in (0..rows.min(MR)).step_by(4) {
-            let mut c = [[_mm256_setzero_si256(); 2]; 4];
-            let mut b = (bp.as_ptr() as *const u8).wrapping_add(half * 64);
-            let mut a = [ap[r0], ap[r0 + 1], ap[r0 + 2], ap[r0 + 3]];
-            for _ in 0..groups {
-                let b0 = _mm256_load_si256(b as *const __m256i);
-                let b1 = _mm256_load_si256(b.wrapping_add(32) as *const __m256i);
-                for r in 0..4 {
-                    let av = _mm256_castps_si256(_mm256_broadcast_ss(&*(a[r] as *const f32)));
-                    c[r][0] = _mm256_dpbusd_avx_epi32(c[r][0], av, b0);
-                    c[r][1] = _mm256_dpbusd_avx_epi32(c[r][1], av, b1);
-                    a[r] = a[r].wrapping_add(1);
-                }
-                b = b.wrapping_add(128);
-            }
-            for r in 0..4 {
-                let row = t.wrapping_add((r0 + r) * NR + half * 16);
-                _mm256_storeu_si256(row as *mut __m256i, c[r][0]);
-                _mm256_storeu_si256(row.wrapping_add(8) as *mut __m256i, c[r][1]);
-            }
-        }
-    }
+    passes_4x16(groups, ap, rows, bp, tile, |c, av, b| _mm256_dpbusd_avx_epi32(c, av, b));
 }
 
 #[cfg(target_arch = "x86_64")]
