@@ -129,13 +129,19 @@ pub struct BPackedB {
 impl BPackedB {
     /// Round and pack a row-major `(k, n)` matrix.
     pub fn pack(b: &[f32], k: usize, n: usize) -> Self {
-        assert!(b.len() >= k * n);
-        let mut out = Self::zeroed(k, n);
+        Self::pack_padded(b, k, n, k)
+    }
+
+    /// [`Self::pack`] of `b`'s `k` rows followed by zero rows up to `k_total` (`>= k`).
+    fn pack_padded(b: &[f32], k: usize, n: usize, k_total: usize) -> Self {
+        assert!(b.len() >= k * n && k_total >= k);
+        let mut out = Self::zeroed(k_total, n);
         let (pairs, panels) = (out.pairs, n.div_ceil(NR));
         for (p, panel) in out.data.chunks_exact_mut(pairs * 2).enumerate().take(panels) {
             let c0 = p * NR;
             let w = NR.min(n - c0);
-            for q in 0..pairs {
+            // Pairs past `k`'s stay zero.
+            for q in 0..k.div_ceil(2) {
                 let r0 = &b[2 * q * n + c0..2 * q * n + c0 + w];
                 // An odd `k` pairs its last row with zeros.
                 let r1 = if 2 * q + 1 < k { &b[(2 * q + 1) * n + c0..(2 * q + 1) * n + c0 + w] } else { &[][..] };
@@ -236,8 +242,6 @@ pub struct AttnScratch {
     scores: Vec<f32>,
     probs: Vec<u32>,
     inv: Vec<f32>,
-    /// `v` with zero rows up to a multiple of 32 (the AMX route).
-    vpad: Vec<f32>,
     /// One block's unnormalised output (the AMX route).
     obuf: Vec<f32>,
 }
@@ -317,9 +321,9 @@ fn attention_with(q: &[f32], k: &[f32], v: &[f32], len: usize, d: usize, out: &m
 }
 
 /// [`attention`] on AMX, `d` a multiple of 32. Query rows and keys are padded to
-/// whole blocks of 32 (zero rows of `q` and `v`; the zero columns of the packed `kᵀ`
-/// give padding keys a score of 0, which the softmax never sees: it gets the first
-/// `len` scores of a row, and the weights past `len` are zero). Per block of 32 query
+/// whole blocks of 32 (zero rows of `q` and of the packed `v`; the zero columns of
+/// the packed `kᵀ` give padding keys a score of 0, which the softmax never sees: it
+/// gets the first `len` scores of a row, and the weights past `len` are zero). Per block of 32 query
 /// rows: the scores against every key panel ([`Tiles::block_32x32`], `d / 32` steps),
 /// the softmax and rounding row by row, then the product with `v` (`lp / 32` steps).
 ///
@@ -331,10 +335,7 @@ unsafe fn attention_amx(q: &[f32], k: &[f32], v: &[f32], len: usize, d: usize, o
     let lp = len.next_multiple_of(AMX_ROWS);
     let (qpairs, ppairs) = (d / 2, lp / 2);
     let kt = BPackedB::pack_transposed(k, len, d);
-    s.vpad.clear();
-    s.vpad.extend_from_slice(&v[..len * d]);
-    s.vpad.resize(lp * d, 0.0);
-    let vb = BPackedB::pack(&s.vpad, lp, d);
+    let vb = BPackedB::pack_padded(v, len, d, lp);
     assert!(kt.pairs == qpairs && kt.data.len() >= (lp / NR) * qpairs * 2 && vb.pairs == ppairs && vb.data.len() >= (d / NR) * ppairs * 2);
     s.q.round(q, len, d);
     s.q.words.resize(lp * qpairs, 0);
@@ -719,6 +720,12 @@ mod tests {
             let bt: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
             let pt = BPackedB::pack_transposed(&bt, n, k);
             assert!(pt.data.iter().zip(&pb.data).all(|(x, y)| x.0 == y.0) && pt.data.len() == pb.data.len());
+            // Packing with zero rows added is packing the matrix padded with zeros.
+            let kz = k.next_multiple_of(32) + 2;
+            let padded = BPackedB::pack_padded(&b, k, n, kz);
+            let zeros = BPackedB::pack(&[b.clone(), vec![0.0; (kz - k) * n]].concat(), kz, n);
+            assert!(padded.pairs == zeros.pairs && padded.data.len() == zeros.data.len());
+            assert!(padded.data.iter().zip(&zeros.data).all(|(x, y)| x.0 == y.0));
             let mut ra = BRows::default();
             ra.round(&a, m, k);
             let mut portable = vec![f32::NAN; m * n];

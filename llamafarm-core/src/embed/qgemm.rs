@@ -307,17 +307,29 @@ pub fn int8_kernel() -> Int8Kernel {
     *K.get_or_init(|| pick_kernel(&std::env::var("LF_INT8_KERNEL").unwrap_or_default()))
 }
 
-/// [`int8_kernel`]'s choice for an `LF_INT8_KERNEL` value.
+/// The kernels in the order [`int8_kernel`] prefers them.
+const PREFERENCE: [Int8Kernel; 4] = [Int8Kernel::Vnni, Int8Kernel::AvxVnni, Int8Kernel::Avx2, Int8Kernel::Portable];
+
+/// Whether `kernel` can run on this CPU.
+fn runs_here(kernel: Int8Kernel) -> bool {
+    match kernel {
+        Int8Kernel::Vnni => has_vnni(),
+        Int8Kernel::AvxVnni => has_avx_vnni(),
+        Int8Kernel::Avx2 => has_avx2(),
+        Int8Kernel::Portable => true,
+    }
+}
+
+/// [`int8_kernel`]'s choice for an `LF_INT8_KERNEL` value: the first kernel from the one
+/// asked for on (in [`PREFERENCE`] order) that runs here.
 fn pick_kernel(want: &str) -> Int8Kernel {
-    let rank = |k: Int8Kernel| [Int8Kernel::Vnni, Int8Kernel::AvxVnni, Int8Kernel::Avx2, Int8Kernel::Portable].iter().position(|&x| x == k).unwrap_or(3);
-    let first = match want {
-        "portable" => Int8Kernel::Portable,
-        "avx2" => Int8Kernel::Avx2,
-        "avx-vnni" | "avxvnni" => Int8Kernel::AvxVnni,
-        _ => Int8Kernel::Vnni,
+    let from = match want {
+        "portable" => 3,
+        "avx2" => 2,
+        "avx-vnni" | "avxvnni" => 1,
+        _ => 0,
     };
-    let available = [(Int8Kernel::Vnni, has_vnni()), (Int8Kernel::AvxVnni, has_avx_vnni()), (Int8Kernel::Avx2, has_avx2()), (Int8Kernel::Portable, true)];
-    available.into_iter().find(|&(k, ok)| ok && rank(k) >= rank(first)).map(|(k, _)| k).unwrap_or(Int8Kernel::Portable)
+    PREFERENCE[from..].iter().copied().find(|&k| runs_here(k)).unwrap_or(Int8Kernel::Portable)
 }
 
 /// `c (m, n) = dequantised a · b`; `c` is overwritten.
@@ -530,8 +542,8 @@ mod tests {
             qa.quantize(&a, m, k);
             let mut portable = vec![f32::NAN; m * n];
             qgemm_groups(m, &qa, &qb, &mut portable, Int8Kernel::Portable);
-            for (kind, ok) in [(Int8Kernel::Vnni, has_vnni()), (Int8Kernel::AvxVnni, has_avx_vnni())] {
-                if ok {
+            for kind in [Int8Kernel::Vnni, Int8Kernel::AvxVnni] {
+                if runs_here(kind) {
                     let mut fast = vec![f32::NAN; m * n];
                     qgemm_groups(m, &qa, &qb, &mut fast, kind);
                     assert_eq!(fast, portable, "({m},{k},{n}): {} and portable kernels differ", kind.name());
@@ -541,8 +553,8 @@ mod tests {
             let q7 = QPackedB::quantize_for(&b, k, n, Int8Kernel::Avx2);
             let mut portable7 = vec![f32::NAN; m * n];
             qgemm_groups(m, &qa, &q7, &mut portable7, Int8Kernel::Portable);
-            for (kind, ok) in [(Int8Kernel::Avx2, has_avx2()), (Int8Kernel::Vnni, has_vnni()), (Int8Kernel::AvxVnni, has_avx_vnni())] {
-                if ok {
+            for kind in [Int8Kernel::Avx2, Int8Kernel::Vnni, Int8Kernel::AvxVnni] {
+                if runs_here(kind) {
                     let mut fast = vec![f32::NAN; m * n];
                     qgemm_groups(m, &qa, &q7, &mut fast, kind);
                     assert_eq!(fast, portable7, "({m},{k},{n}): {} and portable kernels differ on 7-bit weights", kind.name());
@@ -602,9 +614,9 @@ mod tests {
     #[test]
     fn kernel_choice_falls_back_in_order() {
         assert_eq!(pick_kernel("portable"), Int8Kernel::Portable);
+        // The first of `list` this CPU has, else portable.
         let best_from = |list: &[(Int8Kernel, bool)]| list.iter().find(|(_, ok)| *ok).map(|(k, _)| *k).unwrap_or(Int8Kernel::Portable);
-        let avx2 = [(Int8Kernel::Avx2, has_avx2())];
-        assert_eq!(pick_kernel("avx2"), best_from(&avx2));
+        assert_eq!(pick_kernel("avx2"), best_from(&[(Int8Kernel::Avx2, has_avx2())]));
         let from_avx_vnni = [(Int8Kernel::AvxVnni, has_avx_vnni()), (Int8Kernel::Avx2, has_avx2())];
         assert_eq!(pick_kernel("avx-vnni"), best_from(&from_avx_vnni));
         let all = [(Int8Kernel::Vnni, has_vnni()), (Int8Kernel::AvxVnni, has_avx_vnni()), (Int8Kernel::Avx2, has_avx2())];
@@ -628,10 +640,7 @@ mod tests {
         let reps = 20;
         let f32r = gmacs(m, k, n, reps, || super::super::gemm::gemm(m, &a, &pb, &mut c));
         println!("fp32 {f32r:.1} GMAC/s (default int8 kernel: {})", int8_kernel().name());
-        for (kind, ok) in [(Int8Kernel::Vnni, has_vnni()), (Int8Kernel::AvxVnni, has_avx_vnni()), (Int8Kernel::Avx2, has_avx2()), (Int8Kernel::Portable, true)] {
-            if !ok {
-                continue;
-            }
+        for kind in PREFERENCE.into_iter().filter(|&k| runs_here(k)) {
             let qb = QPackedB::quantize_for(&b, k, n, kind);
             let q = gmacs(m, k, n, reps, || {
                 qa.quantize(&a, m, k);
