@@ -42,8 +42,8 @@ pub enum Precision {
     /// activations stay fp32.
     Bf16,
     /// Weights quantised to int8 per output column at load, activations to u8 per
-    /// row at each product, i32 accumulation (`embed::qgemm`). Attention, layer
-    /// norms and activations stay fp32.
+    /// row at each product, i32 accumulation (`embed::qgemm`; both 7-bit on the AVX2
+    /// kernel). Attention, layer norms and activations stay fp32.
     Int8,
 }
 
@@ -515,7 +515,7 @@ fn linear(dst: &mut [f32], x: &[f32], rows: usize, k: usize, w: &Lin, n: usize, 
             Lin::Bf16(p) => BA.with(|ba| super::bgemm::bgemm(m, x, p, dst, &mut ba.borrow_mut())),
             Lin::I8(q) => QA.with(|qa| {
                 let mut qa = qa.borrow_mut();
-                qa.quantize(x, m, k);
+                qa.quantize_for(x, m, k, q);
                 super::qgemm::qgemm(m, &qa, q, dst);
             }),
         }

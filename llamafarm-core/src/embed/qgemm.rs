@@ -6,12 +6,13 @@
 //!   into panels of 32 columns: for every group of 4 rows of `k`, 32 columns of 4
 //!   bytes (128 bytes, two 64-byte vectors);
 //! - `A`, the activations, quantised **per row** at each call (asymmetric u8 with a
-//!   zero point, so the one-sided GELU outputs use all 256 levels):
+//!   zero point, so the one-sided GELU outputs use all 256 levels; 128 for the AVX2
+//!   kernel, below):
 //!   `a ≈ s_r · (u - z_r)`.
 //!
 //! Then `C[r][j] = s_r · s_j · (Σ u·q - z_r · Σ_k q[k][j])`: the integer dot products
 //! are exact, so every kernel gives bit-identical results on the same packed weights.
-//! Three kernels, chosen at run time ([`int8_kernel`]):
+//! The kernels, chosen at run time ([`int8_kernel`]):
 //! - AVX-512 VNNI (`vpdpbusd`: 64 u8 x i8 products summed into 16 i32 lanes per
 //!   instruction, four times the multiply-adds of an fp32 FMA): an 8 x 32 micro-kernel
 //!   over panels of 4-byte groups;
@@ -19,8 +20,11 @@
 //!   then in pairs again into 8 i32 lanes): the same 8 x 32 tile and panels, computed
 //!   as four 4 x 16 passes. `vpmaddubsw` saturates at i16, so weights packed for this
 //!   kernel use **7 bits** (-63..=63: `2 · 255 · 63 < 2^15`, so no pair ever saturates
-//!   and the integer sums stay exact). Up to twice the multiply-adds per cycle of an
-//!   fp32 FMA on Zen 3 (`vpmaddwd`, the widening, is the bottleneck);
+//!   and the integer sums stay exact). Activations multiplied with such weights are
+//!   quantised to **7 bits** too (0..=127, [`QRows::quantize_for`]; `LF_INT8_ACT8=1`
+//!   keeps 8): then a pair is at most `2 · 127 · 63 = 16002`, so two groups'
+//!   `vpmaddubsw` results add in i16 (`vpaddw`) before one `vpmaddwd` widens them, three
+//!   multiply-pipe instructions per 64 products instead of four, still exact;
 //! - AVX-VNNI (the VEX-encoded 256-bit `vpdpbusd` of Intel's Alder Lake and later
 //!   client CPUs, which have no AVX-512): the AVX2 kernel's four 4 x 16 passes with
 //!   one instruction doing what `vpmaddubsw` + `vpmaddwd` + `vpaddd` do, without
@@ -156,19 +160,51 @@ fn weight_levels(kernel: Int8Kernel) -> f32 {
     }
 }
 
+/// Largest activation value rows quantised for a kernel's weights use: 127 (7 bits) for
+/// AVX2, whose kernel can then add two `vpmaddubsw` results in i16 ([`kernel_avx2_7bit`]),
+/// unless `LF_INT8_ACT8=1` asks for 8 bits there (slower, closer to fp32); 255 for the others.
+fn activation_top(kernel: Int8Kernel) -> u8 {
+    static ACT8: OnceLock<bool> = OnceLock::new();
+    match kernel {
+        Int8Kernel::Avx2 if !*ACT8.get_or_init(|| std::env::var_os("LF_INT8_ACT8").is_some_and(|v| v != "0")) => 127,
+        Int8Kernel::Avx2 | Int8Kernel::Vnni | Int8Kernel::AvxVnni | Int8Kernel::Portable => 255,
+    }
+}
+
 /// Rows of activations quantised to u8 (see the module docs), each padded to a
 /// multiple of 4 bytes and stored as 32-bit words so every group of 4 is aligned.
-#[derive(Default)]
 pub struct QRows {
     words: Vec<u32>,
     scale: Vec<f32>,
     zero: Vec<i32>,
+    /// The largest quantised value: 255, or 127 for rows quantised for AVX2 weights.
+    top: u8,
+}
+
+impl Default for QRows {
+    fn default() -> Self {
+        QRows { words: Vec::new(), scale: Vec::new(), zero: Vec::new(), top: 255 }
+    }
 }
 
 impl QRows {
-    /// Quantise `m` rows of `a (m, k)` into `self` (buffers are reused).
-    pub fn quantize(&mut self, a: &[f32], m: usize, k: usize) {
+    /// Quantise `m` rows of `a (m, k)` into `self` with all 256 levels (buffers are reused).
+    #[cfg(test)]
+    fn quantize(&mut self, a: &[f32], m: usize, k: usize) {
+        self.quantize_to(a, m, k, 255)
+    }
+
+    /// Quantise `m` rows of `a (m, k)` for a product with `b` (buffers are reused): 128
+    /// levels where `b` is packed for the AVX2 kernel (its 7-bit fast path), else 256.
+    pub fn quantize_for(&mut self, a: &[f32], m: usize, k: usize, b: &QPackedB) {
+        self.quantize_to(a, m, k, activation_top(b.kernel))
+    }
+
+    /// Quantise `m` rows of `a (m, k)` to `0..=top`.
+    fn quantize_to(&mut self, a: &[f32], m: usize, k: usize, top: u8) {
         assert!(a.len() >= m * k);
+        self.top = top;
+        let topf = top as f32;
         let wpr = k.div_ceil(4);
         self.words.clear();
         self.words.resize(m * wpr, 0);
@@ -178,14 +214,14 @@ impl QRows {
             // The range always holds 0, so 0 is exactly representable. Padding bytes
             // are 0 and meet zero weights, so they add nothing to either sum.
             let (lo, hi) = min_max(row);
-            let s = if hi > lo && (hi - lo).is_finite() { (hi - lo) / 255.0 } else { 1.0 };
-            let z = (-lo / s).round().clamp(0.0, 255.0);
+            let s = if hi > lo && (hi - lo).is_finite() { (hi - lo) / topf } else { 1.0 };
+            let z = (-lo / s).round().clamp(0.0, topf);
             let inv = 1.0 / s;
             let words = &mut self.words[r * wpr..(r + 1) * wpr];
             // SAFETY: a `u32` slice viewed as its bytes (u8 has no alignment or validity
             // requirements); little-endian, so byte 4g+t is value t of group g.
             let bytes: &mut [u8] = unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr() as *mut u8, words.len() * 4) };
-            quantize_row(row, inv, z + 0.5, bytes);
+            quantize_row(row, inv, z + 0.5, topf, bytes);
             self.scale.push(s);
             self.zero.push(z as i32);
         }
@@ -219,9 +255,9 @@ fn min_max(row: &[f32]) -> (f32, f32) {
     (lo, hi)
 }
 
-/// `out[i] = clamp(row[i] · inv + zr, 0, 255)` truncated (`zr` carries the +0.5 of
-/// rounding half up).
-fn quantize_row(row: &[f32], inv: f32, zr: f32, out: &mut [u8]) {
+/// `out[i] = clamp(row[i] · inv + zr, 0, top)` truncated (`zr` carries the +0.5 of
+/// rounding half up; `top` at most 255).
+fn quantize_row(row: &[f32], inv: f32, zr: f32, top: f32, out: &mut [u8]) {
     let n = row.len().min(out.len());
     let mut done = 0;
     #[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
@@ -229,10 +265,10 @@ fn quantize_row(row: &[f32], inv: f32, zr: f32, out: &mut [u8]) {
     // and writes 8 bytes of `out`, both within `n`.
     unsafe {
         use std::arch::x86_64::*;
-        let (vi, vz, v0, v255) = (_mm256_set1_ps(inv), _mm256_set1_ps(zr), _mm256_setzero_ps(), _mm256_set1_ps(255.0));
+        let (vi, vz, v0, vtop) = (_mm256_set1_ps(inv), _mm256_set1_ps(zr), _mm256_setzero_ps(), _mm256_set1_ps(top));
         while done + 8 <= n {
             let x = _mm256_loadu_ps(row.as_ptr().wrapping_add(done));
-            let y = _mm256_min_ps(_mm256_max_ps(_mm256_fmadd_ps(x, vi, vz), v0), v255);
+            let y = _mm256_min_ps(_mm256_max_ps(_mm256_fmadd_ps(x, vi, vz), v0), vtop);
             let q = _mm256_cvttps_epi32(y);
             let p16 = _mm256_packus_epi32(q, q);
             let p8 = _mm256_packus_epi16(p16, p16);
@@ -244,7 +280,7 @@ fn quantize_row(row: &[f32], inv: f32, zr: f32, out: &mut [u8]) {
         }
     }
     for i in done..n {
-        out[i] = (row[i] * inv + zr).clamp(0.0, 255.0) as u8;
+        out[i] = (row[i] * inv + zr).clamp(0.0, top) as u8;
     }
 }
 
@@ -386,16 +422,17 @@ fn qgemm_groups(m: usize, a: &QRows, b: &QPackedB, c: &mut [f32], kernel_kind: I
                 for (r, a_r) in ap.iter_mut().enumerate().take(rows) {
                     *a_r = a.words[(r0 + r) * wpr..(r0 + r + 1) * wpr].as_ptr();
                 }
-                kernel(groups, &ap, rows, bp, &mut tile, kernel_kind);
+                kernel(groups, &ap, rows, bp, &mut tile, kernel_kind, a.top <= 127);
                 epilogue(c, n, r0, rows, c0, w, a, b, &tile, NR);
             }
         }
     }
 }
 
-/// `tile (8, 32) = Σ_g a[r][g] · bp[g]` over `groups` groups of 4 bytes.
+/// `tile (8, 32) = Σ_g a[r][g] · bp[g]` over `groups` groups of 4 bytes (`seven_bit`: the
+/// rows are 7-bit, so the AVX2 kernel may take its fast path).
 #[inline]
-fn kernel(groups: usize, ap: &[*const u32; MR], rows: usize, bp: &[V64], tile: &mut [i32; MR * NR], kind: Int8Kernel) {
+fn kernel(groups: usize, ap: &[*const u32; MR], rows: usize, bp: &[V64], tile: &mut [i32; MR * NR], kind: Int8Kernel, seven_bit: bool) {
     assert!(bp.len() >= groups * 2);
     #[cfg(target_arch = "x86_64")]
     match kind {
@@ -412,13 +449,20 @@ fn kernel(groups: usize, ap: &[*const u32; MR], rows: usize, bp: &[V64], tile: &
         }
         Int8Kernel::Avx2 if has_avx2() => {
             // SAFETY: the CPU has AVX2 (checked); pointers as above. The weights are
-            // 7-bit (`qgemm` sends only AVX2-packed weights here), so no pair saturates.
-            unsafe { kernel_avx2(groups, ap, rows, bp, tile) };
+            // 7-bit (`qgemm` sends only AVX2-packed weights here), so no pair saturates,
+            // and with 7-bit rows no sum of two pairs does either.
+            unsafe {
+                if seven_bit {
+                    kernel_avx2_7bit(groups, ap, rows, bp, tile)
+                } else {
+                    kernel_avx2(groups, ap, rows, bp, tile)
+                }
+            };
             return;
         }
         _ => {}
     }
-    let _ = (rows, kind);
+    let _ = (rows, kind, seven_bit);
     tile.iter_mut().for_each(|v| *v = 0);
     for g in 0..groups {
         let (b0, b1) = (&bp[g * 2].0, &bp[g * 2 + 1].0);
@@ -434,21 +478,22 @@ fn kernel(groups: usize, ap: &[*const u32; MR], rows: usize, bp: &[V64], tile: &
     }
 }
 
-/// `tile (8, 32)` as four `4 x 16` passes: per group of 4 bytes, two 16-column weight
-/// vectors, and each of 4 rows' 4 bytes broadcast to every lane; `step(acc, row, weights)`
-/// adds the row's products with 8 columns to `acc`. 8 accumulators, two weight vectors,
-/// the broadcast row and the step's temporaries fit the 16 ymm registers. Rows past `rows`
-/// (at most 4 of them) are skipped. Inlined into each kernel, so it is compiled with
-/// that kernel's instruction set.
+/// `tile (8, 32)` as four `4 x 16` passes: per step of `G` groups of 4 bytes, each group's
+/// two 16-column weight vectors, and each of 4 rows' 4 bytes of each group broadcast to
+/// every lane; `step(acc, rows, weights)` adds one row's products of the `G` groups with
+/// 8 columns to `acc`. 8 accumulators, the weight vectors, the broadcast rows and the
+/// step's temporaries fit the 16 ymm registers. A last step short of `G` groups gets zero
+/// rows and weights for the missing ones. Rows past `rows` (at most 4 of them) are
+/// skipped. Inlined into each kernel, so it is compiled with that kernel's instruction set.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-unsafe fn passes_4x16(
+unsafe fn passes_4x16<const G: usize>(
     groups: usize,
     ap: &[*const u32; MR],
     rows: usize,
     bp: &[V64],
     tile: &mut [i32; MR * NR],
-    step: impl Fn(std::arch::x86_64::__m256i, std::arch::x86_64::__m256i, std::arch::x86_64::__m256i) -> std::arch::x86_64::__m256i,
+    step: impl Fn(std::arch::x86_64::__m256i, [std::arch::x86_64::__m256i; G], [std::arch::x86_64::__m256i; G]) -> std::arch::x86_64::__m256i,
 ) {
     use std::arch::x86_64::*;
     let t = tile.as_mut_ptr();
@@ -458,17 +503,31 @@ unsafe fn passes_4x16(
             // Bytes of this half's 16 columns: the second 64-byte vector of each group.
             let mut b = (bp.as_ptr() as *const u8).wrapping_add(half * 64);
             let mut a = [ap[r0], ap[r0 + 1], ap[r0 + 2], ap[r0 + 3]];
-            for _ in 0..groups {
-                let b0 = _mm256_load_si256(b as *const __m256i);
-                let b1 = _mm256_load_si256(b.wrapping_add(32) as *const __m256i);
+            // One step of `here` (at most `G`) groups. Inlined into the loop below with
+            // `here == G`, its group loops unroll and everything stays in registers.
+            let mut step_groups = |here: usize| {
+                let (mut b0, mut b1) = ([_mm256_setzero_si256(); G], [_mm256_setzero_si256(); G]);
+                for g in 0..here.min(G) {
+                    b0[g] = _mm256_load_si256(b.wrapping_add(g * 128) as *const __m256i);
+                    b1[g] = _mm256_load_si256(b.wrapping_add(g * 128 + 32) as *const __m256i);
+                }
                 for r in 0..4 {
-                    // The row's 4 bytes in every lane (a float broadcast of the same bits).
-                    let av = _mm256_castps_si256(_mm256_broadcast_ss(&*(a[r] as *const f32)));
+                    // Each group's 4 bytes of the row in every lane (a float broadcast of the same bits).
+                    let mut av = [_mm256_setzero_si256(); G];
+                    for (g, v) in av.iter_mut().enumerate().take(here) {
+                        *v = _mm256_castps_si256(_mm256_broadcast_ss(&*(a[r].wrapping_add(g) as *const f32)));
+                    }
                     c[r][0] = step(c[r][0], av, b0);
                     c[r][1] = step(c[r][1], av, b1);
-                    a[r] = a[r].wrapping_add(1);
+                    a[r] = a[r].wrapping_add(here);
                 }
-                b = b.wrapping_add(128);
+                b = b.wrapping_add(128 * here);
+            };
+            for _ in 0..groups / G {
+                step_groups(G);
+            }
+            if groups % G != 0 {
+                step_groups(groups % G);
             }
             for r in 0..4 {
                 let row = t.wrapping_add((r0 + r) * NR + half * 16);
@@ -480,13 +539,28 @@ unsafe fn passes_4x16(
 }
 
 /// [`passes_4x16`] with `vpmaddubsw` (u8 · i8 pairs into i16), `vpmaddwd` by ones (pairs
-/// of i16 into i32) and `vpaddd`.
+/// of i16 into i32) and `vpaddd`: one of each per 32 products.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn kernel_avx2(groups: usize, ap: &[*const u32; MR], rows: usize, bp: &[V64], tile: &mut [i32; MR * NR]) {
     use std::arch::x86_64::*;
     let ones = _mm256_set1_epi16(1);
-    passes_4x16(groups, ap, rows, bp, tile, |c, av, b| _mm256_add_epi32(c, _mm256_madd_epi16(_mm256_maddubs_epi16(av, b), ones)));
+    passes_4x16::<1>(groups, ap, rows, bp, tile, |c, [av], [b]| _mm256_add_epi32(c, _mm256_madd_epi16(_mm256_maddubs_epi16(av, b), ones)));
+}
+
+/// [`kernel_avx2`] for 7-bit activations: two groups' `vpmaddubsw` results are added in
+/// i16 (`vpaddw`) before one `vpmaddwd`, so 64 products take three multiply-pipe
+/// instructions instead of four. Exact because each pair is at most `2 · 127 · 63 = 16002`
+/// in magnitude, so two of them stay below `2^15`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn kernel_avx2_7bit(groups: usize, ap: &[*const u32; MR], rows: usize, bp: &[V64], tile: &mut [i32; MR * NR]) {
+    use std::arch::x86_64::*;
+    let ones = _mm256_set1_epi16(1);
+    passes_4x16::<2>(groups, ap, rows, bp, tile, |c, [a0, a1], [b0, b1]| {
+        let pairs = _mm256_add_epi16(_mm256_maddubs_epi16(a0, b0), _mm256_maddubs_epi16(a1, b1));
+        _mm256_add_epi32(c, _mm256_madd_epi16(pairs, ones))
+    });
 }
 
 /// [`passes_4x16`] with one AVX-VNNI `vpdpbusd` in place of `vpmaddubsw` + `vpmaddwd` +
@@ -495,7 +569,7 @@ unsafe fn kernel_avx2(groups: usize, ap: &[*const u32; MR], rows: usize, bp: &[V
 #[target_feature(enable = "avx2,avxvnni")]
 unsafe fn kernel_avx_vnni(groups: usize, ap: &[*const u32; MR], rows: usize, bp: &[V64], tile: &mut [i32; MR * NR]) {
     use std::arch::x86_64::*;
-    passes_4x16(groups, ap, rows, bp, tile, |c, av, b| _mm256_dpbusd_avx_epi32(c, av, b));
+    passes_4x16::<1>(groups, ap, rows, bp, tile, |c, [av], [b]| _mm256_dpbusd_avx_epi32(c, av, b));
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -549,15 +623,24 @@ mod tests {
                     assert_eq!(fast, portable, "({m},{k},{n}): {} and portable kernels differ", kind.name());
                 }
             }
-            // 7-bit weights: AVX2 and the portable loop agree on them, and so do the VNNIs.
+            // 7-bit weights: AVX2 and the portable loop agree on them, and so do the VNNIs,
+            // with 8-bit activations and with the 7-bit ones of the AVX2 fast path (odd and
+            // even group counts).
             let q7 = QPackedB::quantize_for(&b, k, n, Int8Kernel::Avx2);
+            let mut qa7 = QRows::default();
+            // (What `quantize_for` gives AVX2 weights unless `LF_INT8_ACT8=1`.)
+            qa7.quantize_to(&a, m, k, 127);
             let mut portable7 = vec![f32::NAN; m * n];
             qgemm_groups(m, &qa, &q7, &mut portable7, Int8Kernel::Portable);
+            let mut portable77 = vec![f32::NAN; m * n];
+            qgemm_groups(m, &qa7, &q7, &mut portable77, Int8Kernel::Portable);
             for kind in [Int8Kernel::Avx2, Int8Kernel::Vnni, Int8Kernel::AvxVnni] {
                 if runs_here(kind) {
                     let mut fast = vec![f32::NAN; m * n];
                     qgemm_groups(m, &qa, &q7, &mut fast, kind);
                     assert_eq!(fast, portable7, "({m},{k},{n}): {} and portable kernels differ on 7-bit weights", kind.name());
+                    qgemm_groups(m, &qa7, &q7, &mut fast, kind);
+                    assert_eq!(fast, portable77, "({m},{k},{n}): {} and portable kernels differ on 7-bit weights and activations", kind.name());
                 }
             }
             // Whatever this CPU picks agrees with the portable loop on the same packing.
@@ -567,7 +650,7 @@ mod tests {
             let mut want_auto = vec![f32::NAN; m * n];
             qgemm_groups(m, &qa, &qauto, &mut want_auto, Int8Kernel::Portable);
             assert_eq!(auto, want_auto, "({m},{k},{n}): {} and portable kernels differ", int8_kernel().name());
-            for (levels, got) in [(127.0, &portable), (63.0, &portable7)] {
+            for (levels, top, got) in [(127.0, 255.0, &portable), (63.0, 255.0, &portable7), (63.0, 127.0, &portable77)] {
                 // Error bound: each term's error is at most half a step of each factor.
                 for i in 0..m {
                     for j in 0..n {
@@ -575,14 +658,14 @@ mod tests {
                         let got = got[i * n + j] as f64;
                         let amax = a[i * k..(i + 1) * k].iter().fold(0f32, |x, v| x.max(v.abs())) as f64;
                         let bmax = (0..k).map(|t| b[t * n + j].abs()).fold(0f32, f32::max) as f64;
-                        let tol = k as f64 * (amax * bmax) * (1.0 / levels + 1.0 / 255.0) + 1e-6;
+                        let tol = k as f64 * (amax * bmax) * (1.0 / levels + 1.0 / top) + 1e-6;
                         assert!((got - want).abs() <= tol, "({m},{k},{n}) at ({i},{j}): {got} vs {want} (tol {tol})");
                     }
                 }
                 // And on average far better than the bound: relative Frobenius error < 2%.
                 if k >= 32 {
                     let e = rel_error(got, &a, &b, m, k, n);
-                    assert!(e < 0.02, "({m},{k},{n}), {levels} levels: relative error {e}");
+                    assert!(e < 0.02, "({m},{k},{n}), {levels} / {top} levels: relative error {e}");
                 }
             }
         }
@@ -592,14 +675,14 @@ mod tests {
     fn zero_and_constant_rows_quantise_exactly() {
         let (m, k, n) = (3, 8, 4);
         for kind in [Int8Kernel::Portable, int8_kernel()] {
-            let l = weight_levels(kind);
-            // Values on the quantisation grids: row 3 spans 2.55 (step 0.01, zero point
+            let (l, top) = (weight_levels(kind), activation_top(kind) as f32);
+            // Values on the quantisation grids: row 3 spans `top` steps of 0.01 (zero point
             // 100); the weights' largest magnitude is `l` steps of 0.01.
-            let a = [vec![0.0; 8], vec![2.0; 8], vec![-1.0, -0.5, 0.0, 0.25, 0.5, 1.0, 1.55, 0.01]].concat();
+            let a = [vec![0.0; 8], vec![2.0; 8], vec![-1.0, -0.5, 0.0, 0.25, 0.1, 0.2, top * 0.01 - 1.0, 0.01]].concat();
             let b: Vec<f32> = (0..k * n).map(|v| [-l, -1.0, 0.0, 1.0, l][v % 5] * 0.01).collect();
             let qb = QPackedB::quantize_for(&b, k, n, kind);
             let mut qa = QRows::default();
-            qa.quantize(&a, m, k);
+            qa.quantize_for(&a, m, k, &qb);
             let mut c = vec![f32::NAN; m * n];
             qgemm(m, &qa, &qb, &mut c);
             for i in 0..m {
@@ -643,10 +726,17 @@ mod tests {
         for kind in PREFERENCE.into_iter().filter(|&k| runs_here(k)) {
             let qb = QPackedB::quantize_for(&b, k, n, kind);
             let q = gmacs(m, k, n, reps, || {
-                qa.quantize(&a, m, k);
+                qa.quantize_for(&a, m, k, &qb);
                 qgemm_groups(m, &qa, &qb, &mut c, kind);
             });
             println!("int8 ({}) {q:.1} GMAC/s: {:.2}x fp32", kind.name(), q / f32r);
+            if kind == Int8Kernel::Avx2 {
+                let q8 = gmacs(m, k, n, reps, || {
+                    qa.quantize(&a, m, k);
+                    qgemm_groups(m, &qa, &qb, &mut c, kind);
+                });
+                println!("int8 (avx2, 8-bit activations) {q8:.1} GMAC/s: {:.2}x fp32", q8 / f32r);
+            }
         }
     }
 }
