@@ -24,8 +24,14 @@ impl Served {
 
     /// With the real model cache (`scripts/fetch-models.sh` fills it).
     fn start_with(real_models: bool) -> Self {
+        Self::start_env(real_models, &[])
+    }
+
+    /// With extra environment variables for the server process.
+    fn start_env(real_models: bool, env: &[(&str, &str)]) -> Self {
         let data = tempfile::tempdir().unwrap();
         let mut cmd = Command::new(lf_bin());
+        cmd.envs(env.iter().copied());
         if !real_models {
             cmd.env("HF_HUB_CACHE", data.path().join("hub"));
         }
@@ -114,6 +120,31 @@ fn lf_drives_a_spawned_server() {
             assert_eq!(v["status"], "healthy");
         }
     }
+}
+
+/// `GET path` over a plain socket; the JSON body.
+fn get_json(base: &str, path: &str) -> serde_json::Value {
+    use std::io::{Read, Write};
+    let addr = base.trim_start_matches("http://");
+    let mut sock = std::net::TcpStream::connect(addr).unwrap();
+    write!(sock, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut resp = String::new();
+    sock.read_to_string(&mut resp).unwrap();
+    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_else(|| panic!("no body: {resp}"));
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
+#[test]
+fn no_avx512_runs_the_encoder_as_on_an_avx2_cpu() {
+    // `LF_NO_AVX512=1`: no AVX-512 BF16, AMX or VNNI kernel, whatever this CPU has; the
+    // default precision is then int8 (the build targets x86-64-v3, so AVX2 is there).
+    let srv = Served::start_env(false, &[("LF_NO_AVX512", "1")]);
+    let h = get_json(&srv.url, "/health");
+    let server = h["components"].as_array().unwrap().iter().find(|c| c["name"] == "server").unwrap_or_else(|| panic!("{h}")).clone();
+    let k = &server["details"]["embedding_kernels"];
+    assert_eq!(k["bf16"], "portable", "{k}");
+    assert!(k["int8"] == "avx-vnni" || k["int8"] == "avx2", "{k}");
+    assert_eq!(k["default_precision"], "int8", "{k}");
 }
 
 #[test]

@@ -63,7 +63,8 @@ pub(crate) fn from_bf16(h: u16) -> f32 {
 }
 
 /// Whether this CPU runs the AVX-512 BF16 kernel (AVX-512 F, BW and BF16; checked
-/// once). `LF_NO_BF16=1` says no, so the default precision falls back to fp32.
+/// once). `LF_NO_BF16=1` (or `LF_NO_AVX512=1`, [`super::has_avx512`]) says no, so the
+/// default precision falls back to int8 or fp32.
 pub fn has_bf16() -> bool {
     static V: OnceLock<bool> = OnceLock::new();
     *V.get_or_init(|| {
@@ -72,7 +73,7 @@ pub fn has_bf16() -> bool {
         }
         #[cfg(target_arch = "x86_64")]
         {
-            std::arch::is_x86_feature_detected!("avx512f")
+            super::has_avx512()
                 && std::arch::is_x86_feature_detected!("avx512bw")
                 && std::arch::is_x86_feature_detected!("avx512bf16")
         }

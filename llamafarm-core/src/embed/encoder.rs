@@ -545,7 +545,7 @@ fn add_rows(m: &mut [f32], b: &[f32], f: impl Fn(f32) -> f32 + Copy) {
     // Its own AVX-512 function rather than `wide`: LLVM left a closure around this
     // loop out of line, compiled 8 lanes wide.
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
+    if super::has_avx512() {
         #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
         unsafe fn avx512(m: &mut [f32], b: &[f32], f: impl Fn(f32) -> f32) {
             body(m, b, f)
@@ -563,13 +563,13 @@ fn add_rows(m: &mut [f32], b: &[f32], f: impl Fn(f32) -> f32 + Copy) {
 #[inline(always)]
 fn wide<R>(body: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
+    if super::has_avx512() {
         #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
         unsafe fn avx512<R>(body: impl FnOnce() -> R) -> R {
             body()
         }
-        // SAFETY: the CPU has AVX-512 F (detected just above; BW, DQ and VL come with
-        // it on every CPU that has it and the body only uses F).
+        // SAFETY: the CPU has AVX-512 F (`has_avx512` detected it; BW, DQ and VL come
+        // with it on every CPU that has it and the body only uses F).
         return unsafe { avx512(body) };
     }
     body()

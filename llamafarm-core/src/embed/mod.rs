@@ -28,6 +28,28 @@ use crate::config::EmbeddingStrategyConfig;
 use crate::error::{Error, Result};
 use serde_json::Value;
 
+/// Whether the embedding kernels may use AVX-512 (the CPU has AVX-512 F; checked once).
+/// `LF_NO_AVX512=1` says no: the encoder then runs as on an AVX2-only CPU (no AVX-512
+/// BF16 or VNNI kernel, so int8 by default on AVX-VNNI or AVX2; element-wise loops 8
+/// lanes wide), for a like-for-like comparison with such a CPU or to avoid AVX-512
+/// clock drops.
+pub fn has_avx512() -> bool {
+    static V: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *V.get_or_init(|| {
+        if std::env::var_os("LF_NO_AVX512").is_some_and(|v| v != "0") {
+            return false;
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            std::arch::is_x86_feature_detected!("avx512f")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    })
+}
+
 /// Texts per forward pass for local models (the packed encoder has no padding;
 /// measured fastest on 2 cores: 8 to 16).
 pub const LOCAL_MICRO_BATCH: usize = 8;
