@@ -68,7 +68,7 @@ pub(crate) fn from_bf16(h: u16) -> f32 {
 pub fn has_bf16() -> bool {
     static V: OnceLock<bool> = OnceLock::new();
     *V.get_or_init(|| {
-        if std::env::var_os("LF_NO_BF16").is_some_and(|v| v != "0") {
+        if super::env_flag("LF_NO_BF16") {
             return false;
         }
         #[cfg(target_arch = "x86_64")]
@@ -91,7 +91,7 @@ pub fn has_bf16() -> bool {
 pub fn has_amx() -> bool {
     static V: OnceLock<bool> = OnceLock::new();
     *V.get_or_init(|| {
-        if std::env::var_os("LF_NO_AMX").is_some_and(|v| v != "0") || !has_bf16() {
+        if super::env_flag("LF_NO_AMX") || !has_bf16() {
             return false;
         }
         #[cfg(all(target_arch = "x86_64", target_os = "linux"))]

@@ -28,6 +28,12 @@ use crate::config::EmbeddingStrategyConfig;
 use crate::error::{Error, Result};
 use serde_json::Value;
 
+/// Whether the switch `name` is set in the environment to anything but `0` (the
+/// `LF_NO_*` kernel switches, `LF_INT8_ACT8`).
+pub(crate) fn env_flag(name: &str) -> bool {
+    std::env::var_os(name).is_some_and(|v| v != "0")
+}
+
 /// Whether the embedding kernels may use AVX-512 (the CPU has AVX-512 F; checked once).
 /// `LF_NO_AVX512=1` says no: the encoder then runs as on an AVX2-only CPU (no AVX-512
 /// BF16 or VNNI kernel, so int8 by default on AVX-VNNI or AVX2; element-wise loops 8
@@ -36,7 +42,7 @@ use serde_json::Value;
 pub fn has_avx512() -> bool {
     static V: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *V.get_or_init(|| {
-        if std::env::var_os("LF_NO_AVX512").is_some_and(|v| v != "0") {
+        if env_flag("LF_NO_AVX512") {
             return false;
         }
         #[cfg(target_arch = "x86_64")]

@@ -59,7 +59,8 @@ pub enum Int8Kernel {
     Vnni,
     /// AVX-VNNI (VEX `vpdpbusd` on 256-bit registers), 8 x 32 in four 4 x 16 passes.
     AvxVnni,
-    /// AVX2 `vpmaddubsw` + `vpmaddwd`, 8 x 32 in four 4 x 16 passes (7-bit weights).
+    /// AVX2 `vpmaddubsw` + `vpmaddwd`, 8 x 32 in 4 x 16 passes (7-bit weights), or in 2 x 16
+    /// passes two groups at a time for 7-bit activations.
     Avx2,
     /// Plain loops (any CPU), the same integers.
     Portable,
@@ -167,7 +168,7 @@ fn weight_levels(kernel: Int8Kernel) -> f32 {
 fn activation_top(kernel: Int8Kernel) -> u8 {
     static ACT8: OnceLock<bool> = OnceLock::new();
     match kernel {
-        Int8Kernel::Avx2 if !*ACT8.get_or_init(|| std::env::var_os("LF_INT8_ACT8").is_some_and(|v| v != "0")) => 127,
+        Int8Kernel::Avx2 if !*ACT8.get_or_init(|| super::env_flag("LF_INT8_ACT8")) => 127,
         Int8Kernel::Avx2 | Int8Kernel::Vnni | Int8Kernel::AvxVnni | Int8Kernel::Portable => 255,
     }
 }
@@ -290,7 +291,7 @@ fn quantize_row(row: &[f32], inv: f32, zr: f32, top: f32, out: &mut [u8]) {
 pub fn has_vnni() -> bool {
     static V: OnceLock<bool> = OnceLock::new();
     *V.get_or_init(|| {
-        if std::env::var_os("LF_NO_VNNI").is_some_and(|v| v != "0") {
+        if super::env_flag("LF_NO_VNNI") {
             return false;
         }
         #[cfg(target_arch = "x86_64")]
@@ -310,7 +311,7 @@ pub fn has_vnni() -> bool {
 pub fn has_avx_vnni() -> bool {
     static V: OnceLock<bool> = OnceLock::new();
     *V.get_or_init(|| {
-        if std::env::var_os("LF_NO_VNNI").is_some_and(|v| v != "0") {
+        if super::env_flag("LF_NO_VNNI") {
             return false;
         }
         #[cfg(target_arch = "x86_64")]
