@@ -43,7 +43,9 @@ pub enum Precision {
     Bf16,
     /// Weights quantised to int8 per output column at load, activations to u8 per
     /// row at each product, i32 accumulation (`embed::qgemm`; both 7-bit on the AVX2
-    /// kernel). Attention, layer norms and activations stay fp32.
+    /// kernel). Attention's scores `Q Kᵀ` run on the same kernels (Q and K quantised per
+    /// call; `LF_FP32_ATTENTION=1` keeps them fp32); the probabilities times V, the
+    /// softmax, layer norms and activations stay fp32.
     Int8,
 }
 
@@ -134,6 +136,8 @@ pub struct BertEncoder {
     ln_b: Vec<f32>,
     layers: Vec<Layer>,
     precision: Precision,
+    /// The attention's arithmetic (follows `precision`; see [`AttnMath::for_precision`]).
+    attention: AttnMath,
 }
 
 fn ce(e: candle_core::Error) -> Error {
@@ -218,6 +222,7 @@ impl BertEncoder {
             ln_b,
             layers,
             precision,
+            attention: AttnMath::for_precision(precision),
         })
     }
 
@@ -318,7 +323,7 @@ impl BertEncoder {
             let rows = &qkv[r0 * 3 * h..(r0 + len) * 3 * h];
             ATT.with(|buf| {
                 let mut buf = buf.borrow_mut();
-                let o = attend_infer(&mut buf, rows, Some(bias), h, nh, head, len, self.precision == Precision::Bf16);
+                let o = attend_infer(&mut buf, rows, Some(bias), h, nh, head, len, self.attention);
                 for (i, orow) in o.chunks_exact(h / nh).enumerate() {
                     // SAFETY: row r0+i, columns of this head: this (sequence, head)'s own
                     // block of `ctx`, which no other task touches (so no other reference
@@ -355,6 +360,20 @@ pub(crate) struct AttnBuf {
     inv: Vec<f32>,
     /// Scratch of the bf16 route ([`attend_infer`]).
     bf16: super::bgemm::AttnScratch,
+    /// Scratch of the int8 route ([`attend_infer`]).
+    int8: Int8Attn,
+}
+
+/// The quantised operands of [`AttnMath::Int8`], reused across calls.
+struct Int8Attn {
+    q: QRows,
+    keys: QPackedB,
+}
+
+impl Default for Int8Attn {
+    fn default() -> Self {
+        Int8Attn { q: QRows::default(), keys: QPackedB::empty(super::qgemm::int8_kernel()) }
+    }
 }
 
 /// One head of self-attention over one sequence: `softmax(Q Kᵀ / √d) V`, with Q, K
@@ -376,21 +395,61 @@ pub(crate) fn attend<'b>(buf: &'b mut AttnBuf, rows: &[f32], h: usize, nh: usize
     &buf.o
 }
 
+/// How [`attend_infer`] computes a head's two products.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AttnMath {
+    /// fp32 on [`super::gemm`].
+    F32,
+    /// bf16 on [`super::bgemm::attention`] (the AMX tiles where the CPU has them).
+    Bf16,
+    /// The scores `Q Kᵀ` in int8 on [`super::qgemm`] (Q per row, u8 with a zero point; Kᵀ
+    /// per key, symmetric), the probabilities times V in fp32. Rounding the scores errs
+    /// by a small factor on each probability; rounding the probabilities would not: at
+    /// `1/127` steps of the row's largest, the many small ones of a long sequence (a head
+    /// that attends mostly to `[SEP]` gives the other 255 keys well under a step each, yet
+    /// a tenth of the mass together) would all round to zero or double.
+    Int8,
+}
+
+impl AttnMath {
+    /// The attention of an encoder whose linear layers run in `precision`: the same
+    /// arithmetic, except that `LF_FP32_ATTENTION=1` keeps an int8 model's attention fp32.
+    pub(crate) fn for_precision(precision: Precision) -> Self {
+        match precision {
+            Precision::F32 => AttnMath::F32,
+            Precision::Bf16 => AttnMath::Bf16,
+            Precision::Int8 if super::env_flag("LF_FP32_ATTENTION") => AttnMath::F32,
+            Precision::Int8 => AttnMath::Int8,
+        }
+    }
+}
+
 /// [`attend`] for inference: the softmax's normalisation is applied to the `(len, d)`
 /// output rather than to the `len x len` probabilities (one pass fewer over them;
-/// `buf.p` is left unnormalised), and with `bf16` it runs on [`super::bgemm::attention`]
-/// (eight query rows at a time kept in L1; `buf.p` is not used). `bias`, the QKV bias,
-/// is added to `rows` as they are read.
+/// `buf.p` is left unnormalised), in `math`'s arithmetic ([`AttnMath`]; bf16 keeps eight
+/// query rows at a time in L1 and does not use `buf.p`). `bias`, the QKV bias, is added
+/// to `rows` as they are read.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn attend_infer<'b>(buf: &'b mut AttnBuf, rows: &[f32], bias: Option<&[f32]>, h: usize, nh: usize, head: usize, len: usize, bf16: bool) -> &'b [f32] {
+pub(crate) fn attend_infer<'b>(buf: &'b mut AttnBuf, rows: &[f32], bias: Option<&[f32]>, h: usize, nh: usize, head: usize, len: usize, math: AttnMath) -> &'b [f32] {
     let dh = buf.gather(rows, bias, h, nh, head, len);
     buf.o.resize(len * dh, 0.0);
-    if bf16 {
-        super::bgemm::attention(&buf.q, &buf.k, &buf.v, len, dh, &mut buf.o, &mut buf.bf16, softmax_unnormalised);
-        return &buf.o;
+    match math {
+        AttnMath::Bf16 => {
+            super::bgemm::attention(&buf.q, &buf.k, &buf.v, len, dh, &mut buf.o, &mut buf.bf16, softmax_unnormalised);
+            return &buf.o;
+        }
+        AttnMath::Int8 => {
+            let i = &mut buf.int8;
+            i.keys.pack_keys(&buf.k, len, dh);
+            i.q.quantize_for(&buf.q, len, dh, &i.keys);
+            buf.p.resize(len * len, 0.0);
+            super::qgemm::qgemm(len, &i.q, &i.keys, &mut buf.p);
+        }
+        AttnMath::F32 => {
+            buf.p.resize(len * len, 0.0);
+            super::gemm::gemm(len, &buf.q, &PackedB::pack_transposed(&buf.k, len, dh), &mut buf.p);
+        }
     }
-    buf.p.resize(len * len, 0.0);
-    super::gemm::gemm(len, &buf.q, &PackedB::pack_transposed(&buf.k, len, dh), &mut buf.p);
     buf.inv.clear();
     for row in buf.p.chunks_exact_mut(len) {
         buf.inv.push(softmax_unnormalised(row));
@@ -768,24 +827,59 @@ mod tests {
             for head in 0..nh {
                 let want = attend(&mut AttnBuf::default(), &rows, h, nh, head, len).to_vec();
                 let mut buf = AttnBuf::default();
-                let f = attend_infer(&mut buf, &rows, None, h, nh, head, len, false).to_vec();
-                let b = attend_infer(&mut buf, &rows, None, h, nh, head, len, true).to_vec();
-                for ((w, f), b) in want.iter().zip(&f).zip(&b) {
+                let f = attend_infer(&mut buf, &rows, None, h, nh, head, len, AttnMath::F32).to_vec();
+                let b = attend_infer(&mut buf, &rows, None, h, nh, head, len, AttnMath::Bf16).to_vec();
+                let q = attend_infer(&mut buf, &rows, None, h, nh, head, len, AttnMath::Int8).to_vec();
+                for (((w, f), b), q) in want.iter().zip(&f).zip(&b).zip(&q) {
                     assert!((w - f).abs() < 1e-5, "fp32 len {len}: {f} vs {w}");
                     // bf16 rounds Q, K, P and V: a few parts in a thousand of the values' scale (2).
                     assert!((w - b).abs() < 0.03, "bf16 len {len}: {b} vs {w}");
+                    // int8 (7 bits for Q and P, 6 for K and V on the AVX2 kernel): about 1 %
+                    // of the values' scale.
+                    assert!((w - q).abs() < 0.06, "int8 len {len}: {q} vs {w}");
                 }
+                let e = (q.iter().zip(&want).map(|(q, w)| (q - w).powi(2)).sum::<f32>() / want.iter().map(|w| w * w).sum::<f32>()).sqrt();
+                assert!(e < 0.02, "int8 len {len}: relative error {e}");
             }
             // A QKV bias given to the gather equals the bias added to the rows first.
             let bias: Vec<f32> = (0..3 * h).map(|_| rnd()).collect();
             let biased: Vec<f32> = rows.chunks_exact(3 * h).flat_map(|r| r.iter().zip(&bias).map(|(x, b)| x + b)).collect();
             for head in 0..nh {
                 let want = attend(&mut AttnBuf::default(), &biased, h, nh, head, len).to_vec();
-                let got = attend_infer(&mut AttnBuf::default(), &rows, Some(&bias), h, nh, head, len, false).to_vec();
+                let got = attend_infer(&mut AttnBuf::default(), &rows, Some(&bias), h, nh, head, len, AttnMath::F32).to_vec();
                 for (w, g) in want.iter().zip(&got) {
                     assert!((w - g).abs() < 1e-5, "biased len {len}: {g} vs {w}");
                 }
             }
+        }
+    }
+
+    /// Time of one head's attention (MiniLM's shape: 12 heads of 32, 256 tokens) on one
+    /// thread in each arithmetic this CPU runs: the best of 7 interleaved rounds
+    /// (`cargo test attention_throughput -- --ignored --nocapture`).
+    #[test]
+    #[ignore]
+    fn attention_throughput() {
+        let (h, nh, len, reps) = (384, 12, 256, 48);
+        let mut s = 11u64;
+        let rows: Vec<f32> = (0..len * 3 * h).map(|_| super::super::testutil::rnd(&mut s) * 4.0).collect();
+        let mut maths = vec![AttnMath::F32, AttnMath::Int8];
+        if super::super::bgemm::has_bf16() {
+            maths.push(AttnMath::Bf16);
+        }
+        let mut best = vec![f64::INFINITY; maths.len()];
+        let mut buf = AttnBuf::default();
+        for _ in 0..7 {
+            for (m, b) in maths.iter().zip(&mut best) {
+                let t = std::time::Instant::now();
+                for r in 0..reps {
+                    std::hint::black_box(attend_infer(&mut buf, &rows, None, h, nh, r % nh, len, *m));
+                }
+                *b = b.min(t.elapsed().as_secs_f64() / reps as f64);
+            }
+        }
+        for (m, b) in maths.iter().zip(&best) {
+            println!("{m:?}: {:.1} us per head ({} int8 kernel): {:.2}x fp32", b * 1e6, super::super::qgemm::int8_kernel().name(), best[0] / b);
         }
     }
 
@@ -838,6 +932,3 @@ mod tests {
         assert!(enc.forward(&[vec![1; 65]], 1).is_err(), "sequence longer than the positions");
     }
 }
-
-
-

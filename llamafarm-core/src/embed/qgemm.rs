@@ -1,4 +1,5 @@
-//! Int8 matrix products for the encoder's linear layers (`:int8` embedding models).
+//! Int8 matrix products for the encoder's linear layers (`:int8` embedding models) and
+//! its attention scores (`Q Kᵀ`, with the keys packed per call by [`QPackedB::pack_keys`]).
 //!
 //! `C (m, n) ≈ A (m, k) · B (k, n)` with
 //! - `B`, a model weight, quantised once at load **per output column** (symmetric,
@@ -154,6 +155,99 @@ impl QPackedB {
     }
 }
 
+/// Attention's per-call operand (`embed::encoder`): the keys as `Kᵀ`, quantised per key
+/// and packed for [`qgemm`] on each head of each sequence. This runs per call, so unlike
+/// [`QPackedB::quantize_for`] (weights, once at load) it is vectorised and reuses `self`'s
+/// buffers: a packing costs `O(len · d)` against the product's `O(len² · d)`. Rounding is
+/// to nearest, ties to even (the load-time packer rounds ties away from zero; the two
+/// differ only on exact ties).
+impl QPackedB {
+    /// An empty packing for `kernel`'s weight range, to fill with [`QPackedB::pack_keys`].
+    pub(crate) fn empty(kernel: Int8Kernel) -> Self {
+        QPackedB { k: 0, n: 0, kp: 0, data: Vec::new(), kernel, scale: Vec::new(), colsum: Vec::new() }
+    }
+
+    /// Clears `self` for a `(k, n)` packing: zeroed panels, unit scales, zero sums.
+    fn reset(&mut self, k: usize, n: usize) {
+        let kp = k.div_ceil(4) * 4;
+        (self.k, self.n, self.kp) = (k, n, kp);
+        self.data.clear();
+        self.data.resize(n.div_ceil(NR) * (kp / 4) * 2, V64::default());
+        self.scale.clear();
+        self.scale.resize(n, 1.0);
+        self.colsum.clear();
+        self.colsum.resize(n, 0);
+    }
+
+    /// The packing as 32-bit words: group `g` of panel `p` is the 32 words from
+    /// `(p · groups + g) · 32`, one per column (its 4 bytes, one per row of the group).
+    fn words_mut(&mut self) -> &mut [u32] {
+        // SAFETY: `V64` is 64 plain bytes, 64-byte aligned (so 4-byte aligned too), with no
+        // invalid bit patterns as `u32`s; the slice covers exactly `data`'s bytes.
+        unsafe { std::slice::from_raw_parts_mut(self.data.as_mut_ptr() as *mut u32, self.data.len() * 16) }
+    }
+
+    /// `B = Kᵀ` from `keys`, `n` rows of `d` (one row per key): key `j` becomes column `j`
+    /// with its own scale, so `qgemm(Q, B)` gives the attention scores `Q Kᵀ`.
+    pub(crate) fn pack_keys(&mut self, keys: &[f32], n: usize, d: usize) {
+        assert!(keys.len() >= n * d);
+        self.reset(d, n);
+        let levels = weight_levels(self.kernel);
+        let groups = self.kp / 4;
+        let mut q = vec![0i8; self.kp];
+        for j in 0..n {
+            let row = &keys[j * d..(j + 1) * d];
+            let (lo, hi) = min_max(row);
+            let amax = hi.max(-lo);
+            let s = if amax > 0.0 && amax.is_finite() { amax / levels } else { 1.0 };
+            self.scale[j] = s;
+            self.colsum[j] = quantize_symmetric(row, 1.0 / s, levels, &mut q[..d]);
+            let base = (j / NR) * groups * NR + j % NR;
+            let words = self.words_mut();
+            for (g, w) in q.chunks_exact(4).enumerate() {
+                words[base + g * NR] = u32::from_le_bytes([w[0] as u8, w[1] as u8, w[2] as u8, w[3] as u8]);
+            }
+        }
+    }
+}
+
+/// `out[i] = round(row[i] · inv)` clamped to `±levels` (ties to even); returns `Σ out`.
+fn quantize_symmetric(row: &[f32], inv: f32, levels: f32, out: &mut [i8]) -> i32 {
+    let n = row.len().min(out.len());
+    let mut done = 0;
+    let mut sum = 0i32;
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
+    // SAFETY: AVX2 is enabled at compile time; each step reads 8 floats of `row` and
+    // writes 8 bytes of `out`, both within `n`.
+    unsafe {
+        use std::arch::x86_64::*;
+        let (vi, lo, hi) = (_mm256_set1_ps(inv), _mm256_set1_ps(-levels), _mm256_set1_ps(levels));
+        let mut acc = _mm256_setzero_si256();
+        while done + 8 <= n {
+            let x = _mm256_mul_ps(_mm256_loadu_ps(row.as_ptr().wrapping_add(done)), vi);
+            // `cvtps` rounds to nearest even (the default MXCSR mode).
+            let q = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(x, lo), hi));
+            acc = _mm256_add_epi32(acc, q);
+            let p8 = _mm256_packs_epi16(_mm256_packs_epi32(q, q), _mm256_setzero_si256());
+            let a = _mm_cvtsi128_si32(_mm256_castsi256_si128(p8)) as u32;
+            let b = _mm_cvtsi128_si32(_mm256_extracti128_si256(p8, 1)) as u32;
+            let o = out.as_mut_ptr().wrapping_add(done) as *mut u8;
+            std::ptr::copy_nonoverlapping(a.to_le_bytes().as_ptr(), o, 4);
+            std::ptr::copy_nonoverlapping(b.to_le_bytes().as_ptr(), o.wrapping_add(4), 4);
+            done += 8;
+        }
+        let mut lanes = [0i32; 8];
+        _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, acc);
+        sum += lanes.iter().sum::<i32>();
+    }
+    for i in done..n {
+        let q = (row[i] * inv).clamp(-levels, levels).round_ties_even() as i8;
+        out[i] = q;
+        sum += q as i32;
+    }
+    sum
+}
+
 /// Largest weight magnitude a kernel's packing uses.
 fn weight_levels(kernel: Int8Kernel) -> f32 {
     match kernel {
@@ -263,11 +357,26 @@ fn quantize_row(row: &[f32], inv: f32, zr: f32, top: f32, out: &mut [u8]) {
     let n = row.len().min(out.len());
     let mut done = 0;
     #[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
-    // SAFETY: AVX2/FMA are enabled at compile time; each step reads 8 floats of `row`
-    // and writes 8 bytes of `out`, both within `n`.
+    // SAFETY: AVX2/FMA are enabled at compile time; each step reads 32 (then 8) floats
+    // of `row` and writes as many bytes of `out`, all within `n`.
     unsafe {
         use std::arch::x86_64::*;
         let (vi, vz, v0, vtop) = (_mm256_set1_ps(inv), _mm256_set1_ps(zr), _mm256_setzero_ps(), _mm256_set1_ps(top));
+        let q = |at: usize| {
+            let x = _mm256_loadu_ps(row.as_ptr().wrapping_add(at));
+            _mm256_cvttps_epi32(_mm256_min_ps(_mm256_max_ps(_mm256_fmadd_ps(x, vi, vz), v0), vtop))
+        };
+        // 32 values a step into one 32-byte store: the packs work within 128-bit halves,
+        // leaving the 4-byte runs of values in the order 0-3, 8-11, 16-19, 24-27, 4-7,
+        // 12-15, 20-23, 28-31, which one permute undoes.
+        let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+        while done + 32 <= n {
+            let ab = _mm256_packus_epi32(q(done), q(done + 8));
+            let cd = _mm256_packus_epi32(q(done + 16), q(done + 24));
+            let bytes = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(ab, cd), order);
+            _mm256_storeu_si256(out.as_mut_ptr().wrapping_add(done) as *mut __m256i, bytes);
+            done += 32;
+        }
         while done + 8 <= n {
             let x = _mm256_loadu_ps(row.as_ptr().wrapping_add(done));
             let y = _mm256_min_ps(_mm256_max_ps(_mm256_fmadd_ps(x, vi, vz), v0), vtop);
@@ -282,7 +391,9 @@ fn quantize_row(row: &[f32], inv: f32, zr: f32, top: f32, out: &mut [u8]) {
         }
     }
     for i in done..n {
-        out[i] = (row[i] * inv + zr).clamp(0.0, top) as u8;
+        // Fused where the vector steps are, so every element rounds the same way.
+        let y = if cfg!(target_feature = "fma") { row[i].mul_add(inv, zr) } else { row[i] * inv + zr };
+        out[i] = y.clamp(0.0, top) as u8;
     }
 }
 
@@ -677,6 +788,22 @@ mod tests {
     }
 
     #[test]
+    fn row_quantisation_steps_agree_with_the_scalar_form() {
+        let mut s = 23u64;
+        for n in [0, 1, 7, 8, 9, 31, 32, 33, 40, 64, 100, 384] {
+            let row: Vec<f32> = (0..n).map(|_| rnd(&mut s) * 300.0).collect();
+            for (inv, zr, top) in [(0.7f32, 100.5f32, 255f32), (0.4, 60.5, 127.0), (127.0, 0.5, 127.0)] {
+                let mut out = vec![0u8; n];
+                quantize_row(&row, inv, zr, top, &mut out);
+                for (i, (&x, &q)) in row.iter().zip(&out).enumerate() {
+                    let y = if cfg!(target_feature = "fma") { x.mul_add(inv, zr) } else { x * inv + zr };
+                    assert_eq!(q, y.clamp(0.0, top) as u8, "n {n}, element {i} ({x})");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn zero_and_constant_rows_quantise_exactly() {
         let (m, k, n) = (3, 8, 4);
         for kind in [Int8Kernel::Portable, int8_kernel()] {
@@ -694,6 +821,43 @@ mod tests {
                 for j in 0..n {
                     let want: f32 = (0..k).map(|t| a[i * k + t] * b[t * n + j]).sum();
                     assert!((c[i * n + j] - want).abs() < 1e-3 * (1.0 + want.abs()), "{} ({i},{j}): {} vs {want}", kind.name(), c[i * n + j]);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn key_packing_matches_the_load_time_packer() {
+        let mut s = 17u64;
+        for &(len, d) in &[(1, 32), (7, 32), (33, 32), (130, 64), (5, 12)] {
+            for kind in [Int8Kernel::Avx2, Int8Kernel::Portable] {
+                let keys: Vec<f32> = (0..len * d).map(|_| rnd(&mut s) * 6.0).collect();
+                let kt: Vec<f32> = (0..d * len).map(|i| keys[(i % len) * d + i / len]).collect();
+                // The same matrix through the load-time packer (`Kᵀ` spelled out).
+                let mut fast = QPackedB::empty(kind);
+                fast.pack_keys(&keys, len, d);
+                let slow = QPackedB::quantize_for(&kt, d, len, kind);
+                {
+                    assert_eq!((fast.k, fast.n, fast.kp, fast.data.len()), (slow.k, slow.n, slow.kp, slow.data.len()));
+                    for (a, b) in fast.scale.iter().zip(&slow.scale) {
+                        assert!((a - b).abs() <= 1e-6 * b.abs(), "({len},{d}) scale {a} vs {b}");
+                    }
+                    // Equal but for rounding ties (to even against away from zero) and the last
+                    // bit of `x · (1/s)` against `x / s`: at most one level, rarely.
+                    let (mut off, total) = (0, fast.data.len() * 64);
+                    for (a, b) in fast.data.iter().zip(&slow.data) {
+                        for (x, y) in a.0.iter().zip(&b.0) {
+                            assert!((*x as i32 - *y as i32).abs() <= 1, "({len},{d}) {x} vs {y}");
+                            off += (x != y) as usize;
+                        }
+                    }
+                    assert!(off * 1000 <= total, "({len},{d}): {off} of {total} bytes differ");
+                    // Each column sum is the sum of that packing's own values.
+                    let groups = fast.kp / 4;
+                    for j in 0..fast.n {
+                        let own: i32 = (0..fast.kp).map(|t| fast.data[((j / NR) * groups + t / 4) * 2 + (j % NR) / 16].0[(j % 16) * 4 + t % 4] as i32).sum();
+                        assert_eq!(fast.colsum[j], own, "({len},{d}) column {j}");
+                    }
                 }
             }
         }
