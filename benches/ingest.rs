@@ -5,7 +5,8 @@
 //! terms: same model files, max sequence length 256, chunk size 1000, overlap 200.
 //!
 //! Run: `cargo bench -p llamafarm-benches --bench ingest` (after `benches/peers/setup.sh`
-//! for the peer). `INGEST_FOLDERS=pdf,markdown` picks folders.
+//! for the peer). `INGEST_FOLDERS=pdf,markdown` picks folders; `INGEST_ROUNDS=3` runs
+//! ours and the peer three times, interleaved, and reports the median speed-up.
 
 use llamafarm_core::task::TaskState;
 use llamafarm_core::LlamaFarm;
@@ -27,43 +28,82 @@ fn main() {
     // precision: `default` is the model id without a suffix (bf16 where the CPU has
     // AVX-512 BF16, else fp32), the others are `model:fp32`, `model:bf16`, `model:int8`.
     let precisions: Vec<String> = std::env::var("INGEST_PRECISIONS").unwrap_or_else(|_| "default,fp32,int8".into()).split(',').map(String::from).collect();
-    let mut runs = Vec::new();
-    for p in &precisions {
-        let base = "sentence-transformers/all-MiniLM-L6-v2";
-        let model = if p == "default" { base.to_string() } else { format!("{base}:{p}") };
-        let model = model.as_str();
-        println!("\nours, embedding model {model} ({}):\n", llamafarm_core::embed::split_precision(model).1.name());
-        runs.push((p.clone(), run_ours(&lf, &root, &folders, p, model)));
-    }
-
+    // INGEST_ROUNDS=N repeats ours and the peer N times, interleaved, and ends with each
+    // pairing's speed-ups and their median (a shared machine's speed drifts by more than
+    // the margins worth reporting).
+    let rounds: usize = std::env::var("INGEST_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(1).max(1);
     let py = std::env::var("PEERS_PYTHON").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/llamafarm-rs/peers-venv/bin/python"));
-    if !py.is_file() {
-        println!("\npeer skipped: run benches/peers/setup.sh first (or set PEERS_PYTHON)");
-        return;
+    let mut ratios: Vec<((String, String), Vec<f64>)> = Vec::new();
+    for round in 0..rounds {
+        if rounds > 1 {
+            println!("\n## Round {} of {rounds}", round + 1);
+        }
+        let mut runs = Vec::new();
+        for p in &precisions {
+            let base = "sentence-transformers/all-MiniLM-L6-v2";
+            let model = if p == "default" { base.to_string() } else { format!("{base}:{p}") };
+            let model = model.as_str();
+            println!("\nours, embedding model {model} ({}):\n", llamafarm_core::embed::split_precision(model).1.name());
+            runs.push((p.clone(), run_ours(&lf, &root, &folders, &format!("{p}-{round}"), model)));
+        }
+        if !py.is_file() {
+            println!("\npeer skipped: run benches/peers/setup.sh first (or set PEERS_PYTHON)");
+            continue;
+        }
+        let rows = run_peer(&lf, &py, &root, &folders);
+        println!("\n| folder | ours | peer files | peer chunks | peer s (parse / chunk / embed / index) | ours s | speed-up |");
+        println!("|---|---|---|---|---|---|---|");
+        for (tag, ours) in &runs {
+            for (r, (f, secs, chunks)) in rows.iter().zip(ours) {
+                let ps = r["total_s"].as_f64().unwrap_or(f64::NAN);
+                println!(
+                    "| {f} | {tag} | {} ({} failed) | {} | {ps:.1} ({:.1} / {:.2} / {:.1} / {:.2}) | {secs:.1} ({chunks} chunks) | {:.2}x |",
+                    r["files"], r["failed"], r["chunks"], r["parse_s"].as_f64().unwrap_or(0.0), r["chunk_s"].as_f64().unwrap_or(0.0),
+                    r["embed_s"].as_f64().unwrap_or(0.0), r["index_s"].as_f64().unwrap_or(0.0), ps / secs
+                );
+                let key = (f.clone(), tag.clone());
+                match ratios.iter_mut().find(|(k, _)| *k == key) {
+                    Some((_, v)) => v.push(ps / secs),
+                    None => ratios.push((key, vec![ps / secs])),
+                }
+            }
+        }
     }
+    if rounds > 1 && !ratios.is_empty() {
+        println!("\n| folder | ours | speed-up per round | median |");
+        println!("|---|---|---|---|");
+        for ((f, tag), v) in &ratios {
+            let each: Vec<String> = v.iter().map(|r| format!("{r:.2}x")).collect();
+            println!("| {f} | {tag} | {} | **{:.2}x** |", each.join(", "), median(v));
+        }
+    }
+}
+
+/// The middle value (the mean of the middle two for an even count); NaN for none.
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    match s.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => s[n / 2],
+        n => (s[n / 2 - 1] + s[n / 2]) / 2.0,
+    }
+}
+
+/// The Python pipeline over the same folders, same model files and chunking: one JSON row
+/// per folder (empty, with its stderr printed, if it failed).
+fn run_peer(lf: &LlamaFarm, py: &std::path::Path, root: &std::path::Path, folders: &[String]) -> Vec<Value> {
     let model_dir = lf.models().resolve("sentence-transformers/all-MiniLM-L6-v2").unwrap().dir;
-    let mut cmd = std::process::Command::new(&py);
+    let mut cmd = std::process::Command::new(py);
     cmd.arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("peers/ingest_pipeline.py")).arg(&model_dir);
-    for f in &folders {
+    for f in folders {
         cmd.arg(root.join(f));
     }
     let out = cmd.args(["--chunk-size", "1000", "--chunk-overlap", "200"]).output().unwrap();
-    let rows: Vec<Value> = serde_json::from_slice(out.stdout.trim_ascii()).unwrap_or_else(|_| {
+    serde_json::from_slice(out.stdout.trim_ascii()).unwrap_or_else(|_| {
         println!("peer failed: {}", String::from_utf8_lossy(&out.stderr));
         Vec::new()
-    });
-    println!("\n| folder | ours | peer files | peer chunks | peer s (parse / chunk / embed / index) | ours s | speed-up |");
-    println!("|---|---|---|---|---|---|---|");
-    for (tag, ours) in &runs {
-        for (r, (f, secs, chunks)) in rows.iter().zip(ours) {
-            let ps = r["total_s"].as_f64().unwrap_or(f64::NAN);
-            println!(
-                "| {f} | {tag} | {} ({} failed) | {} | {ps:.1} ({:.1} / {:.2} / {:.1} / {:.2}) | {secs:.1} ({chunks} chunks) | {:.2}x |",
-                r["files"], r["failed"], r["chunks"], r["parse_s"].as_f64().unwrap_or(0.0), r["chunk_s"].as_f64().unwrap_or(0.0),
-                r["embed_s"].as_f64().unwrap_or(0.0), r["index_s"].as_f64().unwrap_or(0.0), ps / secs
-            );
-        }
-    }
+    })
 }
 
 /// Upload and process every folder into a fresh project whose database embeds with
