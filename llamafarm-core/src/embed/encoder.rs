@@ -834,8 +834,8 @@ mod tests {
                     assert!((w - f).abs() < 1e-5, "fp32 len {len}: {f} vs {w}");
                     // bf16 rounds Q, K, P and V: a few parts in a thousand of the values' scale (2).
                     assert!((w - b).abs() < 0.03, "bf16 len {len}: {b} vs {w}");
-                    // int8 (7 bits for Q and P, 6 for K and V on the AVX2 kernel): about 1 %
-                    // of the values' scale.
+                    // int8 scores (Q at 7 bits, K at 6 on the AVX2 kernel; P and V stay fp32):
+                    // about 1 % of the values' scale.
                     assert!((w - q).abs() < 0.06, "int8 len {len}: {q} vs {w}");
                 }
                 let e = (q.iter().zip(&want).map(|(q, w)| (q - w).powi(2)).sum::<f32>() / want.iter().map(|w| w * w).sum::<f32>()).sqrt();
