@@ -378,9 +378,7 @@ fn quantize_row(row: &[f32], inv: f32, zr: f32, top: f32, out: &mut [u8]) {
             done += 32;
         }
         while done + 8 <= n {
-            let x = _mm256_loadu_ps(row.as_ptr().wrapping_add(done));
-            let y = _mm256_min_ps(_mm256_max_ps(_mm256_fmadd_ps(x, vi, vz), v0), vtop);
-            let q = _mm256_cvttps_epi32(y);
+            let q = q(done);
             let p16 = _mm256_packus_epi32(q, q);
             let p8 = _mm256_packus_epi16(p16, p16);
             let a = _mm_cvtsi128_si32(_mm256_castsi256_si128(p8)) as u32;
@@ -837,27 +835,25 @@ mod tests {
                 let mut fast = QPackedB::empty(kind);
                 fast.pack_keys(&keys, len, d);
                 let slow = QPackedB::quantize_for(&kt, d, len, kind);
-                {
-                    assert_eq!((fast.k, fast.n, fast.kp, fast.data.len()), (slow.k, slow.n, slow.kp, slow.data.len()));
-                    for (a, b) in fast.scale.iter().zip(&slow.scale) {
-                        assert!((a - b).abs() <= 1e-6 * b.abs(), "({len},{d}) scale {a} vs {b}");
+                assert_eq!((fast.k, fast.n, fast.kp, fast.data.len()), (slow.k, slow.n, slow.kp, slow.data.len()));
+                for (a, b) in fast.scale.iter().zip(&slow.scale) {
+                    assert!((a - b).abs() <= 1e-6 * b.abs(), "({len},{d}) scale {a} vs {b}");
+                }
+                // Equal but for rounding ties (to even against away from zero) and the last
+                // bit of `x · (1/s)` against `x / s`: at most one level, rarely.
+                let (mut off, total) = (0, fast.data.len() * 64);
+                for (a, b) in fast.data.iter().zip(&slow.data) {
+                    for (x, y) in a.0.iter().zip(&b.0) {
+                        assert!((*x as i32 - *y as i32).abs() <= 1, "({len},{d}) {x} vs {y}");
+                        off += (x != y) as usize;
                     }
-                    // Equal but for rounding ties (to even against away from zero) and the last
-                    // bit of `x · (1/s)` against `x / s`: at most one level, rarely.
-                    let (mut off, total) = (0, fast.data.len() * 64);
-                    for (a, b) in fast.data.iter().zip(&slow.data) {
-                        for (x, y) in a.0.iter().zip(&b.0) {
-                            assert!((*x as i32 - *y as i32).abs() <= 1, "({len},{d}) {x} vs {y}");
-                            off += (x != y) as usize;
-                        }
-                    }
-                    assert!(off * 1000 <= total, "({len},{d}): {off} of {total} bytes differ");
-                    // Each column sum is the sum of that packing's own values.
-                    let groups = fast.kp / 4;
-                    for j in 0..fast.n {
-                        let own: i32 = (0..fast.kp).map(|t| fast.data[((j / NR) * groups + t / 4) * 2 + (j % NR) / 16].0[(j % 16) * 4 + t % 4] as i32).sum();
-                        assert_eq!(fast.colsum[j], own, "({len},{d}) column {j}");
-                    }
+                }
+                assert!(off * 1000 <= total, "({len},{d}): {off} of {total} bytes differ");
+                // Each column sum is the sum of that packing's own values.
+                let groups = fast.kp / 4;
+                for j in 0..fast.n {
+                    let own: i32 = (0..fast.kp).map(|t| fast.data[((j / NR) * groups + t / 4) * 2 + (j % NR) / 16].0[(j % 16) * 4 + t % 4] as i32).sum();
+                    assert_eq!(fast.colsum[j], own, "({len},{d}) column {j}");
                 }
             }
         }
