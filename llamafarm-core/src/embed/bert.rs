@@ -169,6 +169,38 @@ impl BertEmbedder {
     }
 }
 
+/// Tokens per forward pass unless `LF_EMBED_BATCH_TOKENS` says otherwise (on top of the
+/// configured `batch_size` in sequences). A pass streams its activations (`rows x
+/// 3·hidden` for Q, K, V, and the hidden states, one row per token) through every layer;
+/// at about a thousand rows they stay near the core, at eight full-length sequences
+/// (about 2,000 rows of a chunked document) they did not. Measured on markdown chunks
+/// (`docs/benchmarks.md`, eighth session): 1,024 tokens a pass ran 1.06-1.14x faster than
+/// eight sequences; 256 (one sequence) was slower again.
+pub(crate) const BATCH_TOKENS: usize = 1024;
+
+fn batch_tokens() -> usize {
+    std::env::var("LF_EMBED_BATCH_TOKENS").ok().and_then(|v| v.parse().ok()).filter(|&n| n > 0).unwrap_or(BATCH_TOKENS)
+}
+
+/// Splits sequences of these token `lengths` (in the order they will run) into
+/// consecutive batches of at most `max_seqs` sequences and `max_tokens` tokens; a
+/// sequence longer than `max_tokens` gets a batch of its own.
+fn plan_batches(lengths: &[usize], max_seqs: usize, max_tokens: usize) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let (mut start, mut sum) = (0, 0);
+    for (pos, &len) in lengths.iter().enumerate() {
+        if pos > start && (pos - start >= max_seqs.max(1) || sum + len > max_tokens) {
+            out.push(start..pos);
+            (start, sum) = (pos, 0);
+        }
+        sum += len;
+    }
+    if start < lengths.len() {
+        out.push(start..lengths.len());
+    }
+    out
+}
+
 impl Embedder for BertEmbedder {
     fn model_id(&self) -> &str {
         &self.id
@@ -193,7 +225,8 @@ impl Embedder for BertEmbedder {
         use rayon::prelude::*;
         let threads = rayon::current_num_threads().max(1);
         let size = self.batch_size.min(texts.len().div_ceil(threads)).max(1);
-        let batches: Vec<&[usize]> = order.chunks(size).collect();
+        let lengths: Vec<usize> = order.iter().map(|&i| tokens[i].len()).collect();
+        let batches: Vec<&[usize]> = plan_batches(&lengths, size, batch_tokens()).into_iter().map(|r| &order[r]).collect();
         let run = |chunk: &&[usize], inner: usize| {
             let batch: Vec<Vec<u32>> = chunk.iter().map(|&i| tokens[i].clone()).collect();
             self.forward_batch(&batch, inner)
@@ -244,6 +277,19 @@ pub(crate) mod tests {
         for (a, b) in vs[3].iter().zip(&v) {
             assert!((a - b).abs() < 1e-5, "batched result differs from single");
         }
+    }
+
+    #[test]
+    fn batches_respect_both_caps_and_keep_the_order() {
+        assert!(plan_batches(&[], 32, 1024).is_empty());
+        // By tokens: 300 + 300 + 300 fits 1,024, a fourth does not; an over-long
+        // sequence runs alone.
+        assert_eq!(plan_batches(&[300, 300, 300, 300, 2000, 10], 32, 1024), vec![0..3, 3..4, 4..5, 5..6]);
+        // By count.
+        assert_eq!(plan_batches(&[1; 5], 2, 1024), vec![0..2, 2..4, 4..5]);
+        // Exactly at the budget still fits; empty sequences take none of it.
+        assert_eq!(plan_batches(&[0, 0, 1024, 0], 32, 1024), vec![0..4]);
+        assert_eq!(plan_batches(&[1024, 1], 32, 1024), vec![0..1, 1..2]);
     }
 
     #[test]

@@ -817,4 +817,90 @@ mod tests {
             eprintln!("one thread: bf16 AVX-512 kernel {avx:.1} GMAC/s ({:.2}x fp32); AMX {:.2}x AVX-512", avx / f32r, bf / avx);
         }
     }
+
+    /// What bounds the AMX route (`cargo test --release amx_ceilings -- --ignored --nocapture`):
+    /// the median over 12 rounds of four loops, in GMAC/s on one thread. `tdp`: four
+    /// `tdpbf16ps` a step on tiles loaded once (the tile unit's own rate); `load+tdp`: the
+    /// same with the step's four tile loads from L1 (tiles are not renamed, so a load
+    /// waits for the products still reading its tile); `block`: [`Tiles::block_32x32`] on
+    /// one block, repeated (adds the zeroing and the four stores, which drain the tiles);
+    /// `whole`: `bgemm_amx` on the encoder's largest product.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    #[ignore]
+    fn amx_ceilings() {
+        if !has_amx() {
+            eprintln!("no AMX here");
+            return;
+        }
+        let (m, k, n) = (256, 384, 1536);
+        let pairs = k / 2;
+        let mut s = 1u64;
+        let a: Vec<f32> = (0..m * k).map(|_| rnd(&mut s)).collect();
+        let b: Vec<f32> = (0..k * n).map(|_| rnd(&mut s)).collect();
+        let pb = BPackedB::pack(&b, k, n);
+        let mut rows = BRows::default();
+        rows.round(&a, m, k);
+        let (a0, b0) = (rows.words.as_ptr() as *const u8, pb.data.as_ptr() as *const u8);
+        let (sa, sb) = (pairs * 4, 128usize);
+        let step_macs = 4 * 16 * 16 * 32;
+        let time = |iters: usize, f: &dyn Fn(usize)| {
+            let t = std::time::Instant::now();
+            f(iters);
+            (step_macs * iters) as f64 / t.elapsed().as_secs_f64() / 1e9
+        };
+        // SAFETY (all three loops): AMX is usable (checked); the loads read 16 rows of 64
+        // bytes inside `rows.words` (32 rows of `sa` bytes) and the first panel of `pb`.
+        let tdp = |iters: usize| unsafe {
+            let _tiles = Tiles::load();
+            std::arch::asm!(
+                "tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3",
+                "tileloadd tmm4, [{a0} + {sa}*1]", "tileloadd tmm5, [{a1} + {sa}*1]",
+                "tileloadd tmm6, [{b0} + {sb}*1]", "tileloadd tmm7, [{b1} + {sb}*1]",
+                "2:",
+                "tdpbf16ps tmm0, tmm4, tmm6", "tdpbf16ps tmm1, tmm4, tmm7",
+                "tdpbf16ps tmm2, tmm5, tmm6", "tdpbf16ps tmm3, tmm5, tmm7",
+                "dec {n}", "jnz 2b",
+                a0 = in(reg) a0, a1 = in(reg) a0.add(16 * sa), b0 = in(reg) b0, b1 = in(reg) b0.add(64),
+                sa = in(reg) sa, sb = in(reg) sb, n = inout(reg) iters => _, options(nostack),
+            );
+        };
+        let load_tdp = |iters: usize| unsafe {
+            let _tiles = Tiles::load();
+            std::arch::asm!(
+                "tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3",
+                "2:",
+                "tileloadd tmm4, [{a0} + {sa}*1]", "tileloadd tmm5, [{a1} + {sa}*1]",
+                "tileloadd tmm6, [{b0} + {sb}*1]", "tileloadd tmm7, [{b1} + {sb}*1]",
+                "tdpbf16ps tmm0, tmm4, tmm6", "tdpbf16ps tmm1, tmm4, tmm7",
+                "tdpbf16ps tmm2, tmm5, tmm6", "tdpbf16ps tmm3, tmm5, tmm7",
+                "dec {n}", "jnz 2b",
+                a0 = in(reg) a0, a1 = in(reg) a0.add(16 * sa), b0 = in(reg) b0, b1 = in(reg) b0.add(64),
+                sa = in(reg) sa, sb = in(reg) sb, n = inout(reg) iters => _, options(nostack),
+            );
+        };
+        let block = |iters: usize| unsafe {
+            let tiles = Tiles::load();
+            let mut out = [0f32; 32 * 32];
+            let steps = pairs / AMX_PAIRS;
+            for _ in 0..iters / steps {
+                tiles.block_32x32(a0, sa, b0, steps, out.as_mut_ptr(), 128);
+            }
+        };
+        let mut c = vec![0f32; m * n];
+        let mut results: [Vec<f64>; 4] = Default::default();
+        for _ in 0..12 {
+            results[0].push(time(100_000, &tdp));
+            results[1].push(time(100_000, &load_tdp));
+            results[2].push(time(96_000, &block));
+            // SAFETY: AMX is usable; m and pairs are multiples of 32 and 16.
+            results[3].push(gmacs(m, k, n, 20, || unsafe { bgemm_amx(m, &rows, &pb, &mut c) }));
+        }
+        let med = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let [t, l, bl, w] = results.each_mut().map(med);
+        eprintln!("AMX, one thread, GMAC/s (median of 12): tdp {t:.0}, load+tdp {l:.0}, block {bl:.0}, whole product {w:.0}");
+    }
 }
