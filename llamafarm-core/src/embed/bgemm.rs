@@ -851,34 +851,33 @@ mod tests {
         };
         // SAFETY (all three loops): AMX is usable (checked); the loads read 16 rows of 64
         // bytes inside `rows.words` (32 rows of `sa` bytes) and the first panel of `pb`.
-        let tdp = |iters: usize| unsafe {
-            let _tiles = Tiles::load();
-            std::arch::asm!(
-                "tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3",
-                "tileloadd tmm4, [{a0} + {sa}*1]", "tileloadd tmm5, [{a1} + {sa}*1]",
-                "tileloadd tmm6, [{b0} + {sb}*1]", "tileloadd tmm7, [{b1} + {sb}*1]",
-                "2:",
-                "tdpbf16ps tmm0, tmm4, tmm6", "tdpbf16ps tmm1, tmm4, tmm7",
-                "tdpbf16ps tmm2, tmm5, tmm6", "tdpbf16ps tmm3, tmm5, tmm7",
-                "dec {n}", "jnz 2b",
-                a0 = in(reg) a0, a1 = in(reg) a0.add(16 * sa), b0 = in(reg) b0, b1 = in(reg) b0.add(64),
-                sa = in(reg) sa, sb = in(reg) sb, n = inout(reg) iters => _, options(nostack),
-            );
-        };
-        let load_tdp = |iters: usize| unsafe {
-            let _tiles = Tiles::load();
-            std::arch::asm!(
-                "tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3",
-                "2:",
-                "tileloadd tmm4, [{a0} + {sa}*1]", "tileloadd tmm5, [{a1} + {sa}*1]",
-                "tileloadd tmm6, [{b0} + {sb}*1]", "tileloadd tmm7, [{b1} + {sb}*1]",
-                "tdpbf16ps tmm0, tmm4, tmm6", "tdpbf16ps tmm1, tmm4, tmm7",
-                "tdpbf16ps tmm2, tmm5, tmm6", "tdpbf16ps tmm3, tmm5, tmm7",
-                "dec {n}", "jnz 2b",
-                a0 = in(reg) a0, a1 = in(reg) a0.add(16 * sa), b0 = in(reg) b0, b1 = in(reg) b0.add(64),
-                sa = in(reg) sa, sb = in(reg) sb, n = inout(reg) iters => _, options(nostack),
-            );
-        };
+        // The two register loops differ only in where the loads sit (`2:` is the loop head).
+        macro_rules! tile_loop {
+            ($($line:literal),+) => {
+                |iters: usize| unsafe {
+                    let _tiles = Tiles::load();
+                    std::arch::asm!(
+                        "tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3",
+                        $($line,)+
+                        "tdpbf16ps tmm0, tmm4, tmm6", "tdpbf16ps tmm1, tmm4, tmm7",
+                        "tdpbf16ps tmm2, tmm5, tmm6", "tdpbf16ps tmm3, tmm5, tmm7",
+                        "dec {n}", "jnz 2b",
+                        a0 = in(reg) a0, a1 = in(reg) a0.add(16 * sa), b0 = in(reg) b0, b1 = in(reg) b0.add(64),
+                        sa = in(reg) sa, sb = in(reg) sb, n = inout(reg) iters => _, options(nostack),
+                    );
+                }
+            };
+        }
+        let tdp = tile_loop!(
+            "tileloadd tmm4, [{a0} + {sa}*1]", "tileloadd tmm5, [{a1} + {sa}*1]",
+            "tileloadd tmm6, [{b0} + {sb}*1]", "tileloadd tmm7, [{b1} + {sb}*1]",
+            "2:"
+        );
+        let load_tdp = tile_loop!(
+            "2:",
+            "tileloadd tmm4, [{a0} + {sa}*1]", "tileloadd tmm5, [{a1} + {sa}*1]",
+            "tileloadd tmm6, [{b0} + {sb}*1]", "tileloadd tmm7, [{b1} + {sb}*1]"
+        );
         let block = |iters: usize| unsafe {
             let tiles = Tiles::load();
             let mut out = [0f32; 32 * 32];
