@@ -7,7 +7,40 @@ use llamafarm_http::HttpOptions;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+/// The environment variables `lf serve` maps to the library's kernel and embedding options
+/// ([`embed_options_from_env`]); printed by `lf serve --help`.
+pub const KERNEL_ENV_HELP: &str = "\
+Embedding and kernel switches (environment; a switch is on when set to anything but 0):
+  LF_NO_AVX512=1           use no AVX-512 (nor AMX): kernels run as on an AVX2-only CPU
+  LF_NO_VNNI=1             use neither AVX-512 VNNI nor AVX-VNNI int8 kernels
+  LF_NO_BF16=1             use no AVX-512 BF16 (nor AMX): plain model ids default to int8 or fp32
+  LF_NO_AMX=1              use no AMX tiles (bf16 runs on the AVX-512 BF16 kernel)
+  LF_INT8_KERNEL=NAME      int8 kernel: avx512-vnni (vnni), avx-vnni, avx2 or portable; one the
+                           CPU lacks falls back in that order (default: the fastest here)
+  LF_INT8_ACT8=1           8-bit activations on the AVX2 int8 kernel too (default 7: faster)
+  LF_FP32_ATTENTION=1      keep an int8 embedding model's attention in fp32
+  LF_EMBED_BATCH_TOKENS=N  most tokens per forward pass of a local embedding model (default 1024)";
+
+/// The embedding options the `LF_*` variables of [`KERNEL_ENV_HELP`] ask for (the defaults
+/// where none is set).
+pub fn embed_options_from_env() -> llamafarm_core::embed::EmbedOptions {
+    let flag = |name: &str| std::env::var_os(name).is_some_and(|v| v != "0");
+    let mut o = llamafarm_core::embed::EmbedOptions::default();
+    o.kernels.no_avx512 = flag("LF_NO_AVX512");
+    o.kernels.no_vnni = flag("LF_NO_VNNI");
+    o.kernels.no_bf16 = flag("LF_NO_BF16");
+    o.kernels.no_amx = flag("LF_NO_AMX");
+    o.kernels.int8_kernel = std::env::var("LF_INT8_KERNEL").ok().and_then(|v| llamafarm_core::embed::Int8Kernel::from_name(&v));
+    o.kernels.int8_act8 = flag("LF_INT8_ACT8");
+    o.fp32_attention = flag("LF_FP32_ATTENTION");
+    if let Some(n) = std::env::var("LF_EMBED_BATCH_TOKENS").ok().and_then(|v| v.parse::<usize>().ok()).filter(|&n| n > 0) {
+        o.batch_tokens = n;
+    }
+    o
+}
+
 #[derive(Args)]
+#[command(after_help = KERNEL_ENV_HELP)]
 pub struct ServeArgs {
     /// Address to listen on (loopback by default; use 0.0.0.0 to expose).
     #[arg(long, env = "LF_HOST", default_value = "127.0.0.1")]
