@@ -24,19 +24,7 @@ Embedding and kernel switches (environment; a switch is on when set to anything 
 /// The embedding options the `LF_*` variables of [`KERNEL_ENV_HELP`] ask for (the defaults
 /// where none is set).
 pub fn embed_options_from_env() -> llamafarm_core::embed::EmbedOptions {
-    let flag = |name: &str| std::env::var_os(name).is_some_and(|v| v != "0");
-    let mut o = llamafarm_core::embed::EmbedOptions::default();
-    o.kernels.no_avx512 = flag("LF_NO_AVX512");
-    o.kernels.no_vnni = flag("LF_NO_VNNI");
-    o.kernels.no_bf16 = flag("LF_NO_BF16");
-    o.kernels.no_amx = flag("LF_NO_AMX");
-    o.kernels.int8_kernel = std::env::var("LF_INT8_KERNEL").ok().and_then(|v| llamafarm_core::embed::Int8Kernel::from_name(&v));
-    o.kernels.int8_act8 = flag("LF_INT8_ACT8");
-    o.fp32_attention = flag("LF_FP32_ATTENTION");
-    if let Some(n) = std::env::var("LF_EMBED_BATCH_TOKENS").ok().and_then(|v| v.parse::<usize>().ok()).filter(|&n| n > 0) {
-        o.batch_tokens = n;
-    }
-    o
+    llamafarm_core::embed::EmbedOptions::from_vars(|name| std::env::var(name).ok())
 }
 
 #[derive(Args)]

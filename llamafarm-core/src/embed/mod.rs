@@ -47,6 +47,30 @@ impl Default for EmbedOptions {
     }
 }
 
+impl EmbedOptions {
+    /// The options named by the `LF_*` switches of the `lf` command line, their values
+    /// looked up with `var` (the CLI passes the environment; the library reads none):
+    /// `LF_NO_AVX512`, `LF_NO_VNNI`, `LF_NO_BF16`, `LF_NO_AMX`, `LF_INT8_ACT8` and
+    /// `LF_FP32_ATTENTION` (on when set to anything but `0`), `LF_INT8_KERNEL`
+    /// ([`Int8Kernel::from_name`]) and `LF_EMBED_BATCH_TOKENS` (a positive count).
+    /// Unset names keep the defaults.
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Self {
+        let flag = |name: &str| var(name).is_some_and(|v| v != "0");
+        let mut o = EmbedOptions::default();
+        o.kernels.no_avx512 = flag("LF_NO_AVX512");
+        o.kernels.no_vnni = flag("LF_NO_VNNI");
+        o.kernels.no_bf16 = flag("LF_NO_BF16");
+        o.kernels.no_amx = flag("LF_NO_AMX");
+        o.kernels.int8_kernel = var("LF_INT8_KERNEL").and_then(|v| Int8Kernel::from_name(&v));
+        o.kernels.int8_act8 = flag("LF_INT8_ACT8");
+        o.fp32_attention = flag("LF_FP32_ATTENTION");
+        if let Some(n) = var("LF_EMBED_BATCH_TOKENS").and_then(|v| v.parse::<usize>().ok()).filter(|&n| n > 0) {
+            o.batch_tokens = n;
+        }
+        o
+    }
+}
+
 fn installed() -> &'static std::sync::RwLock<EmbedOptions> {
     static OPTS: std::sync::OnceLock<std::sync::RwLock<EmbedOptions>> = std::sync::OnceLock::new();
     OPTS.get_or_init(|| std::sync::RwLock::new(EmbedOptions::default()))
@@ -271,6 +295,17 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn options_from_switches() {
+        assert_eq!(EmbedOptions::from_vars(|_| None), EmbedOptions::default());
+        let vars = [("LF_NO_AVX512", "1"), ("LF_NO_VNNI", "0"), ("LF_INT8_KERNEL", "avx2"), ("LF_EMBED_BATCH_TOKENS", "512"), ("LF_FP32_ATTENTION", "yes")];
+        let o = EmbedOptions::from_vars(|n| vars.iter().find(|(k, _)| *k == n).map(|(_, v)| v.to_string()));
+        assert!(o.kernels.no_avx512 && !o.kernels.no_vnni && o.fp32_attention && !o.kernels.int8_act8);
+        assert_eq!((o.kernels.int8_kernel, o.batch_tokens), (Some(Int8Kernel::Avx2), 512));
+        let o = EmbedOptions::from_vars(|n| (n == "LF_EMBED_BATCH_TOKENS").then(|| "0".to_string()));
+        assert_eq!(o.batch_tokens, EmbedOptions::default().batch_tokens);
+    }
 
     #[test]
     fn specs_from_config() {
