@@ -193,7 +193,7 @@ pub(super) unsafe fn bgemm_amx(m: usize, a: &BRows, b: &BPackedB, c: &mut [f32])
 /// loops: `[tdp, load+tdp, block, whole]`. `tdp`: four `tdpbf16ps` a step on tiles loaded
 /// once (the tile unit's own rate); `load+tdp`: the same with the step's four tile loads
 /// from L1 (tiles are not renamed, so a load waits for the products still reading its
-/// tile); `block`: [`Tiles::block_32x32`] on one block, repeated (adds the zeroing and
+/// tile); `block`: `Tiles::block_32x32` on one block, repeated (adds the zeroing and
 /// the four stores, which drain the tiles); `whole`: the AMX route of [`super::bgemm`] on
 /// the encoder's largest product (256 x 384 x 1536). `None` without AMX.
 pub fn amx_ceilings() -> Option<[f64; 4]> {
