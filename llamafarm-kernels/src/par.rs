@@ -33,7 +33,7 @@ impl<'a, T> Grid<'a, T> {
         assert!(bounds.windows(2).all(|w| w[0] <= w[1]), "band bounds must not decrease");
         let rows = bounds.last().copied().unwrap_or(0);
         assert!(rows * stride <= data.len(), "bands past the data");
-        let blocks = if width == 0 { 0 } else { stride / width };
+        let blocks = stride.checked_div(width).unwrap_or(0);
         let cells = bounds.len().saturating_sub(1) * blocks;
         Grid { ptr: data.as_mut_ptr(), stride, bounds: bounds.to_vec(), width, blocks, claimed: (0..cells).map(|_| AtomicBool::new(false)).collect(), _data: PhantomData }
     }

@@ -158,6 +158,7 @@ struct Scratch {
 
 /// Attention of the scratch's queries over one KV head: `kt` its keys (`hd` rows of
 /// `cap`), `v` the values (`kvd` wide, this head's at `off`).
+#[allow(clippy::too_many_arguments)]
 fn attend(cpu: Cpu, s: &mut Scratch, hd: usize, kt: &[f32], cap: usize, v: &[f32], kvd: usize, off: usize) {
     let m = s.lens.len();
     let lmax = s.lens.iter().copied().max().unwrap_or(0);
@@ -251,6 +252,7 @@ fn scores<const MR: usize, const NR: usize>(cpu: Cpu, qt: &[f32], kt: &[f32], ca
 
 /// `out[i] = sum_k w[k][i] v_k` for `MR` queries (`wt`: `len x MR`), `NR` value
 /// dimensions at a time (`hd` a multiple of `NR`, `NR` of 8).
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn weigh<const MR: usize, const NR: usize>(cpu: Cpu, wt: &[f32], len: usize, v: &[f32], kvd: usize, off: usize, hd: usize, out: &mut [f32]) {
     assert!(wt.len() >= len * MR && (len == 0 || v.len() >= (len - 1) * kvd + off + hd) && out.len() >= MR * hd && hd % NR == 0 && NR % 8 == 0);

@@ -269,7 +269,8 @@ mod tests {
             let row: Vec<f32> = (0..n).map(|_| crate::testutil::rnd(&mut s) * 20.0).collect();
             let w: Vec<f32> = (0..n).map(|_| crate::testutil::rnd(&mut s) + 1.0).collect();
             let b: Vec<f32> = (0..n).map(|_| crate::testutil::rnd(&mut s)).collect();
-            let outs: Vec<(Vec<f32>, f32, Vec<f32>, Vec<f32>)> = paths
+            type Out = (Vec<f32>, f32, Vec<f32>, Vec<f32>);
+            let outs: Vec<Out> = paths
                 .iter()
                 .map(|&p| {
                     let mut sm = row.clone();
