@@ -15,6 +15,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 fn main() {
+    // The `LF_*` kernel and batching switches, as `lf` maps them.
+    llamafarm_core::embed::configure(llamafarm_core::embed::EmbedOptions::from_vars(|n| std::env::var(n).ok()));
     llamafarm_core::system::tune_allocator();
     let root = std::env::var("DOCS_DIR").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/docs"));
     if !root.is_dir() {

@@ -62,6 +62,8 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
 }
 
 fn main() {
+    // The `LF_*` kernel and batching switches, as `lf` maps them.
+    llamafarm_core::embed::configure(llamafarm_core::embed::EmbedOptions::from_vars(|n| std::env::var(n).ok()));
     llamafarm_core::system::tune_allocator();
     let dir = std::env::var("SCIFACT_DIR").map(PathBuf::from).unwrap_or_else(|_| {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/ir/scifact")

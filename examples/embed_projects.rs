@@ -9,6 +9,8 @@
 use llamafarm_core::{LlamaFarm, LlamaFarmConfig};
 
 fn main() -> anyhow::Result<()> {
+    // The `LF_*` kernel and batching switches, as `lf` maps them.
+    llamafarm_core::embed::configure(llamafarm_core::embed::EmbedOptions::from_vars(|n| std::env::var(n).ok()));
     let data_dir = match std::env::args().nth(1) {
         Some(d) => std::path::PathBuf::from(d),
         None => std::env::temp_dir().join(format!("llamafarm-example-{}", std::process::id())),

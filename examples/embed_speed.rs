@@ -2,6 +2,8 @@
 //! (MODEL defaults to all-MiniLM-L6-v2; append `:int8` for the int8 path).
 use std::io::BufRead;
 fn main() -> anyhow::Result<()> {
+    // The `LF_*` kernel and batching switches, as `lf` maps them.
+    llamafarm_core::embed::configure(llamafarm_core::embed::EmbedOptions::from_vars(|n| std::env::var(n).ok()));
     llamafarm_core::system::tune_allocator();
     let n: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(128);
     let lf = llamafarm_core::LlamaFarm::open(std::env::temp_dir().join("lf-embed-speed"))?;

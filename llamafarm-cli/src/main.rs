@@ -122,7 +122,14 @@ enum ModelsCmd {
 }
 
 fn main() {
+    // Before anything else: code built for a CPU level this one lacks would die of an
+    // illegal instruction.
+    if let Some(msg) = llamafarm_core::system::missing_baseline() {
+        eprintln!("Error: {msg}");
+        std::process::exit(1);
+    }
     llamafarm_core::system::tune_allocator();
+    llamafarm_core::embed::configure(serve::embed_options_from_env());
     let cli = Cli::parse();
     let code = match run(cli) {
         Ok(()) => 0,

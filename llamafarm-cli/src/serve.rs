@@ -7,7 +7,28 @@ use llamafarm_http::HttpOptions;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+/// The environment variables `lf serve` maps to the library's kernel and embedding options
+/// ([`embed_options_from_env`]); printed by `lf serve --help`.
+pub const KERNEL_ENV_HELP: &str = "\
+Embedding and kernel switches (environment; a switch is on when set to anything but 0):
+  LF_NO_AVX512=1           use no AVX-512 (nor AMX): kernels run as on an AVX2-only CPU
+  LF_NO_VNNI=1             use neither AVX-512 VNNI nor AVX-VNNI int8 kernels
+  LF_NO_BF16=1             use no AVX-512 BF16 (nor AMX): plain model ids default to int8 or fp32
+  LF_NO_AMX=1              use no AMX tiles (bf16 runs on the AVX-512 BF16 kernel)
+  LF_INT8_KERNEL=NAME      int8 kernel: avx512-vnni (vnni), avx-vnni, avx2 or portable; one the
+                           CPU lacks falls back in that order (default: the fastest here)
+  LF_INT8_ACT8=1           8-bit activations on the AVX2 int8 kernel too (default 7: faster)
+  LF_FP32_ATTENTION=1      keep an int8 embedding model's attention in fp32
+  LF_EMBED_BATCH_TOKENS=N  most tokens per forward pass of a local embedding model (default 1024)";
+
+/// The embedding options the `LF_*` variables of [`KERNEL_ENV_HELP`] ask for (the defaults
+/// where none is set).
+pub fn embed_options_from_env() -> llamafarm_core::embed::EmbedOptions {
+    llamafarm_core::embed::EmbedOptions::from_vars(|name| std::env::var(name).ok())
+}
+
 #[derive(Args)]
+#[command(after_help = KERNEL_ENV_HELP)]
 pub struct ServeArgs {
     /// Address to listen on (loopback by default; use 0.0.0.0 to expose).
     #[arg(long, env = "LF_HOST", default_value = "127.0.0.1")]

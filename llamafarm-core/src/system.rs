@@ -63,6 +63,14 @@ pub fn tune_allocator() {
     }
 }
 
+pub use llamafarm_kernels::missing_baseline;
+
+/// The CPU features the kernels use now (detected at run time, less what the kernel
+/// options turn off), e.g. `["avx2", "fma", "avx512f", ...]`.
+pub fn kernel_features() -> Vec<&'static str> {
+    llamafarm_kernels::Cpu::active().features().into_iter().map(|f| f.name()).collect()
+}
+
 /// Which SIMD paths this binary was compiled with (candle picks kernels at compile time).
 pub fn simd_features() -> Vec<&'static str> {
     let mut v = Vec::new();

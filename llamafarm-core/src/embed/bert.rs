@@ -169,7 +169,7 @@ impl BertEmbedder {
     }
 }
 
-/// Tokens per forward pass unless `LF_EMBED_BATCH_TOKENS` says otherwise (on top of the
+/// Tokens per forward pass unless [`super::EmbedOptions::batch_tokens`] says otherwise (on top of the
 /// configured `batch_size` in sequences). A pass streams its activations (`rows x
 /// 3·hidden` for Q, K, V, and the hidden states, one row per token) through every layer;
 /// at about a thousand rows they stay near the core, at eight full-length sequences
@@ -179,7 +179,7 @@ impl BertEmbedder {
 pub(crate) const BATCH_TOKENS: usize = 1024;
 
 fn batch_tokens() -> usize {
-    std::env::var("LF_EMBED_BATCH_TOKENS").ok().and_then(|v| v.parse().ok()).filter(|&n| n > 0).unwrap_or(BATCH_TOKENS)
+    Some(super::options().batch_tokens).filter(|&n| n > 0).unwrap_or(BATCH_TOKENS)
 }
 
 /// Splits sequences of these token `lengths` (in the order they will run) into

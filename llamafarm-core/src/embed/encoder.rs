@@ -13,7 +13,8 @@
 //!   is copied (a general sgemm packs the probabilities on every call). Bias,
 //!   activation, residual and layer norm are fused row loops.
 //! - **Vectorisable math.** `exp` (softmax) and `erf` (GELU) are polynomial forms
-//!   that the compiler vectorises (relative error about 2e-7), instead of libm calls.
+//!   that the compiler vectorises (relative error about 2e-7), instead of libm calls
+//!   ([`llamafarm_kernels::math`]).
 
 use crate::error::{Error, Result};
 use candle_core::{DType, Device, Tensor};
@@ -21,6 +22,9 @@ use candle_transformers::models::bert::{Config as BertConfig, HiddenAct};
 use super::bgemm::{BPackedB, BRows};
 use super::gemm::PackedB;
 use super::qgemm::{QPackedB, QRows};
+pub(crate) use llamafarm_kernels::math::{erf, exp, gelu_erf, gelu_tanh};
+use llamafarm_kernels::math::{add_rows, layer_norm, softmax, softmax_unnormalised};
+use llamafarm_kernels::par::Grid;
 use std::cell::RefCell;
 use std::collections::HashMap;
 
@@ -44,17 +48,17 @@ pub enum Precision {
     /// Weights quantised to int8 per output column at load, activations to u8 per
     /// row at each product, i32 accumulation (`embed::qgemm`; both 7-bit on the AVX2
     /// kernel). Attention's scores `Q Kᵀ` run on the same kernels (Q and K quantised per
-    /// call; `LF_FP32_ATTENTION=1` keeps them fp32); the probabilities times V, the
+    /// call; [`super::EmbedOptions::fp32_attention`] keeps them fp32); the probabilities times V, the
     /// softmax, layer norms and activations stay fp32.
     Int8,
 }
 
 impl Precision {
     /// The default for a model id without a precision suffix: [`Precision::Bf16`]
-    /// where the CPU has AVX-512 BF16 ([`super::has_bf16`]; `LF_NO_BF16=1` turns it
-    /// off; with AMX it runs on the tiles), else [`Precision::Int8`] where an int8 kernel
-    /// runs faster than fp32 (AVX-512 VNNI, AVX-VNNI or AVX2: [`super::int8_kernel`];
-    /// `LF_INT8_KERNEL=portable` turns it off),
+    /// where the CPU has AVX-512 BF16 ([`super::has_bf16`]; [`super::KernelOptions::no_bf16`]
+    /// turns it off; with AMX it runs on the tiles), else [`Precision::Int8`] where an int8
+    /// kernel runs faster than fp32 (AVX-512 VNNI, AVX-VNNI or AVX2: [`super::int8_kernel`];
+    /// an `int8_kernel` of `Portable` in [`super::KernelOptions`] turns it off),
     /// else [`Precision::F32`].
     pub fn native() -> Self {
         if super::bgemm::has_bf16() {
@@ -313,7 +317,9 @@ impl BertEncoder {
     /// their `bias`, which is added as they are read).
     fn attention(&self, qkv: &[f32], bias: &[f32], ctx: &mut [f32], seqs: &[Vec<u32>], starts: &[usize], threads: usize) {
         let (h, nh) = (self.hidden, self.heads);
-        let out = SendPtr(ctx.as_mut_ptr());
+        // Sequence `s` is rows `starts[s]..` of `ctx`; head `head` its columns `head * d..`.
+        let bounds: Vec<usize> = starts.iter().copied().chain([starts.last().map_or(0, |&l| l + seqs.last().map_or(0, Vec::len))]).collect();
+        let out = Grid::new(ctx, h, &bounds, h / nh);
         let one = |(s, head): (usize, usize)| {
             let len = seqs[s].len();
             if len == 0 {
@@ -324,13 +330,9 @@ impl BertEncoder {
             ATT.with(|buf| {
                 let mut buf = buf.borrow_mut();
                 let o = attend_infer(&mut buf, rows, Some(bias), h, nh, head, len, self.attention);
+                let mut cell = out.cell(s, head);
                 for (i, orow) in o.chunks_exact(h / nh).enumerate() {
-                    // SAFETY: row r0+i, columns of this head: this (sequence, head)'s own
-                    // block of `ctx`, which no other task touches (so no other reference
-                    // to it exists while this one lives); in bounds because `ctx` has
-                    // `sum of lengths` rows of `h`.
-                    let dst = unsafe { std::slice::from_raw_parts_mut(out.get().add((r0 + i) * h + head * (h / nh)), orow.len()) };
-                    copy_row(dst, orow);
+                    copy_row(cell.row_mut(i), orow);
                 }
             });
         };
@@ -413,12 +415,13 @@ pub(crate) enum AttnMath {
 
 impl AttnMath {
     /// The attention of an encoder whose linear layers run in `precision`: the same
-    /// arithmetic, except that `LF_FP32_ATTENTION=1` keeps an int8 model's attention fp32.
+    /// arithmetic, except that [`super::EmbedOptions::fp32_attention`] keeps an int8 model's
+    /// attention fp32.
     pub(crate) fn for_precision(precision: Precision) -> Self {
         match precision {
             Precision::F32 => AttnMath::F32,
             Precision::Bf16 => AttnMath::Bf16,
-            Precision::Int8 if super::env_flag("LF_FP32_ATTENTION") => AttnMath::F32,
+            Precision::Int8 if super::options().fp32_attention => AttnMath::F32,
             Precision::Int8 => AttnMath::Int8,
         }
     }
@@ -544,17 +547,6 @@ pub(crate) fn embed_tokens(seqs: &[&[u32]], word: &[f32], pos: &[f32], typ0: &[f
     Ok(x)
 }
 
-#[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
-// SAFETY: used only to write disjoint blocks from parallel tasks (see `attention`).
-unsafe impl Send for SendPtr {}
-unsafe impl Sync for SendPtr {}
-impl SendPtr {
-    fn get(self) -> *mut f32 {
-        self.0
-    }
-}
-
 /// `dst (rows, n) = x (rows, k) · Wt`, with `Wt` the `(k, n)` transpose of PyTorch's
 /// `(n, k)` weight, transposed and packed once at load ([`super::gemm`]);
 /// `threads > 1` splits the rows over the rayon pool.
@@ -582,7 +574,7 @@ fn linear(dst: &mut [f32], x: &[f32], rows: usize, k: usize, w: &Lin, n: usize, 
     if threads > 1 && rows >= 32 {
         use rayon::prelude::*;
         // AMX computes whole blocks of 32 rows: split there so no share leaves a tail.
-        let align = if matches!(w, Lin::Bf16(_)) && super::bgemm::has_amx() { 32 } else { 1 };
+        let align = if matches!(w, Lin::Bf16(_)) && super::has_amx() { 32 } else { 1 };
         let per = rows.div_ceil(threads).next_multiple_of(align);
         dst[..rows * n].par_chunks_mut(per * n).zip(x[..rows * k].par_chunks(per * k)).for_each(|(d, xs)| one(d, xs));
     } else {
@@ -590,229 +582,11 @@ fn linear(dst: &mut [f32], x: &[f32], rows: usize, k: usize, w: &Lin, n: usize, 
     }
 }
 
-/// `m[r][j] = f(m[r][j] + b[j])` for every row (16 lanes wide where the CPU has
-/// AVX-512, as in [`wide`]).
-fn add_rows(m: &mut [f32], b: &[f32], f: impl Fn(f32) -> f32 + Copy) {
-    #[inline(always)]
-    fn body(m: &mut [f32], b: &[f32], f: impl Fn(f32) -> f32) {
-        for row in m.chunks_exact_mut(b.len()) {
-            for (v, bb) in row.iter_mut().zip(b) {
-                *v = f(*v + bb);
-            }
-        }
-    }
-    // Its own AVX-512 function rather than `wide`: LLVM left a closure around this
-    // loop out of line, compiled 8 lanes wide.
-    #[cfg(target_arch = "x86_64")]
-    if super::has_avx512() {
-        #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
-        unsafe fn avx512(m: &mut [f32], b: &[f32], f: impl Fn(f32) -> f32) {
-            body(m, b, f)
-        }
-        // SAFETY: the CPU has AVX-512 F (see `wide`).
-        return unsafe { avx512(m, b, f) };
-    }
-    body(m, b, f)
-}
-
-/// Runs `body` compiled with AVX-512 enabled where the CPU has it (checked at run
-/// time), so its element-wise loops vectorise 16 lanes wide instead of the build's
-/// 8; `body` is inlined into that context, and it computes the same values either way
-/// (no fused multiply-adds are introduced: Rust never contracts `a * b + c`).
-#[inline(always)]
-fn wide<R>(body: impl FnOnce() -> R) -> R {
-    #[cfg(target_arch = "x86_64")]
-    if super::has_avx512() {
-        #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
-        unsafe fn avx512<R>(body: impl FnOnce() -> R) -> R {
-            body()
-        }
-        // SAFETY: the CPU has AVX-512 F (`has_avx512` detected it; BW, DQ and VL come
-        // with it on every CPU that has it and the body only uses F).
-        return unsafe { avx512(body) };
-    }
-    body()
-}
-
-fn layer_norm(row: &mut [f32], w: &[f32], b: &[f32], eps: f32) {
-    let n = row.len() as f32;
-    let mean = lanes_fold(row, Fold::Sum) / n;
-    let mut sq = [0f32; 8];
-    let mut chunks = row.chunks_exact(8);
-    for c in &mut chunks {
-        for i in 0..8 {
-            sq[i] += (c[i] - mean) * (c[i] - mean);
-        }
-    }
-    let var = (chunks.remainder().iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() + sq.iter().sum::<f32>()) / n;
-    let inv = 1.0 / (var + eps).sqrt();
-    for ((v, ww), bb) in row.iter_mut().zip(w).zip(b) {
-        *v = (*v - mean) * inv * ww + bb;
-    }
-}
-
-pub(crate) fn softmax(row: &mut [f32]) {
-    let inv = softmax_unnormalised(row);
-    row.iter_mut().for_each(|v| *v *= inv);
-}
-
-/// `row = e^(row - max)`; returns `1 / Σ row`, the factor that would normalise it.
-fn softmax_unnormalised(row: &mut [f32]) -> f32 {
-    #[inline(always)]
-    fn body(row: &mut [f32]) -> f32 {
-        let max = lanes_fold(row, Fold::Max);
-        for v in row.iter_mut() {
-            *v = exp_fma(*v - max);
-        }
-        1.0 / lanes_fold(row, Fold::Sum)
-    }
-    wide(|| body(row))
-}
-
-/// Which reduction [`lanes_fold`] runs.
-#[derive(Clone, Copy)]
-enum Fold {
-    Sum,
-    Max,
-}
-
-/// A reduction over 8 independent lanes, then across the lanes (the same order on every
-/// path, so the vector and scalar forms give the same bits). The vector form is written
-/// out: LLVM left both folds scalar (`f32::max`'s NaN rule blocks `vmaxps`, and the sum
-/// stayed unvectorised), a third of the softmax's time.
-#[inline(always)]
-fn lanes_fold(v: &[f32], fold: Fold) -> f32 {
-    let (init, f): (f32, fn(f32, f32) -> f32) = match fold {
-        Fold::Sum => (0.0, |a, b| a + b),
-        Fold::Max => (f32::NEG_INFINITY, |a, b| if a > b { a } else { b }),
-    };
-    let mut acc = [init; 8];
-    let mut chunks = v.chunks_exact(8);
-    #[cfg(all(target_arch = "x86_64", target_feature = "avx"))]
-    // SAFETY: AVX is enabled at compile time; each load reads one whole 8-float chunk.
-    unsafe {
-        use std::arch::x86_64::*;
-        let mut a = _mm256_set1_ps(init);
-        for c in &mut chunks {
-            let x = _mm256_loadu_ps(c.as_ptr());
-            a = match fold {
-                Fold::Sum => _mm256_add_ps(a, x),
-                Fold::Max => _mm256_max_ps(a, x),
-            };
-        }
-        _mm256_storeu_ps(acc.as_mut_ptr(), a);
-    }
-    for c in &mut chunks {
-        for i in 0..8 {
-            acc[i] = f(acc[i], c[i]);
-        }
-    }
-    let mut r = init;
-    for &x in chunks.remainder().iter().chain(acc.iter()) {
-        r = f(r, x);
-    }
-    r
-}
-
-/// `e^x` by range reduction and a degree-6 polynomial (relative error about 2e-7);
-/// branch-free and cast-free, so loops over it vectorise.
-#[inline(always)]
-pub(crate) fn exp(x: f32) -> f32 {
-    exp_with::<false>(x)
-}
-
-/// [`exp`] with its multiply-adds fused where the build has FMA (half the instructions,
-/// one rounding each; values differ from [`exp`] in the last bits), for the encoder's
-/// softmax and GELU.
-#[inline(always)]
-pub(crate) fn exp_fma(x: f32) -> f32 {
-    exp_with::<true>(x)
-}
-
-/// `a · b + c`, fused when `FUSED` and the build targets FMA (without the instruction,
-/// `mul_add` is a slow library call, so it stays plain there).
-#[inline(always)]
-fn madd<const FUSED: bool>(a: f32, b: f32, c: f32) -> f32 {
-    if FUSED && cfg!(target_feature = "fma") {
-        a.mul_add(b, c)
-    } else {
-        a * b + c
-    }
-}
-
-#[inline(always)]
-fn exp_with<const FUSED: bool>(x: f32) -> f32 {
-    const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23
-    let m = madd::<FUSED>;
-    let x = x.clamp(-87.0, 88.0);
-    // Round x·log2(e) to the nearest integer n with a plain add; n sits in the low
-    // mantissa bits of `y`.
-    let y = m(x, std::f32::consts::LOG2_E, MAGIC);
-    let n = y - MAGIC;
-    // x - n ln2, in two parts for accuracy.
-    let r = m(n, 2.121_944_4e-4, m(n, -0.693_359_4, x));
-    let p = m(r, m(r, m(r, m(r, m(r, m(r, 0.001_388_889, 0.008_333_334), 0.041_666_668), 0.166_666_67), 0.5), 1.0), 1.0);
-    // 2^n: the exponent field is n + 127.
-    let two_n = f32::from_bits(y.to_bits().wrapping_sub(MAGIC.to_bits()).wrapping_add(127) << 23);
-    p * two_n
-}
-
-/// `erf(z)` from Abramowitz & Stegun 7.1.26 (absolute error below 1.5e-7).
-#[inline(always)]
-pub(crate) fn erf(z: f32) -> f32 {
-    let a = z.abs();
-    let m = madd::<true>;
-    let t = 1.0 / m(0.327_591_1, a, 1.0);
-    let poly = t * m(t, m(t, m(t, m(t, 1.061_405_4, -1.453_152_1), 1.421_413_7), -0.284_496_74), 0.254_829_6);
-    let erf_abs = m(-poly, exp_fma(-a * a), 1.0);
-    if z < 0.0 {
-        -erf_abs
-    } else {
-        erf_abs
-    }
-}
-
-/// Exact-form GELU, `x/2 (1 + erf(x/√2))`.
-#[inline(always)]
-pub(crate) fn gelu_erf(x: f32) -> f32 {
-    0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
-}
-
-/// The tanh approximation of GELU (`gelu_new`).
-#[inline(always)]
-pub(crate) fn gelu_tanh(x: f32) -> f32 {
-    let u = 0.797_884_6 * (x + 0.044_715 * x * x * x);
-    // tanh(u) = 1 - 2 / (e^{2u} + 1)
-    let t = 1.0 - 2.0 / (exp(2.0 * u) + 1.0);
-    0.5 * x * (1.0 + t)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use candle_nn::{VarBuilder, VarMap};
     use candle_transformers::models::bert::BertModel;
-
-    #[test]
-    fn math_kernels_are_accurate() {
-        for i in -2000..=2000 {
-            let x = i as f32 / 50.0;
-            let (e, want) = (exp(x), x.exp());
-            assert!(((e - want) / want).abs() < 1e-6, "exp({x}) = {e}, want {want}");
-            let e = exp_fma(x);
-            assert!(((e - want) / want).abs() < 1e-6, "exp_fma({x}) = {e}, want {want}");
-        }
-        let xs: Vec<f32> = (-2000..=2000).map(|i| i as f32 / 200.0).collect();
-        let want: Vec<f32> = Tensor::new(xs.as_slice(), &Device::Cpu).unwrap().gelu_erf().unwrap().to_vec1().unwrap();
-        for (x, w) in xs.iter().zip(want) {
-            let g = gelu_erf(*x);
-            assert!((g - w).abs() < 1e-6, "gelu({x}) = {g}, want {w}");
-        }
-        let mut row = [1.0f32, 2.0, 3.0, -1e30];
-        softmax(&mut row);
-        assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-6);
-        assert!(row[3] < 1e-30);
-    }
 
     #[test]
     fn inference_attention_matches_the_reference() {
@@ -851,35 +625,6 @@ mod tests {
                     assert!((w - g).abs() < 1e-5, "biased len {len}: {g} vs {w}");
                 }
             }
-        }
-    }
-
-    /// Time of one head's attention (MiniLM's shape: 12 heads of 32, 256 tokens) on one
-    /// thread in each arithmetic this CPU runs: the best of 7 interleaved rounds
-    /// (`cargo test attention_throughput -- --ignored --nocapture`).
-    #[test]
-    #[ignore]
-    fn attention_throughput() {
-        let (h, nh, len, reps) = (384, 12, 256, 48);
-        let mut s = 11u64;
-        let rows: Vec<f32> = (0..len * 3 * h).map(|_| super::super::testutil::rnd(&mut s) * 4.0).collect();
-        let mut maths = vec![AttnMath::F32, AttnMath::Int8];
-        if super::super::bgemm::has_bf16() {
-            maths.push(AttnMath::Bf16);
-        }
-        let mut best = vec![f64::INFINITY; maths.len()];
-        let mut buf = AttnBuf::default();
-        for _ in 0..7 {
-            for (m, b) in maths.iter().zip(&mut best) {
-                let t = std::time::Instant::now();
-                for r in 0..reps {
-                    std::hint::black_box(attend_infer(&mut buf, &rows, None, h, nh, r % nh, len, *m));
-                }
-                *b = b.min(t.elapsed().as_secs_f64() / reps as f64);
-            }
-        }
-        for (m, b) in maths.iter().zip(&best) {
-            println!("{m:?}: {:.1} us per head ({} int8 kernel): {:.2}x fp32", b * 1e6, super::super::qgemm::int8_kernel().name(), best[0] / b);
         }
     }
 

@@ -12,48 +12,97 @@
 //! locally; `OllamaEmbedder` and `OpenAIEmbedder` call HTTP.
 
 mod bert;
-pub(crate) mod bgemm;
 pub(crate) mod encoder;
-pub(crate) mod gemm;
 mod http;
-pub(crate) mod qgemm;
+
+pub(crate) use llamafarm_kernels::{bgemm, gemm, qgemm};
 
 pub use bert::{BertEmbedder, Pooling};
-pub use bgemm::{has_amx, has_bf16};
 pub use encoder::{BertEncoder, Precision};
 pub use http::HttpEmbedder;
-pub use qgemm::{has_avx_vnni, has_vnni, int8_kernel, Int8Kernel};
+pub use llamafarm_kernels::bgemm::{has_amx, has_bf16};
+pub use llamafarm_kernels::qgemm::{int8_kernel, Int8Kernel};
+pub use llamafarm_kernels::KernelOptions;
 
 use crate::config::EmbeddingStrategyConfig;
 use crate::error::{Error, Result};
 use serde_json::Value;
 
-/// Whether the switch `name` is set in the environment to anything but `0` (the
-/// `LF_NO_*` kernel switches, `LF_INT8_ACT8`).
-pub(crate) fn env_flag(name: &str) -> bool {
-    std::env::var_os(name).is_some_and(|v| v != "0")
+/// The embedding engine's options: which kernels run, and how batches are cut. The
+/// default is what a plain start gets (every kernel the CPU has, the fastest of each).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EmbedOptions {
+    /// The kernels' options (instruction sets to leave out, the int8 kernel).
+    pub kernels: KernelOptions,
+    /// Most tokens in one forward pass of a local model (besides [`LOCAL_MICRO_BATCH`]
+    /// texts): long texts go in smaller batches, so activations stay in cache.
+    pub batch_tokens: usize,
+    /// Keep an int8 model's attention in fp32 (its linear layers stay int8).
+    pub fp32_attention: bool,
 }
 
-/// Whether the embedding kernels may use AVX-512 (the CPU has AVX-512 F; checked once).
-/// `LF_NO_AVX512=1` says no: the encoder then runs as on an AVX2-only CPU (no AVX-512
-/// BF16 or VNNI kernel, so int8 by default on AVX-VNNI or AVX2; element-wise loops 8
-/// lanes wide), for a like-for-like comparison with such a CPU or to avoid AVX-512
-/// clock drops.
+impl Default for EmbedOptions {
+    fn default() -> Self {
+        EmbedOptions { kernels: KernelOptions::default(), batch_tokens: bert::BATCH_TOKENS, fp32_attention: false }
+    }
+}
+
+impl EmbedOptions {
+    /// The options named by the `LF_*` switches of the `lf` command line, their values
+    /// looked up with `var` (the CLI passes the environment; the library reads none):
+    /// `LF_NO_AVX512`, `LF_NO_VNNI`, `LF_NO_BF16`, `LF_NO_AMX`, `LF_INT8_ACT8` and
+    /// `LF_FP32_ATTENTION` (on when set to anything but `0`), `LF_INT8_KERNEL`
+    /// ([`Int8Kernel::from_name`]) and `LF_EMBED_BATCH_TOKENS` (a positive count).
+    /// Unset names keep the defaults.
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Self {
+        let flag = |name: &str| var(name).is_some_and(|v| v != "0");
+        let mut o = EmbedOptions::default();
+        o.kernels.no_avx512 = flag("LF_NO_AVX512");
+        o.kernels.no_vnni = flag("LF_NO_VNNI");
+        o.kernels.no_bf16 = flag("LF_NO_BF16");
+        o.kernels.no_amx = flag("LF_NO_AMX");
+        o.kernels.int8_kernel = var("LF_INT8_KERNEL").and_then(|v| Int8Kernel::from_name(&v));
+        o.kernels.int8_act8 = flag("LF_INT8_ACT8");
+        o.fp32_attention = flag("LF_FP32_ATTENTION");
+        if let Some(n) = var("LF_EMBED_BATCH_TOKENS").and_then(|v| v.parse::<usize>().ok()).filter(|&n| n > 0) {
+            o.batch_tokens = n;
+        }
+        o
+    }
+}
+
+fn installed() -> &'static std::sync::RwLock<EmbedOptions> {
+    static OPTS: std::sync::OnceLock<std::sync::RwLock<EmbedOptions>> = std::sync::OnceLock::new();
+    OPTS.get_or_init(|| std::sync::RwLock::new(EmbedOptions::default()))
+}
+
+/// Install `opts` for the whole process (and its kernel options, see
+/// [`llamafarm_kernels::configure`]). Call it at start-up, before any model loads:
+/// models loaded earlier keep the kernels and precision they were packed for.
+pub fn configure(opts: EmbedOptions) {
+    llamafarm_kernels::configure(&opts.kernels);
+    *installed().write().unwrap_or_else(|p| p.into_inner()) = opts;
+}
+
+/// The options installed by [`configure`] (the default if it was never called).
+pub fn options() -> EmbedOptions {
+    installed().read().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+/// Whether the embedding kernels may use AVX-512 (the active [`llamafarm_kernels::Cpu`]
+/// has AVX-512 F, and [`KernelOptions::no_avx512`] is not set).
 pub fn has_avx512() -> bool {
-    static V: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *V.get_or_init(|| {
-        if env_flag("LF_NO_AVX512") {
-            return false;
-        }
-        #[cfg(target_arch = "x86_64")]
-        {
-            std::arch::is_x86_feature_detected!("avx512f")
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            false
-        }
-    })
+    llamafarm_kernels::Cpu::active().avx512()
+}
+
+/// Whether the AVX-512 VNNI int8 kernel may run here.
+pub fn has_vnni() -> bool {
+    llamafarm_kernels::Cpu::active().avx512_vnni()
+}
+
+/// Whether the AVX-VNNI int8 kernel may run here.
+pub fn has_avx_vnni() -> bool {
+    llamafarm_kernels::Cpu::active().avx_vnni()
 }
 
 /// Texts per forward pass for local models (the packed encoder has no padding;
@@ -243,41 +292,20 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
     }
 }
 
-/// Helpers shared by the product kernels' tests (`gemm`, `bgemm`, `qgemm`).
-#[cfg(test)]
-pub(crate) mod testutil {
-    /// A deterministic value in [-0.5, 0.5) from an LCG state.
-    pub(crate) fn rnd(s: &mut u64) -> f32 {
-        *s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        ((*s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
-    }
-
-    /// Relative Frobenius error of `got (m, n)` against the exact `a (m, k) · b (k, n)`.
-    pub(crate) fn rel_error(got: &[f32], a: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> f64 {
-        let (mut num, mut den) = (0f64, 0f64);
-        for i in 0..m {
-            for j in 0..n {
-                let want: f64 = (0..k).map(|t| a[i * k + t] as f64 * b[t * n + j] as f64).sum();
-                num += (got[i * n + j] as f64 - want).powi(2);
-                den += want * want;
-            }
-        }
-        (num / den).sqrt()
-    }
-
-    /// Multiply-adds per second, in billions, of `reps` calls of a `(m, k, n)` product.
-    pub(crate) fn gmacs(m: usize, k: usize, n: usize, reps: usize, mut f: impl FnMut()) -> f64 {
-        let t = std::time::Instant::now();
-        for _ in 0..reps {
-            f();
-        }
-        (m * k * n * reps) as f64 / t.elapsed().as_secs_f64() / 1e9
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn options_from_switches() {
+        assert_eq!(EmbedOptions::from_vars(|_| None), EmbedOptions::default());
+        let vars = [("LF_NO_AVX512", "1"), ("LF_NO_VNNI", "0"), ("LF_INT8_KERNEL", "avx2"), ("LF_EMBED_BATCH_TOKENS", "512"), ("LF_FP32_ATTENTION", "yes")];
+        let o = EmbedOptions::from_vars(|n| vars.iter().find(|(k, _)| *k == n).map(|(_, v)| v.to_string()));
+        assert!(o.kernels.no_avx512 && !o.kernels.no_vnni && o.fp32_attention && !o.kernels.int8_act8);
+        assert_eq!((o.kernels.int8_kernel, o.batch_tokens), (Some(Int8Kernel::Avx2), 512));
+        let o = EmbedOptions::from_vars(|n| (n == "LF_EMBED_BATCH_TOKENS").then(|| "0".to_string()));
+        assert_eq!(o.batch_tokens, EmbedOptions::default().batch_tokens);
+    }
 
     #[test]
     fn specs_from_config() {

@@ -40,8 +40,7 @@ impl CrossEncoder {
         let config: BertConfig =
             serde_json::from_str(&text).map_err(|e| Error::Parse { what: cfg_path.display().to_string(), message: e.to_string() })?;
         let weights = dir.join("model.safetensors");
-        // SAFETY: read-only mapping of a file in the model cache.
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &Device::Cpu) }.map_err(ce)?;
+        let vb = VarBuilder::from_tensors(candle_core::safetensors::load(&weights, &Device::Cpu).map_err(ce)?, DType::F32, &Device::Cpu);
         let tokenizer = Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|e| Error::Internal(format!("tokenizer of {id}: {e}")))?;
         Self::from_var_builder(vb, &config, tokenizer, id)
     }

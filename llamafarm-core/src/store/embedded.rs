@@ -106,79 +106,11 @@ impl Distance<i8> for QuantizedCosine {
     }
 }
 
-/// Integer dot product of int8 vectors (AVX2: sign-extend 16 lanes to i16, `vpmaddwd`).
-#[inline]
-pub(super) fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
-    {
-        // SAFETY: AVX2 is enabled at compile time; each load reads 16 bytes from a chunk of 16.
-        unsafe {
-            use std::arch::x86_64::*;
-            let mut acc = _mm256_setzero_si256();
-            let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
-            let (ra, rb) = (ca.remainder(), cb.remainder());
-            for (x, y) in ca.zip(cb) {
-                let x = _mm256_cvtepi8_epi16(_mm_loadu_si128(x.as_ptr() as *const __m128i));
-                let y = _mm256_cvtepi8_epi16(_mm_loadu_si128(y.as_ptr() as *const __m128i));
-                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(x, y));
-            }
-            let h = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256::<1>(acc));
-            let h = _mm_add_epi32(h, _mm_shuffle_epi32::<0b01_00_11_10>(h));
-            let h = _mm_add_epi32(h, _mm_shuffle_epi32::<0b10_11_00_01>(h));
-            let mut s = _mm_cvtsi128_si32(h);
-            for (x, y) in ra.iter().zip(rb) {
-                s += *x as i32 * *y as i32;
-            }
-            s
-        }
-    }
-    #[cfg(not(all(target_arch = "x86_64", target_feature = "avx2")))]
-    {
-        a.iter().zip(b).map(|(x, y)| *x as i32 * *y as i32).sum()
-    }
-}
-
-/// Dot product. On x86-64 with AVX2 and FMA (our `x86-64-v3` build) it is explicit
-/// 8-lane fused multiply-adds with two accumulators: LLVM leaves the plain loop
-/// scalar (it may not reorder float additions), which made the exact scan and every
-/// HNSW distance several times slower.
-#[inline]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len().min(b.len());
-    #[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
-    {
-        // SAFETY: the target features are enabled at compile time, and every load reads
-        // 8 floats from a chunk of at least 8. (Chunks, not `ptr.add`: in debug builds
-        // `add` is a checked call that forces the accumulators through the stack.)
-        unsafe {
-            use std::arch::x86_64::*;
-            let (a, b) = (&a[..n], &b[..n]);
-            let (mut s0, mut s1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-            let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
-            let (ra, rb) = (ca.remainder(), cb.remainder());
-            for (x, y) in ca.zip(cb) {
-                let (x, y) = (x.as_ptr(), y.as_ptr());
-                s0 = _mm256_fmadd_ps(_mm256_loadu_ps(x), _mm256_loadu_ps(y), s0);
-                s1 = _mm256_fmadd_ps(_mm256_loadu_ps(x.wrapping_add(8)), _mm256_loadu_ps(y.wrapping_add(8)), s1);
-            }
-            let v = _mm256_add_ps(s0, s1);
-            let h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
-            let h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-            let h = _mm_add_ss(h, _mm_shuffle_ps::<0b01>(h, h));
-            let mut s = _mm_cvtss_f32(h);
-            for (x, y) in ra.iter().zip(rb) {
-                s += x * y;
-            }
-            s
-        }
-    }
-    #[cfg(not(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma")))]
-    {
-        a[..n].iter().zip(&b[..n]).map(|(x, y)| x * y).sum()
-    }
-}
+// Integer dot product of int8 vectors ([`llamafarm_kernels::vector::dot_i8`]).
+pub(super) use llamafarm_kernels::vector::dot_i8;
+// Dot product ([`llamafarm_kernels::vector::dot`]: explicit fused multiply-adds where
+// the CPU has AVX2 and FMA; LLVM leaves the plain loop scalar).
+use llamafarm_kernels::vector::dot;
 
 #[derive(Default)]
 struct State {

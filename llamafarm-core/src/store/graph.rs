@@ -211,19 +211,8 @@ impl FlatGraph {
     }
 }
 
-/// Ask for every cache line of `p`.
-#[inline(always)]
-fn prefetch(p: &[i8]) {
-    #[cfg(target_arch = "x86_64")]
-    for line in p.chunks(64) {
-        // SAFETY: a prefetch is a hint; it never faults, and the pointer is in bounds.
-        unsafe {
-            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(line.as_ptr())
-        };
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
-}
+// Ask for every cache line of `p`.
+use llamafarm_kernels::vector::prefetch;
 
 #[cfg(test)]
 mod tests {

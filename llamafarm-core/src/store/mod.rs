@@ -19,6 +19,8 @@ use crate::error::Result;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+pub(crate) use llamafarm_kernels::par::join_here;
+
 /// A chunk to store.
 #[derive(Debug, Clone)]
 pub struct ChunkRecord {
@@ -159,90 +161,6 @@ pub trait ChunkStore: Send + Sync {
     fn dimension(&self) -> Option<usize>;
     /// The metric the store was created with.
     fn metric(&self) -> Metric;
-}
-
-/// `rayon::join` for callers outside rayon's pool (an HTTP handler, a CLI): `a` runs on
-/// the calling thread at once, `b` is offered to the pool, and if no worker has taken
-/// `b` by the time `a` is done the caller runs it too. `rayon::join` from outside the
-/// pool instead hands both halves to a worker and blocks, so each query paid for
-/// waking one or two idle workers before any work began, and the two halves often ran
-/// one after the other anyway. Inside the pool this is `rayon::join`.
-pub(crate) fn join_here<A: Send, B: Send>(a: impl FnOnce() -> A + Send, b: impl FnOnce() -> B + Send) -> (A, B) {
-    use std::sync::atomic::{AtomicU8, Ordering};
-    use std::sync::{Arc, Condvar, Mutex};
-    if rayon::current_thread_index().is_some() {
-        return rayon::join(a, b);
-    }
-    const PENDING: u8 = 0;
-    const RUNNING: u8 = 1;
-    const DONE: u8 = 2;
-    const TAKEN_BACK: u8 = 3;
-    struct Shared {
-        state: AtomicU8,
-        finished: Mutex<bool>,
-        cv: Condvar,
-    }
-    /// Takes `b` back if no worker started it, else waits for the worker to finish it,
-    /// also when `a` panics: `b` borrows this stack frame.
-    struct Settle(Arc<Shared>, bool);
-    impl Settle {
-        fn take_back(&mut self) -> bool {
-            self.1 = true;
-            if self.0.state.compare_exchange(PENDING, TAKEN_BACK, Ordering::AcqRel, Ordering::Acquire).is_ok() {
-                return true;
-            }
-            let mut fin = self.0.finished.lock().unwrap_or_else(|p| p.into_inner());
-            while !*fin {
-                fin = self.0.cv.wait(fin).unwrap_or_else(|p| p.into_inner());
-            }
-            false
-        }
-    }
-    impl Drop for Settle {
-        fn drop(&mut self) {
-            if !self.1 {
-                self.take_back();
-            }
-        }
-    }
-    struct Job(*mut (dyn FnMut() + Send + 'static));
-    // SAFETY: the pointee is `Send`; `Settle` keeps it alive while a worker may use it.
-    unsafe impl Send for Job {}
-
-    let mut b = Some(b);
-    let mut out: Option<std::thread::Result<B>> = None;
-    let mut run = || {
-        if let Some(b) = b.take() {
-            out = Some(std::panic::catch_unwind(std::panic::AssertUnwindSafe(b)));
-        }
-    };
-    let ptr: *mut (dyn FnMut() + Send + '_) = &mut run;
-    // SAFETY: only the lifetime is erased. The worker calls the closure only after
-    // moving the state from PENDING to RUNNING, and this frame does not return (nor
-    // unwind, see `Settle`) until such a call has finished.
-    let job = Job(unsafe { std::mem::transmute::<*mut (dyn FnMut() + Send + '_), *mut (dyn FnMut() + Send + 'static)>(ptr) });
-    let shared = Arc::new(Shared { state: AtomicU8::new(PENDING), finished: Mutex::new(false), cv: Condvar::new() });
-    let mut settle = Settle(shared.clone(), false);
-    rayon::spawn(move || {
-        let job = job;
-        if shared.state.compare_exchange(PENDING, RUNNING, Ordering::AcqRel, Ordering::Acquire).is_ok() {
-            // SAFETY: see above; the closure catches `b`'s panic itself.
-            unsafe { (&mut *job.0)() };
-            *shared.finished.lock().unwrap_or_else(|p| p.into_inner()) = true;
-            shared.state.store(DONE, Ordering::Release);
-            shared.cv.notify_all();
-        }
-    });
-    let ra = a();
-    if settle.take_back() {
-        run();
-    }
-    drop(settle);
-    match out {
-        Some(Ok(rb)) => (ra, rb),
-        Some(Err(p)) => std::panic::resume_unwind(p),
-        None => unreachable!("b ran on one side or the other"),
-    }
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use candle_core::quantized::{GgmlDType, QTensor};
 pub use super::attention::KvCache;
 use super::attention::{attention, Heads};
 use super::team::Team;
-use crate::embed::encoder::exp;
+use llamafarm_kernels::math::exp;
 
 /// Shape and constants of a llama model.
 #[derive(Debug, Clone, PartialEq)]

@@ -14,11 +14,11 @@
 //! sequences, cancel), so the engines answer alike. Models of other architectures or
 //! vocabularies go to mistral.rs (see [`NativeModel::supports`]).
 
-pub mod attention;
 pub mod llama;
-pub mod quant;
-pub mod team;
 pub mod tokenizer;
+
+pub use llamafarm_kernels::gguf as quant;
+pub use llamafarm_kernels::{attention, team};
 
 use super::control::{decode_loop, prepare_prompt, Decoder, PreparedPrompt, TokenPolicy};
 use super::template::ChatTemplate;

@@ -173,26 +173,9 @@ pub fn brute_knn_all(x: &Mat, q: &Mat, k: usize, skip_self: bool) -> Vec<Vec<(f6
             let b = B.min(q.n - start);
             let mut c = vec![0.0f64; b * n];
             if d > 0 && n > 0 {
-                // SAFETY: a is b x d (row-major, row stride d), x^T is d x n (element (p, j)
-                // at j*d + p), c is b x n (row stride n); all three buffers have those sizes.
-                unsafe {
-                    matrixmultiply::dgemm(
-                        b,
-                        d,
-                        n,
-                        -2.0,
-                        q.data[start * d..].as_ptr(),
-                        d as isize,
-                        1,
-                        x.data.as_ptr(),
-                        1,
-                        d as isize,
-                        0.0,
-                        c.as_mut_ptr(),
-                        n as isize,
-                        1,
-                    );
-                }
+                // a is b x d (row-major, row stride d), x^T is d x n (element (p, j) at j*d + p),
+                // c is b x n (row stride n).
+                llamafarm_kernels::blas::dgemm(b, d, n, -2.0, &q.data[start * d..], d as isize, 1, &x.data, 1, d as isize, 0.0, &mut c, n as isize, 1);
             }
             (0..b)
                 .map(|r| {

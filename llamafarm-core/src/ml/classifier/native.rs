@@ -266,7 +266,8 @@ impl NativeBert {
     fn attention(&self, qkv: &[f32], ctx: &mut [f32], seqs: &[&[u32]], starts: &[usize]) -> Vec<Vec<f32>> {
         let (h, nh) = (self.h, self.heads);
         let dh = h / nh;
-        let out = SendPtr(ctx.as_mut_ptr());
+        let bounds: Vec<usize> = starts.iter().copied().chain([starts.last().map_or(0, |&l| l + seqs.last().map_or(0, |s| s.len()))]).collect();
+        let out = llamafarm_kernels::par::Grid::new(ctx, h, &bounds, dh);
         let jobs: Vec<(usize, usize)> = (0..seqs.len()).flat_map(|s| (0..nh).map(move |hd| (s, hd))).collect();
         jobs.into_par_iter()
             .map(|(s, head)| {
@@ -278,10 +279,10 @@ impl NativeBert {
                 // The inference encoder's head attention; its probabilities are kept.
                 let mut buf = AttnBuf::default();
                 let o = attend(&mut buf, &qkv[r0 * 3 * h..(r0 + len) * 3 * h], h, nh, head, len);
+                // Row r0+i, this head's columns: this job's own cell of `ctx`.
+                let mut cell = out.cell(s, head);
                 for (i, orow) in o.chunks_exact(dh).enumerate() {
-                    // SAFETY: row r0+i, this head's columns: this job's own block of `ctx`
-                    // (which has one row of `h` per token).
-                    unsafe { std::ptr::copy_nonoverlapping(orow.as_ptr(), out.get().add((r0 + i) * h + head * dh), dh) };
+                    cell.row_mut(i).copy_from_slice(orow);
                 }
                 std::mem::take(&mut buf.p)
             })
@@ -361,43 +362,48 @@ impl NativeBert {
         let dh = h / nh;
         let scale = 1.0 / (dh as f32).sqrt();
         let mut dqkv = vec![0f32; c.rows * 3 * h];
-        let out = SendPtr(dqkv.as_mut_ptr());
         let jobs: Vec<(usize, usize)> = (0..c.seqs.len()).flat_map(|s| (0..nh).map(move |hd| (s, hd))).collect();
-        jobs.into_par_iter().for_each(|(s, head)| {
-            let len = c.seqs[s].len();
-            if len == 0 {
-                return;
-            }
-            let r0 = c.starts[s];
-            let p = &probs[s * nh + head];
-            let mut dp = vec![0f32; len * len];
-            // SAFETY: reads stay inside `qkv` and `dctx` (this sequence's rows, this head's
-            // columns); writes go to this job's own columns and rows of `dqkv`.
-            unsafe {
-                let base = qkv.as_ptr();
-                let q = base.add(r0 * 3 * h + head * dh);
-                let k = base.add(r0 * 3 * h + h + head * dh);
-                let v = base.add(r0 * 3 * h + 2 * h + head * dh);
-                let dc = dctx.as_ptr().add(r0 * h + head * dh);
-                let d = out.get();
-                let dq = d.add(r0 * 3 * h + head * dh);
-                let dk = d.add(r0 * 3 * h + h + head * dh);
-                let dv = d.add(r0 * 3 * h + 2 * h + head * dh);
-                let ld = (3 * h) as isize;
+        // Each job's dQ, dK and dV (`len x dh` each), scattered into `dqkv` afterwards.
+        let grads: Vec<Option<[Vec<f32>; 3]>> = jobs
+            .par_iter()
+            .map(|&(s, head)| {
+                let len = c.seqs[s].len();
+                if len == 0 {
+                    return None;
+                }
+                let r0 = c.starts[s];
+                let p = &probs[s * nh + head];
+                let mut dp = vec![0f32; len * len];
+                let (q, k, v) = (&qkv[r0 * 3 * h + head * dh..], &qkv[r0 * 3 * h + h + head * dh..], &qkv[r0 * 3 * h + 2 * h + head * dh..]);
+                let dc = &dctx[r0 * h + head * dh..];
+                let (mut dq, mut dk, mut dv) = (vec![0f32; len * dh], vec![0f32; len * dh], vec![0f32; len * dh]);
+                let (ld, ldo) = ((3 * h) as isize, dh as isize);
+                use llamafarm_kernels::blas::sgemm;
                 // dP = dctx · Vᵀ
-                matrixmultiply::sgemm(len, dh, len, 1.0, dc, h as isize, 1, v, 1, ld, 0.0, dp.as_mut_ptr(), len as isize, 1);
+                sgemm(len, dh, len, 1.0, dc, h as isize, 1, v, 1, ld, 0.0, &mut dp, len as isize, 1);
                 // dV = Pᵀ · dctx
-                matrixmultiply::sgemm(len, len, dh, 1.0, p.as_ptr(), 1, len as isize, dc, h as isize, 1, 0.0, dv, ld, 1);
+                sgemm(len, len, dh, 1.0, p, 1, len as isize, dc, h as isize, 1, 0.0, &mut dv, ldo, 1);
                 // dS = P ∘ (dP - rowsum(dP ∘ P))
                 for (dr, pr) in dp.chunks_exact_mut(len).zip(p.chunks_exact(len)) {
                     let dot: f32 = dr.iter().zip(pr).map(|(a, b)| a * b).sum();
                     dr.iter_mut().zip(pr).for_each(|(a, b)| *a = b * (*a - dot));
                 }
                 // dQ = scale · dS · K ; dK = scale · dSᵀ · Q
-                matrixmultiply::sgemm(len, len, dh, scale, dp.as_ptr(), len as isize, 1, k, ld, 1, 0.0, dq, ld, 1);
-                matrixmultiply::sgemm(len, len, dh, scale, dp.as_ptr(), 1, len as isize, q, ld, 1, 0.0, dk, ld, 1);
+                sgemm(len, len, dh, scale, &dp, len as isize, 1, k, ld, 1, 0.0, &mut dq, ldo, 1);
+                sgemm(len, len, dh, scale, &dp, 1, len as isize, q, ld, 1, 0.0, &mut dk, ldo, 1);
+                Some([dq, dk, dv])
+            })
+            .collect();
+        for (&(s, head), g) in jobs.iter().zip(grads) {
+            let Some(parts) = g else { continue };
+            let r0 = c.starts[s];
+            for (part, m) in parts.iter().enumerate() {
+                for (i, row) in m.chunks_exact(dh).enumerate() {
+                    let at = (r0 + i) * 3 * h + part * h + head * dh;
+                    dqkv[at..at + dh].copy_from_slice(row);
+                }
             }
-        });
+        }
         dqkv
     }
 
@@ -534,16 +540,6 @@ struct Cache {
     out: Vec<f32>,
 }
 
-#[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
-// SAFETY: used only to write disjoint blocks from parallel tasks.
-unsafe impl Send for SendPtr {}
-unsafe impl Sync for SendPtr {}
-impl SendPtr {
-    fn get(self) -> *mut f32 {
-        self.0
-    }
-}
 
 /// `c (m, n) = a (m, k) · b`, rows split over the rayon pool.
 fn mm(m: usize, a: &[f32], b: &PackedB, c: &mut [f32]) {

@@ -95,7 +95,7 @@ fn the_training_forward_matches_the_inference_model() {
     let seqs = vec![vec![1u32, 5, 9, 2], vec![3u32, 7]];
     let ours = model.forward_pooled(&seqs, 0).unwrap().to_vec2::<f32>().unwrap();
     let cfg: candle_transformers::models::bert::Config = serde_json::from_str(&std::fs::read_to_string(dir.path().join("config.json")).unwrap()).unwrap();
-    let vb = unsafe { candle_nn::VarBuilder::from_mmaped_safetensors(&[dir.path().join("model.safetensors")], candle_core::DType::F32, &Device::Cpu) }.unwrap();
+    let vb = candle_nn::VarBuilder::from_tensors(candle_core::safetensors::load(dir.path().join("model.safetensors"), &Device::Cpu).unwrap(), candle_core::DType::F32, &Device::Cpu);
     let bert = candle_transformers::models::bert::BertModel::load(vb, &cfg).unwrap();
     for (i, s) in seqs.iter().enumerate() {
         let ids = Tensor::new(s.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();

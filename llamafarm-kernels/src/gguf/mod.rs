@@ -19,10 +19,109 @@
 //! block's sum of codes (llama.cpp's `Q8_1`), so a dot product is
 //! `sum_b d_w d_a (q_w . q_a) + m_w s_a` with `s_a = d_a sum(q_a)`: llama.cpp's
 //! arithmetic. The inner `q_w . q_a` is exact integer arithmetic: `vpdpbusd` with
-//! AVX-512 VNNI (checked at run time), `vpmaddubsw`/`vpmaddwd` with AVX2, else a
-//! portable loop; all three give the same results bit for bit.
+//! AVX-512 VNNI (`avx512.rs`), `vpmaddubsw`/`vpmaddwd` with AVX2 (`avx2.rs`), else a
+//! portable loop (`portable.rs`); the [`Kernel`] is chosen at run time from the [`Cpu`],
+//! and all three give the same results bit for bit.
 
-use super::team::{share, Disjoint, Team};
+#[cfg(target_arch = "x86_64")]
+/// One kernel body per instruction set. `$dp4(acc, w, x)` adds the four-code dot
+/// products of each 32-bit lane of unsigned nibbles `w` and signed codes `x` to
+/// `acc`; `$w8(w)` prepares a load of `Q8_0` codes (stored plus 128) and `$dp8` does
+/// the same for them, `$fix8` telling whether it left out the `128 * sum(x)` that the
+/// biased codes add (then added from the activations' code sums).
+macro_rules! tile_kernel {
+    ($name:ident, $features:literal, $dp4:ident, $w8:ident, $dp8:ident, $fix8:expr) => {
+        #[target_feature(enable = $features)]
+        pub(super) unsafe fn $name<const T: usize, const Q8: bool>(g: &Group<'_>, acts: &[QRow<'_>], acc: &mut [[f32; RG]; TILE]) {
+            let nb = g.d.len() / RG;
+            let gbb = if Q8 { QK * RG } else { 16 * RG };
+            assert!(acts.len() == T && g.qs.len() == nb * gbb && g.m.len() == nb * RG);
+            assert!(acts.iter().all(|a| a.q32.len() == nb * 8 && a.d.len() == nb && a.s.len() == nb && a.sum.len() == nb));
+            let low = _mm256_set1_epi8(0x0f);
+            let mut sum = [_mm256_setzero_ps(); TILE];
+            const { assert!(T <= TILE) };
+            // Pointer bumps (`wrapping_add`: no debug-build checks in the loop); the
+            // lengths were checked above.
+            let mut wp = g.qs.as_ptr();
+            let row = |t: usize| &acts[t.min(T - 1)];
+            let xp: [*const [i32; 8]; TILE] = std::array::from_fn(|t| row(t).q32.as_ptr() as *const [i32; 8]);
+            let dp: [*const f32; TILE] = std::array::from_fn(|t| row(t).d.as_ptr());
+            let sp: [*const f32; TILE] = std::array::from_fn(|t| row(t).s.as_ptr());
+            let up: [*const i32; TILE] = std::array::from_fn(|t| row(t).sum.as_ptr());
+            for b in 0..nb {
+                let dv = _mm256_loadu_ps(g.d.as_ptr().wrapping_add(b * RG));
+                let mv = _mm256_loadu_ps(g.m.as_ptr().wrapping_add(b * RG));
+                let mut w = [_mm256_setzero_si256(); 8];
+                if Q8 {
+                    for (c, wc) in w.iter_mut().enumerate() {
+                        *wc = $w8(_mm256_loadu_si256(wp.wrapping_add(c * 32) as *const __m256i));
+                    }
+                } else {
+                    for c in 0..4 {
+                        let v = _mm256_loadu_si256(wp.wrapping_add(c * 32) as *const __m256i);
+                        w[c] = _mm256_and_si256(v, low);
+                        w[c + 4] = _mm256_and_si256(_mm256_srli_epi16::<4>(v), low);
+                    }
+                }
+                wp = wp.wrapping_add(gbb);
+                // One activation row (written out per row: a loop over `T` stays a
+                // loop, with the sums in memory).
+                macro_rules! act {
+                    ($t:literal) => {
+                        if $t < T {
+                            // The block's codes as eight words (one aligned read, then
+                            // constant indices: no per-word checks in debug builds).
+                            let x = &*xp[$t].wrapping_add(b);
+                            let bc = |c: usize| _mm256_set1_epi32(x[c]);
+                            // Two chains, so the adds overlap.
+                            let z = _mm256_setzero_si256();
+                            let s = if Q8 {
+                                let (mut s0, mut s1) = ($dp8(z, w[0], bc(0)), $dp8(z, w[1], bc(1)));
+                                s0 = $dp8(s0, w[2], bc(2));
+                                s1 = $dp8(s1, w[3], bc(3));
+                                s0 = $dp8(s0, w[4], bc(4));
+                                s1 = $dp8(s1, w[5], bc(5));
+                                s0 = $dp8(s0, w[6], bc(6));
+                                s1 = $dp8(s1, w[7], bc(7));
+                                let s = _mm256_add_epi32(s0, s1);
+                                if $fix8 { _mm256_add_epi32(s, _mm256_set1_epi32(128 * *up[$t].wrapping_add(b))) } else { s }
+                            } else {
+                                let (mut s0, mut s1) = ($dp4(z, w[0], bc(0)), $dp4(z, w[1], bc(1)));
+                                s0 = $dp4(s0, w[2], bc(2));
+                                s1 = $dp4(s1, w[3], bc(3));
+                                s0 = $dp4(s0, w[4], bc(4));
+                                s1 = $dp4(s1, w[5], bc(5));
+                                s0 = $dp4(s0, w[6], bc(6));
+                                s1 = $dp4(s1, w[7], bc(7));
+                                _mm256_add_epi32(s0, s1)
+                            };
+                            let s = _mm256_cvtepi32_ps(s);
+                            let (da, sa) = (*dp[$t].wrapping_add(b), *sp[$t].wrapping_add(b));
+                            sum[$t] = _mm256_fmadd_ps(s, _mm256_mul_ps(dv, _mm256_set1_ps(da)), sum[$t]);
+                            sum[$t] = _mm256_fmadd_ps(mv, _mm256_set1_ps(sa), sum[$t]);
+                        }
+                    };
+                }
+                act!(0);
+                act!(1);
+                act!(2);
+                act!(3);
+            }
+            for t in 0..T {
+                _mm256_storeu_ps(acc[t].as_mut_ptr(), sum[t]);
+            }
+        }
+    };
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+mod portable;
+
+use crate::team::{share, Disjoint, Team};
+use crate::{Cpu, Feature};
 
 /// Elements per block.
 pub const QK: usize = 32;
@@ -74,23 +173,30 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    /// The best kernel for this CPU: VNNI where it has AVX-512 VNNI and VL (and
-    /// `LF_NO_VNNI=1` is not set), AVX2 where the build enables it, else portable.
+    /// The best kernel the active [`Cpu`] runs: VNNI where it has AVX-512 VNNI and VL,
+    /// AVX2 where it has AVX2 and FMA, else portable.
     pub fn detect() -> Self {
-        static K: std::sync::OnceLock<Kernel> = std::sync::OnceLock::new();
-        *K.get_or_init(|| {
-            #[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
-            {
-                if crate::embed::qgemm::has_vnni() && std::arch::is_x86_feature_detected!("avx512vl") {
-                    return Kernel::Vnni;
-                }
-                Kernel::Avx2
-            }
-            #[cfg(not(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma")))]
-            {
-                Kernel::Portable
-            }
-        })
+        Self::best_for(Cpu::active())
+    }
+
+    /// The best kernel `cpu` runs.
+    pub fn best_for(cpu: Cpu) -> Self {
+        if Kernel::Vnni.runs_on(cpu) {
+            Kernel::Vnni
+        } else if Kernel::Avx2.runs_on(cpu) {
+            Kernel::Avx2
+        } else {
+            Kernel::Portable
+        }
+    }
+
+    /// Whether `cpu` has what this kernel needs.
+    pub fn runs_on(self, cpu: Cpu) -> bool {
+        match self {
+            Kernel::Vnni => cpu.avx2_fma() && cpu.avx512_vnni() && cpu.has(Feature::Avx512vl),
+            Kernel::Avx2 => cpu.avx2_fma(),
+            Kernel::Portable => true,
+        }
     }
 }
 
@@ -313,13 +419,9 @@ impl QMatrix {
     }
 
     /// [`QMatrix::matmul`] with a given kernel (one this CPU lacks falls back to the
-    /// best it has).
+    /// best it has). Every kernel gives the same results bit for bit.
     pub fn matmul_with(&self, kernel: Kernel, a: &QActs, out: &mut [f32], team: &Team) {
-        let kernel = match (kernel, Kernel::detect()) {
-            (Kernel::Vnni, best) => best,
-            (Kernel::Avx2, Kernel::Portable) => Kernel::Portable,
-            (k, _) => k,
-        };
+        let kernel = if kernel.runs_on(Cpu::detected()) { kernel } else { Kernel::best_for(Cpu::detected()) };
         let n = a.n;
         assert_eq!(a.cols, self.cols, "activation width");
         assert_eq!(out.len(), n * self.rows, "output size");
@@ -371,197 +473,37 @@ struct Group<'a> {
 impl Group<'_> {
     /// Dot products of the group's 8 rows with up to [`TILE`] activation rows.
     fn tile(&self, kernel: Kernel, acts: &[QRow<'_>], acc: &mut [[f32; RG]; TILE]) {
-        #[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
-        {
-            // SAFETY: `Vnni` only reaches here where `Kernel::detect` found AVX-512 VNNI
-            // and VL (`matmul_with` falls back otherwise); AVX2 and FMA are enabled at
-            // compile time; the kernels check the slices' lengths.
+        #[cfg(target_arch = "x86_64")]
+        if kernel.runs_on(Cpu::detected()) {
             macro_rules! go {
-                ($f:ident) => {
-                    // SAFETY: as above.
+                ($m:ident :: $f:ident) => {
+                    // SAFETY: the CPU has the kernel's features (checked just above); the
+                    // kernels check the slices' lengths.
                     unsafe {
                         match (self.q8, acts.len()) {
-                            (false, 4) => x86::$f::<4, false>(self, acts, acc),
-                            (false, 3) => x86::$f::<3, false>(self, acts, acc),
-                            (false, 2) => x86::$f::<2, false>(self, acts, acc),
-                            (false, _) => x86::$f::<1, false>(self, acts, acc),
-                            (true, 4) => x86::$f::<4, true>(self, acts, acc),
-                            (true, 3) => x86::$f::<3, true>(self, acts, acc),
-                            (true, 2) => x86::$f::<2, true>(self, acts, acc),
-                            (true, _) => x86::$f::<1, true>(self, acts, acc),
+                            (false, 4) => $m::$f::<4, false>(self, acts, acc),
+                            (false, 3) => $m::$f::<3, false>(self, acts, acc),
+                            (false, 2) => $m::$f::<2, false>(self, acts, acc),
+                            (false, _) => $m::$f::<1, false>(self, acts, acc),
+                            (true, 4) => $m::$f::<4, true>(self, acts, acc),
+                            (true, 3) => $m::$f::<3, true>(self, acts, acc),
+                            (true, 2) => $m::$f::<2, true>(self, acts, acc),
+                            (true, _) => $m::$f::<1, true>(self, acts, acc),
                         }
                     }
                 };
             }
             match kernel {
-                Kernel::Vnni => return go!(tile_vnni),
-                Kernel::Avx2 => return go!(tile_avx2),
+                Kernel::Vnni => return go!(avx512::tile_vnni),
+                Kernel::Avx2 => return go!(avx2::tile_avx2),
                 Kernel::Portable => {}
             }
         }
         let _ = kernel;
-        self.tile_portable(acts, acc)
-    }
-
-    /// The kernels' arithmetic in plain Rust (the same operations in the same order, so
-    /// the same results bit for bit).
-    fn tile_portable(&self, acts: &[QRow<'_>], acc: &mut [[f32; RG]; TILE]) {
-        let gbb = if self.q8 { QK * RG } else { 16 * RG };
-        for (b, w) in self.qs.chunks_exact(gbb).enumerate() {
-            for (a, out) in acts.iter().zip(acc.iter_mut()) {
-                let x = &a.qs[b * QK..(b + 1) * QK];
-                for j in 0..RG {
-                    let mut s = 0i32;
-                    for c in 0..8 {
-                        for i in 0..4 {
-                            let q = if self.q8 {
-                                w[c * 32 + j * 4 + i]
-                            } else {
-                                let byte = w[(c % 4) * 32 + j * 4 + i];
-                                if c < 4 { byte & 15 } else { byte >> 4 }
-                            };
-                            s += q as i32 * x[c * 4 + i] as i32;
-                        }
-                    }
-                    let (dw, mw) = (self.d[b * RG + j], self.m[b * RG + j]);
-                    out[j] = (s as f32).mul_add(dw * a.d[b], out[j]);
-                    out[j] = mw.mul_add(a.s[b], out[j]);
-                }
-            }
-        }
+        portable::tile(self, acts, acc)
     }
 }
 
-#[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
-mod x86 {
-    use super::{Group, QRow, QK, RG, TILE};
-    use std::arch::x86_64::*;
-
-    /// One kernel body per instruction set. `$dp4(acc, w, x)` adds the four-code dot
-    /// products of each 32-bit lane of unsigned nibbles `w` and signed codes `x` to
-    /// `acc`; `$w8(w)` prepares a load of `Q8_0` codes (stored plus 128) and `$dp8` does
-    /// the same for them, `$fix8` telling whether it left out the `128 * sum(x)` that the
-    /// biased codes add (then added from the activations' code sums).
-    macro_rules! tile_kernel {
-        ($name:ident, $features:literal, $dp4:ident, $w8:ident, $dp8:ident, $fix8:expr) => {
-            #[target_feature(enable = $features)]
-            pub(super) unsafe fn $name<const T: usize, const Q8: bool>(g: &Group<'_>, acts: &[QRow<'_>], acc: &mut [[f32; RG]; TILE]) {
-                let nb = g.d.len() / RG;
-                let gbb = if Q8 { QK * RG } else { 16 * RG };
-                assert!(acts.len() == T && g.qs.len() == nb * gbb && g.m.len() == nb * RG);
-                assert!(acts.iter().all(|a| a.q32.len() == nb * 8 && a.d.len() == nb && a.s.len() == nb && a.sum.len() == nb));
-                let low = _mm256_set1_epi8(0x0f);
-                let mut sum = [_mm256_setzero_ps(); TILE];
-                const { assert!(T <= TILE) };
-                // Pointer bumps (`wrapping_add`: no debug-build checks in the loop); the
-                // lengths were checked above.
-                let mut wp = g.qs.as_ptr();
-                let row = |t: usize| &acts[t.min(T - 1)];
-                let xp: [*const [i32; 8]; TILE] = std::array::from_fn(|t| row(t).q32.as_ptr() as *const [i32; 8]);
-                let dp: [*const f32; TILE] = std::array::from_fn(|t| row(t).d.as_ptr());
-                let sp: [*const f32; TILE] = std::array::from_fn(|t| row(t).s.as_ptr());
-                let up: [*const i32; TILE] = std::array::from_fn(|t| row(t).sum.as_ptr());
-                for b in 0..nb {
-                    let dv = _mm256_loadu_ps(g.d.as_ptr().wrapping_add(b * RG));
-                    let mv = _mm256_loadu_ps(g.m.as_ptr().wrapping_add(b * RG));
-                    let mut w = [_mm256_setzero_si256(); 8];
-                    if Q8 {
-                        for (c, wc) in w.iter_mut().enumerate() {
-                            *wc = $w8(_mm256_loadu_si256(wp.wrapping_add(c * 32) as *const __m256i));
-                        }
-                    } else {
-                        for c in 0..4 {
-                            let v = _mm256_loadu_si256(wp.wrapping_add(c * 32) as *const __m256i);
-                            w[c] = _mm256_and_si256(v, low);
-                            w[c + 4] = _mm256_and_si256(_mm256_srli_epi16::<4>(v), low);
-                        }
-                    }
-                    wp = wp.wrapping_add(gbb);
-                    // One activation row (written out per row: a loop over `T` stays a
-                    // loop, with the sums in memory).
-                    macro_rules! act {
-                        ($t:literal) => {
-                            if $t < T {
-                                // The block's codes as eight words (one aligned read, then
-                                // constant indices: no per-word checks in debug builds).
-                                let x = &*xp[$t].wrapping_add(b);
-                                let bc = |c: usize| _mm256_set1_epi32(x[c]);
-                                // Two chains, so the adds overlap.
-                                let z = _mm256_setzero_si256();
-                                let s = if Q8 {
-                                    let (mut s0, mut s1) = ($dp8(z, w[0], bc(0)), $dp8(z, w[1], bc(1)));
-                                    s0 = $dp8(s0, w[2], bc(2));
-                                    s1 = $dp8(s1, w[3], bc(3));
-                                    s0 = $dp8(s0, w[4], bc(4));
-                                    s1 = $dp8(s1, w[5], bc(5));
-                                    s0 = $dp8(s0, w[6], bc(6));
-                                    s1 = $dp8(s1, w[7], bc(7));
-                                    let s = _mm256_add_epi32(s0, s1);
-                                    if $fix8 { _mm256_add_epi32(s, _mm256_set1_epi32(128 * *up[$t].wrapping_add(b))) } else { s }
-                                } else {
-                                    let (mut s0, mut s1) = ($dp4(z, w[0], bc(0)), $dp4(z, w[1], bc(1)));
-                                    s0 = $dp4(s0, w[2], bc(2));
-                                    s1 = $dp4(s1, w[3], bc(3));
-                                    s0 = $dp4(s0, w[4], bc(4));
-                                    s1 = $dp4(s1, w[5], bc(5));
-                                    s0 = $dp4(s0, w[6], bc(6));
-                                    s1 = $dp4(s1, w[7], bc(7));
-                                    _mm256_add_epi32(s0, s1)
-                                };
-                                let s = _mm256_cvtepi32_ps(s);
-                                let (da, sa) = (*dp[$t].wrapping_add(b), *sp[$t].wrapping_add(b));
-                                sum[$t] = _mm256_fmadd_ps(s, _mm256_mul_ps(dv, _mm256_set1_ps(da)), sum[$t]);
-                                sum[$t] = _mm256_fmadd_ps(mv, _mm256_set1_ps(sa), sum[$t]);
-                            }
-                        };
-                    }
-                    act!(0);
-                    act!(1);
-                    act!(2);
-                    act!(3);
-                }
-                for t in 0..T {
-                    _mm256_storeu_ps(acc[t].as_mut_ptr(), sum[t]);
-                }
-            }
-        };
-    }
-
-    /// `vpdpbusd`: unsigned times signed bytes, four per lane, summed into `i32`.
-    #[target_feature(enable = "avx512vnni,avx512vl")]
-    #[inline]
-    unsafe fn dp_vnni(acc: __m256i, w: __m256i, x: __m256i) -> __m256i {
-        _mm256_dpbusd_epi32(acc, w, x)
-    }
-
-    #[inline(always)]
-    fn keep(w: __m256i) -> __m256i {
-        w
-    }
-
-    /// `vpmaddubsw` then `vpmaddwd`: nibbles (at most 15) times codes (at most 127 in
-    /// magnitude) cannot saturate the 16-bit pair sums.
-    #[inline(always)]
-    unsafe fn dp_avx2(acc: __m256i, w: __m256i, x: __m256i) -> __m256i {
-        _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), _mm256_set1_epi16(1)))
-    }
-
-    /// Biased `Q8_0` codes back to signed ones.
-    #[inline(always)]
-    unsafe fn unbias(w: __m256i) -> __m256i {
-        _mm256_xor_si256(w, _mm256_set1_epi8(-128))
-    }
-
-    /// Signed times signed through `vpmaddubsw`: |w| times x with w's sign (|w| <= 128
-    /// and |x| <= 127, so the pair sums stay within `i16`).
-    #[inline(always)]
-    unsafe fn dp_avx2_signed(acc: __m256i, w: __m256i, x: __m256i) -> __m256i {
-        dp_avx2(acc, _mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w))
-    }
-
-    tile_kernel!(tile_vnni, "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma", dp_vnni, keep, dp_vnni, false);
-    tile_kernel!(tile_avx2, "avx2,fma", dp_avx2, unbias, dp_avx2_signed, true);
-}
 
 /// Quantised activations: `n` rows of `cols` (a multiple of 32).
 pub struct QActs {
@@ -680,7 +622,7 @@ mod tests {
             }
             let a = QActs::quantize(&x, cols);
             let mut out = vec![0f32; 6 * rows];
-            let team = super::super::team::Team::new(2);
+            let team = crate::team::Team::new(2);
             m.matmul(&a, &mut out, &team);
             let mut one = vec![0f32; rows];
             m.matmul(&QActs::quantize(&x[cols..2 * cols], cols), &mut one, &team);
@@ -700,7 +642,8 @@ mod tests {
             assert_eq!(one, out[rows..2 * rows], "one row alone equals the batched row");
             // Every kernel this CPU has gives the same results, bit for bit.
             for k in [Kernel::Portable, Kernel::Avx2, Kernel::Vnni] {
-                if k == Kernel::Vnni && Kernel::detect() != Kernel::Vnni || k == Kernel::Avx2 && Kernel::detect() == Kernel::Portable {
+                if !k.runs_on(Cpu::detected()) {
+                    eprintln!("no {k:?} kernel here: not compared");
                     continue;
                 }
                 let mut o = vec![f32::NAN; 6 * rows];
@@ -729,35 +672,5 @@ mod tests {
         f.row_f32(5, &mut row);
         assert!(row.iter().zip(&w[5 * cols..6 * cols]).all(|(a, b)| (a - b).abs() <= 1.0 / 127.0 / 2.0 + 1e-6));
         assert!(QMatrix::from_q4_1(&[0u8; 19], 1, 32).is_none());
-    }
-
-    /// Kernel throughput on SmolLM2-135M's feed-forward shape (`cargo test --release -p
-    /// llamafarm-core matmul_throughput -- --ignored --nocapture`); a measurement, not a check.
-    #[test]
-    #[ignore]
-    fn matmul_throughput() {
-        let (rows, cols) = (3072, 576);
-        let w = rand(rows * cols, 1);
-        let t = Tensor::from_vec(w, (rows, cols), &Device::Cpu).unwrap();
-        let m = QMatrix::from_q4_1(&QTensor::quantize(&t, GgmlDType::Q4_1).unwrap().data().unwrap(), rows, cols).unwrap();
-        for threads in [1, 2] {
-            let team = super::super::team::Team::new(threads);
-            for n in [1, 4, 40, 297] {
-                let a = QActs::quantize(&rand(n * cols, 2), cols);
-                let mut out = vec![0f32; n * rows];
-                for k in [Kernel::Portable, Kernel::Avx2, Kernel::Vnni] {
-                    if k == Kernel::Vnni && Kernel::detect() != Kernel::Vnni || k == Kernel::Avx2 && Kernel::detect() == Kernel::Portable {
-                        continue;
-                    }
-                    let reps = (2000 / n).max(3);
-                    let t0 = std::time::Instant::now();
-                    for _ in 0..reps {
-                        m.matmul_with(k, &a, &mut out, &team);
-                    }
-                    let s = t0.elapsed().as_secs_f64() / reps as f64;
-                    println!("threads {threads} n {n:>3} {k:?}: {:.2} ms, {:.1} GMAC/s", s * 1e3, (rows * cols * n) as f64 / s / 1e9);
-                }
-            }
-        }
     }
 }

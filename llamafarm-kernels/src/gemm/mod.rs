@@ -7,8 +7,16 @@
 //! values of `A` straight from its rows (no packing of `A` either), over the whole of
 //! `k`, so each tile of `C` is written once (accumulating partial sums in `C` across
 //! `k` blocks cost a quarter of the time in cache misses). Rows of `A` are taken in
-//! blocks that stay in L2 while every panel passes over them. Without AVX2 and FMA
-//! at compile time the same loops run a portable kernel.
+//! blocks that stay in L2 while every panel passes over them.
+//!
+//! Paths, chosen at run time from the [`Cpu`]: `avx2` (AVX2 with FMA, the tile above)
+//! and `portable` (the same tile in plain loops, unfused multiply-adds).
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+mod portable;
+
+use crate::Cpu;
 
 const NR: usize = 16;
 const MR: usize = 6;
@@ -21,7 +29,7 @@ const A_BLOCK_BYTES: usize = 192 * 1024;
 /// aligned loads.
 #[derive(Clone, Copy, Default)]
 #[repr(C, align(32))]
-struct V8([f32; 8]);
+pub(crate) struct V8(pub(crate) [f32; 8]);
 
 /// A `(k, n)` matrix packed into 16-column panels (the last one zero-padded).
 #[derive(Clone)]
@@ -103,6 +111,11 @@ impl PackedB {
 
 /// `c (m, n) = a (m, k) · b`, all row-major and contiguous; `c` is overwritten.
 pub fn gemm(m: usize, a: &[f32], b: &PackedB, c: &mut [f32]) {
+    gemm_with(Cpu::active(), m, a, b, c)
+}
+
+/// [`gemm`] on the best path `cpu` allows (AVX2 with FMA, else portable).
+pub fn gemm_with(cpu: Cpu, m: usize, a: &[f32], b: &PackedB, c: &mut [f32]) {
     let (k, n) = (b.k, b.n);
     assert!(a.len() >= m * k && c.len() >= m * n, "gemm: buffer too small");
     if m == 0 || n == 0 {
@@ -140,7 +153,7 @@ pub fn gemm(m: usize, a: &[f32], b: &PackedB, c: &mut [f32]) {
                         *a_r = a[(r0 + r) * k..(r0 + r + 1) * k].as_ptr();
                     }
                 }
-                kernel(k, &ap, bp, &mut tile);
+                kernel(cpu, k, &ap, bp, &mut tile);
                 for r in 0..rows {
                     let at = (r0 + r) * n + c0;
                     if w == NR {
@@ -157,52 +170,20 @@ pub fn gemm(m: usize, a: &[f32], b: &PackedB, c: &mut [f32]) {
     }
 }
 
-/// `tile (6, 16) = sum_k a[r][k] * bp[k][..]` over `kc` steps.
+/// `tile (6, 16) = sum_k a[r][k] * bp[k][..]` over `kc` steps, on `cpu`'s best path.
 #[inline]
-fn kernel(kc: usize, ap: &[*const f32; MR], bp: &[V8], tile: &mut [f32; MR * NR]) {
+fn kernel(cpu: Cpu, kc: usize, ap: &[*const f32; MR], bp: &[V8], tile: &mut [f32; MR * NR]) {
     assert!(bp.len() >= kc * 2);
-    #[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
-    // SAFETY: AVX2/FMA are enabled at compile time. Each `ap[r]` points at `kc` readable
-    // floats (a row slice of A or the zero pad, checked by the slicing in `gemm`), `bp`
-    // holds `2 * kc` aligned `V8`s (asserted), and `tile` has 96 floats. The loop only
-    // bumps pointers (no multiplications, hence no debug-build overflow checks) and
-    // uses aligned loads (no debug-build copy through memory, which would spill).
-    unsafe {
-        use std::arch::x86_64::*;
-        let mut c = [[_mm256_setzero_ps(); 2]; MR];
-        let mut b = bp.as_ptr() as *const f32;
-        let mut a = *ap;
-        for _ in 0..kc {
-            let b0 = _mm256_load_ps(b);
-            let b1 = _mm256_load_ps(b.wrapping_add(8));
-            for r in 0..MR {
-                let av = _mm256_broadcastss_ps(_mm_load_ss(a[r]));
-                c[r][0] = _mm256_fmadd_ps(av, b0, c[r][0]);
-                c[r][1] = _mm256_fmadd_ps(av, b1, c[r][1]);
-                a[r] = a[r].wrapping_add(1);
-            }
-            b = b.wrapping_add(NR);
-        }
-        let t = tile.as_mut_ptr();
-        for r in 0..MR {
-            _mm256_storeu_ps(t.wrapping_add(r * NR), c[r][0]);
-            _mm256_storeu_ps(t.wrapping_add(r * NR + 8), c[r][1]);
-        }
+    #[cfg(target_arch = "x86_64")]
+    if cpu.avx2_fma() {
+        // SAFETY: the CPU has AVX2 and FMA (a `Cpu` never holds a feature it lacks). Each
+        // `ap[r]` points at `kc` readable floats (a row slice of A or the zero pad, checked
+        // by the slicing in `gemm_with`), `bp` holds `2 * kc` aligned `V8`s (asserted).
+        unsafe { avx2::kernel(kc, ap, bp, tile) };
+        return;
     }
-    #[cfg(not(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma")))]
-    {
-        tile.iter_mut().for_each(|v| *v = 0.0);
-        for kk in 0..kc {
-            let brow: Vec<f32> = bp[kk * 2].0.iter().chain(bp[kk * 2 + 1].0.iter()).copied().collect();
-            for r in 0..MR {
-                // SAFETY: `ap[r]` points at `kc` readable floats (see `gemm`).
-                let av = unsafe { *ap[r].wrapping_add(kk) };
-                for j in 0..NR {
-                    tile[r * NR + j] += av * brow[j];
-                }
-            }
-        }
-    }
+    let _ = cpu;
+    portable::kernel(kc, ap, bp, tile)
 }
 
 #[cfg(test)]
@@ -227,6 +208,15 @@ mod tests {
             let mut c2 = vec![f32::NAN; m * n];
             gemm(m, &a, &PackedB::pack_transposed(&bt, n, k), &mut c2);
             assert_eq!(c, c2);
+            // The portable path gives the same product up to the fused roundings.
+            let mut cp = vec![f32::NAN; m * n];
+            gemm_with(Cpu::portable(), m, &a, &pb, &mut cp);
+            for (x, y) in c.iter().zip(&cp) {
+                assert!((x - y).abs() <= 1e-5 * (1.0 + y.abs()), "({m},{k},{n}): {x} vs portable {y}");
+            }
+            if !Cpu::detected().avx2_fma() {
+                eprintln!("no AVX2/FMA here: only the portable path ran");
+            }
             for i in 0..m {
                 for j in 0..n {
                     let want: f64 = (0..k).map(|t| a[i * k + t] as f64 * b[t * n + j] as f64).sum();

@@ -22,8 +22,8 @@
 //!   as four 4 x 16 passes. `vpmaddubsw` saturates at i16, so weights packed for this
 //!   kernel use **7 bits** (-63..=63: `2 · 255 · 63 < 2^15`, so no pair ever saturates
 //!   and the integer sums stay exact). Activations multiplied with such weights are
-//!   quantised to **7 bits** too (0..=127, [`QRows::quantize_for`]; `LF_INT8_ACT8=1`
-//!   keeps 8): then a pair is at most `2 · 127 · 63 = 16002`, so two groups'
+//!   quantised to **7 bits** too (0..=127, [`QRows::quantize_for`];
+//!   [`KernelOptions::int8_act8`](crate::KernelOptions::int8_act8) keeps 8): then a pair is at most `2 · 127 · 63 = 16002`, so two groups'
 //!   `vpmaddubsw` results add in i16 (`vpaddw`) before one `vpmaddwd` widens them, three
 //!   multiply-pipe instructions per 64 products instead of four, still exact (in eight
 //!   2 x 16 passes, so the two groups' weight vectors fit the registers);
@@ -32,8 +32,20 @@
 //!   one instruction doing what `vpmaddubsw` + `vpmaddwd` + `vpaddd` do, without
 //!   saturation, so it takes the full 8-bit weights;
 //! - a portable loop computing the same integers.
+//!
+//! One file per instruction set: `avx512_vnni.rs`, `avx_vnni.rs`, `avx2.rs` (its kernels,
+//! the pass structure AVX-VNNI shares, and the quantisers' vector steps), `portable.rs`.
 
-use std::sync::OnceLock;
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512_vnni;
+#[cfg(target_arch = "x86_64")]
+mod avx_vnni;
+mod portable;
+
+use crate::{Cpu, Feature};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 const NR: usize = 32;
 const MR: usize = 8;
@@ -75,6 +87,17 @@ impl Int8Kernel {
             Int8Kernel::AvxVnni => "avx-vnni",
             Int8Kernel::Avx2 => "avx2",
             Int8Kernel::Portable => "portable",
+        }
+    }
+
+    /// The kernel a name stands for: [`Int8Kernel::name`]'s, or `vnni` and `avxvnni`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "avx512-vnni" | "vnni" => Some(Int8Kernel::Vnni),
+            "avx-vnni" | "avxvnni" => Some(Int8Kernel::AvxVnni),
+            "avx2" => Some(Int8Kernel::Avx2),
+            "portable" => Some(Int8Kernel::Portable),
+            _ => None,
         }
     }
 }
@@ -155,7 +178,7 @@ impl QPackedB {
     }
 }
 
-/// Attention's per-call operand (`embed::encoder`): the keys as `Kᵀ`, quantised per key
+/// Attention's per-call operand (the encoder's): the keys as `Kᵀ`, quantised per key
 /// and packed for [`qgemm`] on each head of each sequence. This runs per call, so unlike
 /// [`QPackedB::quantize_for`] (weights, once at load) it is vectorised and reuses `self`'s
 /// buffers: a packing costs `O(len · d)` against the product's `O(len² · d)`. Rounding is
@@ -163,7 +186,7 @@ impl QPackedB {
 /// differ only on exact ties).
 impl QPackedB {
     /// An empty packing for `kernel`'s weight range, to fill with [`QPackedB::pack_keys`].
-    pub(crate) fn empty(kernel: Int8Kernel) -> Self {
+    pub fn empty(kernel: Int8Kernel) -> Self {
         QPackedB { k: 0, n: 0, kp: 0, data: Vec::new(), kernel, scale: Vec::new(), colsum: Vec::new() }
     }
 
@@ -189,7 +212,7 @@ impl QPackedB {
 
     /// `B = Kᵀ` from `keys`, `n` rows of `d` (one row per key): key `j` becomes column `j`
     /// with its own scale, so `qgemm(Q, B)` gives the attention scores `Q Kᵀ`.
-    pub(crate) fn pack_keys(&mut self, keys: &[f32], n: usize, d: usize) {
+    pub fn pack_keys(&mut self, keys: &[f32], n: usize, d: usize) {
         assert!(keys.len() >= n * d);
         self.reset(d, n);
         let levels = weight_levels(self.kernel);
@@ -213,33 +236,19 @@ impl QPackedB {
 
 /// `out[i] = round(row[i] · inv)` clamped to `±levels` (ties to even); returns `Σ out`.
 fn quantize_symmetric(row: &[f32], inv: f32, levels: f32, out: &mut [i8]) -> i32 {
+    quantize_symmetric_with(Cpu::active(), row, inv, levels, out)
+}
+
+fn quantize_symmetric_with(cpu: Cpu, row: &[f32], inv: f32, levels: f32, out: &mut [i8]) -> i32 {
     let n = row.len().min(out.len());
-    let mut done = 0;
-    let mut sum = 0i32;
-    #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
-    // SAFETY: AVX2 is enabled at compile time; each step reads 8 floats of `row` and
-    // writes 8 bytes of `out`, both within `n`.
-    unsafe {
-        use std::arch::x86_64::*;
-        let (vi, lo, hi) = (_mm256_set1_ps(inv), _mm256_set1_ps(-levels), _mm256_set1_ps(levels));
-        let mut acc = _mm256_setzero_si256();
-        while done + 8 <= n {
-            let x = _mm256_mul_ps(_mm256_loadu_ps(row.as_ptr().wrapping_add(done)), vi);
-            // `cvtps` rounds to nearest even (the default MXCSR mode).
-            let q = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(x, lo), hi));
-            acc = _mm256_add_epi32(acc, q);
-            let p8 = _mm256_packs_epi16(_mm256_packs_epi32(q, q), _mm256_setzero_si256());
-            let a = _mm_cvtsi128_si32(_mm256_castsi256_si128(p8)) as u32;
-            let b = _mm_cvtsi128_si32(_mm256_extracti128_si256(p8, 1)) as u32;
-            let o = out.as_mut_ptr().wrapping_add(done) as *mut u8;
-            std::ptr::copy_nonoverlapping(a.to_le_bytes().as_ptr(), o, 4);
-            std::ptr::copy_nonoverlapping(b.to_le_bytes().as_ptr(), o.wrapping_add(4), 4);
-            done += 8;
-        }
-        let mut lanes = [0i32; 8];
-        _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, acc);
-        sum += lanes.iter().sum::<i32>();
+    #[allow(unused_mut)]
+    let (mut done, mut sum) = (0, 0i32);
+    #[cfg(target_arch = "x86_64")]
+    if cpu.has(Feature::Avx2) {
+        // SAFETY: the CPU has AVX2; the steps stay within `n`.
+        (done, sum) = unsafe { avx2::quantize_symmetric(&row[..n], inv, levels, &mut out[..n]) };
     }
+    let _ = cpu;
     for i in done..n {
         let q = (row[i] * inv).clamp(-levels, levels).round_ties_even() as i8;
         out[i] = q;
@@ -257,12 +266,13 @@ fn weight_levels(kernel: Int8Kernel) -> f32 {
 }
 
 /// Largest activation value rows quantised for a kernel's weights use: 127 (7 bits) for
-/// AVX2, whose kernel can then add two `vpmaddubsw` results in i16 ([`kernel_avx2_7bit`]),
-/// unless `LF_INT8_ACT8=1` asks for 8 bits there (slower, closer to fp32); 255 for the others.
+/// AVX2, whose kernel can then add two `vpmaddubsw` results in i16 (`avx2::kernel_avx2_7bit`),
+/// unless [`KernelOptions::int8_act8`](crate::KernelOptions::int8_act8) asks for 8 bits there (slower, closer to fp32); 255 for the others.
 fn activation_top(kernel: Int8Kernel) -> u8 {
-    static ACT8: OnceLock<bool> = OnceLock::new();
+    int8_kernel();
+    let act8 = CHOICE.load(Ordering::Relaxed) & ACT8 != 0;
     match kernel {
-        Int8Kernel::Avx2 if !*ACT8.get_or_init(|| super::env_flag("LF_INT8_ACT8")) => 127,
+        Int8Kernel::Avx2 if !act8 => 127,
         Int8Kernel::Avx2 | Int8Kernel::Vnni | Int8Kernel::AvxVnni | Int8Kernel::Portable => 255,
     }
 }
@@ -296,8 +306,9 @@ impl QRows {
         self.quantize_to(a, m, k, activation_top(b.kernel))
     }
 
-    /// Quantise `m` rows of `a (m, k)` to `0..=top`.
-    fn quantize_to(&mut self, a: &[f32], m: usize, k: usize, top: u8) {
+    /// Quantise `m` rows of `a (m, k)` to `0..=top` (at most 127 where the product runs
+    /// on AVX2-packed weights with the 7-bit fast path).
+    pub fn quantize_to(&mut self, a: &[f32], m: usize, k: usize, top: u8) {
         assert!(a.len() >= m * k);
         self.top = top;
         let topf = top as f32;
@@ -324,25 +335,15 @@ impl QRows {
     }
 }
 
+
 /// `(min(row ∪ {0}), max(row ∪ {0}))`.
 fn min_max(row: &[f32]) -> (f32, f32) {
     let (mut lo, mut hi) = (0f32, 0f32);
     let mut chunks = row.chunks_exact(8);
-    #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
-    // SAFETY: AVX2 is enabled at compile time; each load reads one 8-float chunk.
-    unsafe {
-        use std::arch::x86_64::*;
-        let (mut l, mut h) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-        for c in &mut chunks {
-            let x = _mm256_loadu_ps(c.as_ptr());
-            l = _mm256_min_ps(l, x);
-            h = _mm256_max_ps(h, x);
-        }
-        let (mut la, mut ha) = ([0f32; 8], [0f32; 8]);
-        _mm256_storeu_ps(la.as_mut_ptr(), l);
-        _mm256_storeu_ps(ha.as_mut_ptr(), h);
-        lo = la.iter().fold(lo, |a, &b| a.min(b));
-        hi = ha.iter().fold(hi, |a, &b| a.max(b));
+    #[cfg(target_arch = "x86_64")]
+    if Cpu::active().has(Feature::Avx2) {
+        // SAFETY: the CPU has AVX2; each load reads one 8-float chunk.
+        (lo, hi) = unsafe { avx2::min_max(&mut chunks, lo, hi) };
     }
     for &v in chunks.remainder().iter().chain(chunks.by_ref().flatten()) {
         lo = lo.min(v);
@@ -354,130 +355,73 @@ fn min_max(row: &[f32]) -> (f32, f32) {
 /// `out[i] = clamp(row[i] · inv + zr, 0, top)` truncated (`zr` carries the +0.5 of
 /// rounding half up; `top` at most 255).
 fn quantize_row(row: &[f32], inv: f32, zr: f32, top: f32, out: &mut [u8]) {
+    quantize_row_with(Cpu::active(), row, inv, zr, top, out)
+}
+
+fn quantize_row_with(cpu: Cpu, row: &[f32], inv: f32, zr: f32, top: f32, out: &mut [u8]) {
     let n = row.len().min(out.len());
+    #[allow(unused_mut)]
     let mut done = 0;
-    #[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
-    // SAFETY: AVX2/FMA are enabled at compile time; each step reads 32 (then 8) floats
-    // of `row` and writes as many bytes of `out`, all within `n`.
-    unsafe {
-        use std::arch::x86_64::*;
-        let (vi, vz, v0, vtop) = (_mm256_set1_ps(inv), _mm256_set1_ps(zr), _mm256_setzero_ps(), _mm256_set1_ps(top));
-        let q = |at: usize| {
-            let x = _mm256_loadu_ps(row.as_ptr().wrapping_add(at));
-            _mm256_cvttps_epi32(_mm256_min_ps(_mm256_max_ps(_mm256_fmadd_ps(x, vi, vz), v0), vtop))
-        };
-        // 32 values a step into one 32-byte store: the packs work within 128-bit halves,
-        // leaving the 4-byte runs of values in the order 0-3, 8-11, 16-19, 24-27, 4-7,
-        // 12-15, 20-23, 28-31, which one permute undoes.
-        let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-        while done + 32 <= n {
-            let ab = _mm256_packus_epi32(q(done), q(done + 8));
-            let cd = _mm256_packus_epi32(q(done + 16), q(done + 24));
-            let bytes = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(ab, cd), order);
-            _mm256_storeu_si256(out.as_mut_ptr().wrapping_add(done) as *mut __m256i, bytes);
-            done += 32;
-        }
-        while done + 8 <= n {
-            let q = q(done);
-            let p16 = _mm256_packus_epi32(q, q);
-            let p8 = _mm256_packus_epi16(p16, p16);
-            let a = _mm_cvtsi128_si32(_mm256_castsi256_si128(p8)) as u32;
-            let b = _mm_cvtsi128_si32(_mm256_extracti128_si256(p8, 1)) as u32;
-            out[done..done + 4].copy_from_slice(&a.to_le_bytes());
-            out[done + 4..done + 8].copy_from_slice(&b.to_le_bytes());
-            done += 8;
-        }
+    #[cfg(target_arch = "x86_64")]
+    if cpu.avx2_fma() {
+        // SAFETY: the CPU has AVX2 and FMA; the steps stay within `n`.
+        done = unsafe { avx2::quantize_row(&row[..n], inv, zr, top, &mut out[..n]) };
     }
+    let _ = cpu;
     for i in done..n {
-        // Fused where the vector steps are, so every element rounds the same way.
+        // Fused where the build targets FMA, as the vector steps are, so every element
+        // rounds the same way on either path.
         let y = if cfg!(target_feature = "fma") { row[i].mul_add(inv, zr) } else { row[i] * inv + zr };
         out[i] = y.clamp(0.0, top) as u8;
     }
 }
 
-/// Whether this CPU has AVX-512 VNNI and neither `LF_NO_VNNI=1` nor `LF_NO_AVX512=1`
-/// ([`super::has_avx512`]) is set.
-pub fn has_vnni() -> bool {
-    static V: OnceLock<bool> = OnceLock::new();
-    *V.get_or_init(|| {
-        if super::env_flag("LF_NO_VNNI") {
-            return false;
-        }
-        #[cfg(target_arch = "x86_64")]
-        {
-            super::has_avx512()
-                && std::arch::is_x86_feature_detected!("avx512bw")
-                && std::arch::is_x86_feature_detected!("avx512vnni")
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            false
-        }
-    })
-}
-
-/// Whether this CPU has AVX-VNNI (the VEX-encoded `vpdpbusd`) and `LF_NO_VNNI=1` is not set.
-pub fn has_avx_vnni() -> bool {
-    static V: OnceLock<bool> = OnceLock::new();
-    *V.get_or_init(|| {
-        if super::env_flag("LF_NO_VNNI") {
-            return false;
-        }
-        #[cfg(target_arch = "x86_64")]
-        {
-            std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("avxvnni")
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            false
-        }
-    })
-}
-
-/// Whether the AVX2 kernel can run here.
-fn has_avx2() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
-/// The kernel that int8 weights are packed for at load: AVX-512 VNNI where the CPU has
-/// it, else AVX-VNNI, else AVX2, else portable. `LF_INT8_KERNEL=vnni|avx-vnni|avx2|portable`
-/// asks for one (a kernel the CPU lacks falls back to the next in that order);
-/// `LF_NO_VNNI=1` skips both VNNIs.
+/// The kernel that int8 weights are packed for at load: AVX-512 VNNI where the active
+/// [`Cpu`] has it, else AVX-VNNI, else AVX2, else portable.
+/// [`KernelOptions::int8_kernel`](crate::KernelOptions::int8_kernel) asks for one (a
+/// kernel the CPU lacks falls back to the next in that order);
+/// [`KernelOptions::no_vnni`](crate::KernelOptions::no_vnni) skips both VNNIs.
 pub fn int8_kernel() -> Int8Kernel {
-    static K: OnceLock<Int8Kernel> = OnceLock::new();
-    *K.get_or_init(|| pick_kernel(&std::env::var("LF_INT8_KERNEL").unwrap_or_default()))
+    match CHOICE.load(Ordering::Relaxed) {
+        UNSET => {
+            reselect(&crate::options());
+            int8_kernel()
+        }
+        i => PREFERENCE[(i & 3) as usize],
+    }
+}
+
+/// Bits of the current choice: the index in [`PREFERENCE`], plus [`ACT8`] when
+/// activations keep 8 bits on the AVX2 kernel; [`UNSET`] before the first choice.
+static CHOICE: AtomicU8 = AtomicU8::new(UNSET);
+const UNSET: u8 = u8::MAX;
+const ACT8: u8 = 4;
+
+/// Chooses [`int8_kernel`] anew for `opts` (from [`crate::configure`]).
+pub(crate) fn reselect(opts: &crate::KernelOptions) {
+    let cpu = Cpu::detected().restricted(opts);
+    let k = pick_kernel(cpu, opts.int8_kernel);
+    let i = PREFERENCE.iter().position(|&p| p == k).unwrap_or(3) as u8;
+    CHOICE.store(i | if opts.int8_act8 { ACT8 } else { 0 }, Ordering::Relaxed);
 }
 
 /// The kernels in the order [`int8_kernel`] prefers them.
-const PREFERENCE: [Int8Kernel; 4] = [Int8Kernel::Vnni, Int8Kernel::AvxVnni, Int8Kernel::Avx2, Int8Kernel::Portable];
+pub const PREFERENCE: [Int8Kernel; 4] = [Int8Kernel::Vnni, Int8Kernel::AvxVnni, Int8Kernel::Avx2, Int8Kernel::Portable];
 
-/// Whether `kernel` can run on this CPU.
-fn runs_here(kernel: Int8Kernel) -> bool {
+/// Whether `kernel` can run with `cpu`'s features.
+pub fn runs_on(kernel: Int8Kernel, cpu: Cpu) -> bool {
     match kernel {
-        Int8Kernel::Vnni => has_vnni(),
-        Int8Kernel::AvxVnni => has_avx_vnni(),
-        Int8Kernel::Avx2 => has_avx2(),
+        Int8Kernel::Vnni => cpu.avx512_vnni(),
+        Int8Kernel::AvxVnni => cpu.avx_vnni(),
+        Int8Kernel::Avx2 => cpu.has(Feature::Avx2),
         Int8Kernel::Portable => true,
     }
 }
 
-/// [`int8_kernel`]'s choice for an `LF_INT8_KERNEL` value: the first kernel from the one
-/// asked for on (in [`PREFERENCE`] order) that runs here.
-fn pick_kernel(want: &str) -> Int8Kernel {
-    let from = match want {
-        "portable" => 3,
-        "avx2" => 2,
-        "avx-vnni" | "avxvnni" => 1,
-        _ => 0,
-    };
-    PREFERENCE[from..].iter().copied().find(|&k| runs_here(k)).unwrap_or(Int8Kernel::Portable)
+/// The first kernel from `want` on (in [`PREFERENCE`] order) that runs on `cpu`.
+fn pick_kernel(cpu: Cpu, want: Option<Int8Kernel>) -> Int8Kernel {
+    let from = want.and_then(|w| PREFERENCE.iter().position(|&p| p == w)).unwrap_or(0);
+    PREFERENCE[from..].iter().copied().find(|&k| runs_on(k, cpu)).unwrap_or(Int8Kernel::Portable)
 }
 
 /// `c (m, n) = dequantised a · b`; `c` is overwritten.
@@ -487,10 +431,10 @@ pub fn qgemm(m: usize, a: &QRows, b: &QPackedB, c: &mut [f32]) {
     let kernel = match (b.kernel, int8_kernel()) {
         (_, Int8Kernel::Vnni) => Int8Kernel::Vnni,
         (_, Int8Kernel::AvxVnni) => Int8Kernel::AvxVnni,
-        (Int8Kernel::Avx2, _) if has_avx2() => Int8Kernel::Avx2,
+        (Int8Kernel::Avx2, _) if Cpu::active().has(Feature::Avx2) => Int8Kernel::Avx2,
         _ => Int8Kernel::Portable,
     };
-    qgemm_groups(m, a, b, c, kernel)
+    qgemm_with(m, a, b, c, kernel)
 }
 
 /// Writes `rows` dequantised rows of an integer tile (`tile[r * stride + j]`) into `c`.
@@ -510,7 +454,11 @@ fn epilogue(c: &mut [f32], n: usize, r0: usize, rows: usize, c0: usize, w: usize
     }
 }
 
-fn qgemm_groups(m: usize, a: &QRows, b: &QPackedB, c: &mut [f32], kernel_kind: Int8Kernel) {
+/// [`qgemm`] on a given kernel (any kernel computes the same integers from the same
+/// packed weights). A kernel this CPU lacks runs as the portable loop, and so does AVX2 on
+/// weights not packed for it (their 8-bit values could saturate it).
+pub fn qgemm_with(m: usize, a: &QRows, b: &QPackedB, c: &mut [f32], kernel_kind: Int8Kernel) {
+    let kernel_kind = if kernel_kind == Int8Kernel::Avx2 && b.kernel != Int8Kernel::Avx2 { Int8Kernel::Portable } else { kernel_kind };
     let (n, kp, bd) = (b.n, b.kp, &b.data);
     let wpr = kp / 4;
     assert!(a.words.len() >= m * wpr && a.scale.len() >= m && c.len() >= m * n, "qgemm: buffer too small");
@@ -542,180 +490,57 @@ fn qgemm_groups(m: usize, a: &QRows, b: &QPackedB, c: &mut [f32], kernel_kind: I
 }
 
 /// `tile (8, 32) = Σ_g a[r][g] · bp[g]` over `groups` groups of 4 bytes (`seven_bit`: the
-/// rows are 7-bit, so the AVX2 kernel may take its fast path).
+/// rows are 7-bit, so the AVX2 kernel may take its fast path). A kernel the CPU lacks
+/// runs as the portable loop.
 #[inline]
 fn kernel(groups: usize, ap: &[*const u32; MR], rows: usize, bp: &[V64], tile: &mut [i32; MR * NR], kind: Int8Kernel, seven_bit: bool) {
     assert!(bp.len() >= groups * 2);
     #[cfg(target_arch = "x86_64")]
-    match kind {
-        Int8Kernel::Vnni if has_vnni() => {
-            // SAFETY: the CPU has AVX-512F/BW/VNNI (checked). Each `ap[r]` points at
-            // `groups` readable words, `bp` holds `2 * groups` aligned vectors (asserted).
-            unsafe { kernel_vnni(groups, ap, bp, tile) };
-            return;
+    {
+        let cpu = Cpu::detected();
+        match kind {
+            Int8Kernel::Vnni if cpu.avx512_vnni() => {
+                // SAFETY: the CPU has AVX-512F/BW/VNNI (checked). Each `ap[r]` points at
+                // `groups` readable words, `bp` holds `2 * groups` aligned vectors (asserted).
+                unsafe { avx512_vnni::kernel_vnni(groups, ap, bp, tile) };
+                return;
+            }
+            Int8Kernel::AvxVnni if cpu.avx_vnni() => {
+                // SAFETY: the CPU has AVX2 and AVX-VNNI (checked); pointers as above.
+                unsafe { avx_vnni::kernel_avx_vnni(groups, ap, rows, bp, tile) };
+                return;
+            }
+            Int8Kernel::Avx2 if cpu.has(Feature::Avx2) => {
+                // SAFETY: the CPU has AVX2 (checked); pointers as above. The weights are
+                // 7-bit (`qgemm_with` sends only AVX2-packed weights here), so no pair
+                // saturates, and with 7-bit rows no sum of two pairs does either.
+                unsafe {
+                    if seven_bit {
+                        avx2::kernel_avx2_7bit(groups, ap, rows, bp, tile)
+                    } else {
+                        avx2::kernel_avx2(groups, ap, rows, bp, tile)
+                    }
+                };
+                return;
+            }
+            _ => {}
         }
-        Int8Kernel::AvxVnni if has_avx_vnni() => {
-            // SAFETY: the CPU has AVX2 and AVX-VNNI (checked); pointers as above.
-            unsafe { kernel_avx_vnni(groups, ap, rows, bp, tile) };
-            return;
-        }
-        Int8Kernel::Avx2 if has_avx2() => {
-            // SAFETY: the CPU has AVX2 (checked); pointers as above. The weights are
-            // 7-bit (`qgemm` sends only AVX2-packed weights here), so no pair saturates,
-            // and with 7-bit rows no sum of two pairs does either.
-            unsafe {
-                if seven_bit {
-                    kernel_avx2_7bit(groups, ap, rows, bp, tile)
-                } else {
-                    kernel_avx2(groups, ap, rows, bp, tile)
-                }
-            };
-            return;
-        }
-        _ => {}
     }
     let _ = (rows, kind, seven_bit);
-    tile.iter_mut().for_each(|v| *v = 0);
-    for g in 0..groups {
-        let (b0, b1) = (&bp[g * 2].0, &bp[g * 2 + 1].0);
-        for r in 0..MR {
-            // SAFETY: `ap[r]` points at `groups` readable, aligned words (see `qgemm_with`).
-            let av = unsafe { ap[r].wrapping_add(g).read() }.to_le_bytes();
-            let row = &mut tile[r * NR..(r + 1) * NR];
-            for j in 0..NR {
-                let bq = if j < 16 { &b0[j * 4..j * 4 + 4] } else { &b1[(j - 16) * 4..(j - 16) * 4 + 4] };
-                row[j] += (0..4).map(|t| av[t] as i32 * bq[t] as i32).sum::<i32>();
-            }
-        }
-    }
-}
-
-/// `tile (8, 32)` in passes of `R x 16` (`R` rows, 16 columns): per step of `G` groups of 4
-/// bytes, each group's two 16-column weight vectors, and each of the `R` rows' 4 bytes of
-/// each group broadcast to every lane; `step(acc, rows, weights)` adds one row's products
-/// of the `G` groups with 8 columns to `acc`. The `2R` accumulators, the `2G` weight
-/// vectors, the broadcast rows and the step's temporaries fit the 16 ymm registers (4 x 16
-/// with one group a step, 2 x 16 with two). A last step short of `G` groups gets zero rows
-/// and weights for the missing ones. Rows past `rows` (fewer than `R` of them) are
-/// skipped. Inlined into each kernel, so it is compiled with that kernel's instruction set.
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-unsafe fn passes<const R: usize, const G: usize>(
-    groups: usize,
-    ap: &[*const u32; MR],
-    rows: usize,
-    bp: &[V64],
-    tile: &mut [i32; MR * NR],
-    step: impl Fn(std::arch::x86_64::__m256i, [std::arch::x86_64::__m256i; G], [std::arch::x86_64::__m256i; G]) -> std::arch::x86_64::__m256i,
-) {
-    use std::arch::x86_64::*;
-    let t = tile.as_mut_ptr();
-    for half in 0..2 {
-        for r0 in (0..rows.min(MR)).step_by(R) {
-            let mut c = [[_mm256_setzero_si256(); 2]; R];
-            // Bytes of this half's 16 columns: the second 64-byte vector of each group.
-            let mut b = (bp.as_ptr() as *const u8).wrapping_add(half * 64);
-            let mut a: [*const u32; R] = std::array::from_fn(|r| ap[r0 + r]);
-            // One step of `here` (at most `G`) groups. Inlined into the loop below with
-            // `here == G`, its group loops unroll and everything stays in registers.
-            let mut step_groups = |here: usize| {
-                let (mut b0, mut b1) = ([_mm256_setzero_si256(); G], [_mm256_setzero_si256(); G]);
-                for g in 0..here.min(G) {
-                    b0[g] = _mm256_load_si256(b.wrapping_add(g * 128) as *const __m256i);
-                    b1[g] = _mm256_load_si256(b.wrapping_add(g * 128 + 32) as *const __m256i);
-                }
-                for r in 0..R {
-                    // Each group's 4 bytes of the row in every lane (a float broadcast of the same bits).
-                    let mut av = [_mm256_setzero_si256(); G];
-                    for (g, v) in av.iter_mut().enumerate().take(here) {
-                        *v = _mm256_castps_si256(_mm256_broadcast_ss(&*(a[r].wrapping_add(g) as *const f32)));
-                    }
-                    c[r][0] = step(c[r][0], av, b0);
-                    c[r][1] = step(c[r][1], av, b1);
-                    a[r] = a[r].wrapping_add(here);
-                }
-                b = b.wrapping_add(128 * here);
-            };
-            for _ in 0..groups / G {
-                step_groups(G);
-            }
-            if groups % G != 0 {
-                step_groups(groups % G);
-            }
-            for r in 0..R {
-                let row = t.wrapping_add((r0 + r) * NR + half * 16);
-                _mm256_storeu_si256(row as *mut __m256i, c[r][0]);
-                _mm256_storeu_si256(row.wrapping_add(8) as *mut __m256i, c[r][1]);
-            }
-        }
-    }
-}
-
-/// [`passes`] with `vpmaddubsw` (u8 · i8 pairs into i16), `vpmaddwd` by ones (pairs
-/// of i16 into i32) and `vpaddd`: one of each per 32 products.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn kernel_avx2(groups: usize, ap: &[*const u32; MR], rows: usize, bp: &[V64], tile: &mut [i32; MR * NR]) {
-    use std::arch::x86_64::*;
-    let ones = _mm256_set1_epi16(1);
-    passes::<4, 1>(groups, ap, rows, bp, tile, |c, [av], [b]| _mm256_add_epi32(c, _mm256_madd_epi16(_mm256_maddubs_epi16(av, b), ones)));
-}
-
-/// [`kernel_avx2`] for 7-bit activations: two groups' `vpmaddubsw` results are added in
-/// i16 (`vpaddw`) before one `vpmaddwd`, so 64 products take three multiply-pipe
-/// instructions instead of four. Exact because each pair is at most `2 · 127 · 63 = 16002`
-/// in magnitude, so two of them stay below `2^15`. Passes of 2 x 16: four weight vectors
-/// a step, and with 4 rows the 17 live vectors would spill one accumulator.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn kernel_avx2_7bit(groups: usize, ap: &[*const u32; MR], rows: usize, bp: &[V64], tile: &mut [i32; MR * NR]) {
-    use std::arch::x86_64::*;
-    let ones = _mm256_set1_epi16(1);
-    passes::<2, 2>(groups, ap, rows, bp, tile, |c, [a0, a1], [b0, b1]| {
-        let pairs = _mm256_add_epi16(_mm256_maddubs_epi16(a0, b0), _mm256_maddubs_epi16(a1, b1));
-        _mm256_add_epi32(c, _mm256_madd_epi16(pairs, ones))
-    });
-}
-
-/// [`passes`] with one AVX-VNNI `vpdpbusd` in place of `vpmaddubsw` + `vpmaddwd` +
-/// `vpaddd` (no i16 stage, so no saturation: any 8-bit weights are exact).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,avxvnni")]
-unsafe fn kernel_avx_vnni(groups: usize, ap: &[*const u32; MR], rows: usize, bp: &[V64], tile: &mut [i32; MR * NR]) {
-    use std::arch::x86_64::*;
-    passes::<4, 1>(groups, ap, rows, bp, tile, |c, [av], [b]| _mm256_dpbusd_avx_epi32(c, av, b));
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn kernel_vnni(groups: usize, ap: &[*const u32; MR], bp: &[V64], tile: &mut [i32; MR * NR]) {
-    use std::arch::x86_64::*;
-    let mut c = [[_mm512_setzero_si512(); 2]; MR];
-    let mut b = bp.as_ptr();
-    let mut a = *ap;
-    for _ in 0..groups {
-        // Aligned loads and pointer bumps only: debug builds add no checks that spill.
-        let b0 = _mm512_load_si512(b as *const __m512i);
-        let b1 = _mm512_load_si512(b.wrapping_add(1) as *const __m512i);
-        for r in 0..MR {
-            // Broadcast the row's 4 bytes to all 16 lanes (a float load of the same bits).
-            let av = _mm512_castps_si512(_mm512_broadcastss_ps(_mm_load_ss(a[r] as *const f32)));
-            c[r][0] = _mm512_dpbusd_epi32(c[r][0], av, b0);
-            c[r][1] = _mm512_dpbusd_epi32(c[r][1], av, b1);
-            a[r] = a[r].wrapping_add(1);
-        }
-        b = b.wrapping_add(2);
-    }
-    let t = tile.as_mut_ptr();
-    for r in 0..MR {
-        _mm512_storeu_si512(t.wrapping_add(r * NR) as *mut __m512i, c[r][0]);
-        _mm512_storeu_si512(t.wrapping_add(r * NR + 16) as *mut __m512i, c[r][1]);
-    }
+    portable::kernel(groups, ap, bp, tile)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::testutil::{gmacs, rel_error, rnd};
+    use crate::testutil::{rel_error, rnd};
+
+    fn runs_here(k: Int8Kernel) -> bool {
+        let ok = runs_on(k, Cpu::detected());
+        if !ok {
+            eprintln!("no {} here: that kernel is not compared", k.name());
+        }
+        ok
+    }
     use super::*;
 
     #[test]
@@ -729,11 +554,11 @@ mod tests {
             let mut qa = QRows::default();
             qa.quantize(&a, m, k);
             let mut portable = vec![f32::NAN; m * n];
-            qgemm_groups(m, &qa, &qb, &mut portable, Int8Kernel::Portable);
+            qgemm_with(m, &qa, &qb, &mut portable, Int8Kernel::Portable);
             for kind in [Int8Kernel::Vnni, Int8Kernel::AvxVnni] {
                 if runs_here(kind) {
                     let mut fast = vec![f32::NAN; m * n];
-                    qgemm_groups(m, &qa, &qb, &mut fast, kind);
+                    qgemm_with(m, &qa, &qb, &mut fast, kind);
                     assert_eq!(fast, portable, "({m},{k},{n}): {} and portable kernels differ", kind.name());
                 }
             }
@@ -742,18 +567,18 @@ mod tests {
             // even group counts).
             let q7 = QPackedB::quantize_for(&b, k, n, Int8Kernel::Avx2);
             let mut qa7 = QRows::default();
-            // (What `quantize_for` gives AVX2 weights unless `LF_INT8_ACT8=1`.)
+            // (What `quantize_for` gives AVX2 weights unless `int8_act8` is set.)
             qa7.quantize_to(&a, m, k, 127);
             let mut portable7 = vec![f32::NAN; m * n];
-            qgemm_groups(m, &qa, &q7, &mut portable7, Int8Kernel::Portable);
+            qgemm_with(m, &qa, &q7, &mut portable7, Int8Kernel::Portable);
             let mut portable77 = vec![f32::NAN; m * n];
-            qgemm_groups(m, &qa7, &q7, &mut portable77, Int8Kernel::Portable);
+            qgemm_with(m, &qa7, &q7, &mut portable77, Int8Kernel::Portable);
             for kind in [Int8Kernel::Avx2, Int8Kernel::Vnni, Int8Kernel::AvxVnni] {
                 if runs_here(kind) {
                     let mut fast = vec![f32::NAN; m * n];
-                    qgemm_groups(m, &qa, &q7, &mut fast, kind);
+                    qgemm_with(m, &qa, &q7, &mut fast, kind);
                     assert_eq!(fast, portable7, "({m},{k},{n}): {} and portable kernels differ on 7-bit weights", kind.name());
-                    qgemm_groups(m, &qa7, &q7, &mut fast, kind);
+                    qgemm_with(m, &qa7, &q7, &mut fast, kind);
                     assert_eq!(fast, portable77, "({m},{k},{n}): {} and portable kernels differ on 7-bit weights and activations", kind.name());
                 }
             }
@@ -762,7 +587,7 @@ mod tests {
             let mut auto = vec![f32::NAN; m * n];
             qgemm(m, &qa, &qauto, &mut auto);
             let mut want_auto = vec![f32::NAN; m * n];
-            qgemm_groups(m, &qa, &qauto, &mut want_auto, Int8Kernel::Portable);
+            qgemm_with(m, &qa, &qauto, &mut want_auto, Int8Kernel::Portable);
             assert_eq!(auto, want_auto, "({m},{k},{n}): {} and portable kernels differ", int8_kernel().name());
             for (levels, top, got) in [(127.0, 255.0, &portable), (63.0, 255.0, &portable7), (63.0, 127.0, &portable77)] {
                 // Error bound: each term's error is at most half a step of each factor.
@@ -861,54 +686,43 @@ mod tests {
 
     #[test]
     fn kernel_choice_falls_back_in_order() {
-        assert_eq!(pick_kernel("portable"), Int8Kernel::Portable);
+        let cpu = Cpu::detected();
+        assert_eq!(pick_kernel(cpu, Some(Int8Kernel::Portable)), Int8Kernel::Portable);
+        assert_eq!(pick_kernel(Cpu::portable(), None), Int8Kernel::Portable);
         // The first of `list` this CPU has, else portable.
         let best_from = |list: &[(Int8Kernel, bool)]| list.iter().find(|(_, ok)| *ok).map(|(k, _)| *k).unwrap_or(Int8Kernel::Portable);
-        assert_eq!(pick_kernel("avx2"), best_from(&[(Int8Kernel::Avx2, has_avx2())]));
-        let from_avx_vnni = [(Int8Kernel::AvxVnni, has_avx_vnni()), (Int8Kernel::Avx2, has_avx2())];
-        assert_eq!(pick_kernel("avx-vnni"), best_from(&from_avx_vnni));
-        let all = [(Int8Kernel::Vnni, has_vnni()), (Int8Kernel::AvxVnni, has_avx_vnni()), (Int8Kernel::Avx2, has_avx2())];
-        assert_eq!(pick_kernel(""), best_from(&all));
-        assert_eq!(pick_kernel("vnni"), best_from(&all));
+        let (vnni, avx_vnni, avx2) = (cpu.avx512_vnni(), cpu.avx_vnni(), cpu.has(Feature::Avx2));
+        assert_eq!(pick_kernel(cpu, Some(Int8Kernel::Avx2)), best_from(&[(Int8Kernel::Avx2, avx2)]));
+        assert_eq!(pick_kernel(cpu, Some(Int8Kernel::AvxVnni)), best_from(&[(Int8Kernel::AvxVnni, avx_vnni), (Int8Kernel::Avx2, avx2)]));
+        let all = [(Int8Kernel::Vnni, vnni), (Int8Kernel::AvxVnni, avx_vnni), (Int8Kernel::Avx2, avx2)];
+        assert_eq!(pick_kernel(cpu, None), best_from(&all));
+        assert_eq!(pick_kernel(cpu, Some(Int8Kernel::Vnni)), best_from(&all));
+        // Turning VNNI off leaves AVX2.
+        let no_vnni = cpu.restricted(&crate::KernelOptions { no_vnni: true, ..Default::default() });
+        assert_eq!(pick_kernel(no_vnni, None), best_from(&[(Int8Kernel::Avx2, avx2)]));
+        for k in PREFERENCE {
+            assert_eq!(Int8Kernel::from_name(k.name()), Some(k));
+        }
     }
 
-    /// Throughput of the encoder's largest product, on one thread, for every int8 kernel
-    /// this CPU runs (and the AVX2 one with 8-bit activations) against fp32: the best of 5
-    /// interleaved rounds, as the speed of a shared VM drifts (`cargo test --release
-    /// int8_throughput -- --ignored --nocapture`).
     #[test]
-    #[ignore]
-    fn int8_throughput() {
-        let (m, k, n) = (512, 384, 1536);
-        let mut s = 5u64;
-        let a: Vec<f32> = (0..m * k).map(|_| rnd(&mut s)).collect();
-        let b: Vec<f32> = (0..k * n).map(|_| rnd(&mut s)).collect();
-        let pb = super::super::gemm::PackedB::pack(&b, k, n);
-        let mut qa = QRows::default();
-        let mut c = vec![0f32; m * n];
-        // (name, packed weights, kernel, activation levels)
-        let mut runs: Vec<(String, QPackedB, Int8Kernel, u8)> = Vec::new();
-        for kind in PREFERENCE.into_iter().filter(|&k| runs_here(k)) {
-            let qb = QPackedB::quantize_for(&b, k, n, kind);
-            if kind == Int8Kernel::Avx2 {
-                runs.push(("avx2, 8-bit activations".into(), qb.clone(), kind, 255));
-            }
-            runs.push((kind.name().into(), qb, kind, activation_top(kind)));
+    fn quantiser_paths_agree_with_the_portable_ones() {
+        let mut s = 29u64;
+        let cpu = Cpu::detected();
+        if !cpu.avx2_fma() {
+            eprintln!("no AVX2/FMA here: nothing to compare");
+            return;
         }
-        let (mut f32r, mut best) = (0f64, vec![0f64; runs.len()]);
-        for _ in 0..5 {
-            f32r = f32r.max(gmacs(m, k, n, 8, || super::super::gemm::gemm(m, &a, &pb, &mut c)));
-            for ((_, qb, kind, top), best) in runs.iter().zip(&mut best) {
-                let q = gmacs(m, k, n, 8, || {
-                    qa.quantize_to(&a, m, k, *top);
-                    qgemm_groups(m, &qa, qb, &mut c, *kind);
-                });
-                *best = best.max(q);
-            }
-        }
-        println!("fp32 {f32r:.1} GMAC/s (default int8 kernel: {})", int8_kernel().name());
-        for ((name, ..), q) in runs.iter().zip(&best) {
-            println!("int8 ({name}) {q:.1} GMAC/s: {:.2}x fp32", q / f32r);
+        for n in [0, 1, 7, 8, 9, 31, 32, 33, 40, 100, 384] {
+            let row: Vec<f32> = (0..n).map(|_| rnd(&mut s) * 300.0).collect();
+            let (mut a, mut b) = (vec![0i8; n], vec![0i8; n]);
+            let sa = quantize_symmetric_with(cpu, &row, 0.3, 63.0, &mut a);
+            let sb = quantize_symmetric_with(Cpu::portable(), &row, 0.3, 63.0, &mut b);
+            assert_eq!((sa, &a), (sb, &b), "symmetric, n {n}");
+            let (mut a, mut b) = (vec![0u8; n], vec![0u8; n]);
+            quantize_row_with(cpu, &row, 0.7, 100.5, 255.0, &mut a);
+            quantize_row_with(Cpu::portable(), &row, 0.7, 100.5, 255.0, &mut b);
+            assert_eq!(a, b, "rows, n {n}");
         }
     }
 }

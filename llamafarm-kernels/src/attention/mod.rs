@@ -7,9 +7,17 @@
 //! consecutive value dimensions. The queries that share a KV head (grouped-query
 //! attention) and, in a prefill, four consecutive tokens are one block, so each key and
 //! value row is read once for up to `4 x group` queries.
+//!
+//! Both products are one block product (`avx2.rs`: AVX2 with FMA; `portable.rs`), chosen
+//! at run time from the [`Cpu`].
 
-use super::team::{share, Disjoint, Team};
-use crate::embed::encoder::exp;
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+mod portable;
+
+use crate::math::exp;
+use crate::team::{share, Disjoint, Team};
+use crate::Cpu;
 
 /// Positions are allocated in multiples of this (the widest key block).
 const POS_ALIGN: usize = 64;
@@ -79,7 +87,14 @@ pub struct Heads {
 
 /// Causal attention of `n` new tokens at positions `p0..p0 + n` (already in `cache`,
 /// layer `layer`): `q` is `n x heads x head_dim`, scaled; `out` gets the same shape.
+#[allow(clippy::too_many_arguments)]
 pub fn attention(h: &Heads, q: &[f32], q_stride: usize, cache: &KvCache, layer: usize, p0: usize, n: usize, out: &mut [f32], team: &Team) {
+    attention_with(Cpu::active(), h, q, q_stride, cache, layer, p0, n, out, team)
+}
+
+/// [`attention`] on the best path `cpu` allows (AVX2 with FMA, else portable).
+#[allow(clippy::too_many_arguments)]
+pub fn attention_with(cpu: Cpu, h: &Heads, q: &[f32], q_stride: usize, cache: &KvCache, layer: usize, p0: usize, n: usize, out: &mut [f32], team: &Team) {
     let (hd, group) = (h.head_dim, h.heads / h.kv_heads);
     let dim = h.heads * hd;
     assert!(p0 + n <= cache.cap && out.len() == n * dim, "attention shape");
@@ -111,7 +126,7 @@ pub fn attention(h: &Heads, q: &[f32], q_stride: usize, cache: &KvCache, layer: 
             s.o.clear();
             s.o.resize(m * hd, 0.0);
             let kh = &kt[kvh * hd * cache.cap..(kvh + 1) * hd * cache.cap];
-            attend(&mut s, hd, kh, cache.cap, v, cache.kvd, kvh * hd);
+            attend(cpu, &mut s, hd, kh, cache.cap, v, cache.kvd, kvh * hd);
             let mut i = 0;
             for t in tokens.clone() {
                 for hh in heads.clone() {
@@ -143,7 +158,8 @@ struct Scratch {
 
 /// Attention of the scratch's queries over one KV head: `kt` its keys (`hd` rows of
 /// `cap`), `v` the values (`kvd` wide, this head's at `off`).
-fn attend(s: &mut Scratch, hd: usize, kt: &[f32], cap: usize, v: &[f32], kvd: usize, off: usize) {
+#[allow(clippy::too_many_arguments)]
+fn attend(cpu: Cpu, s: &mut Scratch, hd: usize, kt: &[f32], cap: usize, v: &[f32], kvd: usize, off: usize) {
     let m = s.lens.len();
     let lmax = s.lens.iter().copied().max().unwrap_or(0);
     let lp = lmax.next_multiple_of(POS_ALIGN).min(cap);
@@ -159,10 +175,10 @@ fn attend(s: &mut Scratch, hd: usize, kt: &[f32], cap: usize, v: &[f32], kvd: us
         }
         let rows = &mut s.s[i0 * lp..(i0 + mr) * lp];
         match mr {
-            4 => scores::<4, 16>(&s.t, kt, cap, lp, rows),
-            3 => scores::<3, 16>(&s.t, kt, cap, lp, rows),
-            2 => scores::<2, 32>(&s.t, kt, cap, lp, rows),
-            _ => scores::<1, 64>(&s.t, kt, cap, lp, rows),
+            4 => scores::<4, 16>(cpu, &s.t, kt, cap, lp, rows),
+            3 => scores::<3, 16>(cpu, &s.t, kt, cap, lp, rows),
+            2 => scores::<2, 32>(cpu, &s.t, kt, cap, lp, rows),
+            _ => scores::<1, 64>(cpu, &s.t, kt, cap, lp, rows),
         }
         i0 += mr;
     }
@@ -186,10 +202,10 @@ fn attend(s: &mut Scratch, hd: usize, kt: &[f32], cap: usize, v: &[f32], kvd: us
         let o = &mut s.o[i0 * hd..(i0 + mr) * hd];
         let vh = |k: usize| &v[k * kvd + off..k * kvd + off + hd];
         match mr {
-            4 if hd % 16 == 0 => weigh::<4, 16>(&s.t, len, v, kvd, off, hd, o),
-            3 if hd % 16 == 0 => weigh::<3, 16>(&s.t, len, v, kvd, off, hd, o),
-            2 if hd % 32 == 0 => weigh::<2, 32>(&s.t, len, v, kvd, off, hd, o),
-            1 if hd % 64 == 0 => weigh::<1, 64>(&s.t, len, v, kvd, off, hd, o),
+            4 if hd % 16 == 0 => weigh::<4, 16>(cpu, &s.t, len, v, kvd, off, hd, o),
+            3 if hd % 16 == 0 => weigh::<3, 16>(cpu, &s.t, len, v, kvd, off, hd, o),
+            2 if hd % 32 == 0 => weigh::<2, 32>(cpu, &s.t, len, v, kvd, off, hd, o),
+            1 if hd % 64 == 0 => weigh::<1, 64>(cpu, &s.t, len, v, kvd, off, hd, o),
             _ => {
                 for k in 0..len {
                     let vr = vh(k);
@@ -208,26 +224,24 @@ fn attend(s: &mut Scratch, hd: usize, kt: &[f32], cap: usize, v: &[f32], kvd: us
 /// positions, `NR` at a time (`lp` and `cap` are multiples of `NR`, which is a multiple
 /// of 8).
 #[inline(always)]
-fn scores<const MR: usize, const NR: usize>(qt: &[f32], kt: &[f32], cap: usize, lp: usize, out: &mut [f32]) {
+fn scores<const MR: usize, const NR: usize>(cpu: Cpu, qt: &[f32], kt: &[f32], cap: usize, lp: usize, out: &mut [f32]) {
     let hd = qt.len() / MR;
     assert!(kt.len() >= hd * cap && lp <= cap && out.len() >= MR * lp && NR % 8 == 0);
     let mut k0 = 0;
     while k0 + NR <= lp {
         let mut acc = [[0f32; NR]; MR];
-        #[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
-        // SAFETY: `d < hd` rows of `cap` keys, `k0 + NR <= lp <= cap` (checked above);
-        // `qt` has `hd * MR` values.
-        unsafe {
-            x86::block::<MR, NR>(qt.as_ptr(), kt.as_ptr().wrapping_add(k0), cap, hd, &mut acc);
+        #[cfg(target_arch = "x86_64")]
+        if cpu.avx2_fma() {
+            // SAFETY: the CPU has AVX2 and FMA; `d < hd` rows of `cap` keys, `k0 + NR <=
+            // lp <= cap` (checked above); `qt` has `hd * MR` values.
+            unsafe { avx2::block::<MR, NR>(qt.as_ptr(), kt.as_ptr().wrapping_add(k0), cap, hd, &mut acc) };
+        } else {
+            portable::block::<MR, NR>(qt, &kt[k0..], cap, hd, &mut acc);
         }
-        #[cfg(not(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma")))]
-        for (row, qd) in kt.chunks_exact(cap).zip(qt.chunks_exact(MR)) {
-            let kr = &row[k0..k0 + NR];
-            for i in 0..MR {
-                for j in 0..NR {
-                    acc[i][j] = qd[i].mul_add(kr[j], acc[i][j]);
-                }
-            }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = cpu;
+            portable::block::<MR, NR>(qt, &kt[k0..], cap, hd, &mut acc);
         }
         for (i, a) in acc.iter().enumerate() {
             out[i * lp + k0..i * lp + k0 + NR].copy_from_slice(a);
@@ -238,26 +252,26 @@ fn scores<const MR: usize, const NR: usize>(qt: &[f32], kt: &[f32], cap: usize, 
 
 /// `out[i] = sum_k w[k][i] v_k` for `MR` queries (`wt`: `len x MR`), `NR` value
 /// dimensions at a time (`hd` a multiple of `NR`, `NR` of 8).
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn weigh<const MR: usize, const NR: usize>(wt: &[f32], len: usize, v: &[f32], kvd: usize, off: usize, hd: usize, out: &mut [f32]) {
+fn weigh<const MR: usize, const NR: usize>(cpu: Cpu, wt: &[f32], len: usize, v: &[f32], kvd: usize, off: usize, hd: usize, out: &mut [f32]) {
     assert!(wt.len() >= len * MR && (len == 0 || v.len() >= (len - 1) * kvd + off + hd) && out.len() >= MR * hd && hd % NR == 0 && NR % 8 == 0);
     let mut d0 = 0;
     while d0 < hd {
         let mut acc = [[0f32; NR]; MR];
-        #[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
-        // SAFETY: `len` rows of `kvd` values, each read at `off + d0 .. off + d0 + NR <=
-        // off + hd` (checked above); `wt` has `len * MR` weights.
-        unsafe {
-            x86::block::<MR, NR>(wt.as_ptr(), v.as_ptr().wrapping_add(off + d0), kvd, len, &mut acc);
+        #[cfg(target_arch = "x86_64")]
+        if cpu.avx2_fma() {
+            // SAFETY: the CPU has AVX2 and FMA; `len` rows of `kvd` values, each read at
+            // `off + d0 .. off + d0 + NR <= off + hd` (checked above); `wt` has `len * MR`
+            // weights.
+            unsafe { avx2::block::<MR, NR>(wt.as_ptr(), v.as_ptr().wrapping_add(off + d0), kvd, len, &mut acc) };
+        } else {
+            portable::block::<MR, NR>(wt, &v[off + d0..], kvd, len, &mut acc);
         }
-        #[cfg(not(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma")))]
-        for (k, wk) in wt.chunks_exact(MR).take(len).enumerate() {
-            let vr = &v[k * kvd + off + d0..k * kvd + off + d0 + NR];
-            for i in 0..MR {
-                for j in 0..NR {
-                    acc[i][j] = wk[i].mul_add(vr[j], acc[i][j]);
-                }
-            }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = cpu;
+            portable::block::<MR, NR>(wt, &v[off + d0..], kvd, len, &mut acc);
         }
         for (i, a) in acc.iter().enumerate() {
             out[i * hd + d0..i * hd + d0 + NR].copy_from_slice(a);
@@ -266,56 +280,9 @@ fn weigh<const MR: usize, const NR: usize>(wt: &[f32], len: usize, v: &[f32], kv
     }
 }
 
-#[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
-mod x86 {
-    use std::arch::x86_64::*;
-
-    /// `acc[i][..] = sum_s a[s][i] * b[s][..]` over `steps` steps: `a` holds `MR` values
-    /// per step, `b` `NR` consecutive values per step, `stride` apart. Both attention
-    /// halves are this product (scores: queries times key rows; weighted values:
-    /// weights times value rows).
-    ///
-    /// # Safety
-    /// `a` must have `steps * MR` values and each `b + s * stride` `NR` (a multiple of 8).
-    #[inline(always)]
-    pub(super) unsafe fn block<const MR: usize, const NR: usize>(a: *const f32, b: *const f32, stride: usize, steps: usize, acc: &mut [[f32; NR]; MR]) {
-        // At most 8 accumulators (MR * NR / 8), unrolled by the `act!` pattern below: the
-        // bounds are constants, so every branch but the live ones folds away.
-        let mut c = [_mm256_setzero_ps(); 8];
-        let nv = NR / 8;
-        const { assert!(MR * NR <= 64 && NR % 8 == 0) };
-        for s in 0..steps {
-            let bs = b.wrapping_add(s * stride);
-            let a_s = a.wrapping_add(s * MR);
-            macro_rules! lane {
-                ($k:literal) => {
-                    if $k < MR * nv {
-                        let (i, v) = ($k / nv, $k % nv);
-                        let bv = _mm256_loadu_ps(bs.wrapping_add(8 * v));
-                        c[$k] = _mm256_fmadd_ps(_mm256_set1_ps(a_s.wrapping_add(i).read()), bv, c[$k]);
-                    }
-                };
-            }
-            lane!(0);
-            lane!(1);
-            lane!(2);
-            lane!(3);
-            lane!(4);
-            lane!(5);
-            lane!(6);
-            lane!(7);
-        }
-        for i in 0..MR {
-            for v in 0..nv {
-                _mm256_storeu_ps(acc[i].as_mut_ptr().wrapping_add(8 * v), c[i * nv + v]);
-            }
-        }
-    }
-}
-
 /// Sum in eight independent lanes (vectorised).
 #[inline]
-pub(super) fn sum(a: &[f32]) -> f32 {
+pub fn sum(a: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
     let c = a.chunks_exact(8);
     let tail: f32 = c.remainder().iter().sum();
@@ -361,6 +328,12 @@ mod tests {
             let q = rnd(n * dim);
             let mut out = vec![f32::NAN; n * dim];
             attention(&h, &q, dim, &cache, 0, p0, n, &mut out, &team);
+            // The portable path agrees with whatever this CPU runs, to rounding.
+            let mut port = vec![f32::NAN; n * dim];
+            attention_with(Cpu::portable(), &h, &q, dim, &cache, 0, p0, n, &mut port, &team);
+            for (a, b) in out.iter().zip(&port) {
+                assert!((a - b).abs() < 1e-5, "n {n}: {a} vs portable {b}");
+            }
             for t in 0..n {
                 for hh in 0..heads {
                     let off = hh / (heads / kv_heads) * hd;

@@ -1,5 +1,5 @@
-//! bfloat16 matrix products for the encoder's linear layers (the default on CPUs with
-//! AVX-512 BF16, see [`super::Precision`]).
+//! bfloat16 matrix products for the encoder's linear layers (its default precision on
+//! CPUs with AVX-512 BF16) and its attention.
 //!
 //! `C (m, n) ≈ A (m, k) · B (k, n)` with both factors rounded to bfloat16 (round to
 //! nearest even: fp32's exponent, 8 bits of mantissa) and every product accumulated
@@ -24,8 +24,21 @@
 //! pair row of a `B` panel is 16 columns of two bf16, 64 bytes), so the tiles read
 //! them in place with a stride. Rows and columns past the last full block, and a `k`
 //! that is not a multiple of 32, go to the AVX-512 kernel.
+//!
+//! One file per instruction set: `amx.rs` (tiles, the block product, the AMX routes of
+//! [`bgemm`] and [`attention`]), `avx512_bf16.rs` (the micro-kernel and the rounding),
+//! `portable.rs`.
 
-use std::sync::OnceLock;
+#[cfg(target_arch = "x86_64")]
+mod amx;
+#[cfg(target_arch = "x86_64")]
+mod avx512_bf16;
+mod portable;
+
+#[cfg(target_arch = "x86_64")]
+pub use amx::amx_ceilings;
+
+use crate::Cpu;
 
 const NR: usize = 32;
 const MR: usize = 8;
@@ -48,7 +61,7 @@ fn pair(lo: f32, hi: f32) -> u32 {
 
 /// `x` rounded to bfloat16 (nearest, ties to even; NaN stays NaN), as its bits.
 #[inline(always)]
-pub(crate) fn to_bf16(x: f32) -> u16 {
+pub fn to_bf16(x: f32) -> u16 {
     let b = x.to_bits();
     let rounded = b.wrapping_add(0x7fff).wrapping_add((b >> 16) & 1) >> 16;
     // A NaN keeps its sign and a quiet mantissa bit (rounding could carry it to inf).
@@ -58,61 +71,22 @@ pub(crate) fn to_bf16(x: f32) -> u16 {
 
 /// The fp32 value of bfloat16 bits.
 #[inline(always)]
-pub(crate) fn from_bf16(h: u16) -> f32 {
+pub fn from_bf16(h: u16) -> f32 {
     f32::from_bits((h as u32) << 16)
 }
 
-/// Whether this CPU runs the AVX-512 BF16 kernel (AVX-512 F, BW and BF16; checked
-/// once). `LF_NO_BF16=1` (or `LF_NO_AVX512=1`, [`super::has_avx512`]) says no, so the
-/// default precision falls back to int8 or fp32.
+/// Whether the active [`Cpu`] runs the AVX-512 BF16 kernel (AVX-512 F, BW and BF16, not
+/// turned off by [`KernelOptions::no_bf16`](crate::KernelOptions::no_bf16) or
+/// [`KernelOptions::no_avx512`](crate::KernelOptions::no_avx512)).
 pub fn has_bf16() -> bool {
-    static V: OnceLock<bool> = OnceLock::new();
-    *V.get_or_init(|| {
-        if super::env_flag("LF_NO_BF16") {
-            return false;
-        }
-        #[cfg(target_arch = "x86_64")]
-        {
-            super::has_avx512()
-                && std::arch::is_x86_feature_detected!("avx512bw")
-                && std::arch::is_x86_feature_detected!("avx512bf16")
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            false
-        }
-    })
+    Cpu::active().avx512_bf16()
 }
 
-/// Whether `bgemm` runs its full blocks on AMX: the CPU has AMX-TILE and AMX-BF16
-/// (CPUID leaf 7), the AVX-512 BF16 kernel is in use ([`has_bf16`], which covers the
-/// edges), and Linux granted this process the tile data state (`arch_prctl
-/// ARCH_REQ_XCOMP_PERM`, asked once). `LF_NO_AMX=1` says no.
+/// Whether [`bgemm`] runs its full blocks on AMX: the active [`Cpu`] has AMX-TILE and
+/// AMX-BF16 with the tile data state granted, and the AVX-512 BF16 kernel (which covers
+/// the edges); [`KernelOptions::no_amx`](crate::KernelOptions::no_amx) says no.
 pub fn has_amx() -> bool {
-    static V: OnceLock<bool> = OnceLock::new();
-    *V.get_or_init(|| {
-        if super::env_flag("LF_NO_AMX") || !has_bf16() {
-            return false;
-        }
-        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-        {
-            // CPUID leaf 7 exists on every CPU with AVX-512 (checked above).
-            let edx = std::arch::x86_64::__cpuid_count(7, 0).edx;
-            let (amx_bf16, amx_tile) = (edx & (1 << 22) != 0, edx & (1 << 24) != 0);
-            if !(amx_bf16 && amx_tile) {
-                return false;
-            }
-            const ARCH_REQ_XCOMP_PERM: libc::c_long = 0x1023;
-            const XFEATURE_XTILEDATA: libc::c_long = 18;
-            // SAFETY: a plain syscall with integer arguments; it changes only whether this
-            // process may use the tile registers.
-            unsafe { libc::syscall(libc::SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0 }
-        }
-        #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
-        {
-            false
-        }
-    })
+    Cpu::active().amx()
 }
 
 /// A `(k, n)` matrix rounded to bf16 and packed into 32-column panels of row pairs
@@ -225,7 +199,7 @@ fn round_row(row: &[f32], dst: &mut [u32]) {
     if has_bf16() {
         // SAFETY: the CPU has AVX-512 F/BW/BF16 (checked); `dst` has room for
         // `row.len()` bf16 (asserted).
-        done = unsafe { round_bf16(row, dst) };
+        done = unsafe { avx512_bf16::round_bf16(row, dst) };
     }
     let mut src = row[done..].chunks_exact(2);
     for (w, pr) in dst[done / 2..].iter_mut().zip(&mut src) {
@@ -257,21 +231,23 @@ pub struct AttnScratch {
 /// writes and re-reads the whole `len x len` matrix per head).
 ///
 /// With AMX ([`has_amx`]) and `d` a multiple of 32, 32 query rows at a time on the tile
-/// unit instead (`attention_amx`).
+/// unit instead (`amx::attention_amx`).
 pub fn attention(q: &[f32], k: &[f32], v: &[f32], len: usize, d: usize, out: &mut [f32], s: &mut AttnScratch, softmax: impl Fn(&mut [f32]) -> f32) {
     attention_with(q, k, v, len, d, out, s, softmax, has_amx());
 }
 
 #[allow(clippy::too_many_arguments)]
-fn attention_with(q: &[f32], k: &[f32], v: &[f32], len: usize, d: usize, out: &mut [f32], s: &mut AttnScratch, softmax: impl Fn(&mut [f32]) -> f32, amx: bool) {
+/// [`attention`] on AMX when `amx` and the CPU has it, else on the AVX-512 BF16 kernel
+/// where the active [`Cpu`] has it, else on the portable loop.
+pub fn attention_with(q: &[f32], k: &[f32], v: &[f32], len: usize, d: usize, out: &mut [f32], s: &mut AttnScratch, softmax: impl Fn(&mut [f32]) -> f32, amx: bool) {
     assert!(q.len() >= len * d && k.len() >= len * d && v.len() >= len * d && out.len() >= len * d);
     if len == 0 || d == 0 {
         return;
     }
     #[cfg(target_arch = "x86_64")]
-    if amx && has_amx() && d % (2 * AMX_PAIRS) == 0 {
+    if amx && Cpu::detected().amx() && d % (2 * AMX_PAIRS) == 0 {
         // SAFETY: the CPU has AMX with tile data permitted (checked); shapes asserted.
-        unsafe { attention_amx(q, k, v, len, d, out, s, &softmax) };
+        unsafe { amx::attention_amx(q, k, v, len, d, out, s, &softmax) };
         return;
     }
     let _ = amx;
@@ -321,102 +297,35 @@ fn attention_with(q: &[f32], k: &[f32], v: &[f32], len: usize, d: usize, out: &m
     }
 }
 
-/// [`attention`] on AMX, `d` a multiple of 32. Query rows and keys are padded to
-/// whole blocks of 32 (zero rows of `q` and of the packed `v`; the zero columns of
-/// the packed `kᵀ` give padding keys a score of 0, which the softmax never sees: it
-/// gets the first `len` scores of a row, and the weights past `len` are zero). Per block of 32 query
-/// rows: the scores against every key panel ([`Tiles::block_32x32`], `d / 32` steps),
-/// the softmax and rounding row by row, then the product with `v` (`lp / 32` steps).
-///
-/// # Safety
-/// The CPU must have AMX-TILE and AMX-BF16 with tile data permitted ([`has_amx`]).
-#[cfg(target_arch = "x86_64")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn attention_amx(q: &[f32], k: &[f32], v: &[f32], len: usize, d: usize, out: &mut [f32], s: &mut AttnScratch, softmax: &impl Fn(&mut [f32]) -> f32) {
-    let lp = len.next_multiple_of(AMX_ROWS);
-    let (qpairs, ppairs) = (d / 2, lp / 2);
-    let kt = BPackedB::pack_transposed(k, len, d);
-    let vb = BPackedB::pack_padded(v, len, d, lp);
-    assert!(kt.pairs == qpairs && kt.data.len() >= (lp / NR) * qpairs * 2 && vb.pairs == ppairs && vb.data.len() >= (d / NR) * ppairs * 2);
-    s.q.round(q, len, d);
-    s.q.words.resize(lp * qpairs, 0);
-    s.scores.resize(AMX_ROWS * lp, 0.0);
-    s.probs.clear();
-    s.probs.resize(AMX_ROWS * ppairs, 0);
-    s.obuf.resize(AMX_ROWS * d, 0.0);
-    s.inv.resize(AMX_ROWS, 0.0);
-    let tiles = Tiles::load();
-    for r0 in (0..len).step_by(AMX_ROWS) {
-        let rows = AMX_ROWS.min(len - r0);
-        let qa = s.q.words.as_ptr().add(r0 * qpairs) as *const u8;
-        for p in 0..lp / NR {
-            let bp = kt.data.as_ptr().add(p * qpairs * 2) as *const u8;
-            tiles.block_32x32(qa, d * 2, bp, d / 32, s.scores.as_mut_ptr().add(p * NR), lp * 4);
-        }
-        for r in 0..rows {
-            let row = &mut s.scores[r * lp..r * lp + len];
-            s.inv[r] = softmax(row);
-            let dst = &mut s.probs[r * ppairs..(r + 1) * ppairs];
-            round_row(row, dst);
-            dst[len.div_ceil(2)..].fill(0);
-        }
-        // Rows past `rows` hold an earlier block's weights (or zeros): their products
-        // land in `obuf` and are never copied out.
-        for p in 0..d / NR {
-            let bp = vb.data.as_ptr().add(p * ppairs * 2) as *const u8;
-            tiles.block_32x32(s.probs.as_ptr() as *const u8, lp * 2, bp, lp / 32, s.obuf.as_mut_ptr().add(p * NR), d * 4);
-        }
-        for r in 0..rows {
-            let inv = s.inv[r];
-            for (o, t) in out[(r0 + r) * d..(r0 + r + 1) * d].iter_mut().zip(&s.obuf[r * d..(r + 1) * d]) {
-                *o = t * inv;
-            }
-        }
-    }
-}
-
-/// Rounds the leading multiple of 16 of `row` into `dst` (bf16 values in order);
-/// returns how many floats it did.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-unsafe fn round_bf16(row: &[f32], dst: &mut [u32]) -> usize {
-    use std::arch::x86_64::*;
-    let n16 = row.len() / 16 * 16;
-    assert!(dst.len() * 2 >= n16);
-    let (src, out) = (row.as_ptr(), dst.as_mut_ptr() as *mut __m256i);
-    for i in 0..n16 / 16 {
-        let v = _mm512_loadu_ps(src.add(i * 16));
-        // `__m256bh` and `__m256i` are the same 32 bytes.
-        let h: __m256i = std::mem::transmute(_mm512_cvtneps_pbh(v));
-        _mm256_storeu_si256(out.add(i), h);
-    }
-    n16
-}
 
 /// `c (m, n) = bf16(a) · b` with fp32 sums; `a` is `(m, k)` row-major and `c` is
 /// overwritten. `rows` is scratch for the rounded `a`.
 pub fn bgemm(m: usize, a: &[f32], b: &BPackedB, c: &mut [f32], rows: &mut BRows) {
     rows.round(a, m, b.k);
     let kind = if has_amx() {
-        Kind::Amx
+        Bf16Kernel::Amx
     } else if has_bf16() {
-        Kind::Avx512
+        Bf16Kernel::Avx512
     } else {
-        Kind::Portable
+        Bf16Kernel::Portable
     };
-    bgemm_rounded(m, rows, b, c, kind);
+    bgemm_with(m, rows, b, c, kind);
 }
 
-/// Which kernel [`bgemm_rounded`] runs.
+/// Which kernel [`bgemm_with`] runs.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Kind {
+pub enum Bf16Kernel {
+    /// Plain loops (any CPU).
     Portable,
+    /// AVX-512 BF16, 8 x 32.
     Avx512,
     /// AMX for full 32 x 32 blocks, AVX-512 for the rest.
     Amx,
 }
 
-fn bgemm_rounded(m: usize, a: &BRows, b: &BPackedB, c: &mut [f32], kind: Kind) {
+/// `c (m, n) = a · b` from rows already rounded, on `kind` (a kernel the CPU lacks runs
+/// as the next it has: AMX, AVX-512 BF16, portable).
+pub fn bgemm_with(m: usize, a: &BRows, b: &BPackedB, c: &mut [f32], kind: Bf16Kernel) {
     let (n, pairs) = (b.n, b.pairs);
     assert!(a.words.len() >= m * pairs && c.len() >= m * n, "bgemm: buffer too small");
     if m == 0 || n == 0 {
@@ -426,16 +335,16 @@ fn bgemm_rounded(m: usize, a: &BRows, b: &BPackedB, c: &mut [f32], kind: Kind) {
         c[..m * n].iter_mut().for_each(|v| *v = 0.0);
         return;
     }
-    let simd = kind != Kind::Portable;
+    let simd = kind != Bf16Kernel::Portable;
     // Rows below `amx_rows` are done on the tiles (whole blocks of 32, `k` a multiple of 32).
     #[allow(unused_mut)]
     let mut amx_rows = 0;
     #[cfg(target_arch = "x86_64")]
-    if kind == Kind::Amx && has_amx() && pairs % AMX_PAIRS == 0 && m >= AMX_ROWS {
+    if kind == Bf16Kernel::Amx && Cpu::detected().amx() && pairs % AMX_PAIRS == 0 && m >= AMX_ROWS {
         amx_rows = m / AMX_ROWS * AMX_ROWS;
         // SAFETY: the CPU has AMX-TILE/BF16 and the process may use tile data (checked);
         // `a` holds `m >= amx_rows` rows of `pairs` words and `c` `m * n` floats (asserted).
-        unsafe { bgemm_amx(amx_rows, a, b, c) };
+        unsafe { amx::bgemm_amx(amx_rows, a, b, c) };
     }
     if amx_rows == m {
         return;
@@ -468,135 +377,6 @@ const AMX_ROWS: usize = 32;
 /// Pairs of `k` per AMX step (a tile row of `A` is 32 bf16, 64 bytes).
 const AMX_PAIRS: usize = 16;
 
-/// The tile configuration: palette 1, tiles 0-7 all 16 rows of 64 bytes (tiles 0-3
-/// hold `C`, 4-5 `A`, 6-7 `B`).
-#[cfg(target_arch = "x86_64")]
-#[repr(C, align(64))]
-struct TileConfig([u8; 64]);
-
-#[cfg(target_arch = "x86_64")]
-impl TileConfig {
-    fn new() -> Self {
-        let mut c = [0u8; 64];
-        c[0] = 1;
-        for t in 0..8 {
-            c[16 + 2 * t] = 64; // bytes per row (u16, little-endian)
-            c[48 + t] = 16; // rows
-        }
-        TileConfig(c)
-    }
-}
-
-/// Loads the tile configuration ([`TileConfig`]) on this thread for as long as it lives;
-/// dropping it releases the tiles.
-#[cfg(target_arch = "x86_64")]
-struct Tiles;
-
-#[cfg(target_arch = "x86_64")]
-impl Tiles {
-    /// # Safety
-    /// The CPU must have AMX-TILE with tile data permitted ([`has_amx`]).
-    unsafe fn load() -> Self {
-        let cfg = TileConfig::new();
-        std::arch::asm!("ldtilecfg [{}]", in(reg) cfg.0.as_ptr(), options(nostack, readonly));
-        Tiles
-    }
-
-    /// `dst (32, 32) = A (32, 32·steps) · B (32·steps, 32)` in bf16 with fp32 sums: `a`
-    /// is the first of 32 rows of bf16 values `sa` bytes apart; `b` is a 32-column panel
-    /// of pair rows (128 bytes each: columns 0-15, then 16-31); `dst` gets 32 rows of 32
-    /// floats `sc` bytes apart. Per step of 32 along `k`: two `A` tiles (rows 0-15,
-    /// 16-31), two `B` tiles (columns 0-15, 16-31), four `tdpbf16ps` into tiles 0-3.
-    ///
-    /// # Safety
-    /// `a` must have 32 readable rows of `64 · steps` bytes, `b` `16 · steps` pair rows
-    /// of 128 bytes, `dst` 32 writable rows of 128 bytes.
-    #[inline(always)]
-    unsafe fn block_32x32(&self, a: *const u8, sa: usize, b: *const u8, steps: usize, dst: *mut f32, sc: usize) {
-        use std::arch::asm;
-        asm!("tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3", options(nostack, nomem));
-        let a1 = a.add(16 * sa);
-        for st in 0..steps {
-            let (ao, bo) = (st * 64, st * AMX_PAIRS * 128);
-            asm!(
-                "tileloadd tmm4, [{a0} + {sa}*1]",
-                "tileloadd tmm5, [{a1} + {sa}*1]",
-                "tileloadd tmm6, [{b0} + {sb}*1]",
-                "tileloadd tmm7, [{b1} + {sb}*1]",
-                "tdpbf16ps tmm0, tmm4, tmm6",
-                "tdpbf16ps tmm1, tmm4, tmm7",
-                "tdpbf16ps tmm2, tmm5, tmm6",
-                "tdpbf16ps tmm3, tmm5, tmm7",
-                a0 = in(reg) a.add(ao),
-                a1 = in(reg) a1.add(ao),
-                b0 = in(reg) b.add(bo),
-                b1 = in(reg) b.add(bo + 64),
-                sa = in(reg) sa,
-                sb = in(reg) 128usize,
-                options(nostack, readonly),
-            );
-        }
-        let half = (dst as *mut u8).add(16 * sc) as *mut f32;
-        asm!(
-            "tilestored [{d0} + {sc}*1], tmm0",
-            "tilestored [{d1} + {sc}*1], tmm1",
-            "tilestored [{d2} + {sc}*1], tmm2",
-            "tilestored [{d3} + {sc}*1], tmm3",
-            d0 = in(reg) dst,
-            d1 = in(reg) dst.add(16),
-            d2 = in(reg) half,
-            d3 = in(reg) half.add(16),
-            sc = in(reg) sc,
-            options(nostack),
-        );
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-impl Drop for Tiles {
-    fn drop(&mut self) {
-        // SAFETY: the tiles were configured by `load` on this thread.
-        unsafe { std::arch::asm!("tilerelease", options(nostack, nomem)) };
-    }
-}
-
-/// The first `m` rows of `c (m, n) = a · b` on AMX, `m` a multiple of 32 and `b.pairs`
-/// a multiple of 16: 32 x 32 blocks ([`Tiles::block_32x32`]) reading `A`'s rows and
-/// `B`'s panels in place. Full panels store straight into `c`; a last, partial panel
-/// (its padding columns are zero) goes through a 32 x 32 buffer.
-///
-/// # Safety
-/// The CPU must have AMX-TILE and AMX-BF16 with tile data permitted ([`has_amx`]).
-#[cfg(target_arch = "x86_64")]
-unsafe fn bgemm_amx(m: usize, a: &BRows, b: &BPackedB, c: &mut [f32]) {
-    let (n, pairs) = (b.n, b.pairs);
-    assert!(m % AMX_ROWS == 0 && pairs % AMX_PAIRS == 0 && a.words.len() >= m * pairs && c.len() >= m * n);
-    let tiles = Tiles::load();
-    let panels = n.div_ceil(NR);
-    let steps = pairs / AMX_PAIRS;
-    let mut buf = [0f32; AMX_ROWS * NR];
-    // Row blocks sized like the AVX-512 path's, so a block of `A` stays in L2 while
-    // every panel of `B` passes over it.
-    let mc = ((A_BLOCK_BYTES / (4 * pairs)) / AMX_ROWS * AMX_ROWS).clamp(AMX_ROWS, 4 * AMX_ROWS);
-    for i0 in (0..m).step_by(mc) {
-        for p in 0..panels {
-            let bp = b.data.as_ptr().add(p * pairs * 2) as *const u8;
-            let (c0, w) = (p * NR, NR.min(n - p * NR));
-            for r0 in (i0..(i0 + mc).min(m)).step_by(AMX_ROWS) {
-                let a0 = a.words.as_ptr().add(r0 * pairs) as *const u8;
-                if w == NR {
-                    tiles.block_32x32(a0, pairs * 4, bp, steps, c.as_mut_ptr().add(r0 * n + c0), n * 4);
-                } else {
-                    tiles.block_32x32(a0, pairs * 4, bp, steps, buf.as_mut_ptr(), NR * 4);
-                    for r in 0..AMX_ROWS {
-                        let at = (r0 + r) * n + c0;
-                        c[at..at + w].copy_from_slice(&buf[r * NR..r * NR + w]);
-                    }
-                }
-            }
-        }
-    }
-}
 
 /// Writes the first `rows` rows and `w` columns of `tile` into `c` at `(r0, c0)`. A
 /// full-width row is a fixed-size copy (inline moves, not a `memcpy` call per row).
@@ -613,66 +393,27 @@ fn store_tile(c: &mut [f32], n: usize, r0: usize, rows: usize, c0: usize, w: usi
         }
     }
 }
-
-/// `tile (8, 32) = Σ_q a[r][q] · bp[q]` over `pairs` pairs of bf16.
+/// `tile (8, 32) = Σ_q a[r][q] · bp[q]` over `pairs` pairs of bf16, on the AVX-512 BF16
+/// kernel when `simd` and the CPU has it, else the portable loop.
 #[inline]
 fn kernel(pairs: usize, ap: &[*const u32; MR], bp: &[V64], tile: &mut [f32; MR * NR], simd: bool) {
     assert!(bp.len() >= pairs * 2);
     #[cfg(target_arch = "x86_64")]
-    if simd && has_bf16() {
+    if simd && Cpu::detected().avx512_bf16() {
         // SAFETY: the CPU has AVX-512 F/BW/BF16 (checked just above). Each `ap[r]`
         // points at `pairs` readable words (a row of `BRows` or the zero pad, sliced in
-        // `bgemm_rounded`) and `bp` holds `2 * pairs` aligned vectors (asserted).
-        unsafe { kernel_bf16(pairs, ap, bp, tile) };
+        // `bgemm_with`) and `bp` holds `2 * pairs` aligned vectors (asserted).
+        unsafe { avx512_bf16::kernel_bf16(pairs, ap, bp, tile) };
         return;
     }
-    tile.iter_mut().for_each(|v| *v = 0.0);
-    for q in 0..pairs {
-        let (b0, b1) = (&bp[q * 2].0, &bp[q * 2 + 1].0);
-        for r in 0..MR {
-            // SAFETY: `ap[r]` points at `pairs` readable words (see `bgemm_rounded`).
-            let aw = unsafe { ap[r].add(q).read() };
-            let (lo, hi) = (from_bf16(aw as u16), from_bf16((aw >> 16) as u16));
-            let row = &mut tile[r * NR..(r + 1) * NR];
-            for (j, t) in row.iter_mut().enumerate() {
-                let bw = if j < 16 { b0[j] } else { b1[j - 16] };
-                *t += lo * from_bf16(bw as u16) + hi * from_bf16((bw >> 16) as u16);
-            }
-        }
-    }
+    let _ = simd;
+    portable::kernel(pairs, ap, bp, tile)
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-unsafe fn kernel_bf16(pairs: usize, ap: &[*const u32; MR], bp: &[V64], tile: &mut [f32; MR * NR]) {
-    use std::arch::x86_64::*;
-    let mut c = [[_mm512_setzero_ps(); 2]; MR];
-    let mut b = bp.as_ptr();
-    let mut a = *ap;
-    for _ in 0..pairs {
-        // Aligned loads and pointer bumps only. `__m512i` and `__m512bh` are the same
-        // 64 bytes; the transmutes reinterpret them.
-        let b0: __m512bh = std::mem::transmute(_mm512_load_si512(b as *const __m512i));
-        let b1: __m512bh = std::mem::transmute(_mm512_load_si512(b.wrapping_add(1) as *const __m512i));
-        for r in 0..MR {
-            // The row's pair word in all 16 lanes (a float broadcast of the same bits).
-            let av: __m512bh = std::mem::transmute(_mm512_broadcastss_ps(_mm_load_ss(a[r] as *const f32)));
-            c[r][0] = _mm512_dpbf16_ps(c[r][0], av, b0);
-            c[r][1] = _mm512_dpbf16_ps(c[r][1], av, b1);
-            a[r] = a[r].wrapping_add(1);
-        }
-        b = b.wrapping_add(2);
-    }
-    let t = tile.as_mut_ptr();
-    for r in 0..MR {
-        _mm512_storeu_ps(t.wrapping_add(r * NR), c[r][0]);
-        _mm512_storeu_ps(t.wrapping_add(r * NR + 16), c[r][1]);
-    }
-}
 
 #[cfg(test)]
 mod tests {
-    use super::super::testutil::{gmacs, rel_error, rnd};
+    use crate::testutil::{rel_error, rnd};
     use super::*;
 
     #[test]
@@ -730,11 +471,11 @@ mod tests {
             let mut ra = BRows::default();
             ra.round(&a, m, k);
             let mut portable = vec![f32::NAN; m * n];
-            bgemm_rounded(m, &ra, &pb, &mut portable, Kind::Portable);
+            bgemm_with(m, &ra, &pb, &mut portable, Bf16Kernel::Portable);
             let mut fast = vec![f32::NAN; m * n];
             bgemm(m, &a, &pb, &mut fast, &mut BRows::default());
             let mut avx512 = vec![f32::NAN; m * n];
-            bgemm_rounded(m, &ra, &pb, &mut avx512, if has_bf16() { Kind::Avx512 } else { Kind::Portable });
+            bgemm_with(m, &ra, &pb, &mut avx512, if has_bf16() { Bf16Kernel::Avx512 } else { Bf16Kernel::Portable });
             if !has_bf16() {
                 eprintln!("no AVX-512 BF16 here: only the portable kernel is checked");
             } else if !has_amx() {
@@ -792,114 +533,5 @@ mod tests {
                 assert!((x - y).abs() < 1e-2, "len {len}, d {d}: AMX {x} vs AVX-512 {y}");
             }
         }
-    }
-
-    /// Throughput of the encoder's largest product (`cargo test --release bgemm_throughput -- --ignored --nocapture`).
-    #[test]
-    #[ignore]
-    fn bgemm_throughput() {
-        let (m, k, n) = (256, 384, 1536);
-        let mut s = 1u64;
-        let a: Vec<f32> = (0..m * k).map(|_| rnd(&mut s)).collect();
-        let b: Vec<f32> = (0..k * n).map(|_| rnd(&mut s)).collect();
-        let (pb, pf) = (BPackedB::pack(&b, k, n), super::super::gemm::PackedB::pack(&b, k, n));
-        let mut c = vec![0f32; m * n];
-        let mut rows = BRows::default();
-        let reps = 50;
-        let bf = gmacs(m, k, n, reps, || bgemm(m, &a, &pb, &mut c, &mut rows));
-        let f32r = gmacs(m, k, n, reps, || super::super::gemm::gemm(m, &a, &pf, &mut c));
-        eprintln!("one thread: bf16 {bf:.1} GMAC/s, fp32 {f32r:.1} GMAC/s ({:.2}x), AVX-512 BF16: {}, AMX: {}", bf / f32r, has_bf16(), has_amx());
-        if has_amx() {
-            let avx = gmacs(m, k, n, reps, || {
-                rows.round(&a, m, k);
-                bgemm_rounded(m, &rows, &pb, &mut c, Kind::Avx512)
-            });
-            eprintln!("one thread: bf16 AVX-512 kernel {avx:.1} GMAC/s ({:.2}x fp32); AMX {:.2}x AVX-512", avx / f32r, bf / avx);
-        }
-    }
-
-    /// What bounds the AMX route (`cargo test --release amx_ceilings -- --ignored --nocapture`):
-    /// the median over 12 rounds of four loops, in GMAC/s on one thread. `tdp`: four
-    /// `tdpbf16ps` a step on tiles loaded once (the tile unit's own rate); `load+tdp`: the
-    /// same with the step's four tile loads from L1 (tiles are not renamed, so a load
-    /// waits for the products still reading its tile); `block`: [`Tiles::block_32x32`] on
-    /// one block, repeated (adds the zeroing and the four stores, which drain the tiles);
-    /// `whole`: `bgemm_amx` on the encoder's largest product.
-    #[cfg(target_arch = "x86_64")]
-    #[test]
-    #[ignore]
-    fn amx_ceilings() {
-        if !has_amx() {
-            eprintln!("no AMX here");
-            return;
-        }
-        let (m, k, n) = (256, 384, 1536);
-        let pairs = k / 2;
-        let mut s = 1u64;
-        let a: Vec<f32> = (0..m * k).map(|_| rnd(&mut s)).collect();
-        let b: Vec<f32> = (0..k * n).map(|_| rnd(&mut s)).collect();
-        let pb = BPackedB::pack(&b, k, n);
-        let mut rows = BRows::default();
-        rows.round(&a, m, k);
-        let (a0, b0) = (rows.words.as_ptr() as *const u8, pb.data.as_ptr() as *const u8);
-        let (sa, sb) = (pairs * 4, 128usize);
-        let step_macs = 4 * 16 * 16 * 32;
-        let time = |iters: usize, f: &dyn Fn(usize)| {
-            let t = std::time::Instant::now();
-            f(iters);
-            (step_macs * iters) as f64 / t.elapsed().as_secs_f64() / 1e9
-        };
-        // SAFETY (all three loops): AMX is usable (checked); the loads read 16 rows of 64
-        // bytes inside `rows.words` (32 rows of `sa` bytes) and the first panel of `pb`.
-        // The two register loops differ only in where the loads sit (`2:` is the loop head).
-        macro_rules! tile_loop {
-            ($($line:literal),+) => {
-                |iters: usize| unsafe {
-                    let _tiles = Tiles::load();
-                    std::arch::asm!(
-                        "tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3",
-                        $($line,)+
-                        "tdpbf16ps tmm0, tmm4, tmm6", "tdpbf16ps tmm1, tmm4, tmm7",
-                        "tdpbf16ps tmm2, tmm5, tmm6", "tdpbf16ps tmm3, tmm5, tmm7",
-                        "dec {n}", "jnz 2b",
-                        a0 = in(reg) a0, a1 = in(reg) a0.add(16 * sa), b0 = in(reg) b0, b1 = in(reg) b0.add(64),
-                        sa = in(reg) sa, sb = in(reg) sb, n = inout(reg) iters => _, options(nostack),
-                    );
-                }
-            };
-        }
-        let tdp = tile_loop!(
-            "tileloadd tmm4, [{a0} + {sa}*1]", "tileloadd tmm5, [{a1} + {sa}*1]",
-            "tileloadd tmm6, [{b0} + {sb}*1]", "tileloadd tmm7, [{b1} + {sb}*1]",
-            "2:"
-        );
-        let load_tdp = tile_loop!(
-            "2:",
-            "tileloadd tmm4, [{a0} + {sa}*1]", "tileloadd tmm5, [{a1} + {sa}*1]",
-            "tileloadd tmm6, [{b0} + {sb}*1]", "tileloadd tmm7, [{b1} + {sb}*1]"
-        );
-        let block = |iters: usize| unsafe {
-            let tiles = Tiles::load();
-            let mut out = [0f32; 32 * 32];
-            let steps = pairs / AMX_PAIRS;
-            for _ in 0..iters / steps {
-                tiles.block_32x32(a0, sa, b0, steps, out.as_mut_ptr(), 128);
-            }
-        };
-        let mut c = vec![0f32; m * n];
-        let mut results: [Vec<f64>; 4] = Default::default();
-        for _ in 0..12 {
-            results[0].push(time(100_000, &tdp));
-            results[1].push(time(100_000, &load_tdp));
-            results[2].push(time(96_000, &block));
-            // SAFETY: AMX is usable; m and pairs are multiples of 32 and 16.
-            results[3].push(gmacs(m, k, n, 20, || unsafe { bgemm_amx(m, &rows, &pb, &mut c) }));
-        }
-        let med = |v: &mut Vec<f64>| {
-            v.sort_by(f64::total_cmp);
-            v[v.len() / 2]
-        };
-        let [t, l, bl, w] = results.each_mut().map(med);
-        eprintln!("AMX, one thread, GMAC/s (median of 12): tdp {t:.0}, load+tdp {l:.0}, block {bl:.0}, whole product {w:.0}");
     }
 }
