@@ -30,8 +30,8 @@
 //! names and category tables, or null for numeric rows), `input_dim`,
 //! `samples_fitted`, `training_time_ms` and `detector` (`{"type": backend, "params":
 //! ...}`: trees, support vectors, training points and densities, histograms, or the
-//! autoencoder's dense layers as `f32` arrays). With `overwrite: false` (the default)
-//! a fit is stored as `{name}_{YYYYmmdd_HHMMSS}`; `{name}-latest` resolves to the
+//! autoencoder's dense layers as `f32` arrays). Unless [`FitOptions::overwrite`] is
+//! set, a fit is stored as `{name}_{YYYYmmdd_HHMMSS}`; `{name}-latest` resolves to the
 //! newest version for score, detect and load ([`super::registry`]).
 //!
 //! # Layout
