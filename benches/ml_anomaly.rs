@@ -11,7 +11,7 @@
 //! `cargo bench -p llamafarm-benches --bench ml_anomaly` (`ADBENCH_DIR`, `ANOMALY_DATASETS`,
 //! `PEERS_PYTHON` override).
 
-use llamafarm_core::ml::anomaly::{npz, AnomalyFitRequest, AnomalyModel, AnomalyRow, Backend};
+use llamafarm_core::ml::anomaly::{npz, AnomalyModel, AnomalyRow, Backend, FitOptions};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -81,8 +81,8 @@ fn main() {
             let mut auc = 0.0;
             for _ in 0..repeat {
                 let t0 = Instant::now();
-                let req = AnomalyFitRequest { nu: Some(0.1), ..AnomalyFitRequest::new(*name, train.clone()).backend(backend).contamination(0.1) };
-                let m = AnomalyModel::fit(&req).expect("fit");
+                let opts = FitOptions { nu: Some(0.1), contamination: 0.1, ..FitOptions::with_backend(backend) };
+                let m = AnomalyModel::fit(name, &train, &opts).expect("fit");
                 let s = m.raw_scores(&test, None).expect("score");
                 best = best.min(t0.elapsed().as_secs_f64());
                 auc = roc_auc(&s, &labels);

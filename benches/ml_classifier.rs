@@ -14,7 +14,7 @@
 //! - `ML_CLS_TEST_ROWS` cap on test rows, a seeded sample (default 0 = all 3,080);
 //! - `ML_CLS_SEED` (42); `ML_CLS_PEER=0` skips the peer; `PEERS_PYTHON` picks its python.
 
-use llamafarm_core::ml::classifier::{ClassifierFitRequest, ClassifierPredictRequest, TrainingExample};
+use llamafarm_core::ml::classifier::{FitOptions, TrainingExample};
 use llamafarm_core::{LlamaFarm, ModelCache};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -192,21 +192,16 @@ fn main() {
         }
         let work = tempfile::tempdir().unwrap();
         let lf = LlamaFarm::open_with(work.path().join("data"), ModelCache::from_env()).unwrap();
-        let mut req = ClassifierFitRequest::new("banking77", sample.iter().map(|(t, l)| TrainingExample::new(t, l)).collect());
-        req.num_iterations = iters;
-        req.batch_size = batch;
-        req.seed = seed;
-        req.overwrite = true;
+        let examples: Vec<TrainingExample> = sample.iter().map(|(t, l)| TrainingExample::new(t, l)).collect();
+        let opts = FitOptions { num_iterations: iters, batch_size: batch, seed, overwrite: true, ..Default::default() };
         let t0 = Instant::now();
-        let fit = lf.ml().classifier_fit(&req).unwrap();
+        let fit = lf.ml().classifier().fit("banking77", &examples, &opts).unwrap();
         let fit_s = t0.elapsed().as_secs_f64();
         let t1 = Instant::now();
-        let pred = lf
-            .ml()
-            .classifier_predict(&ClassifierPredictRequest { model: fit.model.clone(), texts: test_rows.iter().map(|r| r.0.clone()).collect() })
-            .unwrap();
+        let texts: Vec<String> = test_rows.iter().map(|r| r.0.clone()).collect();
+        let pred = lf.ml().classifier().predict(&fit.name, &texts).unwrap();
         let predict_s = t1.elapsed().as_secs_f64();
-        let correct = pred.data.iter().zip(&test_rows).filter(|(p, r)| p.label == r.1).count();
+        let correct = pred.predictions.iter().zip(&test_rows).filter(|(p, r)| p.label == r.1).count();
         let ours = Side { accuracy: correct as f64 / test_rows.len().max(1) as f64, fit_s, predict_s };
         println!(
             "ours {n}-shot: accuracy {:.4}, fit {:.1} s ({} pairs, {} steps, loss {:.4} -> {:.4}), predict {:.1} s",

@@ -22,6 +22,7 @@
 
 pub mod docs;
 pub mod error;
+mod dto;
 mod routes;
 
 pub use error::{ApiError, ApiResult};

@@ -10,7 +10,6 @@ use crate::error::{Error, Result};
 use crate::rag::NewChunk;
 use crate::Project;
 use chunk::ChunkConfig;
-use parse::Format;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 use std::path::Path;
@@ -86,15 +85,6 @@ fn matches(p: &ParserConfig, file_name: &str, mime: &str) -> bool {
     match (by_ext, by_glob, by_mime) {
         (None, None, None) => true, // no filter: handles anything it can parse
         (a, b, c) => a == Some(true) || b == Some(true) || c == Some(true),
-    }
-}
-
-/// The format a parser type handles for this file (`None`: it cannot).
-fn format_for(kind: &str, file_name: &str) -> Option<Result<Format>> {
-    let ext = Path::new(file_name).extension().and_then(|e| e.to_str()).unwrap_or("");
-    match Format::from_parser_type(kind) {
-        Some(r) => Some(r),
-        None => Some(Format::from_ext(ext).ok_or_else(|| Error::Invalid(format!("no parser for '{file_name}' (unknown file type '.{ext}')")))),
     }
 }
 
@@ -198,9 +188,9 @@ fn process_inner(project: &Project, dataset: &str, hash: &str, overrides: Option
             kinds.push(f.clone());
         }
         for kind in kinds {
-            let Some(fmt) = format_for(&kind, &file_name) else { continue };
             let opts = parse::ParseOptions::from_config(&kind, &effective_config(&p.config, overrides));
-            match fmt.and_then(|f| parse::parse_with(f, &bytes, &file_name, &opts)) {
+            let input = parse::ParseInput::new(&bytes, &file_name).with_options(opts);
+            match parse::Registry::global().for_file(&kind, &file_name).and_then(|parser| parser.parse(&input)) {
                 Ok(d) if !d.sections.is_empty() => {
                     out.parser = Some(kind.clone());
                     used = Some(p.config.clone());

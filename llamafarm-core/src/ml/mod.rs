@@ -1,8 +1,10 @@
 //! ML: few-shot text classifiers (SetFit, in candle) and anomaly detection, with a
 //! versioned on-disk model registry.
 //!
-//! Entry point: [`crate::LlamaFarm::ml`]. Trained models live under
-//! `{data}/models/classifier/` and `{data}/models/anomaly/` (see [`registry`]).
+//! Entry point: [`crate::LlamaFarm::ml`], grouped by domain: `lf.ml().classifier()`
+//! ([`classifier::Classifiers`]) and `lf.ml().anomaly()` ([`anomaly::Anomaly`]).
+//! Trained models live under `{data}/models/classifier/` and `{data}/models/anomaly/`
+//! (see [`registry`]).
 
 pub mod anomaly;
 pub mod classifier;
@@ -30,16 +32,5 @@ impl LlamaFarm {
 
     pub(crate) fn ml_state(&self) -> &MlState {
         &self.inner.ml
-    }
-}
-
-impl<'a> Ml<'a> {
-    /// `{data}/models/classifier`.
-    pub fn classifier_dir(&self) -> std::path::PathBuf {
-        self.lf.layout().models_dir().join("classifier")
-    }
-    /// `{data}/models/anomaly`.
-    pub fn anomaly_dir(&self) -> std::path::PathBuf {
-        self.lf.layout().models_dir().join("anomaly")
     }
 }

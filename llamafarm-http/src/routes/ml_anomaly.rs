@@ -5,7 +5,7 @@ use super::blocking;
 use crate::error::{ApiResult, ErrorBody, Json, Path};
 use crate::AppState;
 use axum::extract::State;
-use llamafarm_core::ml::anomaly::{
+use crate::dto::ml_anomaly::{
     AnomalyDeleteResponse, AnomalyDetectResponse, AnomalyFitRequest, AnomalyFitResponse, AnomalyModelList, AnomalyModelRef, AnomalySaveResponse,
     AnomalyScoreRequest, AnomalyScoreResponse, BackendList,
 };
@@ -39,31 +39,31 @@ pub(crate) fn runtime_router() -> OpenApiRouter<AppState> {
 
 async fn do_fit(st: AppState, req: AnomalyFitRequest) -> ApiResult<Json<AnomalyFitResponse>> {
     let lf = st.lf.clone();
-    blocking(move || Ok(Json(lf.ml().anomaly_fit(&req)?))).await
+    blocking(move || Ok(Json(lf.ml().anomaly().fit(&req.model, &req.data, &req.options())?.into()))).await
 }
 async fn do_score(st: AppState, req: AnomalyScoreRequest) -> ApiResult<Json<AnomalyScoreResponse>> {
     let lf = st.lf.clone();
-    blocking(move || Ok(Json(lf.ml().anomaly_score(&req)?))).await
+    blocking(move || Ok(Json(lf.ml().anomaly().score(&req.model_ref(), &req.data, &req.options())?.into()))).await
 }
 async fn do_detect(st: AppState, req: AnomalyScoreRequest) -> ApiResult<Json<AnomalyDetectResponse>> {
     let lf = st.lf.clone();
-    blocking(move || Ok(Json(lf.ml().anomaly_detect(&req)?))).await
+    blocking(move || Ok(Json(lf.ml().anomaly().detect(&req.model_ref(), &req.data, &req.options())?.into()))).await
 }
 async fn do_save(st: AppState, req: AnomalyModelRef) -> ApiResult<Json<AnomalySaveResponse>> {
     let lf = st.lf.clone();
-    blocking(move || Ok(Json(lf.ml().anomaly_save(&req)?))).await
+    blocking(move || Ok(Json(AnomalySaveResponse::saved(lf.ml().anomaly().save(&req.into())?)))).await
 }
 async fn do_load(st: AppState, req: AnomalyModelRef) -> ApiResult<Json<AnomalySaveResponse>> {
     let lf = st.lf.clone();
-    blocking(move || Ok(Json(lf.ml().anomaly_load(&req)?))).await
+    blocking(move || Ok(Json(AnomalySaveResponse::loaded(lf.ml().anomaly().load(&req.into())?)))).await
 }
 async fn do_models(st: AppState) -> ApiResult<Json<AnomalyModelList>> {
     let lf = st.lf.clone();
-    blocking(move || Ok(Json(lf.ml().anomaly_models()?))).await
+    blocking(move || Ok(Json(lf.ml().anomaly().list()?.into()))).await
 }
 async fn do_delete(st: AppState, filename: String) -> ApiResult<Json<AnomalyDeleteResponse>> {
     let lf = st.lf.clone();
-    blocking(move || Ok(Json(lf.ml().anomaly_delete(&filename)?))).await
+    blocking(move || Ok(Json(lf.ml().anomaly().delete(&filename)?.into()))).await
 }
 
 // ---- main API ----
@@ -122,7 +122,7 @@ async fn delete_model(State(st): State<AppState>, Path(filename): Path<String>) 
 #[utoipa::path(get, path = "/v1/ml/anomaly/backends", tag = "anomaly", operation_id = "anomaly_backends",
     responses((status = 200, body = BackendList)))]
 async fn backends(State(st): State<AppState>) -> Json<BackendList> {
-    Json(st.lf.ml().anomaly_backends())
+    Json(st.lf.ml().anomaly().backends().into())
 }
 
 // ---- runtime listener: the same handlers under /v1/anomaly ----
@@ -181,5 +181,5 @@ async fn rt_delete_model(State(st): State<AppState>, Path(filename): Path<String
 #[utoipa::path(get, path = "/v1/anomaly/backends", tag = "anomaly", operation_id = "runtime_anomaly_backends",
     responses((status = 200, body = BackendList)))]
 async fn rt_backends(State(st): State<AppState>) -> Json<BackendList> {
-    Json(st.lf.ml().anomaly_backends())
+    Json(st.lf.ml().anomaly().backends().into())
 }

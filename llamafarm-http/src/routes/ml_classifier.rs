@@ -8,7 +8,7 @@ use super::blocking;
 use crate::error::{ApiResult, ErrorBody, Json, Path};
 use crate::AppState;
 use axum::extract::State;
-use llamafarm_core::ml::classifier::{
+use crate::dto::ml_classifier::{
     ClassifierDeleteResponse, ClassifierFitRequest, ClassifierFitResponse, ClassifierLoadResponse, ClassifierModelList, ClassifierModelRequest,
     ClassifierPredictRequest, ClassifierPredictResponse, ClassifierSaveResponse, ClassifyRequest, ClassifyResponse,
 };
@@ -39,27 +39,28 @@ pub(crate) fn runtime_router() -> OpenApiRouter<AppState> {
 
 async fn do_fit(st: AppState, req: ClassifierFitRequest) -> ApiResult<Json<ClassifierFitResponse>> {
     let lf = st.lf.clone();
-    blocking(move || Ok(Json(lf.ml().classifier_fit(&req)?))).await
+    let (model, examples, opts) = req.into_parts();
+    blocking(move || Ok(Json(lf.ml().classifier().fit(&model, &examples, &opts)?.into()))).await
 }
 async fn do_predict(st: AppState, req: ClassifierPredictRequest) -> ApiResult<Json<ClassifierPredictResponse>> {
     let lf = st.lf.clone();
-    blocking(move || Ok(Json(lf.ml().classifier_predict(&req)?))).await
+    blocking(move || Ok(Json(lf.ml().classifier().predict(&req.model, &req.texts)?.into()))).await
 }
 async fn do_save(st: AppState, req: ClassifierModelRequest) -> ApiResult<Json<ClassifierSaveResponse>> {
     let lf = st.lf.clone();
-    blocking(move || Ok(Json(lf.ml().classifier_save(&req)?))).await
+    blocking(move || Ok(Json(lf.ml().classifier().save(&req.model, req.description.as_deref())?.into()))).await
 }
 async fn do_load(st: AppState, req: ClassifierModelRequest) -> ApiResult<Json<ClassifierLoadResponse>> {
     let lf = st.lf.clone();
-    blocking(move || Ok(Json(lf.ml().classifier_load(&req)?))).await
+    blocking(move || Ok(Json(lf.ml().classifier().load(&req.model)?.into()))).await
 }
 async fn do_models(st: AppState) -> ApiResult<Json<ClassifierModelList>> {
     let lf = st.lf.clone();
-    blocking(move || Ok(Json(lf.ml().classifier_models()?))).await
+    blocking(move || Ok(Json(lf.ml().classifier().list()?.into()))).await
 }
 async fn do_delete(st: AppState, name: String) -> ApiResult<Json<ClassifierDeleteResponse>> {
     let lf = st.lf.clone();
-    blocking(move || Ok(Json(lf.ml().classifier_delete(&name)?))).await
+    blocking(move || Ok(Json(ClassifierDeleteResponse::deleted(lf.ml().classifier().delete(&name)?)))).await
 }
 
 /// Train a SetFit few-shot text classifier (contrastive fine-tuning + logistic head); auto-saved.
@@ -163,5 +164,5 @@ async fn rt_delete(State(st): State<AppState>, Path(name): Path<String>) -> ApiR
     responses((status = 200, body = ClassifyResponse), (status = 400, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn classify(State(st): State<AppState>, Json(req): Json<ClassifyRequest>) -> ApiResult<Json<ClassifyResponse>> {
     let lf = st.lf.clone();
-    blocking(move || Ok(Json(lf.ml().classify(&req)?))).await
+    blocking(move || Ok(Json(lf.ml().classifier().classify(&req.model, &req.texts)?.into()))).await
 }

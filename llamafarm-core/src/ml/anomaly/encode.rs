@@ -27,7 +27,6 @@ use std::collections::{BTreeMap, BTreeSet};
 /// How one field of an object row becomes features.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum FieldEncoding {
     /// Numbers as they are.
     Numeric,
@@ -105,7 +104,6 @@ pub struct FeatureEncoder {
 
 /// The public view of an encoder (`encoder` in fit responses).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EncoderInfo {
     /// Field -> encoding.
     pub schema: BTreeMap<String, FieldEncoding>,

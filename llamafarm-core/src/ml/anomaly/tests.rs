@@ -1,11 +1,25 @@
-use super::util::Rng;
+use super::store::base_of;
+use super::util::{percentile, Rng};
 use super::*;
 use crate::LlamaFarm;
 use serde_json::json;
+use std::collections::BTreeMap;
 
 fn blob(n: usize, d: usize, seed: u64) -> Vec<Vec<f64>> {
     let mut r = Rng::new(seed);
     (0..n).map(|_| (0..d).map(|j| 10.0 * j as f64 + r.normal()).collect()).collect()
+}
+
+fn rows(v: Vec<Vec<f64>>) -> Vec<AnomalyRow> {
+    v.into_iter().map(AnomalyRow::from).collect()
+}
+
+fn opts(backend: Backend) -> FitOptions {
+    FitOptions::with_backend(backend)
+}
+
+fn none() -> ScoreOptions {
+    ScoreOptions::default()
 }
 
 fn outliers(d: usize) -> Vec<Vec<f64>> {
@@ -55,7 +69,7 @@ fn normalisation_formulas() {
 fn threshold_is_the_contamination_percentile() {
     let data = blob(200, 2, 1);
     for (c, norm) in [(0.1, Normalization::Standardization), (0.05, Normalization::Zscore), (0.2, Normalization::Raw)] {
-        let m = AnomalyModel::fit(&AnomalyFitRequest::new("t", data.clone()).contamination(c).normalization(norm)).unwrap();
+        let m = AnomalyModel::fit("t", &rows(data.clone()), &FitOptions { contamination: c, normalization: norm, ..Default::default() }).unwrap();
         let raw = m.detector.score(&m.scaler.transform(&Mat::from_rows(&data)));
         let normed: Vec<f64> = raw.iter().map(|r| m.stats.apply(*r, norm)).collect();
         assert!((m.threshold - percentile(&normed, (1.0 - c) * 100.0)).abs() < 1e-12);
@@ -64,7 +78,7 @@ fn threshold_is_the_contamination_percentile() {
         assert!((above - c).abs() <= 0.011, "{above} vs {c}");
         assert_eq!(m.threshold_for(norm), m.threshold);
     }
-    let fixed = AnomalyModel::fit(&AnomalyFitRequest { threshold: Some(0.77), ..AnomalyFitRequest::new("t", data) }).unwrap();
+    let fixed = AnomalyModel::fit("t", &rows(data), &FitOptions { threshold: Some(0.77), ..Default::default() }).unwrap();
     assert_eq!(fixed.threshold, 0.77);
 }
 
@@ -74,129 +88,130 @@ fn every_backend_separates_obvious_outliers() {
     let train = blob(300, d, 7);
     let normal_test = blob(60, d, 99);
     for backend in Backend::ALL {
-        let mut req = AnomalyFitRequest::new("b", train.clone()).backend(backend).contamination(0.05);
-        req.epochs = 60;
-        let m = AnomalyModel::fit(&req).unwrap_or_else(|e| panic!("{backend}: {e}"));
-        let mut rows = normal_test.clone();
-        rows.extend(outliers(d));
-        let res = m.score(&AnomalyScoreRequest::new("b", rows)).unwrap();
-        assert_eq!(res.data.len(), 63);
-        let normal: Vec<f64> = res.data[..60].iter().map(|p| p.raw_score).collect();
+        let o = FitOptions { contamination: 0.05, epochs: 60, ..opts(backend) };
+        let m = AnomalyModel::fit("b", &rows(train.clone()), &o).unwrap_or_else(|e| panic!("{backend}: {e}"));
+        let mut probe = normal_test.clone();
+        probe.extend(outliers(d));
+        let res = m.score(&rows(probe), &none()).unwrap();
+        assert_eq!(res.rows.len(), 63);
+        let normal: Vec<f64> = res.rows[..60].iter().map(|p| p.raw_score).collect();
         let p90 = percentile(&normal, 90.0);
-        let min_out = res.data[60..].iter().map(|p| p.raw_score).fold(f64::INFINITY, f64::min);
+        let min_out = res.rows[60..].iter().map(|p| p.raw_score).fold(f64::INFINITY, f64::min);
         assert!(min_out > p90, "{backend}: outliers {min_out} vs normal p90 {p90}");
-        assert!(res.data[60..62].iter().all(|p| p.is_anomaly), "{backend}: {:?}", &res.data[60..]);
-        let flagged = res.data[..60].iter().filter(|p| p.is_anomaly).count();
+        assert!(res.rows[60..62].iter().all(|p| p.is_anomaly), "{backend}: {:?}", &res.rows[60..]);
+        let flagged = res.rows[..60].iter().filter(|p| p.is_anomaly).count();
         assert!(flagged <= 12, "{backend}: {flagged} of 60 normal rows flagged");
-        assert!(res.data.iter().all(|p| (0.0..=1.0).contains(&p.score)));
+        assert!(res.rows.iter().all(|p| (0.0..=1.0).contains(&p.score)));
     }
 }
 
 #[test]
 fn fit_save_load_latest_and_delete() {
     let (dir, lf) = open();
-    let ml = lf.ml();
-    let train = blob(120, 2, 3);
-    let first = ml.anomaly_fit(&AnomalyFitRequest::new("sensor", train.clone())).unwrap();
-    assert!(registry::is_version_of(&first.model, "sensor") && first.model != "sensor", "{}", first.model);
+    let an = lf.ml().anomaly();
+    let train = rows(blob(120, 2, 3));
+    let first = an.fit("sensor", &train, &FitOptions::default()).unwrap();
+    assert!(registry::is_version_of(&first.model.name, "sensor") && first.model.name != "sensor", "{}", first.model.name);
     assert_eq!(first.base_name, "sensor");
-    assert_eq!(first.model_params.input_dim, 2);
-    assert!(Path::new(&first.saved_path).is_file());
-    let second = ml.anomaly_fit(&AnomalyFitRequest::new("sensor", train.clone()).backend(Backend::Ecod).contamination(0.2)).unwrap();
-    let third = ml.anomaly_fit(&AnomalyFitRequest::new("sensor", train.clone())).unwrap();
-    assert_ne!(first.model, third.model);
+    assert_eq!(first.model.input_dim, 2);
+    assert!(first.path.is_file());
+    let second = an.fit("sensor", &train, &FitOptions { contamination: 0.2, ..opts(Backend::Ecod) }).unwrap();
+    let third = an.fit("sensor", &train, &FitOptions::default()).unwrap();
+    assert_ne!(first.model.name, third.model.name);
 
-    let probe = vec![vec![0.0, 10.0], vec![50.0, -40.0]];
+    let probe = rows(vec![vec![0.0, 10.0], vec![50.0, -40.0]]);
     // -latest over both backends picks the newest version; with a backend, that backend's newest.
-    let latest = ml.anomaly_score(&AnomalyScoreRequest::new("sensor-latest", probe.clone()).backend(Backend::IsolationForest)).unwrap();
-    assert_eq!(latest.model, third.model);
-    let ecod = ml.anomaly_score(&AnomalyScoreRequest::new("sensor-latest", probe.clone()).backend(Backend::Ecod)).unwrap();
-    assert_eq!((ecod.model.as_str(), ecod.backend), (second.model.as_str(), Backend::Ecod));
-    assert!(ecod.data[1].is_anomaly && !ecod.data[0].is_anomaly);
+    let latest = an.score(&ModelRef::new("sensor-latest").backend(Backend::IsolationForest), &probe, &none()).unwrap();
+    assert_eq!(latest.model, third.model.name);
+    let ecod = an.score(&ModelRef::new("sensor-latest").backend(Backend::Ecod), &probe, &none()).unwrap();
+    assert_eq!((ecod.model.as_str(), ecod.backend), (second.model.name.as_str(), Backend::Ecod));
+    assert!(ecod.rows[1].is_anomaly && !ecod.rows[0].is_anomaly);
 
     // A fresh handle on the same directory: nothing loaded, scores identical after load.
-    let before = ml.anomaly_score(&AnomalyScoreRequest::new(first.model.clone(), probe.clone()).backend(Backend::IsolationForest)).unwrap();
+    let first_if = ModelRef::new(first.model.name.clone()).backend(Backend::IsolationForest);
+    let before = an.score(&first_if, &probe, &none()).unwrap();
     let lf2 = LlamaFarm::open(dir.path()).unwrap();
-    let loaded = lf2.ml().anomaly_load(&AnomalyModelRef::new("sensor-latest")).unwrap();
-    assert_eq!((loaded.model.as_str(), loaded.status.as_str()), (third.model.as_str(), "loaded"));
-    let after = lf2.ml().anomaly_score(&AnomalyScoreRequest::new(first.model.clone(), probe.clone()).backend(Backend::IsolationForest)).unwrap();
-    for (a, b) in before.data.iter().zip(&after.data) {
+    let loaded = lf2.ml().anomaly().load(&"sensor-latest".into()).unwrap();
+    assert_eq!(loaded.model.name, third.model.name);
+    assert_eq!(loaded.path, third.path);
+    let after = lf2.ml().anomaly().score(&first_if, &probe, &none()).unwrap();
+    for (a, b) in before.rows.iter().zip(&after.rows) {
         assert_eq!((a.raw_score, a.score, a.is_anomaly), (b.raw_score, b.score, b.is_anomaly));
     }
-    assert_eq!(after.summary.threshold, first.model_params.threshold);
-    let saved = lf2.ml().anomaly_save(&AnomalyModelRef { backend: Some(Backend::IsolationForest), ..AnomalyModelRef::new(first.model.clone()) }).unwrap();
-    assert_eq!(saved.filename, format!("{}_isolation_forest.json", first.model));
+    assert_eq!(after.threshold, first.model.threshold);
+    let saved = lf2.ml().anomaly().save(&first_if).unwrap();
+    assert_eq!(saved.filename, format!("{}_isolation_forest.json", first.model.name));
 
-    let list = ml.anomaly_models().unwrap();
-    assert_eq!(list.total, 3);
-    assert!(list.data.iter().all(|m| m.is_versioned && m.base_name == "sensor"));
-    assert!(list.data.iter().any(|m| m.backend == Backend::Ecod && m.input_dim == 2 && m.samples_fitted == 120));
+    let list = an.list().unwrap();
+    assert_eq!(list.models.len(), 3);
+    assert!(list.models.iter().all(|m| m.is_versioned && m.base_name == "sensor"));
+    assert!(list.models.iter().any(|m| m.backend == Backend::Ecod && m.input_dim == 2 && m.samples_fitted == 120));
 
     // overwrite: true keeps the plain name and replaces it.
-    let plain = ml.anomaly_fit(&AnomalyFitRequest::new("plain", train.clone()).overwrite(true)).unwrap();
-    assert_eq!(plain.model, "plain");
-    ml.anomaly_fit(&AnomalyFitRequest::new("plain", train).overwrite(true).contamination(0.3)).unwrap();
-    let stored = ml.anomaly_load(&AnomalyModelRef::new("plain")).unwrap();
-    assert_eq!(stored.model_params.contamination, 0.3);
+    let plain = an.fit("plain", &train, &FitOptions { overwrite: true, ..Default::default() }).unwrap();
+    assert_eq!(plain.model.name, "plain");
+    an.fit("plain", &train, &FitOptions { overwrite: true, contamination: 0.3, ..Default::default() }).unwrap();
+    let stored = an.load(&"plain".into()).unwrap();
+    assert_eq!(stored.model.contamination, 0.3);
 
-    let del = ml.anomaly_delete(&format!("{}_ecod.json", second.model)).unwrap();
-    assert!(del.deleted);
+    let del = an.delete(&format!("{}_ecod.json", second.model.name)).unwrap();
+    assert_eq!((del.name.as_str(), del.backend), (second.model.name.as_str(), Backend::Ecod));
     assert!(matches!(
-        ml.anomaly_score(&AnomalyScoreRequest::new(second.model.clone(), probe.clone()).backend(Backend::Ecod)),
+        an.score(&ModelRef::new(second.model.name.clone()).backend(Backend::Ecod), &probe, &none()),
         Err(Error::NotFound { .. })
     ));
-    assert!(matches!(ml.anomaly_delete(&format!("{}_ecod.json", second.model)), Err(Error::NotFound { .. })));
-    assert!(matches!(ml.anomaly_delete("nothing.txt"), Err(Error::NotFound { .. })));
-    assert!(ml.anomaly_delete("../x_ecod.json").is_err());
+    assert!(matches!(an.delete(&format!("{}_ecod.json", second.model.name)), Err(Error::NotFound { .. })));
+    assert!(matches!(an.delete("nothing.txt"), Err(Error::NotFound { .. })));
+    assert!(an.delete("../x_ecod.json").is_err());
     // no temp files left behind
-    assert!(std::fs::read_dir(ml.anomaly_dir()).unwrap().flatten().all(|e| !e.file_name().to_string_lossy().starts_with('.')));
+    assert!(std::fs::read_dir(an.dir()).unwrap().flatten().all(|e| !e.file_name().to_string_lossy().starts_with('.')));
 }
 
 #[test]
 fn latest_without_backend() {
     let (_dir, lf) = open();
-    let ml = lf.ml();
-    let a = ml.anomaly_fit(&AnomalyFitRequest::new("solo", blob(30, 2, 1))).unwrap();
-    let b = ml.anomaly_fit(&AnomalyFitRequest::new("solo", blob(30, 2, 2))).unwrap();
-    assert_ne!(a.model, b.model);
-    let r = ml.anomaly_score(&AnomalyScoreRequest::new("solo-latest", vec![vec![0.0, 10.0]])).unwrap();
-    assert_eq!(r.model, b.model);
-    let l = ml.anomaly_load(&AnomalyModelRef::new("solo-latest")).unwrap();
-    assert_eq!(l.model, b.model);
-    let old = ml.anomaly_score(&AnomalyScoreRequest::new(a.model.clone(), vec![vec![0.0, 10.0]])).unwrap();
-    assert_eq!(old.model, a.model);
+    let an = lf.ml().anomaly();
+    let a = an.fit("solo", &rows(blob(30, 2, 1)), &FitOptions::default()).unwrap();
+    let b = an.fit("solo", &rows(blob(30, 2, 2)), &FitOptions::default()).unwrap();
+    assert_ne!(a.model.name, b.model.name);
+    let probe = rows(vec![vec![0.0, 10.0]]);
+    let r = an.score(&"solo-latest".into(), &probe, &none()).unwrap();
+    assert_eq!(r.model, b.model.name);
+    let l = an.load(&"solo-latest".into()).unwrap();
+    assert_eq!(l.model.name, b.model.name);
+    let old = an.score(&ModelRef::new(a.model.name.clone()), &probe, &none()).unwrap();
+    assert_eq!(old.model, a.model.name);
 }
 
 #[test]
 fn several_backends_under_one_name_need_a_backend() {
     let (_dir, lf) = open();
-    let ml = lf.ml();
-    let train = blob(50, 2, 5);
-    ml.anomaly_fit(&AnomalyFitRequest::new("m", train.clone()).overwrite(true)).unwrap();
-    ml.anomaly_fit(&AnomalyFitRequest::new("m", train.clone()).overwrite(true).backend(Backend::Hbos)).unwrap();
-    let msg = invalid(ml.anomaly_score(&AnomalyScoreRequest::new("m", train.clone())));
+    let an = lf.ml().anomaly();
+    let train = rows(blob(50, 2, 5));
+    an.fit("m", &train, &FitOptions { overwrite: true, ..Default::default() }).unwrap();
+    an.fit("m", &train, &FitOptions { overwrite: true, ..opts(Backend::Hbos) }).unwrap();
+    let msg = invalid(an.score(&"m".into(), &train, &none()));
     assert!(msg.contains("several backends"), "{msg}");
-    let r = ml.anomaly_score(&AnomalyScoreRequest::new("m", train).backend(Backend::Hbos)).unwrap();
+    let r = an.score(&ModelRef::new("m").backend(Backend::Hbos), &train, &none()).unwrap();
     assert_eq!(r.backend, Backend::Hbos);
 }
 
 #[test]
 fn schema_rows_round_trip() {
     let (_dir, lf) = open();
-    let ml = lf.ml();
-    let mut rows = Vec::new();
+    let an = lf.ml().anomaly();
+    let mut objs = Vec::new();
     for i in 0..80 {
         let m = if i % 4 == 0 { "POST" } else { "GET" };
         let ua = ["Mozilla/5.0", "Chrome/90.0"][i % 2];
-        rows.push(json!({"response_time_ms": 100 + (i % 9), "bytes": 1000 + (i % 13) * 10, "method": m, "user_agent": ua}));
+        objs.push(json!({"response_time_ms": 100 + (i % 9), "bytes": 1000 + (i % 13) * 10, "method": m, "user_agent": ua}));
     }
-    let records: Vec<AnomalyRow> = rows.iter().map(|r| serde_json::from_value(r.clone()).unwrap()).collect();
+    let records: Vec<AnomalyRow> = objs.iter().map(|r| serde_json::from_value(r.clone()).unwrap()).collect();
     let schema: BTreeMap<String, FieldEncoding> =
         serde_json::from_value(json!({"response_time_ms": "numeric", "bytes": "numeric", "method": "label", "user_agent": "hash"})).unwrap();
-    let mut req = AnomalyFitRequest::new("api", records.clone()).schema(schema.clone()).normalization(Normalization::Zscore);
-    req.overwrite = true;
-    let fit = ml.anomaly_fit(&req).unwrap();
-    assert_eq!(fit.encoder.as_ref().unwrap().features, vec!["bytes", "method", "response_time_ms", "user_agent"]);
+    let o = FitOptions { schema: Some(schema.clone()), normalization: Normalization::Zscore, overwrite: true, ..Default::default() };
+    let fit = an.fit("api", &records, &o).unwrap();
+    assert_eq!(fit.model.encoder.as_ref().unwrap().info().features, vec!["bytes", "method", "response_time_ms", "user_agent"]);
     let probe: Vec<AnomalyRow> = [
         json!({"response_time_ms": 104, "bytes": 1050, "method": "GET", "user_agent": "Mozilla/5.0"}),
         json!({"response_time_ms": 9000, "bytes": 500000, "method": "DELETE", "user_agent": "sqlmap/1.0"}),
@@ -204,82 +219,86 @@ fn schema_rows_round_trip() {
     .iter()
     .map(|v| serde_json::from_value(v.clone()).unwrap())
     .collect();
-    let det = ml.anomaly_detect(&AnomalyScoreRequest::new("api", probe.clone()).threshold(2.0)).unwrap();
-    assert_eq!(det.data.iter().map(|p| p.index).collect::<Vec<_>>(), vec![1]);
-    assert_eq!(det.summary.threshold, 2.0);
+    let det = an.detect(&"api".into(), &probe, &ScoreOptions { threshold: Some(2.0), ..none() }).unwrap();
+    assert_eq!(det.rows.iter().map(|p| p.index).collect::<Vec<_>>(), vec![1]);
+    assert_eq!(det.threshold, 2.0);
     // Same schema again is fine; a different one, missing fields or arrays are not.
-    let ok = AnomalyScoreRequest { schema: Some(schema.clone()), ..AnomalyScoreRequest::new("api", probe.clone()) };
-    assert_eq!(ml.anomaly_score(&ok).unwrap().data.len(), 2);
+    let ok = ScoreOptions { schema: Some(schema.clone()), ..none() };
+    assert_eq!(an.score(&"api".into(), &probe, &ok).unwrap().rows.len(), 2);
     let mut other = schema.clone();
     other.insert("method".into(), FieldEncoding::Onehot);
-    invalid(ml.anomaly_score(&AnomalyScoreRequest { schema: Some(other), ..AnomalyScoreRequest::new("api", probe) }));
+    invalid(an.score(&"api".into(), &probe, &ScoreOptions { schema: Some(other), ..none() }));
     let missing: AnomalyRow = serde_json::from_value(json!({"bytes": 1})).unwrap();
-    invalid(ml.anomaly_score(&AnomalyScoreRequest::new("api", vec![missing])));
-    invalid(ml.anomaly_score(&AnomalyScoreRequest::new("api", vec![vec![1.0, 2.0, 3.0, 4.0]])));
+    invalid(an.score(&"api".into(), &[missing], &none()));
+    invalid(an.score(&"api".into(), &rows(vec![vec![1.0, 2.0, 3.0, 4.0]]), &none()));
     // Schema naming a field the rows lack, or a schema with array rows, at fit.
     let mut bad = schema.clone();
     bad.insert("nope".into(), FieldEncoding::Numeric);
-    invalid(ml.anomaly_fit(&AnomalyFitRequest::new("api2", records.clone()).schema(bad)));
-    invalid(ml.anomaly_fit(&AnomalyFitRequest::new("api2", blob(10, 2, 1)).schema(schema)));
+    invalid(an.fit("api2", &records, &FitOptions { schema: Some(bad), ..Default::default() }));
+    invalid(an.fit("api2", &rows(blob(10, 2, 1)), &FitOptions { schema: Some(schema), ..Default::default() }));
     // Inferred schema.
-    let inferred = ml.anomaly_fit(&AnomalyFitRequest::new("api3", records)).unwrap();
-    assert_eq!(inferred.encoder.unwrap().schema["method"], FieldEncoding::Label);
+    let inferred = an.fit("api3", &records, &FitOptions::default()).unwrap();
+    assert_eq!(inferred.model.encoder.as_ref().unwrap().info().schema["method"], FieldEncoding::Label);
 }
 
 #[test]
 fn bad_input_is_invalid_not_a_panic() {
     let (_dir, lf) = open();
-    let ml = lf.ml();
-    let train = blob(40, 2, 9);
+    let an = lf.ml().anomaly();
+    let train = rows(blob(40, 2, 9));
+    let fit = |name: &str, data: Vec<Vec<f64>>, o: FitOptions| an.fit(name, &rows(data), &o);
     for c in [0.0, -0.1, 0.51, 1.0, f64::NAN] {
-        invalid(ml.anomaly_fit(&AnomalyFitRequest::new("x", train.clone()).contamination(c)));
+        invalid(an.fit("x", &train, &FitOptions { contamination: c, ..Default::default() }));
     }
-    assert!(ml.anomaly_fit(&AnomalyFitRequest::new("x", train.clone()).contamination(0.5)).is_ok());
-    invalid(ml.anomaly_fit(&AnomalyFitRequest::new("x", vec![vec![1.0, f64::NAN], vec![1.0, 2.0]])));
-    invalid(ml.anomaly_fit(&AnomalyFitRequest::new("x", vec![vec![1.0, f64::INFINITY], vec![1.0, 2.0]])));
-    invalid(ml.anomaly_fit(&AnomalyFitRequest::new("x", vec![vec![1.0, 2.0], vec![1.0]])));
-    invalid(ml.anomaly_fit(&AnomalyFitRequest::new("x", Vec::<Vec<f64>>::new())));
-    invalid(ml.anomaly_fit(&AnomalyFitRequest::new("x", vec![vec![1.0]])));
-    invalid(ml.anomaly_fit(&AnomalyFitRequest::new("x", vec![Vec::<f64>::new(), vec![]])));
-    invalid(ml.anomaly_fit(&AnomalyFitRequest::new("x-latest", train.clone())));
-    invalid(ml.anomaly_fit(&AnomalyFitRequest { nu: Some(0.0), ..AnomalyFitRequest::new("x", train.clone()) }));
-    invalid(ml.anomaly_fit(&AnomalyFitRequest { epochs: 0, ..AnomalyFitRequest::new("x", train.clone()) }));
-    assert!(matches!(ml.anomaly_fit(&AnomalyFitRequest::new("../evil", train.clone())), Err(Error::Invalid(_) | Error::BadRequest(_))));
+    assert!(an.fit("x", &train, &FitOptions { contamination: 0.5, ..Default::default() }).is_ok());
+    invalid(fit("x", vec![vec![1.0, f64::NAN], vec![1.0, 2.0]], FitOptions::default()));
+    invalid(fit("x", vec![vec![1.0, f64::INFINITY], vec![1.0, 2.0]], FitOptions::default()));
+    invalid(fit("x", vec![vec![1.0, 2.0], vec![1.0]], FitOptions::default()));
+    invalid(fit("x", Vec::<Vec<f64>>::new(), FitOptions::default()));
+    invalid(fit("x", vec![vec![1.0]], FitOptions::default()));
+    invalid(fit("x", vec![Vec::<f64>::new(), vec![]], FitOptions::default()));
+    invalid(an.fit("x-latest", &train, &FitOptions::default()));
+    invalid(an.fit("x", &train, &FitOptions { nu: Some(0.0), ..Default::default() }));
+    invalid(an.fit("x", &train, &FitOptions { epochs: 0, ..Default::default() }));
+    assert!(matches!(an.fit("../evil", &train, &FitOptions::default()), Err(Error::Invalid(_) | Error::BadRequest(_))));
     invalid(Backend::parse("nope"));
-    assert!(serde_json::from_value::<AnomalyFitRequest>(json!({"backend": "nope", "data": [[1]]})).is_err());
+    assert!(serde_json::from_value::<Backend>(json!("nope")).is_err());
 
-    let fit = ml.anomaly_fit(&AnomalyFitRequest::new("x", train).overwrite(true)).unwrap();
-    assert_eq!(fit.model, "x");
-    let dim = invalid(ml.anomaly_score(&AnomalyScoreRequest::new("x", vec![vec![1.0, 2.0, 3.0]])));
+    let fitted = an.fit("x", &train, &FitOptions { overwrite: true, ..Default::default() }).unwrap();
+    assert_eq!(fitted.model.name, "x");
+    let score = |name: &str, data: Vec<Vec<f64>>, o: ScoreOptions| an.score(&name.into(), &rows(data), &o);
+    let dim = invalid(score("x", vec![vec![1.0, 2.0, 3.0]], none()));
     assert!(dim.contains("expects 2 features"), "{dim}");
-    invalid(ml.anomaly_score(&AnomalyScoreRequest::new("x", vec![vec![1.0, f64::NAN]])));
-    invalid(ml.anomaly_score(&AnomalyScoreRequest::new("x", vec![vec![1.0, 2.0], vec![3.0]])));
-    invalid(ml.anomaly_score(&AnomalyScoreRequest::new("x", Vec::<Vec<f64>>::new())));
-    invalid(ml.anomaly_score(&AnomalyScoreRequest::new("x", vec![vec![1.0, 2.0]]).threshold(f64::NAN)));
-    assert!(matches!(ml.anomaly_score(&AnomalyScoreRequest::new("missing", vec![vec![1.0, 2.0]])), Err(Error::NotFound { .. })));
-    assert!(matches!(ml.anomaly_score(&AnomalyScoreRequest::new("missing-latest", vec![vec![1.0, 2.0]])), Err(Error::NotFound { .. })));
+    invalid(score("x", vec![vec![1.0, f64::NAN]], none()));
+    invalid(score("x", vec![vec![1.0, 2.0], vec![3.0]], none()));
+    invalid(score("x", Vec::<Vec<f64>>::new(), none()));
+    invalid(score("x", vec![vec![1.0, 2.0]], ScoreOptions { threshold: Some(f64::NAN), ..none() }));
+    assert!(matches!(score("missing", vec![vec![1.0, 2.0]], none()), Err(Error::NotFound { .. })));
+    assert!(matches!(score("missing-latest", vec![vec![1.0, 2.0]], none()), Err(Error::NotFound { .. })));
     assert!(matches!(
-        ml.anomaly_score(&AnomalyScoreRequest::new("x", vec![vec![1.0, 2.0]]).backend(Backend::Hbos)),
+        an.score(&ModelRef::new("x").backend(Backend::Hbos), &rows(vec![vec![1.0, 2.0]]), &none()),
         Err(Error::NotFound { .. })
     ));
-    assert!(matches!(ml.anomaly_load(&AnomalyModelRef::new("missing")), Err(Error::NotFound { .. })));
-    assert!(matches!(ml.anomaly_save(&AnomalyModelRef::new("missing")), Err(Error::NotFound { .. })));
+    assert!(matches!(an.load(&"missing".into()), Err(Error::NotFound { .. })));
+    assert!(matches!(an.save(&"missing".into()), Err(Error::NotFound { .. })));
 }
 
 #[test]
 fn other_normalisations_use_their_own_threshold() {
     let (_dir, lf) = open();
-    let ml = lf.ml();
-    let train = blob(200, 2, 21);
-    ml.anomaly_fit(&AnomalyFitRequest::new("n", train.clone()).overwrite(true)).unwrap();
-    let z = ml.anomaly_score(&AnomalyScoreRequest::new("n", train.clone()).normalization(Normalization::Zscore)).unwrap();
-    let s = ml.anomaly_score(&AnomalyScoreRequest::new("n", train)).unwrap();
+    let an = lf.ml().anomaly();
+    let train = rows(blob(200, 2, 21));
+    an.fit("n", &train, &FitOptions { overwrite: true, ..Default::default() }).unwrap();
+    let z = an.score(&"n".into(), &train, &ScoreOptions { normalization: Some(Normalization::Zscore), ..none() }).unwrap();
+    let s = an.score(&"n".into(), &train, &none()).unwrap();
     assert_eq!(z.normalization, Normalization::Zscore);
     // The same rows are flagged: the thresholds are the same percentile of monotone transforms.
-    let fz: Vec<usize> = z.data.iter().filter(|p| p.is_anomaly).map(|p| p.index).collect();
-    let fs: Vec<usize> = s.data.iter().filter(|p| p.is_anomaly).map(|p| p.index).collect();
+    let fz: Vec<usize> = z.rows.iter().filter(|p| p.is_anomaly).map(|p| p.index).collect();
+    let fs: Vec<usize> = s.rows.iter().filter(|p| p.is_anomaly).map(|p| p.index).collect();
     assert_eq!(fz, fs);
     assert!(!fs.is_empty());
+    assert_eq!(s.anomaly_count(), fs.len());
+    assert_eq!(s.anomaly_rate(), fs.len() as f64 / 200.0);
 }
 
 #[test]
@@ -297,9 +316,9 @@ fn filenames_parse() {
 #[test]
 fn backends_are_listed() {
     let (_dir, lf) = open();
-    let b = lf.ml().anomaly_backends();
-    assert_eq!(b.total, 6);
-    assert_eq!(b.data.iter().filter(|i| i.is_legacy).count(), 4);
-    let v = serde_json::to_value(&b).unwrap();
-    assert_eq!(v["data"][0]["backend"], "isolation_forest");
+    let b = lf.ml().anomaly().backends();
+    assert_eq!(b.len(), 6);
+    assert_eq!(b.iter().filter(|i| i.is_legacy).count(), 4);
+    assert_eq!(b.iter().map(|i| i.backend).collect::<Vec<_>>(), Backend::ALL);
+    assert_eq!(b[0].backend.as_str(), "isolation_forest");
 }

@@ -3,6 +3,8 @@ use super::native::{self, NativeBert};
 use super::train::{batch_loss, eval_loss, train, TrainConfig, TrainableBert};
 use super::*;
 use crate::{LlamaFarm, ModelCache};
+use std::collections::HashMap;
+use std::path::Path;
 use candle_core::{Device, Tensor};
 
 /// A tiny randomly initialised BERT (same tensor names as a real checkpoint).
@@ -200,19 +202,19 @@ fn intents() -> Vec<TrainingExample> {
 fn real_model_fit_predict_save_load_latest_delete() {
     let dir = tempfile::tempdir().unwrap();
     let lf = real_lf(dir.path());
-    let mut req = ClassifierFitRequest::new("intent", intents());
-    req.num_iterations = 5;
-    let fit = lf.ml().classifier_fit(&req).unwrap();
+    let cls = lf.ml().classifier();
+    let fit = cls.fit("intent", &intents(), &FitOptions { num_iterations: 5, ..Default::default() }).unwrap();
     assert_eq!(fit.labels, vec!["booking", "cancellation", "weather"]);
     assert_eq!(fit.num_pairs, 2 * 5 * 12);
     assert_eq!(fit.steps, 120usize.div_ceil(16));
-    assert!(registry::is_version_of(&fit.model, "intent") && fit.model != "intent", "{}", fit.model);
-    let path = PathBuf::from(&fit.saved_path);
+    assert!(registry::is_version_of(&fit.name, "intent") && fit.name != "intent", "{}", fit.name);
+    assert_eq!(fit.base_name, "intent");
+    let path = fit.path.clone();
     for f in ["model.safetensors", "config.json", "tokenizer.json", "modules.json", "1_Pooling/config.json", "head.json", "metadata.json", "labels.txt"] {
         assert!(path.join(f).is_file(), "{f} missing");
     }
     // No temp directory left behind.
-    assert!(std::fs::read_dir(lf.ml().classifier_dir()).unwrap().flatten().all(|e| !e.file_name().to_string_lossy().starts_with(".tmp")));
+    assert!(std::fs::read_dir(cls.dir()).unwrap().flatten().all(|e| !e.file_name().to_string_lossy().starts_with(".tmp")));
 
     let held_out = vec![
         "Book me a seat on the train to Boston".to_string(),
@@ -223,59 +225,58 @@ fn real_model_fit_predict_save_load_latest_delete() {
         "Cancel my flight".to_string(),
     ];
     let want = ["booking", "cancellation", "weather", "booking", "weather", "cancellation"];
-    let pred = lf.ml().classifier_predict(&ClassifierPredictRequest { model: "intent-latest".into(), texts: held_out.clone() }).unwrap();
-    assert_eq!(pred.model, fit.model);
-    let got: Vec<&str> = pred.data.iter().map(|p| p.label.as_str()).collect();
-    assert_eq!(got, want, "{:?}", pred.data);
-    for p in &pred.data {
+    let pred = cls.predict("intent-latest", &held_out).unwrap();
+    assert_eq!(pred.model, fit.name);
+    let got: Vec<&str> = pred.predictions.iter().map(|p| p.label.as_str()).collect();
+    assert_eq!(got, want, "{:?}", pred.predictions);
+    for p in &pred.predictions {
         assert!((p.all_scores.values().sum::<f32>() - 1.0).abs() < 1e-4);
         assert_eq!(p.score, p.all_scores[&p.label]);
     }
 
     // A fresh handle on the same data directory loads it and predicts identically.
     let lf2 = real_lf(dir.path());
-    let loaded = lf2.ml().classifier_load(&ClassifierModelRequest { model: "intent-latest".into(), description: None }).unwrap();
-    assert_eq!(loaded.model, fit.model);
-    let pred2 = lf2.ml().classifier_predict(&ClassifierPredictRequest { model: fit.model.clone(), texts: held_out.clone() }).unwrap();
-    assert_eq!(pred.data, pred2.data);
+    let loaded = lf2.ml().classifier().load("intent-latest").unwrap();
+    assert_eq!(loaded.name, fit.name);
+    assert_eq!(loaded.labels, fit.labels);
+    let pred2 = lf2.ml().classifier().predict(&fit.name, &held_out).unwrap();
+    assert_eq!(pred.predictions, pred2.predictions);
     // Duplicates in one request give identical answers.
-    let dup = lf2.ml().classifier_predict(&ClassifierPredictRequest { model: fit.model.clone(), texts: vec![held_out[0].clone(), held_out[0].clone()] }).unwrap();
-    assert_eq!(dup.data[0], dup.data[1]);
-    assert_eq!(dup.data[0], pred.data[0]);
+    let dup = lf2.ml().classifier().predict(&fit.name, &[held_out[0].clone(), held_out[0].clone()]).unwrap();
+    assert_eq!(dup.predictions[0], dup.predictions[1]);
+    assert_eq!(dup.predictions[0], pred.predictions[0]);
 
     // Save a description; list shows it.
-    let saved = lf.ml().classifier_save(&ClassifierModelRequest { model: fit.model.clone(), description: Some("intents v1".into()) }).unwrap();
-    assert_eq!(saved.status, "saved");
-    let list = lf.ml().classifier_models().unwrap();
-    assert_eq!(list.total, 1);
-    assert_eq!(list.data[0].description.as_deref(), Some("intents v1"));
-    assert_eq!(list.data[0].base_name, "intent");
-    assert!(list.data[0].is_versioned && list.data[0].loaded);
-    assert_eq!(list.data[0].labels, fit.labels);
+    let saved = cls.save(&fit.name, Some("intents v1")).unwrap();
+    assert_eq!((saved.name.as_str(), saved.path.as_path()), (fit.name.as_str(), fit.path.as_path()));
+    let list = cls.list().unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].description.as_deref(), Some("intents v1"));
+    assert_eq!(list[0].base_name, "intent");
+    assert!(list[0].is_versioned && list[0].loaded);
+    assert_eq!(list[0].labels, fit.labels);
 
     // A second version: -latest now picks it.
-    let mut req2 = ClassifierFitRequest::new("intent", intents());
-    req2.num_iterations = 1;
-    let fit2 = lf.ml().classifier_fit(&req2).unwrap();
-    assert_ne!(fit2.model, fit.model);
-    let p = lf.ml().classifier_predict(&ClassifierPredictRequest { model: "intent-latest".into(), texts: vec!["hello".into()] }).unwrap();
-    assert_eq!(p.model, fit2.model);
-    assert_eq!(lf.ml().classifier_models().unwrap().total, 2);
+    let fit2 = cls.fit("intent", &intents(), &FitOptions { num_iterations: 1, ..Default::default() }).unwrap();
+    assert_ne!(fit2.name, fit.name);
+    let p = cls.predict("intent-latest", &["hello".to_string()]).unwrap();
+    assert_eq!(p.model, fit2.name);
+    assert_eq!(cls.list().unwrap().len(), 2);
     // The runtime's /v1/classify serves it by name too.
-    let c = lf.ml().classify(&ClassifyRequest { model: "intent-latest".into(), texts: vec!["Will it rain?".into()], max_length: None }).unwrap();
-    assert_eq!(c.model, fit2.model);
-    assert_eq!(c.data[0].index, 0);
-    let e = lf.ml().classify(&ClassifyRequest { model: "distilbert-base-uncased-finetuned-sst-2-english".into(), texts: vec!["x".into()], max_length: None }).unwrap_err();
+    let c = cls.classify("intent-latest", &["Will it rain?".to_string()]).unwrap();
+    assert_eq!(c.model, fit2.name);
+    assert_eq!(c.predictions.len(), 1);
+    let e = cls.classify("distilbert-base-uncased-finetuned-sst-2-english", &["x".to_string()]).unwrap_err();
     assert_eq!(e.kind(), crate::error::ErrorKind::BadRequest);
     assert!(e.to_string().contains("SetFit"), "{e}");
 
     // Delete both; then they are gone (404).
-    lf.ml().classifier_delete(&fit2.model).unwrap();
-    lf.ml().classifier_delete(&fit.model).unwrap();
-    assert_eq!(lf.ml().classifier_models().unwrap().total, 0);
-    let e = lf.ml().classifier_predict(&ClassifierPredictRequest { model: fit.model.clone(), texts: vec!["x".into()] }).unwrap_err();
+    assert_eq!(cls.delete(&fit2.name).unwrap(), fit2.name);
+    cls.delete(&fit.name).unwrap();
+    assert_eq!(cls.list().unwrap().len(), 0);
+    let e = cls.predict(&fit.name, &["x".to_string()]).unwrap_err();
     assert_eq!(e.kind(), crate::error::ErrorKind::NotFound);
-    assert_eq!(lf.ml().classifier_delete(&fit.model).unwrap_err().kind(), crate::error::ErrorKind::NotFound);
+    assert_eq!(cls.delete(&fit.name).unwrap_err().kind(), crate::error::ErrorKind::NotFound);
 }
 
 #[test]
@@ -284,42 +285,40 @@ fn bad_input_is_rejected_without_training() {
     let dir = tempfile::tempdir().unwrap();
     // An empty model cache: validation must happen before the base model is needed.
     let lf = LlamaFarm::open_with(dir.path().join("data"), ModelCache::new(dir.path().join("hub"))).unwrap();
-    let ml = lf.ml();
-    let kind = |r: ClassifierFitRequest| ml.classifier_fit(&r).unwrap_err().kind();
+    let cls = lf.ml().classifier();
+    let fit = |m: &str, ex: Vec<TrainingExample>, o: FitOptions| cls.fit(m, &ex, &o).unwrap_err().kind();
+    let kind = |ex: Vec<TrainingExample>| fit("m", ex, FitOptions::default());
     let one_class = vec![TrainingExample::new("a", "x"), TrainingExample::new("b", "x")];
-    assert_eq!(kind(ClassifierFitRequest::new("m", one_class)), ErrorKind::Invalid);
-    assert_eq!(kind(ClassifierFitRequest::new("m", vec![])), ErrorKind::Invalid);
+    assert_eq!(kind(one_class), ErrorKind::Invalid);
+    assert_eq!(kind(vec![]), ErrorKind::Invalid);
     let empty_text = vec![TrainingExample::new("a", "x"), TrainingExample::new("  ", "y")];
-    assert_eq!(kind(ClassifierFitRequest::new("m", empty_text)), ErrorKind::Invalid);
+    assert_eq!(kind(empty_text), ErrorKind::Invalid);
     let empty_label = vec![TrainingExample::new("a", "x"), TrainingExample::new("b", "")];
-    assert_eq!(kind(ClassifierFitRequest::new("m", empty_label)), ErrorKind::Invalid);
+    assert_eq!(kind(empty_label), ErrorKind::Invalid);
     let ok = || vec![TrainingExample::new("a", "x"), TrainingExample::new("b", "y")];
-    assert_eq!(kind(ClassifierFitRequest::new("../evil", ok())), ErrorKind::Invalid);
-    assert_eq!(kind(ClassifierFitRequest::new("m-latest", ok())), ErrorKind::Invalid);
+    assert_eq!(fit("../evil", ok(), FitOptions::default()), ErrorKind::Invalid);
+    assert_eq!(fit("m-latest", ok(), FitOptions::default()), ErrorKind::Invalid);
     for (it, bs, ep, lr) in [(0, 16, 1, 2e-5), (5000, 16, 1, 2e-5), (5, 0, 1, 2e-5), (5, 16, 0, 2e-5), (5, 16, 1, 0.0), (5, 16, 1, f64::NAN)] {
-        let mut r = ClassifierFitRequest::new("m", ok());
-        (r.num_iterations, r.batch_size, r.num_epochs, r.learning_rate) = (it, bs, ep, lr);
-        assert_eq!(kind(r), ErrorKind::Invalid, "{it} {bs} {ep} {lr}");
+        let o = FitOptions { num_iterations: it, batch_size: bs, num_epochs: ep, learning_rate: lr, ..Default::default() };
+        assert_eq!(fit("m", ok(), o), ErrorKind::Invalid, "{it} {bs} {ep} {lr}");
     }
     // A valid request whose base model is not in the cache: 503 with the fetch hint.
-    assert_eq!(kind(ClassifierFitRequest::new("m", ok())), ErrorKind::Unavailable);
-    let mut r = ClassifierFitRequest::new("m", ok());
-    r.base_model = "../../etc".into();
-    assert_ne!(kind(r), ErrorKind::Internal);
+    assert_eq!(kind(ok()), ErrorKind::Unavailable);
+    assert_ne!(fit("m", ok(), FitOptions { base_model: "../../etc".into(), ..Default::default() }), ErrorKind::Internal);
 
-    let pred = |m: &str, texts: Vec<String>| ml.classifier_predict(&ClassifierPredictRequest { model: m.into(), texts }).unwrap_err().kind();
+    let pred = |m: &str, texts: Vec<String>| cls.predict(m, &texts).unwrap_err().kind();
     assert_eq!(pred("nope", vec!["x".into()]), ErrorKind::NotFound);
     assert_eq!(pred("nope-latest", vec!["x".into()]), ErrorKind::NotFound);
     assert_eq!(pred("nope", vec![]), ErrorKind::Invalid);
     assert_eq!(pred("nope", vec!["".into()]), ErrorKind::Invalid);
     assert_eq!(pred("bad/name", vec!["x".into()]), ErrorKind::Invalid);
-    let load = ml.classifier_load(&ClassifierModelRequest { model: "nope-latest".into(), description: None }).unwrap_err();
+    let load = cls.load("nope-latest").unwrap_err();
     assert_eq!(load.kind(), ErrorKind::NotFound);
-    assert_eq!(ml.classifier_delete("nope").unwrap_err().kind(), ErrorKind::NotFound);
-    assert_eq!(ml.classifier_delete("..").unwrap_err().kind(), ErrorKind::Invalid);
-    assert_eq!(ml.classifier_models().unwrap().total, 0);
+    assert_eq!(cls.delete("nope").unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(cls.delete("..").unwrap_err().kind(), ErrorKind::Invalid);
+    assert_eq!(cls.list().unwrap().len(), 0);
     // A half-written directory (no head.json) is not a model.
-    std::fs::create_dir_all(ml.classifier_dir().join("broken")).unwrap();
-    assert_eq!(ml.classifier_models().unwrap().total, 0);
+    std::fs::create_dir_all(cls.dir().join("broken")).unwrap();
+    assert_eq!(cls.list().unwrap().len(), 0);
     assert_eq!(pred("broken", vec!["x".into()]), ErrorKind::NotFound);
 }

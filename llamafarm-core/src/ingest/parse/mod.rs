@@ -1,0 +1,207 @@
+//! Parsers: bytes of a file -> sections of text (with page numbers, headings, rows).
+//!
+//! Each format is one [`Parser`] in its own module; a [`Registry`] holds them and
+//! picks one by the `type` of a parser in `llamafarm.yaml` (`PDFParser_PyPDF2`,
+//! `MarkdownParser_Python`, ...: the lower-cased name starts with one of the
+//! parser's [`Parser::type_prefixes`]) or, for the universal types, by file
+//! extension. A new format is a new module whose parser is added to
+//! [`Registry::builtin`].
+
+mod csv;
+mod docx;
+mod html;
+mod json;
+mod markdown;
+mod pdf;
+mod registry;
+mod text;
+mod xlsx;
+
+pub use self::csv::CsvParser;
+pub use docx::DocxParser;
+pub use html::{html, HtmlParser};
+pub use json::JsonParser;
+pub use markdown::{markdown, MarkdownParser};
+pub use pdf::PdfParser;
+pub use registry::Registry;
+pub use text::TextParser;
+pub use xlsx::XlsxParser;
+
+use crate::error::{Error, Result};
+
+/// A run of text with where it came from.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Section {
+    /// The text.
+    pub text: String,
+    /// 1-based page (PDF).
+    pub page: Option<u32>,
+    /// The heading this text sits under (Markdown, DOCX headings, HTML h1-h6).
+    pub heading: Option<String>,
+    /// A table row (CSV, JSONL records): rows are packed, never split.
+    pub is_row: bool,
+}
+
+/// A parsed document.
+#[derive(Debug, Clone, Default)]
+pub struct ParsedDoc {
+    /// Sections in reading order.
+    pub sections: Vec<Section>,
+    /// The parser that produced it (our name).
+    pub parser: &'static str,
+    /// Pages, when the format has them.
+    pub page_count: Option<u32>,
+    /// A header line to repeat in row chunks (CSV).
+    pub header: Option<String>,
+}
+
+impl ParsedDoc {
+    /// All text, sections separated by blank lines.
+    pub fn text(&self) -> String {
+        self.sections.iter().map(|s| s.text.as_str()).collect::<Vec<_>>().join("\n\n")
+    }
+}
+
+/// One file to parse.
+#[derive(Debug, Clone, Copy)]
+pub struct ParseInput<'a> {
+    /// The file's bytes.
+    pub bytes: &'a [u8],
+    /// Its name (for messages, and the `.tsv` delimiter).
+    pub file_name: &'a str,
+    /// What to extract, from the parser's config.
+    pub options: ParseOptions,
+}
+
+impl<'a> ParseInput<'a> {
+    /// `bytes` named `file_name`, with the default [`ParseOptions`].
+    pub fn new(bytes: &'a [u8], file_name: &'a str) -> Self {
+        Self { bytes, file_name, options: ParseOptions::default() }
+    }
+
+    /// The same input with `options`.
+    pub fn with_options(self, options: ParseOptions) -> Self {
+        Self { options, ..self }
+    }
+}
+
+/// A document parser for one format.
+pub trait Parser: Send + Sync {
+    /// Our name, reported as [`ParsedDoc::parser`] (`pdf`, `markdown`, ...).
+    fn name(&self) -> &'static str;
+    /// How the unsupported-type message names it (`PDF`, `Excel`, ...).
+    fn label(&self) -> &'static str;
+    /// Lower-case prefixes of the config `type` names it answers to (`pdf` for
+    /// `PDFParser_PyPDF2` and `PDFParser_LlamaIndex`).
+    fn type_prefixes(&self) -> &'static [&'static str];
+    /// Lower-case file extensions (no dot) it reads when a universal parser
+    /// dispatches by file type.
+    fn extensions(&self) -> &'static [&'static str];
+    /// Parse one file.
+    fn parse(&self, input: &ParseInput<'_>) -> Result<ParsedDoc>;
+}
+
+fn utf8(bytes: &[u8], name: &str) -> Result<String> {
+    let bytes = bytes.strip_prefix(&[0xEF, 0xBB, 0xBF]).unwrap_or(bytes);
+    match std::str::from_utf8(bytes) {
+        Ok(s) => Ok(s.to_string()),
+        Err(_) => {
+            let s = String::from_utf8_lossy(bytes);
+            let bad = s.chars().filter(|c| *c == '\u{FFFD}').count();
+            if bad * 20 > s.chars().count().max(1) {
+                Err(Error::Invalid(format!("'{name}' is not text (binary content)")))
+            } else {
+                Ok(s.into_owned())
+            }
+        }
+    }
+}
+
+/// Collapse runs of spaces, keep paragraph breaks.
+fn normalize_ws(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut blank = 0;
+    for line in s.lines() {
+        let l = line.split_whitespace().collect::<Vec<_>>().join(" ");
+        if l.is_empty() {
+            blank += 1;
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(if blank > 0 { "\n\n" } else { "\n" });
+        }
+        blank = 0;
+        out.push_str(&l);
+    }
+    out
+}
+
+/// What a parser's `config` asks to extract, with the original's keys: python-docx's
+/// `extract_tables` (default on), `extract_headers` (on), `extract_footers` (off) and
+/// `extract_comments` (off); LlamaIndex's `include_header_footer` (off) sets both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParseOptions {
+    /// Table rows (DOCX).
+    pub tables: bool,
+    /// Page headers (DOCX `word/header*.xml`), as a first section.
+    pub headers: bool,
+    /// Page footers (DOCX `word/footer*.xml`), as a last section.
+    pub footers: bool,
+    /// Reviewer comments (DOCX `word/comments.xml`), as a last section.
+    pub comments: bool,
+}
+
+impl Default for ParseOptions {
+    fn default() -> Self {
+        Self {
+            tables: true,
+            headers: true,
+            footers: false,
+            comments: false,
+        }
+    }
+}
+
+impl ParseOptions {
+    /// From a parser's type and settings.
+    pub fn from_config(kind: &str, cfg: &serde_json::Map<String, serde_json::Value>) -> Self {
+        let b = |k: &str| cfg.get(k).and_then(|v| v.as_bool());
+        let mut o = Self::default();
+        if kind.to_ascii_lowercase().contains("llamaindex") {
+            (o.headers, o.footers) = (false, false);
+        }
+        if let Some(v) = b("include_header_footer") {
+            (o.headers, o.footers) = (v, v);
+        }
+        o.tables = b("extract_tables").unwrap_or(o.tables);
+        o.headers = b("extract_headers").unwrap_or(o.headers);
+        o.footers = b("extract_footers").unwrap_or(o.footers);
+        o.comments = b("extract_comments").unwrap_or(o.comments);
+        o
+    }
+}
+
+fn zip_entry(zip: &mut zip::ZipArchive<std::io::Cursor<&[u8]>>, name: &str, file: &str) -> Result<Option<String>> {
+    use std::io::Read;
+    let Ok(mut f) = zip.by_name(name) else { return Ok(None) };
+    if f.size() > 512 * 1024 * 1024 {
+        return Err(Error::Invalid(format!("'{file}': {name} is too large")));
+    }
+    let mut s = String::new();
+    f.read_to_string(&mut s).map_err(|e| Error::Invalid(format!("'{file}': {e}")))?;
+    Ok(Some(s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binary_text_and_broken_containers_are_invalid() {
+        let reg = Registry::global();
+        let parse = |kind: &str, bytes: &[u8], name: &str| reg.for_file(kind, name).and_then(|p| p.parse(&ParseInput::new(bytes, name)));
+        assert!(parse("TextParser_Python", &[0, 159, 146, 150, 0, 1, 2], "bin.txt").is_err());
+        assert!(parse("UniversalParser", b"PK not a zip", "x.docx").is_err());
+        assert!(parse("auto", b"{oops", "x.json").is_err());
+    }
+}
