@@ -11,7 +11,7 @@ use std::path::Path;
 use tokenizers::{Tokenizer, TruncationParams};
 
 fn ce(e: candle_core::Error) -> Error {
-    Error::Internal(format!("candle: {e}"))
+    Error::internal(format!("candle: {e}"))
 }
 
 /// Scores (query, document) pairs.
@@ -42,7 +42,7 @@ impl CrossEncoder {
         let weights = dir.join("model.safetensors");
         // SAFETY: read-only mapping of a file in the model cache.
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &Device::Cpu) }.map_err(ce)?;
-        let tokenizer = Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|e| Error::Internal(format!("tokenizer of {id}: {e}")))?;
+        let tokenizer = Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|e| Error::internal(format!("tokenizer of {id}: {e}")))?;
         Self::from_var_builder(vb, &config, tokenizer, id)
     }
 
@@ -56,7 +56,7 @@ impl CrossEncoder {
         tokenizer.with_padding(None);
         tokenizer
             .with_truncation(Some(TruncationParams { max_length: max_len, ..Default::default() }))
-            .map_err(|e| Error::Internal(format!("tokenizer truncation: {e}")))?;
+            .map_err(|e| Error::internal(format!("tokenizer truncation: {e}")))?;
         Ok(Self { id: id.into(), bert, pooler, classifier, tokenizer, max_len })
     }
 
@@ -72,7 +72,7 @@ impl Reranker for CrossEncoder {
         for batch in documents.chunks(16) {
             let encs = batch
                 .iter()
-                .map(|d| self.tokenizer.encode((query, *d), true).map_err(|e| Error::Internal(format!("tokenizer: {e}"))))
+                .map(|d| self.tokenizer.encode((query, *d), true).map_err(|e| Error::internal(format!("tokenizer: {e}"))))
                 .collect::<Result<Vec<_>>>()?;
             let n = encs.len();
             let len = encs.iter().map(|e| e.get_ids().len()).max().unwrap_or(1).max(1);
