@@ -523,6 +523,8 @@ impl LlmEngine {
 }
 
 fn load_local(id: &str, options: &LocalOptions, models: &ModelCache, llamacpp_log: bool) -> Result<Arc<dyn ChatModel>> {
+    #[cfg(not(feature = "llm-llamacpp"))]
+    let _ = llamacpp_log;
     let resolved = models.resolve(id)?;
     let gguf = resolved.gguf.ok_or_else(|| Error::ModelMissing {
         model: id.into(),

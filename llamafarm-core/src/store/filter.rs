@@ -46,7 +46,7 @@ impl MetadataFilter {
                             "$in" => Cond::In(list(k, arg)?),
                             "$nin" => Cond::Nin(list(k, arg)?),
                             "$gt" | "$gte" | "$lt" | "$lte" => {
-                                let n = arg.as_f64().ok_or_else(|| Error::invalid(format!("metadata_filters.{k}.{op}"), format!("must be a number")))?;
+                                let n = arg.as_f64().ok_or_else(|| Error::invalid(format!("metadata_filters.{k}.{op}"), "must be a number"))?;
                                 Cond::Cmp(match op.as_str() { "$gt" => "gt", "$gte" => "gte", "$lt" => "lt", _ => "lte" }, n)
                             }
                             other => return Err(Error::invalid(format!("metadata_filters.{k}"), format!("has an unknown operator '{other}'"))),
@@ -96,12 +96,12 @@ impl MetadataFilter {
 fn scalar(k: &str, v: &Value) -> Result<Value> {
     match v {
         Value::String(_) | Value::Number(_) | Value::Bool(_) => Ok(v.clone()),
-        _ => Err(Error::invalid(format!("metadata_filters.{k}"), format!("must be a string, number or boolean"))),
+        _ => Err(Error::invalid(format!("metadata_filters.{k}"), "must be a string, number or boolean")),
     }
 }
 
 fn list(k: &str, v: &Value) -> Result<Vec<Value>> {
-    let a = v.as_array().ok_or_else(|| Error::invalid(format!("metadata_filters.{k}"), format!("must be a list")))?;
+    let a = v.as_array().ok_or_else(|| Error::invalid(format!("metadata_filters.{k}"), "must be a list"))?;
     a.iter().map(|x| scalar(k, x)).collect()
 }
 
