@@ -309,11 +309,10 @@ async fn error_codes_and_generic_server_errors() {
     assert_detail(&route, 404);
     assert_eq!(route.1["code"], "route_not_found");
 
-    // An I/O failure on the server (the config file is a directory) is a 500 that
-    // names no path: a generic detail with the request id, the cause in the log.
+    // An I/O failure on the server (the config file is not UTF-8, so reading it fails)
+    // is a 500 that names no path: a generic detail with the request id, the cause in the log.
     let cfg = s.lf.data_dir().join("projects/acme/demo/llamafarm.yaml");
-    std::fs::remove_file(&cfg).unwrap();
-    std::fs::create_dir(&cfg).unwrap();
+    std::fs::write(&cfg, b"name: \xff\xfe\n").unwrap();
     let resp = s.http.get(s.url("/v1/projects/acme/demo")).header("x-request-id", "it-500").send().await.unwrap();
     assert_eq!(resp.status().as_u16(), 500);
     assert_eq!(resp.headers()["x-request-id"], "it-500");
