@@ -11,7 +11,7 @@
 //! second engine). `CHAT_RUNS` (default 3) repeats each prompt.
 
 use llamafarm_core::llm::{CancelFlag, ChatMessage, ChatModelSpec, GenerationParams, LocalEngine, LocalOptions};
-use llamafarm_core::LlamaFarm;
+use llamafarm_core::{LlamaFarm, ModelCache};
 use serde_json::{json, Value};
 use std::time::Instant;
 
@@ -41,7 +41,7 @@ fn main() {
     llamafarm_core::system::tune_allocator();
     let runs: usize = std::env::var("CHAT_RUNS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
     let threads = std::env::var("RAYON_NUM_THREADS").ok().and_then(|s| s.parse().ok()).unwrap_or(2usize);
-    let lf = LlamaFarm::open(tempfile::tempdir().unwrap().keep()).unwrap();
+    let lf = LlamaFarm::open_with(tempfile::tempdir().unwrap().keep(), ModelCache::from_vars(|k| std::env::var_os(k))).unwrap();
     let gguf = match lf.models().resolve(MODEL) {
         Ok(m) => m.gguf.unwrap(),
         Err(e) => {
@@ -63,8 +63,7 @@ fn main() {
         .iter()
         .map(|(e, rq)| {
             let t = Instant::now();
-            let mut options = LocalOptions::from_env().unwrap();
-            options.engine = *e;
+            let mut options = LocalOptions::with_engine(*e);
             options.n_threads = Some(threads as i32);
             options.requantize = rq.map(str::to_string);
             let m = lf.llm().get(&ChatModelSpec::LocalGguf { id: MODEL.into(), options }, true, lf.models()).unwrap();

@@ -9,7 +9,7 @@
 //! ours and the peer three times, interleaved, and reports the median speed-up.
 
 use llamafarm_core::task::TaskState;
-use llamafarm_core::LlamaFarm;
+use llamafarm_core::{LlamaFarm, ModelCache};
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -25,7 +25,7 @@ fn main() {
     }
     let folders: Vec<String> = std::env::var("INGEST_FOLDERS").unwrap_or_else(|_| "pdf,docx,html,markdown".into()).split(',').map(String::from).collect();
     let work = tempfile::tempdir().unwrap();
-    let lf = LlamaFarm::open(work.path()).unwrap();
+    let lf = LlamaFarm::open_with(work.path(), ModelCache::from_vars(|k| std::env::var_os(k))).unwrap();
     // INGEST_PRECISIONS=default,fp32,int8 (the default) runs ours once per embedding
     // precision: `default` is the model id without a suffix (bf16 where the CPU has
     // AVX-512 BF16, else fp32), the others are `model:fp32`, `model:bf16`, `model:int8`.

@@ -8,7 +8,7 @@
 
 use llamafarm_core::rag::RagQuery;
 use llamafarm_core::store::{ChunkRecord, ChunkStore, EmbeddedStore, Metric};
-use llamafarm_core::LlamaFarm;
+use llamafarm_core::{LlamaFarm, ModelCache};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::io::BufRead;
@@ -88,7 +88,7 @@ fn main() {
     qids.sort_by_key(|q| q.parse::<u64>().unwrap_or(0));
 
     let work = tempfile::tempdir().unwrap();
-    let lf = LlamaFarm::open(work.path()).unwrap();
+    let lf = LlamaFarm::open_with(work.path(), ModelCache::from_vars(|k| std::env::var_os(k))).unwrap();
     let project = lf.projects().create("bench", "scifact", None).unwrap();
     // A second hybrid strategy that fuses by alpha-weighted min-max scores.
     project

@@ -6,7 +6,7 @@
 //! the typed API (validated and written atomically), lists projects, checks
 //! which default models are on this machine, and deletes the project again.
 
-use llamafarm_core::{LlamaFarm, LlamaFarmConfig};
+use llamafarm_core::{LlamaFarm, LlamaFarmConfig, ModelCache};
 
 fn main() -> anyhow::Result<()> {
     // The `LF_*` kernel and batching switches, as `lf` maps them.
@@ -15,7 +15,7 @@ fn main() -> anyhow::Result<()> {
         Some(d) => std::path::PathBuf::from(d),
         None => std::env::temp_dir().join(format!("llamafarm-example-{}", std::process::id())),
     };
-    let lf = LlamaFarm::open(&data_dir)?;
+    let lf = LlamaFarm::open_with(&data_dir, ModelCache::from_vars(|k| std::env::var_os(k)))?;
     println!("data directory: {}", lf.data_dir().display());
 
     let project = lf.projects().create("examples", "handbook-qa", Some("rag"))?;

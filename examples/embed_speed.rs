@@ -6,7 +6,8 @@ fn main() -> anyhow::Result<()> {
     llamafarm_core::embed::configure(llamafarm_core::embed::EmbedOptions::from_vars(|n| std::env::var(n).ok()));
     llamafarm_core::system::tune_allocator();
     let n: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(128);
-    let lf = llamafarm_core::LlamaFarm::open(std::env::temp_dir().join("lf-embed-speed"))?;
+    let cache = llamafarm_core::ModelCache::from_vars(|k| std::env::var_os(k));
+    let lf = llamafarm_core::LlamaFarm::open_with(std::env::temp_dir().join("lf-embed-speed"), cache)?;
     let model = std::env::args().nth(2).unwrap_or_else(|| "sentence-transformers/all-MiniLM-L6-v2".into());
     let e = lf.embedder(&model)?;
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/ir/scifact/corpus.jsonl");

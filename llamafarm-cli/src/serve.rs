@@ -2,10 +2,13 @@
 
 use anyhow::{Context, Result};
 use clap::Args;
-use llamafarm_core::LlamaFarm;
+use llamafarm_core::config::Vars;
+use llamafarm_core::llm::LocalEngine;
+use llamafarm_core::{LlamaFarm, ModelCache};
 use llamafarm_http::HttpOptions;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// The environment variables `lf serve` maps to the library's kernel and embedding options
 /// ([`embed_options_from_env`]); printed by `lf serve --help`.
@@ -39,9 +42,28 @@ pub struct ServeArgs {
     /// Universal Runtime API port.
     #[arg(long, env = "LF_RUNTIME_PORT", default_value_t = 11540)]
     runtime_port: u16,
-    /// Data directory (default: $LF_DATA_DIR or ~/.llamafarm).
+    /// Data directory (default: ~/.llamafarm).
     #[arg(long, env = "LF_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// Model cache, the folder holding `models--ORG--NAME` (default: $HF_HOME/hub, else
+    /// $XDG_CACHE_HOME/huggingface/hub, else ~/.cache/huggingface/hub).
+    #[arg(long, env = "HF_HUB_CACHE")]
+    model_cache: Option<PathBuf>,
+    /// Engine of local GGUF chat models whose `extra_body` names none: auto, native, mistralrs or llamacpp.
+    #[arg(long, env = "LF_LLM_ENGINE", default_value = "auto")]
+    llm_engine: String,
+    /// Seconds a local chat model may sit idle before it is unloaded.
+    #[arg(long, env = "LF_MODEL_UNLOAD_TIMEOUT", default_value_t = llamafarm_core::llm::DEFAULT_UNLOAD_TIMEOUT_S)]
+    model_unload_timeout: u64,
+    /// API key of OpenAI chat models and embedders whose config sets no `api_key`.
+    #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true)]
+    openai_api_key: Option<String>,
+    /// Send llama.cpp's own log to the log (engine llamacpp).
+    #[arg(long, env = "LF_LLAMACPP_LOG")]
+    llamacpp_log: bool,
+    /// Trainer of SetFit classifiers: native (hand-written backward pass) or autograd (candle's).
+    #[arg(long, env = "LF_SETFIT_TRAINER", default_value = "native", value_parser = ["native", "autograd"])]
+    setfit_trainer: String,
     /// Allowed CORS origins (repeatable); `*` allows any.
     #[arg(long = "cors-origin", env = "LF_CORS_ORIGINS", value_delimiter = ',', default_value = "*")]
     cors_origins: Vec<String>,
@@ -54,8 +76,23 @@ pub async fn serve(args: ServeArgs, debug: bool) -> Result<()> {
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| if debug { "debug".into() } else { "info,tower_http=info,pdf_extract=error,lopdf=error".into() });
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_writer(std::io::stderr).try_init();
 
-    let data_dir = args.data_dir.unwrap_or_else(llamafarm_core::paths::default_data_dir);
-    let lf = LlamaFarm::open(&data_dir).with_context(|| format!("opening data directory {}", data_dir.display()))?;
+    let data_dir = args.data_dir.unwrap_or_else(|| home_dir().join(".llamafarm"));
+    let model_cache = match args.model_cache {
+        Some(dir) => ModelCache::new(dir),
+        None => ModelCache::from_vars(|k| std::env::var_os(k)),
+    };
+    let engine = LocalEngine::parse(&args.llm_engine).map_err(|e| anyhow::anyhow!("--llm-engine / LF_LLM_ENGINE: {e}"))?;
+    let lf = LlamaFarm::builder(&data_dir)
+        .model_cache(model_cache)
+        .llm_engine(engine)
+        .model_unload_timeout(Duration::from_secs(args.model_unload_timeout))
+        .openai_api_key(args.openai_api_key.filter(|k| !k.is_empty()))
+        .llamacpp_log(args.llamacpp_log)
+        .setfit_autograd(args.setfit_trainer == "autograd")
+        // `${VAR}` in project configs resolves against this process's environment.
+        .vars(std::env::vars().collect::<Vars>())
+        .open()
+        .with_context(|| format!("opening data directory {}", data_dir.display()))?;
     let api_addr: SocketAddr = format!("{}:{}", args.host, args.port).parse().context("invalid --host/--port")?;
     let rt_addr: SocketAddr = format!("{}:{}", args.host, args.runtime_port).parse().context("invalid --runtime-port")?;
     let api_listener = tokio::net::TcpListener::bind(api_addr).await.with_context(|| format!("binding {api_addr}"))?;
@@ -124,4 +161,9 @@ fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
             let _ = tokio::signal::ctrl_c().await;
         })
     }
+}
+
+/// `$HOME`, or the current directory when it is unset.
+fn home_dir() -> PathBuf {
+    std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."))
 }

@@ -4,7 +4,7 @@
 //! and the dataset's `files` list in `llamafarm.yaml` holds the hashes.
 
 use crate::config::{DatasetConfig, BUILTIN_STRATEGY};
-use crate::error::{Error, Result};
+use crate::error::{Error, ResourceKind, Result};
 use crate::paths::validate_segment;
 use crate::Project;
 use serde::{Deserialize, Serialize};
@@ -134,18 +134,15 @@ pub struct UploadWriter {
 }
 
 impl UploadWriter {
-    /// Append bytes. Past the size limit the upload is discarded with [`Error::PayloadTooLarge`].
+    /// Append bytes. Past the size limit the upload is discarded with [`Error::TooLarge`].
     pub fn write(&mut self, bytes: &[u8]) -> Result<()> {
         self.size += bytes.len() as u64;
         if self.size > self.max_bytes {
             self.abort();
-            return Err(Error::PayloadTooLarge(format!(
-                "file '{}' is larger than the upload limit of {} bytes",
-                self.file_name, self.max_bytes
-            )));
+            return Err(Error::TooLarge { what: format!("file '{}'", self.file_name), limit: self.max_bytes });
         }
         self.hasher.update(bytes);
-        let f = self.file.as_mut().ok_or_else(|| Error::Internal("upload already finished".into()))?;
+        let f = self.file.as_mut().ok_or_else(|| Error::internal("upload already finished"))?;
         f.write_all(bytes).map_err(|e| Error::io(&self.tmp, e))
     }
 
@@ -157,7 +154,7 @@ impl UploadWriter {
     /// Store the file under its hash and record it in the dataset. A file whose
     /// content is already in the dataset is `skipped` and not stored twice.
     pub fn finish(mut self) -> Result<UploadOutcome> {
-        let mut f = self.file.take().ok_or_else(|| Error::Internal("upload already finished".into()))?;
+        let mut f = self.file.take().ok_or_else(|| Error::internal("upload already finished"))?;
         f.flush().and_then(|_| f.sync_all()).map_err(|e| Error::io(&self.tmp, e))?;
         drop(f);
         let hash = format!("{:x}", std::mem::take(&mut self.hasher).finalize());
@@ -187,7 +184,7 @@ impl UploadWriter {
                 .datasets
                 .as_mut()
                 .and_then(|l| l.iter_mut().find(|d| d.name == ds))
-                .ok_or_else(|| Error::not_found(format!("Dataset '{ds}'")))?;
+                .ok_or_else(|| Error::missing(ResourceKind::Dataset, ds.as_str()))?;
             let files = d.files.get_or_insert_with(Vec::new);
             if files.contains(&hash) && raw.is_file() {
                 skipped = true;
@@ -228,8 +225,8 @@ impl Datasets {
     /// A file's metadata.
     pub fn file_meta(&self, dataset: &str, hash: &str) -> Result<FileMeta> {
         let p = self.root().join(dataset).join("meta").join(format!("{hash}.json"));
-        let text = fs::read(&p).map_err(|_| Error::not_found(format!("File {hash} in dataset '{dataset}'")))?;
-        serde_json::from_slice(&text).map_err(|e| Error::Parse { what: p.display().to_string(), message: e.to_string() })
+        let text = fs::read(&p).map_err(|_| Error::missing_in(ResourceKind::File, hash, format!("in dataset '{dataset}'")))?;
+        serde_json::from_slice(&text).map_err(|e| Error::Parse { what: format!("the metadata of file {hash}"), message: e.to_string() })
     }
 
     fn info(&self, d: &DatasetConfig, details: bool) -> DatasetInfo {
@@ -257,7 +254,7 @@ impl Datasets {
     /// One dataset.
     pub fn get(&self, name: &str) -> Result<DatasetConfig> {
         let cfg = self.project.config()?;
-        cfg.dataset_list().iter().find(|d| d.name == name).cloned().ok_or_else(|| Error::not_found(format!("Dataset '{name}'")))
+        cfg.dataset_list().iter().find(|d| d.name == name).cloned().ok_or_else(|| Error::missing(ResourceKind::Dataset, name))
     }
 
     /// One dataset with details.
@@ -273,21 +270,18 @@ impl Datasets {
 
     /// Create a dataset; the strategy and database must exist.
     pub fn create(&self, name: &str, strategy: Option<&str>, database: &str, auto_process: Option<bool>) -> Result<DatasetInfo> {
-        validate_segment("dataset", name)?;
+        validate_segment(ResourceKind::Dataset, name)?;
         let cfg = self.project.update_config(|cfg| {
             if cfg.dataset_list().iter().any(|d| d.name == name) {
-                return Err(Error::Conflict(format!("Dataset '{name}' already exists")));
+                return Err(Error::exists(ResourceKind::Dataset, name));
             }
             if cfg.database(database).is_none() {
-                return Err(Error::Invalid(format!("Database '{database}' does not exist (create it under rag.databases first)")));
+                return Err(Error::invalid("database", format!("'{database}' does not exist (create it under rag.databases first)")));
             }
             let strategies = cfg.strategy_names();
             let strategy = strategy.unwrap_or(BUILTIN_STRATEGY);
             if !strategies.iter().any(|s| s == strategy) {
-                return Err(Error::Invalid(format!(
-                    "Data processing strategy '{strategy}' does not exist (available: {})",
-                    strategies.join(", ")
-                )));
+                return Err(Error::invalid("data_processing_strategy", format!("'{strategy}' does not exist (available: {})", strategies.join(", "))));
             }
             cfg.datasets.get_or_insert_with(Vec::new).push(DatasetConfig {
                 name: name.into(),
@@ -299,7 +293,7 @@ impl Datasets {
             });
             Ok(())
         })?;
-        let d = cfg.dataset_list().iter().find(|d| d.name == name).cloned().ok_or_else(|| Error::Internal("dataset vanished".into()))?;
+        let d = cfg.dataset_list().iter().find(|d| d.name == name).cloned().ok_or_else(|| Error::internal("dataset vanished"))?;
         Ok(self.info(&d, false))
     }
 
@@ -366,7 +360,7 @@ impl Datasets {
     pub fn remove_file(&self, dataset: &str, hash: &str, remove_from_disk: bool) -> Result<usize> {
         let d = self.get(dataset)?;
         if !d.files.iter().flatten().any(|h| h == hash) {
-            return Err(Error::not_found(format!("File {hash} in dataset '{dataset}'")));
+            return Err(Error::missing_in(ResourceKind::File, hash, format!("in dataset '{dataset}'")));
         }
         let removed = self.project.rag().delete_file(&d.database, hash)?;
         self.project.update_config(|cfg| {

@@ -1,9 +1,13 @@
 //! The one error type of the core.
 //!
-//! Every fallible call in `llamafarm-core` returns [`Error`]. Each variant has an
-//! [`ErrorKind`], and the HTTP layer maps every kind to exactly one status code
-//! (with no wildcard arm), so adding a kind is a compile error there until it is
-//! mapped.
+//! Every fallible call in `llamafarm-core` returns [`Error`]. The variants are
+//! domain facts (a named resource not found, a field with a broken rule, a
+//! dependency not available, ...), so front-ends can tell them apart without
+//! reading text: the HTTP layer maps each variant to a status and a stable code
+//! in one table. Each variant also has a coarse [`ErrorKind`].
+//!
+//! The `Display` text is written for a person and names no server path, except
+//! [`Error::Io`] and [`Error::Internal`], whose text is meant for the log only.
 
 use std::path::PathBuf;
 
@@ -26,35 +30,185 @@ pub enum ErrorKind {
     Internal,
 }
 
+/// The kinds of named things the core manages, as named in errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ResourceKind {
+    /// A project namespace.
+    Namespace,
+    /// A project (`namespace/name`).
+    Project,
+    /// A dataset of a project.
+    Dataset,
+    /// A RAG database of a project.
+    Database,
+    /// An uploaded file (by hash).
+    File,
+    /// A chat model of a project.
+    Model,
+    /// A background task.
+    Task,
+    /// A chat session.
+    Session,
+    /// A recorded event.
+    Event,
+    /// A data processing strategy.
+    Strategy,
+    /// A retrieval strategy of a database.
+    RetrievalStrategy,
+    /// A parser named by a strategy.
+    Parser,
+    /// A trained classifier.
+    Classifier,
+    /// A fitted anomaly model.
+    AnomalyModel,
+    /// Anything else; the name is a whole description.
+    #[doc(hidden)]
+    Other,
+}
+
+impl ResourceKind {
+    /// A stable snake_case name (`project`, `retrieval_strategy`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResourceKind::Namespace => "namespace",
+            ResourceKind::Project => "project",
+            ResourceKind::Dataset => "dataset",
+            ResourceKind::Database => "database",
+            ResourceKind::File => "file",
+            ResourceKind::Model => "model",
+            ResourceKind::Task => "task",
+            ResourceKind::Session => "session",
+            ResourceKind::Event => "event",
+            ResourceKind::Strategy => "strategy",
+            ResourceKind::RetrievalStrategy => "retrieval_strategy",
+            ResourceKind::Parser => "parser",
+            ResourceKind::Classifier => "classifier",
+            ResourceKind::AnomalyModel => "anomaly_model",
+            ResourceKind::Other => "resource",
+        }
+    }
+
+    /// How a message names it, capitalised.
+    fn label(self) -> &'static str {
+        match self {
+            ResourceKind::Namespace => "Namespace",
+            ResourceKind::Project => "Project",
+            ResourceKind::Dataset => "Dataset",
+            ResourceKind::Database => "Database",
+            ResourceKind::File => "File",
+            ResourceKind::Model => "Model",
+            ResourceKind::Task => "Task",
+            ResourceKind::Session => "Session",
+            ResourceKind::Event => "Event",
+            ResourceKind::Strategy => "Data processing strategy",
+            ResourceKind::RetrievalStrategy => "Retrieval strategy",
+            ResourceKind::Parser => "Parser",
+            ResourceKind::Classifier => "Classifier",
+            ResourceKind::AnomalyModel => "Anomaly model",
+            ResourceKind::Other => "",
+        }
+    }
+
+    /// `Project acme/demo`, `File 3f2a...`, `Dataset 'docs'`.
+    fn named(self, name: &str) -> String {
+        match self {
+            ResourceKind::Other => name.to_string(),
+            ResourceKind::Project | ResourceKind::File => format!("{} {name}", self.label()),
+            _ => format!("{} '{name}'", self.label()),
+        }
+    }
+
+    /// Whether a name of this kind is called an id (sessions, tasks, events).
+    fn is_id(self) -> bool {
+        matches!(self, ResourceKind::Task | ResourceKind::Session | ResourceKind::Event)
+    }
+}
+
+impl std::fmt::Display for ResourceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The core's error type.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A name or other identifier supplied by the caller is not acceptable.
-    #[error("{0}")]
-    BadRequest(String),
-
-    /// A resource that does not exist.
-    #[error("{what} not found")]
-    NotFound {
-        /// Human description, e.g. `Project acme/demo`.
-        what: String,
+    /// A name or id supplied by the caller that cannot name a resource.
+    #[error("Invalid {} {} '{}': {reason}", kind.label().to_lowercase(), if kind.is_id() { "id" } else { "name" }, name.escape_default())]
+    InvalidName {
+        /// What the name is for.
+        kind: ResourceKind,
+        /// The name as given.
+        name: String,
+        /// The rule it breaks.
+        reason: String,
     },
 
-    /// The resource already exists or the operation conflicts with state.
-    #[error("{0}")]
-    Conflict(String),
+    /// A resource that does not exist.
+    #[error("{} not found{}", kind.named(name), if hint.is_empty() { String::new() } else { format!(" {hint}") })]
+    NotFound {
+        /// What kind of resource.
+        kind: ResourceKind,
+        /// Its name (`namespace/name` for a project, the hash for a file).
+        name: String,
+        /// Where it was looked for or what exists instead (may be empty).
+        hint: String,
+    },
 
-    /// A body or file over the configured limit.
-    #[error("{0}")]
-    PayloadTooLarge(String),
+    /// A resource of that name exists already.
+    #[error("{} already exists", kind.named(name))]
+    AlreadyExists {
+        /// What kind of resource.
+        kind: ResourceKind,
+        /// Its name.
+        name: String,
+    },
+
+    /// A resource that cannot be deleted while others depend on it.
+    #[error(
+        "Cannot delete {} '{name}': {} {}(s) depend on it. Delete or reassign these {}s first: [{}]",
+        kind.as_str(), dependents.len(), dependent_kind.as_str(), dependent_kind.as_str(),
+        dependents.iter().map(|d| format!("'{d}'")).collect::<Vec<_>>().join(", ")
+    )]
+    InUse {
+        /// What kind of resource.
+        kind: ResourceKind,
+        /// Its name.
+        name: String,
+        /// The kind of the dependents.
+        dependent_kind: ResourceKind,
+        /// The names of the resources that use it.
+        dependents: Vec<String>,
+    },
+
+    /// The operation was cancelled before it finished.
+    #[error("cancelled")]
+    Cancelled,
+
+    /// An upload over the configured limit.
+    #[error("{what} is larger than the upload limit of {limit} bytes")]
+    TooLarge {
+        /// What is too large, e.g. `file 'a.pdf'`.
+        what: String,
+        /// The limit in bytes.
+        limit: u64,
+    },
 
     /// Configuration that fails validation. Each entry names a path and a rule.
     #[error("{}", format_validation(.0))]
     Validation(Vec<ValidationIssue>),
 
-    /// Input that is well-formed but not acceptable for another reason.
-    #[error("{0}")]
-    Invalid(String),
+    /// A request or config field whose value breaks a rule.
+    ///
+    /// The text is `{field} {reason}`: the reason continues the sentence,
+    /// e.g. `top_k` + `must be between 1 and 100, got 0`.
+    #[error("{field} {reason}")]
+    InvalidField {
+        /// The field, as the request or config names it (`top_k`, `metadata_filters.year`).
+        field: String,
+        /// The rule it breaks.
+        reason: String,
+    },
 
     /// A model that is configured but whose weights are not on this machine.
     #[error("model '{model}' is not available locally ({reason}); fetch it with: {fetch_hint}")]
@@ -67,9 +221,14 @@ pub enum Error {
         fetch_hint: String,
     },
 
-    /// A dependency that is down or not configured.
-    #[error("{0}")]
-    Unavailable(String),
+    /// A dependency that is down, unreachable or not built in.
+    #[error("{what}: {reason}")]
+    NotAvailable {
+        /// The dependency, e.g. `chat endpoint http://host/v1`.
+        what: String,
+        /// Why it cannot be used.
+        reason: String,
+    },
 
     /// YAML or JSON that could not be parsed.
     #[error("could not parse {what}: {message}")]
@@ -80,7 +239,7 @@ pub enum Error {
         message: String,
     },
 
-    /// A filesystem error, with the path involved.
+    /// A filesystem error, with the path involved. The text names the path: log it, do not show it.
     #[error("I/O error on {}: {source}", path.display())]
     Io {
         /// The path being read or written.
@@ -90,9 +249,24 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    /// Anything else that indicates a bug.
+    /// A bug or a failure of a dependency that the caller cannot act on. The text is for the log.
     #[error("internal error: {0}")]
     Internal(String),
+
+    /// Free-text 422 for code not yet using [`Error::InvalidField`].
+    #[doc(hidden)]
+    #[error("{0}")]
+    Invalid(String),
+
+    /// Free-text 400 for code not yet using [`Error::InvalidName`] or [`Error::InvalidField`].
+    #[doc(hidden)]
+    #[error("{0}")]
+    BadRequest(String),
+
+    /// Free-text 503 for code not yet using [`Error::NotAvailable`].
+    #[doc(hidden)]
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// One validation failure: `path` is a dotted path such as `rag.databases[0].name`.
@@ -124,19 +298,50 @@ impl Error {
     /// The coarse kind, used by front-ends to pick a status code.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::BadRequest(_) => ErrorKind::BadRequest,
+            Error::InvalidName { .. } | Error::BadRequest(_) => ErrorKind::BadRequest,
             Error::NotFound { .. } => ErrorKind::NotFound,
-            Error::Conflict(_) => ErrorKind::Conflict,
-            Error::PayloadTooLarge(_) => ErrorKind::PayloadTooLarge,
-            Error::Validation(_) | Error::Invalid(_) | Error::Parse { .. } => ErrorKind::Invalid,
-            Error::ModelMissing { .. } | Error::Unavailable(_) => ErrorKind::Unavailable,
+            Error::AlreadyExists { .. } | Error::InUse { .. } | Error::Cancelled => ErrorKind::Conflict,
+            Error::TooLarge { .. } => ErrorKind::PayloadTooLarge,
+            Error::Validation(_) | Error::InvalidField { .. } | Error::Parse { .. } | Error::Invalid(_) => ErrorKind::Invalid,
+            Error::ModelMissing { .. } | Error::NotAvailable { .. } | Error::Unavailable(_) => ErrorKind::Unavailable,
             Error::Io { .. } | Error::Internal(_) => ErrorKind::Internal,
         }
     }
 
-    /// Shorthand for [`Error::NotFound`].
+    /// [`Error::NotFound`] without a hint.
+    pub fn missing(kind: ResourceKind, name: impl Into<String>) -> Self {
+        Error::NotFound { kind, name: name.into(), hint: String::new() }
+    }
+
+    /// [`Error::NotFound`] with a hint (`in dataset 'docs'`, `(available: a, b)`).
+    pub fn missing_in(kind: ResourceKind, name: impl Into<String>, hint: impl Into<String>) -> Self {
+        Error::NotFound { kind, name: name.into(), hint: hint.into() }
+    }
+
+    /// [`Error::NotFound`] from a whole description (`Classifier 'x'`).
+    #[doc(hidden)]
     pub fn not_found(what: impl Into<String>) -> Self {
-        Error::NotFound { what: what.into() }
+        Error::NotFound { kind: ResourceKind::Other, name: what.into(), hint: String::new() }
+    }
+
+    /// [`Error::AlreadyExists`].
+    pub fn exists(kind: ResourceKind, name: impl Into<String>) -> Self {
+        Error::AlreadyExists { kind, name: name.into() }
+    }
+
+    /// [`Error::InvalidField`]: `reason` continues a sentence that starts with `field`.
+    pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::InvalidField { field: field.into(), reason: reason.into() }
+    }
+
+    /// [`Error::NotAvailable`].
+    pub fn unavailable(what: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::NotAvailable { what: what.into(), reason: reason.into() }
+    }
+
+    /// [`Error::Internal`].
+    pub fn internal(message: impl Into<String>) -> Self {
+        Error::Internal(message.into())
     }
 
     /// Shorthand for [`Error::Io`].
@@ -152,3 +357,24 @@ impl Error {
 
 /// `Result` with the core's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_name_the_resource() {
+        assert_eq!(Error::missing(ResourceKind::Project, "acme/demo").to_string(), "Project acme/demo not found");
+        assert_eq!(Error::missing(ResourceKind::Dataset, "docs").to_string(), "Dataset 'docs' not found");
+        assert_eq!(Error::missing_in(ResourceKind::File, "ab12", "in dataset 'docs'").to_string(), "File ab12 not found in dataset 'docs'");
+        assert_eq!(Error::exists(ResourceKind::Database, "main").to_string(), "Database 'main' already exists");
+        assert_eq!(Error::invalid("top_k", "must be at least 1, got 0").to_string(), "top_k must be at least 1, got 0");
+        let e = Error::InvalidName { kind: ResourceKind::Namespace, name: "a/b".into(), reason: "must not contain path separators".into() };
+        assert_eq!(e.to_string(), "Invalid namespace name 'a/b': must not contain path separators");
+        let e = Error::InvalidName { kind: ResourceKind::Session, name: "x y".into(), reason: "bad".into() };
+        assert_eq!(e.to_string(), "Invalid session id 'x y': bad");
+        let e = Error::InUse { kind: ResourceKind::Database, name: "main".into(), dependent_kind: ResourceKind::Dataset, dependents: vec!["a".into(), "b".into()] };
+        assert_eq!(e.to_string(), "Cannot delete database 'main': 2 dataset(s) depend on it. Delete or reassign these datasets first: ['a', 'b']");
+        assert_eq!(e.kind(), ErrorKind::Conflict);
+    }
+}

@@ -1,7 +1,7 @@
 //! Event logs: one JSON file per event under `{project}/event_logs/`
 //! (`evt_{YYYYmmdd_HHMMSS}_{type}_{rand}.json`, as in the original), written atomically.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ResourceKind, Result};
 use crate::Project;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -68,7 +68,7 @@ impl Events {
                 .map(|d| d.with_timezone(&chrono::Utc))
                 .or_else(|_| chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S").map(|n| n.and_utc()))
                 .or_else(|_| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").map(|d| d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc()))
-                .map_err(|_| Error::Invalid(format!("{what} must be an ISO 8601 time, got '{s}'")))
+                .map_err(|_| Error::invalid(what, format!("must be an ISO 8601 time, got '{s}'")))
         };
         let start = start.map(|s| parse_t(s, "start_time")).transpose()?;
         let end = end.map(|s| parse_t(s, "end_time")).transpose()?;
@@ -105,10 +105,10 @@ impl Events {
     /// One event with its data and sub-events.
     pub fn get(&self, id: &str) -> Result<Value> {
         if !valid_id(id) {
-            return Err(Error::not_found(format!("Event '{id}'")));
+            return Err(Error::missing(ResourceKind::Event, id));
         }
         let p = self.dir().join(format!("{id}.json"));
-        let bytes = fs::read(&p).map_err(|_| Error::not_found(format!("Event '{id}'")))?;
-        serde_json::from_slice(&bytes).map_err(|e| Error::Parse { what: p.display().to_string(), message: e.to_string() })
+        let bytes = fs::read(&p).map_err(|_| Error::missing(ResourceKind::Event, id))?;
+        serde_json::from_slice(&bytes).map_err(|e| Error::Parse { what: format!("event '{id}'"), message: e.to_string() })
     }
 }

@@ -11,7 +11,7 @@ use std::path::Path;
 /// Write `bytes` to `path` atomically: temp file in the same directory, fsync,
 /// rename over the target, fsync the directory.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().ok_or_else(|| Error::Internal(format!("{} has no parent", path.display())))?;
+    let dir = path.parent().ok_or_else(|| Error::internal(format!("{} has no parent", path.display())))?;
     fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = dir.join(format!(".{file_name}.tmp-{}", uuid::Uuid::new_v4().simple()));

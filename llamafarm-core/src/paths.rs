@@ -3,7 +3,7 @@
 //! Invariant: every path the core writes is `data_dir` joined with segments that
 //! passed [`validate_segment`], so nothing outside the data directory is touched.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ResourceKind, Result};
 use std::path::{Path, PathBuf};
 
 /// Longest accepted name, in bytes.
@@ -13,18 +13,16 @@ pub const MAX_NAME_LEN: usize = 128;
 ///
 /// Accepted: 1 to 128 characters from `A-Z a-z 0-9 . _ -`, starting with a letter
 /// or digit. Everything else (`..`, `/`, `\`, NUL, control characters, spaces,
-/// empty or over-long names) is a [`Error::BadRequest`].
+/// empty or over-long names) is an [`Error::InvalidName`].
 ///
 /// ```
-/// use llamafarm_core::paths::validate_segment;
-/// assert!(validate_segment("project", "my-project_2").is_ok());
-/// assert!(validate_segment("project", "..").is_err());
-/// assert!(validate_segment("project", "a/b").is_err());
+/// use llamafarm_core::{paths::validate_segment, ResourceKind};
+/// assert!(validate_segment(ResourceKind::Project, "my-project_2").is_ok());
+/// assert!(validate_segment(ResourceKind::Project, "..").is_err());
+/// assert!(validate_segment(ResourceKind::Project, "a/b").is_err());
 /// ```
-pub fn validate_segment(kind: &str, name: &str) -> Result<()> {
-    let bad = |why: &str| {
-        Err(Error::BadRequest(format!("Invalid {kind} name '{}': {why}", name.escape_default())))
-    };
+pub fn validate_segment(kind: ResourceKind, name: &str) -> Result<()> {
+    let bad = |why: &str| Err(Error::InvalidName { kind, name: name.to_string(), reason: why.to_string() });
     if name.is_empty() {
         return bad("must not be empty");
     }
@@ -49,7 +47,7 @@ pub fn validate_segment(kind: &str, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// The on-disk layout under the data directory (`LF_DATA_DIR`, default `~/.llamafarm`).
+/// The on-disk layout under the data directory.
 #[derive(Debug, Clone)]
 pub struct Layout {
     root: PathBuf,
@@ -86,19 +84,6 @@ impl Layout {
     }
 }
 
-/// The default data directory: `$LF_DATA_DIR`, else `~/.llamafarm`.
-pub fn default_data_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("LF_DATA_DIR").filter(|d| !d.is_empty()) {
-        return PathBuf::from(d);
-    }
-    home_dir().join(".llamafarm")
-}
-
-/// `$HOME`, or the current directory when it is unset.
-pub fn home_dir() -> PathBuf {
-    std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,7 +91,7 @@ mod tests {
     #[test]
     fn accepts_ordinary_names() {
         for n in ["default", "my-project", "acme.corp", "v2_final", "0abc", &"a".repeat(128)] {
-            validate_segment("project", n).unwrap();
+            validate_segment(ResourceKind::Project, n).unwrap();
         }
     }
 
@@ -116,7 +101,7 @@ mod tests {
             "", ".", "..", "../etc", "a/b", "a\\b", "a\0b", "a\nb", ".hidden", "-flag", "a..b", "with space",
             "tab\t", "ünï", &"a".repeat(129),
         ] {
-            let e = validate_segment("project", n).unwrap_err();
+            let e = validate_segment(ResourceKind::Project, n).unwrap_err();
             assert_eq!(e.kind(), crate::ErrorKind::BadRequest, "{n:?}");
         }
     }

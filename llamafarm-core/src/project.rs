@@ -5,7 +5,7 @@
 //! removes its directory (renamed away first, so a crash never leaves half a project).
 
 use crate::config::{self, LlamaFarmConfig, CONFIG_FILE_NAMES};
-use crate::error::{Error, Result};
+use crate::error::{Error, ResourceKind, Result};
 use crate::fsutil;
 use crate::paths::validate_segment;
 use crate::LlamaFarm;
@@ -62,7 +62,7 @@ impl<'a> Projects<'a> {
     /// All projects of a namespace, sorted by name. A project whose config is
     /// broken is listed with its `validation_error` instead of failing the list.
     pub fn list(&self, namespace: &str) -> Result<Vec<ProjectSummary>> {
-        validate_segment("namespace", namespace)?;
+        validate_segment(ResourceKind::Namespace, namespace)?;
         let dir = self.lf.layout().namespace_dir(namespace);
         let mut out = Vec::new();
         let entries = match fs::read_dir(&dir) {
@@ -72,13 +72,18 @@ impl<'a> Projects<'a> {
         };
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().to_string();
-            if validate_segment("project", &name).is_err() || !entry.path().is_dir() {
+            if validate_segment(ResourceKind::Project, &name).is_err() || !entry.path().is_dir() {
                 continue;
             }
             let Some(cfg_path) = find_config(&entry.path()) else { continue };
             let last_modified = fs::metadata(&cfg_path).and_then(|m| m.modified()).ok().map(DateTime::<Utc>::from);
-            let (config, validation_error) = match load_config(&cfg_path) {
+            let (config, validation_error) = match load_config_with(&cfg_path, self.lf.vars()) {
                 Ok(c) => (Some(c), None),
+                // The text of an I/O error names a server path: log it, report less.
+                Err(e @ Error::Io { .. }) => {
+                    tracing::warn!(error = %e, "unreadable project config");
+                    (None, Some("the config file could not be read".to_string()))
+                }
                 Err(e) => (None, Some(e.to_string())),
             };
             out.push(ProjectSummary { namespace: namespace.to_string(), name, config, validation_error, last_modified });
@@ -89,37 +94,37 @@ impl<'a> Projects<'a> {
 
     /// Open an existing project.
     pub fn get(&self, namespace: &str, name: &str) -> Result<Project> {
-        validate_segment("namespace", namespace)?;
-        validate_segment("project", name)?;
+        validate_segment(ResourceKind::Namespace, namespace)?;
+        validate_segment(ResourceKind::Project, name)?;
         let dir = self.lf.layout().project_dir(namespace, name);
         if find_config(&dir).is_none() {
-            return Err(Error::not_found(format!("Project {namespace}/{name}")));
+            return Err(Error::missing(ResourceKind::Project, format!("{namespace}/{name}")));
         }
         Ok(Project { lf: self.lf.clone(), namespace: namespace.into(), name: name.into(), dir })
     }
 
     /// Create a project from a built-in template (`default`, `server`, `rag`;
-    /// `None` means `default`). Fails with [`Error::Conflict`] if it exists.
+    /// `None` means `default`). Fails with [`Error::AlreadyExists`] if it exists.
     pub fn create(&self, namespace: &str, name: &str, template: Option<&str>) -> Result<Project> {
-        validate_segment("namespace", namespace)?;
-        validate_segment("project", name)?;
+        validate_segment(ResourceKind::Namespace, namespace)?;
+        validate_segment(ResourceKind::Project, name)?;
         let cfg = config::template(template.unwrap_or(DEFAULT_TEMPLATE), namespace, name)?;
         self.create_with_config(namespace, name, cfg)
     }
 
     /// Create a project from a full config (its name and namespace are set to the
-    /// given ones). Fails with [`Error::Conflict`] if it exists.
+    /// given ones). Fails with [`Error::AlreadyExists`] if it exists.
     pub fn create_with_config(&self, namespace: &str, name: &str, mut cfg: LlamaFarmConfig) -> Result<Project> {
-        validate_segment("namespace", namespace)?;
-        validate_segment("project", name)?;
+        validate_segment(ResourceKind::Namespace, namespace)?;
+        validate_segment(ResourceKind::Project, name)?;
         cfg.namespace = namespace.into();
         cfg.name = name.into();
-        cfg.validate()?;
+        cfg.validate_with(self.lf.vars())?;
         let dir = self.lf.layout().project_dir(namespace, name);
         let lock = self.lf.project_lock(&dir);
         let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
         if find_config(&dir).is_some() {
-            return Err(Error::Conflict(format!("Project {namespace}/{name} already exists")));
+            return Err(Error::exists(ResourceKind::Project, format!("{namespace}/{name}")));
         }
         fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         fsutil::atomic_write(&dir.join(CONFIG_FILE_NAMES[0]), cfg.to_yaml_string()?.as_bytes())?;
@@ -171,11 +176,17 @@ impl Project {
         find_config(&self.dir).unwrap_or_else(|| self.dir.join(CONFIG_FILE_NAMES[0]))
     }
 
+    /// The current config with its `${VAR}`s filled in from the library's [`Vars`](crate::config::Vars):
+    /// what the engines use. Never store it (it may hold secrets).
+    pub fn config_substituted(&self) -> Result<LlamaFarmConfig> {
+        Ok(self.config()?.substituted(self.lf.vars()))
+    }
+
     /// Read and validate the current config from disk.
     pub fn config(&self) -> Result<LlamaFarmConfig> {
-        match load_config(&self.config_path()) {
+        match load_config_with(&self.config_path(), self.lf.vars()) {
             Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-                Err(Error::not_found(format!("Project {}/{}", self.namespace, self.name)))
+                Err(Error::missing(ResourceKind::Project, format!("{}/{}", self.namespace, self.name)))
             }
             other => other,
         }
@@ -204,7 +215,7 @@ impl Project {
         let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
         let path = self.config_path();
         let old_text = fs::read_to_string(&path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => Error::not_found(format!("Project {}/{}", self.namespace, self.name)),
+            std::io::ErrorKind::NotFound => Error::missing(ResourceKind::Project, format!("{}/{}", self.namespace, self.name)),
             _ => Error::io(&path, e),
         })?;
         // A broken file on disk can still be replaced wholesale.
@@ -221,7 +232,7 @@ impl Project {
                 format!("must be '{}' (the project's namespace), got '{}'", self.namespace, cfg.namespace),
             ));
         }
-        cfg.validate()?;
+        cfg.validate_with(self.lf.vars())?;
         self.backup(&old_text)?;
         let yaml = cfg.to_yaml_string()?;
         let target = if path.extension().and_then(|e| e.to_str()) == Some("json") {
@@ -280,13 +291,18 @@ pub fn find_config(dir: &Path) -> Option<PathBuf> {
 
 fn parse_config_text(path: &Path, text: &str) -> Result<serde_json::Value> {
     if path.extension().and_then(|e| e.to_str()) == Some("toml") {
-        return Err(Error::Invalid(format!("{}: TOML configs are not supported; use YAML", path.display())));
+        return Err(Error::invalid("config", format!("file '{}' is TOML, which is not supported; use YAML", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default())));
     }
     config::parse_yaml_value(text)
 }
 
-/// Load and validate a config file.
+/// Load and validate a config file (no `${VAR}` values).
 pub fn load_config(path: &Path) -> Result<LlamaFarmConfig> {
+    load_config_with(path, &crate::config::Vars::none())
+}
+
+/// Load a config file and validate it with `${VAR}`s filled from `vars`.
+pub fn load_config_with(path: &Path, vars: &crate::config::Vars) -> Result<LlamaFarmConfig> {
     let text = fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    LlamaFarmConfig::from_value(parse_config_text(path, &text)?)
+    LlamaFarmConfig::from_value_with(parse_config_text(path, &text)?, vars)
 }

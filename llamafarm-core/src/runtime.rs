@@ -39,7 +39,7 @@ impl LlamaFarm {
     /// Embed texts with a local model.
     pub fn embed(&self, model: &str, texts: &[&str]) -> Result<Embeddings> {
         if texts.is_empty() {
-            return Err(Error::Invalid("input must not be empty".into()));
+            return Err(Error::invalid("input", "must not be empty"));
         }
         let e = self.embedder(model)?;
         let vectors = e.embed(texts)?;
@@ -52,10 +52,10 @@ impl LlamaFarm {
     /// sentence-transformers model scores by embedding cosine similarity mapped to 0..1.
     pub fn rerank(&self, model: &str, query: &str, documents: &[&str]) -> Result<Reranked> {
         if query.trim().is_empty() {
-            return Err(Error::Invalid("query must not be empty".into()));
+            return Err(Error::invalid("query", "must not be empty"));
         }
         if documents.is_empty() {
-            return Err(Error::Invalid("documents must not be empty".into()));
+            return Err(Error::invalid("documents", "must not be empty"));
         }
         let m = self.models().resolve(model)?;
         let is_cross = std::fs::read_to_string(m.dir.join("config.json"))

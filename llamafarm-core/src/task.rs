@@ -8,7 +8,7 @@
 //!
 //! States: PENDING, STARTED, SUCCESS, FAILURE, REVOKED (cancelled).
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ResourceKind, Result};
 use crate::ingest::{self, FileOutcome};
 use crate::{LlamaFarm, Project};
 use serde::{Deserialize, Serialize};
@@ -172,11 +172,11 @@ fn save(project_dir: &Path, rec: &mut TaskRecord) -> Result<()> {
 /// Read a task record.
 pub fn load(project_dir: &Path, task_id: &str) -> Result<TaskRecord> {
     if !valid_task_id(task_id) {
-        return Err(Error::not_found(format!("Task '{task_id}'")));
+        return Err(Error::missing(ResourceKind::Task, task_id));
     }
     let p = tasks_dir(project_dir).join(format!("{task_id}.json"));
-    let bytes = std::fs::read(&p).map_err(|_| Error::not_found(format!("Task '{task_id}'")))?;
-    serde_json::from_slice(&bytes).map_err(|e| Error::Parse { what: p.display().to_string(), message: e.to_string() })
+    let bytes = std::fs::read(&p).map_err(|_| Error::missing(ResourceKind::Task, task_id))?;
+    serde_json::from_slice(&bytes).map_err(|e| Error::Parse { what: format!("task '{task_id}'"), message: e.to_string() })
 }
 
 /// Mark every task that a crash or restart cut off as FAILURE (run at open).
@@ -352,7 +352,7 @@ fn run_job(lf: &LlamaFarm, job: &Job) -> Result<()> {
 
     // Two files at a time: while one is parsed, the other is embedded.
     use rayon::prelude::*;
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().map_err(|e| Error::Internal(e.to_string()))?;
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().map_err(|e| Error::internal(format!("thread pool: {e}")))?;
     pool.install(|| {
         files.par_iter().for_each(|hash| {
             if flag.load(Ordering::SeqCst) {

@@ -140,6 +140,7 @@ fn with_common_layers(router: Router, opts: &HttpOptions) -> Router {
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(error::panic_response))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(opts.body_limit))
         .layer(axum::middleware::map_response(error::json_errors))
+        .layer(axum::middleware::from_fn(error::log_failures))
         .layer(cors)
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(trace)

@@ -285,3 +285,42 @@ async fn concurrent_updates_keep_a_valid_config() {
     let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().contains(".tmp-")).collect();
     assert!(leftovers.is_empty());
 }
+
+#[tokio::test]
+async fn error_codes_and_generic_server_errors() {
+    let s = TestServer::start().await;
+    let (st, _) = s.post("/v1/projects/acme", json!({"name": "demo"})).await;
+    assert_eq!(st, 200);
+
+    // Each client error names its kind in `code`.
+    let missing = s.get("/v1/projects/acme/nope").await;
+    assert_eq!(assert_detail(&missing, 404), "Project acme/nope not found");
+    assert_eq!(missing.1["code"], "project_not_found");
+    let dup = s.post("/v1/projects/acme", json!({"name": "demo"})).await;
+    assert_detail(&dup, 409);
+    assert_eq!(dup.1["code"], "project_already_exists");
+    let (_, proj) = s.get("/v1/projects/acme/demo").await;
+    let mut bad = proj["project"]["config"].clone();
+    bad["rag"]["databases"][0]["name"] = "Bad-Name".into();
+    let invalid = s.put("/v1/projects/acme/demo", json!({"config": bad})).await;
+    assert_detail(&invalid, 422);
+    assert_eq!(invalid.1["code"], "invalid_config");
+    let route = s.get("/v1/no/such/route").await;
+    assert_detail(&route, 404);
+    assert_eq!(route.1["code"], "route_not_found");
+
+    // An I/O failure on the server (the config file is not UTF-8, so reading it fails)
+    // is a 500 that names no path: a generic detail with the request id, the cause in the log.
+    let cfg = s.lf.data_dir().join("projects/acme/demo/llamafarm.yaml");
+    std::fs::write(&cfg, b"name: \xff\xfe\n").unwrap();
+    let resp = s.http.get(s.url("/v1/projects/acme/demo")).header("x-request-id", "it-500").send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 500);
+    assert_eq!(resp.headers()["x-request-id"], "it-500");
+    let v: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(v, json!({"detail": "internal error; request id it-500", "code": "internal", "request_id": "it-500"}));
+    // The project list reports the broken project without the path either.
+    let (st, list) = s.get("/v1/projects/acme").await;
+    assert_eq!(st, 200);
+    let text = list.to_string();
+    assert!(!text.contains(&s.lf.data_dir().display().to_string()), "{text}");
+}

@@ -30,7 +30,7 @@ impl TestServer {
     async fn start_full(opts: HttpOptions, real_models: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
         // By default an empty model cache, so "model missing" paths are exercised.
-        let cache = if real_models { ModelCache::from_env() } else { ModelCache::new(dir.path().join("hub")) };
+        let cache = if real_models { ModelCache::from_vars(|k| std::env::var_os(k)) } else { ModelCache::new(dir.path().join("hub")) };
         let lf = LlamaFarm::open_with(dir.path().join("data"), cache).unwrap();
         let api = spawn(llamafarm_http::api_router(lf.clone(), &opts)).await;
         let rt = spawn(llamafarm_http::runtime_router(lf.clone(), &opts)).await;
@@ -97,7 +97,10 @@ pub fn assert_detail(got: &(u16, serde_json::Value), status: u16) -> String {
     assert_eq!(got.0, status, "body: {}", got.1);
     let detail = got.1["detail"].as_str().unwrap_or_else(|| panic!("no string detail in {}", got.1));
     assert!(!detail.is_empty());
-    assert_eq!(got.1.as_object().unwrap().len(), 1, "only `detail` expected: {}", got.1);
+    let code = got.1["code"].as_str().unwrap_or_else(|| panic!("no string code in {}", got.1));
+    assert!(!code.is_empty() && code.chars().all(|c| c.is_ascii_lowercase() || c == '_'), "{}", got.1);
+    let extra = usize::from(got.1.get("request_id").is_some());
+    assert_eq!(got.1.as_object().unwrap().len(), 2 + extra, "only `detail`, `code` (and `request_id`) expected: {}", got.1);
     detail.to_string()
 }
 

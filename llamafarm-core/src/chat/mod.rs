@@ -26,7 +26,7 @@ mod session;
 pub use session::SessionCache;
 
 use crate::config::{LlamaFarmConfig, ModelConfig};
-use crate::error::{Error, Result};
+use crate::error::{Error, ResourceKind, Result};
 use crate::llm::{self, CancelFlag, ChatMessage, ChatModelSpec, FinishReason, Generation, GenerationParams, Sink};
 use crate::rag::{RagQuery, RagResult};
 use crate::Project;
@@ -270,7 +270,7 @@ fn validate_request(req: &ChatRequest) -> Result<()> {
     llm::validate_params(req.temperature, req.top_p, req.max_tokens, req.thinking_budget)?;
     if let Some(k) = req.top_k {
         if k < 0 {
-            return Err(Error::Invalid(format!("top_k must not be negative, got {k}")));
+            return Err(Error::invalid("top_k", format!("must not be negative, got {k}")));
         }
     }
     Ok(())
@@ -281,16 +281,16 @@ impl crate::LlamaFarm {
     /// with a real status code).
     pub fn complete_with_model_check(&self, req: &ChatRequest) -> Result<()> {
         validate_request(req)?;
-        let id = req.model.as_deref().map(str::trim).filter(|s| !s.is_empty()).ok_or_else(|| Error::Invalid("model is required".into()))?;
-        self.llm().get(&ChatModelSpec::local(id)?, false, self.models()).map(|_| ())
+        let id = req.model.as_deref().map(str::trim).filter(|s| !s.is_empty()).ok_or_else(|| Error::invalid("model", "is required"))?;
+        self.llm().get(&ChatModelSpec::local(id, self.llm().settings()), false, self.models()).map(|_| ())
     }
 
     /// A plain OpenAI completion on the Universal Runtime: `req.model` is a model id
     /// (`org/repo:QUANT` in the model cache), no project, no RAG, no session.
     pub fn complete_with_model(&self, req: &ChatRequest, cancel: &CancelFlag, sink: Sink<'_>) -> Result<ChatOutcome> {
         validate_request(req)?;
-        let id = req.model.as_deref().map(str::trim).filter(|s| !s.is_empty()).ok_or_else(|| Error::Invalid("model is required".into()))?;
-        let model = self.llm().get(&ChatModelSpec::local(id)?, false, self.models())?;
+        let id = req.model.as_deref().map(str::trim).filter(|s| !s.is_empty()).ok_or_else(|| Error::invalid("model", "is required"))?;
+        let model = self.llm().get(&ChatModelSpec::local(id, self.llm().settings()), false, self.models())?;
         let generation = model.generate(&req.messages, &generation_params(req, &None), cancel, sink)?;
         Ok(ChatOutcome {
             id: format!("chatcmpl-{}", uuid::Uuid::new_v4().simple()),
@@ -309,12 +309,15 @@ impl Chat {
         let models = cfg.models();
         match requested.map(str::trim).filter(|s| !s.is_empty()) {
             Some(name) => models.iter().find(|m| m.name == name).or_else(|| models.iter().find(|m| m.model == name)).cloned().ok_or_else(|| {
-                Error::not_found(format!(
-                    "Model '{name}' (available: {})",
+                Error::missing_in(
+                    ResourceKind::Model,
+                    name,
+                    format!(
+                    "(available: {})",
                     if models.is_empty() { "none".to_string() } else { models.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", ") }
                 ))
             }),
-            None => cfg.default_model().ok_or_else(|| Error::Invalid("the project has no models configured (runtime.models is empty)".into())),
+            None => cfg.default_model().ok_or_else(|| Error::invalid("runtime.models", "is empty: the project has no models configured")),
         }
     }
 
@@ -327,25 +330,25 @@ impl Chat {
         let explicit = req.rag_enabled == Some(true) || req.database.is_some();
         let database = req.database.clone().or_else(|| model.target_database.clone()).or_else(|| cfg.default_database().map(|d| d.name.clone()));
         let Some(database) = database else {
-            return if explicit { Err(Error::Invalid("rag_enabled is true but the project has no databases".into())) } else { Ok((Vec::new(), None)) };
+            return if explicit { Err(Error::invalid("rag_enabled", "is true but the project has no databases")) } else { Ok((Vec::new(), None)) };
         };
         if cfg.database(&database).is_none() {
-            return Err(Error::not_found(format!("Database '{database}'")));
+            return Err(Error::missing(ResourceKind::Database, database));
         }
         let top_k = match req.rag_top_k {
-            Some(k) if !(1..=100).contains(&k) => return Err(Error::Invalid(format!("rag_top_k must be between 1 and 100, got {k}"))),
+            Some(k) if !(1..=100).contains(&k) => return Err(Error::invalid("rag_top_k", format!("must be between 1 and 100, got {k}"))),
             Some(k) => k as usize,
             None => DEFAULT_RAG_TOP_K,
         };
         if let Some(t) = req.rag_score_threshold {
             if !(0.0..=1.0).contains(&t) {
-                return Err(Error::Invalid(format!("rag_score_threshold must be between 0 and 1, got {t}")));
+                return Err(Error::invalid("rag_score_threshold", format!("must be between 0 and 1, got {t}")));
             }
         }
         let queries: Vec<String> = match &req.rag_queries {
             Some(q) if !q.is_empty() => {
                 if q.len() > 10 {
-                    return Err(Error::Invalid("rag_queries takes at most 10 queries".into()));
+                    return Err(Error::invalid("rag_queries", "takes at most 10 queries"));
                 }
                 q.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
             }
@@ -372,7 +375,7 @@ impl Chat {
                     s.spawn(move || rag.query(&rq))
                 })
                 .collect();
-            handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(Error::Internal("retrieval thread panicked".into())))).collect()
+            handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(Error::internal("retrieval thread panicked")))).collect()
         });
         let mut merged: Vec<RagResult> = Vec::new();
         let mut seen = std::collections::HashSet::new();
@@ -418,14 +421,14 @@ impl Chat {
         validate_request(req)?;
         let sources_limit = match req.sources_limit {
             Some(n) if !(1..=MAX_SOURCES_LIMIT as i64).contains(&n) => {
-                return Err(Error::Invalid(format!("sources_limit must be between 1 and {MAX_SOURCES_LIMIT}, got {n}")))
+                return Err(Error::invalid("sources_limit", format!("must be between 1 and {MAX_SOURCES_LIMIT}, got {n}")))
             }
             Some(n) => n as usize,
             None => DEFAULT_SOURCES_LIMIT,
         };
-        let cfg = self.project.config()?.with_env_substituted();
+        let cfg = self.project.config_substituted()?;
         let model_cfg = Self::pick_model(&cfg, req.model.as_deref())?;
-        let spec = ChatModelSpec::from_config(&model_cfg)?;
+        let spec = ChatModelSpec::from_config(&model_cfg, self.project.llamafarm().llm().settings())?;
         let lf = self.project.llamafarm();
         // Loaded here (first use), so a missing model is an error before any streaming.
         let model = lf.llm().get(&spec, model_cfg.keep_loaded.unwrap_or(false), lf.models())?;

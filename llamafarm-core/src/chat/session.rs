@@ -4,7 +4,7 @@
 //! prompt building to persisting the answer), so concurrent requests never lose or
 //! interleave messages.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ResourceKind, Result};
 use crate::llm::ChatMessage;
 use crate::Project;
 use std::collections::HashMap;
@@ -40,7 +40,7 @@ pub fn validate_session_id(id: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(Error::BadRequest(format!("invalid session id '{id}': use 1-128 letters, digits, '_', '-' or '.'")))
+        Err(Error::InvalidName { kind: ResourceKind::Session, name: id.to_string(), reason: "use 1-128 letters, digits, '_', '-' or '.'".into() })
     }
 }
 
@@ -77,7 +77,7 @@ impl SessionHandle {
         let mut h = lock(&self.entry.history);
         let mut next = h.clone().unwrap_or_default();
         next.extend_from_slice(msgs);
-        let bytes = serde_json::to_vec_pretty(&next).map_err(|e| Error::Internal(e.to_string()))?;
+        let bytes = serde_json::to_vec_pretty(&next).map_err(|e| Error::internal(e.to_string()))?;
         crate::fsutil::atomic_write(&self.entry.file, &bytes)?;
         *h = Some(next);
         Ok(())
@@ -152,7 +152,7 @@ impl SessionCache {
         }
         let file = dir.join("history.json");
         if !file.exists() {
-            return Err(Error::not_found(format!("Session '{id}'")));
+            return Err(Error::missing(ResourceKind::Session, id));
         }
         read_history(&file)
     }
@@ -163,7 +163,7 @@ impl SessionCache {
         let dir = sessions_dir(project).join(id);
         let in_mem = lock(&self.map).remove(&dir).is_some();
         if !dir.exists() {
-            return if in_mem { Ok(()) } else { Err(Error::not_found(format!("Session '{id}'"))) };
+            return if in_mem { Ok(()) } else { Err(Error::missing(ResourceKind::Session, id)) };
         }
         std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))
     }

@@ -3,12 +3,55 @@
 //! The original LlamaFarm documents this syntax but never implemented it; here it
 //! works. `$${` writes a literal `${`. Substitution happens when a config is used,
 //! never when it is stored, so secrets stay out of `llamafarm.yaml` and API output.
+//! The values come from a [`Vars`] set on the library (`lf serve` fills it from its
+//! environment); the library itself reads no environment.
 
 use serde_json::Value;
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
-/// Replace variables in every string of `value` from the process environment.
-pub fn substitute_env(value: &mut Value) {
-    substitute_env_with(value, &|name| std::env::var(name).ok());
+/// The variables that `${VAR}` in a config resolves against. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct Vars(Arc<BTreeMap<String, String>>);
+
+impl Vars {
+    /// No variables: `${VAR:-default}` gives the default, `${VAR}` stays as written.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// The value of `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+
+    /// How many variables there are.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Vars {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        Self(Arc::new(iter.into_iter().map(|(k, v)| (k.into(), v.into())).collect()))
+    }
+}
+
+impl std::fmt::Debug for Vars {
+    // Names only: values may be secrets.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
+
+/// Replace variables in every string of `value` from `vars`.
+pub fn substitute_vars(value: &mut Value, vars: &Vars) {
+    substitute_env_with(value, &|name| vars.get(name).map(str::to_string));
 }
 
 /// Replace variables in every string of `value` using `lookup`.

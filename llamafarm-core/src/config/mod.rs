@@ -17,7 +17,7 @@ mod templates;
 mod types;
 mod validate;
 
-pub use env::{substitute_env, substitute_env_with};
+pub use env::{substitute_env_with, substitute_vars, Vars};
 pub use templates::{template, template_names, TEMPLATE_NAMES};
 pub use types::*;
 
@@ -38,10 +38,15 @@ impl LlamaFarmConfig {
         Self::from_value(value)
     }
 
-    /// Build from a JSON value (e.g. an HTTP body) and validate it.
+    /// Build from a JSON value (e.g. an HTTP body) and validate it (no `${VAR}` values).
     pub fn from_value(value: Value) -> Result<Self> {
+        Self::from_value_with(value, &Vars::none())
+    }
+
+    /// Build from a JSON value and validate it with `${VAR}`s filled from `vars`.
+    pub fn from_value_with(value: Value, vars: &Vars) -> Result<Self> {
         let cfg = Self::from_value_unvalidated(value)?;
-        cfg.validate()?;
+        cfg.validate_with(vars)?;
         Ok(cfg)
     }
 
@@ -53,10 +58,16 @@ impl LlamaFarmConfig {
         from_json(value)
     }
 
-    /// Check every rule of the schema plus cross references (names that must exist).
+    /// Check every rule of the schema plus cross references (names that must exist),
+    /// with no `${VAR}` values (defaults apply).
     pub fn validate(&self) -> Result<()> {
+        self.validate_with(&Vars::none())
+    }
+
+    /// [`validate`](Self::validate) with `${VAR}`s filled from `vars`.
+    pub fn validate_with(&self, vars: &Vars) -> Result<()> {
         // Validate what the engines will see: `${VAR:-default}` filled in.
-        let resolved = self.with_env_substituted();
+        let resolved = self.substituted(vars);
         let issues = validate::validate(&resolved);
         if issues.is_empty() {
             Ok(())
@@ -67,7 +78,7 @@ impl LlamaFarmConfig {
 
     /// Serialize to YAML (unknown keys included).
     pub fn to_yaml_string(&self) -> Result<String> {
-        serde_yaml::to_string(self).map_err(|e| Error::Internal(format!("serializing config: {e}")))
+        serde_yaml::to_string(self).map_err(|e| Error::internal(format!("serializing config: {e}")))
     }
 
     /// Serialize to a JSON value (unknown keys included, absent keys omitted).
@@ -76,11 +87,11 @@ impl LlamaFarmConfig {
     }
 
     /// A copy with `${VAR}` / `${VAR:-default}` / `${env:VAR}` replaced in every string
-    /// value from the process environment. Unset variables without a default are left as
-    /// written, so validation reports them where they break a rule.
-    pub fn with_env_substituted(&self) -> Self {
+    /// value from `vars`. Unset variables without a default are left as written, so
+    /// validation reports them where they break a rule.
+    pub fn substituted(&self, vars: &Vars) -> Self {
         let mut v = self.to_value();
-        substitute_env(&mut v);
+        substitute_vars(&mut v, vars);
         // Substitution only changes string contents, so the shape still deserializes.
         serde_json::from_value(v).unwrap_or_else(|_| self.clone())
     }

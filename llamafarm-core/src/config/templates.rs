@@ -27,8 +27,8 @@ pub fn template_names() -> Vec<&'static str> {
 /// Instantiate a template for `namespace/name`.
 pub fn template(template: &str, namespace: &str, name: &str) -> Result<LlamaFarmConfig> {
     let text = source(template).ok_or_else(|| {
-        Error::Invalid(format!(
-            "unknown config template '{template}' (available: {})",
+        Error::invalid("template", format!(
+            "'{template}' is unknown (available: {})",
             TEMPLATE_NAMES.join(", ")
         ))
     })?;

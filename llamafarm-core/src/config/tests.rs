@@ -151,22 +151,29 @@ fn type_errors_and_missing_keys_name_the_path() {
 
 #[test]
 fn env_substitution_applies_to_use_not_storage() {
-    std::env::set_var("LF_TEST_BASE_URL_X", "http://10.1.2.3:9000/v1");
+    let vars: crate::config::Vars = [("LF_TEST_BASE_URL_X", "http://10.1.2.3:9000/v1"), ("LF_TEST_DB_NAME_X", "Bad Name")].into_iter().collect();
     let mut v = base();
     v["runtime"]["models"][0]["base_url"] = "${LF_TEST_BASE_URL_X}".into();
     v["runtime"]["models"][0]["api_key"] = "${LF_TEST_UNSET_KEY_X:-none}".into();
     let cfg = LlamaFarmConfig::from_value(v).unwrap();
     assert!(cfg.to_yaml_string().unwrap().contains("${LF_TEST_BASE_URL_X}"));
-    let r = cfg.with_env_substituted();
+    let r = cfg.substituted(&vars);
     let m = &r.runtime.models.as_ref().unwrap()[0];
     assert_eq!(m.base_url.as_deref(), Some("http://10.1.2.3:9000/v1"));
     assert_eq!(m.api_key.as_deref(), Some("none"));
 
     // A variable that fills a patterned field is validated after substitution.
-    std::env::set_var("LF_TEST_DB_NAME_X", "Bad Name");
     let mut v = base();
     v["rag"]["default_database"] = "${LF_TEST_DB_NAME_X}".into();
-    assert!(issues(v).iter().any(|s| s.starts_with("rag.default_database: must match")));
+    let cfg = LlamaFarmConfig::from_value_unvalidated(v).unwrap();
+    let Err(Error::Validation(list)) = cfg.validate_with(&vars) else { panic!("validates") };
+    assert!(list.iter().any(|i| i.to_string().starts_with("rag.default_database: must match")), "{list:?}");
+    // Without the variable the name stays `${...}`, which breaks the same rule.
+    assert!(cfg.validate().is_err());
+    // A default applies when the variable is unset.
+    let mut v = base();
+    v["rag"]["default_database"] = "${LF_TEST_UNSET_DB_X:-main_db}".into();
+    assert!(LlamaFarmConfig::from_value_unvalidated(v).unwrap().validate_with(&vars).is_ok());
 }
 
 #[test]

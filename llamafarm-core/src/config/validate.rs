@@ -201,7 +201,7 @@ pub(crate) fn validate(cfg: &LlamaFarmConfig) -> Vec<ValidationIssue> {
     let strategies = cfg.strategy_names();
     for (i, d) in datasets.iter().enumerate() {
         let path = format!("datasets[{i}]");
-        if let Err(e) = crate::paths::validate_segment("dataset", &d.name) {
+        if let Err(e) = crate::paths::validate_segment(crate::ResourceKind::Dataset, &d.name) {
             v.err(format!("{path}.name"), e.to_string());
         }
         if cfg.rag.is_some() && !db_names.contains(d.database.as_str()) {

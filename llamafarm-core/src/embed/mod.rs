@@ -197,7 +197,7 @@ impl EmbedderSpec {
                 Ok(EmbedderSpec::Http {
                     base_url: openai_base(&base),
                     model: cfg_str(cfg, "model").unwrap_or_else(|| "text-embedding-3-small".into()),
-                    api_key: cfg_str(cfg, "api_key").or_else(|| std::env::var("OPENAI_API_KEY").ok()),
+                    api_key: cfg_str(cfg, "api_key"),
                     dimension,
                     batch_size: batch(100),
                     timeout_s: cfg_usize(cfg, "timeout").unwrap_or(60) as u64,

@@ -6,7 +6,7 @@ pub mod extract;
 pub mod parse;
 
 use crate::config::{LlamaFarmConfig, ParserConfig, ParserRef};
-use crate::error::{Error, Result};
+use crate::error::{Error, ResourceKind, Result};
 use crate::rag::NewChunk;
 use crate::Project;
 use chunk::ChunkConfig;
@@ -56,7 +56,7 @@ fn strategy_parsers(cfg: &LlamaFarmConfig, strategy: &str) -> Result<(Vec<Parser
             let p = ParserConfig { kind: Some("UniversalParser".into()), ..Default::default() };
             return Ok((vec![ParserChoice { kind: "UniversalParser".into(), config: p }], vec![]));
         }
-        return Err(Error::not_found(format!("Data processing strategy '{strategy}'")));
+        return Err(Error::missing(ResourceKind::Strategy, strategy));
     };
     let comps = cfg.components();
     let mut out = Vec::new();
@@ -69,7 +69,7 @@ fn strategy_parsers(cfg: &LlamaFarmConfig, strategy: &str) -> Result<(Vec<Parser
                 .flatten()
                 .find(|c| c.name.as_deref() == Some(n.as_str()))
                 .cloned()
-                .ok_or_else(|| Error::Invalid(format!("strategy '{strategy}' names unknown parser '{n}'")))?,
+                .ok_or_else(|| Error::missing_in(ResourceKind::Parser, n.as_str(), format!("(named by strategy '{strategy}')")))?,
         };
         out.push(ParserChoice { kind: pc.kind.clone().unwrap_or_else(|| "UniversalParser".into()), config: pc });
     }
@@ -151,8 +151,8 @@ pub fn process_file(
 }
 
 fn process_inner(project: &Project, dataset: &str, hash: &str, overrides: Option<&Map<String, Value>>, cancel: &AtomicBool, out: &mut FileOutcome) -> Result<()> {
-    let cfg = project.config()?.with_env_substituted();
-    let ds = cfg.dataset_list().iter().find(|d| d.name == dataset).cloned().ok_or_else(|| Error::not_found(format!("Dataset '{dataset}'")))?;
+    let cfg = project.config_substituted()?;
+    let ds = cfg.dataset_list().iter().find(|d| d.name == dataset).cloned().ok_or_else(|| Error::missing(ResourceKind::Dataset, dataset))?;
     let datasets = project.datasets();
     let meta = datasets.file_meta(dataset, hash)?;
     out.filename = meta.original_file_name.clone();
@@ -161,7 +161,7 @@ fn process_inner(project: &Project, dataset: &str, hash: &str, overrides: Option
     let path = datasets.file_path(dataset, hash);
     let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
     if bytes.is_empty() {
-        return Err(Error::Invalid(format!("'{file_name}' is empty")));
+        return Err(Error::invalid("file", format!("'{file_name}' is empty")));
     }
     let (parsers, extractors) = strategy_parsers(&cfg, ds.strategy())?;
     // Already indexed (its first chunk is in the database): skip without re-parsing.
@@ -204,19 +204,19 @@ fn process_inner(project: &Project, dataset: &str, hash: &str, overrides: Option
     }
     let doc = match doc {
         Some(d) => d,
-        None if candidates.is_empty() => return Err(Error::Invalid(format!("no parser of strategy '{}' accepts '{file_name}'", ds.strategy()))),
-        None => return Err(Error::Invalid(errors.join("; "))),
+        None if candidates.is_empty() => return Err(Error::invalid("file", format!("'{file_name}' is accepted by no parser of strategy '{}'", ds.strategy()))),
+        None => return Err(Error::invalid("file", format!("'{file_name}' could not be parsed: {}", errors.join("; ")))),
     };
     out.timings_ms.insert("parse".into(), json!(t.elapsed().as_secs_f64() * 1000.0));
     if cancel.load(Ordering::SeqCst) {
-        return Err(Error::Conflict("cancelled".into()));
+        return Err(Error::Cancelled);
     }
 
     let t = Instant::now();
     let ccfg = chunk_config(used.as_ref().unwrap_or(&ParserConfig::default()), overrides);
     let chunks = chunk::chunk(&doc, &ccfg);
     if chunks.is_empty() {
-        return Err(Error::Invalid(format!("'{file_name}' produced no chunks")));
+        return Err(Error::invalid("file", format!("'{file_name}' produced no chunks")));
     }
     let total = chunks.len();
     let processed_at = chrono::Utc::now().to_rfc3339();
@@ -257,7 +257,7 @@ fn process_inner(project: &Project, dataset: &str, hash: &str, overrides: Option
     }
     out.timings_ms.insert("chunk".into(), json!(t.elapsed().as_secs_f64() * 1000.0));
     if cancel.load(Ordering::SeqCst) {
-        return Err(Error::Conflict("cancelled".into()));
+        return Err(Error::Cancelled);
     }
 
     let t = Instant::now();
@@ -265,7 +265,7 @@ fn process_inner(project: &Project, dataset: &str, hash: &str, overrides: Option
     let vectors = db.embedder.embed(&texts)?;
     out.timings_ms.insert("embed".into(), json!(t.elapsed().as_secs_f64() * 1000.0));
     if cancel.load(Ordering::SeqCst) {
-        return Err(Error::Conflict("cancelled".into()));
+        return Err(Error::Cancelled);
     }
     let t = Instant::now();
     let records = new_chunks

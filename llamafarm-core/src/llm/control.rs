@@ -180,14 +180,14 @@ pub(crate) fn prepare_prompt(
 ) -> crate::error::Result<PreparedPrompt> {
     use crate::error::Error;
     if cancel.is_cancelled() {
-        return Err(Error::Invalid("the request was cancelled before it started".into()));
+        return Err(Error::invalid("request", "was cancelled before it started"));
     }
     let t0 = Instant::now();
     let mut ids = ids()?;
     let prompt_text = decode(&ids);
     let (prefilled, budget) = prepare_thinking(&mut ids, &prompt_text, params, template_thinks, open_think);
     if ids.len() + 1 >= n_ctx {
-        return Err(Error::Invalid(format!("the prompt is {} tokens; model '{model}' has a context of {n_ctx} tokens (extra_body.n_ctx)", ids.len())));
+        return Err(Error::invalid("prompt", format!("is {} tokens; model '{model}' has a context of {n_ctx} tokens (extra_body.n_ctx)", ids.len())));
     }
     Ok(PreparedPrompt { ids, prefilled, budget, t0 })
 }

@@ -30,18 +30,18 @@ use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
-/// llama.cpp's process-wide backend (initialised once).
-fn backend() -> Result<&'static LlamaBackend> {
+/// llama.cpp's process-wide backend (initialised once; the first caller's `log` decides
+/// whether llama.cpp's own log goes to `tracing`).
+fn backend(log: bool) -> Result<&'static LlamaBackend> {
     static BACKEND: OnceLock<std::result::Result<LlamaBackend, String>> = OnceLock::new();
     BACKEND
         .get_or_init(|| {
             // llama.cpp logs every load step to stderr; route it to tracing (off unless asked).
-            let on = std::env::var("LF_LLAMACPP_LOG").map(|v| v == "1").unwrap_or(false);
-            llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default().with_logs_enabled(on));
+            llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default().with_logs_enabled(log));
             LlamaBackend::init().map_err(|e| e.to_string())
         })
         .as_ref()
-        .map_err(|e| Error::Unavailable(format!("llama.cpp backend: {e}")))
+        .map_err(|e| Error::unavailable("llama.cpp backend", e.to_string()))
 }
 
 /// A GGUF chat model loaded in llama.cpp.
@@ -61,13 +61,13 @@ pub struct LlamaCppModel {
 
 impl LlamaCppModel {
     /// Load `gguf` with `options` (`n_ctx`, `n_batch`, `n_threads`, mmap/mlock).
-    pub fn load(id: &str, gguf: &Path, options: &LocalOptions) -> Result<Self> {
+    pub fn load(id: &str, gguf: &Path, options: &LocalOptions, log: bool) -> Result<Self> {
         let t0 = Instant::now();
-        let backend = backend()?;
+        let backend = backend(log)?;
         let params = LlamaModelParams::default().with_use_mmap(options.use_mmap.unwrap_or(true)).with_use_mlock(options.use_mlock.unwrap_or(false));
         let model = LlamaModel::load_from_file(backend, gguf, &params)
-            .map_err(|e| Error::Unavailable(format!("loading {id} from {} with llama.cpp: {e}", gguf.display())))?;
-        let source = model.meta_val_str("tokenizer.chat_template").map_err(|_| Error::Invalid(format!("{}: the GGUF has no chat template", gguf.display())))?;
+            .map_err(|e| Error::unavailable(format!("model '{id}'"), format!("llama.cpp could not load it: {e}")))?;
+        let source = model.meta_val_str("tokenizer.chat_template").map_err(|_| Error::invalid("model", format!("'{id}' has no chat template in its GGUF file")))?;
         let vocab = model.vocab();
         let text_of = |t: LlamaToken| vocab.text(t).map(|c| c.to_string_lossy().to_string()).unwrap_or_default();
         let bos_text = if vocab.should_add_bos() { text_of(vocab.bos()) } else { String::new() };
@@ -166,7 +166,7 @@ impl Decoder for Run<'_> {
 }
 
 fn engine_err(what: &str, e: impl std::fmt::Display) -> Error {
-    Error::Internal(format!("llama.cpp {what}: {e}"))
+    Error::internal(format!("llama.cpp {what}: {e}"))
 }
 
 impl ChatModel for LlamaCppModel {
@@ -198,7 +198,7 @@ impl ChatModel for LlamaCppModel {
             .with_n_ubatch(n_batch)
             .with_n_threads(self.n_threads)
             .with_n_threads_batch(self.n_threads);
-        let mut ctx = self.model.new_context(backend()?, cparams).map_err(|e| engine_err("context", e))?;
+        let mut ctx = self.model.new_context(backend(false)?, cparams).map_err(|e| engine_err("context", e))?;
 
         // Prefill.
         let mut batch = LlamaBatch::new(n_batch as usize, 1);

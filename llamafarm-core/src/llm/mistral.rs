@@ -54,11 +54,11 @@ impl MistralRsModel {
     pub fn load(id: &str, gguf: &Path) -> Result<Self> {
         let t0 = Instant::now();
         let mut f = std::fs::File::open(gguf).map_err(|e| Error::io(gguf, e))?;
-        let ct = gguf_file::Content::read(&mut f).map_err(|e| Error::Invalid(format!("{} is not a readable GGUF file: {e}", gguf.display())))?;
+        let ct = gguf_file::Content::read(&mut f).map_err(|e| Error::invalid("model", format!("'{id}' is not a readable GGUF file: {e}")))?;
         let meta_str = |k: &str| ct.metadata.get(k).and_then(|v| v.to_string().ok()).cloned();
         let template = meta_str("tokenizer.chat_template").unwrap_or_default();
         let mut eos: Vec<u32> = ct.metadata.get("tokenizer.ggml.eos_token_id").and_then(|v| v.to_u32().ok()).into_iter().collect();
-        let mut decoder = tokenizers::Tokenizer::from_gguf(&ct).map_err(|e| Error::Internal(format!("tokenizer of {id}: {e}")))?;
+        let mut decoder = tokenizers::Tokenizer::from_gguf(&ct).map_err(|e| Error::internal(format!("tokenizer of {id}: {e}")))?;
         // candle's from_gguf adds a prefix space for unknown `pre` types (e.g. "smollm");
         // decoding is unaffected, but keep encode faithful for anything that uses it.
         if meta_str("tokenizer.ggml.pre").as_deref() == Some("smollm") {
@@ -75,7 +75,7 @@ impl MistralRsModel {
             }
         }
         if eos.is_empty() {
-            return Err(Error::Invalid(format!("{}: the GGUF names no end-of-sequence token", gguf.display())));
+            return Err(Error::invalid("model", format!("'{id}' names no end-of-sequence token in its GGUF file")));
         }
 
         let dir = gguf.parent().unwrap_or(Path::new(".")).to_string_lossy().to_string();
@@ -85,13 +85,13 @@ impl MistralRsModel {
             .thread_name("lf-mistralrs")
             .enable_all()
             .build()
-            .map_err(|e| Error::Internal(format!("tokio runtime: {e}")))?;
+            .map_err(|e| Error::internal(format!("tokio runtime: {e}")))?;
         let model = rt
             .block_on(GgufModelBuilder::new(dir, vec![file]).with_force_cpu().build())
-            .map_err(|e| Error::Unavailable(format!("loading {id} from {}: {e}", gguf.display())))?;
+            .map_err(|e| Error::unavailable(format!("model '{id}'"), format!("mistral.rs could not load it: {e}")))?;
         let tokenize = |text: &str| -> Result<Vec<u32>> {
             rt.block_on(model.tokenize(Either::Right(text.to_string()), None, false, false, None))
-                .map_err(|e| Error::Internal(format!("tokenize: {e}")))
+                .map_err(|e| Error::internal(format!("tokenize: {e}")))
         };
         let close_think = tokenize(&format!("\n{THINK_CLOSE}\n\n"))?;
         let open_think = tokenize(&format!("{THINK_OPEN}\n"))?;
@@ -123,7 +123,7 @@ impl MistralRsModel {
         }
         let enable = if self.template_thinks { Some(think) } else { None };
         futures::executor::block_on(self.model.tokenize(Either::Left(tm), None, true, true, enable))
-            .map_err(|e| Error::Invalid(format!("rendering the chat template of {}: {e}", self.id)))
+            .map_err(|e| Error::invalid("chat template", format!("of model '{}' does not render: {e}", self.id)))
     }
 }
 
@@ -260,7 +260,7 @@ impl ChatModel for MistralRsModel {
             let mut stream = match self.model.stream_chat_request(request).await {
                 Ok(s) => s,
                 Err(e) => {
-                    failure = Some(Error::Internal(format!("mistral.rs: {e}")));
+                    failure = Some(Error::internal(format!("mistral.rs: {e}")));
                     return;
                 }
             };
@@ -304,11 +304,11 @@ impl ChatModel for MistralRsModel {
                         break;
                     }
                     Response::InternalError(e) | Response::ValidationError(e) => {
-                        failure = Some(Error::Internal(format!("mistral.rs: {e}")));
+                        failure = Some(Error::internal(format!("mistral.rs: {e}")));
                         break;
                     }
                     Response::CompletionModelError(e, _) | Response::ModelError(e, _) => {
-                        failure = Some(Error::Internal(format!("mistral.rs: {e}")));
+                        failure = Some(Error::internal(format!("mistral.rs: {e}")));
                         break;
                     }
                     _ => {}

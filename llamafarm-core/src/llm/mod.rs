@@ -238,15 +238,7 @@ impl LocalEngine {
             "native" | "llamafarm" | "lf" => Ok(Self::Native),
             "mistralrs" | "mistral" => Ok(Self::MistralRs),
             "llamacpp" | "llama" => Ok(Self::LlamaCpp),
-            other => Err(Error::Invalid(format!("unknown local LLM engine '{other}': use auto, native, mistralrs or llamacpp"))),
-        }
-    }
-
-    /// The process default: `LF_LLM_ENGINE`, else [`Auto`](Self::Auto).
-    pub fn from_env() -> Result<Self> {
-        match std::env::var("LF_LLM_ENGINE") {
-            Ok(v) if !v.trim().is_empty() => Self::parse(&v),
-            _ => Ok(Self::Auto),
+            other => Err(Error::invalid("engine", format!("'{other}' is not a local LLM engine: use auto, native, mistralrs or llamacpp"))),
         }
     }
 
@@ -277,7 +269,7 @@ impl LocalEngine {
 /// the model's `extra_body` (`n_ctx`, `n_batch`, `n_threads`, `use_mmap`, `use_mlock`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct LocalOptions {
-    /// Which engine runs it (`extra_body.engine`, else [`LocalEngine::from_env`]).
+    /// Which engine runs it (`extra_body.engine`, else [`LlmSettings::engine`]).
     pub engine: LocalEngine,
     /// Context window (default: the model's training context).
     pub n_ctx: Option<u32>,
@@ -294,29 +286,30 @@ pub struct LocalOptions {
 }
 
 impl LocalOptions {
-    /// Defaults with the process's engine.
-    pub fn from_env() -> Result<Self> {
-        Ok(Self { engine: LocalEngine::from_env()?, n_ctx: None, n_batch: None, n_threads: None, use_mmap: None, use_mlock: None, requantize: None })
+    /// Defaults with `engine`.
+    pub fn with_engine(engine: LocalEngine) -> Self {
+        Self { engine, n_ctx: None, n_batch: None, n_threads: None, use_mmap: None, use_mlock: None, requantize: None }
     }
 
-    /// Read `extra_body` (wrong types are a clear error; unknown keys pass through).
-    pub fn from_extra_body(extra: Option<&crate::config::ConfigMap>) -> Result<Self> {
-        let mut o = Self::from_env()?;
+    /// Read `extra_body` over the defaults with `engine` (wrong types are a clear
+    /// error; unknown keys pass through).
+    pub fn from_extra_body(extra: Option<&crate::config::ConfigMap>, engine: LocalEngine) -> Result<Self> {
+        let mut o = Self::with_engine(engine);
         let Some(x) = extra else { return Ok(o) };
         let num = |k: &str| -> Result<Option<u64>> {
             match x.get(k) {
                 None | Some(serde_json::Value::Null) => Ok(None),
-                Some(v) => v.as_u64().filter(|n| *n >= 1 && *n <= u32::MAX as u64).map(Some).ok_or_else(|| Error::Invalid(format!("extra_body.{k} must be a positive integer, got {v}"))),
+                Some(v) => v.as_u64().filter(|n| *n >= 1 && *n <= u32::MAX as u64).map(Some).ok_or_else(|| Error::invalid(format!("extra_body.{k}"), format!("must be a positive integer, got {v}"))),
             }
         };
         let flag = |k: &str| -> Result<Option<bool>> {
             match x.get(k) {
                 None | Some(serde_json::Value::Null) => Ok(None),
-                Some(v) => v.as_bool().map(Some).ok_or_else(|| Error::Invalid(format!("extra_body.{k} must be true or false, got {v}"))),
+                Some(v) => v.as_bool().map(Some).ok_or_else(|| Error::invalid(format!("extra_body.{k}"), format!("must be true or false, got {v}"))),
             }
         };
         if let Some(v) = x.get("engine") {
-            let s = v.as_str().ok_or_else(|| Error::Invalid(format!("extra_body.engine must be a string, got {v}")))?;
+            let s = v.as_str().ok_or_else(|| Error::invalid("extra_body.engine", format!("must be a string, got {v}")))?;
             o.engine = LocalEngine::parse(s)?;
         }
         o.n_ctx = num("n_ctx")?.map(|n| n as u32);
@@ -325,7 +318,7 @@ impl LocalOptions {
         o.use_mmap = flag("use_mmap")?;
         o.use_mlock = flag("use_mlock")?;
         if let Some(v) = x.get("requantize").filter(|v| !v.is_null()) {
-            let s = v.as_str().ok_or_else(|| Error::Invalid(format!("extra_body.requantize must be a string, got {v}")))?;
+            let s = v.as_str().ok_or_else(|| Error::invalid("extra_body.requantize", format!("must be a string, got {v}")))?;
             requant::parse_target(s)?;
             o.requantize = Some(s.trim().to_ascii_lowercase());
         }
@@ -355,16 +348,17 @@ pub enum ChatModelSpec {
 }
 
 impl ChatModelSpec {
-    /// Map a `runtime.models[]` entry (env variables already substituted).
-    pub fn from_config(m: &ModelConfig) -> Result<Self> {
+    /// Map a `runtime.models[]` entry (`${VAR}`s already substituted); `settings`
+    /// give the engine and API key where the entry names none.
+    pub fn from_config(m: &ModelConfig, settings: &LlmSettings) -> Result<Self> {
         let base = |default: &str| m.base_url.clone().filter(|s| !s.trim().is_empty()).unwrap_or_else(|| default.to_string());
         match m.provider.as_str() {
             // The Universal Runtime is us: run the model in this process.
-            "universal" => Ok(ChatModelSpec::LocalGguf { id: m.model.clone(), options: LocalOptions::from_extra_body(m.extra_body.as_ref())? }),
+            "universal" => Ok(ChatModelSpec::LocalGguf { id: m.model.clone(), options: LocalOptions::from_extra_body(m.extra_body.as_ref(), settings.engine)? }),
             "openai" => Ok(ChatModelSpec::Http {
                 base_url: base("https://api.openai.com/v1"),
                 model: m.model.clone(),
-                api_key: m.api_key.clone().or_else(|| std::env::var("OPENAI_API_KEY").ok()),
+                api_key: m.api_key.clone().or_else(|| settings.openai_api_key.clone()),
             }),
             "ollama" => Ok(ChatModelSpec::Http {
                 base_url: crate::embed::openai_base(&base("http://localhost:11434")),
@@ -372,13 +366,13 @@ impl ChatModelSpec {
                 api_key: m.api_key.clone(),
             }),
             "lemonade" => Ok(ChatModelSpec::Http { base_url: base("http://localhost:8000/api/v1"), model: m.model.clone(), api_key: m.api_key.clone() }),
-            other => Err(Error::Invalid(format!("model '{}': unknown provider '{other}'", m.name))),
+            other => Err(Error::invalid("provider", format!("'{other}' of model '{}' is unknown", m.name))),
         }
     }
 
-    /// A local GGUF with the process's default engine and settings.
-    pub fn local(id: &str) -> Result<Self> {
-        Ok(ChatModelSpec::LocalGguf { id: id.to_string(), options: LocalOptions::from_env()? })
+    /// A local GGUF with the default engine of `settings`.
+    pub fn local(id: &str, settings: &LlmSettings) -> Self {
+        ChatModelSpec::LocalGguf { id: id.to_string(), options: LocalOptions::with_engine(settings.engine) }
     }
 
     fn key(&self) -> String {
@@ -409,18 +403,36 @@ pub struct LoadedModel {
     pub keep_loaded: bool,
 }
 
+/// The chat settings of a library instance (set on [`crate::LlamaFarmBuilder`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LlmSettings {
+    /// The engine of local GGUFs whose `extra_body` names none (default [`LocalEngine::Auto`]).
+    pub engine: LocalEngine,
+    /// Idle time after which a local model is unloaded (default [`DEFAULT_UNLOAD_TIMEOUT_S`]).
+    pub unload_after: Duration,
+    /// The key for `provider: openai` models that set no `api_key`.
+    pub openai_api_key: Option<String>,
+    /// Route llama.cpp's own log to `tracing` (default off; the first load decides for the process).
+    pub llamacpp_log: bool,
+}
+
+impl Default for LlmSettings {
+    fn default() -> Self {
+        Self { engine: LocalEngine::Auto, unload_after: Duration::from_secs(DEFAULT_UNLOAD_TIMEOUT_S), openai_api_key: None, llamacpp_log: false }
+    }
+}
+
 /// Loads chat models on first use, shares them, unloads idle local ones.
 pub struct LlmEngine {
     loaded: Mutex<HashMap<String, Loaded>>,
     loading: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     reaper: std::sync::Once,
-    unload_after: Duration,
+    settings: LlmSettings,
 }
 
 impl Default for LlmEngine {
     fn default() -> Self {
-        let secs = std::env::var("LF_MODEL_UNLOAD_TIMEOUT").ok().and_then(|s| s.parse().ok()).unwrap_or(DEFAULT_UNLOAD_TIMEOUT_S);
-        Self { loaded: Mutex::new(HashMap::new()), loading: Mutex::new(HashMap::new()), reaper: std::sync::Once::new(), unload_after: Duration::from_secs(secs) }
+        Self::new(LlmSettings::default())
     }
 }
 
@@ -429,6 +441,16 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl LlmEngine {
+    /// An engine with `settings`.
+    pub fn new(settings: LlmSettings) -> Self {
+        Self { loaded: Mutex::new(HashMap::new()), loading: Mutex::new(HashMap::new()), reaper: std::sync::Once::new(), settings }
+    }
+
+    /// Its settings.
+    pub fn settings(&self) -> &LlmSettings {
+        &self.settings
+    }
+
     /// The model for `spec`, loading it on first use (one load even under concurrent first calls).
     pub fn get(self: &Arc<Self>, spec: &ChatModelSpec, keep_loaded: bool, models: &ModelCache) -> Result<Arc<dyn ChatModel>> {
         let key = spec.key();
@@ -441,7 +463,7 @@ impl LlmEngine {
             return Ok(m);
         }
         let (model, local): (Arc<dyn ChatModel>, bool) = match spec {
-            ChatModelSpec::LocalGguf { id, options } => (load_local(id, options, models)?, true),
+            ChatModelSpec::LocalGguf { id, options } => (load_local(id, options, models, self.settings.llamacpp_log)?, true),
             ChatModelSpec::Http { base_url, model, api_key } => (Arc::new(OpenAiChatModel::new(base_url, model, api_key.clone())), false),
         };
         lock(&self.loaded).insert(key, Loaded { model: model.clone(), last_used: Instant::now(), keep_loaded, local });
@@ -487,11 +509,11 @@ impl LlmEngine {
     fn start_reaper(self: &Arc<Self>) {
         self.reaper.call_once(|| {
             let weak = Arc::downgrade(self);
-            let every = (self.unload_after / 4).clamp(Duration::from_secs(1), Duration::from_secs(30));
+            let every = (self.settings.unload_after / 4).clamp(Duration::from_secs(1), Duration::from_secs(30));
             let _ = std::thread::Builder::new().name("lf-model-reaper".into()).spawn(move || loop {
                 std::thread::sleep(every);
                 let Some(engine) = weak.upgrade() else { return };
-                let n = engine.unload_idle(engine.unload_after);
+                let n = engine.unload_idle(engine.settings.unload_after);
                 if n > 0 {
                     tracing::info!(unloaded = n, "unloaded idle chat models");
                 }
@@ -500,11 +522,13 @@ impl LlmEngine {
     }
 }
 
-fn load_local(id: &str, options: &LocalOptions, models: &ModelCache) -> Result<Arc<dyn ChatModel>> {
+fn load_local(id: &str, options: &LocalOptions, models: &ModelCache, llamacpp_log: bool) -> Result<Arc<dyn ChatModel>> {
+    #[cfg(not(feature = "llm-llamacpp"))]
+    let _ = llamacpp_log;
     let resolved = models.resolve(id)?;
     let gguf = resolved.gguf.ok_or_else(|| Error::ModelMissing {
         model: id.into(),
-        reason: format!("no GGUF file in {}", resolved.dir.display()),
+        reason: "its snapshot has no GGUF file".into(),
         fetch_hint: crate::model_cache::FETCH_COMMAND.into(),
     })?;
     let gguf = match &options.requantize {
@@ -516,10 +540,10 @@ fn load_local(id: &str, options: &LocalOptions, models: &ModelCache) -> Result<A
         #[cfg(feature = "llm-mistralrs")]
         LocalEngine::MistralRs => Ok(Arc::new(MistralRsModel::load(id, &gguf)?)),
         #[cfg(feature = "llm-llamacpp")]
-        LocalEngine::LlamaCpp => Ok(Arc::new(LlamaCppModel::load(id, &gguf, options)?)),
+        LocalEngine::LlamaCpp => Ok(Arc::new(LlamaCppModel::load(id, &gguf, options, llamacpp_log)?)),
         #[allow(unreachable_patterns)]
-        engine => Err(Error::Unavailable(format!(
-            "model '{id}': this build has no {} engine (build llamafarm-core with the `llm-{}` feature), \
+        engine => Err(Error::unavailable(format!("model '{id}'"), format!(
+            "this build has no {} engine (build llamafarm-core with the `llm-{}` feature), \
              or configure an OpenAI-compatible provider",
             engine.as_str(),
             engine.as_str()
@@ -531,25 +555,25 @@ fn load_local(id: &str, options: &LocalOptions, models: &ModelCache) -> Result<A
 pub fn validate_params(temperature: Option<f64>, top_p: Option<f64>, max_tokens: Option<i64>, thinking_budget: Option<i64>) -> Result<()> {
     if let Some(t) = temperature {
         if !(0.0..=2.0).contains(&t) || t.is_nan() {
-            return Err(Error::Invalid(format!("temperature must be between 0 and 2, got {t}")));
+            return Err(Error::invalid("temperature", format!("must be between 0 and 2, got {t}")));
         }
     }
     if let Some(p) = top_p {
         if !(p > 0.0 && p <= 1.0) {
-            return Err(Error::Invalid(format!("top_p must be in (0, 1], got {p}")));
+            return Err(Error::invalid("top_p", format!("must be in (0, 1], got {p}")));
         }
     }
     if let Some(m) = max_tokens {
         if m < 1 {
-            return Err(Error::Invalid(format!("max_tokens must be at least 1, got {m}")));
+            return Err(Error::invalid("max_tokens", format!("must be at least 1, got {m}")));
         }
         if m > 1_000_000 {
-            return Err(Error::Invalid(format!("max_tokens must be at most 1000000, got {m}")));
+            return Err(Error::invalid("max_tokens", format!("must be at most 1000000, got {m}")));
         }
     }
     if let Some(b) = thinking_budget {
         if !(1..=1_000_000).contains(&b) {
-            return Err(Error::Invalid(format!("thinking_budget must be between 1 and 1000000, got {b}")));
+            return Err(Error::invalid("thinking_budget", format!("must be between 1 and 1000000, got {b}")));
         }
     }
     Ok(())
@@ -558,11 +582,11 @@ pub fn validate_params(temperature: Option<f64>, top_p: Option<f64>, max_tokens:
 /// Check messages: at least one, known roles.
 pub fn validate_messages(messages: &[ChatMessage]) -> Result<()> {
     if messages.is_empty() {
-        return Err(Error::Invalid("messages must contain at least one message".into()));
+        return Err(Error::invalid("messages", "must contain at least one message"));
     }
     for (i, m) in messages.iter().enumerate() {
         if !ROLES.contains(&m.role.as_str()) {
-            return Err(Error::Invalid(format!("messages[{i}].role: must be one of {}, got '{}'", ROLES.join(", "), m.role)));
+            return Err(Error::invalid(format!("messages[{i}].role"), format!("must be one of {}, got '{}'", ROLES.join(", "), m.role)));
         }
     }
     Ok(())
@@ -599,24 +623,24 @@ mod tests {
     fn specs_from_config() {
         let m = ModelConfig { name: "m".into(), provider: "ollama".into(), model: "llama3".into(), ..Default::default() };
         assert_eq!(
-            ChatModelSpec::from_config(&m).unwrap(),
+            ChatModelSpec::from_config(&m, &LlmSettings::default()).unwrap(),
             ChatModelSpec::Http { base_url: "http://localhost:11434/v1".into(), model: "llama3".into(), api_key: None }
         );
         let m = ModelConfig { name: "m".into(), provider: "universal".into(), model: "a/b:Q4_1".into(), ..Default::default() };
-        let ChatModelSpec::LocalGguf { id, options } = ChatModelSpec::from_config(&m).unwrap() else { panic!("not local") };
+        let ChatModelSpec::LocalGguf { id, options } = ChatModelSpec::from_config(&m, &LlmSettings::default()).unwrap() else { panic!("not local") };
         assert_eq!(id, "a/b:Q4_1");
         assert_eq!(options.n_ctx, None);
         let extra: crate::config::ConfigMap = serde_json::from_str(r#"{"engine": "llama.cpp", "n_ctx": 2048, "n_threads": 2, "use_mmap": false, "cache_type_k": "q8_0"}"#).unwrap();
-        let o = LocalOptions::from_extra_body(Some(&extra)).unwrap();
+        let o = LocalOptions::from_extra_body(Some(&extra), LocalEngine::Auto).unwrap();
         assert_eq!((o.engine, o.n_ctx, o.n_threads, o.use_mmap), (LocalEngine::LlamaCpp, Some(2048), Some(2), Some(false)));
         for (name, e) in [("native", LocalEngine::Native), ("auto", LocalEngine::Auto), ("mistral.rs", LocalEngine::MistralRs)] {
             assert_eq!(LocalEngine::parse(name).unwrap(), e);
         }
         let extra: crate::config::ConfigMap = serde_json::from_str(r#"{"requantize": "Q8_0"}"#).unwrap();
-        assert_eq!(LocalOptions::from_extra_body(Some(&extra)).unwrap().requantize.as_deref(), Some("q8_0"));
+        assert_eq!(LocalOptions::from_extra_body(Some(&extra), LocalEngine::Auto).unwrap().requantize.as_deref(), Some("q8_0"));
         for bad in [r#"{"requantize": "q2_k"}"#, r#"{"engine": "vllm"}"#, r#"{"n_ctx": -1}"#, r#"{"n_batch": "big"}"#, r#"{"use_mlock": 1}"#] {
             let extra: crate::config::ConfigMap = serde_json::from_str(bad).unwrap();
-            assert!(LocalOptions::from_extra_body(Some(&extra)).is_err(), "{bad}");
+            assert!(LocalOptions::from_extra_body(Some(&extra), LocalEngine::Auto).is_err(), "{bad}");
         }
     }
 }

@@ -70,7 +70,7 @@ impl ChatModel for OpenAiChatModel {
         }
         let resp = req
             .send_json(self.body(messages, params))
-            .map_err(|e| Error::Unavailable(format!("chat endpoint {url} unreachable: {e}")))?;
+            .map_err(|e| Error::unavailable(format!("chat endpoint {url}"), format!("unreachable: {e}")))?;
         let status = resp.status();
         if !status.is_success() {
             let text = resp.into_body().read_to_string().unwrap_or_default();
@@ -78,7 +78,7 @@ impl ChatModel for OpenAiChatModel {
                 .ok()
                 .and_then(|v| v["error"]["message"].as_str().or(v["detail"].as_str()).map(str::to_string))
                 .unwrap_or(text);
-            return Err(Error::Unavailable(format!("chat endpoint {url} answered {status}: {msg}")));
+            return Err(Error::unavailable(format!("chat endpoint {url}"), format!("answered {status}: {msg}")));
         }
         let reader = std::io::BufReader::new(resp.into_body().into_reader());
         let mut splitter = ThinkSplitter::new(false);
@@ -92,7 +92,7 @@ impl ChatModel for OpenAiChatModel {
             if cancel.is_cancelled() || gone {
                 break;
             }
-            let line = line.map_err(|e| Error::Unavailable(format!("chat endpoint {url}: stream broke: {e}")))?;
+            let line = line.map_err(|e| Error::unavailable(format!("chat endpoint {url}"), format!("stream broke: {e}")))?;
             let Some(data) = line.strip_prefix("data:") else { continue };
             let data = data.trim();
             if data == "[DONE]" {
@@ -100,7 +100,7 @@ impl ChatModel for OpenAiChatModel {
             }
             let Ok(v) = serde_json::from_str::<Value>(data) else { continue };
             if let Some(msg) = v["error"]["message"].as_str() {
-                return Err(Error::Unavailable(format!("chat endpoint {url}: {msg}")));
+                return Err(Error::unavailable(format!("chat endpoint {url}"), msg));
             }
             if v["usage"].is_object() {
                 usage = Some(v["usage"].clone());

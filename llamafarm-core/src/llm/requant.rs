@@ -13,7 +13,7 @@ use candle_core::Device;
 use std::path::{Path, PathBuf};
 
 fn ce(e: candle_core::Error) -> Error {
-    Error::Internal(format!("re-quantising: {e}"))
+    Error::internal(format!("re-quantising: {e}"))
 }
 
 /// The types without a SIMD kernel in candle 0.10.
@@ -25,7 +25,7 @@ fn slow(t: GgmlDType) -> bool {
 pub fn parse_target(s: &str) -> Result<GgmlDType> {
     match s.trim().to_ascii_lowercase().as_str() {
         "q8_0" => Ok(GgmlDType::Q8_0),
-        other => Err(Error::Invalid(format!("extra_body.requantize: unsupported type '{other}' (use q8_0)"))),
+        other => Err(Error::invalid("extra_body.requantize", format!("names an unsupported type '{other}' (use q8_0)"))),
     }
 }
 
@@ -43,7 +43,7 @@ pub fn requantized(src: &Path, target: GgmlDType) -> Result<PathBuf> {
     }
     let t0 = std::time::Instant::now();
     let mut f = std::fs::File::open(src).map_err(|e| Error::io(src, e))?;
-    let ct = gguf_file::Content::read(&mut f).map_err(|e| Error::Invalid(format!("{} is not a readable GGUF file: {e}", src.display())))?;
+    let ct = gguf_file::Content::read(&mut f).map_err(|e| Error::invalid("model", format!("file '{}' is not a readable GGUF file: {e}", src.file_name().unwrap_or_default().to_string_lossy())))?;
     let mut names: Vec<&String> = ct.tensor_infos.keys().collect();
     names.sort_by_key(|n| ct.tensor_infos[*n].offset);
     let mut tensors: Vec<(String, QTensor)> = Vec::with_capacity(names.len());

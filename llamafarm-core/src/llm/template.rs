@@ -31,13 +31,13 @@ impl ChatTemplate {
         env.add_function("strftime_now", |fmt: String| chrono::Utc::now().format(&fmt).to_string());
         // Python slicing that minijinja lacks.
         let src = source.replace("[::-1]", "|reverse");
-        env.add_template_owned("chat", src).map_err(|e| Error::Invalid(format!("the model's chat template does not compile: {e}")))?;
+        env.add_template_owned("chat", src).map_err(|e| Error::invalid("chat template", format!("of the model does not compile: {e}")))?;
         Ok(Self { env, bos: bos.to_string(), eos: eos.to_string(), thinks: source.contains("enable_thinking") })
     }
 
     /// Render `messages` with the generation prompt appended.
     pub fn render(&self, messages: &[ChatMessage], think: bool) -> Result<String> {
-        let t = self.env.get_template("chat").map_err(|e| Error::Internal(format!("chat template: {e}")))?;
+        let t = self.env.get_template("chat").map_err(|e| Error::internal(format!("chat template: {e}")))?;
         let msgs: Vec<minijinja::Value> =
             messages.iter().map(|m| context! { role => m.role.clone(), content => m.content.clone() }).collect();
         t.render(context! {
@@ -47,7 +47,7 @@ impl ChatTemplate {
             eos_token => self.eos.clone(),
             enable_thinking => think,
         })
-        .map_err(|e| Error::Invalid(format!("rendering the chat template: {e}")))
+        .map_err(|e| Error::invalid("chat template", format!("does not render: {e}")))
     }
 }
 

@@ -2,7 +2,7 @@
 
 use super::{Rag, RagEngine};
 use crate::config::{DatabaseConfig, LlamaFarmConfig, RagConfig};
-use crate::error::{Error, Result};
+use crate::error::{Error, ResourceKind, Result};
 use crate::store::ChunkStore;
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -111,7 +111,7 @@ impl Rag {
     /// One database in detail.
     pub fn database(&self, name: &str) -> Result<DatabaseInfo> {
         let cfg = self.project.config()?;
-        let db = cfg.database(name).cloned().ok_or_else(|| Error::not_found(format!("Database '{name}'")))?;
+        let db = cfg.database(name).cloned().ok_or_else(|| Error::missing(ResourceKind::Database, name))?;
         Ok(DatabaseInfo { dependent_datasets: dependents(&cfg, name), config: db })
     }
 
@@ -120,7 +120,7 @@ impl Rag {
         let name = db.name.clone();
         let cfg = self.project.update_config(|cfg| {
             if cfg.database(&name).is_some() {
-                return Err(Error::Conflict(format!("Database '{name}' already exists")));
+                return Err(Error::exists(ResourceKind::Database, name.as_str()));
             }
             let rag = cfg.rag.get_or_insert_with(RagConfig::default);
             rag.databases.get_or_insert_with(Vec::new).push(db);
@@ -129,7 +129,7 @@ impl Rag {
             }
             Ok(())
         })?;
-        let db = cfg.database(&name).cloned().ok_or_else(|| Error::Internal("database vanished".into()))?;
+        let db = cfg.database(&name).cloned().ok_or_else(|| Error::internal("database vanished"))?;
         Ok(summary(&cfg, &db))
     }
 
@@ -144,15 +144,15 @@ impl Rag {
                     _ => v.as_str() == Some(current.kind.as_str()),
                 };
                 if !same {
-                    return Err(Error::Invalid(format!("database {key} is immutable")));
+                    return Err(Error::invalid(format!("database {key}"), "is immutable"));
                 }
             }
         }
         let cfg = self.project.update_config(|cfg| {
-            let rag = cfg.rag.as_mut().ok_or_else(|| Error::not_found(format!("Database '{name}'")))?;
-            let dbs = rag.databases.as_mut().ok_or_else(|| Error::not_found(format!("Database '{name}'")))?;
-            let db = dbs.iter_mut().find(|d| d.name == name).ok_or_else(|| Error::not_found(format!("Database '{name}'")))?;
-            let mut v = serde_json::to_value(&*db).map_err(|e| Error::Internal(e.to_string()))?;
+            let rag = cfg.rag.as_mut().ok_or_else(|| Error::missing(ResourceKind::Database, name))?;
+            let dbs = rag.databases.as_mut().ok_or_else(|| Error::missing(ResourceKind::Database, name))?;
+            let db = dbs.iter_mut().find(|d| d.name == name).ok_or_else(|| Error::missing(ResourceKind::Database, name))?;
+            let mut v = serde_json::to_value(&*db).map_err(|e| Error::internal(e.to_string()))?;
             if let Value::Object(o) = &mut v {
                 for (k, val) in patch {
                     if k == "config" {
@@ -172,7 +172,7 @@ impl Rag {
             *db = crate::config::from_json(v)?;
             Ok(())
         })?;
-        let db = cfg.database(name).cloned().ok_or_else(|| Error::not_found(format!("Database '{name}'")))?;
+        let db = cfg.database(name).cloned().ok_or_else(|| Error::missing(ResourceKind::Database, name))?;
         Ok(DatabaseInfo { dependent_datasets: dependents(&cfg, name), config: db })
     }
 
@@ -183,18 +183,14 @@ impl Rag {
         self.project.update_config(|cfg| {
             let deps = dependents(cfg, name);
             if cfg.database(name).is_none() {
-                return Err(Error::not_found(format!("Database '{name}'")));
+                return Err(Error::missing(ResourceKind::Database, name));
             }
             if !deps.is_empty() {
-                let list = deps.iter().map(|d| format!("'{d}'")).collect::<Vec<_>>().join(", ");
-                return Err(Error::Conflict(format!(
-                    "Cannot delete database '{name}': {} dataset(s) depend on it. Delete or reassign these datasets first: [{list}]",
-                    deps.len()
-                )));
+                return Err(Error::InUse { kind: ResourceKind::Database, name: name.to_string(), dependent_kind: ResourceKind::Dataset, dependents: deps });
             }
-            let rag = cfg.rag.as_mut().ok_or_else(|| Error::not_found(format!("Database '{name}'")))?;
-            let dbs = rag.databases.as_mut().ok_or_else(|| Error::not_found(format!("Database '{name}'")))?;
-            let pos = dbs.iter().position(|d| d.name == name).ok_or_else(|| Error::not_found(format!("Database '{name}'")))?;
+            let rag = cfg.rag.as_mut().ok_or_else(|| Error::missing(ResourceKind::Database, name))?;
+            let dbs = rag.databases.as_mut().ok_or_else(|| Error::missing(ResourceKind::Database, name))?;
+            let pos = dbs.iter().position(|d| d.name == name).ok_or_else(|| Error::missing(ResourceKind::Database, name))?;
             removed = Some(dbs.remove(pos));
             if dbs.is_empty() {
                 rag.databases = None;
@@ -204,7 +200,7 @@ impl Rag {
             }
             Ok(())
         })?;
-        let removed = removed.ok_or_else(|| Error::Internal("database vanished".into()))?;
+        let removed = removed.ok_or_else(|| Error::internal("database vanished"))?;
         let mut deleted = false;
         if delete_collection {
             let dir = self.store_dir(name);
@@ -220,7 +216,7 @@ impl Rag {
     /// Source documents in a database, with chunk counts (at most `limit`).
     pub fn documents(&self, database: &str, limit: usize) -> Result<Vec<DocumentSummary>> {
         let cfg = self.project.config()?;
-        let db = cfg.database(database).cloned().ok_or_else(|| Error::not_found(format!("Database '{database}'")))?;
+        let db = cfg.database(database).cloned().ok_or_else(|| Error::missing(ResourceKind::Database, database))?;
         let store = self.engine().store(&self.store_dir(&db.name), Self::metric_of(&db)?)?;
         let mut docs: BTreeMap<String, DocumentSummary> = BTreeMap::new();
         let mut order: Vec<String> = Vec::new();

@@ -34,8 +34,8 @@ impl RagEngine {
                 if let Some(d) = spec.declared_dimension() {
                     let actual = e.dimension();
                     if actual != 0 && actual != d {
-                        return Err(Error::Invalid(format!(
-                            "embedding dimension mismatch: the config declares dimension {d}, but model '{}' produces {actual}",
+                        return Err(Error::invalid("embedding dimension", format!(
+                            "mismatch: the config declares dimension {d}, but model '{}' produces {actual}",
                             e.model_id()
                         )));
                     }
@@ -51,7 +51,7 @@ impl RagEngine {
                         return Err(e);
                     }
                 }
-                Err(Error::Unavailable(msg.clone()))
+                Err(Error::unavailable("model", msg.clone()))
             }
         }
     }
@@ -68,7 +68,7 @@ impl RagEngine {
             Ok(c) => Ok(c.clone()),
             Err(msg) => {
                 self.rerankers.lock().unwrap_or_else(|p| p.into_inner()).remove(model);
-                Err(Error::Unavailable(msg.clone()))
+                Err(Error::unavailable("model", msg.clone()))
             }
         }
     }

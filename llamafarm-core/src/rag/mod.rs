@@ -4,7 +4,7 @@
 //! ```no_run
 //! use llamafarm_core::{LlamaFarm, rag::{RagQuery, NewChunk}};
 //! # fn main() -> llamafarm_core::Result<()> {
-//! let lf = LlamaFarm::open_default()?;
+//! let lf = LlamaFarm::open("/tmp/lf-data")?;
 //! let project = lf.projects().create("acme", "docs", None)?;
 //! let rag = project.rag();
 //! rag.add_texts("main_database", vec![NewChunk::new("f00d", 0, "Neural scaling laws relate loss to compute.")])?;
@@ -45,7 +45,7 @@ pub use strategy::{StrategyKind, DEFAULT_TOP_K};
 
 use crate::config::{DatabaseConfig, EmbeddingStrategyConfig, LlamaFarmConfig};
 use crate::embed::{Embedder, EmbedderSpec};
-use crate::error::{Error, Result};
+use crate::error::{Error, ResourceKind, Result};
 use crate::health::{self, ComponentHealth, HealthStatus};
 use crate::store::{ChunkRecord, ChunkStore, EmbeddedStore, Metric, StoreStats};
 use crate::Project;
@@ -262,7 +262,7 @@ impl Rag {
 
     /// The project config with `${VAR}` substituted (what the engines use).
     pub(crate) fn config(&self) -> Result<LlamaFarmConfig> {
-        Ok(self.project.config()?.with_env_substituted())
+        Ok(self.project.config_substituted()?)
     }
 
     /// Directory of a database's store.
@@ -274,12 +274,12 @@ impl Rag {
         match name {
             Some(n) => cfg.database(n).cloned().ok_or_else(|| {
                 let have: Vec<&str> = cfg.databases().iter().map(|d| d.name.as_str()).collect();
-                Error::not_found(format!("Database '{n}' (available: {})", if have.is_empty() { "none".into() } else { have.join(", ") }))
+                Error::missing_in(ResourceKind::Database, n, format!("(available: {})", if have.is_empty() { "none".into() } else { have.join(", ") }))
             }),
             None => cfg
                 .default_database()
                 .cloned()
-                .ok_or_else(|| Error::Invalid("the project has no RAG databases (add one under rag.databases)".into())),
+                .ok_or_else(|| Error::invalid("rag.databases", "is empty: the project has no RAG databases (add one under rag.databases)")),
         }
     }
 
@@ -304,21 +304,32 @@ impl Rag {
         match db.config.as_ref().and_then(|c| c.get("distance_function").or_else(|| c.get("distance"))).and_then(|v| v.as_str()) {
             None => Ok(Metric::Cosine),
             Some(s) => Metric::parse(s).ok_or_else(|| {
-                Error::Invalid(format!("database '{}': unknown distance_function '{s}' (cosine, l2, ip)", db.name))
+                Error::invalid("distance_function", format!("'{s}' of database '{}' is unknown (cosine, l2, ip)", db.name))
             }),
         }
     }
 
+    /// The embedder of a strategy; an `OpenAIEmbedder` without an `api_key` gets the library's OpenAI key.
+    fn embedder_spec(&self, s: &EmbeddingStrategyConfig) -> Result<EmbedderSpec> {
+        let mut spec = EmbedderSpec::from_strategy(s)?;
+        if let EmbedderSpec::Http { api_key: key @ None, .. } = &mut spec {
+            if s.kind == "OpenAIEmbedder" {
+                key.clone_from(&self.project.llamafarm().llm().settings().openai_api_key);
+            }
+        }
+        Ok(spec)
+    }
+
     pub(crate) fn open(&self, cfg: &LlamaFarmConfig, database: Option<&str>) -> Result<OpenDb> {
         let db = Self::database_config(cfg, database)?;
-        let spec = EmbedderSpec::from_strategy(&Self::embedding_strategy(cfg, &db)?)?;
+        let spec = self.embedder_spec(&Self::embedding_strategy(cfg, &db)?)?;
         let models = self.project.llamafarm().models();
         let embedder = self.engine().embedder(&spec, models)?;
         let store = self.engine().store(&self.store_dir(&db.name), Self::metric_of(&db)?)?;
         if let (Some(sd), d) = (store.dimension(), embedder.dimension()) {
             if d != 0 && sd != d {
-                return Err(Error::Invalid(format!(
-                    "embedding dimension mismatch: database '{}' holds {sd}-dimensional vectors but its embedder '{}' produces {d}; \
+                return Err(Error::invalid("embedding dimension", format!(
+                    "mismatch: database '{}' holds {sd}-dimensional vectors but its embedder '{}' produces {d}; \
                      delete and re-ingest the database, or switch back to the embedder it was built with",
                     db.name,
                     embedder.model_id()
@@ -335,11 +346,11 @@ impl Rag {
             Some(m) => self.project.llamafarm().embed(m, texts),
             None => {
                 if texts.is_empty() {
-                    return Err(Error::Invalid("input must not be empty".into()));
+                    return Err(Error::invalid("input", "must not be empty"));
                 }
                 let cfg = self.config()?;
                 let db = Self::database_config(&cfg, None)?;
-                let spec = EmbedderSpec::from_strategy(&Self::embedding_strategy(&cfg, &db)?)?;
+                let spec = self.embedder_spec(&Self::embedding_strategy(&cfg, &db)?)?;
                 let e = self.engine().embedder(&spec, self.project.llamafarm().models())?;
                 let vectors = e.embed(texts)?;
                 let prompt_tokens = texts.iter().map(|t| e.count_tokens(t).unwrap_or_else(|| t.split_whitespace().count())).sum();
@@ -362,8 +373,8 @@ impl Rag {
         let db = self.open(&cfg, Some(database))?;
         let d = db.embedder.dimension();
         if let Some(bad) = records.iter().find(|r| d != 0 && r.vector.len() != d) {
-            return Err(Error::Invalid(format!(
-                "embedding dimension mismatch: chunk '{}' has {} dimensions, the database's embedder produces {d}",
+            return Err(Error::invalid("embedding dimension", format!(
+                "mismatch: chunk '{}' has {} dimensions, the database's embedder produces {d}",
                 bad.id,
                 bad.vector.len()
             )));
@@ -452,7 +463,7 @@ impl Rag {
             Err(e) => (HealthStatus::Unhealthy, e.to_string(), None),
         }));
         comps.push(health::timed("embeddings", || {
-            let spec = match Self::embedding_strategy(&cfg, &db).and_then(|s| EmbedderSpec::from_strategy(&s)) {
+            let spec = match Self::embedding_strategy(&cfg, &db).and_then(|s| self.embedder_spec(&s)) {
                 Ok(s) => s,
                 Err(e) => return (HealthStatus::Unhealthy, e.to_string(), None),
             };

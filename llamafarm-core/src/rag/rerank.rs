@@ -11,7 +11,7 @@ use std::path::Path;
 use tokenizers::{Tokenizer, TruncationParams};
 
 fn ce(e: candle_core::Error) -> Error {
-    Error::Internal(format!("candle: {e}"))
+    Error::internal(format!("candle: {e}"))
 }
 
 /// Scores (query, document) pairs.
@@ -41,7 +41,7 @@ impl CrossEncoder {
             serde_json::from_str(&text).map_err(|e| Error::Parse { what: cfg_path.display().to_string(), message: e.to_string() })?;
         let weights = dir.join("model.safetensors");
         let vb = VarBuilder::from_tensors(candle_core::safetensors::load(&weights, &Device::Cpu).map_err(ce)?, DType::F32, &Device::Cpu);
-        let tokenizer = Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|e| Error::Internal(format!("tokenizer of {id}: {e}")))?;
+        let tokenizer = Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|e| Error::internal(format!("tokenizer of {id}: {e}")))?;
         Self::from_var_builder(vb, &config, tokenizer, id)
     }
 
@@ -55,7 +55,7 @@ impl CrossEncoder {
         tokenizer.with_padding(None);
         tokenizer
             .with_truncation(Some(TruncationParams { max_length: max_len, ..Default::default() }))
-            .map_err(|e| Error::Internal(format!("tokenizer truncation: {e}")))?;
+            .map_err(|e| Error::internal(format!("tokenizer truncation: {e}")))?;
         Ok(Self { id: id.into(), bert, pooler, classifier, tokenizer, max_len })
     }
 
@@ -71,7 +71,7 @@ impl Reranker for CrossEncoder {
         for batch in documents.chunks(16) {
             let encs = batch
                 .iter()
-                .map(|d| self.tokenizer.encode((query, *d), true).map_err(|e| Error::Internal(format!("tokenizer: {e}"))))
+                .map(|d| self.tokenizer.encode((query, *d), true).map_err(|e| Error::internal(format!("tokenizer: {e}"))))
                 .collect::<Result<Vec<_>>>()?;
             let n = encs.len();
             let len = encs.iter().map(|e| e.get_ids().len()).max().unwrap_or(1).max(1);

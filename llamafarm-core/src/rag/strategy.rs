@@ -3,7 +3,7 @@
 use super::rerank::{min_max, Reranker};
 use super::{OpenDb, Rag, RagQuery, RagResponse, RagResult, MAX_TOP_K};
 use crate::config::{ConfigMap, LlamaFarmConfig, RetrievalStrategyConfig};
-use crate::error::{Error, Result};
+use crate::error::{Error, ResourceKind, Result};
 use crate::store::{ChunkStore, Hit, MetadataFilter, Metric, StoredChunk};
 use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
@@ -70,7 +70,7 @@ fn choose(cfg: &LlamaFarmConfig, db: &OpenDb, wanted: Option<&str>) -> Result<Ch
     let list = cfg.retrieval_strategies_of(&db.config);
     let make = |s: &RetrievalStrategyConfig| -> Result<Chosen> {
         let kind = StrategyKind::from_type(&s.kind)
-            .ok_or_else(|| Error::Invalid(format!("retrieval strategy '{}' has unknown type '{}'", s.name, s.kind)))?;
+            .ok_or_else(|| Error::invalid("retrieval strategy type", format!("'{}' of strategy '{}' is unknown", s.kind, s.name)))?;
         Ok(Chosen { name: s.name.clone(), kind, config: s.config.clone().unwrap_or_default() })
     };
     if let Some(w) = wanted {
@@ -81,8 +81,11 @@ fn choose(cfg: &LlamaFarmConfig, db: &OpenDb, wanted: Option<&str>) -> Result<Ch
             return Ok(Chosen { name: w.to_string(), kind, config: Map::new() });
         }
         let names: Vec<&str> = list.iter().map(|s| s.name.as_str()).collect();
-        return Err(Error::not_found(format!(
-            "Retrieval strategy '{w}' in database '{}' (configured: {}; or one of vector, bm25, hybrid)",
+        return Err(Error::missing_in(
+            ResourceKind::RetrievalStrategy,
+            w,
+            format!(
+            "in database '{}' (configured: {}; or one of vector, bm25, hybrid)",
             db.config.name,
             if names.is_empty() { "none".into() } else { names.join(", ") }
         )));
@@ -159,22 +162,22 @@ impl Ctx<'_> {
 
 fn validate(q: &RagQuery) -> Result<(Option<usize>, Option<f32>, Option<Metric>, Option<MetadataFilter>, Option<f32>)> {
     if q.query.trim().is_empty() {
-        return Err(Error::Invalid("query must not be empty".into()));
+        return Err(Error::invalid("query", "must not be empty"));
     }
     let top_k = match q.top_k {
         None => None,
         Some(k) if (1..=MAX_TOP_K as i64).contains(&k) => Some(k as usize),
-        Some(k) => return Err(Error::Invalid(format!("top_k must be between 1 and {MAX_TOP_K}, got {k}"))),
+        Some(k) => return Err(Error::invalid("top_k", format!("must be between 1 and {MAX_TOP_K}, got {k}"))),
     };
     let threshold = match q.score_threshold {
         None => None,
         Some(t) if (0.0..=1.0).contains(&t) => Some(t as f32),
-        Some(t) => return Err(Error::Invalid(format!("score_threshold must be between 0 and 1, got {t}"))),
+        Some(t) => return Err(Error::invalid("score_threshold", format!("must be between 0 and 1, got {t}"))),
     };
     let metric = match &q.distance_metric {
         None => None,
         Some(m) => Some(Metric::parse(m).ok_or_else(|| {
-            Error::Invalid(format!("distance_metric must be one of cosine, euclidean, l2, dot, ip, manhattan; got '{m}'"))
+            Error::invalid("distance_metric", format!("must be one of cosine, euclidean, l2, dot, ip, manhattan; got '{m}'"))
         })?),
     };
     let filter = match &q.metadata_filters {
@@ -184,11 +187,11 @@ fn validate(q: &RagQuery) -> Result<(Option<usize>, Option<f32>, Option<Metric>,
     let alpha = match q.hybrid_alpha {
         None => None,
         Some(a) if (0.0..=1.0).contains(&a) => Some(a as f32),
-        Some(a) => return Err(Error::Invalid(format!("hybrid_alpha must be between 0 and 1, got {a}"))),
+        Some(a) => return Err(Error::invalid("hybrid_alpha", format!("must be between 0 and 1, got {a}"))),
     };
     if let Some(m) = q.max_tokens {
         if m < 1 {
-            return Err(Error::Invalid(format!("max_tokens must be at least 1, got {m}")));
+            return Err(Error::invalid("max_tokens", format!("must be at least 1, got {m}")));
         }
     }
     Ok((top_k, threshold, metric, filter, alpha))
@@ -467,7 +470,7 @@ fn cross_encode(ctx: &mut Ctx, cfg: &LlamaFarmConfig, model: &str, cands: Vec<Hi
     let kept: Vec<&Hit> = cands.iter().filter(|h| chunks.contains_key(&h.id)).collect();
     let docs: Vec<&str> = kept.iter().map(|h| chunks[&h.id].content.as_str()).collect();
     let models = ctx.rag.project.llamafarm().models();
-    let raw = match if id.is_empty() { Err(Error::Invalid("no cross-encoder model configured".into())) } else { ctx.rag.engine().cross_encoder(&id, models) } {
+    let raw = match if id.is_empty() { Err(Error::invalid("reranker model", "is not configured (no cross-encoder model)")) } else { ctx.rag.engine().cross_encoder(&id, models) } {
         Ok(ce) => ce.score(&ctx.query, &docs)?,
         Err(e) => {
             ctx.notes.push(format!("cross-encoder '{model}' unavailable ({e}); reranked by embedding similarity instead"));

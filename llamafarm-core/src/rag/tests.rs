@@ -13,7 +13,7 @@ const DOCS: &[(&str, &str, &str)] = &[
 
 fn project() -> (tempfile::TempDir, crate::Project) {
     let dir = tempfile::tempdir().unwrap();
-    let lf = LlamaFarm::open(dir.path()).unwrap();
+    let lf = LlamaFarm::open_with(dir.path(), crate::ModelCache::from_env()).unwrap();
     let p = lf.projects().create("t", "rag", None).unwrap();
     let chunks: Vec<NewChunk> = DOCS
         .iter()

@@ -26,7 +26,7 @@ const META_FILE: &str = "store.json";
 const SEQ_FIELD: &str = "seq";
 
 fn te(e: tantivy::TantivyError) -> Error {
-    Error::Internal(format!("index: {e}"))
+    Error::internal(format!("index: {e}"))
 }
 
 #[derive(Clone, Copy)]
@@ -58,7 +58,7 @@ fn schema() -> Schema {
 
 /// The fields of an index's own schema (current or legacy).
 fn fields_of(schema: &Schema) -> Result<Fields> {
-    let f = |name: &str| schema.get_field(name).map_err(|_| Error::Internal(format!("index schema lacks the '{name}' field")));
+    let f = |name: &str| schema.get_field(name).map_err(|_| Error::internal(format!("index schema lacks the '{name}' field")));
     Ok(Fields {
         id: f("id")?,
         file_hash: f("file_hash")?,
@@ -256,10 +256,10 @@ impl EmbeddedStore {
                 m
             }
         };
-        let mmap = tantivy::directory::MmapDirectory::open(&tdir).map_err(|e| Error::Internal(format!("index dir: {e}")))?;
+        let mmap = tantivy::directory::MmapDirectory::open(&tdir).map_err(|e| Error::internal(format!("index dir: {e}")))?;
         // An existing index keeps the schema it was created with (older stores lack the
         // fast id column and use the stored-document path); a new one gets the current.
-        let index = if Index::exists(&mmap).map_err(|e| Error::Internal(format!("index dir: {e}")))? {
+        let index = if Index::exists(&mmap).map_err(|e| Error::internal(format!("index dir: {e}")))? {
             Index::open(mmap).map_err(te)?
         } else {
             Index::create(mmap, schema(), tantivy::IndexSettings::default()).map_err(te)?
@@ -289,7 +289,7 @@ impl EmbeddedStore {
         let searcher = self.reader.searcher();
         let mut st = State { dim: self.state.read().unwrap_or_else(|p| p.into_inner()).dim, ..Default::default() };
         for seg in searcher.segment_readers() {
-            let store = seg.get_store_reader(64).map_err(|e| Error::Internal(format!("doc store: {e}")))?;
+            let store = seg.get_store_reader(64).map_err(|e| Error::internal(format!("doc store: {e}")))?;
             for doc in store.iter::<TantivyDocument>(seg.alive_bitset()) {
                 let doc = doc.map_err(te)?;
                 let (id, file, meta, vec) = self.decode(&doc);
@@ -449,7 +449,7 @@ impl EmbeddedStore {
         let term = Term::from_field_text(self.fields.id, id);
         for (ord, seg) in searcher.segment_readers().iter().enumerate() {
             let inv = seg.inverted_index(self.fields.id).map_err(te)?;
-            let Some(mut postings) = inv.read_postings(&term, IndexRecordOption::Basic).map_err(|e| Error::Internal(format!("index: {e}")))? else {
+            let Some(mut postings) = inv.read_postings(&term, IndexRecordOption::Basic).map_err(|e| Error::internal(format!("index: {e}")))? else {
                 continue;
             };
             let mut d = postings.doc();
@@ -539,7 +539,7 @@ impl Bm25Scores {
         }
         let terms: Vec<Term> = tokens.iter().map(|t| Term::from_field_text(field, t)).collect();
         // Term infos per (term, segment): one dictionary lookup each.
-        let io = |e: std::io::Error| Error::Internal(format!("index: {e}"));
+        let io = |e: std::io::Error| Error::internal(format!("index: {e}"));
         let mut infos = Vec::with_capacity(terms.len());
         let mut postings = 0u64;
         for t in &terms {
@@ -672,18 +672,18 @@ impl ChunkStore for EmbeddedStore {
             (dim, fresh)
         };
         if dim == 0 {
-            return Err(Error::Invalid("cannot store an empty embedding vector".into()));
+            return Err(Error::invalid("embedding", "is empty and cannot be stored"));
         }
         for c in &fresh {
             if c.vector.len() != dim {
-                return Err(Error::Invalid(format!(
-                    "embedding dimension mismatch: the index holds {dim}-dimensional vectors, chunk '{}' has {}",
+                return Err(Error::invalid("embedding dimension", format!(
+                    "mismatch: the index holds {dim}-dimensional vectors, chunk '{}' has {}",
                     c.id,
                     c.vector.len()
                 )));
             }
             if c.vector.iter().any(|x| !x.is_finite()) {
-                return Err(Error::Invalid(format!("chunk '{}' has a non-finite embedding value", c.id)));
+                return Err(Error::invalid("embedding", format!("of chunk '{}' has a non-finite value", c.id)));
             }
         }
         let added = fresh.len();
@@ -765,8 +765,8 @@ impl ChunkStore for EmbeddedStore {
         let st = self.state.read().unwrap_or_else(|p| p.into_inner());
         let Some(dim) = st.dim else { return Ok(Vec::new()) };
         if query.len() != dim {
-            return Err(Error::Invalid(format!(
-                "embedding dimension mismatch: the query vector has {} dimensions, the index holds {dim}",
+            return Err(Error::invalid("embedding dimension", format!(
+                "mismatch: the query vector has {} dimensions, the index holds {dim}",
                 query.len()
             )));
         }
@@ -884,7 +884,7 @@ impl ChunkStore for EmbeddedStore {
     fn similarities(&self, query: &[f32], ids: &[String], metric: Metric) -> Result<Vec<Option<f32>>> {
         let st = self.state.read().unwrap_or_else(|p| p.into_inner());
         if st.dim.is_some_and(|d| d != query.len()) {
-            return Err(Error::Invalid(format!("embedding dimension mismatch: query has {} dimensions", query.len())));
+            return Err(Error::invalid("embedding dimension", format!("mismatch: query has {} dimensions", query.len())));
         }
         let qn = dot(query, query).sqrt();
         Ok(ids

@@ -21,9 +21,9 @@ enum Cond {
 }
 
 impl MetadataFilter {
-    /// Parse a filter object; malformed filters are an [`Error::Invalid`].
+    /// Parse a filter object; malformed filters are an [`Error::InvalidField`].
     pub fn parse(v: &Value) -> Result<Self> {
-        let obj = v.as_object().ok_or_else(|| Error::Invalid("metadata_filters must be an object".into()))?;
+        let obj = v.as_object().ok_or_else(|| Error::invalid("metadata_filters", "must be an object"))?;
         Self::from_map(obj)
     }
 
@@ -32,12 +32,12 @@ impl MetadataFilter {
         let mut conds = Vec::new();
         for (k, v) in obj {
             if k.is_empty() {
-                return Err(Error::Invalid("metadata_filters: empty key".into()));
+                return Err(Error::invalid("metadata_filters", "has an empty key"));
             }
             match v {
                 Value::Object(ops) => {
                     if ops.is_empty() {
-                        return Err(Error::Invalid(format!("metadata_filters.{k}: empty operator object")));
+                        return Err(Error::invalid(format!("metadata_filters.{k}"), "is an empty operator object"));
                     }
                     for (op, arg) in ops {
                         let c = match op.as_str() {
@@ -46,16 +46,16 @@ impl MetadataFilter {
                             "$in" => Cond::In(list(k, arg)?),
                             "$nin" => Cond::Nin(list(k, arg)?),
                             "$gt" | "$gte" | "$lt" | "$lte" => {
-                                let n = arg.as_f64().ok_or_else(|| Error::Invalid(format!("metadata_filters.{k}.{op}: must be a number")))?;
+                                let n = arg.as_f64().ok_or_else(|| Error::invalid(format!("metadata_filters.{k}.{op}"), "must be a number"))?;
                                 Cond::Cmp(match op.as_str() { "$gt" => "gt", "$gte" => "gte", "$lt" => "lt", _ => "lte" }, n)
                             }
-                            other => return Err(Error::Invalid(format!("metadata_filters.{k}: unknown operator '{other}'"))),
+                            other => return Err(Error::invalid(format!("metadata_filters.{k}"), format!("has an unknown operator '{other}'"))),
                         };
                         conds.push((k.clone(), c));
                     }
                 }
                 Value::Array(_) => conds.push((k.clone(), Cond::In(list(k, v)?))),
-                Value::Null => return Err(Error::Invalid(format!("metadata_filters.{k}: null is not a filter value"))),
+                Value::Null => return Err(Error::invalid(format!("metadata_filters.{k}"), "is null, which is not a filter value")),
                 other => conds.push((k.clone(), Cond::Eq(other.clone()))),
             }
         }
@@ -96,12 +96,12 @@ impl MetadataFilter {
 fn scalar(k: &str, v: &Value) -> Result<Value> {
     match v {
         Value::String(_) | Value::Number(_) | Value::Bool(_) => Ok(v.clone()),
-        _ => Err(Error::Invalid(format!("metadata_filters.{k}: must be a string, number or boolean"))),
+        _ => Err(Error::invalid(format!("metadata_filters.{k}"), "must be a string, number or boolean")),
     }
 }
 
 fn list(k: &str, v: &Value) -> Result<Vec<Value>> {
-    let a = v.as_array().ok_or_else(|| Error::Invalid(format!("metadata_filters.{k}: must be a list")))?;
+    let a = v.as_array().ok_or_else(|| Error::invalid(format!("metadata_filters.{k}"), "must be a list"))?;
     a.iter().map(|x| scalar(k, x)).collect()
 }
 

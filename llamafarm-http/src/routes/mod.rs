@@ -9,12 +9,12 @@ pub(crate) mod rag;
 pub(crate) mod runtime;
 pub(crate) mod system;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, Code};
 use axum::http::{StatusCode, Uri};
 
-/// Fallback for unknown routes: 404 `{"detail": "Not Found: /path"}`.
+/// Fallback for unknown routes: 404 `{"detail": "Not Found: /path", "code": "route_not_found"}`.
 pub(crate) async fn not_found(uri: Uri) -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, format!("Not Found: {}", uri.path()))
+    ApiError::with_code(Code::RouteNotFound, format!("Not Found: {}", uri.path()))
 }
 
 /// Run blocking core work (filesystem, model loading) off the async threads.

@@ -108,7 +108,7 @@ impl Classifiers<'_> {
         // The native trainer (hand-written backward pass) by default; candle's
         // autograd with `LF_SETFIT_TRAINER=autograd`. Both compute the same gradients
         // (tested); the native one is several times faster.
-        let (body, report) = if std::env::var("LF_SETFIT_TRAINER").is_ok_and(|v| v == "autograd") {
+        let (body, report) = if self.lf.setfit_autograd() {
             let body = train::TrainableBert::load(&base.dir)?;
             let report = train::train(&body, &tokens, &pairs, pad_id, &cfg, &mut rng)?;
             (Body::Autograd(body), report)
