@@ -191,7 +191,7 @@ fn main() {
             sample.extend(idx.iter().take(n).map(|&i| train_rows[i].clone()));
         }
         let work = tempfile::tempdir().unwrap();
-        let lf = LlamaFarm::open_with(work.path().join("data"), ModelCache::from_vars(std::env::var_os)).unwrap();
+        let lf = LlamaFarm::open_with(work.path().join("data"), ModelCache::from_vars(|k| std::env::var_os(k))).unwrap();
         let examples: Vec<TrainingExample> = sample.iter().map(|(t, l)| TrainingExample::new(t, l)).collect();
         let opts = FitOptions { num_iterations: iters, batch_size: batch, seed, overwrite: true, ..Default::default() };
         let t0 = Instant::now();
