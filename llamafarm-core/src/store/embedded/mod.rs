@@ -1,11 +1,21 @@
 //! The embedded store: tantivy (text, BM25, metadata, vectors on disk) plus an
 //! in-memory vector matrix and, past [`HNSW_THRESHOLD`] chunks, an HNSW graph.
+//!
+//! `schema` holds the tantivy schema and analyzer, `ann` the graph, `bm25` the
+//! exhaustive BM25 scorer; this file holds the store itself (rows in memory, writes,
+//! searches, deletes).
 
-use super::graph::FlatGraph;
+mod ann;
+mod bm25;
+mod schema;
+
+use ann::{build_ann, Ann};
+pub(super) use ann::{dot_i8, quantize, QuantizedCosine};
+pub(super) use bm25::Bm25Scores;
+pub(super) use schema::analyzer;
+use schema::{fields_of, te, Fields, SEQ_FIELD, TOKENIZER};
 use super::{AddReport, ChunkRecord, ChunkStore, Hit, MetadataFilter, Metric, StoreStats, StoredChunk};
 use crate::error::{Error, Result};
-use hnsw_rs::hnsw::Hnsw;
-use hnsw_rs::prelude::Distance;
 use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -13,103 +23,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use tantivy::collector::TopDocs;
 use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
-use tantivy::schema::{Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value as _, FAST, STORED, STRING};
-use tantivy::tokenizer::{Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer};
+use tantivy::schema::{Field, IndexRecordOption, Value as _};
 use tantivy::{DocAddress, DocSet, Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyDocument, Term, TERMINATED};
 
 /// Below this many live chunks, vector search is an exact scan (fast and perfect);
 /// above it an HNSW graph is built in the background and used once ready.
 pub const HNSW_THRESHOLD: usize = 20_000;
 
-const TOKENIZER: &str = "lf_en";
 const META_FILE: &str = "store.json";
-const SEQ_FIELD: &str = "seq";
 
-fn te(e: tantivy::TantivyError) -> Error {
-    Error::internal(format!("index: {e}"))
-}
-
-#[derive(Clone, Copy)]
-struct Fields {
-    id: Field,
-    file_hash: Field,
-    content: Field,
-    metadata: Field,
-    vector: Field,
-    /// A per-store sequence number in a fast (columnar) u64 field, so a search hit
-    /// maps to its in-memory row without reading the stored document. Stores created
-    /// before it was added keep their schema and take the stored-document path.
-    seq: Option<Field>,
-}
-
-fn schema() -> Schema {
-    let mut b = Schema::builder();
-    let text = TextOptions::default()
-        .set_indexing_options(TextFieldIndexing::default().set_tokenizer(TOKENIZER).set_index_option(IndexRecordOption::WithFreqsAndPositions))
-        .set_stored();
-    b.add_text_field("id", STRING | STORED);
-    b.add_text_field("file_hash", STRING | STORED);
-    b.add_text_field("content", text);
-    b.add_text_field("metadata", STORED);
-    b.add_bytes_field("vector", STORED);
-    b.add_u64_field(SEQ_FIELD, FAST | STORED);
-    b.build()
-}
-
-/// The fields of an index's own schema (current or legacy).
-fn fields_of(schema: &Schema) -> Result<Fields> {
-    let f = |name: &str| schema.get_field(name).map_err(|_| Error::internal(format!("index schema lacks the '{name}' field")));
-    Ok(Fields {
-        id: f("id")?,
-        file_hash: f("file_hash")?,
-        content: f("content")?,
-        metadata: f("metadata")?,
-        vector: f("vector")?,
-        seq: schema.get_field(SEQ_FIELD).ok().filter(|&f| schema.get_field_entry(f).is_fast()),
-    })
-}
-
-pub(super) fn analyzer() -> TextAnalyzer {
-    let mut b = TextAnalyzer::builder(SimpleTokenizer::default()).filter(RemoveLongFilter::limit(40)).filter(LowerCaser).dynamic();
-    if let Some(sw) = StopWordFilter::new(Language::English) {
-        b = b.filter_dynamic(sw);
-    }
-    b.filter_dynamic(Stemmer::new(Language::English)).build()
-}
-
-/// The graph's vectors: each normalised vector quantised to int8 with its own scale
-/// (`127 / max |v_i|`), the inverse scale's f32 bits in four trailing bytes. A
-/// quarter of the f32 bytes, so a search touches a quarter of the memory; the graph
-/// only navigates, and candidates are re-scored on the exact f32 vectors.
-pub(super) fn quantize(v: &[f32]) -> Vec<i8> {
-    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
-    let m = v.iter().fold(0.0f32, |m, x| m.max(x.abs())) / n;
-    let scale = if m > 0.0 { 127.0 / m } else { 1.0 };
-    let mut q: Vec<i8> = v.iter().map(|x| (x / n * scale).round().clamp(-127.0, 127.0) as i8).collect();
-    q.extend((1.0 / scale).to_le_bytes().map(|b| b as i8));
-    q
-}
-
-/// Cosine distance between two [`quantize`]d vectors, clamped at 0 (hnsw_rs asserts
-/// on negative distances).
-#[derive(Default, Clone, Copy)]
-pub(super) struct QuantizedCosine;
-
-impl Distance<i8> for QuantizedCosine {
-    fn eval(&self, a: &[i8], b: &[i8]) -> f32 {
-        let n = a.len().min(b.len()).saturating_sub(4);
-        let inv = |v: &[i8]| f32::from_le_bytes([v[n] as u8, v[n + 1] as u8, v[n + 2] as u8, v[n + 3] as u8]);
-        if a.len() < 4 || b.len() < 4 {
-            return 1.0;
-        }
-        (1.0 - dot_i8(&a[..n], &b[..n]) as f32 * inv(a) * inv(b)).max(0.0)
-    }
-}
-
-// Integer dot product of int8 vectors ([`llamafarm_kernels::vector::dot_i8`]).
-pub(super) use llamafarm_kernels::vector::dot_i8;
-// Dot product ([`llamafarm_kernels::vector::dot`]: explicit fused multiply-adds where
-// the CPU has AVX2 and FMA; LLVM leaves the plain loop scalar).
 use llamafarm_kernels::vector::dot;
 
 #[derive(Default)]
@@ -154,58 +76,6 @@ impl State {
     }
 }
 
-struct Ann {
-    hnsw: Hnsw<'static, i8, QuantizedCosine>,
-    /// Rows `0..rows` are in the graph (rows added later are inserted, or scanned exactly).
-    rows: std::sync::atomic::AtomicUsize,
-    /// Serialises inserts.
-    insert: Mutex<()>,
-    /// Vector dimension.
-    dim: usize,
-    /// What searches walk: a flat copy of the graph, refreshed in the background after
-    /// inserts (rows past its `n` are scanned exactly meanwhile).
-    flat: RwLock<Arc<FlatGraph>>,
-    /// A refresh of `flat` is running.
-    refreshing: AtomicBool,
-}
-
-impl Ann {
-    /// Copy the graph into `flat` now (the caller holds no insert lock).
-    fn refresh_now(&self) {
-        let _g = self.insert.lock().unwrap_or_else(|p| p.into_inner());
-        let n = self.rows.load(Ordering::SeqCst);
-        if self.flat().n == n {
-            return;
-        }
-        let f = Arc::new(FlatGraph::from_hnsw(&self.hnsw, n, self.dim));
-        *self.flat.write().unwrap_or_else(|p| p.into_inner()) = f;
-    }
-
-    /// Refresh `flat` in a background thread, coalescing requests that come meanwhile.
-    fn refresh_later(self: &Arc<Self>) {
-        if self.refreshing.swap(true, Ordering::SeqCst) {
-            return;
-        }
-        let me = self.clone();
-        std::thread::spawn(move || loop {
-            me.refresh_now();
-            me.refreshing.store(false, Ordering::SeqCst);
-            // Rows inserted after the copy whose request found the flag still set.
-            if !me.stale() || me.refreshing.swap(true, Ordering::SeqCst) {
-                break;
-            }
-        });
-    }
-
-    fn flat(&self) -> Arc<FlatGraph> {
-        self.flat.read().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    /// Rows are in the graph that `flat` does not have yet.
-    fn stale(&self) -> bool {
-        self.flat().n != self.rows.load(Ordering::SeqCst)
-    }
-}
 
 /// A search hit resolved to an in-memory row, or (legacy stores) to its id.
 enum RowOf {
@@ -262,7 +132,7 @@ impl EmbeddedStore {
         let index = if Index::exists(&mmap).map_err(|e| Error::internal(format!("index dir: {e}")))? {
             Index::open(mmap).map_err(te)?
         } else {
-            Index::create(mmap, schema(), tantivy::IndexSettings::default()).map_err(te)?
+            Index::create(mmap, schema::schema(), tantivy::IndexSettings::default()).map_err(te)?
         };
         let fields = fields_of(&index.schema())?;
         index.tokenizers().register(TOKENIZER, analyzer());
@@ -482,151 +352,6 @@ impl EmbeddedStore {
     }
 }
 
-/// Graph degree (layer 0 keeps twice as many) and build-time beam width: hnswlib's
-/// (Chroma's) M of 16, with a wider build beam than its 100. Searches walk the flat copy
-/// with a beam of at least 64: recall@10 against an exact scan is 0.979 on the 100k bench
-/// store (degree 24 with a beam of 200 gave 0.991 but took 1.4x as long to build, and
-/// each search step scored half as many neighbours again).
-const HNSW_M: usize = 16;
-const HNSW_EF_BUILD: usize = 128;
-
-fn build_ann(vectors: Vec<f32>, dim: usize, rows: usize) -> Ann {
-    let t = std::time::Instant::now();
-    let hnsw: Hnsw<'static, i8, QuantizedCosine> = Hnsw::new(HNSW_M, rows.max(1), 16, HNSW_EF_BUILD, QuantizedCosine);
-    let quantized: Vec<Vec<i8>> = (0..rows).map(|r| quantize(&vectors[r * dim..(r + 1) * dim])).collect();
-    let data: Vec<(&Vec<i8>, usize)> = quantized.iter().zip(0..rows).collect();
-    hnsw.parallel_insert(&data);
-    let mut hnsw = hnsw;
-    hnsw.set_searching_mode(true);
-    tracing::info!(rows, secs = t.elapsed().as_secs_f64(), "built HNSW graph");
-    let flat = RwLock::new(Arc::new(FlatGraph::from_hnsw(&hnsw, rows, dim)));
-    Ann { hnsw, rows: std::sync::atomic::AtomicUsize::new(rows), insert: Mutex::new(()), dim, flat, refreshing: AtomicBool::new(false) }
-}
-
-/// BM25 scores of every document matching a free-text query, computed term at a time:
-/// each query term's postings are decoded block by block (tantivy's bitpacked blocks of
-/// 128) straight into one dense score array, with tantivy's own `Bm25Weight` (same idf,
-/// k1, b and field norms), so the ranking is the one its `BooleanQuery` gives.
-///
-/// Why not tantivy's collector: a free-text query ORs every term, and on a large store
-/// with common terms its document-at-a-time union (block-max WAND) visits most postings
-/// anyway, paying a heap and skip-list step per document. A flat pass costs a few
-/// nanoseconds per posting. Past [`Bm25Scores::MAX_POSTINGS`] postings (or a huge index)
-/// the caller goes back to tantivy, whose pruning then pays off.
-pub(super) struct Bm25Scores {
-    /// Score per document, segments laid end to end (`base[seg] + doc`).
-    acc: Vec<f32>,
-    base: Vec<u32>,
-    alive: Vec<Option<tantivy::fastfield::AliveBitSet>>,
-}
-
-impl Bm25Scores {
-    const MAX_POSTINGS: u64 = 4_000_000;
-
-    pub(super) fn compute(searcher: &Searcher, field: Field, tokens: &[String]) -> Result<Option<Self>> {
-        use tantivy::query::Bm25Weight;
-        let segs = searcher.segment_readers();
-        let total_docs: u64 = segs.iter().map(|s| u64::from(s.max_doc())).sum();
-        if total_docs == 0 || total_docs > u32::MAX as u64 / 2 {
-            return Ok(None);
-        }
-        let mut tokens_total = 0u64;
-        let mut invs = Vec::with_capacity(segs.len());
-        for seg in segs {
-            let inv = seg.inverted_index(field).map_err(te)?;
-            tokens_total += inv.total_num_tokens();
-            invs.push(inv);
-        }
-        let terms: Vec<Term> = tokens.iter().map(|t| Term::from_field_text(field, t)).collect();
-        // Term infos per (term, segment): one dictionary lookup each.
-        let io = |e: std::io::Error| Error::internal(format!("index: {e}"));
-        let mut infos = Vec::with_capacity(terms.len());
-        let mut postings = 0u64;
-        for t in &terms {
-            let per_seg: Vec<Option<tantivy::postings::TermInfo>> = invs.iter().map(|inv| inv.get_term_info(t)).collect::<std::io::Result<_>>().map_err(io)?;
-            let df: u64 = per_seg.iter().flatten().map(|i| u64::from(i.doc_freq)).sum();
-            postings += df;
-            infos.push((df, per_seg));
-        }
-        if postings > Self::MAX_POSTINGS {
-            return Ok(None);
-        }
-        let avg = tokens_total as f32 / total_docs as f32;
-        let mut base = Vec::with_capacity(segs.len());
-        let mut n = 0u32;
-        for seg in segs {
-            base.push(n);
-            n += seg.max_doc();
-        }
-        let mut acc = vec![0f32; n as usize];
-        for (df, per_seg) in &infos {
-            if *df == 0 {
-                continue;
-            }
-            let w = Bm25Weight::for_one_term_without_explain(*df, total_docs, avg);
-            for (s, info) in per_seg.iter().enumerate() {
-                let Some(info) = info else { continue };
-                let norms = segs[s].get_fieldnorms_reader(field).map_err(te)?;
-                let mut block = invs[s].read_block_postings_from_terminfo(info, IndexRecordOption::WithFreqs).map_err(io)?;
-                let out = &mut acc[base[s] as usize..];
-                loop {
-                    let docs = block.docs();
-                    if docs.is_empty() {
-                        break;
-                    }
-                    for (&d, &tf) in docs.iter().zip(block.freqs()) {
-                        if let Some(a) = out.get_mut(d as usize) {
-                            *a += w.score(norms.fieldnorm_id(d), tf);
-                        }
-                    }
-                    block.advance();
-                }
-            }
-        }
-        let alive = segs.iter().map(|s| s.alive_bitset().cloned()).collect();
-        Ok(Some(Self { acc, base, alive }))
-    }
-
-    /// The `k` best live documents, best first; ties go to the lower address, as in
-    /// tantivy's `TopDocs`.
-    pub(super) fn top(&self, k: usize) -> Vec<(f32, DocAddress)> {
-        if k == 0 {
-            return Vec::new();
-        }
-        // A min-heap of the best k (score bits order like the scores: all are > 0).
-        let mut heap: std::collections::BinaryHeap<std::cmp::Reverse<(u32, std::cmp::Reverse<u32>)>> = std::collections::BinaryHeap::with_capacity(k + 1);
-        let mut floor = 0f32;
-        for (i, &s) in self.acc.iter().enumerate() {
-            if s <= floor && (heap.len() == k || s <= 0.0) {
-                continue;
-            }
-            let i = i as u32;
-            if !self.is_alive(i) {
-                continue;
-            }
-            heap.push(std::cmp::Reverse((s.to_bits(), std::cmp::Reverse(i))));
-            if heap.len() > k {
-                heap.pop();
-            }
-            if heap.len() == k {
-                floor = heap.peek().map(|x| f32::from_bits((x.0).0)).unwrap_or(0.0);
-            }
-        }
-        let mut out: Vec<(f32, u32)> = heap.into_iter().map(|std::cmp::Reverse((s, std::cmp::Reverse(i)))| (f32::from_bits(s), i)).collect();
-        out.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-        out.into_iter().map(|(s, i)| (s, self.addr(i))).collect()
-    }
-
-    fn addr(&self, i: u32) -> DocAddress {
-        let seg = self.base.partition_point(|&b| b <= i) - 1;
-        DocAddress::new(seg as u32, i - self.base[seg])
-    }
-
-    fn is_alive(&self, i: u32) -> bool {
-        let a = self.addr(i);
-        self.alive[a.segment_ord as usize].as_ref().is_none_or(|b| b.is_alive(a.doc_id))
-    }
-}
 
 /// Similarity in 0..1 with the original's distance-to-score conversions.
 fn similarity(metric: Metric, q: &[f32], qn: f32, v: &[f32], vn: f32) -> f32 {
@@ -989,40 +714,3 @@ pub(crate) fn dir_size(dir: &Path) -> u64 {
     total
 }
 
-#[cfg(test)]
-mod dot_tests {
-    #[test]
-    fn quantized_cosine_tracks_the_exact_distance() {
-        use hnsw_rs::prelude::Distance;
-        let mut seed = 7u64;
-        let mut r = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-        };
-        for _ in 0..50 {
-            let a: Vec<f32> = (0..384).map(|_| r()).collect();
-            let b: Vec<f32> = (0..384).map(|_| r() + 0.5 * a[0]).collect();
-            let exact = 1.0 - super::dot(&a, &b) / (super::dot(&a, &a).sqrt() * super::dot(&b, &b).sqrt());
-            let q = super::QuantizedCosine.eval(&super::quantize(&a), &super::quantize(&b));
-            assert!((q - exact.max(0.0)).abs() < 0.01, "{q} vs {exact}");
-        }
-        assert_eq!(super::dot_i8(&[1, -2, 3], &[4, 5, -6]), 4 - 10 - 18);
-        let long: Vec<i8> = (0..37).map(|i| (i * 7 % 255) as i8).collect();
-        assert_eq!(super::dot_i8(&long, &long), long.iter().map(|x| *x as i32 * *x as i32).sum::<i32>());
-    }
-
-    #[test]
-    fn dot_matches_the_plain_sum_at_every_length() {
-        for n in 0..70usize {
-            let a: Vec<f32> = (0..n).map(|i| ((i * 7 % 13) as f32 - 6.0) * 0.25).collect();
-            let b: Vec<f32> = (0..n).map(|i| ((i * 5 % 11) as f32 - 5.0) * 0.5).collect();
-            let want: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum();
-            let got = super::dot(&a, &b) as f64;
-            assert!((got - want).abs() < 1e-3, "n={n}: {got} vs {want}");
-        }
-        // Unequal lengths use the common prefix.
-        assert_eq!(super::dot(&[1.0, 2.0, 3.0], &[4.0, 5.0]), 14.0);
-    }
-}
