@@ -21,6 +21,7 @@
 #![warn(missing_docs)]
 
 pub mod docs;
+mod dto;
 pub mod error;
 mod routes;
 
