@@ -455,7 +455,8 @@ impl EventList {
 /// summary, data, sub_events}`.
 #[derive(Serialize, ToSchema)]
 #[serde(transparent)]
-pub(crate) struct EventDetail(#[schema(value_type = Object)] Value);
+#[schema(value_type = Object)]
+pub(crate) struct EventDetail(Value);
 
 impl From<Value> for EventDetail {
     fn from(v: Value) -> Self {

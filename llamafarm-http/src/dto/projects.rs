@@ -93,7 +93,8 @@ pub(crate) struct UpdateProjectRequest {
 /// the resolved `default` flag always present.
 #[derive(Serialize, ToSchema)]
 #[serde(transparent)]
-pub(crate) struct ProjectModel(#[schema(value_type = Object)] Map<String, Value>);
+#[schema(value_type = Object)]
+pub(crate) struct ProjectModel(Map<String, Value>);
 
 impl ProjectModel {
     fn new(m: &ModelConfig, is_default: bool) -> Self {

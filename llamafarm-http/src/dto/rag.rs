@@ -276,7 +276,8 @@ impl From<DatabaseSummary> for DatabaseCreated {
 /// `embedding_strategies`, `retrieval_strategies`, defaults, ...).
 #[derive(Serialize, ToSchema)]
 #[serde(transparent)]
-pub(crate) struct DatabaseConfigDto(#[schema(value_type = Object)] Value);
+#[schema(value_type = Object)]
+pub(crate) struct DatabaseConfigDto(Value);
 
 impl From<&DatabaseConfig> for DatabaseConfigDto {
     fn from(c: &DatabaseConfig) -> Self {
@@ -287,7 +288,8 @@ impl From<&DatabaseConfig> for DatabaseConfigDto {
 /// A database in detail: its config's fields plus `dependent_datasets`.
 #[derive(Serialize, ToSchema)]
 #[serde(transparent)]
-pub(crate) struct DatabaseDetail(#[schema(value_type = Object)] Map<String, Value>);
+#[schema(value_type = Object)]
+pub(crate) struct DatabaseDetail(Map<String, Value>);
 
 impl From<DatabaseInfo> for DatabaseDetail {
     fn from(d: DatabaseInfo) -> Self {

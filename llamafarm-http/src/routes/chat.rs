@@ -110,7 +110,7 @@ fn with_session_header(mut resp: Response, session: Option<&str>) -> Response {
         ("X-No-Session" = Option<String>, Header, description = "Any value: stateless")),
     request_body = CompletionRequest,
     responses((status = 200, description = "A `chat.completion`, or with `stream: true` Server-Sent Events of `ChatStreamEvent`s ending with `data: [DONE]`",
-            content(("application/json" = ChatCompletion), ("text/event-stream" = ChatStreamEvent))),
+            content((ChatCompletion = "application/json"), (ChatStreamEvent = "text/event-stream"))),
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn completions(State(st): State<AppState>, Path((ns, p)): ProjectPath, headers: HeaderMap, Json(body): Json<CompletionRequest>) -> ApiResult<Response> {
     let session = session_mode(&headers);
@@ -177,7 +177,7 @@ async fn project_embeddings(State(st): State<AppState>, Path((ns, p)): ProjectPa
 /// `stream: true`, Server-Sent Events as on the project route.
 #[utoipa::path(post, path = "/v1/chat/completions", tag = "runtime", request_body = CompletionRequest,
     responses((status = 200, description = "A `chat.completion`, or with `stream: true` Server-Sent Events of `ChatStreamEvent`s ending with `data: [DONE]`",
-            content(("application/json" = ChatCompletion), ("text/event-stream" = ChatStreamEvent))),
+            content((ChatCompletion = "application/json"), (ChatStreamEvent = "text/event-stream"))),
         (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn runtime_completions(State(st): State<AppState>, Json(body): Json<CompletionRequest>) -> ApiResult<Response> {
     let (req, include_usage) = body.into_parts();
