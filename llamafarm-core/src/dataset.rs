@@ -491,3 +491,17 @@ impl Datasets {
         }
     }
 }
+
+#[cfg(test)]
+mod action_tests {
+    use super::*;
+
+    #[test]
+    fn actions_parse_from_their_wire_names() {
+        assert_eq!(DatasetAction::parse("ingest", None, None).unwrap(), DatasetAction::Process { parser_overrides: None });
+        assert_eq!(DatasetAction::parse("delete_file_chunks", Some("ab".into()), None).unwrap(), DatasetAction::DeleteFileChunks { file_hash: "ab".into() });
+        assert_eq!(DatasetAction::parse("delete_dataset_chunks", None, None).unwrap(), DatasetAction::DeleteDatasetChunks);
+        assert!(DatasetAction::parse("delete_file_chunks", None, None).unwrap_err().to_string().contains("file_hash is required"));
+        assert!(DatasetAction::parse("explode", None, None).unwrap_err().to_string().contains("unknown action_type 'explode'"));
+    }
+}
