@@ -378,3 +378,124 @@ impl Datasets {
         Ok(removed)
     }
 }
+
+/// An operation on a dataset's files and chunks.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DatasetAction {
+    /// Process every file of the dataset in a background task.
+    Process {
+        /// Parser settings for this run, keyed by parser type or `*`.
+        parser_overrides: Option<serde_json::Map<String, serde_json::Value>>,
+    },
+    /// Remove one file's chunks from the index (the file stays in the dataset).
+    DeleteFileChunks {
+        /// The file's content hash.
+        file_hash: String,
+    },
+    /// Remove the chunks of every file of the dataset from the index.
+    DeleteDatasetChunks,
+}
+
+impl DatasetAction {
+    /// The action named `action_type`: `process` (alias `ingest`), `delete_file_chunks`
+    /// (which needs `file_hash`) or `delete_dataset_chunks`.
+    pub fn parse(action_type: &str, file_hash: Option<String>, parser_overrides: Option<serde_json::Map<String, serde_json::Value>>) -> Result<Self> {
+        match action_type {
+            "process" | "ingest" => Ok(Self::Process { parser_overrides }),
+            "delete_file_chunks" => {
+                let file_hash = file_hash.ok_or_else(|| Error::Invalid("file_hash is required for delete_file_chunks".into()))?;
+                Ok(Self::DeleteFileChunks { file_hash })
+            }
+            "delete_dataset_chunks" => Ok(Self::DeleteDatasetChunks),
+            other => Err(Error::Invalid(format!("unknown action_type '{other}' (process, ingest, delete_file_chunks, delete_dataset_chunks)"))),
+        }
+    }
+}
+
+/// What a [`DatasetAction`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ActionOutcome {
+    /// Processing was queued as this task.
+    Queued {
+        /// The task id.
+        task_id: String,
+    },
+    /// One file's chunks left the index.
+    FileChunksDeleted {
+        /// The file's content hash.
+        file_hash: String,
+        /// Chunks removed.
+        chunks: usize,
+    },
+    /// Every file's chunks left the index.
+    DatasetChunksDeleted {
+        /// The dataset.
+        dataset: String,
+        /// Chunks removed.
+        chunks: usize,
+    },
+}
+
+impl Datasets {
+    /// Run an action on a dataset (404 when the dataset, or the file of
+    /// [`DatasetAction::DeleteFileChunks`], is not in it).
+    pub fn act(&self, dataset: &str, action: DatasetAction) -> Result<ActionOutcome> {
+        let d = self.get(dataset)?;
+        match action {
+            DatasetAction::Process { parser_overrides } => {
+                let files = d.files.clone().unwrap_or_default();
+                let task_id = self.project.llamafarm().tasks().submit_process(&self.project, dataset, files, parser_overrides)?;
+                Ok(ActionOutcome::Queued { task_id })
+            }
+            DatasetAction::DeleteFileChunks { file_hash } => {
+                if !d.files.iter().flatten().any(|x| x == &file_hash) {
+                    return Err(Error::not_found(format!("File {file_hash} in dataset '{dataset}'")));
+                }
+                let chunks = self.project.rag().delete_file(&d.database, &file_hash)?;
+                Ok(ActionOutcome::FileChunksDeleted { file_hash, chunks })
+            }
+            DatasetAction::DeleteDatasetChunks => {
+                let mut chunks = 0;
+                for h in d.files.iter().flatten() {
+                    chunks += self.project.rag().delete_file(&d.database, h)?;
+                }
+                Ok(ActionOutcome::DatasetChunksDeleted { dataset: dataset.into(), chunks })
+            }
+        }
+    }
+
+    /// After an upload: queue processing of `files` (the new ones) when `auto_process`
+    /// (else the dataset's own setting, default true) says so. Returns the task id, or
+    /// `None` when nothing was queued.
+    pub fn start_processing(
+        &self,
+        dataset: &str,
+        files: Vec<String>,
+        auto_process: Option<bool>,
+        parser_overrides: Option<serde_json::Map<String, serde_json::Value>>,
+    ) -> Result<Option<String>> {
+        let auto = match auto_process {
+            Some(a) => a,
+            None => self.get(dataset)?.auto_process.unwrap_or(true),
+        };
+        if auto && !files.is_empty() {
+            Ok(Some(self.project.llamafarm().tasks().submit_process(&self.project, dataset, files, parser_overrides)?))
+        } else {
+            Ok(None)
+        }
+    }
+}
+
+#[cfg(test)]
+mod action_tests {
+    use super::*;
+
+    #[test]
+    fn actions_parse_from_their_wire_names() {
+        assert_eq!(DatasetAction::parse("ingest", None, None).unwrap(), DatasetAction::Process { parser_overrides: None });
+        assert_eq!(DatasetAction::parse("delete_file_chunks", Some("ab".into()), None).unwrap(), DatasetAction::DeleteFileChunks { file_hash: "ab".into() });
+        assert_eq!(DatasetAction::parse("delete_dataset_chunks", None, None).unwrap(), DatasetAction::DeleteDatasetChunks);
+        assert!(DatasetAction::parse("delete_file_chunks", None, None).unwrap_err().to_string().contains("file_hash is required"));
+        assert!(DatasetAction::parse("explode", None, None).unwrap_err().to_string().contains("unknown action_type 'explode'"));
+    }
+}

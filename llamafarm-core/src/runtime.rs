@@ -47,6 +47,18 @@ impl LlamaFarm {
         Ok(Embeddings { model: model.to_string(), vectors, prompt_tokens })
     }
 
+    /// [`LlamaFarm::embed`], where `dimensions`, when given, must be the model's own
+    /// dimension (a model's vectors cannot be shortened).
+    pub fn embed_with_dimensions(&self, model: &str, texts: &[&str], dimensions: Option<usize>) -> Result<Embeddings> {
+        let out = self.embed(model, texts)?;
+        if let (Some(d), Some(v)) = (dimensions, out.vectors.first()) {
+            if d != v.len() {
+                return Err(Error::Invalid(format!("model '{model}' produces {} dimensions; `dimensions: {d}` is not supported", v.len())));
+            }
+        }
+        Ok(out)
+    }
+
     /// Score documents against a query. A cross-encoder checkpoint
     /// (`*ForSequenceClassification`) scores pairs (sigmoid of its logit); any other
     /// sentence-transformers model scores by embedding cosine similarity mapped to 0..1.

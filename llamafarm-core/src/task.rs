@@ -253,6 +253,11 @@ impl TaskRunner {
         Ok(id)
     }
 
+    /// A task of `project` by id (404 when unknown).
+    pub fn get(&self, project: &Project, task_id: &str) -> Result<TaskRecord> {
+        load(project.dir(), task_id)
+    }
+
     /// Cancel a task: pending files never start, the running ones stop at a safe
     /// point, and files already processed are removed from the index. Idempotent.
     pub fn cancel(&self, project: &Project, task_id: &str) -> Result<CancelReport> {

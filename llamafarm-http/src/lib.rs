@@ -21,8 +21,8 @@
 #![warn(missing_docs)]
 
 pub mod docs;
-pub mod error;
 mod dto;
+pub mod error;
 mod routes;
 
 pub use error::{ApiError, ApiResult};

@@ -6,5 +6,6 @@ mod http_api;
 mod ingest_api;
 mod ml_anomaly_api;
 mod ml_classifier_api;
+mod openapi;
 mod rag_api;
 mod support;

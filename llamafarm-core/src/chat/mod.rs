@@ -43,7 +43,6 @@ const MAX_SOURCES_LIMIT: usize = 50;
 /// `stop`: one string or several.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum StopSequences {
     /// One stop sequence.
     One(String),
@@ -53,7 +52,6 @@ pub enum StopSequences {
 
 /// A chat completion request: the OpenAI fields plus LlamaFarm's extensions.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChatRequest {
     /// The conversation (at least one message).
     pub messages: Vec<ChatMessage>,
@@ -101,7 +99,6 @@ pub struct ChatRequest {
     pub thinking_budget: Option<i64>,
     /// Values for `{{var}}` placeholders in the config's prompts.
     #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub variables: Option<Map<String, Value>>,
     /// Return the retrieved chunks (`sources`).
     #[serde(default)]

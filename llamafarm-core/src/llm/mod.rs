@@ -55,7 +55,6 @@ pub const DEFAULT_UNLOAD_TIMEOUT_S: u64 = 300;
 
 /// One chat message (OpenAI shape).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChatMessage {
     /// `system`, `user`, `assistant` or `tool`.
     pub role: String,
@@ -422,6 +421,15 @@ impl Default for LlmSettings {
     }
 }
 
+/// A model as the runtime lists it: in memory, or only in the model cache.
+#[derive(Debug, Clone)]
+pub struct ListedModel {
+    /// Model id.
+    pub id: String,
+    /// Its state when it is in memory.
+    pub loaded: Option<LoadedModel>,
+}
+
 /// Loads chat models on first use, shares them, unloads idle local ones.
 pub struct LlmEngine {
     loaded: Mutex<HashMap<String, Loaded>>,
@@ -479,6 +487,18 @@ impl LlmEngine {
         e.last_used = Instant::now();
         e.keep_loaded |= keep_loaded;
         Some(e.model.clone())
+    }
+
+    /// Every model: those in memory first (by id), then the others of the model cache.
+    pub fn list_models(&self, cache: &ModelCache) -> Vec<ListedModel> {
+        let loaded = self.loaded();
+        let cached: Vec<ListedModel> = cache
+            .list()
+            .into_iter()
+            .filter(|m| !loaded.iter().any(|l| l.id == m.id))
+            .map(|m| ListedModel { id: m.id, loaded: None })
+            .collect();
+        loaded.into_iter().map(|l| ListedModel { id: l.id.clone(), loaded: Some(l) }).chain(cached).collect()
     }
 
     /// Models in memory.

@@ -60,7 +60,6 @@ pub const MAX_TOP_K: usize = 100;
 
 /// A retrieval request: the fields of `POST .../rag/query`.
 #[derive(Debug, Clone, Default, serde::Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RagQuery {
     /// The text to search for.
     pub query: String,
@@ -81,7 +80,6 @@ pub struct RagQuery {
     pub score_threshold: Option<f64>,
     /// Metadata conditions (see [`crate::store::MetadataFilter`]).
     #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub metadata_filters: Option<Value>,
     /// cosine, euclidean/l2, dot/ip, manhattan.
     #[serde(default)]
@@ -109,14 +107,12 @@ impl RagQuery {
 
 /// One retrieved chunk.
 #[derive(Debug, Clone, Serialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RagResult {
     /// Chunk text.
     pub content: String,
     /// Score, higher is better (0..1 for every strategy).
     pub score: f32,
     /// Chunk metadata.
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub metadata: Map<String, Value>,
     /// Chunk id.
     pub chunk_id: String,
@@ -126,7 +122,6 @@ pub struct RagResult {
 
 /// The answer to a [`RagQuery`].
 #[derive(Debug, Clone, Serialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RagResponse {
     /// The query text.
     pub query: String,

@@ -131,8 +131,46 @@ pub fn min_max(scores: &[f32]) -> Vec<f32> {
     scores.iter().map(|x| (x - lo) / (hi - lo)).collect()
 }
 
+/// Documents ranked against a query, best first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ranking {
+    /// The model used.
+    pub model: String,
+    /// `cross-encoder` or `bi-encoder` (embedding similarity).
+    pub method: &'static str,
+    /// `(index in the input, score 0..1)`, best first.
+    pub ranked: Vec<(usize, f32)>,
+}
+
+impl crate::runtime::Reranked {
+    /// The documents' indices sorted by score, best first (ties keep input order),
+    /// cut to the best `top_n` when given.
+    pub fn into_ranking(self, top_n: Option<usize>) -> Ranking {
+        let mut order: Vec<usize> = (0..self.scores.len()).collect();
+        order.sort_by(|&a, &b| self.scores[b].total_cmp(&self.scores[a]));
+        let n = top_n.unwrap_or(order.len()).min(order.len());
+        let ranked = order.into_iter().take(n).map(|i| (i, self.scores[i])).collect();
+        Ranking { model: self.model, method: self.method, ranked }
+    }
+}
+
+impl crate::LlamaFarm {
+    /// [`crate::LlamaFarm::rerank`], sorted best first and cut to `top_n`.
+    pub fn rank(&self, model: &str, query: &str, documents: &[&str], top_n: Option<usize>) -> Result<Ranking> {
+        Ok(self.rerank(model, query, documents)?.into_ranking(top_n))
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn ranking_is_best_first_stable_and_cut() {
+        let r = crate::runtime::Reranked { model: "m".into(), method: "bi-encoder", scores: vec![0.2, 0.9, 0.5, 0.9] };
+        assert_eq!(r.clone().into_ranking(None).ranked, vec![(1, 0.9), (3, 0.9), (2, 0.5), (0, 0.2)]);
+        assert_eq!(r.clone().into_ranking(Some(2)).ranked, vec![(1, 0.9), (3, 0.9)]);
+        assert_eq!(r.into_ranking(Some(10)).ranked.len(), 4);
+    }
+
     use super::*;
     use candle_nn::VarMap;
 

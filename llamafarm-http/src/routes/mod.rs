@@ -10,7 +10,9 @@ pub(crate) mod runtime;
 pub(crate) mod system;
 
 use crate::error::{ApiError, Code};
+use crate::AppState;
 use axum::http::{StatusCode, Uri};
+use llamafarm_core::LlamaFarm;
 
 /// Fallback for unknown routes: 404 `{"detail": "Not Found: /path", "code": "route_not_found"}`.
 pub(crate) async fn not_found(uri: Uri) -> ApiError {
@@ -27,4 +29,15 @@ where
         Ok(r) => r.map_err(ApiError::from),
         Err(e) => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("task failed: {e}"))),
     }
+}
+
+/// Run one piece of blocking core work with the library handle, off the async threads:
+/// `call(&st, move |lf| lf.project(&ns, &p)?.datasets().list(true)).await?`.
+pub(crate) async fn call<T, F>(st: &AppState, f: F) -> Result<T, ApiError>
+where
+    F: FnOnce(LlamaFarm) -> llamafarm_core::Result<T> + Send + 'static,
+    T: Send + 'static,
+{
+    let lf = st.lf.clone();
+    blocking(move || f(lf)).await
 }

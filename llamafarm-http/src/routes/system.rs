@@ -1,15 +1,13 @@
 //! `/`, `/health`, `/health/liveness`, `/info`, `/v1/system/*`.
 
-use super::blocking;
+use super::call;
+use crate::dto::system::{DiskResponse, HealthReportDto, InfoResponse, InstallHints, Liveness, RootResponse, ServerDetails, VersionCheck};
 use crate::error::{ApiResult, ErrorBody, Json};
 use crate::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
-use llamafarm_core::system::{disk_usage, DiskUsage, VERSION};
+use llamafarm_core::system::{disk_usage, VERSION};
 use llamafarm_core::{health, HealthReport, HealthStatus};
-use serde::Serialize;
-use serde_json::json;
-use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
@@ -22,13 +20,6 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(version_check))
 }
 
-#[derive(Serialize, ToSchema)]
-pub(crate) struct RootResponse {
-    message: String,
-    version: String,
-    docs: String,
-}
-
 /// Hello endpoint.
 #[utoipa::path(get, path = "/", tag = "system", responses((status = 200, body = RootResponse)))]
 async fn root() -> Json<RootResponse> {
@@ -36,43 +27,27 @@ async fn root() -> Json<RootResponse> {
 }
 
 /// Health of every component, with measured latency. A missing model is `degraded`.
-#[utoipa::path(get, path = "/health", tag = "health", responses((status = 200, description = "Health report", body = Object)))]
-async fn health_check(State(st): State<AppState>) -> ApiResult<Json<HealthReport>> {
-    let lf = st.lf.clone();
-    let mut report = blocking(move || Ok(lf.health())).await?;
+#[utoipa::path(get, path = "/health", tag = "health", responses((status = 200, description = "Health report", body = HealthReportDto)))]
+async fn health_check(State(st): State<AppState>) -> ApiResult<Json<HealthReportDto>> {
+    let mut report = call(&st, |lf| Ok(lf.health())).await?;
     let server = health::timed("server", || {
-        (
-            HealthStatus::Healthy,
-            "API process responding".into(),
-            Some(json!({
-                "pid": std::process::id(),
-                "host": st.opts.public_url,
-                "uptime_s": st.started.elapsed().as_secs_f64(),
-                "simd": llamafarm_core::system::simd_features(),
-                "embedding_kernels": llamafarm_core::system::embedding_kernels(),
-            })),
-        )
+        let details = ServerDetails {
+            pid: std::process::id(),
+            host: st.opts.public_url.clone(),
+            uptime_s: st.started.elapsed().as_secs_f64(),
+            simd: llamafarm_core::system::simd_features(),
+            embedding_kernels: llamafarm_core::system::embedding_kernels(),
+        };
+        (HealthStatus::Healthy, "API process responding".into(), serde_json::to_value(details).ok())
     });
     report.components.insert(0, server);
-    Ok(Json(HealthReport::from_components(report.components)))
-}
-
-#[derive(Serialize, ToSchema)]
-pub(crate) struct Liveness {
-    status: String,
+    Ok(Json(HealthReport::from_components(report.components).into()))
 }
 
 /// Liveness probe.
 #[utoipa::path(get, path = "/health/liveness", tag = "health", responses((status = 200, body = Liveness)))]
 async fn liveness() -> Json<Liveness> {
     Json(Liveness { status: "alive".into() })
-}
-
-#[derive(Serialize, ToSchema)]
-pub(crate) struct InfoResponse {
-    version: String,
-    data_directory: String,
-    model_cache_directory: String,
 }
 
 /// Version and data directory.
@@ -85,58 +60,20 @@ async fn info(State(st): State<AppState>) -> Json<InfoResponse> {
     })
 }
 
-#[derive(Serialize, ToSchema)]
-pub(crate) struct DiskInfo {
-    total_bytes: u64,
-    used_bytes: u64,
-    free_bytes: u64,
-    path: String,
-    percent_free: f64,
-}
-
-impl From<DiskUsage> for DiskInfo {
-    fn from(d: DiskUsage) -> Self {
-        Self { total_bytes: d.total_bytes, used_bytes: d.used_bytes, free_bytes: d.free_bytes, path: d.path, percent_free: d.percent_free }
-    }
-}
-
-#[derive(Serialize, ToSchema)]
-pub(crate) struct DiskResponse {
-    /// The model cache (Hugging Face layout).
-    cache: DiskInfo,
-    /// The filesystem root.
-    system: DiskInfo,
-    /// The LlamaFarm data directory.
-    data: DiskInfo,
-}
-
 /// Disk space of the model cache, the data directory and the root filesystem.
 #[utoipa::path(get, path = "/v1/system/disk", tag = "system",
     responses((status = 200, body = DiskResponse), (status = 500, body = ErrorBody)))]
 async fn disk(State(st): State<AppState>) -> ApiResult<Json<DiskResponse>> {
-    let cache = st.lf.models().hub_dir().to_path_buf();
-    let data = st.lf.data_dir().to_path_buf();
-    blocking(move || {
+    call(&st, |lf| {
+        let (cache, data) = (lf.models().hub_dir(), lf.data_dir());
         let io = |p: &std::path::Path, e| llamafarm_core::Error::io(p, e);
         Ok(Json(DiskResponse {
-            cache: disk_usage(&cache).map_err(|e| io(&cache, e))?.into(),
+            cache: disk_usage(cache).map_err(|e| io(cache, e))?.into(),
             system: disk_usage(std::path::Path::new("/")).map_err(|e| io(std::path::Path::new("/"), e))?.into(),
-            data: disk_usage(&data).map_err(|e| io(&data, e))?.into(),
+            data: disk_usage(data).map_err(|e| io(data, e))?.into(),
         }))
     })
     .await
-}
-
-#[derive(Serialize, ToSchema)]
-pub(crate) struct VersionCheck {
-    current_version: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    latest_version: Option<String>,
-    /// `unknown`: the check could not be made.
-    status: String,
-    message: String,
-    from_cache: bool,
-    install: serde_json::Value,
 }
 
 /// Check for a newer version. llamafarm-rs makes no network calls of its own, so this
@@ -153,7 +90,7 @@ async fn version_check() -> (StatusCode, Json<VersionCheck>) {
                       compare with `cargo search llamafarm-cli` when online"
                 .into(),
             from_cache: false,
-            install: json!({"cargo": "cargo install llamafarm-cli"}),
+            install: InstallHints { cargo: "cargo install llamafarm-cli".into() },
         }),
     )
 }

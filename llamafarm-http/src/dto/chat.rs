@@ -1,0 +1,448 @@
+//! Bodies of chat: the OpenAI-compatible request, the `chat.completion` answer, the
+//! Server-Sent Events of a streamed answer, and sessions.
+
+use super::rag::RagResultDto;
+use llamafarm_core::chat::{ChatOutcome, ChatRequest, StopSequences};
+use llamafarm_core::llm::{ChatMessage, Generation};
+use llamafarm_core::rag::RagResult;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+/// One chat message (OpenAI shape).
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ChatMessageDto {
+    /// `system`, `user`, `assistant` or `tool`.
+    role: String,
+    /// The text. In a request, `null` (tool-call turns) reads as empty, and the OpenAI
+    /// content-part array (`[{"type": "text", "text": ...}]`) is accepted.
+    content: String,
+}
+
+impl From<ChatMessage> for ChatMessageDto {
+    fn from(m: ChatMessage) -> Self {
+        Self { role: m.role, content: m.content }
+    }
+}
+
+/// `stop`: one string or several.
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+pub(crate) enum StopDto {
+    /// One stop sequence.
+    One(String),
+    /// Several.
+    Many(Vec<String>),
+}
+
+impl From<StopDto> for StopSequences {
+    fn from(s: StopDto) -> Self {
+        match s {
+            StopDto::One(x) => StopSequences::One(x),
+            StopDto::Many(v) => StopSequences::Many(v),
+        }
+    }
+}
+
+/// A chat completion request: the OpenAI fields plus LlamaFarm's extensions.
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct ChatRequestDto {
+    /// The conversation (at least one message).
+    #[schema(value_type = Vec<ChatMessageDto>)]
+    messages: Vec<ChatMessage>,
+    /// A `runtime.models[].name` (or its model id); default: the project's default model.
+    /// On the runtime listener: a GGUF model id of the model cache (required).
+    #[serde(default)]
+    model: Option<String>,
+    /// Answer as Server-Sent Events of `chat.completion.chunk`s.
+    #[serde(default)]
+    stream: Option<bool>,
+    /// 0..=2 (0 = greedy).
+    #[serde(default)]
+    temperature: Option<f64>,
+    /// Answer tokens, at least 1 (default 512; thinking tokens are separate).
+    #[serde(default)]
+    max_tokens: Option<i64>,
+    /// Nucleus sampling, (0, 1].
+    #[serde(default)]
+    top_p: Option<f64>,
+    /// Top-k sampling.
+    #[serde(default)]
+    top_k: Option<i64>,
+    /// Retrieval on/off (default: on when the project has a database).
+    #[serde(default)]
+    rag_enabled: Option<bool>,
+    /// Database for retrieval (default: the model's `target_database`, then the project's default).
+    #[serde(default)]
+    database: Option<String>,
+    /// Retrieval strategy name of the database.
+    #[serde(default)]
+    rag_retrieval_strategy: Option<String>,
+    /// Chunks to retrieve (default 5).
+    #[serde(default)]
+    rag_top_k: Option<i64>,
+    /// Minimum score of a chunk, 0..=1.
+    #[serde(default)]
+    rag_score_threshold: Option<f64>,
+    /// Queries to retrieve with instead of the last user message (run concurrently).
+    #[serde(default)]
+    rag_queries: Option<Vec<String>>,
+    /// Reasoning mode.
+    #[serde(default)]
+    think: Option<bool>,
+    /// Most thinking tokens (default 1024).
+    #[serde(default)]
+    thinking_budget: Option<i64>,
+    /// Values for `{{var}}` placeholders in the config's prompts.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    variables: Option<Map<String, Value>>,
+    /// Return the retrieved chunks (`sources`).
+    #[serde(default)]
+    include_sources: Option<bool>,
+    /// How many sources to return (default 10, at most 50).
+    #[serde(default)]
+    sources_limit: Option<i64>,
+    /// Stop sequences.
+    #[serde(default)]
+    stop: Option<StopDto>,
+    /// Accepted for OpenAI compatibility; local sampling is seeded per engine.
+    #[serde(default)]
+    seed: Option<u64>,
+}
+
+impl From<ChatRequestDto> for ChatRequest {
+    fn from(r: ChatRequestDto) -> Self {
+        ChatRequest {
+            messages: r.messages,
+            model: r.model,
+            stream: r.stream,
+            temperature: r.temperature,
+            max_tokens: r.max_tokens,
+            top_p: r.top_p,
+            top_k: r.top_k,
+            rag_enabled: r.rag_enabled,
+            database: r.database,
+            rag_retrieval_strategy: r.rag_retrieval_strategy,
+            rag_top_k: r.rag_top_k,
+            rag_score_threshold: r.rag_score_threshold,
+            rag_queries: r.rag_queries,
+            think: r.think,
+            thinking_budget: r.thinking_budget,
+            variables: r.variables,
+            include_sources: r.include_sources,
+            sources_limit: r.sources_limit,
+            stop: r.stop.map(Into::into),
+            seed: r.seed,
+        }
+    }
+}
+
+/// `stream_options` of the OpenAI API.
+#[derive(Deserialize, Default, ToSchema)]
+pub(crate) struct StreamOptions {
+    /// Send a final chunk with `usage`.
+    #[serde(default)]
+    include_usage: bool,
+}
+
+/// Body of the chat completion routes: the request plus `stream_options`.
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct CompletionRequest {
+    #[serde(flatten)]
+    req: ChatRequestDto,
+    #[serde(default)]
+    stream_options: Option<StreamOptions>,
+}
+
+impl CompletionRequest {
+    /// The core request, and whether a final `usage` chunk was asked for.
+    pub(crate) fn into_parts(self) -> (ChatRequest, bool) {
+        (self.req.into(), self.stream_options.is_some_and(|o| o.include_usage))
+    }
+}
+
+/// Reasoning-token details of [`Usage`].
+#[derive(Serialize, ToSchema)]
+pub(crate) struct CompletionTokensDetails {
+    reasoning_tokens: usize,
+}
+
+/// Token counts of a turn.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Usage {
+    prompt_tokens: usize,
+    /// Answer tokens (thinking tokens not included).
+    completion_tokens: usize,
+    total_tokens: usize,
+    /// Present when the model thought.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    completion_tokens_details: Option<CompletionTokensDetails>,
+}
+
+impl From<&Generation> for Usage {
+    fn from(g: &Generation) -> Self {
+        Self {
+            prompt_tokens: g.prompt_tokens,
+            completion_tokens: g.completion_tokens,
+            total_tokens: g.prompt_tokens + g.completion_tokens,
+            completion_tokens_details: (g.reasoning_tokens > 0).then_some(CompletionTokensDetails { reasoning_tokens: g.reasoning_tokens }),
+        }
+    }
+}
+
+/// The model's reasoning, when it thought.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Thinking {
+    content: String,
+    tokens: usize,
+}
+
+impl Thinking {
+    fn of(g: &Generation) -> Option<Self> {
+        g.thinking.as_ref().map(|t| Self { content: t.clone(), tokens: g.reasoning_tokens })
+    }
+}
+
+/// The assistant's message of a `chat.completion`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct AssistantMessage {
+    /// Always `assistant`.
+    role: &'static str,
+    content: String,
+}
+
+/// The one choice of a `chat.completion`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct CompletionChoice {
+    index: usize,
+    message: AssistantMessage,
+    /// `stop`, `length` or `cancelled`.
+    finish_reason: &'static str,
+}
+
+/// A whole answer (`stream` off).
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ChatCompletion {
+    /// `chatcmpl-...`.
+    id: String,
+    /// Always `chat.completion`.
+    object: &'static str,
+    /// Unix seconds.
+    created: i64,
+    /// The model id that answered.
+    model: String,
+    choices: Vec<CompletionChoice>,
+    usage: Usage,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thinking: Option<Thinking>,
+    /// The retrieved chunks, with `include_sources`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sources: Option<Vec<RagResultDto>>,
+}
+
+impl ChatCompletion {
+    pub(crate) fn new(o: ChatOutcome, include_sources: bool) -> Self {
+        let g = &o.generation;
+        Self {
+            id: o.id.clone(),
+            object: "chat.completion",
+            created: o.created,
+            model: o.model.clone(),
+            choices: vec![CompletionChoice {
+                index: 0,
+                message: AssistantMessage { role: "assistant", content: g.content.clone() },
+                finish_reason: g.finish_reason.as_str(),
+            }],
+            usage: g.into(),
+            thinking: Thinking::of(g),
+            sources: include_sources.then(|| o.sources.into_iter().map(Into::into).collect()),
+        }
+    }
+}
+
+/// What a chunk adds to the answer. The first chunk carries `role` (and an empty
+/// `content`), the last an empty delta with `finish_reason`.
+#[derive(Serialize, ToSchema, Default)]
+pub(crate) struct Delta {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'static str>,
+    /// Answer text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<String>,
+    /// Thinking text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_content: Option<String>,
+}
+
+impl Delta {
+    pub(crate) fn start() -> Self {
+        Self { role: Some("assistant"), content: Some(String::new()), reasoning_content: None }
+    }
+    pub(crate) fn content(c: &str) -> Self {
+        Self { content: Some(c.into()), ..Self::default() }
+    }
+    pub(crate) fn reasoning(t: &str) -> Self {
+        Self { reasoning_content: Some(t.into()), ..Self::default() }
+    }
+}
+
+/// The one choice of a chunk.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ChunkChoice {
+    index: usize,
+    delta: Delta,
+    /// `null` until the last chunk: `stop`, `length` or `cancelled`.
+    finish_reason: Option<&'static str>,
+}
+
+/// One Server-Sent Event of a streamed answer (`object: chat.completion.chunk`).
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ChatCompletionChunk {
+    /// `chatcmpl-...`, the same in every chunk of a stream.
+    id: String,
+    /// Always `chat.completion.chunk`.
+    object: &'static str,
+    /// Unix seconds.
+    created: i64,
+    model: String,
+    /// One choice; empty in the `usage` chunk.
+    choices: Vec<ChunkChoice>,
+    /// In the last chunk, when the model thought.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thinking: Option<Thinking>,
+    /// In a final extra chunk, with `stream_options.include_usage`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<Usage>,
+}
+
+/// The fields every chunk of one stream shares.
+pub(crate) struct ChunkHead {
+    pub(crate) id: String,
+    pub(crate) created: i64,
+    pub(crate) model: String,
+}
+
+impl ChunkHead {
+    fn chunk(&self, choices: Vec<ChunkChoice>) -> ChatCompletionChunk {
+        ChatCompletionChunk { id: self.id.clone(), object: "chat.completion.chunk", created: self.created, model: self.model.clone(), choices, thinking: None, usage: None }
+    }
+    /// A chunk carrying `delta`.
+    pub(crate) fn delta(&self, delta: Delta) -> ChatCompletionChunk {
+        self.chunk(vec![ChunkChoice { index: 0, delta, finish_reason: None }])
+    }
+    /// The last chunk: an empty delta, the finish reason, and the thinking if any.
+    pub(crate) fn finish(&self, g: &Generation) -> ChatCompletionChunk {
+        let mut c = self.chunk(vec![ChunkChoice { index: 0, delta: Delta::default(), finish_reason: Some(g.finish_reason.as_str()) }]);
+        c.thinking = Thinking::of(g);
+        c
+    }
+    /// The `usage` chunk (no choices).
+    pub(crate) fn usage(&self, g: &Generation) -> ChatCompletionChunk {
+        let mut c = self.chunk(vec![]);
+        c.usage = Some(g.into());
+        c
+    }
+}
+
+/// The first event of a stream with `include_sources`: `{"type": "sources", "sources": [...]}`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct SourcesEvent {
+    /// Always `sources`.
+    #[serde(rename = "type")]
+    kind: &'static str,
+    sources: Vec<RagResultDto>,
+}
+
+impl SourcesEvent {
+    pub(crate) fn new(sources: &[RagResult]) -> Self {
+        Self { kind: "sources", sources: sources.iter().map(Into::into).collect() }
+    }
+}
+
+/// The error of a stream that failed after it started.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct StreamError {
+    message: String,
+    /// Always `server_error`.
+    #[serde(rename = "type")]
+    kind: &'static str,
+    /// The HTTP status the error would have had.
+    code: u16,
+}
+
+/// The event of a stream that failed after it started (OpenAI's `error` plus `detail`).
+#[derive(Serialize, ToSchema)]
+pub(crate) struct StreamErrorEvent {
+    error: StreamError,
+    detail: String,
+}
+
+impl StreamErrorEvent {
+    pub(crate) fn new(message: String, code: u16) -> Self {
+        Self { error: StreamError { message: message.clone(), kind: "server_error", code }, detail: message }
+    }
+}
+
+/// An event of a streamed answer: an optional first [`SourcesEvent`], then
+/// [`ChatCompletionChunk`]s (or a [`StreamErrorEvent`]), then the literal `data: [DONE]`.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub(crate) enum ChatStreamEvent {
+    /// A chunk of the answer.
+    Chunk(ChatCompletionChunk),
+    /// The retrieved chunks, first.
+    Sources(SourcesEvent),
+    /// Generation failed.
+    Error(StreamErrorEvent),
+}
+
+/// `GET .../chat/sessions/{session_id}/history`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct History {
+    messages: Vec<ChatMessageDto>,
+}
+
+impl From<Vec<ChatMessage>> for History {
+    fn from(m: Vec<ChatMessage>) -> Self {
+        Self { messages: m.into_iter().map(Into::into).collect() }
+    }
+}
+
+/// `DELETE .../chat/sessions/{session_id}`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct SessionDeleted {
+    message: String,
+}
+
+impl SessionDeleted {
+    pub(crate) fn new(session_id: &str) -> Self {
+        Self { message: format!("Session {session_id} deleted") }
+    }
+}
+
+/// `DELETE .../chat/sessions`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct SessionsDeleted {
+    message: String,
+    /// Sessions deleted.
+    count: usize,
+}
+
+impl From<usize> for SessionsDeleted {
+    fn from(count: usize) -> Self {
+        Self { message: format!("Deleted {count} session(s)"), count }
+    }
+}
+
+/// Body of `POST .../embeddings` on a project.
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct ProjectEmbeddingsRequest {
+    /// A local model id; default: the embedder of the project's default database.
+    #[serde(default)]
+    pub(crate) model: Option<String>,
+    pub(crate) input: super::runtime::EmbeddingInput,
+    /// Only `float` (the default) and `base64`.
+    #[serde(default)]
+    pub(crate) encoding_format: Option<String>,
+}
