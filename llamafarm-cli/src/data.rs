@@ -73,6 +73,8 @@ pub enum DatasetsCmd {
     },
 }
 
+// Parsed once per run: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 pub enum RagCmd {
     /// Search the project's documents.
@@ -184,7 +186,7 @@ fn bar(done: usize, total: usize, label: &str) {
         return;
     }
     let width = 30;
-    let filled = if total == 0 { width } else { done * width / total };
+    let filled = (done * width).checked_div(total).unwrap_or(width);
     eprint!("\r[{}{}] {done}/{total} {label:<40.40}", "#".repeat(filled), "-".repeat(width - filled));
     let _ = std::io::stderr().flush();
     if done == total {

@@ -124,7 +124,7 @@ fn helper(sh: &Shared, part: usize) {
                 break;
             }
             n = n.wrapping_add(1);
-            if n % 1024 == 0 && t0.elapsed() > SPIN {
+            if n.is_multiple_of(1024) && t0.elapsed() > SPIN {
                 let mut parked = sh.parked.lock().unwrap_or_else(|p| p.into_inner());
                 *parked += 1;
                 while sh.epoch.load(Ordering::Acquire) == seen && !sh.quit.load(Ordering::Acquire) {

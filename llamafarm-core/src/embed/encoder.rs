@@ -160,7 +160,7 @@ impl BertEncoder {
         if !tensors.contains_key("embeddings.word_embeddings.weight") && tensors.contains_key("bert.embeddings.word_embeddings.weight") {
             tensors = tensors.into_iter().map(|(k, v)| (k.strip_prefix("bert.").map(str::to_string).unwrap_or(k), v)).collect();
         }
-        if cfg.hidden_size == 0 || cfg.num_attention_heads == 0 || cfg.hidden_size % cfg.num_attention_heads != 0 {
+        if cfg.hidden_size == 0 || cfg.num_attention_heads == 0 || !cfg.hidden_size.is_multiple_of(cfg.num_attention_heads) {
             return Err(Error::Invalid("BERT config: hidden_size must be a positive multiple of num_attention_heads".into()));
         }
         let t = |w: Vec<f32>, n: usize, k: usize| -> Lin {

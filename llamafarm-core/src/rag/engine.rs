@@ -47,9 +47,7 @@ impl RagEngine {
                 self.embedders.lock().unwrap_or_else(|p| p.into_inner()).remove(&spec.cache_key());
                 if let EmbedderSpec::Local { model, .. } = spec {
                     // Report a bad id or a missing model as such, not as "unavailable".
-                    if let Err(e) = models.resolve(crate::embed::split_precision(model).0) {
-                        return Err(e);
-                    }
+                    models.resolve(crate::embed::split_precision(model).0)?;
                 }
                 Err(Error::unavailable("model", msg.clone()))
             }

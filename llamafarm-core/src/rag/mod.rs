@@ -257,7 +257,7 @@ impl Rag {
 
     /// The project config with `${VAR}` substituted (what the engines use).
     pub(crate) fn config(&self) -> Result<LlamaFarmConfig> {
-        Ok(self.project.config_substituted()?)
+        self.project.config_substituted()
     }
 
     /// Directory of a database's store.

@@ -125,7 +125,7 @@ impl Reranker for EmbeddingReranker {
 /// Min-max normalise to 0..1 (all equal: 0.5), as the original does with reranker scores.
 pub fn min_max(scores: &[f32]) -> Vec<f32> {
     let (lo, hi) = scores.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &x| (l.min(x), h.max(x)));
-    if !(hi > lo) {
+    if hi.partial_cmp(&lo) != Some(std::cmp::Ordering::Greater) {
         return vec![0.5; scores.len()];
     }
     scores.iter().map(|x| (x - lo) / (hi - lo)).collect()

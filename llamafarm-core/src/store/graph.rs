@@ -51,6 +51,8 @@ fn inv_of(code: &[i8], dim: usize) -> f32 {
 impl FlatGraph {
     /// Copy `hnsw` (rows `0..n`, codes of `dim` bytes plus the 4-byte scale). The
     /// caller holds the insert lock, so the graph does not change meanwhile.
+    // Clippy reads `ids(0)` as the only call of `ids`; it is also mapped over the upper levels.
+    #[allow(clippy::redundant_closure_call)]
     pub fn from_hnsw(hnsw: &Hnsw<'static, i8, QuantizedCosine>, n: usize, dim: usize) -> Self {
         let stride = dim.div_ceil(16) * 16;
         let mut codes = vec![0i8; n * stride];

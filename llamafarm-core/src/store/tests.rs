@@ -328,7 +328,7 @@ fn join_here_runs_each_half_once_on_either_side_and_passes_panics_on() {
     use std::time::Duration;
     let runs = AtomicUsize::new(0);
     for i in 0..100 {
-        let v = vec![i; 10];
+        let v = [i; 10];
         let (a, b) = join_here(
             || v.iter().sum::<usize>(),
             || {
@@ -346,6 +346,6 @@ fn join_here_runs_each_half_once_on_either_side_and_passes_panics_on() {
     // Inside the pool it is rayon::join.
     assert_eq!(rayon::scope(|_| join_here(|| 1, || 2)), (1, 2));
     assert!(std::panic::catch_unwind(|| join_here(|| 1, || -> usize { panic!("b failed") })).is_err());
-    let borrowed = vec![1u8; 4];
+    let borrowed = [1u8; 4];
     assert!(std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| join_here(|| -> usize { panic!("a failed") }, || borrowed.len()))).is_err());
 }

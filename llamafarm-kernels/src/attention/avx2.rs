@@ -17,7 +17,7 @@ pub(super) unsafe fn block<const MR: usize, const NR: usize>(a: *const f32, b: *
     // bounds are constants, so every branch but the live ones folds away.
     let mut c = [_mm256_setzero_ps(); 8];
     let nv = NR / 8;
-    const { assert!(MR * NR <= 64 && NR % 8 == 0) };
+    const { assert!(MR * NR <= 64 && NR.is_multiple_of(8)) };
     for s in 0..steps {
         let bs = b.wrapping_add(s * stride);
         let a_s = a.wrapping_add(s * MR);

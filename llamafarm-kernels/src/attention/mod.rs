@@ -202,10 +202,10 @@ fn attend(cpu: Cpu, s: &mut Scratch, hd: usize, kt: &[f32], cap: usize, v: &[f32
         let o = &mut s.o[i0 * hd..(i0 + mr) * hd];
         let vh = |k: usize| &v[k * kvd + off..k * kvd + off + hd];
         match mr {
-            4 if hd % 16 == 0 => weigh::<4, 16>(cpu, &s.t, len, v, kvd, off, hd, o),
-            3 if hd % 16 == 0 => weigh::<3, 16>(cpu, &s.t, len, v, kvd, off, hd, o),
-            2 if hd % 32 == 0 => weigh::<2, 32>(cpu, &s.t, len, v, kvd, off, hd, o),
-            1 if hd % 64 == 0 => weigh::<1, 64>(cpu, &s.t, len, v, kvd, off, hd, o),
+            4 if hd.is_multiple_of(16) => weigh::<4, 16>(cpu, &s.t, len, v, kvd, off, hd, o),
+            3 if hd.is_multiple_of(16) => weigh::<3, 16>(cpu, &s.t, len, v, kvd, off, hd, o),
+            2 if hd.is_multiple_of(32) => weigh::<2, 32>(cpu, &s.t, len, v, kvd, off, hd, o),
+            1 if hd.is_multiple_of(64) => weigh::<1, 64>(cpu, &s.t, len, v, kvd, off, hd, o),
             _ => {
                 for k in 0..len {
                     let vr = vh(k);
@@ -226,7 +226,7 @@ fn attend(cpu: Cpu, s: &mut Scratch, hd: usize, kt: &[f32], cap: usize, v: &[f32
 #[inline(always)]
 fn scores<const MR: usize, const NR: usize>(cpu: Cpu, qt: &[f32], kt: &[f32], cap: usize, lp: usize, out: &mut [f32]) {
     let hd = qt.len() / MR;
-    assert!(kt.len() >= hd * cap && lp <= cap && out.len() >= MR * lp && NR % 8 == 0);
+    assert!(kt.len() >= hd * cap && lp <= cap && out.len() >= MR * lp && NR.is_multiple_of(8));
     let mut k0 = 0;
     while k0 + NR <= lp {
         let mut acc = [[0f32; NR]; MR];
@@ -255,7 +255,7 @@ fn scores<const MR: usize, const NR: usize>(cpu: Cpu, qt: &[f32], kt: &[f32], ca
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn weigh<const MR: usize, const NR: usize>(cpu: Cpu, wt: &[f32], len: usize, v: &[f32], kvd: usize, off: usize, hd: usize, out: &mut [f32]) {
-    assert!(wt.len() >= len * MR && (len == 0 || v.len() >= (len - 1) * kvd + off + hd) && out.len() >= MR * hd && hd % NR == 0 && NR % 8 == 0);
+    assert!(wt.len() >= len * MR && (len == 0 || v.len() >= (len - 1) * kvd + off + hd) && out.len() >= MR * hd && hd.is_multiple_of(NR) && NR.is_multiple_of(8));
     let mut d0 = 0;
     while d0 < hd {
         let mut acc = [[0f32; NR]; MR];

@@ -161,7 +161,7 @@ impl Drop for Tiles {
 /// The CPU must have AMX-TILE and AMX-BF16 with tile data permitted ([`crate::Cpu::amx`]).
 pub(super) unsafe fn bgemm_amx(m: usize, a: &BRows, b: &BPackedB, c: &mut [f32]) {
     let (n, pairs) = (b.n, b.pairs);
-    assert!(m % AMX_ROWS == 0 && pairs % AMX_PAIRS == 0 && a.words.len() >= m * pairs && c.len() >= m * n);
+    assert!(m.is_multiple_of(AMX_ROWS) && pairs % AMX_PAIRS == 0 && a.words.len() >= m * pairs && c.len() >= m * n);
     let tiles = Tiles::load();
     let panels = n.div_ceil(NR);
     let steps = pairs / AMX_PAIRS;

@@ -245,7 +245,7 @@ pub fn attention_with(q: &[f32], k: &[f32], v: &[f32], len: usize, d: usize, out
         return;
     }
     #[cfg(target_arch = "x86_64")]
-    if amx && Cpu::detected().amx() && d % (2 * AMX_PAIRS) == 0 {
+    if amx && Cpu::detected().amx() && d.is_multiple_of(2 * AMX_PAIRS) {
         // SAFETY: the CPU has AMX with tile data permitted (checked); shapes asserted.
         unsafe { amx::attention_amx(q, k, v, len, d, out, s, &softmax) };
         return;

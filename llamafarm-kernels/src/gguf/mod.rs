@@ -288,7 +288,7 @@ impl QMatrix {
     /// From GGUF `Q4_1` blocks (20 bytes each: f16 d, f16 m, 16 code bytes).
     pub fn from_q4_1(bytes: &[u8], rows: usize, cols: usize) -> Option<Self> {
         let nb = rows * cols / QK;
-        if cols % QK != 0 || bytes.len() != nb * 20 {
+        if !cols.is_multiple_of(QK) || bytes.len() != nb * 20 {
             return None;
         }
         let (mut qs, mut d, mut m) = (Vec::with_capacity(nb * 16), Vec::with_capacity(nb), Vec::with_capacity(nb));
@@ -303,7 +303,7 @@ impl QMatrix {
     /// From GGUF `Q8_0` blocks (34 bytes each: f16 d, 32 codes).
     pub fn from_q8_0(bytes: &[u8], rows: usize, cols: usize) -> Option<Self> {
         let nb = rows * cols / QK;
-        if cols % QK != 0 || bytes.len() != nb * 34 {
+        if !cols.is_multiple_of(QK) || bytes.len() != nb * 34 {
             return None;
         }
         let (mut qs, mut d) = (Vec::with_capacity(nb * QK), Vec::with_capacity(nb));
@@ -316,7 +316,7 @@ impl QMatrix {
 
     /// Quantise `f32` rows to `Q8_0` (scale `amax / 127`, codes rounded to nearest).
     pub fn q8_0_from_f32(w: &[f32], rows: usize, cols: usize) -> Option<Self> {
-        if cols % QK != 0 || w.len() != rows * cols {
+        if !cols.is_multiple_of(QK) || w.len() != rows * cols {
             return None;
         }
         let nb = rows * cols / QK;
@@ -534,7 +534,7 @@ pub struct QRow<'a> {
 impl QActs {
     /// Quantise `x` (`n x cols`, row-major) per 32-element block.
     pub fn quantize(x: &[f32], cols: usize) -> Self {
-        assert!(cols % QK == 0 && x.len() % cols == 0, "activation shape");
+        assert!(cols.is_multiple_of(QK) && x.len().is_multiple_of(cols), "activation shape");
         let nb = x.len() / QK;
         let (mut words, mut d, mut s, mut sums) = (vec![0i32; x.len() / 4], Vec::with_capacity(nb), Vec::with_capacity(nb), Vec::with_capacity(nb));
         // SAFETY: the words' bytes, `i8` needing no more alignment than `i32`.

@@ -60,7 +60,7 @@ pub(super) unsafe fn passes<const R: usize, const G: usize>(
             for _ in 0..groups / G {
                 step_groups(G);
             }
-            if groups % G != 0 {
+            if !groups.is_multiple_of(G) {
                 step_groups(groups % G);
             }
             for r in 0..R {

@@ -171,12 +171,10 @@ fn docx_part(
                     }
                 }
                 b"tc" => {}
-                b"tr" => {
-                    if !cells.is_empty() {
-                        cur.push_str(&cells.join(" | "));
-                        cur.push('\n');
-                        cells.clear();
-                    }
+                b"tr" if !cells.is_empty() => {
+                    cur.push_str(&cells.join(" | "));
+                    cur.push('\n');
+                    cells.clear();
                 }
                 b"tbl" => {
                     table_depth = table_depth.saturating_sub(1);

@@ -65,7 +65,7 @@ impl GgufTokenizer {
             return Err(bad("only byte-level BPE vocabularies (tokenizer.ggml.model = gpt2) are supported by the native engine"));
         }
         let list = |k: &str| -> Result<&Vec<Value>> { md.get(k).and_then(|v| v.to_vec().ok()).ok_or_else(|| bad(format!("missing {k}"))) };
-        let tokens: Vec<String> = list("tokenizer.ggml.tokens")?.iter().map(|v| v.to_string().cloned().map_err(|e| bad(e))).collect::<Result<_>>()?;
+        let tokens: Vec<String> = list("tokenizer.ggml.tokens")?.iter().map(|v| v.to_string().cloned().map_err(bad)).collect::<Result<_>>()?;
         let merges: Vec<(String, String)> = list("tokenizer.ggml.merges")?
             .iter()
             .filter_map(|v| v.to_string().ok())
@@ -73,7 +73,7 @@ impl GgufTokenizer {
             .collect();
         let types: Vec<i32> = md.get("tokenizer.ggml.token_type").and_then(|v| v.to_vec().ok()).map(|v| v.iter().map(|t| t.to_i32().unwrap_or(1)).collect()).unwrap_or_default();
         let vocab: tokenizers::models::bpe::Vocab = tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
-        let bpe = BPE::builder().vocab_and_merges(vocab, merges).build().map_err(|e| bad(e))?;
+        let bpe = BPE::builder().vocab_and_merges(vocab, merges).build().map_err(bad)?;
         let mut tk = Tokenizer::new(bpe);
         let byte_level = ByteLevel::new(false, true, true);
         let pre = md.get("tokenizer.ggml.pre").and_then(|v| v.to_string().ok()).map(String::as_str);
@@ -116,7 +116,7 @@ impl GgufTokenizer {
 
     /// Token ids of `text` (special tokens written in it are recognised).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        Ok(self.tk.encode(text, false).map_err(|e| bad(e))?.get_ids().to_vec())
+        Ok(self.tk.encode(text, false).map_err(bad)?.get_ids().to_vec())
     }
 
     /// The bytes token `t` stands for (empty for control tokens).
@@ -149,5 +149,10 @@ impl GgufTokenizer {
     /// Vocabulary size.
     pub fn len(&self) -> usize {
         self.pieces.len()
+    }
+
+    /// The vocabulary is empty (never for a loaded model).
+    pub fn is_empty(&self) -> bool {
+        self.pieces.is_empty()
     }
 }

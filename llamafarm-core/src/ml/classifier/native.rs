@@ -102,7 +102,7 @@ impl NativeBert {
                 return Err(Error::Invalid(format!("base model type '{t}' is not supported: SetFit here fine-tunes BERT sentence-transformers")));
             }
         }
-        if cfg.hidden_size == 0 || cfg.num_attention_heads == 0 || cfg.hidden_size % cfg.num_attention_heads != 0 {
+        if cfg.hidden_size == 0 || cfg.num_attention_heads == 0 || !cfg.hidden_size.is_multiple_of(cfg.num_attention_heads) {
             return Err(Error::Invalid("base model: hidden_size is not a positive multiple of num_attention_heads".into()));
         }
         let mut tensors = candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).map_err(ce)?;
@@ -409,7 +409,7 @@ impl NativeBert {
 
     /// Loss of `pairs` and, with `grads`, its gradient, over the distinct sentences
     /// of the batch (each forwarded once).
-    pub(crate) fn loss_and_grads(&self, tokens: &[Vec<u32>], pairs: &[Pair], mut grads: Option<&mut [Vec<f32>]>) -> Result<f32> {
+    pub(crate) fn loss_and_grads(&self, tokens: &[Vec<u32>], pairs: &[Pair], grads: Option<&mut [Vec<f32>]>) -> Result<f32> {
         let h = self.h;
         let mut distinct: Vec<usize> = pairs.iter().flat_map(|p| [p.a, p.b]).collect();
         distinct.sort_unstable();
@@ -472,7 +472,7 @@ impl NativeBert {
                 }
             }
         }
-        let Some(grads) = grads.as_deref_mut() else { return Ok(loss) };
+        let Some(grads) = grads else { return Ok(loss) };
         for g in &groups {
             let c = match kept.take() {
                 Some(c) => c,

@@ -63,7 +63,7 @@ impl TrainableBert {
                 return Err(Error::Invalid(format!("base model type '{t}' is not supported: SetFit here fine-tunes BERT sentence-transformers")));
             }
         }
-        if cfg.hidden_size % cfg.num_attention_heads != 0 {
+        if !cfg.hidden_size.is_multiple_of(cfg.num_attention_heads) {
             return Err(Error::Invalid("base model: hidden_size is not a multiple of num_attention_heads".into()));
         }
         let mut tensors = candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).map_err(ce)?;
