@@ -28,13 +28,15 @@ fn main() {
     let lf = LlamaFarm::open_with(work.path(), ModelCache::from_vars(|k| std::env::var_os(k))).unwrap();
     // INGEST_PRECISIONS=default,fp32,int8 (the default) runs ours once per embedding
     // precision: `default` is the model id without a suffix (bf16 where the CPU has
-    // AVX-512 BF16, else fp32), the others are `model:fp32`, `model:bf16`, `model:int8`.
+    // AVX-512 BF16, int8 where it has VNNI or AVX2, else fp32), the others are `model:fp32`, `model:bf16`, `model:int8`.
     let precisions: Vec<String> = std::env::var("INGEST_PRECISIONS").unwrap_or_else(|_| "default,fp32,int8".into()).split(',').map(String::from).collect();
     // INGEST_ROUNDS=N repeats ours and the peer N times, interleaved, and ends with each
     // pairing's speed-ups and their median (a shared machine's speed drifts by more than
     // the margins worth reporting).
     let rounds: usize = std::env::var("INGEST_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(1).max(1);
-    let py = std::env::var("PEERS_PYTHON").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/llamafarm-rs/peers-venv/bin/python"));
+    let py = std::env::var("PEERS_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/llamafarm-rs/peers-venv/bin/python"));
     let mut ratios: Vec<((String, String), Vec<f64>)> = Vec::new();
     for round in 0..rounds {
         if rounds > 1 {
@@ -60,8 +62,14 @@ fn main() {
                 let ps = r["total_s"].as_f64().unwrap_or(f64::NAN);
                 println!(
                     "| {f} | {tag} | {} ({} failed) | {} | {ps:.1} ({:.1} / {:.2} / {:.1} / {:.2}) | {secs:.1} ({chunks} chunks) | {:.2}x |",
-                    r["files"], r["failed"], r["chunks"], r["parse_s"].as_f64().unwrap_or(0.0), r["chunk_s"].as_f64().unwrap_or(0.0),
-                    r["embed_s"].as_f64().unwrap_or(0.0), r["index_s"].as_f64().unwrap_or(0.0), ps / secs
+                    r["files"],
+                    r["failed"],
+                    r["chunks"],
+                    r["parse_s"].as_f64().unwrap_or(0.0),
+                    r["chunk_s"].as_f64().unwrap_or(0.0),
+                    r["embed_s"].as_f64().unwrap_or(0.0),
+                    r["index_s"].as_f64().unwrap_or(0.0),
+                    ps / secs
                 );
                 let key = (f.clone(), tag.clone());
                 match ratios.iter_mut().find(|(k, _)| *k == key) {

@@ -49,17 +49,15 @@ struct Row {
 }
 
 fn main() {
-    let root = std::env::var("ADBENCH_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/anomaly/adbench"));
+    let root =
+        std::env::var("ADBENCH_DIR").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/anomaly/adbench"));
     if !root.is_dir() {
         eprintln!("SKIP ml_anomaly bench: {} is absent (set ADBENCH_DIR)", root.display());
         return;
     }
     let repeat: usize = std::env::var("ANOMALY_REPEAT").ok().and_then(|v| v.parse().ok()).unwrap_or(3).max(1);
-    let wanted: Vec<String> = std::env::var("ANOMALY_DATASETS")
-        .map(|v| v.split(',').map(str::to_string).collect())
-        .unwrap_or_else(|_| FILES.iter().map(|f| f.0.to_string()).collect());
+    let wanted: Vec<String> =
+        std::env::var("ANOMALY_DATASETS").map(|v| v.split(',').map(str::to_string).collect()).unwrap_or_else(|_| FILES.iter().map(|f| f.0.to_string()).collect());
     println!("threads: {}, repeat {repeat}", std::thread::available_parallelism().map_or(1, |n| n.get()));
     let mut ours = Vec::new();
     for (name, file) in FILES.iter().filter(|f| wanted.iter().any(|w| w == f.0)) {
@@ -75,7 +73,13 @@ fn main() {
                 train.push(AnomalyRow::Values(r));
             }
         }
-        println!("{name}: {} train, {} test, {} features, {:.1} % anomalies in test", train.len(), test.len(), x.shape[1], 100.0 * labels.iter().sum::<f64>() / labels.len() as f64);
+        println!(
+            "{name}: {} train, {} test, {} features, {:.1} % anomalies in test",
+            train.len(),
+            test.len(),
+            x.shape[1],
+            100.0 * labels.iter().sum::<f64>() / labels.len() as f64
+        );
         for backend in [Backend::IsolationForest, Backend::OneClassSvm, Backend::LocalOutlierFactor, Backend::Ecod, Backend::Hbos] {
             let mut best = f64::INFINITY;
             let mut auc = 0.0;
@@ -92,9 +96,9 @@ fn main() {
         }
     }
 
-    let py = std::env::var("PEERS_PYTHON").map(PathBuf::from).unwrap_or_else(|_| {
-        PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/llamafarm-rs/peers-venv/bin/python")
-    });
+    let py = std::env::var("PEERS_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/llamafarm-rs/peers-venv/bin/python"));
     if !py.is_file() {
         println!("\npeers skipped: run benches/peers/setup.sh first (or set PEERS_PYTHON)");
         return;

@@ -1,5 +1,5 @@
 //! SetFit few-shot classification on Banking77 (77 intents): accuracy on the test
-//! split and fit time, ours (candle) vs the Python `setfit` package
+//! split and fit time, ours vs the Python `setfit` package
 //! (`benches/peers/setfit_peer.py`) on the same base model files (all-MiniLM-L6-v2
 //! from the Hugging Face cache), the same sampled examples and the same
 //! num_iterations / batch size, in the same run.
@@ -96,7 +96,15 @@ struct Side {
     predict_s: f64,
 }
 
-fn run_peer(model_dir: &Path, train: &[(String, String)], test: &[(String, String)], iters: usize, batch: usize, seed: u64, work: &Path) -> Result<(Side, String), String> {
+fn run_peer(
+    model_dir: &Path,
+    train: &[(String, String)],
+    test: &[(String, String)],
+    iters: usize,
+    batch: usize,
+    seed: u64,
+    work: &Path,
+) -> Result<(Side, String), String> {
     let py = std::env::var("PEERS_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/llamafarm-rs/peers-venv/bin/python"));
@@ -152,11 +160,7 @@ fn main() {
             return;
         }
     };
-    let shots: Vec<usize> = std::env::var("ML_CLS_SHOTS")
-        .unwrap_or_else(|_| "8,16".into())
-        .split(',')
-        .filter_map(|s| s.trim().parse().ok())
-        .collect();
+    let shots: Vec<usize> = std::env::var("ML_CLS_SHOTS").unwrap_or_else(|_| "8,16".into()).split(',').filter_map(|s| s.trim().parse().ok()).collect();
     let iters = env_usize("ML_CLS_ITERATIONS", 20);
     let batch = env_usize("ML_CLS_BATCH", 16);
     let test_cap = env_usize("ML_CLS_TEST_ROWS", 0);

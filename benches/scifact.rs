@@ -65,18 +65,14 @@ fn main() {
     // The `LF_*` kernel and batching switches, as `lf` maps them.
     llamafarm_core::embed::configure(llamafarm_core::embed::EmbedOptions::from_vars(|n| std::env::var(n).ok()));
     llamafarm_core::system::tune_allocator();
-    let dir = std::env::var("SCIFACT_DIR").map(PathBuf::from).unwrap_or_else(|_| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/ir/scifact")
-    });
+    let dir = std::env::var("SCIFACT_DIR").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/ir/scifact"));
     if !dir.join("corpus.jsonl").is_file() {
         eprintln!("SKIP scifact bench: {} is absent (set SCIFACT_DIR)", dir.display());
         return;
     }
     let corpus = read_jsonl(&dir.join("corpus.jsonl"));
-    let queries: HashMap<String, String> = read_jsonl(&dir.join("queries.jsonl"))
-        .into_iter()
-        .map(|q| (q["_id"].as_str().unwrap().to_string(), q["text"].as_str().unwrap().to_string()))
-        .collect();
+    let queries: HashMap<String, String> =
+        read_jsonl(&dir.join("queries.jsonl")).into_iter().map(|q| (q["_id"].as_str().unwrap().to_string(), q["text"].as_str().unwrap().to_string())).collect();
     let mut qrels: HashMap<String, HashMap<String, u32>> = HashMap::new();
     for line in std::fs::read_to_string(dir.join("qrels/test.tsv")).unwrap().lines().skip(1) {
         let f: Vec<&str> = line.split('\t').collect();
@@ -117,20 +113,23 @@ fn main() {
         })
         .unwrap();
     let rag = project.rag();
-    println!("SciFact: {} documents, {} test queries; model all-MiniLM-L6-v2 (max 256 tokens), fp32, {} threads",
-        corpus.len(), qids.len(), std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    println!(
+        "SciFact: {} documents, {} test queries; model all-MiniLM-L6-v2 (max 256 tokens), fp32, {} threads",
+        corpus.len(),
+        qids.len(),
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    );
 
     // Embed the whole corpus once (throughput), then index the vectors through the library.
-    let texts: Vec<String> = corpus
-        .iter()
-        .map(|d| format!("{} {}", d["title"].as_str().unwrap_or(""), d["text"].as_str().unwrap_or("")).trim().to_string())
-        .collect();
+    let texts: Vec<String> =
+        corpus.iter().map(|d| format!("{} {}", d["title"].as_str().unwrap_or(""), d["text"].as_str().unwrap_or("")).trim().to_string()).collect();
     let embedder = lf.embedder("sentence-transformers/all-MiniLM-L6-v2:fp32").unwrap();
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     // Corpus vectors are cached between runs (SCIFACT_FRESH=1 recomputes); throughput is
     // then measured on the first 512 abstracts.
     let cache = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../target/bench-cache/scifact-minilm-{}.json", texts.len()));
-    let cached: Option<Vec<Vec<f32>>> = if std::env::var("SCIFACT_FRESH").is_ok() { None } else { std::fs::read(&cache).ok().and_then(|b| serde_json::from_slice(&b).ok()) };
+    let cached: Option<Vec<Vec<f32>>> =
+        if std::env::var("SCIFACT_FRESH").is_ok() { None } else { std::fs::read(&cache).ok().and_then(|b| serde_json::from_slice(&b).ok()) };
     let (vectors, eps) = match cached {
         Some(v) if std::env::var("SCIFACT_ONLY").is_ok_and(|v| v == "latency") => (v, f64::NAN),
         Some(v) => {
@@ -169,12 +168,16 @@ fn main() {
         ("bm25", Box::new(|q: &str| RagQuery { retrieval_strategy: Some("bm25".into()), top_k: Some(100), ..RagQuery::new(q) })),
         ("vector", Box::new(|q: &str| RagQuery { retrieval_strategy: Some("vector".into()), top_k: Some(100), ..RagQuery::new(q) })),
         ("hybrid (RRF)", Box::new(|q: &str| RagQuery { retrieval_strategy: Some("hybrid_rrf".into()), top_k: Some(100), ..RagQuery::new(q) })),
-        ("hybrid (alpha 0.5, min-max)", Box::new(|q: &str| RagQuery {
-            retrieval_strategy: Some("hybrid_weighted".into()), top_k: Some(100), ..RagQuery::new(q)
-        })),
-        ("hybrid (alpha) + rerank (embedding fallback)", Box::new(|q: &str| RagQuery {
-            retrieval_strategy: Some("hybrid_weighted".into()), rerank_model: Some("cross-encoder/ms-marco-MiniLM-L-6-v2".into()), top_k: Some(100), ..RagQuery::new(q)
-        })),
+        ("hybrid (alpha 0.5, min-max)", Box::new(|q: &str| RagQuery { retrieval_strategy: Some("hybrid_weighted".into()), top_k: Some(100), ..RagQuery::new(q) })),
+        (
+            "hybrid (alpha) + rerank (embedding fallback)",
+            Box::new(|q: &str| RagQuery {
+                retrieval_strategy: Some("hybrid_weighted".into()),
+                rerank_model: Some("cross-encoder/ms-marco-MiniLM-L-6-v2".into()),
+                top_k: Some(100),
+                ..RagQuery::new(q)
+            }),
+        ),
     ];
     let only_latency = std::env::var("SCIFACT_ONLY").is_ok_and(|v| v == "latency");
     for (name, make) in runs.iter().filter(|_| !only_latency) {
@@ -290,10 +293,8 @@ fn main() {
     };
     let mut ours = Vec::new();
     // SCIFACT_SIZES=5000 (comma-separated) limits the latency runs; the peer runs the same sizes.
-    let sizes: Vec<usize> = std::env::var("SCIFACT_SIZES")
-        .ok()
-        .map(|s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect())
-        .unwrap_or_else(|| vec![5_000, 100_000]);
+    let sizes: Vec<usize> =
+        std::env::var("SCIFACT_SIZES").ok().map(|s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect()).unwrap_or_else(|| vec![5_000, 100_000]);
     for &size in &sizes {
         let sdir = work.path().join(format!("store-{size}"));
         let store = EmbeddedStore::open(&sdir, Metric::Cosine).unwrap();
@@ -320,8 +321,7 @@ fn main() {
         for (qv, qt) in qvecs.iter().zip(&qtexts) {
             // Recall@10 of the store's vector search against an exact scan of the same vectors.
             let found: HashSet<String> = store.vector_search(qv, 10, Metric::Cosine, None).unwrap().into_iter().map(|h| h.id).collect();
-            let mut exact: Vec<(f32, usize)> =
-                recs.iter().enumerate().map(|(i, r)| (r.vector.iter().zip(qv.iter()).map(|(a, b)| a * b).sum::<f32>(), i)).collect();
+            let mut exact: Vec<(f32, usize)> = recs.iter().enumerate().map(|(i, r)| (r.vector.iter().zip(qv.iter()).map(|(a, b)| a * b).sum::<f32>(), i)).collect();
             exact.select_nth_unstable_by(9, |a, b| b.0.total_cmp(&a.0));
             recall_hits += exact[..10].iter().filter(|(_, i)| found.contains(&recs[*i].id)).count();
             let t = Instant::now();
@@ -371,9 +371,9 @@ fn main() {
     }
 
     // Peers, in the same run, on the same vectors and model files.
-    let py = std::env::var("PEERS_PYTHON").map(PathBuf::from).unwrap_or_else(|_| {
-        PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/llamafarm-rs/peers-venv/bin/python")
-    });
+    let py = std::env::var("PEERS_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/llamafarm-rs/peers-venv/bin/python"));
     if !py.is_file() {
         println!("\npeers skipped: run benches/peers/setup.sh first (or set PEERS_PYTHON)");
         return;

@@ -12,10 +12,14 @@ fn main() -> anyhow::Result<()> {
     let e = lf.embedder(&model)?;
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/ir/scifact/corpus.jsonl");
     let f = std::io::BufReader::new(std::fs::File::open(path)?);
-    let texts: Vec<String> = f.lines().take(n).map(|l| {
-        let v: serde_json::Value = serde_json::from_str(&l.unwrap()).unwrap();
-        format!("{} {}", v["title"].as_str().unwrap_or(""), v["text"].as_str().unwrap_or(""))
-    }).collect();
+    let texts: Vec<String> = f
+        .lines()
+        .take(n)
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(&l.unwrap()).unwrap();
+            format!("{} {}", v["title"].as_str().unwrap_or(""), v["text"].as_str().unwrap_or(""))
+        })
+        .collect();
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let toks: usize = refs.iter().map(|t| e.count_tokens(t).unwrap_or(0)).sum();
     let t = std::time::Instant::now();

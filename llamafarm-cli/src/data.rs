@@ -292,7 +292,9 @@ pub async fn datasets(c: &Client, cmd: DatasetsCmd, cwd: &Path, json_out: bool) 
         }
         DatasetsCmd::Create { name, files, strategy, database, sel } => {
             let (ns, p) = resolve_project(None, &sel, cwd)?;
-            let v = c.post(&format!("/v1/projects/{}/{}/datasets", seg(&ns), seg(&p)), &json!({"name": name, "data_processing_strategy": strategy, "database": database})).await?;
+            let v = c
+                .post(&format!("/v1/projects/{}/{}/datasets", seg(&ns), seg(&p)), &json!({"name": name, "data_processing_strategy": strategy, "database": database}))
+                .await?;
             if json_out {
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
@@ -320,7 +322,8 @@ pub async fn datasets(c: &Client, cmd: DatasetsCmd, cwd: &Path, json_out: bool) 
             // Upload everything first (one progress bar), then process once (one task).
             upload_files(c, &ns, &p, &name, &list, Some(false), None).await?;
             let ds = c.get(&format!("/v1/projects/{}/{}/datasets?include_extra_details=false", seg(&ns), seg(&p))).await?;
-            let auto = ds["datasets"].as_array().into_iter().flatten().find(|d| d["name"] == name.as_str()).and_then(|d| d["auto_process"].as_bool()).unwrap_or(true);
+            let auto =
+                ds["datasets"].as_array().into_iter().flatten().find(|d| d["name"] == name.as_str()).and_then(|d| d["auto_process"].as_bool()).unwrap_or(true);
             if no_process || (!auto && !process) {
                 return Ok(());
             }
@@ -377,8 +380,22 @@ async fn rag_get(c: &Client, sel: &ProjectSel, cwd: &Path, endpoint: &str, datab
 pub async fn rag(c: &Client, cmd: RagCmd, cwd: &Path, json_out: bool) -> Result<()> {
     match cmd {
         RagCmd::Query {
-            query, database, data_strategy, retrieval_strategy, top_k, filter, distance_metric, score_threshold, hybrid_alpha,
-            rerank_model, query_expansion, max_tokens, output, include_metadata, include_score, sel,
+            query,
+            database,
+            data_strategy,
+            retrieval_strategy,
+            top_k,
+            filter,
+            distance_metric,
+            score_threshold,
+            hybrid_alpha,
+            rerank_model,
+            query_expansion,
+            max_tokens,
+            output,
+            include_metadata,
+            include_score,
+            sel,
         } => {
             let (ns, p) = resolve_project(None, &sel, cwd)?;
             let mut body = json!({"query": query, "top_k": top_k});
@@ -436,7 +453,13 @@ pub async fn rag(c: &Client, cmd: RagCmd, cwd: &Path, json_out: bool) -> Result<
                     println!("  metadata: {}\n", r["metadata"]);
                 }
             }
-            eprintln!("{} result(s) from {} via {} in {:.1} ms", v["total_results"], v["database_used"].as_str().unwrap_or(""), v["retrieval_strategy_used"].as_str().unwrap_or(""), v["processing_time_ms"].as_f64().unwrap_or(0.0));
+            eprintln!(
+                "{} result(s) from {} via {} in {:.1} ms",
+                v["total_results"],
+                v["database_used"].as_str().unwrap_or(""),
+                v["retrieval_strategy_used"].as_str().unwrap_or(""),
+                v["processing_time_ms"].as_f64().unwrap_or(0.0)
+            );
         }
         RagCmd::Health { database, sel } => {
             let v = rag_get(c, &sel, cwd, "health", database.as_deref()).await?;
@@ -445,7 +468,12 @@ pub async fn rag(c: &Client, cmd: RagCmd, cwd: &Path, json_out: bool) -> Result<
             } else {
                 println!("{}: {}", v["database"].as_str().unwrap_or(""), v["status"].as_str().unwrap_or(""));
                 for (name, comp) in v["components"].as_object().into_iter().flatten() {
-                    println!("  {name:<14} {:<10} {:>8.1} ms  {}", comp["status"].as_str().unwrap_or(""), comp["latency"].as_f64().unwrap_or(0.0), comp["message"].as_str().unwrap_or(""));
+                    println!(
+                        "  {name:<14} {:<10} {:>8.1} ms  {}",
+                        comp["status"].as_str().unwrap_or(""),
+                        comp["latency"].as_f64().unwrap_or(0.0),
+                        comp["message"].as_str().unwrap_or("")
+                    );
                 }
             }
         }

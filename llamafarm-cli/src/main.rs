@@ -286,12 +286,7 @@ async fn models(c: &Client, cmd: ModelsCmd, cwd: &Path, json: bool) -> Result<()
             } else {
                 for m in v["models"].as_array().into_iter().flatten() {
                     let star = if m["default"].as_bool() == Some(true) { "*" } else { " " };
-                    println!(
-                        "{star} {:<16} {:<10} {}",
-                        m["name"].as_str().unwrap_or(""),
-                        m["provider"].as_str().unwrap_or(""),
-                        m["model"].as_str().unwrap_or("")
-                    );
+                    println!("{star} {:<16} {:<10} {}", m["name"].as_str().unwrap_or(""), m["provider"].as_str().unwrap_or(""), m["model"].as_str().unwrap_or(""));
                 }
             }
         }

@@ -100,11 +100,7 @@ pub async fn serve(args: ServeArgs, debug: bool) -> Result<()> {
     let api_addr = api_listener.local_addr()?;
     let rt_addr = rt_listener.local_addr()?;
 
-    let opts = HttpOptions {
-        cors_origins: args.cors_origins,
-        body_limit: args.max_body_bytes,
-        public_url: Some(format!("http://{api_addr}")),
-    };
+    let opts = HttpOptions { cors_origins: args.cors_origins, body_limit: args.max_body_bytes, public_url: Some(format!("http://{api_addr}")) };
     let api = llamafarm_http::api_router(lf.clone(), &opts);
     let runtime = llamafarm_http::runtime_router(lf.clone(), &opts);
 

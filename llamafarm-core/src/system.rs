@@ -33,8 +33,7 @@ pub fn disk_usage(path: &Path) -> std::io::Result<DiskUsage> {
             }
         }
     }
-    let c = std::ffi::CString::new(probe.to_string_lossy().as_bytes())
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let c = std::ffi::CString::new(probe.to_string_lossy().as_bytes()).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     // SAFETY: `statvfs` only writes into the zeroed struct we pass, and `c` is a valid C string.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
     let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };

@@ -212,10 +212,7 @@ impl TaskRunner {
         }
         for i in 0..WORKERS {
             let weak = lf.downgrade();
-            std::thread::Builder::new()
-                .name(format!("lf-task-{i}"))
-                .spawn(move || worker(weak))
-                .expect("spawning a task worker");
+            std::thread::Builder::new().name(format!("lf-task-{i}")).spawn(move || worker(weak)).expect("spawning a task worker");
         }
     }
 
@@ -376,7 +373,8 @@ fn run_job(lf: &LlamaFarm, job: &Job) -> Result<()> {
         });
     });
 
-    let mut rec = Arc::try_unwrap(shared).map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner())).unwrap_or_else(|a| a.lock().unwrap_or_else(|p| p.into_inner()).clone());
+    let mut rec =
+        Arc::try_unwrap(shared).map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner())).unwrap_or_else(|a| a.lock().unwrap_or_else(|p| p.into_inner()).clone());
     lf.tasks().running.lock().unwrap_or_else(|p| p.into_inner()).remove(&job.task_id);
     if flag.load(Ordering::SeqCst) {
         // Revert what this task indexed.

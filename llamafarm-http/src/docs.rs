@@ -8,15 +8,7 @@ use utoipa::openapi::{InfoBuilder, OpenApi, OpenApiBuilder};
 
 /// The document skeleton; the routers add paths and schemas.
 pub fn base_doc(title: &str, description: &str) -> OpenApi {
-    OpenApiBuilder::new()
-        .info(
-            InfoBuilder::new()
-                .title(title)
-                .version(llamafarm_core::system::VERSION)
-                .description(Some(description))
-                .build(),
-        )
-        .build()
+    OpenApiBuilder::new().info(InfoBuilder::new().title(title).version(llamafarm_core::system::VERSION).description(Some(description)).build()).build()
 }
 
 /// `GET /openapi.json` and `GET /docs`.
@@ -31,10 +23,13 @@ pub fn docs_router(doc: OpenApi, title: &str) -> Router {
                 async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], json).into_response() }
             }),
         )
-        .route("/docs", get(move || {
-            let page = page.clone();
-            async move { Html(page) }
-        }))
+        .route(
+            "/docs",
+            get(move || {
+                let page = page.clone();
+                async move { Html(page) }
+            }),
+        )
 }
 
 const DOCS_PAGE: &str = r#"<!doctype html>

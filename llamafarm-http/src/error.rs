@@ -267,7 +267,9 @@ impl From<JsonRejection> for ApiError {
             other => other.status(),
         };
         let detail = match &r {
-            JsonRejection::JsonDataError(e) => format!("Invalid request body: {}", e.body_text().trim_start_matches("Failed to deserialize the JSON body into the target type: ")),
+            JsonRejection::JsonDataError(e) => {
+                format!("Invalid request body: {}", e.body_text().trim_start_matches("Failed to deserialize the JSON body into the target type: "))
+            }
             JsonRejection::JsonSyntaxError(e) => format!("Invalid JSON: {}", e.body_text().trim_start_matches("Failed to parse the request body as JSON: ")),
             JsonRejection::MissingJsonContentType(_) => "Expected request with `Content-Type: application/json`".to_string(),
             other => other.body_text(),
@@ -337,11 +339,7 @@ pub async fn json_errors(resp: Response<Body>) -> Response<Body> {
     if !(status.is_client_error() || status.is_server_error()) {
         return resp;
     }
-    let is_json = resp
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
+    let is_json = resp.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/json"));
     if is_json {
         return resp;
     }
@@ -364,11 +362,7 @@ pub async fn json_errors(resp: Response<Body>) -> Response<Body> {
 /// The response for a handler that panicked: a 500 whose body [`log_failures`]
 /// writes, with the panic message in the log only.
 pub fn panic_response(err: Box<dyn std::any::Any + Send + 'static>) -> Response<Body> {
-    let msg = err
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| err.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "unknown panic".into());
+    let msg = err.downcast_ref::<String>().cloned().or_else(|| err.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_else(|| "unknown panic".into());
     let body = ErrorBody { detail: INTERNAL_DETAIL.into(), code: Code::Internal.as_str().into(), request_id: None };
     let mut resp = Response::new(Body::from(serde_json::to_vec(&body).unwrap_or_default()));
     *resp.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
@@ -410,10 +404,7 @@ mod tests {
     #[test]
     fn every_kind_has_its_status() {
         use ErrorKind::*;
-        let got: Vec<u16> = [BadRequest, NotFound, Conflict, PayloadTooLarge, Invalid, Unavailable, Internal]
-            .into_iter()
-            .map(|k| status_for(k).as_u16())
-            .collect();
+        let got: Vec<u16> = [BadRequest, NotFound, Conflict, PayloadTooLarge, Invalid, Unavailable, Internal].into_iter().map(|k| status_for(k).as_u16()).collect();
         assert_eq!(got, vec![400, 404, 409, 413, 422, 503, 500]);
         let e = ApiError::from(Error::ModelMissing { model: "m".into(), reason: "gone".into(), fetch_hint: "scripts/fetch-models.sh".into() });
         assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);

@@ -126,12 +126,7 @@ fn with_common_layers(router: Router, opts: &HttpOptions) -> Router {
             .max_age(Duration::from_secs(600))
     };
     let trace = TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
-        let id = req
-            .extensions()
-            .get::<RequestId>()
-            .and_then(|id| id.header_value().to_str().ok())
-            .unwrap_or("-")
-            .to_string();
+        let id = req.extensions().get::<RequestId>().and_then(|id| id.header_value().to_str().ok()).unwrap_or("-").to_string();
         tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
     });
     router

@@ -13,7 +13,22 @@ fn fits(len: usize, rows: usize, cols: usize, rs: isize, cs: isize) -> bool {
 /// and its row and column strides (non-negative). Panics if a stride reaches past its
 /// slice, or if `c`'s strides make two of its elements the same (zero strides).
 #[allow(clippy::too_many_arguments)]
-pub fn dgemm(m: usize, k: usize, n: usize, alpha: f64, a: &[f64], rsa: isize, csa: isize, b: &[f64], rsb: isize, csb: isize, beta: f64, c: &mut [f64], rsc: isize, csc: isize) {
+pub fn dgemm(
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f64,
+    a: &[f64],
+    rsa: isize,
+    csa: isize,
+    b: &[f64],
+    rsb: isize,
+    csb: isize,
+    beta: f64,
+    c: &mut [f64],
+    rsc: isize,
+    csc: isize,
+) {
     assert!(fits(a.len(), m, k, rsa, csa) && fits(b.len(), k, n, rsb, csb) && fits(c.len(), m, n, rsc, csc), "dgemm: strides past the buffers");
     assert!(m <= 1 || rsc != 0, "dgemm: rows of c alias");
     assert!(n <= 1 || csc != 0, "dgemm: columns of c alias");
@@ -24,7 +39,22 @@ pub fn dgemm(m: usize, k: usize, n: usize, alpha: f64, a: &[f64], rsa: isize, cs
 
 /// [`dgemm`] in `f32`.
 #[allow(clippy::too_many_arguments)]
-pub fn sgemm(m: usize, k: usize, n: usize, alpha: f32, a: &[f32], rsa: isize, csa: isize, b: &[f32], rsb: isize, csb: isize, beta: f32, c: &mut [f32], rsc: isize, csc: isize) {
+pub fn sgemm(
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    a: &[f32],
+    rsa: isize,
+    csa: isize,
+    b: &[f32],
+    rsb: isize,
+    csb: isize,
+    beta: f32,
+    c: &mut [f32],
+    rsc: isize,
+    csc: isize,
+) {
     assert!(fits(a.len(), m, k, rsa, csa) && fits(b.len(), k, n, rsb, csb) && fits(c.len(), m, n, rsc, csc), "sgemm: strides past the buffers");
     assert!(m <= 1 || rsc != 0, "sgemm: rows of c alias");
     assert!(n <= 1 || csc != 0, "sgemm: columns of c alias");

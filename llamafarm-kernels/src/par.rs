@@ -35,7 +35,15 @@ impl<'a, T> Grid<'a, T> {
         assert!(rows * stride <= data.len(), "bands past the data");
         let blocks = stride.checked_div(width).unwrap_or(0);
         let cells = bounds.len().saturating_sub(1) * blocks;
-        Grid { ptr: data.as_mut_ptr(), stride, bounds: bounds.to_vec(), width, blocks, claimed: (0..cells).map(|_| AtomicBool::new(false)).collect(), _data: PhantomData }
+        Grid {
+            ptr: data.as_mut_ptr(),
+            stride,
+            bounds: bounds.to_vec(),
+            width,
+            blocks,
+            claimed: (0..cells).map(|_| AtomicBool::new(false)).collect(),
+            _data: PhantomData,
+        }
     }
 
     /// The cell of band `band` and column block `block`. Panics if that cell was already

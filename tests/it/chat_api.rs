@@ -77,7 +77,10 @@ async fn runtime_golden_sentence_usage_and_stream() {
 
     // max_tokens limits the answer exactly.
     let (st, r) = s
-        .runtime_post("/v1/chat/completions", json!({"model": MODEL, "messages": [{"role": "user", "content": "Tell me a long story about a dragon."}], "max_tokens": 5}))
+        .runtime_post(
+            "/v1/chat/completions",
+            json!({"model": MODEL, "messages": [{"role": "user", "content": "Tell me a long story about a dragon."}], "max_tokens": 5}),
+        )
         .await;
     assert_eq!(st, 200, "{r}");
     assert_eq!(r["choices"][0]["finish_reason"], "length");
@@ -218,7 +221,10 @@ async fn project_chat_with_rag_sources_and_events() {
     // The chunk reached the prompt: the same question without RAG is much shorter.
     let with_rag = r["usage"]["prompt_tokens"].as_u64().unwrap();
     let (_, r0) = s
-        .post(url, json!({"messages": [{"role": "user", "content": "What does the cafeteria serve on Tuesday?"}], "rag_enabled": false, "max_tokens": 4, "temperature": 0}))
+        .post(
+            url,
+            json!({"messages": [{"role": "user", "content": "What does the cafeteria serve on Tuesday?"}], "rag_enabled": false, "max_tokens": 4, "temperature": 0}),
+        )
         .await;
     let without = r0["usage"]["prompt_tokens"].as_u64().unwrap();
     assert!(with_rag > without + 60, "context block + chunk in the system prompt: {with_rag} vs {without}");
@@ -282,7 +288,16 @@ async fn disconnect_stops_generation_and_concurrent_requests_do_not_mix() {
     let prompts = ["Write one sentence about cats.", "Name three colors.", "What is the sun?"];
     let mut alone = Vec::new();
     for p in prompts {
-        let (_, r) = split(s.http.post(&url).header("X-No-Session", "1").json(&json!({"messages": [{"role": "user", "content": p}], "max_tokens": 24, "temperature": 0})).send().await.unwrap()).await;
+        let (_, r) = split(
+            s.http
+                .post(&url)
+                .header("X-No-Session", "1")
+                .json(&json!({"messages": [{"role": "user", "content": p}], "max_tokens": 24, "temperature": 0}))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
         alone.push(r["choices"][0]["message"]["content"].as_str().unwrap().to_string());
     }
     let together = futures::future::join_all(prompts.iter().map(|p| {
@@ -352,7 +367,13 @@ async fn openai_provider_talks_to_our_runtime_and_idle_models_unload() {
     assert_eq!(r["choices"][0]["message"]["content"], GOLDEN);
     assert_eq!(r["usage"]["prompt_tokens"], 36, "usage comes from the upstream's final chunk");
     assert_eq!(r["usage"]["completion_tokens"], 20);
-    let resp = s.http.post(s.url(url)).json(&json!({"messages": [{"role": "user", "content": "Write one sentence about cats."}], "temperature": 0, "stream": true})).send().await.unwrap();
+    let resp = s
+        .http
+        .post(s.url(url))
+        .json(&json!({"messages": [{"role": "user", "content": "Write one sentence about cats."}], "temperature": 0, "stream": true}))
+        .send()
+        .await
+        .unwrap();
     let (chunks, done) = read_sse(resp).await;
     assert!(done);
     assert_eq!(streamed_text(&chunks), GOLDEN);
@@ -426,7 +447,8 @@ async fn engine_matches_the_native_one(engine: &str) {
     assert_eq!(streamed_text(&chunks), GOLDEN);
 
     // max_tokens, stop sequences, thinking budget.
-    let (_, r) = s.post(&url, json!({"messages": [{"role": "user", "content": "Tell me a long story about a dragon."}], "max_tokens": 5, "rag_enabled": false})).await;
+    let (_, r) =
+        s.post(&url, json!({"messages": [{"role": "user", "content": "Tell me a long story about a dragon."}], "max_tokens": 5, "rag_enabled": false})).await;
     assert_eq!(r["choices"][0]["finish_reason"], "length", "{r}");
     assert_eq!(r["usage"]["completion_tokens"], 5);
     let mut stop = cats.clone();
@@ -444,7 +466,9 @@ async fn engine_matches_the_native_one(engine: &str) {
     assert!(r["usage"]["completion_tokens"].as_u64().unwrap() - reasoning <= 30, "{r}");
 
     // Sampling works too (any text, no error).
-    let (st, r) = s.post(&url, json!({"messages": [{"role": "user", "content": "Hi"}], "temperature": 0.8, "top_p": 0.9, "top_k": 40, "max_tokens": 8, "rag_enabled": false})).await;
+    let (st, r) = s
+        .post(&url, json!({"messages": [{"role": "user", "content": "Hi"}], "temperature": 0.8, "top_p": 0.9, "top_k": 40, "max_tokens": 8, "rag_enabled": false}))
+        .await;
     assert_eq!(st, 200, "{r}");
     assert!(r["usage"]["completion_tokens"].as_u64().unwrap() <= 8);
 }
@@ -454,7 +478,8 @@ async fn engine_matches_the_native_one(engine: &str) {
 async fn native_context_overflow_is_422() {
     let s = TestServer::start_with_models().await;
     engine_project(&s, "native", json!({"n_ctx": 32})).await;
-    let got = s.post(&format!("{P}/chat/completions"), json!({"messages": [{"role": "user", "content": "Write one sentence about cats."}], "rag_enabled": false})).await;
+    let got =
+        s.post(&format!("{P}/chat/completions"), json!({"messages": [{"role": "user", "content": "Write one sentence about cats."}], "rag_enabled": false})).await;
     let detail = assert_detail(&got, 422);
     assert!(detail.contains("context"), "{detail}");
 }
@@ -465,7 +490,8 @@ async fn native_context_overflow_is_422() {
 async fn llamacpp_context_overflow_is_422() {
     let s = TestServer::start_with_models().await;
     engine_project(&s, "llamacpp", json!({"n_ctx": 32})).await;
-    let got = s.post(&format!("{P}/chat/completions"), json!({"messages": [{"role": "user", "content": "Write one sentence about cats."}], "rag_enabled": false})).await;
+    let got =
+        s.post(&format!("{P}/chat/completions"), json!({"messages": [{"role": "user", "content": "Write one sentence about cats."}], "rag_enabled": false})).await;
     let detail = assert_detail(&got, 422);
     assert!(detail.contains("context"), "{detail}");
 }
@@ -499,7 +525,12 @@ async fn requantized_model_keeps_the_golden_answer() {
     });
     assert_eq!(s.post("/v1/projects/acme", json!({"name": "bot"})).await.0, 200);
     assert_eq!(s.put(P, json!({"config": cfg})).await.0, 200);
-    let (st, r) = s.post(&format!("{P}/chat/completions"), json!({"messages": [{"role": "user", "content": "Write one sentence about cats."}], "temperature": 0, "rag_enabled": false})).await;
+    let (st, r) = s
+        .post(
+            &format!("{P}/chat/completions"),
+            json!({"messages": [{"role": "user", "content": "Write one sentence about cats."}], "temperature": 0, "rag_enabled": false}),
+        )
+        .await;
     assert_eq!(st, 200, "{r}");
     assert_eq!(r["choices"][0]["message"]["content"], GOLDEN);
     assert_eq!(r["usage"]["prompt_tokens"], 36);

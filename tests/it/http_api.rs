@@ -156,12 +156,8 @@ async fn models_default_flag_follows_default_model() {
     let (st, body) = s.put("/v1/projects/acme/multi", json!({"config": cfg})).await;
     assert_eq!(st, 200, "{body}");
     let (_, models) = s.get("/v1/projects/acme/multi/models").await;
-    let flags: Vec<(String, bool)> = models["models"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| (m["name"].as_str().unwrap().to_string(), m["default"].as_bool().unwrap()))
-        .collect();
+    let flags: Vec<(String, bool)> =
+        models["models"].as_array().unwrap().iter().map(|m| (m["name"].as_str().unwrap().to_string(), m["default"].as_bool().unwrap())).collect();
     assert_eq!(flags, vec![("fast".into(), false), ("smart".into(), true)]);
 }
 
@@ -216,10 +212,7 @@ async fn body_limit_gives_413_detail() {
     // Chunked body with no content-length is cut off too.
     let chunks: Vec<Result<Vec<u8>, std::io::Error>> = (0..8).map(|_| Ok(vec![b' '; 512])).collect();
     let body = reqwest::Body::wrap_stream(futures::stream::iter(chunks));
-    let r = split(
-        s.http.post(s.url("/v1/projects/acme")).header("content-type", "application/json").body(body).send().await.unwrap(),
-    )
-    .await;
+    let r = split(s.http.post(s.url("/v1/projects/acme")).header("content-type", "application/json").body(body).send().await.unwrap()).await;
     assert_detail(&r, 413);
 }
 
@@ -253,7 +246,15 @@ async fn request_ids_cors_and_openapi() {
     assert_eq!(st, 200);
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     let paths = doc["paths"].as_object().unwrap();
-    for p in ["/health", "/info", "/v1/system/disk", "/v1/system/version-check", "/v1/projects/{namespace}", "/v1/projects/{namespace}/{project}", "/v1/projects/{namespace}/{project}/models"] {
+    for p in [
+        "/health",
+        "/info",
+        "/v1/system/disk",
+        "/v1/system/version-check",
+        "/v1/projects/{namespace}",
+        "/v1/projects/{namespace}/{project}",
+        "/v1/projects/{namespace}/{project}/models",
+    ] {
         assert!(paths.contains_key(p), "{p} missing from OpenAPI");
     }
     assert_eq!(doc["paths"]["/v1/projects/{namespace}"]["post"]["operationId"], "project_create");

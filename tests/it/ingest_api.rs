@@ -135,7 +135,10 @@ async fn bad_files_fail_alone_and_bad_requests_are_4xx() {
     assert_detail(&s.post(&format!("{P}/datasets/notes/actions"), json!({"action_type": "explode"})).await, 422);
     assert_detail(&s.post(&format!("{P}/datasets/ghost/actions"), json!({"action_type": "process"})).await, 404);
     assert_detail(&upload(&s, "ghost", "a.txt", b"x".to_vec(), "").await, 404);
-    let r = split(s.http.post(s.url(&format!("{P}/datasets/notes/data"))).header("content-type", "multipart/form-data; boundary=zzz").body("garbage").send().await.unwrap()).await;
+    let r = split(
+        s.http.post(s.url(&format!("{P}/datasets/notes/data"))).header("content-type", "multipart/form-data; boundary=zzz").body("garbage").send().await.unwrap(),
+    )
+    .await;
     assert!(matches!(r.0, 400 | 422), "{r:?}");
     assert_detail(&s.get(&format!("{P}/tasks/not-a-task")).await, 404);
     assert_detail(&s.delete(&format!("{P}/tasks/not-a-task")).await, 404);

@@ -6,8 +6,28 @@ use serde_json::{json, Value};
 
 /// 20 readings around 22-25 degrees (the reference's sensor example).
 fn readings() -> Value {
-    json!([[22.1], [23.5], [21.8], [24.2], [22.7], [23.1], [21.5], [24.8], [22.3], [23.9],
-           [21.2], [24.5], [22.8], [23.2], [21.9], [24.1], [22.5], [23.7], [21.6], [24.3]])
+    json!([
+        [22.1],
+        [23.5],
+        [21.8],
+        [24.2],
+        [22.7],
+        [23.1],
+        [21.5],
+        [24.8],
+        [22.3],
+        [23.9],
+        [21.2],
+        [24.5],
+        [22.8],
+        [23.2],
+        [21.9],
+        [24.1],
+        [22.5],
+        [23.7],
+        [21.6],
+        [24.3]
+    ])
 }
 
 fn grid(n: usize) -> Value {
@@ -59,7 +79,10 @@ async fn fit_score_detect_with_versions_and_latest() {
     assert_eq!(sc["summary"]["threshold"], th);
 
     let (st, det) = s
-        .post("/v1/ml/anomaly/detect", json!({"model": "sensor-latest", "data": [[22.0], [23.5], [0.0], [21.5], [100.0], [24.0], [-10.0], [22.8], [35.0], [23.2]], "threshold": 0.5}))
+        .post(
+            "/v1/ml/anomaly/detect",
+            json!({"model": "sensor-latest", "data": [[22.0], [23.5], [0.0], [21.5], [100.0], [24.0], [-10.0], [22.8], [35.0], [23.2]], "threshold": 0.5}),
+        )
         .await;
     assert_eq!(st, 200, "{det}");
     let idx: Vec<u64> = det["data"].as_array().unwrap().iter().map(|p| p["index"].as_u64().unwrap()).collect();
@@ -154,16 +177,17 @@ async fn mixed_rows_with_schema() {
         data.push(json!({"response_time_ms": 100 + i % 7, "bytes": 1000 + (i % 5) * 20, "method": method, "user_agent": ua}));
     }
     let schema = json!({"response_time_ms": "numeric", "bytes": "numeric", "method": "label", "user_agent": "hash"});
-    let (st, fit) = s
-        .post("/v1/ml/anomaly/fit", json!({"model": "api-log", "data": data, "schema": schema, "normalization": "zscore", "overwrite": true}))
-        .await;
+    let (st, fit) = s.post("/v1/ml/anomaly/fit", json!({"model": "api-log", "data": data, "schema": schema, "normalization": "zscore", "overwrite": true})).await;
     assert_eq!(st, 200, "{fit}");
     assert_eq!(fit["encoder"]["schema"], schema);
     assert_eq!(fit["encoder"]["features"], json!(["bytes", "method", "response_time_ms", "user_agent"]));
     let (st, det) = s
-        .post("/v1/ml/anomaly/detect", json!({"model": "api-log", "normalization": "zscore", "threshold": 2.0, "data": [
+        .post(
+            "/v1/ml/anomaly/detect",
+            json!({"model": "api-log", "normalization": "zscore", "threshold": 2.0, "data": [
             {"response_time_ms": 100, "bytes": 1020, "method": "GET", "user_agent": "Mozilla/5.0"},
-            {"response_time_ms": 9000, "bytes": 500000, "method": "DELETE", "user_agent": "sqlmap/1.0"}]}))
+            {"response_time_ms": 9000, "bytes": 500000, "method": "DELETE", "user_agent": "sqlmap/1.0"}]}),
+        )
         .await;
     assert_eq!(st, 200, "{det}");
     assert_eq!(det["total_count"], 1);
@@ -232,8 +256,16 @@ async fn openapi_lists_the_anomaly_routes() {
     let s = TestServer::start().await;
     let (st, doc) = s.get("/openapi.json").await;
     assert_eq!(st, 200);
-    for p in ["/v1/ml/anomaly/fit", "/v1/ml/anomaly/score", "/v1/ml/anomaly/detect", "/v1/ml/anomaly/save", "/v1/ml/anomaly/load",
-              "/v1/ml/anomaly/models", "/v1/ml/anomaly/models/{filename}", "/v1/ml/anomaly/backends"] {
+    for p in [
+        "/v1/ml/anomaly/fit",
+        "/v1/ml/anomaly/score",
+        "/v1/ml/anomaly/detect",
+        "/v1/ml/anomaly/save",
+        "/v1/ml/anomaly/load",
+        "/v1/ml/anomaly/models",
+        "/v1/ml/anomaly/models/{filename}",
+        "/v1/ml/anomaly/backends",
+    ] {
         assert!(doc["paths"].get(p).is_some(), "{p} missing");
     }
 }

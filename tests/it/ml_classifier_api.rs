@@ -6,8 +6,24 @@ use serde_json::{json, Value};
 
 fn intents() -> Value {
     let data = [
-        ("booking", ["I need to book a flight to New York", "Reserve a hotel room for two nights", "Can you book me a table for dinner tonight", "I'd like to make a reservation for Friday"]),
-        ("cancellation", ["Cancel my reservation please", "I want to cancel my booking", "Please cancel the order I placed yesterday", "Call off my hotel stay, I no longer need it"]),
+        (
+            "booking",
+            [
+                "I need to book a flight to New York",
+                "Reserve a hotel room for two nights",
+                "Can you book me a table for dinner tonight",
+                "I'd like to make a reservation for Friday",
+            ],
+        ),
+        (
+            "cancellation",
+            [
+                "Cancel my reservation please",
+                "I want to cancel my booking",
+                "Please cancel the order I placed yesterday",
+                "Call off my hotel stay, I no longer need it",
+            ],
+        ),
         ("weather", ["What's the weather like tomorrow?", "Will it rain this afternoon?", "How hot will it be this weekend?", "Is it going to snow in Denver?"]),
     ];
     Value::Array(data.iter().flat_map(|(l, ts)| ts.iter().map(move |t| json!({"text": t, "label": l}))).collect())

@@ -148,12 +148,15 @@ async fn runtime_embeddings_and_rerank() {
     use llamafarm_core::embed::Precision;
     let native = Precision::native();
     let native_cos = if native == Precision::Int8 { 0.99 } else { 0.998 };
-    for (id, min_cos, differs) in [(format!("{model}:int8"), 0.99, true), (format!("{model}:bf16"), 0.998, true), (model.to_string(), native_cos, native != Precision::F32)] {
+    for (id, min_cos, differs) in
+        [(format!("{model}:int8"), 0.99, true), (format!("{model}:bf16"), 0.998, true), (model.to_string(), native_cos, native != Precision::F32)]
+    {
         let (st, q) = s.runtime_post("/v1/embeddings", json!({"model": id, "input": ["This is an example sentence", "hi"]})).await;
         assert_eq!(st, 200, "{q}");
         let q0: Vec<f64> = q["data"][0]["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
         assert_eq!(q0.len(), 384);
-        let cos = q0.iter().zip(&f0).map(|(a, b)| a * b).sum::<f64>() / (q0.iter().map(|a| a * a).sum::<f64>().sqrt() * f0.iter().map(|a| a * a).sum::<f64>().sqrt());
+        let cos =
+            q0.iter().zip(&f0).map(|(a, b)| a * b).sum::<f64>() / (q0.iter().map(|a| a * a).sum::<f64>().sqrt() * f0.iter().map(|a| a * a).sum::<f64>().sqrt());
         assert!(cos > min_cos, "{id} vs fp32 cosine {cos}");
         assert_eq!(cos < 0.999_999, differs, "{id} vs fp32 cosine {cos}");
     }
@@ -168,7 +171,10 @@ async fn runtime_embeddings_and_rerank() {
     assert_detail(&s.runtime_post("/v1/embeddings", json!({"model": "../../etc", "input": "x"})).await, 422);
 
     let (st, rr) = s
-        .runtime_post("/v1/rerank", json!({"model": model, "query": "feline pets", "documents": ["stock prices fell", "cats purr when happy"], "return_documents": true, "top_n": 1}))
+        .runtime_post(
+            "/v1/rerank",
+            json!({"model": model, "query": "feline pets", "documents": ["stock prices fell", "cats purr when happy"], "return_documents": true, "top_n": 1}),
+        )
         .await;
     assert_eq!(st, 200, "{rr}");
     assert_eq!(rr["results"].as_array().unwrap().len(), 1);

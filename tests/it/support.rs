@@ -34,13 +34,7 @@ impl TestServer {
         let lf = LlamaFarm::open_with(dir.path().join("data"), cache).unwrap();
         let api = spawn(llamafarm_http::api_router(lf.clone(), &opts)).await;
         let rt = spawn(llamafarm_http::runtime_router(lf.clone(), &opts)).await;
-        Self {
-            base: format!("http://{api}"),
-            runtime_base: format!("http://{rt}"),
-            lf,
-            _dir: dir,
-            http: reqwest::Client::new(),
-        }
+        Self { base: format!("http://{api}"), runtime_base: format!("http://{rt}"), lf, _dir: dir, http: reqwest::Client::new() }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -103,4 +97,3 @@ pub fn assert_detail(got: &(u16, serde_json::Value), status: u16) -> String {
     assert_eq!(got.1.as_object().unwrap().len(), 2 + extra, "only `detail`, `code` (and `request_id`) expected: {}", got.1);
     detail.to_string()
 }
-

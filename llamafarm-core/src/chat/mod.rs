@@ -310,9 +310,10 @@ impl Chat {
                     ResourceKind::Model,
                     name,
                     format!(
-                    "(available: {})",
-                    if models.is_empty() { "none".to_string() } else { models.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", ") }
-                ))
+                        "(available: {})",
+                        if models.is_empty() { "none".to_string() } else { models.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", ") }
+                    ),
+                )
             }),
             None => cfg.default_model().ok_or_else(|| Error::invalid("runtime.models", "is empty: the project has no models configured")),
         }

@@ -28,8 +28,7 @@ use serde_json::Value;
 pub const BUILTIN_STRATEGY: &str = "universal_rag";
 
 /// File names a project directory may hold its config under, in lookup order.
-pub const CONFIG_FILE_NAMES: [&str; 4] =
-    ["llamafarm.yaml", "llamafarm.yml", "llamafarm.toml", "llamafarm.json"];
+pub const CONFIG_FILE_NAMES: [&str; 4] = ["llamafarm.yaml", "llamafarm.yml", "llamafarm.toml", "llamafarm.json"];
 
 impl LlamaFarmConfig {
     /// Parse YAML (JSON is YAML too) and validate it.
@@ -159,12 +158,8 @@ impl LlamaFarmConfig {
 
     /// The names of the processing strategies, with the built-in one when none are defined.
     pub fn strategy_names(&self) -> Vec<String> {
-        let defined: Vec<String> = self
-            .rag
-            .as_ref()
-            .and_then(|r| r.data_processing_strategies.as_ref())
-            .map(|s| s.iter().map(|s| s.name.clone()).collect())
-            .unwrap_or_default();
+        let defined: Vec<String> =
+            self.rag.as_ref().and_then(|r| r.data_processing_strategies.as_ref()).map(|s| s.iter().map(|s| s.name.clone()).collect()).unwrap_or_default();
         if defined.is_empty() {
             vec![BUILTIN_STRATEGY.to_string()]
         } else {
@@ -198,14 +193,8 @@ impl LlamaFarmConfig {
             return list.clone();
         }
         let comps = self.components();
-        let wanted = db
-            .embedding_strategy
-            .clone()
-            .or_else(|| comps.defaults.as_ref().and_then(|d| d.embedding_strategy.clone()));
-        wanted
-            .and_then(|n| comps.embedding_strategies.unwrap_or_default().into_iter().find(|s| s.name == n))
-            .into_iter()
-            .collect()
+        let wanted = db.embedding_strategy.clone().or_else(|| comps.defaults.as_ref().and_then(|d| d.embedding_strategy.clone()));
+        wanted.and_then(|n| comps.embedding_strategies.unwrap_or_default().into_iter().find(|s| s.name == n)).into_iter().collect()
     }
 
     /// The retrieval strategies of a database with component references resolved.
@@ -214,14 +203,8 @@ impl LlamaFarmConfig {
             return list.clone();
         }
         let comps = self.components();
-        let wanted = db
-            .retrieval_strategy
-            .clone()
-            .or_else(|| comps.defaults.as_ref().and_then(|d| d.retrieval_strategy.clone()));
-        wanted
-            .and_then(|n| comps.retrieval_strategies.unwrap_or_default().into_iter().find(|s| s.name == n))
-            .into_iter()
-            .collect()
+        let wanted = db.retrieval_strategy.clone().or_else(|| comps.defaults.as_ref().and_then(|d| d.retrieval_strategy.clone()));
+        wanted.and_then(|n| comps.retrieval_strategies.unwrap_or_default().into_iter().find(|s| s.name == n)).into_iter().collect()
     }
 }
 
@@ -249,8 +232,7 @@ pub fn from_json<T: serde::de::DeserializeOwned>(value: Value) -> Result<T> {
 
 /// Parse YAML text into a JSON value, with line/column in the error.
 pub fn parse_yaml_value(text: &str) -> Result<Value> {
-    let v: Value = serde_yaml::from_str(text)
-        .map_err(|e| Error::Parse { what: "llamafarm.yaml".into(), message: e.to_string() })?;
+    let v: Value = serde_yaml::from_str(text).map_err(|e| Error::Parse { what: "llamafarm.yaml".into(), message: e.to_string() })?;
     Ok(v)
 }
 

@@ -26,12 +26,7 @@ pub fn template_names() -> Vec<&'static str> {
 
 /// Instantiate a template for `namespace/name`.
 pub fn template(template: &str, namespace: &str, name: &str) -> Result<LlamaFarmConfig> {
-    let text = source(template).ok_or_else(|| {
-        Error::invalid("template", format!(
-            "'{template}' is unknown (available: {})",
-            TEMPLATE_NAMES.join(", ")
-        ))
-    })?;
+    let text = source(template).ok_or_else(|| Error::invalid("template", format!("'{template}' is unknown (available: {})", TEMPLATE_NAMES.join(", "))))?;
     let mut cfg = LlamaFarmConfig::from_yaml_str(text)?;
     cfg.name = name.to_string();
     cfg.namespace = namespace.to_string();

@@ -10,8 +10,7 @@ use std::collections::HashSet;
 /// `^[a-z][a-z0-9_]*$`, the schema's identifier pattern.
 pub(crate) fn is_identifier(s: &str) -> bool {
     let mut chars = s.chars();
-    matches!(chars.next(), Some('a'..='z'))
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    matches!(chars.next(), Some('a'..='z')) && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
 const IDENT_RULE: &str = "must match ^[a-z][a-z0-9_]*$";
@@ -23,13 +22,7 @@ const STT_MODELS: &[&str] = &["tiny", "base", "small", "medium", "large-v3", "di
 /// Store types of the `Database.type` enum.
 pub const DATABASE_TYPES: &[&str] = &["ChromaStore", "QdrantStore"];
 /// Embedder types of the schema.
-pub const EMBEDDER_TYPES: &[&str] = &[
-    "HuggingFaceEmbedder",
-    "OllamaEmbedder",
-    "OpenAIEmbedder",
-    "SentenceTransformerEmbedder",
-    "UniversalEmbedder",
-];
+pub const EMBEDDER_TYPES: &[&str] = &["HuggingFaceEmbedder", "OllamaEmbedder", "OpenAIEmbedder", "SentenceTransformerEmbedder", "UniversalEmbedder"];
 /// Retrieval strategy types of the schema (legacy names included).
 pub const RETRIEVAL_TYPES: &[&str] = &[
     "VectorRetriever",
@@ -209,10 +202,7 @@ pub(crate) fn validate(cfg: &LlamaFarmConfig) -> Vec<ValidationIssue> {
         }
         if let Some(s) = &d.data_processing_strategy {
             if !strategies.iter().any(|x| x == s) {
-                v.err(
-                    format!("{path}.data_processing_strategy"),
-                    format!("unknown data processing strategy '{s}' (defined: {})", strategies.join(", ")),
-                );
+                v.err(format!("{path}.data_processing_strategy"), format!("unknown data processing strategy '{s}' (defined: {})", strategies.join(", ")));
             }
         }
         for (j, h) in d.files.as_deref().unwrap_or(&[]).iter().enumerate() {
@@ -261,10 +251,8 @@ fn validate_rag(v: &mut V, cfg: &LlamaFarmConfig, rag: &RagConfig) {
     if let Some(c) = &rag.components {
         validate_components(v, "rag.components", c);
     }
-    let named_emb: HashSet<String> =
-        comps.embedding_strategies.iter().flatten().map(|s| s.name.clone()).collect();
-    let named_ret: HashSet<String> =
-        comps.retrieval_strategies.iter().flatten().map(|s| s.name.clone()).collect();
+    let named_emb: HashSet<String> = comps.embedding_strategies.iter().flatten().map(|s| s.name.clone()).collect();
+    let named_ret: HashSet<String> = comps.retrieval_strategies.iter().flatten().map(|s| s.name.clone()).collect();
     let named_parsers: HashSet<String> = comps.parsers.iter().flatten().filter_map(|p| p.name.clone()).collect();
 
     if let Some(dbs) = &rag.databases {
@@ -373,11 +361,7 @@ fn validate_components(v: &mut V, path: &str, c: &ComponentsDefinition) {
         validate_parser(v, &ppath, p);
     }
     if let Some(d) = &c.defaults {
-        for (k, val) in [
-            ("embedding_strategy", &d.embedding_strategy),
-            ("retrieval_strategy", &d.retrieval_strategy),
-            ("parser", &d.parser),
-        ] {
+        for (k, val) in [("embedding_strategy", &d.embedding_strategy), ("retrieval_strategy", &d.retrieval_strategy), ("parser", &d.parser)] {
             if let Some(val) = val {
                 v.ident(&format!("{path}.defaults.{k}"), val, None);
             }
@@ -390,14 +374,9 @@ fn validate_parser(v: &mut V, path: &str, p: &ParserConfig) {
         Some(t) => {
             let ok = t == "DirectoryParser"
                 || t == "auto"
-                || (t.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
-                    && t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-                    && t.contains("Parser"));
+                || (t.chars().next().is_some_and(|c| c.is_ascii_alphabetic()) && t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && t.contains("Parser"));
             if !ok {
-                v.err(
-                    format!("{path}.type"),
-                    format!("must match ^[A-Za-z][A-Za-z0-9_]*Parser[A-Za-z0-9_]*$|^DirectoryParser$, got '{t}'"),
-                );
+                v.err(format!("{path}.type"), format!("must match ^[A-Za-z][A-Za-z0-9_]*Parser[A-Za-z0-9_]*$|^DirectoryParser$, got '{t}'"));
             }
         }
         None => v.err(format!("{path}.type"), "is required"),

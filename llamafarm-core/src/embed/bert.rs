@@ -1,4 +1,5 @@
-//! Sentence-transformers (BERT family) in candle.
+//! Sentence-transformers (BERT family) on our own encoder ([`BertEncoder`]); candle
+//! supplies only the `config.json` type.
 
 use super::encoder::{BertEncoder, Precision};
 use super::{normalize, Embedder};
@@ -51,8 +52,8 @@ impl BertEmbedder {
     /// VNNI, about 3x with AVX-VNNI, 1.9x on AVX2).
     pub fn load_with(dir: &Path, id: &str, batch_size: usize, precision: Precision) -> Result<Self> {
         let config_path = dir.join("config.json");
-        let config: BertConfig = serde_json::from_value(read_json(&config_path)?)
-            .map_err(|e| Error::Parse { what: config_path.display().to_string(), message: e.to_string() })?;
+        let config: BertConfig =
+            serde_json::from_value(read_json(&config_path)?).map_err(|e| Error::Parse { what: config_path.display().to_string(), message: e.to_string() })?;
         let weights = dir.join("model.safetensors");
         if !weights.is_file() {
             return Err(Error::ModelMissing {
@@ -62,8 +63,7 @@ impl BertEmbedder {
             });
         }
         let encoder = BertEncoder::load_with(&weights, &config, precision)?;
-        let tokenizer = Tokenizer::from_file(dir.join("tokenizer.json"))
-            .map_err(|e| Error::Internal(format!("loading tokenizer of {id}: {e}")))?;
+        let tokenizer = Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|e| Error::Internal(format!("loading tokenizer of {id}: {e}")))?;
 
         // modules.json decides normalisation; 1_Pooling/config.json the pooling.
         let mut normalize = false;

@@ -16,14 +16,14 @@
 //!   that the compiler vectorises (relative error about 2e-7), instead of libm calls
 //!   ([`llamafarm_kernels::math`]).
 
-use crate::error::{Error, Result};
-use candle_core::{DType, Device, Tensor};
-use candle_transformers::models::bert::{Config as BertConfig, HiddenAct};
 use super::bgemm::{BPackedB, BRows};
 use super::gemm::PackedB;
 use super::qgemm::{QPackedB, QRows};
-pub(crate) use llamafarm_kernels::math::{erf, exp, gelu_erf, gelu_tanh};
+use crate::error::{Error, Result};
+use candle_core::{DType, Device, Tensor};
+use candle_transformers::models::bert::{Config as BertConfig, HiddenAct};
 use llamafarm_kernels::math::{add_rows, layer_norm, softmax, softmax_unnormalised};
+pub(crate) use llamafarm_kernels::math::{erf, exp, gelu_erf, gelu_tanh};
 use llamafarm_kernels::par::Grid;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -269,12 +269,14 @@ impl BertEncoder {
         // Rows per feed-forward block: the int8 product's row block per thread.
         let ffn_rows = FFN_ROWS * par.max(1);
         let mut mid = vec![0f32; rows.min(ffn_rows) * self.inter];
-        let starts: Vec<usize> = seqs.iter().scan(0, |acc, s| {
-            let st = *acc;
-            *acc += s.len();
-            Some(st)
-        })
-        .collect();
+        let starts: Vec<usize> = seqs
+            .iter()
+            .scan(0, |acc, s| {
+                let st = *acc;
+                *acc += s.len();
+                Some(st)
+            })
+            .collect();
         for l in &self.layers {
             linear(&mut qkv, &x, rows, h, &l.wqkv, 3 * h, par);
             // The QKV bias is added as each head's rows are gathered.

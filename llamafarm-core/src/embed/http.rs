@@ -20,11 +20,8 @@ pub struct HttpEmbedder {
 impl HttpEmbedder {
     /// A client; `dimension` is checked against every response when given.
     pub fn new(base_url: &str, model: &str, api_key: Option<String>, dimension: Option<usize>, batch_size: usize, timeout_s: u64) -> Self {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(timeout_s.max(1))))
-            .http_status_as_error(false)
-            .build()
-            .into();
+        let agent: ureq::Agent =
+            ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(timeout_s.max(1)))).http_status_as_error(false).build().into();
         Self {
             base_url: base_url.trim_end_matches('/').to_string(),
             model: model.to_string(),
@@ -53,10 +50,8 @@ impl HttpEmbedder {
             .send_json(json!({"model": self.model, "input": texts, "encoding_format": "float"}))
             .map_err(|e| Error::Unavailable(format!("embedding endpoint {url} unreachable: {e}")))?;
         let status = resp.status();
-        let body: Value = resp
-            .body_mut()
-            .read_json()
-            .map_err(|e| Error::Unavailable(format!("embedding endpoint {url} sent an unreadable answer ({status}): {e}")))?;
+        let body: Value =
+            resp.body_mut().read_json().map_err(|e| Error::Unavailable(format!("embedding endpoint {url} sent an unreadable answer ({status}): {e}")))?;
         if !status.is_success() {
             let msg = body["error"]["message"].as_str().or(body["detail"].as_str()).map(str::to_string).unwrap_or_else(|| body.to_string());
             return Err(Error::Unavailable(format!("embedding endpoint {url} answered {status}: {msg}")));
@@ -82,11 +77,7 @@ impl HttpEmbedder {
             if want == 0 {
                 self.dim.store(v.len(), Ordering::Relaxed);
             } else if v.len() != want {
-                return Err(Error::Invalid(format!(
-                    "embedding dimension mismatch: model '{}' returned {} dimensions, expected {want}",
-                    self.model,
-                    v.len()
-                )));
+                return Err(Error::Invalid(format!("embedding dimension mismatch: model '{}' returned {} dimensions, expected {want}", self.model, v.len())));
             }
         }
         Ok(vecs)

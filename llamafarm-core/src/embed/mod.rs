@@ -1,7 +1,7 @@
 //! Text embeddings: the [`Embedder`] trait and its backends.
 //!
 //! - [`BertEmbedder`]: sentence-transformers models (BERT family) run in-process
-//!   with candle: safetensors + `config.json` + `tokenizer.json`, pooling and
+//!   on our own encoder (kernels from `llamafarm-kernels`): safetensors + `config.json` + `tokenizer.json`, pooling and
 //!   normalisation as the model's `modules.json` says, attention-mask pooling
 //!   (padding never leaks into the mean), batched by length.
 //! - [`HttpEmbedder`]: any OpenAI-compatible `/v1/embeddings` endpoint (OpenAI,

@@ -180,8 +180,7 @@ pub fn chunk(doc: &ParsedDoc, cfg: &ChunkConfig) -> Vec<Chunk> {
         }
         return out;
     }
-    let whole_doc = matches!(cfg.strategy.as_str(), "characters" | "tokens" | "fixed" | "sentences" | "paragraphs")
-        && doc.sections.iter().all(|s| s.page.is_none());
+    let whole_doc = matches!(cfg.strategy.as_str(), "characters" | "tokens" | "fixed" | "sentences" | "paragraphs") && doc.sections.iter().all(|s| s.page.is_none());
     if whole_doc {
         // Sections only matter for section/page strategies: chunk the text as one stream.
         let merged = Section { text: doc.text(), ..Default::default() };

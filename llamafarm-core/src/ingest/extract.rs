@@ -9,14 +9,13 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 const STOP: &[&str] = &[
-    "a", "about", "above", "after", "again", "against", "all", "am", "an", "and", "any", "are", "as", "at", "be", "because", "been",
-    "before", "being", "below", "between", "both", "but", "by", "can", "could", "did", "do", "does", "doing", "down", "during", "each",
-    "few", "for", "from", "further", "had", "has", "have", "having", "he", "her", "here", "hers", "him", "his", "how", "i", "if", "in",
-    "into", "is", "it", "its", "itself", "just", "me", "more", "most", "my", "no", "nor", "not", "now", "of", "off", "on", "once",
-    "only", "or", "other", "our", "ours", "out", "over", "own", "same", "she", "should", "so", "some", "such", "than", "that", "the",
-    "their", "theirs", "them", "then", "there", "these", "they", "this", "those", "through", "to", "too", "under", "until", "up",
-    "very", "was", "we", "were", "what", "when", "where", "which", "while", "who", "whom", "why", "will", "with", "would", "you",
-    "your", "yours", "also", "may", "must", "shall", "upon", "within", "without", "one", "two",
+    "a", "about", "above", "after", "again", "against", "all", "am", "an", "and", "any", "are", "as", "at", "be", "because", "been", "before", "being", "below",
+    "between", "both", "but", "by", "can", "could", "did", "do", "does", "doing", "down", "during", "each", "few", "for", "from", "further", "had", "has", "have",
+    "having", "he", "her", "here", "hers", "him", "his", "how", "i", "if", "in", "into", "is", "it", "its", "itself", "just", "me", "more", "most", "my", "no",
+    "nor", "not", "now", "of", "off", "on", "once", "only", "or", "other", "our", "ours", "out", "over", "own", "same", "she", "should", "so", "some", "such",
+    "than", "that", "the", "their", "theirs", "them", "then", "there", "these", "they", "this", "those", "through", "to", "too", "under", "until", "up", "very",
+    "was", "we", "were", "what", "when", "where", "which", "while", "who", "whom", "why", "will", "with", "would", "you", "your", "yours", "also", "may", "must",
+    "shall", "upon", "within", "without", "one", "two",
 ];
 
 fn re(cell: &'static OnceLock<Regex>, pat: &str) -> &'static Regex {
@@ -195,13 +194,32 @@ fn entities(text: &str) -> Map<String, Value> {
     for m in name.find_iter(text).take(100) {
         let s = m.as_str();
         let last = s.rsplit(' ').next().unwrap_or("");
-        if ["Inc", "Corp", "Corporation", "Ltd", "LLC", "Company", "University", "Institute", "Agency", "Administration", "Association", "Bank", "Group", "Foundation", "Department"].contains(&last) {
+        if [
+            "Inc",
+            "Corp",
+            "Corporation",
+            "Ltd",
+            "LLC",
+            "Company",
+            "University",
+            "Institute",
+            "Agency",
+            "Administration",
+            "Association",
+            "Bank",
+            "Group",
+            "Foundation",
+            "Department",
+        ]
+        .contains(&last)
+        {
             orgs.push(s.to_string());
         } else if s.split(' ').count() <= 3 && !STOP.contains(&s.split(' ').next().unwrap_or("").to_lowercase().as_str()) {
             people.push(s.to_string());
         }
     }
-    let money: Vec<String> = re(&MONEY, r"[$€£]\s?\d[\d,]*(?:\.\d+)?(?:\s?(?:million|billion|thousand|[MBK]))?").find_iter(text).map(|m| m.as_str().to_string()).take(50).collect();
+    let money: Vec<String> =
+        re(&MONEY, r"[$€£]\s?\d[\d,]*(?:\.\d+)?(?:\s?(?:million|billion|thousand|[MBK]))?").find_iter(text).map(|m| m.as_str().to_string()).take(50).collect();
     let pct: Vec<String> = re(&PCT, r"\b\d+(?:\.\d+)?\s?%").find_iter(text).map(|m| m.as_str().to_string()).take(50).collect();
     let mut m = Map::new();
     for (k, v) in [("PERSON", people), ("ORG", orgs), ("MONEY", money), ("PERCENT", pct)] {

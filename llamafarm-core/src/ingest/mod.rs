@@ -123,13 +123,7 @@ fn chunk_config(p: &ParserConfig, overrides: Option<&Map<String, Value>>) -> Chu
 
 /// Process one stored file of a dataset into its database. `cancel` is checked
 /// between stages; a cancelled file writes nothing.
-pub fn process_file(
-    project: &Project,
-    dataset: &str,
-    hash: &str,
-    overrides: Option<&Map<String, Value>>,
-    cancel: &AtomicBool,
-) -> FileOutcome {
+pub fn process_file(project: &Project, dataset: &str, hash: &str, overrides: Option<&Map<String, Value>>, cancel: &AtomicBool) -> FileOutcome {
     let mut out = FileOutcome {
         file_hash: hash.to_string(),
         filename: hash.to_string(),
@@ -236,7 +230,15 @@ fn process_inner(project: &Project, dataset: &str, hash: &str, overrides: Option
         m.insert("total_chunks".into(), json!(total));
         m.insert(
             "chunk_position".into(),
-            json!(if total == 1 { "only" } else if i == 0 { "start" } else if i + 1 == total { "end" } else { "middle" }),
+            json!(if total == 1 {
+                "only"
+            } else if i == 0 {
+                "start"
+            } else if i + 1 == total {
+                "end"
+            } else {
+                "middle"
+            }),
         );
         m.insert("character_count".into(), json!(c.text.chars().count()));
         m.insert("word_count".into(), json!(c.text.split_whitespace().count()));

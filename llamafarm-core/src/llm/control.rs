@@ -195,7 +195,14 @@ pub(crate) fn prepare_prompt(
 impl TokenPolicy {
     /// The finished [`Generation`](super::Generation): text and thinking from `splitter`,
     /// token counts, timings from `t0`.
-    pub fn generation(&self, splitter: super::think::ThinkSplitter, prompt_tokens: usize, completion_tokens: usize, finish_reason: super::FinishReason, t0: Instant) -> super::Generation {
+    pub fn generation(
+        &self,
+        splitter: super::think::ThinkSplitter,
+        prompt_tokens: usize,
+        completion_tokens: usize,
+        finish_reason: super::FinishReason,
+        t0: Instant,
+    ) -> super::Generation {
         let reasoning_tokens = self.reasoning_tokens(completion_tokens, splitter.saw_thinking());
         let (content, thinking) = splitter.into_parts();
         super::Generation {
@@ -362,12 +369,13 @@ mod tests {
 
     fn words(gen: &[u32]) -> String {
         // Token 1 = "<think>", 2 = "</think>", others = "x".
-        gen.iter().map(|t| match t {
-            1 => THINK_OPEN,
-            2 => THINK_CLOSE,
-            _ => "x",
-        })
-        .collect()
+        gen.iter()
+            .map(|t| match t {
+                1 => THINK_OPEN,
+                2 => THINK_CLOSE,
+                _ => "x",
+            })
+            .collect()
     }
 
     #[test]

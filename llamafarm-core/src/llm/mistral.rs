@@ -20,9 +20,7 @@ use candle_core::quantized::gguf_file;
 use candle_core::quantized::tokenizer::TokenizerFromGguf;
 use candle_core::{Device, Tensor};
 use either::Either;
-use mistralrs::{
-    Constraint, CustomLogitsProcessor, GgufModelBuilder, Model, RequestLike, Response, SamplingParams, StopTokens, TextMessageRole, TextMessages,
-};
+use mistralrs::{Constraint, CustomLogitsProcessor, GgufModelBuilder, Model, RequestLike, Response, SamplingParams, StopTokens, TextMessageRole, TextMessages};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -90,8 +88,7 @@ impl MistralRsModel {
             .block_on(GgufModelBuilder::new(dir, vec![file]).with_force_cpu().build())
             .map_err(|e| Error::unavailable(format!("model '{id}'"), format!("mistral.rs could not load it: {e}")))?;
         let tokenize = |text: &str| -> Result<Vec<u32>> {
-            rt.block_on(model.tokenize(Either::Right(text.to_string()), None, false, false, None))
-                .map_err(|e| Error::internal(format!("tokenize: {e}")))
+            rt.block_on(model.tokenize(Either::Right(text.to_string()), None, false, false, None)).map_err(|e| Error::internal(format!("tokenize: {e}")))
         };
         let close_think = tokenize(&format!("\n{THINK_CLOSE}\n\n"))?;
         let open_think = tokenize(&format!("{THINK_OPEN}\n"))?;

@@ -82,10 +82,7 @@ fn content_text<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<S
                 match p.get("type").and_then(|t| t.as_str()) {
                     Some("text") => out.push_str(p.get("text").and_then(|t| t.as_str()).unwrap_or("")),
                     other => {
-                        return Err(serde::de::Error::custom(format!(
-                            "unsupported content part type {:?}: only text parts are accepted",
-                            other.unwrap_or("<none>")
-                        )))
+                        return Err(serde::de::Error::custom(format!("unsupported content part type {:?}: only text parts are accepted", other.unwrap_or("<none>"))))
                     }
                 }
             }
@@ -298,7 +295,11 @@ impl LocalOptions {
         let num = |k: &str| -> Result<Option<u64>> {
             match x.get(k) {
                 None | Some(serde_json::Value::Null) => Ok(None),
-                Some(v) => v.as_u64().filter(|n| *n >= 1 && *n <= u32::MAX as u64).map(Some).ok_or_else(|| Error::invalid(format!("extra_body.{k}"), format!("must be a positive integer, got {v}"))),
+                Some(v) => v
+                    .as_u64()
+                    .filter(|n| *n >= 1 && *n <= u32::MAX as u64)
+                    .map(Some)
+                    .ok_or_else(|| Error::invalid(format!("extra_body.{k}"), format!("must be a positive integer, got {v}"))),
             }
         };
         let flag = |k: &str| -> Result<Option<bool>> {
@@ -359,11 +360,9 @@ impl ChatModelSpec {
                 model: m.model.clone(),
                 api_key: m.api_key.clone().or_else(|| settings.openai_api_key.clone()),
             }),
-            "ollama" => Ok(ChatModelSpec::Http {
-                base_url: crate::embed::openai_base(&base("http://localhost:11434")),
-                model: m.model.clone(),
-                api_key: m.api_key.clone(),
-            }),
+            "ollama" => {
+                Ok(ChatModelSpec::Http { base_url: crate::embed::openai_base(&base("http://localhost:11434")), model: m.model.clone(), api_key: m.api_key.clone() })
+            }
             "lemonade" => Ok(ChatModelSpec::Http { base_url: base("http://localhost:8000/api/v1"), model: m.model.clone(), api_key: m.api_key.clone() }),
             other => Err(Error::invalid("provider", format!("'{other}' of model '{}' is unknown", m.name))),
         }
@@ -492,12 +491,8 @@ impl LlmEngine {
     /// Every model: those in memory first (by id), then the others of the model cache.
     pub fn list_models(&self, cache: &ModelCache) -> Vec<ListedModel> {
         let loaded = self.loaded();
-        let cached: Vec<ListedModel> = cache
-            .list()
-            .into_iter()
-            .filter(|m| !loaded.iter().any(|l| l.id == m.id))
-            .map(|m| ListedModel { id: m.id, loaded: None })
-            .collect();
+        let cached: Vec<ListedModel> =
+            cache.list().into_iter().filter(|m| !loaded.iter().any(|l| l.id == m.id)).map(|m| ListedModel { id: m.id, loaded: None }).collect();
         loaded.into_iter().map(|l| ListedModel { id: l.id.clone(), loaded: Some(l) }).chain(cached).collect()
     }
 
@@ -562,12 +557,15 @@ fn load_local(id: &str, options: &LocalOptions, models: &ModelCache, llamacpp_lo
         #[cfg(feature = "llm-llamacpp")]
         LocalEngine::LlamaCpp => Ok(Arc::new(LlamaCppModel::load(id, &gguf, options, llamacpp_log)?)),
         #[allow(unreachable_patterns)]
-        engine => Err(Error::unavailable(format!("model '{id}'"), format!(
-            "this build has no {} engine (build llamafarm-core with the `llm-{}` feature), \
+        engine => Err(Error::unavailable(
+            format!("model '{id}'"),
+            format!(
+                "this build has no {} engine (build llamafarm-core with the `llm-{}` feature), \
              or configure an OpenAI-compatible provider",
-            engine.as_str(),
-            engine.as_str()
-        ))),
+                engine.as_str(),
+                engine.as_str()
+            ),
+        )),
     }
 }
 
@@ -650,7 +648,8 @@ mod tests {
         let ChatModelSpec::LocalGguf { id, options } = ChatModelSpec::from_config(&m, &LlmSettings::default()).unwrap() else { panic!("not local") };
         assert_eq!(id, "a/b:Q4_1");
         assert_eq!(options.n_ctx, None);
-        let extra: crate::config::ConfigMap = serde_json::from_str(r#"{"engine": "llama.cpp", "n_ctx": 2048, "n_threads": 2, "use_mmap": false, "cache_type_k": "q8_0"}"#).unwrap();
+        let extra: crate::config::ConfigMap =
+            serde_json::from_str(r#"{"engine": "llama.cpp", "n_ctx": 2048, "n_threads": 2, "use_mmap": false, "cache_type_k": "q8_0"}"#).unwrap();
         let o = LocalOptions::from_extra_body(Some(&extra), LocalEngine::Auto).unwrap();
         assert_eq!((o.engine, o.n_ctx, o.n_threads, o.use_mmap), (LocalEngine::LlamaCpp, Some(2048), Some(2), Some(false)));
         for (name, e) in [("native", LocalEngine::Native), ("auto", LocalEngine::Auto), ("mistral.rs", LocalEngine::MistralRs)] {

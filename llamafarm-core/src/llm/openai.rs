@@ -68,16 +68,12 @@ impl ChatModel for OpenAiChatModel {
         if let Some(k) = &self.api_key {
             req = req.header("Authorization", &format!("Bearer {k}"));
         }
-        let resp = req
-            .send_json(self.body(messages, params))
-            .map_err(|e| Error::unavailable(format!("chat endpoint {url}"), format!("unreachable: {e}")))?;
+        let resp = req.send_json(self.body(messages, params)).map_err(|e| Error::unavailable(format!("chat endpoint {url}"), format!("unreachable: {e}")))?;
         let status = resp.status();
         if !status.is_success() {
             let text = resp.into_body().read_to_string().unwrap_or_default();
-            let msg = serde_json::from_str::<Value>(&text)
-                .ok()
-                .and_then(|v| v["error"]["message"].as_str().or(v["detail"].as_str()).map(str::to_string))
-                .unwrap_or(text);
+            let msg =
+                serde_json::from_str::<Value>(&text).ok().and_then(|v| v["error"]["message"].as_str().or(v["detail"].as_str()).map(str::to_string)).unwrap_or(text);
             return Err(Error::unavailable(format!("chat endpoint {url}"), format!("answered {status}: {msg}")));
         }
         let reader = std::io::BufReader::new(resp.into_body().into_reader());
@@ -137,11 +133,7 @@ impl ChatModel for OpenAiChatModel {
         let u = |k: &str| usage.as_ref().and_then(|u| u[k].as_u64()).map(|x| x as usize);
         let approx_prompt = messages.iter().map(|m| m.content.len() / 4 + 4).sum();
         let completion_tokens = u("completion_tokens").unwrap_or(chunks);
-        let reasoning_tokens = usage
-            .as_ref()
-            .and_then(|u| u["completion_tokens_details"]["reasoning_tokens"].as_u64())
-            .map(|x| x as usize)
-            .unwrap_or(0);
+        let reasoning_tokens = usage.as_ref().and_then(|u| u["completion_tokens_details"]["reasoning_tokens"].as_u64()).map(|x| x as usize).unwrap_or(0);
         Ok(Generation {
             content,
             thinking,

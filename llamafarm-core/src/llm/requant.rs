@@ -43,7 +43,8 @@ pub fn requantized(src: &Path, target: GgmlDType) -> Result<PathBuf> {
     }
     let t0 = std::time::Instant::now();
     let mut f = std::fs::File::open(src).map_err(|e| Error::io(src, e))?;
-    let ct = gguf_file::Content::read(&mut f).map_err(|e| Error::invalid("model", format!("file '{}' is not a readable GGUF file: {e}", src.file_name().unwrap_or_default().to_string_lossy())))?;
+    let ct = gguf_file::Content::read(&mut f)
+        .map_err(|e| Error::invalid("model", format!("file '{}' is not a readable GGUF file: {e}", src.file_name().unwrap_or_default().to_string_lossy())))?;
     let mut names: Vec<&String> = ct.tensor_infos.keys().collect();
     names.sort_by_key(|n| ct.tensor_infos[*n].offset);
     let mut tensors: Vec<(String, QTensor)> = Vec::with_capacity(names.len());

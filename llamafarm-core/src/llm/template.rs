@@ -38,8 +38,7 @@ impl ChatTemplate {
     /// Render `messages` with the generation prompt appended.
     pub fn render(&self, messages: &[ChatMessage], think: bool) -> Result<String> {
         let t = self.env.get_template("chat").map_err(|e| Error::internal(format!("chat template: {e}")))?;
-        let msgs: Vec<minijinja::Value> =
-            messages.iter().map(|m| context! { role => m.role.clone(), content => m.content.clone() }).collect();
+        let msgs: Vec<minijinja::Value> = messages.iter().map(|m| context! { role => m.role.clone(), content => m.content.clone() }).collect();
         t.render(context! {
             messages => msgs,
             add_generation_prompt => true,
@@ -73,7 +72,8 @@ mod tests {
 
     #[test]
     fn python_methods_and_exceptions() {
-        let t = ChatTemplate::new("{{ messages[0]['content'].strip() }}{% if messages|length > 1 %}{{ raise_exception('one message only') }}{% endif %}", "", "").unwrap();
+        let t = ChatTemplate::new("{{ messages[0]['content'].strip() }}{% if messages|length > 1 %}{{ raise_exception('one message only') }}{% endif %}", "", "")
+            .unwrap();
         assert_eq!(t.render(&[ChatMessage::new("user", "  x  ")], false).unwrap(), "x");
         let e = t.render(&[ChatMessage::new("user", "a"), ChatMessage::new("user", "b")], false).unwrap_err();
         assert!(e.to_string().contains("one message only"), "{e}");

@@ -1,4 +1,4 @@
-//! ML: few-shot text classifiers (SetFit, in candle) and anomaly detection, with a
+//! ML: few-shot text classifiers (SetFit) and anomaly detection, with a
 //! versioned on-disk model registry.
 //!
 //! Entry point: [`crate::LlamaFarm::ml`], grouped by domain: `lf.ml().classifier()`

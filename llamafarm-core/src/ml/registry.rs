@@ -14,16 +14,11 @@ pub const LATEST_SUFFIX: &str = "-latest";
 /// A model name as accepted from callers: 1..=128 of `[A-Za-z0-9_.-]`, not starting
 /// with `.` (it becomes a file or directory name).
 pub fn validate_name(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 128
-        && !name.starts_with('.')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    let ok = !name.is_empty() && name.len() <= 128 && !name.starts_with('.') && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
     if ok {
         Ok(())
     } else {
-        Err(Error::Invalid(format!(
-            "invalid model name '{name}': use 1-128 letters, digits, '_', '-' or '.', not starting with '.'"
-        )))
+        Err(Error::Invalid(format!("invalid model name '{name}': use 1-128 letters, digits, '_', '-' or '.', not starting with '.'")))
     }
 }
 

@@ -77,17 +77,19 @@ fn summary(cfg: &LlamaFarmConfig, db: &DatabaseConfig) -> DatabaseSummary {
     let embs = cfg.embedding_strategies_of(db);
     let default_emb = db.default_embedding_strategy.clone().or_else(|| embs.first().map(|e| e.name.clone()));
     let rets = cfg.retrieval_strategies_of(db);
-    let default_ret = db
-        .default_retrieval_strategy
-        .clone()
-        .or_else(|| rets.iter().find(|r| r.default == Some(true)).or(rets.first()).map(|r| r.name.clone()));
+    let default_ret = db.default_retrieval_strategy.clone().or_else(|| rets.iter().find(|r| r.default == Some(true)).or(rets.first()).map(|r| r.name.clone()));
     DatabaseSummary {
         name: db.name.clone(),
         kind: db.kind.clone(),
         is_default: default_db.as_deref() == Some(db.name.as_str()),
         embedding_strategies: embs
             .iter()
-            .map(|e| StrategySummary { name: e.name.clone(), kind: e.kind.clone(), priority: Some(e.priority.unwrap_or(0)), is_default: Some(&e.name) == default_emb.as_ref() })
+            .map(|e| StrategySummary {
+                name: e.name.clone(),
+                kind: e.kind.clone(),
+                priority: Some(e.priority.unwrap_or(0)),
+                is_default: Some(&e.name) == default_emb.as_ref(),
+            })
             .collect(),
         retrieval_strategies: rets
             .iter()

@@ -34,10 +34,10 @@ impl RagEngine {
                 if let Some(d) = spec.declared_dimension() {
                     let actual = e.dimension();
                     if actual != 0 && actual != d {
-                        return Err(Error::invalid("embedding dimension", format!(
-                            "mismatch: the config declares dimension {d}, but model '{}' produces {actual}",
-                            e.model_id()
-                        )));
+                        return Err(Error::invalid(
+                            "embedding dimension",
+                            format!("mismatch: the config declares dimension {d}, but model '{}' produces {actual}", e.model_id()),
+                        ));
                     }
                 }
                 Ok(e.clone())
@@ -60,9 +60,7 @@ impl RagEngine {
             let mut map = self.rerankers.lock().unwrap_or_else(|p| p.into_inner());
             map.entry(model.to_string()).or_default().clone()
         };
-        match slot.get_or_init(|| {
-            models.resolve(model).and_then(|m| CrossEncoder::load(&m.dir, model)).map(Arc::new).map_err(|e| e.to_string())
-        }) {
+        match slot.get_or_init(|| models.resolve(model).and_then(|m| CrossEncoder::load(&m.dir, model)).map(Arc::new).map_err(|e| e.to_string())) {
             Ok(c) => Ok(c.clone()),
             Err(msg) => {
                 self.rerankers.lock().unwrap_or_else(|p| p.into_inner()).remove(model);

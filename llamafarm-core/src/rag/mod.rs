@@ -298,9 +298,7 @@ impl Rag {
     fn metric_of(db: &DatabaseConfig) -> Result<Metric> {
         match db.config.as_ref().and_then(|c| c.get("distance_function").or_else(|| c.get("distance"))).and_then(|v| v.as_str()) {
             None => Ok(Metric::Cosine),
-            Some(s) => Metric::parse(s).ok_or_else(|| {
-                Error::invalid("distance_function", format!("'{s}' of database '{}' is unknown (cosine, l2, ip)", db.name))
-            }),
+            Some(s) => Metric::parse(s).ok_or_else(|| Error::invalid("distance_function", format!("'{s}' of database '{}' is unknown (cosine, l2, ip)", db.name))),
         }
     }
 
@@ -323,12 +321,15 @@ impl Rag {
         let store = self.engine().store(&self.store_dir(&db.name), Self::metric_of(&db)?)?;
         if let (Some(sd), d) = (store.dimension(), embedder.dimension()) {
             if d != 0 && sd != d {
-                return Err(Error::invalid("embedding dimension", format!(
-                    "mismatch: database '{}' holds {sd}-dimensional vectors but its embedder '{}' produces {d}; \
+                return Err(Error::invalid(
+                    "embedding dimension",
+                    format!(
+                        "mismatch: database '{}' holds {sd}-dimensional vectors but its embedder '{}' produces {d}; \
                      delete and re-ingest the database, or switch back to the embedder it was built with",
-                    db.name,
-                    embedder.model_id()
-                )));
+                        db.name,
+                        embedder.model_id()
+                    ),
+                ));
             }
         }
         Ok(OpenDb { config: db, store, embedder })
@@ -368,11 +369,10 @@ impl Rag {
         let db = self.open(&cfg, Some(database))?;
         let d = db.embedder.dimension();
         if let Some(bad) = records.iter().find(|r| d != 0 && r.vector.len() != d) {
-            return Err(Error::invalid("embedding dimension", format!(
-                "mismatch: chunk '{}' has {} dimensions, the database's embedder produces {d}",
-                bad.id,
-                bad.vector.len()
-            )));
+            return Err(Error::invalid(
+                "embedding dimension",
+                format!("mismatch: chunk '{}' has {} dimensions, the database's embedder produces {d}", bad.id, bad.vector.len()),
+            ));
         }
         db.store.add(records)
     }
@@ -421,10 +421,8 @@ impl Rag {
         let dir = self.store_dir(&db.name);
         let st: StoreStats = self.engine().store(&dir, Self::metric_of(&db)?)?.stats()?;
         let metric = self.engine().store(&dir, Self::metric_of(&db)?)?.metric();
-        let last_updated = std::fs::metadata(dir.join("tantivy/meta.json"))
-            .and_then(|m| m.modified())
-            .ok()
-            .map(|t| chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339());
+        let last_updated =
+            std::fs::metadata(dir.join("tantivy/meta.json")).and_then(|m| m.modified()).ok().map(|t| chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339());
         Ok(RagStats {
             database: db.name.clone(),
             vector_count: st.vector_count,
@@ -479,10 +477,7 @@ impl Rag {
         let issues: Vec<String> = comps.iter().filter(|c| c.status != HealthStatus::Healthy).map(|c| format!("{}: {}", c.name, c.message)).collect();
         let mut components = Map::new();
         for c in comps {
-            components.insert(
-                c.name.clone(),
-                serde_json::json!({"name": c.name, "status": c.status, "latency": c.latency_ms, "message": c.message}),
-            );
+            components.insert(c.name.clone(), serde_json::json!({"name": c.name, "status": c.status, "latency": c.latency_ms, "message": c.message}));
         }
         Ok(RagHealth {
             status: report.status,

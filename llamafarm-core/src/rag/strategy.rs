@@ -85,10 +85,11 @@ fn choose(cfg: &LlamaFarmConfig, db: &OpenDb, wanted: Option<&str>) -> Result<Ch
             ResourceKind::RetrievalStrategy,
             w,
             format!(
-            "in database '{}' (configured: {}; or one of vector, bm25, hybrid)",
-            db.config.name,
-            if names.is_empty() { "none".into() } else { names.join(", ") }
-        )));
+                "in database '{}' (configured: {}; or one of vector, bm25, hybrid)",
+                db.config.name,
+                if names.is_empty() { "none".into() } else { names.join(", ") }
+            ),
+        ));
     }
     if let Some(d) = &db.config.default_retrieval_strategy {
         if let Some(s) = list.iter().find(|s| &s.name == d) {
@@ -130,8 +131,7 @@ impl Ctx<'_> {
 
     fn hybrid(&self, text: &str, qv: &[f32], k: usize, method: &str, alpha: f32, filter: Option<&MetadataFilter>) -> Result<Vec<Hit>> {
         let n = (k * 4).max(50);
-        let (vec_hits, kw_hits) =
-            self.db.store.hybrid_candidates((alpha > 0.0).then_some(qv), (alpha < 1.0).then_some(text), n, self.metric, filter)?;
+        let (vec_hits, kw_hits) = self.db.store.hybrid_candidates((alpha > 0.0).then_some(qv), (alpha < 1.0).then_some(text), n, self.metric, filter)?;
         let mut fused: HashMap<String, f32> = HashMap::new();
         match method {
             "weighted_average" | "score_fusion" => {
@@ -176,9 +176,9 @@ fn validate(q: &RagQuery) -> Result<(Option<usize>, Option<f32>, Option<Metric>,
     };
     let metric = match &q.distance_metric {
         None => None,
-        Some(m) => Some(Metric::parse(m).ok_or_else(|| {
-            Error::invalid("distance_metric", format!("must be one of cosine, euclidean, l2, dot, ip, manhattan; got '{m}'"))
-        })?),
+        Some(m) => {
+            Some(Metric::parse(m).ok_or_else(|| Error::invalid("distance_metric", format!("must be one of cosine, euclidean, l2, dot, ip, manhattan; got '{m}'")))?)
+        }
     };
     let filter = match &q.metadata_filters {
         None | Some(Value::Null) => None,
@@ -217,9 +217,7 @@ pub(super) fn run(rag: &Rag, cfg: &LlamaFarmConfig, q: &RagQuery) -> Result<RagR
     let c = &chosen.config;
     let k = top_k.or_else(|| get_u(c, "final_k")).or_else(|| get_u(c, "top_k")).unwrap_or(DEFAULT_TOP_K).clamp(1, MAX_TOP_K);
     let threshold = threshold.or_else(|| get_f(c, "score_threshold").map(|x| x as f32)).or_else(|| get_f(c, "relevance_threshold").map(|x| x as f32));
-    let metric = metric
-        .or_else(|| get_s(c, "distance_metric").and_then(Metric::parse))
-        .unwrap_or_else(|| db.store.metric());
+    let metric = metric.or_else(|| get_s(c, "distance_metric").and_then(Metric::parse)).unwrap_or_else(|| db.store.metric());
     let mut ctx = Ctx { rag, db: &db, query: q.query.clone(), metric, filter, alpha, notes: Vec::new() };
 
     let hits = execute(&mut ctx, chosen.kind, c, k, q)?;
@@ -347,7 +345,10 @@ fn execute(ctx: &mut Ctx, kind: StrategyKind, c: &ConfigMap, k: usize, q: &RagQu
 /// The query plus simple rewrites: keywords only, and each sentence or clause.
 fn query_variants(q: &str, n: usize) -> Vec<String> {
     let mut out = vec![q.to_string()];
-    let stop = ["what", "which", "who", "how", "why", "when", "where", "is", "are", "the", "a", "an", "of", "in", "on", "to", "do", "does", "for", "and", "or", "with", "about"];
+    let stop = [
+        "what", "which", "who", "how", "why", "when", "where", "is", "are", "the", "a", "an", "of", "in", "on", "to", "do", "does", "for", "and", "or", "with",
+        "about",
+    ];
     let kw: Vec<&str> = q.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty() && !stop.contains(&w.to_lowercase().as_str())).collect();
     let kw = kw.join(" ");
     if !kw.is_empty() && kw != q {
@@ -429,7 +430,11 @@ fn rerank_by_factors(ctx: &Ctx, cands: Vec<Hit>, factors: Option<&Value>, k: usi
     let times: Vec<f64> = cands
         .iter()
         .filter_map(|h| chunks.get(&h.id))
-        .filter_map(|c| c.metadata.get("processed_at").and_then(|v| v.as_f64().or_else(|| v.as_str().and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok()).map(|d| d.timestamp() as f64))))
+        .filter_map(|c| {
+            c.metadata
+                .get("processed_at")
+                .and_then(|v| v.as_f64().or_else(|| v.as_str().and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok()).map(|d| d.timestamp() as f64)))
+        })
         .collect();
     let (tmin, tmax) = times.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &t| (a.min(t), b.max(t)));
     let qterms: HashSet<String> = ctx.query.split_whitespace().map(|t| t.to_lowercase()).collect();
@@ -470,7 +475,11 @@ fn cross_encode(ctx: &mut Ctx, cfg: &LlamaFarmConfig, model: &str, cands: Vec<Hi
     let kept: Vec<&Hit> = cands.iter().filter(|h| chunks.contains_key(&h.id)).collect();
     let docs: Vec<&str> = kept.iter().map(|h| chunks[&h.id].content.as_str()).collect();
     let models = ctx.rag.project.llamafarm().models();
-    let raw = match if id.is_empty() { Err(Error::invalid("reranker model", "is not configured (no cross-encoder model)")) } else { ctx.rag.engine().cross_encoder(&id, models) } {
+    let raw = match if id.is_empty() {
+        Err(Error::invalid("reranker model", "is not configured (no cross-encoder model)"))
+    } else {
+        ctx.rag.engine().cross_encoder(&id, models)
+    } {
         Ok(ce) => ce.score(&ctx.query, &docs)?,
         Err(e) => {
             ctx.notes.push(format!("cross-encoder '{model}' unavailable ({e}); reranked by embedding similarity instead"));

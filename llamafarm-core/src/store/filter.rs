@@ -47,7 +47,15 @@ impl MetadataFilter {
                             "$nin" => Cond::Nin(list(k, arg)?),
                             "$gt" | "$gte" | "$lt" | "$lte" => {
                                 let n = arg.as_f64().ok_or_else(|| Error::invalid(format!("metadata_filters.{k}.{op}"), "must be a number"))?;
-                                Cond::Cmp(match op.as_str() { "$gt" => "gt", "$gte" => "gte", "$lt" => "lt", _ => "lte" }, n)
+                                Cond::Cmp(
+                                    match op.as_str() {
+                                        "$gt" => "gt",
+                                        "$gte" => "gte",
+                                        "$lt" => "lt",
+                                        _ => "lte",
+                                    },
+                                    n,
+                                )
                             }
                             other => return Err(Error::invalid(format!("metadata_filters.{k}"), format!("has an unknown operator '{other}'"))),
                         };

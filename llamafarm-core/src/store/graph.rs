@@ -40,12 +40,7 @@ fn inv_of(code: &[i8], dim: usize) -> f32 {
     if code.len() < dim + 4 {
         return 0.0;
     }
-    f32::from_le_bytes([
-        code[dim] as u8,
-        code[dim + 1] as u8,
-        code[dim + 2] as u8,
-        code[dim + 3] as u8,
-    ])
+    f32::from_le_bytes([code[dim] as u8, code[dim + 1] as u8, code[dim + 2] as u8, code[dim + 3] as u8])
 }
 
 impl FlatGraph {
@@ -71,16 +66,7 @@ impl FlatGraph {
             inv[r] = inv_of(v, dim);
             let level = p.get_point_id().0;
             let hood = p.get_neighborhood_id();
-            let ids = |l: usize| -> Vec<u32> {
-                hood.get(l)
-                    .map(|ns| {
-                        ns.iter()
-                            .filter(|x| x.d_id < n)
-                            .map(|x| x.d_id as u32)
-                            .collect()
-                    })
-                    .unwrap_or_default()
-            };
+            let ids = |l: usize| -> Vec<u32> { hood.get(l).map(|ns| ns.iter().filter(|x| x.d_id < n).map(|x| x.d_id as u32).collect()).unwrap_or_default() };
             lists[r] = ids(0);
             if level > 0 {
                 upper.insert(r as u32, (1..=level as usize).map(ids).collect::<Vec<_>>());
@@ -96,17 +82,7 @@ impl FlatGraph {
             nb0.extend_from_slice(l);
             off0.push(nb0.len() as u32);
         }
-        Self {
-            n,
-            dim,
-            stride,
-            codes,
-            inv,
-            off0,
-            nb0,
-            upper,
-            entry,
-        }
+        Self { n, dim, stride, codes, inv, off0, nb0, upper, entry }
     }
 
     /// The `k` nearest rows to `query` (a quantised code with its trailing scale) by
@@ -130,12 +106,7 @@ impl FlatGraph {
         for layer in (1..=top as usize).rev() {
             loop {
                 let mut moved = false;
-                let nbs = self
-                    .upper
-                    .get(&ep)
-                    .and_then(|l| l.get(layer - 1))
-                    .map(Vec::as_slice)
-                    .unwrap_or(&[]);
+                let nbs = self.upper.get(&ep).and_then(|l| l.get(layer - 1)).map(Vec::as_slice).unwrap_or(&[]);
                 for &nb in nbs {
                     let dd = dist(nb);
                     if dd < d {
@@ -176,10 +147,7 @@ impl FlatGraph {
                 if best.len() >= ef && best.peek().is_some_and(|&(w, _)| cd > w) {
                     break;
                 }
-                let (a, b) = (
-                    self.off0[c as usize] as usize,
-                    self.off0[c as usize + 1] as usize,
-                );
+                let (a, b) = (self.off0[c as usize] as usize, self.off0[c as usize + 1] as usize);
                 // The unvisited neighbours first, all their codes requested at once, so
                 // the memory fetches overlap instead of arriving one by one.
                 fresh.clear();
@@ -202,10 +170,7 @@ impl FlatGraph {
                     }
                 }
             }
-            let mut out: Vec<(usize, f32)> = best
-                .into_iter()
-                .map(|(dd, r)| (r as usize, f32::from_bits(dd)))
-                .collect();
+            let mut out: Vec<(usize, f32)> = best.into_iter().map(|(dd, r)| (r as usize, f32::from_bits(dd))).collect();
             out.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
             out.truncate(k);
             out
@@ -226,9 +191,7 @@ mod tests {
         let (n, dim) = (3000, 32);
         let mut s = 5u64;
         let mut rnd = || {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
         };
         let vs: Vec<Vec<f32>> = (0..n).map(|_| (0..dim).map(|_| rnd()).collect()).collect();
@@ -242,8 +205,7 @@ mod tests {
         assert_eq!((half.n, g.n), (n / 2, n));
         let cos = |a: &[f32], b: &[f32]| {
             let d: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
-            d / (a.iter().map(|x| x * x).sum::<f32>().sqrt()
-                * b.iter().map(|x| x * x).sum::<f32>().sqrt())
+            d / (a.iter().map(|x| x * x).sum::<f32>().sqrt() * b.iter().map(|x| x * x).sum::<f32>().sqrt())
         };
         let (mut ours, mut theirs) = (0, 0);
         for qi in (0..n).step_by(61) {
@@ -255,22 +217,13 @@ mod tests {
             assert_eq!(got[0].0, qi, "a stored vector is its own nearest neighbour");
             assert!(got.windows(2).all(|w| w[0].1 <= w[1].1), "nearest first");
             ours += got.iter().filter(|h| truth.contains(&h.0)).count();
-            theirs += hnsw
-                .search(&codes[qi], 10, 64)
-                .iter()
-                .filter(|h| truth.contains(&h.d_id))
-                .count();
+            theirs += hnsw.search(&codes[qi], 10, 64).iter().filter(|h| truth.contains(&h.d_id)).count();
             // The copy taken halfway only knows the first half.
             assert!(half.search(&codes[qi], 10, 64).iter().all(|h| h.0 < n / 2));
         }
         let total = (0..n).step_by(61).count() * 10;
         assert!(ours * 100 >= total * 95, "recall@10 {ours}/{total}");
-        assert!(
-            ours + total / 50 >= theirs,
-            "ours {ours} vs hnsw_rs {theirs} of {total}"
-        );
-        assert!(FlatGraph::from_hnsw(&hnsw, 0, dim)
-            .search(&codes[0], 10, 64)
-            .is_empty());
+        assert!(ours + total / 50 >= theirs, "ours {ours} vs hnsw_rs {theirs} of {total}");
+        assert!(FlatGraph::from_hnsw(&hnsw, 0, dim).search(&codes[0], 10, 64).is_empty());
     }
 }

@@ -135,10 +135,8 @@ pub trait ChunkStore: Send + Sync {
         metric: Metric,
         filter: Option<&MetadataFilter>,
     ) -> Result<(Vec<Hit>, Vec<Hit>)> {
-        let (v, t) = join_here(
-            || vector.map(|q| self.vector_search(q, k, metric, filter)).transpose(),
-            || text.map(|t| self.keyword_search(t, k, filter)).transpose(),
-        );
+        let (v, t) =
+            join_here(|| vector.map(|q| self.vector_search(q, k, metric, filter)).transpose(), || text.map(|t| self.keyword_search(t, k, filter)).transpose());
         Ok((v?.unwrap_or_default(), t?.unwrap_or_default()))
     }
     /// Compact the index after a bulk load (the embedded store merges the text-index

@@ -37,7 +37,9 @@ fn add_search_filter_delete_reopen() {
             .unwrap();
         assert_eq!(r, AddReport { added: 3, skipped: 0 });
         // Same ids again are skipped (dedup), new ones added.
-        let r = s.add(vec![chunk("a_0000", "a", "dup", json!({}), vs[0].clone()), chunk("b_0001", "b", "power law of compute", json!({"page": 2}), vs[3].clone())]).unwrap();
+        let r = s
+            .add(vec![chunk("a_0000", "a", "dup", json!({}), vs[0].clone()), chunk("b_0001", "b", "power law of compute", json!({"page": 2}), vs[3].clone())])
+            .unwrap();
         assert_eq!(r, AddReport { added: 1, skipped: 1 });
 
         let hits = s.vector_search(&vs[2], 2, Metric::Cosine, None).unwrap();
@@ -106,8 +108,7 @@ fn hnsw_agrees_with_exact_search_and_skips_deleted() {
     let dim = 16;
     let vs = vecs(n, dim, 7);
     let s = EmbeddedStore::open(dir.path(), Metric::Cosine).unwrap();
-    let chunks: Vec<ChunkRecord> =
-        vs.iter().enumerate().map(|(i, v)| chunk(&format!("c{i}"), &format!("f{}", i % 100), "text", json!({}), v.clone())).collect();
+    let chunks: Vec<ChunkRecord> = vs.iter().enumerate().map(|(i, v)| chunk(&format!("c{i}"), &format!("f{}", i % 100), "text", json!({}), v.clone())).collect();
     s.add(chunks).unwrap();
     s.wait_for_index();
     assert!(s.stats().unwrap().ann_index);
@@ -133,7 +134,8 @@ fn survives_kill_9_during_writes() {
         let s = EmbeddedStore::open(std::path::Path::new(&dir), Metric::Cosine).unwrap();
         for b in 0.. {
             let vs = vecs(10, 8, b);
-            let batch = vs.into_iter().enumerate().map(|(i, v)| chunk(&format!("b{b}_{i}"), &format!("batch{b}"), "some words here", json!({"batch": b}), v)).collect();
+            let batch =
+                vs.into_iter().enumerate().map(|(i, v)| chunk(&format!("b{b}_{i}"), &format!("batch{b}"), "some words here", json!({"batch": b}), v)).collect();
             s.add(batch).unwrap();
             if b % 3 == 0 {
                 s.delete_file(&format!("batch{}", b / 2)).unwrap();
@@ -272,7 +274,8 @@ fn term_at_a_time_bm25_ranks_like_tantivys_boolean_query() {
     use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
     use tantivy::schema::{IndexRecordOption, Schema, TextFieldIndexing, TextOptions, STRING};
     let mut b = Schema::builder();
-    let text = TextOptions::default().set_indexing_options(TextFieldIndexing::default().set_tokenizer("lf_en").set_index_option(IndexRecordOption::WithFreqsAndPositions));
+    let text =
+        TextOptions::default().set_indexing_options(TextFieldIndexing::default().set_tokenizer("lf_en").set_index_option(IndexRecordOption::WithFreqsAndPositions));
     let id = b.add_text_field("id", STRING);
     let content = b.add_text_field("content", text);
     let index = tantivy::Index::create_in_ram(b.build());

@@ -325,7 +325,15 @@ pub(crate) struct ChunkHead {
 
 impl ChunkHead {
     fn chunk(&self, choices: Vec<ChunkChoice>) -> ChatCompletionChunk {
-        ChatCompletionChunk { id: self.id.clone(), object: "chat.completion.chunk", created: self.created, model: self.model.clone(), choices, thinking: None, usage: None }
+        ChatCompletionChunk {
+            id: self.id.clone(),
+            object: "chat.completion.chunk",
+            created: self.created,
+            model: self.model.clone(),
+            choices,
+            thinking: None,
+            usage: None,
+        }
     }
     /// A chunk carrying `delta`.
     pub(crate) fn delta(&self, delta: Delta) -> ChatCompletionChunk {

@@ -24,7 +24,14 @@ pub(crate) struct FileMetaDto {
 
 impl From<FileMeta> for FileMetaDto {
     fn from(m: FileMeta) -> Self {
-        Self { original_file_name: m.original_file_name, resolved_file_name: m.resolved_file_name, timestamp: m.timestamp, size: m.size, mime_type: m.mime_type, hash: m.hash }
+        Self {
+            original_file_name: m.original_file_name,
+            resolved_file_name: m.resolved_file_name,
+            timestamp: m.timestamp,
+            size: m.size,
+            mime_type: m.mime_type,
+            hash: m.hash,
+        }
     }
 }
 
@@ -161,7 +168,13 @@ pub(crate) struct UploadResponse {
 
 impl UploadResponse {
     pub(crate) fn new(o: UploadOutcome, task: Option<QueuedTask>) -> Self {
-        let status = if o.skipped { "skipped" } else if task.is_some() { "processing" } else { "uploaded" };
+        let status = if o.skipped {
+            "skipped"
+        } else if task.is_some() {
+            "processing"
+        } else {
+            "uploaded"
+        };
         let (task_uri, task_id) = task.map(|t| (t.task_uri, t.task_id)).unzip();
         Self { filename: o.filename, hash: o.hash, processed: false, skipped: o.skipped, status, task_uri, task_id }
     }

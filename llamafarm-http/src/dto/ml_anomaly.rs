@@ -392,8 +392,7 @@ pub(crate) struct AnomalyScoreResponse {
 
 impl From<domain::Scores> for AnomalyScoreResponse {
     fn from(s: domain::Scores) -> Self {
-        let summary =
-            ScoreSummary { total_points: s.rows.len(), anomaly_count: s.anomaly_count(), anomaly_rate: s.anomaly_rate(), threshold: s.threshold };
+        let summary = ScoreSummary { total_points: s.rows.len(), anomaly_count: s.anomaly_count(), anomaly_rate: s.anomaly_rate(), threshold: s.threshold };
         Self {
             object: "list".into(),
             data: s.rows.iter().map(|r| AnomalyScore { index: r.index, score: r.score, is_anomaly: r.is_anomaly, raw_score: r.raw_score }).collect(),

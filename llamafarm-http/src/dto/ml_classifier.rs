@@ -363,12 +363,8 @@ pub(crate) struct ClassifyResponse {
 
 impl From<domain::Predictions> for ClassifyResponse {
     fn from(p: domain::Predictions) -> Self {
-        let data = p
-            .predictions
-            .into_iter()
-            .enumerate()
-            .map(|(index, p)| ClassifyResult { index, label: p.label, score: p.score, all_scores: p.all_scores })
-            .collect();
+        let data =
+            p.predictions.into_iter().enumerate().map(|(index, p)| ClassifyResult { index, label: p.label, score: p.score, all_scores: p.all_scores }).collect();
         Self { object: "list".into(), data, model: p.model }
     }
 }

@@ -141,10 +141,7 @@ impl From<&LlamaFarmConfig> for ModelList {
         let default = cfg.default_model_name();
         let configured = cfg.models();
         let models: Vec<ProjectModel> = configured.iter().map(|m| ProjectModel::new(m, Some(&m.name) == default.as_ref())).collect();
-        let data = configured
-            .into_iter()
-            .map(|m| OpenAiProjectModel { id: m.name, object: "model", created: 0, owned_by: m.provider, model: m.model })
-            .collect();
+        let data = configured.into_iter().map(|m| OpenAiProjectModel { id: m.name, object: "model", created: 0, owned_by: m.provider, model: m.model }).collect();
         Self { total: models.len(), models, object: LIST, data }
     }
 }

@@ -358,6 +358,14 @@ pub(crate) struct DocumentDto {
 
 impl From<DocumentSummary> for DocumentDto {
     fn from(d: DocumentSummary) -> Self {
-        Self { id: d.id, filename: d.filename, chunk_count: d.chunk_count, size_bytes: d.size_bytes, parser_used: d.parser_used, date_ingested: d.date_ingested, metadata: d.metadata }
+        Self {
+            id: d.id,
+            filename: d.filename,
+            chunk_count: d.chunk_count,
+            size_bytes: d.size_bytes,
+            parser_used: d.parser_used,
+            date_ingested: d.date_ingested,
+            metadata: d.metadata,
+        }
     }
 }

@@ -130,11 +130,21 @@ async fn receive(st: &AppState, ns: &str, p: &str, ds: &str, mut mp: Multipart) 
 
 fn multipart_err(e: axum::extract::multipart::MultipartError) -> ApiError {
     let status = e.status();
-    ApiError::new(if status == StatusCode::PAYLOAD_TOO_LARGE { status } else { StatusCode::UNPROCESSABLE_ENTITY }, format!("Invalid multipart body: {}", e.body_text()))
+    ApiError::new(
+        if status == StatusCode::PAYLOAD_TOO_LARGE { status } else { StatusCode::UNPROCESSABLE_ENTITY },
+        format!("Invalid multipart body: {}", e.body_text()),
+    )
 }
 
 /// After an upload: queue processing of the new files when `auto_process` says so.
-async fn start_processing(st: &AppState, headers: &HeaderMap, (ns, p, ds): (&str, &str, &str), fresh: Vec<String>, auto: Option<bool>, overrides: Option<Map<String, Value>>) -> ApiResult<Option<QueuedTask>> {
+async fn start_processing(
+    st: &AppState,
+    headers: &HeaderMap,
+    (ns, p, ds): (&str, &str, &str),
+    fresh: Vec<String>,
+    auto: Option<bool>,
+    overrides: Option<Map<String, Value>>,
+) -> ApiResult<Option<QueuedTask>> {
     let (ns2, p2, ds2) = (ns.to_string(), p.to_string(), ds.to_string());
     let id = call(st, move |lf| lf.project(&ns2, &p2)?.datasets().start_processing(&ds2, fresh, auto, overrides)).await?;
     Ok(id.map(|task_id| QueuedTask { task_uri: task_uri(headers, ns, p, &task_id), task_id }))
@@ -250,10 +260,9 @@ async fn list_events(State(st): State<AppState>, Path((ns, p)): Path<(String, St
     if offset < 0 {
         return Err(Error::Invalid(format!("offset must be at least 0, got {offset}")).into());
     }
-    let (total, events) = call(&st, move |lf| {
-        lf.project(&ns, &p)?.events().list(q.kind.as_deref(), q.start_time.as_deref(), q.end_time.as_deref(), limit as usize, offset as usize)
-    })
-    .await?;
+    let (total, events) =
+        call(&st, move |lf| lf.project(&ns, &p)?.events().list(q.kind.as_deref(), q.start_time.as_deref(), q.end_time.as_deref(), limit as usize, offset as usize))
+            .await?;
     Ok(Json(EventList::new(total, events, limit, offset)))
 }
 

@@ -2,13 +2,13 @@
 //! runtime listener. Fitting and scoring run on the blocking pool.
 
 use super::blocking;
-use crate::error::{ApiResult, ErrorBody, Json, Path};
-use crate::AppState;
-use axum::extract::State;
 use crate::dto::ml_anomaly::{
     AnomalyDeleteResponse, AnomalyDetectResponse, AnomalyFitRequest, AnomalyFitResponse, AnomalyModelList, AnomalyModelRef, AnomalySaveResponse,
     AnomalyScoreRequest, AnomalyScoreResponse, BackendList,
 };
+use crate::error::{ApiResult, ErrorBody, Json, Path};
+use crate::AppState;
+use axum::extract::State;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 /// Routes on the LlamaFarm API (`/v1/ml/anomaly/*`).

@@ -5,24 +5,18 @@
 //! serving other requests (`/health` included) while a classifier trains.
 
 use super::blocking;
-use crate::error::{ApiResult, ErrorBody, Json, Path};
-use crate::AppState;
-use axum::extract::State;
 use crate::dto::ml_classifier::{
     ClassifierDeleteResponse, ClassifierFitRequest, ClassifierFitResponse, ClassifierLoadResponse, ClassifierModelList, ClassifierModelRequest,
     ClassifierPredictRequest, ClassifierPredictResponse, ClassifierSaveResponse, ClassifyRequest, ClassifyResponse,
 };
+use crate::error::{ApiResult, ErrorBody, Json, Path};
+use crate::AppState;
+use axum::extract::State;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 /// Routes on the LlamaFarm API (`/v1/ml/classifier/*`).
 pub(crate) fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(fit))
-        .routes(routes!(predict))
-        .routes(routes!(save))
-        .routes(routes!(load))
-        .routes(routes!(models))
-        .routes(routes!(delete))
+    OpenApiRouter::new().routes(routes!(fit)).routes(routes!(predict)).routes(routes!(save)).routes(routes!(load)).routes(routes!(models)).routes(routes!(delete))
 }
 
 /// Routes on the Universal Runtime listener.

@@ -9,10 +9,7 @@ use llamafarm_core::LlamaFarmConfig;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(list_projects, create_project))
-        .routes(routes!(get_project, update_project, delete_project))
-        .routes(routes!(list_models))
+    OpenApiRouter::new().routes(routes!(list_projects, create_project)).routes(routes!(get_project, update_project, delete_project)).routes(routes!(list_models))
 }
 
 /// List the projects of a namespace.
@@ -29,11 +26,7 @@ async fn list_projects(State(st): State<AppState>, Path(namespace): Path<String>
     params(("namespace" = String, Path, description = "Namespace")),
     request_body = CreateProjectRequest,
     responses((status = 200, body = ProjectResponse), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn create_project(
-    State(st): State<AppState>,
-    Path(namespace): Path<String>,
-    Json(req): Json<CreateProjectRequest>,
-) -> ApiResult<Json<ProjectResponse>> {
+async fn create_project(State(st): State<AppState>, Path(namespace): Path<String>, Json(req): Json<CreateProjectRequest>) -> ApiResult<Json<ProjectResponse>> {
     let ns = namespace.clone();
     let (name, cfg) = call(&st, move |lf| {
         let cfg = lf.projects().create(&ns, &req.name, req.config_template.as_deref())?.config()?;
@@ -47,10 +40,7 @@ async fn create_project(
 #[utoipa::path(get, path = "/v1/projects/{namespace}/{project}", tag = "projects", operation_id = "project_get",
     params(("namespace" = String, Path, description = "Namespace"), ("project" = String, Path, description = "Project")),
     responses((status = 200, body = ProjectResponse), (status = 404, body = ErrorBody)))]
-async fn get_project(
-    State(st): State<AppState>,
-    Path((namespace, project)): Path<(String, String)>,
-) -> ApiResult<Json<ProjectResponse>> {
+async fn get_project(State(st): State<AppState>, Path((namespace, project)): Path<(String, String)>) -> ApiResult<Json<ProjectResponse>> {
     let (ns, p) = (namespace.clone(), project.clone());
     let cfg = call(&st, move |lf| lf.project(&ns, &p)?.config()).await?;
     Ok(Json(ProjectResponse::new(&namespace, &project, &cfg)))
@@ -79,10 +69,7 @@ async fn update_project(
 #[utoipa::path(delete, path = "/v1/projects/{namespace}/{project}", tag = "projects", operation_id = "project_delete",
     params(("namespace" = String, Path, description = "Namespace"), ("project" = String, Path, description = "Project")),
     responses((status = 200, description = "The deleted project", body = ProjectResponse), (status = 404, body = ErrorBody)))]
-async fn delete_project(
-    State(st): State<AppState>,
-    Path((namespace, project)): Path<(String, String)>,
-) -> ApiResult<Json<ProjectResponse>> {
+async fn delete_project(State(st): State<AppState>, Path((namespace, project)): Path<(String, String)>) -> ApiResult<Json<ProjectResponse>> {
     let (ns, p) = (namespace.clone(), project.clone());
     let cfg = call(&st, move |lf| lf.projects().delete(&ns, &p)).await?;
     Ok(Json(ProjectResponse::new(&namespace, &project, &cfg)))
@@ -93,10 +80,7 @@ async fn delete_project(
 #[utoipa::path(get, path = "/v1/projects/{namespace}/{project}/models", tag = "models", operation_id = "models_list",
     params(("namespace" = String, Path, description = "Namespace"), ("project" = String, Path, description = "Project")),
     responses((status = 200, body = ModelList), (status = 404, body = ErrorBody)))]
-async fn list_models(
-    State(st): State<AppState>,
-    Path((namespace, project)): Path<(String, String)>,
-) -> ApiResult<Json<ModelList>> {
+async fn list_models(State(st): State<AppState>, Path((namespace, project)): Path<(String, String)>) -> ApiResult<Json<ModelList>> {
     let cfg = call(&st, move |lf| lf.project(&namespace, &project)?.config()).await?;
     Ok(Json(ModelList::from(&cfg)))
 }

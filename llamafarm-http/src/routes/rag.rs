@@ -2,8 +2,8 @@
 
 use super::call;
 use crate::dto::rag::{
-    DatabaseCreated, DatabaseDeleted, DatabaseDetail, DatabaseList, DatabaseParam, DeleteParams, DocumentDto, LimitParam, RagHealthDto, RagQueryRequest, RagQueryResponse,
-    RagStatsDto,
+    DatabaseCreated, DatabaseDeleted, DatabaseDetail, DatabaseList, DatabaseParam, DeleteParams, DocumentDto, LimitParam, RagHealthDto, RagQueryRequest,
+    RagQueryResponse, RagStatsDto,
 };
 use crate::error::{ApiResult, ErrorBody, Json, Path, Query};
 use crate::AppState;
@@ -119,11 +119,7 @@ async fn delete_database(
 #[utoipa::path(get, path = "/v1/projects/{namespace}/{project}/rag/databases/{database}/documents", tag = "rag",
     params(("namespace" = String, Path), ("project" = String, Path), ("database" = String, Path), LimitParam),
     responses((status = 200, body = Vec<DocumentDto>), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn documents(
-    State(st): State<AppState>,
-    Path((ns, p, db)): Path<(String, String, String)>,
-    Query(q): Query<LimitParam>,
-) -> ApiResult<Json<Vec<DocumentDto>>> {
+async fn documents(State(st): State<AppState>, Path((ns, p, db)): Path<(String, String, String)>, Query(q): Query<LimitParam>) -> ApiResult<Json<Vec<DocumentDto>>> {
     let limit = q.limit.unwrap_or(50);
     if !(1..=1000).contains(&limit) {
         return Err(llamafarm_core::Error::Invalid(format!("limit must be between 1 and 1000, got {limit}")).into());

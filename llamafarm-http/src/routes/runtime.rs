@@ -16,12 +16,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
 #[utoipa::path(get, path = "/health", tag = "runtime", responses((status = 200, body = RuntimeHealth)))]
 async fn runtime_health(State(st): State<AppState>) -> Json<RuntimeHealth> {
     let cached_models: Vec<String> = call(&st, |lf| Ok(lf.models().list().into_iter().map(|m| m.id).collect())).await.unwrap_or_default();
-    Json(RuntimeHealth {
-        status: "healthy".into(),
-        version: llamafarm_core::system::VERSION.into(),
-        cached_models,
-        simd: llamafarm_core::system::simd_features(),
-    })
+    Json(RuntimeHealth { status: "healthy".into(), version: llamafarm_core::system::VERSION.into(), cached_models, simd: llamafarm_core::system::simd_features() })
 }
 
 /// OpenAI-compatible embeddings from a local model.

@@ -10,7 +10,7 @@
 //! the rate per block is bounded by the loads as much as by `tdpbf16ps` (the
 //! `amx_ceilings` bench measures both).
 
-use super::{round_row, AttnScratch, BPackedB, BRows, A_BLOCK_BYTES, AMX_PAIRS, AMX_ROWS, NR};
+use super::{round_row, AttnScratch, BPackedB, BRows, AMX_PAIRS, AMX_ROWS, A_BLOCK_BYTES, NR};
 
 /// [`super::attention`] on AMX, `d` a multiple of 32. Query rows and keys are padded to
 /// whole blocks of 32 (zero rows of `q` and of the packed `v`; the zero columns of
@@ -22,7 +22,16 @@ use super::{round_row, AttnScratch, BPackedB, BRows, A_BLOCK_BYTES, AMX_PAIRS, A
 /// # Safety
 /// The CPU must have AMX-TILE and AMX-BF16 with tile data permitted ([`crate::Cpu::amx`]).
 #[allow(clippy::too_many_arguments)]
-pub(super) unsafe fn attention_amx(q: &[f32], k: &[f32], v: &[f32], len: usize, d: usize, out: &mut [f32], s: &mut AttnScratch, softmax: &impl Fn(&mut [f32]) -> f32) {
+pub(super) unsafe fn attention_amx(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    len: usize,
+    d: usize,
+    out: &mut [f32],
+    s: &mut AttnScratch,
+    softmax: &impl Fn(&mut [f32]) -> f32,
+) {
     let lp = len.next_multiple_of(AMX_ROWS);
     let (qpairs, ppairs) = (d / 2, lp / 2);
     let kt = BPackedB::pack_transposed(k, len, d);
@@ -239,16 +248,10 @@ pub fn amx_ceilings() -> Option<[f64; 4]> {
             }
         };
     }
-    let tdp = tile_loop!(
-        "tileloadd tmm4, [{a0} + {sa}*1]", "tileloadd tmm5, [{a1} + {sa}*1]",
-        "tileloadd tmm6, [{b0} + {sb}*1]", "tileloadd tmm7, [{b1} + {sb}*1]",
-        "2:"
-    );
-    let load_tdp = tile_loop!(
-        "2:",
-        "tileloadd tmm4, [{a0} + {sa}*1]", "tileloadd tmm5, [{a1} + {sa}*1]",
-        "tileloadd tmm6, [{b0} + {sb}*1]", "tileloadd tmm7, [{b1} + {sb}*1]"
-    );
+    let tdp =
+        tile_loop!("tileloadd tmm4, [{a0} + {sa}*1]", "tileloadd tmm5, [{a1} + {sa}*1]", "tileloadd tmm6, [{b0} + {sb}*1]", "tileloadd tmm7, [{b1} + {sb}*1]", "2:");
+    let load_tdp =
+        tile_loop!("2:", "tileloadd tmm4, [{a0} + {sa}*1]", "tileloadd tmm5, [{a1} + {sa}*1]", "tileloadd tmm6, [{b0} + {sb}*1]", "tileloadd tmm7, [{b1} + {sb}*1]");
     let block = |iters: usize| unsafe {
         let tiles = Tiles::load();
         let mut out = [0f32; 32 * 32];

@@ -297,7 +297,6 @@ pub fn attention_with(q: &[f32], k: &[f32], v: &[f32], len: usize, d: usize, out
     }
 }
 
-
 /// `c (m, n) = bf16(a) · b` with fp32 sums; `a` is `(m, k)` row-major and `c` is
 /// overwritten. `rows` is scratch for the rounded `a`.
 pub fn bgemm(m: usize, a: &[f32], b: &BPackedB, c: &mut [f32], rows: &mut BRows) {
@@ -377,7 +376,6 @@ const AMX_ROWS: usize = 32;
 /// Pairs of `k` per AMX step (a tile row of `A` is 32 bf16, 64 bytes).
 const AMX_PAIRS: usize = 16;
 
-
 /// Writes the first `rows` rows and `w` columns of `tile` into `c` at `(r0, c0)`. A
 /// full-width row is a fixed-size copy (inline moves, not a `memcpy` call per row).
 #[inline]
@@ -410,11 +408,10 @@ fn kernel(pairs: usize, ap: &[*const u32; MR], bp: &[V64], tile: &mut [f32; MR *
     portable::kernel(pairs, ap, bp, tile)
 }
 
-
 #[cfg(test)]
 mod tests {
-    use crate::testutil::{rel_error, rnd};
     use super::*;
+    use crate::testutil::{rel_error, rnd};
 
     #[test]
     fn rounding_is_nearest_even() {

@@ -84,7 +84,11 @@ macro_rules! tile_kernel {
                                 s0 = $dp8(s0, w[6], bc(6));
                                 s1 = $dp8(s1, w[7], bc(7));
                                 let s = _mm256_add_epi32(s0, s1);
-                                if $fix8 { _mm256_add_epi32(s, _mm256_set1_epi32(128 * *up[$t].wrapping_add(b))) } else { s }
+                                if $fix8 {
+                                    _mm256_add_epi32(s, _mm256_set1_epi32(128 * *up[$t].wrapping_add(b)))
+                                } else {
+                                    s
+                                }
                             } else {
                                 let (mut s0, mut s1) = ($dp4(z, w[0], bc(0)), $dp4(z, w[1], bc(1)));
                                 s0 = $dp4(s0, w[2], bc(2));
@@ -503,7 +507,6 @@ impl Group<'_> {
         portable::tile(self, acts, acc)
     }
 }
-
 
 /// Quantised activations: `n` rows of `cols` (a multiple of 32).
 pub struct QActs {

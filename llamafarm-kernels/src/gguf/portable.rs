@@ -18,7 +18,11 @@ pub(super) fn tile(g: &Group<'_>, acts: &[QRow<'_>], acc: &mut [[f32; RG]; TILE]
                             w[c * 32 + j * 4 + i]
                         } else {
                             let byte = w[(c % 4) * 32 + j * 4 + i];
-                            if c < 4 { byte & 15 } else { byte >> 4 }
+                            if c < 4 {
+                                byte & 15
+                            } else {
+                                byte >> 4
+                            }
                         };
                         s += q as i32 * x[c * 4 + i] as i32;
                     }

@@ -94,7 +94,6 @@ pub(super) unsafe fn kernel_avx2_7bit(groups: usize, ap: &[*const u32; MR], rows
     });
 }
 
-
 /// The 8-wide steps of `quantize_symmetric`: `out[i] = round(row[i] · inv)` clamped to
 /// `±levels` (ties to even, the default MXCSR mode of `cvtps`) over the leading multiple
 /// of 8; returns `(values done, Σ out over them)`.

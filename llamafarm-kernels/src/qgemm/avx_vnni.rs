@@ -13,4 +13,3 @@ use std::arch::x86_64::*;
 pub(super) unsafe fn kernel_avx_vnni(groups: usize, ap: &[*const u32; MR], rows: usize, bp: &[V64], tile: &mut [i32; MR * NR]) {
     passes::<4, 1>(groups, ap, rows, bp, tile, |c, [av], [b]| _mm256_dpbusd_avx_epi32(c, av, b));
 }
-

@@ -335,7 +335,6 @@ impl QRows {
     }
 }
 
-
 /// `(min(row ∪ {0}), max(row ∪ {0}))`.
 fn min_max(row: &[f32]) -> (f32, f32) {
     let (mut lo, mut hi) = (0f32, 0f32);

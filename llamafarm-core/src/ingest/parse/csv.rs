@@ -26,11 +26,8 @@ impl Parser for CsvParser {
 
 fn csv_rows(bytes: &[u8], name: &str) -> Result<ParsedDoc> {
     let text = utf8(bytes, name)?;
-    let delim = if name.to_ascii_lowercase().ends_with(".tsv") || (text.lines().next().is_some_and(|l| l.contains('\t') && !l.contains(','))) {
-        b'\t'
-    } else {
-        b','
-    };
+    let delim =
+        if name.to_ascii_lowercase().ends_with(".tsv") || (text.lines().next().is_some_and(|l| l.contains('\t') && !l.contains(','))) { b'\t' } else { b',' };
     let mut rdr = csv::ReaderBuilder::new().delimiter(delim).flexible(true).has_headers(true).from_reader(text.as_bytes());
     let headers: Vec<String> = rdr.headers().map_err(|e| Error::Invalid(format!("'{name}': {e}")))?.iter().map(|h| h.trim().to_string()).collect();
     let mut sections = Vec::new();

@@ -28,18 +28,12 @@ impl Parser for DocxParser {
 /// Paragraphs and tables of `word/document.xml` (heading styles start sections), with
 /// the page headers first and the footers and comments last as `opts` asks.
 fn docx(bytes: &[u8], name: &str, opts: &ParseOptions) -> Result<ParsedDoc> {
-    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes))
-        .map_err(|e| Error::Invalid(format!("'{name}' is not a DOCX (zip): {e}")))?;
-    let xml = zip_entry(&mut zip, "word/document.xml", name)?
-        .ok_or_else(|| Error::Invalid(format!("'{name}': no word/document.xml")))?;
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| Error::Invalid(format!("'{name}' is not a DOCX (zip): {e}")))?;
+    let xml = zip_entry(&mut zip, "word/document.xml", name)?.ok_or_else(|| Error::Invalid(format!("'{name}': no word/document.xml")))?;
     // Text of every part named `word/{prefix}N.xml`, each distinct paragraph once
     // (first-page, even and default headers often repeat each other).
     let mut parts = |prefix: &str| -> Result<Option<String>> {
-        let mut names: Vec<String> = zip
-            .file_names()
-            .filter(|n| n.starts_with(&format!("word/{prefix}")) && n.ends_with(".xml"))
-            .map(String::from)
-            .collect();
+        let mut names: Vec<String> = zip.file_names().filter(|n| n.starts_with(&format!("word/{prefix}")) && n.ends_with(".xml")).map(String::from).collect();
         names.sort_by_key(|n| (n.len(), n.clone()));
         let mut seen = std::collections::HashSet::new();
         let mut paras = Vec::new();
@@ -53,12 +47,7 @@ fn docx(bytes: &[u8], name: &str, opts: &ParseOptions) -> Result<ParsedDoc> {
                 tracing::warn!(file = name, error = %e, "skipping a DOCX part");
                 continue;
             }
-            for p in secs
-                .iter()
-                .flat_map(|s| s.text.split("\n\n"))
-                .map(str::trim)
-                .filter(|p| !p.is_empty())
-            {
+            for p in secs.iter().flat_map(|s| s.text.split("\n\n")).map(str::trim).filter(|p| !p.is_empty()) {
                 if seen.insert(p.to_string()) {
                     paras.push(p.to_string());
                 }
@@ -69,44 +58,22 @@ fn docx(bytes: &[u8], name: &str, opts: &ParseOptions) -> Result<ParsedDoc> {
     let mut sections: Vec<Section> = Vec::new();
     let header = if opts.headers { parts("header")? } else { None };
     let footer = if opts.footers { parts("footer")? } else { None };
-    let comments = if opts.comments {
-        parts("comments")?
-    } else {
-        None
-    };
+    let comments = if opts.comments { parts("comments")? } else { None };
     if let Some(text) = header {
-        sections.push(Section {
-            text,
-            heading: Some("Header".into()),
-            ..Default::default()
-        });
+        sections.push(Section { text, heading: Some("Header".into()), ..Default::default() });
     }
     docx_part(&xml, name, "word/document.xml", opts.tables, &mut sections)?;
     for (text, heading) in [(footer, "Footer"), (comments, "Comments")] {
         if let Some(text) = text {
-            sections.push(Section {
-                text,
-                heading: Some(heading.into()),
-                ..Default::default()
-            });
+            sections.push(Section { text, heading: Some(heading.into()), ..Default::default() });
         }
     }
-    Ok(ParsedDoc {
-        sections,
-        parser: "docx",
-        ..Default::default()
-    })
+    Ok(ParsedDoc { sections, parser: "docx", ..Default::default() })
 }
 
 /// Sections of one WordprocessingML part (paragraphs; table rows as `a | b` lines when
 /// `tables`, else skipped).
-fn docx_part(
-    xml: &str,
-    name: &str,
-    part: &str,
-    tables: bool,
-    sections: &mut Vec<Section>,
-) -> Result<()> {
+fn docx_part(xml: &str, name: &str, part: &str, tables: bool, sections: &mut Vec<Section>) -> Result<()> {
     use quick_xml::events::Event;
     let mut reader = quick_xml::Reader::from_str(xml);
     let mut heading: Option<String> = None;
@@ -123,11 +90,7 @@ fn docx_part(
                 b"tab" => para.push('\t'),
                 b"br" | b"cr" => para.push('\n'),
                 b"pStyle" => {
-                    if let Some(a) = e
-                        .attributes()
-                        .flatten()
-                        .find(|a| a.key.local_name().as_ref() == b"val")
-                    {
+                    if let Some(a) = e.attributes().flatten().find(|a| a.key.local_name().as_ref() == b"val") {
                         para_style = String::from_utf8_lossy(&a.value).to_string();
                     }
                 }
@@ -136,10 +99,7 @@ fn docx_part(
                 _ => {}
             },
             Ok(Event::Text(t)) if in_text => {
-                let s = t
-                    .unescape()
-                    .map(|c| c.into_owned())
-                    .unwrap_or_else(|_| String::from_utf8_lossy(&t).into_owned());
+                let s = t.unescape().map(|c| c.into_owned()).unwrap_or_else(|_| String::from_utf8_lossy(&t).into_owned());
                 para.push_str(&s);
             }
             Ok(Event::End(e)) => match e.local_name().as_ref() {
@@ -157,11 +117,7 @@ fn docx_part(
                         }
                     } else if style.starts_with("heading") || style == "title" {
                         if !cur.trim().is_empty() {
-                            sections.push(Section {
-                                text: cur.trim().to_string(),
-                                heading: heading.clone(),
-                                ..Default::default()
-                            });
+                            sections.push(Section { text: cur.trim().to_string(), heading: heading.clone(), ..Default::default() });
                         }
                         cur = format!("{p}\n\n");
                         heading = Some(p);
@@ -190,11 +146,7 @@ fn docx_part(
         }
     }
     if !cur.trim().is_empty() {
-        sections.push(Section {
-            text: cur.trim().to_string(),
-            heading,
-            ..Default::default()
-        });
+        sections.push(Section { text: cur.trim().to_string(), heading, ..Default::default() });
     }
     Ok(())
 }
@@ -207,8 +159,7 @@ mod tests {
         use std::io::Write;
         let mut buf = std::io::Cursor::new(Vec::new());
         let mut z = zip::ZipWriter::new(&mut buf);
-        let o = zip::write::SimpleFileOptions::default()
-            .compression_method(zip::CompressionMethod::Stored);
+        let o = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
         for (name, body) in parts {
             z.start_file(*name, o).unwrap();
             z.write_all(body.as_bytes()).unwrap();
@@ -219,39 +170,18 @@ mod tests {
 
     #[test]
     fn docx_headers_footers_comments_and_tables_follow_the_options() {
-        let w =
-            |body: &str| format!(r#"<w:document xmlns:w="w"><w:body>{body}</w:body></w:document>"#);
+        let w = |body: &str| format!(r#"<w:document xmlns:w="w"><w:body>{body}</w:body></w:document>"#);
         let p = |t: &str| format!("<w:p><w:r><w:t>{t}</w:t></w:r></w:p>");
-        let doc = w(&format!(
-            "{}<w:tbl><w:tr><w:tc>{}</w:tc><w:tc>{}</w:tc></w:tr></w:tbl>",
-            p("Body text."),
-            p("cell a"),
-            p("cell b")
-        ));
+        let doc = w(&format!("{}<w:tbl><w:tr><w:tc>{}</w:tc><w:tc>{}</w:tc></w:tr></w:tbl>", p("Body text."), p("cell a"), p("cell b")));
         let hdr = format!("<w:hdr>{}</w:hdr>", p("ACME Confidential"));
         let bytes = docx_with(&[
             ("word/document.xml", &doc),
             ("word/header1.xml", &hdr),
             ("word/header2.xml", &hdr), // a repeat (first-page header) appears once
-            (
-                "word/footer1.xml",
-                &format!("<w:ftr>{}</w:ftr>", p("Page footer")),
-            ),
-            (
-                "word/comments.xml",
-                &format!(
-                    "<w:comments><w:comment>{}</w:comment></w:comments>",
-                    p("Reviewer note")
-                ),
-            ),
+            ("word/footer1.xml", &format!("<w:ftr>{}</w:ftr>", p("Page footer"))),
+            ("word/comments.xml", &format!("<w:comments><w:comment>{}</w:comment></w:comments>", p("Reviewer note"))),
         ]);
-        let all = |d: &ParsedDoc| {
-            d.sections
-                .iter()
-                .map(|s| s.text.as_str())
-                .collect::<Vec<_>>()
-                .join("\n")
-        };
+        let all = |d: &ParsedDoc| d.sections.iter().map(|s| s.text.as_str()).collect::<Vec<_>>().join("\n");
         // python-docx defaults: headers and tables on, footers and comments off.
         let d = DocxParser.parse(&ParseInput::new(&bytes, "x.docx")).unwrap();
         assert_eq!(d.sections[0].heading.as_deref(), Some("Header"));
@@ -261,36 +191,22 @@ mod tests {
         let cfg = |v: serde_json::Value| v.as_object().unwrap().clone();
         let o = ParseOptions::from_config(
             "DocxParser_PythonDocx",
-            &cfg(
-                serde_json::json!({"extract_footers": true, "extract_comments": true, "extract_tables": false}),
-            ),
+            &cfg(serde_json::json!({"extract_footers": true, "extract_comments": true, "extract_tables": false})),
         );
         let d = DocxParser.parse(&ParseInput::new(&bytes, "x.docx").with_options(o)).unwrap();
         let t = all(&d);
-        assert!(
-            t.contains("Page footer") && t.contains("Reviewer note") && t.contains("Body text."),
-            "{t}"
-        );
+        assert!(t.contains("Page footer") && t.contains("Reviewer note") && t.contains("Body text."), "{t}");
         assert!(!t.contains("cell a"), "tables off: {t}");
         assert_eq!(t.matches("ACME Confidential").count(), 1);
-        assert_eq!(
-            d.sections.last().unwrap().heading.as_deref(),
-            Some("Comments")
-        );
+        assert_eq!(d.sections.last().unwrap().heading.as_deref(), Some("Comments"));
         // LlamaIndex's parser: headers and footers only with include_header_footer.
         let li = ParseOptions::from_config("DocxParser_LlamaIndex", &Default::default());
         assert!(!all(&DocxParser.parse(&ParseInput::new(&bytes, "x.docx").with_options(li)).unwrap()).contains("ACME"));
-        let li = ParseOptions::from_config(
-            "DocxParser_LlamaIndex",
-            &cfg(serde_json::json!({"include_header_footer": true})),
-        );
+        let li = ParseOptions::from_config("DocxParser_LlamaIndex", &cfg(serde_json::json!({"include_header_footer": true})));
         let t = all(&DocxParser.parse(&ParseInput::new(&bytes, "x.docx").with_options(li)).unwrap());
         assert!(t.contains("ACME") && t.contains("Page footer"));
         // A malformed header loses only itself; a malformed body is an error naming the part.
-        let bad = docx_with(&[
-            ("word/document.xml", &doc),
-            ("word/header1.xml", "<w:hdr><w:p></w:hdr>"),
-        ]);
+        let bad = docx_with(&[("word/document.xml", &doc), ("word/header1.xml", "<w:hdr><w:p></w:hdr>")]);
         let d = DocxParser.parse(&ParseInput::new(&bad, "x.docx")).unwrap();
         assert!(all(&d).contains("Body text.") && d.sections[0].heading.is_none());
         let bad = docx_with(&[("word/document.xml", "<w:document><w:body><w:p></w:body>")]);

@@ -45,11 +45,7 @@ fn json(bytes: &[u8], name: &str) -> Result<ParsedDoc> {
         }
     };
     let many = values.len() > 1;
-    let sections = values
-        .iter()
-        .map(|v| Section { text: flatten(v), is_row: many, ..Default::default() })
-        .filter(|s| !s.text.trim().is_empty())
-        .collect();
+    let sections = values.iter().map(|v| Section { text: flatten(v), is_row: many, ..Default::default() }).filter(|s| !s.text.trim().is_empty()).collect();
     Ok(ParsedDoc { sections, parser: "json", ..Default::default() })
 }
 

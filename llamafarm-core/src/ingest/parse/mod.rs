@@ -153,12 +153,7 @@ pub struct ParseOptions {
 
 impl Default for ParseOptions {
     fn default() -> Self {
-        Self {
-            tables: true,
-            headers: true,
-            footers: false,
-            comments: false,
-        }
+        Self { tables: true, headers: true, footers: false, comments: false }
     }
 }
 

@@ -18,8 +18,8 @@ impl Parser for TextParser {
     }
     fn extensions(&self) -> &'static [&'static str] {
         &[
-            "txt", "text", "log", "rst", "tex", "asc", "xml", "yaml", "yml", "ini", "cfg", "conf", "toml", "py", "js", "ts", "go", "rs", "java", "c", "h",
-            "cpp", "hpp", "cs", "sh", "sql", "rb", "php", "swift", "kt", "scala", "r", "m", "css", "scss",
+            "txt", "text", "log", "rst", "tex", "asc", "xml", "yaml", "yml", "ini", "cfg", "conf", "toml", "py", "js", "ts", "go", "rs", "java", "c", "h", "cpp",
+            "hpp", "cs", "sh", "sql", "rb", "php", "swift", "kt", "scala", "r", "m", "css", "scss",
         ]
     }
     fn parse(&self, input: &ParseInput<'_>) -> Result<ParsedDoc> {

@@ -45,7 +45,10 @@ fn xlsx(bytes: &[u8], name: &str) -> Result<ParsedDoc> {
             }
         }
     }
-    let mut sheets: Vec<String> = (0..zip.len()).filter_map(|i| zip.by_index(i).ok().map(|f| f.name().to_string())).filter(|n| n.starts_with("xl/worksheets/sheet") && n.ends_with(".xml")).collect();
+    let mut sheets: Vec<String> = (0..zip.len())
+        .filter_map(|i| zip.by_index(i).ok().map(|f| f.name().to_string()))
+        .filter(|n| n.starts_with("xl/worksheets/sheet") && n.ends_with(".xml"))
+        .collect();
     sheets.sort_by_key(|n| n.trim_start_matches("xl/worksheets/sheet").trim_end_matches(".xml").parse::<u32>().unwrap_or(0));
     let mut sections = Vec::new();
     for (si, sheet) in sheets.iter().enumerate() {
@@ -57,7 +60,12 @@ fn xlsx(bytes: &[u8], name: &str) -> Result<ParsedDoc> {
             match r.read_event() {
                 Ok(Event::Start(e)) => match e.local_name().as_ref() {
                     b"c" => {
-                        cell_type = e.attributes().flatten().find(|a| a.key.local_name().as_ref() == b"t").map(|a| String::from_utf8_lossy(&a.value).to_string()).unwrap_or_default();
+                        cell_type = e
+                            .attributes()
+                            .flatten()
+                            .find(|a| a.key.local_name().as_ref() == b"t")
+                            .map(|a| String::from_utf8_lossy(&a.value).to_string())
+                            .unwrap_or_default();
                         val.clear();
                     }
                     b"v" | b"t" => in_v = true,
@@ -67,7 +75,8 @@ fn xlsx(bytes: &[u8], name: &str) -> Result<ParsedDoc> {
                 Ok(Event::End(e)) => match e.local_name().as_ref() {
                     b"v" | b"t" => in_v = false,
                     b"c" => {
-                        let v = if cell_type == "s" { val.trim().parse::<usize>().ok().and_then(|i| shared.get(i).cloned()).unwrap_or_default() } else { val.clone() };
+                        let v =
+                            if cell_type == "s" { val.trim().parse::<usize>().ok().and_then(|i| shared.get(i).cloned()).unwrap_or_default() } else { val.clone() };
                         row.push(v.trim().to_string());
                     }
                     b"row" => {

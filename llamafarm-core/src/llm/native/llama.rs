@@ -6,13 +6,13 @@
 //! A prompt is prefilled in one batch: each weight matrix is read once for all of its
 //! tokens (see [`QMatrix::matmul`]); decoding then runs one token at a time.
 
+pub use super::attention::KvCache;
+use super::attention::{attention, Heads};
 use super::quant::{f16_to_f32, QActs, QMatrix, QK};
+use super::team::Team;
 use crate::error::{Error, Result};
 use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::quantized::{GgmlDType, QTensor};
-pub use super::attention::KvCache;
-use super::attention::{attention, Heads};
-use super::team::Team;
 use llamafarm_kernels::math::exp;
 
 /// Shape and constants of a llama model.
@@ -94,10 +94,7 @@ fn qmatrix(ct: &Content, file: &mut (impl std::io::Read + std::io::Seek), name: 
 }
 
 fn dequant(q: &QTensor, name: &str) -> Result<Vec<f32>> {
-    q.dequantize(&candle_core::Device::Cpu)
-        .and_then(|t| t.flatten_all())
-        .and_then(|t| t.to_vec1::<f32>())
-        .map_err(|e| bad(format!("tensor {name}: {e}")))
+    q.dequantize(&candle_core::Device::Cpu).and_then(|t| t.flatten_all()).and_then(|t| t.to_vec1::<f32>()).map_err(|e| bad(format!("tensor {name}: {e}")))
 }
 
 fn vector(ct: &Content, file: &mut (impl std::io::Read + std::io::Seek), name: &str, len: usize) -> Result<Vec<f32>> {
@@ -143,7 +140,10 @@ impl Llama {
             return Err(Error::Invalid(format!("the native engine runs llama-architecture GGUFs; this one is '{arch}'")));
         }
         let u = |k: &str| -> Result<usize> {
-            md.get(&format!("llama.{k}")).and_then(|v| v.to_u64().ok().or_else(|| v.to_u32().ok().map(u64::from))).map(|x| x as usize).ok_or_else(|| bad(format!("missing llama.{k}")))
+            md.get(&format!("llama.{k}"))
+                .and_then(|v| v.to_u64().ok().or_else(|| v.to_u32().ok().map(u64::from)))
+                .map(|x| x as usize)
+                .ok_or_else(|| bad(format!("missing llama.{k}")))
         };
         let f = |k: &str, d: f32| -> f32 { md.get(&format!("llama.{k}")).and_then(|v: &Value| v.to_f32().ok()).unwrap_or(d) };
         let (layers, dim, ffn, heads) = (u("block_count")?, u("embedding_length")?, u("feed_forward_length")?, u("attention.head_count")?);
@@ -335,10 +335,7 @@ mod tests {
             let v: Vec<f32> = rand(dim, seed, 0.2).into_iter().map(|x| 1.0 + x).collect();
             QTensor::quantize(&Tensor::from_vec(v, dim, &Device::Cpu).unwrap(), GgmlDType::F32).unwrap()
         };
-        let mut tensors: Vec<(String, QTensor)> = vec![
-            ("token_embd.weight".into(), q(vocab, dim, 1, GgmlDType::Q8_0)),
-            ("output_norm.weight".into(), norm(2)),
-        ];
+        let mut tensors: Vec<(String, QTensor)> = vec![("token_embd.weight".into(), q(vocab, dim, 1, GgmlDType::Q8_0)), ("output_norm.weight".into(), norm(2))];
         for l in 0..layers as u64 {
             let p = |n: &str| format!("blk.{l}.{n}.weight");
             let s = 100 * (l + 1);

@@ -71,7 +71,8 @@ impl GgufTokenizer {
             .filter_map(|v| v.to_string().ok())
             .filter_map(|m| m.split_once(' ').map(|(a, b)| (a.to_string(), b.to_string())))
             .collect();
-        let types: Vec<i32> = md.get("tokenizer.ggml.token_type").and_then(|v| v.to_vec().ok()).map(|v| v.iter().map(|t| t.to_i32().unwrap_or(1)).collect()).unwrap_or_default();
+        let types: Vec<i32> =
+            md.get("tokenizer.ggml.token_type").and_then(|v| v.to_vec().ok()).map(|v| v.iter().map(|t| t.to_i32().unwrap_or(1)).collect()).unwrap_or_default();
         let vocab: tokenizers::models::bpe::Vocab = tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
         let bpe = BPE::builder().vocab_and_merges(vocab, merges).build().map_err(bad)?;
         let mut tk = Tokenizer::new(bpe);

@@ -42,8 +42,7 @@ pub enum Backend {
 
 impl Backend {
     /// Every backend.
-    pub const ALL: [Backend; 6] =
-        [Backend::IsolationForest, Backend::OneClassSvm, Backend::LocalOutlierFactor, Backend::Autoencoder, Backend::Ecod, Backend::Hbos];
+    pub const ALL: [Backend; 6] = [Backend::IsolationForest, Backend::OneClassSvm, Backend::LocalOutlierFactor, Backend::Autoencoder, Backend::Ecod, Backend::Hbos];
 
     /// The wire name (`isolation_forest`, ...).
     pub fn as_str(self) -> &'static str {
@@ -59,9 +58,10 @@ impl Backend {
 
     /// Parse a wire name.
     pub fn parse(s: &str) -> Result<Backend> {
-        Backend::ALL.into_iter().find(|b| b.as_str() == s).ok_or_else(|| {
-            Error::Invalid(format!("unknown backend '{s}'; one of: {}", Backend::ALL.map(|b| b.as_str()).join(", ")))
-        })
+        Backend::ALL
+            .into_iter()
+            .find(|b| b.as_str() == s)
+            .ok_or_else(|| Error::Invalid(format!("unknown backend '{s}'; one of: {}", Backend::ALL.map(|b| b.as_str()).join(", "))))
     }
 }
 
@@ -148,7 +148,6 @@ pub struct DetectorParams {
     pub seed: u64,
 }
 
-
 /// What a backend is and when to choose it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackendInfo {
@@ -189,17 +188,71 @@ pub fn catalogue() -> Vec<BackendInfo> {
         BackendInfo { backend, name, description, category, speed, memory, parameters, best_for, is_legacy }
     }
     vec![
-        e(Backend::IsolationForest, "Isolation Forest", "Random trees isolate points; anomalies need fewer splits.", "legacy", "fast", "low",
-          &["contamination", "n_estimators", "seed"], "General purpose (recommended default)", true),
-        e(Backend::OneClassSvm, "One-Class SVM", "RBF-kernel boundary around the normal data (nu-SVM, SMO).", "legacy", "slow", "medium",
-          &["contamination", "nu", "gamma"], "Small datasets, tight boundaries", true),
-        e(Backend::LocalOutlierFactor, "Local Outlier Factor", "Local density compared with the neighbours' (novelty mode).", "legacy", "medium", "medium",
-          &["contamination", "n_neighbors"], "Local/density-based anomalies", true),
-        e(Backend::Autoencoder, "Autoencoder", "Dense autoencoder (candle); reconstruction error is the score.", "deep_learning", "slow", "high",
-          &["contamination", "epochs", "batch_size", "seed"], "Complex patterns, large datasets", true),
-        e(Backend::Ecod, "ECOD", "Empirical cumulative distribution tails per feature; parameter-free.", "fast", "very_fast", "low",
-          &["contamination"], "Recommended for new projects - parameter-free", false),
-        e(Backend::Hbos, "HBOS", "Histogram-based outlier score, features treated independently.", "fast", "very_fast", "low",
-          &["contamination"], "Fastest algorithm, high dimensions", false),
+        e(
+            Backend::IsolationForest,
+            "Isolation Forest",
+            "Random trees isolate points; anomalies need fewer splits.",
+            "legacy",
+            "fast",
+            "low",
+            &["contamination", "n_estimators", "seed"],
+            "General purpose (recommended default)",
+            true,
+        ),
+        e(
+            Backend::OneClassSvm,
+            "One-Class SVM",
+            "RBF-kernel boundary around the normal data (nu-SVM, SMO).",
+            "legacy",
+            "slow",
+            "medium",
+            &["contamination", "nu", "gamma"],
+            "Small datasets, tight boundaries",
+            true,
+        ),
+        e(
+            Backend::LocalOutlierFactor,
+            "Local Outlier Factor",
+            "Local density compared with the neighbours' (novelty mode).",
+            "legacy",
+            "medium",
+            "medium",
+            &["contamination", "n_neighbors"],
+            "Local/density-based anomalies",
+            true,
+        ),
+        e(
+            Backend::Autoencoder,
+            "Autoencoder",
+            "Dense autoencoder (candle); reconstruction error is the score.",
+            "deep_learning",
+            "slow",
+            "high",
+            &["contamination", "epochs", "batch_size", "seed"],
+            "Complex patterns, large datasets",
+            true,
+        ),
+        e(
+            Backend::Ecod,
+            "ECOD",
+            "Empirical cumulative distribution tails per feature; parameter-free.",
+            "fast",
+            "very_fast",
+            "low",
+            &["contamination"],
+            "Recommended for new projects - parameter-free",
+            false,
+        ),
+        e(
+            Backend::Hbos,
+            "HBOS",
+            "Histogram-based outlier score, features treated independently.",
+            "fast",
+            "very_fast",
+            "low",
+            &["contamination"],
+            "Fastest algorithm, high dimensions",
+            false,
+        ),
     ]
 }

@@ -334,9 +334,11 @@ mod tests {
         let y = enc.transform(&nr).unwrap();
         assert_eq!(&y.row(0)[..6], &[0.0, -1.0, 1.0, 0.0, 0.0, 1.0]);
         // Bad values and missing fields are errors.
-        for bad in [json!([{"t": "x", "m": "GET", "ua": "", "p": "tcp", "ok": true, "c": "a"}]),
-                    json!([{"t": 1, "m": "GET", "ua": "", "p": "tcp", "ok": "maybe", "c": "a"}]),
-                    json!([{"m": "GET", "ua": "", "p": "tcp", "ok": true, "c": "a"}])] {
+        for bad in [
+            json!([{"t": "x", "m": "GET", "ua": "", "p": "tcp", "ok": true, "c": "a"}]),
+            json!([{"t": 1, "m": "GET", "ua": "", "p": "tcp", "ok": "maybe", "c": "a"}]),
+            json!([{"m": "GET", "ua": "", "p": "tcp", "ok": true, "c": "a"}]),
+        ] {
             let b = recs(bad);
             let br: Vec<&Map<String, Value>> = b.iter().collect();
             assert!(matches!(enc.transform(&br), Err(Error::Invalid(_))));

@@ -107,7 +107,13 @@ impl KdTree {
         q.iter()
             .enumerate()
             .map(|(j, v)| {
-                let e = if *v < n.lo[j] { n.lo[j] - v } else if *v > n.hi[j] { v - n.hi[j] } else { 0.0 };
+                let e = if *v < n.lo[j] {
+                    n.lo[j] - v
+                } else if *v > n.hi[j] {
+                    v - n.hi[j]
+                } else {
+                    0.0
+                };
                 e * e
             })
             .sum()
@@ -276,11 +282,7 @@ impl LocalOutlierFactor {
     /// Neighbours of every row of `q` (`skip_self`: `q` is the training set).
     fn neighbours_all(&self, q: &Mat, skip_self: bool) -> Vec<Vec<(f64, usize)>> {
         match self.index() {
-            Some(t) => (0..q.n)
-                .into_par_iter()
-                .with_min_len(32)
-                .map(|i| t.knn(&self.train, q.row(i), self.k, skip_self.then_some(i)))
-                .collect(),
+            Some(t) => (0..q.n).into_par_iter().with_min_len(32).map(|i| t.knn(&self.train, q.row(i), self.k, skip_self.then_some(i))).collect(),
             None => brute_knn_all(&self.train, q, self.k, skip_self),
         }
     }
@@ -317,11 +319,8 @@ impl AnomalyBackend for LocalOutlierFactor {
         let cached = self.fit_neighbours.0.lock().unwrap_or_else(|p| p.into_inner()).take();
         match cached {
             Some(neigh) if neigh.len() == x.n && x.n == self.train.n && x.data == self.train.data => {
-                let with_self: Vec<Vec<(f64, usize)>> = neigh
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, nb)| std::iter::once((0.0, i)).chain(nb.into_iter().take(self.k.saturating_sub(1))).collect())
-                    .collect();
+                let with_self: Vec<Vec<(f64, usize)>> =
+                    neigh.into_iter().enumerate().map(|(i, nb)| std::iter::once((0.0, i)).chain(nb.into_iter().take(self.k.saturating_sub(1))).collect()).collect();
                 self.score_from(&with_self)
             }
             _ => self.score(x),

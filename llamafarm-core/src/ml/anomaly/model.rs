@@ -81,7 +81,6 @@ impl Thresholds {
     }
 }
 
-
 /// Settings of a fit; `FitOptions::default()` is an isolation forest with
 /// contamination 0.1, standardised scores and a versioned save.
 #[derive(Debug, Clone, PartialEq)]
@@ -243,10 +242,7 @@ fn encode_rows(rows: &[AnomalyRow], encoder: Option<&FeatureEncoder>, schema: Op
         (Rows::Records(r), Some(enc)) => {
             if let Some(s) = schema {
                 if s != &enc.schema {
-                    return Err(Error::Invalid(format!(
-                        "schema does not match the model's: model has {}",
-                        serde_json::to_string(&enc.schema).unwrap_or_default()
-                    )));
+                    return Err(Error::Invalid(format!("schema does not match the model's: model has {}", serde_json::to_string(&enc.schema).unwrap_or_default())));
                 }
             }
             enc.transform(&r)

@@ -14,7 +14,7 @@
 //! Raw score (PyOD's `decision_function`, higher = more anomalous):
 //! `rho - sum_i a_i K(x_i, x)`.
 
-use super::util::{Mat};
+use super::util::Mat;
 use super::AnomalyBackend;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};

@@ -121,7 +121,11 @@ impl AnomalyBackend for Hbos {
                         let dens = if pos >= 0.0 && pos < bins as f64 {
                             self.density[j][pos as usize]
                         } else if pos == bins as f64 || (pos < 0.0 && pos >= -self.tol) || (pos > bins as f64 && pos <= bins as f64 + self.tol) {
-                            if pos < 0.0 { self.density[j][0] } else { self.density[j][bins - 1] }
+                            if pos < 0.0 {
+                                self.density[j][0]
+                            } else {
+                                self.density[j][bins - 1]
+                            }
                         } else {
                             0.0
                         };

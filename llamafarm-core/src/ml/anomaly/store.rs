@@ -80,10 +80,7 @@ pub fn base_of(name: &str) -> String {
 
 /// Several models answer to one name: the caller must say which backend.
 fn ambiguous(name: &str, backends: impl Iterator<Item = Backend>) -> Error {
-    Error::Invalid(format!(
-        "model '{name}' exists for several backends ({}); pass `backend`",
-        backends.map(|b| b.as_str()).collect::<Vec<_>>().join(", ")
-    ))
+    Error::Invalid(format!("model '{name}' exists for several backends ({}); pass `backend`", backends.map(|b| b.as_str()).collect::<Vec<_>>().join(", ")))
 }
 
 impl Anomaly<'_> {

@@ -156,10 +156,7 @@ fn fit_save_load_latest_and_delete() {
 
     let del = an.delete(&format!("{}_ecod.json", second.model.name)).unwrap();
     assert_eq!((del.name.as_str(), del.backend), (second.model.name.as_str(), Backend::Ecod));
-    assert!(matches!(
-        an.score(&ModelRef::new(second.model.name.clone()).backend(Backend::Ecod), &probe, &none()),
-        Err(Error::NotFound { .. })
-    ));
+    assert!(matches!(an.score(&ModelRef::new(second.model.name.clone()).backend(Backend::Ecod), &probe, &none()), Err(Error::NotFound { .. })));
     assert!(matches!(an.delete(&format!("{}_ecod.json", second.model.name)), Err(Error::NotFound { .. })));
     assert!(matches!(an.delete("nothing.txt"), Err(Error::NotFound { .. })));
     assert!(an.delete("../x_ecod.json").is_err());
@@ -275,10 +272,7 @@ fn bad_input_is_invalid_not_a_panic() {
     invalid(score("x", vec![vec![1.0, 2.0]], ScoreOptions { threshold: Some(f64::NAN), ..none() }));
     assert!(matches!(score("missing", vec![vec![1.0, 2.0]], none()), Err(Error::NotFound { .. })));
     assert!(matches!(score("missing-latest", vec![vec![1.0, 2.0]], none()), Err(Error::NotFound { .. })));
-    assert!(matches!(
-        an.score(&ModelRef::new("x").backend(Backend::Hbos), &rows(vec![vec![1.0, 2.0]]), &none()),
-        Err(Error::NotFound { .. })
-    ));
+    assert!(matches!(an.score(&ModelRef::new("x").backend(Backend::Hbos), &rows(vec![vec![1.0, 2.0]]), &none()), Err(Error::NotFound { .. })));
     assert!(matches!(an.load(&"missing".into()), Err(Error::NotFound { .. })));
     assert!(matches!(an.save(&"missing".into()), Err(Error::NotFound { .. })));
 }

@@ -189,5 +189,4 @@ impl Classifiers<'_> {
         }
         result
     }
-
 }

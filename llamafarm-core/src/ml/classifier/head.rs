@@ -192,12 +192,7 @@ pub(crate) fn fit(x: &[Vec<f32>], y: &[usize], labels: Vec<String>, c: f64, max_
             break;
         }
     }
-    let head = LogisticHead {
-        labels,
-        dim: d,
-        weights: p[..k * d].iter().map(|v| *v as f32).collect(),
-        bias: p[k * d..].iter().map(|v| *v as f32).collect(),
-    };
+    let head = LogisticHead { labels, dim: d, weights: p[..k * d].iter().map(|v| *v as f32).collect(), bias: p[k * d..].iter().map(|v| *v as f32).collect() };
     (head, iters)
 }
 

@@ -1,4 +1,5 @@
-//! SetFit few-shot text classifiers, trained and served in candle.
+//! SetFit few-shot text classifiers, trained by a hand-written backward pass over our
+//! own encoder (candle's autograd on request) and served on that encoder.
 //!
 //! Training ([`Classifiers::fit`]) follows the `setfit` package:
 //!
@@ -38,8 +39,8 @@
 
 mod fit;
 pub(crate) mod head;
-pub(crate) mod pairs;
 pub(crate) mod native;
+pub(crate) mod pairs;
 mod store;
 pub(crate) mod train;
 

@@ -95,8 +95,8 @@ impl NativeBert {
     pub(crate) fn load(dir: &Path) -> Result<Self> {
         let cfg_path = dir.join("config.json");
         let text = std::fs::read_to_string(&cfg_path).map_err(|e| Error::io(&cfg_path, e))?;
-        let cfg: BertConfig = serde_json::from_str(&text)
-            .map_err(|e| Error::Invalid(format!("base model config {} is not a BERT config: {e}", cfg_path.display())))?;
+        let cfg: BertConfig =
+            serde_json::from_str(&text).map_err(|e| Error::Invalid(format!("base model config {} is not a BERT config: {e}", cfg_path.display())))?;
         if let Some(t) = &cfg.model_type {
             if t != "bert" {
                 return Err(Error::Invalid(format!("base model type '{t}' is not supported: SetFit here fine-tunes BERT sentence-transformers")));
@@ -118,8 +118,24 @@ impl NativeBert {
             ("embeddings.LayerNorm.bias".into(), vec![h]),
         ];
         for l in 0..cfg.num_hidden_layers {
-            let shapes: [Vec<usize>; PER_LAYER] =
-                [vec![h, h], vec![h], vec![h, h], vec![h], vec![h, h], vec![h], vec![h, h], vec![h], vec![h], vec![h], vec![i, h], vec![i], vec![h, i], vec![h], vec![h], vec![h]];
+            let shapes: [Vec<usize>; PER_LAYER] = [
+                vec![h, h],
+                vec![h],
+                vec![h, h],
+                vec![h],
+                vec![h, h],
+                vec![h],
+                vec![h, h],
+                vec![h],
+                vec![h],
+                vec![h],
+                vec![i, h],
+                vec![i],
+                vec![h, i],
+                vec![h],
+                vec![h],
+                vec![h],
+            ];
             for (n, s) in LAYER_NAMES.iter().zip(shapes) {
                 wanted.push((format!("encoder.layer.{l}.{n}"), s));
             }
@@ -211,12 +227,14 @@ impl NativeBert {
     fn forward(&self, w: &[Packs], seqs: &[&[u32]]) -> Result<Cache> {
         let (h, inter) = (self.h, self.inter);
         let rows: usize = seqs.iter().map(|s| s.len()).sum();
-        let starts: Vec<usize> = seqs.iter().scan(0, |a, s| {
-            let st = *a;
-            *a += s.len();
-            Some(st)
-        })
-        .collect();
+        let starts: Vec<usize> = seqs
+            .iter()
+            .scan(0, |a, s| {
+                let st = *a;
+                *a += s.len();
+                Some(st)
+            })
+            .collect();
         let mut x = embed_tokens(seqs, &self.params[WORD], &self.params[POS], &self.params[TYP][..h], self.vocab, self.max_pos)?;
         let (mut xhat0, mut rstd0) = (vec![0f32; rows * h], vec![0f32; rows]);
         ln_forward(&mut x, &mut xhat0, &mut rstd0, &self.params[LNW], &self.params[LNB], self.eps);
@@ -539,7 +557,6 @@ struct Cache {
     layers: Vec<LayerCache>,
     out: Vec<f32>,
 }
-
 
 /// `c (m, n) = a (m, k) · b`, rows split over the rayon pool.
 fn mm(m: usize, a: &[f32], b: &PackedB, c: &mut [f32]) {

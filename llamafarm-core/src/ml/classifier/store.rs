@@ -125,7 +125,15 @@ pub(super) fn copy_model_files(base: &Path, dst: &Path) -> Result<()> {
             let from = entry.path();
             // Weights other than the safetensors we write (pytorch_model.bin, onnx/, ...) are not copied.
             let skip = name_s.starts_with('.')
-                || (top && (name_s == "model.safetensors" || name_s.ends_with(".bin") || name_s.ends_with(".onnx") || name_s == "onnx" || name_s == "openvino" || name_s.ends_with(".h5") || name_s.ends_with(".msgpack") || name_s.ends_with(".ot")));
+                || (top
+                    && (name_s == "model.safetensors"
+                        || name_s.ends_with(".bin")
+                        || name_s.ends_with(".onnx")
+                        || name_s == "onnx"
+                        || name_s == "openvino"
+                        || name_s.ends_with(".h5")
+                        || name_s.ends_with(".msgpack")
+                        || name_s.ends_with(".ot")));
             if skip {
                 continue;
             }

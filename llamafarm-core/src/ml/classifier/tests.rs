@@ -1,11 +1,11 @@
-use super::pairs::{sample_pairs, Rng};
 use super::native::{self, NativeBert};
+use super::pairs::{sample_pairs, Rng};
 use super::train::{batch_loss, eval_loss, train, TrainConfig, TrainableBert};
 use super::*;
 use crate::{LlamaFarm, ModelCache};
+use candle_core::{Device, Tensor};
 use std::collections::HashMap;
 use std::path::Path;
-use candle_core::{Device, Tensor};
 
 /// A tiny randomly initialised BERT (same tensor names as a real checkpoint).
 fn tiny_bert(dir: &Path) {
@@ -97,7 +97,11 @@ fn the_training_forward_matches_the_inference_model() {
     let seqs = vec![vec![1u32, 5, 9, 2], vec![3u32, 7]];
     let ours = model.forward_pooled(&seqs, 0).unwrap().to_vec2::<f32>().unwrap();
     let cfg: candle_transformers::models::bert::Config = serde_json::from_str(&std::fs::read_to_string(dir.path().join("config.json")).unwrap()).unwrap();
-    let vb = candle_nn::VarBuilder::from_tensors(candle_core::safetensors::load(dir.path().join("model.safetensors"), &Device::Cpu).unwrap(), candle_core::DType::F32, &Device::Cpu);
+    let vb = candle_nn::VarBuilder::from_tensors(
+        candle_core::safetensors::load(dir.path().join("model.safetensors"), &Device::Cpu).unwrap(),
+        candle_core::DType::F32,
+        &Device::Cpu,
+    );
     let bert = candle_transformers::models::bert::BertModel::load(vb, &cfg).unwrap();
     for (i, s) in seqs.iter().enumerate() {
         let ids = Tensor::new(s.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
@@ -191,8 +195,24 @@ fn real_lf(dir: &Path) -> LlamaFarm {
 
 fn intents() -> Vec<TrainingExample> {
     let data = [
-        ("booking", ["I need to book a flight to New York", "Reserve a hotel room for two nights", "Can you book me a table for dinner tonight", "I'd like to make a reservation for Friday"]),
-        ("cancellation", ["Cancel my reservation please", "I want to cancel my booking", "Please cancel the order I placed yesterday", "Call off my hotel stay, I no longer need it"]),
+        (
+            "booking",
+            [
+                "I need to book a flight to New York",
+                "Reserve a hotel room for two nights",
+                "Can you book me a table for dinner tonight",
+                "I'd like to make a reservation for Friday",
+            ],
+        ),
+        (
+            "cancellation",
+            [
+                "Cancel my reservation please",
+                "I want to cancel my booking",
+                "Please cancel the order I placed yesterday",
+                "Call off my hotel stay, I no longer need it",
+            ],
+        ),
         ("weather", ["What's the weather like tomorrow?", "Will it rain this afternoon?", "How hot will it be this weekend?", "Is it going to snow in Denver?"]),
     ];
     data.iter().flat_map(|(l, ts)| ts.iter().map(move |t| TrainingExample::new(*t, *l))).collect()

@@ -57,7 +57,8 @@ impl TrainableBert {
     pub(crate) fn load(dir: &Path) -> Result<Self> {
         let cfg_path = dir.join("config.json");
         let text = std::fs::read_to_string(&cfg_path).map_err(|e| Error::io(&cfg_path, e))?;
-        let cfg: BertConfig = serde_json::from_str(&text).map_err(|e| Error::Invalid(format!("base model config {} is not a BERT config: {e}", cfg_path.display())))?;
+        let cfg: BertConfig =
+            serde_json::from_str(&text).map_err(|e| Error::Invalid(format!("base model config {} is not a BERT config: {e}", cfg_path.display())))?;
         if let Some(t) = &cfg.model_type {
             if t != "bert" {
                 return Err(Error::Invalid(format!("base model type '{t}' is not supported: SetFit here fine-tunes BERT sentence-transformers")));
@@ -73,9 +74,7 @@ impl TrainableBert {
         }
         let varmap = VarMap::new();
         let mut take = |name: String| -> Result<Tensor> {
-            let t = tensors
-                .remove(&name)
-                .ok_or_else(|| Error::Invalid(format!("base model weights lack '{name}' (not a BERT sentence-transformer?)")))?;
+            let t = tensors.remove(&name).ok_or_else(|| Error::Invalid(format!("base model weights lack '{name}' (not a BERT sentence-transformer?)")))?;
             let t = t.to_dtype(DType::F32).map_err(ce)?;
             let var = Var::from_tensor(&t).map_err(ce)?;
             let out = var.as_tensor().clone();
@@ -259,7 +258,13 @@ pub(crate) fn batch_loss(model: &TrainableBert, tokens: &[Vec<u32>], pairs: &[Pa
     (cos - target)?.sqr()?.mean_all()
 }
 
-fn step_grads(model: &TrainableBert, tokens: &[Vec<u32>], pairs: &[Pair], pad_id: u32, micro: usize) -> candle_core::Result<(f32, candle_core::backprop::GradStore)> {
+fn step_grads(
+    model: &TrainableBert,
+    tokens: &[Vec<u32>],
+    pairs: &[Pair],
+    pad_id: u32,
+    micro: usize,
+) -> candle_core::Result<(f32, candle_core::backprop::GradStore)> {
     let loss = batch_loss(model, tokens, pairs, pad_id, micro)?;
     let lv = loss.to_scalar::<f32>()?;
     let grads = loss.backward()?;
@@ -279,14 +284,7 @@ pub(crate) fn eval_loss(model: &TrainableBert, tokens: &[Vec<u32>], pairs: &[Pai
 
 /// Fine-tune `model` on `pairs` (already shuffled; one epoch = all of them in order,
 /// later epochs reshuffle with `rng`). `cancel` is polled between steps.
-pub(crate) fn train(
-    model: &TrainableBert,
-    tokens: &[Vec<u32>],
-    pairs: &[Pair],
-    pad_id: u32,
-    cfg: &TrainConfig,
-    rng: &mut super::pairs::Rng,
-) -> Result<TrainReport> {
+pub(crate) fn train(model: &TrainableBert, tokens: &[Vec<u32>], pairs: &[Pair], pad_id: u32, cfg: &TrainConfig, rng: &mut super::pairs::Rng) -> Result<TrainReport> {
     let bs = cfg.batch_size.max(1);
     let steps_per_epoch = pairs.len().div_ceil(bs);
     let total = steps_per_epoch * cfg.epochs.max(1);

@@ -133,7 +133,8 @@ mod tests {
         for _ in 0..50 {
             let a: Vec<f32> = (0..384).map(|_| r()).collect();
             let b: Vec<f32> = (0..384).map(|_| r() + 0.5 * a[0]).collect();
-            let exact = 1.0 - llamafarm_kernels::vector::dot(&a, &b) / (llamafarm_kernels::vector::dot(&a, &a).sqrt() * llamafarm_kernels::vector::dot(&b, &b).sqrt());
+            let exact =
+                1.0 - llamafarm_kernels::vector::dot(&a, &b) / (llamafarm_kernels::vector::dot(&a, &a).sqrt() * llamafarm_kernels::vector::dot(&b, &b).sqrt());
             let q = super::QuantizedCosine.eval(&super::quantize(&a), &super::quantize(&b));
             assert!((q - exact.max(0.0)).abs() < 0.01, "{q} vs {exact}");
         }
@@ -155,4 +156,3 @@ mod tests {
         assert_eq!(llamafarm_kernels::vector::dot(&[1.0, 2.0, 3.0], &[4.0, 5.0]), 14.0);
     }
 }
-

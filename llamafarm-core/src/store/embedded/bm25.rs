@@ -129,4 +129,3 @@ impl Bm25Scores {
         self.alive[a.segment_ord as usize].as_ref().is_none_or(|b| b.is_alive(a.doc_id))
     }
 }
-

@@ -9,13 +9,13 @@ mod ann;
 mod bm25;
 mod schema;
 
+use super::{AddReport, ChunkRecord, ChunkStore, Hit, MetadataFilter, Metric, StoreStats, StoredChunk};
+use crate::error::{Error, Result};
 use ann::{build_ann, Ann};
 pub(super) use ann::{dot_i8, quantize, QuantizedCosine};
 pub(super) use bm25::Bm25Scores;
 pub(super) use schema::analyzer;
 use schema::{fields_of, te, Fields, SEQ_FIELD, TOKENIZER};
-use super::{AddReport, ChunkRecord, ChunkStore, Hit, MetadataFilter, Metric, StoreStats, StoredChunk};
-use crate::error::{Error, Result};
 use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -75,7 +75,6 @@ impl State {
         self.live += 1;
     }
 }
-
 
 /// A search hit resolved to an in-memory row, or (legacy stores) to its id.
 enum RowOf {
@@ -298,9 +297,7 @@ impl EmbeddedStore {
             if self.fields.seq.is_some() {
                 let col = match cols.entry(addr.segment_ord) {
                     std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                    std::collections::hash_map::Entry::Vacant(e) => {
-                        e.insert(searcher.segment_reader(addr.segment_ord).fast_fields().u64(SEQ_FIELD).ok())
-                    }
+                    std::collections::hash_map::Entry::Vacant(e) => e.insert(searcher.segment_reader(addr.segment_ord).fast_fields().u64(SEQ_FIELD).ok()),
                 };
                 if let Some(&r) = col.as_ref().and_then(|c| c.first(addr.doc_id)).and_then(|q| st.by_seq.get(&q)) {
                     out.push(RowOf::Row(r));
@@ -352,7 +349,6 @@ impl EmbeddedStore {
     }
 }
 
-
 /// Similarity in 0..1 with the original's distance-to-score conversions.
 fn similarity(metric: Metric, q: &[f32], qn: f32, v: &[f32], vn: f32) -> f32 {
     match metric {
@@ -392,8 +388,7 @@ impl ChunkStore for EmbeddedStore {
             let st = self.state.read().unwrap_or_else(|p| p.into_inner());
             let dim = st.dim.unwrap_or(chunks[0].vector.len());
             let mut seen = HashSet::new();
-            let fresh: Vec<ChunkRecord> =
-                chunks.into_iter().filter(|c| !st.by_id.contains_key(c.id.as_str()) && seen.insert(c.id.clone())).collect();
+            let fresh: Vec<ChunkRecord> = chunks.into_iter().filter(|c| !st.by_id.contains_key(c.id.as_str()) && seen.insert(c.id.clone())).collect();
             (dim, fresh)
         };
         if dim == 0 {
@@ -401,11 +396,10 @@ impl ChunkStore for EmbeddedStore {
         }
         for c in &fresh {
             if c.vector.len() != dim {
-                return Err(Error::invalid("embedding dimension", format!(
-                    "mismatch: the index holds {dim}-dimensional vectors, chunk '{}' has {}",
-                    c.id,
-                    c.vector.len()
-                )));
+                return Err(Error::invalid(
+                    "embedding dimension",
+                    format!("mismatch: the index holds {dim}-dimensional vectors, chunk '{}' has {}", c.id, c.vector.len()),
+                ));
             }
             if c.vector.iter().any(|x| !x.is_finite()) {
                 return Err(Error::invalid("embedding", format!("of chunk '{}' has a non-finite value", c.id)));
@@ -490,10 +484,7 @@ impl ChunkStore for EmbeddedStore {
         let st = self.state.read().unwrap_or_else(|p| p.into_inner());
         let Some(dim) = st.dim else { return Ok(Vec::new()) };
         if query.len() != dim {
-            return Err(Error::invalid("embedding dimension", format!(
-                "mismatch: the query vector has {} dimensions, the index holds {dim}",
-                query.len()
-            )));
+            return Err(Error::invalid("embedding dimension", format!("mismatch: the query vector has {} dimensions, the index holds {dim}", query.len())));
         }
         let k = k.max(1);
         let qn = dot(query, query).sqrt();
@@ -562,8 +553,7 @@ impl ChunkStore for EmbeddedStore {
             let clauses: Vec<(Occur, Box<dyn Query>)> = tokens
                 .iter()
                 .map(|t| {
-                    let q: Box<dyn Query> =
-                        Box::new(TermQuery::new(Term::from_field_text(self.fields.content, t), IndexRecordOption::WithFreqs));
+                    let q: Box<dyn Query> = Box::new(TermQuery::new(Term::from_field_text(self.fields.content, t), IndexRecordOption::WithFreqs));
                     (Occur::Should, q)
                 })
                 .collect();
@@ -612,10 +602,7 @@ impl ChunkStore for EmbeddedStore {
             return Err(Error::invalid("embedding dimension", format!("mismatch: query has {} dimensions", query.len())));
         }
         let qn = dot(query, query).sqrt();
-        Ok(ids
-            .iter()
-            .map(|id| st.by_id.get(id.as_str()).map(|&r| similarity(metric, query, qn, st.row(r), st.norms[r])))
-            .collect())
+        Ok(ids.iter().map(|id| st.by_id.get(id.as_str()).map(|&r| similarity(metric, query, qn, st.row(r), st.norms[r]))).collect())
     }
 
     fn get(&self, ids: &[String]) -> Result<Vec<StoredChunk>> {
@@ -713,4 +700,3 @@ pub(crate) fn dir_size(dir: &Path) -> u64 {
     }
     total
 }
-
