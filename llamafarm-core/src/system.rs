@@ -21,6 +21,25 @@ pub struct DiskUsage {
     pub percent_free: f64,
 }
 
+/// Space on the filesystems of the model cache, the data directory and `/`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiskReport {
+    /// The model cache's filesystem.
+    pub cache: DiskUsage,
+    /// The data directory's filesystem.
+    pub data: DiskUsage,
+    /// The root filesystem.
+    pub system: DiskUsage,
+}
+
+impl crate::LlamaFarm {
+    /// Disk space of the model cache, the data directory and the root filesystem.
+    pub fn disk_report(&self) -> crate::Result<DiskReport> {
+        let usage = |p: &Path| disk_usage(p).map_err(|e| crate::Error::io(p, e));
+        Ok(DiskReport { cache: usage(self.models().hub_dir())?, data: usage(self.data_dir())?, system: usage(Path::new("/"))? })
+    }
+}
+
 /// Disk usage for the filesystem of `path`; walks up to the nearest existing ancestor.
 pub fn disk_usage(path: &Path) -> std::io::Result<DiskUsage> {
     let mut probe: PathBuf = path.to_path_buf();

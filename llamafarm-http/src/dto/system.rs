@@ -106,6 +106,12 @@ pub(crate) struct DiskResponse {
     pub(crate) data: DiskInfo,
 }
 
+impl From<llamafarm_core::system::DiskReport> for DiskResponse {
+    fn from(r: llamafarm_core::system::DiskReport) -> Self {
+        Self { cache: r.cache.into(), system: r.system.into(), data: r.data.into() }
+    }
+}
+
 /// How to install a newer version.
 #[derive(Serialize, ToSchema)]
 pub(crate) struct InstallHints {

@@ -6,7 +6,7 @@ use crate::error::{ApiResult, ErrorBody, Json};
 use crate::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
-use llamafarm_core::system::{disk_usage, VERSION};
+use llamafarm_core::system::VERSION;
 use llamafarm_core::{health, HealthReport, HealthStatus};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -64,16 +64,7 @@ async fn info(State(st): State<AppState>) -> Json<InfoResponse> {
 #[utoipa::path(get, path = "/v1/system/disk", tag = "system",
     responses((status = 200, body = DiskResponse), (status = 500, body = ErrorBody)))]
 async fn disk(State(st): State<AppState>) -> ApiResult<Json<DiskResponse>> {
-    call(&st, |lf| {
-        let (cache, data) = (lf.models().hub_dir(), lf.data_dir());
-        let io = |p: &std::path::Path, e| llamafarm_core::Error::io(p, e);
-        Ok(Json(DiskResponse {
-            cache: disk_usage(cache).map_err(|e| io(cache, e))?.into(),
-            system: disk_usage(std::path::Path::new("/")).map_err(|e| io(std::path::Path::new("/"), e))?.into(),
-            data: disk_usage(data).map_err(|e| io(data, e))?.into(),
-        }))
-    })
-    .await
+    Ok(Json(call(&st, |lf| lf.disk_report()).await?.into()))
 }
 
 /// Check for a newer version. llamafarm-rs makes no network calls of its own, so this
