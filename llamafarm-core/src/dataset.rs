@@ -395,11 +395,13 @@ impl DatasetAction {
         match action_type {
             "process" | "ingest" => Ok(Self::Process { parser_overrides }),
             "delete_file_chunks" => {
-                let file_hash = file_hash.ok_or_else(|| Error::Invalid("file_hash is required for delete_file_chunks".into()))?;
+                let file_hash = file_hash.ok_or_else(|| Error::invalid("file_hash", "is required for delete_file_chunks"))?;
                 Ok(Self::DeleteFileChunks { file_hash })
             }
             "delete_dataset_chunks" => Ok(Self::DeleteDatasetChunks),
-            other => Err(Error::Invalid(format!("unknown action_type '{other}' (process, ingest, delete_file_chunks, delete_dataset_chunks)"))),
+            other => {
+                Err(Error::invalid("action_type", format!("must be process, ingest, delete_file_chunks or delete_dataset_chunks (unknown action_type '{other}')")))
+            }
         }
     }
 }
@@ -441,7 +443,7 @@ impl Datasets {
             }
             DatasetAction::DeleteFileChunks { file_hash } => {
                 if !d.files.iter().flatten().any(|x| x == &file_hash) {
-                    return Err(Error::not_found(format!("File {file_hash} in dataset '{dataset}'")));
+                    return Err(Error::missing_in(ResourceKind::File, &file_hash, format!("in dataset '{dataset}'")));
                 }
                 let chunks = self.project.rag().delete_file(&d.database, &file_hash)?;
                 Ok(ActionOutcome::FileChunksDeleted { file_hash, chunks })

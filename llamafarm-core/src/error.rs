@@ -9,7 +9,7 @@
 //! The `Display` text is written for a person and names no server path, except
 //! [`Error::Io`] and [`Error::Internal`], whose text is meant for the log only.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// What went wrong, coarsely: this is what front-ends switch on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -252,21 +252,6 @@ pub enum Error {
     /// A bug or a failure of a dependency that the caller cannot act on. The text is for the log.
     #[error("internal error: {0}")]
     Internal(String),
-
-    /// Free-text 422 for code not yet using [`Error::InvalidField`].
-    #[doc(hidden)]
-    #[error("{0}")]
-    Invalid(String),
-
-    /// Free-text 400 for code not yet using [`Error::InvalidName`] or [`Error::InvalidField`].
-    #[doc(hidden)]
-    #[error("{0}")]
-    BadRequest(String),
-
-    /// Free-text 503 for code not yet using [`Error::NotAvailable`].
-    #[doc(hidden)]
-    #[error("{0}")]
-    Unavailable(String),
 }
 
 /// One validation failure: `path` is a dotted path such as `rag.databases[0].name`.
@@ -298,12 +283,12 @@ impl Error {
     /// The coarse kind, used by front-ends to pick a status code.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::InvalidName { .. } | Error::BadRequest(_) => ErrorKind::BadRequest,
+            Error::InvalidName { .. } => ErrorKind::BadRequest,
             Error::NotFound { .. } => ErrorKind::NotFound,
             Error::AlreadyExists { .. } | Error::InUse { .. } | Error::Cancelled => ErrorKind::Conflict,
             Error::TooLarge { .. } => ErrorKind::PayloadTooLarge,
-            Error::Validation(_) | Error::InvalidField { .. } | Error::Parse { .. } | Error::Invalid(_) => ErrorKind::Invalid,
-            Error::ModelMissing { .. } | Error::NotAvailable { .. } | Error::Unavailable(_) => ErrorKind::Unavailable,
+            Error::Validation(_) | Error::InvalidField { .. } | Error::Parse { .. } => ErrorKind::Invalid,
+            Error::ModelMissing { .. } | Error::NotAvailable { .. } => ErrorKind::Unavailable,
             Error::Io { .. } | Error::Internal(_) => ErrorKind::Internal,
         }
     }
@@ -316,12 +301,6 @@ impl Error {
     /// [`Error::NotFound`] with a hint (`in dataset 'docs'`, `(available: a, b)`).
     pub fn missing_in(kind: ResourceKind, name: impl Into<String>, hint: impl Into<String>) -> Self {
         Error::NotFound { kind, name: name.into(), hint: hint.into() }
-    }
-
-    /// [`Error::NotFound`] from a whole description (`Classifier 'x'`).
-    #[doc(hidden)]
-    pub fn not_found(what: impl Into<String>) -> Self {
-        Error::NotFound { kind: ResourceKind::Other, name: what.into(), hint: String::new() }
     }
 
     /// [`Error::AlreadyExists`].
@@ -339,6 +318,11 @@ impl Error {
         Error::NotAvailable { what: what.into(), reason: reason.into() }
     }
 
+    /// [`Error::Parse`]: `what` names the content for a person (a file name, a model id), never a server path.
+    pub fn parse(what: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Parse { what: what.into(), message: message.into() }
+    }
+
     /// [`Error::Internal`].
     pub fn internal(message: impl Into<String>) -> Self {
         Error::Internal(message.into())
@@ -353,6 +337,11 @@ impl Error {
     pub fn validation(path: impl Into<String>, message: impl Into<String>) -> Self {
         Error::Validation(vec![ValidationIssue { path: path.into(), message: message.into() }])
     }
+}
+
+/// The last component of `path`, for messages that must not name a server path.
+pub(crate) fn file_name(path: &Path) -> String {
+    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
 /// `Result` with the core's [`Error`].

@@ -53,7 +53,7 @@ impl LlamaFarm {
         let out = self.embed(model, texts)?;
         if let (Some(d), Some(v)) = (dimensions, out.vectors.first()) {
             if d != v.len() {
-                return Err(Error::Invalid(format!("model '{model}' produces {} dimensions; `dimensions: {d}` is not supported", v.len())));
+                return Err(Error::invalid("dimensions", format!("{d} is not supported: model '{model}' produces {} dimensions", v.len())));
             }
         }
         Ok(out)

@@ -63,7 +63,7 @@ macro_rules! make_error_codes {
 make_error_codes! {
     /// A name or id that cannot name a resource.
     InvalidName => BAD_REQUEST, "invalid_name";
-    /// A malformed request (legacy free-text 400s).
+    /// A malformed request (a 400 with no finer code).
     BadRequest => BAD_REQUEST, "bad_request";
     /// A path parameter of the wrong shape.
     InvalidPath => BAD_REQUEST, "invalid_path";
@@ -123,7 +123,7 @@ make_error_codes! {
     InvalidConfig => UNPROCESSABLE_ENTITY, "invalid_config";
     /// A field's value breaks a rule.
     InvalidField => UNPROCESSABLE_ENTITY, "invalid_field";
-    /// The request is not acceptable (free-text reason).
+    /// The request is not acceptable (a 422 with no finer code).
     InvalidRequest => UNPROCESSABLE_ENTITY, "invalid_request";
     /// The body is not valid JSON.
     InvalidJson => UNPROCESSABLE_ENTITY, "invalid_json";
@@ -158,7 +158,6 @@ impl Code {
 pub fn code_for(e: &Error) -> Code {
     match e {
         Error::InvalidName { .. } => Code::InvalidName,
-        Error::BadRequest(_) => Code::BadRequest,
         Error::NotFound { kind, .. } => match kind {
             ResourceKind::Project => Code::ProjectNotFound,
             ResourceKind::Namespace => Code::NamespaceNotFound,
@@ -187,10 +186,9 @@ pub fn code_for(e: &Error) -> Code {
         Error::TooLarge { .. } => Code::PayloadTooLarge,
         Error::Validation(_) => Code::InvalidConfig,
         Error::InvalidField { .. } => Code::InvalidField,
-        Error::Invalid(_) => Code::InvalidRequest,
         Error::Parse { .. } => Code::Unparsable,
         Error::ModelMissing { .. } => Code::ModelMissing,
-        Error::NotAvailable { .. } | Error::Unavailable(_) => Code::ServiceUnavailable,
+        Error::NotAvailable { .. } => Code::ServiceUnavailable,
         Error::Io { .. } | Error::Internal(_) => Code::Internal,
     }
 }
@@ -426,11 +424,11 @@ mod tests {
         let io = || std::io::Error::new(std::io::ErrorKind::PermissionDenied, "denied");
         vec![
             Error::InvalidName { kind: ResourceKind::Project, name: "..".into(), reason: "must not contain '..'".into() },
-            Error::BadRequest("bad".into()),
             Error::missing(ResourceKind::Project, "acme/demo"),
             Error::missing(ResourceKind::Dataset, "docs"),
             Error::missing_in(ResourceKind::File, "ab12", "in dataset 'docs'"),
-            Error::not_found("Classifier 'x'"),
+            Error::missing(ResourceKind::Classifier, "x"),
+            Error::missing_in(ResourceKind::Other, "Array 'x'", "in a.npz"),
             Error::exists(ResourceKind::Project, "acme/demo"),
             Error::exists(ResourceKind::Session, "s"),
             Error::InUse { kind: ResourceKind::Database, name: "main".into(), dependent_kind: ResourceKind::Dataset, dependents: vec!["d".into()] },
@@ -438,11 +436,9 @@ mod tests {
             Error::TooLarge { what: "file 'a.pdf'".into(), limit: 10 },
             Error::validation("rag.databases[0].name", "must match ^[a-z][a-z0-9_]*$"),
             Error::invalid("top_k", "must be at least 1, got 0"),
-            Error::Invalid("free text".into()),
             Error::Parse { what: "llamafarm.yaml".into(), message: "line 1".into() },
             Error::ModelMissing { model: "m".into(), reason: "gone".into(), fetch_hint: "scripts/fetch-models.sh".into() },
             Error::unavailable("chat endpoint http://x", "unreachable"),
-            Error::Unavailable("down".into()),
             Error::io("/srv/secret/data/projects/a", io()),
             Error::internal("bug at /srv/secret"),
         ]

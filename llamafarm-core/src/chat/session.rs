@@ -50,7 +50,7 @@ fn sessions_dir(project: &Project) -> PathBuf {
 
 fn read_history(file: &Path) -> Result<Vec<ChatMessage>> {
     match std::fs::read(file) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::Parse { what: file.display().to_string(), message: e.to_string() }),
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::parse(format!("chat history {}", crate::error::file_name(file)), e.to_string())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
         Err(e) => Err(Error::io(file, e)),
     }

@@ -34,7 +34,7 @@ pub struct BertEmbedder {
 
 fn read_json(path: &Path) -> Result<serde_json::Value> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    serde_json::from_str(&text).map_err(|e| Error::Parse { what: path.display().to_string(), message: e.to_string() })
+    serde_json::from_str(&text).map_err(|e| Error::parse(crate::error::file_name(path), e.to_string()))
 }
 
 impl BertEmbedder {
@@ -53,7 +53,7 @@ impl BertEmbedder {
     pub fn load_with(dir: &Path, id: &str, batch_size: usize, precision: Precision) -> Result<Self> {
         let config_path = dir.join("config.json");
         let config: BertConfig =
-            serde_json::from_value(read_json(&config_path)?).map_err(|e| Error::Parse { what: config_path.display().to_string(), message: e.to_string() })?;
+            serde_json::from_value(read_json(&config_path)?).map_err(|e| Error::parse(format!("config.json of model '{id}'"), e.to_string()))?;
         let weights = dir.join("model.safetensors");
         if !weights.is_file() {
             return Err(Error::ModelMissing {

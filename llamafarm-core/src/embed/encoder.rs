@@ -161,7 +161,7 @@ impl BertEncoder {
             tensors = tensors.into_iter().map(|(k, v)| (k.strip_prefix("bert.").map(str::to_string).unwrap_or(k), v)).collect();
         }
         if cfg.hidden_size == 0 || cfg.num_attention_heads == 0 || !cfg.hidden_size.is_multiple_of(cfg.num_attention_heads) {
-            return Err(Error::Invalid("BERT config: hidden_size must be a positive multiple of num_attention_heads".into()));
+            return Err(Error::internal("BERT config: hidden_size must be a positive multiple of num_attention_heads"));
         }
         let t = |w: Vec<f32>, n: usize, k: usize| -> Lin {
             let mut out = vec![0f32; w.len()];
@@ -173,10 +173,10 @@ impl BertEncoder {
             Lin::new(&out, k, n, precision)
         };
         let mut take = |name: &str, len: usize| -> Result<Vec<f32>> {
-            let t = tensors.remove(name).ok_or_else(|| Error::Invalid(format!("model weights lack '{name}' (not a BERT sentence-transformer?)")))?;
+            let t = tensors.remove(name).ok_or_else(|| Error::internal(format!("model weights lack '{name}' (not a BERT sentence-transformer?)")))?;
             let v: Vec<f32> = t.to_dtype(DType::F32).and_then(|t| t.flatten_all()).and_then(|t| t.to_vec1()).map_err(ce)?;
             if v.len() != len {
-                return Err(Error::Invalid(format!("model weight '{name}' has {} values, the config implies {len}", v.len())));
+                return Err(Error::internal(format!("model weight '{name}' has {} values, the config implies {len}", v.len())));
             }
             Ok(v)
         };
@@ -532,12 +532,12 @@ pub(crate) fn embed_tokens(seqs: &[&[u32]], word: &[f32], pos: &[f32], typ0: &[f
     let mut rows_out = x.chunks_exact_mut(h.max(1));
     for s in seqs {
         if s.len() > max_pos {
-            return Err(Error::Invalid(format!("sequence of {} tokens exceeds the model's {max_pos} positions", s.len())));
+            return Err(Error::internal(format!("sequence of {} tokens exceeds the model's {max_pos} positions", s.len())));
         }
         for (p, &t) in s.iter().enumerate() {
             let t = t as usize;
             if t >= vocab {
-                return Err(Error::Invalid(format!("token id {t} is outside the vocabulary ({vocab})")));
+                return Err(Error::internal(format!("token id {t} is outside the vocabulary ({vocab})")));
             }
             let Some(row) = rows_out.next() else { break };
             let (w, pe) = (&word[t * h..(t + 1) * h], &pos[p * h..(p + 1) * h]);

@@ -48,17 +48,19 @@ impl HttpEmbedder {
         }
         let mut resp = req
             .send_json(json!({"model": self.model, "input": texts, "encoding_format": "float"}))
-            .map_err(|e| Error::Unavailable(format!("embedding endpoint {url} unreachable: {e}")))?;
+            .map_err(|e| Error::unavailable(format!("embedding endpoint {url}"), format!("unreachable: {e}")))?;
         let status = resp.status();
-        let body: Value =
-            resp.body_mut().read_json().map_err(|e| Error::Unavailable(format!("embedding endpoint {url} sent an unreadable answer ({status}): {e}")))?;
+        let body: Value = resp
+            .body_mut()
+            .read_json()
+            .map_err(|e| Error::unavailable(format!("embedding endpoint {url}"), format!("sent an unreadable answer ({status}): {e}")))?;
         if !status.is_success() {
             let msg = body["error"]["message"].as_str().or(body["detail"].as_str()).map(str::to_string).unwrap_or_else(|| body.to_string());
-            return Err(Error::Unavailable(format!("embedding endpoint {url} answered {status}: {msg}")));
+            return Err(Error::unavailable(format!("embedding endpoint {url}"), format!("answered {status}: {msg}")));
         }
         let mut data: Vec<(usize, Vec<f32>)> = body["data"]
             .as_array()
-            .ok_or_else(|| Error::Unavailable(format!("embedding endpoint {url}: no `data` array")))?
+            .ok_or_else(|| Error::unavailable(format!("embedding endpoint {url}"), "no `data` array in the answer"))?
             .iter()
             .enumerate()
             .map(|(i, d)| {
@@ -69,7 +71,7 @@ impl HttpEmbedder {
             .collect();
         data.sort_by_key(|(i, _)| *i);
         if data.len() != texts.len() {
-            return Err(Error::Unavailable(format!("embedding endpoint {url} returned {} vectors for {} inputs", data.len(), texts.len())));
+            return Err(Error::unavailable(format!("embedding endpoint {url}"), format!("returned {} vectors for {} inputs", data.len(), texts.len())));
         }
         let vecs: Vec<Vec<f32>> = data.into_iter().map(|(_, v)| v).collect();
         for v in &vecs {
@@ -77,7 +79,7 @@ impl HttpEmbedder {
             if want == 0 {
                 self.dim.store(v.len(), Ordering::Relaxed);
             } else if v.len() != want {
-                return Err(Error::Invalid(format!("embedding dimension mismatch: model '{}' returned {} dimensions, expected {want}", self.model, v.len())));
+                return Err(Error::invalid("embedding dimension", format!("mismatch: model '{}' returned {} dimensions, expected {want}", self.model, v.len())));
             }
         }
         Ok(vecs)

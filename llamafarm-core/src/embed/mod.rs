@@ -203,7 +203,7 @@ impl EmbedderSpec {
                     timeout_s: cfg_usize(cfg, "timeout").unwrap_or(60) as u64,
                 })
             }
-            other => Err(Error::Invalid(format!("unknown embedder type '{other}'"))),
+            other => Err(Error::invalid("embedder type", format!("'{other}' is unknown"))),
         }
     }
 

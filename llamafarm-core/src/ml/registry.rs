@@ -18,7 +18,7 @@ pub fn validate_name(name: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(Error::Invalid(format!("invalid model name '{name}': use 1-128 letters, digits, '_', '-' or '.', not starting with '.'")))
+        Err(Error::invalid("model", format!("name '{name}' is invalid: use 1-128 letters, digits, '_', '-' or '.', not starting with '.'")))
     }
 }
 

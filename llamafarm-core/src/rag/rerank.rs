@@ -37,7 +37,7 @@ impl CrossEncoder {
     pub fn load(dir: &Path, id: &str) -> Result<Self> {
         let cfg_path = dir.join("config.json");
         let text = std::fs::read_to_string(&cfg_path).map_err(|e| Error::io(&cfg_path, e))?;
-        let config: BertConfig = serde_json::from_str(&text).map_err(|e| Error::Parse { what: cfg_path.display().to_string(), message: e.to_string() })?;
+        let config: BertConfig = serde_json::from_str(&text).map_err(|e| Error::parse(format!("config.json of reranker '{id}'"), e.to_string()))?;
         let weights = dir.join("model.safetensors");
         let vb = VarBuilder::from_tensors(candle_core::safetensors::load(&weights, &Device::Cpu).map_err(ce)?, DType::F32, &Device::Cpu);
         let tokenizer = Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|e| Error::internal(format!("tokenizer of {id}: {e}")))?;

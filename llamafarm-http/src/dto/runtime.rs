@@ -39,7 +39,7 @@ impl EmbeddingInput {
         match encoding_format {
             None | Some("float") => Ok((texts, false)),
             Some("base64") => Ok((texts, true)),
-            Some(other) => Err(llamafarm_core::Error::Invalid(format!("encoding_format must be float or base64, got '{other}'")).into()),
+            Some(other) => Err(llamafarm_core::Error::invalid("encoding_format", format!("must be float or base64, got '{other}'")).into()),
         }
     }
 }

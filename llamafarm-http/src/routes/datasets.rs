@@ -88,11 +88,11 @@ async fn receive(st: &AppState, ns: &str, p: &str, ds: &str, mut mp: Multipart) 
         if name == "parser_overrides" {
             let text = field.text().await.map_err(multipart_err)?;
             if text.len() > 10 * 1024 {
-                return Err(Error::Invalid("parser_overrides must be at most 10 KB".into()).into());
+                return Err(Error::invalid("parser_overrides", "must be at most 10 KB").into());
             }
             match serde_json::from_str::<Value>(&text) {
                 Ok(Value::Object(m)) => r.overrides = Some(m),
-                _ => return Err(Error::Invalid("parser_overrides must be a JSON object keyed by parser type or \"*\"".into()).into()),
+                _ => return Err(Error::invalid("parser_overrides", "must be a JSON object keyed by parser type or \"*\"").into()),
             }
             continue;
         }
@@ -169,8 +169,11 @@ async fn upload(
 ) -> ApiResult<Json<UploadResponse>> {
     let r = receive(&st, &ns, &p, &ds, mp).await?;
     let Some(o) = r.outcomes.into_iter().next() else {
-        let why = r.failed.into_iter().next().map(|f| f.error).unwrap_or_else(|| "no `file` field in the form".into());
-        return Err(Error::Invalid(why).into());
+        let err = match r.failed.into_iter().next() {
+            Some(f) => Error::invalid("file", format!("was not stored: {}", f.error)),
+            None => Error::invalid("file", "is required (no `file` field in the form)"),
+        };
+        return Err(err.into());
     };
     let fresh = if o.skipped { vec![] } else { vec![o.hash.clone()] };
     let task = start_processing(&st, &headers, (&ns, &p, &ds), fresh, q.auto_process, r.overrides).await?;
@@ -255,10 +258,10 @@ async fn list_events(State(st): State<AppState>, Path((ns, p)): Path<(String, St
     let limit = q.limit.unwrap_or(10);
     let offset = q.offset.unwrap_or(0);
     if !(1..=100).contains(&limit) {
-        return Err(Error::Invalid(format!("limit must be between 1 and 100, got {limit}")).into());
+        return Err(Error::invalid("limit", format!("must be between 1 and 100, got {limit}")).into());
     }
     if offset < 0 {
-        return Err(Error::Invalid(format!("offset must be at least 0, got {offset}")).into());
+        return Err(Error::invalid("offset", format!("must be at least 0, got {offset}")).into());
     }
     let (total, events) =
         call(&st, move |lf| lf.project(&ns, &p)?.events().list(q.kind.as_deref(), q.start_time.as_deref(), q.end_time.as_deref(), limit as usize, offset as usize))

@@ -122,7 +122,7 @@ async fn delete_database(
 async fn documents(State(st): State<AppState>, Path((ns, p, db)): Path<(String, String, String)>, Query(q): Query<LimitParam>) -> ApiResult<Json<Vec<DocumentDto>>> {
     let limit = q.limit.unwrap_or(50);
     if !(1..=1000).contains(&limit) {
-        return Err(llamafarm_core::Error::Invalid(format!("limit must be between 1 and 1000, got {limit}")).into());
+        return Err(llamafarm_core::Error::invalid("limit", format!("must be between 1 and 1000, got {limit}")).into());
     }
     let docs = call(&st, move |lf| lf.project(&ns, &p)?.rag().documents(&db, limit as usize)).await?;
     Ok(Json(docs.into_iter().map(Into::into).collect()))

@@ -29,10 +29,10 @@ fn csv_rows(bytes: &[u8], name: &str) -> Result<ParsedDoc> {
     let delim =
         if name.to_ascii_lowercase().ends_with(".tsv") || (text.lines().next().is_some_and(|l| l.contains('\t') && !l.contains(','))) { b'\t' } else { b',' };
     let mut rdr = csv::ReaderBuilder::new().delimiter(delim).flexible(true).has_headers(true).from_reader(text.as_bytes());
-    let headers: Vec<String> = rdr.headers().map_err(|e| Error::Invalid(format!("'{name}': {e}")))?.iter().map(|h| h.trim().to_string()).collect();
+    let headers: Vec<String> = rdr.headers().map_err(|e| Error::parse(format!("'{name}'"), e.to_string()))?.iter().map(|h| h.trim().to_string()).collect();
     let mut sections = Vec::new();
     for rec in rdr.records() {
-        let rec = rec.map_err(|e| Error::Invalid(format!("'{name}': {e}")))?;
+        let rec = rec.map_err(|e| Error::parse(format!("'{name}'"), e.to_string()))?;
         let row: Vec<String> = rec
             .iter()
             .enumerate()

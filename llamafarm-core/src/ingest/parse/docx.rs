@@ -28,8 +28,8 @@ impl Parser for DocxParser {
 /// Paragraphs and tables of `word/document.xml` (heading styles start sections), with
 /// the page headers first and the footers and comments last as `opts` asks.
 fn docx(bytes: &[u8], name: &str, opts: &ParseOptions) -> Result<ParsedDoc> {
-    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| Error::Invalid(format!("'{name}' is not a DOCX (zip): {e}")))?;
-    let xml = zip_entry(&mut zip, "word/document.xml", name)?.ok_or_else(|| Error::Invalid(format!("'{name}': no word/document.xml")))?;
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| Error::parse(format!("'{name}'"), format!("not a DOCX (zip): {e}")))?;
+    let xml = zip_entry(&mut zip, "word/document.xml", name)?.ok_or_else(|| Error::parse(format!("'{name}'"), "no word/document.xml"))?;
     // Text of every part named `word/{prefix}N.xml`, each distinct paragraph once
     // (first-page, even and default headers often repeat each other).
     let mut parts = |prefix: &str| -> Result<Option<String>> {
@@ -141,7 +141,7 @@ fn docx_part(xml: &str, name: &str, part: &str, tables: bool, sections: &mut Vec
                 _ => {}
             },
             Ok(Event::Eof) => break,
-            Err(e) => return Err(Error::Invalid(format!("'{name}': malformed {part}: {e}"))),
+            Err(e) => return Err(Error::parse(format!("'{name}'"), format!("malformed {part}: {e}"))),
             _ => {}
         }
     }

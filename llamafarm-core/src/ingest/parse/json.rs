@@ -39,7 +39,9 @@ fn json(bytes: &[u8], name: &str) -> Result<ParsedDoc> {
             // JSON Lines.
             let mut items = Vec::new();
             for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-                items.push(serde_json::from_str(line).map_err(|_| Error::Invalid(format!("'{name}': invalid JSON ({e}; line {} is not JSON either)", i + 1)))?);
+                items.push(
+                    serde_json::from_str(line).map_err(|_| Error::parse(format!("'{name}'"), format!("invalid JSON ({e}; line {} is not JSON either)", i + 1)))?,
+                );
             }
             items
         }

@@ -109,7 +109,7 @@ fn utf8(bytes: &[u8], name: &str) -> Result<String> {
             let s = String::from_utf8_lossy(bytes);
             let bad = s.chars().filter(|c| *c == '\u{FFFD}').count();
             if bad * 20 > s.chars().count().max(1) {
-                Err(Error::Invalid(format!("'{name}' is not text (binary content)")))
+                Err(Error::parse(format!("'{name}'"), "not text (binary content)"))
             } else {
                 Ok(s.into_owned())
             }
@@ -180,10 +180,10 @@ fn zip_entry(zip: &mut zip::ZipArchive<std::io::Cursor<&[u8]>>, name: &str, file
     use std::io::Read;
     let Ok(mut f) = zip.by_name(name) else { return Ok(None) };
     if f.size() > 512 * 1024 * 1024 {
-        return Err(Error::Invalid(format!("'{file}': {name} is too large")));
+        return Err(Error::parse(format!("'{file}'"), format!("{name} is too large")));
     }
     let mut s = String::new();
-    f.read_to_string(&mut s).map_err(|e| Error::Invalid(format!("'{file}': {e}")))?;
+    f.read_to_string(&mut s).map_err(|e| Error::parse(format!("'{file}'"), e.to_string()))?;
     Ok(Some(s))
 }
 

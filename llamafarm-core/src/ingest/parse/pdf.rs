@@ -26,17 +26,17 @@ impl Parser for PdfParser {
 
 fn pdf(bytes: &[u8], name: &str) -> Result<ParsedDoc> {
     if !bytes.starts_with(b"%PDF") && !bytes.windows(5).take(1024).any(|w| w == b"%PDF-") {
-        return Err(Error::Invalid(format!("'{name}' is not a PDF")));
+        return Err(Error::parse(format!("'{name}'"), "not a PDF"));
     }
     // pdf-extract panics on some malformed files; contain it.
     let pages = std::panic::catch_unwind(|| pdf_extract::extract_text_from_mem_by_pages(bytes))
-        .map_err(|_| Error::Invalid(format!("'{name}': the PDF could not be parsed (malformed)")))?
+        .map_err(|_| Error::parse(format!("'{name}'"), "malformed PDF"))?
         .map_err(|e| {
             let msg = e.to_string();
             if msg.to_lowercase().contains("encrypt") || msg.to_lowercase().contains("password") {
-                Error::Invalid(format!("'{name}' is encrypted: {msg}"))
+                Error::parse(format!("'{name}'"), format!("the PDF is encrypted: {msg}"))
             } else {
-                Error::Invalid(format!("'{name}': the PDF could not be parsed: {msg}"))
+                Error::parse(format!("'{name}'"), msg)
             }
         })?;
     let n = pages.len() as u32;
@@ -47,7 +47,7 @@ fn pdf(bytes: &[u8], name: &str) -> Result<ParsedDoc> {
         .map(|(i, t)| Section { text: normalize_ws(&t), page: Some(i as u32 + 1), ..Default::default() })
         .collect();
     if sections.is_empty() {
-        return Err(Error::Invalid(format!("'{name}': no extractable text (scanned PDF? OCR it first)")));
+        return Err(Error::parse(format!("'{name}'"), "no extractable text (scanned PDF? OCR it first)"));
     }
     Ok(ParsedDoc { sections, parser: "pdf", page_count: Some(n), ..Default::default() })
 }

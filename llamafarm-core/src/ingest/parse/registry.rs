@@ -51,7 +51,7 @@ impl Registry {
         }
         Some(self.parsers.iter().find(|p| p.type_prefixes().iter().any(|pre| l.starts_with(pre))).map(|p| p.as_ref()).ok_or_else(|| {
             let labels: Vec<&str> = self.parsers.iter().map(|p| p.label()).collect();
-            Error::Invalid(format!("parser type '{t}' is not supported (supported: {} and Universal parsers)", labels.join(", ")))
+            Error::invalid("parser type", format!("'{t}' is not supported (supported: {} and Universal parsers)", labels.join(", ")))
         }))
     }
 
@@ -68,7 +68,7 @@ impl Registry {
             Some(r) => r,
             None => {
                 let ext = Path::new(file_name).extension().and_then(|e| e.to_str()).unwrap_or("");
-                self.for_extension(ext).ok_or_else(|| Error::Invalid(format!("no parser for '{file_name}' (unknown file type '.{ext}')")))
+                self.for_extension(ext).ok_or_else(|| Error::parse(format!("'{file_name}'"), format!("no parser for '{file_name}' (unknown file type '.{ext}')")))
             }
         }
     }

@@ -29,7 +29,7 @@ impl Parser for TextParser {
 
 fn text(bytes: &[u8], name: &str) -> Result<ParsedDoc> {
     if bytes.iter().take(8192).filter(|b| **b == 0).count() > 0 {
-        return Err(Error::Invalid(format!("'{name}' is not text (binary content)")));
+        return Err(Error::parse(format!("'{name}'"), "not text (binary content)"));
     }
     let t = utf8(bytes, name)?;
     Ok(ParsedDoc { sections: vec![Section { text: t, ..Default::default() }], parser: "text", ..Default::default() })

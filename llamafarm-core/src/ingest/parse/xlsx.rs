@@ -28,7 +28,7 @@ impl Parser for XlsxParser {
 /// row of a sheet is its header, repeated as `header: value` in each row.
 fn xlsx(bytes: &[u8], name: &str) -> Result<ParsedDoc> {
     use quick_xml::events::Event;
-    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| Error::Invalid(format!("'{name}' is not an XLSX (zip): {e}")))?;
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| Error::parse(format!("'{name}'"), format!("not an XLSX (zip): {e}")))?;
     let mut shared: Vec<String> = Vec::new();
     if let Some(xml) = zip_entry(&mut zip, "xl/sharedStrings.xml", name)? {
         let mut r = quick_xml::Reader::from_str(&xml);
@@ -40,7 +40,7 @@ fn xlsx(bytes: &[u8], name: &str) -> Result<ParsedDoc> {
                 Ok(Event::End(e)) if e.local_name().as_ref() == b"t" => in_t = false,
                 Ok(Event::End(e)) if e.local_name().as_ref() == b"si" => shared.push(std::mem::take(&mut cur)),
                 Ok(Event::Eof) => break,
-                Err(e) => return Err(Error::Invalid(format!("'{name}': malformed sharedStrings.xml: {e}"))),
+                Err(e) => return Err(Error::parse(format!("'{name}'"), format!("malformed sharedStrings.xml: {e}"))),
                 _ => {}
             }
         }
@@ -104,7 +104,7 @@ fn xlsx(bytes: &[u8], name: &str) -> Result<ParsedDoc> {
                     _ => {}
                 },
                 Ok(Event::Eof) => break,
-                Err(e) => return Err(Error::Invalid(format!("'{name}': malformed {sheet}: {e}"))),
+                Err(e) => return Err(Error::parse(format!("'{name}'"), format!("malformed {sheet}: {e}"))),
                 _ => {}
             }
         }

@@ -67,7 +67,7 @@ pub struct Llama {
 }
 
 fn bad(what: impl std::fmt::Display) -> Error {
-    Error::Invalid(format!("GGUF: {what}"))
+    Error::internal(format!("GGUF: {what}"))
 }
 
 /// Read a GGUF tensor into our layout (`Q4_1`/`Q8_0` kept, the rest re-quantised to `Q8_0`).
@@ -137,7 +137,7 @@ impl Llama {
         let md = &ct.metadata;
         let arch = md.get("general.architecture").and_then(|v| v.to_string().ok()).map(String::as_str).unwrap_or("");
         if arch != "llama" {
-            return Err(Error::Invalid(format!("the native engine runs llama-architecture GGUFs; this one is '{arch}'")));
+            return Err(Error::unavailable("native engine", format!("runs llama-architecture GGUFs; this one is '{arch}'")));
         }
         let u = |k: &str| -> Result<usize> {
             md.get(&format!("llama.{k}"))
@@ -213,10 +213,10 @@ impl Llama {
         let c = &self.cfg;
         let n = tokens.len();
         if n == 0 {
-            return Err(Error::Invalid("nothing to run".into()));
+            return Err(Error::internal("nothing to run"));
         }
         if let Some(t) = tokens.iter().find(|&&t| t as usize >= c.vocab) {
-            return Err(Error::Invalid(format!("token id {t} is outside the vocabulary of {}", c.vocab)));
+            return Err(Error::internal(format!("token id {t} is outside the vocabulary of {}", c.vocab)));
         }
         let (dim, hd, kvd) = (c.dim, c.head_dim, c.kv_heads * c.head_dim);
         let p0 = cache.len;

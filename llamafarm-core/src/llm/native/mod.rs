@@ -50,7 +50,7 @@ pub struct NativeModel {
 fn read_content(gguf: &Path) -> Result<(Content, std::io::BufReader<std::fs::File>)> {
     let f = std::fs::File::open(gguf).map_err(|e| Error::io(gguf, e))?;
     let mut r = std::io::BufReader::new(f);
-    let ct = Content::read(&mut r).map_err(|e| Error::Invalid(format!("{} is not a readable GGUF file: {e}", gguf.display())))?;
+    let ct = Content::read(&mut r).map_err(|e| Error::internal(format!("{} is not a readable GGUF file: {e}", gguf.display())))?;
     Ok((ct, r))
 }
 
@@ -69,13 +69,13 @@ impl NativeModel {
         let tok = GgufTokenizer::from_gguf(&ct.metadata)?;
         let model = Llama::from_gguf(&ct, &mut r)?;
         if tok.len() != model.cfg.vocab {
-            return Err(Error::Invalid(format!("{}: {} tokens in the vocabulary but {} embedding rows", gguf.display(), tok.len(), model.cfg.vocab)));
+            return Err(Error::internal(format!("{}: {} tokens in the vocabulary but {} embedding rows", gguf.display(), tok.len(), model.cfg.vocab)));
         }
         let source = ct
             .metadata
             .get("tokenizer.chat_template")
             .and_then(|v| v.to_string().ok())
-            .ok_or_else(|| Error::Invalid(format!("{}: the GGUF has no chat template", gguf.display())))?;
+            .ok_or_else(|| Error::internal(format!("{}: the GGUF has no chat template", gguf.display())))?;
         let text = |t: Option<u32>| t.map(|t| tok.text(t).to_string()).unwrap_or_default();
         let template = ChatTemplate::new(source, &text(tok.bos), &text(tok.eos))?;
         let bos_text = if tok.add_bos { text(tok.bos) } else { String::new() };

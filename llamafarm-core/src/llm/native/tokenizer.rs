@@ -49,7 +49,7 @@ fn unicode_to_byte() -> HashMap<char, u8> {
 }
 
 fn bad(what: impl std::fmt::Display) -> Error {
-    Error::Invalid(format!("GGUF tokenizer: {what}"))
+    Error::internal(format!("GGUF tokenizer: {what}"))
 }
 
 impl GgufTokenizer {

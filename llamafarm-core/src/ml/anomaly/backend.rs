@@ -61,7 +61,7 @@ impl Backend {
         Backend::ALL
             .into_iter()
             .find(|b| b.as_str() == s)
-            .ok_or_else(|| Error::Invalid(format!("unknown backend '{s}'; one of: {}", Backend::ALL.map(|b| b.as_str()).join(", "))))
+            .ok_or_else(|| Error::invalid("backend", format!("'{s}' is unknown; one of: {}", Backend::ALL.map(|b| b.as_str()).join(", "))))
     }
 }
 

@@ -166,14 +166,14 @@ pub fn infer_schema(rows: &[&Map<String, Value>]) -> BTreeMap<String, FieldEncod
 }
 
 fn field<'a>(row: &'a Map<String, Value>, i: usize, name: &str) -> Result<&'a Value> {
-    row.get(name).ok_or_else(|| Error::Invalid(format!("row {i} has no field '{name}' of the schema")))
+    row.get(name).ok_or_else(|| Error::invalid("data", format!("row {i} has no field '{name}' of the schema")))
 }
 
 impl FeatureEncoder {
     /// Learn category tables from the training rows.
     pub fn fit(schema: BTreeMap<String, FieldEncoding>, rows: &[&Map<String, Value>]) -> Result<Self> {
         if schema.is_empty() {
-            return Err(Error::Invalid("schema has no fields".into()));
+            return Err(Error::invalid("schema", "has no fields"));
         }
         let mut fields = Vec::with_capacity(schema.len());
         let mut features = Vec::new();
@@ -227,9 +227,11 @@ impl FeatureEncoder {
                     FieldState::Numeric => data.push(
                         numeric(v)
                             .filter(|x| x.is_finite())
-                            .ok_or_else(|| Error::Invalid(format!("row {i}: field '{name}' is numeric in the schema but is {v}")))?,
+                            .ok_or_else(|| Error::invalid("data", format!("row {i}: field '{name}' is numeric in the schema but is {v}")))?,
                     ),
-                    FieldState::Binary => data.push(binary(v).ok_or_else(|| Error::Invalid(format!("row {i}: field '{name}' is binary in the schema but is {v}")))?),
+                    FieldState::Binary => {
+                        data.push(binary(v).ok_or_else(|| Error::invalid("data", format!("row {i}: field '{name}' is binary in the schema but is {v}")))?)
+                    }
                     FieldState::Hash { buckets } => data.push(hash_bucket(&category(v), *buckets)),
                     FieldState::Label { classes } => {
                         let c = category(v);
@@ -263,23 +265,23 @@ pub enum Rows<'a> {
 
 /// Check the rows: not empty, one kind, equal length, finite.
 pub fn split_rows(rows: &[AnomalyRow]) -> Result<Rows<'_>> {
-    let first = rows.first().ok_or_else(|| Error::Invalid("data is empty".into()))?;
+    let first = rows.first().ok_or_else(|| Error::invalid("data", "is empty"))?;
     match first {
         AnomalyRow::Values(v0) => {
             let d = v0.len();
             if d == 0 {
-                return Err(Error::Invalid("row 0 is empty".into()));
+                return Err(Error::invalid("data", "row 0 is empty"));
             }
             let mut data = Vec::with_capacity(rows.len() * d);
             for (i, r) in rows.iter().enumerate() {
                 let AnomalyRow::Values(v) = r else {
-                    return Err(Error::Invalid(format!("row {i} is an object but row 0 is an array: use one kind of row")));
+                    return Err(Error::invalid("data", format!("row {i} is an object but row 0 is an array: use one kind of row")));
                 };
                 if v.len() != d {
-                    return Err(Error::Invalid(format!("ragged rows: row {i} has {} values, row 0 has {d}", v.len())));
+                    return Err(Error::invalid("data", format!("has ragged rows: row {i} has {} values, row 0 has {d}", v.len())));
                 }
                 if let Some(j) = v.iter().position(|x| !x.is_finite()) {
-                    return Err(Error::Invalid(format!("row {i}, value {j} is {}: NaN and infinite values are not allowed", v[j])));
+                    return Err(Error::invalid("data", format!("row {i}, value {j} is {}: NaN and infinite values are not allowed", v[j])));
                 }
                 data.extend_from_slice(v);
             }
@@ -290,7 +292,7 @@ pub fn split_rows(rows: &[AnomalyRow]) -> Result<Rows<'_>> {
             .enumerate()
             .map(|(i, r)| match r {
                 AnomalyRow::Record(m) => Ok(m),
-                AnomalyRow::Values(_) => Err(Error::Invalid(format!("row {i} is an array but row 0 is an object: use one kind of row"))),
+                AnomalyRow::Values(_) => Err(Error::invalid("data", format!("row {i} is an array but row 0 is an object: use one kind of row"))),
             })
             .collect::<Result<Vec<_>>>()
             .map(Rows::Records),
@@ -341,7 +343,7 @@ mod tests {
         ] {
             let b = recs(bad);
             let br: Vec<&Map<String, Value>> = b.iter().collect();
-            assert!(matches!(enc.transform(&br), Err(Error::Invalid(_))));
+            assert!(matches!(enc.transform(&br), Err(Error::InvalidField { .. })));
         }
     }
 
@@ -355,9 +357,9 @@ mod tests {
         assert_eq!(s["c"], FieldEncoding::Binary);
 
         let ragged = vec![AnomalyRow::Values(vec![1.0, 2.0]), AnomalyRow::Values(vec![1.0])];
-        assert!(matches!(split_rows(&ragged), Err(Error::Invalid(m)) if m.contains("ragged")));
+        assert!(matches!(split_rows(&ragged), Err(e @ Error::InvalidField { .. }) if e.to_string().contains("ragged")));
         let nan = vec![AnomalyRow::Values(vec![1.0, f64::NAN])];
-        assert!(matches!(split_rows(&nan), Err(Error::Invalid(m)) if m.contains("NaN")));
+        assert!(matches!(split_rows(&nan), Err(e @ Error::InvalidField { .. }) if e.to_string().contains("NaN")));
         let inf = vec![AnomalyRow::Values(vec![f64::INFINITY])];
         assert!(split_rows(&inf).is_err());
         assert!(split_rows(&[]).is_err());

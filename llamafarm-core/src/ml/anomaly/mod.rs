@@ -86,7 +86,7 @@ pub(crate) use store::AnomalyState;
 
 use super::registry;
 use super::Ml;
-use crate::error::{Error, Result};
+use crate::error::{Error, ResourceKind, Result};
 use crate::LlamaFarm;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -216,7 +216,7 @@ impl Anomaly<'_> {
     pub fn fit(&self, name: &str, rows: &[AnomalyRow], opts: &FitOptions) -> Result<FittedModel> {
         registry::validate_name(name)?;
         if name.ends_with(registry::LATEST_SUFFIX) {
-            return Err(Error::Invalid(format!("'{name}': fit creates a model; the -latest suffix is only for score, detect and load")));
+            return Err(Error::invalid("model", format!("'{name}': fit creates a model; the -latest suffix is only for score, detect and load")));
         }
         let mut model = AnomalyModel::fit(name, rows, opts)?;
         let st = self.state();
@@ -269,12 +269,12 @@ impl Anomaly<'_> {
     /// Delete a stored model by file name (`{name}_{backend}.json`) and unload it.
     pub fn delete(&self, filename: &str) -> Result<DeletedModel> {
         registry::validate_name(filename)?;
-        let (name, backend) = parse_filename(filename).ok_or_else(|| Error::not_found(format!("Anomaly model file '{filename}'")))?;
+        let (name, backend) = parse_filename(filename).ok_or_else(|| Error::missing_in(ResourceKind::AnomalyModel, filename, "(no such model file)"))?;
         let path = self.path(&name, backend);
         let _guard = self.state().write.lock().unwrap_or_else(|e| e.into_inner());
         match std::fs::remove_file(&path) {
             Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Error::not_found(format!("Anomaly model file '{filename}'"))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Error::missing_in(ResourceKind::AnomalyModel, filename, "(no such model file)")),
             Err(e) => return Err(Error::io(&path, e)),
         }
         self.state().remove(&(name.clone(), backend));

@@ -146,35 +146,35 @@ impl FitOptions {
     pub fn detector_params(&self) -> Result<DetectorParams> {
         let c = self.contamination;
         if !(c > 0.0 && c <= 0.5) {
-            return Err(Error::Invalid(format!("contamination must be in (0, 0.5], got {c}")));
+            return Err(Error::invalid("contamination", format!("must be in (0, 0.5], got {c}")));
         }
         let nu = self.nu.unwrap_or(c);
         if !(nu > 0.0 && nu <= 1.0) {
-            return Err(Error::Invalid(format!("nu must be in (0, 1], got {nu}")));
+            return Err(Error::invalid("nu", format!("must be in (0, 1], got {nu}")));
         }
         if let Some(g) = self.gamma {
             if !(g > 0.0 && g.is_finite()) {
-                return Err(Error::Invalid(format!("gamma must be positive, got {g}")));
+                return Err(Error::invalid("gamma", format!("must be positive, got {g}")));
             }
         }
         if let Some(t) = self.threshold {
             if !t.is_finite() {
-                return Err(Error::Invalid("threshold must be finite".into()));
+                return Err(Error::invalid("threshold", "must be finite"));
             }
         }
         let n_estimators = self.n_estimators.unwrap_or(100);
         if !(1..=2000).contains(&n_estimators) {
-            return Err(Error::Invalid(format!("n_estimators must be 1..=2000, got {n_estimators}")));
+            return Err(Error::invalid("n_estimators", format!("must be 1..=2000, got {n_estimators}")));
         }
         let n_neighbors = self.n_neighbors.unwrap_or(20);
         if n_neighbors == 0 {
-            return Err(Error::Invalid("n_neighbors must be at least 1".into()));
+            return Err(Error::invalid("n_neighbors", "must be at least 1"));
         }
         if !(1..=10_000).contains(&self.epochs) {
-            return Err(Error::Invalid(format!("epochs must be 1..=10000, got {}", self.epochs)));
+            return Err(Error::invalid("epochs", format!("must be 1..=10000, got {}", self.epochs)));
         }
         if self.batch_size == 0 {
-            return Err(Error::Invalid("batch_size must be at least 1".into()));
+            return Err(Error::invalid("batch_size", "must be at least 1"));
         }
         Ok(DetectorParams {
             contamination: c,
@@ -233,16 +233,19 @@ fn encode_rows(rows: &[AnomalyRow], encoder: Option<&FeatureEncoder>, schema: Op
     match (split_rows(rows)?, encoder) {
         (Rows::Numeric(m), None) => {
             if schema.is_some() {
-                return Err(Error::Invalid("a schema was given but the rows are arrays; a schema describes object rows".into()));
+                return Err(Error::invalid("schema", "was given but the rows are arrays; a schema describes object rows"));
             }
             Ok(m)
         }
-        (Rows::Numeric(_), Some(_)) => Err(Error::Invalid("the model was fitted on object rows with a schema; send objects".into())),
-        (Rows::Records(_), None) => Err(Error::Invalid("the model was fitted on numeric arrays; send arrays of numbers".into())),
+        (Rows::Numeric(_), Some(_)) => Err(Error::invalid("data", "must be objects: the model was fitted on object rows with a schema")),
+        (Rows::Records(_), None) => Err(Error::invalid("data", "must be arrays of numbers: the model was fitted on numeric arrays")),
         (Rows::Records(r), Some(enc)) => {
             if let Some(s) = schema {
                 if s != &enc.schema {
-                    return Err(Error::Invalid(format!("schema does not match the model's: model has {}", serde_json::to_string(&enc.schema).unwrap_or_default())));
+                    return Err(Error::invalid(
+                        "schema",
+                        format!("does not match the model's: model has {}", serde_json::to_string(&enc.schema).unwrap_or_default()),
+                    ));
                 }
             }
             enc.transform(&r)
@@ -258,7 +261,7 @@ impl AnomalyModel {
         let (x, encoder) = match split_rows(rows)? {
             Rows::Numeric(m) => {
                 if opts.schema.is_some() {
-                    return Err(Error::Invalid("a schema was given but the rows are arrays; a schema describes object rows".into()));
+                    return Err(Error::invalid("schema", "was given but the rows are arrays; a schema describes object rows"));
                 }
                 (m, None)
             }
@@ -272,7 +275,7 @@ impl AnomalyModel {
             }
         };
         if x.n < 2 {
-            return Err(Error::Invalid(format!("need at least 2 training rows, got {}", x.n)));
+            return Err(Error::invalid("data", format!("needs at least 2 training rows, got {}", x.n)));
         }
         let scaler = RobustScaler::fit(&x);
         let xs = scaler.transform(&x);
@@ -318,7 +321,7 @@ impl AnomalyModel {
     pub fn raw_scores(&self, rows: &[AnomalyRow], schema: Option<&BTreeMap<String, FieldEncoding>>) -> Result<Vec<f64>> {
         let x = encode_rows(rows, self.encoder.as_ref(), schema)?;
         if x.d != self.input_dim {
-            return Err(Error::Invalid(format!("the model expects {} features per row, got {}", self.input_dim, x.d)));
+            return Err(Error::invalid("data", format!("has {1} features per row; the model expects {0} features", self.input_dim, x.d)));
         }
         Ok(self.detector.score(&self.scaler.transform(&x)))
     }
@@ -327,7 +330,7 @@ impl AnomalyModel {
     pub fn score(&self, rows: &[AnomalyRow], opts: &ScoreOptions) -> Result<Scores> {
         if let Some(t) = opts.threshold {
             if !t.is_finite() {
-                return Err(Error::Invalid("threshold must be finite".into()));
+                return Err(Error::invalid("threshold", "must be finite"));
             }
         }
         let normalization = opts.normalization.unwrap_or(self.normalization);

@@ -2,7 +2,7 @@
 //! deflated), enough to load benchmark and user data sets: little-endian
 //! `f8/f4/i8/i4/i2/u1/b1` (and `u8/u4/u2/i1`), C or Fortran order, any rank.
 
-use crate::error::{Error, Result};
+use crate::error::{file_name, Error, ResourceKind, Result};
 use std::io::Read;
 use std::path::Path;
 
@@ -24,7 +24,7 @@ impl NpyArray {
 }
 
 fn bad(msg: impl Into<String>) -> Error {
-    Error::Invalid(format!("npy: {}", msg.into()))
+    Error::parse("npy array", msg)
 }
 
 fn header_value<'a>(h: &'a str, key: &str) -> Result<&'a str> {
@@ -100,9 +100,9 @@ pub fn parse_npy(bytes: &[u8]) -> Result<NpyArray> {
 /// Read one array (`name`, with or without `.npy`) from an `.npz` archive.
 pub fn read_npz(path: &Path, name: &str) -> Result<NpyArray> {
     let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut z = zip::ZipArchive::new(f).map_err(|e| bad(format!("{}: {e}", path.display())))?;
+    let mut z = zip::ZipArchive::new(f).map_err(|e| Error::parse(file_name(path), e.to_string()))?;
     let entry = if name.ends_with(".npy") { name.to_string() } else { format!("{name}.npy") };
-    let mut file = z.by_name(&entry).map_err(|_| Error::not_found(format!("array '{name}' in {}", path.display())))?;
+    let mut file = z.by_name(&entry).map_err(|_| Error::missing_in(ResourceKind::Other, format!("Array '{name}'"), format!("in {}", file_name(path))))?;
     let mut bytes = Vec::with_capacity(file.size() as usize);
     file.read_to_end(&mut bytes).map_err(|e| Error::io(path, e))?;
     parse_npy(&bytes)

@@ -5,7 +5,7 @@
 use super::backend::Backend;
 use super::model::{AnomalyModel, Normalization, FORMAT};
 use super::Anomaly;
-use crate::error::{Error, Result};
+use crate::error::{file_name, Error, ResourceKind, Result};
 use crate::ml::registry;
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -80,7 +80,10 @@ pub fn base_of(name: &str) -> String {
 
 /// Several models answer to one name: the caller must say which backend.
 fn ambiguous(name: &str, backends: impl Iterator<Item = Backend>) -> Error {
-    Error::Invalid(format!("model '{name}' exists for several backends ({}); pass `backend`", backends.map(|b| b.as_str()).collect::<Vec<_>>().join(", ")))
+    Error::invalid(
+        "backend",
+        format!("is required: model '{name}' exists for several backends ({}); pass `backend`", backends.map(|b| b.as_str()).collect::<Vec<_>>().join(", ")),
+    )
 }
 
 impl Anomaly<'_> {
@@ -126,14 +129,14 @@ impl Anomaly<'_> {
         }
         let names: Vec<String> = all.iter().map(|(n, _)| n.clone()).collect();
         let what = || match backend {
-            Some(b) => format!("Anomaly model '{model}' ({b})"),
-            None => format!("Anomaly model '{model}'"),
+            Some(b) => Error::missing_in(ResourceKind::AnomalyModel, model, format!("(backend {b})")),
+            None => Error::missing(ResourceKind::AnomalyModel, model),
         };
-        let name = registry::resolve(model, &names).ok_or_else(|| Error::not_found(what()))?;
+        let name = registry::resolve(model, &names).ok_or_else(what)?;
         let backends: Vec<Backend> = all.iter().filter(|(n, _)| *n == name).map(|(_, b)| *b).collect();
         match backends.as_slice() {
             [b] => Ok((name, *b)),
-            [] => Err(Error::not_found(what())),
+            [] => Err(what()),
             many => Err(ambiguous(&name, many.iter().copied())),
         }
     }
@@ -145,7 +148,7 @@ impl Anomaly<'_> {
             stored.retain(|(_, x, _)| *x == b);
         }
         let names: Vec<String> = stored.iter().map(|(n, _, _)| n.clone()).collect();
-        let name = registry::resolve(model, &names).ok_or_else(|| Error::not_found(format!("Saved anomaly model '{model}'")))?;
+        let name = registry::resolve(model, &names).ok_or_else(|| Error::missing_in(ResourceKind::AnomalyModel, model, "among the saved models"))?;
         let mut matches: Vec<(String, Backend, PathBuf)> = stored.into_iter().filter(|(n, _, _)| *n == name).collect();
         if matches.len() == 1 {
             return Ok(matches.remove(0));
@@ -155,9 +158,9 @@ impl Anomaly<'_> {
 
     pub(super) fn read_file(path: &Path) -> Result<AnomalyModel> {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let m: AnomalyModel = serde_json::from_slice(&bytes).map_err(|e| Error::Parse { what: path.display().to_string(), message: e.to_string() })?;
+        let m: AnomalyModel = serde_json::from_slice(&bytes).map_err(|e| Error::parse(file_name(path), e.to_string()))?;
         if m.format != FORMAT {
-            return Err(Error::Invalid(format!("{}: unsupported model format '{}'", path.display(), m.format)));
+            return Err(Error::internal(format!("{}: unsupported model format '{}'", path.display(), m.format)));
         }
         Ok(m)
     }
@@ -169,7 +172,7 @@ impl Anomaly<'_> {
         }
         let path = self.path(&key.0, key.1);
         if !path.exists() {
-            return Err(Error::not_found(format!("Anomaly model '{}' ({})", key.0, key.1)));
+            return Err(Error::missing_in(ResourceKind::AnomalyModel, &key.0, format!("(backend {})", key.1)));
         }
         let m = Arc::new(Self::read_file(&path)?);
         self.state().insert(m.clone());

@@ -38,8 +38,8 @@ fn open() -> (tempfile::TempDir, LlamaFarm) {
 
 fn invalid(r: Result<impl std::fmt::Debug>) -> String {
     match r {
-        Err(e @ Error::Invalid(_)) => e.to_string(),
-        other => panic!("expected Error::Invalid, got {other:?}"),
+        Err(e @ Error::InvalidField { .. }) => e.to_string(),
+        other => panic!("expected Error::InvalidField, got {other:?}"),
     }
 }
 
@@ -257,7 +257,7 @@ fn bad_input_is_invalid_not_a_panic() {
     invalid(an.fit("x-latest", &train, &FitOptions::default()));
     invalid(an.fit("x", &train, &FitOptions { nu: Some(0.0), ..Default::default() }));
     invalid(an.fit("x", &train, &FitOptions { epochs: 0, ..Default::default() }));
-    assert!(matches!(an.fit("../evil", &train, &FitOptions::default()), Err(Error::Invalid(_) | Error::BadRequest(_))));
+    assert!(matches!(an.fit("../evil", &train, &FitOptions::default()), Err(Error::InvalidField { .. })));
     invalid(Backend::parse("nope"));
     assert!(serde_json::from_value::<Backend>(json!("nope")).is_err());
 

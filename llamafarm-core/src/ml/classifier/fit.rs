@@ -51,47 +51,50 @@ impl Classifiers<'_> {
         let started = Instant::now();
         registry::validate_name(model)?;
         if model.ends_with(registry::LATEST_SUFFIX) {
-            return Err(Error::Invalid(format!("model name '{}' must not end in '{}' (that suffix selects the newest version)", model, registry::LATEST_SUFFIX)));
+            return Err(Error::invalid("model", format!("name '{}' must not end in '{}' (that suffix selects the newest version)", model, registry::LATEST_SUFFIX)));
         }
         if examples.is_empty() {
-            return Err(Error::Invalid("training_data: at least two examples of two classes are required".into()));
+            return Err(Error::invalid("training_data", "needs at least two examples of two classes"));
         }
         if examples.len() > MAX_TRAINING_EXAMPLES {
-            return Err(Error::Invalid(format!("training_data: at most {MAX_TRAINING_EXAMPLES} examples (got {})", examples.len())));
+            return Err(Error::invalid("training_data", format!("has at most {MAX_TRAINING_EXAMPLES} examples (got {})", examples.len())));
         }
         for (i, ex) in examples.iter().enumerate() {
             if ex.text.trim().is_empty() {
-                return Err(Error::Invalid(format!("training_data[{i}].text is empty")));
+                return Err(Error::invalid(format!("training_data[{i}].text"), "is empty"));
             }
             if ex.label.trim().is_empty() {
-                return Err(Error::Invalid(format!("training_data[{i}].label is empty")));
+                return Err(Error::invalid(format!("training_data[{i}].label"), "is empty"));
             }
         }
         if !(1..=1000).contains(&opts.num_iterations) {
-            return Err(Error::Invalid(format!("num_iterations must be in 1..=1000 (got {})", opts.num_iterations)));
+            return Err(Error::invalid("num_iterations", format!("must be in 1..=1000 (got {})", opts.num_iterations)));
         }
         if !(1..=512).contains(&opts.batch_size) {
-            return Err(Error::Invalid(format!("batch_size must be in 1..=512 (got {})", opts.batch_size)));
+            return Err(Error::invalid("batch_size", format!("must be in 1..=512 (got {})", opts.batch_size)));
         }
         if !(1..=20).contains(&opts.num_epochs) {
-            return Err(Error::Invalid(format!("num_epochs must be in 1..=20 (got {})", opts.num_epochs)));
+            return Err(Error::invalid("num_epochs", format!("must be in 1..=20 (got {})", opts.num_epochs)));
         }
         if !(opts.learning_rate.is_finite() && opts.learning_rate > 0.0 && opts.learning_rate <= 0.01) {
-            return Err(Error::Invalid(format!("learning_rate must be in (0, 0.01] (got {})", opts.learning_rate)));
+            return Err(Error::invalid("learning_rate", format!("must be in (0, 0.01] (got {})", opts.learning_rate)));
         }
         let mut labels: Vec<String> = examples.iter().map(|e| e.label.clone()).collect();
         labels.sort();
         labels.dedup();
         if labels.len() < 2 {
-            return Err(Error::Invalid(format!("training_data needs at least two classes (got {}: {:?})", labels.len(), labels)));
+            return Err(Error::invalid("training_data", format!("needs at least two classes (got {}: {:?})", labels.len(), labels)));
         }
         let n = examples.len();
         let num_pairs = 2 * opts.num_iterations * n;
         if num_pairs.saturating_mul(opts.num_epochs) > MAX_TRAINING_PAIRS {
-            return Err(Error::Invalid(format!(
-                "2 * num_iterations * examples * num_epochs = {} pairs is above the limit of {MAX_TRAINING_PAIRS}; lower num_iterations",
-                num_pairs * opts.num_epochs
-            )));
+            return Err(Error::invalid(
+                "num_iterations",
+                format!(
+                    "is too high: 2 * num_iterations * examples * num_epochs = {} pairs is above the limit of {MAX_TRAINING_PAIRS}; lower num_iterations",
+                    num_pairs * opts.num_epochs
+                ),
+            ));
         }
         let base = self.lf.models().resolve(&opts.base_model)?;
         let y: Vec<usize> = examples.iter().map(|e| labels.binary_search(&e.label).unwrap_or(0)).collect();

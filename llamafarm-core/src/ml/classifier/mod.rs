@@ -48,7 +48,7 @@ pub(crate) use store::ClassifierState;
 
 use super::registry;
 use super::Ml;
-use crate::error::{Error, Result};
+use crate::error::{Error, ResourceKind, Result};
 use crate::LlamaFarm;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -211,13 +211,13 @@ pub struct StoredClassifier {
 
 fn check_texts(texts: &[String], what: &str, max: usize) -> Result<()> {
     if texts.is_empty() {
-        return Err(Error::Invalid(format!("{what}: at least one text is required")));
+        return Err(Error::invalid(what, "needs at least one text"));
     }
     if texts.len() > max {
-        return Err(Error::Invalid(format!("{what}: at most {max} texts per request (got {})", texts.len())));
+        return Err(Error::invalid(what, format!("has at most {max} texts per request (got {})", texts.len())));
     }
     if let Some(i) = texts.iter().position(|t| t.trim().is_empty()) {
-        return Err(Error::Invalid(format!("{what}[{i}]: text is empty")));
+        return Err(Error::invalid(format!("{what}[{i}]"), "is empty"));
     }
     Ok(())
 }
@@ -255,7 +255,7 @@ impl Classifiers<'_> {
         let c = self.loaded(&name)?;
         let meta_path = c.dir.join("metadata.json");
         if !meta_path.is_file() {
-            return Err(Error::not_found(format!("Stored files of classifier '{name}'")));
+            return Err(Error::missing_in(ResourceKind::Classifier, &name, "(its stored files are gone)"));
         }
         if let Some(d) = description {
             let _commit = self.state().commit.lock().unwrap_or_else(|e| e.into_inner());
@@ -271,7 +271,7 @@ impl Classifiers<'_> {
     pub fn load(&self, model: &str) -> Result<LoadedInfo> {
         let plain = model.strip_suffix(registry::LATEST_SUFFIX).unwrap_or(model);
         registry::validate_name(plain)?;
-        let name = registry::resolve(model, &self.stored()).ok_or_else(|| Error::not_found(format!("Stored classifier '{model}'")))?;
+        let name = registry::resolve(model, &self.stored()).ok_or_else(|| Error::missing_in(ResourceKind::Classifier, model, "among the saved classifiers"))?;
         let c = self.state().insert(LoadedClassifier::load(&self.dir().join(&name), &name)?);
         Ok(LoadedInfo { name, labels: c.head.labels.clone() })
     }
@@ -311,20 +311,21 @@ impl Classifiers<'_> {
         if dir.is_dir() {
             crate::fsutil::remove_dir_atomic(&dir, &root.join(".trash"))?;
         } else if !was_loaded {
-            return Err(Error::not_found(format!("Classifier '{name}'")));
+            return Err(Error::missing(ResourceKind::Classifier, name));
         }
         Ok(name.to_string())
     }
 
     /// The runtime's `/v1/classify`: serves trained SetFit classifiers by name; any
-    /// other model name is `Error::BadRequest`.
+    /// other model name is `Error::InvalidName`.
     pub fn classify(&self, model: &str, texts: &[String]) -> Result<Predictions> {
         check_texts(texts, "texts", MAX_PREDICT_TEXTS)?;
-        let not_setfit = || {
-            Error::BadRequest(format!(
-                "model '{model}' is not a trained classifier: /v1/classify serves SetFit classifiers trained with POST /v1/classifier/fit \
+        let not_setfit = || Error::InvalidName {
+            kind: ResourceKind::Classifier,
+            name: model.to_string(),
+            reason: "not a trained classifier: /v1/classify serves SetFit classifiers trained with POST /v1/classifier/fit \
                  (see GET /v1/classifier/models); pre-trained Hugging Face sequence-classification models are not supported"
-            ))
+                .into(),
         };
         let plain = model.strip_suffix(registry::LATEST_SUFFIX).unwrap_or(model);
         if registry::validate_name(plain).is_err() {

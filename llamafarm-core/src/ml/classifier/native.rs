@@ -96,14 +96,14 @@ impl NativeBert {
         let cfg_path = dir.join("config.json");
         let text = std::fs::read_to_string(&cfg_path).map_err(|e| Error::io(&cfg_path, e))?;
         let cfg: BertConfig =
-            serde_json::from_str(&text).map_err(|e| Error::Invalid(format!("base model config {} is not a BERT config: {e}", cfg_path.display())))?;
+            serde_json::from_str(&text).map_err(|e| Error::invalid("base_model", format!("is not a BERT model: its config.json does not parse: {e}")))?;
         if let Some(t) = &cfg.model_type {
             if t != "bert" {
-                return Err(Error::Invalid(format!("base model type '{t}' is not supported: SetFit here fine-tunes BERT sentence-transformers")));
+                return Err(Error::invalid("base_model", format!("type '{t}' is not supported: SetFit here fine-tunes BERT sentence-transformers")));
             }
         }
         if cfg.hidden_size == 0 || cfg.num_attention_heads == 0 || !cfg.hidden_size.is_multiple_of(cfg.num_attention_heads) {
-            return Err(Error::Invalid("base model: hidden_size is not a positive multiple of num_attention_heads".into()));
+            return Err(Error::invalid("base_model", "config: hidden_size is not a positive multiple of num_attention_heads"));
         }
         let mut tensors = candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).map_err(ce)?;
         if !tensors.contains_key("embeddings.word_embeddings.weight") && tensors.contains_key("bert.embeddings.word_embeddings.weight") {
@@ -142,10 +142,10 @@ impl NativeBert {
         }
         let (mut names, mut shapes, mut params) = (Vec::new(), Vec::new(), Vec::new());
         for (name, shape) in wanted {
-            let t = tensors.remove(&name).ok_or_else(|| Error::Invalid(format!("base model weights lack '{name}' (not a BERT sentence-transformer?)")))?;
+            let t = tensors.remove(&name).ok_or_else(|| Error::invalid("base_model", format!("weights lack '{name}' (not a BERT sentence-transformer?)")))?;
             let v: Vec<f32> = t.to_dtype(DType::F32).and_then(|t| t.flatten_all()).and_then(|t| t.to_vec1()).map_err(ce)?;
             if v.len() != shape.iter().product::<usize>() {
-                return Err(Error::Invalid(format!("base model weight '{name}' has {} values, the config implies {shape:?}", v.len())));
+                return Err(Error::invalid("base_model", format!("weight '{name}' has {} values, the config implies {shape:?}", v.len())));
             }
             names.push(name);
             shapes.push(shape);

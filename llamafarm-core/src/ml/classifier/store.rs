@@ -4,7 +4,7 @@
 
 use super::{head, Classifiers, Prediction};
 use crate::embed::{BertEmbedder, Embedder};
-use crate::error::{Error, Result};
+use crate::error::{file_name, Error, ResourceKind, Result};
 use crate::ml::registry;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -47,10 +47,10 @@ impl LoadedClassifier {
     pub(super) fn load(dir: &Path, name: &str) -> Result<Self> {
         let _meta: Metadata = read_json(&dir.join("metadata.json"))?;
         let head: head::LogisticHead = read_json(&dir.join("head.json"))?;
-        head.validate().map_err(|e| Error::Invalid(format!("classifier '{name}': {e}")))?;
+        head.validate().map_err(|e| Error::internal(format!("classifier '{name}': {e}")))?;
         let embedder = BertEmbedder::load(dir, name, 16)?;
         if embedder.dimension() != head.dim {
-            return Err(Error::Invalid(format!("classifier '{name}': head dimension {} differs from the body's {}", head.dim, embedder.dimension())));
+            return Err(Error::internal(format!("classifier '{name}': head dimension {} differs from the body's {}", head.dim, embedder.dimension())));
         }
         Ok(Self { name: name.to_string(), dir: dir.to_path_buf(), embedder, head })
     }
@@ -106,7 +106,7 @@ impl ClassifierState {
 
 pub(super) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    serde_json::from_str(&text).map_err(|e| Error::Parse { what: path.display().to_string(), message: e.to_string() })
+    serde_json::from_str(&text).map_err(|e| Error::parse(file_name(path), e.to_string()))
 }
 
 pub(super) fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<()> {
@@ -178,7 +178,7 @@ impl Classifiers<'_> {
         known.extend(self.state().names());
         known.sort();
         known.dedup();
-        registry::resolve(requested, &known).ok_or_else(|| Error::not_found(format!("Classifier '{requested}'")))
+        registry::resolve(requested, &known).ok_or_else(|| Error::missing(ResourceKind::Classifier, requested))
     }
 
     /// The loaded classifier `name` (already resolved), loading it from disk if needed.
@@ -188,7 +188,7 @@ impl Classifiers<'_> {
         }
         let dir = self.dir().join(name);
         if !dir.join("head.json").is_file() {
-            return Err(Error::not_found(format!("Classifier '{name}'")));
+            return Err(Error::missing(ResourceKind::Classifier, name));
         }
         Ok(self.state().insert(LoadedClassifier::load(&dir, name)?))
     }

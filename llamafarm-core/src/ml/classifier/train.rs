@@ -58,14 +58,14 @@ impl TrainableBert {
         let cfg_path = dir.join("config.json");
         let text = std::fs::read_to_string(&cfg_path).map_err(|e| Error::io(&cfg_path, e))?;
         let cfg: BertConfig =
-            serde_json::from_str(&text).map_err(|e| Error::Invalid(format!("base model config {} is not a BERT config: {e}", cfg_path.display())))?;
+            serde_json::from_str(&text).map_err(|e| Error::invalid("base_model", format!("is not a BERT model: its config.json does not parse: {e}")))?;
         if let Some(t) = &cfg.model_type {
             if t != "bert" {
-                return Err(Error::Invalid(format!("base model type '{t}' is not supported: SetFit here fine-tunes BERT sentence-transformers")));
+                return Err(Error::invalid("base_model", format!("type '{t}' is not supported: SetFit here fine-tunes BERT sentence-transformers")));
             }
         }
         if !cfg.hidden_size.is_multiple_of(cfg.num_attention_heads) {
-            return Err(Error::Invalid("base model: hidden_size is not a multiple of num_attention_heads".into()));
+            return Err(Error::invalid("base_model", "config: hidden_size is not a multiple of num_attention_heads"));
         }
         let mut tensors = candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).map_err(ce)?;
         // Checkpoints saved from a BertModel inside another model carry a `bert.` prefix.
@@ -74,7 +74,7 @@ impl TrainableBert {
         }
         let varmap = VarMap::new();
         let mut take = |name: String| -> Result<Tensor> {
-            let t = tensors.remove(&name).ok_or_else(|| Error::Invalid(format!("base model weights lack '{name}' (not a BERT sentence-transformer?)")))?;
+            let t = tensors.remove(&name).ok_or_else(|| Error::invalid("base_model", format!("weights lack '{name}' (not a BERT sentence-transformer?)")))?;
             let t = t.to_dtype(DType::F32).map_err(ce)?;
             let var = Var::from_tensor(&t).map_err(ce)?;
             let out = var.as_tensor().clone();

@@ -118,7 +118,7 @@ impl EmbeddedStore {
         std::fs::create_dir_all(&tdir).map_err(|e| Error::io(&tdir, e))?;
         let meta_path = dir.join(META_FILE);
         let meta: StoreMeta = match std::fs::read(&meta_path) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| Error::Parse { what: meta_path.display().to_string(), message: e.to_string() })?,
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| Error::parse(format!("store metadata {META_FILE}"), e.to_string()))?,
             Err(_) => {
                 let m = StoreMeta { metric, dimension: None };
                 crate::fsutil::atomic_write(&meta_path, &serde_json::to_vec(&m).unwrap_or_default())?;
