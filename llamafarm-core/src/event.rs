@@ -60,9 +60,16 @@ impl Events {
         Ok(id)
     }
 
-    /// Events newest first, filtered by type and time (RFC 3339 bounds), paginated.
-    /// Returns the total matching and the page.
-    pub fn list(&self, kind: Option<&str>, start: Option<&str>, end: Option<&str>, limit: usize, offset: usize) -> Result<(usize, Vec<EventSummary>)> {
+    /// Events newest first, filtered by type and time (RFC 3339 bounds), paginated
+    /// (`limit` 1..=100, `offset` from 0). Returns the total matching and the page.
+    pub fn list(&self, kind: Option<&str>, start: Option<&str>, end: Option<&str>, limit: i64, offset: i64) -> Result<(usize, Vec<EventSummary>)> {
+        if !(1..=100).contains(&limit) {
+            return Err(Error::invalid("limit", format!("must be between 1 and 100, got {limit}")));
+        }
+        if offset < 0 {
+            return Err(Error::invalid("offset", format!("must be at least 0, got {offset}")));
+        }
+        let (limit, offset) = (limit as usize, offset as usize);
         let parse_t = |s: &str, what: &str| {
             chrono::DateTime::parse_from_rfc3339(s)
                 .map(|d| d.with_timezone(&chrono::Utc))

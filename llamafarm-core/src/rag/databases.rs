@@ -215,8 +215,12 @@ impl Rag {
         Ok((removed, deleted))
     }
 
-    /// Source documents in a database, with chunk counts (at most `limit`).
-    pub fn documents(&self, database: &str, limit: usize) -> Result<Vec<DocumentSummary>> {
+    /// Source documents in a database, with chunk counts (at most `limit`, 1..=1000).
+    pub fn documents(&self, database: &str, limit: i64) -> Result<Vec<DocumentSummary>> {
+        if !(1..=1000).contains(&limit) {
+            return Err(Error::invalid("limit", format!("must be between 1 and 1000, got {limit}")));
+        }
+        let limit = limit as usize;
         let cfg = self.project.config()?;
         let db = cfg.database(database).cloned().ok_or_else(|| Error::missing(ResourceKind::Database, database))?;
         let store = self.engine().store(&self.store_dir(&db.name), Self::metric_of(&db)?)?;

@@ -121,9 +121,6 @@ async fn delete_database(
     responses((status = 200, body = Vec<DocumentDto>), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn documents(State(st): State<AppState>, Path((ns, p, db)): Path<(String, String, String)>, Query(q): Query<LimitParam>) -> ApiResult<Json<Vec<DocumentDto>>> {
     let limit = q.limit.unwrap_or(50);
-    if !(1..=1000).contains(&limit) {
-        return Err(llamafarm_core::Error::invalid("limit", format!("must be between 1 and 1000, got {limit}")).into());
-    }
-    let docs = call(&st, move |lf| lf.project(&ns, &p)?.rag().documents(&db, limit as usize)).await?;
+    let docs = call(&st, move |lf| lf.project(&ns, &p)?.rag().documents(&db, limit)).await?;
     Ok(Json(docs.into_iter().map(Into::into).collect()))
 }
