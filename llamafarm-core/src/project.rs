@@ -197,17 +197,30 @@ impl Project {
         fs::metadata(self.config_path()).and_then(|m| m.modified()).ok().map(DateTime::<Utc>::from)
     }
 
-    /// Replace the config with `cfg` (validated). Its name and namespace must match the project.
+    /// Replace the config with `cfg` (validated). Its name and namespace must match the
+    /// project. This also repairs a config file that no longer parses.
     pub fn replace_config(&self, cfg: LlamaFarmConfig) -> Result<LlamaFarmConfig> {
-        self.update_config(|current| {
-            *current = cfg;
-            Ok(())
-        })
+        self.write_config(
+            |current| {
+                *current = cfg;
+                Ok(())
+            },
+            true,
+        )
     }
 
     /// Read-modify-write the config under the project's lock. The closure's result
     /// is validated before anything is written; the previous file is kept as a backup.
+    /// A config file that does not parse is left alone and its parse error returned:
+    /// a change to part of it cannot be applied to a file that cannot be read.
     pub fn update_config<F>(&self, f: F) -> Result<LlamaFarmConfig>
+    where
+        F: FnOnce(&mut LlamaFarmConfig) -> Result<()>,
+    {
+        self.write_config(f, false)
+    }
+
+    fn write_config<F>(&self, f: F, replaces_all: bool) -> Result<LlamaFarmConfig>
     where
         F: FnOnce(&mut LlamaFarmConfig) -> Result<()>,
     {
@@ -218,9 +231,12 @@ impl Project {
             std::io::ErrorKind::NotFound => Error::missing(ResourceKind::Project, format!("{}/{}", self.namespace, self.name)),
             _ => Error::io(&path, e),
         })?;
-        // A broken file on disk can still be replaced wholesale.
-        let mut cfg =
-            parse_config_text(&path, &old_text).and_then(LlamaFarmConfig::from_value_unvalidated).unwrap_or_else(|_| placeholder(&self.namespace, &self.name));
+        // A broken file on disk can be replaced wholesale, never edited in part.
+        let mut cfg = match parse_config_text(&path, &old_text).and_then(LlamaFarmConfig::from_value_unvalidated) {
+            Ok(cfg) => cfg,
+            Err(_) if replaces_all => placeholder(&self.namespace, &self.name),
+            Err(e) => return Err(e),
+        };
         f(&mut cfg)?;
         if cfg.name != self.name {
             return Err(Error::validation("name", format!("must be '{}' (the project's name), got '{}'", self.name, cfg.name)));
@@ -300,4 +316,32 @@ pub fn load_config(path: &Path) -> Result<LlamaFarmConfig> {
 pub fn load_config_with(path: &Path, vars: &crate::config::Vars) -> Result<LlamaFarmConfig> {
     let text = fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     LlamaFarmConfig::from_value_with(parse_config_text(path, &text)?, vars)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::LlamaFarm;
+
+    #[test]
+    fn a_partial_update_leaves_an_unparsable_config_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let lf = LlamaFarm::open(dir.path()).unwrap();
+        let p = lf.projects().create("acme", "bot", None).unwrap();
+        let path = p.config_path();
+        let broken = "version: v1\nname: bot\nnamespace: acme\nruntime: [unclosed\n";
+        std::fs::write(&path, broken).unwrap();
+        let err = p.update_config(|c| {
+            c.runtime.models = None;
+            Ok(())
+        });
+        let err = err.expect_err("an edit of a config that does not parse must fail");
+        assert_eq!(err.kind(), crate::ErrorKind::Invalid, "{err}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), broken, "the file on disk is unchanged");
+        assert!(p.backups().is_empty(), "nothing was written, not even a backup");
+        // A whole replacement still repairs it.
+        let mut fresh = lf.projects().create("acme", "other", None).unwrap().config().unwrap();
+        fresh.name = "bot".into();
+        p.replace_config(fresh).unwrap();
+        assert!(p.config().is_ok());
+    }
 }
