@@ -74,6 +74,20 @@ impl Client {
         self.send(self.http.post(format!("{}{path}", self.base)).multipart(form), path).await
     }
 
+    /// Multipart upload of many files as repeated `files` fields, each streamed from
+    /// disk (a file is opened when its part is built, so only this request's files are open).
+    pub async fn upload_many(&self, path: &str, files: &[std::path::PathBuf]) -> Result<Value> {
+        let mut form = reqwest::multipart::Form::new();
+        for file in files {
+            let name = file.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "upload".into());
+            let f = tokio::fs::File::open(file).await.map_err(|e| anyhow!("{}: {e}", file.display()))?;
+            let len = f.metadata().await.map(|m| m.len()).unwrap_or(0);
+            let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(f));
+            form = form.part("files", reqwest::multipart::Part::stream_with_length(body, len).file_name(name));
+        }
+        self.send(self.http.post(format!("{}{path}", self.base)).multipart(form), path).await
+    }
+
     /// POST and return the raw response (for streams); non-2xx answers become their `detail`.
     pub async fn post_raw(&self, path: &str, body: &Value, headers: &[(&str, String)]) -> Result<reqwest::Response> {
         let mut req = self.http.post(format!("{}{path}", self.base)).json(body);

@@ -235,31 +235,72 @@ fn print_outcomes(t: &Value) {
     }
 }
 
+/// Files per bulk request of `upload_files`, and bytes (whichever comes first).
+const BULK_FILES: usize = 500;
+const BULK_BYTES: u64 = 64 << 20;
+
 async fn upload_files(c: &Client, ns: &str, p: &str, ds: &str, files: &[PathBuf], auto: Option<bool>, overrides: Option<Value>) -> Result<Vec<String>> {
     // (Returns the ids of any tasks the server started for auto-processing.)
     let mut tasks = Vec::new();
     let (mut ok, mut skipped, mut failed) = (0, 0, 0);
-    for (i, f) in files.iter().enumerate() {
-        bar(i, files.len(), &f.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default());
-        let mut q = String::new();
-        if let Some(a) = auto {
-            q = format!("?auto_process={a}");
+    let count = |v: &Value, tasks: &mut Vec<String>| {
+        if let Some(id) = v["task_id"].as_str() {
+            tasks.push(id.to_string());
         }
-        match c.upload(&format!("/v1/projects/{}/{}/datasets/{}/data{q}", seg(ns), seg(p), seg(ds)), f, overrides.as_ref()).await {
-            Ok(v) => {
-                if v["skipped"].as_bool() == Some(true) {
-                    skipped += 1;
-                } else {
-                    ok += 1;
+    };
+    let mut q = String::new();
+    if let Some(a) = auto {
+        q = format!("?auto_process={a}");
+    }
+    if files.len() == 1 || overrides.is_some() {
+        // One file (or per-upload parser overrides): the single-file endpoint.
+        for (i, f) in files.iter().enumerate() {
+            bar(i, files.len(), &f.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default());
+            match c.upload(&format!("/v1/projects/{}/{}/datasets/{}/data{q}", seg(ns), seg(p), seg(ds)), f, overrides.as_ref()).await {
+                Ok(v) => {
+                    if v["skipped"].as_bool() == Some(true) {
+                        skipped += 1;
+                    } else {
+                        ok += 1;
+                    }
+                    count(&v, &mut tasks);
                 }
-                if let Some(id) = v["task_id"].as_str() {
-                    tasks.push(id.to_string());
+                Err(e) => {
+                    failed += 1;
+                    eprintln!("\n  failed {}: {e:#}", f.display());
                 }
             }
-            Err(e) => {
-                failed += 1;
-                eprintln!("\n  failed {}: {e:#}", f.display());
+        }
+    } else {
+        // Many files: bulk requests of up to BULK_FILES files or BULK_BYTES bytes.
+        let mut done = 0;
+        let mut i = 0;
+        while i < files.len() {
+            let mut bytes = 0;
+            let mut j = i;
+            while j < files.len() && j - i < BULK_FILES && (j == i || bytes < BULK_BYTES) {
+                bytes += std::fs::metadata(&files[j]).map(|m| m.len()).unwrap_or(0);
+                j += 1;
             }
+            let group = &files[i..j];
+            bar(done, files.len(), &group[0].file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default());
+            match c.upload_many(&format!("/v1/projects/{}/{}/datasets/{}/data/bulk{q}", seg(ns), seg(p), seg(ds)), group).await {
+                Ok(v) => {
+                    ok += v["uploaded"].as_array().map_or(0, |a| a.len());
+                    skipped += v["skipped"].as_array().map_or(0, |a| a.len());
+                    for f in v["failed"].as_array().into_iter().flatten() {
+                        failed += 1;
+                        eprintln!("\n  failed {}: {}", f["filename"].as_str().unwrap_or(""), f["error"].as_str().unwrap_or(""));
+                    }
+                    count(&v, &mut tasks);
+                }
+                Err(e) => {
+                    failed += group.len();
+                    eprintln!("\n  failed {} file(s) from {}: {e:#}", group.len(), group[0].display());
+                }
+            }
+            done += group.len();
+            i = j;
         }
     }
     bar(files.len(), files.len(), "uploaded");
@@ -482,8 +523,10 @@ pub async fn rag(c: &Client, cmd: RagCmd, cwd: &Path, json_out: bool) -> Result<
             if json_out {
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
-                for k in ["database", "vector_count", "document_count", "storage_human", "embedding_dimension", "distance_metric", "ann_index", "last_updated"] {
-                    println!("{k:<20} {}", v[k].as_str().map(String::from).unwrap_or_else(|| v[k].to_string()));
+                for k in ["database", "document_count", "chunk_count", "storage_human", "index_bytes", "memory_human", "embedding_dimension", "distance_metric", "ann_index", "tombstones", "last_updated"] {
+                    if !v[k].is_null() {
+                        println!("{k:<20} {}", v[k].as_str().map(String::from).unwrap_or_else(|| v[k].to_string()));
+                    }
                 }
             }
         }

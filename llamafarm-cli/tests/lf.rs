@@ -13,7 +13,7 @@ struct Served {
     child: Child,
     url: String,
     runtime_url: String,
-    _data: tempfile::TempDir,
+    data: Option<tempfile::TempDir>,
 }
 
 impl Served {
@@ -29,7 +29,11 @@ impl Served {
 
     /// With extra environment variables for the server process.
     fn start_env(real_models: bool, env: &[(&str, &str)]) -> Self {
-        let data = tempfile::tempdir().unwrap();
+        Self::start_in(tempfile::tempdir().unwrap(), real_models, env)
+    }
+
+    /// On an existing data directory.
+    fn start_in(data: tempfile::TempDir, real_models: bool, env: &[(&str, &str)]) -> Self {
         let mut cmd = Command::new(lf_bin());
         cmd.envs(env.iter().copied());
         if !real_models {
@@ -50,7 +54,14 @@ impl Served {
         };
         let url = grab("LlamaFarm API listening on ");
         let runtime_url = grab("Universal Runtime listening on ");
-        Served { child, url, runtime_url, _data: data }
+        Served { child, url, runtime_url, data: Some(data) }
+    }
+
+    /// SIGKILL the server; its data directory survives for a restart.
+    fn kill9(mut self) -> tempfile::TempDir {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        self.data.take().unwrap()
     }
 
     fn lf(&self, cwd: &Path, args: &[&str]) -> Output {
@@ -237,4 +248,82 @@ fn lf_chat_streams_and_reads_stdin() {
     fails_with(&srv.lf(&dir, &["chat", "hi", "--temperature", "9"]), "temperature");
     let models = ok(&srv.lf(&dir, &["models", "list"]));
     assert!(models.contains("SmolLM2-135M-Instruct-GGUF:Q4_1"), "{models}");
+}
+
+/// `lf serve` is SIGKILLed while a task commits groups of small files. After a restart:
+/// every file the task reported processed has all its chunks, no file in the index is
+/// half-written, the task says it was interrupted, and processing again finishes the
+/// rest (the files already indexed are skipped, not duplicated).
+#[test]
+fn kill_9_during_grouped_processing_loses_nothing_reported() {
+    let srv = Served::start_with(true);
+    let work = tempfile::tempdir().unwrap();
+    ok(&srv.lf(work.path(), &["init", "crash"]));
+    let dir = work.path().join("crash");
+    ok(&srv.lf(&dir, &["datasets", "create", "-s", "universal_rag", "-b", "main_database", "notes"]));
+    let files = work.path().join("files");
+    std::fs::create_dir_all(&files).unwrap();
+    let n = 900;
+    let words = ["river", "protein", "engine", "harbour", "lantern", "cell", "orbit", "meadow", "signal", "copper", "glacier", "thread"];
+    // Three sections each: files of several chunks, so a half-indexed file would show.
+    for i in 0..n {
+        let para = |p: usize| (0..70).map(|j| words[(i * 7 + j * 3 + j / 5 + p) % words.len()]).collect::<Vec<_>>().join(" ");
+        std::fs::write(files.join(format!("note-{i:04}.md")), format!("# Note {i}\n\n{}.\n\n# Second\n\n{}.\n\n# Third\n\n{}.\n", para(0), para(1), para(2)))
+            .unwrap();
+    }
+    let up = ok(&srv.lf(&dir, &["datasets", "upload", "notes", files.to_str().unwrap(), "--no-process"]));
+    assert!(up.contains(&format!("Uploaded {n} file(s)")), "{up}");
+
+    let mut proc = Command::new(lf_bin())
+        .current_dir(&dir)
+        .args(["--server-url", &srv.url, "datasets", "process", "notes"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let first = BufReader::new(proc.stdout.take().unwrap()).lines().next().unwrap().unwrap();
+    let task = first.rsplit_once("(task ").map(|(_, t)| t.trim_end_matches(')').to_string()).unwrap_or_else(|| panic!("{first}"));
+    let task_path = format!("/v1/projects/default/crash/tasks/{task}");
+    // Wait for the first group to be reported, then kill during a later one.
+    let start = Instant::now();
+    loop {
+        let t = get_json(&srv.url, &task_path);
+        let cur = t["meta"]["current"].as_u64().unwrap_or(0);
+        if cur > 0 {
+            assert!(cur < n as u64, "the task finished before it could be interrupted: {}", t["state"]);
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(300), "no group committed: {t}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let data = srv.kill9();
+    let _ = proc.kill();
+    let _ = proc.wait();
+
+    let srv = Served::start_in(data, true, &[]);
+    let t = get_json(&srv.url, &task_path);
+    assert_eq!(t["state"], "FAILURE", "{t}");
+    assert!(t["error"].as_str().unwrap_or("").contains("interrupted"), "{t}");
+    let reported: Vec<String> =
+        t["result"]["details"].as_array().unwrap().iter().filter(|d| d["status"] == "processed").map(|d| d["file_hash"].as_str().unwrap().to_string()).collect();
+    assert!(!reported.is_empty() && reported.len() < n, "reported {}", reported.len());
+    let docs = get_json(&srv.url, "/v1/projects/default/crash/rag/databases/main_database/documents?limit=1000");
+    let docs = docs.as_array().unwrap_or_else(|| panic!("{docs}"));
+    let mut indexed = std::collections::HashMap::new();
+    for d in docs {
+        let total = d["metadata"]["total_chunks"].as_u64().unwrap_or_else(|| panic!("{d}"));
+        assert!(total > 1, "{d}");
+        assert_eq!(d["chunk_count"].as_u64().unwrap(), total, "a half-indexed file: {d}");
+        indexed.insert(d["id"].as_str().unwrap().to_string(), total);
+    }
+    for h in &reported {
+        assert!(indexed.contains_key(h), "file {h} was reported processed but is not in the index");
+    }
+    // Processing again finishes the rest; nothing is indexed twice.
+    let out = ok(&srv.lf(&dir, &["datasets", "process", "notes"]));
+    let last = out.lines().last().unwrap_or("");
+    assert!(last.starts_with(&format!("SUCCESS: {} processed, {} skipped, 0 failed", n - indexed.len(), indexed.len())), "{last}");
+    let stats = get_json(&srv.url, "/v1/projects/default/crash/rag/stats?database=main_database");
+    assert_eq!(stats["document_count"].as_u64(), Some(n as u64), "{stats}");
 }

@@ -119,18 +119,16 @@ pub fn safe_file_name(name: &str) -> String {
     }
 }
 
-/// Streams one upload to disk while hashing it; [`UploadWriter::finish`] moves it
-/// into place (or discards it as a duplicate).
+/// Streams one upload to disk while hashing it; [`UploadWriter::finish`] stores it
+/// (or discards it as a duplicate), or [`UploadBatch::add`] stages it with others.
 pub struct UploadWriter {
-    datasets_dir: PathBuf,
-    dataset: String,
-    project: Project,
     file_name: String,
     tmp: PathBuf,
     file: Option<File>,
     hasher: Sha256,
     size: u64,
     max_bytes: u64,
+    batch: Option<UploadBatch>,
 }
 
 impl UploadWriter {
@@ -151,51 +149,166 @@ impl UploadWriter {
         let _ = fs::remove_file(&self.tmp);
     }
 
-    /// Store the file under its hash and record it in the dataset. A file whose
-    /// content is already in the dataset is `skipped` and not stored twice.
-    pub fn finish(mut self) -> Result<UploadOutcome> {
+    /// Close the file and take its hash (nothing is synced yet).
+    fn seal(&mut self) -> Result<Staged> {
         let mut f = self.file.take().ok_or_else(|| Error::internal("upload already finished"))?;
-        f.flush().and_then(|_| f.sync_all()).map_err(|e| Error::io(&self.tmp, e))?;
+        f.flush().map_err(|e| Error::io(&self.tmp, e))?;
         drop(f);
-        let hash = format!("{:x}", std::mem::take(&mut self.hasher).finalize());
+        Ok(Staged {
+            file_name: std::mem::take(&mut self.file_name),
+            tmp: self.tmp.clone(),
+            hash: format!("{:x}", std::mem::take(&mut self.hasher).finalize()),
+            size: self.size,
+        })
+    }
+
+    /// Store the file under its hash and record it in the dataset (a batch of one).
+    /// A file whose content is already in the dataset is `skipped` and not stored twice.
+    pub fn finish(mut self) -> Result<UploadOutcome> {
+        let mut batch = self.batch.take().ok_or_else(|| Error::internal("upload already finished"))?;
+        let staged = self.seal()?;
+        batch.staged.push(staged);
+        batch.commit()?.pop().ok_or_else(|| Error::internal("upload produced no outcome"))
+    }
+}
+
+/// A file received and hashed, waiting in `incoming/` for its batch to be committed.
+struct Staged {
+    file_name: String,
+    tmp: PathBuf,
+    hash: String,
+    size: u64,
+}
+
+/// Many uploads stored together: each file is streamed to `incoming/` and hashed as it
+/// arrives ([`UploadBatch::begin_file`], [`UploadBatch::add`]); [`UploadBatch::commit`]
+/// moves them under their hashes, makes them durable with one flush of the file
+/// system, and records them in the dataset with one config update. A file is listed
+/// in the dataset only after its content and metadata are on disk; a crash before the
+/// commit leaves only parts in `incoming/` (removed by a later batch once a day old)
+/// or unlisted files under `raw/`, which a later upload of the same content reuses.
+pub struct UploadBatch {
+    datasets_dir: PathBuf,
+    dataset: String,
+    project: Project,
+    staged: Vec<Staged>,
+}
+
+impl UploadBatch {
+    /// Start streaming one file of the batch. `max_bytes` bounds the file.
+    pub fn begin_file(&self, file_name: &str, max_bytes: u64) -> Result<UploadWriter> {
+        let dir = self.datasets_dir.join(&self.dataset).join("incoming");
+        let tmp = dir.join(format!("{}.part", uuid::Uuid::new_v4().simple()));
+        let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        Ok(UploadWriter { file_name: file_name.into(), tmp, file: Some(file), hasher: Sha256::new(), size: 0, max_bytes, batch: None })
+    }
+
+    /// Stage a file whose bytes have all been written.
+    pub fn add(&mut self, mut w: UploadWriter) -> Result<()> {
+        let s = w.seal()?;
+        self.staged.push(s);
+        Ok(())
+    }
+
+    /// An empty batch into the same dataset (to go on while this one commits).
+    pub fn fresh(&self) -> UploadBatch {
+        UploadBatch { datasets_dir: self.datasets_dir.clone(), dataset: self.dataset.clone(), project: self.project.clone(), staged: Vec::new() }
+    }
+
+    /// Files staged so far.
+    pub fn len(&self) -> usize {
+        self.staged.len()
+    }
+
+    /// Whether nothing is staged.
+    pub fn is_empty(&self) -> bool {
+        self.staged.is_empty()
+    }
+
+    /// Store every staged file; returns one outcome per file, in order. Content already
+    /// in the dataset, or earlier in the batch, is `skipped` (one copy is kept).
+    pub fn commit(mut self) -> Result<Vec<UploadOutcome>> {
+        let staged = std::mem::take(&mut self.staged);
+        let result = self.commit_staged(&staged);
+        for s in &staged {
+            let _ = fs::remove_file(&s.tmp); // moved already, or a duplicate, or the commit failed
+        }
+        result
+    }
+
+    fn commit_staged(&self, staged: &[Staged]) -> Result<Vec<UploadOutcome>> {
+        if staged.is_empty() {
+            return Ok(Vec::new());
+        }
         let dir = self.datasets_dir.join(&self.dataset);
-        let raw = dir.join("raw").join(&hash);
+        let (raw_dir, meta_dir) = (dir.join("raw"), dir.join("meta"));
+        fs::create_dir_all(&raw_dir).map_err(|e| Error::io(&raw_dir, e))?;
+        fs::create_dir_all(&meta_dir).map_err(|e| Error::io(&meta_dir, e))?;
+        let listed: std::collections::HashSet<String> = {
+            let cfg = self.project.config()?;
+            let d = cfg.dataset_list().iter().find(|d| d.name == self.dataset).ok_or_else(|| Error::missing(ResourceKind::Dataset, self.dataset.as_str()))?;
+            d.files.iter().flatten().cloned().collect()
+        };
+        // Move new content under its hash and write its metadata, unsynced.
+        let mut seen = std::collections::HashSet::new();
+        let mut fresh = vec![false; staged.len()];
+        let mut written = Vec::new();
         let now = chrono::Utc::now();
         let ts = now.timestamp_micros() as f64 / 1e6;
-        let safe = safe_file_name(&self.file_name);
-        let (stem, ext) = match safe.rsplit_once('.') {
-            Some((s, e)) if !s.is_empty() => (s.to_string(), format!(".{e}")),
-            _ => (safe.clone(), String::new()),
-        };
-        let meta = FileMeta {
-            original_file_name: self.file_name.clone(),
-            resolved_file_name: format!("{stem}_{ts:.6}{ext}"),
-            timestamp: ts,
-            size: self.size,
-            mime_type: mime_for(&safe).to_string(),
-            hash: hash.clone(),
-        };
-        let mut skipped = false;
-        let (ds, file_name) = (self.dataset.clone(), self.file_name.clone());
-        let tmp = self.tmp.clone();
-        // The config lock serialises concurrent uploads of the same content: one copy.
-        self.project.update_config(|cfg| {
-            let d = cfg.datasets.as_mut().and_then(|l| l.iter_mut().find(|d| d.name == ds)).ok_or_else(|| Error::missing(ResourceKind::Dataset, ds.as_str()))?;
-            let files = d.files.get_or_insert_with(Vec::new);
-            if files.contains(&hash) && raw.is_file() {
-                skipped = true;
-                let _ = fs::remove_file(&tmp);
-                return Ok(());
+        for (i, s) in staged.iter().enumerate() {
+            let raw = raw_dir.join(&s.hash);
+            if !seen.insert(s.hash.as_str()) || (listed.contains(&s.hash) && raw.is_file()) {
+                continue;
             }
-            fs::create_dir_all(raw.parent().unwrap_or(&dir)).map_err(|e| Error::io(&dir, e))?;
-            fs::rename(&tmp, &raw).map_err(|e| Error::io(&raw, e))?;
-            crate::fsutil::atomic_write(&dir.join("meta").join(format!("{hash}.json")), &serde_json::to_vec_pretty(&meta).unwrap_or_default())?;
-            if !files.contains(&hash) {
-                files.push(hash.clone());
+            fs::rename(&s.tmp, &raw).map_err(|e| Error::io(&raw, e))?;
+            let safe = safe_file_name(&s.file_name);
+            let (stem, ext) = match safe.rsplit_once('.') {
+                Some((st, e)) if !st.is_empty() => (st.to_string(), format!(".{e}")),
+                _ => (safe.clone(), String::new()),
+            };
+            let meta = FileMeta {
+                original_file_name: s.file_name.clone(),
+                resolved_file_name: format!("{stem}_{ts:.6}{ext}"),
+                timestamp: ts,
+                size: s.size,
+                mime_type: mime_for(&safe).to_string(),
+                hash: s.hash.clone(),
+            };
+            let meta_path = meta_dir.join(format!("{}.json", s.hash));
+            crate::fsutil::replace_unsynced(&meta_path, &serde_json::to_vec_pretty(&meta).unwrap_or_default())?;
+            written.push(raw);
+            written.push(meta_path);
+            fresh[i] = true;
+        }
+        // One flush for all of them, then one config update that lists them.
+        crate::fsutil::sync_files(&written)?;
+        let mut added = vec![false; staged.len()];
+        self.project.update_config(|cfg| {
+            let d = cfg
+                .datasets
+                .as_mut()
+                .and_then(|l| l.iter_mut().find(|d| d.name == self.dataset))
+                .ok_or_else(|| Error::missing(ResourceKind::Dataset, self.dataset.as_str()))?;
+            let files = d.files.get_or_insert_with(Vec::new);
+            let mut present: std::collections::HashSet<String> = files.iter().cloned().collect();
+            for (i, s) in staged.iter().enumerate() {
+                if fresh[i] && present.insert(s.hash.clone()) {
+                    files.push(s.hash.clone());
+                    added[i] = true;
+                }
             }
             Ok(())
         })?;
-        Ok(UploadOutcome { filename: file_name, hash, size: self.size, skipped })
+        Ok(staged.iter().enumerate().map(|(i, s)| UploadOutcome { filename: s.file_name.clone(), hash: s.hash.clone(), size: s.size, skipped: !(added[i] || (fresh[i] && listed.contains(&s.hash))) }).collect())
+    }
+}
+
+impl Drop for UploadBatch {
+    /// A batch dropped without a commit stores nothing: its parts are removed.
+    fn drop(&mut self) {
+        for s in &self.staged {
+            let _ = fs::remove_file(&s.tmp);
+        }
     }
 }
 
@@ -320,24 +433,28 @@ impl Datasets {
         Ok(info)
     }
 
-    /// Start streaming an upload into a dataset. `max_bytes` bounds the file.
-    pub fn begin_upload(&self, dataset: &str, file_name: &str, max_bytes: u64) -> Result<UploadWriter> {
+    /// Start a batch of uploads into a dataset (see [`UploadBatch`]). Parts left in
+    /// `incoming/` by an upload that never finished (a crash) are removed.
+    pub fn begin_batch(&self, dataset: &str) -> Result<UploadBatch> {
         self.get(dataset)?;
         let dir = self.root().join(dataset).join("incoming");
         fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        let tmp = dir.join(format!("{}.part", uuid::Uuid::new_v4().simple()));
-        let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        Ok(UploadWriter {
-            datasets_dir: self.root(),
-            dataset: dataset.into(),
-            project: self.project.clone(),
-            file_name: file_name.into(),
-            tmp,
-            file: Some(file),
-            hasher: Sha256::new(),
-            size: 0,
-            max_bytes,
-        })
+        let stale = std::time::SystemTime::now() - std::time::Duration::from_secs(24 * 3600);
+        for e in fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))?.flatten() {
+            // Only old parts: a part younger than a day may belong to an upload in flight.
+            if e.metadata().and_then(|m| m.modified()).is_ok_and(|t| t < stale) {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+        Ok(UploadBatch { datasets_dir: self.root(), dataset: dataset.into(), project: self.project.clone(), staged: Vec::new() })
+    }
+
+    /// Start streaming one upload into a dataset. `max_bytes` bounds the file.
+    pub fn begin_upload(&self, dataset: &str, file_name: &str, max_bytes: u64) -> Result<UploadWriter> {
+        let batch = self.begin_batch(dataset)?;
+        let mut w = batch.begin_file(file_name, max_bytes)?;
+        w.batch = Some(batch);
+        Ok(w)
     }
 
     /// Store bytes as a file of the dataset (convenience over [`Datasets::begin_upload`]).

@@ -29,6 +29,48 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
     result
 }
 
+/// Write `path` through a temporary file and a rename, without syncing: readers see
+/// the old or the new content, never a part. Durability is the caller's, in one pass
+/// for many files ([`sync_files`]).
+pub fn replace_unsynced(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().ok_or_else(|| Error::internal(format!("{} has no parent", path.display())))?;
+    fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = dir.join(format!(".{file_name}.tmp-{}", uuid::Uuid::new_v4().simple()));
+    let result = fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e)).and_then(|_| fs::rename(&tmp, path).map_err(|e| Error::io(path, e)));
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Make many files just written (and their directory entries) durable in one pass.
+/// On Linux this is one `syncfs` of the file system holding `files[0]`, which flushes
+/// them all with one journal commit instead of one per file; elsewhere each file and
+/// each distinct parent directory is synced.
+pub fn sync_files(files: &[std::path::PathBuf]) -> Result<()> {
+    let Some(first) = files.first() else { return Ok(()) };
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let f = File::open(first).map_err(|e| Error::io(first, e))?;
+        // SAFETY: `syncfs` takes an open descriptor, which `f` holds for the call.
+        let rc = unsafe { libc::syncfs(f.as_raw_fd()) };
+        if rc == 0 {
+            return Ok(());
+        }
+        tracing::debug!(error = %std::io::Error::last_os_error(), "syncfs failed; syncing file by file");
+    }
+    let mut dirs = std::collections::BTreeSet::new();
+    for p in files {
+        File::open(p).and_then(|f| f.sync_all()).map_err(|e| Error::io(p, e))?;
+        if let Some(d) = p.parent() {
+            dirs.insert(d.to_path_buf());
+        }
+    }
+    dirs.iter().try_for_each(|d| sync_dir(d))
+}
+
 /// fsync a directory so that a rename or create inside it is durable.
 pub fn sync_dir(dir: &Path) -> Result<()> {
     let d = File::open(dir).map_err(|e| Error::io(dir, e))?;

@@ -4,7 +4,8 @@
 //! atomically as it advances, so its state survives a restart; a task cut off by
 //! a crash is marked FAILURE with a reason when the data directory is next opened.
 //! Tasks run on in-process worker threads; within a task, files are parsed and
-//! embedded two at a time (both cores busy).
+//! chunked a wave at a time in parallel, then embedded and committed in groups
+//! (one index commit for many small files; see [`run_files`]).
 //!
 //! States: PENDING, STARTED, SUCCESS, FAILURE, REVOKED (cancelled).
 
@@ -352,27 +353,8 @@ fn run_job(lf: &LlamaFarm, job: &Job) -> Result<()> {
     let overrides = shared.lock().unwrap_or_else(|p| p.into_inner()).overrides.clone();
     let ds_name = shared.lock().unwrap_or_else(|p| p.into_inner()).dataset.clone();
 
-    // Two files at a time: while one is parsed, the other is embedded.
-    use rayon::prelude::*;
     let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().map_err(|e| Error::internal(format!("thread pool: {e}")))?;
-    pool.install(|| {
-        files.par_iter().for_each(|hash| {
-            if flag.load(Ordering::SeqCst) {
-                return;
-            }
-            *lf.tasks().running.lock().unwrap_or_else(|p| p.into_inner()).entry(job.task_id.clone()).or_default() += 1;
-            let outcome = ingest::process_file(&project, &ds_name, hash, overrides.as_ref(), &flag);
-            *lf.tasks().running.lock().unwrap_or_else(|p| p.into_inner()).entry(job.task_id.clone()).or_default() -= 1;
-            let cancelled_mid_file = flag.load(Ordering::SeqCst) && outcome.status == "failed";
-            let mut r = shared.lock().unwrap_or_else(|p| p.into_inner());
-            if !cancelled_mid_file {
-                r.outcomes.push(outcome);
-            }
-            r.meta.current = r.outcomes.len();
-            let _ = save(&dir, &mut r);
-        });
-    });
-
+    pool.install(|| run_files(lf, job, &project, &ds_name, &files, overrides, &flag, &shared));
     let mut rec =
         Arc::try_unwrap(shared).map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner())).unwrap_or_else(|a| a.lock().unwrap_or_else(|p| p.into_inner()).clone());
     lf.tasks().running.lock().unwrap_or_else(|p| p.into_inner()).remove(&job.task_id);
@@ -419,6 +401,92 @@ fn run_job(lf: &LlamaFarm, job: &Job) -> Result<()> {
     Ok(())
 }
 
+/// Files prepared (parsed and chunked) per wave, in parallel.
+const WAVE_FILES: usize = 8;
+/// A group is committed once it holds this many chunks ...
+const GROUP_CHUNKS: usize = 512;
+/// ... or this many files ...
+const GROUP_FILES: usize = 1024;
+/// ... or has waited this long since its first file was prepared.
+const GROUP_WINDOW: Duration = Duration::from_secs(2);
+
+/// Process a task's files in groups: waves of files are parsed and chunked in
+/// parallel; their chunks accumulate until a group is full, then are embedded
+/// together and written in one index commit ([`ingest::IngestPlan::commit`]). A file's
+/// outcome enters the task record only after the commit that holds its chunks, and
+/// the record is saved once per group.
+fn run_files(
+    lf: &LlamaFarm,
+    job: &Job,
+    project: &Project,
+    dataset: &str,
+    files: &[String],
+    overrides: Option<Map<String, Value>>,
+    flag: &AtomicBool,
+    shared: &Mutex<TaskRecord>,
+) {
+    use rayon::prelude::*;
+    let dir = project.dir();
+    let record = |outcomes: Vec<FileOutcome>| {
+        let mut r = shared.lock().unwrap_or_else(|p| p.into_inner());
+        r.outcomes.extend(outcomes);
+        r.meta.current = r.outcomes.len();
+        let _ = save(dir, &mut r);
+    };
+    let plan = match ingest::IngestPlan::new(project, dataset, overrides) {
+        Ok(p) => p,
+        Err(e) => {
+            // Nothing can be processed (missing strategy, unknown embedder, ...): each file says why.
+            record(files.iter().map(|h| FileOutcome::failed(h, h, &e)).collect());
+            return;
+        }
+    };
+    let set_running = |n: usize| {
+        lf.tasks().running.lock().unwrap_or_else(|p| p.into_inner()).insert(job.task_id.clone(), n);
+    };
+    let mut pending: Vec<ingest::PreparedFile> = Vec::new();
+    let mut pending_chunks = 0;
+    let mut since: Option<Instant> = None;
+    let mut done: Vec<FileOutcome> = Vec::new();
+    let mut waves = files.chunks(WAVE_FILES).peekable();
+    while let Some(wave) = waves.next() {
+        if flag.load(Ordering::SeqCst) {
+            break;
+        }
+        set_running(pending.len() + wave.len());
+        let prepared: Vec<ingest::Prepared> = wave.par_iter().map(|h| plan.prepare(h, flag)).collect();
+        for p in prepared {
+            match p {
+                ingest::Prepared::Chunks(f) => {
+                    pending_chunks += f.chunk_count();
+                    since.get_or_insert_with(Instant::now);
+                    pending.push(f);
+                }
+                // Cancelled mid-file: not reported (nothing was written).
+                ingest::Prepared::Done(o) if flag.load(Ordering::SeqCst) && o.status == "failed" => {}
+                ingest::Prepared::Done(o) => done.push(o),
+            }
+        }
+        let last = waves.peek().is_none();
+        let full = pending_chunks >= GROUP_CHUNKS || pending.len() >= GROUP_FILES || since.is_some_and(|t| t.elapsed() >= GROUP_WINDOW);
+        if last || full {
+            let group = std::mem::take(&mut pending);
+            pending_chunks = 0;
+            since = None;
+            set_running(group.len());
+            done.extend(plan.commit(group, flag));
+            record(std::mem::take(&mut done));
+        } else if !done.is_empty() && pending.is_empty() {
+            // Only skipped or failed files so far: report them without waiting for a group.
+            record(std::mem::take(&mut done));
+        }
+    }
+    if !done.is_empty() {
+        record(done);
+    }
+    set_running(0);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -461,5 +529,78 @@ mod tests {
         assert!(r.error.unwrap().contains("interrupted"));
         assert_eq!(load(p.dir(), "t-2").unwrap().state, TaskState::Success, "finished tasks are left alone");
         assert!(load(p.dir(), "../etc").is_err());
+    }
+
+    /// Grouped processing (many files per embedding call and per commit) writes the
+    /// same chunks, with the same vectors to the bit, as processing each file alone.
+    #[test]
+    fn grouped_processing_matches_file_by_file() {
+        use crate::store::ChunkStore;
+        let dir = tempfile::tempdir().unwrap();
+        let lf = LlamaFarm::open_with(dir.path(), crate::ModelCache::from_env()).unwrap();
+        let words = ["aspirin", "platelet", "protein", "kinase", "tumour", "receptor", "insulin", "neuron", "cortex", "enzyme"];
+        let files: Vec<(String, String)> = (0..40)
+            .map(|i| {
+                let len = 5 + (i * 37) % 160;
+                let body: Vec<&str> = (0..len).map(|j| words[(i * 3 + j * 7 + j / 4) % words.len()]).collect();
+                let text = if i % 9 == 0 { format!("# A\n\n{}\n\n# B\n\n{}\n", body.join(" "), body.join(" ")) } else { body.join(" ") };
+                (format!("f{i}.md"), text)
+            })
+            .collect();
+        let mut stores = Vec::new();
+        for (name, grouped) in [("grouped", true), ("single", false)] {
+            let p = lf.projects().create("t", name, None).unwrap();
+            p.datasets().create("d", None, "main_database", Some(false)).unwrap();
+            let hashes: Vec<String> = files.iter().map(|(n, t)| p.datasets().upload_bytes("d", n, t.as_bytes()).unwrap().hash).collect();
+            if grouped {
+                let id = lf.tasks().submit_process(&p, "d", hashes.clone(), None).unwrap();
+                let t = loop {
+                    let t = lf.tasks().get(&p, &id).unwrap();
+                    if t.state.is_final() {
+                        break t;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                };
+                assert_eq!(t.state, TaskState::Success);
+                assert!(t.outcomes.iter().all(|o| o.status == "processed"), "{:?}", t.outcomes);
+                // Fewer groups than files: several files shared an embedding call and a commit.
+                assert!(t.outcomes.iter().any(|o| o.timings_ms.get("group_files").and_then(|v| v.as_u64()).unwrap_or(0) > 1));
+            } else {
+                let flag = AtomicBool::new(false);
+                for h in &hashes {
+                    let o = ingest::process_file(&p, "d", h, None, &flag);
+                    assert_eq!(o.status, "processed", "{o:?}");
+                }
+            }
+            let cfg = p.config().unwrap();
+            stores.push(p.rag().open(&cfg, Some("main_database")).unwrap().store);
+        }
+        let (a, b) = (&stores[0], &stores[1]);
+        let mut ca = a.list(usize::MAX, 0).unwrap();
+        let mut cb = b.list(usize::MAX, 0).unwrap();
+        ca.sort_by(|x, y| x.id.cmp(&y.id));
+        cb.sort_by(|x, y| x.id.cmp(&y.id));
+        assert_eq!(ca.len(), cb.len());
+        assert!(ca.len() > files.len(), "some files have several chunks");
+        let strip = |m: &Map<String, Value>| {
+            let mut m = m.clone();
+            m.remove("processed_at");
+            m
+        };
+        for (x, y) in ca.iter().zip(&cb) {
+            assert_eq!((&x.id, &x.content, strip(&x.metadata)), (&y.id, &y.content, strip(&y.metadata)));
+        }
+        // Same vectors to the bit: the similarity of every chunk to a few probes agrees exactly.
+        let ids: Vec<String> = ca.iter().map(|c| c.id.clone()).collect();
+        let dim = a.dimension().unwrap();
+        for seed in 0..3 {
+            let probe: Vec<f32> = (0..dim).map(|i| (((i * 7919 + seed * 104729) % 1000) as f32 / 500.0) - 1.0).collect();
+            for metric in [crate::store::Metric::Cosine, crate::store::Metric::L2] {
+                let sa = a.similarities(&probe, &ids, metric).unwrap();
+                let sb = b.similarities(&probe, &ids, metric).unwrap();
+                let bits = |v: &[Option<f32>]| v.iter().map(|s| s.map(f32::to_bits)).collect::<Vec<_>>();
+                assert_eq!(bits(&sa), bits(&sb));
+            }
+        }
     }
 }

@@ -242,3 +242,42 @@ async fn auto_process_on_upload_and_bulk() {
     let r = split(s.http.post(s.url(&format!("{P}/datasets/notes/data"))).multipart(bad).send().await.unwrap()).await;
     assert_detail(&r, 422);
 }
+
+/// A bulk request of many files: one copy per content (duplicates inside the request
+/// and against the dataset are skipped), every file listed and stored, no part left
+/// behind.
+#[tokio::test]
+async fn bulk_upload_of_many_files_stores_each_content_once() {
+    let s = setup().await;
+    let n = 1203; // more than one internal batch of 1,000
+    let mut form = reqwest::multipart::Form::new();
+    for i in 0..n {
+        // Every 100th file repeats the content of the one before it.
+        let body = if i % 100 == 99 { format!("note {}", i - 1) } else { format!("note {i}") };
+        form = form.part("files", reqwest::multipart::Part::bytes(body.into_bytes()).file_name(format!("n{i}.txt")));
+    }
+    let (st, bulk) = split(s.http.post(s.url(&format!("{P}/datasets/notes/data/bulk?auto_process=false"))).multipart(form).send().await.unwrap()).await;
+    assert_eq!(st, 200, "{bulk}");
+    let dups = n / 100;
+    assert_eq!((bulk["uploaded"].as_array().unwrap().len(), bulk["skipped"].as_array().unwrap().len()), (n - dups, dups));
+    assert_eq!(bulk["status"], "uploaded");
+    let (_, list) = s.get(&format!("{P}/datasets?include_extra_details=false")).await;
+    let notes = list["datasets"].as_array().unwrap().iter().find(|d| d["name"] == "notes").unwrap().clone();
+    let files = notes["files"].as_array().unwrap();
+    assert_eq!(files.len(), n - dups);
+    let ds_dir = s.lf.data_dir().join("projects/acme/docs/lf_data/datasets/notes");
+    for h in files.iter().step_by(97) {
+        let h = h.as_str().unwrap();
+        assert!(ds_dir.join("raw").join(h).is_file() && ds_dir.join("meta").join(format!("{h}.json")).is_file());
+    }
+    let parts = std::fs::read_dir(ds_dir.join("incoming")).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(parts, 0, "upload parts left behind");
+
+    // The same files again: all skipped, nothing added.
+    let mut again = reqwest::multipart::Form::new();
+    for i in 0..50 {
+        again = again.part("files", reqwest::multipart::Part::bytes(format!("note {i}").into_bytes()).file_name(format!("again{i}.txt")));
+    }
+    let (_, bulk) = split(s.http.post(s.url(&format!("{P}/datasets/notes/data/bulk?auto_process=false"))).multipart(again).send().await.unwrap()).await;
+    assert_eq!((bulk["uploaded"].as_array().unwrap().len(), bulk["skipped"].as_array().unwrap().len()), (0, 50), "{bulk}");
+}

@@ -77,6 +77,8 @@ async fn rag_health_stats_databases_documents() {
     let (_, stats) = s.get(&format!("{P}/rag/stats?database=main_database")).await;
     assert_eq!((stats["vector_count"].as_u64(), stats["embedding_dimension"].as_u64()), (Some(3), Some(384)));
     assert!(stats["storage_human"].is_string() && stats["storage_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(stats["chunk_count"].as_u64(), Some(3));
+    assert!(stats["memory_bytes"].as_u64().unwrap() > 3 * 384 * 4 && stats["memory_human"].is_string() && stats["index_bytes"].as_u64().unwrap() > 0);
     assert_detail(&s.get(&format!("{P}/rag/stats?database=ghost")).await, 404);
 
     let (_, dbs) = s.get(&format!("{P}/rag/databases")).await;

@@ -341,3 +341,30 @@ pub(crate) mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod batch_invariance {
+    use super::tests::minilm;
+    use super::*;
+
+    /// A text's vector does not depend on the texts embedded with it, at every
+    /// precision: ingestion groups the chunks of many files into one call, and its
+    /// vectors must be the ones each file would have had alone.
+    #[test]
+    fn vectors_are_the_same_in_any_batch() {
+        let cache = crate::ModelCache::from_env();
+        let m = cache.resolve(crate::embed::DEFAULT_EMBEDDING_MODEL).unwrap_or_else(|e| panic!("{e}\n(run scripts/fetch-models.sh)"));
+        let texts: Vec<String> = (0..40).map(|i| format!("Sentence number {i} about {} things", "many ".repeat(i % 13))).collect();
+        let refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
+        for e in [minilm(), BertEmbedder::load_with(&m.dir, "bf16", 32, Precision::Bf16).unwrap(), BertEmbedder::load_with(&m.dir, "int8", 32, Precision::Int8).unwrap()] {
+            let all = e.embed(&refs).unwrap();
+            let threes: Vec<Vec<f32>> = refs.chunks(3).flat_map(|c| e.embed(c).unwrap()).collect();
+            for (i, t) in refs.iter().enumerate() {
+                let one = e.embed(&[t]).unwrap().remove(0);
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&one), bits(&all[i]), "{:?}: text {i} alone vs in a batch of 40", e.encoder.precision());
+                assert_eq!(bits(&threes[i]), bits(&all[i]), "{:?}: text {i} in a batch of 3 vs 40", e.encoder.precision());
+            }
+        }
+    }
+}

@@ -233,7 +233,7 @@ impl Rag {
                 order.push(c.file_hash.clone());
                 let s = |k: &str| m.get(k).and_then(|v| v.as_str()).map(String::from);
                 let mut doc_meta = Map::new();
-                for k in ["document_type", "source_dataset", "mime_type", "language"] {
+                for k in ["document_type", "source_dataset", "mime_type", "language", "total_chunks"] {
                     if let Some(v) = m.get(k) {
                         doc_meta.insert(k.into(), v.clone());
                     }

@@ -192,6 +192,14 @@ pub struct RagStats {
     pub ann_index: bool,
     /// Deleted chunks awaiting compaction of the vector graph.
     pub tombstones: usize,
+    /// Chunks in the index (the same count as `vector_count`).
+    pub chunk_count: usize,
+    /// Bytes on disk of the text index (text, metadata, stored vectors).
+    pub index_bytes: u64,
+    /// Estimated resident memory of the database's in-memory side (vectors, metadata, HNSW graph).
+    pub memory_bytes: u64,
+    /// e.g. `120.5 MB`.
+    pub memory_human: String,
     /// Store backend.
     pub store: String,
     /// RFC 3339 time of the last change on disk.
@@ -434,6 +442,10 @@ impl Rag {
             distance_metric: metric,
             ann_index: st.ann_index,
             tombstones: st.tombstones,
+            chunk_count: st.vector_count,
+            index_bytes: st.text_index_bytes,
+            memory_bytes: st.memory_bytes,
+            memory_human: human_bytes(st.memory_bytes),
             store: "embedded (tantivy BM25 + HNSW)".into(),
             last_updated,
         })

@@ -124,6 +124,10 @@ fn stats_health_documents_and_database_crud() {
     let s = rag.stats(None).unwrap();
     assert_eq!((s.vector_count, s.document_count, s.embedding_dimension), (6, 4, Some(384)));
     assert!(s.storage_bytes > 0 && s.storage_human.ends_with("KB"));
+    assert_eq!(s.chunk_count, 6);
+    assert!(s.index_bytes > 0 && s.index_bytes <= s.storage_bytes);
+    // Six 384-dimensional f32 vectors alone are 9 KB; metadata and keys add to that.
+    assert!(s.memory_bytes > 6 * 384 * 4 && s.memory_bytes < 200_000, "{}", s.memory_bytes);
     let h = rag.health(None).unwrap();
     assert_eq!(h.status, HealthStatus::Healthy, "{h:?}");
     assert!(h.components["embeddings"]["latency"].as_f64().unwrap() > 0.0);

@@ -92,6 +92,9 @@ pub struct AddReport {
     pub added: usize,
     /// Chunks whose id was already present (deduplicated).
     pub skipped: usize,
+    /// The ids of those chunks.
+    #[serde(skip)]
+    pub skipped_ids: Vec<String>,
 }
 
 /// Size and shape of a store.
@@ -109,6 +112,10 @@ pub struct StoreStats {
     pub ann_index: bool,
     /// Deleted chunks not yet compacted out of the vector graph.
     pub tombstones: usize,
+    /// Bytes on disk of the text index (tantivy: text, metadata and stored vectors).
+    pub text_index_bytes: u64,
+    /// Estimated resident bytes of the in-memory side (vectors, metadata, graph).
+    pub memory_bytes: u64,
 }
 
 /// Where chunks and their vectors live. The embedded store is the default; a

@@ -35,12 +35,12 @@ fn add_search_filter_delete_reopen() {
                 chunk("b_0000", "b", "Neural scaling laws for language models", json!({"page": 1, "doc": "b.pdf"}), vs[2].clone()),
             ])
             .unwrap();
-        assert_eq!(r, AddReport { added: 3, skipped: 0 });
+        assert_eq!(r, AddReport { added: 3, skipped: 0, skipped_ids: vec![] });
         // Same ids again are skipped (dedup), new ones added.
         let r = s
             .add(vec![chunk("a_0000", "a", "dup", json!({}), vs[0].clone()), chunk("b_0001", "b", "power law of compute", json!({"page": 2}), vs[3].clone())])
             .unwrap();
-        assert_eq!(r, AddReport { added: 1, skipped: 1 });
+        assert_eq!(r, AddReport { added: 1, skipped: 1, skipped_ids: vec!["a_0000".into()] });
 
         let hits = s.vector_search(&vs[2], 2, Metric::Cosine, None).unwrap();
         assert_eq!(hits[0].id, "b_0000");

@@ -176,6 +176,14 @@ pub(crate) struct RagStatsDto {
     ann_index: bool,
     /// Deleted chunks awaiting compaction of the vector graph.
     tombstones: usize,
+    /// Chunks in the index (the same count as `vector_count`).
+    chunk_count: usize,
+    /// Bytes on disk of the text index (text, metadata, stored vectors).
+    index_bytes: u64,
+    /// Estimated resident memory of the database's in-memory side (vectors, metadata, HNSW graph).
+    memory_bytes: u64,
+    /// e.g. `120.5 MB`.
+    memory_human: String,
     /// Store backend.
     store: String,
     /// RFC 3339 time of the last change on disk.
@@ -197,6 +205,10 @@ impl From<RagStats> for RagStatsDto {
             distance_metric,
             ann_index: s.ann_index,
             tombstones: s.tombstones,
+            chunk_count: s.chunk_count,
+            index_bytes: s.index_bytes,
+            memory_bytes: s.memory_bytes,
+            memory_human: s.memory_human,
             store: s.store,
             last_updated: s.last_updated,
         }

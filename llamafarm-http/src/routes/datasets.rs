@@ -9,7 +9,7 @@ use crate::error::{ApiError, ApiResult, ErrorBody, Json, Path, Query};
 use crate::AppState;
 use axum::extract::{Multipart, State};
 use axum::http::{HeaderMap, StatusCode};
-use llamafarm_core::dataset::{DatasetAction, UploadOutcome};
+use llamafarm_core::dataset::{DatasetAction, UploadBatch, UploadOutcome};
 use llamafarm_core::Error;
 use serde_json::{Map, Value};
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -71,18 +71,22 @@ struct Received {
     overrides: Option<Map<String, Value>>,
 }
 
-/// Stream every `file` field of a multipart body to disk (hashing as it goes).
+/// Files committed together by a multipart upload (one flush and one config update each).
+const UPLOAD_BATCH: usize = 1000;
+
+/// Stream every `file` field of a multipart body to disk (hashing as it goes), and
+/// store them in batches ([`llamafarm_core::dataset::UploadBatch`]).
 /// Returns the outcomes, per-file errors, and `parser_overrides` if given.
 async fn receive(st: &AppState, ns: &str, p: &str, ds: &str, mut mp: Multipart) -> ApiResult<Received> {
     let (ns2, p2, ds2) = (ns.to_string(), p.to_string(), ds.to_string());
-    let datasets = call(st, move |lf| {
-        let d = lf.project(&ns2, &p2)?.datasets();
-        d.get(&ds2)?;
-        Ok(d)
-    })
-    .await?;
+    let mut batch = call(st, move |lf| lf.project(&ns2, &p2)?.datasets().begin_batch(&ds2)).await?;
     let max = st.opts.body_limit as u64;
     let mut r = Received { outcomes: Vec::new(), failed: Vec::new(), overrides: None };
+    async fn commit(batch: UploadBatch, r: &mut Received) -> ApiResult<()> {
+        let outcomes = tokio::task::spawn_blocking(move || batch.commit()).await.map_err(|e| Error::internal(format!("upload task: {e}")))??;
+        r.outcomes.extend(outcomes);
+        Ok(())
+    }
     while let Some(mut field) = mp.next_field().await.map_err(multipart_err)? {
         let name = field.name().unwrap_or("").to_string();
         if name == "parser_overrides" {
@@ -100,31 +104,25 @@ async fn receive(st: &AppState, ns: &str, p: &str, ds: &str, mut mp: Multipart) 
             continue;
         }
         let file_name = field.file_name().map(str::to_string).unwrap_or_else(|| "upload".into());
-        let mut w = datasets.begin_upload(ds, &file_name, max)?;
-        let mut res: Result<(), ApiError> = Ok(());
+        let mut w = batch.begin_file(&file_name, max)?;
         loop {
             match field.chunk().await {
-                Ok(Some(bytes)) => {
-                    if let Err(e) = w.write(&bytes) {
-                        res = Err(e.into());
-                        break;
-                    }
-                }
+                // Too large, or the body broke: the request fails as a whole (the
+                // batch's parts are removed when it drops).
+                Ok(Some(bytes)) => w.write(&bytes)?,
                 Ok(None) => break,
-                Err(e) => {
-                    res = Err(multipart_err(e));
-                    break;
-                }
+                Err(e) => return Err(multipart_err(e)),
             }
         }
-        // Too large, or the body broke: the request fails as a whole.
-        res?;
-        match tokio::task::spawn_blocking(move || w.finish()).await {
-            Ok(Ok(o)) => r.outcomes.push(o),
-            Ok(Err(e)) => r.failed.push(FailedFile { filename: file_name, error: e.to_string() }),
-            Err(e) => r.failed.push(FailedFile { filename: file_name, error: e.to_string() }),
+        if let Err(e) = batch.add(w) {
+            r.failed.push(FailedFile { filename: file_name, error: e.to_string() });
+        }
+        if batch.len() >= UPLOAD_BATCH {
+            let next = batch.fresh();
+            commit(std::mem::replace(&mut batch, next), &mut r).await?;
         }
     }
+    commit(batch, &mut r).await?;
     Ok(r)
 }
 

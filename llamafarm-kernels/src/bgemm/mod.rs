@@ -339,11 +339,27 @@ pub fn bgemm_with(m: usize, a: &BRows, b: &BPackedB, c: &mut [f32], kind: Bf16Ke
     #[allow(unused_mut)]
     let mut amx_rows = 0;
     #[cfg(target_arch = "x86_64")]
-    if kind == Bf16Kernel::Amx && Cpu::detected().amx() && pairs % AMX_PAIRS == 0 && m >= AMX_ROWS {
+    if kind == Bf16Kernel::Amx && Cpu::detected().amx() && pairs % AMX_PAIRS == 0 {
         amx_rows = m / AMX_ROWS * AMX_ROWS;
-        // SAFETY: the CPU has AMX-TILE/BF16 and the process may use tile data (checked);
-        // `a` holds `m >= amx_rows` rows of `pairs` words and `c` `m * n` floats (asserted).
-        unsafe { amx::bgemm_amx(amx_rows, a, b, c) };
+        if amx_rows > 0 {
+            // SAFETY: the CPU has AMX-TILE/BF16 and the process may use tile data (checked);
+            // `a` holds `m >= amx_rows` rows of `pairs` words and `c` `m * n` floats (asserted).
+            unsafe { amx::bgemm_amx(amx_rows, a, b, c) };
+        }
+        let tail = m - amx_rows;
+        if tail > 0 {
+            // The last rows go through the tiles too, padded with zero rows to a whole
+            // block: the AVX-512 kernel sums in another order, so a row's result would
+            // otherwise depend on whether it fell into a block, that is on the batch it
+            // came in. This way each row's result is the same in any batch.
+            let mut pa = BRows { words: vec![0; AMX_ROWS * pairs] };
+            pa.words[..tail * pairs].copy_from_slice(&a.words[amx_rows * pairs..m * pairs]);
+            let mut pc = vec![0f32; AMX_ROWS * n];
+            // SAFETY: as above; `pa` holds one block of `pairs` words per row, `pc` one block of `n` floats.
+            unsafe { amx::bgemm_amx(AMX_ROWS, &pa, b, &mut pc) };
+            c[amx_rows * n..m * n].copy_from_slice(&pc[..tail * n]);
+            amx_rows = m;
+        }
     }
     if amx_rows == m {
         return;
@@ -498,6 +514,26 @@ mod tests {
                 let e = rel_error(&fast, &a, &b, m, k, n);
                 assert!(e < 0.01, "({m},{k},{n}): relative error {e}");
             }
+        }
+    }
+
+    /// A row's product does not depend on the rows beside it: alone, in a tail, or in a
+    /// whole block, it is the same to the bit (vectors stay the same however texts are
+    /// batched).
+    #[test]
+    fn each_row_is_the_same_in_any_batch() {
+        let mut s = 11u64;
+        let (m, k, n) = (70, 384, 96);
+        let a: Vec<f32> = (0..m * k).map(|_| rnd(&mut s)).collect();
+        let b: Vec<f32> = (0..k * n).map(|_| rnd(&mut s) * 0.2).collect();
+        let pb = BPackedB::pack(&b, k, n);
+        let mut all = vec![0f32; m * n];
+        bgemm(m, &a, &pb, &mut all, &mut BRows::default());
+        for (r0, rows) in [(0, 1), (5, 3), (31, 2), (64, 6), (33, 37)] {
+            let mut part = vec![0f32; rows * n];
+            bgemm(rows, &a[r0 * k..(r0 + rows) * k], &pb, &mut part, &mut BRows::default());
+            let same = part.iter().zip(&all[r0 * n..(r0 + rows) * n]).all(|(x, y)| x.to_bits() == y.to_bits());
+            assert!(same, "rows {r0}..{} differ when batched apart", r0 + rows);
         }
     }
 

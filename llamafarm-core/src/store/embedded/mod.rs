@@ -51,6 +51,10 @@ struct State {
     /// Next sequence number to hand out.
     next_seq: u64,
     live: usize,
+    /// Bytes of the metadata rows' JSON (their in-memory size is estimated from it).
+    meta_json_bytes: usize,
+    /// Bytes of the ids and file hashes.
+    key_bytes: usize,
 }
 
 impl State {
@@ -59,8 +63,10 @@ impl State {
         &self.vectors[r * d..(r + 1) * d]
     }
 
-    fn push(&mut self, id: Arc<str>, file: Arc<str>, meta: Map<String, Value>, v: &[f32], seq: Option<u64>) {
+    fn push(&mut self, id: Arc<str>, file: Arc<str>, meta: Map<String, Value>, meta_json: usize, v: &[f32], seq: Option<u64>) {
         let r = self.ids.len();
+        self.meta_json_bytes += meta_json;
+        self.key_bytes += id.len() + file.len();
         if let Some(q) = seq {
             self.by_seq.insert(q, r);
             self.next_seq = self.next_seq.max(q + 1);
@@ -170,7 +176,8 @@ impl EmbeddedStore {
                     continue;
                 }
                 let seq = self.fields.seq.and_then(|f| doc.get_first(f)).and_then(|v| v.as_u64());
-                st.push(id.into(), file.into(), meta, &vec, seq);
+                let meta_json = doc.get_first(self.fields.metadata).and_then(|v| v.as_str()).map_or(0, str::len);
+                st.push(id.into(), file.into(), meta, meta_json, &vec, seq);
             }
         }
         *self.state.write().unwrap_or_else(|p| p.into_inner()) = st;
@@ -384,12 +391,13 @@ impl ChunkStore for EmbeddedStore {
         }
         let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let total = chunks.len();
-        let (dim, fresh) = {
+        let (dim, fresh, skipped_ids) = {
             let st = self.state.read().unwrap_or_else(|p| p.into_inner());
             let dim = st.dim.unwrap_or(chunks[0].vector.len());
             let mut seen = HashSet::new();
-            let fresh: Vec<ChunkRecord> = chunks.into_iter().filter(|c| !st.by_id.contains_key(c.id.as_str()) && seen.insert(c.id.clone())).collect();
-            (dim, fresh)
+            let (fresh, dups): (Vec<ChunkRecord>, Vec<ChunkRecord>) =
+                chunks.into_iter().partition(|c| !st.by_id.contains_key(c.id.as_str()) && seen.insert(c.id.clone()));
+            (dim, fresh, dups.into_iter().map(|c| c.id).collect::<Vec<_>>())
         };
         if dim == 0 {
             return Err(Error::invalid("embedding", "is empty and cannot be stored"));
@@ -407,6 +415,7 @@ impl ChunkStore for EmbeddedStore {
         }
         let added = fresh.len();
         let seq0 = self.state.read().unwrap_or_else(|p| p.into_inner()).next_seq;
+        let mut meta_lens = Vec::with_capacity(fresh.len());
         for (i, c) in fresh.iter().enumerate() {
             let mut doc = TantivyDocument::default();
             if let Some(f) = self.fields.seq {
@@ -415,7 +424,9 @@ impl ChunkStore for EmbeddedStore {
             doc.add_text(self.fields.id, &c.id);
             doc.add_text(self.fields.file_hash, &c.file_hash);
             doc.add_text(self.fields.content, &c.content);
-            doc.add_text(self.fields.metadata, serde_json::to_string(&c.metadata).unwrap_or_default());
+            let meta_json = serde_json::to_string(&c.metadata).unwrap_or_default();
+            meta_lens.push(meta_json.len());
+            doc.add_text(self.fields.metadata, meta_json);
             let bytes: Vec<u8> = c.vector.iter().flat_map(|x| x.to_le_bytes()).collect();
             doc.add_bytes(self.fields.vector, &bytes);
             w.add_document(doc).map_err(te)?;
@@ -431,14 +442,14 @@ impl ChunkStore for EmbeddedStore {
             let first = st.ids.len();
             let with_seq = self.fields.seq.is_some();
             for (i, c) in fresh.into_iter().enumerate() {
-                st.push(c.id.into(), c.file_hash.into(), c.metadata, &c.vector, with_seq.then_some(seq0 + i as u64));
+                st.push(c.id.into(), c.file_hash.into(), c.metadata, meta_lens[i], &c.vector, with_seq.then_some(seq0 + i as u64));
             }
             first
         };
         drop(w);
         self.extend_ann(first_new);
         self.maybe_build_ann();
-        Ok(AddReport { added, skipped: total - added })
+        Ok(AddReport { added, skipped: total - added, skipped_ids })
     }
 
     fn delete_file(&self, file_hash: &str) -> Result<usize> {
@@ -628,7 +639,10 @@ impl ChunkStore for EmbeddedStore {
     fn stats(&self) -> Result<StoreStats> {
         let st = self.state.read().unwrap_or_else(|p| p.into_inner());
         let files: HashSet<&str> = (0..st.ids.len()).filter(|&r| st.alive[r]).map(|r| &*st.files[r]).collect();
-        let ann = self.ann.read().unwrap_or_else(|p| p.into_inner()).is_some();
+        let ann = self.ann.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let memory_bytes = memory_estimate(&st, ann.as_ref().map_or(0, |a| a.rows.load(Ordering::SeqCst)));
+        let text_index_bytes = dir_size(&self.dir.join("tantivy"));
+        let ann = ann.is_some();
         Ok(StoreStats {
             vector_count: st.live,
             document_count: files.len(),
@@ -636,6 +650,8 @@ impl ChunkStore for EmbeddedStore {
             embedding_dimension: st.dim,
             ann_index: ann,
             tombstones: st.ids.len() - st.live,
+            text_index_bytes,
+            memory_bytes,
         })
     }
 
@@ -681,6 +697,21 @@ impl ChunkStore for EmbeddedStore {
     fn metric(&self) -> Metric {
         self.metric
     }
+}
+
+/// Resident bytes of a store's in-memory side, estimated from its parts: the f32
+/// vectors and norms, ids and file hashes, the parsed metadata (about three times its
+/// JSON), the lookup maps, and for each of `graph_rows` rows in the HNSW graph its int8
+/// vector twice (graph and flat copy) and its neighbour lists.
+fn memory_estimate(st: &State, graph_rows: usize) -> u64 {
+    let rows = st.ids.len();
+    let dim = st.dim.unwrap_or(0);
+    let vectors = rows * (dim + 1) * 4 + rows; // vectors, norms, alive flags
+    let keys = st.key_bytes + rows * 2 * 32; // string bytes + Arc headers and pointers
+    let metas = st.meta_json_bytes * 3 + rows * 48;
+    let maps = (st.by_id.len() + st.by_seq.len()) * 48;
+    let graph = graph_rows * (2 * (dim + 4) + 2 * 16 * 16 + 2 * 16 * 4 + 64);
+    (vectors + keys + metas + maps + graph) as u64
 }
 
 /// Bytes under a directory.
