@@ -210,11 +210,6 @@ impl UploadBatch {
         Ok(())
     }
 
-    /// An empty batch into the same dataset (to go on while this one commits).
-    pub fn fresh(&self) -> UploadBatch {
-        UploadBatch { datasets_dir: self.datasets_dir.clone(), dataset: self.dataset.clone(), project: self.project.clone(), staged: Vec::new() }
-    }
-
     /// Files staged so far.
     pub fn len(&self) -> usize {
         self.staged.len()

@@ -88,9 +88,18 @@ pub struct LlamaFarmBuilder {
     vars: config::Vars,
     llm: llm::LlmSettings,
     setfit_autograd: bool,
+    parsers: Option<Arc<ingest::parse::Registry>>,
 }
 
 impl LlamaFarmBuilder {
+    /// The document parsers ingestion chooses from (default
+    /// [`Registry::builtin`](ingest::parse::Registry::builtin)); add your own
+    /// [`Parser`](ingest::parse::Parser) implementations to a registry to read more formats.
+    pub fn parsers(mut self, parsers: ingest::parse::Registry) -> Self {
+        self.parsers = Some(Arc::new(parsers));
+        self
+    }
+
     /// Where model weights are looked up (default `{data_dir}/hub`).
     pub fn model_cache(mut self, models: ModelCache) -> Self {
         self.models = Some(models);
@@ -157,6 +166,7 @@ struct Inner {
     ml: ml::MlState,
     llm: Arc<llm::LlmEngine>,
     sessions: chat::SessionCache,
+    parsers: Arc<ingest::parse::Registry>,
 }
 
 /// A weak handle (held by worker threads so they stop when the library is dropped).
@@ -188,6 +198,11 @@ impl LlamaFarm {
         Self::builder(data_dir).model_cache(models).open()
     }
 
+    /// The document parsers ingestion uses.
+    pub fn parsers(&self) -> Arc<ingest::parse::Registry> {
+        self.inner.parsers.clone()
+    }
+
     /// Settings for opening `data_dir`; finish with [`LlamaFarmBuilder::open`].
     pub fn builder(data_dir: impl AsRef<Path>) -> LlamaFarmBuilder {
         LlamaFarmBuilder {
@@ -196,6 +211,7 @@ impl LlamaFarm {
             vars: config::Vars::none(),
             llm: llm::LlmSettings::default(),
             setfit_autograd: false,
+            parsers: None,
         }
     }
 
@@ -220,6 +236,7 @@ impl LlamaFarm {
                 ml: Default::default(),
                 llm: Arc::new(llm::LlmEngine::new(b.llm)),
                 sessions: Default::default(),
+                parsers: b.parsers.unwrap_or_else(|| Arc::new(ingest::parse::Registry::builtin())),
             }),
         })
     }

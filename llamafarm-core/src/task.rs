@@ -330,8 +330,29 @@ fn worker(lf: crate::WeakLlamaFarm) {
             }
         };
         let Some(job) = job else { continue };
-        if let Err(e) = run_job(&lf, &job) {
-            tracing::error!(task = %job.task_id, error = %e, "task failed");
+        // A task that fails or panics before it finishes is recorded as FAILURE with
+        // the reason, and this worker goes on with the next one.
+        let failure = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_job(&lf, &job))) {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(p) => Some(format!("the task crashed: {}", ingest::panic_message(&*p))),
+        };
+        if let Some(reason) = failure {
+            tracing::error!(task = %job.task_id, error = %reason, "task failed");
+            lf.tasks().running.lock().unwrap_or_else(|p| p.into_inner()).remove(&job.task_id);
+            lf.tasks().cancels.lock().unwrap_or_else(|p| p.into_inner()).remove(&job.task_id);
+            if let Ok(project) = lf.project(&job.namespace, &job.project) {
+                if let Ok(mut rec) = load(project.dir(), &job.task_id) {
+                    if !rec.state.is_final() {
+                        rec.state = TaskState::Failure;
+                        rec.error = Some(reason);
+                        rec.result = Some(rec.summarize());
+                        if let Err(e) = save(project.dir(), &mut rec) {
+                            tracing::error!(task = %job.task_id, error = %e, "could not record the task's failure");
+                        }
+                    }
+                }
+            }
         }
         drop(lf);
     }
@@ -431,7 +452,10 @@ fn run_files(
         let mut r = shared.lock().unwrap_or_else(|p| p.into_inner());
         r.outcomes.extend(outcomes);
         r.meta.current = r.outcomes.len();
-        let _ = save(dir, &mut r);
+        if let Err(e) = save(dir, &mut r) {
+            // The index holds these files already; the record catches up at the next save.
+            tracing::warn!(task = %r.task_id, error = %e, "could not save the task's progress");
+        }
     };
     let plan = match ingest::IngestPlan::new(project, dataset, overrides) {
         Ok(p) => p,
@@ -601,6 +625,55 @@ mod tests {
                 let bits = |v: &[Option<f32>]| v.iter().map(|s| s.map(f32::to_bits)).collect::<Vec<_>>();
                 assert_eq!(bits(&sa), bits(&sb));
             }
+        }
+    }
+
+    /// A parser that panics on one file fails that file; the task and the worker go on.
+    #[test]
+    fn a_panicking_parser_fails_its_file_not_the_task() {
+        struct Boom;
+        impl crate::ingest::parse::Parser for Boom {
+            fn name(&self) -> &'static str {
+                "boom"
+            }
+            fn label(&self) -> &'static str {
+                "Boom"
+            }
+            fn type_prefixes(&self) -> &'static [&'static str] {
+                &["boom"]
+            }
+            fn extensions(&self) -> &'static [&'static str] {
+                &["boom"]
+            }
+            fn parse(&self, _: &crate::ingest::parse::ParseInput<'_>) -> Result<crate::ingest::parse::ParsedDoc> {
+                panic!("index out of bounds in the boom parser")
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut parsers = crate::ingest::parse::Registry::builtin();
+        parsers.register(Boom);
+        let lf = LlamaFarm::builder(dir.path()).model_cache(crate::ModelCache::from_env()).parsers(parsers).open().unwrap();
+        let p = lf.projects().create("t", "boom", None).unwrap();
+        p.datasets().create("d", None, "main_database", Some(false)).unwrap();
+        let files = [("a.txt", "Aspirin inhibits platelets."), ("b.boom", "anything"), ("c.txt", "Insulin lowers blood glucose.")];
+        let hashes: Vec<String> = files.iter().map(|(n, t)| p.datasets().upload_bytes("d", n, t.as_bytes()).unwrap().hash).collect();
+        for round in 0..3 {
+            // Several runs: the worker threads survive each crash.
+            let id = lf.tasks().submit_process(&p, "d", hashes.clone(), None).unwrap();
+            let t = loop {
+                let t = lf.tasks().get(&p, &id).unwrap();
+                if t.state.is_final() {
+                    break t;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            };
+            assert_eq!(t.state, TaskState::Success, "round {round}: {:?}", t.error);
+            let by_name: HashMap<&str, &FileOutcome> = t.outcomes.iter().map(|o| (o.filename.as_str(), o)).collect();
+            let boom = by_name["b.boom"];
+            assert_eq!(boom.status, "failed");
+            assert!(boom.error.as_deref().unwrap_or("").contains("the parser crashed on this file: index out of bounds"), "{boom:?}");
+            let ok = if round == 0 { "processed" } else { "skipped" };
+            assert!(by_name["a.txt"].status == ok && by_name["c.txt"].status == ok, "{:?}", t.outcomes);
         }
     }
 }

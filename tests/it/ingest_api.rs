@@ -159,6 +159,20 @@ async fn upload_over_the_limit_is_413() {
     assert!(up["detail"].is_string());
     let (_, list) = s.get(&format!("{P}/datasets")).await;
     assert_eq!(list["datasets"][0]["files"], json!([]), "nothing half-stored");
+    // A bulk request whose last file is over the limit stores none of its files.
+    let form = reqwest::multipart::Form::new()
+        .part("files", reqwest::multipart::Part::bytes(b"small one".to_vec()).file_name("a.txt"))
+        .part("files", reqwest::multipart::Part::bytes(b"small two".to_vec()).file_name("b.txt"))
+        // Streamed (no length up front), so the server reads the first two files before the limit cuts in.
+        .part("files", reqwest::multipart::Part::stream(reqwest::Body::wrap_stream(futures::stream::iter(
+            (0..20).map(|_| Ok::<_, std::io::Error>(vec![b'a'; 1000])),
+        ))).file_name("big.txt"));
+    let r = split(s.http.post(s.url(&format!("{P}/datasets/documents/data/bulk?auto_process=false"))).multipart(form).send().await.unwrap()).await;
+    assert_eq!(r.0, 413, "{}", r.1);
+    let (_, list) = s.get(&format!("{P}/datasets")).await;
+    assert_eq!(list["datasets"][0]["files"], json!([]), "nothing of a failed bulk request is stored");
+    let incoming = s.lf.data_dir().join("projects/acme/docs/lf_data/datasets/documents/incoming");
+    assert_eq!(std::fs::read_dir(incoming).map(|d| d.count()).unwrap_or(0), 0, "no parts left behind");
 }
 
 #[tokio::test]
@@ -249,7 +263,7 @@ async fn auto_process_on_upload_and_bulk() {
 #[tokio::test]
 async fn bulk_upload_of_many_files_stores_each_content_once() {
     let s = setup().await;
-    let n = 1203; // more than one internal batch of 1,000
+    let n = 1203;
     let mut form = reqwest::multipart::Form::new();
     for i in 0..n {
         // Every 100th file repeats the content of the one before it.

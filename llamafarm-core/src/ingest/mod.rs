@@ -177,6 +177,7 @@ pub struct IngestPlan {
     extractors: Vec<crate::config::ExtractorConfig>,
     db: crate::rag::OpenDb,
     overrides: Option<Map<String, Value>>,
+    registry: std::sync::Arc<parse::Registry>,
 }
 
 /// A file after [`IngestPlan::prepare`].
@@ -205,6 +206,11 @@ impl PreparedFile {
     }
 }
 
+/// The text of a caught panic.
+pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_else(|| "unknown panic".into())
+}
+
 fn ms(t: Instant) -> Value {
     json!(t.elapsed().as_secs_f64() * 1000.0)
 }
@@ -216,19 +222,34 @@ impl IngestPlan {
         let ds = cfg.dataset_list().iter().find(|d| d.name == dataset).cloned().ok_or_else(|| Error::missing(ResourceKind::Dataset, dataset))?;
         let (parsers, extractors) = strategy_parsers(&cfg, ds.strategy())?;
         let db = project.rag().open(&cfg, Some(&ds.database))?;
-        Ok(Self { dataset: dataset.to_string(), strategy: ds.strategy().to_string(), datasets: project.datasets(), parsers, extractors, db, overrides })
+        Ok(Self {
+            dataset: dataset.to_string(),
+            strategy: ds.strategy().to_string(),
+            datasets: project.datasets(),
+            parsers,
+            extractors,
+            db,
+            overrides,
+            registry: project.llamafarm().parsers(),
+        })
     }
 
     /// Read, parse and chunk one stored file. A file already in the database (its
-    /// first chunk is there) is skipped without parsing.
+    /// first chunk is there) is skipped without parsing. A parser that panics fails
+    /// its file, not the run.
     pub fn prepare(&self, hash: &str, cancel: &AtomicBool) -> Prepared {
         let mut out = FileOutcome::new(hash);
-        match self.prepare_inner(hash, cancel, &mut out) {
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.prepare_inner(hash, cancel, &mut out)))
+            .unwrap_or_else(|p| Err(Error::internal(format!("the parser crashed on this file: {}", panic_message(&*p)))));
+        match result {
             Ok(Some(chunks)) => Prepared::Chunks(PreparedFile { outcome: out, chunks }),
             Ok(None) => Prepared::Done(out),
             Err(e) => {
                 out.status = "failed".into();
-                out.error = Some(e.to_string());
+                out.error = Some(match e {
+                    Error::Internal(m) => m,
+                    e => e.to_string(),
+                });
                 Prepared::Done(out)
             }
         }
@@ -269,7 +290,7 @@ impl IngestPlan {
             for kind in kinds {
                 let opts = parse::ParseOptions::from_config(&kind, &effective_config(&p.config, overrides));
                 let input = parse::ParseInput::new(&bytes, &file_name).with_options(opts);
-                match parse::Registry::global().for_file(&kind, &file_name).and_then(|parser| parser.parse(&input)) {
+                match self.registry.for_file(&kind, &file_name).and_then(|parser| parser.parse(&input)) {
                     Ok(d) if !d.sections.is_empty() => {
                         out.parser = Some(kind.clone());
                         used = Some(p.config.clone());

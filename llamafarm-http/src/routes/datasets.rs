@@ -9,7 +9,7 @@ use crate::error::{ApiError, ApiResult, ErrorBody, Json, Path, Query};
 use crate::AppState;
 use axum::extract::{Multipart, State};
 use axum::http::{HeaderMap, StatusCode};
-use llamafarm_core::dataset::{DatasetAction, UploadBatch, UploadOutcome};
+use llamafarm_core::dataset::{DatasetAction, UploadOutcome};
 use llamafarm_core::Error;
 use serde_json::{Map, Value};
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -71,22 +71,15 @@ struct Received {
     overrides: Option<Map<String, Value>>,
 }
 
-/// Files committed together by a multipart upload (one flush and one config update each).
-const UPLOAD_BATCH: usize = 1000;
-
-/// Stream every `file` field of a multipart body to disk (hashing as it goes), and
-/// store them in batches ([`llamafarm_core::dataset::UploadBatch`]).
+/// Stream every `file` field of a multipart body to disk (hashing as it goes), then
+/// store them all at once ([`llamafarm_core::dataset::UploadBatch`]: one flush, one
+/// config update). A body that breaks off or holds a file over the limit stores nothing.
 /// Returns the outcomes, per-file errors, and `parser_overrides` if given.
 async fn receive(st: &AppState, ns: &str, p: &str, ds: &str, mut mp: Multipart) -> ApiResult<Received> {
     let (ns2, p2, ds2) = (ns.to_string(), p.to_string(), ds.to_string());
     let mut batch = call(st, move |lf| lf.project(&ns2, &p2)?.datasets().begin_batch(&ds2)).await?;
     let max = st.opts.body_limit as u64;
     let mut r = Received { outcomes: Vec::new(), failed: Vec::new(), overrides: None };
-    async fn commit(batch: UploadBatch, r: &mut Received) -> ApiResult<()> {
-        let outcomes = tokio::task::spawn_blocking(move || batch.commit()).await.map_err(|e| Error::internal(format!("upload task: {e}")))??;
-        r.outcomes.extend(outcomes);
-        Ok(())
-    }
     while let Some(mut field) = mp.next_field().await.map_err(multipart_err)? {
         let name = field.name().unwrap_or("").to_string();
         if name == "parser_overrides" {
@@ -117,17 +110,21 @@ async fn receive(st: &AppState, ns: &str, p: &str, ds: &str, mut mp: Multipart) 
         if let Err(e) = batch.add(w) {
             r.failed.push(FailedFile { filename: file_name, error: e.to_string() });
         }
-        if batch.len() >= UPLOAD_BATCH {
-            let next = batch.fresh();
-            commit(std::mem::replace(&mut batch, next), &mut r).await?;
-        }
     }
-    commit(batch, &mut r).await?;
+    r.outcomes = tokio::task::spawn_blocking(move || batch.commit()).await.map_err(|e| Error::internal(format!("upload task: {e}")))??;
     Ok(r)
 }
 
 fn multipart_err(e: axum::extract::multipart::MultipartError) -> ApiError {
-    let status = e.status();
+    // A body cut off by the request size limit (a streamed body declares no length up
+    // front) is reported as too large, like one refused before it was read.
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    let mut over_limit = false;
+    while let Some(c) = cause {
+        over_limit |= c.to_string().contains("length limit exceeded");
+        cause = c.source();
+    }
+    let status = if over_limit { StatusCode::PAYLOAD_TOO_LARGE } else { e.status() };
     ApiError::new(
         if status == StatusCode::PAYLOAD_TOO_LARGE { status } else { StatusCode::UNPROCESSABLE_ENTITY },
         format!("Invalid multipart body: {}", e.body_text()),

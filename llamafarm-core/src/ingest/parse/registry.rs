@@ -10,6 +10,12 @@ pub struct Registry {
     parsers: Vec<Box<dyn Parser>>,
 }
 
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.parsers.iter().map(|p| p.name())).finish()
+    }
+}
+
 impl Registry {
     /// No parsers.
     pub fn empty() -> Self {

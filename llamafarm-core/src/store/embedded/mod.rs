@@ -284,9 +284,15 @@ impl EmbeddedStore {
         }
     }
 
+    /// Commit the writer, then make the commit visible to searches. Once the commit has
+    /// returned the data is durable, so a failed reader reload is logged, not returned
+    /// (the next reload catches up).
     fn commit(&self, w: &mut IndexWriter) -> Result<()> {
         w.commit().map_err(te)?;
-        self.reader.reload().map_err(te)
+        if let Err(e) = self.reader.reload() {
+            tracing::warn!(error = %e, "index reader reload failed after a commit");
+        }
+        Ok(())
     }
 
     /// Directory of the store.
@@ -416,26 +422,33 @@ impl ChunkStore for EmbeddedStore {
         let added = fresh.len();
         let seq0 = self.state.read().unwrap_or_else(|p| p.into_inner()).next_seq;
         let mut meta_lens = Vec::with_capacity(fresh.len());
-        for (i, c) in fresh.iter().enumerate() {
-            let mut doc = TantivyDocument::default();
-            if let Some(f) = self.fields.seq {
-                doc.add_u64(f, seq0 + i as u64);
+        let written = (|| -> Result<()> {
+            for (i, c) in fresh.iter().enumerate() {
+                let mut doc = TantivyDocument::default();
+                if let Some(f) = self.fields.seq {
+                    doc.add_u64(f, seq0 + i as u64);
+                }
+                doc.add_text(self.fields.id, &c.id);
+                doc.add_text(self.fields.file_hash, &c.file_hash);
+                doc.add_text(self.fields.content, &c.content);
+                let meta_json = serde_json::to_string(&c.metadata).unwrap_or_default();
+                meta_lens.push(meta_json.len());
+                doc.add_text(self.fields.metadata, meta_json);
+                let bytes: Vec<u8> = c.vector.iter().flat_map(|x| x.to_le_bytes()).collect();
+                doc.add_bytes(self.fields.vector, &bytes);
+                w.add_document(doc).map_err(te)?;
             }
-            doc.add_text(self.fields.id, &c.id);
-            doc.add_text(self.fields.file_hash, &c.file_hash);
-            doc.add_text(self.fields.content, &c.content);
-            let meta_json = serde_json::to_string(&c.metadata).unwrap_or_default();
-            meta_lens.push(meta_json.len());
-            doc.add_text(self.fields.metadata, meta_json);
-            let bytes: Vec<u8> = c.vector.iter().flat_map(|x| x.to_le_bytes()).collect();
-            doc.add_bytes(self.fields.vector, &bytes);
-            w.add_document(doc).map_err(te)?;
+            if self.state.read().unwrap_or_else(|p| p.into_inner()).dim.is_none() {
+                self.save_meta(Some(dim))?;
+            }
+            self.commit(&mut w)
+        })();
+        if let Err(e) = written {
+            // Drop what this batch staged in the writer, so a later commit cannot publish
+            // documents that memory does not hold.
+            let _ = w.rollback();
+            return Err(e);
         }
-        let first = self.state.read().unwrap_or_else(|p| p.into_inner()).dim.is_none();
-        if first {
-            self.save_meta(Some(dim))?;
-        }
-        self.commit(&mut w)?;
         let first_new = {
             let mut st = self.state.write().unwrap_or_else(|p| p.into_inner());
             st.dim = Some(dim);
@@ -462,7 +475,10 @@ impl ChunkStore for EmbeddedStore {
             return Ok(0);
         }
         w.delete_term(Term::from_field_text(self.fields.file_hash, file_hash));
-        self.commit(&mut w)?;
+        if let Err(e) = self.commit(&mut w) {
+            let _ = w.rollback();
+            return Err(e);
+        }
         {
             let mut st = self.state.write().unwrap_or_else(|p| p.into_inner());
             for &r in &rows {

@@ -1,0 +1,156 @@
+//! A large embedded store: SciFact's abstracts repeated with per-copy noise (three
+//! noise words appended to the text, N(0, 0.05) noise on the normalised vector) up to
+//! `STORE_CHUNKS` chunks (default 1,000,000), written in commits of 5,000 as grouped
+//! ingestion writes them. Reports the write rate, peak resident memory, the store's own
+//! memory estimate, size on disk, the time to reopen after a restart (and until the
+//! HNSW graph is back), and query latency p50/p99 for BM25, vector and hybrid over the
+//! 300 SciFact test queries.
+//!
+//! Run: `cargo bench -p llamafarm-benches --bench store_scale` (`STORE_CHUNKS=200000` for a smaller store).
+
+use llamafarm_core::store::{ChunkRecord, ChunkStore, EmbeddedStore, Metric};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+fn rss_kb(field: &str) -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    s.lines().find(|l| l.starts_with(field)).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+fn pct(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn main() {
+    llamafarm_core::embed::configure(llamafarm_core::embed::EmbedOptions::from_vars(|n| std::env::var(n).ok()));
+    llamafarm_core::system::tune_allocator();
+    let dir = std::env::var("SCIFACT_DIR").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/ir/scifact"));
+    if !dir.join("corpus.jsonl").is_file() {
+        eprintln!("SKIP store_scale bench: {} is absent (set SCIFACT_DIR)", dir.display());
+        return;
+    }
+    let size: usize = std::env::var("STORE_CHUNKS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let lines = std::fs::read_to_string(dir.join("corpus.jsonl")).unwrap();
+    let texts: Vec<String> = lines
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .map(|d| format!("{} {}", d["title"].as_str().unwrap_or(""), d["text"].as_str().unwrap_or("")).trim().to_string())
+        .collect();
+    let queries: Vec<String> = std::fs::read_to_string(dir.join("queries.jsonl"))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["text"].as_str().unwrap_or("").to_string())
+        .take(300)
+        .collect();
+    let work = tempfile::tempdir().unwrap();
+    let lf = llamafarm_core::LlamaFarm::open_with(work.path().join("data"), llamafarm_core::ModelCache::from_vars(|k| std::env::var_os(k))).unwrap();
+    let embedder = lf.embedder("sentence-transformers/all-MiniLM-L6-v2").unwrap();
+    let t = Instant::now();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let vectors = embedder.embed(&refs).unwrap();
+    let qrefs: Vec<&str> = queries.iter().map(String::as_str).collect();
+    let qvecs = embedder.embed(&qrefs).unwrap();
+    println!("embedded {} abstracts and {} queries in {:.1} s; RSS {} MB", texts.len(), queries.len(), t.elapsed().as_secs_f64(), rss_kb("VmRSS:") / 1024);
+
+    let mut rng = 0x2545F4914F6CDD1Du64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng >> 11
+    };
+    let vocab: Vec<&str> = texts.iter().flat_map(|t| t.split_whitespace()).filter(|w| w.len() > 3 && w.chars().all(char::is_alphabetic)).take(50_000).collect();
+    let sdir = work.path().join("store");
+    let base_rss = rss_kb("VmRSS:");
+    let store = EmbeddedStore::open(&sdir, Metric::Cosine).unwrap();
+    let t = Instant::now();
+    let mut i = 0;
+    while i < size {
+        let n = 5000.min(size - i);
+        let batch: Vec<ChunkRecord> = (i..i + n)
+            .map(|c| {
+                let b = c % texts.len();
+                let mut v = vectors[b].clone();
+                let mut content = texts[b].clone();
+                if c >= texts.len() {
+                    v.iter_mut().for_each(|x| *x += ((next() as f32 / (1u64 << 53) as f32) - 0.5) * 0.1732);
+                    llamafarm_core::embed::normalize(&mut v);
+                    for _ in 0..3 {
+                        content.push(' ');
+                        content.push_str(vocab[next() as usize % vocab.len()]);
+                    }
+                }
+                let metadata = json!({"document_name": format!("doc-{}.txt", c / 3), "chunk_index": c % 3, "source_dataset": "bench"}).as_object().unwrap().clone();
+                ChunkRecord { id: format!("c{c}"), file_hash: format!("f{}", c / 3), content, metadata, vector: v }
+            })
+            .collect();
+        store.add(batch).unwrap();
+        i += n;
+        if i % 100_000 == 0 {
+            println!("  {i} chunks: {:.0} s, RSS {} MB", t.elapsed().as_secs_f64(), rss_kb("VmRSS:") / 1024);
+        }
+    }
+    let write_s = t.elapsed().as_secs_f64();
+    store.optimize().unwrap();
+    let t2 = Instant::now();
+    store.wait_for_index();
+    let graph_s = t2.elapsed().as_secs_f64();
+    let st = store.stats().unwrap();
+    println!(
+        "wrote {size} chunks in {write_s:.0} s ({:.0} chunks/s); HNSW ready {graph_s:.0} s after the last commit; peak RSS {} MB (store part about {} MB; its estimate {} MB); on disk {} MB ({:.0} bytes/chunk)",
+        size as f64 / write_s,
+        rss_kb("VmHWM:") / 1024,
+        (rss_kb("VmRSS:").saturating_sub(base_rss)) / 1024,
+        st.memory_bytes >> 20,
+        st.storage_bytes >> 20,
+        st.storage_bytes as f64 / size as f64
+    );
+    latency(&store, &qvecs, &queries, "after the load");
+    drop(store);
+
+    let t = Instant::now();
+    let store = EmbeddedStore::open(&sdir, Metric::Cosine).unwrap();
+    let open_s = t.elapsed().as_secs_f64();
+    store.wait_for_index();
+    println!("reopened in {open_s:.1} s; HNSW rebuilt {:.0} s later; RSS {} MB", t.elapsed().as_secs_f64() - open_s, rss_kb("VmRSS:") / 1024);
+    latency(&store, &qvecs, &queries, "after a restart");
+}
+
+fn latency(store: &EmbeddedStore, qvecs: &[Vec<f32>], queries: &[String], when: &str) {
+    let (mut bm, mut vec, mut hy) = (Vec::new(), Vec::new(), Vec::new());
+    for (qv, qt) in qvecs.iter().zip(queries) {
+        let t = Instant::now();
+        store.keyword_search(qt, 10, None).unwrap();
+        bm.push(t.elapsed().as_secs_f64() * 1000.0);
+        let t = Instant::now();
+        store.vector_search(qv, 10, Metric::Cosine, None).unwrap();
+        vec.push(t.elapsed().as_secs_f64() * 1000.0);
+        let t = Instant::now();
+        let (v, k) = store.hybrid_candidates(Some(qv), Some(qt), 50, Metric::Cosine, None).unwrap();
+        let mut fused: HashMap<&str, f32> = HashMap::new();
+        for list in [&v, &k] {
+            for (r, h) in list.iter().enumerate() {
+                *fused.entry(h.id.as_str()).or_default() += 1.0 / (61.0 + r as f32);
+            }
+        }
+        let mut top: Vec<(&str, f32)> = fused.into_iter().collect();
+        top.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let ids: Vec<String> = top.into_iter().take(10).map(|x| x.0.to_string()).collect();
+        store.get(&ids).unwrap();
+        hy.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    println!(
+        "query latency {when}, p50 / p99 ms: BM25 top 10 {:.2} / {:.2}; vector top 10 {:.2} / {:.2}; hybrid (top 50 + 50, RRF, fetch 10) {:.2} / {:.2}",
+        pct(&mut bm, 0.5),
+        pct(&mut bm, 0.99),
+        pct(&mut vec, 0.5),
+        pct(&mut vec, 0.99),
+        pct(&mut hy, 0.5),
+        pct(&mut hy, 0.99)
+    );
+}
