@@ -1,15 +1,15 @@
 //! Ingestion at corpus scale: BEIR SciFact's 5,183 abstracts as 5,183 files (and the
 //! same cut to their titles), uploaded through the bulk endpoint of a real server on a
 //! socket and processed, against the Python pipeline a user would otherwise write
-//! (`benches/peers/corpus_pipeline.py`: sentence-transformers encode at max length 256
-//! + chromadb add), in the same run, on the same files and model files, 2 threads.
+//! (`benches/peers/corpus_pipeline.py`: sentence-transformers encode at max length 256,
+//! then chromadb add), in the same run, on the same files and model files, 2 threads.
 //! Each file is one chunk on both sides (one text per file, truncated at 256 tokens).
-//! Also measured: upload alone through `lf datasets upload DIR` when the release `lf`
-//! is built (`cargo build --release -p llamafarm-cli`).
+//! Upload alone is also measured through `lf datasets upload DIR`, with the `lf` built
+//! in the same profile as the bench (`cargo build -p llamafarm-cli` for the dev profile).
 //!
-//! Run: `cargo bench -p llamafarm-benches --bench corpus` (after `benches/peers/setup.sh`).
-//! `CORPUS_VARIANTS=abstracts,titles`, `CORPUS_PRECISIONS=default,fp32`, `CORPUS_N=1000`
-//! (the first N documents) pick what runs.
+//! Run: `cargo bench -p llamafarm-benches --bench corpus --profile dev` (after
+//! `benches/peers/setup.sh`). `CORPUS_VARIANTS=abstracts,titles`,
+//! `CORPUS_PRECISIONS=default,fp32` and `CORPUS_N=1000` (the first N documents) pick what runs.
 
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -91,13 +91,18 @@ fn main() {
             assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
             println!("lf datasets upload DIR: {secs:.2} s ({:.0} files/s)", files.len() as f64 / secs);
         } else {
-            println!("lf datasets upload DIR: skipped (build the release lf first: cargo build --release -p llamafarm-cli)");
+            println!("lf datasets upload DIR: skipped (build lf in the bench's profile first, e.g. cargo build -p llamafarm-cli)");
         }
         if !py.is_file() {
             println!("peer skipped: run benches/peers/setup.sh first (or set PEERS_PYTHON)");
             continue;
         }
-        let out = std::process::Command::new(&py).arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("peers/corpus_pipeline.py")).arg(&model_dir).arg(&dir).output().unwrap();
+        let out = std::process::Command::new(&py)
+            .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("peers/corpus_pipeline.py"))
+            .arg(&model_dir)
+            .arg(&dir)
+            .output()
+            .unwrap();
         let line = String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or("").to_string();
         let peer: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("peer: {e}: {line}\n{}", String::from_utf8_lossy(&out.stderr)));
         let f = |k: &str| peer[k].as_f64().unwrap_or(0.0);
@@ -179,7 +184,12 @@ async fn run_ours(base: &str, project: &str, files: &[PathBuf]) -> (f64, f64, u6
     };
     let process_s = t.elapsed().as_secs_f64();
     assert_eq!(rec["state"], "SUCCESS", "{}", rec["error"]);
-    assert_eq!(rec["result"]["failed_files"], 0, "{}", rec["result"]["details"].as_array().map(|d| d.iter().find(|x| x["status"] == "failed").cloned()).unwrap_or_default().unwrap_or_default());
+    assert_eq!(
+        rec["result"]["failed_files"],
+        0,
+        "{}",
+        rec["result"]["details"].as_array().map(|d| d.iter().find(|x| x["status"] == "failed").cloned()).unwrap_or_default().unwrap_or_default()
+    );
     (upload_s, process_s, rec["result"]["total_chunks"].as_u64().unwrap_or(0))
 }
 

@@ -6,7 +6,8 @@
 //! HNSW graph is back), and query latency p50/p99 for BM25, vector and hybrid over the
 //! 300 SciFact test queries.
 //!
-//! Run: `cargo bench -p llamafarm-benches --bench store_scale` (`STORE_CHUNKS=200000` for a smaller store).
+//! Run: `cargo bench -p llamafarm-benches --bench store_scale` (`STORE_CHUNKS=200000` for a smaller
+//! store; `STORE_WAIT_REBUILD=1` also waits for the graph after the restart and measures again).
 
 use llamafarm_core::store::{ChunkRecord, ChunkStore, EmbeddedStore, Metric};
 use serde_json::{json, Value};
@@ -102,8 +103,9 @@ fn main() {
     let graph_s = t2.elapsed().as_secs_f64();
     let st = store.stats().unwrap();
     println!(
-        "wrote {size} chunks in {write_s:.0} s ({:.0} chunks/s); HNSW ready {graph_s:.0} s after the last commit; peak RSS {} MB (store part about {} MB; its estimate {} MB); on disk {} MB ({:.0} bytes/chunk)",
+        "wrote {size} chunks in {write_s:.0} s ({:.0} chunks/s); HNSW ready ({} rows) {graph_s:.0} s after the last commit; peak RSS {} MB (store part about {} MB; its estimate {} MB); on disk {} MB ({:.0} bytes/chunk)",
         size as f64 / write_s,
+        st.graph_rows,
         rss_kb("VmHWM:") / 1024,
         (rss_kb("VmRSS:").saturating_sub(base_rss)) / 1024,
         st.memory_bytes >> 20,
@@ -116,9 +118,15 @@ fn main() {
     let t = Instant::now();
     let store = EmbeddedStore::open(&sdir, Metric::Cosine).unwrap();
     let open_s = t.elapsed().as_secs_f64();
-    store.wait_for_index();
-    println!("reopened in {open_s:.1} s; HNSW rebuilt {:.0} s later; RSS {} MB", t.elapsed().as_secs_f64() - open_s, rss_kb("VmRSS:") / 1024);
-    latency(&store, &qvecs, &queries, "after a restart");
+    println!("reopened in {open_s:.1} s (every row read back from the index); RSS {} MB", rss_kb("VmRSS:") / 1024);
+    // Until the graph is rebuilt in the background, vector search is an exact scan that
+    // competes with the build for the cores (50 queries: this phase is slow).
+    latency(&store, &qvecs[..50], &queries[..50], "right after the restart, while the HNSW graph rebuilds (50 queries)");
+    if std::env::var("STORE_WAIT_REBUILD").is_ok_and(|v| v == "1") {
+        store.wait_for_index();
+        println!("HNSW rebuilt {:.0} s after the reopen", t.elapsed().as_secs_f64() - open_s);
+        latency(&store, &qvecs, &queries, "after the rebuild");
+    }
 }
 
 fn latency(store: &EmbeddedStore, qvecs: &[Vec<f32>], queries: &[String], when: &str) {

@@ -523,7 +523,19 @@ pub async fn rag(c: &Client, cmd: RagCmd, cwd: &Path, json_out: bool) -> Result<
             if json_out {
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
-                for k in ["database", "document_count", "chunk_count", "storage_human", "index_bytes", "memory_human", "embedding_dimension", "distance_metric", "ann_index", "tombstones", "last_updated"] {
+                for k in [
+                    "database",
+                    "document_count",
+                    "chunk_count",
+                    "storage_human",
+                    "index_bytes",
+                    "memory_human",
+                    "embedding_dimension",
+                    "distance_metric",
+                    "ann_index",
+                    "tombstones",
+                    "last_updated",
+                ] {
                     if !v[k].is_null() {
                         println!("{k:<20} {}", v[k].as_str().map(String::from).unwrap_or_else(|| v[k].to_string()));
                     }

@@ -294,7 +294,16 @@ impl UploadBatch {
             }
             Ok(())
         })?;
-        Ok(staged.iter().enumerate().map(|(i, s)| UploadOutcome { filename: s.file_name.clone(), hash: s.hash.clone(), size: s.size, skipped: !(added[i] || (fresh[i] && listed.contains(&s.hash))) }).collect())
+        Ok(staged
+            .iter()
+            .enumerate()
+            .map(|(i, s)| UploadOutcome {
+                filename: s.file_name.clone(),
+                hash: s.hash.clone(),
+                size: s.size,
+                skipped: !(added[i] || (fresh[i] && listed.contains(&s.hash))),
+            })
+            .collect())
     }
 }
 

@@ -164,9 +164,11 @@ async fn upload_over_the_limit_is_413() {
         .part("files", reqwest::multipart::Part::bytes(b"small one".to_vec()).file_name("a.txt"))
         .part("files", reqwest::multipart::Part::bytes(b"small two".to_vec()).file_name("b.txt"))
         // Streamed (no length up front), so the server reads the first two files before the limit cuts in.
-        .part("files", reqwest::multipart::Part::stream(reqwest::Body::wrap_stream(futures::stream::iter(
-            (0..20).map(|_| Ok::<_, std::io::Error>(vec![b'a'; 1000])),
-        ))).file_name("big.txt"));
+        .part(
+            "files",
+            reqwest::multipart::Part::stream(reqwest::Body::wrap_stream(futures::stream::iter((0..20).map(|_| Ok::<_, std::io::Error>(vec![b'a'; 1000])))))
+                .file_name("big.txt"),
+        );
     let r = split(s.http.post(s.url(&format!("{P}/datasets/documents/data/bulk?auto_process=false"))).multipart(form).send().await.unwrap()).await;
     assert_eq!(r.0, 413, "{}", r.1);
     let (_, list) = s.get(&format!("{P}/datasets")).await;

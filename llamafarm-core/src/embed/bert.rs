@@ -356,7 +356,9 @@ mod batch_invariance {
         let m = cache.resolve(crate::embed::DEFAULT_EMBEDDING_MODEL).unwrap_or_else(|e| panic!("{e}\n(run scripts/fetch-models.sh)"));
         let texts: Vec<String> = (0..40).map(|i| format!("Sentence number {i} about {} things", "many ".repeat(i % 13))).collect();
         let refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
-        for e in [minilm(), BertEmbedder::load_with(&m.dir, "bf16", 32, Precision::Bf16).unwrap(), BertEmbedder::load_with(&m.dir, "int8", 32, Precision::Int8).unwrap()] {
+        for e in
+            [minilm(), BertEmbedder::load_with(&m.dir, "bf16", 32, Precision::Bf16).unwrap(), BertEmbedder::load_with(&m.dir, "int8", 32, Precision::Int8).unwrap()]
+        {
             let all = e.embed(&refs).unwrap();
             let threes: Vec<Vec<f32>> = refs.chunks(3).flat_map(|c| e.embed(c).unwrap()).collect();
             for (i, t) in refs.iter().enumerate() {

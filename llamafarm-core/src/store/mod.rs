@@ -110,6 +110,8 @@ pub struct StoreStats {
     pub embedding_dimension: Option<usize>,
     /// Whether the HNSW graph is built (else exact search).
     pub ann_index: bool,
+    /// Rows the HNSW graph holds (later rows are scanned exactly until inserted).
+    pub graph_rows: usize,
     /// Deleted chunks not yet compacted out of the vector graph.
     pub tombstones: usize,
     /// Bytes on disk of the text index (tantivy: text, metadata and stored vectors).

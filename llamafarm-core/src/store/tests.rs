@@ -124,6 +124,17 @@ fn hnsw_agrees_with_exact_search_and_skips_deleted() {
     s.delete_file("f0").unwrap();
     let hits = s.vector_search(&vs[0], 5, Metric::Cosine, None).unwrap();
     assert!(hits.iter().all(|h| h.id != "c0"), "deleted chunks never come back");
+    // Rows written after the graph exists are inserted into it in the background.
+    let more = vecs(300, dim, 8);
+    for (b, part) in more.chunks(100).enumerate() {
+        let chunks = part.iter().enumerate().map(|(i, v)| chunk(&format!("m{}", b * 100 + i), "fm", "text", json!({}), v.clone())).collect();
+        s.add(chunks).unwrap();
+    }
+    s.wait_for_index();
+    let st = s.stats().unwrap();
+    assert_eq!(st.graph_rows, st.vector_count + st.tombstones, "every row is in the graph");
+    let hit = &s.vector_search(&more[150], 1, Metric::Cosine, None).unwrap()[0];
+    assert_eq!(hit.id, "m150");
 }
 
 /// A child process writes batches until it is SIGKILLed; the store must reopen with

@@ -7,7 +7,7 @@
 use crate::store::graph::FlatGraph;
 use hnsw_rs::hnsw::Hnsw;
 use hnsw_rs::prelude::Distance;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock};
 
 /// The graph's vectors: each normalised vector quantised to int8 with its own scale
@@ -52,11 +52,9 @@ pub(super) struct Ann {
     pub(super) insert: Mutex<()>,
     /// Vector dimension.
     pub(super) dim: usize,
-    /// What searches walk: a flat copy of the graph, refreshed in the background after
-    /// inserts (rows past its `n` are scanned exactly meanwhile).
+    /// What searches walk: a flat copy of the graph, refreshed by the thread that
+    /// inserts rows (rows past its `n` are scanned exactly meanwhile).
     pub(super) flat: RwLock<Arc<FlatGraph>>,
-    /// A refresh of `flat` is running.
-    pub(super) refreshing: AtomicBool,
 }
 
 impl Ann {
@@ -69,22 +67,6 @@ impl Ann {
         }
         let f = Arc::new(FlatGraph::from_hnsw(&self.hnsw, n, self.dim));
         *self.flat.write().unwrap_or_else(|p| p.into_inner()) = f;
-    }
-
-    /// Refresh `flat` in a background thread, coalescing requests that come meanwhile.
-    pub(super) fn refresh_later(self: &Arc<Self>) {
-        if self.refreshing.swap(true, Ordering::SeqCst) {
-            return;
-        }
-        let me = self.clone();
-        std::thread::spawn(move || loop {
-            me.refresh_now();
-            me.refreshing.store(false, Ordering::SeqCst);
-            // Rows inserted after the copy whose request found the flag still set.
-            if !me.stale() || me.refreshing.swap(true, Ordering::SeqCst) {
-                break;
-            }
-        });
     }
 
     pub(super) fn flat(&self) -> Arc<FlatGraph> {
@@ -105,17 +87,18 @@ impl Ann {
 const HNSW_M: usize = 16;
 const HNSW_EF_BUILD: usize = 128;
 
-pub(super) fn build_ann(vectors: Vec<f32>, dim: usize, rows: usize) -> Ann {
+/// A graph over rows `0..quantized.len()` ([`quantize`]d vectors of `dim` floats).
+pub(super) fn build_ann(quantized: Vec<Vec<i8>>, dim: usize) -> Ann {
     let t = std::time::Instant::now();
+    let rows = quantized.len();
     let hnsw: Hnsw<'static, i8, QuantizedCosine> = Hnsw::new(HNSW_M, rows.max(1), 16, HNSW_EF_BUILD, QuantizedCosine);
-    let quantized: Vec<Vec<i8>> = (0..rows).map(|r| quantize(&vectors[r * dim..(r + 1) * dim])).collect();
     let data: Vec<(&Vec<i8>, usize)> = quantized.iter().zip(0..rows).collect();
     hnsw.parallel_insert(&data);
     let mut hnsw = hnsw;
     hnsw.set_searching_mode(true);
     tracing::info!(rows, secs = t.elapsed().as_secs_f64(), "built HNSW graph");
     let flat = RwLock::new(Arc::new(FlatGraph::from_hnsw(&hnsw, rows, dim)));
-    Ann { hnsw, rows: std::sync::atomic::AtomicUsize::new(rows), insert: Mutex::new(()), dim, flat, refreshing: AtomicBool::new(false) }
+    Ann { hnsw, rows: std::sync::atomic::AtomicUsize::new(rows), insert: Mutex::new(()), dim, flat }
 }
 
 #[cfg(test)]

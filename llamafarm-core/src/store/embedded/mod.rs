@@ -100,6 +100,8 @@ pub struct EmbeddedStore {
     state: Arc<RwLock<State>>,
     ann: Arc<RwLock<Option<Arc<Ann>>>>,
     building: Arc<AtomicBool>,
+    /// A thread is inserting new rows into the graph.
+    extending: Arc<AtomicBool>,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -153,6 +155,7 @@ impl EmbeddedStore {
             state: Arc::new(RwLock::new(State { dim: meta.dimension, ..Default::default() })),
             ann: Arc::new(RwLock::new(None)),
             building: Arc::new(AtomicBool::new(false)),
+            extending: Arc::new(AtomicBool::new(false)),
         };
         store.load_state()?;
         store.maybe_build_ann();
@@ -219,67 +222,62 @@ impl EmbeddedStore {
         let current = self.ann.read().unwrap_or_else(|p| p.into_inner()).as_ref().map(|a| a.rows.load(Ordering::SeqCst));
         let stale = match current {
             None => live >= HNSW_THRESHOLD,
-            // Rebuild when many rows are dead in the graph (new rows are inserted as they come).
-            Some(covered) => rows.saturating_sub(covered) > covered / 2 || dead > rows / 4,
+            // Rebuild when many rows are dead in the graph (new rows are inserted by
+            // `extend_ann` as they come).
+            Some(_) => dead > rows / 4,
         };
         if stale && !self.building.swap(true, Ordering::SeqCst) {
-            // Built from a snapshot in a background thread; searches stay exact until it lands.
-            let snapshot = {
-                let st = self.state.read().unwrap_or_else(|p| p.into_inner());
-                (st.vectors.clone(), (), st.dim.unwrap_or(0), st.ids.len())
-            };
+            // Built in a background thread from int8 copies of the rows there are now
+            // (a quarter of the f32 bytes); searches stay exact until it lands.
             let (ann, building, state) = (self.ann.clone(), self.building.clone(), self.state.clone());
             std::thread::spawn(move || {
-                let built = Arc::new(build_ann(snapshot.0, snapshot.2, snapshot.3));
-                // Catch up with rows added while building, then swap the graph in.
-                let _g = built.insert.lock().unwrap_or_else(|p| p.into_inner());
-                let tail: Vec<(Vec<i8>, usize)> = {
+                let (quantized, dim) = {
                     let st = state.read().unwrap_or_else(|p| p.into_inner());
-                    (snapshot.3..st.ids.len()).map(|r| (quantize(st.row(r)), r)).collect()
+                    ((0..st.ids.len()).map(|r| quantize(st.row(r))).collect::<Vec<_>>(), st.dim.unwrap_or(0))
                 };
-                if !tail.is_empty() {
-                    let data: Vec<(&Vec<i8>, usize)> = tail.iter().map(|(v, r)| (v, *r)).collect();
-                    built.hnsw.parallel_insert(&data);
-                    built.rows.store(snapshot.3 + tail.len(), Ordering::SeqCst);
-                }
-                drop(_g);
-                built.refresh_now();
-                *ann.write().unwrap_or_else(|p| p.into_inner()) = Some(built);
+                let built = Arc::new(build_ann(quantized, dim));
+                *ann.write().unwrap_or_else(|p| p.into_inner()) = Some(built.clone());
                 building.store(false, Ordering::SeqCst);
+                // Rows added while building.
+                while extend_graph(&built, &state) {}
             });
         }
     }
 
-    /// Insert rows `from..` into the graph when it already covers everything before them.
-    fn extend_ann(&self, from: usize) {
-        let Some(ann) = self.ann.read().unwrap_or_else(|p| p.into_inner()).clone() else { return };
-        let _g = ann.insert.lock().unwrap_or_else(|p| p.into_inner());
-        if ann.rows.load(Ordering::SeqCst) != from {
-            return; // a gap: the tail is scanned exactly until the next rebuild
-        }
-        let (rows, dim) = {
-            let st = self.state.read().unwrap_or_else(|p| p.into_inner());
-            let dim = st.dim.unwrap_or(0);
-            let rows: Vec<(Vec<i8>, usize)> = (from..st.ids.len()).map(|r| (quantize(st.row(r)), r)).collect();
-            (rows, dim)
-        };
-        if rows.is_empty() || dim == 0 {
+    /// Insert the rows the graph does not hold yet, in a background thread: a write
+    /// returns once its commit is done, and searches scan the rows not yet in the graph
+    /// exactly meanwhile. Requests that come while a thread runs are coalesced into it.
+    fn extend_ann(&self) {
+        if self.ann.read().unwrap_or_else(|p| p.into_inner()).is_none() || self.extending.swap(true, Ordering::SeqCst) {
             return;
         }
-        let data: Vec<(&Vec<i8>, usize)> = rows.iter().map(|(v, r)| (v, *r)).collect();
-        ann.hnsw.parallel_insert(&data);
-        ann.rows.store(from + rows.len(), Ordering::SeqCst);
-        drop(_g);
-        ann.refresh_later();
+        let (slot, state, extending) = (self.ann.clone(), self.state.clone(), self.extending.clone());
+        std::thread::spawn(move || loop {
+            let more = slot.read().unwrap_or_else(|p| p.into_inner()).clone().is_some_and(|ann| extend_graph(&ann, &state));
+            if !more {
+                extending.store(false, Ordering::SeqCst);
+                // Rows appended after the last pass whose request found the flag still set.
+                let behind = slot.read().unwrap_or_else(|p| p.into_inner()).clone().is_some_and(|ann| {
+                    ann.rows.load(Ordering::SeqCst) < state.read().unwrap_or_else(|p| p.into_inner()).ids.len()
+                });
+                if !behind || extending.swap(true, Ordering::SeqCst) {
+                    break;
+                }
+            }
+        });
     }
 
     /// Wait until no graph build is running (tests and benchmarks).
     pub fn wait_for_index(&self) {
         let refreshing = || {
             let ann = self.ann.read().unwrap_or_else(|p| p.into_inner()).clone();
-            ann.is_some_and(|a| a.refreshing.load(Ordering::SeqCst) || a.stale())
+            ann.is_some_and(|a| a.stale())
         };
-        while self.building.load(Ordering::SeqCst) || refreshing() {
+        let behind = || {
+            let ann = self.ann.read().unwrap_or_else(|p| p.into_inner()).clone();
+            ann.is_some_and(|a| a.rows.load(Ordering::SeqCst) < self.state.read().unwrap_or_else(|p| p.into_inner()).ids.len())
+        };
+        while self.building.load(Ordering::SeqCst) || self.extending.load(Ordering::SeqCst) || refreshing() || behind() {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
     }
@@ -449,18 +447,16 @@ impl ChunkStore for EmbeddedStore {
             let _ = w.rollback();
             return Err(e);
         }
-        let first_new = {
+        {
             let mut st = self.state.write().unwrap_or_else(|p| p.into_inner());
             st.dim = Some(dim);
-            let first = st.ids.len();
             let with_seq = self.fields.seq.is_some();
             for (i, c) in fresh.into_iter().enumerate() {
                 st.push(c.id.into(), c.file_hash.into(), c.metadata, meta_lens[i], &c.vector, with_seq.then_some(seq0 + i as u64));
             }
-            first
-        };
+        }
         drop(w);
-        self.extend_ann(first_new);
+        self.extend_ann();
         self.maybe_build_ann();
         Ok(AddReport { added, skipped: total - added, skipped_ids })
     }
@@ -656,6 +652,7 @@ impl ChunkStore for EmbeddedStore {
         let st = self.state.read().unwrap_or_else(|p| p.into_inner());
         let files: HashSet<&str> = (0..st.ids.len()).filter(|&r| st.alive[r]).map(|r| &*st.files[r]).collect();
         let ann = self.ann.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let graph_rows = ann.as_ref().map_or(0, |a| a.flat().n);
         let memory_bytes = memory_estimate(&st, ann.as_ref().map_or(0, |a| a.rows.load(Ordering::SeqCst)));
         let text_index_bytes = dir_size(&self.dir.join("tantivy"));
         let ann = ann.is_some();
@@ -665,6 +662,7 @@ impl ChunkStore for EmbeddedStore {
             storage_bytes: dir_size(&self.dir),
             embedding_dimension: st.dim,
             ann_index: ann,
+            graph_rows,
             tombstones: st.ids.len() - st.live,
             text_index_bytes,
             memory_bytes,
@@ -713,6 +711,30 @@ impl ChunkStore for EmbeddedStore {
     fn metric(&self) -> Metric {
         self.metric
     }
+}
+
+/// Insert into `ann` every row of `state` it does not hold yet (rows are only ever
+/// appended, and the graph holds rows `0..ann.rows`); returns whether any were inserted.
+fn extend_graph(ann: &Arc<Ann>, state: &RwLock<State>) -> bool {
+    let _g = ann.insert.lock().unwrap_or_else(|p| p.into_inner());
+    let from = ann.rows.load(Ordering::SeqCst);
+    let rows: Vec<(Vec<i8>, usize)> = {
+        let st = state.read().unwrap_or_else(|p| p.into_inner());
+        if st.dim.unwrap_or(0) == 0 {
+            return false;
+        }
+        // At most 20,000 rows a pass, so the flat copy searches walk is refreshed as it grows.
+        (from..st.ids.len().min(from + 20_000)).map(|r| (quantize(st.row(r)), r)).collect()
+    };
+    if rows.is_empty() {
+        return false;
+    }
+    let data: Vec<(&Vec<i8>, usize)> = rows.iter().map(|(v, r)| (v, *r)).collect();
+    ann.hnsw.parallel_insert(&data);
+    ann.rows.store(from + rows.len(), Ordering::SeqCst);
+    drop(_g);
+    ann.refresh_now();
+    true
 }
 
 /// Resident bytes of a store's in-memory side, estimated from its parts: the f32
