@@ -132,27 +132,7 @@ fn main() {
 /// one chunk (as the peer encodes one text per file), with a dataset `d`.
 fn setup_project(lf: &llamafarm_core::LlamaFarm, name: &str, model: &str) {
     let project = lf.projects().create("bench", name, None).unwrap();
-    project
-        .update_config(|c| {
-            let rag = c.rag.as_mut().unwrap();
-            let s = &mut rag.data_processing_strategies.as_mut().unwrap()[0];
-            if let llamafarm_core::config::ParserRef::Inline(p) = &mut s.parsers[0] {
-                let cfg = p.config.get_or_insert_with(Default::default);
-                cfg.insert("chunk_strategy".into(), json!("characters"));
-                cfg.insert("chunk_size".into(), json!(100_000));
-                cfg.insert("chunk_overlap".into(), json!(0));
-                cfg.insert("max_chunk_size".into(), json!(100_000));
-            }
-            s.extractors = None;
-            let db = &mut rag.databases.as_mut().unwrap()[0];
-            let es: llamafarm_core::config::EmbeddingStrategyConfig =
-                serde_json::from_value(json!({"name": "emb", "type": "UniversalEmbedder", "config": {"model": model}})).unwrap();
-            db.embedding_strategies = Some(vec![es]);
-            db.embedding_strategy = None;
-            db.default_embedding_strategy = Some("emb".into());
-            Ok(())
-        })
-        .unwrap();
+    llamafarm_benches::chunk_by_characters(&project, model, 100_000, 0);
     project.datasets().create("d", None, "main_database", Some(false)).unwrap();
 }
 

@@ -10,7 +10,7 @@
 
 use llamafarm_core::task::TaskState;
 use llamafarm_core::{LlamaFarm, ModelCache};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -121,26 +121,7 @@ fn run_peer(lf: &LlamaFarm, py: &std::path::Path, root: &std::path::Path, folder
 fn run_ours(lf: &LlamaFarm, root: &std::path::Path, folders: &[String], tag: &str, model: &str) -> Vec<(String, f64, usize)> {
     let project = lf.projects().create("bench", &format!("ingest-{tag}"), None).unwrap();
     // Same chunking as the peer: characters, 1000 / 200.
-    project
-        .update_config(|c| {
-            let rag = c.rag.as_mut().unwrap();
-            let s = &mut rag.data_processing_strategies.as_mut().unwrap()[0];
-            if let llamafarm_core::config::ParserRef::Inline(p) = &mut s.parsers[0] {
-                let cfg = p.config.get_or_insert_with(Default::default);
-                cfg.insert("chunk_strategy".into(), json!("characters"));
-                cfg.insert("chunk_size".into(), json!(1000));
-                cfg.insert("chunk_overlap".into(), json!(200));
-            }
-            s.extractors = None;
-            let db = &mut rag.databases.as_mut().unwrap()[0];
-            let es: llamafarm_core::config::EmbeddingStrategyConfig =
-                serde_json::from_value(json!({"name": "emb", "type": "UniversalEmbedder", "config": {"model": model}})).unwrap();
-            db.embedding_strategies = Some(vec![es]);
-            db.embedding_strategy = None;
-            db.default_embedding_strategy = Some("emb".into());
-            Ok(())
-        })
-        .unwrap();
+    llamafarm_benches::chunk_by_characters(&project, model, 1000, 200);
     println!("| folder | files | failed | chunks | MB | ours s | upload s | files/s | chunks/s | MB/s | parse / chunk / embed / index s (summed per file) |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
     let mut ours = Vec::new();

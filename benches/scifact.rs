@@ -56,10 +56,7 @@ fn index_corpus(rag: &llamafarm_core::rag::Rag, corpus: &[Value], texts: &[Strin
     }
 }
 
-fn pct(v: &mut [f64], p: f64) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[((v.len() as f64 - 1.0) * p).round() as usize]
-}
+use llamafarm_benches::pct;
 
 fn main() {
     // The `LF_*` kernel and batching switches, as `lf` maps them.

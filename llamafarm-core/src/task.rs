@@ -555,6 +555,17 @@ mod tests {
         assert!(load(p.dir(), "../etc").is_err());
     }
 
+    /// The task's record once it has finished.
+    fn finished(lf: &LlamaFarm, p: &Project, id: &str) -> TaskRecord {
+        loop {
+            let t = lf.tasks().get(p, id).unwrap();
+            if t.state.is_final() {
+                return t;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Grouped processing (many files per embedding call and per commit) writes the
     /// same chunks, with the same vectors to the bit, as processing each file alone.
     #[test]
@@ -578,13 +589,7 @@ mod tests {
             let hashes: Vec<String> = files.iter().map(|(n, t)| p.datasets().upload_bytes("d", n, t.as_bytes()).unwrap().hash).collect();
             if grouped {
                 let id = lf.tasks().submit_process(&p, "d", hashes.clone(), None).unwrap();
-                let t = loop {
-                    let t = lf.tasks().get(&p, &id).unwrap();
-                    if t.state.is_final() {
-                        break t;
-                    }
-                    std::thread::sleep(Duration::from_millis(20));
-                };
+                let t = finished(&lf, &p, &id);
                 assert_eq!(t.state, TaskState::Success);
                 assert!(t.outcomes.iter().all(|o| o.status == "processed"), "{:?}", t.outcomes);
                 // Fewer groups than files: several files shared an embedding call and a commit.
@@ -660,13 +665,7 @@ mod tests {
         for round in 0..3 {
             // Several runs: the worker threads survive each crash.
             let id = lf.tasks().submit_process(&p, "d", hashes.clone(), None).unwrap();
-            let t = loop {
-                let t = lf.tasks().get(&p, &id).unwrap();
-                if t.state.is_final() {
-                    break t;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            };
+            let t = finished(&lf, &p, &id);
             assert_eq!(t.state, TaskState::Success, "round {round}: {:?}", t.error);
             let by_name: HashMap<&str, &FileOutcome> = t.outcomes.iter().map(|o| (o.filename.as_str(), o)).collect();
             let boom = by_name["b.boom"];

@@ -87,13 +87,28 @@ impl Ann {
 const HNSW_M: usize = 16;
 const HNSW_EF_BUILD: usize = 128;
 
+/// The threads that build and extend graphs: a pool of their own, so that a search's
+/// parallel work (an exact scan, hybrid halves) runs beside a background build instead
+/// of queueing behind its tasks in rayon's global pool.
+pub(super) fn graph_pool() -> &'static rayon::ThreadPool {
+    static POOL: std::sync::OnceLock<rayon::ThreadPool> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .thread_name(|i| format!("lf-hnsw-{i}"))
+            .build()
+            .unwrap_or_else(|_| rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("a one-thread pool"))
+    })
+}
+
 /// A graph over rows `0..quantized.len()` ([`quantize`]d vectors of `dim` floats).
 pub(super) fn build_ann(quantized: Vec<Vec<i8>>, dim: usize) -> Ann {
     let t = std::time::Instant::now();
     let rows = quantized.len();
     let hnsw: Hnsw<'static, i8, QuantizedCosine> = Hnsw::new(HNSW_M, rows.max(1), 16, HNSW_EF_BUILD, QuantizedCosine);
     let data: Vec<(&Vec<i8>, usize)> = quantized.iter().zip(0..rows).collect();
-    hnsw.parallel_insert(&data);
+    graph_pool().install(|| hnsw.parallel_insert(&data));
     let mut hnsw = hnsw;
     hnsw.set_searching_mode(true);
     tracing::info!(rows, secs = t.elapsed().as_secs_f64(), "built HNSW graph");

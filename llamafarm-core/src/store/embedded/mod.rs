@@ -257,9 +257,11 @@ impl EmbeddedStore {
             if !more {
                 extending.store(false, Ordering::SeqCst);
                 // Rows appended after the last pass whose request found the flag still set.
-                let behind = slot.read().unwrap_or_else(|p| p.into_inner()).clone().is_some_and(|ann| {
-                    ann.rows.load(Ordering::SeqCst) < state.read().unwrap_or_else(|p| p.into_inner()).ids.len()
-                });
+                let behind = slot
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone()
+                    .is_some_and(|ann| ann.rows.load(Ordering::SeqCst) < state.read().unwrap_or_else(|p| p.into_inner()).ids.len());
                 if !behind || extending.swap(true, Ordering::SeqCst) {
                     break;
                 }
@@ -730,7 +732,7 @@ fn extend_graph(ann: &Arc<Ann>, state: &RwLock<State>) -> bool {
         return false;
     }
     let data: Vec<(&Vec<i8>, usize)> = rows.iter().map(|(v, r)| (v, *r)).collect();
-    ann.hnsw.parallel_insert(&data);
+    ann::graph_pool().install(|| ann.hnsw.parallel_insert(&data));
     ann.rows.store(from + rows.len(), Ordering::SeqCst);
     drop(_g);
     ann.refresh_now();
