@@ -16,13 +16,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 fn main() {
-    llamafarm_core::embed::configure(llamafarm_core::embed::EmbedOptions::from_vars(|n| std::env::var(n).ok()));
-    llamafarm_core::system::tune_allocator();
-    let scifact = std::env::var("SCIFACT_DIR").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/ir/scifact"));
-    if !scifact.join("corpus.jsonl").is_file() {
-        eprintln!("SKIP corpus bench: {} is absent (set SCIFACT_DIR)", scifact.display());
-        return;
-    }
+    llamafarm_benches::init();
+    let Some(scifact) = llamafarm_benches::scifact_dir("corpus") else { return };
     let var = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_string());
     let variants: Vec<String> = var("CORPUS_VARIANTS", "abstracts,titles").split(',').map(String::from).collect();
     let precisions: Vec<String> = var("CORPUS_PRECISIONS", "default,fp32").split(',').map(String::from).collect();

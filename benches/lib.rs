@@ -2,6 +2,26 @@
 //! several of them share.
 
 use serde_json::json;
+use std::path::PathBuf;
+
+/// What every bench does first: apply the `LF_*` kernel and batching switches as `lf`
+/// maps them, and tune the allocator as `lf serve` does.
+pub fn init() {
+    llamafarm_core::embed::configure(llamafarm_core::embed::EmbedOptions::from_vars(|n| std::env::var(n).ok()));
+    llamafarm_core::system::tune_allocator();
+}
+
+/// BEIR SciFact beside the repository (`../shared/data/ir/scifact`, or `SCIFACT_DIR`);
+/// `None`, after a SKIP line naming `bench`, when it is absent.
+pub fn scifact_dir(bench: &str) -> Option<PathBuf> {
+    let dir = std::env::var("SCIFACT_DIR").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/ir/scifact"));
+    if dir.join("corpus.jsonl").is_file() {
+        Some(dir)
+    } else {
+        eprintln!("SKIP {bench} bench: {} is absent (set SCIFACT_DIR)", dir.display());
+        None
+    }
+}
 
 /// The `p` quantile (0..1) of `v`, which it sorts.
 pub fn pct(v: &mut [f64], p: f64) -> f64 {

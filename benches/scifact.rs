@@ -59,14 +59,8 @@ fn index_corpus(rag: &llamafarm_core::rag::Rag, corpus: &[Value], texts: &[Strin
 use llamafarm_benches::pct;
 
 fn main() {
-    // The `LF_*` kernel and batching switches, as `lf` maps them.
-    llamafarm_core::embed::configure(llamafarm_core::embed::EmbedOptions::from_vars(|n| std::env::var(n).ok()));
-    llamafarm_core::system::tune_allocator();
-    let dir = std::env::var("SCIFACT_DIR").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/ir/scifact"));
-    if !dir.join("corpus.jsonl").is_file() {
-        eprintln!("SKIP scifact bench: {} is absent (set SCIFACT_DIR)", dir.display());
-        return;
-    }
+    llamafarm_benches::init();
+    let Some(dir) = llamafarm_benches::scifact_dir("scifact") else { return };
     let corpus = read_jsonl(&dir.join("corpus.jsonl"));
     let queries: HashMap<String, String> =
         read_jsonl(&dir.join("queries.jsonl")).into_iter().map(|q| (q["_id"].as_str().unwrap().to_string(), q["text"].as_str().unwrap().to_string())).collect();

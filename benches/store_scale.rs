@@ -12,7 +12,6 @@
 use llamafarm_core::store::{ChunkRecord, ChunkStore, EmbeddedStore, Metric};
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::time::Instant;
 
 fn rss_kb(field: &str) -> u64 {
@@ -23,13 +22,8 @@ fn rss_kb(field: &str) -> u64 {
 use llamafarm_benches::pct;
 
 fn main() {
-    llamafarm_core::embed::configure(llamafarm_core::embed::EmbedOptions::from_vars(|n| std::env::var(n).ok()));
-    llamafarm_core::system::tune_allocator();
-    let dir = std::env::var("SCIFACT_DIR").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/ir/scifact"));
-    if !dir.join("corpus.jsonl").is_file() {
-        eprintln!("SKIP store_scale bench: {} is absent (set SCIFACT_DIR)", dir.display());
-        return;
-    }
+    llamafarm_benches::init();
+    let Some(dir) = llamafarm_benches::scifact_dir("store_scale") else { return };
     let size: usize = std::env::var("STORE_CHUNKS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
     let lines = std::fs::read_to_string(dir.join("corpus.jsonl")).unwrap();
     let texts: Vec<String> = lines

@@ -5,7 +5,7 @@
 //! a crash is marked FAILURE with a reason when the data directory is next opened.
 //! Tasks run on in-process worker threads; within a task, files are parsed and
 //! chunked a wave at a time in parallel, then embedded and committed in groups
-//! (one index commit for many small files; see [`run_files`]).
+//! (one index commit for many small files; see [`ingest::IngestPlan`]).
 //!
 //! States: PENDING, STARTED, SUCCESS, FAILURE, REVOKED (cancelled).
 
