@@ -9,11 +9,15 @@
 //! `k` blocks cost a quarter of the time in cache misses). Rows of `A` are taken in
 //! blocks that stay in L2 while every panel passes over them.
 //!
-//! Paths, chosen at run time from the [`Cpu`]: `avx2` (AVX2 with FMA, the tile above)
-//! and `portable` (the same tile in plain loops, unfused multiply-adds).
+//! Paths, chosen at run time from the [`Cpu`]: `avx512` (AVX-512 F: the same tile, one
+//! 16-lane register per row, even and odd steps of `k` in separate registers), `avx2`
+//! (AVX2 with FMA, the tile above) and `portable` (the same tile in plain loops, unfused
+//! multiply-adds).
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 mod portable;
 
 use crate::Cpu;
@@ -114,7 +118,7 @@ pub fn gemm(m: usize, a: &[f32], b: &PackedB, c: &mut [f32]) {
     gemm_with(Cpu::active(), m, a, b, c)
 }
 
-/// [`gemm`] on the best path `cpu` allows (AVX2 with FMA, else portable).
+/// [`gemm`] on the best path `cpu` allows (AVX-512 F, AVX2 with FMA, else portable).
 pub fn gemm_with(cpu: Cpu, m: usize, a: &[f32], b: &PackedB, c: &mut [f32]) {
     let (k, n) = (b.k, b.n);
     assert!(a.len() >= m * k && c.len() >= m * n, "gemm: buffer too small");
@@ -175,6 +179,14 @@ pub fn gemm_with(cpu: Cpu, m: usize, a: &[f32], b: &PackedB, c: &mut [f32]) {
 fn kernel(cpu: Cpu, kc: usize, ap: &[*const f32; MR], bp: &[V8], tile: &mut [f32; MR * NR]) {
     assert!(bp.len() >= kc * 2);
     #[cfg(target_arch = "x86_64")]
+    if cpu.avx512() {
+        // SAFETY: the CPU has AVX-512 F (a `Cpu` never holds a feature it lacks). Each
+        // `ap[r]` points at `kc` readable floats (a row slice of A or the zero pad, checked
+        // by the slicing in `gemm_with`), `bp` holds `2 * kc` `V8`s (asserted).
+        unsafe { avx512::kernel(kc, ap, bp, tile) };
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
     if cpu.avx2_fma() {
         // SAFETY: the CPU has AVX2 and FMA (a `Cpu` never holds a feature it lacks). Each
         // `ap[r]` points at `kc` readable floats (a row slice of A or the zero pad, checked
@@ -208,14 +220,21 @@ mod tests {
             let mut c2 = vec![f32::NAN; m * n];
             gemm(m, &a, &PackedB::pack_transposed(&bt, n, k), &mut c2);
             assert_eq!(c, c2);
-            // The portable path gives the same product up to the fused roundings.
+            // The portable path, and AVX2 on a CPU that also has AVX-512, give the same
+            // product up to the fused roundings and the order of the sums.
             let mut cp = vec![f32::NAN; m * n];
             gemm_with(Cpu::portable(), m, &a, &pb, &mut cp);
-            for (x, y) in c.iter().zip(&cp) {
+            let no512 = Cpu::detected().restricted(&crate::KernelOptions { no_avx512: true, ..Default::default() });
+            let mut c2 = vec![f32::NAN; m * n];
+            gemm_with(no512, m, &a, &pb, &mut c2);
+            for ((x, y), z) in c.iter().zip(&cp).zip(&c2) {
                 assert!((x - y).abs() <= 1e-5 * (1.0 + y.abs()), "({m},{k},{n}): {x} vs portable {y}");
+                assert!((z - y).abs() <= 1e-5 * (1.0 + y.abs()), "({m},{k},{n}): avx2 {z} vs portable {y}");
             }
             if !Cpu::detected().avx2_fma() {
                 eprintln!("no AVX2/FMA here: only the portable path ran");
+            } else if !Cpu::detected().avx512() {
+                eprintln!("no AVX-512 here: the AVX2 and portable paths ran");
             }
             for i in 0..m {
                 for j in 0..n {
