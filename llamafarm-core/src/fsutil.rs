@@ -29,6 +29,9 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
     result
 }
 
+/// Files from which [`sync_files`] flushes the whole file system at once.
+pub const SYNCFS_FROM: usize = 16;
+
 /// Write `path` through a temporary file and a rename, without syncing: readers see
 /// the old or the new content, never a part. Durability is the caller's, in one pass
 /// for many files ([`sync_files`]).
@@ -45,13 +48,15 @@ pub fn replace_unsynced(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// Make many files just written (and their directory entries) durable in one pass.
-/// On Linux this is one `syncfs` of the file system holding `files[0]`, which flushes
-/// them all with one journal commit instead of one per file; elsewhere each file and
-/// each distinct parent directory is synced.
+/// On Linux, from [`SYNCFS_FROM`] files on, this is one `syncfs` of the file system
+/// holding `files[0]`, which flushes them all with one journal commit instead of one per
+/// file; fewer files (a single upload), and other systems, sync each file and each
+/// distinct parent directory, so a small write does not wait for the whole file
+/// system's dirty pages.
 pub fn sync_files(files: &[std::path::PathBuf]) -> Result<()> {
     let Some(first) = files.first() else { return Ok(()) };
     #[cfg(target_os = "linux")]
-    {
+    if files.len() >= SYNCFS_FROM {
         use std::os::fd::AsRawFd;
         let f = File::open(first).map_err(|e| Error::io(first, e))?;
         // SAFETY: `syncfs` takes an open descriptor, which `f` holds for the call.
