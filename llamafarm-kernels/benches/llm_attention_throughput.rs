@@ -10,7 +10,7 @@ use llamafarm_kernels::Cpu;
 
 fn main() {
     let (heads, kv_heads, hd, total) = (9, 3, 64, 512);
-    let h = Heads { heads, kv_heads, head_dim: hd };
+    let h = Heads { heads, kv_heads, head_dim: hd, window: 0 };
     let (dim, kvd) = (heads * hd, kv_heads * hd);
     let (keys, vals) = (rand(total * kvd, 1), rand(total * kvd, 2));
     let mut cache = KvCache::new(1, kvd, total);

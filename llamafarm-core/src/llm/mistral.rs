@@ -13,11 +13,11 @@
 //! sequences in mistral.rs 0.8.1 on CPU mixed tokens between them in our tests.
 
 use super::control::{prepare_prompt, PreparedPrompt, Step, StopMatcher, TokenPolicy};
+use super::native::tokenizer::GgufTokenizer;
 use super::think::{ThinkSplitter, THINK_CLOSE, THINK_OPEN};
 use super::{CancelFlag, ChatMessage, ChatModel, FinishReason, Generation, GenerationParams, Sink};
 use crate::error::{Error, Result};
 use candle_core::quantized::gguf_file;
-use candle_core::quantized::tokenizer::TokenizerFromGguf;
 use candle_core::{Device, Tensor};
 use either::Either;
 use mistralrs::{Constraint, CustomLogitsProcessor, GgufModelBuilder, Model, RequestLike, Response, SamplingParams, StopTokens, TextMessageRole, TextMessages};
@@ -31,7 +31,7 @@ pub struct MistralRsModel {
     model: Model,
     /// Decodes generated ids inside the logits processor (the engine's own tokenizer
     /// is behind its request channel).
-    decoder: Arc<tokenizers::Tokenizer>,
+    decoder: Arc<GgufTokenizer>,
     eos: Vec<u32>,
     /// Ids of `\n</think>\n\n`, forced when the thinking budget is spent.
     close_think: Vec<u32>,
@@ -56,17 +56,11 @@ impl MistralRsModel {
         let meta_str = |k: &str| ct.metadata.get(k).and_then(|v| v.to_string().ok()).cloned();
         let template = meta_str("tokenizer.chat_template").unwrap_or_default();
         let mut eos: Vec<u32> = ct.metadata.get("tokenizer.ggml.eos_token_id").and_then(|v| v.to_u32().ok()).into_iter().collect();
-        let mut decoder = tokenizers::Tokenizer::from_gguf(&ct).map_err(|e| Error::internal(format!("tokenizer of {id}: {e}")))?;
-        // candle's from_gguf adds a prefix space for unknown `pre` types (e.g. "smollm");
-        // decoding is unaffected, but keep encode faithful for anything that uses it.
-        if meta_str("tokenizer.ggml.pre").as_deref() == Some("smollm") {
-            use tokenizers::pre_tokenizers::{byte_level::ByteLevel, digits::Digits, sequence::Sequence, PreTokenizerWrapper};
-            let seq = Sequence::new(vec![PreTokenizerWrapper::Digits(Digits::new(true)), PreTokenizerWrapper::ByteLevel(ByteLevel::new(false, true, true))]);
-            decoder.with_pre_tokenizer(Some(PreTokenizerWrapper::Sequence(seq)));
-        }
+        // Our reader of the GGUF's vocabulary (SentencePiece or byte-level BPE).
+        let decoder = GgufTokenizer::from_gguf(&ct.metadata)?;
         drop(f);
         for t in ["<|im_end|>", "<|eot_id|>", "<|end_of_text|>", "<end_of_turn>", "</s>"] {
-            if let Some(i) = decoder.token_to_id(t) {
+            if let Some(i) = decoder.id(t) {
                 if template.contains(t) && !eos.contains(&i) {
                     eos.push(i);
                 }
@@ -128,7 +122,7 @@ impl MistralRsModel {
 struct TokenControl {
     policy: Mutex<TokenPolicy>,
     prompt_len: usize,
-    decoder: Arc<tokenizers::Tokenizer>,
+    decoder: Arc<GgufTokenizer>,
     eos: u32,
 }
 
@@ -148,7 +142,7 @@ impl CustomLogitsProcessor for TokenControl {
     fn apply(&self, logits: &Tensor, context: &[u32]) -> candle_core::Result<Tensor> {
         let mut policy = self.policy.lock().unwrap_or_else(|p| p.into_inner());
         let gen = context.get(self.prompt_len..).unwrap_or(&[]);
-        match policy.next(gen, |ids| self.decoder.decode(ids, false).unwrap_or_default()) {
+        match policy.next(gen, |ids| self.decoder.decode(ids)) {
             Step::Free => Ok(logits.clone()),
             Step::Force(t) => Self::force(logits, t),
             // The engine ends on EOS.
@@ -216,7 +210,7 @@ impl ChatModel for MistralRsModel {
             self.template_thinks,
             &self.open_think,
             || self.prompt_ids(messages, params.think),
-            |ids| self.decoder.decode(ids, false).unwrap_or_default(),
+            |ids| self.decoder.decode(ids),
         )?;
         let prompt_tokens = ids.len();
         let control = Arc::new(TokenControl {

@@ -9,6 +9,10 @@ use super::ChatMessage;
 use crate::error::{Error, Result};
 use minijinja::{context, Environment, ErrorKind};
 
+/// ChatML, the template of a model whose GGUF has none (llama.cpp's server falls back to
+/// it too).
+pub const CHATML: &str = "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+
 /// A compiled chat template.
 pub struct ChatTemplate {
     env: Environment<'static>,
@@ -78,5 +82,12 @@ mod tests {
         let e = t.render(&[ChatMessage::new("user", "a"), ChatMessage::new("user", "b")], false).unwrap_err();
         assert!(e.to_string().contains("one message only"), "{e}");
         assert!(ChatTemplate::new("{% for %}", "", "").is_err());
+    }
+
+    #[test]
+    fn chatml_fallback() {
+        let t = ChatTemplate::new(CHATML, "", "").unwrap();
+        let s = t.render(&[ChatMessage::new("system", "S"), ChatMessage::new("user", "Hi")], false).unwrap();
+        assert_eq!(s, "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
     }
 }

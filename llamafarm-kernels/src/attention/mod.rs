@@ -83,6 +83,9 @@ pub struct Heads {
     pub kv_heads: usize,
     /// Width of one head.
     pub head_dim: usize,
+    /// Sliding window: a query at position `p` sees keys at `p + 1 - window ..= p`
+    /// (`0`: every earlier position).
+    pub window: usize,
 }
 
 /// Causal attention of `n` new tokens at positions `p0..p0 + n` (already in `cache`,
@@ -116,10 +119,12 @@ pub fn attention_with(cpu: Cpu, h: &Heads, q: &[f32], q_stride: usize, cache: &K
             };
             s.q.clear();
             s.lens.clear();
+            s.starts.clear();
             for t in tokens.clone() {
                 for hh in heads.clone() {
                     s.q.extend_from_slice(&q[t * q_stride + hh * hd..t * q_stride + (hh + 1) * hd]);
                     s.lens.push(p0 + t + 1);
+                    s.starts.push(if h.window > 0 { (p0 + t + 1).saturating_sub(h.window) } else { 0 });
                 }
             }
             let m = s.lens.len();
@@ -146,8 +151,9 @@ pub fn attention_with(cpu: Cpu, h: &Heads, q: &[f32], q_stride: usize, cache: &K
 struct Scratch {
     /// Queries, `m x hd`.
     q: Vec<f32>,
-    /// Positions each query sees.
+    /// Positions each query sees: `starts[i]..lens[i]`.
     lens: Vec<usize>,
+    starts: Vec<usize>,
     /// Scores then weights, `m x lp`.
     s: Vec<f32>,
     /// Queries transposed, or weights transposed, for one block of rows.
@@ -182,8 +188,10 @@ fn attend(cpu: Cpu, s: &mut Scratch, hd: usize, kt: &[f32], cap: usize, v: &[f32
         }
         i0 += mr;
     }
-    for (row, &len) in s.s.chunks_exact_mut(lp).zip(&s.lens) {
+    for ((row, &len), &start) in s.s.chunks_exact_mut(lp).zip(&s.lens).zip(&s.starts) {
         let (seen, rest) = row.split_at_mut(len);
+        let (before, seen) = seen.split_at_mut(start);
+        before.fill(0.0);
         let mx = seen.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
         seen.iter_mut().for_each(|x| *x = exp(*x - mx));
         let inv = 1.0 / sum(seen);
@@ -303,7 +311,6 @@ mod tests {
     #[test]
     fn attention_matches_a_direct_evaluation() {
         let (heads, kv_heads, hd) = (6, 2, 64);
-        let h = Heads { heads, kv_heads, head_dim: hd };
         let (dim, kvd) = (heads * hd, kv_heads * hd);
         let mut seed = 7u64;
         let mut rnd = |n: usize| -> Vec<f32> {
@@ -316,41 +323,46 @@ mod tests {
         };
         let total = 75;
         let (keys, vals) = (rnd(total * kvd), rnd(total * kvd));
-        let mut cache = KvCache::new(1, kvd, 8);
         let team = Team::new(2);
-        let mut p0 = 0;
-        for n in [70, 1, 4] {
-            cache.reserve(p0 + n);
-            for p in p0..p0 + n {
-                cache.put(0, p, &keys[p * kvd..(p + 1) * kvd], &vals[p * kvd..(p + 1) * kvd]);
-            }
-            cache.len = p0 + n;
-            let q = rnd(n * dim);
-            let mut out = vec![f32::NAN; n * dim];
-            attention(&h, &q, dim, &cache, 0, p0, n, &mut out, &team);
-            // The portable path agrees with whatever this CPU runs, to rounding.
-            let mut port = vec![f32::NAN; n * dim];
-            attention_with(Cpu::portable(), &h, &q, dim, &cache, 0, p0, n, &mut port, &team);
-            for (a, b) in out.iter().zip(&port) {
-                assert!((a - b).abs() < 1e-5, "n {n}: {a} vs portable {b}");
-            }
-            for t in 0..n {
-                for hh in 0..heads {
-                    let off = hh / (heads / kv_heads) * hd;
-                    let qv = &q[t * dim + hh * hd..][..hd];
-                    let len = p0 + t + 1;
-                    let s: Vec<f64> = (0..len).map(|p| (0..hd).map(|d| qv[d] as f64 * keys[p * kvd + off + d] as f64).sum()).collect();
-                    let mx = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-                    let e: Vec<f64> = s.iter().map(|x| (x - mx).exp()).collect();
-                    let z: f64 = e.iter().sum();
-                    for d in 0..hd {
-                        let want: f64 = (0..len).map(|p| e[p] / z * vals[p * kvd + off + d] as f64).sum();
-                        let got = out[t * dim + hh * hd + d] as f64;
-                        assert!((got - want).abs() < 1e-4, "n {n} token {t} head {hh} dim {d}: {got} vs {want}");
+        for window in [0, 5, 64] {
+            let h = Heads { heads, kv_heads, head_dim: hd, window };
+            let mut cache = KvCache::new(1, kvd, 8);
+            let mut p0 = 0;
+            for n in [70, 1, 4] {
+                cache.reserve(p0 + n);
+                for p in p0..p0 + n {
+                    cache.put(0, p, &keys[p * kvd..(p + 1) * kvd], &vals[p * kvd..(p + 1) * kvd]);
+                }
+                cache.len = p0 + n;
+                let q = rnd(n * dim);
+                let mut out = vec![f32::NAN; n * dim];
+                attention(&h, &q, dim, &cache, 0, p0, n, &mut out, &team);
+                // The portable path agrees with whatever this CPU runs, to rounding.
+                let mut port = vec![f32::NAN; n * dim];
+                attention_with(Cpu::portable(), &h, &q, dim, &cache, 0, p0, n, &mut port, &team);
+                for (a, b) in out.iter().zip(&port) {
+                    assert!((a - b).abs() < 1e-5, "n {n}: {a} vs portable {b}");
+                }
+                for t in 0..n {
+                    for hh in 0..heads {
+                        let off = hh / (heads / kv_heads) * hd;
+                        let qv = &q[t * dim + hh * hd..][..hd];
+                        let len = p0 + t + 1;
+                        let start = if window > 0 { len.saturating_sub(window) } else { 0 };
+                        let dot = |p: usize| (0..hd).map(|d| qv[d] as f64 * keys[p * kvd + off + d] as f64).sum::<f64>();
+                        let s: Vec<f64> = (0..len).map(|p| if p < start { f64::NEG_INFINITY } else { dot(p) }).collect();
+                        let mx = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                        let e: Vec<f64> = s.iter().map(|x| (x - mx).exp()).collect();
+                        let z: f64 = e.iter().sum();
+                        for d in 0..hd {
+                            let want: f64 = (0..len).map(|p| e[p] / z * vals[p * kvd + off + d] as f64).sum();
+                            let got = out[t * dim + hh * hd + d] as f64;
+                            assert!((got - want).abs() < 1e-4, "n {n} token {t} head {hh} dim {d}: {got} vs {want}");
+                        }
                     }
                 }
+                p0 += n;
             }
-            p0 += n;
         }
     }
 }

@@ -1,12 +1,16 @@
 //! Quantised weight matrices and their matrix-product kernels.
 //!
-//! Weights keep the GGUF's own 32-element blocks, `x = d * q + m` per block:
-//! - `Q4_1`: `q` in `0..16`, a scale `d` and a minimum `m` per block;
-//! - `Q8_0`: `q` an `i8`, `m = 0` (stored as `q + 128` with `m = -128 d`, so both kinds
-//!   multiply unsigned weight codes with signed activation codes).
+//! Weights are held in 32-element blocks, `x = d * q + m` per block, in one of two
+//! kinds of code:
+//! - [`Kind::Q4_1`]: `q` a nibble in `0..16`;
+//! - [`Kind::Q8_0`]: `q` a byte in `0..256`.
 //!
-//! Every other GGUF type is dequantised at load (candle's reference code) and
-//! re-quantised to `Q8_0`, a finer grid than any 4-6 bit source.
+//! Every GGUF type whose values are `d * q + m` per 32 elements is held exactly, with
+//! no re-quantisation: `Q4_0` (`m = -8 d`), `Q4_1` and `Q4_K` (its 6-bit sub-block
+//! scales and minimums folded into `d` and `m`) as nibbles; `Q5_0`, `Q5_1`, `Q5_K` and
+//! `Q8_0` (stored plus 128 with `m = -128 d`) as bytes. The remaining types (`Q6_K`,
+//! whose scales change every 16 elements, `Q2_K`, `Q3_K`, floats) are dequantised at
+//! load and re-quantised to `Q8_0`, a finer grid than any 2-6 bit source.
 //!
 //! At load the rows are interleaved in groups of eight ([`QMatrix`]): a kernel
 //! multiplies a 32-bit broadcast of four activation codes with four codes of each of
@@ -153,9 +157,9 @@ pub fn f16_to_f32(h: u16) -> f32 {
 /// How a matrix's blocks are stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
-    /// 4-bit codes with a scale and a minimum per block.
+    /// 4-bit codes with a scale and an offset per block.
     Q4_1,
-    /// 8-bit codes with a scale per block.
+    /// 8-bit unsigned codes with a scale and an offset per block.
     Q8_0,
 }
 
@@ -232,10 +236,47 @@ struct RowBlocks<'a> {
     kind: Kind,
     rows: usize,
     cols: usize,
-    /// `cols / 2` (`Q4_1`) or `cols` (`Q8_0`, as `i8`) code bytes per row.
+    /// `cols / 2` (`Q4_1`: low nibbles elements `0..16`, high ones `16..32`) or `cols`
+    /// (`Q8_0`, unsigned) code bytes per row.
     qs: &'a [u8],
     d: &'a [f32],
     m: &'a [f32],
+}
+
+fn half(b: &[u8], at: usize) -> f32 {
+    f16_to_f32(u16::from_le_bytes([b[at], b[at + 1]]))
+}
+
+/// The 6-bit scale and minimum of sub-block `j` of a `Q4_K`/`Q5_K` super-block.
+fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
+    if j < 4 {
+        (q[j] & 63, q[j + 4] & 63)
+    } else {
+        ((q[j + 4] & 0xf) | ((q[j - 4] >> 6) << 4), (q[j + 4] >> 4) | ((q[j] >> 6) << 4))
+    }
+}
+
+/// Code bytes, scales and offsets of row-major blocks being read.
+#[derive(Default)]
+struct Blocks {
+    qs: Vec<u8>,
+    d: Vec<f32>,
+    m: Vec<f32>,
+}
+
+impl Blocks {
+    /// Append a 32-element block of nibbles given one code per element.
+    fn push_nibbles(&mut self, codes: &[u8; QK], d: f32, m: f32) {
+        self.qs.extend((0..16).map(|i| codes[i] | (codes[i + 16] << 4)));
+        self.d.push(d);
+        self.m.push(m);
+    }
+
+    fn push_bytes(&mut self, codes: &[u8; QK], d: f32, m: f32) {
+        self.qs.extend_from_slice(codes);
+        self.d.push(d);
+        self.m.push(m);
+    }
 }
 
 impl QMatrix {
@@ -275,12 +316,10 @@ impl QMatrix {
                         }
                     }
                     Kind::Q8_0 => {
-                        m[at] = -128.0 * db;
+                        m[at] = src.m[r * nb + b];
                         let blk = &src.qs[r * rb + b * QK..r * rb + (b + 1) * QK];
                         for c in 0..8 {
-                            for i in 0..4 {
-                                dst[c * 32 + j * 4 + i] = blk[c * 4 + i] ^ 0x80;
-                            }
+                            dst[c * 32 + j * 4..c * 32 + j * 4 + 4].copy_from_slice(&blk[c * 4..c * 4 + 4]);
                         }
                     }
                 }
@@ -289,33 +328,92 @@ impl QMatrix {
         Self { kind: src.kind, rows: src.rows, cols: src.cols, qs, d, m }
     }
 
-    /// From GGUF `Q4_1` blocks (20 bytes each: f16 d, f16 m, 16 code bytes).
-    pub fn from_q4_1(bytes: &[u8], rows: usize, cols: usize) -> Option<Self> {
-        let nb = rows * cols / QK;
-        if !cols.is_multiple_of(QK) || bytes.len() != nb * 20 {
+    /// Read `rows x cols` values stored as GGUF blocks of `block_bytes` bytes holding
+    /// `per_block` elements, each block decoded by `read` into [`Blocks`] of `kind`.
+    fn read(kind: Kind, bytes: &[u8], rows: usize, cols: usize, per_block: usize, block_bytes: usize, read: impl Fn(&[u8], &mut Blocks)) -> Option<Self> {
+        if !cols.is_multiple_of(QK) || !cols.is_multiple_of(per_block) || bytes.len() != rows * cols / per_block * block_bytes {
             return None;
         }
-        let (mut qs, mut d, mut m) = (Vec::with_capacity(nb * 16), Vec::with_capacity(nb), Vec::with_capacity(nb));
-        for b in bytes.chunks_exact(20) {
-            d.push(f16_to_f32(u16::from_le_bytes([b[0], b[1]])));
-            m.push(f16_to_f32(u16::from_le_bytes([b[2], b[3]])));
-            qs.extend_from_slice(&b[4..20]);
+        let nb = rows * cols / QK;
+        let mut b = Blocks { qs: Vec::with_capacity(if kind == Kind::Q4_1 { nb * 16 } else { nb * QK }), d: Vec::with_capacity(nb), m: Vec::with_capacity(nb) };
+        for blk in bytes.chunks_exact(block_bytes) {
+            read(blk, &mut b);
         }
-        Some(Self::pack(RowBlocks { kind: Kind::Q4_1, rows, cols, qs: &qs, d: &d, m: &m }))
+        Some(Self::pack(RowBlocks { kind, rows, cols, qs: &b.qs, d: &b.d, m: &b.m }))
+    }
+
+    /// From GGUF blocks of type `dtype` (its name as in ggml: `Q4_0`, `Q4_1`, `Q4_K`,
+    /// `Q5_0`, `Q5_1`, `Q5_K`, `Q8_0`); `None` for another type or a size that does not
+    /// match. The values are kept exactly.
+    pub fn from_gguf(dtype: &str, bytes: &[u8], rows: usize, cols: usize) -> Option<Self> {
+        match dtype {
+            "Q4_0" => Self::read(Kind::Q4_1, bytes, rows, cols, QK, 18, |b, out| {
+                let d = half(b, 0);
+                out.qs.extend_from_slice(&b[2..18]);
+                out.d.push(d);
+                out.m.push(-8.0 * d);
+            }),
+            "Q4_1" => Self::from_q4_1(bytes, rows, cols),
+            "Q8_0" => Self::from_q8_0(bytes, rows, cols),
+            "Q5_0" | "Q5_1" => {
+                let q51 = dtype == "Q5_1";
+                let at = if q51 { 4 } else { 2 };
+                Self::read(Kind::Q8_0, bytes, rows, cols, QK, at + 20, move |b, out| {
+                    let d = half(b, 0);
+                    let m = if q51 { half(b, 2) } else { -16.0 * d };
+                    let qh = u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+                    let qs = &b[at + 4..at + 20];
+                    let mut codes = [0u8; QK];
+                    for i in 0..16 {
+                        codes[i] = (qs[i] & 15) | ((((qh >> i) & 1) as u8) << 4);
+                        codes[i + 16] = (qs[i] >> 4) | ((((qh >> (i + 16)) & 1) as u8) << 4);
+                    }
+                    out.push_bytes(&codes, d, m);
+                })
+            }
+            "Q4_K" => Self::read(Kind::Q4_1, bytes, rows, cols, 256, 144, |b, out| {
+                let (d, dmin, scales, qs) = (half(b, 0), half(b, 2), &b[4..16], &b[16..144]);
+                for j in 0..4 {
+                    let q = &qs[32 * j..32 * j + 32];
+                    for (k, shift) in [(2 * j, 0), (2 * j + 1, 4)] {
+                        let (sc, mn) = scale_min_k4(k, scales);
+                        let codes: [u8; QK] = std::array::from_fn(|l| (q[l] >> shift) & 15);
+                        out.push_nibbles(&codes, d * sc as f32, -(dmin * mn as f32));
+                    }
+                }
+            }),
+            "Q5_K" => Self::read(Kind::Q8_0, bytes, rows, cols, 256, 176, |b, out| {
+                let (d, dmin, scales, qh, qs) = (half(b, 0), half(b, 2), &b[4..16], &b[16..48], &b[48..176]);
+                for j in 0..4 {
+                    let q = &qs[32 * j..32 * j + 32];
+                    for (k, shift) in [(2 * j, 0), (2 * j + 1, 4)] {
+                        let (sc, mn) = scale_min_k4(k, scales);
+                        let codes: [u8; QK] = std::array::from_fn(|l| ((q[l] >> shift) & 15) | (((qh[l] >> k) & 1) << 4));
+                        out.push_bytes(&codes, d * sc as f32, -(dmin * mn as f32));
+                    }
+                }
+            }),
+            _ => None,
+        }
+    }
+
+    /// From GGUF `Q4_1` blocks (20 bytes each: f16 d, f16 m, 16 code bytes).
+    pub fn from_q4_1(bytes: &[u8], rows: usize, cols: usize) -> Option<Self> {
+        Self::read(Kind::Q4_1, bytes, rows, cols, QK, 20, |b, out| {
+            out.d.push(half(b, 0));
+            out.m.push(half(b, 2));
+            out.qs.extend_from_slice(&b[4..20]);
+        })
     }
 
     /// From GGUF `Q8_0` blocks (34 bytes each: f16 d, 32 codes).
     pub fn from_q8_0(bytes: &[u8], rows: usize, cols: usize) -> Option<Self> {
-        let nb = rows * cols / QK;
-        if !cols.is_multiple_of(QK) || bytes.len() != nb * 34 {
-            return None;
-        }
-        let (mut qs, mut d) = (Vec::with_capacity(nb * QK), Vec::with_capacity(nb));
-        for b in bytes.chunks_exact(34) {
-            d.push(f16_to_f32(u16::from_le_bytes([b[0], b[1]])));
-            qs.extend_from_slice(&b[2..34]);
-        }
-        Some(Self::pack(RowBlocks { kind: Kind::Q8_0, rows, cols, qs: &qs, d: &d, m: &[] }))
+        Self::read(Kind::Q8_0, bytes, rows, cols, QK, 34, |b, out| {
+            let d = half(b, 0);
+            out.d.push(d);
+            out.m.push(-128.0 * d);
+            out.qs.extend(b[2..34].iter().map(|q| q ^ 0x80));
+        })
     }
 
     /// Quantise `f32` rows to `Q8_0` (scale `amax / 127`, codes rounded to nearest).
@@ -324,15 +422,15 @@ impl QMatrix {
             return None;
         }
         let nb = rows * cols / QK;
-        let (mut qs, mut d) = (Vec::with_capacity(nb * QK), Vec::with_capacity(nb));
+        let mut b = Blocks { qs: Vec::with_capacity(nb * QK), d: Vec::with_capacity(nb), m: Vec::with_capacity(nb) };
         for blk in w.chunks_exact(QK) {
             let amax = blk.iter().fold(0f32, |a, x| a.max(x.abs()));
             let s = amax / 127.0;
             let inv = if s > 0.0 { 1.0 / s } else { 0.0 };
-            d.push(s);
-            qs.extend(blk.iter().map(|x| (x * inv).round().clamp(-127.0, 127.0) as i8 as u8));
+            let codes: [u8; QK] = std::array::from_fn(|i| ((blk[i] * inv).round().clamp(-127.0, 127.0) as i8 as u8) ^ 0x80);
+            b.push_bytes(&codes, s, -128.0 * s);
         }
-        Some(Self::pack(RowBlocks { kind: Kind::Q8_0, rows, cols, qs: &qs, d: &d, m: &[] }))
+        Some(Self::pack(RowBlocks { kind: Kind::Q8_0, rows, cols, qs: &b.qs, d: &b.d, m: &b.m }))
     }
 
     /// Row `r`'s codes as row-major GGUF-style bytes, with its scales and minimums.
@@ -343,18 +441,10 @@ impl QMatrix {
             let src = &self.qs[(g * nb + b) * gbb..(g * nb + b + 1) * gbb];
             let at = (g * nb + b) * RG + j;
             d.push(self.d[at]);
-            match self.kind {
-                Kind::Q4_1 => {
-                    m.push(self.m[at]);
-                    for c in 0..4 {
-                        qs.extend_from_slice(&src[c * 32 + j * 4..c * 32 + j * 4 + 4]);
-                    }
-                }
-                Kind::Q8_0 => {
-                    for c in 0..8 {
-                        qs.extend(src[c * 32 + j * 4..c * 32 + j * 4 + 4].iter().map(|x| x ^ 0x80));
-                    }
-                }
+            m.push(self.m[at]);
+            let loads = if self.kind == Kind::Q4_1 { 4 } else { 8 };
+            for c in 0..loads {
+                qs.extend_from_slice(&src[c * 32 + j * 4..c * 32 + j * 4 + 4]);
             }
         }
     }
@@ -374,11 +464,32 @@ impl QMatrix {
                 }
                 Kind::Q8_0 => {
                     for (x, &q) in o.iter_mut().zip(&qs[b * QK..(b + 1) * QK]) {
-                        *x = d[b] * q as i8 as f32;
+                        *x = d[b] * q as f32 + m[b];
                     }
                 }
             }
         }
+    }
+
+    /// The same values as byte codes ([`Kind::Q8_0`]), exactly (so matrices of both kinds
+    /// can be stacked).
+    pub fn widen(&self) -> QMatrix {
+        if self.kind == Kind::Q8_0 {
+            return QMatrix { kind: self.kind, rows: self.rows, cols: self.cols, qs: self.qs.clone(), d: self.d.clone(), m: self.m.clone() };
+        }
+        let mut b = Blocks::default();
+        let (mut qs, mut d, mut m) = (Vec::new(), Vec::new(), Vec::new());
+        for r in 0..self.rows {
+            qs.clear();
+            d.clear();
+            m.clear();
+            self.row_blocks(r, &mut qs, &mut d, &mut m);
+            for (i, nib) in qs.chunks_exact(16).enumerate() {
+                let codes: [u8; QK] = std::array::from_fn(|j| if j < 16 { nib[j] & 15 } else { nib[j - 16] >> 4 });
+                b.push_bytes(&codes, d[i], m[i]);
+            }
+        }
+        Self::pack(RowBlocks { kind: Kind::Q8_0, rows: self.rows, cols: self.cols, qs: &b.qs, d: &b.d, m: &b.m })
     }
 
     /// Stack matrices of one kind and width (their rows one after the other).
@@ -605,18 +716,20 @@ mod tests {
     /// exact evaluation of the same quantised operands.
     #[test]
     fn kernels_match_candle_dequantisation_and_exact_sums() {
-        let (rows, cols) = (70, 96);
+        let (rows, cols) = (70, 256);
         let w = rand(rows * cols, 3);
         // Six activation rows: a tile of four and one of two; 70 rows end in a partial group.
         let x = rand(6 * cols, 9);
         let wt = Tensor::from_vec(w.clone(), (rows, cols), &Device::Cpu).unwrap();
-        for dt in [GgmlDType::Q4_1, GgmlDType::Q8_0] {
+        let name = |dt: GgmlDType| match dt {
+            GgmlDType::Q4K => "Q4_K".to_string(),
+            GgmlDType::Q5K => "Q5_K".to_string(),
+            _ => format!("{dt:?}"),
+        };
+        let read = |dt: GgmlDType, q: &QTensor, rows: usize| QMatrix::from_gguf(&name(dt), &q.data().unwrap(), rows, cols).unwrap();
+        for dt in [GgmlDType::Q4_0, GgmlDType::Q4_1, GgmlDType::Q5_0, GgmlDType::Q5_1, GgmlDType::Q8_0, GgmlDType::Q4K, GgmlDType::Q5K] {
             let q = QTensor::quantize(&wt, dt).unwrap();
-            let bytes = q.data().unwrap();
-            let m = match dt {
-                GgmlDType::Q4_1 => QMatrix::from_q4_1(&bytes, rows, cols).unwrap(),
-                _ => QMatrix::from_q8_0(&bytes, rows, cols).unwrap(),
-            };
+            let m = read(dt, &q, rows);
             let deq: Vec<f32> = q.dequantize(&Device::Cpu).unwrap().flatten_all().unwrap().to_vec1().unwrap();
             let mut row = vec![0f32; cols];
             for r in 0..rows {
@@ -637,9 +750,9 @@ mod tests {
                     let exact: f64 = (0..cols).map(|i| deq[r * cols + i] as f64 * xa[i] as f64).sum();
                     let got = out[t * rows + r] as f64;
                     assert!((got - exact).abs() < 1e-4 * (1.0 + exact.abs()), "{dt:?} t{t} r{r}: {got} vs {exact}");
-                    // And close to the unquantised product.
-                    let full: f64 = (0..cols).map(|i| w[r * cols + i] as f64 * x[t * cols + i] as f64).sum();
-                    assert!((got - full).abs() < 0.6, "{dt:?}: {got} vs {full}");
+                    // And off the product with unquantised activations by their rounding only.
+                    let full: f64 = (0..cols).map(|i| deq[r * cols + i] as f64 * x[t * cols + i] as f64).sum();
+                    assert!((got - full).abs() < 0.1, "{dt:?}: {got} vs {full}");
                 }
             }
             assert_eq!(one, out[rows..2 * rows], "one row alone equals the batched row");
@@ -657,17 +770,26 @@ mod tests {
             for split in [30, 64] {
                 let q = |r: std::ops::Range<usize>| {
                     let t = Tensor::from_vec(w[r.start * cols..r.end * cols].to_vec(), (r.len(), cols), &Device::Cpu).unwrap();
-                    let q = QTensor::quantize(&t, dt).unwrap();
-                    let b = q.data().unwrap();
-                    match dt {
-                        GgmlDType::Q4_1 => QMatrix::from_q4_1(&b, r.len(), cols).unwrap(),
-                        _ => QMatrix::from_q8_0(&b, r.len(), cols).unwrap(),
-                    }
+                    read(dt, &QTensor::quantize(&t, dt).unwrap(), r.len())
                 };
                 let s = QMatrix::stack(vec![q(0..split), q(split..rows)]).unwrap();
                 let mut o = vec![0f32; 6 * rows];
                 s.matmul(&a, &mut o, &team);
                 assert_eq!(o, out, "{dt:?}: stacked at {split}");
+            }
+            // Widened to byte codes, the values and products stay the same.
+            let wide = m.widen();
+            assert_eq!(wide.kind, Kind::Q8_0);
+            for r in [0, 33, rows - 1] {
+                let (mut a1, mut a2) = (vec![0f32; cols], vec![0f32; cols]);
+                m.row_f32(r, &mut a1);
+                wide.row_f32(r, &mut a2);
+                assert_eq!(a1, a2, "{dt:?} widened row {r}");
+            }
+            let mut o = vec![0f32; 6 * rows];
+            wide.matmul(&a, &mut o, &team);
+            for (x, y) in o.iter().zip(&out) {
+                assert!((x - y).abs() <= 1e-5 * (1.0 + y.abs()), "{dt:?} widened: {x} vs {y}");
             }
         }
         let f = QMatrix::q8_0_from_f32(&w, rows, cols).unwrap();
@@ -675,5 +797,7 @@ mod tests {
         f.row_f32(5, &mut row);
         assert!(row.iter().zip(&w[5 * cols..6 * cols]).all(|(a, b)| (a - b).abs() <= 1.0 / 127.0 / 2.0 + 1e-6));
         assert!(QMatrix::from_q4_1(&[0u8; 19], 1, 32).is_none());
+        assert!(QMatrix::from_gguf("Q4_K", &[0u8; 144], 1, 128).is_none(), "K-quants need whole 256-element super-blocks");
+        assert!(QMatrix::from_gguf("Q6_K", &[0u8; 210], 1, 256).is_none(), "a type not held exactly");
     }
 }

