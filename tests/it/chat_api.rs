@@ -100,6 +100,89 @@ async fn runtime_golden_sentence_usage_and_stream() {
     }
 }
 
+const GEMMA: &str = "unsloth/gemma-3-270m-GGUF:Q4_K_M";
+
+/// `/v1/completions` on a base model (Gemma 3 270M: SentencePiece vocabulary, no chat
+/// template, Q4_K/Q5_0/Q6_K/Q8_0 tensors): llama.cpp's greedy continuation, echo, several
+/// prompts, streaming, seeds; chat on it falls back to ChatML; bad input is a 4xx.
+#[tokio::test]
+async fn runtime_text_completions_on_a_base_model() {
+    let s = TestServer::start_with_models().await;
+    let base = json!({"model": GEMMA, "prompt": "The capital of France is", "max_tokens": 8, "temperature": 0});
+    let (st, r) = s.runtime_post("/v1/completions", base.clone()).await;
+    assert_eq!(st, 200, "{r}");
+    assert_eq!(r["object"], "text_completion");
+    assert!(r["id"].as_str().unwrap().starts_with("cmpl-"));
+    // llama.cpp's greedy continuation of this prompt (tests/fixtures/gguf_llamacpp_golden.json).
+    assert_eq!(r["choices"][0]["text"], " the capital of the country of France.", "{r}");
+    assert_eq!(r["choices"][0]["finish_reason"], "length");
+    assert_eq!(r["choices"][0]["logprobs"], Value::Null);
+    // BOS + 5 tokens.
+    assert_eq!(r["usage"]["prompt_tokens"], 6, "{r}");
+    assert_eq!(r["usage"]["completion_tokens"], 8);
+
+    let mut echo = base.clone();
+    echo["echo"] = json!(true);
+    echo["prompt"] = json!(["The capital of France is", "def fibonacci(n):"]);
+    let (st, r) = s.runtime_post("/v1/completions", echo).await;
+    assert_eq!(st, 200, "{r}");
+    assert_eq!(r["choices"][0]["text"], "The capital of France is the capital of the country of France.");
+    assert_eq!(r["choices"][1]["index"], 1);
+    assert!(r["choices"][1]["text"].as_str().unwrap().starts_with("def fibonacci(n):"), "{r}");
+    assert_eq!(r["usage"]["completion_tokens"], 16);
+
+    // Streamed: the same text in text_completion chunks, then the finish, usage and [DONE].
+    let mut sbody = base.clone();
+    sbody["stream"] = json!(true);
+    sbody["stream_options"] = json!({"include_usage": true});
+    let resp = s.http.post(format!("{}/v1/completions", s.runtime_base)).json(&sbody).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let (chunks, done) = read_sse(resp).await;
+    assert!(done);
+    assert!(chunks.iter().all(|c| c["object"] == "text_completion"));
+    let text: String = chunks.iter().filter_map(|c| c["choices"][0]["text"].as_str()).collect();
+    assert_eq!(text, " the capital of the country of France.");
+    assert_eq!(chunks[chunks.len() - 2]["choices"][0]["finish_reason"], "length");
+    assert_eq!(chunks.last().unwrap()["usage"]["completion_tokens"], 8);
+
+    // A seed makes sampled text repeatable.
+    let sampled = |seed: u64| json!({"model": GEMMA, "prompt": "Once upon a time", "max_tokens": 16, "temperature": 1.0, "seed": seed});
+    let (_, a) = s.runtime_post("/v1/completions", sampled(7)).await;
+    let (_, b) = s.runtime_post("/v1/completions", sampled(7)).await;
+    assert_eq!(a["choices"][0]["text"], b["choices"][0]["text"], "same seed, same text");
+    let mut others = Vec::new();
+    for seed in 8..11 {
+        let (_, c) = s.runtime_post("/v1/completions", sampled(seed)).await;
+        others.push(c["choices"][0]["text"].clone());
+    }
+    assert!(others.iter().any(|t| *t != a["choices"][0]["text"]), "other seeds, other text: {others:?}");
+
+    // Chat on a model without a chat template: ChatML.
+    let (st, r) = s.runtime_post("/v1/chat/completions", json!({"model": GEMMA, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4})).await;
+    assert_eq!(st, 200, "{r}");
+    // BOS + the ChatML turn and generation prompt as plain text (25 tokens, as llama.cpp counts them).
+    assert_eq!(r["usage"]["prompt_tokens"], 25, "{r}");
+
+    // The chat model continues raw text too.
+    let (st, r) = s.runtime_post("/v1/completions", json!({"model": MODEL, "prompt": "1, 2, 3, 4,", "max_tokens": 6})).await;
+    assert_eq!(st, 200, "{r}");
+    assert!(r["choices"][0]["text"].as_str().unwrap().starts_with(" 5, 6,"), "{r}");
+
+    for (body, status) in [
+        (json!({"model": GEMMA}), 422),
+        (json!({"prompt": "x"}), 422),
+        (json!({"model": GEMMA, "prompt": "x", "max_tokens": 0}), 422),
+        (json!({"model": GEMMA, "prompt": "x", "temperature": 3}), 422),
+        (json!({"model": GEMMA, "prompt": "x", "logprobs": 5}), 422),
+        (json!({"model": GEMMA, "prompt": "x", "n": 2}), 422),
+        (json!({"model": GEMMA, "prompt": 42}), 422),
+        (json!({"model": "nobody/nothing-GGUF:Q4_0", "prompt": "x"}), 503),
+    ] {
+        let got = s.runtime_post("/v1/completions", body.clone()).await;
+        assert_detail(&got, status);
+    }
+}
+
 #[tokio::test]
 async fn project_chat_sessions_thinking_and_bad_input() {
     let s = TestServer::start_with_models().await;

@@ -9,7 +9,7 @@ use serde_json::Value;
 const NO_BODY: &[(&str, &str)] = &[];
 
 /// Operations that also stream Server-Sent Events on success.
-const STREAMING: &[(&str, &str)] = &[("post", "/v1/projects/{namespace}/{project}/chat/completions"), ("post", "/v1/chat/completions")];
+const STREAMING: &[(&str, &str)] = &[("post", "/v1/projects/{namespace}/{project}/chat/completions"), ("post", "/v1/chat/completions"), ("post", "/v1/completions")];
 
 /// A typed body: a reference to a named schema, or an array of them.
 fn is_named(schema: &Value) -> bool {

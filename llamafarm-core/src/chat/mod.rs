@@ -109,9 +109,59 @@ pub struct ChatRequest {
     /// Stop sequences.
     #[serde(default)]
     pub stop: Option<StopSequences>,
-    /// Accepted for OpenAI compatibility; local sampling is seeded per engine.
+    /// Seed of sampled decoding (the same seed gives the same text on a local model).
     #[serde(default)]
     pub seed: Option<u64>,
+}
+
+/// A text completion (OpenAI's legacy completions, for base models): each prompt is
+/// continued as it is, with no chat template, on a local model of the runtime.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TextCompletionRequest {
+    /// A model id in the model cache (`org/repo:QUANT`).
+    pub model: String,
+    /// The prompts, each continued on its own (one choice each).
+    pub prompts: Vec<String>,
+    /// Tokens to generate per prompt, at least 1 (default 16, as OpenAI's).
+    pub max_tokens: Option<i64>,
+    /// 0..=2 (0 = greedy, the default).
+    pub temperature: Option<f64>,
+    /// Nucleus sampling, (0, 1].
+    pub top_p: Option<f64>,
+    /// Top-k sampling.
+    pub top_k: Option<i64>,
+    /// Stop sequences.
+    pub stop: Vec<String>,
+    /// Seed of sampled decoding.
+    pub seed: Option<u64>,
+    /// Put each prompt before its continuation.
+    pub echo: bool,
+}
+
+/// One continued prompt.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TextChoice {
+    /// The continuation (after the prompt when `echo`).
+    pub text: String,
+    /// Why it ended.
+    pub finish_reason: FinishReason,
+    /// Tokens of the prompt.
+    pub prompt_tokens: usize,
+    /// Tokens generated.
+    pub completion_tokens: usize,
+}
+
+/// The outcome of a [`TextCompletionRequest`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TextCompletion {
+    /// `cmpl-...`.
+    pub id: String,
+    /// Unix seconds.
+    pub created: i64,
+    /// The model id.
+    pub model: String,
+    /// One per prompt, in order.
+    pub choices: Vec<TextChoice>,
 }
 
 /// The outcome of one turn.
@@ -259,6 +309,7 @@ pub fn generation_params(req: &ChatRequest, api: &Option<Map<String, Value>>) ->
             Some(StopSequences::Many(v)) => v.iter().filter(|s| !s.is_empty()).cloned().collect(),
             _ => Vec::new(),
         },
+        seed: req.seed,
     }
 }
 
@@ -273,7 +324,71 @@ fn validate_request(req: &ChatRequest) -> Result<()> {
     Ok(())
 }
 
+impl TextCompletionRequest {
+    fn params(&self) -> GenerationParams {
+        GenerationParams {
+            temperature: self.temperature,
+            top_p: self.top_p,
+            top_k: self.top_k.map(|k| k as usize),
+            max_tokens: self.max_tokens.unwrap_or(16).max(1) as usize,
+            think: false,
+            thinking_budget: llm::DEFAULT_THINKING_BUDGET,
+            stop: self.stop.iter().filter(|s| !s.is_empty()).cloned().collect(),
+            seed: self.seed,
+        }
+    }
+
+    fn validate(&self) -> Result<&str> {
+        let id = self.model.trim();
+        if id.is_empty() {
+            return Err(Error::invalid("model", "is required"));
+        }
+        if self.prompts.is_empty() {
+            return Err(Error::invalid("prompt", "is required (a string or a list of strings)"));
+        }
+        if self.prompts.len() > 64 {
+            return Err(Error::invalid("prompt", format!("lists {} prompts; at most 64 are continued per request", self.prompts.len())));
+        }
+        llm::validate_params(self.temperature, self.top_p, self.max_tokens, None)?;
+        if self.top_k.is_some_and(|k| k < 0) {
+            return Err(Error::invalid("top_k", "must not be negative"));
+        }
+        Ok(id)
+    }
+}
+
 impl crate::LlamaFarm {
+    /// Check a text completion request and load its model (so a stream can start with a
+    /// real status code).
+    pub fn complete_text_check(&self, req: &TextCompletionRequest) -> Result<()> {
+        let id = req.validate()?;
+        self.llm().get(&ChatModelSpec::local(id, self.llm().settings()), false, self.models()).map(|_| ())
+    }
+
+    /// Continue each prompt of `req` (see [`TextCompletionRequest`]); `sink` gets each
+    /// piece with its choice's index (the echoed prompt first), and returning `false`
+    /// stops.
+    pub fn complete_text(&self, req: &TextCompletionRequest, cancel: &CancelFlag, sink: &mut dyn FnMut(usize, &str) -> bool) -> Result<TextCompletion> {
+        let id = req.validate()?;
+        let model = self.llm().get(&ChatModelSpec::local(id, self.llm().settings()), false, self.models())?;
+        let params = req.params();
+        let mut choices = Vec::with_capacity(req.prompts.len());
+        for (i, prompt) in req.prompts.iter().enumerate() {
+            if cancel.is_cancelled() {
+                break;
+            }
+            if req.echo && !sink(i, prompt) {
+                cancel.cancel();
+            }
+            let g = model.continue_text(prompt, &params, cancel, &mut |ev| match ev {
+                llm::StreamEvent::Content(t) | llm::StreamEvent::Thinking(t) => sink(i, t),
+            })?;
+            let text = if req.echo { format!("{prompt}{}", g.content) } else { g.content };
+            choices.push(TextChoice { text, finish_reason: g.finish_reason, prompt_tokens: g.prompt_tokens, completion_tokens: g.completion_tokens });
+        }
+        Ok(TextCompletion { id: format!("cmpl-{}", uuid::Uuid::new_v4().simple()), created: chrono::Utc::now().timestamp(), model: id.to_string(), choices })
+    }
+
     /// Check a runtime completion request and load its model (so a stream can start
     /// with a real status code).
     pub fn complete_with_model_check(&self, req: &ChatRequest) -> Result<()> {

@@ -123,7 +123,10 @@ impl LlamaCppModel {
         }
         // top_k without a temperature samples at temperature 1 among the top k.
         chain.push(LlamaSampler::temp(if t > 0.0 { t as f32 } else { 1.0 }));
-        let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(42);
+        let seed = params
+            .seed
+            .map(|s| (s ^ (s >> 32)) as u32)
+            .unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(42));
         chain.push(LlamaSampler::dist(seed));
         LlamaSampler::chain_simple(chain)
     }

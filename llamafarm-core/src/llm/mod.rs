@@ -112,6 +112,9 @@ pub struct GenerationParams {
     pub thinking_budget: usize,
     /// Stop sequences.
     pub stop: Vec<String>,
+    /// Seed of sampled decoding: the same seed, prompt and parameters give the same
+    /// text (`None`: a fresh seed per request).
+    pub seed: Option<u64>,
 }
 
 impl Default for GenerationParams {
@@ -124,6 +127,7 @@ impl Default for GenerationParams {
             think: false,
             thinking_budget: DEFAULT_THINKING_BUDGET,
             stop: Vec::new(),
+            seed: None,
         }
     }
 }
@@ -210,6 +214,13 @@ pub trait ChatModel: Send + Sync {
     fn id(&self) -> &str;
     /// Generate a reply to `messages`, streaming pieces to `sink` as they arrive.
     fn generate(&self, messages: &[ChatMessage], params: &GenerationParams, cancel: &CancelFlag, sink: Sink<'_>) -> Result<Generation>;
+
+    /// Continue `prompt` as it is, with no chat template (OpenAI's legacy completions,
+    /// for base models): the model's BOS is added where its vocabulary asks for it.
+    fn continue_text(&self, prompt: &str, params: &GenerationParams, cancel: &CancelFlag, sink: Sink<'_>) -> Result<Generation> {
+        let _ = (prompt, params, cancel, sink);
+        Err(Error::unavailable(format!("model '{}'", self.id()), "its engine does not continue raw prompts (text completions run on the native engine)"))
+    }
 }
 
 /// The in-process engine that runs a local GGUF.

@@ -106,7 +106,7 @@ pub(crate) struct ChatRequestDto {
     /// Stop sequences.
     #[serde(default)]
     stop: Option<StopDto>,
-    /// Accepted for OpenAI compatibility; local sampling is seeded per engine.
+    /// Seed of sampled decoding: the same seed gives the same text on a local model.
     #[serde(default)]
     seed: Option<u64>,
 }
@@ -453,4 +453,174 @@ pub(crate) struct ProjectEmbeddingsRequest {
     /// Only `float` (the default) and `base64`.
     #[serde(default)]
     pub(crate) encoding_format: Option<String>,
+}
+
+/// `prompt` of a text completion: one string or several.
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+pub(crate) enum PromptDto {
+    /// One prompt.
+    One(String),
+    /// Several, one choice each.
+    Many(Vec<String>),
+}
+
+/// A text completion request (OpenAI's legacy `/v1/completions`): each prompt is
+/// continued as it is, with no chat template (for base models).
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct TextCompletionRequestDto {
+    /// A GGUF model id of the model cache (e.g. `unsloth/gemma-3-270m-GGUF:Q4_K_M`).
+    #[serde(default)]
+    model: Option<String>,
+    /// The text to continue, or a list of them.
+    #[serde(default)]
+    prompt: Option<PromptDto>,
+    /// Tokens to generate, at least 1 (default 16).
+    #[serde(default)]
+    max_tokens: Option<i64>,
+    /// 0..=2 (default 0: greedy).
+    #[serde(default)]
+    temperature: Option<f64>,
+    /// Nucleus sampling, (0, 1].
+    #[serde(default)]
+    top_p: Option<f64>,
+    /// Top-k sampling.
+    #[serde(default)]
+    top_k: Option<i64>,
+    /// Stop sequences.
+    #[serde(default)]
+    stop: Option<StopDto>,
+    /// Seed of sampled decoding: the same seed gives the same text.
+    #[serde(default)]
+    seed: Option<u64>,
+    /// Answer as Server-Sent Events of `text_completion` chunks, ending with `data: [DONE]`.
+    #[serde(default)]
+    stream: Option<bool>,
+    /// Put the prompt before the continuation in `text`.
+    #[serde(default)]
+    echo: Option<bool>,
+    /// Token log-probabilities: not returned (`null` or `0` only).
+    #[serde(default)]
+    logprobs: Option<i64>,
+    /// Choices per prompt: 1 only.
+    #[serde(default)]
+    n: Option<i64>,
+    /// A `usage` chunk before `[DONE]` when streaming.
+    #[serde(default)]
+    stream_options: Option<StreamOptions>,
+}
+
+impl TextCompletionRequestDto {
+    /// The core request, whether to stream, and whether a final `usage` chunk was asked
+    /// for; an option we do not serve is an error naming it.
+    pub(crate) fn into_parts(self) -> Result<(llamafarm_core::chat::TextCompletionRequest, bool, bool), String> {
+        if self.logprobs.is_some_and(|l| l != 0) {
+            return Err("logprobs is not supported by the local engines; leave it out".into());
+        }
+        if self.n.is_some_and(|n| n != 1) {
+            return Err("n must be 1 (one choice per prompt)".into());
+        }
+        let prompts = match self.prompt {
+            Some(PromptDto::One(p)) => vec![p],
+            Some(PromptDto::Many(v)) => v,
+            None => Vec::new(),
+        };
+        let stop = match self.stop {
+            Some(StopDto::One(s)) => vec![s],
+            Some(StopDto::Many(v)) => v,
+            None => Vec::new(),
+        };
+        let req = llamafarm_core::chat::TextCompletionRequest {
+            model: self.model.unwrap_or_default(),
+            prompts,
+            max_tokens: self.max_tokens,
+            temperature: self.temperature,
+            top_p: self.top_p,
+            top_k: self.top_k,
+            stop,
+            seed: self.seed,
+            echo: self.echo.unwrap_or(false),
+        };
+        Ok((req, self.stream == Some(true), self.stream_options.is_some_and(|o| o.include_usage)))
+    }
+}
+
+/// One choice of a `text_completion`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct TextChoiceDto {
+    text: String,
+    index: usize,
+    /// Always `null`.
+    #[schema(value_type = Option<Object>)]
+    logprobs: Option<Value>,
+    /// `stop` or `length` (`null` in a stream until the choice's last chunk).
+    finish_reason: Option<&'static str>,
+}
+
+/// Token counts of a text completion (all prompts together).
+#[derive(Serialize, ToSchema)]
+pub(crate) struct TextUsage {
+    prompt_tokens: usize,
+    completion_tokens: usize,
+    total_tokens: usize,
+}
+
+/// A text completion, whole or one streamed chunk of it.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct TextCompletionDto {
+    /// `cmpl-...`.
+    id: String,
+    /// Always `text_completion`.
+    object: &'static str,
+    /// Unix seconds.
+    created: i64,
+    model: String,
+    choices: Vec<TextChoiceDto>,
+    /// Whole answers; in a stream only the last chunk when asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<TextUsage>,
+}
+
+impl TextCompletionDto {
+    /// A chunk of a stream with `text` for choice `index`.
+    pub(crate) fn chunk(id: &str, created: i64, model: &str, index: usize, text: &str, finish_reason: Option<&'static str>) -> Self {
+        Self {
+            id: id.to_string(),
+            object: "text_completion",
+            created,
+            model: model.to_string(),
+            choices: vec![TextChoiceDto { text: text.to_string(), index, logprobs: None, finish_reason }],
+            usage: None,
+        }
+    }
+
+    /// The `usage` of `c`.
+    pub(crate) fn usage(c: &llamafarm_core::chat::TextCompletion) -> TextUsage {
+        let (p, g) = c.choices.iter().fold((0, 0), |(p, g), x| (p + x.prompt_tokens, g + x.completion_tokens));
+        TextUsage { prompt_tokens: p, completion_tokens: g, total_tokens: p + g }
+    }
+
+    /// The last chunk of a stream: usage only (OpenAI's `include_usage`).
+    pub(crate) fn usage_chunk(c: &llamafarm_core::chat::TextCompletion) -> Self {
+        Self { id: c.id.clone(), object: "text_completion", created: c.created, model: c.model.clone(), choices: Vec::new(), usage: Some(Self::usage(c)) }
+    }
+}
+
+impl From<llamafarm_core::chat::TextCompletion> for TextCompletionDto {
+    fn from(c: llamafarm_core::chat::TextCompletion) -> Self {
+        let usage = Some(Self::usage(&c));
+        Self {
+            choices: c
+                .choices
+                .into_iter()
+                .enumerate()
+                .map(|(index, x)| TextChoiceDto { text: x.text, index, logprobs: None, finish_reason: Some(x.finish_reason.as_str()) })
+                .collect(),
+            id: c.id,
+            object: "text_completion",
+            created: c.created,
+            model: c.model,
+            usage,
+        }
+    }
 }

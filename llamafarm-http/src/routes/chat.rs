@@ -9,7 +9,7 @@
 use super::call;
 use crate::dto::chat::{
     ChatCompletion, ChatStreamEvent, ChunkHead, CompletionRequest, Delta, History, ProjectEmbeddingsRequest, SessionDeleted, SessionsDeleted, SourcesEvent,
-    StreamErrorEvent,
+    StreamErrorEvent, TextCompletionDto, TextCompletionRequestDto,
 };
 use crate::dto::runtime::{EmbeddingList, RuntimeModelList};
 use crate::error::{ApiError, ApiResult, ErrorBody, Json, Path};
@@ -33,7 +33,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
 }
 
 pub(crate) fn runtime_router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(runtime_completions)).routes(routes!(runtime_models))
+    OpenApiRouter::new().routes(routes!(runtime_completions)).routes(routes!(text_completions)).routes(routes!(runtime_models))
 }
 
 type ProjectPath = Path<(String, String)>;
@@ -195,6 +195,50 @@ async fn runtime_completions(State(st): State<AppState>, Json(body): Json<Comple
     }
     let o = call(&st, move |lf| lf.complete_with_model(&req, &CancelFlag::new(), &mut |_| true)).await?;
     Ok(Json(ChatCompletion::new(o, false)).into_response())
+}
+
+/// OpenAI legacy text completions on the Universal Runtime, for base models: each
+/// `prompt` is continued as it is (no chat template; the model's BOS is added where its
+/// vocabulary asks for it). With `stream: true`, Server-Sent Events of `text_completion`
+/// chunks (choice by choice) ending with `data: [DONE]`.
+#[utoipa::path(post, path = "/v1/completions", tag = "runtime", request_body = TextCompletionRequestDto,
+    responses((status = 200, description = "A `text_completion`, or with `stream: true` Server-Sent Events of them ending with `data: [DONE]`",
+            content((TextCompletionDto = "application/json"), (TextCompletionDto = "text/event-stream"))),
+        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn text_completions(State(st): State<AppState>, Json(body): Json<TextCompletionRequestDto>) -> ApiResult<Response> {
+    let (req, stream, include_usage) = body.into_parts().map_err(|m| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, m))?;
+    // Check the request and load the model before answering, so errors are real status codes.
+    let r = req.clone();
+    call(&st, move |lf| lf.complete_text_check(&r)).await?;
+    if !stream {
+        let c = call(&st, move |lf| lf.complete_text(&req, &CancelFlag::new(), &mut |_, _| true)).await?;
+        return Ok(Json(TextCompletionDto::from(c)).into_response());
+    }
+    let (id, created) = (format!("cmpl-{}", uuid::Uuid::new_v4().simple()), chrono::Utc::now().timestamp());
+    let (tx, rx) = tokio::sync::mpsc::channel::<Event>(64);
+    let lf = st.lf.clone();
+    tokio::task::spawn_blocking(move || {
+        let send = |v: &TextCompletionDto| tx.blocking_send(Event::default().data(serde_json::to_string(v).unwrap_or_default())).is_ok();
+        let model = req.model.trim().to_string();
+        let mut sink = |i: usize, text: &str| send(&TextCompletionDto::chunk(&id, created, &model, i, text, None));
+        match lf.complete_text(&req, &CancelFlag::new(), &mut sink) {
+            Ok(c) => {
+                for (i, x) in c.choices.iter().enumerate() {
+                    send(&TextCompletionDto::chunk(&id, created, &model, i, "", Some(x.finish_reason.as_str())));
+                }
+                if include_usage {
+                    send(&TextCompletionDto::usage_chunk(&c));
+                }
+            }
+            Err(e) => {
+                let status = crate::error::status_for(e.kind());
+                let _ = tx.blocking_send(event(&ChatStreamEvent::Error(StreamErrorEvent::new(e.to_string(), status.as_u16()))));
+            }
+        }
+        let _ = tx.blocking_send(Event::default().data("[DONE]"));
+    });
+    let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (Ok::<Event, Infallible>(e), rx)) });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
 }
 
 /// Models: loaded ones first, then every GGUF in the model cache.

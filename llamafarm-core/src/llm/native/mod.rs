@@ -122,7 +122,8 @@ impl NativeModel {
     }
 }
 
-/// Greedy, or temperature / top-k / top-p sampling (a per-request xorshift seeded from the clock).
+/// Greedy, or temperature / top-k / top-p sampling (a per-request xorshift seeded with
+/// the request's `seed`, else from the clock).
 struct Sampler {
     temperature: f32,
     top_k: Option<usize>,
@@ -136,7 +137,10 @@ impl Sampler {
         let t = p.temperature.unwrap_or(0.0) as f32;
         // top_k without a temperature samples at temperature 1 among the top k.
         let temperature = if t <= 0.0 && k.is_some() { 1.0 } else { t.max(0.0) };
-        let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(42);
+        let seed = p
+            .seed
+            .map(|s| s.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5851_F42D_4C95_7F2D)
+            .unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(42));
         Self { temperature, top_k: k, top_p: p.top_p.unwrap_or(1.0) as f32, rng: seed | 1 }
     }
 
@@ -225,17 +229,29 @@ impl ChatModel for NativeModel {
     }
 
     fn generate(&self, messages: &[ChatMessage], params: &GenerationParams, cancel: &CancelFlag, sink: Sink<'_>) -> Result<Generation> {
+        self.run(|| self.prompt_ids(messages, params.think), self.template.thinks, params, cancel, sink)
+    }
+
+    fn continue_text(&self, prompt: &str, params: &GenerationParams, cancel: &CancelFlag, sink: Sink<'_>) -> Result<Generation> {
+        let ids = || {
+            let mut ids: Vec<u32> = if self.tok.add_bos { self.tok.bos.into_iter().collect() } else { Vec::new() };
+            ids.extend(self.tok.encode(prompt)?);
+            if ids.is_empty() {
+                return Err(Error::invalid("prompt", "is empty and the model has no BOS token to start from"));
+            }
+            Ok(ids)
+        };
+        let plain = GenerationParams { think: false, ..params.clone() };
+        self.run(ids, false, &plain, cancel, sink)
+    }
+}
+
+impl NativeModel {
+    /// Prefill the prompt `ids` gives, then decode.
+    fn run(&self, ids: impl FnOnce() -> Result<Vec<u32>>, thinks: bool, params: &GenerationParams, cancel: &CancelFlag, sink: Sink<'_>) -> Result<Generation> {
         let _turn = self.turn.lock().unwrap_or_else(|p| p.into_inner());
-        let PreparedPrompt { ids, prefilled, budget, t0 } = prepare_prompt(
-            &self.id,
-            self.n_ctx,
-            cancel,
-            params,
-            self.template.thinks,
-            &self.open_think,
-            || self.prompt_ids(messages, params.think),
-            |ids| self.tok.decode(ids),
-        )?;
+        let PreparedPrompt { ids, prefilled, budget, t0 } =
+            prepare_prompt(&self.id, self.n_ctx, cancel, params, thinks, &self.open_think, ids, |ids| self.tok.decode(ids))?;
         let prompt_tokens = ids.len();
         // Room for thinking + closing tag + answer, within the context.
         let room = budget * usize::from(params.think) + self.close_think.len() + params.max_tokens + 2;
