@@ -483,3 +483,111 @@ impl GgufTokenizer {
         self.pieces.is_empty()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::quantized::gguf_file::{self, Content, Value as V};
+    use candle_core::quantized::{GgmlDType, QTensor};
+    use candle_core::{Device, Tensor};
+
+    /// A 600-token byte-level BPE vocabulary and llama.cpp's token ids for a corpus of
+    /// awkward strings under each pre-tokenizer (written by
+    /// `benches/peers/gguf_bpe_golden.py` with llama-cpp-python 0.3.36).
+    const GOLDEN: &str = include_str!("../../../tests/fixtures/gguf_bpe_llamacpp_golden.json");
+
+    /// Write a vocabulary-only GGUF with `pre` and read its metadata back.
+    fn tiny_gguf(dir: &std::path::Path, tokens: &[String], merges: &[String], pre: &str) -> Content {
+        let path = dir.join(format!("{pre}.gguf"));
+        let s = |x: &str| V::String(x.to_string());
+        let mut types = vec![V::I32(CONTROL), V::I32(CONTROL)];
+        types.extend((2..tokens.len()).map(|_| V::I32(NORMAL)));
+        let md: Vec<(&str, V)> = vec![
+            ("general.architecture", s("llama")),
+            ("tokenizer.ggml.model", s("gpt2")),
+            ("tokenizer.ggml.pre", s(pre)),
+            ("tokenizer.ggml.tokens", V::Array(tokens.iter().map(|t| s(t)).collect())),
+            ("tokenizer.ggml.merges", V::Array(merges.iter().map(|m| s(m)).collect())),
+            ("tokenizer.ggml.token_type", V::Array(types)),
+            ("tokenizer.ggml.bos_token_id", V::U32(0)),
+            ("tokenizer.ggml.eos_token_id", V::U32(1)),
+            ("tokenizer.ggml.add_bos_token", V::Bool(false)),
+        ];
+        let mdr: Vec<(&str, &V)> = md.iter().map(|(k, v)| (*k, v)).collect();
+        let t = QTensor::quantize(&Tensor::zeros((tokens.len(), 32), candle_core::DType::F32, &Device::Cpu).unwrap(), GgmlDType::F32).unwrap();
+        let mut f = std::fs::File::create(&path).unwrap();
+        gguf_file::write(&mut f, &mdr, &[("token_embd.weight", &t)]).unwrap();
+        Content::read(&mut std::fs::File::open(&path).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn bpe_pre_tokenizers_give_llama_cpp_ids() {
+        let g: serde_json::Value = serde_json::from_str(GOLDEN).unwrap();
+        let strs = |v: &serde_json::Value| -> Vec<String> { v.as_array().unwrap().iter().map(|x| x.as_str().unwrap().to_string()).collect() };
+        let (tokens, merges) = (strs(&g["tokens"]), strs(&g["merges"]));
+        let dir = tempfile::tempdir().unwrap();
+        let cases = g["cases"].as_object().unwrap();
+        assert_eq!(cases.len(), 4);
+        for (pre, cases) in cases {
+            let ct = tiny_gguf(dir.path(), &tokens, &merges, pre);
+            let tok = GgufTokenizer::from_gguf(&ct.metadata).unwrap();
+            for case in cases.as_array().unwrap() {
+                let text = case[0].as_str().unwrap();
+                let want: Vec<u32> = case[1].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect();
+                assert_eq!(tok.encode(text).unwrap(), want, "{pre}: {text:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_vocabularies_are_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let ct = tiny_gguf(dir.path(), &["<s>".into(), "</s>".into(), "a".into()], &[], "deepseek-coder");
+        let e = GgufTokenizer::from_gguf(&ct.metadata).unwrap_err().to_string();
+        assert!(e.contains("deepseek-coder"), "{e}");
+        let mut md = ct.metadata.clone();
+        md.insert("tokenizer.ggml.model".into(), V::String("bert".into()));
+        assert!(GgufTokenizer::unsupported(&md).unwrap().contains("'bert'"));
+    }
+
+    /// SentencePiece merging on a hand-made vocabulary: highest score first, spaces as `▁`,
+    /// byte fallback for what no entry covers, user-defined tokens cut out first.
+    #[test]
+    fn sentencepiece_merges_by_score_with_byte_fallback() {
+        let mut tokens: Vec<String> = vec!["<unk>".into(), "<s>".into(), "</s>".into()];
+        let mut types = vec![UNKNOWN, CONTROL, CONTROL];
+        let mut scores = vec![0.0f32; 3];
+        for b in 0..=255u8 {
+            tokens.push(format!("<0x{b:02X}>"));
+            types.push(BYTE);
+            scores.push(0.0);
+        }
+        for (t, s) in [("▁", -1.0), ("a", -2.0), ("b", -2.0), ("c", -2.0), ("ab", -3.0), ("bc", -0.5), ("▁a", -1.5), ("▁ab", -4.0), ("<tag>", 0.0)] {
+            tokens.push(t.into());
+            types.push(if t == "<tag>" { USER_DEFINED } else { NORMAL });
+            scores.push(s);
+        }
+        let id = |t: &str| tokens.iter().position(|x| x == t).unwrap() as u32;
+        let md: HashMap<String, Value> = [
+            ("tokenizer.ggml.model", Value::String("llama".into())),
+            ("tokenizer.ggml.tokens", Value::Array(tokens.iter().map(|t| Value::String(t.clone())).collect())),
+            ("tokenizer.ggml.token_type", Value::Array(types.iter().map(|&t| Value::I32(t)).collect())),
+            ("tokenizer.ggml.scores", Value::Array(scores.iter().map(|&s| Value::F32(s)).collect())),
+            ("tokenizer.ggml.bos_token_id", Value::U32(1)),
+            ("tokenizer.ggml.add_space_prefix", Value::Bool(false)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let tok = GgufTokenizer::from_gguf(&md).unwrap();
+        // "abc": "bc" (-0.5) beats "ab" (-3.0), so a + bc.
+        assert_eq!(tok.encode("abc").unwrap(), vec![id("a"), id("bc")]);
+        // " ab": "▁a" (-1.5) first, then "▁ab" (-4.0).
+        assert_eq!(tok.encode(" ab").unwrap(), vec![id("▁ab")]);
+        // "é" is no entry: its two UTF-8 bytes.
+        assert_eq!(tok.encode("é").unwrap(), vec![id("<0xC3>"), id("<0xA9>")]);
+        assert_eq!(tok.encode("a<tag>b").unwrap(), vec![id("a"), id("<tag>"), id("b")]);
+        assert_eq!(tok.decode_plain(&tok.encode(" abc é<tag>").unwrap()), " abc é<tag>");
+        assert!(tok.add_bos, "SentencePiece vocabularies add BOS unless told not to");
+    }
+}
