@@ -106,7 +106,8 @@ fn main() {
     let mut ours_ttft = Vec::new();
     for (((engine, name), model), c) in models.iter().flat_map(|m| cases().into_iter().map(move |c| (m, c))) {
         let msgs = vec![ChatMessage::new("user", &c.prompt)];
-        let params = GenerationParams { temperature: Some(0.0), max_tokens: c.max_tokens, ..Default::default() };
+        // Every run prefills its whole prompt (no prefix reuse), as the peer's does after `reset()`.
+        let params = GenerationParams { temperature: Some(0.0), max_tokens: c.max_tokens, cache_prompt: false, ..Default::default() };
         let (mut ttft, mut decode, mut prefill) = (Vec::new(), Vec::new(), Vec::new());
         let mut last = None;
         for _ in 0..runs {
@@ -136,6 +137,31 @@ fn main() {
             dec / pd,
             pre / pp
         );
+    }
+
+    // A second chat turn after a long first one: prefix reuse prefills only the new turn.
+    if let Some(((_, _), model)) = models.iter().find(|((e, _), _)| *e == LocalEngine::Native) {
+        let long = cases().into_iter().find(|c| c.name == "long-prompt").unwrap();
+        let params = GenerationParams { temperature: Some(0.0), max_tokens: 32, ..Default::default() };
+        let (mut first, mut second, mut cached, mut prompt) = (Vec::new(), Vec::new(), 0, 0);
+        for r in 0..runs {
+            // A different first turn each run, so nothing is reused across runs.
+            let turn1 = vec![ChatMessage::new("user", &format!("Run {r}. {}", long.prompt))];
+            let g1 = model.generate(&turn1, &params, &CancelFlag::new(), &mut |_| true).unwrap();
+            let mut turn2 = turn1.clone();
+            turn2.push(ChatMessage::new("assistant", &g1.content));
+            turn2.push(ChatMessage::new("user", "Now say it in five words."));
+            let g2 = model.generate(&turn2, &params, &CancelFlag::new(), &mut |_| true).unwrap();
+            first.push(g1.ttft_ms.unwrap_or(g1.duration_ms));
+            second.push(g2.ttft_ms.unwrap_or(g2.duration_ms));
+            (cached, prompt) = (g2.cached_tokens, g2.prompt_tokens);
+        }
+        let (f, s2) = (median(&mut first), median(&mut second));
+        println!();
+        println!("| chat session, native | prompt tok | cached tok | TTFT ms |");
+        println!("|---|---|---|---|");
+        println!("| first turn (long prompt) | | 0 | {f:.1} |");
+        println!("| second turn | {prompt} | {cached} | {s2:.1} ({:.2}x the first) |", s2 / f);
     }
 
     // HTTP overhead: TTFT through the API (stream, real socket) minus in-process.

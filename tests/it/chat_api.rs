@@ -67,6 +67,8 @@ async fn runtime_golden_sentence_usage_and_stream() {
     let last_choice = chunks.iter().rev().find(|c| !c["choices"].as_array().unwrap().is_empty()).unwrap();
     assert_eq!(last_choice["choices"][0]["finish_reason"], "stop");
     assert_eq!(chunks.last().unwrap()["usage"]["completion_tokens"], 20);
+    // The same prompt again: all but its last token's keys and values are reused.
+    assert_eq!(chunks.last().unwrap()["usage"]["prompt_tokens_details"]["cached_tokens"], 35);
 
     // /v1/models lists the loaded model first.
     let r = s.http.get(format!("{}/v1/models", s.runtime_base)).send().await.unwrap();

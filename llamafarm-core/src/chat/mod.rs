@@ -310,6 +310,7 @@ pub fn generation_params(req: &ChatRequest, api: &Option<Map<String, Value>>) ->
             _ => Vec::new(),
         },
         seed: req.seed,
+        cache_prompt: true,
     }
 }
 
@@ -335,6 +336,7 @@ impl TextCompletionRequest {
             thinking_budget: llm::DEFAULT_THINKING_BUDGET,
             stop: self.stop.iter().filter(|s| !s.is_empty()).cloned().collect(),
             seed: self.seed,
+            cache_prompt: true,
         }
     }
 

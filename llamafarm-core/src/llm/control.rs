@@ -209,6 +209,7 @@ impl TokenPolicy {
             content,
             thinking,
             prompt_tokens,
+            cached_tokens: 0,
             completion_tokens,
             reasoning_tokens,
             finish_reason,

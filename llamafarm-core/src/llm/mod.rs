@@ -115,6 +115,10 @@ pub struct GenerationParams {
     /// Seed of sampled decoding: the same seed, prompt and parameters give the same
     /// text (`None`: a fresh seed per request).
     pub seed: Option<u64>,
+    /// Reuse the keys and values of an earlier request that began the same way, and
+    /// keep this one's for later (llama.cpp's `cache_prompt`; default on). Off, every
+    /// token of the prompt is run.
+    pub cache_prompt: bool,
 }
 
 impl Default for GenerationParams {
@@ -128,6 +132,7 @@ impl Default for GenerationParams {
             thinking_budget: DEFAULT_THINKING_BUDGET,
             stop: Vec::new(),
             seed: None,
+            cache_prompt: true,
         }
     }
 }
@@ -173,6 +178,9 @@ pub struct Generation {
     pub thinking: Option<String>,
     /// Tokens of the rendered prompt.
     pub prompt_tokens: usize,
+    /// Of those, tokens whose keys and values came from an earlier request with the same
+    /// beginning (prefix reuse) instead of being run again.
+    pub cached_tokens: usize,
     /// Tokens generated (thinking included).
     pub completion_tokens: usize,
     /// Of those, tokens of the thinking block.

@@ -138,6 +138,7 @@ impl ChatModel for OpenAiChatModel {
             content,
             thinking,
             prompt_tokens: u("prompt_tokens").unwrap_or(approx_prompt),
+            cached_tokens: 0,
             completion_tokens,
             reasoning_tokens,
             finish_reason: if cancel.is_cancelled() {

@@ -168,10 +168,20 @@ pub(crate) struct CompletionTokensDetails {
     reasoning_tokens: usize,
 }
 
+/// Cached-token details of [`Usage`] (OpenAI's `prompt_tokens_details`).
+#[derive(Serialize, ToSchema)]
+pub(crate) struct PromptTokensDetails {
+    /// Prompt tokens whose keys and values were reused from an earlier request.
+    cached_tokens: usize,
+}
+
 /// Token counts of a turn.
 #[derive(Serialize, ToSchema)]
 pub(crate) struct Usage {
     prompt_tokens: usize,
+    /// Present when part of the prompt was reused from an earlier request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prompt_tokens_details: Option<PromptTokensDetails>,
     /// Answer tokens (thinking tokens not included).
     completion_tokens: usize,
     total_tokens: usize,
@@ -184,6 +194,7 @@ impl From<&Generation> for Usage {
     fn from(g: &Generation) -> Self {
         Self {
             prompt_tokens: g.prompt_tokens,
+            prompt_tokens_details: (g.cached_tokens > 0).then_some(PromptTokensDetails { cached_tokens: g.cached_tokens }),
             completion_tokens: g.completion_tokens,
             total_tokens: g.prompt_tokens + g.completion_tokens,
             completion_tokens_details: (g.reasoning_tokens > 0).then_some(CompletionTokensDetails { reasoning_tokens: g.reasoning_tokens }),

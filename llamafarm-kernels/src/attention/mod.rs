@@ -64,6 +64,11 @@ impl KvCache {
         self.cap = cap;
     }
 
+    /// Bytes held (keys and values of every layer, at the allocated capacity).
+    pub fn bytes(&self) -> usize {
+        4 * (self.k.iter().map(Vec::len).sum::<usize>() + self.v.iter().map(Vec::len).sum::<usize>())
+    }
+
     /// Store layer `layer`'s key and value (each `kvd` wide) for position `pos` (below
     /// the reserved capacity).
     pub fn put(&mut self, layer: usize, pos: usize, k: &[f32], v: &[f32]) {

@@ -1,16 +1,17 @@
 //! Quantised weight matrices and their matrix-product kernels.
 //!
-//! Weights are held in 32-element blocks, `x = d * q + m` per block, in one of two
-//! kinds of code:
-//! - [`Kind::Q4_1`]: `q` a nibble in `0..16`;
-//! - [`Kind::Q8_0`]: `q` a byte in `0..256`.
+//! Weights are held in 32-element blocks, `x = d * q + m`, in one of three kinds of code:
+//! - [`Kind::Q4_1`]: `q` a nibble in `0..16`, one `d` and `m` per block;
+//! - [`Kind::Q8_0`]: `q` a byte in `0..256`, one `d` and `m` per block;
+//! - [`Kind::Q8x16`]: `q` a byte, a `d` and `m` per 16 elements (the kernels keep the two
+//!   halves' integer sums apart and scale each).
 //!
-//! Every GGUF type whose values are `d * q + m` per 32 elements is held exactly, with
-//! no re-quantisation: `Q4_0` (`m = -8 d`), `Q4_1` and `Q4_K` (its 6-bit sub-block
-//! scales and minimums folded into `d` and `m`) as nibbles; `Q5_0`, `Q5_1`, `Q5_K` and
-//! `Q8_0` (stored plus 128 with `m = -128 d`) as bytes. The remaining types (`Q6_K`,
-//! whose scales change every 16 elements, `Q2_K`, `Q3_K`, floats) are dequantised at
-//! load and re-quantised to `Q8_0`, a finer grid than any 2-6 bit source.
+//! The common GGUF types are held exactly, with no re-quantisation: `Q4_0` (`m = -8 d`),
+//! `Q4_1` and `Q4_K` (its 6-bit sub-block scales and minimums folded into `d` and `m`) as
+//! nibbles; `Q5_0`, `Q5_1`, `Q5_K` and `Q8_0` (stored plus 128 with `m = -128 d`) as
+//! bytes; `Q6_K` (an 8-bit scale per 16 elements) as bytes with two scales a block. The
+//! rest (`Q2_K`, `Q3_K`, floats) are dequantised at load and re-quantised to `Q8_0`, a
+//! finer grid than those sources.
 //!
 //! At load the rows are interleaved in groups of eight ([`QMatrix`]): a kernel
 //! multiplies a 32-bit broadcast of four activation codes with four codes of each of
@@ -36,11 +37,18 @@
 macro_rules! tile_kernel {
     ($name:ident, $features:literal, $dp4:ident, $w8:ident, $dp8:ident, $fix8:expr) => {
         #[target_feature(enable = $features)]
-        pub(super) unsafe fn $name<const T: usize, const Q8: bool>(g: &Group<'_>, acts: &[QRow<'_>], acc: &mut [[f32; RG]; TILE]) {
+        pub(super) unsafe fn $name<const T: usize, const Q8: bool, const H: bool>(g: &Group<'_>, acts: &[QRow<'_>], acc: &mut [[f32; RG]; TILE]) {
             let nb = g.d.len() / RG;
             let gbb = if Q8 { QK * RG } else { 16 * RG };
             assert!(acts.len() == T && g.qs.len() == nb * gbb && g.m.len() == nb * RG);
-            assert!(acts.iter().all(|a| a.q32.len() == nb * 8 && a.d.len() == nb && a.s.len() == nb && a.sum.len() == nb));
+            assert!(!H || (Q8 && g.d2.len() == nb * RG && g.m2.len() == nb * RG));
+            assert!(acts.iter().all(|a| a.q32.len() == nb * 8
+                && a.d.len() == nb
+                && a.s.len() == nb
+                && a.sum.len() == nb
+                && a.sum_lo.len() == nb
+                && a.s_lo.len() == nb
+                && a.s_hi.len() == nb));
             let low = _mm256_set1_epi8(0x0f);
             let mut sum = [_mm256_setzero_ps(); TILE];
             const { assert!(T <= TILE) };
@@ -52,9 +60,14 @@ macro_rules! tile_kernel {
             let dp: [*const f32; TILE] = std::array::from_fn(|t| row(t).d.as_ptr());
             let sp: [*const f32; TILE] = std::array::from_fn(|t| row(t).s.as_ptr());
             let up: [*const i32; TILE] = std::array::from_fn(|t| row(t).sum.as_ptr());
+            let lp: [*const i32; TILE] = std::array::from_fn(|t| row(t).sum_lo.as_ptr());
+            let slp: [*const f32; TILE] = std::array::from_fn(|t| row(t).s_lo.as_ptr());
+            let shp: [*const f32; TILE] = std::array::from_fn(|t| row(t).s_hi.as_ptr());
             for b in 0..nb {
                 let dv = _mm256_loadu_ps(g.d.as_ptr().wrapping_add(b * RG));
                 let mv = _mm256_loadu_ps(g.m.as_ptr().wrapping_add(b * RG));
+                let (dv2, mv2) =
+                    if H { (_mm256_loadu_ps(g.d2.as_ptr().wrapping_add(b * RG)), _mm256_loadu_ps(g.m2.as_ptr().wrapping_add(b * RG))) } else { (dv, mv) };
                 let mut w = [_mm256_setzero_si256(); 8];
                 if Q8 {
                     for (c, wc) in w.iter_mut().enumerate() {
@@ -77,21 +90,36 @@ macro_rules! tile_kernel {
                             // constant indices: no per-word checks in debug builds).
                             let x = &*xp[$t].wrapping_add(b);
                             let bc = |c: usize| _mm256_set1_epi32(x[c]);
-                            // Two chains, so the adds overlap.
+                            // Two chains, so the adds overlap: elements 0..16 and 16..32
+                            // (integer sums: the split changes no result).
                             let z = _mm256_setzero_si256();
-                            let s = if Q8 {
-                                let (mut s0, mut s1) = ($dp8(z, w[0], bc(0)), $dp8(z, w[1], bc(1)));
-                                s0 = $dp8(s0, w[2], bc(2));
-                                s1 = $dp8(s1, w[3], bc(3));
-                                s0 = $dp8(s0, w[4], bc(4));
+                            let (da, sa) = (*dp[$t].wrapping_add(b), *sp[$t].wrapping_add(b));
+                            if Q8 {
+                                let (mut s0, mut s1) = ($dp8(z, w[0], bc(0)), $dp8(z, w[4], bc(4)));
+                                s0 = $dp8(s0, w[1], bc(1));
                                 s1 = $dp8(s1, w[5], bc(5));
-                                s0 = $dp8(s0, w[6], bc(6));
+                                s0 = $dp8(s0, w[2], bc(2));
+                                s1 = $dp8(s1, w[6], bc(6));
+                                s0 = $dp8(s0, w[3], bc(3));
                                 s1 = $dp8(s1, w[7], bc(7));
-                                let s = _mm256_add_epi32(s0, s1);
-                                if $fix8 {
-                                    _mm256_add_epi32(s, _mm256_set1_epi32(128 * *up[$t].wrapping_add(b)))
+                                if H {
+                                    let lo = *lp[$t].wrapping_add(b);
+                                    let hi = *up[$t].wrapping_add(b) - lo;
+                                    let (s0, s1) = if $fix8 {
+                                        (_mm256_add_epi32(s0, _mm256_set1_epi32(128 * lo)), _mm256_add_epi32(s1, _mm256_set1_epi32(128 * hi)))
+                                    } else {
+                                        (s0, s1)
+                                    };
+                                    let (sl, sh) = (*slp[$t].wrapping_add(b), *shp[$t].wrapping_add(b));
+                                    sum[$t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0), _mm256_mul_ps(dv, _mm256_set1_ps(da)), sum[$t]);
+                                    sum[$t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s1), _mm256_mul_ps(dv2, _mm256_set1_ps(da)), sum[$t]);
+                                    sum[$t] = _mm256_fmadd_ps(mv, _mm256_set1_ps(sl), sum[$t]);
+                                    sum[$t] = _mm256_fmadd_ps(mv2, _mm256_set1_ps(sh), sum[$t]);
                                 } else {
-                                    s
+                                    let s = _mm256_add_epi32(s0, s1);
+                                    let s = if $fix8 { _mm256_add_epi32(s, _mm256_set1_epi32(128 * *up[$t].wrapping_add(b))) } else { s };
+                                    sum[$t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(dv, _mm256_set1_ps(da)), sum[$t]);
+                                    sum[$t] = _mm256_fmadd_ps(mv, _mm256_set1_ps(sa), sum[$t]);
                                 }
                             } else {
                                 let (mut s0, mut s1) = ($dp4(z, w[0], bc(0)), $dp4(z, w[1], bc(1)));
@@ -101,12 +129,10 @@ macro_rules! tile_kernel {
                                 s1 = $dp4(s1, w[5], bc(5));
                                 s0 = $dp4(s0, w[6], bc(6));
                                 s1 = $dp4(s1, w[7], bc(7));
-                                _mm256_add_epi32(s0, s1)
-                            };
-                            let s = _mm256_cvtepi32_ps(s);
-                            let (da, sa) = (*dp[$t].wrapping_add(b), *sp[$t].wrapping_add(b));
-                            sum[$t] = _mm256_fmadd_ps(s, _mm256_mul_ps(dv, _mm256_set1_ps(da)), sum[$t]);
-                            sum[$t] = _mm256_fmadd_ps(mv, _mm256_set1_ps(sa), sum[$t]);
+                                let s = _mm256_cvtepi32_ps(_mm256_add_epi32(s0, s1));
+                                sum[$t] = _mm256_fmadd_ps(s, _mm256_mul_ps(dv, _mm256_set1_ps(da)), sum[$t]);
+                                sum[$t] = _mm256_fmadd_ps(mv, _mm256_set1_ps(sa), sum[$t]);
+                            }
                         }
                     };
                 }
@@ -161,6 +187,8 @@ pub enum Kind {
     Q4_1,
     /// 8-bit unsigned codes with a scale and an offset per block.
     Q8_0,
+    /// 8-bit unsigned codes with a scale and an offset per 16 elements (two per block).
+    Q8x16,
 }
 
 /// Rows per interleaved group: one 32-bit lane of a 256-bit register per row.
@@ -229,6 +257,10 @@ pub struct QMatrix {
     qs: Vec<u8>,
     d: Vec<f32>,
     m: Vec<f32>,
+    /// [`Kind::Q8x16`]: scales and offsets of each block's elements `16..32` (`d` and `m`
+    /// are those of `0..16`); empty for the other kinds.
+    d2: Vec<f32>,
+    m2: Vec<f32>,
 }
 
 /// Row-major blocks, as read from a GGUF (before interleaving).
@@ -241,6 +273,9 @@ struct RowBlocks<'a> {
     qs: &'a [u8],
     d: &'a [f32],
     m: &'a [f32],
+    /// Second-half scales and offsets ([`Kind::Q8x16`]).
+    d2: &'a [f32],
+    m2: &'a [f32],
 }
 
 fn half(b: &[u8], at: usize) -> f32 {
@@ -262,6 +297,8 @@ struct Blocks {
     qs: Vec<u8>,
     d: Vec<f32>,
     m: Vec<f32>,
+    d2: Vec<f32>,
+    m2: Vec<f32>,
 }
 
 impl Blocks {
@@ -277,6 +314,17 @@ impl Blocks {
         self.d.push(d);
         self.m.push(m);
     }
+
+    /// A block of byte codes with a scale and offset per half.
+    fn push_halves(&mut self, codes: &[u8; QK], (d, m): (f32, f32), (d2, m2): (f32, f32)) {
+        self.push_bytes(codes, d, m);
+        self.d2.push(d2);
+        self.m2.push(m2);
+    }
+
+    fn matrix(&self, kind: Kind, rows: usize, cols: usize) -> QMatrix {
+        QMatrix::pack(RowBlocks { kind, rows, cols, qs: &self.qs, d: &self.d, m: &self.m, d2: &self.d2, m2: &self.m2 })
+    }
 }
 
 impl QMatrix {
@@ -284,7 +332,7 @@ impl QMatrix {
     fn group_block_bytes(kind: Kind) -> usize {
         match kind {
             Kind::Q4_1 => 16 * RG,
-            Kind::Q8_0 => QK * RG,
+            Kind::Q8_0 | Kind::Q8x16 => QK * RG,
         }
     }
 
@@ -300,12 +348,18 @@ impl QMatrix {
         let rb = src.qs.len() / src.rows.max(1);
         let mut qs = vec![0u8; groups * nb * gbb];
         let (mut d, mut m) = (vec![0f32; groups * nb * RG], vec![0f32; groups * nb * RG]);
+        let halves = src.kind == Kind::Q8x16;
+        let (mut d2, mut m2) = if halves { (vec![0f32; groups * nb * RG], vec![0f32; groups * nb * RG]) } else { (Vec::new(), Vec::new()) };
         for r in 0..src.rows {
             let (g, j) = (r / RG, r % RG);
             for b in 0..nb {
                 let at = (g * nb + b) * RG + j;
                 let db = src.d[r * nb + b];
                 d[at] = db;
+                if halves {
+                    d2[at] = src.d2[r * nb + b];
+                    m2[at] = src.m2[r * nb + b];
+                }
                 let dst = &mut qs[(g * nb + b) * gbb..(g * nb + b + 1) * gbb];
                 match src.kind {
                     Kind::Q4_1 => {
@@ -315,7 +369,7 @@ impl QMatrix {
                             dst[c * 32 + j * 4..c * 32 + j * 4 + 4].copy_from_slice(&blk[c * 4..c * 4 + 4]);
                         }
                     }
-                    Kind::Q8_0 => {
+                    Kind::Q8_0 | Kind::Q8x16 => {
                         m[at] = src.m[r * nb + b];
                         let blk = &src.qs[r * rb + b * QK..r * rb + (b + 1) * QK];
                         for c in 0..8 {
@@ -325,7 +379,7 @@ impl QMatrix {
                 }
             }
         }
-        Self { kind: src.kind, rows: src.rows, cols: src.cols, qs, d, m }
+        Self { kind: src.kind, rows: src.rows, cols: src.cols, qs, d, m, d2, m2 }
     }
 
     /// Read `rows x cols` values stored as GGUF blocks of `block_bytes` bytes holding
@@ -335,16 +389,16 @@ impl QMatrix {
             return None;
         }
         let nb = rows * cols / QK;
-        let mut b = Blocks { qs: Vec::with_capacity(if kind == Kind::Q4_1 { nb * 16 } else { nb * QK }), d: Vec::with_capacity(nb), m: Vec::with_capacity(nb) };
+        let mut b = Blocks { qs: Vec::with_capacity(if kind == Kind::Q4_1 { nb * 16 } else { nb * QK }), ..Default::default() };
         for blk in bytes.chunks_exact(block_bytes) {
             read(blk, &mut b);
         }
-        Some(Self::pack(RowBlocks { kind, rows, cols, qs: &b.qs, d: &b.d, m: &b.m }))
+        Some(b.matrix(kind, rows, cols))
     }
 
     /// From GGUF blocks of type `dtype` (its name as in ggml: `Q4_0`, `Q4_1`, `Q4_K`,
-    /// `Q5_0`, `Q5_1`, `Q5_K`, `Q8_0`); `None` for another type or a size that does not
-    /// match. The values are kept exactly.
+    /// `Q5_0`, `Q5_1`, `Q5_K`, `Q6_K`, `Q8_0`); `None` for another type or a size that
+    /// does not match. The values are kept exactly.
     pub fn from_gguf(dtype: &str, bytes: &[u8], rows: usize, cols: usize) -> Option<Self> {
         match dtype {
             "Q4_0" => Self::read(Kind::Q4_1, bytes, rows, cols, QK, 18, |b, out| {
@@ -393,6 +447,19 @@ impl QMatrix {
                     }
                 }
             }),
+            "Q6_K" => Self::read(Kind::Q8x16, bytes, rows, cols, 256, 210, |b, out| {
+                let (ql, qh, sc, d) = (&b[0..128], &b[128..192], &b[192..208], half(b, 208));
+                for n in 0..2 {
+                    let (ql, qh, sc) = (&ql[64 * n..64 * n + 64], &qh[32 * n..32 * n + 32], &sc[8 * n..8 * n + 8]);
+                    // Four blocks of 32: low or high nibbles of `ql[0..32]` or `ql[32..64]`,
+                    // with two bits of `qh` each.
+                    for (j, (off, shift)) in [(0, 0), (32, 0), (0, 4), (32, 4)].into_iter().enumerate() {
+                        let codes: [u8; QK] = std::array::from_fn(|l| ((ql[off + l] >> shift) & 15) | (((qh[l] >> (2 * j)) & 3) << 4));
+                        let (d0, d1) = (d * sc[2 * j] as i8 as f32, d * sc[2 * j + 1] as i8 as f32);
+                        out.push_halves(&codes, (d0, -32.0 * d0), (d1, -32.0 * d1));
+                    }
+                }
+            }),
             _ => None,
         }
     }
@@ -422,7 +489,7 @@ impl QMatrix {
             return None;
         }
         let nb = rows * cols / QK;
-        let mut b = Blocks { qs: Vec::with_capacity(nb * QK), d: Vec::with_capacity(nb), m: Vec::with_capacity(nb) };
+        let mut b = Blocks { qs: Vec::with_capacity(nb * QK), d: Vec::with_capacity(nb), m: Vec::with_capacity(nb), ..Default::default() };
         for blk in w.chunks_exact(QK) {
             let amax = blk.iter().fold(0f32, |a, x| a.max(x.abs()));
             let s = amax / 127.0;
@@ -430,66 +497,96 @@ impl QMatrix {
             let codes: [u8; QK] = std::array::from_fn(|i| ((blk[i] * inv).round().clamp(-127.0, 127.0) as i8 as u8) ^ 0x80);
             b.push_bytes(&codes, s, -128.0 * s);
         }
-        Some(Self::pack(RowBlocks { kind: Kind::Q8_0, rows, cols, qs: &b.qs, d: &b.d, m: &b.m }))
+        Some(b.matrix(Kind::Q8_0, rows, cols))
     }
 
-    /// Row `r`'s codes as row-major GGUF-style bytes, with its scales and minimums.
-    fn row_blocks(&self, r: usize, qs: &mut Vec<u8>, d: &mut Vec<f32>, m: &mut Vec<f32>) {
+    /// Row `r`'s blocks, row-major (as [`QMatrix::read`] collects them), appended to `out`.
+    fn row_blocks(&self, r: usize, out: &mut Blocks) {
         let (nb, gbb) = (self.cols / QK, Self::group_block_bytes(self.kind));
         let (g, j) = (r / RG, r % RG);
         for b in 0..nb {
             let src = &self.qs[(g * nb + b) * gbb..(g * nb + b + 1) * gbb];
             let at = (g * nb + b) * RG + j;
-            d.push(self.d[at]);
-            m.push(self.m[at]);
+            out.d.push(self.d[at]);
+            out.m.push(self.m[at]);
+            if self.kind == Kind::Q8x16 {
+                out.d2.push(self.d2[at]);
+                out.m2.push(self.m2[at]);
+            }
             let loads = if self.kind == Kind::Q4_1 { 4 } else { 8 };
             for c in 0..loads {
-                qs.extend_from_slice(&src[c * 32 + j * 4..c * 32 + j * 4 + 4]);
+                out.qs.extend_from_slice(&src[c * 32 + j * 4..c * 32 + j * 4 + 4]);
             }
         }
     }
 
     /// Row `r` as `f32` (embedding lookups).
     pub fn row_f32(&self, r: usize, out: &mut [f32]) {
-        let (mut qs, mut d, mut m) = (Vec::new(), Vec::new(), Vec::new());
-        self.row_blocks(r, &mut qs, &mut d, &mut m);
-        for (b, o) in out[..self.cols].chunks_exact_mut(QK).enumerate() {
+        let mut b = Blocks::default();
+        self.row_blocks(r, &mut b);
+        for (i, o) in out[..self.cols].chunks_exact_mut(QK).enumerate() {
+            let (d, m) = (b.d[i], b.m[i]);
             match self.kind {
                 Kind::Q4_1 => {
-                    let q = &qs[b * 16..(b + 1) * 16];
+                    let q = &b.qs[i * 16..(i + 1) * 16];
                     for j in 0..16 {
-                        o[j] = d[b] * (q[j] & 15) as f32 + m[b];
-                        o[j + 16] = d[b] * (q[j] >> 4) as f32 + m[b];
+                        o[j] = d * (q[j] & 15) as f32 + m;
+                        o[j + 16] = d * (q[j] >> 4) as f32 + m;
                     }
                 }
                 Kind::Q8_0 => {
-                    for (x, &q) in o.iter_mut().zip(&qs[b * QK..(b + 1) * QK]) {
-                        *x = d[b] * q as f32 + m[b];
+                    for (x, &q) in o.iter_mut().zip(&b.qs[i * QK..(i + 1) * QK]) {
+                        *x = d * q as f32 + m;
+                    }
+                }
+                Kind::Q8x16 => {
+                    for (l, (x, &q)) in o.iter_mut().zip(&b.qs[i * QK..(i + 1) * QK]).enumerate() {
+                        *x = if l < 16 { d * q as f32 + m } else { b.d2[i] * q as f32 + b.m2[i] };
                     }
                 }
             }
         }
     }
 
-    /// The same values as byte codes ([`Kind::Q8_0`]), exactly (so matrices of both kinds
-    /// can be stacked).
-    pub fn widen(&self) -> QMatrix {
-        if self.kind == Kind::Q8_0 {
-            return QMatrix { kind: self.kind, rows: self.rows, cols: self.cols, qs: self.qs.clone(), d: self.d.clone(), m: self.m.clone() };
+    /// The same values with codes of `kind` (`Q4_1` nibbles widen to bytes; one scale per
+    /// block becomes the same scale for both halves), exactly; `None` when `kind` is
+    /// narrower than this matrix's.
+    pub fn widen_to(&self, kind: Kind) -> Option<QMatrix> {
+        let rank = |k: Kind| match k {
+            Kind::Q4_1 => 0,
+            Kind::Q8_0 => 1,
+            Kind::Q8x16 => 2,
+        };
+        if rank(kind) < rank(self.kind) {
+            return None;
         }
-        let mut b = Blocks::default();
-        let (mut qs, mut d, mut m) = (Vec::new(), Vec::new(), Vec::new());
+        let mut out = Blocks::default();
         for r in 0..self.rows {
-            qs.clear();
-            d.clear();
-            m.clear();
-            self.row_blocks(r, &mut qs, &mut d, &mut m);
-            for (i, nib) in qs.chunks_exact(16).enumerate() {
-                let codes: [u8; QK] = std::array::from_fn(|j| if j < 16 { nib[j] & 15 } else { nib[j - 16] >> 4 });
-                b.push_bytes(&codes, d[i], m[i]);
+            let mut row = Blocks::default();
+            self.row_blocks(r, &mut row);
+            for i in 0..row.d.len() {
+                let codes: [u8; QK] = if self.kind == Kind::Q4_1 {
+                    let nib = &row.qs[i * 16..(i + 1) * 16];
+                    std::array::from_fn(|j| if j < 16 { nib[j] & 15 } else { nib[j - 16] >> 4 })
+                } else {
+                    std::array::from_fn(|j| row.qs[i * QK + j])
+                };
+                let lo = (row.d[i], row.m[i]);
+                match kind {
+                    Kind::Q4_1 => out.push_nibbles(&codes, lo.0, lo.1),
+                    Kind::Q8_0 => out.push_bytes(&codes, lo.0, lo.1),
+                    Kind::Q8x16 => out.push_halves(&codes, lo, if self.kind == Kind::Q8x16 { (row.d2[i], row.m2[i]) } else { lo }),
+                }
             }
         }
-        Self::pack(RowBlocks { kind: Kind::Q8_0, rows: self.rows, cols: self.cols, qs: &b.qs, d: &b.d, m: &b.m })
+        Some(out.matrix(kind, self.rows, self.cols))
+    }
+
+    /// The same values as byte codes, exactly (so matrices of different kinds can be
+    /// stacked): [`Kind::Q8_0`], or [`Kind::Q8x16`] for a matrix of that kind.
+    pub fn widen(&self) -> QMatrix {
+        let to = if self.kind == Kind::Q8x16 { Kind::Q8x16 } else { Kind::Q8_0 };
+        self.widen_to(to).unwrap_or_else(|| unreachable!("widening never narrows"))
     }
 
     /// Stack matrices of one kind and width (their rows one after the other).
@@ -508,23 +605,25 @@ impl QMatrix {
                 a.qs.extend(p.qs);
                 a.d.extend(p.d);
                 a.m.extend(p.m);
+                a.d2.extend(p.d2);
+                a.m2.extend(p.m2);
             }
             return Some(a);
         }
-        let (mut qs, mut d, mut m) = (Vec::new(), Vec::new(), Vec::new());
+        let mut b = Blocks::default();
         let mut rows = 0;
         for p in &parts {
             for r in 0..p.rows {
-                p.row_blocks(r, &mut qs, &mut d, &mut m);
+                p.row_blocks(r, &mut b);
             }
             rows += p.rows;
         }
-        Some(Self::pack(RowBlocks { kind, rows, cols, qs: &qs, d: &d, m: &m }))
+        Some(b.matrix(kind, rows, cols))
     }
 
     /// Bytes held (codes and scales).
     pub fn bytes(&self) -> usize {
-        self.qs.len() + 4 * (self.d.len() + self.m.len())
+        self.qs.len() + 4 * (self.d.len() + self.m.len() + self.d2.len() + self.m2.len())
     }
 
     /// `out[t * rows + r] = row r . activation t` for every activation row of `a`,
@@ -553,11 +652,15 @@ impl QMatrix {
             let groups = share(self.groups(), parts, p);
             for (ci, rows_c) in acts.chunks(chunk).enumerate() {
                 for g in groups.clone() {
+                    let halves = self.kind == Kind::Q8x16;
                     let w = Group {
                         qs: &self.qs[g * nb * gbb..(g + 1) * nb * gbb],
                         d: &self.d[g * nb * RG..(g + 1) * nb * RG],
                         m: &self.m[g * nb * RG..(g + 1) * nb * RG],
-                        q8: self.kind == Kind::Q8_0,
+                        d2: if halves { &self.d2[g * nb * RG..(g + 1) * nb * RG] } else { &[] },
+                        m2: if halves { &self.m2[g * nb * RG..(g + 1) * nb * RG] } else { &[] },
+                        q8: self.kind != Kind::Q4_1,
+                        halves,
                     };
                     let lanes = RG.min(rows - g * RG);
                     for (ti, tile) in rows_c.chunks(TILE).enumerate() {
@@ -582,7 +685,13 @@ struct Group<'a> {
     qs: &'a [u8],
     d: &'a [f32],
     m: &'a [f32],
+    /// Second-half scales and offsets (with `halves`).
+    d2: &'a [f32],
+    m2: &'a [f32],
+    /// Byte codes (else nibbles).
     q8: bool,
+    /// A scale and offset per 16 elements ([`Kind::Q8x16`]).
+    halves: bool,
 }
 
 impl Group<'_> {
@@ -595,15 +704,19 @@ impl Group<'_> {
                     // SAFETY: the CPU has the kernel's features (checked just above); the
                     // kernels check the slices' lengths.
                     unsafe {
-                        match (self.q8, acts.len()) {
-                            (false, 4) => $m::$f::<4, false>(self, acts, acc),
-                            (false, 3) => $m::$f::<3, false>(self, acts, acc),
-                            (false, 2) => $m::$f::<2, false>(self, acts, acc),
-                            (false, _) => $m::$f::<1, false>(self, acts, acc),
-                            (true, 4) => $m::$f::<4, true>(self, acts, acc),
-                            (true, 3) => $m::$f::<3, true>(self, acts, acc),
-                            (true, 2) => $m::$f::<2, true>(self, acts, acc),
-                            (true, _) => $m::$f::<1, true>(self, acts, acc),
+                        match (self.q8, self.halves, acts.len()) {
+                            (false, _, 4) => $m::$f::<4, false, false>(self, acts, acc),
+                            (false, _, 3) => $m::$f::<3, false, false>(self, acts, acc),
+                            (false, _, 2) => $m::$f::<2, false, false>(self, acts, acc),
+                            (false, _, _) => $m::$f::<1, false, false>(self, acts, acc),
+                            (true, false, 4) => $m::$f::<4, true, false>(self, acts, acc),
+                            (true, false, 3) => $m::$f::<3, true, false>(self, acts, acc),
+                            (true, false, 2) => $m::$f::<2, true, false>(self, acts, acc),
+                            (true, false, _) => $m::$f::<1, true, false>(self, acts, acc),
+                            (true, true, 4) => $m::$f::<4, true, true>(self, acts, acc),
+                            (true, true, 3) => $m::$f::<3, true, true>(self, acts, acc),
+                            (true, true, 2) => $m::$f::<2, true, true>(self, acts, acc),
+                            (true, true, _) => $m::$f::<1, true, true>(self, acts, acc),
                         }
                     }
                 };
@@ -630,6 +743,11 @@ pub struct QActs {
     d: Vec<f32>,
     s: Vec<f32>,
     sum: Vec<i32>,
+    /// Per block: the code sum of elements `0..16`, and the scale times the code sums of
+    /// each half (for [`Kind::Q8x16`]).
+    sum_lo: Vec<i32>,
+    s_lo: Vec<f32>,
+    s_hi: Vec<f32>,
 }
 
 /// One row of [`QActs`].
@@ -643,6 +761,11 @@ pub struct QRow<'a> {
     s: &'a [f32],
     /// The block's code sum.
     sum: &'a [i32],
+    /// The code sum of the block's first half.
+    sum_lo: &'a [i32],
+    /// Block scale times each half's code sum.
+    s_lo: &'a [f32],
+    s_hi: &'a [f32],
 }
 
 impl QActs {
@@ -651,6 +774,7 @@ impl QActs {
         assert!(cols.is_multiple_of(QK) && x.len().is_multiple_of(cols), "activation shape");
         let nb = x.len() / QK;
         let (mut words, mut d, mut s, mut sums) = (vec![0i32; x.len() / 4], Vec::with_capacity(nb), Vec::with_capacity(nb), Vec::with_capacity(nb));
+        let (mut sum_lo, mut s_lo, mut s_hi) = (Vec::with_capacity(nb), Vec::with_capacity(nb), Vec::with_capacity(nb));
         // SAFETY: the words' bytes, `i8` needing no more alignment than `i32`.
         let qs = unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr() as *mut i8, x.len()) };
         for (blk, q) in x.chunks_exact(QK).zip(qs.chunks_exact_mut(QK)) {
@@ -664,17 +788,23 @@ impl QActs {
             let amax = lanes.iter().fold(0f32, |a, &v| a.max(v));
             let sc = amax / 127.0;
             let inv = if sc > 0.0 { 1.0 / sc } else { 0.0 };
-            let mut sum = 0i32;
-            for (o, v) in q.iter_mut().zip(blk) {
+            let (mut sum, mut lo) = (0i32, 0i32);
+            for (i, (o, v)) in q.iter_mut().zip(blk).enumerate() {
                 let c = (v * inv).round() as i8;
                 *o = c;
                 sum += c as i32;
+                if i == 15 {
+                    lo = sum;
+                }
             }
             d.push(sc);
             s.push(sc * sum as f32);
             sums.push(sum);
+            sum_lo.push(lo);
+            s_lo.push(sc * lo as f32);
+            s_hi.push(sc * (sum - lo) as f32);
         }
-        Self { n: x.len() / cols, cols, qs: words, d, s, sum: sums }
+        Self { n: x.len() / cols, cols, qs: words, d, s, sum: sums, sum_lo, s_lo, s_hi }
     }
 
     /// Row `t`.
@@ -684,7 +814,16 @@ impl QActs {
         let q32 = &self.qs[t * self.cols / 4..(t + 1) * self.cols / 4];
         // SAFETY: the words' bytes, as in `quantize`.
         let qs = unsafe { std::slice::from_raw_parts(q32.as_ptr() as *const i8, self.cols) };
-        QRow { qs, q32, d: &self.d[b.clone()], s: &self.s[b.clone()], sum: &self.sum[b] }
+        QRow {
+            qs,
+            q32,
+            d: &self.d[b.clone()],
+            s: &self.s[b.clone()],
+            sum: &self.sum[b.clone()],
+            sum_lo: &self.sum_lo[b.clone()],
+            s_lo: &self.s_lo[b.clone()],
+            s_hi: &self.s_hi[b],
+        }
     }
 }
 
@@ -724,10 +863,11 @@ mod tests {
         let name = |dt: GgmlDType| match dt {
             GgmlDType::Q4K => "Q4_K".to_string(),
             GgmlDType::Q5K => "Q5_K".to_string(),
+            GgmlDType::Q6K => "Q6_K".to_string(),
             _ => format!("{dt:?}"),
         };
         let read = |dt: GgmlDType, q: &QTensor, rows: usize| QMatrix::from_gguf(&name(dt), &q.data().unwrap(), rows, cols).unwrap();
-        for dt in [GgmlDType::Q4_0, GgmlDType::Q4_1, GgmlDType::Q5_0, GgmlDType::Q5_1, GgmlDType::Q8_0, GgmlDType::Q4K, GgmlDType::Q5K] {
+        for dt in [GgmlDType::Q4_0, GgmlDType::Q4_1, GgmlDType::Q5_0, GgmlDType::Q5_1, GgmlDType::Q8_0, GgmlDType::Q4K, GgmlDType::Q5K, GgmlDType::Q6K] {
             let q = QTensor::quantize(&wt, dt).unwrap();
             let m = read(dt, &q, rows);
             let deq: Vec<f32> = q.dequantize(&Device::Cpu).unwrap().flatten_all().unwrap().to_vec1().unwrap();
@@ -778,18 +918,19 @@ mod tests {
                 assert_eq!(o, out, "{dt:?}: stacked at {split}");
             }
             // Widened to byte codes, the values and products stay the same.
-            let wide = m.widen();
-            assert_eq!(wide.kind, Kind::Q8_0);
-            for r in [0, 33, rows - 1] {
-                let (mut a1, mut a2) = (vec![0f32; cols], vec![0f32; cols]);
-                m.row_f32(r, &mut a1);
-                wide.row_f32(r, &mut a2);
-                assert_eq!(a1, a2, "{dt:?} widened row {r}");
-            }
-            let mut o = vec![0f32; 6 * rows];
-            wide.matmul(&a, &mut o, &team);
-            for (x, y) in o.iter().zip(&out) {
-                assert!((x - y).abs() <= 1e-5 * (1.0 + y.abs()), "{dt:?} widened: {x} vs {y}");
+            for wide in [m.widen(), m.widen_to(Kind::Q8x16).unwrap()] {
+                assert_ne!(wide.kind, Kind::Q4_1);
+                for r in [0, 33, rows - 1] {
+                    let (mut a1, mut a2) = (vec![0f32; cols], vec![0f32; cols]);
+                    m.row_f32(r, &mut a1);
+                    wide.row_f32(r, &mut a2);
+                    assert_eq!(a1, a2, "{dt:?} widened to {:?}: row {r}", wide.kind);
+                }
+                let mut o = vec![0f32; 6 * rows];
+                wide.matmul(&a, &mut o, &team);
+                for (x, y) in o.iter().zip(&out) {
+                    assert!((x - y).abs() <= 1e-5 * (1.0 + y.abs()), "{dt:?} widened to {:?}: {x} vs {y}", wide.kind);
+                }
             }
         }
         let f = QMatrix::q8_0_from_f32(&w, rows, cols).unwrap();
@@ -798,6 +939,7 @@ mod tests {
         assert!(row.iter().zip(&w[5 * cols..6 * cols]).all(|(a, b)| (a - b).abs() <= 1.0 / 127.0 / 2.0 + 1e-6));
         assert!(QMatrix::from_q4_1(&[0u8; 19], 1, 32).is_none());
         assert!(QMatrix::from_gguf("Q4_K", &[0u8; 144], 1, 128).is_none(), "K-quants need whole 256-element super-blocks");
-        assert!(QMatrix::from_gguf("Q6_K", &[0u8; 210], 1, 256).is_none(), "a type not held exactly");
+        assert!(QMatrix::from_gguf("Q3_K", &[0u8; 110], 1, 256).is_none(), "a type not held exactly");
+        assert!(f.widen_to(Kind::Q4_1).is_none(), "widening never narrows");
     }
 }

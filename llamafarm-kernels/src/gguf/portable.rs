@@ -11,7 +11,8 @@ pub(super) fn tile(g: &Group<'_>, acts: &[QRow<'_>], acc: &mut [[f32; RG]; TILE]
         for (a, out) in acts.iter().zip(acc.iter_mut()) {
             let x = &a.qs[b * QK..(b + 1) * QK];
             for j in 0..RG {
-                let mut s = 0i32;
+                // Elements 0..16 and 16..32.
+                let (mut s0, mut s1) = (0i32, 0i32);
                 for c in 0..8 {
                     for i in 0..4 {
                         let q = if g.q8 {
@@ -24,12 +25,25 @@ pub(super) fn tile(g: &Group<'_>, acts: &[QRow<'_>], acc: &mut [[f32; RG]; TILE]
                                 byte >> 4
                             }
                         };
-                        s += q as i32 * x[c * 4 + i] as i32;
+                        let p = q as i32 * x[c * 4 + i] as i32;
+                        if c < 4 {
+                            s0 += p;
+                        } else {
+                            s1 += p;
+                        }
                     }
                 }
                 let (dw, mw) = (g.d[b * RG + j], g.m[b * RG + j]);
-                out[j] = (s as f32).mul_add(dw * a.d[b], out[j]);
-                out[j] = mw.mul_add(a.s[b], out[j]);
+                if g.halves {
+                    let (dw2, mw2) = (g.d2[b * RG + j], g.m2[b * RG + j]);
+                    out[j] = (s0 as f32).mul_add(dw * a.d[b], out[j]);
+                    out[j] = (s1 as f32).mul_add(dw2 * a.d[b], out[j]);
+                    out[j] = mw.mul_add(a.s_lo[b], out[j]);
+                    out[j] = mw2.mul_add(a.s_hi[b], out[j]);
+                } else {
+                    out[j] = ((s0 + s1) as f32).mul_add(dw * a.d[b], out[j]);
+                    out[j] = mw.mul_add(a.s[b], out[j]);
+                }
             }
         }
     }

@@ -13,7 +13,7 @@
 
 pub use super::attention::KvCache;
 use super::attention::{attention, Heads};
-use super::quant::{f16_to_f32, QActs, QMatrix, QK};
+use super::quant::{f16_to_f32, Kind, QActs, QMatrix, QK};
 use super::team::Team;
 use crate::error::{Error, Result};
 use candle_core::quantized::gguf_file::{Content, Value};
@@ -150,6 +150,7 @@ fn qmatrix(ct: &Content, file: &mut (impl std::io::Read + std::io::Seek), name: 
         GgmlDType::Q8_0 => Some("Q8_0"),
         GgmlDType::Q4K => Some("Q4_K"),
         GgmlDType::Q5K => Some("Q5_K"),
+        GgmlDType::Q6K => Some("Q6_K"),
         _ => None,
     };
     let m = match exact {
@@ -192,7 +193,12 @@ fn optional(ct: &Content, file: &mut (impl std::io::Read + std::io::Seek), name:
 /// of mixed kinds, all are widened to byte codes first (exactly).
 fn stack(parts: Vec<QMatrix>) -> Result<QMatrix> {
     let kind = parts[0].kind;
-    let parts = if parts.iter().any(|p| p.kind != kind) { parts.iter().map(QMatrix::widen).collect() } else { parts };
+    let parts = if parts.iter().any(|p| p.kind != kind) {
+        let to = if parts.iter().any(|p| p.kind == Kind::Q8x16) { Kind::Q8x16 } else { Kind::Q8_0 };
+        parts.iter().map(|p| p.widen_to(to).ok_or_else(|| bad("widening a matrix"))).collect::<Result<Vec<_>>>()?
+    } else {
+        parts
+    };
     QMatrix::stack(parts).ok_or_else(|| bad("stacking matrices of different widths"))
 }
 
@@ -493,7 +499,7 @@ mod tests {
     /// A tiny random model of `arch` (2 layers, 256 wide, GQA 4:2, 96 tokens) as a
     /// GGUF, with the architecture's extra tensors (Qwen 2's biases, Qwen 3's and
     /// Gemma 3's norms) and a mix of block types per architecture, covering every type
-    /// the kernels hold exactly and one they re-quantise (`Q6_K`).
+    /// the kernels hold exactly.
     /// With `exact`, every tensor is written as the `f32` values its blocks decode to
     /// (the same model, evaluated without quantised arithmetic by candle).
     fn tiny_gguf(path: &std::path::Path, arch: &str, exact: bool) {
