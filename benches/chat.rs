@@ -146,7 +146,7 @@ fn main() {
         let (mut first, mut second, mut cached, mut prompt) = (Vec::new(), Vec::new(), 0, 0);
         for r in 0..runs {
             // A different first turn each run, so nothing is reused across runs.
-            let turn1 = vec![ChatMessage::new("user", &format!("Run {r}. {}", long.prompt))];
+            let turn1 = vec![ChatMessage::new("user", format!("Run {r}. {}", long.prompt))];
             let g1 = model.generate(&turn1, &params, &CancelFlag::new(), &mut |_| true).unwrap();
             let mut turn2 = turn1.clone();
             turn2.push(ChatMessage::new("assistant", &g1.content));

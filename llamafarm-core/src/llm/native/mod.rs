@@ -107,7 +107,9 @@ impl PrefixCache {
 fn read_content(gguf: &Path) -> Result<(Content, std::io::BufReader<std::fs::File>)> {
     let f = std::fs::File::open(gguf).map_err(|e| Error::io(gguf, e))?;
     let mut r = std::io::BufReader::new(f);
-    let ct = Content::read(&mut r).map_err(|e| Error::internal(format!("{} is not a readable GGUF file: {e}", gguf.display())))?;
+    let name = gguf.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    // An unknown tensor type fails here too: a clear 503 naming it, not a 500.
+    let ct = Content::read(&mut r).map_err(|e| Error::unavailable(format!("model file '{name}'"), format!("cannot be read as a GGUF: {e}")))?;
     Ok((ct, r))
 }
 

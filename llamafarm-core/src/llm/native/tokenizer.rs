@@ -95,7 +95,7 @@ impl Pre {
 struct Spm {
     scores: Vec<f32>,
     /// `<0xXX>` tokens.
-    bytes: [Option<u32>; 256],
+    bytes: Box<[Option<u32>; 256]>,
 }
 
 /// A candidate merge of two adjacent pieces.
@@ -293,7 +293,7 @@ impl GgufTokenizer {
                 .and_then(|v| v.to_vec().ok())
                 .map(|v| v.iter().map(|s| s.to_f32().unwrap_or(0.0)).collect())
                 .unwrap_or_else(|| vec![0.0; n]);
-            let mut bytes = [None; 256];
+            let mut bytes = Box::new([None; 256]);
             for (i, t) in tokens.iter().enumerate() {
                 if ty(i) == BYTE {
                     if let Some(b) = byte_token(t) {
