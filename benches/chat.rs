@@ -164,6 +164,42 @@ fn main() {
         println!("| second turn | {prompt} | {cached} | {s2:.1} ({:.2}x the first) |", s2 / f);
     }
 
+    // Concurrency: N clients at once, 64-token answers, continuous batching.
+    if let Some(((_, _), model)) = models.iter().find(|((e, _), _)| *e == LocalEngine::Native) {
+        let clients: Vec<usize> =
+            std::env::var("CHAT_CLIENTS").ok().map(|v| v.split(',').filter_map(|x| x.trim().parse().ok()).collect()).unwrap_or_else(|| vec![1, 8, 32]);
+        println!();
+        println!("| clients | aggregate tok/s | vs one stream | TTFT p50 ms | TTFT p99 ms |");
+        println!("|---|---|---|---|---|");
+        let mut single = f64::NAN;
+        for &n in &clients {
+            let params = GenerationParams { temperature: Some(0.0), max_tokens: 64, cache_prompt: false, ..Default::default() };
+            let t = Instant::now();
+            let gens: Vec<_> = std::thread::scope(|s| {
+                let hs: Vec<_> = (0..n)
+                    .map(|i| {
+                        let params = params.clone();
+                        s.spawn(move || {
+                            let msgs = vec![ChatMessage::new("user", format!("Write a long story about a cat named Luna, number {i}."))];
+                            model.generate(&msgs, &params, &CancelFlag::new(), &mut |_| true).unwrap()
+                        })
+                    })
+                    .collect();
+                hs.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            let wall = t.elapsed().as_secs_f64();
+            let tokens: usize = gens.iter().map(|g| g.completion_tokens).sum();
+            let mut ttft: Vec<f64> = gens.iter().map(|g| g.ttft_ms.unwrap_or(g.duration_ms)).collect();
+            ttft.sort_by(|a, b| a.total_cmp(b));
+            let p99 = ttft[((ttft.len() as f64 * 0.99).ceil() as usize).clamp(1, ttft.len()) - 1];
+            let agg = tokens as f64 / wall;
+            if n == 1 {
+                single = agg;
+            }
+            println!("| {n} | {agg:.1} | {:.2}x | {:.1} | {p99:.1} |", agg / single, median(&mut ttft));
+        }
+    }
+
     // HTTP overhead: TTFT through the API (stream, real socket) minus in-process.
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let project = lf.projects().create("bench", "chat", None).unwrap();

@@ -333,32 +333,48 @@ impl Llama {
 
     /// Run `tokens` at the cache's next positions; returns the logits of the last one.
     pub fn forward(&self, tokens: &[u32], cache: &mut KvCache, team: &Team) -> Result<Vec<f32>> {
+        let mut out = self.forward_batch(&mut [(tokens, cache)], team)?;
+        Ok(out.pop().unwrap_or_default())
+    }
+
+    /// Run several sequences at once, each its `tokens` at its cache's next positions
+    /// (continuous batching): every weight matrix is read once for all their tokens, and
+    /// each sequence attends over its own cache. Returns the logits of each sequence's
+    /// last token. A sequence's results are the same, bit for bit, as when it runs alone:
+    /// every row of a matrix product, norm and rotation is computed on its own.
+    pub fn forward_batch(&self, seqs: &mut [(&[u32], &mut KvCache)], team: &Team) -> Result<Vec<Vec<f32>>> {
         let c = &self.cfg;
-        let n = tokens.len();
-        if n == 0 {
+        if seqs.is_empty() || seqs.iter().any(|(t, _)| t.is_empty()) {
             return Err(Error::internal("nothing to run"));
         }
-        if let Some(t) = tokens.iter().find(|&&t| t as usize >= c.vocab) {
+        if let Some(t) = seqs.iter().flat_map(|(t, _)| t.iter()).find(|&&t| t as usize >= c.vocab) {
             return Err(Error::internal(format!("token id {t} is outside the vocabulary of {}", c.vocab)));
         }
         let (dim, hd) = (c.dim, c.head_dim);
         let (qd, kvd) = (c.heads * hd, c.kv_heads * hd);
-        let p0 = cache.len;
+        // Each token's row, its sequence's first row and its position.
+        let mut first = Vec::with_capacity(seqs.len());
+        let mut pos = Vec::new();
+        for (tokens, cache) in seqs.iter() {
+            first.push(pos.len());
+            pos.extend((0..tokens.len()).map(|t| cache.len + t));
+        }
+        let n = pos.len();
         let mut x = vec![0f32; n * dim];
-        for (t, row) in tokens.iter().zip(x.chunks_mut(dim)) {
+        for (t, row) in seqs.iter().flat_map(|(t, _)| t.iter()).zip(x.chunks_mut(dim)) {
             self.embed.row_f32(*t as usize, row);
         }
         if c.arch == Arch::Gemma3 {
             let s = (dim as f32).sqrt();
             x.iter_mut().for_each(|v| *v *= s);
         }
-        // Rotation per (position, pair), for global and for sliding-window layers.
+        // Rotation per (token, pair), for global and for sliding-window layers.
         let half = c.rope_dim / 2;
         let angles = |freqs: &[f32]| {
             let (mut cos, mut sin) = (vec![0f32; n * half], vec![0f32; n * half]);
-            for t in 0..n {
+            for (t, &p) in pos.iter().enumerate() {
                 for (j, f) in freqs.iter().enumerate() {
-                    let a = (p0 + t) as f32 * f;
+                    let a = p as f32 * f;
                     cos[t * half + j] = a.cos();
                     sin[t * half + j] = a.sin();
                 }
@@ -393,7 +409,10 @@ impl Llama {
         let mut act = vec![0f32; n * c.ffn];
         let mut down = vec![0f32; n * dim];
         let mut tmp = vec![0f32; hd.max(dim)];
-        cache.reserve(p0 + n);
+        for (tokens, cache) in seqs.iter_mut() {
+            let total = cache.len + tokens.len();
+            cache.reserve(total);
+        }
         for (li, l) in self.layers.iter().enumerate() {
             rms_norm(&x, &l.attn_norm, c.eps, &mut h, dim);
             l.qkv.matmul(&QActs::quantize(&h, dim), &mut qkv, team);
@@ -419,11 +438,16 @@ impl Llama {
                     }
                     rope(head, t, angles);
                 }
-                let (k, v) = kv.split_at(kvd);
-                cache.put(li, p0 + t, k, v);
             }
             let heads = Heads { heads: c.heads, kv_heads: c.kv_heads, head_dim: hd, window: l.window };
-            attention(&heads, &qkv, qkv_w, cache, li, p0, n, &mut att, team);
+            for (s, (tokens, cache)) in seqs.iter_mut().enumerate() {
+                let (r0, m) = (first[s], tokens.len());
+                for t in r0..r0 + m {
+                    let (k, v) = qkv[t * qkv_w + qd..(t + 1) * qkv_w].split_at(kvd);
+                    cache.put(li, pos[t], k, v);
+                }
+                attention(&heads, &qkv[r0 * qkv_w..(r0 + m) * qkv_w], qkv_w, cache, li, pos[r0], m, &mut att[r0 * qd..(r0 + m) * qd], team);
+            }
             l.wo.matmul(&QActs::quantize(&att, qd), &mut o, team);
             if let Some(w) = &l.post_attn_norm {
                 h.copy_from_slice(&o);
@@ -452,13 +476,16 @@ impl Llama {
             }
             x.iter_mut().zip(&down).for_each(|(a, b)| *a += b);
         }
-        cache.len += n;
-        let last = &x[(n - 1) * dim..];
-        let mut hl = vec![0f32; dim];
-        rms_norm(last, &self.norm, c.eps, &mut hl, dim);
-        let mut logits = vec![0f32; c.vocab];
+        let mut last = Vec::with_capacity(seqs.len() * dim);
+        for (s, (tokens, cache)) in seqs.iter_mut().enumerate() {
+            cache.len += tokens.len();
+            last.extend_from_slice(&x[(first[s] + tokens.len() - 1) * dim..(first[s] + tokens.len()) * dim]);
+        }
+        let mut hl = vec![0f32; last.len()];
+        rms_norm(&last, &self.norm, c.eps, &mut hl, dim);
+        let mut logits = vec![0f32; seqs.len() * c.vocab];
         self.output.as_ref().unwrap_or(&self.embed).matmul(&QActs::quantize(&hl, dim), &mut logits, team);
-        Ok(logits)
+        Ok(logits.chunks_exact(c.vocab).map(<[f32]>::to_vec).collect())
     }
 }
 

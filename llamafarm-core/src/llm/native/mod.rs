@@ -12,12 +12,17 @@
 //! one batch, and each matmul splits its rows over a small spinning thread team
 //! ([`team`]).
 //!
+//! Concurrent requests to one model are batched ([`batch`]), and a prompt that begins like
+//! an earlier request's reuses its keys and values (prefix reuse, least recently used
+//! first out).
+//!
 //! The prompt comes from the GGUF's Jinja template ([`ChatTemplate`]; ChatML when the
 //! file has none, as llama.cpp's server does), generation runs the decode loop shared
 //! with the llama.cpp engine (thinking budget, answer-only `max_tokens`, stop
 //! sequences, cancel), so the engines answer alike. Models of other architectures or
 //! vocabularies go to mistral.rs (see [`NativeModel::supports`]).
 
+pub mod batch;
 pub mod llama;
 pub mod tokenizer;
 
@@ -29,6 +34,7 @@ use super::template::{ChatTemplate, CHATML};
 use super::think::{THINK_CLOSE, THINK_OPEN};
 use super::{CancelFlag, ChatMessage, ChatModel, Generation, GenerationParams, LocalOptions, Sink};
 use crate::error::{Error, Result};
+use batch::{Batcher, Member};
 use candle_core::quantized::gguf_file::Content;
 use llama::{KvCache, Llama};
 use std::path::Path;
@@ -47,8 +53,8 @@ pub struct NativeModel {
     close_think: Vec<u32>,
     open_think: Vec<u32>,
     n_ctx: usize,
-    team: Team,
-    turn: Mutex<()>,
+    /// Runs the forward passes of concurrent requests together ([`batch`]).
+    batcher: Batcher,
     prefixes: Mutex<PrefixCache>,
 }
 
@@ -148,8 +154,9 @@ impl NativeModel {
             bos_text,
             close_think,
             open_think,
-            team: Team::new(options.n_threads.map(|n| n.max(1) as usize).unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2))),
-            turn: Mutex::new(()),
+            batcher: Batcher::new(Team::new(
+                options.n_threads.map(|n| n.max(1) as usize).unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)),
+            )),
             prefixes: Mutex::new(PrefixCache::new(PREFIX_BUDGET)),
         })
     }
@@ -167,9 +174,14 @@ impl NativeModel {
 
     /// Logits after running `ids` from an empty context (for tests and tools).
     pub fn logits(&self, ids: &[u32]) -> Result<Vec<f32>> {
-        let _turn = self.turn.lock().unwrap_or_else(|p| p.into_inner());
+        let member = self.batcher.join();
         let mut cache = self.model.cache(ids.len());
-        self.model.forward(ids, &mut cache, &self.team)
+        self.batcher.run(&member, &self.model, ids, &mut cache)
+    }
+
+    /// Most requests that have decoded in one batched pass so far.
+    pub fn widest_batch(&self) -> usize {
+        self.batcher.widest()
     }
 
     /// The model.
@@ -250,6 +262,7 @@ impl Sampler {
 
 struct Run<'a> {
     m: &'a NativeModel,
+    member: Member<'a>,
     cache: KvCache,
     /// Tokens whose keys and values `cache` holds.
     seen: Vec<u32>,
@@ -268,7 +281,7 @@ impl Decoder for Run<'_> {
         if self.cache.len + 1 >= self.cap {
             return Ok(false);
         }
-        self.logits = self.m.model.forward(&[token], &mut self.cache, &self.m.team)?;
+        self.logits = self.m.batcher.run(&self.member, &self.m.model, &[token], &mut self.cache)?;
         self.seen.push(token);
         Ok(true)
     }
@@ -308,7 +321,7 @@ impl ChatModel for NativeModel {
 impl NativeModel {
     /// Prefill the prompt `ids` gives, then decode.
     fn run(&self, ids: impl FnOnce() -> Result<Vec<u32>>, thinks: bool, params: &GenerationParams, cancel: &CancelFlag, sink: Sink<'_>) -> Result<Generation> {
-        let _turn = self.turn.lock().unwrap_or_else(|p| p.into_inner());
+        let member = self.batcher.join();
         let PreparedPrompt { ids, prefilled, budget, t0 } =
             prepare_prompt(&self.id, self.n_ctx, cancel, params, thinks, &self.open_think, ids, |ids| self.tok.decode(ids))?;
         let prompt_tokens = ids.len();
@@ -318,9 +331,9 @@ impl NativeModel {
         let reused = if params.cache_prompt { self.prefixes.lock().unwrap_or_else(|p| p.into_inner()).take(&ids) } else { None };
         let mut cache = reused.unwrap_or_else(|| self.model.cache(cap));
         let cached_tokens = cache.len;
-        let logits = self.model.forward(&ids[cached_tokens..], &mut cache, &self.team)?;
+        let logits = self.batcher.run(&member, &self.model, &ids[cached_tokens..], &mut cache)?;
         let policy = TokenPolicy::new(self.close_think.clone(), params.max_tokens, budget, prefilled, cancel.clone());
-        let mut run = Run { m: self, cache, seen: ids, logits, sampler: Sampler::new(params), cap };
+        let mut run = Run { m: self, member, cache, seen: ids, logits, sampler: Sampler::new(params), cap };
         let mut g = decode_loop(&mut run, policy, &params.stop, prefilled, cancel, sink, prompt_tokens, t0)?;
         g.cached_tokens = cached_tokens;
         if params.cache_prompt {
@@ -410,6 +423,44 @@ mod llamacpp_parity {
         // A prompt sharing only the system prompt reuses that much.
         let other = m.generate(&[ChatMessage::new("user", "Name a colour.")], &params, &CancelFlag::new(), &mut |_| true).unwrap();
         assert!(other.cached_tokens >= 20 && other.cached_tokens < other.prompt_tokens, "{}", other.cached_tokens);
+    }
+
+    /// Concurrent requests decode together and each answers exactly as it does alone.
+    #[test]
+    fn concurrent_requests_batch_and_answer_as_alone() {
+        let Some(path) = model("smollm2") else { return };
+        let m = NativeModel::load("smol", &path, &LocalOptions::with_engine(crate::llm::LocalEngine::Native)).unwrap();
+        let params = GenerationParams { temperature: Some(0.0), max_tokens: 24, cache_prompt: false, ..Default::default() };
+        let long: String = (0..20).map(|i| format!("Fact {i}: llamas hum when they are curious. ")).collect();
+        let prompts = ["Write one sentence about cats.", "Name three colours.", "What is two plus two?", long.as_str(), "Say hello in French."];
+        let alone: Vec<String> =
+            prompts.iter().map(|p| m.generate(&[ChatMessage::new("user", *p)], &params, &CancelFlag::new(), &mut |_| true).unwrap().content).collect();
+        assert_eq!(m.widest_batch(), 1);
+        let together: Vec<String> = std::thread::scope(|s| {
+            let hs: Vec<_> = prompts
+                .iter()
+                .map(|p| s.spawn(|| m.generate(&[ChatMessage::new("user", *p)], &params, &CancelFlag::new(), &mut |_| true).unwrap().content))
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(together, alone);
+        assert!(m.widest_batch() >= 2, "requests were batched: {}", m.widest_batch());
+        // A request cancelled mid-way leaves the batch; the others finish.
+        let cancel = CancelFlag::new();
+        let (a, b) = std::thread::scope(|s| {
+            let (c, m, long_params) = (cancel.clone(), &m, GenerationParams { max_tokens: 200, ..params.clone() });
+            let h = s.spawn(move || {
+                let mut n = 0;
+                m.generate(&[ChatMessage::new("user", "Tell me a long story.")], &long_params, &c, &mut |_| {
+                    n += 1;
+                    n < 3
+                })
+            });
+            let b = m.generate(&[ChatMessage::new("user", prompts[0])], &params, &CancelFlag::new(), &mut |_| true).unwrap().content;
+            (h.join().unwrap().unwrap(), b)
+        });
+        assert_eq!(a.finish_reason, crate::llm::FinishReason::Cancelled);
+        assert_eq!(b, alone[0]);
     }
 
     #[test]
