@@ -556,6 +556,11 @@ async fn engine_matches_the_native_one(engine: &str) {
         .await;
     assert_eq!(st, 200, "{r}");
     assert!(r["usage"]["completion_tokens"].as_u64().unwrap() <= 8);
+    // A seed makes sampled text repeatable on this engine too.
+    let seeded = json!({"messages": [{"role": "user", "content": "Tell me a story."}], "temperature": 1.0, "seed": 11, "max_tokens": 12, "rag_enabled": false});
+    let (_, a) = s.post(&url, seeded.clone()).await;
+    let (_, b) = s.post(&url, seeded).await;
+    assert_eq!(a["choices"][0]["message"]["content"], b["choices"][0]["message"]["content"], "{engine}: same seed, same text");
 }
 
 /// A prompt longer than the configured context is a 422 detail, not a crash.

@@ -12,7 +12,7 @@
 //! Concurrent requests queue (one generation at a time per model): batching several
 //! sequences in mistral.rs 0.8.1 on CPU mixed tokens between them in our tests.
 
-use super::control::{prepare_prompt, PreparedPrompt, Step, StopMatcher, TokenPolicy};
+use super::control::{prepare_prompt, PreparedPrompt, Sampler, Step, StopMatcher, TokenPolicy};
 use super::native::tokenizer::GgufTokenizer;
 use super::think::{ThinkSplitter, THINK_CLOSE, THINK_OPEN};
 use super::{CancelFlag, ChatMessage, ChatModel, FinishReason, Generation, GenerationParams, Sink};
@@ -124,6 +124,9 @@ struct TokenControl {
     prompt_len: usize,
     decoder: Arc<GgufTokenizer>,
     eos: u32,
+    /// With a `seed`: our seeded sampler picks each free token (mistral.rs has no seed),
+    /// and the engine is handed only that token.
+    sampler: Option<Mutex<Sampler>>,
 }
 
 impl TokenControl {
@@ -143,7 +146,14 @@ impl CustomLogitsProcessor for TokenControl {
         let mut policy = self.policy.lock().unwrap_or_else(|p| p.into_inner());
         let gen = context.get(self.prompt_len..).unwrap_or(&[]);
         match policy.next(gen, |ids| self.decoder.decode(ids)) {
-            Step::Free => Ok(logits.clone()),
+            Step::Free => match &self.sampler {
+                Some(s) => {
+                    let v: Vec<f32> = logits.flatten_all()?.to_vec1()?;
+                    let t = s.lock().unwrap_or_else(|p| p.into_inner()).sample(&v);
+                    Self::force(logits, t)
+                }
+                None => Ok(logits.clone()),
+            },
             Step::Force(t) => Self::force(logits, t),
             // The engine ends on EOS.
             Step::End => Self::force(logits, self.eos),
@@ -218,6 +228,7 @@ impl ChatModel for MistralRsModel {
             prompt_len: prompt_tokens,
             decoder: self.decoder.clone(),
             eos: self.eos[0],
+            sampler: params.seed.map(|_| Sampler::new(params)).filter(|s| !s.is_greedy()).map(Mutex::new),
         });
         let mut sampling = match params.temperature {
             None => SamplingParams::deterministic(),

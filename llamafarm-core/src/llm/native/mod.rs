@@ -29,7 +29,7 @@ pub mod tokenizer;
 pub use llamafarm_kernels::gguf as quant;
 pub use llamafarm_kernels::{attention, team};
 
-use super::control::{decode_loop, prepare_prompt, Decoder, PreparedPrompt, TokenPolicy};
+use super::control::{decode_loop, prepare_prompt, Decoder, PreparedPrompt, Sampler, TokenPolicy};
 use super::template::{ChatTemplate, CHATML};
 use super::think::{THINK_CLOSE, THINK_OPEN};
 use super::{CancelFlag, ChatMessage, ChatModel, Generation, GenerationParams, LocalOptions, Sink};
@@ -187,76 +187,6 @@ impl NativeModel {
     /// The model.
     pub fn llama(&self) -> &Llama {
         &self.model
-    }
-}
-
-/// Greedy, or temperature / top-k / top-p sampling (a per-request xorshift seeded with
-/// the request's `seed`, else from the clock).
-struct Sampler {
-    temperature: f32,
-    top_k: Option<usize>,
-    top_p: f32,
-    rng: u64,
-}
-
-impl Sampler {
-    fn new(p: &GenerationParams) -> Self {
-        let k = p.top_k.filter(|k| *k > 1);
-        let t = p.temperature.unwrap_or(0.0) as f32;
-        // top_k without a temperature samples at temperature 1 among the top k.
-        let temperature = if t <= 0.0 && k.is_some() { 1.0 } else { t.max(0.0) };
-        let seed = p
-            .seed
-            .map(|s| s.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5851_F42D_4C95_7F2D)
-            .unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(42));
-        Self { temperature, top_k: k, top_p: p.top_p.unwrap_or(1.0) as f32, rng: seed | 1 }
-    }
-
-    fn uniform(&mut self) -> f32 {
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        (self.rng >> 40) as f32 / (1u64 << 24) as f32
-    }
-
-    fn sample(&mut self, logits: &[f32]) -> u32 {
-        let argmax = || logits.iter().enumerate().fold((0usize, f32::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b }).0 as u32;
-        if self.temperature <= 0.0 {
-            return argmax();
-        }
-        let mut c: Vec<(u32, f32)> = logits.iter().enumerate().map(|(i, &v)| (i as u32, v)).collect();
-        let k = self.top_k.unwrap_or(c.len()).min(c.len()).max(1);
-        if k < c.len() {
-            c.select_nth_unstable_by(k - 1, |a, b| b.1.total_cmp(&a.1));
-            c.truncate(k);
-        }
-        c.sort_by(|a, b| b.1.total_cmp(&a.1));
-        let m = c[0].1;
-        let mut z = 0f32;
-        for x in c.iter_mut() {
-            x.1 = ((x.1 - m) / self.temperature).exp();
-            z += x.1;
-        }
-        let mut keep = c.len();
-        if self.top_p < 1.0 {
-            let mut cum = 0f32;
-            for (i, x) in c.iter().enumerate() {
-                cum += x.1 / z;
-                if cum >= self.top_p {
-                    keep = i + 1;
-                    break;
-                }
-            }
-        }
-        let z: f32 = c[..keep].iter().map(|x| x.1).sum();
-        let mut u = self.uniform() * z;
-        for x in &c[..keep] {
-            u -= x.1;
-            if u <= 0.0 {
-                return x.0;
-            }
-        }
-        c[keep - 1].0
     }
 }
 
