@@ -40,7 +40,8 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 fn main() {
-    llamafarm_core::system::tune_allocator();
+    // The LF_* kernel switches (LF_NO_AVX512=1 holds the kernels to AVX2), as `lf` maps them.
+    llamafarm_benches::init();
     let runs: usize = std::env::var("CHAT_RUNS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
     let threads = std::env::var("RAYON_NUM_THREADS").ok().and_then(|s| s.parse().ok()).unwrap_or(2usize);
     let lf = LlamaFarm::open_with(tempfile::tempdir().unwrap().keep(), ModelCache::from_vars(|k| std::env::var_os(k))).unwrap();
@@ -79,7 +80,7 @@ fn main() {
             ((*e, name), m)
         })
         .collect();
-    eprintln!("simd: {:?}", llamafarm_core::system::simd_features());
+    eprintln!("simd: {:?}; native kernel: {:?}", llamafarm_core::system::simd_features(), llamafarm_core::llm::native::quant::Kernel::detect());
 
     // Peer first (same machine, same run).
     let peer: Option<Value> = {

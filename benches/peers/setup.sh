@@ -12,13 +12,13 @@ fi
 # llama.cpp for the chat benches: `setup.sh llama` (a C++ build, ~10 min on 2 cores each).
 # GGML_NATIVE builds crashed on a machine of this kind, so the instruction sets are named:
 # the main venv gets AVX-512 with VNNI and BF16 (what our kernels use there), AMX off;
-# "$VENV-avx2" gets the AVX2-only build for the second row (ours held to AVX2 with LF_NO_AVX512).
+# "$VENV-avx2" gets the AVX2-only build (pip's wheel cache is off: it would hand back the other build) for the second row (ours held to AVX2 with LF_NO_AVX512).
 build_llama() {
   local venv="$1" flags="$2"
   if [ ! -x "$venv/bin/python" ]; then python3 -m venv "$venv"; fi
   if ! "$venv/bin/python" -c "import llama_cpp" 2>/dev/null; then
     CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON $flags -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF -DLLAMA_BUILD_SERVER=ON" \
-      "$venv/bin/pip" install --quiet --disable-pip-version-check --no-binary llama-cpp-python "llama-cpp-python==0.3.36" "numpy<3"
+      "$venv/bin/pip" install --quiet --disable-pip-version-check --no-cache-dir --no-binary llama-cpp-python "llama-cpp-python==0.3.36" "numpy<3"
   fi
 }
 if [ "${1:-}" = "llama" ]; then

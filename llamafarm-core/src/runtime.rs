@@ -32,7 +32,14 @@ pub struct Reranked {
 impl LlamaFarm {
     /// A local embedding model by id, loaded once and shared.
     pub fn embedder(&self, model: &str) -> Result<Arc<dyn Embedder>> {
-        let spec = EmbedderSpec::Local { model: model.to_string(), dimension: None, batch_size: crate::embed::LOCAL_MICRO_BATCH };
+        let spec = EmbedderSpec::Local {
+            model: model.to_string(),
+            dimension: None,
+            batch_size: crate::embed::LOCAL_MICRO_BATCH,
+            // The OpenAI endpoint embeds the texts as sent.
+            document_prefix: None,
+            query_prefix: None,
+        };
         self.rag_engine().embedder(&spec, self.models())
     }
 

@@ -19,6 +19,44 @@ pub enum Pooling {
     Max,
 }
 
+/// What a sentence-transformers directory says about turning token vectors into one:
+/// `modules.json` (a `Normalize` module), the pooling module's `config.json`, and
+/// `sentence_bert_config.json`'s `max_seq_length`.
+pub struct Head {
+    /// How token vectors become one.
+    pub pooling: Pooling,
+    /// L2-normalise the result.
+    pub normalize: bool,
+    /// Most tokens per text, when the directory says.
+    pub max_len: Option<usize>,
+}
+
+/// Read the [`Head`] of the sentence-transformers model in `dir` (mean pooling and no
+/// normalisation where it says nothing).
+pub fn read_head(dir: &Path) -> Head {
+    let mut head = Head { pooling: Pooling::Mean, normalize: false, max_len: None };
+    if let Ok(modules) = read_json(&dir.join("modules.json")) {
+        for m in modules.as_array().into_iter().flatten() {
+            let ty = m["type"].as_str().unwrap_or("");
+            if ty.ends_with("Normalize") {
+                head.normalize = true;
+            }
+            if ty.ends_with("Pooling") {
+                let p = m["path"].as_str().unwrap_or("1_Pooling");
+                if let Ok(pc) = read_json(&dir.join(p).join("config.json")) {
+                    if pc["pooling_mode_cls_token"].as_bool() == Some(true) {
+                        head.pooling = Pooling::Cls;
+                    } else if pc["pooling_mode_max_tokens"].as_bool() == Some(true) {
+                        head.pooling = Pooling::Max;
+                    }
+                }
+            }
+        }
+    }
+    head.max_len = read_json(&dir.join("sentence_bert_config.json")).ok().and_then(|v| v["max_seq_length"].as_u64()).map(|v| v as usize);
+    head
+}
+
 /// A local sentence-transformers model.
 pub struct BertEmbedder {
     id: String,
@@ -65,32 +103,9 @@ impl BertEmbedder {
         let encoder = BertEncoder::load_with(&weights, &config, precision)?;
         let tokenizer = Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|e| Error::Internal(format!("loading tokenizer of {id}: {e}")))?;
 
-        // modules.json decides normalisation; 1_Pooling/config.json the pooling.
-        let mut normalize = false;
-        let mut pooling = Pooling::Mean;
-        if let Ok(modules) = read_json(&dir.join("modules.json")) {
-            for m in modules.as_array().into_iter().flatten() {
-                let ty = m["type"].as_str().unwrap_or("");
-                if ty.ends_with("Normalize") {
-                    normalize = true;
-                }
-                if ty.ends_with("Pooling") {
-                    let p = m["path"].as_str().unwrap_or("1_Pooling");
-                    if let Ok(pc) = read_json(&dir.join(p).join("config.json")) {
-                        if pc["pooling_mode_cls_token"].as_bool() == Some(true) {
-                            pooling = Pooling::Cls;
-                        } else if pc["pooling_mode_max_tokens"].as_bool() == Some(true) {
-                            pooling = Pooling::Max;
-                        }
-                    }
-                }
-            }
-        }
-        let max_len = read_json(&dir.join("sentence_bert_config.json"))
-            .ok()
-            .and_then(|v| v["max_seq_length"].as_u64())
-            .map(|v| v as usize)
-            .unwrap_or(config.max_position_embeddings.min(512));
+        let head = read_head(dir);
+        let max_len = head.max_len.unwrap_or(config.max_position_embeddings.min(512));
+        let (pooling, normalize) = (head.pooling, head.normalize);
         Self::from_parts(id, encoder, tokenizer, pooling, normalize, max_len, batch_size)
     }
 

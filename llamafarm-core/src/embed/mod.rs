@@ -4,20 +4,26 @@
 //!   on our own encoder (kernels from `llamafarm-kernels`): safetensors + `config.json` + `tokenizer.json`, pooling and
 //!   normalisation as the model's `modules.json` says, attention-mask pooling
 //!   (padding never leaks into the mean), batched by length.
+//! - [`CandleEmbedder`]: the architectures beyond BERT (nomic-bert, XLM-RoBERTa,
+//!   ModernBERT) on candle-transformers, with the same pooling rules.
 //! - [`HttpEmbedder`]: any OpenAI-compatible `/v1/embeddings` endpoint (OpenAI,
 //!   Ollama, our own Universal Runtime, an inference fleet).
+//! - [`Prefixed`]: the query and document prefixes some models expect
+//!   (`search_query: ` / `search_document: ` for nomic-embed-text), around any of them.
 //!
 //! Config types map onto them in [`EmbedderSpec::from_strategy`]:
 //! `UniversalEmbedder`, `SentenceTransformerEmbedder` and `HuggingFaceEmbedder` run
 //! locally; `OllamaEmbedder` and `OpenAIEmbedder` call HTTP.
 
 mod bert;
+mod candle_models;
 pub(crate) mod encoder;
 mod http;
 
 pub(crate) use llamafarm_kernels::{bgemm, gemm, qgemm};
 
-pub use bert::{BertEmbedder, Pooling};
+pub use bert::{read_head, BertEmbedder, Head, Pooling};
+pub use candle_models::CandleEmbedder;
 pub use encoder::{BertEncoder, Precision};
 pub use http::HttpEmbedder;
 pub use llamafarm_kernels::bgemm::{has_amx, has_bf16};
@@ -128,6 +134,66 @@ pub trait Embedder: Send + Sync {
     fn embed_one(&self, text: &str) -> Result<Vec<f32>> {
         self.embed(&[text])?.pop().ok_or_else(|| Error::Internal("embedder returned no vector".into()))
     }
+    /// Embed search queries (where a model wants queries marked apart from documents,
+    /// see [`Prefixed`]; the same as [`Embedder::embed`] otherwise).
+    fn embed_queries(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        self.embed(texts)
+    }
+    /// Embed one search query.
+    fn embed_query(&self, text: &str) -> Result<Vec<f32>> {
+        self.embed_queries(&[text])?.pop().ok_or_else(|| Error::Internal("embedder returned no vector".into()))
+    }
+}
+
+/// An embedder whose documents and queries get the prefixes their model was trained
+/// with (nomic-embed-text: `search_document: ` and `search_query: `; e5:
+/// `passage: ` and `query: `).
+pub struct Prefixed<E: ?Sized> {
+    /// Before each document ([`Embedder::embed`]).
+    pub document: String,
+    /// Before each query ([`Embedder::embed_queries`]).
+    pub query: String,
+    /// The embedder.
+    pub inner: std::sync::Arc<E>,
+}
+
+impl<E: Embedder + ?Sized> Prefixed<E> {
+    fn with(prefix: &str, texts: &[&str]) -> Vec<String> {
+        texts.iter().map(|t| format!("{prefix}{t}")).collect()
+    }
+}
+
+impl<E: Embedder + ?Sized> Embedder for Prefixed<E> {
+    fn model_id(&self) -> &str {
+        self.inner.model_id()
+    }
+    fn dimension(&self) -> usize {
+        self.inner.dimension()
+    }
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        let t = Self::with(&self.document, texts);
+        self.inner.embed(&t.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+    fn count_tokens(&self, text: &str) -> Option<usize> {
+        self.inner.count_tokens(&format!("{}{text}", self.document))
+    }
+    fn embed_queries(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        let t = Self::with(&self.query, texts);
+        self.inner.embed(&t.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+}
+
+/// The prefixes a model's card asks for, by its id: nomic-embed-text's
+/// `search_document: ` / `search_query: `, e5's `passage: ` / `query: `; none otherwise.
+pub fn default_prefixes(model: &str) -> (Option<String>, Option<String>) {
+    let m = model.to_ascii_lowercase();
+    if m.contains("nomic-embed-text") {
+        (Some("search_document: ".into()), Some("search_query: ".into()))
+    } else if m.contains("/e5-") || m.contains("multilingual-e5") {
+        (Some("passage: ".into()), Some("query: ".into()))
+    } else {
+        (None, None)
+    }
 }
 
 /// Where an embedding strategy's vectors come from.
@@ -141,6 +207,11 @@ pub enum EmbedderSpec {
         dimension: Option<usize>,
         /// Texts per forward pass.
         batch_size: usize,
+        /// Before each document (config `document_prefix`; default: the model card's,
+        /// see [`default_prefixes`]).
+        document_prefix: Option<String>,
+        /// Before each search query (config `query_prefix`; default as above).
+        query_prefix: Option<String>,
     },
     /// An OpenAI-compatible HTTP endpoint.
     Http {
@@ -179,7 +250,20 @@ impl EmbedderSpec {
                 let model = cfg_str(cfg, "model").unwrap_or_else(|| DEFAULT_EMBEDDING_MODEL.to_string());
                 // On CPU small micro-batches are fastest (cache-resident activations, one
                 // batch in flight per core); `batch_size` caps it.
-                Ok(EmbedderSpec::Local { model, dimension, batch_size: batch(LOCAL_MICRO_BATCH).min(LOCAL_MICRO_BATCH) })
+                // Prefixes: the config's (an empty string for none), else the model card's.
+                let (doc, query) = default_prefixes(&model);
+                let prefix = |k: &str, d: Option<String>| match cfg.get(k).and_then(|v| v.as_str()) {
+                    Some("") => None,
+                    Some(p) => Some(p.to_string()),
+                    None => d,
+                };
+                Ok(EmbedderSpec::Local {
+                    document_prefix: prefix("document_prefix", doc),
+                    query_prefix: prefix("query_prefix", query),
+                    model,
+                    dimension,
+                    batch_size: batch(LOCAL_MICRO_BATCH).min(LOCAL_MICRO_BATCH),
+                })
             }
             "OllamaEmbedder" => {
                 let base = cfg_str(cfg, "base_url").unwrap_or_else(|| "http://localhost:11434".into());
@@ -210,7 +294,10 @@ impl EmbedderSpec {
     /// A stable key for caching loaded embedders.
     pub fn cache_key(&self) -> String {
         match self {
-            EmbedderSpec::Local { model, .. } => format!("local:{model}"),
+            EmbedderSpec::Local { model, document_prefix: None, query_prefix: None, .. } => format!("local:{model}"),
+            EmbedderSpec::Local { model, document_prefix, query_prefix, .. } => {
+                format!("local:{model}|{}|{}", document_prefix.as_deref().unwrap_or(""), query_prefix.as_deref().unwrap_or(""))
+            }
             EmbedderSpec::Http { base_url, model, .. } => format!("http:{base_url}:{model}"),
         }
     }
@@ -324,5 +411,17 @@ mod tests {
         let s = EmbeddingStrategyConfig { name: "e".into(), kind: "UniversalEmbedder".into(), ..Default::default() };
         assert_eq!(EmbedderSpec::from_strategy(&s).unwrap().cache_key(), format!("local:{DEFAULT_EMBEDDING_MODEL}"));
         assert_eq!(openai_base("http://x:8000/v1/"), "http://x:8000/v1");
+        // Prefixes: the model card's by default, the config's when given ("" for none).
+        let local = |cfg: serde_json::Value| {
+            let s = EmbeddingStrategyConfig { name: "e".into(), kind: "HuggingFaceEmbedder".into(), config: cfg.as_object().cloned(), ..Default::default() };
+            match EmbedderSpec::from_strategy(&s).unwrap() {
+                EmbedderSpec::Local { document_prefix, query_prefix, .. } => (document_prefix, query_prefix),
+                other => panic!("{other:?}"),
+            }
+        };
+        let nomic = "nomic-ai/nomic-embed-text-v1.5";
+        assert_eq!(local(serde_json::json!({"model": nomic})), (Some("search_document: ".into()), Some("search_query: ".into())));
+        assert_eq!(local(serde_json::json!({"model": nomic, "document_prefix": "", "query_prefix": "q: "})), (None, Some("q: ".into())));
+        assert_eq!(local(serde_json::json!({})), (None, None));
     }
 }

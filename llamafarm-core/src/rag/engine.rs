@@ -1,7 +1,7 @@
 //! Process-wide caches of loaded embedders, rerankers and open stores, shared by
 //! every project of a [`crate::LlamaFarm`] handle.
 
-use crate::embed::{BertEmbedder, Embedder, EmbedderSpec, HttpEmbedder};
+use crate::embed::{BertEmbedder, CandleEmbedder, Embedder, EmbedderSpec, HttpEmbedder, Prefixed};
 use crate::error::{Error, Result};
 use crate::model_cache::ModelCache;
 use crate::rag::rerank::CrossEncoder;
@@ -93,13 +93,21 @@ impl RagEngine {
 
 fn load_embedder(spec: &EmbedderSpec, models: &ModelCache) -> Result<Arc<dyn Embedder>> {
     match spec {
-        EmbedderSpec::Local { model, batch_size, .. } => {
+        EmbedderSpec::Local { model, batch_size, document_prefix, query_prefix, .. } => {
             let (base, precision) = crate::embed::split_precision(model);
             let m = models.resolve(base)?;
             let t = std::time::Instant::now();
-            let e = BertEmbedder::load_with(&m.dir, model, *batch_size, precision)?;
+            // BERT on our own encoder; nomic-bert, XLM-RoBERTa and ModernBERT on candle.
+            let e: Arc<dyn Embedder> = if CandleEmbedder::supports(&m.dir) {
+                Arc::new(CandleEmbedder::load(&m.dir, model, *batch_size)?)
+            } else {
+                Arc::new(BertEmbedder::load_with(&m.dir, model, *batch_size, precision)?)
+            };
             tracing::info!(model = %model, ?precision, secs = t.elapsed().as_secs_f64(), "loaded embedding model");
-            Ok(Arc::new(e))
+            if document_prefix.is_none() && query_prefix.is_none() {
+                return Ok(e);
+            }
+            Ok(Arc::new(Prefixed { document: document_prefix.clone().unwrap_or_default(), query: query_prefix.clone().unwrap_or_default(), inner: e }))
         }
         EmbedderSpec::Http { base_url, model, api_key, dimension, batch_size, timeout_s } => {
             Ok(Arc::new(HttpEmbedder::new(base_url, model, api_key.clone(), *dimension, *batch_size, *timeout_s)))

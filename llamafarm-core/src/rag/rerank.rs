@@ -111,7 +111,7 @@ pub struct EmbeddingReranker {
 
 impl Reranker for EmbeddingReranker {
     fn score(&self, query: &str, documents: &[&str]) -> Result<Vec<f32>> {
-        let q = self.embedder.embed_one(query)?;
+        let q = self.embedder.embed_query(query)?;
         let d = self.embedder.embed(documents)?;
         Ok(d.iter().map(|v| cosine(&q, v)).collect())
     }

@@ -116,7 +116,7 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn embed(&self, text: &str) -> Result<Vec<f32>> {
-        self.db.embedder.embed_one(text)
+        self.db.embedder.embed_query(text)
     }
 
     fn vector(&self, q: &[f32], k: usize, filter: Option<&MetadataFilter>) -> Result<Vec<Hit>> {
@@ -377,7 +377,7 @@ fn decompose(q: &str) -> Vec<String> {
 
 fn multi_query(ctx: &mut Ctx, variants: &[String], k: usize, aggregation: &str, c: &ConfigMap) -> Result<Vec<Hit>> {
     let texts: Vec<&str> = variants.iter().map(String::as_str).collect();
-    let qvs = ctx.db.embedder.embed(&texts)?;
+    let qvs = ctx.db.embedder.embed_queries(&texts)?;
     let weights: Vec<f32> = match c.get("query_weights").and_then(|v| v.as_array()) {
         Some(w) => w.iter().filter_map(|x| x.as_f64()).map(|x| x as f32).collect(),
         None => (0..variants.len()).map(|i| 1.0 / (1.0 + 0.25 * i as f32)).collect(),
