@@ -52,12 +52,16 @@ impl Team {
             wake: Condvar::new(),
             quit: AtomicBool::new(false),
         });
-        let handles = (1..threads)
-            .filter_map(|part| {
-                let sh = shared.clone();
-                std::thread::Builder::new().name(format!("lf-llm-{part}")).spawn(move || helper(&sh, part)).ok()
-            })
-            .collect::<Vec<_>>();
+        // Parts must be numbered 1..k without a gap (a job splits its work into
+        // `threads` shares): after a failed spawn the team runs with the helpers it has.
+        let mut handles = Vec::with_capacity(threads - 1);
+        for part in 1..threads {
+            let sh = shared.clone();
+            match std::thread::Builder::new().name(format!("lf-llm-{part}")).spawn(move || helper(&sh, part)) {
+                Ok(h) => handles.push(h),
+                Err(_) => break,
+            }
+        }
         Self { threads: handles.len() + 1, shared, handles, turn: Mutex::new(()) }
     }
 

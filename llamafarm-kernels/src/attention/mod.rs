@@ -27,7 +27,8 @@ const TOKENS: usize = 4;
 
 /// Keys and values of every layer for the positions seen so far.
 pub struct KvCache {
-    /// Per layer: keys transposed, `kvd` rows of `cap` positions (zeros past `len`).
+    /// Per layer: keys transposed, `kvd` rows of `cap` positions (what lies past `len`,
+    /// zeros or an earlier sequence's keys, is never weighed).
     k: Vec<Vec<f32>>,
     /// Per layer: values, `cap` rows of `kvd`.
     v: Vec<Vec<f32>>,

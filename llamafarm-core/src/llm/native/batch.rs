@@ -5,7 +5,7 @@
 //! shared. A request [`join`](Batcher::join)s the model's batcher, and each of its
 //! passes (a prompt chunk or one generated token) is a step handed to
 //! [`Batcher::run`]. The first waiting request to see every member's step pending (or
-//! to have waited [`GATHER`] for a member busy sampling or streaming) becomes the
+//! to have waited 2 ms for a member busy sampling or streaming) becomes the
 //! leader: it takes every pending step, runs them in one
 //! [`Llama::forward_batch`](super::llama::Llama::forward_batch) on the model's thread
 //! team and hands each request its logits back. A new request joins at the next step; a
