@@ -18,7 +18,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 sys.path.insert(0, os.path.dirname(__file__))
 src = open(os.path.join(os.path.dirname(__file__), "gguf_tokens.py")).read()
 CORPUS = eval(src[src.index("CORPUS = [") + len("CORPUS = "):src.index("]\n\nPROMPTS") + 1])
-PRES = ["llama-bpe", "qwen2", "gpt-2", "smollm"]
+PRES = ["llama-bpe", "qwen2", "gpt-2", "smollm", "tekken"]
 
 tk = Tokenizer(models.BPE())
 tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

@@ -527,7 +527,7 @@ mod tests {
         let (tokens, merges) = (strs(&g["tokens"]), strs(&g["merges"]));
         let dir = tempfile::tempdir().unwrap();
         let cases = g["cases"].as_object().unwrap();
-        assert_eq!(cases.len(), 4);
+        assert_eq!(cases.len(), 5);
         for (pre, cases) in cases {
             let ct = tiny_gguf(dir.path(), &tokens, &merges, pre);
             let tok = GgufTokenizer::from_gguf(&ct.metadata).unwrap();
