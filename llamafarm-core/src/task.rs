@@ -299,6 +299,12 @@ impl TaskRunner {
             std::thread::sleep(Duration::from_millis(25));
             rec = load(project.dir(), task_id)?;
         }
+        if rec.state.is_final() && !rec.cancelled {
+            // It finished (its last commit done) before it saw the cancel: nothing was
+            // cancelled.
+            let s = format!("{:?}", rec.state).to_lowercase();
+            return Ok(base(&rec, format!("Task already {s}"), true, false));
+        }
         let message = if rec.files_failed_to_revert > 0 {
             format!("Task cancelled with cleanup issues: {} reverted, {} failed", rec.files_reverted, rec.files_failed_to_revert)
         } else {

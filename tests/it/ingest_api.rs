@@ -180,9 +180,10 @@ async fn upload_over_the_limit_is_413() {
 #[tokio::test]
 async fn cancel_reverts_processed_files() {
     let s = setup().await;
-    // Enough files that the task is still running when the cancel arrives.
-    for i in 0..30 {
-        let text = format!("Document number {i}. ").repeat(300);
+    // Enough chunks for several commit groups (512 chunks each), so the task is still
+    // running when the cancel arrives after the first group.
+    for i in 0..120 {
+        let text = format!("Document number {i}. ").repeat(600);
         upload(&s, "notes", &format!("doc{i}.txt"), text.into_bytes(), "?auto_process=false").await;
     }
     let (_, act) = s.post(&format!("{P}/datasets/notes/actions"), json!({"action_type": "process"})).await;
@@ -191,6 +192,7 @@ async fn cancel_reverts_processed_files() {
     loop {
         let (_, t) = s.get(&format!("{P}/tasks/{id}")).await;
         if t["meta"]["current"].as_u64().unwrap() >= 1 || t["state"] == "SUCCESS" {
+            eprintln!("{} of {} files processed when the cancel is sent", t["meta"]["current"], t["meta"]["total"]);
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
