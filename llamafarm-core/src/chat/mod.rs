@@ -332,11 +332,9 @@ impl TextCompletionRequest {
             top_p: self.top_p,
             top_k: self.top_k.map(|k| k as usize),
             max_tokens: self.max_tokens.unwrap_or(16).max(1) as usize,
-            think: false,
-            thinking_budget: llm::DEFAULT_THINKING_BUDGET,
             stop: self.stop.iter().filter(|s| !s.is_empty()).cloned().collect(),
             seed: self.seed,
-            cache_prompt: true,
+            ..Default::default()
         }
     }
 

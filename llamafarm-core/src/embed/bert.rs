@@ -57,6 +57,34 @@ pub fn read_head(dir: &Path) -> Head {
     head
 }
 
+impl Pooling {
+    /// One vector from the token vectors `rows` (`d` wide, real tokens only, no
+    /// padding); zeros when there are none.
+    pub fn pool(self, rows: &[f32], d: usize) -> Vec<f32> {
+        let mut v = vec![0f32; d];
+        if rows.len() < d {
+            return v;
+        }
+        match self {
+            Pooling::Cls => v.copy_from_slice(&rows[..d]),
+            Pooling::Mean => {
+                for row in rows.chunks_exact(d) {
+                    v.iter_mut().zip(row).for_each(|(a, b)| *a += b);
+                }
+                let n = (rows.len() / d) as f32;
+                v.iter_mut().for_each(|a| *a /= n);
+            }
+            Pooling::Max => {
+                v.fill(f32::NEG_INFINITY);
+                for row in rows.chunks_exact(d) {
+                    v.iter_mut().zip(row).for_each(|(a, b)| *a = a.max(*b));
+                }
+            }
+        }
+        v
+    }
+}
+
 /// A local sentence-transformers model.
 pub struct BertEmbedder {
     id: String,
@@ -156,25 +184,7 @@ impl BertEmbedder {
         for s in batch {
             let rows = &hidden[r0 * d..(r0 + s.len()) * d];
             r0 += s.len();
-            let mut v = vec![0f32; d];
-            if !s.is_empty() {
-                match self.pooling {
-                    Pooling::Cls => v.copy_from_slice(&rows[..d]),
-                    Pooling::Mean => {
-                        for row in rows.chunks_exact(d) {
-                            v.iter_mut().zip(row).for_each(|(a, b)| *a += b);
-                        }
-                        let n = s.len() as f32;
-                        v.iter_mut().for_each(|a| *a /= n);
-                    }
-                    Pooling::Max => {
-                        v.fill(f32::NEG_INFINITY);
-                        for row in rows.chunks_exact(d) {
-                            v.iter_mut().zip(row).for_each(|(a, b)| *a = a.max(*b));
-                        }
-                    }
-                }
-            }
+            let mut v = self.pooling.pool(rows, d);
             if self.normalize {
                 normalize(&mut v);
             }

@@ -117,38 +117,21 @@ impl CandleEmbedder {
         }
         let c = |e: candle_core::Error| bad(&self.id, e);
         let ids = Tensor::from_vec(ids, (texts.len(), len), &Device::Cpu).map_err(c)?;
-        let mask = Tensor::from_vec(mask.clone(), (texts.len(), len), &Device::Cpu).map_err(c)?;
+        let mask = Tensor::from_vec(mask, (texts.len(), len), &Device::Cpu).map_err(c)?;
         let hidden = match &self.model {
             Model::Nomic(m) => m.forward(&ids, None, Some(&mask)),
             Model::XlmRoberta(m) => m.forward(&ids, &mask, &ids.zeros_like().map_err(c)?, None, None, None),
             Model::ModernBert(m) => m.forward(&ids, &mask),
         }
         .map_err(c)?;
-        let hidden: Vec<Vec<Vec<f32>>> = hidden.to_vec3().map_err(c)?;
-        let mask: Vec<Vec<u32>> = mask.to_vec2().map_err(c)?;
-        Ok(hidden
+        // Padding is on the right: a text's real tokens are its first rows.
+        let hidden: Vec<f32> = hidden.flatten_all().and_then(|h| h.to_vec1()).map_err(c)?;
+        let stride = len * self.dim;
+        Ok(enc
             .iter()
-            .zip(&mask)
-            .map(|(rows, m)| {
-                let mut v = match self.pooling {
-                    Pooling::Cls => rows[0].clone(),
-                    Pooling::Mean => {
-                        let mut acc = vec![0f32; self.dim];
-                        let n = m.iter().filter(|&&x| x == 1).count().max(1) as f32;
-                        for (r, _) in rows.iter().zip(m).filter(|(_, &x)| x == 1) {
-                            acc.iter_mut().zip(r).for_each(|(a, b)| *a += b);
-                        }
-                        acc.iter_mut().for_each(|a| *a /= n);
-                        acc
-                    }
-                    Pooling::Max => {
-                        let mut acc = vec![f32::NEG_INFINITY; self.dim];
-                        for (r, _) in rows.iter().zip(m).filter(|(_, &x)| x == 1) {
-                            acc.iter_mut().zip(r).for_each(|(a, b)| *a = a.max(*b));
-                        }
-                        acc
-                    }
-                };
+            .enumerate()
+            .map(|(i, e)| {
+                let mut v = self.pooling.pool(&hidden[i * stride..i * stride + e.get_ids().len() * self.dim], self.dim);
                 if self.normalize {
                     normalize(&mut v);
                 }
