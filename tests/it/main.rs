@@ -9,3 +9,4 @@ mod ml_classifier_api;
 mod openapi;
 mod rag_api;
 mod support;
+mod vision_api;

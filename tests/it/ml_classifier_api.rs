@@ -84,7 +84,7 @@ async fn classifier_fit_predict_lifecycle_while_health_keeps_answering() {
     assert_eq!(st, 200, "{c}");
     assert_eq!(c["data"][0]["index"], 0);
     assert_eq!(c["data"][0]["label"], "weather");
-    let d = assert_detail(&s.runtime_post("/v1/classify", json!({"model": "distilbert-base-uncased-finetuned-sst-2-english", "texts": ["great"]})).await, 400);
+    let d = assert_detail(&s.runtime_post("/v1/classify", json!({"model": "distilbert-base-uncased-finetuned-sst-2-english", "texts": ["great"]})).await, 503);
     assert!(d.contains("SetFit"), "{d}");
 
     // Save with a description, list, load (-latest), delete.
@@ -148,7 +148,7 @@ async fn classifier_bad_input_is_a_detail() {
     assert_detail(&s.post("/v1/ml/classifier/save", json!({"model": "nope"})).await, 404);
     assert_detail(&s.delete("/v1/ml/classifier/models/nope").await, 404);
     assert_detail(&s.runtime_post("/v1/classifier/predict", json!({"model": "nope", "texts": ["x"]})).await, 404);
-    let d = assert_detail(&s.runtime_post("/v1/classify", json!({"model": "org/sentiment", "texts": ["x"]})).await, 400);
+    let d = assert_detail(&s.runtime_post("/v1/classify", json!({"model": "org/sentiment", "texts": ["x"]})).await, 503);
     assert!(d.contains("/v1/classifier/fit"), "{d}");
     assert_detail(&s.runtime_post("/v1/classify", json!({"model": "x", "texts": []})).await, 422);
     let (st, l) = s.get("/v1/ml/classifier/models").await;

@@ -357,6 +357,16 @@ impl IngestPlan {
             if let Some(n) = doc.page_count {
                 m.insert("page_count".into(), json!(n));
             }
+            if let Some(e) = &doc.ocr_engine {
+                m.insert("ocr_engine".into(), json!(e));
+            }
+            if let Some(lines) = c.page.and_then(|p| doc.ocr_lines.iter().find(|(n, _)| *n == p)).map(|(_, l)| l) {
+                let boxes: Vec<Value> =
+                    lines.iter().filter(|l| c.text.contains(l.text.as_str())).map(|l| json!({"text": l.text, "bbox": l.bbox, "confidence": l.confidence})).collect();
+                if !boxes.is_empty() {
+                    m.insert("ocr_boxes".into(), Value::Array(boxes));
+                }
+            }
             if let Some(h) = &c.heading {
                 m.insert("section".into(), json!(h));
             }

@@ -8,6 +8,7 @@
 
 pub mod anomaly;
 pub mod classifier;
+pub mod pretrained;
 pub mod registry;
 
 use crate::LlamaFarm;
@@ -17,6 +18,7 @@ use crate::LlamaFarm;
 pub(crate) struct MlState {
     pub(crate) anomaly: anomaly::AnomalyState,
     pub(crate) classifier: classifier::ClassifierState,
+    pub(crate) pretrained: pretrained::PretrainedState,
 }
 
 /// ML operations: `lf.ml()`.

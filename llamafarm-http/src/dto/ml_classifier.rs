@@ -327,13 +327,14 @@ impl ClassifierDeleteResponse {
 /// `POST /v1/classify` on the runtime.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 pub(crate) struct ClassifyRequest {
-    /// A trained SetFit classifier (name or `{base}-latest`).
+    /// A trained SetFit classifier (name or `{base}-latest`), or a Hugging Face
+    /// sequence-classification model id in the model cache.
     pub(crate) model: String,
     /// Texts to classify.
     pub(crate) texts: Vec<String>,
-    /// Accepted for compatibility; texts are truncated at the model's own maximum.
+    /// Most tokens a pre-trained model reads (default: the model's maximum); SetFit
+    /// classifiers truncate at their own maximum.
     #[serde(default)]
-    #[allow(dead_code)]
     pub(crate) max_length: Option<usize>,
 }
 

@@ -10,6 +10,7 @@ pub(crate) mod projects;
 pub(crate) mod rag;
 pub(crate) mod runtime;
 pub(crate) mod system;
+pub(crate) mod vision;
 
 use llamafarm_core::HealthStatus;
 use serde::Serialize;

@@ -227,3 +227,56 @@ impl From<Vec<ListedModel>> for RuntimeModelList {
         Self { object: LIST, data: list.into_iter().map(Into::into).collect() }
     }
 }
+
+/// Body of `POST /v1/ner`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NerRequest {
+    /// A Hugging Face token-classification model id in the model cache, e.g. `dslim/bert-base-NER`.
+    pub(crate) model: String,
+    /// Texts to tag.
+    pub(crate) texts: Vec<String>,
+}
+
+/// One entity.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct EntityDto {
+    pub(crate) text: String,
+    /// `PER`, `ORG`, `LOC`, `MISC`, ...
+    pub(crate) label: String,
+    /// Character offset of the first character.
+    pub(crate) start: usize,
+    /// Character offset past the last character.
+    pub(crate) end: usize,
+    pub(crate) score: f32,
+}
+
+/// One text's entities.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct NerItem {
+    pub(crate) index: usize,
+    pub(crate) entities: Vec<EntityDto>,
+}
+
+/// Response of `POST /v1/ner`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct NerResponse {
+    /// `list`.
+    pub(crate) object: &'static str,
+    pub(crate) data: Vec<NerItem>,
+    pub(crate) model: String,
+}
+
+impl NerResponse {
+    pub(crate) fn new(model: String, out: Vec<Vec<llamafarm_core::ml::pretrained::Entity>>) -> Self {
+        let data = out
+            .into_iter()
+            .enumerate()
+            .map(|(index, es)| NerItem {
+                index,
+                entities: es.into_iter().map(|e| EntityDto { text: e.text, label: e.label, start: e.start, end: e.end, score: e.score }).collect(),
+            })
+            .collect();
+        Self { object: LIST, data, model }
+    }
+}

@@ -115,7 +115,7 @@ async fn receive(st: &AppState, ns: &str, p: &str, ds: &str, mut mp: Multipart) 
     Ok(r)
 }
 
-fn multipart_err(e: axum::extract::multipart::MultipartError) -> ApiError {
+pub(crate) fn multipart_err(e: axum::extract::multipart::MultipartError) -> ApiError {
     // A body cut off by the request size limit (a streamed body declares no length up
     // front) is reported as too large, like one refused before it was read.
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);

@@ -151,12 +151,12 @@ async fn rt_delete(State(st): State<AppState>, Path(name): Path<String>) -> ApiR
     do_delete(st, name).await
 }
 
-/// Classify texts with a trained SetFit classifier by name. Pre-trained Hugging Face
-/// sequence-classification models are not served here (400 says so).
+/// Classify texts with a trained SetFit classifier by name, or with a pre-trained
+/// Hugging Face sequence classifier (BERT, DistilBERT) from the model cache.
 #[utoipa::path(post, path = "/v1/classify", tag = "classifier", operation_id = "runtime_classify",
     request_body = ClassifyRequest,
-    responses((status = 200, body = ClassifyResponse), (status = 400, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = ClassifyResponse), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn classify(State(st): State<AppState>, Json(req): Json<ClassifyRequest>) -> ApiResult<Json<ClassifyResponse>> {
     let lf = st.lf.clone();
-    blocking(move || Ok(Json(lf.ml().classifier().classify(&req.model, &req.texts)?.into()))).await
+    blocking(move || Ok(Json(lf.ml().classifier().classify(&req.model, &req.texts, req.max_length)?.into()))).await
 }

@@ -8,6 +8,7 @@ pub(crate) mod projects;
 pub(crate) mod rag;
 pub(crate) mod runtime;
 pub(crate) mod system;
+pub(crate) mod vision;
 
 use crate::error::{ApiError, Code};
 use crate::AppState;

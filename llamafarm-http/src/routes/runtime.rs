@@ -2,14 +2,14 @@
 //! endpoints sharing the library instance with the main API.
 
 use super::call;
-use crate::dto::runtime::{EmbeddingList, EmbeddingsRequest, RerankRequest, RerankResponse, RuntimeHealth};
+use crate::dto::runtime::{EmbeddingList, EmbeddingsRequest, NerRequest, NerResponse, RerankRequest, RerankResponse, RuntimeHealth};
 use crate::error::{ApiResult, ErrorBody, Json};
 use crate::AppState;
 use axum::extract::State;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(runtime_health)).routes(routes!(embeddings)).routes(routes!(rerank))
+    OpenApiRouter::new().routes(routes!(runtime_health)).routes(routes!(embeddings)).routes(routes!(rerank)).routes(routes!(ner))
 }
 
 /// Runtime health.
@@ -45,4 +45,13 @@ async fn rerank(State(st): State<AppState>, Json(req): Json<RerankRequest>) -> A
     .await?;
     let documents = (req.return_documents == Some(true)).then_some(req.documents.as_slice());
     Ok(Json(RerankResponse::new(ranking, documents)))
+}
+
+/// Named entities in each text, from a token-classification model in the model cache.
+#[utoipa::path(post, path = "/v1/ner", tag = "runtime", request_body = NerRequest,
+    responses((status = 200, body = NerResponse), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn ner(State(st): State<AppState>, Json(req): Json<NerRequest>) -> ApiResult<Json<NerResponse>> {
+    let model = req.model.clone();
+    let out = call(&st, move |lf| lf.ml().pretrained().ner(&req.model, &req.texts)).await?;
+    Ok(Json(NerResponse::new(model, out)))
 }

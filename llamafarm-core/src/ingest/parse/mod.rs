@@ -10,6 +10,7 @@
 mod csv;
 mod docx;
 mod html;
+mod image;
 mod json;
 mod markdown;
 mod pdf;
@@ -20,6 +21,7 @@ mod xlsx;
 pub use self::csv::CsvParser;
 pub use docx::DocxParser;
 pub use html::{html, HtmlParser};
+pub use image::ImageParser;
 pub use json::JsonParser;
 pub use markdown::{markdown, MarkdownParser};
 pub use pdf::PdfParser;
@@ -53,6 +55,10 @@ pub struct ParsedDoc {
     pub page_count: Option<u32>,
     /// A header line to repeat in row chunks (CSV).
     pub header: Option<String>,
+    /// The OCR engine that read some of the pages, if any did.
+    pub ocr_engine: Option<String>,
+    /// OCR'd lines by 1-based page, when [`ParseOptions::ocr_boxes`] asks for them.
+    pub ocr_lines: Vec<(u32, Vec<crate::vision::OcrLine>)>,
 }
 
 impl ParsedDoc {
@@ -118,7 +124,7 @@ fn utf8(bytes: &[u8], name: &str) -> Result<String> {
 }
 
 /// Collapse runs of spaces, keep paragraph breaks.
-fn normalize_ws(s: &str) -> String {
+pub(crate) fn normalize_ws(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut blank = 0;
     for line in s.lines() {
@@ -139,6 +145,10 @@ fn normalize_ws(s: &str) -> String {
 /// What a parser's `config` asks to extract, with the original's keys: python-docx's
 /// `extract_tables` (default on), `extract_headers` (on), `extract_footers` (off) and
 /// `extract_comments` (off); LlamaIndex's `include_header_footer` (off) sets both.
+/// OCR: `use_ocr` (default on: PDF pages without a text layer are OCR'd),
+/// `ocr_engine` (`paddleocr` and the reference's other names, or `ocrs`),
+/// `force_ocr` (OCR the images of pages that have a text layer too) and `ocr_boxes`
+/// (each chunk's OCR lines with their boxes in its metadata).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ParseOptions {
     /// Table rows (DOCX).
@@ -149,11 +159,28 @@ pub struct ParseOptions {
     pub footers: bool,
     /// Reviewer comments (DOCX `word/comments.xml`), as a last section.
     pub comments: bool,
+    /// OCR pages without text.
+    pub use_ocr: bool,
+    /// The OCR engine.
+    pub ocr_engine: crate::vision::EngineChoice,
+    /// OCR pages that have a text layer as well.
+    pub force_ocr: bool,
+    /// Keep OCR lines and boxes for chunk metadata.
+    pub ocr_boxes: bool,
 }
 
 impl Default for ParseOptions {
     fn default() -> Self {
-        Self { tables: true, headers: true, footers: false, comments: false }
+        Self {
+            tables: true,
+            headers: true,
+            footers: false,
+            comments: false,
+            use_ocr: true,
+            ocr_engine: crate::vision::EngineChoice::PpOcr,
+            force_ocr: false,
+            ocr_boxes: false,
+        }
     }
 }
 
@@ -172,8 +199,42 @@ impl ParseOptions {
         o.headers = b("extract_headers").unwrap_or(o.headers);
         o.footers = b("extract_footers").unwrap_or(o.footers);
         o.comments = b("extract_comments").unwrap_or(o.comments);
+        o.use_ocr = b("use_ocr").or_else(|| b("ocr")).unwrap_or(o.use_ocr);
+        o.force_ocr = b("force_ocr").unwrap_or(o.force_ocr);
+        o.ocr_boxes = b("ocr_boxes").or_else(|| b("return_boxes")).unwrap_or(o.ocr_boxes);
+        if let Some(e) = cfg.get("ocr_engine").and_then(|v| v.as_str()) {
+            o.ocr_engine = crate::vision::EngineChoice::from_model(Some(e)).unwrap_or(o.ocr_engine);
+        }
         o
     }
+}
+
+/// OCR `pages` into a document: one section per page with text.
+fn ocr_pages(vision: &crate::vision::Vision, pages: &[crate::vision::Page], input: &ParseInput<'_>, parser: &'static str) -> Result<ParsedDoc> {
+    let o = input.options;
+    let opts = crate::vision::OcrOptions { model: Some(o.ocr_engine.model_name().into()), languages: Vec::new(), force_ocr: o.force_ocr };
+    let (out, errors) = vision.ocr_pages(pages, &opts)?;
+    for e in &errors {
+        tracing::warn!(file = input.file_name, page = e.index + 1, "page not read: {}", e.reason);
+    }
+    let mut doc = ParsedDoc { parser, ..Default::default() };
+    for p in out.pages {
+        let page = p.index as u32 + 1;
+        if p.source != "pdf-text-layer" {
+            doc.ocr_engine = Some(p.source.clone());
+        }
+        if !p.text.trim().is_empty() {
+            doc.sections.push(Section { text: p.text, page: Some(page), ..Default::default() });
+        }
+        if o.ocr_boxes && !p.lines.is_empty() {
+            doc.ocr_lines.push((page, p.lines));
+        }
+    }
+    if doc.sections.is_empty() {
+        let why = errors.first().map(|e| format!(" (page {}: {})", e.index + 1, e.reason)).unwrap_or_default();
+        return Err(Error::parse(format!("'{}'", input.file_name), format!("OCR found no text{why}")));
+    }
+    Ok(doc)
 }
 
 fn zip_entry(zip: &mut zip::ZipArchive<std::io::Cursor<&[u8]>>, name: &str, file: &str) -> Result<Option<String>> {

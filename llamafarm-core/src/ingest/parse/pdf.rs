@@ -1,10 +1,29 @@
-//! PDF: the text of each page (pdf-extract), whitespace normalised.
+//! PDF: the text of each page (pdf-extract), whitespace normalised. With OCR (the
+//! default when the registry has an OCR engine, `use_ocr: false` turns it off),
+//! pages without a text layer are read from the images they draw.
 
-use super::{normalize_ws, ParseInput, ParsedDoc, Parser, Section};
+use super::{normalize_ws, ocr_pages, ParseInput, ParsedDoc, Parser, Section};
 use crate::error::{Error, Result};
+use crate::vision::Vision;
+use std::sync::Arc;
 
 /// PDF (`PDFParser_*`).
-pub struct PdfParser;
+#[derive(Default)]
+pub struct PdfParser {
+    ocr: Option<Arc<Vision>>,
+}
+
+impl PdfParser {
+    /// Text layers only: a page without one is skipped (a file with none fails).
+    pub fn text_only() -> Self {
+        Self { ocr: None }
+    }
+
+    /// Pages without a text layer are OCR'd with `vision`.
+    pub fn with_ocr(vision: Arc<Vision>) -> Self {
+        Self { ocr: Some(vision) }
+    }
+}
 
 impl Parser for PdfParser {
     fn name(&self) -> &'static str {
@@ -20,12 +39,15 @@ impl Parser for PdfParser {
         &["pdf"]
     }
     fn parse(&self, input: &ParseInput<'_>) -> Result<ParsedDoc> {
-        pdf(input.bytes, input.file_name)
+        match (&self.ocr, input.options.use_ocr) {
+            (Some(v), true) => ocr_pdf(v, input),
+            _ => pdf(input.bytes, input.file_name),
+        }
     }
 }
 
 fn pdf(bytes: &[u8], name: &str) -> Result<ParsedDoc> {
-    if !bytes.starts_with(b"%PDF") && !bytes.windows(5).take(1024).any(|w| w == b"%PDF-") {
+    if !crate::vision::input::is_pdf(bytes) {
         return Err(Error::parse(format!("'{name}'"), "not a PDF"));
     }
     // pdf-extract panics on some malformed files; contain it.
@@ -47,9 +69,24 @@ fn pdf(bytes: &[u8], name: &str) -> Result<ParsedDoc> {
         .map(|(i, t)| Section { text: normalize_ws(&t), page: Some(i as u32 + 1), ..Default::default() })
         .collect();
     if sections.is_empty() {
-        return Err(Error::parse(format!("'{name}'"), "no extractable text (scanned PDF? OCR it first)"));
+        return Err(Error::parse(format!("'{name}'"), "no extractable text (a scanned PDF: turn on OCR with use_ocr: true)"));
     }
     Ok(ParsedDoc { sections, parser: "pdf", page_count: Some(n), ..Default::default() })
+}
+
+fn ocr_pdf(vision: &Vision, input: &ParseInput<'_>) -> Result<ParsedDoc> {
+    let name = input.file_name;
+    if !crate::vision::input::is_pdf(input.bytes) {
+        return Err(Error::parse(format!("'{name}'"), "not a PDF"));
+    }
+    let pages = crate::vision::load_pages(input.bytes, name, 0)?;
+    let n = pages.len() as u32;
+    let mut doc = ocr_pages(vision, &pages, input, "pdf")?;
+    doc.page_count = Some(n);
+    if doc.sections.is_empty() {
+        return Err(Error::parse(format!("'{name}'"), "no text found: no page has a text layer, and OCR read nothing from the page images"));
+    }
+    Ok(doc)
 }
 
 #[cfg(test)]
@@ -59,6 +96,6 @@ mod tests {
 
     #[test]
     fn not_a_pdf_is_invalid() {
-        assert!(PdfParser.parse(&ParseInput::new(b"not a pdf", "x.pdf")).is_err());
+        assert!(PdfParser::text_only().parse(&ParseInput::new(b"not a pdf", "x.pdf")).is_err());
     }
 }

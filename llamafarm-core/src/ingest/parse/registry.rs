@@ -1,6 +1,6 @@
 //! The parsers by config type name and by file extension.
 
-use super::{CsvParser, DocxParser, HtmlParser, JsonParser, MarkdownParser, Parser, PdfParser, TextParser, XlsxParser};
+use super::{CsvParser, DocxParser, HtmlParser, ImageParser, JsonParser, MarkdownParser, Parser, PdfParser, TextParser, XlsxParser};
 use crate::error::{Error, Result};
 use std::path::Path;
 use std::sync::OnceLock;
@@ -22,10 +22,26 @@ impl Registry {
         Self { parsers: Vec::new() }
     }
 
-    /// Every built-in parser.
+    /// Every built-in parser that needs no model (no OCR: PDFs are read from their
+    /// text layer, images are not read).
     pub fn builtin() -> Self {
+        Self::builtin_with(None)
+    }
+
+    /// Every built-in parser, with OCR by `vision` for images and scanned PDF pages.
+    pub fn with_ocr(vision: std::sync::Arc<crate::vision::Vision>) -> Self {
+        Self::builtin_with(Some(vision))
+    }
+
+    fn builtin_with(vision: Option<std::sync::Arc<crate::vision::Vision>>) -> Self {
         let mut r = Self::empty();
-        r.register(PdfParser);
+        match vision {
+            Some(v) => {
+                r.register(PdfParser::with_ocr(v.clone()));
+                r.register(ImageParser::new(v));
+            }
+            None => r.register(PdfParser::text_only()),
+        }
         r.register(DocxParser);
         r.register(XlsxParser);
         r.register(MarkdownParser);

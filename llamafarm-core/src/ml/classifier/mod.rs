@@ -316,28 +316,31 @@ impl Classifiers<'_> {
         Ok(name.to_string())
     }
 
-    /// The runtime's `/v1/classify`: serves trained SetFit classifiers by name; any
-    /// other model name is `Error::InvalidName`.
-    pub fn classify(&self, model: &str, texts: &[String]) -> Result<Predictions> {
+    /// The runtime's `/v1/classify`: a trained SetFit classifier by name, else a
+    /// pre-trained Hugging Face sequence classifier from the model cache
+    /// ([`crate::ml::pretrained`]); `max_length` caps the tokens a pre-trained model reads.
+    pub fn classify(&self, model: &str, texts: &[String], max_length: Option<usize>) -> Result<Predictions> {
         check_texts(texts, "texts", MAX_PREDICT_TEXTS)?;
-        let not_setfit = || Error::InvalidName {
-            kind: ResourceKind::Classifier,
-            name: model.to_string(),
-            reason: "not a trained classifier: /v1/classify serves SetFit classifiers trained with POST /v1/classifier/fit \
-                 (see GET /v1/classifier/models); pre-trained Hugging Face sequence-classification models are not supported"
-                .into(),
-        };
         let plain = model.strip_suffix(registry::LATEST_SUFFIX).unwrap_or(model);
-        if registry::validate_name(plain).is_err() {
-            return Err(not_setfit());
+        if registry::validate_name(plain).is_ok() {
+            match self.resolve(model) {
+                Ok(name) => {
+                    let c = self.loaded(&name)?;
+                    return Ok(Predictions { predictions: c.predict(texts)?, model: name });
+                }
+                Err(e) if e.kind() == crate::error::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
         }
-        let name = match self.resolve(model) {
-            Ok(n) => n,
-            Err(e) if e.kind() == crate::error::ErrorKind::NotFound => return Err(not_setfit()),
-            Err(e) => return Err(e),
-        };
-        let c = self.loaded(&name)?;
-        Ok(Predictions { predictions: c.predict(texts)?, model: name })
+        match self.lf.ml().pretrained().classify(model, texts, max_length) {
+            Ok(predictions) => Ok(Predictions { predictions, model: model.trim().to_string() }),
+            Err(Error::ModelMissing { model, fetch_hint, .. }) => Err(Error::ModelMissing {
+                model,
+                reason: "neither a SetFit classifier trained with POST /v1/classifier/fit (see GET /v1/classifier/models) nor a Hugging Face sequence-classification model in the model cache".into(),
+                fetch_hint,
+            }),
+            Err(e) => Err(e),
+        }
     }
 }
 

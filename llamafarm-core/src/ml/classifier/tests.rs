@@ -283,11 +283,11 @@ fn real_model_fit_predict_save_load_latest_delete() {
     assert_eq!(p.model, fit2.name);
     assert_eq!(cls.list().unwrap().len(), 2);
     // The runtime's /v1/classify serves it by name too.
-    let c = cls.classify("intent-latest", &["Will it rain?".to_string()]).unwrap();
+    let c = cls.classify("intent-latest", &["Will it rain?".to_string()], None).unwrap();
     assert_eq!(c.model, fit2.name);
     assert_eq!(c.predictions.len(), 1);
-    let e = cls.classify("distilbert-base-uncased-finetuned-sst-2-english", &["x".to_string()]).unwrap_err();
-    assert_eq!(e.kind(), crate::error::ErrorKind::BadRequest);
+    let e = cls.classify("distilbert-base-uncased-finetuned-sst-2-english", &["x".to_string()], None).unwrap_err();
+    assert_eq!(e.kind(), crate::error::ErrorKind::Unavailable);
     assert!(e.to_string().contains("SetFit"), "{e}");
 
     // Delete both; then they are gone (404).
