@@ -3,7 +3,6 @@
 use crate::client::Client;
 use anyhow::Result;
 use clap::Subcommand;
-use serde_json::Value;
 use std::path::PathBuf;
 
 #[derive(Subcommand)]
@@ -42,10 +41,6 @@ pub(crate) enum VisionCmd {
     },
 }
 
-async fn post_file(c: &Client, path: &str, file: &std::path::Path, fields: Vec<(&str, String)>) -> Result<Value> {
-    c.upload_form(path, file, &fields).await
-}
-
 pub(crate) async fn vision(c: &Client, cmd: VisionCmd, json: bool) -> Result<()> {
     match cmd {
         VisionCmd::Ocr { files, model, languages, boxes } => {
@@ -57,7 +52,7 @@ pub(crate) async fn vision(c: &Client, cmd: VisionCmd, json: bool) -> Result<()>
                 if let Some(l) = &languages {
                     fields.push(("languages", l.clone()));
                 }
-                let v = post_file(c, "/v1/vision/ocr", f, fields).await.map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
+                let v = c.upload_form("/v1/vision/ocr", f, &fields).await.map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
                 if json {
                     println!("{}", serde_json::to_string_pretty(&v)?);
                     continue;
@@ -102,7 +97,7 @@ pub(crate) async fn vision(c: &Client, cmd: VisionCmd, json: bool) -> Result<()>
             if let Some(m) = model {
                 fields.push(("model", m));
             }
-            let v = post_file(c, "/v1/vision/documents/extract", &file, fields).await?;
+            let v = c.upload_form("/v1/vision/documents/extract", &file, &fields).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&v)?);
                 return Ok(());

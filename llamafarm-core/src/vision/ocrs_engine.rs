@@ -3,14 +3,15 @@
 //!
 //! Detection runs once: the text probability map from ocrs gives both the word
 //! boxes (thresholded regions, as ocrs itself finds them) and each line's confidence,
-//! the mean text probability over its words (ocrs's recogniser reports no
+//! the mean of its words' mean text probability (ocrs's recogniser reports no
 //! per-character probabilities).
 
-use super::{ppocr::line_from_rect, sort_reading_order, OcrEngine, OcrLine};
+use super::ppocr::{line_from_rect, mean_inside};
+use super::{sort_reading_order, OcrEngine, OcrLine};
 use crate::error::{Error, Result};
 use image::RgbImage;
 use ocrs::{ImageSource, OcrEngineParams, TextItem};
-use rten_imageproc::{find_contours, min_area_rect, simplify_polygon, BoundingRect, PointF, RetrievalMode, RotatedRect};
+use rten_imageproc::{find_contours, min_area_rect, simplify_polygon, PointF, RetrievalMode, RotatedRect};
 use rten_tensor::prelude::*;
 use std::path::Path;
 
@@ -89,21 +90,7 @@ impl OcrEngine for Ocrs {
             if s.is_empty() {
                 continue;
             }
-            let (mut sum, mut n) = (0f32, 0usize);
-            for w in words {
-                let b = w.bounding_rect();
-                let (x0, x1) = (b.left().max(0.0) as usize, (b.right().max(0.0) as usize).min(pw.saturating_sub(1)));
-                let (y0, y1) = (b.top().max(0.0) as usize, (b.bottom().max(0.0) as usize).min(ph.saturating_sub(1)));
-                for y in y0..=y1 {
-                    for x in x0..=x1 {
-                        if w.contains(PointF::from_yx(y as f32, x as f32)) {
-                            sum += data[y * pw + x];
-                            n += 1;
-                        }
-                    }
-                }
-            }
-            let confidence = if n == 0 { 0.0 } else { sum / n as f32 };
+            let confidence = if words.is_empty() { 0.0 } else { words.iter().map(|w| mean_inside(&data, pw, ph, w)).sum::<f32>() / words.len() as f32 };
             out.push(line_from_rect(&text.rotated_rect(), s, confidence));
         }
         sort_reading_order(&mut out);

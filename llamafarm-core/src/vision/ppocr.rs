@@ -370,8 +370,8 @@ fn shoelace(pts: &[PointF]) -> f32 {
     (0..n).map(|i| pts[i].x * pts[(i + 1) % n].y - pts[(i + 1) % n].x * pts[i].y).sum::<f32>().abs() / 2.0
 }
 
-/// Mean of `prob` over the pixels inside `rect`.
-fn mean_inside(prob: &[f32], w: usize, h: usize, rect: &RotatedRect) -> f32 {
+/// Mean of `prob` (a `w` x `h` map) over the pixels inside `rect`.
+pub(crate) fn mean_inside(prob: &[f32], w: usize, h: usize, rect: &RotatedRect) -> f32 {
     use rten_imageproc::BoundingRect;
     let b = rect.bounding_rect();
     let (x0, x1) = ((b.left().floor().max(0.0)) as usize, (b.right().ceil() as usize).min(w.saturating_sub(1)));
