@@ -27,7 +27,7 @@ pub use session::SessionCache;
 
 use crate::config::{LlamaFarmConfig, ModelConfig};
 use crate::error::{Error, ResourceKind, Result};
-use crate::llm::{self, CancelFlag, ChatMessage, ChatModelSpec, FinishReason, Generation, GenerationParams, Sink};
+use crate::llm::{self, CancelFlag, ChatMessage, ChatModelSpec, FinishReason, Generation, GenerationParams, Grammar, Sink, Tool, ToolChoice, ToolSet, ToolStrategy};
 use crate::rag::{RagQuery, RagResult};
 use crate::Project;
 use serde::{Deserialize, Serialize};
@@ -112,6 +112,63 @@ pub struct ChatRequest {
     /// Seed of sampled decoding (the same seed gives the same text on a local model).
     #[serde(default)]
     pub seed: Option<u64>,
+    /// Tools the model may call (added to the model's config `tools` and MCP tools).
+    #[serde(default)]
+    pub tools: Vec<Tool>,
+    /// `auto` (default), `none`, `required` or a named function.
+    #[serde(default)]
+    pub tool_choice: Option<ToolChoice>,
+    /// Several calls in one reply (default true).
+    #[serde(default)]
+    pub parallel_tool_calls: Option<bool>,
+    /// The shape of the answer (constrained decoding).
+    #[serde(default)]
+    pub response_format: Option<ResponseFormat>,
+}
+
+/// `response_format`: what the answer must be.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ResponseFormat {
+    /// Free text (the default).
+    Text,
+    /// Any JSON object.
+    JsonObject,
+    /// JSON valid against a schema.
+    JsonSchema {
+        /// The schema and its name.
+        json_schema: JsonSchemaFormat,
+    },
+}
+
+/// `response_format.json_schema`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JsonSchemaFormat {
+    /// The schema's name.
+    pub name: String,
+    /// The JSON schema (default: any JSON value).
+    #[serde(default)]
+    pub schema: Option<Value>,
+    /// OpenAI's strict mode; the answer always follows the schema here, strict or not.
+    #[serde(default)]
+    pub strict: Option<bool>,
+    /// What the answer is for.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+impl ResponseFormat {
+    /// The grammar the answer must follow (`None` for text).
+    pub fn grammar(&self) -> Option<Grammar> {
+        match self {
+            ResponseFormat::Text => None,
+            ResponseFormat::JsonObject => Some(Grammar::JsonObject),
+            ResponseFormat::JsonSchema { json_schema } => Some(match &json_schema.schema {
+                Some(s) => Grammar::JsonSchema(s.clone()),
+                None => Grammar::JsonSchema(json!({})),
+            }),
+        }
+    }
 }
 
 /// A text completion (OpenAI's legacy completions, for base models): each prompt is
@@ -192,6 +249,7 @@ pub struct PreparedTurn {
     messages: Vec<ChatMessage>,
     new_messages: Vec<ChatMessage>,
     params: GenerationParams,
+    tools: ToolSet,
     session: Option<session::SessionHandle>,
     /// The retrieved chunks, best first.
     pub sources: Vec<RagResult>,
@@ -311,11 +369,40 @@ pub fn generation_params(req: &ChatRequest, api: &Option<Map<String, Value>>) ->
         },
         seed: req.seed,
         cache_prompt: true,
+        grammar: req.response_format.as_ref().and_then(ResponseFormat::grammar),
+        tools: Vec::new(),
     }
+}
+
+/// The tools of a request: its own and those of the model's config (`tools`), with its
+/// `tool_choice`, `parallel_tool_calls` and the model's `tool_call_strategy`.
+pub fn tool_set(req: &ChatRequest, model: Option<&ModelConfig>) -> Result<ToolSet> {
+    let mut tools = req.tools.clone();
+    for t in model.and_then(|m| m.tools.as_ref()).into_iter().flatten() {
+        if !tools.iter().any(|x| x.name == t.name) {
+            let parameters = t.parameters.clone().map(Value::Object).unwrap_or_else(|| json!({"type": "object", "properties": {}}));
+            tools.push(Tool { name: t.name.clone(), description: t.description.clone(), parameters });
+        }
+    }
+    let strategy = match model.and_then(|m| m.tool_call_strategy.as_deref()) {
+        Some(s) => ToolStrategy::parse(s)?,
+        None => ToolStrategy::NativeApi,
+    };
+    let set = ToolSet { tools, choice: req.tool_choice.clone().unwrap_or_default(), parallel: req.parallel_tool_calls.unwrap_or(true), strategy };
+    set.validate()?;
+    Ok(set)
 }
 
 fn validate_request(req: &ChatRequest) -> Result<()> {
     llm::validate_messages(&req.messages)?;
+    if let Some(g) = req.response_format.as_ref().and_then(ResponseFormat::grammar) {
+        g.check()?;
+    }
+    if let Some(ResponseFormat::JsonSchema { json_schema }) = &req.response_format {
+        if json_schema.name.trim().is_empty() {
+            return Err(Error::invalid("response_format.json_schema.name", "is required"));
+        }
+    }
     llm::validate_params(req.temperature, req.top_p, req.max_tokens, req.thinking_budget)?;
     if let Some(k) = req.top_k {
         if k < 0 {
@@ -382,6 +469,7 @@ impl crate::LlamaFarm {
             }
             let g = model.continue_text(prompt, &params, cancel, &mut |ev| match ev {
                 llm::StreamEvent::Content(t) | llm::StreamEvent::Thinking(t) => sink(i, t),
+                llm::StreamEvent::ToolCall(_) => true,
             })?;
             let text = if req.echo { format!("{prompt}{}", g.content) } else { g.content };
             choices.push(TextChoice { text, finish_reason: g.finish_reason, prompt_tokens: g.prompt_tokens, completion_tokens: g.completion_tokens });
@@ -393,6 +481,7 @@ impl crate::LlamaFarm {
     /// with a real status code).
     pub fn complete_with_model_check(&self, req: &ChatRequest) -> Result<()> {
         validate_request(req)?;
+        tool_set(req, None)?;
         let id = req.model.as_deref().map(str::trim).filter(|s| !s.is_empty()).ok_or_else(|| Error::invalid("model", "is required"))?;
         self.llm().get(&ChatModelSpec::local(id, self.llm().settings()), false, self.models()).map(|_| ())
     }
@@ -402,8 +491,9 @@ impl crate::LlamaFarm {
     pub fn complete_with_model(&self, req: &ChatRequest, cancel: &CancelFlag, sink: Sink<'_>) -> Result<ChatOutcome> {
         validate_request(req)?;
         let id = req.model.as_deref().map(str::trim).filter(|s| !s.is_empty()).ok_or_else(|| Error::invalid("model", "is required"))?;
+        let tools = tool_set(req, None)?;
         let model = self.llm().get(&ChatModelSpec::local(id, self.llm().settings()), false, self.models())?;
-        let generation = model.generate(&req.messages, &generation_params(req, &None), cancel, sink)?;
+        let generation = llm::generate_with_tools(&*model, &req.messages, &generation_params(req, &None), &tools, cancel, sink)?;
         Ok(ChatOutcome {
             id: format!("chatcmpl-{}", uuid::Uuid::new_v4().simple()),
             created: chrono::Utc::now().timestamp(),
@@ -589,6 +679,7 @@ impl Chat {
         messages.extend(new_messages.iter().cloned());
 
         let params = generation_params(req, &model_cfg.model_api_parameters);
+        let tools = tool_set(req, Some(&model_cfg))?;
         Ok(PreparedTurn {
             project: self.project.clone(),
             model_cfg,
@@ -596,6 +687,7 @@ impl Chat {
             messages,
             new_messages,
             params,
+            tools,
             session,
             sources,
             sources_limit,
@@ -608,7 +700,7 @@ impl Chat {
 
     /// Run a prepared turn: load the model (first use), generate, persist, record the event.
     pub fn run(turn: PreparedTurn, cancel: &CancelFlag, sink: Sink<'_>) -> Result<ChatOutcome> {
-        let gen_result = turn.model.generate(&turn.messages, &turn.params, cancel, sink);
+        let gen_result = llm::generate_with_tools(&*turn.model, &turn.messages, &turn.params, &turn.tools, cancel, sink);
         let generation = match gen_result {
             Ok(g) => g,
             Err(e) => {
@@ -624,7 +716,11 @@ impl Chat {
         if let Some(s) = &turn.session {
             if generation.finish_reason != FinishReason::Cancelled {
                 let mut add = turn.new_messages.clone();
-                add.push(ChatMessage::new("assistant", generation.content.clone()));
+                add.push(if generation.tool_calls.is_empty() {
+                    ChatMessage::new("assistant", generation.content.clone())
+                } else {
+                    ChatMessage::tool_calls(generation.content.clone(), generation.tool_calls.clone())
+                });
                 s.append(&add)?;
             }
         }

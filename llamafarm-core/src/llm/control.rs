@@ -11,6 +11,7 @@
 //! stop handling of their own, holding back text that may be the start of one.
 
 use super::think::{THINK_CLOSE, THINK_OPEN};
+use super::grammar::Constraint;
 use super::{CancelFlag, GenerationParams};
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -215,6 +216,7 @@ impl TokenPolicy {
             finish_reason,
             ttft_ms: self.first_token_at.map(|t| (t - t0).as_secs_f64() * 1000.0),
             duration_ms: t0.elapsed().as_secs_f64() * 1000.0,
+            tool_calls: Vec::new(),
         }
     }
 }
@@ -273,8 +275,9 @@ impl StopMatcher {
 
 /// A local engine as [`decode_loop`] drives it: the model state after the prompt.
 pub(crate) trait Decoder {
-    /// Choose the next token from the current logits; `None` when the model ends its turn.
-    fn sample(&mut self) -> crate::error::Result<Option<u32>>;
+    /// Choose the next token from the current logits, among those `constraint` allows
+    /// (see [`Constraint::mask`]); `None` when the model ends its turn.
+    fn sample(&mut self, constraint: Option<&mut Constraint>) -> crate::error::Result<Option<u32>>;
     /// Run `token` at the next position (new logits); `false` when the context is full.
     fn feed(&mut self, token: u32) -> crate::error::Result<bool>;
     /// The bytes of one token.
@@ -285,11 +288,14 @@ pub(crate) trait Decoder {
 
 /// Our own decode loop, for engines without one: the [`TokenPolicy`] decides each step,
 /// text is released as whole UTF-8 characters through the [`StopMatcher`] and split
-/// into thinking and answer for `sink`. Returns the finished [`Generation`].
+/// into thinking and answer for `sink`. With a `constraint`, each free token is chosen
+/// among those the grammar allows, and the generation ends when the grammar is complete.
+/// Returns the finished [`Generation`].
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn decode_loop(
     d: &mut dyn Decoder,
     mut policy: TokenPolicy,
+    mut constraint: Option<Constraint>,
     stop: &[String],
     prefilled: bool,
     cancel: &CancelFlag,
@@ -321,8 +327,17 @@ pub(crate) fn decode_loop(
         let token = match policy.next(&gen, |g| d.decode_text(g)) {
             Step::End => break,
             Step::Force(t) => t,
-            Step::Free => match d.sample()? {
-                Some(t) => t,
+            Step::Free if constraint.as_ref().is_some_and(Constraint::is_done) => {
+                natural_end = true;
+                break;
+            }
+            Step::Free => match d.sample(constraint.as_mut())? {
+                Some(t) => {
+                    if let Some(c) = constraint.as_mut() {
+                        c.accept(t)?;
+                    }
+                    t
+                }
                 None => {
                     natural_end = true;
                     break;

@@ -13,7 +13,8 @@
 //! Settings come from the model's `extra_body` (the original's llama.cpp keys):
 //! `n_ctx`, `n_batch`, `n_threads`, `use_mmap`, `use_mlock`.
 
-use super::control::{decode_loop, prepare_prompt, Decoder, PreparedPrompt, TokenPolicy};
+use super::control::{decode_loop, prepare_prompt, Decoder, PreparedPrompt, Sampler, TokenPolicy};
+use super::grammar::{Constraint, GrammarVocab};
 use super::template::ChatTemplate;
 use super::think::{THINK_CLOSE, THINK_OPEN};
 use super::{CancelFlag, ChatMessage, ChatModel, Generation, GenerationParams, LocalOptions, Sink};
@@ -27,7 +28,7 @@ use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 use std::num::NonZeroU32;
 use std::path::Path;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 /// llama.cpp's process-wide backend (initialised once; the first caller's `log` decides
@@ -56,6 +57,8 @@ pub struct LlamaCppModel {
     n_ctx: u32,
     n_batch: u32,
     n_threads: i32,
+    /// The vocabulary for constrained decoding (built on first use).
+    grammar: OnceLock<std::result::Result<Arc<GrammarVocab>, String>>,
     turn: Mutex<()>,
 }
 
@@ -88,19 +91,49 @@ impl LlamaCppModel {
             n_batch: options.n_batch.unwrap_or(512).max(1),
             n_threads,
             model,
+            grammar: OnceLock::new(),
             turn: Mutex::new(()),
         })
     }
 
-    /// Render `messages` with the model's template and tokenise them (what generation uses).
-    pub fn prompt_ids(&self, messages: &[ChatMessage], think: bool) -> Result<Vec<u32>> {
-        let text = self.template.render(messages, think)?;
+    /// Render `messages` (and `tools`, where the template takes them) with the model's
+    /// template and tokenise them (what generation uses).
+    pub fn prompt_ids(&self, messages: &[ChatMessage], tools: &[serde_json::Value], think: bool) -> Result<Vec<u32>> {
+        let text = self.template.render_with_tools(messages, tools, think)?;
         let add_bos = !self.bos_text.is_empty() && !text.starts_with(&self.bos_text);
         Ok(self.model.vocab().tokenize(text.as_bytes(), add_bos, true).into_iter().map(|t| t.0 as u32).collect())
     }
 
     fn piece(&self, t: u32) -> Vec<u8> {
         self.model.vocab().token_to_piece(LlamaToken(t as i32), false, None)
+    }
+
+    /// The vocabulary for constrained decoding: llama.cpp's token pieces, control
+    /// tokens by name, its end-of-generation tokens.
+    fn grammar_vocab(&self) -> Result<GrammarVocab> {
+        let vocab = self.model.vocab();
+        let n = vocab.n_tokens().max(0) as u32;
+        let mut pieces = Vec::with_capacity(n as usize);
+        let mut names = Vec::with_capacity(n as usize);
+        let mut eos = vec![vocab.eos().0 as u32];
+        for t in 0..n {
+            let tok = LlamaToken(t as i32);
+            let control = vocab.is_eog(tok) || vocab.is_control(tok);
+            pieces.push(if control { Vec::new() } else { self.piece(t) });
+            names.push(vocab.text(tok).map(|c| c.to_string_lossy().to_string()).unwrap_or_default());
+            if vocab.is_eog(tok) && !eos.contains(&t) {
+                eos.push(t);
+            }
+        }
+        // The grammar engine tokenises only to seed forced text: single-byte tokens suffice.
+        let mut bytes = [None; 256];
+        for (t, p) in pieces.iter().enumerate() {
+            if let [b] = p.as_slice() {
+                bytes[*b as usize].get_or_insert(t as u32);
+            }
+        }
+        let tokenize = Box::new(move |s: &[u8]| s.iter().filter_map(|b| bytes[*b as usize]).collect());
+        GrammarVocab::new(&pieces, &names, &eos, tokenize)
     }
 
     fn decode_text(&self, ids: &[u32]) -> String {
@@ -138,13 +171,23 @@ struct Run<'a> {
     ctx: llama_cpp_2::context::LlamaContext<'a>,
     batch: LlamaBatch<'a>,
     sampler: LlamaSampler,
+    /// Samples constrained steps (llama.cpp's sampler cannot see our mask).
+    own: Sampler,
     pos: i32,
     n_ctx: u32,
 }
 
 impl Decoder for Run<'_> {
-    fn sample(&mut self) -> Result<Option<u32>> {
-        let t = self.sampler.sample(&self.ctx, self.batch.n_tokens() - 1);
+    fn sample(&mut self, constraint: Option<&mut Constraint>) -> Result<Option<u32>> {
+        let t = match constraint {
+            // Constrained: our sampler over the masked logits.
+            Some(c) => {
+                let mut logits = self.ctx.get_logits_ith(self.batch.n_tokens() - 1).to_vec();
+                c.mask(&mut logits)?;
+                LlamaToken(self.own.sample(&logits) as i32)
+            }
+            None => self.sampler.sample(&self.ctx, self.batch.n_tokens() - 1),
+        };
         Ok((!self.m.model.vocab().is_eog(t)).then_some(t.0 as u32))
     }
 
@@ -179,6 +222,20 @@ impl ChatModel for LlamaCppModel {
 
     fn generate(&self, messages: &[ChatMessage], params: &GenerationParams, cancel: &CancelFlag, sink: Sink<'_>) -> Result<Generation> {
         let _turn = self.turn.lock().unwrap_or_else(|p| p.into_inner());
+        let constraint = match &params.grammar {
+            Some(g) => {
+                let vocab = self.grammar.get_or_init(|| self.grammar_vocab().map(Arc::new).map_err(|e| e.to_string())).as_ref().map_err(|e| Error::internal(e.clone()))?;
+                Some(vocab.constraint(g)?)
+            }
+            None => None,
+        };
+        let unthinking;
+        let params = if constraint.is_some() && params.think {
+            unthinking = GenerationParams { think: false, ..params.clone() };
+            &unthinking
+        } else {
+            params
+        };
         let PreparedPrompt { ids, prefilled, budget, t0 } = prepare_prompt(
             &self.id,
             self.n_ctx as usize,
@@ -186,7 +243,7 @@ impl ChatModel for LlamaCppModel {
             params,
             self.template.thinks,
             &self.open_think,
-            || self.prompt_ids(messages, params.think),
+            || self.prompt_ids(messages, &params.tools, params.think),
             |ids| self.decode_text(ids),
         )?;
         let prompt_tokens = ids.len();
@@ -218,7 +275,7 @@ impl ChatModel for LlamaCppModel {
         }
 
         let policy = TokenPolicy::new(self.close_think.clone(), params.max_tokens, budget, prefilled, cancel.clone());
-        let mut run = Run { m: self, ctx, batch, sampler: Self::sampler(params), pos, n_ctx };
-        decode_loop(&mut run, policy, &params.stop, prefilled, cancel, sink, prompt_tokens, t0)
+        let mut run = Run { m: self, ctx, batch, sampler: Self::sampler(params), own: Sampler::new(params), pos, n_ctx };
+        decode_loop(&mut run, policy, constraint, &params.stop, prefilled, cancel, sink, prompt_tokens, t0)
     }
 }

@@ -12,6 +12,7 @@
 //! Concurrent requests queue (one generation at a time per model): batching several
 //! sequences in mistral.rs 0.8.1 on CPU mixed tokens between them in our tests.
 
+use super::grammar::{Constraint, GrammarVocab};
 use super::control::{prepare_prompt, PreparedPrompt, Sampler, Step, StopMatcher, TokenPolicy};
 use super::native::tokenizer::GgufTokenizer;
 use super::think::{ThinkSplitter, THINK_CLOSE, THINK_OPEN};
@@ -20,7 +21,7 @@ use crate::error::{Error, Result};
 use candle_core::quantized::gguf_file;
 use candle_core::{Device, Tensor};
 use either::Either;
-use mistralrs::{Constraint, CustomLogitsProcessor, GgufModelBuilder, Model, RequestLike, Response, SamplingParams, StopTokens, TextMessageRole, TextMessages};
+use mistralrs::{CustomLogitsProcessor, GgufModelBuilder, Model, RequestLike, Response, SamplingParams, StopTokens, TextMessageRole, TextMessages};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -39,6 +40,8 @@ pub struct MistralRsModel {
     open_think: Vec<u32>,
     /// The template knows `enable_thinking` (Qwen3 style).
     template_thinks: bool,
+    /// The vocabulary for constrained decoding (built on first use).
+    grammar: std::sync::OnceLock<std::result::Result<Arc<GrammarVocab>, String>>,
     /// One generation at a time: with several sequences batched, mistral.rs 0.8.1 on
     /// CPU was seen to mix tokens between them (our concurrency test caught it), so
     /// concurrent requests queue here instead.
@@ -95,6 +98,7 @@ impl MistralRsModel {
             close_think,
             open_think,
             template_thinks: template.contains("enable_thinking"),
+            grammar: std::sync::OnceLock::new(),
             turn: Mutex::new(()),
             _rt: rt,
         })
@@ -127,6 +131,8 @@ struct TokenControl {
     /// With a `seed`: our seeded sampler picks each free token (mistral.rs has no seed),
     /// and the engine is handed only that token.
     sampler: Option<Mutex<Sampler>>,
+    /// The grammar of a constrained request, and how many generated tokens it has seen.
+    constraint: Option<Mutex<(Constraint, usize)>>,
 }
 
 impl TokenControl {
@@ -145,15 +151,33 @@ impl CustomLogitsProcessor for TokenControl {
     fn apply(&self, logits: &Tensor, context: &[u32]) -> candle_core::Result<Tensor> {
         let mut policy = self.policy.lock().unwrap_or_else(|p| p.into_inner());
         let gen = context.get(self.prompt_len..).unwrap_or(&[]);
+        let mut grammar = self.constraint.as_ref().map(|c| c.lock().unwrap_or_else(|p| p.into_inner()));
+        if let Some(g) = grammar.as_mut() {
+            // The tokens the engine chose since the last call.
+            let (c, seen) = &mut **g;
+            for &t in &gen[(*seen).min(gen.len())..] {
+                c.accept(t).map_err(candle_core::Error::msg)?;
+            }
+            *seen = gen.len();
+            if c.is_done() {
+                return Self::force(logits, self.eos);
+            }
+        }
         match policy.next(gen, |ids| self.decoder.decode(ids)) {
-            Step::Free => match &self.sampler {
-                Some(s) => {
-                    let v: Vec<f32> = logits.flatten_all()?.to_vec1()?;
-                    let t = s.lock().unwrap_or_else(|p| p.into_inner()).sample(&v);
-                    Self::force(logits, t)
+            Step::Free if grammar.is_some() || self.sampler.is_some() => {
+                let mut v: Vec<f32> = logits.flatten_all()?.to_vec1()?;
+                if let Some(g) = grammar.as_mut() {
+                    g.0.mask(&mut v).map_err(candle_core::Error::msg)?;
                 }
-                None => Ok(logits.clone()),
-            },
+                match &self.sampler {
+                    Some(s) => {
+                        let t = s.lock().unwrap_or_else(|p| p.into_inner()).sample(&v);
+                        Self::force(logits, t)
+                    }
+                    None => Tensor::from_vec(v, logits.dims().to_vec(), &Device::Cpu),
+                }
+            }
+            Step::Free => Ok(logits.clone()),
             Step::Force(t) => Self::force(logits, t),
             // The engine ends on EOS.
             Step::End => Self::force(logits, self.eos),
@@ -191,8 +215,8 @@ impl RequestLike for TokenRequest {
     fn enable_search(&self) -> Option<bool> {
         None
     }
-    fn take_constraint(&mut self) -> Constraint {
-        Constraint::None
+    fn take_constraint(&mut self) -> mistralrs::Constraint {
+        mistralrs::Constraint::None
     }
     fn take_tools(&mut self) -> Option<(Vec<mistralrs::Tool>, mistralrs::ToolChoice)> {
         None
@@ -212,6 +236,14 @@ impl ChatModel for MistralRsModel {
 
     fn generate(&self, messages: &[ChatMessage], params: &GenerationParams, cancel: &CancelFlag, sink: Sink<'_>) -> Result<Generation> {
         let _turn = self.turn.lock().unwrap_or_else(|p| p.into_inner());
+        let constraint = super::native::constraint_for(&self.grammar, &self.decoder, params)?;
+        let unthinking;
+        let params = if constraint.is_some() && params.think {
+            unthinking = GenerationParams { think: false, ..params.clone() };
+            &unthinking
+        } else {
+            params
+        };
         let PreparedPrompt { ids, prefilled, budget, t0 } = prepare_prompt(
             &self.id,
             usize::MAX,
@@ -229,6 +261,7 @@ impl ChatModel for MistralRsModel {
             decoder: self.decoder.clone(),
             eos: self.eos[0],
             sampler: params.seed.map(|_| Sampler::new(params)).filter(|s| !s.is_greedy()).map(Mutex::new),
+            constraint: constraint.map(|c| Mutex::new((c, 0))),
         });
         let mut sampling = match params.temperature {
             None => SamplingParams::deterministic(),

@@ -20,6 +20,7 @@
 //! for every backend, so callers get the answer and the reasoning separately.
 
 mod control;
+pub mod grammar;
 #[cfg(feature = "llm-llamacpp")]
 mod llamacpp;
 #[cfg(feature = "llm-mistralrs")]
@@ -29,13 +30,16 @@ mod openai;
 pub mod requant;
 pub mod template;
 pub mod think;
+pub mod tools;
 
 #[cfg(feature = "llm-llamacpp")]
 pub use llamacpp::LlamaCppModel;
 #[cfg(feature = "llm-mistralrs")]
 pub use mistral::MistralRsModel;
 pub use native::NativeModel;
+pub use grammar::Grammar;
 pub use openai::OpenAiChatModel;
+pub use tools::{Tool, ToolCall, ToolChoice, ToolSet, ToolStrategy};
 
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
@@ -61,12 +65,31 @@ pub struct ChatMessage {
     /// The text. `null` content (tool-call turns) reads as empty.
     #[serde(default, deserialize_with = "content_text")]
     pub content: String,
+    /// The calls an `assistant` message made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCall>>,
+    /// The call a `tool` message answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+    /// The tool's name (on `tool` messages) or the speaker's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 impl ChatMessage {
     /// A message with `role` and `content`.
     pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
-        Self { role: role.into(), content: content.into() }
+        Self { role: role.into(), content: content.into(), tool_calls: None, tool_call_id: None, name: None }
+    }
+
+    /// An assistant message that made `calls`.
+    pub fn tool_calls(content: impl Into<String>, calls: Vec<ToolCall>) -> Self {
+        Self { tool_calls: Some(calls), ..Self::new("assistant", content) }
+    }
+
+    /// The result of call `id` (of tool `name`).
+    pub fn tool_result(id: impl Into<String>, name: impl Into<String>, content: impl Into<String>) -> Self {
+        Self { tool_call_id: Some(id.into()), name: Some(name.into()), ..Self::new("tool", content) }
     }
 }
 
@@ -119,6 +142,11 @@ pub struct GenerationParams {
     /// keep this one's for later (llama.cpp's `cache_prompt`; default on). Off, every
     /// token of the prompt is run.
     pub cache_prompt: bool,
+    /// A grammar the answer must follow (constrained decoding; thinking is off then).
+    pub grammar: Option<Grammar>,
+    /// Tools for the model's chat template, OpenAI-shaped (see [`tools`]); engines
+    /// whose template takes none ignore them.
+    pub tools: Vec<serde_json::Value>,
 }
 
 impl Default for GenerationParams {
@@ -133,6 +161,8 @@ impl Default for GenerationParams {
             stop: Vec::new(),
             seed: None,
             cache_prompt: true,
+            grammar: None,
+            tools: Vec::new(),
         }
     }
 }
@@ -147,6 +177,8 @@ pub enum FinishReason {
     Length,
     /// The caller went away (client disconnect).
     Cancelled,
+    /// The model called tools (the calls are in [`Generation::tool_calls`]).
+    ToolCalls,
 }
 
 impl FinishReason {
@@ -156,6 +188,7 @@ impl FinishReason {
             FinishReason::Stop => "stop",
             FinishReason::Length => "length",
             FinishReason::Cancelled => "cancelled",
+            FinishReason::ToolCalls => "tool_calls",
         }
     }
 }
@@ -167,6 +200,8 @@ pub enum StreamEvent<'a> {
     Thinking(&'a str),
     /// Answer text.
     Content(&'a str),
+    /// A tool call, whole (when it is known to be one).
+    ToolCall(&'a ToolCall),
 }
 
 /// What one generation produced.
@@ -191,6 +226,8 @@ pub struct Generation {
     pub ttft_ms: Option<f64>,
     /// Milliseconds for the whole generation.
     pub duration_ms: f64,
+    /// The tools the model called (then `finish_reason` is [`FinishReason::ToolCalls`]).
+    pub tool_calls: Vec<ToolCall>,
 }
 
 /// A flag the caller sets to stop a generation early (checked every token).
@@ -229,6 +266,71 @@ pub trait ChatModel: Send + Sync {
         let _ = (prompt, params, cancel, sink);
         Err(Error::unavailable(format!("model '{}'", self.id()), "its engine does not continue raw prompts (text completions run on the native engine)"))
     }
+
+    /// Whether the model's chat template takes `tools` and tool messages itself
+    /// (the `native_api` strategy); otherwise they are written into the prompt.
+    fn renders_tools(&self) -> bool {
+        false
+    }
+}
+
+/// Generate with tools offered (see [`tools`]): the tools go to the template or the
+/// system prompt, a forced call is grammar-constrained, and the reply is read back as
+/// calls. Without active tools this is [`ChatModel::generate`] (with the conversation's
+/// earlier calls written as text where the template takes none).
+pub fn generate_with_tools(
+    model: &dyn ChatModel,
+    messages: &[ChatMessage],
+    params: &GenerationParams,
+    set: &ToolSet,
+    cancel: &CancelFlag,
+    sink: Sink<'_>,
+) -> Result<Generation> {
+    let has_tool_turns = messages.iter().any(|m| m.role == "tool" || m.tool_calls.is_some());
+    let native = model.renders_tools() && set.strategy == ToolStrategy::NativeApi;
+    if !set.active() {
+        let plain;
+        let msgs = if has_tool_turns && !model.renders_tools() {
+            plain = tools::as_plain_messages(messages);
+            &plain[..]
+        } else {
+            messages
+        };
+        return model.generate(msgs, params, cancel, sink);
+    }
+    let mut p = params.clone();
+    let msgs = if native {
+        p.tools = set.tools.iter().map(Tool::openai).collect();
+        messages.to_vec()
+    } else {
+        let mut m = tools::as_plain_messages(messages);
+        let text = set.instructions();
+        match m.first_mut() {
+            Some(first) if first.role == "system" => first.content = format!("{}\n\n{text}", first.content),
+            _ => m.insert(0, ChatMessage::new("system", text)),
+        }
+        m
+    };
+    let forced = set.forced_grammar();
+    if let Some(g) = &forced {
+        p.grammar = Some(g.clone());
+        p.think = false;
+    }
+    let mut stream = tools::ToolStream::new(&set.tools, forced.is_some());
+    let mut pass = |ev: StreamEvent<'_>| match ev {
+        StreamEvent::Content(t) => stream.push(t, sink),
+        other => sink(other),
+    };
+    let mut g = model.generate(&msgs, &p, cancel, &mut pass)?;
+    let (content, calls) = stream.finish(sink);
+    g.content = content;
+    if !calls.is_empty() {
+        g.tool_calls = if set.parallel { calls } else { calls.into_iter().take(1).collect() };
+        if g.finish_reason != FinishReason::Cancelled {
+            g.finish_reason = FinishReason::ToolCalls;
+        }
+    }
+    Ok(g)
 }
 
 /// The in-process engine that runs a local GGUF.
@@ -626,7 +728,7 @@ pub fn validate_messages(messages: &[ChatMessage]) -> Result<()> {
             return Err(Error::invalid(format!("messages[{i}].role"), format!("must be one of {}, got '{}'", ROLES.join(", "), m.role)));
         }
     }
-    Ok(())
+    tools::validate_messages(messages)
 }
 
 #[cfg(test)]

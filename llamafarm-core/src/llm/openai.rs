@@ -150,6 +150,7 @@ impl ChatModel for OpenAiChatModel {
             },
             ttft_ms: ttft,
             duration_ms: t0.elapsed().as_secs_f64() * 1000.0,
+            tool_calls: Vec::new(),
         })
     }
 }

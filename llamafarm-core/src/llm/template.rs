@@ -20,6 +20,8 @@ pub struct ChatTemplate {
     eos: String,
     /// The template has an `enable_thinking` switch (Qwen3 style).
     pub thinks: bool,
+    /// The template writes `tools` and tool messages itself (Hugging Face's `tools=`).
+    pub takes_tools: bool,
 }
 
 impl ChatTemplate {
@@ -36,15 +38,43 @@ impl ChatTemplate {
         // Python slicing that minijinja lacks.
         let src = source.replace("[::-1]", "|reverse");
         env.add_template_owned("chat", src).map_err(|e| Error::invalid("chat template", format!("of the model does not compile: {e}")))?;
-        Ok(Self { env, bos: bos.to_string(), eos: eos.to_string(), thinks: source.contains("enable_thinking") })
+        let takes_tools = source.contains("tools") && (source.contains("tool_calls") || source.contains("tool_call"));
+        Ok(Self { env, bos: bos.to_string(), eos: eos.to_string(), thinks: source.contains("enable_thinking"), takes_tools })
     }
 
     /// Render `messages` with the generation prompt appended.
     pub fn render(&self, messages: &[ChatMessage], think: bool) -> Result<String> {
+        self.render_with_tools(messages, &[], think)
+    }
+
+    /// Render `messages` and `tools` (OpenAI-shaped, as Hugging Face passes them;
+    /// none when empty) with the generation prompt appended. A message's tool calls
+    /// reach the template with their arguments as objects, as HF templates expect.
+    pub fn render_with_tools(&self, messages: &[ChatMessage], tools: &[serde_json::Value], think: bool) -> Result<String> {
         let t = self.env.get_template("chat").map_err(|e| Error::internal(format!("chat template: {e}")))?;
-        let msgs: Vec<minijinja::Value> = messages.iter().map(|m| context! { role => m.role.clone(), content => m.content.clone() }).collect();
+        let msgs: Vec<minijinja::Value> = messages
+            .iter()
+            .map(|m| {
+                let mut v = serde_json::json!({"role": m.role, "content": m.content});
+                if let Some(calls) = &m.tool_calls {
+                    v["tool_calls"] = calls
+                        .iter()
+                        .map(|c| serde_json::json!({"id": c.id, "type": "function", "function": {"name": c.function.name, "arguments": c.arguments()}}))
+                        .collect();
+                }
+                if let Some(id) = &m.tool_call_id {
+                    v["tool_call_id"] = id.clone().into();
+                }
+                if let Some(n) = &m.name {
+                    v["name"] = n.clone().into();
+                }
+                minijinja::Value::from_serialize(&v)
+            })
+            .collect();
+        let tools = (!tools.is_empty()).then(|| minijinja::Value::from_serialize(tools));
         t.render(context! {
             messages => msgs,
+            tools => tools,
             add_generation_prompt => true,
             bos_token => self.bos.clone(),
             eos_token => self.eos.clone(),
@@ -82,6 +112,20 @@ mod tests {
         let e = t.render(&[ChatMessage::new("user", "a"), ChatMessage::new("user", "b")], false).unwrap_err();
         assert!(e.to_string().contains("one message only"), "{e}");
         assert!(ChatTemplate::new("{% for %}", "", "").is_err());
+    }
+
+    /// A Hermes-style template (Qwen 2.5's tool part) gets the tools and the calls.
+    #[test]
+    fn tools_reach_a_template_that_takes_them() {
+        let src = "{% if tools %}<tools>{% for t in tools %}{{ t.function.name }};{% endfor %}</tools>\n{% endif %}{% for m in messages %}{% if m.tool_calls %}{% for c in m.tool_calls %}<tool_call>{{ c.function.name }} {{ c.function.arguments | tojson }}</tool_call>{% endfor %}{% elif m.role == 'tool' %}<tool_response>{{ m.content }}</tool_response>{% else %}{{ m.role }}: {{ m.content }}\n{% endif %}{% endfor %}";
+        let t = ChatTemplate::new(src, "", "").unwrap();
+        assert!(t.takes_tools);
+        let call = crate::llm::ToolCall::new("now", &serde_json::json!({"tz": "UTC"}));
+        let msgs = vec![ChatMessage::new("user", "time?"), ChatMessage::tool_calls("", vec![call.clone()]), ChatMessage::tool_result(call.id, "now", "12:00")];
+        let tools = vec![serde_json::json!({"type": "function", "function": {"name": "now", "parameters": {}}})];
+        let s = t.render_with_tools(&msgs, &tools, false).unwrap();
+        assert_eq!(s, "<tools>now;</tools>\nuser: time?\n<tool_call>now {\"tz\":\"UTC\"}</tool_call><tool_response>12:00</tool_response>");
+        assert!(!ChatTemplate::new(CHATML, "", "").unwrap().takes_tools);
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! Server-Sent Events of a streamed answer, and sessions.
 
 use super::rag::RagResultDto;
-use llamafarm_core::chat::{ChatOutcome, ChatRequest, StopSequences};
-use llamafarm_core::llm::{ChatMessage, Generation};
+use llamafarm_core::chat::{ChatOutcome, ChatRequest, JsonSchemaFormat, ResponseFormat, StopSequences};
+use llamafarm_core::llm::{ChatMessage, Generation, Tool, ToolCall, ToolChoice};
 use llamafarm_core::rag::RagResult;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -17,11 +17,144 @@ pub(crate) struct ChatMessageDto {
     /// The text. In a request, `null` (tool-call turns) reads as empty, and the OpenAI
     /// content-part array (`[{"type": "text", "text": ...}]`) is accepted.
     content: String,
+    /// The calls an assistant message made.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_calls: Option<Vec<ToolCallDto>>,
+    /// On a `tool` message: the call it answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_call_id: Option<String>,
+    /// On a `tool` message: the tool's name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
 }
 
 impl From<ChatMessage> for ChatMessageDto {
     fn from(m: ChatMessage) -> Self {
-        Self { role: m.role, content: m.content }
+        Self { role: m.role, content: m.content, tool_calls: m.tool_calls.map(|c| c.iter().map(Into::into).collect()), tool_call_id: m.tool_call_id, name: m.name }
+    }
+}
+
+/// A function a tool call names.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct FunctionCallDto {
+    name: String,
+    /// The arguments: a JSON object, as a string.
+    arguments: String,
+}
+
+/// A tool call (OpenAI's `tool_calls[]` item).
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ToolCallDto {
+    /// `call_...`.
+    id: String,
+    /// Always `function`.
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: FunctionCallDto,
+}
+
+impl From<&ToolCall> for ToolCallDto {
+    fn from(c: &ToolCall) -> Self {
+        Self { id: c.id.clone(), kind: "function", function: FunctionCallDto { name: c.function.name.clone(), arguments: c.function.arguments.clone() } }
+    }
+}
+
+/// A streamed piece of a tool call: the first names the call, later ones add to its
+/// `arguments` (OpenAI's `delta.tool_calls[]`).
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ToolCallDeltaDto {
+    /// Which call of the reply (0, 1, ...).
+    index: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<String>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    kind: Option<&'static str>,
+    function: FunctionDeltaDto,
+}
+
+/// The function part of a [`ToolCallDeltaDto`].
+#[derive(Serialize, ToSchema)]
+pub(crate) struct FunctionDeltaDto {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    arguments: String,
+}
+
+/// A function offered to the model.
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct FunctionDefDto {
+    /// Its name (letters, digits, `_`, `-`, `.`; at most 64).
+    name: String,
+    #[serde(default)]
+    description: Option<String>,
+    /// JSON schema of the arguments (an object schema).
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    parameters: Option<Value>,
+    /// OpenAI's strict mode; forced calls always follow the schema here.
+    #[serde(default)]
+    #[allow(dead_code)]
+    strict: Option<bool>,
+}
+
+/// A tool offered to the model: `{"type": "function", "function": {...}}`.
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct ToolDto {
+    /// Always `function`.
+    #[serde(rename = "type", default = "function_kind")]
+    kind: String,
+    function: FunctionDefDto,
+}
+
+fn function_kind() -> String {
+    "function".into()
+}
+
+impl ToolDto {
+    fn into_tool(self) -> Result<Tool, String> {
+        if self.kind != "function" {
+            return Err(format!("tools[].type must be 'function', got '{}'", self.kind));
+        }
+        let f = self.function;
+        Ok(Tool { name: f.name, description: f.description, parameters: f.parameters.unwrap_or_else(|| serde_json::json!({"type": "object", "properties": {}})) })
+    }
+}
+
+/// `response_format.json_schema`.
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct JsonSchemaDto {
+    /// The schema's name.
+    name: String,
+    #[serde(default)]
+    description: Option<String>,
+    /// The JSON schema the answer follows.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    schema: Option<Value>,
+    /// OpenAI's strict mode; the answer always follows the schema here.
+    #[serde(default)]
+    strict: Option<bool>,
+}
+
+/// `response_format`: `{"type": "text"}`, `{"type": "json_object"}` or
+/// `{"type": "json_schema", "json_schema": {...}}`. The answer is constrained to it.
+#[derive(Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub(crate) enum ResponseFormatDto {
+    Text,
+    JsonObject,
+    JsonSchema { json_schema: JsonSchemaDto },
+}
+
+impl From<ResponseFormatDto> for ResponseFormat {
+    fn from(r: ResponseFormatDto) -> Self {
+        match r {
+            ResponseFormatDto::Text => ResponseFormat::Text,
+            ResponseFormatDto::JsonObject => ResponseFormat::JsonObject,
+            ResponseFormatDto::JsonSchema { json_schema: j } => {
+                ResponseFormat::JsonSchema { json_schema: JsonSchemaFormat { name: j.name, schema: j.schema, strict: j.strict, description: j.description } }
+            }
+        }
     }
 }
 
@@ -109,11 +242,30 @@ pub(crate) struct ChatRequestDto {
     /// Seed of sampled decoding: the same seed gives the same text on a local model.
     #[serde(default)]
     seed: Option<u64>,
+    /// Tools the model may call (with the model's config `tools` and its MCP servers' tools).
+    #[serde(default)]
+    tools: Option<Vec<ToolDto>>,
+    /// `auto` (default), `none`, `required`, or `{"type": "function", "function": {"name": ...}}`.
+    /// `required` and a named function are grammar-constrained: the call is valid JSON
+    /// with the declared arguments on any model.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    tool_choice: Option<Value>,
+    /// Several calls in one reply (default true).
+    #[serde(default)]
+    parallel_tool_calls: Option<bool>,
+    /// Constrain the answer: `json_object` or `json_schema` (the answer always parses
+    /// and follows the schema).
+    #[serde(default)]
+    response_format: Option<ResponseFormatDto>,
 }
 
-impl From<ChatRequestDto> for ChatRequest {
-    fn from(r: ChatRequestDto) -> Self {
-        ChatRequest {
+impl TryFrom<ChatRequestDto> for ChatRequest {
+    type Error = String;
+    fn try_from(r: ChatRequestDto) -> Result<Self, String> {
+        let tools = r.tools.unwrap_or_default().into_iter().map(ToolDto::into_tool).collect::<Result<Vec<_>, _>>()?;
+        let tool_choice = r.tool_choice.as_ref().map(ToolChoice::from_value).transpose().map_err(|e| e.to_string())?;
+        Ok(ChatRequest {
             messages: r.messages,
             model: r.model,
             stream: r.stream,
@@ -134,7 +286,11 @@ impl From<ChatRequestDto> for ChatRequest {
             sources_limit: r.sources_limit,
             stop: r.stop.map(Into::into),
             seed: r.seed,
-        }
+            tools,
+            tool_choice,
+            parallel_tool_calls: r.parallel_tool_calls,
+            response_format: r.response_format.map(Into::into),
+        })
     }
 }
 
@@ -156,9 +312,10 @@ pub(crate) struct CompletionRequest {
 }
 
 impl CompletionRequest {
-    /// The core request, and whether a final `usage` chunk was asked for.
-    pub(crate) fn into_parts(self) -> (ChatRequest, bool) {
-        (self.req.into(), self.stream_options.is_some_and(|o| o.include_usage))
+    /// The core request, and whether a final `usage` chunk was asked for (a bad tool
+    /// definition or `tool_choice` is the message of a 422).
+    pub(crate) fn into_parts(self) -> Result<(ChatRequest, bool), String> {
+        Ok((self.req.try_into()?, self.stream_options.is_some_and(|o| o.include_usage)))
     }
 }
 
@@ -220,7 +377,11 @@ impl Thinking {
 pub(crate) struct AssistantMessage {
     /// Always `assistant`.
     role: &'static str,
-    content: String,
+    /// The answer; `null` when the model only called tools.
+    content: Option<String>,
+    /// The tools the model called (`finish_reason: tool_calls`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_calls: Option<Vec<ToolCallDto>>,
 }
 
 /// The one choice of a `chat.completion`.
@@ -262,7 +423,11 @@ impl ChatCompletion {
             model: o.model.clone(),
             choices: vec![CompletionChoice {
                 index: 0,
-                message: AssistantMessage { role: "assistant", content: g.content.clone() },
+                message: AssistantMessage {
+                    role: "assistant",
+                    content: (g.tool_calls.is_empty() || !g.content.is_empty()).then(|| g.content.clone()),
+                    tool_calls: (!g.tool_calls.is_empty()).then(|| g.tool_calls.iter().map(Into::into).collect()),
+                },
                 finish_reason: g.finish_reason.as_str(),
             }],
             usage: g.into(),
@@ -284,11 +449,20 @@ pub(crate) struct Delta {
     /// Thinking text.
     #[serde(skip_serializing_if = "Option::is_none")]
     reasoning_content: Option<String>,
+    /// Tool calls: one delta names a call, the next carries its arguments.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_calls: Option<Vec<ToolCallDeltaDto>>,
 }
 
 impl Delta {
     pub(crate) fn start() -> Self {
-        Self { role: Some("assistant"), content: Some(String::new()), reasoning_content: None }
+        Self { role: Some("assistant"), content: Some(String::new()), ..Self::default() }
+    }
+    /// The two deltas of call number `index`: its id and name, then its arguments.
+    pub(crate) fn tool_call(index: usize, c: &ToolCall) -> [Self; 2] {
+        let head = ToolCallDeltaDto { index, id: Some(c.id.clone()), kind: Some("function"), function: FunctionDeltaDto { name: Some(c.function.name.clone()), arguments: String::new() } };
+        let args = ToolCallDeltaDto { index, id: None, kind: None, function: FunctionDeltaDto { name: None, arguments: c.function.arguments.clone() } };
+        [Self { tool_calls: Some(vec![head]), ..Self::default() }, Self { tool_calls: Some(vec![args]), ..Self::default() }]
     }
     pub(crate) fn content(c: &str) -> Self {
         Self { content: Some(c.into()), ..Self::default() }

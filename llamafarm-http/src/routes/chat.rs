@@ -58,12 +58,17 @@ where
             let _ = tx.blocking_send(event(&e));
         }
         let _ = tx.blocking_send(event(&ChatStreamEvent::Chunk(head.delta(Delta::start()))));
+        let mut calls = 0;
         let mut sink = |ev: StreamEvent<'_>| {
-            let delta = match ev {
-                StreamEvent::Content(c) => Delta::content(c),
-                StreamEvent::Thinking(t) => Delta::reasoning(t),
-            };
-            tx.blocking_send(event(&ChatStreamEvent::Chunk(head.delta(delta)))).is_ok()
+            let send = |d: Delta| tx.blocking_send(event(&ChatStreamEvent::Chunk(head.delta(d)))).is_ok();
+            match ev {
+                StreamEvent::Content(c) => send(Delta::content(c)),
+                StreamEvent::Thinking(t) => send(Delta::reasoning(t)),
+                StreamEvent::ToolCall(c) => {
+                    calls += 1;
+                    Delta::tool_call(calls - 1, c).into_iter().all(send)
+                }
+            }
         };
         match work(&cancel, &mut sink) {
             Ok(o) => {
@@ -114,7 +119,7 @@ fn with_session_header(mut resp: Response, session: Option<&str>) -> Response {
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn completions(State(st): State<AppState>, Path((ns, p)): ProjectPath, headers: HeaderMap, Json(body): Json<CompletionRequest>) -> ApiResult<Response> {
     let session = session_mode(&headers);
-    let (req, include_usage) = body.into_parts();
+    let (req, include_usage) = body.into_parts().map_err(|m| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, m))?;
     let (stream, include_sources) = (req.stream == Some(true), req.include_sources == Some(true));
     let sid = session.clone();
     let turn = call(&st, move |lf| lf.project(&ns, &p)?.chat().prepare(&req, sid.as_deref())).await?;
@@ -180,7 +185,7 @@ async fn project_embeddings(State(st): State<AppState>, Path((ns, p)): ProjectPa
             content((ChatCompletion = "application/json"), (ChatStreamEvent = "text/event-stream"))),
         (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn runtime_completions(State(st): State<AppState>, Json(body): Json<CompletionRequest>) -> ApiResult<Response> {
-    let (req, include_usage) = body.into_parts();
+    let (req, include_usage) = body.into_parts().map_err(|m| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, m))?;
     let model = req.model.clone().unwrap_or_default();
     if model.trim().is_empty() {
         return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "model is required"));

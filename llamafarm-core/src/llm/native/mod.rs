@@ -37,8 +37,9 @@ use crate::error::{Error, Result};
 use batch::{Batcher, Member};
 use candle_core::quantized::gguf_file::Content;
 use llama::{KvCache, Llama};
+use super::grammar::{Constraint, GrammarVocab};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 use team::Team;
 use tokenizer::GgufTokenizer;
@@ -47,7 +48,9 @@ use tokenizer::GgufTokenizer;
 pub struct NativeModel {
     id: String,
     model: Llama,
-    tok: GgufTokenizer,
+    tok: Arc<GgufTokenizer>,
+    /// The vocabulary for constrained decoding (built on first use).
+    grammar: OnceLock<std::result::Result<Arc<GrammarVocab>, String>>,
     template: ChatTemplate,
     bos_text: String,
     close_think: Vec<u32>,
@@ -149,7 +152,8 @@ impl NativeModel {
             id: id.to_string(),
             n_ctx: options.n_ctx.map(|n| n as usize).unwrap_or(train).clamp(16, train),
             model,
-            tok,
+            tok: Arc::new(tok),
+            grammar: OnceLock::new(),
             template,
             bos_text,
             close_think,
@@ -161,9 +165,10 @@ impl NativeModel {
         })
     }
 
-    /// Render `messages` with the model's template and tokenise them (what generation uses).
-    pub fn prompt_ids(&self, messages: &[ChatMessage], think: bool) -> Result<Vec<u32>> {
-        let text = self.template.render(messages, think)?;
+    /// Render `messages` (and `tools`, where the template takes them) with the model's
+    /// template and tokenise them (what generation uses).
+    pub fn prompt_ids(&self, messages: &[ChatMessage], tools: &[serde_json::Value], think: bool) -> Result<Vec<u32>> {
+        let text = self.template.render_with_tools(messages, tools, think)?;
         let mut ids = Vec::new();
         if !self.bos_text.is_empty() && !text.starts_with(&self.bos_text) {
             ids.extend(self.tok.bos);
@@ -201,8 +206,22 @@ struct Run<'a> {
     cap: usize,
 }
 
+/// A fresh constraint for `params.grammar` on the vocabulary of `tok` (built once, in `slot`).
+pub(crate) fn constraint_for(
+    slot: &OnceLock<std::result::Result<Arc<GrammarVocab>, String>>,
+    tok: &Arc<GgufTokenizer>,
+    params: &GenerationParams,
+) -> Result<Option<Constraint>> {
+    let Some(g) = &params.grammar else { return Ok(None) };
+    let vocab = slot.get_or_init(|| tok.grammar_vocab().map(Arc::new).map_err(|e| e.to_string())).as_ref().map_err(|e| Error::internal(e.clone()))?;
+    vocab.constraint(g).map(Some)
+}
+
 impl Decoder for Run<'_> {
-    fn sample(&mut self) -> Result<Option<u32>> {
+    fn sample(&mut self, constraint: Option<&mut Constraint>) -> Result<Option<u32>> {
+        if let Some(c) = constraint {
+            c.mask(&mut self.logits)?;
+        }
         let t = self.sampler.sample(&self.logits);
         Ok((!self.m.tok.is_eog(t)).then_some(t))
     }
@@ -231,7 +250,12 @@ impl ChatModel for NativeModel {
     }
 
     fn generate(&self, messages: &[ChatMessage], params: &GenerationParams, cancel: &CancelFlag, sink: Sink<'_>) -> Result<Generation> {
-        self.run(|| self.prompt_ids(messages, params.think), self.template.thinks, params, cancel, sink)
+        let think = params.think && params.grammar.is_none();
+        self.run(|| self.prompt_ids(messages, &params.tools, think), self.template.thinks, params, cancel, sink)
+    }
+
+    fn renders_tools(&self) -> bool {
+        self.template.takes_tools
     }
 
     fn continue_text(&self, prompt: &str, params: &GenerationParams, cancel: &CancelFlag, sink: Sink<'_>) -> Result<Generation> {
@@ -251,6 +275,14 @@ impl ChatModel for NativeModel {
 impl NativeModel {
     /// Prefill the prompt `ids` gives, then decode.
     fn run(&self, ids: impl FnOnce() -> Result<Vec<u32>>, thinks: bool, params: &GenerationParams, cancel: &CancelFlag, sink: Sink<'_>) -> Result<Generation> {
+        let constraint = constraint_for(&self.grammar, &self.tok, params)?;
+        let unthinking;
+        let params = if constraint.is_some() && params.think {
+            unthinking = GenerationParams { think: false, ..params.clone() };
+            &unthinking
+        } else {
+            params
+        };
         let member = self.batcher.join();
         let PreparedPrompt { ids, prefilled, budget, t0 } =
             prepare_prompt(&self.id, self.n_ctx, cancel, params, thinks, &self.open_think, ids, |ids| self.tok.decode(ids))?;
@@ -264,7 +296,7 @@ impl NativeModel {
         let logits = self.batcher.run(&member, &self.model, &ids[cached_tokens..], &mut cache)?;
         let policy = TokenPolicy::new(self.close_think.clone(), params.max_tokens, budget, prefilled, cancel.clone());
         let mut run = Run { m: self, member, cache, seen: ids, logits, sampler: Sampler::new(params), cap };
-        let mut g = decode_loop(&mut run, policy, &params.stop, prefilled, cancel, sink, prompt_tokens, t0)?;
+        let mut g = decode_loop(&mut run, policy, constraint, &params.stop, prefilled, cancel, sink, prompt_tokens, t0)?;
         g.cached_tokens = cached_tokens;
         if params.cache_prompt {
             self.prefixes.lock().unwrap_or_else(|p| p.into_inner()).put(run.seen, run.cache);
@@ -391,6 +423,52 @@ mod llamacpp_parity {
         });
         assert_eq!(a.finish_reason, crate::llm::FinishReason::Cancelled);
         assert_eq!(b, alone[0]);
+    }
+
+    /// On the 135M model: a JSON schema answer always parses and validates, a forced
+    /// tool call names the tool with the declared arguments, and the grammar costs
+    /// little per token.
+    #[test]
+    fn constrained_answers_follow_the_schema_and_forced_calls_are_valid() {
+        use crate::llm::{generate_with_tools, Grammar, Tool, ToolChoice, ToolSet, ToolStrategy};
+        let Some(path) = model("smollm2") else { return };
+        let m = NativeModel::load("smol", &path, &LocalOptions::with_engine(crate::llm::LocalEngine::Native)).unwrap();
+        let schema = serde_json::json!({"type": "object", "properties": {
+            "city": {"type": "string", "maxLength": 40}, "country": {"type": "string", "maxLength": 40}, "population": {"type": "integer"}},
+            "required": ["city", "country", "population"], "additionalProperties": false});
+        for (i, prompt) in ["Describe Paris as JSON.", "Tell me about Tokyo.", "Write a poem about the sea."].iter().enumerate() {
+            let params = GenerationParams { temperature: Some(if i == 2 { 0.9 } else { 0.0 }), seed: Some(7), max_tokens: 120, grammar: Some(Grammar::JsonSchema(schema.clone())), ..Default::default() };
+            let g = m.generate(&[ChatMessage::new("user", *prompt)], &params, &CancelFlag::new(), &mut |_| true).unwrap();
+            let v: serde_json::Value = serde_json::from_str(&g.content).unwrap_or_else(|e| panic!("{prompt}: {:?} does not parse: {e}", g.content));
+            assert!(v["city"].is_string() && v["country"].is_string() && v["population"].is_i64(), "{v}");
+            assert_eq!(v.as_object().unwrap().len(), 3, "{v}");
+            assert_eq!(g.finish_reason, crate::llm::FinishReason::Stop, "{}", g.content);
+        }
+        let weather = Tool {
+            name: "get_weather".into(),
+            description: Some("Current weather of a city".into()),
+            parameters: serde_json::json!({"type": "object", "properties": {"city": {"type": "string", "maxLength": 30}, "unit": {"enum": ["celsius", "fahrenheit"]}}, "required": ["city", "unit"]}),
+        };
+        let other = Tool { name: "add".into(), description: None, parameters: serde_json::json!({"type": "object", "properties": {"a": {"type": "number"}, "b": {"type": "number"}}, "required": ["a", "b"]}) };
+        for strategy in [ToolStrategy::NativeApi, ToolStrategy::PromptBased] {
+            let set = ToolSet { tools: vec![weather.clone(), other.clone()], choice: ToolChoice::Function("get_weather".into()), parallel: true, strategy };
+            let params = GenerationParams { temperature: Some(0.0), max_tokens: 80, ..Default::default() };
+            let mut streamed = Vec::new();
+            let g = generate_with_tools(&m, &[ChatMessage::new("user", "What's the weather in Oslo?")], &params, &set, &CancelFlag::new(), &mut |e| {
+                if let crate::llm::StreamEvent::ToolCall(c) = e {
+                    streamed.push(c.clone());
+                }
+                true
+            })
+            .unwrap();
+            assert_eq!(g.finish_reason, crate::llm::FinishReason::ToolCalls, "{g:?}");
+            assert_eq!(g.tool_calls.len(), 1);
+            assert_eq!(streamed, g.tool_calls);
+            let c = &g.tool_calls[0];
+            assert_eq!(c.function.name, "get_weather");
+            let args = c.arguments();
+            assert!(args["city"].is_string() && ["celsius", "fahrenheit"].contains(&args["unit"].as_str().unwrap_or("")), "{args}");
+        }
     }
 
     #[test]

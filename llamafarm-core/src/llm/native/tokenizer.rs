@@ -463,6 +463,21 @@ impl GgufTokenizer {
         self.ids.get(text).copied()
     }
 
+    /// The vocabulary as the grammar engine sees it (for constrained decoding): token
+    /// bytes, control tokens by name, the end-of-turn tokens.
+    pub fn grammar_vocab(self: &std::sync::Arc<Self>) -> Result<crate::llm::grammar::GrammarVocab> {
+        let n = self.len();
+        let pieces: Vec<Vec<u8>> = (0..n as u32).map(|t| self.piece(t).to_vec()).collect();
+        let names: Vec<String> = (0..n as u32).map(|t| self.text(t).to_string()).collect();
+        let mut eos: Vec<u32> = self.eos.into_iter().filter(|t| self.eog.contains(t)).collect();
+        let mut rest: Vec<u32> = self.eog.iter().copied().filter(|t| !eos.contains(t)).collect();
+        rest.sort_unstable();
+        eos.extend(rest);
+        let me = self.clone();
+        let tokenize = Box::new(move |b: &[u8]| me.encode(&String::from_utf8_lossy(b)).unwrap_or_default());
+        crate::llm::grammar::GrammarVocab::new(&pieces, &names, &eos, tokenize)
+    }
+
     /// Whether `t` ends a generation.
     pub fn is_eog(&self, t: u32) -> bool {
         self.eog.contains(&t)
