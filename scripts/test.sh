@@ -9,7 +9,8 @@ scripts/fetch-models.sh
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
-# The official openai Python SDK against a real `lf serve` (chat, streaming, models, embeddings).
+# The official openai Python SDK against a real `lf serve` (chat, streaming, models, embeddings,
+# tools, structured outputs), and the official MCP Python SDK against its MCP server.
 scripts/sdk/run.sh "${CARGO_TARGET_DIR:-target}/debug/lf"
 # The embedding example must run, not just build.
 # (Built with the workspace's feature set: `cargo run -p` would rebuild mistral.rs for another one.)

@@ -138,6 +138,24 @@ async fn turn(c: &Client, path: &str, a: &ChatArgs, message: &str, session: Opti
             if json_out {
                 continue;
             }
+            // Tool calls as they happen: those the server ran over MCP, with their results,
+            // and those the model asks the caller to run.
+            if let Some(s) = v.get("tool_step").filter(|s| s.is_object()) {
+                let f = &s["tool_call"]["function"];
+                let mark = if s["ok"].as_bool() == Some(true) { "" } else { " (failed)" };
+                writeln!(err, "[tool] {}({}) on {}{mark}", f["name"].as_str().unwrap_or("?"), f["arguments"].as_str().unwrap_or(""), s["server"].as_str().unwrap_or("?"))?;
+                let result: String = s["content"].as_str().unwrap_or("").chars().take(400).collect();
+                writeln!(err, "[tool result] {result}")?;
+                continue;
+            }
+            for c in delta["tool_calls"].as_array().into_iter().flatten() {
+                if let Some(name) = c["function"]["name"].as_str() {
+                    write!(err, "[tool call] {name}(")?;
+                }
+                if let Some(args) = c["function"]["arguments"].as_str().filter(|a| !a.is_empty()) {
+                    writeln!(err, "{args})")?;
+                }
+            }
             if let Some(t) = delta["reasoning_content"].as_str() {
                 if !thinking_open {
                     write!(err, "[thinking] ")?;

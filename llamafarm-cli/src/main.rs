@@ -7,6 +7,7 @@
 mod chat;
 mod client;
 mod data;
+mod mcp;
 mod serve;
 mod vision;
 
@@ -58,6 +59,9 @@ enum Command {
     /// OCR and document extraction.
     #[command(subcommand)]
     Vision(vision::VisionCmd),
+    /// Serve LlamaFarm's operations as MCP tools over stdin/stdout (for desktop MCP
+    /// clients); each call goes to the server at --server-url.
+    Mcp,
     /// Print the CLI and server versions.
     Version,
 }
@@ -160,6 +164,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Rag(cmd) => rt.block_on(data::rag(&Client::new(&cli.server_url)?, cmd, &cwd, cli.json)),
         Command::Chat(args) => rt.block_on(chat::chat(&Client::new(&cli.server_url)?, args, &cwd, cli.json)),
         Command::Vision(cmd) => rt.block_on(vision::vision(&Client::new(&cli.server_url)?, cmd, cli.json)),
+        Command::Mcp => rt.block_on(mcp::mcp(&cli.server_url)),
         Command::Version => {
             println!("lf {}", llamafarm_core::system::VERSION);
             let c = Client::new(&cli.server_url)?;

@@ -53,6 +53,7 @@ pub mod rag;
 pub mod runtime;
 pub mod store;
 pub mod system;
+pub mod mcp;
 pub mod task;
 pub mod vision;
 
@@ -178,6 +179,7 @@ struct Inner {
     parsers: Arc<ingest::parse::Registry>,
     vision: Arc<vision::Vision>,
     files: vision::files::FileStore,
+    mcp: mcp::McpClients,
 }
 
 /// A weak handle (held by worker threads so they stop when the library is dropped).
@@ -256,6 +258,7 @@ impl LlamaFarm {
                 parsers: b.parsers.unwrap_or_else(|| Arc::new(ingest::parse::Registry::with_ocr(vision.clone()))),
                 vision,
                 files,
+                mcp: Default::default(),
             }),
         })
     }
@@ -296,6 +299,11 @@ impl LlamaFarm {
     }
 
     /// Loaded chat models (shared by all projects and the runtime API).
+    pub fn mcp(&self) -> &mcp::McpClients {
+        &self.inner.mcp
+    }
+
+    /// The chat model engine (loaded models, idle unloading).
     pub fn llm(&self) -> &Arc<llm::LlmEngine> {
         &self.inner.llm
     }

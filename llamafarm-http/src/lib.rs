@@ -23,6 +23,7 @@
 pub mod docs;
 mod dto;
 pub mod error;
+pub mod mcp;
 mod routes;
 
 pub use error::{ApiError, ApiResult};
@@ -70,12 +71,15 @@ pub struct AppState {
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// The LlamaFarm API router (projects, system, health, and `/openapi.json` + `/docs`).
+/// The LlamaFarm API router (projects, system, health, `/openapi.json` + `/docs`, and
+/// the MCP server at `/mcp`, streamable HTTP).
 pub fn api_router(lf: LlamaFarm, opts: &HttpOptions) -> Router {
     let state = AppState { lf, opts: Arc::new(opts.clone()), started: Instant::now() };
-    let (router, openapi) = api_openapi_router().with_state(state).split_for_parts();
-    let router = router.merge(docs::docs_router(openapi, "LlamaFarm API"));
-    with_common_layers(router, opts)
+    let (router, mut openapi) = api_openapi_router().with_state(state).split_for_parts();
+    mcp::tag_operations(&mut openapi);
+    let api = with_common_layers(router.merge(docs::docs_router(openapi.clone(), "LlamaFarm API")), opts);
+    let hosts = opts.public_url.iter().filter_map(|u| u.split("://").nth(1)).map(|h| h.trim_end_matches('/').to_string()).collect();
+    api.clone().nest_service("/mcp", mcp::service(&openapi, api, hosts))
 }
 
 /// The Universal Runtime router (OpenAI-compatible model endpoints).
@@ -86,9 +90,12 @@ pub fn runtime_router(lf: LlamaFarm, opts: &HttpOptions) -> Router {
     with_common_layers(router, opts)
 }
 
-/// The OpenAPI document of the LlamaFarm API, generated from the handlers.
+/// The OpenAPI document of the LlamaFarm API, generated from the handlers (the
+/// operations offered over MCP carry the `mcp` tag).
 pub fn api_openapi() -> utoipa::openapi::OpenApi {
-    api_openapi_router().into_openapi()
+    let mut doc = api_openapi_router().into_openapi();
+    mcp::tag_operations(&mut doc);
+    doc
 }
 
 fn api_openapi_router() -> OpenApiRouter<AppState> {

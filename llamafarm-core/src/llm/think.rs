@@ -170,7 +170,7 @@ mod tests {
         let mut f = |ev: StreamEvent<'_>| match ev {
             StreamEvent::Thinking(t) => th.push_str(t),
             StreamEvent::Content(c) => co.push_str(c),
-            StreamEvent::ToolCall(_) => {}
+            StreamEvent::ToolCall(_) | StreamEvent::ToolResult(_) => {}
         };
         for p in pieces {
             s.push(p, &mut f);

@@ -96,7 +96,16 @@ impl Tool {
         json!({"type": "function", "function": {"name": self.name, "description": self.description.clone().unwrap_or_default(), "parameters": self.parameters}})
     }
 
-    fn check(&self) -> Result<()> {
+    /// Check the name and the parameter schema (which the grammar engine must compile).
+    pub fn check(&self) -> Result<()> {
+        self.check_name()?;
+        if self.parameters.as_object().is_some_and(|m| !m.is_empty()) {
+            Grammar::JsonSchema(self.parameters.clone()).check().map_err(|e| Error::invalid(format!("tools[{}].function.parameters", self.name), e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    fn check_name(&self) -> Result<()> {
         let ok = !self.name.is_empty() && self.name.len() <= 64 && self.name.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
         if !ok {
             return Err(Error::invalid("tools[].function.name", format!("must be 1 to 64 letters, digits, '_', '-' or '.', got '{}'", self.name)));
@@ -106,6 +115,21 @@ impl Tool {
         }
         Ok(())
     }
+}
+
+/// A tool call the server made for the model (an MCP tool) and what it gave back.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ToolStep {
+    /// The call.
+    pub call: ToolCall,
+    /// The MCP server that ran it.
+    pub server: String,
+    /// The result (or what went wrong), as the model read it.
+    pub content: String,
+    /// The call succeeded.
+    pub ok: bool,
+    /// Milliseconds it took.
+    pub duration_ms: f64,
 }
 
 /// `tool_choice`.
@@ -202,9 +226,6 @@ impl ToolSet {
             if !seen.insert(t.name.as_str()) {
                 return Err(Error::invalid("tools", format!("name '{}' more than once", t.name)));
             }
-            if t.parameters.as_object().is_some_and(|m| !m.is_empty()) {
-                Grammar::JsonSchema(t.parameters.clone()).check().map_err(|e| Error::invalid(format!("tools[{}].function.parameters", t.name), e.to_string()))?;
-            }
         }
         match &self.choice {
             ToolChoice::Function(n) if !self.tools.iter().any(|t| &t.name == n) => Err(Error::invalid(
@@ -225,7 +246,11 @@ impl ToolSet {
     /// `{"name": ..., "arguments": {...}}` whose arguments follow the tool's schema.
     pub fn forced_grammar(&self) -> Option<Grammar> {
         let one = |t: &Tool| {
-            let params = if t.parameters.as_object().is_some_and(|m| !m.is_empty()) { t.parameters.clone() } else { json!({"type": "object"}) };
+            let mut params = if t.parameters.as_object().is_some_and(|m| !m.is_empty()) { t.parameters.clone() } else { json!({"type": "object", "properties": {}}) };
+            // Only the declared arguments (OpenAI's strict mode), unless the schema says otherwise.
+            if let Some(m) = params.as_object_mut() {
+                m.entry("additionalProperties").or_insert(Value::Bool(false));
+            }
             json!({"type": "object", "properties": {"name": {"const": t.name}, "arguments": params}, "required": ["name", "arguments"], "additionalProperties": false})
         };
         match &self.choice {

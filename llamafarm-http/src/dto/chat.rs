@@ -3,7 +3,7 @@
 
 use super::rag::RagResultDto;
 use llamafarm_core::chat::{ChatOutcome, ChatRequest, JsonSchemaFormat, ResponseFormat, StopSequences};
-use llamafarm_core::llm::{ChatMessage, Generation, Tool, ToolCall, ToolChoice};
+use llamafarm_core::llm::{ChatMessage, Generation, Tool, ToolCall, ToolChoice, ToolStep};
 use llamafarm_core::rag::RagResult;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -56,6 +56,26 @@ pub(crate) struct ToolCallDto {
 impl From<&ToolCall> for ToolCallDto {
     fn from(c: &ToolCall) -> Self {
         Self { id: c.id.clone(), kind: "function", function: FunctionCallDto { name: c.function.name.clone(), arguments: c.function.arguments.clone() } }
+    }
+}
+
+/// An MCP tool call the server ran for the model during a project chat turn.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ToolStepDto {
+    /// The call the model made.
+    tool_call: ToolCallDto,
+    /// The MCP server (`mcp.servers[].name`) that ran it.
+    server: String,
+    /// The result the model read (or what went wrong).
+    content: String,
+    /// The call succeeded.
+    ok: bool,
+    duration_ms: f64,
+}
+
+impl From<&ToolStep> for ToolStepDto {
+    fn from(s: &ToolStep) -> Self {
+        Self { tool_call: (&s.call).into(), server: s.server.clone(), content: s.content.clone(), ok: s.ok, duration_ms: s.duration_ms }
     }
 }
 
@@ -411,6 +431,9 @@ pub(crate) struct ChatCompletion {
     /// The retrieved chunks, with `include_sources`.
     #[serde(skip_serializing_if = "Option::is_none")]
     sources: Option<Vec<RagResultDto>>,
+    /// The MCP tool calls the server ran for the model before it answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_steps: Option<Vec<ToolStepDto>>,
 }
 
 impl ChatCompletion {
@@ -433,6 +456,7 @@ impl ChatCompletion {
             usage: g.into(),
             thinking: Thinking::of(g),
             sources: include_sources.then(|| o.sources.into_iter().map(Into::into).collect()),
+            tool_steps: (!o.tool_steps.is_empty()).then(|| o.tool_steps.iter().map(Into::into).collect()),
         }
     }
 }
@@ -499,6 +523,9 @@ pub(crate) struct ChatCompletionChunk {
     /// In a final extra chunk, with `stream_options.include_usage`.
     #[serde(skip_serializing_if = "Option::is_none")]
     usage: Option<Usage>,
+    /// In a chunk with no choices: an MCP tool call the server ran, as it happens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_step: Option<ToolStepDto>,
 }
 
 /// The fields every chunk of one stream shares.
@@ -518,7 +545,14 @@ impl ChunkHead {
             choices,
             thinking: None,
             usage: None,
+            tool_step: None,
         }
+    }
+    /// A chunk with no choices carrying an MCP tool call the server ran.
+    pub(crate) fn tool_step(&self, s: &ToolStep) -> ChatCompletionChunk {
+        let mut c = self.chunk(vec![]);
+        c.tool_step = Some(s.into());
+        c
     }
     /// A chunk carrying `delta`.
     pub(crate) fn delta(&self, delta: Delta) -> ChatCompletionChunk {

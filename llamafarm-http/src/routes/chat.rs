@@ -68,6 +68,7 @@ where
                     calls += 1;
                     Delta::tool_call(calls - 1, c).into_iter().all(send)
                 }
+                StreamEvent::ToolResult(s) => tx.blocking_send(event(&ChatStreamEvent::Chunk(head.tool_step(s)))).is_ok(),
             }
         };
         match work(&cancel, &mut sink) {
