@@ -52,6 +52,10 @@ pub(crate) struct ChatArgs {
     /// Print the retrieved sources after the answer.
     #[arg(long)]
     sources: bool,
+    /// Make the model call this tool (an MCP tool of the project, or one of the model's
+    /// config `tools`) before it answers; `none` offers no tools.
+    #[arg(long)]
+    tool: Option<String>,
 }
 
 fn looks_like_project(s: &str) -> bool {
@@ -70,6 +74,11 @@ fn body(a: &ChatArgs, message: &str) -> Value {
     }
     if a.no_rag {
         set("rag_enabled", json!(false));
+    }
+    match a.tool.as_deref() {
+        None => {}
+        Some(c @ ("none" | "auto" | "required")) => set("tool_choice", json!(c)),
+        Some(name) => set("tool_choice", json!({"type": "function", "function": {"name": name}})),
     }
     if let Some(d) = &a.database {
         set("database", json!(d));

@@ -347,3 +347,35 @@ fn lf_vision_reads_images_and_answers_extraction() {
     fails_with(&srv.lf(work.path(), &["vision", "ocr", r, "--languages", "ru"]), "cannot be read");
     fails_with(&srv.lf(work.path(), &["vision", "ocr", "/nonexistent.png"]), "nonexistent.png");
 }
+
+/// A project's MCP servers at work, with `lf mcp` itself as the server: the model is
+/// made to call LlamaFarm's own `projects_list` tool over MCP (stdio), the server runs
+/// the call, and `lf chat` prints the call and its result as they happen. A server that
+/// cannot start is left out, and the chat still answers.
+#[test]
+fn lf_chat_runs_mcp_tools_and_prints_them() {
+    let srv = Served::start_with(true);
+    let work = tempfile::tempdir().unwrap();
+    ok(&srv.lf(work.path(), &["init", "agent"]));
+    let dir = work.path().join("agent");
+    let cfg_path = srv.data.as_ref().unwrap().path().join("projects/default/agent/llamafarm.yaml");
+    let yaml = std::fs::read_to_string(&cfg_path).unwrap();
+    let mcp = format!(
+        "mcp:\n  servers:\n    - name: llamafarm\n      transport: stdio\n      command: {}\n      args: [\"--server-url\", \"{}\", \"mcp\"]\n    - name: broken\n      transport: stdio\n      command: /nonexistent/mcp-server\n",
+        lf_bin(),
+        srv.url
+    );
+    std::fs::write(&cfg_path, format!("{yaml}\n{mcp}")).unwrap();
+    let o = srv.lf(&dir, &["chat", "List the projects of the namespace called default.", "--no-rag", "--temperature", "0", "--max-tokens", "30", "--tool", "projects_list"]);
+    let out = ok(&o);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("[tool] projects_list(") && err.contains("on llamafarm"), "{err}");
+    assert!(err.contains("[tool result]") && err.contains("agent"), "the tool's result names the project: {err}");
+    assert!(!out.trim().is_empty(), "the model answered after the tool: {out}");
+    // With no tools offered, no server is asked.
+    let plain = srv.lf(&dir, &["chat", "Hi", "--no-rag", "--max-tokens", "3", "--tool", "none"]);
+    ok(&plain);
+    assert!(!String::from_utf8_lossy(&plain.stderr).contains("[tool"));
+    // A tool the servers do not have is a clear error.
+    fails_with(&srv.lf(&dir, &["chat", "hi", "--no-rag", "--tool", "launch_rocket"]), "launch_rocket");
+}

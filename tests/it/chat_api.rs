@@ -632,3 +632,86 @@ async fn requantized_model_keeps_the_golden_answer() {
     let got = s.post(&format!("{P}/chat/completions"), json!({"messages": [{"role": "user", "content": "hi"}], "rag_enabled": false})).await;
     assert!(assert_detail(&got, 422).contains("requantize"));
 }
+
+/// Tools and structured outputs over HTTP: a forced call (non-streamed and as OpenAI's
+/// streamed `tool_calls` deltas), the tool result round trip, a `json_schema` answer that
+/// parses and validates, and the bad inputs of the tool fields.
+#[tokio::test]
+async fn tools_and_structured_outputs() {
+    let s = TestServer::start_with_models().await;
+    plain_project(&s).await;
+    let weather = json!({"type": "function", "function": {"name": "get_weather", "description": "Weather of a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 30}}, "required": ["city"]}}});
+    let ask = json!([{"role": "user", "content": "What is the weather in Oslo?"}]);
+    for url in [format!("{}{P}/chat/completions", s.base), format!("{}/v1/chat/completions", s.runtime_base)] {
+        let body = json!({"model": if url.contains("projects") { "small" } else { MODEL }, "messages": ask, "tools": [weather], "temperature": 0, "max_tokens": 60,
+            "tool_choice": {"type": "function", "function": {"name": "get_weather"}}});
+        let (st, r) = split(s.http.post(&url).header("x-no-session", "1").json(&body).send().await.unwrap()).await;
+        assert_eq!(st, 200, "{r}");
+        let choice = &r["choices"][0];
+        assert_eq!(choice["finish_reason"], "tool_calls", "{r}");
+        assert!(choice["message"]["content"].is_null(), "{r}");
+        let call = &choice["message"]["tool_calls"][0];
+        assert_eq!(call["type"], "function");
+        assert_eq!(call["function"]["name"], "get_weather");
+        let args: Value = serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
+        assert!(args["city"].is_string() && args.as_object().unwrap().len() == 1, "{args}");
+
+        // The result goes back as a tool message; the model answers.
+        let mut msgs = ask.as_array().unwrap().clone();
+        msgs.push(choice["message"].clone());
+        msgs.push(json!({"role": "tool", "tool_call_id": call["id"], "content": "Sunny, 21 degrees."}));
+        let (st, r2) = split(s.http.post(&url).header("x-no-session", "1").json(&json!({"model": body["model"], "messages": msgs, "tools": [weather], "max_tokens": 30})).send().await.unwrap()).await;
+        assert_eq!(st, 200, "{r2}");
+        assert!(!r2["choices"][0]["message"]["content"].as_str().unwrap_or("").is_empty(), "{r2}");
+
+        // Streamed: a delta naming the call, one with its arguments, then finish_reason tool_calls.
+        let mut sb = body.clone();
+        sb["stream"] = json!(true);
+        sb["tool_choice"] = json!("required");
+        let (chunks, done) = read_sse(s.http.post(&url).header("x-no-session", "1").json(&sb).send().await.unwrap()).await;
+        assert!(done);
+        let deltas: Vec<&Value> = chunks.iter().filter_map(|c| c["choices"][0]["delta"]["tool_calls"].as_array()).flatten().collect();
+        assert_eq!(deltas.len(), 2, "{chunks:?}");
+        assert_eq!(deltas[0]["function"]["name"], "get_weather");
+        assert!(deltas[0]["id"].as_str().unwrap().starts_with("call_"));
+        let args: Value = serde_json::from_str(deltas[1]["function"]["arguments"].as_str().unwrap()).unwrap();
+        assert!(args["city"].is_string());
+        assert_eq!(chunks.iter().rev().find_map(|c| c["choices"][0]["finish_reason"].as_str()), Some("tool_calls"));
+
+        // A json_schema answer always parses and follows the schema.
+        let schema = json!({"type": "object", "properties": {"name": {"type": "string", "maxLength": 40}, "legs": {"type": "integer", "minimum": 0, "maximum": 100}},
+            "required": ["name", "legs"], "additionalProperties": false});
+        let jb = json!({"model": body["model"], "messages": [{"role": "user", "content": "Describe a spider."}], "max_tokens": 80,
+            "response_format": {"type": "json_schema", "json_schema": {"name": "animal", "schema": schema, "strict": true}}});
+        let (st, r) = split(s.http.post(&url).header("x-no-session", "1").json(&jb).send().await.unwrap()).await;
+        assert_eq!(st, 200, "{r}");
+        let v: Value = serde_json::from_str(r["choices"][0]["message"]["content"].as_str().unwrap()).unwrap();
+        assert!(v["name"].is_string() && v["legs"].is_u64() && v.as_object().unwrap().len() == 2, "{v}");
+        let (st, r) = split(s.http.post(&url).header("x-no-session", "1").json(&json!({"model": body["model"], "messages": [{"role": "user", "content": "A JSON object please."}],
+            "max_tokens": 60, "response_format": {"type": "json_object"}})).send().await.unwrap()).await;
+        assert_eq!(st, 200, "{r}");
+        assert!(r["choices"][0]["message"]["content"].as_str().unwrap().starts_with('{'), "{r}");
+
+        // Bad input: 4xx with a detail, before any generation.
+        let call_id = call["id"].as_str().unwrap();
+        let bad = [
+            json!({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "no-such-type"}}}}),
+            json!({"tools": [weather], "tool_choice": {"type": "function", "function": {"name": "launch_rocket"}}}),
+            json!({"tool_choice": "required"}),
+            json!({"tools": [weather], "tool_choice": "sometimes"}),
+            json!({"tools": [{"type": "function", "function": {"name": "bad name!", "parameters": {}}}]}),
+            json!({"tools": [{"type": "retrieval", "function": {"name": "x"}}]}),
+            json!({"messages": [{"role": "user", "content": "hi"}, {"role": "tool", "tool_call_id": "call_nothing", "content": "42"}]}),
+            json!({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": null, "tool_calls": [{"id": call_id, "type": "function", "function": {"name": "get_weather", "arguments": "{city: Oslo"}}]}]}),
+        ];
+        for b in bad {
+            let mut req = json!({"model": body["model"], "messages": ask});
+            for (k, v) in b.as_object().unwrap() {
+                req[k] = v.clone();
+            }
+            let got = split(s.http.post(&url).header("x-no-session", "1").json(&req).send().await.unwrap()).await;
+            assert_detail(&got, 422);
+        }
+    }
+}
