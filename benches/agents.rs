@@ -62,7 +62,8 @@ async fn mcp_vs_rest(lf: LlamaFarm) {
     post("/v1/projects/bench", json!({"name": "mcp"})).await.unwrap();
     let project = lf.project("bench", "mcp").unwrap();
     let docs: Vec<String> = (0..200).map(|i| format!("Document {i}: llamas number {i} hum the qhapaq song at dawn near lake {}.", i % 17)).collect();
-    let chunks: Vec<llamafarm_core::rag::NewChunk> = docs.iter().enumerate().map(|(i, d)| llamafarm_core::rag::NewChunk::new(&format!("{i:064x}"), 0, d.clone())).collect();
+    let chunks: Vec<llamafarm_core::rag::NewChunk> =
+        docs.iter().enumerate().map(|(i, d)| llamafarm_core::rag::NewChunk::new(&format!("{i:064x}"), 0, d.clone())).collect();
     project.rag().add_texts("main_database", chunks).unwrap();
     let query = json!({"query": "which llamas hum at dawn near lake 3", "top_k": 5});
     let transport = rmcp::transport::StreamableHttpClientTransport::from_uri(format!("{base}/mcp"));

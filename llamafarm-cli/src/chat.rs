@@ -152,7 +152,13 @@ async fn turn(c: &Client, path: &str, a: &ChatArgs, message: &str, session: Opti
             if let Some(s) = v.get("tool_step").filter(|s| s.is_object()) {
                 let f = &s["tool_call"]["function"];
                 let mark = if s["ok"].as_bool() == Some(true) { "" } else { " (failed)" };
-                writeln!(err, "[tool] {}({}) on {}{mark}", f["name"].as_str().unwrap_or("?"), f["arguments"].as_str().unwrap_or(""), s["server"].as_str().unwrap_or("?"))?;
+                writeln!(
+                    err,
+                    "[tool] {}({}) on {}{mark}",
+                    f["name"].as_str().unwrap_or("?"),
+                    f["arguments"].as_str().unwrap_or(""),
+                    s["server"].as_str().unwrap_or("?")
+                )?;
                 let result: String = s["content"].as_str().unwrap_or("").chars().take(400).collect();
                 writeln!(err, "[tool result] {result}")?;
                 continue;

@@ -70,6 +70,10 @@ pub struct ServeArgs {
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "LF_MAX_BODY_BYTES", default_value_t = llamafarm_http::DEFAULT_BODY_LIMIT)]
     max_body_bytes: usize,
+    /// Seconds an MCP server of a project may take to start, and each of its tool calls
+    /// (past it, the model gets an error result).
+    #[arg(long, env = "LF_MCP_TIMEOUT")]
+    mcp_timeout: Option<f64>,
 }
 
 pub async fn serve(args: ServeArgs, debug: bool) -> Result<()> {
@@ -82,6 +86,10 @@ pub async fn serve(args: ServeArgs, debug: bool) -> Result<()> {
         None => ModelCache::from_vars(|k| std::env::var_os(k)),
     };
     let engine = LocalEngine::parse(&args.llm_engine).map_err(|e| anyhow::anyhow!("--llm-engine / LF_LLM_ENGINE: {e}"))?;
+    let mcp_timeout = match args.mcp_timeout {
+        Some(t) if !(t > 0.0 && t <= 86_400.0) => anyhow::bail!("--mcp-timeout / LF_MCP_TIMEOUT must be between 0 and 86400 seconds, got {t}"),
+        t => t.map(Duration::from_secs_f64),
+    };
     let lf = LlamaFarm::builder(&data_dir)
         .model_cache(model_cache)
         .llm_engine(engine)
@@ -89,6 +97,10 @@ pub async fn serve(args: ServeArgs, debug: bool) -> Result<()> {
         .openai_api_key(args.openai_api_key.filter(|k| !k.is_empty()))
         .llamacpp_log(args.llamacpp_log)
         .setfit_autograd(args.setfit_trainer == "autograd")
+        .mcp_timeouts(
+            mcp_timeout.map_or(llamafarm_core::mcp::CONNECT_TIMEOUT, |t| t.min(llamafarm_core::mcp::CONNECT_TIMEOUT)),
+            mcp_timeout.unwrap_or(llamafarm_core::mcp::CALL_TIMEOUT),
+        )
         // `${VAR}` in project configs resolves against this process's environment.
         .vars(std::env::vars().collect::<Vars>())
         .open()

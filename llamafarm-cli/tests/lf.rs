@@ -366,7 +366,10 @@ fn lf_chat_runs_mcp_tools_and_prints_them() {
         srv.url
     );
     std::fs::write(&cfg_path, format!("{yaml}\n{mcp}")).unwrap();
-    let o = srv.lf(&dir, &["chat", "List the projects of the namespace called default.", "--no-rag", "--temperature", "0", "--max-tokens", "30", "--tool", "projects_list"]);
+    let o = srv.lf(
+        &dir,
+        &["chat", "List the projects of the namespace called default.", "--no-rag", "--temperature", "0", "--max-tokens", "30", "--tool", "projects_list"],
+    );
     let out = ok(&o);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("[tool] projects_list(") && err.contains("on llamafarm"), "{err}");
@@ -378,4 +381,35 @@ fn lf_chat_runs_mcp_tools_and_prints_them() {
     assert!(!String::from_utf8_lossy(&plain.stderr).contains("[tool"));
     // A tool the servers do not have is a clear error.
     fails_with(&srv.lf(&dir, &["chat", "hi", "--no-rag", "--tool", "launch_rocket"]), "launch_rocket");
+}
+
+/// An MCP server that hangs never hangs a chat: `lf mcp` pointed at a socket that
+/// accepts and never answers lists its tools (they come from the OpenAPI document) but
+/// each call stalls; past `--mcp-timeout` the model gets an error result and answers.
+#[test]
+fn a_hanging_mcp_server_gives_the_model_an_error_result() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_url = format!("http://{}", silent.local_addr().unwrap());
+    let _accepting = std::thread::spawn(move || {
+        let held: Vec<_> = silent.incoming().take(64).collect();
+        std::thread::sleep(Duration::from_secs(120));
+        drop(held);
+    });
+    let srv = Served::start_env(true, &[("LF_MCP_TIMEOUT", "2")]);
+    let work = tempfile::tempdir().unwrap();
+    ok(&srv.lf(work.path(), &["init", "agent"]));
+    let dir = work.path().join("agent");
+    let cfg_path = srv.data.as_ref().unwrap().path().join("projects/default/agent/llamafarm.yaml");
+    let yaml = std::fs::read_to_string(&cfg_path).unwrap();
+    let mcp = format!(
+        "mcp:\n  servers:\n    - name: stuck\n      transport: stdio\n      command: {}\n      args: [\"--server-url\", \"{silent_url}\", \"mcp\"]\n",
+        lf_bin()
+    );
+    std::fs::write(&cfg_path, format!("{yaml}\n{mcp}")).unwrap();
+    let t0 = Instant::now();
+    let o = srv.lf(&dir, &["chat", "List the projects of the namespace called default.", "--no-rag", "--max-tokens", "30", "--tool", "projects_list"]);
+    ok(&o);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("[tool] projects_list(") && err.contains("(failed)") && err.contains("did not answer within 2.0 s"), "{err}");
+    assert!(t0.elapsed() < Duration::from_secs(40), "took {:?}", t0.elapsed());
 }

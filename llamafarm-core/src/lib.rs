@@ -45,6 +45,7 @@ pub mod fsutil;
 pub mod health;
 pub mod ingest;
 pub mod llm;
+pub mod mcp;
 pub mod ml;
 pub mod model_cache;
 pub mod paths;
@@ -53,7 +54,6 @@ pub mod rag;
 pub mod runtime;
 pub mod store;
 pub mod system;
-pub mod mcp;
 pub mod task;
 pub mod vision;
 
@@ -93,6 +93,7 @@ pub struct LlamaFarmBuilder {
     setfit_autograd: bool,
     parsers: Option<Arc<ingest::parse::Registry>>,
     file_ttl: Option<std::time::Duration>,
+    mcp_timeouts: Option<(std::time::Duration, std::time::Duration)>,
 }
 
 impl LlamaFarmBuilder {
@@ -143,6 +144,14 @@ impl LlamaFarmBuilder {
     /// How long files uploaded to the runtime's `/v1/files` are kept (default 5 minutes).
     pub fn file_ttl(mut self, ttl: std::time::Duration) -> Self {
         self.file_ttl = Some(ttl);
+        self
+    }
+
+    /// How long an MCP server may take to start (or be reached) and list its tools, and
+    /// how long one tool call may take (default [`mcp::CONNECT_TIMEOUT`] and
+    /// [`mcp::CALL_TIMEOUT`]). Past either, the model gets an error result.
+    pub fn mcp_timeouts(mut self, connect: std::time::Duration, call: std::time::Duration) -> Self {
+        self.mcp_timeouts = Some((connect, call));
         self
     }
 
@@ -226,6 +235,7 @@ impl LlamaFarm {
             setfit_autograd: false,
             parsers: None,
             file_ttl: None,
+            mcp_timeouts: None,
         }
     }
 
@@ -258,7 +268,7 @@ impl LlamaFarm {
                 parsers: b.parsers.unwrap_or_else(|| Arc::new(ingest::parse::Registry::with_ocr(vision.clone()))),
                 vision,
                 files,
-                mcp: Default::default(),
+                mcp: b.mcp_timeouts.map(|(c, t)| mcp::McpClients::with_timeouts(c, t)).unwrap_or_default(),
             }),
         })
     }

@@ -57,8 +57,9 @@ pub struct ToolOutcome {
 }
 
 /// The MCP connections of a library instance (`lf.mcp()`).
-#[derive(Default)]
 pub struct McpClients {
+    connect_timeout: Duration,
+    call_timeout: Duration,
     rt: OnceLock<std::result::Result<tokio::runtime::Runtime, String>>,
     conns: Mutex<HashMap<String, Arc<Conn>>>,
     /// One connect at a time per key.
@@ -82,12 +83,21 @@ fn str_map(m: &Option<crate::config::ConfigMap>) -> Vec<(String, String)> {
         .collect()
 }
 
+impl Default for McpClients {
+    fn default() -> Self {
+        Self::with_timeouts(CONNECT_TIMEOUT, CALL_TIMEOUT)
+    }
+}
+
 impl McpClients {
+    /// Connections whose start (and tool listing) may take `connect`, and each call `call`.
+    pub fn with_timeouts(connect: Duration, call: Duration) -> Self {
+        Self { connect_timeout: connect, call_timeout: call, rt: OnceLock::new(), conns: Default::default(), connecting: Default::default() }
+    }
+
     fn runtime(&self) -> Result<&tokio::runtime::Runtime> {
         self.rt
-            .get_or_init(|| {
-                tokio::runtime::Builder::new_multi_thread().worker_threads(1).thread_name("lf-mcp").enable_all().build().map_err(|e| e.to_string())
-            })
+            .get_or_init(|| tokio::runtime::Builder::new_multi_thread().worker_threads(1).thread_name("lf-mcp").enable_all().build().map_err(|e| e.to_string()))
             .as_ref()
             .map_err(|e| Error::internal(format!("MCP runtime: {e}")))
     }
@@ -160,8 +170,8 @@ impl McpClients {
         }
         let what = || format!("MCP server '{}'", s.name);
         let (client, tools) = self
-            .run(CONNECT_TIMEOUT, Self::connect(s.clone()))?
-            .ok_or_else(|| Error::unavailable(what(), format!("did not start or answer within {} s", CONNECT_TIMEOUT.as_secs())))?
+            .run(self.connect_timeout, Self::connect(s.clone()))?
+            .ok_or_else(|| Error::unavailable(what(), format!("did not start or answer within {:.1} s", self.connect_timeout.as_secs_f64())))?
             .map_err(|e| Error::unavailable(what(), e))?;
         let conn = Arc::new(Conn { config, client: Arc::new(client), tools });
         if let Some(old) = lock(&self.conns).insert(key.to_string(), conn.clone()) {
@@ -221,7 +231,7 @@ impl McpClients {
         };
         let client = conn.client.clone();
         let params = CallToolRequestParams::new(tool.to_string()).with_arguments(args);
-        let result = self.run(CALL_TIMEOUT, async move { client.call_tool(params).await });
+        let result = self.run(self.call_timeout, async move { client.call_tool(params).await });
         match result {
             Ok(Some(Ok(r))) => {
                 let mut text: Vec<String> = r
@@ -248,7 +258,7 @@ impl McpClients {
             }
             Ok(None) => {
                 self.forget(&key);
-                done(format!("error: MCP server '{}' did not answer within {} s", s.name, CALL_TIMEOUT.as_secs()), false)
+                done(format!("error: MCP server '{}' did not answer within {:.1} s", s.name, self.call_timeout.as_secs_f64()), false)
             }
             Err(e) => done(format!("error: {e}"), false),
         }

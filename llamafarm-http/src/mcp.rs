@@ -19,7 +19,9 @@
 use axum::body::Body;
 use axum::http::{Method, Request};
 use futures::future::BoxFuture;
-use rmcp::model::{CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation, ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig};
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation, ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig,
+};
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler, ServiceExt};
 use serde_json::{json, Map, Value};
@@ -98,7 +100,9 @@ impl Dispatch for LocalDispatch {
 enum BodyKind {
     None,
     /// JSON whose fields are the tool's own arguments (`flat`) or its `body` argument.
-    Json { flat: bool },
+    Json {
+        flat: bool,
+    },
     /// A file upload.
     Multipart,
 }
@@ -190,8 +194,7 @@ fn ops_from(doc: &Value) -> Vec<Op> {
                 // One answer per call: the stream and session switches are the server's.
                 props.remove("stream");
             }
-            let description =
-                [op["summary"].as_str(), op["description"].as_str()].into_iter().flatten().collect::<Vec<_>>().join("\n\n").trim().to_string();
+            let description = [op["summary"].as_str(), op["description"].as_str()].into_iter().flatten().collect::<Vec<_>>().join("\n\n").trim().to_string();
             let description = if description.is_empty() { format!("{} {path}", method.as_str()) } else { description };
             let mut schema = Map::new();
             schema.insert("type".into(), "object".into());
@@ -235,7 +238,8 @@ impl Op {
             let v = args.get(p).filter(|v| !v.is_null()).ok_or_else(|| format!("missing argument '{p}'"))?;
             path = path.replace(&format!("{{{p}}}"), &encode(&text(v)));
         }
-        let query: Vec<String> = self.query_params.iter().filter_map(|q| args.get(q).filter(|v| !v.is_null()).map(|v| format!("{q}={}", encode(&text(v))))).collect();
+        let query: Vec<String> =
+            self.query_params.iter().filter_map(|q| args.get(q).filter(|v| !v.is_null()).map(|v| format!("{q}={}", encode(&text(v))))).collect();
         if !query.is_empty() {
             path = format!("{path}?{}", query.join("&"));
         }
@@ -269,7 +273,9 @@ impl Op {
                 };
                 let boundary = format!("lf-mcp-{}", uuid::Uuid::new_v4().simple());
                 let safe: String = name.chars().filter(|c| *c != '"' && *c != '\r' && *c != '\n').collect();
-                let mut body = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{safe}\"\r\nContent-Type: application/octet-stream\r\n\r\n").into_bytes();
+                let mut body =
+                    format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{safe}\"\r\nContent-Type: application/octet-stream\r\n\r\n")
+                        .into_bytes();
                 body.extend_from_slice(&bytes);
                 body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
                 b = b.header("content-type", format!("multipart/form-data; boundary={boundary}"));
@@ -391,7 +397,8 @@ mod tests {
         assert_eq!(rag.body, BodyKind::Json { flat: true });
         let up = server.ops.iter().find(|o| o.tool == "dataset_data_upload").unwrap();
         assert_eq!(up.body, BodyKind::Multipart);
-        let req = up.request(&serde_json::from_value(json!({"namespace": "a b", "project": "p", "dataset": "d", "filename": "x.txt", "content": "hi"})).unwrap()).unwrap();
+        let req =
+            up.request(&serde_json::from_value(json!({"namespace": "a b", "project": "p", "dataset": "d", "filename": "x.txt", "content": "hi"})).unwrap()).unwrap();
         assert_eq!(req.uri().path(), "/v1/projects/a%20b/p/datasets/d/data");
         assert!(String::from_utf8_lossy(req.body()).contains("filename=\"x.txt\""));
         assert!(up.request(&Map::new()).unwrap_err().contains("missing argument"));

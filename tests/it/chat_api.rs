@@ -661,7 +661,16 @@ async fn tools_and_structured_outputs() {
         let mut msgs = ask.as_array().unwrap().clone();
         msgs.push(choice["message"].clone());
         msgs.push(json!({"role": "tool", "tool_call_id": call["id"], "content": "Sunny, 21 degrees."}));
-        let (st, r2) = split(s.http.post(&url).header("x-no-session", "1").json(&json!({"model": body["model"], "messages": msgs, "tools": [weather], "max_tokens": 30})).send().await.unwrap()).await;
+        let (st, r2) = split(
+            s.http
+                .post(&url)
+                .header("x-no-session", "1")
+                .json(&json!({"model": body["model"], "messages": msgs, "tools": [weather], "max_tokens": 30}))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
         assert_eq!(st, 200, "{r2}");
         assert!(!r2["choices"][0]["message"]["content"].as_str().unwrap_or("").is_empty(), "{r2}");
 
@@ -688,8 +697,17 @@ async fn tools_and_structured_outputs() {
         assert_eq!(st, 200, "{r}");
         let v: Value = serde_json::from_str(r["choices"][0]["message"]["content"].as_str().unwrap()).unwrap();
         assert!(v["name"].is_string() && v["legs"].is_u64() && v.as_object().unwrap().len() == 2, "{v}");
-        let (st, r) = split(s.http.post(&url).header("x-no-session", "1").json(&json!({"model": body["model"], "messages": [{"role": "user", "content": "A JSON object please."}],
-            "max_tokens": 60, "response_format": {"type": "json_object"}})).send().await.unwrap()).await;
+        let (st, r) = split(
+            s.http
+                .post(&url)
+                .header("x-no-session", "1")
+                .json(&json!({"model": body["model"], "messages": [{"role": "user", "content": "A JSON object please."}],
+            "max_tokens": 60, "response_format": {"type": "json_object"}}))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
         assert_eq!(st, 200, "{r}");
         assert!(r["choices"][0]["message"]["content"].as_str().unwrap().starts_with('{'), "{r}");
 

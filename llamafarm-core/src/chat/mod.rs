@@ -27,7 +27,9 @@ pub use session::SessionCache;
 
 use crate::config::{LlamaFarmConfig, McpServerConfig, ModelConfig};
 use crate::error::{Error, ResourceKind, Result};
-use crate::llm::{self, CancelFlag, ChatMessage, ChatModelSpec, FinishReason, Generation, GenerationParams, Grammar, Sink, Tool, ToolChoice, ToolSet, ToolStep, ToolStrategy};
+use crate::llm::{
+    self, CancelFlag, ChatMessage, ChatModelSpec, FinishReason, Generation, GenerationParams, Grammar, Sink, Tool, ToolChoice, ToolSet, ToolStep, ToolStrategy,
+};
 use crate::rag::{RagQuery, RagResult};
 use crate::Project;
 use serde::{Deserialize, Serialize};

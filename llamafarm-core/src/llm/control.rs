@@ -10,8 +10,8 @@
 //! [`StopMatcher`] finds stop sequences in streamed text for engines that have no
 //! stop handling of their own, holding back text that may be the start of one.
 
-use super::think::{THINK_CLOSE, THINK_OPEN};
 use super::grammar::Constraint;
+use super::think::{THINK_CLOSE, THINK_OPEN};
 use super::{CancelFlag, GenerationParams};
 use std::collections::VecDeque;
 use std::time::Instant;

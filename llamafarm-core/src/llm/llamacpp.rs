@@ -224,7 +224,8 @@ impl ChatModel for LlamaCppModel {
         let _turn = self.turn.lock().unwrap_or_else(|p| p.into_inner());
         let constraint = match &params.grammar {
             Some(g) => {
-                let vocab = self.grammar.get_or_init(|| self.grammar_vocab().map(Arc::new).map_err(|e| e.to_string())).as_ref().map_err(|e| Error::internal(e.clone()))?;
+                let vocab =
+                    self.grammar.get_or_init(|| self.grammar_vocab().map(Arc::new).map_err(|e| e.to_string())).as_ref().map_err(|e| Error::internal(e.clone()))?;
                 Some(vocab.constraint(g)?)
             }
             None => None,

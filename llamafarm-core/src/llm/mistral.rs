@@ -12,8 +12,8 @@
 //! Concurrent requests queue (one generation at a time per model): batching several
 //! sequences in mistral.rs 0.8.1 on CPU mixed tokens between them in our tests.
 
-use super::grammar::{Constraint, GrammarVocab};
 use super::control::{prepare_prompt, PreparedPrompt, Sampler, Step, StopMatcher, TokenPolicy};
+use super::grammar::{Constraint, GrammarVocab};
 use super::native::tokenizer::GgufTokenizer;
 use super::think::{ThinkSplitter, THINK_CLOSE, THINK_OPEN};
 use super::{CancelFlag, ChatMessage, ChatModel, FinishReason, Generation, GenerationParams, Sink};

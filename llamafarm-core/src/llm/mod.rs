@@ -32,12 +32,12 @@ pub mod template;
 pub mod think;
 pub mod tools;
 
+pub use grammar::Grammar;
 #[cfg(feature = "llm-llamacpp")]
 pub use llamacpp::LlamaCppModel;
 #[cfg(feature = "llm-mistralrs")]
 pub use mistral::MistralRsModel;
 pub use native::NativeModel;
-pub use grammar::Grammar;
 pub use openai::OpenAiChatModel;
 pub use tools::{Tool, ToolCall, ToolChoice, ToolSet, ToolStep, ToolStrategy};
 
@@ -300,6 +300,15 @@ pub fn generate_with_tools(
         };
         return model.generate(msgs, params, cancel, sink);
     }
+    // A forced function needs only its own definition in the prompt.
+    let narrowed;
+    let set = match &set.choice {
+        ToolChoice::Function(n) => {
+            narrowed = ToolSet { tools: set.tools.iter().filter(|t| &t.name == n).cloned().collect(), ..set.clone() };
+            &narrowed
+        }
+        _ => set,
+    };
     let mut p = params.clone();
     let msgs = if native {
         p.tools = set.tools.iter().map(Tool::openai).collect();

@@ -64,7 +64,11 @@ fn arguments_text<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result
 impl ToolCall {
     /// A call of `name` with `arguments`, under a fresh id.
     pub fn new(name: impl Into<String>, arguments: &Value) -> Self {
-        Self { id: format!("call_{}", &uuid::Uuid::new_v4().simple().to_string()[..24]), kind: function(), function: FunctionCall { name: name.into(), arguments: arguments.to_string() } }
+        Self {
+            id: format!("call_{}", &uuid::Uuid::new_v4().simple().to_string()[..24]),
+            kind: function(),
+            function: FunctionCall { name: name.into(), arguments: arguments.to_string() },
+        }
     }
 
     /// The arguments as JSON (an empty object when they do not parse).
@@ -158,7 +162,8 @@ impl ToolChoice {
             },
             Value::Object(m) => {
                 let name = m.get("function").and_then(|f| f.get("name")).or_else(|| m.get("name")).and_then(Value::as_str);
-                name.map(|n| Self::Function(n.to_string())).ok_or_else(|| Error::invalid("tool_choice", "names no function: use {\"type\": \"function\", \"function\": {\"name\": ...}}"))
+                name.map(|n| Self::Function(n.to_string()))
+                    .ok_or_else(|| Error::invalid("tool_choice", "names no function: use {\"type\": \"function\", \"function\": {\"name\": ...}}"))
             }
             Value::Null => Ok(Self::Auto),
             other => Err(Error::invalid("tool_choice", format!("must be a string or an object, got {other}"))),
@@ -246,7 +251,8 @@ impl ToolSet {
     /// `{"name": ..., "arguments": {...}}` whose arguments follow the tool's schema.
     pub fn forced_grammar(&self) -> Option<Grammar> {
         let one = |t: &Tool| {
-            let mut params = if t.parameters.as_object().is_some_and(|m| !m.is_empty()) { t.parameters.clone() } else { json!({"type": "object", "properties": {}}) };
+            let mut params =
+                if t.parameters.as_object().is_some_and(|m| !m.is_empty()) { t.parameters.clone() } else { json!({"type": "object", "properties": {}}) };
             // Only the declared arguments (OpenAI's strict mode), unless the schema says otherwise.
             if let Some(m) = params.as_object_mut() {
                 m.entry("additionalProperties").or_insert(Value::Bool(false));
@@ -555,7 +561,11 @@ mod tests {
 
     fn tools() -> Vec<Tool> {
         vec![
-            Tool { name: "get_weather".into(), description: Some("Weather".into()), parameters: json!({"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}) },
+            Tool {
+                name: "get_weather".into(),
+                description: Some("Weather".into()),
+                parameters: json!({"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}),
+            },
             Tool { name: "now".into(), description: None, parameters: empty_object() },
         ]
     }
@@ -577,7 +587,9 @@ mod tests {
             assert_eq!(calls[0].arguments(), json!({"city": "Paris"}));
             assert!(calls[0].id.starts_with("call_"));
         }
-        let (before, calls) = parse_calls("Let me look.\n<tool_call>{\"name\": \"now\"}</tool_call><tool_call>{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}", &t).unwrap();
+        let (before, calls) =
+            parse_calls("Let me look.\n<tool_call>{\"name\": \"now\"}</tool_call><tool_call>{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}", &t)
+                .unwrap();
         assert_eq!(before, "Let me look.");
         assert_eq!(calls.iter().map(|c| c.function.name.as_str()).collect::<Vec<_>>(), ["now", "get_weather"]);
         // Unknown tools and plain JSON answers are not calls.

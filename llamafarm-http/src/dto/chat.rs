@@ -484,7 +484,12 @@ impl Delta {
     }
     /// The two deltas of call number `index`: its id and name, then its arguments.
     pub(crate) fn tool_call(index: usize, c: &ToolCall) -> [Self; 2] {
-        let head = ToolCallDeltaDto { index, id: Some(c.id.clone()), kind: Some("function"), function: FunctionDeltaDto { name: Some(c.function.name.clone()), arguments: String::new() } };
+        let head = ToolCallDeltaDto {
+            index,
+            id: Some(c.id.clone()),
+            kind: Some("function"),
+            function: FunctionDeltaDto { name: Some(c.function.name.clone()), arguments: String::new() },
+        };
         let args = ToolCallDeltaDto { index, id: None, kind: None, function: FunctionDeltaDto { name: None, arguments: c.function.arguments.clone() } };
         [Self { tool_calls: Some(vec![head]), ..Self::default() }, Self { tool_calls: Some(vec![args]), ..Self::default() }]
     }

@@ -30,6 +30,7 @@ pub use llamafarm_kernels::gguf as quant;
 pub use llamafarm_kernels::{attention, team};
 
 use super::control::{decode_loop, prepare_prompt, Decoder, PreparedPrompt, Sampler, TokenPolicy};
+use super::grammar::{Constraint, GrammarVocab};
 use super::template::{ChatTemplate, CHATML};
 use super::think::{THINK_CLOSE, THINK_OPEN};
 use super::{CancelFlag, ChatMessage, ChatModel, Generation, GenerationParams, LocalOptions, Sink};
@@ -37,7 +38,6 @@ use crate::error::{Error, Result};
 use batch::{Batcher, Member};
 use candle_core::quantized::gguf_file::Content;
 use llama::{KvCache, Llama};
-use super::grammar::{Constraint, GrammarVocab};
 use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
@@ -437,7 +437,13 @@ mod llamacpp_parity {
             "city": {"type": "string", "maxLength": 40}, "country": {"type": "string", "maxLength": 40}, "population": {"type": "integer"}},
             "required": ["city", "country", "population"], "additionalProperties": false});
         for (i, prompt) in ["Describe Paris as JSON.", "Tell me about Tokyo.", "Write a poem about the sea."].iter().enumerate() {
-            let params = GenerationParams { temperature: Some(if i == 2 { 0.9 } else { 0.0 }), seed: Some(7), max_tokens: 120, grammar: Some(Grammar::JsonSchema(schema.clone())), ..Default::default() };
+            let params = GenerationParams {
+                temperature: Some(if i == 2 { 0.9 } else { 0.0 }),
+                seed: Some(7),
+                max_tokens: 120,
+                grammar: Some(Grammar::JsonSchema(schema.clone())),
+                ..Default::default()
+            };
             let g = m.generate(&[ChatMessage::new("user", *prompt)], &params, &CancelFlag::new(), &mut |_| true).unwrap();
             let v: serde_json::Value = serde_json::from_str(&g.content).unwrap_or_else(|e| panic!("{prompt}: {:?} does not parse: {e}", g.content));
             assert!(v["city"].is_string() && v["country"].is_string() && v["population"].is_i64(), "{v}");
@@ -449,7 +455,11 @@ mod llamacpp_parity {
             description: Some("Current weather of a city".into()),
             parameters: serde_json::json!({"type": "object", "properties": {"city": {"type": "string", "maxLength": 30}, "unit": {"enum": ["celsius", "fahrenheit"]}}, "required": ["city", "unit"]}),
         };
-        let other = Tool { name: "add".into(), description: None, parameters: serde_json::json!({"type": "object", "properties": {"a": {"type": "number"}, "b": {"type": "number"}}, "required": ["a", "b"]}) };
+        let other = Tool {
+            name: "add".into(),
+            description: None,
+            parameters: serde_json::json!({"type": "object", "properties": {"a": {"type": "number"}, "b": {"type": "number"}}, "required": ["a", "b"]}),
+        };
         for strategy in [ToolStrategy::NativeApi, ToolStrategy::PromptBased] {
             let set = ToolSet { tools: vec![weather.clone(), other.clone()], choice: ToolChoice::Function("get_weather".into()), parallel: true, strategy };
             let params = GenerationParams { temperature: Some(0.0), max_tokens: 80, ..Default::default() };
