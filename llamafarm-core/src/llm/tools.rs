@@ -607,6 +607,7 @@ mod tests {
                 StreamEvent::Content(c) => format!("text:{c}"),
                 StreamEvent::ToolCall(c) => format!("call:{}", c.function.name),
                 StreamEvent::Thinking(c) => format!("think:{c}"),
+                StreamEvent::ToolResult(s) => format!("result:{}", s.content),
             });
             true
         };

@@ -530,7 +530,7 @@ pub(crate) struct ChatCompletionChunk {
     usage: Option<Usage>,
     /// In a chunk with no choices: an MCP tool call the server ran, as it happens.
     #[serde(skip_serializing_if = "Option::is_none")]
-    tool_step: Option<ToolStepDto>,
+    tool_step: Option<Box<ToolStepDto>>,
 }
 
 /// The fields every chunk of one stream shares.
@@ -556,7 +556,7 @@ impl ChunkHead {
     /// A chunk with no choices carrying an MCP tool call the server ran.
     pub(crate) fn tool_step(&self, s: &ToolStep) -> ChatCompletionChunk {
         let mut c = self.chunk(vec![]);
-        c.tool_step = Some(s.into());
+        c.tool_step = Some(Box::new(s.into()));
         c
     }
     /// A chunk carrying `delta`.
