@@ -348,6 +348,18 @@ fn lf_vision_reads_images_and_answers_extraction() {
     fails_with(&srv.lf(work.path(), &["vision", "ocr", "/nonexistent.png"]), "nonexistent.png");
 }
 
+/// `lf init NAME` in a fresh directory, then `mcp_yaml` appended to the server's copy of
+/// the project's config; returns the work directory and the project's directory.
+fn project_with_mcp(srv: &Served, name: &str, mcp_yaml: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let work = tempfile::tempdir().unwrap();
+    ok(&srv.lf(work.path(), &["init", name]));
+    let dir = work.path().join(name);
+    let cfg_path = srv.data.as_ref().unwrap().path().join(format!("projects/default/{name}/llamafarm.yaml"));
+    let yaml = std::fs::read_to_string(&cfg_path).unwrap();
+    std::fs::write(&cfg_path, format!("{yaml}\n{mcp_yaml}")).unwrap();
+    (work, dir)
+}
+
 /// A project's MCP servers at work, with `lf mcp` itself as the server: the model is
 /// made to call LlamaFarm's own `projects_list` tool over MCP (stdio), the server runs
 /// the call, and `lf chat` prints the call and its result as they happen. A server that
@@ -355,17 +367,12 @@ fn lf_vision_reads_images_and_answers_extraction() {
 #[test]
 fn lf_chat_runs_mcp_tools_and_prints_them() {
     let srv = Served::start_with(true);
-    let work = tempfile::tempdir().unwrap();
-    ok(&srv.lf(work.path(), &["init", "agent"]));
-    let dir = work.path().join("agent");
-    let cfg_path = srv.data.as_ref().unwrap().path().join("projects/default/agent/llamafarm.yaml");
-    let yaml = std::fs::read_to_string(&cfg_path).unwrap();
     let mcp = format!(
         "mcp:\n  servers:\n    - name: llamafarm\n      transport: stdio\n      command: {}\n      args: [\"--server-url\", \"{}\", \"mcp\"]\n    - name: broken\n      transport: stdio\n      command: /nonexistent/mcp-server\n",
         lf_bin(),
         srv.url
     );
-    std::fs::write(&cfg_path, format!("{yaml}\n{mcp}")).unwrap();
+    let (_work, dir) = project_with_mcp(&srv, "agent", &mcp);
     let o = srv.lf(
         &dir,
         &["chat", "List the projects of the namespace called default.", "--no-rag", "--temperature", "0", "--max-tokens", "30", "--tool", "projects_list"],
@@ -396,16 +403,11 @@ fn a_hanging_mcp_server_gives_the_model_an_error_result() {
         drop(held);
     });
     let srv = Served::start_env(true, &[("LF_MCP_TIMEOUT", "2")]);
-    let work = tempfile::tempdir().unwrap();
-    ok(&srv.lf(work.path(), &["init", "agent"]));
-    let dir = work.path().join("agent");
-    let cfg_path = srv.data.as_ref().unwrap().path().join("projects/default/agent/llamafarm.yaml");
-    let yaml = std::fs::read_to_string(&cfg_path).unwrap();
     let mcp = format!(
         "mcp:\n  servers:\n    - name: stuck\n      transport: stdio\n      command: {}\n      args: [\"--server-url\", \"{silent_url}\", \"mcp\"]\n",
         lf_bin()
     );
-    std::fs::write(&cfg_path, format!("{yaml}\n{mcp}")).unwrap();
+    let (_work, dir) = project_with_mcp(&srv, "agent", &mcp);
     let t0 = Instant::now();
     let o = srv.lf(&dir, &["chat", "List the projects of the namespace called default.", "--no-rag", "--max-tokens", "30", "--tool", "projects_list"]);
     ok(&o);

@@ -9,8 +9,10 @@ import json
 import os
 import sys
 import time
+import urllib.request
 
 import openai
+from checks import check, summary
 from mcp import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
@@ -18,16 +20,6 @@ from mcp.client.streamable_http import streamable_http_client
 api, lf = sys.argv[1:3]
 HERE = os.path.dirname(os.path.abspath(__file__))
 FACT = "Llamas in the Andes hum a low tune called the qhapaq song when they are calm."
-passed = 0
-
-
-def check(cond, what):
-    global passed
-    if not cond:
-        print(f"FAIL: {what}")
-        sys.exit(1)
-    passed += 1
-    print(f"ok: {what}")
 
 
 def body(result):
@@ -85,7 +77,6 @@ asyncio.run(main())
 
 # The agent: MCP tools offered to the project's model and run by the server.
 ns, project = "mcp", "agent"
-import urllib.request
 
 
 def call(method, path, data):
@@ -110,4 +101,4 @@ check("ZEBRA-4417" in steps[0]["content"], "agent: the tool ran on the MCP serve
 answer = r.choices[0].message.content or ""
 check("ZEBRA-4417" in answer, f"agent: the answer contains the tool's result: {answer!r}")
 check(r.choices[0].finish_reason == "stop", "agent: the turn ends with an answer")
-print(f"{passed} passed, 0 failed")
+summary()

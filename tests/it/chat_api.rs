@@ -462,6 +462,24 @@ async fn openai_provider_talks_to_our_runtime_and_idle_models_unload() {
     let (chunks, done) = read_sse(resp).await;
     assert!(done);
     assert_eq!(streamed_text(&chunks), GOLDEN);
+    // Structured output and a forced tool call reach the upstream as its response_format.
+    let schema = json!({"type": "object", "properties": {"name": {"type": "string", "maxLength": 30}}, "required": ["name"], "additionalProperties": false});
+    let (st, r) = s
+        .post(
+            url,
+            json!({"messages": [{"role": "user", "content": "Name a cat."}], "max_tokens": 40,
+            "response_format": {"type": "json_schema", "json_schema": {"name": "cat", "schema": schema}}}),
+        )
+        .await;
+    assert_eq!(st, 200, "{r}");
+    let v: Value = serde_json::from_str(r["choices"][0]["message"]["content"].as_str().unwrap()).unwrap();
+    assert!(v["name"].is_string(), "{v}");
+    let tool = json!({"type": "function", "function": {"name": "pet", "parameters": {"type": "object", "properties": {"cat": {"type": "string", "maxLength": 20}}, "required": ["cat"]}}});
+    let (st, r) =
+        s.post(url, json!({"messages": [{"role": "user", "content": "Pet the cat Tom."}], "max_tokens": 40, "tools": [tool], "tool_choice": "required"})).await;
+    assert_eq!(st, 200, "{r}");
+    assert_eq!(r["choices"][0]["finish_reason"], "tool_calls", "{r}");
+    assert_eq!(r["choices"][0]["message"]["tool_calls"][0]["function"]["name"], "pet");
     // An upstream error is a clear 503 detail.
     let bad = json!({"version": "v1", "name": "remote", "namespace": "acme",
         "runtime": {"models": [{"name": "fleet", "provider": "openai", "model": "nobody/none-GGUF:Q4_0", "base_url": format!("{}/v1", s.runtime_base)}]}});

@@ -154,6 +154,16 @@ pub(crate) fn prepare_thinking(ids: &mut Vec<u32>, prompt_text: &str, params: &G
     (prefilled, budget)
 }
 
+/// `params` with thinking off when the answer is constrained (the grammar applies from
+/// the first generated token, so there is no room for a thinking block).
+pub(crate) fn unthinking(params: &GenerationParams, constrained: bool) -> std::borrow::Cow<'_, GenerationParams> {
+    if constrained && params.think {
+        std::borrow::Cow::Owned(GenerationParams { think: false, ..params.clone() })
+    } else {
+        std::borrow::Cow::Borrowed(params)
+    }
+}
+
 /// A request's prompt, ready for a local engine.
 pub(crate) struct PreparedPrompt {
     /// Token ids, with a thinking block opened when asked for.

@@ -13,7 +13,7 @@
 //! Settings come from the model's `extra_body` (the original's llama.cpp keys):
 //! `n_ctx`, `n_batch`, `n_threads`, `use_mmap`, `use_mlock`.
 
-use super::control::{decode_loop, prepare_prompt, Decoder, PreparedPrompt, Sampler, TokenPolicy};
+use super::control::{decode_loop, prepare_prompt, unthinking, Decoder, PreparedPrompt, Sampler, TokenPolicy};
 use super::grammar::{Constraint, GrammarVocab};
 use super::template::ChatTemplate;
 use super::think::{THINK_CLOSE, THINK_OPEN};
@@ -230,13 +230,7 @@ impl ChatModel for LlamaCppModel {
             }
             None => None,
         };
-        let unthinking;
-        let params = if constraint.is_some() && params.think {
-            unthinking = GenerationParams { think: false, ..params.clone() };
-            &unthinking
-        } else {
-            params
-        };
+        let params = &*unthinking(params, constraint.is_some());
         let PreparedPrompt { ids, prefilled, budget, t0 } = prepare_prompt(
             &self.id,
             self.n_ctx as usize,

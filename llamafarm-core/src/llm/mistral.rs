@@ -12,7 +12,7 @@
 //! Concurrent requests queue (one generation at a time per model): batching several
 //! sequences in mistral.rs 0.8.1 on CPU mixed tokens between them in our tests.
 
-use super::control::{prepare_prompt, PreparedPrompt, Sampler, Step, StopMatcher, TokenPolicy};
+use super::control::{prepare_prompt, unthinking, PreparedPrompt, Sampler, Step, StopMatcher, TokenPolicy};
 use super::grammar::{Constraint, GrammarVocab};
 use super::native::tokenizer::GgufTokenizer;
 use super::think::{ThinkSplitter, THINK_CLOSE, THINK_OPEN};
@@ -237,13 +237,7 @@ impl ChatModel for MistralRsModel {
     fn generate(&self, messages: &[ChatMessage], params: &GenerationParams, cancel: &CancelFlag, sink: Sink<'_>) -> Result<Generation> {
         let _turn = self.turn.lock().unwrap_or_else(|p| p.into_inner());
         let constraint = super::native::constraint_for(&self.grammar, &self.decoder, params)?;
-        let unthinking;
-        let params = if constraint.is_some() && params.think {
-            unthinking = GenerationParams { think: false, ..params.clone() };
-            &unthinking
-        } else {
-            params
-        };
+        let params = &*unthinking(params, constraint.is_some());
         let PreparedPrompt { ids, prefilled, budget, t0 } = prepare_prompt(
             &self.id,
             usize::MAX,

@@ -52,6 +52,17 @@ impl OpenAiChatModel {
             o.insert("think".into(), json!(true));
             o.insert("thinking_budget".into(), json!(p.thinking_budget));
         }
+        // A grammar goes upstream as structured output (forced tool calls included: their
+        // grammar is the call's JSON schema). Lark grammars have no OpenAI equivalent.
+        match &p.grammar {
+            Some(super::Grammar::JsonObject) => {
+                o.insert("response_format".into(), json!({"type": "json_object"}));
+            }
+            Some(super::Grammar::JsonSchema(s)) => {
+                o.insert("response_format".into(), json!({"type": "json_schema", "json_schema": {"name": "response", "schema": s}}));
+            }
+            Some(super::Grammar::Lark(_)) | None => {}
+        }
         b
     }
 }

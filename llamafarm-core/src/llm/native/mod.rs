@@ -29,7 +29,7 @@ pub mod tokenizer;
 pub use llamafarm_kernels::gguf as quant;
 pub use llamafarm_kernels::{attention, team};
 
-use super::control::{decode_loop, prepare_prompt, Decoder, PreparedPrompt, Sampler, TokenPolicy};
+use super::control::{decode_loop, prepare_prompt, unthinking, Decoder, PreparedPrompt, Sampler, TokenPolicy};
 use super::grammar::{Constraint, GrammarVocab};
 use super::template::{ChatTemplate, CHATML};
 use super::think::{THINK_CLOSE, THINK_OPEN};
@@ -276,13 +276,7 @@ impl NativeModel {
     /// Prefill the prompt `ids` gives, then decode.
     fn run(&self, ids: impl FnOnce() -> Result<Vec<u32>>, thinks: bool, params: &GenerationParams, cancel: &CancelFlag, sink: Sink<'_>) -> Result<Generation> {
         let constraint = constraint_for(&self.grammar, &self.tok, params)?;
-        let unthinking;
-        let params = if constraint.is_some() && params.think {
-            unthinking = GenerationParams { think: false, ..params.clone() };
-            &unthinking
-        } else {
-            params
-        };
+        let params = &*unthinking(params, constraint.is_some());
         let member = self.batcher.join();
         let PreparedPrompt { ids, prefilled, budget, t0 } =
             prepare_prompt(&self.id, self.n_ctx, cancel, params, thinks, &self.open_think, ids, |ids| self.tok.decode(ids))?;
