@@ -78,8 +78,8 @@ pub fn api_router(lf: LlamaFarm, opts: &HttpOptions) -> Router {
     let (router, mut openapi) = api_openapi_router().with_state(state).split_for_parts();
     mcp::tag_operations(&mut openapi);
     let api = with_common_layers(router.merge(docs::docs_router(openapi.clone(), "LlamaFarm API")), opts);
-    let hosts = opts.public_url.iter().filter_map(|u| u.split("://").nth(1)).map(|h| h.trim_end_matches('/').to_string()).collect();
-    api.clone().nest_service("/mcp", mcp::service(&openapi, api, hosts))
+    let public = opts.public_url.as_deref().and_then(|u| u.split("://").nth(1)).map(|h| h.trim_end_matches('/').to_string());
+    api.clone().nest_service("/mcp", mcp::service(&openapi, api, public))
 }
 
 /// The Universal Runtime router (OpenAI-compatible model endpoints).

@@ -78,16 +78,26 @@ pub trait Dispatch: Send + Sync + 'static {
     fn send(&self, req: Request<Vec<u8>>) -> BoxFuture<'static, Result<(u16, Vec<u8>), String>>;
 }
 
-/// Calls go to a router in this process.
+/// Calls go to a router in this process, as requests to `host` (the address the API
+/// is reachable at, so the links it answers with, such as `task_uri`, work outside).
 #[derive(Clone)]
-pub struct LocalDispatch(pub axum::Router);
+pub struct LocalDispatch {
+    /// The API router.
+    pub router: axum::Router,
+    /// `Host` of the requests (`host:port`).
+    pub host: String,
+}
 
 impl Dispatch for LocalDispatch {
     fn send(&self, req: Request<Vec<u8>>) -> BoxFuture<'static, Result<(u16, Vec<u8>), String>> {
-        let router = self.0.clone();
+        let router = self.router.clone();
+        let host = axum::http::HeaderValue::from_str(&self.host).ok();
         Box::pin(async move {
             use tower::ServiceExt as _;
-            let (parts, body) = req.into_parts();
+            let (mut parts, body) = req.into_parts();
+            if let Some(h) = host {
+                parts.headers.insert(axum::http::header::HOST, h);
+            }
             let resp = router.oneshot(Request::from_parts(parts, Body::from(body))).await.map_err(|e| e.to_string())?;
             let status = resp.status().as_u16();
             let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.map_err(|e| e.to_string())?;
@@ -351,17 +361,18 @@ impl ServerHandler for McpServer {
 }
 
 /// The streamable HTTP service `lf serve` mounts at `/mcp`: tools from `openapi`, calls
-/// to `api` in-process. `hosts`: the `Host` names accepted besides loopback (DNS
-/// rebinding protection).
+/// to `api` in-process. `public`: the API's `host:port` when known (accepted as a `Host`
+/// besides loopback, against DNS rebinding, and the `Host` the calls are made to).
 pub fn service(
     openapi: &utoipa::openapi::OpenApi,
     api: axum::Router,
-    hosts: Vec<String>,
+    public: Option<String>,
 ) -> rmcp::transport::streamable_http_server::StreamableHttpService<McpServer, rmcp::transport::streamable_http_server::session::local::LocalSessionManager> {
     use rmcp::transport::streamable_http_server::{session::local::LocalSessionManager, StreamableHttpServerConfig, StreamableHttpService};
-    let server = McpServer::new(openapi, Arc::new(LocalDispatch(api)));
+    let host = public.clone().unwrap_or_else(|| "localhost".into());
+    let server = McpServer::new(openapi, Arc::new(LocalDispatch { router: api, host }));
     let mut allowed: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into(), "[::1]".into()];
-    allowed.extend(hosts);
+    allowed.extend(public);
     let config = StreamableHttpServerConfig::default().with_allowed_hosts(allowed);
     StreamableHttpService::new(move || Ok(server.clone()), Arc::new(LocalSessionManager::default()), config)
 }
@@ -383,7 +394,7 @@ mod tests {
     fn every_reference_operation_is_a_tool_with_a_schema() {
         let mut doc = crate::api_openapi();
         tag_operations(&mut doc);
-        let server = McpServer::new(&doc, Arc::new(LocalDispatch(axum::Router::new())));
+        let server = McpServer::new(&doc, Arc::new(LocalDispatch { router: axum::Router::new(), host: "localhost".into() }));
         let names = server.tool_names();
         assert_eq!(names.len(), MCP_OPERATIONS.len(), "{names:?}");
         for op in MCP_OPERATIONS {

@@ -44,7 +44,7 @@ async def scenario(session, label, project):
     r = await session.call_tool("dataset_data_upload", {"namespace": ns, "project": project, "dataset": "notes", "filename": "llamas.txt", "content": FACT})
     check(not r.is_error, f"{label}: dataset_data_upload {body(r)}")
     r = await session.call_tool("dataset_actions", {"namespace": ns, "project": project, "dataset": "notes", "action_type": "process"})
-    check(not r.is_error, f"{label}: dataset_actions {body(r)}")
+    check(not r.is_error and body(r)["task_uri"].startswith(api), f"{label}: dataset_actions {body(r)}")
     task = body(r)["task_id"]
     state = None
     for _ in range(600):
