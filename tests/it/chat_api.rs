@@ -479,7 +479,13 @@ async fn openai_provider_talks_to_our_runtime_and_idle_models_unload() {
         s.post(url, json!({"messages": [{"role": "user", "content": "Pet the cat Tom."}], "max_tokens": 40, "tools": [tool], "tool_choice": "required"})).await;
     assert_eq!(st, 200, "{r}");
     assert_eq!(r["choices"][0]["finish_reason"], "tool_calls", "{r}");
-    assert_eq!(r["choices"][0]["message"]["tool_calls"][0]["function"]["name"], "pet");
+    let call = r["choices"][0]["message"]["tool_calls"][0].clone();
+    assert_eq!(call["function"]["name"], "pet");
+    // The call and its result go upstream as OpenAI messages; the upstream answers.
+    let msgs = json!([{"role": "user", "content": "Pet the cat Tom."}, r["choices"][0]["message"], {"role": "tool", "tool_call_id": call["id"], "content": "Tom purrs."}]);
+    let (st, r) = s.post(url, json!({"messages": msgs, "max_tokens": 20, "tools": [tool]})).await;
+    assert_eq!(st, 200, "{r}");
+    assert!(r["choices"][0]["message"]["content"].is_string(), "{r}");
     // An upstream error is a clear 503 detail.
     let bad = json!({"version": "v1", "name": "remote", "namespace": "acme",
         "runtime": {"models": [{"name": "fleet", "provider": "openai", "model": "nobody/none-GGUF:Q4_0", "base_url": format!("{}/v1", s.runtime_base)}]}});

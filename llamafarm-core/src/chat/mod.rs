@@ -380,6 +380,7 @@ pub fn generation_params(req: &ChatRequest, api: &Option<Map<String, Value>>) ->
         cache_prompt: true,
         grammar: req.response_format.as_ref().and_then(ResponseFormat::grammar),
         tools: Vec::new(),
+        tool_choice: None,
     }
 }
 

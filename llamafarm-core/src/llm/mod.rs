@@ -147,6 +147,9 @@ pub struct GenerationParams {
     /// Tools for the model's chat template, OpenAI-shaped (see [`tools`]); engines
     /// whose template takes none ignore them.
     pub tools: Vec<serde_json::Value>,
+    /// OpenAI's `tool_choice` for an upstream that calls tools itself (OpenAI-compatible
+    /// endpoints); local engines enforce a forced choice through [`grammar`](Self::grammar).
+    pub tool_choice: Option<serde_json::Value>,
 }
 
 impl Default for GenerationParams {
@@ -163,6 +166,7 @@ impl Default for GenerationParams {
             cache_prompt: true,
             grammar: None,
             tools: Vec::new(),
+            tool_choice: None,
         }
     }
 }
@@ -312,6 +316,10 @@ pub fn generate_with_tools(
     let mut p = params.clone();
     let msgs = if native {
         p.tools = set.tools.iter().map(Tool::openai).collect();
+        p.tool_choice = match &set.choice {
+            ToolChoice::Auto => None,
+            c => serde_json::to_value(c).ok(),
+        };
         messages.to_vec()
     } else {
         let mut m = tools::as_plain_messages(messages);
@@ -333,7 +341,15 @@ pub fn generate_with_tools(
         other => sink(other),
     };
     let mut g = model.generate(&msgs, &p, cancel, &mut pass)?;
-    let (content, calls) = stream.finish(sink);
+    // Calls the model's endpoint returned as calls (an OpenAI-compatible upstream).
+    let native_calls = std::mem::take(&mut g.tool_calls);
+    let (content, mut calls) = stream.finish(sink);
+    if calls.is_empty() && !native_calls.is_empty() {
+        for c in &native_calls {
+            sink(StreamEvent::ToolCall(c));
+        }
+        calls = native_calls;
+    }
     g.content = content;
     if !calls.is_empty() {
         g.tool_calls = if set.parallel { calls } else { calls.into_iter().take(1).collect() };

@@ -52,8 +52,16 @@ impl OpenAiChatModel {
             o.insert("think".into(), json!(true));
             o.insert("thinking_budget".into(), json!(p.thinking_budget));
         }
-        // A grammar goes upstream as structured output (forced tool calls included: their
-        // grammar is the call's JSON schema). Lark grammars have no OpenAI equivalent.
+        // Tools go upstream as tools (the upstream's own calling), with the choice.
+        if !p.tools.is_empty() {
+            o.insert("tools".into(), json!(p.tools));
+            if let Some(c) = &p.tool_choice {
+                o.insert("tool_choice".into(), c.clone());
+                // The upstream enforces the choice; no grammar of ours applies.
+                return b;
+            }
+        }
+        // A grammar goes upstream as structured output. Lark grammars have no OpenAI equivalent.
         match &p.grammar {
             Some(super::Grammar::JsonObject) => {
                 o.insert("response_format".into(), json!({"type": "json_object"}));
@@ -70,6 +78,11 @@ impl OpenAiChatModel {
 impl ChatModel for OpenAiChatModel {
     fn id(&self) -> &str {
         &self.model
+    }
+
+    /// The upstream takes OpenAI's `tools` and tool messages itself.
+    fn renders_tools(&self) -> bool {
+        true
     }
 
     fn generate(&self, messages: &[ChatMessage], params: &GenerationParams, cancel: &CancelFlag, sink: Sink<'_>) -> Result<Generation> {
@@ -95,6 +108,7 @@ impl ChatModel for OpenAiChatModel {
         let mut ttft: Option<f64> = None;
         let mut chunks = 0usize;
         let mut gone = false;
+        let mut calls: Vec<super::ToolCall> = Vec::new();
         for line in reader.lines() {
             if cancel.is_cancelled() || gone {
                 break;
@@ -126,6 +140,23 @@ impl ChatModel for OpenAiChatModel {
             }
             if !content.is_empty() {
                 splitter.push(content, &mut |ev| gone |= !sink(ev));
+            }
+            // Streamed tool calls: the first delta of each names it, later ones add arguments.
+            for c in delta["tool_calls"].as_array().into_iter().flatten() {
+                let i = c["index"].as_u64().unwrap_or(calls.len() as u64) as usize;
+                while calls.len() <= i {
+                    calls.push(super::ToolCall::new("", &json!({})));
+                    calls.last_mut().expect("pushed").function.arguments.clear();
+                }
+                if let Some(id) = c["id"].as_str() {
+                    calls[i].id = id.to_string();
+                }
+                if let Some(n) = c["function"]["name"].as_str() {
+                    calls[i].function.name.push_str(n);
+                }
+                if let Some(a) = c["function"]["arguments"].as_str() {
+                    calls[i].function.arguments.push_str(a);
+                }
             }
             if let Some(r) = choice["finish_reason"].as_str() {
                 finish = Some(r.to_string());
@@ -161,7 +192,7 @@ impl ChatModel for OpenAiChatModel {
             },
             ttft_ms: ttft,
             duration_ms: t0.elapsed().as_secs_f64() * 1000.0,
-            tool_calls: Vec::new(),
+            tool_calls: calls.into_iter().filter(|c| !c.function.name.is_empty()).collect(),
         })
     }
 }
