@@ -482,7 +482,8 @@ async fn openai_provider_talks_to_our_runtime_and_idle_models_unload() {
     let call = r["choices"][0]["message"]["tool_calls"][0].clone();
     assert_eq!(call["function"]["name"], "pet");
     // The call and its result go upstream as OpenAI messages; the upstream answers.
-    let msgs = json!([{"role": "user", "content": "Pet the cat Tom."}, r["choices"][0]["message"], {"role": "tool", "tool_call_id": call["id"], "content": "Tom purrs."}]);
+    let msgs =
+        json!([{"role": "user", "content": "Pet the cat Tom."}, r["choices"][0]["message"], {"role": "tool", "tool_call_id": call["id"], "content": "Tom purrs."}]);
     let (st, r) = s.post(url, json!({"messages": msgs, "max_tokens": 20, "tools": [tool]})).await;
     assert_eq!(st, 200, "{r}");
     assert!(r["choices"][0]["message"]["content"].is_string(), "{r}");
