@@ -1,1 +1,4 @@
-//! Shared helpers live in it/; this crate only hosts the end-to-end test binary.
+//! Test support shared by the end-to-end tests (`it/`), the `lf` tests and the benches:
+//! a model hub on loopback ([`hub::HubServer`]).
+
+pub mod hub;

@@ -92,6 +92,10 @@ pub async fn serve(args: ServeArgs, debug: bool) -> Result<()> {
     };
     let lf = LlamaFarm::builder(&data_dir)
         .model_cache(model_cache)
+        .hub(llamafarm_core::model_cache::Hub::new(
+            std::env::var("HF_ENDPOINT").ok().filter(|e| !e.is_empty()).unwrap_or_else(|| llamafarm_core::model_cache::hub::DEFAULT_ENDPOINT.into()),
+            std::env::var("HF_TOKEN").ok().or_else(|| std::env::var("HUGGING_FACE_HUB_TOKEN").ok()),
+        ))
         .llm_engine(engine)
         .model_unload_timeout(Duration::from_secs(args.model_unload_timeout))
         .openai_api_key(args.openai_api_key.filter(|k| !k.is_empty()))

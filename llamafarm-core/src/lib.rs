@@ -94,6 +94,7 @@ pub struct LlamaFarmBuilder {
     parsers: Option<Arc<ingest::parse::Registry>>,
     file_ttl: Option<std::time::Duration>,
     mcp_timeouts: Option<(std::time::Duration, std::time::Duration)>,
+    hub: model_cache::Hub,
 }
 
 impl LlamaFarmBuilder {
@@ -108,6 +109,13 @@ impl LlamaFarmBuilder {
     /// Where model weights are looked up (default `{data_dir}/hub`).
     pub fn model_cache(mut self, models: ModelCache) -> Self {
         self.models = Some(models);
+        self
+    }
+
+    /// The model hub downloads come from (default [`model_cache::hub::DEFAULT_ENDPOINT`],
+    /// no token). `lf serve` passes `HF_ENDPOINT` and `HF_TOKEN`.
+    pub fn hub(mut self, hub: model_cache::Hub) -> Self {
+        self.hub = hub;
         self
     }
 
@@ -189,6 +197,8 @@ struct Inner {
     vision: Arc<vision::Vision>,
     files: vision::files::FileStore,
     mcp: mcp::McpClients,
+    hub: model_cache::Hub,
+    downloads: model_cache::Downloads,
 }
 
 /// A weak handle (held by worker threads so they stop when the library is dropped).
@@ -236,6 +246,7 @@ impl LlamaFarm {
             parsers: None,
             file_ttl: None,
             mcp_timeouts: None,
+            hub: model_cache::Hub::default(),
         }
     }
 
@@ -269,6 +280,8 @@ impl LlamaFarm {
                 vision,
                 files,
                 mcp: b.mcp_timeouts.map(|(c, t)| mcp::McpClients::with_timeouts(c, t)).unwrap_or_default(),
+                hub: b.hub,
+                downloads: Default::default(),
             }),
         })
     }
@@ -336,6 +349,11 @@ impl LlamaFarm {
     /// A weak handle.
     pub fn downgrade(&self) -> WeakLlamaFarm {
         WeakLlamaFarm(Arc::downgrade(&self.inner))
+    }
+
+    /// The model cache, downloads from the hub, and deletion (the Models Cache API).
+    pub fn model_hub(&self) -> model_cache::ModelHub<'_> {
+        model_cache::ModelHub { cache: &self.inner.models, hub: &self.inner.hub, downloads: &self.inner.downloads, llm: &self.inner.llm }
     }
 
     /// Project operations.

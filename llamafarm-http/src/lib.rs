@@ -108,6 +108,7 @@ fn api_openapi_router() -> OpenApiRouter<AppState> {
         .merge(routes::ml_classifier::router())
         .merge(routes::ml_anomaly::router())
         .merge(routes::vision::router())
+        .merge(routes::models::router())
 }
 
 fn runtime_openapi_router() -> OpenApiRouter<AppState> {

@@ -6,6 +6,7 @@ mod http_api;
 mod ingest_api;
 mod ml_anomaly_api;
 mod ml_classifier_api;
+mod models_api;
 mod openapi;
 mod rag_api;
 mod support;

@@ -27,11 +27,24 @@ impl TestServer {
         Self::start_full(HttpOptions::default(), true).await
     }
 
+    /// With an empty model cache that downloads from the hub at `endpoint`.
+    pub async fn start_with_hub(endpoint: &str) -> Self {
+        Self::start_inner(HttpOptions::default(), false, Some(endpoint)).await
+    }
+
     async fn start_full(opts: HttpOptions, real_models: bool) -> Self {
+        Self::start_inner(opts, real_models, None).await
+    }
+
+    async fn start_inner(opts: HttpOptions, real_models: bool, hub: Option<&str>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         // By default an empty model cache, so "model missing" paths are exercised.
         let cache = if real_models { ModelCache::from_vars(|k| std::env::var_os(k)) } else { ModelCache::new(dir.path().join("hub")) };
-        let lf = LlamaFarm::open_with(dir.path().join("data"), cache).unwrap();
+        let mut b = LlamaFarm::builder(dir.path().join("data")).model_cache(cache);
+        if let Some(h) = hub {
+            b = b.hub(llamafarm_core::model_cache::Hub::new(h, None));
+        }
+        let lf = b.open().unwrap();
         let api = spawn(llamafarm_http::api_router(lf.clone(), &opts)).await;
         let rt = spawn(llamafarm_http::runtime_router(lf.clone(), &opts)).await;
         Self { base: format!("http://{api}"), runtime_base: format!("http://{rt}"), lf, _dir: dir, http: reqwest::Client::new() }
@@ -61,6 +74,21 @@ impl TestServer {
 
     pub async fn runtime_post(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
         split(self.http.post(format!("{}{path}", self.runtime_base)).json(&body).send().await.unwrap()).await
+    }
+
+    /// POST answered with SSE: the status and each `data:` payload as JSON.
+    pub async fn post_sse(&self, path: &str, body: serde_json::Value) -> (u16, Vec<serde_json::Value>) {
+        let r = self.http.post(self.url(path)).json(&body).send().await.unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        let events = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .map(|d| d.trim())
+            .filter(|d| *d != "[DONE]" && !d.is_empty())
+            .map(|d| serde_json::from_str(d).unwrap_or_else(|_| serde_json::json!({ "raw": d })))
+            .collect();
+        (status, events)
     }
 
     pub async fn delete(&self, path: &str) -> (u16, serde_json::Value) {

@@ -660,6 +660,22 @@ impl LlmEngine {
         v
     }
 
+    /// Unload the chat models whose id names `repo` (`org/name`, any quantisation);
+    /// returns their ids.
+    pub fn unload_repo(&self, repo: &str) -> Vec<String> {
+        let mut map = lock(&self.loaded);
+        let mut gone = Vec::new();
+        map.retain(|_, l| {
+            let hit = l.local && crate::model_cache::ModelRef::parse(l.model.id()).is_ok_and(|r| r.repo == repo);
+            if hit {
+                gone.push(l.model.id().to_string());
+            }
+            !hit
+        });
+        gone.sort();
+        gone
+    }
+
     /// Unload local models idle for longer than `max_idle` (and not in use, not `keep_loaded`).
     /// Returns how many were unloaded.
     pub fn unload_idle(&self, max_idle: Duration) -> usize {

@@ -6,6 +6,7 @@ pub(crate) mod chat;
 pub(crate) mod datasets;
 pub(crate) mod ml_anomaly;
 pub(crate) mod ml_classifier;
+pub(crate) mod models;
 pub(crate) mod projects;
 pub(crate) mod rag;
 pub(crate) mod runtime;

@@ -79,8 +79,11 @@ where
                 }
             }
             Err(e) => {
-                let status = crate::error::status_for(e.kind());
-                let _ = tx.blocking_send(event(&ChatStreamEvent::Error(StreamErrorEvent::new(e.to_string(), status.as_u16()))));
+                let e = crate::error::ApiError::from(e);
+                if e.status().is_server_error() {
+                    tracing::error!(detail = ?e, "stream failed");
+                }
+                let _ = tx.blocking_send(event(&ChatStreamEvent::Error(StreamErrorEvent::new(e.detail().to_string(), e.status().as_u16()))));
             }
         }
         let _ = tx.blocking_send(Event::default().data("[DONE]"));
@@ -237,8 +240,11 @@ async fn text_completions(State(st): State<AppState>, Json(body): Json<TextCompl
                 }
             }
             Err(e) => {
-                let status = crate::error::status_for(e.kind());
-                let _ = tx.blocking_send(event(&ChatStreamEvent::Error(StreamErrorEvent::new(e.to_string(), status.as_u16()))));
+                let e = crate::error::ApiError::from(e);
+                if e.status().is_server_error() {
+                    tracing::error!(detail = ?e, "stream failed");
+                }
+                let _ = tx.blocking_send(event(&ChatStreamEvent::Error(StreamErrorEvent::new(e.detail().to_string(), e.status().as_u16()))));
             }
         }
         let _ = tx.blocking_send(Event::default().data("[DONE]"));

@@ -8,9 +8,16 @@
 //! writes and `scripts/fetch-models.sh` reproduces offline. An absolute path to a
 //! file or directory is used as is.
 
-use crate::error::{Error, Result};
+pub mod hub;
+
+use crate::error::{Error, ResourceKind, Result};
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+pub use crate::system::DiskUsage;
+
+pub use hub::{DownloadPlan, DownloadProgress, Downloaded, Downloads, Hub, QuantOption, RemoteFile};
 
 /// The command that fetches the offline copies of the default models.
 pub const FETCH_COMMAND: &str = "scripts/fetch-models.sh";
@@ -81,11 +88,52 @@ pub struct CachedModel {
     pub id: String,
     /// The repo folder in the cache.
     pub path: PathBuf,
-    /// Bytes on disk (following snapshot links).
+    /// Bytes on disk (its blobs, or its snapshot's files when it has no blobs).
     pub size_bytes: u64,
     /// Files of the current snapshot.
     pub files: Vec<String>,
+    /// The newest modification time among its files.
+    pub last_modified: SystemTime,
+    /// Its revisions: the names under `refs/` (`main`), else the snapshot commits.
+    pub revisions: Vec<String>,
 }
+
+/// A model removed from the cache.
+#[derive(Debug, Clone)]
+pub struct DeletedModel {
+    /// `org/name`.
+    pub model_name: String,
+    /// Snapshots removed.
+    pub revisions_deleted: usize,
+    /// Bytes freed.
+    pub size_freed: u64,
+    /// The folder that was removed.
+    pub path: PathBuf,
+}
+
+/// Whether a download fits on disk.
+#[derive(Debug, Clone)]
+pub struct DownloadCheck {
+    /// The download can go ahead (the files fit, leaving some room).
+    pub can_download: bool,
+    /// It fits, but leaves little room.
+    pub warning: bool,
+    /// What to tell the user.
+    pub message: String,
+    /// Free bytes where the cache is.
+    pub available_bytes: u64,
+    /// Bytes still to fetch (the model's files less those already in the cache).
+    pub required_bytes: u64,
+    /// The cache's file system.
+    pub cache: DiskUsage,
+    /// The root file system.
+    pub system: DiskUsage,
+}
+
+/// Space a download must leave free to go ahead; below [`LOW_SPACE_BYTES`] after it, a warning.
+pub const MIN_FREE_BYTES: u64 = 512 << 20;
+/// Free space after a download below which it warns.
+pub const LOW_SPACE_BYTES: u64 = 5 << 30;
 
 /// The model cache directory and lookups in it.
 #[derive(Debug, Clone)]
@@ -126,11 +174,11 @@ impl ModelCache {
     fn missing(&self, id: &str, reason: String) -> Error {
         let r = ModelRef::parse(id).ok();
         let known = r.as_ref().is_some_and(|r| FETCHABLE_MODELS.contains(&r.repo.as_str()));
-        let fetch_hint = if known {
-            format!("{FETCH_COMMAND} (offline copies, pinned and checked)")
-        } else {
-            let folder = r.map(|r| r.cache_folder()).unwrap_or_else(|| id.to_string());
-            format!("put its files in the model cache under {folder}/snapshots/<revision>/ (the layout {FETCH_COMMAND} writes)")
+        let fetch_hint = match (&r, known) {
+            (Some(r), _) if r.repo.starts_with('/') => "check the path".to_string(),
+            (Some(_), true) => format!("lf models pull {id}, or {FETCH_COMMAND} (offline copies, pinned and checked)"),
+            (Some(_), false) => format!("lf models pull {id} (or POST /v1/models/download)"),
+            (None, _) => "a valid model id".to_string(),
         };
         Error::ModelMissing { model: id.to_string(), reason, fetch_hint }
     }
@@ -178,11 +226,149 @@ impl ModelCache {
             let id = rest.replacen("--", "/", 1);
             let Some(snap) = snapshot_dir(&e.path()) else { continue };
             let files: Vec<String> = walk(&snap).iter().filter_map(|p| p.strip_prefix(&snap).ok().map(|r| r.to_string_lossy().to_string())).collect();
-            let size_bytes = walk(&snap).iter().filter_map(|p| fs::metadata(p).ok()).map(|m| m.len()).sum();
-            out.push(CachedModel { id, path: e.path(), size_bytes, files });
+            let blobs: Vec<PathBuf> = walk(&e.path().join("blobs")).into_iter().filter(|p| p.extension().is_none_or(|x| x != "incomplete")).collect();
+            let sized = if blobs.is_empty() { walk(&snap) } else { blobs };
+            let metas: Vec<fs::Metadata> = sized.iter().filter_map(|p| fs::metadata(p).ok()).collect();
+            let size_bytes = metas.iter().map(|m| m.len()).sum();
+            let last_modified = metas.iter().filter_map(|m| m.modified().ok()).max().unwrap_or(SystemTime::UNIX_EPOCH);
+            let mut revisions: Vec<String> = read_names(&e.path().join("refs"));
+            if revisions.is_empty() {
+                revisions = read_names(&e.path().join("snapshots"));
+            }
+            out.push(CachedModel { id, path: e.path(), size_bytes, files, last_modified, revisions });
         }
         out.sort_by(|a, b| a.id.cmp(&b.id));
         out
+    }
+}
+
+impl ModelCache {
+    /// Remove a model (`org/name`; a `:QUANT` suffix is ignored) and all its revisions.
+    pub fn delete(&self, id: &str) -> Result<DeletedModel> {
+        let r = ModelRef::parse(id)?;
+        if r.repo.starts_with('/') {
+            return Err(Error::invalid("model_name", "must be a model id (ORG/NAME), not a path"));
+        }
+        let dir = self.hub.join(r.cache_folder());
+        if !dir.is_dir() {
+            return Err(Error::missing_in(ResourceKind::Model, &r.repo, "in the model cache"));
+        }
+        let model = self.list().into_iter().find(|m| m.path == dir);
+        let revisions_deleted = read_names(&dir.join("snapshots")).len();
+        let trash = self.hub.join(".trash");
+        crate::fsutil::remove_dir_atomic(&dir, &trash)?;
+        crate::fsutil::empty_trash(&trash);
+        let _ = fs::remove_dir(&trash);
+        let _ = fs::remove_dir_all(self.hub.join(".locks").join(r.cache_folder()));
+        Ok(DeletedModel { model_name: r.repo, revisions_deleted, size_freed: model.map(|m| m.size_bytes).unwrap_or(0), path: dir })
+    }
+
+    /// Whether the files of `plan` fit on the cache's disk.
+    pub fn check_download(&self, plan: &DownloadPlan) -> DownloadCheck {
+        let blobs = self.hub.join(ModelRef::parse(&plan.repo).map(|r| r.cache_folder()).unwrap_or_default()).join("blobs");
+        let required_bytes: u64 =
+            plan.files.iter().filter(|f| !f.etag().is_some_and(|e| fs::metadata(blobs.join(e)).is_ok_and(|m| m.len() == f.size))).map(|f| f.size).sum();
+        let none = |p: &Path| DiskUsage { path: p.display().to_string(), total_bytes: 0, used_bytes: 0, free_bytes: 0, percent_free: 0.0 };
+        let cache = crate::system::disk_usage(&self.hub).unwrap_or_else(|_| none(&self.hub));
+        let system = crate::system::disk_usage(Path::new("/")).unwrap_or_else(|_| none(Path::new("/")));
+        let available_bytes = cache.free_bytes;
+        let left = available_bytes.saturating_sub(required_bytes);
+        let fits = available_bytes >= required_bytes.saturating_add(MIN_FREE_BYTES);
+        let warning = fits && left < LOW_SPACE_BYTES;
+        let message = if required_bytes == 0 {
+            "Already in the cache: nothing to download".to_string()
+        } else if !fits {
+            format!("Insufficient disk space: {} needed, {} available", human_size(required_bytes), human_size(available_bytes))
+        } else if warning {
+            format!("Low disk space: {} will be left after this download", human_size(left))
+        } else {
+            "Sufficient disk space available".to_string()
+        };
+        DownloadCheck { can_download: fits || required_bytes == 0, warning, message, available_bytes, required_bytes, cache, system }
+    }
+}
+
+/// Bytes as people read them: `90.0 MB`, `1.75 GB` (powers of 1024).
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes} B")
+    } else {
+        let s = format!("{v:.2}");
+        let s = s.trim_end_matches('0').trim_end_matches('.');
+        format!("{s} {}", UNITS[u])
+    }
+}
+
+fn read_names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir).map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().to_string()).collect()).unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// The model cache, the hub it downloads from, and the chat models in memory: what
+/// the Models Cache API works on. From [`LlamaFarm::model_hub`](crate::LlamaFarm::model_hub).
+pub struct ModelHub<'a> {
+    pub(crate) cache: &'a ModelCache,
+    pub(crate) hub: &'a Hub,
+    pub(crate) downloads: &'a Downloads,
+    pub(crate) llm: &'a crate::llm::LlmEngine,
+}
+
+impl ModelHub<'_> {
+    /// Models in the cache.
+    pub fn list(&self) -> Vec<CachedModel> {
+        self.cache.list()
+    }
+
+    /// The hub's GGUF quantisations of `repo`, smallest first.
+    pub fn quantizations(&self, repo: &str) -> Result<Vec<QuantOption>> {
+        self.hub.quantizations(repo)
+    }
+
+    /// Whether downloading `id` fits on disk (sizes from the hub's listing).
+    pub fn validate_download(&self, id: &str) -> Result<DownloadCheck> {
+        Ok(self.cache.check_download(&self.hub.plan(id)?))
+    }
+
+    /// Download `id` (`org/name`, or `org/name:QUANT` for one GGUF quantisation),
+    /// calling `progress` as bytes arrive. Files already in the cache are not fetched
+    /// again; a download of the same id already running is followed, not repeated. A
+    /// download that does not fit on disk is refused before it starts.
+    pub fn download(&self, id: &str, progress: &mut dyn FnMut(&DownloadProgress)) -> Result<Downloaded> {
+        let plan = self.hub.plan(id)?;
+        let check = self.cache.check_download(&plan);
+        if !check.can_download {
+            return Err(Error::unavailable(format!("model '{id}'"), check.message));
+        }
+        self.downloads.download(self.hub, self.cache, id, progress)
+    }
+
+    /// Remove `id` from the cache. Chat models of that repo in memory are unloaded
+    /// first; a request already generating with one finishes on the copy in memory.
+    pub fn delete(&self, id: &str) -> Result<(DeletedModel, Vec<String>)> {
+        let r = ModelRef::parse(id)?;
+        if self.downloads.active().iter().any(|a| a.split(':').next() == Some(r.repo.as_str())) {
+            return Err(Error::unavailable(format!("model '{}'", r.repo), "it is being downloaded; delete it when the download ends"));
+        }
+        let unloaded = self.llm.unload_repo(&r.repo);
+        Ok((self.cache.delete(id)?, unloaded))
+    }
+
+    /// Ids being downloaded now.
+    pub fn downloading(&self) -> Vec<String> {
+        self.downloads.active()
+    }
+
+    /// The hub endpoint.
+    pub fn endpoint(&self) -> &str {
+        self.hub.endpoint()
     }
 }
 
