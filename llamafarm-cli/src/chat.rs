@@ -15,7 +15,7 @@ pub(crate) struct ChatArgs {
     #[arg(num_args = 0..=2)]
     args: Vec<String>,
     #[command(flatten)]
-    sel: crate::ProjectSel,
+    pub(crate) sel: crate::ProjectSel,
     /// A `runtime.models` name of the project.
     #[arg(long)]
     model: Option<String>,
@@ -25,6 +25,9 @@ pub(crate) struct ChatArgs {
     /// Database to retrieve from.
     #[arg(long)]
     database: Option<String>,
+    /// Retrieval strategy of the database (default: its default one).
+    #[arg(long)]
+    retrieval_strategy: Option<String>,
     /// Chunks to retrieve.
     #[arg(long)]
     rag_top_k: Option<u32>,
@@ -82,6 +85,9 @@ fn body(a: &ChatArgs, message: &str) -> Value {
     }
     if let Some(d) = &a.database {
         set("database", json!(d));
+    }
+    if let Some(r) = &a.retrieval_strategy {
+        set("rag_retrieval_strategy", json!(r));
     }
     if let Some(k) = a.rag_top_k {
         set("rag_top_k", json!(k));

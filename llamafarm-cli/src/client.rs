@@ -7,6 +7,35 @@ use std::time::Duration;
 pub struct Client {
     base: String,
     http: reqwest::Client,
+    show: Show,
+}
+
+/// What to do with requests that change something (every method but GET).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Show {
+    /// Send them.
+    #[default]
+    Send,
+    /// Print each as a curl command and send nothing.
+    Curl,
+    /// Print what would be sent and send nothing.
+    DryRun,
+}
+
+/// The error that ends a command after `--curl` / `--dry-run` printed its request.
+#[derive(Debug)]
+pub struct NotSent;
+
+impl std::fmt::Display for NotSent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("request not sent (--curl / --dry-run)")
+    }
+}
+
+impl std::error::Error for NotSent {}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
 }
 
 /// Percent-encode one path segment.
@@ -25,7 +54,47 @@ pub fn encode_segment(s: &str) -> String {
 impl Client {
     pub fn new(base: &str) -> Result<Self> {
         let http = reqwest::Client::builder().connect_timeout(Duration::from_secs(5)).build()?;
-        Ok(Self { base: base.trim_end_matches('/').to_string(), http })
+        Ok(Self { base: base.trim_end_matches('/').to_string(), http, show: Show::Send })
+    }
+
+    /// With `--curl` / `--dry-run` behaviour.
+    pub fn showing(mut self, show: Show) -> Self {
+        self.show = show;
+        self
+    }
+
+    /// The server's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// Under `--curl` / `--dry-run`, print the request and stop with [`NotSent`].
+    fn intercept(&self, method: &str, path: &str, body: Option<&Value>, files: &[&std::path::Path]) -> Result<()> {
+        let url = format!("{}{path}", self.base);
+        match self.show {
+            Show::Send => Ok(()),
+            Show::Curl => {
+                let mut cmd = format!("curl -X {method} {}", shell_quote(&url));
+                if let Some(b) = body {
+                    cmd.push_str(&format!(" -H 'Content-Type: application/json' -d {}", shell_quote(&b.to_string())));
+                }
+                for f in files {
+                    cmd.push_str(&format!(" -F {}", shell_quote(&format!("file=@{}", f.display()))));
+                }
+                println!("{cmd}");
+                Err(NotSent.into())
+            }
+            Show::DryRun => {
+                println!("[dry-run] {method} {url}");
+                if let Some(b) = body {
+                    println!("{}", serde_json::to_string_pretty(b).unwrap_or_default());
+                }
+                for f in files {
+                    println!("  file: {}", f.display());
+                }
+                Err(NotSent.into())
+            }
+        }
     }
 
     fn transport_error(&self, e: reqwest::Error, path: &str) -> anyhow::Error {
@@ -57,11 +126,13 @@ impl Client {
     }
 
     pub async fn post(&self, path: &str, body: &Value) -> Result<Value> {
+        self.intercept("POST", path, Some(body), &[])?;
         self.send(self.http.post(format!("{}{path}", self.base)).json(body), path).await
     }
 
     /// Multipart upload of one file as field `file` (streamed from disk).
     pub async fn upload(&self, path: &str, file: &std::path::Path, overrides: Option<&Value>) -> Result<Value> {
+        self.intercept("POST", path, None, &[file])?;
         let name = file.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "upload".into());
         let f = tokio::fs::File::open(file).await.map_err(|e| anyhow!("{}: {e}", file.display()))?;
         let len = f.metadata().await.map(|m| m.len()).unwrap_or(0);
@@ -76,6 +147,7 @@ impl Client {
 
     /// Multipart upload of one file as field `file` with text fields beside it.
     pub async fn upload_form(&self, path: &str, file: &std::path::Path, fields: &[(&str, String)]) -> Result<Value> {
+        self.intercept("POST", path, None, &[file])?;
         let name = file.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "upload".into());
         let bytes = tokio::fs::read(file).await.map_err(|e| anyhow!("{}: {e}", file.display()))?;
         let mut form = reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::bytes(bytes).file_name(name));
@@ -88,6 +160,7 @@ impl Client {
     /// Multipart upload of many files as repeated `files` fields, each streamed from
     /// disk (a file is opened when its part is built, so only this request's files are open).
     pub async fn upload_many(&self, path: &str, files: &[std::path::PathBuf]) -> Result<Value> {
+        self.intercept("POST", path, None, &files.iter().map(|f| f.as_path()).collect::<Vec<_>>())?;
         let mut form = reqwest::multipart::Form::new();
         for file in files {
             let name = file.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "upload".into());
@@ -101,6 +174,7 @@ impl Client {
 
     /// POST and return the raw response (for streams); non-2xx answers become their `detail`.
     pub async fn post_raw(&self, path: &str, body: &Value, headers: &[(&str, String)]) -> Result<reqwest::Response> {
+        self.intercept("POST", path, Some(body), &[])?;
         let mut req = self.http.post(format!("{}{path}", self.base)).json(body);
         for (k, v) in headers {
             req = req.header(*k, v);
@@ -116,7 +190,28 @@ impl Client {
         Ok(resp)
     }
 
+    /// PUT a JSON body.
+    pub async fn put(&self, path: &str, body: &Value) -> Result<Value> {
+        self.intercept("PUT", path, Some(body), &[])?;
+        self.send(self.http.put(format!("{}{path}", self.base)).json(body), path).await
+    }
+
+    /// GET that answers `None` for a 404.
+    pub async fn get_opt(&self, path: &str) -> Result<Option<Value>> {
+        match self.get(path).await {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.to_string().ends_with("(HTTP 404)") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether the server answers its liveness probe.
+    pub async fn alive(&self) -> bool {
+        self.http.get(format!("{}/health/liveness", self.base)).timeout(Duration::from_secs(3)).send().await.is_ok_and(|r| r.status().is_success())
+    }
+
     pub async fn delete(&self, path: &str) -> Result<Value> {
+        self.intercept("DELETE", path, None, &[])?;
         self.send(self.http.delete(format!("{}{path}", self.base)), path).await
     }
 }

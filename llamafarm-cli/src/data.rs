@@ -24,9 +24,9 @@ pub enum DatasetsCmd {
         name: String,
         /// Files, folders or globs to upload right away.
         files: Vec<String>,
-        /// Processing strategy.
-        #[arg(short = 's', long = "data-processing-strategy", default_value = "universal_rag")]
-        strategy: String,
+        /// Processing strategy (default: the project's only one, else universal_rag).
+        #[arg(short = 's', long = "data-processing-strategy")]
+        strategy: Option<String>,
         /// Target database.
         #[arg(short = 'b', long)]
         database: String,
@@ -53,6 +53,10 @@ pub enum DatasetsCmd {
         /// Chunk overlap (sent as parser_overrides).
         #[arg(long)]
         chunk_overlap: Option<u64>,
+        /// Send the files through the bulk endpoint (many files per request), even one
+        /// file; more than one file always goes this way.
+        #[arg(long)]
+        bulk: bool,
         #[command(flatten)]
         sel: ProjectSel,
     },
@@ -239,7 +243,8 @@ fn print_outcomes(t: &Value) {
 const BULK_FILES: usize = 500;
 const BULK_BYTES: u64 = 64 << 20;
 
-async fn upload_files(c: &Client, ns: &str, p: &str, ds: &str, files: &[PathBuf], auto: Option<bool>, overrides: Option<Value>) -> Result<Vec<String>> {
+#[allow(clippy::too_many_arguments)]
+async fn upload_files(c: &Client, ns: &str, p: &str, ds: &str, files: &[PathBuf], auto: Option<bool>, overrides: Option<Value>, bulk: bool) -> Result<Vec<String>> {
     // (Returns the ids of any tasks the server started for auto-processing.)
     let mut tasks = Vec::new();
     let (mut ok, mut skipped, mut failed) = (0, 0, 0);
@@ -252,7 +257,7 @@ async fn upload_files(c: &Client, ns: &str, p: &str, ds: &str, files: &[PathBuf]
     if let Some(a) = auto {
         q = format!("?auto_process={a}");
     }
-    if files.len() == 1 || overrides.is_some() {
+    if (files.len() == 1 && !bulk) || overrides.is_some() {
         // One file (or per-upload parser overrides): the single-file endpoint.
         for (i, f) in files.iter().enumerate() {
             bar(i, files.len(), &f.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default());
@@ -339,14 +344,15 @@ pub async fn datasets(c: &Client, cmd: DatasetsCmd, cwd: &Path, json_out: bool) 
             if json_out {
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
+                let strategy = v["dataset"]["data_processing_strategy"].as_str().map(str::to_string).or(strategy).unwrap_or_default();
                 println!("Created dataset {name} (strategy {strategy}, database {database})");
             }
             if !files.is_empty() {
                 let list = expand(&files, cwd)?;
-                upload_files(c, &ns, &p, &name, &list, None, None).await?;
+                upload_files(c, &ns, &p, &name, &list, None, None, false).await?;
             }
         }
-        DatasetsCmd::Upload { name, paths, no_process, process, chunk_size, chunk_overlap, sel } => {
+        DatasetsCmd::Upload { name, paths, no_process, process, chunk_size, chunk_overlap, bulk, sel } => {
             let (ns, p) = resolve_project(None, &sel, cwd)?;
             let list = expand(&paths, cwd)?;
             if list.is_empty() {
@@ -361,7 +367,7 @@ pub async fn datasets(c: &Client, cmd: DatasetsCmd, cwd: &Path, json_out: bool) 
             }
             let overrides = if o.is_empty() { None } else { Some(json!({"*": o})) };
             // Upload everything first (one progress bar), then process once (one task).
-            upload_files(c, &ns, &p, &name, &list, Some(false), None).await?;
+            upload_files(c, &ns, &p, &name, &list, Some(false), None, bulk).await?;
             let ds = c.get(&format!("/v1/projects/{}/{}/datasets?include_extra_details=false", seg(&ns), seg(&p))).await?;
             let auto =
                 ds["datasets"].as_array().into_iter().flatten().find(|d| d["name"] == name.as_str()).and_then(|d| d["auto_process"].as_bool()).unwrap_or(true);

@@ -7,8 +7,10 @@
 mod chat;
 mod client;
 mod data;
+mod examples;
 mod mcp;
 mod serve;
+mod services;
 mod vision;
 
 use anyhow::{bail, Context, Result};
@@ -32,6 +34,16 @@ struct Cli {
     /// Verbose logging.
     #[arg(long, short = 'd', global = true)]
     debug: bool,
+    /// Start the server in the background when none answers at --server-url
+    /// (`--auto-start=false` to fail instead).
+    #[arg(long, global = true, env = "LF_AUTO_START", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    auto_start: bool,
+    /// Print each request that would change something as a curl command, and send nothing.
+    #[arg(long, global = true)]
+    curl: bool,
+    /// Print each request that would change something, and send nothing.
+    #[arg(long, global = true)]
+    dry_run: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -59,6 +71,15 @@ enum Command {
     /// OCR and document extraction.
     #[command(subcommand)]
     Vision(vision::VisionCmd),
+    /// In a project directory: start the server if needed, push ./llamafarm.yaml to it,
+    /// and open the chat (or answer MESSAGE and exit).
+    Start(StartArgs),
+    /// The background server: status, start, stop.
+    #[command(subcommand)]
+    Services(services::ServicesCmd),
+    /// Example projects: list them, import one.
+    #[command(subcommand)]
+    Examples(ExamplesCmd),
     /// Serve LlamaFarm's operations as MCP tools over stdin/stdout (for desktop MCP
     /// clients); each call goes to the server at --server-url.
     Mcp,
@@ -78,18 +99,64 @@ struct InitArgs {
     template: Option<String>,
 }
 
+#[derive(Args)]
+struct StartArgs {
+    /// Push the config and start the server, but open no chat.
+    #[arg(long)]
+    no_chat: bool,
+    #[command(flatten)]
+    chat: chat::ChatArgs,
+}
+
+#[derive(Subcommand)]
+enum ExamplesCmd {
+    /// List the example projects the server offers.
+    #[command(alias = "ls")]
+    List,
+    /// Create a project from an example (its config, datasets and files).
+    Import {
+        /// Example id (see `lf examples list`).
+        example: String,
+        /// Project name (default: the example id).
+        #[arg(long)]
+        name: Option<String>,
+        /// Namespace.
+        #[arg(long, default_value = "default")]
+        namespace: String,
+        /// Process the datasets after importing (default true).
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+        process: bool,
+        /// Import into this existing project instead of creating one (NAMESPACE/PROJECT).
+        #[arg(long)]
+        into: Option<String>,
+    },
+}
+
 #[derive(Args, Clone)]
 pub(crate) struct ProjectSel {
     /// Namespace (default: from ./llamafarm.yaml).
     #[arg(long)]
-    namespace: Option<String>,
+    pub(crate) namespace: Option<String>,
     /// Project (default: from ./llamafarm.yaml).
     #[arg(long)]
-    project: Option<String>,
+    pub(crate) project: Option<String>,
 }
 
 #[derive(Subcommand)]
 enum ProjectsCmd {
+    /// Create a project on the server: from ./llamafarm.yaml, else from a template.
+    Create {
+        /// Project name (default: from ./llamafarm.yaml).
+        name: Option<String>,
+        /// Namespace.
+        #[arg(long)]
+        namespace: Option<String>,
+        /// Template (when there is no ./llamafarm.yaml): default, server or rag.
+        #[arg(long)]
+        template: Option<String>,
+    },
+    /// Push ./llamafarm.yaml to the server (create or update the project).
+    Sync,
     /// List the projects of a namespace.
     #[command(alias = "ls")]
     List {
@@ -119,13 +186,35 @@ enum ProjectsCmd {
 
 #[derive(Subcommand)]
 enum ModelsCmd {
-    /// List the models of a project.
+    /// List the models of a project (with --cache: the models in the model cache).
     #[command(alias = "ls")]
     List {
         /// NAMESPACE/PROJECT (default: from ./llamafarm.yaml).
         id: Option<String>,
         #[command(flatten)]
         sel: ProjectSel,
+        /// List the model cache instead.
+        #[arg(long)]
+        cache: bool,
+    },
+    /// Download a model into the cache (ORG/NAME, or ORG/NAME:QUANT for one GGUF file).
+    Pull {
+        /// Model id.
+        model: String,
+    },
+    /// The model cache; with MODEL, whether it is cached and what a download needs.
+    Status {
+        /// Model id.
+        model: Option<String>,
+    },
+    /// Delete a model from the cache.
+    #[command(aliases = ["remove", "delete"])]
+    Rm {
+        /// Model id (ORG/NAME).
+        model: String,
+        /// Do not ask for confirmation.
+        #[arg(long, short = 'f')]
+        force: bool,
     },
 }
 
@@ -141,6 +230,7 @@ fn main() {
     let cli = Cli::parse();
     let code = match run(cli) {
         Ok(()) => 0,
+        Err(e) if e.downcast_ref::<client::NotSent>().is_some() => 0,
         Err(e) => {
             eprintln!("Error: {e:#}");
             1
@@ -155,26 +245,116 @@ fn run(cli: Cli) -> Result<()> {
         Some(c) => c.clone(),
         None => std::env::current_dir()?,
     };
+    let show = match (cli.curl, cli.dry_run) {
+        (true, _) => client::Show::Curl,
+        (_, true) => client::Show::DryRun,
+        _ => client::Show::Send,
+    };
+    let c = Client::new(&cli.server_url)?.showing(show);
+    // Commands that need a server start one when none answers.
+    let needs_server = !matches!(cli.command, Command::Serve(_) | Command::Version | Command::Services(_) | Command::Mcp);
+    if needs_server && cli.auto_start && show == client::Show::Send {
+        rt.block_on(services::ensure(&c))?;
+    }
+    let json = cli.json;
     match cli.command {
         Command::Serve(args) => rt.block_on(serve::serve(args, cli.debug)),
-        Command::Init(args) => rt.block_on(init(&Client::new(&cli.server_url)?, args, &cwd, cli.json)),
-        Command::Projects(cmd) => rt.block_on(projects(&Client::new(&cli.server_url)?, cmd, &cwd, cli.json)),
-        Command::Models(cmd) => rt.block_on(models(&Client::new(&cli.server_url)?, cmd, &cwd, cli.json)),
-        Command::Datasets(cmd) => rt.block_on(data::datasets(&Client::new(&cli.server_url)?, cmd, &cwd, cli.json)),
-        Command::Rag(cmd) => rt.block_on(data::rag(&Client::new(&cli.server_url)?, cmd, &cwd, cli.json)),
-        Command::Chat(args) => rt.block_on(chat::chat(&Client::new(&cli.server_url)?, args, &cwd, cli.json)),
-        Command::Vision(cmd) => rt.block_on(vision::vision(&Client::new(&cli.server_url)?, cmd, cli.json)),
+        Command::Init(args) => rt.block_on(init(&c, args, &cwd, json)),
+        Command::Projects(cmd) => rt.block_on(projects(&c, cmd, &cwd, json)),
+        Command::Models(cmd) => rt.block_on(models(&c, cmd, &cwd, json)),
+        Command::Datasets(cmd) => rt.block_on(data::datasets(&c, cmd, &cwd, json)),
+        Command::Rag(cmd) => rt.block_on(data::rag(&c, cmd, &cwd, json)),
+        Command::Chat(args) => rt.block_on(chat::chat(&c, args, &cwd, json)),
+        Command::Vision(cmd) => rt.block_on(vision::vision(&c, cmd, json)),
+        Command::Start(args) => rt.block_on(start(&c, args, &cwd, json)),
+        Command::Services(cmd) => rt.block_on(services::services(&c, cmd, json)),
+        Command::Examples(cmd) => rt.block_on(examples(&c, cmd, json)),
         Command::Mcp => rt.block_on(mcp::mcp(&cli.server_url)),
         Command::Version => {
-            println!("lf {}", llamafarm_core::system::VERSION);
-            let c = Client::new(&cli.server_url)?;
-            match rt.block_on(c.get("/info")) {
-                Ok(v) => println!("server {} at {}", v["version"].as_str().unwrap_or("?"), cli.server_url),
-                Err(_) => println!("server not reachable at {}", cli.server_url),
+            let server = rt.block_on(c.get("/info")).ok();
+            if json {
+                let v = serde_json::json!({
+                    "version": llamafarm_core::system::VERSION, "commit": option_env!("LF_GIT_COMMIT").unwrap_or("unknown"),
+                    "build_date": option_env!("LF_BUILD_DATE").unwrap_or("unknown"),
+                    "server": server.as_ref().map(|s| serde_json::json!({ "url": cli.server_url, "version": s["version"] })),
+                });
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                return Ok(());
+            }
+            println!("LlamaFarm CLI {}", llamafarm_core::system::VERSION);
+            println!("  Commit:     {}", option_env!("LF_GIT_COMMIT").unwrap_or("unknown"));
+            println!("  Build date: {}", option_env!("LF_BUILD_DATE").unwrap_or("unknown"));
+            println!("  Platform:   {}/{}", std::env::consts::OS, std::env::consts::ARCH);
+            match server {
+                Some(v) => println!("LlamaFarm server {} at {}", v["version"].as_str().unwrap_or("?"), cli.server_url),
+                None => println!("LlamaFarm server not reachable at {}", cli.server_url),
             }
             Ok(())
         }
     }
+}
+
+async fn start(c: &Client, args: StartArgs, cwd: &Path, json: bool) -> Result<()> {
+    let (ns, name, created) = services::sync_project(c, cwd).await?;
+    if !json {
+        eprintln!("{} project {ns}/{name} from {}", if created { "Created" } else { "Updated" }, cwd.join("llamafarm.yaml").display());
+    }
+    if args.no_chat {
+        return Ok(());
+    }
+    let mut chat = args.chat;
+    if chat.sel.namespace.is_none() && chat.sel.project.is_none() {
+        chat.sel.namespace = Some(ns);
+        chat.sel.project = Some(name);
+    }
+    chat::chat(c, chat, cwd, json).await
+}
+
+async fn examples(c: &Client, cmd: ExamplesCmd, json: bool) -> Result<()> {
+    match cmd {
+        ExamplesCmd::List => {
+            let v = c.get("/v1/examples").await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                return Ok(());
+            }
+            for e in v["examples"].as_array().into_iter().flatten() {
+                println!(
+                    "{:<22} {:<28} {:>2} dataset(s) {:>9}  {}",
+                    e["id"].as_str().unwrap_or(""),
+                    e["title"].as_str().unwrap_or(""),
+                    e["dataset_count"],
+                    e["data_size_human"].as_str().unwrap_or(""),
+                    e["tags"].as_array().map(|t| t.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(",")).unwrap_or_default()
+                );
+            }
+        }
+        ExamplesCmd::Import { example, name, namespace, process, into } => {
+            let id = seg(&example);
+            let v = match into {
+                Some(target) => {
+                    let (ns, p) = target.split_once('/').context("--into takes NAMESPACE/PROJECT")?;
+                    c.post(&format!("/v1/examples/{id}/import-data"), &serde_json::json!({ "namespace": ns, "project": p, "process": process })).await?
+                }
+                None => {
+                    let name = name.unwrap_or_else(|| example.clone());
+                    c.post(&format!("/v1/examples/{id}/import-project"), &serde_json::json!({ "namespace": namespace, "name": name, "process": process })).await?
+                }
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!(
+                    "Imported example {example} into {}/{}: datasets {}; {} processing task(s)",
+                    v["namespace"].as_str().unwrap_or(""),
+                    v["project"].as_str().unwrap_or(""),
+                    v["datasets"].as_array().map(|d| d.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(", ")).unwrap_or_default(),
+                    v["task_ids"].as_array().map(|t| t.len()).unwrap_or(0)
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Namespace and project from `./llamafarm.yaml`, as the original CLI does.
@@ -243,6 +423,33 @@ async fn init(c: &Client, args: InitArgs, cwd: &Path, json: bool) -> Result<()> 
 
 async fn projects(c: &Client, cmd: ProjectsCmd, cwd: &Path, json: bool) -> Result<()> {
     match cmd {
+        ProjectsCmd::Sync => {
+            let (ns, name, created) = services::sync_project(c, cwd).await?;
+            println!("{} project {ns}/{name} from {}", if created { "Created" } else { "Updated" }, cwd.join("llamafarm.yaml").display());
+        }
+        ProjectsCmd::Create { name, namespace, template } => {
+            let local = local_project(cwd);
+            if local.is_some() && name.as_ref().is_none_or(|n| Some(n) == local.as_ref().map(|l| &l.1)) && template.is_none() {
+                let (ns, name, created) = services::sync_project(c, cwd).await?;
+                if !created {
+                    bail!("project {ns}/{name} already exists on the server (use `lf projects sync` to update it)");
+                }
+                println!("Created project {ns}/{name} from {}", cwd.join("llamafarm.yaml").display());
+            } else {
+                let name = name.context("give a project name (or run inside a directory with llamafarm.yaml)")?;
+                let ns = namespace.unwrap_or_else(|| "default".into());
+                let mut body = serde_json::json!({ "name": name });
+                if let Some(t) = template {
+                    body["config_template"] = t.into();
+                }
+                let v = c.post(&format!("/v1/projects/{}", seg(&ns)), &body).await?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&v)?);
+                } else {
+                    println!("Created project {ns}/{name}");
+                }
+            }
+        }
         ProjectsCmd::List { namespace } => {
             let ns = namespace.or_else(|| local_project(cwd).map(|l| l.0)).unwrap_or_else(|| "default".into());
             let v = c.get(&format!("/v1/projects/{}", seg(&ns))).await?;
@@ -288,7 +495,66 @@ async fn projects(c: &Client, cmd: ProjectsCmd, cwd: &Path, json: bool) -> Resul
 
 async fn models(c: &Client, cmd: ModelsCmd, cwd: &Path, json: bool) -> Result<()> {
     match cmd {
-        ModelsCmd::List { id, sel } => {
+        ModelsCmd::List { cache: true, .. } | ModelsCmd::Status { model: None } => {
+            let v = c.get("/v1/models").await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                let list = v["data"].as_array().cloned().unwrap_or_default();
+                for m in &list {
+                    println!(
+                        "{:<56} {:>10}  {}  {}",
+                        m["model_id"].as_str().unwrap_or(""),
+                        m["size_human"].as_str().unwrap_or(""),
+                        m["last_modified"].as_str().unwrap_or(""),
+                        m["revisions"].as_array().map(|r| r.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(",")).unwrap_or_default()
+                    );
+                }
+                if list.is_empty() {
+                    eprintln!("The model cache is empty (lf models pull ORG/NAME downloads one).");
+                }
+            }
+        }
+        ModelsCmd::Status { model: Some(m) } => {
+            let cached = c.get("/v1/models").await?;
+            let repo = m.split(':').next().unwrap_or(&m).to_string();
+            let have = cached["data"].as_array().into_iter().flatten().find(|x| x["model_id"] == repo.as_str()).cloned();
+            let check = c.post("/v1/models/validate-download", &serde_json::json!({ "model_name": m })).await;
+            if json {
+                let v = serde_json::json!({ "model": m, "cached": have, "download": check.as_ref().ok() });
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                return check.map(|_| ());
+            }
+            match &have {
+                Some(h) => println!("{repo}: in the cache ({}, revisions {})", h["size_human"].as_str().unwrap_or(""), h["revisions"]),
+                None => println!("{repo}: not in the cache"),
+            }
+            let v = check?;
+            println!(
+                "  download: {} to fetch, {} free ({})",
+                llamafarm_core::model_cache::human_size(v["required_bytes"].as_u64().unwrap_or(0)),
+                llamafarm_core::model_cache::human_size(v["available_bytes"].as_u64().unwrap_or(0)),
+                v["message"].as_str().unwrap_or("")
+            );
+        }
+        ModelsCmd::Pull { model } => pull(c, &model, json).await?,
+        ModelsCmd::Rm { model, force } => {
+            if !force && !confirm(&format!("Delete {model} from the model cache?"))? {
+                bail!("aborted");
+            }
+            let path = model.split(':').next().unwrap_or(&model).split('/').map(seg).collect::<Vec<_>>().join("/");
+            let v = c.delete(&format!("/v1/models/{path}")).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!(
+                    "Deleted {} ({} freed)",
+                    v["model_name"].as_str().unwrap_or(""),
+                    llamafarm_core::model_cache::human_size(v["size_freed"].as_u64().unwrap_or(0))
+                );
+            }
+        }
+        ModelsCmd::List { id, sel, cache: false } => {
             let (ns, p) = resolve_project(id.as_deref(), &sel, cwd)?;
             let v = c.get(&format!("/v1/projects/{}/{}/models", seg(&ns), seg(&p))).await?;
             if json {
@@ -302,6 +568,75 @@ async fn models(c: &Client, cmd: ModelsCmd, cwd: &Path, json: bool) -> Result<()
         }
     }
     Ok(())
+}
+
+/// `lf models pull`: the SSE download with a progress bar on stderr.
+async fn pull(c: &Client, model: &str, json: bool) -> Result<()> {
+    use futures::StreamExt;
+    use std::io::{IsTerminal, Write};
+    let resp = c.post_raw("/v1/models/download", &serde_json::json!({ "model_name": model }), &[]).await?;
+    let tty = std::io::stderr().is_terminal();
+    let mut stream = resp.bytes_stream();
+    let mut buf = String::new();
+    let mut last_pct = u64::MAX;
+    while let Some(bytes) = stream.next().await {
+        buf.push_str(&String::from_utf8_lossy(&bytes?));
+        while let Some(i) = buf.find('\n') {
+            let line: String = buf.drain(..=i).collect();
+            let Some(data) = line.trim_end().strip_prefix("data:") else { continue };
+            let Ok(ev) = serde_json::from_str::<Value>(data.trim()) else { continue };
+            match ev["event"].as_str() {
+                Some("progress") => {
+                    let pct = ev["percent"].as_u64().unwrap_or(0);
+                    if json || (!tty && pct == last_pct) || (!tty && pct % 10 != 0 && pct != 100) {
+                        continue;
+                    }
+                    last_pct = pct;
+                    let width = 30;
+                    let filled = (pct as usize * width) / 100;
+                    let bar = format!("[{}{}]", "#".repeat(filled), " ".repeat(width - filled));
+                    let hs = llamafarm_core::model_cache::human_size;
+                    let msg = format!(
+                        "{bar} {pct:>3}% {}/{} {}",
+                        hs(ev["downloaded"].as_u64().unwrap_or(0)),
+                        hs(ev["total"].as_u64().unwrap_or(0)),
+                        ev["file"].as_str().unwrap_or("")
+                    );
+                    if tty {
+                        eprint!("\r{msg:<100}");
+                        let _ = std::io::stderr().flush();
+                    } else {
+                        eprintln!("{msg}");
+                    }
+                }
+                Some("complete") => {
+                    if tty {
+                        eprintln!();
+                    }
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&ev)?);
+                    } else {
+                        let fetched = ev["bytes_downloaded"].as_u64().unwrap_or(0);
+                        println!(
+                            "Pulled {} ({}{})",
+                            ev["model_name"].as_str().unwrap_or(model),
+                            llamafarm_core::model_cache::human_size(ev["size_bytes"].as_u64().unwrap_or(0)),
+                            if fetched == 0 { ", already in the cache" } else { "" }
+                        );
+                    }
+                    return Ok(());
+                }
+                Some("error") => {
+                    if tty {
+                        eprintln!();
+                    }
+                    bail!("{} (HTTP {})", ev["message"].as_str().unwrap_or("download failed"), ev["status"]);
+                }
+                _ => {}
+            }
+        }
+    }
+    bail!("the server closed the download stream before it finished")
 }
 
 /// Ask on the terminal; with no terminal (scripts, CI) the answer is no.

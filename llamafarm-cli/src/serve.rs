@@ -74,6 +74,13 @@ pub struct ServeArgs {
     /// (past it, the model gets an error result).
     #[arg(long, env = "LF_MCP_TIMEOUT")]
     mcp_timeout: Option<f64>,
+    /// More example projects: a folder of example folders (repeatable; searched before
+    /// the built-in ones).
+    #[arg(long = "examples-dir", env = "LF_EXAMPLES_DIR", value_delimiter = ':')]
+    examples_dirs: Vec<PathBuf>,
+    /// Where to write the pid file (used by `lf services` and `lf start`).
+    #[arg(long, hide = true)]
+    pid_file: Option<PathBuf>,
 }
 
 pub async fn serve(args: ServeArgs, debug: bool) -> Result<()> {
@@ -90,8 +97,11 @@ pub async fn serve(args: ServeArgs, debug: bool) -> Result<()> {
         Some(t) if !(t > 0.0 && t <= 86_400.0) => anyhow::bail!("--mcp-timeout / LF_MCP_TIMEOUT must be between 0 and 86400 seconds, got {t}"),
         t => t.map(Duration::from_secs_f64),
     };
+    let mut examples = args.examples_dirs.clone();
+    examples.push(crate::examples::install(&data_dir.join("examples"))?);
     let lf = LlamaFarm::builder(&data_dir)
         .model_cache(model_cache)
+        .examples_dirs(examples)
         .hub(llamafarm_core::model_cache::Hub::new(
             std::env::var("HF_ENDPOINT").ok().filter(|e| !e.is_empty()).unwrap_or_else(|| llamafarm_core::model_cache::hub::DEFAULT_ENDPOINT.into()),
             std::env::var("HF_TOKEN").ok().or_else(|| std::env::var("HUGGING_FACE_HUB_TOKEN").ok()),

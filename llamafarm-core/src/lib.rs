@@ -41,6 +41,7 @@ pub mod dataset;
 pub mod embed;
 pub mod error;
 pub mod event;
+pub mod examples;
 pub mod fsutil;
 pub mod health;
 pub mod ingest;
@@ -95,6 +96,7 @@ pub struct LlamaFarmBuilder {
     file_ttl: Option<std::time::Duration>,
     mcp_timeouts: Option<(std::time::Duration, std::time::Duration)>,
     hub: model_cache::Hub,
+    examples: examples::ExampleDirs,
 }
 
 impl LlamaFarmBuilder {
@@ -116,6 +118,12 @@ impl LlamaFarmBuilder {
     /// no token). `lf serve` passes `HF_ENDPOINT` and `HF_TOKEN`.
     pub fn hub(mut self, hub: model_cache::Hub) -> Self {
         self.hub = hub;
+        self
+    }
+
+    /// Directories of example projects, searched in order (default none).
+    pub fn examples_dirs(mut self, dirs: Vec<PathBuf>) -> Self {
+        self.examples = examples::ExampleDirs(dirs);
         self
     }
 
@@ -199,6 +207,7 @@ struct Inner {
     mcp: mcp::McpClients,
     hub: model_cache::Hub,
     downloads: model_cache::Downloads,
+    examples: examples::ExampleDirs,
 }
 
 /// A weak handle (held by worker threads so they stop when the library is dropped).
@@ -247,6 +256,7 @@ impl LlamaFarm {
             file_ttl: None,
             mcp_timeouts: None,
             hub: model_cache::Hub::default(),
+            examples: Default::default(),
         }
     }
 
@@ -282,6 +292,7 @@ impl LlamaFarm {
                 mcp: b.mcp_timeouts.map(|(c, t)| mcp::McpClients::with_timeouts(c, t)).unwrap_or_default(),
                 hub: b.hub,
                 downloads: Default::default(),
+                examples: b.examples,
             }),
         })
     }
@@ -354,6 +365,11 @@ impl LlamaFarm {
     /// The model cache, downloads from the hub, and deletion (the Models Cache API).
     pub fn model_hub(&self) -> model_cache::ModelHub<'_> {
         model_cache::ModelHub { cache: &self.inner.models, hub: &self.inner.hub, downloads: &self.inner.downloads, llm: &self.inner.llm }
+    }
+
+    /// Example projects: list, import.
+    pub fn examples(&self) -> examples::Examples<'_> {
+        examples::Examples { lf: self }
     }
 
     /// Project operations.

@@ -97,6 +97,8 @@ make_error_codes! {
     ClassifierNotFound => NOT_FOUND, "classifier_not_found";
     /// No such anomaly model.
     AnomalyModelNotFound => NOT_FOUND, "anomaly_model_not_found";
+    /// No example project of that id.
+    ExampleNotFound => NOT_FOUND, "example_not_found";
     /// Something else that does not exist.
     NotFound => NOT_FOUND, "not_found";
     /// No route for the path.
@@ -173,6 +175,7 @@ pub fn code_for(e: &Error) -> Code {
             ResourceKind::Parser => Code::ParserNotFound,
             ResourceKind::Classifier => Code::ClassifierNotFound,
             ResourceKind::AnomalyModel => Code::AnomalyModelNotFound,
+            ResourceKind::Example => Code::ExampleNotFound,
             ResourceKind::Other => Code::NotFound,
         },
         Error::AlreadyExists { kind, .. } => match kind {

@@ -33,6 +33,7 @@ use axum::Router;
 use llamafarm_core::LlamaFarm;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tower::Layer;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
@@ -79,7 +80,12 @@ pub fn api_router(lf: LlamaFarm, opts: &HttpOptions) -> Router {
     mcp::tag_operations(&mut openapi);
     let api = with_common_layers(router.merge(docs::docs_router(openapi.clone(), "LlamaFarm API")), opts);
     let public = opts.public_url.as_deref().and_then(|u| u.split("://").nth(1)).map(|h| h.trim_end_matches('/').to_string());
-    api.clone().nest_service("/mcp", mcp::service(&openapi, api, public))
+    trailing_slash_tolerant(api.clone().nest_service("/mcp", mcp::service(&openapi, api, public)))
+}
+
+/// `/v1/projects/ns/` answers as `/v1/projects/ns`, as the original's FastAPI server does.
+fn trailing_slash_tolerant(router: Router) -> Router {
+    Router::new().fallback_service(tower_http::normalize_path::NormalizePathLayer::trim_trailing_slash().layer(router))
 }
 
 /// The Universal Runtime router (OpenAI-compatible model endpoints).
@@ -87,7 +93,7 @@ pub fn runtime_router(lf: LlamaFarm, opts: &HttpOptions) -> Router {
     let state = AppState { lf, opts: Arc::new(opts.clone()), started: Instant::now() };
     let (router, openapi) = runtime_openapi_router().with_state(state).split_for_parts();
     let router = router.merge(docs::docs_router(openapi, "LlamaFarm Universal Runtime"));
-    with_common_layers(router, opts)
+    trailing_slash_tolerant(with_common_layers(router, opts))
 }
 
 /// The OpenAPI document of the LlamaFarm API, generated from the handlers (the
@@ -109,6 +115,7 @@ fn api_openapi_router() -> OpenApiRouter<AppState> {
         .merge(routes::ml_anomaly::router())
         .merge(routes::vision::router())
         .merge(routes::models::router())
+        .merge(routes::examples::router())
 }
 
 fn runtime_openapi_router() -> OpenApiRouter<AppState> {

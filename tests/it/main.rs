@@ -2,6 +2,7 @@
 //! own in `llamafarm-cli/tests/lf.rs`, where cargo guarantees the binary is built).
 
 mod chat_api;
+mod examples_api;
 mod http_api;
 mod ingest_api;
 mod ml_anomaly_api;

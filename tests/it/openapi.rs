@@ -11,6 +11,9 @@ const NO_BODY: &[(&str, &str)] = &[];
 /// Operations that also stream Server-Sent Events on success.
 const STREAMING: &[(&str, &str)] = &[("post", "/v1/projects/{namespace}/{project}/chat/completions"), ("post", "/v1/chat/completions"), ("post", "/v1/completions")];
 
+/// Operations whose success body is only a Server-Sent Events stream.
+const SSE_ONLY: &[(&str, &str)] = &[("post", "/v1/models/download")];
+
 /// A typed body: a reference to a named schema, or an array of them.
 fn is_named(schema: &Value) -> bool {
     schema.get("$ref").is_some() || (schema["type"] == "array" && schema["items"].get("$ref").is_some())
@@ -49,6 +52,12 @@ fn problems(doc: &Value) -> Vec<String> {
             }
             for (status, resp) in ok {
                 if status == "204" {
+                    continue;
+                }
+                if SSE_ONLY.contains(&(method.as_str(), path.as_str())) {
+                    if !is_named(&resp["content"]["text/event-stream"]["schema"]) {
+                        bad.push(format!("{at}: {status} has no text/event-stream schema"));
+                    }
                     continue;
                 }
                 match resp["content"]["application/json"]["schema"].as_object() {

@@ -36,11 +36,20 @@ impl TestServer {
         Self::start_inner(opts, real_models, None).await
     }
 
+    /// With example projects from `dirs`.
+    pub async fn start_with_examples(dirs: Vec<std::path::PathBuf>) -> Self {
+        Self::start_inner_with(HttpOptions::default(), false, None, dirs).await
+    }
+
     async fn start_inner(opts: HttpOptions, real_models: bool, hub: Option<&str>) -> Self {
+        Self::start_inner_with(opts, real_models, hub, Vec::new()).await
+    }
+
+    async fn start_inner_with(opts: HttpOptions, real_models: bool, hub: Option<&str>, examples: Vec<std::path::PathBuf>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         // By default an empty model cache, so "model missing" paths are exercised.
         let cache = if real_models { ModelCache::from_vars(|k| std::env::var_os(k)) } else { ModelCache::new(dir.path().join("hub")) };
-        let mut b = LlamaFarm::builder(dir.path().join("data")).model_cache(cache);
+        let mut b = LlamaFarm::builder(dir.path().join("data")).model_cache(cache).examples_dirs(examples);
         if let Some(h) = hub {
             b = b.hub(llamafarm_core::model_cache::Hub::new(h, None));
         }

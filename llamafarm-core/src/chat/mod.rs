@@ -543,7 +543,7 @@ impl Chat {
         if !enabled {
             return Ok((Vec::new(), None));
         }
-        let explicit = req.rag_enabled == Some(true) || req.database.is_some();
+        let explicit = req.rag_enabled == Some(true) || req.database.is_some() || req.rag_retrieval_strategy.is_some();
         let database = req.database.clone().or_else(|| model.target_database.clone()).or_else(|| cfg.default_database().map(|d| d.name.clone()));
         let Some(database) = database else {
             return if explicit { Err(Error::invalid("rag_enabled", "is true but the project has no databases")) } else { Ok((Vec::new(), None)) };

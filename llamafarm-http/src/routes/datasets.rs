@@ -22,6 +22,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(upload))
         .routes(routes!(upload_bulk))
         .routes(routes!(remove_file))
+        .routes(routes!(cleanup_file))
         .routes(routes!(actions))
         .routes(routes!(get_task, cancel_task))
         .routes(routes!(list_events))
@@ -204,6 +205,17 @@ async fn remove_file(
 ) -> ApiResult<Json<RemoveFileResponse>> {
     let file_hash = hash.clone();
     let n = call(&st, move |lf| lf.project(&ns, &p)?.datasets().remove_file(&ds, &hash, q.remove_from_disk.unwrap_or(false))).await?;
+    Ok(Json(RemoveFileResponse { file_hash, chunks_removed: n }))
+}
+
+/// Remove a file's chunks from the index and keep the file (manual cleanup after a
+/// cancelled task whose revert failed; idempotent).
+#[utoipa::path(post, path = "/v1/projects/{namespace}/{project}/datasets/{dataset}/cleanup/{file_hash}", tag = "datasets",
+    params(("namespace" = String, Path), ("project" = String, Path), ("dataset" = String, Path), ("file_hash" = String, Path)),
+    responses((status = 200, body = RemoveFileResponse), (status = 404, body = ErrorBody)))]
+async fn cleanup_file(State(st): State<AppState>, Path((ns, p, ds, hash)): Path<(String, String, String, String)>) -> ApiResult<Json<RemoveFileResponse>> {
+    let file_hash = hash.clone();
+    let n = call(&st, move |lf| lf.project(&ns, &p)?.datasets().cleanup_file(&ds, &hash)).await?;
     Ok(Json(RemoveFileResponse { file_hash, chunks_removed: n }))
 }
 
