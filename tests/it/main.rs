@@ -10,5 +10,6 @@ mod ml_classifier_api;
 mod models_api;
 mod openapi;
 mod rag_api;
+mod readme_tour;
 mod support;
 mod vision_api;

@@ -45,6 +45,11 @@ impl TestServer {
         Self::start_inner_with(opts, real_models, hub, Vec::new()).await
     }
 
+    /// Real models, the hub at `hub`, examples from `examples`.
+    pub async fn start_custom(real_models: bool, hub: Option<&str>, examples: Vec<std::path::PathBuf>) -> Self {
+        Self::start_inner_with(HttpOptions::default(), real_models, hub, examples).await
+    }
+
     async fn start_inner_with(opts: HttpOptions, real_models: bool, hub: Option<&str>, examples: Vec<std::path::PathBuf>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         // By default an empty model cache, so "model missing" paths are exercised.
