@@ -169,7 +169,9 @@ async fn resolve(State(hub): State<Arc<Hub>>, method: Method, headers: HeaderMap
     };
     hub.log.lock().unwrap().push(format!("{method} /{id}/resolve/{rev}/{path}"));
     if lfs {
-        let base = hub.base.read().unwrap().clone();
+        // Another host name for the same server, as the hub's CDN is another host (clients
+        // follow a redirect to the same host on HEAD, and would miss the hub's headers).
+        let base = hub.base.read().unwrap().replace("127.0.0.1", "localhost");
         return Response::builder()
             .status(StatusCode::FOUND)
             .header(header::LOCATION, format!("{base}/cdn/{sha}"))

@@ -8,7 +8,7 @@ fi
 "$VENV/bin/pip" install --quiet --disable-pip-version-check \
   "sentence-transformers==6.2.0" "chromadb==1.5.9" "numpy<3" "pypdf==7.1.1" "python-docx==1.2.0" "beautifulsoup4==4.15.0" \
   "scikit-learn==1.9.1" "gguf==0.19.0" "rapidocr-onnxruntime==1.4.4" "onnx==1.19.1" \
-  "torch" "setfit==1.2.0"
+  "torch" "setfit==1.2.0" "huggingface_hub==2.4.0"
 # llama.cpp for the chat benches: `setup.sh llama` (a C++ build, ~10 min on 2 cores each).
 # GGML_NATIVE builds crashed on a machine of this kind, so the instruction sets are named:
 # the main venv gets AVX-512 with VNNI and BF16 (what our kernels use there), AMX off;
