@@ -190,6 +190,12 @@ impl Client {
         Ok(resp)
     }
 
+    /// POST a raw body (a file's bytes) with its content type.
+    pub async fn post_bytes(&self, path: &str, bytes: Vec<u8>, content_type: &str) -> Result<Value> {
+        self.intercept("POST", path, None, &[])?;
+        self.send(self.http.post(format!("{}{path}", self.base)).header("content-type", content_type).body(bytes), path).await
+    }
+
     /// PUT a JSON body.
     pub async fn put(&self, path: &str, body: &Value) -> Result<Value> {
         self.intercept("PUT", path, Some(body), &[])?;

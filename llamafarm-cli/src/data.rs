@@ -144,6 +144,96 @@ pub enum RagCmd {
         #[command(flatten)]
         sel: ProjectSel,
     },
+    /// Documents in a database, with their chunk counts.
+    #[command(alias = "ls")]
+    List {
+        #[arg(long)]
+        database: Option<String>,
+        /// Most documents to list (1..1000).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[command(flatten)]
+        sel: ProjectSel,
+    },
+    /// Compact a database's index (merge segments, purge deletions).
+    Compact {
+        #[arg(long)]
+        database: Option<String>,
+        #[command(flatten)]
+        sel: ProjectSel,
+    },
+    /// Clear a database and process all files of its datasets again.
+    Reindex {
+        #[arg(long)]
+        database: Option<String>,
+        /// Wait for the processing tasks to finish.
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        sel: ProjectSel,
+    },
+    /// Delete every chunk of a database (its datasets and files stay).
+    Clear {
+        #[arg(long)]
+        database: Option<String>,
+        /// Do not ask for confirmation.
+        #[arg(long, short = 'f')]
+        force: bool,
+        #[command(flatten)]
+        sel: ProjectSel,
+    },
+    /// Delete documents by id, file name or metadata (`--filter key:value`, repeatable).
+    Delete {
+        #[arg(long)]
+        database: Option<String>,
+        /// Document ids (file hashes).
+        #[arg(long = "id")]
+        ids: Vec<String>,
+        /// File names.
+        #[arg(long = "filename")]
+        filenames: Vec<String>,
+        /// Metadata values, `key:value`.
+        #[arg(long = "filter")]
+        filters: Vec<String>,
+        /// Do not ask for confirmation.
+        #[arg(long, short = 'f')]
+        force: bool,
+        #[command(flatten)]
+        sel: ProjectSel,
+    },
+    /// Write a portable copy of a database (chunks, metadata, vectors, embedding model id).
+    Export {
+        #[arg(long)]
+        database: Option<String>,
+        /// Output file (default: DATABASE.lfrag.jsonl).
+        #[arg(long, short = 'o')]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        sel: ProjectSel,
+    },
+    /// Load an export into a database (refused if its embedding model or dimension differ).
+    Import {
+        /// The export file.
+        file: PathBuf,
+        #[arg(long)]
+        database: Option<String>,
+        #[command(flatten)]
+        sel: ProjectSel,
+    },
+}
+
+/// The database a maintenance command works on: `--database`, else the project's default.
+async fn db_path(c: &Client, sel: &ProjectSel, cwd: &Path, database: Option<String>) -> Result<(String, String)> {
+    let (ns, p) = resolve_project(None, sel, cwd)?;
+    let base = format!("/v1/projects/{}/{}/rag/databases", seg(&ns), seg(&p));
+    let db = match database {
+        Some(d) => d,
+        None => {
+            let v = c.get(&base).await?;
+            v["default_database"].as_str().or_else(|| v["databases"][0]["name"].as_str()).map(str::to_string).context("the project has no RAG database")?
+        }
+    };
+    Ok((format!("{base}/{}", seg(&db)), db))
 }
 
 /// Files named by paths, folders (recursively) and globs, sorted, deduplicated.
@@ -425,7 +515,99 @@ async fn rag_get(c: &Client, sel: &ProjectSel, cwd: &Path, endpoint: &str, datab
 }
 
 pub async fn rag(c: &Client, cmd: RagCmd, cwd: &Path, json_out: bool) -> Result<()> {
+    let print = |v: &Value| -> Result<()> {
+        println!("{}", serde_json::to_string_pretty(v)?);
+        Ok(())
+    };
     match cmd {
+        RagCmd::List { database, limit, sel } => {
+            let (path, db) = db_path(c, &sel, cwd, database).await?;
+            let v = c.get(&format!("{path}/documents?limit={limit}")).await?;
+            if json_out {
+                return print(&v);
+            }
+            let docs = v.as_array().cloned().unwrap_or_default();
+            for d in &docs {
+                println!("{}  {:>5} chunks  {}", d["id"].as_str().unwrap_or(""), d["chunk_count"], d["filename"].as_str().unwrap_or("-"));
+            }
+            if docs.is_empty() {
+                eprintln!("No documents in {db}.");
+            }
+        }
+        RagCmd::Compact { database, sel } => {
+            let (path, db) = db_path(c, &sel, cwd, database).await?;
+            let v = c.post(&format!("{path}/compact"), &json!({})).await?;
+            if json_out {
+                return print(&v);
+            }
+            println!("Compacted {db} ({} segment(s) merged)", v["segments_merged"]);
+        }
+        RagCmd::Clear { database, force, sel } => {
+            let (path, db) = db_path(c, &sel, cwd, database).await?;
+            if !force && !crate::confirm(&format!("Delete every chunk of database {db}?"))? {
+                bail!("aborted");
+            }
+            let v = c.post(&format!("{path}/clear"), &json!({})).await?;
+            if json_out {
+                return print(&v);
+            }
+            println!("Cleared {db} ({} chunk(s) deleted)", v["chunks_deleted"]);
+        }
+        RagCmd::Reindex { database, wait, sel } => {
+            let (path, db) = db_path(c, &sel, cwd, database).await?;
+            let v = c.post(&format!("{path}/reindex"), &json!({})).await?;
+            let ids: Vec<String> = v["task_ids"].as_array().into_iter().flatten().filter_map(|t| t.as_str().map(str::to_string)).collect();
+            if !wait {
+                if json_out {
+                    return print(&v);
+                }
+                println!("Reindexing {db}: {} task(s) {}", ids.len(), ids.join(", "));
+                return Ok(());
+            }
+            let (ns, p) = resolve_project(None, &sel, cwd)?;
+            for id in &ids {
+                let t = wait_task(c, &ns, &p, id).await?;
+                if json_out {
+                    print(&t)?;
+                } else {
+                    print_outcomes(&t);
+                }
+            }
+        }
+        RagCmd::Delete { database, ids, filenames, filters, force, sel } => {
+            let mut metadata = serde_json::Map::new();
+            for f in &filters {
+                let (k, v) = f.split_once(':').with_context(|| format!("--filter takes key:value, got '{f}'"))?;
+                metadata.insert(k.to_string(), json!(v));
+            }
+            let (path, db) = db_path(c, &sel, cwd, database).await?;
+            if !force && !crate::confirm(&format!("Delete the matching documents from {db}?"))? {
+                bail!("aborted");
+            }
+            let v = c.post(&format!("{path}/documents/delete"), &json!({ "ids": ids, "filenames": filenames, "metadata": metadata })).await?;
+            if json_out {
+                return print(&v);
+            }
+            println!("Deleted {} document(s), {} chunk(s) from {db}", v["documents_deleted"], v["chunks_deleted"]);
+        }
+        RagCmd::Export { database, output, sel } => {
+            let (path, db) = db_path(c, &sel, cwd, database).await?;
+            let v = c.get(&format!("{path}/export")).await?;
+            let text = v.as_str().map(str::to_string).unwrap_or_else(|| format!("{v}\n"));
+            let out = output.unwrap_or_else(|| cwd.join(format!("{db}.lfrag.jsonl")));
+            llamafarm_core::fsutil::atomic_write(&out, text.as_bytes())?;
+            let chunks = text.lines().count().saturating_sub(1);
+            println!("Exported {db}: {chunks} chunk(s) to {}", out.display());
+        }
+        RagCmd::Import { file, database, sel } => {
+            let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let (path, db) = db_path(c, &sel, cwd, database).await?;
+            let v = c.post_bytes(&format!("{path}/import"), bytes, "application/x-ndjson").await?;
+            if json_out {
+                return print(&v);
+            }
+            println!("Imported into {db}: {} chunk(s) of {} document(s) ({} already there)", v["imported"], v["documents"], v["skipped"]);
+        }
         RagCmd::Query {
             query,
             database,

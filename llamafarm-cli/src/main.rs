@@ -640,7 +640,7 @@ async fn pull(c: &Client, model: &str, json: bool) -> Result<()> {
 }
 
 /// Ask on the terminal; with no terminal (scripts, CI) the answer is no.
-fn confirm(question: &str) -> Result<bool> {
+pub(crate) fn confirm(question: &str) -> Result<bool> {
     use std::io::{BufRead, IsTerminal, Write};
     if !std::io::stdin().is_terminal() {
         eprintln!("{question} (not a terminal: pass --force to confirm)");

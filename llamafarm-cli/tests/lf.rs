@@ -493,6 +493,34 @@ fn a_new_user_starts_an_original_project_and_stops_the_server() {
     let a = ok(&lf(&["chat", "Summarize neural scaling laws in one sentence", "--max-tokens", "30", "--temperature", "0", "--retrieval-strategy", "quick_search"]));
     assert!(!a.trim().is_empty());
     fails_with(&lf(&["chat", "hi", "--retrieval-strategy", "nope", "--max-tokens", "4"]), "nope");
+    // RAG maintenance: list, export, delete, import back, clear, reindex, compact.
+    let docs = ok(&lf(&["rag", "list"]));
+    assert_eq!(docs.lines().count(), 2, "{docs}");
+    let export = work.path().join("quick.lfrag.jsonl");
+    assert!(ok(&lf(&["rag", "export", "-o", export.to_str().unwrap()])).contains("Exported quick_db"));
+    let chunks = std::fs::read_to_string(&export).unwrap().lines().count() - 1;
+    assert!(chunks >= 2);
+    assert!(ok(&lf(&["rag", "delete", "--filename", "neural_scaling_laws.txt", "-f"])).contains("Deleted 1 document(s)"));
+    assert_eq!(ok(&lf(&["rag", "list"])).lines().count(), 1);
+    let imported = ok(&lf(&["rag", "import", export.to_str().unwrap()]));
+    assert!(imported.contains(&format!("of 2 document(s)")) && !imported.contains(&format!("Imported into quick_db: {chunks} chunk")), "{imported}");
+    assert_eq!(ok(&lf(&["rag", "list"])).lines().count(), 2);
+    // Another project (another database name, the same embedding model) takes the export whole.
+    ok(&lf(&["examples", "import", "local_notes", "--name", "notes2", "--process=false"]));
+    let into = ok(&lf(&["rag", "import", export.to_str().unwrap(), "--namespace", "default", "--project", "notes2"]));
+    assert!(into.contains(&format!("Imported into notes_db: {chunks} chunk(s)")), "{into}");
+    let q = ok(&lf(&["rag", "query", "neural scaling laws", "--namespace", "default", "--project", "notes2", "--top-k", "1"]));
+    assert!(q.contains("neural_scaling_laws.txt"), "{q}");
+    // An export from another embedding model is refused before anything is written.
+    let text = std::fs::read_to_string(&export).unwrap();
+    let other = work.path().join("other.jsonl");
+    std::fs::write(&other, text.replacen("sentence-transformers/all-MiniLM-L6-v2", "nomic-ai/nomic-embed-text-v1.5", 1)).unwrap();
+    fails_with(&lf(&["rag", "import", other.to_str().unwrap()]), "embedding_model");
+    assert!(ok(&lf(&["rag", "clear", "-f"])).contains("Cleared quick_db"));
+    assert!(ok(&lf(&["rag", "list"])).trim().is_empty());
+    let re = ok(&lf(&["rag", "reindex", "--wait"]));
+    assert!(re.contains("SUCCESS: 2 processed"), "{re}");
+    assert!(ok(&lf(&["rag", "compact"])).contains("Compacted quick_db"));
     // Editing llamafarm.yaml and syncing updates the server's copy; a bad edit is refused.
     let text = std::fs::read_to_string(dir.join("llamafarm.yaml")).unwrap();
     std::fs::write(dir.join("llamafarm.yaml"), text.replace("top_k: 5", "top_k: 4")).unwrap();

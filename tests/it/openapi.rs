@@ -11,8 +11,9 @@ const NO_BODY: &[(&str, &str)] = &[];
 /// Operations that also stream Server-Sent Events on success.
 const STREAMING: &[(&str, &str)] = &[("post", "/v1/projects/{namespace}/{project}/chat/completions"), ("post", "/v1/chat/completions"), ("post", "/v1/completions")];
 
-/// Operations whose success body is only a Server-Sent Events stream.
-const SSE_ONLY: &[(&str, &str)] = &[("post", "/v1/models/download")];
+/// Operations whose success body is not JSON, with its content type.
+const OTHER_BODY: &[(&str, &str, &str)] =
+    &[("post", "/v1/models/download", "text/event-stream"), ("get", "/v1/projects/{namespace}/{project}/rag/databases/{database}/export", "application/x-ndjson")];
 
 /// A typed body: a reference to a named schema, or an array of them.
 fn is_named(schema: &Value) -> bool {
@@ -54,9 +55,9 @@ fn problems(doc: &Value) -> Vec<String> {
                 if status == "204" {
                     continue;
                 }
-                if SSE_ONLY.contains(&(method.as_str(), path.as_str())) {
-                    if !is_named(&resp["content"]["text/event-stream"]["schema"]) {
-                        bad.push(format!("{at}: {status} has no text/event-stream schema"));
+                if let Some((.., ctype)) = OTHER_BODY.iter().find(|(m, p, _)| *m == method && *p == path) {
+                    if resp["content"][*ctype]["schema"].as_object().is_none() {
+                        bad.push(format!("{at}: {status} has no {ctype} schema"));
                     }
                     continue;
                 }

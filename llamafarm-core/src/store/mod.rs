@@ -160,6 +160,8 @@ pub trait ChunkStore: Send + Sync {
     fn similarities(&self, query: &[f32], ids: &[String], metric: Metric) -> Result<Vec<Option<f32>>>;
     /// Fetch chunks by id (missing ids are left out).
     fn get(&self, ids: &[String]) -> Result<Vec<StoredChunk>>;
+    /// The stored vectors of chunks by id (None for unknown ids).
+    fn vectors(&self, ids: &[String]) -> Result<Vec<Option<Vec<f32>>>>;
     /// Some chunks, in insertion order.
     fn list(&self, limit: usize, offset: usize) -> Result<Vec<StoredChunk>>;
     /// Counts and sizes.

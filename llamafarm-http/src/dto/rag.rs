@@ -381,3 +381,51 @@ impl From<DocumentSummary> for DocumentDto {
         }
     }
 }
+
+/// `POST .../rag/databases/{database}/compact|clear|reindex` and `.../documents/delete`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct MaintenanceResponse {
+    pub(crate) database: String,
+    /// compact: text-index segments merged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) segments_merged: Option<usize>,
+    /// clear, delete: chunks removed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) chunks_deleted: Option<usize>,
+    /// delete: documents removed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) documents_deleted: Option<usize>,
+    /// reindex: the processing tasks started (one per dataset of the database).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) task_ids: Option<Vec<String>>,
+}
+
+impl MaintenanceResponse {
+    pub(crate) fn new(database: String) -> Self {
+        Self { database, segments_merged: None, chunks_deleted: None, documents_deleted: None, task_ids: None }
+    }
+}
+
+/// `POST .../rag/databases/{database}/documents/delete`: documents matching any list.
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct DeleteDocumentsRequest {
+    /// Document ids (file hashes).
+    #[serde(default)]
+    pub(crate) ids: Vec<String>,
+    /// File names.
+    #[serde(default)]
+    pub(crate) filenames: Vec<String>,
+    /// Metadata values a chunk must all have.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub(crate) metadata: serde_json::Map<String, serde_json::Value>,
+}
+
+/// `POST .../rag/databases/{database}/import`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ImportResponse {
+    pub(crate) database: String,
+    pub(crate) imported: usize,
+    pub(crate) skipped: usize,
+    pub(crate) documents: usize,
+}

@@ -2,8 +2,8 @@
 
 use super::call;
 use crate::dto::rag::{
-    DatabaseCreated, DatabaseDeleted, DatabaseDetail, DatabaseList, DatabaseParam, DeleteParams, DocumentDto, LimitParam, RagHealthDto, RagQueryRequest,
-    RagQueryResponse, RagStatsDto,
+    DatabaseCreated, DatabaseDeleted, DatabaseDetail, DatabaseList, DatabaseParam, DeleteDocumentsRequest, DeleteParams, DocumentDto, ImportResponse, LimitParam,
+    MaintenanceResponse, RagHealthDto, RagQueryRequest, RagQueryResponse, RagStatsDto,
 };
 use crate::error::{ApiResult, ErrorBody, Json, Path, Query};
 use crate::AppState;
@@ -22,6 +22,91 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_databases, create_database))
         .routes(routes!(get_database, update_database, delete_database))
         .routes(routes!(documents))
+        .routes(routes!(compact))
+        .routes(routes!(clear))
+        .routes(routes!(reindex))
+        .routes(routes!(delete_documents))
+        .routes(routes!(export))
+        .routes(routes!(import))
+}
+
+type DbPath = Path<(String, String, String)>;
+
+/// Compact a database's index (merge text-index segments, purge deletions).
+#[utoipa::path(post, path = "/v1/projects/{namespace}/{project}/rag/databases/{database}/compact", tag = "rag",
+    params(("namespace" = String, Path), ("project" = String, Path), ("database" = String, Path)),
+    responses((status = 200, body = MaintenanceResponse), (status = 404, body = ErrorBody)))]
+async fn compact(State(st): State<AppState>, Path((ns, p, db)): DbPath) -> ApiResult<Json<MaintenanceResponse>> {
+    let name = db.clone();
+    let n = call(&st, move |lf| lf.project(&ns, &p)?.rag().compact(&db)).await?;
+    Ok(Json(MaintenanceResponse { segments_merged: Some(n), ..MaintenanceResponse::new(name) }))
+}
+
+/// Delete every chunk of a database (datasets and files stay; process them again to refill).
+#[utoipa::path(post, path = "/v1/projects/{namespace}/{project}/rag/databases/{database}/clear", tag = "rag",
+    params(("namespace" = String, Path), ("project" = String, Path), ("database" = String, Path)),
+    responses((status = 200, body = MaintenanceResponse), (status = 404, body = ErrorBody)))]
+async fn clear(State(st): State<AppState>, Path((ns, p, db)): DbPath) -> ApiResult<Json<MaintenanceResponse>> {
+    let name = db.clone();
+    let n = call(&st, move |lf| lf.project(&ns, &p)?.rag().clear(&db)).await?;
+    Ok(Json(MaintenanceResponse { chunks_deleted: Some(n), ..MaintenanceResponse::new(name) }))
+}
+
+/// Clear a database and process every file of its datasets again (a task per dataset).
+#[utoipa::path(post, path = "/v1/projects/{namespace}/{project}/rag/databases/{database}/reindex", tag = "rag",
+    params(("namespace" = String, Path), ("project" = String, Path), ("database" = String, Path)),
+    responses((status = 200, body = MaintenanceResponse), (status = 404, body = ErrorBody)))]
+async fn reindex(State(st): State<AppState>, Path((ns, p, db)): DbPath) -> ApiResult<Json<MaintenanceResponse>> {
+    let name = db.clone();
+    let ids = call(&st, move |lf| lf.project(&ns, &p)?.rag().reindex(&db)).await?;
+    Ok(Json(MaintenanceResponse { task_ids: Some(ids), ..MaintenanceResponse::new(name) }))
+}
+
+/// Delete documents by id, file name or metadata values.
+#[utoipa::path(post, path = "/v1/projects/{namespace}/{project}/rag/databases/{database}/documents/delete", tag = "rag",
+    params(("namespace" = String, Path), ("project" = String, Path), ("database" = String, Path)), request_body = DeleteDocumentsRequest,
+    responses((status = 200, body = MaintenanceResponse), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn delete_documents(State(st): State<AppState>, Path((ns, p, db)): DbPath, Json(r): Json<DeleteDocumentsRequest>) -> ApiResult<Json<MaintenanceResponse>> {
+    let name = db.clone();
+    let sel = llamafarm_core::rag::maintenance::DocumentSelector { ids: r.ids, filenames: r.filenames, metadata: r.metadata };
+    let (docs, chunks) = call(&st, move |lf| lf.project(&ns, &p)?.rag().delete_documents(&db, &sel)).await?;
+    Ok(Json(MaintenanceResponse { documents_deleted: Some(docs), chunks_deleted: Some(chunks), ..MaintenanceResponse::new(name) }))
+}
+
+/// A portable copy of a database (JSON Lines: a header naming the embedding model, then
+/// each chunk with its metadata and vector), for `import` into another project or machine.
+#[utoipa::path(get, path = "/v1/projects/{namespace}/{project}/rag/databases/{database}/export", tag = "rag",
+    params(("namespace" = String, Path), ("project" = String, Path), ("database" = String, Path)),
+    responses((status = 200, description = "JSON Lines", body = String, content_type = "application/x-ndjson"), (status = 404, body = ErrorBody)))]
+async fn export(State(st): State<AppState>, Path((ns, p, db)): DbPath) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let file = format!("{db}.lfrag.jsonl");
+    let bytes = call(&st, move |lf| {
+        let mut out = Vec::new();
+        lf.project(&ns, &p)?.rag().export(&db, &mut out)?;
+        Ok(out)
+    })
+    .await?;
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "application/x-ndjson".to_string()),
+            (axum::http::header::CONTENT_DISPOSITION, format!("attachment; filename=\"{file}\"")),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+/// Load an export into a database. Refused (422) when its embedding model or dimension
+/// differ from the database's; a bad line writes nothing.
+#[utoipa::path(post, path = "/v1/projects/{namespace}/{project}/rag/databases/{database}/import", tag = "rag",
+    params(("namespace" = String, Path), ("project" = String, Path), ("database" = String, Path)),
+    request_body(content = String, content_type = "application/x-ndjson", description = "An export"),
+    responses((status = 200, body = ImportResponse), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn import(State(st): State<AppState>, Path((ns, p, db)): DbPath, body: axum::body::Bytes) -> ApiResult<Json<ImportResponse>> {
+    let name = db.clone();
+    let r = call(&st, move |lf| lf.project(&ns, &p)?.rag().import(&db, &mut std::io::Cursor::new(body))).await?;
+    Ok(Json(ImportResponse { database: name, imported: r.imported, skipped: r.skipped, documents: r.documents }))
 }
 
 type ProjectPath = Path<(String, String)>;

@@ -630,6 +630,11 @@ impl ChunkStore for EmbeddedStore {
         Ok(ids.iter().map(|id| st.by_id.get(id.as_str()).map(|&r| similarity(metric, query, qn, st.row(r), st.norms[r]))).collect())
     }
 
+    fn vectors(&self, ids: &[String]) -> Result<Vec<Option<Vec<f32>>>> {
+        let st = self.state.read().unwrap_or_else(|p| p.into_inner());
+        Ok(ids.iter().map(|id| st.by_id.get(id.as_str()).map(|&r| st.row(r).to_vec())).collect())
+    }
+
     fn get(&self, ids: &[String]) -> Result<Vec<StoredChunk>> {
         let searcher = self.reader.searcher();
         let mut out = Vec::with_capacity(ids.len());

@@ -1,0 +1,195 @@
+//! Maintenance of a database's index: compact, clear, delete documents, reindex, and a
+//! portable export/import of its chunks with their vectors.
+//!
+//! The export is JSON Lines: a header line
+//! `{"format": "llamafarm-rag-export", "version": 1, "database", "embedding_model",
+//! "dimension", "metric", "chunks"}`, then one chunk per line (`id`, `file_hash`, `content`,
+//! `metadata`, `vector`). An import checks the header against the target database's
+//! embedder (same model id and dimension, else 422) before it writes anything.
+
+use super::Rag;
+use crate::error::{Error, Result};
+use crate::store::{ChunkRecord, ChunkStore};
+use serde_json::{json, Map, Value};
+use std::collections::BTreeSet;
+use std::io::{BufRead, Write};
+
+/// The `format` of an export's header line.
+pub const EXPORT_FORMAT: &str = "llamafarm-rag-export";
+
+/// Which documents [`Rag::delete_documents`] removes (any that match one of the lists).
+#[derive(Debug, Clone, Default)]
+pub struct DocumentSelector {
+    /// Documents by id (the file hash).
+    pub ids: Vec<String>,
+    /// Documents by file name (`document_name` / `filename` / `source` metadata).
+    pub filenames: Vec<String>,
+    /// Documents with a chunk whose metadata has each of these values.
+    pub metadata: Map<String, Value>,
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Default)]
+pub struct ImportReport {
+    /// Chunks added.
+    pub imported: usize,
+    /// Chunks already present (same id).
+    pub skipped: usize,
+    /// Distinct documents among the chunks read.
+    pub documents: usize,
+}
+
+const BATCH: usize = 512;
+
+impl Rag {
+    /// Merge the text index's segments and purge deletions. Returns the segments merged.
+    pub fn compact(&self, database: &str) -> Result<usize> {
+        self.optimize(database)
+    }
+
+    /// Delete every chunk of a database (its datasets and files stay). Returns the chunks deleted.
+    pub fn clear(&self, database: &str) -> Result<usize> {
+        let cfg = self.config()?;
+        let db = Self::database_config(&cfg, Some(database))?;
+        let store = self.engine().store(&self.store_dir(&db.name), Self::metric_of(&db)?)?;
+        store.clear()
+    }
+
+    /// Delete the documents that `sel` names. Returns `(documents, chunks)` deleted.
+    pub fn delete_documents(&self, database: &str, sel: &DocumentSelector) -> Result<(usize, usize)> {
+        if sel.ids.is_empty() && sel.filenames.is_empty() && sel.metadata.is_empty() {
+            return Err(Error::invalid("selector", "names no document: give ids, filenames or a metadata filter"));
+        }
+        let cfg = self.config()?;
+        let db = Self::database_config(&cfg, Some(database))?;
+        let store = self.engine().store(&self.store_dir(&db.name), Self::metric_of(&db)?)?;
+        let mut hashes: BTreeSet<String> = sel.ids.iter().cloned().collect();
+        if !sel.filenames.is_empty() || !sel.metadata.is_empty() {
+            for c in store.list(usize::MAX, 0)? {
+                let m = &c.metadata;
+                let name = ["document_name", "filename", "source"].iter().find_map(|k| m.get(*k).and_then(|v| v.as_str()));
+                let by_name = name.is_some_and(|n| sel.filenames.iter().any(|f| f == n));
+                let by_meta = !sel.metadata.is_empty()
+                    && sel.metadata.iter().all(|(k, v)| m.get(k).is_some_and(|x| x == v || x.as_str().is_some_and(|s| Some(s) == v.as_str())));
+                if by_name || by_meta {
+                    hashes.insert(c.file_hash.clone());
+                }
+            }
+        }
+        let (mut docs, mut chunks) = (0, 0);
+        for h in &hashes {
+            let n = store.delete_file(h)?;
+            if n > 0 {
+                docs += 1;
+                chunks += n;
+            }
+        }
+        Ok((docs, chunks))
+    }
+
+    /// Re-embed every file of the datasets that feed `database`: its index is cleared,
+    /// then a processing task per dataset runs. Returns the task ids.
+    pub fn reindex(&self, database: &str) -> Result<Vec<String>> {
+        let cfg = self.config()?;
+        Self::database_config(&cfg, Some(database))?;
+        self.clear(database)?;
+        let tasks = self.project.llamafarm().tasks();
+        let mut ids = Vec::new();
+        for d in cfg.dataset_list().iter().filter(|d| d.database == database) {
+            let files = d.files.clone().unwrap_or_default();
+            if !files.is_empty() {
+                ids.push(tasks.submit_process(&self.project, &d.name, files, None)?);
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Write a database's chunks, with their vectors and the embedding model's id, to `out`.
+    /// Returns the chunks written.
+    pub fn export(&self, database: &str, out: &mut dyn Write) -> Result<usize> {
+        let cfg = self.config()?;
+        let db = self.open(&cfg, Some(database))?;
+        let chunks = db.store.list(usize::MAX, 0)?;
+        let io = |e: std::io::Error| Error::internal(format!("writing the export: {e}"));
+        let header = json!({
+            "format": EXPORT_FORMAT, "version": 1, "database": database,
+            "embedding_model": db.embedder.model_id(), "dimension": db.store.dimension().unwrap_or(db.embedder.dimension()),
+            "metric": format!("{:?}", db.store.metric()).to_lowercase(), "chunks": chunks.len(),
+        });
+        writeln!(out, "{header}").map_err(io)?;
+        for batch in chunks.chunks(BATCH) {
+            let ids: Vec<String> = batch.iter().map(|c| c.id.clone()).collect();
+            let vectors = db.store.vectors(&ids)?;
+            for (c, v) in batch.iter().zip(vectors) {
+                let line = json!({ "id": c.id, "file_hash": c.file_hash, "content": c.content, "metadata": c.metadata, "vector": v.unwrap_or_default() });
+                writeln!(out, "{line}").map_err(io)?;
+            }
+        }
+        out.flush().map_err(io)?;
+        Ok(chunks.len())
+    }
+
+    /// Read an export into `database`. Refused before anything is written when the
+    /// export's embedding model or dimension differ from the database's.
+    pub fn import(&self, database: &str, input: &mut dyn BufRead) -> Result<ImportReport> {
+        let cfg = self.config()?;
+        let db = self.open(&cfg, Some(database))?;
+        let mut lines = input.lines();
+        let bad = |what: String| Error::invalid("export", what);
+        let header: Value = match lines.next() {
+            Some(Ok(l)) => serde_json::from_str(&l).map_err(|e| bad(format!("has no header line: {e}")))?,
+            Some(Err(e)) => return Err(bad(format!("could not be read: {e}"))),
+            None => return Err(bad("is empty".into())),
+        };
+        if header["format"] != EXPORT_FORMAT {
+            return Err(bad(format!("is not a LlamaFarm RAG export (format must be '{EXPORT_FORMAT}')")));
+        }
+        let model = header["embedding_model"].as_str().unwrap_or("");
+        if model != db.embedder.model_id() {
+            return Err(Error::invalid(
+                "embedding_model",
+                format!(
+                    "of the export is '{model}', database '{database}' embeds with '{}': re-embed the documents instead (upload and process)",
+                    db.embedder.model_id()
+                ),
+            ));
+        }
+        let dim = header["dimension"].as_u64().unwrap_or(0) as usize;
+        let want = db.store.dimension().unwrap_or(db.embedder.dimension());
+        if want != 0 && dim != want {
+            return Err(Error::invalid("dimension", format!("of the export is {dim}, database '{database}' holds {want}")));
+        }
+        // Read and check every line first, so a bad line writes nothing.
+        let mut records = Vec::new();
+        for (i, line) in lines.enumerate() {
+            let line = line.map_err(|e| bad(format!("line {}: {e}", i + 2)))?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let v: Value = serde_json::from_str(&line).map_err(|e| bad(format!("line {}: {e}", i + 2)))?;
+            let vector: Vec<f32> = serde_json::from_value(v["vector"].clone()).map_err(|e| bad(format!("line {}: vector: {e}", i + 2)))?;
+            if vector.len() != dim {
+                return Err(bad(format!("line {}: the vector has {} dimensions, the header says {dim}", i + 2, vector.len())));
+            }
+            let s = |k: &str| v[k].as_str().map(str::to_string).ok_or_else(|| bad(format!("line {}: no string `{k}`", i + 2)));
+            records.push(ChunkRecord {
+                id: s("id")?,
+                file_hash: s("file_hash")?,
+                content: s("content")?,
+                metadata: v["metadata"].as_object().cloned().unwrap_or_default(),
+                vector,
+            });
+        }
+        let documents = records.iter().map(|r| r.file_hash.as_str()).collect::<BTreeSet<_>>().len();
+        let mut report = ImportReport { documents, ..Default::default() };
+        let mut it = records.into_iter().peekable();
+        while it.peek().is_some() {
+            let batch: Vec<ChunkRecord> = it.by_ref().take(BATCH).collect();
+            let r = db.store.add(batch)?;
+            report.imported += r.added;
+            report.skipped += r.skipped;
+        }
+        db.store.optimize()?;
+        Ok(report)
+    }
+}
