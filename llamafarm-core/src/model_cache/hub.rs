@@ -140,11 +140,7 @@ pub struct DownloadProgress {
 impl DownloadProgress {
     /// Whole percent, 100 when there is nothing to fetch.
     pub fn percent(&self) -> u64 {
-        if self.total == 0 {
-            100
-        } else {
-            (self.downloaded.min(self.total) * 100) / self.total
-        }
+        (self.downloaded.min(self.total) * 100).checked_div(self.total).unwrap_or(100)
     }
 }
 
