@@ -40,6 +40,24 @@ impl crate::LlamaFarm {
     }
 }
 
+/// Bytes as people read them: `90.0 MB`, `1.75 GB` (powers of 1024).
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes} B")
+    } else {
+        let s = format!("{v:.2}");
+        let s = s.trim_end_matches('0').trim_end_matches('.');
+        format!("{s} {}", UNITS[u])
+    }
+}
+
 /// Disk usage for the filesystem of `path`; walks up to the nearest existing ancestor.
 pub fn disk_usage(path: &Path) -> std::io::Result<DiskUsage> {
     let mut probe: PathBuf = path.to_path_buf();

@@ -169,7 +169,7 @@ async fn runtime_embeddings_and_rerank() {
     assert_detail(&s.runtime_post("/v1/embeddings", json!({"model": model})).await, 422);
     assert_detail(&s.runtime_post("/v1/embeddings", json!({"model": model, "input": "x", "dimensions": 12})).await, 422);
     let d = assert_detail(&s.runtime_post("/v1/embeddings", json!({"model": "nobody/nothing", "input": "x"})).await, 503);
-    assert!(d.contains("models--nobody--nothing/snapshots/") && d.contains("scripts/fetch-models.sh"), "{d}");
+    assert!(d.contains("lf models pull nobody/nothing"), "{d}");
     assert_detail(&s.runtime_post("/v1/embeddings", json!({"model": "../../etc", "input": "x"})).await, 422);
 
     let (st, rr) = s

@@ -21,6 +21,7 @@
 
 use super::{quant_of, ModelCache, ModelRef};
 use crate::error::{Error, ResourceKind, Result};
+use crate::paths::encode_segment as encode;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::fs;
@@ -500,19 +501,6 @@ fn is_hex(s: &str, len: usize) -> bool {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Percent-encode one URL path segment.
-fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// Downloads in progress, one per model id: a second request for a model that is

@@ -15,7 +15,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-pub use crate::system::DiskUsage;
+pub use crate::system::{human_size, DiskUsage};
 
 pub use hub::{DownloadPlan, DownloadProgress, Downloaded, Downloads, Hub, QuantOption, RemoteFile};
 
@@ -285,24 +285,6 @@ impl ModelCache {
             "Sufficient disk space available".to_string()
         };
         DownloadCheck { can_download: fits || required_bytes == 0, warning, message, available_bytes, required_bytes, cache, system }
-    }
-}
-
-/// Bytes as people read them: `90.0 MB`, `1.75 GB` (powers of 1024).
-pub fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
-    let mut v = bytes as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{bytes} B")
-    } else {
-        let s = format!("{v:.2}");
-        let s = s.trim_end_matches('0').trim_end_matches('.');
-        format!("{s} {}", UNITS[u])
     }
 }
 

@@ -243,22 +243,6 @@ impl Project {
     }
 }
 
-/// `1536` -> `1.5 KB`.
-pub fn human_bytes(n: u64) -> String {
-    let units = ["B", "KB", "MB", "GB", "TB"];
-    let mut x = n as f64;
-    let mut i = 0;
-    while x >= 1024.0 && i < units.len() - 1 {
-        x /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{n} B")
-    } else {
-        format!("{x:.1} {}", units[i])
-    }
-}
-
 impl Rag {
     fn engine(&self) -> &RagEngine {
         self.project.llamafarm().rag_engine()
@@ -437,7 +421,7 @@ impl Rag {
             vector_count: st.vector_count,
             document_count: st.document_count,
             storage_bytes: st.storage_bytes,
-            storage_human: human_bytes(st.storage_bytes),
+            storage_human: crate::system::human_size(st.storage_bytes),
             embedding_dimension: st.embedding_dimension,
             collection_name: db.config.as_ref().and_then(|c| c.get("collection_name")).and_then(|v| v.as_str()).map(String::from),
             distance_metric: metric,
@@ -446,7 +430,7 @@ impl Rag {
             chunk_count: st.vector_count,
             index_bytes: st.text_index_bytes,
             memory_bytes: st.memory_bytes,
-            memory_human: human_bytes(st.memory_bytes),
+            memory_human: crate::system::human_size(st.memory_bytes),
             store: "embedded (tantivy BM25 + HNSW)".into(),
             last_updated,
         })
