@@ -41,8 +41,15 @@ fn shell_quote(s: &str) -> String {
 pub use llamafarm_core::paths::encode_segment;
 
 impl Client {
-    pub fn new(base: &str) -> Result<Self> {
-        let http = reqwest::Client::builder().connect_timeout(Duration::from_secs(5)).build()?;
+    /// A client that sends `api_key` as `Authorization: Bearer` on every request.
+    pub fn with_key(base: &str, api_key: Option<&str>) -> Result<Self> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(k) = api_key.filter(|k| !k.is_empty()) {
+            let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {k}")).map_err(|_| anyhow!("LF_API_KEY holds characters a header cannot carry"))?;
+            v.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, v);
+        }
+        let http = reqwest::Client::builder().connect_timeout(Duration::from_secs(5)).default_headers(headers).build()?;
         Ok(Self { base: base.trim_end_matches('/').to_string(), http, show: Show::Send })
     }
 

@@ -250,7 +250,10 @@ fn run(cli: Cli) -> Result<()> {
         (_, true) => client::Show::DryRun,
         _ => client::Show::Send,
     };
-    let c = Client::new(&cli.server_url)?.showing(show);
+    // The key for a server started with `--api-key` (an environment variable only, so
+    // it stays out of shell history and process listings).
+    let api_key = std::env::var("LF_API_KEY").ok().filter(|k| !k.trim().is_empty());
+    let c = Client::with_key(&cli.server_url, api_key.as_deref())?.showing(show);
     // Commands that need a server start one when none answers.
     let needs_server = !matches!(cli.command, Command::Serve(_) | Command::Version | Command::Services(_) | Command::Mcp);
     if needs_server && cli.auto_start && show == client::Show::Send {
@@ -269,7 +272,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Start(args) => rt.block_on(start(&c, args, &cwd, json)),
         Command::Services(cmd) => rt.block_on(services::services(&c, cmd, json)),
         Command::Examples(cmd) => rt.block_on(examples(&c, cmd, json)),
-        Command::Mcp => rt.block_on(mcp::mcp(&cli.server_url)),
+        Command::Mcp => rt.block_on(mcp::mcp(&cli.server_url, api_key.as_deref())),
         Command::Version => {
             let server = rt.block_on(c.get("/info")).ok();
             if json {

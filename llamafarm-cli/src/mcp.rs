@@ -35,8 +35,14 @@ impl Dispatch for Remote {
 }
 
 /// Serve MCP on stdio until the client closes it.
-pub(crate) async fn mcp(server_url: &str) -> Result<()> {
-    let http = reqwest::Client::builder().build()?;
+pub(crate) async fn mcp(server_url: &str, api_key: Option<&str>) -> Result<()> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(k) = api_key {
+        let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {k}")).map_err(|_| anyhow!("LF_API_KEY holds characters a header cannot carry"))?;
+        v.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, v);
+    }
+    let http = reqwest::Client::builder().default_headers(headers).build()?;
     let dispatch = Arc::new(Remote { base: server_url.trim_end_matches('/').to_string(), http });
     llamafarm_http::mcp::serve_stdio(&llamafarm_http::api_openapi(), dispatch).await.map_err(|e| anyhow!(e))
 }

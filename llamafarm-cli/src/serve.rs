@@ -64,9 +64,15 @@ pub struct ServeArgs {
     /// Trainer of SetFit classifiers: native (hand-written backward pass) or autograd (candle's).
     #[arg(long, env = "LF_SETFIT_TRAINER", default_value = "native", value_parser = ["native", "autograd"])]
     setfit_trainer: String,
-    /// Allowed CORS origins (repeatable); `*` allows any.
-    #[arg(long = "cors-origin", env = "LF_CORS_ORIGINS", value_delimiter = ',', default_value = "*")]
+    /// Allowed CORS origins (repeatable); `*` allows any. Default: `*`, or none (same
+    /// origin only) when API keys are set.
+    #[arg(long = "cors-origin", env = "LF_CORS_ORIGINS", value_delimiter = ',')]
     cors_origins: Vec<String>,
+    /// Require an API key (repeatable): `KEY`, `KEY:ns1,ns2` (only those namespaces),
+    /// `KEY:ns1:ro` or `KEY::ro` (read-only). Clients send `Authorization: Bearer KEY`;
+    /// `lf` sends LF_API_KEY.
+    #[arg(long = "api-key", env = "LF_API_KEYS", value_delimiter = ';', hide_env_values = true)]
+    api_keys: Vec<String>,
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "LF_MAX_BODY_BYTES", default_value_t = llamafarm_http::DEFAULT_BODY_LIMIT)]
     max_body_bytes: usize,
@@ -126,7 +132,21 @@ pub async fn serve(args: ServeArgs, debug: bool) -> Result<()> {
     let api_addr = api_listener.local_addr()?;
     let rt_addr = rt_listener.local_addr()?;
 
-    let opts = HttpOptions { cors_origins: args.cors_origins, body_limit: args.max_body_bytes, public_url: Some(format!("http://{api_addr}")) };
+    let api_keys = args
+        .api_keys
+        .iter()
+        .filter(|k| !k.trim().is_empty())
+        .map(|k| llamafarm_http::ApiKey::parse(k).map_err(|e| anyhow::anyhow!("--api-key / LF_API_KEYS: {e}")))
+        .collect::<Result<Vec<_>>>()?;
+    let cors_origins = match args.cors_origins {
+        o if !o.is_empty() => o,
+        _ if api_keys.is_empty() => vec!["*".to_string()],
+        _ => Vec::new(),
+    };
+    if api_keys.is_empty() && !api_addr.ip().is_loopback() {
+        tracing::warn!(address = %api_addr, "listening on a non-loopback address without an API key: anyone who can reach it can read and change every project (set --api-key)");
+    }
+    let opts = HttpOptions { cors_origins, body_limit: args.max_body_bytes, public_url: Some(format!("http://{api_addr}")), api_keys };
     let api = llamafarm_http::api_router(lf.clone(), &opts);
     let runtime = llamafarm_http::runtime_router(lf.clone(), &opts);
 

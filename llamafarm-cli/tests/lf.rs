@@ -128,7 +128,7 @@ fn lf_drives_a_spawned_server() {
     if let Ok(o) = o {
         if o.status.success() {
             let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-            assert_eq!(v["status"], "healthy");
+            assert_eq!(v["status"], "degraded", "an empty model cache: {v}");
         }
     }
 }
@@ -166,6 +166,23 @@ fn unreachable_server_is_a_clear_error() {
     // A server elsewhere is not started from here.
     let o = Command::new(lf_bin()).current_dir(work.path()).args(["--server-url", "http://192.0.2.1:9", "projects", "list"]).output().unwrap();
     fails_with(&o, "not on this machine");
+}
+
+/// A second `lf serve` on a data directory in use exits at once with a clear message.
+#[test]
+fn one_process_per_data_directory() {
+    let srv = Served::start();
+    let data = srv.data.as_ref().unwrap().path().to_path_buf();
+    let o = Command::new(lf_bin())
+        .args(["serve", "--port", "0", "--runtime-port", "0", "--data-dir"])
+        .arg(&data)
+        .env("HF_HUB_CACHE", data.join("hub"))
+        .output()
+        .unwrap();
+    fails_with(&o, &format!("another LlamaFarm process (pid {}) has it open", srv.child.id()));
+    // The first one still serves.
+    let work = tempfile::tempdir().unwrap();
+    ok(&srv.lf(work.path(), &["projects", "list"]));
 }
 
 #[test]
@@ -576,4 +593,20 @@ fn lf_models_examples_and_projects() {
     let v = ok(&srv.lf(w, &["version"]));
     assert!(v.contains("LlamaFarm CLI") && v.contains("Commit:") && v.contains("LlamaFarm server"), "{v}");
     drop(rt);
+}
+
+/// `lf serve --api-key` (here LF_API_KEYS): `lf` without a key gets the server's 401
+/// detail; with LF_API_KEY it works, `lf mcp` included.
+#[test]
+fn api_keys_through_lf() {
+    let srv = Served::start_env(false, &[("LF_API_KEYS", "first-key-1;acme-key-22:acme")]);
+    let work = tempfile::tempdir().unwrap();
+    fails_with(&srv.lf(work.path(), &["projects", "list", "--namespace", "acme"]), "An API key is required");
+    let with = |key: &str, args: &[&str]| {
+        Command::new(lf_bin()).current_dir(work.path()).arg("--server-url").arg(&srv.url).env("LF_API_KEY", key).args(args).output().unwrap()
+    };
+    fails_with(&with("wrong-key-0", &["projects", "list", "--namespace", "acme"]), "Invalid API key");
+    ok(&with("first-key-1", &["projects", "create", "p1", "--namespace", "acme"]));
+    ok(&with("acme-key-22", &["projects", "list", "--namespace", "acme"]));
+    fails_with(&with("acme-key-22", &["projects", "list", "--namespace", "other"]), "may not reach namespace 'other'");
 }

@@ -178,7 +178,9 @@ impl LlamaFarmBuilder {
         self
     }
 
-    /// Open (creating if needed) the data directory.
+    /// Open (creating if needed) the data directory. It is locked for this process: an
+    /// open from another process fails with [`Error::NotAvailable`] naming the holder's pid
+    /// (handles within one process share the directory).
     pub fn open(self) -> Result<LlamaFarm> {
         LlamaFarm::open_built(self)
     }
@@ -208,6 +210,49 @@ struct Inner {
     hub: model_cache::Hub,
     downloads: model_cache::Downloads,
     examples: examples::ExampleDirs,
+    _dir_lock: Arc<DirLock>,
+}
+
+/// The exclusive lock on a data directory (`{data}/.lock`, holding the owner's pid). One
+/// process at a time opens a data directory; handles within that process share the lock.
+struct DirLock {
+    _file: std::fs::File,
+}
+
+/// Lock `root` for this process; `true` when this call took the lock (no other handle of
+/// this process had it).
+fn lock_data_dir(root: &Path) -> Result<(Arc<DirLock>, bool)> {
+    static HELD: std::sync::OnceLock<Mutex<HashMap<PathBuf, std::sync::Weak<DirLock>>>> = std::sync::OnceLock::new();
+    let mut held = HELD.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(l) = held.get(root).and_then(|w| w.upgrade()) {
+        return Ok((l, false));
+    }
+    let path = root.join(".lock");
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&path).map_err(|e| Error::io(&path, e))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let pid = std::fs::read_to_string(&path).ok().and_then(|p| p.trim().parse::<u32>().ok());
+            return Err(Error::unavailable(
+                format!("data directory {}", root.display()),
+                format!(
+                    "another LlamaFarm process{} has it open; stop that one, or give this one another data directory",
+                    pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+                ),
+            ));
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&path, e)),
+    }
+    {
+        use std::io::Write;
+        let mut f = &file;
+        let _ = file.set_len(0);
+        let _ = write!(f, "{}", std::process::id());
+    }
+    let lock = Arc::new(DirLock { _file: file });
+    held.retain(|_, w| w.strong_count() > 0);
+    held.insert(root.to_path_buf(), Arc::downgrade(&lock));
+    Ok((lock, true))
 }
 
 /// A weak handle (held by worker threads so they stop when the library is dropped).
@@ -264,11 +309,16 @@ impl LlamaFarm {
         let root = b.data_dir.as_path();
         std::fs::create_dir_all(root.join("projects")).map_err(|e| Error::io(root, e))?;
         let root = root.canonicalize().map_err(|e| Error::io(root, e))?;
+        let (dir_lock, first) = lock_data_dir(&root)?;
         let layout = Layout::new(root);
-        // Finish deletes that a crash interrupted; fail tasks a crash cut off.
-        fsutil::empty_trash(&layout.trash_dir());
-        task::recover_interrupted(&layout.projects_dir());
+        // Finish deletes that a crash interrupted; fail tasks a crash cut off (only when
+        // no other handle in this process has the directory open: its tasks are alive).
+        if first {
+            fsutil::empty_trash(&layout.trash_dir());
+            task::recover_interrupted(&layout.projects_dir());
+        }
         let models = b.models.unwrap_or_else(|| ModelCache::new(layout.root().join("hub")));
+        let work_dir = layout.root().to_path_buf();
         let vision = Arc::new(vision::Vision::new(models.clone()));
         let mut files = vision::files::FileStore::new(layout.root().join("runtime-files"));
         if let Some(ttl) = b.file_ttl {
@@ -284,7 +334,7 @@ impl LlamaFarm {
                 rag: rag::RagEngine::default(),
                 tasks: task::TaskRunner::default(),
                 ml: Default::default(),
-                llm: Arc::new(llm::LlmEngine::new(b.llm)),
+                llm: Arc::new(llm::LlmEngine::new(llm::LlmSettings { work_dir, ..b.llm })),
                 sessions: Default::default(),
                 parsers: b.parsers.unwrap_or_else(|| Arc::new(ingest::parse::Registry::with_ocr(vision.clone()))),
                 vision,
@@ -292,6 +342,7 @@ impl LlamaFarm {
                 mcp: b.mcp_timeouts.map(|(c, t)| mcp::McpClients::with_timeouts(c, t)).unwrap_or_default(),
                 hub: b.hub,
                 downloads: Default::default(),
+                _dir_lock: dir_lock,
                 examples: b.examples,
             }),
         })

@@ -63,6 +63,10 @@ macro_rules! make_error_codes {
 make_error_codes! {
     /// A name or id that cannot name a resource.
     InvalidName => BAD_REQUEST, "invalid_name";
+    /// No API key, or an unknown one (the server has keys configured).
+    Unauthorized => UNAUTHORIZED, "unauthorized";
+    /// The API key may not make this request (a namespace or read-only limit).
+    Forbidden => FORBIDDEN, "forbidden";
     /// A malformed request (a 400 with no finer code).
     BadRequest => BAD_REQUEST, "bad_request";
     /// A path parameter of the wrong shape.
@@ -144,6 +148,8 @@ impl Code {
     pub fn for_status(status: StatusCode) -> Code {
         match status {
             StatusCode::BAD_REQUEST => Code::BadRequest,
+            StatusCode::UNAUTHORIZED => Code::Unauthorized,
+            StatusCode::FORBIDDEN => Code::Forbidden,
             StatusCode::NOT_FOUND => Code::NotFound,
             StatusCode::METHOD_NOT_ALLOWED => Code::MethodNotAllowed,
             StatusCode::CONFLICT => Code::Conflict,

@@ -20,12 +20,14 @@
 
 #![warn(missing_docs)]
 
+pub mod auth;
 pub mod docs;
 mod dto;
 pub mod error;
 pub mod mcp;
 mod routes;
 
+pub use auth::ApiKey;
 pub use error::{ApiError, ApiResult};
 
 use axum::http::{HeaderName, HeaderValue, Method, Request};
@@ -51,11 +53,13 @@ pub struct HttpOptions {
     pub body_limit: usize,
     /// The address the API is reachable at, reported by `/health`.
     pub public_url: Option<String>,
+    /// API keys; empty: no key needed (see [`auth`]).
+    pub api_keys: Vec<ApiKey>,
 }
 
 impl Default for HttpOptions {
     fn default() -> Self {
-        Self { cors_origins: vec!["*".into()], body_limit: DEFAULT_BODY_LIMIT, public_url: None }
+        Self { cors_origins: vec!["*".into()], body_limit: DEFAULT_BODY_LIMIT, public_url: None, api_keys: Vec::new() }
     }
 }
 
@@ -80,12 +84,16 @@ pub fn api_router(lf: LlamaFarm, opts: &HttpOptions) -> Router {
     mcp::tag_operations(&mut openapi);
     let api = with_common_layers(router.merge(docs::docs_router(openapi.clone(), "LlamaFarm API")), opts);
     let public = opts.public_url.as_deref().and_then(|u| u.split("://").nth(1)).map(|h| h.trim_end_matches('/').to_string());
-    trailing_slash_tolerant(api.clone().nest_service("/mcp", mcp::service(&openapi, api, public)))
+    outer(api.clone().nest_service("/mcp", mcp::service(&openapi, api, public)), opts, false)
 }
 
-/// `/v1/projects/ns/` answers as `/v1/projects/ns`, as the original's FastAPI server does.
-fn trailing_slash_tolerant(router: Router) -> Router {
-    Router::new().fallback_service(tower_http::normalize_path::NormalizePathLayer::trim_trailing_slash().layer(router))
+/// The layers in front of routing: a trailing slash is trimmed (`/v1/projects/ns/`
+/// answers as `/v1/projects/ns`, as the original's FastAPI server does), then the API
+/// key is checked (every route, `/mcp` included).
+fn outer(router: Router, opts: &HttpOptions, runtime: bool) -> Router {
+    let keys = auth::Keys(Arc::new(opts.api_keys.clone()));
+    let guarded = router.layer(axum::middleware::from_fn_with_state((keys, runtime), auth::require_key));
+    Router::new().fallback_service(tower_http::normalize_path::NormalizePathLayer::trim_trailing_slash().layer(guarded))
 }
 
 /// The Universal Runtime router (OpenAI-compatible model endpoints).
@@ -93,7 +101,7 @@ pub fn runtime_router(lf: LlamaFarm, opts: &HttpOptions) -> Router {
     let state = AppState { lf, opts: Arc::new(opts.clone()), started: Instant::now() };
     let (router, openapi) = runtime_openapi_router().with_state(state).split_for_parts();
     let router = router.merge(docs::docs_router(openapi, "LlamaFarm Universal Runtime"));
-    trailing_slash_tolerant(with_common_layers(router, opts))
+    outer(with_common_layers(router, opts), opts, true)
 }
 
 /// The OpenAPI document of the LlamaFarm API, generated from the handlers (the

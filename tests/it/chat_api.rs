@@ -633,6 +633,7 @@ async fn llamacpp_engine_absent_is_503_naming_the_feature() {
 /// the golden answer and its token counts are unchanged.
 #[tokio::test]
 async fn requantized_model_keeps_the_golden_answer() {
+    let started = std::time::SystemTime::now();
     let s = TestServer::start_with_models().await;
     let cfg = json!({
         "version": "v1", "name": "bot", "namespace": "acme",
@@ -650,6 +651,14 @@ async fn requantized_model_keeps_the_golden_answer() {
     assert_eq!(r["choices"][0]["message"]["content"], GOLDEN);
     assert_eq!(r["usage"]["prompt_tokens"], 36);
     assert_eq!(r["usage"]["completion_tokens"], 20);
+    // The copy lives under the data directory; the model cache is not written.
+    let copies: Vec<_> = std::fs::read_dir(s.lf.data_dir().join("requantized")).unwrap().flatten().collect();
+    assert_eq!(copies.len(), 1);
+    assert!(copies[0].file_name().to_string_lossy().ends_with(".lf-q8_0.gguf"));
+    let snapshot = s.lf.models().resolve(MODEL).unwrap().dir;
+    // (Builds before this one wrote their copy beside the model: only new files count.)
+    let written_here = |e: &std::fs::DirEntry| e.metadata().and_then(|m| m.modified()).is_ok_and(|t| t >= started);
+    assert!(std::fs::read_dir(snapshot).unwrap().flatten().all(|e| !(e.file_name().to_string_lossy().contains(".lf-") && written_here(&e))));
     // A type we do not offer is a 422 detail.
     let bad = json!({"version": "v1", "name": "bot", "namespace": "acme",
         "runtime": {"models": [{"name": "small", "provider": "universal", "model": MODEL, "extra_body": {"requantize": "q1"}}]}});

@@ -62,7 +62,11 @@ async fn health_reports_missing_models_as_degraded() {
     // The runtime listener shares the library instance.
     let (st, rh) = split(s.http.get(format!("{}/health", s.runtime_base)).send().await.unwrap()).await;
     assert_eq!(st, 200);
-    assert_eq!(rh["status"], "healthy");
+    // Its health is the real one: the empty model cache makes it degraded, as /health says.
+    assert_eq!(rh["status"], h["status"], "{rh}");
+    assert_eq!(rh["status"], "degraded");
+    assert!(rh["components"].as_array().unwrap().iter().any(|c| c["name"] == "storage" && c["status"] == "healthy"), "{rh}");
+    assert_eq!(rh["loaded_models"], serde_json::json!([]));
 }
 
 #[tokio::test]

@@ -11,5 +11,6 @@ mod models_api;
 mod openapi;
 mod rag_api;
 mod readme_tour;
+mod security_api;
 mod support;
 mod vision_api;

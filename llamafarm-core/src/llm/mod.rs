@@ -560,11 +560,21 @@ pub struct LlmSettings {
     pub openai_api_key: Option<String>,
     /// Route llama.cpp's own log to `tracing` (default off; the first load decides for the process).
     pub llamacpp_log: bool,
+    /// The directory under whose `requantized/` re-quantised copies of GGUF files are
+    /// written (`LlamaFarm` sets its data directory; default: the system's temporary
+    /// directory). The model cache itself is never written.
+    pub work_dir: std::path::PathBuf,
 }
 
 impl Default for LlmSettings {
     fn default() -> Self {
-        Self { engine: LocalEngine::Auto, unload_after: Duration::from_secs(DEFAULT_UNLOAD_TIMEOUT_S), openai_api_key: None, llamacpp_log: false }
+        Self {
+            engine: LocalEngine::Auto,
+            unload_after: Duration::from_secs(DEFAULT_UNLOAD_TIMEOUT_S),
+            openai_api_key: None,
+            llamacpp_log: false,
+            work_dir: std::env::temp_dir(),
+        }
     }
 }
 
@@ -618,7 +628,7 @@ impl LlmEngine {
             return Ok(m);
         }
         let (model, local): (Arc<dyn ChatModel>, bool) = match spec {
-            ChatModelSpec::LocalGguf { id, options } => (load_local(id, options, models, self.settings.llamacpp_log)?, true),
+            ChatModelSpec::LocalGguf { id, options } => (load_local(id, options, models, &self.settings)?, true),
             ChatModelSpec::Http { base_url, model, api_key } => (Arc::new(OpenAiChatModel::new(base_url, model, api_key.clone())), false),
         };
         lock(&self.loaded).insert(key, Loaded { model: model.clone(), last_used: Instant::now(), keep_loaded, local });
@@ -701,7 +711,8 @@ impl LlmEngine {
     }
 }
 
-fn load_local(id: &str, options: &LocalOptions, models: &ModelCache, llamacpp_log: bool) -> Result<Arc<dyn ChatModel>> {
+fn load_local(id: &str, options: &LocalOptions, models: &ModelCache, settings: &LlmSettings) -> Result<Arc<dyn ChatModel>> {
+    let llamacpp_log = settings.llamacpp_log;
     #[cfg(not(feature = "llm-llamacpp"))]
     let _ = llamacpp_log;
     let resolved = models.resolve(id)?;
@@ -711,7 +722,7 @@ fn load_local(id: &str, options: &LocalOptions, models: &ModelCache, llamacpp_lo
         fetch_hint: crate::model_cache::FETCH_COMMAND.into(),
     })?;
     let gguf = match &options.requantize {
-        Some(t) => requant::requantized(&gguf, requant::parse_target(t)?)?,
+        Some(t) => requant::requantized(&gguf, requant::parse_target(t)?, &settings.work_dir.join("requantized"))?,
         None => gguf,
     };
     match options.engine.resolve(&gguf) {

@@ -30,10 +30,13 @@ pub fn parse_target(s: &str) -> Result<GgmlDType> {
 }
 
 /// Path of the re-quantised copy of `src` (written on first use, reused after).
-pub fn requantized(src: &Path, target: GgmlDType) -> Result<PathBuf> {
+pub fn requantized(src: &Path, target: GgmlDType, out_dir: &Path) -> Result<PathBuf> {
+    use sha2::Digest;
     let name = src.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_else(|| "model".into());
     let tag = format!("{target:?}").to_ascii_lowercase();
-    let dst = src.with_file_name(format!("{name}.lf-{tag}.gguf"));
+    let key = sha2::Sha256::digest(src.as_os_str().as_encoded_bytes());
+    let key: String = key.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    let dst = out_dir.join(format!("{key}-{name}.lf-{tag}.gguf"));
     let fresh = |p: &Path| -> Option<bool> {
         let (a, b) = (std::fs::metadata(p).ok()?.modified().ok()?, std::fs::metadata(src).ok()?.modified().ok()?);
         Some(a >= b)
@@ -61,6 +64,7 @@ pub fn requantized(src: &Path, target: GgmlDType) -> Result<PathBuf> {
     }
     let meta: Vec<(&str, &gguf_file::Value)> = ct.metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, q)| (n.as_str(), q)).collect();
+    std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
     let tmp = dst.with_extension(format!("tmp-{}", std::process::id()));
     let write = || -> Result<()> {
         let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?);
@@ -92,8 +96,10 @@ mod tests {
         let mut out = std::fs::File::create(&src).unwrap();
         gguf_file::write(&mut out, &[("general.name", &v)], &[("w", &q41), ("norm", &f32t)]).unwrap();
         drop(out);
-        let dst = requantized(&src, GgmlDType::Q8_0).unwrap();
-        assert!(dst.to_string_lossy().ends_with("m.lf-q8_0.gguf"));
+        let out = dir.path().join("data/requantized");
+        let dst = requantized(&src, GgmlDType::Q8_0, &out).unwrap();
+        assert!(dst.starts_with(&out) && dst.to_string_lossy().ends_with("-m.lf-q8_0.gguf"), "{}", dst.display());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2, "nothing written beside the source");
         let mut f = std::fs::File::open(&dst).unwrap();
         let ct = gguf_file::Content::read(&mut f).unwrap();
         assert_eq!(ct.metadata["general.name"].to_string().unwrap(), "x");
@@ -106,7 +112,7 @@ mod tests {
         assert!(diff < 0.05, "{diff}");
         // Reused, not rewritten.
         let t = std::fs::metadata(&dst).unwrap().modified().unwrap();
-        assert_eq!(requantized(&src, GgmlDType::Q8_0).unwrap(), dst);
+        assert_eq!(requantized(&src, GgmlDType::Q8_0, &out).unwrap(), dst);
         assert_eq!(std::fs::metadata(&dst).unwrap().modified().unwrap(), t);
         assert!(parse_target("q4_1").is_err());
     }

@@ -11,12 +11,36 @@ use utoipa::ToSchema;
 /// `GET /health` of the runtime.
 #[derive(Serialize, ToSchema)]
 pub(crate) struct RuntimeHealth {
-    pub(crate) status: String,
+    /// Worst of the components (a missing default model is `degraded`).
+    pub(crate) status: super::HealthStatusDto,
     pub(crate) version: String,
+    /// Each component's check (storage, the default models).
+    pub(crate) components: Vec<super::system::ComponentHealthDto>,
+    /// Chat models in memory.
+    pub(crate) loaded_models: Vec<LoadedModelDto>,
+    /// Model downloads in progress.
+    pub(crate) downloading: Vec<String>,
     /// Models found in the local model cache.
     pub(crate) cached_models: Vec<String>,
     /// The CPU's SIMD features in use.
     pub(crate) simd: Vec<&'static str>,
+}
+
+/// A chat model in memory.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct LoadedModelDto {
+    id: String,
+    /// `local` (in this process) or `http` (an OpenAI-compatible endpoint).
+    kind: &'static str,
+    /// Seconds since its last use.
+    idle_s: u64,
+    keep_loaded: bool,
+}
+
+impl From<llamafarm_core::llm::LoadedModel> for LoadedModelDto {
+    fn from(m: llamafarm_core::llm::LoadedModel) -> Self {
+        Self { id: m.id, kind: m.kind, idle_s: m.idle_s, keep_loaded: m.keep_loaded }
+    }
 }
 
 /// `input` of an embeddings request: one string or a list of strings.

@@ -12,11 +12,21 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(runtime_health)).routes(routes!(embeddings)).routes(routes!(rerank)).routes(routes!(ner))
 }
 
-/// Runtime health.
-#[utoipa::path(get, path = "/health", tag = "runtime", responses((status = 200, body = RuntimeHealth)))]
-async fn runtime_health(State(st): State<AppState>) -> Json<RuntimeHealth> {
-    let cached_models: Vec<String> = call(&st, |lf| Ok(lf.models().list().into_iter().map(|m| m.id).collect())).await.unwrap_or_default();
-    Json(RuntimeHealth { status: "healthy".into(), version: llamafarm_core::system::VERSION.into(), cached_models, simd: llamafarm_core::system::simd_features() })
+/// Runtime health: the components' real states, the chat models in memory, downloads
+/// in progress and the cached models.
+#[utoipa::path(get, path = "/health", tag = "runtime", responses((status = 200, body = RuntimeHealth), (status = 500, body = ErrorBody)))]
+async fn runtime_health(State(st): State<AppState>) -> ApiResult<Json<RuntimeHealth>> {
+    let (report, loaded, downloading, cached) =
+        call(&st, |lf| Ok((lf.health(), lf.llm().loaded(), lf.model_hub().downloading(), lf.models().list().into_iter().map(|m| m.id).collect::<Vec<_>>()))).await?;
+    Ok(Json(RuntimeHealth {
+        status: report.status.into(),
+        version: llamafarm_core::system::VERSION.into(),
+        components: report.components.into_iter().map(Into::into).collect(),
+        loaded_models: loaded.into_iter().map(Into::into).collect(),
+        downloading,
+        cached_models: cached,
+        simd: llamafarm_core::system::simd_features(),
+    }))
 }
 
 /// OpenAI-compatible embeddings from a local model.
