@@ -551,6 +551,9 @@ mod tests {
         rec.task_id = "t-2".into();
         rec.state = TaskState::Success;
         save(p.dir(), &mut rec).unwrap();
+        // A restart: every handle of the first instance is gone (a live one would share
+        // the directory, and its tasks would be alive).
+        drop(p);
         drop(lf);
         let lf = LlamaFarm::open_with(dir.path(), crate::ModelCache::new(dir.path().join("hub"))).unwrap();
         let p = lf.project("a", "b").unwrap();

@@ -699,7 +699,7 @@ impl LlmEngine {
         self.reaper.call_once(|| {
             let weak = Arc::downgrade(self);
             let every = (self.settings.unload_after / 4).clamp(Duration::from_secs(1), Duration::from_secs(30));
-            let _ = std::thread::Builder::new().name("lf-model-reaper".into()).spawn(move || loop {
+            let spawned = std::thread::Builder::new().name("lf-model-reaper".into()).spawn(move || loop {
                 std::thread::sleep(every);
                 let Some(engine) = weak.upgrade() else { return };
                 let n = engine.unload_idle(engine.settings.unload_after);
@@ -707,6 +707,9 @@ impl LlmEngine {
                     tracing::info!(unloaded = n, "unloaded idle chat models");
                 }
             });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "could not start the idle-model reaper: idle chat models stay loaded until restart");
+            }
         });
     }
 }
