@@ -2,16 +2,18 @@
 //! against scikit-learn, side by side in one run.
 //!
 //! Split: row `i` is a test row when `i % 10 >= 7` (30 %). Pipeline on both sides:
-//! RobustScaler fitted on the training split, the detector fitted on all training
+//! the scaler (`ANOMALY_SCALING`: robust, the default, standard, minmax or none) fitted
+//! on the training split, the detector fitted on all training
 //! rows (labels unused, contamination 0.1, one-class SVM `nu` 0.1, `gamma = scale`,
 //! LOF 20 neighbours in novelty mode, 100 trees), test rows scored; ROC-AUC of the
-//! raw scores, and fit + score wall time (best of `ANOMALY_REPEAT`, default 3).
+//! raw scores, and fit + score wall time (best of `ANOMALY_REPEAT`, default 3);
+//! scikit-learn's `n_jobs` is this machine's thread count, as ours.
 //! Peer: `benches/peers/sklearn_anomaly.py` in the venv from `benches/peers/setup.sh`.
 //!
 //! `cargo bench -p llamafarm-benches --bench ml_anomaly` (`ADBENCH_DIR`, `ANOMALY_DATASETS`,
 //! `PEERS_PYTHON` override).
 
-use llamafarm_core::ml::anomaly::{npz, AnomalyModel, AnomalyRow, Backend, FitOptions};
+use llamafarm_core::ml::anomaly::{npz, AnomalyModel, AnomalyRow, Backend, FitOptions, Scaling};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -58,7 +60,14 @@ fn main() {
     let repeat: usize = std::env::var("ANOMALY_REPEAT").ok().and_then(|v| v.parse().ok()).unwrap_or(3).max(1);
     let wanted: Vec<String> =
         std::env::var("ANOMALY_DATASETS").map(|v| v.split(',').map(str::to_string).collect()).unwrap_or_else(|_| FILES.iter().map(|f| f.0.to_string()).collect());
-    println!("threads: {}, repeat {repeat}", std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let scaling = match std::env::var("ANOMALY_SCALING").as_deref() {
+        Ok("standard") => Scaling::Standard,
+        Ok("minmax") => Scaling::MinMax,
+        Ok("none") => Scaling::None,
+        _ => Scaling::Robust,
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!("threads: {threads} (scikit-learn n_jobs the same), repeat {repeat}, scaling {scaling}");
     let mut ours = Vec::new();
     for (name, file) in FILES.iter().filter(|f| wanted.iter().any(|w| w == f.0)) {
         let x = npz::read_npz(&root.join(file), "X").expect("X");
@@ -85,7 +94,7 @@ fn main() {
             let mut auc = 0.0;
             for _ in 0..repeat {
                 let t0 = Instant::now();
-                let opts = FitOptions { nu: Some(0.1), contamination: 0.1, ..FitOptions::with_backend(backend) };
+                let opts = FitOptions { nu: Some(0.1), contamination: 0.1, scaling, ..FitOptions::with_backend(backend) };
                 let m = AnomalyModel::fit(name, &train, &opts).expect("fit");
                 let s = m.raw_scores(&test, None).expect("score");
                 best = best.min(t0.elapsed().as_secs_f64());
@@ -108,7 +117,7 @@ fn main() {
         .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("peers/sklearn_anomaly.py"))
         .arg(&root)
         .arg(names.join(","))
-        .args(["--nu", "0.1", "--repeat", &repeat.to_string()])
+        .args(["--nu", "0.1", "--repeat", &repeat.to_string(), "--scaler", scaling.as_str(), "--threads", &threads.to_string()])
         .output()
         .expect("run python");
     let peer: Vec<Value> = match serde_json::from_slice(out.stdout.trim_ascii()) {

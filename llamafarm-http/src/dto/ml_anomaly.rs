@@ -66,6 +66,43 @@ pub(crate) enum Normalization {
     Raw,
 }
 
+/// How features are scaled before the detector (`robust`, as the original, by default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Scaling {
+    /// Median and interquartile range (scikit-learn's `RobustScaler`).
+    #[default]
+    Robust,
+    /// Mean and standard deviation (`StandardScaler`).
+    Standard,
+    /// Minimum and range (`MinMaxScaler`).
+    Minmax,
+    /// The features as sent.
+    None,
+}
+
+impl From<Scaling> for domain::Scaling {
+    fn from(s: Scaling) -> Self {
+        match s {
+            Scaling::Robust => domain::Scaling::Robust,
+            Scaling::Standard => domain::Scaling::Standard,
+            Scaling::Minmax => domain::Scaling::MinMax,
+            Scaling::None => domain::Scaling::None,
+        }
+    }
+}
+
+impl From<domain::Scaling> for Scaling {
+    fn from(s: domain::Scaling) -> Self {
+        match s {
+            domain::Scaling::Robust => Scaling::Robust,
+            domain::Scaling::Standard => Scaling::Standard,
+            domain::Scaling::MinMax => Scaling::Minmax,
+            domain::Scaling::None => Scaling::None,
+        }
+    }
+}
+
 impl From<Normalization> for domain::Normalization {
     fn from(n: Normalization) -> Self {
         match n {
@@ -169,6 +206,10 @@ pub(crate) struct AnomalyFitRequest {
     /// Score normalisation (default `standardization`).
     #[serde(default)]
     pub(crate) normalization: Normalization,
+    /// Feature scaling before the detector (default `robust`, as the original; `standard`
+    /// or `minmax` suit discrete-valued features, `none` data already scaled).
+    #[serde(default)]
+    pub(crate) scaling: Scaling,
     /// A fixed threshold instead of the contamination percentile.
     #[serde(default)]
     pub(crate) threshold: Option<f64>,
@@ -209,6 +250,7 @@ impl AnomalyFitRequest {
             schema: core_schema(self.schema.clone()),
             contamination: self.contamination,
             normalization: self.normalization.into(),
+            scaling: self.scaling.into(),
             threshold: self.threshold,
             epochs: self.epochs,
             batch_size: self.batch_size,
@@ -236,11 +278,13 @@ pub(crate) struct ModelParams {
     pub(crate) input_dim: usize,
     /// Normalisation chosen at fit.
     pub(crate) normalization: Normalization,
+    /// Feature scaling chosen at fit.
+    pub(crate) scaling: Scaling,
 }
 
 impl From<&domain::AnomalyModel> for ModelParams {
     fn from(m: &domain::AnomalyModel) -> Self {
-        Self { backend: m.backend.into(), contamination: m.contamination, threshold: m.threshold, input_dim: m.input_dim, normalization: m.normalization.into() }
+        Self { backend: m.backend.into(), contamination: m.contamination, threshold: m.threshold, input_dim: m.input_dim, normalization: m.normalization.into(), scaling: m.scaler.kind.into() }
     }
 }
 

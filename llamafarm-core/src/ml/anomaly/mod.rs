@@ -6,7 +6,8 @@
 //!
 //! 1. Rows are arrays of numbers, or objects encoded by a `schema`
 //!    ([`FieldEncoding`]; inferred from the training rows when absent).
-//! 2. sklearn's `RobustScaler` (median / interquartile range), fitted on the training rows.
+//! 2. Feature scaling fitted on the training rows ([`Scaling`]): sklearn's `RobustScaler`
+//!    (median / interquartile range) as the original, or standard, min-max or none.
 //! 3. A backend ([`Backend`]) is fitted; its raw score is PyOD's `decision_function`
 //!    (higher = more anomalous).
 //! 4. Normalisation statistics of the *training* raw scores: `median`,
@@ -26,7 +27,7 @@
 //! holds `format` (`"llamafarm-anomaly/1"`), `name`, `backend`, `created` (RFC 3339),
 //! `description`, `contamination`, `normalization`, `threshold`, `thresholds` (the
 //! contamination threshold under each normalisation), `stats`
-//! (`median/iqr/mean/std`), `scaler` (`center`, `scale`), `encoder` (schema, feature
+//! (`median/iqr/mean/std`), `scaler` (`kind`, `center`, `scale`), `encoder` (schema, feature
 //! names and category tables, or null for numeric rows), `input_dim`,
 //! `samples_fitted`, `training_time_ms` and `detector` (`{"type": backend, "params":
 //! ...}`: trees, support vectors, training points and densities, histograms, or the
@@ -80,7 +81,7 @@ pub use backend::{AnomalyBackend, Backend, BackendInfo, Detector, DetectorParams
 pub use encode::{AnomalyRow, EncoderInfo, FeatureEncoder, FieldEncoding};
 pub use model::{AnomalyModel, FitOptions, NormStats, Normalization, ScoreOptions, ScoredRow, Scores, Thresholds, FORMAT};
 pub use store::{model_filename, parse_filename};
-pub use util::Mat;
+pub use util::{FeatureScaler, Mat, Scaling};
 
 pub(crate) use store::AnomalyState;
 

@@ -4,7 +4,7 @@
 
 use super::backend::{AnomalyBackend, Backend, Detector, DetectorParams};
 use super::encode::{infer_schema, split_rows, AnomalyRow, FeatureEncoder, FieldEncoding, Rows};
-use super::util::{mean_std, percentile, Mat, RobustScaler};
+use super::util::{mean_std, percentile, FeatureScaler, Mat, Scaling};
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -93,6 +93,8 @@ pub struct FitOptions {
     pub contamination: f64,
     /// Score normalisation.
     pub normalization: Normalization,
+    /// Feature scaling before the detector (robust, as the original).
+    pub scaling: Scaling,
     /// A fixed threshold instead of the contamination percentile.
     pub threshold: Option<f64>,
     /// Autoencoder epochs, 1..=10000 (100).
@@ -122,6 +124,7 @@ impl Default for FitOptions {
             schema: None,
             contamination: 0.1,
             normalization: Normalization::default(),
+            scaling: Scaling::default(),
             threshold: None,
             epochs: 100,
             batch_size: 32,
@@ -214,8 +217,8 @@ pub struct AnomalyModel {
     pub thresholds: Thresholds,
     /// Training raw-score statistics.
     pub stats: NormStats,
-    /// Robust scaler.
-    pub scaler: RobustScaler,
+    /// Feature scaler.
+    pub scaler: FeatureScaler,
     /// Schema encoder for object rows.
     pub encoder: Option<FeatureEncoder>,
     /// Features after encoding.
@@ -277,7 +280,7 @@ impl AnomalyModel {
         if x.n < 2 {
             return Err(Error::invalid("data", format!("needs at least 2 training rows, got {}", x.n)));
         }
-        let scaler = RobustScaler::fit(&x);
+        let scaler = FeatureScaler::fit(opts.scaling, &x);
         let xs = scaler.transform(&x);
         let detector = Detector::fit(opts.backend, &xs, &params)?;
         let raw = detector.score_training(&xs);

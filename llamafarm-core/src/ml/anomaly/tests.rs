@@ -316,3 +316,93 @@ fn backends_are_listed() {
     assert_eq!(b.iter().map(|i| i.backend).collect::<Vec<_>>(), Backend::ALL);
     assert_eq!(b[0].backend.as_str(), "isolation_forest");
 }
+
+/// ROC-AUC with average ranks for ties (scikit-learn's `roc_auc_score`).
+fn roc_auc(scores: &[f64], labels: &[f64]) -> f64 {
+    let mut idx: Vec<usize> = (0..scores.len()).collect();
+    idx.sort_by(|a, b| scores[*a].total_cmp(&scores[*b]));
+    let mut ranks = vec![0.0; scores.len()];
+    let mut i = 0;
+    while i < idx.len() {
+        let mut j = i;
+        while j + 1 < idx.len() && scores[idx[j + 1]] == scores[idx[i]] {
+            j += 1;
+        }
+        for &k in &idx[i..=j] {
+            ranks[k] = (i + j) as f64 / 2.0 + 1.0;
+        }
+        i = j + 1;
+    }
+    let pos = labels.iter().filter(|l| **l > 0.5).count() as f64;
+    let neg = labels.len() as f64 - pos;
+    let rs: f64 = ranks.iter().zip(labels).filter(|(_, l)| **l > 0.5).map(|(r, _)| r).sum();
+    (rs - pos * (pos + 1.0) / 2.0) / (pos * neg)
+}
+
+/// LOF and one-class SVM against scikit-learn 1.9.1 on two ADBench sets with duplicate
+/// rows and discrete-valued features (breastw: 34 % duplicate rows; thyroid: 3 %),
+/// under every scaling. Row `i` is a test row when `i % 10 >= 7`. The figures are
+/// scikit-learn's (`LocalOutlierFactor(n_neighbors=20, novelty=True)`,
+/// `OneClassSVM(gamma="scale", nu=0.1)` after the named scaler, scored with
+/// `-score_samples`). On breastw LOF depends on the order of ties among equidistant
+/// neighbours: scikit-learn's own kd_tree, ball_tree, brute force and shuffled row
+/// orders span 0.410 to 0.430 (robust) and 0.393 to 0.420 (min-max), so LOF is held
+/// to 0.03 there and to 0.002 on thyroid; the SVM to 0.002 everywhere.
+#[test]
+fn lof_and_svm_match_scikit_learn_on_data_with_duplicates() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/anomaly/adbench");
+    if !root.is_dir() {
+        eprintln!("SKIP lof_and_svm_match_scikit_learn_on_data_with_duplicates: {} is absent", root.display());
+        return;
+    }
+    let sklearn: [(&str, Scaling, f64, f64); 8] = [
+        ("38_thyroid", Scaling::Robust, 0.6724, 0.9791),
+        ("38_thyroid", Scaling::Standard, 0.7818, 0.9188),
+        ("38_thyroid", Scaling::MinMax, 0.8725, 0.9173),
+        ("38_thyroid", Scaling::None, 0.9024, 0.9049),
+        ("4_breastw", Scaling::Robust, 0.4108, 0.3377),
+        ("4_breastw", Scaling::Standard, 0.4310, 0.3435),
+        ("4_breastw", Scaling::MinMax, 0.4129, 0.3414),
+        ("4_breastw", Scaling::None, 0.4121, 0.3414),
+    ];
+    for (set, scaling, lof_auc, svm_auc) in sklearn {
+        let path = root.join(format!("{set}.npz"));
+        let x = npz::read_npz(&path, "X").unwrap().rows();
+        let y = npz::read_npz(&path, "y").unwrap().data;
+        let (mut train, mut test, mut labels) = (vec![], vec![], vec![]);
+        for (i, row) in x.into_iter().enumerate() {
+            if i % 10 >= 7 {
+                test.push(row);
+                labels.push(y[i]);
+            } else {
+                train.push(row);
+            }
+        }
+        let test = rows(test);
+        let lof_tol = if set == "4_breastw" { 0.03 } else { 0.002 };
+        for (backend, want, tol) in [(Backend::LocalOutlierFactor, lof_auc, lof_tol), (Backend::OneClassSvm, svm_auc, 0.002)] {
+            let m = AnomalyModel::fit("m", &rows(train.clone()), &FitOptions { scaling, ..opts(backend) }).unwrap();
+            let raw = m.raw_scores(&test, None).unwrap();
+            assert!(raw.iter().all(|v| v.is_finite()), "{set} {backend} {scaling}: non-finite score");
+            let auc = roc_auc(&raw, &labels);
+            assert!((auc - want).abs() <= tol, "{set} {backend} {scaling}: ROC-AUC {auc:.4}, scikit-learn {want:.4}");
+        }
+    }
+}
+
+/// Groups of identical rows larger than `n_neighbors` give zero k-distances (infinite
+/// density but for scikit-learn's 1e-10); scores stay finite and a far point still
+/// ranks above every training row.
+#[test]
+fn duplicates_beyond_k_keep_lof_finite() {
+    let mut data: Vec<Vec<f64>> = (0..30).map(|_| vec![1.0, 2.0]).collect();
+    data.extend((0..30).map(|_| vec![1.0, 3.0]));
+    data.extend(blob(40, 2, 3));
+    for scaling in Scaling::ALL {
+        let m = AnomalyModel::fit("m", &rows(data.clone()), &FitOptions { scaling, ..opts(Backend::LocalOutlierFactor) }).unwrap();
+        let train = m.raw_scores(&rows(data.clone()), None).unwrap();
+        let far = m.raw_scores(&rows(vec![vec![50.0, -40.0]]), None).unwrap()[0];
+        assert!(train.iter().all(|v| v.is_finite()) && far.is_finite(), "{scaling}");
+        assert!(train.iter().all(|v| *v < far), "{scaling}: far point {far} not above the training rows");
+    }
+}
