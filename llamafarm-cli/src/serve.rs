@@ -73,6 +73,23 @@ pub struct ServeArgs {
     /// `lf` sends LF_API_KEY.
     #[arg(long = "api-key", env = "LF_API_KEYS", value_delimiter = ';', hide_env_values = true)]
     api_keys: Vec<String>,
+    /// Requests per minute each client may send (per API key, else per IP address);
+    /// past it, 429 with Retry-After. Default: no limit.
+    #[arg(long, env = "LF_RATE_LIMIT")]
+    rate_limit: Option<u32>,
+    /// Requests a client may send at once before --rate-limit applies (default a tenth of it).
+    #[arg(long, env = "LF_RATE_LIMIT_BURST", requires = "rate_limit")]
+    rate_limit_burst: Option<u32>,
+    /// Seconds a request may take until its response starts (a stream: until its first
+    /// event); past it, 408. 0: no limit.
+    #[arg(long, env = "LF_REQUEST_TIMEOUT", default_value_t = llamafarm_http::DEFAULT_REQUEST_TIMEOUT.as_secs())]
+    request_timeout: u64,
+    /// Generations each local chat model runs at once (batched on the native engine).
+    #[arg(long, env = "LF_MAX_CONCURRENT_GENERATIONS", default_value_t = llamafarm_core::llm::GenerationLimits::default().max_concurrent)]
+    max_concurrent_generations: usize,
+    /// Generations that may wait for a local chat model; past it, 429 with Retry-After.
+    #[arg(long, env = "LF_MAX_QUEUED_GENERATIONS", default_value_t = llamafarm_core::llm::GenerationLimits::default().max_queued)]
+    max_queued_generations: usize,
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "LF_MAX_BODY_BYTES", default_value_t = llamafarm_http::DEFAULT_BODY_LIMIT)]
     max_body_bytes: usize,
@@ -115,6 +132,7 @@ pub async fn serve(args: ServeArgs, debug: bool) -> Result<()> {
         .llm_engine(engine)
         .model_unload_timeout(Duration::from_secs(args.model_unload_timeout))
         .openai_api_key(args.openai_api_key.filter(|k| !k.is_empty()))
+        .generation_limits(llamafarm_core::llm::GenerationLimits { max_concurrent: args.max_concurrent_generations.max(1), max_queued: args.max_queued_generations })
         .llamacpp_log(args.llamacpp_log)
         .setfit_autograd(args.setfit_trainer == "autograd")
         .mcp_timeouts(
@@ -146,7 +164,15 @@ pub async fn serve(args: ServeArgs, debug: bool) -> Result<()> {
     if api_keys.is_empty() && !api_addr.ip().is_loopback() {
         tracing::warn!(address = %api_addr, "listening on a non-loopback address without an API key: anyone who can reach it can read and change every project (set --api-key)");
     }
-    let opts = HttpOptions { cors_origins, body_limit: args.max_body_bytes, public_url: Some(format!("http://{api_addr}")), api_keys };
+    if args.rate_limit == Some(0) {
+        anyhow::bail!("--rate-limit / LF_RATE_LIMIT must be at least 1 request per minute");
+    }
+    let rate_limit = args.rate_limit.map(|n| match args.rate_limit_burst {
+        Some(b) => llamafarm_http::RateLimit { per_minute: n, burst: b.max(1) },
+        None => llamafarm_http::RateLimit::per_minute(n),
+    });
+    let request_timeout = (args.request_timeout > 0).then(|| Duration::from_secs(args.request_timeout));
+    let opts = HttpOptions { cors_origins, body_limit: args.max_body_bytes, public_url: Some(format!("http://{api_addr}")), api_keys, rate_limit, request_timeout };
     let api = llamafarm_http::api_router(lf.clone(), &opts);
     let runtime = llamafarm_http::runtime_router(lf.clone(), &opts);
 
@@ -168,10 +194,11 @@ pub async fn serve(args: ServeArgs, debug: bool) -> Result<()> {
     let (tx, _) = tokio::sync::broadcast::channel::<()>(1);
     let mut rx_api = tx.subscribe();
     let mut rx_rt = tx.subscribe();
-    let api_srv = axum::serve(api_listener, api).with_graceful_shutdown(async move {
+    // Connection info gives the rate limit each client's address.
+    let api_srv = axum::serve(api_listener, api.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(async move {
         let _ = rx_api.recv().await;
     });
-    let rt_srv = axum::serve(rt_listener, runtime).with_graceful_shutdown(async move {
+    let rt_srv = axum::serve(rt_listener, runtime.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(async move {
         let _ = rx_rt.recv().await;
     });
     tokio::spawn(async move {

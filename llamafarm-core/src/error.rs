@@ -26,6 +26,8 @@ pub enum ErrorKind {
     Invalid,
     /// A needed resource is not available right now (e.g. model weights missing): HTTP 503.
     Unavailable,
+    /// Too much work is queued already; try again later: HTTP 429.
+    Busy,
     /// A bug or an I/O failure on our side: HTTP 500.
     Internal,
 }
@@ -234,6 +236,17 @@ pub enum Error {
         reason: String,
     },
 
+    /// Too many requests wait for the same thing already; retry after `retry_after_s`.
+    #[error("{what} is busy ({reason}); retry in {retry_after_s} s")]
+    Busy {
+        /// What is busy, e.g. `model 'org/name:Q4_K_M'`.
+        what: String,
+        /// How busy, e.g. `16 generations running, 64 queued`.
+        reason: String,
+        /// Seconds after which a retry may succeed (at least 1).
+        retry_after_s: u64,
+    },
+
     /// YAML or JSON that could not be parsed.
     #[error("could not parse {what}: {message}")]
     Parse {
@@ -293,6 +306,7 @@ impl Error {
             Error::TooLarge { .. } => ErrorKind::PayloadTooLarge,
             Error::Validation(_) | Error::InvalidField { .. } | Error::Parse { .. } => ErrorKind::Invalid,
             Error::ModelMissing { .. } | Error::NotAvailable { .. } => ErrorKind::Unavailable,
+            Error::Busy { .. } => ErrorKind::Busy,
             Error::Io { .. } | Error::Internal(_) => ErrorKind::Internal,
         }
     }

@@ -58,6 +58,9 @@ pub mod system;
 pub mod task;
 pub mod vision;
 
+#[cfg(test)]
+mod proptests;
+
 pub use config::LlamaFarmConfig;
 pub use error::{Error, ErrorKind, ResourceKind, Result, ValidationIssue};
 pub use health::{ComponentHealth, HealthReport, HealthStatus};
@@ -142,6 +145,13 @@ impl LlamaFarmBuilder {
     /// Idle time after which a local chat model is unloaded (default 300 s).
     pub fn model_unload_timeout(mut self, after: std::time::Duration) -> Self {
         self.llm.unload_after = after;
+        self
+    }
+
+    /// Bounds on the concurrent and queued generations of each local chat model (default
+    /// 16 running, 64 waiting; past both a request fails at once with [`Error::Busy`]).
+    pub fn generation_limits(mut self, limits: llm::GenerationLimits) -> Self {
+        self.llm.limits = limits;
         self
     }
 

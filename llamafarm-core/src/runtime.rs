@@ -29,6 +29,9 @@ pub struct Reranked {
     pub scores: Vec<f32>,
 }
 
+/// Most texts one embeddings request may carry (OpenAI's limit too).
+pub const MAX_EMBED_INPUTS: usize = 2048;
+
 impl LlamaFarm {
     /// A local embedding model by id, loaded once and shared.
     pub fn embedder(&self, model: &str) -> Result<Arc<dyn Embedder>> {
@@ -43,10 +46,13 @@ impl LlamaFarm {
         self.rag_engine().embedder(&spec, self.models())
     }
 
-    /// Embed texts with a local model.
+    /// Embed texts with a local model (at most [`MAX_EMBED_INPUTS`] in one call, as OpenAI's API).
     pub fn embed(&self, model: &str, texts: &[&str]) -> Result<Embeddings> {
         if texts.is_empty() {
             return Err(Error::invalid("input", "must not be empty"));
+        }
+        if texts.len() > MAX_EMBED_INPUTS {
+            return Err(Error::invalid("input", format!("may hold at most {MAX_EMBED_INPUTS} texts, got {}", texts.len())));
         }
         let e = self.embedder(model)?;
         let vectors = e.embed(texts)?;

@@ -63,12 +63,12 @@ impl ApiKey {
 #[derive(Clone, Default)]
 pub(crate) struct Keys(pub(crate) Arc<Vec<ApiKey>>);
 
-fn find<'a>(keys: &'a [ApiKey], given: &str) -> Option<&'a ApiKey> {
+fn find<'a>(keys: &'a [ApiKey], given: &str) -> Option<(usize, &'a ApiKey)> {
     // Compare with every key (no early exit), each in constant time.
     let mut found = None;
-    for k in keys {
+    for (i, k) in keys.iter().enumerate() {
         if bool::from(k.key.as_bytes().ct_eq(given.as_bytes())) {
-            found = Some(k);
+            found = Some((i, k));
         }
     }
     found
@@ -149,7 +149,7 @@ fn percent_decode(s: &str) -> String {
 }
 
 /// Middleware: check the bearer key of each request against `keys` (no keys: open).
-pub(crate) async fn require_key(State((keys, runtime)): State<(Keys, bool)>, req: Request, next: Next) -> Response {
+pub(crate) async fn require_key(State((keys, runtime)): State<(Keys, bool)>, mut req: Request, next: Next) -> Response {
     if keys.0.is_empty() || req.method() == Method::OPTIONS || req.uri().path() == "/health/liveness" {
         return next.run(req).await;
     }
@@ -163,12 +163,13 @@ pub(crate) async fn require_key(State((keys, runtime)): State<(Keys, bool)>, req
     let Some(given) = given.filter(|g| !g.is_empty()) else {
         return deny(Code::Unauthorized, "An API key is required: send `Authorization: Bearer <key>` (lf sends LF_API_KEY)".into());
     };
-    let Some(key) = find(&keys.0, given) else {
+    let Some((index, key)) = find(&keys.0, given) else {
         return deny(Code::Unauthorized, "Invalid API key".into());
     };
     if let Some(why) = refuse(key, req.method(), req.uri().path(), runtime) {
         return deny(Code::Forbidden, why);
     }
+    req.extensions_mut().insert(crate::limits::KeyIndex(index));
     next.run(req).await
 }
 

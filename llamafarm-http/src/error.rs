@@ -135,6 +135,12 @@ make_error_codes! {
     InvalidJson => UNPROCESSABLE_ENTITY, "invalid_json";
     /// YAML or JSON content that could not be parsed.
     Unparsable => UNPROCESSABLE_ENTITY, "unparsable";
+    /// The request did not finish within the server's time limit.
+    RequestTimeout => REQUEST_TIMEOUT, "request_timeout";
+    /// This client sent more requests than its rate allows (`Retry-After` says when to retry).
+    RateLimited => TOO_MANY_REQUESTS, "rate_limited";
+    /// The model has as many generations running and queued as allowed (`Retry-After` says when to retry).
+    Busy => TOO_MANY_REQUESTS, "busy";
     /// A configured model whose weights are not on this machine.
     ModelMissing => SERVICE_UNAVAILABLE, "model_missing";
     /// A dependency that is down or not built in.
@@ -154,6 +160,8 @@ impl Code {
             StatusCode::METHOD_NOT_ALLOWED => Code::MethodNotAllowed,
             StatusCode::CONFLICT => Code::Conflict,
             StatusCode::PAYLOAD_TOO_LARGE => Code::PayloadTooLarge,
+            StatusCode::REQUEST_TIMEOUT => Code::RequestTimeout,
+            StatusCode::TOO_MANY_REQUESTS => Code::RateLimited,
             StatusCode::UNPROCESSABLE_ENTITY => Code::InvalidRequest,
             StatusCode::SERVICE_UNAVAILABLE => Code::ServiceUnavailable,
             s if s.is_client_error() => Code::BadRequest,
@@ -198,6 +206,7 @@ pub fn code_for(e: &Error) -> Code {
         Error::Parse { .. } => Code::Unparsable,
         Error::ModelMissing { .. } => Code::ModelMissing,
         Error::NotAvailable { .. } => Code::ServiceUnavailable,
+        Error::Busy { .. } => Code::Busy,
         Error::Io { .. } | Error::Internal(_) => Code::Internal,
     }
 }
@@ -214,16 +223,23 @@ pub struct ApiError {
     code: Code,
     detail: String,
     cause: Option<String>,
+    /// Seconds for a `Retry-After` header (429 answers).
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
     /// An error with an explicit status (its code is the status's generic one).
     pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
-        Self { status, code: Code::for_status(status), detail: detail.into(), cause: None }
+        Self { status, code: Code::for_status(status), detail: detail.into(), cause: None, retry_after: None }
     }
     /// An error with a code from the table (the status is the code's).
     pub fn with_code(code: Code, detail: impl Into<String>) -> Self {
-        Self { status: code.status(), code, detail: detail.into(), cause: None }
+        Self { status: code.status(), code, detail: detail.into(), cause: None, retry_after: None }
+    }
+    /// With a `Retry-After: secs` header.
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
     }
     /// The status code.
     pub fn status(&self) -> StatusCode {
@@ -248,6 +264,7 @@ pub fn status_for(kind: ErrorKind) -> StatusCode {
         ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorKind::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
         ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::Busy => StatusCode::TOO_MANY_REQUESTS,
         ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -258,10 +275,14 @@ const INTERNAL_DETAIL: &str = "internal error";
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
         let code = code_for(&e);
+        let retry_after = match &e {
+            Error::Busy { retry_after_s, .. } => Some(*retry_after_s),
+            _ => None,
+        };
         if code.status() == StatusCode::INTERNAL_SERVER_ERROR {
-            Self { status: code.status(), code, detail: INTERNAL_DETAIL.into(), cause: Some(e.to_string()) }
+            Self { status: code.status(), code, detail: INTERNAL_DETAIL.into(), cause: Some(e.to_string()), retry_after }
         } else {
-            Self { status: code.status(), code, detail: e.to_string(), cause: None }
+            Self { status: code.status(), code, detail: e.to_string(), cause: None, retry_after }
         }
     }
 }
@@ -285,7 +306,7 @@ impl From<JsonRejection> for ApiError {
             JsonRejection::JsonSyntaxError(_) => Code::InvalidJson,
             _ => Code::for_status(status),
         };
-        Self { status, code, detail, cause: None }
+        Self { status, code, detail, cause: None, retry_after: None }
     }
 }
 
@@ -308,6 +329,9 @@ impl IntoResponse for ApiError {
         let body = ErrorBody { detail, code: self.code.as_str().into(), request_id: None };
         let mut resp = (self.status, axum::Json(body)).into_response();
         resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         if let Some(cause) = cause {
             resp.extensions_mut().insert(FailureCause(cause));
         }

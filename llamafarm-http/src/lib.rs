@@ -24,11 +24,13 @@ pub mod auth;
 pub mod docs;
 mod dto;
 pub mod error;
+pub mod limits;
 pub mod mcp;
 mod routes;
 
 pub use auth::ApiKey;
 pub use error::{ApiError, ApiResult};
+pub use limits::RateLimit;
 
 use axum::http::{HeaderName, HeaderValue, Method, Request};
 use axum::Router;
@@ -55,11 +57,26 @@ pub struct HttpOptions {
     pub public_url: Option<String>,
     /// API keys; empty: no key needed (see [`auth`]).
     pub api_keys: Vec<ApiKey>,
+    /// Per-client request rate (default none; see [`limits`]).
+    pub rate_limit: Option<RateLimit>,
+    /// Time a request may take until its response starts (default
+    /// [`DEFAULT_REQUEST_TIMEOUT`]; `None`: unlimited).
+    pub request_timeout: Option<Duration>,
 }
+
+/// Default time limit of a request: 10 minutes (a long non-streamed generation on a CPU).
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
 
 impl Default for HttpOptions {
     fn default() -> Self {
-        Self { cors_origins: vec!["*".into()], body_limit: DEFAULT_BODY_LIMIT, public_url: None, api_keys: Vec::new() }
+        Self {
+            cors_origins: vec!["*".into()],
+            body_limit: DEFAULT_BODY_LIMIT,
+            public_url: None,
+            api_keys: Vec::new(),
+            rate_limit: None,
+            request_timeout: Some(DEFAULT_REQUEST_TIMEOUT),
+        }
     }
 }
 
@@ -88,10 +105,18 @@ pub fn api_router(lf: LlamaFarm, opts: &HttpOptions) -> Router {
 }
 
 /// The layers in front of routing: a trailing slash is trimmed (`/v1/projects/ns/`
-/// answers as `/v1/projects/ns`, as the original's FastAPI server does), then the API
-/// key is checked (every route, `/mcp` included).
+/// answers as `/v1/projects/ns`, as the original's FastAPI server does), the API key is
+/// checked (every route, `/mcp` included), then the client's rate and the request's
+/// time limit ([`limits`]).
 fn outer(router: Router, opts: &HttpOptions, runtime: bool) -> Router {
     let keys = auth::Keys(Arc::new(opts.api_keys.clone()));
+    let mut router = router;
+    if let Some(limit) = opts.request_timeout {
+        router = router.layer(axum::middleware::from_fn_with_state(limit, limits::time_limit));
+    }
+    if let Some(limiter) = opts.rate_limit.and_then(limits::Limiter::new) {
+        router = router.layer(axum::middleware::from_fn_with_state(limiter, limits::rate_limit));
+    }
     let guarded = router.layer(axum::middleware::from_fn_with_state((keys, runtime), auth::require_key));
     Router::new().fallback_service(tower_http::normalize_path::NormalizePathLayer::trim_trailing_slash().layer(guarded))
 }

@@ -1,10 +1,12 @@
 //! End-to-end tests of the HTTP API over a real socket (the `lf` binary has its
 //! own in `llamafarm-cli/tests/lf.rs`, where cargo guarantees the binary is built).
 
+mod bad_input;
 mod chat_api;
 mod examples_api;
 mod http_api;
 mod ingest_api;
+mod limits_api;
 mod ml_anomaly_api;
 mod ml_classifier_api;
 mod models_api;

@@ -129,6 +129,20 @@ async fn save_load_delete_and_runtime_routes() {
         let idx: Vec<u64> = r["data"].as_array().unwrap().iter().map(|p| p["index"].as_u64().unwrap()).collect();
         assert_eq!(idx, vec![1], "{backend}: {r}");
     }
+    // A chosen scaling is kept with the model and reported; it changes the scores.
+    let mut scores = vec![];
+    for scaling in ["robust", "standard", "minmax", "none"] {
+        let body = json!({"model": format!("sc_{scaling}"), "backend": "local_outlier_factor", "scaling": scaling, "data": grid(60), "overwrite": true});
+        let (st, r) = s.post("/v1/ml/anomaly/fit", body).await;
+        assert_eq!(st, 200, "{scaling}: {r}");
+        assert_eq!(r["model_params"]["scaling"], scaling);
+        let (st, r) = s.post("/v1/ml/anomaly/load", json!({"model": format!("sc_{scaling}")})).await;
+        assert_eq!((st, r["model_params"]["scaling"].as_str()), (200, Some(scaling)), "{r}");
+        let (st, r) = s.post("/v1/ml/anomaly/score", json!({"model": format!("sc_{scaling}"), "data": [[5.0, 0.5, 0.0]], "normalization": "raw"})).await;
+        assert_eq!(st, 200, "{r}");
+        scores.push(r["data"][0]["raw_score"].as_f64().unwrap());
+    }
+    assert!(scores[0] != scores[1] && scores[1] != scores[3], "{scores:?}");
     // Six backends under one name: score needs a backend.
     let d = assert_detail(&s.post("/v1/ml/anomaly/score", json!({"model": "m", "data": [[1, 2, 3]]})).await, 422);
     assert!(d.contains("several backends"), "{d}");
@@ -145,10 +159,10 @@ async fn save_load_delete_and_runtime_routes() {
 
     let (st, list) = s.get("/v1/ml/anomaly/models").await;
     assert_eq!(st, 200);
-    assert_eq!(list["total"], 6);
+    assert_eq!(list["total"], 10); // six backends of `m`, four scalings
     let (st, rl) = crate::support::split(s.http.get(format!("{}/v1/anomaly/models", s.runtime_base)).send().await.unwrap()).await;
     assert_eq!(st, 200);
-    assert_eq!(rl["total"], 6);
+    assert_eq!(rl["total"], 10);
 
     let (st, r) = s.delete("/v1/ml/anomaly/models/m_hbos.json").await;
     assert_eq!(st, 200, "{r}");
@@ -225,6 +239,7 @@ async fn bad_input_gives_422_or_404_detail() {
         json!({"data": [[1, 2], [3, 4]], "contamination": 0.6}),
         json!({"data": [[1, 2], [3, 4]], "contamination": -0.1}),
         json!({"data": [[1, 2], [3, 4]], "backend": "deep_magic"}),
+        json!({"data": [[1, 2], [3, 4]], "scaling": "log"}),
         json!({"data": []}),
         json!({"data": [[1, 2]]}),
         json!({"data": [[1, "a"], [3, 4]]}),

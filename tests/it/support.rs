@@ -50,7 +50,22 @@ impl TestServer {
         Self::start_inner_with(HttpOptions::default(), real_models, hub, examples).await
     }
 
+    /// Real models, `opts`, and `limits` on the generations of each model.
+    pub async fn start_limited(opts: HttpOptions, limits: llamafarm_core::llm::GenerationLimits) -> Self {
+        Self::start_built(opts, true, None, Vec::new(), |b| b.generation_limits(limits)).await
+    }
+
     async fn start_inner_with(opts: HttpOptions, real_models: bool, hub: Option<&str>, examples: Vec<std::path::PathBuf>) -> Self {
+        Self::start_built(opts, real_models, hub, examples, |b| b).await
+    }
+
+    async fn start_built(
+        opts: HttpOptions,
+        real_models: bool,
+        hub: Option<&str>,
+        examples: Vec<std::path::PathBuf>,
+        configure: impl FnOnce(llamafarm_core::LlamaFarmBuilder) -> llamafarm_core::LlamaFarmBuilder,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         // By default an empty model cache, so "model missing" paths are exercised.
         let cache = if real_models { ModelCache::from_vars(|k| std::env::var_os(k)) } else { ModelCache::new(dir.path().join("hub")) };
@@ -58,7 +73,7 @@ impl TestServer {
         if let Some(h) = hub {
             b = b.hub(llamafarm_core::model_cache::Hub::new(h, None));
         }
-        let lf = b.open().unwrap();
+        let lf = configure(b).open().unwrap();
         let api = spawn(llamafarm_http::api_router(lf.clone(), &opts)).await;
         let rt = spawn(llamafarm_http::runtime_router(lf.clone(), &opts)).await;
         Self { base: format!("http://{api}"), runtime_base: format!("http://{rt}"), lf, _dir: dir, http: reqwest::Client::new() }
@@ -114,7 +129,8 @@ async fn spawn(router: axum::Router) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
-        axum::serve(listener, router).await.unwrap();
+        // With connection info, as `lf serve` (the rate limit keys on the peer address).
+        axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>()).await.unwrap();
     });
     addr
 }

@@ -20,6 +20,7 @@
 //! for every backend, so callers get the answer and the reasoning separately.
 
 mod control;
+pub mod gate;
 pub mod grammar;
 #[cfg(feature = "llm-llamacpp")]
 mod llamacpp;
@@ -32,6 +33,7 @@ pub mod template;
 pub mod think;
 pub mod tools;
 
+pub use gate::GenerationLimits;
 pub use grammar::Grammar;
 #[cfg(feature = "llm-llamacpp")]
 pub use llamacpp::LlamaCppModel;
@@ -531,6 +533,8 @@ impl ChatModelSpec {
 
 struct Loaded {
     model: Arc<dyn ChatModel>,
+    /// The admission gate of a local model (the same object as `model`).
+    gate: Option<Arc<gate::Gated>>,
     last_used: Instant,
     keep_loaded: bool,
     local: bool,
@@ -547,6 +551,10 @@ pub struct LoadedModel {
     pub idle_s: u64,
     /// Exempt from idle unloading.
     pub keep_loaded: bool,
+    /// Generations running now (local models).
+    pub running: usize,
+    /// Generations waiting for a slot (local models).
+    pub queued: usize,
 }
 
 /// The chat settings of a library instance (set on [`crate::LlamaFarmBuilder`]).
@@ -564,6 +572,8 @@ pub struct LlmSettings {
     /// written (`LlamaFarm` sets its data directory; default: the system's temporary
     /// directory). The model cache itself is never written.
     pub work_dir: std::path::PathBuf,
+    /// Bounds on the concurrent and queued generations of each local model.
+    pub limits: GenerationLimits,
 }
 
 impl Default for LlmSettings {
@@ -574,6 +584,7 @@ impl Default for LlmSettings {
             openai_api_key: None,
             llamacpp_log: false,
             work_dir: std::env::temp_dir(),
+            limits: GenerationLimits::default(),
         }
     }
 }
@@ -627,11 +638,15 @@ impl LlmEngine {
         if let Some(m) = self.touch(&key, keep_loaded) {
             return Ok(m);
         }
-        let (model, local): (Arc<dyn ChatModel>, bool) = match spec {
-            ChatModelSpec::LocalGguf { id, options } => (load_local(id, options, models, &self.settings)?, true),
-            ChatModelSpec::Http { base_url, model, api_key } => (Arc::new(OpenAiChatModel::new(base_url, model, api_key.clone())), false),
+        let (model, gate): (Arc<dyn ChatModel>, Option<Arc<gate::Gated>>) = match spec {
+            ChatModelSpec::LocalGguf { id, options } => {
+                let g = Arc::new(gate::Gated::new(load_local(id, options, models, &self.settings)?, self.settings.limits));
+                (g.clone(), Some(g))
+            }
+            ChatModelSpec::Http { base_url, model, api_key } => (Arc::new(OpenAiChatModel::new(base_url, model, api_key.clone())), None),
         };
-        lock(&self.loaded).insert(key, Loaded { model: model.clone(), last_used: Instant::now(), keep_loaded, local });
+        let local = gate.is_some();
+        lock(&self.loaded).insert(key, Loaded { model: model.clone(), gate, last_used: Instant::now(), keep_loaded, local });
         if local {
             self.start_reaper();
         }
@@ -659,11 +674,16 @@ impl LlmEngine {
         let map = lock(&self.loaded);
         let mut v: Vec<LoadedModel> = map
             .values()
-            .map(|l| LoadedModel {
-                id: l.model.id().to_string(),
-                kind: if l.local { "local" } else { "http" },
-                idle_s: l.last_used.elapsed().as_secs(),
-                keep_loaded: l.keep_loaded,
+            .map(|l| {
+                let (running, queued) = l.gate.as_ref().map_or((0, 0), |g| g.load());
+                LoadedModel {
+                    id: l.model.id().to_string(),
+                    kind: if l.local { "local" } else { "http" },
+                    idle_s: l.last_used.elapsed().as_secs(),
+                    keep_loaded: l.keep_loaded,
+                    running,
+                    queued,
+                }
             })
             .collect();
         v.sort_by(|a, b| a.id.cmp(&b.id));
@@ -691,7 +711,9 @@ impl LlmEngine {
     pub fn unload_idle(&self, max_idle: Duration) -> usize {
         let mut map = lock(&self.loaded);
         let before = map.len();
-        map.retain(|_, l| !l.local || l.keep_loaded || l.last_used.elapsed() < max_idle || Arc::strong_count(&l.model) > 1);
+        // In use: someone holds the model besides this map (whose gate is a second handle).
+        let in_use = |l: &Loaded| Arc::strong_count(&l.model) > 1 + usize::from(l.gate.is_some());
+        map.retain(|_, l| !l.local || l.keep_loaded || l.last_used.elapsed() < max_idle || in_use(l));
         before - map.len()
     }
 
@@ -747,6 +769,9 @@ fn load_local(id: &str, options: &LocalOptions, models: &ModelCache, settings: &
     }
 }
 
+/// Most messages one chat request may carry (far past any context window here).
+pub const MAX_MESSAGES: usize = 4096;
+
 /// Check a generation request's settings (the 422s of the API).
 pub fn validate_params(temperature: Option<f64>, top_p: Option<f64>, max_tokens: Option<i64>, thinking_budget: Option<i64>) -> Result<()> {
     if let Some(t) = temperature {
@@ -779,6 +804,9 @@ pub fn validate_params(temperature: Option<f64>, top_p: Option<f64>, max_tokens:
 pub fn validate_messages(messages: &[ChatMessage]) -> Result<()> {
     if messages.is_empty() {
         return Err(Error::invalid("messages", "must contain at least one message"));
+    }
+    if messages.len() > MAX_MESSAGES {
+        return Err(Error::invalid("messages", format!("may hold at most {MAX_MESSAGES} messages, got {}", messages.len())));
     }
     for (i, m) in messages.iter().enumerate() {
         if !ROLES.contains(&m.role.as_str()) {

@@ -284,7 +284,14 @@ pub(crate) struct ModelParams {
 
 impl From<&domain::AnomalyModel> for ModelParams {
     fn from(m: &domain::AnomalyModel) -> Self {
-        Self { backend: m.backend.into(), contamination: m.contamination, threshold: m.threshold, input_dim: m.input_dim, normalization: m.normalization.into(), scaling: m.scaler.kind.into() }
+        Self {
+            backend: m.backend.into(),
+            contamination: m.contamination,
+            threshold: m.threshold,
+            input_dim: m.input_dim,
+            normalization: m.normalization.into(),
+            scaling: m.scaler.kind.into(),
+        }
     }
 }
 

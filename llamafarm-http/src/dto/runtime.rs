@@ -35,11 +35,15 @@ pub(crate) struct LoadedModelDto {
     /// Seconds since its last use.
     idle_s: u64,
     keep_loaded: bool,
+    /// Generations running now.
+    running: usize,
+    /// Generations waiting for a slot (`lf serve --max-queued-generations` bounds it).
+    queued: usize,
 }
 
 impl From<llamafarm_core::llm::LoadedModel> for LoadedModelDto {
     fn from(m: llamafarm_core::llm::LoadedModel) -> Self {
-        Self { id: m.id, kind: m.kind, idle_s: m.idle_s, keep_loaded: m.keep_loaded }
+        Self { id: m.id, kind: m.kind, idle_s: m.idle_s, keep_loaded: m.keep_loaded, running: m.running, queued: m.queued }
     }
 }
 

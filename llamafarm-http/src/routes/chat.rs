@@ -3,8 +3,10 @@
 //!
 //! Streaming: the core generates on a blocking thread and hands pieces to a
 //! channel; the response body is Server-Sent Events of `chat.completion.chunk`s
-//! ending with `data: [DONE]`. When the client goes away the channel closes, the
-//! sink reports it, and generation stops within a token.
+//! ending with `data: [DONE]`. The response starts with the first piece, so a failure
+//! before it (a model queue that is full, a model that cannot load) is a plain error
+//! response with its status. When the client goes away the channel closes, the sink
+//! reports it, and generation stops within a token.
 
 use super::call;
 use crate::dto::chat::{
@@ -18,6 +20,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
 use llamafarm_core::chat::ChatOutcome;
 use llamafarm_core::llm::{CancelFlag, StreamEvent};
 use std::convert::Infallible;
@@ -44,52 +47,93 @@ fn event(v: &ChatStreamEvent) -> Event {
     Event::default().data(serde_json::to_string(v).unwrap_or_default())
 }
 
+/// What a streaming worker hands the handler: an event, or a failure before any event.
+enum Msg {
+    Event(Event),
+    Fail(ApiError),
+}
+
+/// The SSE response of a worker's messages. The response waits for the first one: a
+/// failure before anything was produced (a full queue, a model that cannot load) is
+/// answered with its real status (429 with `Retry-After`, 503, ...), not as a stream.
+async fn stream_response(mut rx: tokio::sync::mpsc::Receiver<Msg>) -> ApiResult<Response> {
+    let first = match rx.recv().await {
+        Some(Msg::Event(e)) => e,
+        Some(Msg::Fail(e)) => return Err(e),
+        None => return Err(ApiError::from(llamafarm_core::Error::internal("stream worker ended without a message"))),
+    };
+    let rest = futures::stream::unfold(rx, |mut rx| async move {
+        match rx.recv().await? {
+            Msg::Event(e) => Some((Ok::<Event, Infallible>(e), rx)),
+            Msg::Fail(_) => None,
+        }
+    });
+    let stream = futures::stream::once(async move { Ok::<Event, Infallible>(first) }).chain(rest);
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
+}
+
+/// The error event of a stream that had started.
+fn error_event(e: llamafarm_core::Error) -> Event {
+    let e = ApiError::from(e);
+    if e.status().is_server_error() {
+        tracing::error!(detail = ?e, "stream failed");
+    }
+    event(&ChatStreamEvent::Error(StreamErrorEvent::new(e.detail().to_string(), e.status().as_u16())))
+}
+
 /// Run `work` on a blocking thread and stream its pieces as SSE: `first` events, a
 /// role chunk, one chunk per piece, the finishing chunk (and the usage chunk when
-/// `include_usage`), or an error event; then `[DONE]`.
-fn sse<F>(head: ChunkHead, include_usage: bool, first: Vec<ChatStreamEvent>, work: F) -> Response
+/// `include_usage`), or an error event; then `[DONE]`. The head (`first` and the role
+/// chunk) goes out with the first piece, so a failure before it is a plain error response.
+async fn sse<F>(head: ChunkHead, include_usage: bool, first: Vec<ChatStreamEvent>, work: F) -> ApiResult<Response>
 where
     F: FnOnce(&CancelFlag, &mut dyn FnMut(StreamEvent<'_>) -> bool) -> llamafarm_core::Result<ChatOutcome> + Send + 'static,
 {
-    let (tx, rx) = tokio::sync::mpsc::channel::<Event>(64);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Msg>(64);
     tokio::task::spawn_blocking(move || {
         let cancel = CancelFlag::new();
-        for e in first {
-            let _ = tx.blocking_send(event(&e));
-        }
-        let _ = tx.blocking_send(event(&ChatStreamEvent::Chunk(head.delta(Delta::start()))));
+        let send = |e: Event| tx.blocking_send(Msg::Event(e)).is_ok();
+        let mut opening: Option<Vec<Event>> =
+            Some(first.iter().map(event).chain(std::iter::once(event(&ChatStreamEvent::Chunk(head.delta(Delta::start()))))).collect());
+        let open = |opening: &mut Option<Vec<Event>>| opening.take().is_none_or(|evs| evs.into_iter().all(send));
         let mut calls = 0;
-        let mut sink = |ev: StreamEvent<'_>| {
-            let send = |d: Delta| tx.blocking_send(event(&ChatStreamEvent::Chunk(head.delta(d)))).is_ok();
-            match ev {
-                StreamEvent::Content(c) => send(Delta::content(c)),
-                StreamEvent::Thinking(t) => send(Delta::reasoning(t)),
-                StreamEvent::ToolCall(c) => {
-                    calls += 1;
-                    Delta::tool_call(calls - 1, c).into_iter().all(send)
+        let result = {
+            let mut sink = |ev: StreamEvent<'_>| {
+                if !open(&mut opening) {
+                    return false;
                 }
-                StreamEvent::ToolResult(s) => tx.blocking_send(event(&ChatStreamEvent::Chunk(head.tool_step(s)))).is_ok(),
-            }
+                let chunk = |d: Delta| send(event(&ChatStreamEvent::Chunk(head.delta(d))));
+                match ev {
+                    StreamEvent::Content(c) => chunk(Delta::content(c)),
+                    StreamEvent::Thinking(t) => chunk(Delta::reasoning(t)),
+                    StreamEvent::ToolCall(c) => {
+                        calls += 1;
+                        Delta::tool_call(calls - 1, c).into_iter().all(chunk)
+                    }
+                    StreamEvent::ToolResult(s) => send(event(&ChatStreamEvent::Chunk(head.tool_step(s)))),
+                }
+            };
+            work(&cancel, &mut sink)
         };
-        match work(&cancel, &mut sink) {
+        match result {
             Ok(o) => {
-                let _ = tx.blocking_send(event(&ChatStreamEvent::Chunk(head.finish(&o.generation))));
+                open(&mut opening);
+                send(event(&ChatStreamEvent::Chunk(head.finish(&o.generation))));
                 if include_usage {
-                    let _ = tx.blocking_send(event(&ChatStreamEvent::Chunk(head.usage(&o.generation))));
+                    send(event(&ChatStreamEvent::Chunk(head.usage(&o.generation))));
                 }
+            }
+            Err(e) if opening.is_some() => {
+                let _ = tx.blocking_send(Msg::Fail(ApiError::from(e)));
+                return;
             }
             Err(e) => {
-                let e = crate::error::ApiError::from(e);
-                if e.status().is_server_error() {
-                    tracing::error!(detail = ?e, "stream failed");
-                }
-                let _ = tx.blocking_send(event(&ChatStreamEvent::Error(StreamErrorEvent::new(e.detail().to_string(), e.status().as_u16()))));
+                send(error_event(e));
             }
         }
-        let _ = tx.blocking_send(Event::default().data("[DONE]"));
+        send(Event::default().data("[DONE]"));
     });
-    let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (Ok::<Event, Infallible>(e), rx)) });
-    Sse::new(stream).keep_alive(KeepAlive::default()).into_response()
+    stream_response(rx).await
 }
 
 fn session_mode(headers: &HeaderMap) -> Option<String> {
@@ -130,7 +174,7 @@ async fn completions(State(st): State<AppState>, Path((ns, p)): ProjectPath, hea
     if stream {
         let first = if include_sources { vec![ChatStreamEvent::Sources(SourcesEvent::new(turn.visible_sources()))] } else { vec![] };
         let head = ChunkHead { id: turn.id.clone(), created: turn.created, model: turn.model_id().to_string() };
-        let resp = sse(head, include_usage, first, move |cancel, sink| llamafarm_core::chat::Chat::run(turn, cancel, sink));
+        let resp = sse(head, include_usage, first, move |cancel, sink| llamafarm_core::chat::Chat::run(turn, cancel, sink)).await?;
         return Ok(with_session_header(resp, session.as_deref()));
     }
     let outcome = call(&st, move |_| llamafarm_core::chat::Chat::run(turn, &CancelFlag::new(), &mut |_| true)).await?;
@@ -200,7 +244,7 @@ async fn runtime_completions(State(st): State<AppState>, Json(body): Json<Comple
     if req.stream == Some(true) {
         let head = ChunkHead { id: format!("chatcmpl-{}", uuid::Uuid::new_v4().simple()), created: chrono::Utc::now().timestamp(), model };
         let lf = st.lf.clone();
-        return Ok(sse(head, include_usage, Vec::new(), move |cancel, sink| lf.complete_with_model(&req, cancel, sink)));
+        return sse(head, include_usage, Vec::new(), move |cancel, sink| lf.complete_with_model(&req, cancel, sink)).await;
     }
     let o = call(&st, move |lf| lf.complete_with_model(&req, &CancelFlag::new(), &mut |_| true)).await?;
     Ok(Json(ChatCompletion::new(o, false)).into_response())
@@ -224,13 +268,20 @@ async fn text_completions(State(st): State<AppState>, Json(body): Json<TextCompl
         return Ok(Json(TextCompletionDto::from(c)).into_response());
     }
     let (id, created) = (format!("cmpl-{}", uuid::Uuid::new_v4().simple()), chrono::Utc::now().timestamp());
-    let (tx, rx) = tokio::sync::mpsc::channel::<Event>(64);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Msg>(64);
     let lf = st.lf.clone();
     tokio::task::spawn_blocking(move || {
-        let send = |v: &TextCompletionDto| tx.blocking_send(Event::default().data(serde_json::to_string(v).unwrap_or_default())).is_ok();
+        let send = |v: &TextCompletionDto| tx.blocking_send(Msg::Event(Event::default().data(serde_json::to_string(v).unwrap_or_default()))).is_ok();
         let model = req.model.trim().to_string();
-        let mut sink = |i: usize, text: &str| send(&TextCompletionDto::chunk(&id, created, &model, i, text, None));
-        match lf.complete_text(&req, &CancelFlag::new(), &mut sink) {
+        let mut started = false;
+        let result = {
+            let mut sink = |i: usize, text: &str| {
+                started = true;
+                send(&TextCompletionDto::chunk(&id, created, &model, i, text, None))
+            };
+            lf.complete_text(&req, &CancelFlag::new(), &mut sink)
+        };
+        match result {
             Ok(c) => {
                 for (i, x) in c.choices.iter().enumerate() {
                     send(&TextCompletionDto::chunk(&id, created, &model, i, "", Some(x.finish_reason.as_str())));
@@ -239,18 +290,17 @@ async fn text_completions(State(st): State<AppState>, Json(body): Json<TextCompl
                     send(&TextCompletionDto::usage_chunk(&c));
                 }
             }
+            Err(e) if !started => {
+                let _ = tx.blocking_send(Msg::Fail(ApiError::from(e)));
+                return;
+            }
             Err(e) => {
-                let e = crate::error::ApiError::from(e);
-                if e.status().is_server_error() {
-                    tracing::error!(detail = ?e, "stream failed");
-                }
-                let _ = tx.blocking_send(event(&ChatStreamEvent::Error(StreamErrorEvent::new(e.detail().to_string(), e.status().as_u16()))));
+                let _ = tx.blocking_send(Msg::Event(error_event(e)));
             }
         }
-        let _ = tx.blocking_send(Event::default().data("[DONE]"));
+        let _ = tx.blocking_send(Msg::Event(Event::default().data("[DONE]")));
     });
-    let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (Ok::<Event, Infallible>(e), rx)) });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
+    stream_response(rx).await
 }
 
 /// Models: loaded ones first, then every GGUF in the model cache.

@@ -29,7 +29,8 @@ impl Parser for DocxParser {
 /// the page headers first and the footers and comments last as `opts` asks.
 fn docx(bytes: &[u8], name: &str, opts: &ParseOptions) -> Result<ParsedDoc> {
     let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| Error::parse(format!("'{name}'"), format!("not a DOCX (zip): {e}")))?;
-    let xml = zip_entry(&mut zip, "word/document.xml", name)?.ok_or_else(|| Error::parse(format!("'{name}'"), "no word/document.xml"))?;
+    let mut budget = super::ZIP_BUDGET;
+    let xml = zip_entry(&mut zip, "word/document.xml", name, &mut budget)?.ok_or_else(|| Error::parse(format!("'{name}'"), "no word/document.xml"))?;
     // Text of every part named `word/{prefix}N.xml`, each distinct paragraph once
     // (first-page, even and default headers often repeat each other).
     let mut parts = |prefix: &str| -> Result<Option<String>> {
@@ -38,7 +39,7 @@ fn docx(bytes: &[u8], name: &str, opts: &ParseOptions) -> Result<ParsedDoc> {
         let mut seen = std::collections::HashSet::new();
         let mut paras = Vec::new();
         for part in names {
-            let Some(x) = zip_entry(&mut zip, &part, name)? else {
+            let Some(x) = zip_entry(&mut zip, &part, name, &mut budget)? else {
                 continue;
             };
             let mut secs = Vec::new();

@@ -237,20 +237,74 @@ fn ocr_pages(vision: &crate::vision::Vision, pages: &[crate::vision::Page], inpu
     Ok(doc)
 }
 
-fn zip_entry(zip: &mut zip::ZipArchive<std::io::Cursor<&[u8]>>, name: &str, file: &str) -> Result<Option<String>> {
+/// Most bytes the parts of one DOCX or XLSX may decompress to, all together: a zip bomb
+/// (a small file whose parts inflate to gigabytes) stops here, whatever sizes its
+/// headers claim. The largest real document here (an 872-page handbook) inflates to 5.3 MiB.
+pub(crate) const ZIP_BUDGET: u64 = 256 * 1024 * 1024;
+
+/// The text of the zip entry `name`, charged to `budget` (see [`ZIP_BUDGET`]).
+fn zip_entry(zip: &mut zip::ZipArchive<std::io::Cursor<&[u8]>>, name: &str, file: &str, budget: &mut u64) -> Result<Option<String>> {
     use std::io::Read;
-    let Ok(mut f) = zip.by_name(name) else { return Ok(None) };
-    if f.size() > 512 * 1024 * 1024 {
-        return Err(Error::parse(format!("'{file}'"), format!("{name} is too large")));
+    let Ok(f) = zip.by_name(name) else { return Ok(None) };
+    let too_large = || Error::parse(format!("'{file}'"), format!("its parts decompress to more than {} MiB (from {name} on)", ZIP_BUDGET >> 20));
+    if f.size() > *budget {
+        return Err(too_large());
     }
-    let mut s = String::new();
-    f.read_to_string(&mut s).map_err(|e| Error::parse(format!("'{file}'"), e.to_string()))?;
-    Ok(Some(s))
+    let mut buf = Vec::with_capacity(f.size() as usize);
+    // Read one byte past the budget: a header that understates the size is caught too.
+    f.take(*budget + 1).read_to_end(&mut buf).map_err(|e| Error::parse(format!("'{file}'"), format!("{name}: {e}")))?;
+    if buf.len() as u64 > *budget {
+        return Err(too_large());
+    }
+    *budget -= buf.len() as u64;
+    String::from_utf8(buf).map(Some).map_err(|_| Error::parse(format!("'{file}'"), format!("{name} is not UTF-8 text")))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A zip of `entries` (name, size in bytes of spaces), deflated.
+    pub(crate) fn zip_of(entries: &[(&str, usize)]) -> Vec<u8> {
+        use std::io::Write;
+        let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated).compression_level(Some(1)).large_file(true);
+        let chunk = vec![b' '; 1 << 20];
+        for (name, size) in entries {
+            w.start_file(*name, opts).unwrap();
+            let mut left = *size;
+            while left > 0 {
+                let n = left.min(chunk.len());
+                w.write_all(&chunk[..n]).unwrap();
+                left -= n;
+            }
+        }
+        w.finish().unwrap().into_inner()
+    }
+
+    #[test]
+    fn zip_entries_are_charged_to_one_budget() {
+        let bytes = zip_of(&[("a.xml", 600), ("b.xml", 600)]);
+        let mut zip = zip::ZipArchive::new(std::io::Cursor::new(&bytes[..])).unwrap();
+        let mut budget = 1000;
+        assert_eq!(zip_entry(&mut zip, "a.xml", "f.docx", &mut budget).unwrap().unwrap().len(), 600);
+        assert_eq!(budget, 400);
+        let e = zip_entry(&mut zip, "b.xml", "f.docx", &mut budget).unwrap_err().to_string();
+        assert!(e.contains("decompress to more than") && e.contains("b.xml"), "{e}");
+        assert!(zip_entry(&mut zip, "c.xml", "f.docx", &mut budget).unwrap().is_none());
+    }
+
+    #[test]
+    fn zip_bombs_in_docx_and_xlsx_are_refused() {
+        // 300 MiB of spaces deflate to about 3 MiB at level 1.
+        let reg = Registry::global();
+        for (kind, name, entry) in [("UniversalParser", "bomb.docx", "word/document.xml"), ("UniversalParser", "bomb.xlsx", "xl/worksheets/sheet1.xml")] {
+            let bytes = zip_of(&[(entry, 300 << 20)]);
+            assert!(bytes.len() < 8 << 20, "{} bytes", bytes.len());
+            let e = reg.for_file(kind, name).and_then(|p| p.parse(&ParseInput::new(&bytes, name))).unwrap_err();
+            assert!(e.to_string().contains("decompress to more than 256 MiB"), "{e}");
+        }
+    }
 
     #[test]
     fn binary_text_and_broken_containers_are_invalid() {

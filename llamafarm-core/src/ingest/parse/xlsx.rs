@@ -30,7 +30,8 @@ fn xlsx(bytes: &[u8], name: &str) -> Result<ParsedDoc> {
     use quick_xml::events::Event;
     let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| Error::parse(format!("'{name}'"), format!("not an XLSX (zip): {e}")))?;
     let mut shared: Vec<String> = Vec::new();
-    if let Some(xml) = zip_entry(&mut zip, "xl/sharedStrings.xml", name)? {
+    let mut budget = super::ZIP_BUDGET;
+    if let Some(xml) = zip_entry(&mut zip, "xl/sharedStrings.xml", name, &mut budget)? {
         let mut r = quick_xml::Reader::from_str(&xml);
         let (mut cur, mut in_t) = (String::new(), false);
         loop {
@@ -52,7 +53,7 @@ fn xlsx(bytes: &[u8], name: &str) -> Result<ParsedDoc> {
     sheets.sort_by_key(|n| n.trim_start_matches("xl/worksheets/sheet").trim_end_matches(".xml").parse::<u32>().unwrap_or(0));
     let mut sections = Vec::new();
     for (si, sheet) in sheets.iter().enumerate() {
-        let Some(xml) = zip_entry(&mut zip, sheet, name)? else { continue };
+        let Some(xml) = zip_entry(&mut zip, sheet, name, &mut budget)? else { continue };
         let mut r = quick_xml::Reader::from_str(&xml);
         let (mut row, mut header): (Vec<String>, Option<Vec<String>>) = (Vec::new(), None);
         let (mut cell_type, mut val, mut in_v) = (String::new(), String::new(), false);
