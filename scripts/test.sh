@@ -12,6 +12,9 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 # The official openai Python SDK against a real `lf serve` (chat, streaming, models, embeddings,
 # tools, structured outputs), and the official MCP Python SDK against its MCP server.
 scripts/sdk/run.sh "${CARGO_TARGET_DIR:-target}/debug/lf"
+# Schema fuzzing of both ports (schemathesis): no 5xx but documented 503s, every response
+# matching its schema.
+scripts/schemathesis/run.sh "${CARGO_TARGET_DIR:-target}/debug/lf"
 # The embedding example must run, not just build.
 # (Built with the workspace's feature set: `cargo run -p` would rebuild mistral.rs for another one.)
 cargo build --workspace --examples --locked --quiet

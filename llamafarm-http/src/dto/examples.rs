@@ -144,7 +144,7 @@ fn yes() -> bool {
 
 /// What an import made.
 #[derive(Serialize, ToSchema)]
-pub(crate) struct ImportResponse {
+pub(crate) struct ExampleImportResponse {
     project: String,
     namespace: String,
     datasets: Vec<String>,
@@ -152,7 +152,7 @@ pub(crate) struct ImportResponse {
     files_uploaded: usize,
 }
 
-impl From<Imported> for ImportResponse {
+impl From<Imported> for ExampleImportResponse {
     fn from(i: Imported) -> Self {
         Self { project: i.project, namespace: i.namespace, datasets: i.datasets, task_ids: i.task_ids, files_uploaded: i.files_uploaded }
     }

@@ -42,3 +42,35 @@ impl From<HealthStatus> for HealthStatusDto {
 
 /// The OpenAI list envelope's `object` value.
 pub(crate) const LIST: &str = "list";
+
+#[cfg(test)]
+mod tests {
+    /// The OpenAPI document names each schema by its type name, and utoipa keeps only
+    /// the last of two types with one name, so a route would document another's body.
+    #[test]
+    fn wire_type_names_are_unique() {
+        let sources = [
+            include_str!("chat.rs"),
+            include_str!("datasets.rs"),
+            include_str!("examples.rs"),
+            include_str!("ml_anomaly.rs"),
+            include_str!("ml_classifier.rs"),
+            include_str!("models.rs"),
+            include_str!("projects.rs"),
+            include_str!("rag.rs"),
+            include_str!("runtime.rs"),
+            include_str!("system.rs"),
+            include_str!("vision.rs"),
+            include_str!("../error.rs"),
+        ];
+        let mut seen = std::collections::HashSet::new();
+        for line in sources.iter().flat_map(|s| s.lines()) {
+            let l = line.trim_start().trim_start_matches("pub(crate) ").trim_start_matches("pub ");
+            if let Some(name) = l.strip_prefix("struct ").or_else(|| l.strip_prefix("enum ")) {
+                let name: String = name.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+                assert!(seen.insert(name.clone()), "two wire types are named {name}");
+            }
+        }
+        assert!(seen.len() > 50, "{}", seen.len());
+    }
+}

@@ -423,7 +423,7 @@ pub(crate) struct DeleteDocumentsRequest {
 
 /// `POST .../rag/databases/{database}/import`.
 #[derive(Serialize, ToSchema)]
-pub(crate) struct ImportResponse {
+pub(crate) struct RagImportResponse {
     pub(crate) database: String,
     pub(crate) imported: usize,
     pub(crate) skipped: usize,

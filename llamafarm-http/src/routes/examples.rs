@@ -41,16 +41,16 @@ async fn example_datasets(State(st): State<AppState>, Path(id): Path<String>) ->
 /// a processing task per dataset.
 #[utoipa::path(post, path = "/v1/examples/{example_id}/import-project", tag = "examples", params(("example_id" = String, Path)),
     request_body = ImportProjectRequest,
-    responses((status = 200, body = ImportResponse), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn import_project(State(st): State<AppState>, Path(id): Path<String>, Json(r): Json<ImportProjectRequest>) -> ApiResult<Json<ImportResponse>> {
+    responses((status = 200, body = ExampleImportResponse), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn import_project(State(st): State<AppState>, Path(id): Path<String>, Json(r): Json<ImportProjectRequest>) -> ApiResult<Json<ExampleImportResponse>> {
     Ok(Json(call(&st, move |lf| lf.examples().import_project(&id, &r.namespace, &r.name, r.process)).await?.into()))
 }
 
 /// Bring an example's datasets and files into an existing project.
 #[utoipa::path(post, path = "/v1/examples/{example_id}/import-data", tag = "examples", params(("example_id" = String, Path)),
     request_body = ImportDataRequest,
-    responses((status = 200, body = ImportResponse), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn import_data(State(st): State<AppState>, Path(id): Path<String>, Json(r): Json<ImportDataRequest>) -> ApiResult<Json<ImportResponse>> {
+    responses((status = 200, body = ExampleImportResponse), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn import_data(State(st): State<AppState>, Path(id): Path<String>, Json(r): Json<ImportDataRequest>) -> ApiResult<Json<ExampleImportResponse>> {
     let opts = ImportOptions { include_strategies: r.include_strategies, process: r.process, ..Default::default() };
     Ok(Json(call(&st, move |lf| lf.examples().import_data(&id, &r.namespace, &r.project, &opts)).await?.into()))
 }
@@ -58,8 +58,8 @@ async fn import_data(State(st): State<AppState>, Path(id): Path<String>, Json(r)
 /// Bring one dataset of an example into an existing project.
 #[utoipa::path(post, path = "/v1/examples/{example_id}/import-dataset", tag = "examples", params(("example_id" = String, Path)),
     request_body = ImportDatasetRequest,
-    responses((status = 200, body = ImportResponse), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn import_dataset(State(st): State<AppState>, Path(id): Path<String>, Json(r): Json<ImportDatasetRequest>) -> ApiResult<Json<ImportResponse>> {
+    responses((status = 200, body = ExampleImportResponse), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn import_dataset(State(st): State<AppState>, Path(id): Path<String>, Json(r): Json<ImportDatasetRequest>) -> ApiResult<Json<ExampleImportResponse>> {
     let opts = ImportOptions { dataset: Some(r.dataset), target_dataset: r.target_dataset, include_strategies: r.include_strategies, process: r.process };
     Ok(Json(call(&st, move |lf| lf.examples().import_data(&id, &r.namespace, &r.project, &opts)).await?.into()))
 }

@@ -2,7 +2,7 @@
 
 use super::call;
 use crate::dto::rag::{
-    DatabaseCreated, DatabaseDeleted, DatabaseDetail, DatabaseList, DatabaseParam, DeleteDocumentsRequest, DeleteParams, DocumentDto, ImportResponse, LimitParam,
+    DatabaseCreated, DatabaseDeleted, DatabaseDetail, DatabaseList, DatabaseParam, DeleteDocumentsRequest, DeleteParams, DocumentDto, RagImportResponse, LimitParam,
     MaintenanceResponse, RagHealthDto, RagQueryRequest, RagQueryResponse, RagStatsDto,
 };
 use crate::error::{ApiResult, ErrorBody, Json, Path, Query};
@@ -102,11 +102,11 @@ async fn export(State(st): State<AppState>, Path((ns, p, db)): DbPath) -> ApiRes
 #[utoipa::path(post, path = "/v1/projects/{namespace}/{project}/rag/databases/{database}/import", tag = "rag",
     params(("namespace" = String, Path), ("project" = String, Path), ("database" = String, Path)),
     request_body(content = String, content_type = "application/x-ndjson", description = "An export"),
-    responses((status = 200, body = ImportResponse), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn import(State(st): State<AppState>, Path((ns, p, db)): DbPath, body: axum::body::Bytes) -> ApiResult<Json<ImportResponse>> {
+    responses((status = 200, body = RagImportResponse), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn import(State(st): State<AppState>, Path((ns, p, db)): DbPath, body: axum::body::Bytes) -> ApiResult<Json<RagImportResponse>> {
     let name = db.clone();
     let r = call(&st, move |lf| lf.project(&ns, &p)?.rag().import(&db, &mut std::io::Cursor::new(body))).await?;
-    Ok(Json(ImportResponse { database: name, imported: r.imported, skipped: r.skipped, documents: r.documents }))
+    Ok(Json(RagImportResponse { database: name, imported: r.imported, skipped: r.skipped, documents: r.documents }))
 }
 
 type ProjectPath = Path<(String, String)>;
