@@ -2,8 +2,8 @@
 
 use super::call;
 use crate::dto::rag::{
-    DatabaseCreated, DatabaseDeleted, DatabaseDetail, DatabaseList, DatabaseParam, DeleteDocumentsRequest, DeleteParams, DocumentDto, RagImportResponse, LimitParam,
-    MaintenanceResponse, RagHealthDto, RagQueryRequest, RagQueryResponse, RagStatsDto,
+    DatabaseCreated, DatabaseDeleted, DatabaseDetail, DatabaseList, DatabaseParam, DeleteDocumentsRequest, DeleteParams, DocumentDto, LimitParam,
+    MaintenanceResponse, RagHealthDto, RagImportResponse, RagQueryRequest, RagQueryResponse, RagStatsDto,
 };
 use crate::error::{ApiResult, ErrorBody, Json, Path, Query};
 use crate::AppState;
