@@ -13,35 +13,12 @@
 //! `cargo bench -p llamafarm-benches --bench ml_anomaly` (`ADBENCH_DIR`, `ANOMALY_DATASETS`,
 //! `PEERS_PYTHON` override).
 
-use llamafarm_core::ml::anomaly::{npz, AnomalyModel, AnomalyRow, Backend, FitOptions, Scaling};
+use llamafarm_core::ml::anomaly::{npz, roc_auc, AnomalyModel, AnomalyRow, Backend, FitOptions, Scaling};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::time::Instant;
 
 const FILES: [(&str, &str); 4] = [("cardio", "6_cardio.npz"), ("thyroid", "38_thyroid.npz"), ("shuttle", "32_shuttle.npz"), ("breastw", "4_breastw.npz")];
-
-/// ROC-AUC with average ranks for ties (as sklearn's `roc_auc_score`).
-fn roc_auc(scores: &[f64], labels: &[f64]) -> f64 {
-    let mut idx: Vec<usize> = (0..scores.len()).collect();
-    idx.sort_by(|a, b| scores[*a].total_cmp(&scores[*b]));
-    let mut ranks = vec![0.0; scores.len()];
-    let mut i = 0;
-    while i < idx.len() {
-        let mut j = i;
-        while j + 1 < idx.len() && scores[idx[j + 1]] == scores[idx[i]] {
-            j += 1;
-        }
-        let r = (i + j) as f64 / 2.0 + 1.0;
-        for k in i..=j {
-            ranks[idx[k]] = r;
-        }
-        i = j + 1;
-    }
-    let pos = labels.iter().filter(|l| **l > 0.5).count() as f64;
-    let neg = labels.len() as f64 - pos;
-    let rs: f64 = ranks.iter().zip(labels).filter(|(_, l)| **l > 0.5).map(|(r, _)| r).sum();
-    (rs - pos * (pos + 1.0) / 2.0) / (pos * neg)
-}
 
 struct Row {
     dataset: String,

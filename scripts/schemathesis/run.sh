@@ -16,18 +16,9 @@ if ! "$VENV/bin/schemathesis" --version 2>/dev/null | grep -q "$VERSION"; then
   [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$VERSION"
 fi
+. scripts/lib/serve.sh
 DATA="$(mktemp -d)"
-LOG="$DATA/serve.log"
-HF_HUB_CACHE="$DATA/hub" HF_ENDPOINT="http://127.0.0.1:9" "$LF" serve --data-dir "$DATA/data" --port 0 --runtime-port 0 >"$LOG" 2>&1 &
-PID=$!
-trap 'kill $PID 2>/dev/null || true; wait $PID 2>/dev/null || true; rm -rf "$DATA"' EXIT
-for _ in $(seq 1 200); do
-  if [ "$(grep -c 'listening on http' "$LOG" || true)" -ge 2 ]; then break; fi
-  sleep 0.1
-done
-API="$(grep 'listening on http' "$LOG" | grep -v -i runtime | head -1 | grep -o 'http://[^ ]*')"
-RT="$(grep 'listening on http' "$LOG" | grep -i runtime | head -1 | grep -o 'http://[^ ]*')"
-[ -n "$API" ] && [ -n "$RT" ] || { cat "$LOG"; echo "lf serve did not start"; exit 1; }
+HF_HUB_CACHE="$DATA/hub" HF_ENDPOINT="http://127.0.0.1:9" start_lf "$LF" "$DATA"
 # Something to find: a project with a dataset.
 curl -sf -X POST "$API/v1/projects/st" -H 'content-type: application/json' -d '{"name": "kb"}' >/dev/null
 curl -sf -X POST "$API/v1/projects/st/kb/datasets" -H 'content-type: application/json' -d '{"name": "docs", "database": "main_database"}' >/dev/null
@@ -37,5 +28,5 @@ for url in "$API" "$RT"; do
     --checks not_a_server_error,response_schema_conformance --max-time "$BUDGET" --workers 2 \
     --exclude-path-regex '^/v1/models/download$|/rag/databases/[^/]+/import$' --no-color
 done
-if grep -q "panicked" "$LOG"; then grep -B2 -A5 panicked "$LOG"; echo "the server panicked"; exit 1; fi
+if grep -q "panicked" "$LF_LOG"; then grep -B2 -A5 panicked "$LF_LOG"; echo "the server panicked"; exit 1; fi
 echo "schemathesis: no server errors, every response matches its schema"

@@ -12,18 +12,8 @@ if ! "$VENV/bin/python" -c "import openai, importlib.metadata as m, sys; sys.exi
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "openai==$OPENAI_VERSION" "mcp==$MCP_VERSION"
 fi
-DATA="$(mktemp -d)"
-LOG="$DATA/serve.log"
-"$LF" serve --data-dir "$DATA/data" --port 0 --runtime-port 0 >"$LOG" 2>&1 &
-PID=$!
-trap 'kill $PID 2>/dev/null || true; wait $PID 2>/dev/null || true; rm -rf "$DATA"' EXIT
-for _ in $(seq 1 200); do
-  if [ "$(grep -c 'listening on http' "$LOG" || true)" -ge 2 ]; then break; fi
-  sleep 0.1
-done
-API="$(grep 'listening on http' "$LOG" | grep -v -i runtime | head -1 | grep -o 'http://[^ ]*')"
-RT="$(grep 'listening on http' "$LOG" | grep -i runtime | head -1 | grep -o 'http://[^ ]*')"
-[ -n "$API" ] && [ -n "$RT" ] || { cat "$LOG"; echo "lf serve did not start"; exit 1; }
+. scripts/lib/serve.sh
+start_lf "$LF" "$(mktemp -d)"
 # A project whose model is the local SmolLM2, without prompts or databases.
 curl -sf -X POST "$API/v1/projects/sdk" -H 'content-type: application/json' -d '{"name": "chat"}' >/dev/null
 curl -sf -X PUT "$API/v1/projects/sdk/chat" -H 'content-type: application/json' -d '{"config": {"version": "v1", "name": "chat", "namespace": "sdk",

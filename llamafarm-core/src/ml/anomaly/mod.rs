@@ -81,7 +81,7 @@ pub use backend::{AnomalyBackend, Backend, BackendInfo, Detector, DetectorParams
 pub use encode::{AnomalyRow, EncoderInfo, FeatureEncoder, FieldEncoding};
 pub use model::{AnomalyModel, FitOptions, NormStats, Normalization, ScoreOptions, ScoredRow, Scores, Thresholds, FORMAT};
 pub use store::{model_filename, parse_filename};
-pub use util::{FeatureScaler, Mat, Scaling};
+pub use util::{roc_auc, FeatureScaler, Mat, Scaling};
 
 pub(crate) use store::AnomalyState;
 

@@ -317,28 +317,6 @@ fn backends_are_listed() {
     assert_eq!(b[0].backend.as_str(), "isolation_forest");
 }
 
-/// ROC-AUC with average ranks for ties (scikit-learn's `roc_auc_score`).
-fn roc_auc(scores: &[f64], labels: &[f64]) -> f64 {
-    let mut idx: Vec<usize> = (0..scores.len()).collect();
-    idx.sort_by(|a, b| scores[*a].total_cmp(&scores[*b]));
-    let mut ranks = vec![0.0; scores.len()];
-    let mut i = 0;
-    while i < idx.len() {
-        let mut j = i;
-        while j + 1 < idx.len() && scores[idx[j + 1]] == scores[idx[i]] {
-            j += 1;
-        }
-        for &k in &idx[i..=j] {
-            ranks[k] = (i + j) as f64 / 2.0 + 1.0;
-        }
-        i = j + 1;
-    }
-    let pos = labels.iter().filter(|l| **l > 0.5).count() as f64;
-    let neg = labels.len() as f64 - pos;
-    let rs: f64 = ranks.iter().zip(labels).filter(|(_, l)| **l > 0.5).map(|(r, _)| r).sum();
-    (rs - pos * (pos + 1.0) / 2.0) / (pos * neg)
-}
-
 /// LOF and one-class SVM against scikit-learn 1.9.1 on two ADBench sets with duplicate
 /// rows and discrete-valued features (breastw: 34 % duplicate rows; thyroid: 3 %),
 /// under every scaling. Row `i` is a test row when `i % 10 >= 7`. The figures are

@@ -143,6 +143,30 @@ pub fn mean_std(v: &[f64]) -> (f64, f64) {
     (m, var.sqrt())
 }
 
+/// ROC-AUC of `scores` (higher = more anomalous) against `labels` (1 = anomaly), with
+/// average ranks for tied scores, as scikit-learn's `roc_auc_score`. NaN when the labels
+/// hold only one class.
+pub fn roc_auc(scores: &[f64], labels: &[f64]) -> f64 {
+    let mut idx: Vec<usize> = (0..scores.len()).collect();
+    idx.sort_by(|a, b| scores[*a].total_cmp(&scores[*b]));
+    let mut ranks = vec![0.0; scores.len()];
+    let mut i = 0;
+    while i < idx.len() {
+        let mut j = i;
+        while j + 1 < idx.len() && scores[idx[j + 1]] == scores[idx[i]] {
+            j += 1;
+        }
+        for &k in &idx[i..=j] {
+            ranks[k] = (i + j) as f64 / 2.0 + 1.0;
+        }
+        i = j + 1;
+    }
+    let pos = labels.iter().filter(|l| **l > 0.5).count() as f64;
+    let neg = labels.len() as f64 - pos;
+    let rs: f64 = ranks.iter().zip(labels).filter(|(_, l)| **l > 0.5).map(|(r, _)| r).sum();
+    (rs - pos * (pos + 1.0) / 2.0) / (pos * neg)
+}
+
 /// How features are scaled before a detector sees them.
 ///
 /// The original always used scikit-learn's `RobustScaler`, and so does the default.
@@ -269,6 +293,14 @@ mod tests {
         let t = s.transform(&x);
         assert!((t.row(3)[0] - 2.5).abs() < 1e-12);
         assert_eq!(t.row(0)[1], 0.0);
+    }
+
+    #[test]
+    fn roc_auc_matches_sklearn() {
+        // sklearn.metrics.roc_auc_score([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) == 0.75; ties count half.
+        assert_eq!(roc_auc(&[0.1, 0.4, 0.35, 0.8], &[0.0, 0.0, 1.0, 1.0]), 0.75);
+        assert_eq!(roc_auc(&[0.5, 0.5], &[0.0, 1.0]), 0.5);
+        assert!(roc_auc(&[0.1, 0.2], &[1.0, 1.0]).is_nan());
     }
 
     #[test]
