@@ -101,6 +101,10 @@ pub struct ServeArgs {
     /// the built-in ones).
     #[arg(long = "examples-dir", env = "LF_EXAMPLES_DIR", value_delimiter = ':')]
     examples_dirs: Vec<PathBuf>,
+    /// Seconds between returns of freed memory to the operating system (0: never; the
+    /// process then keeps its peak size). Within a request, freed memory is reused.
+    #[arg(long, env = "LF_MEMORY_TRIM_INTERVAL", default_value_t = 5)]
+    memory_trim_interval: u64,
     /// Where to write the pid file (used by `lf services` and `lf start`).
     #[arg(long, hide = true)]
     pid_file: Option<PathBuf>,
@@ -187,6 +191,9 @@ pub async fn serve(args: ServeArgs, debug: bool) -> Result<()> {
     // Install the signal handlers before announcing readiness, so a SIGTERM sent right
     // after the "listening" line is never lost.
     let shutdown = shutdown_signal()?;
+    if args.memory_trim_interval > 0 {
+        llamafarm_core::system::spawn_memory_trimmer(Duration::from_secs(args.memory_trim_interval), 64 << 20).context("starting the memory trimmer")?;
+    }
     // Machine-readable lines for scripts and tests that start us on port 0.
     println!("LlamaFarm API listening on http://{api_addr}");
     println!("Universal Runtime listening on http://{rt_addr}");

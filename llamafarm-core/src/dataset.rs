@@ -131,6 +131,14 @@ pub struct UploadWriter {
     batch: Option<UploadBatch>,
 }
 
+/// A write error of an upload: a full disk names the upload, not its temporary file.
+fn upload_error(file_name: &str, tmp: &Path, e: std::io::Error) -> Error {
+    if crate::error::is_storage_full(&e) {
+        return Error::StorageFull { what: format!("the upload '{file_name}'") };
+    }
+    Error::io(tmp, e)
+}
+
 impl UploadWriter {
     /// Append bytes. Past the size limit the upload is discarded with [`Error::TooLarge`].
     pub fn write(&mut self, bytes: &[u8]) -> Result<()> {
@@ -141,7 +149,7 @@ impl UploadWriter {
         }
         self.hasher.update(bytes);
         let f = self.file.as_mut().ok_or_else(|| Error::internal("upload already finished"))?;
-        f.write_all(bytes).map_err(|e| Error::io(&self.tmp, e))
+        f.write_all(bytes).map_err(|e| upload_error(&self.file_name, &self.tmp, e))
     }
 
     fn abort(&mut self) {
@@ -152,7 +160,7 @@ impl UploadWriter {
     /// Close the file and take its hash (nothing is synced yet).
     fn seal(&mut self) -> Result<Staged> {
         let mut f = self.file.take().ok_or_else(|| Error::internal("upload already finished"))?;
-        f.flush().map_err(|e| Error::io(&self.tmp, e))?;
+        f.flush().map_err(|e| upload_error(&self.file_name, &self.tmp, e))?;
         drop(f);
         Ok(Staged {
             file_name: std::mem::take(&mut self.file_name),

@@ -28,6 +28,8 @@ pub enum ErrorKind {
     Unavailable,
     /// Too much work is queued already; try again later: HTTP 429.
     Busy,
+    /// The disk that holds the data directory is full (or over quota): HTTP 507.
+    StorageFull,
     /// A bug or an I/O failure on our side: HTTP 500.
     Internal,
 }
@@ -247,6 +249,14 @@ pub enum Error {
         retry_after_s: u64,
     },
 
+    /// The disk that holds the data directory is full (or its quota is spent): nothing
+    /// was written, and the same call succeeds once space is freed.
+    #[error("not enough disk space to write {what}; free some space on the data directory's disk and retry")]
+    StorageFull {
+        /// What could not be written, named without a path (`an upload`, `index of database 'main'`).
+        what: String,
+    },
+
     /// YAML or JSON that could not be parsed.
     #[error("could not parse {what}: {message}")]
     Parse {
@@ -307,6 +317,7 @@ impl Error {
             Error::Validation(_) | Error::InvalidField { .. } | Error::Parse { .. } => ErrorKind::Invalid,
             Error::ModelMissing { .. } | Error::NotAvailable { .. } => ErrorKind::Unavailable,
             Error::Busy { .. } => ErrorKind::Busy,
+            Error::StorageFull { .. } => ErrorKind::StorageFull,
             Error::Io { .. } | Error::Internal(_) => ErrorKind::Internal,
         }
     }
@@ -346,15 +357,37 @@ impl Error {
         Error::Internal(message.into())
     }
 
-    /// Shorthand for [`Error::Io`].
+    /// Shorthand for [`Error::Io`]; a full disk becomes [`Error::StorageFull`] naming the
+    /// file (not its path).
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        let path = path.into();
+        if is_storage_full(&source) {
+            return Error::StorageFull { what: format!("'{}'", file_name(&path)) };
+        }
+        Error::Io { path, source }
     }
 
     /// A single validation issue.
     pub fn validation(path: impl Into<String>, message: impl Into<String>) -> Self {
         Error::Validation(vec![ValidationIssue { path: path.into(), message: message.into() }])
     }
+}
+
+/// Whether an I/O error says the disk is full or the quota spent (`ENOSPC`, `EDQUOT`).
+pub(crate) fn is_storage_full(e: &std::io::Error) -> bool {
+    matches!(e.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded) || matches!(e.raw_os_error(), Some(28 | 122))
+}
+
+/// Whether any error in `e`'s source chain is a full disk (see [`is_storage_full`]).
+pub(crate) fn chain_is_storage_full(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if err.downcast_ref::<std::io::Error>().is_some_and(is_storage_full) {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
 }
 
 /// The last component of `path`, for messages that must not name a server path.

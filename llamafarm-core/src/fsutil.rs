@@ -16,9 +16,10 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
     let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = dir.join(format!(".{file_name}.tmp-{}", uuid::Uuid::new_v4().simple()));
     let result = (|| {
-        let mut f = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        f.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
-        f.sync_all().map_err(|e| Error::io(&tmp, e))?;
+        // Errors name the target: the temporary name means nothing to a reader.
+        let mut f = File::create(&tmp).map_err(|e| Error::io(path, e))?;
+        f.write_all(bytes).map_err(|e| Error::io(path, e))?;
+        f.sync_all().map_err(|e| Error::io(path, e))?;
         drop(f);
         fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
         sync_dir(dir)
@@ -40,7 +41,7 @@ pub fn replace_unsynced(path: &Path, bytes: &[u8]) -> Result<()> {
     fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = dir.join(format!(".{file_name}.tmp-{}", uuid::Uuid::new_v4().simple()));
-    let result = fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e)).and_then(|_| fs::rename(&tmp, path).map_err(|e| Error::io(path, e)));
+    let result = fs::write(&tmp, bytes).map_err(|e| Error::io(path, e)).and_then(|_| fs::rename(&tmp, path).map_err(|e| Error::io(path, e)));
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }

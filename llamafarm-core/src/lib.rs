@@ -448,6 +448,42 @@ impl LlamaFarm {
         map.entry(dir.to_path_buf()).or_default().clone()
     }
 
+    /// What this process holds and has done, for monitoring (`/metrics`): the task
+    /// queue, the local chat models' counts, the open stores' sizes, memory.
+    pub fn stats(&self) -> system::Stats {
+        use store::ChunkStore;
+        let projects = self.inner.layout.projects_dir();
+        let mut stores: Vec<system::StoreSize> = self
+            .inner
+            .rag
+            .open_stores()
+            .into_iter()
+            .filter_map(|(dir, store)| {
+                // {projects}/{namespace}/{project}/lf_data/stores/{database}
+                let parts: Vec<String> = dir.strip_prefix(&projects).ok()?.iter().map(|c| c.to_string_lossy().into_owned()).collect();
+                let [ns, p, _, _, db] = <[String; 5]>::try_from(parts).ok()?;
+                let st = store.stats().ok()?;
+                Some(system::StoreSize {
+                    namespace: ns,
+                    project: p,
+                    database: db,
+                    chunks: st.vector_count as u64,
+                    files: st.document_count as u64,
+                    bytes: st.storage_bytes,
+                })
+            })
+            .collect();
+        stores.sort_by(|a, b| (&a.namespace, &a.project, &a.database).cmp(&(&b.namespace, &b.project, &b.database)));
+        system::Stats {
+            tasks: self.inner.tasks.stats(),
+            llm: self.inner.llm.stats(),
+            loaded: self.inner.llm.loaded(),
+            stores,
+            resident_bytes: system::resident_bytes(),
+            allocator_free_bytes: system::allocator_free_bytes(),
+        }
+    }
+
     /// Check storage and the default models.
     pub fn health(&self) -> HealthReport {
         let mut components = vec![self.storage_health()];

@@ -21,7 +21,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// A task's state (Celery's names, as the original's clients expect).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum TaskState {
     /// Queued.
@@ -37,6 +37,17 @@ pub enum TaskState {
 }
 
 impl TaskState {
+    /// The name as the API writes it (`PENDING`, `STARTED`, `SUCCESS`, `FAILURE`, `REVOKED`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Pending => "PENDING",
+            TaskState::Started => "STARTED",
+            TaskState::Success => "SUCCESS",
+            TaskState::Failure => "FAILURE",
+            TaskState::Revoked => "REVOKED",
+        }
+    }
+
     /// Finished one way or another.
     pub fn is_final(self) -> bool {
         matches!(self, TaskState::Success | TaskState::Failure | TaskState::Revoked)
@@ -151,7 +162,23 @@ pub struct TaskRunner {
     ready: Condvar,
     cancels: Mutex<HashMap<String, Arc<AtomicBool>>>,
     running: Mutex<HashMap<String, usize>>,
+    /// Final records that could not be written (a full disk): served from here and
+    /// written at the next read, so a task never looks running after it ended.
+    unsaved: Mutex<HashMap<String, TaskRecord>>,
+    /// Tasks run to their end since the process started, by final state: (count, seconds).
+    finished: Mutex<HashMap<TaskState, (u64, f64)>>,
     started: AtomicBool,
+}
+
+/// The task queue now and what it has run ([`TaskRunner::stats`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct TaskStats {
+    /// Tasks waiting for a worker.
+    pub queued: usize,
+    /// Tasks being processed.
+    pub running: usize,
+    /// Tasks that ended since the process started: (final state, count, seconds they ran in all).
+    pub finished: Vec<(TaskState, u64, f64)>,
 }
 
 /// Worker threads (each runs one task at a time; a task uses both cores itself).
@@ -167,7 +194,12 @@ fn valid_task_id(id: &str) -> bool {
 
 fn save(project_dir: &Path, rec: &mut TaskRecord) -> Result<()> {
     rec.updated_at = chrono::Utc::now().to_rfc3339();
-    crate::fsutil::atomic_write(&tasks_dir(project_dir).join(format!("{}.json", rec.task_id)), &serde_json::to_vec_pretty(rec).unwrap_or_default())
+    crate::fsutil::atomic_write(&tasks_dir(project_dir).join(format!("{}.json", rec.task_id)), &serde_json::to_vec_pretty(rec).unwrap_or_default()).map_err(|e| {
+        match e {
+            Error::StorageFull { .. } => Error::StorageFull { what: format!("the record of task {}", rec.task_id) },
+            e => e,
+        }
+    })
 }
 
 /// Read a task record.
@@ -251,15 +283,44 @@ impl TaskRunner {
         Ok(id)
     }
 
+    /// The queue now and what it has run.
+    pub fn stats(&self) -> TaskStats {
+        let mut finished: Vec<(TaskState, u64, f64)> = self.finished.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(s, (n, t))| (*s, *n, *t)).collect();
+        finished.sort_by_key(|f| f.0.as_str());
+        TaskStats {
+            queued: self.queue.lock().unwrap_or_else(|p| p.into_inner()).len(),
+            running: self.running.lock().unwrap_or_else(|p| p.into_inner()).len(),
+            finished,
+        }
+    }
+
     /// A task of `project` by id (404 when unknown).
     pub fn get(&self, project: &Project, task_id: &str) -> Result<TaskRecord> {
+        let mut unsaved = self.unsaved.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(rec) = unsaved.get_mut(task_id).filter(|r| r.namespace == project.namespace() && r.project == project.name()) {
+            let out = rec.clone();
+            if save(project.dir(), rec).is_ok() {
+                unsaved.remove(task_id);
+            }
+            return Ok(out);
+        }
+        drop(unsaved);
         load(project.dir(), task_id)
+    }
+
+    /// Save a task's final record; when that fails, keep it in memory (served by
+    /// [`TaskRunner::get`], written at its next call) and log why.
+    fn save_final(&self, project_dir: &Path, mut rec: TaskRecord) {
+        if let Err(e) = save(project_dir, &mut rec) {
+            tracing::error!(task = %rec.task_id, error = %e, "could not write the task's final state; it is kept in memory until it can be");
+            self.unsaved.lock().unwrap_or_else(|p| p.into_inner()).insert(rec.task_id.clone(), rec);
+        }
     }
 
     /// Cancel a task: pending files never start, the running ones stop at a safe
     /// point, and files already processed are removed from the index. Idempotent.
     pub fn cancel(&self, project: &Project, task_id: &str) -> Result<CancelReport> {
-        let rec = load(project.dir(), task_id)?;
+        let rec = self.get(project, task_id)?;
         let base = |rec: &TaskRecord, message: String, already_completed: bool, already_cancelled: bool| CancelReport {
             message,
             task_id: task_id.into(),
@@ -294,10 +355,10 @@ impl TaskRunner {
         }
         // Wait for the worker to stop and revert (bounded).
         let deadline = Instant::now() + Duration::from_secs(120);
-        let mut rec = load(project.dir(), task_id)?;
+        let mut rec = self.get(project, task_id)?;
         while !rec.state.is_final() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(25));
-            rec = load(project.dir(), task_id)?;
+            rec = self.get(project, task_id)?;
         }
         if rec.state.is_final() && !rec.cancelled {
             // It finished (its last commit done) before it saw the cancel: nothing was
@@ -338,24 +399,30 @@ fn worker(lf: crate::WeakLlamaFarm) {
         let Some(job) = job else { continue };
         // A task that fails or panics before it finishes is recorded as FAILURE with
         // the reason, and this worker goes on with the next one.
-        let failure = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_job(&lf, &job))) {
-            Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(e.to_string()),
-            Err(p) => Some(format!("the task crashed: {}", ingest::panic_message(&*p))),
+        let t0 = Instant::now();
+        let (end, failure) = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_job(&lf, &job))) {
+            Ok(Ok(state)) => (state, None),
+            Ok(Err(e)) => (TaskState::Failure, Some(e.to_string())),
+            Err(p) => (TaskState::Failure, Some(format!("the task crashed: {}", ingest::panic_message(&*p)))),
         };
+        {
+            let mut finished = lf.tasks().finished.lock().unwrap_or_else(|p| p.into_inner());
+            let e = finished.entry(end).or_default();
+            e.0 += 1;
+            e.1 += t0.elapsed().as_secs_f64();
+        }
         if let Some(reason) = failure {
             tracing::error!(task = %job.task_id, error = %reason, "task failed");
             lf.tasks().running.lock().unwrap_or_else(|p| p.into_inner()).remove(&job.task_id);
             lf.tasks().cancels.lock().unwrap_or_else(|p| p.into_inner()).remove(&job.task_id);
             if let Ok(project) = lf.project(&job.namespace, &job.project) {
-                if let Ok(mut rec) = load(project.dir(), &job.task_id) {
+                let kept = lf.tasks().unsaved.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&job.task_id);
+                if let (false, Ok(mut rec)) = (kept, load(project.dir(), &job.task_id)) {
                     if !rec.state.is_final() {
                         rec.state = TaskState::Failure;
                         rec.error = Some(reason);
                         rec.result = Some(rec.summarize());
-                        if let Err(e) = save(project.dir(), &mut rec) {
-                            tracing::error!(task = %job.task_id, error = %e, "could not record the task's failure");
-                        }
+                        lf.tasks().save_final(project.dir(), rec);
                     }
                 }
             }
@@ -364,12 +431,13 @@ fn worker(lf: crate::WeakLlamaFarm) {
     }
 }
 
-fn run_job(lf: &LlamaFarm, job: &Job) -> Result<()> {
+/// Run one task to its end; returns its final state (an error: it failed).
+fn run_job(lf: &LlamaFarm, job: &Job) -> Result<TaskState> {
     let project = lf.project(&job.namespace, &job.project)?;
     let dir = project.dir().to_path_buf();
     let mut rec = load(&dir, &job.task_id)?;
     if rec.state.is_final() {
-        return Ok(());
+        return Ok(rec.state);
     }
     let flag = lf.tasks().cancels.lock().unwrap_or_else(|p| p.into_inner()).get(&job.task_id).cloned().unwrap_or_default();
     rec.state = TaskState::Started;
@@ -403,7 +471,14 @@ fn run_job(lf: &LlamaFarm, job: &Job) -> Result<()> {
         rec.state = TaskState::Success;
     }
     rec.result = Some(rec.summarize());
-    save(&dir, &mut rec)?;
+    if let Err(e) = save(&dir, &mut rec) {
+        // The outcome stands (the index holds it); the record says the task failed
+        // because its end could not be written, and keeps every file's outcome.
+        rec.state = TaskState::Failure;
+        rec.error = Some(e.to_string());
+        lf.tasks().save_final(&dir, rec);
+        return Err(e);
+    }
     lf.tasks().cancels.lock().unwrap_or_else(|p| p.into_inner()).remove(&job.task_id);
     // One text-index segment per database after a bulk load keeps BM25 fast.
     if rec.outcomes.iter().any(|o| o.status == "processed") {
@@ -425,7 +500,7 @@ fn run_job(lf: &LlamaFarm, job: &Job) -> Result<()> {
         "duration_ms": started.elapsed().as_secs_f64() * 1000.0,
     });
     let _ = project.events().record("rag_processing", summary.clone(), json!({"result": rec.result, "summary": summary}), sub);
-    Ok(())
+    Ok(rec.state)
 }
 
 /// Files prepared (parsed and chunked) per wave, in parallel.

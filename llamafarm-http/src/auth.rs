@@ -111,6 +111,9 @@ fn refuse(key: &ApiKey, method: &Method, path: &str, runtime: bool) -> Option<St
     if mcp && (key.read_only || key.namespaces.is_some()) {
         return Some("this API key may not use /mcp (its tools reach every namespace and can change data)".into());
     }
+    if path == "/metrics" && key.namespaces.is_some() {
+        return Some("this API key is limited to namespaces: /metrics names the stores of every namespace".into());
+    }
     if key.read_only && !reading && !answer_only(path) {
         return Some(format!("this API key is read-only: {method} {path} changes data"));
     }
@@ -195,6 +198,7 @@ mod tests {
         assert!(refuse(&ro, &Method::POST, "/v1/projects/acme/p/rag/query", false).is_none());
         assert!(refuse(&ro, &Method::PUT, "/v1/projects/acme/p", false).is_some());
         assert!(refuse(&ro, &Method::POST, "/mcp", false).is_some());
+        assert!(refuse(&ro, &Method::GET, "/metrics", false).is_none(), "a read-only key may read the metrics");
         let ns = ApiKey::parse("abcdefgh:acme").unwrap();
         assert!(refuse(&ns, &Method::PUT, "/v1/projects/acme/p", false).is_none());
         assert!(refuse(&ns, &Method::GET, "/v1/projects/other/p", false).is_some());
@@ -202,6 +206,7 @@ mod tests {
         assert!(refuse(&ns, &Method::POST, "/v1/models/download", false).is_some());
         assert!(refuse(&ns, &Method::POST, "/v1/chat/completions", true).is_none());
         assert!(refuse(&ns, &Method::GET, "/v1/models", false).is_none());
+        assert!(refuse(&ns, &Method::GET, "/metrics", true).is_some(), "the metrics name every namespace's stores");
         let keys = vec![ro.clone(), ns.clone()];
         assert!(find(&keys, "abcdefgh").is_some() && find(&keys, "abcdefgX").is_none() && find(&keys, "").is_none());
     }

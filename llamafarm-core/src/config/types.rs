@@ -186,6 +186,18 @@ pub struct ModelConfig {
     /// Prompt format hint used by the templates (not in the schema).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt_format: Option<String>,
+    /// More servers of the same model beside `base_url` (a fleet; ours, not in the
+    /// original's schema): requests go round-robin to the healthy ones, and a failed one is
+    /// retried on another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_urls: Option<Vec<String>>,
+    /// Seconds to wait for a remote model's response to start (default 600; ours).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_timeout: Option<f64>,
+    /// How many other attempts a failed remote request gets (default: one per other
+    /// server, at least 1; ours).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_retries: Option<u32>,
     /// Keys we do not model.
     #[serde(flatten)]
     pub extra: Extra,

@@ -33,14 +33,14 @@ pub mod template;
 pub mod think;
 pub mod tools;
 
-pub use gate::GenerationLimits;
+pub use gate::{GenerationLimits, ModelTotals};
 pub use grammar::Grammar;
 #[cfg(feature = "llm-llamacpp")]
 pub use llamacpp::LlamaCppModel;
 #[cfg(feature = "llm-mistralrs")]
 pub use mistral::MistralRsModel;
 pub use native::NativeModel;
-pub use openai::OpenAiChatModel;
+pub use openai::{OpenAiChatModel, RemotePolicy};
 pub use tools::{Tool, ToolCall, ToolChoice, ToolSet, ToolStep, ToolStrategy};
 
 use crate::config::ModelConfig;
@@ -486,14 +486,17 @@ pub enum ChatModelSpec {
         /// Engine and settings.
         options: LocalOptions,
     },
-    /// An OpenAI-compatible endpoint.
+    /// An OpenAI-compatible endpoint, or a fleet of them serving the same model.
     Http {
-        /// Base URL ending before `/chat/completions` (e.g. `http://localhost:11434/v1`).
-        base_url: String,
+        /// Base URLs ending before `/chat/completions` (e.g. `http://localhost:11434/v1`);
+        /// more than one: a fleet of servers of the same model.
+        base_urls: Vec<String>,
         /// Model name sent upstream.
         model: String,
         /// Bearer token.
         api_key: Option<String>,
+        /// Timeouts and retries.
+        policy: RemotePolicy,
     },
 }
 
@@ -501,19 +504,35 @@ impl ChatModelSpec {
     /// Map a `runtime.models[]` entry (`${VAR}`s already substituted); `settings`
     /// give the engine and API key where the entry names none.
     pub fn from_config(m: &ModelConfig, settings: &LlmSettings) -> Result<Self> {
-        let base = |default: &str| m.base_url.clone().filter(|s| !s.trim().is_empty()).unwrap_or_else(|| default.to_string());
+        let urls = |default: &str, map: &dyn Fn(String) -> String| -> Vec<String> {
+            let mut v: Vec<String> = m.base_url.iter().chain(m.base_urls.iter().flatten()).map(|u| u.trim().to_string()).filter(|u| !u.is_empty()).collect();
+            let mut seen = std::collections::HashSet::new();
+            v.retain(|u| seen.insert(u.clone()));
+            if v.is_empty() {
+                v.push(default.to_string());
+            }
+            v.into_iter().map(map).collect()
+        };
+        let policy = RemotePolicy::from_config(m)?;
+        let keep = |u: String| u;
         match m.provider.as_str() {
             // The Universal Runtime is us: run the model in this process.
             "universal" => Ok(ChatModelSpec::LocalGguf { id: m.model.clone(), options: LocalOptions::from_extra_body(m.extra_body.as_ref(), settings.engine)? }),
             "openai" => Ok(ChatModelSpec::Http {
-                base_url: base("https://api.openai.com/v1"),
+                base_urls: urls("https://api.openai.com/v1", &keep),
                 model: m.model.clone(),
                 api_key: m.api_key.clone().or_else(|| settings.openai_api_key.clone()),
+                policy,
             }),
-            "ollama" => {
-                Ok(ChatModelSpec::Http { base_url: crate::embed::openai_base(&base("http://localhost:11434")), model: m.model.clone(), api_key: m.api_key.clone() })
+            "ollama" => Ok(ChatModelSpec::Http {
+                base_urls: urls("http://localhost:11434", &|u| crate::embed::openai_base(&u)),
+                model: m.model.clone(),
+                api_key: m.api_key.clone(),
+                policy,
+            }),
+            "lemonade" => {
+                Ok(ChatModelSpec::Http { base_urls: urls("http://localhost:8000/api/v1", &keep), model: m.model.clone(), api_key: m.api_key.clone(), policy })
             }
-            "lemonade" => Ok(ChatModelSpec::Http { base_url: base("http://localhost:8000/api/v1"), model: m.model.clone(), api_key: m.api_key.clone() }),
             other => Err(Error::invalid("provider", format!("'{other}' of model '{}' is unknown", m.name))),
         }
     }
@@ -526,7 +545,7 @@ impl ChatModelSpec {
     fn key(&self) -> String {
         match self {
             ChatModelSpec::LocalGguf { id, options } => format!("local:{id}|{options:?}"),
-            ChatModelSpec::Http { base_url, model, .. } => format!("http:{base_url}|{model}"),
+            ChatModelSpec::Http { base_urls, model, policy, .. } => format!("http:{}|{model}|{policy:?}", base_urls.join(",")),
         }
     }
 }
@@ -604,6 +623,20 @@ pub struct LlmEngine {
     loading: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     reaper: std::sync::Once,
     settings: LlmSettings,
+    /// Counts of local models since the process started: (loads, unloads, the totals
+    /// of models unloaded since, by id).
+    history: Mutex<(u64, u64, HashMap<String, ModelTotals>)>,
+}
+
+/// What the local chat models have done since the process started ([`LlmEngine::stats`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct LlmStats {
+    /// Local model loads.
+    pub loads: u64,
+    /// Local model unloads (idle, or by a delete).
+    pub unloads: u64,
+    /// Per model id (loaded now or earlier), sorted by id.
+    pub models: Vec<(String, ModelTotals)>,
 }
 
 impl Default for LlmEngine {
@@ -619,7 +652,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl LlmEngine {
     /// An engine with `settings`.
     pub fn new(settings: LlmSettings) -> Self {
-        Self { loaded: Mutex::new(HashMap::new()), loading: Mutex::new(HashMap::new()), reaper: std::sync::Once::new(), settings }
+        Self { loaded: Mutex::new(HashMap::new()), loading: Mutex::new(HashMap::new()), reaper: std::sync::Once::new(), settings, history: Mutex::default() }
     }
 
     /// Its settings.
@@ -643,11 +676,12 @@ impl LlmEngine {
                 let g = Arc::new(gate::Gated::new(load_local(id, options, models, &self.settings)?, self.settings.limits));
                 (g.clone(), Some(g))
             }
-            ChatModelSpec::Http { base_url, model, api_key } => (Arc::new(OpenAiChatModel::new(base_url, model, api_key.clone())), None),
+            ChatModelSpec::Http { base_urls, model, api_key, policy } => (Arc::new(OpenAiChatModel::fleet(base_urls, model, api_key.clone(), *policy)), None),
         };
         let local = gate.is_some();
         lock(&self.loaded).insert(key, Loaded { model: model.clone(), gate, last_used: Instant::now(), keep_loaded, local });
         if local {
+            lock(&self.history).0 += 1;
             self.start_reaper();
         }
         Ok(model)
@@ -695,15 +729,41 @@ impl LlmEngine {
     pub fn unload_repo(&self, repo: &str) -> Vec<String> {
         let mut map = lock(&self.loaded);
         let mut gone = Vec::new();
+        let mut retired = Vec::new();
         map.retain(|_, l| {
             let hit = l.local && crate::model_cache::ModelRef::parse(l.model.id()).is_ok_and(|r| r.repo == repo);
             if hit {
                 gone.push(l.model.id().to_string());
+                retired.extend(l.gate.clone());
             }
             !hit
         });
+        drop(map);
+        self.retire(&retired);
         gone.sort();
         gone
+    }
+
+    /// Keep the counts of unloaded models.
+    fn retire(&self, gates: &[Arc<gate::Gated>]) {
+        let mut h = lock(&self.history);
+        for g in gates {
+            h.1 += 1;
+            h.2.entry(g.id().to_string()).or_default().add(&g.totals());
+        }
+    }
+
+    /// What the local chat models have done since the process started.
+    pub fn stats(&self) -> LlmStats {
+        let live: Vec<(String, ModelTotals)> = lock(&self.loaded).values().filter_map(|l| l.gate.as_ref().map(|g| (g.id().to_string(), g.totals()))).collect();
+        let h = lock(&self.history);
+        let mut models = h.2.clone();
+        for (id, t) in live {
+            models.entry(id).or_default().add(&t);
+        }
+        let mut models: Vec<(String, ModelTotals)> = models.into_iter().collect();
+        models.sort_by(|a, b| a.0.cmp(&b.0));
+        LlmStats { loads: h.0, unloads: h.1, models }
     }
 
     /// Unload local models idle for longer than `max_idle` (and not in use, not `keep_loaded`).
@@ -713,8 +773,18 @@ impl LlmEngine {
         let before = map.len();
         // In use: someone holds the model besides this map (whose gate is a second handle).
         let in_use = |l: &Loaded| Arc::strong_count(&l.model) > 1 + usize::from(l.gate.is_some());
-        map.retain(|_, l| !l.local || l.keep_loaded || l.last_used.elapsed() < max_idle || in_use(l));
-        before - map.len()
+        let mut retired = Vec::new();
+        map.retain(|_, l| {
+            let keep = !l.local || l.keep_loaded || l.last_used.elapsed() < max_idle || in_use(l);
+            if !keep {
+                retired.extend(l.gate.clone());
+            }
+            keep
+        });
+        let n = before - map.len();
+        drop(map);
+        self.retire(&retired);
+        n
     }
 
     fn start_reaper(self: &Arc<Self>) {
@@ -848,8 +918,23 @@ mod tests {
         let m = ModelConfig { name: "m".into(), provider: "ollama".into(), model: "llama3".into(), ..Default::default() };
         assert_eq!(
             ChatModelSpec::from_config(&m, &LlmSettings::default()).unwrap(),
-            ChatModelSpec::Http { base_url: "http://localhost:11434/v1".into(), model: "llama3".into(), api_key: None }
+            ChatModelSpec::Http { base_urls: vec!["http://localhost:11434/v1".into()], model: "llama3".into(), api_key: None, policy: Default::default() }
         );
+        let m = ModelConfig {
+            name: "m".into(),
+            provider: "openai".into(),
+            model: "x".into(),
+            base_url: Some("http://a:1/v1".into()),
+            base_urls: Some(vec!["http://b:2/v1".into(), "http://a:1/v1".into()]),
+            request_timeout: Some(30.0),
+            max_retries: Some(5),
+            ..Default::default()
+        };
+        let ChatModelSpec::Http { base_urls, policy, .. } = ChatModelSpec::from_config(&m, &LlmSettings::default()).unwrap() else { panic!("not http") };
+        assert_eq!(base_urls, vec!["http://a:1/v1", "http://b:2/v1"], "base_url first, duplicates once");
+        assert_eq!((policy.timeout, policy.max_retries), (Duration::from_secs(30), Some(5)));
+        let bad = ModelConfig { request_timeout: Some(0.0), ..m };
+        assert!(ChatModelSpec::from_config(&bad, &LlmSettings::default()).is_err());
         let m = ModelConfig { name: "m".into(), provider: "universal".into(), model: "a/b:Q4_1".into(), ..Default::default() };
         let ChatModelSpec::LocalGguf { id, options } = ChatModelSpec::from_config(&m, &LlmSettings::default()).unwrap() else { panic!("not local") };
         assert_eq!(id, "a/b:Q4_1");

@@ -1,30 +1,152 @@
-//! Any OpenAI-compatible `/v1/chat/completions` endpoint, streamed (SSE).
+//! Any OpenAI-compatible `/v1/chat/completions` endpoint, streamed (SSE), or a fleet of
+//! them serving one model.
+//!
+//! A fleet spreads requests round-robin over its healthy servers. A request that fails
+//! before its first token (no connection, a 5xx, 408 or 429, a stream cut before any text)
+//! is retried on another server after a short backoff, and the failed server is taken out
+//! for a cooldown (1 s, doubling to 30 s per failure in a row); when its cooldown is over, a
+//! `GET {base_url}/models` must answer before requests go to it again. A failure after
+//! tokens reached the client is not retried (the client has a part of an answer).
 
 use super::think::ThinkSplitter;
 use super::{CancelFlag, ChatMessage, ChatModel, FinishReason, Generation, GenerationParams, Sink, StreamEvent};
+use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use serde_json::{json, Value};
 use std::io::BufRead;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// A remote chat model.
-pub struct OpenAiChatModel {
+/// Timeouts and retries of a remote model (`request_timeout`, `max_retries` on a
+/// `runtime.models[]` entry).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RemotePolicy {
+    /// Time for a response to start (default 600 s).
+    pub timeout: Duration,
+    /// Further attempts after a failure; `None`: one per other server, at least 1.
+    pub max_retries: Option<u32>,
+}
+
+impl Default for RemotePolicy {
+    fn default() -> Self {
+        Self { timeout: Duration::from_secs(600), max_retries: None }
+    }
+}
+
+impl RemotePolicy {
+    /// From a model's config, checked.
+    pub fn from_config(m: &ModelConfig) -> Result<Self> {
+        let timeout = match m.request_timeout {
+            None => Self::default().timeout,
+            Some(t) if t > 0.0 && t <= 86_400.0 => Duration::from_secs_f64(t),
+            Some(t) => return Err(Error::invalid(format!("runtime.models '{}' request_timeout", m.name), format!("must be between 0 and 86400 seconds, got {t}"))),
+        };
+        if m.max_retries.is_some_and(|r| r > 100) {
+            return Err(Error::invalid(format!("runtime.models '{}' max_retries", m.name), "must be at most 100"));
+        }
+        Ok(Self { timeout, max_retries: m.max_retries })
+    }
+}
+
+/// One server of a fleet and what is known of its health.
+struct Server {
     base_url: String,
+    /// (failures in a row, out until).
+    health: Mutex<(u32, Option<Instant>)>,
+}
+
+/// Longest time a failed server is taken out.
+const MAX_COOLDOWN: Duration = Duration::from_secs(30);
+
+/// A remote chat model: one OpenAI-compatible server, or a fleet.
+pub struct OpenAiChatModel {
+    servers: Vec<Server>,
+    next: AtomicUsize,
     model: String,
     api_key: Option<String>,
     agent: ureq::Agent,
+    probe: ureq::Agent,
+    policy: RemotePolicy,
+}
+
+/// How an attempt failed: may another server be tried?
+enum Failed {
+    Retry(Error),
+    Final(Error),
 }
 
 impl OpenAiChatModel {
     /// `base_url` ends before `/chat/completions` (e.g. `http://localhost:11540/v1`).
     pub fn new(base_url: &str, model: &str, api_key: Option<String>) -> Self {
+        Self::fleet(&[base_url.to_string()], model, api_key, RemotePolicy::default())
+    }
+
+    /// Servers of the same model (at least one URL; an empty list means OpenAI's).
+    pub fn fleet(base_urls: &[String], model: &str, api_key: Option<String>, policy: RemotePolicy) -> Self {
         let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_connect(Some(Duration::from_secs(10)))
-            .timeout_recv_response(Some(Duration::from_secs(600)))
+            .timeout_connect(Some(policy.timeout.min(Duration::from_secs(10))))
+            .timeout_recv_response(Some(policy.timeout))
             .http_status_as_error(false)
             .build()
             .into();
-        Self { base_url: base_url.trim_end_matches('/').to_string(), model: model.to_string(), api_key, agent }
+        let probe: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(2))).http_status_as_error(false).build().into();
+        let mut urls: Vec<&str> = base_urls.iter().map(|u| u.trim_end_matches('/')).collect();
+        if urls.is_empty() {
+            urls.push("https://api.openai.com/v1");
+        }
+        let servers = urls.into_iter().map(|u| Server { base_url: u.to_string(), health: Mutex::new((0, None)) }).collect();
+        Self { servers, next: AtomicUsize::new(0), model: model.to_string(), api_key, agent, probe, policy }
+    }
+
+    /// The next server to try: round-robin over those in service and not tried yet; a
+    /// server whose cooldown is over must answer its probe first. With none left, the
+    /// untried one back soonest.
+    fn pick(&self, tried: &[usize]) -> Option<usize> {
+        let n = self.servers.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let now = Instant::now();
+        for k in 0..n {
+            let i = (start + k) % n;
+            if tried.contains(&i) {
+                continue;
+            }
+            let (failures, until) = *self.servers[i].health.lock().unwrap_or_else(|p| p.into_inner());
+            match until {
+                None => return Some(i),
+                Some(t) if t <= now => {
+                    if self.probe_ok(i) {
+                        return Some(i);
+                    }
+                    self.mark_down(i, failures);
+                }
+                Some(_) => {}
+            }
+        }
+        (0..n).filter(|i| !tried.contains(i)).min_by_key(|&i| self.servers[i].health.lock().unwrap_or_else(|p| p.into_inner()).1)
+    }
+
+    fn probe_ok(&self, i: usize) -> bool {
+        let mut req = self.probe.get(format!("{}/models", self.servers[i].base_url));
+        if let Some(k) = &self.api_key {
+            req = req.header("Authorization", &format!("Bearer {k}"));
+        }
+        req.call().is_ok_and(|r| r.status().is_success())
+    }
+
+    fn mark_down(&self, i: usize, failures_before: u32) {
+        let failures = failures_before.saturating_add(1);
+        let cooldown = Duration::from_secs(1).saturating_mul(1 << (failures - 1).min(5)).min(MAX_COOLDOWN);
+        *self.servers[i].health.lock().unwrap_or_else(|p| p.into_inner()) = (failures, Some(Instant::now() + cooldown));
+        tracing::warn!(server = %self.servers[i].base_url, model = %self.model, cooldown_s = cooldown.as_secs(), "remote model server failed; taken out");
+    }
+
+    fn mark_up(&self, i: usize) {
+        let mut h = self.servers[i].health.lock().unwrap_or_else(|p| p.into_inner());
+        if h.0 > 0 {
+            tracing::info!(server = %self.servers[i].base_url, model = %self.model, "remote model server back in service");
+        }
+        *h = (0, None);
     }
 
     fn body(&self, messages: &[ChatMessage], p: &GenerationParams) -> Value {
@@ -86,19 +208,75 @@ impl ChatModel for OpenAiChatModel {
     }
 
     fn generate(&self, messages: &[ChatMessage], params: &GenerationParams, cancel: &CancelFlag, sink: Sink<'_>) -> Result<Generation> {
+        let n = self.servers.len();
+        let attempts = 1 + self.policy.max_retries.map_or(n.saturating_sub(1).max(1), |r| r as usize);
+        let mut tried: Vec<usize> = Vec::new();
+        let mut last: Option<Error> = None;
+        for attempt in 0..attempts {
+            if cancel.is_cancelled() {
+                break;
+            }
+            if tried.len() == n {
+                // Every server failed once: go round again.
+                tried.clear();
+            }
+            let Some(i) = self.pick(&tried) else { break };
+            if attempt > 0 {
+                std::thread::sleep(Duration::from_millis(100u64 << (attempt - 1).min(4)));
+            }
+            let mut emitted = false;
+            let mut counted = |ev: StreamEvent<'_>| {
+                emitted = true;
+                sink(ev)
+            };
+            match self.attempt(i, messages, params, cancel, &mut counted) {
+                Ok(g) => {
+                    self.mark_up(i);
+                    return Ok(g);
+                }
+                Err(Failed::Retry(e)) => {
+                    let failures = self.servers[i].health.lock().unwrap_or_else(|p| p.into_inner()).0;
+                    self.mark_down(i, failures);
+                    if emitted {
+                        return Err(e);
+                    }
+                    tried.push(i);
+                    last = Some(e);
+                }
+                Err(Failed::Final(e)) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or(Error::Cancelled))
+    }
+}
+
+impl OpenAiChatModel {
+    /// One request to server `i`.
+    fn attempt(
+        &self,
+        i: usize,
+        messages: &[ChatMessage],
+        params: &GenerationParams,
+        cancel: &CancelFlag,
+        sink: Sink<'_>,
+    ) -> std::result::Result<Generation, Failed> {
         let t0 = Instant::now();
-        let url = format!("{}/chat/completions", self.base_url);
+        let url = format!("{}/chat/completions", self.servers[i].base_url);
         let mut req = self.agent.post(&url).header("Accept", "text/event-stream");
         if let Some(k) = &self.api_key {
             req = req.header("Authorization", &format!("Bearer {k}"));
         }
-        let resp = req.send_json(self.body(messages, params)).map_err(|e| Error::unavailable(format!("chat endpoint {url}"), format!("unreachable: {e}")))?;
+        let resp = req
+            .send_json(self.body(messages, params))
+            .map_err(|e| Failed::Retry(Error::unavailable(format!("chat endpoint {url}"), format!("unreachable: {e}"))))?;
         let status = resp.status();
         if !status.is_success() {
             let text = resp.into_body().read_to_string().unwrap_or_default();
             let msg =
                 serde_json::from_str::<Value>(&text).ok().and_then(|v| v["error"]["message"].as_str().or(v["detail"].as_str()).map(str::to_string)).unwrap_or(text);
-            return Err(Error::unavailable(format!("chat endpoint {url}"), format!("answered {status}: {msg}")));
+            let e = Error::unavailable(format!("chat endpoint {url}"), format!("answered {status}: {msg}"));
+            let retry = status.is_server_error() || status.as_u16() == 408 || status.as_u16() == 429;
+            return Err(if retry { Failed::Retry(e) } else { Failed::Final(e) });
         }
         let reader = std::io::BufReader::new(resp.into_body().into_reader());
         let mut splitter = ThinkSplitter::new(false);
@@ -113,7 +291,7 @@ impl ChatModel for OpenAiChatModel {
             if cancel.is_cancelled() || gone {
                 break;
             }
-            let line = line.map_err(|e| Error::unavailable(format!("chat endpoint {url}"), format!("stream broke: {e}")))?;
+            let line = line.map_err(|e| Failed::Retry(Error::unavailable(format!("chat endpoint {url}"), format!("stream broke: {e}"))))?;
             let Some(data) = line.strip_prefix("data:") else { continue };
             let data = data.trim();
             if data == "[DONE]" {
@@ -121,7 +299,7 @@ impl ChatModel for OpenAiChatModel {
             }
             let Ok(v) = serde_json::from_str::<Value>(data) else { continue };
             if let Some(msg) = v["error"]["message"].as_str() {
-                return Err(Error::unavailable(format!("chat endpoint {url}"), msg));
+                return Err(Failed::Retry(Error::unavailable(format!("chat endpoint {url}"), msg)));
             }
             if v["usage"].is_object() {
                 usage = Some(v["usage"].clone());

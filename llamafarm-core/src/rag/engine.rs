@@ -80,6 +80,11 @@ impl RagEngine {
         Ok(s)
     }
 
+    /// The stores open now, with their directories.
+    pub fn open_stores(&self) -> Vec<(PathBuf, Arc<EmbeddedStore>)> {
+        self.stores.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(d, s)| (d.clone(), s.clone())).collect()
+    }
+
     /// Whether a store directory exists on disk (without opening it).
     pub fn store_exists(dir: &Path) -> bool {
         dir.join("tantivy").is_dir()

@@ -284,11 +284,22 @@ impl EmbeddedStore {
         }
     }
 
+    /// A tantivy write error as ours. tantivy's indexing thread dies on an I/O error and
+    /// the commit reports only that it died, so a nearly full disk under the store
+    /// (under 16 MiB free) names that as the cause.
+    fn write_error(&self, e: tantivy::TantivyError) -> Error {
+        let killed = matches!(e, tantivy::TantivyError::ErrorInThread(_));
+        if killed && crate::system::disk_usage(&self.dir).is_ok_and(|d| d.free_bytes < 16 << 20) {
+            return Error::StorageFull { what: "the search index".into() };
+        }
+        te(e)
+    }
+
     /// Commit the writer, then make the commit visible to searches. Once the commit has
     /// returned the data is durable, so a failed reader reload is logged, not returned
     /// (the next reload catches up).
     fn commit(&self, w: &mut IndexWriter) -> Result<()> {
-        w.commit().map_err(te)?;
+        w.commit().map_err(|e| self.write_error(e))?;
         if let Err(e) = self.reader.reload() {
             tracing::warn!(error = %e, "index reader reload failed after a commit");
         }
@@ -436,7 +447,7 @@ impl ChunkStore for EmbeddedStore {
                 doc.add_text(self.fields.metadata, meta_json);
                 let bytes: Vec<u8> = c.vector.iter().flat_map(|x| x.to_le_bytes()).collect();
                 doc.add_bytes(self.fields.vector, &bytes);
-                w.add_document(doc).map_err(te)?;
+                w.add_document(doc).map_err(|e| self.write_error(e))?;
             }
             if self.state.read().unwrap_or_else(|p| p.into_inner()).dim.is_none() {
                 self.save_meta(Some(dim))?;

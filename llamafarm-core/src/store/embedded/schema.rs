@@ -10,8 +10,14 @@ pub(super) const TOKENIZER: &str = "lf_en";
 /// The fast field that maps a hit to its in-memory row.
 pub(super) const SEQ_FIELD: &str = "seq";
 
+/// A tantivy error as ours: a full disk is [`Error::StorageFull`], the rest internal.
 pub(super) fn te(e: tantivy::TantivyError) -> Error {
-    Error::internal(format!("index: {e}"))
+    // tantivy wraps the `io::Error` in its own variants, not always as a `source`.
+    let text = e.to_string();
+    if crate::error::chain_is_storage_full(&e) || text.contains("os error 28") || text.contains("os error 122") {
+        return Error::StorageFull { what: "the search index".into() };
+    }
+    Error::internal(format!("index: {text}"))
 }
 
 #[derive(Clone, Copy)]
