@@ -149,9 +149,13 @@ async fn runtime_embeddings_and_rerank() {
     let f0: Vec<f64> = v.iter().map(|x| x.as_f64().unwrap()).collect();
     use llamafarm_core::embed::Precision;
     let native = Precision::native();
-    let native_cos = if native == Precision::Int8 { 0.99 } else { 0.998 };
+    // The AVX2 kernel (an AVX2-only CPU) quantises weights and activations to 7 bits: this
+    // short sentence comes out at 0.988 there, and SciFact's retrieval is fp32's
+    // (docs/benchmarks.md, "Reduced precisions"); the VNNI kernels' 8 bits give 0.99+.
+    let int8_cos = if llamafarm_core::system::embedding_kernels()["int8"] == "avx2" { 0.985 } else { 0.99 };
+    let native_cos = if native == Precision::Int8 { int8_cos } else { 0.998 };
     for (id, min_cos, differs) in
-        [(format!("{model}:int8"), 0.99, true), (format!("{model}:bf16"), 0.998, true), (model.to_string(), native_cos, native != Precision::F32)]
+        [(format!("{model}:int8"), int8_cos, true), (format!("{model}:bf16"), 0.998, true), (model.to_string(), native_cos, native != Precision::F32)]
     {
         let (st, q) = s.runtime_post("/v1/embeddings", json!({"model": id, "input": ["This is an example sentence", "hi"]})).await;
         assert_eq!(st, 200, "{q}");
