@@ -103,7 +103,20 @@ async fn receive(st: &AppState, ns: &str, p: &str, ds: &str, mut mp: Multipart) 
             match field.chunk().await {
                 // Too large, or the body broke: the request fails as a whole (the
                 // batch's parts are removed when it drops).
-                Ok(Some(bytes)) => w.write(&bytes)?,
+                Ok(Some(bytes)) => {
+                    if let Err(e) = w.write(&bytes) {
+                        if matches!(e, Error::StorageFull { .. }) {
+                            // Read the rest of the body (bounded by the body limit) before
+                            // answering: a client still sending gets the 507, not a reset.
+                            drop(w);
+                            while let Ok(Some(_)) = field.chunk().await {}
+                            while let Ok(Some(mut f)) = mp.next_field().await {
+                                while let Ok(Some(_)) = f.chunk().await {}
+                            }
+                        }
+                        return Err(e.into());
+                    }
+                }
                 Ok(None) => break,
                 Err(e) => return Err(multipart_err(e)),
             }
