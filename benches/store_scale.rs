@@ -8,8 +8,10 @@
 //!
 //! Run: `cargo bench -p llamafarm-benches --bench store_scale` (`STORE_CHUNKS=200000` for a smaller
 //! store; `STORE_WAIT_REBUILD=1` also waits for the graph after the restart and measures again).
+//! `STORE_CHROMA=host:port` writes the same chunks to a [`ChromaStore`] on that `chroma run`
+//! server instead and measures its write rate and query latency (no restart phase).
 
-use llamafarm_core::store::{ChunkRecord, ChunkStore, EmbeddedStore, Metric};
+use llamafarm_core::store::{ChromaConfig, ChromaStore, ChunkRecord, ChunkStore, EmbeddedStore, Metric};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::time::Instant;
@@ -59,12 +61,8 @@ fn main() {
     let vocab: Vec<&str> = texts.iter().flat_map(|t| t.split_whitespace()).filter(|w| w.len() > 3 && w.chars().all(char::is_alphabetic)).take(50_000).collect();
     let sdir = work.path().join("store");
     let base_rss = rss_kb("VmRSS:");
-    let store = EmbeddedStore::open(&sdir, Metric::Cosine).unwrap();
-    let t = Instant::now();
-    let mut i = 0;
-    while i < size {
-        let n = 5000.min(size - i);
-        let batch: Vec<ChunkRecord> = (i..i + n)
+    let mut make_batch = |i: usize, n: usize| -> Vec<ChunkRecord> {
+        (i..i + n)
             .map(|c| {
                 let b = c % texts.len();
                 let mut v = vectors[b].clone();
@@ -80,8 +78,28 @@ fn main() {
                 let metadata = json!({"document_name": format!("doc-{}.txt", c / 3), "chunk_index": c % 3, "source_dataset": "bench"}).as_object().unwrap().clone();
                 ChunkRecord { id: format!("c{c}"), file_hash: format!("f{}", c / 3), content, metadata, vector: v }
             })
-            .collect();
-        store.add(batch).unwrap();
+            .collect()
+    };
+    if let Ok(server) = std::env::var("STORE_CHROMA") {
+        let (host, port) = server.rsplit_once(':').expect("STORE_CHROMA is host:port");
+        let cfg = ChromaConfig::new(host, port.parse().expect("a port"), &format!("store-scale-{size}"));
+        let store = ChromaStore::open(&sdir, cfg, Metric::Cosine).unwrap();
+        let t = Instant::now();
+        for i in (0..size).step_by(5000) {
+            store.add(make_batch(i, 5000.min(size - i))).unwrap();
+        }
+        let write_s = t.elapsed().as_secs_f64();
+        println!("Chroma server {server}: wrote {size} chunks in {write_s:.0} s ({:.0} chunks/s)", size as f64 / write_s);
+        latency(&store, &qvecs, &queries, "on the Chroma server");
+        store.clear().unwrap();
+        return;
+    }
+    let store = EmbeddedStore::open(&sdir, Metric::Cosine).unwrap();
+    let t = Instant::now();
+    let mut i = 0;
+    while i < size {
+        let n = 5000.min(size - i);
+        store.add(make_batch(i, n)).unwrap();
         i += n;
         if i % 100_000 == 0 {
             println!("  {i} chunks: {:.0} s, RSS {} MB", t.elapsed().as_secs_f64(), rss_kb("VmRSS:") / 1024);
@@ -120,7 +138,7 @@ fn main() {
     }
 }
 
-fn latency(store: &EmbeddedStore, qvecs: &[Vec<f32>], queries: &[String], when: &str) {
+fn latency(store: &dyn ChunkStore, qvecs: &[Vec<f32>], queries: &[String], when: &str) {
     let (mut bm, mut vec, mut hy) = (Vec::new(), Vec::new(), Vec::new());
     for (qv, qt) in qvecs.iter().zip(queries) {
         let t = Instant::now();

@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 cargo fmt --all --check
 scripts/fetch-models.sh
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# Real servers the tests start on loopback: a Chroma server (pinned, from PyPI).
+LF_CHROMA="$(scripts/services/chroma.sh)"
+export LF_CHROMA
 cargo test --workspace --locked
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 # The official openai Python SDK against a real `lf serve` (chat, streaming, models, embeddings,

@@ -42,6 +42,7 @@ pub mod embed;
 pub mod error;
 pub mod event;
 pub mod examples;
+mod fleet;
 pub mod fsutil;
 pub mod health;
 pub mod ingest;
@@ -451,7 +452,6 @@ impl LlamaFarm {
     /// What this process holds and has done, for monitoring (`/metrics`): the task
     /// queue, the local chat models' counts, the open stores' sizes, memory.
     pub fn stats(&self) -> system::Stats {
-        use store::ChunkStore;
         let projects = self.inner.layout.projects_dir();
         let mut stores: Vec<system::StoreSize> = self
             .inner

@@ -471,15 +471,6 @@ fn run_job(lf: &LlamaFarm, job: &Job) -> Result<TaskState> {
         rec.state = TaskState::Success;
     }
     rec.result = Some(rec.summarize());
-    if let Err(e) = save(&dir, &mut rec) {
-        // The outcome stands (the index holds it); the record says the task failed
-        // because its end could not be written, and keeps every file's outcome.
-        rec.state = TaskState::Failure;
-        rec.error = Some(e.to_string());
-        lf.tasks().save_final(&dir, rec);
-        return Err(e);
-    }
-    lf.tasks().cancels.lock().unwrap_or_else(|p| p.into_inner()).remove(&job.task_id);
     // One text-index segment per database after a bulk load keeps BM25 fast.
     if rec.outcomes.iter().any(|o| o.status == "processed") {
         if let Ok(db) = project.datasets().get(&rec.dataset).map(|d| d.database) {
@@ -489,7 +480,8 @@ fn run_job(lf: &LlamaFarm, job: &Job) -> Result<TaskState> {
         }
     }
 
-    // One `rag_processing` event per run, with a sub-event per file.
+    // One `rag_processing` event per run, with a sub-event per file, written before
+    // the final record so that a reader who sees the task finished also sees its event.
     let sub: Vec<Value> = rec.outcomes.iter().map(|o| json!({"type": "file", "data": o})).collect();
     let summary = json!({
         "dataset": rec.dataset,
@@ -500,6 +492,15 @@ fn run_job(lf: &LlamaFarm, job: &Job) -> Result<TaskState> {
         "duration_ms": started.elapsed().as_secs_f64() * 1000.0,
     });
     let _ = project.events().record("rag_processing", summary.clone(), json!({"result": rec.result, "summary": summary}), sub);
+    if let Err(e) = save(&dir, &mut rec) {
+        // The outcome stands (the index holds it); the record says the task failed
+        // because its end could not be written, and keeps every file's outcome.
+        rec.state = TaskState::Failure;
+        rec.error = Some(e.to_string());
+        lf.tasks().save_final(&dir, rec);
+        return Err(e);
+    }
+    lf.tasks().cancels.lock().unwrap_or_else(|p| p.into_inner()).remove(&job.task_id);
     Ok(rec.state)
 }
 
@@ -654,7 +655,6 @@ mod tests {
     /// same chunks, with the same vectors to the bit, as processing each file alone.
     #[test]
     fn grouped_processing_matches_file_by_file() {
-        use crate::store::ChunkStore;
         let dir = tempfile::tempdir().unwrap();
         let lf = LlamaFarm::open_with(dir.path(), crate::ModelCache::from_env()).unwrap();
         let words = ["aspirin", "platelet", "protein", "kinase", "tumour", "receptor", "insulin", "neuron", "cortex", "enzyme"];

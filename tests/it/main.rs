@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod chat_api;
+mod chroma_store;
 mod examples_api;
 mod http_api;
 mod ingest_api;

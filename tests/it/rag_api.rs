@@ -1,5 +1,6 @@
 //! RAG endpoints and the runtime's embeddings/rerank over a real socket, with real models.
 
+use crate::chroma_store::ChromaServer;
 use crate::support::{assert_detail, TestServer};
 use llamafarm_core::rag::NewChunk;
 use serde_json::json;
@@ -7,8 +8,18 @@ use serde_json::json;
 const P: &str = "/v1/projects/acme/kb";
 
 async fn seeded() -> TestServer {
+    seeded_on(None).await
+}
+
+/// Three chunks in `main_database`: in the embedded store, or in a Chroma server on `chroma` (a port).
+async fn seeded_on(chroma: Option<u16>) -> TestServer {
     let s = TestServer::start_with_models().await;
     assert_eq!(s.post("/v1/projects/acme", json!({"name": "kb"})).await.0, 200);
+    if let Some(port) = chroma {
+        let cfg = json!({"config": {"collection_name": "kb-main", "host": "127.0.0.1", "port": port}});
+        let (st, d) = s.patch(&format!("{P}/rag/databases/main_database"), cfg).await;
+        assert_eq!(st, 200, "{d}");
+    }
     let lf = s.lf.clone();
     tokio::task::spawn_blocking(move || {
         let rag = lf.project("acme", "kb").unwrap().rag();
@@ -34,7 +45,54 @@ async fn seeded() -> TestServer {
 
 #[tokio::test]
 async fn rag_query_and_bad_input() {
-    let s = seeded().await;
+    query_checks(&seeded().await).await;
+}
+
+/// The retrieval checks on a database whose vectors live in a `chroma run` server; the
+/// ingestion pipeline writes there too, and the server going away is a 503 naming it.
+#[tokio::test]
+async fn retrieval_on_a_chroma_server() {
+    let Some(chroma) = ChromaServer::start() else { return };
+    let s = seeded_on(Some(chroma.port)).await;
+    query_checks(&s).await;
+    let (_, stats) = s.get(&format!("{P}/rag/stats")).await;
+    assert!(stats["store"].as_str().unwrap().starts_with(&format!("chroma server 127.0.0.1:{} (collection 'kb-main'", chroma.port)), "{stats}");
+    assert_eq!((stats["vector_count"].as_u64(), stats["embedding_dimension"].as_u64()), (Some(3), Some(384)));
+    let (st, h) = s.get(&format!("{P}/rag/health")).await;
+    assert_eq!((st, h["status"].as_str()), (200, Some("healthy")), "{h}");
+
+    // Upload and process a file: its chunks go to the server; removing it removes them.
+    let md = b"# Tides\nThe moon's gravity raises two tidal bulges on the oceans.\n".to_vec();
+    let form = reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::bytes(md).file_name("tides.md"));
+    let resp = s.http.post(s.url(&format!("{P}/datasets/default/data?auto_process=false"))).multipart(form).send().await.unwrap();
+    let up: serde_json::Value = resp.json().await.unwrap();
+    let hash = up["hash"].as_str().unwrap().to_string();
+    let (_, act) = s.post(&format!("{P}/datasets/default/actions"), json!({"action_type": "process"})).await;
+    let task = act["task_id"].as_str().unwrap().to_string();
+    let t = loop {
+        let (_, t) = s.get(&format!("{P}/tasks/{task}")).await;
+        if matches!(t["state"].as_str(), Some("SUCCESS" | "FAILURE")) {
+            break t;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(t["state"], "SUCCESS", "{t}");
+    let (_, r) = s.post(&format!("{P}/rag/query"), json!({"query": "why are there tides", "top_k": 1, "retrieval_strategy": "vector"})).await;
+    assert_eq!(r["results"][0]["metadata"]["document_name"], "tides.md", "{r}");
+    let (st, rm) = s.delete(&format!("{P}/datasets/default/data/{hash}")).await;
+    assert_eq!(st, 200, "{rm}");
+    let (_, stats) = s.get(&format!("{P}/rag/stats")).await;
+    assert_eq!(stats["vector_count"].as_u64(), Some(3));
+
+    let port = chroma.port;
+    drop(chroma);
+    for strategy in ["vector", "hybrid"] {
+        let d = assert_detail(&s.post(&format!("{P}/rag/query"), json!({"query": "cats", "retrieval_strategy": strategy})).await, 503);
+        assert!(d.contains(&format!("Chroma server 127.0.0.1:{port}")), "{d}");
+    }
+}
+
+async fn query_checks(s: &TestServer) {
     let (st, r) = s.post(&format!("{P}/rag/query"), json!({"query": "how does loss scale with compute", "top_k": 2})).await;
     assert_eq!(st, 200, "{r}");
     assert_eq!(r["database_used"], "main_database");
@@ -236,4 +294,44 @@ async fn openai_embedder_talks_to_our_runtime() {
         "embedding_strategies": [{"name": "remote", "type": "OpenAIEmbedder", "config": {"base_url": "http://127.0.0.1:9/v1", "model": "m", "dimension": 8}}]});
     assert_eq!(s.post("/v1/projects/acme/remote/rag/databases", down).await.0, 201);
     assert_detail(&s.post("/v1/projects/acme/remote/rag/query", json!({"query": "x", "database": "down_db"})).await, 503);
+}
+
+/// A remote embedder on a fleet: one server never up, one stopped after five queries; every
+/// query answers from the server left.
+#[tokio::test]
+async fn an_embedder_fleet_loses_no_query_when_a_server_stops() {
+    let s = TestServer::start_with_models().await;
+    s.post("/v1/projects/acme", json!({"name": "fleet", "config_template": "server"})).await;
+    // A second runtime port on the same library instance, to be stopped.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let second = format!("http://{}/v1", listener.local_addr().unwrap());
+    let router = llamafarm_http::runtime_router(s.lf.clone(), &Default::default());
+    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+    let db = json!({"name": "fleet_db", "type": "ChromaStore",
+        "embedding_strategies": [{"name": "remote", "type": "OpenAIEmbedder",
+            "config": {"base_url": format!("{}/v1", s.runtime_base), "base_urls": ["http://127.0.0.1:9/v1", second],
+                       "model": "sentence-transformers/all-MiniLM-L6-v2", "dimension": 384, "api_key": "unused"}}],
+        "retrieval_strategies": [{"name": "basic", "type": "BasicSimilarityStrategy", "default": true}]});
+    let (st, body) = s.post("/v1/projects/acme/fleet/rag/databases", db).await;
+    assert_eq!(st, 201, "{body}");
+    let lf = s.lf.clone();
+    tokio::task::spawn_blocking(move || {
+        let rag = lf.project("acme", "fleet").unwrap().rag();
+        rag.add_texts("fleet_db", vec![NewChunk::new("ab", 0, "Cats purr."), NewChunk::new("cd", 0, "Stocks fell sharply.")]).unwrap();
+    })
+    .await
+    .unwrap();
+    for i in 0..20 {
+        if i == 5 {
+            server.abort();
+        }
+        let (st, r) = s.post("/v1/projects/acme/fleet/rag/query", json!({"query": format!("feline {i}"), "database": "fleet_db", "top_k": 1})).await;
+        assert_eq!(st, 200, "query {i}: {r}");
+        assert_eq!(r["results"][0]["content"], "Cats purr.");
+    }
+    let bad = json!({"name": "bad_fleet", "type": "ChromaStore",
+        "embedding_strategies": [{"name": "remote", "type": "OpenAIEmbedder", "config": {"base_url": "http://127.0.0.1:9/v1", "base_urls": "http://x", "model": "m"}}]});
+    assert_eq!(s.post("/v1/projects/acme/fleet/rag/databases", bad).await.0, 201);
+    let d = assert_detail(&s.post("/v1/projects/acme/fleet/rag/query", json!({"query": "x", "database": "bad_fleet"})).await, 422);
+    assert!(d.contains("base_urls"), "{d}");
 }

@@ -134,6 +134,32 @@ fn validation_names_path_and_rule() {
 }
 
 #[test]
+fn store_types_and_chroma_server_settings_are_checked() {
+    let mut v = base();
+    v["rag"]["databases"][0]["type"] = "QdrantStore".into();
+    let got = issues(v);
+    assert!(got.iter().any(|s| s.starts_with("rag.databases[0].type: QdrantStore is not supported yet")), "{got:?}");
+
+    let mut v = base();
+    v["rag"]["databases"][0]["config"] = serde_json::json!({"host": "localhost", "port": 8000, "collection_name": "documents"});
+    assert!(issues(v).is_empty());
+    let mut v = base();
+    v["rag"]["databases"][0]["config"] = serde_json::json!({"host": "http://localhost/x", "port": 70000, "collection_name": "a"});
+    let got = issues(v);
+    for want in [
+        "rag.databases[0].config.port: must be a port number",
+        "rag.databases[0].config.host: must be a host name",
+        "rag.databases[0].config.collection_name: 'a' is not",
+    ] {
+        assert!(got.iter().any(|s| s.starts_with(want)), "{want}: {got:?}");
+    }
+    // Without a host the collection name is only a label (the embedded store).
+    let mut v = base();
+    v["rag"]["databases"][0]["config"] = serde_json::json!({"collection_name": "a"});
+    assert!(issues(v).is_empty());
+}
+
+#[test]
 fn type_errors_and_missing_keys_name_the_path() {
     let mut v = base();
     v["runtime"]["models"][0]["keep_loaded"] = "yes".into();

@@ -263,6 +263,7 @@ fn validate_rag(v: &mut V, cfg: &LlamaFarmConfig, rag: &RagConfig) {
             let path = format!("rag.databases[{i}]");
             v.ident(&format!("{path}.name"), &db.name, Some(50));
             v.one_of(&format!("{path}.type"), &db.kind, DATABASE_TYPES);
+            validate_store_config(v, &path, db);
             let embs = db.embedding_strategies.as_deref().unwrap_or(&[]);
             for (j, e) in embs.iter().enumerate() {
                 v.one_of(&format!("{path}.embedding_strategies[{j}].type"), &e.kind, EMBEDDER_TYPES);
@@ -416,6 +417,34 @@ fn validate_retrieval_config(v: &mut V, path: &str, r: &RetrievalStrategyConfig)
         let allowed = ["cosine", "euclidean", "manhattan", "dot", "l2", "ip"];
         if !allowed.contains(&m.as_str()) {
             v.err(format!("{path}.distance_metric"), format!("must be one of {}, got '{m}'", allowed.join(", ")));
+        }
+    }
+}
+
+/// A database's store: `QdrantStore` has no client yet (refused rather than served by
+/// the embedded store under its name); a `ChromaStore` with a `host` needs a valid port
+/// and a collection name the Chroma server accepts.
+fn validate_store_config(v: &mut V, path: &str, db: &DatabaseConfig) {
+    if db.kind == "QdrantStore" {
+        v.err(format!("{path}.type"), "QdrantStore is not supported yet: use ChromaStore (the embedded store, or a Chroma server with config.host and config.port)");
+        return;
+    }
+    let Some(c) = db.config.as_ref() else { return };
+    if let Some(p) = c.get("port").filter(|p| !p.is_null()) {
+        if !p.as_u64().is_some_and(|n| (1..=65535).contains(&n)) {
+            v.err(format!("{path}.config.port"), format!("must be a port number (1-65535), got {p}"));
+        }
+    }
+    if let Some(h) = c.get("host").filter(|h| !h.is_null()) {
+        if !h.as_str().is_some_and(|h| !h.trim().is_empty() && !h.contains(['/', ' ', '?', '#'])) {
+            v.err(format!("{path}.config.host"), format!("must be a host name or address (no scheme or path), got {h}"));
+        }
+        let name = c.get("collection_name").and_then(|n| n.as_str()).unwrap_or("documents");
+        if !crate::store::ChromaConfig::valid_collection(name) {
+            v.err(
+                format!("{path}.config.collection_name"),
+                format!("'{name}' is not a Chroma collection name (3-512 characters of a-z, A-Z, 0-9, '.', '_', '-', starting and ending with a letter or digit)"),
+            );
         }
     }
 }

@@ -217,6 +217,10 @@ pub enum EmbedderSpec {
     Http {
         /// Base URL ending before `/embeddings` (e.g. `http://localhost:11434/v1`).
         base_url: String,
+        /// More servers of the same model (`base_urls`): requests spread over all of them.
+        base_urls: Vec<String>,
+        /// Further attempts after a failure (`max_retries`; default one per other server).
+        max_retries: Option<u32>,
         /// Model name sent in the request.
         model: String,
         /// Bearer token.
@@ -232,6 +236,32 @@ pub enum EmbedderSpec {
 
 fn cfg_str(cfg: &serde_json::Map<String, Value>, key: &str) -> Option<String> {
     cfg.get(key).and_then(|v| v.as_str()).map(str::to_string).filter(|s| !s.is_empty())
+}
+
+/// `base_urls`: the other servers of a remote embedder, each as `base_url` is read.
+fn more_bases(cfg: &serde_json::Map<String, Value>) -> Result<Vec<String>> {
+    match cfg.get("base_urls") {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|u| {
+                u.as_str()
+                    .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
+                    .map(openai_base)
+                    .ok_or_else(|| Error::invalid("base_urls", format!("must be a list of http(s) URLs, got {u}")))
+            })
+            .collect(),
+        Some(other) => Err(Error::invalid("base_urls", format!("must be a list of http(s) URLs, got {other}"))),
+    }
+}
+
+fn max_retries(cfg: &serde_json::Map<String, Value>) -> Result<Option<u32>> {
+    match cfg.get("max_retries") {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => {
+            v.as_u64().filter(|n| *n <= 100).map(|n| Some(n as u32)).ok_or_else(|| Error::invalid("max_retries", format!("must be between 0 and 100, got {v}")))
+        }
+    }
 }
 
 fn cfg_usize(cfg: &serde_json::Map<String, Value>, key: &str) -> Option<usize> {
@@ -269,6 +299,8 @@ impl EmbedderSpec {
                 let base = cfg_str(cfg, "base_url").unwrap_or_else(|| "http://localhost:11434".into());
                 Ok(EmbedderSpec::Http {
                     base_url: openai_base(&base),
+                    base_urls: more_bases(cfg)?,
+                    max_retries: max_retries(cfg)?,
                     model: cfg_str(cfg, "model").unwrap_or_else(|| "nomic-embed-text".into()),
                     api_key: cfg_str(cfg, "api_key"),
                     dimension,
@@ -280,6 +312,8 @@ impl EmbedderSpec {
                 let base = cfg_str(cfg, "base_url").unwrap_or_else(|| "https://api.openai.com/v1".into());
                 Ok(EmbedderSpec::Http {
                     base_url: openai_base(&base),
+                    base_urls: more_bases(cfg)?,
+                    max_retries: max_retries(cfg)?,
                     model: cfg_str(cfg, "model").unwrap_or_else(|| "text-embedding-3-small".into()),
                     api_key: cfg_str(cfg, "api_key"),
                     dimension,
@@ -298,7 +332,9 @@ impl EmbedderSpec {
             EmbedderSpec::Local { model, document_prefix, query_prefix, .. } => {
                 format!("local:{model}|{}|{}", document_prefix.as_deref().unwrap_or(""), query_prefix.as_deref().unwrap_or(""))
             }
-            EmbedderSpec::Http { base_url, model, .. } => format!("http:{base_url}:{model}"),
+            EmbedderSpec::Http { base_url, base_urls, model, max_retries, .. } => {
+                format!("http:{base_url}:{model}|{}|{max_retries:?}", base_urls.join(","))
+            }
         }
     }
 

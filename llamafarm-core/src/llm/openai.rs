@@ -1,21 +1,19 @@
 //! Any OpenAI-compatible `/v1/chat/completions` endpoint, streamed (SSE), or a fleet of
 //! them serving one model.
 //!
-//! A fleet spreads requests round-robin over its healthy servers. A request that fails
-//! before its first token (no connection, a 5xx, 408 or 429, a stream cut before any text)
-//! is retried on another server after a short backoff, and the failed server is taken out
-//! for a cooldown (1 s, doubling to 30 s per failure in a row); when its cooldown is over, a
-//! `GET {base_url}/models` must answer before requests go to it again. A failure after
-//! tokens reached the client is not retried (the client has a part of an answer).
+//! A fleet ([`crate::fleet`]) spreads requests round-robin over its healthy servers. A
+//! request that fails before its first token (no connection, a 5xx, 408 or 429, a stream
+//! cut before any text) is retried on another server after a short backoff, and the failed
+//! server is taken out until it answers a probe again. A failure after tokens reached the
+//! client is not retried (the client has a part of an answer).
 
 use super::think::ThinkSplitter;
 use super::{CancelFlag, ChatMessage, ChatModel, FinishReason, Generation, GenerationParams, Sink, StreamEvent};
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
+use crate::fleet::Fleet;
 use serde_json::{json, Value};
 use std::io::BufRead;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Timeouts and retries of a remote model (`request_timeout`, `max_retries` on a
@@ -49,24 +47,12 @@ impl RemotePolicy {
     }
 }
 
-/// One server of a fleet and what is known of its health.
-struct Server {
-    base_url: String,
-    /// (failures in a row, out until).
-    health: Mutex<(u32, Option<Instant>)>,
-}
-
-/// Longest time a failed server is taken out.
-const MAX_COOLDOWN: Duration = Duration::from_secs(30);
-
 /// A remote chat model: one OpenAI-compatible server, or a fleet.
 pub struct OpenAiChatModel {
-    servers: Vec<Server>,
-    next: AtomicUsize,
+    servers: Fleet,
     model: String,
     api_key: Option<String>,
     agent: ureq::Agent,
-    probe: ureq::Agent,
     policy: RemotePolicy,
 }
 
@@ -90,63 +76,8 @@ impl OpenAiChatModel {
             .http_status_as_error(false)
             .build()
             .into();
-        let probe: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(2))).http_status_as_error(false).build().into();
-        let mut urls: Vec<&str> = base_urls.iter().map(|u| u.trim_end_matches('/')).collect();
-        if urls.is_empty() {
-            urls.push("https://api.openai.com/v1");
-        }
-        let servers = urls.into_iter().map(|u| Server { base_url: u.to_string(), health: Mutex::new((0, None)) }).collect();
-        Self { servers, next: AtomicUsize::new(0), model: model.to_string(), api_key, agent, probe, policy }
-    }
-
-    /// The next server to try: round-robin over those in service and not tried yet; a
-    /// server whose cooldown is over must answer its probe first. With none left, the
-    /// untried one back soonest.
-    fn pick(&self, tried: &[usize]) -> Option<usize> {
-        let n = self.servers.len();
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        let now = Instant::now();
-        for k in 0..n {
-            let i = (start + k) % n;
-            if tried.contains(&i) {
-                continue;
-            }
-            let (failures, until) = *self.servers[i].health.lock().unwrap_or_else(|p| p.into_inner());
-            match until {
-                None => return Some(i),
-                Some(t) if t <= now => {
-                    if self.probe_ok(i) {
-                        return Some(i);
-                    }
-                    self.mark_down(i, failures);
-                }
-                Some(_) => {}
-            }
-        }
-        (0..n).filter(|i| !tried.contains(i)).min_by_key(|&i| self.servers[i].health.lock().unwrap_or_else(|p| p.into_inner()).1)
-    }
-
-    fn probe_ok(&self, i: usize) -> bool {
-        let mut req = self.probe.get(format!("{}/models", self.servers[i].base_url));
-        if let Some(k) = &self.api_key {
-            req = req.header("Authorization", &format!("Bearer {k}"));
-        }
-        req.call().is_ok_and(|r| r.status().is_success())
-    }
-
-    fn mark_down(&self, i: usize, failures_before: u32) {
-        let failures = failures_before.saturating_add(1);
-        let cooldown = Duration::from_secs(1).saturating_mul(1 << (failures - 1).min(5)).min(MAX_COOLDOWN);
-        *self.servers[i].health.lock().unwrap_or_else(|p| p.into_inner()) = (failures, Some(Instant::now() + cooldown));
-        tracing::warn!(server = %self.servers[i].base_url, model = %self.model, cooldown_s = cooldown.as_secs(), "remote model server failed; taken out");
-    }
-
-    fn mark_up(&self, i: usize) {
-        let mut h = self.servers[i].health.lock().unwrap_or_else(|p| p.into_inner());
-        if h.0 > 0 {
-            tracing::info!(server = %self.servers[i].base_url, model = %self.model, "remote model server back in service");
-        }
-        *h = (0, None);
+        let servers = Fleet::new(base_urls, "https://api.openai.com/v1", api_key.clone(), format!("chat model '{model}'"));
+        Self { servers, model: model.to_string(), api_key, agent, policy }
     }
 
     fn body(&self, messages: &[ChatMessage], p: &GenerationParams) -> Value {
@@ -208,22 +139,14 @@ impl ChatModel for OpenAiChatModel {
     }
 
     fn generate(&self, messages: &[ChatMessage], params: &GenerationParams, cancel: &CancelFlag, sink: Sink<'_>) -> Result<Generation> {
-        let n = self.servers.len();
-        let attempts = 1 + self.policy.max_retries.map_or(n.saturating_sub(1).max(1), |r| r as usize);
         let mut tried: Vec<usize> = Vec::new();
         let mut last: Option<Error> = None;
-        for attempt in 0..attempts {
+        for attempt in 0..self.servers.attempts(self.policy.max_retries) {
             if cancel.is_cancelled() {
                 break;
             }
-            if tried.len() == n {
-                // Every server failed once: go round again.
-                tried.clear();
-            }
-            let Some(i) = self.pick(&tried) else { break };
-            if attempt > 0 {
-                std::thread::sleep(Duration::from_millis(100u64 << (attempt - 1).min(4)));
-            }
+            let Some(i) = self.servers.pick(&mut tried) else { break };
+            std::thread::sleep(Fleet::backoff(attempt));
             let mut emitted = false;
             let mut counted = |ev: StreamEvent<'_>| {
                 emitted = true;
@@ -231,12 +154,11 @@ impl ChatModel for OpenAiChatModel {
             };
             match self.attempt(i, messages, params, cancel, &mut counted) {
                 Ok(g) => {
-                    self.mark_up(i);
+                    self.servers.mark_up(i);
                     return Ok(g);
                 }
                 Err(Failed::Retry(e)) => {
-                    let failures = self.servers[i].health.lock().unwrap_or_else(|p| p.into_inner()).0;
-                    self.mark_down(i, failures);
+                    self.servers.mark_down(i);
                     if emitted {
                         return Err(e);
                     }
@@ -261,7 +183,7 @@ impl OpenAiChatModel {
         sink: Sink<'_>,
     ) -> std::result::Result<Generation, Failed> {
         let t0 = Instant::now();
-        let url = format!("{}/chat/completions", self.servers[i].base_url);
+        let url = format!("{}/chat/completions", self.servers.url(i));
         let mut req = self.agent.post(&url).header("Accept", "text/event-stream");
         if let Some(k) = &self.api_key {
             req = req.header("Authorization", &format!("Bearer {k}"));

@@ -3,7 +3,6 @@
 use super::{Rag, RagEngine};
 use crate::config::{DatabaseConfig, LlamaFarmConfig, RagConfig};
 use crate::error::{Error, ResourceKind, Result};
-use crate::store::ChunkStore;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -223,7 +222,7 @@ impl Rag {
         let limit = limit as usize;
         let cfg = self.project.config()?;
         let db = cfg.database(database).cloned().ok_or_else(|| Error::missing(ResourceKind::Database, database))?;
-        let store = self.engine().store(&self.store_dir(&db.name), Self::metric_of(&db)?)?;
+        let store = self.store_of(&db)?;
         let mut docs: BTreeMap<String, DocumentSummary> = BTreeMap::new();
         let mut order: Vec<String> = Vec::new();
         // Walk all chunks in insertion order (the listing is an overview, not a hot path).

@@ -5,19 +5,39 @@ use crate::embed::{BertEmbedder, CandleEmbedder, Embedder, EmbedderSpec, HttpEmb
 use crate::error::{Error, Result};
 use crate::model_cache::ModelCache;
 use crate::rag::rerank::CrossEncoder;
-use crate::store::{EmbeddedStore, Metric};
+use crate::store::{ChromaConfig, ChromaStore, ChunkStore, EmbeddedStore, Metric};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 type Slot<T> = Arc<OnceLock<std::result::Result<Arc<T>, String>>>;
 
+/// Where a database's chunks live.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum StoreBackend {
+    /// [`EmbeddedStore`] in the database directory (the default, and `ChromaStore`
+    /// without a `host`, as the original's embedded Chroma).
+    Embedded,
+    /// [`ChromaStore`] on a Chroma server, with its BM25 side in the database directory.
+    Chroma(ChromaConfig),
+}
+
+impl StoreBackend {
+    /// How stats and health name the backend.
+    pub fn describe(&self) -> String {
+        match self {
+            StoreBackend::Embedded => "embedded (tantivy BM25 + HNSW)".into(),
+            StoreBackend::Chroma(c) => format!("chroma server {} (collection '{}'; keyword search: local tantivy BM25)", c.endpoint(), c.collection),
+        }
+    }
+}
+
 /// Loaded models and open stores. One per [`crate::LlamaFarm`].
 #[derive(Default)]
 pub struct RagEngine {
     embedders: Mutex<HashMap<String, Slot<dyn Embedder>>>,
     rerankers: Mutex<HashMap<String, Slot<CrossEncoder>>>,
-    stores: Mutex<HashMap<PathBuf, Arc<EmbeddedStore>>>,
+    stores: Mutex<HashMap<PathBuf, (StoreBackend, Arc<dyn ChunkStore>)>>,
 }
 
 impl RagEngine {
@@ -69,20 +89,38 @@ impl RagEngine {
         }
     }
 
-    /// The store in `dir`, opened once.
-    pub fn store(&self, dir: &Path, metric: Metric) -> Result<Arc<EmbeddedStore>> {
-        let mut map = self.stores.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(s) = map.get(dir) {
-            return Ok(s.clone());
+    /// The store of the database in `dir`, opened once per backend (a config that
+    /// moves the database to another backend opens that one).
+    pub fn store(&self, dir: &Path, backend: &StoreBackend, metric: Metric) -> Result<Arc<dyn ChunkStore>> {
+        {
+            let mut map = self.stores.lock().unwrap_or_else(|p| p.into_inner());
+            match map.get(dir) {
+                Some((b, s)) if b == backend => return Ok(s.clone()),
+                _ if *backend == StoreBackend::Embedded => {
+                    // Opened under the lock: two writers on one tantivy index cannot coexist.
+                    let s: Arc<dyn ChunkStore> = Arc::new(EmbeddedStore::open(dir, metric)?);
+                    map.insert(dir.to_path_buf(), (backend.clone(), s.clone()));
+                    return Ok(s);
+                }
+                _ => {}
+            }
         }
-        let s = Arc::new(EmbeddedStore::open(dir, metric)?);
-        map.insert(dir.to_path_buf(), s.clone());
-        Ok(s)
+        let StoreBackend::Chroma(cfg) = backend else { unreachable!("the embedded backend returned above") };
+        // A server round trip: not under the lock, so a slow server does not stall other databases.
+        let opened: Arc<dyn ChunkStore> = Arc::new(ChromaStore::open(dir, cfg.clone(), metric)?);
+        let mut map = self.stores.lock().unwrap_or_else(|p| p.into_inner());
+        match map.get(dir) {
+            Some((b, s)) if b == backend => Ok(s.clone()),
+            _ => {
+                map.insert(dir.to_path_buf(), (backend.clone(), opened.clone()));
+                Ok(opened)
+            }
+        }
     }
 
     /// The stores open now, with their directories.
-    pub fn open_stores(&self) -> Vec<(PathBuf, Arc<EmbeddedStore>)> {
-        self.stores.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(d, s)| (d.clone(), s.clone())).collect()
+    pub fn open_stores(&self) -> Vec<(PathBuf, Arc<dyn ChunkStore>)> {
+        self.stores.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(d, (_, s))| (d.clone(), s.clone())).collect()
     }
 
     /// Whether a store directory exists on disk (without opening it).
@@ -114,8 +152,9 @@ fn load_embedder(spec: &EmbedderSpec, models: &ModelCache) -> Result<Arc<dyn Emb
             }
             Ok(Arc::new(Prefixed { document: document_prefix.clone().unwrap_or_default(), query: query_prefix.clone().unwrap_or_default(), inner: e }))
         }
-        EmbedderSpec::Http { base_url, model, api_key, dimension, batch_size, timeout_s } => {
-            Ok(Arc::new(HttpEmbedder::new(base_url, model, api_key.clone(), *dimension, *batch_size, *timeout_s)))
+        EmbedderSpec::Http { base_url, base_urls, max_retries, model, api_key, dimension, batch_size, timeout_s } => {
+            let urls: Vec<String> = std::iter::once(base_url.clone()).chain(base_urls.iter().cloned()).collect();
+            Ok(Arc::new(HttpEmbedder::fleet(&urls, model, api_key.clone(), *dimension, *batch_size, *timeout_s, *max_retries)))
         }
     }
 }

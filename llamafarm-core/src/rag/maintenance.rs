@@ -9,7 +9,7 @@
 
 use super::Rag;
 use crate::error::{Error, Result};
-use crate::store::{ChunkRecord, ChunkStore};
+use crate::store::ChunkRecord;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeSet;
 use std::io::{BufRead, Write};
@@ -51,7 +51,7 @@ impl Rag {
     pub fn clear(&self, database: &str) -> Result<usize> {
         let cfg = self.config()?;
         let db = Self::database_config(&cfg, Some(database))?;
-        let store = self.engine().store(&self.store_dir(&db.name), Self::metric_of(&db)?)?;
+        let store = self.store_of(&db)?;
         store.clear()
     }
 
@@ -62,7 +62,7 @@ impl Rag {
         }
         let cfg = self.config()?;
         let db = Self::database_config(&cfg, Some(database))?;
-        let store = self.engine().store(&self.store_dir(&db.name), Self::metric_of(&db)?)?;
+        let store = self.store_of(&db)?;
         let mut hashes: BTreeSet<String> = sel.ids.iter().cloned().collect();
         if !sel.filenames.is_empty() || !sel.metadata.is_empty() {
             for c in store.list(usize::MAX, 0)? {

@@ -41,14 +41,14 @@ pub mod rerank;
 mod strategy;
 
 pub use databases::{DatabaseInfo, DatabaseSummary, DocumentSummary, StrategySummary};
-pub use engine::RagEngine;
+pub use engine::{RagEngine, StoreBackend};
 pub use strategy::{StrategyKind, DEFAULT_TOP_K};
 
 use crate::config::{DatabaseConfig, EmbeddingStrategyConfig, LlamaFarmConfig};
 use crate::embed::{Embedder, EmbedderSpec};
 use crate::error::{Error, ResourceKind, Result};
 use crate::health::{self, ComponentHealth, HealthStatus};
-use crate::store::{ChunkRecord, ChunkStore, EmbeddedStore, Metric, StoreStats};
+use crate::store::{ChromaConfig, ChunkRecord, ChunkStore, Metric, StoreStats};
 use crate::Project;
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -227,7 +227,7 @@ pub struct RagHealth {
 /// A database ready to use: its config, store and embedder.
 pub(crate) struct OpenDb {
     pub config: DatabaseConfig,
-    pub store: Arc<EmbeddedStore>,
+    pub store: Arc<dyn ChunkStore>,
     pub embedder: Arc<dyn Embedder>,
 }
 
@@ -295,6 +295,33 @@ impl Rag {
         }
     }
 
+    /// Where a database's chunks live: a `ChromaStore` with a `host` is a Chroma
+    /// server; every other database is the embedded store.
+    pub fn backend_of(db: &DatabaseConfig) -> Result<StoreBackend> {
+        let c = db.config.as_ref();
+        let host = c.and_then(|c| c.get("host")).and_then(|v| v.as_str()).map(str::trim).filter(|h| !h.is_empty());
+        let Some(host) = host.filter(|_| db.kind == "ChromaStore") else { return Ok(StoreBackend::Embedded) };
+        let port = match c.and_then(|c| c.get("port")) {
+            None | Some(Value::Null) => 8000,
+            Some(v) => v
+                .as_u64()
+                .filter(|p| (1..=65535).contains(p))
+                .ok_or_else(|| Error::invalid(format!("rag.databases['{}'].config.port", db.name), format!("must be a port number (1-65535), got {v}")))?
+                as u16,
+        };
+        let collection = c.and_then(|c| c.get("collection_name")).and_then(|v| v.as_str()).unwrap_or("documents");
+        let mut cfg = ChromaConfig::new(host, port, collection);
+        if let Some(t) = c.and_then(|c| c.get("timeout")).and_then(|v| v.as_u64()) {
+            cfg.timeout_s = t.max(1);
+        }
+        Ok(StoreBackend::Chroma(cfg))
+    }
+
+    /// The open store of a database.
+    pub(crate) fn store_of(&self, db: &DatabaseConfig) -> Result<Arc<dyn ChunkStore>> {
+        self.engine().store(&self.store_dir(&db.name), &Self::backend_of(db)?, Self::metric_of(db)?)
+    }
+
     /// The embedder of a strategy; an `OpenAIEmbedder` without an `api_key` gets the library's OpenAI key.
     fn embedder_spec(&self, s: &EmbeddingStrategyConfig) -> Result<EmbedderSpec> {
         let mut spec = EmbedderSpec::from_strategy(s)?;
@@ -311,7 +338,7 @@ impl Rag {
         let spec = self.embedder_spec(&Self::embedding_strategy(cfg, &db)?)?;
         let models = self.project.llamafarm().models();
         let embedder = self.engine().embedder(&spec, models)?;
-        let store = self.engine().store(&self.store_dir(&db.name), Self::metric_of(&db)?)?;
+        let store = self.store_of(&db)?;
         if let (Some(sd), d) = (store.dimension(), embedder.dimension()) {
             if d != 0 && sd != d {
                 return Err(Error::invalid(
@@ -386,7 +413,7 @@ impl Rag {
     pub fn optimize(&self, database: &str) -> Result<usize> {
         let cfg = self.project.config()?;
         let db = Self::database_config(&cfg, Some(database))?;
-        let store = self.engine().store(&self.store_dir(&db.name), Self::metric_of(&db)?)?;
+        let store = self.store_of(&db)?;
         store.optimize()
     }
 
@@ -394,7 +421,7 @@ impl Rag {
     pub fn delete_file(&self, database: &str, file_hash: &str) -> Result<usize> {
         let cfg = self.project.config()?;
         let db = Self::database_config(&cfg, Some(database))?;
-        let store = self.engine().store(&self.store_dir(&db.name), Self::metric_of(&db)?)?;
+        let store = self.store_of(&db)?;
         store.delete_file(file_hash)
     }
 
@@ -412,10 +439,12 @@ impl Rag {
         let cfg = self.project.config()?;
         let db = Self::database_config(&cfg, database)?;
         let dir = self.store_dir(&db.name);
-        let st: StoreStats = self.engine().store(&dir, Self::metric_of(&db)?)?.stats()?;
-        let metric = self.engine().store(&dir, Self::metric_of(&db)?)?.metric();
-        let last_updated =
-            std::fs::metadata(dir.join("tantivy/meta.json")).and_then(|m| m.modified()).ok().map(|t| chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339());
+        let backend = Self::backend_of(&db)?;
+        let store = self.store_of(&db)?;
+        let st: StoreStats = store.stats()?;
+        let metric = store.metric();
+        let side = if backend == StoreBackend::Embedded { dir.join("tantivy/meta.json") } else { dir.join("keyword/tantivy/meta.json") };
+        let last_updated = std::fs::metadata(side).and_then(|m| m.modified()).ok().map(|t| chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339());
         Ok(RagStats {
             database: db.name.clone(),
             vector_count: st.vector_count,
@@ -431,7 +460,7 @@ impl Rag {
             index_bytes: st.text_index_bytes,
             memory_bytes: st.memory_bytes,
             memory_human: crate::system::human_size(st.memory_bytes),
-            store: "embedded (tantivy BM25 + HNSW)".into(),
+            store: backend.describe(),
             last_updated,
         })
     }
@@ -442,11 +471,13 @@ impl Rag {
         let db = Self::database_config(&cfg, database)?;
         let mut comps: Vec<ComponentHealth> = Vec::new();
         let mut store_ok = None;
-        comps.push(health::timed("vector_store", || match Self::metric_of(&db).and_then(|m| self.engine().store(&self.store_dir(&db.name), m)) {
+        let backend = Self::backend_of(&db);
+        comps.push(health::timed("vector_store", || match self.store_of(&db) {
             Ok(s) => match s.stats() {
                 Ok(st) => {
                     store_ok = Some(s);
-                    (HealthStatus::Healthy, format!("embedded store operational ({} chunks)", st.vector_count), None)
+                    let name = backend.as_ref().map(StoreBackend::describe).unwrap_or_default();
+                    (HealthStatus::Healthy, format!("{name} operational ({} chunks)", st.vector_count), None)
                 }
                 Err(e) => (HealthStatus::Unhealthy, e.to_string(), None),
             },

@@ -4,7 +4,7 @@ use super::rerank::{min_max, Reranker};
 use super::{OpenDb, Rag, RagQuery, RagResponse, RagResult, MAX_TOP_K};
 use crate::config::{ConfigMap, LlamaFarmConfig, RetrievalStrategyConfig};
 use crate::error::{Error, ResourceKind, Result};
-use crate::store::{ChunkStore, Hit, MetadataFilter, Metric, StoredChunk};
+use crate::store::{Hit, MetadataFilter, Metric, StoredChunk};
 use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
 

@@ -140,7 +140,7 @@ fn stats_health_documents_and_database_crud() {
 
     // Create, conflict, patch (name/type immutable), delete with and without data.
     let new_db: DatabaseConfig = serde_json::from_value(json!({
-        "name": "second_db", "type": "QdrantStore",
+        "name": "second_db", "type": "ChromaStore",
         "embedding_strategies": [{"name": "e", "type": "SentenceTransformerEmbedder", "config": {"model": "sentence-transformers/all-MiniLM-L6-v2", "dimension": 384}}],
         "retrieval_strategies": [{"name": "kw", "type": "BM25Retriever", "default": true}]
     })).unwrap();
@@ -153,7 +153,7 @@ fn stats_health_documents_and_database_crud() {
 
     let patched = rag.update_database("second_db", json!({"config": {"collection_name": "c2"}}).as_object().unwrap()).unwrap();
     assert_eq!(patched.config.config.unwrap()["collection_name"], "c2");
-    assert_eq!(rag.update_database("second_db", json!({"type": "ChromaStore"}).as_object().unwrap()).unwrap_err().kind(), ErrorKind::Invalid);
+    assert_eq!(rag.update_database("second_db", json!({"type": "QdrantStore"}).as_object().unwrap()).unwrap_err().kind(), ErrorKind::Invalid);
     assert_eq!(rag.update_database("second_db", json!({"name": "x"}).as_object().unwrap()).unwrap_err().kind(), ErrorKind::Invalid);
     assert_eq!(rag.update_database("second_db", json!({"default_retrieval_strategy": "ghost"}).as_object().unwrap()).unwrap_err().kind(), ErrorKind::Invalid);
 

@@ -81,6 +81,26 @@ impl MetadataFilter {
         self.conds.is_empty()
     }
 
+    /// The conditions a Chroma server evaluates exactly as [`MetadataFilter::matches`]
+    /// does on scalar metadata, as `(key, operator object)`: equality and `$in` on
+    /// strings and booleans, and numeric comparisons. `$ne`/`$nin` (which a missing key
+    /// passes here) and numeric equality (3 equals 3.0 here) are left to `matches`.
+    pub fn server_side_conditions(&self) -> Vec<(String, Value)> {
+        let textual = |v: &Value| v.is_string() || v.is_boolean();
+        self.conds
+            .iter()
+            .filter_map(|(k, c)| {
+                let op = match c {
+                    Cond::Eq(v) if textual(v) => serde_json::json!({"$eq": v}),
+                    Cond::In(vs) if !vs.is_empty() && vs.iter().all(|v| v.is_string()) => serde_json::json!({"$in": vs}),
+                    Cond::Cmp(op, n) => serde_json::json!({ format!("${op}"): n }),
+                    _ => return None,
+                };
+                Some((k.clone(), op))
+            })
+            .collect()
+    }
+
     /// Does `meta` satisfy every condition?
     pub fn matches(&self, meta: &Map<String, Value>) -> bool {
         self.conds.iter().all(|(k, c)| {

@@ -1,4 +1,5 @@
-//! Chunk stores: the [`ChunkStore`] trait and the embedded default, [`EmbeddedStore`].
+//! Chunk stores: the [`ChunkStore`] trait, the embedded default ([`EmbeddedStore`]) and
+//! [`ChromaStore`] on a Chroma server.
 //!
 //! The embedded store keeps one index per RAG database on disk: tantivy holds the
 //! text (BM25), the metadata, the stored content and each chunk's vector; vectors
@@ -8,10 +9,12 @@
 //! vectors in agreement by construction. Deleting a file's chunks deletes them in
 //! tantivy and tombstones them in the vector graph (rebuilt when tombstones pile up).
 
+mod chroma;
 mod embedded;
 mod filter;
 mod graph;
 
+pub use chroma::{ChromaConfig, ChromaStore};
 pub use embedded::{EmbeddedStore, HNSW_THRESHOLD};
 pub use filter::MetadataFilter;
 

@@ -102,6 +102,8 @@ pub struct EmbeddedStore {
     building: Arc<AtomicBool>,
     /// A thread is inserting new rows into the graph.
     extending: Arc<AtomicBool>,
+    /// Holds text and metadata only (the keyword side of a server-backed store).
+    text_only: bool,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -122,6 +124,17 @@ impl EmbeddedStore {
     /// Open or create the store in `dir`. `metric` applies at creation; an existing
     /// store keeps the metric it was created with.
     pub fn open(dir: &Path, metric: Metric) -> Result<Self> {
+        Self::open_with(dir, metric, false)
+    }
+
+    /// Open or create a store that keeps no vectors: text (BM25), metadata and
+    /// content only. It is the keyword side of [`super::ChromaStore`]; its vector
+    /// searches find nothing and its [`ChunkStore::dimension`] is `None`.
+    pub fn open_text_only(dir: &Path) -> Result<Self> {
+        Self::open_with(dir, Metric::Cosine, true)
+    }
+
+    fn open_with(dir: &Path, metric: Metric, text_only: bool) -> Result<Self> {
         let tdir = dir.join("tantivy");
         std::fs::create_dir_all(&tdir).map_err(|e| Error::io(&tdir, e))?;
         let meta_path = dir.join(META_FILE);
@@ -156,6 +169,7 @@ impl EmbeddedStore {
             ann: Arc::new(RwLock::new(None)),
             building: Arc::new(AtomicBool::new(false)),
             extending: Arc::new(AtomicBool::new(false)),
+            text_only,
         };
         store.load_state()?;
         store.maybe_build_ann();
@@ -174,7 +188,7 @@ impl EmbeddedStore {
                 if st.dim.is_none() && !vec.is_empty() {
                     st.dim = Some(vec.len());
                 }
-                if Some(vec.len()) != st.dim {
+                if Some(vec.len()) != st.dim && !self.text_only {
                     tracing::warn!(chunk = %id, "skipping chunk with a vector of the wrong length");
                     continue;
                 }
@@ -215,6 +229,9 @@ impl EmbeddedStore {
 
     /// Build the HNSW graph in a background thread when the store is large enough.
     fn maybe_build_ann(&self) {
+        if self.text_only {
+            return;
+        }
         let (live, rows, dead) = {
             let st = self.state.read().unwrap_or_else(|p| p.into_inner());
             (st.live, st.ids.len(), st.ids.len() - st.live)
@@ -374,7 +391,7 @@ impl EmbeddedStore {
 }
 
 /// Similarity in 0..1 with the original's distance-to-score conversions.
-fn similarity(metric: Metric, q: &[f32], qn: f32, v: &[f32], vn: f32) -> f32 {
+pub(in crate::store) fn similarity(metric: Metric, q: &[f32], qn: f32, v: &[f32], vn: f32) -> f32 {
     match metric {
         Metric::Cosine => {
             let cos = if qn == 0.0 || vn == 0.0 { 0.0 } else { dot(q, v) / (qn * vn) };
@@ -416,10 +433,10 @@ impl ChunkStore for EmbeddedStore {
                 chunks.into_iter().partition(|c| !st.by_id.contains_key(c.id.as_str()) && seen.insert(c.id.clone()));
             (dim, fresh, dups.into_iter().map(|c| c.id).collect::<Vec<_>>())
         };
-        if dim == 0 {
+        if dim == 0 && !self.text_only {
             return Err(Error::invalid("embedding", "is empty and cannot be stored"));
         }
-        for c in &fresh {
+        for c in fresh.iter().filter(|_| !self.text_only) {
             if c.vector.len() != dim {
                 return Err(Error::invalid(
                     "embedding dimension",
@@ -445,11 +462,13 @@ impl ChunkStore for EmbeddedStore {
                 let meta_json = serde_json::to_string(&c.metadata).unwrap_or_default();
                 meta_lens.push(meta_json.len());
                 doc.add_text(self.fields.metadata, meta_json);
-                let bytes: Vec<u8> = c.vector.iter().flat_map(|x| x.to_le_bytes()).collect();
-                doc.add_bytes(self.fields.vector, &bytes);
+                if !self.text_only {
+                    let bytes: Vec<u8> = c.vector.iter().flat_map(|x| x.to_le_bytes()).collect();
+                    doc.add_bytes(self.fields.vector, &bytes);
+                }
                 w.add_document(doc).map_err(|e| self.write_error(e))?;
             }
-            if self.state.read().unwrap_or_else(|p| p.into_inner()).dim.is_none() {
+            if self.state.read().unwrap_or_else(|p| p.into_inner()).dim.is_none() && !self.text_only {
                 self.save_meta(Some(dim))?;
             }
             self.commit(&mut w)
@@ -462,10 +481,13 @@ impl ChunkStore for EmbeddedStore {
         }
         {
             let mut st = self.state.write().unwrap_or_else(|p| p.into_inner());
-            st.dim = Some(dim);
+            if !self.text_only {
+                st.dim = Some(dim);
+            }
             let with_seq = self.fields.seq.is_some();
             for (i, c) in fresh.into_iter().enumerate() {
-                st.push(c.id.into(), c.file_hash.into(), c.metadata, meta_lens[i], &c.vector, with_seq.then_some(seq0 + i as u64));
+                let v: &[f32] = if self.text_only { &[] } else { &c.vector };
+                st.push(c.id.into(), c.file_hash.into(), c.metadata, meta_lens[i], v, with_seq.then_some(seq0 + i as u64));
             }
         }
         drop(w);
