@@ -7,9 +7,11 @@ cd "$(dirname "$0")/.."
 cargo fmt --all --check
 scripts/fetch-models.sh
 cargo clippy --workspace --all-targets --locked -- -D warnings
-# Real servers the tests start on loopback: a Chroma server (pinned, from PyPI).
+# Real servers the tests start on loopback: a Chroma server (pinned, from PyPI) and Redis
+# (Debian's package).
 LF_CHROMA="$(scripts/services/chroma.sh)"
-export LF_CHROMA
+LF_REDIS_SERVER="$(scripts/services/redis.sh)"
+export LF_CHROMA LF_REDIS_SERVER
 cargo test --workspace --locked
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 # The official openai Python SDK against a real `lf serve` (chat, streaming, models, embeddings,

@@ -12,6 +12,7 @@ mod mcp;
 mod serve;
 mod services;
 mod vision;
+mod worker;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -52,6 +53,9 @@ struct Cli {
 enum Command {
     /// Run the API server and the Universal Runtime in this process.
     Serve(serve::ServeArgs),
+    /// Process datasets for an API server started with `--queue`: take jobs from the
+    /// Redis queue, parse, chunk and embed here, send the chunks to the server.
+    Worker(worker::WorkerArgs),
     /// Create a project on the server and write its llamafarm.yaml into PATH.
     Init(InitArgs),
     /// Manage projects.
@@ -255,13 +259,14 @@ fn run(cli: Cli) -> Result<()> {
     let api_key = std::env::var("LF_API_KEY").ok().filter(|k| !k.trim().is_empty());
     let c = Client::with_key(&cli.server_url, api_key.as_deref())?.showing(show);
     // Commands that need a server start one when none answers.
-    let needs_server = !matches!(cli.command, Command::Serve(_) | Command::Version | Command::Services(_) | Command::Mcp);
+    let needs_server = !matches!(cli.command, Command::Serve(_) | Command::Worker(_) | Command::Version | Command::Services(_) | Command::Mcp);
     if needs_server && cli.auto_start && show == client::Show::Send {
         rt.block_on(services::ensure(&c))?;
     }
     let json = cli.json;
     match cli.command {
         Command::Serve(args) => rt.block_on(serve::serve(args, cli.debug)),
+        Command::Worker(args) => worker::run(args, &cli.server_url, api_key.clone(), cli.debug),
         Command::Init(args) => rt.block_on(init(&c, args, &cwd, json)),
         Command::Projects(cmd) => rt.block_on(projects(&c, cmd, &cwd, json)),
         Command::Models(cmd) => rt.block_on(models(&c, cmd, &cwd, json)),

@@ -105,6 +105,10 @@ pub struct ServeArgs {
     /// process then keeps its peak size). Within a request, freed memory is reused.
     #[arg(long, env = "LF_MEMORY_TRIM_INTERVAL", default_value_t = 5)]
     memory_trim_interval: u64,
+    /// Send dataset processing to this Redis queue (`redis://host:6379`) for `lf worker`
+    /// processes instead of running it in this process.
+    #[arg(long, env = "LF_QUEUE")]
+    queue: Option<String>,
     /// Where to write the pid file (used by `lf services` and `lf start`).
     #[arg(long, hide = true)]
     pid_file: Option<PathBuf>,
@@ -145,6 +149,7 @@ pub async fn serve(args: ServeArgs, debug: bool) -> Result<()> {
         )
         // `${VAR}` in project configs resolves against this process's environment.
         .vars(std::env::vars().collect::<Vars>())
+        .task_queue(args.queue.clone().filter(|q| !q.is_empty()))
         .open()
         .with_context(|| format!("opening data directory {}", data_dir.display()))?;
     let api_addr: SocketAddr = format!("{}:{}", args.host, args.port).parse().context("invalid --host/--port")?;

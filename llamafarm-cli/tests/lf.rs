@@ -1234,3 +1234,146 @@ fn get_text(base: &str, path: &str) -> String {
     sock.read_to_string(&mut resp).unwrap();
     resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()
 }
+
+/// A `redis-server` on a free loopback port, without persistence, killed on drop. The
+/// command is `LF_REDIS_SERVER` (scripts/services/redis.sh) or `redis-server` on the PATH;
+/// without either the test skips, except under CI where it fails.
+struct RedisServer {
+    child: Child,
+    url: String,
+}
+
+impl RedisServer {
+    fn start() -> Option<Self> {
+        let cmd = std::env::var("LF_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
+        if Command::new(&cmd).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_err() {
+            assert!(std::env::var_os("CI").is_none(), "CI must provide redis-server: scripts/services/redis.sh installs it");
+            eprintln!("skipping: no redis-server ({cmd}); run scripts/services/redis.sh");
+            return None;
+        }
+        let port = free_port();
+        let child = Command::new(&cmd)
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(start.elapsed() < Duration::from_secs(20), "redis-server did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(Self { child, url: format!("redis://127.0.0.1:{port}") })
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `lf worker` for `srv` on `queue`, taking over jobs idle for 5 s; its stderr goes to `log`.
+fn start_worker(srv: &Served, queue: &str, name: &str, log: &Path) -> Child {
+    Command::new(lf_bin())
+        .args(["--server-url", &srv.url, "worker", "--queue", queue, "--name", name, "--claim-after", "5"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+/// Ingestion on a Redis queue with two `lf worker` processes: the markdown, HTML and DOCX
+/// folders of the shared data as two tasks; worker A is killed with SIGKILL in the middle
+/// of the first, worker B finishes the second, takes the first over and finishes it. Every
+/// file ends in the index once with all its chunks, and both tasks are SUCCESS.
+#[test]
+fn two_workers_over_redis_index_every_file_once_when_one_is_killed() {
+    use serde_json::json;
+    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/docs");
+    if !docs.join("markdown").is_dir() {
+        println!("SKIP two_workers_over_redis_index_every_file_once_when_one_is_killed: {} not found (needs ../shared/data)", docs.display());
+        return;
+    }
+    let Some(redis) = RedisServer::start() else { return };
+    let srv = Served::start_env(true, &[("LF_QUEUE", &redis.url)]);
+    let work = tempfile::tempdir().unwrap();
+    ok(&srv.lf(work.path(), &["init", "scale"]));
+    let dir = work.path().join("scale");
+    const P: &str = "/v1/projects/default/scale";
+    let mut expected = 0;
+    for (ds, folders) in [("md", &["markdown"][..]), ("office", &["html", "docx"][..])] {
+        ok(&srv.lf(&dir, &["datasets", "create", "-s", "universal_rag", "-b", "main_database", ds]));
+        for f in folders {
+            let up = ok(&srv.lf(&dir, &["datasets", "upload", ds, docs.join(f).to_str().unwrap(), "--no-process"]));
+            assert!(up.contains("Uploaded"), "{up}");
+            expected += std::fs::read_dir(docs.join(f)).unwrap().count();
+        }
+    }
+    let process = |ds: &str| -> String {
+        let (st, v) = call(&srv.url, "POST", &format!("{P}/datasets/{ds}/actions"), &json!({"action_type": "process"}));
+        assert_eq!(st, 200, "{v}");
+        v["task_id"].as_str().unwrap().to_string()
+    };
+    let task = |id: &str| get_json(&srv.url, &format!("{P}/tasks/{id}"));
+    let t0 = Instant::now();
+    // Worker A alone takes the markdown task; once it has sent a batch, B starts and the
+    // second task is queued (A is busy, so B takes it), then A is killed.
+    let a = start_worker(&srv, &redis.url, "worker-a", &work.path().join("a.log"));
+    let md = process("md");
+    loop {
+        let t = task(&md);
+        if t["meta"]["current"].as_u64().unwrap_or(0) > 0 {
+            assert_ne!(t["state"], "SUCCESS", "the task ended before worker A could be killed");
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(300), "worker A sent nothing: {t}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut b = start_worker(&srv, &redis.url, "worker-b", &work.path().join("b.log"));
+    let office = process("office");
+    std::thread::sleep(Duration::from_millis(500));
+    let mut a = a;
+    a.kill().unwrap();
+    a.wait().unwrap();
+    let done_at_kill = task(&md)["meta"]["current"].as_u64().unwrap_or(0);
+    for id in [&office, &md] {
+        loop {
+            let t = task(id);
+            if t["state"] == "SUCCESS" || t["state"] == "FAILURE" || t["state"] == "REVOKED" {
+                assert_eq!(t["state"], "SUCCESS", "{t}");
+                break;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(900), "task {id} did not finish: {}", t["meta"]);
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    let took = t0.elapsed().as_secs_f64();
+    Command::new("kill").args(["-TERM", &b.id().to_string()]).status().unwrap();
+    b.wait().unwrap();
+    let mut files = 0;
+    for id in [&md, &office] {
+        let t = task(id);
+        let details = t["result"]["details"].as_array().unwrap();
+        let hashes: std::collections::HashSet<&str> = details.iter().map(|d| d["file_hash"].as_str().unwrap()).collect();
+        assert_eq!(hashes.len(), details.len(), "a file has two outcomes: {id}");
+        assert_eq!(details.len() as u64, t["meta"]["total"].as_u64().unwrap(), "every file has an outcome");
+        files += details.iter().filter(|d| d["status"] == "processed").count();
+    }
+    assert!(files >= expected - 2, "{files} of {expected} files processed");
+    let listed = get_json(&srv.url, &format!("{P}/rag/databases/main_database/documents?limit=1000"));
+    let listed = listed.as_array().unwrap_or_else(|| panic!("{listed}"));
+    assert_eq!(listed.len(), files, "every processed file is in the index once");
+    for d in listed {
+        let total = d["metadata"]["total_chunks"].as_u64().unwrap_or_else(|| panic!("{d}"));
+        assert_eq!(d["chunk_count"].as_u64().unwrap(), total, "a file with missing or extra chunks: {d}");
+    }
+    let log = std::fs::read_to_string(work.path().join("b.log")).unwrap_or_default();
+    let commands: f64 = log.lines().rev().find_map(|l| l.split('(').nth(1)?.split(' ').next()?.parse().ok()).unwrap_or(f64::NAN);
+    eprintln!(
+        "redis workers: {files} files in {took:.1} s ({:.2} files/s) with worker A killed after {done_at_kill} files; worker B sent {commands} queue commands",
+        files as f64 / took
+    );
+}

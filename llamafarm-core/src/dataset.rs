@@ -343,6 +343,19 @@ impl Datasets {
         self.root().join(dataset).join("raw").join(hash)
     }
 
+    /// A stored file of the dataset: its metadata and content (an `lf worker` fetches
+    /// files this way). The hash must be one of the dataset's files.
+    pub fn read_file(&self, dataset: &str, hash: &str) -> Result<(FileMeta, Vec<u8>)> {
+        let d = self.get(dataset)?;
+        if !d.files.iter().flatten().any(|h| h == hash) {
+            return Err(Error::missing_in(ResourceKind::File, hash, format!("in dataset '{dataset}'")));
+        }
+        let meta = self.file_meta(dataset, hash)?;
+        let path = self.file_path(dataset, hash);
+        let bytes = fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        Ok((meta, bytes))
+    }
+
     /// A file's metadata.
     pub fn file_meta(&self, dataset: &str, hash: &str) -> Result<FileMeta> {
         let p = self.root().join(dataset).join("meta").join(format!("{hash}.json"));

@@ -52,12 +52,14 @@ pub mod ml;
 pub mod model_cache;
 pub mod paths;
 pub mod project;
+pub mod queue;
 pub mod rag;
 pub mod runtime;
 pub mod store;
 pub mod system;
 pub mod task;
 pub mod vision;
+pub mod worker;
 
 #[cfg(test)]
 mod proptests;
@@ -101,9 +103,18 @@ pub struct LlamaFarmBuilder {
     mcp_timeouts: Option<(std::time::Duration, std::time::Duration)>,
     hub: model_cache::Hub,
     examples: examples::ExampleDirs,
+    queue: Option<String>,
 }
 
 impl LlamaFarmBuilder {
+    /// Send ingestion jobs to a Redis stream (`redis://host:port`) for `lf worker`
+    /// processes ([`worker`]) instead of running them in this process (default: in
+    /// process). The server must answer when the library opens.
+    pub fn task_queue(mut self, url: Option<String>) -> Self {
+        self.queue = url;
+        self
+    }
+
     /// The document parsers ingestion chooses from (default
     /// [`Registry::builtin`](ingest::parse::Registry::builtin)); add your own
     /// [`Parser`](ingest::parse::Parser) implementations to a registry to read more formats.
@@ -313,6 +324,7 @@ impl LlamaFarm {
             mcp_timeouts: None,
             hub: model_cache::Hub::default(),
             examples: Default::default(),
+            queue: None,
         }
     }
 
@@ -321,6 +333,10 @@ impl LlamaFarm {
         std::fs::create_dir_all(root.join("projects")).map_err(|e| Error::io(root, e))?;
         let root = root.canonicalize().map_err(|e| Error::io(root, e))?;
         let (dir_lock, first) = lock_data_dir(&root)?;
+        let tasks = task::TaskRunner::default();
+        if let Some(url) = &b.queue {
+            tasks.use_queue(Arc::new(queue::RedisQueue::open(url)?));
+        }
         let layout = Layout::new(root);
         // Finish deletes that a crash interrupted; fail tasks a crash cut off (only when
         // no other handle in this process has the directory open: its tasks are alive).
@@ -343,7 +359,7 @@ impl LlamaFarm {
                 setfit_autograd: b.setfit_autograd,
                 project_locks: Mutex::new(HashMap::new()),
                 rag: rag::RagEngine::default(),
-                tasks: task::TaskRunner::default(),
+                tasks,
                 ml: Default::default(),
                 llm: Arc::new(llm::LlmEngine::new(llm::LlmSettings { work_dir, ..b.llm })),
                 sessions: Default::default(),

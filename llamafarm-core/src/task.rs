@@ -7,6 +7,12 @@
 //! chunked a wave at a time in parallel, then embedded and committed in groups
 //! (one index commit for many small files; see [`ingest::IngestPlan`]).
 //!
+//! With a Redis queue ([`crate::LlamaFarmBuilder::task_queue`]) tasks go to
+//! [`crate::queue`] instead and `lf worker` processes ([`crate::worker`]) run them:
+//! a worker takes a task ([`TaskRunner::claim`]), sends each batch of embedded chunks
+//! back ([`TaskRunner::accept`]) and ends it ([`TaskRunner::finish`]). The records and
+//! the index stay here, written only by this process.
+//!
 //! States: PENDING, STARTED, SUCCESS, FAILURE, REVOKED (cancelled).
 
 use crate::error::{Error, ResourceKind, Result};
@@ -168,6 +174,25 @@ pub struct TaskRunner {
     /// Tasks run to their end since the process started, by final state: (count, seconds).
     finished: Mutex<HashMap<TaskState, (u64, f64)>>,
     started: AtomicBool,
+    /// The Redis queue tasks go to, when `lf worker` processes run them.
+    remote: std::sync::OnceLock<Arc<crate::queue::RedisQueue>>,
+    /// Serialises the workers' calls that rewrite a record.
+    remote_lock: Mutex<()>,
+}
+
+/// What an `lf worker` needs to run a task ([`TaskRunner::claim`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkerJob {
+    /// The task.
+    pub task_id: String,
+    /// The dataset whose files it processes.
+    pub dataset: String,
+    /// The files still to process (those without an outcome yet), by hash.
+    pub files: Vec<String>,
+    /// `parser_overrides` of the run.
+    pub overrides: Option<Map<String, Value>>,
+    /// The project's config with its `${VAR}`s filled in.
+    pub config: crate::config::LlamaFarmConfig,
 }
 
 /// The task queue now and what it has run ([`TaskRunner::stats`]).
@@ -277,18 +302,130 @@ impl TaskRunner {
         };
         save(project.dir(), &mut rec)?;
         self.cancels.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), Arc::new(AtomicBool::new(false)));
+        if let Some(q) = self.remote.get() {
+            if let Err(e) = q.push(&rec.namespace, &rec.project, &id) {
+                self.cancels.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+                rec.state = TaskState::Failure;
+                rec.error = Some(e.to_string());
+                rec.result = Some(rec.summarize());
+                self.save_final(project.dir(), rec);
+                return Err(e);
+            }
+            return Ok(id);
+        }
         self.ensure_workers(lf);
         self.queue.lock().unwrap_or_else(|p| p.into_inner()).push_back(Job { namespace: rec.namespace.clone(), project: rec.project.clone(), task_id: id.clone() });
         self.ready.notify_one();
         Ok(id)
     }
 
+    /// Send tasks to `queue` for `lf worker` processes from now on.
+    pub(crate) fn use_queue(&self, queue: Arc<crate::queue::RedisQueue>) {
+        let _ = self.remote.set(queue);
+    }
+
+    /// The Redis queue tasks go to, if any.
+    pub fn queue(&self) -> Option<&Arc<crate::queue::RedisQueue>> {
+        self.remote.get()
+    }
+
+    /// A worker takes a task: it is STARTED, and the answer lists the files that have no
+    /// outcome yet (a task taken over from a worker that died goes on where it stopped).
+    /// `None`: the task has ended (its queue entry can be dropped).
+    pub fn claim(&self, project: &Project, task_id: &str) -> Result<Option<WorkerJob>> {
+        let _g = self.remote_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut rec = self.get(project, task_id)?;
+        if rec.state.is_final() {
+            return Ok(None);
+        }
+        if rec.state == TaskState::Pending {
+            rec.state = TaskState::Started;
+            save(project.dir(), &mut rec)?;
+        }
+        let done: std::collections::HashSet<&str> = rec.outcomes.iter().map(|o| o.file_hash.as_str()).collect();
+        Ok(Some(WorkerJob {
+            task_id: rec.task_id.clone(),
+            dataset: rec.dataset.clone(),
+            files: rec.files.iter().filter(|h| !done.contains(h.as_str())).cloned().collect(),
+            overrides: rec.overrides.clone(),
+            config: project.config_substituted()?,
+        }))
+    }
+
+    /// A worker's results for some files of a task: their chunks go into the dataset's
+    /// database (ids already there are skipped, so a file sent twice is indexed once) and
+    /// their outcomes into the record. Returns whether the worker should stop: the task
+    /// was cancelled or has ended.
+    pub fn accept(&self, project: &Project, task_id: &str, outcomes: Vec<FileOutcome>, records: Vec<crate::store::ChunkRecord>) -> Result<bool> {
+        let _g = self.remote_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut rec = self.get(project, task_id)?;
+        if rec.state.is_final() {
+            return Ok(true);
+        }
+        if let Some(bad) = outcomes.iter().find(|o| !rec.files.contains(&o.file_hash)) {
+            return Err(Error::invalid("outcomes", format!("name file '{}', which is not part of task {task_id}", bad.file_hash)));
+        }
+        if let Some(bad) = records.iter().find(|r| !outcomes.iter().any(|o| o.file_hash == r.file_hash)) {
+            return Err(Error::invalid("records", format!("hold chunk '{}' of a file without an outcome", bad.id)));
+        }
+        let db = project.datasets().get(&rec.dataset)?.database;
+        let mut per_file: HashMap<String, usize> = HashMap::new();
+        let files_of: HashMap<String, String> = records.iter().map(|r| (r.id.clone(), r.file_hash.clone())).collect();
+        let report = if records.is_empty() { Default::default() } else { project.rag().store_records(&db, records)? };
+        for id in &report.skipped_ids {
+            if let Some(f) = files_of.get(id) {
+                *per_file.entry(f.clone()).or_default() += 1;
+            }
+        }
+        for mut o in outcomes {
+            let dup = per_file.get(&o.file_hash).copied().unwrap_or(0).min(o.chunks);
+            if dup > 0 {
+                o.chunks -= dup;
+                o.skipped_chunks += dup;
+                if o.chunks == 0 {
+                    o.status = "skipped".into();
+                }
+            }
+            match rec.outcomes.iter_mut().find(|x| x.file_hash == o.file_hash) {
+                Some(x) => *x = o,
+                None => rec.outcomes.push(o),
+            }
+        }
+        rec.meta.current = rec.outcomes.len();
+        save(project.dir(), &mut rec)?;
+        let flag = self.cancels.lock().unwrap_or_else(|p| p.into_inner()).get(task_id).is_some_and(|f| f.load(Ordering::SeqCst));
+        Ok(flag || rec.cancelled)
+    }
+
+    /// A worker ends a task: reverted when it was cancelled, else SUCCESS; the record
+    /// and its event are written as for a task run here. Ending an ended task answers its
+    /// state.
+    pub fn finish(&self, project: &Project, task_id: &str) -> Result<TaskState> {
+        let _g = self.remote_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let rec = self.get(project, task_id)?;
+        if rec.state.is_final() {
+            return Ok(rec.state);
+        }
+        let flag = self.cancels.lock().unwrap_or_else(|p| p.into_inner()).get(task_id).is_some_and(|f| f.load(Ordering::SeqCst));
+        let started = chrono::DateTime::parse_from_rfc3339(&rec.created_at)
+            .map(|t| (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).to_std().unwrap_or_default())
+            .unwrap_or_default();
+        let cancelled = flag || rec.cancelled;
+        let state = conclude(project, rec, cancelled, started);
+        let mut finished = self.finished.lock().unwrap_or_else(|p| p.into_inner());
+        let e = finished.entry(*state.as_ref().unwrap_or(&TaskState::Failure)).or_default();
+        e.0 += 1;
+        e.1 += started.as_secs_f64();
+        state
+    }
+
     /// The queue now and what it has run.
     pub fn stats(&self) -> TaskStats {
         let mut finished: Vec<(TaskState, u64, f64)> = self.finished.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(s, (n, t))| (*s, *n, *t)).collect();
         finished.sort_by_key(|f| f.0.as_str());
+        let remote = self.remote.get().and_then(|q| q.depth().ok()).unwrap_or(0) as usize;
         TaskStats {
-            queued: self.queue.lock().unwrap_or_else(|p| p.into_inner()).len(),
+            queued: self.queue.lock().unwrap_or_else(|p| p.into_inner()).len() + remote,
             running: self.running.lock().unwrap_or_else(|p| p.into_inner()).len(),
             finished,
         }
@@ -450,10 +587,19 @@ fn run_job(lf: &LlamaFarm, job: &Job) -> Result<TaskState> {
 
     let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().map_err(|e| Error::internal(format!("thread pool: {e}")))?;
     pool.install(|| run_files(lf, job, &project, &ds_name, &files, overrides, &flag, &shared));
-    let mut rec =
+    let rec =
         Arc::try_unwrap(shared).map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner())).unwrap_or_else(|a| a.lock().unwrap_or_else(|p| p.into_inner()).clone());
     lf.tasks().running.lock().unwrap_or_else(|p| p.into_inner()).remove(&job.task_id);
-    if flag.load(Ordering::SeqCst) {
+    conclude(&project, rec, flag.load(Ordering::SeqCst), started.elapsed())
+}
+
+/// The end of a task whose files are all done (or that was cancelled): a cancelled
+/// task's processed files are reverted and it is REVOKED, else it is SUCCESS; the index
+/// is compacted, the `rag_processing` event written, then the record.
+fn conclude(project: &Project, mut rec: TaskRecord, cancelled: bool, took: Duration) -> Result<TaskState> {
+    let lf = project.llamafarm();
+    let dir = project.dir().to_path_buf();
+    if cancelled {
         // Revert what this task indexed.
         rec.cancelled = true;
         let db = project.datasets().get(&rec.dataset).map(|d| d.database);
@@ -489,7 +635,7 @@ fn run_job(lf: &LlamaFarm, job: &Job) -> Result<TaskState> {
         "state": rec.state,
         "files": rec.meta.total,
         "chunks": rec.outcomes.iter().map(|o| o.chunks).sum::<usize>(),
-        "duration_ms": started.elapsed().as_secs_f64() * 1000.0,
+        "duration_ms": took.as_secs_f64() * 1000.0,
     });
     let _ = project.events().record("rag_processing", summary.clone(), json!({"result": rec.result, "summary": summary}), sub);
     if let Err(e) = save(&dir, &mut rec) {
@@ -500,7 +646,7 @@ fn run_job(lf: &LlamaFarm, job: &Job) -> Result<TaskState> {
         lf.tasks().save_final(&dir, rec);
         return Err(e);
     }
-    lf.tasks().cancels.lock().unwrap_or_else(|p| p.into_inner()).remove(&job.task_id);
+    lf.tasks().cancels.lock().unwrap_or_else(|p| p.into_inner()).remove(&rec.task_id);
     Ok(rec.state)
 }
 

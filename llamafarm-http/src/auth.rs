@@ -111,6 +111,9 @@ fn refuse(key: &ApiKey, method: &Method, path: &str, runtime: bool) -> Option<St
     if mcp && (key.read_only || key.namespaces.is_some()) {
         return Some("this API key may not use /mcp (its tools reach every namespace and can change data)".into());
     }
+    if path.starts_with("/v1/internal/") && (key.read_only || key.namespaces.is_some()) {
+        return Some("this API key may not use the worker endpoints (/v1/internal/...): they read any dataset and write any index".into());
+    }
     if path == "/metrics" && key.namespaces.is_some() {
         return Some("this API key is limited to namespaces: /metrics names the stores of every namespace".into());
     }
@@ -199,6 +202,7 @@ mod tests {
         assert!(refuse(&ro, &Method::PUT, "/v1/projects/acme/p", false).is_some());
         assert!(refuse(&ro, &Method::POST, "/mcp", false).is_some());
         assert!(refuse(&ro, &Method::GET, "/metrics", false).is_none(), "a read-only key may read the metrics");
+        assert!(refuse(&ro, &Method::GET, "/v1/internal/projects/a/b/datasets/d/files/h", false).is_some(), "workers need a full key");
         let ns = ApiKey::parse("abcdefgh:acme").unwrap();
         assert!(refuse(&ns, &Method::PUT, "/v1/projects/acme/p", false).is_none());
         assert!(refuse(&ns, &Method::GET, "/v1/projects/other/p", false).is_some());

@@ -153,6 +153,7 @@ fn api_openapi_router() -> OpenApiRouter<AppState> {
         .merge(routes::vision::router())
         .merge(routes::models::router())
         .merge(routes::examples::router())
+        .merge(routes::internal::router())
 }
 
 fn runtime_openapi_router() -> OpenApiRouter<AppState> {

@@ -16,6 +16,7 @@ const OTHER_BODY: &[(&str, &str, &str)] = &[
     ("post", "/v1/models/download", "text/event-stream"),
     ("get", "/v1/projects/{namespace}/{project}/rag/databases/{database}/export", "application/x-ndjson"),
     ("get", "/metrics", "text/plain"),
+    ("get", "/v1/internal/projects/{namespace}/{project}/datasets/{dataset}/files/{hash}", "application/octet-stream"),
 ];
 
 /// A typed body: a reference to a named schema, or an array of them.

@@ -406,6 +406,56 @@ impl IngestPlan {
         }
     }
 
+    /// Embed the chunks of `files` together without writing them anywhere: each file's
+    /// outcome (`processed`, with its embedding time) and its chunk records, for a store
+    /// in another process (an `lf worker` sends them to the API server). When the group
+    /// fails, its files are embedded one at a time so a bad file fails alone.
+    pub fn embed(&self, files: Vec<PreparedFile>) -> Vec<(FileOutcome, Vec<crate::store::ChunkRecord>)> {
+        if files.is_empty() {
+            return Vec::new();
+        }
+        let t = Instant::now();
+        let texts: Vec<&str> = files.iter().flat_map(|f| f.chunks.iter().map(|c| c.content.as_str())).collect();
+        let total = texts.len();
+        match self.db.embedder.embed(&texts) {
+            Ok(vectors) => {
+                let embed_ms = t.elapsed().as_secs_f64() * 1000.0;
+                let mut vectors = vectors.into_iter();
+                files
+                    .into_iter()
+                    .map(|f| {
+                        let mut o = f.outcome;
+                        o.status = "processed".into();
+                        o.chunks = f.chunks.len();
+                        o.timings_ms.insert("embed".into(), json!(embed_ms * f.chunks.len() as f64 / total.max(1) as f64));
+                        let records = f
+                            .chunks
+                            .into_iter()
+                            .map(|c| crate::store::ChunkRecord {
+                                id: c.id,
+                                file_hash: c.file_hash,
+                                content: c.content,
+                                metadata: c.metadata,
+                                vector: vectors.next().unwrap_or_default(),
+                            })
+                            .collect();
+                        (o, records)
+                    })
+                    .collect()
+            }
+            Err(e) if files.len() == 1 => files
+                .into_iter()
+                .map(|f| {
+                    let mut o = f.outcome;
+                    o.status = "failed".into();
+                    o.error = Some(e.to_string());
+                    (o, Vec::new())
+                })
+                .collect(),
+            Err(_) => files.into_iter().flat_map(|f| self.embed(vec![f])).collect(),
+        }
+    }
+
     fn commit_group(&self, files: Vec<PreparedFile>, cancel: &AtomicBool) -> std::result::Result<Vec<FileOutcome>, (Error, Vec<PreparedFile>)> {
         let total: usize = files.iter().map(|f| f.chunks.len()).sum();
         let group_files = files.len();

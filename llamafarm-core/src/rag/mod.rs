@@ -397,6 +397,15 @@ impl Rag {
         db.store.add(records)
     }
 
+    /// Index chunks embedded elsewhere (by an `lf worker`) straight into a database's
+    /// store: no embedder is loaded here; the store checks the dimension against what it
+    /// holds, and ids already present are skipped.
+    pub fn store_records(&self, database: &str, records: Vec<ChunkRecord>) -> Result<crate::store::AddReport> {
+        let cfg = self.project.config()?;
+        let db = Self::database_config(&cfg, Some(database))?;
+        self.store_of(&db)?.add(records)
+    }
+
     pub(crate) fn add_with(&self, db: &OpenDb, chunks: Vec<NewChunk>) -> Result<crate::store::AddReport> {
         let texts: Vec<&str> = chunks.iter().map(|c| c.content.as_str()).collect();
         let vectors = db.embedder.embed(&texts)?;

@@ -25,7 +25,7 @@ use serde_json::{Map, Value};
 pub(crate) use llamafarm_kernels::par::join_here;
 
 /// A chunk to store.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct ChunkRecord {
     /// Chunk id, e.g. `{file_hash[:16]}_{i:04}`.
     pub id: String,

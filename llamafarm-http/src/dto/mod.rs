@@ -5,6 +5,7 @@
 pub(crate) mod chat;
 pub(crate) mod datasets;
 pub(crate) mod examples;
+pub(crate) mod internal;
 pub(crate) mod ml_anomaly;
 pub(crate) mod ml_classifier;
 pub(crate) mod models;

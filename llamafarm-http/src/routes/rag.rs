@@ -35,7 +35,7 @@ type DbPath = Path<(String, String, String)>;
 /// Compact a database's index (merge text-index segments, purge deletions).
 #[utoipa::path(post, path = "/v1/projects/{namespace}/{project}/rag/databases/{database}/compact", tag = "rag",
     params(("namespace" = String, Path), ("project" = String, Path), ("database" = String, Path)),
-    responses((status = 200, body = MaintenanceResponse), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = MaintenanceResponse), (status = 404, body = ErrorBody), (status = 503, description = "The database's store (a Chroma server) or embedding model is unavailable", body = ErrorBody)))]
 async fn compact(State(st): State<AppState>, Path((ns, p, db)): DbPath) -> ApiResult<Json<MaintenanceResponse>> {
     let name = db.clone();
     let n = call(&st, move |lf| lf.project(&ns, &p)?.rag().compact(&db)).await?;
@@ -45,7 +45,7 @@ async fn compact(State(st): State<AppState>, Path((ns, p, db)): DbPath) -> ApiRe
 /// Delete every chunk of a database (datasets and files stay; process them again to refill).
 #[utoipa::path(post, path = "/v1/projects/{namespace}/{project}/rag/databases/{database}/clear", tag = "rag",
     params(("namespace" = String, Path), ("project" = String, Path), ("database" = String, Path)),
-    responses((status = 200, body = MaintenanceResponse), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = MaintenanceResponse), (status = 404, body = ErrorBody), (status = 503, description = "The database's store (a Chroma server) or embedding model is unavailable", body = ErrorBody)))]
 async fn clear(State(st): State<AppState>, Path((ns, p, db)): DbPath) -> ApiResult<Json<MaintenanceResponse>> {
     let name = db.clone();
     let n = call(&st, move |lf| lf.project(&ns, &p)?.rag().clear(&db)).await?;
@@ -55,7 +55,7 @@ async fn clear(State(st): State<AppState>, Path((ns, p, db)): DbPath) -> ApiResu
 /// Clear a database and process every file of its datasets again (a task per dataset).
 #[utoipa::path(post, path = "/v1/projects/{namespace}/{project}/rag/databases/{database}/reindex", tag = "rag",
     params(("namespace" = String, Path), ("project" = String, Path), ("database" = String, Path)),
-    responses((status = 200, body = MaintenanceResponse), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = MaintenanceResponse), (status = 404, body = ErrorBody), (status = 503, description = "The database's store (a Chroma server) or embedding model is unavailable", body = ErrorBody)))]
 async fn reindex(State(st): State<AppState>, Path((ns, p, db)): DbPath) -> ApiResult<Json<MaintenanceResponse>> {
     let name = db.clone();
     let ids = call(&st, move |lf| lf.project(&ns, &p)?.rag().reindex(&db)).await?;
@@ -65,7 +65,7 @@ async fn reindex(State(st): State<AppState>, Path((ns, p, db)): DbPath) -> ApiRe
 /// Delete documents by id, file name or metadata values.
 #[utoipa::path(post, path = "/v1/projects/{namespace}/{project}/rag/databases/{database}/documents/delete", tag = "rag",
     params(("namespace" = String, Path), ("project" = String, Path), ("database" = String, Path)), request_body = DeleteDocumentsRequest,
-    responses((status = 200, body = MaintenanceResponse), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = MaintenanceResponse), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, description = "The database's store (a Chroma server) or embedding model is unavailable", body = ErrorBody)))]
 async fn delete_documents(State(st): State<AppState>, Path((ns, p, db)): DbPath, Json(r): Json<DeleteDocumentsRequest>) -> ApiResult<Json<MaintenanceResponse>> {
     let name = db.clone();
     let sel = llamafarm_core::rag::maintenance::DocumentSelector { ids: r.ids, filenames: r.filenames, metadata: r.metadata };
@@ -77,7 +77,7 @@ async fn delete_documents(State(st): State<AppState>, Path((ns, p, db)): DbPath,
 /// each chunk with its metadata and vector), for `import` into another project or machine.
 #[utoipa::path(get, path = "/v1/projects/{namespace}/{project}/rag/databases/{database}/export", tag = "rag",
     params(("namespace" = String, Path), ("project" = String, Path), ("database" = String, Path)),
-    responses((status = 200, description = "JSON Lines", body = String, content_type = "application/x-ndjson"), (status = 404, body = ErrorBody)))]
+    responses((status = 200, description = "JSON Lines", body = String, content_type = "application/x-ndjson"), (status = 404, body = ErrorBody), (status = 503, description = "The database's store (a Chroma server) or embedding model is unavailable", body = ErrorBody)))]
 async fn export(State(st): State<AppState>, Path((ns, p, db)): DbPath) -> ApiResult<axum::response::Response> {
     use axum::response::IntoResponse;
     let file = format!("{db}.lfrag.jsonl");
@@ -102,7 +102,7 @@ async fn export(State(st): State<AppState>, Path((ns, p, db)): DbPath) -> ApiRes
 #[utoipa::path(post, path = "/v1/projects/{namespace}/{project}/rag/databases/{database}/import", tag = "rag",
     params(("namespace" = String, Path), ("project" = String, Path), ("database" = String, Path)),
     request_body(content = String, content_type = "application/x-ndjson", description = "An export"),
-    responses((status = 200, body = RagImportResponse), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = RagImportResponse), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, description = "The database's store (a Chroma server) or embedding model is unavailable", body = ErrorBody)))]
 async fn import(State(st): State<AppState>, Path((ns, p, db)): DbPath, body: axum::body::Bytes) -> ApiResult<Json<RagImportResponse>> {
     let name = db.clone();
     let r = call(&st, move |lf| lf.project(&ns, &p)?.rag().import(&db, &mut std::io::Cursor::new(body))).await?;
@@ -134,7 +134,7 @@ async fn health(State(st): State<AppState>, Path((ns, p)): ProjectPath, Query(d)
 /// Vector count, storage, embedding dimension of a database.
 #[utoipa::path(get, path = "/v1/projects/{namespace}/{project}/rag/stats", tag = "rag",
     params(("namespace" = String, Path), ("project" = String, Path), DatabaseParam),
-    responses((status = 200, body = RagStatsDto), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = RagStatsDto), (status = 404, body = ErrorBody), (status = 503, description = "The database's store (a Chroma server) or embedding model is unavailable", body = ErrorBody)))]
 async fn stats(State(st): State<AppState>, Path((ns, p)): ProjectPath, Query(d): Query<DatabaseParam>) -> ApiResult<Json<RagStatsDto>> {
     let s = call(&st, move |lf| lf.project(&ns, &p)?.rag().stats(d.database.as_deref())).await?;
     Ok(Json(s.into()))
@@ -203,7 +203,7 @@ async fn delete_database(
 /// Documents in a database with their chunk counts.
 #[utoipa::path(get, path = "/v1/projects/{namespace}/{project}/rag/databases/{database}/documents", tag = "rag",
     params(("namespace" = String, Path), ("project" = String, Path), ("database" = String, Path), LimitParam),
-    responses((status = 200, body = Vec<DocumentDto>), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = Vec<DocumentDto>), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, description = "The database's store (a Chroma server) or embedding model is unavailable", body = ErrorBody)))]
 async fn documents(State(st): State<AppState>, Path((ns, p, db)): Path<(String, String, String)>, Query(q): Query<LimitParam>) -> ApiResult<Json<Vec<DocumentDto>>> {
     let limit = q.limit.unwrap_or(50);
     let docs = call(&st, move |lf| lf.project(&ns, &p)?.rag().documents(&db, limit)).await?;
