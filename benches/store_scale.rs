@@ -8,8 +8,9 @@
 //!
 //! Run: `cargo bench -p llamafarm-benches --bench store_scale` (`STORE_CHUNKS=200000` for a smaller
 //! store; `STORE_WAIT_REBUILD=1` also waits for the graph after the restart and measures again).
-//! `STORE_CHROMA=host:port` writes the same chunks to a [`ChromaStore`] on that `chroma run`
-//! server instead and measures its write rate and query latency (no restart phase).
+//! `STORE_CHROMA=host:port` first writes the same chunks to a [`ChromaStore`] on that
+//! `chroma run` server and measures its write rate and query latency, then the embedded
+//! store as usual.
 
 use llamafarm_core::store::{ChromaConfig, ChromaStore, ChunkRecord, ChunkStore, EmbeddedStore, Metric};
 use serde_json::{json, Value};
@@ -92,7 +93,6 @@ fn main() {
         println!("Chroma server {server}: wrote {size} chunks in {write_s:.0} s ({:.0} chunks/s)", size as f64 / write_s);
         latency(&store, &qvecs, &queries, "on the Chroma server");
         store.clear().unwrap();
-        return;
     }
     let store = EmbeddedStore::open(&sdir, Metric::Cosine).unwrap();
     let t = Instant::now();

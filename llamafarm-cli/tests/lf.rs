@@ -1286,9 +1286,10 @@ fn start_worker(srv: &Served, queue: &str, name: &str, log: &Path) -> Child {
 }
 
 /// Ingestion on a Redis queue with two `lf worker` processes: the markdown, HTML and DOCX
-/// folders of the shared data as two tasks; worker A is killed with SIGKILL in the middle
-/// of the first, worker B finishes the second, takes the first over and finishes it. Every
-/// file ends in the index once with all its chunks, and both tasks are SUCCESS.
+/// folders of the shared data as two tasks (queued in parts of 16 files); worker A is
+/// killed with SIGKILL in the middle of a part of the first, worker B does the other parts
+/// and takes A's over once it has been idle 5 s. Every file ends in the index once with
+/// all its chunks, and both tasks are SUCCESS.
 #[test]
 fn two_workers_over_redis_index_every_file_once_when_one_is_killed() {
     use serde_json::json;
@@ -1319,8 +1320,8 @@ fn two_workers_over_redis_index_every_file_once_when_one_is_killed() {
     };
     let task = |id: &str| get_json(&srv.url, &format!("{P}/tasks/{id}"));
     let t0 = Instant::now();
-    // Worker A alone takes the markdown task; once it has sent a batch, B starts and the
-    // second task is queued (A is busy, so B takes it), then A is killed.
+    // Worker A alone takes the first part of the markdown task; once it has sent a batch,
+    // B starts and the second task is queued, then A is killed in the middle of its part.
     let a = start_worker(&srv, &redis.url, "worker-a", &work.path().join("a.log"));
     let md = process("md");
     loop {

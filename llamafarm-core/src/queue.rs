@@ -1,8 +1,10 @@
 //! The ingestion job queue on Redis: a stream with a consumer group, so that
 //! `lf worker` processes on any machine share the jobs that `lf serve --queue` writes.
 //!
-//! - A job is one stream entry (`namespace`, `project`, `task_id`); the task's record stays
-//!   on the API server, which is the only writer of records and of the embedded index.
+//! - A job is one stream entry (`namespace`, `project`, `task_id`, and `files`: the hashes
+//!   of a part of the task's files, comma-separated), so the files of one large task are
+//!   spread over the workers. The task's record stays on the API server, which is the only
+//!   writer of records and of the index, and ends the task when every file has an outcome.
 //! - Workers read with `XREADGROUP` (each entry goes to one consumer) and acknowledge with
 //!   `XACK` once the server has the task's end. An entry a worker took but did not
 //!   acknowledge stays pending; when it has been idle longer than the claim timeout (the
@@ -35,6 +37,8 @@ pub struct QueuedJob {
     pub project: String,
     /// The task to run.
     pub task_id: String,
+    /// The part of the task's files this job covers (by hash).
+    pub files: Vec<String>,
 }
 
 /// A Redis stream used as the job queue.
@@ -89,9 +93,21 @@ impl RedisQueue {
         cmd.query::<RV>(con).map_err(|e| self.unavailable(e))
     }
 
-    /// Queue a task; returns the entry id.
-    pub fn push(&self, namespace: &str, project: &str, task_id: &str) -> Result<String> {
-        let v = self.run(redis::cmd("XADD").arg(STREAM).arg("*").arg("namespace").arg(namespace).arg("project").arg(project).arg("task_id").arg(task_id))?;
+    /// Queue a part of a task (`files`, by hash); returns the entry id.
+    pub fn push(&self, namespace: &str, project: &str, task_id: &str, files: &[String]) -> Result<String> {
+        let v = self.run(
+            redis::cmd("XADD")
+                .arg(STREAM)
+                .arg("*")
+                .arg("namespace")
+                .arg(namespace)
+                .arg("project")
+                .arg(project)
+                .arg("task_id")
+                .arg(task_id)
+                .arg("files")
+                .arg(files.join(",")),
+        )?;
         text(&v).ok_or_else(|| self.unavailable("XADD answered without an id"))
     }
 
@@ -169,7 +185,8 @@ fn entries_of(v: &RV) -> Vec<QueuedJob> {
             let entry = text(parts.first()?)?;
             let fields = items(parts.get(1)?);
             let get = |k: &str| fields.chunks(2).find(|kv| text(&kv[0]).as_deref() == Some(k)).and_then(|kv| kv.get(1)).and_then(text);
-            Some(QueuedJob { entry, namespace: get("namespace")?, project: get("project")?, task_id: get("task_id")? })
+            let files = get("files").map(|f| f.split(',').filter(|h| !h.is_empty()).map(String::from).collect()).unwrap_or_default();
+            Some(QueuedJob { entry, namespace: get("namespace")?, project: get("project")?, task_id: get("task_id")?, files })
         })
         .collect()
 }

@@ -209,6 +209,10 @@ pub struct TaskStats {
 /// Worker threads (each runs one task at a time; a task uses both cores itself).
 const WORKERS: usize = 2;
 
+/// Files per queue job when `lf worker` processes run the tasks: a large task is spread
+/// over the workers in parts of this many files.
+const JOB_FILES: usize = 16;
+
 fn tasks_dir(project_dir: &Path) -> PathBuf {
     project_dir.join("tasks")
 }
@@ -303,7 +307,9 @@ impl TaskRunner {
         save(project.dir(), &mut rec)?;
         self.cancels.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), Arc::new(AtomicBool::new(false)));
         if let Some(q) = self.remote.get() {
-            if let Err(e) = q.push(&rec.namespace, &rec.project, &id) {
+            // One job per part of the files, so that several workers share a large task.
+            let parts: Vec<&[String]> = if rec.files.is_empty() { vec![&[][..]] } else { rec.files.chunks(JOB_FILES).collect() };
+            if let Err(e) = parts.iter().try_for_each(|part| q.push(&rec.namespace, &rec.project, &id, part).map(|_| ())) {
                 self.cancels.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
                 rec.state = TaskState::Failure;
                 rec.error = Some(e.to_string());
@@ -329,10 +335,11 @@ impl TaskRunner {
         self.remote.get()
     }
 
-    /// A worker takes a task: it is STARTED, and the answer lists the files that have no
-    /// outcome yet (a task taken over from a worker that died goes on where it stopped).
-    /// `None`: the task has ended (its queue entry can be dropped).
-    pub fn claim(&self, project: &Project, task_id: &str) -> Result<Option<WorkerJob>> {
+    /// A worker takes a part of a task (`part`: file hashes; empty for all): the task is
+    /// STARTED, and the answer lists the files of the part that have no outcome yet (a part
+    /// taken over from a worker that died goes on where it stopped). `None`: the task has
+    /// ended (its queue entry can be dropped).
+    pub fn claim(&self, project: &Project, task_id: &str, part: &[String]) -> Result<Option<WorkerJob>> {
         let _g = self.remote_lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut rec = self.get(project, task_id)?;
         if rec.state.is_final() {
@@ -346,7 +353,7 @@ impl TaskRunner {
         Ok(Some(WorkerJob {
             task_id: rec.task_id.clone(),
             dataset: rec.dataset.clone(),
-            files: rec.files.iter().filter(|h| !done.contains(h.as_str())).cloned().collect(),
+            files: rec.files.iter().filter(|h| !done.contains(h.as_str()) && (part.is_empty() || part.contains(h))).cloned().collect(),
             overrides: rec.overrides.clone(),
             config: project.config_substituted()?,
         }))
@@ -397,9 +404,10 @@ impl TaskRunner {
         Ok(flag || rec.cancelled)
     }
 
-    /// A worker ends a task: reverted when it was cancelled, else SUCCESS; the record
-    /// and its event are written as for a task run here. Ending an ended task answers its
-    /// state.
+    /// A worker is done with its part of a task. When every file has an outcome (or the
+    /// task was cancelled) the task ends: reverted when cancelled, else SUCCESS, the record
+    /// and its event written as for a task run here. Answers the task's state (STARTED
+    /// while other parts are out).
     pub fn finish(&self, project: &Project, task_id: &str) -> Result<TaskState> {
         let _g = self.remote_lock.lock().unwrap_or_else(|p| p.into_inner());
         let rec = self.get(project, task_id)?;
@@ -407,6 +415,10 @@ impl TaskRunner {
             return Ok(rec.state);
         }
         let flag = self.cancels.lock().unwrap_or_else(|p| p.into_inner()).get(task_id).is_some_and(|f| f.load(Ordering::SeqCst));
+        let done: std::collections::HashSet<&str> = rec.outcomes.iter().map(|o| o.file_hash.as_str()).collect();
+        if !flag && !rec.cancelled && !rec.files.iter().all(|h| done.contains(h.as_str())) {
+            return Ok(rec.state);
+        }
         let started = chrono::DateTime::parse_from_rfc3339(&rec.created_at)
             .map(|t| (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).to_std().unwrap_or_default())
             .unwrap_or_default();

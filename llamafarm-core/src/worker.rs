@@ -3,14 +3,16 @@
 //! to the API server, which indexes them and keeps the task's record.
 //!
 //! Per job, the worker
-//! 1. takes the task from the server (`POST /v1/internal/tasks/{ns}/{project}/{task}/claim`),
-//!    which answers with the project's config and the files still to do;
+//! 1. takes its part of the task from the server
+//!    (`POST /v1/internal/tasks/{ns}/{project}/{task}/claim`), which answers with the
+//!    project's config and the part's files still to do;
 //! 2. mirrors the project in its own data directory (config only; a scratch copy deleted
 //!    after the job) so the same [`IngestPlan`] the server would use parses and embeds;
 //! 3. per batch of files: fetches each file (`GET .../datasets/{ds}/files/{hash}`),
 //!    prepares and embeds the batch, sends outcomes and chunks
 //!    (`POST .../results`), and tells the queue it is still on the job;
-//! 4. ends the task (`POST .../finish`) and acknowledges the queue entry.
+//! 4. says its part is done (`POST .../finish`; the server ends the task with its last
+//!    part) and acknowledges the queue entry.
 //!
 //! A worker killed mid-job leaves its entry pending; another takes it over after the
 //! claim timeout and goes on with the files that have no outcome. Chunks the server
@@ -140,7 +142,7 @@ impl Worker {
 
     /// Run one job to its end and acknowledge it.
     pub fn process(&self, job: &QueuedJob) -> Result<JobReport> {
-        let claimed = self.send(self.http.post(self.task_url(job, "claim")), &json!({}))?;
+        let claimed = self.send(self.http.post(self.task_url(job, "claim")), &json!({"files": job.files}))?;
         if claimed["job"].is_null() {
             self.queue.ack(&job.entry)?;
             return Ok(JobReport::default());

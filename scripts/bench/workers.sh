@@ -11,6 +11,7 @@ LF="${1:-${CARGO_TARGET_DIR:-target}/debug/lf}"
 shift || true
 FOLDERS=("$@")
 [ ${#FOLDERS[@]} -gt 0 ] || FOLDERS=(../shared/data/docs/markdown ../shared/data/docs/pdf)
+for i in "${!FOLDERS[@]}"; do FOLDERS[$i]="$(cd "${FOLDERS[$i]}" && pwd)"; done
 REDIS_SERVER="${LF_REDIS_SERVER:-redis-server}"
 WORK="$(mktemp -d)"
 PIDS=()

@@ -118,13 +118,15 @@ impl ChromaStore {
             collection_id: RwLock::new(String::new()),
             metric,
             dim: RwLock::new(None),
-            max_batch: 1000,
+            max_batch: 256,
             text: EmbeddedStore::open_text_only(&dir.join("keyword"))?,
             nested_keys: RwLock::new(HashSet::new()),
             agent,
         };
         if let Ok(Some(v)) = store.call("GET", "pre-flight-checks", None) {
-            store.max_batch = v["max_batch_size"].as_u64().map_or(1000, |n| n.clamp(1, 5000) as usize);
+            // The server's record limit, and at most 256 records a request: a request of
+            // thousands of 384-float vectors in JSON (tens of MB) is cut off by the server.
+            store.max_batch = v["max_batch_size"].as_u64().map_or(256, |n| n.clamp(1, 256) as usize);
         }
         store.attach()?;
         let mut nested = HashSet::new();

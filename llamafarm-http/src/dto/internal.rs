@@ -6,6 +6,14 @@ use llamafarm_core::task::{TaskState, WorkerJob};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+/// The part of a task a worker takes.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ClaimRequest {
+    /// File hashes of the part (the queue entry's); empty or absent: every file.
+    #[serde(default)]
+    pub files: Vec<String>,
+}
+
 /// A task taken by a worker: what it must do, or nothing when the task has ended.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ClaimResponse {

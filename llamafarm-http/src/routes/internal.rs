@@ -2,7 +2,7 @@
 //! Redis queue (`lf serve --queue`). With API keys, only a full read-write key reaches them.
 
 use super::call;
-use crate::dto::internal::{ClaimResponse, FinishResponse, ResultsRequest, ResultsResponse};
+use crate::dto::internal::{ClaimRequest, ClaimResponse, FinishResponse, ResultsRequest, ResultsResponse};
 use crate::error::{ApiResult, ErrorBody, Json, Path};
 use crate::AppState;
 use axum::extract::State;
@@ -14,13 +14,13 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(claim)).routes(routes!(results)).routes(routes!(finish)).routes(routes!(file))
 }
 
-/// A worker takes a task: the files still to do and the project's config (`job` is null
-/// when the task has ended).
+/// A worker takes its part of a task: the part's files still to do and the project's
+/// config (`job` is null when the task has ended).
 #[utoipa::path(post, path = "/v1/internal/tasks/{namespace}/{project}/{task_id}/claim", tag = "workers", operation_id = "worker_claim",
-    params(("namespace" = String, Path), ("project" = String, Path), ("task_id" = String, Path)),
-    responses((status = 200, body = ClaimResponse), (status = 404, body = ErrorBody)))]
-async fn claim(State(st): State<AppState>, Path((ns, p, id)): Path<(String, String, String)>) -> ApiResult<Json<ClaimResponse>> {
-    let job = call(&st, move |lf| lf.tasks().claim(&lf.project(&ns, &p)?, &id)).await?;
+    params(("namespace" = String, Path), ("project" = String, Path), ("task_id" = String, Path)), request_body = ClaimRequest,
+    responses((status = 200, body = ClaimResponse), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn claim(State(st): State<AppState>, Path((ns, p, id)): Path<(String, String, String)>, Json(b): Json<ClaimRequest>) -> ApiResult<Json<ClaimResponse>> {
+    let job = call(&st, move |lf| lf.tasks().claim(&lf.project(&ns, &p)?, &id, &b.files)).await?;
     Ok(Json(ClaimResponse { job }))
 }
 
@@ -34,7 +34,8 @@ async fn results(State(st): State<AppState>, Path((ns, p, id)): Path<(String, St
     Ok(Json(ResultsResponse { stop }))
 }
 
-/// A worker ends a task (reverted if it was cancelled); answers the final state.
+/// A worker is done with its part of a task; the last part ends the task (reverted if it
+/// was cancelled). Answers the task's state.
 #[utoipa::path(post, path = "/v1/internal/tasks/{namespace}/{project}/{task_id}/finish", tag = "workers", operation_id = "worker_finish",
     params(("namespace" = String, Path), ("project" = String, Path), ("task_id" = String, Path)),
     responses((status = 200, body = FinishResponse), (status = 404, body = ErrorBody)))]
