@@ -6,6 +6,7 @@
 //! Data: `../shared/data/ir/scifact` (or `SCIFACT_DIR`); skipped with a message when absent.
 //! Peers side by side: `benches/peers/run_rag_peers.sh` (sentence-transformers, chromadb).
 
+use llamafarm_core::rag::eval::{ndcg_at, recall_at};
 use llamafarm_core::rag::RagQuery;
 use llamafarm_core::store::{ChunkRecord, ChunkStore, EmbeddedStore, Metric};
 use llamafarm_core::{LlamaFarm, ModelCache};
@@ -18,26 +19,6 @@ use std::time::Instant;
 fn read_jsonl(p: &PathBuf) -> Vec<Value> {
     let f = std::fs::File::open(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     std::io::BufReader::new(f).lines().map_while(Result::ok).filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(&l).unwrap()).collect()
-}
-
-fn ndcg_at_10(ranked: &[String], rel: &HashMap<String, u32>) -> f64 {
-    let dcg: f64 = ranked.iter().take(10).enumerate().map(|(i, d)| rel.get(d).copied().unwrap_or(0) as f64 / ((i + 2) as f64).log2()).sum();
-    let mut ideal: Vec<u32> = rel.values().copied().collect();
-    ideal.sort_unstable_by(|a, b| b.cmp(a));
-    let idcg: f64 = ideal.iter().take(10).enumerate().map(|(i, &g)| g as f64 / ((i + 2) as f64).log2()).sum();
-    if idcg == 0.0 {
-        0.0
-    } else {
-        dcg / idcg
-    }
-}
-
-fn recall_at(ranked: &[String], rel: &HashMap<String, u32>, k: usize) -> f64 {
-    let relevant: HashSet<&String> = rel.iter().filter(|(_, &g)| g > 0).map(|(d, _)| d).collect();
-    if relevant.is_empty() {
-        return 0.0;
-    }
-    ranked.iter().take(k).filter(|d| relevant.contains(d)).count() as f64 / relevant.len() as f64
 }
 
 /// One chunk per abstract (id = file hash = the document id), added in batches of 1000.
@@ -179,7 +160,7 @@ fn main() {
             let r = rag.query(&q).unwrap();
             lat.push(t.elapsed().as_secs_f64() * 1000.0);
             let ranked: Vec<String> = r.results.iter().map(|x| x.chunk_id.clone()).collect();
-            ndcg += ndcg_at_10(&ranked, &qrels[*qid]);
+            ndcg += ndcg_at(&ranked, &qrels[*qid], 10);
             rec += recall_at(&ranked, &qrels[*qid], 100);
         }
         let n = qids.len() as f64;
@@ -256,7 +237,7 @@ fn main() {
                 let q = RagQuery { retrieval_strategy: Some(strategy.into()), top_k: Some(100), ..RagQuery::new(&queries[*qid]) };
                 let r = rag8.query(&q).unwrap();
                 let ranked: Vec<String> = r.results.iter().map(|x| x.chunk_id.clone()).collect();
-                ndcg += ndcg_at_10(&ranked, &qrels[*qid]);
+                ndcg += ndcg_at(&ranked, &qrels[*qid], 10);
                 rec += recall_at(&ranked, &qrels[*qid], 100);
             }
             let n = qids.len() as f64;

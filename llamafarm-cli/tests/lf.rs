@@ -1335,6 +1335,14 @@ fn two_workers_over_redis_index_every_file_once_when_one_is_killed() {
     }
     let mut b = start_worker(&srv, &redis.url, "worker-b", &work.path().join("b.log"));
     let office = process("office");
+    // Both workers beat; /metrics lists them.
+    let start = Instant::now();
+    while !(get_text(&srv.url, "/metrics").contains(r#"lf_worker_heartbeat_age_seconds{worker="worker-a"}"#)
+        && get_text(&srv.url, "/metrics").contains(r#"lf_worker_heartbeat_age_seconds{worker="worker-b"}"#))
+    {
+        assert!(start.elapsed() < Duration::from_secs(30), "no heartbeats in /metrics");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     std::thread::sleep(Duration::from_millis(500));
     let mut a = a;
     a.kill().unwrap();
@@ -1377,4 +1385,48 @@ fn two_workers_over_redis_index_every_file_once_when_one_is_killed() {
         "redis workers: {files} files in {took:.1} s ({:.2} files/s) with worker A killed after {done_at_kill} files; worker B sent {commands} queue commands",
         files as f64 / took
     );
+}
+
+/// Cancel on a Redis queue: the worker's next batch is answered `stop`, the task ends
+/// REVOKED with the files it had indexed reverted, and the parts still queued are dropped.
+#[test]
+fn cancelling_a_task_run_by_a_worker_reverts_its_files() {
+    use serde_json::json;
+    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/docs/markdown");
+    if !docs.is_dir() {
+        println!("SKIP cancelling_a_task_run_by_a_worker_reverts_its_files: {} not found (needs ../shared/data)", docs.display());
+        return;
+    }
+    let Some(redis) = RedisServer::start() else { return };
+    let srv = Served::start_env(true, &[("LF_QUEUE", &redis.url)]);
+    let work = tempfile::tempdir().unwrap();
+    ok(&srv.lf(work.path(), &["init", "cancel"]));
+    let dir = work.path().join("cancel");
+    const P: &str = "/v1/projects/default/cancel";
+    ok(&srv.lf(&dir, &["datasets", "create", "-s", "universal_rag", "-b", "main_database", "md"]));
+    ok(&srv.lf(&dir, &["datasets", "upload", "md", docs.to_str().unwrap(), "--no-process"]));
+    let mut w = start_worker(&srv, &redis.url, "worker-c", &work.path().join("c.log"));
+    let (st, v) = call(&srv.url, "POST", &format!("{P}/datasets/md/actions"), &json!({"action_type": "process"}));
+    assert_eq!(st, 200, "{v}");
+    let id = v["task_id"].as_str().unwrap().to_string();
+    let t0 = Instant::now();
+    loop {
+        let t = get_json(&srv.url, &format!("{P}/tasks/{id}"));
+        if t["meta"]["current"].as_u64().unwrap_or(0) > 0 {
+            assert_ne!(t["state"], "SUCCESS", "the task ended before the cancel");
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(300), "the worker sent nothing: {t}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (st, c) = call(&srv.url, "DELETE", &format!("{P}/tasks/{id}"), &json!(null));
+    assert_eq!(st, 200, "{c}");
+    assert_eq!(c["cancelled"], true, "{c}");
+    assert!(c["files_reverted"].as_u64().unwrap() > 0, "{c}");
+    let t = get_json(&srv.url, &format!("{P}/tasks/{id}"));
+    assert_eq!(t["state"], "REVOKED", "{t}");
+    let stats = get_json(&srv.url, &format!("{P}/rag/stats?database=main_database"));
+    assert_eq!(stats["document_count"].as_u64(), Some(0), "every indexed file was reverted: {stats}");
+    Command::new("kill").args(["-TERM", &w.id().to_string()]).status().unwrap();
+    w.wait().unwrap();
 }

@@ -97,9 +97,39 @@ pub fn encode_segment(s: &str) -> String {
     out
 }
 
+/// Decode `%XX` escapes (the inverse of [`encode_segment`]); a `%` not followed by two hex
+/// digits stays as it is, and bytes that are not UTF-8 become U+FFFD.
+pub fn decode_segment(s: &str) -> String {
+    let b = s.as_bytes();
+    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push(h * 16 + l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn segments_survive_encoding_and_odd_escapes_stay() {
+        for name in ["notes ünï.md", "../../etc/x", "a%2Fb", "plain.txt", "%", "%aé", "%zz", "é%4"] {
+            assert_eq!(decode_segment(&encode_segment(name)), name);
+        }
+        assert_eq!(decode_segment("%41%aé%zz"), "A%aé%zz");
+        assert_eq!(decode_segment("caf%C3%A9"), "café");
+    }
 
     #[test]
     fn accepts_ordinary_names() {

@@ -25,6 +25,11 @@ use std::time::Duration;
 pub const STREAM: &str = "lf:ingest";
 /// The consumer group of the workers.
 pub const GROUP: &str = "lf-workers";
+/// Prefix of the workers' heartbeat keys (`lf:worker:{name}`: the Unix time of its last
+/// sign of life, expiring after [`HEARTBEAT_TTL`] seconds).
+pub const HEARTBEAT_PREFIX: &str = "lf:worker:";
+/// Seconds a heartbeat lives: a worker gone this long is no longer listed.
+pub const HEARTBEAT_TTL: u64 = 300;
 
 /// A job read from the queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,9 +144,42 @@ impl RedisQueue {
         Ok(items(&read).first().and_then(|s| items(s).get(1).and_then(|e| entries_of(e).into_iter().next())))
     }
 
-    /// Tell the group `consumer` is still on `entry` (resets its idle time).
+    /// Tell the group `consumer` is still on `entry` (resets its idle time), and beat.
     pub fn touch(&self, consumer: &str, entry: &str) -> Result<()> {
-        self.run(redis::cmd("XCLAIM").arg(STREAM).arg(GROUP).arg(consumer).arg(0).arg(entry).arg("JUSTID")).map(|_| ())
+        self.run(redis::cmd("XCLAIM").arg(STREAM).arg(GROUP).arg(consumer).arg(0).arg(entry).arg("JUSTID"))?;
+        self.heartbeat(consumer)
+    }
+
+    /// Record that worker `name` is alive now.
+    pub fn heartbeat(&self, name: &str) -> Result<()> {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+        self.run(redis::cmd("SET").arg(format!("{HEARTBEAT_PREFIX}{name}")).arg(now).arg("EX").arg(HEARTBEAT_TTL)).map(|_| ())
+    }
+
+    /// The workers that beat within [`HEARTBEAT_TTL`] seconds, with the seconds since
+    /// their last beat, by name.
+    pub fn workers(&self) -> Result<Vec<(String, f64)>> {
+        let mut con = self.client.get_connection_with_timeout(Duration::from_secs(5)).map_err(|e| self.unavailable(e))?;
+        let (mut cursor, mut keys) = (String::from("0"), Vec::new());
+        loop {
+            let v = self.run_on(&mut con, redis::cmd("SCAN").arg(&cursor).arg("MATCH").arg(format!("{HEARTBEAT_PREFIX}*")).arg("COUNT").arg(100))?;
+            let parts = items(&v);
+            cursor = parts.first().and_then(text).unwrap_or_else(|| "0".into());
+            keys.extend(parts.get(1).map(items).unwrap_or_default().iter().filter_map(text));
+            if cursor == "0" {
+                break;
+            }
+        }
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+        let mut out = Vec::new();
+        for k in keys {
+            let beat = text(&self.run_on(&mut con, redis::cmd("GET").arg(&k))?).and_then(|t| t.parse::<f64>().ok());
+            if let Some(t) = beat {
+                out.push((k.trim_start_matches(HEARTBEAT_PREFIX).to_string(), (now - t).max(0.0)));
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
     }
 
     /// The job is done: acknowledge and delete its entry.

@@ -204,6 +204,9 @@ pub struct TaskStats {
     pub running: usize,
     /// Tasks that ended since the process started: (final state, count, seconds they ran in all).
     pub finished: Vec<(TaskState, u64, f64)>,
+    /// With a Redis queue: the `lf worker` processes alive, with the seconds since each one's
+    /// last heartbeat.
+    pub workers: Vec<(String, f64)>,
 }
 
 /// Worker threads (each runs one task at a time; a task uses both cores itself).
@@ -436,7 +439,9 @@ impl TaskRunner {
         let mut finished: Vec<(TaskState, u64, f64)> = self.finished.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(s, (n, t))| (*s, *n, *t)).collect();
         finished.sort_by_key(|f| f.0.as_str());
         let remote = self.remote.get().and_then(|q| q.depth().ok()).unwrap_or(0) as usize;
+        let workers = self.remote.get().and_then(|q| q.workers().ok()).unwrap_or_default();
         TaskStats {
+            workers,
             queued: self.queue.lock().unwrap_or_else(|p| p.into_inner()).len() + remote,
             running: self.running.lock().unwrap_or_else(|p| p.into_inner()).len(),
             finished,

@@ -84,6 +84,9 @@ impl Worker {
     /// is left unacknowledged, so it is taken over after the claim timeout.
     pub fn run(&self, stop: &AtomicBool) {
         while !stop.load(Ordering::SeqCst) {
+            if let Err(e) = self.queue.heartbeat(&self.opts.name) {
+                tracing::warn!(error = %e, "cannot reach the queue");
+            }
             match self.queue.next(&self.opts.name, self.opts.claim_after, self.opts.poll) {
                 Ok(Some(job)) => match self.process(&job) {
                     Ok(r) => tracing::info!(task = %job.task_id, files = r.files, chunks = r.chunks, state = ?r.state, "job done"),
@@ -135,7 +138,7 @@ impl Worker {
         if !status.is_success() {
             return Err(self.unavailable(format!("answered {status} for file {hash}")));
         }
-        let name = resp.headers().get("x-lf-file-name").and_then(|v| v.to_str().ok()).map(percent_decode).unwrap_or_else(|| hash.to_string());
+        let name = resp.headers().get("x-lf-file-name").and_then(|v| v.to_str().ok()).map(crate::paths::decode_segment).unwrap_or_else(|| hash.to_string());
         let bytes = resp.body_mut().with_config().limit(u64::MAX).read_to_vec().map_err(|e| self.unavailable(format!("file {hash} broke off: {e}")))?;
         Ok((name, bytes))
     }
@@ -217,39 +220,5 @@ impl Worker {
             }
         }
         Ok(report)
-    }
-}
-
-/// `%XX` escapes decoded (the file-name header is percent-encoded UTF-8).
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// A file name as a header value: every byte outside unreserved ASCII as `%XX`.
-pub fn percent_encode(name: &str) -> String {
-    name.bytes().map(|c| if c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b'~') { (c as char).to_string() } else { format!("%{c:02X}") }).collect()
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn file_names_survive_the_header() {
-        for name in ["notes ünï.md", "../../etc/x", "a%2Fb", "plain.txt", "%"] {
-            assert_eq!(super::percent_decode(&super::percent_encode(name)), name);
-        }
     }
 }

@@ -124,7 +124,7 @@ fn refuse(key: &ApiKey, method: &Method, path: &str, runtime: bool) -> Option<St
         let project_ns = path.strip_prefix("/v1/projects/").and_then(|r| r.split('/').next()).filter(|n| !n.is_empty());
         match project_ns {
             Some(ns) => {
-                let ns = percent_decode(ns);
+                let ns = llamafarm_core::paths::decode_segment(ns);
                 if !allowed.contains(&ns) {
                     return Some(format!("this API key may not reach namespace '{ns}'"));
                 }
@@ -134,24 +134,6 @@ fn refuse(key: &ApiKey, method: &Method, path: &str, runtime: bool) -> Option<St
         }
     }
     None
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).to_string()
 }
 
 /// Middleware: check the bearer key of each request against `keys` (no keys: open).

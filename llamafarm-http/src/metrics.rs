@@ -46,6 +46,11 @@ struct StateLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WorkerLabel {
+    worker: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ModelLabel {
     model: String,
 }
@@ -139,6 +144,11 @@ pub fn render(stats: &Stats) -> String {
     }
     reg.register("lf_tasks_finished", "Ingestion tasks run to their end, by final state", finished);
     reg.register("lf_task_duration_seconds", "Seconds ingestion tasks ran, summed, by final state", task_seconds);
+    let beats = Family::<WorkerLabel, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+    for (worker, age) in &stats.tasks.workers {
+        beats.get_or_create(&WorkerLabel { worker: worker.clone() }).set(*age);
+    }
+    reg.register("lf_worker_heartbeat_age_seconds", "With a Redis queue: seconds since each live `lf worker` last beat", beats);
 
     let gauge = |name: &str, help: &str, reg: &mut Registry, rows: &mut dyn Iterator<Item = (String, i64)>| {
         let f = Family::<ModelLabel, Gauge>::default();
@@ -230,7 +240,7 @@ mod tests {
     #[test]
     fn renders_the_prometheus_text_format() {
         let stats = Stats {
-            tasks: TaskStats { queued: 2, running: 1, finished: vec![(TaskState::Success, 3, 1.5)] },
+            tasks: TaskStats { queued: 2, running: 1, finished: vec![(TaskState::Success, 3, 1.5)], workers: vec![("w1".into(), 1.5)] },
             llm: LlmStats {
                 loads: 2,
                 unloads: 1,
@@ -253,6 +263,7 @@ mod tests {
             "lf_model_unloads_total 1",
             r#"lf_store_chunks{namespace="a\"b",project="p",database="db"} 10"#,
             "lf_process_resident_memory_bytes 1048576",
+            r#"lf_worker_heartbeat_age_seconds{worker="w1"} 1.5"#,
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
         }

@@ -176,10 +176,10 @@ fn scifact_ndcg_on_chroma_matches_the_embedded_store() {
     let corpus = lines("corpus.jsonl");
     let queries: std::collections::HashMap<String, String> =
         lines("queries.jsonl").into_iter().map(|q| (q["_id"].as_str().unwrap().to_string(), q["text"].as_str().unwrap().to_string())).collect();
-    let mut qrels: std::collections::BTreeMap<String, std::collections::HashMap<String, f64>> = Default::default();
+    let mut qrels: std::collections::BTreeMap<String, std::collections::HashMap<String, u32>> = Default::default();
     for l in std::fs::read_to_string(dir.join("qrels/test.tsv")).unwrap().lines().skip(1) {
         if let [q, d, g] = l.split('\t').collect::<Vec<_>>()[..] {
-            qrels.entry(q.into()).or_default().insert(d.into(), g.parse().unwrap_or(0.0));
+            qrels.entry(q.into()).or_default().insert(d.into(), g.parse().unwrap_or(0));
         }
     }
     let work = tempfile::tempdir().unwrap();
@@ -206,16 +206,15 @@ fn scifact_ndcg_on_chroma_matches_the_embedded_store() {
     let qtexts: Vec<&str> = qrels.keys().map(|q| queries[q].as_str()).collect();
     let qvecs = embedder.embed(&qtexts).unwrap();
     let ndcg = |store: &dyn ChunkStore| -> f64 {
-        let mut sum = 0.0;
-        for ((_, rel), q) in qrels.iter().zip(&qvecs) {
-            let hits = store.vector_search(q, 10, Metric::Cosine, None).unwrap();
-            let dcg: f64 = hits.iter().enumerate().map(|(i, h)| rel.get(&h.id).copied().unwrap_or(0.0) / ((i + 2) as f64).log2()).sum();
-            let mut ideal: Vec<f64> = rel.values().copied().collect();
-            ideal.sort_by(|a, b| b.total_cmp(a));
-            let idcg: f64 = ideal.iter().take(10).enumerate().map(|(i, g)| g / ((i + 2) as f64).log2()).sum();
-            sum += if idcg > 0.0 { dcg / idcg } else { 0.0 };
-        }
-        sum / qrels.len() as f64
+        let total: f64 = qrels
+            .values()
+            .zip(&qvecs)
+            .map(|(rel, q)| {
+                let ids: Vec<String> = store.vector_search(q, 10, Metric::Cosine, None).unwrap().into_iter().map(|h| h.id).collect();
+                llamafarm_core::rag::eval::ndcg_at(&ids, rel, 10)
+            })
+            .sum();
+        total / qrels.len() as f64
     };
     let (on_chroma, on_embedded) = (ndcg(&chroma), ndcg(&embedded));
     println!("SciFact nDCG@10 (vector): chroma {on_chroma:.4}, embedded {on_embedded:.4}");

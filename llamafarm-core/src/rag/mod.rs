@@ -36,6 +36,7 @@
 
 mod databases;
 pub mod engine;
+pub mod eval;
 pub mod maintenance;
 pub mod rerank;
 mod strategy;

@@ -51,6 +51,6 @@ async fn finish(State(st): State<AppState>, Path((ns, p, id)): Path<(String, Str
     responses((status = 200, description = "The file's content", content_type = "application/octet-stream", body = Vec<u8>), (status = 404, body = ErrorBody)))]
 async fn file(State(st): State<AppState>, Path((ns, p, ds, hash)): Path<(String, String, String, String)>) -> ApiResult<Response> {
     let (meta, bytes) = call(&st, move |lf| lf.project(&ns, &p)?.datasets().read_file(&ds, &hash)).await?;
-    let name = llamafarm_core::worker::percent_encode(&meta.original_file_name);
+    let name = llamafarm_core::paths::encode_segment(&meta.original_file_name);
     Ok(([(CONTENT_TYPE, "application/octet-stream".to_string()), (axum::http::HeaderName::from_static("x-lf-file-name"), name)], bytes).into_response())
 }
