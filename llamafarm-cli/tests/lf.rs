@@ -1388,7 +1388,8 @@ fn two_workers_over_redis_index_every_file_once_when_one_is_killed() {
 }
 
 /// Cancel on a Redis queue: the worker's next batch is answered `stop`, the task ends
-/// REVOKED with the files it had indexed reverted, and the parts still queued are dropped.
+/// REVOKED with the files it had indexed reverted, and the parts still queued are dropped;
+/// so is a job whose project no longer exists.
 #[test]
 fn cancelling_a_task_run_by_a_worker_reverts_its_files() {
     use serde_json::json;
@@ -1427,6 +1428,14 @@ fn cancelling_a_task_run_by_a_worker_reverts_its_files() {
     assert_eq!(t["state"], "REVOKED", "{t}");
     let stats = get_json(&srv.url, &format!("{P}/rag/stats?database=main_database"));
     assert_eq!(stats["document_count"].as_u64(), Some(0), "every indexed file was reverted: {stats}");
+    // A job whose project does not exist (deleted after it was queued) is dropped, not retried.
+    let q = llamafarm_core::queue::RedisQueue::open(&redis.url).unwrap();
+    q.push("default", "ghost", "00000000-0000-0000-0000-000000000000", &[]).unwrap();
+    let start = Instant::now();
+    while q.depth().unwrap() > 0 {
+        assert!(start.elapsed() < Duration::from_secs(30), "the worker did not drop the job of a missing project");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     Command::new("kill").args(["-TERM", &w.id().to_string()]).status().unwrap();
     w.wait().unwrap();
 }

@@ -109,6 +109,14 @@ impl Worker {
     }
 
     fn send(&self, req: ureq::RequestBuilder<ureq::typestate::WithBody>, body: &Value) -> Result<Value> {
+        match self.send_status(req, body)? {
+            (200..=299, v) => Ok(v),
+            (status, v) => Err(self.unavailable(format!("answered {status}: {}", v["detail"].as_str().unwrap_or(&v.to_string())))),
+        }
+    }
+
+    /// A request and the server's status and JSON answer, whatever the status.
+    fn send_status(&self, req: ureq::RequestBuilder<ureq::typestate::WithBody>, body: &Value) -> Result<(u16, Value)> {
         let req = match &self.opts.api_key {
             Some(k) => req.header("Authorization", &format!("Bearer {k}")),
             None => req,
@@ -116,10 +124,7 @@ impl Worker {
         let mut resp = req.send_json(body).map_err(|e| self.unavailable(format!("unreachable: {e}")))?;
         let status = resp.status();
         let v: Value = resp.body_mut().read_json().map_err(|e| self.unavailable(format!("answered {status} unreadably: {e}")))?;
-        if !status.is_success() {
-            return Err(self.unavailable(format!("answered {status}: {}", v["detail"].as_str().unwrap_or(&v.to_string()))));
-        }
-        Ok(v)
+        Ok((status.as_u16(), v))
     }
 
     fn task_url(&self, job: &QueuedJob, action: &str) -> String {
@@ -145,7 +150,16 @@ impl Worker {
 
     /// Run one job to its end and acknowledge it.
     pub fn process(&self, job: &QueuedJob) -> Result<JobReport> {
-        let claimed = self.send(self.http.post(self.task_url(job, "claim")), &json!({"files": job.files}))?;
+        let claimed = match self.send_status(self.http.post(self.task_url(job, "claim")), &json!({"files": job.files}))? {
+            (200..=299, v) => v,
+            // The project or the task is gone (deleted): the job is dropped, not retried.
+            (404, v) => {
+                tracing::warn!(task = %job.task_id, detail = %v["detail"], "the task no longer exists; its job is dropped");
+                self.queue.ack(&job.entry)?;
+                return Ok(JobReport::default());
+            }
+            (status, v) => return Err(self.unavailable(format!("answered {status}: {}", v["detail"].as_str().unwrap_or(&v.to_string())))),
+        };
         if claimed["job"].is_null() {
             self.queue.ack(&job.entry)?;
             return Ok(JobReport::default());
