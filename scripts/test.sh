@@ -17,6 +17,8 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 # The official openai Python SDK against a real `lf serve` (chat, streaming, models, embeddings,
 # tools, structured outputs), and the official MCP Python SDK against its MCP server.
 scripts/sdk/run.sh "${CARGO_TARGET_DIR:-target}/debug/lf"
+# The web app in Chromium (Playwright for Python): every page, driven as a user would.
+scripts/web/run.sh "${CARGO_TARGET_DIR:-target}/debug/lf"
 # Schema fuzzing of both ports (schemathesis): no 5xx but documented 503s, every response
 # matching its schema.
 scripts/schemathesis/run.sh "${CARGO_TARGET_DIR:-target}/debug/lf"

@@ -138,7 +138,8 @@ fn refuse(key: &ApiKey, method: &Method, path: &str, runtime: bool) -> Option<St
 
 /// Middleware: check the bearer key of each request against `keys` (no keys: open).
 pub(crate) async fn require_key(State((keys, runtime)): State<(Keys, bool)>, mut req: Request, next: Next) -> Response {
-    if keys.0.is_empty() || req.method() == Method::OPTIONS || req.uri().path() == "/health/liveness" {
+    let open = req.uri().path() == "/health/liveness" || (!runtime && crate::web::is_public(req.method(), req.uri().path(), req.headers()));
+    if keys.0.is_empty() || req.method() == Method::OPTIONS || open {
         return next.run(req).await;
     }
     let given = req

@@ -29,6 +29,7 @@ pub mod limits;
 pub mod mcp;
 pub mod metrics;
 mod routes;
+mod web;
 
 pub use auth::ApiKey;
 pub use error::{ApiError, ApiResult};
@@ -95,13 +96,13 @@ pub struct AppState {
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// The LlamaFarm API router (projects, system, health, `/openapi.json` + `/docs`, and
-/// the MCP server at `/mcp`, streamable HTTP).
+/// The LlamaFarm API router (projects, system, health, `/openapi.json` + `/docs`, the
+/// MCP server at `/mcp`, streamable HTTP, and the web app at `/` and `/ui`).
 pub fn api_router(lf: LlamaFarm, opts: &HttpOptions) -> Router {
     let state = AppState { lf, opts: Arc::new(opts.clone()), started: Instant::now() };
     let (router, mut openapi) = api_openapi_router().with_state(state).split_for_parts();
     mcp::tag_operations(&mut openapi);
-    let api = with_common_layers(router.merge(docs::docs_router(openapi.clone(), "LlamaFarm API")), opts);
+    let api = with_common_layers(router.merge(docs::docs_router(openapi.clone(), "LlamaFarm API")).merge(web::router()), opts);
     let public = opts.public_url.as_deref().and_then(|u| u.split("://").nth(1)).map(|h| h.trim_end_matches('/').to_string());
     outer(api.clone().nest_service("/mcp", mcp::service(&openapi, api, public)), opts, false)
 }

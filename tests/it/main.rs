@@ -17,3 +17,4 @@ mod readme_tour;
 mod security_api;
 mod support;
 mod vision_api;
+mod web_app;

@@ -17,6 +17,7 @@ const OTHER_BODY: &[(&str, &str, &str)] = &[
     ("get", "/v1/projects/{namespace}/{project}/rag/databases/{database}/export", "application/x-ndjson"),
     ("get", "/metrics", "text/plain"),
     ("get", "/v1/internal/projects/{namespace}/{project}/datasets/{dataset}/files/{hash}", "application/octet-stream"),
+    ("get", "/v1/projects/{namespace}/{project}/llamafarm.yaml", "application/yaml"),
 ];
 
 /// A typed body: a reference to a named schema, or an array of them.

@@ -23,7 +23,7 @@
 
 mod session;
 
-pub use session::SessionCache;
+pub use session::{SessionCache, SessionSummary};
 
 use crate::config::{LlamaFarmConfig, McpServerConfig, ModelConfig};
 use crate::error::{Error, ResourceKind, Result};
@@ -889,6 +889,11 @@ impl Chat {
     /// Session ids stored for the project.
     pub fn sessions(&self) -> Result<Vec<String>> {
         self.project.llamafarm().sessions().list(&self.project)
+    }
+
+    /// The project's sessions with their sizes and titles, the most recent first.
+    pub fn session_summaries(&self) -> Result<Vec<SessionSummary>> {
+        self.project.llamafarm().sessions().summaries(&self.project)
     }
 }
 

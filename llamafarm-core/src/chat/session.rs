@@ -56,6 +56,19 @@ fn read_history(file: &Path) -> Result<Vec<ChatMessage>> {
     }
 }
 
+/// What a session holds, for listing sessions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionSummary {
+    /// The session id.
+    pub id: String,
+    /// Stored messages.
+    pub messages: usize,
+    /// The first user message, cut to 80 characters (a title for the session).
+    pub title: String,
+    /// When the history was last written.
+    pub updated: Option<std::time::SystemTime>,
+}
+
 /// A session held for one turn; dropping it lets the next turn in.
 pub struct SessionHandle {
     entry: Arc<Entry>,
@@ -180,6 +193,28 @@ impl SessionCache {
         Ok(ids.len())
     }
 
+    /// The sessions stored on disk with their sizes and titles, the most recently
+    /// written first.
+    pub fn summaries(&self, project: &Project) -> Result<Vec<SessionSummary>> {
+        let root = sessions_dir(project);
+        let mut out = Vec::new();
+        for id in self.list(project)? {
+            let file = root.join(&id).join("history.json");
+            let updated = std::fs::metadata(&file).and_then(|m| m.modified()).ok();
+            let history = read_history(&file)?;
+            let title = history.iter().find(|m| m.role == "user").map(|m| {
+                let t = m.content.split_whitespace().collect::<Vec<_>>().join(" ");
+                match t.char_indices().nth(80) {
+                    Some((i, _)) => format!("{}…", &t[..i]),
+                    None => t,
+                }
+            });
+            out.push(SessionSummary { id, messages: history.len(), title: title.unwrap_or_default(), updated });
+        }
+        out.sort_by(|a, b| b.updated.cmp(&a.updated).then_with(|| a.id.cmp(&b.id)));
+        Ok(out)
+    }
+
     /// Session ids stored on disk.
     pub fn list(&self, project: &Project) -> Result<Vec<String>> {
         let root = sessions_dir(project);
@@ -235,9 +270,20 @@ mod tests {
         assert_eq!(lf2.sessions().history(&p2, "s1").unwrap().len(), 6);
         lf2.sessions().open(&p2, "s2").unwrap().append(&[ChatMessage::new("user", "x")]).unwrap();
         assert_eq!(lf2.sessions().list(&p2).unwrap(), vec!["s1", "s2"]);
+        let long = format!("{}  tail", "é".repeat(100));
+        lf2.sessions().open(&p2, "s2").unwrap().append(&[ChatMessage::new("assistant", "ok"), ChatMessage::new("user", long)]).unwrap();
+        let sums = lf2.sessions().summaries(&p2).unwrap();
+        let s1 = sums.iter().find(|s| s.id == "s1").unwrap();
+        assert_eq!((s1.messages, s1.title.as_str()), (6, "hi"));
+        let s2 = sums.iter().find(|s| s.id == "s2").unwrap();
+        assert_eq!((s2.messages, s2.title.as_str()), (3, "x"));
+        assert!(sums.iter().all(|s| s.updated.is_some()));
+        lf2.sessions().open(&p2, "s3").unwrap().append(&[ChatMessage::new("user", "é".repeat(100))]).unwrap();
+        let s3 = lf2.sessions().summaries(&p2).unwrap().into_iter().find(|s| s.id == "s3").unwrap();
+        assert_eq!(s3.title, format!("{}…", "é".repeat(80)));
         lf2.sessions().delete(&p2, "s1").unwrap();
         assert!(lf2.sessions().delete(&p2, "s1").is_err());
-        assert_eq!(lf2.sessions().delete_all(&p2).unwrap(), 1);
+        assert_eq!(lf2.sessions().delete_all(&p2).unwrap(), 2);
         assert_eq!(lf2.sessions().delete_all(&p2).unwrap(), 0);
     }
 }

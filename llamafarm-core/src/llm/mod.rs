@@ -557,6 +557,8 @@ struct Loaded {
     last_used: Instant,
     keep_loaded: bool,
     local: bool,
+    /// Size of the weights file of a local model.
+    weights_bytes: Option<u64>,
 }
 
 /// A model currently in memory.
@@ -574,6 +576,9 @@ pub struct LoadedModel {
     pub running: usize,
     /// Generations waiting for a slot (local models).
     pub queued: usize,
+    /// Size of the weights file of a local model (its weights are held in memory);
+    /// `None` for a model behind an HTTP server.
+    pub weights_bytes: Option<u64>,
 }
 
 /// The chat settings of a library instance (set on [`crate::LlamaFarmBuilder`]).
@@ -671,15 +676,16 @@ impl LlmEngine {
         if let Some(m) = self.touch(&key, keep_loaded) {
             return Ok(m);
         }
-        let (model, gate): (Arc<dyn ChatModel>, Option<Arc<gate::Gated>>) = match spec {
+        let (model, gate, weights_bytes): (Arc<dyn ChatModel>, Option<Arc<gate::Gated>>, Option<u64>) = match spec {
             ChatModelSpec::LocalGguf { id, options } => {
-                let g = Arc::new(gate::Gated::new(load_local(id, options, models, &self.settings)?, self.settings.limits));
-                (g.clone(), Some(g))
+                let (m, bytes) = load_local(id, options, models, &self.settings)?;
+                let g = Arc::new(gate::Gated::new(m, self.settings.limits));
+                (g.clone(), Some(g), Some(bytes))
             }
-            ChatModelSpec::Http { base_urls, model, api_key, policy } => (Arc::new(OpenAiChatModel::fleet(base_urls, model, api_key.clone(), *policy)), None),
+            ChatModelSpec::Http { base_urls, model, api_key, policy } => (Arc::new(OpenAiChatModel::fleet(base_urls, model, api_key.clone(), *policy)), None, None),
         };
         let local = gate.is_some();
-        lock(&self.loaded).insert(key, Loaded { model: model.clone(), gate, last_used: Instant::now(), keep_loaded, local });
+        lock(&self.loaded).insert(key, Loaded { model: model.clone(), gate, last_used: Instant::now(), keep_loaded, local, weights_bytes });
         if local {
             lock(&self.history).0 += 1;
             self.start_reaper();
@@ -717,6 +723,7 @@ impl LlmEngine {
                     keep_loaded: l.keep_loaded,
                     running,
                     queued,
+                    weights_bytes: l.weights_bytes,
                 }
             })
             .collect();
@@ -806,7 +813,8 @@ impl LlmEngine {
     }
 }
 
-fn load_local(id: &str, options: &LocalOptions, models: &ModelCache, settings: &LlmSettings) -> Result<Arc<dyn ChatModel>> {
+/// Load a local GGUF model; returns it and the size of the weights file it read.
+fn load_local(id: &str, options: &LocalOptions, models: &ModelCache, settings: &LlmSettings) -> Result<(Arc<dyn ChatModel>, u64)> {
     let llamacpp_log = settings.llamacpp_log;
     #[cfg(not(feature = "llm-llamacpp"))]
     let _ = llamacpp_log;
@@ -820,23 +828,27 @@ fn load_local(id: &str, options: &LocalOptions, models: &ModelCache, settings: &
         Some(t) => requant::requantized(&gguf, requant::parse_target(t)?, &settings.work_dir.join("requantized"))?,
         None => gguf,
     };
-    match options.engine.resolve(&gguf) {
-        LocalEngine::Native => Ok(Arc::new(NativeModel::load(id, &gguf, options)?)),
+    let bytes = std::fs::metadata(&gguf).map(|m| m.len()).unwrap_or(0);
+    let model: Arc<dyn ChatModel> = match options.engine.resolve(&gguf) {
+        LocalEngine::Native => Arc::new(NativeModel::load(id, &gguf, options)?),
         #[cfg(feature = "llm-mistralrs")]
-        LocalEngine::MistralRs => Ok(Arc::new(MistralRsModel::load(id, &gguf)?)),
+        LocalEngine::MistralRs => Arc::new(MistralRsModel::load(id, &gguf)?),
         #[cfg(feature = "llm-llamacpp")]
-        LocalEngine::LlamaCpp => Ok(Arc::new(LlamaCppModel::load(id, &gguf, options, llamacpp_log)?)),
+        LocalEngine::LlamaCpp => Arc::new(LlamaCppModel::load(id, &gguf, options, llamacpp_log)?),
         #[allow(unreachable_patterns)]
-        engine => Err(Error::unavailable(
-            format!("model '{id}'"),
-            format!(
-                "this build has no {} engine (build llamafarm-core with the `llm-{}` feature), \
+        engine => {
+            return Err(Error::unavailable(
+                format!("model '{id}'"),
+                format!(
+                    "this build has no {} engine (build llamafarm-core with the `llm-{}` feature), \
              or configure an OpenAI-compatible provider",
-                engine.as_str(),
-                engine.as_str()
-            ),
-        )),
-    }
+                    engine.as_str(),
+                    engine.as_str()
+                ),
+            ))
+        }
+    };
+    Ok((model, bytes))
 }
 
 /// Most messages one chat request may carry (far past any context window here).

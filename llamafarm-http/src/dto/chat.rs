@@ -848,3 +848,38 @@ impl From<llamafarm_core::chat::TextCompletion> for TextCompletionDto {
         }
     }
 }
+
+/// One session of `GET .../chat/sessions`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct SessionInfo {
+    session_id: String,
+    /// Stored messages.
+    message_count: usize,
+    /// The first user message, cut to 80 characters.
+    title: String,
+    /// When the history was last written (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    updated_at: Option<String>,
+}
+
+/// `GET .../chat/sessions`: the project's sessions, the most recent first.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct SessionList {
+    total: usize,
+    sessions: Vec<SessionInfo>,
+}
+
+impl From<Vec<llamafarm_core::chat::SessionSummary>> for SessionList {
+    fn from(v: Vec<llamafarm_core::chat::SessionSummary>) -> Self {
+        let sessions: Vec<SessionInfo> = v
+            .into_iter()
+            .map(|s| SessionInfo {
+                session_id: s.id,
+                message_count: s.messages,
+                title: s.title,
+                updated_at: s.updated.map(|t| chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+            })
+            .collect();
+        Self { total: sessions.len(), sessions }
+    }
+}

@@ -184,3 +184,18 @@ impl From<(DeletedModel, Vec<String>)> for DeleteModelResponse {
         Self { model_name: d.model_name, revisions_deleted: d.revisions_deleted, size_freed: d.size_freed, path: d.path.display().to_string(), unloaded }
     }
 }
+
+/// `GET /v1/models/loaded`: the chat models in memory and the server's resident memory.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct LoadedModelList {
+    models: Vec<crate::dto::runtime::LoadedModelDto>,
+    /// Resident memory of the server process in bytes (absent where the OS does not say).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resident_bytes: Option<u64>,
+}
+
+impl LoadedModelList {
+    pub(crate) fn new(models: Vec<llamafarm_core::llm::LoadedModel>, resident_bytes: Option<u64>) -> Self {
+        Self { models: models.into_iter().map(Into::into).collect(), resident_bytes }
+    }
+}

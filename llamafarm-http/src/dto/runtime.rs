@@ -39,11 +39,14 @@ pub(crate) struct LoadedModelDto {
     running: usize,
     /// Generations waiting for a slot (`lf serve --max-queued-generations` bounds it).
     queued: usize,
+    /// Size of the weights file of a local model (held in memory while it is loaded).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    weights_bytes: Option<u64>,
 }
 
 impl From<llamafarm_core::llm::LoadedModel> for LoadedModelDto {
     fn from(m: llamafarm_core::llm::LoadedModel) -> Self {
-        Self { id: m.id, kind: m.kind, idle_s: m.idle_s, keep_loaded: m.keep_loaded, running: m.running, queued: m.queued }
+        Self { id: m.id, kind: m.kind, idle_s: m.idle_s, keep_loaded: m.keep_loaded, running: m.running, queued: m.queued, weights_bytes: m.weights_bytes }
     }
 }
 

@@ -10,8 +10,8 @@
 
 use super::call;
 use crate::dto::chat::{
-    ChatCompletion, ChatStreamEvent, ChunkHead, CompletionRequest, Delta, History, ProjectEmbeddingsRequest, SessionDeleted, SessionsDeleted, SourcesEvent,
-    StreamErrorEvent, TextCompletionDto, TextCompletionRequestDto,
+    ChatCompletion, ChatStreamEvent, ChunkHead, CompletionRequest, Delta, History, ProjectEmbeddingsRequest, SessionDeleted, SessionList, SessionsDeleted,
+    SourcesEvent, StreamErrorEvent, TextCompletionDto, TextCompletionRequestDto,
 };
 use crate::dto::runtime::{EmbeddingList, RuntimeModelList};
 use crate::error::{ApiError, ApiResult, ErrorBody, Json, Path};
@@ -31,7 +31,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(completions))
         .routes(routes!(history))
         .routes(routes!(delete_session))
-        .routes(routes!(delete_sessions))
+        .routes(routes!(list_sessions, delete_sessions))
         .routes(routes!(project_embeddings))
 }
 
@@ -198,6 +198,16 @@ async fn delete_session(State(st): State<AppState>, Path((ns, p, sid)): Path<(St
     let id = sid.clone();
     call(&st, move |lf| lf.project(&ns, &p)?.chat().delete_session(&sid)).await?;
     Ok(Json(SessionDeleted::new(&id)))
+}
+
+/// The project's stored sessions with their message counts and titles (the first
+/// user message), the most recent first. Not in the original, which could not list them.
+#[utoipa::path(get, path = "/v1/projects/{namespace}/{project}/chat/sessions", tag = "chat",
+    params(("namespace" = String, Path), ("project" = String, Path)),
+    responses((status = 200, body = SessionList), (status = 404, body = ErrorBody)))]
+async fn list_sessions(State(st): State<AppState>, Path((ns, p)): ProjectPath) -> ApiResult<Json<SessionList>> {
+    let list = call(&st, move |lf| lf.project(&ns, &p)?.chat().session_summaries()).await?;
+    Ok(Json(list.into()))
 }
 
 /// Delete every session of the project.

@@ -14,6 +14,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_models))
+        .routes(routes!(loaded_models))
         .routes(routes!(download_model))
         .routes(routes!(validate_download))
         .routes(routes!(quantizations))
@@ -28,6 +29,14 @@ fn check_provider(p: Option<&str>) -> Result<(), ApiError> {
             Err(Error::invalid("provider", format!("'{other}' has no model cache here: llamafarm-rs manages the Hugging Face cache (provider 'universal')")).into())
         }
     }
+}
+
+/// The chat models in memory (with the size of their weights) and the server's
+/// resident memory. Not in the original: its web app had no place to see them.
+#[utoipa::path(get, path = "/v1/models/loaded", tag = "models", responses((status = 200, body = LoadedModelList)))]
+async fn loaded_models(State(st): State<AppState>) -> ApiResult<Json<LoadedModelList>> {
+    let loaded = call(&st, |lf| Ok(lf.llm().loaded())).await?;
+    Ok(Json(LoadedModelList::new(loaded, llamafarm_core::system::resident_bytes())))
 }
 
 /// Models in the cache (the Hugging Face layout), with size, last change and revisions.

@@ -5,11 +5,17 @@ use crate::dto::projects::{CreateProjectRequest, ModelList, ProjectList, Project
 use crate::error::{ApiResult, ErrorBody, Json, Path};
 use crate::AppState;
 use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use llamafarm_core::LlamaFarmConfig;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list_projects, create_project)).routes(routes!(get_project, update_project, delete_project)).routes(routes!(list_models))
+    OpenApiRouter::new()
+        .routes(routes!(list_projects, create_project))
+        .routes(routes!(get_project, update_project, delete_project))
+        .routes(routes!(list_models))
+        .routes(routes!(get_config_yaml, put_config_yaml))
 }
 
 /// List the projects of a namespace.
@@ -62,6 +68,29 @@ async fn update_project(
         p.replace_config(LlamaFarmConfig::from_value_unvalidated(req.config)?)
     })
     .await?;
+    Ok(Json(ProjectResponse::new(&namespace, &project, &saved)))
+}
+
+/// The project's `llamafarm.yaml` as YAML text (what the web app's editor shows).
+#[utoipa::path(get, path = "/v1/projects/{namespace}/{project}/llamafarm.yaml", tag = "projects", operation_id = "project_config_yaml",
+    params(("namespace" = String, Path, description = "Namespace"), ("project" = String, Path, description = "Project")),
+    responses((status = 200, description = "The config as YAML", body = String, content_type = "application/yaml"), (status = 404, body = ErrorBody)))]
+async fn get_config_yaml(State(st): State<AppState>, Path((namespace, project)): Path<(String, String)>) -> ApiResult<Response> {
+    let text = call(&st, move |lf| lf.project(&namespace, &project)?.config()?.to_yaml_string()).await?;
+    Ok(([(header::CONTENT_TYPE, "application/yaml; charset=utf-8")], text).into_response())
+}
+
+/// Replace a project's config with a `llamafarm.yaml` sent as the body (YAML or JSON
+/// text), validated as `PUT /v1/projects/{namespace}/{project}` validates it; a 422
+/// names the path of the first bad value.
+#[utoipa::path(put, path = "/v1/projects/{namespace}/{project}/llamafarm.yaml", tag = "projects", operation_id = "project_config_yaml_put",
+    params(("namespace" = String, Path, description = "Namespace"), ("project" = String, Path, description = "Project")),
+    request_body(content = String, content_type = "application/yaml", description = "The llamafarm.yaml text"),
+    responses((status = 200, body = ProjectResponse), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn put_config_yaml(State(st): State<AppState>, Path((namespace, project)): Path<(String, String)>, text: String) -> ApiResult<Json<ProjectResponse>> {
+    let (ns, p) = (namespace.clone(), project.clone());
+    let saved =
+        call(&st, move |lf| lf.project(&ns, &p)?.replace_config(LlamaFarmConfig::from_value_unvalidated(llamafarm_core::config::parse_yaml_value(&text)?)?)).await?;
     Ok(Json(ProjectResponse::new(&namespace, &project, &saved)))
 }
 

@@ -4,8 +4,9 @@ use super::call;
 use crate::dto::system::{DiskResponse, HealthReportDto, InfoResponse, InstallHints, Liveness, RootResponse, ServerDetails, VersionCheck};
 use crate::error::{ApiResult, ErrorBody, Json};
 use crate::AppState;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use llamafarm_core::system::VERSION;
 use llamafarm_core::{health, HealthReport, HealthStatus};
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -20,10 +21,13 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(version_check))
 }
 
-/// Hello endpoint.
+/// Hello endpoint. A browser (`Accept: text/html`) gets the web app instead.
 #[utoipa::path(get, path = "/", tag = "system", responses((status = 200, body = RootResponse)))]
-async fn root() -> Json<RootResponse> {
-    Json(RootResponse { message: "LlamaFarm API".into(), version: VERSION.into(), docs: "/docs".into() })
+async fn root(req: Request) -> Response {
+    if crate::web::wants_html(req.headers()) {
+        return crate::web::shell(&req);
+    }
+    Json(RootResponse { message: "LlamaFarm API".into(), version: VERSION.into(), docs: "/docs".into() }).into_response()
 }
 
 /// Health of every component, with measured latency. A missing model is `degraded`.
