@@ -27,6 +27,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 
 from playwright.sync_api import expect, sync_playwright
 
@@ -122,6 +123,14 @@ os.makedirs(KEY_DIR)
 KEY_PROC, KEY_BASE = start_lf(KEY_DIR, "--api-key", KEY)
 
 NS, PROJECT = "webtest", "web-e2e"
+FACTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "sdk", "mcp_facts_server.py")
+
+
+def call(method, path, data=None):
+    body = None if data is None else json.dumps(data).encode()
+    req = urllib.request.Request(BASE + path, method=method, data=body, headers={"content-type": "application/json"})
+    with urllib.request.urlopen(req) as resp:
+        return json.loads(resp.read())
 DOCS = {
     "llamas.md": "# Llamas\n\nLlamas hum when they are content or curious. A llama herd in the Andes "
                  "communicates by humming, and the humming calms the young crias.\n",
@@ -297,6 +306,29 @@ def run(pw):
     expect(page.locator(".msg.user")).to_have_count(1)
     print("chat answer:", text[:120].replace("\n", " "))
 
+    # Tools: the project's model gets an MCP server's tool (scripts/sdk/mcp_facts_server.py);
+    # the tool the server runs is shown in the answer as it happens.
+    cfg = call("GET", f"/v1/projects/{NS}/{PROJECT}")["project"]["config"]
+    cfg["mcp"] = {"servers": [{"name": "facts", "transport": "stdio", "command": sys.executable, "args": [FACTS]}]}
+    cfg["runtime"]["models"][0]["mcp_servers"] = ["facts"]
+    call("PUT", f"/v1/projects/{NS}/{PROJECT}", {"config": cfg})
+    page.get_by_role("link", name="+ New chat").click()
+    expect(page.locator(".msg")).to_have_count(0)
+    page.get_by_label("Tools").select_option("required")
+    page.get_by_label("use documents").uncheck()
+    page.get_by_label("Max tokens").fill("40")
+    page.get_by_label("Message").fill("What is the secret code of Ada?")
+    page.get_by_role("button", name="Send").click()
+    answer = page.locator(".msg.assistant").last
+    expect(answer).not_to_have_attribute("aria-busy", "true", timeout=180000)
+    step = answer.locator(".step[data-tool=secret_code]")
+    expect(step).to_contain_text("✓ secret_code(")
+    expect(step.locator("pre")).to_contain_text("ZEBRA-4417")
+    step.locator("summary").click()
+    shot(page, "chat-tools")
+    expect(page.locator(".sessions li")).to_have_count(2)
+    print("tool step:", step.locator("summary").inner_text())
+
     # Config: a bad value is shown at its line.
     page.get_by_role("link", name="Config").click()
     area = page.get_by_label("llamafarm.yaml")
@@ -358,8 +390,19 @@ def run(pw):
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.className") == "skip"
 
-    # Delete the project from the list.
-    page.get_by_role("button", name=f"Delete project {PROJECT}").click()
+    # Import an example as a project: its files are processed.
+    ex = page.locator("#import-example")
+    expect(ex.locator("option")).not_to_have_count(0)
+    ex.get_by_label("Name").fill("notes")
+    ex.get_by_role("button", name="Import example").click()
+    page.wait_for_url(re.compile(r"/ui/p/webtest/notes/documents$"))
+    expect(page.locator("section[data-dataset] tr[data-file]")).not_to_have_count(0)
+    page.get_by_role("link", name="Projects").first.click()
+
+    # Delete the projects from the list.
+    for name in (PROJECT, "notes"):
+        page.get_by_role("button", name=f"Delete project {name}").click()
+        expect(page.get_by_role("button", name=f"Delete project {name}")).to_have_count(0)
     expect(page.locator("#project-list")).to_contain_text("No projects in namespace")
     shot(page, "projects")
 

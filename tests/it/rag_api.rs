@@ -335,3 +335,89 @@ async fn an_embedder_fleet_loses_no_query_when_a_server_stops() {
     let d = assert_detail(&s.post("/v1/projects/acme/fleet/rag/query", json!({"query": "x", "database": "bad_fleet"})).await, 422);
     assert!(d.contains("base_urls"), "{d}");
 }
+
+async fn export(s: &TestServer, db: &str) -> String {
+    let r = s.http.get(s.url(&format!("{P}/rag/databases/{db}/export"))).send().await.unwrap();
+    assert_eq!(r.status(), 200, "export of {db}");
+    r.text().await.unwrap()
+}
+
+async fn import(s: &TestServer, db: &str, body: String) -> serde_json::Value {
+    let r = s.http.post(s.url(&format!("{P}/rag/databases/{db}/import"))).header("content-type", "application/x-ndjson").body(body).send().await.unwrap();
+    assert_eq!(r.status(), 200, "import into {db}");
+    r.json().await.unwrap()
+}
+
+/// The chunks of an export (its first line, the header, names the database) by id:
+/// content, metadata and the vector as f32.
+fn chunk_lines(export: &str) -> std::collections::BTreeMap<String, (serde_json::Value, serde_json::Value, Vec<f32>)> {
+    export
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let vector = v["vector"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+            (v["id"].as_str().unwrap().to_string(), (v["content"].clone(), v["metadata"].clone(), vector))
+        })
+        .collect()
+}
+
+fn same_chunks(got: &str, want: &str) {
+    let (got, want) = (chunk_lines(got), chunk_lines(want));
+    assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>());
+    for (id, (content, meta, vector)) in &want {
+        let g = &got[id];
+        assert_eq!((&g.0, &g.1), (content, meta), "{id}");
+        let diff = g.2.iter().zip(vector).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        // A Chroma cosine collection stores its vectors normalised again (rounding at 1e-8).
+        assert!(g.2.len() == vector.len() && diff < 1e-6, "{id}: vectors differ by up to {diff}");
+    }
+}
+
+/// A database moves between the embedded store and a Chroma server, both ways, by export
+/// and import: the same chunks, metadata and vectors, and the same answers to queries.
+#[tokio::test]
+async fn an_export_moves_a_database_between_the_embedded_store_and_a_chroma_server() {
+    let Some(chroma) = ChromaServer::start() else { return };
+    let s = seeded().await;
+    let first = export(&s, "main_database").await;
+    assert_eq!(chunk_lines(&first).len(), 3);
+    let (st, main) = s.get(&format!("{P}/rag/databases/main_database")).await;
+    assert_eq!(st, 200, "{main}");
+    let mut db = main.as_object().unwrap().clone();
+    db.remove("dependent_datasets");
+    db.insert("name".into(), json!("remote"));
+    db.insert("config".into(), json!({"host": "127.0.0.1", "port": chroma.port, "collection_name": "kb-remote"}));
+    let (st, body) = s.post(&format!("{P}/rag/databases"), serde_json::Value::Object(db.clone())).await;
+    assert_eq!(st, 201, "{body}");
+    let r = import(&s, "remote", first.clone()).await;
+    assert_eq!(r["imported"], 3, "{r}");
+    let (_, stats) = s.get(&format!("{P}/rag/stats?database=remote")).await;
+    assert!(stats["store"].as_str().unwrap().starts_with("chroma server"), "{stats}");
+    assert_eq!(stats["vector_count"].as_u64(), Some(3), "{stats}");
+    for q in ["cats", "invoice number", "scaling laws"] {
+        let top = |db: &'static str| {
+            let s = &s;
+            async move {
+                let (_, r) = s.post(&format!("{P}/rag/query"), json!({"query": q, "top_k": 3, "database": db, "retrieval_strategy": "vector"})).await;
+                r["results"].as_array().unwrap().iter().map(|h| (h["metadata"]["document_name"].clone(), h["score"].as_f64().unwrap())).collect::<Vec<_>>()
+            }
+        };
+        let (local, remote) = (top("main_database").await, top("remote").await);
+        assert_eq!(local.len(), 3, "{q}");
+        for (a, b) in local.iter().zip(&remote) {
+            assert_eq!(a.0, b.0, "{q}: {local:?} vs {remote:?}");
+            assert!((a.1 - b.1).abs() < 1e-4, "{q}: {local:?} vs {remote:?}");
+        }
+    }
+    // Out of the Chroma server again: the same chunks and vectors, then into a new
+    // embedded database, which exports the same as the first.
+    let second = export(&s, "remote").await;
+    same_chunks(&second, &first);
+    db.insert("name".into(), json!("again"));
+    db.insert("config".into(), json!({}));
+    let (st, body) = s.post(&format!("{P}/rag/databases"), serde_json::Value::Object(db)).await;
+    assert_eq!(st, 201, "{body}");
+    assert_eq!(import(&s, "again", second).await["imported"], 3);
+    same_chunks(&export(&s, "again").await, &first);
+}

@@ -15,6 +15,7 @@ use hnsw_rs::hnsw::Hnsw;
 use std::cell::RefCell;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
 
 /// See the module docs.
 pub(super) struct FlatGraph {
@@ -83,6 +84,131 @@ impl FlatGraph {
             off0.push(nb0.len() as u32);
         }
         Self { n, dim, stride, codes, inv, off0, nb0, upper, entry }
+    }
+
+    /// The graph's structure with the chunk id of each of its rows (`ids[r]` for row
+    /// `r < n`), as the bytes of a graph file. The int8 codes are not written: they are
+    /// recomputed from the vectors when the file is read.
+    ///
+    /// Layout, little endian: `LFGRAPH1`, dim and n (u32), the entry row (u32,
+    /// `u32::MAX` for none) and its level (u8); n ids (u32 length, UTF-8); `off0`
+    /// (n + 1 u32) and `nb0` (u32 count, then the rows); the upper layers (u32 count,
+    /// then per row: the row (u32), its level count (u8), and per level a u32 count and
+    /// the rows); last an FNV-1a 64 checksum of everything before it.
+    pub fn to_bytes(&self, ids: &[Arc<str>]) -> Vec<u8> {
+        let mut b: Vec<u8> = Vec::with_capacity(32 + self.n * 24 + (self.nb0.len() + self.off0.len()) * 4);
+        let u32s = |b: &mut Vec<u8>, v: &[u32]| v.iter().for_each(|x| b.extend_from_slice(&x.to_le_bytes()));
+        b.extend_from_slice(GRAPH_MAGIC);
+        u32s(&mut b, &[self.dim as u32, self.n as u32]);
+        let (er, el) = self.entry.unwrap_or((u32::MAX, 0));
+        u32s(&mut b, &[er]);
+        b.push(el);
+        for id in &ids[..self.n] {
+            u32s(&mut b, &[id.len() as u32]);
+            b.extend_from_slice(id.as_bytes());
+        }
+        u32s(&mut b, &self.off0);
+        u32s(&mut b, &[self.nb0.len() as u32]);
+        u32s(&mut b, &self.nb0);
+        let mut rows: Vec<&u32> = self.upper.keys().collect();
+        rows.sort();
+        u32s(&mut b, &[rows.len() as u32]);
+        for r in rows {
+            let levels = &self.upper[r];
+            u32s(&mut b, &[*r]);
+            b.push(levels.len() as u8);
+            for l in levels {
+                u32s(&mut b, &[l.len() as u32]);
+                u32s(&mut b, l);
+            }
+        }
+        let sum = fnv64(&b);
+        b.extend_from_slice(&sum.to_le_bytes());
+        b
+    }
+
+    /// The graph of a graph file ([`Self::to_bytes`]) renumbered to the rows of a store
+    /// that holds exactly the file's chunks, in any order: `row_of` gives each id's row,
+    /// `rows` is the number of rows, `code_of(r)` the [`quantize`](super::embedded::quantize)d
+    /// vector of row `r`. `None` when the file is damaged or describes other chunks (one
+    /// missing, added or deleted since it was written): the caller builds a new graph.
+    pub fn from_bytes(bytes: &[u8], dim: usize, rows: usize, row_of: impl Fn(&str) -> Option<usize>, code_of: impl Fn(usize) -> Vec<i8>) -> Option<Self> {
+        let body = bytes.len().checked_sub(8).map(|n| &bytes[..n])?;
+        if u64::from_le_bytes(bytes[body.len()..].try_into().ok()?) != fnv64(body) {
+            return None;
+        }
+        let mut c = Cursor { b: body, at: 0 };
+        if c.take(8)? != GRAPH_MAGIC || c.u32()? as usize != dim {
+            return None;
+        }
+        let n = c.u32()? as usize;
+        if n != rows {
+            return None;
+        }
+        let (er, el) = (c.u32()?, c.take(1)?[0]);
+        // perm[g]: the store's row of the file's row g.
+        let mut perm = Vec::with_capacity(n);
+        let mut seen = vec![false; n];
+        for _ in 0..n {
+            let len = c.u32()? as usize;
+            let r = row_of(std::str::from_utf8(c.take(len)?).ok()?)?;
+            if r >= n || std::mem::replace(&mut seen[r], true) {
+                return None;
+            }
+            perm.push(r as u32);
+        }
+        let off0 = c.u32s(n + 1)?;
+        let m = c.u32()? as usize;
+        let nb0 = c.u32s(m)?;
+        if off0.windows(2).any(|w| w[0] > w[1]) || off0[n] as usize != m || nb0.iter().any(|&x| x as usize >= n) {
+            return None;
+        }
+        let mut upper = HashMap::new();
+        for _ in 0..c.u32()? {
+            let r = c.u32()? as usize;
+            let levels = c.take(1)?[0] as usize;
+            let mut ls = Vec::with_capacity(levels);
+            for _ in 0..levels {
+                let k = c.u32()? as usize;
+                let l = c.u32s(k)?;
+                if r >= n || l.iter().any(|&x| x as usize >= n) {
+                    return None;
+                }
+                ls.push(l.into_iter().map(|x| perm[x as usize]).collect::<Vec<u32>>());
+            }
+            upper.insert(perm[r], ls);
+        }
+        if c.at != body.len() {
+            return None;
+        }
+        let entry = match er {
+            u32::MAX => None,
+            e if (e as usize) < n => Some((perm[e as usize], el)),
+            _ => return None,
+        };
+        // Layer 0 in the store's row order.
+        let mut of_row = vec![0u32; n];
+        for (g, &r) in perm.iter().enumerate() {
+            of_row[r as usize] = g as u32;
+        }
+        let mut new_off0 = Vec::with_capacity(n + 1);
+        let mut new_nb0 = Vec::with_capacity(m);
+        new_off0.push(0u32);
+        for &g in &of_row {
+            let (a, b) = (off0[g as usize] as usize, off0[g as usize + 1] as usize);
+            new_nb0.extend(nb0[a..b].iter().map(|&x| perm[x as usize]));
+            new_off0.push(new_nb0.len() as u32);
+        }
+        let stride = dim.div_ceil(16) * 16;
+        let mut codes = vec![0i8; n * stride];
+        let mut inv = vec![0f32; n];
+        for r in 0..n {
+            let v = code_of(r);
+            let d = dim.min(v.len());
+            codes[r * stride..r * stride + d].copy_from_slice(&v[..d]);
+            inv[r] = inv_of(&v, dim);
+        }
+        Some(Self { n, dim, stride, codes, inv, off0: new_off0, nb0: new_nb0, upper, entry })
     }
 
     /// The `k` nearest rows to `query` (a quantised code with its trailing scale) by
@@ -178,6 +304,33 @@ impl FlatGraph {
     }
 }
 
+const GRAPH_MAGIC: &[u8; 8] = b"LFGRAPH1";
+
+fn fnv64(b: &[u8]) -> u64 {
+    b.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &x| (h ^ u64::from(x)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// Reads a graph file; every read is bounds-checked (`None` past the end).
+struct Cursor<'a> {
+    b: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let s = self.b.get(self.at..self.at.checked_add(n)?)?;
+        self.at += n;
+        Some(s)
+    }
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
+    }
+    fn u32s(&mut self, n: usize) -> Option<Vec<u32>> {
+        let s = self.take(n.checked_mul(4)?)?;
+        Some(s.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+    }
+}
+
 // Ask for every cache line of `p`.
 use llamafarm_kernels::vector::prefetch;
 
@@ -225,5 +378,34 @@ mod tests {
         assert!(ours * 100 >= total * 95, "recall@10 {ours}/{total}");
         assert!(ours + total / 50 >= theirs, "ours {ours} vs hnsw_rs {theirs} of {total}");
         assert!(FlatGraph::from_hnsw(&hnsw, 0, dim).search(&codes[0], 10, 64).is_empty());
+
+        // Written and read back into a store whose rows are in another order (reversed):
+        // the same neighbours, renumbered.
+        let ids: Vec<Arc<str>> = (0..n).map(|g| Arc::from(format!("c{g}"))).collect();
+        let bytes = g.to_bytes(&ids);
+        let row_of = |id: &str| id[1..].parse::<usize>().ok().map(|g| n - 1 - g);
+        let back = FlatGraph::from_bytes(&bytes, dim, n, row_of, |r| codes[n - 1 - r].clone()).expect("the file reads back");
+        for qi in (0..n).step_by(97) {
+            let want: Vec<(usize, f32)> = g.search(&codes[qi], 10, 64).into_iter().map(|(r, d)| (n - 1 - r, d)).collect();
+            let mut got = back.search(&codes[qi], 10, 64);
+            // Ties may come out in the other order once renumbered.
+            let mut want = want;
+            for v in [&mut want, &mut got] {
+                v.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+            }
+            assert_eq!(got, want, "query {qi}");
+        }
+        // A damaged, cut or foreign file, or another set of chunks, is refused.
+        let mut bad = bytes.clone();
+        bad[bytes.len() / 2] ^= 1;
+        assert!(FlatGraph::from_bytes(&bad, dim, n, row_of, |r| codes[n - 1 - r].clone()).is_none());
+        assert!(FlatGraph::from_bytes(&bytes[..bytes.len() - 9], dim, n, row_of, |r| codes[n - 1 - r].clone()).is_none());
+        assert!(FlatGraph::from_bytes(b"short", dim, n, row_of, |r| codes[r].clone()).is_none());
+        assert!(FlatGraph::from_bytes(&bytes, dim, n - 1, row_of, |r| codes[r].clone()).is_none());
+        assert!(FlatGraph::from_bytes(&bytes, dim + 1, n, row_of, |r| codes[r].clone()).is_none());
+        let missing = |id: &str| if id == "c7" { None } else { row_of(id) };
+        assert!(FlatGraph::from_bytes(&bytes, dim, n, missing, |r| codes[r].clone()).is_none());
+        let twice = |id: &str| if id == "c7" { row_of("c8") } else { row_of(id) };
+        assert!(FlatGraph::from_bytes(&bytes, dim, n, twice, |r| codes[r].clone()).is_none());
     }
 }

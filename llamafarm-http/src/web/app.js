@@ -539,6 +539,7 @@ async function chatPage(ns, name) {
   const [mWrap, model] = field('Model', h('select', { name: 'model' }, (models.models || []).map((m) => option(m.name, `${m.name} (${m.model})`, m.default))));
   const rag = h('input', { type: 'checkbox', name: 'rag', checked: (dbInfo.databases || []).length > 0 });
   const [dbWrap, db] = field('Database', h('select', { name: 'database' }, (dbInfo.databases || []).map((d) => option(d.name, d.name, d.name === dbInfo.default_database))));
+  const [toolWrap, toolChoice] = field('Tools', h('select', { name: 'tool_choice' }, option('auto', 'model decides'), option('required', 'must call one'), option('none', 'off')));
   const [maxWrap, maxTokens] = field('Max tokens', h('input', { name: 'max_tokens', type: 'number', placeholder: 'model default', inputmode: 'numeric' }));
   const ragLabel = h('label', { class: 'field' }, h('span', {}, 'RAG'), h('span', {}, rag, ' use documents'));
   const log = h('div', { class: 'log', id: 'chat-log', 'aria-live': 'polite' });
@@ -600,6 +601,7 @@ async function chatPage(ns, name) {
     const body = { messages: [{ role: 'user', content: text }], stream: true, model: model.value || undefined, rag_enabled: rag.checked, include_sources: rag.checked };
     if (rag.checked && db.value) body.database = db.value;
     if (maxTokens.value !== '') body.max_tokens = Number(maxTokens.value);
+    if (toolChoice.value !== 'auto') body.tool_choice = toolChoice.value;
     try {
       const r = await api('POST', `${P}/chat/completions`, body, { raw: true, headers, signal: ctl.signal });
       const sid = r.headers.get('x-session-id');
@@ -613,9 +615,19 @@ async function chatPage(ns, name) {
         if (ev.type === 'sources') { sources = ev.sources || []; return; }
         if (ev.type === 'error' || ev.error) throw new ApiError(500, (ev.error && ev.error.message) || ev.message || 'generation failed');
         const delta = ((ev.choices || [])[0] || {}).delta || {};
-        if (delta.reasoning_content) {
+        const think = (text) => {
           if (!thinking) { thinking = h('pre', {}); el.prepend(h('details', { class: 'thinking' }, h('summary', {}, 'Thinking'), thinking)); }
-          thinking.textContent += delta.reasoning_content;
+          thinking.textContent += text;
+        };
+        if (delta.reasoning_content) think(delta.reasoning_content);
+        if (ev.thinking && ev.thinking.content && !thinking) think(ev.thinking.content);
+        if (ev.tool_step) {
+          // A tool the server ran (an MCP server's), with its result.
+          const s = ev.tool_step;
+          const fn = (s.tool_call || {}).function || {};
+          el.insertBefore(h('details', { class: 'tool step', 'data-tool': fn.name || '' },
+            h('summary', {}, `${s.ok ? '✓' : '✗'} ${fn.name || 'tool'}(${fn.arguments || ''}) on ${s.server} — ${Math.round(s.duration_ms || 0)} ms`),
+            h('pre', {}, s.content || '')), out);
         }
         for (const tc of delta.tool_calls || []) {
           let line = tools.get(tc.index);
@@ -639,7 +651,7 @@ async function chatPage(ns, name) {
   };
   input.addEventListener('keydown', (e) => { if (e.key === 'Enter' && !e.shiftKey) { e.preventDefault(); ask(); } });
   const form = h('form', { id: 'chat-form', onsubmit: (e) => { e.preventDefault(); ask(); } },
-    h('div', { class: 'row' }, mWrap, ragLabel, dbWrap, maxWrap),
+    h('div', { class: 'row' }, mWrap, ragLabel, dbWrap, toolWrap, maxWrap),
     log,
     h('div', { class: 'compose' }, input, h('div', { class: 'field' }, send, stop)));
   main.append(h('div', { class: 'chat' }, sessionsBox, h('section', { class: 'card' }, form)));

@@ -45,7 +45,9 @@ pub(in crate::store) use llamafarm_kernels::vector::dot_i8;
 // the CPU has AVX2 and FMA; LLVM leaves the plain loop scalar).
 
 pub(super) struct Ann {
-    pub(super) hnsw: Hnsw<'static, i8, QuantizedCosine>,
+    /// The graph hnsw_rs builds and extends; `None` for a graph read from the store's
+    /// graph file, which serves searches as it is (a store that grows builds a new one).
+    pub(super) hnsw: Option<Hnsw<'static, i8, QuantizedCosine>>,
     /// Rows `0..rows` are in the graph (rows added later are inserted, or scanned exactly).
     pub(super) rows: std::sync::atomic::AtomicUsize,
     /// Serialises inserts.
@@ -62,10 +64,11 @@ impl Ann {
     pub(super) fn refresh_now(&self) {
         let _g = self.insert.lock().unwrap_or_else(|p| p.into_inner());
         let n = self.rows.load(Ordering::SeqCst);
+        let Some(hnsw) = &self.hnsw else { return };
         if self.flat().n == n {
             return;
         }
-        let f = Arc::new(FlatGraph::from_hnsw(&self.hnsw, n, self.dim));
+        let f = Arc::new(FlatGraph::from_hnsw(hnsw, n, self.dim));
         *self.flat.write().unwrap_or_else(|p| p.into_inner()) = f;
     }
 
@@ -113,7 +116,14 @@ pub(super) fn build_ann(quantized: Vec<Vec<i8>>, dim: usize) -> Ann {
     hnsw.set_searching_mode(true);
     tracing::info!(rows, secs = t.elapsed().as_secs_f64(), "built HNSW graph");
     let flat = RwLock::new(Arc::new(FlatGraph::from_hnsw(&hnsw, rows, dim)));
-    Ann { hnsw, rows: std::sync::atomic::AtomicUsize::new(rows), insert: Mutex::new(()), dim, flat }
+    Ann { hnsw: Some(hnsw), rows: std::sync::atomic::AtomicUsize::new(rows), insert: Mutex::new(()), dim, flat }
+}
+
+/// A graph read from the store's graph file: it searches at once, and is replaced by a
+/// built one when rows are added.
+pub(super) fn loaded_ann(flat: FlatGraph, dim: usize) -> Ann {
+    let rows = flat.n;
+    Ann { hnsw: None, rows: std::sync::atomic::AtomicUsize::new(rows), insert: Mutex::new(()), dim, flat: RwLock::new(Arc::new(flat)) }
 }
 
 #[cfg(test)]

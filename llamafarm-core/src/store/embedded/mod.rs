@@ -11,7 +11,7 @@ mod schema;
 
 use super::{AddReport, ChunkRecord, ChunkStore, Hit, MetadataFilter, Metric, StoreStats, StoredChunk};
 use crate::error::{Error, Result};
-use ann::{build_ann, Ann};
+use ann::{build_ann, loaded_ann, Ann};
 pub(super) use ann::{dot_i8, quantize, QuantizedCosine};
 pub(super) use bm25::Bm25Scores;
 pub(super) use schema::analyzer;
@@ -31,6 +31,25 @@ use tantivy::{DocAddress, DocSet, Index, IndexReader, IndexWriter, ReloadPolicy,
 pub const HNSW_THRESHOLD: usize = 20_000;
 
 const META_FILE: &str = "store.json";
+
+/// The HNSW graph's structure, written when a graph is complete, so that a reopened store
+/// searches its graph at once instead of building it again ([`FlatGraph::to_bytes`]).
+const GRAPH_FILE: &str = "graph.bin";
+
+/// Least time between two writes of the graph file while a store keeps growing (a write
+/// costs about a second at a million rows); the last one is written when the store closes.
+const GRAPH_SAVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// What the graph file holds.
+#[derive(Default)]
+struct GraphSave {
+    /// Rows in the file.
+    rows: usize,
+    /// When it was written by this process.
+    at: Option<std::time::Instant>,
+    /// A complete graph is newer than the file (a write was put off).
+    dirty: bool,
+}
 
 use llamafarm_kernels::vector::dot;
 
@@ -102,6 +121,7 @@ pub struct EmbeddedStore {
     building: Arc<AtomicBool>,
     /// A thread is inserting new rows into the graph.
     extending: Arc<AtomicBool>,
+    graph_save: Arc<Mutex<GraphSave>>,
     /// Holds text and metadata only (the keyword side of a server-backed store).
     text_only: bool,
 }
@@ -169,9 +189,11 @@ impl EmbeddedStore {
             ann: Arc::new(RwLock::new(None)),
             building: Arc::new(AtomicBool::new(false)),
             extending: Arc::new(AtomicBool::new(false)),
+            graph_save: Arc::new(Mutex::new(GraphSave::default())),
             text_only,
         };
         store.load_state()?;
+        store.load_graph();
         store.maybe_build_ann();
         Ok(store)
     }
@@ -227,6 +249,29 @@ impl EmbeddedStore {
         crate::fsutil::atomic_write(&self.dir.join(META_FILE), &serde_json::to_vec(&m).unwrap_or_default())
     }
 
+    /// Use the graph file when it describes exactly the chunks the store holds.
+    fn load_graph(&self) {
+        if self.text_only {
+            return;
+        }
+        let path = self.dir.join(GRAPH_FILE);
+        let st = self.state.read().unwrap_or_else(|p| p.into_inner());
+        let (Some(dim), rows) = (st.dim, st.ids.len()) else { return };
+        if rows < HNSW_THRESHOLD || st.live != rows {
+            return;
+        }
+        let Ok(bytes) = std::fs::read(&path) else { return };
+        let t = std::time::Instant::now();
+        match crate::store::graph::FlatGraph::from_bytes(&bytes, dim, rows, |id| st.by_id.get(id).copied(), |r| quantize(st.row(r))) {
+            Some(flat) => {
+                tracing::info!(rows, secs = t.elapsed().as_secs_f64(), "read the HNSW graph file");
+                *self.ann.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(loaded_ann(flat, dim)));
+                *self.graph_save.lock().unwrap_or_else(|p| p.into_inner()) = GraphSave { rows, at: None, dirty: false };
+            }
+            None => tracing::info!(rows, "the HNSW graph file does not match the store's chunks; building a new graph"),
+        }
+    }
+
     /// Build the HNSW graph in a background thread when the store is large enough.
     fn maybe_build_ann(&self) {
         if self.text_only {
@@ -236,9 +281,11 @@ impl EmbeddedStore {
             let st = self.state.read().unwrap_or_else(|p| p.into_inner());
             (st.live, st.ids.len(), st.ids.len() - st.live)
         };
-        let current = self.ann.read().unwrap_or_else(|p| p.into_inner()).as_ref().map(|a| a.rows.load(Ordering::SeqCst));
+        let current = self.ann.read().unwrap_or_else(|p| p.into_inner()).as_ref().map(|a| (a.rows.load(Ordering::SeqCst), a.hnsw.is_none()));
         let stale = match current {
             None => live >= HNSW_THRESHOLD,
+            // A graph read from its file cannot take new rows: build one that can.
+            Some((in_graph, true)) => dead > rows / 4 || rows > in_graph,
             // Rebuild when many rows are dead in the graph (new rows are inserted by
             // `extend_ann` as they come).
             Some(_) => dead > rows / 4,
@@ -247,6 +294,7 @@ impl EmbeddedStore {
             // Built in a background thread from int8 copies of the rows there are now
             // (a quarter of the f32 bytes); searches stay exact until it lands.
             let (ann, building, state) = (self.ann.clone(), self.building.clone(), self.state.clone());
+            let (dir, saved) = (self.dir.clone(), self.graph_save.clone());
             std::thread::spawn(move || {
                 let (quantized, dim) = {
                     let st = state.read().unwrap_or_else(|p| p.into_inner());
@@ -257,6 +305,7 @@ impl EmbeddedStore {
                 building.store(false, Ordering::SeqCst);
                 // Rows added while building.
                 while extend_graph(&built, &state) {}
+                save_graph(&dir, &built, &state, &saved, false);
             });
         }
     }
@@ -265,10 +314,12 @@ impl EmbeddedStore {
     /// returns once its commit is done, and searches scan the rows not yet in the graph
     /// exactly meanwhile. Requests that come while a thread runs are coalesced into it.
     fn extend_ann(&self) {
-        if self.ann.read().unwrap_or_else(|p| p.into_inner()).is_none() || self.extending.swap(true, Ordering::SeqCst) {
+        let extensible = self.ann.read().unwrap_or_else(|p| p.into_inner()).as_ref().is_some_and(|a| a.hnsw.is_some());
+        if !extensible || self.extending.swap(true, Ordering::SeqCst) {
             return;
         }
         let (slot, state, extending) = (self.ann.clone(), self.state.clone(), self.extending.clone());
+        let (dir, saved) = (self.dir.clone(), self.graph_save.clone());
         std::thread::spawn(move || loop {
             let more = slot.read().unwrap_or_else(|p| p.into_inner()).clone().is_some_and(|ann| extend_graph(&ann, &state));
             if !more {
@@ -280,6 +331,9 @@ impl EmbeddedStore {
                     .clone()
                     .is_some_and(|ann| ann.rows.load(Ordering::SeqCst) < state.read().unwrap_or_else(|p| p.into_inner()).ids.len());
                 if !behind || extending.swap(true, Ordering::SeqCst) {
+                    if let Some(ann) = slot.read().unwrap_or_else(|p| p.into_inner()).clone() {
+                        save_graph(&dir, &ann, &state, &saved, false);
+                    }
                     break;
                 }
             }
@@ -520,6 +574,7 @@ impl ChunkStore for EmbeddedStore {
             }
         }
         drop(w);
+        self.forget_graph_file();
         self.maybe_build_ann();
         Ok(rows.len())
     }
@@ -535,6 +590,7 @@ impl ChunkStore for EmbeddedStore {
         };
         *self.state.write().unwrap_or_else(|p| p.into_inner()) = State { dim, next_seq, ..Default::default() };
         *self.ann.write().unwrap_or_else(|p| p.into_inner()) = None;
+        self.forget_graph_file();
         Ok(n)
     }
 
@@ -753,9 +809,70 @@ impl ChunkStore for EmbeddedStore {
     }
 }
 
+impl EmbeddedStore {
+    /// Chunks were deleted: the graph file describes the store no more.
+    fn forget_graph_file(&self) {
+        let mut saved = self.graph_save.lock().unwrap_or_else(|p| p.into_inner());
+        *saved = GraphSave { at: saved.at, ..GraphSave::default() };
+        let path = self.dir.join(GRAPH_FILE);
+        if let Err(e) = std::fs::remove_file(&path) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(error = %e, "could not remove the HNSW graph file");
+            }
+        }
+    }
+}
+
+impl Drop for EmbeddedStore {
+    /// Write the graph file if a write was put off.
+    fn drop(&mut self) {
+        let dirty = self.graph_save.lock().unwrap_or_else(|p| p.into_inner()).dirty;
+        if dirty {
+            if let Some(ann) = self.ann.read().unwrap_or_else(|p| p.into_inner()).clone() {
+                save_graph(&self.dir, &ann, &self.state, &self.graph_save, true);
+            }
+        }
+    }
+}
+
+/// Write the graph file for `ann` when it holds every row of `state` and the file is
+/// older: at once the first time, then at most every [`GRAPH_SAVE_INTERVAL`] (`force`:
+/// now). The write is atomic; a failed one only costs a rebuild at the next open.
+fn save_graph(dir: &Path, ann: &Ann, state: &RwLock<State>, saved: &Mutex<GraphSave>, force: bool) {
+    if ann.hnsw.is_none() {
+        return;
+    }
+    let flat = ann.flat();
+    let ids: Vec<Arc<str>> = {
+        let st = state.read().unwrap_or_else(|p| p.into_inner());
+        // Only a graph of every row, with none deleted, describes the store.
+        if flat.n != st.ids.len() || st.live != st.ids.len() || flat.n < HNSW_THRESHOLD {
+            return;
+        }
+        st.ids.clone()
+    };
+    let mut s = saved.lock().unwrap_or_else(|p| p.into_inner());
+    if s.rows == flat.n && !s.dirty {
+        return;
+    }
+    if !force && s.at.is_some_and(|t| t.elapsed() < GRAPH_SAVE_INTERVAL) {
+        s.dirty = true;
+        return;
+    }
+    let t = std::time::Instant::now();
+    match crate::fsutil::atomic_write(&dir.join(GRAPH_FILE), &flat.to_bytes(&ids)) {
+        Ok(()) => {
+            tracing::debug!(rows = flat.n, secs = t.elapsed().as_secs_f64(), "wrote the HNSW graph file");
+            *s = GraphSave { rows: flat.n, at: Some(std::time::Instant::now()), dirty: false };
+        }
+        Err(e) => tracing::warn!(error = %e, "could not write the HNSW graph file"),
+    }
+}
+
 /// Insert into `ann` every row of `state` it does not hold yet (rows are only ever
 /// appended, and the graph holds rows `0..ann.rows`); returns whether any were inserted.
 fn extend_graph(ann: &Arc<Ann>, state: &RwLock<State>) -> bool {
+    let Some(hnsw) = &ann.hnsw else { return false };
     let _g = ann.insert.lock().unwrap_or_else(|p| p.into_inner());
     let from = ann.rows.load(Ordering::SeqCst);
     let rows: Vec<(Vec<i8>, usize)> = {
@@ -770,7 +887,7 @@ fn extend_graph(ann: &Arc<Ann>, state: &RwLock<State>) -> bool {
         return false;
     }
     let data: Vec<(&Vec<i8>, usize)> = rows.iter().map(|(v, r)| (v, *r)).collect();
-    ann::graph_pool().install(|| ann.hnsw.parallel_insert(&data));
+    ann::graph_pool().install(|| hnsw.parallel_insert(&data));
     ann.rows.store(from + rows.len(), Ordering::SeqCst);
     drop(_g);
     ann.refresh_now();
