@@ -69,6 +69,9 @@ impl ChromaConfig {
     }
 }
 
+/// Time limit of a delete request (dropping a large collection).
+const DELETE_TIMEOUT: Duration = Duration::from_secs(600);
+
 /// The metadata key under which a chunk's source file hash is kept in Chroma.
 const FILE_KEY: &str = "lf_file_hash";
 
@@ -152,7 +155,9 @@ impl ChromaStore {
         let url = format!("{}/{path}", self.api);
         let sent = match (method, body) {
             ("POST", Some(b)) => self.agent.post(&url).send_json(b),
-            ("DELETE", _) => self.agent.delete(&url).call(),
+            // Dropping a collection takes the server a while when it is large (over 30 s
+            // at 100,000 records): deletes get a longer limit than searches and writes.
+            ("DELETE", _) => self.agent.delete(&url).config().timeout_global(Some(DELETE_TIMEOUT.max(Duration::from_secs(self.cfg.timeout_s)))).build().call(),
             _ => self.agent.get(&url).call(),
         };
         let mut resp = sent.map_err(|e| self.unavailable(format!("unreachable: {e}")))?;
