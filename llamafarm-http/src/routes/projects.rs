@@ -74,7 +74,7 @@ async fn update_project(
 /// The project's `llamafarm.yaml` as YAML text (what the web app's editor shows).
 #[utoipa::path(get, path = "/v1/projects/{namespace}/{project}/llamafarm.yaml", tag = "projects", operation_id = "project_config_yaml",
     params(("namespace" = String, Path, description = "Namespace"), ("project" = String, Path, description = "Project")),
-    responses((status = 200, description = "The config as YAML", body = String, content_type = "application/yaml"), (status = 404, body = ErrorBody)))]
+    responses((status = 200, description = "The config as YAML (a mapping)", body = Object, content_type = "application/yaml"), (status = 404, body = ErrorBody)))]
 async fn get_config_yaml(State(st): State<AppState>, Path((namespace, project)): Path<(String, String)>) -> ApiResult<Response> {
     let text = call(&st, move |lf| lf.project(&namespace, &project)?.config()?.to_yaml_string()).await?;
     Ok(([(header::CONTENT_TYPE, "application/yaml; charset=utf-8")], text).into_response())
