@@ -22,6 +22,11 @@ fn rss_kb(field: &str) -> u64 {
     s.lines().find(|l| l.starts_with(field)).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
+/// Resident memory split into the heap's (anonymous) pages and mapped files' pages.
+fn rss_split() -> String {
+    format!("anonymous {} MB, file-backed {} MB", rss_kb("RssAnon:") / 1024, rss_kb("RssFile:") / 1024)
+}
+
 use llamafarm_benches::pct;
 
 fn main() {
@@ -102,7 +107,7 @@ fn main() {
         store.add(make_batch(i, n)).unwrap();
         i += n;
         if i % 100_000 == 0 {
-            println!("  {i} chunks: {:.0} s, RSS {} MB", t.elapsed().as_secs_f64(), rss_kb("VmRSS:") / 1024);
+            println!("  {i} chunks: {:.0} s, RSS {} MB ({})", t.elapsed().as_secs_f64(), rss_kb("VmRSS:") / 1024, rss_split());
         }
     }
     let write_s = t.elapsed().as_secs_f64();
@@ -112,12 +117,14 @@ fn main() {
     let graph_s = t2.elapsed().as_secs_f64();
     let st = store.stats().unwrap();
     println!(
-        "wrote {size} chunks in {write_s:.0} s ({:.0} chunks/s); HNSW ready ({} rows) {graph_s:.0} s after the last commit; peak RSS {} MB (store part about {} MB; its estimate {} MB); on disk {} MB ({:.0} bytes/chunk)",
+        "wrote {size} chunks in {write_s:.0} s ({:.0} chunks/s); HNSW ready ({} rows) {graph_s:.0} s after the last commit; peak RSS {} MB (now: store part about {} MB, {}; its estimate {} MB on the heap, {} MB of vectors in its mapped file); on disk {} MB ({:.0} bytes/chunk)",
         size as f64 / write_s,
         st.graph_rows,
         rss_kb("VmHWM:") / 1024,
         (rss_kb("VmRSS:").saturating_sub(base_rss)) / 1024,
+        rss_split(),
         st.memory_bytes >> 20,
+        st.mapped_bytes >> 20,
         st.storage_bytes >> 20,
         st.storage_bytes as f64 / size as f64
     );
@@ -130,8 +137,9 @@ fn main() {
     let open_s = t.elapsed().as_secs_f64();
     let graph_rows = store.stats().unwrap().graph_rows;
     println!(
-        "reopened in {open_s:.1} s (every row read back from the index; {graph_rows} rows of HNSW graph read from its file); RSS {} MB",
-        rss_kb("VmRSS:") / 1024
+        "reopened in {open_s:.1} s (every row read back from the index; {graph_rows} rows of HNSW graph read from its file); RSS {} MB ({})",
+        rss_kb("VmRSS:") / 1024,
+        rss_split()
     );
     // Without a graph file (or with one that does not match), vector search is an exact
     // scan until the graph is rebuilt in the background, competing with the build for the

@@ -10,6 +10,9 @@
 //!
 //! Faults for tests: [`HubServer::cut_next`] drops the connection after N bytes of the
 //! next file response; [`HubServer::corrupt_next`] flips a byte of it.
+//! [`HubServer::gate`] makes a repo answer only requests with its bearer token (401
+//! without a token, 403 with another, as the hub answers for gated and private repos), and
+//! [`HubServer::authorized_requests`] lists the requests that carried a token.
 
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -50,7 +53,43 @@ struct Hub {
     cut: AtomicU64,
     corrupt: AtomicBool,
     log: Mutex<Vec<String>>,
+    /// Requests that carried an `Authorization` header.
+    authorized: Mutex<Vec<String>>,
+    /// Repo -> the bearer token it requires.
+    gates: RwLock<HashMap<String, String>>,
     base: RwLock<String>,
+}
+
+impl Hub {
+    /// Note a request's `Authorization` header; for a gated repo, the refusal to send
+    /// unless it carries the repo's token.
+    fn check(&self, repo: Option<&str>, what: &str, headers: &HeaderMap) -> Option<Response> {
+        let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        if auth.is_some() {
+            self.authorized.lock().unwrap().push(what.to_string());
+        }
+        let want = repo.and_then(|r| self.gates.read().unwrap().get(r).cloned())?;
+        let msg = |s| format!("Access to model {} is restricted{s}", repo.unwrap_or(""));
+        match auth.and_then(|a| a.strip_prefix("Bearer ")) {
+            Some(t) if t == want => None,
+            Some(_) => Some(
+                (
+                    StatusCode::FORBIDDEN,
+                    [("x-error-code", "GatedRepo")],
+                    axum::Json(serde_json::json!({ "error": msg(" and you are not in the authorized list.") })),
+                )
+                    .into_response(),
+            ),
+            None => Some(
+                (
+                    StatusCode::UNAUTHORIZED,
+                    [("x-error-code", "GatedRepo")],
+                    axum::Json(serde_json::json!({ "error": msg(". You must be authenticated to access it.") })),
+                )
+                    .into_response(),
+            ),
+        }
+    }
 }
 
 /// The running hub.
@@ -118,6 +157,17 @@ impl HubServer {
         self.hub.corrupt.store(true, Ordering::SeqCst);
     }
 
+    /// Serve `repo` only to requests that carry `Authorization: Bearer {token}`.
+    pub fn gate(&self, repo: &str, token: &str) {
+        self.hub.gates.write().unwrap().insert(repo.to_string(), token.to_string());
+    }
+
+    /// Requests that carried an `Authorization` header (`info REPO`, `resolve REPO/PATH`,
+    /// `cdn SHA`).
+    pub fn authorized_requests(&self) -> Vec<String> {
+        self.hub.authorized.lock().unwrap().clone()
+    }
+
     /// Requests served so far (`METHOD path range`).
     pub fn requests(&self) -> Vec<String> {
         self.hub.log.lock().unwrap().clone()
@@ -128,12 +178,15 @@ fn not_found(msg: &str) -> Response {
     (StatusCode::NOT_FOUND, [("x-error-code", "RepoNotFound")], axum::Json(serde_json::json!({ "error": msg }))).into_response()
 }
 
-async fn info(State(hub): State<Arc<Hub>>, Path((org, name)): Path<(String, String)>) -> Response {
-    info_rev(State(hub), Path((org, name, "main".into()))).await
+async fn info(State(hub): State<Arc<Hub>>, headers: HeaderMap, Path((org, name)): Path<(String, String)>) -> Response {
+    info_rev(State(hub), headers, Path((org, name, "main".into()))).await
 }
 
-async fn info_rev(State(hub): State<Arc<Hub>>, Path((org, name, _rev)): Path<(String, String, String)>) -> Response {
+async fn info_rev(State(hub): State<Arc<Hub>>, headers: HeaderMap, Path((org, name, _rev)): Path<(String, String, String)>) -> Response {
     let id = format!("{org}/{name}");
+    if let Some(refused) = hub.check(Some(&id), &format!("info {id}"), &headers) {
+        return refused;
+    }
     let repos = hub.repos.read().unwrap();
     let Some(r) = repos.get(&id) else { return not_found("Repository not found") };
     let siblings: Vec<serde_json::Value> = r
@@ -156,6 +209,9 @@ async fn info_rev(State(hub): State<Arc<Hub>>, Path((org, name, _rev)): Path<(St
 
 async fn resolve(State(hub): State<Arc<Hub>>, method: Method, headers: HeaderMap, Path((org, name, rev, path)): Path<(String, String, String, String)>) -> Response {
     let id = format!("{org}/{name}");
+    if let Some(refused) = hub.check(Some(&id), &format!("resolve {id}/{path}"), &headers) {
+        return refused;
+    }
     let found = {
         let repos = hub.repos.read().unwrap();
         let Some(r) = repos.get(&id) else { return not_found("Repository not found") };
@@ -186,6 +242,7 @@ async fn resolve(State(hub): State<Arc<Hub>>, method: Method, headers: HeaderMap
 }
 
 async fn cdn(State(hub): State<Arc<Hub>>, method: Method, headers: HeaderMap, Path(sha): Path<String>) -> Response {
+    hub.check(None, &format!("cdn {sha}"), &headers);
     let Some(bytes) = hub.blobs.read().unwrap().get(&sha).cloned() else { return not_found("no such blob") };
     serve_bytes(&hub, &method, &headers, bytes, &sha, None)
 }

@@ -1,9 +1,10 @@
 //! A small JSON client for the LlamaFarm API. Server errors surface as their `detail`.
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, Context, Result};
 use serde_json::Value;
 use std::time::Duration;
 
+#[derive(Clone)]
 pub struct Client {
     base: String,
     http: reqwest::Client,
@@ -186,10 +187,47 @@ impl Client {
         Ok(resp)
     }
 
-    /// POST a raw body (a file's bytes) with its content type.
-    pub async fn post_bytes(&self, path: &str, bytes: Vec<u8>, content_type: &str) -> Result<Value> {
-        self.intercept("POST", path, None, &[])?;
-        self.send(self.http.post(format!("{}{path}", self.base)).header("content-type", content_type).body(bytes), path).await
+    /// GET a body and stream it into the file `out`, through a temporary file beside it
+    /// that is synced and renamed over `out` once the whole body has arrived (a cut
+    /// transfer leaves `out` as it was). Returns the bytes and the lines written.
+    pub async fn download_to(&self, path: &str, out: &std::path::Path) -> Result<(u64, u64)> {
+        use tokio::io::AsyncWriteExt;
+        let mut resp = self.http.get(format!("{}{path}", self.base)).send().await.map_err(|e| self.transport_error(e, path))?;
+        if !resp.status().is_success() {
+            let status = resp.status();
+            let text = resp.text().await.unwrap_or_default();
+            let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            let detail = body["detail"].as_str().map(str::to_string).unwrap_or(text);
+            return Err(anyhow!("{detail} (HTTP {})", status.as_u16()));
+        }
+        let name = out.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "download".into());
+        let tmp = out.with_file_name(format!(".{name}.part"));
+        let written = async {
+            let mut f = tokio::fs::File::create(&tmp).await.with_context(|| format!("creating {}", tmp.display()))?;
+            let (mut bytes, mut lines) = (0u64, 0u64);
+            while let Some(piece) = resp.chunk().await.map_err(|e| anyhow!("the transfer from {}{path} was cut off: {e}", self.base))? {
+                f.write_all(&piece).await.with_context(|| format!("writing {}", tmp.display()))?;
+                bytes += piece.len() as u64;
+                lines += piece.iter().filter(|&&b| b == b'\n').count() as u64;
+            }
+            f.sync_all().await?;
+            tokio::fs::rename(&tmp, out).await.with_context(|| format!("renaming to {}", out.display()))?;
+            Ok::<_, anyhow::Error>((bytes, lines))
+        }
+        .await;
+        if written.is_err() {
+            let _ = tokio::fs::remove_file(&tmp).await;
+        }
+        written
+    }
+
+    /// POST a file's bytes, streamed from disk, with its content type.
+    pub async fn post_file(&self, path: &str, file: &std::path::Path, content_type: &str) -> Result<Value> {
+        self.intercept("POST", path, None, &[file])?;
+        let f = tokio::fs::File::open(file).await.map_err(|e| anyhow!("{}: {e}", file.display()))?;
+        let len = f.metadata().await.map(|m| m.len()).unwrap_or(0);
+        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(f, 256 << 10));
+        self.send(self.http.post(format!("{}{path}", self.base)).header("content-type", content_type).header("content-length", len).body(body), path).await
     }
 
     /// PUT a JSON body.

@@ -592,17 +592,13 @@ pub async fn rag(c: &Client, cmd: RagCmd, cwd: &Path, json_out: bool) -> Result<
         }
         RagCmd::Export { database, output, sel } => {
             let (path, db) = db_path(c, &sel, cwd, database).await?;
-            let v = c.get(&format!("{path}/export")).await?;
-            let text = v.as_str().map(str::to_string).unwrap_or_else(|| format!("{v}\n"));
             let out = output.unwrap_or_else(|| cwd.join(format!("{db}.lfrag.jsonl")));
-            llamafarm_core::fsutil::atomic_write(&out, text.as_bytes())?;
-            let chunks = text.lines().count().saturating_sub(1);
-            println!("Exported {db}: {chunks} chunk(s) to {}", out.display());
+            let (_, lines) = c.download_to(&format!("{path}/export"), &out).await?;
+            println!("Exported {db}: {} chunk(s) to {}", lines.saturating_sub(1), out.display());
         }
         RagCmd::Import { file, database, sel } => {
-            let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
             let (path, db) = db_path(c, &sel, cwd, database).await?;
-            let v = c.post_bytes(&format!("{path}/import"), bytes, "application/x-ndjson").await?;
+            let v = c.post_file(&format!("{path}/import"), &file, "application/x-ndjson").await?;
             if json_out {
                 return print(&v);
             }
@@ -718,6 +714,7 @@ pub async fn rag(c: &Client, cmd: RagCmd, cwd: &Path, json_out: bool) -> Result<
                     "storage_human",
                     "index_bytes",
                     "memory_human",
+                    "mapped_human",
                     "embedding_dimension",
                     "distance_metric",
                     "ann_index",

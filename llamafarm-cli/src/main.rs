@@ -108,6 +108,10 @@ struct StartArgs {
     /// Push the config and start the server, but open no chat.
     #[arg(long)]
     no_chat: bool,
+    /// With --no-chat: keep running and push each saved edit of llamafarm.yaml until
+    /// interrupted (an interactive chat always does).
+    #[arg(long)]
+    watch: bool,
     #[command(flatten)]
     chat: chat::ChatArgs,
 }
@@ -306,10 +310,19 @@ async fn start(c: &Client, args: StartArgs, cwd: &Path, json: bool) -> Result<()
     let (ns, name, created) = services::sync_project(c, cwd).await?;
     if !json {
         eprintln!("{} project {ns}/{name} from {}", if created { "Created" } else { "Updated" }, cwd.join("llamafarm.yaml").display());
+        services::health_banner(c).await;
     }
     if args.no_chat {
+        if args.watch {
+            let watcher = services::watch_config(c.clone(), cwd.to_path_buf());
+            eprintln!("Watching llamafarm.yaml; press Ctrl-C to stop.");
+            tokio::signal::ctrl_c().await?;
+            watcher.abort();
+        }
         return Ok(());
     }
+    // An interactive chat pushes the config's edits while it runs.
+    let _watcher = std::io::IsTerminal::is_terminal(&std::io::stdin()).then(|| services::watch_config(c.clone(), cwd.to_path_buf()));
     let mut chat = args.chat;
     if chat.sel.namespace.is_none() && chat.sel.project.is_none() {
         chat.sel.namespace = Some(ns);

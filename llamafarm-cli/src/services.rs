@@ -281,6 +281,41 @@ pub(crate) async fn sync_project(c: &Client, cwd: &Path) -> Result<(String, Stri
     Ok((ns, name, created))
 }
 
+/// Print the server's health in a line, and each component that is not healthy with its
+/// message (what `lf start` shows before the chat opens).
+pub(crate) async fn health_banner(c: &Client) {
+    let Ok(h) = c.get("/health").await else { return };
+    eprintln!("Server {} is {}", c.base(), h["status"].as_str().unwrap_or("unknown"));
+    for comp in h["components"].as_array().into_iter().flatten() {
+        let status = comp["status"].as_str().unwrap_or("");
+        if status != "healthy" {
+            eprintln!("  {}: {status}: {}", comp["name"].as_str().unwrap_or("?"), comp["message"].as_str().unwrap_or(""));
+        }
+    }
+}
+
+/// Push `llamafarm.yaml` (found from `cwd`) to the server each time its content changes,
+/// checking once a second, with the validation of `lf projects sync`; each push, or the
+/// reason it was refused, is printed. The task ends when aborted or dropped with the runtime.
+pub(crate) fn watch_config(c: Client, cwd: PathBuf) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let read = || llamafarm_core::project::find_config(&cwd).and_then(|p| std::fs::read(p).ok());
+        let mut last = read();
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let now = read();
+            if now.is_none() || now == last {
+                continue;
+            }
+            last = now;
+            match sync_project(&c, &cwd).await {
+                Ok((ns, name, _)) => eprintln!("\nSynced llamafarm.yaml to {ns}/{name}"),
+                Err(e) => eprintln!("\nllamafarm.yaml not synced: {e:#}"),
+            }
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -492,9 +492,12 @@ fn a_new_user_starts_an_original_project_and_stops_the_server() {
     assert!(st.contains("stopped"), "{st}");
     // `lf start` in a fresh directory: starts the server, creates the project, answers.
     let t = Instant::now();
-    let answer = ok(&lf(&["start", "Say hello.", "--no-rag", "--max-tokens", "12", "--temperature", "0"]));
+    let started = lf(&["start", "Say hello.", "--no-rag", "--max-tokens", "12", "--temperature", "0"]);
+    let answer = ok(&started);
     eprintln!("lf start to first chat answer (server not running): {:.2} s", t.elapsed().as_secs_f64());
     assert!(!answer.trim().is_empty());
+    let banner = String::from_utf8_lossy(&started.stderr);
+    assert!(banner.contains(&format!("Server {url} is ")), "no health banner: {banner}");
     let status: serde_json::Value = serde_json::from_str(&ok(&lf(&["--json", "services", "status"]))).unwrap();
     let pid = status["services"][0]["pid"].as_u64().expect("a pid");
     assert_eq!(status["services"][0]["state"], "running", "{status}");
@@ -544,6 +547,43 @@ fn a_new_user_starts_an_original_project_and_stops_the_server() {
     assert!(ok(&lf(&["projects", "sync"])).contains("Updated project default/quick_rag_demo"));
     std::fs::write(dir.join("llamafarm.yaml"), text.replace("top_k: 5", "top_k: many")).unwrap();
     fails_with(&lf(&["projects", "sync"]), "top_k");
+    // `lf start --no-chat --watch` pushes each saved edit, and says why a bad one was refused.
+    std::fs::write(dir.join("llamafarm.yaml"), &text).unwrap();
+    let mut watcher = Command::new(lf_bin())
+        .current_dir(&dir)
+        .env("LF_DATA_DIR", data.path())
+        .env("LF_SERVER_URL", &url)
+        .args(["start", "--no-chat", "--watch"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stderr = watcher.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)).map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let wait_for = |needle: &str| -> String {
+        let end = Instant::now() + std::time::Duration::from_secs(20);
+        while let Ok(line) = rx.recv_timeout(end.saturating_duration_since(Instant::now())) {
+            if line.contains(needle) {
+                return line;
+            }
+        }
+        panic!("`lf start --watch` never printed {needle:?}");
+    };
+    wait_for("Watching llamafarm.yaml");
+    std::fs::write(dir.join("llamafarm.yaml"), text.replace("top_k: 5", "top_k: 3")).unwrap();
+    wait_for("Synced llamafarm.yaml to default/quick_rag_demo");
+    let p = ok(&lf(&["--json", "projects", "get"]));
+    assert!(p.contains("\"top_k\": 3") && !p.contains("\"top_k\": 5"), "{p}");
+    std::fs::write(dir.join("llamafarm.yaml"), text.replace("top_k: 5", "top_k: many")).unwrap();
+    assert!(wait_for("llamafarm.yaml not synced").contains("top_k"));
+    let _ = watcher.kill();
+    let _ = watcher.wait();
     // Stop: no process left behind.
     assert!(ok(&lf(&["services", "stop"])).contains(&format!("Stopped LlamaFarm server (pid {pid})")));
     assert!(std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| s.contains(") Z ")), "lf serve (pid {pid}) still runs after lf services stop");
@@ -561,9 +601,23 @@ fn lf_models_examples_and_projects() {
         "acme/tiny-GGUF",
         vec![("tiny-Q4_K_M.gguf", llamafarm_tests::hub::Source::Bytes(vec![7u8; 2 << 20])), ("README.md", llamafarm_tests::hub::Source::Bytes(b"# t".to_vec()))],
     );
-    let srv = Served::start_env(false, &[("HF_ENDPOINT", &hub.endpoint)]);
+    // Gated repos: `lf serve` sends HF_TOKEN to the hub, not to the CDN it redirects to.
+    hub.add_repo("acme/gated-GGUF", vec![("gated-Q4_K_M.gguf", llamafarm_tests::hub::Source::Bytes(vec![9u8; 1 << 20]))]);
+    hub.gate("acme/gated-GGUF", "hf_test_token_1");
+    hub.add_repo("acme/private-GGUF", vec![("private-Q4_K_M.gguf", llamafarm_tests::hub::Source::Bytes(vec![5u8; 4096]))]);
+    hub.gate("acme/private-GGUF", "hf_someone_else");
+    let srv = Served::start_env(false, &[("HF_ENDPOINT", &hub.endpoint), ("HF_TOKEN", "hf_test_token_1")]);
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
+
+    let out = ok(&srv.lf(w, &["models", "pull", "acme/gated-GGUF"]));
+    assert!(out.contains("Pulled acme/gated-GGUF (1 MB)"), "{out}");
+    let auth = hub.authorized_requests();
+    assert!(auth.iter().any(|r| r == "info acme/gated-GGUF") && auth.iter().any(|r| r == "resolve acme/gated-GGUF/gated-Q4_K_M.gguf"), "{auth:?}");
+    assert!(auth.iter().all(|r| !r.starts_with("cdn ")), "the token went to the CDN host: {auth:?}");
+    let refused = srv.lf(w, &["models", "pull", "acme/private-GGUF"]);
+    fails_with(&refused, "the repo is private or gated; accept its terms on the hub and set HF_TOKEN");
+    assert!(!String::from_utf8_lossy(&refused.stderr).contains("hf_test_token_1") && !String::from_utf8_lossy(&refused.stdout).contains("hf_test_token_1"));
 
     let out = ok(&srv.lf(w, &["models", "pull", "acme/tiny-GGUF"]));
     assert!(out.contains("Pulled acme/tiny-GGUF (2 MB)"), "{out}");

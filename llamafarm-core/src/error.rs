@@ -395,6 +395,44 @@ pub(crate) fn file_name(path: &Path) -> String {
     path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
+impl Error {
+    /// The text to keep where a client reads it back in a successful answer (a task's or a
+    /// file's failure reason, an event): the error's own text with every absolute path cut
+    /// to its file name, so no server path leaves the process. The log keeps the full text.
+    pub fn public_message(&self) -> String {
+        redact_paths(&self.to_string())
+    }
+}
+
+/// `text` with each absolute path (a word that starts with `/` and holds another `/`, after
+/// a space, a quote, `(` or `=`) cut to its last segment. URLs keep their paths.
+pub fn redact_paths(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.char_indices().peekable();
+    let mut prev: Option<char> = None;
+    while let Some((i, c)) = chars.next() {
+        let starts_word = prev.is_none_or(|p| p.is_whitespace() || matches!(p, '"' | '\'' | '(' | '=' | '`'));
+        if c == '/' && starts_word {
+            let end = text[i..].find(|ch: char| ch.is_whitespace() || matches!(ch, '"' | '\'' | ')' | ',' | '`')).map_or(text.len(), |n| i + n);
+            let word = &text[i..end];
+            let last = word.trim_end_matches(['.', ':', ';']);
+            if last.matches('/').count() >= 2 {
+                let tail = &word[last.len()..];
+                out.push_str(last.rsplit('/').next().unwrap_or(""));
+                out.push_str(tail);
+                while chars.peek().is_some_and(|&(j, _)| j < end) {
+                    chars.next();
+                }
+                prev = word.chars().last();
+                continue;
+            }
+        }
+        out.push(c);
+        prev = Some(c);
+    }
+    out
+}
+
 /// `Result` with the core's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -416,5 +454,16 @@ mod tests {
         let e = Error::InUse { kind: ResourceKind::Database, name: "main".into(), dependent_kind: ResourceKind::Dataset, dependents: vec!["a".into(), "b".into()] };
         assert_eq!(e.to_string(), "Cannot delete database 'main': 2 dataset(s) depend on it. Delete or reassign these datasets first: ['a', 'b']");
         assert_eq!(e.kind(), ErrorKind::Conflict);
+    }
+
+    #[test]
+    fn public_messages_name_files_not_server_paths() {
+        let e = Error::io("/srv/lf/data/projects/acme/kb/datasets/docs/raw/ab12.pdf", std::io::Error::other("permission denied"));
+        assert_eq!(e.public_message(), "I/O error on ab12.pdf: permission denied");
+        let e = Error::internal("index: cannot open '/root/.local/share/lf/x/meta.json' (os error 13), then (/tmp/a/b) and path=/var/lib/q.bin.");
+        assert_eq!(e.public_message(), "internal error: index: cannot open 'meta.json' (os error 13), then (b) and path=q.bin.");
+        // URLs, ratios and a lone root are kept.
+        let e = Error::unavailable("model hub http://127.0.0.1:9/api/models", "I/O 3/4 of / done");
+        assert_eq!(e.public_message(), e.to_string());
     }
 }

@@ -315,7 +315,7 @@ impl TaskRunner {
             if let Err(e) = parts.iter().try_for_each(|part| q.push(&rec.namespace, &rec.project, &id, part).map(|_| ())) {
                 self.cancels.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
                 rec.state = TaskState::Failure;
-                rec.error = Some(e.to_string());
+                rec.error = Some(e.public_message());
                 rec.result = Some(rec.summarize());
                 self.save_final(project.dir(), rec);
                 return Err(e);
@@ -556,7 +556,10 @@ fn worker(lf: crate::WeakLlamaFarm) {
         let t0 = Instant::now();
         let (end, failure) = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_job(&lf, &job))) {
             Ok(Ok(state)) => (state, None),
-            Ok(Err(e)) => (TaskState::Failure, Some(e.to_string())),
+            Ok(Err(e)) => {
+                tracing::warn!(task = %job.task_id, error = %e, "task failed");
+                (TaskState::Failure, Some(e.public_message()))
+            }
             Err(p) => (TaskState::Failure, Some(format!("the task crashed: {}", ingest::panic_message(&*p)))),
         };
         {
@@ -621,7 +624,7 @@ fn conclude(project: &Project, mut rec: TaskRecord, cancelled: bool, took: Durat
         rec.cancelled = true;
         let db = project.datasets().get(&rec.dataset).map(|d| d.database);
         for o in rec.outcomes.clone().iter().filter(|o| o.status == "processed") {
-            match db.as_ref().map_err(|e| e.to_string()).and_then(|db| project.rag().delete_file(db, &o.file_hash).map_err(|e| e.to_string())) {
+            match db.as_ref().map_err(Error::public_message).and_then(|db| project.rag().delete_file(db, &o.file_hash).map_err(|e| e.public_message())) {
                 Ok(_) => rec.files_reverted += 1,
                 Err(e) => {
                     rec.files_failed_to_revert += 1;
@@ -659,7 +662,7 @@ fn conclude(project: &Project, mut rec: TaskRecord, cancelled: bool, took: Durat
         // The outcome stands (the index holds it); the record says the task failed
         // because its end could not be written, and keeps every file's outcome.
         rec.state = TaskState::Failure;
-        rec.error = Some(e.to_string());
+        rec.error = Some(e.public_message());
         lf.tasks().save_final(&dir, rec);
         return Err(e);
     }

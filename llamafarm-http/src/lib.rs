@@ -191,7 +191,7 @@ fn with_common_layers(router: Router, opts: &HttpOptions) -> Router {
         .fallback(routes::not_found)
         .layer(axum::extract::DefaultBodyLimit::max(opts.body_limit))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(error::panic_response))
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(opts.body_limit))
+        .layer(axum::middleware::from_fn_with_state(opts.body_limit, limits::body_limit))
         .layer(axum::middleware::map_response(error::json_errors))
         .layer(axum::middleware::from_fn(error::log_failures))
         .layer(cors)

@@ -11,6 +11,11 @@
 //!   are atomic, so nothing is left half-written). A streamed answer counts until its
 //!   first event; the stream itself is not limited.
 //!
+//! - **Body limit** ([`crate::HttpOptions::body_limit`]): a body longer than it is a 413
+//!   (at once from `Content-Length`, else when the handler reads past it). A RAG import
+//!   (`POST .../rag/databases/{db}/import`) is exempt: it streams its body to a spool
+//!   file, so a database of any size moves in one request.
+//!
 //! The third limit, on generations per model, lives in the core
 //! (`llamafarm_core::llm::GenerationLimits`) and answers 429 `busy` through the error table.
 
@@ -92,6 +97,25 @@ pub(crate) async fn rate_limit(State(limiter): State<Limiter>, req: Request, nex
             .into_response();
     }
     next.run(req).await
+}
+
+/// Whether a request streams its body to disk instead of holding it (see the module docs).
+fn streams_body_to_disk(req: &Request) -> bool {
+    let path = req.uri().path();
+    req.method() == axum::http::Method::POST && path.contains("/rag/databases/") && path.trim_end_matches('/').ends_with("/import")
+}
+
+/// The body-limit middleware.
+pub(crate) async fn body_limit(State(limit): State<usize>, req: Request, next: Next) -> Response {
+    if streams_body_to_disk(&req) {
+        return next.run(req).await;
+    }
+    let declared = req.headers().get(axum::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return axum::http::StatusCode::PAYLOAD_TOO_LARGE.into_response();
+    }
+    let (parts, body) = req.into_parts();
+    next.run(Request::from_parts(parts, axum::body::Body::new(http_body_util::Limited::new(body, limit)))).await
 }
 
 /// The time-limit middleware.

@@ -9,6 +9,8 @@
 //! - [`attention`]: the native LLM's KV cache and causal attention.
 //! - [`math`]: `exp`, `erf`, GELU, softmax, layer norm.
 //! - [`vector`]: dot products of `f32` and `i8` vectors, prefetch.
+//! - [`mapped`]: a growable `f32` array in a memory-mapped scratch file (the vector
+//!   store's rows).
 //! - [`team`]: a spinning thread team for the LLM's short products.
 //! - [`par`]: safe helpers for parallel writes and for joining from outside rayon.
 //! - [`blas`]: bounds-checked strided products (`matrixmultiply` behind slices).
@@ -42,6 +44,7 @@ pub mod blas;
 mod cpu;
 pub mod gemm;
 pub mod gguf;
+pub mod mapped;
 pub mod math;
 pub mod par;
 pub mod qgemm;

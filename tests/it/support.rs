@@ -27,6 +27,11 @@ impl TestServer {
         Self::start_full(HttpOptions::default(), true).await
     }
 
+    /// With the real model cache and `opts`.
+    pub async fn start_with_models_and(opts: HttpOptions) -> Self {
+        Self::start_full(opts, true).await
+    }
+
     /// With an empty model cache that downloads from the hub at `endpoint`.
     pub async fn start_with_hub(endpoint: &str) -> Self {
         Self::start_inner(HttpOptions::default(), false, Some(endpoint)).await

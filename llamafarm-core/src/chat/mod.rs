@@ -801,7 +801,7 @@ impl Chat {
                 let _ = turn.project.events().record(
                     "inference",
                     json!({"model": turn.model_cfg.model, "status": "error"}),
-                    json!({"error": e.to_string(), "model_name": turn.model_cfg.name}),
+                    json!({"error": e.public_message(), "model_name": turn.model_cfg.name}),
                     turn.rag_event.clone().into_iter().collect(),
                 );
                 return Err(e);

@@ -153,7 +153,7 @@ impl FileOutcome {
     pub fn failed(hash: &str, filename: &str, e: &Error) -> Self {
         let mut o = FileOutcome::new(hash);
         o.filename = filename.to_string();
-        o.error = Some(e.to_string());
+        o.error = Some(e.public_message());
         o
     }
 
@@ -247,8 +247,8 @@ impl IngestPlan {
             Err(e) => {
                 out.status = "failed".into();
                 out.error = Some(match e {
-                    Error::Internal(m) => m,
-                    e => e.to_string(),
+                    Error::Internal(m) => crate::error::redact_paths(&m),
+                    e => e.public_message(),
                 });
                 Prepared::Done(out)
             }
@@ -398,7 +398,7 @@ impl IngestPlan {
                 .into_iter()
                 .map(|mut f| {
                     f.outcome.status = "failed".into();
-                    f.outcome.error = Some(e.to_string());
+                    f.outcome.error = Some(e.public_message());
                     f.outcome
                 })
                 .collect(),
@@ -448,7 +448,7 @@ impl IngestPlan {
                 .map(|f| {
                     let mut o = f.outcome;
                     o.status = "failed".into();
-                    o.error = Some(e.to_string());
+                    o.error = Some(e.public_message());
                     (o, Vec::new())
                 })
                 .collect(),

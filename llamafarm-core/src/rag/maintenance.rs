@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::store::ChunkRecord;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeSet;
-use std::io::{BufRead, Write};
+use std::io::{BufRead, Seek, Write};
 
 /// The `format` of an export's header line.
 pub const EXPORT_FORMAT: &str = "llamafarm-rag-export";
@@ -104,33 +104,42 @@ impl Rag {
         Ok(ids)
     }
 
-    /// Write a database's chunks, with their vectors and the embedding model's id, to `out`.
-    /// Returns the chunks written.
+    /// Write a database's chunks, with their vectors and the embedding model's id, to `out`,
+    /// a batch at a time (memory holds the ids and one batch). Returns the chunks written.
+    /// Chunks deleted while the export runs are left out; the header's `chunks` counts
+    /// those there were when it began.
     pub fn export(&self, database: &str, out: &mut dyn Write) -> Result<usize> {
         let cfg = self.config()?;
         let db = self.open(&cfg, Some(database))?;
-        let chunks = db.store.list(usize::MAX, 0)?;
+        let ids = db.store.ids()?;
         let io = |e: std::io::Error| Error::internal(format!("writing the export: {e}"));
         let header = json!({
             "format": EXPORT_FORMAT, "version": 1, "database": database,
             "embedding_model": db.embedder.model_id(), "dimension": db.store.dimension().unwrap_or(db.embedder.dimension()),
-            "metric": format!("{:?}", db.store.metric()).to_lowercase(), "chunks": chunks.len(),
+            "metric": format!("{:?}", db.store.metric()).to_lowercase(), "chunks": ids.len(),
         });
         writeln!(out, "{header}").map_err(io)?;
-        for batch in chunks.chunks(BATCH) {
-            let ids: Vec<String> = batch.iter().map(|c| c.id.clone()).collect();
-            let vectors = db.store.vectors(&ids)?;
-            for (c, v) in batch.iter().zip(vectors) {
-                let line = json!({ "id": c.id, "file_hash": c.file_hash, "content": c.content, "metadata": c.metadata, "vector": v.unwrap_or_default() });
+        let mut written = 0;
+        for batch in ids.chunks(BATCH) {
+            let chunks = db.store.get(batch)?;
+            let wanted: Vec<String> = chunks.iter().map(|c| c.id.clone()).collect();
+            let vectors = db.store.vectors(&wanted)?;
+            for (c, v) in chunks.into_iter().zip(vectors) {
+                let Some(v) = v else { continue };
+                let line = json!({ "id": c.id, "file_hash": c.file_hash, "content": c.content, "metadata": c.metadata, "vector": v });
                 writeln!(out, "{line}").map_err(io)?;
+                written += 1;
             }
         }
         out.flush().map_err(io)?;
-        Ok(chunks.len())
+        Ok(written)
     }
 
     /// Read an export into `database`. Refused before anything is written when the
-    /// export's embedding model or dimension differ from the database's.
+    /// export's embedding model or dimension differ from the database's, or when any line
+    /// is bad: every line is checked first while it is copied to an unnamed spool file in
+    /// the database's directory, then the spool is read back in batches, so memory holds
+    /// one batch whatever the export's size.
     pub fn import(&self, database: &str, input: &mut dyn BufRead) -> Result<ImportReport> {
         let cfg = self.config()?;
         let db = self.open(&cfg, Some(database))?;
@@ -159,35 +168,56 @@ impl Rag {
         if want != 0 && dim != want {
             return Err(Error::invalid("dimension", format!("of the export is {dim}, database '{database}' holds {want}")));
         }
-        // Read and check every line first, so a bad line writes nothing.
-        let mut records = Vec::new();
-        for (i, line) in lines.enumerate() {
-            let line = line.map_err(|e| bad(format!("line {}: {e}", i + 2)))?;
-            if line.trim().is_empty() {
-                continue;
-            }
-            let v: Value = serde_json::from_str(&line).map_err(|e| bad(format!("line {}: {e}", i + 2)))?;
-            let vector: Vec<f32> = serde_json::from_value(v["vector"].clone()).map_err(|e| bad(format!("line {}: vector: {e}", i + 2)))?;
+        let record = |line: &str, n: usize| -> Result<ChunkRecord> {
+            let v: Value = serde_json::from_str(line).map_err(|e| bad(format!("line {n}: {e}")))?;
+            let vector: Vec<f32> = serde_json::from_value(v["vector"].clone()).map_err(|e| bad(format!("line {n}: vector: {e}")))?;
             if vector.len() != dim {
-                return Err(bad(format!("line {}: the vector has {} dimensions, the header says {dim}", i + 2, vector.len())));
+                return Err(bad(format!("line {n}: the vector has {} dimensions, the header says {dim}", vector.len())));
             }
-            let s = |k: &str| v[k].as_str().map(str::to_string).ok_or_else(|| bad(format!("line {}: no string `{k}`", i + 2)));
-            records.push(ChunkRecord {
+            let s = |k: &str| v[k].as_str().map(str::to_string).ok_or_else(|| bad(format!("line {n}: no string `{k}`")));
+            Ok(ChunkRecord {
                 id: s("id")?,
                 file_hash: s("file_hash")?,
                 content: s("content")?,
                 metadata: v["metadata"].as_object().cloned().unwrap_or_default(),
                 vector,
-            });
+            })
+        };
+        // Check every line first, so a bad line writes nothing; the good ones go to the spool.
+        let dir = self.store_dir(database);
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let spool_io = |e: std::io::Error| Error::io(&dir, e);
+        let mut spool = std::io::BufWriter::new(tempfile::tempfile_in(&dir).map_err(spool_io)?);
+        let mut files = BTreeSet::new();
+        for (i, line) in lines.enumerate() {
+            let line = line.map_err(|e| bad(format!("line {}: {e}", i + 2)))?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let r = record(&line, i + 2)?;
+            files.insert(r.file_hash);
+            writeln!(spool, "{}\t{line}", i + 2).map_err(spool_io)?;
         }
-        let documents = records.iter().map(|r| r.file_hash.as_str()).collect::<BTreeSet<_>>().len();
-        let mut report = ImportReport { documents, ..Default::default() };
-        let mut it = records.into_iter().peekable();
-        while it.peek().is_some() {
-            let batch: Vec<ChunkRecord> = it.by_ref().take(BATCH).collect();
-            let r = db.store.add(batch)?;
+        let mut spool = spool.into_inner().map_err(|e| spool_io(e.into_error()))?;
+        spool.seek(std::io::SeekFrom::Start(0)).map_err(spool_io)?;
+        let mut report = ImportReport { documents: files.len(), ..Default::default() };
+        let mut batch = Vec::with_capacity(BATCH);
+        let add = |batch: &mut Vec<ChunkRecord>, report: &mut ImportReport| -> Result<()> {
+            let r = db.store.add(std::mem::take(batch))?;
             report.imported += r.added;
             report.skipped += r.skipped;
+            Ok(())
+        };
+        for line in std::io::BufReader::new(spool).lines() {
+            let line = line.map_err(spool_io)?;
+            let (n, line) = line.split_once('\t').unwrap_or(("0", &line));
+            batch.push(record(line, n.parse().unwrap_or(0))?);
+            if batch.len() == BATCH {
+                add(&mut batch, &mut report)?;
+            }
+        }
+        if !batch.is_empty() {
+            add(&mut batch, &mut report)?;
         }
         db.store.optimize()?;
         Ok(report)

@@ -198,10 +198,14 @@ pub struct RagStats {
     pub chunk_count: usize,
     /// Bytes on disk of the text index (text, metadata, stored vectors).
     pub index_bytes: u64,
-    /// Estimated resident memory of the database's in-memory side (vectors, metadata, HNSW graph).
+    /// Estimated resident memory of the database's in-memory side (metadata, HNSW graph).
     pub memory_bytes: u64,
     /// e.g. `120.5 MB`.
     pub memory_human: String,
+    /// Bytes of vectors read through a memory-mapped file (page cache, not `memory_bytes`).
+    pub mapped_bytes: u64,
+    /// e.g. `1.4 GB`.
+    pub mapped_human: String,
     /// Store backend.
     pub store: String,
     /// RFC 3339 time of the last change on disk.
@@ -470,6 +474,8 @@ impl Rag {
             index_bytes: st.text_index_bytes,
             memory_bytes: st.memory_bytes,
             memory_human: crate::system::human_size(st.memory_bytes),
+            mapped_bytes: st.mapped_bytes,
+            mapped_human: crate::system::human_size(st.mapped_bytes),
             store: backend.describe(),
             last_updated,
         })

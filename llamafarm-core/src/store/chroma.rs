@@ -427,6 +427,10 @@ impl ChunkStore for ChromaStore {
         self.text.list(limit, offset)
     }
 
+    fn ids(&self) -> Result<Vec<String>> {
+        self.text.ids()
+    }
+
     fn stats(&self) -> Result<StoreStats> {
         let id = self.collection_id.read().unwrap_or_else(|p| p.into_inner()).clone();
         let count = self.call("GET", &format!("{}/{id}/count", self.collections_path()), None)?.and_then(|v| v.as_u64()).unwrap_or(0) as usize;
@@ -441,6 +445,7 @@ impl ChunkStore for ChromaStore {
             tombstones: 0,
             text_index_bytes: side.text_index_bytes,
             memory_bytes: side.memory_bytes,
+            mapped_bytes: 0,
         })
     }
 

@@ -119,8 +119,12 @@ pub struct StoreStats {
     pub tombstones: usize,
     /// Bytes on disk of the text index (tantivy: text, metadata and stored vectors).
     pub text_index_bytes: u64,
-    /// Estimated resident bytes of the in-memory side (vectors, metadata, graph).
+    /// Estimated resident bytes of the in-memory side (metadata, graph, vectors not in a
+    /// mapped file).
     pub memory_bytes: u64,
+    /// Bytes of vectors read through a memory-mapped scratch file: they live in the page
+    /// cache, which keeps what memory can spare (not counted in `memory_bytes`).
+    pub mapped_bytes: u64,
 }
 
 /// Where chunks and their vectors live. The embedded store is the default; a
@@ -167,6 +171,10 @@ pub trait ChunkStore: Send + Sync {
     fn vectors(&self, ids: &[String]) -> Result<Vec<Option<Vec<f32>>>>;
     /// Some chunks, in insertion order.
     fn list(&self, limit: usize, offset: usize) -> Result<Vec<StoredChunk>>;
+    /// Every chunk's id, in insertion order (an export walks them in batches).
+    fn ids(&self) -> Result<Vec<String>> {
+        Ok(self.list(usize::MAX, 0)?.into_iter().map(|c| c.id).collect())
+    }
     /// Counts and sizes.
     fn stats(&self) -> Result<StoreStats>;
     /// Vector length, once known.

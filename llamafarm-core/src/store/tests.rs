@@ -437,3 +437,42 @@ fn join_here_runs_each_half_once_on_either_side_and_passes_panics_on() {
     let borrowed = [1u8; 4];
     assert!(std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| join_here(|| -> usize { panic!("a failed") }, || borrowed.len()))).is_err());
 }
+
+#[test]
+fn vectors_are_read_through_a_mapped_file_and_come_back_bit_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    // 12,000 x 384 f32 is 18 MB: more than one write of the heap tail to the file.
+    let (n, dim) = (12_000, 384);
+    let vs = vecs(n, dim, 5);
+    let ids: Vec<String> = (0..n).map(|i| format!("c{i}")).collect();
+    let check = |s: &EmbeddedStore| {
+        let st = s.stats().unwrap();
+        assert_eq!(st.mapped_bytes, (n * dim * 4) as u64);
+        assert!(st.memory_bytes < (n * dim * 4) as u64 / 4, "the vectors are not on the heap: {}", st.memory_bytes);
+        let got = s.vectors(&ids).unwrap();
+        for (i, v) in got.into_iter().enumerate() {
+            assert_eq!(v.as_deref(), Some(&vs[i][..]), "row {i}");
+        }
+        for q in [0, 4_999, 11_999] {
+            assert_eq!(s.vector_search(&vs[q], 1, Metric::Cosine, None).unwrap()[0].id, format!("c{q}"));
+        }
+        // The file has no name in the directory.
+        let names: Vec<String> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        assert!(names.iter().all(|n| !n.contains("vectors")), "{names:?}");
+    };
+    {
+        let s = EmbeddedStore::open(dir.path(), Metric::Cosine).unwrap();
+        for part in (0..n).collect::<Vec<_>>().chunks(5_000) {
+            s.add(part.iter().map(|&i| chunk(&ids[i], &format!("f{}", i % 7), "text", json!({}), vs[i].clone())).collect()).unwrap();
+        }
+        check(&s);
+        assert_eq!(s.clear().unwrap(), n);
+        assert_eq!(s.stats().unwrap().mapped_bytes, 0);
+        s.add(vec![chunk("x", "fx", "text", json!({}), vs[3].clone())]).unwrap();
+        assert_eq!(s.vectors(&["x".to_string()]).unwrap()[0].as_deref(), Some(&vs[3][..]));
+        s.delete_file("fx").unwrap();
+        s.add((0..n).map(|i| chunk(&ids[i], &format!("f{}", i % 7), "text", json!({}), vs[i].clone())).collect()).unwrap();
+    }
+    let s = EmbeddedStore::open(dir.path(), Metric::Cosine).unwrap();
+    check(&s);
+}

@@ -180,10 +180,15 @@ pub(crate) struct RagStatsDto {
     chunk_count: usize,
     /// Bytes on disk of the text index (text, metadata, stored vectors).
     index_bytes: u64,
-    /// Estimated resident memory of the database's in-memory side (vectors, metadata, HNSW graph).
+    /// Estimated resident memory of the database's in-memory side (metadata, HNSW graph).
     memory_bytes: u64,
     /// e.g. `120.5 MB`.
     memory_human: String,
+    /// Bytes of vectors read through a memory-mapped file: they live in the page cache,
+    /// which keeps what memory can spare (not counted in `memory_bytes`).
+    mapped_bytes: u64,
+    /// e.g. `1.4 GB`.
+    mapped_human: String,
     /// Store backend.
     store: String,
     /// RFC 3339 time of the last change on disk.
@@ -209,6 +214,8 @@ impl From<RagStats> for RagStatsDto {
             index_bytes: s.index_bytes,
             memory_bytes: s.memory_bytes,
             memory_human: s.memory_human,
+            mapped_bytes: s.mapped_bytes,
+            mapped_human: s.mapped_human,
             store: s.store,
             last_updated: s.last_updated,
         }

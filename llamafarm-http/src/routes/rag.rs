@@ -81,12 +81,7 @@ async fn delete_documents(State(st): State<AppState>, Path((ns, p, db)): DbPath,
 async fn export(State(st): State<AppState>, Path((ns, p, db)): DbPath) -> ApiResult<axum::response::Response> {
     use axum::response::IntoResponse;
     let file = format!("{db}.lfrag.jsonl");
-    let bytes = call(&st, move |lf| {
-        let mut out = Vec::new();
-        lf.project(&ns, &p)?.rag().export(&db, &mut out)?;
-        Ok(out)
-    })
-    .await?;
+    let bytes = super::stream_blocking(&st, move |lf, out| lf.project(&ns, &p)?.rag().export(&db, out).map(drop)).await?;
     Ok((
         [
             (axum::http::header::CONTENT_TYPE, "application/x-ndjson".to_string()),
@@ -98,14 +93,19 @@ async fn export(State(st): State<AppState>, Path((ns, p, db)): DbPath) -> ApiRes
 }
 
 /// Load an export into a database. Refused (422) when its embedding model or dimension
-/// differ from the database's; a bad line writes nothing.
+/// differ from the database's; a bad line writes nothing. The body is streamed to the
+/// store (checked and spooled to disk first), so it is not bound by the request body
+/// limit: a database of any size moves in one request.
 #[utoipa::path(post, path = "/v1/projects/{namespace}/{project}/rag/databases/{database}/import", tag = "rag",
     params(("namespace" = String, Path), ("project" = String, Path), ("database" = String, Path)),
     request_body(content = String, content_type = "application/x-ndjson", description = "An export"),
     responses((status = 200, body = RagImportResponse), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, description = "The database's store (a Chroma server) or embedding model is unavailable", body = ErrorBody)))]
-async fn import(State(st): State<AppState>, Path((ns, p, db)): DbPath, body: axum::body::Bytes) -> ApiResult<Json<RagImportResponse>> {
+async fn import(State(st): State<AppState>, Path((ns, p, db)): DbPath, body: axum::body::Body) -> ApiResult<Json<RagImportResponse>> {
+    use futures::TryStreamExt;
     let name = db.clone();
-    let r = call(&st, move |lf| lf.project(&ns, &p)?.rag().import(&db, &mut std::io::Cursor::new(body))).await?;
+    let stream = body.into_data_stream().map_err(std::io::Error::other);
+    let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream));
+    let r = call(&st, move |lf| lf.project(&ns, &p)?.rag().import(&db, &mut std::io::BufReader::with_capacity(256 << 10, reader))).await?;
     Ok(Json(RagImportResponse { database: name, imported: r.imported, skipped: r.skipped, documents: r.documents }))
 }
 

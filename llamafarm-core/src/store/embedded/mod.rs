@@ -51,6 +51,7 @@ struct GraphSave {
     dirty: bool,
 }
 
+use llamafarm_kernels::mapped::MappedF32;
 use llamafarm_kernels::vector::dot;
 
 #[derive(Default)]
@@ -60,7 +61,7 @@ struct State {
     files: Vec<Arc<str>>,
     metas: Vec<Map<String, Value>>,
     /// Row-major, `ids.len() * dim`, as given.
-    vectors: Vec<f32>,
+    vectors: Vectors,
     /// L2 norm of each row.
     norms: Vec<f32>,
     alive: Vec<bool>,
@@ -76,10 +77,88 @@ struct State {
     key_bytes: usize,
 }
 
+/// Where the rows' f32 vectors are held: a memory-mapped scratch file beside the index
+/// (vector stores), or the heap (text-only stores, or when the file cannot be created).
+enum Vectors {
+    Heap(Vec<f32>),
+    Mapped(MappedF32),
+}
+
+impl Default for Vectors {
+    fn default() -> Self {
+        Vectors::Heap(Vec::new())
+    }
+}
+
+impl Vectors {
+    /// A mapped array in `dir`, or the heap if the file cannot be made there.
+    fn in_dir(dir: &Path) -> Self {
+        match MappedF32::create_in(dir) {
+            Ok(m) => Vectors::Mapped(m),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot create the store's vector file; keeping vectors on the heap");
+                Vectors::Heap(Vec::new())
+            }
+        }
+    }
+
+    fn slice(&self, a: usize, b: usize) -> &[f32] {
+        match self {
+            Vectors::Heap(v) => &v[a..b],
+            Vectors::Mapped(m) => m.slice(a, b),
+        }
+    }
+
+    fn push(&mut self, v: &[f32]) {
+        match self {
+            Vectors::Heap(h) => h.extend_from_slice(v),
+            Vectors::Mapped(m) => {
+                let failed = m.write_failed();
+                if let Err(e) = m.extend_from_slice(v) {
+                    if !failed {
+                        tracing::warn!(error = %e, "cannot write the store's vector file; new vectors stay on the heap");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Write what is on the heap to the file (at the end of a commit or a load).
+    fn flush(&mut self) {
+        if let Vectors::Mapped(m) = self {
+            let failed = m.write_failed();
+            if let Err(e) = m.flush() {
+                if !failed {
+                    tracing::warn!(error = %e, "cannot write the store's vector file; new vectors stay on the heap");
+                }
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        match self {
+            Vectors::Heap(h) => *h = Vec::new(),
+            Vectors::Mapped(m) => {
+                if let Err(e) = m.clear() {
+                    tracing::warn!(error = %e, "cannot empty the store's vector file");
+                }
+            }
+        }
+    }
+
+    /// Values on the heap, and bytes in the mapped file.
+    fn sizes(&self) -> (usize, u64) {
+        match self {
+            Vectors::Heap(h) => (h.len(), 0),
+            Vectors::Mapped(m) => (m.len() - m.mapped_len(), m.file_bytes()),
+        }
+    }
+}
+
 impl State {
     fn row(&self, r: usize) -> &[f32] {
         let d = self.dim.unwrap_or(0);
-        &self.vectors[r * d..(r + 1) * d]
+        self.vectors.slice(r * d, (r + 1) * d)
     }
 
     fn push(&mut self, id: Arc<str>, file: Arc<str>, meta: Map<String, Value>, meta_json: usize, v: &[f32], seq: Option<u64>) {
@@ -95,7 +174,7 @@ impl State {
         self.files.push(file);
         self.metas.push(meta);
         self.norms.push(dot(v, v).sqrt());
-        self.vectors.extend_from_slice(v);
+        self.vectors.push(v);
         self.alive.push(true);
         self.live += 1;
     }
@@ -201,7 +280,8 @@ impl EmbeddedStore {
     /// Read every live chunk's id, file, metadata and vector from the last commit.
     fn load_state(&self) -> Result<()> {
         let searcher = self.reader.searcher();
-        let mut st = State { dim: self.state.read().unwrap_or_else(|p| p.into_inner()).dim, ..Default::default() };
+        let vectors = if self.text_only { Vectors::default() } else { Vectors::in_dir(&self.dir) };
+        let mut st = State { dim: self.state.read().unwrap_or_else(|p| p.into_inner()).dim, vectors, ..Default::default() };
         for seg in searcher.segment_readers() {
             let store = seg.get_store_reader(64).map_err(|e| Error::internal(format!("doc store: {e}")))?;
             for doc in store.iter::<TantivyDocument>(seg.alive_bitset()) {
@@ -219,6 +299,7 @@ impl EmbeddedStore {
                 st.push(id.into(), file.into(), meta, meta_json, &vec, seq);
             }
         }
+        st.vectors.flush();
         *self.state.write().unwrap_or_else(|p| p.into_inner()) = st;
         Ok(())
     }
@@ -543,6 +624,7 @@ impl ChunkStore for EmbeddedStore {
                 let v: &[f32] = if self.text_only { &[] } else { &c.vector };
                 st.push(c.id.into(), c.file_hash.into(), c.metadata, meta_lens[i], v, with_seq.then_some(seq0 + i as u64));
             }
+            st.vectors.flush();
         }
         drop(w);
         self.extend_ann();
@@ -584,11 +666,12 @@ impl ChunkStore for EmbeddedStore {
         let n = self.state.read().unwrap_or_else(|p| p.into_inner()).live;
         w.delete_all_documents().map_err(te)?;
         self.commit(&mut w)?;
-        let (dim, next_seq) = {
-            let st = self.state.read().unwrap_or_else(|p| p.into_inner());
-            (st.dim, st.next_seq)
-        };
-        *self.state.write().unwrap_or_else(|p| p.into_inner()) = State { dim, next_seq, ..Default::default() };
+        {
+            let mut st = self.state.write().unwrap_or_else(|p| p.into_inner());
+            let (dim, next_seq, mut vectors) = (st.dim, st.next_seq, std::mem::take(&mut st.vectors));
+            vectors.clear();
+            *st = State { dim, next_seq, vectors, ..Default::default() };
+        }
         *self.ann.write().unwrap_or_else(|p| p.into_inner()) = None;
         self.forget_graph_file();
         Ok(n)
@@ -744,12 +827,18 @@ impl ChunkStore for EmbeddedStore {
         self.get(&ids)
     }
 
+    fn ids(&self) -> Result<Vec<String>> {
+        let st = self.state.read().unwrap_or_else(|p| p.into_inner());
+        Ok((0..st.ids.len()).filter(|&r| st.alive[r]).map(|r| st.ids[r].to_string()).collect())
+    }
+
     fn stats(&self) -> Result<StoreStats> {
         let st = self.state.read().unwrap_or_else(|p| p.into_inner());
         let files: HashSet<&str> = (0..st.ids.len()).filter(|&r| st.alive[r]).map(|r| &*st.files[r]).collect();
         let ann = self.ann.read().unwrap_or_else(|p| p.into_inner()).clone();
         let graph_rows = ann.as_ref().map_or(0, |a| a.flat().n);
         let memory_bytes = memory_estimate(&st, ann.as_ref().map_or(0, |a| a.rows.load(Ordering::SeqCst)));
+        let mapped_bytes = st.vectors.sizes().1;
         let text_index_bytes = dir_size(&self.dir.join("tantivy"));
         let ann = ann.is_some();
         Ok(StoreStats {
@@ -762,6 +851,7 @@ impl ChunkStore for EmbeddedStore {
             tombstones: st.ids.len() - st.live,
             text_index_bytes,
             memory_bytes,
+            mapped_bytes,
         })
     }
 
@@ -895,13 +985,14 @@ fn extend_graph(ann: &Arc<Ann>, state: &RwLock<State>) -> bool {
 }
 
 /// Resident bytes of a store's in-memory side, estimated from its parts: the f32
-/// vectors and norms, ids and file hashes, the parsed metadata (about three times its
-/// JSON), the lookup maps, and for each of `graph_rows` rows in the HNSW graph its int8
-/// vector twice (graph and flat copy) and its neighbour lists.
+/// vectors on the heap (not those in the mapped file) and the norms, ids and file
+/// hashes, the parsed metadata (about three times its JSON), the lookup maps, and for
+/// each of `graph_rows` rows in the HNSW graph its int8 vector twice (graph and flat
+/// copy) and its neighbour lists.
 fn memory_estimate(st: &State, graph_rows: usize) -> u64 {
     let rows = st.ids.len();
     let dim = st.dim.unwrap_or(0);
-    let vectors = rows * (dim + 1) * 4 + rows; // vectors, norms, alive flags
+    let vectors = st.vectors.sizes().0 * 4 + rows * 4 + rows; // heap vectors, norms, alive flags
     let keys = st.key_bytes + rows * 2 * 32; // string bytes + Arc headers and pointers
     let metas = st.meta_json_bytes * 3 + rows * 48;
     let maps = (st.by_id.len() + st.by_seq.len()) * 48;
