@@ -5,7 +5,10 @@
 //! HTTP at `base_url` with their `headers`), through `rmcp`, the official Rust SDK, on
 //! a small runtime of its own. A connection is kept per project and server, and
 //! replaced when the server's config changes or the connection fails (a crashed
-//! server is started again on the next call).
+//! server is started again on the next call). A kept connection's tools are listed
+//! again when the last listing is older than [`RELIST_AFTER`], so a server that adds or
+//! drops tools while it runs is seen within that time, on every protocol version (a
+//! `tools/list_changed` notification needs a subscription on the newest one).
 //!
 //! Failures never hang a chat: connecting and each call have a time limit, and a
 //! server that cannot be reached, crashes, times out or answers with an error gives
@@ -26,6 +29,8 @@ use std::time::Duration;
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 /// Time one tool call may take.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// Age of a connection's tool listing past which the next use lists the tools again.
+pub const RELIST_AFTER: Duration = Duration::from_secs(30);
 
 type Client = RunningService<RoleClient, ()>;
 
@@ -33,7 +38,8 @@ struct Conn {
     /// The server's config as it was connected (a changed config reconnects).
     config: String,
     client: Arc<Client>,
-    tools: Vec<Tool>,
+    /// The tools, and when they were listed.
+    tools: Mutex<(Vec<Tool>, std::time::Instant)>,
 }
 
 /// A tool of an MCP server, as offered to a model.
@@ -60,6 +66,7 @@ pub struct ToolOutcome {
 pub struct McpClients {
     connect_timeout: Duration,
     call_timeout: Duration,
+    relist_after: Duration,
     rt: OnceLock<std::result::Result<tokio::runtime::Runtime, String>>,
     conns: Mutex<HashMap<String, Arc<Conn>>>,
     /// One connect at a time per key.
@@ -92,7 +99,50 @@ impl Default for McpClients {
 impl McpClients {
     /// Connections whose start (and tool listing) may take `connect`, and each call `call`.
     pub fn with_timeouts(connect: Duration, call: Duration) -> Self {
-        Self { connect_timeout: connect, call_timeout: call, rt: OnceLock::new(), conns: Default::default(), connecting: Default::default() }
+        Self {
+            connect_timeout: connect,
+            call_timeout: call,
+            relist_after: RELIST_AFTER,
+            rt: OnceLock::new(),
+            conns: Default::default(),
+            connecting: Default::default(),
+        }
+    }
+
+    /// List a kept connection's tools again once its listing is older than `after`
+    /// (default [`RELIST_AFTER`]).
+    pub fn relist_after(mut self, after: Duration) -> Self {
+        self.relist_after = after;
+        self
+    }
+
+    async fn list(client: Arc<Client>) -> std::result::Result<Vec<Tool>, String> {
+        let tools = client.list_all_tools().await.map_err(|e| format!("did not list its tools: {e}"))?;
+        Ok(tools
+            .into_iter()
+            .map(|t| Tool { name: t.name.to_string(), description: t.description.map(|d| d.to_string()), parameters: Value::Object((*t.input_schema).clone()) })
+            .collect())
+    }
+
+    /// The tools of a kept connection, listed again when the listing is old. A failed
+    /// listing drops the connection (the next use connects afresh) and gives `None`.
+    fn current_tools(&self, key: &str, conn: &Conn) -> Option<Vec<Tool>> {
+        let (tools, at) = lock(&conn.tools).clone();
+        if at.elapsed() < self.relist_after {
+            return Some(tools);
+        }
+        let why = match self.run(self.connect_timeout, Self::list(conn.client.clone())) {
+            Ok(Some(Ok(fresh))) => {
+                *lock(&conn.tools) = (fresh.clone(), std::time::Instant::now());
+                return Some(fresh);
+            }
+            Ok(Some(Err(e))) => e,
+            Ok(None) => format!("did not list its tools within {:.1} s", self.connect_timeout.as_secs_f64()),
+            Err(e) => e.to_string(),
+        };
+        tracing::warn!(server = %key, error = %why, "MCP server dropped; it is connected again on its next use");
+        self.forget(key);
+        None
     }
 
     fn runtime(&self) -> Result<&tokio::runtime::Runtime> {
@@ -113,7 +163,7 @@ impl McpClients {
         Ok(rx.recv().ok().flatten())
     }
 
-    async fn connect(s: McpServerConfig) -> std::result::Result<(Client, Vec<Tool>), String> {
+    async fn connect(s: McpServerConfig) -> std::result::Result<(Arc<Client>, Vec<Tool>), String> {
         let client = match s.transport.as_str() {
             "stdio" => {
                 let command = s.command.clone().filter(|c| !c.trim().is_empty()).ok_or("has no command")?;
@@ -149,11 +199,8 @@ impl McpClients {
             }
             other => return Err(format!("has transport '{other}': use stdio, http or sse")),
         };
-        let tools = client.list_all_tools().await.map_err(|e| format!("did not list its tools: {e}"))?;
-        let tools = tools
-            .into_iter()
-            .map(|t| Tool { name: t.name.to_string(), description: t.description.map(|d| d.to_string()), parameters: Value::Object((*t.input_schema).clone()) })
-            .collect();
+        let client = Arc::new(client);
+        let tools = Self::list(client.clone()).await?;
         Ok((client, tools))
     }
 
@@ -173,7 +220,7 @@ impl McpClients {
             .run(self.connect_timeout, Self::connect(s.clone()))?
             .ok_or_else(|| Error::unavailable(what(), format!("did not start or answer within {:.1} s", self.connect_timeout.as_secs_f64())))?
             .map_err(|e| Error::unavailable(what(), e))?;
-        let conn = Arc::new(Conn { config, client: Arc::new(client), tools });
+        let conn = Arc::new(Conn { config, client, tools: Mutex::new((tools, std::time::Instant::now())) });
         if let Some(old) = lock(&self.conns).insert(key.to_string(), conn.clone()) {
             self.close(old);
         }
@@ -199,11 +246,20 @@ impl McpClients {
     pub fn tools(&self, scope: &str, servers: &[McpServerConfig]) -> Vec<McpTool> {
         let mut out: Vec<McpTool> = Vec::new();
         for s in servers {
-            match self.conn(&format!("{scope}/{}", s.name), s) {
-                Ok(c) => {
-                    for t in &c.tools {
+            let key = format!("{scope}/{}", s.name);
+            // A kept connection whose listing fails is dropped: connect once more.
+            let tools = match self.conn(&key, s) {
+                Ok(c) => match self.current_tools(&key, &c) {
+                    Some(t) => Ok(t),
+                    None => self.conn(&key, s).map(|c| lock(&c.tools).0.clone()),
+                },
+                Err(e) => Err(e),
+            };
+            match tools {
+                Ok(tools) => {
+                    for t in tools {
                         if !out.iter().any(|x| x.tool.name == t.name) {
-                            out.push(McpTool { server: s.name.clone(), tool: t.clone() });
+                            out.push(McpTool { server: s.name.clone(), tool: t });
                         }
                     }
                 }

@@ -8,6 +8,7 @@ mod examples_api;
 mod http_api;
 mod ingest_api;
 mod limits_api;
+mod mcp_client;
 mod ml_anomaly_api;
 mod ml_classifier_api;
 mod models_api;
