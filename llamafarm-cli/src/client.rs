@@ -35,6 +35,18 @@ impl std::fmt::Display for NotSent {
 
 impl std::error::Error for NotSent {}
 
+/// `resp` if it is a 2xx; else its `detail` (or its body) as the error.
+async fn success(resp: reqwest::Response) -> Result<reqwest::Response> {
+    if resp.status().is_success() {
+        return Ok(resp);
+    }
+    let status = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    let detail = body["detail"].as_str().map(str::to_string).unwrap_or(text);
+    Err(anyhow!("{detail} (HTTP {})", status.as_u16()))
+}
+
 fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
@@ -177,14 +189,7 @@ impl Client {
             req = req.header(*k, v);
         }
         let resp = req.send().await.map_err(|e| self.transport_error(e, path))?;
-        if !resp.status().is_success() {
-            let status = resp.status();
-            let text = resp.text().await.unwrap_or_default();
-            let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-            let detail = body["detail"].as_str().map(str::to_string).unwrap_or(text);
-            return Err(anyhow!("{detail} (HTTP {})", status.as_u16()));
-        }
-        Ok(resp)
+        success(resp).await
     }
 
     /// GET a body and stream it into the file `out`, through a temporary file beside it
@@ -192,14 +197,7 @@ impl Client {
     /// transfer leaves `out` as it was). Returns the bytes and the lines written.
     pub async fn download_to(&self, path: &str, out: &std::path::Path) -> Result<(u64, u64)> {
         use tokio::io::AsyncWriteExt;
-        let mut resp = self.http.get(format!("{}{path}", self.base)).send().await.map_err(|e| self.transport_error(e, path))?;
-        if !resp.status().is_success() {
-            let status = resp.status();
-            let text = resp.text().await.unwrap_or_default();
-            let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-            let detail = body["detail"].as_str().map(str::to_string).unwrap_or(text);
-            return Err(anyhow!("{detail} (HTTP {})", status.as_u16()));
-        }
+        let mut resp = success(self.http.get(format!("{}{path}", self.base)).send().await.map_err(|e| self.transport_error(e, path))?).await?;
         let name = out.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "download".into());
         let tmp = out.with_file_name(format!(".{name}.part"));
         let written = async {
