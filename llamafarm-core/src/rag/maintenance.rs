@@ -139,7 +139,7 @@ impl Rag {
     /// export's embedding model or dimension differ from the database's, or when any line
     /// is bad: every line is checked first while it is copied to an unnamed spool file in
     /// the database's directory, then the spool is read back in batches, so memory holds
-    /// one batch whatever the export's size.
+    /// one batch and the documents' hashes whatever the export's size.
     pub fn import(&self, database: &str, input: &mut dyn BufRead) -> Result<ImportReport> {
         let cfg = self.config()?;
         let db = self.open(&cfg, Some(database))?;
