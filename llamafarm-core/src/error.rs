@@ -406,7 +406,7 @@ impl Error {
 
 /// `text` with each absolute path (a word that starts with `/` and holds another `/`, after
 /// a space, a quote, `(` or `=`) cut to its last segment. URLs keep their paths.
-pub fn redact_paths(text: &str) -> String {
+pub(crate) fn redact_paths(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut chars = text.char_indices().peekable();
     let mut prev: Option<char> = None;

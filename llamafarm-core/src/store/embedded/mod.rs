@@ -112,25 +112,24 @@ impl Vectors {
     fn push(&mut self, v: &[f32]) {
         match self {
             Vectors::Heap(h) => h.extend_from_slice(v),
-            Vectors::Mapped(m) => {
-                let failed = m.write_failed();
-                if let Err(e) = m.extend_from_slice(v) {
-                    if !failed {
-                        tracing::warn!(error = %e, "cannot write the store's vector file; new vectors stay on the heap");
-                    }
-                }
-            }
+            Vectors::Mapped(m) => Self::write(m, |m| m.extend_from_slice(v)),
         }
     }
 
     /// Write what is on the heap to the file (at the end of a commit or a load).
     fn flush(&mut self) {
         if let Vectors::Mapped(m) = self {
-            let failed = m.write_failed();
-            if let Err(e) = m.flush() {
-                if !failed {
-                    tracing::warn!(error = %e, "cannot write the store's vector file; new vectors stay on the heap");
-                }
+            Self::write(m, MappedF32::flush);
+        }
+    }
+
+    /// Run a write to the file; the first of a run of failures is logged (the values stay
+    /// on the heap, and each later flush tries again).
+    fn write(m: &mut MappedF32, f: impl FnOnce(&mut MappedF32) -> std::io::Result<()>) {
+        let failing = m.write_failed();
+        if let Err(e) = f(m) {
+            if !failing {
+                tracing::warn!(error = %e, "cannot write the store's vector file; new vectors stay on the heap");
             }
         }
     }
