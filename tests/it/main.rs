@@ -1,6 +1,7 @@
 //! End-to-end tests of the HTTP API over a real socket (the `lf` binary has its
 //! own in `llamafarm-cli/tests/lf.rs`, where cargo guarantees the binary is built).
 
+mod audit;
 mod bad_input;
 mod chat_api;
 mod chroma_store;

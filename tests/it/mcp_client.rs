@@ -60,6 +60,13 @@ async fn a_server_that_changes_its_tools_is_seen_without_a_restart() {
         names.lock().unwrap().remove(0);
         std::thread::sleep(Duration::from_millis(400));
         assert_eq!(names_of(&clients), ["second"]);
+        // `transport: sse` at a URL that opens no event stream is reached over streamable
+        // HTTP (the HTTP+SSE transport itself runs against the Python SDK's server in
+        // scripts/sdk/check_mcp.py).
+        let mut sse = server.clone();
+        sse.transport = "sse".into();
+        let tools = clients.tools("acme/sse", std::slice::from_ref(&sse));
+        assert_eq!(tools.into_iter().map(|t| t.tool.name).collect::<Vec<_>>(), ["second"]);
     })
     .await
     .unwrap();

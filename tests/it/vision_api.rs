@@ -129,6 +129,20 @@ async fn document_extraction_runs_the_ocr_pipelines() {
     assert_eq!((f[0]["key"].as_str(), f[0]["value"].as_str(), f[1]["key"].as_str()), (Some("question"), Some("What is the total?"), Some("answer")));
     assert!(f[1]["value"].as_str().is_some_and(|a| !a.is_empty()), "{v}");
 
+    // extraction with a schema: one answer per page, decoded under the schema's grammar,
+    // so it has exactly the schema's keys and a typed field holds its type.
+    let schema = json!({"type": "object", "properties": {"total": {"type": "string"}, "store_name": {}, "item_count": {"type": "integer"}}});
+    let (st, v) = s.runtime_post("/v1/documents/extract", json!({"images": [b64(&png)], "task": "extraction", "schema": schema})).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["pipeline"], "ocr+llm+json");
+    let f = v["data"][0]["fields"].as_array().unwrap();
+    assert_eq!(f.iter().map(|f| f["key"].as_str().unwrap()).collect::<Vec<_>>(), ["total", "store_name", "item_count"], "{v}");
+    assert!(f[2]["value"].as_str().unwrap().parse::<i64>().is_ok(), "an integer field holds an integer: {v}");
+    let bad = json!({"images": [b64(&png)], "task": "extraction", "schema": {"properties": {"total": {"type": "no-such-type"}}}});
+    let (st, v) = s.runtime_post("/v1/documents/extract", bad).await;
+    assert_eq!(st, 422, "{v}");
+    assert!(v["detail"].as_str().unwrap().contains("schema"), "{v}");
+
     // vqa needs questions; classification needs two labels; tasks are checked.
     assert_detail(&s.runtime_post("/v1/documents/extract", json!({"images": [b64(&png)], "task": "vqa"})).await, 422);
     assert_detail(&s.runtime_post("/v1/documents/extract", json!({"images": [b64(&png)], "task": "classification", "prompts": ["one"]})).await, 422);

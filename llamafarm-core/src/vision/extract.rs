@@ -4,7 +4,9 @@
 //! - `extraction`: key/value fields. Without a schema, the page's own labelled rows
 //!   (`Total: 9.99`, or a label and a value on one row) become fields, each with its
 //!   OCR line's confidence and box. With `schema` (a JSON schema's `properties`, or a
-//!   list of keys), the local LLM fills each key from the page text.
+//!   list of keys), the local LLM fills every key from the page text in one answer,
+//!   decoded under a grammar so that it is always a JSON object with exactly those keys
+//!   ([`answer_schema`]).
 //! - `vqa`: each prompt is answered by the local LLM from the page text.
 //! - `classification`: the labels in `prompts` are ranked by embedding similarity to
 //!   the page text (all-MiniLM-L6-v2 by default); scores are a softmax over the
@@ -83,7 +85,8 @@ pub struct ExtractOutput {
     pub pages: Vec<ExtractedPage>,
     /// The task that ran.
     pub task: ExtractTask,
-    /// What ran: `ocr+layout`, `ocr+llm`, `ocr+embeddings`.
+    /// What ran: `ocr+layout`, `ocr+llm` (questions), `ocr+llm+json` (fields under a
+    /// schema), `ocr+embeddings`.
     pub pipeline: String,
     /// The OCR engine.
     pub engine: String,
@@ -194,6 +197,56 @@ pub fn question_prompt(page_text: &str, question: &str) -> Vec<crate::llm::ChatM
     ]
 }
 
+/// Longest string a field without its own `maxLength` may take, so that a small model's
+/// answer ends within its token budget.
+pub const FIELD_MAX_CHARS: u64 = 200;
+
+/// The JSON schema an extraction's answer follows: an object with exactly `keys`, all
+/// required. A property the caller typed (with `type`, `enum` or `const`) keeps its
+/// schema; the others are strings (with the caller's text as their `description` where
+/// `schema` maps keys to descriptions). Strings without a `maxLength` get
+/// [`FIELD_MAX_CHARS`].
+pub fn answer_schema(schema: &Value, keys: &[String]) -> Value {
+    let given = schema.get("properties").and_then(Value::as_object);
+    let described = schema.as_object().filter(|_| given.is_none());
+    let props: serde_json::Map<String, Value> = keys
+        .iter()
+        .map(|k| {
+            let typed = given.and_then(|p| p.get(k)).filter(|s| s.as_object().is_some_and(|o| ["type", "enum", "const"].iter().any(|t| o.contains_key(*t))));
+            let mut s = typed.cloned().unwrap_or_else(|| serde_json::json!({"type": "string"}));
+            if let Some(d) = described.and_then(|o| o.get(k)).and_then(Value::as_str) {
+                s["description"] = Value::String(d.to_string());
+            }
+            if s.get("type") == Some(&Value::String("string".into())) && s.get("maxLength").is_none() && s.get("enum").is_none() {
+                s["maxLength"] = serde_json::json!(FIELD_MAX_CHARS);
+            }
+            (k.clone(), s)
+        })
+        .collect();
+    serde_json::json!({"type": "object", "properties": props, "required": keys, "additionalProperties": false})
+}
+
+/// The prompt that asks the LLM for every field of a page as one JSON object.
+pub fn fields_prompt(page_text: &str, keys: &[String]) -> Vec<crate::llm::ChatMessage> {
+    let text: String = page_text.chars().take(6000).collect();
+    vec![
+        crate::llm::ChatMessage::new(
+            "system",
+            "You read documents. Fill in each field of the JSON object with its value from the document text, copied as written. Use an empty string for a field the document does not give.",
+        ),
+        crate::llm::ChatMessage::new("user", format!("Document:\n{text}\n\nFields: {}", keys.join(", "))),
+    ]
+}
+
+/// A field's value as text: a string as it is, `null` as empty, anything else as JSON.
+pub fn field_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.trim().to_string(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
 /// Tidy an LLM answer: the first line, without a leading `Answer:` and quotes.
 pub fn clean_answer(s: &str) -> String {
     let first = s.trim().lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
@@ -220,6 +273,31 @@ mod tests {
     fn page(lines: Vec<OcrLine>) -> OcrPage {
         let text = super::super::rows_text(&lines);
         OcrPage { index: 0, text, confidence: 0.9, lines, source: "t".into(), width: 400, height: 400 }
+    }
+
+    #[test]
+    fn the_answer_schema_asks_for_exactly_the_keys() {
+        let keys = |v: &[&str]| v.iter().map(|k| k.to_string()).collect::<Vec<_>>();
+        // A JSON schema: typed properties keep their schema, untyped ones become bounded strings.
+        let s = answer_schema(
+            &serde_json::json!({"properties": {"total": {"type": "number"}, "shop": {}, "date": {"type": "string", "maxLength": 10}}}),
+            &keys(&["total", "shop", "date"]),
+        );
+        assert_eq!(s["required"], serde_json::json!(["total", "shop", "date"]));
+        assert_eq!(s["additionalProperties"], false);
+        assert_eq!(s["properties"]["total"], serde_json::json!({"type": "number"}));
+        assert_eq!(s["properties"]["shop"], serde_json::json!({"type": "string", "maxLength": 200}));
+        assert_eq!(s["properties"]["date"]["maxLength"], 10);
+        // Keys mapped to descriptions, and a plain list.
+        let s = answer_schema(&serde_json::json!({"total": "the amount paid"}), &keys(&["total"]));
+        assert_eq!(s["properties"]["total"], serde_json::json!({"type": "string", "description": "the amount paid", "maxLength": 200}));
+        let s = answer_schema(&serde_json::json!(["a", "b"]), &keys(&["a", "b"]));
+        assert_eq!(s["properties"].as_object().unwrap().len(), 2);
+        crate::llm::Grammar::JsonSchema(s).check().unwrap();
+        assert_eq!(
+            (field_text(&serde_json::json!(" x ")), field_text(&Value::Null), field_text(&serde_json::json!(39.59))),
+            ("x".into(), String::new(), "39.59".into())
+        );
     }
 
     #[test]

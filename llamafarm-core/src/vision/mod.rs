@@ -474,30 +474,47 @@ impl crate::LlamaFarm {
                 }
                 ("ocr+layout", None)
             }
-            (task, keys) => {
-                let model_id = req.llm_model.clone().unwrap_or_else(|| default_model("chat").to_string());
-                let model = self.llm().get(&crate::llm::ChatModelSpec::local(&model_id, self.llm().settings()), false, self.models())?;
+            (ExtractTask::Extraction, Some(keys)) => {
+                let (model_id, model) = self.extraction_llm(req)?;
+                let schema = answer_schema(req.schema.as_ref().unwrap_or(&serde_json::Value::Null), keys);
+                let grammar = crate::llm::Grammar::JsonSchema(schema);
+                grammar.check().map_err(|e| match e {
+                    Error::InvalidField { reason, .. } => Error::InvalidField { field: "schema".into(), reason },
+                    other => other,
+                })?;
+                // Room for every field at its longest, in the model's tokens.
+                let max_tokens = (keys.len() * 64 + 32).min(4096);
+                let params = crate::llm::GenerationParams { temperature: Some(0.0), max_tokens, grammar: Some(grammar), ..Default::default() };
+                for p in &ocr.pages {
+                    let g = model.generate(&fields_prompt(&p.text, keys), &params, &cancel, &mut |_| true)?;
+                    let answer = serde_json::from_str::<serde_json::Value>(&g.content).ok().and_then(|v| v.as_object().cloned()).unwrap_or_default();
+                    let fields: Vec<ExtractField> = keys
+                        .iter()
+                        .map(|k| {
+                            let value = answer.get(k).map(field_text).unwrap_or_default();
+                            let (confidence, bbox) = grounded_confidence(p, &value);
+                            ExtractField { key: k.clone(), value, confidence, bbox }
+                        })
+                        .collect();
+                    let confidence = if fields.is_empty() { 0.0 } else { fields.iter().map(|f| f.confidence).sum::<f32>() / fields.len() as f32 };
+                    let text = fields.iter().map(|f| format!("{}: {}", f.key, f.value)).collect::<Vec<_>>().join("\n");
+                    pages.push(ExtractedPage { index: p.index, text, confidence, fields, all_scores: None });
+                }
+                ("ocr+llm+json", Some(model_id))
+            }
+            (_, _) => {
+                let (model_id, model) = self.extraction_llm(req)?;
                 let params = crate::llm::GenerationParams { temperature: Some(0.0), max_tokens: 64, ..Default::default() };
-                let questions: Vec<(String, String)> = match (task, keys) {
-                    (ExtractTask::Vqa, _) => prompts.iter().map(|q| (q.clone(), q.clone())).collect(),
-                    (_, Some(keys)) => keys.iter().map(|k| (k.clone(), format!("What is the {} in this document?", k.replace('_', " ")))).collect(),
-                    _ => Vec::new(),
-                };
                 for p in &ocr.pages {
                     let mut fields = Vec::new();
                     let mut answers = Vec::new();
-                    for (key, q) in &questions {
+                    for q in &prompts {
                         let g = model.generate(&question_prompt(&p.text, q), &params, &cancel, &mut |_| true)?;
                         let a = clean_answer(&g.content);
                         let (conf, bbox) = grounded_confidence(p, &a);
-                        if task == ExtractTask::Vqa {
-                            fields.push(ExtractField { key: "question".into(), value: q.clone(), confidence: conf, bbox: None });
-                            fields.push(ExtractField { key: "answer".into(), value: a.clone(), confidence: conf, bbox });
-                            answers.push(a);
-                        } else {
-                            answers.push(format!("{key}: {a}"));
-                            fields.push(ExtractField { key: key.clone(), value: a, confidence: conf, bbox });
-                        }
+                        fields.push(ExtractField { key: "question".into(), value: q.clone(), confidence: conf, bbox: None });
+                        fields.push(ExtractField { key: "answer".into(), value: a.clone(), confidence: conf, bbox });
+                        answers.push(a);
                     }
                     let confidence = if fields.is_empty() { 0.0 } else { fields.iter().map(|f| f.confidence).sum::<f32>() / fields.len() as f32 };
                     pages.push(ExtractedPage { index: p.index, text: answers.join("\n"), confidence, fields, all_scores: None });
@@ -506,6 +523,15 @@ impl crate::LlamaFarm {
             }
         };
         Ok((ExtractOutput { pages, task: req.task, pipeline: pipeline.into(), engine: ocr.engine, model_used, note }, errors))
+    }
+}
+
+impl crate::LlamaFarm {
+    /// The local chat model an extraction request names (default: the default chat model).
+    fn extraction_llm(&self, req: &ExtractRequest) -> Result<(String, std::sync::Arc<dyn crate::llm::ChatModel>)> {
+        let model_id = req.llm_model.clone().unwrap_or_else(|| default_model("chat").to_string());
+        let model = self.llm().get(&crate::llm::ChatModelSpec::local(&model_id, self.llm().settings()), false, self.models())?;
+        Ok((model_id, model))
     }
 }
 

@@ -264,7 +264,7 @@ pub(crate) struct ExtractResponse {
     pub(crate) model: String,
     /// `extraction`, `vqa` or `classification`.
     pub(crate) task: String,
-    /// What ran: `ocr+layout`, `ocr+llm` or `ocr+embeddings`.
+    /// What ran: `ocr+layout`, `ocr+llm` (questions), `ocr+llm+json` (fields under a schema) or `ocr+embeddings`.
     pub(crate) pipeline: String,
     /// The OCR engine.
     pub(crate) engine: String,

@@ -85,27 +85,30 @@ fn docx_part(xml: &str, name: &str, part: &str, tables: bool, sections: &mut Vec
     let mut cells: Vec<String> = Vec::new();
     let mut table_depth = 0usize;
     loop {
-        match reader.read_event() {
-            Ok(Event::Start(e)) | Ok(Event::Empty(e)) => match e.local_name().as_ref() {
-                b"t" => in_text = true,
-                b"tab" => para.push('\t'),
-                b"br" | b"cr" => para.push('\n'),
-                b"pStyle" => {
-                    if let Some(a) = e.attributes().flatten().find(|a| a.key.local_name().as_ref() == b"val") {
-                        para_style = String::from_utf8_lossy(&a.value).to_string();
+        let ev = reader.read_event().map_err(|e| Error::parse(format!("'{name}'"), format!("malformed {part}: {e}")))?;
+        if in_text {
+            if let Some(s) = super::xml_text(&ev) {
+                para.push_str(&s);
+                continue;
+            }
+        }
+        match ev {
+            Event::Start(e) | Event::Empty(e) => match e.local_name().as_ref() {
+                "t" => in_text = true,
+                "tab" => para.push('\t'),
+                "br" | "cr" => para.push('\n'),
+                "pStyle" => {
+                    if let Some(a) = e.attributes().flatten().find(|a| a.key.local_name().as_ref() == "val") {
+                        para_style = a.value.into_owned();
                     }
                 }
-                b"tbl" => table_depth += 1,
-                b"tr" => cells.clear(),
+                "tbl" => table_depth += 1,
+                "tr" => cells.clear(),
                 _ => {}
             },
-            Ok(Event::Text(t)) if in_text => {
-                let s = t.unescape().map(|c| c.into_owned()).unwrap_or_else(|_| String::from_utf8_lossy(&t).into_owned());
-                para.push_str(&s);
-            }
-            Ok(Event::End(e)) => match e.local_name().as_ref() {
-                b"t" => in_text = false,
-                b"p" => {
+            Event::End(e) => match e.local_name().as_ref() {
+                "t" => in_text = false,
+                "p" => {
                     let p = para.trim().to_string();
                     para.clear();
                     let style = std::mem::take(&mut para_style).to_ascii_lowercase();
@@ -127,13 +130,13 @@ fn docx_part(xml: &str, name: &str, part: &str, tables: bool, sections: &mut Vec
                         cur.push_str("\n\n");
                     }
                 }
-                b"tc" => {}
-                b"tr" if !cells.is_empty() => {
+                "tc" => {}
+                "tr" if !cells.is_empty() => {
                     cur.push_str(&cells.join(" | "));
                     cur.push('\n');
                     cells.clear();
                 }
-                b"tbl" => {
+                "tbl" => {
                     table_depth = table_depth.saturating_sub(1);
                     if tables {
                         cur.push('\n');
@@ -141,8 +144,7 @@ fn docx_part(xml: &str, name: &str, part: &str, tables: bool, sections: &mut Vec
                 }
                 _ => {}
             },
-            Ok(Event::Eof) => break,
-            Err(e) => return Err(Error::parse(format!("'{name}'"), format!("malformed {part}: {e}"))),
+            Event::Eof => break,
             _ => {}
         }
     }
@@ -213,5 +215,20 @@ mod tests {
         let bad = docx_with(&[("word/document.xml", "<w:document><w:body><w:p></w:body>")]);
         let e = DocxParser.parse(&ParseInput::new(&bad, "x.docx")).unwrap_err().to_string();
         assert!(e.contains("document.xml"), "{e}");
+    }
+
+    #[test]
+    fn references_resolve_and_a_tag_with_many_attributes_parses_in_linear_time() {
+        let body = r#"<w:document xmlns:w="w"><w:body><w:p><w:r><w:t>Fish &amp; chips at caf&#233; &#x2014; &lt;b&gt; &custom;</w:t></w:r></w:p>"#;
+        // RUSTSEC-2026-0194: before quick-xml 0.41 the duplicate check on a start tag's
+        // attribute names was quadratic (80,000 attributes on one tag took about 6 s).
+        let attrs: String = (0..150_000).map(|i| format!(" a{i}=\"x\"")).collect();
+        let doc = format!(r#"{body}<w:p><w:pPr><w:pStyle{attrs} w:val="Heading1"/></w:pPr><w:r><w:t>Title</w:t></w:r></w:p></w:body></w:document>"#);
+        let bytes = docx_with(&[("word/document.xml", &doc)]);
+        let t0 = std::time::Instant::now();
+        let d = DocxParser.parse(&ParseInput::new(&bytes, "x.docx")).unwrap();
+        assert!(t0.elapsed() < std::time::Duration::from_secs(5), "{:?}", t0.elapsed());
+        assert_eq!(d.sections[0].text, "Fish & chips at caf\u{e9} \u{2014} <b> &custom;");
+        assert_eq!(d.sections[1].heading.as_deref(), Some("Title"));
     }
 }

@@ -237,6 +237,21 @@ fn ocr_pages(vision: &crate::vision::Vision, pages: &[crate::vision::Page], inpu
     Ok(doc)
 }
 
+/// The characters an XML text event stands for, in the DOCX and XLSX parts: text and
+/// CDATA as written, an entity or character reference (`&amp;`, `&#233;`) resolved, and an
+/// unknown entity kept as written. Other events stand for none.
+fn xml_text<'e>(ev: &'e quick_xml::events::Event<'_>) -> Option<std::borrow::Cow<'e, str>> {
+    use quick_xml::events::Event;
+    use std::borrow::Cow;
+    match ev {
+        Event::Text(t) => Some(t.xml10_content()),
+        Event::CData(c) => Some(c.xml10_content()),
+        Event::GeneralRef(r) if r.is_char_ref() => Some(r.resolve_char_ref().ok().flatten().map_or(Cow::Borrowed(""), |c| Cow::Owned(c.to_string()))),
+        Event::GeneralRef(r) => Some(quick_xml::escape::resolve_predefined_entity(r).map_or_else(|| Cow::Owned(format!("&{};", &**r)), Cow::Borrowed)),
+        _ => None,
+    }
+}
+
 /// Most bytes the parts of one DOCX or XLSX may decompress to, all together: a zip bomb
 /// (a small file whose parts inflate to gigabytes) stops here, whatever sizes its
 /// headers claim. The largest real document here (an 872-page handbook) inflates to 5.3 MiB.

@@ -35,13 +35,18 @@ fn xlsx(bytes: &[u8], name: &str) -> Result<ParsedDoc> {
         let mut r = quick_xml::Reader::from_str(&xml);
         let (mut cur, mut in_t) = (String::new(), false);
         loop {
-            match r.read_event() {
-                Ok(Event::Start(e)) if e.local_name().as_ref() == b"t" => in_t = true,
-                Ok(Event::Text(t)) if in_t => cur.push_str(&t.unescape().map(|c| c.into_owned()).unwrap_or_default()),
-                Ok(Event::End(e)) if e.local_name().as_ref() == b"t" => in_t = false,
-                Ok(Event::End(e)) if e.local_name().as_ref() == b"si" => shared.push(std::mem::take(&mut cur)),
-                Ok(Event::Eof) => break,
-                Err(e) => return Err(Error::parse(format!("'{name}'"), format!("malformed sharedStrings.xml: {e}"))),
+            let ev = r.read_event().map_err(|e| Error::parse(format!("'{name}'"), format!("malformed sharedStrings.xml: {e}")))?;
+            if in_t {
+                if let Some(s) = super::xml_text(&ev) {
+                    cur.push_str(&s);
+                    continue;
+                }
+            }
+            match ev {
+                Event::Start(e) if e.local_name().as_ref() == "t" => in_t = true,
+                Event::End(e) if e.local_name().as_ref() == "t" => in_t = false,
+                Event::End(e) if e.local_name().as_ref() == "si" => shared.push(std::mem::take(&mut cur)),
+                Event::Eof => break,
                 _ => {}
             }
         }
@@ -58,29 +63,30 @@ fn xlsx(bytes: &[u8], name: &str) -> Result<ParsedDoc> {
         let (mut row, mut header): (Vec<String>, Option<Vec<String>>) = (Vec::new(), None);
         let (mut cell_type, mut val, mut in_v) = (String::new(), String::new(), false);
         loop {
-            match r.read_event() {
-                Ok(Event::Start(e)) => match e.local_name().as_ref() {
-                    b"c" => {
-                        cell_type = e
-                            .attributes()
-                            .flatten()
-                            .find(|a| a.key.local_name().as_ref() == b"t")
-                            .map(|a| String::from_utf8_lossy(&a.value).to_string())
-                            .unwrap_or_default();
+            let ev = r.read_event().map_err(|e| Error::parse(format!("'{name}'"), format!("malformed {sheet}: {e}")))?;
+            if in_v {
+                if let Some(s) = super::xml_text(&ev) {
+                    val.push_str(&s);
+                    continue;
+                }
+            }
+            match ev {
+                Event::Start(e) => match e.local_name().as_ref() {
+                    "c" => {
+                        cell_type = e.attributes().flatten().find(|a| a.key.local_name().as_ref() == "t").map(|a| a.value.into_owned()).unwrap_or_default();
                         val.clear();
                     }
-                    b"v" | b"t" => in_v = true,
+                    "v" | "t" => in_v = true,
                     _ => {}
                 },
-                Ok(Event::Text(t)) if in_v => val.push_str(&t.unescape().map(|c| c.into_owned()).unwrap_or_default()),
-                Ok(Event::End(e)) => match e.local_name().as_ref() {
-                    b"v" | b"t" => in_v = false,
-                    b"c" => {
+                Event::End(e) => match e.local_name().as_ref() {
+                    "v" | "t" => in_v = false,
+                    "c" => {
                         let v =
                             if cell_type == "s" { val.trim().parse::<usize>().ok().and_then(|i| shared.get(i).cloned()).unwrap_or_default() } else { val.clone() };
                         row.push(v.trim().to_string());
                     }
-                    b"row" => {
+                    "row" => {
                         let cells = std::mem::take(&mut row);
                         if cells.iter().all(|c| c.is_empty()) {
                             continue;
@@ -104,8 +110,7 @@ fn xlsx(bytes: &[u8], name: &str) -> Result<ParsedDoc> {
                     }
                     _ => {}
                 },
-                Ok(Event::Eof) => break,
-                Err(e) => return Err(Error::parse(format!("'{name}'"), format!("malformed {sheet}: {e}"))),
+                Event::Eof => break,
                 _ => {}
             }
         }
