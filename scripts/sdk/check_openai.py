@@ -36,6 +36,11 @@ for label, base, model in [
     check(text == GOLDEN, f"{label}: streamed text equals the non-streamed text")
     check(usage is not None and usage.completion_tokens == 20, f"{label}: streamed usage")
 
+    r = client.chat.completions.create(messages=msgs, temperature=0, logprobs=True, top_logprobs=2, extra_headers={"X-No-Session": "1"}, **kwargs)
+    lp = r.choices[0].logprobs.content
+    check(len(lp) == 20 and "".join(t.token for t in lp) == GOLDEN, f"{label}: a log-probability per token, spelling the answer")
+    check(all(len(t.top_logprobs) == 2 and t.top_logprobs[0].token == t.token and t.logprob <= 0 for t in lp), f"{label}: greedy tokens are the most likely")
+
     ids = [m.id for m in client.models.list()]
     check(len(ids) >= 1, f"{label}: models list {ids}")
 

@@ -88,8 +88,34 @@ async fn runtime_golden_sentence_usage_and_stream() {
     assert_eq!(r["choices"][0]["finish_reason"], "length");
     assert_eq!(r["usage"]["completion_tokens"], 5);
 
+    // Log-probabilities: one per answer token, the tokens spell the answer, and greedy
+    // decoding takes the most likely token at every step. Streamed, they come in the last chunk.
+    let lp_body = json!({"model": MODEL, "messages": [{"role": "user", "content": "Tell me a long story about a dragon."}], "max_tokens": 5, "temperature": 0, "logprobs": true, "top_logprobs": 3});
+    let (st, r) = s.runtime_post("/v1/chat/completions", lp_body.clone()).await;
+    assert_eq!(st, 200, "{r}");
+    let content = r["choices"][0]["logprobs"]["content"].as_array().unwrap();
+    assert_eq!(content.len(), 5, "{r}");
+    let spelled: String = content.iter().map(|t| t["token"].as_str().unwrap()).collect();
+    assert_eq!(spelled.trim(), r["choices"][0]["message"]["content"].as_str().unwrap().trim(), "{r}");
+    for t in content {
+        let top = t["top_logprobs"].as_array().unwrap();
+        assert_eq!(top.len(), 3, "{t}");
+        assert_eq!((&top[0]["token"], &top[0]["logprob"]), (&t["token"], &t["logprob"]), "{t}");
+        assert!(t["logprob"].as_f64().unwrap() <= 0.0 && top[1]["logprob"].as_f64() <= top[0]["logprob"].as_f64(), "{t}");
+        assert!(t["bytes"].as_array().is_some_and(|b| !b.is_empty()), "{t}");
+    }
+    let mut streamed = lp_body.clone();
+    streamed["stream"] = json!(true);
+    let (st, events) = s.runtime_sse("/v1/chat/completions", streamed).await;
+    assert_eq!(st, 200);
+    let last = events.iter().rev().find(|e| e["choices"][0]["finish_reason"].is_string()).unwrap();
+    assert_eq!(last["choices"][0]["logprobs"]["content"], r["choices"][0]["logprobs"]["content"], "{last}");
+    assert!(events.iter().filter(|e| e["choices"][0]["finish_reason"].is_null()).all(|e| e["choices"][0]["logprobs"].is_null()));
+
     // Bad input.
     for (body, status) in [
+        (json!({"model": MODEL, "messages": [{"role": "user", "content": "x"}], "top_logprobs": 2}), 422),
+        (json!({"model": MODEL, "messages": [{"role": "user", "content": "x"}], "logprobs": true, "top_logprobs": 21}), 422),
         (json!({"model": MODEL, "messages": []}), 422),
         (json!({"model": MODEL, "messages": [{"role": "wizard", "content": "x"}]}), 422),
         (json!({"model": MODEL, "messages": [{"role": "user", "content": "x"}], "temperature": 2.5}), 422),
@@ -170,12 +196,36 @@ async fn runtime_text_completions_on_a_base_model() {
     assert_eq!(st, 200, "{r}");
     assert!(r["choices"][0]["text"].as_str().unwrap().starts_with(" 5, 6,"), "{r}");
 
+    // Log-probabilities (OpenAI's legacy shape): one per generated token; greedy takes the
+    // most likely token at every step; in a stream they come in the choice's last chunk.
+    let (st, r) =
+        s.runtime_post("/v1/completions", json!({"model": GEMMA, "prompt": "The capital of France is", "max_tokens": 8, "temperature": 0, "logprobs": 2})).await;
+    assert_eq!(st, 200, "{r}");
+    let lp = &r["choices"][0]["logprobs"];
+    let tokens: Vec<&str> = lp["tokens"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+    assert_eq!(tokens.len(), 8, "{r}");
+    assert_eq!(tokens.concat(), r["choices"][0]["text"].as_str().unwrap());
+    for (i, top) in lp["top_logprobs"].as_array().unwrap().iter().enumerate() {
+        let top = top.as_object().unwrap();
+        assert_eq!(top.len(), 2);
+        let (best, best_lp) = top.iter().next().unwrap();
+        assert_eq!((best.as_str(), best_lp.as_f64()), (tokens[i], lp["token_logprobs"][i].as_f64()), "{r}");
+        assert!(best_lp.as_f64().unwrap() <= 0.0);
+    }
+    assert_eq!(lp["text_offset"][1], tokens[0].chars().count());
+    let body = json!({"model": GEMMA, "prompt": "The capital of France is", "max_tokens": 8, "temperature": 0, "logprobs": 2, "stream": true});
+    let (st, events) = s.runtime_sse("/v1/completions", body).await;
+    assert_eq!(st, 200);
+    let last = events.iter().rev().find(|e| e["choices"][0]["finish_reason"].is_string()).unwrap();
+    assert_eq!(last["choices"][0]["logprobs"]["tokens"].as_array().unwrap().len(), 8, "{last}");
+
     for (body, status) in [
         (json!({"model": GEMMA}), 422),
         (json!({"prompt": "x"}), 422),
         (json!({"model": GEMMA, "prompt": "x", "max_tokens": 0}), 422),
         (json!({"model": GEMMA, "prompt": "x", "temperature": 3}), 422),
-        (json!({"model": GEMMA, "prompt": "x", "logprobs": 5}), 422),
+        (json!({"model": GEMMA, "prompt": "x", "logprobs": 21}), 422),
+        (json!({"model": GEMMA, "prompt": "x", "logprobs": 2, "echo": true}), 422),
         (json!({"model": GEMMA, "prompt": "x", "n": 2}), 422),
         (json!({"model": GEMMA, "prompt": 42}), 422),
         (json!({"model": "nobody/nothing-GGUF:Q4_0", "prompt": "x"}), 503),

@@ -112,22 +112,31 @@ impl TestServer {
 
     /// POST answered with SSE: the status and each `data:` payload as JSON.
     pub async fn post_sse(&self, path: &str, body: serde_json::Value) -> (u16, Vec<serde_json::Value>) {
-        let r = self.http.post(self.url(path)).json(&body).send().await.unwrap();
-        let status = r.status().as_u16();
-        let text = r.text().await.unwrap();
-        let events = text
-            .lines()
-            .filter_map(|l| l.strip_prefix("data:"))
-            .map(|d| d.trim())
-            .filter(|d| *d != "[DONE]" && !d.is_empty())
-            .map(|d| serde_json::from_str(d).unwrap_or_else(|_| serde_json::json!({ "raw": d })))
-            .collect();
-        (status, events)
+        sse_events(self.http.post(self.url(path)).json(&body).send().await.unwrap()).await
+    }
+
+    /// [`post_sse`](Self::post_sse) on the runtime listener.
+    pub async fn runtime_sse(&self, path: &str, body: serde_json::Value) -> (u16, Vec<serde_json::Value>) {
+        sse_events(self.http.post(format!("{}{path}", self.runtime_base)).json(&body).send().await.unwrap()).await
     }
 
     pub async fn delete(&self, path: &str) -> (u16, serde_json::Value) {
         split(self.http.delete(self.url(path)).send().await.unwrap()).await
     }
+}
+
+/// The status of an SSE answer and each `data:` payload as JSON.
+async fn sse_events(r: reqwest::Response) -> (u16, Vec<serde_json::Value>) {
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    let events = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .map(|d| d.trim())
+        .filter(|d| *d != "[DONE]" && !d.is_empty())
+        .map(|d| serde_json::from_str(d).unwrap_or_else(|_| serde_json::json!({ "raw": d })))
+        .collect();
+    (status, events)
 }
 
 async fn spawn(router: axum::Router) -> SocketAddr {

@@ -129,6 +129,14 @@ pub struct ChatRequest {
     /// The shape of the answer (constrained decoding).
     #[serde(default)]
     pub response_format: Option<ResponseFormat>,
+    /// Return each generated token's log-probability (on engines that serve them, see
+    /// [`ChatModel::serves_logprobs`](crate::llm::ChatModel::serves_logprobs)).
+    #[serde(default)]
+    pub logprobs: Option<bool>,
+    /// With `logprobs`: the most likely alternatives per token, 0 to
+    /// [`MAX_TOP_LOGPROBS`](llm::MAX_TOP_LOGPROBS).
+    #[serde(default)]
+    pub top_logprobs: Option<i64>,
 }
 
 /// `response_format`: what the answer must be.
@@ -198,6 +206,9 @@ pub struct TextCompletionRequest {
     pub seed: Option<u64>,
     /// Put each prompt before its continuation.
     pub echo: bool,
+    /// Return each generated token's log-probability with this many alternatives
+    /// (OpenAI's legacy `logprobs`), 0 to [`MAX_TOP_LOGPROBS`](llm::MAX_TOP_LOGPROBS).
+    pub logprobs: Option<i64>,
 }
 
 /// One continued prompt.
@@ -211,6 +222,8 @@ pub struct TextChoice {
     pub prompt_tokens: usize,
     /// Tokens generated.
     pub completion_tokens: usize,
+    /// Each generated token's log-probability, with [`TextCompletionRequest::logprobs`].
+    pub logprobs: Option<Vec<llm::TokenLogprob>>,
 }
 
 /// The outcome of a [`TextCompletionRequest`].
@@ -381,7 +394,29 @@ pub fn generation_params(req: &ChatRequest, api: &Option<Map<String, Value>>) ->
         grammar: req.response_format.as_ref().and_then(ResponseFormat::grammar),
         tools: Vec::new(),
         tool_choice: None,
+        logprobs: (req.logprobs == Some(true)).then(|| req.top_logprobs.unwrap_or(0).max(0) as usize),
     }
+}
+
+/// `top_logprobs` (or the legacy completions' `logprobs`) as `field` gave it: 0 to
+/// [`llm::MAX_TOP_LOGPROBS`].
+fn check_top_logprobs(field: &str, n: Option<i64>) -> Result<()> {
+    match n {
+        Some(n) if !(0..=llm::MAX_TOP_LOGPROBS as i64).contains(&n) => Err(Error::invalid(field, format!("must be 0 to {}, got {n}", llm::MAX_TOP_LOGPROBS))),
+        _ => Ok(()),
+    }
+}
+
+/// A request for log-probabilities on a model whose engine does not compute them is the
+/// caller's error, named with the model.
+fn check_logprobs_served(model: &dyn llm::ChatModel, params: &GenerationParams) -> Result<()> {
+    if params.logprobs.is_some() && !model.serves_logprobs() {
+        return Err(Error::invalid(
+            "logprobs",
+            format!("are not returned for '{}': its engine does not expose its logits (the native engine, the default for local GGUF models, does)", model.id()),
+        ));
+    }
+    Ok(())
 }
 
 /// The tools of a request: its own and those of the model's config (`tools`), with its
@@ -415,6 +450,10 @@ fn validate_request(req: &ChatRequest) -> Result<()> {
         }
     }
     llm::validate_params(req.temperature, req.top_p, req.max_tokens, req.thinking_budget)?;
+    check_top_logprobs("top_logprobs", req.top_logprobs)?;
+    if req.top_logprobs.is_some() && req.logprobs != Some(true) {
+        return Err(Error::invalid("top_logprobs", "needs logprobs: true"));
+    }
     if let Some(k) = req.top_k {
         if k < 0 {
             return Err(Error::invalid("top_k", format!("must not be negative, got {k}")));
@@ -432,6 +471,7 @@ impl TextCompletionRequest {
             max_tokens: self.max_tokens.unwrap_or(16).max(1) as usize,
             stop: self.stop.iter().filter(|s| !s.is_empty()).cloned().collect(),
             seed: self.seed,
+            logprobs: self.logprobs.map(|n| n.max(0) as usize),
             ..Default::default()
         }
     }
@@ -451,6 +491,10 @@ impl TextCompletionRequest {
         if self.top_k.is_some_and(|k| k < 0) {
             return Err(Error::invalid("top_k", "must not be negative"));
         }
+        check_top_logprobs("logprobs", self.logprobs)?;
+        if self.echo && self.logprobs.is_some() {
+            return Err(Error::invalid("logprobs", "with echo would need the prompt's log-probabilities, which are not computed; leave out one of them"));
+        }
         Ok(id)
     }
 }
@@ -460,7 +504,8 @@ impl crate::LlamaFarm {
     /// real status code).
     pub fn complete_text_check(&self, req: &TextCompletionRequest) -> Result<()> {
         let id = req.validate()?;
-        self.llm().get(&ChatModelSpec::local(id, self.llm().settings()), false, self.models()).map(|_| ())
+        let model = self.llm().get(&ChatModelSpec::local(id, self.llm().settings()), false, self.models())?;
+        check_logprobs_served(&*model, &req.params())
     }
 
     /// Continue each prompt of `req` (see [`TextCompletionRequest`]); `sink` gets each
@@ -470,6 +515,7 @@ impl crate::LlamaFarm {
         let id = req.validate()?;
         let model = self.llm().get(&ChatModelSpec::local(id, self.llm().settings()), false, self.models())?;
         let params = req.params();
+        check_logprobs_served(&*model, &params)?;
         let mut choices = Vec::with_capacity(req.prompts.len());
         for (i, prompt) in req.prompts.iter().enumerate() {
             if cancel.is_cancelled() {
@@ -483,7 +529,13 @@ impl crate::LlamaFarm {
                 llm::StreamEvent::ToolCall(_) | llm::StreamEvent::ToolResult(_) => true,
             })?;
             let text = if req.echo { format!("{prompt}{}", g.content) } else { g.content };
-            choices.push(TextChoice { text, finish_reason: g.finish_reason, prompt_tokens: g.prompt_tokens, completion_tokens: g.completion_tokens });
+            choices.push(TextChoice {
+                text,
+                finish_reason: g.finish_reason,
+                prompt_tokens: g.prompt_tokens,
+                completion_tokens: g.completion_tokens,
+                logprobs: g.logprobs,
+            });
         }
         Ok(TextCompletion { id: format!("cmpl-{}", uuid::Uuid::new_v4().simple()), created: chrono::Utc::now().timestamp(), model: id.to_string(), choices })
     }
@@ -494,7 +546,8 @@ impl crate::LlamaFarm {
         validate_request(req)?;
         tool_set(req, None)?.validate()?;
         let id = req.model.as_deref().map(str::trim).filter(|s| !s.is_empty()).ok_or_else(|| Error::invalid("model", "is required"))?;
-        self.llm().get(&ChatModelSpec::local(id, self.llm().settings()), false, self.models()).map(|_| ())
+        let model = self.llm().get(&ChatModelSpec::local(id, self.llm().settings()), false, self.models())?;
+        check_logprobs_served(&*model, &generation_params(req, &None))
     }
 
     /// A plain OpenAI completion on the Universal Runtime: `req.model` is a model id
@@ -505,7 +558,9 @@ impl crate::LlamaFarm {
         let tools = tool_set(req, None)?;
         tools.validate()?;
         let model = self.llm().get(&ChatModelSpec::local(id, self.llm().settings()), false, self.models())?;
-        let generation = llm::generate_with_tools(&*model, &req.messages, &generation_params(req, &None), &tools, cancel, sink)?;
+        let params = generation_params(req, &None);
+        check_logprobs_served(&*model, &params)?;
+        let generation = llm::generate_with_tools(&*model, &req.messages, &params, &tools, cancel, sink)?;
         Ok(ChatOutcome {
             id: format!("chatcmpl-{}", uuid::Uuid::new_v4().simple()),
             created: chrono::Utc::now().timestamp(),
@@ -692,6 +747,7 @@ impl Chat {
         messages.extend(new_messages.iter().cloned());
 
         let params = generation_params(req, &model_cfg.model_api_parameters);
+        check_logprobs_served(&*model, &params)?;
         let mut tools = tool_set(req, Some(&model_cfg))?;
         // The MCP servers' tools the model may use (`mcp_servers`: omitted = all, empty = none).
         let mut mcp = Vec::new();

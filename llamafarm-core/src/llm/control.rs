@@ -227,6 +227,7 @@ impl TokenPolicy {
             ttft_ms: self.first_token_at.map(|t| (t - t0).as_secs_f64() * 1000.0),
             duration_ms: t0.elapsed().as_secs_f64() * 1000.0,
             tool_calls: Vec::new(),
+            logprobs: None,
         }
     }
 }
@@ -294,6 +295,45 @@ pub(crate) trait Decoder {
     fn piece(&self, token: u32) -> Vec<u8>;
     /// Text of some tokens.
     fn decode_text(&self, ids: &[u32]) -> String;
+    /// The log-probability of `token` at this step, with the `top` most likely tokens
+    /// (see [`token_logprob`]); `None` where the engine keeps no logits.
+    fn logprob(&self, _token: u32, _top: usize) -> Option<super::TokenLogprob> {
+        None
+    }
+}
+
+/// `token`'s log-probability under the softmax of `logits`, with the `top` most likely
+/// tokens (most likely first; ties by the lower id). `piece` gives a token's bytes.
+pub(crate) fn token_logprob(logits: &[f32], token: u32, top: usize, piece: impl Fn(u32) -> Vec<u8>) -> super::TokenLogprob {
+    let m = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let z: f64 = logits.iter().map(|&l| f64::from(l - m).exp()).sum();
+    let lse = f64::from(m) + z.ln();
+    let lp = |t: u32| logits.get(t as usize).map_or(f32::NEG_INFINITY, |&l| (f64::from(l) - lse) as f32);
+    let mut ids: Vec<u32> = (0..logits.len() as u32).collect();
+    let order = |a: &u32, b: &u32| logits[*b as usize].total_cmp(&logits[*a as usize]).then(a.cmp(b));
+    let top = top.min(ids.len());
+    if top > 0 && top < ids.len() {
+        ids.select_nth_unstable_by(top - 1, order);
+    }
+    ids.truncate(top);
+    ids.sort_by(order);
+    let entry = |t: u32| {
+        let bytes = piece(t);
+        (String::from_utf8_lossy(&bytes).into_owned(), bytes)
+    };
+    let (text, bytes) = entry(token);
+    super::TokenLogprob {
+        token: text,
+        bytes,
+        logprob: lp(token),
+        top: ids
+            .into_iter()
+            .map(|t| {
+                let (token, bytes) = entry(t);
+                super::TopLogprob { token, bytes, logprob: lp(t) }
+            })
+            .collect(),
+    }
 }
 
 /// Our own decode loop, for engines without one: the [`TokenPolicy`] decides each step,
@@ -306,7 +346,7 @@ pub(crate) fn decode_loop(
     d: &mut dyn Decoder,
     mut policy: TokenPolicy,
     mut constraint: Option<Constraint>,
-    stop: &[String],
+    params: &super::GenerationParams,
     prefilled: bool,
     cancel: &CancelFlag,
     sink: super::Sink<'_>,
@@ -315,7 +355,8 @@ pub(crate) fn decode_loop(
 ) -> crate::error::Result<super::Generation> {
     use super::think::ThinkSplitter;
     use super::FinishReason;
-    let mut stops = StopMatcher::new(stop);
+    let mut stops = StopMatcher::new(&params.stop);
+    let mut logprobs: Option<Vec<super::TokenLogprob>> = params.logprobs.map(|_| Vec::new());
     let mut splitter = ThinkSplitter::new(prefilled);
     let mut gen: Vec<u32> = Vec::new();
     let mut pending: Vec<u8> = Vec::new();
@@ -354,6 +395,9 @@ pub(crate) fn decode_loop(
                 }
             },
         };
+        if let (Some(lps), Some(top)) = (logprobs.as_mut(), params.logprobs) {
+            lps.extend(d.logprob(token, top));
+        }
         gen.push(token);
         pending.extend(d.piece(token));
         // Release the longest valid UTF-8 prefix (a character may span tokens).
@@ -386,7 +430,9 @@ pub(crate) fn decode_loop(
     } else {
         FinishReason::Stop
     };
-    Ok(policy.generation(splitter, prompt_tokens, gen.len(), finish_reason, t0))
+    let mut g = policy.generation(splitter, prompt_tokens, gen.len(), finish_reason, t0);
+    g.logprobs = logprobs;
+    Ok(g)
 }
 
 /// Greedy, or temperature / top-k / top-p sampling (a per-request xorshift seeded with
@@ -467,6 +513,24 @@ impl Sampler {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn token_logprobs_are_the_log_softmax_with_the_top_tokens_first() {
+        let logits = [1.0f32, 3.0, 2.0, f32::NEG_INFINITY, 3.0];
+        let piece = |t: u32| vec![b'a' + t as u8];
+        let t = token_logprob(&logits, 2, 3, piece);
+        let z: f64 = logits.iter().map(|&l| f64::from(l).exp()).sum();
+        assert!((f64::from(t.logprob) - (2.0 - z.ln())).abs() < 1e-6, "{t:?}");
+        assert_eq!((t.token.as_str(), t.bytes.as_slice()), ("c", b"c".as_slice()));
+        // Most likely first; the tie between ids 1 and 4 goes to the lower id.
+        assert_eq!(t.top.iter().map(|x| x.token.as_str()).collect::<Vec<_>>(), ["b", "e", "c"]);
+        assert_eq!(t.top[2].logprob, t.logprob);
+        // A token a grammar excluded has no probability; asking for more than the vocabulary gives all of it.
+        assert_eq!(token_logprob(&logits, 3, 0, piece).logprob, f32::NEG_INFINITY);
+        let all = token_logprob(&logits, 1, 99, piece);
+        assert_eq!(all.top.len(), 5);
+        assert!((all.top.iter().map(|x| f64::from(x.logprob).exp()).sum::<f64>() - 1.0).abs() < 1e-6);
+    }
 
     fn words(gen: &[u32]) -> String {
         // Token 1 = "<think>", 2 = "</think>", others = "x".

@@ -191,6 +191,10 @@ impl ChatModel for Gated {
     fn renders_tools(&self) -> bool {
         self.inner.renders_tools()
     }
+
+    fn serves_logprobs(&self) -> bool {
+        self.inner.serves_logprobs()
+    }
 }
 
 #[cfg(test)]
@@ -230,6 +234,7 @@ mod tests {
                 ttft_ms: None,
                 duration_ms: 0.0,
                 tool_calls: vec![],
+                logprobs: None,
             })
         }
     }

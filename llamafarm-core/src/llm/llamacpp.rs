@@ -271,6 +271,6 @@ impl ChatModel for LlamaCppModel {
 
         let policy = TokenPolicy::new(self.close_think.clone(), params.max_tokens, budget, prefilled, cancel.clone());
         let mut run = Run { m: self, ctx, batch, sampler: Self::sampler(params), own: Sampler::new(params), pos, n_ctx };
-        decode_loop(&mut run, policy, constraint, &params.stop, prefilled, cancel, sink, prompt_tokens, t0)
+        decode_loop(&mut run, policy, constraint, params, prefilled, cancel, sink, prompt_tokens, t0)
     }
 }

@@ -152,6 +152,39 @@ pub struct GenerationParams {
     /// OpenAI's `tool_choice` for an upstream that calls tools itself (OpenAI-compatible
     /// endpoints); local engines enforce a forced choice through [`grammar`](Self::grammar).
     pub tool_choice: Option<serde_json::Value>,
+    /// Return each generated token's log-probability with this many of the most likely
+    /// alternatives (0 to [`MAX_TOP_LOGPROBS`]); `None`: none. Engines that compute them say
+    /// so in [`ChatModel::serves_logprobs`].
+    pub logprobs: Option<usize>,
+}
+
+/// Most alternatives a token's log-probability may come with (OpenAI's `top_logprobs` limit).
+pub const MAX_TOP_LOGPROBS: usize = 20;
+
+/// A generated token's log-probability: the natural log of its probability under the
+/// model's distribution at that step (the logits' softmax, before temperature; a
+/// grammar's excluded tokens have none), with the most likely alternatives.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TokenLogprob {
+    /// The token's text (its bytes, lossily decoded).
+    pub token: String,
+    /// The token's bytes (a character may span tokens).
+    pub bytes: Vec<u8>,
+    /// Its log-probability.
+    pub logprob: f32,
+    /// The most likely tokens at that step, most likely first.
+    pub top: Vec<TopLogprob>,
+}
+
+/// One of the most likely tokens at a step.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TopLogprob {
+    /// The token's text.
+    pub token: String,
+    /// The token's bytes.
+    pub bytes: Vec<u8>,
+    /// Its log-probability.
+    pub logprob: f32,
 }
 
 impl Default for GenerationParams {
@@ -169,6 +202,7 @@ impl Default for GenerationParams {
             grammar: None,
             tools: Vec::new(),
             tool_choice: None,
+            logprobs: None,
         }
     }
 }
@@ -236,6 +270,9 @@ pub struct Generation {
     pub duration_ms: f64,
     /// The tools the model called (then `finish_reason` is [`FinishReason::ToolCalls`]).
     pub tool_calls: Vec<ToolCall>,
+    /// Each generated token's log-probability, with
+    /// [`GenerationParams::logprobs`] (thinking tokens included).
+    pub logprobs: Option<Vec<TokenLogprob>>,
 }
 
 /// A flag the caller sets to stop a generation early (checked every token).
@@ -267,6 +304,11 @@ pub trait ChatModel: Send + Sync {
     fn id(&self) -> &str;
     /// Generate a reply to `messages`, streaming pieces to `sink` as they arrive.
     fn generate(&self, messages: &[ChatMessage], params: &GenerationParams, cancel: &CancelFlag, sink: Sink<'_>) -> Result<Generation>;
+    /// Whether [`generate`](Self::generate) returns [`Generation::logprobs`] when
+    /// [`GenerationParams::logprobs`] asks for them.
+    fn serves_logprobs(&self) -> bool {
+        false
+    }
 
     /// Continue `prompt` as it is, with no chat template (OpenAI's legacy completions,
     /// for base models): the model's BOS is added where its vocabulary asks for it.

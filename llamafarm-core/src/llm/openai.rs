@@ -293,6 +293,7 @@ impl OpenAiChatModel {
             ttft_ms: ttft,
             duration_ms: t0.elapsed().as_secs_f64() * 1000.0,
             tool_calls: calls.into_iter().filter(|c| !c.function.name.is_empty()).collect(),
+            logprobs: None,
         })
     }
 }

@@ -3,7 +3,7 @@
 
 use super::rag::RagResultDto;
 use llamafarm_core::chat::{ChatOutcome, ChatRequest, JsonSchemaFormat, ResponseFormat, StopSequences};
-use llamafarm_core::llm::{ChatMessage, Generation, Tool, ToolCall, ToolChoice, ToolStep};
+use llamafarm_core::llm::{ChatMessage, Generation, TokenLogprob, Tool, ToolCall, ToolChoice, ToolStep};
 use llamafarm_core::rag::RagResult;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -278,6 +278,13 @@ pub(crate) struct ChatRequestDto {
     /// and follows the schema).
     #[serde(default)]
     response_format: Option<ResponseFormatDto>,
+    /// Return each answer token's log-probability in `choices[].logprobs` (in the last
+    /// chunk when streaming). Local models on the native engine serve them; others answer 422.
+    #[serde(default)]
+    logprobs: Option<bool>,
+    /// With `logprobs`: the most likely alternatives per token, 0..=20.
+    #[serde(default)]
+    top_logprobs: Option<i64>,
 }
 
 impl TryFrom<ChatRequestDto> for ChatRequest {
@@ -310,6 +317,8 @@ impl TryFrom<ChatRequestDto> for ChatRequest {
             tool_choice,
             parallel_tool_calls: r.parallel_tool_calls,
             response_format: r.response_format.map(Into::into),
+            logprobs: r.logprobs,
+            top_logprobs: r.top_logprobs,
         })
     }
 }
@@ -392,6 +401,54 @@ impl Thinking {
     }
 }
 
+/// One of the most likely tokens at a step.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct TopLogprobDto {
+    token: String,
+    /// Natural log of its probability.
+    logprob: f32,
+    /// The token's UTF-8 bytes (a character may span tokens).
+    bytes: Vec<u8>,
+}
+
+/// A generated token's log-probability, with the most likely alternatives at its step.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct TokenLogprobDto {
+    token: String,
+    /// Natural log of its probability (the model's softmax, before temperature).
+    logprob: f32,
+    /// The token's UTF-8 bytes.
+    bytes: Vec<u8>,
+    /// Most likely first; `top_logprobs` of them.
+    top_logprobs: Vec<TopLogprobDto>,
+}
+
+impl From<&TokenLogprob> for TokenLogprobDto {
+    fn from(t: &TokenLogprob) -> Self {
+        Self {
+            token: t.token.clone(),
+            logprob: t.logprob,
+            bytes: t.bytes.clone(),
+            top_logprobs: t.top.iter().map(|x| TopLogprobDto { token: x.token.clone(), logprob: x.logprob, bytes: x.bytes.clone() }).collect(),
+        }
+    }
+}
+
+/// `choices[].logprobs`: one entry per generated token.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ChoiceLogprobs {
+    content: Vec<TokenLogprobDto>,
+    /// Always `null` (no refusals).
+    #[schema(value_type = Option<Vec<TokenLogprobDto>>)]
+    refusal: Option<Vec<TokenLogprobDto>>,
+}
+
+impl ChoiceLogprobs {
+    fn of(g: &Generation) -> Option<Self> {
+        g.logprobs.as_ref().map(|l| Self { content: l.iter().map(Into::into).collect(), refusal: None })
+    }
+}
+
 /// The assistant's message of a `chat.completion`.
 #[derive(Serialize, ToSchema)]
 pub(crate) struct AssistantMessage {
@@ -409,6 +466,8 @@ pub(crate) struct AssistantMessage {
 pub(crate) struct CompletionChoice {
     index: usize,
     message: AssistantMessage,
+    /// With `logprobs`, else `null`.
+    logprobs: Option<ChoiceLogprobs>,
     /// `stop`, `length` or `cancelled`.
     finish_reason: &'static str,
 }
@@ -451,6 +510,7 @@ impl ChatCompletion {
                     content: (g.tool_calls.is_empty() || !g.content.is_empty()).then(|| g.content.clone()),
                     tool_calls: (!g.tool_calls.is_empty()).then(|| g.tool_calls.iter().map(Into::into).collect()),
                 },
+                logprobs: ChoiceLogprobs::of(g),
                 finish_reason: g.finish_reason.as_str(),
             }],
             usage: g.into(),
@@ -506,6 +566,8 @@ impl Delta {
 pub(crate) struct ChunkChoice {
     index: usize,
     delta: Delta,
+    /// With `logprobs`, in the last chunk: every generated token's; else `null`.
+    logprobs: Option<ChoiceLogprobs>,
     /// `null` until the last chunk: `stop`, `length` or `cancelled`.
     finish_reason: Option<&'static str>,
 }
@@ -561,11 +623,13 @@ impl ChunkHead {
     }
     /// A chunk carrying `delta`.
     pub(crate) fn delta(&self, delta: Delta) -> ChatCompletionChunk {
-        self.chunk(vec![ChunkChoice { index: 0, delta, finish_reason: None }])
+        self.chunk(vec![ChunkChoice { index: 0, delta, logprobs: None, finish_reason: None }])
     }
-    /// The last chunk: an empty delta, the finish reason, and the thinking if any.
+    /// The last chunk: an empty delta, the finish reason, the log-probabilities and the
+    /// thinking if any.
     pub(crate) fn finish(&self, g: &Generation) -> ChatCompletionChunk {
-        let mut c = self.chunk(vec![ChunkChoice { index: 0, delta: Delta::default(), finish_reason: Some(g.finish_reason.as_str()) }]);
+        let mut c =
+            self.chunk(vec![ChunkChoice { index: 0, delta: Delta::default(), logprobs: ChoiceLogprobs::of(g), finish_reason: Some(g.finish_reason.as_str()) }]);
         c.thinking = Thinking::of(g);
         c
     }
@@ -723,7 +787,8 @@ pub(crate) struct TextCompletionRequestDto {
     /// Put the prompt before the continuation in `text`.
     #[serde(default)]
     echo: Option<bool>,
-    /// Token log-probabilities: not returned (`null` or `0` only).
+    /// Return each generated token's log-probability with this many alternatives,
+    /// 0..=20 (not with `echo`). Local models on the native engine serve them.
     #[serde(default)]
     logprobs: Option<i64>,
     /// Choices per prompt: 1 only.
@@ -738,9 +803,6 @@ impl TextCompletionRequestDto {
     /// The core request, whether to stream, and whether a final `usage` chunk was asked
     /// for; an option we do not serve is an error naming it.
     pub(crate) fn into_parts(self) -> Result<(llamafarm_core::chat::TextCompletionRequest, bool, bool), String> {
-        if self.logprobs.is_some_and(|l| l != 0) {
-            return Err("logprobs is not supported by the local engines; leave it out".into());
-        }
         if self.n.is_some_and(|n| n != 1) {
             return Err("n must be 1 (one choice per prompt)".into());
         }
@@ -764,8 +826,48 @@ impl TextCompletionRequestDto {
             stop,
             seed: self.seed,
             echo: self.echo.unwrap_or(false),
+            logprobs: self.logprobs,
         };
         Ok((req, self.stream == Some(true), self.stream_options.is_some_and(|o| o.include_usage)))
+    }
+}
+
+/// The legacy completions' `logprobs` of a choice: per generated token, its text, its
+/// log-probability, the most likely alternatives and its character offset in `text`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct TextLogprobsDto {
+    tokens: Vec<String>,
+    token_logprobs: Vec<f32>,
+    /// Per token: alternative token -> log-probability, most likely first.
+    #[schema(value_type = Vec<Object>)]
+    top_logprobs: Vec<TopMap>,
+    text_offset: Vec<usize>,
+}
+
+/// Alternatives as a JSON object in their order (the values as the `f32`s they are, so they
+/// print as `token_logprobs` does).
+pub(crate) struct TopMap(Vec<(String, f32)>);
+
+impl Serialize for TopMap {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+    }
+}
+
+impl TextLogprobsDto {
+    fn of(l: &[TokenLogprob]) -> Self {
+        let mut offset = 0;
+        let mut text_offset = Vec::with_capacity(l.len());
+        for t in l {
+            text_offset.push(offset);
+            offset += t.token.chars().count();
+        }
+        Self {
+            tokens: l.iter().map(|t| t.token.clone()).collect(),
+            token_logprobs: l.iter().map(|t| t.logprob).collect(),
+            top_logprobs: l.iter().map(|t| TopMap(t.top.iter().map(|x| (x.token.clone(), x.logprob)).collect())).collect(),
+            text_offset,
+        }
     }
 }
 
@@ -774,9 +876,8 @@ impl TextCompletionRequestDto {
 pub(crate) struct TextChoiceDto {
     text: String,
     index: usize,
-    /// Always `null`.
-    #[schema(value_type = Option<Object>)]
-    logprobs: Option<Value>,
+    /// With `logprobs` (in a stream, in the choice's last chunk), else `null`.
+    logprobs: Option<TextLogprobsDto>,
     /// `stop` or `length` (`null` in a stream until the choice's last chunk).
     finish_reason: Option<&'static str>,
 }
@@ -807,15 +908,23 @@ pub(crate) struct TextCompletionDto {
 
 impl TextCompletionDto {
     /// A chunk of a stream with `text` for choice `index`.
-    pub(crate) fn chunk(id: &str, created: i64, model: &str, index: usize, text: &str, finish_reason: Option<&'static str>) -> Self {
+    pub(crate) fn chunk(id: &str, created: i64, model: &str, index: usize, text: &str) -> Self {
         Self {
             id: id.to_string(),
             object: "text_completion",
             created,
             model: model.to_string(),
-            choices: vec![TextChoiceDto { text: text.to_string(), index, logprobs: None, finish_reason }],
+            choices: vec![TextChoiceDto { text: text.to_string(), index, logprobs: None, finish_reason: None }],
             usage: None,
         }
+    }
+
+    /// The last chunk of choice `index`: its finish reason and log-probabilities.
+    pub(crate) fn finish_chunk(id: &str, created: i64, model: &str, index: usize, c: &llamafarm_core::chat::TextChoice) -> Self {
+        let mut chunk = Self::chunk(id, created, model, index, "");
+        chunk.choices[0].finish_reason = Some(c.finish_reason.as_str());
+        chunk.choices[0].logprobs = c.logprobs.as_deref().map(TextLogprobsDto::of);
+        chunk
     }
 
     /// The `usage` of `c`.
@@ -838,7 +947,12 @@ impl From<llamafarm_core::chat::TextCompletion> for TextCompletionDto {
                 .choices
                 .into_iter()
                 .enumerate()
-                .map(|(index, x)| TextChoiceDto { text: x.text, index, logprobs: None, finish_reason: Some(x.finish_reason.as_str()) })
+                .map(|(index, x)| TextChoiceDto {
+                    logprobs: x.logprobs.as_deref().map(TextLogprobsDto::of),
+                    text: x.text,
+                    index,
+                    finish_reason: Some(x.finish_reason.as_str()),
+                })
                 .collect(),
             id: c.id,
             object: "text_completion",

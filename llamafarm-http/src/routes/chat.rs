@@ -287,14 +287,14 @@ async fn text_completions(State(st): State<AppState>, Json(body): Json<TextCompl
         let result = {
             let mut sink = |i: usize, text: &str| {
                 started = true;
-                send(&TextCompletionDto::chunk(&id, created, &model, i, text, None))
+                send(&TextCompletionDto::chunk(&id, created, &model, i, text))
             };
             lf.complete_text(&req, &CancelFlag::new(), &mut sink)
         };
         match result {
             Ok(c) => {
                 for (i, x) in c.choices.iter().enumerate() {
-                    send(&TextCompletionDto::chunk(&id, created, &model, i, "", Some(x.finish_reason.as_str())));
+                    send(&TextCompletionDto::finish_chunk(&id, created, &model, i, x));
                 }
                 if include_usage {
                     send(&TextCompletionDto::usage_chunk(&c));

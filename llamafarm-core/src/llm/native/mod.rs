@@ -242,6 +242,10 @@ impl Decoder for Run<'_> {
     fn decode_text(&self, ids: &[u32]) -> String {
         self.m.tok.decode(ids)
     }
+
+    fn logprob(&self, token: u32, top: usize) -> Option<crate::llm::TokenLogprob> {
+        Some(super::control::token_logprob(&self.logits, token, top, |t| self.m.tok.piece(t).to_vec()))
+    }
 }
 
 impl ChatModel for NativeModel {
@@ -256,6 +260,10 @@ impl ChatModel for NativeModel {
 
     fn renders_tools(&self) -> bool {
         self.template.takes_tools
+    }
+
+    fn serves_logprobs(&self) -> bool {
+        true
     }
 
     fn continue_text(&self, prompt: &str, params: &GenerationParams, cancel: &CancelFlag, sink: Sink<'_>) -> Result<Generation> {
@@ -290,7 +298,7 @@ impl NativeModel {
         let logits = self.batcher.run(&member, &self.model, &ids[cached_tokens..], &mut cache)?;
         let policy = TokenPolicy::new(self.close_think.clone(), params.max_tokens, budget, prefilled, cancel.clone());
         let mut run = Run { m: self, member, cache, seen: ids, logits, sampler: Sampler::new(params), cap };
-        let mut g = decode_loop(&mut run, policy, constraint, &params.stop, prefilled, cancel, sink, prompt_tokens, t0)?;
+        let mut g = decode_loop(&mut run, policy, constraint, params, prefilled, cancel, sink, prompt_tokens, t0)?;
         g.cached_tokens = cached_tokens;
         if params.cache_prompt {
             self.prefixes.lock().unwrap_or_else(|p| p.into_inner()).put(run.seen, run.cache);
