@@ -85,13 +85,7 @@ fn docx_part(xml: &str, name: &str, part: &str, tables: bool, sections: &mut Vec
     let mut cells: Vec<String> = Vec::new();
     let mut table_depth = 0usize;
     loop {
-        let ev = reader.read_event().map_err(|e| Error::parse(format!("'{name}'"), format!("malformed {part}: {e}")))?;
-        if in_text {
-            if let Some(s) = super::xml_text(&ev) {
-                para.push_str(&s);
-                continue;
-            }
-        }
+        let Some(ev) = super::xml_event(&mut reader, name, part, in_text.then_some(&mut para))? else { continue };
         match ev {
             Event::Start(e) | Event::Empty(e) => match e.local_name().as_ref() {
                 "t" => in_text = true,

@@ -252,6 +252,17 @@ fn xml_text<'e>(ev: &'e quick_xml::events::Event<'_>) -> Option<std::borrow::Cow
     }
 }
 
+/// The next event of the DOCX or XLSX part `part` of `file`; `None` when it was text,
+/// taken into `text` (given inside a text element).
+fn xml_event<'x>(r: &mut quick_xml::Reader<&'x [u8]>, file: &str, part: &str, text: Option<&mut String>) -> Result<Option<quick_xml::events::Event<'x>>> {
+    let ev = r.read_event().map_err(|e| Error::parse(format!("'{file}'"), format!("malformed {part}: {e}")))?;
+    if let (Some(text), Some(s)) = (text, xml_text(&ev)) {
+        text.push_str(&s);
+        return Ok(None);
+    }
+    Ok(Some(ev))
+}
+
 /// Most bytes the parts of one DOCX or XLSX may decompress to, all together: a zip bomb
 /// (a small file whose parts inflate to gigabytes) stops here, whatever sizes its
 /// headers claim. The largest real document here (an 872-page handbook) inflates to 5.3 MiB.

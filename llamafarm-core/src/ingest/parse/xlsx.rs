@@ -35,13 +35,7 @@ fn xlsx(bytes: &[u8], name: &str) -> Result<ParsedDoc> {
         let mut r = quick_xml::Reader::from_str(&xml);
         let (mut cur, mut in_t) = (String::new(), false);
         loop {
-            let ev = r.read_event().map_err(|e| Error::parse(format!("'{name}'"), format!("malformed sharedStrings.xml: {e}")))?;
-            if in_t {
-                if let Some(s) = super::xml_text(&ev) {
-                    cur.push_str(&s);
-                    continue;
-                }
-            }
+            let Some(ev) = super::xml_event(&mut r, name, "sharedStrings.xml", in_t.then_some(&mut cur))? else { continue };
             match ev {
                 Event::Start(e) if e.local_name().as_ref() == "t" => in_t = true,
                 Event::End(e) if e.local_name().as_ref() == "t" => in_t = false,
@@ -63,13 +57,7 @@ fn xlsx(bytes: &[u8], name: &str) -> Result<ParsedDoc> {
         let (mut row, mut header): (Vec<String>, Option<Vec<String>>) = (Vec::new(), None);
         let (mut cell_type, mut val, mut in_v) = (String::new(), String::new(), false);
         loop {
-            let ev = r.read_event().map_err(|e| Error::parse(format!("'{name}'"), format!("malformed {sheet}: {e}")))?;
-            if in_v {
-                if let Some(s) = super::xml_text(&ev) {
-                    val.push_str(&s);
-                    continue;
-                }
-            }
+            let Some(ev) = super::xml_event(&mut r, name, sheet, in_v.then_some(&mut val))? else { continue };
             match ev {
                 Event::Start(e) => match e.local_name().as_ref() {
                     "c" => {
