@@ -309,9 +309,9 @@ pub(crate) fn token_logprob(logits: &[f32], token: u32, top: usize, piece: impl 
     let z: f64 = logits.iter().map(|&l| f64::from(l - m).exp()).sum();
     let lse = f64::from(m) + z.ln();
     let lp = |t: u32| logits.get(t as usize).map_or(f32::NEG_INFINITY, |&l| (f64::from(l) - lse) as f32);
-    let mut ids: Vec<u32> = (0..logits.len() as u32).collect();
     let order = |a: &u32, b: &u32| logits[*b as usize].total_cmp(&logits[*a as usize]).then(a.cmp(b));
-    let top = top.min(ids.len());
+    let top = top.min(logits.len());
+    let mut ids: Vec<u32> = if top == 0 { Vec::new() } else { (0..logits.len() as u32).collect() };
     if top > 0 && top < ids.len() {
         ids.select_nth_unstable_by(top - 1, order);
     }

@@ -3,13 +3,13 @@
 //! Each server is connected on first use (stdio servers are started with their
 //! `command`, `args` and `env`; `http` servers are reached over streamable HTTP at
 //! `base_url` with their `headers`, and `sse` servers over the older HTTP+SSE transport
-//! (`mcp/sse.rs`), or streamable HTTP where `base_url` opens no event stream), through `rmcp`,
-//! the official Rust SDK, on a small runtime of its own. A connection is kept per project and server, and
-//! replaced when the server's config changes or the connection fails (a crashed
-//! server is started again on the next call). A kept connection's tools are listed
-//! again when the last listing is older than [`RELIST_AFTER`], so a server that adds or
-//! drops tools while it runs is seen within that time, on every protocol version (a
-//! `tools/list_changed` notification needs a subscription on the newest one).
+//! (`mcp/sse.rs`), or streamable HTTP where `base_url` opens no event stream), through
+//! `rmcp`, the official Rust SDK, on a small runtime of its own. A connection is kept per
+//! project and server, and replaced when the server's config changes or the connection
+//! fails (a crashed server is started again on the next call). A kept connection's tools
+//! are listed again when the last listing is older than [`RELIST_AFTER`], so a server that
+//! adds or drops tools while it runs is seen within that time, on every protocol version
+//! (a `tools/list_changed` notification needs a subscription on the newest one).
 //!
 //! Failures never hang a chat: connecting and each call have a time limit, and a
 //! server that cannot be reached, crashes, times out or answers with an error gives
