@@ -6,14 +6,18 @@ cd "$(dirname "$0")/.."
 
 cargo fmt --all --check
 scripts/fetch-models.sh
-cargo clippy --workspace --all-targets --locked -- -D warnings
+# The optional llama.cpp engine is built, linted and tested too: it compiles llama.cpp
+# from source (cmake, g++ and libclang, installed when missing; about 5 minutes once).
+scripts/services/llamacpp-toolchain.sh
+FEATURES=(--features llamafarm-core/llm-llamacpp,llamafarm-tests/llm-llamacpp,llamafarm-benches/llm-llamacpp)
+cargo clippy --workspace --all-targets --locked "${FEATURES[@]}" -- -D warnings
 # Real servers the tests start on loopback: a Chroma server (pinned, from PyPI) and Redis
 # (Debian's package).
 LF_CHROMA="$(scripts/services/chroma.sh)"
 LF_REDIS_SERVER="$(scripts/services/redis.sh)"
 export LF_CHROMA LF_REDIS_SERVER
-cargo test --workspace --locked
-RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
+cargo test --workspace --locked "${FEATURES[@]}"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet "${FEATURES[@]}"
 # The official openai Python SDK against a real `lf serve` (chat, streaming, models, embeddings,
 # tools, structured outputs), and the official MCP Python SDK against its MCP server.
 scripts/sdk/run.sh "${CARGO_TARGET_DIR:-target}/debug/lf"
@@ -24,6 +28,6 @@ scripts/web/run.sh "${CARGO_TARGET_DIR:-target}/debug/lf"
 scripts/schemathesis/run.sh "${CARGO_TARGET_DIR:-target}/debug/lf"
 # The embedding example must run, not just build.
 # (Built with the workspace's feature set: `cargo run -p` would rebuild mistral.rs for another one.)
-cargo build --workspace --examples --locked --quiet
+cargo build --workspace --examples --locked --quiet "${FEATURES[@]}"
 "${CARGO_TARGET_DIR:-target}/debug/examples/embed_projects" "$(mktemp -d)" >/dev/null
 echo "scripts/test.sh: all checks passed"

@@ -48,7 +48,8 @@ fn backend(log: bool) -> Result<&'static LlamaBackend> {
 /// A GGUF chat model loaded in llama.cpp.
 pub struct LlamaCppModel {
     id: String,
-    model: LlamaModel,
+    /// Shared with the grammar engine's tokenizer.
+    model: Arc<LlamaModel>,
     template: ChatTemplate,
     /// The rendered text starts with the BOS text itself (no BOS token added then).
     bos_text: String,
@@ -90,7 +91,7 @@ impl LlamaCppModel {
             n_ctx: options.n_ctx.unwrap_or(train).clamp(16, train),
             n_batch: options.n_batch.unwrap_or(512).max(1),
             n_threads,
-            model,
+            model: Arc::new(model),
             grammar: OnceLock::new(),
             turn: Mutex::new(()),
         })
@@ -125,14 +126,10 @@ impl LlamaCppModel {
                 eos.push(t);
             }
         }
-        // The grammar engine tokenises only to seed forced text: single-byte tokens suffice.
-        let mut bytes = [None; 256];
-        for (t, p) in pieces.iter().enumerate() {
-            if let [b] = p.as_slice() {
-                bytes[*b as usize].get_or_insert(t as u32);
-            }
-        }
-        let tokenize = Box::new(move |s: &[u8]| s.iter().filter_map(|b| bytes[*b as usize]).collect());
+        // The grammar engine allows forced text only as the model's own tokenisation of it
+        // (so a forced call's name and keys are the tokens the model would write).
+        let model = Arc::clone(&self.model);
+        let tokenize = Box::new(move |s: &[u8]| model.vocab().tokenize(s, false, false).into_iter().map(|t| t.0 as u32).collect());
         GrammarVocab::new(&pieces, &names, &eos, tokenize)
     }
 

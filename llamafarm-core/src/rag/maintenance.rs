@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::store::ChunkRecord;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeSet;
-use std::io::{BufRead, Seek, Write};
+use std::io::{BufRead, Read, Seek, Write};
 
 /// The `format` of an export's header line.
 pub const EXPORT_FORMAT: &str = "llamafarm-rag-export";
@@ -137,9 +137,10 @@ impl Rag {
 
     /// Read an export into `database`. Refused before anything is written when the
     /// export's embedding model or dimension differ from the database's, or when any line
-    /// is bad: every line is checked first while it is copied to an unnamed spool file in
-    /// the database's directory, then the spool is read back in batches, so memory holds
-    /// one batch and the documents' hashes whatever the export's size.
+    /// is bad: every line is parsed and checked first, its record written to an unnamed
+    /// spool file in the database's directory (binary, so it is not parsed again), then
+    /// the spool is read back in batches, so memory holds one batch and the documents'
+    /// hashes whatever the export's size.
     pub fn import(&self, database: &str, input: &mut dyn BufRead) -> Result<ImportReport> {
         let cfg = self.config()?;
         let db = self.open(&cfg, Some(database))?;
@@ -195,8 +196,8 @@ impl Rag {
                 continue;
             }
             let r = record(&line, i + 2)?;
+            spool_record(&mut spool, &r).map_err(spool_io)?;
             files.insert(r.file_hash);
-            writeln!(spool, "{}\t{line}", i + 2).map_err(spool_io)?;
         }
         let mut spool = spool.into_inner().map_err(|e| spool_io(e.into_error()))?;
         spool.seek(std::io::SeekFrom::Start(0)).map_err(spool_io)?;
@@ -208,10 +209,9 @@ impl Rag {
             report.skipped += r.skipped;
             Ok(())
         };
-        for line in std::io::BufReader::new(spool).lines() {
-            let line = line.map_err(spool_io)?;
-            let (n, line) = line.split_once('\t').unwrap_or(("0", &line));
-            batch.push(record(line, n.parse().unwrap_or(0))?);
+        let mut spool = std::io::BufReader::new(spool);
+        while let Some(r) = unspool_record(&mut spool).map_err(spool_io)? {
+            batch.push(r);
             if batch.len() == BATCH {
                 add(&mut batch, &mut report)?;
             }
@@ -221,5 +221,91 @@ impl Rag {
         }
         db.store.optimize()?;
         Ok(report)
+    }
+}
+
+/// Append a checked record to the import spool: each string and the vector length-prefixed,
+/// the metadata as JSON, the vector as little-endian `f32`.
+fn spool_record(w: &mut impl Write, r: &ChunkRecord) -> std::io::Result<()> {
+    let meta = Value::Object(r.metadata.clone()).to_string();
+    for s in [&r.id, &r.file_hash, &r.content, &meta] {
+        w.write_all(&(s.len() as u64).to_le_bytes())?;
+        w.write_all(s.as_bytes())?;
+    }
+    w.write_all(&(r.vector.len() as u64).to_le_bytes())?;
+    let bytes: Vec<u8> = r.vector.iter().flat_map(|v| v.to_le_bytes()).collect();
+    w.write_all(&bytes)
+}
+
+/// The next record [`spool_record`] wrote; `None` at the end of the spool.
+fn unspool_record(r: &mut impl Read) -> std::io::Result<Option<ChunkRecord>> {
+    let invalid = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("import spool: {what}"));
+    // The first length: a clean end of the spool ends the records.
+    let mut first = [0u8; 8];
+    let mut got = 0;
+    while got < 8 {
+        match r.read(&mut first[got..])? {
+            0 if got == 0 => return Ok(None),
+            0 => return Err(invalid("truncated")),
+            n => got += n,
+        }
+    }
+    let string = |b: Vec<u8>| String::from_utf8(b).map_err(|_| invalid("not UTF-8"));
+    let id = string(read_bytes(r, u64::from_le_bytes(first))?)?;
+    let (file_hash, content, meta) = (string(field(r, 1)?)?, string(field(r, 1)?)?, string(field(r, 1)?)?);
+    let bytes = field(r, 4)?;
+    let vector = bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    let metadata = match serde_json::from_str(&meta) {
+        Ok(Value::Object(m)) => m,
+        _ => return Err(invalid("metadata")),
+    };
+    Ok(Some(ChunkRecord { id, file_hash, content, metadata, vector }))
+}
+
+/// A length-prefixed field of `len * unit` bytes.
+fn field(r: &mut impl Read, unit: u64) -> std::io::Result<Vec<u8>> {
+    let mut b = [0u8; 8];
+    r.read_exact(&mut b)?;
+    let len = unit.checked_mul(u64::from_le_bytes(b)).ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "import spool: a field's length"))?;
+    read_bytes(r, len)
+}
+
+fn read_bytes(r: &mut impl Read, len: u64) -> std::io::Result<Vec<u8>> {
+    let mut b = Vec::new();
+    r.take(len).read_to_end(&mut b)?;
+    if b.len() as u64 != len {
+        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "import spool: truncated"));
+    }
+    Ok(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spooled_records_read_back_whole_and_a_cut_spool_is_an_error() {
+        let rec = |i: usize| ChunkRecord {
+            id: format!("c{i}"),
+            file_hash: "ab".repeat(32),
+            content: format!("täxt\t{i}\n\"quoted\""),
+            metadata: json!({"page": i, "name": "a.pdf"}).as_object().cloned().unwrap(),
+            vector: vec![0.1 * i as f32, -1e-30, f32::MAX, 0.0],
+        };
+        let mut spool = Vec::new();
+        for i in 0..3 {
+            spool_record(&mut spool, &rec(i)).unwrap();
+        }
+        let mut r = &spool[..];
+        for i in 0..3 {
+            let got = unspool_record(&mut r).unwrap().unwrap();
+            let want = rec(i);
+            assert_eq!((got.id, got.file_hash, got.content, got.metadata, got.vector), (want.id, want.file_hash, want.content, want.metadata, want.vector));
+        }
+        assert!(unspool_record(&mut r).unwrap().is_none(), "the end of the spool");
+        for cut in [3, 12, spool.len() / 3 - 2] {
+            let mut r = &spool[..cut];
+            assert!(unspool_record(&mut r).is_err(), "a spool cut at {cut} bytes");
+        }
     }
 }

@@ -2,8 +2,9 @@
 //! PDFs.
 //!
 //! A PDF page's text layer is used where it has one; a page without one is OCR'd
-//! from the images it draws (DCT/JPEG, Flate, LZW, ASCII85 and raw pixels in gray, RGB,
-//! CMYK or indexed colour, CCITT G3/G4 fax). A page that cannot be read is
+//! from the images it draws (DCT/JPEG, JPEG 2000, Flate, LZW, ASCII85 and raw pixels in
+//! gray, RGB, CMYK or indexed colour, CCITT G3/G4 fax, JBIG2 with its shared
+//! `JBIG2Globals`). A page that cannot be read is
 //! [`PageContent::Failed`] with the reason; the others are still read. Whole-file
 //! problems (empty, unknown type, corrupt, encrypted, too many pixels) are errors.
 
@@ -319,8 +320,8 @@ fn decode_pdf_image(doc: &Document, s: &Stream) -> std::result::Result<RgbImage,
             Ok(rgb)
         }
         Some(b"CCITTFaxDecode") | Some(b"CCF") => ccitt(doc, d, &data, w as u32, h as u32),
-        Some(b"JBIG2Decode") => Err("JBIG2 images are not decoded (no JBIG2 decoder is built in)".into()),
-        Some(b"JPXDecode") => Err("JPEG 2000 images are not decoded (no JPEG 2000 decoder is built in)".into()),
+        Some(b"JBIG2Decode") => jbig2(doc, d, &data),
+        Some(b"JPXDecode") => jpx(&data),
         _ => raw_pixels(doc, d, &data, w as usize, h as usize),
     }
 }
@@ -458,11 +459,7 @@ fn icc_components(doc: &Document) -> impl Fn(&Object) -> Option<usize> + '_ {
 }
 
 fn ccitt(doc: &Document, d: &Dictionary, data: &[u8], w: u32, h: u32) -> std::result::Result<RgbImage, String> {
-    let parms = d.get(b"DecodeParms").ok().and_then(|p| deref(doc, p)).and_then(|p| match p {
-        Object::Dictionary(d) => Some(d),
-        Object::Array(a) => a.last().and_then(|o| deref(doc, o)).and_then(|o| o.as_dict().ok()),
-        _ => None,
-    });
+    let parms = decode_parms(doc, d);
     let k = parms.and_then(|p| int(doc, p, b"K")).unwrap_or(0);
     let cols = parms.and_then(|p| int(doc, p, b"Columns")).unwrap_or(1728) as u32;
     let black_is_1 = parms.and_then(|p| p.get(b"BlackIs1").ok()).and_then(|o| o.as_bool().ok()).unwrap_or(false);
@@ -494,6 +491,85 @@ fn ccitt(doc: &Document, d: &Dictionary, data: &[u8], w: u32, h: u32) -> std::re
         return Err("could not decode a CCITT fax image".into());
     }
     Ok(img)
+}
+
+/// The image's `DecodeParms` dictionary (the last one where there are several filters).
+fn decode_parms<'a>(doc: &'a Document, d: &'a Dictionary) -> Option<&'a Dictionary> {
+    d.get(b"DecodeParms").ok().and_then(|p| deref(doc, p)).and_then(|p| match p {
+        Object::Dictionary(d) => Some(d),
+        Object::Array(a) => a.last().and_then(|o| deref(doc, o)).and_then(|o| o.as_dict().ok()),
+        _ => None,
+    })
+}
+
+/// A JBIG2 image in PDF's embedded organisation (its page's segments, with the shared
+/// `JBIG2Globals` segments where `DecodeParms` names them), black as 0 as PDF reads it
+/// (white where a `Decode` array `[1 0]` inverts it).
+fn jbig2(doc: &Document, d: &Dictionary, data: &[u8]) -> std::result::Result<RgbImage, String> {
+    let settings = hayro_jbig2::DecodeSettings::default();
+    let globals = match decode_parms(doc, d).and_then(|p| p.get(b"JBIG2Globals").ok()).and_then(|g| deref(doc, g)) {
+        Some(Object::Stream(g)) => {
+            let bytes = if g.dict.get(b"Filter").is_ok() {
+                g.decompressed_content().map_err(|e| format!("could not decompress JBIG2 globals: {e}"))?
+            } else {
+                g.content.clone()
+            };
+            Some(hayro_jbig2::Globals::new(&bytes, &settings).map_err(|e| format!("could not decode JBIG2 globals: {e}"))?)
+        }
+        _ => None,
+    };
+    let page = hayro_jbig2::Page::new_embedded(data, globals.as_ref(), &settings).map_err(|e| format!("could not read a JBIG2 image: {e}"))?;
+    let (w, h) = (page.width(), page.height());
+    check_pixels(w as u64, h as u64, "a JBIG2 image").map_err(|e| e.to_string())?;
+    let invert = matches!(d.get(b"Decode").ok().and_then(|o| deref(doc, o)), Some(Object::Array(a)) if a.first().and_then(|o| o.as_float().ok()) == Some(1.0));
+    let (black, white) = if invert { (255, 0) } else { (0, 255) };
+    struct Gray {
+        px: Vec<u8>,
+        black: u8,
+        white: u8,
+    }
+    impl hayro_jbig2::Decoder for Gray {
+        fn push_pixel(&mut self, black: bool) {
+            self.px.push(if black { self.black } else { self.white });
+        }
+        fn push_pixel_chunk(&mut self, black: bool, chunk_count: u32) {
+            let v = if black { self.black } else { self.white };
+            self.px.resize(self.px.len() + 8 * chunk_count as usize, v);
+        }
+        fn next_line(&mut self) {}
+    }
+    let mut gray = Gray { px: Vec::with_capacity(w as usize * h as usize), black, white };
+    page.decode(&mut gray).map_err(|e| format!("could not decode a JBIG2 image: {e}"))?;
+    let mut px = gray.px;
+    px.resize(w as usize * h as usize, white);
+    let img = image::GrayImage::from_raw(w, h, px).ok_or("a JBIG2 image of the wrong size")?;
+    Ok(image::DynamicImage::ImageLuma8(img).to_rgb8())
+}
+
+/// A JPEG 2000 image (a JP2 file or a bare codestream): gray, RGB or CMYK samples,
+/// palettes resolved, alpha dropped.
+fn jpx(data: &[u8]) -> std::result::Result<RgbImage, String> {
+    let img = hayro_jpeg2000::Image::new(data, &hayro_jpeg2000::DecodeSettings::default()).map_err(|e| format!("could not read a JPEG 2000 image: {e}"))?;
+    let (w, h) = (img.width(), img.height());
+    check_pixels(w as u64, h as u64, "a JPEG 2000 image").map_err(|e| e.to_string())?;
+    let mut ctx = hayro_jpeg2000::DecoderContext::default();
+    let decoded = img.decode(&mut ctx).map_err(|e| format!("could not decode a JPEG 2000 image: {e}"))?;
+    let samples = decoded.data_u8();
+    let n = (w as usize * h as usize).max(1);
+    let stride = samples.len() / n;
+    let colour = (img.color_space().num_channels() as usize).min(stride);
+    if stride == 0 || samples.len() != stride * n {
+        return Err("a JPEG 2000 image with samples of the wrong size".into());
+    }
+    let px = |i: usize| -> [u8; 3] {
+        let p = &samples[i * stride..i * stride + stride];
+        match colour {
+            4 => cmyk(p[0], p[1], p[2], p[3]),
+            3 => [p[0], p[1], p[2]],
+            _ => [p[0]; 3],
+        }
+    };
+    Ok(RgbImage::from_fn(w, h, |x, y| image::Rgb(px(y as usize * w as usize + x as usize))))
 }
 
 #[cfg(test)]

@@ -68,29 +68,51 @@ fn ppocr_reads_the_receipt_and_extracts_its_rows() {
 
 /// A PDF of image-only pages, one image each (JPEG when `jpeg`, else Flate RGB).
 pub(crate) fn image_pdf(images: &[image::RgbImage], jpeg: bool) -> Vec<u8> {
+    use pdf_extract::{Object, Stream};
+    let streams = images
+        .iter()
+        .map(|img| {
+            let (w, h) = img.dimensions();
+            let d = image_dict(w, h, "DeviceRGB", 8);
+            if jpeg {
+                let mut buf = std::io::Cursor::new(Vec::new());
+                img.write_to(&mut buf, image::ImageFormat::Jpeg).unwrap();
+                let mut d = d;
+                d.set("Filter", Object::Name(b"DCTDecode".to_vec()));
+                Stream::new(d, buf.into_inner())
+            } else {
+                let mut s = Stream::new(d, img.as_raw().clone());
+                s.compress().unwrap();
+                s
+            }
+        })
+        .collect::<Vec<_>>();
+    pdf_of_images(|_| streams)
+}
+
+/// An image XObject's dictionary.
+fn image_dict(w: u32, h: u32, colour_space: &str, bits: i64) -> pdf_extract::Dictionary {
+    use pdf_extract::{Dictionary, Object};
+    let mut d = Dictionary::new();
+    d.set("Type", Object::Name(b"XObject".to_vec()));
+    d.set("Subtype", Object::Name(b"Image".to_vec()));
+    d.set("Width", w as i64);
+    d.set("Height", h as i64);
+    d.set("ColorSpace", Object::Name(colour_space.as_bytes().to_vec()));
+    d.set("BitsPerComponent", bits);
+    d
+}
+
+/// A PDF with one page per image stream `streams` gives (it may add other objects to the
+/// document first), each drawing its image over the whole page.
+fn pdf_of_images(streams: impl FnOnce(&mut pdf_extract::Document) -> Vec<pdf_extract::Stream>) -> Vec<u8> {
     use pdf_extract::{Dictionary, Document, Object, Stream};
     let mut doc = Document::with_version("1.5");
+    let streams = streams(&mut doc);
     let pages_id = doc.new_object_id();
     let mut kids = Vec::new();
-    for img in images {
-        let (w, h) = img.dimensions();
-        let mut d = Dictionary::new();
-        d.set("Type", Object::Name(b"XObject".to_vec()));
-        d.set("Subtype", Object::Name(b"Image".to_vec()));
-        d.set("Width", w as i64);
-        d.set("Height", h as i64);
-        d.set("ColorSpace", Object::Name(b"DeviceRGB".to_vec()));
-        d.set("BitsPerComponent", 8);
-        let stream = if jpeg {
-            let mut buf = std::io::Cursor::new(Vec::new());
-            img.write_to(&mut buf, image::ImageFormat::Jpeg).unwrap();
-            d.set("Filter", Object::Name(b"DCTDecode".to_vec()));
-            Stream::new(d, buf.into_inner())
-        } else {
-            let mut s = Stream::new(d, img.as_raw().clone());
-            s.compress().unwrap();
-            s
-        };
+    for stream in streams {
+        let (w, h) = (stream.dict.get(b"Width").unwrap().as_i64().unwrap(), stream.dict.get(b"Height").unwrap().as_i64().unwrap());
         let img_id = doc.add_object(stream);
         let content = doc.add_object(Stream::new(Dictionary::new(), format!("q {w} 0 0 {h} 0 0 cm /Im0 Do Q").into_bytes()));
         let mut xobj = Dictionary::new();
@@ -100,7 +122,7 @@ pub(crate) fn image_pdf(images: &[image::RgbImage], jpeg: bool) -> Vec<u8> {
         let mut page = Dictionary::new();
         page.set("Type", Object::Name(b"Page".to_vec()));
         page.set("Parent", Object::Reference(pages_id));
-        page.set("MediaBox", Object::Array(vec![0.into(), 0.into(), (w as i64).into(), (h as i64).into()]));
+        page.set("MediaBox", Object::Array(vec![0.into(), 0.into(), w.into(), h.into()]));
         page.set("Contents", Object::Reference(content));
         page.set("Resources", Object::Dictionary(res));
         kids.push(Object::Reference(doc.add_object(page)));
@@ -146,6 +168,125 @@ fn scanned_pdfs_are_read_from_their_images() {
     let pages = load_pages(&std::fs::read(dir.join("pypdf-imagemagick-images.pdf")).unwrap(), "images.pdf", 0).unwrap();
     let decoded = pages.iter().filter(|p| p.image.is_some() || matches!(p.content, PageContent::Image(_))).count();
     assert!(decoded == pages.len(), "{decoded} of {} pages' images decoded: {:?}", pages.len(), pages.iter().map(|p| &p.content).collect::<Vec<_>>());
+}
+
+/// A scanned strip of the receipt (`tests/fixtures/scan-crop.png`, 600 x 260 gray) and the
+/// same pixels as lossless JPEG 2000 (`scan-crop.jp2`, written by OpenJPEG's `opj_compress`
+/// 2.5). In a PDF as JPEG 2000 (a JP2 file and its bare codestream) and as JBIG2 (the
+/// strip thresholded, coded by this test as an MMR generic region; with no `JBIG2Globals`
+/// and with an empty one), each page decodes to exactly its
+/// pixels and reads as the receipt's total; a corrupt JPEG 2000 or cut JBIG2 page fails
+/// with a reason while the good pages still read.
+#[test]
+fn jbig2_and_jpeg2000_scans_are_read() {
+    use pdf_extract::{Object, Stream};
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let gray = image::open(fixtures.join("scan-crop.png")).unwrap().to_luma8();
+    let (w, h) = gray.dimensions();
+    let jp2 = std::fs::read(fixtures.join("scan-crop.jp2")).unwrap();
+    let at = jp2.windows(4).position(|b| b == b"jp2c").unwrap() + 4;
+    let codestream = jp2[at..].to_vec();
+    let jpx = |bytes: Vec<u8>| {
+        let mut d = image_dict(w, h, "DeviceGray", 8);
+        d.set("Filter", Object::Name(b"JPXDecode".to_vec()));
+        Stream::new(d, bytes)
+    };
+    let bilevel: Vec<bool> = gray.pixels().map(|p| p.0[0] < 128).collect();
+    let jbig2 = |decode_inverted: bool, globals: Option<pdf_extract::ObjectId>, cut: Option<usize>| {
+        let mut d = image_dict(w, h, "DeviceGray", 1);
+        d.set("Filter", Object::Name(b"JBIG2Decode".to_vec()));
+        if decode_inverted {
+            d.set("Decode", Object::Array(vec![1.into(), 0.into()]));
+        }
+        if let Some(g) = globals {
+            let mut parms = pdf_extract::Dictionary::new();
+            parms.set("JBIG2Globals", Object::Reference(g));
+            d.set("DecodeParms", Object::Dictionary(parms));
+        }
+        let mut data = jbig2_mmr_page(&bilevel, w, h);
+        data.truncate(cut.unwrap_or(data.len()));
+        Stream::new(d, data)
+    };
+    let pdf = pdf_of_images(|doc| {
+        // An empty globals stream: no shared dictionaries, read and used.
+        let globals = doc.add_object(Stream::new(pdf_extract::Dictionary::new(), Vec::new()));
+        vec![
+            jpx(jp2.clone()),
+            jpx(codestream),
+            jbig2(false, None, None),
+            jbig2(true, None, None),
+            jbig2(false, Some(globals), None),
+            jpx(b"\xFF\x4F\xFF\x51\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00".to_vec()),
+            // Cut inside the page information segment (a cut later in the region decodes,
+            // leniently, as much of the page as is there).
+            jbig2(false, None, Some(20)),
+        ]
+    });
+    let pages = load_pages(&pdf, "scans.pdf", 0).unwrap();
+    assert_eq!(pages.len(), 7);
+    let image_of = |i: usize| match &pages[i].content {
+        PageContent::Image(img) => img.clone(),
+        other => panic!("page {i}: {other:?}"),
+    };
+    let want_gray = image::DynamicImage::ImageLuma8(gray.clone()).to_rgb8();
+    assert!(image_of(0) == want_gray, "JP2 file: the lossless pixels");
+    assert!(image_of(1) == want_gray, "bare codestream: the same pixels");
+    let bw = |black: u8| image::RgbImage::from_fn(w, h, |x, y| image::Rgb([if bilevel[(y * w + x) as usize] { black } else { 255 - black }; 3]));
+    assert!(image_of(2) == bw(0), "JBIG2: black where the strip is dark");
+    assert!(image_of(3) == bw(255), "JBIG2 with Decode [1 0]: inverted");
+    assert!(image_of(4) == bw(0), "JBIG2 with a globals stream");
+    for bad in [5, 6] {
+        assert!(
+            matches!(&pages[bad].content, PageContent::Failed(reason) if reason.contains("JPEG 2000") || reason.contains("JBIG2")),
+            "page {bad}: {:?}",
+            pages[bad].content
+        );
+    }
+    if !crate::ModelCache::from_env().is_available(PPOCR_MODEL) {
+        eprintln!("skipped the OCR half: {PPOCR_MODEL} is not in the model cache (run scripts/fetch-models.sh)");
+        return;
+    }
+    let (out, errors) = vision().ocr_pages(&pages[..5], &OcrOptions::default()).unwrap();
+    assert!(errors.is_empty(), "{errors:?}");
+    for (i, page) in out.pages.iter().enumerate() {
+        assert!(page.text.contains("$39.59") && page.text.contains("Debit"), "page {i}: {}", page.text);
+    }
+}
+
+/// One JBIG2 segment header (7.2: number, type, no referred-to segments, page
+/// association, data length) followed by its data.
+fn jbig2_segment(number: u32, kind: u8, page: u8, data: &[u8]) -> Vec<u8> {
+    let mut s = number.to_be_bytes().to_vec();
+    s.extend([kind, 0, page]);
+    s.extend((data.len() as u32).to_be_bytes());
+    s.extend_from_slice(data);
+    s
+}
+
+/// A JBIG2 page in PDF's embedded organisation: a page information segment, then an
+/// immediate lossless generic region coded with MMR (T.6, written by the `fax` crate's
+/// G4 encoder), `true` being black.
+fn jbig2_mmr_page(black: &[bool], w: u32, h: u32) -> Vec<u8> {
+    let mut info = Vec::new();
+    for v in [w, h, 0, 0] {
+        info.extend(v.to_be_bytes());
+    }
+    info.extend([1, 0, 0]); // eventually lossless; no striping
+    let mut enc = fax::encoder::Encoder::new(fax::VecWriter::new());
+    for row in black.chunks(w as usize) {
+        enc.encode_line(row.iter().map(|&b| if b { fax::Color::Black } else { fax::Color::White }), w as u16).unwrap();
+    }
+    let mmr = enc.finish().unwrap().finish();
+    let mut region = Vec::new();
+    for v in [w, h, 0, 0] {
+        region.extend(v.to_be_bytes());
+    }
+    region.push(0); // combination operator OR
+    region.push(1); // MMR
+    region.extend(mmr);
+    let mut out = jbig2_segment(0, 48, 1, &info);
+    out.extend(jbig2_segment(1, 39, 1, &region));
+    out
 }
 
 #[test]

@@ -28,3 +28,48 @@ unsafe fn dp_avx2_signed(acc: __m256i, w: __m256i, x: __m256i) -> __m256i {
 }
 
 tile_kernel!(tile_avx2, "avx2,fma", dp_avx2, unbias, dp_avx2_signed, true);
+
+/// Float weights (`K`: 0 `F32`, 1 `F16`, 2 `BF16`) times unquantised activations: eight
+/// rows' values of a column converted to `f32` in one register, multiplied with the
+/// column's broadcast activation into two chains (even and odd columns) per activation
+/// row; the order of `portable::float_tile`.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn float_tile<const T: usize, const K: u8>(w: &[u8], xs: &[&[f32]], acc: &mut [[f32; RG]; TILE]) {
+    const { assert!(T >= 1 && T <= TILE) };
+    let cols = xs[0].len();
+    let eb = if K == 0 { 4 } else { 2 };
+    assert!(xs.len() == T && xs.iter().all(|x| x.len() == cols) && cols.is_multiple_of(2) && w.len() == cols * RG * eb);
+    let load = |c: usize| -> __m256 {
+        let p = w.as_ptr().wrapping_add(c * RG * eb);
+        match K {
+            0 => _mm256_loadu_ps(p as *const f32),
+            1 => _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i)),
+            _ => _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(_mm_loadu_si128(p as *const __m128i)))),
+        }
+    };
+    let xp: [*const f32; TILE] = std::array::from_fn(|t| xs[t.min(T - 1)].as_ptr());
+    let mut even = [_mm256_setzero_ps(); TILE];
+    let mut odd = [_mm256_setzero_ps(); TILE];
+    let mut c = 0;
+    while c < cols {
+        let (w0, w1) = (load(c), load(c + 1));
+        // One activation row (written out per row: a loop over `T` stays a loop, with the
+        // sums in memory).
+        macro_rules! act {
+            ($t:literal) => {
+                if $t < T {
+                    even[$t] = _mm256_fmadd_ps(w0, _mm256_set1_ps(*xp[$t].wrapping_add(c)), even[$t]);
+                    odd[$t] = _mm256_fmadd_ps(w1, _mm256_set1_ps(*xp[$t].wrapping_add(c + 1)), odd[$t]);
+                }
+            };
+        }
+        act!(0);
+        act!(1);
+        act!(2);
+        act!(3);
+        c += 2;
+    }
+    for t in 0..T {
+        _mm256_storeu_ps(acc[t].as_mut_ptr(), _mm256_add_ps(even[t], odd[t]));
+    }
+}

@@ -1,24 +1,30 @@
-//! Quantised weight matrices and their matrix-product kernels.
+//! Weight matrices as GGUF stores them, and their matrix-product kernels.
 //!
-//! Weights are held in 32-element blocks, `x = d * q + m`, in one of three kinds of code:
+//! Quantised weights are held in 32-element blocks, `x = d * q + m`, in one of three kinds
+//! of code:
 //! - [`Kind::Q4_1`]: `q` a nibble in `0..16`, one `d` and `m` per block;
 //! - [`Kind::Q8_0`]: `q` a byte in `0..256`, one `d` and `m` per block;
 //! - [`Kind::Q8x16`]: `q` a byte, a `d` and `m` per 16 elements (the kernels keep the two
 //!   halves' integer sums apart and scale each).
 //!
-//! The common GGUF types are held exactly, with no re-quantisation: `Q4_0` (`m = -8 d`),
-//! `Q4_1` and `Q4_K` (its 6-bit sub-block scales and minimums folded into `d` and `m`) as
-//! nibbles; `Q5_0`, `Q5_1`, `Q5_K` and `Q8_0` (stored plus 128 with `m = -128 d`) as
-//! bytes; `Q6_K` (an 8-bit scale per 16 elements) as bytes with two scales a block. The
-//! rest (`Q2_K`, `Q3_K`, floats) are dequantised at load and re-quantised to `Q8_0`, a
-//! finer grid than those sources.
+//! Every GGUF type llama.cpp writes for these models is held exactly, with no
+//! re-quantisation: `Q4_0` (`m = -8 d`), `Q4_1` and `Q4_K` (its 6-bit sub-block scales and
+//! minimums folded into `d` and `m`) as nibbles; `Q5_0`, `Q5_1`, `Q5_K` and `Q8_0` (stored
+//! plus 128 with `m = -128 d`) as bytes; `Q6_K`, `Q3_K` and `Q2_K` (a scale, and for
+//! `Q2_K` a minimum, per 16 elements) as bytes with two scales a block. `F32`, `F16` and
+//! `BF16` weights ([`Kind::F32`], [`Kind::F16`], [`Kind::Bf16`]) are kept in their own
+//! format and multiplied with the unquantised activations in `f32` (fused multiply-adds,
+//! F16C conversions). Other types (the `IQ` family) are dequantised at load and
+//! re-quantised to `Q8_0` by the caller.
 //!
 //! At load the rows are interleaved in groups of eight ([`QMatrix`]): a kernel
 //! multiplies a 32-bit broadcast of four activation codes with four codes of each of
 //! eight rows in one instruction, so every lane accumulates its own row and no
 //! horizontal sums are needed (the layout of llama.cpp's repacked `Q4_0x8` GEMMs).
-//! Prefill multiplies each group with four activation rows per pass over its blocks;
-//! decoding is the same kernel with one.
+//! Float weights are interleaved the same way, one element of each of the eight rows per
+//! 256-bit lane set, multiplied with one broadcast activation. Prefill multiplies each
+//! group with four activation rows per pass over its blocks; decoding is the same kernel
+//! with one.
 //!
 //! Activations are quantised per 32-element block to `i8` with an `f32` scale and the
 //! block's sum of codes (llama.cpp's `Q8_1`), so a dot product is
@@ -26,7 +32,8 @@
 //! arithmetic. The inner `q_w . q_a` is exact integer arithmetic: `vpdpbusd` with
 //! AVX-512 VNNI (`avx512.rs`), `vpmaddubsw`/`vpmaddwd` with AVX2 (`avx2.rs`), else a
 //! portable loop (`portable.rs`); the [`Kernel`] is chosen at run time from the [`Cpu`],
-//! and all three give the same results bit for bit.
+//! and all three give the same results bit for bit (the float kernel too: `avx2.rs`
+//! with F16C, or `portable.rs`, in the same order of fused operations).
 
 #[cfg(target_arch = "x86_64")]
 /// One kernel body per instruction set. `$dp4(acc, w, x)` adds the four-code dot
@@ -189,6 +196,38 @@ pub enum Kind {
     Q8_0,
     /// 8-bit unsigned codes with a scale and an offset per 16 elements (two per block).
     Q8x16,
+    /// `f32` values (GGUF `F32`).
+    F32,
+    /// IEEE half values (GGUF `F16`).
+    F16,
+    /// bfloat16 values (GGUF `BF16`).
+    Bf16,
+}
+
+impl Kind {
+    /// Bytes per value of a float kind; `None` for the quantised kinds.
+    pub fn float_bytes(self) -> Option<usize> {
+        match self {
+            Kind::F32 => Some(4),
+            Kind::F16 | Kind::Bf16 => Some(2),
+            Kind::Q4_1 | Kind::Q8_0 | Kind::Q8x16 => None,
+        }
+    }
+
+    /// Whether values are kept as floats (no codes, no activation quantisation).
+    pub fn is_float(self) -> bool {
+        self.float_bytes().is_some()
+    }
+
+    /// Value `i` of a float kind's little-endian bytes.
+    fn float_at(self, bytes: &[u8], i: usize) -> f32 {
+        match self {
+            Kind::F32 => f32::from_le_bytes([bytes[4 * i], bytes[4 * i + 1], bytes[4 * i + 2], bytes[4 * i + 3]]),
+            Kind::F16 => f16_to_f32(u16::from_le_bytes([bytes[2 * i], bytes[2 * i + 1]])),
+            Kind::Bf16 => f32::from_bits((u16::from_le_bytes([bytes[2 * i], bytes[2 * i + 1]]) as u32) << 16),
+            Kind::Q4_1 | Kind::Q8_0 | Kind::Q8x16 => unreachable!("not a float kind"),
+        }
+    }
 }
 
 /// Rows per interleaved group: one 32-bit lane of a 256-bit register per row.
@@ -246,7 +285,9 @@ impl Kernel {
 /// nibbles are elements `4c..4c + 4` and the high ones `16 + 4c..`), `Q8_0` 8 loads of
 /// bytes (elements `4c..4c + 4`, stored plus 128 so they are unsigned). Scales and
 /// offsets are eight `f32` per (group, block): `x = d * q + m`, with `m = -128 d` for
-/// `Q8_0`. A last partial group is padded with zero rows.
+/// `Q8_0`. A last partial group is padded with zero rows. Float kinds keep, per (group,
+/// block), the block's 32 columns one after the other, each as the eight rows' values
+/// (little-endian, as in the GGUF), and no scales.
 pub struct QMatrix {
     /// Block type.
     pub kind: Kind,
@@ -291,6 +332,16 @@ fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
     }
 }
 
+/// The sixteen signed 6-bit scales of a `Q3_K` super-block (12 bytes: the low four bits
+/// of each in the first eight, the high two packed in the last four), less their bias 32.
+fn q3_k_scales(b: &[u8]) -> [i8; 16] {
+    std::array::from_fn(|i| {
+        let low = if i < 8 { b[i] & 15 } else { b[i - 8] >> 4 };
+        let high = (b[8 + i % 4] >> (2 * (i / 4))) & 3;
+        (low | (high << 4)) as i8 - 32
+    })
+}
+
 /// Code bytes, scales and offsets of row-major blocks being read.
 #[derive(Default)]
 struct Blocks {
@@ -333,7 +384,50 @@ impl QMatrix {
         match kind {
             Kind::Q4_1 => 16 * RG,
             Kind::Q8_0 | Kind::Q8x16 => QK * RG,
+            Kind::F32 | Kind::F16 | Kind::Bf16 => QK * RG * kind.float_bytes().unwrap_or(4),
         }
+    }
+
+    /// Interleave row-major float values (`bytes`: `rows x cols` values of a float
+    /// `kind`, little-endian); `None` when the size does not match.
+    fn pack_float(kind: Kind, bytes: &[u8], rows: usize, cols: usize) -> Option<Self> {
+        let eb = kind.float_bytes()?;
+        if !cols.is_multiple_of(QK) || bytes.len() != rows * cols * eb {
+            return None;
+        }
+        let groups = rows.div_ceil(RG);
+        let mut qs = vec![0u8; groups * cols * RG * eb];
+        for r in 0..rows {
+            let (g, j) = (r / RG, r % RG);
+            let row = &bytes[r * cols * eb..(r + 1) * cols * eb];
+            for (c, v) in row.chunks_exact(eb).enumerate() {
+                let at = ((g * cols + c) * RG + j) * eb;
+                qs[at..at + eb].copy_from_slice(v);
+            }
+        }
+        Some(Self { kind, rows, cols, qs, d: Vec::new(), m: Vec::new(), d2: Vec::new(), m2: Vec::new() })
+    }
+
+    /// Row `r` of a float kind, as its little-endian bytes, appended to `out`.
+    fn float_row_bytes(&self, r: usize, out: &mut Vec<u8>) {
+        let eb = self.kind.float_bytes().unwrap_or(4);
+        let (g, j) = (r / RG, r % RG);
+        for c in 0..self.cols {
+            let at = ((g * self.cols + c) * RG + j) * eb;
+            out.extend_from_slice(&self.qs[at..at + eb]);
+        }
+    }
+
+    /// The same values as a [`Kind::F32`] matrix (exactly the values [`QMatrix::row_f32`]
+    /// gives), so matrices of float and quantised kinds can be stacked.
+    pub fn to_f32(&self) -> QMatrix {
+        let mut bytes = Vec::with_capacity(self.rows * self.cols * 4);
+        let mut row = vec![0f32; self.cols];
+        for r in 0..self.rows {
+            self.row_f32(r, &mut row);
+            bytes.extend(row.iter().flat_map(|v| v.to_le_bytes()));
+        }
+        Self::pack_float(Kind::F32, &bytes, self.rows, self.cols).unwrap_or_else(|| unreachable!("sizes match by construction"))
     }
 
     fn groups(&self) -> usize {
@@ -376,6 +470,7 @@ impl QMatrix {
                             dst[c * 32 + j * 4..c * 32 + j * 4 + 4].copy_from_slice(&blk[c * 4..c * 4 + 4]);
                         }
                     }
+                    Kind::F32 | Kind::F16 | Kind::Bf16 => unreachable!("float kinds are packed by pack_float"),
                 }
             }
         }
@@ -396,11 +491,44 @@ impl QMatrix {
         Some(b.matrix(kind, rows, cols))
     }
 
-    /// From GGUF blocks of type `dtype` (its name as in ggml: `Q4_0`, `Q4_1`, `Q4_K`,
-    /// `Q5_0`, `Q5_1`, `Q5_K`, `Q6_K`, `Q8_0`); `None` for another type or a size that
-    /// does not match. The values are kept exactly.
+    /// From GGUF blocks of type `dtype` (its name as in ggml: `Q2_K`, `Q3_K`, `Q4_0`,
+    /// `Q4_1`, `Q4_K`, `Q5_0`, `Q5_1`, `Q5_K`, `Q6_K`, `Q8_0`, `F16`, `BF16`, `F32`);
+    /// `None` for another type or a size that does not match. The values are kept exactly.
     pub fn from_gguf(dtype: &str, bytes: &[u8], rows: usize, cols: usize) -> Option<Self> {
         match dtype {
+            "F32" => Self::pack_float(Kind::F32, bytes, rows, cols),
+            "F16" => Self::pack_float(Kind::F16, bytes, rows, cols),
+            "BF16" => Self::pack_float(Kind::Bf16, bytes, rows, cols),
+            "Q2_K" => Self::read(Kind::Q8x16, bytes, rows, cols, 256, 84, |b, out| {
+                let (scales, qs, d, dmin) = (&b[0..16], &b[16..80], half(b, 80), half(b, 82));
+                // Two halves of 128: four 2-bit planes of 32 bytes each, every 16 elements
+                // with a 4-bit scale (low nibble) and minimum (high nibble).
+                for n in 0..2 {
+                    let q = &qs[32 * n..32 * n + 32];
+                    for j in 0..4 {
+                        let codes: [u8; QK] = std::array::from_fn(|l| (q[l] >> (2 * j)) & 3);
+                        let half_of = |sc: u8| (d * (sc & 15) as f32, -(dmin * (sc >> 4) as f32));
+                        out.push_halves(&codes, half_of(scales[8 * n + 2 * j]), half_of(scales[8 * n + 2 * j + 1]));
+                    }
+                }
+            }),
+            "Q3_K" => Self::read(Kind::Q8x16, bytes, rows, cols, 256, 110, |b, out| {
+                let (hmask, qs, d) = (&b[0..32], &b[32..96], half(b, 108));
+                let scales = q3_k_scales(&b[96..108]);
+                // As `Q2_K`, with a third bit per element in `hmask` (bit `4n + j`) and
+                // signed 6-bit scales: `x = d * s * (code - 4)`, `code` in `0..8`.
+                for n in 0..2 {
+                    let q = &qs[32 * n..32 * n + 32];
+                    for j in 0..4 {
+                        let codes: [u8; QK] = std::array::from_fn(|l| ((q[l] >> (2 * j)) & 3) | (((hmask[l] >> (4 * n + j)) & 1) << 2));
+                        let half_of = |s: i8| {
+                            let dl = d * s as f32;
+                            (dl, -4.0 * dl)
+                        };
+                        out.push_halves(&codes, half_of(scales[8 * n + 2 * j]), half_of(scales[8 * n + 2 * j + 1]));
+                    }
+                }
+            }),
             "Q4_0" => Self::read(Kind::Q4_1, bytes, rows, cols, QK, 18, |b, out| {
                 let d = half(b, 0);
                 out.qs.extend_from_slice(&b[2..18]);
@@ -522,6 +650,14 @@ impl QMatrix {
 
     /// Row `r` as `f32` (embedding lookups).
     pub fn row_f32(&self, r: usize, out: &mut [f32]) {
+        if self.kind.is_float() {
+            let mut bytes = Vec::new();
+            self.float_row_bytes(r, &mut bytes);
+            for (i, o) in out[..self.cols].iter_mut().enumerate() {
+                *o = self.kind.float_at(&bytes, i);
+            }
+            return;
+        }
         let mut b = Blocks::default();
         self.row_blocks(r, &mut b);
         for (i, o) in out[..self.cols].chunks_exact_mut(QK).enumerate() {
@@ -544,20 +680,22 @@ impl QMatrix {
                         *x = if l < 16 { d * q as f32 + m } else { b.d2[i] * q as f32 + b.m2[i] };
                     }
                 }
+                Kind::F32 | Kind::F16 | Kind::Bf16 => unreachable!("handled above"),
             }
         }
     }
 
     /// The same values with codes of `kind` (`Q4_1` nibbles widen to bytes; one scale per
     /// block becomes the same scale for both halves), exactly; `None` when `kind` is
-    /// narrower than this matrix's.
+    /// narrower than this matrix's, or either is a float kind (see [`QMatrix::to_f32`]).
     pub fn widen_to(&self, kind: Kind) -> Option<QMatrix> {
         let rank = |k: Kind| match k {
-            Kind::Q4_1 => 0,
-            Kind::Q8_0 => 1,
-            Kind::Q8x16 => 2,
+            Kind::Q4_1 => Some(0),
+            Kind::Q8_0 => Some(1),
+            Kind::Q8x16 => Some(2),
+            Kind::F32 | Kind::F16 | Kind::Bf16 => None,
         };
-        if rank(kind) < rank(self.kind) {
+        if rank(kind)? < rank(self.kind)? {
             return None;
         }
         let mut out = Blocks::default();
@@ -576,6 +714,7 @@ impl QMatrix {
                     Kind::Q4_1 => out.push_nibbles(&codes, lo.0, lo.1),
                     Kind::Q8_0 => out.push_bytes(&codes, lo.0, lo.1),
                     Kind::Q8x16 => out.push_halves(&codes, lo, if self.kind == Kind::Q8x16 { (row.d2[i], row.m2[i]) } else { lo }),
+                    Kind::F32 | Kind::F16 | Kind::Bf16 => unreachable!("ranked above"),
                 }
             }
         }
@@ -583,8 +722,12 @@ impl QMatrix {
     }
 
     /// The same values as byte codes, exactly (so matrices of different kinds can be
-    /// stacked): [`Kind::Q8_0`], or [`Kind::Q8x16`] for a matrix of that kind.
+    /// stacked): [`Kind::Q8_0`], or [`Kind::Q8x16`] for a matrix of that kind; a float
+    /// kind as [`Kind::F32`].
     pub fn widen(&self) -> QMatrix {
+        if self.kind.is_float() {
+            return self.to_f32();
+        }
         let to = if self.kind == Kind::Q8x16 { Kind::Q8x16 } else { Kind::Q8_0 };
         self.widen_to(to).unwrap_or_else(|| unreachable!("widening never narrows"))
     }
@@ -610,13 +753,21 @@ impl QMatrix {
             }
             return Some(a);
         }
+        let rows = parts.iter().map(|p| p.rows).sum();
+        if kind.is_float() {
+            let mut bytes = Vec::new();
+            for p in &parts {
+                for r in 0..p.rows {
+                    p.float_row_bytes(r, &mut bytes);
+                }
+            }
+            return Self::pack_float(kind, &bytes, rows, cols);
+        }
         let mut b = Blocks::default();
-        let mut rows = 0;
         for p in &parts {
             for r in 0..p.rows {
                 p.row_blocks(r, &mut b);
             }
-            rows += p.rows;
         }
         Some(b.matrix(kind, rows, cols))
     }
@@ -639,6 +790,9 @@ impl QMatrix {
         let n = a.n;
         assert_eq!(a.cols, self.cols, "activation width");
         assert_eq!(out.len(), n * self.rows, "output size");
+        if self.kind.is_float() {
+            return self.matmul_float(kernel, a, out, team);
+        }
         let (parts, rows, nb) = (team.threads(), self.rows, self.cols / QK);
         let gbb = Self::group_block_bytes(self.kind);
         let acts: Vec<QRow<'_>> = (0..n).map(|t| a.row(t)).collect();
@@ -678,6 +832,67 @@ impl QMatrix {
             }
         });
     }
+}
+
+impl QMatrix {
+    /// [`QMatrix::matmul_with`] for a float kind: the unquantised activations, with the
+    /// same split over the team (whole groups per part, activation rows in tiles).
+    fn matmul_float(&self, kernel: Kernel, a: &QActs, out: &mut [f32], team: &Team) {
+        let (parts, rows, cols) = (team.threads(), self.rows, self.cols);
+        let gb = cols * RG * self.kind.float_bytes().unwrap_or(4);
+        let xs: Vec<&[f32]> = a.x.chunks_exact(cols).collect();
+        let d = Disjoint::new(out);
+        let chunk = (24 * 1024 / cols).max(TILE) / TILE * TILE;
+        team.run(&|p| {
+            let groups = share(self.groups(), parts, p);
+            for (ci, rows_c) in xs.chunks(chunk).enumerate() {
+                for g in groups.clone() {
+                    let w = &self.qs[g * gb..(g + 1) * gb];
+                    let lanes = RG.min(rows - g * RG);
+                    for (ti, tile) in rows_c.chunks(TILE).enumerate() {
+                        let mut acc = [[0f32; RG]; TILE];
+                        float_tile(kernel, self.kind, w, tile, &mut acc);
+                        for (i, lane) in acc.iter().take(tile.len()).enumerate() {
+                            let t = ci * chunk + ti * TILE + i;
+                            // SAFETY: `share` gives each part its own groups, so its own
+                            // rows of every output row.
+                            let o = unsafe { d.range(t * rows + g * RG..t * rows + g * RG + lanes) };
+                            o.copy_from_slice(&lane[..lanes]);
+                        }
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// One float group's products with up to [`TILE`] activation rows: per row, two chains of
+/// fused multiply-adds over the columns (even and odd ones), added at the end.
+fn float_tile(kernel: Kernel, kind: Kind, w: &[u8], xs: &[&[f32]], acc: &mut [[f32; RG]; TILE]) {
+    #[cfg(target_arch = "x86_64")]
+    if kernel != Kernel::Portable && kernel.runs_on(Cpu::detected()) && Cpu::detected().has(Feature::F16c) {
+        macro_rules! go {
+            ($k:literal) => {
+                // SAFETY: the CPU has AVX2, FMA and F16C (checked just above); the kernel
+                // checks the slices' lengths.
+                unsafe {
+                    match xs.len() {
+                        4 => avx2::float_tile::<4, $k>(w, xs, acc),
+                        3 => avx2::float_tile::<3, $k>(w, xs, acc),
+                        2 => avx2::float_tile::<2, $k>(w, xs, acc),
+                        _ => avx2::float_tile::<1, $k>(w, xs, acc),
+                    }
+                }
+            };
+        }
+        return match kind {
+            Kind::F16 => go!(1),
+            Kind::Bf16 => go!(2),
+            _ => go!(0),
+        };
+    }
+    let _ = kernel;
+    portable::float_tile(kind, w, xs, acc)
 }
 
 /// One group's codes, scales and offsets.
@@ -748,6 +963,8 @@ pub struct QActs {
     sum_lo: Vec<i32>,
     s_lo: Vec<f32>,
     s_hi: Vec<f32>,
+    /// The activations themselves (for float weights).
+    x: Vec<f32>,
 }
 
 /// One row of [`QActs`].
@@ -804,7 +1021,7 @@ impl QActs {
             s_lo.push(sc * lo as f32);
             s_hi.push(sc * (sum - lo) as f32);
         }
-        Self { n: x.len() / cols, cols, qs: words, d, s, sum: sums, sum_lo, s_lo, s_hi }
+        Self { n: x.len() / cols, cols, qs: words, d, s, sum: sums, sum_lo, s_lo, s_hi, x: x.to_vec() }
     }
 
     /// Row `t`.
@@ -843,6 +1060,19 @@ mod tests {
             .collect()
     }
 
+    /// Every kernel this CPU has gives `want` (the detected kernel's products), bit for bit.
+    fn every_kernel_agrees(m: &QMatrix, a: &QActs, want: &[f32], team: &crate::team::Team, what: &str) {
+        for k in [Kernel::Portable, Kernel::Avx2, Kernel::Vnni] {
+            if !k.runs_on(Cpu::detected()) {
+                eprintln!("no {k:?} kernel here: not compared");
+                continue;
+            }
+            let mut o = vec![f32::NAN; want.len()];
+            m.matmul_with(k, a, &mut o, team);
+            assert_eq!(o, want, "{what}: {k:?} and {:?} differ", Kernel::detect());
+        }
+    }
+
     #[test]
     fn half_floats_convert_exactly() {
         for (h, f) in [(0x3c00u16, 1.0f32), (0xc000, -2.0), (0x0000, 0.0), (0x3555, 0.333_251_95), (0x0001, 5.960_464_5e-8), (0x7bff, 65504.0)] {
@@ -861,13 +1091,26 @@ mod tests {
         let x = rand(6 * cols, 9);
         let wt = Tensor::from_vec(w.clone(), (rows, cols), &Device::Cpu).unwrap();
         let name = |dt: GgmlDType| match dt {
+            GgmlDType::Q2K => "Q2_K".to_string(),
+            GgmlDType::Q3K => "Q3_K".to_string(),
             GgmlDType::Q4K => "Q4_K".to_string(),
             GgmlDType::Q5K => "Q5_K".to_string(),
             GgmlDType::Q6K => "Q6_K".to_string(),
             _ => format!("{dt:?}"),
         };
         let read = |dt: GgmlDType, q: &QTensor, rows: usize| QMatrix::from_gguf(&name(dt), &q.data().unwrap(), rows, cols).unwrap();
-        for dt in [GgmlDType::Q4_0, GgmlDType::Q4_1, GgmlDType::Q5_0, GgmlDType::Q5_1, GgmlDType::Q8_0, GgmlDType::Q4K, GgmlDType::Q5K, GgmlDType::Q6K] {
+        for dt in [
+            GgmlDType::Q4_0,
+            GgmlDType::Q4_1,
+            GgmlDType::Q5_0,
+            GgmlDType::Q5_1,
+            GgmlDType::Q8_0,
+            GgmlDType::Q2K,
+            GgmlDType::Q3K,
+            GgmlDType::Q4K,
+            GgmlDType::Q5K,
+            GgmlDType::Q6K,
+        ] {
             let q = QTensor::quantize(&wt, dt).unwrap();
             let m = read(dt, &q, rows);
             let deq: Vec<f32> = q.dequantize(&Device::Cpu).unwrap().flatten_all().unwrap().to_vec1().unwrap();
@@ -896,16 +1139,7 @@ mod tests {
                 }
             }
             assert_eq!(one, out[rows..2 * rows], "one row alone equals the batched row");
-            // Every kernel this CPU has gives the same results, bit for bit.
-            for k in [Kernel::Portable, Kernel::Avx2, Kernel::Vnni] {
-                if !k.runs_on(Cpu::detected()) {
-                    eprintln!("no {k:?} kernel here: not compared");
-                    continue;
-                }
-                let mut o = vec![f32::NAN; 6 * rows];
-                m.matmul_with(k, &a, &mut o, &team);
-                assert_eq!(o, out, "{dt:?}: {k:?} and {:?} differ", Kernel::detect());
-            }
+            every_kernel_agrees(&m, &a, &out, &team, &format!("{dt:?}"));
             // Stacking, across a partial group or whole ones, is the rows one after the other.
             for split in [30, 64] {
                 let q = |r: std::ops::Range<usize>| {
@@ -939,7 +1173,75 @@ mod tests {
         assert!(row.iter().zip(&w[5 * cols..6 * cols]).all(|(a, b)| (a - b).abs() <= 1.0 / 127.0 / 2.0 + 1e-6));
         assert!(QMatrix::from_q4_1(&[0u8; 19], 1, 32).is_none());
         assert!(QMatrix::from_gguf("Q4_K", &[0u8; 144], 1, 128).is_none(), "K-quants need whole 256-element super-blocks");
-        assert!(QMatrix::from_gguf("Q3_K", &[0u8; 110], 1, 256).is_none(), "a type not held exactly");
+        assert!(QMatrix::from_gguf("IQ4_NL", &[0u8; 18], 1, 32).is_none(), "a type not held exactly");
+        assert!(QMatrix::from_gguf("Q3_K", &[0u8; 109], 1, 256).is_none(), "a short Q3_K super-block");
         assert!(f.widen_to(Kind::Q4_1).is_none(), "widening never narrows");
+    }
+
+    /// `F32`, `F16` and `BF16` weights keep their values, their products are the
+    /// unquantised activations' (to `f32` rounding), and every kernel, batch size and
+    /// stacking gives the same results bit for bit.
+    #[test]
+    fn float_weights_are_kept_as_stored() {
+        let (rows, cols) = (70, 256);
+        let w = rand(rows * cols, 5);
+        let x = rand(6 * cols, 11);
+        let wt = Tensor::from_vec(w.clone(), (rows, cols), &Device::Cpu).unwrap();
+        let team = crate::team::Team::new(2);
+        for (dt, name, kind) in [(GgmlDType::F32, "F32", Kind::F32), (GgmlDType::F16, "F16", Kind::F16), (GgmlDType::BF16, "BF16", Kind::Bf16)] {
+            let q = QTensor::quantize(&wt, dt).unwrap();
+            let bytes = q.data().unwrap();
+            let m = QMatrix::from_gguf(name, &bytes, rows, cols).unwrap();
+            assert_eq!(m.kind, kind);
+            assert_eq!(m.bytes(), rows.div_ceil(RG) * RG * cols * kind.float_bytes().unwrap(), "{name}: stored at its own width");
+            let deq: Vec<f32> = q.dequantize(&Device::Cpu).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+            let mut row = vec![0f32; cols];
+            for r in 0..rows {
+                m.row_f32(r, &mut row);
+                assert_eq!(row, deq[r * cols..(r + 1) * cols], "{name} row {r}");
+            }
+            let a = QActs::quantize(&x, cols);
+            let mut out = vec![0f32; 6 * rows];
+            m.matmul(&a, &mut out, &team);
+            for t in 0..6 {
+                for r in 0..rows {
+                    let exact: f64 = (0..cols).map(|i| deq[r * cols + i] as f64 * x[t * cols + i] as f64).sum();
+                    let got = out[t * rows + r] as f64;
+                    assert!((got - exact).abs() < 1e-5 * (1.0 + exact.abs()), "{name} t{t} r{r}: {got} vs {exact}");
+                }
+            }
+            let mut one = vec![0f32; rows];
+            m.matmul(&QActs::quantize(&x[cols..2 * cols], cols), &mut one, &team);
+            assert_eq!(one, out[rows..2 * rows], "{name}: one row alone equals the batched row");
+            every_kernel_agrees(&m, &a, &out, &team, name);
+            for split in [30, 64] {
+                let part = |r: std::ops::Range<usize>| {
+                    QMatrix::from_gguf(name, &bytes[r.start * cols * bytes.len() / (rows * cols)..r.end * cols * bytes.len() / (rows * cols)], r.len(), cols)
+                        .unwrap()
+                };
+                let s = QMatrix::stack(vec![part(0..split), part(split..rows)]).unwrap();
+                let mut o = vec![0f32; 6 * rows];
+                s.matmul(&a, &mut o, &team);
+                assert_eq!(o, out, "{name}: stacked at {split}");
+            }
+            // As `f32` the values, so the products, are the same.
+            let wide = m.widen();
+            assert_eq!(wide.kind, Kind::F32);
+            let mut o = vec![0f32; 6 * rows];
+            wide.matmul(&a, &mut o, &team);
+            assert_eq!(o, out, "{name} widened to F32");
+            assert!(m.widen_to(Kind::Q8_0).is_none(), "floats are not widened to codes");
+        }
+        // A quantised matrix as `f32` stacks with a float one; its values are kept.
+        let q8 = QMatrix::q8_0_from_f32(&w[..64 * cols], 64, cols).unwrap();
+        let f = QMatrix::from_gguf("F32", &w[64 * cols..].iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>(), rows - 64, cols).unwrap();
+        let s = QMatrix::stack(vec![q8.to_f32(), f]).unwrap();
+        let (mut a1, mut a2) = (vec![0f32; cols], vec![0f32; cols]);
+        q8.row_f32(7, &mut a1);
+        s.row_f32(7, &mut a2);
+        assert_eq!(a1, a2);
+        s.row_f32(65, &mut a2);
+        assert_eq!(a2, w[65 * cols..66 * cols]);
+        assert!(QMatrix::from_gguf("F16", &[0u8; 62], 1, 32).is_none(), "a size that does not match");
     }
 }

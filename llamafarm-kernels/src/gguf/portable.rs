@@ -1,7 +1,7 @@
 //! The GGUF block kernel in plain Rust: the SIMD kernels' operations in the same order,
 //! so the same results bit for bit.
 
-use super::{Group, QRow, QK, RG, TILE};
+use super::{Group, Kind, QRow, QK, RG, TILE};
 
 /// The kernels' arithmetic in plain Rust (the same operations in the same order, so
 /// the same results bit for bit).
@@ -45,6 +45,23 @@ pub(super) fn tile(g: &Group<'_>, acts: &[QRow<'_>], acc: &mut [[f32; RG]; TILE]
                     out[j] = mw.mul_add(a.s[b], out[j]);
                 }
             }
+        }
+    }
+}
+
+/// The float kernel's arithmetic in plain Rust: per activation row and weight row, fused
+/// multiply-adds of even columns into one sum and odd ones into another, then their sum
+/// (the SIMD kernel's order, so the same results bit for bit).
+pub(super) fn float_tile(kind: Kind, w: &[u8], xs: &[&[f32]], acc: &mut [[f32; RG]; TILE]) {
+    for (x, out) in xs.iter().zip(acc.iter_mut()) {
+        let mut sums = [[0f32; RG]; 2];
+        for (c, &xc) in x.iter().enumerate() {
+            for (j, s) in sums[c % 2].iter_mut().enumerate() {
+                *s = kind.float_at(w, c * RG + j).mul_add(xc, *s);
+            }
+        }
+        for (j, o) in out.iter_mut().enumerate() {
+            *o = sums[0][j] + sums[1][j];
         }
     }
 }

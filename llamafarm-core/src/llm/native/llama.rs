@@ -129,7 +129,7 @@ fn bad(what: impl std::fmt::Display) -> Error {
     Error::internal(format!("GGUF: {what}"))
 }
 
-/// Read a GGUF tensor into our layout (the types [`QMatrix::from_gguf`] reads kept exactly, the rest re-quantised to `Q8_0`).
+/// Read a GGUF tensor into our layout (the types [`QMatrix::from_gguf`] reads kept exactly, the rest, the `IQ` family, re-quantised to `Q8_0`).
 fn qmatrix(ct: &Content, file: &mut (impl std::io::Read + std::io::Seek), name: &str) -> Result<QMatrix> {
     let q = ct.tensor(file, name, &candle_core::Device::Cpu).map_err(|e| bad(format!("tensor {name}: {e}")))?;
     let dims = q.shape().dims().to_vec();
@@ -143,6 +143,11 @@ fn qmatrix(ct: &Content, file: &mut (impl std::io::Read + std::io::Seek), name: 
     let data = q.data().map_err(|e| bad(format!("tensor {name}: {e}")))?;
     // The types our kernels hold exactly; the rest are re-quantised to Q8_0.
     let exact = match q.dtype() {
+        GgmlDType::F32 => Some("F32"),
+        GgmlDType::F16 => Some("F16"),
+        GgmlDType::BF16 => Some("BF16"),
+        GgmlDType::Q2K => Some("Q2_K"),
+        GgmlDType::Q3K => Some("Q3_K"),
         GgmlDType::Q4_0 => Some("Q4_0"),
         GgmlDType::Q4_1 => Some("Q4_1"),
         GgmlDType::Q5_0 => Some("Q5_0"),
@@ -190,10 +195,13 @@ fn optional(ct: &Content, file: &mut (impl std::io::Read + std::io::Seek), name:
 }
 
 /// Stack matrices of one input width into one (their rows one after the other);
-/// of mixed kinds, all are widened to byte codes first (exactly).
+/// of mixed kinds, all are widened to byte codes first (exactly), or to `f32` values
+/// where one is a float matrix.
 fn stack(parts: Vec<QMatrix>) -> Result<QMatrix> {
     let kind = parts[0].kind;
-    let parts = if parts.iter().any(|p| p.kind != kind) {
+    let parts = if parts.iter().any(|p| p.kind != kind) && parts.iter().any(|p| p.kind.is_float()) {
+        parts.iter().map(QMatrix::to_f32).collect()
+    } else if parts.iter().any(|p| p.kind != kind) {
         let to = if parts.iter().any(|p| p.kind == Kind::Q8x16) { Kind::Q8x16 } else { Kind::Q8_0 };
         parts.iter().map(|p| p.widen_to(to).ok_or_else(|| bad("widening a matrix"))).collect::<Result<Vec<_>>>()?
     } else {
@@ -527,9 +535,11 @@ mod tests {
     /// GGUF, with the architecture's extra tensors (Qwen 2's biases, Qwen 3's and
     /// Gemma 3's norms) and a mix of block types per architecture, covering every type
     /// the kernels hold exactly.
-    /// With `exact`, every tensor is written as the `f32` values its blocks decode to
-    /// (the same model, evaluated without quantised arithmetic by candle).
-    fn tiny_gguf(path: &std::path::Path, arch: &str, exact: bool) {
+    /// With [`Written::Exact`], every tensor is written as the `f32` values its blocks
+    /// decode to (the same model, evaluated without quantised arithmetic by candle); with
+    /// [`Written::Floats`], the matrices as `F16` (the embeddings and layer 0) and `BF16`
+    /// (layer 1), and [`Written::FloatsExact`] is those values as `f32`.
+    fn tiny_gguf(path: &std::path::Path, arch: &str, written: Written) {
         let (dim, ffn, heads, kv, layers, vocab) = (256usize, 256usize, 4usize, 2usize, 2usize, 96usize);
         // Qwen 3 and Gemma 3 give the head width apart from the model width.
         let hd = if matches!(arch, "qwen3" | "gemma3") { 128 } else { dim / heads };
@@ -597,7 +607,15 @@ mod tests {
             md.push((k("attention.sliding_window"), V::U32(512)));
         }
         let mdr: Vec<(&str, &V)> = md.iter().map(|(k, v)| (k.as_str(), v)).collect();
-        if exact {
+        if matches!(written, Written::Floats | Written::FloatsExact) {
+            for (name, t) in tensors.iter_mut() {
+                if t.shape().dims().len() == 2 {
+                    let dt = if name.starts_with("blk.1.") { GgmlDType::BF16 } else { GgmlDType::F16 };
+                    *t = QTensor::quantize(&t.dequantize(&Device::Cpu).unwrap(), dt).unwrap();
+                }
+            }
+        }
+        if matches!(written, Written::Exact | Written::FloatsExact) {
             for (_, t) in tensors.iter_mut() {
                 *t = QTensor::quantize(&t.dequantize(&Device::Cpu).unwrap(), GgmlDType::F32).unwrap();
             }
@@ -605,6 +623,15 @@ mod tests {
         let tr: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
         let mut f = std::fs::File::create(path).unwrap();
         gguf_file::write(&mut f, &mdr, &tr).unwrap();
+    }
+
+    /// How [`tiny_gguf`] writes the model's tensors.
+    #[derive(Clone, Copy)]
+    enum Written {
+        Quantised,
+        Exact,
+        Floats,
+        FloatsExact,
     }
 
     /// candle-transformers' quantised model of `arch`, as a function of (ids, position).
@@ -643,8 +670,8 @@ mod tests {
         for arch in ["llama", "qwen2", "qwen3", "gemma3"] {
             let dir = tempfile::tempdir().unwrap();
             let (path, exact) = (dir.path().join("tiny.gguf"), dir.path().join("tiny-f32.gguf"));
-            tiny_gguf(&path, arch, false);
-            tiny_gguf(&exact, arch, true);
+            tiny_gguf(&path, arch, Written::Quantised);
+            tiny_gguf(&exact, arch, Written::Exact);
             let mut f = std::fs::File::open(&path).unwrap();
             let ct = Content::read(&mut f).unwrap();
             let mut ours = Llama::from_gguf(&ct, &mut f).unwrap();
@@ -686,6 +713,39 @@ mod tests {
             let diff = once.iter().zip(&got[3]).fold(0f32, |a, (x, y)| a.max((x - y).abs()));
             assert!(diff < 1e-3, "{arch}: batched and incremental runs differ by {diff}");
             assert!(ours.forward(&[500], &mut ours.cache(4), &team).is_err(), "an id outside the vocabulary is an error");
+        }
+    }
+
+    /// `F32`, `F16` and `BF16` files run as stored (no re-quantisation): our logits are
+    /// candle's evaluation of the same values in `f32`, to float rounding.
+    #[test]
+    fn float_files_run_as_stored() {
+        for arch in ["llama", "gemma3"] {
+            let dir = tempfile::tempdir().unwrap();
+            let (floats, exact) = (dir.path().join("tiny-f16.gguf"), dir.path().join("tiny-f32.gguf"));
+            tiny_gguf(&floats, arch, Written::Floats);
+            tiny_gguf(&exact, arch, Written::FloatsExact);
+            let mut truth = candle_model(arch, &exact);
+            for (path, kinds) in [(&floats, [Kind::F16, Kind::Bf16]), (&exact, [Kind::F32, Kind::F32])] {
+                let mut f = std::fs::File::open(path).unwrap();
+                let ct = Content::read(&mut f).unwrap();
+                let mut ours = Llama::from_gguf(&ct, &mut f).unwrap();
+                ours.cfg.gelu = false;
+                assert_eq!([ours.layers[0].qkv.kind, ours.layers[1].down.kind], kinds, "{arch}: kept as stored");
+                assert_eq!(ours.embed.kind, kinds[0]);
+                let prompt: Vec<u32> = vec![5, 17, 3, 88, 42, 9, 61];
+                let mut cache = ours.cache(16);
+                let team = Team::new(2);
+                let mut got = vec![ours.forward(&prompt, &mut cache, &team).unwrap()];
+                got.push(ours.forward(&[7], &mut cache, &team).unwrap());
+                let want = [truth(&prompt, 0), truth(&[7], prompt.len())];
+                for (g, w) in got.iter().zip(&want) {
+                    let scale = w.iter().fold(0f32, |a, x| a.max(x.abs()));
+                    let err = g.iter().zip(w).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+                    assert!(err < 1e-3 * scale, "{arch} {}: off by {err} of {scale}", path.display());
+                }
+                truth = candle_model(arch, &exact);
+            }
         }
     }
 }

@@ -7,8 +7,9 @@
 //! Why: mistral.rs (on candle) decodes SmolLM2 Q4_1 at about half llama.cpp's speed on
 //! CPU: candle has no SIMD kernel for `Q4_1`, wakes its thread pool for every matmul and
 //! prefills row by row. Here the GGUF's blocks are used as they are where our kernels
-//! have their type ([`quant`] lists them; the others are re-quantised to `Q8_0`),
-//! activations are quantised per block the way llama.cpp does, a prompt is prefilled as
+//! have their type ([`quant`] lists them: every K-quant and legacy quant, `F16`, `BF16`
+//! and `F32`; only the `IQ` family is re-quantised to `Q8_0`), activations of quantised
+//! matrices are quantised per block the way llama.cpp does, a prompt is prefilled as
 //! one batch, and each matmul splits its rows over a small spinning thread team
 //! ([`team`]).
 //!
