@@ -166,9 +166,9 @@ fn main() {
     }
 
     // Concurrency: N clients at once, 64-token answers, continuous batching.
+    let clients: Vec<usize> =
+        std::env::var("CHAT_CLIENTS").ok().map(|v| v.split(',').filter_map(|x| x.trim().parse().ok()).collect()).unwrap_or_else(|| vec![1, 8, 32]);
     if let Some(((_, _), model)) = models.iter().find(|((e, _), _)| *e == LocalEngine::Native) {
-        let clients: Vec<usize> =
-            std::env::var("CHAT_CLIENTS").ok().map(|v| v.split(',').filter_map(|x| x.trim().parse().ok()).collect()).unwrap_or_else(|| vec![1, 8, 32]);
         println!();
         println!("| clients | aggregate tok/s | vs one stream | TTFT p50 ms | TTFT p99 ms |");
         println!("|---|---|---|---|---|");
@@ -215,10 +215,10 @@ fn main() {
         })
         .unwrap();
     let router = llamafarm_http::api_router(lf.clone(), &llamafarm_http::HttpOptions::default());
+    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let addr = listener.local_addr().unwrap();
+    rt.spawn(async move { axum::serve(listener, router).await.unwrap() });
     let http_ttft: Vec<f64> = rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
         let client = reqwest::Client::new();
         let mut v = Vec::new();
         for _ in 0..runs.max(3) {
@@ -254,5 +254,94 @@ fn main() {
     println!("| in-process | {inproc:.1} |");
     println!("| through the API (SSE over a socket) | {http:.1} |");
     println!("| HTTP overhead | {:.1} |", http - inproc);
+
+    // Concurrency against llama.cpp's own server (`LLAMA_SERVER`, default the build of
+    // `benches/peers/setup.sh llama-server`), both over HTTP: the same streamed requests
+    // from the same client, `--parallel N` slots of 512 tokens, the same threads.
+    let server_bin = std::env::var("LLAMA_SERVER")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/llamafarm-rs/llama-server/bin/llama-server"));
+    if server_bin.exists() {
+        println!();
+        println!("| clients | ours tok/s | ours TTFT p50 / p99 ms | llama-server tok/s | llama-server TTFT p50 / p99 ms | ours / llama-server |");
+        println!("|---|---|---|---|---|---|");
+        for &n in &clients {
+            let ours = rt.block_on(http_clients(&format!("http://{addr}/v1/projects/bench/chat/chat/completions"), n, "ours"));
+            let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let mut child = std::process::Command::new(&server_bin)
+                .args(["-m", &gguf.to_string_lossy(), "-t", &threads.to_string(), "-tb", &threads.to_string(), "--parallel", &n.to_string()])
+                .args(["-c", &(512 * n).to_string(), "--host", "127.0.0.1", "--port", &port.to_string(), "--no-webui"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("llama-server");
+            let base = format!("http://127.0.0.1:{port}");
+            let up = rt.block_on(async {
+                for _ in 0..600 {
+                    if reqwest::get(format!("{base}/health")).await.is_ok_and(|r| r.status().is_success()) {
+                        return true;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                false
+            });
+            let peer = if up { Some(rt.block_on(http_clients(&format!("{base}/v1/chat/completions"), n, "peer"))) } else { None };
+            let _ = child.kill();
+            let _ = child.wait();
+            let Some(peer) = peer else {
+                eprintln!("llama-server did not start");
+                break;
+            };
+            println!("| {n} | {:.1} | {:.0} / {:.0} | {:.1} | {:.0} / {:.0} | **{:.2}x** |", ours.0, ours.1, ours.2, peer.0, peer.1, peer.2, ours.0 / peer.0);
+        }
+    } else {
+        eprintln!("llama-server comparison skipped: {} is absent (benches/peers/setup.sh llama-server)", server_bin.display());
+    }
     println!("\nmodel: {model_id}; threads: {threads}; runs per prompt: {runs}; medians");
+}
+
+/// `n` clients at once against an OpenAI-compatible streaming chat endpoint, after one
+/// warm-up request: aggregate completion tokens per second (each stream's `usage`) and
+/// TTFT p50 / p99 (to the first chunk with content). The prompts differ per round and per
+/// client, so no side reuses an earlier round's prompt.
+async fn http_clients(url: &str, n: usize, tag: &str) -> (f64, f64, f64) {
+    use futures::StreamExt;
+    let client = reqwest::Client::new();
+    let one = |i: usize, round: String| {
+        let client = client.clone();
+        let url = url.to_string();
+        async move {
+            let t = Instant::now();
+            let body = json!({
+                "messages": [{"role": "user", "content": format!("{round}. Write a long story about a cat named Luna, number {i}.")}],
+                "stream": true, "stream_options": {"include_usage": true}, "temperature": 0, "max_tokens": 64,
+            });
+            let resp = client.post(&url).header("X-No-Session", "1").json(&body).send().await.unwrap();
+            let mut s = resp.bytes_stream();
+            let (mut buf, mut ttft, mut tokens) = (String::new(), None, 0u64);
+            while let Some(b) = s.next().await {
+                buf.push_str(&String::from_utf8_lossy(&b.unwrap()));
+                while let Some(end) = buf.find('\n') {
+                    let line: String = buf.drain(..=end).collect();
+                    let Some(v) = line.trim().strip_prefix("data:").and_then(|d| serde_json::from_str::<Value>(d.trim()).ok()) else { continue };
+                    if ttft.is_none() && v["choices"][0]["delta"]["content"].as_str().is_some_and(|c| !c.is_empty()) {
+                        ttft = Some(t.elapsed().as_secs_f64() * 1000.0);
+                    }
+                    if let Some(c) = v["usage"]["completion_tokens"].as_u64() {
+                        tokens = c;
+                    }
+                }
+            }
+            (ttft.unwrap_or(f64::NAN), tokens)
+        }
+    };
+    one(0, format!("Warm-up {tag}")).await;
+    let t = Instant::now();
+    let got = futures::future::join_all((0..n).map(|i| one(i, format!("Round {n}")))).await;
+    let wall = t.elapsed().as_secs_f64();
+    let tokens: u64 = got.iter().map(|g| g.1).sum();
+    let mut ttft: Vec<f64> = got.iter().map(|g| g.0).collect();
+    ttft.sort_by(|a, b| a.total_cmp(b));
+    let p99 = ttft[((ttft.len() as f64 * 0.99).ceil() as usize).clamp(1, ttft.len()) - 1];
+    (tokens as f64 / wall, median(&mut ttft), p99)
 }

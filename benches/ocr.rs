@@ -11,7 +11,8 @@
 //! Debian's `tesseract-ocr`); a peer that is not installed is skipped with a message.
 //!
 //! `cargo bench -p llamafarm-benches --bench ocr` (`OCR_LIMIT` images, `OCR_PEERS` a comma
-//! list of peers, `PEERS_PYTHON`).
+//! list of peers, `PEERS_PYTHON`); with `--features ocr-tesseract`, our Tesseract engine
+//! gets a row too.
 
 use llamafarm_core::vision::{word_f1, OcrOptions, Vision};
 use llamafarm_core::ModelCache;
@@ -72,16 +73,23 @@ fn main() {
 
     // Ours: PP-OCRv6 small on rten, through the public API (decode + OCR).
     let vision = Vision::new(ModelCache::from_vars(|k| std::env::var_os(k)));
-    let opts = OcrOptions::default();
-    let run = |p: &PathBuf| {
-        let bytes = std::fs::read(p).unwrap();
-        let t = Instant::now();
-        let (out, _) = vision.ocr_bytes(&bytes, "receipt.jpg", &opts).expect("OCR (run scripts/fetch-models.sh)");
-        (out.pages[0].text.clone(), t.elapsed().as_secs_f64())
+    let run_all = |opts: &OcrOptions| {
+        let run = |p: &PathBuf| {
+            let bytes = std::fs::read(p).unwrap();
+            let t = Instant::now();
+            let (out, _) = vision.ocr_bytes(&bytes, "receipt.jpg", opts).expect("OCR (run scripts/fetch-models.sh)");
+            (out.pages[0].text.clone(), t.elapsed().as_secs_f64())
+        };
+        run(&images[0]);
+        images.iter().map(run).collect::<Vec<(String, f64)>>()
     };
-    run(&images[0]);
-    let ours: Vec<(String, f64)> = images.iter().map(run).collect();
+    let ours = run_all(&OcrOptions::default());
     let mut rows = vec![("llamafarm-rs (PP-OCRv6 small, rten)".to_string(), score(&ours, &truths))];
+    // Built with the `ocr-tesseract` feature: Tesseract in-process through the same API.
+    if cfg!(feature = "ocr-tesseract") {
+        let tess = run_all(&OcrOptions { model: Some("tesseract".into()), ..Default::default() });
+        rows.push(("llamafarm-rs (Tesseract 5 in-process, automatic layout)".to_string(), score(&tess, &truths)));
+    }
 
     let py = std::env::var("PEERS_PYTHON")
         .map(PathBuf::from)

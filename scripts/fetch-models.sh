@@ -46,6 +46,11 @@ MODELS = [
         "PP-OCRv6_rec_small.rten": "b6eef947901c5ff0bf6ee62d8b46f58b1423666f0ae0c87b2f42127502925f8f",
         "ppocrv6_dict.txt": "b5f2bfe2bdd9448429e3e82b51c789775d9b42f2403d082b00662eb77e401c5d",
     }),
+    # PaddleOCR's text-line angle classifier (upright / turned 180 degrees), as RapidOCR ships it.
+    ("llamafarm-rs/PP-OCR-mobile-v2-cls", "rapidocr-onnxruntime", "1.4.4",
+     "971d7d5f223a7a808662229df1ef69893809d8457d834e6373d3854bc1782cbf", "rapidocr_onnxruntime/models/", {
+        "ch_ppocr_mobile_v2.0_cls_infer.onnx": "e47acedf663230f8863ff1ab0e64dd2d82b838fceb5957146dab185a89d6215c",
+    }),
 ]
 
 SPLIT = [

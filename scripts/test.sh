@@ -6,10 +6,12 @@ cd "$(dirname "$0")/.."
 
 cargo fmt --all --check
 scripts/fetch-models.sh
-# The optional llama.cpp engine is built, linted and tested too: it compiles llama.cpp
-# from source (cmake, g++ and libclang, installed when missing; about 5 minutes once).
+# The optional engines are built, linted and tested too: llama.cpp, compiled from source
+# (cmake, g++ and libclang, installed when missing; about 5 minutes once), and Tesseract,
+# linked against Debian's libtesseract (installed when missing, with its English data).
 scripts/services/llamacpp-toolchain.sh
-FEATURES=(--features llamafarm-core/llm-llamacpp,llamafarm-tests/llm-llamacpp,llamafarm-benches/llm-llamacpp)
+scripts/services/tesseract-libs.sh
+FEATURES=(--features llamafarm-core/llm-llamacpp,llamafarm-tests/llm-llamacpp,llamafarm-benches/llm-llamacpp,llamafarm-core/ocr-tesseract,llamafarm-tests/ocr-tesseract,llamafarm-benches/ocr-tesseract)
 cargo clippy --workspace --all-targets --locked "${FEATURES[@]}" -- -D warnings
 # Real servers the tests start on loopback: a Chroma server (pinned, from PyPI) and Redis
 # (Debian's package).

@@ -2,6 +2,30 @@
 # Creates the virtualenv the peer scripts run in (PyPI only; cached between runs).
 set -euo pipefail
 VENV="${PEERS_VENV:-$HOME/.cache/llamafarm-rs/peers-venv}"
+# llama.cpp's own server for the concurrency comparison: `setup.sh llama-server [avx2]`,
+# built with cmake from the llama.cpp sources the same llama-cpp-python sdist ships (the
+# instruction sets of `setup.sh llama` below; `avx2` for an AVX2-only CPU; no web UI, no
+# curl), into ~/.cache/llamafarm-rs/llama-server.
+if [ "${1:-}" = "llama-server" ]; then
+  dest="$HOME/.cache/llamafarm-rs/llama-server"
+  flags="-DGGML_AVX512=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON"
+  if [ "${2:-}" = "avx2" ]; then flags="-DGGML_AVX512=OFF"; fi
+  if [ ! -x "$dest/bin/llama-server" ]; then
+    work="$(mktemp -d)"
+    (cd "$work" && python3 -m pip download --quiet --disable-pip-version-check --no-deps --no-binary :all: "llama-cpp-python==0.3.36" -d . \
+      && tar xzf llama_cpp_python-0.3.36.tar.gz)
+    src="$work/llama_cpp_python-0.3.36/vendor/llama.cpp"
+    # shellcheck disable=SC2086
+    cmake -S "$src" -B "$work/build" -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
+      -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
+      -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON $flags -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF >/dev/null
+    cmake --build "$work/build" --target llama-server -j "$(nproc)" >/dev/null
+    mkdir -p "$dest/bin" && cp "$work/build/bin/llama-server" "$dest/bin/"
+    rm -rf "$work"
+  fi
+  echo "$dest/bin/llama-server"
+  exit 0
+fi
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi

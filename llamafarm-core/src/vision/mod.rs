@@ -5,9 +5,12 @@
 //! - [`ppocr::PpOcr`] (the default): PaddleOCR's detection (DB) and recognition (CTC)
 //!   models run on rten: the PP-OCRv6 small models `scripts/fetch-models.sh` fetches
 //!   (`llamafarm-rs/PP-OCRv6-small-rten`), or any PP-OCR det/rec pair in `.rten` or
-//!   `.onnx` form with its dictionary.
+//!   `.onnx` form with its dictionary; with PaddleOCR's text-line angle classifier
+//!   (`llamafarm-rs/PP-OCR-mobile-v2-cls`, also fetched) when it is in the cache.
 //! - [`ocrs_engine::Ocrs`]: the `ocrs` crate's engine, when its detection and recognition
 //!   models are in the model cache (`robertknight/ocrs`).
+//! - `tesseract_engine::Tesseract` (the `ocr-tesseract` feature): the system's Tesseract 5
+//!   and its installed language data.
 //!
 //! [`Vision`] owns the engines (loaded on first use, kept for the process), maps the
 //! reference's model names onto them ([`EngineChoice::from_model`]) and runs pages
@@ -19,6 +22,8 @@ pub mod files;
 pub mod input;
 pub mod ocrs_engine;
 pub mod ppocr;
+#[cfg(feature = "ocr-tesseract")]
+pub mod tesseract_engine;
 
 use crate::error::{Error, Result};
 use crate::model_cache::ModelCache;
@@ -67,6 +72,18 @@ pub trait OcrEngine: Send + Sync {
     fn reads_language(&self, code: &str) -> bool;
     /// The scripts it reads, for messages (`Latin, Chinese, Japanese and Greek`).
     fn scripts(&self) -> &str;
+    /// Why it cannot read `code` (after [`reads_language`](Self::reads_language) said no),
+    /// for the 422's message.
+    fn why_not(&self, code: &str) -> String {
+        let _ = code;
+        format!("it reads {} script", self.scripts())
+    }
+    /// An engine reading `languages` (ISO 639-1 codes it reads), when it is not this
+    /// one: engines whose models read all their languages at once return `None`.
+    fn with_languages(&self, languages: &[String]) -> Option<Arc<dyn OcrEngine>> {
+        let _ = languages;
+        None
+    }
     /// Recognise the text of one image, lines in reading order.
     fn recognize(&self, image: &image::RgbImage) -> Result<Vec<OcrLine>>;
 }
@@ -78,6 +95,8 @@ pub enum EngineChoice {
     PpOcr,
     /// The `ocrs` crate's models.
     Ocrs,
+    /// Tesseract 5 (built with the `ocr-tesseract` feature).
+    Tesseract,
 }
 
 impl EngineChoice {
@@ -86,15 +105,18 @@ impl EngineChoice {
         match self {
             Self::PpOcr => "paddleocr",
             Self::Ocrs => "ocrs",
+            Self::Tesseract => "tesseract",
         }
     }
 
     /// The engine a request's `model` selects. The reference's names map to the
-    /// closest engine built here: `surya`, `paddleocr`, `easyocr`, `tesseract` (and
-    /// no model) run PP-OCR; `ocrs` runs ocrs. Anything else is a 422.
+    /// closest engine built here: `surya`, `paddleocr`, `easyocr` (and no model) run
+    /// PP-OCR; `ocrs` runs ocrs; `tesseract` runs Tesseract when the `ocr-tesseract`
+    /// feature is built, PP-OCR otherwise. Anything else is a 422.
     pub fn from_model(model: Option<&str>) -> Result<Self> {
         let m = model.map(|m| m.trim().to_ascii_lowercase()).unwrap_or_default();
         match m.as_str() {
+            "tesseract" if cfg!(feature = "ocr-tesseract") => Ok(Self::Tesseract),
             "" | "default" | "surya" | "paddleocr" | "paddle" | "ppocr" | "pp-ocr" | "pp-ocrv6" | "easyocr" | "tesseract" | "rapidocr" => Ok(Self::PpOcr),
             "ocrs" => Ok(Self::Ocrs),
             _ => Err(Error::InvalidField {
@@ -136,6 +158,9 @@ pub struct PageError {
 
 /// Model ids of the engines in the model cache.
 pub const PPOCR_MODEL: &str = "llamafarm-rs/PP-OCRv6-small-rten";
+/// PaddleOCR's text-line angle classifier (upright or turned 180 degrees), attached to
+/// the PP-OCR engine when it is in the model cache.
+pub const PPOCR_CLS_MODEL: &str = "llamafarm-rs/PP-OCR-mobile-v2-cls";
 /// Where the `ocrs` engine's models are looked up (`text-detection.rten`, `text-recognition.rten`).
 pub const OCRS_MODEL: &str = "robertknight/ocrs";
 
@@ -171,11 +196,21 @@ impl Vision {
         let engine: Arc<dyn OcrEngine> = match choice {
             EngineChoice::PpOcr => {
                 let m = self.models.resolve(PPOCR_MODEL)?;
-                Arc::new(ppocr::PpOcr::load_dir(&m.dir)?)
+                let mut engine = ppocr::PpOcr::load_dir(&m.dir)?;
+                if let Ok(cls) = self.models.resolve(PPOCR_CLS_MODEL) {
+                    engine = engine.with_angle_classifier(&cls.file("ch_ppocr_mobile_v2.0_cls_infer.onnx"))?;
+                }
+                Arc::new(engine)
             }
             EngineChoice::Ocrs => {
                 let m = self.models.resolve(OCRS_MODEL)?;
                 Arc::new(ocrs_engine::Ocrs::load(&m.file("text-detection.rten"), &m.file("text-recognition.rten"))?)
+            }
+            #[cfg(feature = "ocr-tesseract")]
+            EngineChoice::Tesseract => Arc::new(tesseract_engine::Tesseract::load(None)?),
+            #[cfg(not(feature = "ocr-tesseract"))]
+            EngineChoice::Tesseract => {
+                return Err(Error::unavailable("the Tesseract engine", "is not built in (build with the ocr-tesseract feature)"));
             }
         };
         let mut map = self.engines.lock().unwrap_or_else(|p| p.into_inner());
@@ -189,13 +224,10 @@ impl Vision {
         let engine = self.engine(choice)?;
         for l in &langs {
             if !engine.reads_language(l) {
-                return Err(Error::InvalidField {
-                    field: "languages".into(),
-                    reason: format!("'{l}' cannot be read by {} (it reads {} script)", engine.name(), engine.scripts()),
-                });
+                return Err(Error::InvalidField { field: "languages".into(), reason: format!("'{l}' cannot be read by {} ({})", engine.name(), engine.why_not(l)) });
             }
         }
-        Ok(engine)
+        Ok(engine.with_languages(&langs).unwrap_or(engine))
     }
 
     /// OCR decoded pages. A page that failed to decode is reported in the errors and
@@ -224,7 +256,7 @@ impl Vision {
         }
         let engine_name = match &engine {
             Some(e) => e.name().to_string(),
-            None if matches!(choice, EngineChoice::Ocrs) => "ocrs".into(),
+            None if choice != EngineChoice::PpOcr => choice.model_name().into(),
             None => "pdf-text-layer".into(),
         };
         Ok((OcrOutput { pages: out, engine: engine_name }, errors))
@@ -566,7 +598,8 @@ mod tests {
     #[test]
     fn model_names_and_languages_are_checked() {
         assert_eq!(EngineChoice::from_model(Some("surya")).unwrap(), EngineChoice::PpOcr);
-        assert_eq!(EngineChoice::from_model(Some("Tesseract")).unwrap(), EngineChoice::PpOcr);
+        let tesseract = if cfg!(feature = "ocr-tesseract") { EngineChoice::Tesseract } else { EngineChoice::PpOcr };
+        assert_eq!(EngineChoice::from_model(Some("Tesseract")).unwrap(), tesseract);
         assert_eq!(EngineChoice::from_model(None).unwrap(), EngineChoice::PpOcr);
         assert_eq!(EngineChoice::from_model(Some("ocrs")).unwrap(), EngineChoice::Ocrs);
         let e = EngineChoice::from_model(Some("gpt-4o")).unwrap_err();

@@ -17,6 +17,14 @@
 //! dictionary (class 0 is the blank, the class after the dictionary is a space). A
 //! line's confidence is the mean probability of its characters.
 //!
+//! Angle classification (when a classifier is attached, [`PpOcr::with_angle_classifier`]):
+//! each straightened line is classified as upright or turned 180 degrees by PaddleOCR's
+//! text-line classifier (48x192 strips in, two probabilities out; a long line as up to
+//! three 4:1 windows, averaged). The lines classified with probability above
+//! `cls_thresh` vote; when more of them are turned than upright, every line of the page
+//! is read the other way up and the page in reverse order, so an upside-down scan reads
+//! top to bottom.
+//!
 //! The contours and rectangles come from `rten-imageproc`, the same routines the
 //! `ocrs` engine uses.
 
@@ -53,11 +61,26 @@ pub struct PpOcrParams {
     pub rec_batch: usize,
     /// Lines whose confidence is lower are dropped.
     pub text_score: f32,
+    /// Classify the lines as upright or turned 180 degrees (when a classifier is attached).
+    pub angle_cls: bool,
+    /// Probability above which a line's classification counts in the page's vote.
+    pub cls_thresh: f32,
 }
 
 impl Default for PpOcrParams {
     fn default() -> Self {
-        Self { det_min_side: 64, det_max_side: 960, thresh: 0.3, box_thresh: 0.5, unclip_ratio: 1.6, min_size: 3.0, rec_batch: 4, text_score: 0.5 }
+        Self {
+            det_min_side: 64,
+            det_max_side: 960,
+            thresh: 0.3,
+            box_thresh: 0.5,
+            unclip_ratio: 1.6,
+            min_size: 3.0,
+            rec_batch: 4,
+            text_score: 0.5,
+            angle_cls: true,
+            cls_thresh: 0.9,
+        }
     }
 }
 
@@ -65,6 +88,7 @@ impl Default for PpOcrParams {
 pub struct PpOcr {
     det: Model,
     rec: Model,
+    cls: Option<Model>,
     dict: Vec<String>,
     rec_height: usize,
     name: String,
@@ -76,7 +100,7 @@ pub struct PpOcr {
 
 impl std::fmt::Debug for PpOcr {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PpOcr").field("name", &self.name).field("classes", &(self.dict.len() + 2)).finish()
+        f.debug_struct("PpOcr").field("name", &self.name).field("classes", &(self.dict.len() + 2)).field("angle_cls", &self.cls.is_some()).finish()
     }
 }
 
@@ -102,18 +126,22 @@ impl PpOcr {
     /// Load a detection model, a recognition model and its dictionary (one character
     /// per line, in class order from class 1).
     pub fn load(det: &Path, rec: &Path, dict: &Path) -> Result<Self> {
-        let load = |p: &Path| {
-            let mut o = rten::ModelOptions::with_all_ops();
-            o.prepack_weights(true);
-            o.load_file(p).map_err(|e| Error::NotAvailable {
-                what: format!("OCR model {}", p.file_name().and_then(|n| n.to_str()).unwrap_or("?")),
-                reason: format!("could not be loaded: {e}"),
-            })
-        };
         let text = std::fs::read_to_string(dict).map_err(|e| Error::io(dict, e))?;
         let dict: Vec<String> = text.lines().map(|l| l.trim_end_matches('\r').to_string()).collect();
         let name = det.file_stem().and_then(|s| s.to_str()).unwrap_or("PP-OCR").replace("_det", "").replace("det_", "");
-        Self::from_models(load(det)?, load(rec)?, dict, name)
+        Self::from_models(load_model(det)?, load_model(rec)?, dict, name)
+    }
+
+    /// Attach PaddleOCR's text-line angle classifier (`*cls*.onnx|rten`: a `[N, 3, 48, 192]`
+    /// strip batch in, `[N, 2]` probabilities of upright and turned out).
+    pub fn with_angle_classifier(mut self, model: &Path) -> Result<Self> {
+        self.cls = Some(load_model(model)?);
+        Ok(self)
+    }
+
+    /// Whether an angle classifier is attached.
+    pub fn has_angle_classifier(&self) -> bool {
+        self.cls.is_some()
     }
 
     /// From loaded models. `dict[i]` is class `i + 1`.
@@ -126,6 +154,7 @@ impl PpOcr {
         Ok(Self {
             det,
             rec,
+            cls: None,
             dict,
             rec_height,
             name,
@@ -199,9 +228,15 @@ impl PpOcr {
     /// Read the text of each region (the order of `rects`); `None` for a region with no
     /// confident text.
     pub fn recognize_regions(&self, img: &RgbImage, rects: &[RotatedRect]) -> Result<Vec<Option<(String, f32)>>> {
-        let hgt = self.rec_height;
-        // Straighten: "up" is towards the top of the page; tall boxes are vertical text.
-        let oriented: Vec<RotatedRect> = rects
+        let (oriented, _) = self.orient(img, rects)?;
+        self.read_oriented(img, &oriented)
+    }
+
+    /// Straighten each region ("up" towards the top of the page; tall boxes are vertical
+    /// text), then turn every one when the angle classifier finds the page upside down.
+    /// Also returns how many were turned (none or all).
+    fn orient(&self, img: &RgbImage, rects: &[RotatedRect]) -> Result<(Vec<RotatedRect>, usize)> {
+        let mut oriented: Vec<RotatedRect> = rects
             .iter()
             .map(|r| {
                 let r = r.orient_towards(Vec2::from_yx(-1.0, 0.0));
@@ -212,10 +247,74 @@ impl PpOcr {
                 }
             })
             .collect();
+        let Some(cls) = self.cls.as_ref().filter(|_| self.params.angle_cls) else { return Ok((oriented, 0)) };
+        const CLS_H: usize = 48;
+        const CLS_W: usize = 192;
+        // The classifier reads 4:1 strips. A longer line squeezed into one would be
+        // distorted past recognition, so it is read as up to three 4:1 windows (both ends
+        // and the middle) whose probabilities are averaged.
+        let mut windows: Vec<(usize, RotatedRect)> = Vec::new();
+        for (i, r) in oriented.iter().enumerate() {
+            let ratio = r.width() / r.height().max(1.0);
+            if ratio <= 4.0 {
+                windows.push((i, *r));
+                continue;
+            }
+            let k = (ratio / 4.0).ceil().min(3.0) as usize;
+            let ww = 4.0 * r.height();
+            let up = r.up_axis();
+            let right = Vec2::from_xy(-up.y, up.x);
+            let c = r.center();
+            for j in 0..k {
+                let t = -(r.width() - ww) / 2.0 + j as f32 * (r.width() - ww) / (k - 1).max(1) as f32;
+                windows.push((i, RotatedRect::new(PointF::from_yx(c.y + right.y * t, c.x + right.x * t), up, ww, r.height())));
+            }
+        }
+        let mut votes = vec![[0f32; 3]; oriented.len()]; // upright, turned, windows
+        let plane = CLS_H * CLS_W;
+        for chunk in windows.chunks(16) {
+            let mut data = vec![0f32; chunk.len() * 3 * plane];
+            for (bi, (_, r)) in chunk.iter().enumerate() {
+                let cw = ((CLS_H as f32 * r.width() / r.height().max(1.0)).ceil() as usize).clamp(1, CLS_W);
+                sample_strip(img, r, cw, CLS_H, CLS_W, &mut data[bi * 3 * plane..(bi + 1) * 3 * plane]);
+            }
+            let input = NdTensor::from_data([chunk.len(), 3, CLS_H, CLS_W], data);
+            let out = cls.run_one(input.view().into(), self.opts()).map_err(|e| Error::Internal(format!("text angle classification failed: {e}")))?;
+            let probs: NdTensor<f32, 2> = out.try_into().map_err(|e| Error::Internal(format!("text angle classification output: {e:?}")))?;
+            let [n, classes] = probs.shape();
+            if classes < 2 {
+                return Err(Error::Internal(format!("the angle classifier gives {classes} classes, not 2")));
+            }
+            let probs = probs.into_data();
+            for (bi, (i, _)) in chunk.iter().enumerate().take(n) {
+                votes[*i][0] += probs[bi * classes];
+                votes[*i][1] += probs[bi * classes + 1];
+                votes[*i][2] += 1.0;
+            }
+        }
+        // One decision per page: the lines classified with confidence vote, and all lines
+        // follow the majority. (Short lines, digits above all, are often classified
+        // wrongly on their own; a scan is turned as a whole.)
+        let confident = |p: f32, n: f32| n > 0.0 && p / n > self.params.cls_thresh;
+        let down_votes = votes.iter().filter(|[_, d, n]| confident(*d, *n)).count();
+        let up_votes = votes.iter().filter(|[u, _, n]| confident(*u, *n)).count();
+        if down_votes <= up_votes {
+            return Ok((oriented, 0));
+        }
+        for r in oriented.iter_mut() {
+            *r = r.orient_towards(-r.up_axis());
+        }
+        let turned = oriented.len();
+        Ok((oriented, turned))
+    }
+
+    /// Read straightened regions.
+    fn read_oriented(&self, img: &RgbImage, oriented: &[RotatedRect]) -> Result<Vec<Option<(String, f32)>>> {
+        let hgt = self.rec_height;
         let ratio = |r: &RotatedRect| r.width() / r.height().max(1.0);
         let mut order: Vec<usize> = (0..oriented.len()).collect();
         order.sort_by(|&a, &b| ratio(&oriented[a]).total_cmp(&ratio(&oriented[b])));
-        let mut out: Vec<Option<(String, f32)>> = vec![None; rects.len()];
+        let mut out: Vec<Option<(String, f32)>> = vec![None; oriented.len()];
         let batches: Vec<&[usize]> = order.chunks(self.params.rec_batch.max(1)).collect();
         // Batches run side by side, one thread each (small batches keep one core busier
         // than one batch split across cores).
@@ -452,7 +551,8 @@ impl OcrEngine for PpOcr {
 
     fn recognize(&self, img: &RgbImage) -> Result<Vec<OcrLine>> {
         let rects = self.detect(img)?;
-        let texts = self.recognize_regions(img, &rects)?;
+        let (oriented, turned) = self.orient(img, &rects)?;
+        let texts = self.read_oriented(img, &oriented)?;
         let mut lines: Vec<OcrLine> = rects
             .iter()
             .zip(texts)
@@ -462,8 +562,21 @@ impl OcrEngine for PpOcr {
             })
             .collect();
         sort_reading_order(&mut lines);
+        // An upside-down page: its reading order is the upright order reversed.
+        if 2 * turned > rects.len() {
+            lines.reverse();
+        }
         Ok(lines)
     }
+}
+
+fn load_model(p: &Path) -> Result<Model> {
+    let mut o = rten::ModelOptions::with_all_ops();
+    o.prepack_weights(true);
+    o.load_file(p).map_err(|e| Error::NotAvailable {
+        what: format!("OCR model {}", p.file_name().and_then(|n| n.to_str()).unwrap_or("?")),
+        reason: format!("could not be loaded: {e}"),
+    })
 }
 
 /// An [`OcrLine`] for a region: its bounding box and its corners clockwise from the top-left.

@@ -333,3 +333,91 @@ fn ocrs_engine_runs_detection_layout_and_recognition() {
     let e = Vision::new(crate::ModelCache::new("/nonexistent")).engine(EngineChoice::Ocrs).err().unwrap();
     assert_eq!(e.kind(), crate::ErrorKind::Unavailable);
 }
+
+/// Tesseract (the `ocr-tesseract` feature) through the same calls as the other engines:
+/// the receipt strip fixture, the ocrs golden images when the shared data is present,
+/// its languages checked against the data installed, and several pages at once from
+/// threads sharing the pooled instances.
+#[cfg(feature = "ocr-tesseract")]
+#[test]
+fn tesseract_reads_pages_in_the_languages_installed() {
+    let v = Vision::new(crate::ModelCache::new("/nonexistent"));
+    let opts = OcrOptions { model: Some("tesseract".into()), ..Default::default() };
+    let strip = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/scan-crop.png")).unwrap();
+    let (out, errors) = v.ocr_bytes(&strip, "scan-crop.png", &opts).unwrap();
+    assert!(errors.is_empty());
+    assert_eq!(out.engine, "tesseract");
+    let page = &out.pages[0];
+    assert!(page.text.contains("Card type Debit") && page.text.contains("62845289260246240685C"), "{}", page.text);
+    assert!(page.confidence > 0.5 && page.lines.iter().all(|l| l.bbox[0] < l.bbox[2] && l.bbox[3] <= page.height as f32), "{page:?}");
+
+    if let Some(dir) = shared("ocr/ocrs") {
+        for name in ["polar-bears", "why-rust"] {
+            let (out, _) = v.ocr_bytes(&std::fs::read(dir.join(format!("{name}.png"))).unwrap(), name, &opts).unwrap();
+            let truth = std::fs::read_to_string(dir.join(format!("{name}.expected.txt"))).unwrap();
+            let (p, r, f1) = word_f1(&out.pages[0].text, &truth);
+            eprintln!("tesseract {name}: precision {p:.3} recall {r:.3} F1 {f1:.3}");
+            assert!(f1 >= 0.85, "{name}: F1 {f1:.3}\n{}", out.pages[0].text);
+        }
+    }
+
+    // English is installed; a language whose data is not is a 422 naming the package.
+    assert!(v.engine_for(&OcrOptions { languages: vec!["en".into()], ..opts.clone() }).is_ok());
+    let missing = ["yi", "am", "lo", "si"].into_iter().find(|l| !v.engine(EngineChoice::Tesseract).unwrap().reads_language(l));
+    if let Some(l) = missing {
+        let e = v.engine_for(&OcrOptions { languages: vec![l.into()], ..opts.clone() }).err().unwrap();
+        assert_eq!(e.kind(), crate::ErrorKind::Invalid);
+        assert!(e.to_string().contains("apt install tesseract-ocr-"), "{e}");
+    }
+
+    // Pages from several threads at once: each borrows its own instance.
+    let engine = v.engine(EngineChoice::Tesseract).unwrap();
+    let img = image::load_from_memory(&strip).unwrap().to_rgb8();
+    let texts: Vec<String> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..3).map(|_| s.spawn(|| rows_text(&engine.recognize(&img).unwrap()))).collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(texts.iter().all(|t| t == &texts[0]), "{texts:?}");
+}
+
+/// An upside-down scan: the angle classifier turns each line, and the page reads in
+/// its own order. Without the classifier the same page reads as noise.
+#[test]
+fn upside_down_pages_are_turned_by_the_angle_classifier() {
+    let cache = crate::ModelCache::from_env();
+    if !cache.is_available(PPOCR_MODEL) || !cache.is_available(PPOCR_CLS_MODEL) {
+        eprintln!("skipped: {PPOCR_MODEL} or {PPOCR_CLS_MODEL} is not in the model cache (run scripts/fetch-models.sh)");
+        return;
+    }
+    let strip = image::open(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/scan-crop.png")).unwrap().to_rgb8();
+    let turned = image::imageops::rotate180(&strip);
+    let mut engine = ppocr::PpOcr::load_dir(&cache.resolve(PPOCR_MODEL).unwrap().dir)
+        .unwrap()
+        .with_angle_classifier(&cache.resolve(PPOCR_CLS_MODEL).unwrap().file("ch_ppocr_mobile_v2.0_cls_infer.onnx"))
+        .unwrap();
+    assert!(engine.has_angle_classifier());
+    let upright = rows_text(&engine.recognize(&strip).unwrap());
+    let read = engine.recognize(&turned).unwrap();
+    let text = rows_text(&read);
+    let (_, _, f1) = word_f1(&text, &upright);
+    eprintln!("upside down vs upright: F1 {f1:.3}\n{text}");
+    // The receipt's rows read the same; fragments of its diagonal watermark may differ.
+    assert!(f1 >= 0.8, "F1 {f1:.3}:\n{text}\n--- upright:\n{upright}");
+    for row in ["Total $39.59", "Card number **** **** **** 4922", "Date/time 11/20/2019 11:09 AM", "Reference # 62845289260246240685C"] {
+        assert!(text.contains(row) && upright.contains(row), "{row}:\n{text}\n--- upright:\n{upright}");
+    }
+    // Reading order: the rows in the upright order.
+    let at = |t: &str, row: &str| t.find(row).unwrap();
+    assert!(at(&text, "Total") < at(&text, "Card number") && at(&text, "Card number") < at(&text, "Reference #"), "{text}");
+    // Boxes stay in the turned page's pixels: the top row of the receipt is at its bottom.
+    let total = read.iter().find(|l| l.text.contains("Total")).unwrap();
+    let up_total = engine.recognize(&strip).unwrap().into_iter().find(|l| l.text.contains("Total")).unwrap();
+    assert!((total.bbox[1] - (turned.height() as f32 - up_total.bbox[3])).abs() < 8.0, "{total:?} vs {up_total:?}");
+
+    engine.params.angle_cls = false;
+    let (_, _, f1_off) = word_f1(&rows_text(&engine.recognize(&turned).unwrap()), &upright);
+    assert!(f1_off < 0.5, "without the classifier: F1 {f1_off:.3}");
+    // The default engine has it attached.
+    let (out, _) = vision().ocr_pages(&[Page { index: 0, content: PageContent::Image(turned), image: None }], &OcrOptions::default()).unwrap();
+    assert!(out.pages[0].text.contains("39.59"), "{}", out.pages[0].text);
+}

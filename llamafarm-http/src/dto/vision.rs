@@ -84,7 +84,7 @@ impl Prompts {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct OcrRequest {
-    /// `surya` (default), `paddleocr`, `easyocr`, `tesseract` (all run PP-OCR here) or `ocrs`.
+    /// `surya` (default), `paddleocr`, `easyocr`, `tesseract` (PP-OCR, or Tesseract itself in a build with `ocr-tesseract`) or `ocrs`.
     #[serde(default)]
     pub(crate) model: Option<String>,
     /// Base64 images (or `data:` URLs); PDFs and TIFFs are accepted too.
