@@ -272,7 +272,7 @@ fn main() {
                 .args(["-m", &gguf.to_string_lossy(), "-t", &threads.to_string(), "-tb", &threads.to_string(), "--parallel", &n.to_string()])
                 .args(["-c", &(512 * n).to_string(), "--host", "127.0.0.1", "--port", &port.to_string(), "--no-webui"])
                 .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
+                .stderr(std::fs::File::create(std::env::temp_dir().join("lf-bench-llama-server.log")).expect("log file"))
                 .spawn()
                 .expect("llama-server");
             let base = format!("http://127.0.0.1:{port}");
@@ -306,7 +306,9 @@ fn main() {
 /// client, so no side reuses an earlier round's prompt.
 async fn http_clients(url: &str, n: usize, tag: &str) -> (f64, f64, f64) {
     use futures::StreamExt;
-    let client = reqwest::Client::new();
+    // A new connection per request on both sides: llama-server closes a kept-alive
+    // connection after a streamed answer, which a pooled client would find dead.
+    let client = reqwest::Client::builder().pool_max_idle_per_host(0).build().expect("client");
     let one = |i: usize, round: String| {
         let client = client.clone();
         let url = url.to_string();
@@ -316,7 +318,10 @@ async fn http_clients(url: &str, n: usize, tag: &str) -> (f64, f64, f64) {
                 "messages": [{"role": "user", "content": format!("{round}. Write a long story about a cat named Luna, number {i}.")}],
                 "stream": true, "stream_options": {"include_usage": true}, "temperature": 0, "max_tokens": 64,
             });
-            let resp = client.post(&url).header("X-No-Session", "1").json(&body).send().await.unwrap();
+            let resp = match client.post(&url).header("X-No-Session", "1").json(&body).send().await {
+                Ok(r) => r,
+                Err(e) => panic!("{tag}: {e:?} (llama-server's log: {})", std::env::temp_dir().join("lf-bench-llama-server.log").display()),
+            };
             let mut s = resp.bytes_stream();
             let (mut buf, mut ttft, mut tokens) = (String::new(), None, 0u64);
             while let Some(b) = s.next().await {

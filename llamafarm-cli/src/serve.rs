@@ -221,6 +221,10 @@ pub async fn serve(args: ServeArgs, debug: bool) -> Result<()> {
     let (a, b) = tokio::join!(api_srv, rt_srv);
     a?;
     b?;
+    // The stores' rows and graph files, so the next start opens them without reading
+    // every row back from the index.
+    let persisted = lf.clone();
+    tokio::task::spawn_blocking(move || persisted.persist_stores()).await?;
     tracing::info!("stopped");
     Ok(())
 }

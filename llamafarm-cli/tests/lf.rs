@@ -57,6 +57,15 @@ impl Served {
         Served { child, url, runtime_url, data: Some(data) }
     }
 
+    /// SIGTERM the server and wait for it to exit cleanly; its data directory survives
+    /// for a restart.
+    fn term(mut self) -> tempfile::TempDir {
+        assert!(Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap().success());
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "exit status {status}");
+        self.data.take().unwrap()
+    }
+
     /// SIGKILL the server; its data directory survives for a restart.
     fn kill9(mut self) -> tempfile::TempDir {
         self.child.kill().unwrap();
@@ -228,6 +237,13 @@ fn quick_rag_end_to_end() {
     assert!(stats["vector_count"].as_u64().unwrap() >= 2);
     let health = ok(&srv.lf(&dir, &["rag", "health"]));
     assert!(health.starts_with("main_database: healthy"), "{health}");
+    // A clean stop leaves the store's rows file; the restarted server opens the store
+    // from it and answers the same.
+    let data = srv.term();
+    assert!(data.path().join("projects/default/quick/lf_data/stores/main_database/rows.bin").is_file());
+    let srv = Served::start_in(data, true, &[]);
+    let again = ok(&srv.lf(&dir, &["rag", "query", "neural scaling laws", "--top-k", "3"]));
+    assert_eq!(again.lines().next(), q.lines().next(), "{again}");
     // Bad input exits non-zero with the server's detail.
     fails_with(&srv.lf(&dir, &["rag", "query", "x", "--top-k", "0"]), "top_k");
     fails_with(&srv.lf(&dir, &["datasets", "create", "-b", "nope", "other"]), "does not exist");

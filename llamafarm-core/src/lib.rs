@@ -465,6 +465,18 @@ impl LlamaFarm {
         map.entry(dir.to_path_buf()).or_default().clone()
     }
 
+    /// Write what lets each open store reopen quickly ([`store::ChunkStore::persist`]: the
+    /// embedded store's rows and graph files). Stores also do it when they are dropped;
+    /// a process that stops (`lf serve` on SIGTERM) calls this first, since threads that
+    /// outlive it may still hold them.
+    pub fn persist_stores(&self) {
+        for (dir, store) in self.inner.rag.open_stores() {
+            let t = std::time::Instant::now();
+            store.persist();
+            tracing::debug!(store = %dir.display(), secs = t.elapsed().as_secs_f64(), "store persisted");
+        }
+    }
+
     /// What this process holds and has done, for monitoring (`/metrics`): the task
     /// queue, the local chat models' counts, the open stores' sizes, memory.
     pub fn stats(&self) -> system::Stats {

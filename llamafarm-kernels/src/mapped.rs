@@ -3,11 +3,16 @@
 //! The embedded vector store keeps its rows here instead of on the heap: the pages live in
 //! the operating system's page cache, which holds what memory can spare and reads the
 //! rest back from disk, so a store larger than memory still opens and answers (more slowly
-//! where its pages were dropped). The file is a scratch copy: its owner writes it again
-//! at each open from its own source of truth, so nothing here is crash-safe or versioned.
-//! It is unlinked as soon as it is created, so it has no name: two arrays never share a
-//! file, and the space returns to the file system when the array is dropped or the
-//! process dies.
+//! where its pages were dropped).
+//!
+//! The file is either unnamed ([`MappedF32::create_in`]: unlinked as soon as it is
+//! created, so two arrays never share it and its space returns to the file system when
+//! the array is dropped or the process dies) or named ([`MappedF32::create_at`],
+//! [`MappedF32::reopen_at`]: it outlives the array, so its owner can map it again after a
+//! restart instead of writing it anew). Nothing here is versioned or checks what a named
+//! file holds: its owner records elsewhere how many values are valid and calls
+//! [`MappedF32::sync`] before it does. A named file must not be changed by anyone else
+//! while it is mapped (its owner holds a lock on the directory).
 //!
 //! Appends go to a heap tail first and are written to the file with `pwrite` (which
 //! reports a full disk as an error) when the tail passes [`FLUSH_BYTES`] or on
@@ -45,6 +50,41 @@ impl MappedF32 {
         let file = OpenOptions::new().read(true).write(true).create_new(true).open(&path)?;
         std::fs::remove_file(&path)?;
         Ok(Self { file, map: None, flushed: 0, tail: Vec::new(), failed: false })
+    }
+
+    /// Create an empty array backed by the file at `path`, which is created or emptied,
+    /// and kept when the array is dropped.
+    pub fn create_at(path: &Path) -> io::Result<Self> {
+        let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(path)?;
+        Ok(Self { file, map: None, flushed: 0, tail: Vec::new(), failed: false })
+    }
+
+    /// Map the first `values` values of the named file at `path`, written by an earlier
+    /// array ([`MappedF32::create_at`], then [`MappedF32::sync`]). Values past them are
+    /// cut off, so appends continue from `values`. A file shorter than that is an
+    /// [`io::ErrorKind::InvalidData`] error.
+    pub fn reopen_at(path: &Path, values: usize) -> io::Result<Self> {
+        let file = OpenOptions::new().read(true).write(true).open(path)?;
+        let bytes = (values * 4) as u64;
+        let len = file.metadata()?.len();
+        if len < bytes {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("{} holds {len} bytes, not the {bytes} expected", path.display())));
+        }
+        if len > bytes {
+            file.set_len(bytes)?;
+        }
+        let mut m = Self { file, map: None, flushed: 0, tail: Vec::new(), failed: false };
+        if values > 0 {
+            m.map_to(values * 4)?;
+            m.flushed = values;
+        }
+        Ok(m)
+    }
+
+    /// Write the tail to the file and wait until the file's data is on the disk.
+    pub fn sync(&mut self) -> io::Result<()> {
+        self.flush()?;
+        self.file.sync_data()
     }
 
     /// Bytes the file holds.
@@ -117,8 +157,9 @@ impl MappedF32 {
             // below what a map covers while the map lives (see `clear` and `flush`).
             return unsafe { map.remap(len, memmap2::RemapOptions::new().may_move(true)) };
         }
-        // SAFETY: the file is this value's own unnamed scratch file, written only here;
-        // nothing truncates it below the map's length while the map lives.
+        // SAFETY: the file is written only through this value (an unnamed file has no
+        // other handle; a named one is not changed by others while mapped, see the module
+        // docs), and nothing truncates it below the map's length while the map lives.
         self.map = Some(unsafe { Mmap::map(&self.file) }?);
         Ok(())
     }
@@ -195,6 +236,40 @@ mod tests {
         m.extend_from_slice(&row(3)).unwrap();
         m.flush().unwrap();
         assert_eq!(m.slice(0, dim), &row(3)[..]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_named_file_is_mapped_again_after_its_array_is_dropped() {
+        let dir = std::env::temp_dir().join(format!("lf-mapped-named-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("vectors.f32");
+        let values: Vec<f32> = (0..3000).map(|i| i as f32 * 0.25 - 7.0).collect();
+        {
+            let mut m = MappedF32::create_at(&path).unwrap();
+            m.extend_from_slice(&values[..1000]).unwrap();
+            m.flush().unwrap();
+            m.extend_from_slice(&values[1000..]).unwrap();
+            m.sync().unwrap();
+        }
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 3000 * 4);
+        // Only the first 2000 are claimed: the rest is cut off and appends follow them.
+        let mut m = MappedF32::reopen_at(&path, 2000).unwrap();
+        assert_eq!((m.len(), m.mapped_len()), (2000, 2000));
+        assert_eq!(m.slice(0, 2000), &values[..2000]);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 2000 * 4);
+        m.extend_from_slice(&[1.5, 2.5]).unwrap();
+        m.flush().unwrap();
+        assert_eq!(m.slice(1999, 2002), &[values[1999], 1.5, 2.5]);
+        drop(m);
+        let err = MappedF32::reopen_at(&path, 5000).err().unwrap();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        let m = MappedF32::reopen_at(&path, 0).unwrap();
+        assert!(m.is_empty());
+        // create_at empties an existing file.
+        let m = MappedF32::create_at(&path).unwrap();
+        assert!(m.is_empty());
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -406,6 +406,10 @@ impl ChunkStore for ChromaStore {
         self.text.optimize()
     }
 
+    fn persist(&self) {
+        self.text.persist();
+    }
+
     fn similarities(&self, query: &[f32], ids: &[String], metric: Metric) -> Result<Vec<Option<f32>>> {
         let qn = llamafarm_kernels::vector::dot(query, query).sqrt();
         Ok(self

@@ -163,6 +163,10 @@ pub trait ChunkStore: Send + Sync {
     fn optimize(&self) -> Result<usize> {
         Ok(0)
     }
+    /// Write what lets the next open of this store be quick (the embedded store's rows
+    /// and graph files, which it also writes when it is dropped); called when the process
+    /// stops. The store stays usable. Failures are logged: they only cost a slower open.
+    fn persist(&self) {}
     /// Similarity of `query` to each chunk by id, from stored vectors (None for unknown ids).
     fn similarities(&self, query: &[f32], ids: &[String], metric: Metric) -> Result<Vec<Option<f32>>>;
     /// Fetch chunks by id (missing ids are left out).

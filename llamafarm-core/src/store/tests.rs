@@ -456,9 +456,7 @@ fn vectors_are_read_through_a_mapped_file_and_come_back_bit_identical() {
         for q in [0, 4_999, 11_999] {
             assert_eq!(s.vector_search(&vs[q], 1, Metric::Cosine, None).unwrap()[0].id, format!("c{q}"));
         }
-        // The file has no name in the directory.
-        let names: Vec<String> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-        assert!(names.iter().all(|n| !n.contains("vectors")), "{names:?}");
+        assert_eq!(std::fs::metadata(dir.path().join("vectors.f32")).unwrap().len(), (n * dim * 4) as u64);
     };
     {
         let s = EmbeddedStore::open(dir.path(), Metric::Cosine).unwrap();
@@ -475,4 +473,155 @@ fn vectors_are_read_through_a_mapped_file_and_come_back_bit_identical() {
     }
     let s = EmbeddedStore::open(dir.path(), Metric::Cosine).unwrap();
     check(&s);
+}
+
+/// A closed store leaves its rows in `rows.bin` (and its vectors in `vectors.f32`); the
+/// next open reads them instead of the index, with the same answers as a store that reads
+/// the index. A damaged, stale or mismatched file is not used.
+#[test]
+fn a_closed_store_reopens_from_its_rows_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (n, dim) = (3_000, 24);
+    let vs = vecs(n + 10, dim, 31);
+    let rows_file = dir.path().join("rows.bin");
+    let words = ["alpha", "beta", "gamma", "delta", "epsilon"];
+    let text = |i: usize| format!("{} {} chunk number{i}", words[i % 5], words[(i / 5) % 5]);
+    {
+        let s = EmbeddedStore::open(dir.path(), Metric::Cosine).unwrap();
+        for part in (0..n).collect::<Vec<_>>().chunks(1_000) {
+            s.add(
+                part.iter()
+                    .map(|&i| {
+                        chunk(
+                            &format!("c{i}"),
+                            &format!("f{}", i % 20),
+                            &text(i),
+                            json!({"i": i, "doc": format!("d{}", i % 20), "tags": ["x", {"k": i % 3}]}),
+                            vs[i].clone(),
+                        )
+                    })
+                    .collect(),
+            )
+            .unwrap();
+        }
+        // Dead rows: the vector file is written again without them when the store closes.
+        assert_eq!(s.delete_file("f7").unwrap(), n / 20);
+        assert!(!rows_file.exists());
+    }
+    assert!(rows_file.exists(), "a closed store writes its rows file");
+    let live = n - n / 20;
+    assert_eq!(std::fs::metadata(dir.path().join("vectors.f32")).unwrap().len(), (live * dim * 4) as u64);
+
+    let ids: Vec<String> = (0..n + 10).map(|i| format!("c{i}")).collect();
+    let filter = MetadataFilter::parse(&json!({"doc": "d3"})).unwrap();
+    let answers = |s: &EmbeddedStore| {
+        let st = s.stats().unwrap();
+        let mut all = s.ids().unwrap();
+        all.sort();
+        let vectors = s.vectors(&ids).unwrap();
+        let kw: Vec<Vec<String>> = ["alpha beta", "gamma number17", "epsilon"]
+            .iter()
+            .map(|q| s.keyword_search(q, 7, None).unwrap().into_iter().map(|h| format!("{} {}", h.id, h.score)).collect())
+            .collect();
+        let kw_filtered: Vec<String> = s.keyword_search("delta", 5, Some(&filter)).unwrap().into_iter().map(|h| h.id).collect();
+        let vec_hits: Vec<Vec<String>> = [0, 141, 2_999]
+            .iter()
+            .map(|&q| s.vector_search(&vs[q], 4, Metric::Cosine, None).unwrap().into_iter().map(|h| format!("{} {}", h.id, h.score)).collect())
+            .collect();
+        let vec_filtered: Vec<String> = s.vector_search(&vs[3], 3, Metric::Cosine, Some(&filter)).unwrap().into_iter().map(|h| h.id).collect();
+        let got = s.get(&["c42".into(), "c7".into()]).unwrap();
+        (
+            st.vector_count,
+            st.document_count,
+            st.embedding_dimension,
+            st.tombstones,
+            all,
+            vectors,
+            kw,
+            kw_filtered,
+            vec_hits,
+            vec_filtered,
+            serde_json::to_string(&got).unwrap(),
+        )
+    };
+    let from_rows = {
+        let s = EmbeddedStore::open(dir.path(), Metric::Cosine).unwrap();
+        assert!(s.opened_from_rows_file());
+        let a = answers(&s);
+        assert_eq!((a.0, a.1, a.3), (live, 19, 0));
+        assert!(a.5[7].is_none() && a.5[8].as_deref() == Some(&vs[8][..]));
+        assert_eq!(a.7.len(), 5);
+        assert!(a.10.contains("\"content\":\"gamma delta chunk number42\""), "{}", a.10);
+        a
+    };
+    // The same store read from the index.
+    std::fs::remove_file(&rows_file).unwrap();
+    {
+        let s = EmbeddedStore::open(dir.path(), Metric::Cosine).unwrap();
+        assert!(!s.opened_from_rows_file());
+        assert_eq!(answers(&s), from_rows);
+    }
+    let good = std::fs::read(&rows_file).unwrap();
+    // A damaged file.
+    let mut bad = good.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0x10;
+    std::fs::write(&rows_file, &bad).unwrap();
+    {
+        let s = EmbeddedStore::open(dir.path(), Metric::Cosine).unwrap();
+        assert!(!s.opened_from_rows_file());
+        assert_eq!(answers(&s), from_rows);
+    }
+    // A cut vector file.
+    std::fs::write(&rows_file, &good).unwrap();
+    let vf = std::fs::OpenOptions::new().write(true).open(dir.path().join("vectors.f32")).unwrap();
+    vf.set_len((dim * 4 * 10) as u64).unwrap();
+    drop(vf);
+    {
+        let s = EmbeddedStore::open(dir.path(), Metric::Cosine).unwrap();
+        assert!(!s.opened_from_rows_file());
+        assert_eq!(answers(&s), from_rows);
+    }
+    // A stale file (an older commit): the chunks written since are there, with fresh
+    // sequence numbers that keyword search resolves.
+    let old = std::fs::read(&rows_file).unwrap();
+    {
+        let s = EmbeddedStore::open(dir.path(), Metric::Cosine).unwrap();
+        assert!(s.opened_from_rows_file());
+        s.add((n..n + 10).map(|i| chunk(&format!("c{i}"), "fnew", "zeta brandnew", json!({"i": i}), vs[i].clone())).collect()).unwrap();
+        assert!(!rows_file.exists(), "the first write removes the rows file");
+        assert_eq!(s.keyword_search("brandnew", 20, None).unwrap().len(), 10);
+        assert_eq!(s.keyword_search("alpha beta", 7, None).unwrap().len(), 7);
+    }
+    std::fs::write(&rows_file, &old).unwrap();
+    let s = EmbeddedStore::open(dir.path(), Metric::Cosine).unwrap();
+    assert!(!s.opened_from_rows_file());
+    assert_eq!(s.stats().unwrap().vector_count, live + 10);
+    assert_eq!(s.vector_search(&vs[n + 4], 1, Metric::Cosine, None).unwrap()[0].id, format!("c{}", n + 4));
+    drop(s);
+    // The file the last close wrote describes the new chunks too.
+    let s = EmbeddedStore::open(dir.path(), Metric::Cosine).unwrap();
+    assert!(s.opened_from_rows_file());
+    assert_eq!(s.keyword_search("brandnew", 20, None).unwrap().len(), 10);
+    assert_eq!(s.vectors(&[format!("c{}", n + 9)]).unwrap()[0].as_deref(), Some(&vs[n + 9][..]));
+    // Cleared: nothing comes back.
+    assert_eq!(s.clear().unwrap(), live + 10);
+    drop(s);
+    let s = EmbeddedStore::open(dir.path(), Metric::Cosine).unwrap();
+    assert!(s.opened_from_rows_file());
+    assert_eq!(s.stats().unwrap().vector_count, 0);
+    assert!(s.keyword_search("alpha", 5, None).unwrap().is_empty());
+    drop(s);
+
+    // A text-only store (the keyword side of a server-backed store) too.
+    let tdir = tempfile::tempdir().unwrap();
+    {
+        let s = EmbeddedStore::open_text_only(tdir.path()).unwrap();
+        s.add((0..50).map(|i| chunk(&format!("t{i}"), "ft", &text(i), json!({"i": i}), vec![])).collect()).unwrap();
+    }
+    let s = EmbeddedStore::open_text_only(tdir.path()).unwrap();
+    assert!(s.opened_from_rows_file());
+    assert_eq!(s.stats().unwrap().vector_count, 50);
+    assert_eq!(s.keyword_search("number17", 3, None).unwrap()[0].id, "t17");
+    assert!(!tdir.path().join("vectors.f32").exists());
 }

@@ -137,6 +137,9 @@ impl Shared {
         api.init_2(self.datapath.as_deref(), Some(&lang)).map_err(|_| {
             Error::unavailable(format!("Tesseract language data '{languages}'"), format!("is not installed (Debian: apt install {})", packages(languages)))
         })?;
+        // Tesseract's diagnostics ("Image too small to scale!!" for a sliver of a line)
+        // go to stderr unless sent elsewhere; a server's log is not the place for them.
+        let _ = api.set_variable(c"debug_file", c"/dev/null");
         Ok(api)
     }
 

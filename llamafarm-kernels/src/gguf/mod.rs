@@ -1113,12 +1113,7 @@ mod tests {
         ] {
             let q = QTensor::quantize(&wt, dt).unwrap();
             let m = read(dt, &q, rows);
-            let deq: Vec<f32> = q.dequantize(&Device::Cpu).unwrap().flatten_all().unwrap().to_vec1().unwrap();
-            let mut row = vec![0f32; cols];
-            for r in 0..rows {
-                m.row_f32(r, &mut row);
-                assert_eq!(row, deq[r * cols..(r + 1) * cols], "{dt:?} row {r}");
-            }
+            let deq = rows_match_candle(&m, &q, &format!("{dt:?}"));
             let a = QActs::quantize(&x, cols);
             let mut out = vec![0f32; 6 * rows];
             let team = crate::team::Team::new(2);
@@ -1178,6 +1173,19 @@ mod tests {
         assert!(f.widen_to(Kind::Q4_1).is_none(), "widening never narrows");
     }
 
+    /// Candle's dequantisation of `q`, after checking that every row of `m` reads back as
+    /// exactly that.
+    fn rows_match_candle(m: &QMatrix, q: &QTensor, what: &str) -> Vec<f32> {
+        let deq: Vec<f32> = q.dequantize(&Device::Cpu).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let cols = m.cols;
+        let mut row = vec![0f32; cols];
+        for r in 0..m.rows {
+            m.row_f32(r, &mut row);
+            assert_eq!(row, deq[r * cols..(r + 1) * cols], "{what} row {r}");
+        }
+        deq
+    }
+
     /// `F32`, `F16` and `BF16` weights keep their values, their products are the
     /// unquantised activations' (to `f32` rounding), and every kernel, batch size and
     /// stacking gives the same results bit for bit.
@@ -1194,12 +1202,7 @@ mod tests {
             let m = QMatrix::from_gguf(name, &bytes, rows, cols).unwrap();
             assert_eq!(m.kind, kind);
             assert_eq!(m.bytes(), rows.div_ceil(RG) * RG * cols * kind.float_bytes().unwrap(), "{name}: stored at its own width");
-            let deq: Vec<f32> = q.dequantize(&Device::Cpu).unwrap().flatten_all().unwrap().to_vec1().unwrap();
-            let mut row = vec![0f32; cols];
-            for r in 0..rows {
-                m.row_f32(r, &mut row);
-                assert_eq!(row, deq[r * cols..(r + 1) * cols], "{name} row {r}");
-            }
+            let deq = rows_match_candle(&m, &q, name);
             let a = QActs::quantize(&x, cols);
             let mut out = vec![0f32; 6 * rows];
             m.matmul(&a, &mut out, &team);

@@ -2,12 +2,13 @@
 //! in-memory vector matrix and, past [`HNSW_THRESHOLD`] chunks, an HNSW graph.
 //!
 //! `schema` holds the tantivy schema and analyzer, `ann` the graph, `bm25` the
-//! exhaustive BM25 scorer; this file holds the store itself (rows in memory, writes,
-//! searches, deletes).
+//! exhaustive BM25 scorer, `snapshot` the rows file a closed store leaves for its next
+//! open; this file holds the store itself (rows in memory, writes, searches, deletes).
 
 mod ann;
 mod bm25;
 mod schema;
+mod snapshot;
 
 use super::{AddReport, ChunkRecord, ChunkStore, Hit, MetadataFilter, Metric, StoreStats, StoredChunk};
 use crate::error::{Error, Result};
@@ -77,8 +78,9 @@ struct State {
     key_bytes: usize,
 }
 
-/// Where the rows' f32 vectors are held: a memory-mapped scratch file beside the index
-/// (vector stores), or the heap (text-only stores, or when the file cannot be created).
+/// Where the rows' f32 vectors are held: a memory-mapped file beside the index
+/// ([`snapshot::VECTOR_FILE`], vector stores), or the heap (text-only stores, or when the
+/// file cannot be created).
 enum Vectors {
     Heap(Vec<f32>),
     Mapped(MappedF32),
@@ -91,9 +93,10 @@ impl Default for Vectors {
 }
 
 impl Vectors {
-    /// A mapped array in `dir`, or the heap if the file cannot be made there.
+    /// An empty mapped array in the store's vector file in `dir`, or the heap if the file
+    /// cannot be made there.
     fn in_dir(dir: &Path) -> Self {
-        match MappedF32::create_in(dir) {
+        match MappedF32::create_at(&dir.join(snapshot::VECTOR_FILE)) {
             Ok(m) => Vectors::Mapped(m),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot create the store's vector file; keeping vectors on the heap");
@@ -202,6 +205,9 @@ pub struct EmbeddedStore {
     graph_save: Arc<Mutex<GraphSave>>,
     /// Holds text and metadata only (the keyword side of a server-backed store).
     text_only: bool,
+    /// The rows file on disk describes the rows in memory (they were read from it, or
+    /// it was written since the last change).
+    rows_file_current: AtomicBool,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -269,6 +275,7 @@ impl EmbeddedStore {
             extending: Arc::new(AtomicBool::new(false)),
             graph_save: Arc::new(Mutex::new(GraphSave::default())),
             text_only,
+            rows_file_current: AtomicBool::new(false),
         };
         store.load_state()?;
         store.load_graph();
@@ -276,8 +283,24 @@ impl EmbeddedStore {
         Ok(store)
     }
 
-    /// Read every live chunk's id, file, metadata and vector from the last commit.
+    /// The opstamp of the index's last commit.
+    fn opstamp(&self) -> Result<u64> {
+        Ok(self.index.load_metas().map_err(te)?.opstamp)
+    }
+
+    /// Read every live chunk's id, file, metadata and vector from the last commit: from
+    /// the rows file and the vector file when they describe it, else from the index.
     fn load_state(&self) -> Result<()> {
+        let opstamp = self.opstamp()?;
+        if let Some(mut st) = snapshot::read(&self.dir, opstamp, self.text_only) {
+            let known = self.state.read().unwrap_or_else(|p| p.into_inner()).dim;
+            if known.is_none() || known == st.dim {
+                st.dim = st.dim.or(known);
+                *self.state.write().unwrap_or_else(|p| p.into_inner()) = st;
+                self.rows_file_current.store(true, Ordering::SeqCst);
+                return Ok(());
+            }
+        }
         let searcher = self.reader.searcher();
         let vectors = if self.text_only { Vectors::default() } else { Vectors::in_dir(&self.dir) };
         let mut st = State { dim: self.state.read().unwrap_or_else(|p| p.into_inner()).dim, vectors, ..Default::default() };
@@ -582,6 +605,9 @@ impl ChunkStore for EmbeddedStore {
             }
         }
         let added = fresh.len();
+        if added > 0 {
+            self.changing();
+        }
         let seq0 = self.state.read().unwrap_or_else(|p| p.into_inner()).next_seq;
         let mut meta_lens = Vec::with_capacity(fresh.len());
         let written = (|| -> Result<()> {
@@ -640,6 +666,7 @@ impl ChunkStore for EmbeddedStore {
         if rows.is_empty() {
             return Ok(0);
         }
+        self.changing();
         w.delete_term(Term::from_field_text(self.fields.file_hash, file_hash));
         if let Err(e) = self.commit(&mut w) {
             let _ = w.rollback();
@@ -663,6 +690,7 @@ impl ChunkStore for EmbeddedStore {
     fn clear(&self) -> Result<usize> {
         let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let n = self.state.read().unwrap_or_else(|p| p.into_inner()).live;
+        self.changing();
         w.delete_all_documents().map_err(te)?;
         self.commit(&mut w)?;
         {
@@ -893,12 +921,94 @@ impl ChunkStore for EmbeddedStore {
         self.state.read().unwrap_or_else(|p| p.into_inner()).dim
     }
 
+    fn persist(&self) {
+        self.save_rows();
+        self.save_graph_now();
+    }
+
     fn metric(&self) -> Metric {
         self.metric
     }
 }
 
 impl EmbeddedStore {
+    /// Whether this store read its rows from the rows file (tests).
+    #[cfg(test)]
+    pub(in crate::store) fn opened_from_rows_file(&self) -> bool {
+        self.rows_file_current.load(Ordering::SeqCst)
+    }
+
+    /// The rows are about to change: the rows file stops describing them. Its removal is
+    /// a safeguard (the file also names the index commit it describes, which a write
+    /// moves on), so a failed one is logged, not returned.
+    fn changing(&self) {
+        if self.rows_file_current.swap(false, Ordering::SeqCst) {
+            if let Err(e) = snapshot::remove(&self.dir) {
+                tracing::warn!(error = %e, "could not remove the store's rows file");
+            }
+        }
+    }
+
+    /// Write the rows file if the rows changed since the store opened (or since it was
+    /// last written), so that the next open need not read every row from the index.
+    /// Not when a quarter or more of the rows are dead (the next open then reads the
+    /// index, which holds only the live ones), nor when vectors are still on the heap.
+    fn save_rows(&self) {
+        if self.rows_file_current.load(Ordering::SeqCst) || !self.dir.join("tantivy").is_dir() {
+            return;
+        }
+        let t = std::time::Instant::now();
+        // Writes take the writer first and commit before they change the rows: holding
+        // it, the rows and the index commit read below agree.
+        let _writes = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        if self.rows_file_current.load(Ordering::SeqCst) {
+            return;
+        }
+        let mut st = self.state.write().unwrap_or_else(|p| p.into_inner());
+        if (st.ids.len() - st.live) * 4 > st.ids.len() {
+            return;
+        }
+        match (&mut st.vectors, self.text_only) {
+            (Vectors::Mapped(m), false) => {
+                if let Err(e) = m.sync() {
+                    tracing::warn!(error = %e, "cannot sync the store's vector file; the next open reads the index");
+                    return;
+                }
+            }
+            (Vectors::Heap(h), true) if h.is_empty() => {}
+            _ => return,
+        }
+        let opstamp = match self.opstamp() {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the index's commit; the store's rows file is not written");
+                return;
+            }
+        };
+        let st = &*st;
+        let vectors = match &st.vectors {
+            Vectors::Mapped(m) => Some(m),
+            Vectors::Heap(_) => None,
+        };
+        match snapshot::write(&self.dir, st, vectors, opstamp) {
+            Ok(()) => {
+                self.rows_file_current.store(true, Ordering::SeqCst);
+                tracing::debug!(rows = st.live, secs = t.elapsed().as_secs_f64(), "wrote the store's rows file");
+            }
+            Err(e) => tracing::warn!(error = %e, "could not write the store's rows file; the next open reads the index"),
+        }
+    }
+
+    /// Write the graph file now if a write was put off.
+    fn save_graph_now(&self) {
+        let dirty = self.graph_save.lock().unwrap_or_else(|p| p.into_inner()).dirty;
+        if dirty {
+            if let Some(ann) = self.ann.read().unwrap_or_else(|p| p.into_inner()).clone() {
+                save_graph(&self.dir, &ann, &self.state, &self.graph_save, true);
+            }
+        }
+    }
+
     /// Chunks were deleted: the graph file describes the store no more.
     fn forget_graph_file(&self) {
         let mut saved = self.graph_save.lock().unwrap_or_else(|p| p.into_inner());
@@ -913,14 +1023,10 @@ impl EmbeddedStore {
 }
 
 impl Drop for EmbeddedStore {
-    /// Write the graph file if a write was put off.
+    /// Write the rows file, and the graph file if a write was put off.
     fn drop(&mut self) {
-        let dirty = self.graph_save.lock().unwrap_or_else(|p| p.into_inner()).dirty;
-        if dirty {
-            if let Some(ann) = self.ann.read().unwrap_or_else(|p| p.into_inner()).clone() {
-                save_graph(&self.dir, &ann, &self.state, &self.graph_save, true);
-            }
-        }
+        self.save_rows();
+        self.save_graph_now();
     }
 }
 
