@@ -11,14 +11,22 @@ use std::path::Path;
 /// Write `bytes` to `path` atomically: temp file in the same directory, fsync,
 /// rename over the target, fsync the directory.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
+    atomic_write_with(path, |w| w.write_all(bytes))
+}
+
+/// [`atomic_write`] for content produced piece by piece: `fill` writes it to the
+/// (buffered) temporary file, so a large file need not be held in memory first.
+pub fn atomic_write_with(path: &Path, fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<()> {
     let dir = path.parent().ok_or_else(|| Error::internal(format!("{} has no parent", path.display())))?;
     fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = dir.join(format!(".{file_name}.tmp-{}", uuid::Uuid::new_v4().simple()));
     let result = (|| {
         // Errors name the target: the temporary name means nothing to a reader.
-        let mut f = File::create(&tmp).map_err(|e| Error::io(path, e))?;
-        f.write_all(bytes).map_err(|e| Error::io(path, e))?;
+        let f = File::create(&tmp).map_err(|e| Error::io(path, e))?;
+        let mut w = std::io::BufWriter::with_capacity(64 << 10, f);
+        fill(&mut w).map_err(|e| Error::io(path, e))?;
+        let f = w.into_inner().map_err(|e| Error::io(path, e.into_error()))?;
         f.sync_all().map_err(|e| Error::io(path, e))?;
         drop(f);
         fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
@@ -129,6 +137,18 @@ mod tests {
         atomic_write(&p, b"one").unwrap();
         atomic_write(&p, b"two").unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"two");
+        let names: Vec<_> = fs::read_dir(p.parent().unwrap()).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+        // Written piece by piece; a failing writer leaves the old content and no temp file.
+        atomic_write_with(&p, |w| (0..3).try_for_each(|i| write!(w, "part{i} "))).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"part0 part1 part2 ");
+        let e = atomic_write_with(&p, |w| {
+            w.write_all(b"half")?;
+            Err(std::io::Error::other("the writer failed"))
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("the writer failed"), "{e}");
+        assert_eq!(fs::read(&p).unwrap(), b"part0 part1 part2 ");
         let names: Vec<_> = fs::read_dir(p.parent().unwrap()).unwrap().flatten().map(|e| e.file_name()).collect();
         assert_eq!(names.len(), 1, "{names:?}");
     }

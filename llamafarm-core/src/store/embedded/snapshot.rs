@@ -14,14 +14,13 @@
 //! Layout (little-endian): the magic `LFROWS01`; `opstamp` u64; `dim` u64 (0: none); `rows`
 //! u64; `next_seq` u64; then per row `seq` u64 (`u64::MAX`: none), `norm` f32, and the id,
 //! file hash and metadata JSON, each as a u32 length and its bytes; last, the CRC-32 of
-//! everything before it. The file is written atomically (a temporary file, fsync, rename,
-//! directory fsync).
+//! everything before it. The file is written with [`crate::fsutil::atomic_write_with`].
 
 use super::{State, Vectors};
 use crate::error::{Error, Result};
 use llamafarm_kernels::mapped::MappedF32;
 use serde_json::{Map, Value};
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -81,44 +80,30 @@ pub(super) fn write(dir: &Path, st: &State, vectors: Option<&MappedF32>, opstamp
             return Err(Error::io(&path, e));
         }
     }
-    let path = dir.join(ROWS_FILE);
-    let tmp = dir.join(format!(".{ROWS_FILE}.tmp-{}", uuid::Uuid::new_v4().simple()));
-    let io = |e: std::io::Error| Error::io(&path, e);
-    let result = (|| -> Result<()> {
-        let file = std::fs::File::create(&tmp).map_err(io)?;
-        let mut w = Crc { inner: BufWriter::with_capacity(1 << 20, file), crc: crc32fast::Hasher::new() };
-        w.write_all(MAGIC).map_err(io)?;
+    let mut seq_of = vec![u64::MAX; st.ids.len()];
+    for (&q, &r) in &st.by_seq {
+        seq_of[r] = q;
+    }
+    crate::fsutil::atomic_write_with(&dir.join(ROWS_FILE), |out| {
+        let mut w = Crc { inner: out, crc: crc32fast::Hasher::new() };
+        w.write_all(MAGIC)?;
         for v in [opstamp, dim as u64, live.len() as u64, st.next_seq] {
-            w.write_all(&v.to_le_bytes()).map_err(io)?;
-        }
-        let mut seq_of = vec![u64::MAX; st.ids.len()];
-        for (&q, &r) in &st.by_seq {
-            seq_of[r] = q;
+            w.write_all(&v.to_le_bytes())?;
         }
         let mut meta = Vec::new();
         for &r in &live {
-            w.write_all(&seq_of[r].to_le_bytes()).map_err(io)?;
-            w.write_all(&st.norms[r].to_le_bytes()).map_err(io)?;
+            w.write_all(&seq_of[r].to_le_bytes())?;
+            w.write_all(&st.norms[r].to_le_bytes())?;
             meta.clear();
-            serde_json::to_writer(&mut meta, &st.metas[r]).map_err(|e| Error::internal(format!("rows file: {e}")))?;
+            serde_json::to_writer(&mut meta, &st.metas[r])?;
             for field in [st.ids[r].as_bytes(), st.files[r].as_bytes(), &meta] {
-                w.write_all(&(field.len() as u32).to_le_bytes()).map_err(io)?;
-                w.write_all(field).map_err(io)?;
+                w.write_all(&(field.len() as u32).to_le_bytes())?;
+                w.write_all(field)?;
             }
         }
-        let crc = w.crc.clone().finalize();
-        let mut inner = w.inner;
-        inner.write_all(&crc.to_le_bytes()).map_err(io)?;
-        let file = inner.into_inner().map_err(|e| io(e.into_error()))?;
-        file.sync_all().map_err(io)?;
-        drop(file);
-        std::fs::rename(&tmp, &path).map_err(io)?;
-        crate::fsutil::sync_dir(dir)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+        let crc = w.crc.finalize();
+        w.inner.write_all(&crc.to_le_bytes())
+    })
 }
 
 /// Remove the rows file (the store is about to change). The removal is made durable, so
