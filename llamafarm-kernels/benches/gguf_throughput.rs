@@ -1,5 +1,5 @@
-//! GGUF weight-kernel throughput on SmolLM2-135M's feed-forward shape, for `Q8_0` codes and
-//! `F16`, `BF16` and `F32` weights, on every kernel this CPU runs
+//! GGUF weight-kernel throughput on SmolLM2-135M's feed-forward shape, for `Q4_1`, `Q5_0` and
+//! `Q8_0` codes and `F16`, `BF16` and `F32` weights, on every kernel this CPU runs
 //! (`cargo bench -p llamafarm-kernels --bench gguf_throughput`).
 
 mod common;
@@ -14,7 +14,27 @@ fn main() {
     let f32_bytes: Vec<u8> = w.iter().flat_map(|v| v.to_le_bytes()).collect();
     let f16_bytes: Vec<u8> = w.iter().flat_map(|v| half_bits(*v).to_le_bytes()).collect();
     let bf16_bytes: Vec<u8> = w.iter().flat_map(|v| ((v.to_bits() >> 16) as u16).to_le_bytes()).collect();
+    // `Q4_1` blocks as GGUF stores them: scale and minimum as halves, then 16 bytes of nibbles.
+    let q4_1_bytes: Vec<u8> = (0..rows * cols / 32)
+        .flat_map(|b| {
+            let mut block = Vec::with_capacity(20);
+            block.extend(half_bits(0.01 + (b % 7) as f32 * 0.001).to_le_bytes());
+            block.extend(half_bits(-0.08).to_le_bytes());
+            block.extend((0..16).map(|i| ((b * 31 + i * 17) % 256) as u8));
+            block
+        })
+        .collect();
+    // `Q5_0` blocks: the scale as a half, 32 high bits, 16 bytes of low nibbles.
+    let q5_0_bytes: Vec<u8> = (0..rows * cols / 32)
+        .flat_map(|b| {
+            let mut block = half_bits(0.01 + (b % 5) as f32 * 0.001).to_le_bytes().to_vec();
+            block.extend((0..20).map(|i| ((b * 29 + i * 13) % 256) as u8));
+            block
+        })
+        .collect();
     let matrices = [
+        ("Q4_1", QMatrix::from_gguf("Q4_1", &q4_1_bytes, rows, cols).expect("shape")),
+        ("Q5_0", QMatrix::from_gguf("Q5_0", &q5_0_bytes, rows, cols).expect("shape")),
         ("Q8_0", QMatrix::q8_0_from_f32(&w, rows, cols).expect("shape")),
         ("F16", QMatrix::from_gguf("F16", &f16_bytes, rows, cols).expect("shape")),
         ("BF16", QMatrix::from_gguf("BF16", &bf16_bytes, rows, cols).expect("shape")),

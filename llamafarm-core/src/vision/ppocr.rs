@@ -253,26 +253,39 @@ impl PpOcr {
         // The classifier reads 4:1 strips. A longer line squeezed into one would be
         // distorted past recognition, so it is read as up to three 4:1 windows (both ends
         // and the middle) whose probabilities are averaged.
-        let mut windows: Vec<(usize, RotatedRect)> = Vec::new();
-        for (i, r) in oriented.iter().enumerate() {
+        let windows_of = |r: &RotatedRect| -> Vec<RotatedRect> {
             let ratio = r.width() / r.height().max(1.0);
             if ratio <= 4.0 {
-                windows.push((i, *r));
-                continue;
+                return vec![*r];
             }
             let k = (ratio / 4.0).ceil().min(3.0) as usize;
             let ww = 4.0 * r.height();
             let up = r.up_axis();
             let right = Vec2::from_xy(-up.y, up.x);
             let c = r.center();
-            for j in 0..k {
-                let t = -(r.width() - ww) / 2.0 + j as f32 * (r.width() - ww) / (k - 1).max(1) as f32;
-                windows.push((i, RotatedRect::new(PointF::from_yx(c.y + right.y * t, c.x + right.x * t), up, ww, r.height())));
-            }
-        }
-        let mut votes = vec![[0f32; 3]; oriented.len()]; // upright, turned, windows
+            (0..k)
+                .map(|j| {
+                    let t = -(r.width() - ww) / 2.0 + j as f32 * (r.width() - ww) / (k - 1).max(1) as f32;
+                    RotatedRect::new(PointF::from_yx(c.y + right.y * t, c.x + right.x * t), up, ww, r.height())
+                })
+                .collect()
+        };
+        // Longest lines first: they are classified most reliably, and the page's vote is
+        // usually settled by them, so the rest are not classified at all.
+        let mut by_length: Vec<usize> = (0..oriented.len()).collect();
+        by_length.sort_by(|&a, &b| oriented[b].width().total_cmp(&oriented[a].width()));
+        let confident = |p: f32, n: f32| n > 0.0 && p / n > self.params.cls_thresh;
         let plane = CLS_H * CLS_W;
-        for chunk in windows.chunks(16) {
+        let (mut up_votes, mut down_votes) = (0usize, 0usize);
+        let mut lines = by_length.into_iter().peekable();
+        while lines.peek().is_some() {
+            // One batch: whole lines' windows, at least `CLS_BATCH` of them when there are.
+            const CLS_BATCH: usize = 16;
+            let mut chunk: Vec<(usize, RotatedRect)> = Vec::new();
+            while chunk.len() < CLS_BATCH {
+                let Some(i) = lines.next() else { break };
+                chunk.extend(windows_of(&oriented[i]).into_iter().map(|w| (i, w)));
+            }
             let mut data = vec![0f32; chunk.len() * 3 * plane];
             for (bi, (_, r)) in chunk.iter().enumerate() {
                 let cw = ((CLS_H as f32 * r.width() / r.height().max(1.0)).ceil() as usize).clamp(1, CLS_W);
@@ -286,18 +299,26 @@ impl PpOcr {
                 return Err(Error::Internal(format!("the angle classifier gives {classes} classes, not 2")));
             }
             let probs = probs.into_data();
+            // Per line of the batch: upright, turned, windows.
+            let mut votes: Vec<(usize, [f32; 3])> = Vec::new();
             for (bi, (i, _)) in chunk.iter().enumerate().take(n) {
-                votes[*i][0] += probs[bi * classes];
-                votes[*i][1] += probs[bi * classes + 1];
-                votes[*i][2] += 1.0;
+                if votes.last().is_none_or(|(j, _)| j != i) {
+                    votes.push((*i, [0.0; 3]));
+                }
+                let v = &mut votes.last_mut().expect("pushed above").1;
+                v[0] += probs[bi * classes];
+                v[1] += probs[bi * classes + 1];
+                v[2] += 1.0;
+            }
+            up_votes += votes.iter().filter(|(_, [u, _, n])| confident(*u, *n)).count();
+            down_votes += votes.iter().filter(|(_, [_, d, n])| confident(*d, *n)).count();
+            if settled(up_votes, down_votes) {
+                break;
             }
         }
         // One decision per page: the lines classified with confidence vote, and all lines
         // follow the majority. (Short lines, digits above all, are often classified
         // wrongly on their own; a scan is turned as a whole.)
-        let confident = |p: f32, n: f32| n > 0.0 && p / n > self.params.cls_thresh;
-        let down_votes = votes.iter().filter(|[_, d, n]| confident(*d, *n)).count();
-        let up_votes = votes.iter().filter(|[u, _, n]| confident(*u, *n)).count();
         if down_votes <= up_votes {
             return Ok((oriented, 0));
         }
@@ -315,7 +336,9 @@ impl PpOcr {
         let mut order: Vec<usize> = (0..oriented.len()).collect();
         order.sort_by(|&a, &b| ratio(&oriented[a]).total_cmp(&ratio(&oriented[b])));
         let mut out: Vec<Option<(String, f32)>> = vec![None; oriented.len()];
-        let batches: Vec<&[usize]> = order.chunks(self.params.rec_batch.max(1)).collect();
+        // Widest batches first, so the last to finish are the cheapest and neither thread
+        // waits long for the other at the end.
+        let batches: Vec<&[usize]> = order.chunks(self.params.rec_batch.max(1)).rev().collect();
         // Batches run side by side, one thread each (small batches keep one core busier
         // than one batch split across cores).
         let next = std::sync::atomic::AtomicUsize::new(0);
@@ -394,6 +417,13 @@ impl PpOcr {
         }
         (text, if n == 0 { 0.0 } else { sum / n as f32 })
     }
+}
+
+/// Whether a page's orientation vote is settled by the confident lines counted so far:
+/// at least six for one side and no more than a quarter as many for the other.
+fn settled(up: usize, down: usize) -> bool {
+    let (lead, other) = (up.max(down), up.min(down));
+    lead >= 6 && 4 * other <= lead
 }
 
 /// Text regions of a probability map: each connected region above `thresh` (inside
@@ -598,6 +628,17 @@ pub(crate) fn line_from_rect(r: &RotatedRect, text: String, confidence: f32) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_page_vote_is_settled_by_a_clear_majority_of_confident_lines() {
+        assert!(!settled(0, 0));
+        assert!(!settled(5, 0), "too few lines to stop early");
+        assert!(settled(6, 0) && settled(0, 6));
+        assert!(settled(8, 2) && settled(2, 8));
+        assert!(!settled(8, 3), "a quarter of the lines dissent");
+        assert!(!settled(20, 6));
+        assert!(settled(24, 6));
+    }
 
     #[test]
     fn strips_are_sampled_upright_from_rotated_boxes() {

@@ -36,15 +36,17 @@
 //! with F16C, or `portable.rs`, in the same order of fused operations).
 
 #[cfg(target_arch = "x86_64")]
-/// One kernel body per instruction set. `$dp4(acc, w, x)` adds the four-code dot
-/// products of each 32-bit lane of unsigned nibbles `w` and signed codes `x` to
-/// `acc`; `$w8(w)` prepares a load of `Q8_0` codes (stored plus 128) and `$dp8` does
+/// One kernel body per instruction set. `$dq4(w, x)` gives a nibble block's dot
+/// products: for each 32-bit lane (a row), the sum over the block's eight vectors of
+/// unsigned nibbles `w[c]` times the broadcast signed codes `x[c]`; `$w8(w)` prepares a load of `Q8_0` codes (stored plus 128) and `$dp8` does
 /// the same for them, `$fix8` telling whether it left out the `128 * sum(x)` that the
-/// biased codes add (then added from the activations' code sums).
+/// biased codes add (then added from the activations' code sums); `$dq8n(w, x)` gives
+/// the dot products of narrow byte codes (below 64, taken as they are: no bias to undo),
+/// over elements `0..16` and `16..32`.
 macro_rules! tile_kernel {
-    ($name:ident, $features:literal, $dp4:ident, $w8:ident, $dp8:ident, $fix8:expr) => {
+    ($name:ident, $features:literal, $dq4:ident, $w8:ident, $dp8:ident, $dq8n:ident, $fix8:expr) => {
         #[target_feature(enable = $features)]
-        pub(super) unsafe fn $name<const T: usize, const Q8: bool, const H: bool>(g: &Group<'_>, acts: &[QRow<'_>], acc: &mut [[f32; RG]; TILE]) {
+        pub(super) unsafe fn $name<const T: usize, const Q8: bool, const H: bool, const N: bool>(g: &Group<'_>, acts: &[QRow<'_>], acc: &mut [[f32; RG]; TILE]) {
             let nb = g.d.len() / RG;
             let gbb = if Q8 { QK * RG } else { 16 * RG };
             assert!(acts.len() == T && g.qs.len() == nb * gbb && g.m.len() == nb * RG);
@@ -78,7 +80,8 @@ macro_rules! tile_kernel {
                 let mut w = [_mm256_setzero_si256(); 8];
                 if Q8 {
                     for (c, wc) in w.iter_mut().enumerate() {
-                        *wc = $w8(_mm256_loadu_si256(wp.wrapping_add(c * 32) as *const __m256i));
+                        let v = _mm256_loadu_si256(wp.wrapping_add(c * 32) as *const __m256i);
+                        *wc = if N { v } else { $w8(v) };
                     }
                 } else {
                     for c in 0..4 {
@@ -102,17 +105,23 @@ macro_rules! tile_kernel {
                             let z = _mm256_setzero_si256();
                             let (da, sa) = (*dp[$t].wrapping_add(b), *sp[$t].wrapping_add(b));
                             if Q8 {
-                                let (mut s0, mut s1) = ($dp8(z, w[0], bc(0)), $dp8(z, w[4], bc(4)));
-                                s0 = $dp8(s0, w[1], bc(1));
-                                s1 = $dp8(s1, w[5], bc(5));
-                                s0 = $dp8(s0, w[2], bc(2));
-                                s1 = $dp8(s1, w[6], bc(6));
-                                s0 = $dp8(s0, w[3], bc(3));
-                                s1 = $dp8(s1, w[7], bc(7));
+                                // Elements 0..16 and 16..32.
+                                let (s0, s1) = if N {
+                                    $dq8n(&w, x)
+                                } else {
+                                    let (mut s0, mut s1) = ($dp8(z, w[0], bc(0)), $dp8(z, w[4], bc(4)));
+                                    s0 = $dp8(s0, w[1], bc(1));
+                                    s1 = $dp8(s1, w[5], bc(5));
+                                    s0 = $dp8(s0, w[2], bc(2));
+                                    s1 = $dp8(s1, w[6], bc(6));
+                                    s0 = $dp8(s0, w[3], bc(3));
+                                    s1 = $dp8(s1, w[7], bc(7));
+                                    (s0, s1)
+                                };
                                 if H {
                                     let lo = *lp[$t].wrapping_add(b);
                                     let hi = *up[$t].wrapping_add(b) - lo;
-                                    let (s0, s1) = if $fix8 {
+                                    let (s0, s1) = if $fix8 && !N {
                                         (_mm256_add_epi32(s0, _mm256_set1_epi32(128 * lo)), _mm256_add_epi32(s1, _mm256_set1_epi32(128 * hi)))
                                     } else {
                                         (s0, s1)
@@ -124,19 +133,12 @@ macro_rules! tile_kernel {
                                     sum[$t] = _mm256_fmadd_ps(mv2, _mm256_set1_ps(sh), sum[$t]);
                                 } else {
                                     let s = _mm256_add_epi32(s0, s1);
-                                    let s = if $fix8 { _mm256_add_epi32(s, _mm256_set1_epi32(128 * *up[$t].wrapping_add(b))) } else { s };
+                                    let s = if $fix8 && !N { _mm256_add_epi32(s, _mm256_set1_epi32(128 * *up[$t].wrapping_add(b))) } else { s };
                                     sum[$t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(dv, _mm256_set1_ps(da)), sum[$t]);
                                     sum[$t] = _mm256_fmadd_ps(mv, _mm256_set1_ps(sa), sum[$t]);
                                 }
                             } else {
-                                let (mut s0, mut s1) = ($dp4(z, w[0], bc(0)), $dp4(z, w[1], bc(1)));
-                                s0 = $dp4(s0, w[2], bc(2));
-                                s1 = $dp4(s1, w[3], bc(3));
-                                s0 = $dp4(s0, w[4], bc(4));
-                                s1 = $dp4(s1, w[5], bc(5));
-                                s0 = $dp4(s0, w[6], bc(6));
-                                s1 = $dp4(s1, w[7], bc(7));
-                                let s = _mm256_cvtepi32_ps(_mm256_add_epi32(s0, s1));
+                                let s = _mm256_cvtepi32_ps($dq4(&w, x));
                                 sum[$t] = _mm256_fmadd_ps(s, _mm256_mul_ps(dv, _mm256_set1_ps(da)), sum[$t]);
                                 sum[$t] = _mm256_fmadd_ps(mv, _mm256_set1_ps(sa), sum[$t]);
                             }
@@ -302,6 +304,10 @@ pub struct QMatrix {
     /// are those of `0..16`); empty for the other kinds.
     d2: Vec<f32>,
     m2: Vec<f32>,
+    /// Byte codes that are all below 64 (`Q5_*`, `Q6_K`, `Q3_K` and `Q2_K` codes, widened
+    /// nibbles): the AVX2 kernel multiplies them as they are and adds two vectors' 16-bit
+    /// pair sums before widening them.
+    narrow: bool,
 }
 
 /// Row-major blocks, as read from a GGUF (before interleaving).
@@ -405,7 +411,7 @@ impl QMatrix {
                 qs[at..at + eb].copy_from_slice(v);
             }
         }
-        Some(Self { kind, rows, cols, qs, d: Vec::new(), m: Vec::new(), d2: Vec::new(), m2: Vec::new() })
+        Some(Self { kind, rows, cols, qs, d: Vec::new(), m: Vec::new(), d2: Vec::new(), m2: Vec::new(), narrow: false })
     }
 
     /// Row `r` of a float kind, as its little-endian bytes, appended to `out`.
@@ -474,7 +480,8 @@ impl QMatrix {
                 }
             }
         }
-        Self { kind: src.kind, rows: src.rows, cols: src.cols, qs, d, m, d2, m2 }
+        let narrow = matches!(src.kind, Kind::Q8_0 | Kind::Q8x16) && qs.iter().all(|&q| q < 64);
+        Self { kind: src.kind, rows: src.rows, cols: src.cols, qs, d, m, d2, m2, narrow }
     }
 
     /// Read `rows x cols` values stored as GGUF blocks of `block_bytes` bytes holding
@@ -745,6 +752,7 @@ impl QMatrix {
             let mut a = it.next()?;
             for p in it {
                 a.rows += p.rows;
+                a.narrow &= p.narrow;
                 a.qs.extend(p.qs);
                 a.d.extend(p.d);
                 a.m.extend(p.m);
@@ -815,6 +823,7 @@ impl QMatrix {
                         m2: if halves { &self.m2[g * nb * RG..(g + 1) * nb * RG] } else { &[] },
                         q8: self.kind != Kind::Q4_1,
                         halves,
+                        narrow: self.narrow,
                     };
                     let lanes = RG.min(rows - g * RG);
                     for (ti, tile) in rows_c.chunks(TILE).enumerate() {
@@ -907,6 +916,8 @@ struct Group<'a> {
     q8: bool,
     /// A scale and offset per 16 elements ([`Kind::Q8x16`]).
     halves: bool,
+    /// Byte codes below 64 ([`QMatrix`]'s `narrow`).
+    narrow: bool,
 }
 
 impl Group<'_> {
@@ -919,19 +930,27 @@ impl Group<'_> {
                     // SAFETY: the CPU has the kernel's features (checked just above); the
                     // kernels check the slices' lengths.
                     unsafe {
-                        match (self.q8, self.halves, acts.len()) {
-                            (false, _, 4) => $m::$f::<4, false, false>(self, acts, acc),
-                            (false, _, 3) => $m::$f::<3, false, false>(self, acts, acc),
-                            (false, _, 2) => $m::$f::<2, false, false>(self, acts, acc),
-                            (false, _, _) => $m::$f::<1, false, false>(self, acts, acc),
-                            (true, false, 4) => $m::$f::<4, true, false>(self, acts, acc),
-                            (true, false, 3) => $m::$f::<3, true, false>(self, acts, acc),
-                            (true, false, 2) => $m::$f::<2, true, false>(self, acts, acc),
-                            (true, false, _) => $m::$f::<1, true, false>(self, acts, acc),
-                            (true, true, 4) => $m::$f::<4, true, true>(self, acts, acc),
-                            (true, true, 3) => $m::$f::<3, true, true>(self, acts, acc),
-                            (true, true, 2) => $m::$f::<2, true, true>(self, acts, acc),
-                            (true, true, _) => $m::$f::<1, true, true>(self, acts, acc),
+                        match (self.q8, self.halves, self.narrow, acts.len()) {
+                            (false, _, _, 4) => $m::$f::<4, false, false, false>(self, acts, acc),
+                            (false, _, _, 3) => $m::$f::<3, false, false, false>(self, acts, acc),
+                            (false, _, _, 2) => $m::$f::<2, false, false, false>(self, acts, acc),
+                            (false, _, _, _) => $m::$f::<1, false, false, false>(self, acts, acc),
+                            (true, false, false, 4) => $m::$f::<4, true, false, false>(self, acts, acc),
+                            (true, false, false, 3) => $m::$f::<3, true, false, false>(self, acts, acc),
+                            (true, false, false, 2) => $m::$f::<2, true, false, false>(self, acts, acc),
+                            (true, false, false, _) => $m::$f::<1, true, false, false>(self, acts, acc),
+                            (true, false, true, 4) => $m::$f::<4, true, false, true>(self, acts, acc),
+                            (true, false, true, 3) => $m::$f::<3, true, false, true>(self, acts, acc),
+                            (true, false, true, 2) => $m::$f::<2, true, false, true>(self, acts, acc),
+                            (true, false, true, _) => $m::$f::<1, true, false, true>(self, acts, acc),
+                            (true, true, false, 4) => $m::$f::<4, true, true, false>(self, acts, acc),
+                            (true, true, false, 3) => $m::$f::<3, true, true, false>(self, acts, acc),
+                            (true, true, false, 2) => $m::$f::<2, true, true, false>(self, acts, acc),
+                            (true, true, false, _) => $m::$f::<1, true, true, false>(self, acts, acc),
+                            (true, true, true, 4) => $m::$f::<4, true, true, true>(self, acts, acc),
+                            (true, true, true, 3) => $m::$f::<3, true, true, true>(self, acts, acc),
+                            (true, true, true, 2) => $m::$f::<2, true, true, true>(self, acts, acc),
+                            (true, true, true, _) => $m::$f::<1, true, true, true>(self, acts, acc),
                         }
                     }
                 };
@@ -1073,6 +1092,39 @@ mod tests {
         }
     }
 
+    /// The 16-bit sums of the AVX2 kernel at their bounds: every nibble 15 and every byte
+    /// code 63 (the largest narrow one), against activation codes of +-127 of one sign per
+    /// block, where a wrapped sum would show.
+    #[test]
+    fn the_largest_codes_do_not_wrap_the_sixteen_bit_sums() {
+        let (rows, cols) = (16, 256);
+        let team = crate::team::Team::new(1);
+        let x: Vec<f32> = (0..2 * cols).map(|i| if (i / QK).is_multiple_of(2) { 1.0 } else { -1.0 }).collect();
+        let a = QActs::quantize(&x, cols);
+        let (one, zero) = ([0x00u8, 0x3c], [0u8; 2]); // 1.0 and 0.0 as halves
+                                                      // Q4_1: d = 1, m = 0, every nibble 15.
+        let q4: Vec<u8> = (0..rows * cols / QK).flat_map(|_| one.into_iter().chain(zero).chain([0xff; 16])).collect();
+        // Q6_K: every code 63 (`ql` and `qh` all ones), scales 1, d = 1.
+        let q6: Vec<u8> = (0..rows * cols / 256).flat_map(|_| [0xffu8; 192].into_iter().chain([1u8; 16]).chain(one)).collect();
+        for (dtype, bytes, code, offset) in [("Q4_1", q4, 15.0, 0.0), ("Q6_K", q6, 63.0, -32.0)] {
+            let m = QMatrix::from_gguf(dtype, &bytes, rows, cols).unwrap();
+            assert_eq!(m.narrow, dtype == "Q6_K");
+            let mut want = vec![0f32; 2 * rows];
+            m.matmul_with(Kernel::Portable, &a, &mut want, &team);
+            // Every weight `code + offset`, activations +-1 by block: the blocks cancel.
+            for v in &want {
+                assert!(v.abs() < 1e-3, "{dtype}: {v}");
+            }
+            every_kernel_agrees(&m, &a, &want, &team, dtype);
+            // One sign throughout: the full sum.
+            let ones = QActs::quantize(&vec![1.0; cols], cols);
+            let mut all = vec![0f32; rows];
+            m.matmul_with(Kernel::Portable, &ones, &mut all, &team);
+            assert!((all[0] - (code + offset) * cols as f32).abs() < 1e-2 * cols as f32, "{dtype}: {}", all[0]);
+            every_kernel_agrees(&m, &ones, &all, &team, dtype);
+        }
+    }
+
     #[test]
     fn half_floats_convert_exactly() {
         for (h, f) in [(0x3c00u16, 1.0f32), (0xc000, -2.0), (0x0000, 0.0), (0x3555, 0.333_251_95), (0x0001, 5.960_464_5e-8), (0x7bff, 65504.0)] {
@@ -1113,6 +1165,8 @@ mod tests {
         ] {
             let q = QTensor::quantize(&wt, dt).unwrap();
             let m = read(dt, &q, rows);
+            let narrow = matches!(dt, GgmlDType::Q5_0 | GgmlDType::Q5_1 | GgmlDType::Q2K | GgmlDType::Q3K | GgmlDType::Q5K | GgmlDType::Q6K);
+            assert_eq!(m.narrow, narrow, "{dt:?}: codes below 64 take the narrow kernel");
             let deq = rows_match_candle(&m, &q, &format!("{dt:?}"));
             let a = QActs::quantize(&x, cols);
             let mut out = vec![0f32; 6 * rows];
