@@ -15,23 +15,6 @@ unsafe fn dp_vnni(acc: __m256i, w: __m256i, x: __m256i) -> __m256i {
     _mm256_dpbusd_epi32(acc, w, x)
 }
 
-/// A nibble block's dot products: two chains of `vpdpbusd` (elements 0..16 and 16..32),
-/// added at the end.
-#[target_feature(enable = "avx512vnni,avx512vl")]
-#[inline]
-unsafe fn dq4_vnni(w: &[__m256i; 8], x: &[i32; 8]) -> __m256i {
-    let bc = |c: usize| _mm256_set1_epi32(x[c]);
-    let z = _mm256_setzero_si256();
-    let (mut s0, mut s1) = (dp_vnni(z, w[0], bc(0)), dp_vnni(z, w[1], bc(1)));
-    s0 = dp_vnni(s0, w[2], bc(2));
-    s1 = dp_vnni(s1, w[3], bc(3));
-    s0 = dp_vnni(s0, w[4], bc(4));
-    s1 = dp_vnni(s1, w[5], bc(5));
-    s0 = dp_vnni(s0, w[6], bc(6));
-    s1 = dp_vnni(s1, w[7], bc(7));
-    _mm256_add_epi32(s0, s1)
-}
-
 /// Narrow byte codes: `vpdpbusd` takes them as it takes any unsigned codes (two chains,
 /// elements `0..16` and `16..32`).
 #[target_feature(enable = "avx512vnni,avx512vl")]
@@ -47,6 +30,14 @@ unsafe fn dq8n_vnni(w: &[__m256i; 8], x: &[i32; 8]) -> (__m256i, __m256i) {
     s0 = dp_vnni(s0, w[3], bc(3));
     s1 = dp_vnni(s1, w[7], bc(7));
     (s0, s1)
+}
+
+/// A nibble block's dot products: the two halves' chains, added.
+#[target_feature(enable = "avx512vnni,avx512vl")]
+#[inline]
+unsafe fn dq4_vnni(w: &[__m256i; 8], x: &[i32; 8]) -> __m256i {
+    let (s0, s1) = dq8n_vnni(w, x);
+    _mm256_add_epi32(s0, s1)
 }
 
 #[inline(always)]
