@@ -925,32 +925,28 @@ impl Group<'_> {
     fn tile(&self, kernel: Kernel, acts: &[QRow<'_>], acc: &mut [[f32; RG]; TILE]) {
         #[cfg(target_arch = "x86_64")]
         if kernel.runs_on(Cpu::detected()) {
+            // The kernel for the number of activation rows (at most `TILE`).
+            macro_rules! by_rows {
+                ($m:ident :: $f:ident, $q8:literal, $h:literal, $n:literal) => {
+                    match acts.len() {
+                        4 => $m::$f::<4, $q8, $h, $n>(self, acts, acc),
+                        3 => $m::$f::<3, $q8, $h, $n>(self, acts, acc),
+                        2 => $m::$f::<2, $q8, $h, $n>(self, acts, acc),
+                        _ => $m::$f::<1, $q8, $h, $n>(self, acts, acc),
+                    }
+                };
+            }
             macro_rules! go {
                 ($m:ident :: $f:ident) => {
                     // SAFETY: the CPU has the kernel's features (checked just above); the
                     // kernels check the slices' lengths.
                     unsafe {
-                        match (self.q8, self.halves, self.narrow, acts.len()) {
-                            (false, _, _, 4) => $m::$f::<4, false, false, false>(self, acts, acc),
-                            (false, _, _, 3) => $m::$f::<3, false, false, false>(self, acts, acc),
-                            (false, _, _, 2) => $m::$f::<2, false, false, false>(self, acts, acc),
-                            (false, _, _, _) => $m::$f::<1, false, false, false>(self, acts, acc),
-                            (true, false, false, 4) => $m::$f::<4, true, false, false>(self, acts, acc),
-                            (true, false, false, 3) => $m::$f::<3, true, false, false>(self, acts, acc),
-                            (true, false, false, 2) => $m::$f::<2, true, false, false>(self, acts, acc),
-                            (true, false, false, _) => $m::$f::<1, true, false, false>(self, acts, acc),
-                            (true, false, true, 4) => $m::$f::<4, true, false, true>(self, acts, acc),
-                            (true, false, true, 3) => $m::$f::<3, true, false, true>(self, acts, acc),
-                            (true, false, true, 2) => $m::$f::<2, true, false, true>(self, acts, acc),
-                            (true, false, true, _) => $m::$f::<1, true, false, true>(self, acts, acc),
-                            (true, true, false, 4) => $m::$f::<4, true, true, false>(self, acts, acc),
-                            (true, true, false, 3) => $m::$f::<3, true, true, false>(self, acts, acc),
-                            (true, true, false, 2) => $m::$f::<2, true, true, false>(self, acts, acc),
-                            (true, true, false, _) => $m::$f::<1, true, true, false>(self, acts, acc),
-                            (true, true, true, 4) => $m::$f::<4, true, true, true>(self, acts, acc),
-                            (true, true, true, 3) => $m::$f::<3, true, true, true>(self, acts, acc),
-                            (true, true, true, 2) => $m::$f::<2, true, true, true>(self, acts, acc),
-                            (true, true, true, _) => $m::$f::<1, true, true, true>(self, acts, acc),
+                        match (self.q8, self.halves, self.narrow) {
+                            (false, _, _) => by_rows!($m::$f, false, false, false),
+                            (true, false, false) => by_rows!($m::$f, true, false, false),
+                            (true, false, true) => by_rows!($m::$f, true, false, true),
+                            (true, true, false) => by_rows!($m::$f, true, true, false),
+                            (true, true, true) => by_rows!($m::$f, true, true, true),
                         }
                     }
                 };
