@@ -12,6 +12,7 @@
 
 use super::embedded::{dot_i8, QuantizedCosine};
 use hnsw_rs::hnsw::Hnsw;
+use rayon::prelude::*;
 use std::cell::RefCell;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -132,7 +133,7 @@ impl FlatGraph {
     /// `rows` is the number of rows, `code_of(r)` the [`quantize`](super::embedded::quantize)d
     /// vector of row `r`. `None` when the file is damaged or describes other chunks (one
     /// missing, added or deleted since it was written): the caller builds a new graph.
-    pub fn from_bytes(bytes: &[u8], dim: usize, rows: usize, row_of: impl Fn(&str) -> Option<usize>, code_of: impl Fn(usize) -> Vec<i8>) -> Option<Self> {
+    pub fn from_bytes(bytes: &[u8], dim: usize, rows: usize, row_of: impl Fn(&str) -> Option<usize>, code_of: impl Fn(usize) -> Vec<i8> + Sync) -> Option<Self> {
         let body = bytes.len().checked_sub(8).map(|n| &bytes[..n])?;
         if u64::from_le_bytes(bytes[body.len()..].try_into().ok()?) != fnv64(body) {
             return None;
@@ -200,14 +201,15 @@ impl FlatGraph {
             new_off0.push(new_nb0.len() as u32);
         }
         let stride = dim.div_ceil(16) * 16;
+        // The rows' codes are made again from their vectors, on every core.
         let mut codes = vec![0i8; n * stride];
         let mut inv = vec![0f32; n];
-        for r in 0..n {
+        codes.par_chunks_mut(stride).zip(inv.par_iter_mut()).enumerate().with_min_len(1024).for_each(|(r, (code, inv))| {
             let v = code_of(r);
             let d = dim.min(v.len());
-            codes[r * stride..r * stride + d].copy_from_slice(&v[..d]);
-            inv[r] = inv_of(&v, dim);
-        }
+            code[..d].copy_from_slice(&v[..d]);
+            *inv = inv_of(&v, dim);
+        });
         Some(Self { n, dim, stride, codes, inv, off0: new_off0, nb0: new_nb0, upper, entry })
     }
 

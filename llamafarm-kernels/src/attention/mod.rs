@@ -104,19 +104,62 @@ pub fn attention(h: &Heads, q: &[f32], q_stride: usize, cache: &KvCache, layer: 
 /// [`attention`] on the best path `cpu` allows (AVX2 with FMA, else portable).
 #[allow(clippy::too_many_arguments)]
 pub fn attention_with(cpu: Cpu, h: &Heads, q: &[f32], q_stride: usize, cache: &KvCache, layer: usize, p0: usize, n: usize, out: &mut [f32], team: &Team) {
+    assert!(out.len() == n * h.heads * h.head_dim, "attention shape");
+    attention_batch_with(cpu, h, q, q_stride, &[Seq { cache, p0, n, row0: 0 }], layer, out, team)
+}
+
+/// One sequence of a batched attention call: `n` new tokens at positions `p0..p0 + n`
+/// of `cache`, which are rows `row0..row0 + n` of the call's queries and output.
+pub struct Seq<'a> {
+    /// The sequence's cache, holding the new tokens' keys and values.
+    pub cache: &'a KvCache,
+    /// Position of the first new token.
+    pub p0: usize,
+    /// New tokens.
+    pub n: usize,
+    /// Row of the first new token in the call's `q` and `out`.
+    pub row0: usize,
+}
+
+/// [`attention`] for several sequences at once, each over its own cache: one split of
+/// all their work between the team's threads (decoding a batch, each sequence alone has
+/// only a head or two per thread).
+pub fn attention_batch(h: &Heads, q: &[f32], q_stride: usize, seqs: &[Seq], layer: usize, out: &mut [f32], team: &Team) {
+    attention_batch_with(Cpu::active(), h, q, q_stride, seqs, layer, out, team)
+}
+
+/// [`attention_batch`] on the best path `cpu` allows.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_batch_with(cpu: Cpu, h: &Heads, q: &[f32], q_stride: usize, seqs: &[Seq], layer: usize, out: &mut [f32], team: &Team) {
     let (hd, group) = (h.head_dim, h.heads / h.kv_heads);
     let dim = h.heads * hd;
-    assert!(p0 + n <= cache.cap && out.len() == n * dim, "attention shape");
     // Items: in a prefill, (block of tokens, KV head) with every query head of the
-    // group; when decoding, single query heads (so both threads have work).
-    let blocks = n.div_ceil(TOKENS);
-    let items = if n == 1 { h.heads } else { blocks * h.kv_heads };
+    // group; when decoding, single query heads (so both threads have work). `first[i]`
+    // is sequence `i`'s first item.
+    let mut first = Vec::with_capacity(seqs.len() + 1);
+    first.push(0);
+    for s in seqs {
+        assert!(s.p0 + s.n <= s.cache.cap && (s.row0 + s.n) * dim <= out.len(), "attention shape");
+        assert!(s.n == 0 || (s.row0 + s.n - 1) * q_stride + dim <= q.len(), "attention shape");
+        let items = if s.n == 1 { h.heads } else { s.n.div_ceil(TOKENS) * h.kv_heads };
+        first.push(first[first.len() - 1] + items);
+    }
+    // Each sequence writes its own rows of `out`.
+    let mut rows: Vec<(usize, usize)> = seqs.iter().filter(|s| s.n > 0).map(|s| (s.row0, s.row0 + s.n)).collect();
+    rows.sort_unstable();
+    assert!(rows.windows(2).all(|w| w[0].1 <= w[1].0), "attention sequences share rows");
+    let items = first[seqs.len()];
     let parts = team.threads();
     let od = Disjoint::new(out);
-    let (kt, v) = (&cache.k[layer], &cache.v[layer]);
     team.run(&|p| {
         let mut s = Scratch::default();
+        let mut si = 0;
         for it in share(items, parts, p) {
+            while it >= first[si + 1] {
+                si += 1;
+            }
+            let (sq, it) = (&seqs[si], it - first[si]);
+            let (n, p0, r0, cache) = (sq.n, sq.p0, sq.row0, sq.cache);
             let (tokens, kvh, heads) = if n == 1 {
                 (0..1, it / group, it..it + 1)
             } else {
@@ -128,7 +171,8 @@ pub fn attention_with(cpu: Cpu, h: &Heads, q: &[f32], q_stride: usize, cache: &K
             s.starts.clear();
             for t in tokens.clone() {
                 for hh in heads.clone() {
-                    s.q.extend_from_slice(&q[t * q_stride + hh * hd..t * q_stride + (hh + 1) * hd]);
+                    let at = (r0 + t) * q_stride + hh * hd;
+                    s.q.extend_from_slice(&q[at..at + hd]);
                     s.lens.push(p0 + t + 1);
                     s.starts.push(if h.window > 0 { (p0 + t + 1).saturating_sub(h.window) } else { 0 });
                 }
@@ -136,14 +180,16 @@ pub fn attention_with(cpu: Cpu, h: &Heads, q: &[f32], q_stride: usize, cache: &K
             let m = s.lens.len();
             s.o.clear();
             s.o.resize(m * hd, 0.0);
-            let kh = &kt[kvh * hd * cache.cap..(kvh + 1) * hd * cache.cap];
-            attend(cpu, &mut s, hd, kh, cache.cap, v, cache.kvd, kvh * hd);
+            let kh = &cache.k[layer][kvh * hd * cache.cap..(kvh + 1) * hd * cache.cap];
+            attend(cpu, &mut s, hd, kh, cache.cap, &cache.v[layer], cache.kvd, kvh * hd);
             let mut i = 0;
             for t in tokens.clone() {
                 for hh in heads.clone() {
-                    // SAFETY: `share` gives each part its own items, and items cover
-                    // disjoint (token, head) pairs.
-                    let o = unsafe { od.range(t * dim + hh * hd..t * dim + (hh + 1) * hd) };
+                    let at = (r0 + t) * dim + hh * hd;
+                    // SAFETY: `share` gives each part its own items, items cover
+                    // disjoint (token, head) cells of their sequence, and sequences'
+                    // rows do not overlap (asserted above).
+                    let o = unsafe { od.range(at..at + hd) };
                     o.copy_from_slice(&s.o[i * hd..(i + 1) * hd]);
                     i += 1;
                 }
@@ -312,6 +358,16 @@ pub fn sum(a: &[f32]) -> f32 {
 mod tests {
     use super::*;
 
+    /// `n` values in -0.5..0.5 from a linear congruential generator.
+    fn uniform(seed: &mut u64, n: usize) -> Vec<f32> {
+        (0..n)
+            .map(|_| {
+                *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                (*seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+            })
+            .collect()
+    }
+
     /// Against a direct evaluation, for a prefill and a decode step, across a cache
     /// that grows, with grouped heads and partial blocks.
     #[test]
@@ -319,14 +375,7 @@ mod tests {
         let (heads, kv_heads, hd) = (6, 2, 64);
         let (dim, kvd) = (heads * hd, kv_heads * hd);
         let mut seed = 7u64;
-        let mut rnd = |n: usize| -> Vec<f32> {
-            (0..n)
-                .map(|_| {
-                    seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                    (seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-                })
-                .collect()
-        };
+        let mut rnd = |n: usize| uniform(&mut seed, n);
         let total = 75;
         let (keys, vals) = (rnd(total * kvd), rnd(total * kvd));
         let team = Team::new(2);
@@ -370,5 +419,47 @@ mod tests {
                 p0 += n;
             }
         }
+    }
+
+    /// Several sequences in one call, each over its own cache and in rows of its own
+    /// (a prefill beside decode steps, a gap of unused rows), give exactly what one call
+    /// per sequence gives; rows that belong to no sequence are left alone.
+    #[test]
+    fn a_batch_of_sequences_matches_one_call_each() {
+        let (heads, kv_heads, hd) = (6, 2, 32);
+        let (dim, kvd) = (heads * hd, kv_heads * hd);
+        let mut seed = 11u64;
+        let mut rnd = |n: usize| uniform(&mut seed, n);
+        let team = Team::new(2);
+        let h = Heads { heads, kv_heads, head_dim: hd, window: 0 };
+        // (cached positions before, new tokens, first row)
+        let shapes = [(9, 1, 0), (0, 7, 1), (40, 1, 9), (3, 2, 10)];
+        let rows = 13;
+        let q_stride = dim + 5;
+        let q = rnd(rows * q_stride);
+        let caches: Vec<KvCache> = shapes
+            .iter()
+            .map(|&(p0, n, _)| {
+                let mut c = KvCache::new(1, kvd, 4);
+                c.reserve(p0 + n);
+                for p in 0..p0 + n {
+                    c.put(0, p, &rnd(kvd), &rnd(kvd));
+                }
+                c.len = p0 + n;
+                c
+            })
+            .collect();
+        let seqs: Vec<Seq> = shapes.iter().zip(&caches).map(|(&(p0, n, row0), cache)| Seq { cache, p0, n, row0 }).collect();
+        let mut got = vec![f32::NAN; rows * dim];
+        attention_batch(&h, &q, q_stride, &seqs, 0, &mut got, &team);
+        for s in &seqs {
+            let mut want = vec![0f32; s.n * dim];
+            attention(&h, &q[s.row0 * q_stride..], q_stride, s.cache, 0, s.p0, s.n, &mut want, &team);
+            assert_eq!(got[s.row0 * dim..(s.row0 + s.n) * dim].to_vec(), want, "rows {}..{}", s.row0, s.row0 + s.n);
+        }
+        assert!(got[8 * dim..9 * dim].iter().all(|v| v.is_nan()), "a row of no sequence was written");
+        let overlapping = [Seq { cache: &caches[0], p0: 9, n: 1, row0: 3 }, Seq { cache: &caches[1], p0: 0, n: 7, row0: 1 }];
+        let shared = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| attention_batch(&h, &q, q_stride, &overlapping, 0, &mut got, &team)));
+        assert!(shared.is_err(), "sequences sharing rows are refused");
     }
 }

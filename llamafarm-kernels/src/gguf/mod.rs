@@ -1020,15 +1020,20 @@ impl QActs {
             let amax = lanes.iter().fold(0f32, |a, &v| a.max(v));
             let sc = amax / 127.0;
             let inv = if sc > 0.0 { 1.0 / sc } else { 0.0 };
-            let (mut sum, mut lo) = (0i32, 0i32);
-            for (i, (o, v)) in q.iter_mut().zip(blk).enumerate() {
-                let c = (v * inv).round() as i8;
-                *o = c;
-                sum += c as i32;
-                if i == 15 {
-                    lo = sum;
-                }
+            // Codes first, then the two halves' sums: separate loops over whole blocks, so
+            // each vectorises. The codes are `(v * inv).round() as i8` (saturating, NaN to
+            // 0), written so that the conversion vectorises too.
+            let (blk, q): (&[f32; QK], &mut [i8; QK]) = (blk.try_into().expect("a block"), q.try_into().expect("a block"));
+            for (o, v) in q.iter_mut().zip(blk) {
+                let r = (v * inv).round();
+                let r = if r.is_nan() { 0.0 } else { r.clamp(-128.0, 127.0) };
+                // SAFETY: `r` is finite and within `i32`.
+                *o = unsafe { r.to_int_unchecked::<i32>() } as i8;
             }
+            // Sixteen codes of at most 128 in magnitude cannot overflow.
+            let half = |h: &[i8]| h.iter().fold(0i32, |a, &c| a.wrapping_add(c as i32));
+            let (lo, hi) = (half(&q[..QK / 2]), half(&q[QK / 2..]));
+            let sum = lo + hi;
             d.push(sc);
             s.push(sc * sum as f32);
             sums.push(sum);
@@ -1296,5 +1301,29 @@ mod tests {
         s.row_f32(65, &mut a2);
         assert_eq!(a2, w[65 * cols..66 * cols]);
         assert!(QMatrix::from_gguf("F16", &[0u8; 62], 1, 32).is_none(), "a size that does not match");
+    }
+
+    /// Activation codes are `(v / scale).round() as i8` (ties away from zero, saturating),
+    /// with the block sums of those codes, halves included, for ties, block maxima and
+    /// values that are not finite.
+    #[test]
+    fn activation_codes_round_ties_away_and_match_their_sums() {
+        let mut x: Vec<f32> = (0..64).map(|i| (i as f32 - 31.5) * 0.25).collect();
+        // A block whose scale makes exact halves: amax 127 gives a scale of 1.
+        x.extend((0..32).map(|i| if i == 0 { 127.0 } else { i as f32 * 0.5 - 8.0 }));
+        x.extend([f32::NAN, 1.0, -2.5].iter().cycle().take(32));
+        x.extend([f32::INFINITY, 3.0].iter().cycle().take(32));
+        let a = QActs::quantize(&x, 32);
+        for (b, blk) in x.chunks_exact(QK).enumerate() {
+            let r = a.row(b);
+            let amax = blk.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let sc = amax / 127.0;
+            let inv = if sc > 0.0 { 1.0 / sc } else { 0.0 };
+            let want: Vec<i8> = blk.iter().map(|v| (v * inv).round() as i8).collect();
+            assert_eq!(r.qs, &want[..], "block {b}");
+            let lo: i32 = want[..16].iter().map(|&c| c as i32).sum();
+            assert_eq!((r.sum_lo[0], r.sum[0]), (lo, want.iter().map(|&c| c as i32).sum::<i32>()), "block {b}");
+        }
+        assert_eq!(a.row(2).qs[1..4], [-8, -7, -7], "ties away from zero: -7.5 is -8, -6.5 is -7");
     }
 }

@@ -12,7 +12,7 @@
 //! tokens (see [`QMatrix::matmul`]); decoding then runs one token at a time.
 
 pub use super::attention::KvCache;
-use super::attention::{attention, Heads};
+use super::attention::{attention_batch, Heads, Seq};
 use super::quant::{f16_to_f32, Kind, QActs, QMatrix, QK};
 use super::team::Team;
 use crate::error::{Error, Result};
@@ -449,13 +449,14 @@ impl Llama {
             }
             let heads = Heads { heads: c.heads, kv_heads: c.kv_heads, head_dim: hd, window: l.window };
             for (s, (tokens, cache)) in seqs.iter_mut().enumerate() {
-                let (r0, m) = (first[s], tokens.len());
-                for t in r0..r0 + m {
+                let r0 = first[s];
+                for t in r0..r0 + tokens.len() {
                     let (k, v) = qkv[t * qkv_w + qd..(t + 1) * qkv_w].split_at(kvd);
                     cache.put(li, pos[t], k, v);
                 }
-                attention(&heads, &qkv[r0 * qkv_w..(r0 + m) * qkv_w], qkv_w, cache, li, pos[r0], m, &mut att[r0 * qd..(r0 + m) * qd], team);
             }
+            let batch: Vec<Seq> = seqs.iter().enumerate().map(|(s, (tokens, cache))| Seq { cache, p0: pos[first[s]], n: tokens.len(), row0: first[s] }).collect();
+            attention_batch(&heads, &qkv, qkv_w, &batch, li, &mut att, team);
             l.wo.matmul(&QActs::quantize(&att, qd), &mut o, team);
             if let Some(w) = &l.post_attn_norm {
                 h.copy_from_slice(&o);
