@@ -357,16 +357,7 @@ pub fn sum(a: &[f32]) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// `n` values in -0.5..0.5 from a linear congruential generator.
-    fn uniform(seed: &mut u64, n: usize) -> Vec<f32> {
-        (0..n)
-            .map(|_| {
-                *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                (*seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-            })
-            .collect()
-    }
+    use crate::testutil;
 
     /// Against a direct evaluation, for a prefill and a decode step, across a cache
     /// that grows, with grouped heads and partial blocks.
@@ -375,7 +366,7 @@ mod tests {
         let (heads, kv_heads, hd) = (6, 2, 64);
         let (dim, kvd) = (heads * hd, kv_heads * hd);
         let mut seed = 7u64;
-        let mut rnd = |n: usize| uniform(&mut seed, n);
+        let mut rnd = |n: usize| -> Vec<f32> { (0..n).map(|_| testutil::rnd(&mut seed)).collect() };
         let total = 75;
         let (keys, vals) = (rnd(total * kvd), rnd(total * kvd));
         let team = Team::new(2);
@@ -429,7 +420,7 @@ mod tests {
         let (heads, kv_heads, hd) = (6, 2, 32);
         let (dim, kvd) = (heads * hd, kv_heads * hd);
         let mut seed = 11u64;
-        let mut rnd = |n: usize| uniform(&mut seed, n);
+        let mut rnd = |n: usize| -> Vec<f32> { (0..n).map(|_| testutil::rnd(&mut seed)).collect() };
         let team = Team::new(2);
         let h = Heads { heads, kv_heads, head_dim: hd, window: 0 };
         // (cached positions before, new tokens, first row)
